@@ -1,0 +1,147 @@
+// API keys: shown once, stored as SHA-256, compared in constant time. Every key is held
+// in memory by its hash (loaded from LMDB at start), so authenticating is a hash and a
+// Map lookup — no I/O on the hot path.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { Errors, GatewayError } from '../errors.js';
+import type { Store } from '../store/lmdb.js';
+
+export const Scope = z.enum(['inference', 'usage:read', 'keys:write', 'admin']);
+export type Scope = z.infer<typeof Scope>;
+
+export const KeyRecordSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  kind: z.enum(['master', 'operator', 'minted']),
+  workspace: z.string(),
+  scopes: z.array(Scope),
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  prefix: z.string(),
+  created_at: z.number(),
+  revoked_at: z.number().nullable(),
+});
+export type KeyRecord = z.infer<typeof KeyRecordSchema>;
+
+/** The public view of a key: never the hash, never the secret. */
+export type KeyView = Omit<KeyRecord, 'hash'>;
+
+export const DEFAULT_WORKSPACE = 'default';
+
+function sha256(secret: string): Buffer {
+  return createHash('sha256').update(secret).digest();
+}
+
+function newSecret(kind: 'master' | 'key'): string {
+  return `sk-sluice-${kind === 'master' ? 'master-' : ''}${randomBytes(24).toString('base64url')}`;
+}
+
+export function viewOf(record: KeyRecord): KeyView {
+  const { hash: _hash, ...view } = record;
+  return view;
+}
+
+export class KeyRing {
+  private readonly byHash = new Map<string, { record: KeyRecord; digest: Buffer }>();
+  private readonly byId = new Map<string, KeyRecord>();
+
+  private constructor(private readonly store: Store) {}
+
+  /**
+   * Loads stored keys, adds the operator keys from config and the master key (from config,
+   * or generated on first start into `<data_dir>/master.key`, mode 0600).
+   */
+  static async open(store: Store, opts: { dataDir: string; masterKey?: string | undefined; operatorKeys: readonly string[] }):
+    Promise<{ ring: KeyRing; masterKeyFile: string | null }> {
+    const ring = new KeyRing(store);
+    for (const { value } of store.keys.getRange()) {
+      const parsed = KeyRecordSchema.safeParse(value);
+      if (parsed.success) ring.index(parsed.data);
+    }
+    let masterKeyFile: string | null = null;
+    let master = opts.masterKey;
+    if (!master) {
+      masterKeyFile = join(opts.dataDir, 'master.key');
+      master = await readFile(masterKeyFile, 'utf8').then((s) => s.trim(), () => undefined);
+      if (!master) {
+        master = newSecret('master');
+        await writeFile(masterKeyFile, `${master}\n`, { mode: 0o600 });
+      }
+      await chmod(masterKeyFile, 0o600);
+    }
+    ring.index(ring.configKey('master', master, 'master', ['inference', 'usage:read', 'keys:write', 'admin']));
+    for (const secret of opts.operatorKeys) {
+      ring.index(ring.configKey('operator', secret, 'operator key', ['inference', 'usage:read', 'keys:write']));
+    }
+    return { ring, masterKeyFile };
+  }
+
+  /** Keys from config live in memory only; their id is derived from the hash so it is stable. */
+  private configKey(kind: 'master' | 'operator', secret: string, name: string, scopes: Scope[]): KeyRecord {
+    const hash = sha256(secret).toString('hex');
+    return {
+      id: `${kind === 'master' ? 'key_master' : 'key_op'}_${hash.slice(0, 10)}`,
+      name, kind, workspace: DEFAULT_WORKSPACE, scopes, hash,
+      prefix: secret.slice(0, 14), created_at: 0, revoked_at: null,
+    };
+  }
+
+  private index(record: KeyRecord): void {
+    this.byId.set(record.id, record);
+    if (record.revoked_at === null) this.byHash.set(record.hash, { record, digest: Buffer.from(record.hash, 'hex') });
+    else this.byHash.delete(record.hash);
+  }
+
+  /** The key for a bearer token, or a 401. */
+  authenticate(authorization: string): KeyRecord {
+    if (!authorization) throw new GatewayError(Errors.missingKey, 'Missing API key: send "Authorization: Bearer <key>".');
+    const space = authorization.indexOf(' ');
+    const token = space > 0 && authorization.slice(0, space).toLowerCase() === 'bearer' ? authorization.slice(space + 1).trim() : '';
+    if (!token) throw new GatewayError(Errors.missingKey, 'Malformed Authorization header: expected "Bearer <key>".');
+    const digest = sha256(token);
+    const entry = this.byHash.get(digest.toString('hex'));
+    // The map is keyed by the hash; confirm with a constant-time compare of the digests.
+    if (!entry || !timingSafeEqual(entry.digest, digest)) {
+      throw new GatewayError(Errors.invalidKey, 'Invalid API key.');
+    }
+    return entry.record;
+  }
+
+  async mint(opts: { name: string; workspace?: string; scopes?: Scope[] }): Promise<{ record: KeyRecord; secret: string }> {
+    const secret = newSecret('key');
+    const record: KeyRecord = {
+      id: `key_${randomBytes(8).toString('hex')}`,
+      name: opts.name,
+      kind: 'minted',
+      workspace: opts.workspace ?? DEFAULT_WORKSPACE,
+      scopes: opts.scopes ?? ['inference'],
+      hash: sha256(secret).toString('hex'),
+      prefix: secret.slice(0, 14),
+      created_at: Date.now(),
+      revoked_at: null,
+    };
+    await this.store.keys.put(record.id, record);
+    this.index(record);
+    return { record, secret };
+  }
+
+  /** Revocation is in memory at once (the next request fails) and durable once committed. */
+  async revoke(id: string): Promise<KeyRecord> {
+    const record = this.byId.get(id);
+    if (!record || record.kind !== 'minted') throw new GatewayError(Errors.notFound, `No revocable key with id ${id}.`, 'id');
+    if (record.revoked_at !== null) return record;
+    const revoked = { ...record, revoked_at: Date.now() };
+    this.index(revoked);
+    await this.store.keys.put(id, revoked);
+    return revoked;
+  }
+
+  get(id: string): KeyRecord | undefined {
+    return this.byId.get(id);
+  }
+
+  list(): KeyRecord[] {
+    return [...this.byId.values()].filter((k) => k.kind === 'minted');
+  }
+}

@@ -1,0 +1,92 @@
+// Config = file (SLUICE_CONFIG or ./sluice.yaml|json if present) + env overrides, validated
+// once by zod. Errors name the field and the fix. Sync file reads are fine here: start-up only.
+import { existsSync, readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigSchema, type Config } from './schema.js';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+function readConfigFile(env: Env): { path: string | null; data: Record<string, unknown> } {
+  const explicit = env.SLUICE_CONFIG;
+  const candidates = explicit ? [explicit] : ['./sluice.yaml', './sluice.yml', './sluice.json'];
+  for (const path of candidates) {
+    if (!existsSync(path)) {
+      if (explicit) throw new ConfigError(`SLUICE_CONFIG points at ${path}, which does not exist`);
+      continue;
+    }
+    const text = readFileSync(path, 'utf8');
+    let data: unknown;
+    try {
+      data = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    } catch (err) {
+      throw new ConfigError(`${path}: not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`);
+    }
+    if (data === null || data === undefined) data = {};
+    if (typeof data !== 'object' || Array.isArray(data)) throw new ConfigError(`${path}: the top level must be a mapping`);
+    return { path, data: data as Record<string, unknown> };
+  }
+  return { path: null, data: {} };
+}
+
+function intFromEnv(env: Env, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n)) throw new ConfigError(`${name}=${raw}: must be a whole number`);
+  return n;
+}
+
+/** Env wins over the file for the common knobs SPEC names. */
+function applyEnv(data: Record<string, unknown>, env: Env): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...data };
+  const set = (key: string, value: unknown) => { if (value !== undefined && value !== '') out[key] = value; };
+  set('host', env.HOST);
+  set('port', intFromEnv(env, 'PORT'));
+  set('data_dir', env.SLUICE_DATA_DIR);
+  set('workers', intFromEnv(env, 'SLUICE_WORKERS'));
+  set('master_key', env.SLUICE_MASTER_KEY);
+  set('baseline_model', env.BASELINE_MODEL);
+  set('max_body_bytes', intFromEnv(env, 'SLUICE_MAX_BODY_BYTES'));
+  if (env.SLUICE_API_KEYS) out.api_keys = env.SLUICE_API_KEYS.split(',').map((k) => k.trim()).filter(Boolean);
+
+  const providers = { ...((out.providers as Record<string, Record<string, unknown>> | undefined) ?? {}) };
+  const fromEnv = (name: string, kind: string, keyVar: string, urlVar: string) => {
+    const key = env[keyVar];
+    const url = env[urlVar];
+    if (!key && !url) return;
+    const current: Record<string, unknown> = { kind, ...(providers[name] ?? {}) };
+    if (key) current.api_key = key;
+    if (url) current.base_url = url;
+    providers[name] = current;
+  };
+  fromEnv('openai', 'openai', 'OPENAI_API_KEY', 'OPENAI_BASE_URL');
+  fromEnv('anthropic', 'anthropic', 'ANTHROPIC_API_KEY', 'ANTHROPIC_BASE_URL');
+  if (env.SLUICE_SIM === 'on' || env.SLUICE_SIM === 'off') {
+    providers.sim = { kind: 'sim', ...(providers.sim ?? {}), enabled: env.SLUICE_SIM === 'on' };
+  }
+  out.providers = providers;
+  return out;
+}
+
+function describeIssues(error: z.ZodError, where: string): string {
+  const lines = error.issues.map((issue) => {
+    const field = issue.path.length ? issue.path.join('.') : '(top level)';
+    let hint = '';
+    if (issue.code === 'unrecognized_keys') hint = ` (remove it; known fields are in src/config/schema.ts)`;
+    return `  - ${field}: ${issue.message}${hint}`;
+  });
+  return `invalid configuration (${where}):\n${lines.join('\n')}`;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const { path, data } = readConfigFile(env);
+  const merged = applyEnv(data, env);
+  const parsed = ConfigSchema.safeParse(merged);
+  if (!parsed.success) throw new ConfigError(describeIssues(parsed.error, path ? `${path} + env` : 'env'));
+  return parsed.data;
+}

@@ -1,0 +1,75 @@
+// The config file's shape (YAML or JSON) and the catalog data's shape, validated by zod
+// at start. Field names are snake_case in files; the parsed object is used as is.
+import { z } from 'zod';
+
+export const TokenizerName = z.enum(['o200k_base', 'cl100k_base']);
+export type TokenizerName = z.infer<typeof TokenizerName>;
+
+export const PricesSchema = z.object({
+  input: z.number().nonnegative(),
+  cached_input: z.number().nonnegative().optional(),
+  cache_write: z.number().nonnegative().optional(),
+  output: z.number().nonnegative(),
+}).strict();
+export type Prices = z.infer<typeof PricesSchema>;
+
+export const ModelSchema = z.object({
+  slug: z.string().regex(/^[a-z0-9][a-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'must look like provider/model'),
+  upstream_id: z.string().min(1),
+  context_window: z.number().int().positive(),
+  max_output_tokens: z.number().int().positive().optional(),
+  tokenizer: TokenizerName.default('o200k_base'),
+  capabilities: z.array(z.enum(['tools', 'vision', 'json', 'reasoning'])).default([]),
+  prices: PricesSchema,
+}).strict();
+export type ModelEntry = z.infer<typeof ModelSchema>;
+
+export const CatalogFileSchema = z.object({
+  _comment: z.string().optional(),
+  models: z.array(ModelSchema),
+}).strict();
+
+export const ProviderSchema = z.object({
+  kind: z.enum(['openai', 'anthropic', 'sim']),
+  api_key: z.string().min(1).optional(),
+  base_url: z.url().optional(),
+  enabled: z.boolean().optional(),
+  /** Extra headers sent upstream on every call (e.g. OpenRouter's HTTP-Referer). */
+  headers: z.record(z.string(), z.string()).default({}),
+}).strict();
+export type ProviderConfig = z.infer<typeof ProviderSchema>;
+
+const MiB = 1024 * 1024;
+
+export const ConfigSchema = z.object({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(8080),
+  data_dir: z.string().min(1).default('./data'),
+  /** Worker threads for CPU work (tokenizing). One on a 2-core box leaves a core to the event loop. */
+  workers: z.number().int().min(1).max(64).default(1),
+  master_key: z.string().min(16, 'must be at least 16 characters').optional(),
+  api_keys: z.array(z.string().min(16, 'each operator key must be at least 16 characters')).default([]),
+  baseline_model: z.string().min(1).optional(),
+  max_body_bytes: z.number().int().positive().default(4 * MiB),
+  upstream: z.object({
+    connect_timeout_ms: z.number().int().positive().default(5_000),
+    headers_timeout_ms: z.number().int().positive().default(120_000),
+    body_timeout_ms: z.number().int().positive().default(120_000),
+    connections: z.number().int().positive().default(256),
+    keep_alive_timeout_ms: z.number().int().positive().default(30_000),
+  }).strict().prefault({}),
+  providers: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'provider names are lowercase'), ProviderSchema).default({}),
+  models: z.array(ModelSchema).default([]),
+  billing: z.object({
+    /** charge = upstream cost × (1 + markup), never above the benchmark cost. */
+    markup: z.number().min(0).default(0),
+  }).strict().prefault({}),
+  sim: z.object({
+    ttft_ms: z.number().int().min(0).default(120),
+    tokens_per_second: z.number().positive().default(80),
+    default_max_tokens: z.number().int().positive().default(200),
+  }).strict().prefault({}),
+  shutdown_grace_ms: z.number().int().positive().default(10_000),
+}).strict();
+
+export type Config = z.infer<typeof ConfigSchema>;

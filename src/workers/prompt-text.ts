@@ -1,0 +1,45 @@
+// Prompt token counting the way OpenAI's cookbook does it: per-message overhead plus the
+// tokens of every text the model sees (content parts, names, tool calls, tool schemas).
+import type { Tokenizer } from '../../native/tokenizer.js';
+
+const TOKENS_PER_MESSAGE = 3;
+const REPLY_PRIMING = 3;
+const IMAGE_TOKENS = 85; // low-detail image tile: a fixed cost, not pixel-accurate
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function contentTokens(tok: Tokenizer, content: unknown): number {
+  if (typeof content === 'string') return tok.count(content);
+  if (!Array.isArray(content)) return 0;
+  let n = 0;
+  for (const part of content) {
+    if (!isRecord(part)) continue;
+    if (typeof part.text === 'string') n += tok.count(part.text);
+    else if (part.type === 'image_url' || part.type === 'input_image') n += IMAGE_TOKENS;
+  }
+  return n;
+}
+
+export function countPromptTokens(tok: Tokenizer, request: unknown): number {
+  if (!isRecord(request) || !Array.isArray(request.messages)) return 0;
+  let n = REPLY_PRIMING;
+  for (const m of request.messages) {
+    if (!isRecord(m)) continue;
+    n += TOKENS_PER_MESSAGE;
+    if (typeof m.role === 'string') n += 1;
+    if (typeof m.name === 'string') n += tok.count(m.name);
+    n += contentTokens(tok, m.content);
+    if (Array.isArray(m.tool_calls)) {
+      for (const call of m.tool_calls) {
+        if (isRecord(call) && isRecord(call.function)) {
+          const f = call.function;
+          n += tok.count(`${typeof f.name === 'string' ? f.name : ''}${typeof f.arguments === 'string' ? f.arguments : ''}`);
+        }
+      }
+    }
+  }
+  if (Array.isArray(request.tools) && request.tools.length > 0) n += tok.count(JSON.stringify(request.tools));
+  return n;
+}

@@ -1,0 +1,24 @@
+// Piscina worker entry: kept tiny. Tokenizers are built once per worker from the WASM
+// module the main thread compiled (passed in workerData).
+import { workerData } from 'node:worker_threads';
+import { loadTokenizers, type EncodingName, type Tokenizer } from '../../native/tokenizer.js';
+import { countPromptTokens } from './prompt-text.js';
+import type { WorkerResult, WorkerTask } from './protocol.js';
+
+const { wasm } = workerData as { wasm: WebAssembly.Module };
+const ready: Promise<Map<EncodingName, Tokenizer>> = loadTokenizers(wasm, ['o200k_base', 'cl100k_base']);
+const decoder = new TextDecoder();
+
+export default async function run(task: WorkerTask): Promise<WorkerResult> {
+  const tokenizers = await ready;
+  const tok = tokenizers.get(task.encoding) ?? tokenizers.get('o200k_base');
+  if (!tok) return 0;
+  if (task.op === 'countText') return tok.count(task.text);
+  let request: unknown;
+  try {
+    request = JSON.parse(decoder.decode(task.body));
+  } catch {
+    return 0;
+  }
+  return countPromptTokens(tok, request);
+}
