@@ -1,0 +1,39 @@
+// Dollar figures for one request, from catalog list prices (USD per 1M tokens).
+import type { Prices } from '../config/schema.js';
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  cached_tokens: number;
+}
+
+export interface Costs {
+  cost_usd: number;
+  benchmark_usd: number;
+  charge_usd: number;
+  saved_usd: number;
+}
+
+const PER_TOKEN = 1 / 1_000_000;
+
+/** Round to 1e-9 USD so headers and ledger agree to the digit. */
+function round(usd: number): number {
+  return Math.round(usd * 1e9) / 1e9;
+}
+
+export function upstreamCost(prices: Prices, usage: Usage): number {
+  const cached = Math.min(usage.cached_tokens, usage.prompt_tokens);
+  const cachedPrice = prices.cached_input ?? prices.input;
+  return ((usage.prompt_tokens - cached) * prices.input + cached * cachedPrice + usage.completion_tokens * prices.output) * PER_TOKEN;
+}
+
+/**
+ * benchmark = the baseline (or requested) model at list price, full prompt, no cache;
+ * charge = upstream cost × (1 + markup), never above the benchmark; saved = benchmark − charge.
+ */
+export function priceRequest(served: Prices, benchmark: Prices, usage: Usage, markup: number): Costs {
+  const cost = round(upstreamCost(served, usage));
+  const bench = round(upstreamCost(benchmark, { ...usage, cached_tokens: 0 }));
+  const charge = round(Math.min(cost * (1 + markup), Math.max(bench, cost)));
+  return { cost_usd: cost, benchmark_usd: bench, charge_usd: charge, saved_usd: round(bench - charge) };
+}

@@ -1,0 +1,260 @@
+// POST /v1/chat/completions, top to bottom: validate → plan (route) → dispatch →
+// respond (buffered JSON, or SSE passed through byte for byte) → settle (costs, ledger row).
+import type { KeyRecord } from '../accounts/keys.js';
+import type { Ledger, LedgerRow, RequestIds } from '../accounts/ledger.js';
+import { priceRequest, type Costs, type Usage } from '../accounts/pricing.js';
+import type { Prices } from '../config/schema.js';
+import { Errors, GatewayError } from '../errors.js';
+import type { ChatCall, ChatRequest, ResponseSink, UpstreamHandle } from '../providers/provider.js';
+import type { Catalog, Route } from '../router/catalog.js';
+import type { Exchange, HeaderList } from '../server/exchange.js';
+import type { WorkerPool } from '../workers/pool.js';
+import { ChatRequestSchema, parseBody, parseJson } from './schemas.js';
+import { SseUsageTap, readUsage } from './sse-usage.js';
+
+export interface ChatDeps {
+  catalog: Catalog;
+  ledger: Ledger;
+  ids: RequestIds;
+  pool: WorkerPool;
+  markup: number;
+  /** BASELINE_MODEL's prices; null = benchmark against the requested model. */
+  baseline: Prices | null;
+}
+
+/** Plain decimal (never 1e-7): what the x-btl-* headers carry. */
+export function fmtUsd(usd: number): string {
+  return usd.toFixed(9).replace(/\.?0+$/, '') || '0';
+}
+
+function ms(start: number, end: number): number {
+  return Math.round((end - start) * 1000) / 1000;
+}
+
+export class ChatGateway {
+  inFlight = 0;
+  constructor(readonly deps: ChatDeps) {}
+
+  handle(ex: Exchange, key: KeyRecord, body: Buffer, t0: number): void {
+    let request: ChatRequest;
+    let route: Route | undefined;
+    try {
+      request = parseBody(ChatRequestSchema, parseJson(body)) as ChatRequest;
+      route = this.deps.catalog.resolve(request.model).routes[0];
+      if (!route) throw new GatewayError(Errors.noRoute, `No enabled provider serves '${request.model}'. Set its provider key or enable sim.`, 'model');
+    } catch (err) {
+      ex.sendError(err);
+      const e = err instanceof GatewayError ? err : null;
+      this.deps.ledger.append(baseRow(ex.requestId, key, typeof request! === 'object' ? request.model : '', false, {
+        status: e?.status ?? 500, error: e?.code ?? 'internal_error', total_ms: ms(t0, performance.now()),
+      }));
+      return;
+    }
+    this.inFlight++;
+    new ChatExchange(this, ex, key, request, body, route, t0).dispatch();
+  }
+}
+
+function baseRow(id: string, key: KeyRecord, model: string, stream: boolean, extra: Partial<LedgerRow>): LedgerRow {
+  return {
+    id, ts: Date.now(), workspace: key.workspace, key_id: key.id, endpoint: 'chat.completions', requested_model: model,
+    served: null, router_bucket: null, router_score: null, cache: 'miss', stream,
+    prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, usage_source: 'none', saved_tokens: {},
+    cost_usd: 0, benchmark_usd: 0, charge_usd: 0, saved_usd: 0,
+    ttfb_ms: null, total_ms: 0, overhead_ms: 0, status: 0, retries: 0, error: null, ...extra,
+  };
+}
+
+/** One chat request in flight: it is the sink the provider adapter answers into. */
+class ChatExchange implements ResponseSink {
+  private readonly stream: boolean;
+  private handle: UpstreamHandle | null = null;
+  private tap: SseUsageTap | null = null;
+  private chunks: Buffer[] = [];
+  private status = 0;
+  private tDispatch = 0;
+  private tFirstByte = 0;
+  private tUpstreamEnd = 0;
+  private settled = false;
+
+  constructor(
+    private readonly gw: ChatGateway,
+    private readonly ex: Exchange,
+    private readonly key: KeyRecord,
+    private readonly request: ChatRequest,
+    private readonly body: Buffer,
+    private readonly route: Route,
+    private readonly t0: number,
+  ) {
+    this.stream = request.stream === true;
+  }
+
+  dispatch(): void {
+    const call: ChatCall = {
+      upstreamModel: this.route.upstreamModel, encoding: this.route.model.tokenizer,
+      request: this.request, body: this.body, stream: this.stream,
+    };
+    this.ex.onAbort(() => this.clientAborted());
+    this.tDispatch = performance.now();
+    this.handle = this.route.provider.chat(call, this);
+  }
+
+  // ---- respond -------------------------------------------------------------------------
+
+  onStart(status: number, contentType: string): void {
+    this.tFirstByte = performance.now();
+    this.status = status;
+    if (this.stream && status === 200 && contentType.includes('event-stream')) {
+      this.tap = new SseUsageTap(
+        this.request.stream_options?.include_usage === true,
+        (chunk) => this.ex.write(chunk),
+        () => this.gatewayComment(),
+      );
+      this.ex.startStream(200, 'text/event-stream; charset=utf-8', this.routeHeaders(), () => this.handle?.resume());
+    }
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.tap) return this.tap.push(chunk);
+    this.chunks.push(chunk);
+    return true;
+  }
+
+  onEnd(): void {
+    this.tUpstreamEnd = performance.now();
+    if (!this.tap) { this.finishBuffered(); return; }
+    const tail = this.tap.flushTail();
+    if (tail) this.ex.write(tail);
+    if (!this.tap.sawDone) this.ex.write(this.gatewayComment());
+    this.ex.end();
+    this.settle(200, null, this.tap.usage);
+  }
+
+  onError(err: GatewayError): void {
+    this.tUpstreamEnd = performance.now();
+    if (this.ex.aborted) return;
+    if (this.tap) {
+      // Headers are gone: the stream ends with an error event, never a silent truncation.
+      this.ex.end(Buffer.from(`data: ${JSON.stringify(err.toJSON())}\n\n`));
+      this.settle(err.status, err.code, this.tap.usage);
+      return;
+    }
+    this.ex.sendError(err, this.routeHeaders());
+    this.settle(err.status, err.code, null);
+  }
+
+  private clientAborted(): void {
+    this.handle?.abort();
+    if (!this.tUpstreamEnd) this.tUpstreamEnd = performance.now();
+    this.settle(499, 'client_closed_request', this.tap?.usage ?? null);
+  }
+
+  private finishBuffered(): void {
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    this.chunks = [];
+    if (this.status >= 500 || (this.status < 400 && this.status !== 200)) {
+      const err = new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} returned HTTP ${this.status}.`);
+      this.ex.sendError(err, this.routeHeaders());
+      this.settle(err.status, `upstream_${this.status}`, null);
+      return;
+    }
+    if (this.status >= 400) {
+      // The provider's own 4xx (already in OpenAI's envelope for OpenAI-kind upstreams) is the caller's to see.
+      this.ex.send(this.status, 'application/json', body, this.routeHeaders());
+      this.settle(this.status, `upstream_${this.status}`, null);
+      return;
+    }
+    let parsed: unknown;
+    try { parsed = JSON.parse(body.toString('utf8')); } catch { parsed = null; }
+    if (typeof parsed !== 'object' || parsed === null) {
+      const err = new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} sent a body that is not JSON.`);
+      this.ex.sendError(err, this.routeHeaders());
+      this.settle(err.status, 'upstream_bad_body', null);
+      return;
+    }
+    const usage = readUsage((parsed as { usage?: unknown }).usage);
+    if (usage) { this.respondBuffered(body, usage); return; }
+    // Rare: an upstream without usage. Count the prompt in the pool before answering.
+    this.gw.deps.pool.countPrompt(this.route.model.tokenizer, this.body).then(
+      (prompt) => this.respondBuffered(body, { prompt_tokens: prompt, completion_tokens: 0, cached_tokens: 0 }, 'estimate'),
+      () => this.respondBuffered(body, { prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0 }, 'estimate'),
+    );
+  }
+
+  private respondBuffered(body: Buffer, usage: Usage, source: 'upstream' | 'estimate' = 'upstream'): void {
+    if (this.ex.aborted) return;
+    const costs = this.costs(usage);
+    const overhead = this.overheadMs(performance.now());
+    const headers: HeaderList = [
+      ...this.routeHeaders(),
+      ['x-gateway-cost-usd', fmtUsd(costs.cost_usd)],
+      ['x-btl-benchmark-cost', fmtUsd(costs.benchmark_usd)],
+      ['x-btl-customer-charge', fmtUsd(costs.charge_usd)],
+      ['x-btl-saved', fmtUsd(costs.saved_usd)],
+      ['x-gateway-overhead-ms', overhead.toFixed(3)],
+    ];
+    // Splice the `gateway` object in before the closing brace: no re-encoding of the body.
+    const close = body.lastIndexOf(125); // '}'
+    const extra = Buffer.from(`,"gateway":${JSON.stringify(this.gatewayObject(usage, costs, overhead))}}`);
+    this.ex.send(200, 'application/json', Buffer.concat([body.subarray(0, close), extra, body.subarray(close + 1)]), headers);
+    this.settle(200, null, usage, source, costs);
+  }
+
+  // ---- figures ---------------------------------------------------------------------------
+
+  private routeHeaders(): HeaderList {
+    return [['x-gateway-decision', this.route.decision], ['x-gateway-retries', '0'], ['x-gateway-cache', 'miss']];
+  }
+
+  private costs(usage: Usage): Costs {
+    const prices = this.route.model.prices;
+    return priceRequest(prices, this.gw.deps.baseline ?? prices, usage, this.gw.deps.markup);
+  }
+
+  private overheadMs(now: number): number {
+    const upstream = (this.tUpstreamEnd || now) - this.tDispatch;
+    return Math.max(0, ms(this.t0, now) - upstream);
+  }
+
+  private gatewayObject(usage: Usage | null, costs: Costs | null, overhead: number) {
+    return {
+      request_id: this.ex.requestId, served: this.route.decision, cache: 'miss', retries: 0,
+      usage, saved_tokens: {}, ...(costs ?? {}), overhead_ms: Math.round(overhead * 1000) / 1000,
+    };
+  }
+
+  /** The streamed equivalent of the headers: an SSE comment before `[DONE]` (SDKs skip comments). */
+  private gatewayComment(): Buffer {
+    const usage = this.tap?.usage ?? null;
+    const obj = this.gatewayObject(usage, usage ? this.costs(usage) : null, this.overheadMs(performance.now()));
+    return Buffer.from(`: gateway ${JSON.stringify(obj)}\n\n`);
+  }
+
+  // ---- settle ------------------------------------------------------------------------------
+
+  private settle(status: number, error: string | null, usage: Usage | null, source: 'upstream' | 'estimate' = 'upstream', known?: Costs): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.gw.inFlight--;
+    const tDone = performance.now();
+    const row = baseRow(this.ex.requestId, this.key, this.request.model, this.stream, {
+      served: this.route.decision, status, error,
+      ttfb_ms: this.tFirstByte ? ms(this.t0, this.tFirstByte) : null,
+      total_ms: ms(this.t0, tDone), overhead_ms: this.overheadMs(tDone),
+    });
+    const write = (u: Usage, src: LedgerRow['usage_source']) => {
+      const c = known ?? this.costs(u);
+      this.gw.deps.ledger.append({ ...row, ...c, prompt_tokens: u.prompt_tokens, cached_tokens: u.cached_tokens,
+        completion_tokens: u.completion_tokens, usage_source: src });
+    };
+    if (usage) { write(usage, source); return; }
+    if (status !== 499 && !this.tap) { this.gw.deps.ledger.append(row); return; }
+    // The stream was cut before the usage frame: the upstream still bills us, so estimate.
+    // Each content event carries about one token; the role and finish events carry none.
+    const completion = Math.max(0, (this.tap?.events ?? 0) - 2);
+    this.gw.deps.pool.countPrompt(this.route.model.tokenizer, this.body).then(
+      (prompt) => write({ prompt_tokens: prompt, completion_tokens: completion, cached_tokens: 0 }, 'estimate'),
+      () => write({ prompt_tokens: 0, completion_tokens: completion, cached_tokens: 0 }, 'estimate'),
+    );
+  }
+}

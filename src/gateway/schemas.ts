@@ -1,0 +1,55 @@
+// HTTP body schemas. Known fields are checked (errors name the field); unknown fields are
+// carried through to the upstream untouched, as OpenAI adds parameters all the time.
+import { z } from 'zod';
+import { Errors, GatewayError } from '../errors.js';
+import { Scope } from '../accounts/keys.js';
+
+const ContentPart = z.looseObject({ type: z.string() });
+const Message = z.looseObject({
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool', 'function']),
+  content: z.union([z.string(), z.array(ContentPart), z.null()]).optional(),
+  name: z.string().optional(),
+});
+
+export const ChatRequestSchema = z.looseObject({
+  model: z.string().min(1, 'model is required'),
+  messages: z.array(Message).min(1, 'messages must contain at least one message'),
+  stream: z.boolean().nullish(),
+  stream_options: z.looseObject({ include_usage: z.boolean().optional() }).nullish(),
+  max_tokens: z.number().int().positive().nullish(),
+  max_completion_tokens: z.number().int().positive().nullish(),
+  n: z.number().int().min(1).max(128).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  tools: z.array(z.looseObject({ type: z.string() })).nullish(),
+});
+
+export const MintKeySchema = z.object({
+  name: z.string().min(1).max(200).default('unnamed'),
+  scopes: z.array(Scope.exclude(['admin'])).min(1).optional(),
+}).strict();
+
+/** `messages.0.role` → `messages[0].role`, the way OpenAI names params. */
+function paramName(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : (out ? `.${String(p)}` : String(p));
+  return out;
+}
+
+export function parseBody<T>(schema: z.ZodType<T>, value: unknown): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const param = issue.path.length ? paramName(issue.path) : null;
+  const message = param ? `Invalid '${param}': ${issue.message}.` : `Invalid request body: ${issue.message}.`;
+  throw new GatewayError(Errors.invalidRequest, message, param);
+}
+
+export function parseJson(body: Buffer): unknown {
+  if (body.length === 0) throw new GatewayError(Errors.invalidJson, 'Request body is empty; expected a JSON object.');
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new GatewayError(Errors.invalidJson, 'Request body is not valid JSON.');
+  }
+}

@@ -1,0 +1,110 @@
+// Reads what billing needs from an OpenAI-format SSE stream while passing its bytes
+// through untouched: the usage frame (parsed, and dropped if the caller did not ask for
+// it) and the `[DONE]` frame (where the gateway slips in its own figures as an SSE
+// comment). Everything else is forwarded as slices of the upstream's buffers.
+import { z } from 'zod';
+import type { Usage } from '../accounts/pricing.js';
+
+const USAGE_KEY = Buffer.from('"usage"');
+const DONE = Buffer.from('[DONE]');
+const EMPTY_CHOICES = Buffer.from('"choices":[]');
+
+const UsageSchema = z.object({
+  prompt_tokens: z.number().int().nonnegative(),
+  completion_tokens: z.number().int().nonnegative(),
+  prompt_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative().optional() }).nullish(),
+});
+
+/** Upstream usage, validated (the upstream is a boundary); null when absent or malformed. */
+export function readUsage(value: unknown): Usage | null {
+  const parsed = UsageSchema.safeParse(value);
+  if (!parsed.success) return null;
+  const u = parsed.data;
+  return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_tokens: u.prompt_tokens_details?.cached_tokens ?? 0 };
+}
+
+/** Index just past the blank line ending the event that starts at `from`, or -1. */
+function eventEnd(buf: Buffer, from: number): number {
+  let i = buf.indexOf(10, from);
+  while (i !== -1) {
+    if (buf[i + 1] === 10) return i + 2;
+    if (buf[i + 1] === 13 && buf[i + 2] === 10) return i + 3;
+    i = buf.indexOf(10, i + 1);
+  }
+  return -1;
+}
+
+function isDone(buf: Buffer, start: number, end: number): boolean {
+  // "data: [DONE]" or "data:[DONE]"
+  const at = buf.indexOf(DONE, start);
+  return at !== -1 && at < end && at - start <= 6;
+}
+
+/** True when `"usage"` in the event is followed by an object (not `null`). */
+function hasUsageObject(buf: Buffer, start: number, end: number): boolean {
+  let at = buf.indexOf(USAGE_KEY, start);
+  if (at === -1 || at >= end) return false;
+  at += USAGE_KEY.length;
+  while (at < end && (buf[at] === 32 || buf[at] === 58)) at++; // spaces and ':'
+  return buf[at] === 123; // '{'
+}
+
+export class SseUsageTap {
+  usage: Usage | null = null;
+  sawDone = false;
+  /** Events seen before [DONE]: a rough completion-token estimate when the stream is cut. */
+  events = 0;
+  private tail: Buffer | null = null;
+
+  constructor(
+    private readonly forwardUsageEvent: boolean,
+    private readonly write: (chunk: Buffer) => boolean,
+    private readonly beforeDone: () => Buffer,
+  ) {}
+
+  /** Feeds upstream bytes; returns false when the client side is applying backpressure. */
+  push(chunk: Buffer): boolean {
+    const buf = this.tail ? Buffer.concat([this.tail, chunk]) : chunk;
+    this.tail = null;
+    let ok = true;
+    let flushFrom = 0;
+    let pos = 0;
+    for (let end = eventEnd(buf, pos); end !== -1; pos = end, end = eventEnd(buf, pos)) {
+      if (isDone(buf, pos, end)) {
+        if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos));
+        this.sawDone = true;
+        ok = this.write(this.beforeDone()) && ok;
+        flushFrom = pos;
+        continue;
+      }
+      this.events++;
+      if (!hasUsageObject(buf, pos, end)) continue;
+      this.takeUsage(buf.subarray(pos, end));
+      if (!this.forwardUsageEvent && buf.indexOf(EMPTY_CHOICES, pos) !== -1 && buf.indexOf(EMPTY_CHOICES, pos) < end) {
+        if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
+        flushFrom = end;
+      }
+    }
+    if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
+    if (pos < buf.length) this.tail = Buffer.from(buf.subarray(pos));
+    return ok;
+  }
+
+  /** Bytes of an unterminated last event, if the upstream ended mid-event. */
+  flushTail(): Buffer | null {
+    const t = this.tail;
+    this.tail = null;
+    return t;
+  }
+
+  private takeUsage(event: Buffer): void {
+    const text = event.toString('utf8');
+    const data = text.slice(text.indexOf('data:') + 5).trim();
+    try {
+      const parsed = JSON.parse(data) as { usage?: unknown };
+      this.usage = readUsage(parsed.usage) ?? this.usage;
+    } catch {
+      // a malformed frame is the upstream's problem; it is forwarded, just not billed from
+    }
+  }
+}

@@ -1,0 +1,86 @@
+// Start-up: config → store → keys → worker pool → providers → catalog → server; and the
+// graceful shutdown on SIGTERM/SIGINT: stop accepting, finish in-flight, flush the
+// ledger, close LMDB.
+import { resolve } from 'node:path';
+import { KeyRing } from './accounts/keys.js';
+import { Ledger, RequestIds } from './accounts/ledger.js';
+import { loadBuiltinModels } from './config/catalog-data.js';
+import { ConfigError, loadConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { ChatGateway } from './gateway/chat.js';
+import { OpenAIProvider } from './providers/openai.js';
+import type { Provider } from './providers/provider.js';
+import { SimProvider } from './providers/sim.js';
+import { Catalog, mergeModels } from './router/catalog.js';
+import { startServer } from './server/app.js';
+import { openStore } from './store/lmdb.js';
+import { WorkerPool } from './workers/pool.js';
+
+function buildProviders(config: Config, pool: WorkerPool): Map<string, Provider> {
+  const providers = new Map<string, Provider>();
+  for (const [name, p] of Object.entries(config.providers)) {
+    if (p.enabled === false || p.kind !== 'openai') continue;
+    if (!p.api_key && !p.base_url) continue;
+    providers.set(name, new OpenAIProvider({
+      name, baseUrl: p.base_url ?? 'https://api.openai.com/v1', apiKey: p.api_key, headers: p.headers,
+      connectTimeoutMs: config.upstream.connect_timeout_ms, headersTimeoutMs: config.upstream.headers_timeout_ms,
+      bodyTimeoutMs: config.upstream.body_timeout_ms, connections: config.upstream.connections,
+      keepAliveTimeoutMs: config.upstream.keep_alive_timeout_ms,
+    }));
+  }
+  // Sim serves every catalog model when no real provider is configured (or when asked to).
+  const simSetting = config.providers.sim?.enabled;
+  if (simSetting === true || (simSetting === undefined && providers.size === 0)) {
+    providers.set('sim', new SimProvider(pool, {
+      ttftMs: config.sim.ttft_ms, tokensPerSecond: config.sim.tokens_per_second, defaultMaxTokens: config.sim.default_max_tokens,
+    }));
+  }
+  return providers;
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const dataDir = resolve(config.data_dir);
+  const store = await openStore(dataDir);
+  const { ring, masterKeyFile } = await KeyRing.open(store, { dataDir, masterKey: config.master_key, operatorKeys: config.api_keys });
+  const pool = await WorkerPool.start(config.workers);
+  const providers = buildProviders(config, pool);
+  const catalog = new Catalog(mergeModels(await loadBuiltinModels(), config.models), providers);
+  const baseline = config.baseline_model ? catalog.pricesOf(config.baseline_model) : undefined;
+  if (config.baseline_model && !baseline) throw new ConfigError(`baseline_model / BASELINE_MODEL: '${config.baseline_model}' is not in the catalog`);
+  const ledger = new Ledger(store);
+  const ids = new RequestIds();
+  const chat = new ChatGateway({ catalog, ledger, ids, pool, markup: config.billing.markup, baseline: baseline ?? null });
+  const server = await startServer({ keys: ring, ids, catalog, chat, maxBodyBytes: config.max_body_bytes, providers: [...providers.keys()] },
+    config.host, config.port);
+
+  const url = `http://${config.host}:${server.port}`;
+  console.log(`sluice listening on ${url}  (OpenAI base URL: ${url}/v1)`);
+  console.log(`providers: ${[...providers.keys()].join(', ')}; data: ${dataDir}; workers: ${config.workers}`);
+  console.log(masterKeyFile ? `master key: in ${masterKeyFile} (mode 0600)` : 'master key: from SLUICE_MASTER_KEY / config');
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${signal}: draining ${chat.inFlight} in-flight request(s)`);
+    server.draining = true;
+    server.stopListening();
+    const deadline = Date.now() + config.shutdown_grace_ms;
+    while (chat.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await ledger.flush();
+    await Promise.allSettled([...providers.values()].map((p) => p.close()));
+    await pool.close();
+    await store.close();
+    console.log('sluice stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError) console.error(`sluice: ${err.message}`);
+  else console.error('sluice: failed to start:', err);
+  process.exit(1);
+});

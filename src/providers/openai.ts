@@ -1,0 +1,133 @@
+// Any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, Groq, Together, OpenRouter, …).
+// One undici Pool per origin with keep-alive; the response is relayed as bytes through
+// undici's handler callbacks, so nothing is decoded or re-encoded on the way.
+import { Pool, type Dispatcher } from 'undici';
+import { Errors, GatewayError } from '../errors.js';
+import type { ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
+
+export interface OpenAIProviderOptions {
+  name: string;
+  baseUrl: string;
+  apiKey: string | undefined;
+  headers: Record<string, string>;
+  connectTimeoutMs: number;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+  connections: number;
+  keepAliveTimeoutMs: number;
+}
+
+class AbortedByClient extends Error {
+  override name = 'AbortedByClient';
+}
+
+/** Maps undici's failure codes to the gateway's catalogue. */
+function upstreamFailure(err: Error & { code?: string }): GatewayError {
+  switch (err.code) {
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+      return new GatewayError(Errors.upstreamTimeout, `Upstream timed out (${err.code}).`);
+    default:
+      return new GatewayError(Errors.upstreamError, `Upstream connection failed (${err.code ?? err.name}).`);
+  }
+}
+
+/** One upstream call's lifecycle; also the handle the gateway uses to abort or resume it. */
+class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
+  private controller: Dispatcher.DispatchController | null = null;
+  private aborted = false;
+
+  constructor(private readonly sink: ResponseSink) {}
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.aborted) controller.abort(new AbortedByClient('client went away'));
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
+    const ct = headers['content-type'];
+    this.sink.onStart(status, typeof ct === 'string' ? ct : '');
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.sink.onData(chunk)) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    this.sink.onEnd();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    if (this.aborted) return;
+    this.sink.onError(upstreamFailure(err));
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.controller?.abort(new AbortedByClient('client went away'));
+  }
+
+  resume(): void {
+    this.controller?.resume();
+  }
+}
+
+export class OpenAIProvider implements Provider {
+  readonly kind = 'openai' as const;
+  readonly name: string;
+  private readonly pool: Pool;
+  private readonly chatPath: string;
+  private readonly headers: Record<string, string>;
+  private readonly headersTimeout: number;
+  private readonly bodyTimeout: number;
+
+  constructor(opts: OpenAIProviderOptions) {
+    this.name = opts.name;
+    const url = new URL(opts.baseUrl);
+    this.chatPath = `${url.pathname.replace(/\/+$/, '')}/chat/completions`;
+    this.pool = new Pool(url.origin, {
+      connections: opts.connections,
+      keepAliveTimeout: opts.keepAliveTimeoutMs,
+      connect: { timeout: opts.connectTimeoutMs },
+      pipelining: 1,
+    });
+    this.headers = { 'content-type': 'application/json', ...opts.headers };
+    if (opts.apiKey) this.headers.authorization = `Bearer ${opts.apiKey}`;
+    this.headersTimeout = opts.headersTimeoutMs;
+    this.bodyTimeout = opts.bodyTimeoutMs;
+  }
+
+  chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    const relay = new Relay(sink);
+    this.pool.dispatch({
+      path: this.chatPath,
+      method: 'POST',
+      headers: this.headers,
+      body: this.encode(call),
+      headersTimeout: this.headersTimeout,
+      bodyTimeout: this.bodyTimeout,
+      blocking: true,
+    }, relay);
+    return relay;
+  }
+
+  /**
+   * Forward the client's bytes untouched when we can. Re-encode only to swap the model id
+   * for the upstream's, or to ask for the usage chunk on streams (billing needs it; the
+   * gateway strips it again if the caller did not ask for it).
+   */
+  private encode(call: ChatCall): Buffer | string {
+    const { request } = call;
+    const needsUsage = call.stream && request.stream_options?.include_usage !== true;
+    if (request.model === call.upstreamModel && !needsUsage) return call.body;
+    const out: Record<string, unknown> = { ...request, model: call.upstreamModel };
+    if (needsUsage) out.stream_options = { ...(request.stream_options ?? {}), include_usage: true };
+    return JSON.stringify(out);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}

@@ -1,0 +1,45 @@
+// The one interface every provider adapter implements. The gateway hands an adapter a
+// validated request and a sink; the adapter answers in OpenAI's wire format (JSON body,
+// or SSE chunks) through the sink's callbacks, undici-handler style, with backpressure.
+import type { EncodingName } from '../../native/tokenizer.js';
+import type { GatewayError } from '../errors.js';
+
+/** The chat-completions body after validation: known fields typed, the rest carried along. */
+export interface ChatRequest {
+  model: string;
+  messages: Array<Record<string, unknown>>;
+  stream?: boolean | undefined;
+  stream_options?: { include_usage?: boolean | undefined } & Record<string, unknown> | undefined;
+  max_tokens?: number | undefined;
+  max_completion_tokens?: number | undefined;
+  [field: string]: unknown;
+}
+
+export interface ChatCall {
+  upstreamModel: string;
+  encoding: EncodingName;
+  request: ChatRequest;
+  /** The body exactly as the client sent it, for adapters that can forward it unchanged. */
+  body: Buffer;
+  stream: boolean;
+}
+
+export interface ResponseSink {
+  onStart(status: number, contentType: string): void;
+  /** Return false to ask the adapter to pause until `resume()`. */
+  onData(chunk: Buffer): boolean;
+  onEnd(): void;
+  onError(err: GatewayError): void;
+}
+
+export interface UpstreamHandle {
+  abort(): void;
+  resume(): void;
+}
+
+export interface Provider {
+  readonly name: string;
+  readonly kind: 'openai' | 'anthropic' | 'sim';
+  chat(call: ChatCall, sink: ResponseSink): UpstreamHandle;
+  close(): Promise<void>;
+}

@@ -1,0 +1,145 @@
+// The sim provider: an in-process, deterministic model so that `npm start` with no keys
+// serves every endpoint. Same prompt → same answer. Realistic shape: time to first token,
+// a steady token rate, OpenAI's exact chunk format, and usage with prompt tokens counted
+// by the real tokenizer in the worker pool.
+import { createHash } from 'node:crypto';
+import type { WorkerPool } from '../workers/pool.js';
+import type { ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
+
+export interface SimOptions {
+  ttftMs: number;
+  tokensPerSecond: number;
+  defaultMaxTokens: number;
+}
+
+const WORDS = ('the a gateway request model token cache route provider answer cost saving stream latency ' +
+  'prompt budget ledger key limit user system context window reply fast cheap simple result value data ' +
+  'will can should is are was be each every one two three more less first last next then so and or but').split(' ');
+
+function lastUserText(messages: ReadonlyArray<Record<string, unknown>>): string {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i];
+    if (m?.role === 'user' && typeof m.content === 'string') return m.content;
+  }
+  return '';
+}
+
+/** Deterministic answer: a short echo of the question, then words drawn from a hash of the prompt. */
+export function simAnswer(call: ChatCall, maxTokens: number): { tokens: string[]; finish: 'stop' | 'length' } {
+  const seed = createHash('sha256').update(call.body).digest();
+  const wanted = 12 + (seed[0]! % 40);
+  const question = lastUserText(call.request.messages).split(/\s+/).filter(Boolean).slice(0, 6);
+  const tokens = ['Simulated', ' reply'];
+  if (question.length) tokens.push(' to', ...question.map((w) => ` ${w}`));
+  tokens.push(':');
+  for (let i = 0; tokens.length < wanted; i++) tokens.push(` ${WORDS[seed[(i + 1) % seed.length]! % WORDS.length]}`);
+  tokens.push('.');
+  return tokens.length > maxTokens ? { tokens: tokens.slice(0, maxTokens), finish: 'length' } : { tokens, finish: 'stop' };
+}
+
+class SimCall implements UpstreamHandle {
+  private timer: NodeJS.Timeout | null = null;
+  private aborted = false;
+  private paused = false;
+  private next = 0;
+  private readonly id = `chatcmpl-sim${Math.random().toString(36).slice(2, 12)}`;
+  private readonly created = Math.floor(Date.now() / 1000);
+  private promptTokens = 0;
+
+  constructor(
+    private readonly call: ChatCall,
+    private readonly sink: ResponseSink,
+    private readonly answer: { tokens: string[]; finish: 'stop' | 'length' },
+    private readonly opts: SimOptions,
+  ) {}
+
+  start(promptTokens: Promise<number>): void {
+    promptTokens.then((n) => {
+      this.promptTokens = n;
+      if (!this.aborted) this.timer = setTimeout(() => this.first(), this.opts.ttftMs);
+    }, (err: unknown) => {
+      void err;
+      if (!this.aborted) this.timer = setTimeout(() => this.first(), this.opts.ttftMs);
+    });
+  }
+
+  private usage() {
+    const completion = this.answer.tokens.length;
+    return { prompt_tokens: this.promptTokens, completion_tokens: completion, total_tokens: this.promptTokens + completion,
+      prompt_tokens_details: { cached_tokens: 0 } };
+  }
+
+  private first(): void {
+    this.timer = null;
+    if (this.aborted) return;
+    if (!this.call.stream) {
+      this.sink.onStart(200, 'application/json');
+      this.sink.onData(Buffer.from(JSON.stringify({
+        id: this.id, object: 'chat.completion', created: this.created, model: this.call.upstreamModel,
+        choices: [{ index: 0, message: { role: 'assistant', content: this.answer.tokens.join(''), refusal: null },
+          logprobs: null, finish_reason: this.answer.finish }],
+        usage: this.usage(), system_fingerprint: null,
+      })));
+      this.sink.onEnd();
+      return;
+    }
+    this.sink.onStart(200, 'text/event-stream');
+    this.emit({ role: 'assistant', content: '' }, null);
+    this.tick();
+  }
+
+  private emit(delta: Record<string, unknown>, finish: string | null): boolean {
+    return this.sink.onData(Buffer.from(`data: ${JSON.stringify({
+      id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.call.upstreamModel,
+      system_fingerprint: null, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    })}\n\n`));
+  }
+
+  private tick = (): void => {
+    this.timer = null;
+    if (this.aborted || this.paused) return;
+    if (this.next < this.answer.tokens.length) {
+      const ok = this.emit({ content: this.answer.tokens[this.next++] }, null);
+      if (!ok) { this.paused = true; return; }
+      this.timer = setTimeout(this.tick, 1000 / this.opts.tokensPerSecond);
+      return;
+    }
+    this.emit({}, this.answer.finish);
+    if (this.call.request.stream_options?.include_usage) {
+      this.sink.onData(Buffer.from(`data: ${JSON.stringify({
+        id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.call.upstreamModel,
+        system_fingerprint: null, choices: [], usage: this.usage(),
+      })}\n\n`));
+    }
+    this.sink.onData(Buffer.from('data: [DONE]\n\n'));
+    this.sink.onEnd();
+  };
+
+  abort(): void {
+    this.aborted = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  resume(): void {
+    if (!this.paused || this.aborted) return;
+    this.paused = false;
+    this.tick();
+  }
+}
+
+export class SimProvider implements Provider {
+  readonly kind = 'sim' as const;
+  readonly name = 'sim';
+
+  constructor(private readonly pool: WorkerPool, private readonly opts: SimOptions) {}
+
+  chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    const max = call.request.max_completion_tokens ?? call.request.max_tokens ?? this.opts.defaultMaxTokens;
+    const sim = new SimCall({ ...call, request: { ...call.request, stream_options: { include_usage: true } } }, sink, simAnswer(call, max), this.opts);
+    sim.start(this.pool.countPrompt(call.encoding, call.body));
+    return sim;
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,74 @@
+// The model catalog: slugs (`provider/model`) with the routes that can serve them.
+// A catalog model is served by its own provider when that provider is enabled, and by
+// the sim provider when sim is on. Lookups are Map hits: resolved once per request.
+import type { ModelEntry, Prices } from '../config/schema.js';
+import { Errors, GatewayError } from '../errors.js';
+import type { Provider } from '../providers/provider.js';
+
+export interface Route {
+  readonly slug: string;
+  readonly provider: Provider;
+  readonly upstreamModel: string;
+  /** `provider/upstream-model`, the value of x-gateway-decision. */
+  readonly decision: string;
+  readonly model: ModelEntry;
+}
+
+export interface ModelRoutes {
+  readonly model: ModelEntry;
+  readonly routes: readonly Route[];
+}
+
+export class Catalog {
+  private readonly bySlug = new Map<string, ModelRoutes>();
+  private readonly byBareId = new Map<string, ModelRoutes>();
+
+  constructor(models: readonly ModelEntry[], providers: ReadonlyMap<string, Provider>) {
+    const sim = [...providers.values()].find((p) => p.kind === 'sim');
+    for (const model of models) {
+      const providerName = model.slug.slice(0, model.slug.indexOf('/'));
+      const routes: Route[] = [];
+      const own = providers.get(providerName);
+      if (own && own.kind !== 'sim') routes.push(route(model, own, model.upstream_id));
+      if (sim) routes.push(route(model, sim, model.slug.slice(providerName.length + 1)));
+      const entry = { model, routes };
+      this.bySlug.set(model.slug, entry);
+      const bare = model.slug.slice(providerName.length + 1);
+      if (!this.byBareId.has(bare)) this.byBareId.set(bare, entry);
+      if (!this.byBareId.has(model.upstream_id)) this.byBareId.set(model.upstream_id, entry);
+    }
+  }
+
+  /** `openai/gpt-4.1-mini` or the bare `gpt-4.1-mini` (what OpenAI SDK users already send). */
+  find(requested: string): ModelRoutes | undefined {
+    return this.bySlug.get(requested) ?? this.byBareId.get(requested);
+  }
+
+  resolve(requested: string): ModelRoutes {
+    const found = this.find(requested);
+    if (!found) {
+      throw new GatewayError(Errors.modelNotFound, `The model '${requested}' does not exist in this gateway's catalog. GET /v1/models lists the models.`, 'model');
+    }
+    return found;
+  }
+
+  pricesOf(requested: string): Prices | undefined {
+    return this.find(requested)?.model.prices;
+  }
+
+  models(): ModelRoutes[] {
+    return [...this.bySlug.values()];
+  }
+}
+
+function route(model: ModelEntry, provider: Provider, upstreamModel: string): Route {
+  return { slug: model.slug, provider, upstreamModel, decision: `${provider.name}/${upstreamModel}`, model };
+}
+
+/** Catalog data file plus config entries (config wins by slug). */
+export function mergeModels(builtin: readonly ModelEntry[], fromConfig: readonly ModelEntry[]): ModelEntry[] {
+  const bySlug = new Map<string, ModelEntry>();
+  for (const m of builtin) bySlug.set(m.slug, m);
+  for (const m of fromConfig) bySlug.set(m.slug, m);
+  return [...bySlug.values()];
+}

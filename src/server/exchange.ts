@@ -1,0 +1,123 @@
+// One HTTP exchange on uWebSockets.js: body reading with a size limit, corked writes from
+// async callbacks, streaming with backpressure, and the OpenAI error envelope.
+import type { HttpResponse } from 'uWebSockets.js';
+import { Errors, GatewayError, UpstreamStatusError, asGatewayError } from '../errors.js';
+
+const STATUS_LINES: Record<number, string> = {
+  200: '200 OK', 201: '201 Created', 204: '204 No Content', 400: '400 Bad Request', 401: '401 Unauthorized',
+  402: '402 Payment Required', 403: '403 Forbidden', 404: '404 Not Found', 405: '405 Method Not Allowed',
+  408: '408 Request Timeout', 409: '409 Conflict', 413: '413 Payload Too Large', 415: '415 Unsupported Media Type',
+  422: '422 Unprocessable Entity', 429: '429 Too Many Requests', 499: '499 Client Closed Request',
+  500: '500 Internal Server Error', 502: '502 Bad Gateway', 503: '503 Service Unavailable', 504: '504 Gateway Timeout',
+};
+
+export function statusLine(status: number): string {
+  return STATUS_LINES[status] ?? `${status} Status`;
+}
+
+export type HeaderList = ReadonlyArray<readonly [string, string]>;
+
+export class Exchange {
+  aborted = false;
+  /** Set once the status line went out; after that only the body may follow. */
+  started = false;
+  finished = false;
+  private abortListener: (() => void) | null = null;
+  private writableListener: (() => void) | null = null;
+
+  constructor(readonly res: HttpResponse, readonly requestId: string) {
+    res.onAborted(() => {
+      this.aborted = true;
+      this.finished = true;
+      this.abortListener?.();
+    });
+  }
+
+  onAbort(listener: () => void): void {
+    this.abortListener = listener;
+  }
+
+  /**
+   * Reads the whole body, refusing more than `limit` bytes (413). uWS hands us chunks that
+   * are only valid during the callback, so each is copied once into a buffer sized from
+   * Content-Length when the client sent one.
+   */
+  readBody(limit: number, declaredLength: string, done: (err: GatewayError | null, body: Buffer) => void): void {
+    const declared = declaredLength === '' ? -1 : Number(declaredLength);
+    const tooLarge = () => new GatewayError(Errors.bodyTooLarge, `Request body exceeds the ${limit}-byte limit.`);
+    if (declared > limit) { done(tooLarge(), Buffer.alloc(0)); return; }
+    let buf = Buffer.allocUnsafe(declared > 0 ? declared : 16 * 1024);
+    let size = 0;
+    let failed = false;
+    this.res.onData((chunk, isLast) => {
+      if (failed) return;
+      const len = chunk.byteLength;
+      if (size + len > limit) {
+        failed = true;
+        done(tooLarge(), Buffer.alloc(0));
+        return;
+      }
+      if (size + len > buf.length) {
+        const bigger = Buffer.allocUnsafe(Math.min(limit, Math.max(buf.length * 2, size + len)));
+        buf.copy(bigger, 0, 0, size);
+        buf = bigger;
+      }
+      buf.set(new Uint8Array(chunk), size);
+      size += len;
+      if (isLast) done(null, buf.subarray(0, size));
+    });
+  }
+
+  send(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.res.cork(() => {
+      this.res.writeStatus(statusLine(status)).writeHeader('content-type', contentType).writeHeader('x-request-id', this.requestId);
+      if (headers) for (const [k, v] of headers) this.res.writeHeader(k, v);
+      this.res.end(body);
+    });
+  }
+
+  sendJson(status: number, value: unknown, headers: HeaderList | null = null): void {
+    this.send(status, 'application/json', JSON.stringify(value), headers);
+  }
+
+  sendError(error: unknown, headers: HeaderList | null = null): void {
+    const err = asGatewayError(error);
+    if (err instanceof UpstreamStatusError) {
+      this.send(err.upstreamStatus, 'application/json', err.body, headers);
+      return;
+    }
+    this.send(err.status, 'application/json', JSON.stringify(err.toJSON()), headers);
+  }
+
+  /** Status and headers for a streamed body; `onWritable` fires when a full buffer drains. */
+  startStream(status: number, contentType: string, headers: HeaderList, onWritable: () => void): void {
+    if (this.finished) return;
+    this.started = true;
+    this.writableListener = onWritable;
+    this.res.onWritable(() => {
+      this.writableListener?.();
+      return true;
+    });
+    this.res.cork(() => {
+      this.res.writeStatus(statusLine(status)).writeHeader('content-type', contentType)
+        .writeHeader('cache-control', 'no-cache').writeHeader('x-request-id', this.requestId);
+      for (const [k, v] of headers) this.res.writeHeader(k, v);
+    });
+  }
+
+  /** Returns false when uWS is buffering (backpressure): pause the producer until onWritable. */
+  write(chunk: Uint8Array): boolean {
+    if (this.finished) return true;
+    let ok = true;
+    this.res.cork(() => { ok = this.res.write(chunk); });
+    return ok;
+  }
+
+  end(chunk?: Uint8Array): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.res.cork(() => { this.res.end(chunk); });
+  }
+}

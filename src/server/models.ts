@@ -1,0 +1,23 @@
+// GET /v1/models and GET /v1/models/{provider}/{model}: OpenAI's list shape, grouped by
+// slug, each with its route variants, context window, capabilities and prices.
+import type { Catalog, ModelRoutes } from '../router/catalog.js';
+
+export function modelView(entry: ModelRoutes) {
+  const { model } = entry;
+  return {
+    id: model.slug,
+    object: 'model' as const,
+    created: 0,
+    owned_by: model.slug.slice(0, model.slug.indexOf('/')),
+    context_window: model.context_window,
+    max_output_tokens: model.max_output_tokens ?? null,
+    capabilities: model.capabilities,
+    pricing: { unit: 'usd_per_1m_tokens', ...model.prices },
+    routes: entry.routes.map((r) => ({ provider: r.provider.name, upstream_model: r.upstreamModel, decision: r.decision })),
+  };
+}
+
+/** The list is static for a process's life: encoded once. */
+export function modelListBody(catalog: Catalog): Buffer {
+  return Buffer.from(JSON.stringify({ object: 'list', data: catalog.models().map(modelView) }));
+}
