@@ -1,0 +1,99 @@
+// A local fake of OpenAI's chat-completions API speaking the real wire format (checked by
+// the official `openai` SDK in test/fakes/openai-upstream.test.ts). Behaviour is chosen by
+// the model name, so one fake serves many scenarios; every request it receives is recorded.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface Received {
+  headers: IncomingMessage['headers'];
+  body: Record<string, unknown>;
+  /** Set when the client went away before the response finished. */
+  aborted: boolean;
+}
+
+export interface FakeUpstream {
+  url: string;
+  received: Received[];
+  close(): Promise<void>;
+}
+
+export const FAKE_WORDS = ['Hello', ' from', ' the', ' fake', ' upstream', '.'];
+
+function usageFor(body: Record<string, unknown>) {
+  const prompt = JSON.stringify(body.messages ?? '').length >> 2;
+  return { prompt_tokens: prompt, completion_tokens: FAKE_WORDS.length, total_tokens: prompt + FAKE_WORDS.length,
+    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 } };
+}
+
+function chunk(model: string, delta: Record<string, unknown>, finish: string | null, withUsage: boolean): string {
+  return `data: ${JSON.stringify({ id: 'chatcmpl-fake1', object: 'chat.completion.chunk', created: 1_700_000_000, model,
+    system_fingerprint: 'fp_fake', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    ...(withUsage ? { usage: null } : {}) })}\n\n`;
+}
+
+function sendError(res: ServerResponse, status: number, message: string, type: string) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ error: { message, type, param: null, code: null } }));
+}
+
+/**
+ * Models: `drip-<ms>` streams one word every <ms>; `long-<n>` streams n words quickly;
+ * `fail-500` / `fail-400` answer with those errors; `hang` never answers; anything else
+ * answers at once.
+ */
+async function handle(req: IncomingMessage, res: ServerResponse, rec: Received) {
+  const body = rec.body;
+  const model = String(body.model);
+  if (req.headers.authorization !== 'Bearer sk-fake-upstream') return sendError(res, 401, 'Incorrect API key provided.', 'invalid_request_error');
+  if (model === 'fail-500') return sendError(res, 500, 'The server had an error.', 'server_error');
+  if (model === 'fail-400') return sendError(res, 400, "Invalid value for 'temperature'.", 'invalid_request_error');
+  if (model === 'hang') return;
+  if (!body.stream) {
+    const payload = JSON.stringify({ id: 'chatcmpl-fake1', object: 'chat.completion', created: 1_700_000_000, model,
+      choices: [{ index: 0, message: { role: 'assistant', content: FAKE_WORDS.join(''), refusal: null, annotations: [] },
+        logprobs: null, finish_reason: 'stop' }], usage: usageFor(body), service_tier: 'default', system_fingerprint: 'fp_fake' });
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(payload);
+    return;
+  }
+  const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+  const drip = model.startsWith('drip-') ? Number(model.slice(5)) : 0;
+  const words = model.startsWith('long-') ? Array.from({ length: Number(model.slice(5)) }, (_, i) => ` w${i}`) : FAKE_WORDS;
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  res.write(chunk(model, { role: 'assistant', content: '', refusal: null }, null, includeUsage));
+  for (const word of words) {
+    if (rec.aborted) return;
+    if (drip) await new Promise((r) => setTimeout(r, drip));
+    if (rec.aborted) return;
+    if (!res.write(chunk(model, { content: word }, null, includeUsage))) await new Promise((r) => res.once('drain', r));
+  }
+  res.write(chunk(model, {}, 'stop', includeUsage));
+  if (includeUsage) {
+    res.write(`data: ${JSON.stringify({ id: 'chatcmpl-fake1', object: 'chat.completion.chunk', created: 1_700_000_000, model,
+      system_fingerprint: 'fp_fake', choices: [], usage: { ...usageFor(body), completion_tokens: words.length } })}\n\n`);
+  }
+  res.end('data: [DONE]\n\n');
+}
+
+export async function startFakeUpstream(): Promise<FakeUpstream> {
+  const received: Received[] = [];
+  const server: Server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      let body: Record<string, unknown> = {};
+      try { body = JSON.parse(Buffer.concat(parts).toString()) as Record<string, unknown>; } catch { /* recorded as {} */ }
+      const rec: Received = { headers: req.headers, body, aborted: false };
+      received.push(rec);
+      res.on('close', () => { if (!res.writableFinished) rec.aborted = true; });
+      handle(req, res, rec).catch(() => sendError(res, 400, 'Could not parse the JSON body of your request.', 'invalid_request_error'));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    received,
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}

@@ -1,0 +1,176 @@
+// The core path through the public surface: the official openai SDK against Sluice in
+// front of a local fake OpenAI upstream.
+import OpenAI from 'openai';
+import t from 'tap';
+import { FAKE_WORDS, startFakeUpstream } from '../fakes/openai-upstream.js';
+import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
+
+const fake = await startFakeUpstream();
+const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(),
+  { models: ['drip-150', 'drip-100', 'fail-500', 'fail-400'].map(testModel) });
+t.teardown(async () => { await gw.stop(); await fake.close(); });
+const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
+const messages = [{ role: 'user' as const, content: 'Say hello' }];
+
+/** The HTTP status an SDK call failed with (or 0 if it did not fail). */
+async function statusOf(call: Promise<unknown>): Promise<number> {
+  try { await call; return 0; } catch (err) { return err instanceof OpenAI.APIError ? err.status ?? -1 : -1; }
+}
+
+function num(h: Headers, name: string): number {
+  const v = h.get(name);
+  if (v === null || !/^\d+(\.\d+)?$/.test(v)) throw new Error(`${name} is not a plain number: ${v}`);
+  return Number(v);
+}
+
+t.test('non-stream: content, usage and every gateway header, consistent', async (t) => {
+  const { data, response } = await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', messages }).withResponse();
+  t.equal(data.choices[0]?.message.content, FAKE_WORDS.join(''));
+  t.equal(data.usage?.completion_tokens, FAKE_WORDS.length);
+  const h = response.headers;
+  t.match(h.get('x-request-id'), /^req_[0-9a-z]+$/);
+  t.equal(h.get('x-gateway-decision'), 'openai/gpt-4.1-mini');
+  t.equal(h.get('x-gateway-cache'), 'miss');
+  t.equal(h.get('x-gateway-retries'), '0');
+  const cost = num(h, 'x-gateway-cost-usd');
+  const bench = num(h, 'x-btl-benchmark-cost');
+  const charge = num(h, 'x-btl-customer-charge');
+  const saved = num(h, 'x-btl-saved');
+  num(h, 'x-gateway-overhead-ms');
+  // gpt-4.1-mini list price: $0.40 in, $1.60 out per 1M tokens
+  const expected = (data.usage!.prompt_tokens * 0.4 + data.usage!.completion_tokens * 1.6) / 1e6;
+  t.ok(Math.abs(cost - expected) < 1e-9, `cost ${cost} = ${expected}`);
+  t.ok(Math.abs(saved - (bench - charge)) < 1e-9, 'saved = benchmark - charge');
+  const gateway = (data as unknown as { gateway: { served: string; cost_usd: number } }).gateway;
+  t.equal(gateway.served, 'openai/gpt-4.1-mini');
+  t.equal(gateway.cost_usd, cost);
+  const sent = fake.received.at(-1)!;
+  t.equal(sent.body.model, 'gpt-4.1-mini', 'slug mapped to the upstream model id');
+  t.equal(sent.headers.authorization, 'Bearer sk-fake-upstream', 'upstream key, never the caller key');
+});
+
+t.test('bare model ids work as with OpenAI itself', async (t) => {
+  const r = await client.chat.completions.create({ model: 'gpt-4.1-mini', messages });
+  t.equal(r.choices[0]?.message.content, FAKE_WORDS.join(''));
+});
+
+t.test('stream with include_usage: text, usage chunk, gateway figures', async (t) => {
+  const before = fake.received.length;
+  const { data: stream, response } = await client.chat.completions.create({
+    model: 'openai/gpt-4.1-mini', messages, stream: true, stream_options: { include_usage: true } }).withResponse();
+  t.equal(response.headers.get('x-gateway-decision'), 'openai/gpt-4.1-mini');
+  let text = '';
+  let usage: OpenAI.CompletionUsage | null | undefined = null;
+  for await (const c of stream) { text += c.choices[0]?.delta.content ?? ''; if (c.usage) usage = c.usage; }
+  t.equal(text, FAKE_WORDS.join(''));
+  t.equal(usage?.completion_tokens, FAKE_WORDS.length);
+  t.equal(fake.received.length, before + 1);
+});
+
+t.test('stream without include_usage: usage asked upstream, stripped for the caller, billed', async (t) => {
+  const res = await fetch(`${gw.baseURL}/chat/completions`, {
+    method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'openai/gpt-4.1-mini', messages, stream: true }),
+  });
+  t.equal(res.status, 200);
+  t.match(res.headers.get('content-type'), /text\/event-stream/);
+  const raw = await res.text();
+  t.notMatch(raw, /"choices":\[\],"usage"/, 'no usage-only chunk for a caller that did not ask');
+  const sent = fake.received.at(-1)!;
+  t.same(sent.body.stream_options, { include_usage: true }, 'usage requested from the upstream');
+  const comment = /^: gateway (.+)$/m.exec(raw);
+  t.ok(comment, 'final figures arrive as an SSE comment');
+  const figures = JSON.parse(comment![1]!) as { usage: { completion_tokens: number }; cost_usd: number; saved_usd: number; benchmark_usd: number; charge_usd: number };
+  t.equal(figures.usage.completion_tokens, FAKE_WORDS.length);
+  t.ok(figures.cost_usd > 0);
+  t.ok(Math.abs(figures.saved_usd - (figures.benchmark_usd - figures.charge_usd)) < 1e-9);
+  t.ok(raw.trimEnd().endsWith('data: [DONE]'), 'the stream still ends with [DONE]');
+  // and the SDK reads the same stream happily
+  let text = '';
+  for await (const c of await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', messages, stream: true })) {
+    t.equal(c.usage ?? null, null);
+    text += c.choices[0]?.delta.content ?? '';
+  }
+  t.equal(text, FAKE_WORDS.join(''));
+});
+
+t.test('first streamed token arrives long before the last when the upstream drips', async (t) => {
+  const t0 = performance.now();
+  const times: number[] = [];
+  for await (const c of await client.chat.completions.create({ model: 'openai/drip-150', messages, stream: true })) {
+    if (c.choices[0]?.delta.content) times.push(performance.now() - t0);
+  }
+  t.equal(times.length, FAKE_WORDS.length);
+  t.ok(times.at(-1)! - times[0]! > 500, `first at ${times[0]!.toFixed(0)} ms, last at ${times.at(-1)!.toFixed(0)} ms`);
+});
+
+t.test('a client that disconnects cancels the upstream call', async (t) => {
+  const ac = new AbortController();
+  const before = fake.received.length;
+  const stream = await client.chat.completions.create({ model: 'openai/drip-100', messages, stream: true }, { signal: ac.signal });
+  let got = 0;
+  try {
+    for await (const c of stream) { if (c.choices[0]?.delta.content) { got++; ac.abort(); } }
+  } catch { /* aborted */ }
+  t.equal(got, 1);
+  const rec = fake.received[before]!;
+  for (let i = 0; i < 50 && !rec.aborted; i++) await new Promise((r) => setTimeout(r, 20));
+  t.ok(rec.aborted, 'upstream connection closed before the upstream finished');
+});
+
+t.test('error envelopes', async (t) => {
+  const post = (body: string | Uint8Array, headers: Record<string, string> = {}) => fetch(`${gw.baseURL}/chat/completions`, {
+    method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json', ...headers }, body });
+  const envelope = async (res: Response) => (await res.json() as { error: { type: string; code: string; message: string; param: string | null } }).error;
+
+  t.equal(await statusOf(new OpenAI({ baseURL: gw.baseURL, apiKey: 'sk-wrong', maxRetries: 0 }).chat.completions.create({ model: 'gpt-4.1-mini', messages })), 401);
+  let res = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', body: '{}' });
+  t.equal(res.status, 401);
+  t.equal((await envelope(res)).code, 'missing_api_key');
+
+  res = await post('{"model": "gpt-4.1-mini", "messages": [');
+  t.equal(res.status, 400);
+  t.equal((await envelope(res)).code, 'invalid_json');
+
+  res = await post(JSON.stringify({ model: 'gpt-4.1-mini', messages: [{ role: 'wizard', content: 'x' }] }));
+  t.equal(res.status, 400);
+  const e = await envelope(res);
+  t.equal(e.param, 'messages[0].role', 'the error names the field');
+  t.match(e.message, /messages\[0\]\.role/);
+
+  t.equal(await statusOf(client.chat.completions.create({ model: 'openai/no-such-model', messages })), 404);
+  res = await post(JSON.stringify({ model: 'nope/nope', messages }));
+  t.equal((await envelope(res)).code, 'model_not_found');
+
+  res = await post(Buffer.alloc(5 * 1024 * 1024, 32));
+  t.equal(res.status, 413);
+  t.equal((await envelope(res)).code, 'request_too_large');
+
+  res = await fetch(`${gw.url}/v1/nowhere`);
+  t.equal(res.status, 404);
+  t.equal((await envelope(res)).type, 'invalid_request_error');
+});
+
+t.test('upstream failures: 5xx becomes 502, a 4xx is relayed, a dead upstream is 502', async (t) => {
+  t.equal(await statusOf(client.chat.completions.create({ model: 'openai/fail-500', messages })), 502);
+  t.equal(await statusOf(client.chat.completions.create({ model: 'openai/fail-400', messages })), 400);
+  await t.rejects(client.chat.completions.create({ model: 'openai/fail-400', messages }), /temperature/);
+});
+
+t.test('malformed or hostile JSON never crashes the process', async (t) => {
+  const nasty = [
+    '', 'null', '[]', '"str"', '12', '{"model": 5}', '{"model":"gpt-4.1-mini"}', '{"model":"gpt-4.1-mini","messages":"hi"}',
+    '{"model":"gpt-4.1-mini","messages":[null]}', '{"model":"gpt-4.1-mini","messages":[{"role":"user","content":{"a":1}}]}',
+    '{"__proto__":{"admin":true},"model":"gpt-4.1-mini","messages":[]}', '{"model":"gpt-4.1-mini","messages":[{"role":"user","content":"x"}],"temperature":1e999}',
+    `{"model":"gpt-4.1-mini","messages":[{"role":"user","content":"x","deep":${'['.repeat(100000)}${']'.repeat(100000)}}]}`,
+    '\u0000\u0001\u0002', '{"model":"gpt-4.1-mini","messages":[{"role":"user","content":"\ud800"}],"stream":"yes"}',
+  ];
+  for (const body of nasty) {
+    const res = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}` }, body });
+    t.ok(res.status >= 400 && res.status < 500, `${JSON.stringify(body.slice(0, 60))} → ${res.status}`);
+    const json = await res.json() as { error?: { message?: string } };
+    t.type(json.error?.message, 'string');
+  }
+  const health = await fetch(`${gw.url}/health`);
+  t.equal(health.status, 200);
+});

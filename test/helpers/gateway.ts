@@ -1,0 +1,62 @@
+// Starts a real Sluice process (dist/src/main.js) for a test, on a free port, with its own
+// data dir, and stops it by PID.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
+
+export interface Gateway {
+  url: string;
+  baseURL: string;
+  masterKey: string;
+  dataDir: string;
+  proc: ChildProcess;
+  output: () => string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function tempDataDir(): string {
+  return mkdtempSync(join(tmpdir(), 'sluice-test-'));
+}
+
+/** A catalog entry for a test model served by the `openai` provider (the fake picks behaviour by name). */
+export function testModel(id: string) {
+  return { slug: `openai/${id}`, upstream_id: id, context_window: 128000, tokenizer: 'o200k_base',
+    prices: { input: 1, cached_input: 0.5, output: 2 } };
+}
+
+export async function startGateway(env: Record<string, string> = {}, dataDir = tempDataDir(), config?: object): Promise<Gateway> {
+  if (config) {
+    const path = join(dataDir, 'sluice.json');
+    writeFileSync(path, JSON.stringify(config));
+    env = { SLUICE_CONFIG: path, ...env };
+  }
+  const proc = spawn(process.execPath, [MAIN], {
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', SLUICE_DATA_DIR: dataDir, SLUICE_WORKERS: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  proc.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${out}`)), 15_000);
+    const check = () => {
+      const m = /listening on (http:\/\/[\d.]+:\d+)/.exec(out);
+      if (m) { clearTimeout(timer); resolve(m[1]!); }
+    };
+    proc.stdout!.on('data', check);
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`gateway exited (${code}):\n${out}`)); });
+  });
+  const masterKey = env.SLUICE_MASTER_KEY ?? readFileSync(join(dataDir, 'master.key'), 'utf8').trim();
+  return {
+    url, baseURL: `${url}/v1`, masterKey, dataDir, proc, output: () => out,
+    stop: (signal = 'SIGTERM') => new Promise((resolve) => {
+      if (proc.exitCode !== null) { resolve(proc.exitCode); return; }
+      proc.once('exit', (code) => resolve(code));
+      proc.kill(signal);
+    }),
+  };
+}
