@@ -1,0 +1,125 @@
+// `npm run bench [-- --quick]`: the same fast fake upstream measured directly and through
+// Sluice in one run, non-stream and stream; latency at a fixed rate (so added p50/p99 is
+// overhead, not queueing); the gateway's RSS; and a sweep over worker counts. Ratios are
+// against the direct baseline measured in this same run.
+import autocannon from 'autocannon';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const quick = process.argv.includes('--quick');
+const DURATION = quick ? 5 : 15;
+const RATE_DURATION = quick ? 5 : 15;
+const CONNECTIONS = 50;
+const FIXED_RATE = 1000;
+const MASTER = 'sk-bench-master-key-0000000000';
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+function startProcess(file: string, env: Record<string, string>, ready: RegExp): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [file], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${file} did not start: ${out}`)), 20_000);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      const m = ready.exec(out);
+      if (m) { clearTimeout(timer); resolve({ proc, match: m }); }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${file} exited ${code}: ${out}`)); });
+  });
+}
+
+function stop(proc: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (proc.exitCode !== null) { resolve(); return; }
+    proc.removeAllListeners('exit');
+    proc.once('exit', () => resolve());
+    proc.kill('SIGTERM');
+  });
+}
+
+async function startGateway(upstreamPort: number, extraEnv: Record<string, string> = {}, config?: object) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
+  const env: Record<string, string> = { HOST: '127.0.0.1', PORT: '0', SLUICE_DATA_DIR: dataDir, SLUICE_MASTER_KEY: MASTER,
+    OPENAI_API_KEY: 'sk-upstream', OPENAI_BASE_URL: `http://127.0.0.1:${upstreamPort}/v1`, SLUICE_SIM: 'off', ...extraEnv };
+  if (config) { env.SLUICE_CONFIG = join(dataDir, 'sluice.json'); writeFileSync(env.SLUICE_CONFIG, JSON.stringify(config)); }
+  const { proc, match } = await startProcess(here('../src/main.js'), env, /listening on http:\/\/[\d.]+:(\d+)/);
+  return { proc, port: Number(match[1]) };
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+interface Measured { rps: number; p50: number; p99: number; errors: number }
+
+async function load(port: number, stream: boolean, opts: { duration: number; rate?: number; model?: string }): Promise<Measured> {
+  const body = JSON.stringify({ model: opts.model ?? 'gpt-4.1-mini', stream,
+    messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say hello to the benchmark in one short sentence.' }] });
+  const result = await autocannon({
+    url: `http://127.0.0.1:${port}/v1/chat/completions`, method: 'POST', body,
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${MASTER}` },
+    connections: opts.rate ? 20 : CONNECTIONS, duration: opts.duration, ...(opts.rate ? { overallRate: opts.rate } : {}),
+  });
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx };
+}
+
+const fmt = (n: number, d = 0) => n.toFixed(d).padStart(9);
+
+async function main() {
+  const fake = await startProcess(here('./fake-upstream.js'), {}, /listening (\d+)/);
+  const upstreamPort = Number(fake.match[1]);
+  const gw = await startGateway(upstreamPort);
+  const rows: string[] = [];
+  const results: Record<string, Measured> = {};
+  try {
+    // warm both paths (JIT, keep-alive pools)
+    await load(upstreamPort, false, { duration: 1 });
+    await load(gw.port, false, { duration: 2 });
+    for (const stream of [false, true]) {
+      const kind = stream ? 'stream' : 'non-stream';
+      const direct = await load(upstreamPort, stream, { duration: DURATION });
+      const through = await load(gw.port, stream, { duration: DURATION });
+      results[`direct ${kind}`] = direct;
+      results[`sluice ${kind}`] = through;
+      rows.push(`${kind.padEnd(11)} direct   ${fmt(direct.rps)} ${fmt(direct.p50, 2)} ${fmt(direct.p99, 2)} ${fmt(direct.errors)}`);
+      rows.push(`${''.padEnd(11)} sluice   ${fmt(through.rps)} ${fmt(through.p50, 2)} ${fmt(through.p99, 2)} ${fmt(through.errors)}   ratio ${(through.rps / direct.rps).toFixed(2)}`);
+    }
+    const rssUnderLoad = rssMiB(gw.proc.pid!);
+    const fixedDirect = await load(upstreamPort, false, { duration: RATE_DURATION, rate: FIXED_RATE });
+    const fixedThrough = await load(gw.port, false, { duration: RATE_DURATION, rate: FIXED_RATE });
+
+    console.log(`\nSluice bench (${quick ? 'quick' : 'full'}: ${DURATION}s per run, ${CONNECTIONS} connections; fake upstream on uWS)\n`);
+    console.log(`${'mode'.padEnd(11)} path     ${'req/s'.padStart(9)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'errors'.padStart(9)}`);
+    for (const r of rows) console.log(r);
+    console.log(`\nfixed rate ${FIXED_RATE} req/s, non-stream (${RATE_DURATION}s):`);
+    console.log(`  direct  p50 ${fixedDirect.p50.toFixed(2)} ms  p99 ${fixedDirect.p99.toFixed(2)} ms  (${fixedDirect.rps.toFixed(0)} req/s)`);
+    console.log(`  sluice  p50 ${fixedThrough.p50.toFixed(2)} ms  p99 ${fixedThrough.p99.toFixed(2)} ms  (${fixedThrough.rps.toFixed(0)} req/s)`);
+    console.log(`  added   p50 ${(fixedThrough.p50 - fixedDirect.p50).toFixed(2)} ms  p99 ${(fixedThrough.p99 - fixedDirect.p99).toFixed(2)} ms`);
+    console.log(`\ngateway RSS under load: ${rssUnderLoad.toFixed(1)} MiB`);
+  } finally {
+    await stop(gw.proc);
+  }
+
+  // Worker sweep: the sim provider counts every prompt in the pool, so it exercises the workers.
+  console.log(`\nworker sweep (sim provider, ttft 0, prompt tokenized in the pool per request; ${quick ? 3 : 8}s each):`);
+  for (const workers of quick ? [1, 2] : [1, 2, 4]) {
+    const sim = await startGateway(upstreamPort, { SLUICE_WORKERS: String(workers), SLUICE_SIM: 'on' },
+      { sim: { ttft_ms: 0, tokens_per_second: 100000 } });
+    try {
+      await load(sim.port, false, { duration: 1, model: 'openai/gpt-4.1-mini' });
+      const r = await load(sim.port, false, { duration: quick ? 3 : 8, model: 'openai/gpt-4.1-mini' });
+      console.log(`  workers ${workers}: ${r.rps.toFixed(0)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  RSS ${rssMiB(sim.proc.pid!).toFixed(1)} MiB  errors ${r.errors}`);
+    } finally {
+      await stop(sim.proc);
+    }
+  }
+  await stop(fake.proc);
+}
+
+main().catch((err: unknown) => { console.error(err); process.exit(1); });
