@@ -74,20 +74,22 @@ const fmt = (n: number, d = 0) => n.toFixed(d).padStart(9);
 async function main() {
   const fake = await startProcess(here('./fake-upstream.js'), {}, /listening (\d+)/);
   const upstreamPort = Number(fake.match[1]);
+  const bare = await startProcess(here('./bare-passthrough.js'), { UPSTREAM: `http://127.0.0.1:${upstreamPort}` }, /listening (\d+)/);
+  const barePort = Number(bare.match[1]);
   const gw = await startGateway(upstreamPort);
   const rows: string[] = [];
-  const results: Record<string, Measured> = {};
   try {
     // warm both paths (JIT, keep-alive pools)
     await load(upstreamPort, false, { duration: 1 });
+    await load(barePort, false, { duration: 1 });
     await load(gw.port, false, { duration: 2 });
     for (const stream of [false, true]) {
       const kind = stream ? 'stream' : 'non-stream';
       const direct = await load(upstreamPort, stream, { duration: DURATION });
+      const floor = await load(barePort, stream, { duration: DURATION });
       const through = await load(gw.port, stream, { duration: DURATION });
-      results[`direct ${kind}`] = direct;
-      results[`sluice ${kind}`] = through;
       rows.push(`${kind.padEnd(11)} direct   ${fmt(direct.rps)} ${fmt(direct.p50, 2)} ${fmt(direct.p99, 2)} ${fmt(direct.errors)}`);
+      rows.push(`${''.padEnd(11)} bare     ${fmt(floor.rps)} ${fmt(floor.p50, 2)} ${fmt(floor.p99, 2)} ${fmt(floor.errors)}   ratio ${(floor.rps / direct.rps).toFixed(2)}  (uWS→undici, no features)`);
       rows.push(`${''.padEnd(11)} sluice   ${fmt(through.rps)} ${fmt(through.p50, 2)} ${fmt(through.p99, 2)} ${fmt(through.errors)}   ratio ${(through.rps / direct.rps).toFixed(2)}`);
     }
     const rssUnderLoad = rssMiB(gw.proc.pid!);
@@ -104,6 +106,7 @@ async function main() {
     console.log(`\ngateway RSS under load: ${rssUnderLoad.toFixed(1)} MiB`);
   } finally {
     await stop(gw.proc);
+    await stop(bare.proc);
   }
 
   // Worker sweep: the sim provider counts every prompt in the pool, so it exercises the workers.

@@ -1,0 +1,30 @@
+// The floor: a bare uWS → undici passthrough with no features (no auth, no parsing, no
+// ledger). The bench runs it beside Sluice so the cost of Sluice's features is visible
+// apart from the cost of being a proxy at all. Prints "listening <port>".
+import uWS from 'uWebSockets.js';
+import { Pool } from 'undici';
+
+const upstream = process.env.UPSTREAM ?? '';
+const pool = new Pool(upstream, { connections: 256 });
+
+uWS.App().post('/v1/chat/completions', (res) => {
+  let aborted = false;
+  res.onAborted(() => { aborted = true; });
+  const parts: Buffer[] = [];
+  res.onData((ab, last) => {
+    parts.push(Buffer.from(ab.slice(0)));
+    if (!last) return;
+    const chunks: Buffer[] = [];
+    let contentType = 'application/json';
+    pool.dispatch({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.concat(parts) }, {
+      onRequestStart() {},
+      onResponseStart(_c, _status, headers) { contentType = String(headers['content-type'] ?? contentType); },
+      onResponseData(_c, chunk) { chunks.push(chunk); },
+      onResponseEnd() { if (!aborted) res.cork(() => { res.writeStatus('200 OK').writeHeader('content-type', contentType).end(Buffer.concat(chunks)); }); },
+      onResponseError() { if (!aborted) res.cork(() => { res.writeStatus('502 Bad Gateway').end('{}'); }); },
+    });
+  });
+}).listen('127.0.0.1', 0, (socket) => {
+  if (!socket) { console.error('bare passthrough: listen failed'); process.exit(1); }
+  console.log(`listening ${uWS.us_socket_local_port(socket)}`);
+});
