@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fixedRate } from './fixed-rate.js';
 
 const quick = process.argv.includes('--quick');
 const DURATION = quick ? 5 : 15;
@@ -58,9 +59,11 @@ function rssMiB(pid: number): number {
 
 interface Measured { rps: number; p50: number; p99: number; errors: number }
 
+const BODY = (stream: boolean, model = 'gpt-4.1-mini') => JSON.stringify({ model, stream,
+  messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say hello to the benchmark in one short sentence.' }] });
+
 async function load(port: number, stream: boolean, opts: { duration: number; rate?: number; model?: string }): Promise<Measured> {
-  const body = JSON.stringify({ model: opts.model ?? 'gpt-4.1-mini', stream,
-    messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say hello to the benchmark in one short sentence.' }] });
+  const body = BODY(stream, opts.model);
   const result = await autocannon({
     url: `http://127.0.0.1:${port}/v1/chat/completions`, method: 'POST', body,
     headers: { 'content-type': 'application/json', authorization: `Bearer ${MASTER}` },
@@ -93,16 +96,19 @@ async function main() {
       rows.push(`${''.padEnd(11)} sluice   ${fmt(through.rps)} ${fmt(through.p50, 2)} ${fmt(through.p99, 2)} ${fmt(through.errors)}   ratio ${(through.rps / direct.rps).toFixed(2)}`);
     }
     const rssUnderLoad = rssMiB(gw.proc.pid!);
-    const fixedDirect = await load(upstreamPort, false, { duration: RATE_DURATION, rate: FIXED_RATE });
-    const fixedThrough = await load(gw.port, false, { duration: RATE_DURATION, rate: FIXED_RATE });
+    const probe = (port: number) => fixedRate(`http://127.0.0.1:${port}`, { rate: FIXED_RATE, seconds: RATE_DURATION, body: BODY(false),
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${MASTER}` } });
+    await probe(gw.port); // warm
+    const fixedDirect = await probe(upstreamPort);
+    const fixedThrough = await probe(gw.port);
 
     console.log(`\nSluice bench (${quick ? 'quick' : 'full'}: ${DURATION}s per run, ${CONNECTIONS} connections; fake upstream on uWS)\n`);
     console.log(`${'mode'.padEnd(11)} path     ${'req/s'.padStart(9)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'errors'.padStart(9)}`);
     for (const r of rows) console.log(r);
-    console.log(`\nfixed rate ${FIXED_RATE} req/s, non-stream (${RATE_DURATION}s):`);
-    console.log(`  direct  p50 ${fixedDirect.p50.toFixed(2)} ms  p99 ${fixedDirect.p99.toFixed(2)} ms  (${fixedDirect.rps.toFixed(0)} req/s)`);
-    console.log(`  sluice  p50 ${fixedThrough.p50.toFixed(2)} ms  p99 ${fixedThrough.p99.toFixed(2)} ms  (${fixedThrough.rps.toFixed(0)} req/s)`);
-    console.log(`  added   p50 ${(fixedThrough.p50 - fixedDirect.p50).toFixed(2)} ms  p99 ${(fixedThrough.p99 - fixedDirect.p99).toFixed(2)} ms`);
+    console.log(`\nfixed rate ${FIXED_RATE} req/s, non-stream, ${RATE_DURATION}s (µs-resolution probe, bench/fixed-rate.ts):`);
+    console.log(`  direct  p50 ${fixedDirect.p50.toFixed(3)} ms  p99 ${fixedDirect.p99.toFixed(3)} ms  (${fixedDirect.ok}/${fixedDirect.sent} ok)`);
+    console.log(`  sluice  p50 ${fixedThrough.p50.toFixed(3)} ms  p99 ${fixedThrough.p99.toFixed(3)} ms  (${fixedThrough.ok}/${fixedThrough.sent} ok)`);
+    console.log(`  added   p50 ${(fixedThrough.p50 - fixedDirect.p50).toFixed(3)} ms  p99 ${(fixedThrough.p99 - fixedDirect.p99).toFixed(3)} ms`);
     console.log(`\ngateway RSS under load: ${rssUnderLoad.toFixed(1)} MiB`);
   } finally {
     await stop(gw.proc);

@@ -115,17 +115,32 @@ class ChatExchange implements ResponseSink {
   }
 
   onData(chunk: Buffer): boolean {
-    if (this.tap) return this.tap.push(chunk);
-    this.chunks.push(chunk);
-    return true;
+    if (!this.tap) {
+      this.chunks.push(chunk);
+      return true;
+    }
+    this.pending = chunk;
+    this.ex.corked(this.pushPending);
+    return this.writable;
   }
+
+  // One corked write per upstream chunk; bound once, not a closure per chunk.
+  private pending: Buffer | null = null;
+  private writable = true;
+  private readonly pushPending = (): void => {
+    this.writable = this.tap!.push(this.pending!);
+    this.pending = null;
+  };
 
   onEnd(): void {
     this.tUpstreamEnd = performance.now();
     if (!this.tap) { this.finishBuffered(); return; }
-    const tail = this.tap.flushTail();
-    if (tail) this.ex.write(tail);
-    if (!this.tap.sawDone) this.ex.write(this.gatewayComment());
+    const tap = this.tap;
+    this.ex.corked(() => {
+      const tail = tap.flushTail();
+      if (tail) this.ex.write(tail);
+      if (!tap.sawDone) this.ex.write(this.gatewayComment());
+    });
     this.ex.end();
     this.settle(200, null, this.tap.usage);
   }

@@ -34,19 +34,19 @@ function eventEnd(buf: Buffer, from: number): number {
   return -1;
 }
 
+/** "data: [DONE]" or "data:[DONE]", checked in place. */
 function isDone(buf: Buffer, start: number, end: number): boolean {
-  // "data: [DONE]" or "data:[DONE]"
-  const at = buf.indexOf(DONE, start);
-  return at !== -1 && at < end && at - start <= 6;
+  const at = buf[start + 5] === 32 ? start + 6 : start + 5;
+  return at + DONE.length <= end && buf.compare(DONE, 0, DONE.length, at, at + DONE.length) === 0;
 }
 
-/** True when `"usage"` in the event is followed by an object (not `null`). */
-function hasUsageObject(buf: Buffer, start: number, end: number): boolean {
-  let at = buf.indexOf(USAGE_KEY, start);
-  if (at === -1 || at >= end) return false;
+/** True when `"usage"` in the event is followed by an object (not `null`). Searches only the event. */
+function hasUsageObject(event: Buffer): boolean {
+  let at = event.indexOf(USAGE_KEY);
+  if (at === -1) return false;
   at += USAGE_KEY.length;
-  while (at < end && (buf[at] === 32 || buf[at] === 58)) at++; // spaces and ':'
-  return buf[at] === 123; // '{'
+  while (at < event.length && (event[at] === 32 || event[at] === 58)) at++; // spaces and ':'
+  return event[at] === 123; // '{'
 }
 
 export class SseUsageTap {
@@ -78,9 +78,10 @@ export class SseUsageTap {
         continue;
       }
       this.events++;
-      if (!hasUsageObject(buf, pos, end)) continue;
-      this.takeUsage(buf.subarray(pos, end));
-      if (!this.forwardUsageEvent && buf.indexOf(EMPTY_CHOICES, pos) !== -1 && buf.indexOf(EMPTY_CHOICES, pos) < end) {
+      const event = buf.subarray(pos, end);
+      if (!hasUsageObject(event)) continue;
+      this.takeUsage(event);
+      if (!this.forwardUsageEvent && event.indexOf(EMPTY_CHOICES) !== -1) {
         if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
         flushFrom = end;
       }
