@@ -18,7 +18,6 @@ export const Errors = {
   modelNotFound: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
   methodNotAllowed: { status: 405, type: 'invalid_request_error', code: 'method_not_allowed' },
   bodyTooLarge: { status: 413, type: 'invalid_request_error', code: 'request_too_large' },
-  unsupportedMediaType: { status: 415, type: 'invalid_request_error', code: 'unsupported_media_type' },
   upstreamError: { status: 502, type: 'upstream_error', code: 'upstream_error' },
   noRoute: { status: 503, type: 'upstream_error', code: 'no_route_available' },
   shuttingDown: { status: 503, type: 'server_error', code: 'shutting_down' },

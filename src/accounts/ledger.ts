@@ -59,21 +59,6 @@ export class Ledger {
     return commit;
   }
 
-  /** A stored row, validated: the store is a boundary too. */
-  get(id: string): LedgerRow | undefined {
-    const parsed = LedgerRowSchema.safeParse(this.store.ledger.get(id));
-    return parsed.success ? parsed.data : undefined;
-  }
-
-  recent(limit: number): LedgerRow[] {
-    const rows: LedgerRow[] = [];
-    for (const { value } of this.store.ledger.getRange({ reverse: true, limit })) {
-      const parsed = LedgerRowSchema.safeParse(value);
-      if (parsed.success) rows.push(parsed.data);
-    }
-    return rows;
-  }
-
   async flush(): Promise<void> {
     await Promise.allSettled([...this.pending]);
   }

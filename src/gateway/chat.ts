@@ -36,7 +36,7 @@ export class ChatGateway {
   constructor(readonly deps: ChatDeps) {}
 
   handle(ex: Exchange, key: KeyRecord, body: Buffer, t0: number): void {
-    let request: ChatRequest;
+    let request: ChatRequest | null = null;
     let route: Route | undefined;
     try {
       request = parseBody(ChatRequestSchema, parseJson(body)) as ChatRequest;
@@ -45,7 +45,7 @@ export class ChatGateway {
     } catch (err) {
       ex.sendError(err);
       const e = err instanceof GatewayError ? err : null;
-      this.deps.ledger.append(baseRow(ex.requestId, key, typeof request! === 'object' ? request.model : '', false, {
+      this.deps.ledger.append(baseRow(ex.requestId, key, request?.model ?? '', false, {
         status: e?.status ?? 500, error: e?.code ?? 'internal_error', total_ms: ms(t0, performance.now()),
       }));
       return;

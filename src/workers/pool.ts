@@ -37,10 +37,6 @@ export class WorkerPool {
     return this.piscina.run(task) as Promise<number>;
   }
 
-  get queueSize(): number {
-    return this.piscina.queueSize;
-  }
-
   async close(): Promise<void> {
     await this.piscina.destroy();
   }
