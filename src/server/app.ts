@@ -39,13 +39,12 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   const state = { draining: false };
 
   /** Authenticated route with a JSON body: auth happens before a byte of body is read. */
-  const withBody = (scope: Scope, handler: (ex: Exchange, key: KeyRecord, body: Buffer, t0: number, params: string[]) => void) =>
+  const withBody = (scope: Scope, handler: (ex: Exchange, key: KeyRecord, body: Buffer, t0: number) => void) =>
     (res: HttpResponse, req: HttpRequest) => {
       const t0 = performance.now();
       const ex = new Exchange(res, deps.ids.next());
       const authorization = req.getHeader('authorization');
       const length = req.getHeader('content-length');
-      const params = [req.getParameter(0) ?? ''];
       let key: KeyRecord;
       try {
         if (state.draining) throw new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.');
@@ -58,7 +57,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
       ex.readBody(deps.maxBodyBytes, length, (err, body) => {
         if (err) { ex.sendError(err); return; }
         try {
-          handler(ex, key, body, t0, params);
+          handler(ex, key, body, t0);
         } catch (e) {
           ex.sendError(e);
         }

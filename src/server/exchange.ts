@@ -19,8 +19,6 @@ export type HeaderList = ReadonlyArray<readonly [string, string]>;
 
 export class Exchange {
   aborted = false;
-  /** Set once the status line went out; after that only the body may follow. */
-  started = false;
   finished = false;
   private abortListener: (() => void) | null = null;
   private writableListener: (() => void) | null = null;
@@ -98,7 +96,6 @@ export class Exchange {
    */
   startStream(status: number, contentType: string, headers: HeaderList, onWritable: () => void): void {
     if (this.finished) return;
-    this.started = true;
     this.pendingHead = { status, contentType, headers };
     this.res.onWritable(() => {
       onWritable();
