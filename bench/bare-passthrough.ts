@@ -3,25 +3,21 @@
 // apart from the cost of being a proxy at all. Prints "listening <port>".
 import uWS from 'uWebSockets.js';
 import { Pool } from 'undici';
+import { readBody } from './uws-body.js';
 
 const upstream = process.env.UPSTREAM ?? '';
 const pool = new Pool(upstream, { connections: 256 });
 
 uWS.App().post('/v1/chat/completions', (res) => {
-  let aborted = false;
-  res.onAborted(() => { aborted = true; });
-  const parts: Buffer[] = [];
-  res.onData((ab, last) => {
-    parts.push(Buffer.from(ab.slice(0)));
-    if (!last) return;
+  const client = readBody(res, (body) => {
     const chunks: Buffer[] = [];
     let contentType = 'application/json';
-    pool.dispatch({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.concat(parts) }, {
+    pool.dispatch({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body }, {
       onRequestStart() {},
       onResponseStart(_c, _status, headers) { contentType = String(headers['content-type'] ?? contentType); },
       onResponseData(_c, chunk) { chunks.push(chunk); },
-      onResponseEnd() { if (!aborted) res.cork(() => { res.writeStatus('200 OK').writeHeader('content-type', contentType).end(Buffer.concat(chunks)); }); },
-      onResponseError() { if (!aborted) res.cork(() => { res.writeStatus('502 Bad Gateway').end('{}'); }); },
+      onResponseEnd() { if (!client.aborted) res.cork(() => { res.writeStatus('200 OK').writeHeader('content-type', contentType).end(Buffer.concat(chunks)); }); },
+      onResponseError() { if (!client.aborted) res.cork(() => { res.writeStatus('502 Bad Gateway').end('{}'); }); },
     });
   });
 }).listen('127.0.0.1', 0, (socket) => {

@@ -2,6 +2,7 @@
 // process so that it does not share an event loop with the gateway or the load generator.
 // Prints "listening <port>" once ready.
 import uWS from 'uWebSockets.js';
+import { readBody } from './uws-body.js';
 
 const completion = Buffer.from(JSON.stringify({
   id: 'chatcmpl-bench', object: 'chat.completion', created: 1_700_000_000, model: 'gpt-4.1-mini',
@@ -12,20 +13,15 @@ const chunk = (delta: object, finish: string | null) =>
   `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1_700_000_000, model: 'gpt-4.1-mini', choices: [{ index: 0, delta, finish_reason: finish }], usage: null })}\n\n`;
 const words = ['Hello', ' from', ' the', ' bench', ' upstream', '.', ' Fast', ' and', ' steady', '.'];
 const usageFrame = `data: ${JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion.chunk', created: 1_700_000_000, model: 'gpt-4.1-mini', choices: [], usage: { prompt_tokens: 24, completion_tokens: 10, total_tokens: 34 } })}\n\n`;
-const streamWithUsage = Buffer.from(chunk({ role: 'assistant', content: '' }, null) + words.map((w) => chunk({ content: w }, null)).join('') + chunk({}, 'stop') + usageFrame + 'data: [DONE]\n\n');
-const streamPlain = Buffer.from(chunk({ role: 'assistant', content: '' }, null) + words.map((w) => chunk({ content: w }, null)).join('') + chunk({}, 'stop') + 'data: [DONE]\n\n');
+const frames = chunk({ role: 'assistant', content: '' }, null) + words.map((w) => chunk({ content: w }, null)).join('') + chunk({}, 'stop');
+const streamWithUsage = Buffer.from(`${frames}${usageFrame}data: [DONE]\n\n`);
+const streamPlain = Buffer.from(`${frames}data: [DONE]\n\n`);
 
 const STREAM = Buffer.from('"stream":true');
 const USAGE = Buffer.from('"include_usage":true');
 
 uWS.App().post('/v1/chat/completions', (res) => {
-  let aborted = false;
-  res.onAborted(() => { aborted = true; });
-  const parts: Buffer[] = [];
-  res.onData((ab, last) => {
-    parts.push(Buffer.from(ab.slice(0)));
-    if (!last || aborted) return;
-    const body = Buffer.concat(parts);
+  readBody(res, (body) => {
     res.cork(() => {
       if (body.includes(STREAM)) {
         res.writeStatus('200 OK').writeHeader('content-type', 'text/event-stream').end(body.includes(USAGE) ? streamWithUsage : streamPlain);
