@@ -48,7 +48,7 @@ async function main(): Promise<void> {
   const catalog = new Catalog(mergeModels(await loadBuiltinModels(), config.models), providers);
   const baseline = config.baseline_model ? catalog.pricesOf(config.baseline_model) : undefined;
   if (config.baseline_model && !baseline) throw new ConfigError(`baseline_model / BASELINE_MODEL: '${config.baseline_model}' is not in the catalog`);
-  const ledger = new Ledger(store);
+  const ledger = new Ledger(store, config.ledger.flush_ms);
   const ids = new RequestIds();
   const chat = new ChatGateway({ catalog, ledger, ids, pool, markup: config.billing.markup, baseline: baseline ?? null });
   const server = await startServer({ keys: ring, ids, catalog, chat, maxBodyBytes: config.max_body_bytes, providers: [...providers.keys()] },

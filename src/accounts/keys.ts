@@ -1,7 +1,7 @@
 // API keys: shown once, stored as SHA-256, compared in constant time. Every key is held
 // in memory by its hash (loaded from LMDB at start), so authenticating is a hash and a
 // Map lookup — no I/O on the hot path.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -30,7 +30,7 @@ export type KeyView = Omit<KeyRecord, 'hash'>;
 export const DEFAULT_WORKSPACE = 'default';
 
 function sha256(secret: string): Buffer {
-  return createHash('sha256').update(secret).digest();
+  return hash('sha256', secret, 'buffer');
 }
 
 function newSecret(kind: 'master' | 'key'): string {

@@ -70,6 +70,10 @@ export const ConfigSchema = z.object({
     default_max_tokens: z.number().int().positive().default(200),
   }).strict().prefault({}),
   shutdown_grace_ms: z.number().int().positive().default(10_000),
+  ledger: z.object({
+    /** Rows are buffered and committed to LMDB in one batch this often. */
+    flush_ms: z.number().int().min(1).max(1000).default(20),
+  }).strict().prefault({}),
 }).strict();
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -10,7 +10,7 @@ import type { Catalog, Route } from '../router/catalog.js';
 import type { Exchange, HeaderList } from '../server/exchange.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { ChatRequestSchema, parseBody, parseJson } from './schemas.js';
-import { SseUsageTap, readUsage } from './sse-usage.js';
+import { SseUsageTap, scanCompletion, type CompletionScan } from './sse-usage.js';
 
 export interface ChatDeps {
   catalog: Catalog;
@@ -22,9 +22,18 @@ export interface ChatDeps {
   baseline: Prices | null;
 }
 
-/** Plain decimal (never 1e-7): what the x-btl-* headers carry. */
+/** Plain decimal rounded to 1e-9 (never `1e-7`): what the x-btl-* headers carry. */
 export function fmtUsd(usd: number): string {
-  return usd.toFixed(9).replace(/\.?0+$/, '') || '0';
+  const nano = Math.round(usd * 1e9);
+  if (nano === 0) return '0';
+  const sign = nano < 0 ? '-' : '';
+  const abs = Math.abs(nano);
+  const whole = Math.floor(abs / 1e9);
+  let frac = abs - whole * 1e9;
+  if (frac === 0) return `${sign}${whole}`;
+  let digits = 9;
+  while (frac % 10 === 0) { frac /= 10; digits--; }
+  return `${sign}${whole}.${String(frac).padStart(digits, '0')}`;
 }
 
 function ms(start: number, end: number): number {
@@ -179,24 +188,22 @@ class ChatExchange implements ResponseSink {
       this.settle(this.status, `upstream_${this.status}`, null);
       return;
     }
-    let parsed: unknown;
-    try { parsed = JSON.parse(body.toString('utf8')); } catch { parsed = null; }
-    if (typeof parsed !== 'object' || parsed === null) {
-      const err = new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} sent a body that is not JSON.`);
+    const scan = scanCompletion(body);
+    if (!scan.isObject) {
+      const err = new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} sent a body that is not a JSON object.`);
       this.ex.sendError(err, this.routeHeaders());
       this.settle(err.status, 'upstream_bad_body', null);
       return;
     }
-    const usage = readUsage((parsed as { usage?: unknown }).usage);
-    if (usage) { this.respondBuffered(body, usage); return; }
+    if (scan.usage) { this.respondBuffered(body, scan, scan.usage); return; }
     // Rare: an upstream without usage. Count the prompt in the pool before answering.
     this.gw.deps.pool.countPrompt(this.route.model.tokenizer, this.body).then(
-      (prompt) => this.respondBuffered(body, { prompt_tokens: prompt, completion_tokens: 0, cached_tokens: 0 }, 'estimate'),
-      () => this.respondBuffered(body, { prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0 }, 'estimate'),
+      (prompt) => this.respondBuffered(body, scan, { prompt_tokens: prompt, completion_tokens: 0, cached_tokens: 0 }, 'estimate'),
+      () => this.respondBuffered(body, scan, { prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0 }, 'estimate'),
     );
   }
 
-  private respondBuffered(body: Buffer, usage: Usage, source: 'upstream' | 'estimate' = 'upstream'): void {
+  private respondBuffered(body: Buffer, scan: CompletionScan, usage: Usage, source: 'upstream' | 'estimate' = 'upstream'): void {
     if (this.ex.aborted) return;
     const costs = this.costs(usage);
     const overhead = this.overheadMs(performance.now());
@@ -209,9 +216,13 @@ class ChatExchange implements ResponseSink {
       ['x-gateway-overhead-ms', overhead.toFixed(3)],
     ];
     // Splice the `gateway` object in before the closing brace: no re-encoding of the body.
-    const close = body.lastIndexOf(125); // '}'
-    const extra = Buffer.from(`,"gateway":${JSON.stringify(this.gatewayObject(usage, costs, overhead))}}`);
-    this.ex.send(200, 'application/json', Buffer.concat([body.subarray(0, close), extra, body.subarray(close + 1)]), headers);
+    const extra = `${scan.empty ? '' : ','}"gateway":${this.gatewayJson(usage, costs, overhead)}}`;
+    const extraLen = Buffer.byteLength(extra);
+    const out = Buffer.allocUnsafe(body.length + extraLen - 1);
+    body.copy(out, 0, 0, scan.close);
+    out.write(extra, scan.close, 'utf8');
+    body.copy(out, scan.close + extraLen, scan.close + 1);
+    this.ex.send(200, 'application/json', out, headers);
     this.settle(200, null, usage, source, costs);
   }
 
@@ -231,18 +242,17 @@ class ChatExchange implements ResponseSink {
     return Math.max(0, ms(this.t0, now) - upstream);
   }
 
-  private gatewayObject(usage: Usage | null, costs: Costs | null, overhead: number) {
-    return {
-      request_id: this.ex.requestId, served: this.route.decision, cache: 'miss', retries: 0,
-      usage, saved_tokens: {}, ...(costs ?? {}), overhead_ms: Math.round(overhead * 1000) / 1000,
-    };
+  /** The `gateway` object, written directly (it is on every response; JSON.stringify of an object literal costs more). */
+  private gatewayJson(usage: Usage | null, costs: Costs | null, overhead: number): string {
+    const u = usage ? `{"prompt_tokens":${usage.prompt_tokens},"completion_tokens":${usage.completion_tokens},"cached_tokens":${usage.cached_tokens}}` : 'null';
+    const c = costs ? `,"cost_usd":${costs.cost_usd},"benchmark_usd":${costs.benchmark_usd},"charge_usd":${costs.charge_usd},"saved_usd":${costs.saved_usd}` : '';
+    return `{"request_id":"${this.ex.requestId}","served":${this.route.decisionJson},"cache":"miss","retries":0,"usage":${u},"saved_tokens":{}${c},"overhead_ms":${Math.round(overhead * 1000) / 1000}}`;
   }
 
   /** The streamed equivalent of the headers: an SSE comment before `[DONE]` (SDKs skip comments). */
   private gatewayComment(): Buffer {
     const usage = this.tap?.usage ?? null;
-    const obj = this.gatewayObject(usage, usage ? this.costs(usage) : null, this.overheadMs(performance.now()));
-    return Buffer.from(`: gateway ${JSON.stringify(obj)}\n\n`);
+    return Buffer.from(`: gateway ${this.gatewayJson(usage, usage ? this.costs(usage) : null, this.overheadMs(performance.now()))}\n\n`);
   }
 
   // ---- settle ------------------------------------------------------------------------------

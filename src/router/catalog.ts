@@ -11,6 +11,8 @@ export interface Route {
   readonly upstreamModel: string;
   /** `provider/upstream-model`, the value of x-gateway-decision. */
   readonly decision: string;
+  /** `decision` as a JSON string literal, encoded once. */
+  readonly decisionJson: string;
   readonly model: ModelEntry;
 }
 
@@ -62,7 +64,8 @@ export class Catalog {
 }
 
 function route(model: ModelEntry, provider: Provider, upstreamModel: string): Route {
-  return { slug: model.slug, provider, upstreamModel, decision: `${provider.name}/${upstreamModel}`, model };
+  const decision = `${provider.name}/${upstreamModel}`;
+  return { slug: model.slug, provider, upstreamModel, decision, decisionJson: JSON.stringify(decision), model };
 }
 
 /** Catalog data file plus config entries (config wins by slug). */

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import t from 'tap';
 import { LedgerRowSchema, type LedgerRow } from '../../src/accounts/ledger.js';
+import { LEDGER_DB } from '../../src/store/lmdb.js';
 import { startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
 
@@ -17,7 +18,7 @@ const messages = [{ role: 'user' as const, content: 'Count to three' }];
 
 function readLedger(): LedgerRow[] {
   const root = open({ path: join(dataDir, 'sluice.mdb'), readOnly: true });
-  const rows = [...root.openDB({ name: 'ledger', encoding: 'msgpack' }).getRange()].map(({ value }) => LedgerRowSchema.parse(value));
+  const rows = [...root.openDB(LEDGER_DB).getRange()].map(({ value }) => LedgerRowSchema.parse(value));
   void root.close();
   return rows;
 }

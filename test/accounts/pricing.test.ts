@@ -24,3 +24,9 @@ t.test('header formatting is plain decimal', (t) => {
   t.equal(fmtUsd(0.0056), '0.0056');
   t.end();
 });
+
+t.test('fmtUsd: plain decimals rounded to 1e-9', (t) => {
+  const cases: Array<[number, string]> = [[0.0000123, '0.0000123'], [1.5, '1.5'], [2, '2'], [0.1 + 0.2, '0.3'], [1e-10, '0'], [-0.25, '-0.25'], [12.000000001, '12.000000001'], [0.0000000004, '0']];
+  for (const [n, s] of cases) t.equal(fmtUsd(n), s, String(n));
+  t.end();
+});

@@ -1,6 +1,6 @@
 // The SSE tap must find the usage frame and [DONE] whatever way the bytes are split.
 import t from 'tap';
-import { SseUsageTap } from '../../src/gateway/sse-usage.js';
+import { SseUsageTap, scanCompletion } from '../../src/gateway/sse-usage.js';
 
 const frames = [
   'data: {"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""}}],"usage":null}\n\n',
@@ -43,5 +43,26 @@ t.test('byte-at-a-time and CRLF framing', (t) => {
   t.equal(tap2.usage?.completion_tokens, 1);
   t.ok(tap2.sawDone);
   t.notMatch(Buffer.concat(out).toString(), /"choices":\[\],"usage"/);
+  t.end();
+});
+
+t.test('scanCompletion finds the top-level usage without parsing the whole body', (t) => {
+  const usage = { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12, prompt_tokens_details: { cached_tokens: 2, audio_tokens: 0 } };
+  const body = { id: 'c', choices: [{ index: 0, message: { role: 'assistant', content: 'the "usage": {"prompt_tokens": 999} } is just text' } }], usage, service_tier: 'default' };
+  for (const text of [JSON.stringify(body), JSON.stringify(body, null, 2), `\n  ${JSON.stringify(body)}\n`]) {
+    const scan = scanCompletion(Buffer.from(text));
+    t.ok(scan.isObject);
+    t.same(scan.usage, { prompt_tokens: 9, completion_tokens: 3, cached_tokens: 2 });
+    t.equal(text[scan.close], '}');
+    t.equal(text.slice(scan.close + 1).trim(), '', 'close is the last brace');
+  }
+  t.equal(scanCompletion(Buffer.from('{"id":"c","usage":null}')).usage, null, 'usage null');
+  t.equal(scanCompletion(Buffer.from('{"id":"c","choices":[]}')).usage, null, 'no usage');
+  t.equal(scanCompletion(Buffer.from('{"usage":{"prompt_tokens":-1,"completion_tokens":1}}')).usage, null, 'invalid usage is not billed from');
+  t.equal(scanCompletion(Buffer.from('{"usage":{"prompt_tokens":1,')).isObject, false, 'truncated');
+  t.equal(scanCompletion(Buffer.from('[1,2]')).isObject, false, 'not an object');
+  t.equal(scanCompletion(Buffer.from('')).isObject, false, 'empty');
+  const empty = scanCompletion(Buffer.from(' { } '));
+  t.ok(empty.isObject && empty.empty, '{} has no members');
   t.end();
 });
