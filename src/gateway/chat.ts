@@ -74,6 +74,9 @@ function baseRow(id: string, key: KeyRecord, model: string, stream: boolean, ext
   };
 }
 
+/** Per-route headers that do not change between requests, built once. */
+const routeHeaderCache = new WeakMap<Route, HeaderList>();
+
 /** One chat request in flight: it is the sink the provider adapter answers into. */
 class ChatExchange implements ResponseSink {
   private readonly stream: boolean;
@@ -207,8 +210,9 @@ class ChatExchange implements ResponseSink {
     if (this.ex.aborted) return;
     const costs = this.costs(usage);
     const overhead = this.overheadMs(performance.now());
+    const rh = this.routeHeaders();
     const headers: HeaderList = [
-      ...this.routeHeaders(),
+      rh[0]!, rh[1]!, rh[2]!,
       ['x-gateway-cost-usd', fmtUsd(costs.cost_usd)],
       ['x-btl-benchmark-cost', fmtUsd(costs.benchmark_usd)],
       ['x-btl-customer-charge', fmtUsd(costs.charge_usd)],
@@ -229,7 +233,12 @@ class ChatExchange implements ResponseSink {
   // ---- figures ---------------------------------------------------------------------------
 
   private routeHeaders(): HeaderList {
-    return [['x-gateway-decision', this.route.decision], ['x-gateway-retries', '0'], ['x-gateway-cache', 'miss']];
+    let headers = routeHeaderCache.get(this.route);
+    if (!headers) {
+      headers = [['x-gateway-decision', this.route.decision], ['x-gateway-retries', '0'], ['x-gateway-cache', 'miss']];
+      routeHeaderCache.set(this.route, headers);
+    }
+    return headers;
   }
 
   private costs(usage: Usage): Costs {
@@ -262,24 +271,28 @@ class ChatExchange implements ResponseSink {
     this.settled = true;
     this.gw.inFlight--;
     const tDone = performance.now();
-    const row = baseRow(this.ex.requestId, this.key, this.request.model, this.stream, {
-      served: this.route.decision, status, error,
-      ttfb_ms: this.tFirstByte ? ms(this.t0, this.tFirstByte) : null,
-      total_ms: ms(this.t0, tDone), overhead_ms: this.overheadMs(tDone),
-    });
-    const write = (u: Usage, src: LedgerRow['usage_source']) => {
-      const c = known ?? this.costs(u);
-      this.gw.deps.ledger.append({ ...row, ...c, prompt_tokens: u.prompt_tokens, cached_tokens: u.cached_tokens,
-        completion_tokens: u.completion_tokens, usage_source: src });
-    };
-    if (usage) { write(usage, source); return; }
-    if (status !== 499 && !this.tap) { this.gw.deps.ledger.append(row); return; }
+    if (usage) { this.record(status, error, tDone, usage, source, known ?? this.costs(usage)); return; }
+    if (status !== 499 && !this.tap) { this.record(status, error, tDone, null, 'none', null); return; }
     // The stream was cut before the usage frame: the upstream still bills us, so estimate.
     // Each content event carries about one token; the role and finish events carry none.
     const completion = Math.max(0, (this.tap?.events ?? 0) - 2);
-    this.gw.deps.pool.countPrompt(this.route.model.tokenizer, this.body).then(
-      (prompt) => write({ prompt_tokens: prompt, completion_tokens: completion, cached_tokens: 0 }, 'estimate'),
-      () => write({ prompt_tokens: 0, completion_tokens: completion, cached_tokens: 0 }, 'estimate'),
-    );
+    const estimate = (prompt: number) => {
+      const u = { prompt_tokens: prompt, completion_tokens: completion, cached_tokens: 0 };
+      this.record(status, error, tDone, u, 'estimate', this.costs(u));
+    };
+    this.gw.deps.pool.countPrompt(this.route.model.tokenizer, this.body).then(estimate, () => estimate(0));
+  }
+
+  /** The ledger row, built in one literal (it is on every request). */
+  private record(status: number, error: string | null, tDone: number, u: Usage | null, source: LedgerRow['usage_source'], c: Costs | null): void {
+    this.gw.deps.ledger.append({
+      id: this.ex.requestId, ts: Date.now(), workspace: this.key.workspace, key_id: this.key.id, endpoint: 'chat.completions',
+      requested_model: this.request.model, served: this.route.decision, router_bucket: null, router_score: null, cache: 'miss',
+      stream: this.stream, prompt_tokens: u?.prompt_tokens ?? 0, cached_tokens: u?.cached_tokens ?? 0,
+      completion_tokens: u?.completion_tokens ?? 0, usage_source: source, saved_tokens: {},
+      cost_usd: c?.cost_usd ?? 0, benchmark_usd: c?.benchmark_usd ?? 0, charge_usd: c?.charge_usd ?? 0, saved_usd: c?.saved_usd ?? 0,
+      ttfb_ms: this.tFirstByte ? ms(this.t0, this.tFirstByte) : null, total_ms: ms(this.t0, tDone),
+      overhead_ms: this.overheadMs(tDone), status, retries: 0, error,
+    });
   }
 }

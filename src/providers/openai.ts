@@ -17,6 +17,8 @@ export interface OpenAIProviderOptions {
   keepAliveTimeoutMs: number;
 }
 
+const INCLUDE_USAGE = Buffer.from('"stream_options":{"include_usage":true},');
+
 class AbortedByClient extends Error {
   override name = 'AbortedByClient';
 }
@@ -114,17 +116,23 @@ export class OpenAIProvider implements Provider {
   }
 
   /**
-   * Forward the client's bytes untouched when we can. Re-encode only to swap the model id
-   * for the upstream's, or to ask for the usage chunk on streams (billing needs it; the
-   * gateway strips it again if the caller did not ask for it).
+   * Forward the client's bytes untouched when we can. Streams need the usage chunk (billing
+   * reads it; the gateway strips it again if the caller did not ask for it): when the body
+   * has no `stream_options` at all, that member is spliced in after the opening brace rather
+   * than re-encoding the whole request. Re-encode only to swap the model id for the
+   * upstream's or to amend a `stream_options` the caller sent.
    */
   private encode(call: ChatCall): Buffer | string {
     const { request } = call;
     const needsUsage = call.stream && request.stream_options?.include_usage !== true;
-    if (request.model === call.upstreamModel && !needsUsage) return call.body;
-    const out: Record<string, unknown> = { ...request, model: call.upstreamModel };
-    if (needsUsage) out.stream_options = { ...(request.stream_options ?? {}), include_usage: true };
-    return JSON.stringify(out);
+    if (request.model !== call.upstreamModel || (needsUsage && 'stream_options' in request)) {
+      const out: Record<string, unknown> = { ...request, model: call.upstreamModel };
+      if (needsUsage) out.stream_options = { ...(request.stream_options ?? {}), include_usage: true };
+      return JSON.stringify(out);
+    }
+    if (!needsUsage) return call.body;
+    const open = call.body.indexOf(123); // '{' (the body parsed as an object, so it is there)
+    return Buffer.concat([call.body.subarray(0, open + 1), INCLUDE_USAGE, call.body.subarray(open + 1)]);
   }
 
   async close(): Promise<void> {

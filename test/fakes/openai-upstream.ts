@@ -7,6 +7,8 @@ import type { AddressInfo } from 'node:net';
 export interface Received {
   headers: IncomingMessage['headers'];
   body: Record<string, unknown>;
+  /** The body's bytes exactly as they arrived. */
+  raw: string;
   /** Set when the client went away before the response finished. */
   aborted: boolean;
 }
@@ -81,9 +83,10 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     const parts: Buffer[] = [];
     req.on('data', (c: Buffer) => parts.push(c));
     req.on('end', () => {
+      const raw = Buffer.concat(parts).toString();
       let body: Record<string, unknown> = {};
-      try { body = JSON.parse(Buffer.concat(parts).toString()) as Record<string, unknown>; } catch { /* recorded as {} */ }
-      const rec: Received = { headers: req.headers, body, aborted: false };
+      try { body = JSON.parse(raw) as Record<string, unknown>; } catch { /* recorded as {} */ }
+      const rec: Received = { headers: req.headers, body, raw, aborted: false };
       received.push(rec);
       res.on('close', () => { if (!res.writableFinished) rec.aborted = true; });
       handle(req, res, rec).catch(() => sendError(res, 400, 'Could not parse the JSON body of your request.', 'invalid_request_error'));

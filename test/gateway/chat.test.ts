@@ -94,6 +94,21 @@ t.test('stream without include_usage: usage asked upstream, stripped for the cal
   t.equal(text, FAKE_WORDS.join(''));
 });
 
+t.test('stream usage request: spliced into the caller\'s bytes, or re-encoded when stream_options is present', async (t) => {
+  const post = (body: string) => fetch(`${gw.baseURL}/chat/completions`, {
+    method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' }, body,
+  }).then((r) => r.text());
+  // the bare upstream id needs no model swap: the rest of the caller's bytes go through as sent
+  const original = `{ "model": "gpt-4.1-mini", "x_vendor": {"keep": [1, 2]}, "messages": ${JSON.stringify(messages)}, "stream": true }`;
+  await post(original);
+  t.equal(fake.received.at(-1)!.raw, `{"stream_options":{"include_usage":true},${original.slice(1)}`);
+  for (const streamOptions of [null, {}]) {
+    const raw = await post(JSON.stringify({ model: 'gpt-4.1-mini', messages, stream: true, stream_options: streamOptions }));
+    t.same(fake.received.at(-1)!.body.stream_options, { include_usage: true }, `stream_options ${JSON.stringify(streamOptions)} amended`);
+    t.match(raw, /^: gateway .*"completion_tokens":\d+/m, 'and billed from the usage frame');
+  }
+});
+
 t.test('first streamed token arrives long before the last when the upstream drips', async (t) => {
   const t0 = performance.now();
   const times: number[] = [];
