@@ -122,7 +122,10 @@ class ChatExchange implements ResponseSink {
         (chunk) => this.ex.write(chunk),
         () => this.gatewayComment(),
       );
-      this.ex.startStream(200, 'text/event-stream; charset=utf-8', this.routeHeaders(), () => this.handle?.resume());
+      this.ex.startStream(200, 'text/event-stream; charset=utf-8', this.routeHeaders(), () => {
+        this.writable = true;
+        this.handle?.resume();
+      });
     }
   }
 
@@ -131,12 +134,15 @@ class ChatExchange implements ResponseSink {
       this.chunks.push(chunk);
       return true;
     }
+    // Written at once, one corked write per upstream chunk. When uWS reports backpressure
+    // the adapter pauses; nothing more is written until onWritable resumes it (writing on
+    // into a backpressured uWS response can lose bytes, so the rule is strict).
     this.pending = chunk;
     this.ex.corked(this.pushPending);
     return this.writable;
   }
 
-  // One corked write per upstream chunk; bound once, not a closure per chunk.
+  // Bound once, not a closure per chunk.
   private pending: Buffer | null = null;
   private writable = true;
   private readonly pushPending = (): void => {
@@ -147,15 +153,18 @@ class ChatExchange implements ResponseSink {
   onEnd(): void {
     this.tUpstreamEnd = performance.now();
     if (!this.tap) { this.finishBuffered(); return; }
-    const tap = this.tap;
-    this.ex.corked(() => {
-      const tail = tap.flushTail();
-      if (tail) this.ex.write(tail);
-      if (!tap.sawDone) this.ex.write(this.gatewayComment());
-    });
-    this.ex.end();
+    // The tail, the figures and the end of the response leave in one write.
+    this.ex.corked(this.finishStream);
     this.settle(200, null, this.tap.usage);
   }
+
+  private readonly finishStream = (): void => {
+    const tap = this.tap!;
+    const tail = tap.flushTail();
+    if (tail) this.ex.write(tail);
+    if (!tap.sawDone) this.ex.write(this.gatewayComment());
+    this.ex.end();
+  };
 
   onError(err: GatewayError): void {
     this.tUpstreamEnd = performance.now();

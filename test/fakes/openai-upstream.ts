@@ -9,6 +9,8 @@ export interface Received {
   body: Record<string, unknown>;
   /** The body's bytes exactly as they arrived. */
   raw: string;
+  /** Content chunks written so far (streams), to observe backpressure. */
+  written: number;
   /** Set when the client went away before the response finished. */
   aborted: boolean;
 }
@@ -67,6 +69,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received) 
     if (rec.aborted) return;
     if (drip) await new Promise((r) => setTimeout(r, drip));
     if (rec.aborted) return;
+    rec.written++;
     if (!res.write(chunk(model, { content: word }, null, includeUsage))) await new Promise((r) => res.once('drain', r));
   }
   res.write(chunk(model, {}, 'stop', includeUsage));
@@ -86,7 +89,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       const raw = Buffer.concat(parts).toString();
       let body: Record<string, unknown> = {};
       try { body = JSON.parse(raw) as Record<string, unknown>; } catch { /* recorded as {} */ }
-      const rec: Received = { headers: req.headers, body, raw, aborted: false };
+      const rec: Received = { headers: req.headers, body, raw, written: 0, aborted: false };
       received.push(rec);
       res.on('close', () => { if (!res.writableFinished) rec.aborted = true; });
       handle(req, res, rec).catch(() => sendError(res, 400, 'Could not parse the JSON body of your request.', 'invalid_request_error'));

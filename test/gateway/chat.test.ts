@@ -1,5 +1,6 @@
 // The core path through the public surface: the official openai SDK against Sluice in
 // front of a local fake OpenAI upstream.
+import { request, type IncomingMessage } from 'node:http';
 import OpenAI from 'openai';
 import t from 'tap';
 import { FAKE_WORDS, startFakeUpstream } from '../fakes/openai-upstream.js';
@@ -7,7 +8,7 @@ import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
 
 const fake = await startFakeUpstream();
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(),
-  { models: ['drip-150', 'drip-100', 'fail-500', 'fail-400'].map(testModel) });
+  { models: ['drip-150', 'drip-100', 'fail-500', 'fail-400', 'long-200000'].map(testModel) });
 t.teardown(async () => { await gw.stop(); await fake.close(); });
 const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
 const messages = [{ role: 'user' as const, content: 'Say hello' }];
@@ -188,4 +189,27 @@ t.test('malformed or hostile JSON never crashes the process', async (t) => {
   }
   const health = await fetch(`${gw.url}/health`);
   t.equal(health.status, 200);
+});
+
+t.test('backpressure: a client that stops reading stalls the upstream; nothing is lost when it resumes', async (t) => {
+  const words = 200_000; // ~30 MB of SSE, far more than the socket buffers between the three
+  const url = new URL(`${gw.baseURL}/chat/completions`);
+  const body = JSON.stringify({ model: `openai/long-${words}`, messages, stream: true });
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' } }, resolve);
+    req.on('error', reject);
+    req.end(body);
+  });
+  res.pause();
+  t.equal(res.statusCode, 200);
+  await new Promise((r) => setTimeout(r, 1500));
+  const rec = fake.received.at(-1)!;
+  const stalled = rec.written;
+  t.ok(stalled < words / 2, `upstream stalled while the client did not read (${stalled} of ${words} chunks written)`);
+  let text = '';
+  res.setEncoding('utf8');
+  for await (const part of res) text += part as string;
+  t.equal(rec.written, words, 'the upstream finished once the client read again');
+  t.equal(text.match(/"content":" w\d+"/g)?.length, words, 'every chunk arrived');
+  t.ok(text.trimEnd().endsWith('data: [DONE]'));
 });
