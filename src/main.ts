@@ -4,6 +4,7 @@
 import { resolve } from 'node:path';
 import { KeyRing } from './accounts/keys.js';
 import { Ledger, RequestIds } from './accounts/ledger.js';
+import { Workspaces } from './accounts/workspaces.js';
 import { loadBuiltinModels } from './config/catalog-data.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -48,10 +49,12 @@ async function main(): Promise<void> {
   const catalog = new Catalog(mergeModels(await loadBuiltinModels(), config.models), providers);
   const baseline = config.baseline_model ? catalog.pricesOf(config.baseline_model) : undefined;
   if (config.baseline_model && !baseline) throw new ConfigError(`baseline_model / BASELINE_MODEL: '${config.baseline_model}' is not in the catalog`);
-  const ledger = new Ledger(store, config.ledger.flush_ms);
+  const workspaces = new Workspaces(store);
+  const ledger = new Ledger(store, workspaces, config.ledger.flush_ms);
   const ids = new RequestIds();
-  const chat = new ChatGateway({ catalog, ledger, ids, pool, markup: config.billing.markup, baseline: baseline ?? null });
-  const server = await startServer({ keys: ring, ids, catalog, chat, maxBodyBytes: config.max_body_bytes, providers: [...providers.keys()] },
+  const chat = new ChatGateway({ catalog, ledger, workspaces, defaultOutputCap: config.billing.default_output_cap, ids, pool,
+    markup: config.billing.markup, baseline: baseline ?? null });
+  const server = await startServer({ keys: ring, ids, catalog, chat, workspaces, ledger, maxBodyBytes: config.max_body_bytes, providers: [...providers.keys()] },
     config.host, config.port);
 
   const url = `http://${config.host}:${server.port}`;

@@ -27,7 +27,7 @@ export type KeyRecord = z.infer<typeof KeyRecordSchema>;
 /** The public view of a key: never the hash, never the secret. */
 export type KeyView = Omit<KeyRecord, 'hash'>;
 
-export const DEFAULT_WORKSPACE = 'default';
+import { DEFAULT_WORKSPACE } from './workspaces.js';
 
 function sha256(secret: string): Buffer {
   return hash('sha256', secret, 'buffer');

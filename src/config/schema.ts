@@ -63,6 +63,10 @@ export const ConfigSchema = z.object({
   billing: z.object({
     /** charge = upstream cost × (1 + markup), never above the benchmark cost. */
     markup: z.number().min(0).default(0),
+    /** Output tokens assumed by the credit check when neither the request nor the model caps them. */
+    default_output_cap: z.number().int().positive().default(4096),
+    /** Credits (USD) a self-registered workspace starts with. */
+    starter_credits: z.number().min(0).default(1),
   }).strict().prefault({}),
   sim: z.object({
     ttft_ms: z.number().int().min(0).default(120),
@@ -71,8 +75,11 @@ export const ConfigSchema = z.object({
   }).strict().prefault({}),
   shutdown_grace_ms: z.number().int().positive().default(10_000),
   ledger: z.object({
-    /** Rows are buffered and committed to LMDB in one batch this often. */
-    flush_ms: z.number().int().min(1).max(1000).default(20),
+    /**
+     * Group commit: queued rows are committed this long after the first one (0 = on the
+     * next event-loop turn). Successful responses complete once their row is committed.
+     */
+    flush_ms: z.number().int().min(0).max(1000).default(0),
   }).strict().prefault({}),
 }).strict();
 

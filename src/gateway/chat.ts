@@ -2,7 +2,8 @@
 // respond (buffered JSON, or SSE passed through byte for byte) → settle (costs, ledger row).
 import type { KeyRecord } from '../accounts/keys.js';
 import type { Ledger, LedgerRow, RequestIds } from '../accounts/ledger.js';
-import { priceRequest, type Costs, type Usage } from '../accounts/pricing.js';
+import { priceRequest, upstreamCost, type Costs, type Usage } from '../accounts/pricing.js';
+import { toNano, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import type { Prices } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatCall, ChatRequest, ResponseSink, UpstreamHandle } from '../providers/provider.js';
@@ -15,6 +16,9 @@ import { SseUsageTap, scanCompletion, type CompletionScan } from './sse-usage.js
 export interface ChatDeps {
   catalog: Catalog;
   ledger: Ledger;
+  workspaces: Workspaces;
+  /** Output tokens assumed for the credit check when neither the request nor the model caps them. */
+  defaultOutputCap: number;
   ids: RequestIds;
   pool: WorkerPool;
   markup: number;
@@ -47,30 +51,64 @@ export class ChatGateway {
   handle(ex: Exchange, key: KeyRecord, body: Buffer, t0: number): void {
     let request: ChatRequest | null = null;
     let route: Route | undefined;
+    let ws: Workspace | undefined;
     try {
       request = parseBody(ChatRequestSchema, parseJson(body)) as ChatRequest;
       route = this.deps.catalog.resolve(request.model).routes[0];
       if (!route) throw new GatewayError(Errors.noRoute, `No enabled provider serves '${request.model}'. Set its provider key or enable sim.`, 'model');
+      ws = this.deps.workspaces.get(key.workspace);
+      if (!ws) throw new GatewayError(Errors.forbidden, `This key's workspace ${key.workspace} no longer exists.`);
     } catch (err) {
-      ex.sendError(err);
-      const e = err instanceof GatewayError ? err : null;
-      this.deps.ledger.append(baseRow(ex.requestId, key, request?.model ?? '', false, {
-        status: e?.status ?? 500, error: e?.code ?? 'internal_error', total_ms: ms(t0, performance.now()),
-      }));
+      this.refuse(ex, key, request?.model ?? '', t0, err);
       return;
     }
+    if (!ws.metered) { this.start(ex, key, request, body, route, ws, 0, t0); return; }
+    // Credits: hold the most this request can cost before anything goes upstream. A prompt
+    // has at most as many tokens as the body has bytes, so a workspace with room for that
+    // bound skips tokenizing; only a tight balance pays for an exact count in the pool.
+    const prices = route.model.prices;
+    const cap = request.max_completion_tokens ?? request.max_tokens ?? route.model.max_output_tokens ?? this.deps.defaultOutputCap;
+    const hold = (promptTokens: number) => toNano(upstreamCost(prices, { prompt_tokens: promptTokens, completion_tokens: cap, cached_tokens: 0 }) * (1 + this.deps.markup));
+    const bound = hold(body.length);
+    if (this.deps.workspaces.availableNano(ws) >= bound) { this.start(ex, key, request, body, route, ws, bound, t0); return; }
+    const [req, rt, w] = [request, route, ws];
+    this.deps.pool.countPrompt(route.model.tokenizer, body).then((tokens) => {
+      if (ex.aborted) return;
+      const needed = hold(tokens);
+      const available = this.deps.workspaces.availableNano(w);
+      if (available < needed) {
+        this.refuse(ex, key, req.model, t0, new GatewayError(Errors.insufficientCredits,
+          `Insufficient credits: this request may cost up to $${fmtUsd(needed / 1e9)} (${tokens} prompt tokens, up to ${cap} output tokens) and the workspace has $${fmtUsd(Math.max(0, available) / 1e9)} available. Top up, or lower max_tokens.`));
+        return;
+      }
+      this.start(ex, key, req, body, rt, w, needed, t0);
+    }, (err: unknown) => this.refuse(ex, key, req.model, t0, err));
+  }
+
+  private start(ex: Exchange, key: KeyRecord, request: ChatRequest, body: Buffer, route: Route, ws: Workspace, holdNano: number, t0: number): void {
+    if (holdNano) this.deps.workspaces.reserve(ws, holdNano);
     this.inFlight++;
-    new ChatExchange(this, ex, key, request, body, route, t0).dispatch();
+    new ChatExchange(this, ex, key, ws, holdNano, request, body, route, t0).dispatch();
+  }
+
+  /** Refused before anything went upstream: the error, and a row that says so. */
+  private refuse(ex: Exchange, key: KeyRecord, model: string, t0: number, err: unknown): void {
+    ex.sendError(err);
+    const e = err instanceof GatewayError ? err : null;
+    this.deps.ledger.append(baseRow(ex.requestId, key, model, false, {
+      status: e?.status ?? 500, error: e?.code ?? 'internal_error', total_ms: ms(t0, performance.now()),
+    }), undefined);
   }
 }
 
 function baseRow(id: string, key: KeyRecord, model: string, stream: boolean, extra: Partial<LedgerRow>): LedgerRow {
   return {
-    id, ts: Date.now(), workspace: key.workspace, key_id: key.id, endpoint: 'chat.completions', requested_model: model,
+    id, ts: Date.now(), kind: 'request', workspace: key.workspace, key_id: key.id, endpoint: 'chat.completions', requested_model: model,
     served: null, router_bucket: null, router_score: null, cache: 'miss', stream,
     prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, usage_source: 'none', saved_tokens: {},
     cost_usd: 0, benchmark_usd: 0, charge_usd: 0, saved_usd: 0,
-    ttfb_ms: null, total_ms: 0, overhead_ms: 0, status: 0, retries: 0, error: null, ...extra,
+    ttfb_ms: null, total_ms: 0, overhead_ms: 0, status: 0, retries: 0, error: null,
+    delta_nano: 0, balance_nano: null, note: null, ...extra,
   };
 }
 
@@ -93,6 +131,8 @@ class ChatExchange implements ResponseSink {
     private readonly gw: ChatGateway,
     private readonly ex: Exchange,
     private readonly key: KeyRecord,
+    private readonly ws: Workspace,
+    private readonly holdNano: number,
     private readonly request: ChatRequest,
     private readonly body: Buffer,
     private readonly route: Route,
@@ -153,17 +193,17 @@ class ChatExchange implements ResponseSink {
   onEnd(): void {
     this.tUpstreamEnd = performance.now();
     if (!this.tap) { this.finishBuffered(); return; }
-    // The tail, the figures and the end of the response leave in one write.
-    this.ex.corked(this.finishStream);
+    this.ex.corked(this.writeTail);
     this.settle(200, null, this.tap.usage);
+    // The response completes only once its ledger row (and charge) is committed.
+    this.gw.deps.ledger.whenCommitted(() => this.ex.end());
   }
 
-  private readonly finishStream = (): void => {
+  private readonly writeTail = (): void => {
     const tap = this.tap!;
     const tail = tap.flushTail();
     if (tail) this.ex.write(tail);
     if (!tap.sawDone) this.ex.write(this.gatewayComment());
-    this.ex.end();
   };
 
   onError(err: GatewayError): void {
@@ -235,8 +275,12 @@ class ChatExchange implements ResponseSink {
     body.copy(out, 0, 0, scan.close);
     out.write(extra, scan.close, 'utf8');
     body.copy(out, scan.close + extraLen, scan.close + 1);
-    this.ex.send(200, 'application/json', out, headers);
     this.settle(200, null, usage, source, costs);
+    // The response completes only once its ledger row (and charge) is committed.
+    this.gw.deps.ledger.whenCommitted((err) => {
+      if (err) this.ex.sendError(new GatewayError(Errors.internal, 'The ledger could not record this request; it was not charged. Retry shortly.'));
+      else this.ex.send(200, 'application/json', out, headers);
+    });
   }
 
   // ---- figures ---------------------------------------------------------------------------
@@ -292,16 +336,19 @@ class ChatExchange implements ResponseSink {
     this.gw.deps.pool.countPrompt(this.route.model.tokenizer, this.body).then(estimate, () => estimate(0));
   }
 
-  /** The ledger row, built in one literal (it is on every request). */
+  /** The ledger row, built in one literal (it is on every request), and the charge it carries. */
   private record(status: number, error: string | null, tDone: number, u: Usage | null, source: LedgerRow['usage_source'], c: Costs | null): void {
-    this.gw.deps.ledger.append({
-      id: this.ex.requestId, ts: Date.now(), workspace: this.key.workspace, key_id: this.key.id, endpoint: 'chat.completions',
+    const { workspaces, ledger } = this.gw.deps;
+    if (this.holdNano) workspaces.release(this.ws, this.holdNano);
+    ledger.append({
+      id: this.ex.requestId, ts: Date.now(), kind: 'request', workspace: this.ws.id, key_id: this.key.id, endpoint: 'chat.completions',
       requested_model: this.request.model, served: this.route.decision, router_bucket: null, router_score: null, cache: 'miss',
       stream: this.stream, prompt_tokens: u?.prompt_tokens ?? 0, cached_tokens: u?.cached_tokens ?? 0,
       completion_tokens: u?.completion_tokens ?? 0, usage_source: source, saved_tokens: {},
       cost_usd: c?.cost_usd ?? 0, benchmark_usd: c?.benchmark_usd ?? 0, charge_usd: c?.charge_usd ?? 0, saved_usd: c?.saved_usd ?? 0,
       ttfb_ms: this.tFirstByte ? ms(this.t0, this.tFirstByte) : null, total_ms: ms(this.t0, tDone),
       overhead_ms: this.overheadMs(tDone), status, retries: 0, error,
-    });
+      delta_nano: this.ws.metered && c ? -toNano(c.charge_usd) : 0, balance_nano: null, note: null,
+    }, this.ws);
   }
 }

@@ -27,6 +27,21 @@ export const ChatRequestSchema = z.looseObject({
 export const MintKeySchema = z.object({
   name: z.string().min(1).max(200).default('unnamed'),
   scopes: z.array(Scope.exclude(['admin'])).min(1).optional(),
+  workspace: z.string().min(1).max(64).optional(),
+}).strict();
+
+const Usd = z.number().finite().positive().max(1_000_000, 'at most 1,000,000 USD at a time')
+  .refine((n) => Math.round(n * 1e9) / 1e9 === n || Math.abs(Math.round(n * 1e9) / 1e9 - n) < 1e-12, 'at most 9 decimal places');
+
+export const CreateWorkspaceSchema = z.object({
+  name: z.string().min(1).max(200),
+  email: z.email().max(320).optional(),
+  credits_usd: z.number().finite().min(0).max(1_000_000).default(0),
+}).strict();
+
+export const TopupSchema = z.object({
+  amount_usd: Usd,
+  note: z.string().max(500).optional(),
 }).strict();
 
 /** `messages.0.role` → `messages[0].role`, the way OpenAI names params. */

@@ -8,6 +8,7 @@ export interface Store {
   readonly root: RootDatabase;
   readonly keys: Database<unknown, string>;
   readonly ledger: Database<unknown, string>;
+  readonly workspaces: Database<unknown, string>;
   close(): Promise<void>;
 }
 
@@ -23,10 +24,12 @@ export async function openStore(dataDir: string): Promise<Store> {
   const root = open({ path: join(dataDir, 'sluice.mdb'), compression: false, mapSize: 2 ** 32 });
   const keys = root.openDB<unknown, string>({ name: 'keys', encoding: 'msgpack' });
   const ledger = root.openDB<unknown, string>(LEDGER_DB);
+  const workspaces = root.openDB<unknown, string>({ name: 'workspaces', encoding: 'msgpack' });
   return {
     root,
     keys,
     ledger,
+    workspaces,
     async close() {
       await root.flushed;
       await root.close();

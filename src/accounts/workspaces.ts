@@ -1,0 +1,122 @@
+// Workspaces (tenants) and their credits. 1 credit = 1 USD; balances are kept in integer
+// nano-dollars so that a balance is exactly the sum of its ledger rows. Everything is held
+// in memory (checks on the hot path are Map lookups); a balance changes only together with
+// a ledger row, and the ledger writes the row and the workspace's new balance in one LMDB
+// transaction (see Ledger.flush).
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { Errors, GatewayError } from '../errors.js';
+import type { Store } from '../store/lmdb.js';
+
+export const NANO = 1e9;
+export const toNano = (usd: number): number => Math.round(usd * NANO);
+export const fromNano = (nano: number): number => nano / NANO;
+
+export const WorkspaceSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  email: z.string().nullable(),
+  /** Unmetered workspaces (the operator's default one) are never refused for credits. */
+  metered: z.boolean(),
+  balance_nano: z.number().int(),
+  created_at: z.number(),
+});
+export type Workspace = z.infer<typeof WorkspaceSchema>;
+
+export const DEFAULT_WORKSPACE = 'default';
+
+/** What the API shows: dollars, plus what is held for requests in flight. */
+export function workspaceView(ws: Workspace, reservedNano: number) {
+  return {
+    id: ws.id, object: 'workspace', name: ws.name, email: ws.email, metered: ws.metered,
+    balance_usd: fromNano(ws.balance_nano), reserved_usd: fromNano(reservedNano),
+    available_usd: fromNano(ws.balance_nano - reservedNano), created_at: ws.created_at,
+  };
+}
+
+export class Workspaces {
+  private readonly byId = new Map<string, Workspace>();
+  private readonly byEmail = new Map<string, Workspace>();
+  /** Estimated cost of requests in flight, held against the balance so concurrency cannot overspend. */
+  private readonly reserved = new Map<string, number>();
+  private readonly dirty = new Set<Workspace>();
+
+  constructor(private readonly store: Store) {
+    for (const { value } of store.workspaces.getRange()) {
+      const parsed = WorkspaceSchema.safeParse(value);
+      if (parsed.success) this.index(parsed.data);
+      else console.error(`workspaces: skipping a stored record that does not validate: ${parsed.error.issues[0]?.message}`);
+    }
+    if (!this.byId.has(DEFAULT_WORKSPACE)) {
+      this.index({ id: DEFAULT_WORKSPACE, name: 'default', email: null, metered: false, balance_nano: 0, created_at: Date.now() });
+      this.dirty.add(this.byId.get(DEFAULT_WORKSPACE)!);
+    }
+  }
+
+  private index(ws: Workspace): void {
+    this.byId.set(ws.id, ws);
+    if (ws.email) this.byEmail.set(ws.email, ws);
+  }
+
+  get(id: string): Workspace | undefined {
+    return this.byId.get(id);
+  }
+
+  require(id: string): Workspace {
+    const ws = this.byId.get(id);
+    if (!ws) throw new GatewayError(Errors.notFound, `No workspace with id ${id}.`, 'id');
+    return ws;
+  }
+
+  byEmailAddress(email: string): Workspace | undefined {
+    return this.byEmail.get(email.toLowerCase());
+  }
+
+  list(): Workspace[] {
+    return [...this.byId.values()];
+  }
+
+  /** A new metered workspace with a zero balance; credits arrive as top-up rows. */
+  create(name: string, email: string | null): Workspace {
+    const normalized = email?.toLowerCase() ?? null;
+    if (normalized && this.byEmail.has(normalized)) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
+    const ws: Workspace = { id: `ws_${randomBytes(8).toString('hex')}`, name, email: normalized, metered: true, balance_nano: 0, created_at: Date.now() };
+    this.index(ws);
+    this.dirty.add(ws);
+    return ws;
+  }
+
+  reservedNano(id: string): number {
+    return this.reserved.get(id) ?? 0;
+  }
+
+  availableNano(ws: Workspace): number {
+    return ws.balance_nano - (this.reserved.get(ws.id) ?? 0);
+  }
+
+  /** Holds `nano` against the balance while a request is in flight. */
+  reserve(ws: Workspace, nano: number): void {
+    this.reserved.set(ws.id, (this.reserved.get(ws.id) ?? 0) + nano);
+  }
+
+  release(ws: Workspace, nano: number): void {
+    const left = (this.reserved.get(ws.id) ?? 0) - nano;
+    if (left > 0) this.reserved.set(ws.id, left);
+    else this.reserved.delete(ws.id);
+  }
+
+  /** Only the ledger calls this, with the row that records the change. */
+  applyDelta(ws: Workspace, deltaNano: number): number {
+    ws.balance_nano += deltaNano;
+    this.dirty.add(ws);
+    return ws.balance_nano;
+  }
+
+  /** Workspaces changed since the last call; the ledger persists them with its rows. */
+  takeDirty(): Workspace[] {
+    if (this.dirty.size === 0) return [];
+    const out = [...this.dirty].map((ws) => ({ ...ws }));
+    this.dirty.clear();
+    return out;
+  }
+}

@@ -1,0 +1,75 @@
+// Operator endpoints (master key): workspaces, their credits, and keys in any workspace.
+// Credits change only through ledger rows: a top-up is a row, committed together with the
+// new balance before the response is sent.
+import type { TemplatedApp } from 'uWebSockets.js';
+import { viewOf, type KeyRing } from '../accounts/keys.js';
+import type { Ledger, RequestIds } from '../accounts/ledger.js';
+import { toNano, workspaceView, type Workspace, type Workspaces } from '../accounts/workspaces.js';
+import { Errors, GatewayError } from '../errors.js';
+import { CreateWorkspaceSchema, MintKeySchema, TopupSchema, parseBody, parseJson } from '../gateway/schemas.js';
+import type { Handlers } from './handlers.js';
+
+export interface AdminDeps {
+  keys: KeyRing;
+  workspaces: Workspaces;
+  ledger: Ledger;
+  ids: RequestIds;
+}
+
+const jsonOrEmpty = (body: Buffer): unknown => (body.length ? parseJson(body) : {});
+
+/** Appends a top-up row (applying it to the balance) and resolves once it is committed. */
+export function topUp(deps: AdminDeps, ws: Workspace, amountUsd: number, note: string | null, keyId: string): Promise<string> {
+  const id = deps.ids.next();
+  deps.ledger.append({
+    id, ts: Date.now(), kind: 'topup', workspace: ws.id, key_id: keyId, endpoint: 'admin.topups', requested_model: '',
+    served: null, router_bucket: null, router_score: null, cache: 'miss', stream: false,
+    prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, usage_source: 'none', saved_tokens: {},
+    cost_usd: 0, benchmark_usd: 0, charge_usd: 0, saved_usd: 0, ttfb_ms: null, total_ms: 0, overhead_ms: 0,
+    status: 201, retries: 0, error: null, delta_nano: toNano(amountUsd), balance_nano: null, note,
+  }, ws);
+  return deps.ledger.committed().then(() => id);
+}
+
+export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps): void {
+  const view = (ws: Workspace) => workspaceView(ws, deps.workspaces.reservedNano(ws.id));
+
+  app.post('/admin/workspaces', on.withBody('admin', (ex, key, body) => {
+    const input = parseBody(CreateWorkspaceSchema, jsonOrEmpty(body));
+    const ws = deps.workspaces.create(input.name, input.email ?? null);
+    const done = input.credits_usd > 0 ? topUp(deps, ws, input.credits_usd, 'initial credits', key.id) : deps.ledger.committed();
+    done.then(() => ex.sendJson(201, view(ws)), (err: unknown) => ex.sendError(err));
+  }));
+
+  app.get('/admin/workspaces', on.noBody('admin', (ex) => ex.sendJson(200, { object: 'list', data: deps.workspaces.list().map(view) })));
+
+  app.get('/admin/workspaces/:id', on.noBody('admin', (ex, _k, [id]) => ex.sendJson(200, view(deps.workspaces.require(id ?? '')))));
+
+  app.post('/admin/workspaces/:id/topups', on.withBody('admin', (ex, key, body, _t0, [id]) => {
+    const input = parseBody(TopupSchema, jsonOrEmpty(body));
+    const ws = deps.workspaces.require(id ?? '');
+    if (!ws.metered) throw new GatewayError(Errors.invalidRequest, `Workspace ${ws.id} is unmetered; it has no credits to top up.`, 'id');
+    topUp(deps, ws, input.amount_usd, input.note ?? null, key.id).then(
+      (rowId) => ex.sendJson(201, { object: 'topup', id: rowId, amount_usd: input.amount_usd, workspace: view(ws) }),
+      (err: unknown) => ex.sendError(err),
+    );
+  }, 1));
+
+  app.post('/admin/keys', on.withBody('admin', (ex, _key, body) => {
+    const input = parseBody(MintKeySchema, jsonOrEmpty(body));
+    const workspace = input.workspace ? deps.workspaces.require(input.workspace).id : undefined;
+    deps.keys.mint({ name: input.name, ...(input.scopes ? { scopes: input.scopes } : {}), ...(workspace ? { workspace } : {}) }).then(
+      ({ record, secret }) => ex.sendJson(201, { ...viewOf(record), key: secret }),
+      (err: unknown) => ex.sendError(err),
+    );
+  }));
+  app.get('/admin/keys', on.noBody('admin', (ex) => ex.sendJson(200, { object: 'list', data: deps.keys.list().map(viewOf) })));
+  app.get('/admin/keys/:id', on.noBody('admin', (ex, _k, [id]) => {
+    const record = deps.keys.get(id ?? '');
+    if (!record) throw new GatewayError(Errors.notFound, `No key with id ${id}.`, 'id');
+    ex.sendJson(200, viewOf(record));
+  }));
+  app.del('/admin/keys/:id', on.noBody('admin', (ex, _k, [id]) => {
+    deps.keys.revoke(id ?? '').then((record) => ex.sendJson(200, viewOf(record)), (err: unknown) => ex.sendError(err));
+  }));
+}
