@@ -15,6 +15,8 @@ export const Errors = {
   invalidKey: { status: 401, type: 'authentication_error', code: 'invalid_api_key' },
   insufficientCredits: { status: 402, type: 'insufficient_quota', code: 'insufficient_credits' },
   forbidden: { status: 403, type: 'permission_error', code: 'forbidden' },
+  modelNotAllowed: { status: 403, type: 'permission_error', code: 'model_not_allowed' },
+  rateLimited: { status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded' },
   notFound: { status: 404, type: 'invalid_request_error', code: 'not_found' },
   modelNotFound: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
   conflict: { status: 409, type: 'invalid_request_error', code: 'conflict' },
@@ -45,6 +47,22 @@ export class GatewayError extends Error {
   /** The OpenAI error envelope, as bytes ready to send. */
   toJSON(): { error: { message: string; type: string; code: string; param: string | null } } {
     return { error: { message: this.message, type: this.type, code: this.code, param: this.param } };
+  }
+}
+
+/** A key limit was hit: 429 with Retry-After, the limit's kind, and how long to wait. */
+export class LimitError extends GatewayError {
+  constructor(
+    readonly kind: string,
+    readonly retryAfterSeconds: number,
+    message: string,
+    readonly headers: ReadonlyArray<readonly [string, string]>,
+  ) {
+    super(Errors.rateLimited, message);
+  }
+
+  override toJSON() {
+    return { error: { ...super.toJSON().error, kind: this.kind, retry_after_seconds: this.retryAfterSeconds } };
   }
 }
 

@@ -4,6 +4,7 @@
 import { resolve } from 'node:path';
 import { KeyRing } from './accounts/keys.js';
 import { Ledger, RequestIds } from './accounts/ledger.js';
+import { Limits } from './accounts/limits.js';
 import { Workspaces } from './accounts/workspaces.js';
 import { loadBuiltinModels } from './config/catalog-data.js';
 import { ConfigError, loadConfig } from './config/load.js';
@@ -51,10 +52,13 @@ async function main(): Promise<void> {
   if (config.baseline_model && !baseline) throw new ConfigError(`baseline_model / BASELINE_MODEL: '${config.baseline_model}' is not in the catalog`);
   const workspaces = new Workspaces(store);
   const ledger = new Ledger(store, workspaces, config.ledger.flush_ms);
+  const limits = new Limits(store);
+  ledger.addPersister(() => limits.persistDirty());
   const ids = new RequestIds();
-  const chat = new ChatGateway({ catalog, ledger, workspaces, defaultOutputCap: config.billing.default_output_cap, ids, pool,
+  const chat = new ChatGateway({ catalog, ledger, workspaces, limits, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null });
-  const server = await startServer({ keys: ring, ids, catalog, chat, workspaces, ledger, maxBodyBytes: config.max_body_bytes, providers: [...providers.keys()] },
+  const server = await startServer({ keys: ring, ids, catalog, chat, workspaces, ledger,
+    registration: { enabled: config.registration.enabled, starterCredits: config.billing.starter_credits }, maxBodyBytes: config.max_body_bytes, providers: [...providers.keys()] },
     config.host, config.port);
 
   const url = `http://${config.host}:${server.port}`;

@@ -11,16 +11,42 @@ import type { Store } from '../store/lmdb.js';
 export const Scope = z.enum(['inference', 'usage:read', 'keys:write', 'admin']);
 export type Scope = z.infer<typeof Scope>;
 
+/** A rolling window: at most `requests` in any `seconds`. */
+export const WindowSchema = z.object({
+  requests: z.number().int().positive(),
+  seconds: z.number().int().min(60).max(90 * 86400),
+}).strict();
+
+export const KeyLimitsSchema = z.object({
+  rpm: z.number().int().positive().optional(),
+  tpm: z.number().int().positive().optional(),
+  windows: z.array(WindowSchema).max(8).optional(),
+  budget_usd_day: z.number().positive().optional(),
+  budget_usd_month: z.number().positive().optional(),
+  /** Model slugs (or `provider/*`) this key may call. */
+  models: z.array(z.string().min(1)).min(1).optional(),
+  providers: z.array(z.string().min(1)).min(1).optional(),
+  max_concurrency: z.number().int().positive().optional(),
+}).strict();
+export type KeyLimits = z.infer<typeof KeyLimitsSchema>;
+
+/** Self-registered keys: 50 requests per 6 h and 600 per 7 days, rolling. */
+export const REGISTERED_LIMITS: KeyLimits = { windows: [{ requests: 50, seconds: 6 * 3600 }, { requests: 600, seconds: 7 * 86400 }] };
+
 export const KeyRecordSchema = z.object({
   id: z.string(),
   name: z.string(),
-  kind: z.enum(['master', 'operator', 'minted']),
+  /** master and operator keys come from config and are exempt from limits. */
+  kind: z.enum(['master', 'operator', 'minted', 'registered']),
   workspace: z.string(),
   scopes: z.array(Scope),
   hash: z.string().regex(/^[0-9a-f]{64}$/),
   prefix: z.string(),
   created_at: z.number(),
   revoked_at: z.number().nullable(),
+  limits: KeyLimitsSchema.nullable().default(null),
+  /** The key that minted this one (self-serve), or null. */
+  created_by: z.string().nullable().default(null),
 });
 export type KeyRecord = z.infer<typeof KeyRecordSchema>;
 
@@ -83,7 +109,7 @@ export class KeyRing {
     return {
       id: `${kind === 'master' ? 'key_master' : 'key_op'}_${hash.slice(0, 10)}`,
       name, kind, workspace: DEFAULT_WORKSPACE, scopes, hash,
-      prefix: secret.slice(0, 14), created_at: 0, revoked_at: null,
+      prefix: secret.slice(0, 14), created_at: 0, revoked_at: null, limits: null, created_by: null,
     };
   }
 
@@ -108,28 +134,46 @@ export class KeyRing {
     return entry.record;
   }
 
-  async mint(opts: { name: string; workspace?: string; scopes?: Scope[] }): Promise<{ record: KeyRecord; secret: string }> {
+  async mint(opts: { name: string; workspace?: string; scopes?: Scope[]; limits?: KeyLimits | null; kind?: 'minted' | 'registered'; createdBy?: string | null }):
+    Promise<{ record: KeyRecord; secret: string }> {
     const secret = newSecret('key');
     const record: KeyRecord = {
       id: `key_${randomBytes(8).toString('hex')}`,
       name: opts.name,
-      kind: 'minted',
+      kind: opts.kind ?? 'minted',
       workspace: opts.workspace ?? DEFAULT_WORKSPACE,
       scopes: opts.scopes ?? ['inference'],
       hash: sha256(secret).toString('hex'),
       prefix: secret.slice(0, 14),
       created_at: Date.now(),
       revoked_at: null,
+      limits: opts.limits ?? null,
+      created_by: opts.createdBy ?? null,
     };
     await this.store.keys.put(record.id, record);
     this.index(record);
     return { record, secret };
   }
 
+  /** Name, scopes and limits of a stored key; in effect from the next request. */
+  async update(id: string, patch: { name?: string | undefined; scopes?: Scope[] | undefined; limits?: KeyLimits | null | undefined }): Promise<KeyRecord> {
+    const record = this.byId.get(id);
+    if (!record || (record.kind !== 'minted' && record.kind !== 'registered')) throw new GatewayError(Errors.notFound, `No stored key with id ${id}.`, 'id');
+    const next: KeyRecord = {
+      ...record,
+      ...(patch.name !== undefined ? { name: patch.name } : {}),
+      ...(patch.scopes !== undefined ? { scopes: patch.scopes } : {}),
+      ...(patch.limits !== undefined ? { limits: patch.limits } : {}),
+    };
+    this.index(next);
+    await this.store.keys.put(id, next);
+    return next;
+  }
+
   /** Revocation is in memory at once (the next request fails) and durable once committed. */
   async revoke(id: string): Promise<KeyRecord> {
     const record = this.byId.get(id);
-    if (!record || record.kind !== 'minted') throw new GatewayError(Errors.notFound, `No revocable key with id ${id}.`, 'id');
+    if (!record || (record.kind !== 'minted' && record.kind !== 'registered')) throw new GatewayError(Errors.notFound, `No revocable key with id ${id}.`, 'id');
     if (record.revoked_at !== null) return record;
     const revoked = { ...record, revoked_at: Date.now() };
     this.index(revoked);
@@ -141,7 +185,8 @@ export class KeyRing {
     return this.byId.get(id);
   }
 
-  list(): KeyRecord[] {
-    return [...this.byId.values()].filter((k) => k.kind === 'minted');
+  /** Stored keys (not the ones from config), optionally of one workspace. */
+  list(workspace?: string): KeyRecord[] {
+    return [...this.byId.values()].filter((k) => (k.kind === 'minted' || k.kind === 'registered') && (!workspace || k.workspace === workspace));
   }
 }

@@ -71,8 +71,14 @@ export class Ledger {
   private waiters: Array<(err: unknown) => void> = [];
   private scheduled = false;
   private lastCommit: Promise<unknown> = Promise.resolve();
+  private readonly persisters: Array<() => void> = [];
 
   constructor(private readonly store: Store, private readonly workspaces: Workspaces, private readonly flushMs: number) {}
+
+  /** State derived from the rows (limit counters, rollups) is written by these, in each batch. */
+  addPersister(persist: () => void): void {
+    this.persisters.push(persist);
+  }
 
   /** Applies the row's balance change to `ws` (when it is non-zero) and queues the row. */
   append(row: LedgerRow, ws: Workspace | undefined): void {
@@ -109,6 +115,7 @@ export class Ledger {
     // All in this synchronous block: one transaction.
     for (const row of rows) commit = this.store.ledger.put(row.id, row);
     for (const ws of this.workspaces.takeDirty()) commit = this.store.workspaces.put(ws.id, ws);
+    for (const persist of this.persisters) persist();
     this.lastCommit = commit.then(
       () => { for (const w of waiters) w(null); },
       (err: unknown) => {

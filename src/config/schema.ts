@@ -74,6 +74,10 @@ export const ConfigSchema = z.object({
     default_max_tokens: z.number().int().positive().default(200),
   }).strict().prefault({}),
   shutdown_grace_ms: z.number().int().positive().default(10_000),
+  registration: z.object({
+    /** POST /v1/register: anyone with an email gets a workspace, starter credits and a key. */
+    enabled: z.boolean().default(true),
+  }).strict().prefault({}),
   ledger: z.object({
     /**
      * Group commit: queued rows are committed this long after the first one (0 = on the

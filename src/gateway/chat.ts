@@ -3,6 +3,7 @@
 import type { KeyRecord } from '../accounts/keys.js';
 import type { Ledger, LedgerRow, RequestIds } from '../accounts/ledger.js';
 import { priceRequest, upstreamCost, type Costs, type Usage } from '../accounts/pricing.js';
+import type { Admission, Limits } from '../accounts/limits.js';
 import { toNano, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import type { Prices } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
@@ -17,6 +18,7 @@ export interface ChatDeps {
   catalog: Catalog;
   ledger: Ledger;
   workspaces: Workspaces;
+  limits: Limits;
   /** Output tokens assumed for the credit check when neither the request nor the model caps them. */
   defaultOutputCap: number;
   ids: RequestIds;
@@ -86,9 +88,16 @@ export class ChatGateway {
   }
 
   private start(ex: Exchange, key: KeyRecord, request: ChatRequest, body: Buffer, route: Route, ws: Workspace, holdNano: number, t0: number): void {
+    let admission: Admission | null;
+    try {
+      admission = this.deps.limits.admit(key, route.slug, route.provider.name);
+    } catch (err) {
+      this.refuse(ex, key, request.model, t0, err);
+      return;
+    }
     if (holdNano) this.deps.workspaces.reserve(ws, holdNano);
     this.inFlight++;
-    new ChatExchange(this, ex, key, ws, holdNano, request, body, route, t0).dispatch();
+    new ChatExchange(this, ex, key, ws, holdNano, admission, request, body, route, t0).dispatch();
   }
 
   /** Refused before anything went upstream: the error, and a row that says so. */
@@ -133,6 +142,7 @@ class ChatExchange implements ResponseSink {
     private readonly key: KeyRecord,
     private readonly ws: Workspace,
     private readonly holdNano: number,
+    private readonly admission: Admission | null,
     private readonly request: ChatRequest,
     private readonly body: Buffer,
     private readonly route: Route,
@@ -259,15 +269,14 @@ class ChatExchange implements ResponseSink {
     if (this.ex.aborted) return;
     const costs = this.costs(usage);
     const overhead = this.overheadMs(performance.now());
-    const rh = this.routeHeaders();
-    const headers: HeaderList = [
-      rh[0]!, rh[1]!, rh[2]!,
+    const figures: HeaderList = [
       ['x-gateway-cost-usd', fmtUsd(costs.cost_usd)],
       ['x-btl-benchmark-cost', fmtUsd(costs.benchmark_usd)],
       ['x-btl-customer-charge', fmtUsd(costs.charge_usd)],
       ['x-btl-saved', fmtUsd(costs.saved_usd)],
       ['x-gateway-overhead-ms', overhead.toFixed(3)],
     ];
+    const headers = [...this.routeHeaders(), ...figures];
     // Splice the `gateway` object in before the closing brace: no re-encoding of the body.
     const extra = `${scan.empty ? '' : ','}"gateway":${this.gatewayJson(usage, costs, overhead)}}`;
     const extraLen = Buffer.byteLength(extra);
@@ -291,7 +300,7 @@ class ChatExchange implements ResponseSink {
       headers = [['x-gateway-decision', this.route.decision], ['x-gateway-retries', '0'], ['x-gateway-cache', 'miss']];
       routeHeaderCache.set(this.route, headers);
     }
-    return headers;
+    return this.admission ? [...headers, ...this.admission.headers] : headers;
   }
 
   private costs(usage: Usage): Costs {
@@ -338,8 +347,10 @@ class ChatExchange implements ResponseSink {
 
   /** The ledger row, built in one literal (it is on every request), and the charge it carries. */
   private record(status: number, error: string | null, tDone: number, u: Usage | null, source: LedgerRow['usage_source'], c: Costs | null): void {
-    const { workspaces, ledger } = this.gw.deps;
+    const { workspaces, ledger, limits } = this.gw.deps;
     if (this.holdNano) workspaces.release(this.ws, this.holdNano);
+    const chargeNano = c ? toNano(c.charge_usd) : 0;
+    if (this.admission) limits.finish(this.key, this.admission, u ? u.prompt_tokens + u.completion_tokens : 0, chargeNano);
     ledger.append({
       id: this.ex.requestId, ts: Date.now(), kind: 'request', workspace: this.ws.id, key_id: this.key.id, endpoint: 'chat.completions',
       requested_model: this.request.model, served: this.route.decision, router_bucket: null, router_score: null, cache: 'miss',
@@ -348,7 +359,7 @@ class ChatExchange implements ResponseSink {
       cost_usd: c?.cost_usd ?? 0, benchmark_usd: c?.benchmark_usd ?? 0, charge_usd: c?.charge_usd ?? 0, saved_usd: c?.saved_usd ?? 0,
       ttfb_ms: this.tFirstByte ? ms(this.t0, this.tFirstByte) : null, total_ms: ms(this.t0, tDone),
       overhead_ms: this.overheadMs(tDone), status, retries: 0, error,
-      delta_nano: this.ws.metered && c ? -toNano(c.charge_usd) : 0, balance_nano: null, note: null,
+      delta_nano: this.ws.metered ? -chargeNano : 0, balance_nano: null, note: null,
     }, this.ws);
   }
 }

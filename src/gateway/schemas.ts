@@ -2,7 +2,7 @@
 // carried through to the upstream untouched, as OpenAI adds parameters all the time.
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
-import { Scope } from '../accounts/keys.js';
+import { KeyLimitsSchema, Scope } from '../accounts/keys.js';
 
 const ContentPart = z.looseObject({ type: z.string() });
 const Message = z.looseObject({
@@ -24,10 +24,27 @@ export const ChatRequestSchema = z.looseObject({
   tools: z.array(z.looseObject({ type: z.string() })).nullish(),
 });
 
+const KeyScopes = z.array(Scope.exclude(['admin'])).min(1);
+
 export const MintKeySchema = z.object({
   name: z.string().min(1).max(200).default('unnamed'),
-  scopes: z.array(Scope.exclude(['admin'])).min(1).optional(),
+  scopes: KeyScopes.optional(),
   workspace: z.string().min(1).max(64).optional(),
+  limits: KeyLimitsSchema.nullable().optional(),
+}).strict();
+
+/** Self-serve minting: always in the caller's own workspace. */
+export const SelfMintKeySchema = MintKeySchema.omit({ workspace: true });
+
+export const PatchKeySchema = z.object({
+  name: z.string().min(1).max(200).optional(),
+  scopes: KeyScopes.optional(),
+  limits: KeyLimitsSchema.nullable().optional(),
+}).strict();
+
+export const RegisterSchema = z.object({
+  email: z.email().max(320),
+  name: z.string().min(1).max(200).optional(),
 }).strict();
 
 const Usd = z.number().finite().positive().max(1_000_000, 'at most 1,000,000 USD at a time')

@@ -6,7 +6,7 @@ import { viewOf, type KeyRing } from '../accounts/keys.js';
 import type { Ledger, RequestIds } from '../accounts/ledger.js';
 import { toNano, workspaceView, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
-import { CreateWorkspaceSchema, MintKeySchema, TopupSchema, parseBody, parseJson } from '../gateway/schemas.js';
+import { CreateWorkspaceSchema, MintKeySchema, PatchKeySchema, TopupSchema, parseBody, parseJson } from '../gateway/schemas.js';
 import type { Handlers } from './handlers.js';
 
 export interface AdminDeps {
@@ -58,7 +58,7 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   app.post('/admin/keys', on.withBody('admin', (ex, _key, body) => {
     const input = parseBody(MintKeySchema, jsonOrEmpty(body));
     const workspace = input.workspace ? deps.workspaces.require(input.workspace).id : undefined;
-    deps.keys.mint({ name: input.name, ...(input.scopes ? { scopes: input.scopes } : {}), ...(workspace ? { workspace } : {}) }).then(
+    deps.keys.mint({ name: input.name, ...(input.scopes ? { scopes: input.scopes } : {}), ...(workspace ? { workspace } : {}), limits: input.limits ?? null }).then(
       ({ record, secret }) => ex.sendJson(201, { ...viewOf(record), key: secret }),
       (err: unknown) => ex.sendError(err),
     );
@@ -69,6 +69,10 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
     if (!record) throw new GatewayError(Errors.notFound, `No key with id ${id}.`, 'id');
     ex.sendJson(200, viewOf(record));
   }));
+  app.patch('/admin/keys/:id', on.withBody('admin', (ex, _key, body, _t0, [id]) => {
+    const input = parseBody(PatchKeySchema, jsonOrEmpty(body));
+    deps.keys.update(id ?? '', input).then((record) => ex.sendJson(200, viewOf(record)), (err: unknown) => ex.sendError(err));
+  }, 1));
   app.del('/admin/keys/:id', on.noBody('admin', (ex, _k, [id]) => {
     deps.keys.revoke(id ?? '').then((record) => ex.sendJson(200, viewOf(record)), (err: unknown) => ex.sendError(err));
   }));

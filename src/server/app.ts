@@ -7,12 +7,13 @@ import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
 import type { Catalog } from '../router/catalog.js';
+import { registerAccount, type AccountDeps } from './account.js';
 import { registerAdmin, type AdminDeps } from './admin.js';
 import { Exchange } from './exchange.js';
 import { makeHandlers } from './handlers.js';
 import { modelListBody, modelView } from './models.js';
 
-export interface ServerDeps extends AdminDeps {
+export interface ServerDeps extends AdminDeps, AccountDeps {
   keys: KeyRing;
   ids: RequestIds;
   catalog: Catalog;
@@ -50,11 +51,13 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
 
   app.post('/v1/chat/completions', withBody('inference', (ex, key, body, t0) => deps.chat.handle(ex, key, body, t0)));
 
-  registerAdmin(app, { withBody, noBody }, deps);
+  const handlers = makeHandlers(deps, state);
+  registerAdmin(app, handlers, deps);
+  registerAccount(app, handlers, deps);
 
   app.any('/*', (res, req) => {
     const ex = new Exchange(res, deps.ids.next());
-    const known = ['/v1/chat/completions', '/v1/models', '/admin/keys', '/admin/workspaces', '/health'].includes(req.getUrl());
+    const known = ['/v1/chat/completions', '/v1/models', '/v1/api-keys', '/v1/register', '/admin/keys', '/admin/workspaces', '/health'].includes(req.getUrl());
     ex.sendError(known
       ? new GatewayError(Errors.methodNotAllowed, `${req.getMethod().toUpperCase()} is not allowed on ${req.getUrl()}.`)
       : new GatewayError(Errors.notFound, `No route for ${req.getMethod().toUpperCase()} ${req.getUrl()}.`));

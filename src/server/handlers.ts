@@ -15,6 +15,8 @@ export interface Handlers {
   /** `params`: how many route parameters the handler reads (reading them costs a native call each). */
   withBody(scope: Scope, handler: BodyHandler, params?: number): Route;
   noBody(scope: Scope | null, handler: NoBodyHandler): Route;
+  /** A public route with a JSON body (no key). */
+  publicBody(handler: (ex: Exchange, body: Buffer) => void): Route;
 }
 
 export function requireScope(key: KeyRecord, scope: Scope): void {
@@ -44,6 +46,18 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
         if (err) { ex.sendError(err); return; }
         try {
           handler(ex, key, body, t0, values);
+        } catch (e) {
+          ex.sendError(e);
+        }
+      });
+    },
+    publicBody: (handler) => (res, req) => {
+      const ex = new Exchange(res, deps.ids.next());
+      if (state.draining) { ex.sendError(new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.')); return; }
+      ex.readBody(deps.maxBodyBytes, req.getHeader('content-length'), (err, body) => {
+        if (err) { ex.sendError(err); return; }
+        try {
+          handler(ex, body);
         } catch (e) {
           ex.sendError(e);
         }

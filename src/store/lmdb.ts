@@ -9,6 +9,7 @@ export interface Store {
   readonly keys: Database<unknown, string>;
   readonly ledger: Database<unknown, string>;
   readonly workspaces: Database<unknown, string>;
+  readonly limits: Database<unknown, string>;
   close(): Promise<void>;
 }
 
@@ -25,11 +26,13 @@ export async function openStore(dataDir: string): Promise<Store> {
   const keys = root.openDB<unknown, string>({ name: 'keys', encoding: 'msgpack' });
   const ledger = root.openDB<unknown, string>(LEDGER_DB);
   const workspaces = root.openDB<unknown, string>({ name: 'workspaces', encoding: 'msgpack' });
+  const limits = root.openDB<unknown, string>({ name: 'limits', encoding: 'msgpack' });
   return {
     root,
     keys,
     ledger,
     workspaces,
+    limits,
     async close() {
       await root.flushed;
       await root.close();

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { priceRequest, upstreamCost } from '../../src/accounts/pricing.js';
 import { fmtUsd } from '../../src/gateway/chat.js';
+import { fmtDuration } from '../../src/accounts/limits.js';
 
 const mini = { input: 0.4, cached_input: 0.1, output: 1.6 };
 const big = { input: 2, cached_input: 0.5, output: 8 };
@@ -28,5 +29,13 @@ t.test('header formatting is plain decimal', (t) => {
 t.test('fmtUsd: plain decimals rounded to 1e-9', (t) => {
   const cases: Array<[number, string]> = [[0.0000123, '0.0000123'], [1.5, '1.5'], [2, '2'], [0.1 + 0.2, '0.3'], [1e-10, '0'], [-0.25, '-0.25'], [12.000000001, '12.000000001'], [0.0000000004, '0']];
   for (const [n, s] of cases) t.equal(fmtUsd(n), s, String(n));
+  t.end();
+});
+
+t.test('fmtDuration speaks OpenAI\'s reset style', (t) => {
+  t.equal(fmtDuration(120), '120ms');
+  t.equal(fmtDuration(1500), '1.5s');
+  t.equal(fmtDuration(360_000), '6m0s');
+  t.equal(fmtDuration(3_723_000), '1h2m3s');
   t.end();
 });

@@ -1,0 +1,65 @@
+// The caller-facing account API: self-serve keys (scope `keys:write`, inside the caller's
+// own workspace, never with more scopes than the caller has) and self-registration.
+import type { TemplatedApp } from 'uWebSockets.js';
+import { REGISTERED_LIMITS, viewOf, type KeyRecord, type KeyRing, type Scope } from '../accounts/keys.js';
+import type { Ledger, RequestIds } from '../accounts/ledger.js';
+import { workspaceView, type Workspaces } from '../accounts/workspaces.js';
+import { Errors, GatewayError } from '../errors.js';
+import { RegisterSchema, SelfMintKeySchema, parseBody, parseJson } from '../gateway/schemas.js';
+import { topUp } from './admin.js';
+import type { Handlers } from './handlers.js';
+
+export interface AccountDeps {
+  keys: KeyRing;
+  workspaces: Workspaces;
+  ledger: Ledger;
+  ids: RequestIds;
+  registration: { enabled: boolean; starterCredits: number };
+}
+
+const jsonOrEmpty = (body: Buffer): unknown => (body.length ? parseJson(body) : {});
+
+/** A key of the caller's workspace, or 404 (another workspace's keys do not exist for it). */
+function ownKey(deps: AccountDeps, caller: KeyRecord, id: string): KeyRecord {
+  const record = deps.keys.get(id);
+  if (!record || record.workspace !== caller.workspace || (record.kind !== 'minted' && record.kind !== 'registered')) {
+    throw new GatewayError(Errors.notFound, `No key with id ${id} in this workspace.`, 'id');
+  }
+  return record;
+}
+
+export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDeps): void {
+  app.post('/v1/api-keys', on.withBody('keys:write', (ex, caller, body) => {
+    const input = parseBody(SelfMintKeySchema, jsonOrEmpty(body));
+    const scopes: Scope[] = input.scopes ?? ['inference'];
+    const extra = scopes.filter((s) => !caller.scopes.includes(s));
+    if (extra.length) throw new GatewayError(Errors.forbidden, `A key can only mint keys with its own scopes; it lacks ${extra.map((s) => `'${s}'`).join(', ')}.`, 'scopes');
+    deps.keys.mint({ name: input.name, workspace: caller.workspace, scopes, limits: input.limits ?? caller.limits, createdBy: caller.id }).then(
+      ({ record, secret }) => ex.sendJson(201, { ...viewOf(record), key: secret }),
+      (err: unknown) => ex.sendError(err),
+    );
+  }));
+
+  app.get('/v1/api-keys', on.noBody('keys:write', (ex, caller) => {
+    ex.sendJson(200, { object: 'list', data: deps.keys.list(caller!.workspace).map(viewOf) });
+  }));
+
+  app.del('/v1/api-keys/:id', on.noBody('keys:write', (ex, caller, [id]) => {
+    const record = ownKey(deps, caller!, id ?? '');
+    deps.keys.revoke(record.id).then((r) => ex.sendJson(200, viewOf(r)), (err: unknown) => ex.sendError(err));
+  }));
+
+  app.post('/v1/register', on.publicBody((ex, body) => {
+    if (!deps.registration.enabled) throw new GatewayError(Errors.forbidden, 'Self-registration is turned off on this gateway.');
+    const input = parseBody(RegisterSchema, jsonOrEmpty(body));
+    const ws = deps.workspaces.create(input.name ?? input.email, input.email);
+    const credits = deps.registration.starterCredits > 0
+      ? topUp(deps, ws, deps.registration.starterCredits, 'starter credits', 'register')
+      : deps.ledger.committed();
+    credits.then(() => deps.keys.mint({ name: 'registered', workspace: ws.id, kind: 'registered',
+      scopes: ['inference', 'usage:read', 'keys:write'], limits: REGISTERED_LIMITS }))
+      .then(({ record, secret }) => ex.sendJson(201, {
+        workspace: workspaceView(ws, 0), key: { ...viewOf(record), key: secret },
+      }), (err: unknown) => ex.sendError(err));
+  }));
+}
