@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { KeyRing } from './accounts/keys.js';
 import { Ledger, RequestIds } from './accounts/ledger.js';
 import { Limits } from './accounts/limits.js';
+import { UsageRollups } from './accounts/usage.js';
 import { Workspaces } from './accounts/workspaces.js';
 import { loadBuiltinModels } from './config/catalog-data.js';
 import { ConfigError, loadConfig } from './config/load.js';
@@ -54,10 +55,13 @@ async function main(): Promise<void> {
   const ledger = new Ledger(store, workspaces, config.ledger.flush_ms);
   const limits = new Limits(store);
   ledger.addPersister(() => limits.persistDirty());
+  const usage = new UsageRollups(store);
+  ledger.onRow((row) => usage.add(row));
+  ledger.addPersister(() => usage.persistDirty());
   const ids = new RequestIds();
   const chat = new ChatGateway({ catalog, ledger, workspaces, limits, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null });
-  const server = await startServer({ keys: ring, ids, catalog, chat, workspaces, ledger,
+  const server = await startServer({ keys: ring, ids, catalog, chat, workspaces, ledger, usage, store,
     registration: { enabled: config.registration.enabled, starterCredits: config.billing.starter_credits }, maxBodyBytes: config.max_body_bytes, providers: [...providers.keys()] },
     config.host, config.port);
 

@@ -72,12 +72,18 @@ export class Ledger {
   private scheduled = false;
   private lastCommit: Promise<unknown> = Promise.resolve();
   private readonly persisters: Array<() => void> = [];
+  private readonly rowListeners: Array<(row: LedgerRow) => void> = [];
 
   constructor(private readonly store: Store, private readonly workspaces: Workspaces, private readonly flushMs: number) {}
 
   /** State derived from the rows (limit counters, rollups) is written by these, in each batch. */
   addPersister(persist: () => void): void {
     this.persisters.push(persist);
+  }
+
+  /** Sees every row as its batch is written (before the persisters run). */
+  onRow(listen: (row: LedgerRow) => void): void {
+    this.rowListeners.push(listen);
   }
 
   /** Applies the row's balance change to `ws` (when it is non-zero) and queues the row. */
@@ -113,7 +119,11 @@ export class Ledger {
     this.waiters = [];
     let commit: Promise<unknown> = this.lastCommit;
     // All in this synchronous block: one transaction.
-    for (const row of rows) commit = this.store.ledger.put(row.id, row);
+    for (const row of rows) {
+      commit = this.store.ledger.put(row.id, row);
+      if (row.kind === 'request') void this.store.requests.put([row.workspace, row.id], row.key_id);
+      for (const listen of this.rowListeners) listen(row);
+    }
     for (const ws of this.workspaces.takeDirty()) commit = this.store.workspaces.put(ws.id, ws);
     for (const persist of this.persisters) persist();
     this.lastCommit = commit.then(

@@ -8,7 +8,7 @@ import { Errors, GatewayError } from '../errors.js';
 import { Exchange } from './exchange.js';
 
 export type BodyHandler = (ex: Exchange, key: KeyRecord, body: Buffer, t0: number, params: string[]) => void;
-export type NoBodyHandler = (ex: Exchange, key: KeyRecord | null, params: string[]) => void;
+export type NoBodyHandler = (ex: Exchange, key: KeyRecord | null, params: string[], query: URLSearchParams) => void;
 type Route = (res: HttpResponse, req: HttpRequest) => void;
 
 export interface Handlers {
@@ -68,7 +68,7 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
       try {
         const key = scope ? deps.keys.authenticate(req.getHeader('authorization')) : null;
         if (key && scope) requireScope(key, scope);
-        handler(ex, key, [req.getParameter(0) ?? '', req.getParameter(1) ?? '']);
+        handler(ex, key, [req.getParameter(0) ?? '', req.getParameter(1) ?? ''], new URLSearchParams(req.getQuery() ?? ''));
       } catch (err) {
         ex.sendError(err);
       }

@@ -10,6 +10,10 @@ export interface Store {
   readonly ledger: Database<unknown, string>;
   readonly workspaces: Database<unknown, string>;
   readonly limits: Database<unknown, string>;
+  /** Usage buckets: [workspace, granularity, start, dimension, value] → totals. */
+  readonly rollups: Database<unknown, Array<string | number>>;
+  /** Per-workspace request index: [workspace, request id] → key id. */
+  readonly requests: Database<unknown, string[]>;
   close(): Promise<void>;
 }
 
@@ -27,12 +31,16 @@ export async function openStore(dataDir: string): Promise<Store> {
   const ledger = root.openDB<unknown, string>(LEDGER_DB);
   const workspaces = root.openDB<unknown, string>({ name: 'workspaces', encoding: 'msgpack' });
   const limits = root.openDB<unknown, string>({ name: 'limits', encoding: 'msgpack' });
+  const rollups = root.openDB<unknown, Array<string | number>>({ name: 'rollups', encoding: 'msgpack' });
+  const requests = root.openDB<unknown, string[]>({ name: 'requests', encoding: 'msgpack' });
   return {
     root,
     keys,
     ledger,
     workspaces,
     limits,
+    rollups,
+    requests,
     async close() {
       await root.flushed;
       await root.close();

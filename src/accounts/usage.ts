@@ -1,0 +1,155 @@
+// Usage rollups, maintained incrementally: each ledger batch adds its request rows into
+// minute, hour and day buckets — per workspace (total, by key, by model, by provider) and
+// across workspaces (the same, plus by workspace) — and the touched buckets are written in
+// the batch's transaction. Summaries and time series read a range of buckets; nothing
+// scans the ledger per query. Money is summed in integer nano-USD, so totals are exact.
+import { z } from 'zod';
+import type { Store } from '../store/lmdb.js';
+import type { LedgerRow } from './ledger.js';
+import { fromNano, toNano } from './workspaces.js';
+
+export const GRANULARITY = { minute: 60, hour: 3600, day: 86400 } as const;
+export type Granularity = keyof typeof GRANULARITY;
+const GRANS = Object.keys(GRANULARITY) as Granularity[];
+
+export type Dim = 'all' | 'key' | 'model' | 'provider' | 'workspace';
+/** Workspace scope for rollups across all workspaces. */
+export const ALL_WORKSPACES = '*';
+
+const TotalsSchema = z.tuple([z.number(), z.number(), z.number(), z.number(), z.number(), z.number(), z.number()]);
+/** requests, prompt_tokens, completion_tokens, cost, charge, benchmark, saved (money in nano-USD). */
+type Totals = z.infer<typeof TotalsSchema>;
+
+/** The fields every summary and rollup reports. */
+export interface UsageFigures {
+  requests: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost_usd: number;
+  charge_usd: number;
+  benchmark_usd: number;
+  saved_usd: number;
+}
+
+export function figures(t: Totals): UsageFigures {
+  return {
+    requests: t[0], prompt_tokens: t[1], completion_tokens: t[2],
+    cost_usd: fromNano(t[3]), charge_usd: fromNano(t[4]), benchmark_usd: fromNano(t[5]), saved_usd: fromNano(t[6]),
+  };
+}
+
+const zero = (): Totals => [0, 0, 0, 0, 0, 0, 0];
+function add(into: Totals, t: Totals): void {
+  for (let i = 0; i < 7; i++) into[i]! += t[i]!;
+}
+
+type BucketKey = [string, Granularity, number, Dim, string];
+
+/** A range query's buckets, folded by dimension value. */
+export interface RangeResult {
+  granularity: Granularity;
+  start: number;
+  end: number;
+  totals: UsageFigures;
+  by: Array<{ value: string } & UsageFigures>;
+  points: Array<{ start: number } & UsageFigures>;
+}
+
+export class UsageRollups {
+  /** Buckets touched since start (loaded from LMDB on first touch), by encoded key. */
+  private readonly hot = new Map<string, { key: BucketKey; totals: Totals }>();
+  private readonly dirty = new Set<string>();
+  private pending: LedgerRow[] = [];
+
+  constructor(private readonly store: Store) {}
+
+  /** Queued with each request row; folded into buckets when the ledger writes its batch. */
+  add(row: LedgerRow): void {
+    if (row.kind === 'request') this.pending.push(row);
+  }
+
+  private bucket(key: BucketKey): Totals {
+    const id = key.join('\u0000');
+    let entry = this.hot.get(id);
+    if (!entry) {
+      const stored = TotalsSchema.safeParse(this.store.rollups.get(key));
+      entry = { key, totals: stored.success ? stored.data : zero() };
+      this.hot.set(id, entry);
+    }
+    this.dirty.add(id);
+    return entry.totals;
+  }
+
+  /** Called inside the ledger's write batch. */
+  persistDirty(): void {
+    for (const row of this.pending) {
+      const t: Totals = [1, row.prompt_tokens, row.completion_tokens, toNano(row.cost_usd), toNano(row.charge_usd), toNano(row.benchmark_usd), toNano(row.saved_usd)];
+      const provider = row.served ? row.served.slice(0, row.served.indexOf('/')) : '';
+      const model = row.requested_model;
+      const sec = Math.floor(row.ts / 1000);
+      for (const g of GRANS) {
+        const start = sec - (sec % GRANULARITY[g]);
+        for (const scope of [row.workspace, ALL_WORKSPACES]) {
+          add(this.bucket([scope, g, start, 'all', '']), t);
+          add(this.bucket([scope, g, start, 'key', row.key_id]), t);
+          add(this.bucket([scope, g, start, 'model', model]), t);
+          add(this.bucket([scope, g, start, 'provider', provider]), t);
+          if (scope === ALL_WORKSPACES) add(this.bucket([scope, g, start, 'workspace', row.workspace]), t);
+        }
+      }
+    }
+    this.pending = [];
+    for (const id of this.dirty) {
+      const entry = this.hot.get(id)!;
+      void this.store.rollups.put(entry.key, entry.totals);
+    }
+    this.dirty.clear();
+    this.evict();
+  }
+
+  /** Old buckets leave memory (they are in LMDB); only late rows would load them again. */
+  private evict(): void {
+    if (this.hot.size < 50_000) return;
+    const horizon = Math.floor(Date.now() / 1000) - 2 * 86400;
+    for (const [id, entry] of this.hot) if (entry.key[2] < horizon || (entry.key[1] === 'minute' && entry.key[2] < horizon + 86400)) this.hot.delete(id);
+  }
+
+  /** Picks a bucket size that keeps a range to at most ~1,500 buckets. */
+  static granularityFor(start: number, end: number): Granularity {
+    const span = end - start;
+    if (span <= 1500 * 60) return 'minute';
+    if (span <= 1500 * 3600) return 'hour';
+    return 'day';
+  }
+
+  /** Totals for [start, end) (unix seconds, widened to whole buckets), folded by one dimension. */
+  range(scope: string, start: number, end: number, by: Dim, granularity = UsageRollups.granularityFor(start, end)): RangeResult {
+    const size = GRANULARITY[granularity];
+    const from = start - (start % size);
+    const to = end % size === 0 ? end : end - (end % size) + size;
+    const total = zero();
+    const groups = new Map<string, Totals>();
+    const points = new Map<number, Totals>();
+    for (const { key, value } of this.store.rollups.getRange({ start: [scope, granularity, from], end: [scope, granularity, to] })) {
+      const k = key as BucketKey;
+      const parsed = TotalsSchema.safeParse(value);
+      if (!parsed.success || !Array.isArray(k)) continue;
+      const t = parsed.data;
+      if (k[3] === 'all') {
+        add(total, t);
+        const p = points.get(k[2]) ?? zero();
+        add(p, t);
+        points.set(k[2], p);
+      } else if (k[3] === by) {
+        const g = groups.get(k[4]) ?? zero();
+        add(g, t);
+        groups.set(k[4], g);
+      }
+    }
+    return {
+      granularity, start: from, end: to, totals: figures(total),
+      by: [...groups].map(([value, t]) => ({ value, ...figures(t) })).sort((a, b) => b.charge_usd - a.charge_usd || b.requests - a.requests),
+      points: [...points].sort((a, b) => a[0] - b[0]).map(([s, t]) => ({ start: s, ...figures(t) })),
+    };
+  }
+}

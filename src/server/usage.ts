@@ -1,0 +1,120 @@
+// Usage APIs (scope usage:read, the caller's own workspace): summaries and time series from
+// the incremental rollups, and the request drill-down from the ledger through the
+// per-workspace index. Operators get cross-workspace spend at /admin/spend.
+import type { TemplatedApp } from 'uWebSockets.js';
+import { z } from 'zod';
+import type { KeyRecord } from '../accounts/keys.js';
+import { LedgerRowSchema, type LedgerRow } from '../accounts/ledger.js';
+import { ALL_WORKSPACES, GRANULARITY, UsageRollups, type Granularity } from '../accounts/usage.js';
+import { fromNano } from '../accounts/workspaces.js';
+import { Errors, GatewayError } from '../errors.js';
+import { parseBody } from '../gateway/schemas.js';
+import type { Store } from '../store/lmdb.js';
+import type { Handlers } from './handlers.js';
+
+export interface UsageDeps {
+  usage: UsageRollups;
+  store: Store;
+}
+
+const DAY = 86400;
+const unix = z.coerce.number().int().min(0).max(32503680000);
+
+const RangeQuery = z.object({ start: unix.optional(), end: unix.optional() }).strict();
+const TimeseriesQuery = RangeQuery.extend({ bucket: z.enum(['minute', 'hour', 'day']).default('hour') });
+const SpendQuery = RangeQuery.extend({ by: z.enum(['key', 'workspace', 'model', 'provider']).default('workspace') });
+const RequestsQuery = RangeQuery.extend({
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().regex(/^req_[0-9a-z]+$/).optional(),
+  key: z.string().min(1).optional(),
+  model: z.string().min(1).optional(),
+  status: z.coerce.number().int().min(100).max(599).optional(),
+  cache: z.enum(['miss', 'exact', 'semantic', 'dedupe']).optional(),
+}).strict();
+
+function query<T>(schema: z.ZodType<T>, params: URLSearchParams): T {
+  return parseBody(schema, Object.fromEntries(params));
+}
+
+/** Default range: the last 30 days; `start` < `end` required. */
+function range(q: { start?: number | undefined; end?: number | undefined }): { start: number; end: number } {
+  const end = q.end ?? Math.ceil(Date.now() / 1000);
+  const start = q.start ?? end - 30 * DAY;
+  if (start >= end) throw new GatewayError(Errors.invalidRequest, "Invalid 'start': it must be before 'end'.", 'start');
+  return { start, end };
+}
+
+/** A ledger row as the API shows it (money in USD). */
+export function requestView(row: LedgerRow) {
+  const { delta_nano, balance_nano, ...rest } = row;
+  return { object: 'request', ...rest, balance_change_usd: fromNano(delta_nano), balance_after_usd: balance_nano === null ? null : fromNano(balance_nano) };
+}
+
+/** Request ids start with the base36 millisecond time: a time bound is an id bound. */
+const idAt = (unixSeconds: number) => `req_${(unixSeconds * 1000).toString(36).padStart(9, '0')}`;
+
+export function registerUsage(app: TemplatedApp, on: Handlers, deps: UsageDeps): void {
+  app.get('/v1/usage/summary', on.noBody('usage:read', (ex, key, _p, params) => {
+    const { start, end } = range(query(RangeQuery, params));
+    const r = deps.usage.range(key!.workspace, start, end, 'model');
+    ex.sendJson(200, { object: 'usage.summary', workspace: key!.workspace, start: r.start, end: r.end, granularity: r.granularity,
+      ...r.totals, by_model: r.by.map(({ value, ...f }) => ({ model: value, ...f })) });
+  }));
+
+  app.get('/v1/usage/timeseries', on.noBody('usage:read', (ex, key, _p, params) => {
+    const q = query(TimeseriesQuery, params);
+    const { start, end } = range(q);
+    const bucket: Granularity = q.bucket;
+    if ((end - start) / GRANULARITY[bucket] > 5000) {
+      throw new GatewayError(Errors.invalidRequest, `Invalid 'bucket': ${bucket} buckets over this range would be more than 5,000 points; use a larger bucket or a shorter range.`, 'bucket');
+    }
+    const r = deps.usage.range(key!.workspace, start, end, 'all', bucket);
+    ex.sendJson(200, { object: 'usage.timeseries', workspace: key!.workspace, bucket, start: r.start, end: r.end, data: r.points });
+  }));
+
+  app.get('/v1/requests', on.noBody('usage:read', (ex, key, _p, params) => {
+    const q = query(RequestsQuery, params);
+    const ws = key!.workspace;
+    const upper = q.cursor ?? (q.end !== undefined ? idAt(q.end) : 'req_~');
+    const lower = q.start !== undefined ? idAt(q.start) : 'req_';
+    const data: ReturnType<typeof requestView>[] = [];
+    let scanned = 0;
+    let last: string | null = null;
+    // Newest first; a page stops at `limit` matches or after 5,000 rows looked at (the cursor goes on from there).
+    for (const { key: k } of deps.store.requests.getRange({ start: [ws, upper], end: [ws, lower], reverse: true })) {
+      const id = (k as string[])[1]!;
+      if (id === q.cursor) continue;
+      last = id;
+      if (++scanned > 5000) break;
+      const parsed = LedgerRowSchema.safeParse(deps.store.ledger.get(id));
+      if (!parsed.success) continue;
+      const row = parsed.data;
+      if ((q.key && row.key_id !== q.key) || (q.model && row.requested_model !== q.model && row.served !== q.model)
+        || (q.status !== undefined && row.status !== q.status) || (q.cache && row.cache !== q.cache)) continue;
+      data.push(requestView(row));
+      if (data.length === q.limit) break;
+    }
+    const more = last !== null && (data.length === q.limit || scanned > 5000);
+    ex.sendJson(200, { object: 'list', data, has_more: more, next_cursor: more ? last : null });
+  }));
+
+  app.get('/v1/requests/:id', on.noBody('usage:read', (ex, key, [id]) => {
+    const parsed = LedgerRowSchema.safeParse(deps.store.ledger.get(id ?? ''));
+    if (!parsed.success || (parsed.data.workspace !== key!.workspace && !isAdmin(key!))) {
+      throw new GatewayError(Errors.notFound, `No request with id ${id} in this workspace.`, 'id');
+    }
+    ex.sendJson(200, requestView(parsed.data));
+  }));
+
+  app.get('/admin/spend', on.noBody('admin', (ex, _key, _p, params) => {
+    const q = query(SpendQuery, params);
+    const { start, end } = range(q);
+    const r = deps.usage.range(ALL_WORKSPACES, start, end, q.by);
+    ex.sendJson(200, { object: 'spend', by: q.by, start: r.start, end: r.end, granularity: r.granularity, ...r.totals,
+      data: r.by.map(({ value, ...f }) => ({ [q.by]: value, ...f })) });
+  }));
+}
+
+function isAdmin(key: KeyRecord): boolean {
+  return key.scopes.includes('admin');
+}
