@@ -61,7 +61,8 @@ async function main(): Promise<void> {
   const ids = new RequestIds();
   const chat = new ChatGateway({ catalog, ledger, workspaces, limits, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null });
-  const server = await startServer({ keys: ring, ids, catalog, chat, workspaces, ledger, usage, store,
+  const server = await startServer({ keys: ring, ids, catalog, chat, workspaces, ledger, usage, store, pool,
+    billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },
     registration: { enabled: config.registration.enabled, starterCredits: config.billing.starter_credits }, maxBodyBytes: config.max_body_bytes, providers: [...providers.keys()] },
     config.host, config.port);
 

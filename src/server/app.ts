@@ -9,12 +9,13 @@ import type { ChatGateway } from '../gateway/chat.js';
 import type { Catalog } from '../router/catalog.js';
 import { registerAccount, type AccountDeps } from './account.js';
 import { registerAdmin, type AdminDeps } from './admin.js';
+import { registerPricing, type PricingDeps } from './pricing.js';
 import { registerUsage, type UsageDeps } from './usage.js';
 import { Exchange } from './exchange.js';
 import { makeHandlers } from './handlers.js';
 import { modelListBody, modelView } from './models.js';
 
-export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps {
+export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDeps {
   keys: KeyRing;
   ids: RequestIds;
   catalog: Catalog;
@@ -56,10 +57,11 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   registerAdmin(app, handlers, deps);
   registerAccount(app, handlers, deps);
   registerUsage(app, handlers, deps);
+  registerPricing(app, handlers, deps);
 
   app.any('/*', (res, req) => {
     const ex = new Exchange(res, deps.ids.next());
-    const known = ['/v1/chat/completions', '/v1/models', '/v1/api-keys', '/v1/register', '/v1/requests', '/v1/usage/summary', '/v1/usage/timeseries',
+    const known = ['/v1/chat/completions', '/v1/models', '/v1/api-keys', '/v1/register', '/v1/requests', '/v1/usage/summary', '/v1/usage/timeseries', '/v1/account/pricing', '/v1/account/quote',
       '/admin/keys', '/admin/workspaces', '/admin/spend', '/health'].includes(req.getUrl());
     ex.sendError(known
       ? new GatewayError(Errors.methodNotAllowed, `${req.getMethod().toUpperCase()} is not allowed on ${req.getUrl()}.`)
