@@ -56,6 +56,13 @@ export const CreateWorkspaceSchema = z.object({
   credits_usd: z.number().finite().min(0).max(1_000_000).default(0),
 }).strict();
 
+export const RefundSchema = z.object({
+  request_id: z.string().regex(/^req_[0-9a-z]+$/, 'must be a request id (req_…)'),
+  /** Defaults to the request's whole charge; never more than it. */
+  amount_usd: Usd.optional(),
+  note: z.string().max(500).optional(),
+}).strict();
+
 export const TopupSchema = z.object({
   amount_usd: Usd,
   note: z.string().max(500).optional(),

@@ -4,12 +4,15 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import { viewOf, type KeyRing } from '../accounts/keys.js';
 import type { Ledger, RequestIds } from '../accounts/ledger.js';
+import type { Store } from '../store/lmdb.js';
 import { toNano, workspaceView, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
-import { CreateWorkspaceSchema, MintKeySchema, PatchKeySchema, TopupSchema, parseBody, parseJson } from '../gateway/schemas.js';
+import { CreateWorkspaceSchema, MintKeySchema, PatchKeySchema, RefundSchema, TopupSchema, parseBody, parseJson } from '../gateway/schemas.js';
+import { LedgerRowSchema, type LedgerRow } from '../accounts/ledger.js';
 import type { Handlers } from './handlers.js';
 
 export interface AdminDeps {
+  store: Store;
   keys: KeyRing;
   workspaces: Workspaces;
   ledger: Ledger;
@@ -18,16 +21,21 @@ export interface AdminDeps {
 
 const jsonOrEmpty = (body: Buffer): unknown => (body.length ? parseJson(body) : {});
 
-/** Appends a top-up row (applying it to the balance) and resolves once it is committed. */
-export function topUp(deps: AdminDeps, ws: Workspace, amountUsd: number, note: string | null, keyId: string): Promise<string> {
-  const id = deps.ids.next();
-  deps.ledger.append({
-    id, ts: Date.now(), kind: 'topup', workspace: ws.id, key_id: keyId, endpoint: 'admin.topups', requested_model: '',
+/** A credit row (top-up or refund): applied to the balance, resolved once committed. */
+function creditRow(id: string, kind: 'topup' | 'refund', ws: Workspace, amountUsd: number, note: string | null, keyId: string, endpoint: string): LedgerRow {
+  return {
+    id, ts: Date.now(), kind, workspace: ws.id, key_id: keyId, endpoint, requested_model: '',
     served: null, router_bucket: null, router_score: null, cache: 'miss', stream: false,
     prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, usage_source: 'none', saved_tokens: {},
     cost_usd: 0, benchmark_usd: 0, charge_usd: 0, saved_usd: 0, ttfb_ms: null, total_ms: 0, overhead_ms: 0,
     status: 201, retries: 0, error: null, delta_nano: toNano(amountUsd), balance_nano: null, note,
-  }, ws);
+  };
+}
+
+/** Appends a top-up row (applying it to the balance) and resolves once it is committed. */
+export function topUp(deps: { ledger: Ledger; ids: RequestIds }, ws: Workspace, amountUsd: number, note: string | null, keyId: string): Promise<string> {
+  const id = deps.ids.next();
+  deps.ledger.append(creditRow(id, 'topup', ws, amountUsd, note, keyId, 'admin.topups'), ws);
   return deps.ledger.committed().then(() => id);
 }
 
@@ -51,6 +59,29 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
     if (!ws.metered) throw new GatewayError(Errors.invalidRequest, `Workspace ${ws.id} is unmetered; it has no credits to top up.`, 'id');
     topUp(deps, ws, input.amount_usd, input.note ?? null, key.id).then(
       (rowId) => ex.sendJson(201, { object: 'topup', id: rowId, amount_usd: input.amount_usd, workspace: view(ws) }),
+      (err: unknown) => ex.sendError(err),
+    );
+  }, 1));
+
+  // A refund credits back (part of) one request's charge, at most once per request: the
+  // refund row's id is derived from the request's, so a second refund finds the first.
+  app.post('/admin/workspaces/:id/refunds', on.withBody('admin', (ex, key, body, _t0, [id]) => {
+    const input = parseBody(RefundSchema, jsonOrEmpty(body));
+    const ws = deps.workspaces.require(id ?? '');
+    const original = LedgerRowSchema.safeParse(deps.store.ledger.get(input.request_id));
+    if (!original.success || original.data.workspace !== ws.id || original.data.kind !== 'request') {
+      throw new GatewayError(Errors.notFound, `No request ${input.request_id} in workspace ${ws.id}.`, 'request_id');
+    }
+    const refundId = `ref_${input.request_id}`;
+    if (deps.store.ledger.get(refundId) !== undefined) throw new GatewayError(Errors.conflict, `Request ${input.request_id} was already refunded.`, 'request_id');
+    const charged = -original.data.delta_nano / 1e9;
+    const amount = input.amount_usd ?? charged;
+    if (amount <= 0 || amount > charged + 1e-12) {
+      throw new GatewayError(Errors.invalidRequest, `A refund must be more than 0 and at most the request's charge of $${charged}.`, 'amount_usd');
+    }
+    deps.ledger.append(creditRow(refundId, 'refund', ws, amount, input.note ?? `refund of ${input.request_id}`, key.id, 'admin.refunds'), ws);
+    deps.ledger.committed().then(
+      () => ex.sendJson(201, { object: 'refund', id: refundId, request_id: input.request_id, amount_usd: amount, workspace: view(ws) }),
       (err: unknown) => ex.sendError(err),
     );
   }, 1));

@@ -72,6 +72,17 @@ t.test('402 before upstream, top-up, exact charges', async (t) => {
   const after = await admin(`/admin/workspaces/${ws.json.id}`);
   t.ok(after.json.balance_usd < 1 - charge + 1e-12, 'the balance went down by the charges');
   t.equal(after.json.reserved_usd, 0, 'nothing held once requests are done');
+
+  // refunds: at most the charge, at most once
+  const requestId = response.headers.get('x-request-id')!;
+  const path = `/admin/workspaces/${ws.json.id}/refunds`;
+  t.equal((await admin(path, { request_id: requestId, amount_usd: charge * 2 })).status, 400, 'not more than was charged');
+  t.equal((await admin(path, { request_id: 'req_000nope' })).status, 404);
+  const refund = await admin(path, { request_id: requestId });
+  t.equal(refund.status, 201);
+  t.ok(Math.abs(refund.json.amount_usd - charge) < 1e-12, 'the whole charge by default');
+  t.ok(Math.abs(refund.json.workspace.balance_usd - (after.json.balance_usd + charge)) < 1e-9);
+  t.equal((await admin(path, { request_id: requestId })).status, 409, 'only once');
 });
 
 t.test('a tight balance is checked against the exact prompt count', async (t) => {
@@ -101,6 +112,7 @@ t.test('stored balances equal the sum of their ledger rows', async (t) => {
     t.equal(ws.balance_nano, sum, `${ws.name}: balance = sum of its rows`);
   }
   t.ok(rows.some((r) => r.kind === 'topup' && r.note === 'card payment'), 'top-ups are rows');
+  t.ok(rows.some((r) => r.kind === 'refund' && r.delta_nano > 0), 'refunds are rows');
   t.ok(rows.some((r) => r.status === 402 && r.delta_nano === 0), 'refusals are rows, without a charge');
   const charges = rows.filter((r) => r.kind === 'request' && r.delta_nano < 0);
   t.ok(charges.length >= 3);
