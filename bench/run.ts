@@ -62,11 +62,11 @@ interface Measured { rps: number; p50: number; p99: number; errors: number }
 const BODY = (stream: boolean, model = 'gpt-4.1-mini') => JSON.stringify({ model, stream,
   messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say hello to the benchmark in one short sentence.' }] });
 
-async function load(port: number, stream: boolean, opts: { duration: number; rate?: number; model?: string }): Promise<Measured> {
+async function load(port: number, stream: boolean, opts: { duration: number; rate?: number; model?: string; key?: string }): Promise<Measured> {
   const body = BODY(stream, opts.model);
   const result = await autocannon({
     url: `http://127.0.0.1:${port}/v1/chat/completions`, method: 'POST', body,
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${MASTER}` },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${opts.key ?? MASTER}` },
     connections: opts.rate ? 20 : CONNECTIONS, duration: opts.duration, ...(opts.rate ? { overallRate: opts.rate } : {}),
   });
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx };
@@ -74,12 +74,25 @@ async function load(port: number, stream: boolean, opts: { duration: number; rat
 
 const fmt = (n: number, d = 0) => n.toFixed(d).padStart(9);
 
+/** A key in a metered workspace with limits that the bench never reaches, so every check runs. */
+async function mintLimitedKey(port: number): Promise<string> {
+  const admin = (path: string, body: unknown) => fetch(`http://127.0.0.1:${port}${path}`, {
+    method: 'POST', headers: { authorization: `Bearer ${MASTER}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
+  }).then((r) => r.json() as Promise<{ id: string; key: string }>);
+  const ws = await admin('/admin/workspaces', { name: 'bench', credits_usd: 1_000_000 });
+  const key = await admin('/admin/keys', { name: 'bench-limited', workspace: ws.id, limits: {
+    rpm: 10_000_000, tpm: 1_000_000_000, windows: [{ requests: 100_000_000, seconds: 3600 }, { requests: 1_000_000_000, seconds: 7 * 86400 }],
+    budget_usd_day: 100_000, budget_usd_month: 1_000_000, max_concurrency: 10_000 } });
+  return key.key;
+}
+
 async function main() {
   const fake = await startProcess(here('./fake-upstream.js'), {}, /listening (\d+)/);
   const upstreamPort = Number(fake.match[1]);
   const bare = await startProcess(here('./bare-passthrough.js'), { UPSTREAM: `http://127.0.0.1:${upstreamPort}` }, /listening (\d+)/);
   const barePort = Number(bare.match[1]);
   const gw = await startGateway(upstreamPort);
+  const limitedKey = await mintLimitedKey(gw.port);
   const rows: string[] = [];
   try {
     // warm both paths (JIT, keep-alive pools)
@@ -94,6 +107,11 @@ async function main() {
       rows.push(`${kind.padEnd(11)} direct   ${fmt(direct.rps)} ${fmt(direct.p50, 2)} ${fmt(direct.p99, 2)} ${fmt(direct.errors)}`);
       rows.push(`${''.padEnd(11)} bare     ${fmt(floor.rps)} ${fmt(floor.p50, 2)} ${fmt(floor.p99, 2)} ${fmt(floor.errors)}   ratio ${(floor.rps / direct.rps).toFixed(2)}  (uWS→undici, no features)`);
       rows.push(`${''.padEnd(11)} sluice   ${fmt(through.rps)} ${fmt(through.p50, 2)} ${fmt(through.p99, 2)} ${fmt(through.errors)}   ratio ${(through.rps / direct.rps).toFixed(2)}  (${(through.rps / floor.rps).toFixed(2)} of bare)`);
+      if (!stream) {
+        // A metered workspace's key with every kind of limit: credits held and charged, rpm/tpm buckets, rolling windows, budgets, concurrency.
+        const limited = await load(gw.port, false, { duration: DURATION, key: limitedKey });
+        rows.push(`${''.padEnd(11)} limited  ${fmt(limited.rps)} ${fmt(limited.p50, 2)} ${fmt(limited.p99, 2)} ${fmt(limited.errors)}   ratio ${(limited.rps / direct.rps).toFixed(2)}  (${(limited.rps / through.rps).toFixed(2)} of sluice with an exempt key)`);
+      }
     }
     const rssUnderLoad = rssMiB(gw.proc.pid!);
     const probe = (port: number) => fixedRate(`http://127.0.0.1:${port}`, { rate: FIXED_RATE, seconds: RATE_DURATION, body: BODY(false),

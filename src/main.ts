@@ -44,7 +44,7 @@ function buildProviders(config: Config, pool: WorkerPool): Map<string, Provider>
 async function main(): Promise<void> {
   const config = loadConfig();
   const dataDir = resolve(config.data_dir);
-  const store = await openStore(dataDir);
+  const store = await openStore(dataDir, { fsync: config.ledger.fsync });
   const { ring, masterKeyFile } = await KeyRing.open(store, { dataDir, masterKey: config.master_key, operatorKeys: config.api_keys });
   const pool = await WorkerPool.start(config.workers);
   const providers = buildProviders(config, pool);

@@ -84,6 +84,12 @@ export const ConfigSchema = z.object({
      * next event-loop turn). Successful responses complete once their row is committed.
      */
     flush_ms: z.number().int().min(0).max(1000).default(0),
+    /**
+     * false: commits go to the OS page cache (they survive kill -9 and crashes of the
+     * process, not power loss). true: each batch is also synced to disk, at the cost of
+     * the disk's sync latency on every response.
+     */
+    fsync: z.boolean().default(false),
   }).strict().prefault({}),
 }).strict();
 
