@@ -80,6 +80,7 @@ async function main(): Promise<void> {
     server.stopListening();
     const deadline = Date.now() + config.shutdown_grace_ms;
     while (chat.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    limits.persistDirty(0); // the last counts, whatever their age
     await ledger.flush();
     await Promise.allSettled([...providers.values()].map((p) => p.close()));
     await pool.close();

@@ -46,30 +46,32 @@ class Bucket {
   }
 }
 
-/** At most N events in any `seconds`, counted in 60 slices. */
+/** At most N events in any `seconds`, counted in 60 slices (with a running sum, so a check is O(1)). */
 class Rolling {
   readonly width: number;
+  private sum: number;
   constructor(readonly seconds: number, public head: number, readonly counts: number[]) {
     this.width = (seconds * 1000) / SLICES;
+    this.sum = counts.reduce((a, b) => a + b, 0);
   }
   static empty(seconds: number): Rolling {
     return new Rolling(seconds, 0, new Array<number>(SLICES).fill(0));
   }
   private advance(now: number): void {
     const slice = Math.floor(now / this.width);
-    if (slice - this.head >= SLICES) this.counts.fill(0);
-    else for (let i = this.head + 1; i <= slice; i++) this.counts[i % SLICES] = 0;
-    if (slice > this.head) this.head = slice;
+    if (slice <= this.head) return;
+    if (slice - this.head >= SLICES) { this.counts.fill(0); this.sum = 0; }
+    else for (let i = this.head + 1; i <= slice; i++) { this.sum -= this.counts[i % SLICES]!; this.counts[i % SLICES] = 0; }
+    this.head = slice;
   }
   total(now: number): number {
     this.advance(now);
-    let sum = 0;
-    for (const c of this.counts) sum += c;
-    return sum;
+    return this.sum;
   }
   add(now: number, n: number): void {
     this.advance(now);
     this.counts[this.head % SLICES]! += n;
+    this.sum += n;
   }
   /** Milliseconds until the total drops below `limit` as the oldest slices expire. */
   msUntilBelow(now: number, limit: number): number {
@@ -250,8 +252,15 @@ export class Limits {
     this.dirty.add(key.id);
   }
 
-  /** Called inside the ledger's write batch: changed counters are stored with the rows. */
-  persistDirty(): void {
+  private lastPersist = 0;
+
+  /**
+   * Called inside the ledger's write batches; changed counters are stored at most every
+   * `everyMs` (a crash forgets at most that much of the counting, never a ledger row).
+   */
+  persistDirty(everyMs = 500, now = Date.now()): void {
+    if (this.dirty.size === 0 || now - this.lastPersist < everyMs) return;
+    this.lastPersist = now;
     for (const id of this.dirty) {
       const s = this.states.get(id);
       if (s) void this.store.limits.put(id, s.toStored());
