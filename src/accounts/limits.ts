@@ -85,8 +85,19 @@ class Rolling {
   }
 }
 
-const utcDay = (now: number) => new Date(now).toISOString().slice(0, 10);
-const utcMonth = (now: number) => new Date(now).toISOString().slice(0, 7);
+/** UTC day and month keys (YYYY-MM-DD, YYYY-MM), recomputed only when the day changes. */
+let dayCache = { from: 0, to: -1, day: '', month: '' };
+function calendar(now: number): { day: string; month: string } {
+  if (now < dayCache.from || now >= dayCache.to) {
+    const d = new Date(now);
+    const from = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+    const iso = d.toISOString();
+    dayCache = { from, to: from + 86_400_000, day: iso.slice(0, 10), month: iso.slice(0, 7) };
+  }
+  return dayCache;
+}
+const utcDay = (now: number) => calendar(now).day;
+const utcMonth = (now: number) => calendar(now).month;
 function msToNextUtcDay(now: number): number {
   const d = new Date(now);
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1) - now;

@@ -82,13 +82,22 @@ export class UsageRollups {
 
   /** Called inside the ledger's write batch. */
   persistDirty(): void {
+    // Rows of one batch that share workspace, key, model, provider and minute are summed
+    // first, then fanned out into their buckets once.
+    const groups = new Map<string, { row: LedgerRow; minute: number; totals: Totals }>();
     for (const row of this.pending) {
+      const minute = Math.floor(row.ts / 60_000) * 60;
+      const id = `${row.workspace}\u0000${row.key_id}\u0000${row.requested_model}\u0000${row.served ?? ''}\u0000${minute}`;
       const t: Totals = [1, row.prompt_tokens, row.completion_tokens, toNano(row.cost_usd), toNano(row.charge_usd), toNano(row.benchmark_usd), toNano(row.saved_usd)];
+      const group = groups.get(id);
+      if (group) add(group.totals, t);
+      else groups.set(id, { row, minute, totals: t });
+    }
+    for (const { row, minute, totals: t } of groups.values()) {
       const provider = row.served ? row.served.slice(0, row.served.indexOf('/')) : '';
       const model = row.requested_model;
-      const sec = Math.floor(row.ts / 1000);
       for (const g of GRANS) {
-        const start = sec - (sec % GRANULARITY[g]);
+        const start = minute - (minute % GRANULARITY[g]);
         for (const scope of [row.workspace, ALL_WORKSPACES]) {
           add(this.bucket([scope, g, start, 'all', '']), t);
           add(this.bucket([scope, g, start, 'key', row.key_id]), t);
