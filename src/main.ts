@@ -54,10 +54,10 @@ async function main(): Promise<void> {
   const workspaces = new Workspaces(store);
   const ledger = new Ledger(store, workspaces, config.ledger.flush_ms);
   const limits = new Limits(store);
-  ledger.addPersister(() => limits.persistDirty());
+  ledger.addPersister((force) => limits.persistDirty(force ? 0 : 500));
   const usage = new UsageRollups(store);
   ledger.onRow((row) => usage.add(row));
-  ledger.addPersister(() => usage.persistDirty());
+  ledger.addPersister((force) => usage.persistDirty(force ? 0 : 250));
   const ids = new RequestIds();
   const chat = new ChatGateway({ catalog, ledger, workspaces, limits, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null });
@@ -80,7 +80,6 @@ async function main(): Promise<void> {
     server.stopListening();
     const deadline = Date.now() + config.shutdown_grace_ms;
     while (chat.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    limits.persistDirty(0); // the last counts, whatever their age
     await ledger.flush();
     await Promise.allSettled([...providers.values()].map((p) => p.close()));
     await pool.close();

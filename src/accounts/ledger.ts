@@ -71,13 +71,14 @@ export class Ledger {
   private waiters: Array<(err: unknown) => void> = [];
   private scheduled = false;
   private lastCommit: Promise<unknown> = Promise.resolve();
-  private readonly persisters: Array<() => void> = [];
+  private readonly persisters: Array<(force: boolean) => void> = [];
+  private forcing = false;
   private readonly rowListeners: Array<(row: LedgerRow) => void> = [];
 
   constructor(private readonly store: Store, private readonly workspaces: Workspaces, private readonly flushMs: number) {}
 
   /** State derived from the rows (limit counters, rollups) is written by these, in each batch. */
-  addPersister(persist: () => void): void {
+  addPersister(persist: (force: boolean) => void): void {
     this.persisters.push(persist);
   }
 
@@ -125,7 +126,7 @@ export class Ledger {
       for (const listen of this.rowListeners) listen(row);
     }
     for (const ws of this.workspaces.takeDirty()) commit = this.store.workspaces.put(ws.id, ws);
-    for (const persist of this.persisters) persist();
+    for (const persist of this.persisters) persist(this.forcing);
     this.lastCommit = commit.then(
       () => { for (const w of waiters) w(null); },
       (err: unknown) => {
@@ -135,9 +136,14 @@ export class Ledger {
     );
   };
 
-  /** Writes whatever is queued and waits until it is committed. */
+  /** Writes whatever is queued, and all derived state however recent, and waits until it is committed. */
   async flush(): Promise<void> {
-    if (this.pending.length || this.waiters.length || this.scheduled) await this.committed();
+    this.forcing = true;
+    try {
+      this.write();
+    } finally {
+      this.forcing = false;
+    }
     await this.lastCommit;
   }
 }

@@ -5,7 +5,7 @@
 // scans the ledger per query. Money is summed in integer nano-USD, so totals are exact.
 import { z } from 'zod';
 import type { Store } from '../store/lmdb.js';
-import type { LedgerRow } from './ledger.js';
+import { LedgerRowSchema, type LedgerRow } from './ledger.js';
 import { fromNano, toNano } from './workspaces.js';
 
 export const GRANULARITY = { minute: 60, hour: 3600, day: 86400 } as const;
@@ -55,17 +55,37 @@ export interface RangeResult {
   points: Array<{ start: number } & UsageFigures>;
 }
 
+/**
+ * Rows reach the rollups through the ledger's write batches. Each request row leaves a
+ * marker (`rollup_pending`, in the row's own transaction); buckets are folded in memory
+ * and written at most every `everyMs`, in a ledger batch that also removes the markers of
+ * the rows they contain. So a commit carries a few puts per request rather than a bucket
+ * per granularity and dimension, and after a crash the rows still marked are folded again
+ * at start: the stored rollups always add up to the stored rows.
+ */
 export class UsageRollups {
   /** Buckets touched since start (loaded from LMDB on first touch), by encoded key. */
   private readonly hot = new Map<string, { key: BucketKey; totals: Totals }>();
+  /** Buckets whose in-memory totals are ahead of LMDB. */
   private readonly dirty = new Set<string>();
+  /** Rows not folded yet, and rows folded whose markers are not removed yet. */
   private pending: LedgerRow[] = [];
+  private folded: string[] = [];
+  private lastPersist = 0;
 
-  constructor(private readonly store: Store) {}
+  constructor(private readonly store: Store) {
+    // Rows committed but not in the stored buckets when the process stopped.
+    for (const { key } of store.rollupPending.getRange()) {
+      const row = LedgerRowSchema.safeParse(store.ledger.get(key));
+      if (row.success) this.pending.push(row.data);
+    }
+  }
 
-  /** Queued with each request row; folded into buckets when the ledger writes its batch. */
+  /** Sees each row as the ledger writes its batch (so the marker shares the row's transaction). */
   add(row: LedgerRow): void {
-    if (row.kind === 'request') this.pending.push(row);
+    if (row.kind !== 'request') return;
+    this.pending.push(row);
+    void this.store.rollupPending.put(row.id, 1);
   }
 
   private bucket(key: BucketKey): Totals {
@@ -80,10 +100,9 @@ export class UsageRollups {
     return entry.totals;
   }
 
-  /** Called inside the ledger's write batch. */
-  persistDirty(): void {
-    // Rows of one batch that share workspace, key, model, provider and minute are summed
-    // first, then fanned out into their buckets once.
+  /** Folds queued rows into the in-memory buckets. Rows that share workspace, key, model, provider and minute are summed first. */
+  private fold(): void {
+    if (this.pending.length === 0) return;
     const groups = new Map<string, { row: LedgerRow; minute: number; totals: Totals }>();
     for (const row of this.pending) {
       const minute = Math.floor(row.ts / 60_000) * 60;
@@ -92,7 +111,9 @@ export class UsageRollups {
       const group = groups.get(id);
       if (group) add(group.totals, t);
       else groups.set(id, { row, minute, totals: t });
+      this.folded.push(row.id);
     }
+    this.pending = [];
     for (const { row, minute, totals: t } of groups.values()) {
       const provider = row.served ? row.served.slice(0, row.served.indexOf('/')) : '';
       const model = row.requested_model;
@@ -107,20 +128,31 @@ export class UsageRollups {
         }
       }
     }
-    this.pending = [];
+  }
+
+  /** Called inside the ledger's write batches: buckets and marker removals go out together, at most every `everyMs`. */
+  persistDirty(everyMs = 250, now = Date.now()): void {
+    if (now - this.lastPersist < everyMs) return;
+    this.fold();
+    if (this.folded.length === 0 && this.dirty.size === 0) return;
+    this.lastPersist = now;
     for (const id of this.dirty) {
       const entry = this.hot.get(id)!;
       void this.store.rollups.put(entry.key, entry.totals);
     }
+    for (const id of this.folded) void this.store.rollupPending.remove(id);
     this.dirty.clear();
+    this.folded = [];
     this.evict();
   }
 
-  /** Old buckets leave memory (they are in LMDB); only late rows would load them again. */
+  /** Old, clean buckets leave memory (they are in LMDB); only late rows would load them again. */
   private evict(): void {
     if (this.hot.size < 50_000) return;
     const horizon = Math.floor(Date.now() / 1000) - 2 * 86400;
-    for (const [id, entry] of this.hot) if (entry.key[2] < horizon || (entry.key[1] === 'minute' && entry.key[2] < horizon + 86400)) this.hot.delete(id);
+    for (const [id, entry] of this.hot) {
+      if (!this.dirty.has(id) && (entry.key[2] < horizon || (entry.key[1] === 'minute' && entry.key[2] < horizon + 86400))) this.hot.delete(id);
+    }
   }
 
   /** Picks a bucket size that keeps a range to at most ~1,500 buckets. */
@@ -136,14 +168,22 @@ export class UsageRollups {
     const size = GRANULARITY[granularity];
     const from = start - (start % size);
     const to = end % size === 0 ? end : end - (end % size) + size;
+    this.fold();
+    const found = new Map<string, { key: BucketKey; totals: Totals }>();
+    for (const { key, value } of this.store.rollups.getRange({ start: [scope, granularity, from], end: [scope, granularity, to] })) {
+      const parsed = TotalsSchema.safeParse(value);
+      if (parsed.success && Array.isArray(key)) found.set((key as BucketKey).join('\u0000'), { key: key as BucketKey, totals: parsed.data });
+    }
+    // Buckets ahead of LMDB (folded, not written yet) count with their in-memory totals.
+    for (const id of this.dirty) {
+      const entry = this.hot.get(id)!;
+      const [s0, g, start] = entry.key;
+      if (s0 === scope && g === granularity && start >= from && start < to) found.set(id, entry);
+    }
     const total = zero();
     const groups = new Map<string, Totals>();
     const points = new Map<number, Totals>();
-    for (const { key, value } of this.store.rollups.getRange({ start: [scope, granularity, from], end: [scope, granularity, to] })) {
-      const k = key as BucketKey;
-      const parsed = TotalsSchema.safeParse(value);
-      if (!parsed.success || !Array.isArray(k)) continue;
-      const t = parsed.data;
+    for (const { key: k, totals: t } of found.values()) {
       if (k[3] === 'all') {
         add(total, t);
         const p = points.get(k[2]) ?? zero();

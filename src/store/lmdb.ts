@@ -12,6 +12,8 @@ export interface Store {
   readonly limits: Database<unknown, string>;
   /** Usage buckets: [workspace, granularity, start, dimension, value] → totals. */
   readonly rollups: Database<unknown, Array<string | number>>;
+  /** Request rows not yet in the stored rollups (see UsageRollups). */
+  readonly rollupPending: Database<unknown, string>;
   /** Per-workspace request index: [workspace, request id] → key id. */
   readonly requests: Database<unknown, string[]>;
   close(): Promise<void>;
@@ -39,6 +41,7 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
   const limits = root.openDB<unknown, string>({ name: 'limits', encoding: 'msgpack' });
   const rollups = root.openDB<unknown, Array<string | number>>({ name: 'rollups', encoding: 'msgpack' });
   const requests = root.openDB<unknown, string[]>({ name: 'requests', encoding: 'msgpack' });
+  const rollupPending = root.openDB<unknown, string>({ name: 'rollup_pending', encoding: 'msgpack' });
   return {
     root,
     keys,
@@ -46,6 +49,7 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
     workspaces,
     limits,
     rollups,
+    rollupPending,
     requests,
     async close() {
       await root.flushed;

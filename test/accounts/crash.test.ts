@@ -62,5 +62,12 @@ t.test('kill -9 mid-load loses no completed request and no credit', async (t) =>
   const again = await startGateway(env, dataDir, config);
   const view = await (await fetch(`${again.url}/admin/workspaces/${ws.id}`, { headers: { authorization: `Bearer ${again.masterKey}` } })).json() as { balance_usd: number };
   t.equal(Math.round(view.balance_usd * 1e9), stored.balance_nano, 'the restarted gateway sees the same balance');
+  // usage rollups add up to the stored rows (rows not yet in the stored buckets are folded again at start)
+  const { key: masterOfWs } = await (await fetch(`${again.url}/admin/keys`, { method: 'POST', headers: { authorization: `Bearer ${again.masterKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'reader', workspace: ws.id, scopes: ['usage:read'] }) })).json() as { key: string };
+  const summary = await (await fetch(`${again.url}/v1/usage/summary`, { headers: { authorization: `Bearer ${masterOfWs}` } })).json() as { requests: number; charge_usd: number };
+  const requestRows = mine.filter((r) => r.kind === 'request');
+  t.equal(summary.requests, requestRows.length, 'rollups count every stored request row');
+  t.equal(Math.round(summary.charge_usd * 1e9), requestRows.reduce((a, r) => a + Math.round(r.charge_usd * 1e9), 0), 'and their charges, to the nano-dollar');
   t.equal(await again.stop(), 0);
 });
