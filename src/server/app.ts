@@ -68,9 +68,13 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
       : new GatewayError(Errors.notFound, `No route for ${req.getMethod().toUpperCase()} ${req.getUrl()}.`));
   });
 
+  // uWS binds with SO_REUSEPORT unless told otherwise: a second gateway on the same port
+  // would silently take half the connections. Bind exclusively so it fails instead. (The
+  // host + options overload exists at run time; the bundled typings lack it.)
+  const listen = app.listen.bind(app) as unknown as (host: string, port: number, options: number, cb: (socket: uWS.us_listen_socket | false) => void) => void;
   return new Promise((resolve, reject) => {
-    app.listen(host, port, (socket) => {
-      if (!socket) { reject(new Error(`could not listen on ${host}:${port}`)); return; }
+    listen(host, port, 1 /* LIBUS_LISTEN_EXCLUSIVE_PORT */, (socket) => {
+      if (!socket) { reject(new Error(`could not listen on ${host}:${port} (is another process using the port?)`)); return; }
       resolve({
         port: uWS.us_socket_local_port(socket),
         stopListening: () => uWS.us_listen_socket_close(socket),

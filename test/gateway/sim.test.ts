@@ -35,3 +35,14 @@ t.test('sim streams in OpenAI chunk format', async (t) => {
   t.ok(chunks > 5);
   t.match(text, /^Simulated reply/);
 });
+
+t.test('a second gateway on a port in use fails to start instead of sharing it', async (t) => {
+  const first = await startGateway({ SLUICE_SIM: 'on' });
+  t.teardown(() => first.stop());
+  const port = new URL(first.url).port;
+  const second = await startGateway({ SLUICE_SIM: 'on', PORT: port }).then(
+    async (gw) => { await gw.stop(); return 'started'; },
+    (err: unknown) => String(err),
+  );
+  t.match(second, /could not listen on 127\.0\.0\.1:\d+/);
+});
