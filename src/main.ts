@@ -15,6 +15,7 @@ import { OpenAIProvider } from './providers/openai.js';
 import type { Provider } from './providers/provider.js';
 import { SimProvider } from './providers/sim.js';
 import { Catalog, mergeModels } from './router/catalog.js';
+import { RouteHealth } from './router/health.js';
 import { startServer } from './server/app.js';
 import { openStore } from './store/lmdb.js';
 import { WorkerPool } from './workers/pool.js';
@@ -59,9 +60,10 @@ async function main(): Promise<void> {
   ledger.onRow((row) => usage.add(row));
   ledger.addPersister((force) => usage.persistDirty(force ? 0 : 250));
   const ids = new RequestIds();
-  const chat = new ChatGateway({ catalog, ledger, workspaces, limits, defaultOutputCap: config.billing.default_output_cap, ids, pool,
+  const health = new RouteHealth({ failures: config.upstream.breaker_failures, cooldownMs: config.upstream.breaker_cooldown_ms });
+  const chat = new ChatGateway({ catalog, ledger, workspaces, limits, health, maxRetries: config.upstream.max_retries, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null });
-  const server = await startServer({ keys: ring, ids, catalog, chat, workspaces, ledger, usage, store, pool,
+  const server = await startServer({ keys: ring, ids, catalog, chat, workspaces, ledger, usage, store, pool, health,
     billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },
     registration: { enabled: config.registration.enabled, starterCredits: config.billing.starter_credits }, maxBodyBytes: config.max_body_bytes, providers: [...providers.keys()] },
     config.host, config.port);

@@ -21,6 +21,12 @@ export const ModelSchema = z.object({
   tokenizer: TokenizerName.default('o200k_base'),
   capabilities: z.array(z.enum(['tools', 'vision', 'json', 'reasoning'])).default([]),
   prices: PricesSchema,
+  /** More ways to reach the same model: another provider (or deployment) and its upstream id. */
+  routes: z.array(z.object({
+    provider: z.string().min(1),
+    upstream_id: z.string().min(1),
+    prices: PricesSchema.optional(),
+  }).strict()).default([]),
 }).strict();
 export type ModelEntry = z.infer<typeof ModelSchema>;
 
@@ -57,6 +63,11 @@ export const ConfigSchema = z.object({
     body_timeout_ms: z.number().int().positive().default(120_000),
     connections: z.number().int().positive().default(256),
     keep_alive_timeout_ms: z.number().int().positive().default(30_000),
+    /** Attempts after the first, each on the next eligible route, before any byte reaches the client. */
+    max_retries: z.number().int().min(0).max(5).default(2),
+    /** A route's breaker opens after this many failures in a row, and lets a probe through after `breaker_cooldown_ms`. */
+    breaker_failures: z.number().int().min(1).default(5),
+    breaker_cooldown_ms: z.number().int().positive().default(10_000),
   }).strict().prefault({}),
   providers: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'provider names are lowercase'), ProviderSchema).default({}),
   models: z.array(ModelSchema).default([]),

@@ -9,6 +9,7 @@ import type { Prices } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatCall, ChatRequest, ResponseSink, UpstreamHandle } from '../providers/provider.js';
 import type { Catalog, Route } from '../router/catalog.js';
+import type { RouteHealth } from '../router/health.js';
 import type { Exchange, HeaderList } from '../server/exchange.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { ChatRequestSchema, parseBody, parseJson } from './schemas.js';
@@ -19,6 +20,9 @@ export interface ChatDeps {
   ledger: Ledger;
   workspaces: Workspaces;
   limits: Limits;
+  health: RouteHealth;
+  /** Attempts after the first, each on the next eligible route, before any byte reaches the client. */
+  maxRetries: number;
   /** Output tokens assumed for the credit check when neither the request nor the model caps them. */
   defaultOutputCap: number;
   ids: RequestIds;
@@ -53,10 +57,12 @@ export class ChatGateway {
   handle(ex: Exchange, key: KeyRecord, body: Buffer, t0: number): void {
     let request: ChatRequest | null = null;
     let route: Route | undefined;
+    let routes: readonly Route[] = [];
     let ws: Workspace | undefined;
     try {
       request = parseBody(ChatRequestSchema, parseJson(body)) as ChatRequest;
-      route = this.deps.catalog.resolve(request.model).routes[0];
+      routes = this.deps.catalog.resolve(request.model).routes;
+      route = routes[0];
       if (!route) throw new GatewayError(Errors.noRoute, `No enabled provider serves '${request.model}'. Set its provider key or enable sim.`, 'model');
       ws = this.deps.workspaces.get(key.workspace);
       if (!ws) throw new GatewayError(Errors.forbidden, `This key's workspace ${key.workspace} no longer exists.`);
@@ -64,16 +70,16 @@ export class ChatGateway {
       this.refuse(ex, key, request?.model ?? '', t0, err);
       return;
     }
-    if (!ws.metered) { this.start(ex, key, request, body, route, ws, 0, t0); return; }
+    if (!ws.metered) { this.start(ex, key, request, body, routes, ws, 0, t0); return; }
     // Credits: hold the most this request can cost before anything goes upstream. A prompt
     // has at most as many tokens as the body has bytes, so a workspace with room for that
     // bound skips tokenizing; only a tight balance pays for an exact count in the pool.
-    const prices = route.model.prices;
+    const prices = route.prices;
     const cap = request.max_completion_tokens ?? request.max_tokens ?? route.model.max_output_tokens ?? this.deps.defaultOutputCap;
     const hold = (promptTokens: number) => toNano(upstreamCost(prices, { prompt_tokens: promptTokens, completion_tokens: cap, cached_tokens: 0 }) * (1 + this.deps.markup));
     const bound = hold(body.length);
-    if (this.deps.workspaces.availableNano(ws) >= bound) { this.start(ex, key, request, body, route, ws, bound, t0); return; }
-    const [req, rt, w] = [request, route, ws];
+    if (this.deps.workspaces.availableNano(ws) >= bound) { this.start(ex, key, request, body, routes, ws, bound, t0); return; }
+    const [req, rts, w] = [request, routes, ws];
     this.deps.pool.countPrompt(route.model.tokenizer, body).then((tokens) => {
       if (ex.aborted) return;
       const needed = hold(tokens);
@@ -83,11 +89,12 @@ export class ChatGateway {
           `Insufficient credits: this request may cost up to $${fmtUsd(needed / 1e9)} (${tokens} prompt tokens, up to ${cap} output tokens) and the workspace has $${fmtUsd(Math.max(0, available) / 1e9)} available. Top up, or lower max_tokens.`));
         return;
       }
-      this.start(ex, key, req, body, rt, w, needed, t0);
+      this.start(ex, key, req, body, rts, w, needed, t0);
     }, (err: unknown) => this.refuse(ex, key, req.model, t0, err));
   }
 
-  private start(ex: Exchange, key: KeyRecord, request: ChatRequest, body: Buffer, route: Route, ws: Workspace, holdNano: number, t0: number): void {
+  private start(ex: Exchange, key: KeyRecord, request: ChatRequest, body: Buffer, routes: readonly Route[], ws: Workspace, holdNano: number, t0: number): void {
+    const route = routes[0]!;
     let admission: Admission | null;
     try {
       admission = this.deps.limits.admit(key, route.slug, route.provider.name);
@@ -97,7 +104,7 @@ export class ChatGateway {
     }
     if (holdNano) this.deps.workspaces.reserve(ws, holdNano);
     this.inFlight++;
-    new ChatExchange(this, ex, key, ws, holdNano, admission, request, body, route, t0).dispatch();
+    new ChatExchange(this, ex, key, ws, holdNano, admission, request, body, routes, t0).dispatch();
   }
 
   /** Refused before anything went upstream: the error, and a row that says so. */
@@ -135,6 +142,11 @@ class ChatExchange implements ResponseSink {
   private tFirstByte = 0;
   private tUpstreamEnd = 0;
   private settled = false;
+  /** The route of the current attempt; `retries` attempts failed before it. */
+  private route: Route;
+  private retries = 0;
+  private readonly tried = new Set<Route>();
+  private retryTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly gw: ChatGateway,
@@ -145,20 +157,56 @@ class ChatExchange implements ResponseSink {
     private readonly admission: Admission | null,
     private readonly request: ChatRequest,
     private readonly body: Buffer,
-    private readonly route: Route,
+    private readonly routes: readonly Route[],
     private readonly t0: number,
   ) {
     this.stream = request.stream === true;
+    this.route = routes[0]!;
+    this.ex.onAbort(() => this.clientAborted());
   }
 
+  /** Sends the request to the first untried route whose breaker admits it. */
   dispatch(): void {
+    this.retryTimer = null;
+    if (this.ex.aborted) return;
+    const health = this.gw.deps.health;
+    const next = this.routes.find((r) => !this.tried.has(r) && health.admits(r.decision));
+    if (!next) {
+      const err = this.lastError ?? new GatewayError(Errors.noRoute, `Every route for '${this.request.model}' is unavailable (disabled or failing); retry shortly.`);
+      this.ex.sendError(err, this.routeHeaders());
+      this.settle(err.status, this.lastError ? `upstream_${this.lastError.code}` : err.code, null);
+      return;
+    }
+    this.route = next;
+    this.tried.add(next);
+    this.status = 0;
+    this.chunks = [];
+    this.tFirstByte = 0;
+    this.tUpstreamEnd = 0;
     const call: ChatCall = {
-      upstreamModel: this.route.upstreamModel, encoding: this.route.model.tokenizer,
+      upstreamModel: next.upstreamModel, encoding: next.model.tokenizer,
       request: this.request, body: this.body, stream: this.stream,
     };
-    this.ex.onAbort(() => this.clientAborted());
     this.tDispatch = performance.now();
-    this.handle = this.route.provider.chat(call, this);
+    this.handle = next.provider.chat(call, this);
+  }
+
+  private lastError: GatewayError | null = null;
+
+  /**
+   * A failure before any byte reached the client: counts against the route's breaker, and
+   * the request moves to the next route after a short jittered backoff while retries last.
+   * Returns false when the caller must answer with the failure itself.
+   */
+  private failover(err: GatewayError, reason: string): boolean {
+    this.gw.deps.health.failure(this.route.decision, reason);
+    this.lastError = err;
+    if (this.retries >= this.gw.deps.maxRetries || this.ex.aborted) return false;
+    if (!this.routes.some((r) => !this.tried.has(r))) return false;
+    this.retries++;
+    const backoff = Math.min(1000, 25 * 2 ** (this.retries - 1)) * (0.5 + Math.random());
+    this.retryTimer = setTimeout(() => this.dispatch(), backoff);
+    return true;
   }
 
   // ---- respond -------------------------------------------------------------------------
@@ -167,6 +215,7 @@ class ChatExchange implements ResponseSink {
     this.tFirstByte = performance.now();
     this.status = status;
     if (this.stream && status === 200 && contentType.includes('event-stream')) {
+      this.gw.deps.health.success(this.route.decision, this.tFirstByte - this.tDispatch);
       this.tap = new SseUsageTap(
         this.request.stream_options?.include_usage === true,
         (chunk) => this.ex.write(chunk),
@@ -225,11 +274,14 @@ class ChatExchange implements ResponseSink {
       this.settle(err.status, err.code, this.tap.usage);
       return;
     }
+    if (this.failover(err, err.code)) return;
     this.ex.sendError(err, this.routeHeaders());
     this.settle(err.status, err.code, null);
   }
 
   private clientAborted(): void {
+    if (this.retryTimer) { clearTimeout(this.retryTimer); this.retryTimer = null; }
+    if (!this.tFirstByte) this.gw.deps.health.release(this.route.decision);
     this.handle?.abort();
     if (!this.tUpstreamEnd) this.tUpstreamEnd = performance.now();
     this.settle(499, 'client_closed_request', this.tap?.usage ?? null);
@@ -238,12 +290,17 @@ class ChatExchange implements ResponseSink {
   private finishBuffered(): void {
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.chunks = [];
+    if (this.status >= 500 || this.status === 429) {
+      const err = new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} returned HTTP ${this.status}.`);
+      if (this.failover(err, `http_${this.status}`)) return;
+    }
     if (this.status >= 500 || (this.status < 400 && this.status !== 200)) {
       const err = new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} returned HTTP ${this.status}.`);
       this.ex.sendError(err, this.routeHeaders());
       this.settle(err.status, `upstream_${this.status}`, null);
       return;
     }
+    this.gw.deps.health.success(this.route.decision, this.tUpstreamEnd - this.tDispatch);
     if (this.status >= 400) {
       // The provider's own 4xx (already in OpenAI's envelope for OpenAI-kind upstreams) is the caller's to see.
       this.ex.send(this.status, 'application/json', body, this.routeHeaders());
@@ -295,8 +352,10 @@ class ChatExchange implements ResponseSink {
   // ---- figures ---------------------------------------------------------------------------
 
   private routeHeaders(): HeaderList {
-    let headers = routeHeaderCache.get(this.route);
-    if (!headers) {
+    let headers = this.retries ? null : routeHeaderCache.get(this.route);
+    if (this.retries) {
+      headers = [['x-gateway-decision', this.route.decision], ['x-gateway-retries', String(this.retries)], ['x-gateway-cache', 'miss']];
+    } else if (!headers) {
       headers = [['x-gateway-decision', this.route.decision], ['x-gateway-retries', '0'], ['x-gateway-cache', 'miss']];
       routeHeaderCache.set(this.route, headers);
     }
@@ -304,7 +363,7 @@ class ChatExchange implements ResponseSink {
   }
 
   private costs(usage: Usage): Costs {
-    const prices = this.route.model.prices;
+    const prices = this.route.prices;
     return priceRequest(prices, this.gw.deps.baseline ?? prices, usage, this.gw.deps.markup);
   }
 
@@ -317,7 +376,7 @@ class ChatExchange implements ResponseSink {
   private gatewayJson(usage: Usage | null, costs: Costs | null, overhead: number): string {
     const u = usage ? `{"prompt_tokens":${usage.prompt_tokens},"completion_tokens":${usage.completion_tokens},"cached_tokens":${usage.cached_tokens}}` : 'null';
     const c = costs ? `,"cost_usd":${costs.cost_usd},"benchmark_usd":${costs.benchmark_usd},"charge_usd":${costs.charge_usd},"saved_usd":${costs.saved_usd}` : '';
-    return `{"request_id":"${this.ex.requestId}","served":${this.route.decisionJson},"cache":"miss","retries":0,"usage":${u},"saved_tokens":{}${c},"overhead_ms":${Math.round(overhead * 1000) / 1000}}`;
+    return `{"request_id":"${this.ex.requestId}","served":${this.route.decisionJson},"cache":"miss","retries":${this.retries},"usage":${u},"saved_tokens":{}${c},"overhead_ms":${Math.round(overhead * 1000) / 1000}}`;
   }
 
   /** The streamed equivalent of the headers: an SSE comment before `[DONE]` (SDKs skip comments). */
@@ -358,7 +417,7 @@ class ChatExchange implements ResponseSink {
       completion_tokens: u?.completion_tokens ?? 0, usage_source: source, saved_tokens: {},
       cost_usd: c?.cost_usd ?? 0, benchmark_usd: c?.benchmark_usd ?? 0, charge_usd: c?.charge_usd ?? 0, saved_usd: c?.saved_usd ?? 0,
       ttfb_ms: this.tFirstByte ? ms(this.t0, this.tFirstByte) : null, total_ms: ms(this.t0, tDone),
-      overhead_ms: this.overheadMs(tDone), status, retries: 0, error,
+      overhead_ms: this.overheadMs(tDone), status, retries: this.retries, error,
       delta_nano: this.ws.metered ? -chargeNano : 0, balance_nano: null, note: null,
     }, this.ws);
   }

@@ -14,6 +14,8 @@ export interface Route {
   /** `decision` as a JSON string literal, encoded once. */
   readonly decisionJson: string;
   readonly model: ModelEntry;
+  /** This route's prices (a variant may be priced differently from the model's list price). */
+  readonly prices: Prices;
 }
 
 export interface ModelRoutes {
@@ -31,8 +33,14 @@ export class Catalog {
       const providerName = model.slug.slice(0, model.slug.indexOf('/'));
       const routes: Route[] = [];
       const own = providers.get(providerName);
-      if (own && own.kind !== 'sim') routes.push(route(model, own, model.upstream_id));
-      if (sim) routes.push(route(model, sim, model.slug.slice(providerName.length + 1)));
+      if (own && own.kind !== 'sim') routes.push(route(model, own, model.upstream_id, model.prices));
+      for (const variant of model.routes) {
+        const p = providers.get(variant.provider);
+        if (p && p.kind !== 'sim') routes.push(route(model, p, variant.upstream_id, variant.prices ?? model.prices));
+      }
+      // Cheapest first (the default policy); the simulator, when on, is the last resort.
+      routes.sort((a, b) => a.prices.input + a.prices.output - (b.prices.input + b.prices.output));
+      if (sim) routes.push(route(model, sim, model.slug.slice(providerName.length + 1), model.prices));
       const entry = { model, routes };
       this.bySlug.set(model.slug, entry);
       const bare = model.slug.slice(providerName.length + 1);
@@ -61,11 +69,16 @@ export class Catalog {
   models(): ModelRoutes[] {
     return [...this.bySlug.values()];
   }
+
+  /** Every route of every model, once each (a deployment is a route). */
+  routes(): Route[] {
+    return this.models().flatMap((m) => m.routes);
+  }
 }
 
-function route(model: ModelEntry, provider: Provider, upstreamModel: string): Route {
+function route(model: ModelEntry, provider: Provider, upstreamModel: string, prices: Prices): Route {
   const decision = `${provider.name}/${upstreamModel}`;
-  return { slug: model.slug, provider, upstreamModel, decision, decisionJson: JSON.stringify(decision), model };
+  return { slug: model.slug, provider, upstreamModel, decision, decisionJson: JSON.stringify(decision), model, prices };
 }
 
 /** Catalog data file plus config entries (config wins by slug). */

@@ -5,6 +5,9 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import { viewOf, type KeyRing } from '../accounts/keys.js';
 import type { Ledger, RequestIds } from '../accounts/ledger.js';
 import type { Store } from '../store/lmdb.js';
+import type { Catalog } from '../router/catalog.js';
+import type { RouteHealth } from '../router/health.js';
+import { z } from 'zod';
 import { toNano, workspaceView, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
 import { CreateWorkspaceSchema, MintKeySchema, PatchKeySchema, RefundSchema, TopupSchema, parseBody, parseJson } from '../gateway/schemas.js';
@@ -13,6 +16,8 @@ import type { Handlers } from './handlers.js';
 
 export interface AdminDeps {
   store: Store;
+  catalog: Catalog;
+  health: RouteHealth;
   keys: KeyRing;
   workspaces: Workspaces;
   ledger: Ledger;
@@ -85,6 +90,27 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
       (err: unknown) => ex.sendError(err),
     );
   }, 1));
+
+  // Deployments = routes: breaker state, error rate and latency; disable/enable applies to the next request.
+  const deployments = () => {
+    const seen = new Map<string, { decision: string; provider: string; upstream_model: string; models: string[] }>();
+    for (const r of deps.catalog.routes()) {
+      const d = seen.get(r.decision) ?? { decision: r.decision, provider: r.provider.name, upstream_model: r.upstreamModel, models: [] };
+      d.models.push(r.slug);
+      seen.set(r.decision, d);
+    }
+    return [...seen.values()].map((d) => ({ ...d, ...deps.health.view(d.decision) }));
+  };
+  app.get('/admin/deployments', on.noBody('admin', (ex) => ex.sendJson(200, { object: 'list', data: deployments() })));
+  const Toggle = z.object({ decision: z.string().min(1) }).strict();
+  for (const action of ['disable', 'enable'] as const) {
+    app.post(`/admin/deployments/${action}`, on.withBody('admin', (ex, _key, body) => {
+      const { decision } = parseBody(Toggle, jsonOrEmpty(body));
+      if (!deployments().some((d) => d.decision === decision)) throw new GatewayError(Errors.notFound, `No deployment ${decision}; GET /admin/deployments lists them.`, 'decision');
+      deps.health.setDisabled(decision, action === 'disable');
+      ex.sendJson(200, deployments().find((d) => d.decision === decision));
+    }));
+  }
 
   app.post('/admin/keys', on.withBody('admin', (ex, _key, body) => {
     const input = parseBody(MintKeySchema, jsonOrEmpty(body));

@@ -62,7 +62,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   app.any('/*', (res, req) => {
     const ex = new Exchange(res, deps.ids.next());
     const known = ['/v1/chat/completions', '/v1/models', '/v1/api-keys', '/v1/register', '/v1/requests', '/v1/usage/summary', '/v1/usage/timeseries', '/v1/account/pricing', '/v1/account/quote',
-      '/admin/keys', '/admin/workspaces', '/admin/spend', '/health'].includes(req.getUrl());
+      '/admin/keys', '/admin/workspaces', '/admin/spend', '/admin/deployments', '/health'].includes(req.getUrl());
     ex.sendError(known
       ? new GatewayError(Errors.methodNotAllowed, `${req.getMethod().toUpperCase()} is not allowed on ${req.getUrl()}.`)
       : new GatewayError(Errors.notFound, `No route for ${req.getMethod().toUpperCase()} ${req.getUrl()}.`));

@@ -42,7 +42,7 @@ export function registerPricing(app: TemplatedApp, on: Handlers, deps: PricingDe
       policy: 'charge = upstream cost × (1 + markup), never above the benchmark (the baseline model, or the requested one, at list price for the full prompt without cache)',
       models: deps.catalog.models().map(({ model, routes }) => ({
         model: model.slug, list_prices: model.prices, your_prices: withMarkup(model.prices, markup),
-        routes: routes.map((r) => ({ provider: r.provider.name, upstream_model: r.upstreamModel, decision: r.decision })),
+        routes: routes.map((r) => ({ provider: r.provider.name, upstream_model: r.upstreamModel, decision: r.decision, prices: r.prices, your_prices: withMarkup(r.prices, markup) })),
       })),
     });
   }));
@@ -54,7 +54,7 @@ export function registerPricing(app: TemplatedApp, on: Handlers, deps: PricingDe
     const cap = request.max_completion_tokens ?? request.max_tokens ?? entry.model.max_output_tokens ?? deps.billing.defaultOutputCap;
     deps.pool.countPrompt(entry.model.tokenizer, body).then((prompt) => {
       const options = entry.routes.map((route) => {
-        const prices = route.model.prices;
+        const prices = route.prices;
         const bench = baseline ?? prices;
         const lo = priceRequest(prices, bench, { prompt_tokens: prompt, completion_tokens: 0, cached_tokens: 0 }, markup);
         const hi = priceRequest(prices, bench, { prompt_tokens: prompt, completion_tokens: cap, cached_tokens: 0 }, markup);

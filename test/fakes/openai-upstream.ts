@@ -15,9 +15,14 @@ export interface Received {
   aborted: boolean;
 }
 
+/** A fault the whole fake answers with, whatever the model (for failover tests). */
+export type FakeFault = 'none' | '500' | '429' | 'hang';
+
 export interface FakeUpstream {
   url: string;
   received: Received[];
+  /** Every request from now on gets this fault ('none' restores normal answers). */
+  setFault(fault: FakeFault): void;
   close(): Promise<void>;
 }
 
@@ -45,8 +50,14 @@ function sendError(res: ServerResponse, status: number, message: string, type: s
  * `fail-500` / `fail-400` answer with those errors; `hang` never answers; anything else
  * answers at once.
  */
-async function handle(req: IncomingMessage, res: ServerResponse, rec: Received) {
+async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, fault: FakeFault) {
   const body = rec.body;
+  if (fault === '500') return sendError(res, 500, 'The server had an error.', 'server_error');
+  if (fault === '429') {
+    res.setHeader('retry-after', '0');
+    return sendError(res, 429, 'Rate limit reached for requests.', 'requests');
+  }
+  if (fault === 'hang') return;
   const model = String(body.model);
   if (req.headers.authorization !== 'Bearer sk-fake-upstream') return sendError(res, 401, 'Incorrect API key provided.', 'invalid_request_error');
   if (model === 'fail-500') return sendError(res, 500, 'The server had an error.', 'server_error');
@@ -82,6 +93,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received) 
 
 export async function startFakeUpstream(): Promise<FakeUpstream> {
   const received: Received[] = [];
+  let fault: FakeFault = 'none';
   const server: Server = createServer((req, res) => {
     const parts: Buffer[] = [];
     req.on('data', (c: Buffer) => parts.push(c));
@@ -92,7 +104,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       const rec: Received = { headers: req.headers, body, raw, written: 0, aborted: false };
       received.push(rec);
       res.on('close', () => { if (!res.writableFinished) rec.aborted = true; });
-      handle(req, res, rec).catch(() => sendError(res, 400, 'Could not parse the JSON body of your request.', 'invalid_request_error'));
+      handle(req, res, rec, fault).catch(() => sendError(res, 400, 'Could not parse the JSON body of your request.', 'invalid_request_error'));
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -100,6 +112,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
   return {
     url: `http://127.0.0.1:${port}/v1`,
     received,
+    setFault: (f) => { fault = f; },
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }

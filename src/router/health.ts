@@ -1,0 +1,87 @@
+// Route health: a circuit breaker per route (closed → open after N failures in a row →
+// half-open after a cooldown, where one probe decides), a latency EWMA, counters, and the
+// operator's enable/disable switch. All in memory on the main thread; checked per attempt.
+
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+interface Health {
+  state: BreakerState;
+  failuresInRow: number;
+  openedAt: number;
+  probing: boolean;
+  disabled: boolean;
+  requests: number;
+  errors: number;
+  ewmaMs: number | null;
+  lastError: string | null;
+}
+
+const ALPHA = 0.2;
+
+export class RouteHealth {
+  private readonly routes = new Map<string, Health>();
+
+  constructor(private readonly opts: { failures: number; cooldownMs: number }) {}
+
+  private of(decision: string): Health {
+    let h = this.routes.get(decision);
+    if (!h) {
+      h = { state: 'closed', failuresInRow: 0, openedAt: 0, probing: false, disabled: false, requests: 0, errors: 0, ewmaMs: null, lastError: null };
+      this.routes.set(decision, h);
+    }
+    return h;
+  }
+
+  /** May this route take a request now? An open breaker lets one probe through after its cooldown. */
+  admits(decision: string, now = Date.now()): boolean {
+    const h = this.of(decision);
+    if (h.disabled) return false;
+    if (h.state === 'closed') return true;
+    if (h.state === 'open' && now - h.openedAt >= this.opts.cooldownMs) h.state = 'half_open';
+    if (h.state === 'half_open' && !h.probing) {
+      h.probing = true;
+      return true;
+    }
+    return false;
+  }
+
+  success(decision: string, latencyMs: number): void {
+    const h = this.of(decision);
+    h.requests++;
+    h.failuresInRow = 0;
+    h.state = 'closed';
+    h.probing = false;
+    h.ewmaMs = h.ewmaMs === null ? latencyMs : h.ewmaMs + ALPHA * (latencyMs - h.ewmaMs);
+  }
+
+  failure(decision: string, reason: string, now = Date.now()): void {
+    const h = this.of(decision);
+    h.requests++;
+    h.errors++;
+    h.lastError = reason;
+    h.failuresInRow++;
+    h.probing = false;
+    if (h.state === 'half_open' || h.failuresInRow >= this.opts.failures) {
+      h.state = 'open';
+      h.openedAt = now;
+    }
+  }
+
+  /** Neither a success nor a failure (the client went away): a probe slot is released. */
+  release(decision: string): void {
+    this.of(decision).probing = false;
+  }
+
+  setDisabled(decision: string, disabled: boolean): void {
+    this.of(decision).disabled = disabled;
+  }
+
+  view(decision: string) {
+    const h = this.of(decision);
+    return {
+      state: h.disabled ? 'disabled' : h.state, enabled: !h.disabled, failures_in_row: h.failuresInRow,
+      requests: h.requests, errors: h.errors, error_rate: h.requests ? h.errors / h.requests : 0,
+      latency_ewma_ms: h.ewmaMs === null ? null : Math.round(h.ewmaMs * 1000) / 1000, last_error: h.lastError,
+    };
+  }
+}

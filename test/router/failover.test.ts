@@ -1,0 +1,97 @@
+// Failover between two routes of one model (two fake OpenAI upstreams): 500, 429, timeouts
+// and refused connections move the request to the next route before any byte reaches the
+// caller; the breaker opens and recovers; operators can disable and enable a deployment.
+import OpenAI from 'openai';
+import t from 'tap';
+import { startFakeUpstream } from '../fakes/openai-upstream.js';
+import { startGateway, tempDataDir } from '../helpers/gateway.js';
+
+const a = await startFakeUpstream();
+const b = await startFakeUpstream();
+const gw = await startGateway({ SLUICE_SIM: 'off' }, tempDataDir(), {
+  providers: {
+    primary: { kind: 'openai', base_url: a.url, api_key: 'sk-fake-upstream' },
+    backup: { kind: 'openai', base_url: b.url, api_key: 'sk-fake-upstream' },
+  },
+  models: [{ slug: 'primary/m1', upstream_id: 'm1', context_window: 128000, prices: { input: 1, output: 2 },
+    routes: [{ provider: 'backup', upstream_id: 'm1', prices: { input: 2, output: 4 } }] }],
+  upstream: { max_retries: 2, breaker_failures: 3, breaker_cooldown_ms: 400, headers_timeout_ms: 300 },
+});
+t.teardown(async () => { await gw.stop(); await a.close(); await b.close(); });
+const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
+const messages = [{ role: 'user' as const, content: 'Hi' }];
+const ask = () => client.chat.completions.create({ model: 'primary/m1', messages }).withResponse();
+const served = async () => {
+  const { response } = await ask();
+  return { decision: response.headers.get('x-gateway-decision'), retries: response.headers.get('x-gateway-retries') };
+};
+const admin = (path: string, body?: unknown) => fetch(`${gw.url}${path}`, {
+  method: body === undefined ? 'GET' : 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
+  ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+}).then(async (r) => ({ status: r.status, json: await r.json() as Record<string, any> })); // eslint-disable-line @typescript-eslint/no-explicit-any
+
+t.test('the cheapest healthy route serves', async (t) => {
+  t.same(await served(), { decision: 'primary/m1', retries: '0' });
+});
+
+for (const fault of ['500', '429', 'hang'] as const) {
+  t.test(`first route ${fault === 'hang' ? 'times out' : `answers ${fault}`}: the caller gets 200 from the second`, async (t) => {
+    a.setFault(fault);
+    const t0 = Date.now();
+    const { data, response } = await ask();
+    t.ok(data.choices[0]?.message.content);
+    t.equal(response.headers.get('x-gateway-decision'), 'backup/m1');
+    t.equal(response.headers.get('x-gateway-retries'), '1');
+    t.ok(Date.now() - t0 < 3000, 'within the deadline');
+    // streams fail over too: nothing had reached the caller yet
+    let text = '';
+    const stream = await client.chat.completions.create({ model: 'primary/m1', messages, stream: true }).withResponse();
+    t.equal(stream.response.headers.get('x-gateway-retries'), '1');
+    for await (const c of stream.data) text += c.choices[0]?.delta.content ?? '';
+    t.ok(text.length > 0);
+    a.setFault('none');
+    t.same(await served(), { decision: 'primary/m1', retries: '0' }, 'back on the first route once it answers');
+  });
+}
+
+t.test('the breaker opens after repeated failures and recovers through a probe', async (t) => {
+  a.setFault('500');
+  for (let i = 0; i < 3; i++) t.equal((await served()).retries, '1');
+  const before = a.received.length;
+  t.same(await served(), { decision: 'backup/m1', retries: '0' }, 'open breaker: straight to the backup');
+  t.equal(a.received.length, before, 'the open route was not called');
+  const dep = (await admin('/admin/deployments')).json.data.find((d: { decision: string }) => d.decision === 'primary/m1');
+  t.equal(dep.state, 'open');
+  t.ok(dep.error_rate > 0);
+  a.setFault('none');
+  await new Promise((r) => setTimeout(r, 450));
+  t.same(await served(), { decision: 'primary/m1', retries: '0' }, 'half-open probe succeeds');
+  const after = (await admin('/admin/deployments')).json.data.find((d: { decision: string }) => d.decision === 'primary/m1');
+  t.equal(after.state, 'closed');
+});
+
+t.test('disable and enable a deployment', async (t) => {
+  t.equal((await admin('/admin/deployments/disable', { decision: 'primary/m1' })).json.state, 'disabled');
+  t.same(await served(), { decision: 'backup/m1', retries: '0' });
+  t.equal((await admin('/admin/deployments/enable', { decision: 'primary/m1' })).status, 200);
+  t.same(await served(), { decision: 'primary/m1', retries: '0' });
+  t.equal((await admin('/admin/deployments/disable', { decision: 'nope/x' })).status, 404);
+});
+
+t.test('all routes failing: an error in the envelope, within the deadline', async (t) => {
+  a.setFault('500');
+  b.setFault('500');
+  const t0 = Date.now();
+  const err = await ask().catch((e: unknown) => e);
+  t.ok(err instanceof OpenAI.APIError && err.status === 502, 'a 502');
+  t.ok(Date.now() - t0 < 2000);
+  a.setFault('none');
+  b.setFault('none');
+});
+
+t.test('a refused connection fails over too', async (t) => {
+  await a.close();
+  const { decision, retries } = await served();
+  t.equal(decision, 'backup/m1');
+  t.equal(retries, '1');
+});
