@@ -54,7 +54,8 @@ export class ChatGateway {
   inFlight = 0;
   constructor(readonly deps: ChatDeps) {}
 
-  handle(ex: Exchange, key: KeyRecord, body: Buffer, t0: number): void {
+  /** `pin`: the x-gateway-provider header ('' when absent); the body's `provider` field wins. */
+  handle(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin = ''): void {
     let request: ChatRequest | null = null;
     let route: Route | undefined;
     let routes: readonly Route[] = [];
@@ -62,6 +63,14 @@ export class ChatGateway {
     try {
       request = parseBody(ChatRequestSchema, parseJson(body)) as ChatRequest;
       routes = this.deps.catalog.resolve(request.model).routes;
+      const pinned = typeof request.provider === 'string' ? request.provider : pin;
+      if (pinned) {
+        const all = routes;
+        routes = all.filter((r) => r.provider.name === pinned);
+        if (!routes.length) {
+          throw new GatewayError(Errors.invalidRequest, `No route of '${request.model}' goes through provider '${pinned}' (its routes: ${all.map((r) => r.provider.name).join(', ') || 'none'}).`, 'provider');
+        }
+      }
       route = routes[0];
       if (!route) throw new GatewayError(Errors.noRoute, `No enabled provider serves '${request.model}'. Set its provider key or enable sim.`, 'model');
       ws = this.deps.workspaces.get(key.workspace);

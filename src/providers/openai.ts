@@ -125,8 +125,10 @@ export class OpenAIProvider implements Provider {
   private encode(call: ChatCall): Buffer | string {
     const { request } = call;
     const needsUsage = call.stream && request.stream_options?.include_usage !== true;
-    if (request.model !== call.upstreamModel || (needsUsage && 'stream_options' in request)) {
-      const out: Record<string, unknown> = { ...request, model: call.upstreamModel };
+    // `provider` is the gateway's own pin field; upstreams would reject it.
+    if (request.model !== call.upstreamModel || (needsUsage && 'stream_options' in request) || 'provider' in request) {
+      const { provider: _pin, ...rest } = request;
+      const out: Record<string, unknown> = { ...rest, model: call.upstreamModel };
       if (needsUsage) out.stream_options = { ...(request.stream_options ?? {}), include_usage: true };
       return JSON.stringify(out);
     }

@@ -51,7 +51,19 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     ex.sendJson(200, modelView(entry));
   }));
 
-  app.post('/v1/chat/completions', withBody('inference', (ex, key, body, t0) => deps.chat.handle(ex, key, body, t0)));
+  app.post('/v1/chat/completions', withBody('inference', (ex, key, body, t0, _p, [pin]) => deps.chat.handle(ex, key, body, t0, pin ?? ''), 0, ['x-gateway-provider']));
+
+  app.get('/v1/providers', noBody(null, (ex) => {
+    const byProvider = new Map<string, { name: string; kind: string; models: Set<string>; deployments: Array<Record<string, unknown>> }>();
+    for (const r of deps.catalog.routes()) {
+      const p = byProvider.get(r.provider.name) ?? { name: r.provider.name, kind: r.provider.kind, models: new Set<string>(), deployments: [] };
+      p.models.add(r.slug);
+      if (!p.deployments.some((d) => d.decision === r.decision)) p.deployments.push({ decision: r.decision, ...deps.health.view(r.decision) });
+      byProvider.set(r.provider.name, p);
+    }
+    ex.sendJson(200, { object: 'list', data: [...byProvider.values()].map((p) => ({ id: p.name, object: 'provider', kind: p.kind, models: p.models.size,
+      healthy: p.deployments.filter((d) => d.state === 'closed').length, deployments: p.deployments })) });
+  }));
 
   const handlers = makeHandlers(deps, state);
   registerAdmin(app, handlers, deps);
@@ -61,7 +73,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
 
   app.any('/*', (res, req) => {
     const ex = new Exchange(res, deps.ids.next());
-    const known = ['/v1/chat/completions', '/v1/models', '/v1/api-keys', '/v1/register', '/v1/requests', '/v1/usage/summary', '/v1/usage/timeseries', '/v1/account/pricing', '/v1/account/quote',
+    const known = ['/v1/chat/completions', '/v1/models', '/v1/providers', '/v1/api-keys', '/v1/register', '/v1/requests', '/v1/usage/summary', '/v1/usage/timeseries', '/v1/account/pricing', '/v1/account/quote',
       '/admin/keys', '/admin/workspaces', '/admin/spend', '/admin/deployments', '/health'].includes(req.getUrl());
     ex.sendError(known
       ? new GatewayError(Errors.methodNotAllowed, `${req.getMethod().toUpperCase()} is not allowed on ${req.getUrl()}.`)

@@ -7,13 +7,13 @@ import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import { Exchange } from './exchange.js';
 
-export type BodyHandler = (ex: Exchange, key: KeyRecord, body: Buffer, t0: number, params: string[]) => void;
+export type BodyHandler = (ex: Exchange, key: KeyRecord, body: Buffer, t0: number, params: string[], headers: string[]) => void;
 export type NoBodyHandler = (ex: Exchange, key: KeyRecord | null, params: string[], query: URLSearchParams) => void;
 type Route = (res: HttpResponse, req: HttpRequest) => void;
 
 export interface Handlers {
   /** `params`: how many route parameters the handler reads (reading them costs a native call each). */
-  withBody(scope: Scope, handler: BodyHandler, params?: number): Route;
+  withBody(scope: Scope, handler: BodyHandler, params?: number, headers?: readonly string[]): Route;
   noBody(scope: Scope | null, handler: NoBodyHandler): Route;
   /** A public route with a JSON body (no key). */
   publicBody(handler: (ex: Exchange, body: Buffer) => void): Route;
@@ -24,15 +24,17 @@ export function requireScope(key: KeyRecord, scope: Scope): void {
 }
 
 const NO_PARAMS: string[] = [];
+const NO_HEADERS: readonly string[] = [];
 
 export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyBytes: number }, state: { draining: boolean }): Handlers {
   return {
-    withBody: (scope, handler, params = 0) => (res, req) => {
+    withBody: (scope, handler, params = 0, headerNames = NO_HEADERS) => (res, req) => {
       const t0 = performance.now();
       const ex = new Exchange(res, deps.ids.next());
       const authorization = req.getHeader('authorization');
       const length = req.getHeader('content-length');
       const values = params === 0 ? NO_PARAMS : Array.from({ length: params }, (_, i) => req.getParameter(i) ?? '');
+      const headers = headerNames.length === 0 ? NO_PARAMS : headerNames.map((h) => req.getHeader(h));
       let key: KeyRecord;
       try {
         if (state.draining) throw new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.');
@@ -45,7 +47,7 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
       ex.readBody(deps.maxBodyBytes, length, (err, body) => {
         if (err) { ex.sendError(err); return; }
         try {
-          handler(ex, key, body, t0, values);
+          handler(ex, key, body, t0, values, headers);
         } catch (e) {
           ex.sendError(e);
         }

@@ -78,6 +78,19 @@ t.test('disable and enable a deployment', async (t) => {
   t.equal((await admin('/admin/deployments/disable', { decision: 'nope/x' })).status, 404);
 });
 
+t.test('pin a provider by body field or header; list providers', async (t) => {
+  const viaField = await client.chat.completions.create({ model: 'primary/m1', messages, provider: 'backup' } as OpenAI.ChatCompletionCreateParamsNonStreaming).withResponse();
+  t.equal(viaField.response.headers.get('x-gateway-decision'), 'backup/m1', 'pinned to the pricier route');
+  t.notOk('provider' in b.received.at(-1)!.body, 'the pin field is not sent upstream');
+  const viaHeader = await client.chat.completions.create({ model: 'primary/m1', messages }, { headers: { 'x-gateway-provider': 'backup' } }).withResponse();
+  t.equal(viaHeader.response.headers.get('x-gateway-decision'), 'backup/m1');
+  const bad = await client.chat.completions.create({ model: 'primary/m1', messages, provider: 'nope' } as OpenAI.ChatCompletionCreateParamsNonStreaming).catch((e: unknown) => e);
+  t.ok(bad instanceof OpenAI.BadRequestError && bad.param === 'provider');
+  const providers = await (await fetch(`${gw.baseURL}/providers`)).json() as { data: Array<{ id: string; kind: string; deployments: unknown[] }> };
+  t.same(providers.data.map((p) => p.id).sort(), ['backup', 'primary']);
+  t.ok(providers.data.every((p) => p.kind === 'openai' && p.deployments.length === 1));
+});
+
 t.test('all routes failing: an error in the envelope, within the deadline', async (t) => {
   a.setFault('500');
   b.setFault('500');
