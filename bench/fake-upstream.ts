@@ -18,12 +18,17 @@ const streamWithUsage = Buffer.from(`${frames}${usageFrame}data: [DONE]\n\n`);
 const streamPlain = Buffer.from(`${frames}data: [DONE]\n\n`);
 
 const STREAM = Buffer.from('"stream":true');
+/** FAULT_RATE=0.3: that share of requests gets a 500 (for the failover bench). */
+const faultRate = Number(process.env.FAULT_RATE ?? 0);
+const failure = Buffer.from(JSON.stringify({ error: { message: 'injected fault', type: 'server_error', code: null, param: null } }));
 const USAGE = Buffer.from('"include_usage":true');
 
 uWS.App().post('/v1/chat/completions', (res) => {
   readBody(res, (body) => {
     res.cork(() => {
-      if (body.includes(STREAM)) {
+      if (faultRate > 0 && Math.random() < faultRate) {
+        res.writeStatus('500 Internal Server Error').writeHeader('content-type', 'application/json').end(failure);
+      } else if (body.includes(STREAM)) {
         res.writeStatus('200 OK').writeHeader('content-type', 'text/event-stream').end(body.includes(USAGE) ? streamWithUsage : streamPlain);
       } else {
         res.writeStatus('200 OK').writeHeader('content-type', 'application/json').end(completion);

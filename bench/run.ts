@@ -3,59 +3,14 @@
 // overhead, not queueing); the gateway's RSS; and a sweep over worker counts. Ratios are
 // against the direct baseline measured in this same run.
 import autocannon from 'autocannon';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { fixedRate } from './fixed-rate.js';
+import { MASTER, here, rssMiB, startGateway, startProcess, stop } from './procs.js';
 
 const quick = process.argv.includes('--quick');
 const DURATION = quick ? 5 : 15;
 const RATE_DURATION = quick ? 5 : 15;
 const CONNECTIONS = 50;
 const FIXED_RATE = 1000;
-const MASTER = 'sk-bench-master-key-0000000000';
-const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
-
-function startProcess(file: string, env: Record<string, string>, ready: RegExp): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [file], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`${file} did not start: ${out}`)), 20_000);
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const m = ready.exec(out);
-      if (m) { clearTimeout(timer); resolve({ proc, match: m }); }
-    };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
-    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${file} exited ${code}: ${out}`)); });
-  });
-}
-
-function stop(proc: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (proc.exitCode !== null) { resolve(); return; }
-    proc.removeAllListeners('exit');
-    proc.once('exit', () => resolve());
-    proc.kill('SIGTERM');
-  });
-}
-
-async function startGateway(upstreamPort: number, extraEnv: Record<string, string> = {}, config?: object) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
-  const env: Record<string, string> = { HOST: '127.0.0.1', PORT: '0', SLUICE_DATA_DIR: dataDir, SLUICE_MASTER_KEY: MASTER,
-    OPENAI_API_KEY: 'sk-upstream', OPENAI_BASE_URL: `http://127.0.0.1:${upstreamPort}/v1`, SLUICE_SIM: 'off', ...extraEnv };
-  if (config) { env.SLUICE_CONFIG = join(dataDir, 'sluice.json'); writeFileSync(env.SLUICE_CONFIG, JSON.stringify(config)); }
-  const { proc, match } = await startProcess(here('../src/main.js'), env, /listening on http:\/\/[\d.]+:(\d+)/);
-  return { proc, port: Number(match[1]) };
-}
-
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
 
 interface Measured { rps: number; p50: number; p99: number; errors: number }
 
