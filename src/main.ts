@@ -11,6 +11,7 @@ import { loadBuiltinModels } from './config/catalog-data.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { ChatGateway } from './gateway/chat.js';
+import { AnthropicProvider } from './providers/anthropic.js';
 import { OpenAIProvider } from './providers/openai.js';
 import type { Provider } from './providers/provider.js';
 import { SimProvider } from './providers/sim.js';
@@ -23,14 +24,17 @@ import { WorkerPool } from './workers/pool.js';
 function buildProviders(config: Config, pool: WorkerPool): Map<string, Provider> {
   const providers = new Map<string, Provider>();
   for (const [name, p] of Object.entries(config.providers)) {
-    if (p.enabled === false || p.kind !== 'openai') continue;
+    if (p.enabled === false || p.kind === 'sim') continue;
     if (!p.api_key && !p.base_url) continue;
-    providers.set(name, new OpenAIProvider({
-      name, baseUrl: p.base_url ?? 'https://api.openai.com/v1', apiKey: p.api_key, headers: p.headers,
+    const common = {
+      name, apiKey: p.api_key, headers: p.headers,
       connectTimeoutMs: config.upstream.connect_timeout_ms, headersTimeoutMs: config.upstream.headers_timeout_ms,
       bodyTimeoutMs: config.upstream.body_timeout_ms, connections: config.upstream.connections,
       keepAliveTimeoutMs: config.upstream.keep_alive_timeout_ms,
-    }));
+    };
+    providers.set(name, p.kind === 'anthropic'
+      ? new AnthropicProvider({ ...common, baseUrl: p.base_url ?? 'https://api.anthropic.com/v1', defaultMaxTokens: config.billing.default_output_cap })
+      : new OpenAIProvider({ ...common, baseUrl: p.base_url ?? 'https://api.openai.com/v1' }));
   }
   // Sim serves every catalog model when no real provider is configured (or when asked to).
   const simSetting = config.providers.sim?.enabled;

@@ -284,7 +284,7 @@ class ChatExchange implements ResponseSink {
       this.settle(err.status, err.code, this.tap.usage);
       return;
     }
-    if (this.failover(err, err.code)) return;
+    if (err.status >= 500 && this.failover(err, err.code)) return; // a 4xx is the caller's, on any route
     this.ex.sendError(err, this.routeHeaders());
     this.settle(err.status, err.code, null);
   }

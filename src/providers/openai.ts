@@ -35,8 +35,8 @@ function upstreamFailure(err: Error & { code?: string }): GatewayError {
   }
 }
 
-/** One upstream call's lifecycle; also the handle the gateway uses to abort or resume it. */
-class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
+/** One upstream call's lifecycle; also the handle the gateway uses to abort or resume it (shared by the HTTP adapters). */
+export class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
   private controller: Dispatcher.DispatchController | null = null;
   private aborted = false;
 

@@ -1,0 +1,98 @@
+// The OpenAI surface in front of Anthropic's Messages API (a local fake of it, validated
+// by the official Anthropic SDK): text, streams, tools and tool results, images, system
+// prompts, cache-token usage and errors, all seen through the official `openai` SDK.
+import OpenAI from 'openai';
+import t from 'tap';
+import { ANTHROPIC_WORDS, startFakeAnthropic } from '../fakes/anthropic-upstream.js';
+import { startGateway, tempDataDir } from '../helpers/gateway.js';
+
+const fake = await startFakeAnthropic();
+const model = (id: string) => ({ slug: `anthropic/${id}`, upstream_id: id, context_window: 200000, prices: { input: 3, cached_input: 0.3, output: 15 } });
+const gw = await startGateway({ ANTHROPIC_API_KEY: 'sk-ant-fake', ANTHROPIC_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(),
+  { models: ['claude-test', 'fail-400', 'fail-529'].map(model) });
+t.teardown(async () => { await gw.stop(); await fake.close(); });
+const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
+const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'] } } }];
+
+t.test('non-stream: text, system prompt, usage with cache reads, headers', async (t) => {
+  const { data, response } = await client.chat.completions.create({ model: 'anthropic/claude-test', max_tokens: 100, temperature: 0.2,
+    messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }] }).withResponse();
+  t.equal(data.choices[0]?.message.content, ANTHROPIC_WORDS.join(''));
+  t.equal(data.choices[0]?.finish_reason, 'stop');
+  t.equal(data.usage?.prompt_tokens_details?.cached_tokens, 5, 'cache reads are cached tokens');
+  const sent = fake.received.at(-1)!;
+  t.equal(sent.body.system, 'Be brief.', 'system prompt moved to the system field');
+  t.same(sent.body.messages, [{ role: 'user', content: [{ type: 'text', text: 'Hi' }] }]);
+  t.equal(sent.body.max_tokens, 100);
+  t.equal(sent.headers['x-api-key'], 'sk-ant-fake');
+  t.equal(sent.headers['anthropic-version'], '2023-06-01');
+  t.equal(response.headers.get('x-gateway-decision'), 'anthropic/claude-test');
+  t.ok(Number(response.headers.get('x-gateway-cost-usd')) > 0, 'billed from the translated usage');
+});
+
+t.test('stream: OpenAI chunks from Messages events, usage and figures', async (t) => {
+  let text = '';
+  let finish: string | null = null;
+  for await (const c of await client.chat.completions.create({ model: 'anthropic/claude-test', messages: [{ role: 'user', content: 'Hi' }], stream: true, stream_options: { include_usage: true } })) {
+    text += c.choices[0]?.delta.content ?? '';
+    finish = c.choices[0]?.finish_reason ?? finish;
+    if (c.usage) t.equal(c.usage.completion_tokens, ANTHROPIC_WORDS.length);
+  }
+  t.equal(text, ANTHROPIC_WORDS.join(''));
+  t.equal(finish, 'stop');
+  t.equal(fake.received.at(-1)!.body.stream, true);
+});
+
+t.test('tools: a tool call, then the tool result, stream and non-stream', async (t) => {
+  const first = await client.chat.completions.create({ model: 'anthropic/claude-test', tools, tool_choice: 'auto', messages: [{ role: 'user', content: 'Weather in Paris?' }] });
+  const call = first.choices[0]?.message.tool_calls?.[0];
+  t.equal(first.choices[0]?.finish_reason, 'tool_calls');
+  t.ok(call && call.type === 'function');
+  if (!call || call.type !== 'function') return;
+  t.equal(call.function.name, 'get_weather');
+  t.same(JSON.parse(call.function.arguments), { location: 'Paris' });
+  t.same(fake.received.at(-1)!.body.tools, [{ name: 'get_weather', description: 'Weather for a city', input_schema: tools[0]!.type === 'function' ? tools[0]!.function.parameters : {} }]);
+  t.same(fake.received.at(-1)!.body.tool_choice, { type: 'auto' });
+
+  // the same call streamed: tool_calls deltas assemble into the arguments
+  let args = '';
+  let name = '';
+  for await (const c of await client.chat.completions.create({ model: 'anthropic/claude-test', tools, stream: true, messages: [{ role: 'user', content: 'Weather?' }] })) {
+    const d = c.choices[0]?.delta.tool_calls?.[0];
+    if (d?.function?.name) name = d.function.name;
+    args += d?.function?.arguments ?? '';
+  }
+  t.equal(name, 'get_weather');
+  t.same(JSON.parse(args), { location: 'Paris' });
+
+  const second = await client.chat.completions.create({ model: 'anthropic/claude-test', tools, messages: [
+    { role: 'user', content: 'Weather in Paris?' },
+    { role: 'assistant', content: null, tool_calls: [call] },
+    { role: 'tool', tool_call_id: call.id, content: '{"sky":"clear"}' },
+  ] });
+  t.equal(second.choices[0]?.message.content, 'It is sunny.');
+  const sent = fake.received.at(-1)!.body;
+  t.same(sent.messages[1], { role: 'assistant', content: [{ type: 'tool_use', id: call.id, name: 'get_weather', input: { location: 'Paris' } }] });
+  t.same(sent.messages[2], { role: 'user', content: [{ type: 'tool_result', tool_use_id: call.id, content: '{"sky":"clear"}' }] });
+});
+
+t.test('images become image blocks', async (t) => {
+  await client.chat.completions.create({ model: 'anthropic/claude-test', messages: [{ role: 'user', content: [
+    { type: 'text', text: 'What is this?' },
+    { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } },
+    { type: 'image_url', image_url: { url: 'https://example.com/cat.jpg' } },
+  ] }] });
+  t.same(fake.received.at(-1)!.body.messages[0].content, [
+    { type: 'text', text: 'What is this?' },
+    { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } },
+    { type: 'image', source: { type: 'url', url: 'https://example.com/cat.jpg' } },
+  ]);
+});
+
+t.test('errors keep their meaning in OpenAI\'s envelope', async (t) => {
+  const bad = await client.chat.completions.create({ model: 'anthropic/fail-400', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+  t.ok(bad instanceof OpenAI.BadRequestError);
+  t.match((bad as InstanceType<typeof OpenAI.APIError>).message, /roles must alternate/);
+  const overloaded = await client.chat.completions.create({ model: 'anthropic/fail-529', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+  t.ok(overloaded instanceof OpenAI.APIError && overloaded.status === 502, 'an overloaded Anthropic is a 502 once no other route is left');
+});
