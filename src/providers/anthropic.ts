@@ -4,10 +4,10 @@
 // Messages SSE events into OpenAI chunks as they arrive, ending with a usage chunk (the
 // gateway strips it if the caller did not ask) and [DONE]. Errors keep their status and
 // get OpenAI's envelope, so the gateway's failover treats 429/5xx/529 like any upstream's.
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
-import { Relay, type OpenAIProviderOptions } from './openai.js';
+import { Relay, openPool, type OpenAIProviderOptions } from './openai.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 
 const API_VERSION = '2023-06-01';
@@ -285,9 +285,9 @@ export class AnthropicProvider implements Provider {
 
   constructor(private readonly opts: OpenAIProviderOptions & { defaultMaxTokens: number }) {
     this.name = opts.name;
-    const url = new URL(opts.baseUrl);
-    this.path = `${url.pathname.replace(/\/+$/, '')}/messages`;
-    this.pool = new Pool(url.origin, { connections: opts.connections, keepAliveTimeout: opts.keepAliveTimeoutMs, connect: { timeout: opts.connectTimeoutMs }, pipelining: 1 });
+    const { pool, basePath } = openPool(opts);
+    this.pool = pool;
+    this.path = `${basePath}/messages`;
     this.headers = { 'content-type': 'application/json', 'anthropic-version': API_VERSION, ...opts.headers };
     if (opts.apiKey) this.headers['x-api-key'] = opts.apiKey;
   }

@@ -76,6 +76,18 @@ export class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
   }
 }
 
+/** The keep-alive pool for an upstream's origin, and the path prefix of its API. */
+export function openPool(opts: OpenAIProviderOptions): { pool: Pool; basePath: string } {
+  const url = new URL(opts.baseUrl);
+  const pool = new Pool(url.origin, {
+    connections: opts.connections,
+    keepAliveTimeout: opts.keepAliveTimeoutMs,
+    connect: { timeout: opts.connectTimeoutMs },
+    pipelining: 1,
+  });
+  return { pool, basePath: url.pathname.replace(/\/+$/, '') };
+}
+
 export class OpenAIProvider implements Provider {
   readonly kind = 'openai' as const;
   readonly name: string;
@@ -87,14 +99,9 @@ export class OpenAIProvider implements Provider {
 
   constructor(opts: OpenAIProviderOptions) {
     this.name = opts.name;
-    const url = new URL(opts.baseUrl);
-    this.chatPath = `${url.pathname.replace(/\/+$/, '')}/chat/completions`;
-    this.pool = new Pool(url.origin, {
-      connections: opts.connections,
-      keepAliveTimeout: opts.keepAliveTimeoutMs,
-      connect: { timeout: opts.connectTimeoutMs },
-      pipelining: 1,
-    });
+    const { pool, basePath } = openPool(opts);
+    this.pool = pool;
+    this.chatPath = `${basePath}/chat/completions`;
     this.headers = { 'content-type': 'application/json', ...opts.headers };
     if (opts.apiKey) this.headers.authorization = `Bearer ${opts.apiKey}`;
     this.headersTimeout = opts.headersTimeoutMs;
