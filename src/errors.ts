@@ -11,6 +11,7 @@ export interface ErrorSpec {
 export const Errors = {
   invalidJson: { status: 400, type: 'invalid_request_error', code: 'invalid_json' },
   invalidRequest: { status: 400, type: 'invalid_request_error', code: 'invalid_request' },
+  contextLength: { status: 400, type: 'invalid_request_error', code: 'context_length_exceeded' },
   missingKey: { status: 401, type: 'authentication_error', code: 'missing_api_key' },
   invalidKey: { status: 401, type: 'authentication_error', code: 'invalid_api_key' },
   insufficientCredits: { status: 402, type: 'insufficient_quota', code: 'insufficient_credits' },

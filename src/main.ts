@@ -53,7 +53,12 @@ async function main(): Promise<void> {
   const { ring, masterKeyFile } = await KeyRing.open(store, { dataDir, masterKey: config.master_key, operatorKeys: config.api_keys });
   const pool = await WorkerPool.start(config.workers);
   const providers = buildProviders(config, pool);
-  const catalog = new Catalog(mergeModels(await loadBuiltinModels(), config.models), providers);
+  let catalog: Catalog;
+  try {
+    catalog = new Catalog(mergeModels(await loadBuiltinModels(), config.models), providers, config.aliases);
+  } catch (err) {
+    throw new ConfigError(err instanceof Error ? err.message : String(err));
+  }
   const baseline = config.baseline_model ? catalog.pricesOf(config.baseline_model) : undefined;
   if (config.baseline_model && !baseline) throw new ConfigError(`baseline_model / BASELINE_MODEL: '${config.baseline_model}' is not in the catalog`);
   const workspaces = new Workspaces(store);

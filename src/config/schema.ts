@@ -71,6 +71,11 @@ export const ConfigSchema = z.object({
   }).strict().prefault({}),
   providers: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'provider names are lowercase'), ProviderSchema).default({}),
   models: z.array(ModelSchema).default([]),
+  /** Names like `fast` or `frontier` for a set of models; the policy orders their routes. */
+  aliases: z.record(z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'alias names are lowercase, without a slash'), z.object({
+    models: z.array(z.string().min(1)).min(1),
+    policy: z.enum(['cost', 'latency', 'balanced']).default('cost'),
+  }).strict()).default({}),
   billing: z.object({
     /** charge = upstream cost × (1 + markup), never above the benchmark cost. */
     markup: z.number().min(0).default(0),

@@ -8,7 +8,8 @@ import { toNano, type Workspace, type Workspaces } from '../accounts/workspaces.
 import type { Prices } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatCall, ChatRequest, ResponseSink, UpstreamHandle } from '../providers/provider.js';
-import type { Catalog, Route } from '../router/catalog.js';
+import type { Catalog, Route, RoutePolicy } from '../router/catalog.js';
+import type { ModelEntry } from '../config/schema.js';
 import type { RouteHealth } from '../router/health.js';
 import type { Exchange, HeaderList } from '../server/exchange.js';
 import type { WorkerPool } from '../workers/pool.js';
@@ -62,7 +63,8 @@ export class ChatGateway {
     let ws: Workspace | undefined;
     try {
       request = parseBody(ChatRequestSchema, parseJson(body)) as ChatRequest;
-      routes = this.deps.catalog.resolve(request.model).routes;
+      const entry = this.deps.catalog.resolve(request.model);
+      routes = entry.policy ? this.ordered(entry.routes, entry.policy) : entry.routes;
       const pinned = typeof request.provider === 'string' ? request.provider : pin;
       if (pinned) {
         const all = routes;
@@ -73,33 +75,50 @@ export class ChatGateway {
       }
       route = routes[0];
       if (!route) throw new GatewayError(Errors.noRoute, `No enabled provider serves '${request.model}'. Set its provider key or enable sim.`, 'model');
+      checkCapabilities(request, route.model);
       ws = this.deps.workspaces.get(key.workspace);
       if (!ws) throw new GatewayError(Errors.forbidden, `This key's workspace ${key.workspace} no longer exists.`);
     } catch (err) {
       this.refuse(ex, key, request?.model ?? '', t0, err);
       return;
     }
-    if (!ws.metered) { this.start(ex, key, request, body, routes, ws, 0, t0); return; }
-    // Credits: hold the most this request can cost before anything goes upstream. A prompt
-    // has at most as many tokens as the body has bytes, so a workspace with room for that
-    // bound skips tokenizing; only a tight balance pays for an exact count in the pool.
+    // Preflight without I/O when bounds allow: a prompt has at most as many tokens as the
+    // body has bytes, so only a body near the context window, or a balance too tight for
+    // the byte bound, pays for an exact count in the pool.
     const prices = route.prices;
+    const window = route.model.context_window;
     const cap = request.max_completion_tokens ?? request.max_tokens ?? route.model.max_output_tokens ?? this.deps.defaultOutputCap;
-    const hold = (promptTokens: number) => toNano(upstreamCost(prices, { prompt_tokens: promptTokens, completion_tokens: cap, cached_tokens: 0 }) * (1 + this.deps.markup));
+    const hold = (promptTokens: number) => (ws.metered
+      ? toNano(upstreamCost(prices, { prompt_tokens: promptTokens, completion_tokens: cap, cached_tokens: 0 }) * (1 + this.deps.markup)) : 0);
     const bound = hold(body.length);
-    if (this.deps.workspaces.availableNano(ws) >= bound) { this.start(ex, key, request, body, routes, ws, bound, t0); return; }
+    if (body.length + cap <= window && this.deps.workspaces.availableNano(ws) >= bound) { this.start(ex, key, request, body, routes, ws, bound, t0); return; }
     const [req, rts, w] = [request, routes, ws];
     this.deps.pool.countPrompt(route.model.tokenizer, body).then((tokens) => {
       if (ex.aborted) return;
+      const asked = req.max_completion_tokens ?? req.max_tokens ?? 0; // as OpenAI: the prompt plus what max_tokens asks for
+      if (tokens + asked > window) {
+        this.refuse(ex, key, req.model, t0, new GatewayError(Errors.contextLength,
+          `This model's context window is ${window} tokens; the messages use ${tokens}${asked ? ` and max_tokens asks for ${asked} more` : ''}. Shorten the messages or lower max_tokens.`, 'messages'));
+        return;
+      }
       const needed = hold(tokens);
       const available = this.deps.workspaces.availableNano(w);
-      if (available < needed) {
+      if (w.metered && available < needed) {
         this.refuse(ex, key, req.model, t0, new GatewayError(Errors.insufficientCredits,
           `Insufficient credits: this request may cost up to $${fmtUsd(needed / 1e9)} (${tokens} prompt tokens, up to ${cap} output tokens) and the workspace has $${fmtUsd(Math.max(0, available) / 1e9)} available. Top up, or lower max_tokens.`));
         return;
       }
       this.start(ex, key, req, body, rts, w, needed, t0);
     }, (err: unknown) => this.refuse(ex, key, req.model, t0, err));
+  }
+
+  /** An alias's routes in its policy's order: cheapest, fastest (latency EWMA; unmeasured first), or price × latency. */
+  private ordered(routes: readonly Route[], policy: RoutePolicy): readonly Route[] {
+    if (policy === 'cost') return routes;
+    const latency = (r: Route) => this.deps.health.view(r.decision).latency_ewma_ms ?? 0;
+    const price = (r: Route) => r.prices.input + r.prices.output;
+    const score = policy === 'latency' ? latency : (r: Route) => price(r) * (1 + latency(r));
+    return [...routes].sort((a, b) => score(a) - score(b));
   }
 
   private start(ex: Exchange, key: KeyRecord, request: ChatRequest, body: Buffer, routes: readonly Route[], ws: Workspace, holdNano: number, t0: number): void {
@@ -123,6 +142,21 @@ export class ChatGateway {
     this.deps.ledger.append(baseRow(ex.requestId, key, model, false, {
       status: e?.status ?? 500, error: e?.code ?? 'internal_error', total_ms: ms(t0, performance.now()),
     }), undefined);
+  }
+}
+
+/** What the request needs that the model may lack (a model that lists no capabilities is not restricted). */
+function checkCapabilities(request: ChatRequest, model: ModelEntry): void {
+  const caps = model.capabilities;
+  if (!caps.length) return;
+  const lacks = (cap: (typeof caps)[number], param: string, what: string) => {
+    if (!caps.includes(cap)) throw new GatewayError(Errors.invalidRequest, `'${model.slug}' does not support ${what}.`, param);
+  };
+  if (Array.isArray(request.tools) && request.tools.length) lacks('tools', 'tools', 'tools');
+  const format = request.response_format as { type?: unknown } | null | undefined;
+  if (format && (format.type === 'json_object' || format.type === 'json_schema')) lacks('json', 'response_format', 'JSON output');
+  if (request.messages.some((m) => Array.isArray(m.content) && m.content.some((p) => typeof p === 'object' && p !== null && (p as { type?: unknown }).type === 'image_url'))) {
+    lacks('vision', 'messages', 'image inputs');
   }
 }
 

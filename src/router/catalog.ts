@@ -18,16 +18,22 @@ export interface Route {
   readonly prices: Prices;
 }
 
+export type RoutePolicy = 'cost' | 'latency' | 'balanced';
+
 export interface ModelRoutes {
   readonly model: ModelEntry;
   readonly routes: readonly Route[];
+  /** Set for aliases: how their routes are ordered per request (plain models are cheapest first). */
+  readonly policy?: RoutePolicy;
 }
 
 export class Catalog {
   private readonly bySlug = new Map<string, ModelRoutes>();
   private readonly byBareId = new Map<string, ModelRoutes>();
 
-  constructor(models: readonly ModelEntry[], providers: ReadonlyMap<string, Provider>) {
+  private readonly aliases = new Map<string, ModelRoutes>();
+
+  constructor(models: readonly ModelEntry[], providers: ReadonlyMap<string, Provider>, aliases: Record<string, { models: string[]; policy: RoutePolicy }> = {}) {
     const sim = [...providers.values()].find((p) => p.kind === 'sim');
     for (const model of models) {
       const providerName = model.slug.slice(0, model.slug.indexOf('/'));
@@ -47,11 +53,24 @@ export class Catalog {
       if (!this.byBareId.has(bare)) this.byBareId.set(bare, entry);
       if (!this.byBareId.has(model.upstream_id)) this.byBareId.set(model.upstream_id, entry);
     }
+    for (const [name, alias] of Object.entries(aliases)) {
+      const members = alias.models.map((slug) => {
+        const m = this.bySlug.get(slug);
+        if (!m) throw new GatewayError(Errors.modelNotFound, `aliases.${name}: '${slug}' is not in the catalog`, 'aliases');
+        return m;
+      });
+      const routes = members.flatMap((m) => m.routes).sort((a, b) => a.prices.input + a.prices.output - (b.prices.input + b.prices.output));
+      this.aliases.set(name, { model: members[0]!.model, routes, policy: alias.policy });
+    }
   }
 
-  /** `openai/gpt-4.1-mini` or the bare `gpt-4.1-mini` (what OpenAI SDK users already send). */
+  /** An alias, `openai/gpt-4.1-mini`, or the bare `gpt-4.1-mini` (what OpenAI SDK users already send). */
   find(requested: string): ModelRoutes | undefined {
-    return this.bySlug.get(requested) ?? this.byBareId.get(requested);
+    return this.aliases.get(requested) ?? this.bySlug.get(requested) ?? this.byBareId.get(requested);
+  }
+
+  aliasNames(): string[] {
+    return [...this.aliases.keys()];
   }
 
   resolve(requested: string): ModelRoutes {

@@ -1,0 +1,46 @@
+// Route eligibility before anything goes upstream: capabilities the request needs, the
+// context window against the tokenized prompt, and aliases ordered by their policy.
+import OpenAI from 'openai';
+import t from 'tap';
+import { startGateway, tempDataDir } from '../helpers/gateway.js';
+
+const gw = await startGateway({ SLUICE_SIM: 'on' }, tempDataDir(), {
+  sim: { ttft_ms: 0, tokens_per_second: 5000 },
+  models: [{ slug: 'openai/tiny', upstream_id: 'tiny', context_window: 60, capabilities: ['json'], prices: { input: 1, output: 2 } }],
+  aliases: { fast: { models: ['openai/gpt-4.1-mini', 'openai/gpt-4.1-nano'], policy: 'cost' } },
+});
+t.teardown(() => gw.stop());
+const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
+const fail = (p: Promise<unknown>) => p.then(() => null, (e: unknown) => e as InstanceType<typeof OpenAI.APIError>);
+
+t.test('capabilities a model lacks are refused with the param named', async (t) => {
+  const tools = await fail(client.chat.completions.create({ model: 'openai/tiny', messages: [{ role: 'user', content: 'x' }],
+    tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: {} } } }] }));
+  t.equal(tools?.status, 400);
+  t.equal(tools?.param, 'tools');
+  const vision = await fail(client.chat.completions.create({ model: 'openai/tiny', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/a.png' } }] }] }));
+  t.equal(vision?.param, 'messages');
+  const ok = await client.chat.completions.create({ model: 'openai/tiny', max_tokens: 5, messages: [{ role: 'user', content: 'Hi' }], response_format: { type: 'json_object' } });
+  t.ok(ok.choices[0], 'a capability it has is fine');
+});
+
+t.test('the context window is checked against the tokenized prompt', async (t) => {
+  const long = await fail(client.chat.completions.create({ model: 'openai/tiny', messages: [{ role: 'user', content: 'word '.repeat(200) }] }));
+  t.equal(long?.status, 400);
+  t.equal(long?.code, 'context_length_exceeded');
+  t.match(long?.message, /context window is 60 tokens; the messages use \d+/);
+  const asked = await fail(client.chat.completions.create({ model: 'openai/tiny', max_tokens: 55, messages: [{ role: 'user', content: 'Hello there' }] }));
+  t.equal(asked?.code, 'context_length_exceeded', 'the prompt plus max_tokens must fit');
+  const fits = await client.chat.completions.create({ model: 'openai/tiny', max_tokens: 20, messages: [{ role: 'user', content: 'Hello there' }] });
+  t.ok(fits.choices[0], 'a short prompt with a small max_tokens fits');
+});
+
+t.test('an alias serves its cheapest route under the cost policy', async (t) => {
+  const { response } = await client.chat.completions.create({ model: 'fast', messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  t.equal(response.headers.get('x-gateway-decision'), 'sim/gpt-4.1-nano');
+});
+
+t.test('an alias naming a model that is not in the catalog stops the start with the field named', async (t) => {
+  const err = await startGateway({ SLUICE_SIM: 'on' }, tempDataDir(), { aliases: { bad: { models: ['openai/nope'] } } }).then(() => '', (e: unknown) => String(e));
+  t.match(err, /aliases\.bad: 'openai\/nope' is not in the catalog/);
+});
