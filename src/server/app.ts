@@ -6,6 +6,7 @@ import type { KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
+import { ResponsesBridge, toChatBody } from '../gateway/responses.js';
 import type { Catalog } from '../router/catalog.js';
 import { registerAccount, type AccountDeps } from './account.js';
 import { registerAdmin, type AdminDeps } from './admin.js';
@@ -53,6 +54,14 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
 
   app.post('/v1/chat/completions', withBody('inference', (ex, key, body, t0, _p, [pin]) => deps.chat.handle(ex, key, body, t0, pin ?? ''), 0, ['x-gateway-provider']));
 
+  // Responses API: bridged onto the chat path (routing, limits, credits, ledger, failover) for every route.
+  app.post('/v1/responses', withBody('inference', (ex, key, body, t0, _p, [pin]) => {
+    const bridge = ex as ResponsesBridge;
+    const chat = toChatBody(body);
+    bridge.model = chat.model;
+    deps.chat.handle(bridge, key, chat.body, t0, pin ?? '');
+  }, 0, ['x-gateway-provider'], (res, id) => new ResponsesBridge(res, id)));
+
   app.get('/v1/providers', noBody(null, (ex) => {
     const byProvider = new Map<string, { name: string; kind: string; models: Set<string>; deployments: Array<Record<string, unknown>> }>();
     for (const r of deps.catalog.routes()) {
@@ -73,7 +82,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
 
   app.any('/*', (res, req) => {
     const ex = new Exchange(res, deps.ids.next());
-    const known = ['/v1/chat/completions', '/v1/models', '/v1/providers', '/v1/api-keys', '/v1/register', '/v1/requests', '/v1/usage/summary', '/v1/usage/timeseries', '/v1/account/pricing', '/v1/account/quote',
+    const known = ['/v1/chat/completions', '/v1/responses', '/v1/models', '/v1/providers', '/v1/api-keys', '/v1/register', '/v1/requests', '/v1/usage/summary', '/v1/usage/timeseries', '/v1/account/pricing', '/v1/account/quote',
       '/admin/keys', '/admin/workspaces', '/admin/spend', '/admin/deployments', '/health'].includes(req.getUrl());
     ex.sendError(known
       ? new GatewayError(Errors.methodNotAllowed, `${req.getMethod().toUpperCase()} is not allowed on ${req.getUrl()}.`)

@@ -13,7 +13,7 @@ type Route = (res: HttpResponse, req: HttpRequest) => void;
 
 export interface Handlers {
   /** `params`: how many route parameters the handler reads (reading them costs a native call each). */
-  withBody(scope: Scope, handler: BodyHandler, params?: number, headers?: readonly string[]): Route;
+  withBody(scope: Scope, handler: BodyHandler, params?: number, headers?: readonly string[], exchange?: (res: HttpResponse, id: string) => Exchange): Route;
   noBody(scope: Scope | null, handler: NoBodyHandler): Route;
   /** A public route with a JSON body (no key). */
   publicBody(handler: (ex: Exchange, body: Buffer) => void): Route;
@@ -28,9 +28,9 @@ const NO_HEADERS: readonly string[] = [];
 
 export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyBytes: number }, state: { draining: boolean }): Handlers {
   return {
-    withBody: (scope, handler, params = 0, headerNames = NO_HEADERS) => (res, req) => {
+    withBody: (scope, handler, params = 0, headerNames = NO_HEADERS, exchange) => (res, req) => {
       const t0 = performance.now();
-      const ex = new Exchange(res, deps.ids.next());
+      const ex = exchange ? exchange(res, deps.ids.next()) : new Exchange(res, deps.ids.next());
       const authorization = req.getHeader('authorization');
       const length = req.getHeader('content-length');
       const values = params === 0 ? NO_PARAMS : Array.from({ length: params }, (_, i) => req.getParameter(i) ?? '');

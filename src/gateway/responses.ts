@@ -1,0 +1,177 @@
+// POST /v1/responses, bridged onto the chat path for every route: the Responses request
+// becomes a chat request (same routing, limits, credits, ledger, failover), and the chat
+// answer becomes a Response object, or Responses stream events, on the way out. The bridge
+// is an Exchange whose writes translate; the gateway's figures stay in the headers, the
+// `gateway` object and the final SSE comment.
+import type { HttpResponse } from 'uWebSockets.js';
+import { z } from 'zod';
+import { Errors, GatewayError } from '../errors.js';
+import { Exchange, type HeaderList } from '../server/exchange.js';
+import { parseBody, parseJson } from './schemas.js';
+
+type Json = Record<string, unknown>;
+const isRecord = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const InputItem = z.looseObject({ type: z.string().optional(), role: z.string().optional() });
+export const ResponsesRequestSchema = z.looseObject({
+  model: z.string().min(1, 'model is required'),
+  input: z.union([z.string().min(1), z.array(InputItem).min(1)]),
+  instructions: z.string().nullish(),
+  max_output_tokens: z.number().int().positive().nullish(),
+  stream: z.boolean().nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  tools: z.array(z.looseObject({ type: z.string() })).nullish(),
+});
+
+function contentOf(content: unknown): unknown {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  return content.filter(isRecord).map((p) => {
+    if (p.type === 'input_text' || p.type === 'output_text' || p.type === 'text') return { type: 'text', text: String(p.text ?? '') };
+    if (p.type === 'input_image') return { type: 'image_url', image_url: { url: String(p.image_url ?? '') } };
+    return { type: 'text', text: '' };
+  });
+}
+
+/** The Responses request as a chat-completions body (usage always asked for on streams). */
+export function toChatBody(raw: Buffer): { body: Buffer; stream: boolean; model: string } {
+  const req = parseBody(ResponsesRequestSchema, parseJson(raw));
+  const messages: Json[] = [];
+  if (req.instructions) messages.push({ role: 'system', content: req.instructions });
+  if (typeof req.input === 'string') messages.push({ role: 'user', content: req.input });
+  else {
+    for (const item of req.input) {
+      if (item.type === 'function_call_output') messages.push({ role: 'tool', tool_call_id: String(item.call_id ?? ''), content: String(item.output ?? '') });
+      else if (item.type === 'function_call') {
+        messages.push({ role: 'assistant', content: null, tool_calls: [{ id: String(item.call_id ?? ''), type: 'function', function: { name: String(item.name ?? ''), arguments: String(item.arguments ?? '{}') } }] });
+      } else if (item.role) messages.push({ role: item.role, content: contentOf(item.content) });
+      else throw new GatewayError(Errors.invalidRequest, `Input items of type '${String(item.type)}' are not supported by this gateway.`, 'input');
+    }
+  }
+  const chat: Json = { model: req.model, messages };
+  if (req.max_output_tokens) chat.max_tokens = req.max_output_tokens;
+  if (typeof req.temperature === 'number') chat.temperature = req.temperature;
+  if (typeof req.top_p === 'number') chat.top_p = req.top_p;
+  if (req.tools?.length) {
+    chat.tools = req.tools.filter((t) => t.type === 'function').map((t) => ({ type: 'function', function: { name: t.name, description: t.description, parameters: t.parameters } }));
+  }
+  if (req.stream) { chat.stream = true; chat.stream_options = { include_usage: true }; }
+  return { body: Buffer.from(JSON.stringify(chat)), stream: req.stream === true, model: req.model };
+}
+
+function usageOf(u: unknown) {
+  const usage = isRecord(u) ? u : {};
+  const input = Number(usage.prompt_tokens ?? 0);
+  const output = Number(usage.completion_tokens ?? 0);
+  const details = isRecord(usage.prompt_tokens_details) ? usage.prompt_tokens_details : {};
+  return { input_tokens: input, input_tokens_details: { cached_tokens: Number(details.cached_tokens ?? 0) },
+    output_tokens: output, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: input + output };
+}
+
+/** An Exchange that turns the chat path's answer into the Responses API's. */
+export class ResponsesBridge extends Exchange {
+  private readonly created = Math.floor(Date.now() / 1000);
+  private readonly id: string;
+  private readonly msgId: string;
+  private started = false;
+  private text = '';
+  private usage: unknown = null;
+  private seq = 0;
+  private buffer = '';
+
+  /** Set once the request is read. */
+  model = '';
+
+  constructor(res: HttpResponse, requestId: string) {
+    super(res, requestId);
+    this.id = `resp_${requestId.slice(4)}`;
+    this.msgId = `msg_${requestId.slice(4)}`;
+  }
+
+  private responseObject(status: string, output: Json[], usage: unknown, extra: Json = {}): Json {
+    return { id: this.id, object: 'response', created_at: this.created, status, model: this.model, output,
+      parallel_tool_calls: true, tool_choice: 'auto', tools: [], usage: usage === null ? null : usageOf(usage), ...extra };
+  }
+
+  override send(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null): void {
+    if (status !== 200) { super.send(status, contentType, body, headers); return; }
+    let chat: Json;
+    try {
+      chat = JSON.parse(Buffer.from(body).toString('utf8')) as Json;
+    } catch {
+      super.send(502, 'application/json', JSON.stringify(new GatewayError(Errors.upstreamError, 'The upstream answer could not be bridged.').toJSON()), headers);
+      return;
+    }
+    const choice = Array.isArray(chat.choices) && isRecord(chat.choices[0]) ? chat.choices[0] : {};
+    const message = isRecord(choice.message) ? choice.message : {};
+    const output: Json[] = [];
+    if (typeof message.content === 'string' && message.content) {
+      output.push({ type: 'message', id: this.msgId, status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: message.content, annotations: [] }] });
+    }
+    for (const call of Array.isArray(message.tool_calls) ? message.tool_calls : []) {
+      if (!isRecord(call) || !isRecord(call.function)) continue;
+      output.push({ type: 'function_call', id: `fc_${String(call.id)}`, call_id: call.id, name: call.function.name, arguments: call.function.arguments, status: 'completed' });
+    }
+    const response = this.responseObject('completed', output, chat.usage, { gateway: chat.gateway });
+    super.send(200, 'application/json', JSON.stringify(response), headers);
+  }
+
+  private event(type: string, data: Json): string {
+    return `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: this.seq++, ...data })}\n\n`;
+  }
+
+  /** Chat SSE frames in, Responses events out (frames may arrive split). */
+  override write(chunk: Uint8Array): boolean {
+    this.buffer += Buffer.from(chunk).toString('utf8');
+    const frames = this.buffer.split('\n\n');
+    this.buffer = frames.pop() ?? '';
+    let out = '';
+    for (const frame of frames) out += this.translate(frame);
+    return out ? super.write(Buffer.from(out)) : true;
+  }
+
+  override end(chunk?: Uint8Array): void {
+    let out = '';
+    if (chunk) {
+      this.buffer += Buffer.from(chunk).toString('utf8');
+      for (const frame of this.buffer.split('\n\n')) out += this.translate(frame);
+      this.buffer = '';
+    }
+    super.end(out ? Buffer.from(out) : undefined);
+  }
+
+  private translate(frame: string): string {
+    if (frame.startsWith(':')) return `${frame}\n\n`; // the gateway's figures comment
+    if (!frame.startsWith('data:')) return '';
+    const data = frame.slice(5).trim();
+    let out = '';
+    if (!this.started) {
+      this.started = true;
+      out += this.event('response.created', { response: this.responseObject('in_progress', [], null) });
+      out += this.event('response.output_item.added', { output_index: 0, item: { type: 'message', id: this.msgId, status: 'in_progress', role: 'assistant', content: [] } });
+      out += this.event('response.content_part.added', { item_id: this.msgId, output_index: 0, content_index: 0, part: { type: 'output_text', text: '', annotations: [] } });
+    }
+    if (data === '[DONE]') {
+      const part = { type: 'output_text', text: this.text, annotations: [] };
+      const item = { type: 'message', id: this.msgId, status: 'completed', role: 'assistant', content: [part] };
+      out += this.event('response.output_text.done', { item_id: this.msgId, output_index: 0, content_index: 0, text: this.text });
+      out += this.event('response.content_part.done', { item_id: this.msgId, output_index: 0, content_index: 0, part });
+      out += this.event('response.output_item.done', { output_index: 0, item });
+      out += this.event('response.completed', { response: this.responseObject('completed', [item], this.usage) });
+      return out;
+    }
+    let parsed: unknown;
+    try { parsed = JSON.parse(data); } catch { return out; }
+    if (!isRecord(parsed)) return out;
+    if (isRecord(parsed.error)) return out + this.event('error', { message: String(parsed.error.message ?? 'upstream error'), code: parsed.error.code ?? null });
+    if (parsed.usage) this.usage = parsed.usage;
+    const choice = Array.isArray(parsed.choices) && isRecord(parsed.choices[0]) ? parsed.choices[0] : null;
+    const delta = choice && isRecord(choice.delta) ? choice.delta : null;
+    if (delta && typeof delta.content === 'string' && delta.content) {
+      this.text += delta.content;
+      out += this.event('response.output_text.delta', { item_id: this.msgId, output_index: 0, content_index: 0, delta: delta.content });
+    }
+    return out;
+  }
+}
