@@ -70,7 +70,12 @@ async function main(): Promise<void> {
   ledger.addPersister((force) => usage.persistDirty(force ? 0 : 250));
   const ids = new RequestIds();
   const health = new RouteHealth({ failures: config.upstream.breaker_failures, cooldownMs: config.upstream.breaker_cooldown_ms });
-  const chat = new ChatGateway({ catalog, ledger, workspaces, limits, health, maxRetries: config.upstream.max_retries, defaultOutputCap: config.billing.default_output_cap, ids, pool,
+  for (const bucket of ['simple', 'medium', 'complex'] as const) {
+    if (!catalog.find(config.router[bucket])) throw new ConfigError(`router.${bucket}: '${config.router[bucket]}' is not a model or alias in the catalog`);
+  }
+  const router = { mediumFrom: config.router.medium_from, complexFrom: config.router.complex_from,
+    simple: config.router.simple, medium: config.router.medium, complex: config.router.complex };
+  const chat = new ChatGateway({ catalog, ledger, workspaces, limits, health, router, maxRetries: config.upstream.max_retries, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null });
   const server = await startServer({ keys: ring, ids, catalog, chat, workspaces, ledger, usage, store, pool, health,
     billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },

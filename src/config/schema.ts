@@ -94,6 +94,14 @@ export const ConfigSchema = z.object({
     /** POST /v1/register: anyone with an email gets a workspace, starter credits and a key. */
     enabled: z.boolean().default(true),
   }).strict().prefault({}),
+  /** model `auto`: the classifier's score picks a bucket, each bucket a model or alias. */
+  router: z.object({
+    medium_from: z.number().min(0).max(1).default(0.35),
+    complex_from: z.number().min(0).max(1).default(0.65),
+    simple: z.string().min(1).default('openai/gpt-4.1-nano'),
+    medium: z.string().min(1).default('openai/gpt-4.1-mini'),
+    complex: z.string().min(1).default('openai/gpt-4.1'),
+  }).strict().prefault({}),
   ledger: z.object({
     /**
      * Group commit: queued rows are committed this long after the first one (0 = on the

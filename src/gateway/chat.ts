@@ -22,6 +22,8 @@ export interface ChatDeps {
   workspaces: Workspaces;
   limits: Limits;
   health: RouteHealth;
+  /** model `auto`: score thresholds and the model or alias of each bucket. */
+  router: { mediumFrom: number; complexFrom: number; simple: string; medium: string; complex: string };
   /** Attempts after the first, each on the next eligible route, before any byte reaches the client. */
   maxRetries: number;
   /** Output tokens assumed for the credit check when neither the request nor the model caps them. */
@@ -57,13 +59,29 @@ export class ChatGateway {
 
   /** `pin`: the x-gateway-provider header ('' when absent); the body's `provider` field wins. */
   handle(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin = ''): void {
-    let request: ChatRequest | null = null;
+    let request: ChatRequest;
+    try {
+      request = parseBody(ChatRequestSchema, parseJson(body)) as ChatRequest;
+    } catch (err) {
+      this.refuse(ex, key, '', t0, err);
+      return;
+    }
+    if (request.model !== 'auto') { this.plan(ex, key, body, t0, pin, request, null); return; }
+    // The smart router: a score from the classifier in the pool picks the bucket's model.
+    const r = this.deps.router;
+    this.deps.pool.classify(body).then((score) => {
+      if (ex.aborted) return;
+      const bucket = score >= r.complexFrom ? 'complex' : score >= r.mediumFrom ? 'medium' : 'simple';
+      this.plan(ex, key, body, t0, pin, request, { bucket, score, model: r[bucket] });
+    }, (err: unknown) => this.refuse(ex, key, request.model, t0, err));
+  }
+
+  private plan(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin: string, request: ChatRequest, router: RouterPick | null): void {
     let route: Route | undefined;
     let routes: readonly Route[] = [];
     let ws: Workspace | undefined;
     try {
-      request = parseBody(ChatRequestSchema, parseJson(body)) as ChatRequest;
-      const entry = this.deps.catalog.resolve(request.model);
+      const entry = this.deps.catalog.resolve(router?.model ?? request.model);
       routes = entry.policy ? this.ordered(entry.routes, entry.policy) : entry.routes;
       const pinned = typeof request.provider === 'string' ? request.provider : pin;
       if (pinned) {
@@ -79,7 +97,7 @@ export class ChatGateway {
       ws = this.deps.workspaces.get(key.workspace);
       if (!ws) throw new GatewayError(Errors.forbidden, `This key's workspace ${key.workspace} no longer exists.`);
     } catch (err) {
-      this.refuse(ex, key, request?.model ?? '', t0, err);
+      this.refuse(ex, key, request.model, t0, err);
       return;
     }
     // Preflight without I/O when bounds allow: a prompt has at most as many tokens as the
@@ -91,7 +109,7 @@ export class ChatGateway {
     const hold = (promptTokens: number) => (ws.metered
       ? toNano(upstreamCost(prices, { prompt_tokens: promptTokens, completion_tokens: cap, cached_tokens: 0 }) * (1 + this.deps.markup)) : 0);
     const bound = hold(body.length);
-    if (body.length + cap <= window && this.deps.workspaces.availableNano(ws) >= bound) { this.start(ex, key, request, body, routes, ws, bound, t0); return; }
+    if (body.length + cap <= window && this.deps.workspaces.availableNano(ws) >= bound) { this.start(ex, key, request, body, routes, ws, bound, t0, router); return; }
     const [req, rts, w] = [request, routes, ws];
     this.deps.pool.countPrompt(route.model.tokenizer, body).then((tokens) => {
       if (ex.aborted) return;
@@ -108,7 +126,7 @@ export class ChatGateway {
           `Insufficient credits: this request may cost up to $${fmtUsd(needed / 1e9)} (${tokens} prompt tokens, up to ${cap} output tokens) and the workspace has $${fmtUsd(Math.max(0, available) / 1e9)} available. Top up, or lower max_tokens.`));
         return;
       }
-      this.start(ex, key, req, body, rts, w, needed, t0);
+      this.start(ex, key, req, body, rts, w, needed, t0, router);
     }, (err: unknown) => this.refuse(ex, key, req.model, t0, err));
   }
 
@@ -121,7 +139,7 @@ export class ChatGateway {
     return [...routes].sort((a, b) => score(a) - score(b));
   }
 
-  private start(ex: Exchange, key: KeyRecord, request: ChatRequest, body: Buffer, routes: readonly Route[], ws: Workspace, holdNano: number, t0: number): void {
+  private start(ex: Exchange, key: KeyRecord, request: ChatRequest, body: Buffer, routes: readonly Route[], ws: Workspace, holdNano: number, t0: number, router: RouterPick | null): void {
     const route = routes[0]!;
     let admission: Admission | null;
     try {
@@ -132,7 +150,9 @@ export class ChatGateway {
     }
     if (holdNano) this.deps.workspaces.reserve(ws, holdNano);
     this.inFlight++;
-    new ChatExchange(this, ex, key, ws, holdNano, admission, request, body, routes, t0).dispatch();
+    const exchange = new ChatExchange(this, ex, key, ws, holdNano, admission, request, body, routes, t0);
+    exchange.router = router;
+    exchange.dispatch();
   }
 
   /** Refused before anything went upstream: the error, and a row that says so. */
@@ -143,6 +163,13 @@ export class ChatGateway {
       status: e?.status ?? 500, error: e?.code ?? 'internal_error', total_ms: ms(t0, performance.now()),
     }), undefined);
   }
+}
+
+/** The smart router's choice for a request to model `auto`. */
+interface RouterPick {
+  bucket: 'simple' | 'medium' | 'complex';
+  score: number;
+  model: string;
 }
 
 /** What the request needs that the model may lack (a model that lists no capabilities is not restricted). */
@@ -190,6 +217,8 @@ class ChatExchange implements ResponseSink {
   private retries = 0;
   private readonly tried = new Set<Route>();
   private retryTimer: NodeJS.Timeout | null = null;
+  /** Set when the smart router picked the model. */
+  router: RouterPick | null = null;
 
   constructor(
     private readonly gw: ChatGateway,
@@ -403,6 +432,7 @@ class ChatExchange implements ResponseSink {
       headers = [['x-gateway-decision', this.route.decision], ['x-gateway-retries', '0'], ['x-gateway-cache', 'miss']];
       routeHeaderCache.set(this.route, headers);
     }
+    if (this.router) headers = [...headers, ['x-gateway-route-bucket', this.router.bucket], ['x-gateway-route-score', String(this.router.score)]];
     return this.admission ? [...headers, ...this.admission.headers] : headers;
   }
 
@@ -456,7 +486,7 @@ class ChatExchange implements ResponseSink {
     if (this.admission) limits.finish(this.key, this.admission, u ? u.prompt_tokens + u.completion_tokens : 0, chargeNano);
     ledger.append({
       id: this.ex.requestId, ts: Date.now(), kind: 'request', workspace: this.ws.id, key_id: this.key.id, endpoint: 'chat.completions',
-      requested_model: this.request.model, served: this.route.decision, router_bucket: null, router_score: null, cache: 'miss',
+      requested_model: this.request.model, served: this.route.decision, router_bucket: this.router?.bucket ?? null, router_score: this.router?.score ?? null, cache: 'miss',
       stream: this.stream, prompt_tokens: u?.prompt_tokens ?? 0, cached_tokens: u?.cached_tokens ?? 0,
       completion_tokens: u?.completion_tokens ?? 0, usage_source: source, saved_tokens: {},
       cost_usd: c?.cost_usd ?? 0, benchmark_usd: c?.benchmark_usd ?? 0, charge_usd: c?.charge_usd ?? 0, saved_usd: c?.saved_usd ?? 0,

@@ -32,6 +32,12 @@ export class WorkerPool {
     return this.piscina.run(task) as Promise<number>;
   }
 
+  /** The smart router's 0–1 score of a chat body. */
+  classify(body: Uint8Array): Promise<number> {
+    const task: WorkerTask = { op: 'classify', encoding: 'o200k_base', body };
+    return this.piscina.run(task) as Promise<number>;
+  }
+
   countText(encoding: EncodingName, text: string): Promise<number> {
     const task: WorkerTask = { op: 'countText', encoding, text };
     return this.piscina.run(task) as Promise<number>;

@@ -23,5 +23,12 @@ export interface CountTextTask {
   text: string;
 }
 
-export type WorkerTask = CountPromptTask | CountTextTask;
+/** The smart router's score (0–1) of a chat body; see classify.ts. */
+export interface ClassifyTask {
+  op: 'classify';
+  encoding: EncodingName;
+  body: Uint8Array;
+}
+
+export type WorkerTask = CountPromptTask | CountTextTask | ClassifyTask;
 export type WorkerResult = number;

@@ -2,6 +2,7 @@
 // module the main thread compiled (passed in workerData).
 import { workerData } from 'node:worker_threads';
 import { loadTokenizers, type EncodingName, type Tokenizer } from '../../native/tokenizer.js';
+import { classifyPrompt } from './classify.js';
 import { countPromptTokens } from './prompt-text.js';
 import type { WorkerResult, WorkerTask } from './protocol.js';
 
@@ -20,5 +21,5 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
   } catch {
     return 0;
   }
-  return countPromptTokens(tok, request);
+  return task.op === 'classify' ? classifyPrompt(tok, request) : countPromptTokens(tok, request);
 }
