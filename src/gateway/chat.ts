@@ -252,6 +252,7 @@ class ChatExchange implements ResponseSink {
     this.route = next;
     this.tried.add(next);
     this.status = 0;
+    this.retryAfterMs = null;
     this.chunks = [];
     this.tFirstByte = 0;
     this.tUpstreamEnd = 0;
@@ -271,7 +272,7 @@ class ChatExchange implements ResponseSink {
    * Returns false when the caller must answer with the failure itself.
    */
   private failover(err: GatewayError, reason: string): boolean {
-    this.gw.deps.health.failure(this.route.decision, reason);
+    this.gw.deps.health.failure(this.route.decision, reason, this.retryAfterMs);
     this.lastError = err;
     if (this.retries >= this.gw.deps.maxRetries || this.ex.aborted) return false;
     if (!this.routes.some((r) => !this.tried.has(r))) return false;
@@ -284,9 +285,12 @@ class ChatExchange implements ResponseSink {
 
   // ---- respond -------------------------------------------------------------------------
 
-  onStart(status: number, contentType: string): void {
+  private retryAfterMs: number | null = null;
+
+  onStart(status: number, contentType: string, retryAfterMs?: number | null): void {
     this.tFirstByte = performance.now();
     this.status = status;
+    this.retryAfterMs = retryAfterMs ?? null;
     if (this.stream && status === 200 && contentType.includes('event-stream')) {
       this.gw.deps.health.success(this.route.decision, this.tFirstByte - this.tDispatch);
       this.tap = new SseUsageTap(

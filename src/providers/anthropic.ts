@@ -158,8 +158,11 @@ class Translator implements ResponseSink {
     this.model = model;
   }
 
-  onStart(status: number, contentType: string): void {
+  private retryAfter: number | null = null;
+
+  onStart(status: number, contentType: string, retryAfterMs?: number | null): void {
     this.status = status;
+    this.retryAfter = retryAfterMs ?? null;
     this.streaming = status === 200 && contentType.includes('event-stream');
     if (this.streaming) this.sink.onStart(200, 'text/event-stream');
   }
@@ -185,7 +188,7 @@ class Translator implements ResponseSink {
     }
     const raw = Buffer.concat(this.buffered);
     if (this.status !== 200) {
-      this.sink.onStart(this.status === 529 ? 503 : this.status, 'application/json');
+      this.sink.onStart(this.status === 529 ? 503 : this.status, 'application/json', this.retryAfter);
       this.sink.onData(errorBody(this.status, raw));
       this.sink.onEnd();
       return;

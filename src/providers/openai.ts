@@ -17,6 +17,15 @@ export interface OpenAIProviderOptions {
   keepAliveTimeoutMs: number;
 }
 
+/** Retry-After as milliseconds from now (delta-seconds or an HTTP date); null when absent or unreadable. */
+export function retryAfterMs(value: string | string[] | undefined, now = Date.now()): number | null {
+  if (typeof value !== 'string' || !value.trim()) return null;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const at = Date.parse(value);
+  return Number.isFinite(at) ? Math.max(0, at - now) : null;
+}
+
 const INCLUDE_USAGE = Buffer.from('"stream_options":{"include_usage":true},');
 
 class AbortedByClient extends Error {
@@ -49,7 +58,7 @@ export class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
 
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
     const ct = headers['content-type'];
-    this.sink.onStart(status, typeof ct === 'string' ? ct : '');
+    this.sink.onStart(status, typeof ct === 'string' ? ct : '', status === 429 || status >= 500 ? retryAfterMs(headers['retry-after']) : null);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {

@@ -25,7 +25,8 @@ export interface ChatCall {
 }
 
 export interface ResponseSink {
-  onStart(status: number, contentType: string): void;
+  /** `retryAfterMs`: the upstream's Retry-After (seconds or a date), when it sent one. */
+  onStart(status: number, contentType: string, retryAfterMs?: number | null): void;
   /** Return false to ask the adapter to pause until `resume()`. */
   onData(chunk: Buffer): boolean;
   onEnd(): void;

@@ -7,7 +7,8 @@ export type BreakerState = 'closed' | 'open' | 'half_open';
 interface Health {
   state: BreakerState;
   failuresInRow: number;
-  openedAt: number;
+  /** While open: no request before this time (the cooldown, or the upstream's Retry-After if later). */
+  openUntil: number;
   probing: boolean;
   disabled: boolean;
   requests: number;
@@ -26,7 +27,7 @@ export class RouteHealth {
   private of(decision: string): Health {
     let h = this.routes.get(decision);
     if (!h) {
-      h = { state: 'closed', failuresInRow: 0, openedAt: 0, probing: false, disabled: false, requests: 0, errors: 0, ewmaMs: null, lastError: null };
+      h = { state: 'closed', failuresInRow: 0, openUntil: 0, probing: false, disabled: false, requests: 0, errors: 0, ewmaMs: null, lastError: null };
       this.routes.set(decision, h);
     }
     return h;
@@ -37,7 +38,7 @@ export class RouteHealth {
     const h = this.of(decision);
     if (h.disabled) return false;
     if (h.state === 'closed') return true;
-    if (h.state === 'open' && now - h.openedAt >= this.opts.cooldownMs) h.state = 'half_open';
+    if (h.state === 'open' && now >= h.openUntil) h.state = 'half_open';
     if (h.state === 'half_open' && !h.probing) {
       h.probing = true;
       return true;
@@ -54,16 +55,20 @@ export class RouteHealth {
     h.ewmaMs = h.ewmaMs === null ? latencyMs : h.ewmaMs + ALPHA * (latencyMs - h.ewmaMs);
   }
 
-  failure(decision: string, reason: string, now = Date.now()): void {
+  /** `retryAfterMs`: the upstream asked for a pause (429/503 Retry-After): the route rests that long. */
+  failure(decision: string, reason: string, retryAfterMs: number | null = null, now = Date.now()): void {
     const h = this.of(decision);
     h.requests++;
     h.errors++;
     h.lastError = reason;
     h.failuresInRow++;
     h.probing = false;
-    if (h.state === 'half_open' || h.failuresInRow >= this.opts.failures) {
+    if (retryAfterMs !== null && retryAfterMs > 0) {
       h.state = 'open';
-      h.openedAt = now;
+      h.openUntil = Math.max(h.openUntil, now + Math.min(retryAfterMs, 10 * 60_000));
+    } else if (h.state === 'half_open' || h.failuresInRow >= this.opts.failures) {
+      h.state = 'open';
+      h.openUntil = now + this.opts.cooldownMs;
     }
   }
 
@@ -82,6 +87,7 @@ export class RouteHealth {
       state: h.disabled ? 'disabled' : h.state, enabled: !h.disabled, failures_in_row: h.failuresInRow,
       requests: h.requests, errors: h.errors, error_rate: h.requests ? h.errors / h.requests : 0,
       latency_ewma_ms: h.ewmaMs === null ? null : Math.round(h.ewmaMs * 1000) / 1000, last_error: h.lastError,
+      resting_until: h.state === 'open' ? new Date(h.openUntil).toISOString() : null,
     };
   }
 }

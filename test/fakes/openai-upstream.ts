@@ -16,7 +16,7 @@ export interface Received {
 }
 
 /** A fault the whole fake answers with, whatever the model (for failover tests). */
-export type FakeFault = 'none' | '500' | '429' | 'hang';
+export type FakeFault = 'none' | '500' | '429' | '429-wait' | 'hang';
 
 export interface FakeUpstream {
   url: string;
@@ -53,8 +53,8 @@ function sendError(res: ServerResponse, status: number, message: string, type: s
 async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, fault: FakeFault) {
   const body = rec.body;
   if (fault === '500') return sendError(res, 500, 'The server had an error.', 'server_error');
-  if (fault === '429') {
-    res.setHeader('retry-after', '0');
+  if (fault === '429' || fault === '429-wait') {
+    res.setHeader('retry-after', fault === '429' ? '0' : '1');
     return sendError(res, 429, 'Rate limit reached for requests.', 'requests');
   }
   if (fault === 'hang') return;

@@ -102,6 +102,18 @@ t.test('all routes failing: an error in the envelope, within the deadline', asyn
   b.setFault('none');
 });
 
+t.test('a 429 with Retry-After rests that route for as long as it asked', async (t) => {
+  a.setFault('429-wait');
+  t.same(await served(), { decision: 'backup/m1', retries: '1' });
+  a.setFault('none');
+  const before = a.received.length;
+  t.same(await served(), { decision: 'backup/m1', retries: '0' }, 'the resting route is skipped');
+  t.equal(a.received.length, before);
+  t.ok((await admin('/admin/deployments')).json.data.find((d: { decision: string }) => d.decision === 'primary/m1').resting_until);
+  await new Promise((r) => setTimeout(r, 1100));
+  t.same(await served(), { decision: 'primary/m1', retries: '0' }, 'back after the Retry-After');
+});
+
 t.test('a refused connection fails over too', async (t) => {
   await a.close();
   const { decision, retries } = await served();
