@@ -27,6 +27,10 @@ export const KeyLimitsSchema = z.object({
   models: z.array(z.string().min(1)).min(1).optional(),
   providers: z.array(z.string().min(1)).min(1).optional(),
   max_concurrency: z.number().int().positive().optional(),
+  /** Only routes served in these regions (the sim counts as 'local'). */
+  regions: z.array(z.string().min(1)).min(1).optional(),
+  /** Only routes whose provider keeps no data. */
+  zdr_only: z.boolean().optional(),
 }).strict();
 export type KeyLimits = z.infer<typeof KeyLimitsSchema>;
 

@@ -21,11 +21,16 @@ export const ModelSchema = z.object({
   tokenizer: TokenizerName.default('o200k_base'),
   capabilities: z.array(z.enum(['tools', 'vision', 'json', 'reasoning'])).default([]),
   prices: PricesSchema,
+  /** Where the model is served, and whether the provider keeps no data (zero data retention). */
+  region: z.string().min(1).optional(),
+  zdr: z.boolean().default(false),
   /** More ways to reach the same model: another provider (or deployment) and its upstream id. */
   routes: z.array(z.object({
     provider: z.string().min(1),
     upstream_id: z.string().min(1),
     prices: PricesSchema.optional(),
+    region: z.string().min(1).optional(),
+    zdr: z.boolean().optional(),
   }).strict()).default([]),
 }).strict();
 export type ModelEntry = z.infer<typeof ModelSchema>;

@@ -91,6 +91,12 @@ export class ChatGateway {
           throw new GatewayError(Errors.invalidRequest, `No route of '${request.model}' goes through provider '${pinned}' (its routes: ${all.map((r) => r.provider.name).join(', ') || 'none'}).`, 'provider');
         }
       }
+      const limits = key.limits;
+      if (limits && (limits.regions || limits.zdr_only) && routes.length) {
+        const all = routes;
+        routes = all.filter((r) => (!limits.zdr_only || r.zdr) && (!limits.regions || (r.region !== null && (r.region === 'local' || limits.regions.includes(r.region)))));
+        if (!routes.length) throw new GatewayError(Errors.modelNotAllowed, `No route of '${request.model}' meets this key's ${limits.zdr_only ? 'zero-data-retention' : ''}${limits.zdr_only && limits.regions ? ' and ' : ''}${limits.regions ? `region (${limits.regions.join(', ')})` : ''} constraint.`, 'model');
+      }
       route = routes[0];
       if (!route) throw new GatewayError(Errors.noRoute, `No enabled provider serves '${request.model}'. Set its provider key or enable sim.`, 'model');
       checkCapabilities(request, route.model);

@@ -16,6 +16,9 @@ export interface Route {
   readonly model: ModelEntry;
   /** This route's prices (a variant may be priced differently from the model's list price). */
   readonly prices: Prices;
+  readonly region: string | null;
+  /** Zero data retention at this provider. */
+  readonly zdr: boolean;
 }
 
 export type RoutePolicy = 'cost' | 'latency' | 'balanced';
@@ -39,14 +42,15 @@ export class Catalog {
       const providerName = model.slug.slice(0, model.slug.indexOf('/'));
       const routes: Route[] = [];
       const own = providers.get(providerName);
-      if (own && own.kind !== 'sim') routes.push(route(model, own, model.upstream_id, model.prices));
+      if (own && own.kind !== 'sim') routes.push(route(model, own, model.upstream_id, model.prices, model.region ?? null, model.zdr));
       for (const variant of model.routes) {
         const p = providers.get(variant.provider);
-        if (p && p.kind !== 'sim') routes.push(route(model, p, variant.upstream_id, variant.prices ?? model.prices));
+        if (p && p.kind !== 'sim') routes.push(route(model, p, variant.upstream_id, variant.prices ?? model.prices, variant.region ?? model.region ?? null, variant.zdr ?? model.zdr));
       }
       // Cheapest first (the default policy); the simulator, when on, is the last resort.
       routes.sort((a, b) => a.prices.input + a.prices.output - (b.prices.input + b.prices.output));
-      if (sim) routes.push(route(model, sim, model.slug.slice(providerName.length + 1), model.prices));
+      // the simulator keeps nothing and runs here: it meets any region or ZDR constraint
+      if (sim) routes.push(route(model, sim, model.slug.slice(providerName.length + 1), model.prices, 'local', true));
       const entry = { model, routes };
       this.bySlug.set(model.slug, entry);
       const bare = model.slug.slice(providerName.length + 1);
@@ -95,9 +99,9 @@ export class Catalog {
   }
 }
 
-function route(model: ModelEntry, provider: Provider, upstreamModel: string, prices: Prices): Route {
+function route(model: ModelEntry, provider: Provider, upstreamModel: string, prices: Prices, region: string | null, zdr: boolean): Route {
   const decision = `${provider.name}/${upstreamModel}`;
-  return { slug: model.slug, provider, upstreamModel, decision, decisionJson: JSON.stringify(decision), model, prices };
+  return { slug: model.slug, provider, upstreamModel, decision, decisionJson: JSON.stringify(decision), model, prices, region, zdr };
 }
 
 /** Catalog data file plus config entries (config wins by slug). */

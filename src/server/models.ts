@@ -13,7 +13,7 @@ export function modelView(entry: ModelRoutes) {
     max_output_tokens: model.max_output_tokens ?? null,
     capabilities: model.capabilities,
     pricing: { unit: 'usd_per_1m_tokens', ...model.prices },
-    routes: entry.routes.map((r) => ({ provider: r.provider.name, upstream_model: r.upstreamModel, decision: r.decision, pricing: { unit: 'usd_per_1m_tokens', ...r.prices } })),
+    routes: entry.routes.map((r) => ({ provider: r.provider.name, upstream_model: r.upstreamModel, decision: r.decision, region: r.region, zdr: r.zdr, pricing: { unit: 'usd_per_1m_tokens', ...r.prices } })),
   };
 }
 

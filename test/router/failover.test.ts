@@ -13,8 +13,8 @@ const gw = await startGateway({ SLUICE_SIM: 'off' }, tempDataDir(), {
     primary: { kind: 'openai', base_url: a.url, api_key: 'sk-fake-upstream' },
     backup: { kind: 'openai', base_url: b.url, api_key: 'sk-fake-upstream' },
   },
-  models: [{ slug: 'primary/m1', upstream_id: 'm1', context_window: 128000, prices: { input: 1, output: 2 },
-    routes: [{ provider: 'backup', upstream_id: 'm1', prices: { input: 2, output: 4 } }] }],
+  models: [{ slug: 'primary/m1', upstream_id: 'm1', context_window: 128000, prices: { input: 1, output: 2 }, region: 'us',
+    routes: [{ provider: 'backup', upstream_id: 'm1', prices: { input: 2, output: 4 }, region: 'eu', zdr: true }] }],
   upstream: { max_retries: 2, breaker_failures: 3, breaker_cooldown_ms: 400, headers_timeout_ms: 300 },
 });
 t.teardown(async () => { await gw.stop(); await a.close(); await b.close(); });
@@ -89,6 +89,19 @@ t.test('pin a provider by body field or header; list providers', async (t) => {
   const providers = await (await fetch(`${gw.baseURL}/providers`)).json() as { data: Array<{ id: string; kind: string; deployments: unknown[] }> };
   t.same(providers.data.map((p) => p.id).sort(), ['backup', 'primary']);
   t.ok(providers.data.every((p) => p.kind === 'openai' && p.deployments.length === 1));
+});
+
+t.test('a key\'s region and zero-data-retention constraints choose among routes', async (t) => {
+  const mint = async (limits: object) => ((await admin('/admin/keys', { name: 'constrained', limits })).json as { key: string }).key;
+  const as = (key: string) => new OpenAI({ baseURL: gw.baseURL, apiKey: key, maxRetries: 0 });
+  const eu = await as(await mint({ regions: ['eu'] })).chat.completions.create({ model: 'primary/m1', messages }).withResponse();
+  t.equal(eu.response.headers.get('x-gateway-decision'), 'backup/m1', 'only the EU route');
+  const zdr = await as(await mint({ zdr_only: true })).chat.completions.create({ model: 'primary/m1', messages }).withResponse();
+  t.equal(zdr.response.headers.get('x-gateway-decision'), 'backup/m1', 'only the zero-data-retention route');
+  const none = await as(await mint({ regions: ['ap'] })).chat.completions.create({ model: 'primary/m1', messages }).catch((e: unknown) => e);
+  t.ok(none instanceof OpenAI.PermissionDeniedError && none.code === 'model_not_allowed');
+  const model = await (await fetch(`${gw.baseURL}/models/primary/m1`)).json() as { routes: Array<{ region: string; zdr: boolean }> };
+  t.same(model.routes.map((r) => [r.region, r.zdr]), [['us', false], ['eu', true]]);
 });
 
 t.test('all routes failing: an error in the envelope, within the deadline', async (t) => {
