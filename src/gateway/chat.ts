@@ -13,6 +13,7 @@ import type { ModelEntry } from '../config/schema.js';
 import type { RouteHealth } from '../router/health.js';
 import type { Exchange, HeaderList } from '../server/exchange.js';
 import type { WorkerPool } from '../workers/pool.js';
+import { ResponsesRequestSchema } from './responses.js';
 import { ChatRequestSchema, parseBody, parseJson } from './schemas.js';
 import { SseUsageTap, scanCompletion, type CompletionScan } from './sse-usage.js';
 
@@ -58,14 +59,17 @@ export class ChatGateway {
   constructor(readonly deps: ChatDeps) {}
 
   /** `pin`: the x-gateway-provider header ('' when absent); the body's `provider` field wins. */
-  handle(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin = ''): void {
+  handle(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin = '', api: 'chat' | 'responses' = 'chat'): void {
     let request: ChatRequest;
     try {
-      request = parseBody(ChatRequestSchema, parseJson(body)) as ChatRequest;
+      request = api === 'responses'
+        ? { ...parseBody(ResponsesRequestSchema, parseJson(body)), messages: [] } as ChatRequest
+        : parseBody(ChatRequestSchema, parseJson(body)) as ChatRequest;
     } catch (err) {
       this.refuse(ex, key, '', t0, err);
       return;
     }
+    if (api === 'responses') { this.plan(ex, key, body, t0, pin, request, null, api); return; }
     if (request.model !== 'auto') { this.plan(ex, key, body, t0, pin, request, null); return; }
     // The smart router: a score from the classifier in the pool picks the bucket's model.
     const r = this.deps.router;
@@ -76,7 +80,7 @@ export class ChatGateway {
     }, (err: unknown) => this.refuse(ex, key, request.model, t0, err));
   }
 
-  private plan(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin: string, request: ChatRequest, router: RouterPick | null): void {
+  private plan(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin: string, request: ChatRequest, router: RouterPick | null, api: 'chat' | 'responses' = 'chat'): void {
     let route: Route | undefined;
     let routes: readonly Route[] = [];
     let ws: Workspace | undefined;
@@ -90,6 +94,10 @@ export class ChatGateway {
         if (!routes.length) {
           throw new GatewayError(Errors.invalidRequest, `No route of '${request.model}' goes through provider '${pinned}' (its routes: ${all.map((r) => r.provider.name).join(', ') || 'none'}).`, 'provider');
         }
+      }
+      if (api === 'responses') {
+        routes = routes.filter((r) => r.provider.kind === 'openai'); // the Responses API passes through to OpenAI-kind upstreams only
+        if (!routes.length) throw new GatewayError(Errors.invalidRequest, `No route of '${request.model}' speaks the Responses API.`, 'model');
       }
       const limits = key.limits;
       if (limits && (limits.regions || limits.zdr_only) && routes.length) {
@@ -115,7 +123,7 @@ export class ChatGateway {
     const hold = (promptTokens: number) => (ws.metered
       ? toNano(upstreamCost(prices, { prompt_tokens: promptTokens, completion_tokens: cap, cached_tokens: 0 }) * (1 + this.deps.markup)) : 0);
     const bound = hold(body.length);
-    if (body.length + cap <= window && this.deps.workspaces.availableNano(ws) >= bound) { this.start(ex, key, request, body, routes, ws, bound, t0, router); return; }
+    if (body.length + cap <= window && this.deps.workspaces.availableNano(ws) >= bound) { this.start(ex, key, request, body, routes, ws, bound, t0, router, api); return; }
     const [req, rts, w] = [request, routes, ws];
     this.deps.pool.countPrompt(route.model.tokenizer, body).then((tokens) => {
       if (ex.aborted) return;
@@ -132,7 +140,7 @@ export class ChatGateway {
           `Insufficient credits: this request may cost up to $${fmtUsd(needed / 1e9)} (${tokens} prompt tokens, up to ${cap} output tokens) and the workspace has $${fmtUsd(Math.max(0, available) / 1e9)} available. Top up, or lower max_tokens.`));
         return;
       }
-      this.start(ex, key, req, body, rts, w, needed, t0, router);
+      this.start(ex, key, req, body, rts, w, needed, t0, router, api);
     }, (err: unknown) => this.refuse(ex, key, req.model, t0, err));
   }
 
@@ -145,7 +153,7 @@ export class ChatGateway {
     return [...routes].sort((a, b) => score(a) - score(b));
   }
 
-  private start(ex: Exchange, key: KeyRecord, request: ChatRequest, body: Buffer, routes: readonly Route[], ws: Workspace, holdNano: number, t0: number, router: RouterPick | null): void {
+  private start(ex: Exchange, key: KeyRecord, request: ChatRequest, body: Buffer, routes: readonly Route[], ws: Workspace, holdNano: number, t0: number, router: RouterPick | null, api: 'chat' | 'responses' = 'chat'): void {
     const route = routes[0]!;
     let admission: Admission | null;
     try {
@@ -158,6 +166,7 @@ export class ChatGateway {
     this.inFlight++;
     const exchange = new ChatExchange(this, ex, key, ws, holdNano, admission, request, body, routes, t0);
     exchange.router = router;
+    exchange.api = api;
     exchange.dispatch();
   }
 
@@ -225,6 +234,7 @@ class ChatExchange implements ResponseSink {
   private retryTimer: NodeJS.Timeout | null = null;
   /** Set when the smart router picked the model. */
   router: RouterPick | null = null;
+  api: 'chat' | 'responses' = 'chat';
 
   constructor(
     private readonly gw: ChatGateway,
@@ -264,7 +274,7 @@ class ChatExchange implements ResponseSink {
     this.tUpstreamEnd = 0;
     const call: ChatCall = {
       upstreamModel: next.upstreamModel, encoding: next.model.tokenizer,
-      request: this.request, body: this.body, stream: this.stream,
+      request: this.request, body: this.body, stream: this.stream, api: this.api,
     };
     this.tDispatch = performance.now();
     this.handle = next.provider.chat(call, this);
@@ -495,7 +505,7 @@ class ChatExchange implements ResponseSink {
     const chargeNano = c ? toNano(c.charge_usd) : 0;
     if (this.admission) limits.finish(this.key, this.admission, u ? u.prompt_tokens + u.completion_tokens : 0, chargeNano);
     ledger.append({
-      id: this.ex.requestId, ts: Date.now(), kind: 'request', workspace: this.ws.id, key_id: this.key.id, endpoint: 'chat.completions',
+      id: this.ex.requestId, ts: Date.now(), kind: 'request', workspace: this.ws.id, key_id: this.key.id, endpoint: this.api === 'responses' ? 'responses' : 'chat.completions',
       requested_model: this.request.model, served: this.route.decision, router_bucket: this.router?.bucket ?? null, router_score: this.router?.score ?? null, cache: 'miss',
       stream: this.stream, prompt_tokens: u?.prompt_tokens ?? 0, cached_tokens: u?.cached_tokens ?? 0,
       completion_tokens: u?.completion_tokens ?? 0, usage_source: source, saved_tokens: {},

@@ -35,7 +35,7 @@ function contentOf(content: unknown): unknown {
 }
 
 /** The Responses request as a chat-completions body (usage always asked for on streams). */
-export function toChatBody(raw: Buffer): { body: Buffer; stream: boolean; model: string } {
+export function toChatBody(raw: Buffer): { body: Buffer; stream: boolean; model: string; provider: string } {
   const req = parseBody(ResponsesRequestSchema, parseJson(raw));
   const messages: Json[] = [];
   if (req.instructions) messages.push({ role: 'system', content: req.instructions });
@@ -57,7 +57,7 @@ export function toChatBody(raw: Buffer): { body: Buffer; stream: boolean; model:
     chat.tools = req.tools.filter((t) => t.type === 'function').map((t) => ({ type: 'function', function: { name: t.name, description: t.description, parameters: t.parameters } }));
   }
   if (req.stream) { chat.stream = true; chat.stream_options = { include_usage: true }; }
-  return { body: Buffer.from(JSON.stringify(chat)), stream: req.stream === true, model: req.model };
+  return { body: Buffer.from(JSON.stringify(chat)), stream: req.stream === true, model: req.model, provider: typeof req.provider === 'string' ? req.provider : '' };
 }
 
 function usageOf(u: unknown) {
@@ -82,6 +82,8 @@ export class ResponsesBridge extends Exchange {
 
   /** Set once the request is read. */
   model = '';
+  /** True when the route speaks the Responses API itself: bytes pass through untranslated. */
+  passthrough = false;
 
   constructor(res: HttpResponse, requestId: string) {
     super(res, requestId);
@@ -95,7 +97,7 @@ export class ResponsesBridge extends Exchange {
   }
 
   override send(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null): void {
-    if (status !== 200) { super.send(status, contentType, body, headers); return; }
+    if (status !== 200 || this.passthrough) { super.send(status, contentType, body, headers); return; }
     let chat: Json;
     try {
       chat = JSON.parse(Buffer.from(body).toString('utf8')) as Json;
@@ -123,6 +125,7 @@ export class ResponsesBridge extends Exchange {
 
   /** Chat SSE frames in, Responses events out (frames may arrive split). */
   override write(chunk: Uint8Array): boolean {
+    if (this.passthrough) return super.write(chunk);
     this.buffer += Buffer.from(chunk).toString('utf8');
     const frames = this.buffer.split('\n\n');
     this.buffer = frames.pop() ?? '';
@@ -132,6 +135,7 @@ export class ResponsesBridge extends Exchange {
   }
 
   override end(chunk?: Uint8Array): void {
+    if (this.passthrough) { super.end(chunk); return; }
     let out = '';
     if (chunk) {
       this.buffer += Buffer.from(chunk).toString('utf8');

@@ -15,12 +15,23 @@ const UsageSchema = z.object({
   prompt_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative().optional() }).nullish(),
 });
 
-/** Upstream usage, validated (the upstream is a boundary); null when absent or malformed. */
+/** The Responses API's usage shape. */
+const ResponsesUsageSchema = z.object({
+  input_tokens: z.number().int().nonnegative(),
+  output_tokens: z.number().int().nonnegative(),
+  input_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative().optional() }).nullish(),
+});
+
+/** Upstream usage (chat or Responses shape), validated (the upstream is a boundary); null when absent or malformed. */
 export function readUsage(value: unknown): Usage | null {
   const parsed = UsageSchema.safeParse(value);
-  if (!parsed.success) return null;
-  const u = parsed.data;
-  return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_tokens: u.prompt_tokens_details?.cached_tokens ?? 0 };
+  if (parsed.success) {
+    const u = parsed.data;
+    return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_tokens: u.prompt_tokens_details?.cached_tokens ?? 0 };
+  }
+  const r = ResponsesUsageSchema.safeParse(value);
+  if (!r.success) return null;
+  return { prompt_tokens: r.data.input_tokens, completion_tokens: r.data.output_tokens, cached_tokens: r.data.input_tokens_details?.cached_tokens ?? 0 };
 }
 
 const WS = (b: number | undefined) => b === 32 || b === 10 || b === 13 || b === 9;
@@ -160,8 +171,9 @@ export class SseUsageTap {
     const text = event.toString('utf8');
     const data = text.slice(text.indexOf('data:') + 5).trim();
     try {
-      const parsed = JSON.parse(data) as { usage?: unknown };
-      this.usage = readUsage(parsed.usage) ?? this.usage;
+      // chat chunks carry usage at the top; the Responses API's response.completed inside `response`
+      const parsed = JSON.parse(data) as { usage?: unknown; response?: { usage?: unknown } };
+      this.usage = readUsage(parsed.usage ?? parsed.response?.usage) ?? this.usage;
     } catch {
       // a malformed frame is the upstream's problem; it is forwarded, just not billed from
     }

@@ -102,6 +102,7 @@ export class OpenAIProvider implements Provider {
   readonly name: string;
   private readonly pool: Pool;
   private readonly chatPath: string;
+  private readonly responsesPath: string;
   private readonly headers: Record<string, string>;
   private readonly headersTimeout: number;
   private readonly bodyTimeout: number;
@@ -111,6 +112,7 @@ export class OpenAIProvider implements Provider {
     const { pool, basePath } = openPool(opts);
     this.pool = pool;
     this.chatPath = `${basePath}/chat/completions`;
+    this.responsesPath = `${basePath}/responses`;
     this.headers = { 'content-type': 'application/json', ...opts.headers };
     if (opts.apiKey) this.headers.authorization = `Bearer ${opts.apiKey}`;
     this.headersTimeout = opts.headersTimeoutMs;
@@ -120,7 +122,7 @@ export class OpenAIProvider implements Provider {
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     const relay = new Relay(sink);
     this.pool.dispatch({
-      path: this.chatPath,
+      path: call.api === 'responses' ? this.responsesPath : this.chatPath,
       method: 'POST',
       headers: this.headers,
       body: this.encode(call),
@@ -140,6 +142,12 @@ export class OpenAIProvider implements Provider {
    */
   private encode(call: ChatCall): Buffer | string {
     const { request } = call;
+    if (call.api === 'responses') {
+      // The Responses API reports usage by itself; only the model id or the pin field change the bytes.
+      if (request.model === call.upstreamModel && !('provider' in request)) return call.body;
+      const { provider: _pin, ...rest } = request;
+      return JSON.stringify({ ...rest, model: call.upstreamModel });
+    }
     const needsUsage = call.stream && request.stream_options?.include_usage !== true;
     // `provider` is the gateway's own pin field; upstreams would reject it.
     if (request.model !== call.upstreamModel || (needsUsage && 'stream_options' in request) || 'provider' in request) {

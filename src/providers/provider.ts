@@ -22,6 +22,8 @@ export interface ChatCall {
   /** The body exactly as the client sent it, for adapters that can forward it unchanged. */
   body: Buffer;
   stream: boolean;
+  /** `responses`: the caller's Responses API body, passed through (OpenAI-kind adapters only). */
+  api?: 'chat' | 'responses';
 }
 
 export interface ResponseSink {

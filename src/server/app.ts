@@ -59,6 +59,14 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     const bridge = ex as ResponsesBridge;
     const chat = toChatBody(body);
     bridge.model = chat.model;
+    // An OpenAI-kind route takes the caller's Responses bytes as they are; others get the chat bridge.
+    const routes = deps.catalog.find(chat.model)?.routes ?? [];
+    const pinned = chat.provider || pin;
+    if (routes.some((r) => r.provider.kind === 'openai' && (!pinned || r.provider.name === pinned))) {
+      bridge.passthrough = true;
+      deps.chat.handle(bridge, key, body, t0, pin ?? '', 'responses');
+      return;
+    }
     deps.chat.handle(bridge, key, chat.body, t0, pin ?? '');
   }, 0, ['x-gateway-provider'], (res, id) => new ResponsesBridge(res, id)));
 

@@ -50,8 +50,32 @@ function sendError(res: ServerResponse, status: number, message: string, type: s
  * `fail-500` / `fail-400` answer with those errors; `hang` never answers; anything else
  * answers at once.
  */
+/** POST /v1/responses: a Response object, or its stream events, as OpenAI sends them. */
+function handleResponses(res: ServerResponse, body: Record<string, unknown>) {
+  const model = String(body.model);
+  const usage = { input_tokens: JSON.stringify(body.input ?? '').length >> 2, input_tokens_details: { cached_tokens: 0 },
+    output_tokens: FAKE_WORDS.length, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 0 };
+  usage.total_tokens = usage.input_tokens + usage.output_tokens;
+  const item = { type: 'message', id: 'msg_fake1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: FAKE_WORDS.join(''), annotations: [] }] };
+  const response = (status: string, output: object[], u: object | null) => ({ id: 'resp_fake1', object: 'response', created_at: 1_700_000_000, status, model, output, usage: u });
+  if (!body.stream) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(response('completed', [item], usage)));
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  let seq = 0;
+  const send = (type: string, data: object) => res.write(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq++, ...data })}\n\n`);
+  send('response.created', { response: response('in_progress', [], null) });
+  for (const w of FAKE_WORDS) send('response.output_text.delta', { item_id: 'msg_fake1', output_index: 0, content_index: 0, delta: w });
+  send('response.output_item.done', { output_index: 0, item });
+  send('response.completed', { response: response('completed', [item], usage) });
+  res.end();
+}
+
 async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, fault: FakeFault) {
   const body = rec.body;
+  if (req.url === '/v1/responses' && req.headers.authorization === 'Bearer sk-fake-upstream' && fault === 'none') return handleResponses(res, body);
   if (fault === '500') return sendError(res, 500, 'The server had an error.', 'server_error');
   if (fault === '429' || fault === '429-wait') {
     res.setHeader('retry-after', fault === '429' ? '0' : '1');

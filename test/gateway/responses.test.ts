@@ -61,3 +61,29 @@ t.test('the sim route and bad input', async (t) => {
   const bad = await client.responses.create({ model: 'openai/gpt-4.1-mini' } as OpenAI.Responses.ResponseCreateParamsNonStreaming).catch((e: unknown) => e);
   t.ok(bad instanceof OpenAI.BadRequestError && bad.param === 'input');
 });
+
+t.test('an OpenAI-kind route gets the Responses request as sent, billed from its usage', async (t) => {
+  const { startFakeUpstream } = await import('../fakes/openai-upstream.js');
+  const { FAKE_WORDS } = await import('../fakes/openai-upstream.js');
+  const oa = await startFakeUpstream();
+  const g = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: oa.url, SLUICE_SIM: 'off' }, tempDataDir(),
+    { models: [{ slug: 'openai/resp-model', upstream_id: 'resp-model', context_window: 128000, prices: { input: 1, output: 2 } }] });
+  t.teardown(async () => { await g.stop(); await oa.close(); });
+  const c = new OpenAI({ baseURL: g.baseURL, apiKey: g.masterKey, maxRetries: 0 });
+  const { data, response } = await c.responses.create({ model: 'resp-model', input: 'Hi', instructions: 'Be brief.', store: false }).withResponse();
+  t.equal(data.output_text, FAKE_WORDS.join(''));
+  const sent = oa.received.at(-1)!;
+  t.same(sent.body, { model: 'resp-model', input: 'Hi', instructions: 'Be brief.', store: false }, 'passed through as sent');
+  t.ok(Number(response.headers.get('x-gateway-cost-usd')) > 0, 'billed from the Responses usage');
+  let text = '';
+  let usage: OpenAI.Responses.ResponseUsage | null | undefined = null;
+  for await (const e of await c.responses.create({ model: 'resp-model', input: 'Hi', stream: true })) {
+    if (e.type === 'response.output_text.delta') text += e.delta;
+    if (e.type === 'response.completed') usage = e.response.usage;
+  }
+  t.equal(text, FAKE_WORDS.join(''));
+  t.equal(usage?.output_tokens, FAKE_WORDS.length);
+  const row = await (await fetch(`${g.baseURL}/requests/${response.headers.get('x-request-id')}`, { headers: { authorization: `Bearer ${g.masterKey}` } })).json() as { endpoint: string; completion_tokens: number };
+  t.equal(row.endpoint, 'responses');
+  t.equal(row.completion_tokens, FAKE_WORDS.length);
+});
