@@ -363,6 +363,7 @@ class ChatExchange implements ResponseSink {
     if (this.ex.aborted) return;
     if (this.tap) {
       // Headers are gone: the stream ends with an error event, never a silent truncation.
+      this.gw.deps.health.failure(this.route.decision, `stream_broken_${err.code}`);
       this.ex.end(Buffer.from(`data: ${JSON.stringify(err.toJSON())}\n\n`));
       this.settle(err.status, err.code, this.tap.usage);
       return;

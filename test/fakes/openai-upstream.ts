@@ -16,7 +16,7 @@ export interface Received {
 }
 
 /** A fault the whole fake answers with, whatever the model (for failover tests). */
-export type FakeFault = 'none' | '500' | '429' | '429-wait' | 'hang';
+export type FakeFault = 'none' | '500' | '429' | '429-wait' | 'hang' | 'cut';
 
 export interface FakeUpstream {
   url: string;
@@ -104,6 +104,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
     if (rec.aborted) return;
     if (drip) await new Promise((r) => setTimeout(r, drip));
     if (rec.aborted) return;
+    if (fault === 'cut' && rec.written === 2) { await new Promise((r) => setTimeout(r, 20)); res.destroy(); return; } // the connection dies mid-stream
     rec.written++;
     if (!res.write(chunk(model, { content: word }, null, includeUsage))) await new Promise((r) => res.once('drain', r));
   }

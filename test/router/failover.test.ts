@@ -104,6 +104,23 @@ t.test('a key\'s region and zero-data-retention constraints choose among routes'
   t.same(model.routes.map((r) => [r.region, r.zdr]), [['us', false], ['eu', true]]);
 });
 
+t.test('a stream that breaks after its first bytes ends with an error event, never a silent truncation', async (t) => {
+  a.setFault('cut');
+  const res = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'primary/m1', messages, stream: true }) });
+  const text = await res.text();
+  t.equal(res.status, 200, 'the stream had started');
+  t.match(text, /"content":"Hello"/, 'the first chunks arrived');
+  t.match(text, /data: \{"error":\{"message":"[^"]+","type":"upstream_error"/, 'then an error event');
+  t.notMatch(text, /\[DONE\]/, 'and no [DONE] pretending it finished');
+  const sdk = await (async () => {
+    try { for await (const _ of await client.chat.completions.create({ model: 'primary/m1', messages, stream: true })) { /* read */ } return null; } catch (e) { return e; }
+  })();
+  t.ok(sdk instanceof OpenAI.APIError, 'the SDK raises instead of returning a short answer');
+  a.setFault('none');
+  await served();
+});
+
 t.test('all routes failing: an error in the envelope, within the deadline', async (t) => {
   a.setFault('500');
   b.setFault('500');
