@@ -35,7 +35,7 @@ export interface Server {
 export function startServer(deps: ServerDeps, host: string, port: number): Promise<Server> {
   const app: TemplatedApp = uWS.App();
   const started = Date.now();
-  const modelList = modelListBody(deps.catalog);
+  const modelList = modelListBody(deps.catalog, deps.chat.deps.router);
   const state = { draining: false };
 
   const { withBody, noBody } = makeHandlers(deps, state);

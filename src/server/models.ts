@@ -17,7 +17,13 @@ export function modelView(entry: ModelRoutes) {
   };
 }
 
-/** The list is static for a process's life: encoded once. */
-export function modelListBody(catalog: Catalog): Buffer {
-  return Buffer.from(JSON.stringify({ object: 'list', data: catalog.models().map(modelView) }));
+/** The list is static for a process's life: encoded once. Aliases and `auto` are listed after the models. */
+export function modelListBody(catalog: Catalog, router: { simple: string; medium: string; complex: string }): Buffer {
+  const aliases = catalog.aliasNames().map((name) => {
+    const entry = catalog.find(name)!;
+    return { id: name, object: 'model' as const, created: 0, owned_by: 'sluice', alias: true, policy: entry.policy ?? 'cost',
+      routes: entry.routes.map((r) => ({ provider: r.provider.name, upstream_model: r.upstreamModel, decision: r.decision })) };
+  });
+  const auto = { id: 'auto', object: 'model' as const, created: 0, owned_by: 'sluice', router: { simple: router.simple, medium: router.medium, complex: router.complex } };
+  return Buffer.from(JSON.stringify({ object: 'list', data: [...catalog.models().map(modelView), ...aliases, auto] }));
 }

@@ -40,6 +40,11 @@ Compare the trade-offs with a greedy strategy and debug the code above.`);
   t.equal(row.requested_model, 'auto');
 });
 
+t.test('GET /v1/models lists the aliases and auto', async (t) => {
+  const ids = (await client.models.list()).data.map((m) => m.id);
+  t.ok(ids.includes('cheap') && ids.includes('auto') && ids.includes('openai/gpt-4.1'));
+});
+
 t.test('a router bucket naming an unknown model stops the start', async (t) => {
   const err = await startGateway({ SLUICE_SIM: 'on' }, tempDataDir(), { router: { complex: 'openai/nope' } }).then(() => '', (e: unknown) => String(e));
   t.match(err, /router\.complex: 'openai\/nope' is not a model or alias/);
