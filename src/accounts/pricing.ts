@@ -17,7 +17,7 @@ export interface Costs {
 const PER_TOKEN = 1 / 1_000_000;
 
 /** Round to 1e-9 USD so headers and ledger agree to the digit. */
-function round(usd: number): number {
+export function roundUsd(usd: number): number {
   return Math.round(usd * 1e9) / 1e9;
 }
 
@@ -32,8 +32,8 @@ export function upstreamCost(prices: Prices, usage: Usage): number {
  * charge = upstream cost × (1 + markup), never above the benchmark; saved = benchmark − charge.
  */
 export function priceRequest(served: Prices, benchmark: Prices, usage: Usage, markup: number): Costs {
-  const cost = round(upstreamCost(served, usage));
-  const bench = round(upstreamCost(benchmark, { ...usage, cached_tokens: 0 }));
-  const charge = round(Math.min(cost * (1 + markup), Math.max(bench, cost)));
-  return { cost_usd: cost, benchmark_usd: bench, charge_usd: charge, saved_usd: round(bench - charge) };
+  const cost = roundUsd(upstreamCost(served, usage));
+  const bench = roundUsd(upstreamCost(benchmark, { ...usage, cached_tokens: 0 }));
+  const charge = roundUsd(Math.min(cost * (1 + markup), Math.max(bench, cost)));
+  return { cost_usd: cost, benchmark_usd: bench, charge_usd: charge, saved_usd: roundUsd(bench - charge) };
 }

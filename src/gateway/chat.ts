@@ -4,12 +4,11 @@ import type { KeyRecord } from '../accounts/keys.js';
 import type { Ledger, LedgerRow, RequestIds } from '../accounts/ledger.js';
 import { priceRequest, upstreamCost, type Costs, type Usage } from '../accounts/pricing.js';
 import type { Admission, Limits } from '../accounts/limits.js';
-import { toNano, type Workspace, type Workspaces } from '../accounts/workspaces.js';
-import type { Prices } from '../config/schema.js';
+import { fromNano, toNano, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatCall, ChatRequest, ResponseSink, UpstreamHandle } from '../providers/provider.js';
 import type { Catalog, Route, RoutePolicy } from '../router/catalog.js';
-import type { ModelEntry } from '../config/schema.js';
+import type { ModelEntry, Prices } from '../config/schema.js';
 import type { RouteHealth } from '../router/health.js';
 import type { Exchange, HeaderList } from '../server/exchange.js';
 import type { WorkerPool } from '../workers/pool.js';
@@ -137,7 +136,7 @@ export class ChatGateway {
       const available = this.deps.workspaces.availableNano(w);
       if (w.metered && available < needed) {
         this.refuse(ex, key, req.model, t0, new GatewayError(Errors.insufficientCredits,
-          `Insufficient credits: this request may cost up to $${fmtUsd(needed / 1e9)} (${tokens} prompt tokens, up to ${cap} output tokens) and the workspace has $${fmtUsd(Math.max(0, available) / 1e9)} available. Top up, or lower max_tokens.`));
+          `Insufficient credits: this request may cost up to $${fmtUsd(fromNano(needed))} (${tokens} prompt tokens, up to ${cap} output tokens) and the workspace has $${fmtUsd(fromNano(Math.max(0, available)))} available. Top up, or lower max_tokens.`));
         return;
       }
       this.start(ex, key, req, body, rts, w, needed, t0, router, api);

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import { KeyLimitsSchema, Scope } from '../accounts/keys.js';
+import { roundUsd } from '../accounts/pricing.js';
 
 const ContentPart = z.looseObject({ type: z.string() });
 const Message = z.looseObject({
@@ -50,7 +51,7 @@ export const RegisterSchema = z.object({
 }).strict();
 
 const Usd = z.number().finite().positive().max(1_000_000, 'at most 1,000,000 USD at a time')
-  .refine((n) => Math.round(n * 1e9) / 1e9 === n || Math.abs(Math.round(n * 1e9) / 1e9 - n) < 1e-12, 'at most 9 decimal places');
+  .refine((n) => Math.abs(roundUsd(n) - n) < 1e-12, 'at most 9 decimal places');
 
 export const CreateWorkspaceSchema = z.object({
   name: z.string().min(1).max(200),
@@ -84,6 +85,11 @@ export function parseBody<T>(schema: z.ZodType<T>, value: unknown): T {
   const param = issue.path.length ? paramName(issue.path) : null;
   const message = param ? `Invalid '${param}': ${issue.message}.` : `Invalid request body: ${issue.message}.`;
   throw new GatewayError(Errors.invalidRequest, message, param);
+}
+
+/** Admin and account bodies may be empty: that is `{}`. */
+export function parseJsonOrEmpty(body: Buffer): unknown {
+  return body.length ? parseJson(body) : {};
 }
 
 export function parseJson(body: Buffer): unknown {

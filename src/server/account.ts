@@ -5,7 +5,7 @@ import { REGISTERED_LIMITS, viewOf, type KeyRecord, type KeyRing, type Scope } f
 import type { Ledger, RequestIds } from '../accounts/ledger.js';
 import { workspaceView, type Workspaces } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
-import { RegisterSchema, SelfMintKeySchema, parseBody, parseJson } from '../gateway/schemas.js';
+import { RegisterSchema, SelfMintKeySchema, parseBody, parseJsonOrEmpty } from '../gateway/schemas.js';
 import { topUp } from './admin.js';
 import type { Handlers } from './handlers.js';
 
@@ -16,8 +16,6 @@ export interface AccountDeps {
   ids: RequestIds;
   registration: { enabled: boolean; starterCredits: number };
 }
-
-const jsonOrEmpty = (body: Buffer): unknown => (body.length ? parseJson(body) : {});
 
 /** A key of the caller's workspace, or 404 (another workspace's keys do not exist for it). */
 function ownKey(deps: AccountDeps, caller: KeyRecord, id: string): KeyRecord {
@@ -30,7 +28,7 @@ function ownKey(deps: AccountDeps, caller: KeyRecord, id: string): KeyRecord {
 
 export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDeps): void {
   app.post('/v1/api-keys', on.withBody('keys:write', (ex, caller, body) => {
-    const input = parseBody(SelfMintKeySchema, jsonOrEmpty(body));
+    const input = parseBody(SelfMintKeySchema, parseJsonOrEmpty(body));
     const scopes: Scope[] = input.scopes ?? ['inference'];
     const extra = scopes.filter((s) => !caller.scopes.includes(s));
     if (extra.length) throw new GatewayError(Errors.forbidden, `A key can only mint keys with its own scopes; it lacks ${extra.map((s) => `'${s}'`).join(', ')}.`, 'scopes');
@@ -51,7 +49,7 @@ export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDe
 
   app.post('/v1/register', on.publicBody((ex, body) => {
     if (!deps.registration.enabled) throw new GatewayError(Errors.forbidden, 'Self-registration is turned off on this gateway.');
-    const input = parseBody(RegisterSchema, jsonOrEmpty(body));
+    const input = parseBody(RegisterSchema, parseJsonOrEmpty(body));
     const ws = deps.workspaces.create(input.name ?? input.email, input.email);
     const credits = deps.registration.starterCredits > 0
       ? topUp(deps, ws, deps.registration.starterCredits, 'starter credits', 'register')

@@ -8,9 +8,9 @@ import type { Store } from '../store/lmdb.js';
 import type { Catalog } from '../router/catalog.js';
 import type { RouteHealth } from '../router/health.js';
 import { z } from 'zod';
-import { toNano, workspaceView, type Workspace, type Workspaces } from '../accounts/workspaces.js';
+import { fromNano, toNano, workspaceView, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
-import { CreateWorkspaceSchema, MintKeySchema, PatchKeySchema, RefundSchema, TopupSchema, parseBody, parseJson } from '../gateway/schemas.js';
+import { CreateWorkspaceSchema, MintKeySchema, PatchKeySchema, RefundSchema, TopupSchema, parseBody, parseJsonOrEmpty } from '../gateway/schemas.js';
 import { LedgerRowSchema, type LedgerRow } from '../accounts/ledger.js';
 import type { Handlers } from './handlers.js';
 
@@ -23,8 +23,6 @@ export interface AdminDeps {
   ledger: Ledger;
   ids: RequestIds;
 }
-
-const jsonOrEmpty = (body: Buffer): unknown => (body.length ? parseJson(body) : {});
 
 /** A credit row (top-up or refund): applied to the balance, resolved once committed. */
 function creditRow(id: string, kind: 'topup' | 'refund', ws: Workspace, amountUsd: number, note: string | null, keyId: string, endpoint: string): LedgerRow {
@@ -48,7 +46,7 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   const view = (ws: Workspace) => workspaceView(ws, deps.workspaces.reservedNano(ws.id));
 
   app.post('/admin/workspaces', on.withBody('admin', (ex, key, body) => {
-    const input = parseBody(CreateWorkspaceSchema, jsonOrEmpty(body));
+    const input = parseBody(CreateWorkspaceSchema, parseJsonOrEmpty(body));
     const ws = deps.workspaces.create(input.name, input.email ?? null);
     const done = input.credits_usd > 0 ? topUp(deps, ws, input.credits_usd, 'initial credits', key.id) : deps.ledger.committed();
     done.then(() => ex.sendJson(201, view(ws)), (err: unknown) => ex.sendError(err));
@@ -59,7 +57,7 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   app.get('/admin/workspaces/:id', on.noBody('admin', (ex, _k, [id]) => ex.sendJson(200, view(deps.workspaces.require(id ?? '')))));
 
   app.post('/admin/workspaces/:id/topups', on.withBody('admin', (ex, key, body, _t0, [id]) => {
-    const input = parseBody(TopupSchema, jsonOrEmpty(body));
+    const input = parseBody(TopupSchema, parseJsonOrEmpty(body));
     const ws = deps.workspaces.require(id ?? '');
     if (!ws.metered) throw new GatewayError(Errors.invalidRequest, `Workspace ${ws.id} is unmetered; it has no credits to top up.`, 'id');
     topUp(deps, ws, input.amount_usd, input.note ?? null, key.id).then(
@@ -71,7 +69,7 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   // A refund credits back (part of) one request's charge, at most once per request: the
   // refund row's id is derived from the request's, so a second refund finds the first.
   app.post('/admin/workspaces/:id/refunds', on.withBody('admin', (ex, key, body, _t0, [id]) => {
-    const input = parseBody(RefundSchema, jsonOrEmpty(body));
+    const input = parseBody(RefundSchema, parseJsonOrEmpty(body));
     const ws = deps.workspaces.require(id ?? '');
     const original = LedgerRowSchema.safeParse(deps.store.ledger.get(input.request_id));
     if (!original.success || original.data.workspace !== ws.id || original.data.kind !== 'request') {
@@ -79,7 +77,7 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
     }
     const refundId = `ref_${input.request_id}`;
     if (deps.store.ledger.get(refundId) !== undefined) throw new GatewayError(Errors.conflict, `Request ${input.request_id} was already refunded.`, 'request_id');
-    const charged = -original.data.delta_nano / 1e9;
+    const charged = fromNano(-original.data.delta_nano);
     const amount = input.amount_usd ?? charged;
     if (amount <= 0 || amount > charged + 1e-12) {
       throw new GatewayError(Errors.invalidRequest, `A refund must be more than 0 and at most the request's charge of $${charged}.`, 'amount_usd');
@@ -105,7 +103,7 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   const Toggle = z.object({ decision: z.string().min(1) }).strict();
   for (const action of ['disable', 'enable'] as const) {
     app.post(`/admin/deployments/${action}`, on.withBody('admin', (ex, _key, body) => {
-      const { decision } = parseBody(Toggle, jsonOrEmpty(body));
+      const { decision } = parseBody(Toggle, parseJsonOrEmpty(body));
       if (!deployments().some((d) => d.decision === decision)) throw new GatewayError(Errors.notFound, `No deployment ${decision}; GET /admin/deployments lists them.`, 'decision');
       deps.health.setDisabled(decision, action === 'disable');
       ex.sendJson(200, deployments().find((d) => d.decision === decision));
@@ -113,7 +111,7 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   }
 
   app.post('/admin/keys', on.withBody('admin', (ex, _key, body) => {
-    const input = parseBody(MintKeySchema, jsonOrEmpty(body));
+    const input = parseBody(MintKeySchema, parseJsonOrEmpty(body));
     const workspace = input.workspace ? deps.workspaces.require(input.workspace).id : undefined;
     deps.keys.mint({ name: input.name, ...(input.scopes ? { scopes: input.scopes } : {}), ...(workspace ? { workspace } : {}), limits: input.limits ?? null }).then(
       ({ record, secret }) => ex.sendJson(201, { ...viewOf(record), key: secret }),
@@ -127,7 +125,7 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
     ex.sendJson(200, viewOf(record));
   }));
   app.patch('/admin/keys/:id', on.withBody('admin', (ex, _key, body, _t0, [id]) => {
-    const input = parseBody(PatchKeySchema, jsonOrEmpty(body));
+    const input = parseBody(PatchKeySchema, parseJsonOrEmpty(body));
     deps.keys.update(id ?? '', input).then((record) => ex.sendJson(200, viewOf(record)), (err: unknown) => ex.sendError(err));
   }, 1));
   app.del('/admin/keys/:id', on.noBody('admin', (ex, _k, [id]) => {

@@ -4,7 +4,7 @@
 // charge of the same request falls inside [min, max] unless the upstream counts tokens
 // differently from tiktoken.
 import type { TemplatedApp } from 'uWebSockets.js';
-import { priceRequest, type Costs } from '../accounts/pricing.js';
+import { priceRequest, roundUsd, type Costs } from '../accounts/pricing.js';
 import type { Prices } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
 import { ChatRequestSchema, parseBody, parseJson } from '../gateway/schemas.js';
@@ -18,10 +18,9 @@ export interface PricingDeps {
   billing: { markup: number; baselineModel: string | null; baseline: Prices | null; defaultOutputCap: number };
 }
 
-const round = (n: number) => Math.round(n * 1e9) / 1e9;
 const withMarkup = (p: Prices, markup: number) => ({
-  input: round(p.input * (1 + markup)), output: round(p.output * (1 + markup)),
-  ...(p.cached_input !== undefined ? { cached_input: round(p.cached_input * (1 + markup)) } : {}),
+  input: roundUsd(p.input * (1 + markup)), output: roundUsd(p.output * (1 + markup)),
+  ...(p.cached_input !== undefined ? { cached_input: roundUsd(p.cached_input * (1 + markup)) } : {}),
 });
 
 function span(lo: Costs, hi: Costs) {
