@@ -43,6 +43,19 @@ export const LedgerRowSchema = z.object({
 export type LedgerRow = z.infer<typeof LedgerRowSchema>;
 
 /**
+ * A row whose figures are all zero or empty, with the given fields set: refusals, top-ups
+ * and refunds. (A served request builds its row in one literal: ChatExchange.record.)
+ */
+export function ledgerRow(fields: Pick<LedgerRow, 'id' | 'kind' | 'workspace' | 'key_id' | 'endpoint'> & Partial<LedgerRow>): LedgerRow {
+  return {
+    ts: Date.now(), requested_model: '', served: null, router_bucket: null, router_score: null, cache: 'miss', stream: false,
+    prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, usage_source: 'none', saved_tokens: {},
+    cost_usd: 0, benchmark_usd: 0, charge_usd: 0, saved_usd: 0, ttfb_ms: null, total_ms: 0, overhead_ms: 0,
+    status: 0, retries: 0, error: null, delta_nano: 0, balance_nano: null, note: null, ...fields,
+  };
+}
+
+/**
  * Request ids sort by time: base36 ms timestamp, a per-process random tag, a counter.
  * Cheap to make (no crypto per request) and unique across restarts.
  */

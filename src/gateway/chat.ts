@@ -1,7 +1,7 @@
 // POST /v1/chat/completions, top to bottom: validate → plan (route) → dispatch →
 // respond (buffered JSON, or SSE passed through byte for byte) → settle (costs, ledger row).
 import type { KeyRecord } from '../accounts/keys.js';
-import type { Ledger, LedgerRow, RequestIds } from '../accounts/ledger.js';
+import { ledgerRow, type Ledger, type LedgerRow, type RequestIds } from '../accounts/ledger.js';
 import { priceRequest, upstreamCost, type Costs, type Usage } from '../accounts/pricing.js';
 import type { Admission, Limits } from '../accounts/limits.js';
 import { fromNano, toNano, type Workspace, type Workspaces } from '../accounts/workspaces.js';
@@ -173,7 +173,8 @@ export class ChatGateway {
   private refuse(ex: Exchange, key: KeyRecord, model: string, t0: number, err: unknown): void {
     ex.sendError(err);
     const e = err instanceof GatewayError ? err : null;
-    this.deps.ledger.append(baseRow(ex.requestId, key, model, false, {
+    this.deps.ledger.append(ledgerRow({
+      id: ex.requestId, kind: 'request', workspace: key.workspace, key_id: key.id, endpoint: 'chat.completions', requested_model: model,
       status: e?.status ?? 500, error: e?.code ?? 'internal_error', total_ms: ms(t0, performance.now()),
     }), undefined);
   }
@@ -199,17 +200,6 @@ function checkCapabilities(request: ChatRequest, model: ModelEntry): void {
   if (request.messages.some((m) => Array.isArray(m.content) && m.content.some((p) => typeof p === 'object' && p !== null && (p as { type?: unknown }).type === 'image_url'))) {
     lacks('vision', 'messages', 'image inputs');
   }
-}
-
-function baseRow(id: string, key: KeyRecord, model: string, stream: boolean, extra: Partial<LedgerRow>): LedgerRow {
-  return {
-    id, ts: Date.now(), kind: 'request', workspace: key.workspace, key_id: key.id, endpoint: 'chat.completions', requested_model: model,
-    served: null, router_bucket: null, router_score: null, cache: 'miss', stream,
-    prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, usage_source: 'none', saved_tokens: {},
-    cost_usd: 0, benchmark_usd: 0, charge_usd: 0, saved_usd: 0,
-    ttfb_ms: null, total_ms: 0, overhead_ms: 0, status: 0, retries: 0, error: null,
-    delta_nano: 0, balance_nano: null, note: null, ...extra,
-  };
 }
 
 /** Per-route headers that do not change between requests, built once. */
@@ -383,15 +373,15 @@ class ChatExchange implements ResponseSink {
   private finishBuffered(): void {
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.chunks = [];
-    if (this.status >= 500 || this.status === 429) {
+    if (this.status !== 200) {
+      // 5xx and 429 may go to the next route; what cannot is answered as 502 (a 4xx is relayed below).
       const err = new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} returned HTTP ${this.status}.`);
-      if (this.failover(err, `http_${this.status}`)) return;
-    }
-    if (this.status >= 500 || (this.status < 400 && this.status !== 200)) {
-      const err = new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} returned HTTP ${this.status}.`);
-      this.ex.sendError(err, this.routeHeaders());
-      this.settle(err.status, `upstream_${this.status}`, null);
-      return;
+      if ((this.status >= 500 || this.status === 429) && this.failover(err, `http_${this.status}`)) return;
+      if (this.status >= 500 || this.status < 400) {
+        this.ex.sendError(err, this.routeHeaders());
+        this.settle(err.status, `upstream_${this.status}`, null);
+        return;
+      }
     }
     this.gw.deps.health.success(this.route.decision, this.tUpstreamEnd - this.tDispatch);
     if (this.status >= 400) {
@@ -445,12 +435,11 @@ class ChatExchange implements ResponseSink {
   // ---- figures ---------------------------------------------------------------------------
 
   private routeHeaders(): HeaderList {
-    let headers = this.retries ? null : routeHeaderCache.get(this.route);
-    if (this.retries) {
+    // First attempts (nearly all requests) share one list per route; a retried request builds its own.
+    let headers = this.retries ? undefined : routeHeaderCache.get(this.route);
+    if (!headers) {
       headers = [['x-gateway-decision', this.route.decision], ['x-gateway-retries', String(this.retries)], ['x-gateway-cache', 'miss']];
-    } else if (!headers) {
-      headers = [['x-gateway-decision', this.route.decision], ['x-gateway-retries', '0'], ['x-gateway-cache', 'miss']];
-      routeHeaderCache.set(this.route, headers);
+      if (!this.retries) routeHeaderCache.set(this.route, headers);
     }
     if (this.router) headers = [...headers, ['x-gateway-route-bucket', this.router.bucket], ['x-gateway-route-score', String(this.router.score)]];
     return this.admission ? [...headers, ...this.admission.headers] : headers;

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { fromNano, toNano, workspaceView, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
 import { CreateWorkspaceSchema, MintKeySchema, PatchKeySchema, RefundSchema, TopupSchema, parseBody, parseJsonOrEmpty } from '../gateway/schemas.js';
-import { LedgerRowSchema, type LedgerRow } from '../accounts/ledger.js';
+import { LedgerRowSchema, ledgerRow, type LedgerRow } from '../accounts/ledger.js';
 import type { Handlers } from './handlers.js';
 
 export interface AdminDeps {
@@ -26,13 +26,7 @@ export interface AdminDeps {
 
 /** A credit row (top-up or refund): applied to the balance, resolved once committed. */
 function creditRow(id: string, kind: 'topup' | 'refund', ws: Workspace, amountUsd: number, note: string | null, keyId: string, endpoint: string): LedgerRow {
-  return {
-    id, ts: Date.now(), kind, workspace: ws.id, key_id: keyId, endpoint, requested_model: '',
-    served: null, router_bucket: null, router_score: null, cache: 'miss', stream: false,
-    prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, usage_source: 'none', saved_tokens: {},
-    cost_usd: 0, benchmark_usd: 0, charge_usd: 0, saved_usd: 0, ttfb_ms: null, total_ms: 0, overhead_ms: 0,
-    status: 201, retries: 0, error: null, delta_nano: toNano(amountUsd), balance_nano: null, note,
-  };
+  return ledgerRow({ id, kind, workspace: ws.id, key_id: keyId, endpoint, status: 201, delta_nano: toNano(amountUsd), note });
 }
 
 /** Appends a top-up row (applying it to the balance) and resolves once it is committed. */
