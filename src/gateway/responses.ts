@@ -1,8 +1,9 @@
-// POST /v1/responses, bridged onto the chat path for every route: the Responses request
-// becomes a chat request (same routing, limits, credits, ledger, failover), and the chat
-// answer becomes a Response object, or Responses stream events, on the way out. The bridge
-// is an Exchange whose writes translate; the gateway's figures stay in the headers, the
-// `gateway` object and the final SSE comment.
+// POST /v1/responses. OpenAI-kind routes get the caller's bytes as they are (the bridge
+// passes writes through). For other routes the Responses request becomes a chat request
+// (same routing, limits, credits, ledger, failover), and the chat answer becomes a Response
+// object, or Responses stream events, on the way out: the bridge is an Exchange whose
+// writes translate; the gateway's figures stay in the headers, the `gateway` object and
+// the final SSE comment.
 import type { HttpResponse } from 'uWebSockets.js';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
@@ -34,9 +35,14 @@ function contentOf(content: unknown): unknown {
   });
 }
 
+export type ResponsesRequest = z.infer<typeof ResponsesRequestSchema>;
+
+export function readResponsesRequest(raw: Buffer): ResponsesRequest {
+  return parseBody(ResponsesRequestSchema, parseJson(raw));
+}
+
 /** The Responses request as a chat-completions body (usage always asked for on streams). */
-export function toChatBody(raw: Buffer): { body: Buffer; stream: boolean; model: string; provider: string } {
-  const req = parseBody(ResponsesRequestSchema, parseJson(raw));
+export function toChatBody(req: ResponsesRequest): Buffer {
   const messages: Json[] = [];
   if (req.instructions) messages.push({ role: 'system', content: req.instructions });
   if (typeof req.input === 'string') messages.push({ role: 'user', content: req.input });
@@ -57,7 +63,7 @@ export function toChatBody(raw: Buffer): { body: Buffer; stream: boolean; model:
     chat.tools = req.tools.filter((t) => t.type === 'function').map((t) => ({ type: 'function', function: { name: t.name, description: t.description, parameters: t.parameters } }));
   }
   if (req.stream) { chat.stream = true; chat.stream_options = { include_usage: true }; }
-  return { body: Buffer.from(JSON.stringify(chat)), stream: req.stream === true, model: req.model, provider: typeof req.provider === 'string' ? req.provider : '' };
+  return Buffer.from(JSON.stringify(chat));
 }
 
 function usageOf(u: unknown) {

@@ -2,6 +2,8 @@
 // half-open after a cooldown, where one probe decides), a latency EWMA, counters, and the
 // operator's enable/disable switch. All in memory on the main thread; checked per attempt.
 
+import type { Route } from './catalog.js';
+
 export type BreakerState = 'closed' | 'open' | 'half_open';
 
 interface Health {
@@ -90,4 +92,15 @@ export class RouteHealth {
       resting_until: h.state === 'open' ? new Date(h.openUntil).toISOString() : null,
     };
   }
+}
+
+/** Each deployment (a route, named by its decision) once, with the models it serves, its provider and its health. */
+export function deploymentViews(routes: readonly Route[], health: RouteHealth) {
+  const seen = new Map<string, { decision: string; provider: string; kind: string; upstream_model: string; models: string[] }>();
+  for (const r of routes) {
+    const d = seen.get(r.decision) ?? { decision: r.decision, provider: r.provider.name, kind: r.provider.kind, upstream_model: r.upstreamModel, models: [] };
+    d.models.push(r.slug);
+    seen.set(r.decision, d);
+  }
+  return [...seen.values()].map((d) => ({ ...d, ...health.view(d.decision) }));
 }

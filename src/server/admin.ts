@@ -6,7 +6,7 @@ import { viewOf, type KeyRing } from '../accounts/keys.js';
 import type { Ledger, RequestIds } from '../accounts/ledger.js';
 import type { Store } from '../store/lmdb.js';
 import type { Catalog } from '../router/catalog.js';
-import type { RouteHealth } from '../router/health.js';
+import { deploymentViews, type RouteHealth } from '../router/health.js';
 import { z } from 'zod';
 import { fromNano, toNano, workspaceView, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
@@ -84,15 +84,7 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   }, 1));
 
   // Deployments = routes: breaker state, error rate and latency; disable/enable applies to the next request.
-  const deployments = () => {
-    const seen = new Map<string, { decision: string; provider: string; upstream_model: string; models: string[] }>();
-    for (const r of deps.catalog.routes()) {
-      const d = seen.get(r.decision) ?? { decision: r.decision, provider: r.provider.name, upstream_model: r.upstreamModel, models: [] };
-      d.models.push(r.slug);
-      seen.set(r.decision, d);
-    }
-    return [...seen.values()].map((d) => ({ ...d, ...deps.health.view(d.decision) }));
-  };
+  const deployments = () => deploymentViews(deps.catalog.routes(), deps.health);
   app.get('/admin/deployments', on.noBody('admin', (ex) => ex.sendJson(200, { object: 'list', data: deployments() })));
   const Toggle = z.object({ decision: z.string().min(1) }).strict();
   for (const action of ['disable', 'enable'] as const) {

@@ -6,7 +6,7 @@ import type { KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
-import { ResponsesBridge, toChatBody } from '../gateway/responses.js';
+import { ResponsesBridge, readResponsesRequest, toChatBody } from '../gateway/responses.js';
 import type { Catalog } from '../router/catalog.js';
 import { registerAccount, type AccountDeps } from './account.js';
 import { registerAdmin, type AdminDeps } from './admin.js';
@@ -14,6 +14,7 @@ import { registerPricing, type PricingDeps } from './pricing.js';
 import { registerUsage, type UsageDeps } from './usage.js';
 import { Exchange } from './exchange.js';
 import { makeHandlers } from './handlers.js';
+import { deploymentViews } from '../router/health.js';
 import { modelListBody, modelView } from './models.js';
 
 export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDeps {
@@ -38,7 +39,8 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   const modelList = modelListBody(deps.catalog, deps.chat.deps.router);
   const state = { draining: false };
 
-  const { withBody, noBody } = makeHandlers(deps, state);
+  const handlers = makeHandlers(deps, state);
+  const { withBody, noBody } = handlers;
 
   app.get('/health', noBody(null, (ex) => ex.sendJson(200, {
     status: state.draining ? 'draining' : 'ok', uptime_s: Math.round((Date.now() - started) / 1000),
@@ -54,35 +56,29 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
 
   app.post('/v1/chat/completions', withBody('inference', (ex, key, body, t0, _p, [pin]) => deps.chat.handle(ex, key, body, t0, pin ?? ''), 0, ['x-gateway-provider']));
 
-  // Responses API: bridged onto the chat path (routing, limits, credits, ledger, failover) for every route.
+  // Responses API: an OpenAI-kind route takes the caller's bytes as they are; other routes are
+  // bridged onto the chat path. Routing, limits, credits, ledger and failover apply either way.
   app.post('/v1/responses', withBody('inference', (ex, key, body, t0, _p, [pin]) => {
     const bridge = ex as ResponsesBridge;
-    const chat = toChatBody(body);
-    bridge.model = chat.model;
-    // An OpenAI-kind route takes the caller's Responses bytes as they are; others get the chat bridge.
-    const routes = deps.catalog.find(chat.model)?.routes ?? [];
-    const pinned = chat.provider || pin;
+    const request = readResponsesRequest(body);
+    bridge.model = request.model;
+    const routes = deps.catalog.find(request.model)?.routes ?? [];
+    const pinned = (typeof request.provider === 'string' ? request.provider : '') || pin;
     if (routes.some((r) => r.provider.kind === 'openai' && (!pinned || r.provider.name === pinned))) {
       bridge.passthrough = true;
       deps.chat.handle(bridge, key, body, t0, pin ?? '', 'responses');
       return;
     }
-    deps.chat.handle(bridge, key, chat.body, t0, pin ?? '');
+    deps.chat.handle(bridge, key, toChatBody(request), t0, pin ?? '');
   }, 0, ['x-gateway-provider'], (res, id) => new ResponsesBridge(res, id)));
 
   app.get('/v1/providers', noBody(null, (ex) => {
-    const byProvider = new Map<string, { name: string; kind: string; models: Set<string>; deployments: Array<Record<string, unknown>> }>();
-    for (const r of deps.catalog.routes()) {
-      const p = byProvider.get(r.provider.name) ?? { name: r.provider.name, kind: r.provider.kind, models: new Set<string>(), deployments: [] };
-      p.models.add(r.slug);
-      if (!p.deployments.some((d) => d.decision === r.decision)) p.deployments.push({ decision: r.decision, ...deps.health.view(r.decision) });
-      byProvider.set(r.provider.name, p);
-    }
-    ex.sendJson(200, { object: 'list', data: [...byProvider.values()].map((p) => ({ id: p.name, object: 'provider', kind: p.kind, models: p.models.size,
-      healthy: p.deployments.filter((d) => d.state === 'closed').length, deployments: p.deployments })) });
+    const byProvider = new Map<string, ReturnType<typeof deploymentViews>>();
+    for (const d of deploymentViews(deps.catalog.routes(), deps.health)) byProvider.set(d.provider, [...(byProvider.get(d.provider) ?? []), d]);
+    ex.sendJson(200, { object: 'list', data: [...byProvider].map(([name, deployments]) => ({ id: name, object: 'provider', kind: deployments[0]!.kind,
+      models: new Set(deployments.flatMap((d) => d.models)).size, healthy: deployments.filter((d) => d.state === 'closed').length, deployments })) });
   }));
 
-  const handlers = makeHandlers(deps, state);
   registerAdmin(app, handlers, deps);
   registerAccount(app, handlers, deps);
   registerUsage(app, handlers, deps);
