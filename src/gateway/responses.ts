@@ -7,11 +7,10 @@
 import type { HttpResponse } from 'uWebSockets.js';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
+import { isRecord, type Json } from '../json.js';
 import { Exchange, type HeaderList } from '../server/exchange.js';
 import { parseBody, parseJson } from './schemas.js';
 
-type Json = Record<string, unknown>;
-const isRecord = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const InputItem = z.looseObject({ type: z.string().optional(), role: z.string().optional() });
 export const ResponsesRequestSchema = z.looseObject({

@@ -7,13 +7,12 @@
 import type { Pool } from 'undici';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
+import { isRecord, type Json } from '../json.js';
 import { Relay, openPool, type OpenAIProviderOptions } from './openai.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 
 const API_VERSION = '2023-06-01';
 
-type Json = Record<string, unknown>;
-const isRecord = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Text of an OpenAI content value (string or parts). */
 function textOf(content: unknown): string {

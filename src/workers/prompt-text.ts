@@ -1,14 +1,11 @@
 // Prompt token counting the way OpenAI's cookbook does it: per-message overhead plus the
 // tokens of every text the model sees (content parts, names, tool calls, tool schemas).
 import type { Tokenizer } from '../../native/tokenizer.js';
+import { isRecord } from '../json.js';
 
 const TOKENS_PER_MESSAGE = 3;
 const REPLY_PRIMING = 3;
 const IMAGE_TOKENS = 85; // low-detail image tile: a fixed cost, not pixel-accurate
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function contentTokens(tok: Tokenizer, content: unknown): number {
   if (typeof content === 'string') return tok.count(content);
