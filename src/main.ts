@@ -19,6 +19,8 @@ import { Catalog, mergeModels } from './router/catalog.js';
 import { RouteHealth } from './router/health.js';
 import { startServer } from './server/app.js';
 import { openStore } from './store/lmdb.js';
+import { ResponseCache } from './savings/cache.js';
+import { enabledSavings } from './savings/mechanisms.js';
 import { WorkerPool } from './workers/pool.js';
 
 function buildProviders(config: Config, pool: WorkerPool): Map<string, Provider> {
@@ -34,7 +36,7 @@ function buildProviders(config: Config, pool: WorkerPool): Map<string, Provider>
     };
     providers.set(name, p.kind === 'anthropic'
       ? new AnthropicProvider({ ...common, baseUrl: p.base_url ?? 'https://api.anthropic.com/v1', defaultMaxTokens: config.billing.default_output_cap })
-      : new OpenAIProvider({ ...common, baseUrl: p.base_url ?? 'https://api.openai.com/v1' }));
+      : new OpenAIProvider({ ...common, baseUrl: p.base_url ?? 'https://api.openai.com/v1', promptCacheKey: p.prompt_cache_key ?? name === 'openai' }));
   }
   // Sim serves every catalog model when no real provider is configured (or when asked to).
   const simSetting = config.providers.sim?.enabled;
@@ -75,8 +77,11 @@ async function main(): Promise<void> {
   }
   const router = { mediumFrom: config.router.medium_from, complexFrom: config.router.complex_from,
     simple: config.router.simple, medium: config.router.medium, complex: config.router.complex };
+  const cache = new ResponseCache(store);
+  const sweeper = setInterval(() => cache.sweep(), 60_000);
+  sweeper.unref();
   const chat = new ChatGateway({ catalog, ledger, workspaces, limits, health, router, maxRetries: config.upstream.max_retries, defaultOutputCap: config.billing.default_output_cap, ids, pool,
-    markup: config.billing.markup, baseline: baseline ?? null });
+    markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings) } });
   const server = await startServer({ keys: ring, ids, catalog, chat, workspaces, ledger, usage, store, pool, health,
     billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },
     registration: { enabled: config.registration.enabled, starterCredits: config.billing.starter_credits }, maxBodyBytes: config.max_body_bytes, providers: [...providers.keys()] },
@@ -96,6 +101,7 @@ async function main(): Promise<void> {
     server.stopListening();
     const deadline = Date.now() + config.shutdown_grace_ms;
     while (chat.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    clearInterval(sweeper);
     await ledger.flush();
     await Promise.allSettled([...providers.values()].map((p) => p.close()));
     await pool.close();

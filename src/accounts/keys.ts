@@ -17,6 +17,8 @@ export const WindowSchema = z.object({
   seconds: z.number().int().min(60).max(90 * 86400),
 }).strict();
 
+import { MECHANISMS } from '../savings/mechanisms.js';
+
 export const KeyLimitsSchema = z.object({
   rpm: z.number().int().positive().optional(),
   tpm: z.number().int().positive().optional(),
@@ -31,6 +33,8 @@ export const KeyLimitsSchema = z.object({
   regions: z.array(z.string().min(1)).min(1).optional(),
   /** Only routes whose provider keeps no data. */
   zdr_only: z.boolean().optional(),
+  /** Savings mechanisms turned off for this key (`all` for every one). */
+  savings_off: z.array(z.enum(['all', ...MECHANISMS])).min(1).optional(),
 }).strict();
 export type KeyLimits = z.infer<typeof KeyLimitsSchema>;
 

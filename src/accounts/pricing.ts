@@ -30,10 +30,11 @@ export function upstreamCost(prices: Prices, usage: Usage): number {
 /**
  * benchmark = the baseline (or requested) model at list price, full prompt, no cache;
  * charge = upstream cost × (1 + markup), never above the benchmark; saved = benchmark − charge.
+ * `removedPrompt`: prompt tokens the savings engine removed before sending (the benchmark counts them).
  */
-export function priceRequest(served: Prices, benchmark: Prices, usage: Usage, markup: number): Costs {
+export function priceRequest(served: Prices, benchmark: Prices, usage: Usage, markup: number, removedPrompt = 0): Costs {
   const cost = roundUsd(upstreamCost(served, usage));
-  const bench = roundUsd(upstreamCost(benchmark, { ...usage, cached_tokens: 0 }));
+  const bench = roundUsd(upstreamCost(benchmark, { prompt_tokens: usage.prompt_tokens + removedPrompt, completion_tokens: usage.completion_tokens, cached_tokens: 0 }));
   const charge = roundUsd(Math.min(cost * (1 + markup), Math.max(bench, cost)));
   return { cost_usd: cost, benchmark_usd: bench, charge_usd: charge, saved_usd: roundUsd(bench - charge) };
 }

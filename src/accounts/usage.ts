@@ -12,7 +12,11 @@ export const GRANULARITY = { minute: 60, hour: 3600, day: 86400 } as const;
 export type Granularity = keyof typeof GRANULARITY;
 const GRANS = Object.keys(GRANULARITY) as Granularity[];
 
-export type Dim = 'all' | 'key' | 'model' | 'provider' | 'workspace';
+/**
+ * `cache`: by cache status (miss, exact, semantic, dedupe). `saving`: by savings mechanism,
+ * where a bucket's totals read [requests it saved on, tokens it saved, 0, …].
+ */
+export type Dim = 'all' | 'key' | 'model' | 'provider' | 'workspace' | 'cache' | 'saving';
 /** Workspace scope for rollups across all workspaces. */
 export const ALL_WORKSPACES = '*';
 
@@ -104,9 +108,11 @@ export class UsageRollups {
   private fold(): void {
     if (this.pending.length === 0) return;
     const groups = new Map<string, { row: LedgerRow; minute: number; totals: Totals }>();
+    const savings: Array<{ row: LedgerRow; minute: number; mechanism: string; tokens: number }> = [];
     for (const row of this.pending) {
       const minute = Math.floor(row.ts / 60_000) * 60;
-      const id = `${row.workspace}\u0000${row.key_id}\u0000${row.requested_model}\u0000${row.served ?? ''}\u0000${minute}`;
+      for (const [mechanism, tokens] of Object.entries(row.saved_tokens)) if (tokens > 0) savings.push({ row, minute, mechanism, tokens });
+      const id = `${row.workspace}\u0000${row.key_id}\u0000${row.requested_model}\u0000${row.served ?? ''}\u0000${row.cache}\u0000${minute}`;
       const t: Totals = [1, row.prompt_tokens, row.completion_tokens, toNano(row.cost_usd), toNano(row.charge_usd), toNano(row.benchmark_usd), toNano(row.saved_usd)];
       const group = groups.get(id);
       if (group) add(group.totals, t);
@@ -124,8 +130,15 @@ export class UsageRollups {
           add(this.bucket([scope, g, start, 'key', row.key_id]), t);
           add(this.bucket([scope, g, start, 'model', model]), t);
           add(this.bucket([scope, g, start, 'provider', provider]), t);
+          add(this.bucket([scope, g, start, 'cache', row.cache]), t);
           if (scope === ALL_WORKSPACES) add(this.bucket([scope, g, start, 'workspace', row.workspace]), t);
         }
+      }
+    }
+    for (const { row, minute, mechanism, tokens } of savings) {
+      for (const g of GRANS) {
+        const start = minute - (minute % GRANULARITY[g]);
+        for (const scope of [row.workspace, ALL_WORKSPACES]) add(this.bucket([scope, g, start, 'saving', mechanism]), [1, tokens, 0, 0, 0, 0, 0]);
       }
     }
   }

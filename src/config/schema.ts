@@ -47,6 +47,8 @@ export const ProviderSchema = z.object({
   enabled: z.boolean().optional(),
   /** Extra headers sent upstream on every call (e.g. OpenRouter's HTTP-Referer). */
   headers: z.record(z.string(), z.string()).default({}),
+  /** OpenAI-kind: send `prompt_cache_key` (OpenAI's own API accepts it; some compatible servers reject unknown fields). Default: only for the provider named `openai`. */
+  prompt_cache_key: z.boolean().optional(),
 }).strict();
 export type ProviderConfig = z.infer<typeof ProviderSchema>;
 
@@ -106,6 +108,54 @@ export const ConfigSchema = z.object({
     simple: z.string().min(1).default('openai/gpt-4.1-nano'),
     medium: z.string().min(1).default('openai/gpt-4.1-mini'),
     complex: z.string().min(1).default('openai/gpt-4.1'),
+  }).strict().prefault({}),
+  /** The savings engine (SPEC "Savings engine"): each mechanism on or off here, and off per key (`limits.savings_off`) or per request (`x-gateway-savings: off`, `x-gateway-cache: off`). */
+  savings: z.object({
+    /** A max_tokens for requests that set none: per model slug or alias name, else `default` (null: no cap). */
+    output_cap: z.object({
+      enabled: z.boolean().default(true),
+      default: z.number().int().positive().nullable().default(4096),
+      models: z.record(z.string(), z.number().int().positive()).default({}),
+    }).strict().prefault({}),
+    exact_cache: z.object({
+      enabled: z.boolean().default(true),
+      ttl_seconds: z.number().int().positive().default(3600),
+      /** Also cache sampled requests (temperature > 0); otherwise only with `x-gateway-cache: on`. */
+      nondeterministic: z.boolean().default(false),
+      /** Answers larger than this are not cached. */
+      max_entry_bytes: z.number().int().positive().default(1024 * 1024),
+    }).strict().prefault({}),
+    dedupe: z.object({ enabled: z.boolean().default(true) }).strict().prefault({}),
+    semantic_cache: z.object({
+      /** Off by default: every miss then waits for an embedding (~30-50 ms on one core). */
+      enabled: z.boolean().default(false),
+      /** Cosine similarity a cached prompt must reach (the guards then check numbers, names, negation, languages). */
+      threshold: z.number().min(0.5).max(1).default(0.9),
+      ttl_seconds: z.number().int().positive().default(86_400),
+      /** The final user turn is embedded only when it is at most this long. */
+      max_prompt_chars: z.number().int().positive().default(2000),
+    }).strict().prefault({}),
+    prompt_cache: z.object({
+      enabled: z.boolean().default(true),
+      /** Bodies at least this large get an OpenAI prompt_cache_key (shorter prompts are below OpenAI's 1,024-token cache minimum). */
+      min_body_bytes: z.number().int().positive().default(4096),
+    }).strict().prefault({}),
+    compression: z.object({
+      enabled: z.boolean().default(true),
+      /** Compress stale history only when the prompt exceeds this many tokens. */
+      budget_tokens: z.number().int().positive().default(12_000),
+      /** The latest messages are never altered. */
+      keep_last: z.number().int().min(1).default(6),
+      /** A stale message longer than this keeps its head and tail around an elision mark. */
+      stale_max_chars: z.number().int().min(200).default(1200),
+    }).strict().prefault({}),
+    chunk_dedupe: z.object({
+      enabled: z.boolean().default(true),
+      /** Passages (blank-line separated) at least this long are compared. */
+      min_chars: z.number().int().min(40).default(200),
+    }).strict().prefault({}),
+    /** Compression and chunk dedupe run (in the worker pool) only on bodies at least this large. */
+    rewrite_min_bytes: z.number().int().positive().default(4096),
   }).strict().prefault({}),
   ledger: z.object({
     /**

@@ -8,13 +8,20 @@ import { fromNano, toNano, type Workspace, type Workspaces } from '../accounts/w
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatCall, ChatRequest, ResponseSink, UpstreamHandle } from '../providers/provider.js';
 import type { Catalog, Route, RoutePolicy } from '../router/catalog.js';
-import type { ModelEntry, Prices } from '../config/schema.js';
+import type { Config, ModelEntry, Prices } from '../config/schema.js';
+
+type SavingsConfig = Config['savings'];
 import type { RouteHealth } from '../router/health.js';
 import type { Exchange, HeaderList } from '../server/exchange.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { ResponsesRequestSchema } from './responses.js';
 import { ChatRequestSchema, parseBody, parseJson } from './schemas.js';
 import { SseUsageTap, scanCompletion, type CompletionScan } from './sse-usage.js';
+import { fmtUsd } from './fmt.js';
+import { Served, type CacheKind } from './served.js';
+import type { ResponseCache } from '../savings/cache.js';
+import { isDeterministic, prefixHash, requestHash, splitLastTurn } from '../savings/canonical.js';
+import { CACHES, M, NO_SWITCHES, maskOf, type RequestSwitches, type SavedTokens } from '../savings/mechanisms.js';
 
 export interface ChatDeps {
   catalog: Catalog;
@@ -33,32 +40,58 @@ export interface ChatDeps {
   markup: number;
   /** BASELINE_MODEL's prices; null = benchmark against the requested model. */
   baseline: Prices | null;
+  savings: SavingsDeps;
 }
 
-/** Plain decimal rounded to 1e-9 (never `1e-7`): what the x-btl-* headers carry. */
-export function fmtUsd(usd: number): string {
-  const nano = Math.round(usd * 1e9);
-  if (nano === 0) return '0';
-  const sign = nano < 0 ? '-' : '';
-  const abs = Math.abs(nano);
-  const whole = Math.floor(abs / 1e9);
-  let frac = abs - whole * 1e9;
-  if (frac === 0) return `${sign}${whole}`;
-  let digits = 9;
-  while (frac % 10 === 0) { frac /= 10; digits--; }
-  return `${sign}${whole}.${String(frac).padStart(digits, '0')}`;
-}
+export { fmtUsd };
 
 function ms(start: number, end: number): number {
   return Math.round((end - start) * 1000) / 1000;
 }
 
+/** The savings engine's part of the gateway's dependencies. */
+export interface SavingsDeps {
+  config: SavingsConfig;
+  cache: ResponseCache;
+  /** Mechanisms on in config (bits of mechanisms.ts). */
+  enabled: number;
+}
+
+/** One chat request between parsing and dispatch. */
+interface Pending {
+  ex: Exchange;
+  key: KeyRecord;
+  t0: number;
+  api: 'chat' | 'responses';
+  router: RouterPick | null;
+  /** Savings mechanisms on for this request, plus FORCE_CACHE. */
+  bits: number;
+  /** The request as the caller sent it (the caches key on this). */
+  original: ChatRequest;
+  /** What is sent: the original, or with an output cap, dedupe and compression applied. */
+  request: ChatRequest;
+  body: Buffer;
+  routes: readonly Route[];
+  ws: Workspace;
+  outputCap: number;
+  saved: SavedTokens;
+}
+
+/** `x-gateway-cache: on`: cache a sampled request too. */
+const FORCE_CACHE = 128;
+
+/** Upstream ids that take `max_completion_tokens` (OpenAI's reasoning families reject `max_tokens`). */
+const COMPLETION_TOKENS_MODELS = /^(o\d|gpt-5)/;
+
 export class ChatGateway {
   inFlight = 0;
+  /** Requests in flight that identical ones may join (in-flight dedupe), by workspace, hash and delivery. */
+  private readonly flights = new Map<string, ChatExchange>();
+
   constructor(readonly deps: ChatDeps) {}
 
   /** `pin`: the x-gateway-provider header ('' when absent); the body's `provider` field wins. */
-  handle(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin = '', api: 'chat' | 'responses' = 'chat'): void {
+  handle(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin = '', api: 'chat' | 'responses' = 'chat', sw: RequestSwitches = NO_SWITCHES): void {
     let request: ChatRequest;
     try {
       request = api === 'responses'
@@ -68,18 +101,19 @@ export class ChatGateway {
       this.refuse(ex, key, '', t0, err);
       return;
     }
-    if (api === 'responses') { this.plan(ex, key, body, t0, pin, request, null, api); return; }
-    if (request.model !== 'auto') { this.plan(ex, key, body, t0, pin, request, null); return; }
+    const bits = api === 'chat' ? (this.deps.savings.enabled & ~sw.off & ~maskOf(key.limits?.savings_off)) | (sw.forceCache ? FORCE_CACHE : 0) : 0;
+    if (api === 'responses') { this.plan(ex, key, body, t0, pin, request, null, api, 0); return; }
+    if (request.model !== 'auto') { this.plan(ex, key, body, t0, pin, request, null, api, bits); return; }
     // The smart router: a score from the classifier in the pool picks the bucket's model.
     const r = this.deps.router;
     this.deps.pool.classify(body).then((score) => {
       if (ex.aborted) return;
       const bucket = score >= r.complexFrom ? 'complex' : score >= r.mediumFrom ? 'medium' : 'simple';
-      this.plan(ex, key, body, t0, pin, request, { bucket, score, model: r[bucket] });
+      this.plan(ex, key, body, t0, pin, request, { bucket, score, model: r[bucket] }, api, bits);
     }, (err: unknown) => this.refuse(ex, key, request.model, t0, err));
   }
 
-  private plan(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin: string, request: ChatRequest, router: RouterPick | null, api: 'chat' | 'responses' = 'chat'): void {
+  private plan(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin: string, request: ChatRequest, router: RouterPick | null, api: 'chat' | 'responses', bits: number): void {
     let route: Route | undefined;
     let routes: readonly Route[] = [];
     let ws: Workspace | undefined;
@@ -113,19 +147,55 @@ export class ChatGateway {
       this.refuse(ex, key, request.model, t0, err);
       return;
     }
-    // Preflight without I/O when bounds allow: a prompt has at most as many tokens as the
-    // body has bytes, so only a body near the context window, or a balance too tight for
-    // the byte bound, pays for an exact count in the pool.
+    const p: Pending = { ex, key, t0, api, router, bits, original: request, request, body, routes, ws, outputCap: 0, saved: {} };
+    if (bits) this.shape(p, route);
+    const cfg = this.deps.savings.config;
+    if (!(bits & (M.compression | M.chunk_dedupe)) || body.length < cfg.rewrite_min_bytes) { this.preflight(p, null); return; }
+    // Chunk dedupe and compression, in the pool; the reply carries the prompt's exact token count.
+    const c = cfg.compression;
+    this.deps.pool.rewrite(route.model.tokenizer, p.body, bits & M.chunk_dedupe ? cfg.chunk_dedupe.min_chars : 0,
+      bits & M.compression ? { budgetTokens: c.budget_tokens, keepLast: c.keep_last, staleMaxChars: c.stale_max_chars } : null,
+    ).then((r) => {
+      if (ex.aborted) return;
+      if (r.body !== null) {
+        p.body = Buffer.from(r.body);
+        p.request = JSON.parse(r.body) as ChatRequest;
+        if (r.savedChunk) p.saved.chunk_dedupe = r.savedChunk;
+        if (r.savedCompression) p.saved.compression = r.savedCompression;
+      }
+      this.preflight(p, r.promptTokens);
+    }, (err: unknown) => this.refuse(ex, key, request.model, t0, err));
+  }
+
+  /** Output budget shaping: a max_tokens for a request that sets none (spliced in; the body is not re-encoded). */
+  private shape(p: Pending, route: Route): void {
+    const req = p.request;
+    if (!(p.bits & M.output_cap) || req.max_tokens != null || req.max_completion_tokens != null) return;
+    const c = this.deps.savings.config.output_cap;
+    const asked = c.models[req.model] ?? c.models[route.slug] ?? c.default;
+    if (!asked) return;
+    const cap = Math.min(asked, route.model.max_output_tokens ?? asked);
+    const field = COMPLETION_TOKENS_MODELS.test(route.upstreamModel) ? 'max_completion_tokens' : 'max_tokens';
+    p.request = { ...req, [field]: cap };
+    const open = p.body.indexOf(123); // '{' (the body parsed as an object)
+    p.body = Buffer.concat([p.body.subarray(0, open + 1), Buffer.from(`"${field}":${cap},`), p.body.subarray(open + 1)]);
+    p.outputCap = cap;
+  }
+
+  /**
+   * Context window and credits before anything leaves. Without I/O when bounds allow: a
+   * prompt has at most as many tokens as the body has bytes, so only a body near the
+   * context window, or a balance too tight for the byte bound, pays for an exact count.
+   */
+  private preflight(p: Pending, knownTokens: number | null): void {
+    const { ex, key, t0, request: req, ws } = p;
+    const route = p.routes[0]!;
     const prices = route.prices;
     const window = route.model.context_window;
-    const cap = request.max_completion_tokens ?? request.max_tokens ?? route.model.max_output_tokens ?? this.deps.defaultOutputCap;
+    const cap = req.max_completion_tokens ?? req.max_tokens ?? route.model.max_output_tokens ?? this.deps.defaultOutputCap;
     const hold = (promptTokens: number) => (ws.metered
       ? toNano(upstreamCost(prices, { prompt_tokens: promptTokens, completion_tokens: cap, cached_tokens: 0 }) * (1 + this.deps.markup)) : 0);
-    const bound = hold(body.length);
-    if (body.length + cap <= window && this.deps.workspaces.availableNano(ws) >= bound) { this.start(ex, key, request, body, routes, ws, bound, t0, router, api); return; }
-    const [req, rts, w] = [request, routes, ws];
-    this.deps.pool.countPrompt(route.model.tokenizer, body).then((tokens) => {
-      if (ex.aborted) return;
+    const check = (tokens: number) => {
       const asked = req.max_completion_tokens ?? req.max_tokens ?? 0; // as OpenAI: the prompt plus what max_tokens asks for
       if (tokens + asked > window) {
         this.refuse(ex, key, req.model, t0, new GatewayError(Errors.contextLength,
@@ -133,13 +203,19 @@ export class ChatGateway {
         return;
       }
       const needed = hold(tokens);
-      const available = this.deps.workspaces.availableNano(w);
-      if (w.metered && available < needed) {
+      const available = this.deps.workspaces.availableNano(ws);
+      if (ws.metered && available < needed) {
         this.refuse(ex, key, req.model, t0, new GatewayError(Errors.insufficientCredits,
           `Insufficient credits: this request may cost up to $${fmtUsd(fromNano(needed))} (${tokens} prompt tokens, up to ${cap} output tokens) and the workspace has $${fmtUsd(fromNano(Math.max(0, available)))} available. Top up, or lower max_tokens.`));
         return;
       }
-      this.start(ex, key, req, body, rts, w, needed, t0, router, api);
+      this.start(p, needed);
+    };
+    if (knownTokens !== null) { check(knownTokens); return; }
+    const bound = hold(p.body.length);
+    if (p.body.length + cap <= window && this.deps.workspaces.availableNano(ws) >= bound) { this.start(p, bound); return; }
+    this.deps.pool.countPrompt(route.model.tokenizer, p.body).then((tokens) => {
+      if (!ex.aborted) check(tokens);
     }, (err: unknown) => this.refuse(ex, key, req.model, t0, err));
   }
 
@@ -152,21 +228,76 @@ export class ChatGateway {
     return [...routes].sort((a, b) => score(a) - score(b));
   }
 
-  private start(ex: Exchange, key: KeyRecord, request: ChatRequest, body: Buffer, routes: readonly Route[], ws: Workspace, holdNano: number, t0: number, router: RouterPick | null, api: 'chat' | 'responses' = 'chat'): void {
-    const route = routes[0]!;
+  /** Limits, then the caches: an exact hit, a flight to join, a semantic hit; else upstream. */
+  private start(p: Pending, holdNano: number): void {
+    const route = p.routes[0]!;
     let admission: Admission | null;
     try {
-      admission = this.deps.limits.admit(key, route.slug, route.provider.name);
+      admission = this.deps.limits.admit(p.key, route.slug, route.provider.name);
     } catch (err) {
-      this.refuse(ex, key, request.model, t0, err);
+      this.refuse(p.ex, p.key, p.original.model, p.t0, err);
       return;
     }
-    if (holdNano) this.deps.workspaces.reserve(ws, holdNano);
+    const { bits, original } = p;
+    const cfg = this.deps.savings.config;
+    if (!(bits & CACHES) || !(bits & FORCE_CACHE || cfg.exact_cache.nondeterministic || isDeterministic(original))) {
+      this.launch(p, holdNano, admission, null, null);
+      return;
+    }
+    const hash = requestHash(original);
+    const cache = this.deps.savings.cache;
+    if (bits & M.exact_cache) {
+      const hit = cache.getExact(p.ws.id, hash);
+      if (hit) { this.served(p, admission, 'exact').replay(hit); return; }
+    }
+    if (bits & M.dedupe && this.join(p, admission, hash)) return;
+    const turn = bits & M.semantic_cache ? splitLastTurn(original) : null;
+    if (!turn || turn.text.length > cfg.semantic_cache.max_prompt_chars) { this.launch(p, holdNano, admission, hash, null); return; }
+    this.deps.pool.embed(turn.text).then((vec) => {
+      if (p.ex.aborted) { if (admission) this.deps.limits.finish(p.key, admission, 0, 0); return; }
+      const hit = cache.findSimilar(p.ws.id, turn.context, vec, turn.text, cfg.semantic_cache.threshold);
+      if (hit) { this.served(p, admission, 'semantic', hit.similarity).replay(hit); return; }
+      if (bits & M.dedupe && this.join(p, admission, hash)) return;
+      this.launch(p, holdNano, admission, hash, { vec, text: turn.text, context: turn.context });
+    }, () => this.launch(p, holdNano, admission, hash, null));
+  }
+
+  private served(p: Pending, admission: Admission | null, kind: CacheKind, similarity: number | null = null): Served {
+    const route = p.routes[0]!;
+    return new Served(this.deps, p.ex, p.key, p.ws, admission, p.original, p.t0, kind, route.decision, route.prices, similarity);
+  }
+
+  private flightKey(p: Pending, hash: string): string {
+    return `${p.ws.id}\n${hash}\n${p.original.stream === true ? (p.original.stream_options?.include_usage === true ? 'su' : 's') : 'j'}`;
+  }
+
+  /** Joins an identical request in flight (same workspace, same answer-determining body, same delivery). */
+  private join(p: Pending, admission: Admission | null, hash: string): boolean {
+    const leader = this.flights.get(this.flightKey(p, hash));
+    if (!leader?.joinable()) return false;
+    leader.join(this.served(p, admission, 'dedupe'));
+    return true;
+  }
+
+  private launch(p: Pending, holdNano: number, admission: Admission | null, hash: string | null, semantic: SemanticKey | null): void {
+    if (holdNano) this.deps.workspaces.reserve(p.ws, holdNano);
     this.inFlight++;
-    const exchange = new ChatExchange(this, ex, key, ws, holdNano, admission, request, body, routes, t0);
-    exchange.router = router;
-    exchange.api = api;
+    const exchange = new ChatExchange(this, p, holdNano, admission);
+    if (hash) {
+      const bits = p.bits;
+      exchange.cacheAs = { hash, exact: (bits & M.exact_cache) !== 0, semantic: bits & M.semantic_cache ? semantic : null };
+      if (bits & M.dedupe) {
+        const fk = this.flightKey(p, hash);
+        this.flights.set(fk, exchange);
+        exchange.flightKey = fk;
+      }
+    }
     exchange.dispatch();
+  }
+
+  /** Called by a leader when identical requests may no longer join it. */
+  land(fk: string, exchange: ChatExchange): void {
+    if (this.flights.get(fk) === exchange) this.flights.delete(fk);
   }
 
   /** Refused before anything went upstream: the error, and a row that says so. */
@@ -178,6 +309,13 @@ export class ChatGateway {
       status: e?.status ?? 500, error: e?.code ?? 'internal_error', total_ms: ms(t0, performance.now()),
     }), undefined);
   }
+}
+
+/** Where a miss's answer is stored once it completes. */
+interface SemanticKey {
+  vec: Float32Array;
+  text: string;
+  context: string;
 }
 
 /** The smart router's choice for a request to model `auto`. */
@@ -205,9 +343,29 @@ function checkCapabilities(request: ChatRequest, model: ModelEntry): void {
 /** Per-route headers that do not change between requests, built once. */
 const routeHeaderCache = new WeakMap<Route, HeaderList>();
 
-/** One chat request in flight: it is the sink the provider adapter answers into. */
+/** Stands for "each client's own gateway comment" in the stream log (followers write theirs). */
+const GATEWAY_MARK = Buffer.alloc(0);
+
+/**
+ * One chat request in flight: it is the sink the provider adapter answers into. With
+ * in-flight dedupe it also leads: identical requests that arrive meanwhile follow it
+ * (Served), receiving the bytes written so far and then the live ones.
+ */
 class ChatExchange implements ResponseSink {
   private readonly stream: boolean;
+  private readonly ex: Exchange;
+  private readonly key: KeyRecord;
+  private readonly ws: Workspace;
+  private readonly request: ChatRequest;
+  private readonly body: Buffer;
+  private readonly routes: readonly Route[];
+  private readonly t0: number;
+  /** Set when the smart router picked the model. */
+  private readonly router: RouterPick | null;
+  private readonly api: 'chat' | 'responses';
+  private readonly saved: SavedTokens;
+  private readonly outputCap: number;
+  private readonly bits: number;
   private handle: UpstreamHandle | null = null;
   private tap: SseUsageTap | null = null;
   private chunks: Buffer[] = [];
@@ -221,36 +379,86 @@ class ChatExchange implements ResponseSink {
   private retries = 0;
   private readonly tried = new Set<Route>();
   private retryTimer: NodeJS.Timeout | null = null;
-  /** Set when the smart router picked the model. */
-  router: RouterPick | null = null;
-  api: 'chat' | 'responses' = 'chat';
+  /** Where the answer is stored when it completes (a cacheable request). */
+  cacheAs: { hash: string; exact: boolean; semantic: SemanticKey | null } | null = null;
+  /** Set while identical requests may join this one. */
+  flightKey: string | null = null;
+  private followers: Served[] | null = null;
+  /** What was written to the client so far (kept while followers may join a stream). */
+  private log: Buffer[] | null = null;
+  /** The upstream's SSE bytes, kept to assemble the answer for the cache. */
+  private sse: Buffer[] | null = null;
+  /** The leader's own client went away while followers still wait: the upstream call goes on for them. */
+  private leaderGone = false;
 
-  constructor(
-    private readonly gw: ChatGateway,
-    private readonly ex: Exchange,
-    private readonly key: KeyRecord,
-    private readonly ws: Workspace,
-    private readonly holdNano: number,
-    private readonly admission: Admission | null,
-    private readonly request: ChatRequest,
-    private readonly body: Buffer,
-    private readonly routes: readonly Route[],
-    private readonly t0: number,
-  ) {
-    this.stream = request.stream === true;
-    this.route = routes[0]!;
+  constructor(private readonly gw: ChatGateway, p: Pending, private readonly holdNano: number, private readonly admission: Admission | null) {
+    this.ex = p.ex;
+    this.key = p.key;
+    this.ws = p.ws;
+    this.request = p.request;
+    this.body = p.body;
+    this.routes = p.routes;
+    this.t0 = p.t0;
+    this.router = p.router;
+    this.api = p.api;
+    this.saved = p.saved;
+    this.outputCap = p.outputCap;
+    this.bits = p.bits;
+    this.stream = p.request.stream === true;
+    this.route = p.routes[0]!;
     this.ex.onAbort(() => this.clientAborted());
   }
 
-  /** Sends the request to the first untried route whose breaker admits it. */
+  // ---- in-flight dedupe ------------------------------------------------------------------
+
+  joinable(): boolean {
+    return this.flightKey !== null && !this.tUpstreamEnd;
+  }
+
+  join(f: Served): void {
+    (this.followers ??= []).push(f);
+    if (this.stream) this.log ??= [];
+    f.onGone = () => this.followerGone(f);
+    if (this.tap) {
+      // Already streaming: what the leader's client got so far, then live.
+      f.startStream();
+      for (const chunk of this.log!) f.write(chunk === GATEWAY_MARK ? f.comment(this.tap.usage) : chunk);
+    }
+  }
+
+  private followerGone(f: Served): void {
+    const list = this.followers;
+    if (!list) return;
+    const i = list.indexOf(f);
+    if (i !== -1) list.splice(i, 1);
+    if (!this.leaderGone) return;
+    // The payer left: the next follower takes over; with nobody left, the call is cancelled.
+    if (f.payer && list[0]) list[0].payer = true;
+    if (!list.length) this.cancelUpstream();
+  }
+
+  /** Leaves the flight: later identical requests start their own call (or hit the cache). */
+  private land(): void {
+    if (this.flightKey) { this.gw.land(this.flightKey, this); this.flightKey = null; }
+  }
+
+  /** Every client of this exchange gets the same failure (each with its own row). */
+  private fail(err: GatewayError, relay?: { status: number; body: Buffer }): void {
+    this.land();
+    if (relay) this.ex.send(relay.status, 'application/json', relay.body, this.routeHeaders());
+    else this.ex.sendError(err, this.routeHeaders());
+    if (this.followers) for (const f of this.followers) f.fail(err, relay);
+  }
+
+  /** Dispatch-time failures before any route could be tried. */
   dispatch(): void {
     this.retryTimer = null;
-    if (this.ex.aborted) return;
+    if (this.ex.aborted && !this.leaderGone) return;
     const health = this.gw.deps.health;
     const next = this.routes.find((r) => !this.tried.has(r) && health.admits(r.decision));
     if (!next) {
       const err = this.lastError ?? new GatewayError(Errors.noRoute, `Every route for '${this.request.model}' is unavailable (disabled or failing); retry shortly.`);
-      this.ex.sendError(err, this.routeHeaders());
+      this.fail(err);
       this.settle(err.status, this.lastError ? `upstream_${this.lastError.code}` : err.code, null);
       return;
     }
@@ -264,9 +472,17 @@ class ChatExchange implements ResponseSink {
     const call: ChatCall = {
       upstreamModel: next.upstreamModel, encoding: next.model.tokenizer,
       request: this.request, body: this.body, stream: this.stream, api: this.api,
+      promptCacheKey: this.promptCacheKey(),
     };
     this.tDispatch = performance.now();
     this.handle = next.provider.chat(call, this);
+  }
+
+  /** Provider prompt caching: a key for the prompt's stable head (large prompts only; null = leave the request as it is). */
+  private promptCacheKey(): string | null {
+    const s = this.gw.deps.savings;
+    if (!(this.bits & M.prompt_cache) || this.body.length < s.config.prompt_cache.min_body_bytes) return null;
+    return prefixHash(this.ws.id, this.request);
   }
 
   private lastError: GatewayError | null = null;
@@ -279,7 +495,7 @@ class ChatExchange implements ResponseSink {
   private failover(err: GatewayError, reason: string): boolean {
     this.gw.deps.health.failure(this.route.decision, reason, this.retryAfterMs);
     this.lastError = err;
-    if (this.retries >= this.gw.deps.maxRetries || this.ex.aborted) return false;
+    if (this.retries >= this.gw.deps.maxRetries || (this.ex.aborted && !this.leaderGone)) return false;
     if (!this.routes.some((r) => !this.tried.has(r))) return false;
     this.retries++;
     // The next attempt goes to another route, so the wait is short: 5, 10, 20 ms … (± 50%).
@@ -298,29 +514,41 @@ class ChatExchange implements ResponseSink {
     this.retryAfterMs = retryAfterMs ?? null;
     if (this.stream && status === 200 && contentType.includes('event-stream')) {
       this.gw.deps.health.success(this.route.decision, this.tFirstByte - this.tDispatch);
+      const followed = this.followers !== null || this.flightKey !== null;
       this.tap = new SseUsageTap(
         this.request.stream_options?.include_usage === true,
-        (chunk) => this.ex.write(chunk),
-        () => this.gatewayComment(),
+        followed ? this.emit : (chunk) => this.ex.write(chunk),
+        followed ? () => GATEWAY_MARK : () => this.gatewayComment(),
       );
+      if (this.cacheAs) this.sse = [];
       this.ex.startStream(200, 'text/event-stream; charset=utf-8', this.routeHeaders(), () => {
         this.writable = true;
         this.handle?.resume();
       });
+      if (this.followers) for (const f of this.followers) f.startStream();
     }
   }
+
+  /** The tap's writer when others may follow: each client's own comment at the mark, the bytes logged for latecomers. */
+  private readonly emit = (chunk: Buffer): boolean => {
+    if (this.flightKey) (this.log ??= []).push(chunk);
+    if (this.followers) for (const f of this.followers) f.write(chunk === GATEWAY_MARK ? f.comment(this.tap!.usage) : chunk);
+    return this.ex.write(chunk === GATEWAY_MARK ? this.gatewayComment() : chunk);
+  };
 
   onData(chunk: Buffer): boolean {
     if (!this.tap) {
       this.chunks.push(chunk);
       return true;
     }
+    if (this.sse) this.sse.push(chunk);
     // Written at once, one corked write per upstream chunk. When uWS reports backpressure
     // the adapter pauses; nothing more is written until onWritable resumes it (writing on
     // into a backpressured uWS response can lose bytes, so the rule is strict).
     this.pending = chunk;
-    this.ex.corked(this.pushPending);
-    return this.writable;
+    if (this.leaderGone) this.pushPending();
+    else this.ex.corked(this.pushPending);
+    return this.writable || this.leaderGone;
   }
 
   // Bound once, not a closure per chunk.
@@ -333,41 +561,80 @@ class ChatExchange implements ResponseSink {
 
   onEnd(): void {
     this.tUpstreamEnd = performance.now();
+    this.land();
     if (!this.tap) { this.finishBuffered(); return; }
-    this.ex.corked(this.writeTail);
-    this.settle(200, null, this.tap.usage);
+    if (this.leaderGone) this.writeTail(); else this.ex.corked(this.writeTail);
+    const usage = this.tap.usage;
+    this.settle(200, null, usage);
+    if (this.followers) for (const f of this.followers) f.end(usage);
     // The response completes only once its ledger row (and charge) is committed.
     this.gw.deps.ledger.whenCommitted(() => this.ex.end());
+    const sse = this.sse;
+    this.sse = null;
+    if (sse && usage) {
+      this.gw.deps.pool.assemble(Buffer.concat(sse)).then((json) => { if (json) this.store(json, usage); }, () => undefined);
+    }
   }
 
   private readonly writeTail = (): void => {
     const tap = this.tap!;
     const tail = tap.flushTail();
-    if (tail) this.ex.write(tail);
-    if (!tap.sawDone) this.ex.write(this.gatewayComment());
+    if (tail) this.emitOrWrite(tail);
+    if (!tap.sawDone) this.emitOrWrite(this.followers || this.flightKey !== null ? GATEWAY_MARK : this.gatewayComment());
   };
+
+  private emitOrWrite(chunk: Buffer): void {
+    if (this.followers) this.emit(chunk);
+    else this.ex.write(chunk === GATEWAY_MARK ? this.gatewayComment() : chunk);
+  }
+
+  /** Keeps a completed answer for the exact and semantic caches. */
+  private store(json: string, usage: Usage): void {
+    const c = this.cacheAs;
+    const cfg = this.gw.deps.savings.config;
+    if (!c || json.length > cfg.exact_cache.max_entry_bytes) return;
+    const answer = { decision: this.route.decision, body: json, usage };
+    if (c.exact) this.gw.deps.savings.cache.putExact(this.ws.id, c.hash, answer, cfg.exact_cache.ttl_seconds * 1000);
+    if (c.semantic) this.gw.deps.savings.cache.putSimilar(this.ws.id, c.semantic.context, this.ex.requestId, c.semantic.vec, c.semantic.text, answer, cfg.semantic_cache.ttl_seconds * 1000);
+  }
 
   onError(err: GatewayError): void {
     this.tUpstreamEnd = performance.now();
-    if (this.ex.aborted) return;
+    if (this.ex.aborted && !this.leaderGone) return;
     if (this.tap) {
       // Headers are gone: the stream ends with an error event, never a silent truncation.
+      this.land();
       this.gw.deps.health.failure(this.route.decision, `stream_broken_${err.code}`);
-      this.ex.end(Buffer.from(`data: ${JSON.stringify(err.toJSON())}\n\n`));
+      const event = Buffer.from(`data: ${JSON.stringify(err.toJSON())}\n\n`);
+      this.ex.end(event);
+      if (this.followers) for (const f of this.followers) { f.write(event); f.fail(err); }
       this.settle(err.status, err.code, this.tap.usage);
       return;
     }
     if (err.status >= 500 && this.failover(err, err.code)) return; // a 4xx is the caller's, on any route
-    this.ex.sendError(err, this.routeHeaders());
+    this.fail(err);
     this.settle(err.status, err.code, null);
   }
 
   private clientAborted(): void {
+    if (this.followers?.length) {
+      // Others wait for this answer: the call goes on for them, and the first of them pays for it.
+      this.leaderGone = true;
+      this.followers[0]!.payer = true;
+      this.settleHandedOver();
+      return;
+    }
+    this.land();
+    this.cancelUpstream();
+    if (!this.tUpstreamEnd) this.tUpstreamEnd = performance.now();
+    this.settle(499, 'client_closed_request', this.tap?.usage ?? null);
+  }
+
+  private cancelUpstream(): void {
     if (this.retryTimer) { clearTimeout(this.retryTimer); this.retryTimer = null; }
     if (!this.tFirstByte) this.gw.deps.health.release(this.route.decision);
     this.handle?.abort();
-    if (!this.tUpstreamEnd) this.tUpstreamEnd = performance.now();
-    this.settle(499, 'client_closed_request', this.tap?.usage ?? null);
+    this.land();
   }
 
   private finishBuffered(): void {
@@ -378,7 +645,7 @@ class ChatExchange implements ResponseSink {
       const err = new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} returned HTTP ${this.status}.`);
       if ((this.status >= 500 || this.status === 429) && this.failover(err, `http_${this.status}`)) return;
       if (this.status >= 500 || this.status < 400) {
-        this.ex.sendError(err, this.routeHeaders());
+        this.fail(err);
         this.settle(err.status, `upstream_${this.status}`, null);
         return;
       }
@@ -386,14 +653,14 @@ class ChatExchange implements ResponseSink {
     this.gw.deps.health.success(this.route.decision, this.tUpstreamEnd - this.tDispatch);
     if (this.status >= 400) {
       // The provider's own 4xx (already in OpenAI's envelope for OpenAI-kind upstreams) is the caller's to see.
-      this.ex.send(this.status, 'application/json', body, this.routeHeaders());
+      this.fail(new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} returned HTTP ${this.status}.`), { status: this.status, body });
       this.settle(this.status, `upstream_${this.status}`, null);
       return;
     }
     const scan = scanCompletion(body);
     if (!scan.isObject) {
       const err = new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} sent a body that is not a JSON object.`);
-      this.ex.sendError(err, this.routeHeaders());
+      this.fail(err);
       this.settle(err.status, 'upstream_bad_body', null);
       return;
     }
@@ -406,6 +673,8 @@ class ChatExchange implements ResponseSink {
   }
 
   private respondBuffered(body: Buffer, scan: CompletionScan, usage: Usage, source: 'upstream' | 'estimate' = 'upstream'): void {
+    if (this.followers) for (const f of this.followers) f.sendBuffered(body, scan, usage);
+    if (this.cacheAs && source === 'upstream') this.store(body.toString('utf8'), usage);
     if (this.ex.aborted) return;
     const costs = this.costs(usage);
     const overhead = this.overheadMs(performance.now());
@@ -441,13 +710,19 @@ class ChatExchange implements ResponseSink {
       headers = [['x-gateway-decision', this.route.decision], ['x-gateway-retries', String(this.retries)], ['x-gateway-cache', 'miss']];
       if (!this.retries) routeHeaderCache.set(this.route, headers);
     }
+    if (this.outputCap) headers = [...headers, ['x-gateway-output-cap', String(this.outputCap)]];
     if (this.router) headers = [...headers, ['x-gateway-route-bucket', this.router.bucket], ['x-gateway-route-score', String(this.router.score)]];
     return this.admission ? [...headers, ...this.admission.headers] : headers;
   }
 
+  /** Prompt tokens the rewrites removed: the benchmark prices the prompt as the caller sent it. */
+  private get rewritten(): number {
+    return (this.saved.chunk_dedupe ?? 0) + (this.saved.compression ?? 0);
+  }
+
   private costs(usage: Usage): Costs {
     const prices = this.route.prices;
-    return priceRequest(prices, this.gw.deps.baseline ?? prices, usage, this.gw.deps.markup);
+    return priceRequest(prices, this.gw.deps.baseline ?? prices, usage, this.gw.deps.markup, this.rewritten);
   }
 
   private overheadMs(now: number): number {
@@ -455,11 +730,22 @@ class ChatExchange implements ResponseSink {
     return Math.max(0, ms(this.t0, now) - upstream);
   }
 
+  /** Tokens each mechanism saved: the rewrites, and the provider's prompt cache (cached tokens are billed at the cached price). */
+  private savedTokens(usage: Usage | null): SavedTokens {
+    const cached = usage?.cached_tokens ?? 0;
+    return cached ? { ...this.saved, prompt_cache: cached } : this.saved;
+  }
+
+  private savedJson(usage: Usage | null): string {
+    return this.rewritten || usage?.cached_tokens ? JSON.stringify(this.savedTokens(usage)) : '{}';
+  }
+
   /** The `gateway` object, written directly (it is on every response; JSON.stringify of an object literal costs more). */
   private gatewayJson(usage: Usage | null, costs: Costs | null, overhead: number): string {
     const u = usage ? `{"prompt_tokens":${usage.prompt_tokens},"completion_tokens":${usage.completion_tokens},"cached_tokens":${usage.cached_tokens}}` : 'null';
     const c = costs ? `,"cost_usd":${costs.cost_usd},"benchmark_usd":${costs.benchmark_usd},"charge_usd":${costs.charge_usd},"saved_usd":${costs.saved_usd}` : '';
-    return `{"request_id":"${this.ex.requestId}","served":${this.route.decisionJson},"cache":"miss","retries":${this.retries},"usage":${u},"saved_tokens":{}${c},"overhead_ms":${Math.round(overhead * 1000) / 1000}}`;
+    const cap = this.outputCap ? `,"output_cap":${this.outputCap}` : '';
+    return `{"request_id":"${this.ex.requestId}","served":${this.route.decisionJson},"cache":"miss","retries":${this.retries},"usage":${u},"saved_tokens":${this.savedJson(usage)}${cap}${c},"overhead_ms":${Math.round(overhead * 1000) / 1000}}`;
   }
 
   /** The streamed equivalent of the headers: an SSE comment before `[DONE]` (SDKs skip comments). */
@@ -469,6 +755,14 @@ class ChatExchange implements ResponseSink {
   }
 
   // ---- settle ------------------------------------------------------------------------------
+
+  /** The leader's client left while followers wait: its row says so, and charges nothing (the payer follower is charged). */
+  private settleHandedOver(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.gw.inFlight--;
+    this.record(499, 'client_closed_request', performance.now(), null, 'none', null);
+  }
 
   private settle(status: number, error: string | null, usage: Usage | null, source: 'upstream' | 'estimate' = 'upstream', known?: Costs): void {
     if (this.settled) return;
@@ -497,7 +791,7 @@ class ChatExchange implements ResponseSink {
       id: this.ex.requestId, ts: Date.now(), kind: 'request', workspace: this.ws.id, key_id: this.key.id, endpoint: this.api === 'responses' ? 'responses' : 'chat.completions',
       requested_model: this.request.model, served: this.route.decision, router_bucket: this.router?.bucket ?? null, router_score: this.router?.score ?? null, cache: 'miss',
       stream: this.stream, prompt_tokens: u?.prompt_tokens ?? 0, cached_tokens: u?.cached_tokens ?? 0,
-      completion_tokens: u?.completion_tokens ?? 0, usage_source: source, saved_tokens: {},
+      completion_tokens: u?.completion_tokens ?? 0, usage_source: source, saved_tokens: this.savedTokens(u),
       cost_usd: c?.cost_usd ?? 0, benchmark_usd: c?.benchmark_usd ?? 0, charge_usd: c?.charge_usd ?? 0, saved_usd: c?.saved_usd ?? 0,
       ttfb_ms: this.tFirstByte ? ms(this.t0, this.tFirstByte) : null, total_ms: ms(this.t0, tDone),
       overhead_ms: this.overheadMs(tDone), status, retries: this.retries, error,

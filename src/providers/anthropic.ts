@@ -46,7 +46,12 @@ function parseArguments(args: unknown): unknown {
 }
 
 /** The chat-completions request as a Messages API request. */
-export function toMessagesRequest(request: ChatRequest, model: string, maxTokens: number, stream: boolean): Json {
+/**
+ * `cacheBreakpoints`: mark the stable head for Anthropic's prompt cache: the system prompt,
+ * the tool definitions, and the conversation up to the turn before the latest (up to 3 of
+ * the 4 breakpoints Anthropic allows; a prefix too short to cache is simply not cached).
+ */
+export function toMessagesRequest(request: ChatRequest, model: string, maxTokens: number, stream: boolean, cacheBreakpoints = false): Json {
   const system: string[] = [];
   const messages: Array<{ role: 'user' | 'assistant'; content: Json[] }> = [];
   const push = (role: 'user' | 'assistant', blocks: Json[]) => {
@@ -77,7 +82,13 @@ export function toMessagesRequest(request: ChatRequest, model: string, maxTokens
     push('user', typeof content === 'string' ? [{ type: 'text', text: content }] : content);
   }
   const out: Json = { model, max_tokens: maxTokens, messages };
-  if (system.length) out.system = system.join('\n\n');
+  const ephemeral = { type: 'ephemeral' };
+  if (system.length) out.system = cacheBreakpoints ? [{ type: 'text', text: system.join('\n\n'), cache_control: ephemeral }] : system.join('\n\n');
+  if (cacheBreakpoints && messages.length >= 2) {
+    const blocks = messages[messages.length - 2]!.content;
+    const lastBlock = blocks[blocks.length - 1];
+    if (isRecord(lastBlock)) blocks[blocks.length - 1] = { ...lastBlock, cache_control: ephemeral };
+  }
   if (stream) out.stream = true;
   if (typeof request.temperature === 'number') out.temperature = Math.min(1, request.temperature);
   if (typeof request.top_p === 'number') out.top_p = request.top_p;
@@ -89,6 +100,10 @@ export function toMessagesRequest(request: ChatRequest, model: string, maxTokens
       const f = isRecord(t.function) ? t.function : {};
       return { name: f.name, ...(f.description ? { description: f.description } : {}), input_schema: f.parameters ?? { type: 'object', properties: {} } };
     });
+    if (cacheBreakpoints) {
+      const tools = out.tools as Json[];
+      tools[tools.length - 1] = { ...(tools[tools.length - 1] as Record<string, Json>), cache_control: ephemeral };
+    }
   }
   const choice = request.tool_choice;
   if (choice === 'auto') out.tool_choice = { type: 'auto' };
@@ -301,7 +316,7 @@ export class AnthropicProvider implements Provider {
     const relay = new Relay(translator);
     let body: string;
     try {
-      body = JSON.stringify(toMessagesRequest(request, call.upstreamModel, maxTokens, call.stream));
+      body = JSON.stringify(toMessagesRequest(request, call.upstreamModel, maxTokens, call.stream, Boolean(call.promptCacheKey)));
     } catch (err) {
       queueMicrotask(() => sink.onError(err instanceof GatewayError ? err : new GatewayError(Errors.invalidRequest, 'The request could not be translated for Anthropic.')));
       return relay;

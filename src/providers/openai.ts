@@ -15,6 +15,8 @@ export interface OpenAIProviderOptions {
   bodyTimeoutMs: number;
   connections: number;
   keepAliveTimeoutMs: number;
+  /** Send OpenAI's `prompt_cache_key` (provider prompt caching). */
+  promptCacheKey?: boolean;
 }
 
 /** Retry-After as milliseconds from now (delta-seconds or an HTTP date); null when absent or unreadable. */
@@ -106,9 +108,11 @@ export class OpenAIProvider implements Provider {
   private readonly headers: Record<string, string>;
   private readonly headersTimeout: number;
   private readonly bodyTimeout: number;
+  private readonly sendsCacheKey: boolean;
 
   constructor(opts: OpenAIProviderOptions) {
     this.name = opts.name;
+    this.sendsCacheKey = opts.promptCacheKey ?? false;
     const { pool, basePath } = openPool(opts);
     this.pool = pool;
     this.chatPath = `${basePath}/chat/completions`;
@@ -149,16 +153,21 @@ export class OpenAIProvider implements Provider {
       return JSON.stringify({ ...rest, model: call.upstreamModel });
     }
     const needsUsage = call.stream && request.stream_options?.include_usage !== true;
+    const cacheKey = this.sendsCacheKey && call.promptCacheKey && request.prompt_cache_key === undefined ? call.promptCacheKey : null;
     // `provider` is the gateway's own pin field; upstreams would reject it.
     if (request.model !== call.upstreamModel || (needsUsage && 'stream_options' in request) || 'provider' in request) {
       const { provider: _pin, ...rest } = request;
       const out: Record<string, unknown> = { ...rest, model: call.upstreamModel };
       if (needsUsage) out.stream_options = { ...(request.stream_options ?? {}), include_usage: true };
+      if (cacheKey) out.prompt_cache_key = cacheKey;
       return JSON.stringify(out);
     }
-    if (!needsUsage) return call.body;
+    if (!needsUsage && !cacheKey) return call.body;
     const open = call.body.indexOf(123); // '{' (the body parsed as an object, so it is there)
-    return Buffer.concat([call.body.subarray(0, open + 1), INCLUDE_USAGE, call.body.subarray(open + 1)]);
+    const head = [call.body.subarray(0, open + 1)];
+    if (needsUsage) head.push(INCLUDE_USAGE);
+    if (cacheKey) head.push(Buffer.from(`"prompt_cache_key":${JSON.stringify(cacheKey)},`));
+    return Buffer.concat([...head, call.body.subarray(open + 1)]);
   }
 
   async close(): Promise<void> {

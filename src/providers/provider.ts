@@ -24,6 +24,12 @@ export interface ChatCall {
   stream: boolean;
   /** `responses`: the caller's Responses API body, passed through (OpenAI-kind adapters only). */
   api?: 'chat' | 'responses';
+  /**
+   * Provider prompt caching: a key for the prompt's stable head (workspace + system + tools),
+   * or null to leave the request alone. OpenAI-kind adapters send it as `prompt_cache_key`;
+   * the Anthropic adapter places `cache_control` breakpoints.
+   */
+  promptCacheKey?: string | null;
 }
 
 export interface ResponseSink {

@@ -15,6 +15,7 @@ import { registerUsage, type UsageDeps } from './usage.js';
 import { Exchange } from './exchange.js';
 import { makeHandlers } from './handlers.js';
 import { deploymentViews } from '../router/health.js';
+import { NO_SWITCHES, readSwitches } from '../savings/mechanisms.js';
 import { modelListBody, modelView } from './models.js';
 
 export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDeps {
@@ -54,7 +55,8 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     ex.sendJson(200, modelView(entry));
   }));
 
-  app.post('/v1/chat/completions', withBody('inference', (ex, key, body, t0, _p, [pin]) => deps.chat.handle(ex, key, body, t0, pin ?? ''), 0, ['x-gateway-provider']));
+  app.post('/v1/chat/completions', withBody('inference', (ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', 'chat',
+    savings || cache ? readSwitches(savings ?? '', cache ?? '') : NO_SWITCHES), 0, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache']));
 
   // Responses API: an OpenAI-kind route takes the caller's bytes as they are; other routes are
   // bridged onto the chat path. Routing, limits, credits, ledger and failover apply either way.

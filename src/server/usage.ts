@@ -56,9 +56,17 @@ const idAt = (unixSeconds: number) => `req_${(unixSeconds * 1000).toString(36).p
 export function registerUsage(app: TemplatedApp, on: Handlers, deps: UsageDeps): void {
   app.get('/v1/usage/summary', on.noBody('usage:read', (ex, key, _p, params) => {
     const { start, end } = range(query(RangeQuery, params));
-    const r = deps.usage.range(key!.workspace, start, end, 'model');
-    ex.sendJson(200, { object: 'usage.summary', workspace: key!.workspace, start: r.start, end: r.end, granularity: r.granularity,
-      ...r.totals, by_model: r.by.map(({ value, ...f }) => ({ model: value, ...f })) });
+    const ws = key!.workspace;
+    const r = deps.usage.range(ws, start, end, 'model');
+    const byCache = deps.usage.range(ws, start, end, 'cache', r.granularity).by;
+    const bySaving = deps.usage.range(ws, start, end, 'saving', r.granularity).by;
+    ex.sendJson(200, { object: 'usage.summary', workspace: ws, start: r.start, end: r.end, granularity: r.granularity,
+      ...r.totals,
+      /** Tokens kept off the upstream bill, by savings mechanism. */
+      saved_tokens: Object.fromEntries(bySaving.map((b) => [b.value, b.prompt_tokens])),
+      by_saving: bySaving.map((b) => ({ mechanism: b.value, requests: b.requests, tokens: b.prompt_tokens })).sort((a, b) => b.tokens - a.tokens),
+      by_cache: Object.fromEntries(byCache.map((b) => [b.value, b.requests])),
+      by_model: r.by.map(({ value, ...f }) => ({ model: value, ...f })) });
   }));
 
   app.get('/v1/usage/timeseries', on.noBody('usage:read', (ex, key, _p, params) => {

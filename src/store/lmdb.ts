@@ -16,6 +16,10 @@ export interface Store {
   readonly rollupPending: Database<unknown, string>;
   /** Per-workspace request index: [workspace, request id] → key id. */
   readonly requests: Database<unknown, string[]>;
+  /** Exact cache: [workspace, request hash] → cached answer. */
+  readonly cache: Database<unknown, string[]>;
+  /** Semantic cache: [workspace, context hash, LSH bucket, id] → embedded prompt and answer. */
+  readonly semantic: Database<unknown, Array<string | number>>;
   close(): Promise<void>;
 }
 
@@ -42,8 +46,12 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
   const rollups = root.openDB<unknown, Array<string | number>>({ name: 'rollups', encoding: 'msgpack' });
   const requests = root.openDB<unknown, string[]>({ name: 'requests', encoding: 'msgpack' });
   const rollupPending = root.openDB<unknown, string>({ name: 'rollup_pending', encoding: 'msgpack' });
+  const cache = root.openDB<unknown, string[]>({ name: 'cache', encoding: 'msgpack' });
+  const semantic = root.openDB<unknown, Array<string | number>>({ name: 'semantic', encoding: 'msgpack' });
   return {
     root,
+    cache,
+    semantic,
     keys,
     ledger,
     workspaces,

@@ -2,7 +2,7 @@
 import { Piscina } from 'piscina';
 import type { EncodingName } from '../../native/tokenizer.js';
 import { compileTokenizerWasm } from '../../native/tokenizer.js';
-import type { WorkerTask } from './protocol.js';
+import type { RewriteReply, RewriteTask, WorkerTask } from './protocol.js';
 
 export class WorkerPool {
   private constructor(private readonly piscina: Piscina) {}
@@ -36,6 +36,24 @@ export class WorkerPool {
   classify(body: Uint8Array): Promise<number> {
     const task: WorkerTask = { op: 'classify', encoding: 'o200k_base', body };
     return this.piscina.run(task) as Promise<number>;
+  }
+
+  /** Chunk dedupe and compression (savings/rewrite.ts), with the prompt tokens of the result. */
+  rewrite(encoding: EncodingName, body: Uint8Array, chunkMinChars: number, compression: RewriteTask['compression']): Promise<RewriteReply> {
+    const task: WorkerTask = { op: 'rewrite', encoding, body, chunkMinChars, compression };
+    return this.piscina.run(task) as Promise<RewriteReply>;
+  }
+
+  /** A streamed answer as a chat.completion JSON body; null when the bytes are not a complete chat stream. */
+  assemble(sse: Uint8Array): Promise<string | null> {
+    const task: WorkerTask = { op: 'assemble', sse };
+    return this.piscina.run(task) as Promise<string | null>;
+  }
+
+  /** The semantic cache's embedding of a prompt (the model loads on a worker's first call). */
+  embed(text: string): Promise<Float32Array> {
+    const task: WorkerTask = { op: 'embed', text };
+    return this.piscina.run(task) as Promise<Float32Array>;
   }
 
   countText(encoding: EncodingName, text: string): Promise<number> {

@@ -30,5 +30,34 @@ export interface ClassifyTask {
   body: Uint8Array;
 }
 
-export type WorkerTask = CountPromptTask | CountTextTask | ClassifyTask;
-export type WorkerResult = number;
+/** Chunk dedupe and compression of a chat body (savings/rewrite.ts). */
+export interface RewriteTask {
+  op: 'rewrite';
+  encoding: EncodingName;
+  body: Uint8Array;
+  chunkMinChars: number;
+  compression: { budgetTokens: number; keepLast: number; staleMaxChars: number } | null;
+}
+
+export interface RewriteReply {
+  /** The rewritten body (UTF-8 JSON), or null when nothing changed. */
+  body: string | null;
+  promptTokens: number;
+  savedChunk: number;
+  savedCompression: number;
+}
+
+/** A streamed answer's SSE bytes assembled into a chat.completion JSON (null if they are not one). */
+export interface AssembleTask {
+  op: 'assemble';
+  sse: Uint8Array;
+}
+
+/** The semantic cache's sentence embedding (512 floats, Universal Sentence Encoder lite). */
+export interface EmbedTask {
+  op: 'embed';
+  text: string;
+}
+
+export type WorkerTask = CountPromptTask | CountTextTask | ClassifyTask | RewriteTask | AssembleTask | EmbedTask;
+export type WorkerResult = number | RewriteReply | string | null | Float32Array;

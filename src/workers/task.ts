@@ -5,12 +5,18 @@ import { loadTokenizers, type EncodingName, type Tokenizer } from '../../native/
 import { classifyPrompt } from './classify.js';
 import { countPromptTokens } from './prompt-text.js';
 import type { WorkerResult, WorkerTask } from './protocol.js';
+import { isRecord } from '../json.js';
+import { assembleStream } from '../savings/replay.js';
+import { rewrite } from '../savings/rewrite.js';
+import { embed } from '../savings/embed.js';
 
 const { wasm } = workerData as { wasm: WebAssembly.Module };
 const ready: Promise<Map<EncodingName, Tokenizer>> = loadTokenizers(wasm, ['o200k_base', 'cl100k_base']);
 const decoder = new TextDecoder();
 
 export default async function run(task: WorkerTask): Promise<WorkerResult> {
+  if (task.op === 'assemble') return assembleStream(decoder.decode(task.sse));
+  if (task.op === 'embed') return embed(task.text);
   const tokenizers = await ready;
   const tok = tokenizers.get(task.encoding) ?? tokenizers.get('o200k_base');
   if (!tok) return 0;
@@ -20,6 +26,11 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
     request = JSON.parse(decoder.decode(task.body));
   } catch {
     return 0;
+  }
+  if (task.op === 'rewrite') {
+    if (!isRecord(request)) return { body: null, promptTokens: 0, savedChunk: 0, savedCompression: 0 };
+    const r = rewrite(request, task, (req) => countPromptTokens(tok, req));
+    return { body: r.request ? JSON.stringify(r.request) : null, promptTokens: r.promptTokens, savedChunk: r.savedChunk, savedCompression: r.savedCompression };
   }
   return task.op === 'classify' ? classifyPrompt(tok, request) : countPromptTokens(tok, request);
 }

@@ -13,6 +13,8 @@ export interface Received {
   written: number;
   /** Set when the client went away before the response finished. */
   aborted: boolean;
+  /** 1 for the first request this fake received, 2 for the next, … */
+  seq: number;
 }
 
 /** A fault the whole fake answers with, whatever the model (for failover tests). */
@@ -28,10 +30,17 @@ export interface FakeUpstream {
 
 export const FAKE_WORDS = ['Hello', ' from', ' the', ' fake', ' upstream', '.'];
 
-function usageFor(body: Record<string, unknown>) {
+/** prompt_cache_key values seen: like OpenAI, a repeated long prefix is then partly served from cache. */
+const cacheKeys = new Set<string>();
+
+function usageFor(body: Record<string, unknown>, completion = FAKE_WORDS.length) {
   const prompt = JSON.stringify(body.messages ?? '').length >> 2;
-  return { prompt_tokens: prompt, completion_tokens: FAKE_WORDS.length, total_tokens: prompt + FAKE_WORDS.length,
-    prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 } };
+  const key = typeof body.prompt_cache_key === 'string' ? body.prompt_cache_key : null;
+  // OpenAI caches in 128-token steps from 1,024 tokens on; here 3/4 of a repeated prompt.
+  const cached = key && cacheKeys.has(key) && prompt >= 1024 ? Math.floor((prompt * 0.75) / 128) * 128 : 0;
+  if (key) cacheKeys.add(key);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cached, audio_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0 } };
 }
 
 function chunk(model: string, delta: Record<string, unknown>, finish: string | null, withUsage: boolean): string {
@@ -85,19 +94,25 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   const model = String(body.model);
   if (req.headers.authorization !== 'Bearer sk-fake-upstream') return sendError(res, 401, 'Incorrect API key provided.', 'invalid_request_error');
   if (model === 'fail-500') return sendError(res, 500, 'The server had an error.', 'server_error');
+  if (model.endsWith('slow500')) { await new Promise((r) => setTimeout(r, 100)); return sendError(res, 500, 'The server had an error.', 'server_error'); }
   if (model === 'fail-400') return sendError(res, 400, "Invalid value for 'temperature'.", 'invalid_request_error');
   if (model === 'hang') return;
+  const dripMatch = /drip-(\d+)/.exec(model);
+  const drip = dripMatch ? Number(dripMatch[1]) : 0;
+  // `seq` models answer with the number of the call, so a second upstream call is told apart from a replay.
+  const words = model.includes('seq') ? ['Answer', ' number', ` ${rec.seq}`, '.']
+    : model.startsWith('long-') ? Array.from({ length: Number(model.slice(5)) }, (_, i) => ` w${i}`) : FAKE_WORDS;
   if (!body.stream) {
+    if (drip) await new Promise((r) => setTimeout(r, drip * words.length));
+    if (rec.aborted) return;
     const payload = JSON.stringify({ id: 'chatcmpl-fake1', object: 'chat.completion', created: 1_700_000_000, model,
-      choices: [{ index: 0, message: { role: 'assistant', content: FAKE_WORDS.join(''), refusal: null, annotations: [] },
-        logprobs: null, finish_reason: 'stop' }], usage: usageFor(body), service_tier: 'default', system_fingerprint: 'fp_fake' });
+      choices: [{ index: 0, message: { role: 'assistant', content: words.join(''), refusal: null, annotations: [] },
+        logprobs: null, finish_reason: 'stop' }], usage: usageFor(body, words.length), service_tier: 'default', system_fingerprint: 'fp_fake' });
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(payload);
     return;
   }
   const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
-  const drip = model.startsWith('drip-') ? Number(model.slice(5)) : 0;
-  const words = model.startsWith('long-') ? Array.from({ length: Number(model.slice(5)) }, (_, i) => ` w${i}`) : FAKE_WORDS;
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   res.write(chunk(model, { role: 'assistant', content: '', refusal: null }, null, includeUsage));
   for (const word of words) {
@@ -126,7 +141,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       const raw = Buffer.concat(parts).toString();
       let body: Record<string, unknown> = {};
       try { body = JSON.parse(raw) as Record<string, unknown>; } catch { /* recorded as {} */ }
-      const rec: Received = { headers: req.headers, body, raw, written: 0, aborted: false };
+      const rec: Received = { headers: req.headers, body, raw, written: 0, aborted: false, seq: received.length + 1 };
       received.push(rec);
       res.on('close', () => { if (!res.writableFinished) rec.aborted = true; });
       handle(req, res, rec, fault).catch(() => sendError(res, 400, 'Could not parse the JSON body of your request.', 'invalid_request_error'));

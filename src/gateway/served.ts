@@ -1,0 +1,189 @@
+// A response the savings engine serves without an upstream call of its own: an exact or
+// semantic cache hit (replayed from the stored chat.completion), or a dedupe follower (the
+// bytes of an identical request already in flight, from where it is, then live). It
+// writes its own headers and `gateway` figures and records its own ledger row.
+import type { KeyRecord } from '../accounts/keys.js';
+import { ledgerRow } from '../accounts/ledger.js';
+import type { Admission } from '../accounts/limits.js';
+import { priceRequest, type Costs, type Usage } from '../accounts/pricing.js';
+import { toNano, type Workspace } from '../accounts/workspaces.js';
+import type { Prices } from '../config/schema.js';
+import { Errors, GatewayError } from '../errors.js';
+import { isRecord } from '../json.js';
+import type { ChatRequest } from '../providers/provider.js';
+import type { Exchange, HeaderList } from '../server/exchange.js';
+import type { CachedAnswer } from '../savings/cache.js';
+import type { SavedTokens } from '../savings/mechanisms.js';
+import { replayAsSse } from '../savings/replay.js';
+import type { CompletionScan } from './sse-usage.js';
+import type { ChatDeps } from './chat.js';
+import { fmtUsd } from './fmt.js';
+
+export type CacheKind = 'exact' | 'semantic' | 'dedupe';
+
+const DONE = Buffer.from('data: [DONE]\n\n');
+
+function ms(start: number, end: number): number {
+  return Math.round((end - start) * 1000) / 1000;
+}
+
+export class Served {
+  /** A dedupe follower whose leader's client went away pays for the shared call. */
+  payer = false;
+  private settled = false;
+  private tFirstByte = 0;
+  private readonly stream: boolean;
+  /** Set for a follower by its leader: called when this client goes away. */
+  onGone: (() => void) | null = null;
+
+  constructor(
+    private readonly deps: ChatDeps,
+    readonly ex: Exchange,
+    private readonly key: KeyRecord,
+    private readonly ws: Workspace,
+    private readonly admission: Admission | null,
+    private readonly request: ChatRequest,
+    private readonly t0: number,
+    readonly kind: CacheKind,
+    private decision: string,
+    /** Prices of the requested route: the benchmark when no baseline model is set. */
+    private readonly prices: Prices,
+    private readonly similarity: number | null = null,
+  ) {
+    this.stream = request.stream === true;
+    ex.onAbort(() => {
+      this.record(499, 'client_closed_request', null);
+      this.onGone?.();
+    });
+  }
+
+  get includeUsage(): boolean {
+    return this.request.stream_options?.include_usage === true;
+  }
+
+  // ---- cache hits ----------------------------------------------------------------------
+
+  /** Answers from a stored chat.completion: SSE when the caller streams, else the JSON body with the gateway object. */
+  replay(hit: CachedAnswer): void {
+    this.decision = hit.decision;
+    let completion: Record<string, unknown> | null = null;
+    try {
+      const parsed: unknown = JSON.parse(hit.body);
+      if (isRecord(parsed)) completion = parsed;
+    } catch { /* validated when stored; a damaged entry falls through to the error below */ }
+    if (!completion) {
+      this.fail(new GatewayError(Errors.internal, 'A cached answer could not be read; retry with x-gateway-cache: off.'));
+      return;
+    }
+    this.tFirstByte = performance.now();
+    if (this.stream) {
+      const events = replayAsSse(completion, this.includeUsage);
+      this.startStream();
+      this.ex.corked(() => {
+        this.ex.write(Buffer.from(events));
+        this.ex.write(this.comment(hit.usage));
+      });
+      this.end(hit.usage, DONE);
+      return;
+    }
+    const body = Buffer.from(hit.body);
+    const close = body.lastIndexOf(125);
+    this.sendBuffered(body, { isObject: true, close, empty: false, usage: hit.usage }, hit.usage);
+  }
+
+  // ---- dedupe followers (driven by the leading ChatExchange) ---------------------------
+
+  headers(): HeaderList {
+    const h: Array<readonly [string, string]> = [['x-gateway-decision', this.decision], ['x-gateway-retries', '0'], ['x-gateway-cache', this.payer ? 'miss' : this.kind]];
+    if (this.similarity !== null) h.push(['x-gateway-cache-similarity', this.similarity.toFixed(4)]);
+    return this.admission ? [...h, ...this.admission.headers] : h;
+  }
+
+  startStream(): void {
+    if (!this.tFirstByte) this.tFirstByte = performance.now();
+    this.ex.startStream(200, 'text/event-stream; charset=utf-8', this.headers(), () => undefined);
+  }
+
+  write(chunk: Uint8Array): void {
+    this.ex.corked(() => this.ex.write(chunk));
+  }
+
+  /** The stream's end, once the row is committed (`tail`: the replay's `[DONE]`; a follower got the leader's). */
+  end(usage: Usage | null, tail?: Buffer): void {
+    if (this.ex.aborted) return;
+    this.record(200, null, usage);
+    this.deps.ledger.whenCommitted(() => this.ex.end(tail));
+  }
+
+  /** The SSE comment with this response's figures (the leader writes one per follower before `[DONE]`). */
+  comment(usage: Usage | null): Buffer {
+    return Buffer.from(`: gateway ${this.gatewayJson(usage, usage ? this.costs(usage) : null)}\n\n`);
+  }
+
+  /** A buffered chat.completion with this response's gateway object spliced in before the closing brace. */
+  sendBuffered(body: Buffer, scan: CompletionScan, usage: Usage): void {
+    if (this.ex.aborted) return;
+    if (!this.tFirstByte) this.tFirstByte = performance.now();
+    const costs = this.costs(usage);
+    const headers: HeaderList = [...this.headers(),
+      ['x-gateway-cost-usd', fmtUsd(costs.cost_usd)], ['x-btl-benchmark-cost', fmtUsd(costs.benchmark_usd)],
+      ['x-btl-customer-charge', fmtUsd(costs.charge_usd)], ['x-btl-saved', fmtUsd(costs.saved_usd)],
+      ['x-gateway-overhead-ms', ms(this.t0, performance.now()).toFixed(3)]];
+    const extra = Buffer.from(`${scan.empty ? '' : ','}"gateway":${this.gatewayJson(usage, costs)}}`);
+    const out = Buffer.concat([body.subarray(0, scan.close), extra, body.subarray(scan.close + 1)]);
+    this.record(200, null, usage, costs);
+    this.deps.ledger.whenCommitted(() => this.ex.send(200, 'application/json', out, headers));
+  }
+
+  /** The leader's upstream error (or a relayed upstream 4xx body). */
+  fail(err: GatewayError, relay?: { status: number; body: Buffer }): void {
+    if (this.ex.aborted) return;
+    if (relay) this.ex.send(relay.status, 'application/json', relay.body, this.headers());
+    else this.ex.sendError(err, this.headers());
+    this.record(relay?.status ?? err.status, relay ? `upstream_${relay.status}` : err.code, null);
+  }
+
+  // ---- figures -------------------------------------------------------------------------
+
+  /** A served answer costs nothing upstream and is not charged; the payer (see above) pays as a miss. */
+  private costs(usage: Usage): Costs {
+    const bench = this.deps.baseline ?? this.prices;
+    if (this.payer) return priceRequest(this.prices, bench, usage, this.deps.markup);
+    const b = priceRequest(bench, bench, { ...usage, cached_tokens: 0 }, 0).benchmark_usd;
+    return { cost_usd: 0, benchmark_usd: b, charge_usd: 0, saved_usd: b };
+  }
+
+  private savedTokens(usage: Usage | null): SavedTokens {
+    if (!usage || this.payer) return {};
+    const key = this.kind === 'exact' ? 'exact_cache' : this.kind === 'semantic' ? 'semantic_cache' : 'dedupe';
+    return { [key]: usage.prompt_tokens + usage.completion_tokens };
+  }
+
+  private gatewayJson(usage: Usage | null, costs: Costs | null): string {
+    return JSON.stringify({
+      request_id: this.ex.requestId, served: this.decision, cache: this.payer ? 'miss' : this.kind, retries: 0,
+      ...(this.similarity !== null ? { similarity: Math.round(this.similarity * 1e4) / 1e4 } : {}),
+      usage, saved_tokens: this.savedTokens(usage), ...(costs ?? {}), overhead_ms: ms(this.t0, performance.now()),
+    });
+  }
+
+  private record(status: number, error: string | null, usage: Usage | null, known?: Costs): void {
+    if (this.settled) return;
+    this.settled = true;
+    const c = usage && status === 200 ? known ?? this.costs(usage) : null;
+    const chargeNano = c ? toNano(c.charge_usd) : 0;
+    const billed = this.payer && usage && status === 200 ? usage : null;
+    if (this.admission) this.deps.limits.finish(this.key, this.admission, billed ? billed.prompt_tokens + billed.completion_tokens : 0, chargeNano);
+    const tDone = performance.now();
+    this.deps.ledger.append(ledgerRow({
+      id: this.ex.requestId, kind: 'request', workspace: this.ws.id, key_id: this.key.id, endpoint: 'chat.completions',
+      requested_model: this.request.model, served: this.decision, cache: this.payer ? 'miss' : this.kind, stream: this.stream,
+      // Tokens are what the upstream billed for this request: none for a served answer.
+      prompt_tokens: billed?.prompt_tokens ?? 0, cached_tokens: billed?.cached_tokens ?? 0, completion_tokens: billed?.completion_tokens ?? 0,
+      usage_source: billed ? 'upstream' : 'none', saved_tokens: status === 200 ? this.savedTokens(usage) : {},
+      cost_usd: c?.cost_usd ?? 0, benchmark_usd: c?.benchmark_usd ?? 0, charge_usd: c?.charge_usd ?? 0, saved_usd: c?.saved_usd ?? 0,
+      ttfb_ms: this.tFirstByte ? ms(this.t0, this.tFirstByte) : null, total_ms: ms(this.t0, tDone), overhead_ms: ms(this.t0, tDone),
+      status, error, delta_nano: this.ws.metered ? -chargeNano : 0,
+    }), this.ws);
+  }
+}

@@ -1,0 +1,133 @@
+// The exact and semantic caches, in LMDB (survive restarts, shared by every app on the
+// gateway, always scoped by workspace). Reads are memory-mapped gets; writes are lmdb's
+// batched async puts. Every stored record is validated when read back.
+import { z } from 'zod';
+import type { Usage } from '../accounts/pricing.js';
+import type { Store } from '../store/lmdb.js';
+import { sameQuestion, signature, type Signature } from './guard.js';
+
+export interface CachedAnswer {
+  /** The route that produced it (provider/model). */
+  decision: string;
+  /** The chat.completion JSON as the upstream sent it (without the gateway object). */
+  body: string;
+  usage: Usage;
+}
+
+const UsageSchema = z.object({ prompt_tokens: z.number().int().nonnegative(), completion_tokens: z.number().int().nonnegative(), cached_tokens: z.number().int().nonnegative() });
+const ExactSchema = z.object({ exp: z.number(), decision: z.string(), body: z.string(), usage: UsageSchema });
+const SemanticSchema = ExactSchema.extend({ text: z.string(), vec: z.instanceof(Uint8Array) });
+
+/** Sign bits of this many fixed random projections pick a vector's bucket (256 buckets). */
+const PLANES = 8;
+const DIM = 512;
+
+/** Deterministic hyperplanes (a fixed-seed PRNG), so buckets mean the same after a restart. */
+function hyperplanes(): Float32Array[] {
+  let seed = 0x9e3779b9;
+  const next = () => {
+    seed ^= seed << 13; seed >>>= 0; seed ^= seed >>> 17; seed ^= seed << 5; seed >>>= 0;
+    return seed / 0x100000000 - 0.5;
+  };
+  return Array.from({ length: PLANES }, () => Float32Array.from({ length: DIM }, next));
+}
+const PLANE_SET = hyperplanes();
+
+function bucketOf(vec: Float32Array): number {
+  let b = 0;
+  for (let p = 0; p < PLANES; p++) {
+    const plane = PLANE_SET[p]!;
+    let dot = 0;
+    for (let i = 0; i < DIM; i++) dot += plane[i]! * vec[i]!;
+    if (dot >= 0) b |= 1 << p;
+  }
+  return b;
+}
+
+function normalize(vec: Float32Array): Float32Array {
+  let n = 0;
+  for (let i = 0; i < vec.length; i++) n += vec[i]! * vec[i]!;
+  const inv = n > 0 ? 1 / Math.sqrt(n) : 0;
+  const out = new Float32Array(vec.length);
+  for (let i = 0; i < vec.length; i++) out[i] = vec[i]! * inv;
+  return out;
+}
+
+export interface SemanticHit extends CachedAnswer {
+  similarity: number;
+}
+
+/** Candidates read per probed bucket, newest ids last: bounds the work of one lookup. */
+const PER_BUCKET = 64;
+
+export class ResponseCache {
+  constructor(private readonly store: Store) {}
+
+  getExact(ws: string, hash: string, now = Date.now()): CachedAnswer | null {
+    const parsed = ExactSchema.safeParse(this.store.cache.get([ws, hash]));
+    if (!parsed.success || parsed.data.exp <= now) return null;
+    return parsed.data;
+  }
+
+  putExact(ws: string, hash: string, answer: CachedAnswer, ttlMs: number): void {
+    void this.store.cache.put([ws, hash], { exp: Date.now() + ttlMs, decision: answer.decision, body: answer.body, usage: answer.usage });
+  }
+
+  /**
+   * The most similar cached prompt with the same context (workspace and everything but the
+   * final user turn), if it reaches `threshold` and passes the guards. Probes the vector's
+   * LSH bucket and its 8 neighbours at Hamming distance 1; nothing else is read.
+   */
+  findSimilar(ws: string, context: string, embedding: Float32Array, text: string, threshold: number, now = Date.now()): SemanticHit | null {
+    const vec = normalize(embedding);
+    const home = bucketOf(vec);
+    const sig: Signature = signature(text);
+    let best: SemanticHit | null = null;
+    for (let flip = -1; flip < PLANES; flip++) {
+      const bucket = flip < 0 ? home : home ^ (1 << flip);
+      for (const { value } of this.store.semantic.getRange({ start: [ws, context, bucket], end: [ws, context, bucket + 1], reverse: true, limit: PER_BUCKET })) {
+        const parsed = SemanticSchema.safeParse(value);
+        if (!parsed.success || parsed.data.exp <= now) continue;
+        const e = parsed.data;
+        if (e.vec.byteLength !== DIM * 4) continue;
+        const other = new Float32Array(e.vec.buffer.slice(e.vec.byteOffset, e.vec.byteOffset + e.vec.byteLength));
+        let dot = 0;
+        for (let i = 0; i < DIM; i++) dot += vec[i]! * other[i]!;
+        if (dot < threshold || (best && dot <= best.similarity)) continue;
+        if (!sameQuestion(sig, signature(e.text))) continue;
+        best = { decision: e.decision, body: e.body, usage: e.usage, similarity: dot };
+      }
+    }
+    return best;
+  }
+
+  putSimilar(ws: string, context: string, id: string, embedding: Float32Array, text: string, answer: CachedAnswer, ttlMs: number): void {
+    const vec = normalize(embedding);
+    void this.store.semantic.put([ws, context, bucketOf(vec), id], {
+      exp: Date.now() + ttlMs, decision: answer.decision, body: answer.body, usage: answer.usage, text,
+      vec: Buffer.from(vec.buffer, vec.byteOffset, vec.byteLength),
+    });
+  }
+
+  private sweepFrom: { cache: unknown; semantic: unknown } = { cache: undefined, semantic: undefined };
+
+  /** Removes expired entries, at most `budget` records read per database per call (a timer calls it). */
+  sweep(budget = 2000, now = Date.now()): number {
+    let removed = 0;
+    for (const name of ['cache', 'semantic'] as const) {
+      const db = this.store[name] as import('lmdb').Database<unknown, Array<string | number>>;
+      const start = this.sweepFrom[name] as Array<string | number> | undefined;
+      let last: Array<string | number> | undefined;
+      let seen = 0;
+      for (const { key, value } of db.getRange({ start, limit: budget })) {
+        seen++;
+        last = key;
+        const exp = (value as { exp?: unknown } | undefined)?.exp;
+        if (typeof exp !== 'number' || exp <= now) { void db.remove(key); removed++; }
+      }
+      // Start after the last key next time; wrap around at the end.
+      this.sweepFrom[name] = seen < budget ? undefined : [...last!, '\uffff'];
+    }
+    return removed;
+  }
+}

@@ -1,0 +1,66 @@
+// The exact cache's key: a hash of what determines the answer. Key order and whitespace do
+// not matter; fields that only change delivery (stream, stream_options, user, metadata, …)
+// are left out, so a streamed and a non-streamed ask of the same question share an entry.
+import { createHash } from 'node:crypto';
+import type { ChatRequest } from '../providers/provider.js';
+
+/** Fields that do not change what the model answers. */
+const DELIVERY = new Set(['stream', 'stream_options', 'user', 'metadata', 'store', 'prompt_cache_key', 'safety_identifier', 'service_tier']);
+
+/** JSON with object keys sorted at every level; the input is already valid JSON data. */
+export function canonicalJson(value: unknown, skip?: ReadonlySet<string>): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += (i ? ',' : '') + canonicalJson(value[i]);
+    return `${out}]`;
+  }
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj).sort();
+  let out = '{';
+  let first = true;
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined || (skip && skip.has(k))) continue;
+    out += `${first ? '' : ','}${JSON.stringify(k)}:${canonicalJson(v)}`;
+    first = false;
+  }
+  return `${out}}`;
+}
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('base64url');
+}
+
+/** The request's cache key (the workspace scopes it separately). */
+export function requestHash(request: ChatRequest): string {
+  return sha256(canonicalJson(request, DELIVERY));
+}
+
+/** A sampled request gives a different answer each time; only these are cached unless opted in. */
+export function isDeterministic(request: ChatRequest): boolean {
+  return request.temperature === 0;
+}
+
+/** The final user turn's text and a hash of everything else (the semantic cache's context). */
+export function splitLastTurn(request: ChatRequest): { text: string; context: string } | null {
+  const messages = request.messages;
+  const last = messages[messages.length - 1];
+  if (!last || last.role !== 'user') return null;
+  const text = typeof last.content === 'string' ? last.content
+    : Array.isArray(last.content) && last.content.every((p) => typeof p === 'object' && p !== null && (p as { type?: unknown }).type === 'text')
+      ? last.content.map((p) => String((p as { text?: unknown }).text ?? '')).join('\n') : null;
+  if (text === null) return null; // images and files are not compared by meaning
+  const rest = { ...request, messages: messages.slice(0, -1) };
+  return { text, context: sha256(canonicalJson(rest, DELIVERY)) };
+}
+
+/** The stable head of a prompt (system and developer messages, tools): what a provider's prompt cache keys on. */
+export function prefixHash(workspace: string, request: ChatRequest): string {
+  const head: unknown[] = [workspace, request.model, request.tools ?? null];
+  for (const m of request.messages) {
+    if (m.role !== 'system' && m.role !== 'developer') break;
+    head.push(m.content);
+  }
+  return sha256(canonicalJson(head)).slice(0, 32);
+}

@@ -1,0 +1,50 @@
+// The savings engine's mechanisms, as bits: a request carries one number saying which are
+// on for it (config, minus the key's `savings_off`, minus the request's headers).
+export const MECHANISMS = ['output_cap', 'exact_cache', 'dedupe', 'semantic_cache', 'prompt_cache', 'compression', 'chunk_dedupe'] as const;
+export type Mechanism = (typeof MECHANISMS)[number];
+
+export const M = {
+  output_cap: 1, exact_cache: 2, dedupe: 4, semantic_cache: 8, prompt_cache: 16, compression: 32, chunk_dedupe: 64,
+} as const satisfies Record<Mechanism, number>;
+
+export const ALL = 127;
+/** What `x-gateway-cache: off` turns off. */
+export const CACHES = M.exact_cache | M.dedupe | M.semantic_cache;
+
+/** Tokens each mechanism kept from the upstream bill on one request (absent = none). */
+export type SavedTokens = Partial<Record<Mechanism, number>>;
+
+/** Bits from a `savings_off` list. */
+export function maskOf(names: readonly string[] | undefined): number {
+  if (!names) return 0;
+  let bits = 0;
+  for (const n of names) bits |= n === 'all' ? ALL : (M as Record<string, number>)[n] ?? 0;
+  return bits;
+}
+
+/**
+ * The request's own switches. `x-gateway-savings: off` turns everything off;
+ * `x-gateway-cache: off` the caches and dedupe; `x-gateway-cache: on` opts a sampled
+ * (temperature > 0) request into the caches.
+ */
+export interface RequestSwitches {
+  off: number;
+  forceCache: boolean;
+}
+
+export function readSwitches(savings: string, cache: string): RequestSwitches {
+  let off = 0;
+  if (savings.toLowerCase() === 'off') off = ALL;
+  const c = cache.toLowerCase();
+  if (c === 'off') off |= CACHES;
+  return { off, forceCache: c === 'on' };
+}
+
+export const NO_SWITCHES: RequestSwitches = { off: 0, forceCache: false };
+
+/** The mechanisms the config turns on. */
+export function enabledSavings(cfg: Record<Mechanism, { enabled: boolean }>): number {
+  let bits = 0;
+  for (const m of MECHANISMS) if (cfg[m].enabled) bits |= M[m];
+  return bits;
+}
