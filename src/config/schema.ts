@@ -155,7 +155,7 @@ export const ConfigSchema = z.object({
       min_chars: z.number().int().min(40).default(200),
     }).strict().prefault({}),
     /** Compression and chunk dedupe run (in the worker pool) only on bodies at least this large. */
-    rewrite_min_bytes: z.number().int().positive().default(4096),
+    rewrite_min_bytes: z.number().int().positive().default(2048),
   }).strict().prefault({}),
   ledger: z.object({
     /**

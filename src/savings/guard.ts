@@ -38,7 +38,7 @@ export function signature(text: string): Signature {
     const lower = word.toLowerCase();
     const bare = lower.replace(/['’]/g, '');
     if (NEGATIONS.has(bare) || bare.endsWith("n't") || lower.endsWith('n’t')) { negations.push(bare.replace(/n[’']t$/, 'nt')); continue; }
-    if (LANGUAGES.has(lower) && (!CASED_LANGUAGES.has(lower) || /^[A-Z]/.test(word))) { languages.push(lower === 'golang' ? 'go' : lower); continue; }
+    if (LANGUAGES.has(lower) && (!CASED_LANGUAGES.has(lower) || (/^[A-Z]/.test(word) && !sentenceStart))) { languages.push(lower === 'golang' ? 'go' : lower); continue; }
     // A capitalized word that does not start a sentence is taken as a name; so is an acronym anywhere.
     if ((/^[A-Z]/.test(word) && !sentenceStart && word !== 'I') || /^[A-Z]{2,}$/.test(word)) names.push(lower);
   }
