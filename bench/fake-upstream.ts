@@ -23,8 +23,16 @@ const faultRate = Number(process.env.FAULT_RATE ?? 0);
 const failure = Buffer.from(JSON.stringify({ error: { message: 'injected fault', type: 'server_error', code: null, param: null } }));
 const USAGE = Buffer.from('"include_usage":true');
 
+/** Models named `slow-…` answer after 50 ms, like a real provider's time to a short answer (for the cache-hit comparison). */
+const SLOW = Buffer.from('"model":"slow-');
+const SLOW_MS = 50;
+
 uWS.App().post('/v1/chat/completions', (res) => {
-  readBody(res, (body) => {
+  const state = readBody(res, (body) => {
+    if (body.includes(SLOW)) {
+      setTimeout(() => { if (!state.aborted) res.cork(() => res.writeStatus('200 OK').writeHeader('content-type', 'application/json').end(completion)); }, SLOW_MS);
+      return;
+    }
     res.cork(() => {
       if (faultRate > 0 && Math.random() < faultRate) {
         res.writeStatus('500 Internal Server Error').writeHeader('content-type', 'application/json').end(failure);

@@ -17,12 +17,32 @@ interface Measured { rps: number; p50: number; p99: number; errors: number }
 const BODY = (stream: boolean, model = 'gpt-4.1-mini') => JSON.stringify({ model, stream,
   messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say hello to the benchmark in one short sentence.' }] });
 
-async function load(port: number, stream: boolean, opts: { duration: number; rate?: number; model?: string; key?: string }): Promise<Measured> {
-  const body = BODY(stream, opts.model);
+interface LoadOptions {
+  duration: number;
+  rate?: number;
+  model?: string;
+  key?: string;
+  /** Extra request headers (e.g. x-gateway-savings: off). */
+  headers?: Record<string, string>;
+  /** A different body per request (`unique`, so every request misses the caches), or one fixed body. */
+  body?: string | 'unique';
+}
+
+let uniqueSeq = 0;
+/** Deterministic (temperature 0, so cacheable) and different on every call: a cache miss each time. */
+const uniqueBody = () => JSON.stringify({ model: 'gpt-4.1-mini', temperature: 0,
+  messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: `Say hello to benchmark request ${++uniqueSeq} in one short sentence.` }] });
+/** The same deterministic request every time: an exact-cache hit after the first. */
+const REPEATED = JSON.stringify({ model: 'gpt-4.1-mini', temperature: 0,
+  messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say hello to the benchmark in one short sentence.' }] });
+
+async function load(port: number, stream: boolean, opts: LoadOptions): Promise<Measured> {
+  const body = opts.body === 'unique' ? uniqueBody() : opts.body ?? BODY(stream, opts.model);
   const result = await autocannon({
     url: `http://127.0.0.1:${port}/v1/chat/completions`, method: 'POST', body,
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${opts.key ?? MASTER}` },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${opts.key ?? MASTER}`, ...opts.headers },
     connections: opts.rate ? 20 : CONNECTIONS, duration: opts.duration, ...(opts.rate ? { overallRate: opts.rate } : {}),
+    ...(opts.body === 'unique' ? { setupRequest: (req: autocannon.Request) => ({ ...req, body: uniqueBody() }) } : {}),
   });
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx };
 }
@@ -46,7 +66,7 @@ async function main() {
   const upstreamPort = Number(fake.match[1]);
   const bare = await startProcess(here('./bare-passthrough.js'), { UPSTREAM: `http://127.0.0.1:${upstreamPort}` }, /listening (\d+)/);
   const barePort = Number(bare.match[1]);
-  const gw = await startGateway(upstreamPort);
+  const gw = await startGateway(upstreamPort, {}, { models: [{ slug: 'openai/slow-model', upstream_id: 'slow-model', context_window: 128000, tokenizer: 'o200k_base', prices: { input: 0.4, cached_input: 0.1, output: 1.6 } }] });
   const limitedKey = await mintLimitedKey(gw.port);
   const rows: string[] = [];
   try {
@@ -68,6 +88,25 @@ async function main() {
         rows.push(`${''.padEnd(11)} limited  ${fmt(limited.rps)} ${fmt(limited.p50, 2)} ${fmt(limited.p99, 2)} ${fmt(limited.errors)}   ratio ${(limited.rps / direct.rps).toFixed(2)}  (${(limited.rps / through.rps).toFixed(2)} of sluice with an exempt key)`);
       }
     }
+    // The savings engine: on cache misses (every request different, cacheable: hashed, looked
+    // up, registered for dedupe, stored) against the same requests with it switched off; and
+    // the exact-cache hit path against the direct upstream.
+    const savingsOff = await load(gw.port, false, { duration: DURATION, body: 'unique', headers: { 'x-gateway-savings': 'off' } });
+    const savingsMiss = await load(gw.port, false, { duration: DURATION, body: 'unique' });
+    await load(gw.port, false, { duration: 1, body: REPEATED }); // fills the entry
+    const hits = await load(gw.port, false, { duration: DURATION, body: REPEATED });
+    const directRef = await load(upstreamPort, false, { duration: DURATION });
+    rows.push('');
+    rows.push(`${'savings'.padEnd(11)} off      ${fmt(savingsOff.rps)} ${fmt(savingsOff.p50, 2)} ${fmt(savingsOff.p99, 2)} ${fmt(savingsOff.errors)}   (x-gateway-savings: off, unique cacheable requests)`);
+    rows.push(`${''.padEnd(11)} misses   ${fmt(savingsMiss.rps)} ${fmt(savingsMiss.p50, 2)} ${fmt(savingsMiss.p99, 2)} ${fmt(savingsMiss.errors)}   ratio ${(savingsMiss.rps / savingsOff.rps).toFixed(2)} of off  (engine cost on misses: ${((1 - savingsMiss.rps / savingsOff.rps) * 100).toFixed(1)}%)`);
+    // Against an upstream that takes 50 ms (as real ones take far longer), a hit skips the wait.
+    const slowBody = REPEATED.replace('"gpt-4.1-mini"', '"slow-model"');
+    const slowDirect = await load(upstreamPort, false, { duration: DURATION, body: slowBody });
+    await load(gw.port, false, { duration: 1, body: slowBody });
+    const slowHits = await load(gw.port, false, { duration: DURATION, body: slowBody });
+    rows.push(`${''.padEnd(11)} hits     ${fmt(hits.rps)} ${fmt(hits.p50, 2)} ${fmt(hits.p99, 2)} ${fmt(hits.errors)}   ratio ${(hits.rps / directRef.rps).toFixed(2)} of direct (${fmt(directRef.rps).trim()} req/s, p50 ${directRef.p50.toFixed(2)} ms, same run)`);
+    rows.push(`${''.padEnd(11)} 50ms up  ${fmt(slowDirect.rps)} ${fmt(slowDirect.p50, 2)} ${fmt(slowDirect.p99, 2)} ${fmt(slowDirect.errors)}   (direct, an upstream answering in 50 ms)`);
+    rows.push(`${''.padEnd(11)} its hits ${fmt(slowHits.rps)} ${fmt(slowHits.p50, 2)} ${fmt(slowHits.p99, 2)} ${fmt(slowHits.errors)}   ratio ${(slowHits.rps / slowDirect.rps).toFixed(2)} of direct, p50 ${(slowHits.p50 / slowDirect.p50).toFixed(3)}×`);
     const rssUnderLoad = rssMiB(gw.proc.pid!);
     const probe = (port: number) => fixedRate(`http://127.0.0.1:${port}`, { rate: FIXED_RATE, seconds: RATE_DURATION, body: BODY(false),
       headers: { 'content-type': 'application/json', authorization: `Bearer ${MASTER}` } });

@@ -66,29 +66,26 @@ export class Served {
   /** Answers from a stored chat.completion: SSE when the caller streams, else the JSON body with the gateway object. */
   replay(hit: CachedAnswer): void {
     this.decision = hit.decision;
-    let completion: Record<string, unknown> | null = null;
-    try {
-      const parsed: unknown = JSON.parse(hit.body);
-      if (isRecord(parsed)) completion = parsed;
-    } catch { /* validated when stored; a damaged entry falls through to the error below */ }
-    if (!completion) {
+    this.tFirstByte = performance.now();
+    if (!this.stream) {
+      // Stored only after the upstream's body scanned as a JSON object; spliced, not parsed.
+      const body = Buffer.from(hit.body);
+      this.sendBuffered(body, { isObject: true, close: body.lastIndexOf(125), empty: false, usage: hit.usage }, hit.usage);
+      return;
+    }
+    let completion: unknown = null;
+    try { completion = JSON.parse(hit.body); } catch { /* a damaged entry is answered below */ }
+    if (!isRecord(completion)) {
       this.fail(new GatewayError(Errors.internal, 'A cached answer could not be read; retry with x-gateway-cache: off.'));
       return;
     }
-    this.tFirstByte = performance.now();
-    if (this.stream) {
-      const events = replayAsSse(completion, this.includeUsage);
-      this.startStream();
-      this.ex.corked(() => {
-        this.ex.write(Buffer.from(events));
-        this.ex.write(this.comment(hit.usage));
-      });
-      this.end(hit.usage, DONE);
-      return;
-    }
-    const body = Buffer.from(hit.body);
-    const close = body.lastIndexOf(125);
-    this.sendBuffered(body, { isObject: true, close, empty: false, usage: hit.usage }, hit.usage);
+    const events = replayAsSse(completion, this.includeUsage);
+    this.startStream();
+    this.ex.corked(() => {
+      this.ex.write(Buffer.from(events));
+      this.ex.write(this.comment(hit.usage));
+    });
+    this.end(hit.usage, DONE);
   }
 
   // ---- dedupe followers (driven by the leading ChatExchange) ---------------------------

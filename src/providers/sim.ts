@@ -45,6 +45,8 @@ class SimCall implements UpstreamHandle {
   private readonly id = `chatcmpl-sim${Math.random().toString(36).slice(2, 12)}`;
   private readonly created = Math.floor(Date.now() / 1000);
   private promptTokens = 0;
+  /** Prompt tokens the emulated provider cache served (see SimProvider). */
+  cachedTokens = 0;
 
   constructor(
     private readonly call: ChatCall,
@@ -53,9 +55,10 @@ class SimCall implements UpstreamHandle {
     private readonly opts: SimOptions,
   ) {}
 
-  start(promptTokens: Promise<number>): void {
+  start(promptTokens: Promise<number>, cached: (n: number) => number): void {
     promptTokens.then((n) => {
       this.promptTokens = n;
+      this.cachedTokens = cached(n);
       if (!this.aborted) this.timer = setTimeout(() => this.first(), this.opts.ttftMs);
     }, (err: unknown) => {
       void err;
@@ -66,7 +69,7 @@ class SimCall implements UpstreamHandle {
   private usage() {
     const completion = this.answer.tokens.length;
     return { prompt_tokens: this.promptTokens, completion_tokens: completion, total_tokens: this.promptTokens + completion,
-      prompt_tokens_details: { cached_tokens: 0 } };
+      prompt_tokens_details: { cached_tokens: this.cachedTokens } };
   }
 
   private first(): void {
@@ -132,12 +135,28 @@ export class SimProvider implements Provider {
   readonly kind = 'sim' as const;
   readonly name = 'sim';
 
+  /**
+   * Emulated provider prompt cache, as OpenAI's behaves: a prompt of 1,024+ tokens sent with a
+   * `prompt_cache_key` seen before is served from cache up to the previous prompt's length
+   * (conversations grow by appending), in 128-token steps. Bounded; oldest keys go first.
+   */
+  private readonly prefixes = new Map<string, number>();
+
   constructor(private readonly pool: WorkerPool, private readonly opts: SimOptions) {}
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     const max = call.request.max_completion_tokens ?? call.request.max_tokens ?? this.opts.defaultMaxTokens;
     const sim = new SimCall({ ...call, request: { ...call.request, stream_options: { include_usage: true } } }, sink, simAnswer(call, max), this.opts);
-    sim.start(this.pool.countPrompt(call.encoding, call.body));
+    const key = call.promptCacheKey;
+    sim.start(this.pool.countPrompt(call.encoding, call.body), (tokens) => {
+      if (!key) return 0;
+      const prev = this.prefixes.get(key) ?? 0;
+      this.prefixes.delete(key);
+      this.prefixes.set(key, tokens);
+      if (this.prefixes.size > 10_000) this.prefixes.delete(this.prefixes.keys().next().value!);
+      const cached = Math.min(prev, tokens);
+      return cached >= 1024 ? cached - (cached % 128) : 0;
+    });
     return sim;
   }
 

@@ -20,6 +20,10 @@ t.test('guards (pure): numbers, names, languages and negation must agree', async
   t.notOk(same('What is 2+2?', 'What is 3+5?'), 'numbers differ');
   t.notOk(same('Write it in C', 'Write it in R'), 'one-letter languages when capitalized');
   t.ok(same('Go to the park and write a poem', 'go to the park and write a poem'), '"go" as a verb at a sentence start is not a language');
+  t.notOk(same('How does pricing work at ACME?', 'How does discounts work at ACME?'), 'a content word swapped for another (cosine 0.90)');
+  t.notOk(same('List three benefits of exercise', 'List three drawbacks of exercise'), 'benefits vs drawbacks');
+  t.ok(same('What is the capital of France?', 'What is the capital city of France?'), 'a word added');
+  t.ok(same('Explain how refunds work at ACME.', 'How do refunds work at ACME?'), 'function words changed');
 });
 
 const fake = await startFakeUpstream();
