@@ -77,8 +77,8 @@ async function main(): Promise<void> {
   }
   const router = { mediumFrom: config.router.medium_from, complexFrom: config.router.complex_from,
     simple: config.router.simple, medium: config.router.medium, complex: config.router.complex };
-  const cache = new ResponseCache(store);
-  const sweeper = setInterval(() => cache.sweep(), 60_000);
+  const cache = new ResponseCache(store, { cache: config.savings.exact_cache.max_entries, semantic: config.savings.semantic_cache.max_entries });
+  const sweeper = setInterval(() => cache.sweep(5000), 10_000);
   sweeper.unref();
   const chat = new ChatGateway({ catalog, ledger, workspaces, limits, health, router, maxRetries: config.upstream.max_retries, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings) } });

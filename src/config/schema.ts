@@ -124,6 +124,8 @@ export const ConfigSchema = z.object({
       nondeterministic: z.boolean().default(false),
       /** Answers larger than this are not cached. */
       max_entry_bytes: z.number().int().positive().default(1024 * 1024),
+      /** At most this many stored answers (the caches share LMDB with the ledger); expired ones are swept every 10 s. */
+      max_entries: z.number().int().positive().default(200_000),
     }).strict().prefault({}),
     dedupe: z.object({ enabled: z.boolean().default(true) }).strict().prefault({}),
     semantic_cache: z.object({
@@ -134,6 +136,7 @@ export const ConfigSchema = z.object({
       ttl_seconds: z.number().int().positive().default(86_400),
       /** The final user turn is embedded only when it is at most this long. */
       max_prompt_chars: z.number().int().positive().default(2000),
+      max_entries: z.number().int().positive().default(100_000),
     }).strict().prefault({}),
     prompt_cache: z.object({
       enabled: z.boolean().default(true),

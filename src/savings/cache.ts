@@ -70,8 +70,20 @@ export interface SemanticHit extends CachedAnswer {
 /** Candidates read per probed bucket, newest ids last: bounds the work of one lookup. */
 const PER_BUCKET = 64;
 
+/** A database's entry count (LMDB keeps it; no scan). */
+function entries(db: { getStats(): unknown }): number {
+  const n = (db.getStats() as { entryCount?: unknown }).entryCount;
+  return typeof n === 'number' ? n : 0;
+}
+
 export class ResponseCache {
-  constructor(private readonly store: Store) {}
+  /** Entries per database, kept in step with puts and removals and resynced at each sweep. */
+  private readonly counts: { cache: number; semantic: number };
+
+  /** `maxEntries`: past this, answers are not stored until the sweeper frees room (the caches share LMDB with the ledger). */
+  constructor(private readonly store: Store, private readonly maxEntries = { cache: 200_000, semantic: 100_000 }) {
+    this.counts = { cache: entries(store.cache), semantic: entries(store.semantic) };
+  }
 
   getExact(ws: string, hash: string, now = Date.now()): CachedAnswer | null {
     const parsed = ExactSchema.safeParse(this.store.cache.get([ws, hash]));
@@ -80,6 +92,8 @@ export class ResponseCache {
   }
 
   putExact(ws: string, hash: string, answer: CachedAnswer, ttlMs: number): void {
+    if (this.counts.cache >= this.maxEntries.cache) return;
+    this.counts.cache++;
     void this.store.cache.put([ws, hash], { exp: Date.now() + ttlMs, decision: answer.decision, body: answer.body, usage: answer.usage });
   }
 
@@ -112,6 +126,8 @@ export class ResponseCache {
   }
 
   putSimilar(ws: string, context: string, id: string, embedding: Float32Array, text: string, answer: CachedAnswer, ttlMs: number): void {
+    if (this.counts.semantic >= this.maxEntries.semantic) return;
+    this.counts.semantic++;
     const vec = normalize(embedding);
     void this.store.semantic.put([ws, context, bucketOf(vec), id], {
       exp: Date.now() + ttlMs, decision: answer.decision, body: answer.body, usage: answer.usage, text,
@@ -123,8 +139,9 @@ export class ResponseCache {
 
   /** Removes expired entries, at most `budget` records read per database per call (a timer calls it). */
   sweep(budget = 2000, now = Date.now()): number {
-    let removed = 0;
+    let total = 0;
     for (const name of ['cache', 'semantic'] as const) {
+      let removed = 0;
       const db = this.store[name] as import('lmdb').Database<unknown, Array<string | number>>;
       const start = this.sweepFrom[name] as Array<string | number> | undefined;
       let last: Array<string | number> | undefined;
@@ -133,11 +150,12 @@ export class ResponseCache {
         seen++;
         last = key;
         const exp = (value as { exp?: unknown } | undefined)?.exp;
-        if (typeof exp !== 'number' || exp <= now) { void db.remove(key); removed++; }
+        if (typeof exp !== 'number' || exp <= now) { void db.remove(key); removed++; total++; }
       }
       // Start after the last key next time; wrap around at the end.
       this.sweepFrom[name] = seen < budget ? undefined : [...last!, '\uffff'];
+      this.counts[name] = Math.max(0, entries(db) - removed);
     }
-    return removed;
+    return total;
   }
 }

@@ -170,3 +170,24 @@ t.test('prompt caching (Anthropic): cache_control breakpoints on the system prom
   await client(gw.masterKey, { 'x-gateway-savings': 'off' }).chat.completions.create({ model: 'anthropic/claude-test', messages: [{ role: 'system', content: system }, { role: 'user', content: 'q' }] });
   t.equal(anthropic.received.at(-1)!.body.system, system, 'off: no breakpoints');
 });
+
+t.test('odd but valid shapes pass through the rewrites; odd switch values are ignored', async (t) => {
+  const filler = passage('filler', 1500);
+  const messages = [
+    { role: 'system', content: [{ type: 'text', text: filler }] },
+    { role: 'user', content: [{ type: 'text', text: filler }, { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }, { type: 'text' }] },
+    { role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}' } }] },
+    { role: 'tool', tool_call_id: 'c', content: [{ type: 'text', text: filler }] },
+    { role: 'user', content: `${filler}\n\n   \n\n${filler}` },
+  ];
+  const res = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json', 'x-gateway-cache': '\xff nonsense', 'x-gateway-savings': 'maybe' },
+    body: JSON.stringify({ model: 'openai/rag', messages }) });
+  t.equal(res.status, 200);
+  const sent = fake.received.at(-1)!.body.messages as Json[];
+  t.same(sent[0], messages[0], 'system untouched');
+  t.same(sent[1]!.content[1], messages[1]!.content![1], 'image part untouched');
+  t.match(sent[3]!.content[0].text, /^\[Same passage as in message 1 above\.\]$/, 'a tool result repeating the system text');
+  t.ok(String(sent[4]!.content).endsWith(filler), 'the final question passage is kept even when it repeats');
+  const health = await fetch(`${gw.url}/health`);
+  t.equal(health.status, 200, 'still serving');
+});
