@@ -450,7 +450,7 @@ class ChatExchange implements ResponseSink {
     if (this.followers) for (const f of this.followers) f.fail(err, relay);
   }
 
-  /** Dispatch-time failures before any route could be tried. */
+  /** Sends the request to the first untried route whose breaker admits it. */
   dispatch(): void {
     this.retryTimer = null;
     if (this.ex.aborted && !this.leaderGone) return;
