@@ -17,7 +17,14 @@ export function startProcess(file: string, env: Record<string, string>, ready: R
     const onData = (d: Buffer) => {
       out += d.toString();
       const m = ready.exec(out);
-      if (m) { clearTimeout(timer); resolve({ proc, match: m }); }
+      if (!m) return;
+      clearTimeout(timer);
+      // Keep draining the pipes (access logs go to stdout) without keeping what they say.
+      proc.stdout!.off('data', onData);
+      proc.stderr!.off('data', onData);
+      proc.stdout!.resume();
+      proc.stderr!.resume();
+      resolve({ proc, match: m });
     };
     proc.stdout!.on('data', onData);
     proc.stderr!.on('data', onData);

@@ -107,6 +107,24 @@ async function main() {
     rows.push(`${''.padEnd(11)} hits     ${fmt(hits.rps)} ${fmt(hits.p50, 2)} ${fmt(hits.p99, 2)} ${fmt(hits.errors)}   ratio ${(hits.rps / directRef.rps).toFixed(2)} of direct (${fmt(directRef.rps).trim()} req/s, p50 ${directRef.p50.toFixed(2)} ms, same run)`);
     rows.push(`${''.padEnd(11)} 50ms up  ${fmt(slowDirect.rps)} ${fmt(slowDirect.p50, 2)} ${fmt(slowDirect.p99, 2)} ${fmt(slowDirect.errors)}   (direct, an upstream answering in 50 ms)`);
     rows.push(`${''.padEnd(11)} its hits ${fmt(slowHits.rps)} ${fmt(slowHits.p50, 2)} ${fmt(slowHits.p99, 2)} ${fmt(slowHits.errors)}   ratio ${(slowHits.rps / slowDirect.rps).toFixed(2)} of direct, p50 ${(slowHits.p50 / slowDirect.p50).toFixed(3)}×`);
+    // Metrics and access logs: the same gateway build with both off, alternated with the
+    // one above (both on, logs to stdout) so that the machine's drift hits both alike.
+    const quiet = await startGateway(upstreamPort, { SLUICE_METRICS: 'off', SLUICE_ACCESS_LOG: 'off' });
+    try {
+      await load(quiet.port, false, { duration: 1 });
+      const on: number[] = [];
+      const off: number[] = [];
+      for (let i = 0; i < 2; i++) {
+        off.push((await load(quiet.port, false, { duration: DURATION / 2 })).rps);
+        on.push((await load(gw.port, false, { duration: DURATION / 2 })).rps);
+      }
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      rows.push('');
+      rows.push(`${'ops'.padEnd(11)} off      ${fmt(mean(off))}   (metrics and access logs off; runs ${off.map((x) => x.toFixed(0)).join(', ')})`);
+      rows.push(`${''.padEnd(11)} on       ${fmt(mean(on))}   ratio ${(mean(on) / mean(off)).toFixed(3)}  (metrics counted, JSON access log to stdout; runs ${on.map((x) => x.toFixed(0)).join(', ')})`);
+    } finally {
+      await stop(quiet.proc);
+    }
     const rssUnderLoad = rssMiB(gw.proc.pid!);
     const probe = (port: number) => fixedRate(`http://127.0.0.1:${port}`, { rate: FIXED_RATE, seconds: RATE_DURATION, body: BODY(false),
       headers: { 'content-type': 'application/json', authorization: `Bearer ${MASTER}` } });

@@ -1,7 +1,11 @@
 // Start-up: config → store → keys → worker pool → providers → catalog → server; and the
 // graceful shutdown on SIGTERM/SIGINT: stop accepting, finish in-flight, flush the
 // ledger, close LMDB.
-import { resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { AccessLog } from './ops/access-log.js';
+import { Metrics } from './ops/metrics.js';
+import { loadWebAssets } from './ops/web.js';
 import { KeyRing } from './accounts/keys.js';
 import { Ledger, RequestIds } from './accounts/ledger.js';
 import { Limits } from './accounts/limits.js';
@@ -16,7 +20,7 @@ import { OpenAIProvider } from './providers/openai.js';
 import type { Provider } from './providers/provider.js';
 import { SimProvider } from './providers/sim.js';
 import { Catalog, mergeModels } from './router/catalog.js';
-import { RouteHealth } from './router/health.js';
+import { RouteHealth, deploymentViews } from './router/health.js';
 import { startServer } from './server/app.js';
 import { openStore } from './store/lmdb.js';
 import { ResponseCache } from './savings/cache.js';
@@ -82,7 +86,17 @@ async function main(): Promise<void> {
   sweeper.unref();
   const chat = new ChatGateway({ catalog, ledger, workspaces, limits, health, router, maxRetries: config.upstream.max_retries, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings) } });
-  const server = await startServer({ keys: ring, ids, catalog, chat, workspaces, ledger, usage, store, pool, health,
+  const metrics = new Metrics({
+    inFlight: () => chat.inFlight,
+    routes: () => deploymentViews(catalog.routes(), health).map((d) => ({ decision: d.decision, state: d.state })),
+    pool: () => pool.stats(),
+    lmdbPath: join(dataDir, 'sluice.mdb'),
+  });
+  if (config.metrics.enabled) ledger.onRow((row) => metrics.observe(row));
+  const accessLog = config.logs.access === 'off' ? null : new AccessLog(config.logs.access);
+  if (accessLog) ledger.onRow((row) => accessLog.add(row));
+  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+  const server = await startServer({ metrics: config.metrics.enabled ? metrics : null, web: await loadWebAssets(), version: pkg.version ?? '0.0.0', keys: ring, ids, catalog, chat, workspaces, ledger, usage, store, pool, health,
     billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },
     registration: { enabled: config.registration.enabled, starterCredits: config.billing.starter_credits }, maxBodyBytes: config.max_body_bytes, providers: [...providers.keys()] },
     config.host, config.port);
@@ -103,6 +117,7 @@ async function main(): Promise<void> {
     while (chat.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     clearInterval(sweeper);
     await ledger.flush();
+    accessLog?.close();
     await Promise.allSettled([...providers.values()].map((p) => p.close()));
     await pool.close();
     await store.close();

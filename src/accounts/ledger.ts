@@ -136,6 +136,7 @@ export class Ledger {
     for (const row of rows) {
       commit = this.store.ledger.put(row.id, row);
       if (row.kind === 'request') void this.store.requests.put([row.workspace, row.id], row.key_id);
+      else void this.store.credits.put([row.workspace, row.id], row.kind);
       for (const listen of this.rowListeners) listen(row);
     }
     for (const ws of this.workspaces.takeDirty()) commit = this.store.workspaces.put(ws.id, ws);

@@ -160,6 +160,12 @@ export const ConfigSchema = z.object({
     /** Compression and chunk dedupe run (in the worker pool) only on bodies at least this large. */
     rewrite_min_bytes: z.number().int().positive().default(2048),
   }).strict().prefault({}),
+  /** Structured JSON access logs (pino): one line per request. `destination`: 'stdout', 'off', or a file path. */
+  logs: z.object({
+    access: z.string().min(1).default('stdout'),
+  }).strict().prefault({}),
+  /** GET /metrics (Prometheus). Off: the route answers 404 and nothing is counted. */
+  metrics: z.object({ enabled: z.boolean().default(true) }).strict().prefault({}),
   ledger: z.object({
     /**
      * Group commit: queued rows are committed this long after the first one (0 = on the

@@ -100,3 +100,6 @@ export function parseJson(body: Buffer): unknown {
     throw new GatewayError(Errors.invalidJson, 'Request body is not valid JSON.');
   }
 }
+
+/** POST /admin/deployments/disable|enable */
+export const DeploymentToggleSchema = z.object({ decision: z.string().min(1) }).strict();

@@ -2,8 +2,9 @@
 // own workspace, never with more scopes than the caller has) and self-registration.
 import type { TemplatedApp } from 'uWebSockets.js';
 import { REGISTERED_LIMITS, viewOf, type KeyRecord, type KeyRing, type Scope } from '../accounts/keys.js';
-import type { Ledger, RequestIds } from '../accounts/ledger.js';
-import { workspaceView, type Workspaces } from '../accounts/workspaces.js';
+import { LedgerRowSchema, type Ledger, type RequestIds } from '../accounts/ledger.js';
+import { fromNano, workspaceView, type Workspaces } from '../accounts/workspaces.js';
+import type { Store } from '../store/lmdb.js';
 import { Errors, GatewayError } from '../errors.js';
 import { RegisterSchema, SelfMintKeySchema, parseBody, parseJsonOrEmpty } from '../gateway/schemas.js';
 import { topUp } from './admin.js';
@@ -15,6 +16,7 @@ export interface AccountDeps {
   ledger: Ledger;
   ids: RequestIds;
   registration: { enabled: boolean; starterCredits: number };
+  store: Store;
 }
 
 /** A key of the caller's workspace, or 404 (another workspace's keys do not exist for it). */
@@ -27,6 +29,18 @@ function ownKey(deps: AccountDeps, caller: KeyRecord, id: string): KeyRecord {
 }
 
 export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDeps): void {
+  // The caller's workspace: balance, and its credit history (top-ups and refunds, newest first).
+  app.get('/v1/account', on.noBody('usage:read', (ex, caller) => {
+    const ws = deps.workspaces.get(caller!.workspace);
+    if (!ws) throw new GatewayError(Errors.notFound, `Workspace ${caller!.workspace} no longer exists.`);
+    const credits = [];
+    for (const { key } of deps.store.credits.getRange({ start: [ws.id, '~'], end: [ws.id, ''], reverse: true, limit: 100 })) {
+      const row = LedgerRowSchema.safeParse(deps.store.ledger.get((key as string[])[1]!));
+      if (row.success) credits.push({ id: row.data.id, kind: row.data.kind, amount_usd: fromNano(row.data.delta_nano), balance_after_usd: row.data.balance_nano === null ? null : fromNano(row.data.balance_nano), note: row.data.note, created_at: new Date(row.data.ts).toISOString() });
+    }
+    ex.sendJson(200, { ...workspaceView(ws, deps.workspaces.reservedNano(ws.id)), key: viewOf(caller!), credits });
+  }));
+
   app.post('/v1/api-keys', on.withBody('keys:write', (ex, caller, body) => {
     const input = parseBody(SelfMintKeySchema, parseJsonOrEmpty(body));
     const scopes: Scope[] = input.scopes ?? ['inference'];

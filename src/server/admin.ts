@@ -7,10 +7,9 @@ import type { Ledger, RequestIds } from '../accounts/ledger.js';
 import type { Store } from '../store/lmdb.js';
 import type { Catalog } from '../router/catalog.js';
 import { deploymentViews, type RouteHealth } from '../router/health.js';
-import { z } from 'zod';
 import { fromNano, toNano, workspaceView, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
-import { CreateWorkspaceSchema, MintKeySchema, PatchKeySchema, RefundSchema, TopupSchema, parseBody, parseJsonOrEmpty } from '../gateway/schemas.js';
+import { CreateWorkspaceSchema, DeploymentToggleSchema, MintKeySchema, PatchKeySchema, RefundSchema, TopupSchema, parseBody, parseJsonOrEmpty } from '../gateway/schemas.js';
 import { LedgerRowSchema, ledgerRow, type LedgerRow } from '../accounts/ledger.js';
 import type { Handlers } from './handlers.js';
 
@@ -86,10 +85,10 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   // Deployments = routes: breaker state, error rate and latency; disable/enable applies to the next request.
   const deployments = () => deploymentViews(deps.catalog.routes(), deps.health);
   app.get('/admin/deployments', on.noBody('admin', (ex) => ex.sendJson(200, { object: 'list', data: deployments() })));
-  const Toggle = z.object({ decision: z.string().min(1) }).strict();
+
   for (const action of ['disable', 'enable'] as const) {
     app.post(`/admin/deployments/${action}`, on.withBody('admin', (ex, _key, body) => {
-      const { decision } = parseBody(Toggle, parseJsonOrEmpty(body));
+      const { decision } = parseBody(DeploymentToggleSchema, parseJsonOrEmpty(body));
       if (!deployments().some((d) => d.decision === decision)) throw new GatewayError(Errors.notFound, `No deployment ${decision}; GET /admin/deployments lists them.`, 'decision');
       deps.health.setDisabled(decision, action === 'disable');
       ex.sendJson(200, deployments().find((d) => d.decision === decision));

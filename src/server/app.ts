@@ -16,9 +16,17 @@ import { Exchange } from './exchange.js';
 import { makeHandlers } from './handlers.js';
 import { deploymentViews } from '../router/health.js';
 import { NO_SWITCHES, readSwitches } from '../savings/mechanisms.js';
+import { ALL_WORKSPACES } from '../accounts/usage.js';
+import type { Metrics } from '../ops/metrics.js';
+import { openApiDocument, recordRoutes, type RecordedRoute } from '../ops/openapi.js';
+import type { Asset } from '../ops/web.js';
 import { modelListBody, modelView } from './models.js';
 
 export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDeps {
+  /** null when metrics are turned off. */
+  metrics: Metrics | null;
+  web: Map<string, Asset>;
+  version: string;
   keys: KeyRing;
   ids: RequestIds;
   catalog: Catalog;
@@ -35,7 +43,8 @@ export interface Server {
 }
 
 export function startServer(deps: ServerDeps, host: string, port: number): Promise<Server> {
-  const app: TemplatedApp = uWS.App();
+  const routes: RecordedRoute[] = [];
+  const app: TemplatedApp = recordRoutes(uWS.App(), routes);
   const started = Date.now();
   const modelList = modelListBody(deps.catalog, deps.chat.deps.router);
   const state = { draining: false };
@@ -86,10 +95,40 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   registerUsage(app, handlers, deps);
   registerPricing(app, handlers, deps);
 
+  // Ops: metrics, the API description, and the pages.
+  app.get('/metrics', noBody(null, (ex) => {
+    if (!deps.metrics) throw new GatewayError(Errors.notFound, 'Metrics are turned off on this gateway (metrics.enabled / SLUICE_METRICS).');
+    deps.metrics.render().then((text) => ex.send(200, 'text/plain; version=0.0.4; charset=utf-8', text, null), (err: unknown) => ex.sendError(err));
+  }));
+  app.get('/v1/stats', noBody(null, (ex) => {
+    const now = Math.ceil(Date.now() / 1000);
+    const { totals } = deps.usage.range(ALL_WORKSPACES, now - 30 * 86400, now, 'all', 'day');
+    ex.sendJson(200, { object: 'stats', window_days: 30, requests: totals.requests, benchmark_usd: totals.benchmark_usd, charge_usd: totals.charge_usd, saved_usd: totals.saved_usd });
+  }));
+  const page = (name: string) => noBody(null, (ex) => {
+    const asset = deps.web.get(name);
+    if (!asset) throw new GatewayError(Errors.notFound, `The web assets are not built (${name}); run npm run build.`);
+    ex.send(200, asset.type, asset.body, [['cache-control', 'no-cache']]);
+  });
+  app.get('/', page('index.html'));
+  app.get('/app', page('app.html'));
+  app.get('/docs', page('docs.html'));
+  app.get('/app/*', (res, req) => {
+    const ex = new Exchange(res, deps.ids.next());
+    const asset = deps.web.get(req.getUrl().slice('/app/'.length));
+    if (!asset) { ex.sendError(new GatewayError(Errors.notFound, `No asset ${req.getUrl()}.`)); return; }
+    ex.send(200, asset.type, asset.body, [['cache-control', 'max-age=300']]);
+  });
+  let openapi: Buffer | null = null; // generated once, after every route is registered
+  app.get('/openapi.json', noBody(null, (ex) => {
+    openapi ??= Buffer.from(JSON.stringify(openApiDocument(routes, deps.version)));
+    ex.send(200, 'application/json', openapi, null);
+  }));
+  const knownPaths = new Set(routes.map((r) => r.path));
+
   app.any('/*', (res, req) => {
     const ex = new Exchange(res, deps.ids.next());
-    const known = ['/v1/chat/completions', '/v1/responses', '/v1/models', '/v1/providers', '/v1/api-keys', '/v1/register', '/v1/requests', '/v1/usage/summary', '/v1/usage/timeseries', '/v1/account/pricing', '/v1/account/quote',
-      '/admin/keys', '/admin/workspaces', '/admin/spend', '/admin/deployments', '/health'].includes(req.getUrl());
+    const known = knownPaths.has(req.getUrl());
     ex.sendError(known
       ? new GatewayError(Errors.methodNotAllowed, `${req.getMethod().toUpperCase()} is not allowed on ${req.getUrl()}.`)
       : new GatewayError(Errors.notFound, `No route for ${req.getMethod().toUpperCase()} ${req.getUrl()}.`));

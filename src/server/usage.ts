@@ -20,10 +20,10 @@ export interface UsageDeps {
 const DAY = 86400;
 const unix = z.coerce.number().int().min(0).max(32503680000);
 
-const RangeQuery = z.object({ start: unix.optional(), end: unix.optional() }).strict();
-const TimeseriesQuery = RangeQuery.extend({ bucket: z.enum(['minute', 'hour', 'day']).default('hour') });
-const SpendQuery = RangeQuery.extend({ by: z.enum(['key', 'workspace', 'model', 'provider']).default('workspace') });
-const RequestsQuery = RangeQuery.extend({
+export const RangeQuery = z.object({ start: unix.optional(), end: unix.optional() }).strict();
+export const TimeseriesQuery = RangeQuery.extend({ bucket: z.enum(['minute', 'hour', 'day']).default('hour') });
+export const SpendQuery = RangeQuery.extend({ by: z.enum(['key', 'workspace', 'model', 'provider']).default('workspace') });
+export const RequestsQuery = RangeQuery.extend({
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.string().regex(/^req_[0-9a-z]+$/).optional(),
   key: z.string().min(1).optional(),

@@ -16,6 +16,8 @@ export interface Store {
   readonly rollupPending: Database<unknown, string>;
   /** Per-workspace request index: [workspace, request id] → key id. */
   readonly requests: Database<unknown, string[]>;
+  /** Per-workspace credit history: [workspace, row id] → kind (topup, refund). */
+  readonly credits: Database<unknown, string[]>;
   /** Exact cache: [workspace, request hash] → cached answer. */
   readonly cache: Database<unknown, string[]>;
   /** Semantic cache: [workspace, context hash, LSH bucket, id] → embedded prompt and answer. */
@@ -47,11 +49,13 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
   const requests = root.openDB<unknown, string[]>({ name: 'requests', encoding: 'msgpack' });
   const rollupPending = root.openDB<unknown, string>({ name: 'rollup_pending', encoding: 'msgpack' });
   const cache = root.openDB<unknown, string[]>({ name: 'cache', encoding: 'msgpack' });
+  const credits = root.openDB<unknown, string[]>({ name: 'credits', encoding: 'msgpack' });
   const semantic = root.openDB<unknown, Array<string | number>>({ name: 'semantic', encoding: 'msgpack' });
   return {
     root,
     cache,
     semantic,
+    credits,
     keys,
     ledger,
     workspaces,

@@ -61,6 +61,11 @@ export class WorkerPool {
     return this.piscina.run(task) as Promise<number>;
   }
 
+  /** For /metrics: tasks waiting, share of worker time busy, threads. */
+  stats(): { queueSize: number; utilization: number; threads: number } {
+    return { queueSize: this.piscina.queueSize, utilization: this.piscina.utilization, threads: this.piscina.threads.length };
+  }
+
   async close(): Promise<void> {
     await this.piscina.destroy();
   }

@@ -1,0 +1,130 @@
+// GET /openapi.json: OpenAPI 3.1 generated from the routes the server registered (recorded
+// as they are registered, so a route cannot be missing) and the zod schemas that validate
+// their bodies and queries (so the docs cannot drift from what is enforced).
+import type { TemplatedApp } from 'uWebSockets.js';
+import { z } from 'zod';
+import {
+  ChatRequestSchema, CreateWorkspaceSchema, DeploymentToggleSchema, MintKeySchema, PatchKeySchema, RefundSchema, RegisterSchema, SelfMintKeySchema, TopupSchema,
+} from '../gateway/schemas.js';
+import { ResponsesRequestSchema } from '../gateway/responses.js';
+import { RangeQuery, RequestsQuery, SpendQuery, TimeseriesQuery } from '../server/usage.js';
+
+export interface RecordedRoute { method: 'get' | 'post' | 'patch' | 'delete' | 'put'; path: string }
+
+/** Wraps the app's route methods so that every registration is recorded. */
+export function recordRoutes(app: TemplatedApp, into: RecordedRoute[]): TemplatedApp {
+  const methods = { get: 'get', post: 'post', patch: 'patch', del: 'delete', put: 'put' } as const;
+  const table = app as unknown as Record<string, (path: string, handler: unknown) => TemplatedApp>;
+  for (const [name, method] of Object.entries(methods)) {
+    const original = table[name]!.bind(app);
+    table[name] = (path: string, handler: unknown) => {
+      into.push({ method, path });
+      return original(path, handler);
+    };
+  }
+  return app;
+}
+
+type Scope = 'inference' | 'usage:read' | 'keys:write' | 'admin' | null;
+interface RouteDoc {
+  summary: string;
+  tag: string;
+  /** null: public. */
+  scope: Scope;
+  body?: z.ZodType;
+  query?: z.ZodObject;
+  /** Content type of a successful answer (JSON unless said). */
+  produces?: string;
+}
+
+const json = 'application/json';
+/** Every route's documentation, keyed `METHOD path` as registered. */
+export const ROUTE_DOCS: Record<string, RouteDoc> = {
+  'GET /': { summary: 'Landing page: what Sluice is, the base-URL change, live totals.', tag: 'Ops', scope: null, produces: 'text/html' },
+  'GET /app': { summary: 'The dashboard (sign in with a key).', tag: 'Ops', scope: null, produces: 'text/html' },
+  'GET /app/*': { summary: 'Dashboard assets.', tag: 'Ops', scope: null, produces: 'application/octet-stream' },
+  'GET /docs': { summary: 'This API, rendered from /openapi.json.', tag: 'Ops', scope: null, produces: 'text/html' },
+  'GET /openapi.json': { summary: 'The OpenAPI 3.1 description of every route.', tag: 'Ops', scope: null },
+  'GET /metrics': { summary: 'Prometheus metrics (text format 0.0.4).', tag: 'Ops', scope: null, produces: 'text/plain' },
+  'GET /health': { summary: 'Liveness, providers and requests in flight.', tag: 'Ops', scope: null },
+  'GET /v1/stats': { summary: 'Public totals across the gateway (requests, saved dollars), for the landing page.', tag: 'Ops', scope: null },
+  'GET /v1/models': { summary: 'Models, aliases and `auto`, with routes and prices (OpenAI list shape).', tag: 'Models', scope: null },
+  'GET /v1/models/:provider/:model': { summary: 'One model with its routes and prices.', tag: 'Models', scope: null },
+  'GET /v1/providers': { summary: 'Providers and their deployments, with route health.', tag: 'Models', scope: null },
+  'POST /v1/chat/completions': { summary: 'OpenAI chat completions (JSON or SSE), routed, metered, with the savings engine.', tag: 'Inference', scope: 'inference', body: ChatRequestSchema },
+  'POST /v1/responses': { summary: 'OpenAI Responses API (passthrough or bridged onto the chat path).', tag: 'Inference', scope: 'inference', body: ResponsesRequestSchema },
+  'GET /v1/account': { summary: "The caller's workspace: balance, reserved, and credit history.", tag: 'Account', scope: 'usage:read' },
+  'GET /v1/account/pricing': { summary: 'List and marked-up prices per model and route, and the billing policy.', tag: 'Account', scope: 'inference' },
+  'POST /v1/account/quote': { summary: 'What a chat request would cost, per route (nothing is sent upstream).', tag: 'Account', scope: 'inference', body: ChatRequestSchema },
+  'POST /v1/api-keys': { summary: 'Mint a key in your own workspace (at most your own scopes).', tag: 'Keys', scope: 'keys:write', body: SelfMintKeySchema },
+  'GET /v1/api-keys': { summary: "Your workspace's keys (never their secrets).", tag: 'Keys', scope: 'keys:write' },
+  'DELETE /v1/api-keys/:id': { summary: 'Revoke a key of your workspace.', tag: 'Keys', scope: 'keys:write' },
+  'POST /v1/register': { summary: 'Self-registration: a workspace with starter credits and a key.', tag: 'Account', scope: null, body: RegisterSchema },
+  'GET /v1/usage/summary': { summary: 'Totals for a range: requests, tokens, dollars, savings by mechanism and cache status, by model.', tag: 'Usage', scope: 'usage:read', query: RangeQuery },
+  'GET /v1/usage/timeseries': { summary: 'The same figures per minute, hour or day.', tag: 'Usage', scope: 'usage:read', query: TimeseriesQuery },
+  'GET /v1/requests': { summary: 'Ledger rows of your workspace, newest first, with filters and a cursor.', tag: 'Usage', scope: 'usage:read', query: RequestsQuery },
+  'GET /v1/requests/:id': { summary: 'One request: route, retries, cache, tokens, costs, latency split.', tag: 'Usage', scope: 'usage:read' },
+  'POST /admin/workspaces': { summary: 'Create a workspace (optionally with credits).', tag: 'Admin', scope: 'admin', body: CreateWorkspaceSchema },
+  'GET /admin/workspaces': { summary: 'Every workspace with its balance.', tag: 'Admin', scope: 'admin' },
+  'GET /admin/workspaces/:id': { summary: 'One workspace.', tag: 'Admin', scope: 'admin' },
+  'POST /admin/workspaces/:id/topups': { summary: 'Add credits (a ledger row).', tag: 'Admin', scope: 'admin', body: TopupSchema },
+  'POST /admin/workspaces/:id/refunds': { summary: "Refund (part of) one request's charge, once.", tag: 'Admin', scope: 'admin', body: RefundSchema },
+  'GET /admin/deployments': { summary: 'Every deployment (route) with its breaker, error rate and latency.', tag: 'Admin', scope: 'admin' },
+  'POST /admin/deployments/disable': { summary: 'Take a deployment out of routing.', tag: 'Admin', scope: 'admin', body: DeploymentToggleSchema },
+  'POST /admin/deployments/enable': { summary: 'Put a deployment back into routing.', tag: 'Admin', scope: 'admin', body: DeploymentToggleSchema },
+  'POST /admin/keys': { summary: 'Mint a key in any workspace.', tag: 'Admin', scope: 'admin', body: MintKeySchema },
+  'GET /admin/keys': { summary: 'Every key (never their secrets).', tag: 'Admin', scope: 'admin' },
+  'GET /admin/keys/:id': { summary: 'One key.', tag: 'Admin', scope: 'admin' },
+  'PATCH /admin/keys/:id': { summary: "Change a key's name, scopes or limits.", tag: 'Admin', scope: 'admin', body: PatchKeySchema },
+  'DELETE /admin/keys/:id': { summary: 'Revoke a key.', tag: 'Admin', scope: 'admin' },
+  'GET /admin/spend': { summary: 'Spend across workspaces by key, workspace, model or provider.', tag: 'Admin', scope: 'admin', query: SpendQuery },
+};
+
+function schemaOf(s: z.ZodType): Record<string, unknown> {
+  const out = z.toJSONSchema(s, { target: 'draft-2020-12', io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+  delete out.$schema;
+  return out;
+}
+
+const ERROR = {
+  type: 'object', required: ['error'],
+  properties: { error: { type: 'object', properties: { type: { type: 'string' }, code: { type: ['string', 'null'] }, message: { type: 'string' }, param: { type: ['string', 'null'] } } } },
+};
+
+/** The OpenAPI 3.1 document for the recorded routes; throws for a route without docs (a test checks). */
+export function openApiDocument(routes: readonly RecordedRoute[], version: string): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const id = `${r.method.toUpperCase()} ${r.path}`;
+    const doc = ROUTE_DOCS[id];
+    if (!doc) throw new Error(`route ${id} has no entry in ROUTE_DOCS (src/ops/openapi.ts)`);
+    const path = r.path.replace(/:([a-z_]+)/g, '{$1}').replace(/\/\*$/, '/{asset}');
+    const parameters: unknown[] = [];
+    for (const m of path.matchAll(/\{([a-z_]+)\}/g)) parameters.push({ name: m[1], in: 'path', required: true, schema: { type: 'string' } });
+    if (doc.query) {
+      const q = schemaOf(doc.query) as { properties?: Record<string, unknown>; required?: string[] };
+      for (const [name, schema] of Object.entries(q.properties ?? {})) parameters.push({ name, in: 'query', required: (q.required ?? []).includes(name), schema });
+    }
+    const produces = doc.produces ?? json;
+    const op: Record<string, unknown> = {
+      summary: doc.summary, tags: [doc.tag], operationId: `${r.method}${path.replace(/[^a-zA-Z0-9]+/g, '_')}`,
+      ...(doc.scope ? { security: [{ bearer: [] }], description: `Key scope: \`${doc.scope}\`.` } : { security: [] }),
+      ...(parameters.length ? { parameters } : {}),
+      ...(doc.body ? { requestBody: { required: true, content: { [json]: { schema: schemaOf(doc.body) } } } } : {}),
+      responses: {
+        [r.method === 'post' && /keys$|workspaces$|register$/.test(r.path) ? '201' : '200']: {
+          description: 'Success', content: { [produces]: { schema: produces === json ? { type: 'object' } : { type: 'string' } } },
+        },
+        default: { description: "An error in OpenAI's envelope", content: { [json]: { schema: { $ref: '#/components/schemas/Error' } } } },
+      },
+    };
+    (paths[path] ??= {})[r.method] = op;
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Sluice', version, description: 'A self-hosted, OpenAI-compatible LLM gateway: routing with failover, keys and limits, credits and a ledger, and a savings engine.' },
+    servers: [{ url: '/' }],
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A Sluice key (sk-sluice-…) or the master key.' } }, schemas: { Error: ERROR } },
+    paths,
+  };
+}
