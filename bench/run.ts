@@ -4,7 +4,7 @@
 // against the direct baseline measured in this same run.
 import autocannon from 'autocannon';
 import { fixedRate } from './fixed-rate.js';
-import { MASTER, here, rssMiB, startGateway, startProcess, stop } from './procs.js';
+import { MASTER, cpuSeconds, here, rssMiB, startGateway, startProcess, stop } from './procs.js';
 
 const quick = process.argv.includes('--quick');
 const DURATION = quick ? 5 : 15;
@@ -107,23 +107,28 @@ async function main() {
     rows.push(`${''.padEnd(11)} hits     ${fmt(hits.rps)} ${fmt(hits.p50, 2)} ${fmt(hits.p99, 2)} ${fmt(hits.errors)}   ratio ${(hits.rps / directRef.rps).toFixed(2)} of direct (${fmt(directRef.rps).trim()} req/s, p50 ${directRef.p50.toFixed(2)} ms, same run)`);
     rows.push(`${''.padEnd(11)} 50ms up  ${fmt(slowDirect.rps)} ${fmt(slowDirect.p50, 2)} ${fmt(slowDirect.p99, 2)} ${fmt(slowDirect.errors)}   (direct, an upstream answering in 50 ms)`);
     rows.push(`${''.padEnd(11)} its hits ${fmt(slowHits.rps)} ${fmt(slowHits.p50, 2)} ${fmt(slowHits.p99, 2)} ${fmt(slowHits.errors)}   ratio ${(slowHits.rps / slowDirect.rps).toFixed(2)} of direct, p50 ${(slowHits.p50 / slowDirect.p50).toFixed(3)}×`);
-    // Metrics and access logs: the same gateway build with both off, alternated with the
-    // one above (both on, logs to stdout) so that the machine's drift hits both alike.
-    const quiet = await startGateway(upstreamPort, { SLUICE_METRICS: 'off', SLUICE_ACCESS_LOG: 'off' });
+    // Metrics and access logs: two fresh gateways of this build, one with both on (JSON
+    // access log to stdout, drained by this process) and one with both off, alternated so
+    // that the machine's drift hits both alike; throughput and gateway CPU per request.
+    const opsOn = await startGateway(upstreamPort);
+    const opsOff = await startGateway(upstreamPort, { SLUICE_METRICS: 'off', SLUICE_ACCESS_LOG: 'off' });
     try {
-      await load(quiet.port, false, { duration: 1 });
-      const on: number[] = [];
-      const off: number[] = [];
-      for (let i = 0; i < 2; i++) {
-        off.push((await load(quiet.port, false, { duration: DURATION / 2 })).rps);
-        on.push((await load(gw.port, false, { duration: DURATION / 2 })).rps);
+      const runs = { on: [] as Array<[number, number]>, off: [] as Array<[number, number]> };
+      for (const g of [opsOn, opsOff]) await load(g.port, false, { duration: 1 });
+      for (let i = 0; i < 4; i++) {
+        for (const [name, g] of (i % 2 ? [['off', opsOff], ['on', opsOn]] : [['on', opsOn], ['off', opsOff]]) as Array<['on' | 'off', typeof opsOn]>) {
+          const cpu0 = cpuSeconds(g.proc.pid!);
+          const r = await load(g.port, false, { duration: DURATION / 3 });
+          runs[name].push([r.rps, ((cpuSeconds(g.proc.pid!) - cpu0) * 1e6) / (r.rps * (DURATION / 3))]);
+        }
       }
-      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      const mean = (xs: Array<[number, number]>, i: 0 | 1) => xs.reduce((a, x) => a + x[i], 0) / xs.length;
       rows.push('');
-      rows.push(`${'ops'.padEnd(11)} off      ${fmt(mean(off))}   (metrics and access logs off; runs ${off.map((x) => x.toFixed(0)).join(', ')})`);
-      rows.push(`${''.padEnd(11)} on       ${fmt(mean(on))}   ratio ${(mean(on) / mean(off)).toFixed(3)}  (metrics counted, JSON access log to stdout; runs ${on.map((x) => x.toFixed(0)).join(', ')})`);
+      rows.push(`${'ops'.padEnd(11)} off      ${fmt(mean(runs.off, 0))}   (metrics and access logs off; gateway CPU ${mean(runs.off, 1).toFixed(0)} µs/request)`);
+      rows.push(`${''.padEnd(11)} on       ${fmt(mean(runs.on, 0))}   ratio ${(mean(runs.on, 0) / mean(runs.off, 0)).toFixed(3)}  (metrics + JSON access log to stdout; CPU ${mean(runs.on, 1).toFixed(0)} µs/request, ${(mean(runs.on, 1) / mean(runs.off, 1)).toFixed(3)}×)`);
     } finally {
-      await stop(quiet.proc);
+      await stop(opsOn.proc);
+      await stop(opsOff.proc);
     }
     const rssUnderLoad = rssMiB(gw.proc.pid!);
     const probe = (port: number) => fixedRate(`http://127.0.0.1:${port}`, { rate: FIXED_RATE, seconds: RATE_DURATION, body: BODY(false),
