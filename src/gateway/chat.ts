@@ -66,7 +66,7 @@ interface Pending {
   router: RouterPick | null;
   /** Savings mechanisms on for this request, plus FORCE_CACHE. */
   bits: number;
-  /** The request as the caller sent it (the caches key on this). */
+  /** The request as the caller sent it, plus any output cap (the caches key on this). */
   original: ChatRequest;
   /** What is sent: the original, or with an output cap, dedupe and compression applied. */
   request: ChatRequest;
@@ -88,7 +88,14 @@ export class ChatGateway {
   /** Requests in flight that identical ones may join (in-flight dedupe), by workspace, hash and delivery. */
   private readonly flights = new Map<string, ChatExchange>();
 
-  constructor(readonly deps: ChatDeps) {}
+  /** Output caps by model slug or alias (a Map: request model names never reach Object.prototype). */
+  private readonly caps: Map<string, number>;
+  /** The spliced `"max_tokens":N,` bytes, one per field and cap. */
+  private readonly capMembers = new Map<string, Buffer>();
+
+  constructor(readonly deps: ChatDeps) {
+    this.caps = new Map(Object.entries(deps.savings.config.output_cap.models));
+  }
 
   /** `pin`: the x-gateway-provider header ('' when absent); the body's `provider` field wins. */
   handle(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin = '', api: 'chat' | 'responses' = 'chat', sw: RequestSwitches = NO_SWITCHES): void {
@@ -171,16 +178,21 @@ export class ChatGateway {
   private shape(p: Pending, route: Route): void {
     const req = p.request;
     if (!(p.bits & M.output_cap) || req.max_tokens != null || req.max_completion_tokens != null) return;
-    const c = this.deps.savings.config.output_cap;
-    const asked = c.models[req.model] ?? c.models[route.slug] ?? c.default;
+    const asked = this.caps.get(req.model) ?? this.caps.get(route.slug) ?? this.deps.savings.config.output_cap.default;
     if (!asked) return;
     const cap = Math.min(asked, route.model.max_output_tokens ?? asked);
     const field = COMPLETION_TOKENS_MODELS.test(route.upstreamModel) ? 'max_completion_tokens' : 'max_tokens';
-    p.request = { ...req, [field]: cap };
+    // Set on the parsed request itself (it is this call's own object): the caches then key on
+    // the request with its cap, which is what the upstream answers.
+    req[field] = cap;
+    const key = `${field}:${cap}`;
+    let member = this.capMembers.get(key);
+    if (!member) this.capMembers.set(key, member = Buffer.from(`"${field}":${cap},`));
     const open = p.body.indexOf(123); // '{' (the body parsed as an object)
-    p.body = Buffer.concat([p.body.subarray(0, open + 1), Buffer.from(`"${field}":${cap},`), p.body.subarray(open + 1)]);
+    p.body = Buffer.concat([p.body.subarray(0, open + 1), member, p.body.subarray(open + 1)]);
     p.outputCap = cap;
   }
+
 
   /**
    * Context window and credits before anything leaves. Without I/O when bounds allow: a
