@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import type { Store } from '../store/lmdb.js';
+import { MECHANISMS } from '../savings/mechanisms.js';
 
 export const Scope = z.enum(['inference', 'usage:read', 'keys:write', 'admin']);
 export type Scope = z.infer<typeof Scope>;
@@ -16,8 +17,6 @@ export const WindowSchema = z.object({
   requests: z.number().int().positive(),
   seconds: z.number().int().min(60).max(90 * 86400),
 }).strict();
-
-import { MECHANISMS } from '../savings/mechanisms.js';
 
 export const KeyLimitsSchema = z.object({
   rpm: z.number().int().positive().optional(),

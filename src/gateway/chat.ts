@@ -9,19 +9,19 @@ import { Errors, GatewayError } from '../errors.js';
 import type { ChatCall, ChatRequest, ResponseSink, UpstreamHandle } from '../providers/provider.js';
 import type { Catalog, Route, RoutePolicy } from '../router/catalog.js';
 import type { Config, ModelEntry, Prices } from '../config/schema.js';
-
-type SavingsConfig = Config['savings'];
 import type { RouteHealth } from '../router/health.js';
 import type { Exchange, HeaderList } from '../server/exchange.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { ResponsesRequestSchema } from './responses.js';
 import { ChatRequestSchema, parseBody, parseJson } from './schemas.js';
-import { SseUsageTap, scanCompletion, type CompletionScan } from './sse-usage.js';
-import { fmtUsd } from './fmt.js';
+import { SseUsageTap, scanCompletion, spliceGateway, type CompletionScan } from './sse-usage.js';
+import { figureHeaders, fmtUsd, ms } from './fmt.js';
 import { Served, type CacheKind } from './served.js';
 import type { ResponseCache } from '../savings/cache.js';
 import { isDeterministic, prefixHash, requestHash, splitLastTurn } from '../savings/canonical.js';
 import { CACHES, M, NO_SWITCHES, maskOf, type RequestSwitches, type SavedTokens } from '../savings/mechanisms.js';
+
+type SavingsConfig = Config['savings'];
 
 export interface ChatDeps {
   catalog: Catalog;
@@ -44,10 +44,6 @@ export interface ChatDeps {
 }
 
 export { fmtUsd };
-
-function ms(start: number, end: number): number {
-  return Math.round((end - start) * 1000) / 1000;
-}
 
 /** The savings engine's part of the gateway's dependencies. */
 export interface SavingsDeps {
@@ -192,7 +188,6 @@ export class ChatGateway {
     p.body = Buffer.concat([p.body.subarray(0, open + 1), member, p.body.subarray(open + 1)]);
     p.outputCap = cap;
   }
-
 
   /**
    * Context window and credits before anything leaves. Without I/O when bounds allow: a
@@ -429,12 +424,11 @@ class ChatExchange implements ResponseSink {
 
   join(f: Served): void {
     (this.followers ??= []).push(f);
-    if (this.stream) this.log ??= [];
     f.onGone = () => this.followerGone(f);
     if (this.tap) {
       // Already streaming: what the leader's client got so far, then live.
       f.startStream();
-      for (const chunk of this.log!) f.write(chunk === GATEWAY_MARK ? f.comment(this.tap.usage) : chunk);
+      for (const chunk of this.log ?? []) f.write(chunk === GATEWAY_MARK ? f.comment(this.tap.usage) : chunk);
     }
   }
 
@@ -526,12 +520,7 @@ class ChatExchange implements ResponseSink {
     this.retryAfterMs = retryAfterMs ?? null;
     if (this.stream && status === 200 && contentType.includes('event-stream')) {
       this.gw.deps.health.success(this.route.decision, this.tFirstByte - this.tDispatch);
-      const followed = this.followers !== null || this.flightKey !== null;
-      this.tap = new SseUsageTap(
-        this.request.stream_options?.include_usage === true,
-        followed ? this.emit : (chunk) => this.ex.write(chunk),
-        followed ? () => GATEWAY_MARK : () => this.gatewayComment(),
-      );
+      this.tap = new SseUsageTap(this.request.stream_options?.include_usage === true, this.emit, () => GATEWAY_MARK);
       if (this.cacheAs) this.sse = [];
       this.ex.startStream(200, 'text/event-stream; charset=utf-8', this.routeHeaders(), () => {
         this.writable = true;
@@ -541,7 +530,7 @@ class ChatExchange implements ResponseSink {
     }
   }
 
-  /** The tap's writer when others may follow: each client's own comment at the mark, the bytes logged for latecomers. */
+  /** The tap's writer: each client's own comment at the mark; while others may join, the bytes are logged for them. */
   private readonly emit = (chunk: Buffer): boolean => {
     if (this.flightKey) (this.log ??= []).push(chunk);
     if (this.followers) for (const f of this.followers) f.write(chunk === GATEWAY_MARK ? f.comment(this.tap!.usage) : chunk);
@@ -591,14 +580,9 @@ class ChatExchange implements ResponseSink {
   private readonly writeTail = (): void => {
     const tap = this.tap!;
     const tail = tap.flushTail();
-    if (tail) this.emitOrWrite(tail);
-    if (!tap.sawDone) this.emitOrWrite(this.followers || this.flightKey !== null ? GATEWAY_MARK : this.gatewayComment());
+    if (tail) this.emit(tail);
+    if (!tap.sawDone) this.emit(GATEWAY_MARK);
   };
-
-  private emitOrWrite(chunk: Buffer): void {
-    if (this.followers) this.emit(chunk);
-    else this.ex.write(chunk === GATEWAY_MARK ? this.gatewayComment() : chunk);
-  }
 
   /** Keeps a completed answer for the exact and semantic caches. */
   private store(json: string, usage: Usage): void {
@@ -636,7 +620,6 @@ class ChatExchange implements ResponseSink {
       this.settleHandedOver();
       return;
     }
-    this.land();
     this.cancelUpstream();
     if (!this.tUpstreamEnd) this.tUpstreamEnd = performance.now();
     this.settle(499, 'client_closed_request', this.tap?.usage ?? null);
@@ -690,21 +673,8 @@ class ChatExchange implements ResponseSink {
     if (this.ex.aborted) return;
     const costs = this.costs(usage);
     const overhead = this.overheadMs(performance.now());
-    const figures: HeaderList = [
-      ['x-gateway-cost-usd', fmtUsd(costs.cost_usd)],
-      ['x-btl-benchmark-cost', fmtUsd(costs.benchmark_usd)],
-      ['x-btl-customer-charge', fmtUsd(costs.charge_usd)],
-      ['x-btl-saved', fmtUsd(costs.saved_usd)],
-      ['x-gateway-overhead-ms', overhead.toFixed(3)],
-    ];
-    const headers = [...this.routeHeaders(), ...figures];
-    // Splice the `gateway` object in before the closing brace: no re-encoding of the body.
-    const extra = `${scan.empty ? '' : ','}"gateway":${this.gatewayJson(usage, costs, overhead)}}`;
-    const extraLen = Buffer.byteLength(extra);
-    const out = Buffer.allocUnsafe(body.length + extraLen - 1);
-    body.copy(out, 0, 0, scan.close);
-    out.write(extra, scan.close, 'utf8');
-    body.copy(out, scan.close + extraLen, scan.close + 1);
+    const headers = [...this.routeHeaders(), ...figureHeaders(costs, overhead)];
+    const out = spliceGateway(body, scan, this.gatewayJson(usage, costs, overhead));
     this.settle(200, null, usage, source, costs);
     // The response completes only once its ledger row (and charge) is committed.
     this.gw.deps.ledger.whenCommitted((err) => {

@@ -1,4 +1,7 @@
-// Dollar amounts as the x-btl-* headers carry them.
+// Figures as responses carry them: dollar amounts for the x-btl-* headers, milliseconds,
+// and the per-response figure headers.
+import type { Costs } from '../accounts/pricing.js';
+import type { HeaderList } from '../server/exchange.js';
 
 /** Plain decimal rounded to 1e-9 (never `1e-7`): what the x-btl-* headers carry. */
 export function fmtUsd(usd: number): string {
@@ -12,4 +15,20 @@ export function fmtUsd(usd: number): string {
   let digits = 9;
   while (frac % 10 === 0) { frac /= 10; digits--; }
   return `${sign}${whole}.${String(frac).padStart(digits, '0')}`;
+}
+
+/** Milliseconds between two performance.now() readings, to the microsecond. */
+export function ms(start: number, end: number): number {
+  return Math.round((end - start) * 1000) / 1000;
+}
+
+/** The cost, benchmark, charge, saved and overhead headers of a buffered answer. */
+export function figureHeaders(costs: Costs, overheadMs: number): HeaderList {
+  return [
+    ['x-gateway-cost-usd', fmtUsd(costs.cost_usd)],
+    ['x-btl-benchmark-cost', fmtUsd(costs.benchmark_usd)],
+    ['x-btl-customer-charge', fmtUsd(costs.charge_usd)],
+    ['x-btl-saved', fmtUsd(costs.saved_usd)],
+    ['x-gateway-overhead-ms', overheadMs.toFixed(3)],
+  ];
 }

@@ -5,7 +5,7 @@
 import type { KeyRecord } from '../accounts/keys.js';
 import { ledgerRow } from '../accounts/ledger.js';
 import type { Admission } from '../accounts/limits.js';
-import { priceRequest, type Costs, type Usage } from '../accounts/pricing.js';
+import { priceRequest, roundUsd, upstreamCost, type Costs, type Usage } from '../accounts/pricing.js';
 import { toNano, type Workspace } from '../accounts/workspaces.js';
 import type { Prices } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
@@ -15,17 +15,13 @@ import type { Exchange, HeaderList } from '../server/exchange.js';
 import type { CachedAnswer } from '../savings/cache.js';
 import type { SavedTokens } from '../savings/mechanisms.js';
 import { replayAsSse } from '../savings/replay.js';
-import type { CompletionScan } from './sse-usage.js';
+import { spliceGateway, type CompletionScan } from './sse-usage.js';
 import type { ChatDeps } from './chat.js';
-import { fmtUsd } from './fmt.js';
+import { figureHeaders, ms } from './fmt.js';
 
 export type CacheKind = 'exact' | 'semantic' | 'dedupe';
 
 const DONE = Buffer.from('data: [DONE]\n\n');
-
-function ms(start: number, end: number): number {
-  return Math.round((end - start) * 1000) / 1000;
-}
 
 export class Served {
   /** A dedupe follower whose leader's client went away pays for the shared call. */
@@ -122,12 +118,8 @@ export class Served {
     if (this.ex.aborted) return;
     if (!this.tFirstByte) this.tFirstByte = performance.now();
     const costs = this.costs(usage);
-    const headers: HeaderList = [...this.headers(),
-      ['x-gateway-cost-usd', fmtUsd(costs.cost_usd)], ['x-btl-benchmark-cost', fmtUsd(costs.benchmark_usd)],
-      ['x-btl-customer-charge', fmtUsd(costs.charge_usd)], ['x-btl-saved', fmtUsd(costs.saved_usd)],
-      ['x-gateway-overhead-ms', ms(this.t0, performance.now()).toFixed(3)]];
-    const extra = Buffer.from(`${scan.empty ? '' : ','}"gateway":${this.gatewayJson(usage, costs)}}`);
-    const out = Buffer.concat([body.subarray(0, scan.close), extra, body.subarray(scan.close + 1)]);
+    const headers: HeaderList = [...this.headers(), ...figureHeaders(costs, ms(this.t0, performance.now()))];
+    const out = spliceGateway(body, scan, this.gatewayJson(usage, costs));
     this.record(200, null, usage, costs);
     this.deps.ledger.whenCommitted(() => this.ex.send(200, 'application/json', out, headers));
   }
@@ -146,7 +138,7 @@ export class Served {
   private costs(usage: Usage): Costs {
     const bench = this.deps.baseline ?? this.prices;
     if (this.payer) return priceRequest(this.prices, bench, usage, this.deps.markup);
-    const b = priceRequest(bench, bench, { ...usage, cached_tokens: 0 }, 0).benchmark_usd;
+    const b = roundUsd(upstreamCost(bench, { ...usage, cached_tokens: 0 }));
     return { cost_usd: 0, benchmark_usd: b, charge_usd: 0, saved_usd: b };
   }
 

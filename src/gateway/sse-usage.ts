@@ -92,6 +92,17 @@ export function scanCompletion(body: Buffer): CompletionScan {
   return { isObject: true, close, empty, usage };
 }
 
+/** The body with `"gateway":<json>` spliced in before its closing brace (no re-encoding of the body). */
+export function spliceGateway(body: Buffer, scan: CompletionScan, gatewayJson: string): Buffer {
+  const extra = `${scan.empty ? '' : ','}"gateway":${gatewayJson}}`;
+  const extraLen = Buffer.byteLength(extra);
+  const out = Buffer.allocUnsafe(body.length + extraLen - 1);
+  body.copy(out, 0, 0, scan.close);
+  out.write(extra, scan.close, 'utf8');
+  body.copy(out, scan.close + extraLen, scan.close + 1);
+  return out;
+}
+
 /** Index just past the blank line ending the event that starts at `from`, or -1. */
 function eventEnd(buf: Buffer, from: number): number {
   let i = buf.indexOf(10, from);

@@ -45,9 +45,8 @@ function parseArguments(args: unknown): unknown {
   try { return JSON.parse(args); } catch { throw new GatewayError(Errors.invalidRequest, 'A tool call\'s arguments are not valid JSON.', 'messages'); }
 }
 
-/** The chat-completions request as a Messages API request. */
 /**
- * `cacheBreakpoints`: mark the stable head for Anthropic's prompt cache: the system prompt,
+ * The chat-completions request as a Messages API request. `cacheBreakpoints`: mark the stable head for Anthropic's prompt cache: the system prompt,
  * the tool definitions, and the conversation up to the turn before the latest (up to 3 of
  * the 4 breakpoints Anthropic allows; a prefix too short to cache is simply not cached).
  */
