@@ -603,7 +603,7 @@ class ChatExchange implements ResponseSink {
       this.gw.deps.health.failure(this.route.decision, `stream_broken_${err.code}`);
       const event = Buffer.from(`data: ${JSON.stringify(err.toJSON())}\n\n`);
       this.ex.end(event);
-      if (this.followers) for (const f of this.followers) { f.write(event); f.fail(err); }
+      if (this.followers) for (const f of this.followers) f.breakStream(event, err);
       this.settle(err.status, err.code, this.tap.usage);
       return;
     }

@@ -124,7 +124,14 @@ export class Served {
     this.deps.ledger.whenCommitted(() => this.ex.send(200, 'application/json', out, headers));
   }
 
-  /** The leader's upstream error (or a relayed upstream 4xx body). */
+  /** The shared stream broke after its headers went out: the same error event ends this stream too. */
+  breakStream(event: Buffer, err: GatewayError): void {
+    if (this.ex.aborted) return;
+    this.ex.end(event);
+    this.record(err.status, err.code, null);
+  }
+
+  /** The leader's upstream error (or a relayed upstream 4xx body), before any byte was sent. */
   fail(err: GatewayError, relay?: { status: number; body: Buffer }): void {
     if (this.ex.aborted) return;
     if (relay) this.ex.send(relay.status, 'application/json', relay.body, this.headers());

@@ -173,6 +173,25 @@ t.test('a dedupe leader that fails fails its followers with the same error', asy
   t.equal(calls('seq-d-slow500'), 2);
 });
 
+t.test('a shared stream that breaks ends every client with an error event', async (t) => {
+  fake.setFault('cut');
+  const all = await Promise.all([0, 1].map(async (i) => {
+    if (i) await new Promise((r) => setTimeout(r, 60)); // joins while the leader streams
+    const res = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${keyA}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...ask('seq-drip-103'), stream: true }) });
+    return { status: res.status, cache: res.headers.get('x-gateway-cache'), text: await res.text() };
+  }));
+  fake.setFault('none');
+  t.equal(calls('seq-drip-103'), 1, 'one upstream call');
+  t.same(all.map((r) => r.cache).sort(), ['dedupe', 'miss']);
+  for (const r of all) {
+    t.equal(r.status, 200, 'headers were already sent');
+    t.match(r.text, /data: \{"error":\{[^\n]*\}\}\n\n$/, 'the stream ends with an error event, not a silent cut');
+    t.notMatch(r.text, /\[DONE\]/);
+  }
+  t.equal((await fetch(`${gw.url}/health`)).status, 200, 'still serving');
+});
+
 t.test('the ledger and usage API show each request with its cache status and savings', async (t) => {
   const res = await fetch(`${gw.baseURL}/requests?limit=100`, { headers: { authorization: `Bearer ${readerA}` } });
   const page = await res.json() as Json;
