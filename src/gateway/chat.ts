@@ -177,6 +177,10 @@ export class ChatGateway {
     const asked = this.caps.get(req.model) ?? this.caps.get(route.slug) ?? this.deps.savings.config.output_cap.default;
     if (!asked) return;
     const cap = Math.min(asked, route.model.max_output_tokens ?? asked);
+    // Only where the cap surely fits beside the prompt (a prompt has at most as many tokens as
+    // the body has bytes): near the context window a cap could turn an answerable request
+    // into a context_length_exceeded the caller never asked for.
+    if (p.body.length + cap > route.model.context_window) return;
     const field = COMPLETION_TOKENS_MODELS.test(route.upstreamModel) ? 'max_completion_tokens' : 'max_tokens';
     // Set on the parsed request itself (it is this call's own object): the caches then key on
     // the request with its cap, which is what the upstream answers.

@@ -14,7 +14,7 @@ type Msg = OpenAI.ChatCompletionMessageParam;
 const fake = await startFakeUpstream();
 const anthropic = await startFakeAnthropic();
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, ANTHROPIC_API_KEY: 'sk-ant-fake', ANTHROPIC_BASE_URL: anthropic.url, SLUICE_SIM: 'off' }, tempDataDir(), {
-  models: [...['rag', 'chat', 'capped', 'free', 'cache-me'].map(testModel),
+  models: [...['rag', 'chat', 'capped', 'free', 'cache-me'].map(testModel), { ...testModel('tiny'), context_window: 1400 },
     { slug: 'anthropic/claude-test', upstream_id: 'claude-test', context_window: 200000, prices: { input: 3, cached_input: 0.3, output: 15 } }],
   savings: { output_cap: { default: 1000, models: { 'openai/capped': 300 } }, compression: { budget_tokens: 1500, keep_last: 3, stale_max_chars: 400 } },
 });
@@ -80,6 +80,10 @@ t.test('output cap: applied when the caller sets none, per model, and reported',
   t.equal(own.sent.max_tokens, 50, "the caller's own max_tokens wins");
   t.equal(own.headers.get('x-gateway-output-cap'), null);
   t.notOk('max_tokens' in (await create({ model: 'openai/capped', messages: [{ role: 'user', content: 'hi' }] }, undefined, { 'x-gateway-savings': 'off' })).sent, 'off per request');
+  // ~455 prompt tokens on a 1,400-token model: with the 1,000-token default cap it would not fit, without it it does
+  const near = await create({ model: 'openai/tiny', messages: [{ role: 'user', content: 'word '.repeat(450) }] });
+  t.notOk('max_tokens' in near.sent, 'no cap where it could exceed the context window');
+  t.equal(near.headers.get('x-gateway-output-cap'), null);
 });
 
 t.test('chunk dedupe through the gateway: fewer tokens upstream, the question intact, the saving priced', async (t) => {
