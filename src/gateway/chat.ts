@@ -71,6 +71,8 @@ interface Pending {
   ws: Workspace;
   outputCap: number;
   saved: SavedTokens;
+  /** The exact cache's key when the worker pool already computed it (large bodies, with the rewrites). */
+  hash: string | null;
 }
 
 /** `x-gateway-cache: on`: cache a sampled request too. */
@@ -150,7 +152,7 @@ export class ChatGateway {
       this.refuse(ex, key, request.model, t0, err);
       return;
     }
-    const p: Pending = { ex, key, t0, api, router, bits, original: request, request, body, routes, ws, outputCap: 0, saved: {} };
+    const p: Pending = { ex, key, t0, api, router, bits, original: request, request, body, routes, ws, outputCap: 0, saved: {}, hash: null };
     if (bits) this.shape(p, route);
     const cfg = this.deps.savings.config;
     if (!(bits & (M.compression | M.chunk_dedupe)) || body.length < cfg.rewrite_min_bytes) { this.preflight(p, null); return; }
@@ -160,6 +162,7 @@ export class ChatGateway {
       bits & M.compression ? { budgetTokens: c.budget_tokens, keepLast: c.keep_last, staleMaxChars: c.stale_max_chars } : null,
     ).then((r) => {
       if (ex.aborted) return;
+      if (r.hash) p.hash = r.hash;
       if (r.body !== null) {
         p.body = Buffer.from(r.body);
         p.request = JSON.parse(r.body) as ChatRequest;
@@ -255,7 +258,7 @@ export class ChatGateway {
       this.launch(p, holdNano, admission, null, null);
       return;
     }
-    const hash = requestHash(original);
+    const hash = p.hash ?? requestHash(original);
     const cache = this.deps.savings.cache;
     if (bits & M.exact_cache) {
       const hit = cache.getExact(p.ws.id, hash);

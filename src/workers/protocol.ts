@@ -45,6 +45,8 @@ export interface RewriteReply {
   promptTokens: number;
   savedChunk: number;
   savedCompression: number;
+  /** The exact cache's key of the request as received (before the rewrites): hashed here, off the main thread. */
+  hash: string;
 }
 
 /** A streamed answer's SSE bytes assembled into a chat.completion JSON (null if they are not one). */

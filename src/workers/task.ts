@@ -8,6 +8,8 @@ import type { WorkerResult, WorkerTask } from './protocol.js';
 import { isRecord } from '../json.js';
 import { assembleStream } from '../savings/replay.js';
 import { rewrite } from '../savings/rewrite.js';
+import { requestHash } from '../savings/canonical.js';
+import type { ChatRequest } from '../providers/provider.js';
 import { embed } from '../savings/embed.js';
 
 const { wasm } = workerData as { wasm: WebAssembly.Module };
@@ -28,9 +30,10 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
     return 0;
   }
   if (task.op === 'rewrite') {
-    if (!isRecord(request)) return { body: null, promptTokens: 0, savedChunk: 0, savedCompression: 0 };
+    if (!isRecord(request)) return { body: null, promptTokens: 0, savedChunk: 0, savedCompression: 0, hash: '' };
     const r = rewrite(request, task, (req) => countPromptTokens(tok, req));
-    return { body: r.request ? JSON.stringify(r.request) : null, promptTokens: r.promptTokens, savedChunk: r.savedChunk, savedCompression: r.savedCompression };
+    return { body: r.request ? JSON.stringify(r.request) : null, promptTokens: r.promptTokens, savedChunk: r.savedChunk, savedCompression: r.savedCompression,
+      hash: requestHash(request as ChatRequest) };
   }
   return task.op === 'classify' ? classifyPrompt(tok, request) : countPromptTokens(tok, request);
 }

@@ -77,6 +77,15 @@ t.test('exact cache: a repeated deterministic request is answered without an ups
   t.equal(calls('seq-a'), 1);
 });
 
+t.test('a large request (hashed in the worker pool with the rewrites) hits the exact cache too', async (t) => {
+  const big = { ...ask('seq-c'), messages: [{ role: 'system' as const, content: `Policies:\n${'clause about refunds and returns. '.repeat(200)}` }, { role: 'user' as const, content: 'Summarize the policies.' }] };
+  const first = await create(keyA, big);
+  t.equal(first.headers.get('x-gateway-cache'), 'miss');
+  const again = await create(keyA, { ...big, messages: [...big.messages] });
+  t.equal(again.headers.get('x-gateway-cache'), 'exact');
+  t.equal(again.data.choices[0].message.content, first.data.choices[0].message.content);
+});
+
 t.test('a streamed miss is cached too, and served to a non-streaming caller', async (t) => {
   const s = await stream(keyA, ask('seq-b'));
   t.equal(s.headers.get('x-gateway-cache'), 'miss');
