@@ -160,6 +160,7 @@ export class ChatGateway {
     const c = cfg.compression;
     this.deps.pool.rewrite(route.model.tokenizer, p.body, bits & M.chunk_dedupe ? cfg.chunk_dedupe.min_chars : 0,
       bits & M.compression ? { budgetTokens: c.budget_tokens, keepLast: c.keep_last, staleMaxChars: c.stale_max_chars } : null,
+      this.cacheable(p),
     ).then((r) => {
       if (ex.aborted) return;
       if (r.hash) p.hash = r.hash;
@@ -254,11 +255,11 @@ export class ChatGateway {
     }
     const { bits, original } = p;
     const cfg = this.deps.savings.config;
-    if (!(bits & CACHES) || !(bits & FORCE_CACHE || cfg.exact_cache.nondeterministic || isDeterministic(original))) {
+    const hash = this.cacheable(p) ? p.hash ?? requestHash(original) : null;
+    if (!hash) {
       this.launch(p, holdNano, admission, null, null);
       return;
     }
-    const hash = p.hash ?? requestHash(original);
     const cache = this.deps.savings.cache;
     if (bits & M.exact_cache) {
       const hit = cache.getExact(p.ws.id, hash);
@@ -274,6 +275,11 @@ export class ChatGateway {
       if (bits & M.dedupe && this.join(p, admission, hash)) return;
       this.launch(p, holdNano, admission, hash, { vec, text: turn.text, context: turn.context });
     }, () => this.launch(p, holdNano, admission, hash, null));
+  }
+
+  /** The caches and dedupe apply: on for this request, and deterministic (or opted in). */
+  private cacheable(p: Pending): boolean {
+    return (p.bits & CACHES) !== 0 && ((p.bits & FORCE_CACHE) !== 0 || this.deps.savings.config.exact_cache.nondeterministic || isDeterministic(p.original));
   }
 
   private served(p: Pending, admission: Admission | null, kind: CacheKind, similarity: number | null = null): Served {

@@ -32,9 +32,22 @@ export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('base64url');
 }
 
-/** The request's cache key (the workspace scopes it separately). */
-export function requestHash(request: ChatRequest): string {
-  return sha256(canonicalJson(request, DELIVERY));
+/**
+ * null when the value is nested too deeply to walk (JSON.parse accepts nesting that would
+ * overflow the stack here): such a request is simply not cached or prompt-cache keyed.
+ */
+function orNull<T>(walk: () => T): T | null {
+  try {
+    return walk();
+  } catch (err) {
+    if (err instanceof RangeError) return null;
+    throw err;
+  }
+}
+
+/** The request's cache key (the workspace scopes it separately); null: not cacheable (see orNull). */
+export function requestHash(request: ChatRequest): string | null {
+  return orNull(() => sha256(canonicalJson(request, DELIVERY)));
 }
 
 /** A sampled request gives a different answer each time; only these are cached unless opted in. */
@@ -52,15 +65,16 @@ export function splitLastTurn(request: ChatRequest): { text: string; context: st
       ? last.content.map((p) => String((p as { text?: unknown }).text ?? '')).join('\n') : null;
   if (text === null) return null; // images and files are not compared by meaning
   const rest = { ...request, messages: messages.slice(0, -1) };
-  return { text, context: sha256(canonicalJson(rest, DELIVERY)) };
+  const context = orNull(() => sha256(canonicalJson(rest, DELIVERY)));
+  return context === null ? null : { text, context };
 }
 
-/** The stable head of a prompt (system and developer messages, tools): what a provider's prompt cache keys on. */
-export function prefixHash(workspace: string, request: ChatRequest): string {
+/** The stable head of a prompt (system and developer messages, tools): what a provider's prompt cache keys on; null as requestHash. */
+export function prefixHash(workspace: string, request: ChatRequest): string | null {
   const head: unknown[] = [workspace, request.model, request.tools ?? null];
   for (const m of request.messages) {
     if (m.role !== 'system' && m.role !== 'developer') break;
     head.push(m.content);
   }
-  return sha256(canonicalJson(head)).slice(0, 32);
+  return orNull(() => sha256(canonicalJson(head)).slice(0, 32));
 }

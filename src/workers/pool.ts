@@ -38,9 +38,9 @@ export class WorkerPool {
     return this.piscina.run(task) as Promise<number>;
   }
 
-  /** Chunk dedupe and compression (savings/rewrite.ts), with the prompt tokens of the result. */
-  rewrite(encoding: EncodingName, body: Uint8Array, chunkMinChars: number, compression: RewriteTask['compression']): Promise<RewriteReply> {
-    const task: WorkerTask = { op: 'rewrite', encoding, body, chunkMinChars, compression };
+  /** Chunk dedupe and compression (savings/rewrite.ts), with the prompt tokens of the result and, when asked, the cache key. */
+  rewrite(encoding: EncodingName, body: Uint8Array, chunkMinChars: number, compression: RewriteTask['compression'], hash: boolean): Promise<RewriteReply> {
+    const task: WorkerTask = { op: 'rewrite', encoding, body, chunkMinChars, compression, hash };
     return this.piscina.run(task) as Promise<RewriteReply>;
   }
 

@@ -37,6 +37,8 @@ export interface RewriteTask {
   body: Uint8Array;
   chunkMinChars: number;
   compression: { budgetTokens: number; keepLast: number; staleMaxChars: number } | null;
+  /** Also compute the exact cache's key (the request is cacheable). */
+  hash: boolean;
 }
 
 export interface RewriteReply {
@@ -45,8 +47,8 @@ export interface RewriteReply {
   promptTokens: number;
   savedChunk: number;
   savedCompression: number;
-  /** The exact cache's key of the request as received (before the rewrites): hashed here, off the main thread. */
-  hash: string;
+  /** The exact cache's key of the request as received (before the rewrites), when asked: hashed here, off the main thread. */
+  hash: string | null;
 }
 
 /** A streamed answer's SSE bytes assembled into a chat.completion JSON (null if they are not one). */

@@ -30,10 +30,10 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
     return 0;
   }
   if (task.op === 'rewrite') {
-    if (!isRecord(request)) return { body: null, promptTokens: 0, savedChunk: 0, savedCompression: 0, hash: '' };
+    if (!isRecord(request)) return { body: null, promptTokens: 0, savedChunk: 0, savedCompression: 0, hash: null };
     const r = rewrite(request, task, (req) => countPromptTokens(tok, req));
     return { body: r.request ? JSON.stringify(r.request) : null, promptTokens: r.promptTokens, savedChunk: r.savedChunk, savedCompression: r.savedCompression,
-      hash: requestHash(request as ChatRequest) };
+      hash: task.hash ? requestHash(request as ChatRequest) : null };
   }
   return task.op === 'classify' ? classifyPrompt(tok, request) : countPromptTokens(tok, request);
 }

@@ -180,6 +180,9 @@ t.test('malformed or hostile JSON never crashes the process', async (t) => {
     '{"model":"gpt-4.1-mini","messages":[null]}', '{"model":"gpt-4.1-mini","messages":[{"role":"user","content":{"a":1}}]}',
     '{"__proto__":{"admin":true},"model":"gpt-4.1-mini","messages":[]}', '{"model":"gpt-4.1-mini","messages":[{"role":"user","content":"x"}],"temperature":1e999}',
     `{"model":"gpt-4.1-mini","messages":[{"role":"user","content":"x","deep":${'['.repeat(100000)}${']'.repeat(100000)}}]}`,
+    // the same nesting in a cacheable request (hashed for the caches) and in the system prompt (prompt-cache key)
+    `{"model":"gpt-4.1-mini","temperature":0,"messages":[{"role":"user","content":"x","deep":${'['.repeat(100000)}${']'.repeat(100000)}}]}`,
+    `{"model":"gpt-4.1-mini","temperature":0,"messages":[{"role":"system","content":[{"type":"text","text":"s","deep":${'['.repeat(100000)}${']'.repeat(100000)}}]},{"role":"user","content":"x"}]}`,
     '\u0000\u0001\u0002', '{"model":"gpt-4.1-mini","messages":[{"role":"user","content":"\ud800"}],"stream":"yes"}',
   ];
   for (const body of nasty) {
