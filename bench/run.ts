@@ -1,9 +1,15 @@
-// `npm run bench [-- --quick]`: the same fast fake upstream measured directly and through
-// Sluice in one run, non-stream and stream; latency at a fixed rate (so added p50/p99 is
-// overhead, not queueing); the gateway's RSS; and a sweep over worker counts. Ratios are
-// against the direct baseline measured in this same run.
+// `npm run bench [-- --quick]`: the same fast fake upstream measured directly, through a
+// bare uWS→undici passthrough (the floor: a proxy with no features) and through Sluice, in
+// one run, non-stream and stream; latency at a fixed rate (so added p50/p99 is overhead, not
+// queueing); the gateway's RSS; and a sweep over worker counts. Ratios are against the
+// direct baseline measured in this same run.
+//
+// This machine (2 cores shared by the load generator, the fake upstream and the proxy, on a
+// VM whose speed drifts by 2× within a minute) makes one run of each path meaningless, so the
+// paths are measured in alternating rounds and the medians are printed, each with the proxy
+// process's CPU time per request (read from /proc), which drifts far less than req/s.
 import autocannon from 'autocannon';
-import { fixedRate } from './fixed-rate.js';
+import { fixedRate, type FixedRateResult } from './fixed-rate.js';
 import { MASTER, cpuSeconds, here, rssMiB, startGateway, startProcess, stop } from './procs.js';
 
 const quick = process.argv.includes('--quick');
@@ -11,8 +17,12 @@ const DURATION = quick ? 5 : 15;
 const RATE_DURATION = quick ? 5 : 15;
 const CONNECTIONS = 50;
 const FIXED_RATE = 1000;
+/** Alternating rounds of the direct / bare / Sluice comparison (each run DURATION / ROUNDS seconds). */
+const ROUNDS = quick ? 1 : 3;
+/** Alternating rounds of the fixed-rate probe (each RATE_DURATION / FR_ROUNDS seconds per path). */
+const FR_ROUNDS = quick ? 3 : 5;
 
-interface Measured { rps: number; p50: number; p99: number; errors: number }
+interface Measured { rps: number; p50: number; p99: number; errors: number; /** CPU µs per request of the measured proxy (all its threads), when a pid was given. */ cpuUs: number | null }
 
 const BODY = (stream: boolean, model = 'gpt-4.1-mini') => JSON.stringify({ model, stream,
   messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say hello to the benchmark in one short sentence.' }] });
@@ -26,6 +36,8 @@ interface LoadOptions {
   headers?: Record<string, string>;
   /** A different body per request (`unique`, so every request misses the caches), or one fixed body. */
   body?: string | 'unique';
+  /** The proxy process to charge CPU time to. */
+  pid?: number;
 }
 
 let uniqueSeq = 0;
@@ -38,14 +50,35 @@ const REPEATED = JSON.stringify({ model: 'gpt-4.1-mini', temperature: 0,
 
 async function load(port: number, stream: boolean, opts: LoadOptions): Promise<Measured> {
   const body = opts.body === 'unique' ? uniqueBody() : opts.body ?? BODY(stream, opts.model);
+  const cpu0 = opts.pid ? cpuSeconds(opts.pid) : 0;
   const result = await autocannon({
     url: `http://127.0.0.1:${port}/v1/chat/completions`, method: 'POST', body,
     headers: { 'content-type': 'application/json', authorization: `Bearer ${opts.key ?? MASTER}`, ...opts.headers },
     connections: opts.rate ? 20 : CONNECTIONS, duration: opts.duration, ...(opts.rate ? { overallRate: opts.rate } : {}),
     ...(opts.body === 'unique' ? { setupRequest: (req: autocannon.Request) => ({ ...req, body: uniqueBody() }) } : {}),
   });
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx };
+  const cpuUs = opts.pid && result.requests.total ? ((cpuSeconds(opts.pid) - cpu0) * 1e6) / result.requests.total : null;
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx, cpuUs };
 }
+
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
+
+/** Medians over rounds, per field (errors summed). */
+function medianOf(runs: Measured[]): Measured {
+  const cpu = runs.map((r) => r.cpuUs).filter((c): c is number => c !== null);
+  return { rps: median(runs.map((r) => r.rps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)),
+    errors: runs.reduce((a, r) => a + r.errors, 0), cpuUs: cpu.length ? median(cpu) : null };
+}
+
+/** Runs each named measurement once per round, the order reversed every other round so drift hits all alike. */
+async function alternate<K extends string>(rounds: number, runs: Record<K, () => Promise<Measured>>): Promise<Record<K, Measured>> {
+  const names = Object.keys(runs) as K[];
+  const got = Object.fromEntries(names.map((n) => [n, [] as Measured[]])) as unknown as Record<K, Measured[]>;
+  for (let r = 0; r < rounds; r++) for (const n of r % 2 ? [...names].reverse() : names) got[n].push(await runs[n]());
+  return Object.fromEntries(names.map((n) => [n, medianOf(got[n])])) as unknown as Record<K, Measured>;
+}
+
+const cpuNote = (m: Measured) => (m.cpuUs === null ? '' : `  CPU ${m.cpuUs.toFixed(0)} µs/req`);
 
 const fmt = (n: number, d = 0) => n.toFixed(d).padStart(9);
 
@@ -74,18 +107,24 @@ async function main() {
     await load(upstreamPort, false, { duration: 1 });
     await load(barePort, false, { duration: 1 });
     await load(gw.port, false, { duration: 2 });
+    let nonStream: { direct: Measured; bare: Measured; sluice: Measured } | null = null;
     for (const stream of [false, true]) {
       const kind = stream ? 'stream' : 'non-stream';
-      const direct = await load(upstreamPort, stream, { duration: DURATION });
-      const floor = await load(barePort, stream, { duration: DURATION });
-      const through = await load(gw.port, stream, { duration: DURATION });
+      const slice = DURATION / ROUNDS;
+      const m = await alternate(ROUNDS, {
+        direct: () => load(upstreamPort, stream, { duration: slice }),
+        bare: () => load(barePort, stream, { duration: slice, pid: bare.proc.pid! }),
+        sluice: () => load(gw.port, stream, { duration: slice, pid: gw.proc.pid! }),
+      });
+      const { direct, bare: floor, sluice: through } = m;
+      if (!stream) nonStream = m;
       rows.push(`${kind.padEnd(11)} direct   ${fmt(direct.rps)} ${fmt(direct.p50, 2)} ${fmt(direct.p99, 2)} ${fmt(direct.errors)}`);
-      rows.push(`${''.padEnd(11)} bare     ${fmt(floor.rps)} ${fmt(floor.p50, 2)} ${fmt(floor.p99, 2)} ${fmt(floor.errors)}   ratio ${(floor.rps / direct.rps).toFixed(2)}  (uWS→undici, no features)`);
-      rows.push(`${''.padEnd(11)} sluice   ${fmt(through.rps)} ${fmt(through.p50, 2)} ${fmt(through.p99, 2)} ${fmt(through.errors)}   ratio ${(through.rps / direct.rps).toFixed(2)}  (${(through.rps / floor.rps).toFixed(2)} of bare)`);
+      rows.push(`${''.padEnd(11)} bare     ${fmt(floor.rps)} ${fmt(floor.p50, 2)} ${fmt(floor.p99, 2)} ${fmt(floor.errors)}   ratio ${(floor.rps / direct.rps).toFixed(2)}  (uWS→undici, no features)${cpuNote(floor)}`);
+      rows.push(`${''.padEnd(11)} sluice   ${fmt(through.rps)} ${fmt(through.p50, 2)} ${fmt(through.p99, 2)} ${fmt(through.errors)}   ratio ${(through.rps / direct.rps).toFixed(2)}  (${(through.rps / floor.rps).toFixed(2)} of bare)${cpuNote(through)}`);
       if (!stream) {
         // A metered workspace's key with every kind of limit: credits held and charged, rpm/tpm buckets, rolling windows, budgets, concurrency.
-        const limited = await load(gw.port, false, { duration: DURATION, key: limitedKey });
-        rows.push(`${''.padEnd(11)} limited  ${fmt(limited.rps)} ${fmt(limited.p50, 2)} ${fmt(limited.p99, 2)} ${fmt(limited.errors)}   ratio ${(limited.rps / direct.rps).toFixed(2)}  (${(limited.rps / through.rps).toFixed(2)} of sluice with an exempt key)`);
+        const limited = await load(gw.port, false, { duration: DURATION / ROUNDS, key: limitedKey, pid: gw.proc.pid! });
+        rows.push(`${''.padEnd(11)} limited  ${fmt(limited.rps)} ${fmt(limited.p50, 2)} ${fmt(limited.p99, 2)} ${fmt(limited.errors)}   ratio ${(limited.rps / direct.rps).toFixed(2)}  (${(limited.rps / through.rps).toFixed(2)} of sluice with an exempt key)${cpuNote(limited)}`);
       }
     }
     // The savings engine: on cache misses (every request different, cacheable: hashed, looked
@@ -131,19 +170,38 @@ async function main() {
       await stop(opsOff.proc);
     }
     const rssUnderLoad = rssMiB(gw.proc.pid!);
-    const probe = (port: number) => fixedRate(`http://127.0.0.1:${port}`, { rate: FIXED_RATE, seconds: RATE_DURATION, body: BODY(false),
+    // Fixed rate: direct, bare and Sluice probed in turn, FR_ROUNDS times; the added latency of
+    // a round is against the direct probe of the same round, and the medians are printed.
+    const probe = (port: number, seconds = RATE_DURATION / FR_ROUNDS) => fixedRate(`http://127.0.0.1:${port}`, { rate: FIXED_RATE, seconds, body: BODY(false),
       headers: { 'content-type': 'application/json', authorization: `Bearer ${MASTER}` } });
-    await probe(gw.port); // warm
-    const fixedDirect = await probe(upstreamPort);
-    const fixedThrough = await probe(gw.port);
+    for (const port of [upstreamPort, barePort, gw.port]) await probe(port, 2); // warm (connections, JIT)
+    const fixed = { direct: [] as FixedRateResult[], bare: [] as FixedRateResult[], sluice: [] as FixedRateResult[] };
+    for (let r = 0; r < FR_ROUNDS; r++) {
+      for (const [name, port] of (r % 2 ? [['sluice', gw.port], ['bare', barePort], ['direct', upstreamPort]] : [['direct', upstreamPort], ['bare', barePort], ['sluice', gw.port]]) as Array<[keyof typeof fixed, number]>) {
+        fixed[name].push(await probe(port));
+      }
+    }
+    const added = (name: 'bare' | 'sluice', q: 'p50' | 'p99') => median(fixed[name].map((f, i) => f[q] - fixed.direct[i]![q]));
+    const fixedRow = (name: keyof typeof fixed) => {
+      const fs = fixed[name];
+      const ok = fs.reduce((a, f) => a + f.ok, 0), sent = fs.reduce((a, f) => a + f.sent, 0);
+      const extra = name === 'direct' ? '' : `   added p50 ${added(name, 'p50').toFixed(3)} ms  p99 ${added(name, 'p99').toFixed(3)} ms`;
+      return `  ${name.padEnd(7)} p50 ${median(fs.map((f) => f.p50)).toFixed(3)} ms  p99 ${median(fs.map((f) => f.p99)).toFixed(3)} ms  (${ok}/${sent} ok)${extra}`;
+    };
 
     console.log(`\nSluice bench (${quick ? 'quick' : 'full'}: ${DURATION}s per run, ${CONNECTIONS} connections; fake upstream on uWS)\n`);
     console.log(`${'mode'.padEnd(11)} path     ${'req/s'.padStart(9)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'errors'.padStart(9)}`);
     for (const r of rows) console.log(r);
-    console.log(`\nfixed rate ${FIXED_RATE} req/s, non-stream, ${RATE_DURATION}s (µs-resolution probe, bench/fixed-rate.ts):`);
-    console.log(`  direct  p50 ${fixedDirect.p50.toFixed(3)} ms  p99 ${fixedDirect.p99.toFixed(3)} ms  (${fixedDirect.ok}/${fixedDirect.sent} ok)`);
-    console.log(`  sluice  p50 ${fixedThrough.p50.toFixed(3)} ms  p99 ${fixedThrough.p99.toFixed(3)} ms  (${fixedThrough.ok}/${fixedThrough.sent} ok)`);
-    console.log(`  added   p50 ${(fixedThrough.p50 - fixedDirect.p50).toFixed(3)} ms  p99 ${(fixedThrough.p99 - fixedDirect.p99).toFixed(3)} ms`);
+    console.log(`\nfixed rate ${FIXED_RATE} req/s, non-stream, ${FR_ROUNDS} alternating rounds of ${(RATE_DURATION / FR_ROUNDS).toFixed(1)}s, medians (µs-resolution probe, bench/fixed-rate.ts):`);
+    for (const name of ['direct', 'bare', 'sluice'] as const) console.log(fixedRow(name));
+    if (nonStream) {
+      const { direct, bare: floor, sluice } = nonStream;
+      console.log(`\ntargets (issue 2)              sluice     bare (the floor: same libraries, no features)`);
+      console.log(`  non-stream ≥ 0.50 of direct   ${(sluice.rps / direct.rps).toFixed(2).padStart(6)}   ${(floor.rps / direct.rps).toFixed(2).padStart(6)}`);
+      console.log(`  added p50 < 0.5 ms           ${added('sluice', 'p50').toFixed(3).padStart(6)}   ${added('bare', 'p50').toFixed(3).padStart(6)}`);
+      console.log(`  added p99 < 2 ms             ${added('sluice', 'p99').toFixed(3).padStart(6)}   ${added('bare', 'p99').toFixed(3).padStart(6)}`);
+      if (sluice.cpuUs !== null && floor.cpuUs !== null) console.log(`  CPU per request              ${sluice.cpuUs.toFixed(0).padStart(6)}   ${floor.cpuUs.toFixed(0).padStart(6)} µs  (features: ${(sluice.cpuUs - floor.cpuUs).toFixed(0)} µs)`);
+    }
     console.log(`\ngateway RSS under load: ${rssUnderLoad.toFixed(1)} MiB`);
   } finally {
     await stop(gw.proc);
