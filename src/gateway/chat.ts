@@ -721,8 +721,9 @@ class ChatExchange implements ResponseSink {
   }
 
   private overheadMs(now: number): number {
+    // Rounded to the microsecond like every timing in the row (not float noise such as 1.5195079999996).
     const upstream = (this.tUpstreamEnd || now) - this.tDispatch;
-    return Math.max(0, ms(this.t0, now) - upstream);
+    return Math.max(0, ms(this.t0 + upstream, now));
   }
 
   /** Tokens each mechanism saved: the rewrites, and the provider's prompt cache (cached tokens are billed at the cached price). */
