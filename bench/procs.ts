@@ -1,7 +1,7 @@
 // Processes for the benches: the fake upstream, the bare passthrough and Sluice itself,
 // each its own process on 127.0.0.1, started and stopped by PID.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,12 +34,20 @@ export function startProcess(file: string, env: Record<string, string>, ready: R
 
 export function stop(proc: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
-    if (proc.exitCode !== null) { resolve(); return; }
+    const done = () => {
+      const dir = dataDirs.get(proc);
+      if (dir) rmSync(dir, { recursive: true, force: true }); // a bench gateway's ledger grows to hundreds of MB
+      resolve();
+    };
+    if (proc.exitCode !== null || proc.signalCode !== null) { done(); return; }
     proc.removeAllListeners('exit');
-    proc.once('exit', () => resolve());
+    proc.once('exit', done);
     proc.kill('SIGTERM');
   });
 }
+
+/** Each bench gateway's data dir, removed when `stop` sees it exit. */
+const dataDirs = new WeakMap<ChildProcess, string>();
 
 export async function startGateway(upstreamPort: number, extraEnv: Record<string, string> = {}, config?: object) {
   const dataDir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
@@ -47,6 +55,7 @@ export async function startGateway(upstreamPort: number, extraEnv: Record<string
     OPENAI_API_KEY: 'sk-upstream', OPENAI_BASE_URL: `http://127.0.0.1:${upstreamPort}/v1`, SLUICE_SIM: 'off', ...extraEnv };
   if (config) { env.SLUICE_CONFIG = join(dataDir, 'sluice.json'); writeFileSync(env.SLUICE_CONFIG, JSON.stringify(config)); }
   const { proc, match } = await startProcess(here('../src/main.js'), env, /listening on http:\/\/[\d.]+:(\d+)/);
+  dataDirs.set(proc, dataDir);
   return { proc, port: Number(match[1]) };
 }
 

@@ -6,7 +6,7 @@
 // usage API, so the table is what the ledger says).
 import OpenAI from 'openai';
 import { MASTER, here, startProcess, stop } from './procs.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -173,6 +173,7 @@ async function main() {
     console.log('\n* requests and tokens: the gateway\'s usage API (the ledger). Dollars: a served answer (cache, dedupe) saved its whole\n  benchmark; removed prompt tokens save the input list price; prompt-cache tokens were sent and billed at the cached price.');
   } finally {
     await stop(proc);
+    rmSync(dataDir, { recursive: true, force: true });
   }
 }
 

@@ -1,7 +1,7 @@
 // Starts a real Sluice process (dist/src/main.js) for a test, on a free port, with its own
 // data dir, and stops it by PID.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,8 +18,14 @@ export interface Gateway {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** Data dirs this test file made: removed when it exits (a dir outlives one gateway: restart tests reopen it). */
+const made: string[] = [];
+process.once('exit', () => { for (const dir of made) rmSync(dir, { recursive: true, force: true }); });
+
 export function tempDataDir(): string {
-  return mkdtempSync(join(tmpdir(), 'sluice-test-'));
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-test-'));
+  made.push(dir);
+  return dir;
 }
 
 /** A catalog entry for a test model served by the `openai` provider (the fake picks behaviour by name). */
