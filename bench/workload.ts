@@ -5,10 +5,7 @@
 // against the benchmark, and what each savings mechanism saved (from the gateway's own
 // usage API, so the table is what the ledger says).
 import OpenAI from 'openai';
-import { MASTER, here, startProcess, stop } from './procs.js';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { MASTER, startGateway, stop } from './procs.js';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -131,12 +128,10 @@ function progress(final = false): void {
 }
 
 async function main() {
-  const dataDir = mkdtempSync(join(tmpdir(), 'sluice-workload-'));
-  const config = join(dataDir, 'sluice.json');
-  writeFileSync(config, JSON.stringify({ workers: 2, sim: { ttft_ms: 40, tokens_per_second: 400 }, savings: { semantic_cache: { enabled: SEMANTIC } } }));
-  const { proc, match } = await startProcess(here('../src/main.js'), { HOST: '127.0.0.1', PORT: '0', SLUICE_DATA_DIR: dataDir, SLUICE_MASTER_KEY: MASTER, SLUICE_SIM: 'on', SLUICE_CONFIG: config },
-    /listening on (http:\/\/[\d.]+:\d+)/);
-  const url = match[1]!;
+  // The sim provider only (the openai provider off); the data dir goes with stop().
+  const { proc, port } = await startGateway(0, { OPENAI_API_KEY: '', OPENAI_BASE_URL: '', SLUICE_SIM: 'on' },
+    { workers: 2, sim: { ttft_ms: 40, tokens_per_second: 400 }, savings: { semantic_cache: { enabled: SEMANTIC } } });
+  const url = `http://127.0.0.1:${port}`;
   try {
     const admin = (path: string, body: unknown) => fetch(`${url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${MASTER}`, 'content-type': 'application/json' }, body: JSON.stringify(body) }).then((r) => r.json() as Promise<Json>);
     const ws = await admin('/admin/workspaces', { name: 'workload', credits_usd: 100 });
@@ -173,7 +168,6 @@ async function main() {
     console.log('\n* requests and tokens: the gateway\'s usage API (the ledger). Dollars: a served answer (cache, dedupe) saved its whole\n  benchmark; removed prompt tokens save the input list price; prompt-cache tokens were sent and billed at the cached price.');
   } finally {
     await stop(proc);
-    rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
