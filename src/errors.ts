@@ -10,6 +10,8 @@ export interface ErrorSpec {
 
 export const Errors = {
   invalidJson: { status: 400, type: 'invalid_request_error', code: 'invalid_json' },
+  jsonTooDeep: { status: 400, type: 'invalid_request_error', code: 'json_too_deep' },
+  invalidId: { status: 400, type: 'invalid_request_error', code: 'invalid_id' },
   invalidRequest: { status: 400, type: 'invalid_request_error', code: 'invalid_request' },
   contextLength: { status: 400, type: 'invalid_request_error', code: 'context_length_exceeded' },
   missingKey: { status: 401, type: 'authentication_error', code: 'missing_api_key' },
@@ -18,6 +20,8 @@ export const Errors = {
   forbidden: { status: 403, type: 'permission_error', code: 'forbidden' },
   modelNotAllowed: { status: 403, type: 'permission_error', code: 'model_not_allowed' },
   rateLimited: { status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded' },
+  registrationThrottled: { status: 429, type: 'rate_limit_error', code: 'registration_throttled' },
+  clientClosed: { status: 499, type: 'invalid_request_error', code: 'client_closed_request' },
   notFound: { status: 404, type: 'invalid_request_error', code: 'not_found' },
   modelNotFound: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
   conflict: { status: 409, type: 'invalid_request_error', code: 'conflict' },
@@ -35,6 +39,8 @@ export class GatewayError extends Error {
   readonly type: string;
   readonly code: string;
   readonly param: string | null;
+  /** Headers the answer carries (Retry-After, the rate-limit headers). */
+  headers: ReadonlyArray<readonly [string, string]> = [];
 
   constructor(spec: ErrorSpec, message: string, param: string | null = null) {
     super(message);
@@ -45,40 +51,45 @@ export class GatewayError extends Error {
     this.param = param;
   }
 
+  /** The same error, answered with `Retry-After` (whole seconds, at least 1). */
+  retryAfter(ms: number): this {
+    this.headers = [...this.headers, ['retry-after', String(Math.max(1, Math.ceil(ms / 1000)))]];
+    return this;
+  }
+
   /** The OpenAI error envelope, as bytes ready to send. */
   toJSON(): { error: { message: string; type: string; code: string; param: string | null } } {
     return { error: { message: this.message, type: this.type, code: this.code, param: this.param } };
   }
 }
 
-/** A key limit was hit: 429 with Retry-After, the limit's kind, and how long to wait. */
+/** The kinds of key limit a 429 can name (`x-gateway-limit-kind`). */
+export type LimitKind = 'rpm' | 'tpm' | 'window' | 'budget' | 'concurrency';
+
+/**
+ * A key limit was hit: 429 with Retry-After, the limit's kind, how long to wait, and for a
+ * window or a budget which one (`window_seconds`, `period`), also in the error object.
+ */
 export class LimitError extends GatewayError {
   constructor(
-    readonly kind: string,
+    readonly kind: LimitKind,
     readonly retryAfterSeconds: number,
     message: string,
-    readonly headers: ReadonlyArray<readonly [string, string]>,
+    headers: ReadonlyArray<readonly [string, string]>,
+    readonly detail: Readonly<Record<string, string | number>> = {},
   ) {
     super(Errors.rateLimited, message);
+    this.headers = headers;
   }
 
   override toJSON() {
-    return { error: { ...super.toJSON().error, kind: this.kind, retry_after_seconds: this.retryAfterSeconds } };
+    return { error: { ...super.toJSON().error, kind: this.kind, retry_after_seconds: this.retryAfterSeconds, ...this.detail } };
   }
 }
 
-/** An upstream's own error body, relayed with its status (4xx from the provider are the caller's to see). */
-export class UpstreamStatusError extends GatewayError {
-  readonly upstreamStatus: number;
-  readonly body: Buffer;
-  constructor(status: number, body: Buffer) {
-    super(Errors.upstreamError, `upstream returned HTTP ${status}`);
-    this.upstreamStatus = status;
-    this.body = body;
-  }
-}
-
+/** The client sees a catalogued error; anything else is a bug, logged here (its stack, never a request's content) and answered as 500. */
 export function asGatewayError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;
+  console.error('sluice: internal error:', err instanceof Error ? err.stack ?? err.message : String(err));
   return new GatewayError(Errors.internal, 'internal error');
 }

@@ -84,7 +84,7 @@ async function main(): Promise<void> {
   const cache = new ResponseCache(store, { cache: config.savings.exact_cache.max_entries, semantic: config.savings.semantic_cache.max_entries });
   const sweeper = setInterval(() => cache.sweep(5000), 10_000);
   sweeper.unref();
-  const chat = new ChatGateway({ catalog, ledger, workspaces, limits, health, router, maxRetries: config.upstream.max_retries, defaultOutputCap: config.billing.default_output_cap, ids, pool,
+  const chat = new ChatGateway({ catalog, keys: ring, ledger, workspaces, limits, health, router, maxRetries: config.upstream.max_retries, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings) } });
   const metrics = new Metrics({
     inFlight: () => chat.inFlight,
@@ -96,9 +96,10 @@ async function main(): Promise<void> {
   const accessLog = config.logs.access === 'off' ? null : new AccessLog(config.logs.access);
   if (accessLog) ledger.onRow((row) => accessLog.add(row));
   const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-  const server = await startServer({ metrics: config.metrics.enabled ? metrics : null, web: await loadWebAssets(), version: pkg.version ?? '0.0.0', keys: ring, ids, catalog, chat, workspaces, ledger, usage, store, pool, health,
+  const server = await startServer({ limits, metrics: config.metrics.enabled ? metrics : null, web: await loadWebAssets(), version: pkg.version ?? '0.0.0', keys: ring, ids, catalog, chat, workspaces, ledger, usage, store, pool, health,
     billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },
-    registration: { enabled: config.registration.enabled, starterCredits: config.billing.starter_credits }, maxBodyBytes: config.max_body_bytes, providers: [...providers.keys()] },
+    registration: { enabled: config.registration.enabled, starterCredits: config.billing.starter_credits, perAddressPerHour: config.registration.per_address_per_hour },
+    maxBodyBytes: config.max_body_bytes, trustProxyHops: config.trust_proxy_hops, providers: [...providers.keys()] },
     config.host, config.port);
 
   const url = `http://${config.host}:${server.port}`;

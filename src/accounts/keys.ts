@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import type { Store } from '../store/lmdb.js';
 import { MECHANISMS } from '../savings/mechanisms.js';
+import { childLimits } from './key-limits.js';
 
 export const Scope = z.enum(['inference', 'usage:read', 'keys:write', 'admin']);
 export type Scope = z.infer<typeof Scope>;
@@ -75,9 +76,14 @@ export function viewOf(record: KeyRecord): KeyView {
   return view;
 }
 
+/** Self-serve minting nests at most this deep (a key, its child, …); deeper chains are refused at mint. */
+const MAX_CHAIN = 8;
+
 export class KeyRing {
   private readonly byHash = new Map<string, { record: KeyRecord; digest: Buffer }>();
   private readonly byId = new Map<string, KeyRecord>();
+  /** Each key's chain (itself, its parent, …), built on first use; any change to the ring clears it. */
+  private readonly chains = new Map<string, readonly KeyRecord[]>();
 
   private constructor(private readonly store: Store) {}
 
@@ -121,6 +127,7 @@ export class KeyRing {
   }
 
   private index(record: KeyRecord): void {
+    this.chains.clear();
     this.byId.set(record.id, record);
     if (record.revoked_at === null) this.byHash.set(record.hash, { record, digest: Buffer.from(record.hash, 'hex') });
     else this.byHash.delete(record.hash);
@@ -138,11 +145,24 @@ export class KeyRing {
     if (!entry || !timingSafeEqual(entry.digest, digest)) {
       throw new GatewayError(Errors.invalidKey, 'Invalid API key.');
     }
+    // A minted key lives only as long as the keys above it.
+    if (entry.record.created_by && this.chain(entry.record).some((k) => k.revoked_at !== null)) {
+      throw new GatewayError(Errors.invalidKey, 'Invalid API key (the key that minted it was revoked).');
+    }
     return entry.record;
   }
 
-  async mint(opts: { name: string; workspace?: string; scopes?: Scope[]; limits?: KeyLimits | null; kind?: 'minted' | 'registered'; createdBy?: string | null }):
+  /**
+   * A new key. `createdBy` (self-serve minting): the key minting it, whose limits it may not
+   * loosen (what it leaves out it inherits; see childLimits) and whose quota it shares.
+   */
+  async mint(opts: { name: string; workspace?: string; scopes?: Scope[]; limits?: KeyLimits | null | undefined; kind?: 'minted' | 'registered'; createdBy?: string | null }):
     Promise<{ record: KeyRecord; secret: string }> {
+    const parent = opts.createdBy ? this.byId.get(opts.createdBy) : undefined;
+    if (parent && this.chain(parent).length >= MAX_CHAIN) {
+      throw new GatewayError(Errors.forbidden, `Keys minted by minted keys nest at most ${MAX_CHAIN} deep.`);
+    }
+    const limits = parent ? childLimits(parent.limits, opts.limits) : opts.limits ?? null;
     const secret = newSecret('key');
     const record: KeyRecord = {
       id: `key_${randomBytes(8).toString('hex')}`,
@@ -154,7 +174,7 @@ export class KeyRing {
       prefix: secret.slice(0, 14),
       created_at: Date.now(),
       revoked_at: null,
-      limits: opts.limits ?? null,
+      limits,
       created_by: opts.createdBy ?? null,
     };
     await this.store.keys.put(record.id, record);
@@ -162,34 +182,92 @@ export class KeyRing {
     return { record, secret };
   }
 
-  /** Name, scopes and limits of a stored key; in effect from the next request. */
+  /**
+   * Name, scopes and limits of a stored key; in effect from the next request. A minted key's
+   * new limits may not be looser than its parent's (403); the keys below it are clamped to
+   * what it now allows (scopes and limits).
+   */
   async update(id: string, patch: { name?: string | undefined; scopes?: Scope[] | undefined; limits?: KeyLimits | null | undefined }): Promise<KeyRecord> {
     const record = this.byId.get(id);
     if (!record || (record.kind !== 'minted' && record.kind !== 'registered')) throw new GatewayError(Errors.notFound, `No stored key with id ${id}.`, 'id');
+    const parent = record.created_by ? this.byId.get(record.created_by) : undefined;
     const next: KeyRecord = {
       ...record,
       ...(patch.name !== undefined ? { name: patch.name } : {}),
-      ...(patch.scopes !== undefined ? { scopes: patch.scopes } : {}),
-      ...(patch.limits !== undefined ? { limits: patch.limits } : {}),
+      ...(patch.scopes !== undefined ? { scopes: parent ? patch.scopes.filter((sc) => parent.scopes.includes(sc)) : patch.scopes } : {}),
+      ...(patch.limits !== undefined ? { limits: childLimits(parent?.limits ?? null, patch.limits) } : {}),
     };
-    this.index(next);
-    await this.store.keys.put(id, next);
+    const writes: Array<Promise<unknown>> = [];
+    const changed = new Map<string, KeyRecord>([[id, next]]);
+    for (const d of this.descendants(id)) {
+      const above = changed.get(d.created_by!) ?? this.byId.get(d.created_by!)!;
+      const clamped: KeyRecord = { ...d, scopes: d.scopes.filter((sc) => above.scopes.includes(sc)), limits: childLimits(above.limits, d.limits, 'clamp') };
+      changed.set(d.id, clamped);
+    }
+    for (const r of changed.values()) {
+      this.index(r);
+      writes.push(this.store.keys.put(r.id, r));
+    }
+    await Promise.all(writes);
     return next;
   }
 
-  /** Revocation is in memory at once (the next request fails) and durable once committed. */
+  /**
+   * Revocation is in memory at once (the next request fails) and durable once committed.
+   * The keys it minted (and theirs) go with it: a leaked key cannot live on through its children.
+   */
   async revoke(id: string): Promise<KeyRecord> {
     const record = this.byId.get(id);
     if (!record || (record.kind !== 'minted' && record.kind !== 'registered')) throw new GatewayError(Errors.notFound, `No revocable key with id ${id}.`, 'id');
     if (record.revoked_at !== null) return record;
-    const revoked = { ...record, revoked_at: Date.now() };
-    this.index(revoked);
-    await this.store.keys.put(id, revoked);
+    const now = Date.now();
+    const revoked = { ...record, revoked_at: now };
+    const writes: Array<Promise<unknown>> = [];
+    for (const k of [record, ...this.descendants(id)]) {
+      if (k.revoked_at !== null) continue;
+      const r = k === record ? revoked : { ...k, revoked_at: now };
+      this.index(r);
+      writes.push(this.store.keys.put(r.id, r));
+    }
+    await Promise.all(writes);
     return revoked;
   }
 
   get(id: string): KeyRecord | undefined {
     return this.byId.get(id);
+  }
+
+  /**
+   * The key, then the key that minted it, and so on up (what its requests count against).
+   * Cached: on the hot path this is one Map hit.
+   */
+  chain(key: KeyRecord): readonly KeyRecord[] {
+    let chain = this.chains.get(key.id);
+    if (chain && chain[0] === key) return chain;
+    const out: KeyRecord[] = [key];
+    for (let k = key; k.created_by && out.length <= MAX_CHAIN;) {
+      const parent = this.byId.get(k.created_by);
+      if (!parent || out.includes(parent)) break;
+      out.push(parent);
+      k = parent;
+    }
+    chain = out;
+    this.chains.set(key.id, chain);
+    return chain;
+  }
+
+  /** Keys minted by `id`, and by those, all the way down. */
+  descendants(id: string): KeyRecord[] {
+    const out: KeyRecord[] = [];
+    const seen = new Set<string>([id]);
+    for (let frontier = [id]; frontier.length;) {
+      const next: string[] = [];
+      for (const k of this.byId.values()) {
+        if (k.created_by && frontier.includes(k.created_by) && !seen.has(k.id)) { seen.add(k.id); out.push(k); next.push(k.id); }
+      }
+      frontier = next;
+    }
+    return out;
   }
 
   /** Stored keys (not the ones from config), optionally of one workspace. */

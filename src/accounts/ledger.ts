@@ -17,7 +17,8 @@ export const LedgerRowSchema = z.object({
   served: z.string().nullable(),
   router_bucket: z.string().nullable(),
   router_score: z.number().nullable(),
-  cache: z.enum(['miss', 'exact', 'semantic', 'dedupe']),
+  /** How the answer was served; `none`: it was not (refused before the route and the caches). */
+  cache: z.enum(['miss', 'exact', 'semantic', 'dedupe', 'none']),
   stream: z.boolean(),
   prompt_tokens: z.number(),
   cached_tokens: z.number(),
@@ -53,6 +54,14 @@ export function ledgerRow(fields: Pick<LedgerRow, 'id' | 'kind' | 'workspace' | 
     cost_usd: 0, benchmark_usd: 0, charge_usd: 0, saved_usd: 0, ttfb_ms: null, total_ms: 0, overhead_ms: 0,
     status: 0, retries: 0, error: null, delta_nano: 0, balance_nano: null, note: null, ...fields,
   };
+}
+
+function guarded(what: string, run: () => void): void {
+  try {
+    run();
+  } catch (err) {
+    console.error(`ledger: ${what} failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+  }
 }
 
 /**
@@ -131,21 +140,28 @@ export class Ledger {
     const waiters = this.waiters;
     this.pending = [];
     this.waiters = [];
-    let commit: Promise<unknown> = this.lastCommit;
-    // All in this synchronous block: one transaction.
-    for (const row of rows) {
-      commit = this.store.ledger.put(row.id, row);
-      if (row.kind === 'request') void this.store.requests.put([row.workspace, row.id], row.key_id);
-      else void this.store.credits.put([row.workspace, row.id], row.kind);
-      for (const listen of this.rowListeners) listen(row);
+    let commit: Promise<unknown> = this.lastCommit.catch(() => undefined);
+    // All in this synchronous block: one transaction. What derives from the rows (listeners,
+    // persisters) is guarded one by one: a fault there is logged and never keeps a row, a
+    // balance or a waiting response from its commit.
+    try {
+      for (const row of rows) {
+        commit = this.store.ledger.put(row.id, row);
+        if (row.kind === 'request') void this.store.requests.put([row.workspace, row.id], row.key_id);
+        else void this.store.credits.put([row.workspace, row.id], row.kind);
+        for (const listen of this.rowListeners) guarded('a row listener', () => listen(row));
+      }
+      for (const ws of this.workspaces.takeDirty()) commit = this.store.workspaces.put(ws.id, ws);
+    } catch (err) {
+      // A put LMDB refused outright (it cannot happen with the ids Sluice makes): the waiters hear of it.
+      commit = Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
-    for (const ws of this.workspaces.takeDirty()) commit = this.store.workspaces.put(ws.id, ws);
-    for (const persist of this.persisters) persist(this.forcing);
+    for (const persist of this.persisters) guarded('a persister', () => persist(this.forcing));
     this.lastCommit = commit.then(
-      () => { for (const w of waiters) w(null); },
+      () => { for (const w of waiters) guarded('a commit waiter', () => w(null)); },
       (err: unknown) => {
         console.error(`ledger: a batch of ${rows.length} rows failed to commit: ${String(err)}`);
-        for (const w of waiters) w(err);
+        for (const w of waiters) guarded('a commit waiter', () => w(err));
       },
     );
   };

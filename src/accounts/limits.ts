@@ -1,10 +1,17 @@
 // Per-key limits, enforced on the main thread with no I/O: token buckets for rpm and tpm,
 // rolling windows of 60 sub-buckets each (e.g. 50 per 6 h counts in 6-minute slices),
-// daily and monthly budgets (UTC), allowed models/providers and max concurrency. The
-// counters live in memory and are persisted with the ledger's batches, so they survive a
-// restart. Keys without limits (and master/operator keys) skip all of this.
+// daily and monthly budgets (UTC), and max concurrency. The counters live in memory and
+// are persisted with the ledger's batches, so they survive a restart. Keys without limits
+// (and master/operator keys) skip all of this.
+//
+// Tokens and dollars are reserved at admission (the request's prompt estimate plus its
+// output cap, and the most it can cost) and settled at finish with what it really used, so
+// concurrent requests cannot overshoot a tpm or a budget beyond the one request admitted in
+// good faith while the limit still had room. A minted key is checked against its own limits
+// and every ancestor's, whose counters its requests also move: a family of keys shares its
+// parent's quota, and minting a fresh key never resets one.
 import { z } from 'zod';
-import { Errors, GatewayError, LimitError } from '../errors.js';
+import { LimitError, type LimitKind } from '../errors.js';
 import type { Store } from '../store/lmdb.js';
 import type { KeyLimits, KeyRecord } from './keys.js';
 
@@ -24,12 +31,13 @@ export function fmtDuration(ms: number): string {
   return `${h ? `${h}h` : ''}${m}m${s % 60}s`;
 }
 
+const finite = z.number().finite();
 const StateSchema = z.object({
-  req: z.tuple([z.number(), z.number()]).nullable(),
-  tok: z.tuple([z.number(), z.number()]).nullable(),
-  windows: z.array(z.object({ seconds: z.number(), head: z.number(), counts: z.array(z.number()) })),
-  day: z.tuple([z.string(), z.number()]),
-  month: z.tuple([z.string(), z.number()]),
+  req: z.tuple([finite, finite]).nullable(),
+  tok: z.tuple([finite, finite]).nullable(),
+  windows: z.array(z.object({ seconds: z.number().int().min(60), head: z.number().int().min(0), counts: z.array(z.number().finite().min(0)).length(60) })),
+  day: z.tuple([z.string(), finite]),
+  month: z.tuple([z.string(), finite]),
 });
 type StoredState = z.infer<typeof StateSchema>;
 
@@ -114,6 +122,8 @@ class KeyState {
   day: [string, number] = ['', 0];
   month: [string, number] = ['', 0];
   inflight = 0;
+  /** Most that requests in flight may still cost (nano-USD), held against both budgets. */
+  reservedNano = 0;
 
   static from(stored: StoredState): KeyState {
     const s = new KeyState();
@@ -151,17 +161,41 @@ class KeyState {
   }
 }
 
-/** What an admitted request carries to its response, and back to `finish`. */
-export interface Admission {
+/** What a request may use at most, reserved at admission: tokens (prompt estimate + output cap) and dollars (its most expensive outcome). */
+export interface Reservation {
+  tokens: number;
+  nano: number;
+}
+
+/** One key of the chain whose limits an admission counted against. */
+interface Entry {
+  readonly id: string;
   readonly state: KeyState;
   readonly limits: KeyLimits;
+}
+
+/** What an admitted request carries to its response, and back to `finish`. */
+export interface Admission {
+  readonly entries: readonly Entry[];
+  readonly reserved: Reservation;
   readonly headers: readonly Header[];
 }
 
-function modelAllowed(limits: KeyLimits, slug: string, provider: string): boolean {
-  if (limits.providers && !limits.providers.includes(provider)) return false;
+/** May a request under these limits go to this route? (models, providers, regions, zero data retention) */
+export function routeAllowed(limits: KeyLimits, route: { slug: string; provider: { name: string }; region: string | null; zdr: boolean }): boolean {
+  if (limits.providers && !limits.providers.includes(route.provider.name)) return false;
+  if (limits.zdr_only && !route.zdr) return false;
+  if (limits.regions && !(route.region !== null && (route.region === 'local' || limits.regions.includes(route.region)))) return false;
   if (!limits.models) return true;
-  return limits.models.some((m) => m === slug || (m.endsWith('/*') && slug.startsWith(m.slice(0, -1))));
+  return limits.models.some((m) => m === route.slug || m === '*' || (m.endsWith('/*') && route.slug.startsWith(m.slice(0, -1))));
+}
+
+/** A refusal in the making: its kind, wait, text and the extra fields the error carries. */
+interface Refusal {
+  kind: LimitKind;
+  waitMs: number;
+  what: string;
+  detail?: Record<string, string | number>;
 }
 
 export class Limits {
@@ -172,6 +206,7 @@ export class Limits {
     for (const { key, value } of store.limits.getRange()) {
       const parsed = StateSchema.safeParse(value);
       if (parsed.success) this.states.set(key, KeyState.from(parsed.data));
+      else console.error(`limits: skipping stored counters of ${String(key).slice(0, 80)} that do not validate`);
     }
   }
 
@@ -182,85 +217,115 @@ export class Limits {
   }
 
   /**
-   * Checks every limit of the key for one more request to `slug` on `provider`; counts it and
-   * returns the rate-limit headers, or throws (403 for a model the key may not use, 429
-   * with Retry-After and the limit's kind otherwise). Null when the key has no limits.
+   * Checks every limit of the key and of its ancestors (`chain`: the key first) for one more
+   * request that may use up to `reserve`; on success counts and reserves it on every one of
+   * them and returns the key's rate-limit headers, else throws a 429 (LimitError) with
+   * Retry-After and the limit's kind. Null when nobody in the chain has limits.
    */
-  admit(key: KeyRecord, slug: string, provider: string, now = Date.now()): Admission | null {
-    const limits = key.limits;
-    if (!limits || key.kind === 'master' || key.kind === 'operator') return null;
-    if (!modelAllowed(limits, slug, provider)) {
-      throw new GatewayError(Errors.modelNotAllowed, `This key may not use '${slug}' via ${provider}.`, 'model');
+  admit(chain: readonly KeyRecord[], reserve: Reservation, now = Date.now()): Admission | null {
+    let entries: Entry[] | null = null;
+    for (const k of chain) {
+      if (k.kind === 'master' || k.kind === 'operator' || !k.limits) continue;
+      (entries ??= []).push({ id: k.id, state: this.stateOf(k.id), limits: k.limits });
     }
-    const s = this.stateOf(key.id);
-    const headers: Header[] = [];
-    const refuse = (kind: string, waitMs: number, what: string): never => {
-      const seconds = Math.max(1, Math.ceil(waitMs / 1000));
-      throw new LimitError(kind, seconds, `Rate limit reached for this key: ${what}. Retry in ${seconds}s.`,
-        [...headers, ['retry-after', String(seconds)], ['x-gateway-limit-kind', kind]]);
-    };
+    if (!entries) return null;
+    let headers: Header[] = [];
+    // All checked before any is counted: a refusal leaves no counter moved.
+    for (let i = 0; i < entries.length; i++) {
+      const own: Header[] = [];
+      const refusal = this.check(entries[i]!, reserve, now, own);
+      if (i === 0) headers = own;
+      if (refusal) {
+        const e = entries[i]!;
+        const seconds = Math.max(1, Math.ceil(refusal.waitMs / 1000));
+        const whose = i === 0 ? 'this key' : `this key's parent key ${e.id} (its limits apply to the keys it minted too)`;
+        throw new LimitError(refusal.kind, seconds, `Rate limit reached for ${whose}: ${refusal.what}. Retry in ${seconds}s.`,
+          [...(i === 0 ? own : headers), ['retry-after', String(seconds)], ['x-gateway-limit-kind', refusal.kind]], refusal.detail);
+      }
+    }
+    for (const e of entries) this.count(e, reserve, now);
+    // The remaining counts after this request, as OpenAI reports them.
+    const first = entries[0]!;
+    const after = remainingHeaders(first, now);
+    return { entries, reserved: reserve, headers: after.length ? after : headers };
+  }
 
+  /** One key's limits against one more request; the rate-limit headers of the state before it go into `headers`. */
+  private check(e: Entry, reserve: Reservation, now: number, headers: Header[]): Refusal | null {
+    const { state: s, limits } = e;
     if (limits.rpm) {
       s.req ??= new Bucket(limits.rpm, now);
       s.req.refill(limits.rpm, now);
       headers.push(['x-ratelimit-limit-requests', String(limits.rpm)]);
       if (s.req.level < 1) {
-        headers.push(['x-ratelimit-remaining-requests', '0'], ['x-ratelimit-reset-requests', fmtDuration(s.req.msUntil(limits.rpm, limits.rpm))]);
-        refuse('rpm', s.req.msUntil(limits.rpm, 1), `${limits.rpm} requests per minute`);
+        const wait = s.req.msUntil(limits.rpm, 1);
+        headers.push(['x-ratelimit-remaining-requests', '0'], ['x-ratelimit-reset-requests', fmtDuration(wait)]);
+        return { kind: 'rpm', waitMs: wait, what: `${limits.rpm} requests per minute` };
       }
     }
     if (limits.tpm) {
       s.tok ??= new Bucket(limits.tpm, now);
       s.tok.refill(limits.tpm, now);
-      headers.push(['x-ratelimit-limit-tokens', String(limits.tpm)],
-        ['x-ratelimit-remaining-tokens', String(Math.max(0, Math.floor(s.tok.level)))],
-        ['x-ratelimit-reset-tokens', fmtDuration(s.tok.msUntil(limits.tpm, limits.tpm))]);
-      if (s.tok.level < 1) refuse('tpm', s.tok.msUntil(limits.tpm, 1), `${limits.tpm} tokens per minute`);
+      headers.push(['x-ratelimit-limit-tokens', String(limits.tpm)]);
+      if (s.tok.level < 1) {
+        const wait = s.tok.msUntil(limits.tpm, 1);
+        headers.push(['x-ratelimit-remaining-tokens', '0'], ['x-ratelimit-reset-tokens', fmtDuration(wait)]);
+        return { kind: 'tpm', waitMs: wait, what: `${limits.tpm} tokens per minute (requests in flight reserve their prompt and output cap)` };
+      }
     }
     for (const w of limits.windows ?? []) {
       const rolling = s.window(w.seconds);
-      if (rolling.total(now) >= w.requests) refuse(`window_${w.seconds}s`, rolling.msUntilBelow(now, w.requests), `${w.requests} requests per ${fmtDuration(w.seconds * 1000)}`);
-    }
-    if (limits.budget_usd_day && s.spentDay(now) >= limits.budget_usd_day * 1e9) refuse('budget_day', msToNextUtcDay(now), `daily budget of $${limits.budget_usd_day} spent`);
-    if (limits.budget_usd_month && s.spentMonth(now) >= limits.budget_usd_month * 1e9) refuse('budget_month', msToNextUtcMonth(now), `monthly budget of $${limits.budget_usd_month} spent`);
-    if (limits.max_concurrency && s.inflight >= limits.max_concurrency) refuse('concurrency', 1000, `${limits.max_concurrency} requests at a time`);
-
-    // Admitted: count it.
-    if (limits.rpm && s.req) {
-      s.req.level -= 1;
-      headers.push(['x-ratelimit-remaining-requests', String(Math.max(0, Math.floor(s.req.level)))],
-        ['x-ratelimit-reset-requests', fmtDuration(s.req.msUntil(limits.rpm, limits.rpm))]);
-    }
-    for (const w of limits.windows ?? []) s.window(w.seconds).add(now, 1);
-    if (!limits.rpm && limits.windows?.length) {
-      // No rpm: the window closest to refusing (least remaining) speaks for the headers.
-      let best: { w: { requests: number; seconds: number }; used: number } | null = null;
-      for (const w of limits.windows) {
-        const used = s.window(w.seconds).total(now);
-        if (!best || w.requests - used < best.w.requests - best.used) best = { w, used };
+      if (rolling.total(now) >= w.requests) {
+        const wait = rolling.msUntilBelow(now, w.requests);
+        if (!limits.rpm) headers.push(['x-ratelimit-limit-requests', String(w.requests)], ['x-ratelimit-remaining-requests', '0'], ['x-ratelimit-reset-requests', fmtDuration(wait)]);
+        return { kind: 'window', waitMs: wait, what: `${w.requests} requests per ${fmtDuration(w.seconds * 1000)} (rolling)`, detail: { window_seconds: w.seconds, window_requests: w.requests } };
       }
-      const { w, used } = best!;
-      const rolling = s.window(w.seconds);
-      headers.push(['x-ratelimit-limit-requests', String(w.requests)], ['x-ratelimit-remaining-requests', String(Math.max(0, w.requests - used))],
-        ['x-ratelimit-reset-requests', fmtDuration(rolling.msUntilBelow(now, 1))]);
     }
-    s.inflight++;
-    this.dirty.add(key.id);
-    return { state: s, limits, headers };
+    if (limits.budget_usd_day && s.spentDay(now) + s.reservedNano >= limits.budget_usd_day * 1e9) {
+      return { kind: 'budget', waitMs: msToNextUtcDay(now), what: `daily budget of $${limits.budget_usd_day} spent or reserved by requests in flight`, detail: { period: 'day', budget_usd: limits.budget_usd_day } };
+    }
+    if (limits.budget_usd_month && s.spentMonth(now) + s.reservedNano >= limits.budget_usd_month * 1e9) {
+      return { kind: 'budget', waitMs: msToNextUtcMonth(now), what: `monthly budget of $${limits.budget_usd_month} spent or reserved by requests in flight`, detail: { period: 'month', budget_usd: limits.budget_usd_month } };
+    }
+    if (limits.max_concurrency && s.inflight >= limits.max_concurrency) {
+      return { kind: 'concurrency', waitMs: 1000, what: `${limits.max_concurrency} requests at a time`, detail: { max_concurrency: limits.max_concurrency } };
+    }
+    void reserve;
+    return null;
   }
 
-  /** The request is over: release its concurrency slot and count its tokens and spend. */
-  finish(key: KeyRecord, admission: Admission, tokens: number, chargeNano: number, now = Date.now()): void {
-    const { state: s, limits } = admission;
-    s.inflight = Math.max(0, s.inflight - 1);
-    if (limits.tpm && s.tok && tokens > 0) { s.tok.refill(limits.tpm, now); s.tok.level -= tokens; }
-    if (chargeNano > 0) {
-      s.spentDay(now);
-      s.spentMonth(now);
-      s.day[1] += chargeNano;
-      s.month[1] += chargeNano;
+  private count(e: Entry, reserve: Reservation, now: number): void {
+    const { state: s, limits } = e;
+    if (limits.rpm && s.req) s.req.level -= 1;
+    if (limits.tpm && s.tok) s.tok.level -= reserve.tokens;
+    for (const w of limits.windows ?? []) s.window(w.seconds).add(now, 1);
+    if (limits.budget_usd_day || limits.budget_usd_month) s.reservedNano += reserve.nano;
+    s.inflight++;
+    this.dirty.add(e.id);
+  }
+
+  /** The request is over: its slot and reservations are released, and what it really used is counted. */
+  finish(_key: KeyRecord, admission: Admission, tokens: number, chargeNano: number, now = Date.now()): void {
+    const { reserved } = admission;
+    for (const { id, state: s, limits } of admission.entries) {
+      s.inflight = Math.max(0, s.inflight - 1);
+      if (limits.tpm && s.tok) { s.tok.refill(limits.tpm, now); s.tok.level += reserved.tokens - tokens; }
+      if (limits.budget_usd_day || limits.budget_usd_month) s.reservedNano = Math.max(0, s.reservedNano - reserved.nano);
+      if (chargeNano > 0) {
+        s.spentDay(now);
+        s.spentMonth(now);
+        s.day[1] += chargeNano;
+        s.month[1] += chargeNano;
+      }
+      this.dirty.add(id);
     }
-    this.dirty.add(key.id);
+  }
+
+  /** A key's live counters, for the operator (`GET /admin/keys/{id}`). */
+  view(id: string, now = Date.now()): { in_flight: number; reserved_usd: number; spent_today_usd: number; spent_month_usd: number } {
+    const s = this.states.get(id);
+    if (!s) return { in_flight: 0, reserved_usd: 0, spent_today_usd: 0, spent_month_usd: 0 };
+    return { in_flight: s.inflight, reserved_usd: s.reservedNano / 1e9, spent_today_usd: s.spentDay(now) / 1e9, spent_month_usd: s.spentMonth(now) / 1e9 };
   }
 
   private lastPersist = 0;
@@ -278,4 +343,29 @@ export class Limits {
     }
     this.dirty.clear();
   }
+}
+
+/** x-ratelimit-* after an admitted request: what remains, and how long until the bucket or window is back to full. */
+function remainingHeaders(e: Entry, now: number): Header[] {
+  const { state: s, limits } = e;
+  const out: Header[] = [];
+  if (limits.rpm && s.req) {
+    out.push(['x-ratelimit-limit-requests', String(limits.rpm)], ['x-ratelimit-remaining-requests', String(Math.max(0, Math.floor(s.req.level)))],
+      ['x-ratelimit-reset-requests', fmtDuration(s.req.msUntil(limits.rpm, limits.rpm))]);
+  } else if (limits.windows?.length) {
+    // No rpm: the window closest to refusing (least remaining) speaks for the headers.
+    let best: { requests: number; rolling: Rolling; used: number } | null = null;
+    for (const w of limits.windows) {
+      const rolling = s.window(w.seconds);
+      const used = rolling.total(now);
+      if (!best || w.requests - used < best.requests - best.used) best = { requests: w.requests, rolling, used };
+    }
+    out.push(['x-ratelimit-limit-requests', String(best!.requests)], ['x-ratelimit-remaining-requests', String(Math.max(0, best!.requests - best!.used))],
+      ['x-ratelimit-reset-requests', fmtDuration(best!.rolling.msUntilBelow(now, 1))]);
+  }
+  if (limits.tpm && s.tok) {
+    out.push(['x-ratelimit-limit-tokens', String(limits.tpm)], ['x-ratelimit-remaining-tokens', String(Math.max(0, Math.floor(s.tok.level)))],
+      ['x-ratelimit-reset-tokens', fmtDuration(s.tok.msUntil(limits.tpm, limits.tpm))]);
+  }
+  return out;
 }

@@ -4,7 +4,7 @@
 // the batch's transaction. Summaries and time series read a range of buckets; nothing
 // scans the ledger per query. Money is summed in integer nano-USD, so totals are exact.
 import { z } from 'zod';
-import type { Store } from '../store/lmdb.js';
+import { keyPart, type Store } from '../store/lmdb.js';
 import { LedgerRowSchema, type LedgerRow } from './ledger.js';
 import { fromNano, toNano } from './workspaces.js';
 
@@ -82,6 +82,7 @@ export class UsageRollups {
     for (const { key } of store.rollupPending.getRange()) {
       const row = LedgerRowSchema.safeParse(store.ledger.get(key));
       if (row.success) this.pending.push(row.data);
+      else this.quarantine(String(key), `the stored row does not validate: ${row.error.issues[0]?.message ?? 'missing'}`);
     }
   }
 
@@ -107,40 +108,57 @@ export class UsageRollups {
   /** Folds queued rows into the in-memory buckets. Rows that share workspace, key, model, provider and minute are summed first. */
   private fold(): void {
     if (this.pending.length === 0) return;
-    const groups = new Map<string, { row: LedgerRow; minute: number; totals: Totals }>();
+    const groups = new Map<string, { row: LedgerRow; minute: number; totals: Totals; ids: string[] }>();
     const savings: Array<{ row: LedgerRow; minute: number; mechanism: string; tokens: number }> = [];
     for (const row of this.pending) {
       const minute = Math.floor(row.ts / 60_000) * 60;
+      if (!Number.isFinite(minute)) { this.quarantine(row.id, 'its time is not a number'); continue; }
       for (const [mechanism, tokens] of Object.entries(row.saved_tokens)) if (tokens > 0) savings.push({ row, minute, mechanism, tokens });
       const id = `${row.workspace}\u0000${row.key_id}\u0000${row.requested_model}\u0000${row.served ?? ''}\u0000${row.cache}\u0000${minute}`;
       const t: Totals = [1, row.prompt_tokens, row.completion_tokens, toNano(row.cost_usd), toNano(row.charge_usd), toNano(row.benchmark_usd), toNano(row.saved_usd)];
       const group = groups.get(id);
-      if (group) add(group.totals, t);
-      else groups.set(id, { row, minute, totals: t });
-      this.folded.push(row.id);
+      if (group) { add(group.totals, t); group.ids.push(row.id); } else groups.set(id, { row, minute, totals: t, ids: [row.id] });
     }
     this.pending = [];
-    for (const { row, minute, totals: t } of groups.values()) {
-      const provider = row.served ? row.served.slice(0, row.served.indexOf('/')) : '';
-      const model = row.requested_model;
-      for (const g of GRANS) {
-        const start = minute - (minute % GRANULARITY[g]);
-        for (const scope of [row.workspace, ALL_WORKSPACES]) {
-          add(this.bucket([scope, g, start, 'all', '']), t);
-          add(this.bucket([scope, g, start, 'key', row.key_id]), t);
-          add(this.bucket([scope, g, start, 'model', model]), t);
-          add(this.bucket([scope, g, start, 'provider', provider]), t);
-          add(this.bucket([scope, g, start, 'cache', row.cache]), t);
-          if (scope === ALL_WORKSPACES) add(this.bucket([scope, g, start, 'workspace', row.workspace]), t);
+    for (const { row, minute, totals: t, ids } of groups.values()) {
+      try {
+        // Every string that reaches a bucket's key is bounded (keyPart): a key LMDB refuses would throw inside a write batch.
+        const provider = keyPart(row.served ? row.served.slice(0, row.served.indexOf('/')) : '');
+        const model = keyPart(row.requested_model);
+        const key = keyPart(row.key_id);
+        const ws = keyPart(row.workspace);
+        for (const g of GRANS) {
+          const start = minute - (minute % GRANULARITY[g]);
+          for (const scope of [ws, ALL_WORKSPACES]) {
+            add(this.bucket([scope, g, start, 'all', '']), t);
+            add(this.bucket([scope, g, start, 'key', key]), t);
+            add(this.bucket([scope, g, start, 'model', model]), t);
+            add(this.bucket([scope, g, start, 'provider', provider]), t);
+            add(this.bucket([scope, g, start, 'cache', row.cache]), t);
+            if (scope === ALL_WORKSPACES) add(this.bucket([scope, g, start, 'workspace', ws]), t);
+          }
         }
+        this.folded.push(...ids);
+      } catch (err) {
+        for (const rowId of ids) this.quarantine(rowId, String(err));
       }
     }
     for (const { row, minute, mechanism, tokens } of savings) {
       for (const g of GRANS) {
         const start = minute - (minute % GRANULARITY[g]);
-        for (const scope of [row.workspace, ALL_WORKSPACES]) add(this.bucket([scope, g, start, 'saving', mechanism]), [1, tokens, 0, 0, 0, 0, 0]);
+        for (const scope of [keyPart(row.workspace), ALL_WORKSPACES]) add(this.bucket([scope, g, start, 'saving', keyPart(mechanism)]), [1, tokens, 0, 0, 0, 0, 0]);
       }
     }
+  }
+
+  /**
+   * A row that cannot be folded is set aside (its id and why, in the quarantine database,
+   * and a log line) rather than stopping the batch or, at the next start, the gateway.
+   */
+  private quarantine(rowId: string, why: string): void {
+    console.error(`usage rollups: request row ${rowId.slice(0, 80)} could not be folded (${why.slice(0, 200)}); quarantined`);
+    void this.store.quarantine.put(keyPart(rowId), { db: 'rollups', why: why.slice(0, 500), at: Date.now() });
+    void this.store.rollupPending.remove(keyPart(rowId));
   }
 
   /** Called inside the ledger's write batches: buckets and marker removals go out together, at most every `everyMs`. */

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import type { Store } from '../store/lmdb.js';
+import { normalizeEmail } from './registration.js';
 
 export const NANO = 1e9;
 export const toNano = (usd: number): number => Math.round(usd * NANO);
@@ -55,7 +56,7 @@ export class Workspaces {
 
   private index(ws: Workspace): void {
     this.byId.set(ws.id, ws);
-    if (ws.email) this.byEmail.set(ws.email, ws);
+    if (ws.email) this.byEmail.set(normalizeEmail(ws.email), ws);
   }
 
   get(id: string): Workspace | undefined {
@@ -69,18 +70,18 @@ export class Workspaces {
   }
 
   byEmailAddress(email: string): Workspace | undefined {
-    return this.byEmail.get(email.toLowerCase());
+    return this.byEmail.get(normalizeEmail(email));
   }
 
   list(): Workspace[] {
     return [...this.byId.values()];
   }
 
-  /** A new metered workspace with a zero balance; credits arrive as top-up rows. */
+  /** A new metered workspace with a zero balance; credits arrive as top-up rows. One per mailbox (see normalizeEmail). */
   create(name: string, email: string | null): Workspace {
-    const normalized = email?.toLowerCase() ?? null;
-    if (normalized && this.byEmail.has(normalized)) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
-    const ws: Workspace = { id: `ws_${randomBytes(8).toString('hex')}`, name, email: normalized, metered: true, balance_nano: 0, created_at: Date.now() };
+    const lower = email?.trim().toLowerCase() ?? null;
+    if (lower && this.byEmail.has(normalizeEmail(lower))) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
+    const ws: Workspace = { id: `ws_${randomBytes(8).toString('hex')}`, name, email: lower, metered: true, balance_nano: 0, created_at: Date.now() };
     this.index(ws);
     this.dirty.add(ws);
     return ws;

@@ -88,8 +88,8 @@ export const ConfigSchema = z.object({
     markup: z.number().min(0).default(0),
     /** Output tokens assumed by the credit check when neither the request nor the model caps them. */
     default_output_cap: z.number().int().positive().default(4096),
-    /** Credits (USD) a self-registered workspace starts with. */
-    starter_credits: z.number().min(0).default(1),
+    /** Credits (USD) a self-registered workspace starts with: opt-in (anyone can register). */
+    starter_credits: z.number().min(0).default(0),
   }).strict().prefault({}),
   sim: z.object({
     ttft_ms: z.number().int().min(0).default(120),
@@ -98,9 +98,16 @@ export const ConfigSchema = z.object({
   }).strict().prefault({}),
   shutdown_grace_ms: z.number().int().positive().default(10_000),
   registration: z.object({
-    /** POST /v1/register: anyone with an email gets a workspace, starter credits and a key. */
+    /** POST /v1/register: anyone with an email gets a workspace (with `billing.starter_credits`) and a key. */
     enabled: z.boolean().default(true),
+    /** Registrations accepted per client address (an IPv6 /64) in any rolling hour. */
+    per_address_per_hour: z.number().int().min(1).default(5),
   }).strict().prefault({}),
+  /**
+   * Proxies in front of Sluice that append the client to X-Forwarded-For (nginx, a load
+   * balancer). 0: the TCP peer is the client, and X-Forwarded-For is ignored.
+   */
+  trust_proxy_hops: z.number().int().min(0).max(10).default(0),
   /** model `auto`: the classifier's score picks a bucket, each bucket a model or alias. */
   router: z.object({
     medium_from: z.number().min(0).max(1).default(0.35),

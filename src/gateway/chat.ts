@@ -3,9 +3,11 @@
 import type { KeyRecord } from '../accounts/keys.js';
 import { ledgerRow, type Ledger, type LedgerRow, type RequestIds } from '../accounts/ledger.js';
 import { priceRequest, upstreamCost, type Costs, type Usage } from '../accounts/pricing.js';
-import type { Admission, Limits } from '../accounts/limits.js';
+import { routeAllowed, type Admission, type Limits, type Reservation } from '../accounts/limits.js';
+import type { KeyLimits, KeyRing } from '../accounts/keys.js';
 import { fromNano, toNano, type Workspace, type Workspaces } from '../accounts/workspaces.js';
-import { Errors, GatewayError } from '../errors.js';
+import { Ticket } from './ticket.js';
+import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { ChatCall, ChatRequest, ResponseSink, UpstreamHandle } from '../providers/provider.js';
 import type { Catalog, Route, RoutePolicy } from '../router/catalog.js';
 import type { Config, ModelEntry, Prices } from '../config/schema.js';
@@ -25,6 +27,7 @@ type SavingsConfig = Config['savings'];
 
 export interface ChatDeps {
   catalog: Catalog;
+  keys: KeyRing;
   ledger: Ledger;
   workspaces: Workspaces;
   limits: Limits;
@@ -53,12 +56,19 @@ export interface SavingsDeps {
   enabled: number;
 }
 
-/** One chat request between parsing and dispatch. */
-interface Pending {
+/** What a refusal needs to know of a request, from the moment it arrives. */
+interface Arrival {
   ex: Exchange;
   key: KeyRecord;
   t0: number;
   api: 'chat' | 'responses';
+  /** The requested model ('' until the body is read). */
+  model: string;
+  ticket: Ticket;
+}
+
+/** One chat request between parsing and dispatch. */
+interface Pending extends Arrival {
   router: RouterPick | null;
   /** Savings mechanisms on for this request, plus FORCE_CACHE. */
   bits: number;
@@ -68,6 +78,8 @@ interface Pending {
   request: ChatRequest;
   body: Buffer;
   routes: readonly Route[];
+  /** The key and the keys above it: their limits all apply. */
+  chain: readonly KeyRecord[];
   ws: Workspace;
   outputCap: number;
   saved: SavedTokens;
@@ -82,7 +94,10 @@ const FORCE_CACHE = 128;
 const COMPLETION_TOKENS_MODELS = /^(o\d|gpt-5)/;
 
 export class ChatGateway {
+  /** Admitted requests not yet settled (tickets holding): what /health shows and a graceful stop waits for. */
   inFlight = 0;
+  readonly workspaces: Workspaces;
+  readonly limits: Limits;
   /** Requests in flight that identical ones may join (in-flight dedupe), by workspace, hash and delivery. */
   private readonly flights = new Map<string, ChatExchange>();
 
@@ -92,36 +107,57 @@ export class ChatGateway {
   private readonly capMembers = new Map<string, Buffer>();
 
   constructor(readonly deps: ChatDeps) {
+    this.workspaces = deps.workspaces;
+    this.limits = deps.limits;
     this.caps = new Map(Object.entries(deps.savings.config.output_cap.models));
   }
 
   /** `pin`: the x-gateway-provider header ('' when absent); the body's `provider` field wins. */
   handle(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin = '', api: 'chat' | 'responses' = 'chat', sw: RequestSwitches = NO_SWITCHES): void {
+    const arrival: Arrival = { ex, key, t0, api, model: '', ticket: new Ticket(this, key) };
     let request: ChatRequest;
     try {
       request = api === 'responses'
         ? { ...parseBody(ResponsesRequestSchema, parseJson(body)), messages: [] } as ChatRequest
         : parseBody(ChatRequestSchema, parseJson(body)) as ChatRequest;
     } catch (err) {
-      this.refuse(ex, key, '', t0, err);
+      this.refuse(arrival, err);
       return;
     }
+    arrival.model = request.model;
     const bits = api === 'chat' ? (this.deps.savings.enabled & ~sw.off & ~maskOf(key.limits?.savings_off)) | (sw.forceCache ? FORCE_CACHE : 0) : 0;
-    if (api === 'responses') { this.plan(ex, key, body, t0, pin, request, null, api, 0); return; }
-    if (request.model !== 'auto') { this.plan(ex, key, body, t0, pin, request, null, api, bits); return; }
+    if (api === 'responses') { this.plan(arrival, body, pin, request, null, 0); return; }
+    if (request.model !== 'auto') { this.plan(arrival, body, pin, request, null, bits); return; }
     // The smart router: a score from the classifier in the pool picks the bucket's model.
     const r = this.deps.router;
-    this.deps.pool.classify(body).then((score) => {
-      if (ex.aborted) return;
+    this.after(arrival, this.deps.pool.classify(body), (score) => {
       const bucket = score >= r.complexFrom ? 'complex' : score >= r.mediumFrom ? 'medium' : 'simple';
-      this.plan(ex, key, body, t0, pin, request, { bucket, score, model: r[bucket] }, api, bits);
-    }, (err: unknown) => this.refuse(ex, key, request.model, t0, err));
+      this.plan(arrival, body, pin, request, { bucket, score, model: r[bucket] }, bits);
+    });
   }
 
-  private plan(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin: string, request: ChatRequest, router: RouterPick | null, api: 'chat' | 'responses', bits: number): void {
+  /**
+   * A worker-pool step of the request path: its result goes on to `next` unless the client
+   * left meanwhile; a failure of the task, or a throw in `next`, refuses the request. Either
+   * way the request's ticket (holds, counters, its row) is settled.
+   */
+  private after<T>(r: Arrival, task: Promise<T>, next: (value: T) => void): void {
+    task.then((value) => {
+      if (r.ex.aborted) { this.refuse(r, new GatewayError(Errors.clientClosed, 'The client closed the request.')); return; }
+      try {
+        next(value);
+      } catch (err) {
+        this.refuse(r, err);
+      }
+    }, (err: unknown) => this.refuse(r, err));
+  }
+
+  private plan(arrival: Arrival, body: Buffer, pin: string, request: ChatRequest, router: RouterPick | null, bits: number): void {
+    const { key, api } = arrival;
     let route: Route | undefined;
     let routes: readonly Route[] = [];
     let ws: Workspace | undefined;
+    let chain: readonly KeyRecord[] = [];
     try {
       const entry = this.deps.catalog.resolve(router?.model ?? request.model);
       routes = entry.policy ? this.ordered(entry.routes, entry.policy) : entry.routes;
@@ -130,18 +166,23 @@ export class ChatGateway {
         const all = routes;
         routes = all.filter((r) => r.provider.name === pinned);
         if (!routes.length) {
-          throw new GatewayError(Errors.invalidRequest, `No route of '${request.model}' goes through provider '${pinned}' (its routes: ${all.map((r) => r.provider.name).join(', ') || 'none'}).`, 'provider');
+          throw new GatewayError(Errors.invalidRequest, `No route of '${request.model}' goes through provider '${pinned.slice(0, 64)}' (its routes: ${all.map((r) => r.provider.name).join(', ') || 'none'}).`, 'provider');
         }
       }
       if (api === 'responses') {
         routes = routes.filter((r) => r.provider.kind === 'openai'); // the Responses API passes through to OpenAI-kind upstreams only
         if (!routes.length) throw new GatewayError(Errors.invalidRequest, `No route of '${request.model}' speaks the Responses API.`, 'model');
       }
-      const limits = key.limits;
-      if (limits && (limits.regions || limits.zdr_only) && routes.length) {
+      // Only routes the key (and every key above it) may use: the first choice and every failover alike.
+      chain = this.deps.keys.chain(key);
+      for (const k of chain) {
+        const limits = k.limits;
+        if (!limits || k.kind === 'master' || k.kind === 'operator' || !(limits.models || limits.providers || limits.regions || limits.zdr_only)) continue;
         const all = routes;
-        routes = all.filter((r) => (!limits.zdr_only || r.zdr) && (!limits.regions || (r.region !== null && (r.region === 'local' || limits.regions.includes(r.region)))));
-        if (!routes.length) throw new GatewayError(Errors.modelNotAllowed, `No route of '${request.model}' meets this key's ${limits.zdr_only ? 'zero-data-retention' : ''}${limits.zdr_only && limits.regions ? ' and ' : ''}${limits.regions ? `region (${limits.regions.join(', ')})` : ''} constraint.`, 'model');
+        routes = all.filter((r) => routeAllowed(limits, r));
+        if (!routes.length && all.length) {
+          throw new GatewayError(Errors.modelNotAllowed, `${k === key ? 'This key' : `The key that minted this one (${k.id})`} may not use '${request.model}' on any of its routes (${describeConstraints(limits)}).`, 'model');
+        }
       }
       route = routes[0];
       if (!route) throw new GatewayError(Errors.noRoute, `No enabled provider serves '${request.model}'. Set its provider key or enable sim.`, 'model');
@@ -149,20 +190,19 @@ export class ChatGateway {
       ws = this.deps.workspaces.get(key.workspace);
       if (!ws) throw new GatewayError(Errors.forbidden, `This key's workspace ${key.workspace} no longer exists.`);
     } catch (err) {
-      this.refuse(ex, key, request.model, t0, err);
+      this.refuse(arrival, err);
       return;
     }
-    const p: Pending = { ex, key, t0, api, router, bits, original: request, request, body, routes, ws, outputCap: 0, saved: {}, hash: null };
+    const p: Pending = { ...arrival, router, bits, original: request, request, body, routes, chain, ws, outputCap: 0, saved: {}, hash: null };
     if (bits) this.shape(p, route);
     const cfg = this.deps.savings.config;
     if (!(bits & (M.compression | M.chunk_dedupe)) || body.length < cfg.rewrite_min_bytes) { this.preflight(p, null); return; }
     // Chunk dedupe and compression, in the pool; the reply carries the prompt's exact token count.
     const c = cfg.compression;
-    this.deps.pool.rewrite(route.model.tokenizer, p.body, bits & M.chunk_dedupe ? cfg.chunk_dedupe.min_chars : 0,
+    this.after(p, this.deps.pool.rewrite(route.model.tokenizer, p.body, bits & M.chunk_dedupe ? cfg.chunk_dedupe.min_chars : 0,
       bits & M.compression ? { budgetTokens: c.budget_tokens, keepLast: c.keep_last, staleMaxChars: c.stale_max_chars } : null,
       this.cacheable(p),
-    ).then((r) => {
-      if (ex.aborted) return;
+    ), (r) => {
       if (r.hash) p.hash = r.hash;
       if (r.body !== null) {
         p.body = Buffer.from(r.body);
@@ -171,7 +211,7 @@ export class ChatGateway {
         if (r.savedCompression) p.saved.compression = r.savedCompression;
       }
       this.preflight(p, r.promptTokens);
-    }, (err: unknown) => this.refuse(ex, key, request.model, t0, err));
+    });
   }
 
   /** Output budget shaping: a max_tokens for a request that sets none (spliced in; the body is not re-encoded). */
@@ -198,40 +238,42 @@ export class ChatGateway {
   }
 
   /**
-   * Context window and credits before anything leaves. Without I/O when bounds allow: a
-   * prompt has at most as many tokens as the body has bytes, so only a body near the
-   * context window, or a balance too tight for the byte bound, pays for an exact count.
+   * Context window, credits and the reservation, before anything leaves. Without I/O when
+   * bounds allow: a prompt has at most as many tokens as the body has bytes, so only a body
+   * near the context window, a balance too tight for the byte bound, or a large body under
+   * a tpm limit (where the byte bound would reserve ~4× too much) pays for an exact count.
    */
   private preflight(p: Pending, knownTokens: number | null): void {
-    const { ex, key, t0, request: req, ws } = p;
+    const { request: req, ws } = p;
     const route = p.routes[0]!;
-    const prices = route.prices;
     const window = route.model.context_window;
     const cap = req.max_completion_tokens ?? req.max_tokens ?? route.model.max_output_tokens ?? this.deps.defaultOutputCap;
-    const hold = (promptTokens: number) => (ws.metered
-      ? toNano(upstreamCost(prices, { prompt_tokens: promptTokens, completion_tokens: cap, cached_tokens: 0 }) * (1 + this.deps.markup)) : 0);
+    // Every choice (`n`) may use the cap; failover may land on the dearest route allowed.
+    const output = cap * (typeof req.n === 'number' ? req.n : 1);
+    const prices = p.routes.length === 1 ? route.prices : dearest(p.routes);
+    const maxCharge = (promptTokens: number) => toNano(upstreamCost(prices, { prompt_tokens: promptTokens, completion_tokens: output, cached_tokens: 0 }) * (1 + this.deps.markup));
+    const admit = (tokens: number, charge: number) => this.start(p, { tokens: tokens + output, nano: charge }, ws.metered ? charge : 0);
     const check = (tokens: number) => {
       const asked = req.max_completion_tokens ?? req.max_tokens ?? 0; // as OpenAI: the prompt plus what max_tokens asks for
       if (tokens + asked > window) {
-        this.refuse(ex, key, req.model, t0, new GatewayError(Errors.contextLength,
+        this.refuse(p, new GatewayError(Errors.contextLength,
           `This model's context window is ${window} tokens; the messages use ${tokens}${asked ? ` and max_tokens asks for ${asked} more` : ''}. Shorten the messages or lower max_tokens.`, 'messages'));
         return;
       }
-      const needed = hold(tokens);
+      const needed = maxCharge(tokens);
       const available = this.deps.workspaces.availableNano(ws);
       if (ws.metered && available < needed) {
-        this.refuse(ex, key, req.model, t0, new GatewayError(Errors.insufficientCredits,
-          `Insufficient credits: this request may cost up to $${fmtUsd(fromNano(needed))} (${tokens} prompt tokens, up to ${cap} output tokens) and the workspace has $${fmtUsd(fromNano(Math.max(0, available)))} available. Top up, or lower max_tokens.`));
+        this.refuse(p, new GatewayError(Errors.insufficientCredits,
+          `Insufficient credits: this request may cost up to $${fmtUsd(fromNano(needed))} (${tokens} prompt tokens, up to ${output} output tokens) and the workspace has $${fmtUsd(fromNano(Math.max(0, available)))} available. Top up, or lower max_tokens.`));
         return;
       }
-      this.start(p, needed);
+      admit(tokens, needed);
     };
     if (knownTokens !== null) { check(knownTokens); return; }
-    const bound = hold(p.body.length);
-    if (p.body.length + cap <= window && this.deps.workspaces.availableNano(ws) >= bound) { this.start(p, bound); return; }
-    this.deps.pool.countPrompt(route.model.tokenizer, p.body).then((tokens) => {
-      if (!ex.aborted) check(tokens);
-    }, (err: unknown) => this.refuse(ex, key, req.model, t0, err));
+    const bound = maxCharge(p.body.length);
+    const exactForTpm = p.body.length > 4096 && p.chain.some((k) => k.limits?.tpm !== undefined);
+    if (!exactForTpm && p.body.length + cap <= window && (!ws.metered || this.deps.workspaces.availableNano(ws) >= bound)) { admit(p.body.length, bound); return; }
+    this.after(p, this.deps.pool.countPrompt(route.model.tokenizer, p.body), check);
   }
 
   /** An alias's routes in its policy's order: cheapest, fastest (latency EWMA; unmeasured first), or price × latency. */
@@ -243,38 +285,43 @@ export class ChatGateway {
     return [...routes].sort((a, b) => score(a) - score(b));
   }
 
-  /** Limits, then the caches: an exact hit, a flight to join, a semantic hit; else upstream. */
-  private start(p: Pending, holdNano: number): void {
-    const route = p.routes[0]!;
+  /**
+   * Admission (the limits of the key and the keys above it, reserving `reserve`; then the
+   * credit hold), then the caches: an exact hit, a flight to join, a semantic hit; else upstream.
+   */
+  private start(p: Pending, reserve: Reservation, holdNano: number): void {
     let admission: Admission | null;
     try {
-      admission = this.deps.limits.admit(p.key, route.slug, route.provider.name);
+      admission = this.deps.limits.admit(p.chain, reserve);
     } catch (err) {
-      this.refuse(p.ex, p.key, p.original.model, p.t0, err);
+      this.refuse(p, err);
       return;
     }
+    // From here the request holds a slot, counters and credits: every path releases them through the ticket.
+    p.ticket.hold(p.ws, admission, holdNano);
     const { bits, original } = p;
     const cfg = this.deps.savings.config;
     const hash = this.cacheable(p) ? p.hash ?? requestHash(original) : null;
     if (!hash) {
-      this.launch(p, holdNano, admission, null, null);
+      this.launch(p, null, null);
       return;
     }
     const cache = this.deps.savings.cache;
     if (bits & M.exact_cache) {
       const hit = cache.getExact(p.ws.id, hash);
-      if (hit) { this.served(p, admission, 'exact').replay(hit); return; }
+      if (hit) { this.served(p, 'exact').replay(hit); return; }
     }
-    if (bits & M.dedupe && this.join(p, admission, hash)) return;
+    if (bits & M.dedupe && this.join(p, hash)) return;
     const turn = bits & M.semantic_cache ? splitLastTurn(original) : null;
-    if (!turn || turn.text.length > cfg.semantic_cache.max_prompt_chars) { this.launch(p, holdNano, admission, hash, null); return; }
-    this.deps.pool.embed(turn.text).then((vec) => {
-      if (p.ex.aborted) { if (admission) this.deps.limits.finish(p.key, admission, 0, 0); return; }
+    if (!turn || turn.text.length > cfg.semantic_cache.max_prompt_chars) { this.launch(p, hash, null); return; }
+    // An embedding that fails only means no semantic lookup for this request.
+    this.after(p, this.deps.pool.embed(turn.text).catch(() => null), (vec) => {
+      if (!vec) { this.launch(p, hash, null); return; }
       const hit = cache.findSimilar(p.ws.id, turn.context, vec, turn.text, cfg.semantic_cache.threshold);
-      if (hit) { this.served(p, admission, 'semantic', hit.similarity).replay(hit); return; }
-      if (bits & M.dedupe && this.join(p, admission, hash)) return;
-      this.launch(p, holdNano, admission, hash, { vec, text: turn.text, context: turn.context });
-    }, () => this.launch(p, holdNano, admission, hash, null));
+      if (hit) { this.served(p, 'semantic', hit.similarity).replay(hit); return; }
+      if (bits & M.dedupe && this.join(p, hash)) return;
+      this.launch(p, hash, { vec, text: turn.text, context: turn.context });
+    });
   }
 
   /** The caches and dedupe apply: on for this request, and deterministic (or opted in). */
@@ -282,9 +329,9 @@ export class ChatGateway {
     return (p.bits & CACHES) !== 0 && ((p.bits & FORCE_CACHE) !== 0 || this.deps.savings.config.exact_cache.nondeterministic || isDeterministic(p.original));
   }
 
-  private served(p: Pending, admission: Admission | null, kind: CacheKind, similarity: number | null = null): Served {
+  private served(p: Pending, kind: CacheKind, similarity: number | null = null): Served {
     const route = p.routes[0]!;
-    return new Served(this.deps, p.ex, p.key, p.ws, admission, p.original, p.t0, kind, route.decision, route.prices, similarity);
+    return new Served(this.deps, p.ex, p.ticket, p.ws, p.original, p.t0, kind, route.decision, route.prices, similarity);
   }
 
   private flightKey(p: Pending, hash: string): string {
@@ -292,17 +339,15 @@ export class ChatGateway {
   }
 
   /** Joins an identical request in flight (same workspace, same answer-determining body, same delivery). */
-  private join(p: Pending, admission: Admission | null, hash: string): boolean {
+  private join(p: Pending, hash: string): boolean {
     const leader = this.flights.get(this.flightKey(p, hash));
     if (!leader?.joinable()) return false;
-    leader.join(this.served(p, admission, 'dedupe'));
+    leader.join(this.served(p, 'dedupe'));
     return true;
   }
 
-  private launch(p: Pending, holdNano: number, admission: Admission | null, hash: string | null, semantic: SemanticKey | null): void {
-    if (holdNano) this.deps.workspaces.reserve(p.ws, holdNano);
-    this.inFlight++;
-    const exchange = new ChatExchange(this, p, holdNano, admission);
+  private launch(p: Pending, hash: string | null, semantic: SemanticKey | null): void {
+    const exchange = new ChatExchange(this, p);
     if (hash) {
       const bits = p.bits;
       exchange.cacheAs = { hash, exact: (bits & M.exact_cache) !== 0, semantic: bits & M.semantic_cache ? semantic : null };
@@ -320,14 +365,25 @@ export class ChatGateway {
     if (this.flights.get(fk) === exchange) this.flights.delete(fk);
   }
 
-  /** Refused before anything went upstream: the error, and a row that says so. */
-  private refuse(ex: Exchange, key: KeyRecord, model: string, t0: number, err: unknown): void {
-    ex.sendError(err);
-    const e = err instanceof GatewayError ? err : null;
+  /**
+   * Refused before anything went upstream (or abandoned before it could): the holds are
+   * released, and the error is sent once its row is committed (a refusal is a request too,
+   * and is never missing from the ledger after a crash). The row says `cache: none`.
+   */
+  refuse(r: Arrival, err: unknown): void {
+    const e = asGatewayError(err);
+    if (!r.ticket.claimRow()) return; // another part of the path has answered it
+    r.ticket.release(0, 0);
     this.deps.ledger.append(ledgerRow({
-      id: ex.requestId, kind: 'request', workspace: key.workspace, key_id: key.id, endpoint: 'chat.completions', requested_model: model,
-      status: e?.status ?? 500, error: e?.code ?? 'internal_error', total_ms: ms(t0, performance.now()),
+      id: r.ex.requestId, kind: 'request', workspace: r.key.workspace, key_id: r.key.id, endpoint: r.api === 'responses' ? 'responses' : 'chat.completions',
+      requested_model: r.model, cache: 'none', status: e.status, error: e.code, total_ms: ms(r.t0, performance.now()),
     }), undefined);
+    this.deps.ledger.whenCommitted(() => r.ex.sendError(e));
+  }
+
+  /** A refusal from outside the chat path (the route's body could not be read, or bridged): the same row and ordering. */
+  reject(ex: Exchange, key: KeyRecord, t0: number, api: 'chat' | 'responses', err: unknown): void {
+    this.refuse({ ex, key, t0, api, model: '', ticket: new Ticket(this, key) }, err);
   }
 }
 
@@ -343,6 +399,24 @@ interface RouterPick {
   bucket: 'simple' | 'medium' | 'complex';
   score: number;
   model: string;
+}
+
+/** The highest price of each kind among the routes: what a request may cost wherever failover takes it. */
+function dearest(routes: readonly Route[]): Prices {
+  let input = 0;
+  let output = 0;
+  for (const r of routes) { input = Math.max(input, r.prices.input); output = Math.max(output, r.prices.output); }
+  return { input, output };
+}
+
+/** A key's route constraints, for the 403 that names them. */
+function describeConstraints(l: KeyLimits): string {
+  const parts: string[] = [];
+  if (l.models) parts.push(`models ${l.models.join(', ')}`);
+  if (l.providers) parts.push(`providers ${l.providers.join(', ')}`);
+  if (l.regions) parts.push(`regions ${l.regions.join(', ')}`);
+  if (l.zdr_only) parts.push('zero-data-retention routes only');
+  return `it allows ${parts.join('; ')}`;
 }
 
 /** What the request needs that the model may lack (a model that lists no capabilities is not restricted). */
@@ -370,11 +444,16 @@ const GATEWAY_MARK = Buffer.alloc(0);
  * One chat request in flight: it is the sink the provider adapter answers into. With
  * in-flight dedupe it also leads: identical requests that arrive meanwhile follow it
  * (Served), receiving the bytes written so far and then the live ones.
+ *
+ * Its end always goes the same way: the row is recorded (the ticket's holds released with
+ * what the request really used), and the last bytes reach the client only once that row is
+ * committed, so an acknowledged answer is never missing from the ledger after a crash.
  */
 class ChatExchange implements ResponseSink {
   private readonly stream: boolean;
   private readonly ex: Exchange;
   private readonly key: KeyRecord;
+  private readonly ticket: Ticket;
   private readonly ws: Workspace;
   private readonly request: ChatRequest;
   private readonly body: Buffer;
@@ -393,7 +472,8 @@ class ChatExchange implements ResponseSink {
   private tDispatch = 0;
   private tFirstByte = 0;
   private tUpstreamEnd = 0;
-  private settled = false;
+  /** Set once the request's end is decided (its row may still be counted in the pool). */
+  private settling = false;
   /** The route of the current attempt; `retries` attempts failed before it. */
   private route: Route;
   private retries = 0;
@@ -406,14 +486,17 @@ class ChatExchange implements ResponseSink {
   private followers: Served[] | null = null;
   /** What was written to the client so far (kept while followers may join a stream). */
   private log: Buffer[] | null = null;
-  /** The upstream's SSE bytes, kept to assemble the answer for the cache. */
+  /** The upstream's SSE bytes: the cache assembles the answer from them, and billing counts them when no usage comes. */
   private sse: Buffer[] | null = null;
+  /** Usage counted here (no usage frame came): the stream's closing figures carry it. */
+  private counted: Usage | null = null;
   /** The leader's own client went away while followers still wait: the upstream call goes on for them. */
   private leaderGone = false;
 
-  constructor(private readonly gw: ChatGateway, p: Pending, private readonly holdNano: number, private readonly admission: Admission | null) {
+  constructor(private readonly gw: ChatGateway, p: Pending) {
     this.ex = p.ex;
     this.key = p.key;
+    this.ticket = p.ticket;
     this.ws = p.ws;
     this.request = p.request;
     this.body = p.body;
@@ -441,7 +524,7 @@ class ChatExchange implements ResponseSink {
     if (this.tap) {
       // Already streaming: what the leader's client got so far, then live.
       f.startStream();
-      for (const chunk of this.log ?? []) f.write(chunk === GATEWAY_MARK ? f.comment(this.tap.usage) : chunk);
+      for (const chunk of this.log ?? []) f.write(chunk === GATEWAY_MARK ? f.comment(this.finalUsage()) : chunk);
     }
   }
 
@@ -461,12 +544,11 @@ class ChatExchange implements ResponseSink {
     if (this.flightKey) { this.gw.land(this.flightKey, this); this.flightKey = null; }
   }
 
-  /** Every client of this exchange gets the same failure (each with its own row). */
-  private fail(err: GatewayError, relay?: { status: number; body: Buffer }): void {
+  /** Every client of this exchange gets the same failure (each with its own row, each sent once that row is committed). */
+  private fail(err: GatewayError, code: string): void {
     this.land();
-    if (relay) this.ex.send(relay.status, 'application/json', relay.body, this.routeHeaders());
-    else this.ex.sendError(err, this.routeHeaders());
-    if (this.followers) for (const f of this.followers) f.fail(err, relay);
+    this.settle(err.status, code, null, () => this.ex.sendError(err, this.routeHeaders()));
+    if (this.followers) for (const f of this.followers) f.fail(err);
   }
 
   /** Sends the request to the first untried route whose breaker admits it. */
@@ -477,8 +559,7 @@ class ChatExchange implements ResponseSink {
     const next = this.routes.find((r) => !this.tried.has(r) && health.admits(r.decision));
     if (!next) {
       const err = this.lastError ?? new GatewayError(Errors.noRoute, `Every route for '${this.request.model}' is unavailable (disabled or failing); retry shortly.`);
-      this.fail(err);
-      this.settle(err.status, this.lastError ? `upstream_${this.lastError.code}` : err.code, null);
+      this.fail(err, this.lastError ? `upstream_${this.lastError.code}` : err.code);
       return;
     }
     this.route = next;
@@ -494,7 +575,13 @@ class ChatExchange implements ResponseSink {
       promptCacheKey: this.promptCacheKey(),
     };
     this.tDispatch = performance.now();
-    this.handle = next.provider.chat(call, this);
+    try {
+      this.handle = next.provider.chat(call, this);
+    } catch (err) {
+      // An adapter that cannot even send the request (a bug): the attempt failed like any other.
+      this.handle = null;
+      this.onError(asGatewayError(err));
+    }
   }
 
   /** Provider prompt caching: a key for the prompt's stable head (large prompts only; null = leave the request as it is). */
@@ -519,50 +606,62 @@ class ChatExchange implements ResponseSink {
     this.retries++;
     // The next attempt goes to another route, so the wait is short: 5, 10, 20 ms … (± 50%).
     const backoff = Math.min(1000, 5 * 2 ** (this.retries - 1)) * (0.5 + Math.random());
+    this.handle = null;
     this.retryTimer = setTimeout(() => this.dispatch(), backoff);
     return true;
   }
 
   // ---- respond -------------------------------------------------------------------------
+  // The provider calls these; a throw in any of them (a bug) ends the request like an
+  // upstream failure instead of escaping into the adapter.
 
   private retryAfterMs: number | null = null;
 
   onStart(status: number, contentType: string, retryAfterMs?: number | null): void {
-    this.tFirstByte = performance.now();
-    this.status = status;
-    this.retryAfterMs = retryAfterMs ?? null;
-    if (this.stream && status === 200 && contentType.includes('event-stream')) {
-      this.gw.deps.health.success(this.route.decision, this.tFirstByte - this.tDispatch);
-      this.tap = new SseUsageTap(this.request.stream_options?.include_usage === true, this.emit, () => GATEWAY_MARK);
-      if (this.cacheAs) this.sse = [];
-      this.ex.startStream(200, 'text/event-stream; charset=utf-8', this.routeHeaders(), () => {
-        this.writable = true;
-        this.handle?.resume();
-      });
-      if (this.followers) for (const f of this.followers) f.startStream();
+    try {
+      this.tFirstByte = performance.now();
+      this.status = status;
+      this.retryAfterMs = retryAfterMs ?? null;
+      if (this.stream && status === 200 && contentType.includes('event-stream')) {
+        this.gw.deps.health.success(this.route.decision, this.tFirstByte - this.tDispatch);
+        this.tap = new SseUsageTap(this.request.stream_options?.include_usage === true, this.emit, () => GATEWAY_MARK, true);
+        this.sse = [];
+        this.ex.startStream(200, 'text/event-stream; charset=utf-8', this.routeHeaders(), () => {
+          this.writable = true;
+          this.handle?.resume();
+        });
+        if (this.followers) for (const f of this.followers) f.startStream();
+      }
+    } catch (err) {
+      this.fault(err);
     }
   }
 
   /** The tap's writer: each client's own comment at the mark; while others may join, the bytes are logged for them. */
   private readonly emit = (chunk: Buffer): boolean => {
     if (this.flightKey) (this.log ??= []).push(chunk);
-    if (this.followers) for (const f of this.followers) f.write(chunk === GATEWAY_MARK ? f.comment(this.tap!.usage) : chunk);
+    if (this.followers) for (const f of this.followers) f.write(chunk === GATEWAY_MARK ? f.comment(this.finalUsage()) : chunk);
     return this.ex.write(chunk === GATEWAY_MARK ? this.gatewayComment() : chunk);
   };
 
   onData(chunk: Buffer): boolean {
-    if (!this.tap) {
-      this.chunks.push(chunk);
+    try {
+      if (!this.tap) {
+        this.chunks.push(chunk);
+        return true;
+      }
+      this.sse!.push(chunk);
+      // Written at once, one corked write per upstream chunk. When uWS reports backpressure
+      // the adapter pauses; nothing more is written until onWritable resumes it (writing on
+      // into a backpressured uWS response can lose bytes, so the rule is strict).
+      this.pending = chunk;
+      if (this.leaderGone) this.pushPending();
+      else this.ex.corked(this.pushPending);
+      return this.writable || this.leaderGone;
+    } catch (err) {
+      this.fault(err);
       return true;
     }
-    if (this.sse) this.sse.push(chunk);
-    // Written at once, one corked write per upstream chunk. When uWS reports backpressure
-    // the adapter pauses; nothing more is written until onWritable resumes it (writing on
-    // into a backpressured uWS response can lose bytes, so the rule is strict).
-    this.pending = chunk;
-    if (this.leaderGone) this.pushPending();
-    else this.ex.corked(this.pushPending);
-    return this.writable || this.leaderGone;
   }
 
   // Bound once, not a closure per chunk.
@@ -574,25 +673,36 @@ class ChatExchange implements ResponseSink {
   };
 
   onEnd(): void {
-    this.tUpstreamEnd = performance.now();
-    this.land();
-    if (!this.tap) { this.finishBuffered(); return; }
+    try {
+      this.tUpstreamEnd = performance.now();
+      this.land();
+      if (!this.tap) { this.finishBuffered(); return; }
+      const usage = this.tap.usage;
+      if (usage) { this.endStream(usage, 'upstream'); return; }
+      // No usage frame: the answer is counted before the stream's closing figures are written.
+      this.countAnswer(true).then((u) => this.endStream(u, 'estimate'), (err: unknown) => this.fault(err));
+    } catch (err) {
+      this.fault(err);
+    }
+  }
+
+  private endStream(usage: Usage, source: 'upstream' | 'estimate'): void {
+    if (source === 'estimate') this.counted = usage;
     if (this.leaderGone) this.writeTail(); else this.ex.corked(this.writeTail);
-    const usage = this.tap.usage;
-    this.settle(200, null, usage);
+    this.settle(200, null, usage, () => this.ex.end(), source);
     if (this.followers) for (const f of this.followers) f.end(usage);
-    // The response completes only once its ledger row (and charge) is committed.
-    this.gw.deps.ledger.whenCommitted(() => this.ex.end());
     const sse = this.sse;
     this.sse = null;
-    if (sse && usage) {
+    if (sse && this.cacheAs && source === 'upstream') {
       this.gw.deps.pool.assemble(Buffer.concat(sse)).then((json) => { if (json) this.store(json, usage); }, () => undefined);
     }
   }
 
   private readonly writeTail = (): void => {
     const tap = this.tap!;
+    const heldDone = tap.held !== null;
     const tail = tap.flushTail();
+    if (heldDone) this.emit(GATEWAY_MARK); // the figures go before the held [DONE]
     if (tail) this.emit(tail);
     if (!tap.sawDone) this.emit(GATEWAY_MARK);
   };
@@ -608,21 +718,40 @@ class ChatExchange implements ResponseSink {
   }
 
   onError(err: GatewayError): void {
-    this.tUpstreamEnd = performance.now();
-    if (this.ex.aborted && !this.leaderGone) return;
+    try {
+      this.tUpstreamEnd = performance.now();
+      if (this.settling || (this.ex.aborted && !this.leaderGone)) return;
+      if (this.tap) {
+        // Headers are gone: the stream ends with an error event, never a silent truncation.
+        this.land();
+        this.gw.deps.health.failure(this.route.decision, `stream_broken_${err.code}`);
+        const event = Buffer.from(`data: ${JSON.stringify(err.toJSON())}\n\n`);
+        this.settle(err.status, err.code, this.tap.usage, () => this.ex.end(event));
+        if (this.followers) for (const f of this.followers) f.breakStream(event, err);
+        return;
+      }
+      if (err.status >= 500 && this.failover(err, err.code)) return; // a 4xx is the caller's, on any route
+      this.fail(err, err.code);
+    } catch (e) {
+      this.fault(e);
+    }
+  }
+
+  /**
+   * A bug in the gateway's own handling of this answer: the upstream call stops and the
+   * request ends as an internal error, its holds released and its row written.
+   */
+  private fault(err: unknown): void {
+    const e = asGatewayError(err);
+    this.cancelUpstream();
+    if (this.settling) return;
     if (this.tap) {
-      // Headers are gone: the stream ends with an error event, never a silent truncation.
-      this.land();
-      this.gw.deps.health.failure(this.route.decision, `stream_broken_${err.code}`);
-      const event = Buffer.from(`data: ${JSON.stringify(err.toJSON())}\n\n`);
-      this.ex.end(event);
-      if (this.followers) for (const f of this.followers) f.breakStream(event, err);
-      this.settle(err.status, err.code, this.tap.usage);
+      const event = Buffer.from(`data: ${JSON.stringify(e.toJSON())}\n\n`);
+      this.settle(e.status, e.code, null, () => this.ex.end(event));
+      if (this.followers) for (const f of this.followers) f.breakStream(event, e);
       return;
     }
-    if (err.status >= 500 && this.failover(err, err.code)) return; // a 4xx is the caller's, on any route
-    this.fail(err);
-    this.settle(err.status, err.code, null);
+    this.fail(e, e.code);
   }
 
   private clientAborted(): void {
@@ -633,9 +762,10 @@ class ChatExchange implements ResponseSink {
       this.settleHandedOver();
       return;
     }
+    const dispatched = this.handle !== null;
     this.cancelUpstream();
     if (!this.tUpstreamEnd) this.tUpstreamEnd = performance.now();
-    this.settle(499, 'client_closed_request', this.tap?.usage ?? null);
+    this.settle(499, 'client_closed_request', this.tap?.usage ?? null, undefined, 'upstream', undefined, dispatched);
   }
 
   private cancelUpstream(): void {
@@ -653,47 +783,53 @@ class ChatExchange implements ResponseSink {
       const err = new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} returned HTTP ${this.status}.`);
       if ((this.status >= 500 || this.status === 429) && this.failover(err, `http_${this.status}`)) return;
       if (this.status >= 500 || this.status < 400) {
-        this.fail(err);
-        this.settle(err.status, `upstream_${this.status}`, null);
+        this.fail(err, `upstream_${this.status}`);
         return;
       }
     }
     this.gw.deps.health.success(this.route.decision, this.tUpstreamEnd - this.tDispatch);
     if (this.status >= 400) {
       // The provider's own 4xx (already in OpenAI's envelope for OpenAI-kind upstreams) is the caller's to see.
-      this.fail(new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} returned HTTP ${this.status}.`), { status: this.status, body });
-      this.settle(this.status, `upstream_${this.status}`, null);
+      const relayed = { status: this.status, body };
+      this.land();
+      this.settle(this.status, `upstream_${this.status}`, null, () => this.ex.send(relayed.status, 'application/json', relayed.body, this.routeHeaders()));
+      if (this.followers) for (const f of this.followers) f.fail(new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} returned HTTP ${this.status}.`), relayed);
       return;
     }
     const scan = scanCompletion(body);
     if (!scan.isObject) {
-      const err = new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} sent a body that is not a JSON object.`);
-      this.fail(err);
-      this.settle(err.status, 'upstream_bad_body', null);
+      this.fail(new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} sent a body that is not a JSON object.`), 'upstream_bad_body');
       return;
     }
     if (scan.usage) { this.respondBuffered(body, scan, scan.usage); return; }
-    // Rare: an upstream without usage. Count the prompt in the pool before answering.
-    this.gw.deps.pool.countPrompt(this.route.model.tokenizer, this.body).then(
-      (prompt) => this.respondBuffered(body, scan, { prompt_tokens: prompt, completion_tokens: 0, cached_tokens: 0 }, 'estimate'),
-      () => this.respondBuffered(body, scan, { prompt_tokens: 0, completion_tokens: 0, cached_tokens: 0 }, 'estimate'),
-    );
+    // Rare: an upstream without usage. The prompt and the answer are counted in the pool before answering.
+    this.chunks = [body];
+    this.countAnswer(true).then((u) => this.respondBuffered(body, scan, u, 'estimate'), (err: unknown) => this.fault(err));
+  }
+
+  /**
+   * What the upstream will bill when it did not say: the prompt as sent, counted, and (when
+   * `answered`) the text it generated as far as it reached the gateway, counted.
+   */
+  private countAnswer(answered: boolean): Promise<Usage> {
+    const parts = this.tap ? this.sse ?? [] : this.chunks;
+    const answer = answered ? (parts.length === 1 ? parts[0]! : Buffer.concat(parts)) : EMPTY;
+    return this.gw.deps.pool.countAnswer(this.route.model.tokenizer, this.body, answer, this.tap !== null)
+      .then((c) => ({ prompt_tokens: c.prompt, completion_tokens: c.completion, cached_tokens: 0 }));
   }
 
   private respondBuffered(body: Buffer, scan: CompletionScan, usage: Usage, source: 'upstream' | 'estimate' = 'upstream'): void {
     if (this.followers) for (const f of this.followers) f.sendBuffered(body, scan, usage);
     if (this.cacheAs && source === 'upstream') this.store(body.toString('utf8'), usage);
-    if (this.ex.aborted) return;
     const costs = this.costs(usage);
     const overhead = this.overheadMs(performance.now());
     const headers = [...this.routeHeaders(), ...figureHeaders(costs, overhead)];
     const out = spliceGateway(body, scan, this.gatewayJson(usage, costs, overhead));
-    this.settle(200, null, usage, source, costs);
     // The response completes only once its ledger row (and charge) is committed.
-    this.gw.deps.ledger.whenCommitted((err) => {
+    this.settle(200, null, usage, (err) => {
       if (err) this.ex.sendError(new GatewayError(Errors.internal, 'The ledger could not record this request; it was not charged. Retry shortly.'));
       else this.ex.send(200, 'application/json', out, headers);
-    });
+    }, source, costs);
   }
 
   // ---- figures ---------------------------------------------------------------------------
@@ -707,7 +843,8 @@ class ChatExchange implements ResponseSink {
     }
     if (this.outputCap) headers = [...headers, ['x-gateway-output-cap', String(this.outputCap)]];
     if (this.router) headers = [...headers, ['x-gateway-route-bucket', this.router.bucket], ['x-gateway-route-score', String(this.router.score)]];
-    return this.admission ? [...headers, ...this.admission.headers] : headers;
+    const limit = this.ticket.limitHeaders;
+    return limit.length ? [...headers, ...limit] : headers;
   }
 
   /** Prompt tokens the rewrites removed: the benchmark prices the prompt as the caller sent it. */
@@ -744,9 +881,14 @@ class ChatExchange implements ResponseSink {
     return `{"request_id":"${this.ex.requestId}","served":${this.route.decisionJson},"cache":"miss","retries":${this.retries},"usage":${u},"saved_tokens":${this.savedJson(usage)}${cap}${c},"overhead_ms":${Math.round(overhead * 1000) / 1000}}`;
   }
 
+  /** Usage as far as it is known: the upstream's frame, or what was counted without one. */
+  private finalUsage(): Usage | null {
+    return this.tap?.usage ?? this.counted;
+  }
+
   /** The streamed equivalent of the headers: an SSE comment before `[DONE]` (SDKs skip comments). */
   private gatewayComment(): Buffer {
-    const usage = this.tap?.usage ?? null;
+    const usage = this.finalUsage();
     return Buffer.from(`: gateway ${this.gatewayJson(usage, usage ? this.costs(usage) : null, this.overheadMs(performance.now()))}\n\n`);
   }
 
@@ -754,36 +896,39 @@ class ChatExchange implements ResponseSink {
 
   /** The leader's client left while followers wait: its row says so, and charges nothing (the payer follower is charged). */
   private settleHandedOver(): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.gw.inFlight--;
+    if (this.settling) return;
+    this.settling = true;
     this.record(499, 'client_closed_request', performance.now(), null, 'none', null);
   }
 
-  private settle(status: number, error: string | null, usage: Usage | null, source: 'upstream' | 'estimate' = 'upstream', known?: Costs): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.gw.inFlight--;
+  /**
+   * The request's end: its row, then `done` once the row is committed (the client's last
+   * bytes go there). Without usage from the upstream, billing follows one rule (README,
+   * "Billing"): the upstream had the request and answered, fully or in part, or the client
+   * left while it was working on it → the prompt as sent and the text received so far are
+   * counted; the upstream never answered (it failed, or timed out) → nothing is billed.
+   * `processed`: the upstream had the request when the client left.
+   */
+  private settle(status: number, error: string | null, usage: Usage | null, done?: (err: unknown) => void, source: 'upstream' | 'estimate' = 'upstream', known?: Costs, processed = false): void {
+    if (this.settling) return;
+    this.settling = true;
     const tDone = performance.now();
-    if (usage) { this.record(status, error, tDone, usage, source, known ?? this.costs(usage)); return; }
-    if (status !== 499 && !this.tap) { this.record(status, error, tDone, null, 'none', null); return; }
-    // The stream was cut before the usage frame: the upstream still bills us, so estimate.
-    // Each content event carries about one token; the role and finish events carry none.
-    const completion = Math.max(0, (this.tap?.events ?? 0) - 2);
-    const estimate = (prompt: number) => {
-      const u = { prompt_tokens: prompt, completion_tokens: completion, cached_tokens: 0 };
-      this.record(status, error, tDone, u, 'estimate', this.costs(u));
-    };
-    this.gw.deps.pool.countPrompt(this.route.model.tokenizer, this.body).then(estimate, () => estimate(0));
+    const after = () => { if (done) this.gw.deps.ledger.whenCommitted(done); };
+    if (usage) { this.record(status, error, tDone, usage, source, known ?? this.costs(usage)); after(); return; }
+    const answered = this.status === 200 && this.tFirstByte > 0;
+    if (!answered && !processed) { this.record(status, error, tDone, null, 'none', null); after(); return; }
+    this.countAnswer(answered).then(
+      (u) => this.record(status, error, tDone, u, 'estimate', this.costs(u)),
+      () => this.record(status, error, tDone, null, 'none', null),
+    ).then(after, after);
   }
 
   /** The ledger row, built in one literal (it is on every request), and the charge it carries. */
   private record(status: number, error: string | null, tDone: number, u: Usage | null, source: LedgerRow['usage_source'], c: Costs | null): void {
-    const { workspaces, ledger, limits } = this.gw.deps;
-    if (this.holdNano) workspaces.release(this.ws, this.holdNano);
+    if (!this.ticket.claimRow()) return;
     const chargeNano = c ? toNano(c.charge_usd) : 0;
-    if (this.admission) limits.finish(this.key, this.admission, u ? u.prompt_tokens + u.completion_tokens : 0, chargeNano);
-    ledger.append({
+    this.ticket.release(u ? u.prompt_tokens + u.completion_tokens : 0, chargeNano);
+    this.gw.deps.ledger.append({
       id: this.ex.requestId, ts: Date.now(), kind: 'request', workspace: this.ws.id, key_id: this.key.id, endpoint: this.api === 'responses' ? 'responses' : 'chat.completions',
       requested_model: this.request.model, served: this.route.decision, router_bucket: this.router?.bucket ?? null, router_score: this.router?.score ?? null, cache: 'miss',
       stream: this.stream, prompt_tokens: u?.prompt_tokens ?? 0, cached_tokens: u?.cached_tokens ?? 0,
@@ -795,3 +940,5 @@ class ChatExchange implements ResponseSink {
     }, this.ws);
   }
 }
+
+const EMPTY = Buffer.alloc(0);

@@ -9,12 +9,12 @@ import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import { isRecord, type Json } from '../json.js';
 import { Exchange, type HeaderList } from '../server/exchange.js';
-import { parseBody, parseJson } from './schemas.js';
+import { ModelName, parseBody, parseJson } from './schemas.js';
 
 
 const InputItem = z.looseObject({ type: z.string().optional(), role: z.string().optional() });
 export const ResponsesRequestSchema = z.looseObject({
-  model: z.string().min(1, 'model is required'),
+  model: ModelName,
   input: z.union([z.string().min(1), z.array(InputItem).min(1)]),
   instructions: z.string().nullish(),
   max_output_tokens: z.number().int().positive().nullish(),

@@ -2,9 +2,7 @@
 // semantic cache hit (replayed from the stored chat.completion), or a dedupe follower (the
 // bytes of an identical request already in flight, from where it is, then live). It
 // writes its own headers and `gateway` figures and records its own ledger row.
-import type { KeyRecord } from '../accounts/keys.js';
 import { ledgerRow } from '../accounts/ledger.js';
-import type { Admission } from '../accounts/limits.js';
 import { priceRequest, roundUsd, upstreamCost, type Costs, type Usage } from '../accounts/pricing.js';
 import { toNano, type Workspace } from '../accounts/workspaces.js';
 import type { Prices } from '../config/schema.js';
@@ -15,9 +13,10 @@ import type { Exchange, HeaderList } from '../server/exchange.js';
 import type { CachedAnswer } from '../savings/cache.js';
 import type { SavedTokens } from '../savings/mechanisms.js';
 import { replayAsSse } from '../savings/replay.js';
-import { spliceGateway, type CompletionScan } from './sse-usage.js';
+import { scanCompletion, spliceGateway, type CompletionScan } from './sse-usage.js';
 import type { ChatDeps } from './chat.js';
 import { figureHeaders, ms } from './fmt.js';
+import type { Ticket } from './ticket.js';
 
 export type CacheKind = 'exact' | 'semantic' | 'dedupe';
 
@@ -26,7 +25,6 @@ const DONE = Buffer.from('data: [DONE]\n\n');
 export class Served {
   /** A dedupe follower whose leader's client went away pays for the shared call. */
   payer = false;
-  private settled = false;
   private tFirstByte = 0;
   private readonly stream: boolean;
   /** Set for a follower by its leader: called when this client goes away. */
@@ -35,9 +33,8 @@ export class Served {
   constructor(
     private readonly deps: ChatDeps,
     readonly ex: Exchange,
-    private readonly key: KeyRecord,
+    private readonly ticket: Ticket,
     private readonly ws: Workspace,
-    private readonly admission: Admission | null,
     private readonly request: ChatRequest,
     private readonly t0: number,
     readonly kind: CacheKind,
@@ -53,6 +50,12 @@ export class Served {
     });
   }
 
+  /** Records this response's row, then runs `done` once it is committed (where the client's last bytes go). */
+  private finish(status: number, error: string | null, usage: Usage | null, done: () => void, known?: Costs): void {
+    this.record(status, error, usage, known);
+    this.deps.ledger.whenCommitted(done);
+  }
+
   get includeUsage(): boolean {
     return this.request.stream_options?.include_usage === true;
   }
@@ -63,19 +66,24 @@ export class Served {
   replay(hit: CachedAnswer): void {
     this.decision = hit.decision;
     this.tFirstByte = performance.now();
+    const damaged = () => this.fail(new GatewayError(Errors.internal, 'A cached answer could not be read; retry with x-gateway-cache: off.'));
     if (!this.stream) {
       // Stored only after the upstream's body scanned as a JSON object; spliced, not parsed.
       const body = Buffer.from(hit.body);
-      this.sendBuffered(body, { isObject: true, close: body.lastIndexOf(125), empty: false, usage: hit.usage }, hit.usage);
+      const scan = scanCompletion(body);
+      if (!scan.isObject) { damaged(); return; }
+      this.sendBuffered(body, { ...scan, usage: hit.usage }, hit.usage);
       return;
     }
-    let completion: unknown = null;
-    try { completion = JSON.parse(hit.body); } catch { /* a damaged entry is answered below */ }
-    if (!isRecord(completion)) {
-      this.fail(new GatewayError(Errors.internal, 'A cached answer could not be read; retry with x-gateway-cache: off.'));
+    let events: string;
+    try {
+      const completion: unknown = JSON.parse(hit.body);
+      if (!isRecord(completion)) { damaged(); return; }
+      events = replayAsSse(completion, this.includeUsage);
+    } catch {
+      damaged();
       return;
     }
-    const events = replayAsSse(completion, this.includeUsage);
     this.startStream();
     this.ex.corked(() => {
       this.ex.write(Buffer.from(events));
@@ -89,7 +97,8 @@ export class Served {
   headers(): HeaderList {
     const h: Array<readonly [string, string]> = [['x-gateway-decision', this.decision], ['x-gateway-retries', '0'], ['x-gateway-cache', this.payer ? 'miss' : this.kind]];
     if (this.similarity !== null) h.push(['x-gateway-cache-similarity', this.similarity.toFixed(4)]);
-    return this.admission ? [...h, ...this.admission.headers] : h;
+    const limit = this.ticket.limitHeaders;
+    return limit.length ? [...h, ...limit] : h;
   }
 
   startStream(): void {
@@ -104,8 +113,7 @@ export class Served {
   /** The stream's end, once the row is committed (`tail`: the replay's `[DONE]`; a follower got the leader's). */
   end(usage: Usage | null, tail?: Buffer): void {
     if (this.ex.aborted) return;
-    this.record(200, null, usage);
-    this.deps.ledger.whenCommitted(() => this.ex.end(tail));
+    this.finish(200, null, usage, () => this.ex.end(tail));
   }
 
   /** The SSE comment with this response's figures (the leader writes one per follower before `[DONE]`). */
@@ -120,23 +128,22 @@ export class Served {
     const costs = this.costs(usage);
     const headers: HeaderList = [...this.headers(), ...figureHeaders(costs, ms(this.t0, performance.now()))];
     const out = spliceGateway(body, scan, this.gatewayJson(usage, costs));
-    this.record(200, null, usage, costs);
-    this.deps.ledger.whenCommitted(() => this.ex.send(200, 'application/json', out, headers));
+    this.finish(200, null, usage, () => this.ex.send(200, 'application/json', out, headers), costs);
   }
 
   /** The shared stream broke after its headers went out: the same error event ends this stream too. */
   breakStream(event: Buffer, err: GatewayError): void {
     if (this.ex.aborted) return;
-    this.ex.end(event);
-    this.record(err.status, err.code, null);
+    this.finish(err.status, err.code, null, () => this.ex.end(event));
   }
 
   /** The leader's upstream error (or a relayed upstream 4xx body), before any byte was sent. */
   fail(err: GatewayError, relay?: { status: number; body: Buffer }): void {
     if (this.ex.aborted) return;
-    if (relay) this.ex.send(relay.status, 'application/json', relay.body, this.headers());
-    else this.ex.sendError(err, this.headers());
-    this.record(relay?.status ?? err.status, relay ? `upstream_${relay.status}` : err.code, null);
+    this.finish(relay?.status ?? err.status, relay ? `upstream_${relay.status}` : err.code, null, () => {
+      if (relay) this.ex.send(relay.status, 'application/json', relay.body, this.headers());
+      else this.ex.sendError(err, this.headers());
+    });
   }
 
   // ---- figures -------------------------------------------------------------------------
@@ -164,15 +171,14 @@ export class Served {
   }
 
   private record(status: number, error: string | null, usage: Usage | null, known?: Costs): void {
-    if (this.settled) return;
-    this.settled = true;
+    if (!this.ticket.claimRow()) return;
     const c = usage && status === 200 ? known ?? this.costs(usage) : null;
     const chargeNano = c ? toNano(c.charge_usd) : 0;
     const billed = this.payer && usage && status === 200 ? usage : null;
-    if (this.admission) this.deps.limits.finish(this.key, this.admission, billed ? billed.prompt_tokens + billed.completion_tokens : 0, chargeNano);
+    this.ticket.release(billed ? billed.prompt_tokens + billed.completion_tokens : 0, chargeNano);
     const tDone = performance.now();
     this.deps.ledger.append(ledgerRow({
-      id: this.ex.requestId, kind: 'request', workspace: this.ws.id, key_id: this.key.id, endpoint: 'chat.completions',
+      id: this.ex.requestId, kind: 'request', workspace: this.ws.id, key_id: this.ticket.key.id, endpoint: 'chat.completions',
       requested_model: this.request.model, served: this.decision, cache: this.payer ? 'miss' : this.kind, stream: this.stream,
       // Tokens are what the upstream billed for this request: none for a served answer.
       prompt_tokens: billed?.prompt_tokens ?? 0, cached_tokens: billed?.cached_tokens ?? 0, completion_tokens: billed?.completion_tokens ?? 0,

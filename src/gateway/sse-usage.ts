@@ -132,18 +132,23 @@ function hasUsageObject(event: Buffer): boolean {
 export class SseUsageTap {
   usage: Usage | null = null;
   sawDone = false;
-  /** Events seen before [DONE]: a rough completion-token estimate when the stream is cut. */
-  events = 0;
+  /**
+   * `[DONE]` arrived before any usage: it (and anything after it) is held back here, so the
+   * gateway can count the answer and write its figures before the stream ends.
+   */
+  held: Buffer | null = null;
   private tail: Buffer | null = null;
 
   constructor(
     private readonly forwardUsageEvent: boolean,
     private readonly write: (chunk: Buffer) => boolean,
     private readonly beforeDone: () => Buffer,
+    private readonly holdDoneWithoutUsage = false,
   ) {}
 
   /** Feeds upstream bytes; returns false when the client side is applying backpressure. */
   push(chunk: Buffer): boolean {
+    if (this.held) { this.held = Buffer.concat([this.held, chunk]); return true; }
     const buf = this.tail ? Buffer.concat([this.tail, chunk]) : chunk;
     this.tail = null;
     let ok = true;
@@ -153,11 +158,14 @@ export class SseUsageTap {
       if (isDone(buf, pos, end)) {
         if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos));
         this.sawDone = true;
+        if (this.usage === null && this.holdDoneWithoutUsage) {
+          this.held = Buffer.from(buf.subarray(pos));
+          return ok;
+        }
         ok = this.write(this.beforeDone()) && ok;
         flushFrom = pos;
         continue;
       }
-      this.events++;
       const event = buf.subarray(pos, end);
       if (!hasUsageObject(event)) continue;
       this.takeUsage(event);
@@ -171,10 +179,11 @@ export class SseUsageTap {
     return ok;
   }
 
-  /** Bytes of an unterminated last event, if the upstream ended mid-event. */
+  /** Bytes not forwarded yet: a held `[DONE]`, or an unterminated last event if the upstream ended mid-event. */
   flushTail(): Buffer | null {
-    const t = this.tail;
+    const t = this.held ?? this.tail;
     this.tail = null;
+    this.held = null;
     return t;
   }
 

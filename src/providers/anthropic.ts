@@ -7,7 +7,7 @@
 import type { Pool } from 'undici';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
-import { isRecord, type Json } from '../json.js';
+import { MAX_JSON_DEPTH, isRecord, nestsDeeper, type Json } from '../json.js';
 import { Relay, openPool, type OpenAIProviderOptions } from './openai.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 
@@ -42,7 +42,10 @@ function userContent(content: unknown): string | Json[] {
 
 function parseArguments(args: unknown): unknown {
   if (typeof args !== 'string') return {};
-  try { return JSON.parse(args); } catch { throw new GatewayError(Errors.invalidRequest, 'A tool call\'s arguments are not valid JSON.', 'messages'); }
+  let value: unknown;
+  try { value = JSON.parse(args); } catch { throw new GatewayError(Errors.invalidRequest, 'A tool call\'s arguments are not valid JSON.', 'messages'); }
+  if (nestsDeeper(value)) throw new GatewayError(Errors.jsonTooDeep, `A tool call's arguments nest more than ${MAX_JSON_DEPTH} levels deep.`, 'messages');
+  return value;
 }
 
 /**

@@ -2,7 +2,7 @@
 // One undici Pool per origin with keep-alive; the response is relayed as bytes through
 // undici's handler callbacks, so nothing is decoded or re-encoded on the way.
 import { Pool, type Dispatcher } from 'undici';
-import { Errors, GatewayError } from '../errors.js';
+import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 
 export interface OpenAIProviderOptions {
@@ -46,7 +46,12 @@ function upstreamFailure(err: Error & { code?: string }): GatewayError {
   }
 }
 
-/** One upstream call's lifecycle; also the handle the gateway uses to abort or resume it (shared by the HTTP adapters). */
+/**
+ * One upstream call's lifecycle; also the handle the gateway uses to abort or resume it
+ * (shared by the HTTP adapters). The sink's callbacks run inside undici's: a throw there
+ * (a translator meeting an answer it cannot handle) ends this call with an error for the
+ * gateway instead of escaping into undici.
+ */
 export class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
   private controller: Dispatcher.DispatchController | null = null;
   private aborted = false;
@@ -60,20 +65,41 @@ export class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
 
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
     const ct = headers['content-type'];
-    this.sink.onStart(status, typeof ct === 'string' ? ct : '', status === 429 || status >= 500 ? retryAfterMs(headers['retry-after']) : null);
+    try {
+      this.sink.onStart(status, typeof ct === 'string' ? ct : '', status === 429 || status >= 500 ? retryAfterMs(headers['retry-after']) : null);
+    } catch (err) {
+      this.fault(err);
+    }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.sink.onData(chunk)) controller.pause();
+    if (this.aborted) return;
+    try {
+      if (!this.sink.onData(chunk)) controller.pause();
+    } catch (err) {
+      this.fault(err);
+    }
   }
 
   onResponseEnd(): void {
-    this.sink.onEnd();
+    if (this.aborted) return;
+    try {
+      this.sink.onEnd();
+    } catch (err) {
+      this.fault(err);
+    }
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
     if (this.aborted) return;
     this.sink.onError(upstreamFailure(err));
+  }
+
+  private fault(err: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.controller?.abort(new AbortedByClient('the answer could not be relayed'));
+    this.sink.onError(new GatewayError(Errors.upstreamError, `The upstream's answer could not be relayed (${asGatewayError(err).message}).`));
   }
 
   abort(): void {

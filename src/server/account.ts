@@ -6,24 +6,36 @@ import { LedgerRowSchema, type Ledger, type RequestIds } from '../accounts/ledge
 import { fromNano, workspaceView, type Workspaces } from '../accounts/workspaces.js';
 import type { Store } from '../store/lmdb.js';
 import { Errors, GatewayError } from '../errors.js';
-import { RegisterSchema, SelfMintKeySchema, parseBody, parseJsonOrEmpty } from '../gateway/schemas.js';
+import { RegisterSchema, SelfMintKeySchema, checkId, parseBody, parseJsonOrEmpty } from '../gateway/schemas.js';
 import { topUp } from './admin.js';
 import type { Handlers } from './handlers.js';
+import { AddressThrottle } from '../accounts/registration.js';
 
 export interface AccountDeps {
   keys: KeyRing;
   workspaces: Workspaces;
   ledger: Ledger;
   ids: RequestIds;
-  registration: { enabled: boolean; starterCredits: number };
+  registration: { enabled: boolean; starterCredits: number; perAddressPerHour: number };
   store: Store;
 }
 
-/** A key of the caller's workspace, or 404 (another workspace's keys do not exist for it). */
+/**
+ * A key the caller may revoke, or 404 (another workspace's keys do not exist for it): in
+ * its own workspace, and never one of the keys above it. A key minted by another key
+ * manages only itself and what it minted; a workspace's root keys (operator-minted or
+ * registered) manage every key of it.
+ */
 function ownKey(deps: AccountDeps, caller: KeyRecord, id: string): KeyRecord {
   const record = deps.keys.get(id);
   if (!record || record.workspace !== caller.workspace || (record.kind !== 'minted' && record.kind !== 'registered')) {
     throw new GatewayError(Errors.notFound, `No key with id ${id} in this workspace.`, 'id');
+  }
+  if (deps.keys.chain(caller).includes(record) && record !== caller) {
+    throw new GatewayError(Errors.forbidden, 'A key cannot revoke a key above it (the key that minted it, or that one\'s parent).', 'id');
+  }
+  if (caller.created_by && record !== caller && !deps.keys.chain(record).includes(caller)) {
+    throw new GatewayError(Errors.forbidden, 'A minted key can revoke only itself and the keys it minted.', 'id');
   }
   return record;
 }
@@ -46,7 +58,7 @@ export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDe
     const scopes: Scope[] = input.scopes ?? ['inference'];
     const extra = scopes.filter((s) => !caller.scopes.includes(s));
     if (extra.length) throw new GatewayError(Errors.forbidden, `A key can only mint keys with its own scopes; it lacks ${extra.map((s) => `'${s}'`).join(', ')}.`, 'scopes');
-    deps.keys.mint({ name: input.name, workspace: caller.workspace, scopes, limits: input.limits ?? caller.limits, createdBy: caller.id }).then(
+    deps.keys.mint({ name: input.name, workspace: caller.workspace, scopes, limits: input.limits, createdBy: caller.id }).then(
       ({ record, secret }) => ex.sendJson(201, { ...viewOf(record), key: secret }),
       (err: unknown) => ex.sendError(err),
     );
@@ -57,13 +69,20 @@ export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDe
   }));
 
   app.del('/v1/api-keys/:id', on.noBody('keys:write', (ex, caller, [id]) => {
-    const record = ownKey(deps, caller!, id ?? '');
+    const record = ownKey(deps, caller!, checkId(id ?? '', 'key_'));
     deps.keys.revoke(record.id).then((r) => ex.sendJson(200, viewOf(r)), (err: unknown) => ex.sendError(err));
   }));
 
-  app.post('/v1/register', on.publicBody((ex, body) => {
+  const throttle = new AddressThrottle(deps.registration.perAddressPerHour);
+  app.post('/v1/register', on.publicBody((ex, body, client) => {
     if (!deps.registration.enabled) throw new GatewayError(Errors.forbidden, 'Self-registration is turned off on this gateway.');
     const input = parseBody(RegisterSchema, parseJsonOrEmpty(body));
+    if (deps.workspaces.byEmailAddress(input.email)) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
+    // Counted once the body is valid: a typo does not use up an address's registrations.
+    const waitMs = throttle.take(client);
+    if (waitMs !== null) {
+      throw new GatewayError(Errors.registrationThrottled, `Too many registrations from this address; retry in ${Math.ceil(waitMs / 60_000)} min.`).retryAfter(waitMs);
+    }
     const ws = deps.workspaces.create(input.name ?? input.email, input.email);
     const credits = deps.registration.starterCredits > 0
       ? topUp(deps, ws, deps.registration.starterCredits, 'starter credits', 'register')

@@ -9,12 +9,14 @@ import type { Catalog } from '../router/catalog.js';
 import { deploymentViews, type RouteHealth } from '../router/health.js';
 import { fromNano, toNano, workspaceView, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
-import { CreateWorkspaceSchema, DeploymentToggleSchema, MintKeySchema, PatchKeySchema, RefundSchema, TopupSchema, parseBody, parseJsonOrEmpty } from '../gateway/schemas.js';
+import { CreateWorkspaceSchema, DeploymentToggleSchema, MintKeySchema, PatchKeySchema, RefundSchema, TopupSchema, checkId, parseBody, parseJsonOrEmpty } from '../gateway/schemas.js';
 import { LedgerRowSchema, ledgerRow, type LedgerRow } from '../accounts/ledger.js';
 import type { Handlers } from './handlers.js';
+import type { Limits } from '../accounts/limits.js';
 
 export interface AdminDeps {
   store: Store;
+  limits: Limits;
   catalog: Catalog;
   health: RouteHealth;
   keys: KeyRing;
@@ -47,11 +49,11 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
 
   app.get('/admin/workspaces', on.noBody('admin', (ex) => ex.sendJson(200, { object: 'list', data: deps.workspaces.list().map(view) })));
 
-  app.get('/admin/workspaces/:id', on.noBody('admin', (ex, _k, [id]) => ex.sendJson(200, view(deps.workspaces.require(id ?? '')))));
+  app.get('/admin/workspaces/:id', on.noBody('admin', (ex, _k, [id]) => ex.sendJson(200, view(deps.workspaces.require(checkId(id ?? '', 'ws_'))))));
 
   app.post('/admin/workspaces/:id/topups', on.withBody('admin', (ex, key, body, _t0, [id]) => {
     const input = parseBody(TopupSchema, parseJsonOrEmpty(body));
-    const ws = deps.workspaces.require(id ?? '');
+    const ws = deps.workspaces.require(checkId(id ?? '', 'ws_'));
     if (!ws.metered) throw new GatewayError(Errors.invalidRequest, `Workspace ${ws.id} is unmetered; it has no credits to top up.`, 'id');
     topUp(deps, ws, input.amount_usd, input.note ?? null, key.id).then(
       (rowId) => ex.sendJson(201, { object: 'topup', id: rowId, amount_usd: input.amount_usd, workspace: view(ws) }),
@@ -63,7 +65,7 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   // refund row's id is derived from the request's, so a second refund finds the first.
   app.post('/admin/workspaces/:id/refunds', on.withBody('admin', (ex, key, body, _t0, [id]) => {
     const input = parseBody(RefundSchema, parseJsonOrEmpty(body));
-    const ws = deps.workspaces.require(id ?? '');
+    const ws = deps.workspaces.require(checkId(id ?? '', 'ws_'));
     const original = LedgerRowSchema.safeParse(deps.store.ledger.get(input.request_id));
     if (!original.success || original.data.workspace !== ws.id || original.data.kind !== 'request') {
       throw new GatewayError(Errors.notFound, `No request ${input.request_id} in workspace ${ws.id}.`, 'request_id');
@@ -105,15 +107,16 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   }));
   app.get('/admin/keys', on.noBody('admin', (ex) => ex.sendJson(200, { object: 'list', data: deps.keys.list().map(viewOf) })));
   app.get('/admin/keys/:id', on.noBody('admin', (ex, _k, [id]) => {
-    const record = deps.keys.get(id ?? '');
+    const record = deps.keys.get(checkId(id ?? '', 'key_'));
     if (!record) throw new GatewayError(Errors.notFound, `No key with id ${id}.`, 'id');
-    ex.sendJson(200, viewOf(record));
+    // With its live counters: requests in flight, dollars reserved by them, spent today and this month.
+    ex.sendJson(200, { ...viewOf(record), state: deps.limits.view(record.id) });
   }));
   app.patch('/admin/keys/:id', on.withBody('admin', (ex, _key, body, _t0, [id]) => {
     const input = parseBody(PatchKeySchema, parseJsonOrEmpty(body));
-    deps.keys.update(id ?? '', input).then((record) => ex.sendJson(200, viewOf(record)), (err: unknown) => ex.sendError(err));
+    deps.keys.update(checkId(id ?? '', 'key_'), input).then((record) => ex.sendJson(200, viewOf(record)), (err: unknown) => ex.sendError(err));
   }, 1));
   app.del('/admin/keys/:id', on.noBody('admin', (ex, _k, [id]) => {
-    deps.keys.revoke(id ?? '').then((record) => ex.sendJson(200, viewOf(record)), (err: unknown) => ex.sendError(err));
+    deps.keys.revoke(checkId(id ?? '', 'key_')).then((record) => ex.sendJson(200, viewOf(record)), (err: unknown) => ex.sendError(err));
   }));
 }

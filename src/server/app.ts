@@ -2,7 +2,7 @@
 // the handlers need from the request (headers, params) is read synchronously, as uWS
 // invalidates `req` when the handler returns.
 import uWS, { type TemplatedApp } from 'uWebSockets.js';
-import type { KeyRing } from '../accounts/keys.js';
+import type { KeyRecord, KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
@@ -32,6 +32,8 @@ export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDe
   catalog: Catalog;
   chat: ChatGateway;
   maxBodyBytes: number;
+  /** Proxies in front that append to X-Forwarded-For (0: the socket's peer is the client). */
+  trustProxyHops: number;
   providers: string[];
 }
 
@@ -50,6 +52,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   const state = { draining: false };
 
   const handlers = makeHandlers(deps, state);
+  const refuseChat = (ex: Exchange, key: KeyRecord, t0: number, err: unknown) => deps.chat.reject(ex, key, t0, 'chat', err);
   const { withBody, noBody } = handlers;
 
   app.get('/health', noBody(null, (ex) => ex.sendJson(200, {
@@ -64,12 +67,12 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     ex.sendJson(200, modelView(entry));
   }));
 
-  app.post('/v1/chat/completions', withBody('inference', (ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', 'chat',
-    savings || cache ? readSwitches(savings ?? '', cache ?? '') : NO_SWITCHES), 0, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache']));
+  app.post('/v1/chat/completions', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', 'chat',
+    savings || cache ? readSwitches(savings ?? '', cache ?? '') : NO_SWITCHES), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache']));
 
   // Responses API: an OpenAI-kind route takes the caller's bytes as they are; other routes are
   // bridged onto the chat path. Routing, limits, credits, ledger and failover apply either way.
-  app.post('/v1/responses', withBody('inference', (ex, key, body, t0, _p, [pin]) => {
+  app.post('/v1/responses', handlers.inference((ex, key, body, t0, _p, [pin]) => {
     const bridge = ex as ResponsesBridge;
     const request = readResponsesRequest(body);
     bridge.model = request.model;
@@ -81,7 +84,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
       return;
     }
     deps.chat.handle(bridge, key, toChatBody(request), t0, pin ?? '');
-  }, 0, ['x-gateway-provider'], (res, id) => new ResponsesBridge(res, id)));
+  }, (ex, key, t0, err) => deps.chat.reject(ex, key, t0, 'responses', err), ['x-gateway-provider'], (res, id) => new ResponsesBridge(res, id)));
 
   app.get('/v1/providers', noBody(null, (ex) => {
     const byProvider = new Map<string, ReturnType<typeof deploymentViews>>();

@@ -1,7 +1,7 @@
 // One HTTP exchange on uWebSockets.js: body reading with a size limit, corked writes from
 // async callbacks, streaming with backpressure, and the OpenAI error envelope.
 import type { HttpResponse } from 'uWebSockets.js';
-import { Errors, GatewayError, LimitError, UpstreamStatusError, asGatewayError } from '../errors.js';
+import { Errors, GatewayError, asGatewayError } from '../errors.js';
 
 const STATUS_LINES: Record<number, string> = {
   200: '200 OK', 201: '201 Created', 204: '204 No Content', 400: '400 Bad Request', 401: '401 Unauthorized',
@@ -82,11 +82,7 @@ export class Exchange {
 
   sendError(error: unknown, headers: HeaderList | null = null): void {
     const err = asGatewayError(error);
-    if (err instanceof LimitError) headers = headers ? [...headers, ...err.headers] : err.headers;
-    if (err instanceof UpstreamStatusError) {
-      this.send(err.upstreamStatus, 'application/json', err.body, headers);
-      return;
-    }
+    if (err.headers.length) headers = headers ? [...headers, ...err.headers] : err.headers;
     this.send(err.status, 'application/json', JSON.stringify(err.toJSON()), headers);
   }
 

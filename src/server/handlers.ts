@@ -10,13 +10,22 @@ import { Exchange } from './exchange.js';
 export type BodyHandler = (ex: Exchange, key: KeyRecord, body: Buffer, t0: number, params: string[], headers: string[]) => void;
 export type NoBodyHandler = (ex: Exchange, key: KeyRecord | null, params: string[], query: URLSearchParams) => void;
 type Route = (res: HttpResponse, req: HttpRequest) => void;
+type MakeExchange = (res: HttpResponse, id: string) => Exchange;
+/** How an inference route refuses once the key is known: a ledger row, then the error (ChatGateway.reject). */
+export type Refuse = (ex: Exchange, key: KeyRecord, t0: number, err: unknown) => void;
 
 export interface Handlers {
   /** `params`: how many route parameters the handler reads (reading them costs a native call each). */
-  withBody(scope: Scope, handler: BodyHandler, params?: number, headers?: readonly string[], exchange?: (res: HttpResponse, id: string) => Exchange): Route;
+  withBody(scope: Scope, handler: BodyHandler, params?: number, headers?: readonly string[], exchange?: MakeExchange): Route;
+  /**
+   * An inference route: like withBody with the `inference` scope, but every refusal after
+   * the key is known (a missing scope, a body too large or unreadable, the handler's own
+   * throw) goes through `refuse`, so it is a request with a row like any other.
+   */
+  inference(handler: BodyHandler, refuse: Refuse, headers?: readonly string[], exchange?: MakeExchange): Route;
   noBody(scope: Scope | null, handler: NoBodyHandler): Route;
-  /** A public route with a JSON body (no key). */
-  publicBody(handler: (ex: Exchange, body: Buffer) => void): Route;
+  /** A public route with a JSON body (no key); `client` is the caller's address (see clientAddress). */
+  publicBody(handler: (ex: Exchange, body: Buffer, client: string) => void): Route;
 }
 
 export function requireScope(key: KeyRecord, scope: Scope): void {
@@ -26,40 +35,61 @@ export function requireScope(key: KeyRecord, scope: Scope): void {
 const NO_PARAMS: string[] = [];
 const NO_HEADERS: readonly string[] = [];
 
-export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyBytes: number }, state: { draining: boolean }): Handlers {
-  return {
-    withBody: (scope, handler, params = 0, headerNames = NO_HEADERS, exchange) => (res, req) => {
-      const t0 = performance.now();
-      const ex = exchange ? exchange(res, deps.ids.next()) : new Exchange(res, deps.ids.next());
-      const authorization = req.getHeader('authorization');
-      const length = req.getHeader('content-length');
-      const values = params === 0 ? NO_PARAMS : Array.from({ length: params }, (_, i) => req.getParameter(i) ?? '');
-      const headers = headerNames.length === 0 ? NO_PARAMS : headerNames.map((h) => req.getHeader(h));
-      let key: KeyRecord;
+/**
+ * The caller's address: the socket's peer, or with `trustProxyHops` proxies in front (each
+ * appending to X-Forwarded-For) the entry that many from the right, which is the last one
+ * no client could have written itself.
+ */
+export function clientAddress(peer: string, forwardedFor: string, trustProxyHops: number): string {
+  if (trustProxyHops <= 0 || !forwardedFor) return peer;
+  const hops = forwardedFor.split(',').map((h) => h.trim()).filter(Boolean);
+  return hops[hops.length - trustProxyHops] ?? hops[0] ?? peer;
+}
+
+export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyBytes: number; trustProxyHops: number }, state: { draining: boolean }): Handlers {
+  const shuttingDown = () => new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.');
+  const plain: Refuse = (ex, _key, _t0, err) => ex.sendError(err);
+  const bodyRoute = (scope: Scope, handler: BodyHandler, params: number, headerNames: readonly string[], exchange: MakeExchange | undefined, refuse: Refuse): Route => (res, req) => {
+    const t0 = performance.now();
+    const ex = exchange ? exchange(res, deps.ids.next()) : new Exchange(res, deps.ids.next());
+    const authorization = req.getHeader('authorization');
+    const length = req.getHeader('content-length');
+    const values = params === 0 ? NO_PARAMS : Array.from({ length: params }, (_, i) => req.getParameter(i) ?? '');
+    const headers = headerNames.length === 0 ? NO_PARAMS : headerNames.map((h) => req.getHeader(h));
+    let key: KeyRecord;
+    try {
+      if (state.draining) throw shuttingDown();
+      key = deps.keys.authenticate(authorization);
+    } catch (err) {
+      ex.sendError(err);
+      return;
+    }
+    try {
+      requireScope(key, scope);
+    } catch (err) {
+      refuse(ex, key, t0, err);
+      return;
+    }
+    ex.readBody(deps.maxBodyBytes, length, (err, body) => {
+      if (err) { refuse(ex, key, t0, err); return; }
       try {
-        if (state.draining) throw new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.');
-        key = deps.keys.authenticate(authorization);
-        requireScope(key, scope);
-      } catch (err) {
-        ex.sendError(err);
-        return;
+        handler(ex, key, body, t0, values, headers);
+      } catch (e) {
+        refuse(ex, key, t0, e);
       }
-      ex.readBody(deps.maxBodyBytes, length, (err, body) => {
-        if (err) { ex.sendError(err); return; }
-        try {
-          handler(ex, key, body, t0, values, headers);
-        } catch (e) {
-          ex.sendError(e);
-        }
-      });
-    },
+    });
+  };
+  return {
+    withBody: (scope, handler, params = 0, headerNames = NO_HEADERS, exchange) => bodyRoute(scope, handler, params, headerNames, exchange, plain),
+    inference: (handler, refuse, headerNames = NO_HEADERS, exchange) => bodyRoute('inference', handler, 0, headerNames, exchange, refuse),
     publicBody: (handler) => (res, req) => {
       const ex = new Exchange(res, deps.ids.next());
-      if (state.draining) { ex.sendError(new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.')); return; }
+      if (state.draining) { ex.sendError(shuttingDown()); return; }
+      const client = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), req.getHeader('x-forwarded-for'), deps.trustProxyHops);
       ex.readBody(deps.maxBodyBytes, req.getHeader('content-length'), (err, body) => {
         if (err) { ex.sendError(err); return; }
         try {
-          handler(ex, body);
+          handler(ex, body, client);
         } catch (e) {
           ex.sendError(e);
         }

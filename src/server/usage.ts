@@ -8,7 +8,7 @@ import { LedgerRowSchema, type LedgerRow } from '../accounts/ledger.js';
 import { ALL_WORKSPACES, GRANULARITY, UsageRollups, type Granularity } from '../accounts/usage.js';
 import { fromNano } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
-import { parseBody } from '../gateway/schemas.js';
+import { RequestId, checkId, parseBody } from '../gateway/schemas.js';
 import type { Store } from '../store/lmdb.js';
 import type { Handlers } from './handlers.js';
 
@@ -25,9 +25,9 @@ export const TimeseriesQuery = RangeQuery.extend({ bucket: z.enum(['minute', 'ho
 export const SpendQuery = RangeQuery.extend({ by: z.enum(['key', 'workspace', 'model', 'provider']).default('workspace') });
 export const RequestsQuery = RangeQuery.extend({
   limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().regex(/^req_[0-9a-z]+$/).optional(),
-  key: z.string().min(1).optional(),
-  model: z.string().min(1).optional(),
+  cursor: RequestId.optional(),
+  key: z.string().min(1).max(80).optional(),
+  model: z.string().min(1).max(256).optional(),
   status: z.coerce.number().int().min(100).max(599).optional(),
   cache: z.enum(['miss', 'exact', 'semantic', 'dedupe']).optional(),
 }).strict();
@@ -107,7 +107,7 @@ export function registerUsage(app: TemplatedApp, on: Handlers, deps: UsageDeps):
   }));
 
   app.get('/v1/requests/:id', on.noBody('usage:read', (ex, key, [id]) => {
-    const parsed = LedgerRowSchema.safeParse(deps.store.ledger.get(id ?? ''));
+    const parsed = LedgerRowSchema.safeParse(deps.store.ledger.get(checkId(id ?? '', 'req_')));
     if (!parsed.success || (parsed.data.workspace !== key!.workspace && !isAdmin(key!))) {
       throw new GatewayError(Errors.notFound, `No request with id ${id} in this workspace.`, 'id');
     }

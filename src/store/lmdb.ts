@@ -1,5 +1,6 @@
 // One LMDB environment in the data dir, named sub-databases, msgpackr values (lmdb's
 // default encoding). Writes use lmdb's batched async commits: all puts of one event turn share a transaction.
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
@@ -22,7 +23,20 @@ export interface Store {
   readonly cache: Database<unknown, string[]>;
   /** Semantic cache: [workspace, context hash, LSH bucket, id] → embedded prompt and answer. */
   readonly semantic: Database<unknown, Array<string | number>>;
+  /** Stored records a start could not use (row id → why), kept for the operator instead of stopping the start. */
+  readonly quarantine: Database<unknown, string>;
   close(): Promise<void>;
+}
+
+/**
+ * A string that goes into an LMDB key, bounded. LMDB refuses keys over 1,978 bytes and the
+ * refusal is a throw inside a write batch; strings a caller influences (a requested model
+ * name) are kept as they are up to 96 characters (at most 384 bytes of UTF-8) and beyond
+ * that become their head plus a hash of the whole, so keys stay short and distinct.
+ */
+export function keyPart(s: string): string {
+  if (s.length <= 96) return s;
+  return `${s.slice(0, 64)}…${createHash('sha256').update(s).digest('base64url').slice(0, 22)}`;
 }
 
 /**
@@ -51,7 +65,9 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
   const cache = root.openDB<unknown, string[]>({ name: 'cache', encoding: 'msgpack' });
   const credits = root.openDB<unknown, string[]>({ name: 'credits', encoding: 'msgpack' });
   const semantic = root.openDB<unknown, Array<string | number>>({ name: 'semantic', encoding: 'msgpack' });
+  const quarantine = root.openDB<unknown, string>({ name: 'quarantine', encoding: 'msgpack' });
   return {
+    quarantine,
     root,
     cache,
     semantic,

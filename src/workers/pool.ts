@@ -2,7 +2,7 @@
 import { Piscina } from 'piscina';
 import type { EncodingName } from '../../native/tokenizer.js';
 import { compileTokenizerWasm } from '../../native/tokenizer.js';
-import type { RewriteReply, RewriteTask, WorkerTask } from './protocol.js';
+import type { AnswerCount, RewriteReply, RewriteTask, WorkerTask } from './protocol.js';
 
 export class WorkerPool {
   private constructor(private readonly piscina: Piscina) {}
@@ -30,6 +30,12 @@ export class WorkerPool {
   countPrompt(encoding: EncodingName, body: Uint8Array): Promise<number> {
     const task: WorkerTask = { op: 'countPrompt', encoding, body };
     return this.piscina.run(task) as Promise<number>;
+  }
+
+  /** Prompt and completion tokens of a request and the answer it got so far (billing without upstream usage). */
+  countAnswer(encoding: EncodingName, body: Uint8Array, answer: Uint8Array, stream: boolean): Promise<AnswerCount> {
+    const task: WorkerTask = { op: 'countAnswer', encoding, body, answer, stream };
+    return this.piscina.run(task) as Promise<AnswerCount>;
   }
 
   /** The smart router's 0–1 score of a chat body. */

@@ -19,8 +19,24 @@ function contentTokens(tok: Tokenizer, content: unknown): number {
   return n;
 }
 
+/** A Responses API body: `instructions`, and `input` as a string or a list of items. */
+function responsesPromptTokens(tok: Tokenizer, request: Record<string, unknown>): number {
+  let n = REPLY_PRIMING;
+  if (typeof request.instructions === 'string') n += TOKENS_PER_MESSAGE + tok.count(request.instructions);
+  const input = request.input;
+  if (typeof input === 'string') return n + TOKENS_PER_MESSAGE + tok.count(input);
+  if (!Array.isArray(input)) return n;
+  for (const item of input) {
+    if (!isRecord(item)) continue;
+    n += TOKENS_PER_MESSAGE + contentTokens(tok, item.content);
+    for (const field of ['output', 'arguments', 'name'] as const) if (typeof item[field] === 'string') n += tok.count(item[field]);
+  }
+  return n;
+}
+
 export function countPromptTokens(tok: Tokenizer, request: unknown): number {
-  if (!isRecord(request) || !Array.isArray(request.messages)) return 0;
+  if (!isRecord(request)) return 0;
+  if (!Array.isArray(request.messages)) return request.input !== undefined ? responsesPromptTokens(tok, request) : 0;
   let n = REPLY_PRIMING;
   for (const m of request.messages) {
     if (!isRecord(m)) continue;

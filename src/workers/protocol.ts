@@ -63,5 +63,24 @@ export interface EmbedTask {
   text: string;
 }
 
-export type WorkerTask = CountPromptTask | CountTextTask | ClassifyTask | RewriteTask | AssembleTask | EmbedTask;
-export type WorkerResult = number | RewriteReply | string | null | Float32Array;
+/**
+ * Billing without upstream usage: the prompt as sent and the text the upstream generated
+ * (a body or SSE bytes as far as they arrived), each counted with the route's tokenizer.
+ */
+export interface CountAnswerTask {
+  op: 'countAnswer';
+  encoding: EncodingName;
+  /** The request body as sent upstream. */
+  body: Uint8Array;
+  /** The upstream's answer bytes so far (empty when none arrived). */
+  answer: Uint8Array;
+  stream: boolean;
+}
+
+export interface AnswerCount {
+  prompt: number;
+  completion: number;
+}
+
+export type WorkerTask = CountPromptTask | CountTextTask | ClassifyTask | RewriteTask | AssembleTask | EmbedTask | CountAnswerTask;
+export type WorkerResult = number | RewriteReply | string | null | Float32Array | AnswerCount;

@@ -3,6 +3,7 @@
 import { workerData } from 'node:worker_threads';
 import { loadTokenizers, type EncodingName, type Tokenizer } from '../../native/tokenizer.js';
 import { classifyPrompt } from './classify.js';
+import { answerText } from './answer-text.js';
 import { countPromptTokens } from './prompt-text.js';
 import type { WorkerResult, WorkerTask } from './protocol.js';
 import { isRecord } from '../json.js';
@@ -23,6 +24,11 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
   const tok = tokenizers.get(task.encoding) ?? tokenizers.get('o200k_base');
   if (!tok) return 0;
   if (task.op === 'countText') return tok.count(task.text);
+  if (task.op === 'countAnswer') {
+    let prompt = 0;
+    try { prompt = countPromptTokens(tok, JSON.parse(decoder.decode(task.body))); } catch { /* an unreadable body counts 0 */ }
+    return { prompt, completion: tok.count(answerText(decoder.decode(task.answer), task.stream)) };
+  }
   let request: unknown;
   try {
     request = JSON.parse(decoder.decode(task.body));

@@ -101,7 +101,9 @@ t.test('rolling window, tpm, budget, concurrency, allowed models', async (t) => 
   t.equal((await chat(windowed)).status, 200);
   const w = await chat(windowed);
   t.equal(w.status, 429);
-  t.equal(w.json.error.kind, 'window_3600s');
+  t.equal(w.json.error.kind, 'window');
+  t.equal(w.json.error.window_seconds, 3600, 'which window, in its own field');
+  t.equal(w.headers.get('x-gateway-limit-kind'), 'window');
   t.ok(w.json.error.retry_after_seconds > 3000 && w.json.error.retry_after_seconds <= 3600, 'waits for the oldest slice to expire');
 
   const tpm = await keyWith({ tpm: 10 });
@@ -115,7 +117,8 @@ t.test('rolling window, tpm, budget, concurrency, allowed models', async (t) => 
   t.equal((await chat(budget)).status, 200, 'nothing spent yet');
   const bl = await chat(budget);
   t.equal(bl.status, 429);
-  t.equal(bl.json.error.kind, 'budget_day');
+  t.equal(bl.json.error.kind, 'budget');
+  t.equal(bl.json.error.period, 'day', 'which budget, in its own field');
   t.ok(bl.json.error.retry_after_seconds <= 86400, 'until the next UTC day');
 
   const allowed = await keyWith({ models: ['openai/paid-model'] });

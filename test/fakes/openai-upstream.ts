@@ -56,8 +56,8 @@ function sendError(res: ServerResponse, status: number, message: string, type: s
 
 /**
  * Models: `drip-<ms>` streams one word every <ms>; `long-<n>` streams n words quickly;
- * `fail-500` / `fail-400` answer with those errors; `hang` never answers; anything else
- * answers at once.
+ * `fail-500` / `fail-400` answer with those errors; `hang` never answers; `nousage` in the
+ * name never reports usage; anything else answers at once.
  */
 /** POST /v1/responses: a Response object, or its stream events, as OpenAI sends them. */
 function handleResponses(res: ServerResponse, body: Record<string, unknown>) {
@@ -102,17 +102,19 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   // `seq` models answer with the number of the call, so a second upstream call is told apart from a replay.
   const words = model.includes('seq') ? ['Answer', ' number', ` ${rec.seq}`, '.']
     : model.startsWith('long-') ? Array.from({ length: Number(model.slice(5)) }, (_, i) => ` w${i}`) : FAKE_WORDS;
+  // `nousage` models behave like OpenAI-compatible servers that never report usage (even when asked).
+  const noUsage = model.includes('nousage');
   if (!body.stream) {
     if (drip) await new Promise((r) => setTimeout(r, drip * words.length));
     if (rec.aborted) return;
     const payload = JSON.stringify({ id: 'chatcmpl-fake1', object: 'chat.completion', created: 1_700_000_000, model,
       choices: [{ index: 0, message: { role: 'assistant', content: words.join(''), refusal: null, annotations: [] },
-        logprobs: null, finish_reason: 'stop' }], usage: usageFor(body, words.length), service_tier: 'default', system_fingerprint: 'fp_fake' });
+        logprobs: null, finish_reason: 'stop' }], ...(noUsage ? {} : { usage: usageFor(body, words.length) }), service_tier: 'default', system_fingerprint: 'fp_fake' });
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(payload);
     return;
   }
-  const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+  const includeUsage = !noUsage && (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
   res.write(chunk(model, { role: 'assistant', content: '', refusal: null }, null, includeUsage));
   for (const word of words) {

@@ -1,0 +1,61 @@
+// What one request holds while it is answered: its admission (a concurrency slot, rate
+// and budget reservations), a credit hold on its workspace, and a place in the in-flight
+// count; and the right to write its one ledger row. Whoever ends the request (an answer,
+// a refusal, an upstream failure, a client that left) releases the holds through here, so
+// they are released exactly once on every path, and a request never gets two rows.
+import type { Admission, Limits } from '../accounts/limits.js';
+import type { Workspace, Workspaces } from '../accounts/workspaces.js';
+import type { KeyRecord } from '../accounts/keys.js';
+
+export interface TicketServices {
+  readonly workspaces: Workspaces;
+  readonly limits: Limits;
+  /** The gateway's count of admitted requests not yet settled (what a graceful stop waits for). */
+  inFlight: number;
+}
+
+export class Ticket {
+  private ws: Workspace | null = null;
+  private admission: Admission | null = null;
+  private holdNano = 0;
+  private holding = false;
+  private recorded = false;
+
+  constructor(private readonly s: TicketServices, readonly key: KeyRecord) {}
+
+  /** Takes the holds at admission (the credit check that sized `holdNano` ran in the same turn). */
+  hold(ws: Workspace, admission: Admission | null, holdNano: number): void {
+    if (this.holding || this.recorded) return;
+    this.holding = true;
+    this.ws = ws;
+    this.admission = admission;
+    this.holdNano = holdNano;
+    if (holdNano) this.s.workspaces.reserve(ws, holdNano);
+    this.s.inFlight++;
+  }
+
+  /** The admission's rate-limit headers, for the answer. */
+  get limitHeaders(): ReadonlyArray<readonly [string, string]> {
+    return this.admission?.headers ?? [];
+  }
+
+  get admitted(): boolean {
+    return this.holding;
+  }
+
+  /** Releases what is held, counting what the request really used; later calls do nothing. */
+  release(tokens: number, chargeNano: number): void {
+    if (!this.holding) return;
+    this.holding = false;
+    if (this.holdNano) this.s.workspaces.release(this.ws!, this.holdNano);
+    if (this.admission) this.s.limits.finish(this.key, this.admission, tokens, chargeNano);
+    this.s.inFlight--;
+  }
+
+  /** True the first time only: the caller writes the request's one ledger row. */
+  claimRow(): boolean {
+    if (this.recorded) return false;
+    this.recorded = true;
+    return true;
+  }
+}

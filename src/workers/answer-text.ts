@@ -1,0 +1,59 @@
+// The text an upstream generated, read from its answer as it arrived: a chat.completion or
+// a Responses object, or the SSE events of either (complete events only: a cut stream is
+// read up to its last whole event). What billing counts when the upstream reported no usage.
+import { isRecord, type Json } from '../json.js';
+
+function pushChat(message: unknown, into: string[]): void {
+  if (!isRecord(message)) return;
+  for (const field of ['content', 'refusal', 'reasoning_content', 'reasoning'] as const) {
+    if (typeof message[field] === 'string') into.push(message[field]);
+  }
+  if (Array.isArray(message.tool_calls)) {
+    for (const call of message.tool_calls) {
+      if (!isRecord(call) || !isRecord(call.function)) continue;
+      if (typeof call.function.name === 'string') into.push(call.function.name);
+      if (typeof call.function.arguments === 'string') into.push(call.function.arguments);
+    }
+  }
+}
+
+/** Texts of a Responses API `output` list. */
+function pushOutput(output: unknown, into: string[]): void {
+  if (!Array.isArray(output)) return;
+  for (const item of output) {
+    if (!isRecord(item)) continue;
+    if (typeof item.arguments === 'string') into.push(item.arguments);
+    if (Array.isArray(item.content)) for (const part of item.content) if (isRecord(part) && typeof part.text === 'string') into.push(part.text);
+  }
+}
+
+function pushEvent(e: Json, into: string[]): void {
+  if (Array.isArray(e.choices)) {
+    for (const c of e.choices) if (isRecord(c)) pushChat(c.delta, into);
+    return;
+  }
+  // Responses API stream events: the deltas carry the generated text.
+  if (typeof e.type === 'string' && e.type.endsWith('.delta') && typeof e.delta === 'string') into.push(e.delta);
+}
+
+export function answerText(answer: string, stream: boolean): string {
+  const texts: string[] = [];
+  if (!stream) {
+    let body: unknown;
+    try { body = JSON.parse(answer); } catch { return ''; }
+    if (!isRecord(body)) return '';
+    if (Array.isArray(body.choices)) for (const c of body.choices) if (isRecord(c)) pushChat(c.message, texts);
+    pushOutput(body.output, texts);
+    return texts.join('');
+  }
+  const complete = answer.lastIndexOf('\n\n');
+  for (const line of answer.slice(0, complete === -1 ? 0 : complete).split('\n')) {
+    if (!line.startsWith('data:')) continue;
+    const data = line.slice(5).trim();
+    if (data === '[DONE]') break;
+    let event: unknown;
+    try { event = JSON.parse(data); } catch { continue; }
+    if (isRecord(event)) pushEvent(event, texts);
+  }
+  return texts.join('');
+}

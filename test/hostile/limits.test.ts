@@ -1,0 +1,156 @@
+// Limits under concurrency and through key families: a burst cannot overshoot a budget or a
+// tpm beyond the one request admitted in good faith, a minted key is never looser than its
+// parent and shares its quota, and a key a request may fail over to is held to the key's
+// route constraints.
+import t from 'tap';
+import { startFakeUpstream } from '../fakes/openai-upstream.js';
+import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
+import { http, type Json } from '../helpers/http.js';
+
+const fake = await startFakeUpstream();
+const second = await startFakeUpstream();
+// A pricey model so that a cent goes quickly; 'dual' has a route on a second provider.
+const pricey = { ...testModel('drip-20'), prices: { input: 10, output: 20 } };
+const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(), {
+  providers: { beta: { kind: 'openai', base_url: second.url, api_key: 'sk-fake-upstream' } },
+  models: [pricey, testModel('m'), testModel('b-fails'),
+    { ...testModel('fail-500'), routes: [{ provider: 'beta', upstream_id: 'dual-ok', prices: { input: 5, output: 9 } }] }],
+  aliases: { pair: { models: ['openai/b-fails', 'openai/m'] } },
+  registration: { per_address_per_hour: 50 },
+});
+t.teardown(async () => { await gw.stop(); await fake.close(); await second.close(); });
+const { call, tenant } = http(gw);
+const ask = (model: string, content = 'Say hello', extra: Json = {}) => ({ model, messages: [{ role: 'user', content }], ...extra });
+const rowsOf = async (key: string) => (await call('/v1/requests?limit=100', key)).json.data as Json[];
+
+t.test('200 concurrent requests against a $0.01 daily budget', async (t) => {
+  const { key, id } = await tenant(gw.masterKey, 100, { budget_usd_day: 0.01 }, ['inference', 'usage:read']);
+  const results = await Promise.all(Array.from({ length: 200 }, (_, i) => call('/v1/chat/completions', key, ask('openai/drip-20', `budget ${i}`, { max_tokens: 10 }))));
+  const served = results.filter((r) => r.status === 200);
+  const refused = results.filter((r) => r.status === 429);
+  t.equal(served.length + refused.length, 200, 'each is served or refused');
+  t.ok(refused.every((r) => r.json.error.kind === 'budget' && r.headers.get('x-gateway-limit-kind') === 'budget'), 'refused for the budget');
+  // Then one at a time until the budget refuses: what a burst reserved came back.
+  for (let i = 0; i < 200; i++) {
+    const r = await call('/v1/chat/completions', key, ask('openai/drip-20', `then ${i}`, { max_tokens: 10 }));
+    if (r.status !== 200) { t.equal(r.json.error.kind, 'budget'); break; }
+    served.push(r);
+  }
+  const spent = served.reduce((a, r) => a + Number(r.headers.get('x-btl-customer-charge')), 0);
+  // One request's most: its prompt bound (body bytes) at the input price and max_tokens at the output price.
+  const oneMax = (Buffer.byteLength(JSON.stringify(ask('openai/drip-20', 'budget 199', { max_tokens: 10 }))) * 10 + 10 * 20) / 1e6;
+  t.ok(spent <= 0.01 + oneMax, `spend $${spent.toFixed(6)} ≤ budget + one request's maximum ($${(0.01 + oneMax).toFixed(6)})`);
+  t.ok(spent >= 0.01, `and the whole budget could be used ($${spent.toFixed(6)} of $0.01, ${served.length} requests)`);
+  const state = (await call(`/admin/keys/${id}`, gw.masterKey)).json.state;
+  t.equal(state.in_flight, 0, 'nothing in flight afterwards');
+  t.equal(state.reserved_usd, 0, 'no reservation left behind');
+  t.ok(Math.abs(state.spent_today_usd - spent) < 1e-9, 'the counter agrees with the charges');
+});
+
+t.test('100 concurrent requests against tpm 1000', async (t) => {
+  const { key } = await tenant(gw.masterKey, 100, { tpm: 1000 }, ['inference', 'usage:read']);
+  const results = await Promise.all(Array.from({ length: 100 }, (_, i) => call('/v1/chat/completions', key, ask('openai/drip-20', `tokens ${i}`, { max_tokens: 10 }))));
+  const served = results.filter((r) => r.status === 200);
+  const used = served.reduce((a, r) => a + r.json.usage.prompt_tokens + r.json.usage.completion_tokens, 0);
+  const oneMax = Buffer.byteLength(JSON.stringify(ask('openai/drip-20', 'tokens 99', { max_tokens: 10 }))) + 10;
+  t.ok(used <= 1000 + oneMax, `${used} tokens ≤ tpm + one request's reservation (${1000 + oneMax})`);
+  t.ok(results.filter((r) => r.status === 429).every((r) => r.json.error.kind === 'tpm'), 'the rest refused for tpm');
+  t.ok(served.length > 1, `${served.length} served`);
+});
+
+t.test('minted keys: never looser than the parent, sharing its quota', async (t) => {
+  const parent = await tenant(gw.masterKey, 10, { rpm: 10, max_concurrency: 4, models: ['openai/*'] }, ['inference', 'keys:write', 'usage:read']);
+  const looser: Array<[Json | null, string]> = [
+    [{ rpm: 20 }, 'limits.rpm'], [{ max_concurrency: 50 }, 'limits.max_concurrency'], [{ models: ['anthropic/claude-sonnet-4-5'] }, 'limits.models'], [null, 'limits'],
+  ];
+  for (const [limits, param] of looser) {
+    const r = await call('/v1/api-keys', parent.key, { name: 'child', limits });
+    t.equal(r.status, 403, `${JSON.stringify(limits)} is refused`);
+    t.equal(r.json.error.param, param, `naming ${param}`);
+  }
+  const inherit = await call('/v1/api-keys', parent.key, { name: 'child', limits: {} });
+  t.equal(inherit.status, 201);
+  t.same(inherit.json.limits, { rpm: 10, max_concurrency: 4, models: ['openai/*'] }, '`{}` inherits every limit');
+  const stricter = await call('/v1/api-keys', parent.key, { name: 'child', limits: { rpm: 5 } });
+  t.same(stricter.json.limits, { rpm: 5, max_concurrency: 4, models: ['openai/*'] }, 'a stricter limit is kept, the rest inherited');
+  const omitted = await call('/v1/api-keys', parent.key, { name: 'child' });
+  t.equal(omitted.json.limits.rpm, 10, 'no limits given: the parent\'s');
+
+  // The family shares the parent's rpm: 10 requests across parent and children, then 429 for all.
+  const children = [inherit.json.key as string, omitted.json.key as string];
+  let ok = 0;
+  for (let i = 0; i < 14; i++) {
+    const r = await call('/v1/chat/completions', i % 3 === 0 ? parent.key : children[i % 2]!, ask('openai/m', `family ${i}`));
+    if (r.status === 200) ok++;
+    else t.equal(r.json.error.kind, 'rpm');
+  }
+  t.equal(ok, 10, 'ten requests a minute for the whole family, not ten per key');
+  // A grandchild cannot escape either.
+  const child = await call('/v1/api-keys', parent.key, { name: 'writer', scopes: ['inference', 'keys:write'] });
+  const grandchild = await call('/v1/api-keys', child.json.key, { name: 'grandchild' });
+  t.equal(grandchild.status, 201);
+  t.equal((await call('/v1/chat/completions', grandchild.json.key, ask('openai/m'))).status, 429, 'a grandchild is held to the grandparent\'s quota');
+});
+
+t.test('a registered key\'s window cannot be reset by minting', async (t) => {
+  const reg = await call('/v1/register', '', { email: 'window@example.com' });
+  t.equal(reg.status, 201);
+  const registered = reg.json.key.key as string;
+  // Registered workspaces start without credits unless the operator opts in: top this one up.
+  await call(`/admin/workspaces/${reg.json.workspace.id}/topups`, gw.masterKey, { amount_usd: 5 });
+  let ok = 0;
+  for (let i = 0; i < 45; i++) if ((await call('/v1/chat/completions', registered, ask('openai/m', `r ${i}`))).status === 200) ok++;
+  const child = await call('/v1/api-keys', registered, { name: 'fresh', limits: {} });
+  t.equal(child.status, 201);
+  t.same(child.json.limits.windows, [{ requests: 50, seconds: 21600 }, { requests: 600, seconds: 604800 }], 'the child has the parent\'s windows');
+  for (let i = 0; i < 10; i++) if ((await call('/v1/chat/completions', child.json.key, ask('openai/m', `c ${i}`))).status === 200) ok++;
+  t.equal(ok, 50, '50 per 6 h for the registered key and its children together');
+  const refused = await call('/v1/chat/completions', child.json.key, ask('openai/m'));
+  t.equal(refused.json.error.kind, 'window');
+  t.equal(refused.json.error.window_seconds, 21600);
+});
+
+t.test('revocation: a child cannot revoke its parent; revoking a parent revokes its children', async (t) => {
+  const root = await tenant(gw.masterKey, 5, undefined, ['inference', 'keys:write']);
+  const a = (await call('/v1/api-keys', root.key, { name: 'a', scopes: ['inference', 'keys:write'] })).json;
+  const b = (await call('/v1/api-keys', root.key, { name: 'b', scopes: ['inference', 'keys:write'] })).json;
+  const a1 = (await call('/v1/api-keys', a.key, { name: 'a1' })).json;
+  t.equal((await call(`/v1/api-keys/${root.id}`, a.key, undefined, 'DELETE')).status, 403, 'a child cannot revoke its parent');
+  t.equal((await call(`/v1/api-keys/${root.id}`, a1.key, undefined, 'DELETE')).status, 403, 'nor its grandparent');
+  t.equal((await call(`/v1/api-keys/${b.id}`, a.key, undefined, 'DELETE')).status, 403, 'nor a sibling');
+  t.equal((await call(`/v1/api-keys/${a.id}`, root.key, undefined, 'DELETE')).status, 200, 'the parent revokes a child');
+  t.equal((await call('/v1/chat/completions', a1.key, ask('openai/m'))).status, 401, 'and the child\'s own children go with it');
+  t.equal((await call('/v1/chat/completions', b.key, ask('openai/m'))).status, 200, 'a sibling is untouched');
+});
+
+t.test('operator PATCH: a minted key stays within its parent; a parent that tightens clamps its children', async (t) => {
+  const parent = await tenant(gw.masterKey, 5, { rpm: 100 }, ['inference', 'keys:write']);
+  const child = (await call('/v1/api-keys', parent.key, { name: 'c', limits: { rpm: 50 } })).json;
+  t.equal((await call(`/admin/keys/${child.id}`, gw.masterKey, { limits: { rpm: 500 } }, 'PATCH')).status, 403, 'not looser than its parent, even for the operator');
+  await call(`/admin/keys/${parent.id}`, gw.masterKey, { limits: { rpm: 20 } }, 'PATCH');
+  t.equal((await call(`/admin/keys/${child.id}`, gw.masterKey)).json.limits.rpm, 20, 'the child is clamped to the parent\'s new rpm');
+});
+
+t.test('route constraints hold on every route a request may fail over to', async (t) => {
+  // openai/fail-500: its openai route answers 500; its beta route would answer.
+  const onlyOpenai = await tenant(gw.masterKey, 5, { providers: ['openai'] });
+  const r = await call('/v1/chat/completions', onlyOpenai.key, ask('openai/fail-500'));
+  t.equal(r.status, 502, 'the allowed route failed: the caller sees the failure');
+  t.notOk(second.received.length, 'and the other provider never got the request');
+  const pinned = await call('/v1/chat/completions', onlyOpenai.key, ask('openai/fail-500', 'x', { provider: 'beta' }));
+  t.equal(pinned.status, 403, 'pinning it directly is a 403');
+  const anyProvider = await tenant(gw.masterKey, 5);
+  const failover = await call('/v1/chat/completions', anyProvider.key, ask('openai/fail-500'));
+  t.equal(failover.status, 200, 'a key without the constraint fails over');
+  t.equal(failover.headers.get('x-gateway-decision'), 'beta/dual-ok');
+
+  // An alias whose cheaper member the key may not use: that member is never tried.
+  const onlyM = await tenant(gw.masterKey, 5, { models: ['openai/m'] });
+  const before = fake.received.filter((x) => x.body.model === 'b-fails').length;
+  const viaAlias = await call('/v1/chat/completions', onlyM.key, ask('pair'));
+  t.equal(viaAlias.status, 200);
+  t.equal(viaAlias.headers.get('x-gateway-decision'), 'openai/m');
+  t.equal(fake.received.filter((x) => x.body.model === 'b-fails').length, before, 'the disallowed member got nothing');
+  t.equal((await call('/v1/chat/completions', onlyM.key, ask('openai/b-fails'))).status, 403);
+  void rowsOf;
+});
