@@ -74,7 +74,7 @@ const pages = {
     const start = end - span;
     const [s, ts] = await Promise.all([api(`/v1/usage/summary`), api(`/v1/usage/timeseries?bucket=${bucket}&start=${start}&end=${end}`)]);
     const mech = s.by_saving || [];
-    const maxTokens = Math.max(1, ...mech.map((m) => m.tokens));
+    const maxSaved = Math.max(1e-12, ...mech.map((m) => m.saved_usd || 0));
     view.innerHTML = `<h1>Overview <span class="dim" style="font-size:13px">last 30 days</span></h1>
       <div class="cards">
         <div class="card"><div class="label">Requests</div><div class="value" id="total-requests">${num(s.requests)}</div></div>
@@ -88,8 +88,8 @@ const pages = {
         ${Object.keys(ranges).map((r) => r === chosen ? `<b style="margin-left:10px">${r}</b>` : `<a style="margin-left:10px" href="#overview?range=${r}">${r}</a>`).join('')}</h2>
       <div id="chart"></div>
       <h2>Savings by mechanism</h2>
-      <table><tr><th>mechanism</th><th>requests</th><th>tokens saved</th><th style="width:40%"></th></tr>
-      ${mech.map((m) => `<tr><td>${esc(m.mechanism)}</td><td>${num(m.requests)}</td><td>${num(m.tokens)}</td><td><div class="bar" style="width:${(100 * m.tokens / maxTokens).toFixed(1)}%"></div></td></tr>`).join('') || '<tr><td colspan="4" class="dim">Nothing saved yet.</td></tr>'}
+      <table><tr><th>mechanism</th><th>requests</th><th>tokens saved</th><th>saved</th><th style="width:35%"></th></tr>
+      ${mech.map((m) => `<tr><td>${esc(m.mechanism)}</td><td>${num(m.requests)}</td><td>${m.tokens ? num(m.tokens) : '–'}</td><td>${usd(m.saved_usd || 0)}</td><td><div class="bar" style="width:${(100 * Math.max(0, m.saved_usd || 0) / maxSaved).toFixed(1)}%"></div></td></tr>`).join('') || '<tr><td colspan="5" class="dim">Nothing saved yet.</td></tr>'}
       </table>
       <h2>By model</h2>
       <table><tr><th>model</th><th>requests</th><th>charged</th><th>saved</th></tr>
@@ -131,6 +131,7 @@ const pages = {
       ['status', `${r.status}${r.error ? ` · ${esc(r.error)}` : ''}`], ['retries', r.retries], ['cache', esc(r.cache)], ['stream', r.stream ? 'yes' : 'no'],
       ['prompt tokens', num(r.prompt_tokens)], ['cached tokens', num(r.cached_tokens)], ['completion tokens', num(r.completion_tokens)],
       ['saved tokens', Object.entries(r.saved_tokens).map(([m, n]) => `${esc(m)}: ${num(n)}`).join(', ') || '–'],
+      ['saved by', Object.entries(r.savings_usd || {}).map(([m, n]) => `${esc(m)}: ${usd(n)}`).join(', ') || '–'],
       ['upstream cost', usd(r.cost_usd)], ['benchmark', usd(r.benchmark_usd)], ['charged', usd(r.charge_usd)], ['saved', `<span class="good">${usd(r.saved_usd)}</span>`],
       ['time to first byte', r.ttfb_ms == null ? '–' : `${r.ttfb_ms.toFixed(2)} ms`], ['total', `${r.total_ms.toFixed(2)} ms`],
       ['upstream', `${upstream.toFixed(2)} ms`], ['gateway overhead', `${r.overhead_ms.toFixed(3)} ms`],

@@ -38,3 +38,27 @@ export function priceRequest(served: Prices, benchmark: Prices, usage: Usage, ma
   const charge = roundUsd(Math.min(cost * (1 + markup), Math.max(bench, cost)));
   return { cost_usd: cost, benchmark_usd: bench, charge_usd: charge, saved_usd: roundUsd(bench - charge) };
 }
+
+/** Where a saving comes from: a savings mechanism, or `routing` (a route cheaper than the benchmark's list price). */
+export type SavingKind = 'routing' | 'prompt_cache' | 'compression' | 'chunk_dedupe' | 'exact_cache' | 'semantic_cache' | 'dedupe';
+export type SavingsUsd = Partial<Record<SavingKind, number>>;
+
+/**
+ * The saving of an upstream call, by where it came from, in dollars. With B the benchmark's
+ * prices, R the route's, p/c/k the prompt/completion/cached tokens billed and r the prompt
+ * tokens each rewrite removed:
+ *   benchmark − cost = B.in·r (each rewrite) + (B.in − R.in)·p + (B.out − R.out)·c (routing)
+ *                      + (R.in − R.cached)·k (prompt cache)
+ * exactly, so the parts add up to benchmark − cost; what the markup keeps of it is the
+ * difference to saved_usd. Routing is negative when the route costs more than the benchmark.
+ */
+export function savingsOf(served: Prices, benchmark: Prices, usage: Usage, removed: { compression?: number | undefined; chunk_dedupe?: number | undefined }): SavingsUsd {
+  const out: SavingsUsd = {};
+  const put = (kind: SavingKind, usd: number) => { const v = roundUsd(usd); if (v !== 0) out[kind] = v; };
+  const cached = Math.min(usage.cached_tokens, usage.prompt_tokens);
+  put('routing', ((benchmark.input - served.input) * usage.prompt_tokens + (benchmark.output - served.output) * usage.completion_tokens) * PER_TOKEN);
+  if (cached) put('prompt_cache', (served.input - (served.cached_input ?? served.input)) * cached * PER_TOKEN);
+  if (removed.compression) put('compression', benchmark.input * removed.compression * PER_TOKEN);
+  if (removed.chunk_dedupe) put('chunk_dedupe', benchmark.input * removed.chunk_dedupe * PER_TOKEN);
+  return out;
+}

@@ -13,10 +13,19 @@ export type Granularity = keyof typeof GRANULARITY;
 const GRANS = Object.keys(GRANULARITY) as Granularity[];
 
 /**
- * `cache`: by cache status (miss, exact, semantic, dedupe). `saving`: by savings mechanism,
- * where a bucket's totals read [requests it saved on, tokens it saved, 0, …].
+ * `cache`: by cache status of answered requests (miss, exact, semantic, dedupe).
+ * `saving`: by where a saving came from (routing, each mechanism), where a bucket's totals
+ * read [requests it saved on, tokens it saved, 0, 0, 0, 0, dollars it saved].
+ * `outcome`: served (2xx), refused (by the gateway, before any route or cache), failed (an
+ * upstream error or an abandoned request). `provider` counts only requests a route took.
  */
-export type Dim = 'all' | 'key' | 'model' | 'provider' | 'workspace' | 'cache' | 'saving';
+export type Dim = 'all' | 'key' | 'model' | 'provider' | 'workspace' | 'cache' | 'saving' | 'outcome';
+
+/** A row's outcome (the `outcome` dimension). */
+export function outcomeOf(row: Pick<LedgerRow, 'cache' | 'status'>): 'served' | 'refused' | 'failed' {
+  if (row.cache === 'none') return 'refused';
+  return row.status < 400 ? 'served' : 'failed';
+}
 /** Workspace scope for rollups across all workspaces. */
 export const ALL_WORKSPACES = '*';
 
@@ -109,12 +118,17 @@ export class UsageRollups {
   private fold(): void {
     if (this.pending.length === 0) return;
     const groups = new Map<string, { row: LedgerRow; minute: number; totals: Totals; ids: string[] }>();
-    const savings: Array<{ row: LedgerRow; minute: number; mechanism: string; tokens: number }> = [];
+    const savings: Array<{ row: LedgerRow; minute: number; mechanism: string; tokens: number; nano: number }> = [];
     for (const row of this.pending) {
       const minute = Math.floor(row.ts / 60_000) * 60;
       if (!Number.isFinite(minute)) { this.quarantine(row.id, 'its time is not a number'); continue; }
-      for (const [mechanism, tokens] of Object.entries(row.saved_tokens)) if (tokens > 0) savings.push({ row, minute, mechanism, tokens });
-      const id = `${row.workspace}\u0000${row.key_id}\u0000${row.requested_model}\u0000${row.served ?? ''}\u0000${row.cache}\u0000${minute}`;
+      for (const [mechanism, tokens] of Object.entries(row.saved_tokens)) {
+        if (tokens > 0) savings.push({ row, minute, mechanism, tokens, nano: toNano(row.savings_usd[mechanism] ?? 0) });
+      }
+      for (const [mechanism, usd] of Object.entries(row.savings_usd)) {
+        if (usd !== 0 && !(row.saved_tokens[mechanism]! > 0)) savings.push({ row, minute, mechanism, tokens: 0, nano: toNano(usd) });
+      }
+      const id = `${row.workspace}\u0000${row.key_id}\u0000${row.requested_model}\u0000${row.served ?? ''}\u0000${row.cache}\u0000${outcomeOf(row)}\u0000${minute}`;
       const t: Totals = [1, row.prompt_tokens, row.completion_tokens, toNano(row.cost_usd), toNano(row.charge_usd), toNano(row.benchmark_usd), toNano(row.saved_usd)];
       const group = groups.get(id);
       if (group) { add(group.totals, t); group.ids.push(row.id); } else groups.set(id, { row, minute, totals: t, ids: [row.id] });
@@ -133,8 +147,9 @@ export class UsageRollups {
             add(this.bucket([scope, g, start, 'all', '']), t);
             add(this.bucket([scope, g, start, 'key', key]), t);
             add(this.bucket([scope, g, start, 'model', model]), t);
-            add(this.bucket([scope, g, start, 'provider', provider]), t);
-            add(this.bucket([scope, g, start, 'cache', row.cache]), t);
+            if (row.served) add(this.bucket([scope, g, start, 'provider', provider]), t);
+            if (row.cache !== 'none') add(this.bucket([scope, g, start, 'cache', row.cache]), t);
+            add(this.bucket([scope, g, start, 'outcome', outcomeOf(row)]), t);
             if (scope === ALL_WORKSPACES) add(this.bucket([scope, g, start, 'workspace', ws]), t);
           }
         }
@@ -143,10 +158,10 @@ export class UsageRollups {
         for (const rowId of ids) this.quarantine(rowId, String(err));
       }
     }
-    for (const { row, minute, mechanism, tokens } of savings) {
+    for (const { row, minute, mechanism, tokens, nano } of savings) {
       for (const g of GRANS) {
         const start = minute - (minute % GRANULARITY[g]);
-        for (const scope of [keyPart(row.workspace), ALL_WORKSPACES]) add(this.bucket([scope, g, start, 'saving', keyPart(mechanism)]), [1, tokens, 0, 0, 0, 0, 0]);
+        for (const scope of [keyPart(row.workspace), ALL_WORKSPACES]) add(this.bucket([scope, g, start, 'saving', keyPart(mechanism)]), [1, tokens, 0, 0, 0, 0, nano]);
       }
     }
   }

@@ -2,14 +2,14 @@
 // respond (buffered JSON, or SSE passed through byte for byte) → settle (costs, ledger row).
 import type { KeyRecord } from '../accounts/keys.js';
 import { ledgerRow, type Ledger, type LedgerRow, type RequestIds } from '../accounts/ledger.js';
-import { priceRequest, upstreamCost, type Costs, type Usage } from '../accounts/pricing.js';
+import { priceRequest, savingsOf, upstreamCost, type Costs, type SavingsUsd, type Usage } from '../accounts/pricing.js';
 import { routeAllowed, type Admission, type Limits, type Reservation } from '../accounts/limits.js';
 import type { KeyLimits, KeyRing } from '../accounts/keys.js';
 import { fromNano, toNano, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import { Ticket } from './ticket.js';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { ChatCall, ChatRequest, ResponseSink, UpstreamHandle } from '../providers/provider.js';
-import type { Catalog, Route, RoutePolicy } from '../router/catalog.js';
+import type { Catalog, ModelRoutes, Route, RoutePolicy } from '../router/catalog.js';
 import type { Config, ModelEntry, Prices } from '../config/schema.js';
 import type { RouteHealth } from '../router/health.js';
 import type { Exchange, HeaderList } from '../server/exchange.js';
@@ -41,7 +41,7 @@ export interface ChatDeps {
   ids: RequestIds;
   pool: WorkerPool;
   markup: number;
-  /** BASELINE_MODEL's prices; null = benchmark against the requested model. */
+  /** BASELINE_MODEL's prices; null = benchmark against the requested model's list price. */
   baseline: Prices | null;
   savings: SavingsDeps;
 }
@@ -85,6 +85,8 @@ interface Pending extends Arrival {
   saved: SavedTokens;
   /** The exact cache's key when the worker pool already computed it (large bodies, with the rewrites). */
   hash: string | null;
+  /** What the naive direct call would cost: never the served route's price (see benchmarkOf). */
+  benchmark: Prices;
 }
 
 /** `x-gateway-cache: on`: cache a sampled request too. */
@@ -106,9 +108,13 @@ export class ChatGateway {
   /** The spliced `"max_tokens":N,` bytes, one per field and cap. */
   private readonly capMembers = new Map<string, Buffer>();
 
+  /** `auto`'s benchmark without a baseline: the most capable bucket's model. */
+  private readonly autoBenchmark: Prices;
+
   constructor(readonly deps: ChatDeps) {
     this.workspaces = deps.workspaces;
     this.limits = deps.limits;
+    this.autoBenchmark = deps.catalog.resolve(deps.router.complex).model.prices;
     this.caps = new Map(Object.entries(deps.savings.config.output_cap.models));
   }
 
@@ -158,8 +164,9 @@ export class ChatGateway {
     let routes: readonly Route[] = [];
     let ws: Workspace | undefined;
     let chain: readonly KeyRecord[] = [];
+    let entry: ModelRoutes | undefined;
     try {
-      const entry = this.deps.catalog.resolve(router?.model ?? request.model);
+      entry = this.deps.catalog.resolve(router?.model ?? request.model);
       routes = entry.policy ? this.ordered(entry.routes, entry.policy) : entry.routes;
       const pinned = typeof request.provider === 'string' ? request.provider : pin;
       if (pinned) {
@@ -193,7 +200,10 @@ export class ChatGateway {
       this.refuse(arrival, err);
       return;
     }
-    const p: Pending = { ...arrival, router, bits, original: request, request, body, routes, chain, ws, outputCap: 0, saved: {}, hash: null };
+    // The benchmark: BASELINE_MODEL, else the requested model at its catalog list price (an
+    // alias: its first model; `auto`: the complex bucket's), so cheaper routing shows as saved.
+    const benchmark = this.deps.baseline ?? (router ? this.autoBenchmark : entry!.model.prices);
+    const p: Pending = { ...arrival, router, bits, original: request, request, body, routes, chain, ws, outputCap: 0, saved: {}, hash: null, benchmark };
     if (bits) this.shape(p, route);
     const cfg = this.deps.savings.config;
     if (!(bits & (M.compression | M.chunk_dedupe)) || body.length < cfg.rewrite_min_bytes) { this.preflight(p, null); return; }
@@ -331,7 +341,7 @@ export class ChatGateway {
 
   private served(p: Pending, kind: CacheKind, similarity: number | null = null): Served {
     const route = p.routes[0]!;
-    return new Served(this.deps, p.ex, p.ticket, p.ws, p.original, p.t0, kind, route.decision, route.prices, similarity);
+    return new Served(this.deps, p.ex, p.ticket, p.ws, p.original, p.t0, kind, route.decision, route.prices, p.benchmark, similarity);
   }
 
   private flightKey(p: Pending, hash: string): string {
@@ -465,6 +475,7 @@ class ChatExchange implements ResponseSink {
   private readonly saved: SavedTokens;
   private readonly outputCap: number;
   private readonly bits: number;
+  private readonly benchmark: Prices;
   private handle: UpstreamHandle | null = null;
   private tap: SseUsageTap | null = null;
   private chunks: Buffer[] = [];
@@ -507,6 +518,7 @@ class ChatExchange implements ResponseSink {
     this.saved = p.saved;
     this.outputCap = p.outputCap;
     this.bits = p.bits;
+    this.benchmark = p.benchmark;
     this.stream = p.request.stream === true;
     this.route = p.routes[0]!;
     this.ex.onAbort(() => this.clientAborted());
@@ -853,9 +865,17 @@ class ChatExchange implements ResponseSink {
   }
 
   private costs(usage: Usage): Costs {
-    const prices = this.route.prices;
-    return priceRequest(prices, this.gw.deps.baseline ?? prices, usage, this.gw.deps.markup, this.rewritten);
+    return priceRequest(this.route.prices, this.benchmark, usage, this.gw.deps.markup, this.rewritten);
   }
+
+  /** The saving in dollars by where it came from: routing, the prompt cache, the rewrites (kept for the usage it was computed for: the figures and the row ask twice). */
+  private savings(usage: Usage | null): SavingsUsd {
+    if (!usage) return NO_SAVINGS;
+    if (this.savingsMemo?.usage !== usage) this.savingsMemo = { usage, by: savingsOf(this.route.prices, this.benchmark, usage, this.saved) };
+    return this.savingsMemo.by;
+  }
+
+  private savingsMemo: { usage: Usage; by: SavingsUsd } | null = null;
 
   private overheadMs(now: number): number {
     // Rounded to the microsecond like every timing in the row (not float noise such as 1.5195079999996).
@@ -878,7 +898,9 @@ class ChatExchange implements ResponseSink {
     const u = usage ? `{"prompt_tokens":${usage.prompt_tokens},"completion_tokens":${usage.completion_tokens},"cached_tokens":${usage.cached_tokens}}` : 'null';
     const c = costs ? `,"cost_usd":${costs.cost_usd},"benchmark_usd":${costs.benchmark_usd},"charge_usd":${costs.charge_usd},"saved_usd":${costs.saved_usd}` : '';
     const cap = this.outputCap ? `,"output_cap":${this.outputCap}` : '';
-    return `{"request_id":"${this.ex.requestId}","served":${this.route.decisionJson},"cache":"miss","retries":${this.retries},"usage":${u},"saved_tokens":${this.savedJson(usage)}${cap}${c},"overhead_ms":${Math.round(overhead * 1000) / 1000}}`;
+    const by = this.savings(usage);
+    const savings = by.routing === undefined && by.prompt_cache === undefined && by.compression === undefined && by.chunk_dedupe === undefined ? '{}' : JSON.stringify(by);
+    return `{"request_id":"${this.ex.requestId}","served":${this.route.decisionJson},"cache":"miss","retries":${this.retries},"usage":${u},"saved_tokens":${this.savedJson(usage)},"savings_usd":${savings}${cap}${c},"overhead_ms":${Math.round(overhead * 1000) / 1000}}`;
   }
 
   /** Usage as far as it is known: the upstream's frame, or what was counted without one. */
@@ -932,7 +954,7 @@ class ChatExchange implements ResponseSink {
       id: this.ex.requestId, ts: Date.now(), kind: 'request', workspace: this.ws.id, key_id: this.key.id, endpoint: this.api === 'responses' ? 'responses' : 'chat.completions',
       requested_model: this.request.model, served: this.route.decision, router_bucket: this.router?.bucket ?? null, router_score: this.router?.score ?? null, cache: 'miss',
       stream: this.stream, prompt_tokens: u?.prompt_tokens ?? 0, cached_tokens: u?.cached_tokens ?? 0,
-      completion_tokens: u?.completion_tokens ?? 0, usage_source: source, saved_tokens: this.savedTokens(u),
+      completion_tokens: u?.completion_tokens ?? 0, usage_source: source, saved_tokens: this.savedTokens(u), savings_usd: this.savings(u),
       cost_usd: c?.cost_usd ?? 0, benchmark_usd: c?.benchmark_usd ?? 0, charge_usd: c?.charge_usd ?? 0, saved_usd: c?.saved_usd ?? 0,
       ttfb_ms: this.tFirstByte ? ms(this.t0, this.tFirstByte) : null, total_ms: ms(this.t0, tDone),
       overhead_ms: this.overheadMs(tDone), status, retries: this.retries, error,
@@ -942,3 +964,4 @@ class ChatExchange implements ResponseSink {
 }
 
 const EMPTY = Buffer.alloc(0);
+const NO_SAVINGS: SavingsUsd = {};

@@ -3,7 +3,7 @@
 // bytes of an identical request already in flight, from where it is, then live). It
 // writes its own headers and `gateway` figures and records its own ledger row.
 import { ledgerRow } from '../accounts/ledger.js';
-import { priceRequest, roundUsd, upstreamCost, type Costs, type Usage } from '../accounts/pricing.js';
+import { priceRequest, roundUsd, savingsOf, upstreamCost, type Costs, type SavingsUsd, type Usage } from '../accounts/pricing.js';
 import { toNano, type Workspace } from '../accounts/workspaces.js';
 import type { Prices } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
@@ -39,8 +39,10 @@ export class Served {
     private readonly t0: number,
     readonly kind: CacheKind,
     private decision: string,
-    /** Prices of the requested route: the benchmark when no baseline model is set. */
+    /** Prices of the requested route (what a payer follower is billed at). */
     private readonly prices: Prices,
+    /** What the naive direct call would cost (the request's benchmark prices). */
+    private readonly benchmark: Prices,
     private readonly similarity: number | null = null,
   ) {
     this.stream = request.stream === true;
@@ -150,23 +152,32 @@ export class Served {
 
   /** A served answer costs nothing upstream and is not charged; the payer (see above) pays as a miss. */
   private costs(usage: Usage): Costs {
-    const bench = this.deps.baseline ?? this.prices;
-    if (this.payer) return priceRequest(this.prices, bench, usage, this.deps.markup);
-    const b = roundUsd(upstreamCost(bench, { ...usage, cached_tokens: 0 }));
+    if (this.payer) return priceRequest(this.prices, this.benchmark, usage, this.deps.markup);
+    const b = roundUsd(upstreamCost(this.benchmark, { ...usage, cached_tokens: 0 }));
     return { cost_usd: 0, benchmark_usd: b, charge_usd: 0, saved_usd: b };
+  }
+
+  /** A served answer saved its whole benchmark; a payer follower saved what a miss does. */
+  private savings(usage: Usage | null, costs: Costs | null): SavingsUsd {
+    if (!usage || !costs) return {};
+    if (this.payer) return savingsOf(this.prices, this.benchmark, usage, {});
+    return costs.saved_usd ? { [this.savingKey()]: costs.saved_usd } : {};
+  }
+
+  private savingKey(): 'exact_cache' | 'semantic_cache' | 'dedupe' {
+    return this.kind === 'exact' ? 'exact_cache' : this.kind === 'semantic' ? 'semantic_cache' : 'dedupe';
   }
 
   private savedTokens(usage: Usage | null): SavedTokens {
     if (!usage || this.payer) return {};
-    const key = this.kind === 'exact' ? 'exact_cache' : this.kind === 'semantic' ? 'semantic_cache' : 'dedupe';
-    return { [key]: usage.prompt_tokens + usage.completion_tokens };
+    return { [this.savingKey()]: usage.prompt_tokens + usage.completion_tokens };
   }
 
   private gatewayJson(usage: Usage | null, costs: Costs | null): string {
     return JSON.stringify({
       request_id: this.ex.requestId, served: this.decision, cache: this.payer ? 'miss' : this.kind, retries: 0,
       ...(this.similarity !== null ? { similarity: Math.round(this.similarity * 1e4) / 1e4 } : {}),
-      usage, saved_tokens: this.savedTokens(usage), ...(costs ?? {}), overhead_ms: ms(this.t0, performance.now()),
+      usage, saved_tokens: this.savedTokens(usage), savings_usd: this.savings(usage, costs), ...(costs ?? {}), overhead_ms: ms(this.t0, performance.now()),
     });
   }
 
@@ -182,7 +193,7 @@ export class Served {
       requested_model: this.request.model, served: this.decision, cache: this.payer ? 'miss' : this.kind, stream: this.stream,
       // Tokens are what the upstream billed for this request: none for a served answer.
       prompt_tokens: billed?.prompt_tokens ?? 0, cached_tokens: billed?.cached_tokens ?? 0, completion_tokens: billed?.completion_tokens ?? 0,
-      usage_source: billed ? 'upstream' : 'none', saved_tokens: status === 200 ? this.savedTokens(usage) : {},
+      usage_source: billed ? 'upstream' : 'none', saved_tokens: status === 200 ? this.savedTokens(usage) : {}, savings_usd: this.savings(usage, c),
       cost_usd: c?.cost_usd ?? 0, benchmark_usd: c?.benchmark_usd ?? 0, charge_usd: c?.charge_usd ?? 0, saved_usd: c?.saved_usd ?? 0,
       ttfb_ms: this.tFirstByte ? ms(this.t0, this.tFirstByte) : null, total_ms: ms(this.t0, tDone), overhead_ms: ms(this.t0, tDone),
       status, error, delta_nano: this.ws.metered ? -chargeNano : 0,

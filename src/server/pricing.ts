@@ -16,6 +16,8 @@ export interface PricingDeps {
   catalog: Catalog;
   pool: WorkerPool;
   billing: { markup: number; baselineModel: string | null; baseline: Prices | null; defaultOutputCap: number };
+  /** `auto`'s buckets: its benchmark (without a baseline) is the complex bucket's model. */
+  router: { complex: string };
 }
 
 const withMarkup = (p: Prices, markup: number) => ({
@@ -38,7 +40,10 @@ export function registerPricing(app: TemplatedApp, on: Handlers, deps: PricingDe
   app.get('/v1/account/pricing', on.noBody('inference', (ex, key) => {
     ex.sendJson(200, {
       object: 'pricing', workspace: key!.workspace, unit: 'usd_per_1m_tokens', markup, baseline_model: baselineModel,
-      policy: 'charge = upstream cost × (1 + markup), never above the benchmark (the baseline model, or the requested one, at list price for the full prompt without cache)',
+      policy: 'charge = upstream cost × (1 + markup), never above the benchmark; saved = benchmark − charge',
+      benchmark: baselineModel
+        ? `what the request would cost on the baseline model ${baselineModel} at its list price, for the full prompt as sent by the caller, without any cache`
+        : `what the request would cost on the requested model at its catalog list price (never the price of the route that served it), for the full prompt as sent by the caller, without any cache; for an alias, its first model; for auto, the complex bucket's model (${deps.router.complex})`,
       models: deps.catalog.models().map(({ model, routes }) => ({
         model: model.slug, list_prices: model.prices, your_prices: withMarkup(model.prices, markup),
         routes: routes.map((r) => ({ provider: r.provider.name, upstream_model: r.upstreamModel, decision: r.decision, prices: r.prices, your_prices: withMarkup(r.prices, markup) })),
@@ -54,7 +59,7 @@ export function registerPricing(app: TemplatedApp, on: Handlers, deps: PricingDe
     deps.pool.countPrompt(entry.model.tokenizer, body).then((prompt) => {
       const options = entry.routes.map((route) => {
         const prices = route.prices;
-        const bench = baseline ?? prices;
+        const bench = baseline ?? entry.model.prices;
         const lo = priceRequest(prices, bench, { prompt_tokens: prompt, completion_tokens: 0, cached_tokens: 0 }, markup);
         const hi = priceRequest(prices, bench, { prompt_tokens: prompt, completion_tokens: cap, cached_tokens: 0 }, markup);
         return { provider: route.provider.name, upstream_model: route.upstreamModel, decision: route.decision, ...span(lo, hi) };

@@ -29,7 +29,7 @@ export const RequestsQuery = RangeQuery.extend({
   key: z.string().min(1).max(80).optional(),
   model: z.string().min(1).max(256).optional(),
   status: z.coerce.number().int().min(100).max(599).optional(),
-  cache: z.enum(['miss', 'exact', 'semantic', 'dedupe']).optional(),
+  cache: z.enum(['miss', 'exact', 'semantic', 'dedupe', 'none']).optional(),
 }).strict();
 
 function query<T>(schema: z.ZodType<T>, params: URLSearchParams): T {
@@ -60,11 +60,16 @@ export function registerUsage(app: TemplatedApp, on: Handlers, deps: UsageDeps):
     const r = deps.usage.range(ws, start, end, 'model');
     const byCache = deps.usage.range(ws, start, end, 'cache', r.granularity).by;
     const bySaving = deps.usage.range(ws, start, end, 'saving', r.granularity).by;
+    const byOutcome = Object.fromEntries(deps.usage.range(ws, start, end, 'outcome', r.granularity).by.map((b) => [b.value, b.requests]));
     ex.sendJson(200, { object: 'usage.summary', workspace: ws, start: r.start, end: r.end, granularity: r.granularity,
       ...r.totals,
+      /** Requests the gateway refused (limits, credits, bad input) and requests whose upstream failed: counted apart from the answered ones. */
+      refused: byOutcome.refused ?? 0, failed: byOutcome.failed ?? 0,
       /** Tokens kept off the upstream bill, by savings mechanism. */
-      saved_tokens: Object.fromEntries(bySaving.map((b) => [b.value, b.prompt_tokens])),
-      by_saving: bySaving.map((b) => ({ mechanism: b.value, requests: b.requests, tokens: b.prompt_tokens })).sort((a, b) => b.tokens - a.tokens),
+      saved_tokens: Object.fromEntries(bySaving.filter((b) => b.prompt_tokens > 0).map((b) => [b.value, b.prompt_tokens])),
+      /** Where the saving came from: routing (cheaper than the benchmark's list price) and each mechanism, in requests, tokens and dollars. */
+      by_saving: bySaving.map((b) => ({ mechanism: b.value, requests: b.requests, tokens: b.prompt_tokens, saved_usd: b.saved_usd })).sort((a, b) => b.saved_usd - a.saved_usd || b.tokens - a.tokens),
+      /** Answered requests by how they were served. */
       by_cache: Object.fromEntries(byCache.map((b) => [b.value, b.requests])),
       by_model: r.by.map(({ value, ...f }) => ({ model: value, ...f })) });
   }));
