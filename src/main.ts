@@ -84,7 +84,7 @@ async function main(): Promise<void> {
   const cache = new ResponseCache(store, { cache: config.savings.exact_cache.max_entries, semantic: config.savings.semantic_cache.max_entries });
   const sweeper = setInterval(() => cache.sweep(5000), 10_000);
   sweeper.unref();
-  const chat = new ChatGateway({ catalog, keys: ring, ledger, workspaces, limits, health, router, maxRetries: config.upstream.max_retries, defaultOutputCap: config.billing.default_output_cap, ids, pool,
+  const chat = new ChatGateway({ catalog, keys: ring, ledger, workspaces, limits, health, router, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings) } });
   const metrics = new Metrics({
     inFlight: () => chat.inFlight,

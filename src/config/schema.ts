@@ -70,8 +70,10 @@ export const ConfigSchema = z.object({
     body_timeout_ms: z.number().int().positive().default(120_000),
     connections: z.number().int().positive().default(256),
     keep_alive_timeout_ms: z.number().int().positive().default(30_000),
-    /** Attempts after the first, each on the next eligible route, before any byte reaches the client. */
+    /** Attempts after the first, each on the next eligible route (or, with none left, the same one again), before any byte reaches the client. */
     max_retries: z.number().int().min(0).max(5).default(2),
+    /** A retry on the same route waits its Retry-After; one that would wait longer than this is not made (the caller gets the error and the Retry-After). */
+    max_retry_wait_ms: z.number().int().min(0).max(60_000).default(2_000),
     /** A route's breaker opens after this many failures in a row, and lets a probe through after `breaker_cooldown_ms`. */
     breaker_failures: z.number().int().min(1).default(5),
     breaker_cooldown_ms: z.number().int().positive().default(10_000),

@@ -8,6 +8,7 @@ import type { KeyLimits, KeyRing } from '../accounts/keys.js';
 import { fromNano, toNano, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import { Ticket } from './ticket.js';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
+import { upstreamError } from '../providers/upstream-error.js';
 import type { ChatCall, ChatRequest, ResponseSink, UpstreamHandle } from '../providers/provider.js';
 import type { Catalog, ModelRoutes, Route, RoutePolicy } from '../router/catalog.js';
 import type { Config, ModelEntry, Prices } from '../config/schema.js';
@@ -36,6 +37,8 @@ export interface ChatDeps {
   router: { mediumFrom: number; complexFrom: number; simple: string; medium: string; complex: string };
   /** Attempts after the first, each on the next eligible route, before any byte reaches the client. */
   maxRetries: number;
+  /** A same-route retry waits at most this long (its Retry-After); longer, the caller gets the error. */
+  maxRetryWaitMs: number;
   /** Output tokens assumed for the credit check when neither the request nor the model caps them. */
   defaultOutputCap: number;
   ids: RequestIds;
@@ -563,17 +566,23 @@ class ChatExchange implements ResponseSink {
     if (this.followers) for (const f of this.followers) f.fail(err);
   }
 
+  /** No route may take the request now: the last attempt's error (or 503), with Retry-After for when one may. */
+  private noRoute(): void {
+    const err = this.lastError ?? new GatewayError(Errors.noRoute, `Every route for '${this.request.model}' is unavailable (disabled or failing); retry shortly.`);
+    if (!err.headers.some(([k]) => k === 'retry-after')) {
+      const wait = this.gw.deps.health.waitMs(this.routes.map((r) => r.decision));
+      err.retryAfter(wait ?? this.gw.deps.health.cooldownMs);
+    }
+    this.fail(err, this.lastError ? `upstream_${this.lastError.code}` : err.code);
+  }
+
   /** Sends the request to the first untried route whose breaker admits it. */
   dispatch(): void {
     this.retryTimer = null;
     if (this.ex.aborted && !this.leaderGone) return;
     const health = this.gw.deps.health;
     const next = this.routes.find((r) => !this.tried.has(r) && health.admits(r.decision));
-    if (!next) {
-      const err = this.lastError ?? new GatewayError(Errors.noRoute, `Every route for '${this.request.model}' is unavailable (disabled or failing); retry shortly.`);
-      this.fail(err, this.lastError ? `upstream_${this.lastError.code}` : err.code);
-      return;
-    }
+    if (!next) { this.noRoute(); return; }
     this.route = next;
     this.tried.add(next);
     this.status = 0;
@@ -606,20 +615,30 @@ class ChatExchange implements ResponseSink {
   private lastError: GatewayError | null = null;
 
   /**
-   * A failure before any byte reached the client: counts against the route's breaker, and
-   * the request moves to the next route after a short jittered backoff while retries last.
-   * Returns false when the caller must answer with the failure itself.
+   * A failure before any byte reached the client: counts against the route's breaker (an
+   * upstream's Retry-After rests the route that long), and the request moves on after a
+   * short jittered backoff while retries last: to the next untried route, or with none left
+   * (`sameRoute`: the failure may pass, as a 5xx, a 429 or a refused connection can) to the
+   * same route once its rest is over, if that is within max_retry_wait_ms. Returns false
+   * when the caller must answer with the failure itself.
    */
-  private failover(err: GatewayError, reason: string): boolean {
-    this.gw.deps.health.failure(this.route.decision, reason, this.retryAfterMs);
+  private failover(err: GatewayError, reason: string, sameRoute: boolean): boolean {
+    const { health, maxRetries, maxRetryWaitMs } = this.gw.deps;
+    health.failure(this.route.decision, reason, this.retryAfterMs);
     this.lastError = err;
-    if (this.retries >= this.gw.deps.maxRetries || (this.ex.aborted && !this.leaderGone)) return false;
-    if (!this.routes.some((r) => !this.tried.has(r))) return false;
-    this.retries++;
+    if (this.retries >= maxRetries || (this.ex.aborted && !this.leaderGone)) return false;
     // The next attempt goes to another route, so the wait is short: 5, 10, 20 ms … (± 50%).
-    const backoff = Math.min(1000, 5 * 2 ** (this.retries - 1)) * (0.5 + Math.random());
+    let wait = Math.min(1000, 5 * 2 ** this.retries) * (0.5 + Math.random());
+    if (!this.routes.some((r) => !this.tried.has(r))) {
+      const rest = health.waitMs([this.route.decision]);
+      if (!sameRoute || rest === null) return false;
+      wait = Math.max(wait, rest);
+      if (wait > maxRetryWaitMs) return false;
+      this.tried.delete(this.route);
+    }
+    this.retries++;
     this.handle = null;
-    this.retryTimer = setTimeout(() => this.dispatch(), backoff);
+    this.retryTimer = setTimeout(() => this.dispatch(), wait);
     return true;
   }
 
@@ -742,7 +761,8 @@ class ChatExchange implements ResponseSink {
         if (this.followers) for (const f of this.followers) f.breakStream(event, err);
         return;
       }
-      if (err.status >= 500 && this.failover(err, err.code)) return; // a 4xx is the caller's, on any route
+      // A 4xx is the caller's, on any route; a timeout is not tried again on the same route.
+      if (err.status >= 500 && this.failover(err, err.code, err.code !== Errors.upstreamTimeout.code)) return;
       this.fail(err, err.code);
     } catch (e) {
       this.fault(e);
@@ -791,23 +811,15 @@ class ChatExchange implements ResponseSink {
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.chunks = [];
     if (this.status !== 200) {
-      // 5xx and 429 may go to the next route; what cannot is answered as 502 (a 4xx is relayed below).
-      const err = new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} returned HTTP ${this.status}.`);
-      if ((this.status >= 500 || this.status === 429) && this.failover(err, `http_${this.status}`)) return;
-      if (this.status >= 500 || this.status < 400) {
-        this.fail(err, `upstream_${this.status}`);
-        return;
-      }
-    }
-    this.gw.deps.health.success(this.route.decision, this.tUpstreamEnd - this.tDispatch);
-    if (this.status >= 400) {
-      // The provider's own 4xx (already in OpenAI's envelope for OpenAI-kind upstreams) is the caller's to see.
-      const relayed = { status: this.status, body };
-      this.land();
-      this.settle(this.status, `upstream_${this.status}`, null, () => this.ex.send(relayed.status, 'application/json', relayed.body, this.routeHeaders()));
-      if (this.followers) for (const f of this.followers) f.fail(new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} returned HTTP ${this.status}.`), relayed);
+      // Every upstream error reaches the caller in OpenAI's envelope (upstream-error.ts), a
+      // 429 or 5xx only once no retry is left; a 4xx about the request is the caller's, from any route.
+      const err = upstreamError(this.status, body, this.route.decision, this.retryAfterMs);
+      if ((this.status >= 500 || this.status === 429) && this.failover(err, `http_${this.status}`, true)) return;
+      if (this.status < 500 && this.status !== 429) this.gw.deps.health.success(this.route.decision, this.tUpstreamEnd - this.tDispatch);
+      this.fail(err, `upstream_${this.status}`);
       return;
     }
+    this.gw.deps.health.success(this.route.decision, this.tUpstreamEnd - this.tDispatch);
     const scan = scanCompletion(body);
     if (!scan.isObject) {
       this.fail(new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} sent a body that is not a JSON object.`), 'upstream_bad_body');

@@ -139,13 +139,10 @@ export class Served {
     this.finish(err.status, err.code, null, () => this.ex.end(event));
   }
 
-  /** The leader's upstream error (or a relayed upstream 4xx body), before any byte was sent. */
-  fail(err: GatewayError, relay?: { status: number; body: Buffer }): void {
+  /** The leader's upstream error, before any byte was sent. */
+  fail(err: GatewayError): void {
     if (this.ex.aborted) return;
-    this.finish(relay?.status ?? err.status, relay ? `upstream_${relay.status}` : err.code, null, () => {
-      if (relay) this.ex.send(relay.status, 'application/json', relay.body, this.headers());
-      else this.ex.sendError(err, this.headers());
-    });
+    this.finish(err.status, err.code, null, () => this.ex.sendError(err, this.headers()));
   }
 
   // ---- figures -------------------------------------------------------------------------

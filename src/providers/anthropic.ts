@@ -3,7 +3,7 @@
 // max_tokens); the answer is translated back: a JSON message into a chat.completion, or
 // Messages SSE events into OpenAI chunks as they arrive, ending with a usage chunk (the
 // gateway strips it if the caller did not ask) and [DONE]. Errors keep their status and
-// get OpenAI's envelope, so the gateway's failover treats 429/5xx/529 like any upstream's.
+// reach the gateway as Anthropic sent them (it normalises every provider's), 529 as a 503, so failover treats 429/5xx/529 like any upstream's.
 import type { Pool } from 'undici';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
@@ -143,19 +143,6 @@ function openAIUsage(u: AnthropicUsage) {
     prompt_tokens_details: { cached_tokens: read, cache_write_tokens: write } };
 }
 
-function errorBody(status: number, raw: Buffer): Buffer {
-  let message = `Anthropic returned HTTP ${status}.`;
-  let type = status === 429 ? 'rate_limit_error' : status >= 500 ? 'upstream_error' : 'invalid_request_error';
-  try {
-    const parsed = JSON.parse(raw.toString('utf8')) as unknown;
-    if (isRecord(parsed) && isRecord(parsed.error)) {
-      if (typeof parsed.error.message === 'string') message = parsed.error.message;
-      if (typeof parsed.error.type === 'string') type = parsed.error.type;
-    }
-  } catch { /* keep the generic message */ }
-  return Buffer.from(JSON.stringify({ error: { message, type, code: type, param: null } }));
-}
-
 /** Receives the Messages API's bytes and hands the gateway OpenAI's format. */
 class Translator implements ResponseSink {
   private status = 0;
@@ -204,8 +191,9 @@ class Translator implements ResponseSink {
     }
     const raw = Buffer.concat(this.buffered);
     if (this.status !== 200) {
+      // Anthropic's error envelope goes to the gateway as it is (it reads every provider's dialect); 529 'overloaded' is a 503.
       this.sink.onStart(this.status === 529 ? 503 : this.status, 'application/json', this.retryAfter);
-      this.sink.onData(errorBody(this.status, raw));
+      this.sink.onData(raw);
       this.sink.onEnd();
       return;
     }

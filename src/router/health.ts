@@ -26,6 +26,10 @@ export class RouteHealth {
 
   constructor(private readonly opts: { failures: number; cooldownMs: number }) {}
 
+  get cooldownMs(): number {
+    return this.opts.cooldownMs;
+  }
+
   private of(decision: string): Health {
     let h = this.routes.get(decision);
     if (!h) {
@@ -72,6 +76,21 @@ export class RouteHealth {
       h.state = 'open';
       h.openUntil = now + this.opts.cooldownMs;
     }
+  }
+
+  /**
+   * How long until one of these routes may take a request again: 0 if one may now, the
+   * soonest end of a rest or cooldown otherwise, null if every one is disabled by the operator.
+   */
+  waitMs(decisions: readonly string[], now = Date.now()): number | null {
+    let soonest: number | null = null;
+    for (const d of decisions) {
+      const h = this.of(d);
+      if (h.disabled) continue;
+      const wait = h.state === 'open' ? Math.max(0, h.openUntil - now) : 0;
+      soonest = soonest === null ? wait : Math.min(soonest, wait);
+    }
+    return soonest;
   }
 
   /** Neither a success nor a failure (the client went away): a probe slot is released. */

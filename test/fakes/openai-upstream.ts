@@ -49,15 +49,18 @@ function chunk(model: string, delta: Record<string, unknown>, finish: string | n
     ...(withUsage ? { usage: null } : {}) })}\n\n`;
 }
 
-function sendError(res: ServerResponse, status: number, message: string, type: string) {
+function sendError(res: ServerResponse, status: number, message: string, type: string, param: string | null = null, code: string | null = null) {
   res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ error: { message, type, param: null, code: null } }));
+  res.end(JSON.stringify({ error: { message, type, param, code } }));
 }
+
+
 
 /**
  * Models: `drip-<ms>` streams one word every <ms>; `long-<n>` streams n words quickly;
- * `fail-500` / `fail-400` answer with those errors; `hang` never answers; `nousage` in the
- * name never reports usage; anything else answers at once.
+ * `fail-500` / `fail-400` answer with those errors; `html-502` with an HTML error page;
+ * `slow-down` with a 429 and Retry-After: 7; `flaky-<n>` fails its first n calls with 503;
+ * `hang` never answers; `nousage` in the name never reports usage; anything else answers at once.
  */
 /** POST /v1/responses: a Response object, or its stream events, as OpenAI sends them. */
 function handleResponses(res: ServerResponse, body: Record<string, unknown>) {
@@ -82,7 +85,8 @@ function handleResponses(res: ServerResponse, body: Record<string, unknown>) {
   res.end();
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, fault: FakeFault) {
+/** `calls`: this fake's calls so far per model (for `flaky-<n>`). */
+async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, fault: FakeFault, callsByModel: Map<string, number>) {
   const body = rec.body;
   if (req.url === '/v1/responses' && req.headers.authorization === 'Bearer sk-fake-upstream' && fault === 'none') return handleResponses(res, body);
   if (fault === '500') return sendError(res, 500, 'The server had an error.', 'server_error');
@@ -95,7 +99,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   if (req.headers.authorization !== 'Bearer sk-fake-upstream') return sendError(res, 401, 'Incorrect API key provided.', 'invalid_request_error');
   if (model === 'fail-500') return sendError(res, 500, 'The server had an error.', 'server_error');
   if (model.endsWith('slow500')) { await new Promise((r) => setTimeout(r, 100)); return sendError(res, 500, 'The server had an error.', 'server_error'); }
-  if (model === 'fail-400') return sendError(res, 400, "Invalid value for 'temperature'.", 'invalid_request_error');
+  if (model === 'fail-400') return sendError(res, 400, "Invalid value for 'temperature'.", 'invalid_request_error', 'temperature', 'invalid_value');
+  if (model === 'html-502') { res.writeHead(502, { 'content-type': 'text/html' }); res.end('<html><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>'); return; }
+  if (model === 'slow-down') { res.setHeader('retry-after', '7'); return sendError(res, 429, 'slow down', 'requests'); }
+  const seen = (callsByModel.get(model) ?? 0) + 1;
+  callsByModel.set(model, seen);
+  const flaky = /^flaky-(\d+)/.exec(model);
+  if (flaky && seen <= Number(flaky[1])) return sendError(res, 503, 'The server is overloaded.', 'server_error');
   if (model === 'hang') return;
   const dripMatch = /drip-(\d+)/.exec(model);
   const drip = dripMatch ? Number(dripMatch[1]) : 0;
@@ -135,6 +145,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
 
 export async function startFakeUpstream(): Promise<FakeUpstream> {
   const received: Received[] = [];
+  const callsByModel = new Map<string, number>();
   let fault: FakeFault = 'none';
   const server: Server = createServer((req, res) => {
     const parts: Buffer[] = [];
@@ -146,7 +157,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       const rec: Received = { headers: req.headers, body, raw, written: 0, aborted: false, seq: received.length + 1 };
       received.push(rec);
       res.on('close', () => { if (!res.writableFinished) rec.aborted = true; });
-      handle(req, res, rec, fault).catch(() => sendError(res, 400, 'Could not parse the JSON body of your request.', 'invalid_request_error'));
+      handle(req, res, rec, fault, callsByModel).catch(() => sendError(res, 400, 'Could not parse the JSON body of your request.', 'invalid_request_error'));
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

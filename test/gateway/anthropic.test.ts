@@ -94,5 +94,6 @@ t.test('errors keep their meaning in OpenAI\'s envelope', async (t) => {
   t.ok(bad instanceof OpenAI.BadRequestError);
   t.match((bad as InstanceType<typeof OpenAI.APIError>).message, /roles must alternate/);
   const overloaded = await client.chat.completions.create({ model: 'anthropic/fail-529', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
-  t.ok(overloaded instanceof OpenAI.APIError && overloaded.status === 502, 'an overloaded Anthropic is a 502 once no other route is left');
+  t.ok(overloaded instanceof OpenAI.APIError && overloaded.status === 503 && (overloaded.error as { code?: string }).code === 'upstream_unavailable',
+    'an overloaded Anthropic (529) is a 503 upstream_unavailable once the retries are spent');
 });
