@@ -100,10 +100,12 @@ async function main(): Promise<void> {
     billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },
     router: { complex: config.router.complex },
     registration: { enabled: config.registration.enabled, starterCredits: config.billing.starter_credits, perAddressPerHour: config.registration.per_address_per_hour },
+    exposure: { metricsToken: config.metrics.token ?? null, metricsPublic: config.metrics.public, metricsHost: config.metrics.host, metricsPort: config.metrics.port ?? null, publicStats: config.stats.public },
     maxBodyBytes: config.max_body_bytes, trustProxyHops: config.trust_proxy_hops, providers: [...providers.keys()] },
     config.host, config.port);
 
   const url = `http://${config.host}:${server.port}`;
+  if (server.metricsPort !== null) console.log(`metrics: http://${config.metrics.host}:${server.metricsPort}/metrics`);
   console.log(`sluice listening on ${url}  (OpenAI base URL: ${url}/v1)`);
   console.log(`providers: ${[...providers.keys()].join(', ')}; data: ${dataDir}; workers: ${config.workers}`);
   console.log(masterKeyFile ? `master key: in ${masterKeyFile} (mode 0600)` : 'master key: from SLUICE_MASTER_KEY / config');

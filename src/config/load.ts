@@ -52,7 +52,12 @@ function applyEnv(data: Record<string, unknown>, env: Env): Record<string, unkno
   set('master_key', env.SLUICE_MASTER_KEY);
   set('baseline_model', env.BASELINE_MODEL);
   set('max_body_bytes', intFromEnv(env, 'SLUICE_MAX_BODY_BYTES'));
-  if (env.SLUICE_METRICS === 'on' || env.SLUICE_METRICS === 'off') out.metrics = { enabled: env.SLUICE_METRICS === 'on' };
+  const metrics = { ...((out.metrics as Record<string, unknown> | undefined) ?? {}) };
+  if (env.SLUICE_METRICS === 'on' || env.SLUICE_METRICS === 'off') metrics.enabled = env.SLUICE_METRICS === 'on';
+  if (env.SLUICE_METRICS_TOKEN) metrics.token = env.SLUICE_METRICS_TOKEN;
+  if (env.SLUICE_METRICS_PORT) metrics.port = intFromEnv(env, 'SLUICE_METRICS_PORT');
+  out.metrics = metrics;
+  if (env.SLUICE_PUBLIC_STATS === 'on' || env.SLUICE_PUBLIC_STATS === 'off') out.stats = { public: env.SLUICE_PUBLIC_STATS === 'on' };
   if (env.SLUICE_ACCESS_LOG) out.logs = { ...((out.logs as Record<string, unknown> | undefined) ?? {}), access: env.SLUICE_ACCESS_LOG };
   if (env.SLUICE_API_KEYS) out.api_keys = env.SLUICE_API_KEYS.split(',').map((k) => k.trim()).filter(Boolean);
 

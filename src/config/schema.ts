@@ -173,8 +173,24 @@ export const ConfigSchema = z.object({
   logs: z.object({
     access: z.string().min(1).default('stdout'),
   }).strict().prefault({}),
-  /** GET /metrics (Prometheus). Off: the route answers 404 and nothing is counted. */
-  metrics: z.object({ enabled: z.boolean().default(true) }).strict().prefault({}),
+  /**
+   * GET /metrics (Prometheus). It shows dollar totals, so by default it asks for a bearer
+   * token: `token` (for the scraper), or the master key. `public: true` drops that; `port`
+   * serves it on a listener of its own instead (bound to `host`, no token: keep that port
+   * private), and the main port's /metrics answers 404. Off: 404 and nothing is counted.
+   */
+  metrics: z.object({
+    enabled: z.boolean().default(true),
+    token: z.string().min(16, 'at least 16 characters').optional(),
+    public: z.boolean().default(false),
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).optional(),
+  }).strict().prefault({}),
+  /**
+   * GET /v1/stats: totals across every tenant (requests, benchmark, charged, saved), shown by
+   * the landing page. Off by default: the default exposes no tenant data without a key.
+   */
+  stats: z.object({ public: z.boolean().default(false) }).strict().prefault({}),
   ledger: z.object({
     /**
      * Group commit: queued rows are committed this long after the first one (0 = on the

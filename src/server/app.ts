@@ -1,6 +1,7 @@
 // The uWebSockets.js front end: routes, auth, and the hand-off to the gateway. Everything
 // the handlers need from the request (headers, params) is read synchronously, as uWS
 // invalidates `req` when the handler returns.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import uWS, { type TemplatedApp } from 'uWebSockets.js';
 import type { KeyRecord, KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
@@ -13,7 +14,7 @@ import { registerAdmin, type AdminDeps } from './admin.js';
 import { registerPricing, type PricingDeps } from './pricing.js';
 import { registerUsage, type UsageDeps } from './usage.js';
 import { Exchange } from './exchange.js';
-import { makeHandlers } from './handlers.js';
+import { makeHandlers, requireScope } from './handlers.js';
 import { deploymentViews } from '../router/health.js';
 import { NO_SWITCHES, readSwitches } from '../savings/mechanisms.js';
 import { ALL_WORKSPACES } from '../accounts/usage.js';
@@ -32,6 +33,8 @@ export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDe
   catalog: Catalog;
   chat: ChatGateway;
   maxBodyBytes: number;
+  /** Who may read /metrics and /v1/stats (see config `metrics`, `stats`). */
+  exposure: { metricsToken: string | null; metricsPublic: boolean; metricsHost: string; metricsPort: number | null; publicStats: boolean };
   /** Proxies in front that append to X-Forwarded-For (0: the socket's peer is the client). */
   trustProxyHops: number;
   providers: string[];
@@ -39,6 +42,8 @@ export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDe
 
 export interface Server {
   readonly port: number;
+  /** The metrics listener's port, when metrics have one of their own. */
+  readonly metricsPort: number | null;
   /** Stop accepting connections; in-flight requests go on. */
   stopListening(): void;
   draining: boolean;
@@ -98,12 +103,31 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   registerUsage(app, handlers, deps);
   registerPricing(app, handlers, deps);
 
-  // Ops: metrics, the API description, and the pages.
-  app.get('/metrics', noBody(null, (ex) => {
+  // Ops: metrics, the API description, and the pages. /metrics and /v1/stats show figures
+  // across tenants: who may read them is the operator's choice (config `metrics`, `stats`).
+  const renderMetrics = (ex: Exchange) => {
     if (!deps.metrics) throw new GatewayError(Errors.notFound, 'Metrics are turned off on this gateway (metrics.enabled / SLUICE_METRICS).');
     deps.metrics.render().then((text) => ex.send(200, 'text/plain; version=0.0.4; charset=utf-8', text, null), (err: unknown) => ex.sendError(err));
-  }));
+  };
+  const { exposure } = deps;
+  const metricsToken = exposure.metricsToken ? createHash('sha256').update(exposure.metricsToken).digest() : null;
+  app.get('/metrics', (res, req) => {
+    const ex = new Exchange(res, deps.ids.next());
+    try {
+      if (exposure.metricsPort !== null) throw new GatewayError(Errors.notFound, 'Metrics are served on their own port on this gateway.');
+      if (!exposure.metricsPublic) {
+        const authorization = req.getHeader('authorization');
+        const bearer = authorization.toLowerCase().startsWith('bearer ') ? authorization.slice(7).trim() : '';
+        const byToken = metricsToken !== null && bearer !== '' && timingSafeEqual(createHash('sha256').update(bearer).digest(), metricsToken);
+        if (!byToken) requireScope(deps.keys.authenticate(authorization), 'admin');
+      }
+      renderMetrics(ex);
+    } catch (err) {
+      ex.sendError(err);
+    }
+  });
   app.get('/v1/stats', noBody(null, (ex) => {
+    if (!exposure.publicStats) throw new GatewayError(Errors.notFound, 'Public totals are turned off on this gateway (stats.public / SLUICE_PUBLIC_STATS).');
     const now = Math.ceil(Date.now() / 1000);
     const { totals } = deps.usage.range(ALL_WORKSPACES, now - 30 * 86400, now, 'all', 'day');
     ex.sendJson(200, { object: 'stats', window_days: 30, requests: totals.requests, benchmark_usd: totals.benchmark_usd, charge_usd: totals.charge_usd, saved_usd: totals.saved_usd });
@@ -140,16 +164,29 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   // uWS binds with SO_REUSEPORT unless told otherwise: a second gateway on the same port
   // would silently take half the connections. Bind exclusively so it fails instead. (The
   // host + options overload exists at run time; the bundled typings lack it.)
-  const listen = app.listen.bind(app) as unknown as (host: string, port: number, options: number, cb: (socket: uWS.us_listen_socket | false) => void) => void;
-  return new Promise((resolve, reject) => {
-    listen(host, port, 1 /* LIBUS_LISTEN_EXCLUSIVE_PORT */, (socket) => {
-      if (!socket) { reject(new Error(`could not listen on ${host}:${port} (is another process using the port?)`)); return; }
-      resolve({
-        port: uWS.us_socket_local_port(socket),
-        stopListening: () => uWS.us_listen_socket_close(socket),
-        get draining() { return state.draining; },
-        set draining(v: boolean) { state.draining = v; },
-      });
+  const bind = (on: TemplatedApp, h: string, p: number): Promise<uWS.us_listen_socket> => new Promise((resolve, reject) => {
+    const listen = on.listen.bind(on) as unknown as (host: string, port: number, options: number, cb: (socket: uWS.us_listen_socket | false) => void) => void;
+    listen(h, p, 1 /* LIBUS_LISTEN_EXCLUSIVE_PORT */, (socket) => {
+      if (!socket) reject(new Error(`could not listen on ${h}:${p} (is another process using the port?)`));
+      else resolve(socket);
     });
   });
+  return (async () => {
+    const socket = await bind(app, host, port);
+    let metricsSocket: uWS.us_listen_socket | null = null;
+    if (exposure.metricsPort !== null) {
+      // Metrics on a listener of their own (an internal interface, a scraper-only port): no token there.
+      const ops = uWS.App();
+      ops.get('/metrics', (res) => { const ex = new Exchange(res, deps.ids.next()); try { renderMetrics(ex); } catch (err) { ex.sendError(err); } });
+      ops.any('/*', (res) => new Exchange(res, deps.ids.next()).sendError(new GatewayError(Errors.notFound, 'Only /metrics is served here.')));
+      metricsSocket = await bind(ops, exposure.metricsHost, exposure.metricsPort);
+    }
+    return {
+      port: uWS.us_socket_local_port(socket),
+      metricsPort: metricsSocket ? uWS.us_socket_local_port(metricsSocket) : null,
+      stopListening: () => { uWS.us_listen_socket_close(socket); if (metricsSocket) uWS.us_listen_socket_close(metricsSocket); },
+      get draining() { return state.draining; },
+      set draining(v: boolean) { state.draining = v; },
+    };
+  })();
 }

@@ -41,7 +41,7 @@ t.test('/openapi.json is valid OpenAPI 3.1, documents every route, and every rou
 });
 
 const metrics = async () => {
-  const text = await (await fetch(`${gw.url}/metrics`)).text();
+  const text = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).text();
   const families = parsePrometheus(text);
   const sum = (name: string, filter: (l: Record<string, string>) => boolean = () => true) =>
     families.find((f) => f.name === name)?.metrics.filter((m) => filter(m.labels ?? {})).reduce((a, m) => a + Number(m.value ?? m.count ?? 0), 0) ?? 0;

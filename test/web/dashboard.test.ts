@@ -20,7 +20,8 @@ const SHOTS = new URL('../../../test-artifacts/screenshots/', import.meta.url).p
 mkdirSync(SHOTS, { recursive: true });
 
 const fake = await startFakeUpstream();
-const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(), { models: ['web-a'].map(testModel) });
+// The landing page's live totals are shown only when the operator makes them public.
+const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off', SLUICE_PUBLIC_STATS: 'on' }, tempDataDir(), { models: ['web-a'].map(testModel) });
 const admin = async (path: string, body: unknown) => (await fetch(`${gw.url}${path}`, {
   method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
 })).json() as Promise<Record<string, any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
