@@ -239,8 +239,15 @@ export class Limits {
         const e = entries[i]!;
         const seconds = Math.max(1, Math.ceil(refusal.waitMs / 1000));
         const whose = i === 0 ? 'this key' : `this key's parent key ${e.id} (its limits apply to the keys it minted too)`;
+        // The refused dimension's x-ratelimit-* say what Retry-After says: nothing left, and when there will be.
+        const family = refusal.kind === 'tpm' ? 'tokens' : refusal.kind === 'rpm' || refusal.kind === 'window' ? 'requests' : null;
+        let out: Header[] = i === 0 ? own : headers;
+        if (family) {
+          out = [...out.filter(([k]) => k !== `x-ratelimit-remaining-${family}` && k !== `x-ratelimit-reset-${family}`),
+            [`x-ratelimit-remaining-${family}`, '0'], [`x-ratelimit-reset-${family}`, fmtDuration(refusal.waitMs)]];
+        }
         throw new LimitError(refusal.kind, seconds, `Rate limit reached for ${whose}: ${refusal.what}. Retry in ${seconds}s.`,
-          [...(i === 0 ? own : headers), ['retry-after', String(seconds)], ['x-gateway-limit-kind', refusal.kind]], refusal.detail);
+          [...out, ['retry-after', String(seconds)], ['retry-after-ms', String(Math.ceil(refusal.waitMs))], ['x-gateway-limit-kind', refusal.kind]], refusal.detail);
       }
     }
     for (const e of entries) this.count(e, reserve, now);
@@ -257,27 +264,19 @@ export class Limits {
       s.req ??= new Bucket(limits.rpm, now);
       s.req.refill(limits.rpm, now);
       headers.push(['x-ratelimit-limit-requests', String(limits.rpm)]);
-      if (s.req.level < 1) {
-        const wait = s.req.msUntil(limits.rpm, 1);
-        headers.push(['x-ratelimit-remaining-requests', '0'], ['x-ratelimit-reset-requests', fmtDuration(wait)]);
-        return { kind: 'rpm', waitMs: wait, what: `${limits.rpm} requests per minute` };
-      }
+      if (s.req.level < 1) return { kind: 'rpm', waitMs: s.req.msUntil(limits.rpm, 1), what: `${limits.rpm} requests per minute` };
     }
     if (limits.tpm) {
       s.tok ??= new Bucket(limits.tpm, now);
       s.tok.refill(limits.tpm, now);
       headers.push(['x-ratelimit-limit-tokens', String(limits.tpm)]);
-      if (s.tok.level < 1) {
-        const wait = s.tok.msUntil(limits.tpm, 1);
-        headers.push(['x-ratelimit-remaining-tokens', '0'], ['x-ratelimit-reset-tokens', fmtDuration(wait)]);
-        return { kind: 'tpm', waitMs: wait, what: `${limits.tpm} tokens per minute (requests in flight reserve their prompt and output cap)` };
-      }
+      if (s.tok.level < 1) return { kind: 'tpm', waitMs: s.tok.msUntil(limits.tpm, 1), what: `${limits.tpm} tokens per minute (requests in flight reserve their prompt and output cap)` };
     }
     for (const w of limits.windows ?? []) {
       const rolling = s.window(w.seconds);
       if (rolling.total(now) >= w.requests) {
         const wait = rolling.msUntilBelow(now, w.requests);
-        if (!limits.rpm) headers.push(['x-ratelimit-limit-requests', String(w.requests)], ['x-ratelimit-remaining-requests', '0'], ['x-ratelimit-reset-requests', fmtDuration(wait)]);
+        if (!limits.rpm) headers.push(['x-ratelimit-limit-requests', String(w.requests)]);
         return { kind: 'window', waitMs: wait, what: `${w.requests} requests per ${fmtDuration(w.seconds * 1000)} (rolling)`, detail: { window_seconds: w.seconds, window_requests: w.requests } };
       }
     }

@@ -154,3 +154,34 @@ t.test('route constraints hold on every route a request may fail over to', async
   t.equal((await call('/v1/chat/completions', onlyM.key, ask('openai/b-fails'))).status, 403);
   void rowsOf;
 });
+
+/** OpenAI's duration style back to milliseconds: 120ms, 1.5s, 6m0s, 1h2m3s. */
+function durationMs(v: string | null): number {
+  const m = /^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:([\d.]+)s)?(?:(\d+)ms)?$/.exec(v ?? '');
+  if (!m || !v) return Number.NaN;
+  return (Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0)) * 1000 + Number(m[4] ?? 0);
+}
+
+t.test('a refusal\'s x-ratelimit-* agree with its Retry-After, for every kind', async (t) => {
+  const cases: Array<[Json, string, string | null]> = [
+    [{ rpm: 1 }, 'rpm', 'requests'], [{ windows: [{ requests: 1, seconds: 600 }] }, 'window', 'requests'],
+    [{ rpm: 100, windows: [{ requests: 1, seconds: 600 }] }, 'window', 'requests'], [{ tpm: 5 }, 'tpm', 'tokens'],
+    [{ budget_usd_month: 0.0000001 }, 'budget', null],
+  ];
+  for (const [limits, kind, family] of cases) {
+    const { key } = await tenant(gw.masterKey, 5, limits);
+    await call('/v1/chat/completions', key, ask('openai/m'));
+    const r = await call('/v1/chat/completions', key, ask('openai/m'));
+    t.equal(r.status, 429, `${JSON.stringify(limits)}: refused`);
+    t.equal(r.headers.get('x-gateway-limit-kind'), kind);
+    t.equal(r.json.error.kind, kind);
+    const retry = Number(r.headers.get('retry-after'));
+    t.equal(r.json.error.retry_after_seconds, retry);
+    t.equal(Math.ceil(Number(r.headers.get('retry-after-ms')) / 1000), retry, 'retry-after-ms is the exact wait');
+    if (family) {
+      t.equal(r.headers.get(`x-ratelimit-remaining-${family}`), '0');
+      t.equal(Math.ceil(durationMs(r.headers.get(`x-ratelimit-reset-${family}`)) / 1000), retry, `x-ratelimit-reset-${family} ${r.headers.get(`x-ratelimit-reset-${family}`)} agrees with Retry-After ${retry}`);
+    }
+    if (kind === 'budget') t.equal(r.json.error.period, 'month');
+  }
+});
