@@ -49,12 +49,13 @@ export function stop(proc: ChildProcess): Promise<void> {
 /** Each bench gateway's data dir, removed when `stop` sees it exit. */
 const dataDirs = new WeakMap<ChildProcess, string>();
 
-export async function startGateway(upstreamPort: number, extraEnv: Record<string, string> = {}, config?: object) {
+/** `main`: the gateway's entry (another build's dist/src/main.js for an A/B; this build's by default). */
+export async function startGateway(upstreamPort: number, extraEnv: Record<string, string> = {}, config?: object, main = here('../src/main.js')) {
   const dataDir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
   const env: Record<string, string> = { HOST: '127.0.0.1', PORT: '0', SLUICE_DATA_DIR: dataDir, SLUICE_MASTER_KEY: MASTER,
     OPENAI_API_KEY: 'sk-upstream', OPENAI_BASE_URL: `http://127.0.0.1:${upstreamPort}/v1`, SLUICE_SIM: 'off', ...extraEnv };
   if (config) { env.SLUICE_CONFIG = join(dataDir, 'sluice.json'); writeFileSync(env.SLUICE_CONFIG, JSON.stringify(config)); }
-  const { proc, match } = await startProcess(here('../src/main.js'), env, /listening on http:\/\/[\d.]+:(\d+)/);
+  const { proc, match } = await startProcess(main, env, /listening on http:\/\/[\d.]+:(\d+)/);
   dataDirs.set(proc, dataDir);
   return { proc, port: Number(match[1]) };
 }

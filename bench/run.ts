@@ -8,91 +8,22 @@
 // VM whose speed drifts by 2× within a minute) makes one run of each path meaningless, so the
 // paths are measured in alternating rounds and the medians are printed, each with the proxy
 // process's CPU time per request (read from /proc), which drifts far less than req/s.
-import autocannon from 'autocannon';
 import { fixedRate, type FixedRateResult } from './fixed-rate.js';
+import { BODY, CONNECTIONS, REPEATED, alternate, load, median, mintLimitedKey, type Measured } from './load.js';
 import { MASTER, cpuSeconds, here, rssMiB, startGateway, startProcess, stop } from './procs.js';
 
 const quick = process.argv.includes('--quick');
 const DURATION = quick ? 5 : 15;
 const RATE_DURATION = quick ? 5 : 15;
-const CONNECTIONS = 50;
 const FIXED_RATE = 1000;
 /** Alternating rounds of the direct / bare / Sluice comparison (each run DURATION / ROUNDS seconds). */
 const ROUNDS = quick ? 1 : 3;
 /** Alternating rounds of the fixed-rate probe (each RATE_DURATION / FR_ROUNDS seconds per path). */
 const FR_ROUNDS = quick ? 3 : 5;
 
-interface Measured { rps: number; p50: number; p99: number; errors: number; /** CPU µs per request of the measured proxy (all its threads), when a pid was given. */ cpuUs: number | null }
-
-const BODY = (stream: boolean, model = 'gpt-4.1-mini') => JSON.stringify({ model, stream,
-  messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say hello to the benchmark in one short sentence.' }] });
-
-interface LoadOptions {
-  duration: number;
-  rate?: number;
-  model?: string;
-  key?: string;
-  /** Extra request headers (e.g. x-gateway-savings: off). */
-  headers?: Record<string, string>;
-  /** A different body per request (`unique`, so every request misses the caches), or one fixed body. */
-  body?: string | 'unique';
-  /** The proxy process to charge CPU time to. */
-  pid?: number;
-}
-
-let uniqueSeq = 0;
-/** Deterministic (temperature 0, so cacheable) and different on every call: a cache miss each time. */
-const uniqueBody = () => JSON.stringify({ model: 'gpt-4.1-mini', temperature: 0,
-  messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: `Say hello to benchmark request ${++uniqueSeq} in one short sentence.` }] });
-/** The same deterministic request every time: an exact-cache hit after the first. */
-const REPEATED = JSON.stringify({ model: 'gpt-4.1-mini', temperature: 0,
-  messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say hello to the benchmark in one short sentence.' }] });
-
-async function load(port: number, stream: boolean, opts: LoadOptions): Promise<Measured> {
-  const body = opts.body === 'unique' ? uniqueBody() : opts.body ?? BODY(stream, opts.model);
-  const cpu0 = opts.pid ? cpuSeconds(opts.pid) : 0;
-  const result = await autocannon({
-    url: `http://127.0.0.1:${port}/v1/chat/completions`, method: 'POST', body,
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${opts.key ?? MASTER}`, ...opts.headers },
-    connections: opts.rate ? 20 : CONNECTIONS, duration: opts.duration, ...(opts.rate ? { overallRate: opts.rate } : {}),
-    ...(opts.body === 'unique' ? { setupRequest: (req: autocannon.Request) => ({ ...req, body: uniqueBody() }) } : {}),
-  });
-  const cpuUs = opts.pid && result.requests.total ? ((cpuSeconds(opts.pid) - cpu0) * 1e6) / result.requests.total : null;
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx, cpuUs };
-}
-
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
-
-/** Medians over rounds, per field (errors summed). */
-function medianOf(runs: Measured[]): Measured {
-  const cpu = runs.map((r) => r.cpuUs).filter((c): c is number => c !== null);
-  return { rps: median(runs.map((r) => r.rps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)),
-    errors: runs.reduce((a, r) => a + r.errors, 0), cpuUs: cpu.length ? median(cpu) : null };
-}
-
-/** Runs each named measurement once per round, the order reversed every other round so drift hits all alike. */
-async function alternate<K extends string>(rounds: number, runs: Record<K, () => Promise<Measured>>): Promise<Record<K, Measured>> {
-  const names = Object.keys(runs) as K[];
-  const got = Object.fromEntries(names.map((n) => [n, [] as Measured[]])) as unknown as Record<K, Measured[]>;
-  for (let r = 0; r < rounds; r++) for (const n of r % 2 ? [...names].reverse() : names) got[n].push(await runs[n]());
-  return Object.fromEntries(names.map((n) => [n, medianOf(got[n])])) as unknown as Record<K, Measured>;
-}
-
 const cpuNote = (m: Measured) => (m.cpuUs === null ? '' : `  CPU ${m.cpuUs.toFixed(0)} µs/req`);
 
 const fmt = (n: number, d = 0) => n.toFixed(d).padStart(9);
-
-/** A key in a metered workspace with limits that the bench never reaches, so every check runs. */
-async function mintLimitedKey(port: number): Promise<string> {
-  const admin = (path: string, body: unknown) => fetch(`http://127.0.0.1:${port}${path}`, {
-    method: 'POST', headers: { authorization: `Bearer ${MASTER}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
-  }).then((r) => r.json() as Promise<{ id: string; key: string }>);
-  const ws = await admin('/admin/workspaces', { name: 'bench', credits_usd: 1_000_000 });
-  const key = await admin('/admin/keys', { name: 'bench-limited', workspace: ws.id, limits: {
-    rpm: 10_000_000, tpm: 1_000_000_000, windows: [{ requests: 100_000_000, seconds: 3600 }, { requests: 1_000_000_000, seconds: 7 * 86400 }],
-    budget_usd_day: 100_000, budget_usd_month: 1_000_000, max_concurrency: 10_000 } });
-  return key.key;
-}
 
 async function main() {
   const fake = await startProcess(here('./fake-upstream.js'), {}, /listening (\d+)/);
