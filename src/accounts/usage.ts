@@ -23,7 +23,7 @@ export type Dim = 'all' | 'key' | 'model' | 'provider' | 'workspace' | 'cache' |
 
 /** A row's outcome (the `outcome` dimension). */
 export function outcomeOf(row: Pick<LedgerRow, 'cache' | 'status'>): 'served' | 'refused' | 'failed' {
-  if (row.cache === 'none') return 'refused';
+  if (row.cache === 'none' && row.status !== 499) return 'refused';
   return row.status < 400 ? 'served' : 'failed';
 }
 /** Workspace scope for rollups across all workspaces. */

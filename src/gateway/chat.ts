@@ -88,7 +88,7 @@ interface Pending extends Arrival {
   saved: SavedTokens;
   /** The exact cache's key when the worker pool already computed it (large bodies, with the rewrites). */
   hash: string | null;
-  /** What the naive direct call would cost: never the served route's price (see benchmarkOf). */
+  /** The prices of the naive direct call (BASELINE_MODEL, else the requested model's list price): never the served route's. */
   benchmark: Prices;
 }
 
