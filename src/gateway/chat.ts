@@ -212,7 +212,7 @@ export class ChatGateway {
       router, bits, original: request, request, body, routes, chain, ws, outputCap: 0, saved: {}, hash: null, benchmark };
     if (bits) this.shape(p, route);
     const cfg = this.deps.savings.config;
-    if (!(bits & (M.compression | M.chunk_dedupe)) || body.length < cfg.rewrite_min_bytes) { this.preflight(p, null); return; }
+    if (!(bits & (M.compression | M.chunk_dedupe)) || body.length < cfg.rewrite_min_bytes || body.length > cfg.rewrite_max_bytes) { this.preflight(p, null); return; }
     // Chunk dedupe and compression, in the pool; the reply carries the prompt's exact token count.
     const c = cfg.compression;
     this.after(p, this.deps.pool.rewrite(route.model.tokenizer, p.body, bits & M.chunk_dedupe ? cfg.chunk_dedupe.min_chars : 0,
