@@ -325,7 +325,7 @@ export class ChatGateway {
     const cache = this.deps.savings.cache;
     if (bits & M.exact_cache) {
       const hit = cache.getExact(p.ws.id, hash);
-      if (hit) { this.served(p, 'exact').replay(hit); return; }
+      if (hit && allows(p.routes, hit.decision)) { this.served(p, 'exact').replay(hit); return; }
     }
     if (bits & M.dedupe && this.join(p, hash)) return;
     const turn = bits & M.semantic_cache ? splitLastTurn(original) : null;
@@ -334,7 +334,7 @@ export class ChatGateway {
     this.after(p, this.deps.pool.embed(turn.text).catch(() => null), (vec) => {
       if (!vec) { this.launch(p, hash, null); return; }
       const hit = cache.findSimilar(p.ws.id, turn.context, vec, turn.text, cfg.semantic_cache.threshold);
-      if (hit) { this.served(p, 'semantic', hit.similarity).replay(hit); return; }
+      if (hit && allows(p.routes, hit.decision)) { this.served(p, 'semantic', hit.similarity).replay(hit); return; }
       if (bits & M.dedupe && this.join(p, hash)) return;
       this.launch(p, hash, { vec, text: turn.text, context: turn.context });
     });
@@ -357,7 +357,8 @@ export class ChatGateway {
   /** Joins an identical request in flight (same workspace, same answer-determining body, same delivery). */
   private join(p: Pending, hash: string): boolean {
     const leader = this.flights.get(this.flightKey(p, hash));
-    if (!leader?.joinable()) return false;
+    // Only a leader whose every possible route this request may use too (its key's constraints).
+    if (!leader?.joinable() || !leader.routes.every((r) => p.routes.includes(r))) return false;
     leader.join(this.served(p, 'dedupe'));
     return true;
   }
@@ -417,6 +418,15 @@ interface RouterPick {
   model: string;
 }
 
+/**
+ * A cached answer is served only if a route this request may use produced it: a key held to
+ * some providers, regions or ZDR routes never sees another's answer from elsewhere.
+ */
+function allows(routes: readonly Route[], decision: string): boolean {
+  for (const r of routes) if (r.decision === decision) return true;
+  return false;
+}
+
 /** The highest price of each kind among the routes: what a request may cost wherever failover takes it. */
 function dearest(routes: readonly Route[]): Prices {
   let input = 0;
@@ -473,7 +483,8 @@ class ChatExchange implements ResponseSink {
   private readonly ws: Workspace;
   private readonly request: ChatRequest;
   private readonly body: Buffer;
-  private readonly routes: readonly Route[];
+  /** Every route this request may go to (failover included). */
+  readonly routes: readonly Route[];
   private readonly t0: number;
   /** Set when the smart router picked the model. */
   private readonly router: RouterPick | null;

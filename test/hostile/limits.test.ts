@@ -14,7 +14,8 @@ const pricey = { ...testModel('drip-20'), prices: { input: 10, output: 20 } };
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(), {
   providers: { beta: { kind: 'openai', base_url: second.url, api_key: 'sk-fake-upstream' } },
   models: [pricey, testModel('m'), testModel('b-fails'),
-    { ...testModel('fail-500'), routes: [{ provider: 'beta', upstream_id: 'dual-ok', prices: { input: 5, output: 9 } }] }],
+    { ...testModel('fail-500'), routes: [{ provider: 'beta', upstream_id: 'dual-ok', prices: { input: 5, output: 9 } }] },
+    { ...testModel('both-ok'), prices: { input: 3, output: 3 }, routes: [{ provider: 'beta', upstream_id: 'both-ok', prices: { input: 1, output: 1 } }] }],
   aliases: { pair: { models: ['openai/b-fails', 'openai/m'] } },
   registration: { per_address_per_hour: 50 },
 });
@@ -153,6 +154,19 @@ t.test('route constraints hold on every route a request may fail over to', async
   t.equal(fake.received.filter((x) => x.body.model === 'b-fails').length, before, 'the disallowed member got nothing');
   t.equal((await call('/v1/chat/completions', onlyM.key, ask('openai/b-fails'))).status, 403);
   void rowsOf;
+});
+
+t.test('a constrained key is not served another route\'s cached answer', async (t) => {
+  const free = await tenant(gw.masterKey, 5);
+  const onlyOpenai = await tenant(gw.masterKey, 5, { providers: ['openai'] });
+  const body = ask('openai/both-ok', 'cached across keys?', { temperature: 0 });
+  const first = await call('/v1/chat/completions', free.key, body);
+  t.equal(first.headers.get('x-gateway-decision'), 'beta/both-ok', 'the cheaper route answered and the answer was cached');
+  t.equal((await call('/v1/chat/completions', free.key, body)).headers.get('x-gateway-cache'), 'exact');
+  const constrained = await call('/v1/chat/completions', onlyOpenai.key, body);
+  t.equal(constrained.status, 200);
+  t.equal(constrained.headers.get('x-gateway-decision'), 'openai/both-ok', 'served by its own provider');
+  t.equal(constrained.headers.get('x-gateway-cache'), 'miss', 'not from the other provider\'s cached answer');
 });
 
 /** OpenAI's duration style back to milliseconds: 120ms, 1.5s, 6m0s, 1h2m3s. */
