@@ -392,15 +392,15 @@ export class ChatGateway {
     if (!r.ticket.claimRow()) return; // another part of the path has answered it
     r.ticket.release(0, 0);
     this.deps.ledger.append(ledgerRow({
-      id: r.ex.requestId, kind: 'request', workspace: r.key.workspace, key_id: r.key.id, endpoint: r.api === 'responses' ? 'responses' : 'chat.completions',
+      id: r.ex.requestId, kind: 'request', workspace: r.key.workspace, key_id: r.key.id, endpoint: r.ex.endpoint,
       requested_model: r.model, cache: 'none', status: e.status, error: e.code, total_ms: ms(r.t0, performance.now()),
     }), undefined);
     this.deps.ledger.whenCommitted(() => r.ex.sendError(e));
   }
 
   /** A refusal from outside the chat path (the route's body could not be read, or bridged): the same row and ordering. */
-  reject(ex: Exchange, key: KeyRecord, t0: number, api: 'chat' | 'responses', err: unknown): void {
-    this.refuse({ ex, key, t0, api, model: '', ticket: new Ticket(this, key) }, err);
+  reject(ex: Exchange, key: KeyRecord, t0: number, err: unknown): void {
+    this.refuse({ ex, key, t0, api: 'chat', model: '', ticket: new Ticket(this, key) }, err);
   }
 }
 
@@ -977,7 +977,7 @@ class ChatExchange implements ResponseSink {
     const chargeNano = c ? toNano(c.charge_usd) : 0;
     this.ticket.release(u ? u.prompt_tokens + u.completion_tokens : 0, chargeNano);
     this.gw.deps.ledger.append({
-      id: this.ex.requestId, ts: Date.now(), kind: 'request', workspace: this.ws.id, key_id: this.key.id, endpoint: this.api === 'responses' ? 'responses' : 'chat.completions',
+      id: this.ex.requestId, ts: Date.now(), kind: 'request', workspace: this.ws.id, key_id: this.key.id, endpoint: this.ex.endpoint,
       requested_model: this.request.model, served: this.route.decision, router_bucket: this.router?.bucket ?? null, router_score: this.router?.score ?? null, cache: 'miss',
       stream: this.stream, prompt_tokens: u?.prompt_tokens ?? 0, cached_tokens: u?.cached_tokens ?? 0,
       completion_tokens: u?.completion_tokens ?? 0, usage_source: source, saved_tokens: this.savedTokens(u), savings_usd: this.savings(u),

@@ -92,6 +92,7 @@ export class ResponsesBridge extends Exchange {
 
   constructor(res: HttpResponse, requestId: string) {
     super(res, requestId);
+    this.endpoint = 'responses';
     this.id = `resp_${requestId.slice(4)}`;
     this.msgId = `msg_${requestId.slice(4)}`;
   }

@@ -186,7 +186,7 @@ export class Served {
     this.ticket.release(billed ? billed.prompt_tokens + billed.completion_tokens : 0, chargeNano);
     const tDone = performance.now();
     this.deps.ledger.append(ledgerRow({
-      id: this.ex.requestId, kind: 'request', workspace: this.ws.id, key_id: this.ticket.key.id, endpoint: 'chat.completions',
+      id: this.ex.requestId, kind: 'request', workspace: this.ws.id, key_id: this.ticket.key.id, endpoint: this.ex.endpoint,
       requested_model: this.request.model, served: this.decision, cache: this.payer ? 'miss' : this.kind, stream: this.stream,
       // Tokens are what the upstream billed for this request: none for a served answer.
       prompt_tokens: billed?.prompt_tokens ?? 0, cached_tokens: billed?.cached_tokens ?? 0, completion_tokens: billed?.completion_tokens ?? 0,

@@ -57,7 +57,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   const state = { draining: false };
 
   const handlers = makeHandlers(deps, state);
-  const refuseChat = (ex: Exchange, key: KeyRecord, t0: number, err: unknown) => deps.chat.reject(ex, key, t0, 'chat', err);
+  const refuseChat = (ex: Exchange, key: KeyRecord, t0: number, err: unknown) => deps.chat.reject(ex, key, t0, err);
   const { withBody, noBody } = handlers;
 
   app.get('/health', noBody(null, (ex) => ex.sendJson(200, {
@@ -89,7 +89,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
       return;
     }
     deps.chat.handle(bridge, key, toChatBody(request), t0, pin ?? '');
-  }, (ex, key, t0, err) => deps.chat.reject(ex, key, t0, 'responses', err), ['x-gateway-provider'], (res, id) => new ResponsesBridge(res, id)));
+  }, refuseChat, ['x-gateway-provider'], (res, id) => new ResponsesBridge(res, id)));
 
   app.get('/v1/providers', noBody(null, (ex) => {
     const byProvider = new Map<string, ReturnType<typeof deploymentViews>>();

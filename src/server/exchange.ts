@@ -18,6 +18,8 @@ export function statusLine(status: number): string {
 export type HeaderList = ReadonlyArray<readonly [string, string]>;
 
 export class Exchange {
+  /** What the ledger calls the endpoint this exchange answers (the Responses bridge says `responses`). */
+  endpoint = 'chat.completions';
   aborted = false;
   finished = false;
   private abortListener: (() => void) | null = null;

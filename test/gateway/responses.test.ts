@@ -22,6 +22,8 @@ t.test('non-stream through Anthropic: output_text, usage, instructions, headers'
   t.equal(fake.received.at(-1)!.body.max_tokens, 50);
   t.equal(response.headers.get('x-gateway-decision'), 'anthropic/claude-test');
   t.ok(Number(response.headers.get('x-btl-customer-charge')) > 0);
+  const row = await (await fetch(`${gw.baseURL}/requests/${response.headers.get('x-request-id')}`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).json() as { endpoint: string };
+  t.equal(row.endpoint, 'responses', 'a bridged Responses call is recorded as one');
 });
 
 t.test('stream: Responses events with text deltas and a completed response', async (t) => {
