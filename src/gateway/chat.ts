@@ -550,6 +550,7 @@ class ChatExchange implements ResponseSink {
   join(f: Served): void {
     (this.followers ??= []).push(f);
     f.onGone = () => this.followerGone(f);
+    f.via(this.route);
     if (this.tap) {
       // Already streaming: what the leader's client got so far, then live.
       f.startStream();
@@ -557,15 +558,31 @@ class ChatExchange implements ResponseSink {
     }
   }
 
-  private followerGone(f: Served): void {
+  /**
+   * A follower's client went away. While the leader's client is there, nothing changes for
+   * the call. Once it is gone, the payer's leaving hands the bill to the next follower; the
+   * last one leaving cancels the call and owes what the upstream did so far (the billing
+   * rule, counted like the leader's own), which this returns for it to record.
+   */
+  private followerGone(f: Served): Promise<{ usage: Usage; source: 'estimate' }> | null {
     const list = this.followers;
-    if (!list) return;
+    if (!list) return null;
     const i = list.indexOf(f);
     if (i !== -1) list.splice(i, 1);
-    if (!this.leaderGone) return;
-    // The payer left: the next follower takes over; with nobody left, the call is cancelled.
-    if (f.payer && list[0]) list[0].payer = true;
-    if (!list.length) this.cancelUpstream();
+    if (!this.leaderGone) return null;
+    if (f.payer && list[0]) { list[0].payer = true; return null; }
+    if (list.length) return null;
+    const answered = this.status === 200 && this.tFirstByte > 0;
+    this.cancelUpstream();
+    return f.payer ? this.countAnswer(answered).then((usage) => ({ usage, source: 'estimate' as const })) : null;
+  }
+
+  /** A shared stream broke after its headers went out: each follower ends with the same error event; a payer owes what streamed so far. */
+  private breakFollowers(event: Buffer, err: GatewayError): void {
+    if (!this.followers) return;
+    const payer = this.leaderGone ? this.followers.find((f) => f.payer) : undefined;
+    for (const f of this.followers) if (f !== payer) f.breakStream(event, err);
+    if (payer) this.countAnswer(true).then((u) => payer.breakStream(event, err, u), () => payer.breakStream(event, err));
   }
 
   /** Leaves the flight: later identical requests start their own call (or hit the cache). */
@@ -577,7 +594,7 @@ class ChatExchange implements ResponseSink {
   private fail(err: GatewayError, code: string): void {
     this.land();
     this.settle(err.status, code, null, () => this.ex.sendError(err, this.routeHeaders()));
-    if (this.followers) for (const f of this.followers) f.fail(err);
+    if (this.followers) for (const f of this.followers) { f.via(this.route); f.fail(err); }
   }
 
   /** No route may take the request now: the last attempt's error (or 503), with Retry-After for when one may. */
@@ -675,7 +692,7 @@ class ChatExchange implements ResponseSink {
           this.writable = true;
           this.handle?.resume();
         });
-        if (this.followers) for (const f of this.followers) f.startStream();
+        if (this.followers) for (const f of this.followers) { f.via(this.route); f.startStream(); }
       }
     } catch (err) {
       this.fault(err);
@@ -735,7 +752,7 @@ class ChatExchange implements ResponseSink {
     if (source === 'estimate') this.counted = usage;
     if (this.leaderGone) this.writeTail(); else this.ex.corked(this.writeTail);
     this.settle(200, null, usage, () => this.ex.end(), source);
-    if (this.followers) for (const f of this.followers) f.end(usage);
+    if (this.followers) for (const f of this.followers) f.end(usage, undefined, source);
     const sse = this.sse;
     this.sse = null;
     if (sse && this.cacheAs && source === 'upstream') {
@@ -772,7 +789,7 @@ class ChatExchange implements ResponseSink {
         this.gw.deps.health.failure(this.route.decision, `stream_broken_${err.code}`);
         const event = Buffer.from(`data: ${JSON.stringify(err.toJSON())}\n\n`);
         this.settle(err.status, err.code, this.tap.usage, () => this.ex.end(event));
-        if (this.followers) for (const f of this.followers) f.breakStream(event, err);
+        this.breakFollowers(event, err);
         return;
       }
       // A 4xx is the caller's, on any route; a timeout is not tried again on the same route.
@@ -794,7 +811,7 @@ class ChatExchange implements ResponseSink {
     if (this.tap) {
       const event = Buffer.from(`data: ${JSON.stringify(e.toJSON())}\n\n`);
       this.settle(e.status, e.code, null, () => this.ex.end(event));
-      if (this.followers) for (const f of this.followers) f.breakStream(event, e);
+      this.breakFollowers(event, e);
       return;
     }
     this.fail(e, e.code);
@@ -857,7 +874,7 @@ class ChatExchange implements ResponseSink {
   }
 
   private respondBuffered(body: Buffer, scan: CompletionScan, usage: Usage, source: 'upstream' | 'estimate' = 'upstream'): void {
-    if (this.followers) for (const f of this.followers) f.sendBuffered(body, scan, usage);
+    if (this.followers) for (const f of this.followers) { f.via(this.route); f.sendBuffered(body, scan, usage, source); }
     if (this.cacheAs && source === 'upstream') this.store(body.toString('utf8'), usage);
     const costs = this.costs(usage);
     const overhead = this.overheadMs(performance.now());

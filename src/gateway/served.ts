@@ -19,6 +19,7 @@ import { figureHeaders, ms } from './fmt.js';
 import type { Ticket } from './ticket.js';
 
 export type CacheKind = 'exact' | 'semantic' | 'dedupe';
+type Source = 'upstream' | 'estimate';
 
 const DONE = Buffer.from('data: [DONE]\n\n');
 
@@ -27,8 +28,11 @@ export class Served {
   payer = false;
   private tFirstByte = 0;
   private readonly stream: boolean;
-  /** Set for a follower by its leader: called when this client goes away. */
-  onGone: (() => void) | null = null;
+  /**
+   * Set for a follower by its leader: called when this client goes away; when it was the
+   * last payer of a call the leader now cancels, it answers what this client owes.
+   */
+  onGone: (() => Promise<{ usage: Usage; source: Source }> | null) | null = null;
 
   constructor(
     private readonly deps: ChatDeps,
@@ -39,22 +43,29 @@ export class Served {
     private readonly t0: number,
     readonly kind: CacheKind,
     private decision: string,
-    /** Prices of the requested route (what a payer follower is billed at). */
-    private readonly prices: Prices,
+    /** Prices of the route that answers (what a payer follower is billed at; a leader says which, see via). */
+    private prices: Prices,
     /** What the naive direct call would cost (the request's benchmark prices). */
     private readonly benchmark: Prices,
     private readonly similarity: number | null = null,
   ) {
     this.stream = request.stream === true;
     ex.onAbort(() => {
-      this.record(499, 'client_closed_request', null);
-      this.onGone?.();
+      const bill = this.onGone?.() ?? null;
+      if (!bill) { this.record(499, 'client_closed_request', null); return; }
+      bill.then((b) => this.record(499, 'client_closed_request', b.usage, undefined, b.source), () => this.record(499, 'client_closed_request', null));
     });
   }
 
+  /** A dedupe follower is answered by its leader's route, whichever the leader ended on (failover included). */
+  via(route: { decision: string; prices: Prices }): void {
+    this.decision = route.decision;
+    this.prices = route.prices;
+  }
+
   /** Records this response's row, then runs `done` once it is committed (where the client's last bytes go). */
-  private finish(status: number, error: string | null, usage: Usage | null, done: () => void, known?: Costs): void {
-    this.record(status, error, usage, known);
+  private finish(status: number, error: string | null, usage: Usage | null, done: () => void, known?: Costs, source: Source = 'upstream'): void {
+    this.record(status, error, usage, known, source);
     this.deps.ledger.whenCommitted(done);
   }
 
@@ -113,9 +124,9 @@ export class Served {
   }
 
   /** The stream's end, once the row is committed (`tail`: the replay's `[DONE]`; a follower got the leader's). */
-  end(usage: Usage | null, tail?: Buffer): void {
+  end(usage: Usage | null, tail?: Buffer, source: Source = 'upstream'): void {
     if (this.ex.aborted) return;
-    this.finish(200, null, usage, () => this.ex.end(tail));
+    this.finish(200, null, usage, () => this.ex.end(tail), undefined, source);
   }
 
   /** The SSE comment with this response's figures (the leader writes one per follower before `[DONE]`). */
@@ -124,19 +135,19 @@ export class Served {
   }
 
   /** A buffered chat.completion with this response's gateway object spliced in before the closing brace. */
-  sendBuffered(body: Buffer, scan: CompletionScan, usage: Usage): void {
+  sendBuffered(body: Buffer, scan: CompletionScan, usage: Usage, source: Source = 'upstream'): void {
     if (this.ex.aborted) return;
     if (!this.tFirstByte) this.tFirstByte = performance.now();
     const costs = this.costs(usage);
     const headers: HeaderList = [...this.headers(), ...figureHeaders(costs, ms(this.t0, performance.now()))];
     const out = spliceGateway(body, scan, this.gatewayJson(usage, costs));
-    this.finish(200, null, usage, () => this.ex.send(200, 'application/json', out, headers), costs);
+    this.finish(200, null, usage, () => this.ex.send(200, 'application/json', out, headers), costs, source);
   }
 
-  /** The shared stream broke after its headers went out: the same error event ends this stream too. */
-  breakStream(event: Buffer, err: GatewayError): void {
+  /** The shared stream broke after its headers went out: the same error event ends this stream too (a payer owes `usage`, what streamed so far). */
+  breakStream(event: Buffer, err: GatewayError, usage: Usage | null = null): void {
     if (this.ex.aborted) return;
-    this.finish(err.status, err.code, null, () => this.ex.end(event));
+    this.finish(err.status, err.code, usage, () => this.ex.end(event), undefined, 'estimate');
   }
 
   /** The leader's upstream error, before any byte was sent. */
@@ -178,11 +189,12 @@ export class Served {
     });
   }
 
-  private record(status: number, error: string | null, usage: Usage | null, known?: Costs): void {
+  /** `usage`: what the answer represents (a served answer) or what the payer owes (billed by the leader's rule); `source`: as the leader knew it. */
+  private record(status: number, error: string | null, usage: Usage | null, known?: Costs, source: Source = 'upstream'): void {
     if (!this.ticket.claimRow()) return;
-    const c = usage && status === 200 ? known ?? this.costs(usage) : null;
+    const billed = this.payer && usage ? usage : null;
+    const c = usage && (status === 200 || billed) ? known ?? this.costs(usage) : null;
     const chargeNano = c ? toNano(c.charge_usd) : 0;
-    const billed = this.payer && usage && status === 200 ? usage : null;
     this.ticket.release(billed ? billed.prompt_tokens + billed.completion_tokens : 0, chargeNano);
     const tDone = performance.now();
     this.deps.ledger.append(ledgerRow({
@@ -190,7 +202,7 @@ export class Served {
       requested_model: this.request.model, served: this.decision, cache: this.payer ? 'miss' : this.kind, stream: this.stream,
       // Tokens are what the upstream billed for this request: none for a served answer.
       prompt_tokens: billed?.prompt_tokens ?? 0, cached_tokens: billed?.cached_tokens ?? 0, completion_tokens: billed?.completion_tokens ?? 0,
-      usage_source: billed ? 'upstream' : 'none', saved_tokens: status === 200 ? this.savedTokens(usage) : {}, savings_usd: this.savings(usage, c),
+      usage_source: billed ? source : 'none', saved_tokens: status === 200 ? this.savedTokens(usage) : {}, savings_usd: this.savings(usage, c),
       cost_usd: c?.cost_usd ?? 0, benchmark_usd: c?.benchmark_usd ?? 0, charge_usd: c?.charge_usd ?? 0, saved_usd: c?.saved_usd ?? 0,
       ttfb_ms: this.tFirstByte ? ms(this.t0, this.tFirstByte) : null, total_ms: ms(this.t0, tDone), overhead_ms: ms(this.t0, tDone),
       status, error, delta_nano: this.ws.metered ? -chargeNano : 0,
