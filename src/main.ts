@@ -15,6 +15,7 @@ import { loadBuiltinModels } from './config/catalog-data.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { ChatGateway } from './gateway/chat.js';
+import { ResponseIds } from './gateway/response-ids.js';
 import { AnthropicProvider } from './providers/anthropic.js';
 import { OpenAIProvider } from './providers/openai.js';
 import type { Provider } from './providers/provider.js';
@@ -82,9 +83,10 @@ async function main(): Promise<void> {
   const router = { mediumFrom: config.router.medium_from, complexFrom: config.router.complex_from,
     simple: config.router.simple, medium: config.router.medium, complex: config.router.complex };
   const cache = new ResponseCache(store, { cache: config.savings.exact_cache.max_entries, semantic: config.savings.semantic_cache.max_entries });
-  const sweeper = setInterval(() => cache.sweep(5000), 10_000);
+  const responseIds = new ResponseIds(store);
+  const sweeper = setInterval(() => { cache.sweep(5000); responseIds.sweep(5000); }, 10_000);
   sweeper.unref();
-  const chat = new ChatGateway({ catalog, keys: ring, ledger, workspaces, limits, health, router, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
+  const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, workspaces, limits, health, router, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings) } });
   const metrics = new Metrics({
     inFlight: () => chat.inFlight,

@@ -7,6 +7,8 @@ import { routeAllowed, type Admission, type Limits, type Reservation } from '../
 import type { KeyLimits, KeyRing } from '../accounts/keys.js';
 import { fromNano, toNano, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import { Ticket } from './ticket.js';
+import { IMAGE_BOUND, IMAGE_COUNTED, promptExtras } from './prompt-bound.js';
+import type { ResponseIds } from './response-ids.js';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import { upstreamError } from '../providers/upstream-error.js';
 import type { ChatCall, ChatRequest, ResponseSink, UpstreamHandle } from '../providers/provider.js';
@@ -17,7 +19,7 @@ import type { Exchange, HeaderList } from '../server/exchange.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { ResponsesRequestSchema } from './responses.js';
 import { ChatRequestSchema, parseBody, parseJson } from './schemas.js';
-import { SseUsageTap, scanCompletion, spliceGateway, type CompletionScan } from './sse-usage.js';
+import { SseUsageTap, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from './sse-usage.js';
 import { figureHeaders, fmtUsd, ms } from './fmt.js';
 import { Served, type CacheKind } from './served.js';
 import type { ResponseCache } from '../savings/cache.js';
@@ -29,6 +31,8 @@ type SavingsConfig = Config['savings'];
 export interface ChatDeps {
   catalog: Catalog;
   keys: KeyRing;
+  /** Passthrough Responses ids per workspace (previous_response_id is only a workspace's own). */
+  responseIds: ResponseIds;
   ledger: Ledger;
   workspaces: Workspaces;
   limits: Limits;
@@ -90,6 +94,11 @@ interface Pending extends Arrival {
   hash: string | null;
   /** The prices of the naive direct call (BASELINE_MODEL, else the requested model's list price): never the served route's. */
   benchmark: Prices;
+  /**
+   * Prompt tokens the body's bytes do not show (prompt-bound.ts): images at their bound, a
+   * previous response's conversation; `unsized`: content stored upstream, bounded only by the context window.
+   */
+  extra: { bytes: number; counted: number; previous: number; unsized: boolean };
 }
 
 /** `x-gateway-cache: on`: cache a sampled request too. */
@@ -168,6 +177,7 @@ export class ChatGateway {
     let ws: Workspace | undefined;
     let chain: readonly KeyRecord[] = [];
     let entry: ModelRoutes | undefined;
+    let prevTokens = 0;
     try {
       entry = this.deps.catalog.resolve(router?.model ?? request.model);
       routes = entry.policy ? this.ordered(entry.routes, entry.policy) : entry.routes;
@@ -199,6 +209,11 @@ export class ChatGateway {
       checkCapabilities(request, route.model);
       ws = this.deps.workspaces.get(key.workspace);
       if (!ws) throw new GatewayError(Errors.forbidden, `This key's workspace ${key.workspace} no longer exists.`);
+      const previous = api === 'responses' ? request.previous_response_id : undefined;
+      if (previous !== undefined && previous !== null) {
+        if (typeof previous !== 'string') throw new GatewayError(Errors.invalidRequest, "Invalid 'previous_response_id': expected a string.", 'previous_response_id');
+        prevTokens = this.deps.responseIds.tokensOf(ws.id, previous);
+      }
     } catch (err) {
       this.refuse(arrival, err);
       return;
@@ -208,9 +223,11 @@ export class ChatGateway {
     const benchmark = this.deps.baseline ?? (router ? this.autoBenchmark : entry!.model.prices);
     // A literal, not a spread of `arrival`: V8 gives a spread object of this size a
     // dictionary shape, and every stage after reads it (measured: ~20 µs per request).
+    const found = promptExtras(request);
+    const extra = { bytes: found.images * IMAGE_BOUND + prevTokens, counted: found.images * (IMAGE_BOUND - IMAGE_COUNTED) + prevTokens, previous: prevTokens, unsized: found.unsized };
     const p: Pending = { ex: arrival.ex, key, t0: arrival.t0, api, model: arrival.model, ticket: arrival.ticket,
-      router, bits, original: request, request, body, routes, chain, ws, outputCap: 0, saved: {}, hash: null, benchmark };
-    if (bits) this.shape(p, route);
+      router, bits, original: request, request, body, routes, chain, ws, outputCap: 0, saved: {}, hash: null, benchmark, extra };
+    this.shape(p, route);
     const cfg = this.deps.savings.config;
     if (!(bits & (M.compression | M.chunk_dedupe)) || body.length < cfg.rewrite_min_bytes || body.length > cfg.rewrite_max_bytes) { this.preflight(p, null); return; }
     // Chunk dedupe and compression, in the pool; the reply carries the prompt's exact token count.
@@ -230,18 +247,24 @@ export class ChatGateway {
     });
   }
 
-  /** Output budget shaping: a max_tokens for a request that sets none (spliced in; the body is not re-encoded). */
+  /**
+   * A max_tokens for a request that sets none (spliced in; the body is not re-encoded): the
+   * savings engine's output cap when it is on, else, for a model whose catalog entry has no
+   * max output either, billing.default_output_cap, so that what is reserved for the output
+   * is what the upstream may really generate.
+   */
   private shape(p: Pending, route: Route): void {
     const req = p.request;
-    if (!(p.bits & M.output_cap) || req.max_tokens != null || req.max_completion_tokens != null) return;
-    const asked = this.caps.get(req.model) ?? this.caps.get(route.slug) ?? this.deps.savings.config.output_cap.default;
+    if (askedCap(req) !== null) return;
+    const savingsCap = p.bits & M.output_cap ? this.caps.get(req.model) ?? this.caps.get(route.slug) ?? this.deps.savings.config.output_cap.default : null;
+    const asked = savingsCap ?? (route.model.max_output_tokens ? null : this.deps.defaultOutputCap);
     if (!asked) return;
     const cap = Math.min(asked, route.model.max_output_tokens ?? asked);
     // Only where the cap surely fits beside the prompt (a prompt has at most as many tokens as
     // the body has bytes): near the context window a cap could turn an answerable request
     // into a context_length_exceeded the caller never asked for.
-    if (p.body.length + cap > route.model.context_window) return;
-    const field = COMPLETION_TOKENS_MODELS.test(route.upstreamModel) ? 'max_completion_tokens' : 'max_tokens';
+    if (p.body.length + p.extra.bytes + cap > route.model.context_window) return;
+    const field = p.api === 'responses' ? 'max_output_tokens' : COMPLETION_TOKENS_MODELS.test(route.upstreamModel) ? 'max_completion_tokens' : 'max_tokens';
     // Set on the parsed request itself (it is this call's own object): the caches then key on
     // the request with its cap, which is what the upstream answers.
     req[field] = cap;
@@ -260,35 +283,47 @@ export class ChatGateway {
    * a tpm limit (where the byte bound would reserve ~4× too much) pays for an exact count.
    */
   private preflight(p: Pending, knownTokens: number | null): void {
-    const { request: req, ws } = p;
+    const { request: req, ws, extra } = p;
     const route = p.routes[0]!;
     const window = route.model.context_window;
-    const cap = req.max_completion_tokens ?? req.max_tokens ?? route.model.max_output_tokens ?? this.deps.defaultOutputCap;
-    // Every choice (`n`) may use the cap; failover may land on the dearest route allowed.
-    const output = cap * (typeof req.n === 'number' ? req.n : 1);
+    // The output is bounded by the request's cap (or the one shape() set), else the model's; with neither, only the context window bounds it.
+    const cap = askedCap(req) ?? route.model.max_output_tokens ?? null;
+    const choices = typeof req.n === 'number' ? req.n : 1; // every choice may use the cap
+    // Failover may land on the dearest route allowed.
     const prices = p.routes.length === 1 ? route.prices : dearest(p.routes);
-    const maxCharge = (promptTokens: number) => toNano(upstreamCost(prices, { prompt_tokens: promptTokens, completion_tokens: output, cached_tokens: 0 }) * (1 + this.deps.markup));
-    const admit = (tokens: number, charge: number) => this.start(p, { tokens: tokens + output, nano: charge }, ws.metered ? charge : 0);
-    const check = (tokens: number) => {
-      const asked = req.max_completion_tokens ?? req.max_tokens ?? 0; // as OpenAI: the prompt plus what max_tokens asks for
-      if (tokens + asked > window) {
+    // Output: the cap, else what the window leaves beside the prompt as the upstream counts it.
+    const outputFor = (prompt: number) => (cap ?? Math.max(0, window - prompt)) * choices;
+    const maxCharge = (prompt: number, output: number) => toNano(upstreamCost(prices, { prompt_tokens: prompt, completion_tokens: output, cached_tokens: 0 }) * (1 + this.deps.markup));
+    const admit = (prompt: number, output: number, charge: number) => this.start(p, { tokens: prompt + output, nano: charge }, ws.metered ? charge : 0);
+    const check = (counted: number) => {
+      // The context check is the upstream's own arithmetic (an image at its usual count, not its bound): never refuse what it would take.
+      const asked = askedCap(req) ?? 0; // as OpenAI: the prompt plus what max_tokens asks for
+      const usual = counted + extra.previous;
+      if (usual + asked > window) {
         this.refuse(p, new GatewayError(Errors.contextLength,
-          `This model's context window is ${window} tokens; the messages use ${tokens}${asked ? ` and max_tokens asks for ${asked} more` : ''}. Shorten the messages or lower max_tokens.`, 'messages'));
+          `This model's context window is ${window} tokens; the messages use ${usual}${asked ? ` and max_tokens asks for ${asked} more` : ''}. Shorten the messages or lower max_tokens.`, 'messages'));
         return;
       }
-      const needed = maxCharge(tokens);
+      // Money and tpm take the bound: images at their ceiling; content stored upstream (a file id) as the whole window.
+      const tokens = extra.unsized ? window : counted + extra.counted;
+      const output = outputFor(usual);
+      const needed = maxCharge(tokens, output);
       const available = this.deps.workspaces.availableNano(ws);
       if (ws.metered && available < needed) {
         this.refuse(p, new GatewayError(Errors.insufficientCredits,
           `Insufficient credits: this request may cost up to $${fmtUsd(fromNano(needed))} (${tokens} prompt tokens, up to ${output} output tokens) and the workspace has $${fmtUsd(fromNano(Math.max(0, available)))} available. Top up, or lower max_tokens.`));
         return;
       }
-      admit(tokens, needed);
+      admit(tokens, output, needed);
     };
     if (knownTokens !== null) { check(knownTokens); return; }
-    const bound = maxCharge(p.body.length);
+    const bound = extra.unsized ? window : p.body.length + extra.bytes;
     const exactForTpm = p.body.length > 4096 && p.chain.some((k) => k.limits?.tpm !== undefined);
-    if (!exactForTpm && p.body.length + cap <= window && (!ws.metered || this.deps.workspaces.availableNano(ws) >= bound)) { admit(p.body.length, bound); return; }
+    if (cap !== null && !exactForTpm && bound + cap <= window) {
+      const output = cap * choices;
+      const charge = maxCharge(bound, output);
+      if (!ws.metered || this.deps.workspaces.availableNano(ws) >= charge) { admit(bound, output, charge); return; }
+    }
     this.after(p, this.deps.pool.countPrompt(route.model.tokenizer, p.body), check);
   }
 
@@ -427,6 +462,12 @@ function allows(routes: readonly Route[], decision: string): boolean {
   return false;
 }
 
+/** The output cap the request itself sets (chat's max_tokens or max_completion_tokens, the Responses API's max_output_tokens), or null. */
+function askedCap(req: ChatRequest): number | null {
+  const cap = req.max_completion_tokens ?? req.max_tokens ?? req.max_output_tokens;
+  return typeof cap === 'number' ? cap : null;
+}
+
 /** The highest price of each kind among the routes: what a request may cost wherever failover takes it. */
 function dearest(routes: readonly Route[]): Prices {
   let input = 0;
@@ -520,6 +561,8 @@ class ChatExchange implements ResponseSink {
   private counted: Usage | null = null;
   /** The leader's own client went away while followers still wait: the upstream call goes on for them. */
   private leaderGone = false;
+  /** A passthrough Responses answer's id (a buffered body's; a stream's is the tap's). */
+  private responseId: string | null = null;
 
   constructor(private readonly gw: ChatGateway, p: Pending) {
     this.ex = p.ex;
@@ -874,6 +917,7 @@ class ChatExchange implements ResponseSink {
   }
 
   private respondBuffered(body: Buffer, scan: CompletionScan, usage: Usage, source: 'upstream' | 'estimate' = 'upstream'): void {
+    if (this.api === 'responses') this.responseId = responseIdOf(body);
     if (this.followers) for (const f of this.followers) { f.via(this.route); f.sendBuffered(body, scan, usage, source); }
     if (this.cacheAs && source === 'upstream') this.store(body.toString('utf8'), usage);
     const costs = this.costs(usage);
@@ -991,6 +1035,8 @@ class ChatExchange implements ResponseSink {
   /** The ledger row, built in one literal (it is on every request), and the charge it carries. */
   private record(status: number, error: string | null, tDone: number, u: Usage | null, source: LedgerRow['usage_source'], c: Costs | null): void {
     if (!this.ticket.claimRow()) return;
+    const responseId = this.responseId ?? this.tap?.responseId ?? null;
+    if (responseId && status === 200) this.gw.deps.responseIds.remember(this.ws.id, responseId, u ? u.prompt_tokens + u.completion_tokens : 0);
     const chargeNano = c ? toNano(c.charge_usd) : 0;
     this.ticket.release(u ? u.prompt_tokens + u.completion_tokens : 0, chargeNano);
     this.gw.deps.ledger.append({

@@ -92,6 +92,14 @@ export function scanCompletion(body: Buffer): CompletionScan {
   return { isObject: true, close, empty, usage };
 }
 
+const RESPONSE_ID = /"id"\s*:\s*"([^"\\]{1,256})"/;
+
+/** A Responses object's `id` (its first member, as OpenAI writes it; read from the head, not parsed), or null. */
+export function responseIdOf(body: Buffer): string | null {
+  const m = RESPONSE_ID.exec(body.toString('utf8', 0, Math.min(body.length, 512)));
+  return m ? m[1]! : null;
+}
+
 /** The body with `"gateway":<json>` spliced in before its closing brace (no re-encoding of the body). */
 export function spliceGateway(body: Buffer, scan: CompletionScan, gatewayJson: string): Buffer {
   const extra = `${scan.empty ? '' : ','}"gateway":${gatewayJson}}`;
@@ -131,6 +139,8 @@ function hasUsageObject(event: Buffer): boolean {
 
 export class SseUsageTap {
   usage: Usage | null = null;
+  /** A Responses stream's response id (from response.completed), for previous_response_id. */
+  responseId: string | null = null;
   sawDone = false;
   /**
    * `[DONE]` arrived before any usage: it (and anything after it) is held back here, so the
@@ -192,8 +202,9 @@ export class SseUsageTap {
     const data = text.slice(text.indexOf('data:') + 5).trim();
     try {
       // chat chunks carry usage at the top; the Responses API's response.completed inside `response`
-      const parsed = JSON.parse(data) as { usage?: unknown; response?: { usage?: unknown } };
+      const parsed = JSON.parse(data) as { usage?: unknown; response?: { usage?: unknown; id?: unknown } };
       this.usage = readUsage(parsed.usage ?? parsed.response?.usage) ?? this.usage;
+      if (typeof parsed.response?.id === 'string') this.responseId = parsed.response.id;
     } catch {
       // a malformed frame is the upstream's problem; it is forwarded, just not billed from
     }

@@ -3,7 +3,7 @@
 // batched async puts. Every stored record is validated when read back.
 import { z } from 'zod';
 import type { Usage } from '../accounts/pricing.js';
-import type { Store } from '../store/lmdb.js';
+import { ExpirySweep, type Store } from '../store/lmdb.js';
 import { sameQuestion, signature, type Signature } from './guard.js';
 
 export interface CachedAnswer {
@@ -81,8 +81,11 @@ export class ResponseCache {
   private readonly counts: { cache: number; semantic: number };
 
   /** `maxEntries`: past this, answers are not stored until the sweeper frees room (the caches share LMDB with the ledger). */
+  private readonly sweeps: { cache: ExpirySweep; semantic: ExpirySweep };
+
   constructor(private readonly store: Store, private readonly maxEntries = { cache: 200_000, semantic: 100_000 }) {
     this.counts = { cache: entries(store.cache), semantic: entries(store.semantic) };
+    this.sweeps = { cache: new ExpirySweep(store.cache), semantic: new ExpirySweep(store.semantic) };
   }
 
   getExact(ws: string, hash: string, now = Date.now()): CachedAnswer | null {
@@ -135,26 +138,14 @@ export class ResponseCache {
     });
   }
 
-  private sweepFrom: { cache: unknown; semantic: unknown } = { cache: undefined, semantic: undefined };
 
   /** Removes expired entries, at most `budget` records read per database per call (a timer calls it). */
   sweep(budget = 2000, now = Date.now()): number {
     let total = 0;
     for (const name of ['cache', 'semantic'] as const) {
-      let removed = 0;
-      const db = this.store[name] as import('lmdb').Database<unknown, Array<string | number>>;
-      const start = this.sweepFrom[name] as Array<string | number> | undefined;
-      let last: Array<string | number> | undefined;
-      let seen = 0;
-      for (const { key, value } of db.getRange({ start, limit: budget })) {
-        seen++;
-        last = key;
-        const exp = (value as { exp?: unknown } | undefined)?.exp;
-        if (typeof exp !== 'number' || exp <= now) { void db.remove(key); removed++; total++; }
-      }
-      // Start after the last key next time; wrap around at the end.
-      this.sweepFrom[name] = seen < budget ? undefined : [...last!, '\uffff'];
-      this.counts[name] = Math.max(0, entries(db) - removed);
+      const removed = this.sweeps[name].run(budget, now);
+      total += removed;
+      this.counts[name] = Math.max(0, entries(this.store[name]) - removed);
     }
     return total;
   }

@@ -88,6 +88,10 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
       deps.chat.handle(bridge, key, body, t0, pin ?? '', 'responses');
       return;
     }
+    if (request.previous_response_id != null) {
+      // Not silently dropped: these routes keep no conversation to continue (yet).
+      throw new GatewayError(Errors.invalidRequest, `'previous_response_id' is supported only on routes that speak the Responses API themselves (OpenAI-kind); '${request.model}' has none.`, 'previous_response_id');
+    }
     deps.chat.handle(bridge, key, toChatBody(request), t0, pin ?? '');
   }, refuseChat, ['x-gateway-provider'], (res, id) => new ResponsesBridge(res, id)));
 

@@ -25,6 +25,8 @@ export interface Store {
   readonly semantic: Database<unknown, Array<string | number>>;
   /** Stored records a start could not use (row id → why), kept for the operator instead of stopping the start. */
   readonly quarantine: Database<unknown, string>;
+  /** Responses API ids made through the passthrough: [workspace, response id] → tokens it carried, expiry. */
+  readonly responses: Database<unknown, string[]>;
   close(): Promise<void>;
 }
 
@@ -37,6 +39,32 @@ export interface Store {
 export function keyPart(s: string): string {
   if (s.length <= 96) return s;
   return `${s.slice(0, 64)}…${createHash('sha256').update(s).digest('base64url').slice(0, 22)}`;
+}
+
+/**
+ * Removes the records of a database whose `exp` (ms) has passed, at most `budget` read per
+ * run, each run going on after the last key the previous one read (wrapping at the end):
+ * what a timer calls, so a large database is swept in slices.
+ */
+export class ExpirySweep {
+  private from: Array<string | number> | undefined;
+
+  constructor(private readonly db: Database<unknown, Array<string | number>> | Database<unknown, string[]>) {}
+
+  run(budget: number, now = Date.now()): number {
+    const db = this.db as Database<unknown, Array<string | number>>;
+    let removed = 0;
+    let last: Array<string | number> | undefined;
+    let seen = 0;
+    for (const { key, value } of db.getRange({ start: this.from, limit: budget })) {
+      seen++;
+      last = key;
+      const exp = (value as { exp?: unknown } | undefined)?.exp;
+      if (typeof exp !== 'number' || exp <= now) { void db.remove(key); removed++; }
+    }
+    this.from = seen < budget ? undefined : [...last!, '\uffff'];
+    return removed;
+  }
 }
 
 /**
@@ -66,8 +94,10 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
   const credits = root.openDB<unknown, string[]>({ name: 'credits', encoding: 'msgpack' });
   const semantic = root.openDB<unknown, Array<string | number>>({ name: 'semantic', encoding: 'msgpack' });
   const quarantine = root.openDB<unknown, string>({ name: 'quarantine', encoding: 'msgpack' });
+  const responses = root.openDB<unknown, string[]>({ name: 'responses', encoding: 'msgpack' });
   return {
     quarantine,
+    responses,
     root,
     cache,
     semantic,

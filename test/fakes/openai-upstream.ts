@@ -33,8 +33,19 @@ export const FAKE_WORDS = ['Hello', ' from', ' the', ' fake', ' upstream', '.'];
 /** prompt_cache_key values seen: like OpenAI, a repeated long prefix is then partly served from cache. */
 const cacheKeys = new Set<string>();
 
+/**
+ * `obey` models bill as OpenAI does where a gateway's byte bound would not see it: every
+ * image part at 765 tokens (high detail), and an output as long as the cap allows (100,000
+ * without one: a runaway generation).
+ */
+const obeys = (body: Record<string, unknown>) => String(body.model).includes('obey');
+const imageParts = (v: unknown): number => (Array.isArray(v) ? v.reduce((n: number, x) => n + imageParts(x), 0)
+  : v && typeof v === 'object' ? (['image_url', 'input_image'].includes(String((v as { type?: unknown }).type)) ? 1 : 0) + imageParts(Object.values(v)) : 0);
+const obeyedOutput = (cap: unknown) => (typeof cap === 'number' ? cap : 100_000);
+
 function usageFor(body: Record<string, unknown>, completion = FAKE_WORDS.length) {
-  const prompt = JSON.stringify(body.messages ?? '').length >> 2;
+  const prompt = (JSON.stringify(body.messages ?? '').length >> 2) + (obeys(body) ? imageParts(body.messages) * 765 : 0);
+  if (obeys(body)) completion = obeyedOutput(body.max_completion_tokens ?? body.max_tokens);
   const key = typeof body.prompt_cache_key === 'string' ? body.prompt_cache_key : null;
   // OpenAI caches in 128-token steps from 1,024 tokens on; here 3/4 of a repeated prompt.
   const cached = key && cacheKeys.has(key) && prompt >= 1024 ? Math.floor((prompt * 0.75) / 128) * 128 : 0;
@@ -63,13 +74,13 @@ function sendError(res: ServerResponse, status: number, message: string, type: s
  * `hang` never answers; `nousage` in the name never reports usage; anything else answers at once.
  */
 /** POST /v1/responses: a Response object, or its stream events, as OpenAI sends them. */
-function handleResponses(res: ServerResponse, body: Record<string, unknown>) {
+function handleResponses(res: ServerResponse, body: Record<string, unknown>, call: number) {
   const model = String(body.model);
-  const usage = { input_tokens: JSON.stringify(body.input ?? '').length >> 2, input_tokens_details: { cached_tokens: 0 },
-    output_tokens: FAKE_WORDS.length, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 0 };
+  const usage = { input_tokens: (JSON.stringify(body.input ?? '').length >> 2) + (obeys(body) ? imageParts(body.input) * 765 : 0), input_tokens_details: { cached_tokens: 0 },
+    output_tokens: obeys(body) ? obeyedOutput(body.max_output_tokens) : FAKE_WORDS.length, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 0 };
   usage.total_tokens = usage.input_tokens + usage.output_tokens;
   const item = { type: 'message', id: 'msg_fake1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: FAKE_WORDS.join(''), annotations: [] }] };
-  const response = (status: string, output: object[], u: object | null) => ({ id: 'resp_fake1', object: 'response', created_at: 1_700_000_000, status, model, output, usage: u });
+  const response = (status: string, output: object[], u: object | null) => ({ id: `resp_fake${call}`, object: 'response', created_at: 1_700_000_000, status, model, output, usage: u });
   if (!body.stream) {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(response('completed', [item], usage)));
@@ -88,7 +99,7 @@ function handleResponses(res: ServerResponse, body: Record<string, unknown>) {
 /** `calls`: this fake's calls so far per model (for `flaky-<n>`). */
 async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, fault: FakeFault, callsByModel: Map<string, number>) {
   const body = rec.body;
-  if (req.url === '/v1/responses' && req.headers.authorization === 'Bearer sk-fake-upstream' && fault === 'none') return handleResponses(res, body);
+  if (req.url === '/v1/responses' && req.headers.authorization === 'Bearer sk-fake-upstream' && fault === 'none') return handleResponses(res, body, rec.seq);
   if (fault === '500') return sendError(res, 500, 'The server had an error.', 'server_error');
   if (fault === '429' || fault === '429-wait') {
     res.setHeader('retry-after', fault === '429' ? '0' : '1');

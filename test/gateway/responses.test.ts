@@ -69,7 +69,7 @@ t.test('an OpenAI-kind route gets the Responses request as sent, billed from its
   const { FAKE_WORDS } = await import('../fakes/openai-upstream.js');
   const oa = await startFakeUpstream();
   const g = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: oa.url, SLUICE_SIM: 'off' }, tempDataDir(),
-    { models: [{ slug: 'openai/resp-model', upstream_id: 'resp-model', context_window: 128000, prices: { input: 1, output: 2 } }] });
+    { models: [{ slug: 'openai/resp-model', upstream_id: 'resp-model', context_window: 128000, max_output_tokens: 16384, prices: { input: 1, output: 2 } }] });
   t.teardown(async () => { await g.stop(); await oa.close(); });
   const c = new OpenAI({ baseURL: g.baseURL, apiKey: g.masterKey, maxRetries: 0 });
   const { data, response } = await c.responses.create({ model: 'resp-model', input: 'Hi', instructions: 'Be brief.', store: false }).withResponse();
