@@ -84,6 +84,10 @@ export class KeyRing {
   private readonly byId = new Map<string, KeyRecord>();
   /** Each key's chain (itself, its parent, …), built on first use; any change to the ring clears it. */
   private readonly chains = new Map<string, readonly KeyRecord[]>();
+  /** The keys each key minted, so a family is walked down without scanning every key. */
+  private readonly children = new Map<string, Set<string>>();
+  /** Live (unrevoked) stored keys per workspace: self-serve minting stops at `maxPerWorkspace`. */
+  private readonly live = new Map<string, number>();
 
   private constructor(private readonly store: Store) {}
 
@@ -128,6 +132,17 @@ export class KeyRing {
 
   private index(record: KeyRecord): void {
     this.chains.clear();
+    const before = this.byId.get(record.id);
+    const stored = record.kind === 'minted' || record.kind === 'registered';
+    if (stored) {
+      const delta = (record.revoked_at === null ? 1 : 0) - (before && before.revoked_at === null ? 1 : 0);
+      if (delta) this.live.set(record.workspace, (this.live.get(record.workspace) ?? 0) + delta);
+    }
+    if (record.created_by) {
+      let kids = this.children.get(record.created_by);
+      if (!kids) this.children.set(record.created_by, kids = new Set());
+      kids.add(record.id);
+    }
     this.byId.set(record.id, record);
     if (record.revoked_at === null) this.byHash.set(record.hash, { record, digest: Buffer.from(record.hash, 'hex') });
     else this.byHash.delete(record.hash);
@@ -256,18 +271,28 @@ export class KeyRing {
     return chain;
   }
 
-  /** Keys minted by `id`, and by those, all the way down. */
+  /** Keys minted by `id`, and by those, all the way down (parents before their children). */
   descendants(id: string): KeyRecord[] {
     const out: KeyRecord[] = [];
     const seen = new Set<string>([id]);
     for (let frontier = [id]; frontier.length;) {
       const next: string[] = [];
-      for (const k of this.byId.values()) {
-        if (k.created_by && frontier.includes(k.created_by) && !seen.has(k.id)) { seen.add(k.id); out.push(k); next.push(k.id); }
+      for (const parent of frontier) {
+        for (const child of this.children.get(parent) ?? []) {
+          if (seen.has(child)) continue;
+          seen.add(child);
+          out.push(this.byId.get(child)!);
+          next.push(child);
+        }
       }
       frontier = next;
     }
     return out;
+  }
+
+  /** Live stored keys of a workspace. */
+  liveKeys(workspace: string): number {
+    return this.live.get(workspace) ?? 0;
   }
 
   /** Stored keys (not the ones from config), optionally of one workspace. */

@@ -105,6 +105,8 @@ export const ConfigSchema = z.object({
     /** Registrations accepted per client address (an IPv6 /64) in any rolling hour. */
     per_address_per_hour: z.number().int().min(1).default(5),
   }).strict().prefault({}),
+  /** Self-serve keys (POST /v1/api-keys): at most this many live keys in a workspace. */
+  keys: z.object({ max_per_workspace: z.number().int().min(1).default(1000) }).strict().prefault({}),
   /**
    * Proxies in front of Sluice that append the client to X-Forwarded-For (nginx, a load
    * balancer). 0: the TCP peer is the client, and X-Forwarded-For is ignored.

@@ -17,6 +17,8 @@ export interface AccountDeps {
   ledger: Ledger;
   ids: RequestIds;
   registration: { enabled: boolean; starterCredits: number; perAddressPerHour: number };
+  /** Self-serve minting stops at this many live keys in a workspace. */
+  maxKeysPerWorkspace: number;
   store: Store;
 }
 
@@ -58,6 +60,9 @@ export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDe
     const scopes: Scope[] = input.scopes ?? ['inference'];
     const extra = scopes.filter((s) => !caller.scopes.includes(s));
     if (extra.length) throw new GatewayError(Errors.forbidden, `A key can only mint keys with its own scopes; it lacks ${extra.map((s) => `'${s}'`).join(', ')}.`, 'scopes');
+    if (deps.keys.liveKeys(caller.workspace) >= deps.maxKeysPerWorkspace) {
+      throw new GatewayError(Errors.forbidden, `This workspace has ${deps.maxKeysPerWorkspace} live keys, the most self-serve minting allows; revoke some first.`);
+    }
     deps.keys.mint({ name: input.name, workspace: caller.workspace, scopes, limits: input.limits, createdBy: caller.id }).then(
       ({ record, secret }) => ex.sendJson(201, { ...viewOf(record), key: secret }),
       (err: unknown) => ex.sendError(err),
@@ -77,12 +82,13 @@ export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDe
   app.post('/v1/register', on.publicBody((ex, body, client) => {
     if (!deps.registration.enabled) throw new GatewayError(Errors.forbidden, 'Self-registration is turned off on this gateway.');
     const input = parseBody(RegisterSchema, parseJsonOrEmpty(body));
-    if (deps.workspaces.byEmailAddress(input.email)) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
-    // Counted once the body is valid: a typo does not use up an address's registrations.
+    // Counted once the body is valid (a typo does not use up an address's registrations), and
+    // before the mailbox is looked up: whether an email has a workspace is not free to probe.
     const waitMs = throttle.take(client);
     if (waitMs !== null) {
       throw new GatewayError(Errors.registrationThrottled, `Too many registrations from this address; retry in ${Math.ceil(waitMs / 60_000)} min.`).retryAfter(waitMs);
     }
+    if (deps.workspaces.byEmailAddress(input.email)) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
     const ws = deps.workspaces.create(input.name ?? input.email, input.email);
     const credits = deps.registration.starterCredits > 0
       ? topUp(deps, ws, deps.registration.starterCredits, 'starter credits', 'register')

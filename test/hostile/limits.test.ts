@@ -18,6 +18,7 @@ const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_
     { ...testModel('both-ok'), prices: { input: 3, output: 3 }, routes: [{ provider: 'beta', upstream_id: 'both-ok', prices: { input: 1, output: 1 } }] }],
   aliases: { pair: { models: ['openai/b-fails', 'openai/m'] } },
   registration: { per_address_per_hour: 50 },
+  keys: { max_per_workspace: 12 },
 });
 t.teardown(async () => { await gw.stop(); await fake.close(); await second.close(); });
 const { call, tenant } = http(gw);
@@ -198,4 +199,15 @@ t.test('a refusal\'s x-ratelimit-* agree with its Retry-After, for every kind', 
     }
     if (kind === 'budget') t.equal(r.json.error.period, 'month');
   }
+});
+
+t.test('self-serve minting stops at keys.max_per_workspace live keys', async (t) => {
+  const root = await tenant(gw.masterKey, 1, undefined, ['inference', 'keys:write']);
+  const statuses: number[] = [];
+  for (let i = 0; i < 14; i++) statuses.push((await call('/v1/api-keys', root.key, { name: `k${i}` })).status);
+  t.same(statuses.slice(0, 11), Array(11).fill(201), 'the root key and 11 minted: 12 live');
+  t.same(statuses.slice(11), [403, 403, 403], 'then 403');
+  const listed = (await call('/v1/api-keys', root.key)).json.data as Json[];
+  await call(`/v1/api-keys/${listed.find((k) => k.name === 'k0')!.id}`, root.key, undefined, 'DELETE');
+  t.equal((await call('/v1/api-keys', root.key, { name: 'again' })).status, 201, 'a revoked key frees its place');
 });

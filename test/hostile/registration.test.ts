@@ -22,6 +22,7 @@ t.test('30 registrations back to back from one address: 5 accepted, then 429 wit
   t.ok(Number(last!.headers.get('retry-after')) > 3000, 'Retry-After until the oldest registration is an hour old');
   const first = await call('/v1/register', '', { email: 'late@example.com' });
   t.equal(first.status, 429);
+  t.equal((await call('/v1/register', '', { email: 'user0@example.com' })).status, 429, 'a taken mailbox is throttled too: existence is not free to probe');
 });
 
 t.test('starter credits are opt-in; mailboxes are compared in a normal form', async (t) => {
