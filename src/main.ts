@@ -58,7 +58,7 @@ async function main(): Promise<void> {
   const dataDir = resolve(config.data_dir);
   const store = await openStore(dataDir, { fsync: config.ledger.fsync });
   const { ring, masterKeyFile } = await KeyRing.open(store, { dataDir, masterKey: config.master_key, operatorKeys: config.api_keys });
-  const pool = await WorkerPool.start(config.workers);
+  const pool = await WorkerPool.start(config.workers, Math.max(config.worker_bytes_per_workspace, config.max_body_bytes));
   const providers = buildProviders(config, pool);
   let catalog: Catalog;
   try {

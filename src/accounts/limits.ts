@@ -223,17 +223,40 @@ export class Limits {
    * Retry-After and the limit's kind. Null when nobody in the chain has limits.
    */
   admit(chain: readonly KeyRecord[], reserve: Reservation, now = Date.now()): Admission | null {
+    const entries = this.entriesOf(chain);
+    if (!entries) return null;
+    const headers = this.checkAll(entries, now);
+    for (const e of entries) this.count(e, reserve, now);
+    // The remaining counts after this request, as OpenAI reports them.
+    const after = remainingHeaders(entries[0]!, now);
+    return { entries, reserved: reserve, headers: after.length ? after : headers };
+  }
+
+  /**
+   * Would the chain's limits refuse a request now? Throws the refusal admit would, counting
+   * nothing: the gateway asks before it spends worker time on a request (tokenizing, the
+   * rewrites), so a key that is out of quota cannot make the pool work for free.
+   */
+  precheck(chain: readonly KeyRecord[], now = Date.now()): void {
+    const entries = this.entriesOf(chain);
+    if (entries) this.checkAll(entries, now);
+  }
+
+  private entriesOf(chain: readonly KeyRecord[]): Entry[] | null {
     let entries: Entry[] | null = null;
     for (const k of chain) {
       if (k.kind === 'master' || k.kind === 'operator' || !k.limits) continue;
       (entries ??= []).push({ id: k.id, state: this.stateOf(k.id), limits: k.limits });
     }
-    if (!entries) return null;
+    return entries;
+  }
+
+  /** Every entry checked (all before any is counted: a refusal leaves no counter moved); the key's own rate-limit headers. */
+  private checkAll(entries: readonly Entry[], now: number): Header[] {
     let headers: Header[] = [];
-    // All checked before any is counted: a refusal leaves no counter moved.
     for (let i = 0; i < entries.length; i++) {
       const own: Header[] = [];
-      const refusal = this.check(entries[i]!, reserve, now, own);
+      const refusal = this.check(entries[i]!, now, own);
       if (i === 0) headers = own;
       if (refusal) {
         const e = entries[i]!;
@@ -250,15 +273,11 @@ export class Limits {
           [...out, ['retry-after', String(seconds)], ['retry-after-ms', String(Math.ceil(refusal.waitMs))], ['x-gateway-limit-kind', refusal.kind]], refusal.detail);
       }
     }
-    for (const e of entries) this.count(e, reserve, now);
-    // The remaining counts after this request, as OpenAI reports them.
-    const first = entries[0]!;
-    const after = remainingHeaders(first, now);
-    return { entries, reserved: reserve, headers: after.length ? after : headers };
+    return headers;
   }
 
   /** One key's limits against one more request; the rate-limit headers of the state before it go into `headers`. */
-  private check(e: Entry, reserve: Reservation, now: number, headers: Header[]): Refusal | null {
+  private check(e: Entry, now: number, headers: Header[]): Refusal | null {
     const { state: s, limits } = e;
     if (limits.rpm) {
       s.req ??= new Bucket(limits.rpm, now);
@@ -289,7 +308,6 @@ export class Limits {
     if (limits.max_concurrency && s.inflight >= limits.max_concurrency) {
       return { kind: 'concurrency', waitMs: 1000, what: `${limits.max_concurrency} requests at a time`, detail: { max_concurrency: limits.max_concurrency } };
     }
-    void reserve;
     return null;
   }
 

@@ -60,6 +60,11 @@ export const ConfigSchema = z.object({
   data_dir: z.string().min(1).default('./data'),
   /** Worker threads for CPU work (tokenizing). One on a 2-core box leaves a core to the event loop. */
   workers: z.number().int().min(1).max(64).default(1),
+  /**
+   * Bytes of request bodies one workspace may have waiting for (or in) the worker pool before
+   * admission; beyond, a 429 (concurrency). One largest body at a time by default.
+   */
+  worker_bytes_per_workspace: z.number().int().positive().default(4 * MiB),
   master_key: z.string().min(16, 'must be at least 16 characters').optional(),
   api_keys: z.array(z.string().min(16, 'each operator key must be at least 16 characters')).default([]),
   baseline_model: z.string().min(1).optional(),

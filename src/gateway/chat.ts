@@ -9,7 +9,7 @@ import { fromNano, toNano, type Workspace, type Workspaces } from '../accounts/w
 import { Ticket } from './ticket.js';
 import { IMAGE_BOUND, IMAGE_COUNTED, promptExtras } from './prompt-bound.js';
 import type { ResponseIds } from './response-ids.js';
-import { Errors, GatewayError, asGatewayError } from '../errors.js';
+import { Errors, GatewayError, LimitError, asGatewayError } from '../errors.js';
 import { upstreamError } from '../providers/upstream-error.js';
 import type { ChatCall, ChatRequest, ResponseSink, UpstreamHandle } from '../providers/provider.js';
 import type { Catalog, ModelRoutes, Route, RoutePolicy } from '../router/catalog.js';
@@ -148,7 +148,7 @@ export class ChatGateway {
     if (request.model !== 'auto') { this.plan(arrival, body, pin, request, null, bits); return; }
     // The smart router: a score from the classifier in the pool picks the bucket's model.
     const r = this.deps.router;
-    this.after(arrival, this.deps.pool.classify(body), (score) => {
+    this.beforeAdmission(arrival, body.length, () => this.deps.pool.classify(body), (score) => {
       const bucket = score >= r.complexFrom ? 'complex' : score >= r.mediumFrom ? 'medium' : 'simple';
       this.plan(arrival, body, pin, request, { bucket, score, model: r[bucket] }, bits);
     });
@@ -168,6 +168,33 @@ export class ChatGateway {
         this.refuse(r, err);
       }
     }, (err: unknown) => this.refuse(r, err));
+  }
+
+  /**
+   * Worker-pool work before admission (the classifier, the rewrites, an exact count): only
+   * for a request the key's limits and the workspace's credits would still let in now, and
+   * within the workspace's share of the pool, so no one makes the pool work for free or
+   * queues every other tenant behind its bodies.
+   */
+  private beforeAdmission<T>(r: Arrival, bytes: number, task: () => Promise<T>, next: (value: T) => void): void {
+    let release: (() => void) | null;
+    try {
+      this.deps.limits.precheck(this.deps.keys.chain(r.key));
+      const ws = this.deps.workspaces.get(r.key.workspace);
+      if (ws?.metered && this.deps.workspaces.availableNano(ws) <= 0) {
+        throw new GatewayError(Errors.insufficientCredits, 'Insufficient credits: the workspace has none available. Top up.');
+      }
+      release = this.deps.pool.reserveFor(r.key.workspace, bytes);
+      if (!release) {
+        throw new LimitError('concurrency', 1, 'This workspace already has requests as large as the worker pool\'s share for one workspace being read; retry in 1s.',
+          [['retry-after', '1'], ['x-gateway-limit-kind', 'concurrency']], { worker_bytes_per_workspace: this.deps.pool.bytesPerTenantLimit });
+      }
+    } catch (err) {
+      this.refuse(r, err);
+      return;
+    }
+    const done = release;
+    this.after(r, task().finally(done), next);
   }
 
   private plan(arrival: Arrival, body: Buffer, pin: string, request: ChatRequest, router: RouterPick | null, bits: number): void {
@@ -232,7 +259,7 @@ export class ChatGateway {
     if (!(bits & (M.compression | M.chunk_dedupe)) || body.length < cfg.rewrite_min_bytes || body.length > cfg.rewrite_max_bytes) { this.preflight(p, null); return; }
     // Chunk dedupe and compression, in the pool; the reply carries the prompt's exact token count.
     const c = cfg.compression;
-    this.after(p, this.deps.pool.rewrite(route.model.tokenizer, p.body, bits & M.chunk_dedupe ? cfg.chunk_dedupe.min_chars : 0,
+    this.beforeAdmission(p, p.body.length, () => this.deps.pool.rewrite(route.model.tokenizer, p.body, bits & M.chunk_dedupe ? cfg.chunk_dedupe.min_chars : 0,
       bits & M.compression ? { budgetTokens: c.budget_tokens, keepLast: c.keep_last, staleMaxChars: c.stale_max_chars } : null,
       this.cacheable(p),
     ), (r) => {
@@ -324,7 +351,7 @@ export class ChatGateway {
       const charge = maxCharge(bound, output);
       if (!ws.metered || this.deps.workspaces.availableNano(ws) >= charge) { admit(bound, output, charge); return; }
     }
-    this.after(p, this.deps.pool.countPrompt(route.model.tokenizer, p.body), check);
+    this.beforeAdmission(p, p.body.length, () => this.deps.pool.countPrompt(route.model.tokenizer, p.body), check);
   }
 
   /** An alias's routes in its policy's order: cheapest, fastest (latency EWMA; unmeasured first), or price × latency. */

@@ -56,7 +56,10 @@ export function registerPricing(app: TemplatedApp, on: Handlers, deps: PricingDe
     const entry = deps.catalog.resolve(request.model);
     if (!entry.routes.length) throw new GatewayError(Errors.noRoute, `No enabled provider serves '${request.model}'.`, 'model');
     const cap = request.max_completion_tokens ?? request.max_tokens ?? entry.model.max_output_tokens ?? deps.billing.defaultOutputCap;
-    deps.pool.countPrompt(entry.model.tokenizer, body).then((prompt) => {
+    // A quote is tokenized in the pool: within the workspace's share, like a request.
+    const release = deps.pool.reserveFor(key.workspace, body.length);
+    if (!release) throw new GatewayError(Errors.rateLimited, 'This workspace already has as much as its share of the worker pool being read; retry in 1s.').retryAfter(1000);
+    deps.pool.countPrompt(entry.model.tokenizer, body).finally(release).then((prompt) => {
       const options = entry.routes.map((route) => {
         const prices = route.prices;
         const bench = baseline ?? entry.model.prices;

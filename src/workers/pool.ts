@@ -5,9 +5,36 @@ import { compileTokenizerWasm } from '../../native/tokenizer.js';
 import type { AnswerCount, RewriteReply, RewriteTask, WorkerTask } from './protocol.js';
 
 export class WorkerPool {
-  private constructor(private readonly piscina: Piscina) {}
+  /** Bytes of work each tenant has queued or running (see reserveFor). */
+  private readonly byTenant = new Map<string, number>();
 
-  static async start(threads: number): Promise<WorkerPool> {
+  private constructor(private readonly piscina: Piscina, private readonly bytesPerTenant: number) {}
+
+  get bytesPerTenantLimit(): number {
+    return this.bytesPerTenant;
+  }
+
+  /**
+   * Room for `bytes` of work for `tenant` (a workspace), or null when it already has
+   * `bytesPerTenant` queued or running: the pool is first come, first served, and
+   * tokenizing costs ~0.4 s per MB, so without a share one tenant's large bodies would
+   * queue every other tenant's requests behind them. The caller runs its task and then
+   * calls the release it got, once.
+   */
+  reserveFor(tenant: string, bytes: number): (() => void) | null {
+    const held = this.byTenant.get(tenant) ?? 0;
+    if (held > 0 && held + bytes > this.bytesPerTenant) return null;
+    this.byTenant.set(tenant, held + bytes);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.byTenant.get(tenant) ?? 0) - bytes;
+      if (left > 0) this.byTenant.set(tenant, left); else this.byTenant.delete(tenant);
+    };
+  }
+
+  static async start(threads: number, bytesPerTenant = 4 * 1024 * 1024): Promise<WorkerPool> {
     const wasm = await compileTokenizerWasm();
     const piscina = new Piscina({
       filename: new URL('./task.js', import.meta.url).href,
@@ -21,7 +48,7 @@ export class WorkerPool {
       atomics: 'async',
       workerData: { wasm },
     });
-    const pool = new WorkerPool(piscina);
+    const pool = new WorkerPool(piscina, bytesPerTenant);
     // Warm every thread so the first request does not pay for loading the BPE ranks.
     await Promise.all(Array.from({ length: threads }, () => pool.countText('o200k_base', 'warm up')));
     return pool;
