@@ -7,6 +7,17 @@ export function isRecord(v: unknown): v is Json {
 }
 
 /**
+ * A JSON value as text, for fields a translation expects to be strings. `String(v)` is not
+ * safe on parsed input: `{"toString": 1}` makes it throw. Objects become their JSON.
+ */
+export function text(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'object') return JSON.stringify(v);
+  return String(v);
+}
+
+/**
  * Objects and arrays may nest this deep in a request body. JSON.parse accepts any depth,
  * but everything after it that walks the value recursively (JSON.stringify in the
  * adapters, canonical hashing, zod, structured clone to the worker pool) overflows the

@@ -143,15 +143,21 @@ export class ChatGateway {
       return;
     }
     arrival.model = request.model;
-    const bits = api === 'chat' ? (this.deps.savings.enabled & ~sw.off & ~maskOf(key.limits?.savings_off)) | (sw.forceCache ? FORCE_CACHE : 0) : 0;
-    if (api === 'responses') { this.plan(arrival, body, pin, request, null, 0); return; }
-    if (request.model !== 'auto') { this.plan(arrival, body, pin, request, null, bits); return; }
-    // The smart router: a score from the classifier in the pool picks the bucket's model.
-    const r = this.deps.router;
-    this.beforeAdmission(arrival, body.length, () => this.deps.pool.classify(body), (score) => {
-      const bucket = score >= r.complexFrom ? 'complex' : score >= r.mediumFrom ? 'medium' : 'simple';
-      this.plan(arrival, body, pin, request, { bucket, score, model: r[bucket] }, bits);
-    });
+    // Everything from here to the next pool step runs in this turn; a throw anywhere in it
+    // (after admission too) refuses the request through its own ticket, releasing what it holds.
+    try {
+      const bits = api === 'chat' ? (this.deps.savings.enabled & ~sw.off & ~maskOf(key.limits?.savings_off)) | (sw.forceCache ? FORCE_CACHE : 0) : 0;
+      if (api === 'responses') { this.plan(arrival, body, pin, request, null, 0); return; }
+      if (request.model !== 'auto') { this.plan(arrival, body, pin, request, null, bits); return; }
+      // The smart router: a score from the classifier in the pool picks the bucket's model.
+      const r = this.deps.router;
+      this.beforeAdmission(arrival, body.length, () => this.deps.pool.classify(body), (score) => {
+        const bucket = score >= r.complexFrom ? 'complex' : score >= r.mediumFrom ? 'medium' : 'simple';
+        this.plan(arrival, body, pin, request, { bucket, score, model: r[bucket] }, bits);
+      });
+    } catch (err) {
+      this.refuse(arrival, err);
+    }
   }
 
   /**

@@ -7,7 +7,7 @@
 import type { HttpResponse } from 'uWebSockets.js';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
-import { isRecord, type Json } from '../json.js';
+import { isRecord, text, type Json } from '../json.js';
 import { Exchange, type HeaderList } from '../server/exchange.js';
 import { ModelName, parseBody, parseJson } from './schemas.js';
 
@@ -28,8 +28,8 @@ function contentOf(content: unknown): unknown {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return '';
   return content.filter(isRecord).map((p) => {
-    if (p.type === 'input_text' || p.type === 'output_text' || p.type === 'text') return { type: 'text', text: String(p.text ?? '') };
-    if (p.type === 'input_image') return { type: 'image_url', image_url: { url: String(p.image_url ?? '') } };
+    if (p.type === 'input_text' || p.type === 'output_text' || p.type === 'text') return { type: 'text', text: text(p.text) };
+    if (p.type === 'input_image') return { type: 'image_url', image_url: { url: text(p.image_url) } };
     return { type: 'text', text: '' };
   });
 }
@@ -47,11 +47,11 @@ export function toChatBody(req: ResponsesRequest): Buffer {
   if (typeof req.input === 'string') messages.push({ role: 'user', content: req.input });
   else {
     for (const item of req.input) {
-      if (item.type === 'function_call_output') messages.push({ role: 'tool', tool_call_id: String(item.call_id ?? ''), content: String(item.output ?? '') });
+      if (item.type === 'function_call_output') messages.push({ role: 'tool', tool_call_id: text(item.call_id), content: text(item.output) });
       else if (item.type === 'function_call') {
-        messages.push({ role: 'assistant', content: null, tool_calls: [{ id: String(item.call_id ?? ''), type: 'function', function: { name: String(item.name ?? ''), arguments: String(item.arguments ?? '{}') } }] });
+        messages.push({ role: 'assistant', content: null, tool_calls: [{ id: text(item.call_id), type: 'function', function: { name: text(item.name), arguments: item.arguments === undefined ? '{}' : text(item.arguments) } }] });
       } else if (item.role) messages.push({ role: item.role, content: contentOf(item.content) });
-      else throw new GatewayError(Errors.invalidRequest, `Input items of type '${String(item.type)}' are not supported by this gateway.`, 'input');
+      else throw new GatewayError(Errors.invalidRequest, `Input items of type '${text(item.type).slice(0, 64)}' are not supported by this gateway.`, 'input');
     }
   }
   const chat: Json = { model: req.model, messages };
@@ -119,7 +119,7 @@ export class ResponsesBridge extends Exchange {
     }
     for (const call of Array.isArray(message.tool_calls) ? message.tool_calls : []) {
       if (!isRecord(call) || !isRecord(call.function)) continue;
-      output.push({ type: 'function_call', id: `fc_${String(call.id)}`, call_id: call.id, name: call.function.name, arguments: call.function.arguments, status: 'completed' });
+      output.push({ type: 'function_call', id: `fc_${text(call.id)}`, call_id: call.id, name: call.function.name, arguments: call.function.arguments, status: 'completed' });
     }
     const response = this.responseObject('completed', output, chat.usage, { gateway: chat.gateway });
     super.send(200, 'application/json', JSON.stringify(response), headers);
@@ -174,7 +174,7 @@ export class ResponsesBridge extends Exchange {
     let parsed: unknown;
     try { parsed = JSON.parse(data); } catch { return out; }
     if (!isRecord(parsed)) return out;
-    if (isRecord(parsed.error)) return out + this.event('error', { message: String(parsed.error.message ?? 'upstream error'), code: parsed.error.code ?? null });
+    if (isRecord(parsed.error)) return out + this.event('error', { message: text(parsed.error.message) || 'upstream error', code: parsed.error.code ?? null });
     if (parsed.usage) this.usage = parsed.usage;
     const choice = Array.isArray(parsed.choices) && isRecord(parsed.choices[0]) ? parsed.choices[0] : null;
     const delta = choice && isRecord(choice.delta) ? choice.delta : null;

@@ -7,7 +7,7 @@
 import type { Pool } from 'undici';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
-import { MAX_JSON_DEPTH, isRecord, nestsDeeper, type Json } from '../json.js';
+import { MAX_JSON_DEPTH, isRecord, nestsDeeper, text as asText, type Json } from '../json.js';
 import { Relay, openPool, type OpenAIProviderOptions } from './openai.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 
@@ -66,7 +66,7 @@ export function toMessagesRequest(request: ChatRequest, model: string, maxTokens
     const role = m.role;
     if (role === 'system' || role === 'developer') { system.push(textOf(m.content)); continue; }
     if (role === 'tool') {
-      push('user', [{ type: 'tool_result', tool_use_id: String(m.tool_call_id ?? ''), content: textOf(m.content) }]);
+      push('user', [{ type: 'tool_result', tool_use_id: asText(m.tool_call_id), content: textOf(m.content) }]);
       continue;
     }
     if (role === 'assistant') {
@@ -75,7 +75,7 @@ export function toMessagesRequest(request: ChatRequest, model: string, maxTokens
       if (text) blocks.push({ type: 'text', text });
       for (const call of Array.isArray(m.tool_calls) ? m.tool_calls : []) {
         if (!isRecord(call) || !isRecord(call.function)) continue;
-        blocks.push({ type: 'tool_use', id: String(call.id ?? ''), name: String(call.function.name ?? ''), input: parseArguments(call.function.arguments) });
+        blocks.push({ type: 'tool_use', id: asText(call.id), name: asText(call.function.name), input: parseArguments(call.function.arguments) });
       }
       push('assistant', blocks);
       continue;
@@ -267,7 +267,7 @@ class Translator implements ResponseSink {
       case 'message_delta': {
         const d = isRecord(e.delta) ? e.delta : {};
         if (isRecord(e.usage) && typeof e.usage.output_tokens === 'number') this.usage = { ...this.usage, output_tokens: e.usage.output_tokens };
-        this.finish = FINISH[String(d.stop_reason ?? '')] ?? 'stop';
+        this.finish = FINISH[asText(d.stop_reason)] ?? 'stop';
         return this.chunk({}, this.finish);
       }
       case 'message_stop':
@@ -275,7 +275,7 @@ class Translator implements ResponseSink {
           choices: [], usage: openAIUsage(this.usage) })}\n\ndata: [DONE]\n\n`;
       case 'error': {
         const err = isRecord(e.error) ? e.error : {};
-        return `data: ${JSON.stringify({ error: { message: String(err.message ?? 'Anthropic stream error'), type: String(err.type ?? 'upstream_error'), code: null, param: null } })}\n\n`;
+        return `data: ${JSON.stringify({ error: { message: asText(err.message) || 'Anthropic stream error', type: asText(err.type) || 'upstream_error', code: null, param: null } })}\n\n`;
       }
       default:
         return ''; // ping, content_block_stop

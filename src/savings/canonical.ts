@@ -3,6 +3,7 @@
 // are left out, so a streamed and a non-streamed ask of the same question share an entry.
 import { createHash } from 'node:crypto';
 import type { ChatRequest } from '../providers/provider.js';
+import { text as asText } from '../json.js';
 
 /** Fields that do not change what the model answers. */
 const DELIVERY = new Set(['stream', 'stream_options', 'user', 'metadata', 'store', 'prompt_cache_key', 'safety_identifier', 'service_tier']);
@@ -62,7 +63,7 @@ export function splitLastTurn(request: ChatRequest): { text: string; context: st
   if (!last || last.role !== 'user') return null;
   const text = typeof last.content === 'string' ? last.content
     : Array.isArray(last.content) && last.content.every((p) => typeof p === 'object' && p !== null && (p as { type?: unknown }).type === 'text')
-      ? last.content.map((p) => String((p as { text?: unknown }).text ?? '')).join('\n') : null;
+      ? last.content.map((p) => asText((p as { text?: unknown }).text)).join('\n') : null;
   if (text === null) return null; // images and files are not compared by meaning
   const rest = { ...request, messages: messages.slice(0, -1) };
   const context = orNull(() => sha256(canonicalJson(rest, DELIVERY)));

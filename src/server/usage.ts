@@ -18,6 +18,8 @@ export interface UsageDeps {
 }
 
 const DAY = 86400;
+/** Rows one page of /v1/requests reads at most. */
+const SCAN_LIMIT = 1000;
 const unix = z.coerce.number().int().min(0).max(32503680000);
 
 export const RangeQuery = z.object({ start: unix.optional(), end: unix.optional() }).strict();
@@ -93,12 +95,13 @@ export function registerUsage(app: TemplatedApp, on: Handlers, deps: UsageDeps):
     const data: ReturnType<typeof requestView>[] = [];
     let scanned = 0;
     let last: string | null = null;
-    // Newest first; a page stops at `limit` matches or after 5,000 rows looked at (the cursor goes on from there).
+    // Newest first; a page stops at `limit` matches or after 1,000 rows looked at (the cursor goes on from there):
+    // each row read is a parse on the main thread (~20 µs), so a filter that matches nothing costs at most ~20 ms.
     for (const { key: k } of deps.store.requests.getRange({ start: [ws, upper], end: [ws, lower], reverse: true })) {
       const id = (k as string[])[1]!;
       if (id === q.cursor) continue;
       last = id;
-      if (++scanned > 5000) break;
+      if (++scanned > SCAN_LIMIT) break;
       const parsed = LedgerRowSchema.safeParse(deps.store.ledger.get(id));
       if (!parsed.success) continue;
       const row = parsed.data;
@@ -107,7 +110,7 @@ export function registerUsage(app: TemplatedApp, on: Handlers, deps: UsageDeps):
       data.push(requestView(row));
       if (data.length === q.limit) break;
     }
-    const more = last !== null && (data.length === q.limit || scanned > 5000);
+    const more = last !== null && (data.length === q.limit || scanned > SCAN_LIMIT);
     ex.sendJson(200, { object: 'list', data, has_more: more, next_cursor: more ? last : null });
   }));
 
