@@ -326,7 +326,8 @@ export class Limits {
     const { reserved } = admission;
     for (const { id, state: s, limits } of admission.entries) {
       s.inflight = Math.max(0, s.inflight - 1);
-      if (limits.tpm && s.tok) { s.tok.refill(limits.tpm, now); s.tok.level += reserved.tokens - tokens; }
+      // What was reserved and not used goes back, never past a full bucket (a long request's refund would otherwise mint tokens).
+      if (limits.tpm && s.tok) { s.tok.refill(limits.tpm, now); s.tok.level = Math.min(limits.tpm, s.tok.level + reserved.tokens - tokens); }
       if (limits.budget_usd_day || limits.budget_usd_month) s.reservedNano = Math.max(0, s.reservedNano - reserved.nano);
       if (chargeNano > 0) {
         s.spentDay(now);

@@ -211,3 +211,17 @@ t.test('self-serve minting stops at keys.max_per_workspace live keys', async (t)
   await call(`/v1/api-keys/${listed.find((k) => k.name === 'k0')!.id}`, root.key, undefined, 'DELETE');
   t.equal((await call('/v1/api-keys', root.key, { name: 'again' })).status, 201, 'a revoked key frees its place');
 });
+
+t.test('a refund of unused tpm never fills the bucket past its size', async (t) => {
+  const { Limits } = await import('../../src/accounts/limits.js');
+  const store = { limits: { getRange: () => [], put: () => Promise.resolve(true) } } as unknown as ConstructorParameters<typeof Limits>[0];
+  const limits = new Limits(store);
+  const key = { id: 'key_t', kind: 'minted', limits: { tpm: 1000 } } as unknown as Parameters<typeof limits.admit>[0][number];
+  const t0 = 1_000_000;
+  const a = limits.admit([key], { tokens: 600, nano: 0 }, t0)!;
+  // A minute later the bucket has refilled; the request finishes having used 10 of its 600.
+  limits.finish(key, a, 10, 0, t0 + 60_000);
+  const b = limits.admit([key], { tokens: 0, nano: 0 }, t0 + 60_000)!;
+  const remaining = Number(b.headers.find(([k]) => k === 'x-ratelimit-remaining-tokens')?.[1]);
+  t.ok(remaining <= 1000, `remaining ${remaining} ≤ the tpm of 1000`);
+});
