@@ -84,7 +84,10 @@ async function main(): Promise<void> {
     simple: config.router.simple, medium: config.router.medium, complex: config.router.complex };
   const cache = new ResponseCache(store, { cache: config.savings.exact_cache.max_entries, semantic: config.savings.semantic_cache.max_entries });
   const responseIds = new ResponseIds(store);
-  const sweeper = setInterval(() => { cache.sweep(5000); responseIds.sweep(5000); }, 10_000);
+  const sweeper = setInterval(() => {
+    // A sweep that fails (a record it cannot handle) is logged and tried again next time, never fatal.
+    try { cache.sweep(5000); responseIds.sweep(5000); } catch (err) { console.error('sweep failed:', err instanceof Error ? err.message : String(err)); }
+  }, 10_000);
   sweeper.unref();
   const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, workspaces, limits, health, router, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings) } });

@@ -76,6 +76,12 @@ export function childLimits(parent: KeyLimits | null, asked: KeyLimits | null | 
     if (asked.zdr_only === false && mode === 'refuse') throw looser('zdr_only', 'is off where the parent requires it');
     out.zdr_only = true;
   }
-  if (asked.savings_off === undefined && parent.savings_off) out.savings_off = [...parent.savings_off];
+  // What a parent turns off (an operator keeping answers out of the caches, say) its children may not turn back on.
+  if (parent.savings_off) {
+    const kept = parent.savings_off.includes('all') ? ['all' as const] : parent.savings_off;
+    const dropped = asked.savings_off?.includes('all') ? [] : kept.filter((m) => !asked.savings_off?.includes(m));
+    if (asked.savings_off !== undefined && dropped.length && mode === 'refuse') throw looser('savings_off', `turns ${dropped.join(', ')} back on`);
+    out.savings_off = [...new Set([...(asked.savings_off ?? []), ...kept])];
+  }
   return out;
 }

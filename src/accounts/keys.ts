@@ -88,6 +88,8 @@ export class KeyRing {
   private readonly children = new Map<string, Set<string>>();
   /** Live (unrevoked) stored keys per workspace: self-serve minting stops at `maxPerWorkspace`. */
   private readonly live = new Map<string, number>();
+  /** Keys being minted (their put not committed yet), counted as live so concurrent mints cannot pass a cap together. */
+  private readonly minting = new Map<string, number>();
 
   private constructor(private readonly store: Store) {}
 
@@ -178,12 +180,14 @@ export class KeyRing {
       throw new GatewayError(Errors.forbidden, `Keys minted by minted keys nest at most ${MAX_CHAIN} deep.`);
     }
     const limits = parent ? childLimits(parent.limits, opts.limits) : opts.limits ?? null;
+    const workspace = opts.workspace ?? DEFAULT_WORKSPACE;
+    this.minting.set(workspace, (this.minting.get(workspace) ?? 0) + 1);
     const secret = newSecret('key');
     const record: KeyRecord = {
       id: `key_${randomBytes(8).toString('hex')}`,
       name: opts.name,
       kind: opts.kind ?? 'minted',
-      workspace: opts.workspace ?? DEFAULT_WORKSPACE,
+      workspace,
       scopes: opts.scopes ?? ['inference'],
       hash: sha256(secret).toString('hex'),
       prefix: secret.slice(0, 14),
@@ -192,8 +196,13 @@ export class KeyRing {
       limits,
       created_by: opts.createdBy ?? null,
     };
-    await this.store.keys.put(record.id, record);
-    this.index(record);
+    try {
+      await this.store.keys.put(record.id, record);
+      this.index(record);
+    } finally {
+      const left = (this.minting.get(workspace) ?? 1) - 1;
+      if (left > 0) this.minting.set(workspace, left); else this.minting.delete(workspace);
+    }
     return { record, secret };
   }
 
@@ -290,9 +299,9 @@ export class KeyRing {
     return out;
   }
 
-  /** Live stored keys of a workspace. */
+  /** Live stored keys of a workspace, with those being minted. */
   liveKeys(workspace: string): number {
-    return this.live.get(workspace) ?? 0;
+    return (this.live.get(workspace) ?? 0) + (this.minting.get(workspace) ?? 0);
   }
 
   /** Stored keys (not the ones from config), optionally of one workspace. */

@@ -22,6 +22,8 @@ export const LedgerRowSchema = z.object({
   stream: z.boolean(),
   prompt_tokens: z.number(),
   cached_tokens: z.number(),
+  /** Prompt tokens written to a provider cache (billed at its cache_write price). */
+  cache_write_tokens: z.number().default(0),
   completion_tokens: z.number(),
   usage_source: z.enum(['upstream', 'estimate', 'none']),
   saved_tokens: z.record(z.string(), z.number()),
@@ -52,7 +54,7 @@ export type LedgerRow = z.infer<typeof LedgerRowSchema>;
 export function ledgerRow(fields: Pick<LedgerRow, 'id' | 'kind' | 'workspace' | 'key_id' | 'endpoint'> & Partial<LedgerRow>): LedgerRow {
   return {
     ts: Date.now(), requested_model: '', served: null, router_bucket: null, router_score: null, cache: 'miss', stream: false,
-    prompt_tokens: 0, cached_tokens: 0, completion_tokens: 0, usage_source: 'none', saved_tokens: {}, savings_usd: {},
+    prompt_tokens: 0, cached_tokens: 0, cache_write_tokens: 0, completion_tokens: 0, usage_source: 'none', saved_tokens: {}, savings_usd: {},
     cost_usd: 0, benchmark_usd: 0, charge_usd: 0, saved_usd: 0, ttfb_ms: null, total_ms: 0, overhead_ms: 0,
     status: 0, retries: 0, error: null, delta_nano: 0, balance_nano: null, note: null, ...fields,
   };

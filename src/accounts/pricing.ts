@@ -2,9 +2,13 @@
 import type { Prices } from '../config/schema.js';
 
 export interface Usage {
+  /** All prompt tokens billed, those read from and written to a provider cache included. */
   prompt_tokens: number;
   completion_tokens: number;
+  /** Prompt tokens read from the provider's cache (billed at `cached_input`). */
   cached_tokens: number;
+  /** Prompt tokens written to the provider's cache (Anthropic: billed at `cache_write`). */
+  cache_write_tokens?: number;
 }
 
 export interface Costs {
@@ -23,8 +27,10 @@ export function roundUsd(usd: number): number {
 
 export function upstreamCost(prices: Prices, usage: Usage): number {
   const cached = Math.min(usage.cached_tokens, usage.prompt_tokens);
+  const written = Math.min(usage.cache_write_tokens ?? 0, usage.prompt_tokens - cached);
   const cachedPrice = prices.cached_input ?? prices.input;
-  return ((usage.prompt_tokens - cached) * prices.input + cached * cachedPrice + usage.completion_tokens * prices.output) * PER_TOKEN;
+  const writePrice = prices.cache_write ?? prices.input;
+  return ((usage.prompt_tokens - cached - written) * prices.input + cached * cachedPrice + written * writePrice + usage.completion_tokens * prices.output) * PER_TOKEN;
 }
 
 /**
@@ -48,7 +54,7 @@ export type SavingsUsd = Partial<Record<SavingKind, number>>;
  * prices, R the route's, p/c/k the prompt/completion/cached tokens billed and r the prompt
  * tokens each rewrite removed:
  *   benchmark − cost = B.in·r (each rewrite) + (B.in − R.in)·p + (B.out − R.out)·c (routing)
- *                      + (R.in − R.cached)·k (prompt cache)
+ *                      + (R.in − R.cached)·k − (R.write − R.in)·w (prompt cache: k read, w written)
  * exactly, so the parts add up to benchmark − cost; what the markup keeps of it is the
  * difference to saved_usd. Routing is negative when the route costs more than the benchmark.
  */
@@ -56,8 +62,10 @@ export function savingsOf(served: Prices, benchmark: Prices, usage: Usage, remov
   const out: SavingsUsd = {};
   const put = (kind: SavingKind, usd: number) => { const v = roundUsd(usd); if (v !== 0) out[kind] = v; };
   const cached = Math.min(usage.cached_tokens, usage.prompt_tokens);
+  const written = Math.min(usage.cache_write_tokens ?? 0, usage.prompt_tokens - cached);
   put('routing', ((benchmark.input - served.input) * usage.prompt_tokens + (benchmark.output - served.output) * usage.completion_tokens) * PER_TOKEN);
-  if (cached) put('prompt_cache', (served.input - (served.cached_input ?? served.input)) * cached * PER_TOKEN);
+  // What reading the cache saved, less what writing it cost above the input price (it can be negative on the turn that writes).
+  if (cached || written) put('prompt_cache', ((served.input - (served.cached_input ?? served.input)) * cached - ((served.cache_write ?? served.input) - served.input) * written) * PER_TOKEN);
   if (removed.compression) put('compression', benchmark.input * removed.compression * PER_TOKEN);
   if (removed.chunk_dedupe) put('chunk_dedupe', benchmark.input * removed.chunk_dedupe * PER_TOKEN);
   return out;

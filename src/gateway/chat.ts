@@ -288,9 +288,10 @@ export class ChatGateway {
    */
   private shape(p: Pending, route: Route): void {
     const req = p.request;
-    if (askedCap(req) !== null) return;
+    if (askedCap(req, p.api) !== null) return;
     const savingsCap = p.bits & M.output_cap ? this.caps.get(req.model) ?? this.caps.get(route.slug) ?? this.deps.savings.config.output_cap.default : null;
-    const asked = savingsCap ?? (route.model.max_output_tokens ? null : this.deps.defaultOutputCap);
+    // Every route it may fail over to must be capped: by this, or by its model's own max output.
+    const asked = savingsCap ?? (maxOutputOf(p.routes) !== null ? null : this.deps.defaultOutputCap);
     if (!asked) return;
     const cap = Math.min(asked, route.model.max_output_tokens ?? asked);
     // Only where the cap surely fits beside the prompt (a prompt has at most as many tokens as
@@ -303,9 +304,11 @@ export class ChatGateway {
     req[field] = cap;
     const key = `${field}:${cap}`;
     let member = this.capMembers.get(key);
-    if (!member) this.capMembers.set(key, member = Buffer.from(`"${field}":${cap},`));
-    const open = p.body.indexOf(123); // '{' (the body parsed as an object)
-    p.body = Buffer.concat([p.body.subarray(0, open + 1), member, p.body.subarray(open + 1)]);
+    if (!member) this.capMembers.set(key, member = Buffer.from(`,"${field}":${cap}`));
+    // Spliced as the body's last member: a body may already name the field (`"max_tokens":
+    // null`, or twice), and JSON parsers take the last one, as the gateway's own parse did.
+    const close = p.body.lastIndexOf(125); // '}' (the body parsed as an object)
+    p.body = Buffer.concat([p.body.subarray(0, close), member, p.body.subarray(close)]);
     p.outputCap = cap;
   }
 
@@ -319,18 +322,20 @@ export class ChatGateway {
     const { request: req, ws, extra } = p;
     const route = p.routes[0]!;
     const window = route.model.context_window;
-    // The output is bounded by the request's cap (or the one shape() set), else the model's; with neither, only the context window bounds it.
-    const cap = askedCap(req) ?? route.model.max_output_tokens ?? null;
+    // The output is bounded by the request's cap (or the one shape() set), else by the largest
+    // max output among the models it may fail over to; with neither, only a context window bounds it.
+    const cap = askedCap(req, p.api) ?? maxOutputOf(p.routes);
+    const widest = p.routes.length === 1 ? window : Math.max(...p.routes.map((r) => r.model.context_window));
     const choices = typeof req.n === 'number' ? req.n : 1; // every choice may use the cap
     // Failover may land on the dearest route allowed.
-    const prices = p.routes.length === 1 ? route.prices : dearest(p.routes);
+    const prices = p.routes.length === 1 && route.prices.cache_write === undefined ? route.prices : dearest(p.routes);
     // Output: the cap, else what the window leaves beside the prompt as the upstream counts it.
-    const outputFor = (prompt: number) => (cap ?? Math.max(0, window - prompt)) * choices;
+    const outputFor = (prompt: number) => (cap ?? Math.max(0, widest - prompt)) * choices;
     const maxCharge = (prompt: number, output: number) => toNano(upstreamCost(prices, { prompt_tokens: prompt, completion_tokens: output, cached_tokens: 0 }) * (1 + this.deps.markup));
     const admit = (prompt: number, output: number, charge: number) => this.start(p, { tokens: prompt + output, nano: charge }, ws.metered ? charge : 0);
     const check = (counted: number) => {
       // The context check is the upstream's own arithmetic (an image at its usual count, not its bound): never refuse what it would take.
-      const asked = askedCap(req) ?? 0; // as OpenAI: the prompt plus what max_tokens asks for
+      const asked = askedCap(req, p.api) ?? 0; // as OpenAI: the prompt plus what max_tokens asks for
       const usual = counted + extra.previous;
       if (usual + asked > window) {
         this.refuse(p, new GatewayError(Errors.contextLength,
@@ -495,17 +500,37 @@ function allows(routes: readonly Route[], decision: string): boolean {
   return false;
 }
 
-/** The output cap the request itself sets (chat's max_tokens or max_completion_tokens, the Responses API's max_output_tokens), or null. */
-function askedCap(req: ChatRequest): number | null {
-  const cap = req.max_completion_tokens ?? req.max_tokens ?? req.max_output_tokens;
-  return typeof cap === 'number' ? cap : null;
+/**
+ * The output cap the request itself sets, or null: the Responses API's max_output_tokens (its
+ * upstream reads nothing else); for chat, the larger of max_tokens and max_completion_tokens
+ * when both are sent (a compatible server may obey either).
+ */
+function askedCap(req: ChatRequest, api: 'chat' | 'responses'): number | null {
+  if (api === 'responses') return typeof req.max_output_tokens === 'number' ? req.max_output_tokens : null;
+  const a = typeof req.max_tokens === 'number' ? req.max_tokens : null;
+  const b = typeof req.max_completion_tokens === 'number' ? req.max_completion_tokens : null;
+  return a === null ? b : b === null ? a : Math.max(a, b);
 }
 
-/** The highest price of each kind among the routes: what a request may cost wherever failover takes it. */
+/** The largest max output among the routes' models, or null when one of them lists none (only its context window bounds it). */
+function maxOutputOf(routes: readonly Route[]): number | null {
+  let most = 0;
+  for (const r of routes) {
+    const m = r.model.max_output_tokens;
+    if (m === undefined) return null;
+    if (m > most) most = m;
+  }
+  return most;
+}
+
+/**
+ * The highest price of each kind among the routes: what a request may cost wherever failover
+ * takes it (a prompt token at most its cache-write price, where the provider writes caches).
+ */
 function dearest(routes: readonly Route[]): Prices {
   let input = 0;
   let output = 0;
-  for (const r of routes) { input = Math.max(input, r.prices.input); output = Math.max(output, r.prices.output); }
+  for (const r of routes) { input = Math.max(input, r.prices.input, r.prices.cache_write ?? 0); output = Math.max(output, r.prices.output); }
   return { input, output };
 }
 
@@ -576,6 +601,8 @@ class ChatExchange implements ResponseSink {
   private tUpstreamEnd = 0;
   /** Set once the request's end is decided (its row may still be counted in the pool). */
   private settling = false;
+  /** Set once the call's outcome (an answer, a failure) has gone to every client of it, followers included. */
+  private over = false;
   /** The route of the current attempt; `retries` attempts failed before it. */
   private route: Route;
   private retries = 0;
@@ -668,6 +695,7 @@ class ChatExchange implements ResponseSink {
 
   /** Every client of this exchange gets the same failure (each with its own row, each sent once that row is committed). */
   private fail(err: GatewayError, code: string): void {
+    this.over = true;
     this.land();
     this.settle(err.status, code, null, () => this.ex.sendError(err, this.routeHeaders()));
     if (this.followers) for (const f of this.followers) { f.via(this.route); f.fail(err); }
@@ -825,9 +853,17 @@ class ChatExchange implements ResponseSink {
   }
 
   private endStream(usage: Usage, source: 'upstream' | 'estimate'): void {
+    this.over = true;
     if (source === 'estimate') this.counted = usage;
-    if (this.leaderGone) this.writeTail(); else this.ex.corked(this.writeTail);
-    this.settle(200, null, usage, () => this.ex.end(), source);
+    // The terminal event (held by the tap) and the figures go out once the row is committed:
+    // a client that has them has the whole answer.
+    const finish = () => {
+      if (this.leaderGone) this.writeTail(); else this.ex.corked(this.writeTail);
+      this.ex.end();
+    };
+    // A leader whose client left is settled already (handed over): the tail still goes to its followers, once their rows are.
+    if (this.settling) this.gw.deps.ledger.whenCommitted(finish);
+    else this.settle(200, null, usage, finish, source);
     if (this.followers) for (const f of this.followers) f.end(usage, undefined, source);
     const sse = this.sse;
     this.sse = null;
@@ -838,9 +874,8 @@ class ChatExchange implements ResponseSink {
 
   private readonly writeTail = (): void => {
     const tap = this.tap!;
-    const heldDone = tap.held !== null;
     const tail = tap.flushTail();
-    if (heldDone) this.emit(GATEWAY_MARK); // the figures go before the held [DONE]
+    if (tap.sawDone) this.emit(GATEWAY_MARK); // the figures go before the held [DONE]
     if (tail) this.emit(tail);
     if (!tap.sawDone) this.emit(GATEWAY_MARK);
   };
@@ -858,9 +893,11 @@ class ChatExchange implements ResponseSink {
   onError(err: GatewayError): void {
     try {
       this.tUpstreamEnd = performance.now();
-      if (this.settling || (this.ex.aborted && !this.leaderGone)) return;
+      // (`settling` is not enough: a leader whose client left is settled early, and its followers still wait for this outcome.)
+      if (this.over || (this.ex.aborted && !this.leaderGone)) return;
       if (this.tap) {
         // Headers are gone: the stream ends with an error event, never a silent truncation.
+        this.over = true;
         this.land();
         this.gw.deps.health.failure(this.route.decision, `stream_broken_${err.code}`);
         const event = Buffer.from(`data: ${JSON.stringify(err.toJSON())}\n\n`);
@@ -883,7 +920,8 @@ class ChatExchange implements ResponseSink {
   private fault(err: unknown): void {
     const e = asGatewayError(err);
     this.cancelUpstream();
-    if (this.settling) return;
+    if (this.over) return;
+    this.over = true;
     if (this.tap) {
       const event = Buffer.from(`data: ${JSON.stringify(e.toJSON())}\n\n`);
       this.settle(e.status, e.code, null, () => this.ex.end(event));
@@ -902,6 +940,7 @@ class ChatExchange implements ResponseSink {
       return;
     }
     const dispatched = this.handle !== null;
+    this.over = true;
     this.cancelUpstream();
     if (!this.tUpstreamEnd) this.tUpstreamEnd = performance.now();
     this.settle(499, 'client_closed_request', this.tap?.usage ?? null, undefined, 'upstream', undefined, dispatched);
@@ -950,6 +989,7 @@ class ChatExchange implements ResponseSink {
   }
 
   private respondBuffered(body: Buffer, scan: CompletionScan, usage: Usage, source: 'upstream' | 'estimate' = 'upstream'): void {
+    this.over = true;
     if (this.api === 'responses') this.responseId = responseIdOf(body);
     if (this.followers) for (const f of this.followers) { f.via(this.route); f.sendBuffered(body, scan, usage, source); }
     if (this.cacheAs && source === 'upstream') this.store(body.toString('utf8'), usage);
@@ -1075,7 +1115,7 @@ class ChatExchange implements ResponseSink {
     this.gw.deps.ledger.append({
       id: this.ex.requestId, ts: Date.now(), kind: 'request', workspace: this.ws.id, key_id: this.key.id, endpoint: this.ex.endpoint,
       requested_model: this.request.model, served: this.route.decision, router_bucket: this.router?.bucket ?? null, router_score: this.router?.score ?? null, cache: 'miss',
-      stream: this.stream, prompt_tokens: u?.prompt_tokens ?? 0, cached_tokens: u?.cached_tokens ?? 0,
+      stream: this.stream, prompt_tokens: u?.prompt_tokens ?? 0, cached_tokens: u?.cached_tokens ?? 0, cache_write_tokens: u?.cache_write_tokens ?? 0,
       completion_tokens: u?.completion_tokens ?? 0, usage_source: source, saved_tokens: this.savedTokens(u), savings_usd: this.savings(u),
       cost_usd: c?.cost_usd ?? 0, benchmark_usd: c?.benchmark_usd ?? 0, charge_usd: c?.charge_usd ?? 0, saved_usd: c?.saved_usd ?? 0,
       ttfb_ms: this.tFirstByte ? ms(this.t0, this.tFirstByte) : null, total_ms: ms(this.t0, tDone),

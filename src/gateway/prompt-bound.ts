@@ -19,30 +19,35 @@ export interface PromptExtras {
 
 const NONE: PromptExtras = { images: 0, unsized: false };
 
-function scanParts(content: unknown, into: { images: number; unsized: boolean }): void {
-  if (!Array.isArray(content)) return;
-  for (const part of content) {
-    if (!isRecord(part)) continue;
-    const type = part.type;
-    if (type === 'image_url' || type === 'input_image' || type === 'image') {
-      into.images++;
-      if (typeof part.file_id === 'string') into.unsized = true;
-    } else if (type === 'file' || type === 'input_file') {
-      const file = isRecord(part.file) ? part.file : part;
-      if (typeof file.file_id === 'string' || typeof file.file_url === 'string') into.unsized = true;
-    }
-  }
+function isImage(type: unknown): boolean {
+  return type === 'image_url' || type === 'input_image' || type === 'image';
 }
 
-/** The extras of a chat body (`messages`) or a Responses body (`input` items). Plain text requests return at once. */
+/**
+ * The extras of a chat body (`messages`) or a Responses body (`input`): image and file parts
+ * wherever they sit (a message's content, a tool result's output, nested lists). Walked with
+ * an explicit stack; a body is at most 64 levels deep (parseJson). Text-only messages are
+ * skipped at once.
+ */
 export function promptExtras(request: { messages?: unknown; input?: unknown }): PromptExtras {
   const list = Array.isArray(request.messages) && request.messages.length ? request.messages : Array.isArray(request.input) ? request.input : null;
   if (!list) return NONE;
-  let found: { images: number; unsized: boolean } | null = null;
-  for (const m of list) {
-    if (!isRecord(m) || !Array.isArray(m.content)) continue;
-    found ??= { images: 0, unsized: false };
-    scanParts(m.content, found);
+  let images = 0;
+  let unsized = false;
+  const stack: unknown[] = [];
+  for (const m of list) if (isRecord(m) && typeof m.content !== 'string') stack.push(m);
+  while (stack.length) {
+    const v = stack.pop();
+    if (Array.isArray(v)) { for (const x of v) if (typeof x === 'object' && x !== null) stack.push(x); continue; }
+    if (!isRecord(v)) continue;
+    if (isImage(v.type)) {
+      images++;
+      if (typeof v.file_id === 'string') unsized = true;
+    } else if (v.type === 'file' || v.type === 'input_file') {
+      const file = isRecord(v.file) ? v.file : v;
+      if (typeof file.file_id === 'string' || typeof file.file_url === 'string') unsized = true;
+    }
+    for (const k in v) { const x = v[k]; if (typeof x === 'object' && x !== null) stack.push(x); }
   }
-  return found && (found.images || found.unsized) ? found : NONE;
+  return images || unsized ? { images, unsized } : NONE;
 }

@@ -12,7 +12,7 @@ const EMPTY_CHOICES = Buffer.from('"choices":[]');
 const UsageSchema = z.object({
   prompt_tokens: z.number().int().nonnegative(),
   completion_tokens: z.number().int().nonnegative(),
-  prompt_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative().optional() }).nullish(),
+  prompt_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative().optional(), cache_write_tokens: z.number().int().nonnegative().optional() }).nullish(),
 });
 
 /** The Responses API's usage shape. */
@@ -27,7 +27,8 @@ export function readUsage(value: unknown): Usage | null {
   const parsed = UsageSchema.safeParse(value);
   if (parsed.success) {
     const u = parsed.data;
-    return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_tokens: u.prompt_tokens_details?.cached_tokens ?? 0 };
+    const written = u.prompt_tokens_details?.cache_write_tokens ?? 0;
+    return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_tokens: u.prompt_tokens_details?.cached_tokens ?? 0, ...(written ? { cache_write_tokens: written } : {}) };
   }
   const r = ResponsesUsageSchema.safeParse(value);
   if (!r.success) return null;
@@ -143,8 +144,10 @@ export class SseUsageTap {
   responseId: string | null = null;
   sawDone = false;
   /**
-   * `[DONE]` arrived before any usage: it (and anything after it) is held back here, so the
-   * gateway can count the answer and write its figures before the stream ends.
+   * The stream's terminal event (`[DONE]`, or a Responses stream's response.completed) and
+   * whatever follows it, held back (with `holdTerminal`): a client that has it considers the
+   * answer complete, so it goes out only once the request's row is committed (and, when no
+   * usage came, after the answer was counted, so the closing figures carry the count).
    */
   held: Buffer | null = null;
   private tail: Buffer | null = null;
@@ -153,7 +156,7 @@ export class SseUsageTap {
     private readonly forwardUsageEvent: boolean,
     private readonly write: (chunk: Buffer) => boolean,
     private readonly beforeDone: () => Buffer,
-    private readonly holdDoneWithoutUsage = false,
+    private readonly holdTerminal = false,
   ) {}
 
   /** Feeds upstream bytes; returns false when the client side is applying backpressure. */
@@ -168,7 +171,7 @@ export class SseUsageTap {
       if (isDone(buf, pos, end)) {
         if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos));
         this.sawDone = true;
-        if (this.usage === null && this.holdDoneWithoutUsage) {
+        if (this.holdTerminal) {
           this.held = Buffer.from(buf.subarray(pos));
           return ok;
         }
@@ -178,7 +181,11 @@ export class SseUsageTap {
       }
       const event = buf.subarray(pos, end);
       if (!hasUsageObject(event)) continue;
-      this.takeUsage(event);
+      if (this.takeUsage(event) && this.holdTerminal) {
+        if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
+        this.held = Buffer.from(buf.subarray(pos));
+        return ok;
+      }
       if (!this.forwardUsageEvent && event.indexOf(EMPTY_CHOICES) !== -1) {
         if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
         flushFrom = end;
@@ -197,16 +204,18 @@ export class SseUsageTap {
     return t;
   }
 
-  private takeUsage(event: Buffer): void {
+  /** Reads the usage an event carries; true when it is a Responses stream's terminal event. */
+  private takeUsage(event: Buffer): boolean {
     const text = event.toString('utf8');
     const data = text.slice(text.indexOf('data:') + 5).trim();
     try {
       // chat chunks carry usage at the top; the Responses API's response.completed inside `response`
-      const parsed = JSON.parse(data) as { usage?: unknown; response?: { usage?: unknown; id?: unknown } };
+      const parsed = JSON.parse(data) as { type?: unknown; usage?: unknown; response?: { usage?: unknown; id?: unknown } };
       this.usage = readUsage(parsed.usage ?? parsed.response?.usage) ?? this.usage;
       if (typeof parsed.response?.id === 'string') this.responseId = parsed.response.id;
+      return parsed.type === 'response.completed' || parsed.type === 'response.incomplete' || parsed.type === 'response.failed';
     } catch {
-      // a malformed frame is the upstream's problem; it is forwarded, just not billed from
+      return false; // a malformed frame is the upstream's problem; it is forwarded, just not billed from
     }
   }
 }

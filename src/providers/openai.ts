@@ -175,7 +175,8 @@ export class OpenAIProvider implements Provider {
     if (call.api === 'responses') {
       // The Responses API reports usage by itself; only the model id or the pin field change the bytes.
       if (request.model === call.upstreamModel && !('provider' in request)) return call.body;
-      const { provider: _pin, ...rest } = request;
+      // (`messages` is the gateway's own empty placeholder on a Responses request; neither goes upstream)
+      const { provider: _pin, messages: _none, ...rest } = request;
       return JSON.stringify({ ...rest, model: call.upstreamModel });
     }
     const needsUsage = call.stream && request.stream_options?.include_usage !== true;

@@ -47,22 +47,25 @@ export function keyPart(s: string): string {
  * what a timer calls, so a large database is swept in slices.
  */
 export class ExpirySweep {
-  private from: Array<string | number> | undefined;
+  /** Where the next run starts: the last key the previous one read (itself skipped), whatever its type. */
+  private from: unknown = undefined;
 
   constructor(private readonly db: Database<unknown, Array<string | number>> | Database<unknown, string[]>) {}
 
   run(budget: number, now = Date.now()): number {
-    const db = this.db as Database<unknown, Array<string | number>>;
+    const db = this.db as unknown as Database<unknown, import('lmdb').Key>;
     let removed = 0;
-    let last: Array<string | number> | undefined;
+    let last: unknown = undefined;
     let seen = 0;
-    for (const { key, value } of db.getRange({ start: this.from, limit: budget })) {
+    const skip = this.from === undefined ? null : JSON.stringify(this.from);
+    for (const { key, value } of db.getRange(this.from === undefined ? { limit: budget } : { start: this.from as never, limit: budget })) {
       seen++;
       last = key;
+      if (skip !== null && seen === 1 && JSON.stringify(key) === skip) continue;
       const exp = (value as { exp?: unknown } | undefined)?.exp;
-      if (typeof exp !== 'number' || exp <= now) { void db.remove(key); removed++; }
+      if (typeof exp !== 'number' || exp <= now) { void db.remove(key as never); removed++; }
     }
-    this.from = seen < budget ? undefined : [...last!, '\uffff'];
+    this.from = seen < budget ? undefined : last;
     return removed;
   }
 }

@@ -39,7 +39,8 @@ export async function startFakeAnthropic(): Promise<FakeAnthropic> {
       const sawResult = Array.isArray(last.content) && last.content.some((b) => b.type === 'tool_result');
       const tool = Array.isArray(body.tools) && body.tools.length && !sawResult ? body.tools[0] as { name: string } : null;
       const words = sawResult ? ['It', ' is', ' sunny', '.'] : ANTHROPIC_WORDS;
-      const usage = { input_tokens: JSON.stringify([body.system ?? '', messages]).length >> 2, cache_read_input_tokens: 5, cache_creation_input_tokens: 0 };
+      // As Anthropic does when cache_control marks a prefix: a first request writes it (the `cache-writer` model), later ones read it.
+      const usage = { input_tokens: JSON.stringify([body.system ?? '', messages]).length >> 2, cache_read_input_tokens: 5, cache_creation_input_tokens: body.model === 'cache-writer' ? 100 : 0 };
       const content = tool ? [{ type: 'tool_use', id: 'toolu_fake1', name: tool.name, input: { location: 'Paris' } }] : [{ type: 'text', text: words.join('') }];
       const stop = tool ? 'tool_use' : 'end_turn';
       const output = tool ? 12 : words.length;

@@ -9,7 +9,7 @@ import { startGateway, tempDataDir } from '../helpers/gateway.js';
 const fake = await startFakeAnthropic();
 const model = (id: string) => ({ slug: `anthropic/${id}`, upstream_id: id, context_window: 200000, prices: { input: 3, cached_input: 0.3, output: 15 } });
 const gw = await startGateway({ ANTHROPIC_API_KEY: 'sk-ant-fake', ANTHROPIC_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(),
-  { models: ['claude-test', 'fail-400', 'fail-529'].map(model) });
+  { models: [...['claude-test', 'fail-400', 'fail-529'].map(model), { ...model('cache-writer'), prices: { input: 3, cached_input: 0.3, cache_write: 3.75, output: 15 } }] });
 t.teardown(async () => { await gw.stop(); await fake.close(); });
 const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
 const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'] } } }];
@@ -96,4 +96,15 @@ t.test('errors keep their meaning in OpenAI\'s envelope', async (t) => {
   const overloaded = await client.chat.completions.create({ model: 'anthropic/fail-529', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
   t.ok(overloaded instanceof OpenAI.APIError && overloaded.status === 503 && (overloaded.error as { code?: string }).code === 'upstream_unavailable',
     'an overloaded Anthropic (529) is a 503 upstream_unavailable once the retries are spent');
+});
+
+t.test('cache writes are billed at the cache-write price', async (t) => {
+  const { data, response } = await client.chat.completions.create({ model: 'anthropic/cache-writer', max_tokens: 20, messages: [{ role: 'system', content: 'A long, stable system prompt.' }, { role: 'user', content: 'Hi' }] }).withResponse();
+  const u = data.usage!;
+  const written = 100;
+  const read = u.prompt_tokens_details?.cached_tokens ?? 0;
+  const expected = ((u.prompt_tokens - read - written) * 3 + read * 0.3 + written * 3.75 + u.completion_tokens * 15) / 1e6;
+  t.ok(Math.abs(Number(response.headers.get('x-gateway-cost-usd')) - expected) < 1e-9, `cost ${response.headers.get('x-gateway-cost-usd')} = ${expected}: 100 written tokens at $3.75/M`);
+  const row = await (await fetch(`${gw.baseURL}/requests/${response.headers.get('x-request-id')}`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).json() as { cache_write_tokens: number };
+  t.equal(row.cache_write_tokens, written, 'the row says how many were written');
 });

@@ -102,8 +102,8 @@ t.test('stream usage request: spliced into the caller\'s bytes, or re-encoded wh
   // the bare upstream id needs no model swap: the rest of the caller's bytes go through as sent
   const original = `{ "model": "gpt-4.1-mini", "x_vendor": {"keep": [1, 2]}, "messages": ${JSON.stringify(messages)}, "stream": true }`;
   await post(original);
-  // (the output cap, which the savings engine adds when max_tokens is absent, is spliced the same way)
-  t.equal(fake.received.at(-1)!.raw, `{"stream_options":{"include_usage":true},"max_tokens":4096,${original.slice(1)}`);
+  // (the output cap, which the savings engine adds when max_tokens is absent, is spliced as the last member, so it wins over any the body names)
+  t.equal(fake.received.at(-1)!.raw, `{"stream_options":{"include_usage":true},${original.slice(1, -1)},"max_tokens":4096}`);
   for (const streamOptions of [null, {}]) {
     const raw = await post(JSON.stringify({ model: 'gpt-4.1-mini', messages, stream: true, stream_options: streamOptions }));
     t.same(fake.received.at(-1)!.body.stream_options, { include_usage: true }, `stream_options ${JSON.stringify(streamOptions)} amended`);

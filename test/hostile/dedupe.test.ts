@@ -80,3 +80,26 @@ t.test('a payer follower is billed at the route that answered, after failover', 
   t.equal(f.served, 'beta/drip-100');
   t.ok(Math.abs(f.charge_usd - atBeta) < 1e-9);
 });
+
+t.test('the leader\'s client left, then the upstream failed: every follower is told, and nothing stays held', async (t) => {
+  const a = await tenant(gw.masterKey, 5);
+  const b = await tenant(gw.masterKey, 5);
+  // Same workspace, two keys (the second one at a time).
+  const second = (await call('/admin/keys', gw.masterKey, { name: 'one-at-a-time', workspace: a.ws, limits: { max_concurrency: 1 } })).json;
+  void b;
+  const body = { model: 'openai/drip-200', stream: true, temperature: 0, messages: [{ role: 'user', content: 'cut after the leader left' }] };
+  const url = `${gw.baseURL}/chat/completions`;
+  fake.setFault('cut');
+  const leader = leaveAfter(url, a.key, body, 300);
+  await sleep(50);
+  const follower = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${second.key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const text = await follower.text(); // must end: with an error event
+  await leader;
+  fake.setFault('none');
+  t.match(text, /"error"/, 'the follower\'s stream ends with the error event');
+  t.notMatch(text, /\[DONE\]/, 'and no [DONE]');
+  await sleep(100);
+  t.equal((await call('/health', '')).json.in_flight, 0, 'nothing in flight');
+  t.equal((await call(`/admin/keys/${second.id}`, gw.masterKey)).json.state.in_flight, 0, 'the follower\'s slot is back');
+  t.equal((await call(`/admin/workspaces/${a.ws}`, gw.masterKey)).json.reserved_usd, 0, 'no credit held');
+});

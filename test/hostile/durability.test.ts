@@ -13,7 +13,7 @@ import { http } from '../helpers/http.js';
 const fake = await startFakeUpstream();
 t.teardown(() => fake.close());
 const env = { OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' };
-const config = { models: ['m', 'nousage', 'nousage-drip-15', 'seq-m', 'fail-500'].map(testModel) };
+const config = { models: ['m', 'nousage', 'nousage-drip-15', 'seq-m', 'fail-500', 'long-300'].map(testModel) };
 
 t.test('kill -9 the moment a response completes: its row is there, on every path', async (t) => {
   const dataDir = tempDataDir();
@@ -30,10 +30,23 @@ t.test('kill -9 the moment a response completes: its row is there, on every path
     ['404 refusal', (call, key) => call('/v1/chat/completions', key, { model: 'openai/nope', messages: user('x') })],
     ['400 refusal', (call, key) => call('/v1/chat/completions', key, '{"model":')],
     ['upstream failure', (call, key) => call('/v1/chat/completions', key, { model: 'openai/fail-500', messages: user('x') })],
+    // A client has the whole answer at [DONE] (or a Responses stream's response.completed), before the body's end.
+    ['stream read to [DONE]', (_call, key) => readUntil('/v1/chat/completions', key, { model: 'openai/long-300', stream: true, messages: user(`r ${Math.random()}`) }, 'data: [DONE]')],
+    ['Responses stream read to response.completed', (_call, key) => readUntil('/v1/responses', key, { model: 'openai/m', stream: true, input: `q ${Math.random()}` }, 'response.completed')],
   ];
   let key = '';
+  let base = '';
+  /** Reads a stream until `marker` arrives, and returns at once (the body need not have ended). */
+  const readUntil = async (path: string, k: string, body: object, marker: string) => {
+    const res = await fetch(`${base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const reader = res.body!.getReader();
+    let seen = '';
+    while (!seen.includes(marker)) { const { value, done } = await reader.read(); if (done) break; seen += new TextDecoder().decode(value); }
+    return { status: res.status, headers: res.headers };
+  };
   for (const [kind, run] of kinds) {
     const gw = await startGateway(env, dataDir, config);
+    base = gw.url;
     const { call, tenant } = http(gw);
     if (!key) {
       key = (await tenant(gw.masterKey, 10)).key;

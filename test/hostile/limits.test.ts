@@ -225,3 +225,29 @@ t.test('a refund of unused tpm never fills the bucket past its size', async (t) 
   const remaining = Number(b.headers.find(([k]) => k === 'x-ratelimit-remaining-tokens')?.[1]);
   t.ok(remaining <= 1000, `remaining ${remaining} ≤ the tpm of 1000`);
 });
+
+t.test('concurrent self-serve mints cannot pass the cap together', async (t) => {
+  const { request } = await import('node:http');
+  const root = await tenant(gw.masterKey, 1, undefined, ['inference', 'keys:write']);
+  const url = new URL(`${gw.url}/v1/api-keys`);
+  const mint = (i: number) => new Promise<number>((resolve) => {
+    const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent: false, // a connection each
+      headers: { authorization: `Bearer ${root.key}`, 'content-type': 'application/json' } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });
+    req.end(JSON.stringify({ name: `race${i}` }));
+  });
+  const statuses = await Promise.all(Array.from({ length: 40 }, (_, i) => mint(i)));
+  t.equal(statuses.filter((s) => s === 201).length, 11, 'the root key and 11 minted: the cap of 12 holds');
+  const listed = (await call('/v1/api-keys', root.key)).json.data as Json[];
+  t.equal(listed.filter((k) => k.revoked_at === null).length, 12);
+});
+
+t.test('a minted key cannot turn back on what its parent turned off', async (t) => {
+  const parent = await tenant(gw.masterKey, 1, { savings_off: ['exact_cache', 'dedupe'] }, ['inference', 'keys:write']);
+  const looserChild = await call('/v1/api-keys', parent.key, { name: 'c', limits: { savings_off: ['compression'] } });
+  t.equal(looserChild.status, 403);
+  t.equal(looserChild.json.error.param, 'limits.savings_off');
+  const child = await call('/v1/api-keys', parent.key, { name: 'c', limits: { savings_off: ['exact_cache', 'dedupe', 'compression'] } });
+  t.equal(child.status, 201, 'more off is fine');
+  const inherited = await call('/v1/api-keys', parent.key, { name: 'c', limits: {} });
+  t.same(inherited.json.limits.savings_off, ['exact_cache', 'dedupe']);
+});

@@ -100,3 +100,20 @@ t.test('stored records a start cannot use are quarantined, never fatal', async (
   gw = await startGateway(env, dataDir, config);
   t.equal((await api().call('/health', '')).status, 200, 'and the start after that is clean too');
 });
+
+t.test('the expiry sweep survives keys of any shape', async (t) => {
+  const { ExpirySweep } = await import('../../src/store/lmdb.js');
+  const dir = tempDataDir();
+  const root = open({ path: join(dir, 'sweep.mdb') });
+  const db = root.openDB({ name: 'responses', encoding: 'msgpack' });
+  for (let i = 0; i < 30; i++) await db.put(i as never, { exp: 0 });
+  for (let i = 0; i < 30; i++) await db.put(['ws', `r${i}`] as never, { exp: i % 2 ? Date.now() + 60_000 : 0 });
+  await db.put('plain' as never, { no: 'exp' });
+  const sweep = new ExpirySweep(db as never);
+  let removed = 0;
+  for (let i = 0; i < 10; i++) removed += sweep.run(7); // small budgets: resumes across key types
+  await root.committed;
+  t.equal(removed, 46, 'numeric, array and string keys swept, the unexpired kept');
+  t.equal([...db.getRange()].length, 15);
+  await root.close();
+});

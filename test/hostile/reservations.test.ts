@@ -10,7 +10,10 @@ import { http, type Json } from '../helpers/http.js';
 
 const fake = await startFakeUpstream();
 const obey = { ...testModel('obey'), prices: { input: 10, output: 2 } }; // no max_output_tokens in its catalog entry
-const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(), { models: [obey, testModel('m')] });
+const capped = { ...testModel('fail-500'), max_output_tokens: 16, prices: { input: 1, output: 1 } };
+const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(), {
+  models: [obey, capped, testModel('m')], aliases: { pair: { models: ['openai/fail-500', 'openai/obey'] } },
+});
 t.teardown(async () => { await gw.stop(); await fake.close(); });
 const { call, tenant } = http(gw);
 const balance = async (ws: string) => (await call(`/admin/workspaces/${ws}`, gw.masterKey)).json as Json;
@@ -67,4 +70,50 @@ t.test('previous_response_id: only a workspace\'s own, and its conversation coun
   const sid = /"id":"(resp_fake\d+)"/.exec(streamed.text)?.[1];
   t.ok(sid, 'a streamed response has an id too');
   t.equal((await call('/v1/responses', a.key, { model: 'openai/m', input: 'more', previous_response_id: sid })).status, 200, 'and it can be continued');
+});
+
+t.test('a cap the body names twice or as null is no way around the reservation', async (t) => {
+  const { key, ws } = await tenant(gw.masterKey, 0.02, { budget_usd_day: 0.01, tpm: 10_000 });
+  // The bare upstream id: the body goes upstream as sent, with the gateway's cap added.
+  const r = await call('/v1/chat/completions', key, '{"model":"obey","messages":[{"role":"user","content":"hi"}],"max_tokens":null}', 'POST', { 'x-gateway-savings': 'off' });
+  t.equal(r.status, 200);
+  const sent = fake.received.at(-1)!;
+  t.equal(sent.body.max_tokens, 4096, 'the upstream\'s parse (last member wins) sees the cap the reservation assumed');
+  t.ok(r.json.usage.completion_tokens <= 4096);
+  const resp = await call('/v1/responses', key, '{"model":"obey","input":"hi","max_output_tokens":null}');
+  t.equal(resp.status, 200);
+  t.equal(fake.received.at(-1)!.body.max_output_tokens, 4096);
+  const b = (await call(`/admin/workspaces/${ws}`, gw.masterKey)).json;
+  t.ok(b.balance_usd >= 0, `balance $${b.balance_usd}`);
+  const fresh = await tenant(gw.masterKey, 0.02);
+  const mixed = await call('/v1/responses', fresh.key, { model: 'obey', input: 'hi', max_tokens: 1, max_output_tokens: 100_000 });
+  t.equal(mixed.status, 402, 'a Responses request is reserved for its max_output_tokens, whatever chat fields it carries');
+});
+
+t.test('an alias is reserved for its least capped member', async (t) => {
+  const { key, ws } = await tenant(gw.masterKey, 0.01);
+  // fail-500 (max output 16, cheaper) is tried first and fails; obey lists no max output.
+  const r = await call('/v1/chat/completions', key, { model: 'pair', messages: [{ role: 'user', content: 'hi' }] }, 'POST', { 'x-gateway-savings': 'off' });
+  t.equal(r.status, 200);
+  t.equal(r.headers.get('x-gateway-decision'), 'openai/obey', 'served by the member after failover');
+  const sent = fake.received.at(-1)!.body.max_tokens as number;
+  t.ok(sent > 0 && sent <= 4096, `which was sent a cap (${sent}: the default, within the first member's max output)`);
+  t.ok(r.json.usage.completion_tokens <= sent);
+  t.ok((await call(`/admin/workspaces/${ws}`, gw.masterKey)).json.balance_usd >= 0);
+});
+
+t.test('images anywhere in the input count, tool outputs included', async (t) => {
+  const { key } = await tenant(gw.masterKey, 0.02);
+  const images = Array.from({ length: 200 }, () => ({ type: 'input_image', image_url: 'https://e.x/i.png' }));
+  const r = await call('/v1/responses', key, { model: 'obey', max_output_tokens: 16, input: [
+    { type: 'function_call', call_id: 'c1', name: 'look', arguments: '{}' },
+    { type: 'function_call_output', call_id: 'c1', output: images },
+  ] });
+  t.equal(r.status, 402, '200 images in a tool output are reserved for');
+});
+
+t.test('the Responses passthrough sends no placeholder fields upstream', async (t) => {
+  const r = await call('/v1/responses', gw.masterKey, { model: 'openai/m', input: 'hi' });
+  t.equal(r.status, 200);
+  t.notOk('messages' in fake.received.at(-1)!.body, 'no "messages" in a re-encoded Responses body');
 });
