@@ -857,13 +857,9 @@ class ChatExchange implements ResponseSink {
     if (source === 'estimate') this.counted = usage;
     // The terminal event (held by the tap) and the figures go out once the row is committed:
     // a client that has them has the whole answer.
-    const finish = () => {
-      if (this.leaderGone) this.writeTail(); else this.ex.corked(this.writeTail);
-      this.ex.end();
-    };
     // A leader whose client left is settled already (handed over): the tail still goes to its followers, once their rows are.
-    if (this.settling) this.gw.deps.ledger.whenCommitted(finish);
-    else this.settle(200, null, usage, finish, source);
+    if (this.settling) this.gw.deps.ledger.whenCommitted(this.finishStream);
+    else this.settle(200, null, usage, this.finishStream, source);
     if (this.followers) for (const f of this.followers) f.end(usage, undefined, source);
     const sse = this.sse;
     this.sse = null;
@@ -872,12 +868,23 @@ class ChatExchange implements ResponseSink {
     }
   }
 
-  private readonly writeTail = (): void => {
+  /**
+   * The stream's last bytes: the figures and the held terminal event (or an unterminated
+   * tail), to every follower, and to the leader's client in the same write as the end of
+   * the response (one corked syscall). Bound once, not a closure per request.
+   */
+  private readonly finishStream = (): void => {
     const tap = this.tap!;
     const tail = tap.flushTail();
-    if (tap.sawDone) this.emit(GATEWAY_MARK); // the figures go before the held [DONE]
-    if (tail) this.emit(tail);
-    if (!tap.sawDone) this.emit(GATEWAY_MARK);
+    const own: Buffer[] = [];
+    const out = (chunk: Buffer) => {
+      if (this.followers) for (const f of this.followers) f.write(chunk === GATEWAY_MARK ? f.comment(this.finalUsage()) : chunk);
+      own.push(chunk === GATEWAY_MARK ? this.gatewayComment() : chunk);
+    };
+    if (tap.sawDone) out(GATEWAY_MARK); // the figures go before the held [DONE]
+    if (tail) out(tail);
+    if (!tap.sawDone) out(GATEWAY_MARK);
+    this.ex.end(own.length === 1 ? own[0]! : Buffer.concat(own));
   };
 
   /** Keeps a completed answer for the exact and semantic caches. */
