@@ -144,7 +144,7 @@ export class Ledger {
     const waiters = this.waiters;
     this.pending = [];
     this.waiters = [];
-    let commit: Promise<unknown> = this.lastCommit.catch(() => undefined);
+    let commit: Promise<unknown> = this.lastCommit;
     // All in this synchronous block: one transaction. What derives from the rows (listeners,
     // persisters) is guarded one by one: a fault there is logged and never keeps a row, a
     // balance or a waiting response from its commit.

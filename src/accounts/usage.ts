@@ -117,7 +117,7 @@ export class UsageRollups {
   /** Folds queued rows into the in-memory buckets. Rows that share workspace, key, model, provider and minute are summed first. */
   private fold(): void {
     if (this.pending.length === 0) return;
-    const groups = new Map<string, { row: LedgerRow; minute: number; totals: Totals; ids: string[] }>();
+    const groups = new Map<string, { row: LedgerRow; minute: number; outcome: string; totals: Totals; ids: string[] }>();
     const savings: Array<{ row: LedgerRow; minute: number; mechanism: string; tokens: number; nano: number }> = [];
     for (const row of this.pending) {
       const minute = Math.floor(row.ts / 60_000) * 60;
@@ -128,13 +128,14 @@ export class UsageRollups {
       for (const [mechanism, usd] of Object.entries(row.savings_usd)) {
         if (usd !== 0 && !(row.saved_tokens[mechanism]! > 0)) savings.push({ row, minute, mechanism, tokens: 0, nano: toNano(usd) });
       }
-      const id = `${row.workspace}\u0000${row.key_id}\u0000${row.requested_model}\u0000${row.served ?? ''}\u0000${row.cache}\u0000${outcomeOf(row)}\u0000${minute}`;
+      const outcome = outcomeOf(row);
+      const id = `${row.workspace}\u0000${row.key_id}\u0000${row.requested_model}\u0000${row.served ?? ''}\u0000${row.cache}\u0000${outcome}\u0000${minute}`;
       const t: Totals = [1, row.prompt_tokens, row.completion_tokens, toNano(row.cost_usd), toNano(row.charge_usd), toNano(row.benchmark_usd), toNano(row.saved_usd)];
       const group = groups.get(id);
-      if (group) { add(group.totals, t); group.ids.push(row.id); } else groups.set(id, { row, minute, totals: t, ids: [row.id] });
+      if (group) { add(group.totals, t); group.ids.push(row.id); } else groups.set(id, { row, minute, outcome, totals: t, ids: [row.id] });
     }
     this.pending = [];
-    for (const { row, minute, totals: t, ids } of groups.values()) {
+    for (const { row, minute, outcome, totals: t, ids } of groups.values()) {
       try {
         // Every string that reaches a bucket's key is bounded (keyPart): a key LMDB refuses would throw inside a write batch.
         const provider = keyPart(row.served ? row.served.slice(0, row.served.indexOf('/')) : '');
@@ -149,7 +150,7 @@ export class UsageRollups {
             add(this.bucket([scope, g, start, 'model', model]), t);
             if (row.served) add(this.bucket([scope, g, start, 'provider', provider]), t);
             if (row.cache !== 'none') add(this.bucket([scope, g, start, 'cache', row.cache]), t);
-            add(this.bucket([scope, g, start, 'outcome', outcomeOf(row)]), t);
+            add(this.bucket([scope, g, start, 'outcome', outcome]), t);
             if (scope === ALL_WORKSPACES) add(this.bucket([scope, g, start, 'workspace', ws]), t);
           }
         }

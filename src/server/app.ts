@@ -58,7 +58,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
 
   const handlers = makeHandlers(deps, state);
   const refuseChat = (ex: Exchange, key: KeyRecord, t0: number, err: unknown) => deps.chat.reject(ex, key, t0, err);
-  const { withBody, noBody } = handlers;
+  const { noBody } = handlers;
 
   app.get('/health', noBody(null, (ex) => ex.sendJson(200, {
     status: state.draining ? 'draining' : 'ok', uptime_s: Math.round((Date.now() - started) / 1000),
