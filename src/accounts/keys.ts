@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import type { Store } from '../store/lmdb.js';
-import { MECHANISMS } from '../savings/mechanisms.js';
+import { MECHANISMS } from '../wire/savings.js';
 import { childLimits } from './key-limits.js';
 
 export const Scope = z.enum(['inference', 'usage:read', 'keys:write', 'admin']);

@@ -170,6 +170,35 @@ export class Ledger {
     );
   };
 
+  // ---- reading (committed rows; each validated: a stored record is a boundary) ----------
+
+  /** One row by id; null when there is none, or it does not read as a row. */
+  row(id: string): LedgerRow | null {
+    const parsed = LedgerRowSchema.safeParse(this.store.ledger.get(id));
+    return parsed.success ? parsed.data : null;
+  }
+
+  /** True when a row with this id exists (read or not). */
+  has(id: string): boolean {
+    return this.store.ledger.get(id) !== undefined;
+  }
+
+  /** A workspace's credit rows (top-ups, refunds), newest first. */
+  *credits(workspace: string, limit: number): Generator<LedgerRow> {
+    for (const { key } of this.store.credits.getRange({ start: [workspace, '~'], end: [workspace, ''], reverse: true, limit })) {
+      const row = this.row((key as string[])[1]!);
+      if (row) yield row;
+    }
+  }
+
+  /**
+   * A workspace's request ids from `upper` down to `lower` (request ids sort by time),
+   * newest first; the caller reads the rows it wants (`row`), and may stop at any point.
+   */
+  *requestIds(workspace: string, upper: string, lower: string): Generator<string> {
+    for (const { key } of this.store.requests.getRange({ start: [workspace, upper], end: [workspace, lower], reverse: true })) yield (key as string[])[1]!;
+  }
+
   /** Writes whatever is queued, and all derived state however recent, and waits until it is committed. */
   async flush(): Promise<void> {
     this.forcing = true;

@@ -1,15 +1,8 @@
 // Dollar figures for one request, from catalog list prices (USD per 1M tokens).
 import type { Prices } from '../config/schema.js';
+import type { Usage } from '../wire/usage.js';
 
-export interface Usage {
-  /** All prompt tokens billed, those read from and written to a provider cache included. */
-  prompt_tokens: number;
-  completion_tokens: number;
-  /** Prompt tokens read from the provider's cache (billed at `cached_input`). */
-  cached_tokens: number;
-  /** Prompt tokens written to the provider's cache (Anthropic: billed at `cache_write`). */
-  cache_write_tokens?: number;
-}
+export type { Usage };
 
 export interface Costs {
   cost_usd: number;

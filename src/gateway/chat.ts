@@ -15,16 +15,18 @@ import type { ChatCall, ChatRequest, ResponseSink, UpstreamHandle } from '../pro
 import type { Catalog, ModelRoutes, Route, RoutePolicy } from '../router/catalog.js';
 import type { Config, ModelEntry, Prices } from '../config/schema.js';
 import type { RouteHealth } from '../router/health.js';
-import type { Exchange, HeaderList } from '../server/exchange.js';
+import type { Client as Exchange, HeaderList } from '../wire/http.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { ResponsesRequestSchema } from './responses.js';
-import { ChatRequestSchema, parseBody, parseJson } from './schemas.js';
-import { SseUsageTap, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from './sse-usage.js';
+import { ChatRequestSchema } from '../wire/chat.js';
+import { parseBody, parseJson } from '../wire/body.js';
+import { SseUsageTap, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
 import { figureHeaders, fmtUsd, ms } from './fmt.js';
 import { Served, type CacheKind } from './served.js';
 import type { ResponseCache } from '../savings/cache.js';
 import { isDeterministic, prefixHash, requestHash, splitLastTurn } from '../savings/canonical.js';
-import { CACHES, M, NO_SWITCHES, maskOf, type RequestSwitches, type SavedTokens } from '../savings/mechanisms.js';
+import { CACHES, M, NO_SWITCHES, maskOf, type RequestSwitches } from '../savings/mechanisms.js';
+import type { SavedTokens } from '../wire/savings.js';
 
 type SavingsConfig = Config['savings'];
 

@@ -1,7 +1,7 @@
 // Figures as responses carry them: dollar amounts for the x-btl-* headers, milliseconds,
 // and the per-response figure headers.
 import type { Costs } from '../accounts/pricing.js';
-import type { HeaderList } from '../server/exchange.js';
+import type { HeaderList } from '../wire/http.js';
 
 /** Plain decimal rounded to 1e-9 (never `1e-7`): what the x-btl-* headers carry. */
 export function fmtUsd(usd: number): string {

@@ -4,25 +4,13 @@
 // object, or Responses stream events, on the way out: the bridge is an Exchange whose
 // writes translate; the gateway's figures stay in the headers, the `gateway` object and
 // the final SSE comment.
-import type { HttpResponse } from 'uWebSockets.js';
-import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import { isRecord, text, type Json } from '../json.js';
-import { Exchange, type HeaderList } from '../server/exchange.js';
-import { ModelName, parseBody, parseJson } from './schemas.js';
+import type { Client, HeaderList } from '../wire/http.js';
+import { dataOf } from '../wire/sse.js';
+import { parseBody, parseJson } from '../wire/body.js';
+import { ResponsesRequestSchema, type ResponsesRequest } from '../wire/responses.js';
 
-
-const InputItem = z.looseObject({ type: z.string().optional(), role: z.string().optional() });
-export const ResponsesRequestSchema = z.looseObject({
-  model: ModelName,
-  input: z.union([z.string().min(1), z.array(InputItem).min(1)]),
-  instructions: z.string().nullish(),
-  max_output_tokens: z.number().int().positive().nullish(),
-  stream: z.boolean().nullish(),
-  temperature: z.number().min(0).max(2).nullish(),
-  top_p: z.number().min(0).max(1).nullish(),
-  tools: z.array(z.looseObject({ type: z.string() })).nullish(),
-});
 
 function contentOf(content: unknown): unknown {
   if (typeof content === 'string') return content;
@@ -34,7 +22,7 @@ function contentOf(content: unknown): unknown {
   });
 }
 
-export type ResponsesRequest = z.infer<typeof ResponsesRequestSchema>;
+export { ResponsesRequestSchema };
 
 export function readResponsesRequest(raw: Buffer): ResponsesRequest {
   return parseBody(ResponsesRequestSchema, parseJson(raw));
@@ -74,8 +62,13 @@ function usageOf(u: unknown) {
     output_tokens: output, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: input + output };
 }
 
-/** An Exchange that turns the chat path's answer into the Responses API's. */
-export class ResponsesBridge extends Exchange {
+/**
+ * A translator around the client: the chat path answers into it as into any client, and
+ * it turns a chat.completion into a Response object and chat chunks into Responses
+ * stream events on their way out. Passthrough (a route that speaks the Responses API
+ * itself) hands the bytes on untouched.
+ */
+export class ResponsesBridge implements Client {
   private readonly created = Math.floor(Date.now() / 1000);
   private readonly id: string;
   private readonly msgId: string;
@@ -85,30 +78,34 @@ export class ResponsesBridge extends Exchange {
   private seq = 0;
   private buffer = '';
 
-  /** Set once the request is read. */
-  model = '';
   /** True when the route speaks the Responses API itself: bytes pass through untranslated. */
   passthrough = false;
 
-  constructor(res: HttpResponse, requestId: string) {
-    super(res, requestId);
-    this.endpoint = 'responses';
-    this.id = `resp_${requestId.slice(4)}`;
-    this.msgId = `msg_${requestId.slice(4)}`;
+  constructor(private readonly inner: Client, private readonly model: string) {
+    this.id = `resp_${inner.requestId.slice(4)}`;
+    this.msgId = `msg_${inner.requestId.slice(4)}`;
   }
+
+  get requestId(): string { return this.inner.requestId; }
+  get endpoint(): string { return this.inner.endpoint; }
+  get aborted(): boolean { return this.inner.aborted; }
+  onAbort(listener: () => void): void { this.inner.onAbort(listener); }
+  sendError(error: unknown, headers?: HeaderList | null): void { this.inner.sendError(error, headers); }
+  startStream(status: number, contentType: string, headers: HeaderList, onWritable: () => void): void { this.inner.startStream(status, contentType, headers, onWritable); }
+  corked(fn: () => void): void { this.inner.corked(fn); }
 
   private responseObject(status: string, output: Json[], usage: unknown, extra: Json = {}): Json {
     return { id: this.id, object: 'response', created_at: this.created, status, model: this.model, output,
       parallel_tool_calls: true, tool_choice: 'auto', tools: [], usage: usage === null ? null : usageOf(usage), ...extra };
   }
 
-  override send(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null): void {
-    if (status !== 200 || this.passthrough) { super.send(status, contentType, body, headers); return; }
+  send(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null): void {
+    if (status !== 200 || this.passthrough) { this.inner.send(status, contentType, body, headers); return; }
     let chat: Json;
     try {
       chat = JSON.parse(Buffer.from(body).toString('utf8')) as Json;
     } catch {
-      super.send(502, 'application/json', JSON.stringify(new GatewayError(Errors.upstreamError, 'The upstream answer could not be bridged.').toJSON()), headers);
+      this.inner.send(502, 'application/json', JSON.stringify(new GatewayError(Errors.upstreamError, 'The upstream answer could not be bridged.').toJSON()), headers);
       return;
     }
     const choice = Array.isArray(chat.choices) && isRecord(chat.choices[0]) ? chat.choices[0] : {};
@@ -122,7 +119,7 @@ export class ResponsesBridge extends Exchange {
       output.push({ type: 'function_call', id: `fc_${text(call.id)}`, call_id: call.id, name: call.function.name, arguments: call.function.arguments, status: 'completed' });
     }
     const response = this.responseObject('completed', output, chat.usage, { gateway: chat.gateway });
-    super.send(200, 'application/json', JSON.stringify(response), headers);
+    this.inner.send(200, 'application/json', JSON.stringify(response), headers);
   }
 
   private event(type: string, data: Json): string {
@@ -130,31 +127,31 @@ export class ResponsesBridge extends Exchange {
   }
 
   /** Chat SSE frames in, Responses events out (frames may arrive split). */
-  override write(chunk: Uint8Array): boolean {
-    if (this.passthrough) return super.write(chunk);
+  write(chunk: Uint8Array): boolean {
+    if (this.passthrough) return this.inner.write(chunk);
     this.buffer += Buffer.from(chunk).toString('utf8');
     const frames = this.buffer.split('\n\n');
     this.buffer = frames.pop() ?? '';
     let out = '';
     for (const frame of frames) out += this.translate(frame);
-    return out ? super.write(Buffer.from(out)) : true;
+    return out ? this.inner.write(Buffer.from(out)) : true;
   }
 
-  override end(chunk?: Uint8Array): void {
-    if (this.passthrough) { super.end(chunk); return; }
+  end(chunk?: Uint8Array): void {
+    if (this.passthrough) { this.inner.end(chunk); return; }
     let out = '';
     if (chunk) {
       this.buffer += Buffer.from(chunk).toString('utf8');
       for (const frame of this.buffer.split('\n\n')) out += this.translate(frame);
       this.buffer = '';
     }
-    super.end(out ? Buffer.from(out) : undefined);
+    this.inner.end(out ? Buffer.from(out) : undefined);
   }
 
   private translate(frame: string): string {
     if (frame.startsWith(':')) return `${frame}\n\n`; // the gateway's figures comment
-    if (!frame.startsWith('data:')) return '';
-    const data = frame.slice(5).trim();
+    const data = dataOf(frame);
+    if (data === null) return '';
     let out = '';
     if (!this.started) {
       this.started = true;

@@ -10,16 +10,11 @@ import { Errors, GatewayError } from '../errors.js';
 import { MAX_JSON_DEPTH, isRecord, nestsDeeper, text as asText, type Json } from '../json.js';
 import { Relay, openPool, type OpenAIProviderOptions } from './openai.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
+import { chatCap, contentText } from '../wire/chat.js';
+import { dataOf } from '../wire/sse.js';
 
 const API_VERSION = '2023-06-01';
 
-
-/** Text of an OpenAI content value (string or parts). */
-function textOf(content: unknown): string {
-  if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) return '';
-  return content.map((p) => (isRecord(p) && typeof p.text === 'string' ? p.text : '')).join('');
-}
 
 function imageBlock(part: Json): Json | null {
   const url = isRecord(part.image_url) ? part.image_url.url : part.image_url;
@@ -64,14 +59,14 @@ export function toMessagesRequest(request: ChatRequest, model: string, maxTokens
   };
   for (const m of request.messages) {
     const role = m.role;
-    if (role === 'system' || role === 'developer') { system.push(textOf(m.content)); continue; }
+    if (role === 'system' || role === 'developer') { system.push(contentText(m.content)); continue; }
     if (role === 'tool') {
-      push('user', [{ type: 'tool_result', tool_use_id: asText(m.tool_call_id), content: textOf(m.content) }]);
+      push('user', [{ type: 'tool_result', tool_use_id: asText(m.tool_call_id), content: contentText(m.content) }]);
       continue;
     }
     if (role === 'assistant') {
       const blocks: Json[] = [];
-      const text = textOf(m.content);
+      const text = contentText(m.content);
       if (text) blocks.push({ type: 'text', text });
       for (const call of Array.isArray(m.tool_calls) ? m.tool_calls : []) {
         if (!isRecord(call) || !isRecord(call.function)) continue;
@@ -230,11 +225,11 @@ class Translator implements ResponseSink {
 
   /** One SSE event of the Messages stream → zero or more OpenAI chunk frames. */
   private event(raw: string): string {
-    const dataLine = raw.split('\n').find((l) => l.startsWith('data:'));
-    if (!dataLine) return '';
+    const data = dataOf(raw);
+    if (data === null) return '';
     let e: Json;
     try {
-      const parsed = JSON.parse(dataLine.slice(5).trim()) as unknown;
+      const parsed = JSON.parse(data) as unknown;
       if (!isRecord(parsed)) return '';
       e = parsed;
     } catch {
@@ -301,7 +296,7 @@ export class AnthropicProvider implements Provider {
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     const { request } = call;
-    const maxTokens = request.max_completion_tokens ?? request.max_tokens ?? this.opts.defaultMaxTokens;
+    const maxTokens = chatCap(request) ?? this.opts.defaultMaxTokens;
     const translator = new Translator(sink, call.upstreamModel);
     const relay = new Relay(translator);
     let body: string;

@@ -3,17 +3,9 @@
 // or SSE chunks) through the sink's callbacks, undici-handler style, with backpressure.
 import type { EncodingName } from '../../native/tokenizer.js';
 import type { GatewayError } from '../errors.js';
+import type { ChatRequest } from '../wire/chat.js';
 
-/** The chat-completions body after validation: known fields typed, the rest carried along. */
-export interface ChatRequest {
-  model: string;
-  messages: Array<Record<string, unknown>>;
-  stream?: boolean | undefined;
-  stream_options?: { include_usage?: boolean | undefined } & Record<string, unknown> | undefined;
-  max_tokens?: number | undefined;
-  max_completion_tokens?: number | undefined;
-  [field: string]: unknown;
-}
+export type { ChatRequest };
 
 export interface ChatCall {
   upstreamModel: string;

@@ -3,8 +3,14 @@
 // a steady token rate, OpenAI's exact chunk format, and usage with prompt tokens counted
 // by the real tokenizer in the worker pool.
 import { createHash } from 'node:crypto';
-import type { WorkerPool } from '../workers/pool.js';
+import type { EncodingName } from '../../native/tokenizer.js';
+
+/** Counts a prompt's tokens (the gateway's worker pool, injected: providers do not reach up into workers). */
+export interface PromptCounter {
+  countPrompt(encoding: EncodingName, body: Buffer): Promise<number>;
+}
 import type { ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
+import { chatCap } from '../wire/chat.js';
 
 export interface SimOptions {
   ttftMs: number;
@@ -142,10 +148,10 @@ export class SimProvider implements Provider {
    */
   private readonly prefixes = new Map<string, number>();
 
-  constructor(private readonly pool: WorkerPool, private readonly opts: SimOptions) {}
+  constructor(private readonly pool: PromptCounter, private readonly opts: SimOptions) {}
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
-    const max = call.request.max_completion_tokens ?? call.request.max_tokens ?? this.opts.defaultMaxTokens;
+    const max = chatCap(call.request) ?? this.opts.defaultMaxTokens;
     const sim = new SimCall({ ...call, request: { ...call.request, stream_options: { include_usage: true } } }, sink, simAnswer(call, max), this.opts);
     const key = call.promptCacheKey;
     sim.start(this.pool.countPrompt(call.encoding, call.body), (tokens) => {

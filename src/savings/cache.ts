@@ -2,7 +2,7 @@
 // gateway, always scoped by workspace). Reads are memory-mapped gets; writes are lmdb's
 // batched async puts. Every stored record is validated when read back.
 import { z } from 'zod';
-import type { Usage } from '../accounts/pricing.js';
+import { UsageSchema, type Usage } from '../wire/usage.js';
 import { ExpirySweep, type Store } from '../store/lmdb.js';
 import { sameQuestion, signature, type Signature } from './guard.js';
 
@@ -14,7 +14,6 @@ export interface CachedAnswer {
   usage: Usage;
 }
 
-const UsageSchema = z.object({ prompt_tokens: z.number().int().nonnegative(), completion_tokens: z.number().int().nonnegative(), cached_tokens: z.number().int().nonnegative() });
 const ExactSchema = z.object({ exp: z.number(), decision: z.string(), body: z.string(), usage: UsageSchema });
 const SemanticSchema = ExactSchema.extend({ text: z.string(), vec: z.instanceof(Uint8Array) });
 

@@ -2,7 +2,7 @@
 // not matter; fields that only change delivery (stream, stream_options, user, metadata, …)
 // are left out, so a streamed and a non-streamed ask of the same question share an entry.
 import { createHash } from 'node:crypto';
-import type { ChatRequest } from '../providers/provider.js';
+import type { ChatRequest } from '../wire/chat.js';
 import { text as asText } from '../json.js';
 
 /** Fields that do not change what the model answers. */

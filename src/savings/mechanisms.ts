@@ -1,7 +1,6 @@
 // The savings engine's mechanisms, as bits: a request carries one number saying which are
 // on for it (config, minus the key's `savings_off`, minus the request's headers).
-export const MECHANISMS = ['output_cap', 'exact_cache', 'dedupe', 'semantic_cache', 'prompt_cache', 'compression', 'chunk_dedupe'] as const;
-export type Mechanism = (typeof MECHANISMS)[number];
+import { MECHANISMS, type Mechanism } from '../wire/savings.js';
 
 export const M = {
   output_cap: 1, exact_cache: 2, dedupe: 4, semantic_cache: 8, prompt_cache: 16, compression: 32, chunk_dedupe: 64,
@@ -11,8 +10,6 @@ export const ALL = 127;
 /** What `x-gateway-cache: off` turns off. */
 export const CACHES = M.exact_cache | M.dedupe | M.semantic_cache;
 
-/** Tokens each mechanism kept from the upstream bill on one request (absent = none). */
-export type SavedTokens = Partial<Record<Mechanism, number>>;
 
 /** Bits from a `savings_off` list. */
 export function maskOf(names: readonly string[] | undefined): number {

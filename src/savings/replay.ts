@@ -2,26 +2,24 @@
 // assembled into that form (in the worker pool); a hit for a streaming caller is replayed
 // as chat.completion.chunk events, so the SDK sees an ordinary stream.
 import { isRecord } from '../json.js';
+import { eachData } from '../wire/sse.js';
 
 interface ToolCallAcc { id?: string; type?: string; name: string; arguments: string }
 interface ChoiceAcc { role: string; content: string | null; refusal: string | null; toolCalls: ToolCallAcc[]; finish: string | null }
 
 /** A chat.completion from the SSE events of a chat.completion.chunk stream; null when it is not one. */
 export function assembleStream(sse: string): string | null {
-  let head: Record<string, unknown> | null = null;
+  let head = null as Record<string, unknown> | null; // (assigned in the callback; TS would narrow it to null)
   let usage: unknown = null;
   const choices: ChoiceAcc[] = [];
-  for (const line of sse.split('\n')) {
-    if (!line.startsWith('data:')) continue;
-    const data = line.slice(5).trim();
-    if (data === '[DONE]') break;
+  let broken = false;
+  eachData(sse, (data) => {
     let chunk: unknown;
-    try { chunk = JSON.parse(data); } catch { return null; }
-    if (!isRecord(chunk)) return null;
-    if (chunk.error !== undefined) return null;
+    try { chunk = JSON.parse(data); } catch { broken = true; return false; }
+    if (!isRecord(chunk) || chunk.error !== undefined) { broken = true; return false; }
     head ??= chunk;
     if (isRecord(chunk.usage)) usage = chunk.usage;
-    if (!Array.isArray(chunk.choices)) continue;
+    if (!Array.isArray(chunk.choices)) return true;
     for (const c of chunk.choices) {
       if (!isRecord(c) || typeof c.index !== 'number') continue;
       const acc = choices[c.index] ??= { role: 'assistant', content: null, refusal: null, toolCalls: [], finish: null };
@@ -42,8 +40,9 @@ export function assembleStream(sse: string): string | null {
       }
       if (typeof c.finish_reason === 'string') acc.finish = c.finish_reason;
     }
-  }
-  if (!head || !choices.length || choices.some((c) => !c || !c.finish)) return null;
+    return true;
+  });
+  if (broken || !head || !choices.length || choices.some((c) => !c || !c.finish)) return null;
   return JSON.stringify({
     id: head.id, object: 'chat.completion', created: head.created, model: head.model,
     ...(head.system_fingerprint !== undefined ? { system_fingerprint: head.system_fingerprint } : {}),

@@ -2,11 +2,11 @@
 // own workspace, never with more scopes than the caller has) and self-registration.
 import type { TemplatedApp } from 'uWebSockets.js';
 import { REGISTERED_LIMITS, viewOf, type KeyRecord, type KeyRing, type Scope } from '../accounts/keys.js';
-import { LedgerRowSchema, type Ledger, type RequestIds } from '../accounts/ledger.js';
+import { type Ledger, type RequestIds } from '../accounts/ledger.js';
 import { fromNano, workspaceView, type Workspaces } from '../accounts/workspaces.js';
-import type { Store } from '../store/lmdb.js';
 import { Errors, GatewayError } from '../errors.js';
-import { RegisterSchema, SelfMintKeySchema, checkId, parseBody, parseJsonOrEmpty } from '../gateway/schemas.js';
+import { RegisterSchema, SelfMintKeySchema, checkId } from './schemas.js';
+import { parseBody, parseJsonOrEmpty } from '../wire/body.js';
 import { topUp } from './admin.js';
 import type { Handlers } from './handlers.js';
 import { AddressThrottle } from '../accounts/registration.js';
@@ -19,7 +19,6 @@ export interface AccountDeps {
   registration: { enabled: boolean; starterCredits: number; perAddressPerHour: number };
   /** Self-serve minting stops at this many live keys in a workspace. */
   maxKeysPerWorkspace: number;
-  store: Store;
 }
 
 /**
@@ -48,9 +47,8 @@ export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDe
     const ws = deps.workspaces.get(caller!.workspace);
     if (!ws) throw new GatewayError(Errors.notFound, `Workspace ${caller!.workspace} no longer exists.`);
     const credits = [];
-    for (const { key } of deps.store.credits.getRange({ start: [ws.id, '~'], end: [ws.id, ''], reverse: true, limit: 100 })) {
-      const row = LedgerRowSchema.safeParse(deps.store.ledger.get((key as string[])[1]!));
-      if (row.success) credits.push({ id: row.data.id, kind: row.data.kind, amount_usd: fromNano(row.data.delta_nano), balance_after_usd: row.data.balance_nano === null ? null : fromNano(row.data.balance_nano), note: row.data.note, created_at: new Date(row.data.ts).toISOString() });
+    for (const row of deps.ledger.credits(ws.id, 100)) {
+      credits.push({ id: row.id, kind: row.kind, amount_usd: fromNano(row.delta_nano), balance_after_usd: row.balance_nano === null ? null : fromNano(row.balance_nano), note: row.note, created_at: new Date(row.ts).toISOString() });
     }
     ex.sendJson(200, { ...workspaceView(ws, deps.workspaces.reservedNano(ws.id)), key: viewOf(caller!), credits });
   }));

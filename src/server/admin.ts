@@ -4,18 +4,17 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import { viewOf, type KeyRing } from '../accounts/keys.js';
 import type { Ledger, RequestIds } from '../accounts/ledger.js';
-import type { Store } from '../store/lmdb.js';
 import type { Catalog } from '../router/catalog.js';
 import { deploymentViews, type RouteHealth } from '../router/health.js';
 import { fromNano, toNano, workspaceView, type Workspace, type Workspaces } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
-import { CreateWorkspaceSchema, DeploymentToggleSchema, MintKeySchema, PatchKeySchema, RefundSchema, TopupSchema, checkId, parseBody, parseJsonOrEmpty } from '../gateway/schemas.js';
-import { LedgerRowSchema, ledgerRow, type LedgerRow } from '../accounts/ledger.js';
+import { CreateWorkspaceSchema, DeploymentToggleSchema, MintKeySchema, PatchKeySchema, RefundSchema, TopupSchema, checkId } from './schemas.js';
+import { parseBody, parseJsonOrEmpty } from '../wire/body.js';
+import { ledgerRow, type LedgerRow } from '../accounts/ledger.js';
 import type { Handlers } from './handlers.js';
 import type { Limits } from '../accounts/limits.js';
 
 export interface AdminDeps {
-  store: Store;
   limits: Limits;
   catalog: Catalog;
   health: RouteHealth;
@@ -66,13 +65,13 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   app.post('/admin/workspaces/:id/refunds', on.withBody('admin', (ex, key, body, _t0, [id]) => {
     const input = parseBody(RefundSchema, parseJsonOrEmpty(body));
     const ws = deps.workspaces.require(checkId(id ?? '', 'ws_'));
-    const original = LedgerRowSchema.safeParse(deps.store.ledger.get(input.request_id));
-    if (!original.success || original.data.workspace !== ws.id || original.data.kind !== 'request') {
+    const original = deps.ledger.row(input.request_id);
+    if (!original || original.workspace !== ws.id || original.kind !== 'request') {
       throw new GatewayError(Errors.notFound, `No request ${input.request_id} in workspace ${ws.id}.`, 'request_id');
     }
     const refundId = `ref_${input.request_id}`;
-    if (deps.store.ledger.get(refundId) !== undefined) throw new GatewayError(Errors.conflict, `Request ${input.request_id} was already refunded.`, 'request_id');
-    const charged = fromNano(-original.data.delta_nano);
+    if (deps.ledger.has(refundId)) throw new GatewayError(Errors.conflict, `Request ${input.request_id} was already refunded.`, 'request_id');
+    const charged = fromNano(-original.delta_nano);
     const amount = input.amount_usd ?? charged;
     if (amount <= 0 || amount > charged + 1e-12) {
       throw new GatewayError(Errors.invalidRequest, `A refund must be more than 0 and at most the request's charge of $${charged}.`, 'amount_usd');

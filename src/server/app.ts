@@ -19,7 +19,7 @@ import { deploymentViews } from '../router/health.js';
 import { NO_SWITCHES, readSwitches } from '../savings/mechanisms.js';
 import { ALL_WORKSPACES } from '../accounts/usage.js';
 import type { Metrics } from '../ops/metrics.js';
-import { openApiDocument, recordRoutes, type RecordedRoute } from '../ops/openapi.js';
+import { openApiDocument, recordRoutes, type RecordedRoute } from './openapi.js';
 import type { Asset } from '../ops/web.js';
 import { modelListBody, modelView } from './models.js';
 
@@ -78,9 +78,8 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   // Responses API: an OpenAI-kind route takes the caller's bytes as they are; other routes are
   // bridged onto the chat path. Routing, limits, credits, ledger and failover apply either way.
   app.post('/v1/responses', handlers.inference((ex, key, body, t0, _p, [pin]) => {
-    const bridge = ex as ResponsesBridge;
     const request = readResponsesRequest(body);
-    bridge.model = request.model;
+    const bridge = new ResponsesBridge(ex, request.model);
     const routes = deps.catalog.find(request.model)?.routes ?? [];
     const pinned = (typeof request.provider === 'string' ? request.provider : '') || pin;
     if (routes.some((r) => r.provider.kind === 'openai' && (!pinned || r.provider.name === pinned))) {
@@ -93,7 +92,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
       throw new GatewayError(Errors.invalidRequest, `'previous_response_id' is supported only on routes that speak the Responses API themselves (OpenAI-kind); '${request.model}' has none.`, 'previous_response_id');
     }
     deps.chat.handle(bridge, key, toChatBody(request), t0, pin ?? '');
-  }, refuseChat, ['x-gateway-provider'], (res, id) => new ResponsesBridge(res, id)));
+  }, refuseChat, ['x-gateway-provider'], 'responses'));
 
   app.get('/v1/providers', noBody(null, (ex) => {
     const byProvider = new Map<string, ReturnType<typeof deploymentViews>>();

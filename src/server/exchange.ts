@@ -2,6 +2,9 @@
 // async callbacks, streaming with backpressure, and the OpenAI error envelope.
 import type { HttpResponse } from 'uWebSockets.js';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
+import type { Client, HeaderList } from '../wire/http.js';
+
+export type { HeaderList };
 
 const STATUS_LINES: Record<number, string> = {
   200: '200 OK', 201: '201 Created', 204: '204 No Content', 400: '400 Bad Request', 401: '401 Unauthorized',
@@ -15,9 +18,7 @@ export function statusLine(status: number): string {
   return STATUS_LINES[status] ?? `${status} Status`;
 }
 
-export type HeaderList = ReadonlyArray<readonly [string, string]>;
-
-export class Exchange {
+export class Exchange implements Client {
   /** What the ledger calls the endpoint this exchange answers (the Responses bridge says `responses`). */
   endpoint = 'chat.completions';
   aborted = false;

@@ -10,19 +10,19 @@ import { Exchange } from './exchange.js';
 export type BodyHandler = (ex: Exchange, key: KeyRecord, body: Buffer, t0: number, params: string[], headers: string[]) => void;
 export type NoBodyHandler = (ex: Exchange, key: KeyRecord | null, params: string[], query: URLSearchParams) => void;
 type Route = (res: HttpResponse, req: HttpRequest) => void;
-type MakeExchange = (res: HttpResponse, id: string) => Exchange;
 /** How an inference route refuses once the key is known: a ledger row, then the error (ChatGateway.reject). */
 export type Refuse = (ex: Exchange, key: KeyRecord, t0: number, err: unknown) => void;
 
 export interface Handlers {
   /** `params`: how many route parameters the handler reads (reading them costs a native call each). */
-  withBody(scope: Scope, handler: BodyHandler, params?: number, headers?: readonly string[], exchange?: MakeExchange): Route;
+  withBody(scope: Scope, handler: BodyHandler, params?: number, headers?: readonly string[]): Route;
   /**
    * An inference route: like withBody with the `inference` scope, but every refusal after
    * the key is known (a missing scope, a body too large or unreadable, the handler's own
    * throw) goes through `refuse`, so it is a request with a row like any other.
    */
-  inference(handler: BodyHandler, refuse: Refuse, headers?: readonly string[], exchange?: MakeExchange): Route;
+  /** `endpoint`: what the ledger calls the route (`chat.completions`, `responses`). */
+  inference(handler: BodyHandler, refuse: Refuse, headers?: readonly string[], endpoint?: string): Route;
   noBody(scope: Scope | null, handler: NoBodyHandler): Route;
   /** A public route with a JSON body (no key); `client` is the caller's address (see clientAddress). */
   publicBody(handler: (ex: Exchange, body: Buffer, client: string) => void): Route;
@@ -49,9 +49,10 @@ export function clientAddress(peer: string, forwardedFor: string, trustProxyHops
 export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyBytes: number; trustProxyHops: number }, state: { draining: boolean }): Handlers {
   const shuttingDown = () => new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.');
   const plain: Refuse = (ex, _key, _t0, err) => ex.sendError(err);
-  const bodyRoute = (scope: Scope, handler: BodyHandler, params: number, headerNames: readonly string[], exchange: MakeExchange | undefined, refuse: Refuse): Route => (res, req) => {
+  const bodyRoute = (scope: Scope, handler: BodyHandler, params: number, headerNames: readonly string[], endpoint: string | undefined, refuse: Refuse): Route => (res, req) => {
     const t0 = performance.now();
-    const ex = exchange ? exchange(res, deps.ids.next()) : new Exchange(res, deps.ids.next());
+    const ex = new Exchange(res, deps.ids.next());
+    if (endpoint) ex.endpoint = endpoint;
     const authorization = req.getHeader('authorization');
     const length = req.getHeader('content-length');
     const values = params === 0 ? NO_PARAMS : Array.from({ length: params }, (_, i) => req.getParameter(i) ?? '');
@@ -80,8 +81,8 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
     });
   };
   return {
-    withBody: (scope, handler, params = 0, headerNames = NO_HEADERS, exchange) => bodyRoute(scope, handler, params, headerNames, exchange, plain),
-    inference: (handler, refuse, headerNames = NO_HEADERS, exchange) => bodyRoute('inference', handler, 0, headerNames, exchange, refuse),
+    withBody: (scope, handler, params = 0, headerNames = NO_HEADERS) => bodyRoute(scope, handler, params, headerNames, undefined, plain),
+    inference: (handler, refuse, headerNames = NO_HEADERS, endpoint) => bodyRoute('inference', handler, 0, headerNames, endpoint, refuse),
     publicBody: (handler) => (res, req) => {
       const ex = new Exchange(res, deps.ids.next());
       if (state.draining) { ex.sendError(shuttingDown()); return; }

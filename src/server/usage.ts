@@ -4,17 +4,17 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import { z } from 'zod';
 import type { KeyRecord } from '../accounts/keys.js';
-import { LedgerRowSchema, type LedgerRow } from '../accounts/ledger.js';
+import type { Ledger, LedgerRow } from '../accounts/ledger.js';
 import { ALL_WORKSPACES, GRANULARITY, UsageRollups, type Granularity } from '../accounts/usage.js';
 import { fromNano } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
-import { RequestId, checkId, parseBody } from '../gateway/schemas.js';
-import type { Store } from '../store/lmdb.js';
+import { RequestId, checkId } from './schemas.js';
+import { parseBody } from '../wire/body.js';
 import type { Handlers } from './handlers.js';
 
 export interface UsageDeps {
   usage: UsageRollups;
-  store: Store;
+  ledger: Ledger;
 }
 
 const DAY = 86400;
@@ -97,14 +97,12 @@ export function registerUsage(app: TemplatedApp, on: Handlers, deps: UsageDeps):
     let last: string | null = null;
     // Newest first; a page stops at `limit` matches or after 1,000 rows looked at (the cursor goes on from there):
     // each row read is a parse on the main thread (~20 µs), so a filter that matches nothing costs at most ~20 ms.
-    for (const { key: k } of deps.store.requests.getRange({ start: [ws, upper], end: [ws, lower], reverse: true })) {
-      const id = (k as string[])[1]!;
+    for (const id of deps.ledger.requestIds(ws, upper, lower)) {
       if (id === q.cursor) continue;
       last = id;
       if (++scanned > SCAN_LIMIT) break;
-      const parsed = LedgerRowSchema.safeParse(deps.store.ledger.get(id));
-      if (!parsed.success) continue;
-      const row = parsed.data;
+      const row = deps.ledger.row(id);
+      if (!row) continue;
       if ((q.key && row.key_id !== q.key) || (q.model && row.requested_model !== q.model && row.served !== q.model)
         || (q.status !== undefined && row.status !== q.status) || (q.cache && row.cache !== q.cache)) continue;
       data.push(requestView(row));
@@ -115,11 +113,11 @@ export function registerUsage(app: TemplatedApp, on: Handlers, deps: UsageDeps):
   }));
 
   app.get('/v1/requests/:id', on.noBody('usage:read', (ex, key, [id]) => {
-    const parsed = LedgerRowSchema.safeParse(deps.store.ledger.get(checkId(id ?? '', 'req_')));
-    if (!parsed.success || (parsed.data.workspace !== key!.workspace && !isAdmin(key!))) {
+    const row = deps.ledger.row(checkId(id ?? '', 'req_'));
+    if (!row || (row.workspace !== key!.workspace && !isAdmin(key!))) {
       throw new GatewayError(Errors.notFound, `No request with id ${id} in this workspace.`, 'id');
     }
-    ex.sendJson(200, requestView(parsed.data));
+    ex.sendJson(200, requestView(row));
   }));
 
   app.get('/admin/spend', on.noBody('admin', (ex, _key, _p, params) => {

@@ -2,6 +2,7 @@
 // a Responses object, or the SSE events of either (complete events only: a cut stream is
 // read up to its last whole event). What billing counts when the upstream reported no usage.
 import { isRecord, type Json } from '../json.js';
+import { eachData } from '../wire/sse.js';
 
 function pushChat(message: unknown, into: string[]): void {
   if (!isRecord(message)) return;
@@ -47,13 +48,10 @@ export function answerText(answer: string, stream: boolean): string {
     return texts.join('');
   }
   const complete = answer.lastIndexOf('\n\n');
-  for (const line of answer.slice(0, complete === -1 ? 0 : complete).split('\n')) {
-    if (!line.startsWith('data:')) continue;
-    const data = line.slice(5).trim();
-    if (data === '[DONE]') break;
+  eachData(answer.slice(0, complete === -1 ? 0 : complete), (data) => {
     let event: unknown;
-    try { event = JSON.parse(data); } catch { continue; }
+    try { event = JSON.parse(data); } catch { return; }
     if (isRecord(event)) pushEvent(event, texts);
-  }
+  });
   return texts.join('');
 }

@@ -3,17 +3,12 @@
 // ask for reasoning or for something simple) and the conversation around it. Runs in the
 // worker pool next to the tokenizer it needs.
 import type { Tokenizer } from '../../native/tokenizer.js';
+import { contentText } from '../wire/chat.js';
 
 const REASONING = /\b(prove|proof|derive|analy[sz]e|design|architect|optimi[sz]e|step[- ]by[- ]step|trade-?offs?|compare|why|debug|refactor|algorithm|complexity|evaluate|critique|plan|strategy|implement)\b/gi;
 const SIMPLE = /\b(hi|hello|hey|thanks|thank you|translate|spell|define|what is|who is|capital of|yes|no|ok)\b/gi;
 const MATH = /[∑∫√≤≥≠]|\b\d+\s*[*/^]\s*\d+\b|\b(equation|integral|derivative|matrix|probability|theorem)\b/gi;
 const CODE = /```|\b(function|def|class|import|return|const|SELECT|#include)\b|[{};]\s*$/gim;
-
-function textOf(content: unknown): string {
-  if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) return '';
-  return content.map((p) => (typeof p === 'object' && p !== null && typeof (p as { text?: unknown }).text === 'string' ? (p as { text: string }).text : '')).join(' ');
-}
 
 const count = (re: RegExp, s: string) => s.match(re)?.length ?? 0;
 
@@ -21,7 +16,7 @@ export function classifyPrompt(tok: Tokenizer, request: unknown): number {
   const body = typeof request === 'object' && request !== null ? request as { messages?: unknown; tools?: unknown } : {};
   const messages = Array.isArray(body.messages) ? body.messages as Array<{ role?: unknown; content?: unknown }> : [];
   const lastUser = [...messages].reverse().find((m) => m.role === 'user');
-  const text = textOf(lastUser?.content);
+  const text = contentText(lastUser?.content, ' ');
   const tokens = tok.count(text);
   let z = -2.2;
   z += 2.2 * Math.min(1, Math.log2(1 + tokens) / 11); // ~2k tokens saturate

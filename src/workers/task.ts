@@ -10,7 +10,7 @@ import { isRecord } from '../json.js';
 import { assembleStream } from '../savings/replay.js';
 import { rewrite } from '../savings/rewrite.js';
 import { requestHash } from '../savings/canonical.js';
-import type { ChatRequest } from '../providers/provider.js';
+import type { ChatRequest } from '../wire/chat.js';
 import { embed } from '../savings/embed.js';
 
 const { wasm } = workerData as { wasm: WebAssembly.Module };

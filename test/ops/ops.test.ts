@@ -7,7 +7,7 @@ import parsePrometheus from 'parse-prometheus-text-format';
 import t from 'tap';
 import { startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
-import { ROUTE_DOCS } from '../../src/ops/openapi.js';
+import { ROUTE_DOCS } from '../../src/server/openapi.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const fake = await startFakeUpstream();

@@ -2,38 +2,12 @@
 // through untouched: the usage frame (parsed, and dropped if the caller did not ask for
 // it) and the `[DONE]` frame (where the gateway slips in its own figures as an SSE
 // comment). Everything else is forwarded as slices of the upstream's buffers.
-import { z } from 'zod';
-import type { Usage } from '../accounts/pricing.js';
+import { dataOf } from './sse.js';
+import { readUsage, type Usage } from './usage.js';
 
 const USAGE_KEY = Buffer.from('"usage"');
 const DONE = Buffer.from('[DONE]');
 const EMPTY_CHOICES = Buffer.from('"choices":[]');
-
-const UsageSchema = z.object({
-  prompt_tokens: z.number().int().nonnegative(),
-  completion_tokens: z.number().int().nonnegative(),
-  prompt_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative().optional(), cache_write_tokens: z.number().int().nonnegative().optional() }).nullish(),
-});
-
-/** The Responses API's usage shape. */
-const ResponsesUsageSchema = z.object({
-  input_tokens: z.number().int().nonnegative(),
-  output_tokens: z.number().int().nonnegative(),
-  input_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative().optional() }).nullish(),
-});
-
-/** Upstream usage (chat or Responses shape), validated (the upstream is a boundary); null when absent or malformed. */
-export function readUsage(value: unknown): Usage | null {
-  const parsed = UsageSchema.safeParse(value);
-  if (parsed.success) {
-    const u = parsed.data;
-    const written = u.prompt_tokens_details?.cache_write_tokens ?? 0;
-    return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_tokens: u.prompt_tokens_details?.cached_tokens ?? 0, ...(written ? { cache_write_tokens: written } : {}) };
-  }
-  const r = ResponsesUsageSchema.safeParse(value);
-  if (!r.success) return null;
-  return { prompt_tokens: r.data.input_tokens, completion_tokens: r.data.output_tokens, cached_tokens: r.data.input_tokens_details?.cached_tokens ?? 0 };
-}
 
 const WS = (b: number | undefined) => b === 32 || b === 10 || b === 13 || b === 9;
 
@@ -207,7 +181,8 @@ export class SseUsageTap {
   /** Reads the usage an event carries; true when it is a Responses stream's terminal event. */
   private takeUsage(event: Buffer): boolean {
     const text = event.toString('utf8');
-    const data = text.slice(text.indexOf('data:') + 5).trim();
+    const data = dataOf(text);
+    if (data === null) return false;
     try {
       // chat chunks carry usage at the top; the Responses API's response.completed inside `response`
       const parsed = JSON.parse(data) as { type?: unknown; usage?: unknown; response?: { usage?: unknown; id?: unknown } };

@@ -4,10 +4,11 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import { z } from 'zod';
 import {
-  ChatRequestSchema, CreateWorkspaceSchema, DeploymentToggleSchema, MintKeySchema, PatchKeySchema, RefundSchema, RegisterSchema, SelfMintKeySchema, TopupSchema,
-} from '../gateway/schemas.js';
-import { ResponsesRequestSchema } from '../gateway/responses.js';
-import { RangeQuery, RequestsQuery, SpendQuery, TimeseriesQuery } from '../server/usage.js';
+  CreateWorkspaceSchema, DeploymentToggleSchema, MintKeySchema, PatchKeySchema, RefundSchema, RegisterSchema, SelfMintKeySchema, TopupSchema,
+} from './schemas.js';
+import { ChatRequestSchema } from '../wire/chat.js';
+import { ResponsesRequestSchema } from '../wire/responses.js';
+import { RangeQuery, RequestsQuery, SpendQuery, TimeseriesQuery } from './usage.js';
 
 export interface RecordedRoute { method: 'get' | 'post' | 'patch' | 'delete' | 'put'; path: string }
 
@@ -97,7 +98,7 @@ export function openApiDocument(routes: readonly RecordedRoute[], version: strin
   for (const r of routes) {
     const id = `${r.method.toUpperCase()} ${r.path}`;
     const doc = ROUTE_DOCS[id];
-    if (!doc) throw new Error(`route ${id} has no entry in ROUTE_DOCS (src/ops/openapi.ts)`);
+    if (!doc) throw new Error(`route ${id} has no entry in ROUTE_DOCS (src/server/openapi.ts)`);
     const path = r.path.replace(/:([a-z_]+)/g, '{$1}').replace(/\/\*$/, '/{asset}');
     const parameters: unknown[] = [];
     for (const m of path.matchAll(/\{([a-z_]+)\}/g)) parameters.push({ name: m[1], in: 'path', required: true, schema: { type: 'string' } });

@@ -1,6 +1,6 @@
 // The SSE tap must find the usage frame and [DONE] whatever way the bytes are split.
 import t from 'tap';
-import { SseUsageTap, scanCompletion } from '../../src/gateway/sse-usage.js';
+import { SseUsageTap, scanCompletion } from '../../src/wire/sse-usage.js';
 
 const frames = [
   'data: {"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""}}],"usage":null}\n\n',

@@ -1,0 +1,39 @@
+// Reading a JSON body: every body Sluice reads goes through parseJson (valid JSON, nested
+// at most MAX_JSON_DEPTH levels), then a zod schema whose first issue becomes a 400
+// naming the parameter the way OpenAI does.
+import type { z } from 'zod';
+import { Errors, GatewayError } from '../errors.js';
+import { MAX_JSON_DEPTH, nestsDeeper } from '../json.js';
+
+/** `messages.0.role` → `messages[0].role`, the way OpenAI names params. */
+function paramName(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : (out ? `.${String(p)}` : String(p));
+  return out;
+}
+
+export function parseBody<T>(schema: z.ZodType<T>, value: unknown): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const param = issue.path.length ? paramName(issue.path) : null;
+  const message = param ? `Invalid '${param}': ${issue.message}.` : `Invalid request body: ${issue.message}.`;
+  throw new GatewayError(Errors.invalidRequest, message, param);
+}
+
+/** Admin and account bodies may be empty: that is `{}`. */
+export function parseJsonOrEmpty(body: Buffer): unknown {
+  return body.length ? parseJson(body) : {};
+}
+
+export function parseJson(body: Buffer): unknown {
+  if (body.length === 0) throw new GatewayError(Errors.invalidJson, 'Request body is empty; expected a JSON object.');
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new GatewayError(Errors.invalidJson, 'Request body is not valid JSON.');
+  }
+  if (nestsDeeper(value)) throw new GatewayError(Errors.jsonTooDeep, `Request body nests objects or arrays more than ${MAX_JSON_DEPTH} levels deep.`);
+  return value;
+}

@@ -1,0 +1,20 @@
+// The Responses API request on the wire (POST /v1/responses).
+import { z } from 'zod';
+import { ModelName } from './chat.js';
+
+const InputItem = z.looseObject({ type: z.string().optional(), role: z.string().optional() });
+
+export const ResponsesRequestSchema = z.looseObject({
+  model: ModelName,
+  input: z.union([z.string().min(1), z.array(InputItem).min(1)]),
+  instructions: z.string().nullish(),
+  max_output_tokens: z.number().int().positive().nullish(),
+  stream: z.boolean().nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  tools: z.array(z.looseObject({ type: z.string() })).nullish(),
+  previous_response_id: z.unknown().optional(),
+  provider: z.unknown().optional(),
+});
+
+export type ResponsesRequest = z.infer<typeof ResponsesRequestSchema>;

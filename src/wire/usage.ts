@@ -1,0 +1,51 @@
+// Token usage: the gateway's own shape (what billing and the ledger count), and the
+// upstream shapes it is read from (chat completions, the Responses API), validated
+// because the upstream is a boundary.
+import { z } from 'zod';
+
+export interface Usage {
+  /** All prompt tokens billed, those read from and written to a provider cache included. */
+  prompt_tokens: number;
+  completion_tokens: number;
+  /** Prompt tokens read from the provider's cache (billed at `cached_input`). */
+  cached_tokens: number;
+  /** Prompt tokens written to the provider's cache (Anthropic: billed at `cache_write`). */
+  cache_write_tokens?: number;
+}
+
+const Count = z.number().int().nonnegative();
+
+/** The gateway's Usage as stored (cache records). */
+export const UsageSchema = z.object({ prompt_tokens: Count, completion_tokens: Count, cached_tokens: Count, cache_write_tokens: Count.optional() });
+
+/** OpenAI chat completions' usage object. */
+const ChatUsageSchema = z.object({
+  prompt_tokens: Count,
+  completion_tokens: Count,
+  prompt_tokens_details: z.object({ cached_tokens: Count.optional(), cache_write_tokens: Count.optional() }).nullish(),
+});
+
+/** The Responses API's usage object. */
+const ResponsesUsageSchema = z.object({
+  input_tokens: Count,
+  output_tokens: Count,
+  input_tokens_details: z.object({ cached_tokens: Count.optional() }).nullish(),
+});
+
+/** Upstream usage (chat or Responses shape); null when absent or malformed. */
+export function readUsage(value: unknown): Usage | null {
+  const parsed = ChatUsageSchema.safeParse(value);
+  if (parsed.success) {
+    const u = parsed.data;
+    const written = u.prompt_tokens_details?.cache_write_tokens ?? 0;
+    return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_tokens: u.prompt_tokens_details?.cached_tokens ?? 0, ...(written ? { cache_write_tokens: written } : {}) };
+  }
+  const r = ResponsesUsageSchema.safeParse(value);
+  if (!r.success) return null;
+  return { prompt_tokens: r.data.input_tokens, completion_tokens: r.data.output_tokens, cached_tokens: r.data.input_tokens_details?.cached_tokens ?? 0 };
+}
+
+/** Usage in the chat-completions wire shape (what the gateway object and OpenAI-format answers carry). */
+export function usageJson(u: Usage | null): string {
+  return u ? `{"prompt_tokens":${u.prompt_tokens},"completion_tokens":${u.completion_tokens},"cached_tokens":${u.cached_tokens}}` : 'null';
+}
