@@ -181,15 +181,6 @@ export interface Admission {
   readonly headers: readonly Header[];
 }
 
-/** May a request under these limits go to this route? (models, providers, regions, zero data retention) */
-export function routeAllowed(limits: KeyLimits, route: { slug: string; provider: { name: string }; region: string | null; zdr: boolean }): boolean {
-  if (limits.providers && !limits.providers.includes(route.provider.name)) return false;
-  if (limits.zdr_only && !route.zdr) return false;
-  if (limits.regions && !(route.region !== null && (route.region === 'local' || limits.regions.includes(route.region)))) return false;
-  if (!limits.models) return true;
-  return limits.models.some((m) => m === route.slug || m === '*' || (m.endsWith('/*') && route.slug.startsWith(m.slice(0, -1))));
-}
-
 /** A refusal in the making: its kind, wait, text and the extra fields the error carries. */
 interface Refusal {
   kind: LimitKind;

@@ -1,7 +1,4 @@
-// Figures as responses carry them: dollar amounts for the x-btl-* headers, milliseconds,
-// and the per-response figure headers.
-import type { Costs } from '../accounts/pricing.js';
-import type { HeaderList } from '../wire/http.js';
+// Figures as responses carry them: dollar amounts for the x-btl-* headers, and milliseconds.
 
 /** Plain decimal rounded to 1e-9 (never `1e-7`): what the x-btl-* headers carry. */
 export function fmtUsd(usd: number): string {
@@ -20,15 +17,4 @@ export function fmtUsd(usd: number): string {
 /** Milliseconds between two performance.now() readings, to the microsecond. */
 export function ms(start: number, end: number): number {
   return Math.round((end - start) * 1000) / 1000;
-}
-
-/** The cost, benchmark, charge, saved and overhead headers of a buffered answer. */
-export function figureHeaders(costs: Costs, overheadMs: number): HeaderList {
-  return [
-    ['x-gateway-cost-usd', fmtUsd(costs.cost_usd)],
-    ['x-btl-benchmark-cost', fmtUsd(costs.benchmark_usd)],
-    ['x-btl-customer-charge', fmtUsd(costs.charge_usd)],
-    ['x-btl-saved', fmtUsd(costs.saved_usd)],
-    ['x-gateway-overhead-ms', overheadMs.toFixed(3)],
-  ];
 }

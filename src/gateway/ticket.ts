@@ -19,13 +19,13 @@ export class Ticket {
   private admission: Admission | null = null;
   private holdNano = 0;
   private holding = false;
-  private recorded = false;
+  private recordedRow = false;
 
   constructor(private readonly s: TicketServices, readonly key: KeyRecord) {}
 
   /** Takes the holds at admission (the credit check that sized `holdNano` ran in the same turn). */
   hold(ws: Workspace, admission: Admission | null, holdNano: number): void {
-    if (this.holding || this.recorded) return;
+    if (this.holding || this.recordedRow) return;
     this.holding = true;
     this.ws = ws;
     this.admission = admission;
@@ -52,10 +52,15 @@ export class Ticket {
     this.s.inFlight--;
   }
 
+  /** The request's row is written (or being written). */
+  get recorded(): boolean {
+    return this.recordedRow;
+  }
+
   /** True the first time only: the caller writes the request's one ledger row. */
   claimRow(): boolean {
-    if (this.recorded) return false;
-    this.recorded = true;
+    if (this.recordedRow) return false;
+    this.recordedRow = true;
     return true;
   }
 }

@@ -7,6 +7,8 @@ import type { KeyRecord, KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
+import { CHAT, RESPONSES } from '../gateway/endpoints.js';
+import type { ChatRequest } from '../wire/chat.js';
 import { ResponsesBridge, readResponsesRequest, toChatBody } from '../gateway/responses.js';
 import type { Catalog } from '../router/catalog.js';
 import { registerAccount, type AccountDeps } from './account.js';
@@ -72,7 +74,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     ex.sendJson(200, modelView(entry));
   }));
 
-  app.post('/v1/chat/completions', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', 'chat',
+  app.post('/v1/chat/completions', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', CHAT,
     savings || cache ? readSwitches(savings ?? '', cache ?? '') : NO_SWITCHES), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache']));
 
   // Responses API: an OpenAI-kind route takes the caller's bytes as they are; other routes are
@@ -84,7 +86,8 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     const pinned = (typeof request.provider === 'string' ? request.provider : '') || pin;
     if (routes.some((r) => r.provider.kind === 'openai' && (!pinned || r.provider.name === pinned))) {
       bridge.passthrough = true;
-      deps.chat.handle(bridge, key, body, t0, pin ?? '', 'responses');
+      // Read once: the pipeline takes the request as parsed here (its `messages` an empty placeholder that never goes upstream).
+      deps.chat.handle(bridge, key, body, t0, pin ?? '', RESPONSES, NO_SWITCHES, { ...request, messages: [] } as ChatRequest);
       return;
     }
     if (request.previous_response_id != null) {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { priceRequest, upstreamCost } from '../../src/accounts/pricing.js';
-import { fmtUsd } from '../../src/gateway/chat.js';
+import { fmtUsd } from '../../src/gateway/fmt.js';
 import { fmtDuration } from '../../src/accounts/limits.js';
 
 const mini = { input: 0.4, cached_input: 0.1, output: 1.6 };

@@ -1,0 +1,167 @@
+// One request on its way through the pipeline: everything the stages read and write, in one
+// object of fixed shape (every field is set in the constructor: V8 keeps one hidden class),
+// and the small runner that moves it from one stage to the next (pipeline.ts lists them).
+import type { KeyRecord } from '../accounts/keys.js';
+import type { Workspace } from '../accounts/workspaces.js';
+import type { Prices } from '../config/schema.js';
+import { Errors, GatewayError, LimitError, asGatewayError } from '../errors.js';
+import type { Route } from '../router/catalog.js';
+import type { RouterPick } from '../router/smart.js';
+import type { CachedAnswer } from '../savings/cache.js';
+import { CACHES, type RequestSwitches } from '../savings/mechanisms.js';
+import { isDeterministic } from '../savings/canonical.js';
+import type { Flight, SavingsContext, SavingsStage, SemanticKey } from '../savings/stage.js';
+import type { ChatRequest } from '../wire/chat.js';
+import type { Client } from '../wire/http.js';
+import type { SavedTokens } from '../wire/savings.js';
+import type { ChatDeps } from './deps.js';
+import type { Endpoint } from './endpoints.js';
+import { refuse } from './settle.js';
+import { Ticket, type TicketServices } from './ticket.js';
+
+/** A stage of the pipeline: it moves the request on with `ctx.next()`, or answers it (and stops). */
+export type Stage = (ctx: RequestContext) => void;
+
+/** What runs requests: the services, the stage list, and the savings stages (ChatGateway). */
+export interface Host extends TicketServices {
+  readonly deps: ChatDeps;
+  readonly stages: readonly Stage[];
+  readonly savings: readonly SavingsStage[];
+  /** Answers from the savings engine: a stored answer, or a follower of a call in flight. */
+  replay(ctx: RequestContext, kind: 'exact' | 'semantic', hit: CachedAnswer, similarity: number | null): void;
+  follow(ctx: RequestContext, leader: Flight): void;
+}
+
+/** Prompt tokens the body's bytes do not show (prompt-bound.ts). */
+export interface PromptExtra {
+  /** Added to the byte bound: images at their bound, a previous response's conversation. */
+  bytes: number;
+  /** Added to an exact count (which already gives each image its usual count). */
+  counted: number;
+  /** The previous response's conversation, which the upstream adds to the prompt. */
+  previous: number;
+  /** Content stored upstream (a file id): only the context window bounds the prompt. */
+  unsized: boolean;
+}
+
+export const NO_EXTRA: PromptExtra = { bytes: 0, counted: 0, previous: 0, unsized: false };
+const NO_TOKENS: SavedTokens = {};
+const NO_ROUTES: readonly Route[] = [];
+const NO_KEYS: readonly KeyRecord[] = [];
+const NOT_YET = null as unknown as ChatRequest;
+
+export class RequestContext implements SavingsContext {
+  readonly ticket: Ticket;
+  /** The requested model ('' until the body is read). */
+  model = '';
+  /** The request as the caller sent it, plus any output cap (the caches key on this). */
+  request: ChatRequest = NOT_YET;
+  /** What is sent: the request, or with the rewrites applied (compression, chunk dedupe). */
+  sent: ChatRequest = NOT_YET;
+  /** Savings mechanisms on for this request (bits of mechanisms.ts). */
+  bits = 0;
+  /** The smart router's choice (model `auto`). */
+  router: RouterPick | null = null;
+  /** Every route this request may go to, best first (failover included); allowed by every key above it. */
+  routes: readonly Route[] = NO_ROUTES;
+  /** The key and the keys above it: their limits all apply. */
+  chain: readonly KeyRecord[] = NO_KEYS;
+  ws: Workspace = null as unknown as Workspace;
+  /** The prices of the naive direct call (BASELINE_MODEL, else the requested model's list price): never the served route's. */
+  benchmark: Prices = null as unknown as Prices;
+  extra: PromptExtra = NO_EXTRA;
+  /** The output cap the gateway set (0: none; the request's own, or the model's, bounds it). */
+  outputCap = 0;
+  /** Prompt tokens the rewrites removed, by mechanism. */
+  saved: SavedTokens = NO_TOKENS;
+  /** The prompt's exact token count, when the worker pool already counted it. */
+  knownTokens: number | null = null;
+  /** The exact cache's key (null: not cacheable); set before the savings stages. */
+  hash: string | null = null;
+  semantic: SemanticKey | null = null;
+  /** The next stage to run. */
+  private at = 0;
+
+  constructor(
+    readonly host: Host,
+    readonly client: Client,
+    readonly key: KeyRecord,
+    readonly t0: number,
+    readonly endpoint: Endpoint,
+    /** The x-gateway-provider header ('' when absent); the body's `provider` field wins. */
+    readonly pin: string,
+    readonly switches: RequestSwitches,
+    /** The body as received; then as it is sent (the output cap spliced in, the rewrites applied). */
+    public body: Buffer,
+  ) {
+    this.ticket = new Ticket(host, key);
+  }
+
+  /**
+   * Runs the next stage. A throw anywhere in it (or in what it runs in the same turn)
+   * refuses the request through its own ticket, releasing whatever it holds by then.
+   * Bound once per request; stages call it directly or from a pool step's callback.
+   */
+  readonly next = (): void => {
+    const stage = this.host.stages[this.at++]!;
+    try {
+      stage(this);
+    } catch (err) {
+      this.refuse(err);
+    }
+  };
+
+  /**
+   * A worker-pool step: its result goes on to `then` unless the client left meanwhile; a
+   * failure of the task, or a throw in `then`, refuses the request.
+   */
+  after<T>(task: Promise<T>, then: (value: T) => void): void {
+    task.then((value) => {
+      if (this.client.aborted) { this.refuse(new GatewayError(Errors.clientClosed, 'The client closed the request.')); return; }
+      try {
+        then(value);
+      } catch (err) {
+        this.refuse(err);
+      }
+    }, (err: unknown) => this.refuse(err));
+  }
+
+  /**
+   * Worker-pool work before admission (the classifier, the rewrites, an exact count): only
+   * for a request the key's limits and the workspace's credits would still let in now, and
+   * within the workspace's share of the pool, so no one makes the pool work for free or
+   * queues every other tenant behind its bodies.
+   */
+  beforeAdmission<T>(task: () => Promise<T>, then: (value: T) => void): void {
+    const { deps } = this.host;
+    deps.limits.precheck(deps.keys.chain(this.key));
+    const ws = deps.workspaces.get(this.key.workspace);
+    if (ws?.metered && deps.workspaces.availableNano(ws) <= 0) {
+      throw new GatewayError(Errors.insufficientCredits, 'Insufficient credits: the workspace has none available. Top up.');
+    }
+    const release = deps.pool.reserveFor(this.key.workspace, this.body.length);
+    if (!release) {
+      throw new LimitError('concurrency', 1, 'This workspace already has requests as large as the worker pool\'s share for one workspace being read; retry in 1s.',
+        [['retry-after', '1'], ['x-gateway-limit-kind', 'concurrency']], { worker_bytes_per_workspace: deps.pool.bytesPerTenantLimit });
+    }
+    this.after(task().finally(release), then);
+  }
+
+  /** The caches and dedupe apply: on for this request, and deterministic (or opted in with `x-gateway-cache: on`). */
+  get cacheable(): boolean {
+    return (this.bits & CACHES) !== 0 && (this.switches.forceCache || this.host.deps.savings.config.exact_cache.nondeterministic || isDeterministic(this.request));
+  }
+
+  /** Refused before anything went upstream (or abandoned before it could): see settle.ts. */
+  refuse(err: unknown): void {
+    refuse(this.host.deps.ledger, this, asGatewayError(err));
+  }
+
+  replay(kind: 'exact' | 'semantic', hit: CachedAnswer, similarity?: number): void {
+    this.host.replay(this, kind, hit, similarity ?? null);
+  }
+
+  follow(leader: Flight): void {
+    this.host.follow(this, leader);
+  }
+}

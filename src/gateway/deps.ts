@@ -1,0 +1,45 @@
+// What the request pipeline is built from (main.ts composes it).
+import type { KeyRing } from '../accounts/keys.js';
+import type { Ledger, RequestIds } from '../accounts/ledger.js';
+import type { Limits } from '../accounts/limits.js';
+import type { Workspaces } from '../accounts/workspaces.js';
+import type { Config, Prices } from '../config/schema.js';
+import type { Catalog } from '../router/catalog.js';
+import type { RouteHealth } from '../router/health.js';
+import type { SmartRouterConfig } from '../router/smart.js';
+import type { ResponseCache } from '../savings/cache.js';
+import type { WorkerPool } from '../workers/pool.js';
+import type { ResponseIds } from './response-ids.js';
+
+export interface ChatDeps {
+  catalog: Catalog;
+  keys: KeyRing;
+  /** Passthrough Responses ids per workspace (previous_response_id is only a workspace's own). */
+  responseIds: ResponseIds;
+  ledger: Ledger;
+  workspaces: Workspaces;
+  limits: Limits;
+  health: RouteHealth;
+  /** model `auto`: score thresholds and the model or alias of each bucket. */
+  router: SmartRouterConfig;
+  /** Attempts after the first, each on the next eligible route, before any byte reaches the client. */
+  maxRetries: number;
+  /** A same-route retry waits at most this long (its Retry-After); longer, the caller gets the error. */
+  maxRetryWaitMs: number;
+  /** Output tokens assumed for the credit check when neither the request nor the model caps them. */
+  defaultOutputCap: number;
+  ids: RequestIds;
+  pool: WorkerPool;
+  markup: number;
+  /** BASELINE_MODEL's prices; null = benchmark against the requested model's list price. */
+  baseline: Prices | null;
+  savings: SavingsDeps;
+}
+
+/** The savings engine's part of the gateway's dependencies. */
+export interface SavingsDeps {
+  config: Config['savings'];
+  cache: ResponseCache;
+  /** Mechanisms on in config (bits of mechanisms.ts). */
+  enabled: number;
+}

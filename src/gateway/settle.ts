@@ -1,0 +1,76 @@
+// A request's end, in one place for every way it ends: its one ledger row (built here, in
+// one literal: it is on every request), the release of what its ticket holds (counting what
+// it really used), and its last bytes sent only once that row is committed, so an
+// acknowledged answer is never missing from the ledger after a crash.
+import type { KeyRecord } from '../accounts/keys.js';
+import type { Ledger, LedgerRow } from '../accounts/ledger.js';
+import type { Costs } from '../accounts/pricing.js';
+import { toNano, type Workspace } from '../accounts/workspaces.js';
+import type { GatewayError } from '../errors.js';
+import type { Client } from '../wire/http.js';
+import type { Usage } from '../wire/usage.js';
+import type { Figures } from './figures.js';
+import { ms } from './fmt.js';
+import type { Ticket } from './ticket.js';
+
+const NONE = {};
+
+/** What a row needs of the request (the RequestContext has these). */
+export interface Settling {
+  readonly client: Client;
+  readonly key: KeyRecord;
+  readonly ticket: Ticket;
+  readonly t0: number;
+  /** The requested model ('' when the body could not be read). */
+  readonly model: string;
+  /** null until the request's workspace is known. */
+  readonly ws: Workspace | null;
+  readonly request: { readonly stream?: boolean | undefined } | null;
+}
+
+export type UsageSource = LedgerRow['usage_source'];
+
+/** When and how long (performance.now() readings; tFirstByte 0: no byte came). */
+export interface Timing {
+  tFirstByte: number;
+  tDone: number;
+  overheadMs: number;
+}
+
+/**
+ * Records the request's row, once: `fig` says how it was served (null: refused before a
+ * route or cache answered it), `usage` what the answer represents (billed when `fig.billed`),
+ * `known` its costs when the caller already priced them. Releases the ticket's holds with
+ * the tokens and charge billed. False when another part of the path recorded it already.
+ */
+export function record(ledger: Ledger, r: Settling, fig: Figures | null, status: number, error: string | null, usage: Usage | null,
+  source: UsageSource, known: Costs | null, t: Timing, retries = 0): boolean {
+  if (!r.ticket.claimRow()) return false;
+  const billed = fig?.billed && usage ? usage : null;
+  const c = fig && usage && (status === 200 || billed) ? known ?? fig.costs(usage) : null;
+  const chargeNano = c ? toNano(c.charge_usd) : 0;
+  r.ticket.release(billed ? billed.prompt_tokens + billed.completion_tokens : 0, chargeNano);
+  const ws = r.ws;
+  ledger.append({
+    id: r.client.requestId, ts: Date.now(), kind: 'request', workspace: ws?.id ?? r.key.workspace, key_id: r.key.id, endpoint: r.client.endpoint,
+    requested_model: r.model, served: fig?.decision ?? null, router_bucket: fig?.routerBucket ?? null, router_score: fig?.routerScore ?? null, cache: fig?.cache ?? 'none',
+    stream: fig !== null && r.request?.stream === true, prompt_tokens: billed?.prompt_tokens ?? 0, cached_tokens: billed?.cached_tokens ?? 0, cache_write_tokens: billed?.cache_write_tokens ?? 0,
+    completion_tokens: billed?.completion_tokens ?? 0, usage_source: billed ? source : 'none',
+    saved_tokens: fig && (fig.kind === 'miss' || status === 200) ? fig.savedTokens(usage) : NONE, savings_usd: c ? fig!.savings(usage) : NONE,
+    cost_usd: c?.cost_usd ?? 0, benchmark_usd: c?.benchmark_usd ?? 0, charge_usd: c?.charge_usd ?? 0, saved_usd: c?.saved_usd ?? 0,
+    ttfb_ms: t.tFirstByte ? ms(r.t0, t.tFirstByte) : null, total_ms: ms(r.t0, t.tDone), overhead_ms: t.overheadMs, status, retries, error,
+    delta_nano: ws?.metered ? -chargeNano : 0, balance_nano: null, note: null,
+  }, ws ?? undefined);
+  return true;
+}
+
+/**
+ * Refused before anything went upstream (or abandoned before it could): the holds are
+ * released, and the error is sent once its row is committed (a refusal is a request too,
+ * and is never missing from the ledger after a crash). The row says `cache: none`.
+ */
+export function refuse(ledger: Ledger, r: Settling, err: GatewayError): void {
+  const tDone = performance.now();
+  if (!record(ledger, r, null, err.status, err.code, null, 'none', null, { tFirstByte: 0, tDone, overheadMs: 0 })) return; // another part of the path answered it
+  ledger.whenCommitted(() => r.client.sendError(err));
+}

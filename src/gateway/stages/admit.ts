@@ -1,0 +1,92 @@
+// admit: the context window, the credit check and the reservation, then admission: the
+// limits of the key and every key above it (reserving the request's bound on tpm and
+// budgets), the credit hold, the in-flight count, all held by the request's ticket until it
+// settles. Without I/O when bounds allow: a prompt has at most as many tokens as the body
+// has bytes, so only a body near the context window, a balance too tight for the byte
+// bound, or a large body under a tpm limit (where the byte bound would reserve ~4× too
+// much) pays for an exact count in the worker pool.
+import { upstreamCost } from '../../accounts/pricing.js';
+import { fromNano, toNano } from '../../accounts/workspaces.js';
+import type { Prices } from '../../config/schema.js';
+import { Errors, GatewayError } from '../../errors.js';
+import type { Route } from '../../router/catalog.js';
+import type { ChatDeps } from '../deps.js';
+import type { RequestContext, Stage } from '../context.js';
+import { fmtUsd } from '../fmt.js';
+
+export function admit(deps: ChatDeps): Stage {
+  const { workspaces, limits, markup } = deps;
+
+  /** Takes the holds: from here every path releases them through the ticket. */
+  const hold = (ctx: RequestContext, tokens: number, output: number, charge: number) => {
+    const admission = limits.admit(ctx.chain, { tokens: tokens + output, nano: charge });
+    ctx.ticket.hold(ctx.ws, admission, ctx.ws.metered ? charge : 0);
+    ctx.next();
+  };
+
+  return (ctx) => {
+    const { request: req, ws, extra, routes } = ctx;
+    const route = routes[0]!;
+    const window = route.model.context_window;
+    // The output is bounded by the request's cap (or the one the shape stage set), else by the
+    // largest max output among the models it may fail over to; with neither, only a context window bounds it.
+    const asked = ctx.endpoint.askedCap(req);
+    const cap = asked ?? maxOutputOf(routes);
+    const widest = routes.length === 1 ? window : Math.max(...routes.map((r) => r.model.context_window));
+    const choices = typeof req.n === 'number' ? req.n : 1; // every choice may use the cap
+    // Failover may land on the dearest route allowed.
+    const prices = routes.length === 1 && route.prices.cache_write === undefined ? route.prices : dearest(routes);
+    // Output: the cap, else what the window leaves beside the prompt as the upstream counts it.
+    const outputFor = (prompt: number) => (cap ?? Math.max(0, widest - prompt)) * choices;
+    const maxCharge = (prompt: number, output: number) => toNano(upstreamCost(prices, { prompt_tokens: prompt, completion_tokens: output, cached_tokens: 0 }) * (1 + markup));
+    const check = (counted: number) => {
+      // The context check is the upstream's own arithmetic (an image at its usual count, not its bound): never refuse what it would take.
+      const usual = counted + extra.previous;
+      if (usual + (asked ?? 0) > window) { // as OpenAI: the prompt plus what max_tokens asks for
+        throw new GatewayError(Errors.contextLength,
+          `This model's context window is ${window} tokens; the messages use ${usual}${asked ? ` and max_tokens asks for ${asked} more` : ''}. Shorten the messages or lower max_tokens.`, 'messages');
+      }
+      // Money and tpm take the bound: images at their ceiling; content stored upstream (a file id) as the whole window.
+      const tokens = extra.unsized ? window : counted + extra.counted;
+      const output = outputFor(usual);
+      const needed = maxCharge(tokens, output);
+      const available = workspaces.availableNano(ws);
+      if (ws.metered && available < needed) {
+        throw new GatewayError(Errors.insufficientCredits,
+          `Insufficient credits: this request may cost up to $${fmtUsd(fromNano(needed))} (${tokens} prompt tokens, up to ${output} output tokens) and the workspace has $${fmtUsd(fromNano(Math.max(0, available)))} available. Top up, or lower max_tokens.`);
+      }
+      hold(ctx, tokens, output, needed);
+    };
+    if (ctx.knownTokens !== null) { check(ctx.knownTokens); return; }
+    const bound = extra.unsized ? window : ctx.body.length + extra.bytes;
+    const exactForTpm = ctx.body.length > 4096 && ctx.chain.some((k) => k.limits?.tpm !== undefined);
+    if (cap !== null && !exactForTpm && bound + cap <= window) {
+      const output = cap * choices;
+      const charge = maxCharge(bound, output);
+      if (!ws.metered || workspaces.availableNano(ws) >= charge) { hold(ctx, bound, output, charge); return; }
+    }
+    ctx.beforeAdmission(() => deps.pool.countPrompt(route.model.tokenizer, ctx.body), check);
+  };
+}
+
+/** The largest max output among the routes' models, or null when one of them lists none (only its context window bounds it). */
+export function maxOutputOf(routes: readonly Route[]): number | null {
+  let most = 0;
+  for (const r of routes) {
+    const m = r.model.max_output_tokens;
+    if (m === undefined) return null;
+    if (m > most) most = m;
+  }
+  return most;
+}
+
+/**
+ * The highest price of each kind among the routes: what a request may cost wherever failover
+ * takes it (a prompt token at most its cache-write price, where the provider writes caches).
+ */
+function dearest(routes: readonly Route[]): Prices {
+  let input = 0;
+  let output = 0;
+  for (const r of routes) { input = Math.max(input, r.prices.input, r.prices.cache_write ?? 0); output = Math.max(output, r.prices.output); }
+  return { input, output };
+}

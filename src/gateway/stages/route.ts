@@ -1,0 +1,43 @@
+// route: the routes that may serve the request, best first (router/select.ts: the model's or
+// alias's routes, a pinned provider, the endpoint's needs, the constraints of every key
+// above this one), the workspace, the benchmark the savings are measured against, and what
+// the prompt may cost beyond its bytes (images, a previous response's conversation).
+import { Errors, GatewayError } from '../../errors.js';
+import { RouteSelector, checkCapabilities } from '../../router/select.js';
+import type { ChatDeps } from '../deps.js';
+import type { Stage } from '../context.js';
+import { IMAGE_BOUND, IMAGE_COUNTED, promptExtras } from '../prompt-bound.js';
+
+export function route(deps: ChatDeps): Stage {
+  const selector = new RouteSelector(deps.catalog, deps.health);
+  /** `auto`'s benchmark without a baseline: the most capable bucket's model. */
+  const autoBenchmark = deps.catalog.resolve(deps.router.complex).model.prices;
+  return (ctx) => {
+    const { request, key } = ctx;
+    ctx.chain = deps.keys.chain(key);
+    const { entry, routes } = selector.select({
+      requested: request.model, model: ctx.router?.model ?? request.model,
+      pin: typeof request.provider === 'string' ? request.provider : ctx.pin,
+      nativeKind: ctx.endpoint.native, chain: ctx.chain, caller: key,
+    });
+    checkCapabilities(request, routes[0]!.model);
+    const ws = deps.workspaces.get(key.workspace);
+    if (!ws) throw new GatewayError(Errors.forbidden, `This key's workspace ${key.workspace} no longer exists.`);
+    let previous = 0;
+    const prev = ctx.endpoint.conversation ? request.previous_response_id : undefined;
+    if (prev !== undefined && prev !== null) {
+      if (typeof prev !== 'string') throw new GatewayError(Errors.invalidRequest, "Invalid 'previous_response_id': expected a string.", 'previous_response_id');
+      previous = deps.responseIds.tokensOf(ws.id, prev);
+    }
+    ctx.routes = routes;
+    ctx.ws = ws;
+    // BASELINE_MODEL, else the requested model at its catalog list price (an alias: its
+    // first model; `auto`: the complex bucket's), so cheaper routing shows as saved.
+    ctx.benchmark = deps.baseline ?? (ctx.router ? autoBenchmark : entry.model.prices);
+    const found = promptExtras(request);
+    if (found.images || found.unsized || previous) {
+      ctx.extra = { bytes: found.images * IMAGE_BOUND + previous, counted: found.images * (IMAGE_BOUND - IMAGE_COUNTED) + previous, previous, unsized: found.unsized };
+    }
+    ctx.next();
+  };
+}

@@ -1,0 +1,494 @@
+// One request's call upstream, and every client of it: the request's own, and with
+// in-flight dedupe the followers that joined it (Served), which receive the bytes written
+// so far and then the live ones. It is the sink the provider adapter answers into.
+//
+//   dispatch → (failover.ts picks each attempt's route) → provider.chat(call, this)
+//   onStart / onData / onEnd / onError ← the adapter
+//   respond: a buffered body with the gateway object spliced in, or the SSE passed through
+//            (sse-usage.ts's tap reads usage and holds the terminal event)
+//   settle:  the row (settle.ts), and the client's last bytes once it is committed
+import { upstreamError } from '../providers/upstream-error.js';
+import type { ChatCall, ResponseSink, UpstreamHandle } from '../providers/provider.js';
+import type { Route } from '../router/catalog.js';
+import type { CachedAnswer } from '../savings/cache.js';
+import type { OutgoingCall } from '../savings/stage.js';
+import { Errors, GatewayError, asGatewayError } from '../errors.js';
+import type { HeaderList } from '../wire/http.js';
+import { SseUsageTap, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
+import type { Usage } from '../wire/usage.js';
+import type { RequestContext } from './context.js';
+import { Attempts } from './failover.js';
+import { Figures, figureHeaders } from './figures.js';
+import { ms } from './fmt.js';
+import type { Served } from './served.js';
+import { record, type UsageSource } from './settle.js';
+
+/** Stands for "each client's own gateway comment" in the stream log (followers write theirs). */
+const GATEWAY_MARK = Buffer.alloc(0);
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Its end always goes the same way: the row is recorded (the ticket's holds released with
+ * what the request really used), and the last bytes reach the client only once that row is
+ * committed, so an acknowledged answer is never missing from the ledger after a crash.
+ */
+export class UpstreamCall implements ResponseSink, OutgoingCall {
+  private readonly stream: boolean;
+  /** Every route this request may go to (failover included). */
+  readonly routes: readonly Route[];
+  readonly figures: Figures;
+  private readonly attempts: Attempts;
+  promptCacheKey: string | null = null;
+  onLand: (() => void) | null = null;
+  private handle: UpstreamHandle | null = null;
+  private tap: SseUsageTap | null = null;
+  private chunks: Buffer[] = [];
+  private status = 0;
+  private tDispatch = 0;
+  private tFirstByte = 0;
+  private tUpstreamEnd = 0;
+  /** Set once the request's end is decided (its row may still be counted in the pool). */
+  private settling = false;
+  /** Set once the call's outcome (an answer, a failure) has gone to every client of it, followers included. */
+  private over = false;
+  /** The route of the current attempt. */
+  private route: Route;
+  private lastError: GatewayError | null = null;
+  private retryAfterMs: number | null = null;
+  /** Set while identical requests may join this one. */
+  private landed = true;
+  private followers: Served[] | null = null;
+  /** What was written to the client so far (kept while followers may join a stream). */
+  private log: Buffer[] | null = null;
+  /** The upstream's SSE bytes: the cache assembles the answer from them, and billing counts them when no usage comes. */
+  private sse: Buffer[] | null = null;
+  /** Usage counted here (no usage frame came): the stream's closing figures carry it. */
+  private counted: Usage | null = null;
+  /** The leader's own client went away while followers still wait: the upstream call goes on for them. */
+  private leaderGone = false;
+  /** A passthrough Responses answer's id (a buffered body's; a stream's is the tap's). */
+  private responseId: string | null = null;
+
+  constructor(private readonly ctx: RequestContext) {
+    const deps = ctx.host.deps;
+    this.routes = ctx.routes;
+    this.route = ctx.routes[0]!;
+    this.stream = ctx.sent.stream === true;
+    this.figures = new Figures('miss', this.route, ctx.benchmark, deps.markup, ctx.saved, ctx.outputCap, ctx.router);
+    this.attempts = new Attempts(ctx.routes, deps.health, deps);
+    ctx.client.onAbort(() => this.clientAborted());
+  }
+
+  private get client() {
+    return this.ctx.client;
+  }
+
+  private get deps() {
+    return this.ctx.host.deps;
+  }
+
+  // ---- in-flight dedupe ------------------------------------------------------------------
+
+  /** Identical requests may join from now until the upstream's answer ends (dedupe's dispatch hook set onLand). */
+  lead(): void {
+    this.landed = this.onLand === null;
+  }
+
+  joinable(): boolean {
+    return !this.landed && !this.tUpstreamEnd;
+  }
+
+  join(f: Served): void {
+    (this.followers ??= []).push(f);
+    f.onGone = () => this.followerGone(f);
+    f.via(this.route);
+    if (this.tap) {
+      // Already streaming: what the leader's client got so far, then live.
+      f.startStream();
+      for (const chunk of this.log ?? []) f.write(chunk === GATEWAY_MARK ? f.comment(this.finalUsage()) : chunk);
+    }
+  }
+
+  /**
+   * A follower's client went away. While the leader's client is there, nothing changes for
+   * the call. Once it is gone, the payer's leaving hands the bill to the next follower; the
+   * last one leaving cancels the call and owes what the upstream did so far (the billing
+   * rule, counted like the leader's own), which this returns for it to record.
+   */
+  private followerGone(f: Served): Promise<{ usage: Usage; source: 'estimate' }> | null {
+    const list = this.followers;
+    if (!list) return null;
+    const i = list.indexOf(f);
+    if (i !== -1) list.splice(i, 1);
+    if (!this.leaderGone) return null;
+    if (f.payer && list[0]) { list[0].payer = true; return null; }
+    if (list.length) return null;
+    const answered = this.status === 200 && this.tFirstByte > 0;
+    this.cancelUpstream();
+    return f.payer ? this.countAnswer(answered).then((usage) => ({ usage, source: 'estimate' as const })) : null;
+  }
+
+  /** A shared stream broke after its headers went out: each follower ends with the same error event; a payer owes what streamed so far. */
+  private breakFollowers(event: Buffer, err: GatewayError): void {
+    if (!this.followers) return;
+    const payer = this.leaderGone ? this.followers.find((f) => f.payer) : undefined;
+    for (const f of this.followers) if (f !== payer) f.breakStream(event, err);
+    if (payer) this.countAnswer(true).then((u) => payer.breakStream(event, err, u), () => payer.breakStream(event, err));
+  }
+
+  /** Leaves the flight: later identical requests start their own call (or hit the cache). */
+  private land(): void {
+    if (this.landed) return;
+    this.landed = true;
+    this.onLand?.();
+  }
+
+  /** Every client of this call gets the same failure (each with its own row, each sent once that row is committed). */
+  private fail(err: GatewayError, code: string): void {
+    this.over = true;
+    this.land();
+    this.settle(err.status, code, null, () => this.client.sendError(err, this.headers()));
+    if (this.followers) for (const f of this.followers) { f.via(this.route); f.fail(err); }
+  }
+
+  /** No route may take the request now: the last attempt's error (or 503), with Retry-After for when one may. */
+  private noRoute(): void {
+    const err = this.lastError ?? new GatewayError(Errors.noRoute, `Every route for '${this.ctx.model}' is unavailable (disabled or failing); retry shortly.`);
+    if (!err.headers.some(([k]) => k === 'retry-after')) err.retryAfter(this.attempts.waitMs() ?? this.deps.health.cooldownMs);
+    this.fail(err, this.lastError ? `upstream_${this.lastError.code}` : err.code);
+  }
+
+  // ---- dispatch ----------------------------------------------------------------------
+
+  /** Sends the request to the first untried route whose breaker admits it. Bound once: failover's timer calls it. */
+  readonly dispatch = (): void => {
+    if (this.client.aborted && !this.leaderGone) return;
+    const next = this.attempts.next();
+    if (!next) { this.noRoute(); return; }
+    this.route = next;
+    this.figures.via(next);
+    this.figures.retries = this.attempts.retries;
+    this.status = 0;
+    this.retryAfterMs = null;
+    this.chunks = [];
+    this.tFirstByte = 0;
+    this.tUpstreamEnd = 0;
+    const ctx = this.ctx;
+    const call: ChatCall = {
+      upstreamModel: next.upstreamModel, encoding: next.model.tokenizer,
+      request: ctx.sent, body: ctx.body, stream: this.stream, api: ctx.endpoint.api,
+      promptCacheKey: this.promptCacheKey,
+    };
+    this.tDispatch = performance.now();
+    try {
+      this.handle = next.provider.chat(call, this);
+    } catch (err) {
+      // An adapter that cannot even send the request (a bug): the attempt failed like any other.
+      this.handle = null;
+      this.onError(asGatewayError(err));
+    }
+  };
+
+  /** A failure before any byte reached the client: failover.ts decides whether another attempt follows. */
+  private failover(err: GatewayError, reason: string, sameRoute: boolean): boolean {
+    this.lastError = err;
+    const retried = this.attempts.failed(this.route, reason, this.retryAfterMs, sameRoute, !(this.client.aborted && !this.leaderGone), this.dispatch);
+    if (retried) this.handle = null;
+    return retried;
+  }
+
+  // ---- respond -------------------------------------------------------------------------
+  // The provider calls these; a throw in any of them (a bug) ends the request like an
+  // upstream failure instead of escaping into the adapter.
+
+  onStart(status: number, contentType: string, retryAfterMs?: number | null): void {
+    try {
+      this.tFirstByte = performance.now();
+      this.status = status;
+      this.retryAfterMs = retryAfterMs ?? null;
+      if (this.stream && status === 200 && contentType.includes('event-stream')) {
+        this.deps.health.success(this.route.decision, this.tFirstByte - this.tDispatch);
+        this.tap = new SseUsageTap(this.ctx.sent.stream_options?.include_usage === true, this.emit, () => GATEWAY_MARK, true);
+        this.sse = [];
+        this.client.startStream(200, 'text/event-stream; charset=utf-8', this.headers(), () => {
+          this.writable = true;
+          this.handle?.resume();
+        });
+        if (this.followers) for (const f of this.followers) { f.via(this.route); f.startStream(); }
+      }
+    } catch (err) {
+      this.fault(err);
+    }
+  }
+
+  /** The tap's writer: each client's own comment at the mark; while others may join, the bytes are logged for them. */
+  private readonly emit = (chunk: Buffer): boolean => {
+    if (!this.landed) (this.log ??= []).push(chunk);
+    if (this.followers) for (const f of this.followers) f.write(chunk === GATEWAY_MARK ? f.comment(this.finalUsage()) : chunk);
+    return this.client.write(chunk === GATEWAY_MARK ? this.gatewayComment() : chunk);
+  };
+
+  onData(chunk: Buffer): boolean {
+    try {
+      if (!this.tap) {
+        this.chunks.push(chunk);
+        return true;
+      }
+      this.sse!.push(chunk);
+      // Written at once, one corked write per upstream chunk. When uWS reports backpressure
+      // the adapter pauses; nothing more is written until onWritable resumes it (writing on
+      // into a backpressured uWS response can lose bytes, so the rule is strict).
+      this.pending = chunk;
+      if (this.leaderGone) this.pushPending();
+      else this.client.corked(this.pushPending);
+      return this.writable || this.leaderGone;
+    } catch (err) {
+      this.fault(err);
+      return true;
+    }
+  }
+
+  // Bound once, not a closure per chunk.
+  private pending: Buffer | null = null;
+  private writable = true;
+  private readonly pushPending = (): void => {
+    this.writable = this.tap!.push(this.pending!);
+    this.pending = null;
+  };
+
+  onEnd(): void {
+    try {
+      this.tUpstreamEnd = performance.now();
+      this.land();
+      if (!this.tap) { this.finishBuffered(); return; }
+      const usage = this.tap.usage;
+      if (usage) { this.endStream(usage, 'upstream'); return; }
+      // No usage frame: the answer is counted before the stream's closing figures are written.
+      this.countAnswer(true).then((u) => this.endStream(u, 'estimate'), (err: unknown) => this.fault(err));
+    } catch (err) {
+      this.fault(err);
+    }
+  }
+
+  private endStream(usage: Usage, source: UsageSource): void {
+    this.over = true;
+    if (source === 'estimate') this.counted = usage;
+    // The terminal event (held by the tap) and the figures go out once the row is committed:
+    // a client that has them has the whole answer.
+    // A leader whose client left is settled already (handed over): the tail still goes to its followers, once their rows are.
+    if (this.settling) this.deps.ledger.whenCommitted(this.finishStream);
+    else this.settle(200, null, usage, this.finishStream, source);
+    if (this.followers) for (const f of this.followers) f.end(usage, undefined, source);
+    const sse = this.sse;
+    this.sse = null;
+    if (sse && this.ctx.hash && source === 'upstream') {
+      this.deps.pool.assemble(Buffer.concat(sse)).then((json) => { if (json) this.keep(json, usage); }, () => undefined);
+    }
+  }
+
+  /**
+   * The stream's last bytes: the figures and the held terminal event (or an unterminated
+   * tail), to every follower, and to the leader's client in the same write as the end of
+   * the response (one corked syscall). Bound once, not a closure per request.
+   */
+  private readonly finishStream = (): void => {
+    const tap = this.tap!;
+    const tail = tap.flushTail();
+    const own: Buffer[] = [];
+    const out = (chunk: Buffer) => {
+      if (this.followers) for (const f of this.followers) f.write(chunk === GATEWAY_MARK ? f.comment(this.finalUsage()) : chunk);
+      own.push(chunk === GATEWAY_MARK ? this.gatewayComment() : chunk);
+    };
+    if (tap.sawDone) out(GATEWAY_MARK); // the figures go before the held [DONE]
+    if (tail) out(tail);
+    if (!tap.sawDone) out(GATEWAY_MARK);
+    this.client.end(own.length === 1 ? own[0]! : Buffer.concat(own));
+  };
+
+  /** A completed answer goes to the savings stages that keep answers (the caches). */
+  private keep(json: string, usage: Usage): void {
+    const answer: CachedAnswer = { decision: this.route.decision, body: json, usage };
+    const { bits } = this.ctx;
+    for (const s of this.ctx.host.savings) if (s.after && bits & s.bits) s.after(this.ctx, answer);
+  }
+
+  onError(err: GatewayError): void {
+    try {
+      this.tUpstreamEnd = performance.now();
+      // (`settling` is not enough: a leader whose client left is settled early, and its followers still wait for this outcome.)
+      if (this.over || (this.client.aborted && !this.leaderGone)) return;
+      if (this.tap) {
+        // Headers are gone: the stream ends with an error event, never a silent truncation.
+        this.over = true;
+        this.land();
+        this.deps.health.failure(this.route.decision, `stream_broken_${err.code}`);
+        const event = errorEvent(err);
+        this.settle(err.status, err.code, this.tap.usage, () => this.client.end(event));
+        this.breakFollowers(event, err);
+        return;
+      }
+      // A 4xx is the caller's, on any route; a timeout is not tried again on the same route.
+      if (err.status >= 500 && this.failover(err, err.code, err.code !== Errors.upstreamTimeout.code)) return;
+      this.fail(err, err.code);
+    } catch (e) {
+      this.fault(e);
+    }
+  }
+
+  /**
+   * A bug in the gateway's own handling of this answer: the upstream call stops and the
+   * request ends as an internal error, its holds released and its row written.
+   */
+  private fault(err: unknown): void {
+    const e = asGatewayError(err);
+    this.cancelUpstream();
+    if (this.over) return;
+    this.over = true;
+    if (this.tap) {
+      const event = errorEvent(e);
+      this.settle(e.status, e.code, null, () => this.client.end(event));
+      this.breakFollowers(event, e);
+      return;
+    }
+    this.fail(e, e.code);
+  }
+
+  private clientAborted(): void {
+    if (this.followers?.length) {
+      // Others wait for this answer: the call goes on for them, and the first of them pays for it.
+      this.leaderGone = true;
+      this.followers[0]!.payer = true;
+      this.settleHandedOver();
+      return;
+    }
+    const dispatched = this.handle !== null;
+    this.over = true;
+    this.cancelUpstream();
+    if (!this.tUpstreamEnd) this.tUpstreamEnd = performance.now();
+    this.settle(499, 'client_closed_request', this.tap?.usage ?? null, undefined, 'upstream', null, dispatched);
+  }
+
+  private cancelUpstream(): void {
+    this.attempts.cancel();
+    if (!this.tFirstByte) this.deps.health.release(this.route.decision);
+    this.handle?.abort();
+    this.land();
+  }
+
+  private finishBuffered(): void {
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    this.chunks = [];
+    if (this.status !== 200) {
+      // Every upstream error reaches the caller in OpenAI's envelope (upstream-error.ts), a
+      // 429 or 5xx only once no retry is left; a 4xx about the request is the caller's, from any route.
+      const err = upstreamError(this.status, body, this.route.decision, this.retryAfterMs);
+      if ((this.status >= 500 || this.status === 429) && this.failover(err, `http_${this.status}`, true)) return;
+      if (this.status < 500 && this.status !== 429) this.deps.health.success(this.route.decision, this.tUpstreamEnd - this.tDispatch);
+      this.fail(err, `upstream_${this.status}`);
+      return;
+    }
+    this.deps.health.success(this.route.decision, this.tUpstreamEnd - this.tDispatch);
+    const scan = scanCompletion(body);
+    if (!scan.isObject) {
+      this.fail(new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} sent a body that is not a JSON object.`), 'upstream_bad_body');
+      return;
+    }
+    if (scan.usage) { this.respondBuffered(body, scan, scan.usage); return; }
+    // Rare: an upstream without usage. The prompt and the answer are counted in the pool before answering.
+    this.chunks = [body];
+    this.countAnswer(true).then((u) => this.respondBuffered(body, scan, u, 'estimate'), (err: unknown) => this.fault(err));
+  }
+
+  /**
+   * What the upstream will bill when it did not say: the prompt as sent, counted, and (when
+   * `answered`) the text it generated as far as it reached the gateway, counted.
+   */
+  private countAnswer(answered: boolean): Promise<Usage> {
+    const parts = this.tap ? this.sse ?? [] : this.chunks;
+    const answer = answered ? (parts.length === 1 ? parts[0]! : Buffer.concat(parts)) : EMPTY;
+    return this.deps.pool.countAnswer(this.route.model.tokenizer, this.ctx.body, answer, this.tap !== null)
+      .then((c) => ({ prompt_tokens: c.prompt, completion_tokens: c.completion, cached_tokens: 0 }));
+  }
+
+  private respondBuffered(body: Buffer, scan: CompletionScan, usage: Usage, source: UsageSource = 'upstream'): void {
+    this.over = true;
+    if (this.ctx.endpoint.conversation) this.responseId = responseIdOf(body);
+    if (this.followers) for (const f of this.followers) { f.via(this.route); f.sendBuffered(body, scan, usage, source); }
+    if (this.ctx.hash && source === 'upstream') this.keep(body.toString('utf8'), usage);
+    const costs = this.figures.costs(usage);
+    const overhead = this.overheadMs(performance.now());
+    const headers = [...this.headers(), ...figureHeaders(costs, overhead)];
+    const out = spliceGateway(body, scan, this.figures.gatewayJson(this.client.requestId, usage, costs, overhead));
+    // The response completes only once its ledger row (and charge) is committed.
+    this.settle(200, null, usage, (err) => {
+      if (err) this.client.sendError(new GatewayError(Errors.internal, 'The ledger could not record this request; it was not charged. Retry shortly.'));
+      else this.client.send(200, 'application/json', out, headers);
+    }, source, costs);
+  }
+
+  // ---- figures ---------------------------------------------------------------------------
+
+  private headers(): HeaderList {
+    return this.figures.headers(this.ctx.ticket.limitHeaders);
+  }
+
+  private overheadMs(now: number): number {
+    // Rounded to the microsecond like every timing in the row (not float noise such as 1.5195079999996).
+    const upstream = (this.tUpstreamEnd || now) - this.tDispatch;
+    return Math.max(0, ms(this.ctx.t0 + upstream, now));
+  }
+
+  /** Usage as far as it is known: the upstream's frame, or what was counted without one. */
+  private finalUsage(): Usage | null {
+    return this.tap?.usage ?? this.counted;
+  }
+
+  private gatewayComment(): Buffer {
+    return this.figures.comment(this.client.requestId, this.finalUsage(), this.overheadMs(performance.now()));
+  }
+
+  // ---- settle ------------------------------------------------------------------------------
+
+  /** The leader's client left while followers wait: its row says so, and charges nothing (the payer follower is charged). */
+  private settleHandedOver(): void {
+    if (this.settling) return;
+    this.settling = true;
+    this.record(499, 'client_closed_request', performance.now(), null, 'none', null);
+  }
+
+  /**
+   * The request's end: its row, then `done` once the row is committed (the client's last
+   * bytes go there). Without usage from the upstream, billing follows one rule (README,
+   * "Billing"): the upstream had the request and answered, fully or in part, or the client
+   * left while it was working on it → the prompt as sent and the text received so far are
+   * counted; the upstream never answered (it failed, or timed out) → nothing is billed.
+   * `processed`: the upstream had the request when the client left.
+   */
+  private settle(status: number, error: string | null, usage: Usage | null, done?: (err: unknown) => void, source: UsageSource = 'upstream', known: Costs | null = null, processed = false): void {
+    if (this.settling) return;
+    this.settling = true;
+    const tDone = performance.now();
+    const after = () => { if (done) this.deps.ledger.whenCommitted(done); };
+    if (usage) { this.record(status, error, tDone, usage, source, known); after(); return; }
+    const answered = this.status === 200 && this.tFirstByte > 0;
+    if (!answered && !processed) { this.record(status, error, tDone, null, 'none', null); after(); return; }
+    this.countAnswer(answered).then(
+      (u) => this.record(status, error, tDone, u, 'estimate', null),
+      () => this.record(status, error, tDone, null, 'none', null),
+    ).then(after, after);
+  }
+
+  private record(status: number, error: string | null, tDone: number, u: Usage | null, source: UsageSource, known: Costs | null): void {
+    const responseId = this.responseId ?? this.tap?.responseId ?? null;
+    if (responseId && status === 200 && !this.ctx.ticket.recorded) this.deps.responseIds.remember(this.ctx.ws.id, responseId, u ? u.prompt_tokens + u.completion_tokens : 0);
+    record(this.deps.ledger, this.ctx, this.figures, status, error, u, source, known,
+      { tFirstByte: this.tFirstByte, tDone, overheadMs: this.overheadMs(tDone) }, this.attempts.retries);
+  }
+}
+
+type Costs = import('../accounts/pricing.js').Costs;
+
+/** A stream's end after its headers went out: the error as an SSE data event. */
+function errorEvent(err: GatewayError): Buffer {
+  return Buffer.from(`data: ${JSON.stringify(err.toJSON())}\n\n`);
+}

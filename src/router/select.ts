@@ -1,0 +1,119 @@
+// Which routes may serve a request, best first: the model's (or alias's) routes in its
+// policy's order, narrowed by a pinned provider, by what the endpoint needs, and by the
+// route constraints of the key and every key above it. Every route a request may fail over
+// to is in the list, so failover can never take it where its key may not go.
+import { Errors, GatewayError } from '../errors.js';
+import type { ModelEntry } from '../config/schema.js';
+import type { ChatRequest } from '../wire/chat.js';
+import type { Catalog, ModelRoutes, Route, RoutePolicy } from './catalog.js';
+import type { RouteHealth } from './health.js';
+
+/** A key's route constraints (accounts' KeyLimits has these fields). */
+export interface RouteConstraints {
+  models?: readonly string[] | undefined;
+  providers?: readonly string[] | undefined;
+  regions?: readonly string[] | undefined;
+  zdr_only?: boolean | undefined;
+}
+
+/** A key whose constraints apply: its id (for the 403 that names it) and its constraints, or none. */
+export interface ConstrainedKey {
+  readonly id: string;
+  readonly kind: string;
+  readonly limits: RouteConstraints | null | undefined;
+}
+
+/** May a request under these constraints go to this route? (models, providers, regions, zero data retention) */
+export function routeAllowed(limits: RouteConstraints, route: { slug: string; provider: { name: string }; region: string | null; zdr: boolean }): boolean {
+  if (limits.providers && !limits.providers.includes(route.provider.name)) return false;
+  if (limits.zdr_only && !route.zdr) return false;
+  if (limits.regions && !(route.region !== null && (route.region === 'local' || limits.regions.includes(route.region)))) return false;
+  if (!limits.models) return true;
+  return limits.models.some((m) => m === route.slug || m === '*' || (m.endsWith('/*') && route.slug.startsWith(m.slice(0, -1))));
+}
+
+export interface Selection {
+  entry: ModelRoutes;
+  /** Best first; never empty. */
+  routes: readonly Route[];
+}
+
+export interface SelectInput {
+  /** What the caller asked for (named in errors). */
+  requested: string;
+  /** The model or alias to resolve (the smart router's pick for `auto`). */
+  model: string;
+  /** A pinned provider ('' for none). */
+  pin: string;
+  /** Only routes whose provider speaks this API natively (the Responses API passes through to OpenAI-kind upstreams). */
+  nativeKind: 'openai' | null;
+  /** The key and the keys above it. */
+  chain: readonly ConstrainedKey[];
+  /** The key that made the request (the error says "This key" for it). */
+  caller: ConstrainedKey;
+}
+
+export class RouteSelector {
+  constructor(private readonly catalog: Catalog, private readonly health: RouteHealth) {}
+
+  select(q: SelectInput): Selection {
+    const entry = this.catalog.resolve(q.model);
+    let routes = entry.policy ? this.ordered(entry.routes, entry.policy) : entry.routes;
+    if (q.pin) {
+      const all = routes;
+      routes = all.filter((r) => r.provider.name === q.pin);
+      if (!routes.length) {
+        throw new GatewayError(Errors.invalidRequest, `No route of '${q.requested}' goes through provider '${q.pin.slice(0, 64)}' (its routes: ${all.map((r) => r.provider.name).join(', ') || 'none'}).`, 'provider');
+      }
+    }
+    if (q.nativeKind) {
+      routes = routes.filter((r) => r.provider.kind === q.nativeKind);
+      if (!routes.length) throw new GatewayError(Errors.invalidRequest, `No route of '${q.requested}' speaks the Responses API.`, 'model');
+    }
+    for (const k of q.chain) {
+      const limits = k.limits;
+      if (!limits || k.kind === 'master' || k.kind === 'operator' || !(limits.models || limits.providers || limits.regions || limits.zdr_only)) continue;
+      const all = routes;
+      routes = all.filter((r) => routeAllowed(limits, r));
+      if (!routes.length && all.length) {
+        throw new GatewayError(Errors.modelNotAllowed, `${k === q.caller ? 'This key' : `The key that minted this one (${k.id})`} may not use '${q.requested}' on any of its routes (${describeConstraints(limits)}).`, 'model');
+      }
+    }
+    if (!routes.length) throw new GatewayError(Errors.noRoute, `No enabled provider serves '${q.requested}'. Set its provider key or enable sim.`, 'model');
+    return { entry, routes };
+  }
+
+  /** An alias's routes in its policy's order: cheapest, fastest (latency EWMA; unmeasured first), or price × latency. */
+  private ordered(routes: readonly Route[], policy: RoutePolicy): readonly Route[] {
+    if (policy === 'cost') return routes;
+    const latency = (r: Route) => this.health.view(r.decision).latency_ewma_ms ?? 0;
+    const price = (r: Route) => r.prices.input + r.prices.output;
+    const score = policy === 'latency' ? latency : (r: Route) => price(r) * (1 + latency(r));
+    return [...routes].sort((a, b) => score(a) - score(b));
+  }
+}
+
+/** A key's route constraints, for the 403 that names them. */
+function describeConstraints(l: RouteConstraints): string {
+  const parts: string[] = [];
+  if (l.models) parts.push(`models ${l.models.join(', ')}`);
+  if (l.providers) parts.push(`providers ${l.providers.join(', ')}`);
+  if (l.regions) parts.push(`regions ${l.regions.join(', ')}`);
+  if (l.zdr_only) parts.push('zero-data-retention routes only');
+  return `it allows ${parts.join('; ')}`;
+}
+
+/** What the request needs that the model may lack (a model that lists no capabilities is not restricted). */
+export function checkCapabilities(request: ChatRequest, model: ModelEntry): void {
+  const caps = model.capabilities;
+  if (!caps.length) return;
+  const lacks = (cap: (typeof caps)[number], param: string, what: string) => {
+    if (!caps.includes(cap)) throw new GatewayError(Errors.invalidRequest, `'${model.slug}' does not support ${what}.`, param);
+  };
+  if (Array.isArray(request.tools) && request.tools.length) lacks('tools', 'tools', 'tools');
+  const format = request.response_format as { type?: unknown } | null | undefined;
+  if (format && (format.type === 'json_object' || format.type === 'json_schema')) lacks('json', 'response_format', 'JSON output');
+  if (request.messages.some((m) => Array.isArray(m.content) && m.content.some((p) => typeof p === 'object' && p !== null && (p as { type?: unknown }).type === 'image_url'))) {
+    lacks('vision', 'messages', 'image inputs');
+  }
+}

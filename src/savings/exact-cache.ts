@@ -1,0 +1,20 @@
+// The exact cache as a pipeline stage: a stored answer for the same canonical request in the
+// same workspace answers it; a completed miss is stored (savings/cache.ts holds the store).
+import type { Config } from '../config/schema.js';
+import type { ResponseCache } from './cache.js';
+import { M } from './mechanisms.js';
+import { allows, type SavingsStage } from './stage.js';
+
+export function exactCache(cache: ResponseCache, config: Config['savings']): SavingsStage {
+  return {
+    bits: M.exact_cache,
+    before(ctx, next) {
+      const hit = ctx.hash ? cache.getExact(ctx.ws.id, ctx.hash) : null;
+      if (hit && allows(ctx.routes, hit.decision)) { ctx.replay('exact', hit); return; }
+      next();
+    },
+    after(ctx, answer) {
+      if (ctx.hash && answer.body.length <= config.exact_cache.max_entry_bytes) cache.putExact(ctx.ws.id, ctx.hash, answer, config.exact_cache.ttl_seconds * 1000);
+    },
+  };
+}
