@@ -56,8 +56,9 @@ export class RequestContext implements SavingsContext {
   model = '';
   /** The request as the caller sent it, plus any output cap (the caches key on this). */
   request: ChatRequest = NOT_YET;
-  /** What is sent: the request, or with the rewrites applied (compression, chunk dedupe). */
-  sent: ChatRequest = NOT_YET;
+  /** What is sent, parsed: the request itself, or after the rewrites their body, parsed on first use (see `sent`). */
+  private sentParsed: ChatRequest | null = null;
+  private rewrote = false;
   /** Savings mechanisms on for this request (bits of mechanisms.ts). */
   bits = 0;
   /** The smart router's choice (model `auto`). */
@@ -95,6 +96,24 @@ export class RequestContext implements SavingsContext {
     public body: Buffer,
   ) {
     this.ticket = new Ticket(host, key);
+  }
+
+  /**
+   * What is sent, parsed: the request, or the rewritten request (compression, chunk dedupe).
+   * The rewrites change only `messages`, so its other members are the request's; the
+   * rewritten messages are parsed here only when something reads them (an adapter that
+   * translates the request), not for every large body.
+   */
+  get sent(): ChatRequest {
+    if (!this.rewrote) return this.request;
+    return this.sentParsed ??= JSON.parse(this.body.toString('utf8')) as ChatRequest;
+  }
+
+  /** The rewrites' result: what is sent from now on (`body`, parsed when read). */
+  rewritten(body: Buffer): void {
+    this.body = body;
+    this.sentParsed = null;
+    this.rewrote = true;
   }
 
   /**

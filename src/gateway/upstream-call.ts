@@ -73,7 +73,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     const deps = ctx.host.deps;
     this.routes = ctx.routes;
     this.route = ctx.routes[0]!;
-    this.stream = ctx.sent.stream === true;
+    this.stream = ctx.request.stream === true; // (the rewrites change only messages)
     this.figures = new Figures('miss', this.route, ctx.benchmark, deps.markup, ctx.saved, ctx.outputCap, ctx.router);
     this.attempts = new Attempts(ctx.routes, deps.health, deps);
     ctx.client.onAbort(() => this.clientAborted());
@@ -173,12 +173,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     this.chunks = [];
     this.tFirstByte = 0;
     this.tUpstreamEnd = 0;
-    const ctx = this.ctx;
-    const call: ChatCall = {
-      upstreamModel: next.upstreamModel, encoding: next.model.tokenizer,
-      request: ctx.sent, body: ctx.body, stream: this.stream, api: ctx.endpoint.api,
-      promptCacheKey: this.promptCacheKey,
-    };
+    const call = new Outgoing(this.ctx, next, this.stream, this.promptCacheKey);
     this.tDispatch = performance.now();
     try {
       this.handle = next.provider.chat(call, this);
@@ -208,7 +203,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       this.retryAfterMs = retryAfterMs ?? null;
       if (this.stream && status === 200 && contentType.includes('event-stream')) {
         this.deps.health.success(this.route.decision, this.tFirstByte - this.tDispatch);
-        this.tap = new SseUsageTap(this.ctx.sent.stream_options?.include_usage === true, this.emit, () => GATEWAY_MARK, true);
+        this.tap = new SseUsageTap(this.ctx.request.stream_options?.include_usage === true, this.emit, () => GATEWAY_MARK, true);
         this.sse = [];
         this.client.startStream(200, 'text/event-stream; charset=utf-8', this.headers(), () => {
           this.writable = true;
@@ -487,6 +482,29 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
 }
 
 type Costs = import('../accounts/pricing.js').Costs;
+
+/** One attempt's request, as the adapter sees it: the parsed request only when it asks (see RequestContext.sent). */
+class Outgoing implements ChatCall {
+  readonly upstreamModel: string;
+  readonly encoding: ChatCall['encoding'];
+  readonly body: Buffer;
+  readonly api: 'chat' | 'responses';
+
+  constructor(private readonly ctx: RequestContext, route: Route, readonly stream: boolean, readonly promptCacheKey: string | null) {
+    this.upstreamModel = route.upstreamModel;
+    this.encoding = route.model.tokenizer;
+    this.body = ctx.body;
+    this.api = ctx.endpoint.api;
+  }
+
+  get params(): ChatCall['params'] {
+    return this.ctx.request;
+  }
+
+  get request(): ChatCall['request'] {
+    return this.ctx.sent;
+  }
+}
 
 /** A stream's end after its headers went out: the error as an SSE data event. */
 function errorEvent(err: GatewayError): Buffer {

@@ -8,7 +8,7 @@ import type { Pool } from 'undici';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import { MAX_JSON_DEPTH, isRecord, nestsDeeper, text as asText, type Json } from '../json.js';
-import { Relay, openPool, type OpenAIProviderOptions } from './openai.js';
+import { Relay, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 import { chatCap, contentText } from '../wire/chat.js';
 import { dataOf } from '../wire/sse.js';
@@ -285,7 +285,7 @@ export class AnthropicProvider implements Provider {
   private readonly path: string;
   private readonly headers: Record<string, string>;
 
-  constructor(private readonly opts: OpenAIProviderOptions & { defaultMaxTokens: number }) {
+  constructor(private readonly opts: HttpUpstreamOptions & { defaultMaxTokens: number }) {
     this.name = opts.name;
     const { pool, basePath } = openPool(opts);
     this.pool = pool;

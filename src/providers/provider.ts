@@ -10,7 +10,14 @@ export type { ChatRequest };
 export interface ChatCall {
   upstreamModel: string;
   encoding: EncodingName;
-  request: ChatRequest;
+  /** The request as sent, parsed: its messages as the savings rewrites left them (reading it may parse the body). */
+  readonly request: ChatRequest;
+  /**
+   * The request's parameters (its members other than `messages`) as sent, without a parse:
+   * model, stream, stream_options, caps, the pin. Its `messages` are the caller's, before
+   * any rewrite: an adapter that reads messages reads `request`.
+   */
+  readonly params: ChatRequest;
   /** The body exactly as the client sent it, for adapters that can forward it unchanged. */
   body: Buffer;
   stream: boolean;

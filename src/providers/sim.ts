@@ -114,12 +114,11 @@ class SimCall implements UpstreamHandle {
       return;
     }
     this.emit({}, this.answer.finish);
-    if (this.call.request.stream_options?.include_usage) {
-      this.sink.onData(Buffer.from(`data: ${JSON.stringify({
-        id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.call.upstreamModel,
-        system_fingerprint: null, choices: [], usage: this.usage(),
-      })}\n\n`));
-    }
+    // The usage chunk, always: the gateway asks every upstream stream for it (as the OpenAI adapter does).
+    this.sink.onData(Buffer.from(`data: ${JSON.stringify({
+      id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.call.upstreamModel,
+      system_fingerprint: null, choices: [], usage: this.usage(),
+    })}\n\n`));
     this.sink.onData(Buffer.from('data: [DONE]\n\n'));
     this.sink.onEnd();
   };
@@ -151,8 +150,8 @@ export class SimProvider implements Provider {
   constructor(private readonly pool: PromptCounter, private readonly opts: SimOptions) {}
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
-    const max = chatCap(call.request) ?? this.opts.defaultMaxTokens;
-    const sim = new SimCall({ ...call, request: { ...call.request, stream_options: { include_usage: true } } }, sink, simAnswer(call, max), this.opts);
+    const max = chatCap(call.params) ?? this.opts.defaultMaxTokens;
+    const sim = new SimCall(call, sink, simAnswer(call, max), this.opts);
     const key = call.promptCacheKey;
     sim.start(this.pool.countPrompt(call.encoding, call.body), (tokens) => {
       if (!key) return 0;

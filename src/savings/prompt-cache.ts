@@ -10,7 +10,9 @@ export function promptCache(config: Config['savings']): SavingsStage {
   return {
     bits: M.prompt_cache,
     dispatch(ctx, call) {
-      if (ctx.body.length >= config.prompt_cache.min_body_bytes) call.promptCacheKey = prefixHash(ctx.ws.id, ctx.sent);
+      // The head it hashes (model, tools, the leading system messages) is the same before and
+      // after the rewrites, which never touch those: the caller's parsed request serves.
+      if (ctx.body.length >= config.prompt_cache.min_body_bytes) call.promptCacheKey = prefixHash(ctx.ws.id, ctx.request);
       return false;
     },
   };

@@ -35,8 +35,7 @@ export interface SavingsContext {
   readonly client: { readonly requestId: string };
   /** The request as the caller sent it, with any output cap (the caches key on this). */
   readonly request: ChatRequest;
-  /** What is sent upstream (the rewrites applied), parsed and as bytes. */
-  readonly sent: ChatRequest;
+  /** What is sent upstream (the rewrites applied). */
   readonly body: Buffer;
   /** Every route the request may go to. */
   readonly routes: readonly { readonly decision: string }[];

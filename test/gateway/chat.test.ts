@@ -95,7 +95,7 @@ t.test('stream without include_usage: usage asked upstream, stripped for the cal
   t.equal(text, FAKE_WORDS.join(''));
 });
 
-t.test('stream usage request: spliced into the caller\'s bytes, or re-encoded when stream_options is present', async (t) => {
+t.test('stream usage request: spliced into the caller\'s bytes, or amended in place when stream_options is present', async (t) => {
   const post = (body: string) => fetch(`${gw.baseURL}/chat/completions`, {
     method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' }, body,
   }).then((r) => r.text());

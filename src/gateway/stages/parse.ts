@@ -9,7 +9,6 @@ export function parse(deps: ChatDeps): Stage {
   const enabled = deps.savings.enabled;
   return (ctx) => {
     ctx.request ??= ctx.endpoint.parse(ctx.body);
-    ctx.sent = ctx.request;
     ctx.model = ctx.request.model;
     ctx.bits = enabled & ctx.endpoint.savings & ~ctx.switches.off & ~maskOf(ctx.key.limits?.savings_off);
     ctx.next();

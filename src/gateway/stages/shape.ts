@@ -5,7 +5,6 @@
 // (chunk dedupe, compression) in the worker pool, whose reply carries the exact prompt count.
 import { M } from '../../savings/mechanisms.js';
 import type { SavedTokens } from '../../wire/savings.js';
-import type { ChatRequest } from '../../wire/chat.js';
 import type { ChatDeps } from '../deps.js';
 import type { Stage } from '../context.js';
 import { maxOutputOf } from './admit.js';
@@ -58,8 +57,7 @@ export function rewrites(deps: ChatDeps): Stage {
       ctx.bits & M.compression ? compression : null, ctx.cacheable), (r) => {
       if (r.hash) ctx.hash = r.hash;
       if (r.body !== null) {
-        ctx.body = Buffer.from(r.body);
-        ctx.sent = JSON.parse(r.body) as ChatRequest;
+        ctx.rewritten(Buffer.from(r.body));
         const saved: SavedTokens = {};
         if (r.savedChunk) saved.chunk_dedupe = r.savedChunk;
         if (r.savedCompression) saved.compression = r.savedCompression;

@@ -1,0 +1,71 @@
+// Byte-level edits of a body's top-level members (wire/splice.ts): what JSON.parse reads
+// from the edited bytes is the parsed body with the edits applied, whatever the layout.
+import t from 'tap';
+import { editMembers, members, type MemberEdits } from '../../src/wire/splice.js';
+
+/** What the edits mean on the parsed value (the last occurrence of a key is the one a parser keeps). */
+function expected(body: string, e: MemberEdits): Record<string, unknown> {
+  const value = JSON.parse(body) as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [k, json] of e.add ?? []) out[k] = JSON.parse(json);
+  for (const [k, v] of Object.entries(value)) if (!(e.drop ?? []).includes(k)) out[k] = v;
+  for (const [k, json] of e.set ?? []) if (k in out) out[k] = JSON.parse(json);
+  return out;
+}
+
+const BODIES = [
+  '{"model":"openai/gpt-4o","messages":[{"role":"user","content":"hi"}]}',
+  '  {\n  "messages" : [ {"role":"user","content":"model"} ] ,\n  "model" : "openai/gpt-4o" , "n": 2 , "stream": true }  ',
+  '{"messages":[{"role":"user","content":"say \\"model\\":\\"x\\" {not a brace"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"properties":{"model":{"type":"string"}}}}}],"model":"a/b"}',
+  '{"provider":"openai","model":"a/b","messages":[]}',
+  '{"model":"a/b","provider":"openai"}',
+  '{"provider":"openai"}',
+  '{}',
+  '{"model":"first","messages":[],"model":"a/b"}',
+  '{"mod\\u0065l":"a/b","max_tokens":null,"temperature":0.5,"stop":["}"],"x":true,"y":false,"z":-1.5e3}',
+  '{"model":"a/b","stream_options":{"include_usage":false},"messages":[]}',
+];
+
+const EDITS: MemberEdits[] = [
+  { set: [['model', '"gpt-4o"']] },
+  { drop: ['provider'] },
+  { add: [['stream_options', '{"include_usage":true}']] },
+  { set: [['model', '"gpt-4o"'], ['stream_options', '{"include_usage":true}']], drop: ['provider'], add: [['prompt_cache_key', '"k"']] },
+  { add: [['a', '1'], ['b', '[1,{"c":"}"}]']], drop: ['model', 'messages'] },
+];
+
+t.test('every edit of every body reads back as the edited value', async (t) => {
+  for (const body of BODIES) {
+    for (const e of EDITS) {
+      const out = editMembers(Buffer.from(body), e);
+      t.ok(out, `an object: ${body}`);
+      t.same(JSON.parse(out!.toString()), expected(body, e), `${body} with ${JSON.stringify(e)}`);
+    }
+  }
+});
+
+t.test('the last occurrence of a duplicated key is replaced (the one parsers keep)', async (t) => {
+  const out = editMembers(Buffer.from('{"model":"first","model":"second"}'), { set: [['model', '"up"']] })!.toString();
+  t.equal(out, '{"model":"first","model":"up"}');
+  t.equal((JSON.parse(out) as { model: string }).model, 'up');
+});
+
+t.test('members untouched keep their bytes (messages are copied, not re-encoded)', async (t) => {
+  const messages = '[ {"role":"user","content":"caf\\u00e9 \\ud83d\\ude00"} ]';
+  const out = editMembers(Buffer.from(`{"model":"a/b","messages":${messages}}`), { set: [['model', '"b"']] })!.toString();
+  t.equal(out, `{"model":"b","messages":${messages}}`);
+});
+
+t.test('a body that is not an object is left to the caller', async (t) => {
+  t.equal(members(Buffer.from('[1,2]')), null);
+  t.equal(editMembers(Buffer.from('"x"'), { drop: ['a'] }), null);
+  t.same(members(Buffer.from(' {"a" : 1 , "b":"}"} '))?.map((m) => m.key), ['a', 'b']);
+});
+
+t.test('the layout outside the edited members is kept byte for byte', async (t) => {
+  const edit = (body: string, e: MemberEdits) => editMembers(Buffer.from(body), e)!.toString();
+  t.equal(edit('{ "a": 1,  "provider": "x" ,\n "b": 2 }', { drop: ['provider'] }), '{ "a": 1,  "b": 2 }');
+  t.equal(edit('{ "a": 1, "provider": "x" }', { drop: ['provider'] }), '{ "a": 1 }');
+  t.equal(edit('{ "provider": "x", "a": 1 }', { drop: ['provider'] }), '{ "a": 1 }');
+  t.equal(edit('{ "model" : "a/b" , "x": [1, 2] }', { set: [['model', '"b"']], add: [['s', '{"u":true}']] }), '{"s":{"u":true}, "model" : "b" , "x": [1, 2] }');
+});
