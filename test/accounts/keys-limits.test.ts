@@ -128,13 +128,14 @@ t.test('rolling window, tpm, budget, concurrency, allowed models', async (t) => 
   t.equal(notAllowed.json.error.code, 'model_not_allowed');
 
   const single = await keyWith({ max_concurrency: 1 });
-  const slow = fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${single}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'openai/drip-300', messages, stream: true }) }).then((r) => r.text());
-  await new Promise((r) => setTimeout(r, 150));
+  // Its stream's headers mean it was admitted and holds the slot until its body ends (no guessed sleep).
+  const slow = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${single}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'openai/drip-300', messages, stream: true }) });
+  t.equal(slow.status, 200);
   const busy = await chat(single);
   t.equal(busy.status, 429);
   t.equal(busy.json.error.kind, 'concurrency');
-  await slow;
+  await slow.text();
   t.equal((await chat(single)).status, 200, 'the slot is free once the first finished');
 });
 

