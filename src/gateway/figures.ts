@@ -84,7 +84,8 @@ export class Figures {
   /** A served answer costs nothing upstream and is not charged: it saved its whole benchmark. */
   costs(usage: Usage): Costs {
     if (this.billed) return priceRequest(this.prices, this.benchmark, usage, this.markup, this.rewritten);
-    const b = roundUsd(upstreamCost(this.benchmark, { ...usage, cached_tokens: 0 }));
+    // The naive direct call: the whole prompt at the input price (no cache read or write), as a miss's benchmark.
+    const b = roundUsd(upstreamCost(this.benchmark, { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, cached_tokens: 0 }));
     return { cost_usd: 0, benchmark_usd: b, charge_usd: 0, saved_usd: b };
   }
 
@@ -141,7 +142,9 @@ export class Figures {
     const similarity = this.similarity !== null ? `,"similarity":${Math.round(this.similarity * 1e4) / 1e4}` : '';
     const saved = this.savedTokens(usage);
     const by = this.savings(usage);
-    return `{"request_id":"${requestId}","served":${this.decisionJson},"cache":"${this.cache}","retries":${this.kind === 'miss' ? this.retries : 0}${similarity},"usage":${usageJson(usage)},"saved_tokens":${saved === NO_TOKENS || isEmpty(saved) ? '{}' : JSON.stringify(saved)},"savings_usd":${by === NO_SAVINGS || isEmpty(by) ? '{}' : JSON.stringify(by)}${cap}${c},"overhead_ms":${Math.round(overheadMs * 1000) / 1000}}`;
+    // A served answer shows the usage it stands for whole (cache writes too); a miss its three counts.
+    const u = this.kind === 'miss' ? usageJson(usage) : JSON.stringify(usage);
+    return `{"request_id":"${requestId}","served":${this.decisionJson},"cache":"${this.cache}","retries":${this.kind === 'miss' ? this.retries : 0}${similarity},"usage":${u},"saved_tokens":${saved === NO_TOKENS || isEmpty(saved) ? '{}' : JSON.stringify(saved)},"savings_usd":${by === NO_SAVINGS || isEmpty(by) ? '{}' : JSON.stringify(by)}${cap}${c},"overhead_ms":${Math.round(overheadMs * 1000) / 1000}}`;
   }
 
   /** The streamed equivalent of the headers: an SSE comment before `[DONE]` (SDKs skip comments). */

@@ -6,6 +6,7 @@
 // the final SSE comment.
 import { Errors, GatewayError } from '../errors.js';
 import { isRecord, text, type Json } from '../json.js';
+import { StringDecoder } from 'node:string_decoder';
 import type { Client, HeaderList } from '../wire/http.js';
 import { dataOf } from '../wire/sse.js';
 import { parseBody, parseJson } from '../wire/body.js';
@@ -77,6 +78,7 @@ export class ResponsesBridge implements Client {
   private usage: unknown = null;
   private seq = 0;
   private buffer = '';
+  private readonly decoder = new StringDecoder('utf8');
 
   /** True when the route speaks the Responses API itself: bytes pass through untranslated. */
   passthrough = false;
@@ -129,7 +131,7 @@ export class ResponsesBridge implements Client {
   /** Chat SSE frames in, Responses events out (frames may arrive split). */
   write(chunk: Uint8Array): boolean {
     if (this.passthrough) return this.inner.write(chunk);
-    this.buffer += Buffer.from(chunk).toString('utf8');
+    this.buffer += this.decoder.write(chunk); // (a character split between chunks waits for its last bytes)
     const frames = this.buffer.split('\n\n');
     this.buffer = frames.pop() ?? '';
     let out = '';
@@ -141,7 +143,7 @@ export class ResponsesBridge implements Client {
     if (this.passthrough) { this.inner.end(chunk); return; }
     let out = '';
     if (chunk) {
-      this.buffer += Buffer.from(chunk).toString('utf8');
+      this.buffer += this.decoder.write(chunk) + this.decoder.end();
       for (const frame of this.buffer.split('\n\n')) out += this.translate(frame);
       this.buffer = '';
     }

@@ -164,10 +164,10 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   readonly dispatch = (): void => {
     if (this.client.aborted && !this.leaderGone) return;
     const next = this.attempts.next();
+    this.figures.retries = this.attempts.retries;
     if (!next) { this.noRoute(); return; }
     this.route = next;
     this.figures.via(next);
-    this.figures.retries = this.attempts.retries;
     this.status = 0;
     this.retryAfterMs = null;
     this.chunks = [];

@@ -4,13 +4,14 @@
 // Messages SSE events into OpenAI chunks as they arrive, ending with a usage chunk (the
 // gateway strips it if the caller did not ask) and [DONE]. Errors keep their status and
 // reach the gateway as Anthropic sent them (it normalises every provider's), 529 as a 503, so failover treats 429/5xx/529 like any upstream's.
+import { StringDecoder } from 'node:string_decoder';
 import type { Pool } from 'undici';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import { MAX_JSON_DEPTH, isRecord, nestsDeeper, text as asText, type Json } from '../json.js';
 import { Relay, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
-import { chatCap, contentText } from '../wire/chat.js';
+import { contentText, sentCap } from '../wire/chat.js';
 import { dataOf } from '../wire/sse.js';
 
 const API_VERSION = '2023-06-01';
@@ -139,7 +140,7 @@ function openAIUsage(u: AnthropicUsage) {
 }
 
 /** Receives the Messages API's bytes and hands the gateway OpenAI's format. */
-class Translator implements ResponseSink {
+export class Translator implements ResponseSink {
   private status = 0;
   private streaming = false;
   private buffered: Buffer[] = [];
@@ -151,6 +152,8 @@ class Translator implements ResponseSink {
   /** Anthropic content-block index → OpenAI tool_calls index. */
   private readonly toolIndex = new Map<number, number>();
   private finish: string | null = null;
+
+  private readonly decoder = new StringDecoder('utf8');
 
   constructor(private readonly sink: ResponseSink, model: string) {
     this.model = model;
@@ -167,7 +170,8 @@ class Translator implements ResponseSink {
 
   onData(chunk: Buffer): boolean {
     if (!this.streaming) { this.buffered.push(chunk); return true; }
-    const text = this.tail + chunk.toString('utf8');
+    // A character may be split between two chunks: the decoder keeps its first bytes for the next one.
+    const text = this.tail + this.decoder.write(chunk);
     const events = text.split('\n\n');
     this.tail = events.pop() ?? '';
     let ok = true;
@@ -296,7 +300,7 @@ export class AnthropicProvider implements Provider {
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     const { request } = call;
-    const maxTokens = chatCap(request) ?? this.opts.defaultMaxTokens;
+    const maxTokens = sentCap(request) ?? this.opts.defaultMaxTokens;
     const translator = new Translator(sink, call.upstreamModel);
     const relay = new Relay(translator);
     let body: string;

@@ -10,7 +10,7 @@ export interface PromptCounter {
   countPrompt(encoding: EncodingName, body: Buffer): Promise<number>;
 }
 import type { ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
-import { chatCap } from '../wire/chat.js';
+import { sentCap } from '../wire/chat.js';
 
 export interface SimOptions {
   ttftMs: number;
@@ -150,7 +150,7 @@ export class SimProvider implements Provider {
   constructor(private readonly pool: PromptCounter, private readonly opts: SimOptions) {}
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
-    const max = chatCap(call.params) ?? this.opts.defaultMaxTokens;
+    const max = sentCap(call.params) ?? this.opts.defaultMaxTokens;
     const sim = new SimCall(call, sink, simAnswer(call, max), this.opts);
     const key = call.promptCacheKey;
     sim.start(this.pool.countPrompt(call.encoding, call.body), (tokens) => {

@@ -14,7 +14,9 @@ export interface CachedAnswer {
   usage: Usage;
 }
 
-const ExactSchema = z.object({ exp: z.number(), decision: z.string(), body: z.string(), usage: UsageSchema });
+/** A stored answer's usage as a hit reports it: the upstream's counts, less its cache writes (a hit writes no provider cache). */
+const StoredUsage = UsageSchema.omit({ cache_write_tokens: true });
+const ExactSchema = z.object({ exp: z.number(), decision: z.string(), body: z.string(), usage: StoredUsage });
 const SemanticSchema = ExactSchema.extend({ text: z.string(), vec: z.instanceof(Uint8Array) });
 
 /**

@@ -7,7 +7,7 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import { priceRequest, roundUsd, type Costs } from '../accounts/pricing.js';
 import type { Prices } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
-import { ChatRequestSchema, chatCap } from '../wire/chat.js';
+import { ChatRequestSchema, sentCap } from '../wire/chat.js';
 import { parseBody, parseJson } from '../wire/body.js';
 import type { Catalog } from '../router/catalog.js';
 import type { WorkerPool } from '../workers/pool.js';
@@ -56,7 +56,7 @@ export function registerPricing(app: TemplatedApp, on: Handlers, deps: PricingDe
     const request = parseBody(ChatRequestSchema, parseJson(body));
     const entry = deps.catalog.resolve(request.model);
     if (!entry.routes.length) throw new GatewayError(Errors.noRoute, `No enabled provider serves '${request.model}'.`, 'model');
-    const cap = chatCap(request) ?? entry.model.max_output_tokens ?? deps.billing.defaultOutputCap;
+    const cap = sentCap(request) ?? entry.model.max_output_tokens ?? deps.billing.defaultOutputCap;
     // A quote is tokenized in the pool: within the workspace's share, like a request.
     const release = deps.pool.reserveFor(key.workspace, body.length);
     if (!release) throw new GatewayError(Errors.rateLimited, 'This workspace already has as much as its share of the worker pool being read; retry in 1s.').retryAfter(1000);

@@ -53,6 +53,14 @@ export function chatCap(req: { max_tokens?: unknown; max_completion_tokens?: unk
   return a === null ? b : b === null ? a : Math.max(a, b);
 }
 
+/**
+ * The one output cap to send an upstream that reads a single field (Anthropic's max_tokens,
+ * the sim): max_completion_tokens, OpenAI's current name, before the legacy max_tokens.
+ */
+export function sentCap(req: { max_tokens?: unknown; max_completion_tokens?: unknown }): number | null {
+  return typeof req.max_completion_tokens === 'number' ? req.max_completion_tokens : typeof req.max_tokens === 'number' ? req.max_tokens : null;
+}
+
 /** The text of a message's content (a string, or the `text` of its parts joined by `sep`). */
 export function contentText(content: unknown, sep = ''): string {
   if (typeof content === 'string') return content;

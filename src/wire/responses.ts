@@ -13,8 +13,6 @@ export const ResponsesRequestSchema = z.looseObject({
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
   tools: z.array(z.looseObject({ type: z.string() })).nullish(),
-  previous_response_id: z.unknown().optional(),
-  provider: z.unknown().optional(),
 });
 
 export type ResponsesRequest = z.infer<typeof ResponsesRequestSchema>;
