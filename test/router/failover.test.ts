@@ -126,6 +126,17 @@ t.test('a stream that breaks after its first bytes ends with an error event, nev
   await served();
 });
 
+t.test('a retry that finds no route left answers with the failure, and counts the retry it made', async (t) => {
+  t.equal((await admin('/admin/deployments/disable', { decision: 'backup/m1' })).json.state, 'disabled');
+  a.setFault('500');
+  const err = await ask().catch((e: unknown) => e);
+  t.ok(err instanceof OpenAI.APIError && err.status === 502, 'the first route\'s failure, as a 502');
+  t.equal((err as InstanceType<typeof OpenAI.APIError>).headers?.get('x-gateway-retries'), '1', 'one retry was made (it found the backup disabled)');
+  a.setFault('none');
+  await admin('/admin/deployments/enable', { decision: 'backup/m1' });
+  await restUntilOver('primary/m1');
+});
+
 t.test('all routes failing: an error in the envelope once max_retries is spent', async (t) => {
   a.setFault('500');
   b.setFault('500');
