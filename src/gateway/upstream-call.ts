@@ -19,12 +19,11 @@ import type { Usage } from '../wire/usage.js';
 import type { RequestContext } from './context.js';
 import { Attempts } from './failover.js';
 import { Figures, figureHeaders } from './figures.js';
+import { Followers, GATEWAY_MARK } from './followers.js';
 import { ms } from './fmt.js';
 import type { Served } from './served.js';
 import { record, type UsageSource } from './settle.js';
 
-/** Stands for "each client's own gateway comment" in the stream log (followers write theirs). */
-const GATEWAY_MARK = Buffer.alloc(0);
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -57,15 +56,12 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   private retryAfterMs: number | null = null;
   /** Set while identical requests may join this one. */
   private landed = true;
-  private followers: Served[] | null = null;
-  /** What was written to the client so far (kept while followers may join a stream). */
-  private log: Buffer[] | null = null;
+  /** Set when this call leads a flight (dedupe): the identical requests that joined it. */
+  private followers: Followers | null = null;
   /** The upstream's SSE bytes: the cache assembles the answer from them, and billing counts them when no usage comes. */
   private sse: Buffer[] | null = null;
   /** Usage counted here (no usage frame came): the stream's closing figures carry it. */
   private counted: Usage | null = null;
-  /** The leader's own client went away while followers still wait: the upstream call goes on for them. */
-  private leaderGone = false;
   /** A passthrough Responses answer's id (a buffered body's; a stream's is the tap's). */
   private responseId: string | null = null;
 
@@ -91,7 +87,9 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
 
   /** Identical requests may join from now until the upstream's answer ends (dedupe's dispatch hook set onLand). */
   lead(): void {
-    this.landed = this.onLand === null;
+    if (this.onLand === null) return;
+    this.landed = false;
+    this.followers = new Followers();
   }
 
   joinable(): boolean {
@@ -99,47 +97,34 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   }
 
   join(f: Served): void {
-    (this.followers ??= []).push(f);
     f.onGone = () => this.followerGone(f);
-    f.via(this.route);
-    if (this.tap) {
-      // Already streaming: what the leader's client got so far, then live.
-      f.startStream();
-      for (const chunk of this.log ?? []) f.write(chunk === GATEWAY_MARK ? f.comment(this.finalUsage()) : chunk);
-    }
+    this.followers!.join(f, this.route, this.tap !== null, this.finalUsage());
   }
 
-  /**
-   * A follower's client went away. While the leader's client is there, nothing changes for
-   * the call. Once it is gone, the payer's leaving hands the bill to the next follower; the
-   * last one leaving cancels the call and owes what the upstream did so far (the billing
-   * rule, counted like the leader's own), which this returns for it to record.
-   */
+  /** The leader's client went away while followers wait: the call goes on for them (followers.ts decides who pays). */
+  private get leaderGone(): boolean {
+    return this.followers?.leaderGone ?? false;
+  }
+
+  /** A follower's client went away; the last one leaving cancels the call and owes what the upstream did so far (the billing rule), which this returns for it to record. */
   private followerGone(f: Served): Promise<{ usage: Usage; source: 'estimate' }> | null {
-    const list = this.followers;
-    if (!list) return null;
-    const i = list.indexOf(f);
-    if (i !== -1) list.splice(i, 1);
-    if (!this.leaderGone) return null;
-    if (f.payer && list[0]) { list[0].payer = true; return null; }
-    if (list.length) return null;
+    const left = this.followers!.leave(f);
+    if (!left.cancel) return null;
     const answered = this.status === 200 && this.tFirstByte > 0;
     this.cancelUpstream();
-    return f.payer ? this.countAnswer(answered).then((usage) => ({ usage, source: 'estimate' as const })) : null;
+    return left.payer ? this.countAnswer(answered).then((usage) => ({ usage, source: 'estimate' as const })) : null;
   }
 
-  /** A shared stream broke after its headers went out: each follower ends with the same error event; a payer owes what streamed so far. */
+  /** A shared stream broke after its headers went out: each follower ends with the same error event. */
   private breakFollowers(event: Buffer, err: GatewayError): void {
-    if (!this.followers) return;
-    const payer = this.leaderGone ? this.followers.find((f) => f.payer) : undefined;
-    for (const f of this.followers) if (f !== payer) f.breakStream(event, err);
-    if (payer) this.countAnswer(true).then((u) => payer.breakStream(event, err, u), () => payer.breakStream(event, err));
+    this.followers?.breakStream(event, err, () => this.countAnswer(true));
   }
 
   /** Leaves the flight: later identical requests start their own call (or hit the cache). */
   private land(): void {
     if (this.landed) return;
     this.landed = true;
+    this.followers?.closed();
     this.onLand?.();
   }
 
@@ -148,7 +133,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     this.over = true;
     this.land();
     this.settle(err.status, code, null, () => this.client.sendError(err, this.headers()));
-    if (this.followers) for (const f of this.followers) { f.via(this.route); f.fail(err); }
+    this.followers?.fail(this.route, err);
   }
 
   /** No route may take the request now: the last attempt's error (or 503), with Retry-After for when one may. */
@@ -209,7 +194,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
           this.writable = true;
           this.handle?.resume();
         });
-        if (this.followers) for (const f of this.followers) { f.via(this.route); f.startStream(); }
+        this.followers?.startStream(this.route);
       }
     } catch (err) {
       this.fault(err);
@@ -218,8 +203,8 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
 
   /** The tap's writer: each client's own comment at the mark; while others may join, the bytes are logged for them. */
   private readonly emit = (chunk: Buffer): boolean => {
-    if (!this.landed) (this.log ??= []).push(chunk);
-    if (this.followers) for (const f of this.followers) f.write(chunk === GATEWAY_MARK ? f.comment(this.finalUsage()) : chunk);
+    const followers = this.followers;
+    if (followers) { followers.record(chunk); followers.write(chunk, this.finalUsage()); }
     return this.client.write(chunk === GATEWAY_MARK ? this.gatewayComment() : chunk);
   };
 
@@ -273,7 +258,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     // A leader whose client left is settled already (handed over): the tail still goes to its followers, once their rows are.
     if (this.settling) this.deps.ledger.whenCommitted(this.finishStream);
     else this.settle(200, null, usage, this.finishStream, source);
-    if (this.followers) for (const f of this.followers) f.end(usage, undefined, source);
+    this.followers?.end(usage, source);
     const sse = this.sse;
     this.sse = null;
     if (sse && this.ctx.hash && source === 'upstream') {
@@ -291,7 +276,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     const tail = tap.flushTail();
     const own: Buffer[] = [];
     const out = (chunk: Buffer) => {
-      if (this.followers) for (const f of this.followers) f.write(chunk === GATEWAY_MARK ? f.comment(this.finalUsage()) : chunk);
+      this.followers?.write(chunk, this.finalUsage());
       own.push(chunk === GATEWAY_MARK ? this.gatewayComment() : chunk);
     };
     if (tap.sawDone) out(GATEWAY_MARK); // the figures go before the held [DONE]
@@ -349,10 +334,8 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   }
 
   private clientAborted(): void {
-    if (this.followers?.length) {
+    if (this.followers?.handOver()) {
       // Others wait for this answer: the call goes on for them, and the first of them pays for it.
-      this.leaderGone = true;
-      this.followers[0]!.payer = true;
       this.settleHandedOver();
       return;
     }
@@ -408,7 +391,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   private respondBuffered(body: Buffer, scan: CompletionScan, usage: Usage, source: UsageSource = 'upstream'): void {
     this.over = true;
     if (this.ctx.endpoint.conversation) this.responseId = responseIdOf(body);
-    if (this.followers) for (const f of this.followers) { f.via(this.route); f.sendBuffered(body, scan, usage, source); }
+    this.followers?.sendBuffered(this.route, body, scan, usage, source);
     if (this.ctx.hash && source === 'upstream') this.keep(body.toString('utf8'), usage);
     const costs = this.figures.costs(usage);
     const overhead = this.overheadMs(performance.now());
