@@ -1,7 +1,8 @@
 // API keys: shown once, stored as SHA-256, compared in constant time. Every key is held
 // in memory by its hash (loaded from LMDB at start), so authenticating is a hash and a
 // Map lookup — no I/O on the hot path.
-import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { sha256 } from '../digest.js';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -63,9 +64,6 @@ export type KeyView = Omit<KeyRecord, 'hash'>;
 
 import { DEFAULT_WORKSPACE } from './workspaces.js';
 
-function sha256(secret: string): Buffer {
-  return hash('sha256', secret, 'buffer');
-}
 
 function newSecret(kind: 'master' | 'key'): string {
   return `sk-sluice-${kind === 'master' ? 'master-' : ''}${randomBytes(24).toString('base64url')}`;

@@ -4,7 +4,7 @@
 import type { KeyRecord } from '../accounts/keys.js';
 import type { Workspace } from '../accounts/workspaces.js';
 import type { Prices } from '../config/schema.js';
-import { Errors, GatewayError, LimitError, asGatewayError } from '../errors.js';
+import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { Route } from '../router/catalog.js';
 import type { RouterPick } from '../router/smart.js';
 import type { CachedAnswer } from '../savings/cache.js';
@@ -158,11 +158,7 @@ export class RequestContext implements SavingsContext {
     if (ws?.metered && deps.workspaces.availableNano(ws) <= 0) {
       throw new GatewayError(Errors.insufficientCredits, 'Insufficient credits: the workspace has none available. Top up.');
     }
-    const release = deps.pool.reserveFor(this.key.workspace, this.body.length);
-    if (!release) {
-      throw new LimitError('concurrency', 1, 'This workspace already has requests as large as the worker pool\'s share for one workspace being read; retry in 1s.',
-        [['retry-after', '1'], ['x-gateway-limit-kind', 'concurrency']], { worker_bytes_per_workspace: deps.pool.bytesPerTenantLimit });
-    }
+    const release = deps.pool.shareFor(this.key.workspace, this.body.length);
     this.after(task().finally(release), then);
   }
 

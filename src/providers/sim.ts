@@ -2,7 +2,7 @@
 // serves every endpoint. Same prompt → same answer. Realistic shape: time to first token,
 // a steady token rate, OpenAI's exact chunk format, and usage with prompt tokens counted
 // by the real tokenizer in the worker pool.
-import { createHash } from 'node:crypto';
+import { sha256 } from '../digest.js';
 import type { EncodingName } from '../../native/tokenizer.js';
 
 /** Counts a prompt's tokens (the gateway's worker pool, injected: providers do not reach up into workers). */
@@ -32,7 +32,7 @@ function lastUserText(messages: ReadonlyArray<Record<string, unknown>>): string 
 
 /** Deterministic answer: a short echo of the question, then words drawn from a hash of the prompt. */
 export function simAnswer(call: ChatCall, maxTokens: number): { tokens: string[]; finish: 'stop' | 'length' } {
-  const seed = createHash('sha256').update(call.body).digest();
+  const seed = sha256(call.body);
   const wanted = 12 + (seed[0]! % 40);
   const question = lastUserText(call.request.messages).split(/\s+/).filter(Boolean).slice(0, 6);
   const tokens = ['Simulated', ' reply'];

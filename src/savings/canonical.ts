@@ -1,7 +1,7 @@
 // The exact cache's key: a hash of what determines the answer. Key order and whitespace do
 // not matter; fields that only change delivery (stream, stream_options, user, metadata, …)
 // are left out, so a streamed and a non-streamed ask of the same question share an entry.
-import { createHash } from 'node:crypto';
+import { sha256Text as sha256 } from '../digest.js';
 import type { ChatRequest } from '../wire/chat.js';
 import { text as asText } from '../json.js';
 
@@ -29,9 +29,6 @@ export function canonicalJson(value: unknown, skip?: ReadonlySet<string>): strin
   return `${out}}`;
 }
 
-export function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('base64url');
-}
 
 /**
  * null when the value is nested too deeply to walk (JSON.parse accepts nesting that would

@@ -1,7 +1,8 @@
 // The uWebSockets.js front end: routes, auth, and the hand-off to the gateway. Everything
 // the handlers need from the request (headers, params) is read synchronously, as uWS
 // invalidates `req` when the handler returns.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
+import { sha256 } from '../digest.js';
 import uWS, { type TemplatedApp } from 'uWebSockets.js';
 import type { KeyRecord, KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
@@ -116,7 +117,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     deps.metrics.render().then((text) => ex.send(200, 'text/plain; version=0.0.4; charset=utf-8', text, null), (err: unknown) => ex.sendError(err));
   };
   const { exposure } = deps;
-  const metricsToken = exposure.metricsToken ? createHash('sha256').update(exposure.metricsToken).digest() : null;
+  const metricsToken = exposure.metricsToken ? sha256(exposure.metricsToken) : null;
   app.get('/metrics', (res, req) => {
     const ex = new Exchange(res, deps.ids.next());
     try {
@@ -124,7 +125,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
       if (!exposure.metricsPublic) {
         const authorization = req.getHeader('authorization');
         const bearer = authorization.toLowerCase().startsWith('bearer ') ? authorization.slice(7).trim() : '';
-        const byToken = metricsToken !== null && bearer !== '' && timingSafeEqual(createHash('sha256').update(bearer).digest(), metricsToken);
+        const byToken = metricsToken !== null && bearer !== '' && timingSafeEqual(sha256(bearer), metricsToken);
         if (!byToken) requireScope(deps.keys.authenticate(authorization), 'admin');
       }
       renderMetrics(ex);

@@ -58,8 +58,7 @@ export function registerPricing(app: TemplatedApp, on: Handlers, deps: PricingDe
     if (!entry.routes.length) throw new GatewayError(Errors.noRoute, `No enabled provider serves '${request.model}'.`, 'model');
     const cap = sentCap(request) ?? entry.model.max_output_tokens ?? deps.billing.defaultOutputCap;
     // A quote is tokenized in the pool: within the workspace's share, like a request.
-    const release = deps.pool.reserveFor(key.workspace, body.length);
-    if (!release) throw new GatewayError(Errors.rateLimited, 'This workspace already has as much as its share of the worker pool being read; retry in 1s.').retryAfter(1000);
+    const release = deps.pool.shareFor(key.workspace, body.length);
     deps.pool.countPrompt(entry.model.tokenizer, body).finally(release).then((prompt) => {
       const options = entry.routes.map((route) => {
         const prices = route.prices;

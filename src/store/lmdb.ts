@@ -1,6 +1,6 @@
 // One LMDB environment in the data dir, named sub-databases, msgpackr values (lmdb's
 // default encoding). Writes use lmdb's batched async commits: all puts of one event turn share a transaction.
-import { createHash } from 'node:crypto';
+import { sha256Text } from '../digest.js';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
@@ -38,7 +38,7 @@ export interface Store {
  */
 export function keyPart(s: string): string {
   if (s.length <= 96) return s;
-  return `${s.slice(0, 64)}…${createHash('sha256').update(s).digest('base64url').slice(0, 22)}`;
+  return `${s.slice(0, 64)}…${sha256Text(s).slice(0, 22)}`;
 }
 
 /**

@@ -2,6 +2,7 @@
 import { Piscina } from 'piscina';
 import type { EncodingName } from '../../native/tokenizer.js';
 import { compileTokenizerWasm } from '../../native/tokenizer.js';
+import { LimitError } from '../errors.js';
 import type { AnswerCount, RewriteReply, RewriteTask, WorkerTask } from './protocol.js';
 
 export class WorkerPool {
@@ -33,6 +34,14 @@ export class WorkerPool {
       if (left > 0) this.byTenant.set(tenant, left); else this.byTenant.delete(tenant);
     };
   }
+  /** reserveFor, or the 429 every caller answers when the tenant's share is taken (a request, a quote). */
+  shareFor(tenant: string, bytes: number): () => void {
+    const release = this.reserveFor(tenant, bytes);
+    if (release) return release;
+    throw new LimitError('concurrency', 1, 'This workspace already has requests as large as the worker pool\'s share for one workspace being read; retry in 1s.',
+      [['retry-after', '1'], ['x-gateway-limit-kind', 'concurrency']], { worker_bytes_per_workspace: this.bytesPerTenant });
+  }
+
 
   static async start(threads: number, bytesPerTenant = 4 * 1024 * 1024): Promise<WorkerPool> {
     const wasm = await compileTokenizerWasm();
