@@ -72,9 +72,9 @@ export class OpenAIProvider implements Provider {
       }
       if (this.sendsCacheKey && call.promptCacheKey && request.prompt_cache_key === undefined) add.push(['prompt_cache_key', JSON.stringify(call.promptCacheKey)]);
     }
-    const pinned = 'provider' in request;
-    if (!set.length && !add.length && !pinned) return call.body;
-    const edits: MemberEdits = { set, add, drop: pinned ? PIN : [] };
+    // Always through the splice, edits or not: it also drops the earlier copies of a key the
+    // body names twice (the gateway read the last), and hands back the body itself when there is nothing to change.
+    const edits: MemberEdits = { set, add, drop: 'provider' in request ? PIN : [] };
     return editMembers(call.body, edits) ?? call.body;
   }
 

@@ -16,12 +16,24 @@ const WS = (b: number | undefined) => b === 32 || b === 10 || b === 13 || b === 
 
 /** The index just past the JSON string that opens at `i` (a `"`). */
 function skipString(buf: Buffer, i: number): number {
-  for (i++; i < buf.length; i++) {
+  // Short strings (keys, small values) byte by byte; past 32 bytes, a native search for the
+  // next quote (a message's content is most of a body: this keeps the scan ~free of it).
+  const near = Math.min(buf.length, i + 32);
+  for (i++; i < near; i++) {
     const b = buf[i];
     if (b === 92) i++; // a backslash escapes the next byte
     else if (b === 34) return i + 1;
   }
-  return buf.length;
+  if (i >= buf.length) return buf.length;
+  // (i is the first byte the loop did not read: an escape it met took its next byte along)
+  for (;;) {
+    const q = buf.indexOf(34, i);
+    if (q === -1) return buf.length;
+    let slashes = 0;
+    for (let k = q - 1; buf[k] === 92; k--) slashes++;
+    if (slashes % 2 === 0) return q + 1; // not escaped
+    i = q + 1;
+  }
 }
 
 /** The index just past the JSON value that starts at `i`. */
@@ -81,14 +93,19 @@ export interface MemberEdits {
 
 /**
  * The body with the edits applied; null when it is not a JSON object (the caller re-encodes).
- * Bytes outside the edited members are kept as they are: a replaced value is cut out and the
- * new one put in its place; a dropped member goes with the separator that joined it.
+ * A key the body names more than once keeps only its last occurrence, the one JSON.parse
+ * kept and the gateway validated and priced: an upstream whose parser keeps the first (or
+ * refuses duplicates) sees the same request. Bytes outside the edited members are kept as
+ * they are: a replaced value is cut out and the new one put in its place; a dropped member
+ * goes with the separator that joined it. With nothing to change, the body itself is returned.
  */
 export function editMembers(body: Buffer, edits: MemberEdits): Buffer | null {
   const list = members(body);
   if (!list) return null;
   const drop = edits.drop ?? [];
-  const dropped = list.map((m) => drop.includes(m.key));
+  const lastOf = new Map<string, number>();
+  for (let i = 0; i < list.length; i++) lastOf.set(list[i]!.key, i);
+  const dropped = list.map((m, i) => lastOf.get(m.key) !== i || drop.includes(m.key));
   /** [from, to) of the body replaced by `with` (empty: removed), in order. */
   const cuts: Array<{ from: number; to: number; with: Buffer | null }> = [];
   const open = body.indexOf(123) + 1;
@@ -112,8 +129,9 @@ export function editMembers(body: Buffer, edits: MemberEdits): Buffer | null {
     }
     const m = list[i]!;
     const json = edits.set?.find(([k]) => k === m.key)?.[1];
-    if (json !== undefined && !list.some((later, k) => k > i && later.key === m.key)) cuts.push({ from: m.valueStart, to: m.end, with: Buffer.from(json) });
+    if (json !== undefined) cuts.push({ from: m.valueStart, to: m.end, with: Buffer.from(json) });
   }
+  if (!cuts.length) return body;
   const parts: Buffer[] = [];
   let at = 0;
   for (const c of cuts) {

@@ -44,10 +44,9 @@ t.test('every edit of every body reads back as the edited value', async (t) => {
   }
 });
 
-t.test('the last occurrence of a duplicated key is replaced (the one parsers keep)', async (t) => {
+t.test('the last occurrence of a duplicated key is the one replaced, and the only one kept', async (t) => {
   const out = editMembers(Buffer.from('{"model":"first","model":"second"}'), { set: [['model', '"up"']] })!.toString();
-  t.equal(out, '{"model":"first","model":"up"}');
-  t.equal((JSON.parse(out) as { model: string }).model, 'up');
+  t.equal(out, '{"model":"up"}');
 });
 
 t.test('members untouched keep their bytes (messages are copied, not re-encoded)', async (t) => {
@@ -68,4 +67,25 @@ t.test('the layout outside the edited members is kept byte for byte', async (t) 
   t.equal(edit('{ "a": 1, "provider": "x" }', { drop: ['provider'] }), '{ "a": 1 }');
   t.equal(edit('{ "provider": "x", "a": 1 }', { drop: ['provider'] }), '{ "a": 1 }');
   t.equal(edit('{ "model" : "a/b" , "x": [1, 2] }', { set: [['model', '"b"']], add: [['s', '{"u":true}']] }), '{"s":{"u":true}, "model" : "b" , "x": [1, 2] }');
+});
+
+t.test('a key named twice keeps only its last occurrence (what the gateway read), edits or not', async (t) => {
+  const edit = (body: string, e: MemberEdits = {}) => editMembers(Buffer.from(body), e)!.toString();
+  t.equal(edit('{"model":"evil","model":"a/b","messages":[]}', { set: [['model', '"b"']] }), '{"model":"b","messages":[]}');
+  t.equal(edit('{"n":128,"model":"m","n":1,"max_tokens":32768,"max_tokens":1}'), '{"model":"m","n":1,"max_tokens":1}');
+  t.equal(edit('{"mod\\u0065l":"x","model":"y"}'), '{"model":"y"}', 'a key spelled with an escape is the same key');
+  t.equal(edit('{"stream":false,"a":1,"stream":true}'), '{"a":1,"stream":true}');
+  const plain = Buffer.from('{"model":"m","messages":[]}');
+  t.equal(editMembers(plain, {}), plain, 'nothing to change: the body itself, not a copy');
+});
+
+t.test('strings of any length and escaping are skipped whole (the scan past 32 bytes searches natively)', async (t) => {
+  for (const n of [0, 1, 30, 31, 32, 33, 34, 100, 5000]) {
+    for (const tail of ['', '\\\\', '\\"', '\\\\\\"', 'é🙂']) {
+      const content = 'x'.repeat(n) + tail + '"model":"no"}' + 'y'.repeat(n);
+      const body = JSON.stringify({ messages: [{ role: 'user', content }], model: 'a/b' });
+      const out = editMembers(Buffer.from(body), { set: [['model', '"b"']] })!.toString();
+      t.same(JSON.parse(out), { messages: [{ role: 'user', content }], model: 'b' }, `content of ${n} + ${JSON.stringify(tail)}`);
+    }
+  }
 });
