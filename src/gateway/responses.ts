@@ -7,6 +7,8 @@
 import { Errors, GatewayError } from '../errors.js';
 import { isRecord, text, type Json } from '../json.js';
 import { StringDecoder } from 'node:string_decoder';
+import type { Route } from '../router/catalog.js';
+import { chainAllows, type ConstrainedKey } from '../router/select.js';
 import type { Client, HeaderList } from '../wire/http.js';
 import { dataOf } from '../wire/sse.js';
 import { parseBody, parseJson } from '../wire/body.js';
@@ -30,6 +32,15 @@ export function readResponsesRequest(raw: Buffer): ResponsesRequest {
 }
 
 /** The Responses request as a chat-completions body (usage always asked for on streams). */
+/**
+ * Passthrough or bridge: a request goes to a route that speaks the Responses API itself
+ * (OpenAI-kind) when one serves the model, matches the pin, and every key of the chain may
+ * use it; otherwise it is bridged onto the chat path, where all the model's routes apply.
+ */
+export function passesThrough(routes: readonly Route[], chain: readonly ConstrainedKey[], pin: string): boolean {
+  return routes.some((r) => r.provider.kind === 'openai' && (!pin || r.provider.name === pin) && chainAllows(chain, r));
+}
+
 export function toChatBody(req: ResponsesRequest): Buffer {
   const messages: Json[] = [];
   if (req.instructions) messages.push({ role: 'system', content: req.instructions });

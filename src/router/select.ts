@@ -32,6 +32,22 @@ export function routeAllowed(limits: RouteConstraints, route: { slug: string; pr
   return limits.models.some((m) => m === route.slug || m === '*' || (m.endsWith('/*') && route.slug.startsWith(m.slice(0, -1))));
 }
 
+/** The constraints a key holds its requests to, or null for none (master and operator keys, keys without route limits). */
+export function constraintsOf(k: ConstrainedKey): RouteConstraints | null {
+  const l = k.limits;
+  if (!l || k.kind === 'master' || k.kind === 'operator' || !(l.models || l.providers || l.regions || l.zdr_only)) return null;
+  return l;
+}
+
+/** May every key of the chain send a request to this route? */
+export function chainAllows(chain: readonly ConstrainedKey[], route: Route): boolean {
+  for (const k of chain) {
+    const l = constraintsOf(k);
+    if (l && !routeAllowed(l, route)) return false;
+  }
+  return true;
+}
+
 export interface Selection {
   entry: ModelRoutes;
   /** Best first; never empty. */
@@ -71,8 +87,8 @@ export class RouteSelector {
       if (!routes.length) throw new GatewayError(Errors.invalidRequest, `No route of '${q.requested}' speaks the Responses API.`, 'model');
     }
     for (const k of q.chain) {
-      const limits = k.limits;
-      if (!limits || k.kind === 'master' || k.kind === 'operator' || !(limits.models || limits.providers || limits.regions || limits.zdr_only)) continue;
+      const limits = constraintsOf(k);
+      if (!limits) continue;
       const all = routes;
       routes = all.filter((r) => routeAllowed(limits, r));
       if (!routes.length && all.length) {

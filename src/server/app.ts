@@ -10,7 +10,7 @@ import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
 import { CHAT, RESPONSES } from '../gateway/endpoints.js';
 import type { ChatRequest } from '../wire/chat.js';
-import { ResponsesBridge, readResponsesRequest, toChatBody } from '../gateway/responses.js';
+import { ResponsesBridge, passesThrough, readResponsesRequest, toChatBody } from '../gateway/responses.js';
 import type { Catalog } from '../router/catalog.js';
 import { registerAccount, type AccountDeps } from './account.js';
 import { registerAdmin, type AdminDeps } from './admin.js';
@@ -84,8 +84,8 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     const request = readResponsesRequest(body);
     const bridge = new ResponsesBridge(ex, request.model);
     const routes = deps.catalog.find(request.model)?.routes ?? [];
-    const pinned = (typeof request.provider === 'string' ? request.provider : '') || pin;
-    if (routes.some((r) => r.provider.kind === 'openai' && (!pinned || r.provider.name === pinned))) {
+    const pinned = request.provider ?? pin ?? '';
+    if (passesThrough(routes, deps.keys.chain(key), pinned)) {
       bridge.passthrough = true;
       // Read once: the pipeline takes the request as parsed here (its `messages` an empty placeholder that never goes upstream).
       deps.chat.handle(bridge, key, body, t0, pin ?? '', RESPONSES, NO_SWITCHES, { ...request, messages: [] } as ChatRequest);
@@ -95,7 +95,8 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
       // Not silently dropped: these routes keep no conversation to continue (yet).
       throw new GatewayError(Errors.invalidRequest, `'previous_response_id' is supported only on routes that speak the Responses API themselves (OpenAI-kind); '${request.model}' has none.`, 'previous_response_id');
     }
-    deps.chat.handle(bridge, key, toChatBody(request), t0, pin ?? '');
+    // The chat body carries no pin field: the pin (the body's, else the header's) goes along as the header's would.
+    deps.chat.handle(bridge, key, toChatBody(request), t0, pinned);
   }, refuseChat, ['x-gateway-provider'], 'responses'));
 
   app.get('/v1/providers', noBody(null, (ex) => {

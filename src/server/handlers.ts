@@ -71,7 +71,12 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
       refuse(ex, key, t0, err);
       return;
     }
+    // A client that leaves while its body is still arriving is a request too (it gets its row
+    // through `refuse`); once the body is read, the handler's own path owns the abort.
+    let read = false;
+    ex.onAbort(() => { if (!read) refuse(ex, key, t0, new GatewayError(Errors.clientClosed, 'The client closed the request while sending its body.')); });
     ex.readBody(deps.maxBodyBytes, length, (err, body) => {
+      read = true;
       if (err) { refuse(ex, key, t0, err); return; }
       try {
         handler(ex, key, body, t0, values, headers);

@@ -13,6 +13,8 @@ export const ResponsesRequestSchema = z.looseObject({
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
   tools: z.array(z.looseObject({ type: z.string() })).nullish(),
+  /** Sluice's own: pin a provider (also the x-gateway-provider header); never sent upstream. */
+  provider: z.string().min(1).max(64).optional(),
 });
 
 export type ResponsesRequest = z.infer<typeof ResponsesRequestSchema>;

@@ -111,6 +111,18 @@ t.test('stream usage request: spliced into the caller\'s bytes, or amended in pl
   }
 });
 
+t.test('a key the body names twice reaches the upstream once, as the gateway read (validated and priced) it', async (t) => {
+  const body = `{"model":"evil-upstream-model","model":"openai/gpt-4.1-mini","n":128,"n":1,"max_tokens":32768,"max_tokens":5,"messages":${JSON.stringify(messages)}}`;
+  const res = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json', 'x-gateway-cache': 'off' }, body });
+  t.equal(res.status, 200);
+  await res.text();
+  const raw = fake.received.at(-1)!.raw;
+  t.equal(raw.match(/"model"/g)?.length, 1);
+  t.equal(raw.match(/"n"/g)?.length, 1);
+  t.equal(raw.match(/"max_tokens"/g)?.length, 1);
+  t.same(JSON.parse(raw), { model: 'gpt-4.1-mini', n: 1, max_tokens: 5, messages });
+});
+
 t.test('streamed tokens reach the client as the upstream writes them, not once it has finished', async (t) => {
   // Observed by order, not by time: when the first token reaches the client, the dripping
   // upstream has written only part of its answer.
@@ -219,4 +231,26 @@ t.test('backpressure: a client that stops reading stalls the upstream; nothing i
   t.equal(rec.written, words, 'the upstream finished once the client read again');
   t.equal(text.match(/"content":" w\d+"/g)?.length, words, 'every chunk arrived');
   t.ok(text.trimEnd().endsWith('data: [DONE]'));
+});
+
+t.test('a client that leaves while still sending its body gets a row (499), and holds nothing', async (t) => {
+  const { connect } = await import('node:net');
+  const url = new URL(gw.baseURL);
+  const listed = async () => (await (await fetch(`${gw.baseURL}/requests?limit=100`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).json() as { data: Array<{ status: number; error: string | null }> }).data;
+  const before = (await listed()).filter((r) => r.status === 499 && r.error === 'client_closed_request').length;
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(Number(url.port), url.hostname, () => {
+      socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${gw.masterKey}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model":"openai/gpt-4.1-mini",`);
+      setImmediate(() => { socket.destroy(); resolve(); });
+    });
+    socket.on('error', reject);
+  });
+  let after = before;
+  for (let i = 0; i < 100 && after === before; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    after = (await listed()).filter((r) => r.status === 499 && r.error === 'client_closed_request').length;
+  }
+  t.equal(after, before + 1, 'one 499 row for the request whose body never arrived');
+  const health = await (await fetch(`${gw.url}/health`)).json() as { in_flight: number };
+  t.equal(health.in_flight, 0);
 });
