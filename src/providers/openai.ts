@@ -2,7 +2,7 @@
 // the caller's body goes on as bytes (edited in place where it must change), and the
 // answer comes back through the shared HTTP relay untouched.
 import type { Pool } from 'undici';
-import { editMembers, type MemberEdits } from '../wire/splice.js';
+import { editMembers, memberCount, type MemberEdits } from '../wire/splice.js';
 import { Relay, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import type { ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 
@@ -13,6 +13,13 @@ export interface OpenAIProviderOptions extends HttpUpstreamOptions {
 
 const INCLUDE_USAGE = '{"include_usage":true}';
 const PIN = ['provider'];
+
+/** Own enumerable keys, counted without building their array. */
+function countKeys(o: object): number {
+  let n = 0;
+  for (const k in o) if (Object.hasOwn(o, k)) n++;
+  return n;
+}
 
 export class OpenAIProvider implements Provider {
   readonly kind = 'openai' as const;
@@ -72,9 +79,13 @@ export class OpenAIProvider implements Provider {
       }
       if (this.sendsCacheKey && call.promptCacheKey && request.prompt_cache_key === undefined) add.push(['prompt_cache_key', JSON.stringify(call.promptCacheKey)]);
     }
-    // Always through the splice, edits or not: it also drops the earlier copies of a key the
-    // body names twice (the gateway read the last), and hands back the body itself when there is nothing to change.
-    const edits: MemberEdits = { set, add, drop: 'provider' in request ? PIN : [] };
+    const pinned = 'provider' in request;
+    // Untouched only when nothing changes and no key is named twice (the parsed request, which
+    // kept the last of each, has as many keys as the bytes have members); a Responses body's
+    // parsed form carries a `messages` placeholder, so it always takes the splice.
+    if (!set.length && !add.length && !pinned && call.api !== 'responses' && memberCount(call.body) === countKeys(request)) return call.body;
+    // The splice also drops the earlier copies of a key the body names twice (the gateway read the last).
+    const edits: MemberEdits = { set, add, drop: pinned ? PIN : [] };
     return editMembers(call.body, edits) ?? call.body;
   }
 

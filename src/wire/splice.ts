@@ -82,6 +82,32 @@ export function members(buf: Buffer): Member[] | null {
   }
 }
 
+/**
+ * How many top-level members the object in `buf` has (-1: not an object), without reading
+ * their keys: fewer keys in the parsed value than members in the bytes means a key is named
+ * twice. The cheap check before a body goes on untouched.
+ */
+export function memberCount(buf: Buffer): number {
+  let i = 0;
+  while (WS(buf[i])) i++;
+  if (buf[i] !== 123) return -1;
+  i++;
+  let n = 0;
+  for (;;) {
+    while (WS(buf[i]) || buf[i] === 44) i++;
+    if (i >= buf.length) return -1;
+    if (buf[i] === 125) return n;
+    if (buf[i] !== 34) return -1;
+    i = skipString(buf, i);
+    while (WS(buf[i])) i++;
+    if (buf[i] !== 58) return -1;
+    i++;
+    while (WS(buf[i])) i++;
+    i = skipValue(buf, i);
+    n++;
+  }
+}
+
 export interface MemberEdits {
   /** New values (JSON text) for members: the last occurrence of each key is replaced. */
   set?: ReadonlyArray<readonly [key: string, json: string]>;

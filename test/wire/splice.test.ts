@@ -1,7 +1,7 @@
 // Byte-level edits of a body's top-level members (wire/splice.ts): what JSON.parse reads
 // from the edited bytes is the parsed body with the edits applied, whatever the layout.
 import t from 'tap';
-import { editMembers, members, type MemberEdits } from '../../src/wire/splice.js';
+import { editMembers, memberCount, members, type MemberEdits } from '../../src/wire/splice.js';
 
 /** What the edits mean on the parsed value (the last occurrence of a key is the one a parser keeps). */
 function expected(body: string, e: MemberEdits): Record<string, unknown> {
@@ -88,4 +88,10 @@ t.test('strings of any length and escaping are skipped whole (the scan past 32 b
       t.same(JSON.parse(out), { messages: [{ role: 'user', content }], model: 'b' }, `content of ${n} + ${JSON.stringify(tail)}`);
     }
   }
+});
+
+t.test('memberCount counts the members in the bytes, duplicates included', async (t) => {
+  for (const body of BODIES) t.equal(memberCount(Buffer.from(body)), members(Buffer.from(body))!.length, body);
+  t.equal(memberCount(Buffer.from('{"a":1,"a":2}')), 2);
+  t.equal(memberCount(Buffer.from('[1]')), -1);
 });
