@@ -2,7 +2,7 @@
 // the caller's body goes on as bytes (edited in place where it must change), and the
 // answer comes back through the shared HTTP relay untouched.
 import type { Pool } from 'undici';
-import { editMembers, memberCount, type MemberEdits } from '../wire/splice.js';
+import { editMembers, insertMembers, memberCount, type MemberEdits } from '../wire/splice.js';
 import { Relay, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import type { ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 
@@ -83,7 +83,10 @@ export class OpenAIProvider implements Provider {
     // Untouched only when nothing changes and no key is named twice (the parsed request, which
     // kept the last of each, has as many keys as the bytes have members); a Responses body's
     // parsed form carries a `messages` placeholder, so it always takes the splice.
-    if (!set.length && !add.length && !pinned && call.api !== 'responses' && memberCount(call.body) === countKeys(request)) return call.body;
+    if (!set.length && !pinned && call.api !== 'responses') {
+      const count = memberCount(call.body);
+      if (count === countKeys(request)) return add.length ? insertMembers(call.body, count, add) : call.body;
+    }
     // The splice also drops the earlier copies of a key the body names twice (the gateway read the last).
     const edits: MemberEdits = { set, add, drop: pinned ? PIN : [] };
     return editMembers(call.body, edits) ?? call.body;

@@ -108,6 +108,13 @@ export function memberCount(buf: Buffer): number {
   }
 }
 
+/** Members added after the opening brace of an object with `count` members (memberCount), nothing else touched. */
+export function insertMembers(body: Buffer, count: number, add: ReadonlyArray<readonly [key: string, json: string]>): Buffer {
+  const open = body.indexOf(123) + 1;
+  const text = add.map(([k, json]) => `${JSON.stringify(k)}:${json}`).join(',');
+  return Buffer.concat([body.subarray(0, open), Buffer.from(count ? `${text},` : text), body.subarray(open)]);
+}
+
 export interface MemberEdits {
   /** New values (JSON text) for members: the last occurrence of each key is replaced. */
   set?: ReadonlyArray<readonly [key: string, json: string]>;

@@ -1,7 +1,7 @@
 // Byte-level edits of a body's top-level members (wire/splice.ts): what JSON.parse reads
 // from the edited bytes is the parsed body with the edits applied, whatever the layout.
 import t from 'tap';
-import { editMembers, memberCount, members, type MemberEdits } from '../../src/wire/splice.js';
+import { editMembers, insertMembers, memberCount, members, type MemberEdits } from '../../src/wire/splice.js';
 
 /** What the edits mean on the parsed value (the last occurrence of a key is the one a parser keeps). */
 function expected(body: string, e: MemberEdits): Record<string, unknown> {
@@ -94,4 +94,9 @@ t.test('memberCount counts the members in the bytes, duplicates included', async
   for (const body of BODIES) t.equal(memberCount(Buffer.from(body)), members(Buffer.from(body))!.length, body);
   t.equal(memberCount(Buffer.from('{"a":1,"a":2}')), 2);
   t.equal(memberCount(Buffer.from('[1]')), -1);
+});
+
+t.test('insertMembers adds after the opening brace, leaving every other byte', async (t) => {
+  t.equal(insertMembers(Buffer.from(' { "a" : 1 }'), 1, [['s', '{"u":true}'], ['k', '"x"']]).toString(), ' {"s":{"u":true},"k":"x" "a" : 1 }'.replace('"x" "a"', '"x", "a"'));
+  t.equal(insertMembers(Buffer.from('{}'), 0, [['s', '1']]).toString(), '{"s":1}');
 });
