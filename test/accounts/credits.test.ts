@@ -10,6 +10,7 @@ import { WorkspaceSchema } from '../../src/accounts/workspaces.js';
 import { LEDGER_DB } from '../../src/store/lmdb.js';
 import { startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
+import { http } from '../helpers/http.js';
 
 const fake = await startFakeUpstream();
 const dataDir = tempDataDir();
@@ -17,11 +18,7 @@ const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_
   { models: [testModel('paid-model')], billing: { markup: 0.1 } });
 t.teardown(async () => { await gw.stop(); await fake.close(); });
 
-const admin = async (path: string, body?: unknown, method = body === undefined ? 'GET' : 'POST') => {
-  const res = await fetch(`${gw.url}${path}`, { method, headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-  return { status: res.status, json: await res.json() as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
-};
+const { admin } = http(gw);
 const messages = [{ role: 'user' as const, content: 'Hi' }];
 const statusOf = (p: Promise<unknown>) => p.then(() => 200, (e: unknown) => (e instanceof OpenAI.APIError ? e.status : -1));
 

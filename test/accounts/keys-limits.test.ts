@@ -4,6 +4,7 @@ import OpenAI from 'openai';
 import t from 'tap';
 import { startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startGateway, tempDataDir, testModel, type Gateway } from '../helpers/gateway.js';
+import { http, type Json } from '../helpers/http.js';
 
 const fake = await startFakeUpstream();
 const dataDir = tempDataDir();
@@ -12,12 +13,8 @@ const config = { models: ['paid-model', 'other-model', 'drip-300'].map(testModel
 let gw: Gateway = await startGateway(env, dataDir, config);
 t.teardown(async () => { await gw.stop(); await fake.close(); });
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-const call = async (path: string, key: string, body?: unknown, method = body === undefined ? 'GET' : 'POST') => {
-  const res = await fetch(`${gw.url}${path}`, { method, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
-  return { status: res.status, headers: res.headers, json: await res.json() as Json };
-};
+// (gw is replaced by a restart below: the helper reads its url each call)
+const { call } = http({ get url() { return gw.url; } });
 const messages = [{ role: 'user' as const, content: 'Hi' }];
 const chat = (key: string, model = 'openai/paid-model') => call('/v1/chat/completions', key, { model, messages });
 

@@ -4,20 +4,18 @@ import OpenAI from 'openai';
 import t from 'tap';
 import { startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
+import { http, type Json } from '../helpers/http.js';
 
 const fake = await startFakeUpstream();
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(),
   { models: ['paid-model', 'other-model', 'fail-400'].map(testModel), billing: { markup: 0.2 } });
 t.teardown(async () => { await gw.stop(); await fake.close(); });
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const get = async (path: string, key: string) => {
   const res = await fetch(`${gw.url}${path}`, { headers: { authorization: `Bearer ${key}` } });
   return { status: res.status, json: await res.json() as Json };
 };
-const post = async (path: string, body: unknown) => (await fetch(`${gw.url}${path}`, {
-  method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
-})).json() as Promise<Json>;
+const { adminJson: post } = http(gw);
 const messages = [{ role: 'user' as const, content: 'Tell me something' }];
 const close = (a: number, b: number) => Math.abs(a - b) < 1e-9;
 

@@ -12,7 +12,8 @@ export interface Answer {
   json: Json;
 }
 
-export function http(gw: Pick<Gateway, 'url'>) {
+/** Calls against a gateway: `call` with any key; `admin` and `adminJson` with the gateway's master key. */
+export function http(gw: Pick<Gateway, 'url'> & Partial<Pick<Gateway, 'masterKey'>>) {
   const call = async (path: string, key: string, body?: unknown, method = body === undefined ? 'GET' : 'POST', headers: Record<string, string> = {}): Promise<Answer> => {
     const res = await fetch(`${gw.url}${path}`, {
       method,
@@ -24,8 +25,12 @@ export function http(gw: Pick<Gateway, 'url'>) {
     try { json = JSON.parse(text) as Json; } catch { /* not JSON */ }
     return { status: res.status, headers: res.headers, text, json };
   };
+  const admin = (path: string, body?: unknown, method?: string) => call(path, gw.masterKey ?? '', body, method);
   return {
     call,
+    admin,
+    /** An admin call's JSON body. */
+    adminJson: async (path: string, body?: unknown, method?: string): Promise<Json> => (await admin(path, body, method)).json,
     /** A metered workspace with `credits` and a key in it with `limits` (and `scopes`). */
     async tenant(master: string, credits: number, limits?: object, scopes?: string[]): Promise<{ ws: string; key: string; id: string }> {
       const ws = (await call('/admin/workspaces', master, { name: 'tenant', credits_usd: credits })).json.id as string;

@@ -5,6 +5,7 @@ import OpenAI from 'openai';
 import t from 'tap';
 import { startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startGateway, tempDataDir } from '../helpers/gateway.js';
+import { http } from '../helpers/http.js';
 
 const a = await startFakeUpstream();
 const b = await startFakeUpstream();
@@ -25,10 +26,7 @@ const served = async () => {
   const { response } = await ask();
   return { decision: response.headers.get('x-gateway-decision'), retries: response.headers.get('x-gateway-retries') };
 };
-const admin = (path: string, body?: unknown) => fetch(`${gw.url}${path}`, {
-  method: body === undefined ? 'GET' : 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
-  ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-}).then(async (r) => ({ status: r.status, json: await r.json() as Record<string, any> })); // eslint-disable-line @typescript-eslint/no-explicit-any
+const { admin } = http(gw);
 
 /** Waits until the route's rest (an open breaker's cooldown, or a Retry-After) is over, as the gateway reports it: no guessed sleep. */
 async function restUntilOver(decision: string): Promise<void> {

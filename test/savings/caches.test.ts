@@ -6,16 +6,14 @@ import { Stream } from 'openai/streaming';
 import t from 'tap';
 import { startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
+import { http, type Json } from '../helpers/http.js';
 
 const fake = await startFakeUpstream();
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(),
   { models: ['seq-a', 'seq-b', 'seq-c', 'seq-d-slow500', 'seq-drip-100', 'seq-drip-101', 'seq-drip-102', 'seq-drip-103'].map(testModel), billing: { markup: 0.1 } });
 t.teardown(async () => { await gw.stop(); await fake.close(); });
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-const admin = async (path: string, body: unknown) => (await fetch(`${gw.url}${path}`, {
-  method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
-})).json() as Promise<Json>;
+const { adminJson: admin } = http(gw);
 const wsA = await admin('/admin/workspaces', { name: 'a', credits_usd: 10 });
 const wsB = await admin('/admin/workspaces', { name: 'b', credits_usd: 10 });
 const keyA = (await admin('/admin/keys', { name: 'a', workspace: wsA.id })).key as string;

@@ -6,9 +6,9 @@ import t from 'tap';
 import { startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startFakeAnthropic } from '../fakes/anthropic-upstream.js';
 import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
+import { http, type Json } from '../helpers/http.js';
 import { compressStale, dedupeChunks } from '../../src/savings/rewrite.js';
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 type Msg = OpenAI.ChatCompletionMessageParam;
 
 const fake = await startFakeUpstream();
@@ -19,9 +19,7 @@ const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_
   savings: { output_cap: { default: 1000, models: { 'openai/capped': 300 } }, compression: { budget_tokens: 1500, keep_last: 3, stale_max_chars: 400 } },
 });
 t.teardown(async () => { await gw.stop(); await fake.close(); await anthropic.close(); });
-const admin = async (path: string, body: unknown) => (await fetch(`${gw.url}${path}`, {
-  method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
-})).json() as Promise<Json>;
+const { adminJson: admin } = http(gw);
 const client = (key = gw.masterKey, headers: Record<string, string> = {}) => new OpenAI({ baseURL: gw.baseURL, apiKey: key, maxRetries: 0, defaultHeaders: headers });
 async function create(body: Json, key?: string, headers?: Record<string, string>) {
   const { data, response } = await client(key, headers).chat.completions.create(body as OpenAI.ChatCompletionCreateParamsNonStreaming).withResponse();

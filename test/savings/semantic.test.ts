@@ -5,9 +5,9 @@ import OpenAI from 'openai';
 import t from 'tap';
 import { startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
+import { http, type Json } from '../helpers/http.js';
 import { sameQuestion, signature } from '../../src/savings/guard.js';
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 t.test('guards (pure): numbers, names, languages and negation must agree', async (t) => {
   const same = (a: string, b: string) => sameQuestion(signature(a), signature(b));
@@ -30,9 +30,7 @@ const fake = await startFakeUpstream();
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(),
   { models: ['seq-sem'].map(testModel), savings: { semantic_cache: { enabled: true } } });
 t.teardown(async () => { await gw.stop(); await fake.close(); });
-const admin = async (path: string, body: unknown) => (await fetch(`${gw.url}${path}`, {
-  method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
-})).json() as Promise<Json>;
+const { adminJson: admin } = http(gw);
 const wsA = await admin('/admin/workspaces', { name: 'a', credits_usd: 5 });
 const wsB = await admin('/admin/workspaces', { name: 'b', credits_usd: 5 });
 const keyA = (await admin('/admin/keys', { name: 'a', workspace: wsA.id })).key as string;

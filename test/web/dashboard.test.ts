@@ -8,6 +8,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import t from 'tap';
 import { FAKE_WORDS, startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
+import { http } from '../helpers/http.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 if (!existsSync(CHROMIUM)) {
@@ -22,9 +23,7 @@ mkdirSync(SHOTS, { recursive: true });
 const fake = await startFakeUpstream();
 // The landing page's live totals are shown only when the operator makes them public.
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off', SLUICE_PUBLIC_STATS: 'on' }, tempDataDir(), { models: ['web-a'].map(testModel) });
-const admin = async (path: string, body: unknown) => (await fetch(`${gw.url}${path}`, {
-  method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
-})).json() as Promise<Record<string, any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
+const { adminJson: admin } = http(gw);
 const ws = await admin('/admin/workspaces', { name: 'Acme web', credits_usd: 25 });
 await admin(`/admin/workspaces/${ws.id}/topups`, { amount_usd: 5, note: 'browser test top-up' });
 const key = (await admin('/admin/keys', { name: 'dashboard', workspace: ws.id, scopes: ['inference', 'usage:read', 'keys:write'] })).key as string;
