@@ -44,8 +44,8 @@ export interface PromptExtra {
   unsized: boolean;
 }
 
-export const NO_EXTRA: PromptExtra = { bytes: 0, counted: 0, previous: 0, unsized: false };
-const NO_TOKENS: SavedTokens = {};
+export const NO_EXTRA: PromptExtra = Object.freeze({ bytes: 0, counted: 0, previous: 0, unsized: false });
+const NO_TOKENS: SavedTokens = Object.freeze({}); // shared by rows: frozen, never written
 const NO_ROUTES: readonly Route[] = [];
 const NO_KEYS: readonly KeyRecord[] = [];
 const NOT_YET = null as unknown as ChatRequest;

@@ -13,8 +13,8 @@ import { fmtUsd } from './fmt.js';
 /** How the answer was served: by an upstream call of its own, or by the savings engine. */
 export type ServedAs = 'miss' | 'exact' | 'semantic' | 'dedupe';
 
-const NO_SAVINGS: SavingsUsd = {};
-const NO_TOKENS: SavedTokens = {};
+const NO_SAVINGS: SavingsUsd = Object.freeze({});
+const NO_TOKENS: SavedTokens = Object.freeze({}); // shared by rows: frozen, never written
 /** Per-route headers of a first attempt served by its own call (nearly every request), built once. */
 const missHeaders = new WeakMap<object, HeaderList>();
 

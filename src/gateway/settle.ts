@@ -13,7 +13,7 @@ import type { Figures } from './figures.js';
 import { ms } from './fmt.js';
 import type { Ticket } from './ticket.js';
 
-const NONE = {};
+const NONE = Object.freeze({}); // shared by rows: frozen, never written
 
 /** What a row needs of the request (the RequestContext has these). */
 export interface Settling {
