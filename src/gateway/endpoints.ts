@@ -15,6 +15,8 @@ export interface Endpoint {
   readonly native: 'openai' | null;
   /** The output cap the request itself sets, or null. */
   askedCap(req: ChatRequest): number | null;
+  /** The name of the cap field the request set (for messages that name it). */
+  capName(req: ChatRequest): string;
   /** The field an output cap is spliced in as, for a route's upstream model. */
   capField(upstreamModel: string): string;
   /** The savings mechanisms that can apply (bits). */
@@ -33,6 +35,7 @@ export const CHAT: Endpoint = {
   parse: (body) => parseBody(ChatRequestSchema, parseJson(body)) as ChatRequest,
   native: null,
   askedCap: chatCap,
+  capName: (req) => (typeof req.max_completion_tokens === 'number' && !(typeof req.max_tokens === 'number' && req.max_tokens > req.max_completion_tokens) ? 'max_completion_tokens' : 'max_tokens'),
   capField: (upstream) => (COMPLETION_TOKENS_MODELS.test(upstream) ? 'max_completion_tokens' : 'max_tokens'),
   savings: ALL,
   conversation: false,
@@ -49,6 +52,7 @@ export const RESPONSES: Endpoint = {
   parse: (body) => ({ ...parseBody(ResponsesRequestSchema, parseJson(body)), messages: [] }) as ChatRequest,
   native: 'openai',
   askedCap: (req) => (typeof req.max_output_tokens === 'number' ? req.max_output_tokens : null),
+  capName: () => 'max_output_tokens',
   capField: () => 'max_output_tokens',
   savings: 0,
   conversation: true,

@@ -31,6 +31,9 @@ t.test('the context window is checked against the tokenized prompt', async (t) =
   t.match(long?.message, /context window is 60 tokens; the messages use \d+/);
   const asked = await fail(client.chat.completions.create({ model: 'openai/tiny', max_tokens: 55, messages: [{ role: 'user', content: 'Hello there' }] }));
   t.equal(asked?.code, 'context_length_exceeded', 'the prompt plus max_tokens must fit');
+  t.match(asked?.message, /max_tokens asks for 55 more.*lower max_tokens/);
+  const byNewName = await fail(client.chat.completions.create({ model: 'openai/tiny', max_completion_tokens: 55, messages: [{ role: 'user', content: 'Hello there' }] }));
+  t.match(byNewName?.message, /max_completion_tokens asks for 55 more.*lower max_completion_tokens/, 'the message names the field the request set');
   const fits = await client.chat.completions.create({ model: 'openai/tiny', max_tokens: 20, messages: [{ role: 'user', content: 'Hello there' }] });
   t.ok(fits.choices[0], 'a short prompt with a small max_tokens fits');
 });

@@ -43,8 +43,9 @@ export function admit(deps: ChatDeps): Stage {
       // The context check is the upstream's own arithmetic (an image at its usual count, not its bound): never refuse what it would take.
       const usual = counted + extra.previous;
       if (usual + (asked ?? 0) > window) { // as OpenAI: the prompt plus what max_tokens asks for
+        const field = ctx.endpoint.capName(req);
         throw new GatewayError(Errors.contextLength,
-          `This model's context window is ${window} tokens; the messages use ${usual}${asked ? ` and max_tokens asks for ${asked} more` : ''}. Shorten the messages or lower max_tokens.`, 'messages');
+          `This model's context window is ${window} tokens; the messages use ${usual}${asked ? ` and ${field} asks for ${asked} more` : ''}. Shorten the messages or lower ${field}.`, 'messages');
       }
       // Money and tpm take the bound: images at their ceiling; content stored upstream (a file id) as the whole window.
       const tokens = extra.unsized ? window : counted + extra.counted;
