@@ -25,8 +25,6 @@ function contentOf(content: unknown): unknown {
   });
 }
 
-export { ResponsesRequestSchema };
-
 export function readResponsesRequest(raw: Buffer): ResponsesRequest {
   return parseBody(ResponsesRequestSchema, parseJson(raw));
 }

@@ -15,6 +15,7 @@ import type { OutgoingCall } from '../savings/stage.js';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { HeaderList } from '../wire/http.js';
 import { SseUsageTap, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
+import { dataFrame } from '../wire/sse.js';
 import type { Usage } from '../wire/usage.js';
 import type { RequestContext } from './context.js';
 import { Attempts } from './failover.js';
@@ -491,5 +492,5 @@ class Outgoing implements ChatCall {
 
 /** A stream's end after its headers went out: the error as an SSE data event. */
 function errorEvent(err: GatewayError): Buffer {
-  return Buffer.from(`data: ${JSON.stringify(err.toJSON())}\n\n`);
+  return Buffer.from(dataFrame(err.toJSON()));
 }

@@ -13,7 +13,7 @@ function flightKey(ctx: SavingsContext, hash: string): string {
   return `${ctx.ws.id}\n${hash}\n${r.stream === true ? (r.stream_options?.include_usage === true ? 'su' : 's') : 'j'}`;
 }
 
-export function dedupe(): SavingsStage & { readonly size: number } {
+export function dedupe(): SavingsStage {
   const flights = new Map<string, Flight>();
   /** Follows the flight for this request, if there is one it may join: every route the leader may end on is one this request may use too. */
   const join = (ctx: SavingsContext, key: string): boolean => {
@@ -24,7 +24,6 @@ export function dedupe(): SavingsStage & { readonly size: number } {
   };
   return {
     bits: M.dedupe,
-    get size() { return flights.size; },
     before(ctx, next) {
       if (ctx.hash && join(ctx, flightKey(ctx, ctx.hash))) return;
       next();

@@ -11,10 +11,6 @@ export class WorkerPool {
 
   private constructor(private readonly piscina: Piscina, private readonly bytesPerTenant: number) {}
 
-  get bytesPerTenantLimit(): number {
-    return this.bytesPerTenant;
-  }
-
   /**
    * Room for `bytes` of work for `tenant` (a workspace), or null when it already has
    * `bytesPerTenant` queued or running: the pool is first come, first served, and
