@@ -24,7 +24,6 @@ export class Exchange implements Client {
   aborted = false;
   finished = false;
   private abortListener: (() => void) | null = null;
-  private writableListener: (() => void) | null = null;
 
   constructor(readonly res: HttpResponse, readonly requestId: string) {
     res.onAborted(() => {
