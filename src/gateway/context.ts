@@ -153,7 +153,7 @@ export class RequestContext implements SavingsContext {
    */
   beforeAdmission<T>(task: () => Promise<T>, then: (value: T) => void): void {
     const { deps } = this.host;
-    deps.limits.precheck(deps.keys.chain(this.key));
+    deps.limits.precheck(this.chain.length ? this.chain : deps.keys.chain(this.key)); // (the route stage sets the chain; the smart router runs before it)
     const ws = deps.workspaces.get(this.key.workspace);
     if (ws?.metered && deps.workspaces.availableNano(ws) <= 0) {
       throw new GatewayError(Errors.insufficientCredits, 'Insufficient credits: the workspace has none available. Top up.');

@@ -20,10 +20,6 @@ export class Followers {
   /** The leader's own client went away while followers still wait: the call goes on for them. */
   leaderGone = false;
 
-  get size(): number {
-    return this.list.length;
-  }
-
   /** No one may join any more: the log is not needed. */
   closed(): void {
     this.log = null;

@@ -10,6 +10,7 @@ import { replayAsSse } from '../savings/replay.js';
 import type { HeaderList } from '../wire/http.js';
 import { DONE_FRAME } from '../wire/sse.js';
 import { scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
+import type { Costs } from '../accounts/pricing.js';
 import type { Usage } from '../wire/usage.js';
 import type { RequestContext } from './context.js';
 import { Figures, figureHeaders, type ServedAs } from './figures.js';
@@ -17,7 +18,7 @@ import { ms } from './fmt.js';
 import { record, type UsageSource } from './settle.js';
 
 export class Served {
-  readonly figures: Figures;
+  private readonly figures: Figures;
   private tFirstByte = 0;
   private readonly stream: boolean;
   /**
@@ -55,15 +56,15 @@ export class Served {
   }
 
   /** Records this response's row, then runs `done` once it is committed (where the client's last bytes go). */
-  private finish(status: number, error: string | null, usage: Usage | null, done: () => void, source: UsageSource = 'upstream'): void {
-    this.record(status, error, usage, source);
+  private finish(status: number, error: string | null, usage: Usage | null, done: () => void, source: UsageSource = 'upstream', known: Costs | null = null): void {
+    this.record(status, error, usage, source, known);
     this.ctx.host.deps.ledger.whenCommitted(done);
   }
 
   /** `usage`: what the answer represents (a served answer) or what the payer owes (billed by the leader's rule); `source`: as the leader knew it. */
-  private record(status: number, error: string | null, usage: Usage | null, source: UsageSource = 'upstream'): void {
+  private record(status: number, error: string | null, usage: Usage | null, source: UsageSource = 'upstream', known: Costs | null = null): void {
     const tDone = performance.now();
-    record(this.ctx.host.deps.ledger, this.ctx, this.figures, status, error, usage, source, null, { tFirstByte: this.tFirstByte, tDone, overheadMs: ms(this.ctx.t0, tDone) });
+    record(this.ctx.host.deps.ledger, this.ctx, this.figures, status, error, usage, source, known, { tFirstByte: this.tFirstByte, tDone, overheadMs: ms(this.ctx.t0, tDone) });
   }
 
   // ---- cache hits ----------------------------------------------------------------------
@@ -132,7 +133,7 @@ export class Served {
     const overhead = ms(this.ctx.t0, performance.now());
     const headers: HeaderList = [...this.headers(), ...figureHeaders(costs, overhead)];
     const out = spliceGateway(body, scan, this.figures.gatewayJson(this.client.requestId, usage, costs, overhead));
-    this.finish(200, null, usage, () => this.client.send(200, 'application/json', out, headers), source);
+    this.finish(200, null, usage, () => this.client.send(200, 'application/json', out, headers), source, costs); // priced once, for the figures and the row
   }
 
   /** The shared stream broke after its headers went out: the same error event ends this stream too (a payer owes `usage`, what streamed so far). */

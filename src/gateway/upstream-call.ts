@@ -36,7 +36,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   private readonly stream: boolean;
   /** Every route this request may go to (failover included). */
   readonly routes: readonly Route[];
-  readonly figures: Figures;
+  private readonly figures: Figures;
   private readonly attempts: Attempts;
   promptCacheKey: string | null = null;
   onLand: (() => void) | null = null;
