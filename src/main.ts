@@ -13,13 +13,15 @@ import { UsageRollups } from './accounts/usage.js';
 import { Workspaces } from './accounts/workspaces.js';
 import { loadBuiltinModels } from './config/catalog-data.js';
 import { ConfigError, loadConfig } from './config/load.js';
-import type { Config } from './config/schema.js';
+import type { Config, ModelEntry } from './config/schema.js';
 import { ChatGateway } from './gateway/chat.js';
 import { ResponseIds } from './gateway/response-ids.js';
 import { AnthropicProvider } from './providers/anthropic.js';
 import { OpenAIProvider } from './providers/openai.js';
 import type { Provider } from './providers/provider.js';
 import { SimProvider } from './providers/sim.js';
+import { skillOf } from './providers/sim-tasks.js';
+import { AdaptiveRouter, type Candidate } from './router/adaptive.js';
 import { Catalog, mergeModels } from './router/catalog.js';
 import { RouteHealth, deploymentViews } from './router/health.js';
 import { startServer } from './server/app.js';
@@ -28,7 +30,7 @@ import { ResponseCache } from './savings/cache.js';
 import { enabledSavings } from './savings/mechanisms.js';
 import { WorkerPool } from './workers/pool.js';
 
-function buildProviders(config: Config, pool: WorkerPool): Map<string, Provider> {
+function buildProviders(config: Config, pool: WorkerPool, models: readonly ModelEntry[]): Map<string, Provider> {
   const providers = new Map<string, Provider>();
   for (const [name, p] of Object.entries(config.providers)) {
     if (p.enabled === false || p.kind === 'sim') continue;
@@ -48,9 +50,23 @@ function buildProviders(config: Config, pool: WorkerPool): Map<string, Provider>
   if (simSetting === true || (simSetting === undefined && providers.size === 0)) {
     providers.set('sim', new SimProvider(pool, {
       ttftMs: config.sim.ttft_ms, tokensPerSecond: config.sim.tokens_per_second, defaultMaxTokens: config.sim.default_max_tokens,
+      // the sim serves a model under its slug's model part; its skill follows its list price
+      skills: new Map(models.map((m) => [m.slug.slice(m.slug.indexOf('/') + 1), skillOf(m.prices.output)])),
     }));
   }
   return providers;
+}
+
+/** The adaptive router's candidates (config, else the three buckets' models), each priced at its cheapest route. */
+function candidatesOf(config: Config, catalog: Catalog): Candidate[] {
+  const names = config.router.adaptive.candidates.length ? config.router.adaptive.candidates : [config.router.simple, config.router.medium, config.router.complex];
+  const out: Candidate[] = [];
+  for (const name of new Set(names)) {
+    const entry = name === 'auto' ? undefined : catalog.find(name);
+    if (!entry) throw new ConfigError(`router.adaptive.candidates: '${name}' is not a model or alias in the catalog`);
+    out.push({ name, prices: entry.routes[0]?.prices ?? entry.model.prices });
+  }
+  return out;
 }
 
 async function main(): Promise<void> {
@@ -58,11 +74,14 @@ async function main(): Promise<void> {
   const dataDir = resolve(config.data_dir);
   const store = await openStore(dataDir, { fsync: config.ledger.fsync });
   const { ring, masterKeyFile } = await KeyRing.open(store, { dataDir, masterKey: config.master_key, operatorKeys: config.api_keys });
-  const pool = await WorkerPool.start(config.workers, Math.max(config.worker_bytes_per_workspace, config.max_body_bytes));
-  const providers = buildProviders(config, pool);
+  const adaptiveConfig = config.router.adaptive;
+  const pool = await WorkerPool.start(config.workers, Math.max(config.worker_bytes_per_workspace, config.max_body_bytes),
+    { types: adaptiveConfig.task_types, fallback: adaptiveConfig.default_task });
+  const models = mergeModels(await loadBuiltinModels(), config.models);
+  const providers = buildProviders(config, pool, models);
   let catalog: Catalog;
   try {
-    catalog = new Catalog(mergeModels(await loadBuiltinModels(), config.models), providers, config.aliases);
+    catalog = new Catalog(models, providers, config.aliases);
   } catch (err) {
     throw new ConfigError(err instanceof Error ? err.message : String(err));
   }
@@ -82,6 +101,24 @@ async function main(): Promise<void> {
   }
   const router = { mediumFrom: config.router.medium_from, complexFrom: config.router.complex_from,
     simple: config.router.simple, medium: config.router.medium, complex: config.router.complex };
+  const adaptive = adaptiveConfig.enabled ? new AdaptiveRouter(store, {
+    candidates: candidatesOf(config, catalog), margin: adaptiveConfig.margin, seed: adaptiveConfig.seed,
+  }) : null;
+  if (adaptive) {
+    // Each routed request its own call answered is a pull of its arm: its cost and tokens.
+    ledger.onRow((row) => {
+      if (row.router_model && row.router_task && row.cache === 'miss' && row.status === 200) {
+        adaptive.observe(row.router_task, row.router_model, row.cost_usd, row.prompt_tokens, row.completion_tokens);
+      }
+    });
+  }
+  const judgeModel = adaptiveConfig.judge.model;
+  if (adaptive && judgeModel && (judgeModel === 'auto' || !catalog.find(judgeModel))) {
+    throw new ConfigError(`router.adaptive.judge.model: '${judgeModel}' is not a model or alias in the catalog`);
+  }
+  const judge = adaptive && judgeModel
+    ? { model: judgeModel, sampleRate: adaptiveConfig.judge.sample_rate, maxInFlight: adaptiveConfig.judge.max_in_flight, seed: adaptiveConfig.seed }
+    : null;
   const cache = new ResponseCache(store, { cache: config.savings.exact_cache.max_entries, semantic: config.savings.semantic_cache.max_entries });
   const responseIds = new ResponseIds(store);
   const sweeper = setInterval(() => {
@@ -89,7 +126,7 @@ async function main(): Promise<void> {
     try { cache.sweep(5000); responseIds.sweep(5000); } catch (err) { console.error('sweep failed:', err instanceof Error ? err.message : String(err)); }
   }, 10_000);
   sweeper.unref();
-  const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, workspaces, limits, health, router, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
+  const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, workspaces, limits, health, router, adaptive, catchAll: adaptiveConfig.catch_all, judge, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings) } });
   const metrics = new Metrics({
     inFlight: () => chat.inFlight,
@@ -103,7 +140,7 @@ async function main(): Promise<void> {
   const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
   const server = await startServer({ limits, metrics: config.metrics.enabled ? metrics : null, web: await loadWebAssets(), version: pkg.version ?? '0.0.0', keys: ring, ids, catalog, chat, workspaces, ledger, usage, pool, health,
     billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },
-    router: { complex: config.router.complex },
+    router: { complex: config.router.complex }, adaptive, judge: chat.judge, margin: adaptiveConfig.margin,
     registration: { enabled: config.registration.enabled, starterCredits: config.billing.starter_credits, perAddressPerHour: config.registration.per_address_per_hour },
     maxKeysPerWorkspace: config.keys.max_per_workspace,
     exposure: { metricsToken: config.metrics.token ?? null, metricsPublic: config.metrics.public, metricsHost: config.metrics.host, metricsPort: config.metrics.port ?? null, publicStats: config.stats.public },
@@ -127,6 +164,7 @@ async function main(): Promise<void> {
     while (chat.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     clearInterval(sweeper);
     await ledger.flush();
+    await adaptive?.flush();
     accessLog?.close();
     await Promise.allSettled([...providers.values()].map((p) => p.close()));
     await pool.close();

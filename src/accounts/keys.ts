@@ -11,7 +11,8 @@ import type { Store } from '../store/lmdb.js';
 import { MECHANISMS } from '../wire/savings.js';
 import { childLimits } from './key-limits.js';
 
-export const Scope = z.enum(['inference', 'usage:read', 'keys:write', 'admin']);
+/** `feedback`: only POST /v1/feedback (an app's quality signals), for a key that should not run inference. */
+export const Scope = z.enum(['inference', 'usage:read', 'keys:write', 'admin', 'feedback']);
 export type Scope = z.infer<typeof Scope>;
 
 /** A rolling window: at most `requests` in any `seconds`. */

@@ -54,6 +54,19 @@ export type ProviderConfig = z.infer<typeof ProviderSchema>;
 
 const MiB = 1024 * 1024;
 
+function isRegex(source: string): boolean {
+  try { new RegExp(source, 'i'); return true; } catch { return false; }
+}
+
+/** The adaptive router's task types when the config names none (see README). */
+export const DEFAULT_TASK_TYPES: Record<string, { patterns: string[] }> = {
+  arithmetic: { patterns: ['(?<![-\\d.])\\d+(\\.\\d+)?\\s*[-+*/×x^%]\\s*\\(?\\d+(?![-\\d])', '\\b(calculate|compute|evaluate|arithmetic|sum of|product of|percent(age)? of|square root)\\b'] },
+  extraction: { patterns: ['\\b(extract|pull out|parse|find|identify|list)\\b.{0,40}\\b(e-?mails?|address(es)?|phone|numbers?|dates?|names?|ids?|order|fields?|entities|values?)\\b', '\\b(reply|respond|answer) with (it|them|the \\w+) only\\b', '\\bas json\\b'] },
+  code: { patterns: ['```', '\\b(javascript|typescript|python|golang|rust|java|sql|regex|bash|function|compile[sdr]?|stack trace|refactor|unit test|console\\.log|def |class )\\b', '[{};]\\s*$'] },
+  summarisation: { patterns: ['\\b(summari[sz]e|summary|tl;?dr|in one sentence|condense|key points|gist)\\b'] },
+  reasoning: { patterns: ['\\b(step by step|prove|proof|derive|logic(al)?|puzzle|deduce|infer|why does|trade-?offs?)\\b', '\\bhow many\\b.{0,60}\\b(now|left|remain|in total|altogether)\\b'] },
+};
+
 export const ConfigSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8080),
@@ -124,6 +137,42 @@ export const ConfigSchema = z.object({
     simple: z.string().min(1).default('openai/gpt-4.1-nano'),
     medium: z.string().min(1).default('openai/gpt-4.1-mini'),
     complex: z.string().min(1).default('openai/gpt-4.1'),
+    /**
+     * The adaptive router (README "The adaptive router"): per task type, a bandit over the
+     * candidate models learns the cheapest one whose quality stays within `margin` of the
+     * best, from the judge's scores and the apps' /v1/feedback. Off: the buckets decide.
+     */
+    adaptive: z.object({
+      enabled: z.boolean().default(true),
+      /** The models (or aliases) it chooses among; empty: the three buckets' models. */
+      candidates: z.array(z.string().min(1)).default([]),
+      /** How far below the best estimated quality (0–1) the chosen model may be. */
+      margin: z.number().min(0).max(1).default(0.05),
+      /** Seeds the sampling (Thompson) and the judge's sample: the same seed and signals give the same choices. */
+      seed: z.number().int().min(0).default(1),
+      /**
+       * Task types, in order of precedence on a tie: each names regular expressions
+       * (case-insensitive) over the last user turn; the type with the most matches wins,
+       * none: `default_task`.
+       */
+      task_types: z.record(z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, 'task type names are lowercase words'), z.object({
+        patterns: z.array(z.string().min(1).refine(isRegex, 'not a valid regular expression')).min(1),
+      }).strict()).refine((t) => Object.keys(t).length <= 32, 'at most 32 task types').default(DEFAULT_TASK_TYPES),
+      default_task: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/).default('open_chat'),
+      /** Unknown model names go to the router instead of a 404 (clients may send any name; the gateway chooses). */
+      catch_all: z.boolean().default(false),
+      /**
+       * The judge: a model that scores a sampled share of routed answers (0–10, JSON) off the
+       * response path, through a normal route, billed as the operator's own requests.
+       */
+      judge: z.object({
+        model: z.string().min(1).nullable().default('openai/gpt-4.1-mini'),
+        /** The least share of answers judged: more while the router is unsure of a model on a task type (its quality interval's width), this share once it is sure. */
+        sample_rate: z.number().min(0).max(1).default(0.1),
+        /** Judge calls in flight at once; answers sampled beyond this are not judged. */
+        max_in_flight: z.number().int().min(1).max(256).default(8),
+      }).strict().prefault({}),
+    }).strict().prefault({}),
   }).strict().prefault({}),
   /** The savings engine (SPEC "Savings engine"): each mechanism on or off here, and off per key (`limits.savings_off`) or per request (`x-gateway-savings: off`, `x-gateway-cache: off`). */
   savings: z.object({

@@ -13,6 +13,7 @@ import type { Client } from '../wire/http.js';
 import { RequestContext, type Host, type Stage } from './context.js';
 import type { ChatDeps } from './deps.js';
 import { CHAT, type Endpoint } from './endpoints.js';
+import { Judge } from './judge.js';
 import { buildPipeline } from './pipeline.js';
 import { Served } from './served.js';
 import { refuse } from './settle.js';
@@ -28,10 +29,13 @@ export class ChatGateway implements Host {
   readonly limits: Limits;
   readonly stages: readonly Stage[];
   readonly savings: readonly SavingsStage[];
+  /** Scores a sample of the adaptive router's answers (null: no judge configured). */
+  readonly judge: Judge | null;
 
   constructor(readonly deps: ChatDeps) {
     this.workspaces = deps.workspaces;
     this.limits = deps.limits;
+    this.judge = deps.judge && deps.adaptive ? new Judge(this, deps.adaptive, deps.pool, deps.ids, deps.judge) : null;
     const pipeline = buildPipeline(deps);
     this.stages = pipeline.stages;
     this.savings = pipeline.savings;
@@ -46,6 +50,13 @@ export class ChatGateway implements Host {
     const ctx = new RequestContext(this, client, key, t0, endpoint, pin, sw, body);
     if (parsed) ctx.request = parsed;
     ctx.next();
+  }
+
+  /** A routed request's own upstream call answered (status 200): the judge may sample it, off the response path. */
+  answered(ctx: RequestContext, answer: Buffer, stream: boolean): void {
+    const pick = ctx.router;
+    if (!this.judge || !pick?.learned || this.judge.owns(ctx.key)) return;
+    this.judge.consider({ requestId: ctx.client.requestId, workspace: ctx.ws.id, pick, body: ctx.body, answer, stream });
   }
 
   replay(ctx: RequestContext, kind: 'exact' | 'semantic', hit: CachedAnswer, similarity: number | null): void {

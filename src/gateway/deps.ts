@@ -6,9 +6,11 @@ import type { Workspaces } from '../accounts/workspaces.js';
 import type { Config, Prices } from '../config/schema.js';
 import type { Catalog } from '../router/catalog.js';
 import type { RouteHealth } from '../router/health.js';
+import type { AdaptiveRouter } from '../router/adaptive.js';
 import type { SmartRouterConfig } from '../router/smart.js';
 import type { ResponseCache } from '../savings/cache.js';
 import type { WorkerPool } from '../workers/pool.js';
+import type { JudgeOptions } from './judge.js';
 import type { ResponseIds } from './response-ids.js';
 
 export interface ChatDeps {
@@ -22,6 +24,12 @@ export interface ChatDeps {
   health: RouteHealth;
   /** model `auto`: score thresholds and the model or alias of each bucket. */
   router: SmartRouterConfig;
+  /** The learned policy that chooses `auto`'s model per task type (null: the buckets decide). */
+  adaptive: AdaptiveRouter | null;
+  /** Unknown model names go to the router (config `router.adaptive.catch_all`). */
+  catchAll: boolean;
+  /** The judge (config `router.adaptive.judge`): scores a sample of the policy's answers; null: none. */
+  judge: JudgeOptions | null;
   /** Attempts after the first, each on the next eligible route, before any byte reaches the client. */
   maxRetries: number;
   /** A same-route retry waits at most this long (its Retry-After); longer, the caller gets the error. */

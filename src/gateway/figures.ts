@@ -58,12 +58,9 @@ export class Figures {
     this.memo = null;
   }
 
-  get routerBucket(): string | null {
-    return this.router?.bucket ?? null;
-  }
-
-  get routerScore(): number | null {
-    return this.router?.score ?? null;
+  /** The smart router's choice as the row records it (null: the request did not go through the router). */
+  get routerPick(): RouterPick | null {
+    return this.router;
   }
 
   /** Billed as an upstream call: a miss, or the payer of a shared one. */
@@ -127,7 +124,7 @@ export class Figures {
         if (!this.retries) missHeaders.set(this.route, h);
       }
       if (this.outputCap) h = [...h, ['x-gateway-output-cap', String(this.outputCap)]];
-      if (this.router) h = [...h, ['x-gateway-route-bucket', this.router.bucket], ['x-gateway-route-score', String(this.router.score)]];
+      if (this.router) h = [...h, ...routerHeaders(this.router)];
     } else {
       h = [['x-gateway-decision', this.decision], ['x-gateway-retries', '0'], ['x-gateway-cache', this.cache]];
       if (this.similarity !== null) h = [...h, ['x-gateway-cache-similarity', this.similarity.toFixed(4)]];
@@ -144,13 +141,26 @@ export class Figures {
     const by = this.savings(usage);
     // A served answer shows the usage it stands for whole (cache writes too); a miss its three counts.
     const u = this.kind === 'miss' ? usageJson(usage) : JSON.stringify(usage);
-    return `{"request_id":"${requestId}","served":${this.decisionJson},"cache":"${this.cache}","retries":${this.kind === 'miss' ? this.retries : 0}${similarity},"usage":${u},"saved_tokens":${saved === NO_TOKENS || isEmpty(saved) ? '{}' : JSON.stringify(saved)},"savings_usd":${by === NO_SAVINGS || isEmpty(by) ? '{}' : JSON.stringify(by)}${cap}${c},"overhead_ms":${Math.round(overheadMs * 1000) / 1000}}`;
+    const router = this.router ? `,"router":${routerJson(this.router)}` : '';
+    return `{"request_id":"${requestId}","served":${this.decisionJson},"cache":"${this.cache}","retries":${this.kind === 'miss' ? this.retries : 0}${similarity}${router},"usage":${u},"saved_tokens":${saved === NO_TOKENS || isEmpty(saved) ? '{}' : JSON.stringify(saved)},"savings_usd":${by === NO_SAVINGS || isEmpty(by) ? '{}' : JSON.stringify(by)}${cap}${c},"overhead_ms":${Math.round(overheadMs * 1000) / 1000}}`;
   }
 
   /** The streamed equivalent of the headers: an SSE comment before `[DONE]` (SDKs skip comments). */
   comment(requestId: string, usage: Usage | null, overheadMs: number): Buffer {
     return Buffer.from(`: gateway ${this.gatewayJson(requestId, usage, usage ? this.costs(usage) : null, overheadMs)}\n\n`);
   }
+}
+
+/** The router's headers: bucket and score (always), task type, and the learned policy's model, quality and reason. */
+function routerHeaders(r: RouterPick): HeaderList {
+  const h: Array<[string, string]> = [['x-gateway-route-bucket', r.bucket], ['x-gateway-route-score', String(r.score)], ['x-gateway-route-task', r.task], ['x-gateway-route-model', r.model]];
+  if (r.learned) h.push(['x-gateway-route-quality', String(r.learned.quality)], ['x-gateway-route-reason', r.learned.reason]);
+  return h;
+}
+
+function routerJson(r: RouterPick): string {
+  return JSON.stringify({ task_type: r.task, model: r.model, bucket: r.bucket, score: r.score, learned: r.learned !== null,
+    quality: r.learned?.quality ?? null, reason: r.learned?.reason ?? 'bucket' });
 }
 
 function isEmpty(o: object): boolean {

@@ -262,8 +262,10 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     this.followers?.end(usage, source);
     const sse = this.sse;
     this.sse = null;
-    if (sse && this.ctx.hash && source === 'upstream') {
-      this.deps.pool.assemble(Buffer.concat(sse)).then((json) => { if (json) this.keep(json, usage); }, () => undefined);
+    if (sse && (this.ctx.hash && source === 'upstream' || this.ctx.router?.learned)) {
+      const bytes = Buffer.concat(sse);
+      if (this.ctx.hash && source === 'upstream') this.deps.pool.assemble(bytes).then((json) => { if (json) this.keep(json, usage); }, () => undefined);
+      if (!this.client.aborted) this.ctx.host.answered(this.ctx, bytes, true);
     }
   }
 
@@ -401,7 +403,10 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     // The response completes only once its ledger row (and charge) is committed.
     this.settle(200, null, usage, (err) => {
       if (err) this.client.sendError(new GatewayError(Errors.internal, 'The ledger could not record this request; it was not charged. Retry shortly.'));
-      else this.client.send(200, 'application/json', out, headers);
+      else {
+        this.client.send(200, 'application/json', out, headers);
+        if (this.ctx.router?.learned) this.ctx.host.answered(this.ctx, body, false);
+      }
     }, source, costs);
   }
 

@@ -11,11 +11,14 @@ export interface PromptCounter {
 }
 import type { ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 import { sentCap } from '../wire/chat.js';
+import { judgeReply, pRight, reply, solve } from './sim-tasks.js';
 
 export interface SimOptions {
   ttftMs: number;
   tokensPerSecond: number;
   defaultMaxTokens: number;
+  /** Each served model's skill, 0–1 (sim-tasks.ts: from its list price); a model not named gets 0.5. */
+  skills?: ReadonlyMap<string, number>;
 }
 
 const WORDS = ('the a gateway request model token cache route provider answer cost saving stream latency ' +
@@ -30,16 +33,38 @@ function lastUserText(messages: ReadonlyArray<Record<string, unknown>>): string 
   return '';
 }
 
-/** Deterministic answer: a short echo of the question, then words drawn from a hash of the prompt. */
-export function simAnswer(call: ChatCall, maxTokens: number): { tokens: string[]; finish: 'stop' | 'length' } {
+/**
+ * Deterministic answer (the same prompt and model give the same one). A judge's request
+ * (gateway/judge.ts's rubric) is graded; a task the sim can solve (sim-tasks.ts) is answered
+ * right or wrong by a draw against the model's chance on it; anything else is a short echo
+ * of the question, then words drawn from a hash of the prompt — or, for a wrong draw, the
+ * words without the echo (off the question).
+ */
+export function simAnswer(call: ChatCall, maxTokens: number, skill = 0.5): { tokens: string[]; finish: 'stop' | 'length' } {
   const seed = sha256(call.body);
+  const text = lastUserText(call.request.messages);
+  const judged = judgeReply(text);
+  if (judged !== null) return cut(words(judged), maxTokens);
+  const h = sha256(Buffer.concat([Buffer.from(`${call.upstreamModel}\n`), seed]));
+  const u = h.readUInt32BE(0) / 4294967296;
+  const solved = solve(text);
+  if (solved) return cut(words(reply(solved, u < pRight(skill, solved), h.readUInt32BE(4) / 4294967296)), maxTokens);
   const wanted = 12 + (seed[0]! % 40);
-  const question = lastUserText(call.request.messages).split(/\s+/).filter(Boolean).slice(0, 6);
+  const question = text.split(/\s+/).filter(Boolean).slice(0, 6);
   const tokens = ['Simulated', ' reply'];
-  if (question.length) tokens.push(' to', ...question.map((w) => ` ${w}`));
+  if (question.length && u < pRight(skill, { family: 'chat', difficulty: Math.min(1, text.length / 600) })) tokens.push(' to', ...question.map((w) => ` ${w}`));
   tokens.push(':');
   for (let i = 0; tokens.length < wanted; i++) tokens.push(` ${WORDS[seed[(i + 1) % seed.length]! % WORDS.length]}`);
   tokens.push('.');
+  return cut(tokens, maxTokens);
+}
+
+/** A text as stream tokens: words with their leading space. */
+function words(text: string): string[] {
+  return text.match(/\s*\S+/g) ?? [];
+}
+
+function cut(tokens: string[], maxTokens: number): { tokens: string[]; finish: 'stop' | 'length' } {
   return tokens.length > maxTokens ? { tokens: tokens.slice(0, maxTokens), finish: 'length' } : { tokens, finish: 'stop' };
 }
 
@@ -151,7 +176,7 @@ export class SimProvider implements Provider {
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     const max = sentCap(call.params) ?? this.opts.defaultMaxTokens;
-    const sim = new SimCall(call, sink, simAnswer(call, max), this.opts);
+    const sim = new SimCall(call, sink, simAnswer(call, max, this.opts.skills?.get(call.upstreamModel) ?? 0.5), this.opts);
     const key = call.promptCacheKey;
     sim.start(this.pool.countPrompt(call.encoding, call.body), (tokens) => {
       if (!key) return 0;

@@ -1,5 +1,7 @@
-// The smart router (model `auto`): the classifier's score for the prompt (0–1, computed in
-// the worker pool) picks a bucket, and each bucket names the model or alias that serves it.
+// The smart router (model `auto`): the classifier (in the worker pool) gives the prompt a
+// difficulty score (0–1) and a task type. The score picks a bucket, and each bucket names
+// the model or alias that serves it; with the adaptive router on (router/adaptive.ts), the
+// learned policy for the task type chooses the model instead, and the bucket stays visible.
 
 export type Bucket = 'simple' | 'medium' | 'complex';
 
@@ -15,10 +17,15 @@ export interface SmartRouterConfig {
 export interface RouterPick {
   bucket: Bucket;
   score: number;
+  /** The model or alias that serves it. */
   model: string;
+  /** The classifier's task type. */
+  task: string;
+  /** Set when the adaptive policy chose: the model's estimated quality for the task type, and why it was chosen. */
+  learned: { quality: number; reason: string } | null;
 }
 
-export function pick(config: SmartRouterConfig, score: number): RouterPick {
+export function pick(config: SmartRouterConfig, score: number, task: string): RouterPick {
   const bucket: Bucket = score >= config.complexFrom ? 'complex' : score >= config.mediumFrom ? 'medium' : 'simple';
-  return { bucket, score, model: config[bucket] };
+  return { bucket, score, model: config[bucket], task, learned: null };
 }

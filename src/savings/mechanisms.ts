@@ -27,17 +27,19 @@ export function maskOf(names: readonly string[] | undefined): number {
 export interface RequestSwitches {
   off: number;
   forceCache: boolean;
+  /** `x-gateway-router: static`: model `auto` goes by the classifier's buckets, not the adaptive policy. */
+  staticRouter: boolean;
 }
 
-export function readSwitches(savings: string, cache: string): RequestSwitches {
+export function readSwitches(savings: string, cache: string, router = ''): RequestSwitches {
   let off = 0;
   if (savings.toLowerCase() === 'off') off = ALL;
   const c = cache.toLowerCase();
   if (c === 'off') off |= CACHES;
-  return { off, forceCache: c === 'on' };
+  return { off, forceCache: c === 'on', staticRouter: router.toLowerCase() === 'static' };
 }
 
-export const NO_SWITCHES: RequestSwitches = { off: 0, forceCache: false };
+export const NO_SWITCHES: RequestSwitches = { off: 0, forceCache: false, staticRouter: false };
 
 /** The mechanisms the config turns on. */
 export function enabledSavings(cfg: Record<Mechanism, { enabled: boolean }>): number {

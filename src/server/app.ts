@@ -16,6 +16,7 @@ import { registerAccount, type AccountDeps } from './account.js';
 import { registerAdmin, type AdminDeps } from './admin.js';
 import { registerPricing, type PricingDeps } from './pricing.js';
 import { registerUsage, type UsageDeps } from './usage.js';
+import { registerRouter, type RouterDeps } from './router.js';
 import { Exchange } from './exchange.js';
 import { makeHandlers, requireScope } from './handlers.js';
 import { deploymentViews } from '../router/health.js';
@@ -26,7 +27,7 @@ import { openApiDocument, recordRoutes, type RecordedRoute } from './openapi.js'
 import type { Asset } from '../ops/web.js';
 import { modelListBody, modelView } from './models.js';
 
-export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDeps {
+export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDeps, RouterDeps {
   /** null when metrics are turned off. */
   metrics: Metrics | null;
   web: Map<string, Asset>;
@@ -75,8 +76,8 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     ex.sendJson(200, modelView(entry));
   }));
 
-  app.post('/v1/chat/completions', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', CHAT,
-    savings || cache ? readSwitches(savings ?? '', cache ?? '') : NO_SWITCHES), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache']));
+  app.post('/v1/chat/completions', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache, router]) => deps.chat.handle(ex, key, body, t0, pin ?? '', CHAT,
+    savings || cache || router ? readSwitches(savings ?? '', cache ?? '', router ?? '') : NO_SWITCHES), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache', 'x-gateway-router']));
 
   // Responses API: an OpenAI-kind route takes the caller's bytes as they are; other routes are
   // bridged onto the chat path. Routing, limits, credits, ledger and failover apply either way.
@@ -110,6 +111,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   registerAccount(app, handlers, deps);
   registerUsage(app, handlers, deps);
   registerPricing(app, handlers, deps);
+  registerRouter(app, handlers, deps);
 
   // Ops: metrics, the API description, and the pages. /metrics and /v1/stats show figures
   // across tenants: who may read them is the operator's choice (config `metrics`, `stats`).

@@ -15,7 +15,7 @@ export type Refuse = (ex: Exchange, key: KeyRecord, t0: number, err: unknown) =>
 
 export interface Handlers {
   /** `params`: how many route parameters the handler reads (reading them costs a native call each). */
-  withBody(scope: Scope, handler: BodyHandler, params?: number, headers?: readonly string[]): Route;
+  withBody(scope: Scopes, handler: BodyHandler, params?: number, headers?: readonly string[]): Route;
   /**
    * An inference route: like withBody with the `inference` scope, but every refusal after
    * the key is known (a missing scope, a body too large or unreadable, the handler's own
@@ -23,13 +23,20 @@ export interface Handlers {
    */
   /** `endpoint`: what the ledger calls the route (`chat.completions`, `responses`). */
   inference(handler: BodyHandler, refuse: Refuse, headers?: readonly string[], endpoint?: string): Route;
-  noBody(scope: Scope | null, handler: NoBodyHandler): Route;
+  noBody(scope: Scopes | null, handler: NoBodyHandler): Route;
   /** A public route with a JSON body (no key); `client` is the caller's address (see clientAddress). */
   publicBody(handler: (ex: Exchange, body: Buffer, client: string) => void): Route;
 }
 
-export function requireScope(key: KeyRecord, scope: Scope): void {
-  if (!key.scopes.includes(scope)) throw new GatewayError(Errors.forbidden, `This key lacks the '${scope}' scope.`);
+/** A scope, or several of which the key needs any one. */
+export type Scopes = Scope | readonly Scope[];
+
+export function requireScope(key: KeyRecord, scope: Scopes): void {
+  if (typeof scope === 'string') {
+    if (!key.scopes.includes(scope)) throw new GatewayError(Errors.forbidden, `This key lacks the '${scope}' scope.`);
+    return;
+  }
+  if (!scope.some((s) => key.scopes.includes(s))) throw new GatewayError(Errors.forbidden, `This key needs one of the scopes ${scope.map((s) => `'${s}'`).join(', ')}.`);
 }
 
 const NO_PARAMS: string[] = [];
@@ -49,7 +56,7 @@ export function clientAddress(peer: string, forwardedFor: string, trustProxyHops
 export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyBytes: number; trustProxyHops: number }, state: { draining: boolean }): Handlers {
   const shuttingDown = () => new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.');
   const plain: Refuse = (ex, _key, _t0, err) => ex.sendError(err);
-  const bodyRoute = (scope: Scope, handler: BodyHandler, params: number, headerNames: readonly string[], endpoint: string | undefined, refuse: Refuse): Route => (res, req) => {
+  const bodyRoute = (scope: Scopes, handler: BodyHandler, params: number, headerNames: readonly string[], endpoint: string | undefined, refuse: Refuse): Route => (res, req) => {
     const t0 = performance.now();
     const ex = new Exchange(res, deps.ids.next());
     if (endpoint) ex.endpoint = endpoint;

@@ -1,6 +1,7 @@
 // GET /openapi.json: OpenAPI 3.1 generated from the routes the server registered (recorded
 // as they are registered, so a route cannot be missing) and the zod schemas that validate
 // their bodies and queries (so the docs cannot drift from what is enforced).
+import { FeedbackSchema, SimulatePriceSchema } from './router.js';
 import type { TemplatedApp } from 'uWebSockets.js';
 import { z } from 'zod';
 import {
@@ -26,7 +27,7 @@ export function recordRoutes(app: TemplatedApp, into: RecordedRoute[]): Template
   return app;
 }
 
-type Scope = 'inference' | 'usage:read' | 'keys:write' | 'admin' | null;
+type Scope = 'inference' | 'usage:read' | 'keys:write' | 'admin' | 'feedback' | 'operator' | null;
 interface RouteDoc {
   summary: string;
   tag: string;
@@ -65,6 +66,10 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /v1/usage/timeseries': { summary: 'The same figures per minute, hour or day.', tag: 'Usage', scope: 'usage:read', query: TimeseriesQuery },
   'GET /v1/requests': { summary: 'Ledger rows of your workspace, newest first, with filters and a cursor.', tag: 'Usage', scope: 'usage:read', query: RequestsQuery },
   'GET /v1/requests/:id': { summary: 'One request: route, retries, cache, tokens, costs, latency split.', tag: 'Usage', scope: 'usage:read' },
+  'POST /v1/feedback': { summary: 'A quality signal (0–1) for one of your answered requests, once per request: it moves the adaptive router.', tag: 'Router', scope: 'feedback', body: FeedbackSchema },
+  'GET /v1/router': { summary: "The adaptive router's learned state: per task type, each candidate's pulls, quality with an interval, cost, and the current choice.", tag: 'Router', scope: 'usage:read' },
+  'POST /v1/reset': { summary: "Forget the adaptive router's learned state (operator keys).", tag: 'Router', scope: 'operator' },
+  'POST /v1/simulate-price': { summary: "Price a candidate differently for routing decisions only (operator keys); prices null restores it.", tag: 'Router', scope: 'operator', body: SimulatePriceSchema },
   'POST /admin/workspaces': { summary: 'Create a workspace (optionally with credits).', tag: 'Admin', scope: 'admin', body: CreateWorkspaceSchema },
   'GET /admin/workspaces': { summary: 'Every workspace with its balance.', tag: 'Admin', scope: 'admin' },
   'GET /admin/workspaces/:id': { summary: 'One workspace.', tag: 'Admin', scope: 'admin' },

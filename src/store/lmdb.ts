@@ -27,6 +27,10 @@ export interface Store {
   readonly quarantine: Database<unknown, string>;
   /** Responses API ids made through the passthrough: [workspace, response id] → tokens it carried, expiry. */
   readonly responses: Database<unknown, string[]>;
+  /** The adaptive router's learned state: ['arm', task, model], ['tokens', task], ['price', model], ['rng', 'state'] (router/adaptive.ts). */
+  readonly router: Database<unknown, string[]>;
+  /** Quality signals, one per request and source: [request id, 'app' | 'judge'] → score and what it applied to. */
+  readonly feedback: Database<unknown, string[]>;
   close(): Promise<void>;
 }
 
@@ -85,7 +89,7 @@ export const LEDGER_DB = { name: 'ledger', encoding: 'msgpack', sharedStructures
  */
 export async function openStore(dataDir: string, opts: { fsync: boolean } = { fsync: false }): Promise<Store> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const root = open({ path: join(dataDir, 'sluice.mdb'), compression: false, mapSize: 2 ** 32, noSync: !opts.fsync, overlappingSync: opts.fsync });
+  const root = open({ path: join(dataDir, 'sluice.mdb'), compression: false, mapSize: 2 ** 32, maxDbs: 32, noSync: !opts.fsync, overlappingSync: opts.fsync });
   const keys = root.openDB<unknown, string>({ name: 'keys', encoding: 'msgpack' });
   const ledger = root.openDB<unknown, string>(LEDGER_DB);
   const workspaces = root.openDB<unknown, string>({ name: 'workspaces', encoding: 'msgpack' });
@@ -98,7 +102,11 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
   const semantic = root.openDB<unknown, Array<string | number>>({ name: 'semantic', encoding: 'msgpack' });
   const quarantine = root.openDB<unknown, string>({ name: 'quarantine', encoding: 'msgpack' });
   const responses = root.openDB<unknown, string[]>({ name: 'responses', encoding: 'msgpack' });
+  const router = root.openDB<unknown, string[]>({ name: 'router', encoding: 'msgpack' });
+  const feedback = root.openDB<unknown, string[]>({ name: 'feedback', encoding: 'msgpack' });
   return {
+    router,
+    feedback,
     quarantine,
     responses,
     root,

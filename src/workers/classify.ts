@@ -1,7 +1,9 @@
 // The smart router's classifier: a cheap, deterministic score in [0, 1] of how demanding
-// a chat request is, from the final user turn (its length in tokens, code, math, words that
-// ask for reasoning or for something simple) and the conversation around it. Runs in the
-// worker pool next to the tokenizer it needs.
+// a chat request is (its difficulty), from the final user turn (its length in tokens, code,
+// math, words that ask for reasoning or for something simple) and the conversation around
+// it; and its task type, for the adaptive router (config `router.adaptive.task_types`: the
+// type whose patterns match the last user turn most often). Runs in the worker pool next to
+// the tokenizer it needs: no upstream call.
 import type { Tokenizer } from '../../native/tokenizer.js';
 import { contentText } from '../wire/chat.js';
 
@@ -12,11 +14,59 @@ const CODE = /```|\b(function|def|class|import|return|const|SELECT|#include)\b|[
 
 const count = (re: RegExp, s: string) => s.match(re)?.length ?? 0;
 
-export function classifyPrompt(tok: Tokenizer, request: unknown): number {
+/** Task types compiled once per worker: name and patterns, in precedence order. */
+export interface TaskRules {
+  readonly types: ReadonlyArray<{ readonly name: string; readonly patterns: readonly RegExp[] }>;
+  readonly fallback: string;
+}
+
+export function compileTaskRules(types: Record<string, { patterns: string[] }>, fallback: string): TaskRules {
+  return { fallback, types: Object.entries(types).map(([name, t]) => ({ name, patterns: t.patterns.map((p) => new RegExp(p, 'gim')) })) };
+}
+
+/** The type with the most pattern matches (each pattern counts at most 3), the first listed on a tie; none: the fallback. */
+export function taskOf(rules: TaskRules, text: string): string {
+  let best = rules.fallback;
+  let most = 0;
+  for (const t of rules.types) {
+    let n = 0;
+    for (const re of t.patterns) n += Math.min(3, count(re, text));
+    if (n > most) { most = n; best = t.name; }
+  }
+  return best;
+}
+
+/** The classifier's verdict: difficulty (the 0–1 score the buckets use) and task type. */
+export interface Classified {
+  score: number;
+  task: string;
+}
+
+/** The final user turn's text (what both verdicts read), bounded: a huge turn is read by its first 64k characters. */
+function lastUserText(request: unknown): { text: string; messages: number; tools: boolean } {
   const body = typeof request === 'object' && request !== null ? request as { messages?: unknown; tools?: unknown } : {};
   const messages = Array.isArray(body.messages) ? body.messages as Array<{ role?: unknown; content?: unknown }> : [];
-  const lastUser = [...messages].reverse().find((m) => m.role === 'user');
-  const text = contentText(lastUser?.content, ' ');
+  let lastUser: { content?: unknown } | undefined;
+  for (let i = messages.length - 1; i >= 0; i--) if (messages[i]?.role === 'user') { lastUser = messages[i]; break; }
+  return { text: contentText(lastUser?.content, ' ').slice(0, 65_536), messages: messages.length, tools: Array.isArray(body.tools) && body.tools.length > 0 };
+}
+
+/** The final user turn's text. */
+export function lastUserTurn(request: unknown): string {
+  return lastUserText(request).text;
+}
+
+export function classifyRequest(tok: Tokenizer, rules: TaskRules, request: unknown): Classified {
+  const turn = lastUserText(request);
+  return { score: scoreOf(tok, turn), task: taskOf(rules, turn.text) };
+}
+
+export function classifyPrompt(tok: Tokenizer, request: unknown): number {
+  return scoreOf(tok, lastUserText(request));
+}
+
+function scoreOf(tok: Tokenizer, turn: { text: string; messages: number; tools: boolean }): number {
+  const { text } = turn;
   const tokens = tok.count(text);
   let z = -2.2;
   z += 2.2 * Math.min(1, Math.log2(1 + tokens) / 11); // ~2k tokens saturate
@@ -24,7 +74,7 @@ export function classifyPrompt(tok: Tokenizer, request: unknown): number {
   z += 0.8 * Math.min(2, count(MATH, text));
   z += 0.5 * Math.min(3, count(CODE, text));
   z -= 0.8 * Math.min(2, count(SIMPLE, text));
-  if (Array.isArray(body.tools) && body.tools.length) z += 0.4;
-  z += 0.1 * Math.min(10, messages.length - 1);
+  if (turn.tools) z += 0.4;
+  z += 0.1 * Math.min(10, turn.messages - 1);
   return Math.round((1 / (1 + Math.exp(-z))) * 1000) / 1000;
 }

@@ -3,7 +3,14 @@ import { Piscina } from 'piscina';
 import type { EncodingName } from '../../native/tokenizer.js';
 import { compileTokenizerWasm } from '../../native/tokenizer.js';
 import { LimitError } from '../errors.js';
-import type { AnswerCount, RewriteReply, RewriteTask, WorkerTask } from './protocol.js';
+import { DEFAULT_TASK_TYPES } from '../config/schema.js';
+import type { Classified } from './classify.js';
+import type { AnswerCount, JudgeTexts, RewriteReply, RewriteTask, WorkerTask } from './protocol.js';
+
+export interface TaskTypes {
+  types: Record<string, { patterns: string[] }>;
+  fallback: string;
+}
 
 export class WorkerPool {
   /** Bytes of work each tenant has queued or running (see reserveFor). */
@@ -39,7 +46,8 @@ export class WorkerPool {
   }
 
 
-  static async start(threads: number, bytesPerTenant = 4 * 1024 * 1024): Promise<WorkerPool> {
+  /** `tasks`: the adaptive router's task types (the classifier's rules), compiled in each worker. */
+  static async start(threads: number, bytesPerTenant = 4 * 1024 * 1024, tasks: TaskTypes = { types: DEFAULT_TASK_TYPES, fallback: 'open_chat' }): Promise<WorkerPool> {
     const wasm = await compileTokenizerWasm();
     const piscina = new Piscina({
       filename: new URL('./task.js', import.meta.url).href,
@@ -51,7 +59,7 @@ export class WorkerPool {
       // letting 16 queue on the worker's port and waking it asynchronously costs ~30-40 µs.
       concurrentTasksPerWorker: 16,
       atomics: 'async',
-      workerData: { wasm },
+      workerData: { wasm, tasks },
     });
     const pool = new WorkerPool(piscina, bytesPerTenant);
     // Warm every thread so the first request does not pay for loading the BPE ranks.
@@ -70,10 +78,16 @@ export class WorkerPool {
     return this.piscina.run(task) as Promise<AnswerCount>;
   }
 
-  /** The smart router's 0–1 score of a chat body. */
-  classify(body: Uint8Array): Promise<number> {
+  /** What the judge reads: the request's last user turn and the answer's text, each at most `maxChars`. */
+  judgeTexts(body: Uint8Array, answer: Uint8Array, stream: boolean, maxChars: number): Promise<JudgeTexts> {
+    const task: WorkerTask = { op: 'judgeTexts', body, answer, stream, maxChars };
+    return this.piscina.run(task) as Promise<JudgeTexts>;
+  }
+
+  /** The smart router's verdict on a chat body: its 0–1 difficulty score and its task type. */
+  classify(body: Uint8Array): Promise<Classified> {
     const task: WorkerTask = { op: 'classify', encoding: 'o200k_base', body };
-    return this.piscina.run(task) as Promise<number>;
+    return this.piscina.run(task) as Promise<Classified>;
   }
 
   /** Chunk dedupe and compression (savings/rewrite.ts), with the prompt tokens of the result and, when asked, the cache key. */

@@ -8,6 +8,7 @@
 // So the main thread sends the request body bytes it already holds (a copy into the
 // message, no JSON.stringify, no walking of messages on the main thread) and gets back
 // one number. See bench/tokenize-boundary.ts for the hop itself.
+import type { Classified } from './classify.js';
 import type { EncodingName } from '../../native/tokenizer.js';
 
 export interface CountPromptTask {
@@ -23,7 +24,7 @@ export interface CountTextTask {
   text: string;
 }
 
-/** The smart router's score (0–1) of a chat body; see classify.ts. */
+/** The smart router's difficulty score (0–1) and task type of a chat body; see classify.ts. */
 export interface ClassifyTask {
   op: 'classify';
   encoding: EncodingName;
@@ -77,10 +78,24 @@ export interface CountAnswerTask {
   stream: boolean;
 }
 
+/** The judge's inputs: the request's last user turn and the answer's text, each bounded. */
+export interface JudgeTextsTask {
+  op: 'judgeTexts';
+  body: Uint8Array;
+  answer: Uint8Array;
+  stream: boolean;
+  maxChars: number;
+}
+
+export interface JudgeTexts {
+  question: string;
+  answer: string;
+}
+
 export interface AnswerCount {
   prompt: number;
   completion: number;
 }
 
-export type WorkerTask = CountPromptTask | CountTextTask | ClassifyTask | RewriteTask | AssembleTask | EmbedTask | CountAnswerTask;
-export type WorkerResult = number | RewriteReply | string | null | Float32Array | AnswerCount;
+export type WorkerTask = CountPromptTask | CountTextTask | ClassifyTask | RewriteTask | AssembleTask | EmbedTask | CountAnswerTask | JudgeTextsTask;
+export type WorkerResult = number | RewriteReply | string | null | Float32Array | AnswerCount | Classified | JudgeTexts;

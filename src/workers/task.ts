@@ -2,7 +2,7 @@
 // module the main thread compiled (passed in workerData).
 import { workerData } from 'node:worker_threads';
 import { loadTokenizers, type EncodingName, type Tokenizer } from '../../native/tokenizer.js';
-import { classifyPrompt } from './classify.js';
+import { classifyRequest, compileTaskRules, lastUserTurn } from './classify.js';
 import { answerText } from './answer-text.js';
 import { countPromptTokens } from './prompt-text.js';
 import type { WorkerResult, WorkerTask } from './protocol.js';
@@ -13,13 +13,19 @@ import { requestHash } from '../savings/canonical.js';
 import type { ChatRequest } from '../wire/chat.js';
 import { embed } from '../savings/embed.js';
 
-const { wasm } = workerData as { wasm: WebAssembly.Module };
+const { wasm, tasks } = workerData as { wasm: WebAssembly.Module; tasks: { types: Record<string, { patterns: string[] }>; fallback: string } };
+const taskRules = compileTaskRules(tasks.types, tasks.fallback);
 const ready: Promise<Map<EncodingName, Tokenizer>> = loadTokenizers(wasm, ['o200k_base', 'cl100k_base']);
 const decoder = new TextDecoder();
 
 export default async function run(task: WorkerTask): Promise<WorkerResult> {
   if (task.op === 'assemble') return assembleStream(decoder.decode(task.sse));
   if (task.op === 'embed') return embed(task.text);
+  if (task.op === 'judgeTexts') {
+    let request: unknown = null;
+    try { request = JSON.parse(decoder.decode(task.body)); } catch { /* no question */ }
+    return { question: lastUserTurn(request).slice(0, task.maxChars), answer: answerText(decoder.decode(task.answer), task.stream).slice(0, task.maxChars) };
+  }
   const tokenizers = await ready;
   const tok = tokenizers.get(task.encoding) ?? tokenizers.get('o200k_base');
   if (!tok) return 0;
@@ -33,7 +39,7 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
   try {
     request = JSON.parse(decoder.decode(task.body));
   } catch {
-    return 0;
+    return task.op === 'classify' ? { score: 0, task: taskRules.fallback } : 0;
   }
   if (task.op === 'rewrite') {
     if (!isRecord(request)) return { body: null, promptTokens: 0, savedChunk: 0, savedCompression: 0, hash: null };
@@ -41,5 +47,5 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
     return { body: r.request ? JSON.stringify(r.request) : null, promptTokens: r.promptTokens, savedChunk: r.savedChunk, savedCompression: r.savedCompression,
       hash: task.hash ? requestHash(request as ChatRequest) : null };
   }
-  return task.op === 'classify' ? classifyPrompt(tok, request) : countPromptTokens(tok, request);
+  return task.op === 'classify' ? classifyRequest(tok, taskRules, request) : countPromptTokens(tok, request);
 }

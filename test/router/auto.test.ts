@@ -7,7 +7,8 @@ import { startGateway, tempDataDir } from '../helpers/gateway.js';
 const gw = await startGateway({ SLUICE_SIM: 'on' }, tempDataDir(), {
   sim: { ttft_ms: 0, tokens_per_second: 5000 },
   aliases: { cheap: { models: ['openai/gpt-4.1-nano', 'openai/gpt-4o-mini'] } },
-  router: { simple: 'cheap', medium: 'openai/gpt-4.1-mini', complex: 'openai/gpt-4.1' },
+  // The buckets alone (the adaptive router is tested in adaptive*.test.ts).
+  router: { simple: 'cheap', medium: 'openai/gpt-4.1-mini', complex: 'openai/gpt-4.1', adaptive: { enabled: false } },
 });
 t.teardown(() => gw.stop());
 const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
