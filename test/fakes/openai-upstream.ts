@@ -121,7 +121,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   const dripMatch = /drip-(\d+)/.exec(model);
   const drip = dripMatch ? Number(dripMatch[1]) : 0;
   // `seq` models answer with the number of the call, so a second upstream call is told apart from a replay.
-  const words = model.includes('seq') ? ['Answer', ' number', ` ${rec.seq}`, '.']
+  // `judge-<n>` models grade like a judge model told to answer JSON: {"score": n, "reason": …}.
+  const judge = /^judge-(\d+)/.exec(model);
+  const words = judge ? [`{"score": ${judge[1]}, "reason": "graded by the fake judge"}`]
+    : model.includes('seq') ? ['Answer', ' number', ` ${rec.seq}`, '.']
     : model.startsWith('long-') ? Array.from({ length: Number(model.slice(5)) }, (_, i) => ` w${i}`) : FAKE_WORDS;
   // `nousage` models behave like OpenAI-compatible servers that never report usage (even when asked).
   const noUsage = model.includes('nousage');
