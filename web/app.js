@@ -140,6 +140,65 @@ const pages = {
       <div class="kv" id="drilldown">${rows.map(([k, v]) => `<div>${k}</div><div>${v}</div>`).join('')}</div>`;
   },
 
+  async router() {
+    const [state, rows] = await Promise.all([api('/v1/router'), autoRows(500)]);
+    const operator = ['master', 'operator'].includes(me?.key?.kind);
+    const pct = (q) => (q == null ? '–' : `${(100 * q).toFixed(1)}%`);
+    // routing savings over time: the auto requests' benchmark, charge and saving, from their rows
+    const byTask = new Map();
+    for (const r of rows) {
+      const t = byTask.get(r.router_task) || { requests: 0, benchmark: 0, charged: 0 };
+      t.requests++; t.benchmark += r.benchmark_usd; t.charged += r.charge_usd;
+      byTask.set(r.router_task, t);
+    }
+    view.innerHTML = `<h1>Router <span class="dim" style="font-size:13px">model: auto · margin ${esc(state.margin)} · shared by every key</span></h1>
+      ${state.judge ? `<p class="dim">Judge: <code>${esc(state.judge.model)}</code> · ${num(state.judge.judged)} answers scored · ${num(state.judge.failed)} without a score · cost ${usd(state.judge.cost_usd)} (the operator's)</p>` : '<p class="dim">No judge: only /v1/feedback teaches the router.</p>'}
+      <table id="router-table"><tr><th>task type</th><th>current model</th><th>its quality</th><th>requests</th><th>signals</th><th>candidates (pulls · quality [95%] · cost/request)</th><th>saved (recent)</th></tr>
+      ${state.task_types.map((t) => {
+        const chosen = t.candidates.find((c) => c.model === t.choice) || {};
+        const recent = byTask.get(t.task_type);
+        return `<tr><td>${esc(t.task_type)}</td><td><b>${esc(t.choice)}</b></td><td>${pct(chosen.quality)}</td><td>${num(t.requests)}</td><td>${num(t.signals)}</td>
+          <td>${t.candidates.map((c) => `<div class="${c.model === t.choice ? '' : 'dim'}"><code>${esc(c.model)}</code> ${num(c.pulls)} · ${pct(c.quality)} [${pct(c.quality_interval[0])}–${pct(c.quality_interval[1])}] · ${usd(c.cost_per_request_usd)}${c.price_simulated ? ' <span class="bad">simulated price</span>' : ''}</div>`).join('')}</td>
+          <td class="good">${recent && recent.benchmark > 0 ? `${(100 * (1 - recent.charged / recent.benchmark)).toFixed(1)}%` : '–'}</td></tr>`;
+      }).join('') || '<tr><td colspan="7" class="dim">Nothing learned yet: send requests with model "auto".</td></tr>'}
+      </table>
+      <h2>Routed requests: cumulative benchmark, charged and saved <span class="dim" style="font-size:13px">(the last ${num(rows.length)} auto requests of this workspace)</span></h2>
+      <div id="chart"></div>
+      ${operator ? `<h2>Controls <span class="dim" style="font-size:13px">operator key</span></h2>
+        <form class="row" id="simulate"><select name="model">${state.candidates.map((c) => `<option>${esc(c.model)}</option>`).join('')}</select>
+          <input name="input" placeholder="input $/1M" size="10"><input name="output" placeholder="output $/1M" size="10">
+          <button>Simulate price</button><button type="button" class="ghost" id="unsimulate">Restore list price</button></form>
+        <p><button class="ghost" id="reset">Reset learned state</button> <span id="control-result" class="dim"></span></p>` : ''}`;
+    const span = rows.length ? [Math.floor(rows.at(-1).ts / 1000), Math.ceil(rows[0].ts / 1000)] : [Math.floor(Date.now() / 1000) - 3600, Math.ceil(Date.now() / 1000)];
+    const step = Math.max(1, Math.ceil((span[1] - span[0]) / 60));
+    const points = new Map();
+    for (const r of rows) {
+      const x = span[0] + Math.floor((Math.floor(r.ts / 1000) - span[0]) / step) * step;
+      const p = points.get(x) || { start: x, requests: 0, benchmark_usd: 0, charge_usd: 0, saved_usd: 0 };
+      p.requests++; p.benchmark_usd += r.benchmark_usd; p.charge_usd += r.charge_usd; p.saved_usd += r.saved_usd;
+      points.set(x, p);
+    }
+    drawChart([...points.values()], span[0], span[0] + Math.ceil((span[1] - span[0]) / step) * step, step);
+    if (!operator) return;
+    const done = (text) => { $('#control-result').textContent = text; setTimeout(route, 600); };
+    $('#simulate').onsubmit = async (e) => {
+      e.preventDefault();
+      const f = new FormData(e.target);
+      try {
+        await api('/v1/simulate-price', { method: 'POST', body: JSON.stringify({ model: f.get('model'), prices: { input: Number(f.get('input')), output: Number(f.get('output')) } }) });
+        done(`Routing now prices ${f.get('model')} at $${f.get('input')} / $${f.get('output')} per 1M tokens.`);
+      } catch (err) { $('#control-result').textContent = err.message; }
+    };
+    $('#unsimulate').onclick = async () => {
+      const model = new FormData($('#simulate')).get('model');
+      try { await api('/v1/simulate-price', { method: 'POST', body: JSON.stringify({ model, prices: null }) }); done(`${model} is priced at its list price again.`); } catch (err) { $('#control-result').textContent = err.message; }
+    };
+    $('#reset').onclick = async () => {
+      if (!confirm('Forget everything the router has learned?')) return;
+      try { await api('/v1/reset', { method: 'POST', body: '{}' }); done('Learned state reset.'); } catch (err) { $('#control-result').textContent = err.message; }
+    };
+  },
+
   async routes() {
     const p = await api('/v1/providers');
     const deployments = p.data.flatMap((prov) => prov.deployments);
@@ -270,6 +329,19 @@ const pages = {
 };
 
 /** Cumulative dollars over the range, every bucket present (empty ones add nothing). */
+/** The workspace's latest `auto` rows (newest first), up to `max`, page by page. */
+async function autoRows(max) {
+  const rows = [];
+  let cursor = '';
+  while (rows.length < max) {
+    const page = await api(`/v1/requests?model=auto&limit=100${cursor ? `&cursor=${cursor}` : ''}`);
+    rows.push(...page.data.filter((r) => r.router_task && r.status === 200));
+    if (!page.has_more || !page.data.length) break;
+    cursor = page.next_cursor ?? page.data.at(-1).id;
+  }
+  return rows;
+}
+
 function drawChart(points, start, end, step) {
   const el = $('#chart');
   el.dataset.points = String(points.filter((p) => p.requests > 0).length);

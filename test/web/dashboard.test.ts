@@ -22,7 +22,10 @@ mkdirSync(SHOTS, { recursive: true });
 
 const fake = await startFakeUpstream();
 // The landing page's live totals are shown only when the operator makes them public.
-const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off', SLUICE_PUBLIC_STATS: 'on' }, tempDataDir(), { models: ['web-a'].map(testModel) });
+const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off', SLUICE_PUBLIC_STATS: 'on' }, tempDataDir(), {
+  models: ['web-a', 'web-b'].map(testModel),
+  router: { simple: 'openai/web-a', medium: 'openai/web-b', complex: 'openai/web-b', adaptive: { judge: { model: null } } },
+});
 const { adminJson: admin } = http(gw);
 const ws = await admin('/admin/workspaces', { name: 'Acme web', credits_usd: 25 });
 await admin(`/admin/workspaces/${ws.id}/topups`, { amount_usd: 5, note: 'browser test top-up' });
@@ -116,6 +119,17 @@ t.test('mint and revoke a key', async (t) => {
   await shot('keys-revoked');
 });
 
+t.test('the router page: what each task type learned; the operator\'s controls', async (t) => {
+  for (const content of ['Calculate 12 * 7.', 'Summarise this: the order shipped.']) {
+    await client.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content }] });
+  }
+  await page.click('nav a[href="#router"]');
+  await page.waitForSelector('#router-table >> text=arithmetic');
+  t.match(await page.textContent('#router-table'), /summarisation/);
+  t.equal(await page.locator('#reset').count(), 0, 'a tenant key sees no controls');
+  await shot('router');
+});
+
 t.test('credits, routes, pricing, and the operator view', async (t) => {
   await page.click('nav a[href="#credits"]');
   await page.waitForSelector('text=browser test top-up');
@@ -144,5 +158,15 @@ t.test('credits, routes, pricing, and the operator view', async (t) => {
   await page.click('[data-toggle="openai/web-a"]');
   await page.waitForSelector('[data-toggle="openai/web-a"][data-to="disable"]');
   await shot('operator-routes');
+  await page.click('nav a[href="#router"]');
+  await page.waitForSelector('#simulate');
+  await page.selectOption('#simulate select[name=model]', 'openai/web-a');
+  await page.fill('#simulate input[name=input]', '30');
+  await page.fill('#simulate input[name=output]', '60');
+  await page.click('#simulate button');
+  await page.waitForSelector('#control-result >> text=Routing now prices openai/web-a');
+  t.same((await admin('/v1/router')).simulated_prices, { 'openai/web-a': { input: 30, output: 60 } }, 'the operator simulated a price from the page');
+  await page.waitForSelector('#router-table >> text=simulated price');
+  await shot('operator-router');
   t.same(consoleErrors, [], 'no script errors in the page');
 });
