@@ -81,6 +81,7 @@ async function drive(base: string, key: string, label: string, model: string, he
         run.cost += Number(response.headers.get('x-gateway-cost-usd') ?? 0);
         run.benchmark += Number(response.headers.get('x-btl-benchmark-cost') ?? 0);
         if (ok) run.right++;
+        run.done++; // with the check, so the running quality is over finished requests
         if (i >= (2 * N) / 3) {
           const chosen = response.headers.get('x-gateway-route-model') ?? model;
           const task = response.headers.get('x-gateway-route-task') ?? item.task;
@@ -90,13 +91,13 @@ async function drive(base: string, key: string, label: string, model: string, he
         }
         if (FEEDBACK) {
           await fetch(`${base}/v1/feedback`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-            body: JSON.stringify({ request_id: response.headers.get('x-request-id'), score: ok ? 1 : 0 }) });
+            body: JSON.stringify({ request_id: response.headers.get('x-request-id'), score: ok ? 1 : 0 }) }).catch(() => undefined);
         }
       } catch (err) {
+        run.done++;
         run.errors++;
         if (run.errors <= 3) console.error(`\n${label}: ${err instanceof Error ? err.message : String(err)}`);
       }
-      run.done++;
       print();
     }
   };

@@ -102,7 +102,7 @@ async function main(): Promise<void> {
   const router = { mediumFrom: config.router.medium_from, complexFrom: config.router.complex_from,
     simple: config.router.simple, medium: config.router.medium, complex: config.router.complex };
   const adaptive = adaptiveConfig.enabled ? new AdaptiveRouter(store, {
-    candidates: candidatesOf(config, catalog), margin: adaptiveConfig.margin, seed: adaptiveConfig.seed,
+    candidates: candidatesOf(config, catalog), margin: adaptiveConfig.margin, seed: adaptiveConfig.seed, tenantCap: adaptiveConfig.tenant_feedback_cap,
   }) : null;
   if (adaptive) {
     // Each routed request its own call answered is a pull of its arm: its cost and tokens.
@@ -151,6 +151,9 @@ async function main(): Promise<void> {
   if (server.metricsPort !== null) console.log(`metrics: http://${config.metrics.host}:${server.metricsPort}/metrics`);
   console.log(`sluice listening on ${url}  (OpenAI base URL: ${url}/v1)`);
   console.log(`providers: ${[...providers.keys()].join(', ')}; data: ${dataDir}; workers: ${config.workers}`);
+  console.log(adaptive
+    ? `router: model auto learns among ${adaptive.candidates.map((c) => c.name).join(', ')} (margin ${adaptiveConfig.margin}); judge: ${judge ? `${judge.model}, at least ${judge.sampleRate} of answers` : 'off'}`
+    : `router: model auto goes by the difficulty buckets (router.adaptive.enabled: false)`);
   console.log(masterKeyFile ? `master key: in ${masterKeyFile} (mode 0600)` : 'master key: from SLUICE_MASTER_KEY / config');
 
   let stopping = false;

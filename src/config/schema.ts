@@ -1,6 +1,7 @@
 // The config file's shape (YAML or JSON) and the catalog data's shape, validated by zod
 // at start. Field names are snake_case in files; the parsed object is used as is.
 import { z } from 'zod';
+import { patternProblem } from './linear-regex.js';
 
 export const TokenizerName = z.enum(['o200k_base', 'cl100k_base']);
 export type TokenizerName = z.infer<typeof TokenizerName>;
@@ -54,17 +55,14 @@ export type ProviderConfig = z.infer<typeof ProviderSchema>;
 
 const MiB = 1024 * 1024;
 
-function isRegex(source: string): boolean {
-  try { new RegExp(source, 'i'); return true; } catch { return false; }
-}
 
 /** The adaptive router's task types when the config names none (see README). */
 export const DEFAULT_TASK_TYPES: Record<string, { patterns: string[] }> = {
-  arithmetic: { patterns: ['(?<![-\\d.])\\d+(\\.\\d+)?\\s*[-+*/×x^%]\\s*\\(?\\d+(?![-\\d])', '\\b(calculate|compute|evaluate|arithmetic|sum of|product of|percent(age)? of|square root)\\b'] },
-  extraction: { patterns: ['\\b(extract|pull out|parse|find|identify|list)\\b.{0,40}\\b(e-?mails?|address(es)?|phone|numbers?|dates?|names?|ids?|order|fields?|entities|values?)\\b', '\\b(reply|respond|answer) with (it|them|the \\w+) only\\b', '\\bas json\\b'] },
+  arithmetic: { patterns: ['(^|[^-\\d.])\\d+(\\.\\d+)?\\s*[-+*/×x^%]\\s*\\(?\\d+($|[^-\\d])', '\\b(calculate|compute|evaluate|arithmetic|sum of|product of|percent(age)? of|square root)\\b'] },
+  extraction: { patterns: ['\\b(extract|pull out|parse|find|identify|list)\\b[^.?!\\n]*\\b(e-?mails?|address(es)?|phone|numbers?|dates?|names?|ids?|order|fields?|entities|values?)\\b', '\\b(reply|respond|answer) with (it|them|the \\w+) only\\b', '\\bas json\\b'] },
   code: { patterns: ['```', '\\b(javascript|typescript|python|golang|rust|java|sql|regex|bash|function|compile[sdr]?|stack trace|refactor|unit test|console\\.log|def |class )\\b', '[{};]\\s*$'] },
   summarisation: { patterns: ['\\b(summari[sz]e|summary|tl;?dr|in one sentence|condense|key points|gist)\\b'] },
-  reasoning: { patterns: ['\\b(step by step|prove|proof|derive|logic(al)?|puzzle|deduce|infer|why does|trade-?offs?)\\b', '\\bhow many\\b.{0,60}\\b(now|left|remain|in total|altogether)\\b'] },
+  reasoning: { patterns: ['\\b(step by step|prove|proof|derive|logic(al)?|puzzle|deduce|infer|why does|trade-?offs?)\\b', '\\bhow many\\b[^.?!\\n]*\\b(now|left|remain|in total|altogether)\\b'] },
 };
 
 export const ConfigSchema = z.object({
@@ -155,10 +153,23 @@ export const ConfigSchema = z.object({
        * (case-insensitive) over the last user turn; the type with the most matches wins,
        * none: `default_task`.
        */
-      task_types: z.record(z.string().regex(/^[a-z][a-z0-9_]{0,31}$/, 'task type names are lowercase words'), z.object({
-        patterns: z.array(z.string().min(1).refine(isRegex, 'not a valid regular expression')).min(1),
-      }).strict()).refine((t) => Object.keys(t).length <= 32, 'at most 32 task types').default(DEFAULT_TASK_TYPES),
+      task_types: z.record(z.string(), z.object({
+        /** Matched against the lowercased turn, each on V8's linear-time engine when it backtracks (config/linear-regex.ts). */
+        patterns: z.array(z.string().min(1).max(1000).superRefine((p, ctx) => {
+          const problem = patternProblem(p);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        })).min(1),
+      }).strict()).superRefine((t, ctx) => {
+        if (Object.keys(t).length > 32) ctx.addIssue({ code: 'custom', message: 'at most 32 task types' });
+        for (const name of Object.keys(t)) if (!/^[a-z][a-z0-9_]{0,31}$/.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: `task type names are lowercase words ('${name.slice(0, 40)}')` });
+      }).default(DEFAULT_TASK_TYPES),
       default_task: z.string().regex(/^[a-z][a-z0-9_]{0,31}$/).default('open_chat'),
+      /**
+       * A tenant workspace's /v1/feedback on one model and task type counts as at most this many
+       * signals, weighed by how well its scores agree with the judge's (operator keys' feedback
+       * and the judge count fully): one tenant cannot steer everyone's routing.
+       */
+      tenant_feedback_cap: z.number().min(0).max(200).default(10),
       /** Unknown model names go to the router instead of a 404 (clients may send any name; the gateway chooses). */
       catch_all: z.boolean().default(false),
       /**

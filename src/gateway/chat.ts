@@ -56,7 +56,7 @@ export class ChatGateway implements Host {
   answered(ctx: RequestContext, answer: Buffer, stream: boolean): void {
     const pick = ctx.router;
     if (!this.judge || !pick?.learned || this.judge.owns(ctx.key)) return;
-    this.judge.consider({ requestId: ctx.client.requestId, workspace: ctx.ws.id, pick, body: ctx.body, answer, stream });
+    this.judge.consider({ requestId: ctx.client.requestId, workspace: ctx.ws.id, pick, body: ctx.body, answer, stream, servedAt: Date.now() });
   }
 
   replay(ctx: RequestContext, kind: 'exact' | 'semantic', hit: CachedAnswer, similarity: number | null): void {

@@ -11,6 +11,13 @@
 // choices. Old evidence fades (α + β is kept at most MEMORY), so a model that gets worse —
 // or a cheaper one that gets better — is noticed.
 //
+// One tenant must not steer everyone's routing with its own feedback. The judge's scores and
+// operator keys' feedback are trusted evidence; a tenant workspace's feedback is kept apart
+// per workspace, at most `tenantCap` signals' worth per arm, and counts with that workspace's
+// credibility: how well its scores agreed with the judge's on the requests both scored
+// (0.5 before any). A workspace that reports the opposite of what the judge finds loses its
+// say, retroactively, over everything it reported.
+//
 // The state is one shared policy for every key and app on the gateway, kept in LMDB
 // (`router` database: ['arm', task, model], ['tokens', task], ['price', model], ['rng', 'state']), written in batches of its own (at most BATCH_MS after a change) and
 // with each quality signal before that signal is acknowledged: a kill -9 loses at most the
@@ -23,20 +30,31 @@ import type { Store } from '../store/lmdb.js';
 
 /** α + β beyond this are scaled down: the posterior remembers about this many recent signals. */
 export const MEMORY = 200;
+/** Tenant workspaces whose feedback one arm keeps apart; feedback from more is stored but does not move that arm. */
+const MAX_TENANTS_PER_ARM = 1000;
 /** Pulls and costs are written at most this long after they change. */
 const BATCH_MS = 200;
 /** Tokens a request of a task type is assumed to take before any has been seen. */
 const PRIOR_TOKENS = { prompt: 400, completion: 300 };
 
+const Pair = z.tuple([z.number().min(0).finite(), z.number().min(0).finite()]);
+
 const ArmSchema = z.object({
+  /** Trusted evidence (the prior, the judge's scores, operator keys' feedback): α and β. */
   a: z.number().min(0).finite(),
   b: z.number().min(0).finite(),
   pulls: z.number().int().min(0),
   signals: z.number().int().min(0),
   /** Sum of the upstream cost (USD) of the pulls. */
   cost: z.number().min(0).finite(),
+  /** Tenant workspaces' feedback, each its own [α, β] (weighed by the workspace's credibility). */
+  tenants: z.record(z.string(), Pair).default({}),
 }).strict();
 type Arm = z.infer<typeof ArmSchema>;
+
+/** How far a workspace's scores agreed with the judge's on the requests both scored. */
+const TrustSchema = z.object({ agree: z.number().min(0).finite(), disagree: z.number().min(0).finite() }).strict();
+type Trust = z.infer<typeof TrustSchema>;
 
 const TokensSchema = z.object({ prompt: z.number().min(0).finite(), completion: z.number().min(0).finite(), n: z.number().int().min(0) }).strict();
 type Tokens = z.infer<typeof TokensSchema>;
@@ -51,6 +69,10 @@ export const SignalSchema = z.object({
   ts: z.number(),
   /** The judge's own request (its row in the ledger), for judge signals. */
   judge_request: z.string().nullable().default(null),
+  /** Trusted evidence (the judge, an operator key's feedback), or a tenant's (weighed by its credibility). */
+  trusted: z.boolean().default(true),
+  /** When the scored request was answered (ms): a request from before the last reset scores nothing. */
+  served_at: z.number().default(0),
 }).strict();
 export type Signal = z.infer<typeof SignalSchema>;
 export type SignalSource = 'app' | 'judge';
@@ -84,6 +106,8 @@ export interface AdaptiveOptions {
   candidates: readonly Candidate[];
   margin: number;
   seed: number;
+  /** One tenant workspace's feedback on one arm counts as at most this many signals (its most recent count most); default 10. */
+  tenantCap?: number;
 }
 
 /** The policy's choice for one request. */
@@ -140,7 +164,7 @@ class Rng {
   }
 }
 
-const mean = (arm: Arm) => arm.a / (arm.a + arm.b);
+const mean = (p: { a: number; b: number }) => p.a / (p.a + p.b);
 
 /** A 95% interval for an arm's quality (normal approximation of its Beta posterior). */
 export function interval(arm: { a: number; b: number }): [number, number] {
@@ -190,6 +214,13 @@ export class AdaptiveRouter {
   private readonly priors: Map<string, number>;
   /** Signals being recorded (their put not committed yet): a second one for the same request is refused meanwhile. */
   private readonly recording = new Set<string>();
+  /** Tenant workspaces' credibility (see the header). */
+  private readonly trust = new Map<string, Trust>();
+  /** Bumped when a credibility changes: every arm's weighed posterior is then computed again. */
+  private trustVersion = 0;
+  private readonly posts = new WeakMap<Arm, { version: number; a: number; b: number; signals: number }>();
+  /** When learned state was last reset (ms): signals about requests answered before it are stored but move nothing. */
+  private resetAt = 0;
 
   constructor(private readonly store: Store, readonly opts: AdaptiveOptions) {
     this.db = store.router;
@@ -218,6 +249,12 @@ export class AdaptiveRouter {
       } else if (k[0] === 'price' && k.length === 2) {
         const p = PricesSchema.safeParse(value);
         if (p.success) this.prices.set(k[1]!, p.data); else bad(p.error.message);
+      } else if (k[0] === 'trust' && k.length === 2) {
+        const tr = TrustSchema.safeParse(value);
+        if (tr.success) this.trust.set(k[1]!, tr.data); else bad(tr.error.message);
+      } else if (k[0] === 'meta' && k.length === 2 && k[1] === 'reset') {
+        const at = z.number().int().min(0).safeParse(value);
+        if (at.success) this.resetAt = at.data; else bad(at.error.message);
       } else if (k[0] === 'rng' && k.length === 2 && k[1] === 'state') {
         const s = z.array(z.number().int().min(0).max(0xffffffff)).length(4).safeParse(value);
         if (s.success) this.rng = new Rng(this.opts.seed, s.data); else bad(s.error.message);
@@ -236,9 +273,33 @@ export class AdaptiveRouter {
     let arm = m.get(model);
     if (!arm) {
       const q = this.priors.get(model) ?? 0.5;
-      m.set(model, arm = { a: PRIOR_WEIGHT * q, b: PRIOR_WEIGHT * (1 - q), pulls: 0, signals: 0, cost: 0 });
+      m.set(model, arm = { a: PRIOR_WEIGHT * q, b: PRIOR_WEIGHT * (1 - q), pulls: 0, signals: 0, cost: 0, tenants: {} });
     }
     return arm;
+  }
+
+  /** A tenant workspace's credibility: (agreements + 1) / (scored twice + 2). */
+  credibility(workspace: string): number {
+    const t = this.trust.get(workspace);
+    return t ? (t.agree + 1) / (t.agree + t.disagree + 2) : 0.5;
+  }
+
+  /** An arm's posterior: its trusted evidence plus each tenant's, weighed by the tenant's credibility (kept until either changes). */
+  private post(task: string, model: string): { a: number; b: number } {
+    const arm = this.arm(task, model);
+    const memo = this.posts.get(arm);
+    if (memo && memo.version === this.trustVersion && memo.signals === arm.signals && memo.a === arm.a) return memo;
+    let a = arm.a;
+    let b = arm.b;
+    for (const ws in arm.tenants) {
+      const [ta, tb] = arm.tenants[ws]!;
+      const w = this.credibility(ws);
+      a += w * ta;
+      b += w * tb;
+    }
+    const fresh = { version: this.trustVersion, a, b, signals: arm.signals };
+    this.posts.set(arm, fresh);
+    return fresh;
   }
 
   /** The prices routing uses for a candidate: the simulated ones when set, else its list prices. */
@@ -259,17 +320,18 @@ export class AdaptiveRouter {
   /** The cheapest candidate whose estimated quality (posterior mean) is within the margin of the best: the current choice, no draw. */
   current(task: string, among: readonly Candidate[] = this.candidates): Candidate {
     let best = 0;
-    for (const c of among) best = Math.max(best, mean(this.arm(task, c.name)));
-    return this.cheapest(task, among, (c) => mean(this.arm(task, c.name)) >= best - this.opts.margin - 1e-12);
+    for (const c of among) best = Math.max(best, mean(this.post(task, c.name)));
+    return this.cheapest(task, among, (c) => mean(this.post(task, c.name)) >= best - this.opts.margin - 1e-12);
   }
 
+  /** The cheapest eligible candidate (the first listed on a tie); at least the best is always eligible. */
   private cheapest(task: string, among: readonly Candidate[], eligible: (c: Candidate, i: number) => boolean): Candidate {
     let chosen: Candidate | null = null;
-    let cost = Infinity;
+    let cost = 0;
     among.forEach((c, i) => {
       if (!eligible(c, i)) return;
       const k = this.costOf(task, c);
-      if (k < cost) { cost = k; chosen = c; }
+      if (chosen === null || k < cost) { cost = k; chosen = c; }
     });
     return chosen ?? among[0]!;
   }
@@ -278,14 +340,14 @@ export class AdaptiveRouter {
   choose(task: string, allowed: (c: Candidate) => boolean = () => true): Choice | null {
     const among = this.candidates.length && this.candidates.every(allowed) ? this.candidates : this.candidates.filter(allowed);
     if (among.length === 0) return null;
-    if (among.length === 1) return { model: among[0]!.name, quality: round(mean(this.arm(task, among[0]!.name))), reason: 'only_candidate' };
-    const draws = among.map((c) => { const arm = this.arm(task, c.name); return this.rng.beta(arm.a, arm.b); });
+    if (among.length === 1) return { model: among[0]!.name, quality: round(mean(this.post(task, among[0]!.name))), reason: 'only_candidate' };
+    const draws = among.map((c) => { const p = this.post(task, c.name); return this.rng.beta(p.a, p.b); });
     this.touch(RNG_KEY);
     const best = Math.max(...draws);
     const chosen = this.cheapest(task, among, (_c, i) => draws[i]! >= best - this.opts.margin);
     return {
       model: chosen.name,
-      quality: round(mean(this.arm(task, chosen.name))),
+      quality: round(mean(this.post(task, chosen.name))),
       reason: chosen === this.current(task, among) ? 'cheapest_within_margin' : 'exploring',
     };
   }
@@ -309,9 +371,8 @@ export class AdaptiveRouter {
 
   /** How unsure the estimate of a model's quality on a task type is: its 95% interval's width (about 1 when nothing is known). */
   uncertainty(task: string, model: string): number {
-    const arm = this.arms.get(task)?.get(model);
-    if (!arm) return 1;
-    const [lo, hi] = interval(arm);
+    if (!this.arms.get(task)?.get(model)) return 1;
+    const [lo, hi] = interval(this.post(task, model));
     return hi - lo;
   }
 
@@ -322,29 +383,67 @@ export class AdaptiveRouter {
 
   /**
    * Records a quality signal once per request and source, and applies it to the arm it scores
-   * (when it scores one: a routed request answered by its own call). Resolves once the signal
-   * and the arm are committed together; false when one exists for the request already.
+   * (when it scores one: a routed request answered by its own call, after the last reset):
+   * trusted evidence directly, a tenant's into its own share of the arm. When the request has
+   * the other source's signal too, the tenant's credibility learns how far they agreed.
+   * Resolves once the signal and what it changed are committed together: `applied` (it
+   * moved an arm), `stored` (kept, moving nothing), or `duplicate` (the request has one).
    */
-  async signal(requestId: string, source: SignalSource, signal: Signal): Promise<boolean> {
+  async signal(requestId: string, source: SignalSource, signal: Signal): Promise<'applied' | 'stored' | 'duplicate'> {
     const id = `${source}:${requestId}`;
-    if (this.hasSignal(requestId, source)) return false;
+    if (this.hasSignal(requestId, source)) return 'duplicate';
     this.recording.add(id);
+    let applied = false;
     try {
-      if (signal.task && signal.model && this.byName.has(signal.model)) {
-        const arm = this.arm(signal.task, signal.model);
-        arm.a += signal.score;
-        arm.b += 1 - signal.score;
-        arm.signals++;
-        const n = arm.a + arm.b;
-        if (n > MEMORY) { arm.a *= MEMORY / n; arm.b *= MEMORY / n; }
-        void this.db.put(['arm', signal.task, signal.model], arm);
-        this.dirty.delete(JSON.stringify(['arm', signal.task, signal.model]));
+      const { task, model } = signal;
+      if (task && model && this.byName.has(model) && signal.served_at >= this.resetAt) {
+        const arm = this.arm(task, model);
+        const s = signal.score;
+        if (signal.trusted) {
+          arm.a += s;
+          arm.b += 1 - s;
+          const n = arm.a + arm.b;
+          if (n > MEMORY) { arm.a *= MEMORY / n; arm.b *= MEMORY / n; }
+        } else {
+          const own = arm.tenants[signal.workspace];
+          if (own || Object.keys(arm.tenants).length < MAX_TENANTS_PER_ARM) {
+            const pair: [number, number] = own ? [own[0] + s, own[1] + 1 - s] : [s, 1 - s];
+            const n = pair[0] + pair[1];
+            const cap = this.opts.tenantCap ?? 10;
+            if (n > cap) { pair[0] *= cap / n; pair[1] *= cap / n; }
+            arm.tenants[signal.workspace] = pair;
+            applied = true;
+          }
+        }
+        if (signal.trusted || applied) {
+          applied = true;
+          arm.signals++;
+          void this.db.put(['arm', task, model], arm);
+          this.dirty.delete(JSON.stringify(['arm', task, model]));
+        }
       }
+      this.learnTrust(requestId, source, signal);
       await this.store.feedback.put([requestId, source], signal);
-      return true;
+      return applied ? 'applied' : 'stored';
     } finally {
       this.recording.delete(id);
     }
+  }
+
+  /** A request scored by both the judge and a tenant: how far they agreed moves the tenant's credibility. */
+  private learnTrust(requestId: string, source: SignalSource, signal: Signal): void {
+    const other = this.signalOf(requestId, source === 'app' ? 'judge' : 'app');
+    if (!other) return;
+    const app = source === 'app' ? signal : other;
+    const judge = source === 'app' ? other : signal;
+    if (app.trusted) return;
+    const agreement = 1 - Math.abs(app.score - judge.score);
+    const t = this.trust.get(app.workspace) ?? { agree: 0, disagree: 0 };
+    t.agree += agreement;
+    t.disagree += 1 - agreement;
+    this.trust.set(app.workspace, t);
+    this.trustVersion++;
+    void this.db.put(['trust', app.workspace], t);
   }
 
   /** A stored signal, or null. */
@@ -363,16 +462,23 @@ export class AdaptiveRouter {
     return Object.fromEntries(this.prices);
   }
 
-  /** POST /v1/reset: forgets every estimate, pull, token mean and simulated price; the draws start again from the seed. */
+  /**
+   * POST /v1/reset: forgets every estimate, pull, token mean, simulated price and credibility;
+   * the draws start again from the seed, and signals about requests answered before now move nothing.
+   */
   async reset(): Promise<void> {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     this.dirty.clear();
     this.arms.clear();
     this.tokens.clear();
     this.prices.clear();
+    this.trust.clear();
+    this.trustVersion++;
     this.rng = new Rng(this.opts.seed);
+    this.resetAt = Date.now();
     await this.lastWrite;
     await this.db.clearAsync();
+    await this.db.put(['meta', 'reset'], this.resetAt);
   }
 
   /** GET /v1/router: per task type seen, each candidate's pulls, quality and interval, cost, and the current choice. */
@@ -388,8 +494,9 @@ export class AdaptiveRouter {
         mean_tokens: { prompt: Math.round(t.prompt), completion: Math.round(t.completion) },
         candidates: this.candidates.map((c) => {
           const arm = this.arm(task, c.name);
+          const p = this.post(task, c.name);
           return {
-            model: c.name, pulls: arm.pulls, signals: arm.signals, quality: round(mean(arm)), quality_interval: interval(arm),
+            model: c.name, pulls: arm.pulls, signals: arm.signals, quality: round(mean(p)), quality_interval: interval(p),
             cost_per_request_usd: round(this.costOf(task, c), 8), observed_cost_usd: arm.pulls ? round(arm.cost / arm.pulls, 8) : null,
             price_simulated: this.prices.has(c.name),
           };

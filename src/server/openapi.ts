@@ -27,7 +27,9 @@ export function recordRoutes(app: TemplatedApp, into: RecordedRoute[]): Template
   return app;
 }
 
-type Scope = 'inference' | 'usage:read' | 'keys:write' | 'admin' | 'feedback' | 'operator' | null;
+type KeyScope = 'inference' | 'usage:read' | 'keys:write' | 'admin' | 'feedback';
+/** A scope, any one of several, `operator` (the master key or a config `api_keys` key), or null (public). */
+type Scope = KeyScope | readonly KeyScope[] | 'operator' | null;
 interface RouteDoc {
   summary: string;
   tag: string;
@@ -66,9 +68,9 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /v1/usage/timeseries': { summary: 'The same figures per minute, hour or day.', tag: 'Usage', scope: 'usage:read', query: TimeseriesQuery },
   'GET /v1/requests': { summary: 'Ledger rows of your workspace, newest first, with filters and a cursor.', tag: 'Usage', scope: 'usage:read', query: RequestsQuery },
   'GET /v1/requests/:id': { summary: 'One request: route, retries, cache, tokens, costs, latency split.', tag: 'Usage', scope: 'usage:read' },
-  'POST /v1/feedback': { summary: 'A quality signal (0–1) for one of your answered requests, once per request: it moves the adaptive router.', tag: 'Router', scope: 'feedback', body: FeedbackSchema },
-  'GET /v1/router': { summary: "The adaptive router's learned state: per task type, each candidate's pulls, quality with an interval, cost, and the current choice.", tag: 'Router', scope: 'usage:read' },
-  'POST /v1/reset': { summary: "Forget the adaptive router's learned state (operator keys).", tag: 'Router', scope: 'operator' },
+  'POST /v1/feedback': { summary: 'A quality signal (0–1) for one of your answered requests, once per request: it moves the adaptive router.', tag: 'Router', scope: ['inference', 'feedback'], body: FeedbackSchema },
+  'GET /v1/router': { summary: "The adaptive router's learned state: per task type the current choice and each candidate's quality with an interval; for operator keys also pulls, signals, costs, simulated prices and the judge.", tag: 'Router', scope: ['inference', 'usage:read', 'feedback'] },
+  'POST /v1/reset': { summary: "Forget the adaptive router's learned state (operator keys); the body is empty or {}.", tag: 'Router', scope: 'operator' },
   'POST /v1/simulate-price': { summary: "Price a candidate differently for routing decisions only (operator keys); prices null restores it.", tag: 'Router', scope: 'operator', body: SimulatePriceSchema },
   'POST /admin/workspaces': { summary: 'Create a workspace (optionally with credits).', tag: 'Admin', scope: 'admin', body: CreateWorkspaceSchema },
   'GET /admin/workspaces': { summary: 'Every workspace with its balance.', tag: 'Admin', scope: 'admin' },
@@ -97,6 +99,12 @@ const ERROR = {
   properties: { error: { type: 'object', properties: { type: { type: 'string' }, code: { type: ['string', 'null'] }, message: { type: 'string' }, param: { type: ['string', 'null'] } } } },
 };
 
+function describeScope(scope: Exclude<Scope, null>): string {
+  if (scope === 'operator') return 'An operator key: the master key or one of config `api_keys`.';
+  if (typeof scope === 'string') return `Key scope: \`${scope}\`.`;
+  return `Key scope: any of ${scope.map((s) => `\`${s}\``).join(', ')}.`;
+}
+
 /** The OpenAPI 3.1 document for the recorded routes; throws for a route without docs (a test checks). */
 export function openApiDocument(routes: readonly RecordedRoute[], version: string): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
@@ -114,7 +122,7 @@ export function openApiDocument(routes: readonly RecordedRoute[], version: strin
     const produces = doc.produces ?? json;
     const op: Record<string, unknown> = {
       summary: doc.summary, tags: [doc.tag], operationId: `${r.method}${path.replace(/[^a-zA-Z0-9]+/g, '_')}`,
-      ...(doc.scope ? { security: [{ bearer: [] }], description: `Key scope: \`${doc.scope}\`.` } : { security: [] }),
+      ...(doc.scope ? { security: [{ bearer: [] }], description: describeScope(doc.scope) } : { security: [] }),
       ...(parameters.length ? { parameters } : {}),
       ...(doc.body ? { requestBody: { required: true, content: { [json]: { schema: schemaOf(doc.body) } } } } : {}),
       responses: {

@@ -4,16 +4,17 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import { z } from 'zod';
 import type { KeyRecord } from '../accounts/keys.js';
 import type { Ledger } from '../accounts/ledger.js';
-import { PricesSchema } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { Judge } from '../gateway/judge.js';
 import type { AdaptiveRouter } from '../router/adaptive.js';
-import { parseBody, parseJson } from '../wire/body.js';
+import type { Catalog } from '../router/catalog.js';
+import { parseBody, parseJson, parseJsonOrEmpty } from '../wire/body.js';
 import type { Handlers } from './handlers.js';
 import { RequestId } from './schemas.js';
 
 export interface RouterDeps {
   ledger: Ledger;
+  catalog: Catalog;
   /** null: the adaptive router is off (config `router.adaptive.enabled`). */
   adaptive: AdaptiveRouter | null;
   judge: Judge | null;
@@ -27,11 +28,17 @@ export const FeedbackSchema = z.object({
   comment: z.string().max(2000).optional(),
 }).strict();
 
+/** A simulated price, USD per 1M tokens: at most 1,000,000 (a price beyond means nothing to a cost comparison and overflows it). */
+const SimPrice = z.number().finite().min(0).max(1_000_000);
+
 export const SimulatePriceSchema = z.object({
   model: z.string().min(1).max(256),
   /** USD per 1M tokens, as the catalog's; null: back to its list prices. */
-  prices: PricesSchema.nullable(),
+  prices: z.object({ input: SimPrice, cached_input: SimPrice.optional(), cache_write: SimPrice.optional(), output: SimPrice }).strict().nullable(),
 }).strict();
+
+/** POST /v1/reset takes an empty body or `{}`. */
+export const ResetSchema = z.object({}).strict();
 
 const isOperator = (key: KeyRecord) => key.kind === 'master' || key.kind === 'operator';
 
@@ -49,35 +56,47 @@ export function registerRouter(app: TemplatedApp, on: Handlers, deps: RouterDeps
     const adaptive = requireAdaptive(deps);
     const input = parseBody(FeedbackSchema, parseJson(body));
     const row = deps.ledger.row(input.request_id);
-    // Another workspace's request does not exist for this key (the master key sees every workspace).
-    if (!row || row.kind !== 'request' || (row.workspace !== key.workspace && key.kind !== 'master')) {
-      throw new GatewayError(Errors.notFound, `No request ${input.request_id} in this workspace.`, 'request_id');
+    // Another workspace's request does not exist for this key (the master key's included: it would use up the workspace's one signal).
+    if (!row || row.kind !== 'request' || row.workspace !== key.workspace) {
+      throw new GatewayError(Errors.notFound, `No request ${input.request_id} in this workspace (request_id is the x-request-id header, or the gateway object's request_id).`, 'request_id');
     }
     if (row.status !== 200) throw new GatewayError(Errors.invalidRequest, `Request ${input.request_id} was not answered (status ${row.status}); only answers can be scored.`, 'request_id');
     if (adaptive.hasSignal(row.id, 'app')) throw new GatewayError(Errors.conflict, `Request ${input.request_id} has feedback already (one per request).`, 'request_id');
     // It scores the policy's choice only when the policy chose and the model's own call answered (not a cache hit or a shared call).
-    const applies = row.router_task !== null && row.router_model !== null && row.cache === 'miss';
-    const signal = { workspace: row.workspace, score: input.score, comment: input.comment ?? null, task: applies ? row.router_task : null,
-      model: applies ? row.router_model : null, ts: Date.now(), judge_request: null };
-    adaptive.signal(row.id, 'app', signal).then((stored) => {
-      if (!stored) { ex.sendError(new GatewayError(Errors.conflict, `Request ${input.request_id} has feedback already (one per request).`, 'request_id')); return; }
-      ex.sendJson(200, { request_id: row.id, score: input.score, applied_to: applies ? { task_type: row.router_task, model: row.router_model } : null });
+    const routed = row.router_task !== null && row.router_model !== null && row.cache === 'miss';
+    const signal = { workspace: row.workspace, score: input.score, comment: input.comment ?? null, task: routed ? row.router_task : null,
+      model: routed ? row.router_model : null, ts: Date.now(), judge_request: null, trusted: isOperator(key), served_at: row.ts };
+    adaptive.signal(row.id, 'app', signal).then((outcome) => {
+      if (outcome === 'duplicate') { ex.sendError(new GatewayError(Errors.conflict, `Request ${input.request_id} has feedback already (one per request).`, 'request_id')); return; }
+      ex.sendJson(200, { request_id: row.id, score: input.score, applied_to: outcome === 'applied' ? { task_type: row.router_task, model: row.router_model } : null });
     }, (err: unknown) => { ex.sendError(err); });
   }));
 
-  app.get('/v1/router', on.noBody(['inference', 'usage:read', 'feedback'], (ex) => {
+  // Every key sees what the shared policy chooses and how good it thinks each choice is; the
+  // traffic figures (requests, signals, tokens), the judge's spend and simulated prices are
+  // across every tenant: operator keys only.
+  app.get('/v1/router', on.noBody(['inference', 'usage:read', 'feedback'], (ex, key) => {
     const adaptive = requireAdaptive(deps);
+    const full = isOperator(key!);
+    const tasks = adaptive.view();
     ex.sendJson(200, {
-      object: 'router.state', margin: deps.margin, candidates: adaptive.candidates.map((c) => ({ model: c.name, prices: adaptive.pricesOf(c), list_prices: c.prices })),
-      simulated_prices: adaptive.simulatedPrices(),
-      judge: deps.judge ? { model: deps.judge.opts.model, sample_rate: deps.judge.opts.sampleRate, in_flight: deps.judge.inFlight, ...deps.judge.stats } : null,
-      task_types: adaptive.view(),
+      object: 'router.state', margin: deps.margin,
+      candidates: adaptive.candidates.map((c) => (full ? { model: c.name, prices: adaptive.pricesOf(c), list_prices: c.prices } : { model: c.name, list_prices: c.prices })),
+      ...(full ? {
+        simulated_prices: adaptive.simulatedPrices(),
+        judge: deps.judge ? { model: deps.judge.opts.model, sample_rate: deps.judge.opts.sampleRate, in_flight: deps.judge.inFlight, ...deps.judge.stats } : null,
+      } : {}),
+      task_types: full ? tasks : tasks.map((t) => ({
+        task_type: t.task_type, choice: t.choice,
+        candidates: t.candidates.map((c) => ({ model: c.model, quality: c.quality, quality_interval: c.quality_interval })),
+      })),
     });
   }));
 
-  app.post('/v1/reset', on.withBody('inference', (ex, key) => {
+  app.post('/v1/reset', on.withBody('inference', (ex, key, body) => {
     requireOperator(key);
     const adaptive = requireAdaptive(deps);
+    parseBody(ResetSchema, parseJsonOrEmpty(body));
     adaptive.reset().then(() => { ex.sendJson(200, { reset: true }); }, (err: unknown) => { ex.sendError(err); });
   }));
 
@@ -85,7 +104,9 @@ export function registerRouter(app: TemplatedApp, on: Handlers, deps: RouterDeps
     requireOperator(key);
     const adaptive = requireAdaptive(deps);
     const input = parseBody(SimulatePriceSchema, parseJson(body));
-    const candidate = adaptive.candidates.find((c) => c.name === input.model);
+    // a candidate by its name, or by any name the catalog resolves to the same model (a bare id)
+    const entry = deps.catalog.find(input.model);
+    const candidate = adaptive.candidates.find((c) => c.name === input.model) ?? (entry ? adaptive.candidates.find((c) => deps.catalog.find(c.name) === entry) : undefined);
     if (!candidate) {
       throw new GatewayError(Errors.invalidRequest, `'${input.model}' is not one of the router's candidates (${adaptive.candidates.map((c) => c.name).join(', ')}).`, 'model');
     }

@@ -5,6 +5,7 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import { z } from 'zod';
 import type { KeyRecord } from '../accounts/keys.js';
 import type { Ledger, LedgerRow } from '../accounts/ledger.js';
+import type { AdaptiveRouter } from '../router/adaptive.js';
 import { ALL_WORKSPACES, GRANULARITY, UsageRollups, type Granularity } from '../accounts/usage.js';
 import { fromNano } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
@@ -15,6 +16,8 @@ import type { Handlers } from './handlers.js';
 export interface UsageDeps {
   usage: UsageRollups;
   ledger: Ledger;
+  /** The adaptive router (its stored quality signals show in a request's drill-down); null when off. */
+  adaptive: AdaptiveRouter | null;
 }
 
 const DAY = 86400;
@@ -117,7 +120,12 @@ export function registerUsage(app: TemplatedApp, on: Handlers, deps: UsageDeps):
     if (!row || (row.workspace !== key!.workspace && !isAdmin(key!))) {
       throw new GatewayError(Errors.notFound, `No request with id ${id} in this workspace.`, 'id');
     }
-    ex.sendJson(200, requestView(row));
+    // the quality signals it got (/v1/feedback and the judge), when the adaptive router is on
+    const signal = (source: 'app' | 'judge') => {
+      const sig = deps.adaptive?.signalOf(row.id, source);
+      return sig ? { score: sig.score, comment: sig.comment, at: new Date(sig.ts).toISOString(), ...(sig.judge_request ? { judge_request: sig.judge_request } : {}) } : null;
+    };
+    ex.sendJson(200, deps.adaptive ? { ...requestView(row), feedback: { app: signal('app'), judge: signal('judge') } } : requestView(row));
   }));
 
   app.get('/admin/spend', on.noBody('admin', (ex, _key, _p, params) => {

@@ -20,12 +20,14 @@ export interface TaskRules {
   readonly fallback: string;
 }
 
+/** Patterns match the lowercased text without the `i` flag, so V8's linear engine can take over one that backtracks (config/linear-regex.ts). */
 export function compileTaskRules(types: Record<string, { patterns: string[] }>, fallback: string): TaskRules {
-  return { fallback, types: Object.entries(types).map(([name, t]) => ({ name, patterns: t.patterns.map((p) => new RegExp(p, 'gim')) })) };
+  return { fallback, types: Object.entries(types).map(([name, t]) => ({ name, patterns: t.patterns.map((p) => new RegExp(p, 'gm')) })) };
 }
 
 /** The type with the most pattern matches (each pattern counts at most 3), the first listed on a tie; none: the fallback. */
-export function taskOf(rules: TaskRules, text: string): string {
+export function taskOf(rules: TaskRules, turn: string): string {
+  const text = turn.toLowerCase();
   let best = rules.fallback;
   let most = 0;
   for (const t of rules.types) {

@@ -4,6 +4,7 @@ import type { EncodingName } from '../../native/tokenizer.js';
 import { compileTokenizerWasm } from '../../native/tokenizer.js';
 import { LimitError } from '../errors.js';
 import { DEFAULT_TASK_TYPES } from '../config/schema.js';
+import { enableLinearFallback } from '../config/linear-regex.js';
 import type { Classified } from './classify.js';
 import type { AnswerCount, JudgeTexts, RewriteReply, RewriteTask, WorkerTask } from './protocol.js';
 
@@ -48,6 +49,7 @@ export class WorkerPool {
 
   /** `tasks`: the adaptive router's task types (the classifier's rules), compiled in each worker. */
   static async start(threads: number, bytesPerTenant = 4 * 1024 * 1024, tasks: TaskTypes = { types: DEFAULT_TASK_TYPES, fallback: 'open_chat' }): Promise<WorkerPool> {
+    enableLinearFallback(); // before the workers start: config regexes run in them (config/linear-regex.ts)
     const wasm = await compileTokenizerWasm();
     const piscina = new Piscina({
       filename: new URL('./task.js', import.meta.url).href,

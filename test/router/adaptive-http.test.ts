@@ -77,6 +77,9 @@ t.test('simulate-price: the cheap model made expensive loses the traffic (operat
   t.equal((await api.call('/v1/simulate-price', tenant.key, { model: NANO, prices: { input: 50, output: 200 } })).status, 403, 'a tenant key may not');
   t.equal((await api.call('/v1/simulate-price', gw.masterKey, { model: 'openai/nope', prices: { input: 1, output: 1 } })).status, 400, 'an unknown candidate is a 400');
   t.equal((await api.call('/v1/simulate-price', gw.masterKey, { model: NANO, prices: { input: -1, output: 1 } })).status, 400, 'a negative price is a 400');
+  t.equal((await api.call('/v1/simulate-price', gw.masterKey, { model: NANO, prices: { input: 1e308, output: 1 } })).status, 400, 'an absurd price is a 400');
+  const bare = await api.call('/v1/simulate-price', gw.masterKey, { model: 'gpt-4.1-nano', prices: null });
+  t.same([bare.status, bare.json.model], [200, NANO], 'a bare id names its candidate');
   const set = await api.call('/v1/simulate-price', gw.masterKey, { model: NANO, prices: { input: 50, output: 200 } });
   t.equal(set.status, 200);
   t.same(set.json, { model: NANO, prices: { input: 50, output: 200 }, simulated: true });
@@ -113,9 +116,11 @@ t.test('bad feedback gets a clear 4xx', async (t) => {
     t.match(res.json?.error?.message, message, `${what}: ${res.json?.error?.message}`);
   }
   t.equal((await api.call('/v1/feedback', gw.masterKey, '{"request_id": ')).status, 400, 'malformed JSON');
+  t.equal((await feedback(theirId, 0.1)).status, 404, 'not even the master key scores another workspace\'s request (it would use up their one signal)');
   t.equal((await feedback(theirId, 0.8, other.key)).status, 200, 'a key with the feedback scope scores its own workspace\'s request');
   const first = await api.call('/v1/feedback', gw.masterKey, { request_id: r.id, score: 0.5, comment: 'half right' });
   t.equal(first.status, 200);
+  t.match((await api.admin(`/v1/requests/${r.id}`)).json.feedback, { app: { score: 0.5, comment: 'half right' }, judge: null }, 'the drill-down shows the feedback');
   const again = await feedback(r.id, 0.5);
   t.equal(again.status, 409, 'twice: a conflict');
   t.match(again.json.error.message, /already/);
@@ -132,6 +137,12 @@ t.test('bad feedback gets a clear 4xx', async (t) => {
   t.equal((await api.call('/v1/feedback', readOnly.key, { request_id: theirId, score: 1 })).status, 403, 'a key with neither inference nor feedback scope');
   t.equal((await api.call('/v1/feedback', '', { request_id: r.id, score: 1 })).status, 401);
   t.equal((await api.call('/v1/reset', other.key, {})).status, 403, 'reset is for operators');
+  for (const bad of ['hello', '[]', 'null', '{"a": 1}', '{"a":']) t.equal((await api.call('/v1/reset', gw.masterKey, bad)).status, 400, `reset with ${bad}: 400`);
+  const tenantView = (await api.call('/v1/router', other.key)).json;
+  t.notOk('judge' in tenantView || 'simulated_prices' in tenantView, 'a tenant sees no operator figures');
+  const arithmetic = (tenantView.task_types as Json[]).find((x) => x.task_type === 'arithmetic')!;
+  t.same(Object.keys(arithmetic).sort(), ['candidates', 'choice', 'task_type'], 'only what the policy chooses and how good it thinks each is');
+  t.same(Object.keys(arithmetic.candidates[0]).sort(), ['model', 'quality', 'quality_interval']);
 });
 
 t.test('the learned state survives kill -9; reset clears it', async (t) => {
@@ -191,4 +202,23 @@ t.test('the judge: a fake OpenAI-kind judge model scores answers off the respons
   t.equal(tenantRow.cost_usd > 0, true);
   t.equal((await j.call('/v1/requests?limit=10', tenant.key)).json.data.length, 1, 'the tenant sees its own request only, not the judge\'s');
   t.equal((await j.call('/v1/feedback', tenant.key, { request_id: id, score: 1 })).status, 200, 'the app may still give its own feedback');
+});
+
+t.test('a task-type pattern that backtracks catastrophically cannot hold the worker pool; one that could is refused at start', async (t) => {
+  const evil = await startGateway({ SLUICE_SIM: 'on' }, tempDataDir(), { ...simConfig, router: { adaptive: { judge: { model: null }, task_types: { math: { patterns: ['^(a+)+$'] } } } } });
+  t.teardown(() => evil.stop());
+  const c = new OpenAI({ baseURL: evil.baseURL, apiKey: evil.masterKey, maxRetries: 0, timeout: 10_000 });
+  const t0 = Date.now();
+  const hostile = await c.chat.completions.create({ model: 'auto', max_tokens: 5, messages: [{ role: 'user', content: `${'a'.repeat(5000)}b` }] }).withResponse();
+  t.equal(hostile.response.headers.get('x-gateway-route-task'), 'open_chat', 'classified (no match), not stuck');
+  const after = await c.chat.completions.create({ model: 'auto', max_tokens: 5, messages: [{ role: 'user', content: 'aaaa' }] }).withResponse();
+  t.equal(after.response.headers.get('x-gateway-route-task'), 'math', 'the pattern still works, and the pool still serves');
+  t.ok(Date.now() - t0 < 5000, `both answered in ${Date.now() - t0} ms`);
+  for (const [pattern, why] of [['(?<!a)b', /linear time/], ['.{0,40}x', /linear time/], ['SELECT', /lowercase/], ['(', /not a valid regular expression/]] as const) {
+    const err = await startGateway({ SLUICE_SIM: 'on' }, tempDataDir(), { router: { adaptive: { task_types: { x: { patterns: [pattern] } } } } }).then(() => '', (e: unknown) => String(e));
+    t.match(err, why, `${pattern}: the start stops and says why`);
+    t.match(err, /router\.adaptive\.task_types/);
+  }
+  const badName = await startGateway({ SLUICE_SIM: 'on' }, tempDataDir(), { router: { adaptive: { task_types: { 'Bad Name': { patterns: ['x'] } } } } }).then(() => '', (e: unknown) => String(e));
+  t.match(badName, /task type names are lowercase words/);
 });

@@ -36,7 +36,7 @@ async function run(router: AdaptiveRouter, rounds: number, truth = TRUTH, seed =
       (picks[task] ??= []).push(choice.model);
       router.observe(task, choice.model, 0.001, 100, 50);
       const right = u() < truth[task]![choice.model]!;
-      await router.signal(`req_t${n++}`, 'judge', { workspace: 'default', score: right ? 1 : 0, comment: null, task, model: choice.model, ts: 0, judge_request: null });
+      await router.signal(`req_t${n++}`, 'judge', { workspace: 'default', score: right ? 1 : 0, comment: null, task, model: choice.model, ts: 0, judge_request: null, trusted: true, served_at: Date.now() });
     }
   }
   return picks;
@@ -112,7 +112,7 @@ t.test('the state survives a reopen; reset clears it; a bad stored record is qua
   const reopened = new AdaptiveRouter(again, { candidates, margin: 0.05, seed: 8 });
   t.same(reopened.view(), before, 'every estimate, pull, token mean and simulated price came back');
   t.equal(reopened.hasSignal('req_t0', 'judge') || reopened.hasSignal(`req_t${n - 1}`, 'judge'), true, 'signals are remembered (one per request)');
-  t.equal(await reopened.signal(`req_t${n - 1}`, 'judge', { workspace: 'default', score: 1, comment: null, task: 'easy', model: 'cheap', ts: 0, judge_request: null }), false, 'a second signal for a request is refused');
+  t.equal(await reopened.signal(`req_t${n - 1}`, 'judge', { workspace: 'default', score: 1, comment: null, task: 'easy', model: 'cheap', ts: 0, judge_request: null, trusted: true, served_at: Date.now() }), 'duplicate', 'a second signal for a request is refused');
 
   await again.router.put(['arm', 'easy', 'cheap'], { a: 'lots', b: -1 });
   await again.router.put(['mystery', 'x'], 1);
@@ -126,9 +126,55 @@ t.test('the state survives a reopen; reset clears it; a bad stored record is qua
   await reopened.reset();
   t.same(reopened.view(), [], 'reset forgets every task type');
   t.same(reopened.simulatedPrices(), {});
-  t.same([...again.router.getRange()], [], 'and the stored state is gone');
+  t.same([...again.router.getRange()].map(({ key }) => key), [['meta', 'reset']], 'and the stored state is gone (but when it was reset)');
   await reopened.flush();
   await again.close();
+});
+
+t.test('one tenant cannot steer the shared policy: its say is capped, and it loses it by contradicting the judge', async (t) => {
+  const { store } = await open();
+  const router = new AdaptiveRouter(store, { candidates, margin: 0.05, seed: 4 });
+  t.teardown(async () => { await router.flush(); await store.close(); });
+  await run(router, 150);
+  t.equal(router.current('hard').name, 'best');
+  const u = world(99);
+  const tenant = (ws: string, id: string, task: string, model: string, score: number) =>
+    router.signal(id, 'app', { workspace: ws, score, comment: null, task, model, ts: 0, judge_request: null, trusted: false, served_at: Date.now() });
+  const judge = (id: string, task: string, model: string, score: number) =>
+    router.signal(id, 'judge', { workspace: 'x', score, comment: null, task, model, ts: 0, judge_request: null, trusted: true, served_at: Date.now() });
+  // `evil` reports the cheap model's hard answers good and the better model's bad, 300 times; no judge overlap yet.
+  for (let i = 0; i < 300; i++) {
+    const model = i % 2 ? 'cheap' : 'best';
+    t.equal(await tenant('evil', `req_e${i}`, 'hard', model, model === 'cheap' ? 1 : 0), 'applied');
+  }
+  t.equal(router.current('hard').name, 'best', 'capped (10 signals per arm) at half weight, 300 lies do not move the choice');
+  const cheap = () => router.view().find((v) => v.task_type === 'hard')!.candidates.find((c) => c.model === 'cheap')!.quality;
+  const lied = cheap();
+  // The judge scores some of the same requests as they really were: evil's word is worth less and less.
+  for (let i = 0; i < 40; i++) {
+    const model = i % 2 ? 'cheap' : 'best';
+    await judge(`req_e${i}`, 'hard', model, u() < TRUTH.hard![model]! ? 1 : 0);
+  }
+  t.ok(router.credibility('evil') < 0.3, `evil contradicted the judge: credibility ${router.credibility('evil').toFixed(3)}`);
+  t.ok(cheap() < lied, `and its reports count for less, retroactively (cheap's hard quality ${lied} → ${cheap()})`);
+  // An honest tenant agrees with the judge and keeps its say.
+  for (let i = 0; i < 20; i++) {
+    const right = u() < 0.95;
+    await tenant('honest', `req_h${i}`, 'easy', 'cheap', right ? 1 : 0);
+    await judge(`req_h${i}`, 'easy', 'cheap', right ? 1 : 0);
+  }
+  t.ok(router.credibility('honest') > 0.9, `honest: ${router.credibility('honest').toFixed(3)}`);
+});
+
+t.test('a signal about a request answered before the last reset is kept but moves nothing', async (t) => {
+  const { store } = await open();
+  const router = new AdaptiveRouter(store, { candidates, margin: 0.05, seed: 4 });
+  t.teardown(async () => { await router.flush(); await store.close(); });
+  const before = Date.now() - 1000;
+  await router.reset();
+  t.equal(await router.signal('req_old', 'judge', { workspace: 'x', score: 0, comment: null, task: 'easy', model: 'cheap', ts: 0, judge_request: null, trusted: true, served_at: before }), 'stored');
+  t.same(router.view().find((v) => v.task_type === 'easy')?.signals ?? 0, 0);
+  t.equal(await router.signal('req_new', 'judge', { workspace: 'x', score: 0, comment: null, task: 'easy', model: 'cheap', ts: 0, judge_request: null, trusted: true, served_at: Date.now() }), 'applied');
 });
 
 t.test('a key that allows one candidate gets it; none: no choice', async (t) => {

@@ -10,8 +10,17 @@ import { IMAGE_BOUND, IMAGE_COUNTED, promptExtras } from '../prompt-bound.js';
 
 export function route(deps: ChatDeps): Stage {
   const selector = new RouteSelector(deps.catalog, deps.health);
-  /** `auto`'s benchmark without a baseline: the most capable bucket's model. */
-  const autoBenchmark = deps.catalog.resolve(deps.router.complex).model.prices;
+  /**
+   * `auto`'s benchmark without a baseline: the most capable model it may be served by, the
+   * complex bucket's or, with the adaptive router, the priciest candidate's when that costs
+   * more (a routed answer never shows a saving against a model cheaper than its own).
+   */
+  const listed = (p: { input: number; output: number }) => p.input + p.output;
+  let autoBenchmark = deps.catalog.resolve(deps.router.complex).model.prices;
+  for (const c of deps.adaptive?.candidates ?? []) {
+    const prices = deps.catalog.resolve(c.name).model.prices;
+    if (listed(prices) > listed(autoBenchmark)) autoBenchmark = prices;
+  }
   return (ctx) => {
     const { request, key } = ctx;
     ctx.chain = deps.keys.chain(key);
