@@ -6,7 +6,7 @@
 // The judge's call is a normal request through the same pipeline — routes, failover, limits,
 // ledger — under an internal operator key, so its cost lands in the ledger as the
 // operator's own (endpoint `router.judge`, key `key_router_judge`).
-import type { KeyRecord, KeyRing } from '../accounts/keys.js';
+import type { KeyRecord } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
 import { DEFAULT_WORKSPACE } from '../accounts/workspaces.js';
 import type { AdaptiveRouter } from '../router/adaptive.js';
