@@ -61,9 +61,13 @@ function buildProviders(config: Config, pool: WorkerPool, models: readonly Model
 function candidatesOf(config: Config, catalog: Catalog): Candidate[] {
   const names = config.router.adaptive.candidates.length ? config.router.adaptive.candidates : [config.router.simple, config.router.medium, config.router.complex];
   const out: Candidate[] = [];
+  const seen = new Map<object, string>();
   for (const name of new Set(names)) {
     const entry = name === 'auto' ? undefined : catalog.find(name);
     if (!entry) throw new ConfigError(`router.adaptive.candidates: '${name}' is not a model or alias in the catalog`);
+    const same = seen.get(entry);
+    if (same) throw new ConfigError(`router.adaptive.candidates: '${name}' and '${same}' name the same model`);
+    seen.set(entry, name);
     out.push({ name, prices: entry.routes[0]?.prices ?? entry.model.prices });
   }
   return out;
@@ -103,6 +107,7 @@ async function main(): Promise<void> {
     simple: config.router.simple, medium: config.router.medium, complex: config.router.complex };
   const adaptive = adaptiveConfig.enabled ? new AdaptiveRouter(store, {
     candidates: candidatesOf(config, catalog), margin: adaptiveConfig.margin, seed: adaptiveConfig.seed, tenantCap: adaptiveConfig.tenant_feedback_cap,
+    judged: adaptiveConfig.judge.model !== null,
   }) : null;
   if (adaptive) {
     // Each routed request its own call answered is a pull of its arm: its cost and tokens.

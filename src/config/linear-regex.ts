@@ -17,6 +17,8 @@ export function enableLinearFallback(): void {
   if (enabled) return;
   v8.setFlagsFromString('--enable-experimental-regexp-engine');
   v8.setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
+  // (V8's default lets a regexp backtrack 50,000 times first: at every start position of a long text, that adds up)
+  v8.setFlagsFromString('--regexp-backtracks-before-fallback=2000');
   enabled = true;
 }
 
@@ -33,6 +35,7 @@ export function patternProblem(source: string): string | null {
   } catch {
     return 'cannot run in linear time (no lookarounds, backreferences or large counted repeats such as .{0,40}: use [^.?!\\n]* for "in the same sentence")';
   }
+  if (/\\[pP]\{/.test(source)) return 'unicode property escapes (\\p{…}) are not supported: use a character class';
   // an uppercase letter outside an escape (\D, \S, \W, \B, \P…) could never match the lowercased text
   if (/(^|[^\\])(\\\\)*[A-Z]/.test(source.replace(/\\[A-Za-z]/g, ''))) return 'matches lowercased text: write it in lowercase';
   return null;

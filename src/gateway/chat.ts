@@ -13,6 +13,8 @@ import type { Client } from '../wire/http.js';
 import { RequestContext, type Host, type Stage } from './context.js';
 import type { ChatDeps } from './deps.js';
 import { CHAT, type Endpoint } from './endpoints.js';
+import type { Route } from '../router/catalog.js';
+import { chainAllows } from '../router/select.js';
 import { Judge } from './judge.js';
 import { buildPipeline } from './pipeline.js';
 import { Served } from './served.js';
@@ -31,11 +33,14 @@ export class ChatGateway implements Host {
   readonly savings: readonly SavingsStage[];
   /** Scores a sample of the adaptive router's answers (null: no judge configured). */
   readonly judge: Judge | null;
+  /** Every route the judge's requests may take (failover included). */
+  private readonly judgeRoutes: readonly Route[];
 
   constructor(readonly deps: ChatDeps) {
     this.workspaces = deps.workspaces;
     this.limits = deps.limits;
     this.judge = deps.judge && deps.adaptive ? new Judge(this, deps.adaptive, deps.pool, deps.ids, deps.judge) : null;
+    this.judgeRoutes = deps.judge ? deps.catalog.find(deps.judge.model)?.routes ?? [] : [];
     const pipeline = buildPipeline(deps);
     this.stages = pipeline.stages;
     this.savings = pipeline.savings;
@@ -52,10 +57,15 @@ export class ChatGateway implements Host {
     ctx.next();
   }
 
-  /** A routed request's own upstream call answered (status 200): the judge may sample it, off the response path. */
+  /**
+   * A routed request's own upstream call answered (status 200): the judge may sample it, off
+   * the response path — only when every route the judge's request could take is one the
+   * request's keys allow (its prompt and answer go there), and only for a free choice.
+   */
   answered(ctx: RequestContext, answer: Buffer, stream: boolean): void {
     const pick = ctx.router;
-    if (!this.judge || !pick?.learned || this.judge.owns(ctx.key)) return;
+    if (!this.judge || !pick?.learned?.teaches || this.judge.owns(ctx.key)) return;
+    if (!this.judgeRoutes.every((r) => chainAllows(ctx.chain, r))) { this.judge.stats.not_allowed++; return; }
     this.judge.consider({ requestId: ctx.client.requestId, workspace: ctx.ws.id, pick, body: ctx.body, answer, stream, servedAt: Date.now() });
   }
 

@@ -160,7 +160,7 @@ function routerHeaders(r: RouterPick): HeaderList {
 
 function routerJson(r: RouterPick): string {
   return JSON.stringify({ task_type: r.task, model: r.model, bucket: r.bucket, score: r.score, learned: r.learned !== null,
-    quality: r.learned?.quality ?? null, reason: r.learned?.reason ?? 'bucket' });
+    quality: r.learned?.quality ?? null, reason: r.learned?.reason ?? 'bucket', teaches: r.learned?.teaches ?? false });
 }
 
 function isEmpty(o: object): boolean {

@@ -89,8 +89,12 @@ class JudgeClient implements Client {
 export class Judge {
   /** Judge calls in flight; sampled answers beyond `maxInFlight` are not judged. */
   inFlight = 0;
-  /** Answers sampled, scored, without a score, and not judged (too many in flight); the judge's upstream cost so far (USD, the operator's). */
-  readonly stats = { sampled: 0, judged: 0, failed: 0, skipped: 0, cost_usd: 0 };
+  /**
+   * Answers sampled, scored, without a score, and not judged: too many in flight; the request's
+   * keys do not allow every route the judge's request could take; too long to show the judge
+   * whole. And the judge's upstream cost so far (USD, the operator's).
+   */
+  readonly stats = { sampled: 0, judged: 0, failed: 0, skipped: 0, not_allowed: 0, too_long: 0, cost_usd: 0 };
   private readonly key: KeyRecord;
   /** A seeded generator of its own, so the judge's sample does not move the router's draws. */
   private state: number;
@@ -139,7 +143,9 @@ export class Judge {
       this.inFlight--;
       console.error(`router judge: no score for ${j.requestId}: ${why}`);
     };
-    this.pool.judgeTexts(j.body, j.answer, j.stream, MAX_CHARS).then((texts) => {
+    this.pool.judgeTexts(j.body, j.answer, j.stream, MAX_CHARS + 1).then((texts) => {
+      // A judge that sees part of the request or answer would score what it cannot see: not judged.
+      if (texts.question.length > MAX_CHARS || texts.answer.length > MAX_CHARS) { this.stats.too_long++; this.inFlight--; return; }
       const body = Buffer.from(JSON.stringify({
         model: this.opts.model, temperature: 0, max_tokens: 200,
         messages: [{ role: 'system', content: RUBRIC }, { role: 'user', content: judgePrompt(j.pick.task, texts.question, texts.answer) }],

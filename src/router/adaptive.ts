@@ -16,7 +16,10 @@
 // per workspace, at most `tenantCap` signals' worth per arm, and counts with that workspace's
 // credibility: how well its scores agreed with the judge's on the requests both scored
 // (0.5 before any). A workspace that reports the opposite of what the judge finds loses its
-// say, retroactively, over everything it reported.
+// say, retroactively, over everything it reported. All tenants together count as at most
+// three tenants' worth on an arm (many workspaces one party controls are still one voice);
+// with a judge, as one tenant's worth and at most a quarter of the arm's trusted signals.
+// A request whose key allows only some candidates teaches nothing (Choice.teaches).
 //
 // The state is one shared policy for every key and app on the gateway, kept in LMDB
 // (`router` database: ['arm', task, model], ['tokens', task], ['price', model], ['rng', 'state']), written in batches of its own (at most BATCH_MS after a change) and
@@ -108,6 +111,8 @@ export interface AdaptiveOptions {
   seed: number;
   /** One tenant workspace's feedback on one arm counts as at most this many signals (its most recent count most); default 10. */
   tenantCap?: number;
+  /** A judge scores answers: tenants' feedback then counts no more than the trusted signals an arm has. */
+  judged?: boolean;
 }
 
 /** The policy's choice for one request. */
@@ -117,6 +122,12 @@ export interface Choice {
   quality: number;
   /** `cheapest_within_margin`: the current choice; `exploring`: a draw put another model within the margin; `only_candidate`: the key allows one. */
   reason: 'cheapest_within_margin' | 'exploring' | 'only_candidate';
+  /**
+   * The policy chose among every candidate, so the answer may teach it (a pull, the judge,
+   * feedback). A key that allows only some candidates is routed among them, but its answers
+   * teach nothing: who picks the model for a prompt must not be able to pick its evidence.
+   */
+  teaches: boolean;
 }
 
 /**
@@ -289,14 +300,22 @@ export class AdaptiveRouter {
     const arm = this.arm(task, model);
     const memo = this.posts.get(arm);
     if (memo && memo.version === this.trustVersion && memo.signals === arm.signals && memo.a === arm.a) return memo;
-    let a = arm.a;
-    let b = arm.b;
+    let ta = 0;
+    let tb = 0;
     for (const ws in arm.tenants) {
-      const [ta, tb] = arm.tenants[ws]!;
+      const [wa, wb] = arm.tenants[ws]!;
       const w = this.credibility(ws);
-      a += w * ta;
-      b += w * tb;
+      ta += w * wa;
+      tb += w * wb;
     }
+    // All tenants together (many workspaces one party controls are still one voice) count as
+    // at most three tenants' worth; where a judge teaches, as one tenant's worth and no more
+    // than a quarter of the arm's trusted signals: the judge's evidence leads.
+    const one = this.opts.tenantCap ?? 10;
+    const all = this.opts.judged ? Math.min(one, 0.25 * Math.max(0, arm.a + arm.b - PRIOR_WEIGHT)) : 3 * one;
+    if (ta + tb > all) { const k = all / (ta + tb); ta *= k; tb *= k; }
+    const a = arm.a + ta;
+    const b = arm.b + tb;
     const fresh = { version: this.trustVersion, a, b, signals: arm.signals };
     this.posts.set(arm, fresh);
     return fresh;
@@ -340,7 +359,8 @@ export class AdaptiveRouter {
   choose(task: string, allowed: (c: Candidate) => boolean = () => true): Choice | null {
     const among = this.candidates.length && this.candidates.every(allowed) ? this.candidates : this.candidates.filter(allowed);
     if (among.length === 0) return null;
-    if (among.length === 1) return { model: among[0]!.name, quality: round(mean(this.post(task, among[0]!.name))), reason: 'only_candidate' };
+    const teaches = among.length === this.candidates.length;
+    if (among.length === 1) return { model: among[0]!.name, quality: round(mean(this.post(task, among[0]!.name))), reason: 'only_candidate', teaches };
     const draws = among.map((c) => { const p = this.post(task, c.name); return this.rng.beta(p.a, p.b); });
     this.touch(RNG_KEY);
     const best = Math.max(...draws);
@@ -349,6 +369,7 @@ export class AdaptiveRouter {
       model: chosen.name,
       quality: round(mean(this.post(task, chosen.name))),
       reason: chosen === this.current(task, among) ? 'cheapest_within_margin' : 'exploring',
+      teaches,
     };
   }
 
@@ -406,7 +427,7 @@ export class AdaptiveRouter {
           if (n > MEMORY) { arm.a *= MEMORY / n; arm.b *= MEMORY / n; }
         } else {
           const own = arm.tenants[signal.workspace];
-          if (own || Object.keys(arm.tenants).length < MAX_TENANTS_PER_ARM) {
+          if ((this.opts.tenantCap ?? 10) > 0 && (own || Object.keys(arm.tenants).length < MAX_TENANTS_PER_ARM)) {
             const pair: [number, number] = own ? [own[0] + s, own[1] + 1 - s] : [s, 1 - s];
             const n = pair[0] + pair[1];
             const cap = this.opts.tenantCap ?? 10;
@@ -436,7 +457,7 @@ export class AdaptiveRouter {
     if (!other) return;
     const app = source === 'app' ? signal : other;
     const judge = source === 'app' ? other : signal;
-    if (app.trusted) return;
+    if (app.trusted || app.served_at < this.resetAt) return;
     const agreement = 1 - Math.abs(app.score - judge.score);
     const t = this.trust.get(app.workspace) ?? { agree: 0, disagree: 0 };
     t.agree += agreement;

@@ -22,7 +22,7 @@ export interface RouterPick {
   /** The classifier's task type. */
   task: string;
   /** Set when the adaptive policy chose: the model's estimated quality for the task type, and why it was chosen. */
-  learned: { quality: number; reason: string } | null;
+  learned: { quality: number; reason: string; teaches: boolean } | null;
 }
 
 export function pick(config: SmartRouterConfig, score: number, task: string): RouterPick {

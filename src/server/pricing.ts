@@ -44,7 +44,7 @@ export function registerPricing(app: TemplatedApp, on: Handlers, deps: PricingDe
       policy: 'charge = upstream cost × (1 + markup), never above the benchmark; saved = benchmark − charge',
       benchmark: baselineModel
         ? `what the request would cost on the baseline model ${baselineModel} at its list price, for the full prompt as sent by the caller, without any cache`
-        : `what the request would cost on the requested model at its catalog list price (never the price of the route that served it), for the full prompt as sent by the caller, without any cache; for an alias, its first model; for auto, the priciest of the complex bucket's model (${deps.router.complex}) and the adaptive router's candidates`,
+        : `what the request would cost on the requested model at its catalog list price (never the price of the route that served it), for the full prompt as sent by the caller, without any cache; for an alias, its first model; for auto, the complex bucket's model (${deps.router.complex}) or, with the adaptive router, the highest input and output list prices among the models its candidates may be served by`,
       models: deps.catalog.models().map(({ model, routes }) => ({
         model: model.slug, list_prices: model.prices, your_prices: withMarkup(model.prices, markup),
         routes: routes.map((r) => ({ provider: r.provider.name, upstream_model: r.upstreamModel, decision: r.decision, prices: r.prices, your_prices: withMarkup(r.prices, markup) })),

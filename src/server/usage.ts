@@ -125,7 +125,9 @@ export function registerUsage(app: TemplatedApp, on: Handlers, deps: UsageDeps):
       const sig = deps.adaptive?.signalOf(row.id, source);
       return sig ? { score: sig.score, comment: sig.comment, at: new Date(sig.ts).toISOString(), ...(sig.judge_request ? { judge_request: sig.judge_request } : {}) } : null;
     };
-    ex.sendJson(200, deps.adaptive ? { ...requestView(row), feedback: { app: signal('app'), judge: signal('judge') } } : requestView(row));
+    // (the judge's score only to operator keys: a tenant that saw it could echo it where the judge looked and lie elsewhere)
+    const operator = key!.kind === 'master' || key!.kind === 'operator';
+    ex.sendJson(200, deps.adaptive ? { ...requestView(row), feedback: { app: signal('app'), ...(operator ? { judge: signal('judge') } : {}) } } : requestView(row));
   }));
 
   app.get('/admin/spend', on.noBody('admin', (ex, _key, _p, params) => {

@@ -20,6 +20,19 @@ export interface TaskRules {
   readonly fallback: string;
 }
 
+/** Matches of a global pattern, counting no further than 3 (a pattern that matches everywhere stops early). */
+function upTo3(re: RegExp, text: string): number {
+  re.lastIndex = 0;
+  let n = 0;
+  let m: RegExpExecArray | null;
+  while (n < 3 && (m = re.exec(text)) !== null) {
+    n++;
+    if (m[0] === '') re.lastIndex++; // an empty match moves on
+  }
+  re.lastIndex = 0;
+  return n;
+}
+
 /** Patterns match the lowercased text without the `i` flag, so V8's linear engine can take over one that backtracks (config/linear-regex.ts). */
 export function compileTaskRules(types: Record<string, { patterns: string[] }>, fallback: string): TaskRules {
   return { fallback, types: Object.entries(types).map(([name, t]) => ({ name, patterns: t.patterns.map((p) => new RegExp(p, 'gm')) })) };
@@ -32,7 +45,7 @@ export function taskOf(rules: TaskRules, turn: string): string {
   let most = 0;
   for (const t of rules.types) {
     let n = 0;
-    for (const re of t.patterns) n += Math.min(3, count(re, text));
+    for (const re of t.patterns) n += upTo3(re, text);
     if (n > most) { most = n; best = t.name; }
   }
   return best;
@@ -58,9 +71,18 @@ export function lastUserTurn(request: unknown): string {
   return lastUserText(request).text;
 }
 
+/**
+ * The part of a turn the task patterns read: a long turn's first 3,000 and last 1,000
+ * characters, where what is asked is said. Bounded because a pattern that fails at every
+ * position of a long text costs the square of its length, even on the linear engine.
+ */
+export function taskText(text: string): string {
+  return text.length <= 4000 ? text : `${text.slice(0, 3000)}\n${text.slice(-1000)}`;
+}
+
 export function classifyRequest(tok: Tokenizer, rules: TaskRules, request: unknown): Classified {
   const turn = lastUserText(request);
-  return { score: scoreOf(tok, turn), task: taskOf(rules, turn.text) };
+  return { score: scoreOf(tok, turn), task: taskOf(rules, taskText(turn.text)) };
 }
 
 export function classifyPrompt(tok: Tokenizer, request: unknown): number {

@@ -202,15 +202,36 @@ t.test('the judge: a fake OpenAI-kind judge model scores answers off the respons
   t.equal(tenantRow.cost_usd > 0, true);
   t.equal((await j.call('/v1/requests?limit=10', tenant.key)).json.data.length, 1, 'the tenant sees its own request only, not the judge\'s');
   t.equal((await j.call('/v1/feedback', tenant.key, { request_id: id, score: 1 })).status, 200, 'the app may still give its own feedback');
+  t.same(Object.keys((await j.call(`/v1/requests/${id}`, tenant.key)).json.feedback), ['app'], 'the tenant does not see the judge\'s score (it could echo it where the judge looked)');
+  t.match((await j.admin(`/v1/requests/${id}`)).json.feedback, { judge: { score: 0.3 } }, 'the operator does');
+
+  // A key that may not reach the judge's model: its prompts and answers never go there.
+  const fenced = await j.tenant(judged.masterKey, 5, { models: ['openai/cand-cheap', 'openai/cand-best'] });
+  const before = fake.received.length;
+  await new OpenAI({ baseURL: judged.baseURL, apiKey: fenced.key, maxRetries: 0 }).chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'Extract the date from: due 2026-05-01' }] });
+  for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 10));
+  t.equal(fake.received.length, before + 1, 'the answer, and no judge call');
+  t.equal((await j.adminJson('/v1/router')).judge.not_allowed, 1, 'counted as not allowed');
+
+  // A key that allows only some candidates is routed among them, and teaches nothing.
+  const single = await j.tenant(judged.masterKey, 5, { models: ['openai/cand-cheap'] }, ['inference', 'usage:read']);
+  const one = await new OpenAI({ baseURL: judged.baseURL, apiKey: single.key, maxRetries: 0 }).chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'Calculate 6 * 7.' }] }).withResponse();
+  t.equal(one.response.headers.get('x-gateway-route-reason'), 'only_candidate');
+  const oneId = one.response.headers.get('x-request-id')!;
+  t.match((await j.call(`/v1/requests/${oneId}`, single.key)).json, { router_task: 'arithmetic', router_model: null }, 'its row names no policy choice');
+  const fb = await j.call('/v1/feedback', single.key, { request_id: oneId, score: 1 });
+  t.same([fb.status, fb.json.applied_to], [200, null], 'its feedback is stored but moves nothing');
 });
 
 t.test('a task-type pattern that backtracks catastrophically cannot hold the worker pool; one that could is refused at start', async (t) => {
-  const evil = await startGateway({ SLUICE_SIM: 'on' }, tempDataDir(), { ...simConfig, router: { adaptive: { judge: { model: null }, task_types: { math: { patterns: ['^(a+)+$'] } } } } });
+  const evil = await startGateway({ SLUICE_SIM: 'on' }, tempDataDir(), { ...simConfig, router: { adaptive: { judge: { model: null }, task_types: { math: { patterns: ['^(a+)+$', '(a*)*0|b'] } } } } });
   t.teardown(() => evil.stop());
   const c = new OpenAI({ baseURL: evil.baseURL, apiKey: evil.masterKey, maxRetries: 0, timeout: 10_000 });
   const t0 = Date.now();
-  const hostile = await c.chat.completions.create({ model: 'auto', max_tokens: 5, messages: [{ role: 'user', content: `${'a'.repeat(5000)}b` }] }).withResponse();
+  const hostile = await c.chat.completions.create({ model: 'auto', max_tokens: 5, messages: [{ role: 'user', content: `${'a'.repeat(3900)}c` }] }).withResponse();
   t.equal(hostile.response.headers.get('x-gateway-route-task'), 'open_chat', 'classified (no match), not stuck');
+  const huge = await c.chat.completions.create({ model: 'auto', max_tokens: 5, messages: [{ role: 'user', content: 'a'.repeat(3_000_000) }] }).withResponse();
+  t.equal(huge.response.status, 200, 'a 3 MB turn of a\'s is classified too');
   const after = await c.chat.completions.create({ model: 'auto', max_tokens: 5, messages: [{ role: 'user', content: 'aaaa' }] }).withResponse();
   t.equal(after.response.headers.get('x-gateway-route-task'), 'math', 'the pattern still works, and the pool still serves');
   t.ok(Date.now() - t0 < 5000, `both answered in ${Date.now() - t0} ms`);

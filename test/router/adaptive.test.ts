@@ -133,7 +133,7 @@ t.test('the state survives a reopen; reset clears it; a bad stored record is qua
 
 t.test('one tenant cannot steer the shared policy: its say is capped, and it loses it by contradicting the judge', async (t) => {
   const { store } = await open();
-  const router = new AdaptiveRouter(store, { candidates, margin: 0.05, seed: 4 });
+  const router = new AdaptiveRouter(store, { candidates, margin: 0.05, seed: 4, judged: true });
   t.teardown(async () => { await router.flush(); await store.close(); });
   await run(router, 150);
   t.equal(router.current('hard').name, 'best');
@@ -166,6 +166,24 @@ t.test('one tenant cannot steer the shared policy: its say is capped, and it los
   t.ok(router.credibility('honest') > 0.9, `honest: ${router.credibility('honest').toFixed(3)}`);
 });
 
+t.test('many workspaces one party controls are still one voice: with a judge, all tenants together count as one, at most a quarter of the judge', async (t) => {
+  const { store } = await open();
+  const router = new AdaptiveRouter(store, { candidates, margin: 0.05, seed: 6, tenantCap: 10, judged: true });
+  t.teardown(async () => { await router.flush(); await store.close(); });
+  await run(router, 150);
+  t.equal(router.current('hard').name, 'best');
+  for (let w = 0; w < 100; w++) {
+    for (let i = 0; i < 10; i++) {
+      const model = i % 2 ? 'cheap' : 'best';
+      await router.signal(`req_s${w}_${i}`, 'app', { workspace: `sybil${w}`, score: model === 'cheap' ? 1 : 0, comment: null, task: 'hard', model, ts: 0, judge_request: null, trusted: false, served_at: Date.now() });
+    }
+  }
+  const hardView = router.view().find((v) => v.task_type === 'hard')!;
+  t.equal(router.current('hard').name, 'best', `100 workspaces × 10 lies do not move the choice (${JSON.stringify(hardView.candidates.map((c) => [c.model, c.quality, c.signals]))})`);
+  const cheapArm = router.view().find((v) => v.task_type === 'hard')!.candidates.find((c) => c.model === 'cheap')!;
+  t.ok(cheapArm.quality < 0.85, `cheap's hard quality stays low (${cheapArm.quality})`);
+});
+
 t.test('a signal about a request answered before the last reset is kept but moves nothing', async (t) => {
   const { store } = await open();
   const router = new AdaptiveRouter(store, { candidates, margin: 0.05, seed: 4 });
@@ -181,7 +199,9 @@ t.test('a key that allows one candidate gets it; none: no choice', async (t) => 
   const { store } = await open();
   const router = new AdaptiveRouter(store, { candidates, margin: 0.05, seed: 1 });
   t.teardown(async () => { await router.flush(); await store.close(); });
-  t.same(router.choose('easy', (c) => c.name === 'best'), { model: 'best', quality: router.choose('easy', (c) => c.name === 'best')!.quality, reason: 'only_candidate' });
+  t.same(router.choose('easy', (c) => c.name === 'best'), { model: 'best', quality: router.choose('easy', (c) => c.name === 'best')!.quality, reason: 'only_candidate', teaches: false },
+    'a restricted choice teaches nothing');
+  t.equal(router.choose('easy')!.teaches, true, 'a free one does');
   t.equal(router.choose('easy', () => false), null);
 });
 

@@ -2,6 +2,7 @@
 // alias's routes, a pinned provider, the endpoint's needs, the constraints of every key
 // above this one), the workspace, the benchmark the savings are measured against, and what
 // the prompt may cost beyond its bytes (images, a previous response's conversation).
+import type { Prices } from '../../config/schema.js';
 import { Errors, GatewayError } from '../../errors.js';
 import { RouteSelector, checkCapabilities } from '../../router/select.js';
 import type { ChatDeps } from '../deps.js';
@@ -11,15 +12,20 @@ import { IMAGE_BOUND, IMAGE_COUNTED, promptExtras } from '../prompt-bound.js';
 export function route(deps: ChatDeps): Stage {
   const selector = new RouteSelector(deps.catalog, deps.health);
   /**
-   * `auto`'s benchmark without a baseline: the most capable model it may be served by, the
-   * complex bucket's or, with the adaptive router, the priciest candidate's when that costs
-   * more (a routed answer never shows a saving against a model cheaper than its own).
+   * `auto`'s benchmark without a baseline: the complex bucket's model, or with the adaptive
+   * router, the highest list prices (input and output each) among every model the candidates
+   * may be served by, aliases' members too — so a routed answer never shows a saving against a
+   * model cheaper than its own.
    */
-  const listed = (p: { input: number; output: number }) => p.input + p.output;
-  let autoBenchmark = deps.catalog.resolve(deps.router.complex).model.prices;
+  let autoBenchmark: Prices = deps.catalog.resolve(deps.router.complex).model.prices;
   for (const c of deps.adaptive?.candidates ?? []) {
-    const prices = deps.catalog.resolve(c.name).model.prices;
-    if (listed(prices) > listed(autoBenchmark)) autoBenchmark = prices;
+    for (const r of deps.catalog.resolve(c.name).routes) {
+      for (const p of [r.model.prices, r.prices]) { // a route may be priced above its model's list price
+        if (p.input > autoBenchmark.input || p.output > autoBenchmark.output) {
+          autoBenchmark = { input: Math.max(autoBenchmark.input, p.input), output: Math.max(autoBenchmark.output, p.output) };
+        }
+      }
+    }
   }
   return (ctx) => {
     const { request, key } = ctx;

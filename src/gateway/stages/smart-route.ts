@@ -22,7 +22,7 @@ export function smartRoute(deps: ChatDeps): Stage {
     ctx.beforeAdmission(() => deps.pool.classify(ctx.body), (verdict) => {
       const heuristic = pick(deps.router, verdict.score, verdict.task);
       const choice = adaptive && !ctx.switches.staticRouter ? adaptive.choose(verdict.task, allowedFor(deps.keys.chain(ctx.key))) : null;
-      ctx.router = choice ? { ...heuristic, model: choice.model, learned: { quality: choice.quality, reason: choice.reason } } : heuristic;
+      ctx.router = choice ? { ...heuristic, model: choice.model, learned: { quality: choice.quality, reason: choice.reason, teaches: choice.teaches } } : heuristic;
       ctx.next();
     });
   };
