@@ -82,6 +82,7 @@ export type SignalSource = 'app' | 'judge';
 
 /** Where the generator's state is kept. */
 const RNG_KEY = ['rng', 'state'];
+const RNG_DIRTY = JSON.stringify(RNG_KEY); // touched on every choice: encoded once
 
 /** A model the router may choose: its name (a catalog slug or alias) and list prices. */
 export interface Candidate {
@@ -528,7 +529,7 @@ export class AdaptiveRouter {
   }
 
   private touch(key: string[]): void {
-    this.dirty.add(JSON.stringify(key));
+    this.dirty.add(key === RNG_KEY ? RNG_DIRTY : JSON.stringify(key));
     if (!this.timer) {
       this.timer = setTimeout(() => { this.timer = null; this.persist(); }, BATCH_MS);
       this.timer.unref();
