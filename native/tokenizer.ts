@@ -27,14 +27,15 @@ interface EncoderFile {
 }
 
 /**
- * The longest run without whitespace that BPE sees whole. tiktoken's BPE costs the square of
- * a piece's length (measured here: 10k characters of one letter 0.2 s, 100k 14 s, 300k 140 s,
- * 1M a WASM trap), so one long unbroken run in a prompt would hold a worker for minutes. Runs
+ * The longest run of non-whitespace, or of whitespace, that BPE sees whole. tiktoken's
+ * pre-tokenizer makes each such run one piece and BPE costs the square of a piece's length
+ * (measured here: 10k characters of one letter 0.2 s, 100k 14 s, 300k 140 s, 1M a WASM trap;
+ * 300k spaces 256 s), so one long run in a prompt would hold a worker for minutes. Runs
  * longer than this are counted slice by slice: a merge across a cut is lost, so such a run
  * counts at most one token more per slice (never fewer: safe for reservations and bounds).
  */
 const MAX_RUN = 256;
-const LONG_RUN = new RegExp(`\\S{${MAX_RUN + 1},}`, 'g');
+const LONG_RUN = new RegExp(`\\S{${MAX_RUN + 1},}|\\s{${MAX_RUN + 1},}`, 'g');
 
 export function countBounded(text: string, encode: (text: string) => number): number {
   if (text.length <= MAX_RUN) return encode(text);

@@ -356,11 +356,15 @@ export class AdaptiveRouter {
     return chosen ?? among[0]!;
   }
 
-  /** Thompson sampling under the cost objective, among the candidates the caller may use (null: none). */
-  choose(task: string, allowed: (c: Candidate) => boolean = () => true): Choice | null {
+  /**
+   * Thompson sampling under the cost objective, among the candidates the caller may use (null:
+   * none). `free`: nothing but the policy narrows the choice (no pinned provider): only then,
+   * and with every candidate allowed, may the answer teach.
+   */
+  choose(task: string, allowed: (c: Candidate) => boolean = () => true, free = true): Choice | null {
     const among = this.candidates.length && this.candidates.every(allowed) ? this.candidates : this.candidates.filter(allowed);
     if (among.length === 0) return null;
-    const teaches = among.length === this.candidates.length;
+    const teaches = free && among.length === this.candidates.length;
     if (among.length === 1) return { model: among[0]!.name, quality: round(mean(this.post(task, among[0]!.name))), reason: 'only_candidate', teaches };
     const draws = among.map((c) => { const p = this.post(task, c.name); return this.rng.beta(p.a, p.b); });
     this.touch(RNG_KEY);

@@ -221,6 +221,10 @@ t.test('the judge: a fake OpenAI-kind judge model scores answers off the respons
   t.match((await j.call(`/v1/requests/${oneId}`, single.key)).json, { router_task: 'arithmetic', router_model: null }, 'its row names no policy choice');
   const fb = await j.call('/v1/feedback', single.key, { request_id: oneId, score: 1 });
   t.same([fb.status, fb.json.applied_to], [200, null], 'its feedback is stored but moves nothing');
+  // So does a request that pins a provider (it chose where answers can succeed).
+  const pinned = await new OpenAI({ baseURL: judged.baseURL, apiKey: tenant.key, maxRetries: 0 }).chat.completions
+    .create({ model: 'auto', messages: [{ role: 'user', content: 'Calculate 8 * 9.' }] }, { headers: { 'x-gateway-provider': 'openai' } }).withResponse();
+  t.match((await j.call(`/v1/requests/${pinned.response.headers.get('x-request-id')}`, tenant.key)).json, { router_task: 'arithmetic', router_model: null }, 'a pinned request teaches nothing');
 });
 
 t.test('a task-type pattern that backtracks catastrophically cannot hold the worker pool; one that could is refused at start', async (t) => {

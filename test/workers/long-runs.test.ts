@@ -26,3 +26,12 @@ t.test('a long unbroken run: at least its tokens, at most one more per slice', a
 t.test('a run of 4 million characters is counted (it trapped the WASM kernel before)', async (t) => {
   t.equal(tok.count('a'.repeat(4_000_000)), 500_000);
 });
+
+t.test('long runs of whitespace are bounded too (300k spaces took 256 s of a worker)', async (t) => {
+  for (const ws of [' ', '\n', '\t', ' \n']) {
+    const t0 = Date.now();
+    const n = tok.count(`x${ws.repeat(200_000)}x`);
+    t.ok(n > 0 && n <= 200_000 * ws.length, `${JSON.stringify(ws)}×200k: ${n} tokens`);
+    t.ok(Date.now() - t0 < 60_000, 'counted at all (not a timing claim: before, this took minutes)');
+  }
+});
