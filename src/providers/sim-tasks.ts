@@ -195,9 +195,9 @@ export function reply(s: Solved, right: boolean, u: number): string {
   }
 }
 
-/** Does `answer` contain the right answer (case-insensitive, as a whole word or number)? */
-export function isRight(s: Solved, answer: string): boolean {
-  const esc = s.answer.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** Does `answer` contain `expected` (case-insensitive, as a whole word or number: 1056 is not in 10560)? */
+export function contains(answer: string, expected: string): boolean {
+  const esc = expected.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   return new RegExp(`(^|[^\\w.-])${esc}($|[^\\w@-]|\\.(\\s|$))`, 'i').test(answer);
 }
 
@@ -213,6 +213,6 @@ export function judgeReply(userTurn: string): string | null {
   if (!m) return null;
   const [, question, answer] = m as unknown as [string, string, string];
   const s = solve(question);
-  const right = s ? isRight(s, answer) : answer.startsWith(`Simulated reply to ${question.split(/\s+/).filter(Boolean).slice(0, 3).join(' ')}`);
+  const right = s ? contains(answer, s.answer) : answer.startsWith(`Simulated reply to ${question.split(/\s+/).filter(Boolean).slice(0, 3).join(' ')}`);
   return JSON.stringify({ score: right ? 10 : 1, reason: right ? 'The answer is correct.' : 'The answer is wrong or off the question.' });
 }
