@@ -70,6 +70,11 @@ function newSecret(kind: 'master' | 'key'): string {
   return `sk-sluice-${kind === 'master' ? 'master-' : ''}${randomBytes(24).toString('base64url')}`;
 }
 
+/** The operator's own keys (the master key, config `api_keys`): exempt from limits, trusted by the router, allowed its controls. */
+export function isOperatorKey(key: Pick<KeyRecord, 'kind'>): boolean {
+  return key.kind === 'master' || key.kind === 'operator';
+}
+
 export function viewOf(record: KeyRecord): KeyView {
   const { hash: _hash, ...view } = record;
   return view;

@@ -13,7 +13,7 @@
 import { z } from 'zod';
 import { LimitError, type LimitKind } from '../errors.js';
 import type { Store } from '../store/lmdb.js';
-import type { KeyLimits, KeyRecord } from './keys.js';
+import { isOperatorKey, type KeyLimits, type KeyRecord } from './keys.js';
 
 type Header = readonly [string, string];
 
@@ -236,7 +236,7 @@ export class Limits {
   private entriesOf(chain: readonly KeyRecord[]): Entry[] | null {
     let entries: Entry[] | null = null;
     for (const k of chain) {
-      if (k.kind === 'master' || k.kind === 'operator' || !k.limits) continue;
+      if (isOperatorKey(k) || !k.limits) continue;
       (entries ??= []).push({ id: k.id, state: this.stateOf(k.id), limits: k.limits });
     }
     return entries;

@@ -2,7 +2,7 @@
 // (GET /v1/router), and the operator's controls (POST /v1/reset, POST /v1/simulate-price).
 import type { TemplatedApp } from 'uWebSockets.js';
 import { z } from 'zod';
-import type { KeyRecord } from '../accounts/keys.js';
+import { isOperatorKey, type KeyRecord } from '../accounts/keys.js';
 import type { Ledger } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { Judge } from '../gateway/judge.js';
@@ -40,10 +40,8 @@ export const SimulatePriceSchema = z.object({
 /** POST /v1/reset takes an empty body or `{}`. */
 export const ResetSchema = z.object({}).strict();
 
-const isOperator = (key: KeyRecord) => key.kind === 'master' || key.kind === 'operator';
-
 function requireOperator(key: KeyRecord): void {
-  if (!isOperator(key)) throw new GatewayError(Errors.forbidden, 'Router controls need an operator key (the master key or one of config `api_keys`).');
+  if (!isOperatorKey(key)) throw new GatewayError(Errors.forbidden, 'Router controls need an operator key (the master key or one of config `api_keys`).');
 }
 
 function requireAdaptive(deps: RouterDeps): AdaptiveRouter {
@@ -61,11 +59,10 @@ export function registerRouter(app: TemplatedApp, on: Handlers, deps: RouterDeps
       throw new GatewayError(Errors.notFound, `No request ${input.request_id} in this workspace (request_id is the x-request-id header, or the gateway object's request_id).`, 'request_id');
     }
     if (row.status !== 200) throw new GatewayError(Errors.invalidRequest, `Request ${input.request_id} was not answered (status ${row.status}); only answers can be scored.`, 'request_id');
-    if (adaptive.hasSignal(row.id, 'app')) throw new GatewayError(Errors.conflict, `Request ${input.request_id} has feedback already (one per request).`, 'request_id');
     // It scores the policy's choice only when the policy chose and the model's own call answered (not a cache hit or a shared call).
     const routed = row.router_task !== null && row.router_model !== null && row.cache === 'miss';
     const signal = { workspace: row.workspace, score: input.score, comment: input.comment ?? null, task: routed ? row.router_task : null,
-      model: routed ? row.router_model : null, ts: Date.now(), judge_request: null, trusted: isOperator(key), served_at: row.ts };
+      model: routed ? row.router_model : null, ts: Date.now(), judge_request: null, trusted: isOperatorKey(key), served_at: row.ts };
     adaptive.signal(row.id, 'app', signal).then((outcome) => {
       if (outcome === 'duplicate') { ex.sendError(new GatewayError(Errors.conflict, `Request ${input.request_id} has feedback already (one per request).`, 'request_id')); return; }
       ex.sendJson(200, { request_id: row.id, score: input.score, applied_to: outcome === 'applied' ? { task_type: row.router_task, model: row.router_model } : null });
@@ -77,7 +74,7 @@ export function registerRouter(app: TemplatedApp, on: Handlers, deps: RouterDeps
   // across every tenant: operator keys only.
   app.get('/v1/router', on.noBody(['inference', 'usage:read', 'feedback'], (ex, key) => {
     const adaptive = requireAdaptive(deps);
-    const full = isOperator(key!);
+    const full = isOperatorKey(key!);
     const tasks = adaptive.view();
     ex.sendJson(200, {
       object: 'router.state', margin: deps.margin,

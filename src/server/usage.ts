@@ -3,7 +3,7 @@
 // per-workspace index. Operators get cross-workspace spend at /admin/spend.
 import type { TemplatedApp } from 'uWebSockets.js';
 import { z } from 'zod';
-import type { KeyRecord } from '../accounts/keys.js';
+import { isOperatorKey, type KeyRecord } from '../accounts/keys.js';
 import type { Ledger, LedgerRow } from '../accounts/ledger.js';
 import type { AdaptiveRouter } from '../router/adaptive.js';
 import { ALL_WORKSPACES, GRANULARITY, UsageRollups, type Granularity } from '../accounts/usage.js';
@@ -126,8 +126,7 @@ export function registerUsage(app: TemplatedApp, on: Handlers, deps: UsageDeps):
       return sig ? { score: sig.score, comment: sig.comment, at: new Date(sig.ts).toISOString(), ...(sig.judge_request ? { judge_request: sig.judge_request } : {}) } : null;
     };
     // (the judge's score only to operator keys: a tenant that saw it could echo it where the judge looked and lie elsewhere)
-    const operator = key!.kind === 'master' || key!.kind === 'operator';
-    ex.sendJson(200, deps.adaptive ? { ...requestView(row), feedback: { app: signal('app'), ...(operator ? { judge: signal('judge') } : {}) } } : requestView(row));
+    ex.sendJson(200, deps.adaptive ? { ...requestView(row), feedback: { app: signal('app'), ...(isOperatorKey(key!) ? { judge: signal('judge') } : {}) } } : requestView(row));
   }));
 
   app.get('/admin/spend', on.noBody('admin', (ex, _key, _p, params) => {
