@@ -62,7 +62,7 @@ export class ChatGateway implements Host {
    * the response path — only when every route the judge's request could take is one the
    * request's keys allow (its prompt and answer go there), and only for a free choice.
    */
-  answered(ctx: RequestContext, answer: Buffer, stream: boolean): void {
+  answered(ctx: RequestContext, answer: readonly Buffer[], stream: boolean): void {
     const pick = ctx.router;
     if (!this.judge || !pick?.learned?.teaches || this.judge.owns(ctx.key)) return;
     if (!this.judgeRoutes.every((r) => chainAllows(ctx.chain, r))) { this.judge.stats.not_allowed++; return; }

@@ -30,8 +30,8 @@ export interface Host extends TicketServices {
   /** Answers from the savings engine: a stored answer, or a follower of a call in flight. */
   replay(ctx: RequestContext, kind: 'exact' | 'semantic', hit: CachedAnswer, similarity: number | null): void;
   follow(ctx: RequestContext, leader: Flight): void;
-  /** A request's own upstream call answered it (200): the answer's bytes, a body or its SSE. */
-  answered(ctx: RequestContext, answer: Buffer, stream: boolean): void;
+  /** A request's own upstream call answered it (200): the answer's bytes as they came, a body or its SSE. */
+  answered(ctx: RequestContext, answer: readonly Buffer[], stream: boolean): void;
 }
 
 /** Prompt tokens the body's bytes do not show (prompt-bound.ts). */

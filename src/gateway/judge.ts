@@ -32,9 +32,9 @@ export interface Judged {
   requestId: string;
   workspace: string;
   pick: RouterPick;
-  /** The request as sent, and the answer's bytes (a chat.completion, or its SSE). */
+  /** The request as sent, and the answer's bytes as they came (a chat.completion, or its SSE), joined only when judged. */
   body: Buffer;
-  answer: Buffer;
+  answer: readonly Buffer[];
   stream: boolean;
   /** When it was answered (ms). */
   servedAt: number;
@@ -143,7 +143,8 @@ export class Judge {
       this.inFlight--;
       console.error(`router judge: no score for ${j.requestId}: ${why}`);
     };
-    this.pool.judgeTexts(j.body, j.answer, j.stream, MAX_CHARS + 1).then((texts) => {
+    const answer = j.answer.length === 1 ? j.answer[0]! : Buffer.concat(j.answer);
+    this.pool.judgeTexts(j.body, answer, j.stream, MAX_CHARS + 1).then((texts) => {
       // A judge that sees part of the request or answer would score what it cannot see: not judged.
       if (texts.question.length > MAX_CHARS || texts.answer.length > MAX_CHARS) { this.stats.too_long++; this.inFlight--; return; }
       const body = Buffer.from(JSON.stringify({

@@ -262,11 +262,11 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     this.followers?.end(usage, source);
     const sse = this.sse;
     this.sse = null;
-    if (sse && (this.ctx.hash && source === 'upstream' || this.ctx.router?.learned?.teaches)) {
-      const bytes = Buffer.concat(sse);
-      if (this.ctx.hash && source === 'upstream') this.deps.pool.assemble(bytes).then((json) => { if (json) this.keep(json, usage); }, () => undefined);
-      if (!this.client.aborted) this.ctx.host.answered(this.ctx, bytes, true);
+    if (sse && this.ctx.hash && source === 'upstream') {
+      this.deps.pool.assemble(Buffer.concat(sse)).then((json) => { if (json) this.keep(json, usage); }, () => undefined);
     }
+    // (the parts as they came: the judge joins them only for an answer it samples)
+    if (sse && this.ctx.router?.learned?.teaches && !this.client.aborted) this.ctx.host.answered(this.ctx, sse, true);
   }
 
   /**
@@ -405,7 +405,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       if (err) this.client.sendError(new GatewayError(Errors.internal, 'The ledger could not record this request; it was not charged. Retry shortly.'));
       else {
         this.client.send(200, 'application/json', out, headers);
-        if (this.ctx.router?.learned?.teaches) this.ctx.host.answered(this.ctx, body, false);
+        if (this.ctx.router?.learned?.teaches) this.ctx.host.answered(this.ctx, [body], false);
       }
     }, source, costs);
   }

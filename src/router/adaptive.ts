@@ -217,7 +217,8 @@ export class AdaptiveRouter {
   private readonly tokens = new Map<string, Tokens>();
   private readonly prices = new Map<string, Prices>();
   private rng: Rng;
-  private readonly dirty = new Set<string>();
+  /** Records changed since the last batch: their key, by its encoding (one entry per record). */
+  private readonly dirty = new Map<string, readonly string[]>();
   private timer: NodeJS.Timeout | null = null;
   private lastWrite: Promise<unknown> = Promise.resolve();
   private readonly db: Database<unknown, string[]>;
@@ -532,8 +533,8 @@ export class AdaptiveRouter {
     return out.sort((x, y) => x.task_type.localeCompare(y.task_type));
   }
 
-  private touch(key: string[]): void {
-    this.dirty.add(key === RNG_KEY ? RNG_DIRTY : JSON.stringify(key));
+  private touch(key: readonly string[]): void {
+    this.dirty.set(key === RNG_KEY ? RNG_DIRTY : JSON.stringify(key), key);
     if (!this.timer) {
       this.timer = setTimeout(() => { this.timer = null; this.persist(); }, BATCH_MS);
       this.timer.unref();
@@ -543,11 +544,10 @@ export class AdaptiveRouter {
   /** Writes what changed since the last batch (one LMDB transaction: the puts of one turn share it). */
   persist(): Promise<unknown> {
     let last: Promise<unknown> = this.lastWrite;
-    for (const k of this.dirty) {
-      const key = JSON.parse(k) as string[];
-      if (key[0] === 'rng') last = this.db.put(RNG_KEY, this.rng.state);
-      else if (key[0] === 'tokens') { const t = this.tokens.get(key[1]!); if (t) last = this.db.put(key, t); }
-      else { const arm = this.arms.get(key[1]!)?.get(key[2]!); if (arm) last = this.db.put(key, arm); }
+    for (const key of this.dirty.values()) {
+      if (key === RNG_KEY) last = this.db.put(RNG_KEY, this.rng.state);
+      else if (key[0] === 'tokens') { const t = this.tokens.get(key[1]!); if (t) last = this.db.put(key as string[], t); }
+      else { const arm = this.arms.get(key[1]!)?.get(key[2]!); if (arm) last = this.db.put(key as string[], arm); }
     }
     this.dirty.clear();
     this.lastWrite = last;

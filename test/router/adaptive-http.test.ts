@@ -205,6 +205,19 @@ t.test('the judge: a fake OpenAI-kind judge model scores answers off the respons
   t.same(Object.keys((await j.call(`/v1/requests/${id}`, tenant.key)).json.feedback), ['app'], 'the tenant does not see the judge\'s score (it could echo it where the judge looked)');
   t.match((await j.admin(`/v1/requests/${id}`)).json.feedback, { judge: { score: 0.3 } }, 'the operator does');
 
+  // A streamed answer is judged from its SSE.
+  const judgedBefore = (await j.adminJson('/v1/router')).judge.judged as number;
+  const streamed = await new OpenAI({ baseURL: judged.baseURL, apiKey: tenant.key, maxRetries: 0 }).chat.completions
+    .create({ model: 'auto', stream: true, messages: [{ role: 'user', content: 'Summarise this in one sentence: the parcel left on Monday.' }] });
+  for await (const _ of streamed) { /* drained */ }
+  let afterStream = judgedBefore;
+  for (let i = 0; i < 100 && afterStream === judgedBefore; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    afterStream = (await j.adminJson('/v1/router')).judge.judged as number;
+  }
+  t.equal(afterStream, judgedBefore + 1, 'the streamed answer was judged too');
+  t.match((fake.received.at(-1)!.body as Json).messages[1].content, /\[ANSWER\]\nHello from the fake upstream\.\n\[\/ANSWER\]/, 'from the text its chunks carried');
+
   // A key that may not reach the judge's model: its prompts and answers never go there.
   const fenced = await j.tenant(judged.masterKey, 5, { models: ['openai/cand-cheap', 'openai/cand-best'] });
   const before = fake.received.length;
