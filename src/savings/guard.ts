@@ -1,10 +1,20 @@
 // False-hit guards for the semantic cache. Sentence embeddings put "capital of France" and
-// "capital of Germany" close together (cosine ≈ 0.84 with the embedded model), and "How
-// does pricing work?" next to "How does discounts work?" (0.90), so a near neighbour is
-// accepted only when both prompts name the same numbers, the same proper names, the same
-// programming languages and the same negations, and neither swaps a content word for
-// another (adding or dropping words, or changing function words, is fine: that is what
-// paraphrases do).
+// "capital of Germany" close together (cosine ≈ 0.84 with the embedded model), "How does
+// pricing work?" next to "How does discounts work?" (0.90), and a question next to itself
+// with two words swapped ("Convert 100 USD to EUR" / "… EUR to USD": 0.97), so a near
+// neighbour is accepted only when the two prompts name the same numbers, proper names,
+// programming languages, negations and degrees (more/less, cheapest/…), the same content
+// words (an added one may narrow the question: "vacation days for part-time employees"),
+// the same particles (in for out, to for from), and no two of their words trade places
+// around the same relation ("A to B" / "B to A", "X before Y" / "Y before X", "the dog
+// chased the cat" / "the cat chased the dog"). Changing function words, adding fillers
+// (please, exactly, …), other forms of one word and moving a phrase are fine: that is what
+// paraphrases do. The embedded model is English-only, so text in another language is not
+// compared at all.
+//
+// Each prompt is read once into a Signature (tokens with their positions); comparing two is
+// then a few set and array comparisons. Stems are Porter's (the `stemmer` package).
+import { stemmer } from 'stemmer';
 
 const NEGATIONS = new Set(['not', 'no', 'never', 'none', 'nothing', 'nobody', 'neither', 'nor', 'without', 'cannot', 'dont', 'doesnt', 'didnt',
   'isnt', 'arent', 'wasnt', 'werent', 'wont', 'wouldnt', 'cant', 'couldnt', 'shouldnt', 'mustnt', 'havent', 'hasnt', 'hadnt', 'avoid', 'except', 'exclude', 'excluding']);
@@ -18,19 +28,88 @@ const CASED_LANGUAGES = new Set(['c', 'r', 'go']);
 const SENTENCE_END = /[.!?:;\n]/;
 
 /** Function words: changing these does not change the question. */
-const STOPWORDS = new Set(('a an the of to in on at for from by with about into over under and or but if then so than as is are was were be been being ' +
+const STOPWORDS = new Set(('a an the of to in on at for from by with about into over under and or but if then so as is are was were be been being ' +
   'am do does did doing done have has had having can could will would shall should may might must what whats which who whom whose when where why how ' +
   'i me my we us our you your he him his she her it its they them their this that these those there here please tell give show explain describe ' +
-  'let lets some any all each every more most very just also too much many way ways thing things get got make use using work works').split(' '));
+  'let lets some any very just also too much many way ways thing things get got make use using work works ' +
+  'out off up down onto toward towards inside outside above below').split(' '));
+
+/**
+ * Degree words: a comparative or superlative changes the question ("the cheapest plan" /
+ * "the most expensive plan", "more memory" / "less memory"), so both prompts must use the same.
+ */
+const DEGREES = new Set(['more', 'most', 'less', 'least', 'fewer', 'fewest', 'better', 'best', 'worse', 'worst', 'further', 'furthest', 'farther', 'farthest',
+  'max', 'min', 'maximum', 'minimum']);
+for (const adj of ('cheap fast slow quick high low long short old new young easy hard safe strong weak light heavy cold warm cool deep rich poor tall ' +
+  'small great loud quiet clean smart near few dark bright soft tough cheap close large wide late fine safe nice simple').split(' ')) {
+  const base = adj.endsWith('e') ? adj.slice(0, -1) : adj;
+  DEGREES.add(`${base}er`).add(`${base}est`);
+}
+for (const [er, est] of [['bigger', 'biggest'], ['hotter', 'hottest'], ['thinner', 'thinnest'], ['fatter', 'fattest'], ['wetter', 'wettest'],
+  ['easier', 'easiest'], ['busier', 'busiest'], ['earlier', 'earliest'], ['heavier', 'heaviest'], ['happier', 'happiest'], ['healthier', 'healthiest'],
+  ['prettier', 'prettiest'], ['funnier', 'funniest'], ['riskier', 'riskiest'], ['lazier', 'laziest'], ['tinier', 'tiniest']] as const) DEGREES.add(er).add(est);
+
+/** Words that widen a question from one thing to many ("mark an email as read" / "mark all emails as read"): both prompts must use the same. */
+const QUANTIFIERS = new Set(['all', 'every', 'each', 'entire', 'whole', 'both', 'multiple', 'several', 'bulk', 'everything', 'everyone', 'everybody', 'batch']);
+
+/**
+ * Particles and prepositions of direction or place: one swapped for another changes the
+ * question ("log in" / "log out", "sign in" / "sign up", "copy to" / "copy from"), though
+ * either may be added, dropped or moved.
+ */
+const PARTICLES: Record<string, string> = { in: 'in', inside: 'in', out: 'out', outside: 'out', on: 'on', off: 'off', up: 'up', down: 'down',
+  over: 'over', above: 'over', under: 'under', below: 'under', beneath: 'under', to: 'to', into: 'to', onto: 'to', toward: 'to', towards: 'to',
+  from: 'from', back: 'back', away: 'away', before: 'before', after: 'after', through: 'through', across: 'across', around: 'around', by: 'by' };
+
+/** Words a relation is told apart by even when they differ: "12 miles to km" and "12 miles in km" ask the same direction. */
+const RELATION_CLASS: Record<string, string> = { to: 'to', into: 'to', onto: 'to', toward: 'to', towards: 'to', in: 'to', inside: 'to',
+  from: 'from', out: 'from', off: 'from', over: 'over', above: 'over', under: 'under', below: 'under', beneath: 'under' };
+
+/** Words a relation's meaning does not depend on: left out of the text between two swapped words. */
+const DETERMINERS = new Set('a an the my your our their his her its this that these those some any'.split(' '));
+
+/** A relation that reads the same both ways round ("a fruit or a vegetable", "TCP and UDP"). */
+const SYMMETRIC = new Set(['and', 'or', 'nor', 'vs', 'versus', 'plus', ',', '&', '/']);
+
+/** Common words of languages other than English: a prompt with more of these than English ones is not compared. */
+const FOREIGN = new Set(('le la les des une est et du au aux pour dans sur avec mon ma mes vous nous sont qui que quoi comment ' +
+  'el los las una es y del por para con mi mis usted cómo qué dónde cuál ' +
+  'der das und ist ein eine nicht mit für auf ich sie wie wo ' +
+  'il lo gli di che è sono una ' +
+  'os um uma é com não da ' +
+  'het een en ik je hoe wat waar').split(' '));
+const ENGLISH = new Set('the a an is are was do does did how what where which who why you your my i to of in and for on with can it this that'.split(' '));
+
+/** One word or mark of a prompt, in order, with how it reads inside a relation (see gap()). */
+interface Token {
+  /** Its form in the text between two words: a stem, a relation class, or a mark. '' when it does not count (determiners). */
+  rel: string;
+  /** Its key, if it is a key word (content stem, name, number, language or degree): what the order of two prompts is compared on. */
+  key: string | null;
+}
 
 export interface Signature {
-  /** Content words (lowercased, a plural -s dropped). */
+  /** Content words' stems (lowercased, Porter-stemmed). */
   content: Set<string>;
   numbers: string;
   names: string;
   languages: string;
   negations: string;
+  degrees: string;
+  quantifiers: string;
+  /** Counts of the words in PARTICLES, by sense (into counts as to). */
+  particles: Map<string, number>;
+  tokens: Token[];
+  /** Indexes in `tokens` of the key words, in order. */
+  keys: number[];
+  /** The key words. */
+  keySet: Set<string>;
+  /** English (or too little text to tell): the embedded model's language. */
+  english: boolean;
 }
+
+/** An email address, a URL, a number, a word, or one mark. */
+const WORD = /[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?:\/\/[^\s"'<>]+|\d+(?:[.,]\d+)*%?|[A-Za-z][A-Za-z0-9+#.'’_-]*|[^\sA-Za-z0-9]/g;
 
 /** What two prompts must share to be the same question. */
 export function signature(text: string): Signature {
@@ -38,35 +117,186 @@ export function signature(text: string): Signature {
   const names: string[] = [];
   const languages: string[] = [];
   const negations: string[] = [];
+  const degrees: string[] = [];
+  const quantifiers: string[] = [];
   const content = new Set<string>();
-  const words = text.match(/[A-Za-z][A-Za-z0-9+#.'’-]*/g) ?? [];
-  let at = 0;
-  for (const raw of words) {
-    const pos = text.indexOf(raw, at);
-    const before = text.slice(at, pos);
-    const sentenceStart = at === 0 ? !/\S/.test(before) || SENTENCE_END.test(before) : SENTENCE_END.test(before);
-    at = pos + raw.length;
-    const word = raw.replace(/['’]s$/, '').replace(/[.'’-]+$/, '');
+  const particles = new Map<string, number>();
+  const tokens: Token[] = [];
+  const keys: number[] = [];
+  let english = 0;
+  let foreign = 0;
+  let last = 0;
+  const push = (rel: string, key: string | null) => {
+    if (key !== null) keys.push(tokens.length);
+    tokens.push({ rel, key });
+  };
+  for (const m of text.matchAll(WORD)) {
+    const raw = m[0];
+    const pos = m.index;
+    const before = text.slice(last, pos);
+    const sentenceStart = last === 0 ? !/\S/.test(before) || SENTENCE_END.test(before) : SENTENCE_END.test(before) || SENTENCE_END.test(text[last - 1] ?? '');
+    last = pos + raw.length;
+    if (/^https?:\/\/|@/.test(raw)) { const id = raw.toLowerCase(); names.push(id); push(id, id); continue; }
+    if (/^\d/.test(raw)) { const n = raw.replace(/,/g, ''); push(n, n); continue; }
+    if (!/^[A-Za-z]/.test(raw)) { push(/[,;:?!&/]/.test(raw) ? raw : '', null); continue; }
+    const word = raw.replace(/['’]s$/, '').replace(/[.'’_-]+$/, '');
     const lower = word.toLowerCase();
     const bare = lower.replace(/['’]/g, '');
-    if (NEGATIONS.has(bare) || bare.endsWith("n't") || lower.endsWith('n’t')) { negations.push(bare.replace(/n[’']t$/, 'nt')); continue; }
-    if (LANGUAGES.has(lower) && (!CASED_LANGUAGES.has(lower) || (/^[A-Z]/.test(word) && !sentenceStart))) { languages.push(lower === 'golang' ? 'go' : lower); continue; }
-    // A capitalized word that does not start a sentence is taken as a name; so is an acronym anywhere.
-    if ((/^[A-Z]/.test(word) && !sentenceStart && word !== 'I') || /^[A-Z]{2,}$/.test(word)) { names.push(lower); continue; }
-    if (!STOPWORDS.has(bare)) content.add(bare.length > 3 && bare.endsWith('s') && !bare.endsWith('ss') ? bare.slice(0, -1) : bare);
+    if (ENGLISH.has(bare)) english++;
+    else if (FOREIGN.has(bare)) foreign++;
+    const particle = PARTICLES[bare];
+    if (particle) particles.set(particle, (particles.get(particle) ?? 0) + 1);
+    if (NEGATIONS.has(bare) || bare.endsWith("n't") || lower.endsWith('n’t')) { negations.push(bare.replace(/n[’']t$/, 'nt')); push('not', null); continue; }
+    if (LANGUAGES.has(lower) && (!CASED_LANGUAGES.has(lower) || (/^[A-Z]/.test(word) && !sentenceStart))) {
+      const lang = lower === 'golang' ? 'go' : lower;
+      languages.push(lang);
+      push(lang, lang);
+      continue;
+    }
+    // A capitalized word that does not start a sentence is taken as a name; so is an acronym
+    // anywhere, and an identifier (digits, underscores or capitals inside: ord_9f3k2, cus_ABCD, jdoe42).
+    if ((/^[A-Z]/.test(word) && !sentenceStart && word !== 'I') || /^[A-Z]{2,}$/.test(word) || /[\d_]|.[A-Z]|\w\.\w/.test(word)) { names.push(lower); push(lower, lower); continue; }
+    if (QUANTIFIERS.has(bare)) { quantifiers.push(bare === 'every' || bare === 'each' ? 'all' : bare); push(bare, null); continue; }
+    if (DEGREES.has(bare)) {
+      const next = /^\s*([A-Za-z]+)/.exec(text.slice(last))?.[1] ?? '';
+      if (bare === 'best' && FRAMED.test(next)) { push('', null); continue; }
+      const degree = bare === 'max' ? 'maximum' : bare === 'min' ? 'minimum' : bare;
+      degrees.push(degree);
+      push(degree, degree);
+      continue;
+    }
+    if (STOPWORDS.has(bare)) { push(DETERMINERS.has(bare) ? '' : RELATION_CLASS[bare] ?? bare, null); continue; }
+    const stem = stemmer(bare);
+    content.add(stem);
+    push(stem, stem);
   }
   const key = (xs: string[]) => [...new Set(xs)].sort().join('|');
-  return { content, numbers: key(numbers), names: key(names), languages: key(languages), negations: String(negations.length % 2) + key(negations) };
+  return {
+    content, numbers: key(numbers), names: key(names), languages: key(languages), negations: String(negations.length % 2) + key(negations),
+    degrees: [...degrees].sort().join('|'), quantifiers: key(quantifiers), particles, tokens, keys, keySet: new Set(keys.map((i) => tokens[i]!.key!)), english: foreign <= english && !/[^\s\p{Script=Latin}\p{P}\p{N}\p{S}]/u.test(text),
+  };
+}
+
+/** Stems of words a question may gain or lose without changing what it asks. */
+const FILLERS = new Set(['pleas', 'kindli', 'exactli', 'actual', 'realli', 'current', 'right', 'now', 'usual', 'typic', 'normal', 'possibl', 'simpli',
+  'basic', 'step', 'method', 'abl', 'help', 'know', 'want', 'need', 'like', 'question', 'thank', 'hi', 'hello', 'hei', 'wonder', 'curiou', 'quick',
+  'perman', 'anyon', 'someon', 'anywai', 'okai', 'ok',
+  // Words that frame a question without narrowing it: "what's the process for …", "why would that happen".
+  'process', 'procedur', 'purpos', 'happen', 'avail', 'mean', 'reason', 'option', 'suggest', 'recommend', 'idea']);
+
+/** "the best way to": best only frames the question ("the fastest way" does not: it asks for speed). */
+const FRAMED = /^(?:way|ways|method|methods|approach|option)$/i;
+
+/** Two stems of one word family pair up ("summar" from summarize, "summari" from summary), but not plan and planet. */
+function related(a: string, b: string): boolean {
+  const [s, l] = a.length <= b.length ? [a, b] : [b, a];
+  return s.length >= 5 && l.length - s.length <= 3 && l.startsWith(s) && /^[a-z]+$/.test(l);
+}
+
+/**
+ * The text between tokens i and j (exclusive), as it reads for a relation: determiners
+ * dropped, prepositions by class. null when nothing at all is between (adjacent words
+ * relate to each other, not to a third: "the cat chased" vs "chase the cat").
+ */
+function gap(sig: Signature, i: number, j: number): string | null {
+  if (j === i + 1) return null;
+  let out = '';
+  for (let k = i + 1; k < j; k++) {
+    const r = sig.tokens[k]!.rel;
+    if (r) out += `${r} `;
+  }
+  return out;
+}
+
+/**
+ * The same relation holds both ways round between the two words: the same text between
+ * them, and not a symmetric one; or nothing between them in either ("who succeeded Obama"
+ * / "who did Obama succeed"). Adjacent in one only is a phrase rebuilt, as the passive voice
+ * does ("chase the cat" / "the cat chased by").
+ */
+function sameRelation(ga: string | null, gb: string | null): boolean {
+  if (ga === null && gb === null) return true;
+  if (ga === null || gb === null || ga !== gb) return false;
+  const words = ga.split(' ').filter(Boolean);
+  return !(words.length > 0 && words.every((w) => SYMMETRIC.has(w)));
+}
+
+/** At most this many key words are compared for order (longer prompts: see swapped()). */
+const ORDER_WORDS = 64;
+
+/**
+ * True when two words (or runs of words) trade places around the same relation
+ * (sameRelation: the text between them reads the same in both prompts). Checked
+ * for every pair of key words found once in each prompt, and for the one run of differing
+ * order (one block exchanged with another: "the Renaissance … before the Middle Ages").
+ * A prompt with more key words than ORDER_WORDS in a different order counts as swapped:
+ * too long to tell, so not the same question.
+ */
+function swapped(a: Signature, b: Signature): boolean {
+  // Words of one family are one word here (Porter stems "succeeded" to succeed but "succeed" to succe).
+  const family = (k: string) => (/^[a-z]+$/.test(k) && !a.names.split('|').includes(k) && !b.names.split('|').includes(k) ? k.slice(0, 5) : k);
+  const families = (s: Signature) => new Set([...s.keySet].map(family));
+  const shared = (s: Signature, o: Set<string>) => s.keys.filter((i) => o.has(family(s.tokens[i]!.key!)));
+  const sa = shared(a, families(b));
+  const sb = shared(b, families(a));
+  const ka = sa.map((i) => family(a.tokens[i]!.key!));
+  const kb = sb.map((i) => family(b.tokens[i]!.key!));
+  if (ka.join('\u0000') === kb.join('\u0000')) return false;
+  if (ka.length > ORDER_WORDS || kb.length > ORDER_WORDS) return true;
+  // Pairs of words found once in each.
+  const once = (ks: string[]) => { const c = new Map<string, number>(); ks.forEach((k, i) => c.set(k, c.has(k) ? -1 : i)); return c; };
+  const oa = once(ka);
+  const ob = once(kb);
+  const single = [...oa].filter(([k, i]) => i >= 0 && (ob.get(k) ?? -1) >= 0).map(([k]) => k);
+  for (let x = 0; x < single.length; x++) {
+    for (let y = x + 1; y < single.length; y++) {
+      let [p, q] = [single[x]!, single[y]!];
+      if (oa.get(p)! > oa.get(q)!) [p, q] = [q, p];
+      if (ob.get(p)! < ob.get(q)!) continue; // same order in both
+      if (sameRelation(gap(a, sa[oa.get(p)!]!, sa[oa.get(q)!]!), gap(b, sb[ob.get(q)!]!, sb[ob.get(p)!]!))) return true;
+    }
+  }
+  // One block exchanged with another, within the run where the orders differ.
+  if (ka.length !== kb.length) return false;
+  let lo = 0;
+  while (ka[lo] === kb[lo]) lo++;
+  let hi = ka.length - 1;
+  while (ka[hi] === kb[hi]) hi--;
+  const w = hi - lo + 1;
+  for (let lx = 1; lx < w; lx++) {
+    for (let ly = 1; lx + ly <= w; ly++) {
+      const ok = (from: number, to: number, len: number) => { for (let i = 0; i < len; i++) if (ka[from + i] !== kb[to + i]) return false; return true; };
+      const m = w - lx - ly;
+      // a: X M Y, b: Y M X
+      if (!ok(hi - ly + 1, lo, ly) || !ok(lo + lx, lo + ly, m) || !ok(lo, lo + ly + m, lx)) continue;
+      if (sameRelation(gap(a, sa[lo + lx - 1]!, sa[hi - ly + 1]!), gap(b, sb[lo + ly - 1]!, sb[hi - lx + 1]!))) return true;
+    }
+  }
+  return false;
+}
+
+/** One side has more of one particle and the other more of another: one was swapped for the other. */
+function particleSwapped(a: Map<string, number>, b: Map<string, number>): boolean {
+  let more = false;
+  let fewer = false;
+  for (const p of new Set([...a.keys(), ...b.keys()])) {
+    const d = (a.get(p) ?? 0) - (b.get(p) ?? 0);
+    if (d > 0) more = true;
+    else if (d < 0) fewer = true;
+  }
+  return more && fewer;
 }
 
 /** True when the two prompts may be answered alike (the guards found no difference). */
 export function sameQuestion(a: Signature, b: Signature): boolean {
-  if (a.numbers !== b.numbers || a.names !== b.names || a.languages !== b.languages || a.negations !== b.negations) return false;
-  // A substitution: each side has a content word the other lacks (words of one stem, like summary/summarize, pair up).
-  const stem = (w: string) => w.slice(0, 5);
-  const onlyA = [...a.content].filter((w) => !b.content.has(w));
-  const onlyB = [...b.content].filter((w) => !a.content.has(w));
-  const stemsB = new Set(onlyB.map(stem));
-  const stemsA = new Set(onlyA.map(stem));
-  return !(onlyA.some((w) => !stemsB.has(stem(w))) && onlyB.some((w) => !stemsA.has(stem(w))));
+  if (!a.english || !b.english) return false;
+  if (a.numbers !== b.numbers || a.names !== b.names || a.languages !== b.languages || a.negations !== b.negations || a.degrees !== b.degrees ||
+    a.quantifiers !== b.quantifiers) return false;
+  if (particleSwapped(a.particles, b.particles)) return false;
+  // A content word on one side only (stems of one word family pair up; fillers do not count).
+  const onlyA = [...a.content].filter((w) => !b.content.has(w) && !FILLERS.has(w));
+  const onlyB = [...b.content].filter((w) => !a.content.has(w) && !FILLERS.has(w));
+  const unpaired = (xs: string[], ys: string[]) => xs.some((x) => !ys.some((y) => related(x, y)));
+  if (unpaired(onlyA, onlyB) || unpaired(onlyB, onlyA)) return false;
+  return !swapped(a, b);
 }
