@@ -2,9 +2,10 @@
 // code (ResponseCache.findSimilar: LSH buckets, threshold, guards) at the configured
 // threshold (the config file and env, as the gateway reads them), on two sets:
 //   - the evaluation set (bench/semantic/pairs.ts): hand-written and generated pairs;
-//   - a held-out set (bench/semantic/heldout.json), written by someone who had not seen the
-//     guards; it found the classes of false hit the guards now cover (added qualifiers,
-//     particles, one word family stemmed two ways), so it is held out no longer.
+//   - two held-out sets (bench/semantic/heldout.json, heldout-2.json), each written by
+//     someone who had seen neither the guards nor the other sets; each found classes of
+//     false hit the guards now cover (added qualifiers, particles, one word family stemmed
+//     two ways; names sharing a prefix, emails, one vs all), so they are held out no longer.
 // Each pair's first prompt is stored alone and its second looked up: per category, pairs,
 // hits, false hits (any hit on a near miss) and hit rate, then precision over all hits and
 // recall on the paraphrases. Then every first prompt is stored in one cache, as a busy
@@ -53,6 +54,7 @@ const file = opt('pairs');
 const sets: { name: string; pairs: Pair[] }[] = file ? [{ name: file, pairs: readSet(file) }] : [
   { name: 'evaluation set (bench/semantic/pairs.ts)', pairs: evalPairs() },
   { name: 'held-out set (bench/semantic/heldout.json)', pairs: readSet(fileURLToPath(new URL('../../bench/semantic/heldout.json', import.meta.url))) },
+  { name: 'second held-out set (bench/semantic/heldout-2.json)', pairs: readSet(fileURLToPath(new URL('../../bench/semantic/heldout-2.json', import.meta.url))) },
 ];
 
 const t0 = Date.now();
@@ -80,8 +82,8 @@ for (const [s, { name, pairs }] of sets.entries()) {
   // Each pair's first prompt alone (its own workspace), and all of the set's together in one.
   pairs.forEach((p, i) => {
     const answer = { decision: 'eval/model', body: JSON.stringify({ pair: i }), usage };
-    cache.putSimilar(`ws_${s}_${i}`, turns[i]!.a.context, `req_${i}`, vectors.get(p.a.user)!, turns[i]!.a.text, answer, 3_600_000);
-    cache.putSimilar(`ws_${s}_shared`, turns[i]!.a.context, `req_${i}`, vectors.get(p.a.user)!, turns[i]!.a.text, answer, 3_600_000);
+    cache.putSimilar(`ws_${s}_${i}`, turns[i]!.a.context, `req_${i}`, vectors.get(p.a.user)!, turns[i]!.a.text, answer, 3_600_000, configured);
+    cache.putSimilar(`ws_${s}_shared`, turns[i]!.a.context, `req_${i}`, vectors.get(p.a.user)!, turns[i]!.a.text, answer, 3_600_000, configured);
   });
   await store.root.flushed;
 

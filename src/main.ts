@@ -81,6 +81,7 @@ async function main(): Promise<void> {
   const adaptiveConfig = config.router.adaptive;
   const pool = await WorkerPool.start(config.workers, Math.max(config.worker_bytes_per_workspace, config.max_body_bytes),
     { types: adaptiveConfig.task_types, fallback: adaptiveConfig.default_task });
+  if (config.savings.semantic_cache.enabled) pool.warmEmbeddings();
   const models = mergeModels(await loadBuiltinModels(), config.models);
   const providers = buildProviders(config, pool, models);
   let catalog: Catalog;
@@ -145,7 +146,7 @@ async function main(): Promise<void> {
   const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
   const server = await startServer({ limits, metrics: config.metrics.enabled ? metrics : null, web: await loadWebAssets(), version: pkg.version ?? '0.0.0', keys: ring, ids, catalog, chat, workspaces, ledger, usage, pool, health,
     billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },
-    router: { complex: config.router.complex }, adaptive, judge: chat.judge, margin: adaptiveConfig.margin,
+    router: { complex: config.router.complex }, adaptive, judge: chat.judge, margin: adaptiveConfig.margin, cache, feedback: store.feedback, savings: config.savings,
     registration: { enabled: config.registration.enabled, starterCredits: config.billing.starter_credits, perAddressPerHour: config.registration.per_address_per_hour },
     maxKeysPerWorkspace: config.keys.max_per_workspace,
     exposure: { metricsToken: config.metrics.token ?? null, metricsPublic: config.metrics.public, metricsHost: config.metrics.host, metricsPort: config.metrics.port ?? null, publicStats: config.stats.public },

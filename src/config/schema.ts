@@ -213,7 +213,11 @@ export const ConfigSchema = z.object({
       /** The final user turn is embedded only when it is at most this long. */
       max_prompt_chars: z.number().int().positive().default(2000),
       max_entries: z.number().int().positive().default(100_000),
+      /** Embeddings waiting or running at once; a request beyond goes on without a semantic lookup (a busy pool adds no queueing). */
+      max_in_flight: z.number().int().positive().default(8),
     }).strict().prefault({}),
+    /** /v1/feedback with a score below this on a cached answer (or on the miss that stored one) evicts it from both caches; a wrong semantic hit also tightens its neighbourhood. */
+    evict_below: z.number().min(0).max(1).default(0.5),
     prompt_cache: z.object({
       enabled: z.boolean().default(true),
       /** Bodies at least this large get an OpenAI prompt_cache_key (shorter prompts are below OpenAI's 1,024-token cache minimum). */

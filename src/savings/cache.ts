@@ -1,6 +1,15 @@
 // The exact and semantic caches, in LMDB (survive restarts, shared by every app on the
 // gateway, always scoped by workspace). Reads are memory-mapped gets; writes are lmdb's
 // batched async puts. Every stored record is validated when read back.
+//
+// Each semantic entry has its own threshold (vCache's idea: learned per entry rather than
+// one for all): the configured one until an answer near it is found wrong. Every request
+// that stores or is served an answer leaves a ref (its request id → where), so feedback or
+// an operator can evict by request id. Evicting a wrong semantic hit also leaves a scar —
+// the query it was wrongly served for — and raises the threshold of every entry that would
+// have answered that query to halfway between its similarity to it and 1; an entry stored
+// later near a scar starts there too. So one report stops that neighbourhood answering that query
+// (and anything as far), and re-asking the evicted prompt does not bring the mistake back.
 import { z } from 'zod';
 import { UsageSchema, type Usage } from '../wire/usage.js';
 import { ExpirySweep, type Store } from '../store/lmdb.js';
@@ -17,7 +26,17 @@ export interface CachedAnswer {
 /** A stored answer's usage as a hit reports it: the upstream's counts, less its cache writes (a hit writes no provider cache). */
 const StoredUsage = UsageSchema.omit({ cache_write_tokens: true });
 const ExactSchema = z.object({ exp: z.number(), decision: z.string(), body: z.string(), usage: StoredUsage });
-const SemanticSchema = ExactSchema.extend({ text: z.string(), vec: z.instanceof(Uint8Array) });
+const SemanticSchema = ExactSchema.extend({ text: z.string(), vec: z.instanceof(Uint8Array), thr: z.number().optional() });
+const ScarSchema = z.object({ exp: z.number(), vec: z.instanceof(Uint8Array) });
+const VecBytes = z.instanceof(Uint8Array);
+/** A request's use of the exact cache: the entry it stored or was served. */
+const ExactRefSchema = z.object({ exp: z.number(), ws: z.string(), hash: z.string() });
+/** A request's use of the semantic cache: the entry it stored, or the one it was served (with the query, for the scar). */
+const SemanticRefSchema = z.object({ exp: z.number(), ws: z.string(), context: z.string(), bucket: z.number().int(), id: z.string(),
+  hit: z.object({ vec: VecBytes, similarity: z.number() }).nullable() });
+
+/** An entry's threshold once a query at similarity `dot` was wrong for it or near it: halfway from there to 1 (so the wrong query and anything as far are refused, nearer paraphrases still served). */
+const above = (dot: number) => Math.max(dot + 1e-6, (dot + 1) / 2);
 
 /**
  * Sign bits of this many fixed random projections pick a vector's bucket (64 buckets). A
@@ -66,7 +85,32 @@ function normalize(vec: Float32Array): Float32Array {
 
 export interface SemanticHit extends CachedAnswer {
   similarity: number;
+  /** Where the entry is: what a ref to it keeps. */
+  bucket: number;
+  id: string;
+  exp: number;
 }
+
+/** What an eviction removed. */
+export interface Evicted {
+  exact: boolean;
+  semantic: boolean;
+  /** Entries whose threshold rose (a wrong semantic hit's neighbourhood). */
+  tightened: number;
+}
+
+function vecOf(bytes: Uint8Array): Float32Array | null {
+  if (bytes.byteLength !== DIM * 4) return null;
+  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+}
+
+function dotOf(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  for (let i = 0; i < DIM; i++) dot += a[i]! * b[i]!;
+  return dot;
+}
+
+const bytesOf = (vec: Float32Array) => Buffer.from(vec.buffer, vec.byteOffset, vec.byteLength);
 
 /** Candidates read per probed bucket, newest ids last: bounds the work of one lookup. */
 const PER_BUCKET = 64;
@@ -82,23 +126,37 @@ export class ResponseCache {
   private readonly counts: { cache: number; semantic: number };
 
   /** `maxEntries`: past this, answers are not stored until the sweeper frees room (the caches share LMDB with the ledger). */
-  private readonly sweeps: { cache: ExpirySweep; semantic: ExpirySweep };
+  private readonly sweeps: { cache: ExpirySweep; semantic: ExpirySweep; cacheRefs: ExpirySweep; scars: ExpirySweep };
 
   constructor(private readonly store: Store, private readonly maxEntries = { cache: 200_000, semantic: 100_000 }) {
     this.counts = { cache: entries(store.cache), semantic: entries(store.semantic) };
-    this.sweeps = { cache: new ExpirySweep(store.cache), semantic: new ExpirySweep(store.semantic) };
+    this.sweeps = { cache: new ExpirySweep(store.cache), semantic: new ExpirySweep(store.semantic), cacheRefs: new ExpirySweep(store.cacheRefs), scars: new ExpirySweep(store.scars) };
   }
 
-  getExact(ws: string, hash: string, now = Date.now()): CachedAnswer | null {
+  getExact(ws: string, hash: string, now = Date.now()): (CachedAnswer & { exp: number }) | null {
     const parsed = ExactSchema.safeParse(this.store.cache.get([ws, hash]));
     if (!parsed.success || parsed.data.exp <= now) return null;
     return parsed.data;
   }
 
-  putExact(ws: string, hash: string, answer: CachedAnswer, ttlMs: number): void {
+  /** `requestId`: the request whose answer it is (its ref). */
+  putExact(ws: string, hash: string, answer: CachedAnswer, ttlMs: number, requestId: string): void {
     if (this.counts.cache >= this.maxEntries.cache) return;
     this.counts.cache++;
-    void this.store.cache.put([ws, hash], { exp: Date.now() + ttlMs, decision: answer.decision, body: answer.body, usage: answer.usage });
+    const exp = Date.now() + ttlMs;
+    void this.store.cache.put([ws, hash], { exp, decision: answer.decision, body: answer.body, usage: answer.usage });
+    this.refExact(requestId, ws, hash, exp);
+  }
+
+  /** The request was answered from the exact entry `hash` (until `exp`, the entry's own expiry). */
+  refExact(requestId: string, ws: string, hash: string, exp: number): void {
+    void this.store.cacheRefs.put([requestId, 'exact'], { exp, ws, hash });
+  }
+
+  /** The request was answered from this semantic entry, for the query `embedding`. */
+  refSemanticHit(requestId: string, ws: string, context: string, embedding: Float32Array, hit: SemanticHit): void {
+    void this.store.cacheRefs.put([requestId, 'semantic'], { exp: hit.exp, ws, context, bucket: hit.bucket, id: hit.id,
+      hit: { vec: bytesOf(normalize(embedding)), similarity: hit.similarity } });
   }
 
   /**
@@ -113,34 +171,115 @@ export class ResponseCache {
     let best: SemanticHit | null = null;
     for (const mask of PROBES) {
       const bucket = home ^ mask;
-      for (const { value } of this.store.semantic.getRange({ start: [ws, context, bucket + 1], end: [ws, context, bucket], reverse: true, limit: PER_BUCKET })) {
+      for (const { key, value } of this.store.semantic.getRange({ start: [ws, context, bucket + 1], end: [ws, context, bucket], reverse: true, limit: PER_BUCKET })) {
         const parsed = SemanticSchema.safeParse(value);
         if (!parsed.success || parsed.data.exp <= now) continue;
         const e = parsed.data;
-        if (e.vec.byteLength !== DIM * 4) continue;
-        const other = new Float32Array(e.vec.buffer.slice(e.vec.byteOffset, e.vec.byteOffset + e.vec.byteLength));
-        let dot = 0;
-        for (let i = 0; i < DIM; i++) dot += vec[i]! * other[i]!;
-        if (dot < threshold || (best && dot <= best.similarity)) continue;
+        const other = vecOf(e.vec);
+        if (!other) continue;
+        const dot = dotOf(vec, other);
+        if (dot < threshold || dot < (e.thr ?? 0) || (best && dot <= best.similarity)) continue;
         if (!sameQuestion(sig, signature(e.text))) continue;
-        best = { decision: e.decision, body: e.body, usage: e.usage, similarity: dot };
+        best = { decision: e.decision, body: e.body, usage: e.usage, similarity: dot, bucket, id: String(key[3]), exp: e.exp };
       }
     }
     return best;
   }
 
-  putSimilar(ws: string, context: string, id: string, embedding: Float32Array, text: string, answer: CachedAnswer, ttlMs: number): void {
+  /**
+   * Stores a miss's answer under its prompt's embedding (`id`: the request's id, also its
+   * ref). It starts at `threshold` (the configured one), or just above any scar near it.
+   */
+  putSimilar(ws: string, context: string, id: string, embedding: Float32Array, text: string, answer: CachedAnswer, ttlMs: number, threshold: number): void {
     if (this.counts.semantic >= this.maxEntries.semantic) return;
     this.counts.semantic++;
     const vec = normalize(embedding);
-    void this.store.semantic.put([ws, context, bucketOf(vec), id], {
-      exp: Date.now() + ttlMs, decision: answer.decision, body: answer.body, usage: answer.usage, text,
-      vec: Buffer.from(vec.buffer, vec.byteOffset, vec.byteLength),
+    const bucket = bucketOf(vec);
+    let thr = threshold;
+    this.near(this.store.scars, ws, context, bucket, (value) => {
+      const scar = ScarSchema.safeParse(value);
+      const other = scar.success ? vecOf(scar.data.vec) : null;
+      const dot = other ? dotOf(vec, other) : -1;
+      if (dot >= thr) thr = above(dot);
     });
+    const exp = Date.now() + ttlMs;
+    void this.store.semantic.put([ws, context, bucket, id], {
+      exp, decision: answer.decision, body: answer.body, usage: answer.usage, text, vec: bytesOf(vec), ...(thr > threshold ? { thr } : {}),
+    });
+    void this.store.cacheRefs.put([id, 'semantic'], { exp, ws, context, bucket, id, hit: null });
+  }
+
+  /** Calls `each` for the records of `db` in the LSH buckets near `bucket` (the probes a lookup makes). */
+  private near(db: Store['semantic'], ws: string, context: string, bucket: number, each: (value: unknown, key: Array<string | number>) => void): void {
+    for (const mask of PROBES) {
+      const b = bucket ^ mask;
+      for (const { key, value } of db.getRange({ start: [ws, context, b + 1], end: [ws, context, b], reverse: true, limit: PER_BUCKET })) each(value, key as Array<string | number>);
+    }
+  }
+
+  /**
+   * Evicts what a request stored or was served (its refs): the exact entry, and the semantic
+   * entry — when the request was a semantic hit, that entry was wrong for this query, so a
+   * scar is left and the neighbourhood tightened (see the top of this file). `threshold`: the
+   * configured one. null when the request left no ref (not cached, or long expired).
+   */
+  async evict(requestId: string, threshold: number, scarTtlMs: number): Promise<Evicted | null> {
+    const exact = ExactRefSchema.safeParse(this.store.cacheRefs.get([requestId, 'exact']));
+    const semantic = SemanticRefSchema.safeParse(this.store.cacheRefs.get([requestId, 'semantic']));
+    if (!exact.success && !semantic.success) return null;
+    const out: Evicted = { exact: false, semantic: false, tightened: 0 };
+    const writes: Promise<unknown>[] = [];
+    if (exact.success) {
+      const { ws, hash } = exact.data;
+      if (this.store.cache.get([ws, hash]) !== undefined) { out.exact = true; writes.push(this.store.cache.remove([ws, hash])); }
+      writes.push(this.store.cacheRefs.remove([requestId, 'exact']));
+    }
+    if (semantic.success) {
+      const { ws, context, bucket, id, hit } = semantic.data;
+      if (this.store.semantic.get([ws, context, bucket, id]) !== undefined) { out.semantic = true; writes.push(this.store.semantic.remove([ws, context, bucket, id])); }
+      const query = hit ? vecOf(hit.vec) : null;
+      if (query) {
+        const qBucket = bucketOf(query);
+        writes.push(this.store.scars.put([ws, context, qBucket, requestId], { exp: Date.now() + scarTtlMs, vec: hit!.vec }));
+        this.near(this.store.semantic, ws, context, qBucket, (value, key) => {
+          const e = SemanticSchema.safeParse(value);
+          const other = e.success ? vecOf(e.data.vec) : null;
+          if (!e.success || !other || (key[3] === id && key[2] === bucket)) return;
+          const dot = dotOf(query, other);
+          if (dot < Math.max(threshold, e.data.thr ?? 0)) return;
+          writes.push(this.store.semantic.put(key, { ...e.data, thr: above(dot) }));
+          out.tightened++;
+        });
+      }
+      writes.push(this.store.cacheRefs.remove([requestId, 'semantic']));
+    }
+    await Promise.all(writes);
+    return out;
+  }
+
+  /** Removes every exact and semantic entry (and scar) of a workspace, in slices of `slice` so the event loop keeps turning. */
+  async purgeWorkspace(ws: string, slice = 2000): Promise<{ exact: number; semantic: number }> {
+    const out = { exact: 0, semantic: 0 };
+    for (const [name, db] of [['exact', this.store.cache], ['semantic', this.store.semantic], ['scars', this.store.scars]] as const) {
+      for (;;) {
+        const keys: Array<Array<string | number>> = [];
+        for (const k of (db as Store['semantic']).getKeys({ start: [ws], limit: slice })) {
+          if (!Array.isArray(k) || k[0] !== ws) break;
+          keys.push(k);
+        }
+        if (!keys.length) break;
+        await Promise.all(keys.map((k) => (db as Store['semantic']).remove(k)));
+        if (name !== 'scars') out[name] += keys.length;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+    this.counts.cache = entries(this.store.cache);
+    this.counts.semantic = entries(this.store.semantic);
+    return out;
   }
 
 
-  /** Removes expired entries, at most `budget` records read per database per call (a timer calls it). */
+  /** Removes expired entries (and refs and scars), at most `budget` records read per database per call (a timer calls it); returns the entries removed. */
   sweep(budget = 2000, now = Date.now()): number {
     let total = 0;
     for (const name of ['cache', 'semantic'] as const) {
@@ -148,6 +287,9 @@ export class ResponseCache {
       total += removed;
       this.counts[name] = Math.max(0, entries(this.store[name]) - removed);
     }
+    // Refs and scars expire with what they point at; not counted as entries.
+    this.sweeps.cacheRefs.run(budget, now);
+    this.sweeps.scars.run(budget, now);
     return total;
   }
 }

@@ -10,11 +10,17 @@ export function exactCache(cache: ResponseCache, config: Config['savings']): Sav
     bits: M.exact_cache,
     before(ctx, next) {
       const hit = ctx.hash ? cache.getExact(ctx.ws.id, ctx.hash) : null;
-      if (hit && allows(ctx.routes, hit.decision)) { ctx.replay('exact', hit); return; }
+      if (hit && allows(ctx.routes, hit.decision)) {
+        cache.refExact(ctx.client.requestId, ctx.ws.id, ctx.hash!, hit.exp);
+        ctx.replay('exact', hit);
+        return;
+      }
       next();
     },
     after(ctx, answer) {
-      if (ctx.hash && answer.body.length <= config.exact_cache.max_entry_bytes) cache.putExact(ctx.ws.id, ctx.hash, answer, config.exact_cache.ttl_seconds * 1000);
+      if (ctx.hash && answer.body.length <= config.exact_cache.max_entry_bytes) {
+        cache.putExact(ctx.ws.id, ctx.hash, answer, config.exact_cache.ttl_seconds * 1000, ctx.client.requestId);
+      }
     },
   };
 }

@@ -67,6 +67,8 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   app.get('/health', noBody(null, (ex) => ex.sendJson(200, {
     status: state.draining ? 'draining' : 'ok', uptime_s: Math.round((Date.now() - started) / 1000),
     providers: deps.providers, in_flight: deps.chat.inFlight,
+    // The embedding model loads in the workers at start; until then semantic lookups are skipped.
+    semantic_cache: deps.chat.deps.pool.embeddings,
   })));
 
   app.get('/v1/models', noBody(null, (ex) => ex.send(200, 'application/json', modelList, null)));

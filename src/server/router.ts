@@ -1,12 +1,18 @@
 // The adaptive router's API: apps' quality signals (POST /v1/feedback), the learned state
 // (GET /v1/router), and the operator's controls (POST /v1/reset, POST /v1/simulate-price).
+// A low score also evicts the cached answer it scores (savings/cache.ts: a wrong semantic
+// hit tightens its neighbourhood), and operators can evict by request or purge a workspace
+// (DELETE /v1/cache/requests/{id}, DELETE /v1/cache/workspaces/{id}).
 import type { TemplatedApp } from 'uWebSockets.js';
 import { z } from 'zod';
 import { isOperatorKey, type KeyRecord } from '../accounts/keys.js';
 import type { Ledger } from '../accounts/ledger.js';
+import type { Config } from '../config/schema.js';
+import type { ResponseCache } from '../savings/cache.js';
+import type { Store } from '../store/lmdb.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { Judge } from '../gateway/judge.js';
-import type { AdaptiveRouter } from '../router/adaptive.js';
+import type { AdaptiveRouter, Signal } from '../router/adaptive.js';
 import type { Catalog } from '../router/catalog.js';
 import { parseBody, parseJson, parseJsonOrEmpty } from '../wire/body.js';
 import type { Handlers } from './handlers.js';
@@ -19,6 +25,10 @@ export interface RouterDeps {
   adaptive: AdaptiveRouter | null;
   judge: Judge | null;
   margin: number;
+  cache: ResponseCache;
+  /** Where signals are kept when the adaptive router is off (it keeps them itself when on). */
+  feedback: Store['feedback'];
+  savings: Config['savings'];
 }
 
 export const FeedbackSchema = z.object({
@@ -41,7 +51,7 @@ export const SimulatePriceSchema = z.object({
 export const ResetSchema = z.object({}).strict();
 
 function requireOperator(key: KeyRecord): void {
-  if (!isOperatorKey(key)) throw new GatewayError(Errors.forbidden, 'Router controls need an operator key (the master key or one of config `api_keys`).');
+  if (!isOperatorKey(key)) throw new GatewayError(Errors.forbidden, 'This control needs an operator key (the master key or one of config `api_keys`).');
 }
 
 function requireAdaptive(deps: RouterDeps): AdaptiveRouter {
@@ -50,8 +60,19 @@ function requireAdaptive(deps: RouterDeps): AdaptiveRouter {
 }
 
 export function registerRouter(app: TemplatedApp, on: Handlers, deps: RouterDeps): void {
+  const sem = deps.savings.semantic_cache;
+  /** Evicts what a request stored or was served (null: it left nothing in the caches). */
+  const evict = (requestId: string) => deps.cache.evict(requestId, sem.threshold, sem.ttl_seconds * 1000);
+  /** Signals being written when the adaptive router is off: a second one for the same request meanwhile is a duplicate. */
+  const recording = new Set<string>();
+  const keep = async (requestId: string, signal: Signal): Promise<'stored' | 'duplicate'> => {
+    if (recording.has(requestId) || deps.feedback.get([requestId, 'app']) !== undefined) return 'duplicate';
+    recording.add(requestId);
+    try { await deps.feedback.put([requestId, 'app'], signal); } finally { recording.delete(requestId); }
+    return 'stored';
+  };
+
   app.post('/v1/feedback', on.withBody(['inference', 'feedback'], (ex, key, body) => {
-    const adaptive = requireAdaptive(deps);
     const input = parseBody(FeedbackSchema, parseJson(body));
     const row = deps.ledger.row(input.request_id);
     // Another workspace's request does not exist for this key (the master key's included: it would use up the workspace's one signal).
@@ -63,10 +84,28 @@ export function registerRouter(app: TemplatedApp, on: Handlers, deps: RouterDeps
     const routed = row.router_task !== null && row.router_model !== null && row.cache === 'miss';
     const signal = { workspace: row.workspace, score: input.score, comment: input.comment ?? null, task: routed ? row.router_task : null,
       model: routed ? row.router_model : null, ts: Date.now(), judge_request: null, trusted: isOperatorKey(key), served_at: row.ts };
-    adaptive.signal(row.id, 'app', signal).then((outcome) => {
+    const recorded = deps.adaptive ? deps.adaptive.signal(row.id, 'app', signal) : keep(row.id, signal);
+    recorded.then(async (outcome) => {
       if (outcome === 'duplicate') { ex.sendError(new GatewayError(Errors.conflict, `Request ${input.request_id} has feedback already (one per request).`, 'request_id')); return; }
-      ex.sendJson(200, { request_id: row.id, score: input.score, applied_to: outcome === 'applied' ? { task_type: row.router_task, model: row.router_model } : null });
+      // A bad answer is not served again: the entry it came from (a hit) or it made (a miss) goes.
+      const evicted = input.score < deps.savings.evict_below ? await evict(row.id) : null;
+      ex.sendJson(200, { request_id: row.id, score: input.score, applied_to: outcome === 'applied' ? { task_type: row.router_task, model: row.router_model } : null, evicted });
+    }).catch((err: unknown) => { ex.sendError(err); });
+  }));
+
+  app.del('/v1/cache/requests/:id', on.noBody('inference', (ex, key, [id]) => {
+    requireOperator(key!);
+    const requestId = parseBody(RequestId, id);
+    evict(requestId).then((evicted) => {
+      if (!evicted) { ex.sendError(new GatewayError(Errors.notFound, `Request ${requestId} left nothing in the caches (not cached, or expired).`)); return; }
+      ex.sendJson(200, { request_id: requestId, evicted });
     }, (err: unknown) => { ex.sendError(err); });
+  }));
+
+  app.del('/v1/cache/workspaces/:id', on.noBody('inference', (ex, key, [id]) => {
+    requireOperator(key!);
+    const workspace = parseBody(z.string().min(1).max(128), id);
+    deps.cache.purgeWorkspace(workspace).then((purged) => { ex.sendJson(200, { workspace, purged }); }, (err: unknown) => { ex.sendError(err); });
   }));
 
   // Every key sees what the shared policy chooses and how good it thinks each choice is; the

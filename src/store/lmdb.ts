@@ -23,6 +23,10 @@ export interface Store {
   readonly cache: Database<unknown, string[]>;
   /** Semantic cache: [workspace, context hash, LSH bucket, id] → embedded prompt and answer. */
   readonly semantic: Database<unknown, Array<string | number>>;
+  /** What each request did with the caches, so a bad answer can be evicted by request id: [request id, 'exact' | 'semantic'] → where (savings/cache.ts). */
+  readonly cacheRefs: Database<unknown, string[]>;
+  /** Queries a semantic entry was wrongly served for: [workspace, context hash, LSH bucket, request id] → vector and similarity (savings/cache.ts). */
+  readonly scars: Database<unknown, Array<string | number>>;
   /** Stored records a start could not use (row id → why), kept for the operator instead of stopping the start. */
   readonly quarantine: Database<unknown, string>;
   /** Responses API ids made through the passthrough: [workspace, response id] → tokens it carried, expiry. */
@@ -104,7 +108,11 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
   const responses = root.openDB<unknown, string[]>({ name: 'responses', encoding: 'msgpack' });
   const router = root.openDB<unknown, string[]>({ name: 'router', encoding: 'msgpack' });
   const feedback = root.openDB<unknown, string[]>({ name: 'feedback', encoding: 'msgpack' });
+  const cacheRefs = root.openDB<unknown, string[]>({ name: 'cache_refs', encoding: 'msgpack' });
+  const scars = root.openDB<unknown, Array<string | number>>({ name: 'semantic_scars', encoding: 'msgpack' });
   return {
+    cacheRefs,
+    scars,
     router,
     feedback,
     quarantine,

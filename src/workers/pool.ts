@@ -110,6 +110,20 @@ export class WorkerPool {
     return this.piscina.run(task) as Promise<Float32Array>;
   }
 
+  /**
+   * Loads the embedding model in every worker (~0.2-1 s each, in parallel), so no request
+   * waits for it: called at start when the semantic cache is on, not awaited; /health says
+   * `warming` until it is done. A failure only means the first lookups load it instead.
+   */
+  warmEmbeddings(): void {
+    this.embeddings = 'warming';
+    const all = Array.from({ length: this.piscina.threads.length }, () => this.embed('warm up'));
+    void Promise.allSettled(all).then(() => { this.embeddings = 'ready'; });
+  }
+
+  /** The embedding model: not used ('off'), loading in the workers ('warming': lookups are skipped meanwhile), or 'ready'. */
+  embeddings: 'off' | 'warming' | 'ready' = 'off';
+
   countText(encoding: EncodingName, text: string): Promise<number> {
     const task: WorkerTask = { op: 'countText', encoding, text };
     return this.piscina.run(task) as Promise<number>;

@@ -57,6 +57,12 @@ export async function startGateway(env: Record<string, string> = {}, dataDir = t
     proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`gateway exited (${code}):\n${out}`)); });
   });
   const masterKey = env.SLUICE_MASTER_KEY ?? readFileSync(join(dataDir, 'master.key'), 'utf8').trim();
+  // Ready as a load balancer would see it: the embedding model loaded (semantic lookups are skipped until then).
+  for (let i = 0; i < 300; i++) {
+    const health = await fetch(`${url}/health`).then((r) => r.json() as Promise<{ semantic_cache?: string }>, () => null);
+    if (health && health.semantic_cache !== 'warming') break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
   return {
     url, baseURL: `${url}/v1`, masterKey, dataDir, proc, output: () => out,
     stop: (signal = 'SIGTERM') => new Promise((resolve) => {

@@ -41,6 +41,20 @@ Compare the trade-offs with a greedy strategy and debug the code above.`);
   t.equal(row.requested_model, 'auto');
 });
 
+t.test('with the adaptive router off, /v1/feedback still keeps one signal per request and evicts a bad cached answer', async (t) => {
+  const ask = () => client.chat.completions.create({ model: 'openai/gpt-4.1-mini', temperature: 0, messages: [{ role: 'user', content: 'Name a prime number.' }] }).withResponse();
+  const { response } = await ask();
+  const id = response.headers.get('x-request-id')!;
+  t.equal((await ask()).response.headers.get('x-gateway-cache'), 'exact');
+  const post = (score: number) => fetch(`${gw.baseURL}/feedback`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ request_id: id, score }) });
+  const first = await post(0);
+  t.equal(first.status, 200);
+  t.match(await first.json(), { applied_to: null, evicted: { exact: true } });
+  t.equal((await post(1)).status, 409, 'a second signal for the request');
+  t.equal((await ask()).response.headers.get('x-gateway-cache'), 'miss', 'the bad answer is not replayed');
+});
+
 t.test('GET /v1/models lists the aliases and auto', async (t) => {
   const ids = (await client.models.list()).data.map((m) => m.id);
   t.ok(ids.includes('cheap') && ids.includes('auto') && ids.includes('openai/gpt-4.1'));

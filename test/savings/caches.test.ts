@@ -20,7 +20,7 @@ const keyA = (await admin('/admin/keys', { name: 'a', workspace: wsA.id })).key 
 const keyA2 = (await admin('/admin/keys', { name: 'a2', workspace: wsA.id })).key as string;
 const readerA = (await admin('/admin/keys', { name: 'reader', workspace: wsA.id, scopes: ['usage:read'] })).key as string;
 const keyB = (await admin('/admin/keys', { name: 'b', workspace: wsB.id })).key as string;
-const keyNoCache = (await admin('/admin/keys', { name: 'nocache', workspace: wsA.id, limits: { savings_off: ['exact_cache', 'dedupe'] } })).key as string;
+const keyNoCache = (await admin('/admin/keys', { name: 'nocache', workspace: wsA.id, limits: { savings_off: ['exact_cache', 'dedupe', 'semantic_cache'] } })).key as string;
 const client = (key: string, headers: Record<string, string> = {}) => new OpenAI({ baseURL: gw.baseURL, apiKey: key, maxRetries: 0, defaultHeaders: headers });
 const calls = (model: string) => fake.received.filter((r) => r.body.model === model).length;
 const ask = (model: string, extra: Record<string, unknown> = {}) => ({ model: `openai/${model}`, messages: [{ role: 'user' as const, content: 'What is 6 times 7?' }], temperature: 0, ...extra });

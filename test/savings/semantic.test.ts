@@ -68,7 +68,7 @@ const fake = await startFakeUpstream();
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(),
   { models: ['seq-sem'].map(testModel), savings: { semantic_cache: { enabled: true } } });
 t.teardown(async () => { await gw.stop(); await fake.close(); });
-const { adminJson: admin } = http(gw);
+const { adminJson: admin, call } = http(gw);
 const wsA = await admin('/admin/workspaces', { name: 'a', credits_usd: 5 });
 const wsB = await admin('/admin/workspaces', { name: 'b', credits_usd: 5 });
 const keyA = (await admin('/admin/keys', { name: 'a', workspace: wsA.id })).key as string;
@@ -84,7 +84,8 @@ async function ask(q: string, key = keyA, system = 'You are concise.', stream = 
     return { text, cache: response.headers.get('x-gateway-cache'), similarity: response.headers.get('x-gateway-cache-similarity') };
   }
   const { data, response } = await client.chat.completions.create(body).withResponse();
-  return { text: data.choices[0]!.message.content, cache: response.headers.get('x-gateway-cache'), similarity: response.headers.get('x-gateway-cache-similarity'), gateway: (data as unknown as Json).gateway };
+  return { text: data.choices[0]!.message.content, cache: response.headers.get('x-gateway-cache'), similarity: response.headers.get('x-gateway-cache-similarity'),
+    gateway: (data as unknown as Json).gateway, id: response.headers.get('x-request-id')! };
 }
 
 t.test('paraphrases hit; different questions miss', async (t) => {
@@ -132,6 +133,51 @@ t.test('each guard through the HTTP surface: a near miss is never answered from 
   }
   // A paraphrase of one of them still hits.
   t.equal((await ask('Convert 250 GBP into JPY.')).cache, 'semantic', 'the same conversion, reworded');
+});
+
+t.test('a semantic hit reported bad is evicted and its neighbourhood tightened; a bad miss is not replayed', async (t) => {
+  const first = await ask('How do I rotate my API key?');
+  t.equal(first.cache, 'miss');
+  const hit = await ask('How can I rotate my API key?');
+  t.equal(hit.cache, 'semantic');
+  const good = await ask('How do I rotate my API key, please?');
+  t.equal(good.cache, 'semantic');
+  t.equal((await call('/v1/feedback', keyA, { request_id: good.id, score: 0.9 })).json.evicted, null, 'a good score evicts nothing');
+  const bad = await call('/v1/feedback', keyA, { request_id: hit.id, score: 0.1, comment: 'answered a different question' });
+  t.equal(bad.status, 200);
+  t.same(bad.json.evicted, { exact: false, semantic: true, tightened: 0 }, 'the entry that answered goes');
+  t.equal((await call('/v1/feedback', keyA, { request_id: hit.id, score: 0 })).status, 409, 'one signal per request');
+  const calls = fake.received.length;
+  const again = await ask('How can I rotate my API key?');
+  t.equal(again.cache, 'miss', 'the wrongly answered question goes upstream now');
+  t.equal(fake.received.length, calls + 1);
+  // It was stored as a new entry; the original prompt, re-asked, hits its own exact entry (that answer was not reported).
+  t.equal((await ask('How do I rotate my API key?')).cache, 'exact');
+  // An answer reported bad on the miss that stored it: neither cache replays it.
+  const miss = await ask('How do I undo the last commit in git?');
+  t.equal(miss.cache, 'miss');
+  t.same((await call('/v1/feedback', keyA, { request_id: miss.id, score: 0 })).json.evicted, { exact: true, semantic: true, tightened: 0 });
+  t.equal((await ask('How do I undo the last commit in git?')).cache, 'miss', 'not from the exact cache');
+  t.equal((await ask('How can I undo the last commit in git?')).cache, 'semantic', 'the new answer is cached again');
+});
+
+t.test('operators evict by request and purge a workspace (DELETE /v1/cache/...)', async (t) => {
+  const stored = await ask('How do I export my contacts?');
+  t.equal(stored.cache, 'miss');
+  t.equal((await call(`/v1/cache/requests/${stored.id}`, keyA, undefined, 'DELETE')).status, 403, 'not with a tenant key');
+  const evicted = await call(`/v1/cache/requests/${stored.id}`, gw.masterKey, undefined, 'DELETE');
+  t.equal(evicted.status, 200);
+  t.same(evicted.json.evicted, { exact: true, semantic: true, tightened: 0 });
+  t.equal((await call(`/v1/cache/requests/${stored.id}`, gw.masterKey, undefined, 'DELETE')).status, 404, 'nothing left to evict');
+  t.equal((await call('/v1/cache/requests/not-a-request-id', gw.masterKey, undefined, 'DELETE')).status, 400, 'a malformed id');
+  t.equal((await ask('How can I export my contacts?')).cache, 'miss', 'evicted from the semantic cache');
+  t.equal((await ask('How can I export my contacts?')).cache, 'exact', 'and stored again');
+  t.equal((await ask('How do I export my contacts, please?')).cache, 'semantic');
+  const purged = await call(`/v1/cache/workspaces/${wsA.id}`, gw.masterKey, undefined, 'DELETE');
+  t.equal(purged.status, 200);
+  t.ok(purged.json.purged.exact >= 1 && purged.json.purged.semantic >= 1, `purged ${JSON.stringify(purged.json.purged)}`);
+  t.equal((await ask('How can I export my contacts?')).cache, 'miss', 'nothing of the workspace is cached');
+  t.equal((await call(`/v1/cache/workspaces/${wsA.id}`, keyB, undefined, 'DELETE')).status, 403);
 });
 
 t.test('never across workspaces or conversation contexts', async (t) => {

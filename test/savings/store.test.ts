@@ -15,20 +15,20 @@ const answer = { decision: 'openai/gpt-4.1-mini', body: '{"id":"x","choices":[]}
 
 t.test('exact entries expire, are swept, and are capped', async (t) => {
   const cache = new ResponseCache(store, { cache: 3, semantic: 10 });
-  cache.putExact('ws', 'h1', answer, 60_000);
-  cache.putExact('ws', 'h2', answer, 1);
+  cache.putExact('ws', 'h1', answer, 60_000, 'req_h1');
+  cache.putExact('ws', 'h2', answer, 1, 'req_h2');
   await store.root.flushed;
   t.match(cache.getExact('ws', 'h1'), answer);
   t.equal(cache.getExact('other', 'h1'), null, 'scoped by workspace');
   await new Promise((r) => setTimeout(r, 5));
   t.equal(cache.getExact('ws', 'h2'), null, 'expired');
-  cache.putExact('ws', 'h3', answer, 60_000);
-  cache.putExact('ws', 'h4', answer, 60_000); // over the cap of 3: not stored
+  cache.putExact('ws', 'h3', answer, 60_000, 'req_h3');
+  cache.putExact('ws', 'h4', answer, 60_000, 'req_h4'); // over the cap of 3: not stored
   await store.root.flushed;
   t.equal(cache.getExact('ws', 'h4'), null, 'the cap holds');
   t.equal(cache.sweep(), 1, 'the sweeper removes the expired entry');
   await store.root.flushed;
-  cache.putExact('ws', 'h4', answer, 60_000); // room again
+  cache.putExact('ws', 'h4', answer, 60_000, 'req_h4'); // room again
   await store.root.flushed;
   t.ok(cache.getExact('ws', 'h4'));
   await store.cache.put(['ws', 'bad'], { exp: Date.now() + 1000, body: 42 });
@@ -38,7 +38,7 @@ t.test('exact entries expire, are swept, and are capped', async (t) => {
 t.test('semantic lookups probe nearby buckets only within workspace and context', async (t) => {
   const cache = new ResponseCache(store);
   const vec = (angle: number) => { const v = new Float32Array(512); v[0] = Math.cos(angle); v[1] = Math.sin(angle); for (let i = 2; i < 512; i++) v[i] = 0.01 * ((i * 7919) % 13 - 6); return v; };
-  cache.putSimilar('ws', 'ctx', 'req_1', vec(0), 'What is the capital of France?', answer, 60_000);
+  cache.putSimilar('ws', 'ctx', 'req_1', vec(0), 'What is the capital of France?', answer, 60_000, 0.9);
   await store.root.flushed;
   const hit = cache.findSimilar('ws', 'ctx', vec(0.05), 'What is the capital of France, please?', 0.9);
   t.ok(hit && hit.similarity > 0.99);
@@ -46,6 +46,46 @@ t.test('semantic lookups probe nearby buckets only within workspace and context'
   t.equal(cache.findSimilar('ws2', 'ctx', vec(0.05), 'What is the capital of France, please?', 0.9), null);
   t.equal(cache.findSimilar('ws', 'ctx', vec(0.05), 'What is the capital of Germany?', 0.9), null, 'guarded');
   t.equal(cache.findSimilar('ws', 'ctx', vec(1.2), 'What is the capital of France, please?', 0.9), null, 'too far');
+});
+
+t.test('a wrong semantic hit is evicted, leaves a scar, and tightens its neighbourhood', async (t) => {
+  const cache = new ResponseCache(store);
+  const vec = (angle: number, axis = 1) => { const v = new Float32Array(512); v[0] = Math.cos(angle); v[axis] = Math.sin(angle); return v; };
+  const text = 'How do I reset my password?';
+  cache.putSimilar('ws_e', 'ctx', 'req_e1', vec(0), text, answer, 60_000, 0.9);
+  cache.putSimilar('ws_e', 'ctx', 'req_e2', vec(0.2, 2), text, answer, 60_000, 0.9); // a neighbour (cos with the query ≈ 0.97)
+  await store.root.flushed;
+  const query = vec(0.05);
+  const hit = cache.findSimilar('ws_e', 'ctx', query, text, 0.9);
+  t.equal(hit?.id, 'req_e1', 'the nearest entry answers');
+  cache.refSemanticHit('req_q', 'ws_e', 'ctx', query, hit!);
+  await store.root.flushed;
+  const evicted = await cache.evict('req_q', 0.9, 60_000);
+  t.same(evicted, { exact: false, semantic: true, tightened: 1 }, 'the entry goes, its neighbour is tightened');
+  t.equal(cache.findSimilar('ws_e', 'ctx', query, text, 0.9), null, 'the query is not answered again, not by the neighbour either');
+  t.ok(cache.findSimilar('ws_e', 'ctx', vec(0.2, 2), text, 0.9), 'the neighbour still answers what is nearer to it than the wrong query was');
+  cache.putSimilar('ws_e', 'ctx', 'req_e3', vec(0), text, answer, 60_000, 0.9); // the evicted prompt asked and stored again
+  await store.root.flushed;
+  t.equal(cache.findSimilar('ws_e', 'ctx', query, text, 0.9), null, 'a new entry near the scar starts above it');
+  t.ok(cache.findSimilar('ws_e', 'ctx', vec(0.001), text, 0.9), '…and still answers its own paraphrases nearer than the scar');
+  t.equal(await cache.evict('req_q', 0.9, 60_000), null, 'a second eviction finds no ref');
+  t.equal(await cache.evict('req_unknown', 0.9, 60_000), null);
+  // A miss's own stored answers (exact and semantic) are evicted by its id.
+  cache.putExact('ws_e', 'hash_e3', answer, 60_000, 'req_e3');
+  await store.root.flushed;
+  t.same(await cache.evict('req_e3', 0.9, 60_000), { exact: true, semantic: true, tightened: 0 });
+  t.equal(cache.getExact('ws_e', 'hash_e3'), null);
+  // A workspace purge removes everything of that workspace only.
+  cache.putExact('ws_p', 'h', answer, 60_000, 'req_p1');
+  cache.putSimilar('ws_p', 'ctx', 'req_p2', vec(0), text, answer, 60_000, 0.9);
+  cache.putExact('ws_keep', 'h', answer, 60_000, 'req_k1');
+  await store.root.flushed;
+  t.same(await cache.purgeWorkspace('ws_p', 1), { exact: 1, semantic: 1 });
+  t.equal(cache.getExact('ws_p', 'h'), null);
+  t.ok(cache.getExact('ws_keep', 'h'), 'another workspace keeps its entries');
+  // Damaged refs and entries are skipped, not thrown on.
+  await store.cacheRefs.put(['req_bad', 'semantic'], { exp: Date.now() + 1000, ws: 'ws_e', context: 'ctx', bucket: 'x' });
+  t.equal(await cache.evict('req_bad', 0.9, 60_000), null);
 });
 
 t.test('a streamed answer with tool calls assembles to a completion and replays to the same deltas', async (t) => {
