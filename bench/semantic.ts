@@ -32,7 +32,8 @@ import { evalPairs, NEAR_MISSES, type Ask, type Pair } from './semantic/pairs.js
 
 const argv = process.argv.slice(2);
 const opt = (name: string) => { const i = argv.indexOf(`--${name}`); return i === -1 ? undefined : argv[i + 1]; };
-const configured = loadConfig().savings.semantic_cache.threshold;
+const semanticConfig = loadConfig().savings.semantic_cache;
+const configured = semanticConfig.threshold;
 const thresholds = argv.includes('--sweep') ? [0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96] : [Number(opt('threshold') ?? configured)];
 const SHOW = Number(opt('show') ?? 40);
 if (thresholds.some((t) => !(t >= 0.5 && t <= 1))) throw new Error('--threshold is 0.5 to 1');
@@ -94,6 +95,8 @@ for (const [s, { name, pairs }] of sets.entries()) {
     const show = (line: string) => { if (shown.length < SHOW) shown.push(line); };
     let sharedHits = 0;
     let sharedWrong = 0;
+    /** What a verifier (verify.model) would be asked: pairs the guards find only reworded, from verify.min_similarity up. */
+    const askedVerifier = { paraphrase: 0, near: 0 };
     pairs.forEach((p, i) => {
       const t = tally.get(p.category)!;
       t.pairs++;
@@ -103,7 +106,10 @@ for (const [s, { name, pairs }] of sets.entries()) {
       if (hit) {
         t.hits++;
         if (p.category !== 'paraphrase') { t.wrong++; show(`  FALSE    ${p.category.padEnd(13)} "${p.b.user}" answered from "${p.a.user}" (${hit.similarity.toFixed(3)})`); }
-      } else if (p.category === 'paraphrase') show(`  missed   paraphrase    "${p.a.user}" ~ "${p.b.user}"`);
+      } else {
+      if (p.category === 'paraphrase') show(`  missed   paraphrase    "${p.a.user}" ~ "${p.b.user}"`);
+      if (cache.findCandidate(`ws_${s}_${i}`, context, vec, text, semanticConfig.verify.min_similarity)) askedVerifier[p.category === 'paraphrase' ? 'paraphrase' : 'near']++;
+    }
       const shared = cache.findSimilar(`ws_${s}_shared`, context, vec, text, threshold);
       if (shared) {
         sharedHits++;
@@ -126,6 +132,8 @@ for (const [s, { name, pairs }] of sets.entries()) {
     const para = tally.get('paraphrase')!;
     console.log(`  precision ${pct(hits - wrong, hits)} (${hits - wrong} of ${hits} hits right) · recall on paraphrases ${pct(para.hits, para.pairs)} ` +
       `· false hits on near misses ${wrong} of ${pairs.length - para.pairs}`);
+    console.log(`  with a verifier model (verify.min_similarity ${semanticConfig.verify.min_similarity}), it would be asked about ${askedVerifier.paraphrase} more paraphrases ` +
+      `(recall up to ${pct(para.hits + askedVerifier.paraphrase, para.pairs)}) and ${askedVerifier.near} near misses (each a false hit if it says yes)`);
     console.log(`  all first prompts in one cache: ${sharedHits} of ${pairs.length} second prompts hit, ${sharedWrong} of them from a prompt that asks something else`);
     if (shown.length) console.log(shown.join('\n'));
   }

@@ -125,6 +125,11 @@ async function main(): Promise<void> {
   const judge = adaptive && judgeModel
     ? { model: judgeModel, sampleRate: adaptiveConfig.judge.sample_rate, maxInFlight: adaptiveConfig.judge.max_in_flight, seed: adaptiveConfig.seed }
     : null;
+  const verifyModel = config.savings.semantic_cache.verify.model;
+  if (verifyModel && (verifyModel === 'auto' || !catalog.find(verifyModel))) {
+    throw new ConfigError(`savings.semantic_cache.verify.model: '${verifyModel}' is not a model or alias in the catalog`);
+  }
+  const verify = config.savings.semantic_cache.enabled && verifyModel ? { model: verifyModel, maxInFlight: config.savings.semantic_cache.verify.max_in_flight } : null;
   const cache = new ResponseCache(store, { cache: config.savings.exact_cache.max_entries, semantic: config.savings.semantic_cache.max_entries });
   const responseIds = new ResponseIds(store);
   const sweeper = setInterval(() => {
@@ -132,7 +137,7 @@ async function main(): Promise<void> {
     try { cache.sweep(5000); responseIds.sweep(5000); } catch (err) { console.error('sweep failed:', err instanceof Error ? err.message : String(err)); }
   }, 10_000);
   sweeper.unref();
-  const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, workspaces, limits, health, router, adaptive, catchAll: adaptiveConfig.catch_all, judge, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
+  const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, workspaces, limits, health, router, adaptive, catchAll: adaptiveConfig.catch_all, judge, verify, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings) } });
   const metrics = new Metrics({
     inFlight: () => chat.inFlight,

@@ -215,6 +215,16 @@ export const ConfigSchema = z.object({
       max_entries: z.number().int().positive().default(100_000),
       /** Embeddings waiting or running at once; a request beyond goes on without a semantic lookup (a busy pool adds no queueing). */
       max_in_flight: z.number().int().positive().default(8),
+      /**
+       * A cheap model asked whether one answer serves both when the guards find a cached prompt
+       * only reworded (a content word differs), or close from `min_similarity` up: a yes is a
+       * hit; the caller waits for it; its cost is the operator's (gateway/verifier.ts). Off (null) by default.
+       */
+      verify: z.object({
+        model: z.string().min(1).nullable().default(null),
+        min_similarity: z.number().min(0.5).max(1).default(0.8),
+        max_in_flight: z.number().int().min(1).max(256).default(8),
+      }).strict().prefault({}),
     }).strict().prefault({}),
     /** /v1/feedback with a score below this on a cached answer (or on the miss that stored one) evicts it from both caches; a wrong semantic hit also tightens its neighbourhood. */
     evict_below: z.number().min(0).max(1).default(0.5),

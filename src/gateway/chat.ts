@@ -16,6 +16,7 @@ import { CHAT, type Endpoint } from './endpoints.js';
 import type { Route } from '../router/catalog.js';
 import { chainAllows } from '../router/select.js';
 import { Judge } from './judge.js';
+import { Verifier } from './verifier.js';
 import { buildPipeline } from './pipeline.js';
 import { Served } from './served.js';
 import { refuse } from './settle.js';
@@ -35,13 +36,16 @@ export class ChatGateway implements Host {
   readonly judge: Judge | null;
   /** Every route the judge's requests may take (failover included). */
   private readonly judgeRoutes: readonly Route[];
+  /** Asks a cheap model about reworded semantic-cache candidates (null: none configured). */
+  readonly verifier: Verifier | null;
 
   constructor(readonly deps: ChatDeps) {
     this.workspaces = deps.workspaces;
     this.limits = deps.limits;
     this.judge = deps.judge && deps.adaptive ? new Judge(this, deps.adaptive, deps.pool, deps.ids, deps.judge) : null;
     this.judgeRoutes = deps.judge ? deps.catalog.find(deps.judge.model)?.routes ?? [] : [];
-    const pipeline = buildPipeline(deps);
+    this.verifier = deps.verify ? new Verifier(this, deps.ids, deps.verify, deps.catalog.find(deps.verify.model)?.routes ?? []) : null;
+    const pipeline = buildPipeline(deps, this.verifier);
     this.stages = pipeline.stages;
     this.savings = pipeline.savings;
   }
@@ -64,7 +68,7 @@ export class ChatGateway implements Host {
    */
   answered(ctx: RequestContext, answer: readonly Buffer[], stream: boolean): void {
     const pick = ctx.router;
-    if (!this.judge || !pick?.learned?.teaches || this.judge.owns(ctx.key)) return;
+    if (!this.judge || !pick?.learned?.teaches || this.judge.owns(ctx.key) || this.verifier?.owns(ctx.key)) return;
     if (!this.judgeRoutes.every((r) => chainAllows(ctx.chain, r))) { this.judge.stats.not_allowed++; return; }
     this.judge.consider({ requestId: ctx.client.requestId, workspace: ctx.ws.id, pick, body: ctx.body, answer, stream, servedAt: Date.now() });
   }

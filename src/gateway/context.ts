@@ -6,6 +6,7 @@ import type { Workspace } from '../accounts/workspaces.js';
 import type { Prices } from '../config/schema.js';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { Route } from '../router/catalog.js';
+import { chainAllows } from '../router/select.js';
 import type { RouterPick } from '../router/smart.js';
 import type { CachedAnswer } from '../savings/cache.js';
 import { CACHES, type RequestSwitches } from '../savings/mechanisms.js';
@@ -17,6 +18,7 @@ import type { SavedTokens } from '../wire/savings.js';
 import type { ChatDeps } from './deps.js';
 import type { Endpoint } from './endpoints.js';
 import { refuse } from './settle.js';
+import type { Verifier } from './verifier.js';
 import { Ticket, type TicketServices } from './ticket.js';
 
 /** A stage of the pipeline: it moves the request on with `ctx.next()`, or answers it (and stops). */
@@ -27,6 +29,8 @@ export interface Host extends TicketServices {
   readonly deps: ChatDeps;
   readonly stages: readonly Stage[];
   readonly savings: readonly SavingsStage[];
+  /** The semantic cache's verifier (null: none configured). */
+  readonly verifier: Verifier | null;
   /** Answers from the savings engine: a stored answer, or a follower of a call in flight. */
   replay(ctx: RequestContext, kind: 'exact' | 'semantic', hit: CachedAnswer, similarity: number | null): void;
   follow(ctx: RequestContext, leader: Flight): void;
@@ -176,6 +180,11 @@ export class RequestContext implements SavingsContext {
 
   replay(kind: 'exact' | 'semantic', hit: CachedAnswer, similarity?: number): void {
     this.host.replay(this, kind, hit, similarity ?? null);
+  }
+
+  mayVerify(): boolean {
+    const v = this.host.verifier;
+    return v !== null && !v.owns(this.key) && v.routes.every((r) => chainAllows(this.chain, r));
   }
 
   follow(leader: Flight): void {

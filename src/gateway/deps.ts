@@ -11,6 +11,7 @@ import type { SmartRouterConfig } from '../router/smart.js';
 import type { ResponseCache } from '../savings/cache.js';
 import type { WorkerPool } from '../workers/pool.js';
 import type { JudgeOptions } from './judge.js';
+import type { VerifierOptions } from './verifier.js';
 import type { ResponseIds } from './response-ids.js';
 
 export interface ChatDeps {
@@ -30,6 +31,8 @@ export interface ChatDeps {
   catchAll: boolean;
   /** The judge (config `router.adaptive.judge`): scores a sample of the policy's answers; null: none. */
   judge: JudgeOptions | null;
+  /** The semantic cache's verifier (config `savings.semantic_cache.verify`); null: none. */
+  verify: VerifierOptions | null;
   /** Attempts after the first, each on the next eligible route, before any byte reaches the client. */
   maxRetries: number;
   /** A same-route retry waits at most this long (its Retry-After); longer, the caller gets the error. */

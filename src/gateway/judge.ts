@@ -11,7 +11,8 @@ import type { RequestIds } from '../accounts/ledger.js';
 import { DEFAULT_WORKSPACE } from '../accounts/workspaces.js';
 import type { AdaptiveRouter } from '../router/adaptive.js';
 import type { RouterPick } from '../router/smart.js';
-import type { HeaderList, Client } from '../wire/http.js';
+import type { Client } from '../wire/http.js';
+import { InternalClient, replyContent } from './internal-client.js';
 import type { WorkerPool } from '../workers/pool.js';
 
 export interface JudgeOptions {
@@ -63,27 +64,6 @@ export function readScore(content: string): number | null {
   const n = typeof score === 'string' ? Number(score) : score;
   if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || n > 10) return null;
   return n <= 1 && !Number.isInteger(n) ? n : n / 10;
-}
-
-/** A judge's answer, held in memory (the Client the pipeline writes to; never a socket). */
-class JudgeClient implements Client {
-  readonly endpoint = 'router.judge';
-  readonly aborted = false;
-  constructor(readonly requestId: string, private readonly done: (status: number, body: string, costUsd: number) => void) {}
-  onAbort(): void {}
-  send(status: number, _type: string, body: Uint8Array | string, headers: HeaderList | null): void {
-    const cost = Number(headers?.find(([k]) => k === 'x-gateway-cost-usd')?.[1] ?? 0);
-    this.done(status, typeof body === 'string' ? body : Buffer.from(body).toString('utf8'), Number.isFinite(cost) ? cost : 0);
-  }
-  sendError(error: unknown): void {
-    this.done(500, error instanceof Error ? error.message : String(error), 0);
-  }
-  startStream(_s: number, _t: string, _h: HeaderList, _w: () => void): void {
-    this.done(500, 'the judge asked for a JSON answer, not a stream', 0);
-  }
-  corked(fn: () => void): void { fn(); }
-  write(): boolean { return true; }
-  end(): void {}
 }
 
 export class Judge {
@@ -151,15 +131,10 @@ export class Judge {
         model: this.opts.model, temperature: 0, max_tokens: 200,
         messages: [{ role: 'system', content: RUBRIC }, { role: 'user', content: judgePrompt(j.pick.task, texts.question, texts.answer) }],
       }));
-      const client = new JudgeClient(this.ids.next(), (status, reply, cost) => {
+      const client = new InternalClient('router.judge', this.ids.next(), (status, reply, cost) => {
         this.stats.cost_usd += cost;
         if (status !== 200) { fail(`the judge's request answered ${status}: ${reply.slice(0, 200)}`); return; }
-        let content = '';
-        try {
-          const parsed = JSON.parse(reply) as { choices?: Array<{ message?: { content?: unknown } }> };
-          const c = parsed.choices?.[0]?.message?.content;
-          content = typeof c === 'string' ? c : '';
-        } catch { /* not JSON */ }
+        const content = replyContent(reply);
         const score = readScore(content);
         if (score === null) { fail(`the judge's reply has no score: ${content.slice(0, 200)}`); return; }
         this.adaptive.signal(j.requestId, 'judge', {

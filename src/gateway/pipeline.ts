@@ -16,6 +16,7 @@
 import type { ChatDeps } from './deps.js';
 import type { Stage } from './context.js';
 import type { SavingsStage } from '../savings/stage.js';
+import type { Verifier } from './verifier.js';
 import { dedupe } from '../savings/dedupe.js';
 import { exactCache } from '../savings/exact-cache.js';
 import { promptCache } from '../savings/prompt-cache.js';
@@ -33,14 +34,14 @@ export interface Pipeline {
   readonly savings: readonly SavingsStage[];
 }
 
-export function buildPipeline(deps: ChatDeps): Pipeline {
+export function buildPipeline(deps: ChatDeps, verifier: Verifier | null = null): Pipeline {
   const s = deps.savings;
   // In the order their hooks run. Dedupe is checked before the semantic lookup (an embed
   // takes a while) and again at dispatch, where a call that found none to join becomes one.
   const savings: SavingsStage[] = [
     exactCache(s.cache, s.config),
     dedupe(),
-    semanticCache(s.cache, deps.pool, s.config),
+    semanticCache(s.cache, deps.pool, s.config, verifier),
     promptCache(s.config),
   ];
   const stages: Stage[] = [

@@ -13,7 +13,7 @@
 import { z } from 'zod';
 import { UsageSchema, type Usage } from '../wire/usage.js';
 import { ExpirySweep, type Store } from '../store/lmdb.js';
-import { sameQuestion, signature, type Signature } from './guard.js';
+import { compare, signature, type Signature } from './guard.js';
 
 export interface CachedAnswer {
   /** The route that produced it (provider/model). */
@@ -89,6 +89,8 @@ export interface SemanticHit extends CachedAnswer {
   bucket: number;
   id: string;
   exp: number;
+  /** The cached prompt. */
+  text: string;
 }
 
 /** What an eviction removed. */
@@ -165,24 +167,34 @@ export class ResponseCache {
    * LSH bucket and its neighbours up to Hamming distance 2; nothing else is read.
    */
   findSimilar(ws: string, context: string, embedding: Float32Array, text: string, threshold: number, now = Date.now()): SemanticHit | null {
+    return this.nearest(ws, context, embedding, text, threshold, (verdict) => verdict === 'same', now);
+  }
+
+  /**
+   * For verification (verify.ts), after findSimilar found nothing: the most similar cached
+   * prompt from `minSimilarity` up (and its own threshold) that the guards find only
+   * reworded or the same — never one they find different.
+   */
+  findCandidate(ws: string, context: string, embedding: Float32Array, text: string, minSimilarity: number, now = Date.now()): SemanticHit | null {
+    return this.nearest(ws, context, embedding, text, minSimilarity, (verdict) => verdict !== 'different', now);
+  }
+
+  private nearest(ws: string, context: string, embedding: Float32Array, text: string, threshold: number,
+    accept: (verdict: ReturnType<typeof compare>) => boolean, now: number): SemanticHit | null {
     const vec = normalize(embedding);
-    const home = bucketOf(vec);
     const sig: Signature = signature(text);
     let best: SemanticHit | null = null;
-    for (const mask of PROBES) {
-      const bucket = home ^ mask;
-      for (const { key, value } of this.store.semantic.getRange({ start: [ws, context, bucket + 1], end: [ws, context, bucket], reverse: true, limit: PER_BUCKET })) {
-        const parsed = SemanticSchema.safeParse(value);
-        if (!parsed.success || parsed.data.exp <= now) continue;
-        const e = parsed.data;
-        const other = vecOf(e.vec);
-        if (!other) continue;
-        const dot = dotOf(vec, other);
-        if (dot < threshold || dot < (e.thr ?? 0) || (best && dot <= best.similarity)) continue;
-        if (!sameQuestion(sig, signature(e.text))) continue;
-        best = { decision: e.decision, body: e.body, usage: e.usage, similarity: dot, bucket, id: String(key[3]), exp: e.exp };
-      }
-    }
+    this.near(this.store.semantic, ws, context, bucketOf(vec), (value, key) => {
+      const parsed = SemanticSchema.safeParse(value);
+      if (!parsed.success || parsed.data.exp <= now) return;
+      const e = parsed.data;
+      const other = vecOf(e.vec);
+      if (!other) return;
+      const dot = dotOf(vec, other);
+      if (dot < threshold || dot < (e.thr ?? 0) || (best && dot <= best.similarity)) return;
+      if (!accept(compare(sig, signature(e.text)))) return;
+      best = { decision: e.decision, body: e.body, usage: e.usage, similarity: dot, bucket: Number(key[2]), id: String(key[3]), exp: e.exp, text: e.text };
+    });
     return best;
   }
 
@@ -238,23 +250,34 @@ export class ResponseCache {
       const { ws, context, bucket, id, hit } = semantic.data;
       if (this.store.semantic.get([ws, context, bucket, id]) !== undefined) { out.semantic = true; writes.push(this.store.semantic.remove([ws, context, bucket, id])); }
       const query = hit ? vecOf(hit.vec) : null;
-      if (query) {
-        const qBucket = bucketOf(query);
-        writes.push(this.store.scars.put([ws, context, qBucket, requestId], { exp: Date.now() + scarTtlMs, vec: hit!.vec }));
-        this.near(this.store.semantic, ws, context, qBucket, (value, key) => {
-          const e = SemanticSchema.safeParse(value);
-          const other = e.success ? vecOf(e.data.vec) : null;
-          if (!e.success || !other || (key[3] === id && key[2] === bucket)) return;
-          const dot = dotOf(query, other);
-          if (dot < Math.max(threshold, e.data.thr ?? 0)) return;
-          writes.push(this.store.semantic.put(key, { ...e.data, thr: above(dot) }));
-          out.tightened++;
-        });
-      }
+      if (query) out.tightened = this.scar(ws, context, requestId, query, threshold, scarTtlMs, writes, [bucket, id]);
       writes.push(this.store.cacheRefs.remove([requestId, 'semantic']));
     }
     await Promise.all(writes);
     return out;
+  }
+
+  /**
+   * `query` (of request `requestId`) must not be answered from this neighbourhood: a scar is
+   * left, and every entry that would answer it from `floor` up gets its threshold raised
+   * above it. Returns how many; `skip`: an entry being removed. Writes go into `writes`.
+   */
+  scar(ws: string, context: string, requestId: string, query: Float32Array, floor: number, ttlMs: number, writes: Promise<unknown>[] = [],
+    skip: [number, string] | null = null): number {
+    const vec = normalize(query);
+    const qBucket = bucketOf(vec);
+    let tightened = 0;
+    writes.push(this.store.scars.put([ws, context, qBucket, requestId], { exp: Date.now() + ttlMs, vec: bytesOf(vec) }));
+    this.near(this.store.semantic, ws, context, qBucket, (value, key) => {
+      const e = SemanticSchema.safeParse(value);
+      const other = e.success ? vecOf(e.data.vec) : null;
+      if (!e.success || !other || (skip && key[2] === skip[0] && key[3] === skip[1])) return;
+      const dot = dotOf(vec, other);
+      if (dot < Math.max(floor, e.data.thr ?? 0)) return;
+      writes.push(this.store.semantic.put(key, { ...e.data, thr: above(dot) }));
+      tightened++;
+    });
+    return tightened;
   }
 
   /** Removes every exact and semantic entry (and scar) of a workspace, in slices of `slice` so the event loop keeps turning. */

@@ -287,16 +287,25 @@ function particleSwapped(a: Map<string, number>, b: Map<string, number>): boolea
   return more && fewer;
 }
 
-/** True when the two prompts may be answered alike (the guards found no difference). */
-export function sameQuestion(a: Signature, b: Signature): boolean {
-  if (!a.english || !b.english) return false;
+/**
+ * What the guards make of two prompts: `same` (no difference found), `reworded` (the only
+ * difference is in content words: a synonym, an added word — a model may tell whether it
+ * matters, see verify.ts), or `different` (numbers, names, languages, negation, degree,
+ * quantifier, particles or the order of words differ; or one is not English).
+ */
+export function compare(a: Signature, b: Signature): 'same' | 'reworded' | 'different' {
+  if (!a.english || !b.english) return 'different';
   if (a.numbers !== b.numbers || a.names !== b.names || a.languages !== b.languages || a.negations !== b.negations || a.degrees !== b.degrees ||
-    a.quantifiers !== b.quantifiers) return false;
-  if (particleSwapped(a.particles, b.particles)) return false;
+    a.quantifiers !== b.quantifiers) return 'different';
+  if (particleSwapped(a.particles, b.particles) || swapped(a, b)) return 'different';
   // A content word on one side only (stems of one word family pair up; fillers do not count).
   const onlyA = [...a.content].filter((w) => !b.content.has(w) && !FILLERS.has(w));
   const onlyB = [...b.content].filter((w) => !a.content.has(w) && !FILLERS.has(w));
   const unpaired = (xs: string[], ys: string[]) => xs.some((x) => !ys.some((y) => related(x, y)));
-  if (unpaired(onlyA, onlyB) || unpaired(onlyB, onlyA)) return false;
-  return !swapped(a, b);
+  return unpaired(onlyA, onlyB) || unpaired(onlyB, onlyA) ? 'reworded' : 'same';
+}
+
+/** True when the two prompts may be answered alike (the guards found no difference). */
+export function sameQuestion(a: Signature, b: Signature): boolean {
+  return compare(a, b) === 'same';
 }

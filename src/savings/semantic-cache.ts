@@ -10,9 +10,9 @@ import type { ResponseCache } from './cache.js';
 import { splitLastTurn } from './canonical.js';
 import { signature } from './guard.js';
 import { M } from './mechanisms.js';
-import { allows, type SavingsStage } from './stage.js';
+import { allows, type SavingsStage, type SemanticVerifier } from './stage.js';
 
-export function semanticCache(cache: ResponseCache, pool: WorkerPool, config: Config['savings']): SavingsStage {
+export function semanticCache(cache: ResponseCache, pool: WorkerPool, config: Config['savings'], verifier: SemanticVerifier | null = null): SavingsStage {
   const cfg = config.semantic_cache;
   let inFlight = 0;
   return {
@@ -34,8 +34,21 @@ export function semanticCache(cache: ResponseCache, pool: WorkerPool, config: Co
           ctx.replay('semantic', hit, hit.similarity);
           return;
         }
-        ctx.semantic = { vec, text: turn.text, context: turn.context };
-        next();
+        const miss = () => { ctx.semantic = { vec, text: turn.text, context: turn.context }; next(); };
+        // A reworded candidate, when a verifier is configured and this request's prompt may go to its model.
+        const candidate = verifier && ctx.mayVerify()
+          ? cache.findCandidate(ctx.ws.id, turn.context, vec, turn.text, cfg.verify.min_similarity) : null;
+        if (!candidate || !allows(ctx.routes, candidate.decision)) { miss(); return; }
+        ctx.after(verifier!.ask(candidate.text, turn.text), (same) => {
+          if (same) {
+            cache.refSemanticHit(ctx.client.requestId, ctx.ws.id, turn.context, vec, candidate);
+            ctx.replay('semantic', candidate, candidate.similarity);
+            return;
+          }
+          // Told apart: this neighbourhood does not answer this query (nor ask about it again).
+          if (same === false) cache.scar(ctx.ws.id, turn.context, ctx.client.requestId, vec, cfg.verify.min_similarity, cfg.ttl_seconds * 1000);
+          miss();
+        });
       });
     },
     after(ctx, answer) {

@@ -22,6 +22,11 @@ export interface OutgoingCall extends Flight {
   promptCacheKey: string | null;
 }
 
+/** The semantic cache's verifier (gateway/verifier.ts): true when one answer serves both prompts, false when not, null when it could not tell. */
+export interface SemanticVerifier {
+  ask(cached: string, asked: string): Promise<boolean | null>;
+}
+
 /** Where a miss's answer is stored for the semantic cache once it completes. */
 export interface SemanticKey {
   vec: Float32Array;
@@ -45,6 +50,8 @@ export interface SavingsContext {
   semantic: SemanticKey | null;
   /** Worker-pool work: `then` runs unless the client left meanwhile; a failure refuses the request. */
   after<T>(task: Promise<T>, then: (value: T) => void): void;
+  /** May the semantic cache's verifier be asked about this request (a request of the gateway's own is not, nor one whose keys do not allow every route of the verifier's model)? */
+  mayVerify(): boolean;
   /** Answers from a stored answer. */
   replay(kind: 'exact' | 'semantic', hit: CachedAnswer, similarity?: number): void;
   /** Answers as a follower of an identical call in flight. */

@@ -123,7 +123,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   // `seq` models answer with the number of the call, so a second upstream call is told apart from a replay.
   // `judge-<n>` models grade like a judge model told to answer JSON: {"score": n, "reason": …}.
   const judge = /^judge-(\d+)/.exec(model);
+  // `verify-<word>` models answer like the semantic cache's verifier: {"same": false} when the second request contains <word>, else true.
+  const verify = /^verify-(\w+)/.exec(model);
+  const second = /\[SECOND\]([\s\S]*)\[\/SECOND\]/.exec(JSON.stringify(body.messages ?? ''))?.[1] ?? '';
   const words = judge ? [`{"score": ${judge[1]}, "reason": "graded by the fake judge"}`]
+    : verify ? [`{"same": ${!second.toLowerCase().includes(verify[1]!)}}`]
     : model.includes('seq') ? ['Answer', ' number', ` ${rec.seq}`, '.']
     : model.startsWith('long-') ? Array.from({ length: Number(model.slice(5)) }, (_, i) => ` w${i}`) : FAKE_WORDS;
   // `nousage` models behave like OpenAI-compatible servers that never report usage (even when asked).

@@ -1,0 +1,34 @@
+// A request the gateway makes of itself (the router's judge, the semantic cache's verifier):
+// the Client the pipeline writes to, holding the answer in memory (never a socket). Its
+// `endpoint` names it in the ledger, where its cost is the operator's own row.
+import type { Client, HeaderList } from '../wire/http.js';
+
+export class InternalClient implements Client {
+  readonly aborted = false;
+  constructor(readonly endpoint: string, readonly requestId: string, private readonly done: (status: number, body: string, costUsd: number) => void) {}
+  onAbort(): void {}
+  send(status: number, _type: string, body: Uint8Array | string, headers: HeaderList | null): void {
+    const cost = Number(headers?.find(([k]) => k === 'x-gateway-cost-usd')?.[1] ?? 0);
+    this.done(status, typeof body === 'string' ? body : Buffer.from(body).toString('utf8'), Number.isFinite(cost) ? cost : 0);
+  }
+  sendError(error: unknown): void {
+    this.done(500, error instanceof Error ? error.message : String(error), 0);
+  }
+  startStream(_s: number, _t: string, _h: HeaderList, _w: () => void): void {
+    this.done(500, 'an internal request asks for a JSON answer, not a stream', 0);
+  }
+  corked(fn: () => void): void { fn(); }
+  write(): boolean { return true; }
+  end(): void {}
+}
+
+/** The message content of a chat.completion body ('' when there is none). */
+export function replyContent(body: string): string {
+  try {
+    const parsed = JSON.parse(body) as { choices?: Array<{ message?: { content?: unknown } }> };
+    const c = parsed.choices?.[0]?.message?.content;
+    return typeof c === 'string' ? c : '';
+  } catch {
+    return '';
+  }
+}
