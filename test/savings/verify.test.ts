@@ -12,7 +12,7 @@ import { http, type Json } from '../helpers/http.js';
 const fake = await startFakeUpstream();
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(), {
   models: ['seq-v', 'verify-switch'].map(testModel),
-  savings: { semantic_cache: { enabled: true, verify: { model: 'openai/verify-switch' } } },
+  savings: { semantic_cache: { verify: { model: 'openai/verify-switch' } } },
 });
 t.teardown(async () => { await gw.stop(); await fake.close(); });
 const { adminJson: admin } = http(gw);
