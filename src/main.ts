@@ -27,7 +27,7 @@ import { RouteHealth, deploymentViews } from './router/health.js';
 import { startServer } from './server/app.js';
 import { openStore } from './store/lmdb.js';
 import { ResponseCache } from './savings/cache.js';
-import { enabledSavings } from './savings/mechanisms.js';
+import { enabledSavings, M } from './savings/mechanisms.js';
 import { WorkerPool } from './workers/pool.js';
 
 function buildProviders(config: Config, pool: WorkerPool, models: readonly ModelEntry[]): Map<string, Provider> {
@@ -143,6 +143,7 @@ async function main(): Promise<void> {
     inFlight: () => chat.inFlight,
     routes: () => deploymentViews(catalog.routes(), health).map((d) => ({ decision: d.decision, state: d.state })),
     pool: () => pool.stats(),
+    semantic: () => chat.savings.find((s) => s.bits === M.semantic_cache)?.stats ?? {},
     lmdbPath: join(dataDir, 'sluice.mdb'),
   });
   if (config.metrics.enabled) ledger.onRow((row) => metrics.observe(row));

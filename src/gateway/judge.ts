@@ -83,7 +83,8 @@ export class Judge {
     private readonly ids: RequestIds, readonly opts: JudgeOptions) {
     this.state = (opts.seed ^ 0x5bd1e995) >>> 0 || 1;
     this.key = { id: 'key_router_judge', name: 'router judge', kind: 'operator', workspace: DEFAULT_WORKSPACE, scopes: ['inference'],
-      hash: '0'.repeat(64), prefix: '', created_at: 0, revoked_at: null, limits: null, created_by: null };
+      // One answer's grade is no other's: the judge's requests are never looked up by meaning.
+      hash: '0'.repeat(64), prefix: '', created_at: 0, revoked_at: null, limits: { savings_off: ['semantic_cache'] }, created_by: null };
   }
 
   /** Is this key the judge's own (its requests are never judged)? */

@@ -51,8 +51,9 @@ export class Verifier implements SemanticVerifier {
 
   /** `routes`: every route the verifier's request may take (a request whose keys do not allow each of them is not verified: its prompt would go there). */
   constructor(private readonly runner: Runner, private readonly ids: RequestIds, readonly opts: VerifierOptions, readonly routes: readonly Route[]) {
+    // Its own requests are exact-cached (the same pair, the same verdict) but never looked up by meaning: one pair's verdict is no other's.
     this.key = { id: 'key_cache_verify', name: 'semantic cache verifier', kind: 'operator', workspace: DEFAULT_WORKSPACE, scopes: ['inference'],
-      hash: '0'.repeat(64), prefix: '', created_at: 0, revoked_at: null, limits: null, created_by: null };
+      hash: '0'.repeat(64), prefix: '', created_at: 0, revoked_at: null, limits: { savings_off: ['semantic_cache'] }, created_by: null };
   }
 
   owns(key: KeyRecord): boolean {

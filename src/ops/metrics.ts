@@ -30,6 +30,8 @@ export interface Gauges {
   /** Each route's breaker: closed, open, half_open or disabled. */
   routes(): Array<{ decision: string; state: string }>;
   pool(): { queueSize: number; utilization: number; threads: number };
+  /** What the semantic cache did with cacheable requests, by outcome (empty when it is off). */
+  semantic(): Readonly<Record<string, number>>;
   lmdbPath: string;
 }
 
@@ -124,6 +126,8 @@ export class Metrics {
     for (const r of this.gauges.routes()) {
       for (const state of ['closed', 'open', 'half_open', 'disabled']) out.push(`sluice_route_breaker_state{route="${esc(r.decision)}",state="${state}"} ${r.state === state ? 1 : 0}`);
     }
+    family('sluice_semantic_cache_total', 'counter', 'Cacheable requests by what the semantic cache did: hit, miss, verified_hit, verified_miss, skipped_busy (max_in_flight), skipped_warming, not_compared, failed.');
+    for (const [outcome, n] of Object.entries(this.gauges.semantic())) out.push(`sluice_semantic_cache_total{outcome="${outcome}"} ${n}`);
     const pool = this.gauges.pool();
     family('sluice_worker_pool_queue_depth', 'gauge', 'Tasks waiting for a worker thread.');
     out.push(`sluice_worker_pool_queue_depth ${pool.queueSize}`);

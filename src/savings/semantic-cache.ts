@@ -15,32 +15,40 @@ import { allows, type SavingsStage, type SemanticVerifier } from './stage.js';
 export function semanticCache(cache: ResponseCache, pool: WorkerPool, config: Config['savings'], verifier: SemanticVerifier | null = null): SavingsStage {
   const cfg = config.semantic_cache;
   let inFlight = 0;
+  /** Cacheable requests by what the semantic cache did with them (/metrics: sluice_semantic_cache_total). */
+  const stats = { hit: 0, miss: 0, verified_hit: 0, verified_miss: 0, skipped_busy: 0, skipped_warming: 0, not_compared: 0, failed: 0 };
   return {
     bits: M.semantic_cache,
+    stats,
     before(ctx, next) {
       const turn = ctx.hash ? splitLastTurn(ctx.request) : null;
-      // Prompts the guards cannot compare (another language than the model's) are not embedded at all.
-      // Nor while the model is still loading at start (/health: semantic_cache "warming").
-      if (!turn || turn.text.length > cfg.max_prompt_chars || inFlight >= cfg.max_in_flight || pool.embeddings === 'warming' || !signature(turn.text).english) {
-        next();
-        return;
-      }
+      const skip = (why: keyof typeof stats) => { stats[why]++; next(); };
+      // Prompts the guards cannot compare (images, too long, another language than the model's) are not embedded at all;
+      // nor while the model is still loading at start (/health: semantic_cache "warming"), nor past max_in_flight.
+      if (!turn || turn.text.length > cfg.max_prompt_chars) { skip('not_compared'); return; }
+      if (inFlight >= cfg.max_in_flight) { skip('skipped_busy'); return; }
+      if (pool.embeddings === 'warming') { skip('skipped_warming'); return; }
+      if (!signature(turn.text).english) { skip('not_compared'); return; }
       inFlight++;
       ctx.after(pool.embed(turn.text).catch(() => null).finally(() => { inFlight--; }), (vec) => {
-        if (!vec) { next(); return; }
+        if (!vec) { skip('failed'); return; }
         const hit = cache.findSimilar(ctx.ws.id, turn.context, vec, turn.text, cfg.threshold);
         if (hit && allows(ctx.routes, hit.decision)) {
+          stats.hit++;
           cache.refSemanticHit(ctx.client.requestId, ctx.ws.id, turn.context, vec, hit);
           ctx.replay('semantic', hit, hit.similarity);
           return;
         }
-        const miss = () => { ctx.semantic = { vec, text: turn.text, context: turn.context }; next(); };
+        let verified = false;
+        const miss = () => { stats[verified ? 'verified_miss' : 'miss']++; ctx.semantic = { vec, text: turn.text, context: turn.context }; next(); };
         // A reworded candidate, when a verifier is configured and this request's prompt may go to its model.
         const candidate = verifier && ctx.mayVerify()
           ? cache.findCandidate(ctx.ws.id, turn.context, vec, turn.text, cfg.verify.min_similarity) : null;
         if (!candidate || !allows(ctx.routes, candidate.decision)) { miss(); return; }
+        verified = true;
         ctx.after(verifier!.ask(candidate.text, turn.text), (same) => {
           if (same) {
+            stats.verified_hit++;
             cache.refSemanticHit(ctx.client.requestId, ctx.ws.id, turn.context, vec, candidate);
             ctx.replay('semantic', candidate, candidate.similarity);
             return;

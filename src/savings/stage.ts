@@ -67,6 +67,8 @@ export interface SavingsStage {
   dispatch?(ctx: SavingsContext, call: OutgoingCall): boolean;
   /** A miss completed with a whole answer (status 200, usage from the upstream). */
   after?(ctx: SavingsContext, answer: CachedAnswer): void;
+  /** Counters since start, by outcome (for /metrics). */
+  readonly stats?: Readonly<Record<string, number>>;
 }
 
 /** A cached answer is served only if a route this request may use produced it (key constraints hold for hits too). */

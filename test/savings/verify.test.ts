@@ -49,4 +49,11 @@ t.test('a reworded prompt is a hit when the verifier says so, a miss when it doe
   const verified = rows.filter((r) => r.endpoint === 'cache.verify');
   t.equal(verified.length, 2, 'each verification is a ledger row');
   t.match(verified[0], { key_id: 'key_cache_verify', workspace: 'default', requested_model: 'openai/verify-switch', status: 200 });
+  // What the semantic cache did, by outcome, in /metrics.
+  const metrics = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).text();
+  const count = (outcome: string) => Number(new RegExp(`sluice_semantic_cache_total\\{outcome="${outcome}"\\} (\\d+)`).exec(metrics)?.[1] ?? -1);
+  t.equal(count('verified_hit'), 1);
+  t.equal(count('verified_miss'), 1);
+  t.ok(count('miss') >= 2, `misses ${count('miss')}`);
+  t.equal(count('hit') + count('miss') + count('verified_hit') + count('verified_miss'), 5, 'the user\'s five asks were looked up; the verifier\'s own two were not');
 });
