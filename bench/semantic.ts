@@ -26,6 +26,7 @@ import { loadConfig } from '../src/config/load.js';
 import { ResponseCache } from '../src/savings/cache.js';
 import { splitLastTurn } from '../src/savings/canonical.js';
 import { embed } from '../src/savings/embed.js';
+import { embeddingText } from '../src/savings/guard.js';
 import { openStore } from '../src/store/lmdb.js';
 import type { ChatRequest } from '../src/wire/chat.js';
 import { evalPairs, NEAR_MISSES, type Ask, type Pair } from './semantic/pairs.js';
@@ -60,7 +61,7 @@ const sets: { name: string; pairs: Pair[] }[] = file ? [{ name: file, pairs: rea
 
 const t0 = Date.now();
 const vectors = new Map<string, Float32Array>();
-for (const { pairs } of sets) for (const p of pairs) for (const ask of [p.a, p.b]) if (!vectors.has(ask.user)) vectors.set(ask.user, await embed(ask.user));
+for (const { pairs } of sets) for (const p of pairs) for (const ask of [p.a, p.b]) if (!vectors.has(ask.user)) vectors.set(ask.user, await embed(embeddingText(ask.user)));
 const embedMs = Date.now() - t0;
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-semantic-'));

@@ -16,7 +16,7 @@ export interface Ask {
   history?: string[];
 }
 
-export const NEAR_MISSES = ['negation', 'order', 'quantity', 'unit', 'date', 'id', 'entity', 'comparative', 'language', 'code_language',
+export const NEAR_MISSES = ['function_word', 'negation', 'order', 'quantity', 'unit', 'date', 'id', 'entity', 'comparative', 'language', 'code_language',
   'system_prompt', 'tools', 'last_turn', 'topic'] as const;
 export type Category = 'paraphrase' | typeof NEAR_MISSES[number];
 
@@ -103,10 +103,34 @@ const PARAPHRASES: [string, string][] = [
   ['Give me a recipe for pancakes.', 'Can you give me a pancake recipe?'],
   ['What is the time complexity of binary search?', "What's the time complexity of a binary search?"],
   ['How do I check which version of Python is installed?', 'How can I check what version of Python I have installed?'],
+  // Case, contractions and request frames (a new user's tries).
+  ['What is the capital of Peru?', 'what is the capital of peru'],
+  ['How do I rotate my SSH key?', 'HOW DO I ROTATE MY SSH KEY?'],
+  ["I can't log in to the dashboard.", 'I cannot log in to the dashboard.'],
+  ['How do I pause my membership?', 'hi there, could you tell me how to pause my membership? thanks'],
 ];
 
 /** Hand-written near misses: one small change that changes the answer. */
 const NEAR: [Category, string, string][] = [
+  // A question word, the person, the modality, the tense, a light verb or a quantity word changed (a new user's tries).
+  ['function_word', 'How do I reset my password?', 'Why do I need to reset my password?'],
+  ['function_word', 'How do I reset my password?', 'Why do I want to reset my password?'],
+  ['function_word', 'How do I reset my password?', 'How do they reset my password?'],
+  ['function_word', 'How do I get a refund?', 'How do I give a refund?'],
+  ['function_word', 'How do I make a payment?', 'How do I get a payment?'],
+  ['function_word', 'How do I delete my account?', 'How do I delete your account?'],
+  ['function_word', 'Can you book a flight for me?', 'Can I book a flight for you?'],
+  ['function_word', 'Can I bring my dog?', 'Must I bring my dog?'],
+  ['function_word', 'Can I cancel my subscription?', 'Do I need to cancel my subscription?'],
+  ['function_word', 'Is the restaurant open this weekend?', 'Was the restaurant open this weekend?'],
+  ['function_word', 'Are there any discounts for students?', 'Are there many discounts for students?'],
+  ['function_word', 'How do I share a file with my team?', 'How do I share a file with their team?'],
+  ['function_word', 'What do I do if my card is stolen?', 'What do they do if my card is stolen?'],
+  ['function_word', 'Can he access my account?', 'Can I access his account?'],
+  ['function_word', 'How do I use a gift card?', 'How do I get a gift card?'],
+  ['function_word', 'Where do I send the contract?', 'When do I send the contract?'],
+  ['function_word', 'Will the price go up next year?', 'Did the price go up last year?'],
+  ['function_word', 'Should I email the manager?', 'Should the manager email me?'],
   ['negation', 'Delete the temporary files in the build folder.', 'Do not delete the temporary files in the build folder.'],
   ['negation', 'Which plans include priority support?', "Which plans don't include priority support?"],
   ['negation', 'Is it safe to run this migration on a live database?', 'Is it not safe to run this migration on a live database?'],
@@ -192,7 +216,7 @@ const NEAR: [Category, string, string][] = [
   ['topic', 'How does pricing work at ACME?', 'How does discounts work at ACME?'],
   ['topic', 'What are the symptoms of the flu?', 'What are the symptoms of a cold?'],
   ['topic', 'Recommend a book about history.', 'Recommend a movie about history.'],
-  ['topic', 'How do I update my payment card?', 'How do I update my shipping address?'],
+  ['topic', 'How do I update my credit card?', 'How do I update my shipping address?'],
   ['topic', 'What is the refund policy?', 'What is the privacy policy?'],
   ['topic', 'How do I install the desktop app?', 'How do I uninstall the desktop app?'],
   ['topic', 'Why is my upload slow?', 'Why is my download slow?'],

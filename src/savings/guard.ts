@@ -30,8 +30,8 @@ const SENTENCE_END = /[.!?:;\n]/;
 /** Function words: changing these does not change the question. */
 const STOPWORDS = new Set(('a an the of to in on at for from by with about into over under and or but if then so as is are was were be been being ' +
   'am do does did doing done have has had having can could will would shall should may might must what whats which who whom whose when where why how ' +
-  'i me my we us our you your he him his she her it its they them their this that these those there here please tell give show explain describe ' +
-  'let lets some any very just also too much many way ways thing things get got make use using work works ' +
+  'i me my we us our you your he him his she her it its they them their this that these those there here please tell show explain describe ' +
+  'very just also too way ways thing things work works ' +
   'out off up down onto toward towards inside outside above below').split(' '));
 
 /**
@@ -49,8 +49,61 @@ for (const [er, est] of [['bigger', 'biggest'], ['hotter', 'hottest'], ['thinner
   ['easier', 'easiest'], ['busier', 'busiest'], ['earlier', 'earliest'], ['heavier', 'heaviest'], ['happier', 'happiest'], ['healthier', 'healthiest'],
   ['prettier', 'prettiest'], ['funnier', 'funniest'], ['riskier', 'riskiest'], ['lazier', 'laziest'], ['tinier', 'tiniest']] as const) DEGREES.add(er).add(est);
 
+/**
+ * Closed-class words that change what is asked though they carry no content: the question
+ * word (how / why), the person (my account / your account, I / they), the modality (can I /
+ * must I), the tense (is / was). Both prompts must have the same of each class.
+ * "how can I" and "how do I" ask the same (a modal right after a question word is not
+ * counted, except must and need); "what is the way / what are the steps to" asks how.
+ */
+const SENSES: Record<string, [cls: 'wh' | 'person' | 'modal' | 'tense', value: string]> = {};
+const sense = (cls: 'wh' | 'person' | 'modal' | 'tense', value: string, words: string) => { for (const w of words.split(' ')) SENSES[w] = [cls, value]; };
+sense('wh', 'what', 'what whats which');
+sense('wh', 'who', 'who whom whose');
+for (const w of ['when', 'where', 'why', 'how']) sense('wh', w, w);
+sense('person', 'p1', 'i me my mine myself im ive id');
+sense('person', 'p1pl', 'we us our ours ourselves');
+sense('person', 'p2', 'you your yours yourself yourselves youre');
+sense('person', 'p3', 'he him his she her hers they them their theirs himself herself themselves');
+sense('person', 'p3n', 'it its itself');
+sense('modal', 'can', 'can could may might able possible possibly');
+sense('modal', 'must', 'must should need needs needed have_to has_to ought required');
+sense('modal', 'will', 'will would shall');
+sense('tense', 'past', 'was were did had');
+/** Words after "what" (within a few) that make it ask how. */
+const HOW_FRAMES = /^(?:way|ways|steps?|process|procedure|method)$/;
+
+/**
+ * A request frame addressed to the assistant, or a greeting or thanks around the question:
+ * not part of what is asked ("Can you tell me how to cancel?" asks "how to cancel?").
+ */
+const FRAMES = [
+  /^\s*(?:hi|hello|hey)(?: there)?\b[\s,.!]*/i,
+  /^\s*(?:please[\s,]+)?(?:can|could|would|will)\s+you\s+(?:please\s+)?(?:tell|show|explain\s+to|help|give)\s+(?:me|us)\s+/i,
+  /^\s*(?:please\s+)?(?:give|tell|show)\s+me\s+/i,
+  /^\s*(?:i\s+(?:would|'d|’d)\s+like\s+to\s+know|i\s+want\s+to\s+know|i\s+was\s+wondering|do\s+you\s+know)\s*[,:]?\s*/i,
+  /[\s,.!]*(?:thanks|thank\s+you|thx|cheers)(?:\s+(?:a\s+lot|in\s+advance))?[\s.!]*$/i,
+];
+
+/** Without the frames around it. */
+function unframed(text: string): string {
+  let out = text;
+  for (const frame of FRAMES) out = out.replace(frame, '');
+  return out;
+}
+
+/**
+ * What the embedding is taken of: the question without its frames, in lower case, spaces
+ * collapsed. The embedded model reads case ("HOW DO I RESET MY PASSWORD?" is at 0.62 of
+ * its lower-case self) and greetings; the guards still read the text as sent.
+ */
+export function embeddingText(text: string): string {
+  return unframed(text).toLowerCase().replace(/\s+/g, ' ').trim();
+}
+
 /** Words that widen a question from one thing to many ("mark an email as read" / "mark all emails as read"): both prompts must use the same. */
-const QUANTIFIERS = new Set(['all', 'every', 'each', 'entire', 'whole', 'both', 'multiple', 'several', 'bulk', 'everything', 'everyone', 'everybody', 'batch']);
+const QUANTIFIERS = new Set(['all', 'every', 'each', 'entire', 'whole', 'both', 'multiple', 'several', 'bulk', 'everything', 'everyone', 'everybody', 'batch',
+  'any', 'some', 'many', 'much', 'few', 'lot', 'lots', 'numerous']);
 
 /**
  * Particles and prepositions of direction or place: one swapped for another changes the
@@ -97,6 +150,11 @@ export interface Signature {
   negations: string;
   degrees: string;
   quantifiers: string;
+  /** SENSES by class: each class's values, sorted (wh, person, modal, tense). */
+  senses: string;
+  /** Names as content stems: compared as content when either prompt has no letter case to tell names by (all lower or all upper case). */
+  nameStems: Set<string>;
+  caseless: boolean;
   /** Counts of the words in PARTICLES, by sense (into counts as to). */
   particles: Map<string, number>;
   tokens: Token[];
@@ -112,7 +170,13 @@ export interface Signature {
 const WORD = /[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?:\/\/[^\s"'<>]+|\d+(?:[.,]\d+)*%?|[A-Za-z][A-Za-z0-9+#.'’_-]*|[^\sA-Za-z0-9]/g;
 
 /** What two prompts must share to be the same question. */
-export function signature(text: string): Signature {
+export function signature(original: string): Signature {
+  let text = unframed(original);
+  // All upper case tells no names apart: read it as lower case (and compare names as content, see compare()).
+  const caseless = !/[a-z]/.test(text) || !/[A-Z]/.test(text);
+  if (!/[a-z]/.test(text)) text = text.toLowerCase();
+  const senses: Record<'wh' | 'person' | 'modal' | 'tense', string[]> = { wh: [], person: [], modal: [], tense: [] };
+  let afterWh = false;
   const numbers = (text.match(/\d+(?:[.,]\d+)*/g) ?? []).map((n) => n.replace(/,/g, ''));
   const names: string[] = [];
   const languages: string[] = [];
@@ -146,7 +210,30 @@ export function signature(text: string): Signature {
     else if (FOREIGN.has(bare)) foreign++;
     const particle = PARTICLES[bare];
     if (particle) particles.set(particle, (particles.get(particle) ?? 0) + 1);
-    if (NEGATIONS.has(bare) || bare.endsWith("n't") || lower.endsWith('n’t')) { negations.push(bare.replace(/n[’']t$/, 'nt')); push('not', null); continue; }
+    if (NEGATIONS.has(bare) || bare.endsWith("n't") || lower.endsWith('n’t') || /^(?:dont|doesnt|didnt|isnt|arent|wasnt|werent|wont|wouldnt|cant|couldnt|shouldnt|mustnt|havent|hasnt|hadnt|cannot)$/.test(bare)) {
+      // One word for "not" however written (can't, cannot, don't); the modal or tense inside it counts as its own.
+      const neg = /nt$|^cannot$/.test(bare) ? 'not' : bare;
+      negations.push(neg);
+      const inner = bare.replace(/n[’']?t$|not$/, '').replace(/^wo$/, 'will').replace(/^ca$/, 'can');
+      const s = SENSES[inner];
+      if (s && (s[0] !== 'modal' || !afterWh || s[1] === 'must')) senses[s[0]].push(s[1]);
+      afterWh = false;
+      push('not', null);
+      continue;
+    }
+    const closed = SENSES[bare];
+    if (closed) {
+      let [cls, value] = closed;
+      if (cls === 'wh' && value === 'what' && HOW_FRAMES.test((/^(?:\s*[\w'’]+){0,3}?\s*(way|ways|steps?|process|procedure|method)\b/i.exec(text.slice(last))?.[1] ?? '').toLowerCase())) value = 'how';
+      const counted = cls !== 'modal' || !afterWh || value === 'must';
+      if (counted) senses[cls].push(value);
+      afterWh = cls === 'wh' || (afterWh && cls === 'modal');
+      push(cls === 'person' ? value : '', cls === 'person' ? value : null);
+      continue;
+    }
+    if (!DETERMINERS.has(bare)) afterWh = false;
+    // "get" before a participle is the passive's auxiliary ("did my card get declined"), not a verb of its own.
+    if (/^(?:get|gets|got|getting)$/.test(bare) && /^\s*[A-Za-z]+(?:ed|en)\b/.test(text.slice(last))) { push('', null); continue; }
     if (LANGUAGES.has(lower) && (!CASED_LANGUAGES.has(lower) || (/^[A-Z]/.test(word) && !sentenceStart))) {
       const lang = lower === 'golang' ? 'go' : lower;
       languages.push(lang);
@@ -170,16 +257,19 @@ export function signature(text: string): Signature {
     content.add(stem);
     push(stem, stem);
   }
+  const nameStems = new Set(names.filter((n) => /^[a-z]+$/.test(n)).map((n) => stemmer(n)));
   const key = (xs: string[]) => [...new Set(xs)].sort().join('|');
   return {
     content, numbers: key(numbers), names: key(names), languages: key(languages), negations: String(negations.length % 2) + key(negations),
-    degrees: [...degrees].sort().join('|'), quantifiers: key(quantifiers), particles, tokens, keys, keySet: new Set(keys.map((i) => tokens[i]!.key!)), english: foreign <= english && !/[^\s\p{Script=Latin}\p{P}\p{N}\p{S}]/u.test(text),
+    degrees: [...degrees].sort().join('|'), quantifiers: key(quantifiers), particles,
+    // A question with no person in it asks from the asker's ("how to reset my password", "summarize this"): the first person.
+    senses: (['wh', 'person', 'modal', 'tense'] as const).map((c) => key(c === 'person' && !senses.person.length ? ['p1'] : senses[c])).join('/'), nameStems, caseless, tokens, keys, keySet: new Set(keys.map((i) => tokens[i]!.key!)), english: foreign <= english && !/[^\s\p{Script=Latin}\p{P}\p{N}\p{S}]/u.test(text),
   };
 }
 
 /** Stems of words a question may gain or lose without changing what it asks. */
 const FILLERS = new Set(['pleas', 'kindli', 'exactli', 'actual', 'realli', 'current', 'right', 'now', 'usual', 'typic', 'normal', 'possibl', 'simpli',
-  'basic', 'step', 'method', 'abl', 'help', 'know', 'want', 'need', 'like', 'question', 'thank', 'hi', 'hello', 'hei', 'wonder', 'curiou', 'quick',
+  'basic', 'step', 'method', 'help', 'know', 'want', 'like', 'question', 'thank', 'hi', 'hello', 'hei', 'wonder', 'curiou', 'quick',
   'perman', 'anyon', 'someon', 'anywai', 'okai', 'ok',
   // Words that frame a question without narrowing it: "what's the process for …", "why would that happen".
   'process', 'procedur', 'purpos', 'happen', 'avail', 'mean', 'reason', 'option', 'suggest', 'recommend', 'idea']);
@@ -234,7 +324,8 @@ const ORDER_WORDS = 64;
  */
 function swapped(a: Signature, b: Signature): boolean {
   // Words of one family are one word here (Porter stems "succeeded" to succeed but "succeed" to succe).
-  const family = (k: string) => (/^[a-z]+$/.test(k) && !a.names.split('|').includes(k) && !b.names.split('|').includes(k) ? k.slice(0, 5) : k);
+  const caseless = a.caseless || b.caseless;
+  const family = (k: string) => (/^[a-z]+$/.test(k) && (caseless || (!a.names.split('|').includes(k) && !b.names.split('|').includes(k))) ? k.slice(0, 5) : k);
   const families = (s: Signature) => new Set([...s.keySet].map(family));
   const shared = (s: Signature, o: Set<string>) => s.keys.filter((i) => o.has(family(s.tokens[i]!.key!)));
   const sa = shared(a, families(b));
@@ -295,12 +386,17 @@ function particleSwapped(a: Map<string, number>, b: Map<string, number>): boolea
  */
 export function compare(a: Signature, b: Signature): 'same' | 'reworded' | 'different' {
   if (!a.english || !b.english) return 'different';
-  if (a.numbers !== b.numbers || a.names !== b.names || a.languages !== b.languages || a.negations !== b.negations || a.degrees !== b.degrees ||
-    a.quantifiers !== b.quantifiers) return 'different';
+  // Without letter case on one side, a name there reads as a content word: compare names as content (identifiers stay exact).
+  const caseless = a.caseless || b.caseless;
+  const namesOf = (s: Signature) => (caseless ? s.names.split('|').filter((n) => n && !/^[a-z]+$/.test(n)).join('|') : s.names);
+  if (a.numbers !== b.numbers || namesOf(a) !== namesOf(b) || a.languages !== b.languages || a.negations !== b.negations || a.degrees !== b.degrees ||
+    a.quantifiers !== b.quantifiers || a.senses !== b.senses) return 'different';
   if (particleSwapped(a.particles, b.particles) || swapped(a, b)) return 'different';
   // A content word on one side only (stems of one word family pair up; fillers do not count).
-  const onlyA = [...a.content].filter((w) => !b.content.has(w) && !FILLERS.has(w));
-  const onlyB = [...b.content].filter((w) => !a.content.has(w) && !FILLERS.has(w));
+  const contentA = caseless ? new Set([...a.content, ...a.nameStems]) : a.content;
+  const contentB = caseless ? new Set([...b.content, ...b.nameStems]) : b.content;
+  const onlyA = [...contentA].filter((w) => !contentB.has(w) && !FILLERS.has(w));
+  const onlyB = [...contentB].filter((w) => !contentA.has(w) && !FILLERS.has(w));
   const unpaired = (xs: string[], ys: string[]) => xs.some((x) => !ys.some((y) => related(x, y)));
   return unpaired(onlyA, onlyB) || unpaired(onlyB, onlyA) ? 'reworded' : 'same';
 }

@@ -8,7 +8,7 @@ import type { Config } from '../config/schema.js';
 import type { WorkerPool } from '../workers/pool.js';
 import type { ResponseCache } from './cache.js';
 import { splitLastTurn } from './canonical.js';
-import { signature } from './guard.js';
+import { embeddingText, signature } from './guard.js';
 import { M } from './mechanisms.js';
 import { allows, type SavingsStage, type SemanticVerifier } from './stage.js';
 
@@ -30,7 +30,7 @@ export function semanticCache(cache: ResponseCache, pool: WorkerPool, config: Co
       if (pool.embeddings === 'warming') { skip('skipped_warming'); return; }
       if (!signature(turn.text).english) { skip('not_compared'); return; }
       inFlight++;
-      ctx.after(pool.embed(turn.text).catch(() => null).finally(() => { inFlight--; }), (vec) => {
+      ctx.after(pool.embed(embeddingText(turn.text)).catch(() => null).finally(() => { inFlight--; }), (vec) => {
         if (!vec) { skip('failed'); return; }
         const hit = cache.findSimilar(ctx.ws.id, turn.context, vec, turn.text, cfg.threshold);
         if (hit && allows(ctx.routes, hit.decision)) {

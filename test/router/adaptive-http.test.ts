@@ -251,7 +251,8 @@ t.test('a task-type pattern that backtracks catastrophically cannot hold the wor
   t.equal(huge.response.status, 200, 'a 3 MB turn of a\'s is classified too');
   const after = await c.chat.completions.create({ model: 'auto', max_tokens: 5, messages: [{ role: 'user', content: 'aaaa' }] }).withResponse();
   t.equal(after.response.headers.get('x-gateway-route-task'), 'math', 'the pattern still works, and the pool still serves');
-  t.ok(Date.now() - t0 < 5000, `both answered in ${Date.now() - t0} ms`);
+  // Not a timing assertion (CI machines are noisy): a pool held by backtracking would fail the client's 10 s timeout above.
+  t.comment(`answered in ${Date.now() - t0} ms`);
   for (const [pattern, why] of [['(?<!a)b', /linear time/], ['.{0,40}x', /linear time/], ['SELECT', /lowercase/], ['(', /not a valid regular expression/]] as const) {
     const err = await startGateway({ SLUICE_SIM: 'on' }, tempDataDir(), { router: { adaptive: { task_types: { x: { patterns: [pattern] } } } } }).then(() => '', (e: unknown) => String(e));
     t.match(err, why, `${pattern}: the start stops and says why`);

@@ -6,7 +6,7 @@ import t from 'tap';
 import { startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
 import { http, type Json } from '../helpers/http.js';
-import { sameQuestion, signature } from '../../src/savings/guard.js';
+import { embeddingText, sameQuestion, signature } from '../../src/savings/guard.js';
 
 
 t.test('guards (pure): numbers, names, languages and negation must agree', async (t) => {
@@ -62,6 +62,30 @@ t.test('guards (pure): order, degree, opposites, identifiers, language', async (
   t.notOk(same('Quelle est la capitale de la France ?', 'Quelle est la capitale de la France?'), 'French is not compared');
   t.notOk(same('日本の首都はどこですか？', '日本の首都はどこですか'), 'nor Japanese');
   t.ok(same('Summarize the plot of Hamlet.', 'Give me a summary of the plot of Hamlet.'), 'one word family (summarize, summary)');
+});
+
+t.test('guards (pure): question word, person, modality, tense, light verbs, case and frames', async (t) => {
+  const same = (a: string, b: string) => sameQuestion(signature(a), signature(b));
+  t.notOk(same('How do I reset my password?', 'Why do I want to reset my password?'), 'how vs why');
+  t.notOk(same('Where do I send the contract?', 'When do I send the contract?'), 'where vs when');
+  t.notOk(same('How do I reset my password?', 'How do they reset my password?'), 'I vs they');
+  t.notOk(same('How do I delete my account?', 'How do I delete your account?'), 'my vs your');
+  t.notOk(same('Can you book a flight for me?', 'Can I book a flight for you?'), 'the same persons, roles swapped');
+  t.notOk(same('Can I bring my dog?', 'Must I bring my dog?'), 'can vs must');
+  t.notOk(same('Can I cancel my subscription?', 'Do I need to cancel my subscription?'), 'can vs need to');
+  t.notOk(same('Is the restaurant open this weekend?', 'Was the restaurant open this weekend?'), 'is vs was');
+  t.notOk(same('How do I get a refund?', 'How do I give a refund?'), 'get vs give');
+  t.notOk(same('Are there any discounts for students?', 'Are there many discounts for students?'), 'any vs many');
+  t.ok(same('How do I cancel my order?', 'How can I cancel my order?'), 'a modal after a question word');
+  t.ok(same('How do I cancel my order?', 'What is the way to cancel my order?'), '"what is the way to" asks how');
+  t.ok(same('How do I cancel my order?', 'Can you tell me how to cancel my order?'), 'a request frame');
+  t.ok(same('How do I cancel my order?', 'hi there, could you tell me how to cancel my order? thanks'), 'a greeting and thanks');
+  t.ok(same("I can't log in to the dashboard.", 'I cannot log in to the dashboard.'), "can't is cannot");
+  t.ok(same('What is the capital of Peru?', 'what is the capital of peru'), 'no letter case: names compared as words');
+  t.notOk(same('what is the capital of peru', 'What is the capital of Chile?'), '…still told apart');
+  t.ok(same('How do I rotate my SSH key?', 'HOW DO I ROTATE MY SSH KEY?'), 'all capitals');
+  t.ok(same('Why was my card declined?', 'Why did my card get declined?'), 'the passive with get');
+  t.equal(embeddingText('Hi there, COULD YOU TELL ME how to  Rotate my key? Thanks!'), 'how to rotate my key?', 'what is embedded: no frames, lower case');
 });
 
 const fake = await startFakeUpstream();
