@@ -166,6 +166,10 @@ async function main(): Promise<void> {
   console.log(adaptive
     ? `router: model auto learns among ${adaptive.candidates.map((c) => c.name).join(', ')} (margin ${adaptiveConfig.margin}); judge: ${judge ? `${judge.model}, at least ${judge.sampleRate} of answers` : 'off'}`
     : `router: model auto goes by the difficulty buckets (router.adaptive.enabled: false)`);
+  const sem = config.savings.semantic_cache;
+  console.log(sem.enabled
+    ? `semantic cache: on (threshold ${sem.threshold}; temperature-0 requests; verifier: ${verify ? verify.model : 'off'}; savings.semantic_cache.enabled: false turns it off)`
+    : 'semantic cache: off (savings.semantic_cache.enabled)');
   console.log(masterKeyFile ? `master key: in ${masterKeyFile} (mode 0600)` : 'master key: from SLUICE_MASTER_KEY / config');
 
   let stopping = false;
