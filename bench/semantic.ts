@@ -86,7 +86,7 @@ for (const [s, { name, pairs }] of sets.entries()) {
   const turns = pairs.map((p) => ({ a: splitLastTurn(request(p.a))!, b: splitLastTurn(request(p.b))! }));
   // Each pair's first prompt alone (its own workspace), and all of the set's together in one.
   pairs.forEach((p, i) => {
-    const answer = { decision: 'eval/model', body: JSON.stringify({ pair: i }), usage };
+    const answer = { decision: 'eval/model', body: JSON.stringify({ object: 'chat.completion', choices: [], pair: i }), usage };
     cache.putSimilar(`ws_${s}_${i}`, turns[i]!.a.context, `req_${i}`, vectors.get(p.a.user)!, turns[i]!.a.text, answer, 3_600_000, configured);
     cache.putSimilar(`ws_${s}_shared`, turns[i]!.a.context, `req_${i}`, vectors.get(p.a.user)!, turns[i]!.a.text, answer, 3_600_000, configured);
   });

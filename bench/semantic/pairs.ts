@@ -16,7 +16,7 @@ export interface Ask {
   history?: string[];
 }
 
-export const NEAR_MISSES = ['function_word', 'negation', 'order', 'quantity', 'unit', 'date', 'id', 'entity', 'comparative', 'language', 'code_language',
+export const NEAR_MISSES = ['hostile', 'function_word', 'negation', 'order', 'quantity', 'unit', 'date', 'id', 'entity', 'comparative', 'language', 'code_language',
   'system_prompt', 'tools', 'last_turn', 'topic'] as const;
 export type Category = 'paraphrase' | typeof NEAR_MISSES[number];
 
@@ -112,6 +112,57 @@ const PARAPHRASES: [string, string][] = [
 
 /** Hand-written near misses: one small change that changes the answer. */
 const NEAR: [Category, string, string][] = [
+  // A hostile tester's false hits: operators, symbols and emoji, Unicode digits and accents, the order of numbers,
+  // roles by pronoun or particle, -er/-ee, and/or, what a negation negates, one vs many.
+  ['hostile', "What is 12 + 7?", "What is 12 - 7?"],
+  ['hostile', "What is 144 / 12?", "What is 144 * 12?"],
+  ['hostile', "What is 3 + 3 + 5?", "What is 3 + 5 + 5?"],
+  ['hostile', "What should I wear when it is -10 degrees outside?", "What should I wear when it is 10 degrees outside?"],
+  ['hostile', "Is -40 degrees colder than 40 degrees?", "Is 40 degrees colder than -40 degrees?"],
+  ['hostile', "Is 1,5 kg of sugar too much for a cake?", "Is 15 kg of sugar too much for a cake?"],
+  ['hostile', "What is 10² ?", "What is 10³ ?"],
+  ['hostile', "What is the derivative of x²?", "What is the derivative of x³?"],
+  ['hostile', "What is ½ of 10?", "What is ¼ of 10?"],
+  ['hostile', "Is 0.1 + 0.2 == 0.3 in Python?", "Is 0.1 + 0.2 != 0.3 in Python?"],
+  ['hostile', "Is x > 5 when x is 3?", "Is x < 5 when x is 3?"],
+  ['hostile', "Is x ≥ 5 true when x is 5?", "Is x ≤ 5 true when x is 5?"],
+  ['hostile', "What does this print?\n```python\nprint(3 > 2)\n```", "What does this print?\n```python\nprint(3 < 2)\n```"],
+  ['hostile', "What does x += 2 do?", "What does x -= 2 do?"],
+  ['hostile', "What does [1,2,3].map(x => x * 2) return?", "What does [1,2,3].map(x => x + 2) return?"],
+  ['hostile', "Explain SELECT * FROM users WHERE age > 30", "Explain SELECT * FROM users WHERE age < 30"],
+  ['hostile', "What is ７ times 8?", "What is ９ times 8?"],
+  ['hostile', "What is ٣ times 4?", "What is ٥ times 4?"],
+  ['hostile', "Is it ｎｏｔ safe to drink tap water in Mexico?", "Is it safe to drink tap water in Mexico?"],
+  ['hostile', "What is the capital of Pérou?", "What is the capital of Pèrou?"],
+  ['hostile', "Who is Müller?", "Who is Möller?"],
+  ['hostile', "😀", "😢"],
+  ['hostile', "What does 👍 mean?", "What does 👎 mean?"],
+  ['hostile', "What colours are in the 🇫🇷 flag?", "What colours are in the 🇩🇪 flag?"],
+  ['hostile', "Is 🍄 safe to eat?", "Is 🍓 safe to eat?"],
+  ['hostile', "🐍 or ☕ for a beginner?", "🦀 or ☕ for a beginner?"],
+  ['hostile', "How do I move files to Dropbox from Google Drive?", "How do I move files from Dropbox to Google Drive?"],
+  ['hostile', "Convert 100 dollars from USD to EUR", "Convert 100 dollars to USD from EUR"],
+  ['hostile', "Why does he hate her?", "Why does she hate him?"],
+  ['hostile', "What should he wear to her wedding?", "What should she wear to his wedding?"],
+  ['hostile', "Why did you lie to me?", "Why did I lie to you?"],
+  ['hostile', "What should I say to my boss?", "What should my boss say to me?"],
+  ['hostile', "What should an interviewer ask?", "What should an interviewee ask?"],
+  ['hostile', "What rights does an employer have?", "What rights does an employee have?"],
+  ['hostile', "Who hired Alice?", "Who was hired by Alice?"],
+  ['hostile', "Which numbers below 20 are divisible by 2 and 3?", "Which numbers below 20 are divisible by 2 or 3?"],
+  ['hostile', "Can I take ibuprofen and paracetamol?", "Can I take ibuprofen or paracetamol?"],
+  ['hostile', "Why does the server crash when the cache is not full?", "Why does the server not crash when the cache is full?"],
+  ['hostile', "When did Napoleon die?", "Where did Napoleon die?"],
+  ['hostile', "How did Napoleon die?", "Why did Napoleon die?"],
+  ['hostile', "Which countries were in the EU in 2010?", "Which countries are in the EU in 2010?"],
+  ['hostile', "Did the Romans use soap?", "Do the Romans use soap?"],
+  ['hostile', "Can I drink alcohol while taking antibiotics?", "Must I drink alcohol while taking antibiotics?"],
+  ['hostile', "Can I eat raw eggs?", "Should I eat raw eggs?"],
+  ['hostile', "What is the area of a right triangle?", "What is the area of a triangle?"],
+  ['hostile', "Who is the current CEO of Apple?", "Who was the CEO of Apple?"],
+  ['hostile', "Do many birds migrate?", "Do any birds migrate?"],
+  ['hostile', "How do I delete a file?", "How do I delete files?"],
+  ['hostile', "What day of the week was 1/2/2020?", "What day of the week was 2/1/2020?"],
   // A question word, the person, the modality, the tense, a light verb or a quantity word changed (a new user's tries).
   ['function_word', 'How do I reset my password?', 'Why do I need to reset my password?'],
   ['function_word', 'How do I reset my password?', 'Why do I want to reset my password?'],

@@ -215,8 +215,12 @@ export const ConfigSchema = z.object({
       /** Cosine similarity a cached prompt must reach (the guards then check numbers, names, negation, languages). */
       threshold: z.number().min(0.5).max(1).default(0.9),
       ttl_seconds: z.number().int().positive().default(86_400),
-      /** The final user turn is embedded only when it is at most this long. */
-      max_prompt_chars: z.number().int().positive().default(2000),
+      /**
+       * The final user turn is embedded only when it is at most this long: past a few hundred
+       * characters the embedding barely moves (a long passage with two different questions
+       * after it is at 0.96), so only the guards would decide.
+       */
+      max_prompt_chars: z.number().int().positive().default(600),
       max_entries: z.number().int().positive().default(100_000),
       /** Embeddings waiting or running at once; a request beyond goes on without a semantic lookup (a busy pool adds no queueing). */
       max_in_flight: z.number().int().positive().default(4),

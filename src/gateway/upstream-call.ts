@@ -292,7 +292,11 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   private keep(json: string, usage: Usage): void {
     const answer: CachedAnswer = { decision: this.route.decision, body: json, usage };
     const { bits } = this.ctx;
-    for (const s of this.ctx.host.savings) if (s.after && bits & s.bits) s.after(this.ctx, answer);
+    for (const s of this.ctx.host.savings) {
+      if (!s.after || !(bits & s.bits)) continue;
+      // Keeping an answer is a saving for later, never a reason this request's reply does not go out.
+      try { s.after(this.ctx, answer); } catch (err) { console.error('a savings stage could not keep an answer:', err instanceof Error ? err.message : String(err)); }
+    }
   }
 
   onError(err: GatewayError): void {

@@ -30,9 +30,9 @@ const SemanticSchema = ExactSchema.extend({ text: z.string(), vec: z.instanceof(
 const ScarSchema = z.object({ exp: z.number(), vec: z.instanceof(Uint8Array) });
 const VecBytes = z.instanceof(Uint8Array);
 /** A request's use of the exact cache: the entry it stored or was served. */
-const ExactRefSchema = z.object({ exp: z.number(), ws: z.string(), hash: z.string() });
+const ExactRefSchema = z.object({ exp: z.number(), ws: z.string().max(256), hash: z.string().max(128) });
 /** A request's use of the semantic cache: the entry it stored, or the one it was served (with the query, for the scar). */
-const SemanticRefSchema = z.object({ exp: z.number(), ws: z.string(), context: z.string(), bucket: z.number().int(), id: z.string(),
+const SemanticRefSchema = z.object({ exp: z.number(), ws: z.string().max(256), context: z.string().max(128), bucket: z.number().int(), id: z.string().max(128),
   hit: z.object({ vec: VecBytes, similarity: z.number() }).nullable() });
 
 /** An entry's threshold once a query at similarity `dot` was wrong for it or near it: halfway from there to 1 (so the wrong query and anything as far are refused, nearer paraphrases still served). */
@@ -101,10 +101,32 @@ export interface Evicted {
   tightened: number;
 }
 
+/** A stored vector, or null when it is not one: the wrong size, or a value that is not finite (NaN compares false with every threshold). */
 function vecOf(bytes: Uint8Array): Float32Array | null {
   if (bytes.byteLength !== DIM * 4) return null;
-  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  const vec = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  for (let i = 0; i < DIM; i++) if (!Number.isFinite(vec[i]!)) return null;
+  return vec;
 }
+
+/** A stored answer is a chat.completion's JSON object (written only by us; anything else is damage, read as a miss). */
+const isCompletion = (body: string) => body.startsWith('{') && body.endsWith('}') && body.includes('"choices"');
+
+/** Semantic keys are [workspace, context, integer bucket, id]; anything else in the range is not an entry. */
+const isEntryKey = (key: unknown): key is [string, string, number, string] =>
+  Array.isArray(key) && key.length === 4 && typeof key[1] === 'string' && Number.isInteger(key[2]) && typeof key[3] === 'string';
+
+/** A record's value, or undefined when it cannot be read (undecodable bytes, a key LMDB refuses): damage is a miss, never a throw. */
+function read(db: { get(key: never): unknown }, key: unknown): unknown {
+  try {
+    return db.get(key as never);
+  } catch {
+    return undefined;
+  }
+}
+
+/** At most this many candidates are checked by the guards per lookup, the most similar first (each check reads both prompts). */
+const MAX_GUARDED = 8;
 
 function dotOf(a: Float32Array, b: Float32Array): number {
   let dot = 0;
@@ -136,8 +158,8 @@ export class ResponseCache {
   }
 
   getExact(ws: string, hash: string, now = Date.now()): (CachedAnswer & { exp: number }) | null {
-    const parsed = ExactSchema.safeParse(this.store.cache.get([ws, hash]));
-    if (!parsed.success || parsed.data.exp <= now) return null;
+    const parsed = ExactSchema.safeParse(read(this.store.cache, [ws, hash]));
+    if (!parsed.success || parsed.data.exp <= now || !isCompletion(parsed.data.body)) return null;
     return parsed.data;
   }
 
@@ -182,20 +204,24 @@ export class ResponseCache {
   private nearest(ws: string, context: string, embedding: Float32Array, text: string, threshold: number,
     accept: (verdict: ReturnType<typeof compare>) => boolean, now: number): SemanticHit | null {
     const vec = normalize(embedding);
-    const sig: Signature = signature(text);
-    let best: SemanticHit | null = null;
+    // Every close enough entry first (dot products only), then the guards on the most similar
+    // few: a lookup's main-thread work stays bounded however many near-copies a tenant stores.
+    const close: SemanticHit[] = [];
     this.near(this.store.semantic, ws, context, bucketOf(vec), (value, key) => {
       const parsed = SemanticSchema.safeParse(value);
-      if (!parsed.success || parsed.data.exp <= now) return;
+      if (!parsed.success || parsed.data.exp <= now || !isEntryKey(key) || !isCompletion(parsed.data.body)) return;
       const e = parsed.data;
       const other = vecOf(e.vec);
       if (!other) return;
       const dot = dotOf(vec, other);
-      if (dot < threshold || dot < (e.thr ?? 0) || (best && dot <= best.similarity)) return;
-      if (!accept(compare(sig, signature(e.text)))) return;
-      best = { decision: e.decision, body: e.body, usage: e.usage, similarity: dot, bucket: Number(key[2]), id: String(key[3]), exp: e.exp, text: e.text };
+      if (dot < threshold || dot < (e.thr ?? 0)) return;
+      close.push({ decision: e.decision, body: e.body, usage: e.usage, similarity: dot, bucket: key[2], id: key[3], exp: e.exp, text: e.text });
     });
-    return best;
+    if (!close.length) return null;
+    close.sort((x, y) => y.similarity - x.similarity);
+    const sig: Signature = signature(text);
+    for (const c of close.slice(0, MAX_GUARDED)) if (accept(compare(sig, signature(c.text)))) return c;
+    return null;
   }
 
   /**
@@ -225,7 +251,11 @@ export class ResponseCache {
   private near(db: Store['semantic'], ws: string, context: string, bucket: number, each: (value: unknown, key: Array<string | number>) => void): void {
     for (const mask of PROBES) {
       const b = bucket ^ mask;
-      for (const { key, value } of db.getRange({ start: [ws, context, b + 1], end: [ws, context, b], reverse: true, limit: PER_BUCKET })) each(value, key as Array<string | number>);
+      // Keys first, then each value on its own: a record that cannot be decoded is skipped, not thrown through the lookup.
+      for (const key of db.getKeys({ start: [ws, context, b + 1], end: [ws, context, b], reverse: true, limit: PER_BUCKET })) {
+        const value = read(db, key);
+        if (value !== undefined) each(value, key as Array<string | number>);
+      }
     }
   }
 
@@ -236,25 +266,26 @@ export class ResponseCache {
    * configured one. null when the request left no ref (not cached, or long expired).
    */
   async evict(requestId: string, threshold: number, scarTtlMs: number): Promise<Evicted | null> {
-    const exact = ExactRefSchema.safeParse(this.store.cacheRefs.get([requestId, 'exact']));
-    const semantic = SemanticRefSchema.safeParse(this.store.cacheRefs.get([requestId, 'semantic']));
+    const exact = ExactRefSchema.safeParse(read(this.store.cacheRefs, [requestId, 'exact']));
+    const semantic = SemanticRefSchema.safeParse(read(this.store.cacheRefs, [requestId, 'semantic']));
     if (!exact.success && !semantic.success) return null;
     const out: Evicted = { exact: false, semantic: false, tightened: 0 };
     const writes: Promise<unknown>[] = [];
     if (exact.success) {
       const { ws, hash } = exact.data;
-      if (this.store.cache.get([ws, hash]) !== undefined) { out.exact = true; writes.push(this.store.cache.remove([ws, hash])); }
+      if (read(this.store.cache, [ws, hash]) !== undefined) { out.exact = true; writes.push(this.store.cache.remove([ws, hash])); }
       writes.push(this.store.cacheRefs.remove([requestId, 'exact']));
     }
     if (semantic.success) {
       const { ws, context, bucket, id, hit } = semantic.data;
-      if (this.store.semantic.get([ws, context, bucket, id]) !== undefined) { out.semantic = true; writes.push(this.store.semantic.remove([ws, context, bucket, id])); }
+      if (read(this.store.semantic, [ws, context, bucket, id]) !== undefined) { out.semantic = true; writes.push(this.store.semantic.remove([ws, context, bucket, id])); }
       const query = hit ? vecOf(hit.vec) : null;
       if (query) out.tightened = this.scar(ws, context, requestId, query, threshold, scarTtlMs, writes, [bucket, id]);
       writes.push(this.store.cacheRefs.remove([requestId, 'semantic']));
     }
     await Promise.all(writes);
-    return out;
+    // Refs left behind by a purge point at nothing: as if there were none.
+    return out.exact || out.semantic ? out : null;
   }
 
   /**
@@ -286,8 +317,10 @@ export class ResponseCache {
     for (const [name, db] of [['exact', this.store.cache], ['semantic', this.store.semantic], ['scars', this.store.scars]] as const) {
       for (;;) {
         const keys: Array<Array<string | number>> = [];
-        for (const k of (db as Store['semantic']).getKeys({ start: [ws], limit: slice })) {
-          if (!Array.isArray(k) || k[0] !== ws) break;
+        // Only this workspace's array keys; a stray scalar key (one that encodes like [ws]) is stepped over, not a stop.
+        for (const k of (db as Store['semantic']).getKeys({ start: [ws], limit: slice + 1 })) {
+          if (!Array.isArray(k)) continue;
+          if (k[0] !== ws) break;
           keys.push(k);
         }
         if (!keys.length) break;

@@ -56,20 +56,26 @@ for (const [er, est] of [['bigger', 'biggest'], ['hotter', 'hottest'], ['thinner
  * "how can I" and "how do I" ask the same (a modal right after a question word is not
  * counted, except must and need); "what is the way / what are the steps to" asks how.
  */
-const SENSES: Record<string, [cls: 'wh' | 'person' | 'modal' | 'tense', value: string]> = {};
-const sense = (cls: 'wh' | 'person' | 'modal' | 'tense', value: string, words: string) => { for (const w of words.split(' ')) SENSES[w] = [cls, value]; };
+type SenseClass = 'wh' | 'person' | 'modal' | 'tense' | 'conj';
+const SENSES: Record<string, [cls: SenseClass, value: string]> = {};
+const sense = (cls: SenseClass, value: string, words: string) => { for (const w of words.split(' ')) SENSES[w] = [cls, value]; };
 sense('wh', 'what', 'what whats which');
 sense('wh', 'who', 'who whom whose');
 for (const w of ['when', 'where', 'why', 'how']) sense('wh', w, w);
 sense('person', 'p1', 'i me my mine myself im ive id');
 sense('person', 'p1pl', 'we us our ours ourselves');
 sense('person', 'p2', 'you your yours yourself yourselves youre');
-sense('person', 'p3', 'he him his she her hers they them their theirs himself herself themselves');
+sense('person', 'p3m', 'he him his himself');
+sense('person', 'p3f', 'she her hers herself');
+sense('person', 'p3pl', 'they them their theirs themselves');
 sense('person', 'p3n', 'it its itself');
 sense('modal', 'can', 'can could may might able possible possibly');
 sense('modal', 'must', 'must should need needs needed have_to has_to ought required');
 sense('modal', 'will', 'will would shall');
 sense('tense', 'past', 'was were did had');
+sense('conj', 'and', 'and');
+sense('conj', 'or', 'or');
+const PERSONS = new Set(Object.values(SENSES).filter(([cls]) => cls === 'person').map(([, v]) => v));
 /** Words after "what" (within a few) that make it ask how. */
 const HOW_FRAMES = /^(?:way|ways|steps?|process|procedure|method)$/;
 
@@ -145,6 +151,13 @@ export interface Signature {
   /** Content words' stems (lowercased, Porter-stemmed). */
   content: Set<string>;
   numbers: string;
+  /** Operators, symbols and emoji, sorted (12 + 7 is not 12 - 7; 👍 is not 👎). */
+  marks: string;
+  /** Each key word's particle right before it (null: none, or the word occurs twice). */
+  governed: Map<string, string | null>;
+  /** Content stems seen as plurals, and as singulars (a file / files). */
+  plural: Set<string>;
+  singular: Set<string>;
   names: string;
   languages: string;
   negations: string;
@@ -167,17 +180,33 @@ export interface Signature {
 }
 
 /** An email address, a URL, a number, a word, or one mark. */
-const WORD = /[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?:\/\/[^\s"'<>]+|\d+(?:[.,]\d+)*%?|[A-Za-z][A-Za-z0-9+#.'’_-]*|[^\sA-Za-z0-9]/g;
+const WORD = /[\w.+-]+@[\w-]+(?:\.[\w-]+)+|https?:\/\/[^\s"'<>]+|-?\p{Nd}+(?:[.,]\p{Nd}+)*%?|\p{L}[\p{L}\p{N}+#.'’_-]*|[^\s\p{L}\p{N}]/gu;
+
+/** Marks that only punctuate prose; every other mark (+ - * / = < > ^ %, emoji, symbols) is part of what is asked. */
+const PROSE_MARKS = /^[.,?!;:'"’‘“”()[\]{}…—–]$/u;
+
+/** A plural noun's stem: "files" is plural of file (its -s is what Porter takes off), "process" and "analysis" are not. */
+const isPlural = (bare: string) => bare.length > 3 && bare.endsWith('s') && !/(?:ss|us|is)$/.test(bare) && stemmer(bare) === stemmer(bare.slice(0, -1));
 
 /** What two prompts must share to be the same question. */
 export function signature(original: string): Signature {
-  let text = unframed(original);
+  // NFKC: fullwidth letters and digits are the ASCII ones (ｎｏｔ is not, ７ is 7).
+  let text = unframed(original.normalize('NFKC'));
   // All upper case tells no names apart: read it as lower case (and compare names as content, see compare()).
-  const caseless = !/[a-z]/.test(text) || !/[A-Z]/.test(text);
-  if (!/[a-z]/.test(text)) text = text.toLowerCase();
-  const senses: Record<'wh' | 'person' | 'modal' | 'tense', string[]> = { wh: [], person: [], modal: [], tense: [] };
+  const caseless = !/\p{Ll}/u.test(text) || !/\p{Lu}/u.test(text);
+  if (!/\p{Ll}/u.test(text)) text = text.toLowerCase();
+  const senses: Record<SenseClass, string[]> = { wh: [], person: [], modal: [], tense: [], conj: [] };
   let afterWh = false;
-  const numbers = (text.match(/\d+(?:[.,]\d+)*/g) ?? []).map((n) => n.replace(/,/g, ''));
+  /** Numbers in order ("3 + 3 + 5" is not "3 + 5 + 5", 1/2/2020 not 2/1/2020), a minus kept, a decimal comma read as a point. */
+  const numbers: string[] = [];
+  const marks: string[] = [];
+  /** The particle right before a key word (to Dropbox / from Dropbox), and what each negation negates. */
+  const governed = new Map<string, string | null>();
+  const negated: string[] = [];
+  let particleBefore: string | null = null;
+  let negationBefore = false;
+  const plural = new Set<string>();
+  const singular = new Set<string>();
   const names: string[] = [];
   const languages: string[] = [];
   const negations: string[] = [];
@@ -191,18 +220,34 @@ export function signature(original: string): Signature {
   let foreign = 0;
   let last = 0;
   const push = (rel: string, key: string | null) => {
-    if (key !== null) keys.push(tokens.length);
+    if (key !== null) {
+      keys.push(tokens.length);
+      governed.set(key, governed.has(key) ? null : particleBefore);
+      if (negationBefore) negated.push(key);
+      // A possessive between the particle and its word does not end it ("from my laptop").
+      if (!PERSONS.has(key)) particleBefore = null;
+      negationBefore = false;
+    } else if (rel && !PARTICLES[rel]) particleBefore = null;
     tokens.push({ rel, key });
   };
   for (const m of text.matchAll(WORD)) {
     const raw = m[0];
     const pos = m.index;
-    const before = text.slice(last, pos);
-    const sentenceStart = last === 0 ? !/\S/.test(before) || SENTENCE_END.test(before) : SENTENCE_END.test(before) || SENTENCE_END.test(text[last - 1] ?? '');
+    const head = text.slice(0, pos);
+    const sentenceStart = !/\S/.test(head) || /[.!?:;\n]["'”’)\]]*\s*$/.test(head.slice(-8));
     last = pos + raw.length;
     if (/^https?:\/\/|@/.test(raw)) { const id = raw.toLowerCase(); names.push(id); push(id, id); continue; }
-    if (/^\d/.test(raw)) { const n = raw.replace(/,/g, ''); push(n, n); continue; }
-    if (!/^[A-Za-z]/.test(raw)) { push(/[,;:?!&/]/.test(raw) ? raw : '', null); continue; }
+    if (/^-?\p{Nd}/u.test(raw)) {
+      const n = /,\p{Nd}{3}(?!\p{Nd})/u.test(raw) ? raw.replace(/,/g, '') : raw.replace(/,/g, '.');
+      numbers.push(n);
+      push(n, n);
+      continue;
+    }
+    if (!/^\p{L}/u.test(raw)) {
+      if (!PROSE_MARKS.test(raw)) marks.push(raw);
+      push(/[,;:?!&/]/.test(raw) ? raw : '', null);
+      continue;
+    }
     const word = raw.replace(/['’]s$/, '').replace(/[.'’_-]+$/, '');
     const lower = word.toLowerCase();
     const bare = lower.replace(/['’]/g, '');
@@ -210,6 +255,7 @@ export function signature(original: string): Signature {
     else if (FOREIGN.has(bare)) foreign++;
     const particle = PARTICLES[bare];
     if (particle) particles.set(particle, (particles.get(particle) ?? 0) + 1);
+    // (particleBefore is set after this word is pushed, below, so a particle governs the next key word.)
     if (NEGATIONS.has(bare) || bare.endsWith("n't") || lower.endsWith('n’t') || /^(?:dont|doesnt|didnt|isnt|arent|wasnt|werent|wont|wouldnt|cant|couldnt|shouldnt|mustnt|havent|hasnt|hadnt|cannot)$/.test(bare)) {
       // One word for "not" however written (can't, cannot, don't); the modal or tense inside it counts as its own.
       const neg = /nt$|^cannot$/.test(bare) ? 'not' : bare;
@@ -219,6 +265,7 @@ export function signature(original: string): Signature {
       if (s && (s[0] !== 'modal' || !afterWh || s[1] === 'must')) senses[s[0]].push(s[1]);
       afterWh = false;
       push('not', null);
+      negationBefore = true;
       continue;
     }
     const closed = SENSES[bare];
@@ -228,7 +275,7 @@ export function signature(original: string): Signature {
       const counted = cls !== 'modal' || !afterWh || value === 'must';
       if (counted) senses[cls].push(value);
       afterWh = cls === 'wh' || (afterWh && cls === 'modal');
-      push(cls === 'person' ? value : '', cls === 'person' ? value : null);
+      push(cls === 'person' ? value : cls === 'conj' ? bare : '', cls === 'person' ? value : null);
       continue;
     }
     if (!DETERMINERS.has(bare)) afterWh = false;
@@ -242,7 +289,7 @@ export function signature(original: string): Signature {
     }
     // A capitalized word that does not start a sentence is taken as a name; so is an acronym
     // anywhere, and an identifier (digits, underscores or capitals inside: ord_9f3k2, cus_ABCD, jdoe42).
-    if ((/^[A-Z]/.test(word) && !sentenceStart && word !== 'I') || /^[A-Z]{2,}$/.test(word) || /[\d_]|.[A-Z]|\w\.\w/.test(word)) { names.push(lower); push(lower, lower); continue; }
+    if ((/^\p{Lu}/u.test(word) && !sentenceStart && word !== 'I') || /^\p{Lu}{2,}$/u.test(word) || /[\p{Nd}_]|.\p{Lu}|\w\.\w/u.test(word)) { names.push(lower); push(lower, lower); continue; }
     if (QUANTIFIERS.has(bare)) { quantifiers.push(bare === 'every' || bare === 'each' ? 'all' : bare); push(bare, null); continue; }
     if (DEGREES.has(bare)) {
       const next = /^\s*([A-Za-z]+)/.exec(text.slice(last))?.[1] ?? '';
@@ -252,27 +299,34 @@ export function signature(original: string): Signature {
       push(degree, degree);
       continue;
     }
-    if (STOPWORDS.has(bare)) { push(DETERMINERS.has(bare) ? '' : RELATION_CLASS[bare] ?? bare, null); continue; }
-    const stem = stemmer(bare);
+    if (STOPWORDS.has(bare)) {
+      push(DETERMINERS.has(bare) ? '' : RELATION_CLASS[bare] ?? bare, null);
+      if (particle) particleBefore = particle;
+      continue;
+    }
+    // -ee nouns keep their ending: an employee is not an employer (Porter would pair employe with employ).
+    const stem = /ees?$/.test(bare) && bare.length > 5 ? bare.replace(/s$/, '') : stemmer(bare);
+    (isPlural(bare) ? plural : singular).add(stem);
     content.add(stem);
     push(stem, stem);
   }
   const nameStems = new Set(names.filter((n) => /^[a-z]+$/.test(n)).map((n) => stemmer(n)));
   const key = (xs: string[]) => [...new Set(xs)].sort().join('|');
   return {
-    content, numbers: key(numbers), names: key(names), languages: key(languages), negations: String(negations.length % 2) + key(negations),
+    content, numbers: numbers.join('|'), marks: [...marks].sort().join(''), governed, plural, singular,
+    names: key(names), languages: key(languages), negations: `${negations.length % 2}${key(negations)}>${[...negated].sort().join('|')}`,
     degrees: [...degrees].sort().join('|'), quantifiers: key(quantifiers), particles,
     // A question with no person in it asks from the asker's ("how to reset my password", "summarize this"): the first person.
-    senses: (['wh', 'person', 'modal', 'tense'] as const).map((c) => key(c === 'person' && !senses.person.length ? ['p1'] : senses[c])).join('/'), nameStems, caseless, tokens, keys, keySet: new Set(keys.map((i) => tokens[i]!.key!)), english: foreign <= english && !/[^\s\p{Script=Latin}\p{P}\p{N}\p{S}]/u.test(text),
+    senses: (['wh', 'person', 'modal', 'tense', 'conj'] as const).map((c) => key(c === 'person' && !senses.person.length ? ['p1'] : senses[c])).join('/'), nameStems, caseless, tokens, keys, keySet: new Set(keys.map((i) => tokens[i]!.key!)), english: foreign <= english && !/[^\s\p{Script=Latin}\p{P}\p{N}\p{S}]/u.test(text),
   };
 }
 
 /** Stems of words a question may gain or lose without changing what it asks. */
-const FILLERS = new Set(['pleas', 'kindli', 'exactli', 'actual', 'realli', 'current', 'right', 'now', 'usual', 'typic', 'normal', 'possibl', 'simpli',
-  'basic', 'step', 'method', 'help', 'know', 'want', 'like', 'question', 'thank', 'hi', 'hello', 'hei', 'wonder', 'curiou', 'quick',
-  'perman', 'anyon', 'someon', 'anywai', 'okai', 'ok',
+const FILLERS = new Set(['pleas', 'kindli', 'exactli', 'actual', 'realli', 'possibl', 'simpli',
+  'step', 'help', 'know', 'want', 'like', 'question', 'thank', 'hi', 'hello', 'hei', 'wonder', 'curiou',
+  'anyon', 'someon', 'anywai', 'okai', 'ok',
   // Words that frame a question without narrowing it: "what's the process for …", "why would that happen".
-  'process', 'procedur', 'purpos', 'happen', 'avail', 'mean', 'reason', 'option', 'suggest', 'recommend', 'idea']);
+  'purpos', 'happen', 'avail', 'reason', 'suggest', 'recommend', 'idea']);
 
 /** "the best way to": best only frames the question ("the fastest way" does not: it asks for speed). */
 const FRAMED = /^(?:way|ways|method|methods|approach|option)$/i;
@@ -280,7 +334,7 @@ const FRAMED = /^(?:way|ways|method|methods|approach|option)$/i;
 /** Two stems of one word family pair up ("summar" from summarize, "summari" from summary), but not plan and planet. */
 function related(a: string, b: string): boolean {
   const [s, l] = a.length <= b.length ? [a, b] : [b, a];
-  return s.length >= 5 && l.length - s.length <= 3 && l.startsWith(s) && /^[a-z]+$/.test(l);
+  return s.length >= 5 && l.length - s.length <= 3 && l.startsWith(s) && /^[a-z]+$/.test(l) && l.endsWith('ee') === s.endsWith('ee');
 }
 
 /**
@@ -389,8 +443,20 @@ export function compare(a: Signature, b: Signature): 'same' | 'reworded' | 'diff
   // Without letter case on one side, a name there reads as a content word: compare names as content (identifiers stay exact).
   const caseless = a.caseless || b.caseless;
   const namesOf = (s: Signature) => (caseless ? s.names.split('|').filter((n) => n && !/^[a-z]+$/.test(n)).join('|') : s.names);
-  if (a.numbers !== b.numbers || namesOf(a) !== namesOf(b) || a.languages !== b.languages || a.negations !== b.negations || a.degrees !== b.degrees ||
-    a.quantifiers !== b.quantifiers || a.senses !== b.senses) return 'different';
+  if (a.numbers !== b.numbers || a.marks !== b.marks || namesOf(a) !== namesOf(b) || a.languages !== b.languages || a.negations !== b.negations ||
+    a.degrees !== b.degrees || a.quantifiers !== b.quantifiers || a.senses !== b.senses) return 'different';
+  // A word under another particle ("to Dropbox from Drive" / "from Dropbox to Drive").
+  for (const [k, p] of a.governed) {
+    const q = b.governed.get(k);
+    if (p && q && p !== q) return 'different';
+  }
+  // One and many of the same thing ("delete a file" / "delete files").
+  for (const w of a.content) {
+    if (!b.content.has(w)) continue;
+    const onlyPluralA = a.plural.has(w) && !a.singular.has(w);
+    const onlyPluralB = b.plural.has(w) && !b.singular.has(w);
+    if (onlyPluralA !== onlyPluralB && (a.singular.has(w) || b.singular.has(w))) return 'different';
+  }
   if (particleSwapped(a.particles, b.particles) || swapped(a, b)) return 'different';
   // A content word on one side only (stems of one word family pair up; fillers do not count).
   const contentA = caseless ? new Set([...a.content, ...a.nameStems]) : a.content;

@@ -66,10 +66,13 @@ export class ExpirySweep {
     let last: unknown = undefined;
     let seen = 0;
     const skip = this.from === undefined ? null : JSON.stringify(this.from);
-    for (const { key, value } of db.getRange(this.from === undefined ? { limit: budget } : { start: this.from as never, limit: budget })) {
+    for (const key of db.getKeys(this.from === undefined ? { limit: budget } : { start: this.from as never, limit: budget })) {
       seen++;
       last = key;
       if (skip !== null && seen === 1 && JSON.stringify(key) === skip) continue;
+      // Each value read on its own: one that cannot be decoded is removed like an expired one, never a throw that stops every later sweep here.
+      let value: unknown;
+      try { value = db.get(key as never); } catch { value = undefined; }
       const exp = (value as { exp?: unknown } | undefined)?.exp;
       if (typeof exp !== 'number' || exp <= now) { void db.remove(key as never); removed++; }
     }

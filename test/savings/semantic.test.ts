@@ -88,6 +88,30 @@ t.test('guards (pure): question word, person, modality, tense, light verbs, case
   t.equal(embeddingText('Hi there, COULD YOU TELL ME how to  Rotate my key? Thanks!'), 'how to rotate my key?', 'what is embedded: no frames, lower case');
 });
 
+t.test('guards (pure): symbols, Unicode, number order, roles, and/or, what is negated, one vs many', async (t) => {
+  const same = (a: string, b: string) => sameQuestion(signature(a), signature(b));
+  t.notOk(same('What is 12 + 7?', 'What is 12 - 7?'), 'operators');
+  t.notOk(same('Is x ≥ 5 true when x is 5?', 'Is x ≤ 5 true when x is 5?'), 'symbols');
+  t.notOk(same('What does 👍 mean?', 'What does 👎 mean?'), 'emoji');
+  t.notOk(same('What is 3 + 3 + 5?', 'What is 3 + 5 + 5?'), 'numbers in order, repeats counted');
+  t.notOk(same('What day of the week was 1/2/2020?', 'What day of the week was 2/1/2020?'), 'dates in order');
+  t.notOk(same('Is it colder at -10 degrees?', 'Is it colder at 10 degrees?'), 'a minus sign');
+  t.notOk(same('Is 1,5 kg of sugar too much?', 'Is 15 kg of sugar too much?'), 'a decimal comma');
+  t.ok(same('Is 1,000 kg too much?', 'Is 1000 kg too much?'), 'a thousands separator');
+  t.notOk(same('What is ７ times 8?', 'What is ９ times 8?'), 'fullwidth digits');
+  t.notOk(same('Is it ｎｏｔ safe to drink?', 'Is it safe to drink?'), 'fullwidth letters');
+  t.notOk(same('Who is Müller?', 'Who is Möller?'), 'accents');
+  t.notOk(same('How do I move files to Dropbox from Google Drive?', 'How do I move files from Dropbox to Google Drive?'), 'particles moved, order kept');
+  t.ok(same('Copy the files from my laptop to the server.', 'Copy the files to the server from my laptop.'), 'both particles kept with their words');
+  t.notOk(same('Why does he hate her?', 'Why does she hate him?'), 'he/she roles');
+  t.notOk(same('What should I say to my boss?', 'What should my boss say to me?'), 'speaker and listener');
+  t.notOk(same('What rights does an employer have?', 'What rights does an employee have?'), '-er vs -ee');
+  t.notOk(same('Can I take ibuprofen and paracetamol?', 'Can I take ibuprofen or paracetamol?'), 'and vs or');
+  t.notOk(same('Why does the server crash when the cache is not full?', 'Why does the server not crash when the cache is full?'), 'what the negation negates');
+  t.ok(same("Don't delete the temporary files.", 'Do not delete the temporary files.'), 'the same negation, written two ways');
+  t.notOk(same('How do I delete a file?', 'How do I delete files?'), 'one vs many');
+});
+
 const fake = await startFakeUpstream();
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(),
   { models: ['seq-sem'].map(testModel), savings: { semantic_cache: { enabled: true } } });

@@ -88,6 +88,36 @@ t.test('a wrong semantic hit is evicted, leaves a scar, and tightens its neighbo
   t.equal(await cache.evict('req_bad', 0.9, 60_000), null);
 });
 
+t.test('damaged semantic records are misses, never throws: undecodable bytes, NaN vectors, odd keys, bodies that are not answers', async (t) => {
+  const cache = new ResponseCache(store);
+  const vec = (angle: number) => { const v = new Float32Array(512); v[0] = Math.cos(angle); v[1] = Math.sin(angle); return v; };
+  const text = 'How do I reset my password?';
+  const raw = (name: string) => store.root.openDB<Buffer, Array<string | number>>({ name, encoding: 'binary' });
+  cache.putSimilar('ws_d', 'probe', 'req_probe', vec(0), text, answer, 60_000, 0.9);
+  await store.root.flushed;
+  const probeKey = [...store.semantic.getKeys({ start: ['ws_d', 'probe'], end: ['ws_d', 'probe\u0000'] })][0] as Array<string | number>;
+  const b = probeKey[2] as number;
+  await raw('semantic').put(['ws_d', 'ctx', b, 'req_undecodable'], Buffer.from([0xc1, 0xc1, 0xff, 0x00]));
+  await raw('semantic_scars').put(['ws_d', 'ctx', b, 'req_badscar'], Buffer.from([0xc1, 0xc1, 0xff, 0x00]));
+  const nan = new Float32Array(512).fill(Number.NaN);
+  await store.semantic.put(['ws_d', 'ctx', b, 'req_nan'], { exp: Date.now() + 60_000, decision: 'd', body: answer.body, usage, text, vec: Buffer.from(nan.buffer) });
+  await store.semantic.put(['ws_d', 'ctx', b + 0.5, 'req_oddkey'], { exp: Date.now() + 60_000, decision: 'd', body: answer.body, usage, text, vec: Buffer.from(vec(0).buffer) });
+  await store.semantic.put(['ws_d', 'ctx', b, 'req_notjson'], { exp: Date.now() + 60_000, decision: 'd', body: 'not an answer', usage, text, vec: Buffer.from(vec(0).buffer) });
+  t.equal(cache.findSimilar('ws_d', 'ctx', vec(0), text, 0.9), null, 'no lookup throws, and none of them is served');
+  t.doesNotThrow(() => cache.putSimilar('ws_d', 'ctx', 'req_ok', vec(0), text, answer, 60_000, 0.9), 'a store near an undecodable scar');
+  await store.root.flushed;
+  t.equal(cache.findSimilar('ws_d', 'ctx', vec(0.01), text, 0.9)?.id, 'req_ok', 'a good entry beside them still answers');
+  await raw('cache_refs').put(['req_badref', 'semantic'], Buffer.from([0xc1, 0xc1]));
+  await store.cacheRefs.put(['req_longhash', 'exact'], { exp: Date.now() + 60_000, ws: 'ws_d', hash: 'h'.repeat(5000) });
+  t.equal(await cache.evict('req_badref', 0.9, 60_000), null);
+  t.equal(await cache.evict('req_longhash', 0.9, 60_000), null);
+  // The sweeper removes what it cannot read, and goes on past it.
+  await raw('cache').put(['ws_d', 'undecodable'], Buffer.from([0xc1, 0xc1, 0xff]));
+  t.doesNotThrow(() => { for (let i = 0; i < 5; i++) cache.sweep(2000); });
+  await store.root.flushed;
+  t.equal([...store.cache.getKeys({ start: ['ws_d', 'undecodable'], end: ['ws_d', 'undecodable\u0000'] })].length, 0, 'the undecodable record is gone');
+});
+
 t.test('a streamed answer with tool calls assembles to a completion and replays to the same deltas', async (t) => {
   const base = { id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: 'm' };
   const ev = (choices: unknown[], extra = {}) => `data: ${JSON.stringify({ ...base, choices, ...extra })}\n\n`;
