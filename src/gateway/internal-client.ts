@@ -1,7 +1,19 @@
 // A request the gateway makes of itself (the router's judge, the semantic cache's verifier):
 // the Client the pipeline writes to, holding the answer in memory (never a socket). Its
 // `endpoint` names it in the ledger, where its cost is the operator's own row.
+import type { KeyRecord } from '../accounts/keys.js';
+import { DEFAULT_WORKSPACE } from '../accounts/workspaces.js';
 import type { Client, HeaderList } from '../wire/http.js';
+
+/**
+ * The operator key an internal request runs under: never stored, never matched by a secret.
+ * Its requests are never looked up by meaning (savings_off: semantic_cache): one answer's
+ * grade, or one pair's verdict, is no other's; the exact cache still applies.
+ */
+export function internalKey(id: string, name: string): KeyRecord {
+  return { id, name, kind: 'operator', workspace: DEFAULT_WORKSPACE, scopes: ['inference'],
+    hash: '0'.repeat(64), prefix: '', created_at: 0, revoked_at: null, limits: { savings_off: ['semantic_cache'] }, created_by: null };
+}
 
 export class InternalClient implements Client {
   readonly aborted = false;

@@ -8,11 +8,10 @@
 // operator's own (endpoint `router.judge`, key `key_router_judge`).
 import type { KeyRecord } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
-import { DEFAULT_WORKSPACE } from '../accounts/workspaces.js';
 import type { AdaptiveRouter } from '../router/adaptive.js';
 import type { RouterPick } from '../router/smart.js';
 import type { Client } from '../wire/http.js';
-import { InternalClient, replyContent } from './internal-client.js';
+import { InternalClient, internalKey, replyContent } from './internal-client.js';
 import type { WorkerPool } from '../workers/pool.js';
 
 export interface JudgeOptions {
@@ -82,9 +81,7 @@ export class Judge {
   constructor(private readonly runner: Runner, private readonly adaptive: AdaptiveRouter, private readonly pool: WorkerPool,
     private readonly ids: RequestIds, readonly opts: JudgeOptions) {
     this.state = (opts.seed ^ 0x5bd1e995) >>> 0 || 1;
-    this.key = { id: 'key_router_judge', name: 'router judge', kind: 'operator', workspace: DEFAULT_WORKSPACE, scopes: ['inference'],
-      // One answer's grade is no other's: the judge's requests are never looked up by meaning.
-      hash: '0'.repeat(64), prefix: '', created_at: 0, revoked_at: null, limits: { savings_off: ['semantic_cache'] }, created_by: null };
+    this.key = internalKey('key_router_judge', 'router judge');
   }
 
   /** Is this key the judge's own (its requests are never judged)? */

@@ -10,11 +10,10 @@
 // is only asked when it may save a whole answer.
 import type { KeyRecord } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
-import { DEFAULT_WORKSPACE } from '../accounts/workspaces.js';
 import type { Route } from '../router/catalog.js';
 import type { SemanticVerifier } from '../savings/stage.js';
 import type { Runner } from './judge.js';
-import { InternalClient, replyContent } from './internal-client.js';
+import { InternalClient, internalKey, replyContent } from './internal-client.js';
 
 export interface VerifierOptions {
   model: string;
@@ -51,9 +50,7 @@ export class Verifier implements SemanticVerifier {
 
   /** `routes`: every route the verifier's request may take (a request whose keys do not allow each of them is not verified: its prompt would go there). */
   constructor(private readonly runner: Runner, private readonly ids: RequestIds, readonly opts: VerifierOptions, readonly routes: readonly Route[]) {
-    // Its own requests are exact-cached (the same pair, the same verdict) but never looked up by meaning: one pair's verdict is no other's.
-    this.key = { id: 'key_cache_verify', name: 'semantic cache verifier', kind: 'operator', workspace: DEFAULT_WORKSPACE, scopes: ['inference'],
-      hash: '0'.repeat(64), prefix: '', created_at: 0, revoked_at: null, limits: { savings_off: ['semantic_cache'] }, created_by: null };
+    this.key = internalKey('key_cache_verify', 'semantic cache verifier');
   }
 
   owns(key: KeyRecord): boolean {

@@ -12,7 +12,7 @@
 // (and anything as far), and re-asking the evicted prompt does not bring the mistake back.
 import { z } from 'zod';
 import { UsageSchema, type Usage } from '../wire/usage.js';
-import { ExpirySweep, type Store } from '../store/lmdb.js';
+import { ExpirySweep, tryGet as read, type Store } from '../store/lmdb.js';
 import { compare, signature, type Signature } from './guard.js';
 
 export interface CachedAnswer {
@@ -26,9 +26,9 @@ export interface CachedAnswer {
 /** A stored answer's usage as a hit reports it: the upstream's counts, less its cache writes (a hit writes no provider cache). */
 const StoredUsage = UsageSchema.omit({ cache_write_tokens: true });
 const ExactSchema = z.object({ exp: z.number(), decision: z.string(), body: z.string(), usage: StoredUsage });
-const SemanticSchema = ExactSchema.extend({ text: z.string(), vec: z.instanceof(Uint8Array), thr: z.number().optional() });
-const ScarSchema = z.object({ exp: z.number(), vec: z.instanceof(Uint8Array) });
 const VecBytes = z.instanceof(Uint8Array);
+const SemanticSchema = ExactSchema.extend({ text: z.string(), vec: VecBytes, thr: z.number().optional() });
+const ScarSchema = z.object({ exp: z.number(), vec: VecBytes });
 /** A request's use of the exact cache: the entry it stored or was served. */
 const ExactRefSchema = z.object({ exp: z.number(), ws: z.string().max(256), hash: z.string().max(128) });
 /** A request's use of the semantic cache: the entry it stored, or the one it was served (with the query, for the scar). */
@@ -116,15 +116,6 @@ const isCompletion = (body: string) => body.startsWith('{') && body.endsWith('}'
 const isEntryKey = (key: unknown): key is [string, string, number, string] =>
   Array.isArray(key) && key.length === 4 && typeof key[1] === 'string' && Number.isInteger(key[2]) && typeof key[3] === 'string';
 
-/** A record's value, or undefined when it cannot be read (undecodable bytes, a key LMDB refuses): damage is a miss, never a throw. */
-function read(db: { get(key: never): unknown }, key: unknown): unknown {
-  try {
-    return db.get(key as never);
-  } catch {
-    return undefined;
-  }
-}
-
 /** At most this many candidates are checked by the guards per lookup, the most similar first (each check reads both prompts). */
 const MAX_GUARDED = 8;
 
@@ -188,7 +179,7 @@ export class ResponseCache {
    * final user turn), if it reaches `threshold` and passes the guards. Probes the vector's
    * LSH bucket and its neighbours up to Hamming distance 2; nothing else is read.
    */
-  findSimilar(ws: string, context: string, embedding: Float32Array, text: string, threshold: number, now = Date.now()): SemanticHit | null {
+  findSimilar(ws: string, context: string, embedding: Float32Array, text: string | Signature, threshold: number, now = Date.now()): SemanticHit | null {
     return this.nearest(ws, context, embedding, text, threshold, (verdict) => verdict === 'same', now);
   }
 
@@ -197,11 +188,12 @@ export class ResponseCache {
    * prompt from `minSimilarity` up (and its own threshold) that the guards find only
    * reworded or the same — never one they find different.
    */
-  findCandidate(ws: string, context: string, embedding: Float32Array, text: string, minSimilarity: number, now = Date.now()): SemanticHit | null {
+  findCandidate(ws: string, context: string, embedding: Float32Array, text: string | Signature, minSimilarity: number, now = Date.now()): SemanticHit | null {
     return this.nearest(ws, context, embedding, text, minSimilarity, (verdict) => verdict !== 'different', now);
   }
 
-  private nearest(ws: string, context: string, embedding: Float32Array, text: string, threshold: number,
+  /** `text`: the query's last turn, or its signature when the caller has read it already. */
+  private nearest(ws: string, context: string, embedding: Float32Array, text: string | Signature, threshold: number,
     accept: (verdict: ReturnType<typeof compare>) => boolean, now: number): SemanticHit | null {
     const vec = normalize(embedding);
     // Every close enough entry first (dot products only), then the guards on the most similar
@@ -219,7 +211,7 @@ export class ResponseCache {
     });
     if (!close.length) return null;
     close.sort((x, y) => y.similarity - x.similarity);
-    const sig: Signature = signature(text);
+    const sig: Signature = typeof text === 'string' ? signature(text) : text;
     for (const c of close.slice(0, MAX_GUARDED)) if (accept(compare(sig, signature(c.text)))) return c;
     return null;
   }

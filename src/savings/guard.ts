@@ -25,8 +25,6 @@ const LANGUAGES = new Set(['python', 'javascript', 'typescript', 'java', 'c++', 
 /** One-letter or common-word languages count only when written as names: C, R, Go. */
 const CASED_LANGUAGES = new Set(['c', 'r', 'go']);
 
-const SENTENCE_END = /[.!?:;\n]/;
-
 /** Function words: changing these does not change the question. */
 const STOPWORDS = new Set(('a an the of to in on at for from by with about into over under and or but if then so as is are was were be been being ' +
   'am do does did doing done have has had having can could will would shall should may might must what whats which who whom whose when where why how ' +
@@ -76,8 +74,8 @@ sense('tense', 'past', 'was were did had');
 sense('conj', 'and', 'and');
 sense('conj', 'or', 'or');
 const PERSONS = new Set(Object.values(SENSES).filter(([cls]) => cls === 'person').map(([, v]) => v));
-/** Words after "what" (within a few) that make it ask how. */
-const HOW_FRAMES = /^(?:way|ways|steps?|process|procedure|method)$/;
+/** "what" followed within a few words by one of these asks how ("what is the way to", "what are the steps to"). */
+const HOW_FRAME = /^(?:\s*[\w'’]+){0,3}?\s*(?:way|ways|steps?|process|procedure|method)\b/i;
 
 /**
  * A request frame addressed to the assistant, or a greeting or thanks around the question:
@@ -271,7 +269,7 @@ export function signature(original: string): Signature {
     const closed = SENSES[bare];
     if (closed) {
       let [cls, value] = closed;
-      if (cls === 'wh' && value === 'what' && HOW_FRAMES.test((/^(?:\s*[\w'’]+){0,3}?\s*(way|ways|steps?|process|procedure|method)\b/i.exec(text.slice(last))?.[1] ?? '').toLowerCase())) value = 'how';
+      if (cls === 'wh' && value === 'what' && HOW_FRAME.test(text.slice(last))) value = 'how';
       const counted = cls !== 'modal' || !afterWh || value === 'must';
       if (counted) senses[cls].push(value);
       afterWh = cls === 'wh' || (afterWh && cls === 'modal');

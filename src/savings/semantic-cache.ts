@@ -28,11 +28,12 @@ export function semanticCache(cache: ResponseCache, pool: WorkerPool, config: Co
       if (!turn || turn.text.length > cfg.max_prompt_chars) { skip('not_compared'); return; }
       if (inFlight >= cfg.max_in_flight) { skip('skipped_busy'); return; }
       if (pool.embeddings === 'warming') { skip('skipped_warming'); return; }
-      if (!signature(turn.text).english) { skip('not_compared'); return; }
+      const sig = signature(turn.text);
+      if (!sig.english) { skip('not_compared'); return; }
       inFlight++;
       ctx.after(pool.embed(embeddingText(turn.text)).catch(() => null).finally(() => { inFlight--; }), (vec) => {
         if (!vec) { skip('failed'); return; }
-        const hit = cache.findSimilar(ctx.ws.id, turn.context, vec, turn.text, cfg.threshold);
+        const hit = cache.findSimilar(ctx.ws.id, turn.context, vec, sig, cfg.threshold);
         if (hit && allows(ctx.routes, hit.decision)) {
           stats.hit++;
           cache.refSemanticHit(ctx.client.requestId, ctx.ws.id, turn.context, vec, hit);
@@ -43,7 +44,7 @@ export function semanticCache(cache: ResponseCache, pool: WorkerPool, config: Co
         const miss = () => { stats[verified ? 'verified_miss' : 'miss']++; ctx.semantic = { vec, text: turn.text, context: turn.context }; next(); };
         // A reworded candidate, when a verifier is configured and this request's prompt may go to its model.
         const candidate = verifier && ctx.mayVerify()
-          ? cache.findCandidate(ctx.ws.id, turn.context, vec, turn.text, cfg.verify.min_similarity) : null;
+          ? cache.findCandidate(ctx.ws.id, turn.context, vec, sig, cfg.verify.min_similarity) : null;
         if (!candidate || !allows(ctx.routes, candidate.decision)) { miss(); return; }
         verified = true;
         ctx.after(verifier!.ask(candidate.text, turn.text), (same) => {

@@ -49,6 +49,15 @@ export function keyPart(s: string): string {
   return `${s.slice(0, 64)}…${sha256Text(s).slice(0, 22)}`;
 }
 
+/** A record's value, or undefined when it cannot be read (undecodable bytes, a key LMDB refuses): damage reads as absent, never a throw. */
+export function tryGet(db: { get(key: never): unknown }, key: unknown): unknown {
+  try {
+    return db.get(key as never);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Removes the records of a database whose `exp` (ms) has passed, at most `budget` read per
  * run, each run going on after the last key the previous one read (wrapping at the end):
@@ -71,9 +80,7 @@ export class ExpirySweep {
       last = key;
       if (skip !== null && seen === 1 && JSON.stringify(key) === skip) continue;
       // Each value read on its own: one that cannot be decoded is removed like an expired one, never a throw that stops every later sweep here.
-      let value: unknown;
-      try { value = db.get(key as never); } catch { value = undefined; }
-      const exp = (value as { exp?: unknown } | undefined)?.exp;
+      const exp = (tryGet(db, key) as { exp?: unknown } | undefined)?.exp;
       if (typeof exp !== 'number' || exp <= now) { void db.remove(key as never); removed++; }
     }
     this.from = seen < budget ? undefined : last;
