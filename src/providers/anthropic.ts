@@ -4,44 +4,26 @@
 // Messages SSE events into OpenAI chunks as they arrive, ending with a usage chunk (the
 // gateway strips it if the caller did not ask) and [DONE]. Errors keep their status and
 // reach the gateway as Anthropic sent them (it normalises every provider's), 529 as a 503, so failover treats 429/5xx/529 like any upstream's.
-import { StringDecoder } from 'node:string_decoder';
 import type { Pool } from 'undici';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
-import { MAX_JSON_DEPTH, isRecord, nestsDeeper, text as asText, type Json } from '../json.js';
+import { isRecord, text as asText, type Json } from '../json.js';
 import { Relay, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
-import { contentText, sentCap } from '../wire/chat.js';
+import { SseEvents, TranslatingSink, completionBody, type TokenUsage } from './translator.js';
+import { chatTurns, stopList, toolChoiceOf, toolsOf, type Block } from './turns.js';
+import { sentCap } from '../wire/chat.js';
 import { dataOf } from '../wire/sse.js';
 
 const API_VERSION = '2023-06-01';
 
-
-function imageBlock(part: Json): Json | null {
-  const url = isRecord(part.image_url) ? part.image_url.url : part.image_url;
-  if (typeof url !== 'string') return null;
-  const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
-  return data ? { type: 'image', source: { type: 'base64', media_type: data[1], data: data[2] } } : { type: 'image', source: { type: 'url', url } };
-}
-
-function userContent(content: unknown): string | Json[] {
-  if (typeof content === 'string') return content;
-  if (!Array.isArray(content)) return '';
-  const blocks: Json[] = [];
-  for (const part of content) {
-    if (!isRecord(part)) continue;
-    if (part.type === 'text' && typeof part.text === 'string') blocks.push({ type: 'text', text: part.text });
-    else if (part.type === 'image_url') { const b = imageBlock(part); if (b) blocks.push(b); }
+function blockOf(b: Block): Json {
+  switch (b.type) {
+    case 'text': return { type: 'text', text: b.text };
+    case 'image': return b.data !== null ? { type: 'image', source: { type: 'base64', media_type: b.mime, data: b.data } } : { type: 'image', source: { type: 'url', url: b.url } };
+    case 'tool_call': return { type: 'tool_use', id: b.id, name: b.name, input: b.input };
+    case 'tool_result': return { type: 'tool_result', tool_use_id: b.id, content: b.text };
   }
-  return blocks;
-}
-
-function parseArguments(args: unknown): unknown {
-  if (typeof args !== 'string') return {};
-  let value: unknown;
-  try { value = JSON.parse(args); } catch { throw new GatewayError(Errors.invalidRequest, 'A tool call\'s arguments are not valid JSON.', 'messages'); }
-  if (nestsDeeper(value)) throw new GatewayError(Errors.jsonTooDeep, `A tool call's arguments nest more than ${MAX_JSON_DEPTH} levels deep.`, 'messages');
-  return value;
 }
 
 /**
@@ -50,35 +32,8 @@ function parseArguments(args: unknown): unknown {
  * the 4 breakpoints Anthropic allows; a prefix too short to cache is simply not cached).
  */
 export function toMessagesRequest(request: ChatRequest, model: string, maxTokens: number, stream: boolean, cacheBreakpoints = false): Json {
-  const system: string[] = [];
-  const messages: Array<{ role: 'user' | 'assistant'; content: Json[] }> = [];
-  const push = (role: 'user' | 'assistant', blocks: Json[]) => {
-    if (!blocks.length) return;
-    const last = messages.at(-1);
-    if (last && last.role === role) last.content.push(...blocks); // Anthropic wants turns to alternate
-    else messages.push({ role, content: blocks });
-  };
-  for (const m of request.messages) {
-    const role = m.role;
-    if (role === 'system' || role === 'developer') { system.push(contentText(m.content)); continue; }
-    if (role === 'tool') {
-      push('user', [{ type: 'tool_result', tool_use_id: asText(m.tool_call_id), content: contentText(m.content) }]);
-      continue;
-    }
-    if (role === 'assistant') {
-      const blocks: Json[] = [];
-      const text = contentText(m.content);
-      if (text) blocks.push({ type: 'text', text });
-      for (const call of Array.isArray(m.tool_calls) ? m.tool_calls : []) {
-        if (!isRecord(call) || !isRecord(call.function)) continue;
-        blocks.push({ type: 'tool_use', id: asText(call.id), name: asText(call.function.name), input: parseArguments(call.function.arguments) });
-      }
-      push('assistant', blocks);
-      continue;
-    }
-    const content = userContent(m.content);
-    push('user', typeof content === 'string' ? [{ type: 'text', text: content }] : content);
-  }
+  const { system, turns } = chatTurns(request);
+  const messages = turns.map((t) => ({ role: t.role, content: t.blocks.map(blockOf) }));
   const out: Json = { model, max_tokens: maxTokens, messages };
   const ephemeral = { type: 'ephemeral' };
   if (system.length) out.system = cacheBreakpoints ? [{ type: 'text', text: system.join('\n\n'), cache_control: ephemeral }] : system.join('\n\n');
@@ -90,24 +45,16 @@ export function toMessagesRequest(request: ChatRequest, model: string, maxTokens
   if (stream) out.stream = true;
   if (typeof request.temperature === 'number') out.temperature = Math.min(1, request.temperature);
   if (typeof request.top_p === 'number') out.top_p = request.top_p;
-  const stop = request.stop;
-  if (typeof stop === 'string') out.stop_sequences = [stop];
-  else if (Array.isArray(stop)) out.stop_sequences = stop;
-  if (Array.isArray(request.tools) && request.tools.length) {
-    out.tools = request.tools.filter(isRecord).map((t) => {
-      const f = isRecord(t.function) ? t.function : {};
-      return { name: f.name, ...(f.description ? { description: f.description } : {}), input_schema: f.parameters ?? { type: 'object', properties: {} } };
-    });
-    if (cacheBreakpoints) {
-      const tools = out.tools as Json[];
-      tools[tools.length - 1] = { ...(tools[tools.length - 1] as Record<string, Json>), cache_control: ephemeral };
-    }
+  const stop = stopList(request);
+  if (stop) out.stop_sequences = stop;
+  const tools = toolsOf(request);
+  if (tools.length) {
+    const specs: Json[] = tools.map((t) => ({ name: t.name, ...(t.description ? { description: t.description } : {}), input_schema: t.parameters }));
+    if (cacheBreakpoints) specs[specs.length - 1] = { ...specs[specs.length - 1], cache_control: ephemeral };
+    out.tools = specs;
   }
-  const choice = request.tool_choice;
-  if (choice === 'auto') out.tool_choice = { type: 'auto' };
-  else if (choice === 'required') out.tool_choice = { type: 'any' };
-  else if (choice === 'none') out.tool_choice = { type: 'none' };
-  else if (isRecord(choice) && isRecord(choice.function)) out.tool_choice = { type: 'tool', name: choice.function.name };
+  const choice = toolChoiceOf(request);
+  if (choice) out.tool_choice = choice.mode === 'tool' ? { type: 'tool', name: choice.name } : { type: choice.mode === 'required' ? 'any' : choice.mode };
   if (isRecord(request.metadata) && typeof request.user === 'string') out.metadata = { user_id: request.user };
   return out;
 }
@@ -130,101 +77,44 @@ const MessageSchema = z.looseObject({
   usage: UsageSchema,
 });
 
-/** OpenAI usage from Anthropic's: prompt tokens include cache reads and writes; cached = reads. */
-function openAIUsage(u: AnthropicUsage) {
-  const read = u.cache_read_input_tokens ?? 0;
-  const write = u.cache_creation_input_tokens ?? 0;
-  const prompt = u.input_tokens + read + write;
-  return { prompt_tokens: prompt, completion_tokens: u.output_tokens, total_tokens: prompt + u.output_tokens,
-    prompt_tokens_details: { cached_tokens: read, cache_write_tokens: write } };
+/** Anthropic's counts: its input tokens exclude cache reads and writes. */
+function tokens(u: AnthropicUsage): TokenUsage {
+  return { input: u.input_tokens, output: u.output_tokens, cacheRead: u.cache_read_input_tokens ?? 0, cacheWrite: u.cache_creation_input_tokens ?? 0 };
 }
 
 /** Receives the Messages API's bytes and hands the gateway OpenAI's format. */
-export class Translator implements ResponseSink {
-  private status = 0;
-  private streaming = false;
-  private buffered: Buffer[] = [];
-  private tail = '';
-  private id = 'chatcmpl-anthropic';
-  private readonly created = Math.floor(Date.now() / 1000);
-  private model: string;
+export class Translator extends TranslatingSink {
   private usage: AnthropicUsage = { input_tokens: 0, output_tokens: 0 };
   /** Anthropic content-block index → OpenAI tool_calls index. */
   private readonly toolIndex = new Map<number, number>();
-  private finish: string | null = null;
+  private readonly events = new SseEvents();
 
-  private readonly decoder = new StringDecoder('utf8');
-
-  constructor(private readonly sink: ResponseSink, model: string) {
-    this.model = model;
+  constructor(sink: ResponseSink, model: string) {
+    super(sink, model, 'event-stream', 'Anthropic');
   }
 
-  private retryAfter: number | null = null;
-
-  onStart(status: number, contentType: string, retryAfterMs?: number | null): void {
-    this.status = status;
-    this.retryAfter = retryAfterMs ?? null;
-    this.streaming = status === 200 && contentType.includes('event-stream');
-    if (this.streaming) this.sink.onStart(200, 'text/event-stream');
+  /** 529 'overloaded' is a 503 to the gateway (a retryable outage). */
+  protected override errorStatus(status: number): number {
+    return status === 529 ? 503 : status;
   }
 
-  onData(chunk: Buffer): boolean {
-    if (!this.streaming) { this.buffered.push(chunk); return true; }
-    // A character may be split between two chunks: the decoder keeps its first bytes for the next one.
-    const text = this.tail + this.decoder.write(chunk);
-    const events = text.split('\n\n');
-    this.tail = events.pop() ?? '';
-    let ok = true;
-    for (const event of events) {
-      const out = this.event(event);
-      if (out) ok = this.sink.onData(Buffer.from(out)) && ok;
-    }
-    return ok;
+  protected frames(chunk: Buffer): string {
+    let out = '';
+    for (const event of this.events.push(chunk)) out += this.event(event);
+    return out;
   }
 
-  onEnd(): void {
-    if (this.streaming) {
-      if (this.tail.trim()) { const out = this.event(this.tail); if (out) this.sink.onData(Buffer.from(out)); }
-      this.sink.onEnd();
-      return;
-    }
-    const raw = Buffer.concat(this.buffered);
-    if (this.status !== 200) {
-      // Anthropic's error envelope goes to the gateway as it is (it reads every provider's dialect); 529 'overloaded' is a 503.
-      this.sink.onStart(this.status === 529 ? 503 : this.status, 'application/json', this.retryAfter);
-      this.sink.onData(raw);
-      this.sink.onEnd();
-      return;
-    }
-    let message: z.infer<typeof MessageSchema>;
-    try {
-      message = MessageSchema.parse(JSON.parse(raw.toString('utf8')));
-    } catch {
-      this.sink.onError(new GatewayError(Errors.upstreamError, 'Anthropic sent a message this gateway could not read.'));
-      return;
-    }
+  protected finish(): string {
+    const rest = this.events.rest();
+    return rest ? this.event(rest) : '';
+  }
+
+  protected complete(raw: Buffer): Json {
+    const message = MessageSchema.parse(JSON.parse(raw.toString('utf8')));
     const text = message.content.filter((b) => b.type === 'text').map((b) => b.text ?? '').join('');
-    const toolCalls = message.content.filter((b) => b.type === 'tool_use').map((b) => ({
-      id: b.id ?? '', type: 'function', function: { name: b.name ?? '', arguments: JSON.stringify(b.input ?? {}) },
-    }));
-    const body = {
-      id: `chatcmpl-${message.id}`, object: 'chat.completion', created: this.created, model: message.model,
-      choices: [{ index: 0, message: { role: 'assistant', content: text || null, refusal: null, ...(toolCalls.length ? { tool_calls: toolCalls } : {}) },
-        logprobs: null, finish_reason: FINISH[message.stop_reason ?? ''] ?? 'stop' }],
-      usage: openAIUsage(message.usage),
-    };
-    this.sink.onStart(200, 'application/json');
-    this.sink.onData(Buffer.from(JSON.stringify(body)));
-    this.sink.onEnd();
-  }
-
-  onError(err: GatewayError): void {
-    this.sink.onError(err);
-  }
-
-  private chunk(delta: Json, finish: string | null = null): string {
-    return `data: ${JSON.stringify({ id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+    const toolCalls = message.content.filter((b) => b.type === 'tool_use').map((b) => ({ id: b.id ?? '', name: b.name ?? '', arguments: JSON.stringify(b.input ?? {}) }));
+    return completionBody({ id: `chatcmpl-${message.id}`, created: this.created, model: message.model, text, toolCalls,
+      finish: FINISH[message.stop_reason ?? ''] ?? 'stop', usage: tokens(message.usage) });
   }
 
   /** One SSE event of the Messages stream → zero or more OpenAI chunk frames. */
@@ -266,15 +156,13 @@ export class Translator implements ResponseSink {
       case 'message_delta': {
         const d = isRecord(e.delta) ? e.delta : {};
         if (isRecord(e.usage) && typeof e.usage.output_tokens === 'number') this.usage = { ...this.usage, output_tokens: e.usage.output_tokens };
-        this.finish = FINISH[asText(d.stop_reason)] ?? 'stop';
-        return this.chunk({}, this.finish);
+        return this.chunk({}, FINISH[asText(d.stop_reason)] ?? 'stop');
       }
       case 'message_stop':
-        return `data: ${JSON.stringify({ id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model,
-          choices: [], usage: openAIUsage(this.usage) })}\n\ndata: [DONE]\n\n`;
+        return this.usageAndDone(tokens(this.usage));
       case 'error': {
         const err = isRecord(e.error) ? e.error : {};
-        return `data: ${JSON.stringify({ error: { message: asText(err.message) || 'Anthropic stream error', type: asText(err.type) || 'upstream_error', code: null, param: null } })}\n\n`;
+        return this.errorFrame(asText(err.message) || 'Anthropic stream error', asText(err.type) || 'upstream_error');
       }
       default:
         return ''; // ping, content_block_stop
