@@ -16,8 +16,7 @@ import { ConfigError, loadConfig } from './config/load.js';
 import type { Config, ModelEntry } from './config/schema.js';
 import { ChatGateway } from './gateway/chat.js';
 import { ResponseIds } from './gateway/response-ids.js';
-import { AnthropicProvider } from './providers/anthropic.js';
-import { OpenAIProvider } from './providers/openai.js';
+import { openProvider } from './providers/open.js';
 import type { Provider } from './providers/provider.js';
 import { SimProvider } from './providers/sim.js';
 import { skillOf } from './providers/sim-tasks.js';
@@ -32,18 +31,18 @@ import { WorkerPool } from './workers/pool.js';
 
 function buildProviders(config: Config, pool: WorkerPool, models: readonly ModelEntry[]): Map<string, Provider> {
   const providers = new Map<string, Provider>();
+  const http = {
+    connectTimeoutMs: config.upstream.connect_timeout_ms, headersTimeoutMs: config.upstream.headers_timeout_ms,
+    bodyTimeoutMs: config.upstream.body_timeout_ms, connections: config.upstream.connections,
+    keepAliveTimeoutMs: config.upstream.keep_alive_timeout_ms,
+  };
   for (const [name, p] of Object.entries(config.providers)) {
-    if (p.enabled === false || p.kind === 'sim') continue;
-    if (!p.api_key && !p.base_url) continue;
-    const common = {
-      name, apiKey: p.api_key, headers: p.headers,
-      connectTimeoutMs: config.upstream.connect_timeout_ms, headersTimeoutMs: config.upstream.headers_timeout_ms,
-      bodyTimeoutMs: config.upstream.body_timeout_ms, connections: config.upstream.connections,
-      keepAliveTimeoutMs: config.upstream.keep_alive_timeout_ms,
-    };
-    providers.set(name, p.kind === 'anthropic'
-      ? new AnthropicProvider({ ...common, baseUrl: p.base_url ?? 'https://api.anthropic.com/v1', defaultMaxTokens: config.billing.default_output_cap })
-      : new OpenAIProvider({ ...common, baseUrl: p.base_url ?? 'https://api.openai.com/v1', promptCacheKey: p.prompt_cache_key ?? name === 'openai' }));
+    if (p.enabled === false) continue;
+    let provider: Provider | null;
+    try { provider = openProvider(name, p, http, config.billing.default_output_cap); } catch (err) {
+      throw new ConfigError(err instanceof Error ? err.message : String(err));
+    }
+    if (provider) providers.set(name, provider);
   }
   // Sim serves every catalog model when no real provider is configured (or when asked to).
   const simSetting = config.providers.sim?.enabled;
@@ -55,6 +54,20 @@ function buildProviders(config: Config, pool: WorkerPool, models: readonly Model
     }));
   }
   return providers;
+}
+
+/** Each provider entry's `deployments` as routes of the models they name (a slug the catalog lacks is a config error). */
+function withDeployments(models: ModelEntry[], config: Config): ModelEntry[] {
+  const bySlug = new Map(models.map((m, i) => [m.slug, i]));
+  for (const [name, p] of Object.entries(config.providers)) {
+    for (const [slug, upstreamId] of Object.entries(p.deployments)) {
+      const i = bySlug.get(slug);
+      if (i === undefined) throw new ConfigError(`providers.${name}.deployments: '${slug}' is not a model slug in the catalog (GET /v1/models lists them)`);
+      const m = models[i]!;
+      models[i] = { ...m, routes: [...m.routes.filter((r) => r.provider !== name), { provider: name, upstream_id: upstreamId }] };
+    }
+  }
+  return models;
 }
 
 /** The adaptive router's candidates (config, else the three buckets' models), each priced at its cheapest route. */
@@ -82,7 +95,7 @@ async function main(): Promise<void> {
   const pool = await WorkerPool.start(config.workers, Math.max(config.worker_bytes_per_workspace, config.max_body_bytes),
     { types: adaptiveConfig.task_types, fallback: adaptiveConfig.default_task });
   if (config.savings.semantic_cache.enabled) pool.warmEmbeddings();
-  const models = mergeModels(await loadBuiltinModels(), config.models);
+  const models = withDeployments(mergeModels(await loadBuiltinModels(), config.models), config);
   const providers = buildProviders(config, pool, models);
   let catalog: Catalog;
   try {

@@ -73,6 +73,35 @@ function applyEnv(data: Record<string, unknown>, env: Env): Record<string, unkno
   };
   fromEnv('openai', 'openai', 'OPENAI_API_KEY', 'OPENAI_BASE_URL');
   fromEnv('anthropic', 'anthropic', 'ANTHROPIC_API_KEY', 'ANTHROPIC_BASE_URL');
+  fromEnv('gemini', 'gemini', 'GEMINI_API_KEY', 'GEMINI_BASE_URL');
+  // The clouds: each provider from its SDK's standard variables, the endpoint overridable beside them.
+  const cloud = (name: string, kind: string, trigger: string | undefined, fields: Record<string, string | undefined>) => {
+    if (!trigger) return;
+    const current: Record<string, unknown> = { kind, ...(providers[name] ?? {}) };
+    for (const [field, value] of Object.entries(fields)) if (value) current[field] = value;
+    providers[name] = current;
+  };
+  cloud('bedrock', 'bedrock', env.AWS_ACCESS_KEY_ID, {
+    access_key_id: env.AWS_ACCESS_KEY_ID, secret_access_key: env.AWS_SECRET_ACCESS_KEY, session_token: env.AWS_SESSION_TOKEN,
+    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION, base_url: env.BEDROCK_BASE_URL,
+  });
+  cloud('vertex', 'vertex', env.GOOGLE_APPLICATION_CREDENTIALS, {
+    credentials_file: env.GOOGLE_APPLICATION_CREDENTIALS, project: env.VERTEX_PROJECT ?? env.GOOGLE_CLOUD_PROJECT,
+    location: env.VERTEX_LOCATION ?? env.GOOGLE_CLOUD_LOCATION, base_url: env.VERTEX_BASE_URL, token_url: env.VERTEX_TOKEN_URL,
+  });
+  cloud('azure', 'azure', env.AZURE_OPENAI_API_KEY ?? env.AZURE_OPENAI_ENDPOINT, {
+    api_key: env.AZURE_OPENAI_API_KEY, base_url: env.AZURE_OPENAI_ENDPOINT, api_version: env.AZURE_OPENAI_API_VERSION ?? env.OPENAI_API_VERSION,
+  });
+  // AZURE_OPENAI_DEPLOYMENTS: `slug=deployment` pairs, comma-separated (e.g. openai/gpt-4.1-mini=prod-mini).
+  if (env.AZURE_OPENAI_DEPLOYMENTS && providers.azure) {
+    const deployments: Record<string, string> = { ...((providers.azure.deployments as Record<string, string> | undefined) ?? {}) };
+    for (const pair of env.AZURE_OPENAI_DEPLOYMENTS.split(',')) {
+      const [slug, deployment] = pair.split('=').map((x) => x.trim());
+      if (!slug || !deployment) throw new ConfigError(`AZURE_OPENAI_DEPLOYMENTS: '${pair.trim()}' is not slug=deployment`);
+      deployments[slug] = deployment;
+    }
+    providers.azure.deployments = deployments;
+  }
   if (env.SLUICE_SIM === 'on' || env.SLUICE_SIM === 'off') {
     providers.sim = { kind: 'sim', ...(providers.sim ?? {}), enabled: env.SLUICE_SIM === 'on' };
   }

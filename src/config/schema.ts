@@ -41,16 +41,58 @@ export const CatalogFileSchema = z.object({
   models: z.array(ModelSchema),
 }).strict();
 
+const PROVIDER_KINDS = ['openai', 'azure', 'anthropic', 'bedrock', 'gemini', 'vertex', 'sim'] as const;
+/** Fields that only some kinds read: one set on another kind is a mistake worth naming. */
+const KIND_FIELDS: Record<string, ReadonlyArray<(typeof PROVIDER_KINDS)[number]>> = {
+  api_version: ['azure'], region: ['bedrock'], access_key_id: ['bedrock'], secret_access_key: ['bedrock'], session_token: ['bedrock'],
+  project: ['vertex'], location: ['vertex'], credentials_file: ['vertex'], token_url: ['vertex'], prompt_cache_key: ['openai', 'azure'],
+};
+
 export const ProviderSchema = z.object({
-  kind: z.enum(['openai', 'anthropic', 'sim']),
+  kind: z.enum(PROVIDER_KINDS),
   api_key: z.string().min(1).optional(),
+  /** The API's endpoint (a private endpoint, a proxy, a test's fake); each kind has its public one by default (Azure: the resource's endpoint, required). */
   base_url: z.url().optional(),
   enabled: z.boolean().optional(),
   /** Extra headers sent upstream on every call (e.g. OpenRouter's HTTP-Referer). */
   headers: z.record(z.string(), z.string()).default({}),
   /** OpenAI-kind: send `prompt_cache_key` (OpenAI's own API accepts it; some compatible servers reject unknown fields). Default: only for the provider named `openai`. */
   prompt_cache_key: z.boolean().optional(),
-}).strict();
+  /**
+   * Catalog models this provider also serves, by slug, with its id for each: an Azure
+   * deployment name, a Bedrock model or inference-profile id, a Vertex model. Each becomes a
+   * route of that model (failover and cheapest-first apply as to any route).
+   */
+  deployments: z.record(z.string(), z.string().min(1).max(256)).default({}),
+  /** azure: the `api-version` query parameter. */
+  api_version: z.string().min(1).max(64).optional(),
+  /** bedrock: the AWS region (AWS_REGION), and the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). */
+  region: z.string().regex(/^[a-z]{2}(-[a-z0-9]+)+-\d+$/, 'an AWS region such as us-east-1').optional(),
+  access_key_id: z.string().min(1).optional(),
+  secret_access_key: z.string().min(1).optional(),
+  session_token: z.string().min(1).optional(),
+  /** vertex: the service-account key file (GOOGLE_APPLICATION_CREDENTIALS), the project (default: the key file's) and the location. */
+  credentials_file: z.string().min(1).optional(),
+  project: z.string().regex(/^[a-z][a-z0-9-]{4,61}[a-z0-9]$/, 'a Google Cloud project id').optional(),
+  location: z.string().regex(/^[a-z0-9-]{2,40}$/, 'a Google Cloud location such as us-central1 or global').optional(),
+  /** vertex: where the service account's grant is exchanged for a token (default Google's, or the key file's token_uri). */
+  token_url: z.url().optional(),
+}).strict().superRefine((p, ctx) => {
+  for (const [field, kinds] of Object.entries(KIND_FIELDS)) {
+    if (p[field as keyof typeof p] !== undefined && !kinds.includes(p.kind)) ctx.addIssue({ code: 'custom', path: [field], message: `only for kind ${kinds.join(' or ')} (this entry is kind ${p.kind})` });
+  }
+  const need = (field: keyof typeof p, why: string) => { if (p[field] === undefined) ctx.addIssue({ code: 'custom', path: [field], message: `required for kind ${p.kind}: ${why}` }); };
+  if (p.enabled === false) return;
+  if (p.kind === 'azure') {
+    need('base_url', 'the resource\'s endpoint, e.g. https://NAME.openai.azure.com (AZURE_OPENAI_ENDPOINT)');
+    need('api_key', 'the resource\'s key (AZURE_OPENAI_API_KEY)');
+  }
+  if (p.kind === 'bedrock') {
+    need('access_key_id', 'AWS_ACCESS_KEY_ID');
+    need('secret_access_key', 'AWS_SECRET_ACCESS_KEY');
+  }
+  if (p.kind === 'vertex') need('credentials_file', 'a service-account key file (GOOGLE_APPLICATION_CREDENTIALS)');
+});
 export type ProviderConfig = z.infer<typeof ProviderSchema>;
 
 const MiB = 1024 * 1024;

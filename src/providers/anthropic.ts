@@ -10,7 +10,7 @@ import { Errors, GatewayError } from '../errors.js';
 import { isRecord, text as asText, type Json } from '../json.js';
 import { Relay, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
-import { SseEvents, TranslatingSink, completionBody, type TokenUsage } from './translator.js';
+import { SseTranslatingSink, completionBody, type TokenUsage } from './translator.js';
 import { chatTurns, stopList, toolChoiceOf, toolsOf, type Block } from './turns.js';
 import { sentCap } from '../wire/chat.js';
 import { dataOf } from '../wire/sse.js';
@@ -83,11 +83,10 @@ function tokens(u: AnthropicUsage): TokenUsage {
 }
 
 /** Receives the Messages API's bytes and hands the gateway OpenAI's format. */
-export class Translator extends TranslatingSink {
+export class Translator extends SseTranslatingSink {
   private usage: AnthropicUsage = { input_tokens: 0, output_tokens: 0 };
   /** Anthropic content-block index → OpenAI tool_calls index. */
   private readonly toolIndex = new Map<number, number>();
-  private readonly events = new SseEvents();
 
   constructor(sink: ResponseSink, model: string) {
     super(sink, model, 'event-stream', 'Anthropic');
@@ -96,17 +95,6 @@ export class Translator extends TranslatingSink {
   /** 529 'overloaded' is a 503 to the gateway (a retryable outage). */
   protected override errorStatus(status: number): number {
     return status === 529 ? 503 : status;
-  }
-
-  protected frames(chunk: Buffer): string {
-    let out = '';
-    for (const event of this.events.push(chunk)) out += this.event(event);
-    return out;
-  }
-
-  protected finish(): string {
-    const rest = this.events.rest();
-    return rest ? this.event(rest) : '';
   }
 
   protected complete(raw: Buffer): Json {
@@ -118,7 +106,7 @@ export class Translator extends TranslatingSink {
   }
 
   /** One SSE event of the Messages stream → zero or more OpenAI chunk frames. */
-  private event(raw: string): string {
+  protected event(raw: string): string {
     const data = dataOf(raw);
     if (data === null) return '';
     let e: Json;

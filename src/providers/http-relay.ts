@@ -100,6 +100,11 @@ export class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
     this.sink.onError(new GatewayError(Errors.upstreamError, `The upstream's answer could not be relayed (${asGatewayError(err).message}).`));
   }
 
+  /** True once the gateway aborted the call (or it failed in the sink): nothing more goes upstream. */
+  get closed(): boolean {
+    return this.aborted;
+  }
+
   abort(): void {
     if (this.aborted) return;
     this.aborted = true;
@@ -109,6 +114,16 @@ export class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
   resume(): void {
     this.controller?.resume();
   }
+}
+
+/**
+ * Dispatches once `ready` resolves: for upstreams whose request needs an await first (a
+ * SigV4 signature, an OAuth access token). A call aborted meanwhile is never sent; a
+ * `ready` that fails ends the call with `failed`'s error.
+ */
+export function dispatchWhen(pool: Pool, ready: Promise<Dispatcher.DispatchOptions>, relay: Relay, sink: ResponseSink, failed: (err: unknown) => GatewayError): void {
+  ready.then((opts) => { if (!relay.closed) pool.dispatch(opts, relay); },
+    (err: unknown) => { if (!relay.closed) sink.onError(failed(err)); });
 }
 
 /** The keep-alive pool for an upstream's origin, and the path prefix of its API. */

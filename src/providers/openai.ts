@@ -9,6 +9,11 @@ import type { ChatCall, Provider, ResponseSink, UpstreamHandle } from './provide
 export interface OpenAIProviderOptions extends HttpUpstreamOptions {
   /** Send OpenAI's `prompt_cache_key` (provider prompt caching). */
   promptCacheKey?: boolean;
+  /**
+   * Azure OpenAI: a route's upstream id is a deployment name, in the path
+   * (`/openai/deployments/{name}/chat/completions?api-version=…`), and the key goes in `api-key`.
+   */
+  azure?: { apiVersion: string };
 }
 
 const INCLUDE_USAGE = '{"include_usage":true}';
@@ -22,7 +27,7 @@ function countKeys(o: object): number {
 }
 
 export class OpenAIProvider implements Provider {
-  readonly kind = 'openai' as const;
+  readonly kind: 'openai' | 'azure';
   readonly name: string;
   private readonly pool: Pool;
   private readonly chatPath: string;
@@ -31,16 +36,26 @@ export class OpenAIProvider implements Provider {
   private readonly headersTimeout: number;
   private readonly bodyTimeout: number;
   private readonly sendsCacheKey: boolean;
+  private readonly basePath: string;
+  private readonly azureVersion: string | null;
+  /** Azure: the chat path of each deployment, built once. */
+  private readonly deploymentPaths = new Map<string, string>();
 
   constructor(opts: OpenAIProviderOptions) {
     this.name = opts.name;
+    this.kind = opts.azure ? 'azure' : 'openai';
     this.sendsCacheKey = opts.promptCacheKey ?? false;
     const { pool, basePath } = openPool(opts);
     this.pool = pool;
+    this.basePath = basePath;
+    this.azureVersion = opts.azure ? encodeURIComponent(opts.azure.apiVersion) : null;
     this.chatPath = `${basePath}/chat/completions`;
-    this.responsesPath = `${basePath}/responses`;
+    this.responsesPath = this.azureVersion ? `${basePath}/openai/responses?api-version=${this.azureVersion}` : `${basePath}/responses`;
     this.headers = { 'content-type': 'application/json', ...opts.headers };
-    if (opts.apiKey) this.headers.authorization = `Bearer ${opts.apiKey}`;
+    if (opts.apiKey) {
+      if (opts.azure) this.headers['api-key'] = opts.apiKey;
+      else this.headers.authorization = `Bearer ${opts.apiKey}`;
+    }
     this.headersTimeout = opts.headersTimeoutMs;
     this.bodyTimeout = opts.bodyTimeoutMs;
   }
@@ -48,7 +63,7 @@ export class OpenAIProvider implements Provider {
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     const relay = new Relay(sink);
     this.pool.dispatch({
-      path: call.api === 'responses' ? this.responsesPath : this.chatPath,
+      path: call.api === 'responses' ? this.responsesPath : this.azureVersion ? this.deploymentPath(call.upstreamModel) : this.chatPath,
       method: 'POST',
       headers: this.headers,
       body: this.encode(call),
@@ -57,6 +72,15 @@ export class OpenAIProvider implements Provider {
       blocking: true,
     }, relay);
     return relay;
+  }
+
+  private deploymentPath(deployment: string): string {
+    let path = this.deploymentPaths.get(deployment);
+    if (!path) {
+      path = `${this.basePath}/openai/deployments/${encodeURIComponent(deployment)}/chat/completions?api-version=${this.azureVersion}`;
+      this.deploymentPaths.set(deployment, path);
+    }
+    return path;
   }
 
   /**

@@ -45,9 +45,17 @@ export interface UpstreamHandle {
   resume(): void;
 }
 
+/** The wire format (and auth) an adapter speaks: `azure` is OpenAI's format on Azure's paths and key header. */
+export type ProviderKind = 'openai' | 'azure' | 'anthropic' | 'bedrock' | 'gemini' | 'vertex' | 'sim';
+
 export interface Provider {
   readonly name: string;
-  readonly kind: 'openai' | 'anthropic' | 'sim';
+  readonly kind: ProviderKind;
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle;
   close(): Promise<void>;
+}
+
+/** Adapters that take OpenAI's own request bodies (chat and Responses) as bytes. */
+export function speaksOpenAI(p: Provider): boolean {
+  return p.kind === 'openai' || p.kind === 'azure';
 }

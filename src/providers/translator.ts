@@ -88,8 +88,11 @@ export abstract class TranslatingSink implements ResponseSink {
   protected abstract finish(): string;
   /** The chat.completion for a buffered answer (throws when it cannot be read). */
   protected abstract complete(raw: Buffer): Json;
-  /** The status the gateway should see for an upstream error status (its failover reads it). */
-  protected errorStatus(status: number): number {
+  /**
+   * The status the gateway should see for an upstream's error answer (its failover reads it;
+   * 401 tells it the upstream refused the gateway's own credentials, the operator's problem).
+   */
+  protected errorStatus(status: number, _body: Buffer): number {
     return status;
   }
 
@@ -116,7 +119,7 @@ export abstract class TranslatingSink implements ResponseSink {
     const raw = Buffer.concat(this.buffered);
     this.buffered = [];
     if (this.status !== 200) {
-      this.sink.onStart(this.errorStatus(this.status), 'application/json', this.retryAfter);
+      this.sink.onStart(this.errorStatus(this.status, raw), 'application/json', this.retryAfter);
       this.sink.onData(raw);
       this.sink.onEnd();
       return;
@@ -151,5 +154,29 @@ export abstract class TranslatingSink implements ResponseSink {
   /** An error met mid-stream, as OpenAI streams carry one. */
   protected errorFrame(message: string, type: string, code: string | null = null): string {
     return `data: ${JSON.stringify({ error: { message, type, code, param: null } })}\n\n`;
+  }
+}
+
+/** A translating sink whose upstream streams server-sent events (Anthropic's, Gemini's): each event becomes frames. */
+export abstract class SseTranslatingSink extends TranslatingSink {
+  private readonly events = new SseEvents();
+
+  /** One event of the upstream's stream → zero or more OpenAI chunk frames. */
+  protected abstract event(raw: string): string;
+
+  protected frames(chunk: Buffer): string {
+    let out = '';
+    for (const event of this.events.push(chunk)) out += this.event(event);
+    return out;
+  }
+
+  /** The frames of an event the stream ended without closing. */
+  protected lastEvent(): string {
+    const rest = this.events.rest();
+    return rest ? this.event(rest) : '';
+  }
+
+  protected finish(): string {
+    return this.lastEvent();
   }
 }

@@ -22,7 +22,8 @@ function readBody(body: Buffer): { message: string | null; type: string | null; 
   const e = isRecord(parsed.error) ? parsed.error : parsed; // OpenAI, Anthropic: under `error`; vLLM: flat
   const str = (v: unknown) => (typeof v === 'string' && v ? v : null);
   const message = str(e.message) ?? str(parsed.message) ?? str(parsed.detail) ?? (typeof parsed.error === 'string' ? parsed.error : null);
-  return { message, type: str(e.type), code: str(e.code) ?? (typeof e.code === 'number' ? String(e.code) : null), param: str(e.param) };
+  // Google's envelope: a numeric `code` and the meaningful `status` (INVALID_ARGUMENT, RESOURCE_EXHAUSTED)
+  return { message, type: str(e.type), code: str(e.code) ?? str(e.status) ?? (typeof e.code === 'number' ? String(e.code) : null), param: str(e.param) };
 }
 
 /**

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
-import { tempDataDir } from '../helpers/gateway.js';
+import { startGateway, tempDataDir } from '../helpers/gateway.js';
 
 t.test('defaults with no file', (t) => {
   const c = loadConfig({});
@@ -39,4 +39,55 @@ t.test('errors name the field', (t) => {
   t.throws(() => loadConfig({ PORT: 'abc' }), /PORT=abc/);
   t.throws(() => loadConfig({ SLUICE_CONFIG: join(dir, 'missing.yaml') }), /does not exist/);
   t.end();
+});
+
+t.test('the clouds from their standard env vars, each endpoint overridable', (t) => {
+  const c = loadConfig({
+    AWS_ACCESS_KEY_ID: 'AKIAX', AWS_SECRET_ACCESS_KEY: 'secret', AWS_SESSION_TOKEN: 'session', AWS_REGION: 'eu-west-1', BEDROCK_BASE_URL: 'http://127.0.0.1:1',
+    GEMINI_API_KEY: 'AIzaX', GEMINI_BASE_URL: 'http://127.0.0.1:2/v1beta',
+    GOOGLE_APPLICATION_CREDENTIALS: '/keys/sa.json', GOOGLE_CLOUD_PROJECT: 'my-project-1', GOOGLE_CLOUD_LOCATION: 'europe-west4', VERTEX_BASE_URL: 'http://127.0.0.1:3/v1',
+    AZURE_OPENAI_API_KEY: 'azkey', AZURE_OPENAI_ENDPOINT: 'https://res.openai.azure.com', AZURE_OPENAI_DEPLOYMENTS: 'openai/gpt-4.1-mini=prod-mini, openai/gpt-4o=big',
+  });
+  t.match(c.providers.bedrock, { kind: 'bedrock', access_key_id: 'AKIAX', secret_access_key: 'secret', session_token: 'session', region: 'eu-west-1', base_url: 'http://127.0.0.1:1' });
+  t.match(c.providers.gemini, { kind: 'gemini', api_key: 'AIzaX', base_url: 'http://127.0.0.1:2/v1beta' });
+  t.match(c.providers.vertex, { kind: 'vertex', credentials_file: '/keys/sa.json', project: 'my-project-1', location: 'europe-west4', base_url: 'http://127.0.0.1:3/v1' });
+  t.match(c.providers.azure, { kind: 'azure', api_key: 'azkey', base_url: 'https://res.openai.azure.com', deployments: { 'openai/gpt-4.1-mini': 'prod-mini', 'openai/gpt-4o': 'big' } });
+  t.throws(() => loadConfig({ AZURE_OPENAI_API_KEY: 'k', AZURE_OPENAI_ENDPOINT: 'https://r.openai.azure.com', AZURE_OPENAI_DEPLOYMENTS: 'openai/gpt-4o' }), /AZURE_OPENAI_DEPLOYMENTS: 'openai\/gpt-4o' is not slug=deployment/);
+  t.end();
+});
+
+t.test('provider entries: what each kind needs, and fields of another kind, are named', (t) => {
+  const dir = tempDataDir();
+  const path = join(dir, 'sluice.json');
+  writeFileSync(path, JSON.stringify({ providers: {
+    aws: { kind: 'bedrock', region: 'moon-1' },
+    az: { kind: 'azure', api_key: 'k' },
+    gcp: { kind: 'vertex', project: 'p' },
+    oa: { kind: 'openai', api_key: 'k', region: 'us-east-1' },
+  } }));
+  try {
+    loadConfig({ SLUICE_CONFIG: path });
+    t.fail('should throw');
+  } catch (err) {
+    const msg = (err as Error).message;
+    t.match(msg, /providers\.aws\.region: an AWS region/);
+    t.match(msg, /providers\.aws\.access_key_id: required for kind bedrock: AWS_ACCESS_KEY_ID/);
+    t.match(msg, /providers\.aws\.secret_access_key: required/);
+    t.match(msg, /providers\.az\.base_url: required for kind azure/);
+    t.match(msg, /providers\.gcp\.credentials_file: required for kind vertex/);
+    t.match(msg, /providers\.gcp\.project: a Google Cloud project id/);
+    t.match(msg, /providers\.oa\.region: only for kind bedrock \(this entry is kind openai\)/);
+  }
+  t.end();
+});
+
+t.test('start-up refuses a Vertex key file it cannot use and deployments of unknown models, naming the field', async (t) => {
+  const dir = tempDataDir();
+  const notAccount = join(dir, 'user.json');
+  writeFileSync(notAccount, JSON.stringify({ type: 'authorized_user', client_id: 'x', refresh_token: 'y' }));
+  const start = (env: Record<string, string>, config?: object) => startGateway({ SLUICE_SIM: 'off', ...env }, tempDataDir(), config).then(
+    async (gw) => { await gw.stop(); return 'started'; }, (err: Error) => err.message);
+  t.match(await start({ GOOGLE_APPLICATION_CREDENTIALS: join(dir, 'nope.json'), VERTEX_PROJECT: 'my-project-1' }), /providers\.vertex\.credentials_file: .*nope\.json: not a readable JSON key file/);
+  t.match(await start({ GOOGLE_APPLICATION_CREDENTIALS: notAccount, VERTEX_PROJECT: 'my-project-1' }), /providers\.vertex\.credentials_file: .*user\.json: type: must be a service account key/);
+  t.match(await start({ AZURE_OPENAI_API_KEY: 'k', AZURE_OPENAI_ENDPOINT: 'http://127.0.0.1:9', AZURE_OPENAI_DEPLOYMENTS: 'openai/gpt-9=x' }), /providers\.azure\.deployments: 'openai\/gpt-9' is not a model slug/);
 });

@@ -1,0 +1,290 @@
+// AWS Bedrock's Converse and ConverseStream APIs (one request shape across Bedrock's model
+// families: Anthropic, Llama, Nova, Mistral, …) behind the OpenAI chat-completions surface.
+// Requests are signed with SigV4 (@smithy/signature-v4, the AWS SDK's own signer); a
+// stream's binary event-stream frames are cut by their length prefix as bytes arrive and
+// decoded (CRCs checked) by @smithy/core's codec, one message at a time, into OpenAI chunks:
+// nothing waits for the whole stream. JSON mode is a forced tool, as Converse has no JSON
+// switch: the tool's input comes back as the message's content.
+import { EventStreamCodec } from '@smithy/core/event-streams';
+import { Hash, fromUtf8, toUtf8 } from '@smithy/core/serde';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { SourceData } from '@smithy/types';
+import type { Dispatcher, Pool } from 'undici';
+import { z } from 'zod';
+import { Errors, GatewayError, asGatewayError } from '../errors.js';
+import { isRecord, text as asText, type Json } from '../json.js';
+import { sentCap } from '../wire/chat.js';
+import { Relay, dispatchWhen, openPool, type HttpUpstreamOptions } from './http-relay.js';
+import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
+import { TranslatingSink, completionBody, type TokenUsage, type ToolCallOut } from './translator.js';
+import { chatTurns, jsonFormat, stopList, toolChoiceOf, toolsOf, type Block } from './turns.js';
+
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string | undefined;
+}
+
+export interface BedrockOptions extends HttpUpstreamOptions {
+  region: string;
+  credentials: AwsCredentials;
+  defaultMaxTokens: number;
+}
+
+const IMAGE_FORMATS: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpeg', 'image/jpg': 'jpeg', 'image/gif': 'gif', 'image/webp': 'webp' };
+
+function blockOf(b: Block): Json {
+  switch (b.type) {
+    case 'text': return { text: b.text };
+    case 'image': {
+      const format = b.mime ? IMAGE_FORMATS[b.mime.toLowerCase()] : undefined;
+      if (b.data === null || !format) {
+        throw new GatewayError(Errors.invalidRequest, b.data === null
+          ? 'Bedrock takes images as data: URLs (base64 PNG, JPEG, GIF or WebP), not links.'
+          : `Bedrock does not take ${b.mime} images (PNG, JPEG, GIF or WebP only).`, 'messages');
+      }
+      return { image: { format, source: { bytes: b.data } } };
+    }
+    case 'tool_call': return { toolUse: { toolUseId: b.id, name: b.name, input: isRecord(b.input) ? b.input : {} } };
+    case 'tool_result': return { toolResult: { toolUseId: b.id, content: [{ text: b.text }] } };
+  }
+}
+
+/** Families whose Converse takes `cachePoint` blocks (prompt caching); others refuse them. */
+function cachesPrompts(modelId: string): boolean {
+  return /(^|[.:/])(anthropic|amazon\.nova)/.test(modelId);
+}
+
+/**
+ * The chat-completions request as a Converse request (the model is in the path).
+ * `jsonTool`: the forced tool that carries JSON output, when the request asked for it.
+ */
+export function toConverseRequest(request: ChatRequest, modelId: string, maxTokens: number, cacheBreakpoints: boolean): { body: Json; jsonTool: string | null } {
+  if (typeof request.n === 'number' && request.n > 1) {
+    throw new GatewayError(Errors.invalidRequest, 'Bedrock answers one choice per request: n must be 1 on this route.', 'n');
+  }
+  const { system, turns } = chatTurns(request);
+  const cache = cacheBreakpoints && cachesPrompts(modelId);
+  const cachePoint = { cachePoint: { type: 'default' } };
+  const messages: Array<{ role: string; content: Json[] }> = turns.map((t) => ({ role: t.role, content: t.blocks.map(blockOf) }));
+  if (cache && messages.length >= 2) messages[messages.length - 2]!.content.push(cachePoint);
+  const body: Json = { messages };
+  if (system.length) body.system = cache ? [{ text: system.join('\n\n') }, cachePoint] : [{ text: system.join('\n\n') }];
+  const inference: Json = { maxTokens };
+  if (typeof request.temperature === 'number') inference.temperature = Math.min(1, request.temperature);
+  if (typeof request.top_p === 'number') inference.topP = request.top_p;
+  const stop = stopList(request);
+  if (stop?.length) inference.stopSequences = stop;
+  body.inferenceConfig = inference;
+
+  const tools: Json[] = toolsOf(request).map((t) => ({ toolSpec: { name: t.name, ...(t.description ? { description: t.description } : {}), inputSchema: { json: t.parameters } } }));
+  const format = jsonFormat(request);
+  let jsonTool: string | null = null;
+  let choice = toolChoiceOf(request);
+  if (format) {
+    jsonTool = format.name;
+    tools.push({ toolSpec: { name: jsonTool, description: 'Answer with the JSON object the user asked for, as this tool\'s input.', inputSchema: { json: format.schema ?? { type: 'object' } } } });
+    if (tools.length === 1) choice = { mode: 'tool', name: jsonTool };
+  }
+  if (tools.length) {
+    if (cache) tools.push(cachePoint);
+    const config: Json = { tools };
+    // Converse has no 'none': the tools stay declared (a history with tool calls needs them) and the model chooses.
+    if (choice?.mode === 'required') config.toolChoice = { any: {} };
+    else if (choice?.mode === 'tool') config.toolChoice = { tool: { name: choice.name } };
+    else if (choice?.mode === 'auto') config.toolChoice = { auto: {} };
+    body.toolConfig = config;
+  }
+  return { body, jsonTool };
+}
+
+const FINISH: Record<string, string> = { end_turn: 'stop', stop_sequence: 'stop', max_tokens: 'length', model_context_window_exceeded: 'length',
+  tool_use: 'tool_calls', guardrail_intervened: 'content_filter', content_filtered: 'content_filter' };
+
+const UsageSchema = z.looseObject({
+  inputTokens: z.number().int().nonnegative(),
+  outputTokens: z.number().int().nonnegative(),
+  cacheReadInputTokens: z.number().int().nonnegative().nullish(),
+  cacheWriteInputTokens: z.number().int().nonnegative().nullish(),
+});
+type BedrockUsage = z.infer<typeof UsageSchema>;
+
+const ContentSchema = z.looseObject({
+  text: z.string().optional(),
+  toolUse: z.looseObject({ toolUseId: z.string(), name: z.string(), input: z.unknown() }).optional(),
+});
+
+const ConverseSchema = z.looseObject({
+  output: z.looseObject({ message: z.looseObject({ content: z.array(ContentSchema) }) }),
+  stopReason: z.string(),
+  usage: UsageSchema,
+});
+
+/** Converse's `inputTokens` excludes cache reads and writes, as Anthropic's does. */
+function tokens(u: BedrockUsage | null): TokenUsage {
+  return u ? { input: u.inputTokens, output: u.outputTokens, cacheRead: u.cacheReadInputTokens ?? 0, cacheWrite: u.cacheWriteInputTokens ?? 0 }
+    : { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 };
+}
+
+const codec = new EventStreamCodec(toUtf8, fromUtf8);
+const MAX_FRAME = 16 * 1024 * 1024; // event-stream messages are at most 16 MiB
+
+/** Receives Converse's JSON or ConverseStream's event stream and hands the gateway OpenAI's format. */
+export class BedrockTranslator extends TranslatingSink {
+  private usage: BedrockUsage | null = null;
+  private pending: Buffer | null = null;
+  /** Content-block index → OpenAI tool_calls index; -1 for the JSON-mode tool (its input is the content). */
+  private readonly toolIndex = new Map<number, number>();
+  private tools = 0;
+  private stopped = false;
+  private done = false;
+
+  constructor(sink: ResponseSink, model: string, private readonly jsonTool: string | null) {
+    super(sink, model, 'application/vnd.amazon.eventstream', 'Bedrock');
+    this.id = `chatcmpl-bedrock-${Date.now().toString(36)}`;
+  }
+
+  /**
+   * ModelTimeout (408) is a timeout and ModelError (424) a failed upstream: both retryable,
+   * like any 504/502. A 403 (AccessDenied, InvalidSignature, UnrecognizedClient) refuses the
+   * gateway's AWS identity, not the caller's request.
+   */
+  protected override errorStatus(status: number): number {
+    return status === 408 ? 504 : status === 424 ? 502 : status === 403 ? 401 : status;
+  }
+
+  protected frames(chunk: Buffer): string {
+    let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    let out = '';
+    while (buf.length >= 4 && !this.done) {
+      const length = buf.readUInt32BE(0);
+      if (length < 16 || length > MAX_FRAME) throw new GatewayError(Errors.upstreamError, 'Bedrock sent a malformed event-stream frame.');
+      if (buf.length < length) break;
+      out += this.message(buf.subarray(0, length));
+      buf = buf.subarray(length);
+    }
+    this.pending = buf.length ? Buffer.from(buf) : null; // a copy: undici may reuse the chunk's memory
+    return out;
+  }
+
+  protected finish(): string {
+    if (this.done) return '';
+    // Cut short: a stop without its metadata still ends the stream properly, with no usage.
+    return this.stopped ? 'data: [DONE]\n\n' : this.errorFrame('The Bedrock stream ended before the model finished.', 'upstream_error');
+  }
+
+  protected complete(raw: Buffer): Json {
+    const answer = ConverseSchema.parse(JSON.parse(raw.toString('utf8')));
+    let text = '';
+    const calls: ToolCallOut[] = [];
+    let json = false;
+    for (const block of answer.output.message.content) {
+      if (block.text !== undefined) text += block.text;
+      else if (block.toolUse && block.toolUse.name === this.jsonTool) { text += JSON.stringify(block.toolUse.input ?? {}); json = true; }
+      else if (block.toolUse) calls.push({ id: block.toolUse.toolUseId, name: block.toolUse.name, arguments: JSON.stringify(block.toolUse.input ?? {}) });
+    }
+    const finish = json && !calls.length && answer.stopReason === 'tool_use' ? 'stop' : FINISH[answer.stopReason] ?? 'stop';
+    return completionBody({ id: this.id, created: this.created, model: this.model, text, toolCalls: calls, finish, usage: tokens(answer.usage) });
+  }
+
+  /** One event-stream message → zero or more OpenAI chunk frames. */
+  private message(frame: Buffer): string {
+    let decoded;
+    try { decoded = codec.decode(frame); } catch { throw new GatewayError(Errors.upstreamError, 'Bedrock sent an event-stream frame that failed its checksum.'); }
+    const header = (name: string) => { const h = decoded.headers[name]; return h && h.type === 'string' ? h.value : ''; };
+    const kind = header(':message-type');
+    let payload: Json = {};
+    try { const p = JSON.parse(Buffer.from(decoded.body.buffer, decoded.body.byteOffset, decoded.body.byteLength).toString('utf8')) as unknown; if (isRecord(p)) payload = p; } catch { /* no JSON body */ }
+    if (kind === 'exception' || kind === 'error') {
+      this.done = true;
+      const type = header(':exception-type') || header(':error-code') || 'upstream_error';
+      return this.errorFrame(asText(payload.message) || asText(payload.Message) || header(':error-message') || `Bedrock stream error (${type})`,
+        /throttl|quota|notready/i.test(type) ? 'rate_limit_error' : 'upstream_error', type);
+    }
+    switch (header(':event-type')) {
+      case 'messageStart':
+        return this.chunk({ role: 'assistant', content: '' });
+      case 'contentBlockStart': {
+        const use = isRecord(payload.start) && isRecord(payload.start.toolUse) ? payload.start.toolUse : null;
+        if (!use) return '';
+        const block = Number(payload.contentBlockIndex);
+        if (use.name === this.jsonTool) { this.toolIndex.set(block, -1); return ''; }
+        const index = this.tools++;
+        this.toolIndex.set(block, index);
+        return this.chunk({ tool_calls: [{ index, id: asText(use.toolUseId), type: 'function', function: { name: asText(use.name), arguments: '' } }] });
+      }
+      case 'contentBlockDelta': {
+        const d = isRecord(payload.delta) ? payload.delta : {};
+        if (typeof d.text === 'string') return this.chunk({ content: d.text });
+        if (isRecord(d.toolUse) && typeof d.toolUse.input === 'string') {
+          const index = this.toolIndex.get(Number(payload.contentBlockIndex)) ?? 0;
+          return index === -1 ? this.chunk({ content: d.toolUse.input }) : this.chunk({ tool_calls: [{ index, function: { arguments: d.toolUse.input } }] });
+        }
+        return ''; // reasoning content is not part of the answer
+      }
+      case 'messageStop': {
+        this.stopped = true;
+        const reason = asText(payload.stopReason);
+        const jsonOnly = reason === 'tool_use' && this.tools === 0 && this.toolIndex.size > 0;
+        return this.chunk({}, jsonOnly ? 'stop' : FINISH[reason] ?? 'stop');
+      }
+      case 'metadata': {
+        const u = UsageSchema.safeParse(payload.usage);
+        if (u.success) this.usage = u.data;
+        this.done = true;
+        return this.usageAndDone(tokens(this.usage));
+      }
+      default:
+        return ''; // contentBlockStop
+    }
+  }
+}
+
+/** SHA-256 by node's crypto (the AWS SDK's node hash), for the signer. */
+class Sha256 extends Hash {
+  constructor(secret?: SourceData) {
+    super('sha256', secret);
+  }
+}
+
+export class BedrockProvider implements Provider {
+  readonly kind = 'bedrock' as const;
+  readonly name: string;
+  private readonly pool: Pool;
+  private readonly basePath: string;
+  private readonly host: string;
+  private readonly signer: SignatureV4;
+
+  constructor(private readonly opts: BedrockOptions) {
+    this.name = opts.name;
+    const { pool, basePath } = openPool(opts);
+    this.pool = pool;
+    this.basePath = basePath;
+    this.host = new URL(opts.baseUrl).host;
+    this.signer = new SignatureV4({ service: 'bedrock', region: opts.region, credentials: opts.credentials, sha256: Sha256 });
+  }
+
+  chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    let translated: { body: Json; jsonTool: string | null };
+    try {
+      translated = toConverseRequest(call.request, call.upstreamModel, sentCap(call.request) ?? this.opts.defaultMaxTokens, Boolean(call.promptCacheKey));
+    } catch (err) {
+      const relay = new Relay(sink);
+      queueMicrotask(() => sink.onError(err instanceof GatewayError ? err : new GatewayError(Errors.invalidRequest, 'The request could not be translated for Bedrock.')));
+      return relay;
+    }
+    const relay = new Relay(new BedrockTranslator(sink, call.upstreamModel, translated.jsonTool));
+    const path = `${this.basePath}/model/${encodeURIComponent(call.upstreamModel)}/${call.stream ? 'converse-stream' : 'converse'}`;
+    const body = JSON.stringify(translated.body);
+    const ready = this.signer.sign({ method: 'POST', protocol: 'https:', hostname: this.host, path, query: {}, body,
+      headers: { host: this.host, 'content-type': 'application/json', accept: call.stream ? 'application/vnd.amazon.eventstream' : 'application/json', ...this.opts.headers } })
+      .then((signed): Dispatcher.DispatchOptions => ({ path, method: 'POST', headers: signed.headers, body,
+        headersTimeout: this.opts.headersTimeoutMs, bodyTimeout: this.opts.bodyTimeoutMs, blocking: true }));
+    dispatchWhen(this.pool, ready, relay, sink, (err) => new GatewayError(Errors.upstreamAuth, `The request to ${this.name} could not be signed (${asGatewayError(err).message}).`));
+    return relay;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}

@@ -1,0 +1,294 @@
+// Google's Gemini API (AI Studio, an API key) and Vertex AI (an OAuth access token from a
+// service account) behind the OpenAI chat-completions surface: both take the same
+// generateContent request and answer alike, so one adapter serves both and differs only in
+// its paths and its credentials. Streams are streamGenerateContent as SSE, each event a
+// partial GenerateContentResponse, translated into OpenAI chunks as it arrives.
+import type { Dispatcher, Pool } from 'undici';
+import { z } from 'zod';
+import { Errors, GatewayError, asGatewayError } from '../errors.js';
+import { isRecord, type Json } from '../json.js';
+import { sentCap } from '../wire/chat.js';
+import { dataOf } from '../wire/sse.js';
+import { Relay, dispatchWhen, openPool, type HttpUpstreamOptions } from './http-relay.js';
+import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
+import { SseTranslatingSink, completionBody, type TokenUsage, type ToolCallOut } from './translator.js';
+import { chatTurns, jsonFormat, stopList, toolChoiceOf, toolsOf, type Block } from './turns.js';
+
+/** How a Gemini-format upstream is reached: its model paths and its credentials. */
+export interface GeminiAccess {
+  /** The path of a model's method (`generateContent`, `streamGenerateContent?alt=sse`). */
+  path(model: string, method: string): string;
+  /** The auth header, now when it can be had without waiting (API key, fresh token), else a promise. */
+  auth(): Record<string, string> | Promise<Record<string, string>>;
+}
+
+export interface GeminiOptions extends HttpUpstreamOptions {
+  kind: 'gemini' | 'vertex';
+  access: GeminiAccess;
+}
+
+const MIME_BY_EXT: Record<string, string> = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp', heic: 'image/heic', pdf: 'application/pdf' };
+
+function partOf(b: Block): Json {
+  switch (b.type) {
+    case 'text': return { text: b.text };
+    case 'image': {
+      if (b.data !== null) return { inlineData: { mimeType: b.mime, data: b.data } };
+      const ext = /\.([a-z0-9]+)(?:[?#]|$)/i.exec(b.url ?? '')?.[1]?.toLowerCase() ?? '';
+      return { fileData: { mimeType: MIME_BY_EXT[ext] ?? 'image/jpeg', fileUri: b.url } };
+    }
+    case 'tool_call': return { functionCall: { name: b.name, args: isRecord(b.input) ? b.input : {} } };
+    case 'tool_result': {
+      // functionResponse.response is an object: a JSON object result goes as is, anything else under `content`.
+      let response: Json = { content: b.text };
+      try { const v = JSON.parse(b.text) as unknown; if (isRecord(v)) response = v; } catch { /* plain text */ }
+      return { functionResponse: { name: b.name, response } };
+    }
+  }
+}
+
+/** The chat-completions request as a generateContent request (the model is in the path). */
+export function toGenerateContentRequest(request: ChatRequest, maxTokens: number | null): Json {
+  const { system, turns } = chatTurns(request);
+  const body: Json = { contents: turns.map((t) => ({ role: t.role === 'assistant' ? 'model' : 'user', parts: t.blocks.map(partOf) })) };
+  if (system.length) body.systemInstruction = { parts: [{ text: system.join('\n\n') }] };
+  const tools = toolsOf(request);
+  if (tools.length) {
+    // parametersJsonSchema takes JSON Schema as OpenAI tools carry it (`parameters` takes only an OpenAPI subset).
+    body.tools = [{ functionDeclarations: tools.map((t) => ({ name: t.name, ...(t.description ? { description: t.description } : {}), parametersJsonSchema: t.parameters })) }];
+    const choice = toolChoiceOf(request);
+    if (choice) {
+      body.toolConfig = { functionCallingConfig: choice.mode === 'tool' ? { mode: 'ANY', allowedFunctionNames: [choice.name] }
+        : { mode: choice.mode === 'required' ? 'ANY' : choice.mode === 'none' ? 'NONE' : 'AUTO' } };
+    }
+  }
+  const config: Json = {};
+  if (maxTokens !== null) config.maxOutputTokens = maxTokens;
+  if (typeof request.temperature === 'number') config.temperature = request.temperature;
+  if (typeof request.top_p === 'number') config.topP = request.top_p;
+  if (typeof request.n === 'number' && request.n > 1) config.candidateCount = request.n;
+  if (typeof request.seed === 'number') config.seed = request.seed;
+  if (typeof request.presence_penalty === 'number') config.presencePenalty = request.presence_penalty;
+  if (typeof request.frequency_penalty === 'number') config.frequencyPenalty = request.frequency_penalty;
+  const stop = stopList(request);
+  if (stop?.length) config.stopSequences = stop;
+  const format = jsonFormat(request);
+  if (format) {
+    config.responseMimeType = 'application/json';
+    if (format.schema) config.responseJsonSchema = format.schema;
+  }
+  if (Object.keys(config).length) body.generationConfig = config;
+  return body;
+}
+
+const BLOCKED = new Set(['SAFETY', 'RECITATION', 'BLOCKLIST', 'PROHIBITED_CONTENT', 'SPII', 'IMAGE_SAFETY', 'LANGUAGE']);
+
+function finishOf(reason: string | undefined, calledTools: boolean): string {
+  if (!reason) return calledTools ? 'tool_calls' : 'stop';
+  if (reason === 'MAX_TOKENS') return 'length';
+  if (BLOCKED.has(reason)) return 'content_filter';
+  return calledTools ? 'tool_calls' : 'stop';
+}
+
+const UsageSchema = z.looseObject({
+  promptTokenCount: z.number().int().nonnegative().optional(),
+  candidatesTokenCount: z.number().int().nonnegative().optional(),
+  cachedContentTokenCount: z.number().int().nonnegative().optional(),
+  thoughtsTokenCount: z.number().int().nonnegative().optional(),
+});
+type GeminiUsage = z.infer<typeof UsageSchema>;
+
+const PartSchema = z.looseObject({
+  text: z.string().optional(),
+  thought: z.boolean().optional(),
+  functionCall: z.looseObject({ name: z.string(), args: z.unknown().optional(), id: z.string().optional() }).optional(),
+});
+
+const CandidateSchema = z.looseObject({
+  index: z.number().int().nonnegative().optional(),
+  content: z.looseObject({ parts: z.array(PartSchema).optional() }).optional(),
+  finishReason: z.string().optional(),
+});
+
+const ResponseSchema = z.looseObject({
+  candidates: z.array(CandidateSchema).optional(),
+  promptFeedback: z.looseObject({ blockReason: z.string().optional() }).optional(),
+  usageMetadata: UsageSchema.optional(),
+  responseId: z.string().optional(),
+  modelVersion: z.string().optional(),
+});
+type GeminiResponse = z.infer<typeof ResponseSchema>;
+
+/** Gemini's prompt count includes its cached tokens; its candidates count excludes the thinking, which is billed as output. */
+function tokens(u: GeminiUsage | undefined): TokenUsage {
+  const cached = u?.cachedContentTokenCount ?? 0;
+  const thoughts = u?.thoughtsTokenCount ?? 0;
+  return { input: Math.max(0, (u?.promptTokenCount ?? 0) - cached), output: (u?.candidatesTokenCount ?? 0) + thoughts, cacheRead: cached, cacheWrite: 0,
+    ...(thoughts ? { reasoning: thoughts } : {}) };
+}
+
+function blockedPrompt(reason: string): GatewayError {
+  return new GatewayError({ status: 400, type: 'invalid_request_error', code: 'content_filter' },
+    `The provider's safety filter blocked the prompt (${reason}).`, 'messages');
+}
+
+/** Receives generateContent's JSON or its SSE stream and hands the gateway OpenAI's format. */
+export class GeminiTranslator extends SseTranslatingSink {
+  private usage: GeminiUsage | undefined;
+  private started = false;
+  private failed = false;
+  /** Per candidate: tool calls so far (their OpenAI indexes), and whether its finish chunk went out. */
+  private readonly calls = new Map<number, number>();
+  private readonly finished = new Set<number>();
+
+  constructor(sink: ResponseSink, model: string, upstream: string) {
+    super(sink, model, 'text/event-stream', upstream);
+    this.id = `chatcmpl-${upstream.toLowerCase()}-${Date.now().toString(36)}`;
+  }
+
+  /**
+   * Google refuses a bad API key with a 400 (API_KEY_INVALID) and a service account without
+   * the role with a 403: both are the operator's credentials, not the caller's request.
+   */
+  protected override errorStatus(status: number, body: Buffer): number {
+    if (status === 403 || (status === 400 && body.length < 65_536 && /API_KEY_INVALID|API key not valid/.test(body.toString('utf8')))) return 401;
+    return status;
+  }
+
+  protected override finish(): string {
+    const out = this.lastEvent();
+    if (this.failed) return out;
+    if (!this.started) return out + this.errorFrame('The stream ended before the model answered.', 'upstream_error');
+    return out + this.usageAndDone(tokens(this.usage));
+  }
+
+  protected complete(raw: Buffer): Json {
+    const answer = ResponseSchema.parse(JSON.parse(raw.toString('utf8')));
+    const candidates = answer.candidates ?? [];
+    const block = answer.promptFeedback?.blockReason;
+    if (!candidates.length && block) throw blockedPrompt(block);
+    if (answer.modelVersion) this.model = answer.modelVersion;
+    if (answer.responseId) this.id = `chatcmpl-${answer.responseId}`;
+    const choices = candidates.map((c, i) => {
+      const { text, calls } = this.read(c, i);
+      const body = completionBody({ id: '', created: 0, model: '', text, toolCalls: calls, finish: finishOf(c.finishReason, calls.length > 0), usage: tokens(undefined) });
+      const choice = (body.choices as Json[])[0]!;
+      return { ...choice, index: c.index ?? i };
+    });
+    const body = completionBody({ id: this.id, created: this.created, model: this.model, text: '', toolCalls: [], finish: 'stop', usage: tokens(answer.usageMetadata) });
+    return { ...body, choices };
+  }
+
+  /** A candidate's text (thoughts left out) and tool calls. */
+  private read(c: z.infer<typeof CandidateSchema>, i: number): { text: string; calls: ToolCallOut[] } {
+    let text = '';
+    const calls: ToolCallOut[] = [];
+    for (const part of c.content?.parts ?? []) {
+      if (part.thought) continue;
+      if (part.text !== undefined) text += part.text;
+      if (part.functionCall) calls.push({ id: part.functionCall.id ?? `call_${i}_${calls.length}`, name: part.functionCall.name, arguments: JSON.stringify(part.functionCall.args ?? {}) });
+    }
+    return { text, calls };
+  }
+
+  /** One SSE event (a partial GenerateContentResponse) → OpenAI chunk frames. */
+  protected event(raw: string): string {
+    if (this.failed) return '';
+    const data = dataOf(raw);
+    if (data === null) return '';
+    let parsed: GeminiResponse;
+    try {
+      const value = JSON.parse(data) as unknown;
+      if (isRecord(value) && isRecord(value.error)) { // an error mid-stream
+        this.failed = true;
+        return this.errorFrame(typeof value.error.message === 'string' ? value.error.message : 'Gemini stream error', 'upstream_error',
+          typeof value.error.status === 'string' ? value.error.status : null);
+      }
+      parsed = ResponseSchema.parse(value);
+    } catch {
+      return '';
+    }
+    if (parsed.usageMetadata) this.usage = parsed.usageMetadata;
+    if (parsed.responseId && !this.started) this.id = `chatcmpl-${parsed.responseId}`;
+    if (parsed.modelVersion && !this.started) this.model = parsed.modelVersion;
+    const block = parsed.promptFeedback?.blockReason;
+    if (block && !parsed.candidates?.length) {
+      this.failed = true;
+      const err = blockedPrompt(block);
+      return this.errorFrame(err.message, err.type, err.code);
+    }
+    let out = '';
+    for (const [i, c] of (parsed.candidates ?? []).entries()) {
+      const index = c.index ?? i;
+      if (!this.started) { this.started = true; out += this.choiceChunk(index, { role: 'assistant', content: '' }); }
+      const { text, calls } = this.read(c, index);
+      if (text) out += this.choiceChunk(index, { content: text });
+      for (const call of calls) {
+        const n = this.calls.get(index) ?? 0;
+        this.calls.set(index, n + 1);
+        out += this.choiceChunk(index, { tool_calls: [{ index: n, id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }] });
+      }
+      if (c.finishReason && !this.finished.has(index)) {
+        this.finished.add(index);
+        out += this.choiceChunk(index, {}, finishOf(c.finishReason, (this.calls.get(index) ?? 0) > 0));
+      }
+    }
+    return out;
+  }
+
+  private choiceChunk(index: number, delta: Json, finish: string | null = null): string {
+    if (index === 0) return this.chunk(delta, finish);
+    return `data: ${JSON.stringify({ id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model,
+      choices: [{ index, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+  }
+}
+
+export class GeminiProvider implements Provider {
+  readonly kind: 'gemini' | 'vertex';
+  readonly name: string;
+  private readonly pool: Pool;
+  private readonly label: string;
+
+  constructor(private readonly opts: GeminiOptions) {
+    this.name = opts.name;
+    this.kind = opts.kind;
+    this.label = opts.kind === 'vertex' ? 'Vertex AI' : 'Gemini';
+    this.pool = openPool(opts).pool;
+  }
+
+  chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    let body: string;
+    try {
+      body = JSON.stringify(toGenerateContentRequest(call.request, sentCap(call.request)));
+    } catch (err) {
+      const relay = new Relay(sink);
+      queueMicrotask(() => sink.onError(err instanceof GatewayError ? err : new GatewayError(Errors.invalidRequest, `The request could not be translated for ${this.label}.`)));
+      return relay;
+    }
+    const relay = new Relay(new GeminiTranslator(sink, call.upstreamModel, this.label));
+    const path = this.opts.access.path(call.upstreamModel, call.stream ? 'streamGenerateContent?alt=sse' : 'generateContent');
+    const options = (auth: Record<string, string>): Dispatcher.DispatchOptions => ({ path, method: 'POST', body,
+      headers: { 'content-type': 'application/json', ...this.opts.headers, ...auth },
+      headersTimeout: this.opts.headersTimeoutMs, bodyTimeout: this.opts.bodyTimeoutMs, blocking: true });
+    let auth: Record<string, string> | Promise<Record<string, string>>;
+    try { auth = this.opts.access.auth(); } catch (err) { auth = Promise.reject(err); }
+    if (auth instanceof Promise) {
+      dispatchWhen(this.pool, auth.then(options), relay, sink,
+        (err) => new GatewayError(Errors.upstreamAuth, `${this.label} (${this.name}): no access token could be had (${asGatewayError(err).message}). The operator must fix its credentials.`));
+    } else {
+      this.pool.dispatch(options(auth), relay);
+    }
+    return relay;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}
+
+/** AI Studio: `{base}/models/{model}:{method}`, the key in `x-goog-api-key`. */
+export function geminiAccess(baseUrl: string, apiKey: string | undefined): GeminiAccess {
+  const base = new URL(baseUrl).pathname.replace(/\/+$/, '');
+  const header: Record<string, string> = apiKey ? { 'x-goog-api-key': apiKey } : {};
+  return { path: (model, method) => `${base}/models/${encodeURIComponent(model)}:${method}`, auth: () => header };
+}

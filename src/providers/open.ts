@@ -1,0 +1,55 @@
+// One provider entry of the config as its adapter: each kind's public endpoint unless the
+// entry names another, its credentials, and the shared HTTP settings. Start-up only (reads
+// a Vertex key file synchronously); a problem throws an Error that names the entry's field.
+import type { ProviderConfig } from '../config/schema.js';
+import { AnthropicProvider } from './anthropic.js';
+import { BedrockProvider } from './bedrock.js';
+import { GeminiProvider, geminiAccess } from './gemini.js';
+import type { HttpUpstreamOptions } from './http-relay.js';
+import { OpenAIProvider } from './openai.js';
+import type { Provider } from './provider.js';
+import { VertexAccess, readServiceAccount, vertexBaseUrl } from './vertex.js';
+
+export type HttpSettings = Omit<HttpUpstreamOptions, 'name' | 'baseUrl' | 'apiKey' | 'headers'>;
+
+const AZURE_API_VERSION = '2025-04-01-preview'; // takes chat completions and the Responses API alike
+
+/** The adapter for a configured provider, or null when the entry has nothing to reach (no key and no endpoint). */
+export function openProvider(name: string, p: ProviderConfig, http: HttpSettings, defaultMaxTokens: number): Provider | null {
+  const common = { ...http, name, apiKey: p.api_key, headers: p.headers };
+  switch (p.kind) {
+    case 'sim':
+      return null;
+    case 'openai':
+      if (!p.api_key && !p.base_url) return null;
+      return new OpenAIProvider({ ...common, baseUrl: p.base_url ?? 'https://api.openai.com/v1', promptCacheKey: p.prompt_cache_key ?? name === 'openai' });
+    case 'azure':
+      return new OpenAIProvider({ ...common, baseUrl: p.base_url!, promptCacheKey: p.prompt_cache_key ?? false, azure: { apiVersion: p.api_version ?? AZURE_API_VERSION } });
+    case 'anthropic':
+      if (!p.api_key && !p.base_url) return null;
+      return new AnthropicProvider({ ...common, baseUrl: p.base_url ?? 'https://api.anthropic.com/v1', defaultMaxTokens });
+    case 'gemini':
+      if (!p.api_key && !p.base_url) return null;
+      return geminiProvider(name, 'gemini', common, p.base_url ?? 'https://generativelanguage.googleapis.com/v1beta', (base) => geminiAccess(base, p.api_key));
+    case 'bedrock': {
+      const region = p.region ?? 'us-east-1';
+      return new BedrockProvider({ ...common, apiKey: undefined, baseUrl: p.base_url ?? `https://bedrock-runtime.${region}.amazonaws.com`, region, defaultMaxTokens,
+        credentials: { accessKeyId: p.access_key_id!, secretAccessKey: p.secret_access_key!, sessionToken: p.session_token } });
+    }
+    case 'vertex': {
+      let account;
+      try { account = readServiceAccount(p.credentials_file!); } catch (err) {
+        throw new Error(`providers.${name}.credentials_file: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      const project = p.project ?? account.project_id;
+      if (!project) throw new Error(`providers.${name}.project: required (VERTEX_PROJECT or GOOGLE_CLOUD_PROJECT), as the key file names none`);
+      const location = p.location ?? 'us-central1';
+      return geminiProvider(name, 'vertex', { ...common, apiKey: undefined }, p.base_url ?? vertexBaseUrl(location),
+        (base) => new VertexAccess({ account, project, location, basePath: new URL(base).pathname.replace(/\/+$/, ''), tokenUrl: p.token_url }));
+    }
+  }
+}
+
+function geminiProvider(name: string, kind: 'gemini' | 'vertex', common: Omit<HttpUpstreamOptions, 'baseUrl'>, baseUrl: string, access: (base: string) => ReturnType<typeof geminiAccess>): Provider {
+  return new GeminiProvider({ ...common, name, baseUrl, kind, access: access(baseUrl) });
+}

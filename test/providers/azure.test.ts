@@ -1,0 +1,77 @@
+// Azure OpenAI is OpenAI's wire format on Azure's paths: a provider entry of kind `azure`
+// (here from AZURE_OPENAI_* env vars) whose routes are deployment names. Bodies pass as
+// bytes, so Azure's content-filter results reach the caller untouched; errors keep their
+// meaning; a throttled deployment fails over; the Responses API passes through.
+import OpenAI from 'openai';
+import t from 'tap';
+import { AZURE_KEY, AZURE_WORDS, startFakeAzure } from '../fakes/azure-upstream.js';
+import { startGateway, tempDataDir } from '../helpers/gateway.js';
+import { abortMidStream } from '../helpers/streams.js';
+
+const fake = await startFakeAzure();
+const prices = { input: 0.4, cached_input: 0.1, output: 1.6 };
+const gw = await startGateway({
+  SLUICE_SIM: 'off', AZURE_OPENAI_API_KEY: AZURE_KEY, AZURE_OPENAI_ENDPOINT: fake.url, AZURE_OPENAI_API_VERSION: '2024-10-21',
+  AZURE_OPENAI_DEPLOYMENTS: 'openai/gpt-4.1-mini=prod-mini,openai/gpt-4.1-nano=filtered',
+}, tempDataDir(), {
+  models: [
+    { slug: 'azure/busy', upstream_id: 'fail-429', context_window: 128000, prices, routes: [{ provider: 'azure', upstream_id: 'prod-mini', prices: { ...prices, output: 2 } }] },
+    { slug: 'azure/missing', upstream_id: 'missing', context_window: 128000, prices },
+    { slug: 'azure/slow', upstream_id: 'slow-stream', context_window: 128000, prices },
+  ],
+});
+t.teardown(async () => { await gw.stop(); await fake.close(); });
+const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
+const last = () => fake.received.at(-1)!;
+
+t.test('chat on a deployment: its path, api-version and api-key; Azure\'s filter results passed on', async (t) => {
+  const { data, response } = await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  t.equal(data.choices[0]?.message.content, AZURE_WORDS.join(''));
+  t.match(last(), { deployment: 'prod-mini', apiVersion: '2024-10-21', path: '/openai/deployments/prod-mini/chat/completions?api-version=2024-10-21' });
+  t.equal(last().headers['api-key'], AZURE_KEY);
+  t.notOk(last().headers.authorization, 'no bearer header');
+  const body = data as unknown as { prompt_filter_results: unknown[]; choices: Array<{ content_filter_results: { violence: { filtered: boolean } } }> };
+  t.equal(body.prompt_filter_results.length, 1, 'prompt_filter_results reach the caller');
+  t.equal(body.choices[0]?.content_filter_results.violence.filtered, false, 'and each choice\'s content_filter_results');
+  t.equal(response.headers.get('x-gateway-decision'), 'azure/prod-mini');
+  t.ok(Number(response.headers.get('x-gateway-cost-usd')) > 0);
+});
+
+t.test('stream: Azure\'s chunks pass through, usage asked for and billed', async (t) => {
+  let text = '';
+  let filters = 0;
+  const { data: stream, response } = await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', stream: true, messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  for await (const c of stream) {
+    text += c.choices[0]?.delta.content ?? '';
+    if ((c as unknown as { prompt_filter_results?: unknown }).prompt_filter_results) filters++;
+  }
+  t.equal(text, AZURE_WORDS.join(''));
+  t.equal(filters, 1, 'the prompt\'s filter results chunk reached the caller');
+  t.equal(last().body.stream_options?.include_usage, true, 'the gateway asked for usage');
+  const row = await (await fetch(`${gw.baseURL}/requests/${response.headers.get('x-request-id')}`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).json() as { completion_tokens: number; cost_usd: number };
+  t.equal(row.completion_tokens, AZURE_WORDS.length, 'the ledger row has the stream\'s usage');
+});
+
+t.test('a filtered prompt is Azure\'s 400 content_filter; a missing deployment its 404', async (t) => {
+  const err = await client.chat.completions.create({ model: 'openai/gpt-4.1-nano', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+  t.ok(err instanceof OpenAI.BadRequestError && err.code === 'content_filter' && err.param === 'prompt', 'content_filter, param prompt');
+  const missing = await client.chat.completions.create({ model: 'azure/missing', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+  t.ok(missing instanceof OpenAI.NotFoundError && missing.code === 'DeploymentNotFound');
+});
+
+t.test('a throttled deployment fails over to the next', async (t) => {
+  const { data, response } = await client.chat.completions.create({ model: 'azure/busy', messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  t.equal(data.choices[0]?.message.content, AZURE_WORDS.join(''));
+  t.equal(response.headers.get('x-gateway-decision'), 'azure/prod-mini');
+  t.equal(response.headers.get('x-gateway-retries'), '1');
+});
+
+t.test('the Responses API passes through to Azure\'s /openai/responses', async (t) => {
+  const r = await client.responses.create({ model: 'openai/gpt-4.1-mini', input: 'Hi' });
+  t.equal(r.output_text, AZURE_WORDS.join(''));
+  t.match(last(), { path: '/openai/responses?api-version=2024-10-21', deployment: 'prod-mini' });
+});
+
+t.test('an aborted stream closes the upstream connection', async (t) => {
+  t.ok(await abortMidStream(client, 'azure/slow', () => last().aborted), 'the upstream saw its client go away before the answer finished');
+});

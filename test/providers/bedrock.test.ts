@@ -1,0 +1,190 @@
+// The OpenAI surface in front of Bedrock's Converse API (a local fake of it, checked by the
+// official AWS SDK, which also recomputes every SigV4 signature): text, streams from binary
+// event-stream frames, tools both ways, images, JSON output, cache-token usage and cost,
+// failover on throttling, errors and aborts, all seen through the official `openai` SDK.
+import OpenAI from 'openai';
+import t from 'tap';
+import { AWS_CREDENTIALS, BEDROCK_WORDS, startFakeBedrock } from '../fakes/bedrock-upstream.js';
+import { startGateway, tempDataDir } from '../helpers/gateway.js';
+import { abortMidStream } from '../helpers/streams.js';
+
+const east = await startFakeBedrock('us-east-1');
+const west = await startFakeBedrock('us-west-2');
+const prices = { input: 3, cached_input: 0.3, cache_write: 3.75, output: 15 };
+const model = (id: string, extra: object = {}) => ({ slug: `bedrock/${id}`, upstream_id: id, context_window: 200000, capabilities: ['tools', 'vision', 'json'], prices, ...extra });
+const creds = { access_key_id: AWS_CREDENTIALS.accessKeyId, secret_access_key: AWS_CREDENTIALS.secretAccessKey };
+const gw = await startGateway({ SLUICE_SIM: 'off' }, tempDataDir(), {
+  providers: {
+    bedrock: { kind: 'bedrock', base_url: east.url, region: 'us-east-1', ...creds },
+    'bedrock-west': { kind: 'bedrock', base_url: west.url, region: 'us-west-2', ...creds },
+    'bedrock-forged': { kind: 'bedrock', base_url: east.url, region: 'us-east-1', ...creds, secret_access_key: 'not-the-secret' },
+  },
+  models: [
+    model('anthropic.claude-test-v1:0'), model('fail-validation'), model('slow-stream'), model('stream-throttled'),
+    // throttled in us-east-1; the same model in us-west-2 (dearer, so tried second)
+    { ...model('claude-forged'), slug: 'bedrock-forged/claude-forged' },
+    model('fail-throttle', { routes: [{ provider: 'bedrock-west', upstream_id: 'anthropic.claude-test-v1:0', prices: { ...prices, output: 16 } }] }),
+  ],
+});
+t.teardown(async () => { await gw.stop(); await east.close(); await west.close(); });
+const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
+const MODEL = 'bedrock/anthropic.claude-test-v1:0';
+const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'] } } }];
+
+t.test('non-stream: text, system prompt, signed request, usage and cost headers', async (t) => {
+  const { data, response } = await client.chat.completions.create({ model: MODEL, max_tokens: 100, temperature: 0.2, stop: ['END'],
+    messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }] }).withResponse();
+  t.equal(data.choices[0]?.message.content, BEDROCK_WORDS.join(''));
+  t.equal(data.choices[0]?.finish_reason, 'stop');
+  t.equal(data.usage?.completion_tokens, BEDROCK_WORDS.length);
+  const sent = east.received.at(-1)!;
+  t.ok(sent.signed, 'the gateway\'s SigV4 signature is the one the fake recomputes');
+  t.equal(sent.path, '/model/anthropic.claude-test-v1%3A0/converse');
+  t.same(sent.body.system, [{ text: 'Be brief.' }]);
+  t.same(sent.body.messages, [{ role: 'user', content: [{ text: 'Hi' }] }]);
+  t.same(sent.body.inferenceConfig, { maxTokens: 100, temperature: 0.2, stopSequences: ['END'] });
+  t.equal(response.headers.get('x-gateway-decision'), 'bedrock/anthropic.claude-test-v1:0');
+  const u = data.usage!;
+  const expected = (u.prompt_tokens * 3 + u.completion_tokens * 15) / 1e6;
+  t.ok(Math.abs(Number(response.headers.get('x-gateway-cost-usd')) - expected) < 1e-9, `cost ${response.headers.get('x-gateway-cost-usd')} is the usage at the catalog's prices (${expected})`);
+});
+
+t.test('stream: OpenAI chunks from binary event-stream frames cut at odd places', async (t) => {
+  let text = '';
+  let finish: string | null = null;
+  const usages: number[] = [];
+  for await (const c of await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Hi' }], stream: true, stream_options: { include_usage: true } })) {
+    text += c.choices[0]?.delta.content ?? '';
+    finish = c.choices[0]?.finish_reason ?? finish;
+    if (c.usage) usages.push(c.usage.completion_tokens);
+  }
+  t.equal(text, BEDROCK_WORDS.join(''));
+  t.equal(finish, 'stop');
+  t.same(usages, [BEDROCK_WORDS.length], 'one usage chunk, from the metadata event');
+  t.match(east.received.at(-1)!, { stream: true, signed: true, path: '/model/anthropic.claude-test-v1%3A0/converse-stream' });
+});
+
+t.test('tools: a call and its result, stream and non-stream', async (t) => {
+  const first = await client.chat.completions.create({ model: MODEL, tools, tool_choice: 'required', messages: [{ role: 'user', content: 'Weather in Paris?' }] });
+  const call = first.choices[0]?.message.tool_calls?.[0];
+  t.equal(first.choices[0]?.finish_reason, 'tool_calls');
+  if (!call || call.type !== 'function') { t.fail('no function call'); return; }
+  t.equal(call.function.name, 'get_weather');
+  t.same(JSON.parse(call.function.arguments), { location: 'Paris' });
+  t.same(east.received.at(-1)!.body.toolConfig, { tools: [{ toolSpec: { name: 'get_weather', description: 'Weather for a city', inputSchema: { json: tools[0]!.type === 'function' ? tools[0]!.function.parameters : {} } } }], toolChoice: { any: {} } });
+
+  let args = '';
+  let name = '';
+  let id = '';
+  for await (const c of await client.chat.completions.create({ model: MODEL, tools, stream: true, messages: [{ role: 'user', content: 'Weather?' }] })) {
+    const d = c.choices[0]?.delta.tool_calls?.[0];
+    if (d?.function?.name) name = d.function.name;
+    if (d?.id) id = d.id;
+    args += d?.function?.arguments ?? '';
+  }
+  t.equal(name, 'get_weather');
+  t.equal(id, 'tooluse_fake1');
+  t.same(JSON.parse(args), { location: 'Paris' }, 'toolUse input pieces assemble into the arguments');
+
+  for (const stream of [false, true]) {
+    const messages: OpenAI.ChatCompletionMessageParam[] = [
+      { role: 'user', content: 'Weather in Paris?' },
+      { role: 'assistant', content: null, tool_calls: [call] },
+      { role: 'tool', tool_call_id: call.id, content: '{"sky":"clear"}' },
+    ];
+    let text = '';
+    if (stream) for await (const c of await client.chat.completions.create({ model: MODEL, tools, messages, stream })) text += c.choices[0]?.delta.content ?? '';
+    else text = (await client.chat.completions.create({ model: MODEL, tools, messages })).choices[0]?.message.content ?? '';
+    t.equal(text, 'It is sunny.', `the answer after the tool result (${stream ? 'stream' : 'non-stream'})`);
+    const sent = east.received.at(-1)!.body;
+    t.same(sent.messages[1], { role: 'assistant', content: [{ toolUse: { toolUseId: call.id, name: 'get_weather', input: { location: 'Paris' } } }] });
+    t.same(sent.messages[2], { role: 'user', content: [{ toolResult: { toolUseId: call.id, content: [{ text: '{"sky":"clear"}' }] } }] });
+  }
+});
+
+t.test('images: data URLs become image blocks; a link is a clear 400', async (t) => {
+  await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: [
+    { type: 'text', text: 'What is this?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } },
+  ] }] });
+  t.same(east.received.at(-1)!.body.messages[0].content, [{ text: 'What is this?' }, { image: { format: 'png', source: { bytes: 'iVBORw0KGgo=' } } }]);
+  const before = east.received.length;
+  const link = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/cat.jpg' } }] }] }).catch((e: unknown) => e);
+  t.ok(link instanceof OpenAI.BadRequestError && /data: URLs/.test(link.message), 'a link is refused, saying what Bedrock takes');
+  t.equal(east.received.length, before, 'nothing was sent upstream');
+});
+
+t.test('JSON output: a forced tool whose input is the content, stream and non-stream', async (t) => {
+  const schema = { type: 'object', properties: { city: { type: 'string' }, temperature_c: { type: 'number' } }, required: ['city', 'temperature_c'] };
+  const response_format = { type: 'json_schema' as const, json_schema: { name: 'weather', schema, strict: true } };
+  const r = await client.chat.completions.create({ model: MODEL, response_format, messages: [{ role: 'user', content: 'Weather in Paris as JSON' }] });
+  t.same(JSON.parse(r.choices[0]?.message.content ?? ''), { city: 'Paris', temperature_c: 21 });
+  t.equal(r.choices[0]?.finish_reason, 'stop');
+  t.notOk(r.choices[0]?.message.tool_calls, 'the JSON tool is not shown as a tool call');
+  t.match(east.received.at(-1)!.body.toolConfig, { tools: [{ toolSpec: { name: 'weather', inputSchema: { json: schema } } }], toolChoice: { tool: { name: 'weather' } } });
+  let text = '';
+  let finish: string | null = null;
+  for await (const c of await client.chat.completions.create({ model: MODEL, response_format, stream: true, messages: [{ role: 'user', content: 'Weather in Paris as JSON' }] })) {
+    text += c.choices[0]?.delta.content ?? '';
+    finish = c.choices[0]?.finish_reason ?? finish;
+    t.notOk(c.choices[0]?.delta.tool_calls, 'no tool_calls delta');
+  }
+  t.same(JSON.parse(text), { city: 'Paris', temperature_c: 21 });
+  t.equal(finish, 'stop');
+});
+
+t.test('prompt caching: cache points on a long stable head, cached tokens billed at the cached price', async (t) => {
+  const system = 'You are a meticulous assistant. '.repeat(200);
+  const { data, response } = await client.chat.completions.create({ model: MODEL, max_tokens: 20, messages: [
+    { role: 'system', content: system }, { role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello!' }, { role: 'user', content: 'Bye' },
+  ] }).withResponse();
+  const sent = east.received.at(-1)!.body;
+  t.same(sent.system, [{ text: system }, { cachePoint: { type: 'default' } }], 'a cache point after the system prompt');
+  t.same(sent.messages[1].content.at(-1), { cachePoint: { type: 'default' } }, 'and after the turn before the latest');
+  const u = data.usage!;
+  t.equal(u.prompt_tokens_details?.cached_tokens, 7);
+  const expected = ((u.prompt_tokens - 7) * 3 + 7 * 0.3 + u.completion_tokens * 15) / 1e6;
+  t.ok(Math.abs(Number(response.headers.get('x-gateway-cost-usd')) - expected) < 1e-9, 'cache reads at the cached price');
+});
+
+t.test('a throttled region fails over to the next route; a validation error is the caller\'s 400', async (t) => {
+  const { data, response } = await client.chat.completions.create({ model: 'bedrock/fail-throttle', messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  t.equal(data.choices[0]?.message.content, BEDROCK_WORDS.join(''));
+  t.equal(response.headers.get('x-gateway-decision'), 'bedrock-west/anthropic.claude-test-v1:0');
+  t.equal(response.headers.get('x-gateway-retries'), '1');
+  t.ok(west.received.at(-1)!.signed, 'signed for us-west-2 (the fake checks the region in the scope)');
+
+  const bad = await client.chat.completions.create({ model: 'bedrock/fail-validation', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+  t.ok(bad instanceof OpenAI.BadRequestError, 'a 400 in OpenAI\'s envelope');
+  t.match((bad as InstanceType<typeof OpenAI.APIError>).message, /model identifier is invalid/);
+  t.equal(east.received.filter((r) => r.model === 'fail-validation').length, 1, 'not retried');
+});
+
+t.test('an exception mid-stream reaches the client as a stream error', async (t) => {
+  const err = await (async () => {
+    let text = '';
+    for await (const c of await client.chat.completions.create({ model: 'bedrock/stream-throttled', messages: [{ role: 'user', content: 'Hi' }], stream: true })) text += c.choices[0]?.delta.content ?? '';
+    return text;
+  })().catch((e: unknown) => e);
+  t.ok(err instanceof OpenAI.APIError && /Too many tokens/.test(err.message), 'the SDK raises the exception\'s message');
+});
+
+t.test('an aborted stream closes the upstream connection', async (t) => {
+  t.ok(await abortMidStream(client, 'bedrock/slow-stream', () => east.received.at(-1)!.aborted), 'the upstream saw its client go away before the answer finished');
+});
+
+t.test('credentials AWS refuses (403 InvalidSignatureException) are the operator\'s 502, not the caller\'s 403', async (t) => {
+  const err = await client.chat.completions.create({ model: 'bedrock-forged/claude-forged', messages: [{ role: 'user', content: 'Hi' }] }).catch((e: unknown) => e);
+  t.ok(err instanceof OpenAI.APIError && err.status === 502 && err.code === 'upstream_auth_error', String(err));
+  t.match((err as Error).message, /signature we calculated does not match/);
+  t.equal(east.received.at(-1)!.signed, false);
+});
+
+t.test('/v1/providers and /v1/models show Bedrock, and Claude\'s second route through it', async (t) => {
+  const providers = await (await fetch(`${gw.baseURL}/providers`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).json() as { data: Array<{ id: string; kind: string }> };
+  t.match(providers.data.find((p) => p.id === 'bedrock'), { kind: 'bedrock' });
+  const models = await client.models.list();
+  const find = (id: string) => models.data.find((m) => m.id === id) as unknown as { pricing: Record<string, number>; routes: Array<{ decision: string }> };
+  t.match(find('bedrock/nova-lite').pricing, { input: 0.06, output: 0.24 }, 'a non-Anthropic family, priced');
+  t.match(find('bedrock/llama-3-3-70b').pricing, { input: 0.72, output: 0.72 });
+  t.same(find('anthropic/claude-sonnet-4-5').routes.map((r) => r.decision), ['bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0'], 'with no Anthropic key, Claude goes through Bedrock');
+});

@@ -1,0 +1,203 @@
+// The OpenAI surface in front of Gemini (AI Studio, an API key) and Vertex AI (a service
+// account's OAuth token), both a local fake checked by the official @google/genai SDK: text,
+// SSE streams, function calls both ways, images, JSON schema output, n > 1, safety blocks,
+// cached and thinking tokens in usage and cost, failover from Gemini to Vertex, errors,
+// aborts, and the token's exchange and refresh, all seen through the official `openai` SDK.
+import { generateKeyPairSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import t from 'tap';
+import { GEMINI_KEY, GEMINI_WORDS, startFakeGemini } from '../fakes/gemini-upstream.js';
+import { startGateway, tempDataDir } from '../helpers/gateway.js';
+import { abortMidStream, eventually } from '../helpers/streams.js';
+
+const fake = await startFakeGemini();
+const dir = tempDataDir();
+const keyFile = join(dir, 'service-account.json');
+writeFileSync(keyFile, JSON.stringify(fake.serviceAccount));
+const badKeyFile = join(dir, 'other-account.json');
+writeFileSync(badKeyFile, JSON.stringify({ ...fake.serviceAccount, private_key: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() }));
+fake.tokenLifetime = 120; // inside the 5-minute window: the gateway refreshes it ahead, in the background
+
+const prices = { input: 1.25, cached_input: 0.125, output: 10 };
+const model = (slug: string, extra: object = {}) => ({ slug, upstream_id: slug.slice(slug.indexOf('/') + 1), context_window: 1048576, capabilities: ['tools', 'vision', 'json'], prices, ...extra });
+const gw = await startGateway({
+  SLUICE_SIM: 'off', GEMINI_API_KEY: GEMINI_KEY, GEMINI_BASE_URL: `${fake.url}/v1beta`,
+  GOOGLE_APPLICATION_CREDENTIALS: keyFile, VERTEX_BASE_URL: `${fake.url}/v1`, VERTEX_LOCATION: 'europe-west4',
+}, dir, {
+  providers: { 'vertex-bad': { kind: 'vertex', credentials_file: badKeyFile, base_url: `${fake.url}/v1` }, 'gemini-badkey': { kind: 'gemini', api_key: 'wrong', base_url: `${fake.url}/v1beta` } },
+  models: [
+    model('gemini/gemini-test'), model('gemini/fail-400'), model('gemini/blocked'), model('gemini/unsafe'), model('gemini/slow-stream'),
+    model('gemini/fail-429', { routes: [{ provider: 'vertex', upstream_id: 'gemini-test', prices: { ...prices, output: 11 } }] }),
+    model('vertex/gemini-v'), model('vertex-bad/gemini-v'), model('gemini-badkey/gemini-test'),
+  ],
+});
+t.teardown(async () => { await gw.stop(); await fake.close(); });
+const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
+const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'], additionalProperties: false } } }];
+const last = () => fake.received.at(-1)!;
+
+t.test('non-stream: text, system instruction, settings, usage with cached and thinking tokens, cost', async (t) => {
+  const { data, response } = await client.chat.completions.create({ model: 'gemini/gemini-test', max_tokens: 100, temperature: 0.3, top_p: 0.9, stop: ['END'], seed: 7,
+    messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }] }).withResponse();
+  t.equal(data.choices[0]?.message.content, GEMINI_WORDS.join(''), 'thought parts are not the answer');
+  t.equal(data.choices[0]?.finish_reason, 'stop');
+  const sent = last();
+  t.match(sent, { api: 'gemini', path: '/v1beta/models/gemini-test:generateContent' });
+  t.equal(sent.headers['x-goog-api-key'], GEMINI_KEY);
+  t.same(sent.body.systemInstruction, { parts: [{ text: 'Be brief.' }] });
+  t.same(sent.body.contents, [{ role: 'user', parts: [{ text: 'Hi' }] }]);
+  t.same(sent.body.generationConfig, { maxOutputTokens: 100, temperature: 0.3, topP: 0.9, seed: 7, stopSequences: ['END'] });
+  const u = data.usage!;
+  t.equal(u.prompt_tokens_details?.cached_tokens, 4, 'cachedContentTokenCount');
+  t.equal(u.completion_tokens, GEMINI_WORDS.length + 3, 'thinking tokens are billed output');
+  t.equal(u.completion_tokens_details?.reasoning_tokens, 3);
+  const expected = ((u.prompt_tokens - 4) * 1.25 + 4 * 0.125 + u.completion_tokens * 10) / 1e6;
+  t.ok(Math.abs(Number(response.headers.get('x-gateway-cost-usd')) - expected) < 1e-9, `cost ${response.headers.get('x-gateway-cost-usd')} = ${expected}`);
+  t.equal(response.headers.get('x-gateway-decision'), 'gemini/gemini-test');
+});
+
+t.test('stream: SSE events into OpenAI chunks, a finish and one usage chunk', async (t) => {
+  let text = '';
+  let finish: string | null = null;
+  const usages: number[] = [];
+  for await (const c of await client.chat.completions.create({ model: 'gemini/gemini-test', messages: [{ role: 'user', content: 'Hi' }], stream: true, stream_options: { include_usage: true } })) {
+    text += c.choices[0]?.delta.content ?? '';
+    finish = c.choices[0]?.finish_reason ?? finish;
+    if (c.usage) usages.push(c.usage.completion_tokens);
+  }
+  t.equal(text, GEMINI_WORDS.join(''));
+  t.equal(finish, 'stop');
+  t.same(usages, [GEMINI_WORDS.length + 3]);
+  t.match(last(), { stream: true, path: '/v1beta/models/gemini-test:streamGenerateContent?alt=sse' });
+});
+
+t.test('tools: a function call and its response, stream and non-stream', async (t) => {
+  const first = await client.chat.completions.create({ model: 'gemini/gemini-test', tools, tool_choice: { type: 'function', function: { name: 'get_weather' } }, messages: [{ role: 'user', content: 'Weather in Paris?' }] });
+  const call = first.choices[0]?.message.tool_calls?.[0];
+  t.equal(first.choices[0]?.finish_reason, 'tool_calls');
+  if (!call || call.type !== 'function') { t.fail('no function call'); return; }
+  t.equal(call.function.name, 'get_weather');
+  t.same(JSON.parse(call.function.arguments), { location: 'Paris' });
+  t.ok(call.id, 'the call has an id to answer');
+  t.same(last().body.tools, [{ functionDeclarations: [{ name: 'get_weather', description: 'Weather for a city', parametersJsonSchema: tools[0]!.type === 'function' ? tools[0]!.function.parameters : {} }] }],
+    'JSON Schema as sent (additionalProperties and all)');
+  t.same(last().body.toolConfig, { functionCallingConfig: { mode: 'ANY', allowedFunctionNames: ['get_weather'] } });
+
+  let args = '';
+  let name = '';
+  let finish: string | null = null;
+  for await (const c of await client.chat.completions.create({ model: 'gemini/gemini-test', tools, stream: true, messages: [{ role: 'user', content: 'Weather?' }] })) {
+    const d = c.choices[0]?.delta.tool_calls?.[0];
+    if (d?.function?.name) name = d.function.name;
+    args += d?.function?.arguments ?? '';
+    finish = c.choices[0]?.finish_reason ?? finish;
+  }
+  t.equal(name, 'get_weather');
+  t.same(JSON.parse(args), { location: 'Paris' });
+  t.equal(finish, 'tool_calls');
+
+  for (const stream of [false, true]) {
+    const messages: OpenAI.ChatCompletionMessageParam[] = [
+      { role: 'user', content: 'Weather in Paris?' },
+      { role: 'assistant', content: null, tool_calls: [call] },
+      { role: 'tool', tool_call_id: call.id, content: '{"sky":"clear"}' },
+    ];
+    let text = '';
+    if (stream) for await (const c of await client.chat.completions.create({ model: 'gemini/gemini-test', tools, messages, stream })) text += c.choices[0]?.delta.content ?? '';
+    else text = (await client.chat.completions.create({ model: 'gemini/gemini-test', tools, messages })).choices[0]?.message.content ?? '';
+    t.equal(text, 'It is sunny.');
+    t.same(last().body.contents.slice(1), [
+      { role: 'model', parts: [{ functionCall: { name: 'get_weather', args: { location: 'Paris' } } }] },
+      { role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { sky: 'clear' } } }] },
+    ], 'the call and its response, named as Gemini needs');
+  }
+});
+
+t.test('images: inline data and links', async (t) => {
+  await client.chat.completions.create({ model: 'gemini/gemini-test', messages: [{ role: 'user', content: [
+    { type: 'text', text: 'What is this?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } },
+    { type: 'image_url', image_url: { url: 'https://example.com/cat.webp' } },
+  ] }] });
+  t.same(last().body.contents[0].parts, [{ text: 'What is this?' }, { inlineData: { mimeType: 'image/png', data: 'iVBORw0KGgo=' } },
+    { fileData: { mimeType: 'image/webp', fileUri: 'https://example.com/cat.webp' } }]);
+});
+
+t.test('JSON output by schema, and n > 1 as candidates', async (t) => {
+  const schema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] };
+  const r = await client.chat.completions.create({ model: 'gemini/gemini-test', response_format: { type: 'json_schema', json_schema: { name: 'place', schema } }, messages: [{ role: 'user', content: 'Where?' }] });
+  t.same(JSON.parse(r.choices[0]?.message.content ?? ''), { city: 'Paris' });
+  t.match(last().body.generationConfig, { responseMimeType: 'application/json', responseJsonSchema: schema });
+  const two = await client.chat.completions.create({ model: 'gemini/gemini-test', n: 2, messages: [{ role: 'user', content: 'Hi' }] });
+  t.same(two.choices.map((c) => [c.index, c.message.content]), [[0, GEMINI_WORDS.join('')], [1, GEMINI_WORDS.join('')]]);
+  t.equal(last().body.generationConfig.candidateCount, 2);
+  const streamed = new Map<number, string>();
+  for await (const c of await client.chat.completions.create({ model: 'gemini/gemini-test', n: 2, stream: true, messages: [{ role: 'user', content: 'Hi' }] })) {
+    for (const ch of c.choices) streamed.set(ch.index, (streamed.get(ch.index) ?? '') + (ch.delta.content ?? ''));
+  }
+  t.same([...streamed.entries()], [[0, GEMINI_WORDS.join('')], [1, GEMINI_WORDS.join('')]], 'each candidate its own choice index in the stream');
+});
+
+t.test('safety: a blocked prompt is a 400 content_filter; a blocked answer finishes content_filter', async (t) => {
+  const blocked = await client.chat.completions.create({ model: 'gemini/blocked', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+  t.ok(blocked instanceof OpenAI.BadRequestError && blocked.code === 'content_filter' && /SAFETY/.test(blocked.message), 'a clear 400');
+  const unsafe = await client.chat.completions.create({ model: 'gemini/unsafe', messages: [{ role: 'user', content: 'x' }] });
+  t.equal(unsafe.choices[0]?.finish_reason, 'content_filter');
+  const err = await (async () => { for await (const _ of await client.chat.completions.create({ model: 'gemini/blocked', stream: true, messages: [{ role: 'user', content: 'x' }] })) { /* drain */ } })().catch((e: unknown) => e);
+  t.ok(err instanceof OpenAI.APIError && /SAFETY/.test(err.message), 'in a stream, an error event the SDK raises');
+});
+
+t.test('a rate-limited Gemini fails over to Vertex; a bad request is the caller\'s 400', async (t) => {
+  const { data, response } = await client.chat.completions.create({ model: 'gemini/fail-429', messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  t.equal(data.choices[0]?.message.content, GEMINI_WORDS.join(''));
+  t.equal(response.headers.get('x-gateway-decision'), 'vertex/gemini-test');
+  t.equal(response.headers.get('x-gateway-retries'), '1');
+  const bad = await client.chat.completions.create({ model: 'gemini/fail-400', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+  t.ok(bad instanceof OpenAI.BadRequestError && /contents is not specified/.test(bad.message));
+  t.equal((bad as InstanceType<typeof OpenAI.APIError>).code, 'INVALID_ARGUMENT', 'Google\'s status as the code');
+});
+
+t.test('Vertex: a token from the service account, kept, refreshed ahead of expiry; paths by project and location', async (t) => {
+  const grants = fake.grants.accepted;
+  const first = await client.chat.completions.create({ model: 'vertex/gemini-v', messages: [{ role: 'user', content: 'Hi' }] });
+  t.equal(first.choices[0]?.message.content, GEMINI_WORDS.join(''));
+  const sent = last();
+  t.match(sent, { api: 'vertex', path: '/v1/projects/fake-project/locations/europe-west4/publishers/google/models/gemini-v:generateContent' });
+  t.match(String(sent.headers.authorization), /^Bearer ya29\.fake-token-\d+$/);
+  let text = '';
+  for await (const c of await client.chat.completions.create({ model: 'vertex/gemini-v', stream: true, messages: [{ role: 'user', content: 'Hi' }] })) text += c.choices[0]?.delta.content ?? '';
+  t.equal(text, GEMINI_WORDS.join(''));
+  // 120 s tokens are inside the refresh window: a request goes with the token it has and a new one is fetched behind it
+  t.ok(await eventually(() => fake.grants.accepted >= grants + 2), 'refreshed in the background');
+  await client.chat.completions.create({ model: 'vertex/gemini-v', messages: [{ role: 'user', content: 'Hi' }] });
+  t.not(last().headers.authorization, sent.headers.authorization, 'later requests carry the new token');
+});
+
+t.test('Vertex with a key Google does not accept: a 502 naming the credentials, nothing sent to the model', async (t) => {
+  const before = fake.received.length;
+  const err = await client.chat.completions.create({ model: 'vertex-bad/gemini-v', messages: [{ role: 'user', content: 'Hi' }] }).catch((e: unknown) => e);
+  t.ok(err instanceof OpenAI.APIError && err.status === 502 && err.code === 'upstream_auth_error', `502 upstream_auth_error (${String(err)})`);
+  t.match((err as Error).message, /access token/);
+  t.equal(fake.received.length, before);
+});
+
+t.test('an aborted stream closes the upstream connection', async (t) => {
+  t.ok(await abortMidStream(client, 'gemini/slow-stream', () => last().aborted), 'the upstream saw its client go away before the answer finished');
+});
+
+t.test('a Gemini key Google refuses (its 400 API_KEY_INVALID) is the operator\'s 502, not the caller\'s 400', async (t) => {
+  const err = await client.chat.completions.create({ model: 'gemini-badkey/gemini-test', messages: [{ role: 'user', content: 'Hi' }] }).catch((e: unknown) => e);
+  t.ok(err instanceof OpenAI.APIError && err.status === 502 && err.code === 'upstream_auth_error', String(err));
+  t.match((err as Error).message, /operator must fix its provider key/);
+});
+
+t.test('/v1/providers and /v1/models show the Google routes and their prices', async (t) => {
+  const providers = await (await fetch(`${gw.baseURL}/providers`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).json() as { data: Array<{ id: string; kind: string }> };
+  t.match(providers.data.find((p) => p.id === 'gemini'), { kind: 'gemini' });
+  t.match(providers.data.find((p) => p.id === 'vertex'), { kind: 'vertex' });
+  const models = await client.models.list();
+  const flash = models.data.find((m) => m.id === 'gemini/gemini-2.5-flash') as unknown as { pricing: { input: number; cached_input: number; output: number }; routes: Array<{ decision: string }> };
+  t.match(flash.pricing, { input: 0.3, cached_input: 0.03, output: 2.5 }, 'the built-in catalog prices Gemini');
+  t.same(flash.routes.map((r) => r.decision), ['gemini/gemini-2.5-flash', 'vertex/gemini-2.5-flash'], 'served by AI Studio, then Vertex');
+});
