@@ -5,6 +5,7 @@
 // decoded (CRCs checked) by @smithy/core's codec, one message at a time, into OpenAI chunks:
 // nothing waits for the whole stream. JSON mode is a forced tool, as Converse has no JSON
 // switch: the tool's input comes back as the message's content.
+import { randomUUID } from 'node:crypto';
 import { EventStreamCodec } from '@smithy/core/event-streams';
 import { Hash, fromUtf8, toUtf8 } from '@smithy/core/serde';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -141,7 +142,7 @@ export class BedrockTranslator extends TranslatingSink {
 
   constructor(sink: ResponseSink, model: string, private readonly jsonTool: string | null) {
     super(sink, model, 'application/vnd.amazon.eventstream', 'Bedrock');
-    this.id = `chatcmpl-bedrock-${Date.now().toString(36)}`;
+    this.id = `chatcmpl-${randomUUID()}`; // Converse's answer carries no id of its own
   }
 
   /**

@@ -3,6 +3,7 @@
 // generateContent request and answer alike, so one adapter serves both and differs only in
 // its paths and its credentials. Streams are streamGenerateContent as SSE, each event a
 // partial GenerateContentResponse, translated into OpenAI chunks as it arrives.
+import { randomUUID } from 'node:crypto';
 import type { Dispatcher, Pool } from 'undici';
 import { z } from 'zod';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
@@ -12,7 +13,7 @@ import { dataOf } from '../wire/sse.js';
 import { Relay, dispatchWhen, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 import { SseTranslatingSink, completionBody, type TokenUsage, type ToolCallOut } from './translator.js';
-import { chatTurns, jsonFormat, stopList, toolChoiceOf, toolsOf, type Block } from './turns.js';
+import { callId, chatTurns, jsonFormat, stopList, toolChoiceOf, toolsOf, type Block } from './turns.js';
 
 /** How a Gemini-format upstream is reached: its model paths and its credentials. */
 export interface GeminiAccess {
@@ -37,7 +38,12 @@ function partOf(b: Block): Json {
       const ext = /\.([a-z0-9]+)(?:[?#]|$)/i.exec(b.url ?? '')?.[1]?.toLowerCase() ?? '';
       return { fileData: { mimeType: MIME_BY_EXT[ext] ?? 'image/jpeg', fileUri: b.url } };
     }
-    case 'tool_call': return { functionCall: { name: b.name, args: isRecord(b.input) ? b.input : {} } };
+    case 'tool_call': {
+      // The thought signature the call came with goes back with it: Gemini 3 refuses a history whose calls lost theirs.
+      const part: Json = { functionCall: { name: b.name, args: isRecord(b.input) ? b.input : {} } };
+      if (b.signature) part.thoughtSignature = b.signature;
+      return part;
+    }
     case 'tool_result': {
       // functionResponse.response is an object: a JSON object result goes as is, anything else under `content`.
       let response: Json = { content: b.text };
@@ -101,6 +107,7 @@ type GeminiUsage = z.infer<typeof UsageSchema>;
 const PartSchema = z.looseObject({
   text: z.string().optional(),
   thought: z.boolean().optional(),
+  thoughtSignature: z.string().optional(),
   functionCall: z.looseObject({ name: z.string(), args: z.unknown().optional(), id: z.string().optional() }).optional(),
 });
 
@@ -137,13 +144,17 @@ export class GeminiTranslator extends SseTranslatingSink {
   private usage: GeminiUsage | undefined;
   private started = false;
   private failed = false;
+  /** Candidates whose role chunk went out. */
+  private readonly opened = new Set<number>();
+  /** Function calls numbered across the answer, for ids Gemini did not give. */
+  private callCount = 0;
   /** Per candidate: tool calls so far (their OpenAI indexes), and whether its finish chunk went out. */
   private readonly calls = new Map<number, number>();
   private readonly finished = new Set<number>();
 
   constructor(sink: ResponseSink, model: string, upstream: string) {
     super(sink, model, 'text/event-stream', upstream);
-    this.id = `chatcmpl-${upstream.toLowerCase()}-${Date.now().toString(36)}`;
+    this.id = `chatcmpl-${randomUUID()}`; // until the answer's responseId arrives
   }
 
   /**
@@ -170,7 +181,7 @@ export class GeminiTranslator extends SseTranslatingSink {
     if (answer.modelVersion) this.model = answer.modelVersion;
     if (answer.responseId) this.id = `chatcmpl-${answer.responseId}`;
     const choices = candidates.map((c, i) => {
-      const { text, calls } = this.read(c, i);
+      const { text, calls } = this.read(c);
       const body = completionBody({ id: '', created: 0, model: '', text, toolCalls: calls, finish: finishOf(c.finishReason, calls.length > 0), usage: tokens(undefined) });
       const choice = (body.choices as Json[])[0]!;
       return { ...choice, index: c.index ?? i };
@@ -180,13 +191,15 @@ export class GeminiTranslator extends SseTranslatingSink {
   }
 
   /** A candidate's text (thoughts left out) and tool calls. */
-  private read(c: z.infer<typeof CandidateSchema>, i: number): { text: string; calls: ToolCallOut[] } {
+  private read(c: z.infer<typeof CandidateSchema>): { text: string; calls: ToolCallOut[] } {
     let text = '';
     const calls: ToolCallOut[] = [];
     for (const part of c.content?.parts ?? []) {
       if (part.thought) continue;
       if (part.text !== undefined) text += part.text;
-      if (part.functionCall) calls.push({ id: part.functionCall.id ?? `call_${i}_${calls.length}`, name: part.functionCall.name, arguments: JSON.stringify(part.functionCall.args ?? {}) });
+      if (part.functionCall) {
+        calls.push({ id: callId(part.functionCall.id ?? `call_${this.callCount++}`, part.thoughtSignature), name: part.functionCall.name, arguments: JSON.stringify(part.functionCall.args ?? {}) });
+      }
     }
     return { text, calls };
   }
@@ -220,8 +233,9 @@ export class GeminiTranslator extends SseTranslatingSink {
     let out = '';
     for (const [i, c] of (parsed.candidates ?? []).entries()) {
       const index = c.index ?? i;
-      if (!this.started) { this.started = true; out += this.choiceChunk(index, { role: 'assistant', content: '' }); }
-      const { text, calls } = this.read(c, index);
+      this.started = true;
+      if (!this.opened.has(index)) { this.opened.add(index); out += this.choiceChunk(index, { role: 'assistant', content: '' }); }
+      const { text, calls } = this.read(c);
       if (text) out += this.choiceChunk(index, { content: text });
       for (const call of calls) {
         const n = this.calls.get(index) ?? 0;

@@ -11,7 +11,8 @@ export type Block =
   | { type: 'text'; text: string }
   /** `data`: base64 bytes of a data: URL (with `mime`); else `url` as sent. */
   | { type: 'image'; mime: string | null; data: string | null; url: string | null }
-  | { type: 'tool_call'; id: string; name: string; input: unknown }
+  /** `signature`: the thought signature Gemini gave the call, carried in its OpenAI id (see callId). */
+  | { type: 'tool_call'; id: string; name: string; input: unknown; signature: string | null }
   /** `name`: the function the answered call named (Gemini's functionResponse needs it). */
   | { type: 'tool_result'; id: string; name: string; text: string };
 
@@ -32,6 +33,20 @@ export type ToolChoice = { mode: 'auto' | 'required' | 'none' } | { mode: 'tool'
 export interface JsonFormat {
   name: string;
   schema: Json | null;
+}
+
+/** Between a tool call's id and a thought signature (base64, which never contains `~`) that must go back with the call. */
+const SIGNATURE_MARK = '~sig~';
+
+/** The OpenAI tool-call id for a call and the thought signature it came with (Gemini's; no other provider sees it). */
+export function callId(id: string, signature: string | null | undefined): string {
+  return signature ? `${id}${SIGNATURE_MARK}${signature}` : id;
+}
+
+/** A tool-call id as the upstream knows it, and its thought signature. */
+function splitCallId(raw: string): [string, string | null] {
+  const at = raw.indexOf(SIGNATURE_MARK);
+  return at === -1 ? [raw, null] : [raw.slice(0, at), raw.slice(at + SIGNATURE_MARK.length)];
 }
 
 export function parseArguments(args: unknown): unknown {
@@ -76,7 +91,7 @@ export function chatTurns(request: ChatRequest): { system: string[]; turns: Turn
     const role = m.role;
     if (role === 'system' || role === 'developer') { system.push(contentText(m.content)); continue; }
     if (role === 'tool') {
-      const id = asText(m.tool_call_id);
+      const [id] = splitCallId(asText(m.tool_call_id));
       push('user', [{ type: 'tool_result', id, name: names.get(id) ?? asText(m.name), text: contentText(m.content) }]);
       continue;
     }
@@ -86,10 +101,10 @@ export function chatTurns(request: ChatRequest): { system: string[]; turns: Turn
       if (said) blocks.push({ type: 'text', text: said });
       for (const call of Array.isArray(m.tool_calls) ? m.tool_calls : []) {
         if (!isRecord(call) || !isRecord(call.function)) continue;
-        const id = asText(call.id);
+        const [id, signature] = splitCallId(asText(call.id));
         const name = asText(call.function.name);
         names.set(id, name);
-        blocks.push({ type: 'tool_call', id, name, input: parseArguments(call.function.arguments) });
+        blocks.push({ type: 'tool_call', id, name, input: parseArguments(call.function.arguments), signature });
       }
       push('assistant', blocks);
       continue;

@@ -12,6 +12,8 @@ import type { AddressInfo } from 'node:net';
 
 export const GEMINI_KEY = 'AIza-fake-gemini-key';
 export const GEMINI_WORDS = ['Hello', ' from', ' the', ' fake', ' Gemini', '.'];
+/** The signature every function call of this fake carries, and must carry when it is sent back. */
+export const THOUGHT_SIGNATURE = 'CiQBjz1rX2Zha2UtdGhvdWdodC1zaWduYXR1cmU=';
 export const SERVICE_ACCOUNT_EMAIL = 'sluice-test@fake-project.iam.gserviceaccount.com';
 
 export interface GeminiReceived {
@@ -120,6 +122,10 @@ export async function startFakeGemini(): Promise<FakeGemini> {
         return;
       }
       const contents = body.contents as Array<{ role: string; parts: Array<Record<string, unknown>> }>;
+      // As Gemini 3 does: a function call sent back without the thought signature it came with is refused.
+      if (contents.some((c) => c.parts.some((p) => 'functionCall' in p && p.thoughtSignature !== THOUGHT_SIGNATURE))) {
+        return error(res, 400, 'INVALID_ARGUMENT', 'Function call is missing a thought_signature in functionCall parts.');
+      }
       const sawResult = contents.at(-1)!.parts.some((p) => 'functionResponse' in p);
       const declared = (body.tools?.[0]?.functionDeclarations ?? []) as Array<{ name: string }>;
       const mode = body.toolConfig?.functionCallingConfig?.mode;
@@ -132,7 +138,7 @@ export async function startFakeGemini(): Promise<FakeGemini> {
       const finishReason = model === 'unsafe' ? 'SAFETY' : 'STOP';
       const candidate = (index: number, parts: object[], finish?: string) => ({ index, content: { role: 'model', parts }, ...(finish ? { finishReason: finish } : {}) });
       if (!stream) {
-        const parts = call ? [{ functionCall: { name: call, args: { location: 'Paris' } } }] : [{ text: 'Let me think.', thought: true }, { text: words.join('') }];
+        const parts = call ? [{ functionCall: { name: call, args: { location: 'Paris' } }, thoughtSignature: THOUGHT_SIGNATURE }] : [{ text: 'Let me think.', thought: true }, { text: words.join('') }];
         return json(res, 200, { candidates: Array.from({ length: n }, (_, i) => candidate(i, parts, finishReason)), usageMetadata: usage, modelVersion: model, responseId: 'fake-response-1' });
       }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
@@ -146,7 +152,7 @@ export async function startFakeGemini(): Promise<FakeGemini> {
         return;
       }
       if (call) {
-        send({ candidates: [candidate(0, [{ functionCall: { name: call, args: { location: 'Paris' } } }], 'STOP')], usageMetadata: usage });
+        send({ candidates: [candidate(0, [{ functionCall: { name: call, args: { location: 'Paris' } }, thoughtSignature: THOUGHT_SIGNATURE }], 'STOP')], usageMetadata: usage });
       } else {
         for (const [i, w] of words.entries()) {
           const last = i === words.length - 1;

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import t from 'tap';
-import { GEMINI_KEY, GEMINI_WORDS, startFakeGemini } from '../fakes/gemini-upstream.js';
+import { GEMINI_KEY, GEMINI_WORDS, THOUGHT_SIGNATURE, startFakeGemini } from '../fakes/gemini-upstream.js';
 import { startGateway, tempDataDir } from '../helpers/gateway.js';
 import { abortMidStream, eventually } from '../helpers/streams.js';
 
@@ -109,9 +109,9 @@ t.test('tools: a function call and its response, stream and non-stream', async (
     else text = (await client.chat.completions.create({ model: 'gemini/gemini-test', tools, messages })).choices[0]?.message.content ?? '';
     t.equal(text, 'It is sunny.');
     t.same(last().body.contents.slice(1), [
-      { role: 'model', parts: [{ functionCall: { name: 'get_weather', args: { location: 'Paris' } } }] },
+      { role: 'model', parts: [{ functionCall: { name: 'get_weather', args: { location: 'Paris' } }, thoughtSignature: THOUGHT_SIGNATURE }] },
       { role: 'user', parts: [{ functionResponse: { name: 'get_weather', response: { sky: 'clear' } } }] },
-    ], 'the call and its response, named as Gemini needs');
+    ], 'the call (with the thought signature it came with, carried in its id) and its response, named as Gemini needs');
   }
 });
 
