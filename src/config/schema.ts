@@ -46,6 +46,7 @@ const PROVIDER_KINDS = ['openai', 'azure', 'anthropic', 'bedrock', 'gemini', 've
 const KIND_FIELDS: Record<string, ReadonlyArray<(typeof PROVIDER_KINDS)[number]>> = {
   api_version: ['azure'], region: ['bedrock'], access_key_id: ['bedrock'], secret_access_key: ['bedrock'], session_token: ['bedrock'],
   project: ['vertex'], location: ['vertex'], credentials_file: ['vertex'], token_url: ['vertex'], prompt_cache_key: ['openai', 'azure'],
+  context_cache: ['gemini', 'vertex'],
 };
 
 export const ProviderSchema = z.object({
@@ -77,6 +78,15 @@ export const ProviderSchema = z.object({
   location: z.string().regex(/^[a-z0-9-]{2,40}$/, 'a Google Cloud location such as us-central1 or global').optional(),
   /** vertex: where the service account's grant is exchanged for a token (default Google's, or the key file's token_uri). */
   token_url: z.url().optional(),
+  /**
+   * gemini, vertex: explicit context caching of a stable head (system instruction and tools) of
+   * at least `min_head_bytes` (about 4 bytes a token; Gemini's minimum is 1,024–4,096 tokens by
+   * model) sent twice within five minutes (README "Providers"). Part of `savings.prompt_cache`.
+   */
+  context_cache: z.object({
+    enabled: z.boolean().default(true),
+    min_head_bytes: z.number().int().min(1024).default(16_384),
+  }).strict().optional(),
 }).strict().superRefine((p, ctx) => {
   for (const [field, kinds] of Object.entries(KIND_FIELDS)) {
     if (p[field as keyof typeof p] !== undefined && !kinds.includes(p.kind)) ctx.addIssue({ code: 'custom', path: [field], message: `only for kind ${kinds.join(' or ')} (this entry is kind ${p.kind})` });

@@ -13,12 +13,16 @@ import { dataOf } from '../wire/sse.js';
 import { Relay, dispatchWhen, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 import { SseTranslatingSink, completionBody, type TokenUsage, type ToolCallOut } from './translator.js';
+import { ContextCaches, createCache, splitHead } from './gemini-cache.js';
 import { callId, chatTurns, jsonFormat, stopList, toolChoiceOf, toolsOf, type Block } from './turns.js';
 
 /** How a Gemini-format upstream is reached: its model paths and its credentials. */
 export interface GeminiAccess {
   /** The path of a model's method (`generateContent`, `streamGenerateContent?alt=sse`). */
   path(model: string, method: string): string;
+  /** Where context caches are created, and a model's full resource name there. */
+  readonly cachePath: string;
+  cacheModel(model: string): string;
   /** The auth header, now when it can be had without waiting (API key, fresh token), else a promise. */
   auth(): Record<string, string> | Promise<Record<string, string>>;
 }
@@ -26,6 +30,8 @@ export interface GeminiAccess {
 export interface GeminiOptions extends HttpUpstreamOptions {
   kind: 'gemini' | 'vertex';
   access: GeminiAccess;
+  /** Explicit context caching (gemini-cache.ts) for stable heads of at least this many bytes; null: off. */
+  contextCacheMinBytes: number | null;
 }
 
 const MIME_BY_EXT: Record<string, string> = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp', heic: 'image/heic', pdf: 'application/pdf' };
@@ -126,11 +132,15 @@ const ResponseSchema = z.looseObject({
 });
 type GeminiResponse = z.infer<typeof ResponseSchema>;
 
-/** Gemini's prompt count includes its cached tokens; its candidates count excludes the thinking, which is billed as output. */
-function tokens(u: GeminiUsage | undefined): TokenUsage {
+/**
+ * Gemini's prompt count includes its cached tokens; its candidates count excludes the thinking,
+ * which is billed as output. `wroteCache`: this request created the cache it read.
+ */
+function tokens(u: GeminiUsage | undefined, wroteCache = false): TokenUsage {
   const cached = u?.cachedContentTokenCount ?? 0;
   const thoughts = u?.thoughtsTokenCount ?? 0;
-  return { input: Math.max(0, (u?.promptTokenCount ?? 0) - cached), output: (u?.candidatesTokenCount ?? 0) + thoughts, cacheRead: cached, cacheWrite: 0,
+  return { input: Math.max(0, (u?.promptTokenCount ?? 0) - cached), output: (u?.candidatesTokenCount ?? 0) + thoughts,
+    cacheRead: wroteCache ? 0 : cached, cacheWrite: wroteCache ? cached : 0,
     ...(thoughts ? { reasoning: thoughts } : {}) };
 }
 
@@ -148,6 +158,8 @@ export class GeminiTranslator extends SseTranslatingSink {
   private readonly opened = new Set<number>();
   /** Function calls numbered across the answer, for ids Gemini did not give. */
   private callCount = 0;
+  /** This request created the context cache it read: its cached tokens are a write (billed at `cache_write`). */
+  wroteCache = false;
   /** Per candidate: tool calls so far (their OpenAI indexes), and whether its finish chunk went out. */
   private readonly calls = new Map<number, number>();
   private readonly finished = new Set<number>();
@@ -186,7 +198,7 @@ export class GeminiTranslator extends SseTranslatingSink {
       const choice = (body.choices as Json[])[0]!;
       return { ...choice, index: c.index ?? i };
     });
-    const body = completionBody({ id: this.id, created: this.created, model: this.model, text: '', toolCalls: [], finish: 'stop', usage: tokens(answer.usageMetadata) });
+    const body = completionBody({ id: this.id, created: this.created, model: this.model, text: '', toolCalls: [], finish: 'stop', usage: tokens(answer.usageMetadata, this.wroteCache) });
     return { ...body, choices };
   }
 
@@ -262,37 +274,63 @@ export class GeminiProvider implements Provider {
   readonly name: string;
   private readonly pool: Pool;
   private readonly label: string;
+  private readonly caches: ContextCaches | null;
 
   constructor(private readonly opts: GeminiOptions) {
     this.name = opts.name;
     this.kind = opts.kind;
     this.label = opts.kind === 'vertex' ? 'Vertex AI' : 'Gemini';
     this.pool = openPool(opts).pool;
+    this.caches = opts.contextCacheMinBytes === null ? null : new ContextCaches(opts.contextCacheMinBytes);
   }
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
-    let body: string;
+    let request: Json;
     try {
-      body = JSON.stringify(toGenerateContentRequest(call.request, sentCap(call.request)));
+      request = toGenerateContentRequest(call.request, sentCap(call.request));
     } catch (err) {
       const relay = new Relay(sink);
       queueMicrotask(() => sink.onError(err instanceof GatewayError ? err : new GatewayError(Errors.invalidRequest, `The request could not be translated for ${this.label}.`)));
       return relay;
     }
-    const relay = new Relay(new GeminiTranslator(sink, call.upstreamModel, this.label));
+    const translator = new GeminiTranslator(sink, call.upstreamModel, this.label);
+    const relay = new Relay(translator);
     const path = this.opts.access.path(call.upstreamModel, call.stream ? 'streamGenerateContent?alt=sse' : 'generateContent');
-    const options = (auth: Record<string, string>): Dispatcher.DispatchOptions => ({ path, method: 'POST', body,
-      headers: { 'content-type': 'application/json', ...this.opts.headers, ...auth },
-      headersTimeout: this.opts.headersTimeoutMs, bodyTimeout: this.opts.bodyTimeoutMs, blocking: true });
+    const options = (auth: Record<string, string>, body: Json): Dispatcher.DispatchOptions => ({ path, method: 'POST', body: JSON.stringify(body),
+      headers: { ...this.headersWith(auth) }, headersTimeout: this.opts.headersTimeoutMs, bodyTimeout: this.opts.bodyTimeoutMs, blocking: true });
     let auth: Record<string, string> | Promise<Record<string, string>>;
     try { auth = this.opts.access.auth(); } catch (err) { auth = Promise.reject(err); }
-    if (auth instanceof Promise) {
-      dispatchWhen(this.pool, auth.then(options), relay, sink,
-        (err) => new GatewayError(Errors.upstreamAuth, `${this.label} (${this.name}): no access token could be had (${asGatewayError(err).message}). The operator must fix its credentials.`));
+
+    // The stable head goes by a context cache when one is live, or when this request creates one.
+    const key = this.caches && call.promptCacheKey ? `${call.upstreamModel}\n${call.promptCacheKey}` : null;
+    const split = key ? splitHead(request) : null;
+    const plan = key && split ? this.caches!.plan(key, JSON.stringify(split.head).length) : null;
+    if (plan && plan !== 'create') request = { ...split!.rest, cachedContent: plan.use };
+    if (plan === 'create') {
+      const created = Promise.resolve(auth).then((headers) => createCache(this.pool, this.opts.access.cachePath, this.headersWith(headers), this.opts.access.cacheModel(call.upstreamModel), split!.head, this.opts.headersTimeoutMs)
+        .then((made) => {
+          this.caches!.created(key!, made.name, made.expiresAt);
+          translator.wroteCache = true;
+          return options(headers, { ...split!.rest, cachedContent: made.name });
+        }, () => {
+          this.caches!.failed(key!);
+          return options(headers, request);
+        }));
+      dispatchWhen(this.pool, created, relay, sink, (err) => this.authFailed(err));
+    } else if (auth instanceof Promise) {
+      dispatchWhen(this.pool, auth.then((headers) => options(headers, request)), relay, sink, (err) => this.authFailed(err));
     } else {
-      this.pool.dispatch(options(auth), relay);
+      this.pool.dispatch(options(auth, request), relay);
     }
     return relay;
+  }
+
+  private headersWith(auth: Record<string, string>): Record<string, string> {
+    return { 'content-type': 'application/json', ...this.opts.headers, ...auth };
+  }
+
+  private authFailed(err: unknown): GatewayError {
+    return new GatewayError(Errors.upstreamAuth, `${this.label} (${this.name}): no access token could be had (${asGatewayError(err).message}). The operator must fix its credentials.`);
   }
 
   async close(): Promise<void> {
@@ -304,5 +342,6 @@ export class GeminiProvider implements Provider {
 export function geminiAccess(baseUrl: string, apiKey: string | undefined): GeminiAccess {
   const base = new URL(baseUrl).pathname.replace(/\/+$/, '');
   const header: Record<string, string> = apiKey ? { 'x-goog-api-key': apiKey } : {};
-  return { path: (model, method) => `${base}/models/${encodeURIComponent(model)}:${method}`, auth: () => header };
+  return { path: (model, method) => `${base}/models/${encodeURIComponent(model)}:${method}`, auth: () => header,
+    cachePath: `${base}/cachedContents`, cacheModel: (model) => `models/${model}` };
 }

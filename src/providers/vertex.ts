@@ -54,6 +54,8 @@ export function vertexBaseUrl(location: string): string {
 export class VertexAccess implements GeminiAccess {
   private readonly client: JWT;
   private readonly prefix: string;
+  /** `projects/{p}/locations/{l}`: resource names start here. */
+  private readonly resource: string;
   private header: Record<string, string> | null = null;
   private expiresAt = 0;
   private refreshing: Promise<Record<string, string>> | null = null;
@@ -68,12 +70,22 @@ export class VertexAccess implements GeminiAccess {
       });
     }
     this.client = new JWT({ email: opts.account.client_email, key: opts.account.private_key, scopes: [SCOPE], transporter });
-    this.prefix = `${opts.basePath}/projects/${encodeURIComponent(opts.project)}/locations/${encodeURIComponent(opts.location)}`;
+    this.resource = `projects/${encodeURIComponent(opts.project)}/locations/${encodeURIComponent(opts.location)}`;
+    this.prefix = `${opts.basePath}/${this.resource}`;
   }
 
   /** A Google model by id, or a full resource under the location (`publishers/…/models/…`, `endpoints/…`). */
   path(model: string, method: string): string {
     return model.includes('/') ? `${this.prefix}/${model}:${method}` : `${this.prefix}/publishers/google/models/${encodeURIComponent(model)}:${method}`;
+  }
+
+  get cachePath(): string {
+    return `${this.prefix}/cachedContents`;
+  }
+
+  /** The model's resource name (the path's, without the API's base). */
+  cacheModel(model: string): string {
+    return this.path(model, '').slice(this.prefix.length - this.resource.length, -1);
   }
 
   auth(): Record<string, string> | Promise<Record<string, string>> {

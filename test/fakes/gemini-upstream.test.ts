@@ -20,6 +20,12 @@ t.test('AI Studio: generateContent, stream, function calls, errors', async (t) =
   t.equal(text, GEMINI_WORDS.join(''), 'SSE events with \\r\\n line ends');
   const call = await ai.models.generateContent({ model: 'gemini-x', contents: 'Weather?', config: { tools: [{ functionDeclarations: [{ name: 'get_weather', parametersJsonSchema: { type: 'object' } }] }] } });
   t.same(call.functionCalls?.[0], { name: 'get_weather', args: { location: 'Paris' } });
+  const cache = await ai.caches.create({ model: 'gemini-x', config: { systemInstruction: 'A long and stable instruction. '.repeat(200), ttl: '300s' } });
+  t.match(cache.name, /^cachedContents\//, 'the SDK creates a context cache');
+  const cached = await ai.models.generateContent({ model: 'gemini-x', contents: 'Hi', config: { cachedContent: cache.name } });
+  t.equal(cached.usageMetadata?.cachedContentTokenCount, fake.caches.get(cache.name!)!.tokens, 'and reads it by name');
+  const both = await ai.models.generateContent({ model: 'gemini-x', contents: 'Hi', config: { cachedContent: cache.name, systemInstruction: 'x' } }).catch((e: unknown) => e);
+  t.ok(both instanceof ApiError && both.status === 400, 'a cache and a system instruction together are refused, as Gemini does');
   const err = await ai.models.generateContent({ model: 'fail-429', contents: 'x' }).catch((e: unknown) => e);
   t.ok(err instanceof ApiError && err.status === 429);
   const bad = await new GoogleGenAI({ apiKey: 'wrong', httpOptions: { baseUrl: fake.url } }).models.generateContent({ model: 'gemini-x', contents: 'x' }).catch((e: unknown) => e);

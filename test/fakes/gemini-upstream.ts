@@ -37,6 +37,8 @@ export interface FakeGemini {
   tokenLifetime: number;
   /** Tokens issued so far: a request with any of them is authorised. */
   tokens: Set<string>;
+  /** Context caches created, by name. */
+  caches: Map<string, { model: string; head: string; tokens: number; expires: number }>;
   close(): Promise<void>;
 }
 
@@ -73,7 +75,7 @@ export async function startFakeGemini(): Promise<FakeGemini> {
   const received: GeminiReceived[] = [];
   let issued = 0;
   const fake: FakeGemini = {
-    url: '', received, grants: { accepted: 0, refused: 0 }, serviceAccount: {}, tokenLifetime: 3600, tokens: new Set(),
+    url: '', received, grants: { accepted: 0, refused: 0 }, serviceAccount: {}, tokenLifetime: 3600, tokens: new Set(), caches: new Map(),
     close: async () => {},
   };
   const server: Server = createServer((req, res) => {
@@ -92,6 +94,23 @@ export async function startFakeGemini(): Promise<FakeGemini> {
         const token = `ya29.fake-token-${++issued}`;
         fake.tokens.add(token);
         return json(res, 200, { access_token: token, expires_in: fake.tokenLifetime, token_type: 'Bearer' });
+      }
+      // Context caches: created with a model, a head and a ttl; named later instead of the head.
+      const cacheCreate = url === '/v1beta/cachedContents' ? 'gemini' : /^\/v1(?:beta1)?\/projects\/[^/]+\/locations\/[^/]+\/cachedContents$/.test(url) ? 'vertex' : null;
+      if (cacheCreate) {
+        if (cacheCreate === 'gemini' ? req.headers['x-goog-api-key'] !== GEMINI_KEY : !fake.tokens.has(String(req.headers.authorization ?? '').replace(/^Bearer /, ''))) {
+          return error(res, 401, 'UNAUTHENTICATED', 'Request had invalid authentication credentials.');
+        }
+        let spec: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+        try { spec = JSON.parse(raw) as typeof spec; } catch { return error(res, 400, 'INVALID_ARGUMENT', 'Invalid JSON payload received.'); }
+        const tokens = JSON.stringify([spec.systemInstruction ?? null, spec.tools ?? null, spec.toolConfig ?? null]).length >> 2;
+        if (typeof spec.model !== 'string' || !/^(models\/|projects\/[^/]+\/locations\/[^/]+\/publishers\/google\/models\/)[^/]+$/.test(spec.model)) return error(res, 400, 'INVALID_ARGUMENT', 'model: must be a model resource name');
+        if (tokens < 1024 || spec.model.endsWith('/uncacheable')) return error(res, 400, 'INVALID_ARGUMENT', `Cached content is too small. total_token_count=${tokens}, min_total_token_count=1024`);
+        if (!/^\d+s$/.test(String(spec.ttl))) return error(res, 400, 'INVALID_ARGUMENT', 'ttl: a duration such as 300s');
+        const name = `${cacheCreate === 'vertex' ? url.slice(url.indexOf('projects/'), url.lastIndexOf('/')) + '/' : ''}cachedContents/fake${fake.caches.size + 1}`;
+        const expireTime = new Date(Date.now() + parseInt(String(spec.ttl), 10) * 1000).toISOString();
+        fake.caches.set(name, { model: spec.model, head: JSON.stringify([spec.systemInstruction ?? null, spec.tools ?? null, spec.toolConfig ?? null]), tokens, expires: Date.parse(expireTime) });
+        return json(res, 200, { name, model: spec.model, createTime: new Date().toISOString(), updateTime: new Date().toISOString(), expireTime, usageMetadata: { totalTokenCount: tokens } });
       }
       const studio = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)(\?alt=sse)?$/.exec(url);
       const vertex = /^\/v1(?:beta1)?\/projects\/([^/]+)\/locations\/([^/]+)\/publishers\/google\/models\/([^/:]+):(generateContent|streamGenerateContent)(\?alt=sse)?$/.exec(url);
@@ -113,7 +132,17 @@ export async function startFakeGemini(): Promise<FakeGemini> {
       if (model === 'fail-429') return error(res, 429, 'RESOURCE_EXHAUSTED', 'Resource has been exhausted (e.g. check quota).');
       if (model === 'fail-400') return error(res, 400, 'INVALID_ARGUMENT', '* GenerateContentRequest.contents: contents is not specified');
       if (!Array.isArray(body.contents) || body.contents.length === 0) return error(res, 400, 'INVALID_ARGUMENT', '* GenerateContentRequest.contents: contents is not specified');
-      const usage = { promptTokenCount: raw.length >> 2, candidatesTokenCount: 0, totalTokenCount: 0, cachedContentTokenCount: 4, thoughtsTokenCount: 3 };
+      let cachedTokens = 4; // Gemini's implicit cache, on every request
+      if (body.cachedContent !== undefined) {
+        const cache = fake.caches.get(String(body.cachedContent));
+        if (!cache || cache.expires < Date.now()) return error(res, 403, 'PERMISSION_DENIED', `CachedContent not found (or permission denied): ${String(body.cachedContent).slice(0, 80)}`);
+        if (!cache.model.endsWith(`/${model}`)) return error(res, 400, 'INVALID_ARGUMENT', 'Model used by GenerateContent request and CachedContent has to be the same.');
+        if (body.systemInstruction || body.tools || body.toolConfig) return error(res, 400, 'INVALID_ARGUMENT', 'CachedContent can not be used with GenerateContent request setting system_instruction, tools or tool_config.');
+        cachedTokens = cache.tokens;
+        const head = JSON.parse(cache.head) as [unknown, unknown, unknown];
+        body = { ...body, systemInstruction: head[0] ?? undefined, tools: head[1] ?? undefined, toolConfig: head[2] ?? undefined }; // answer as if the head were sent
+      }
+      const usage = { promptTokenCount: (raw.length >> 2) + (body.cachedContent ? cachedTokens : 0), candidatesTokenCount: 0, totalTokenCount: 0, cachedContentTokenCount: cachedTokens, thoughtsTokenCount: 3 };
       if (model === 'blocked') {
         const answer = { promptFeedback: { blockReason: 'SAFETY', safetyRatings: [{ category: 'HARM_CATEGORY_DANGEROUS_CONTENT', probability: 'HIGH' }] }, usageMetadata: usage, modelVersion: model };
         if (!stream) return json(res, 200, answer);

@@ -30,7 +30,8 @@ const gw = await startGateway({
   models: [
     model('gemini/gemini-test'), model('gemini/fail-400'), model('gemini/blocked'), model('gemini/unsafe'), model('gemini/slow-stream'),
     model('gemini/fail-429', { routes: [{ provider: 'vertex', upstream_id: 'gemini-test', prices: { ...prices, output: 11 } }] }),
-    model('vertex/gemini-v'), model('vertex-bad/gemini-v'), model('gemini-badkey/gemini-test'),
+    model('vertex/gemini-v', { prices: { input: 0.3, cached_input: 0.03, cache_write: 0.11333, output: 2.5 } }), model('vertex-bad/gemini-v'), model('gemini-badkey/gemini-test'),
+    model('gemini/uncacheable'), model('gemini/gemini-cached', { prices: { input: 0.3, cached_input: 0.03, cache_write: 0.11333, output: 2.5 } }),
   ],
 });
 t.teardown(async () => { await gw.stop(); await fake.close(); });
@@ -200,4 +201,68 @@ t.test('/v1/providers and /v1/models show the Google routes and their prices', a
   const flash = models.data.find((m) => m.id === 'gemini/gemini-2.5-flash') as unknown as { pricing: { input: number; cached_input: number; output: number }; routes: Array<{ decision: string }> };
   t.match(flash.pricing, { input: 0.3, cached_input: 0.03, output: 2.5 }, 'the built-in catalog prices Gemini');
   t.same(flash.routes.map((r) => r.decision), ['gemini/gemini-2.5-flash', 'vertex/gemini-2.5-flash'], 'served by AI Studio, then Vertex');
+});
+
+t.test('context caching: a long stable head sent twice is cached upstream; the creator pays the write, later requests the cached price', async (t) => {
+  const system = 'You are a meticulous support assistant for a large retailer; answer precisely. '.repeat(250);
+  const ask = (model: string, content: string) => client.chat.completions.create({ model, temperature: 0.7,
+    messages: [{ role: 'system', content: system }, { role: 'user', content }] }).withResponse();
+  const row = async (id: string | null) => (await fetch(`${gw.baseURL}/requests/${id}`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).json() as Promise<{ prompt_tokens: number; cached_tokens: number; cache_write_tokens: number; completion_tokens: number; cost_usd: number }>;
+  const caches = fake.caches.size;
+
+  const first = await ask('gemini/gemini-cached', 'Where is my parcel?');
+  t.ok(first.data.choices[0]?.message.content);
+  t.equal(fake.caches.size, caches, 'one sighting is no pattern: nothing cached');
+  t.ok(last().body.systemInstruction && !last().body.cachedContent, 'the head went as it was');
+
+  const second = await ask('gemini/gemini-cached', 'Can I change the delivery address?');
+  t.equal(fake.caches.size, caches + 1, 'the second sighting created a cache');
+  const [name, cache] = [...fake.caches.entries()].at(-1)!;
+  t.equal(cache.model, 'models/gemini-cached');
+  t.equal(last().body.cachedContent, name, 'and the request named it');
+  t.notOk(last().body.systemInstruction, 'instead of sending the head');
+  const written = await row(second.response.headers.get('x-request-id'));
+  t.equal(written.cache_write_tokens, cache.tokens, 'the creator\'s row: the head\'s tokens written');
+  t.equal(written.cached_tokens, 0);
+  const writeCost = ((written.prompt_tokens - cache.tokens) * 0.3 + cache.tokens * 0.11333 + written.completion_tokens * 2.5) / 1e6;
+  t.ok(Math.abs(Number(second.response.headers.get('x-gateway-cost-usd')) - writeCost) < 1e-9, 'billed at cache_write (the read plus five minutes of storage)');
+
+  let text = '';
+  const third = await client.chat.completions.create({ model: 'gemini/gemini-cached', temperature: 0.7, stream: true,
+    messages: [{ role: 'system', content: system }, { role: 'user', content: 'What is your returns policy?' }] }).withResponse();
+  for await (const c of third.data) text += c.choices[0]?.delta.content ?? '';
+  t.ok(text);
+  t.equal(last().body.cachedContent, name, 'a later request (a stream) names the same cache');
+  t.equal(fake.caches.size, caches + 1, 'no second cache');
+  const read = await row(third.response.headers.get('x-request-id'));
+  t.equal(read.cached_tokens, cache.tokens, 'its row: the head read from the cache');
+  t.equal(read.cache_write_tokens, 0);
+
+  // Vertex: the same, under the project and location
+  await ask('vertex/gemini-v', 'Where is my parcel?');
+  await ask('vertex/gemini-v', 'Can I change the delivery address?');
+  const [vname, vcache] = [...fake.caches.entries()].at(-1)!;
+  t.match(vname, /^projects\/fake-project\/locations\/europe-west4\/cachedContents\//);
+  t.equal(vcache.model, 'projects/fake-project/locations/europe-west4/publishers/google/models/gemini-v');
+  t.equal(last().body.cachedContent, vname);
+
+  // A short head is never cached; nor is one with prompt caching off for the request
+  const before = fake.caches.size;
+  for (const q of ['Hi there', 'Hello again']) await client.chat.completions.create({ model: 'gemini/gemini-cached', temperature: 0.7, messages: [{ role: 'system', content: 'Short.' }, { role: 'user', content: q }] });
+  for (const q of ['Is the store open?', 'When does it close?']) {
+    await client.chat.completions.create({ model: 'gemini/gemini-cached', temperature: 0.7, messages: [{ role: 'system', content: `${system} Other.` }, { role: 'user', content: q }] }, { headers: { 'x-gateway-savings': 'off' } });
+  }
+  t.equal(fake.caches.size, before, 'no cache for a short head, or with savings off');
+});
+
+t.test('a cache creation Google refuses never fails the request', async (t) => {
+  const before = fake.caches.size;
+  // the fake refuses caches for this model, as Gemini does a head under its minimum
+  const system = 'You are a meticulous support assistant for a large retailer; answer precisely. '.repeat(250);
+  for (const q of ['First?', 'Second?', 'Third?']) {
+    const r = await client.chat.completions.create({ model: 'gemini/uncacheable', temperature: 0.7, messages: [{ role: 'system', content: system }, { role: 'user', content: q }] });
+    t.ok(r.choices[0]?.message.content, `${q} answered`);
+    t.ok(last().body.systemInstruction, 'with the head sent as it was');
+  }
+  t.equal(fake.caches.size, before);
 });
