@@ -44,6 +44,8 @@ export class GatewayError extends Error {
   readonly param: string | null;
   /** Headers the answer carries (Retry-After, the rate-limit headers). */
   headers: ReadonlyArray<readonly [string, string]> = [];
+  /** More members of the error object, as an upstream sent them (Azure's content-filter verdict in `innererror`). */
+  extra: Record<string, unknown> | null = null;
 
   constructor(spec: ErrorSpec, message: string, param: string | null = null) {
     super(message);
@@ -62,7 +64,8 @@ export class GatewayError extends Error {
 
   /** The OpenAI error envelope, as bytes ready to send. */
   toJSON(): { error: { message: string; type: string; code: string; param: string | null } } {
-    return { error: { message: this.message, type: this.type, code: this.code, param: this.param } };
+    const error = { message: this.message, type: this.type, code: this.code, param: this.param };
+    return { error: this.extra ? { ...this.extra, ...error } : error };
   }
 }
 

@@ -103,6 +103,12 @@ async function main(): Promise<void> {
   } catch (err) {
     throw new ConfigError(err instanceof Error ? err.message : String(err));
   }
+  // A provider no catalog model routes through serves nothing: say so at start, not at the first 503.
+  const routed = new Set(catalog.routes().map((r) => r.provider));
+  for (const [name, p] of providers) {
+    if (p.kind === 'sim' || routed.has(p)) continue;
+    console.warn(`warning: provider '${name}' serves no model: no catalog slug starts with '${name}/', and no route names it. Add providers.${name}.deployments (slug: upstream id${p.kind === 'azure' ? '; or AZURE_OPENAI_DEPLOYMENTS=slug=deployment,…' : ''}) or models with routes through it.`);
+  }
   const baseline = config.baseline_model ? catalog.pricesOf(config.baseline_model) : undefined;
   if (config.baseline_model && !baseline) throw new ConfigError(`baseline_model / BASELINE_MODEL: '${config.baseline_model}' is not in the catalog`);
   const workspaces = new Workspaces(store);

@@ -17,8 +17,11 @@ export interface Endpoint {
   askedCap(req: ChatRequest): number | null;
   /** The name of the cap field the request set (for messages that name it). */
   capName(req: ChatRequest): string;
-  /** The field an output cap is spliced in as, for a route's upstream model. */
-  capField(upstreamModel: string): string;
+  /**
+   * The field an output cap is spliced in as, for a route: by its upstream id, or by the
+   * model's own (an Azure deployment's name says nothing of the model behind it).
+   */
+  capField(route: { upstreamModel: string; model: { upstream_id: string } }): string;
   /** The savings mechanisms that can apply (bits). */
   readonly savings: number;
   /** The request may continue a stored conversation (`previous_response_id`). */
@@ -36,7 +39,7 @@ export const CHAT: Endpoint = {
   native: null,
   askedCap: chatCap,
   capName: (req) => (typeof req.max_completion_tokens === 'number' && !(typeof req.max_tokens === 'number' && req.max_tokens > req.max_completion_tokens) ? 'max_completion_tokens' : 'max_tokens'),
-  capField: (upstream) => (COMPLETION_TOKENS_MODELS.test(upstream) ? 'max_completion_tokens' : 'max_tokens'),
+  capField: (route) => (COMPLETION_TOKENS_MODELS.test(route.upstreamModel) || COMPLETION_TOKENS_MODELS.test(route.model.upstream_id) ? 'max_completion_tokens' : 'max_tokens'),
   savings: ALL,
   conversation: false,
   smartRouter: true,

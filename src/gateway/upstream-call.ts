@@ -367,8 +367,12 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       // Every upstream error reaches the caller in OpenAI's envelope (upstream-error.ts), a
       // 429 or 5xx only once no retry is left; a 4xx about the request is the caller's, from any route.
       const err = upstreamError(this.status, body, this.route.decision, this.retryAfterMs);
-      if ((this.status >= 500 || this.status === 429) && this.failover(err, `http_${this.status}`, true)) return;
-      if (this.status < 500 && this.status !== 429) this.deps.health.success(this.route.decision, this.tUpstreamEnd - this.tDispatch);
+      const retryable = this.status >= 500 || this.status === 429;
+      // The upstream refusing the gateway's own credentials or naming no such deployment (a 4xx
+      // made a 502) is the route's fault, not the request's: another route may serve, never this one again.
+      const misrouted = !retryable && err.status >= 500;
+      if ((retryable || misrouted) && this.failover(err, `http_${this.status}`, retryable)) return;
+      if (!retryable && !misrouted) this.deps.health.success(this.route.decision, this.tUpstreamEnd - this.tDispatch);
       this.fail(err, `upstream_${this.status}`);
       return;
     }

@@ -87,10 +87,12 @@ export function toConverseRequest(request: ChatRequest, modelId: string, maxToke
     tools.push({ toolSpec: { name: jsonTool, description: 'Answer with the JSON object the user asked for, as this tool\'s input.', inputSchema: { json: format.schema ?? { type: 'object' } } } });
     if (tools.length === 1) choice = { mode: 'tool', name: jsonTool };
   }
+  // 'none' with no tool use in the history: no tools declared, so none can be called (Converse has no 'none').
+  if (choice?.mode === 'none' && !jsonTool && !turns.some((t) => t.blocks.some((b) => b.type === 'tool_call' || b.type === 'tool_result'))) tools.length = 0;
   if (tools.length) {
     if (cache) tools.push(cachePoint);
     const config: Json = { tools };
-    // Converse has no 'none': the tools stay declared (a history with tool calls needs them) and the model chooses.
+    // Converse has no 'none': with tool use in the history the tools must stay declared, and the model chooses.
     if (choice?.mode === 'required') config.toolChoice = { any: {} };
     else if (choice?.mode === 'tool') config.toolChoice = { tool: { name: choice.name } };
     else if (choice?.mode === 'auto') config.toolChoice = { auto: {} };
@@ -248,9 +250,17 @@ class Sha256 extends Hash {
   }
 }
 
+/** Cross-region inference profiles are named for a geography (`us.…`, `eu.…`, `apac.…`) and callable only from its regions. */
+const GEOGRAPHIES: Array<[RegExp, string]> = [[/^us-/, 'us'], [/^eu-/, 'eu'], [/^ap-/, 'apac']];
+const PROFILE = /^(us|eu|apac)\./;
+
 export class BedrockProvider implements Provider {
   readonly kind = 'bedrock' as const;
   readonly name: string;
+  readonly region: string;
+  /** This region's geography, and the model ids already moved to it. */
+  private readonly geography: string | null;
+  private readonly profiles = new Map<string, string>();
   private readonly pool: Pool;
   private readonly basePath: string;
   private readonly host: string;
@@ -258,6 +268,8 @@ export class BedrockProvider implements Provider {
 
   constructor(private readonly opts: BedrockOptions) {
     this.name = opts.name;
+    this.region = opts.region;
+    this.geography = GEOGRAPHIES.find(([re]) => re.test(opts.region))?.[1] ?? null;
     const { pool, basePath } = openPool(opts);
     this.pool = pool;
     this.basePath = basePath;
@@ -275,7 +287,7 @@ export class BedrockProvider implements Provider {
       return relay;
     }
     const relay = new Relay(new BedrockTranslator(sink, call.upstreamModel, translated.jsonTool));
-    const path = `${this.basePath}/model/${encodeURIComponent(call.upstreamModel)}/${call.stream ? 'converse-stream' : 'converse'}`;
+    const path = `${this.basePath}/model/${encodeURIComponent(this.profileFor(call.upstreamModel))}/${call.stream ? 'converse-stream' : 'converse'}`;
     const body = JSON.stringify(translated.body);
     const ready = this.signer.sign({ method: 'POST', protocol: 'https:', hostname: this.host, path, query: {}, body,
       headers: { host: this.host, 'content-type': 'application/json', accept: call.stream ? 'application/vnd.amazon.eventstream' : 'application/json', ...this.opts.headers } })
@@ -283,6 +295,20 @@ export class BedrockProvider implements Provider {
         headersTimeout: this.opts.headersTimeoutMs, bodyTimeout: this.opts.bodyTimeoutMs, blocking: true }));
     dispatchWhen(this.pool, ready, relay, sink, (err) => new GatewayError(Errors.upstreamAuth, `The request to ${this.name} could not be signed (${asGatewayError(err).message}).`));
     return relay;
+  }
+
+  /**
+   * The catalog names US inference profiles (`us.anthropic.…`); an entry in an EU or Asia-Pacific
+   * region calls the same profile of its own geography (`eu.…`, `apac.…`), the only ones it can.
+   */
+  private profileFor(modelId: string): string {
+    if (!this.geography || !PROFILE.test(modelId)) return modelId;
+    let id = this.profiles.get(modelId);
+    if (id === undefined) {
+      id = modelId.replace(PROFILE, `${this.geography}.`);
+      this.profiles.set(modelId, id);
+    }
+    return id;
   }
 
   async close(): Promise<void> {

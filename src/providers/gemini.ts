@@ -30,6 +30,8 @@ export interface GeminiAccess {
 export interface GeminiOptions extends HttpUpstreamOptions {
   kind: 'gemini' | 'vertex';
   access: GeminiAccess;
+  /** Vertex's location (none for AI Studio, or Vertex's `global`). */
+  region?: string | null;
   /** Explicit context caching (gemini-cache.ts) for stable heads of at least this many bytes; null: off. */
   contextCacheMinBytes: number | null;
 }
@@ -156,8 +158,6 @@ export class GeminiTranslator extends SseTranslatingSink {
   private failed = false;
   /** Candidates whose role chunk went out. */
   private readonly opened = new Set<number>();
-  /** Function calls numbered across the answer, for ids Gemini did not give. */
-  private callCount = 0;
   /** This request created the context cache it read: its cached tokens are a write (billed at `cache_write`). */
   wroteCache = false;
   /** Per candidate: tool calls so far (their OpenAI indexes), and whether its finish chunk went out. */
@@ -210,7 +210,7 @@ export class GeminiTranslator extends SseTranslatingSink {
       if (part.thought) continue;
       if (part.text !== undefined) text += part.text;
       if (part.functionCall) {
-        calls.push({ id: callId(part.functionCall.id ?? `call_${this.callCount++}`, part.thoughtSignature), name: part.functionCall.name, arguments: JSON.stringify(part.functionCall.args ?? {}) });
+        calls.push({ id: callId(part.functionCall.id ?? `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`, part.thoughtSignature), name: part.functionCall.name, arguments: JSON.stringify(part.functionCall.args ?? {}) });
       }
     }
     return { text, calls };
@@ -272,6 +272,7 @@ export class GeminiTranslator extends SseTranslatingSink {
 export class GeminiProvider implements Provider {
   readonly kind: 'gemini' | 'vertex';
   readonly name: string;
+  readonly region: string | null;
   private readonly pool: Pool;
   private readonly label: string;
   private readonly caches: ContextCaches | null;
@@ -279,6 +280,7 @@ export class GeminiProvider implements Provider {
   constructor(private readonly opts: GeminiOptions) {
     this.name = opts.name;
     this.kind = opts.kind;
+    this.region = opts.region ?? null;
     this.label = opts.kind === 'vertex' ? 'Vertex AI' : 'Gemini';
     this.pool = openPool(opts).pool;
     this.caches = opts.contextCacheMinBytes === null ? null : new ContextCaches(opts.contextCacheMinBytes);

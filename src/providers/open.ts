@@ -30,7 +30,7 @@ export function openProvider(name: string, p: ProviderConfig, http: HttpSettings
       return new AnthropicProvider({ ...common, baseUrl: p.base_url ?? 'https://api.anthropic.com/v1', defaultMaxTokens });
     case 'gemini':
       if (!p.api_key && !p.base_url) return null;
-      return geminiProvider(name, 'gemini', p, common, p.base_url ?? 'https://generativelanguage.googleapis.com/v1beta', (base) => geminiAccess(base, p.api_key));
+      return geminiProvider(name, 'gemini', p, common, withApiPath(p.base_url ?? 'https://generativelanguage.googleapis.com', '/v1beta'), (base) => geminiAccess(base, p.api_key));
     case 'bedrock': {
       const region = p.region ?? 'us-east-1';
       return new BedrockProvider({ ...common, apiKey: undefined, baseUrl: p.base_url ?? `https://bedrock-runtime.${region}.amazonaws.com`, region, defaultMaxTokens,
@@ -44,13 +44,19 @@ export function openProvider(name: string, p: ProviderConfig, http: HttpSettings
       const project = p.project ?? account.project_id;
       if (!project) throw new Error(`providers.${name}.project: required (VERTEX_PROJECT or GOOGLE_CLOUD_PROJECT), as the key file names none`);
       const location = p.location ?? 'us-central1';
-      return geminiProvider(name, 'vertex', p, { ...common, apiKey: undefined }, p.base_url ?? vertexBaseUrl(location),
+      return geminiProvider(name, 'vertex', p, { ...common, apiKey: undefined, region: location === 'global' ? null : location }, withApiPath(p.base_url ?? vertexBaseUrl(location), '/v1'),
         (base) => new VertexAccess({ account, project, location, basePath: new URL(base).pathname.replace(/\/+$/, ''), tokenUrl: p.token_url }));
     }
   }
 }
 
-function geminiProvider(name: string, kind: 'gemini' | 'vertex', p: ProviderConfig, common: Omit<HttpUpstreamOptions, 'baseUrl'>, baseUrl: string, access: (base: string) => GeminiAccess): Provider {
+/** An endpoint given as a bare origin (`https://proxy.internal`) gets the API's version path; one with a path is taken as it is. */
+function withApiPath(baseUrl: string, path: string): string {
+  const url = new URL(baseUrl);
+  return url.pathname === '/' || url.pathname === '' ? `${url.origin}${path}` : baseUrl;
+}
+
+function geminiProvider(name: string, kind: 'gemini' | 'vertex', p: ProviderConfig, common: Omit<HttpUpstreamOptions, 'baseUrl'> & { region?: string | null }, baseUrl: string, access: (base: string) => GeminiAccess): Provider {
   const cache = p.context_cache ?? { enabled: true, min_head_bytes: 16_384 };
   return new GeminiProvider({ ...common, name, baseUrl, kind, access: access(baseUrl), contextCacheMinBytes: cache.enabled ? cache.min_head_bytes : null });
 }

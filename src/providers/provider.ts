@@ -51,6 +51,8 @@ export type ProviderKind = 'openai' | 'azure' | 'anthropic' | 'bedrock' | 'gemin
 export interface Provider {
   readonly name: string;
   readonly kind: ProviderKind;
+  /** Where this provider entry serves (a Bedrock region, a Vertex location): its routes' region unless the catalog names one. */
+  readonly region?: string | null;
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle;
   close(): Promise<void>;
 }

@@ -10,8 +10,8 @@ import { isRecord } from '../json.js';
 const TYPES: Record<number, string> = { 400: 'invalid_request_error', 403: 'permission_error', 404: 'invalid_request_error', 409: 'invalid_request_error', 413: 'invalid_request_error', 422: 'invalid_request_error', 429: 'rate_limit_error' };
 
 /** What the body says, from whichever of the known shapes it has. */
-function readBody(body: Buffer): { message: string | null; type: string | null; code: string | null; param: string | null } {
-  const none = { message: null, type: null, code: null, param: null };
+function readBody(body: Buffer): { message: string | null; type: string | null; code: string | null; param: string | null; inner: Record<string, unknown> | null } {
+  const none = { message: null, type: null, code: null, param: null, inner: null };
   if (body.length === 0 || body.length > 65_536) return none;
   let parsed: unknown;
   try { parsed = JSON.parse(body.toString('utf8')); } catch {
@@ -23,7 +23,8 @@ function readBody(body: Buffer): { message: string | null; type: string | null; 
   const str = (v: unknown) => (typeof v === 'string' && v ? v : null);
   const message = str(e.message) ?? str(parsed.message) ?? str(parsed.detail) ?? (typeof parsed.error === 'string' ? parsed.error : null);
   // Google's envelope: a numeric `code` and the meaningful `status` (INVALID_ARGUMENT, RESOURCE_EXHAUSTED)
-  return { message, type: str(e.type), code: str(e.code) ?? str(e.status) ?? (typeof e.code === 'number' ? String(e.code) : null), param: str(e.param) };
+  return { message, type: str(e.type), code: str(e.code) ?? str(e.status) ?? (typeof e.code === 'number' ? String(e.code) : null), param: str(e.param),
+    inner: isRecord(e.innererror) ? e.innererror : null };
 }
 
 /**
@@ -39,6 +40,9 @@ export function upstreamError(status: number, body: Buffer, decision: string, re
   } else if (status === 429) {
     err = new GatewayError({ ...Errors.upstreamRateLimited, code: said.code ?? Errors.upstreamRateLimited.code },
       `The upstream ${decision} is rate limiting this gateway${words ? `: ${words}` : ''}.`, said.param);
+  } else if (said.code === 'DeploymentNotFound' || said.code === 'DeploymentNotReady') {
+    // Azure: the route names a deployment the resource lacks; the operator's to fix, and another route may serve.
+    err = new GatewayError(Errors.upstreamError, `The upstream ${decision} has no such deployment, or it is not ready (HTTP ${status}${words ? `: ${words}` : ''}). The operator must fix the route's deployment name.`);
   } else if (status >= 400 && status < 500) {
     const spec: ErrorSpec = { status, type: said.type ?? TYPES[status] ?? 'invalid_request_error', code: said.code ?? said.type ?? `upstream_${status}` };
     err = new GatewayError(spec, words ?? `The upstream ${decision} refused the request (HTTP ${status}).`, said.param);
@@ -46,5 +50,7 @@ export function upstreamError(status: number, body: Buffer, decision: string, re
     const spec = status === 503 || status === 529 ? Errors.upstreamUnavailable : status === 504 ? Errors.upstreamTimeout : Errors.upstreamError;
     err = new GatewayError(spec, `The upstream ${decision} failed (HTTP ${status}${words ? `: ${words}` : ''}).`);
   }
+  // Azure's content-filter verdict (which categories, how severe) is the caller's to read.
+  if (said.inner && status >= 400 && status < 500 && err.status < 500) err.extra = { innererror: said.inner };
   return retryAfterMs !== null ? err.retryAfter(retryAfterMs) : err;
 }

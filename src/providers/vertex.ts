@@ -48,7 +48,7 @@ export interface VertexAccessOptions {
 }
 
 export function vertexBaseUrl(location: string): string {
-  return location === 'global' ? 'https://aiplatform.googleapis.com/v1' : `https://${location}-aiplatform.googleapis.com/v1`;
+  return location === 'global' ? 'https://aiplatform.googleapis.com' : `https://${location}-aiplatform.googleapis.com`;
 }
 
 export class VertexAccess implements GeminiAccess {

@@ -90,4 +90,7 @@ t.test('start-up refuses a Vertex key file it cannot use and deployments of unkn
   t.match(await start({ GOOGLE_APPLICATION_CREDENTIALS: join(dir, 'nope.json'), VERTEX_PROJECT: 'my-project-1' }), /providers\.vertex\.credentials_file: .*nope\.json: not a readable JSON key file/);
   t.match(await start({ GOOGLE_APPLICATION_CREDENTIALS: notAccount, VERTEX_PROJECT: 'my-project-1' }), /providers\.vertex\.credentials_file: .*user\.json: type: must be a service account key/);
   t.match(await start({ AZURE_OPENAI_API_KEY: 'k', AZURE_OPENAI_ENDPOINT: 'http://127.0.0.1:9', AZURE_OPENAI_DEPLOYMENTS: 'openai/gpt-9=x' }), /providers\.azure\.deployments: 'openai\/gpt-9' is not a model slug/);
+  const gw = await startGateway({ SLUICE_SIM: 'off', AZURE_OPENAI_API_KEY: 'k', AZURE_OPENAI_ENDPOINT: 'http://127.0.0.1:9' });
+  t.match(gw.output(), /warning: provider 'azure' serves no model.*AZURE_OPENAI_DEPLOYMENTS/, 'an Azure resource with no deployments is named at start');
+  await gw.stop();
 });

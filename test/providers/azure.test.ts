@@ -12,11 +12,12 @@ const fake = await startFakeAzure();
 const prices = { input: 0.4, cached_input: 0.1, output: 1.6 };
 const gw = await startGateway({
   SLUICE_SIM: 'off', AZURE_OPENAI_API_KEY: AZURE_KEY, AZURE_OPENAI_ENDPOINT: fake.url, AZURE_OPENAI_API_VERSION: '2024-10-21',
-  AZURE_OPENAI_DEPLOYMENTS: 'openai/gpt-4.1-mini=prod-mini,openai/gpt-4.1-nano=filtered',
+  AZURE_OPENAI_DEPLOYMENTS: 'openai/gpt-4.1-mini=prod-mini,openai/gpt-4.1-nano=filtered,openai/o4-mini=reasoning-prod',
 }, tempDataDir(), {
   models: [
     { slug: 'azure/busy', upstream_id: 'fail-429', context_window: 128000, prices, routes: [{ provider: 'azure', upstream_id: 'prod-mini', prices: { ...prices, output: 2 } }] },
     { slug: 'azure/missing', upstream_id: 'missing', context_window: 128000, prices },
+    { slug: 'azure/missing-then-prod', upstream_id: 'missing', context_window: 128000, prices, routes: [{ provider: 'azure', upstream_id: 'prod-mini', prices: { ...prices, output: 2 } }] },
     { slug: 'azure/slow', upstream_id: 'slow-stream', context_window: 128000, prices },
   ],
 });
@@ -52,11 +53,25 @@ t.test('stream: Azure\'s chunks pass through, usage asked for and billed', async
   t.equal(row.completion_tokens, AZURE_WORDS.length, 'the ledger row has the stream\'s usage');
 });
 
-t.test('a filtered prompt is Azure\'s 400 content_filter; a missing deployment its 404', async (t) => {
+t.test('a filtered prompt is Azure\'s 400 content_filter, with its verdict', async (t) => {
   const err = await client.chat.completions.create({ model: 'openai/gpt-4.1-nano', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
   t.ok(err instanceof OpenAI.BadRequestError && err.code === 'content_filter' && err.param === 'prompt', 'content_filter, param prompt');
+  t.match((err as InstanceType<typeof OpenAI.APIError>).error, { innererror: { code: 'ResponsibleAIPolicyViolation', content_filter_result: { violence: { filtered: true, severity: 'high' } } } },
+    'innererror.content_filter_result says which category');
+});
+
+t.test('a deployment the resource lacks is the operator\'s 502, and another route serves', async (t) => {
   const missing = await client.chat.completions.create({ model: 'azure/missing', messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
-  t.ok(missing instanceof OpenAI.NotFoundError && missing.code === 'DeploymentNotFound');
+  t.ok(missing instanceof OpenAI.APIError && missing.status === 502 && /deployment/.test(missing.message), String(missing));
+  const { data, response } = await client.chat.completions.create({ model: 'azure/missing-then-prod', messages: [{ role: 'user', content: 'x' }] }).withResponse();
+  t.equal(data.choices[0]?.message.content, AZURE_WORDS.join(''));
+  t.equal(response.headers.get('x-gateway-decision'), 'azure/prod-mini');
+});
+
+t.test('a reasoning model\'s deployment gets max_completion_tokens, whatever the deployment is called', async (t) => {
+  await client.chat.completions.create({ model: 'openai/o4-mini', messages: [{ role: 'user', content: 'x' }] });
+  t.equal(last().deployment, 'reasoning-prod');
+  t.ok(typeof last().body.max_completion_tokens === 'number' && last().body.max_tokens === undefined, `the output cap as max_completion_tokens (${JSON.stringify(last().body)})`);
 });
 
 t.test('a throttled deployment fails over to the next', async (t) => {

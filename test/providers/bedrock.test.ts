@@ -6,10 +6,12 @@ import OpenAI from 'openai';
 import t from 'tap';
 import { AWS_CREDENTIALS, BEDROCK_WORDS, startFakeBedrock } from '../fakes/bedrock-upstream.js';
 import { startGateway, tempDataDir } from '../helpers/gateway.js';
+import { http } from '../helpers/http.js';
 import { abortMidStream } from '../helpers/streams.js';
 
 const east = await startFakeBedrock('us-east-1');
 const west = await startFakeBedrock('us-west-2');
+const frankfurt = await startFakeBedrock('eu-central-1');
 const prices = { input: 3, cached_input: 0.3, cache_write: 3.75, output: 15 };
 const model = (id: string, extra: object = {}) => ({ slug: `bedrock/${id}`, upstream_id: id, context_window: 200000, capabilities: ['tools', 'vision', 'json'], prices, ...extra });
 const creds = { access_key_id: AWS_CREDENTIALS.accessKeyId, secret_access_key: AWS_CREDENTIALS.secretAccessKey };
@@ -18,15 +20,20 @@ const gw = await startGateway({ SLUICE_SIM: 'off' }, tempDataDir(), {
     bedrock: { kind: 'bedrock', base_url: east.url, region: 'us-east-1', ...creds },
     'bedrock-west': { kind: 'bedrock', base_url: west.url, region: 'us-west-2', ...creds },
     'bedrock-forged': { kind: 'bedrock', base_url: east.url, region: 'us-east-1', ...creds, secret_access_key: 'not-the-secret' },
+    'bedrock-eu': { kind: 'bedrock', base_url: frankfurt.url, region: 'eu-central-1', ...creds },
   },
   models: [
     model('anthropic.claude-test-v1:0'), model('fail-validation'), model('slow-stream'), model('stream-throttled'),
     // throttled in us-east-1; the same model in us-west-2 (dearer, so tried second)
     { ...model('claude-forged'), slug: 'bedrock-forged/claude-forged' },
+    // a route whose credentials AWS refuses, then a good one (dearer)
+    { ...model('claude-forged'), slug: 'bedrock-forged/with-fallback', routes: [{ provider: 'bedrock', upstream_id: 'anthropic.claude-test-v1:0', prices: { ...prices, output: 16 } }] },
+    // the catalog's US inference profile, called from Frankfurt
+    { ...model('us.anthropic.claude-test-v1:0'), slug: 'bedrock-eu/claude-test' },
     model('fail-throttle', { routes: [{ provider: 'bedrock-west', upstream_id: 'anthropic.claude-test-v1:0', prices: { ...prices, output: 16 } }] }),
   ],
 });
-t.teardown(async () => { await gw.stop(); await east.close(); await west.close(); });
+t.teardown(async () => { await gw.stop(); await east.close(); await west.close(); await frankfurt.close(); });
 const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
 const MODEL = 'bedrock/anthropic.claude-test-v1:0';
 const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'] } } }];
@@ -187,4 +194,30 @@ t.test('/v1/providers and /v1/models show Bedrock, and Claude\'s second route th
   t.match(find('bedrock/nova-lite').pricing, { input: 0.06, output: 0.24 }, 'a non-Anthropic family, priced');
   t.match(find('bedrock/llama-3-3-70b').pricing, { input: 0.72, output: 0.72 });
   t.same(find('anthropic/claude-sonnet-4-5').routes.map((r) => r.decision), ['bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0'], 'with no Anthropic key, Claude goes through Bedrock');
+});
+
+t.test('refused credentials on one route fail over to the next; never the same route again', async (t) => {
+  const { data, response } = await client.chat.completions.create({ model: 'bedrock-forged/with-fallback', messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  t.equal(data.choices[0]?.message.content, BEDROCK_WORDS.join(''));
+  t.equal(response.headers.get('x-gateway-decision'), 'bedrock/anthropic.claude-test-v1:0');
+  t.equal(response.headers.get('x-gateway-retries'), '1');
+});
+
+t.test('an entry in an EU region calls the EU inference profile, and its routes are in its region', async (t) => {
+  const r = await client.chat.completions.create({ model: 'bedrock-eu/claude-test', messages: [{ role: 'user', content: 'Hi' }] });
+  t.equal(r.choices[0]?.message.content, BEDROCK_WORDS.join(''));
+  t.match(frankfurt.received.at(-1)!, { path: '/model/eu.anthropic.claude-test-v1%3A0/converse', signed: true });
+  const { tenant, call } = http(gw);
+  const eu = await tenant(gw.masterKey, 1, { regions: ['eu-central-1'] });
+  const euOk = await call('/v1/chat/completions', eu.key, { model: 'bedrock-eu/claude-test', messages: [{ role: 'user', content: 'Hi' }] });
+  t.equal(euOk.status, 200, 'a key held to eu-central-1 may use it');
+  const us = await call('/v1/chat/completions', eu.key, { model: MODEL, messages: [{ role: 'user', content: 'Hi' }] });
+  t.equal(us.status, 403, 'and not a route in us-east-1');
+});
+
+t.test('tool_choice none with no tool use so far: no tools are declared, so none can be called', async (t) => {
+  const r = await client.chat.completions.create({ model: MODEL, tools, tool_choice: 'none', messages: [{ role: 'user', content: 'Weather in Paris?' }] });
+  t.equal(r.choices[0]?.finish_reason, 'stop');
+  t.notOk(r.choices[0]?.message.tool_calls);
+  t.notOk(east.received.at(-1)!.body.toolConfig);
 });

@@ -23,8 +23,9 @@ fake.tokenLifetime = 120; // inside the 5-minute window: the gateway refreshes i
 const prices = { input: 1.25, cached_input: 0.125, output: 10 };
 const model = (slug: string, extra: object = {}) => ({ slug, upstream_id: slug.slice(slug.indexOf('/') + 1), context_window: 1048576, capabilities: ['tools', 'vision', 'json'], prices, ...extra });
 const gw = await startGateway({
-  SLUICE_SIM: 'off', GEMINI_API_KEY: GEMINI_KEY, GEMINI_BASE_URL: `${fake.url}/v1beta`,
-  GOOGLE_APPLICATION_CREDENTIALS: keyFile, VERTEX_BASE_URL: `${fake.url}/v1`, VERTEX_LOCATION: 'europe-west4',
+  // bare origins: the API's version path is added (a proxy's path prefix would be kept)
+  SLUICE_SIM: 'off', GEMINI_API_KEY: GEMINI_KEY, GEMINI_BASE_URL: fake.url,
+  GOOGLE_APPLICATION_CREDENTIALS: keyFile, VERTEX_BASE_URL: fake.url, VERTEX_LOCATION: 'europe-west4',
 }, dir, {
   providers: { 'vertex-bad': { kind: 'vertex', credentials_file: badKeyFile, base_url: `${fake.url}/v1` }, 'gemini-badkey': { kind: 'gemini', api_key: 'wrong', base_url: `${fake.url}/v1beta` } },
   models: [
@@ -201,6 +202,7 @@ t.test('/v1/providers and /v1/models show the Google routes and their prices', a
   const flash = models.data.find((m) => m.id === 'gemini/gemini-2.5-flash') as unknown as { pricing: { input: number; cached_input: number; output: number }; routes: Array<{ decision: string }> };
   t.match(flash.pricing, { input: 0.3, cached_input: 0.03, output: 2.5 }, 'the built-in catalog prices Gemini');
   t.same(flash.routes.map((r) => r.decision), ['gemini/gemini-2.5-flash', 'vertex/gemini-2.5-flash'], 'served by AI Studio, then Vertex');
+  t.same((flash.routes as unknown as Array<{ region: string | null }>).map((r) => r.region), [null, 'europe-west4'], 'the Vertex route is in its location');
 });
 
 t.test('context caching: a long stable head sent twice is cached upstream; the creator pays the write, later requests the cached price', async (t) => {

@@ -27,7 +27,7 @@ export function outputCap(deps: ChatDeps): Stage {
       // the body has bytes): near the context window a cap could turn an answerable request
       // into a context_length_exceeded the caller never asked for.
       if (cap && ctx.body.length + ctx.extra.bytes + cap <= route.model.context_window) {
-        const field = ctx.endpoint.capField(route.upstreamModel);
+        const field = ctx.endpoint.capField(route);
         // Set on the parsed request itself (it is this call's own object): the caches then key on
         // the request with its cap, which is what the upstream answers.
         req[field] = cap;
