@@ -29,6 +29,8 @@ export const Errors = {
   bodyTooLarge: { status: 413, type: 'invalid_request_error', code: 'request_too_large' },
   upstreamError: { status: 502, type: 'upstream_error', code: 'upstream_error' },
   upstreamAuth: { status: 502, type: 'upstream_error', code: 'upstream_auth_error' },
+  /** A 200 whose body cannot be read: another route may do better; the same one again would bill again for the same. */
+  upstreamBadAnswer: { status: 502, type: 'upstream_error', code: 'upstream_bad_answer' },
   upstreamRateLimited: { status: 429, type: 'rate_limit_error', code: 'upstream_rate_limited' },
   upstreamUnavailable: { status: 503, type: 'upstream_error', code: 'upstream_unavailable' },
   noRoute: { status: 503, type: 'upstream_error', code: 'no_route_available' },

@@ -32,6 +32,9 @@ const EMPTY = Buffer.alloc(0);
  * what the request really used), and the last bytes reach the client only once that row is
  * committed, so an acknowledged answer is never missing from the ledger after a crash.
  */
+/** Failures the same route would only repeat: another route may take the request, this one not again. */
+const NOT_AGAIN = new Set<string>([Errors.upstreamTimeout.code, Errors.upstreamBadAnswer.code, Errors.upstreamAuth.code]);
+
 export class UpstreamCall implements ResponseSink, OutgoingCall {
   private readonly stream: boolean;
   /** Every route this request may go to (failover included). */
@@ -314,8 +317,8 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
         this.breakFollowers(event, err);
         return;
       }
-      // A 4xx is the caller's, on any route; a timeout is not tried again on the same route.
-      if (err.status >= 500 && this.failover(err, err.code, err.code !== Errors.upstreamTimeout.code)) return;
+      // A 4xx is the caller's, on any route; a timeout, an unreadable answer or refused credentials are not tried again on the same route.
+      if (err.status >= 500 && this.failover(err, err.code, !NOT_AGAIN.has(err.code))) return;
       this.fail(err, err.code);
     } catch (e) {
       this.fault(e);
@@ -346,7 +349,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       this.settleHandedOver();
       return;
     }
-    const dispatched = this.handle !== null;
+    const dispatched = this.handle !== null && this.handle.sent !== false;
     this.over = true;
     this.cancelUpstream();
     if (!this.tUpstreamEnd) this.tUpstreamEnd = performance.now();

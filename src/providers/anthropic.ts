@@ -150,7 +150,9 @@ export class Translator extends SseTranslatingSink {
         return this.usageAndDone(tokens(this.usage));
       case 'error': {
         const err = isRecord(e.error) ? e.error : {};
-        return this.errorFrame(asText(err.message) || 'Anthropic stream error', asText(err.type) || 'upstream_error');
+        const type = asText(err.type) || 'api_error';
+        const status = type === 'overloaded_error' ? 503 : type === 'rate_limit_error' ? 429 : type === 'invalid_request_error' ? 400 : 502;
+        return this.streamError(status, asText(err.message) || 'Anthropic stream error', type);
       }
       default:
         return ''; // ping, content_block_stop
@@ -179,6 +181,7 @@ export class AnthropicProvider implements Provider {
     const maxTokens = sentCap(request) ?? this.opts.defaultMaxTokens;
     const translator = new Translator(sink, call.upstreamModel);
     const relay = new Relay(translator);
+    translator.upstreamCall = relay;
     let body: string;
     try {
       body = JSON.stringify(toMessagesRequest(request, call.upstreamModel, maxTokens, call.stream, Boolean(call.promptCacheKey)));

@@ -12,7 +12,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import type { SourceData } from '@smithy/types';
 import type { Dispatcher, Pool } from 'undici';
 import { z } from 'zod';
-import { Errors, GatewayError, asGatewayError } from '../errors.js';
+import { Errors, GatewayError } from '../errors.js';
 import { isRecord, text as asText, type Json } from '../json.js';
 import { sentCap } from '../wire/chat.js';
 import { Relay, dispatchWhen, openPool, type HttpUpstreamOptions } from './http-relay.js';
@@ -83,7 +83,8 @@ export function toConverseRequest(request: ChatRequest, modelId: string, maxToke
   let jsonTool: string | null = null;
   let choice = toolChoiceOf(request);
   if (format) {
-    jsonTool = format.name;
+    // its own name, never one of the caller's tools
+    jsonTool = tools.some((t) => isRecord(t.toolSpec) && t.toolSpec.name === format.name) ? `${format.name}_json_output` : format.name;
     tools.push({ toolSpec: { name: jsonTool, description: 'Answer with the JSON object the user asked for, as this tool\'s input.', inputSchema: { json: format.schema ?? { type: 'object' } } } });
     if (tools.length === 1) choice = { mode: 'tool', name: jsonTool };
   }
@@ -120,27 +121,40 @@ const ContentSchema = z.looseObject({
 const ConverseSchema = z.looseObject({
   output: z.looseObject({ message: z.looseObject({ content: z.array(ContentSchema) }) }),
   stopReason: z.string(),
-  usage: UsageSchema,
+  // usage that cannot be read is no usage: the gateway estimates instead of billing nothing
+  usage: UsageSchema.optional().catch(undefined),
 });
 
-/** Converse's `inputTokens` excludes cache reads and writes, as Anthropic's does. */
-function tokens(u: BedrockUsage | null): TokenUsage {
-  return u ? { input: u.inputTokens, output: u.outputTokens, cacheRead: u.cacheReadInputTokens ?? 0, cacheWrite: u.cacheWriteInputTokens ?? 0 }
-    : { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 };
+/** Converse's `inputTokens` excludes cache reads and writes, as Anthropic's does. None read: the gateway estimates. */
+function tokens(u: BedrockUsage | null): TokenUsage | null {
+  return u ? { input: u.inputTokens, output: u.outputTokens, cacheRead: u.cacheReadInputTokens ?? 0, cacheWrite: u.cacheWriteInputTokens ?? 0 } : null;
 }
 
 const codec = new EventStreamCodec(toUtf8, fromUtf8);
 const MAX_FRAME = 16 * 1024 * 1024; // event-stream messages are at most 16 MiB
 
+/** What an exception in the stream would have been as an answer (Bedrock's own statuses for them). */
+function exceptionStatus(type: string): number {
+  const t = type.toLowerCase();
+  if (/throttl|quota|notready/.test(t)) return 429;
+  if (t.includes('validation')) return 400;
+  if (t.includes('unavailable')) return 503;
+  if (t.includes('timeout')) return 504;
+  return 502; // internalServer, modelStreamError, anything new
+}
+
 /** Receives Converse's JSON or ConverseStream's event stream and hands the gateway OpenAI's format. */
 export class BedrockTranslator extends TranslatingSink {
   private usage: BedrockUsage | null = null;
-  private pending: Buffer | null = null;
+  /** Bytes of the frame being received, kept as they came and joined once it is whole (linear, whatever the frame's size). */
+  private parts: Buffer[] = [];
+  private size = 0;
+  /** The length of the frame being received, once its prelude is in (0: not yet). */
+  private need = 0;
   /** Content-block index → OpenAI tool_calls index; -1 for the JSON-mode tool (its input is the content). */
   private readonly toolIndex = new Map<number, number>();
   private tools = 0;
   private stopped = false;
-  private done = false;
 
   constructor(sink: ResponseSink, model: string, private readonly jsonTool: string | null) {
     super(sink, model, 'application/vnd.amazon.eventstream', 'Bedrock');
@@ -157,23 +171,32 @@ export class BedrockTranslator extends TranslatingSink {
   }
 
   protected frames(chunk: Buffer): string {
-    let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.parts.push(chunk);
+    this.size += chunk.length;
     let out = '';
-    while (buf.length >= 4 && !this.done) {
-      const length = buf.readUInt32BE(0);
-      if (length < 16 || length > MAX_FRAME) throw new GatewayError(Errors.upstreamError, 'Bedrock sent a malformed event-stream frame.');
-      if (buf.length < length) break;
-      out += this.message(buf.subarray(0, length));
-      buf = buf.subarray(length);
+    while (!this.terminal && this.size >= 4) {
+      if (!this.need) {
+        const head = this.parts[0]!.length >= 4 ? this.parts[0]! : (this.parts = [Buffer.concat(this.parts)])[0]!;
+        this.need = head.readUInt32BE(0);
+        if (this.need < 16 || this.need > MAX_FRAME) throw new GatewayError(Errors.upstreamError, 'Bedrock sent a malformed event-stream frame.');
+      }
+      if (this.size < this.need) break;
+      const all = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
+      out += this.message(all.subarray(0, this.need));
+      const rest = all.subarray(this.need);
+      this.parts = rest.length ? [rest] : [];
+      this.size = rest.length;
+      this.need = 0;
     }
-    this.pending = buf.length ? Buffer.from(buf) : null; // a copy: undici may reuse the chunk's memory
+    // Kept across callbacks as copies: undici may reuse the memory of the chunk it handed over.
+    if (this.parts.length && this.parts[this.parts.length - 1]!.buffer === chunk.buffer) this.parts[this.parts.length - 1] = Buffer.from(this.parts[this.parts.length - 1]!);
     return out;
   }
 
   protected finish(): string {
-    if (this.done) return '';
-    // Cut short: a stop without its metadata still ends the stream properly, with no usage.
-    return this.stopped ? 'data: [DONE]\n\n' : this.errorFrame('The Bedrock stream ended before the model finished.', 'upstream_error');
+    if (this.terminal) return '';
+    // A stop without its metadata still ends the stream properly (the gateway estimates the usage); no stop is a cut.
+    return this.stopped ? this.usageAndDone(null) : this.streamError(502, 'The Bedrock stream ended before the model finished.', 'upstream_error');
   }
 
   protected complete(raw: Buffer): Json {
@@ -187,7 +210,7 @@ export class BedrockTranslator extends TranslatingSink {
       else if (block.toolUse) calls.push({ id: block.toolUse.toolUseId, name: block.toolUse.name, arguments: JSON.stringify(block.toolUse.input ?? {}) });
     }
     const finish = json && !calls.length && answer.stopReason === 'tool_use' ? 'stop' : FINISH[answer.stopReason] ?? 'stop';
-    return completionBody({ id: this.id, created: this.created, model: this.model, text, toolCalls: calls, finish, usage: tokens(answer.usage) });
+    return completionBody({ id: this.id, created: this.created, model: this.model, text, toolCalls: calls, finish, usage: tokens(answer.usage ?? null) });
   }
 
   /** One event-stream message → zero or more OpenAI chunk frames. */
@@ -199,10 +222,10 @@ export class BedrockTranslator extends TranslatingSink {
     let payload: Json = {};
     try { const p = JSON.parse(Buffer.from(decoded.body.buffer, decoded.body.byteOffset, decoded.body.byteLength).toString('utf8')) as unknown; if (isRecord(p)) payload = p; } catch { /* no JSON body */ }
     if (kind === 'exception' || kind === 'error') {
-      this.done = true;
       const type = header(':exception-type') || header(':error-code') || 'upstream_error';
-      return this.errorFrame(asText(payload.message) || asText(payload.Message) || header(':error-message') || `Bedrock stream error (${type})`,
-        /throttl|quota|notready/i.test(type) ? 'rate_limit_error' : 'upstream_error', type);
+      const status = exceptionStatus(type);
+      return this.streamError(status, asText(payload.message) || asText(payload.Message) || header(':error-message') || `Bedrock stream error (${type})`,
+        status === 429 ? 'rate_limit_error' : status === 400 ? 'invalid_request_error' : 'upstream_error', type);
     }
     switch (header(':event-type')) {
       case 'messageStart':
@@ -218,7 +241,7 @@ export class BedrockTranslator extends TranslatingSink {
       }
       case 'contentBlockDelta': {
         const d = isRecord(payload.delta) ? payload.delta : {};
-        if (typeof d.text === 'string') return this.chunk({ content: d.text });
+        if (typeof d.text === 'string') return d.text ? this.chunk({ content: d.text }) : '';
         if (isRecord(d.toolUse) && typeof d.toolUse.input === 'string') {
           const index = this.toolIndex.get(Number(payload.contentBlockIndex)) ?? 0;
           return index === -1 ? this.chunk({ content: d.toolUse.input }) : this.chunk({ tool_calls: [{ index, function: { arguments: d.toolUse.input } }] });
@@ -234,8 +257,7 @@ export class BedrockTranslator extends TranslatingSink {
       case 'metadata': {
         const u = UsageSchema.safeParse(payload.usage);
         if (u.success) this.usage = u.data;
-        this.done = true;
-        return this.usageAndDone(tokens(this.usage));
+        return this.usageAndDone(this.usage ? tokens(this.usage) : null);
       }
       default:
         return ''; // contentBlockStop
@@ -286,14 +308,16 @@ export class BedrockProvider implements Provider {
       queueMicrotask(() => sink.onError(err instanceof GatewayError ? err : new GatewayError(Errors.invalidRequest, 'The request could not be translated for Bedrock.')));
       return relay;
     }
-    const relay = new Relay(new BedrockTranslator(sink, call.upstreamModel, translated.jsonTool));
+    const translator = new BedrockTranslator(sink, call.upstreamModel, translated.jsonTool);
+    const relay = new Relay(translator);
+    translator.upstreamCall = relay;
     const path = `${this.basePath}/model/${encodeURIComponent(this.profileFor(call.upstreamModel))}/${call.stream ? 'converse-stream' : 'converse'}`;
     const body = JSON.stringify(translated.body);
     const ready = this.signer.sign({ method: 'POST', protocol: 'https:', hostname: this.host, path, query: {}, body,
       headers: { host: this.host, 'content-type': 'application/json', accept: call.stream ? 'application/vnd.amazon.eventstream' : 'application/json', ...this.opts.headers } })
       .then((signed): Dispatcher.DispatchOptions => ({ path, method: 'POST', headers: signed.headers, body,
         headersTimeout: this.opts.headersTimeoutMs, bodyTimeout: this.opts.bodyTimeoutMs, blocking: true }));
-    dispatchWhen(this.pool, ready, relay, sink, (err) => new GatewayError(Errors.upstreamAuth, `The request to ${this.name} could not be signed (${asGatewayError(err).message}).`));
+    dispatchWhen(this.pool, ready, relay, sink, (err) => new GatewayError(Errors.upstreamAuth, `The request to ${this.name} could not be signed (${err instanceof Error ? err.message : String(err)}).`));
     return relay;
   }
 

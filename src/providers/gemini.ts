@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Dispatcher, Pool } from 'undici';
 import { z } from 'zod';
-import { Errors, GatewayError, asGatewayError } from '../errors.js';
+import { Errors, GatewayError } from '../errors.js';
 import { isRecord, type Json } from '../json.js';
 import { sentCap } from '../wire/chat.js';
 import { dataOf } from '../wire/sse.js';
@@ -112,25 +112,27 @@ const UsageSchema = z.looseObject({
 });
 type GeminiUsage = z.infer<typeof UsageSchema>;
 
+// Read leniently: a part or a field that does not fit is skipped (`catch`), never the whole event.
 const PartSchema = z.looseObject({
-  text: z.string().optional(),
-  thought: z.boolean().optional(),
-  thoughtSignature: z.string().optional(),
-  functionCall: z.looseObject({ name: z.string(), args: z.unknown().optional(), id: z.string().optional() }).optional(),
+  text: z.string().optional().catch(undefined),
+  thought: z.boolean().optional().catch(undefined),
+  thoughtSignature: z.string().optional().catch(undefined),
+  functionCall: z.looseObject({ name: z.string(), args: z.unknown().optional(), id: z.string().optional() }).optional().catch(undefined),
 });
 
 const CandidateSchema = z.looseObject({
-  index: z.number().int().nonnegative().optional(),
-  content: z.looseObject({ parts: z.array(PartSchema).optional() }).optional(),
-  finishReason: z.string().optional(),
+  index: z.number().int().nonnegative().optional().catch(undefined),
+  content: z.looseObject({ parts: z.array(PartSchema).optional().catch(undefined) }).optional().catch(undefined),
+  finishReason: z.string().optional().catch(undefined),
 });
 
 const ResponseSchema = z.looseObject({
   candidates: z.array(CandidateSchema).optional(),
-  promptFeedback: z.looseObject({ blockReason: z.string().optional() }).optional(),
-  usageMetadata: UsageSchema.optional(),
-  responseId: z.string().optional(),
-  modelVersion: z.string().optional(),
+  promptFeedback: z.looseObject({ blockReason: z.string().optional() }).optional().catch(undefined),
+  // usage that cannot be read is no usage: the gateway estimates instead of billing nothing
+  usageMetadata: UsageSchema.optional().catch(undefined),
+  responseId: z.string().optional().catch(undefined),
+  modelVersion: z.string().optional().catch(undefined),
 });
 type GeminiResponse = z.infer<typeof ResponseSchema>;
 
@@ -138,12 +140,20 @@ type GeminiResponse = z.infer<typeof ResponseSchema>;
  * Gemini's prompt count includes its cached tokens; its candidates count excludes the thinking,
  * which is billed as output. `wroteCache`: this request created the cache it read.
  */
-function tokens(u: GeminiUsage | undefined, wroteCache = false): TokenUsage {
+function tokens(u: GeminiUsage | undefined, wroteCache = false): TokenUsage | null {
+  if (!u || u.promptTokenCount === undefined) return null;
   const cached = u?.cachedContentTokenCount ?? 0;
   const thoughts = u?.thoughtsTokenCount ?? 0;
   return { input: Math.max(0, (u?.promptTokenCount ?? 0) - cached), output: (u?.candidatesTokenCount ?? 0) + thoughts,
     cacheRead: wroteCache ? 0 : cached, cacheWrite: wroteCache ? cached : 0,
     ...(thoughts ? { reasoning: thoughts } : {}) };
+}
+
+/** The status of Google's error (`code`, else its `status` name) as an answer would have had it. */
+function googleStatus(error: Json): number {
+  if (typeof error.code === 'number' && error.code >= 400 && error.code < 600) return error.code;
+  const byName: Record<string, number> = { RESOURCE_EXHAUSTED: 429, UNAVAILABLE: 503, DEADLINE_EXCEEDED: 504, INVALID_ARGUMENT: 400, FAILED_PRECONDITION: 400, PERMISSION_DENIED: 401, UNAUTHENTICATED: 401, NOT_FOUND: 404 };
+  return byName[String(error.status)] ?? 502;
 }
 
 function blockedPrompt(reason: string): GatewayError {
@@ -154,17 +164,16 @@ function blockedPrompt(reason: string): GatewayError {
 /** Receives generateContent's JSON or its SSE stream and hands the gateway OpenAI's format. */
 export class GeminiTranslator extends SseTranslatingSink {
   private usage: GeminiUsage | undefined;
-  private started = false;
-  private failed = false;
-  /** Candidates whose role chunk went out. */
+  /** Candidates whose role chunk went out, and those whose finish did. */
   private readonly opened = new Set<number>();
+  private readonly finished = new Set<number>();
+  /** Per candidate: its tool calls so far (their OpenAI indexes). */
+  private readonly calls = new Map<number, number>();
   /** This request created the context cache it read: its cached tokens are a write (billed at `cache_write`). */
   wroteCache = false;
-  /** Per candidate: tool calls so far (their OpenAI indexes), and whether its finish chunk went out. */
-  private readonly calls = new Map<number, number>();
-  private readonly finished = new Set<number>();
 
-  constructor(sink: ResponseSink, model: string, upstream: string) {
+  /** `choices`: how many the request asked for (a candidate index outside them is read by its position). */
+  constructor(sink: ResponseSink, model: string, upstream: string, private readonly choices = 1) {
     super(sink, model, 'text/event-stream', upstream);
     this.id = `chatcmpl-${randomUUID()}`; // until the answer's responseId arrives
   }
@@ -180,9 +189,12 @@ export class GeminiTranslator extends SseTranslatingSink {
 
   protected override finish(): string {
     const out = this.lastEvent();
-    if (this.failed) return out;
-    if (!this.started) return out + this.errorFrame('The stream ended before the model answered.', 'upstream_error');
-    return out + this.usageAndDone(tokens(this.usage));
+    if (this.terminal) return out;
+    // Every candidate that began must have finished: a stream cut short is an error, never a silent [DONE].
+    if (!this.opened.size || [...this.opened].some((i) => !this.finished.has(i))) {
+      return out + this.streamError(502, `The ${this.opened.size ? 'stream ended before the model finished' : 'stream ended before the model answered'}.`, 'upstream_error');
+    }
+    return out + this.usageAndDone(tokens(this.usage, this.wroteCache));
   }
 
   protected complete(raw: Buffer): Json {
@@ -190,13 +202,14 @@ export class GeminiTranslator extends SseTranslatingSink {
     const candidates = answer.candidates ?? [];
     const block = answer.promptFeedback?.blockReason;
     if (!candidates.length && block) throw blockedPrompt(block);
+    if (!candidates.length) throw new GatewayError(Errors.upstreamBadAnswer, `${this.model}: the answer has no candidates.`);
     if (answer.modelVersion) this.model = answer.modelVersion;
     if (answer.responseId) this.id = `chatcmpl-${answer.responseId}`;
     const choices = candidates.map((c, i) => {
       const { text, calls } = this.read(c);
       const body = completionBody({ id: '', created: 0, model: '', text, toolCalls: calls, finish: finishOf(c.finishReason, calls.length > 0), usage: tokens(undefined) });
       const choice = (body.choices as Json[])[0]!;
-      return { ...choice, index: c.index ?? i };
+      return { ...choice, index: this.indexOf(c.index, i) };
     });
     const body = completionBody({ id: this.id, created: this.created, model: this.model, text: '', toolCalls: [], finish: 'stop', usage: tokens(answer.usageMetadata, this.wroteCache) });
     return { ...body, choices };
@@ -216,56 +229,54 @@ export class GeminiTranslator extends SseTranslatingSink {
     return { text, calls };
   }
 
+  /** A candidate's choice index: Gemini's, when it is one the request asked for, else its position. */
+  private indexOf(index: number | undefined, position: number): number {
+    return index !== undefined && index < this.choices ? index : position;
+  }
+
   /** One SSE event (a partial GenerateContentResponse) → OpenAI chunk frames. */
   protected event(raw: string): string {
-    if (this.failed) return '';
+    if (this.terminal) return '';
     const data = dataOf(raw);
     if (data === null) return '';
     let parsed: GeminiResponse;
     try {
       const value = JSON.parse(data) as unknown;
-      if (isRecord(value) && isRecord(value.error)) { // an error mid-stream
-        this.failed = true;
-        return this.errorFrame(typeof value.error.message === 'string' ? value.error.message : 'Gemini stream error', 'upstream_error',
-          typeof value.error.status === 'string' ? value.error.status : null);
+      if (isRecord(value) && isRecord(value.error)) { // an error in the stream
+        const e = value.error;
+        const status = googleStatus(e);
+        return this.streamError(status, typeof e.message === 'string' ? e.message : 'Gemini stream error', status === 429 ? 'rate_limit_error' : 'upstream_error',
+          typeof e.status === 'string' ? e.status : null);
       }
       parsed = ResponseSchema.parse(value);
     } catch {
       return '';
     }
     if (parsed.usageMetadata) this.usage = parsed.usageMetadata;
-    if (parsed.responseId && !this.started) this.id = `chatcmpl-${parsed.responseId}`;
-    if (parsed.modelVersion && !this.started) this.model = parsed.modelVersion;
+    if (parsed.responseId && !this.opened.size) this.id = `chatcmpl-${parsed.responseId}`;
+    if (parsed.modelVersion && !this.opened.size) this.model = parsed.modelVersion;
     const block = parsed.promptFeedback?.blockReason;
     if (block && !parsed.candidates?.length) {
-      this.failed = true;
       const err = blockedPrompt(block);
-      return this.errorFrame(err.message, err.type, err.code);
+      return this.streamError(err.status, err.message, err.type, err.code);
     }
     let out = '';
     for (const [i, c] of (parsed.candidates ?? []).entries()) {
-      const index = c.index ?? i;
-      this.started = true;
-      if (!this.opened.has(index)) { this.opened.add(index); out += this.choiceChunk(index, { role: 'assistant', content: '' }); }
+      const index = this.indexOf(c.index, i);
+      if (!this.opened.has(index)) { this.opened.add(index); out += this.chunk({ role: 'assistant', content: '' }, null, index); }
       const { text, calls } = this.read(c);
-      if (text) out += this.choiceChunk(index, { content: text });
+      if (text) out += this.chunk({ content: text }, null, index);
       for (const call of calls) {
         const n = this.calls.get(index) ?? 0;
         this.calls.set(index, n + 1);
-        out += this.choiceChunk(index, { tool_calls: [{ index: n, id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }] });
+        out += this.chunk({ tool_calls: [{ index: n, id: call.id, type: 'function', function: { name: call.name, arguments: call.arguments } }] }, null, index);
       }
       if (c.finishReason && !this.finished.has(index)) {
         this.finished.add(index);
-        out += this.choiceChunk(index, {}, finishOf(c.finishReason, (this.calls.get(index) ?? 0) > 0));
+        out += this.chunk({}, finishOf(c.finishReason, (this.calls.get(index) ?? 0) > 0), index);
       }
     }
     return out;
-  }
-
-  private choiceChunk(index: number, delta: Json, finish: string | null = null): string {
-    if (index === 0) return this.chunk(delta, finish);
-    return `data: ${JSON.stringify({ id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model,
-      choices: [{ index, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
   }
 }
 
@@ -295,8 +306,9 @@ export class GeminiProvider implements Provider {
       queueMicrotask(() => sink.onError(err instanceof GatewayError ? err : new GatewayError(Errors.invalidRequest, `The request could not be translated for ${this.label}.`)));
       return relay;
     }
-    const translator = new GeminiTranslator(sink, call.upstreamModel, this.label);
+    const translator = new GeminiTranslator(sink, call.upstreamModel, this.label, typeof call.request.n === 'number' ? call.request.n : 1);
     const relay = new Relay(translator);
+    translator.upstreamCall = relay;
     const path = this.opts.access.path(call.upstreamModel, call.stream ? 'streamGenerateContent?alt=sse' : 'generateContent');
     const options = (auth: Record<string, string>, body: Json): Dispatcher.DispatchOptions => ({ path, method: 'POST', body: JSON.stringify(body),
       headers: { ...this.headersWith(auth) }, headersTimeout: this.opts.headersTimeoutMs, bodyTimeout: this.opts.bodyTimeoutMs, blocking: true });
@@ -332,7 +344,7 @@ export class GeminiProvider implements Provider {
   }
 
   private authFailed(err: unknown): GatewayError {
-    return new GatewayError(Errors.upstreamAuth, `${this.label} (${this.name}): no access token could be had (${asGatewayError(err).message}). The operator must fix its credentials.`);
+    return new GatewayError(Errors.upstreamAuth, `${this.label} (${this.name}): no access token could be had (${err instanceof Error ? err.message : String(err)}). The operator must fix its credentials.`);
   }
 
   async close(): Promise<void> {

@@ -53,6 +53,8 @@ function upstreamFailure(err: Error & { code?: string }): GatewayError {
 export class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
   private controller: Dispatcher.DispatchController | null = null;
   private aborted = false;
+  /** False while dispatchWhen waits to send the request. */
+  sent = true;
 
   constructor(private readonly sink: ResponseSink) {}
 
@@ -122,7 +124,8 @@ export class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
  * `ready` that fails ends the call with `failed`'s error.
  */
 export function dispatchWhen(pool: Pool, ready: Promise<Dispatcher.DispatchOptions>, relay: Relay, sink: ResponseSink, failed: (err: unknown) => GatewayError): void {
-  ready.then((opts) => { if (!relay.closed) pool.dispatch(opts, relay); },
+  relay.sent = false;
+  ready.then((opts) => { if (!relay.closed) { relay.sent = true; pool.dispatch(opts, relay); } },
     (err: unknown) => { if (!relay.closed) sink.onError(failed(err)); });
 }
 

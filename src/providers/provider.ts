@@ -43,6 +43,8 @@ export interface ResponseSink {
 export interface UpstreamHandle {
   abort(): void;
   resume(): void;
+  /** False while the request waits (for a signature, a token) before it goes upstream: nothing was sent, so nothing is owed. */
+  readonly sent?: boolean;
 }
 
 /** The wire format (and auth) an adapter speaks: `azure` is OpenAI's format on Azure's paths and key header. */

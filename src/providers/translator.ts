@@ -32,47 +32,93 @@ export interface ToolCallOut {
   arguments: string;
 }
 
-/** One chat.completion from a translated answer. */
-export function completionBody(a: { id: string; created: number; model: string; text: string; toolCalls: ToolCallOut[]; finish: string; usage: TokenUsage }): Json {
+/** One chat.completion from a translated answer (`usage` null: the upstream gave none, and the gateway estimates). */
+export function completionBody(a: { id: string; created: number; model: string; text: string; toolCalls: ToolCallOut[]; finish: string; usage: TokenUsage | null }): Json {
   return {
     id: a.id, object: 'chat.completion', created: a.created, model: a.model,
     choices: [{ index: 0, message: { role: 'assistant', content: a.text || null, refusal: null,
       ...(a.toolCalls.length ? { tool_calls: a.toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } })) } : {}) },
     logprobs: null, finish_reason: a.finish }],
-    usage: openAIUsage(a.usage),
+    ...(a.usage ? { usage: openAIUsage(a.usage) } : {}),
   };
 }
 
-/** Server-sent events split as they arrive: a character or an event may straddle two chunks; `\r\n` line ends (Gemini's) read like `\n`. */
+/**
+ * Server-sent events split as they arrive: a character or an event may straddle two chunks;
+ * `\r\n` line ends (Gemini's) read like `\n`. Pieces of an unfinished event are kept apart
+ * and joined once its blank line arrives, so a huge event costs linear time, not a rescan of
+ * everything so far on every chunk.
+ */
 export class SseEvents {
-  private tail = '';
+  private pieces: string[] = [];
+  private last = '';
+  /** A chunk ended on `\r`: its `\n` may open the next one. */
+  private cr = false;
   private readonly decoder = new StringDecoder('utf8');
 
   push(chunk: Buffer): string[] {
-    let text = this.tail + this.decoder.write(chunk);
+    let text = this.decoder.write(chunk);
+    if (this.cr) { text = `\r${text}`; this.cr = false; }
+    if (text.endsWith('\r')) { text = text.slice(0, -1); this.cr = true; }
     if (text.includes('\r')) text = text.replace(/\r\n?/g, '\n');
-    const events = text.split('\n\n');
-    this.tail = events.pop() ?? '';
+    if (!text) return [];
+    const boundary = text.includes('\n\n') || (this.last === '\n' && text.startsWith('\n'));
+    this.last = text[text.length - 1]!;
+    if (!boundary) { this.pieces.push(text); return []; }
+    this.pieces.push(text);
+    const events = this.pieces.join('').split('\n\n');
+    const tail = events.pop() ?? '';
+    this.pieces = tail ? [tail] : [];
     return events;
   }
 
   /** What is left at the end of the stream (an event with no closing blank line). */
   rest(): string {
-    const rest = (this.tail + this.decoder.end()).replace(/\r\n?/g, '\n');
-    this.tail = '';
+    const rest = (this.pieces.join('') + (this.cr ? '\n' : '') + this.decoder.end()).replace(/\r\n?/g, '\n');
+    this.pieces = [];
+    this.cr = false;
     return rest.trim() ? rest : '';
   }
 }
 
+/** How long an upstream may keep its connection open after its stream's terminal event. */
+const LINGER_MS = 1000;
+
+/** A buffered answer larger than this is refused (an upstream that never stops would hold the gateway's memory). */
+const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+
 /**
  * The sink an adapter hands the relay. `streamType`: the content type that marks the
  * upstream's stream (`text/event-stream`, Bedrock's `application/vnd.amazon.eventstream`).
+ *
+ * A stream's start reaches the gateway with its first frame that says something (content, a
+ * tool call, a finish), not with the upstream's 200: an error the upstream reports before that
+ * (Bedrock's throttlingException as the first frame, Gemini's RESOURCE_EXHAUSTED event)
+ * becomes an error answer, which the gateway's failover may take to another route. A terminal
+ * event (the usage, an error) ends the answer at once, whether or not the upstream closes.
  */
 export abstract class TranslatingSink implements ResponseSink {
   private status = 0;
   private streaming = false;
   private buffered: Buffer[] = [];
+  private bufferedBytes = 0;
   private retryAfter: number | null = null;
+  /** The client's stream began (its first frame that says something went out). */
+  private begun = false;
+  /** Frames before that (the role chunk), held until then. */
+  private held = '';
+  /** Something beyond the role chunk was said. */
+  private said = false;
+  /** The answer is over for the gateway: later upstream callbacks are ignored. */
+  private over = false;
+  /** An error the stream reported before it began: the gateway gets it as an error answer. */
+  private early: { status: number; body: string } | null = null;
+  /** The adapter's subclass met the stream's terminal event. */
+  protected terminal = false;
+  /** Set once the answer ended on a terminal event: cuts the upstream loose if it does not close by itself. */
+  private linger: NodeJS.Timeout | null = null;
+  /** The upstream call, set by the adapter: cancelled when an early error or an oversized answer ends it. */
+  upstreamCall: { abort(): void } | null = null;
   protected id: string;
   protected model: string;
   protected readonly created = Math.floor(Date.now() / 1000);
@@ -100,22 +146,36 @@ export abstract class TranslatingSink implements ResponseSink {
     this.status = status;
     this.retryAfter = retryAfterMs ?? null;
     this.streaming = status === 200 && contentType.includes(this.streamType);
-    if (this.streaming) this.sink.onStart(200, 'text/event-stream');
   }
 
   onData(chunk: Buffer): boolean {
-    if (!this.streaming) { this.buffered.push(chunk); return true; }
-    const out = this.frames(chunk);
-    return out ? this.sink.onData(Buffer.from(out)) : true;
+    if (this.over) return true;
+    if (this.streaming) return this.emit(this.frames(chunk));
+    this.bufferedBytes += chunk.length;
+    if (this.bufferedBytes > MAX_ANSWER_BYTES) {
+      this.over = true;
+      this.buffered = [];
+      this.upstreamCall?.abort();
+      this.sink.onError(new GatewayError(Errors.upstreamError, `${this.upstream} sent an answer larger than ${MAX_ANSWER_BYTES >> 20} MiB.`));
+      return true;
+    }
+    this.buffered.push(chunk);
+    return true;
   }
 
   onEnd(): void {
+    if (this.linger) clearTimeout(this.linger);
+    if (this.over) return;
     if (this.streaming) {
-      const out = this.finish();
-      if (out) this.sink.onData(Buffer.from(out));
-      this.sink.onEnd();
+      this.emit(this.finish());
+      if (this.over) return;
+      if (!this.begun && this.held) { this.begun = true; this.sink.onStart(200, 'text/event-stream'); this.sink.onData(Buffer.from(this.held)); }
+      this.over = true;
+      if (this.begun) this.sink.onEnd();
+      else this.sink.onError(new GatewayError(Errors.upstreamError, `${this.upstream} ended its stream without an answer.`));
       return;
     }
+    this.over = true;
     const raw = Buffer.concat(this.buffered);
     this.buffered = [];
     if (this.status !== 200) {
@@ -128,7 +188,7 @@ export abstract class TranslatingSink implements ResponseSink {
     try {
       body = this.complete(raw);
     } catch (err) {
-      this.sink.onError(err instanceof GatewayError ? err : new GatewayError(Errors.upstreamError, `${this.upstream} sent an answer this gateway could not read.`));
+      this.sink.onError(err instanceof GatewayError ? err : new GatewayError(Errors.upstreamBadAnswer, `${this.upstream} sent an answer this gateway could not read.`));
       return;
     }
     this.sink.onStart(200, 'application/json');
@@ -137,16 +197,67 @@ export abstract class TranslatingSink implements ResponseSink {
   }
 
   onError(err: GatewayError): void {
+    if (this.linger) clearTimeout(this.linger);
+    if (this.over) return;
+    this.over = true;
     this.sink.onError(err);
   }
 
-  protected chunk(delta: Json, finish: string | null = null): string {
-    return `data: ${JSON.stringify({ id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+  /** Frames to the gateway: held until the stream says something, or turned into an error answer when it failed first. */
+  private emit(out: string): boolean {
+    if (this.over) return true;
+    if (!this.begun) {
+      if (this.early) {
+        this.over = true;
+        this.upstreamCall?.abort();
+        this.sink.onStart(this.early.status, 'application/json', null);
+        this.sink.onData(Buffer.from(this.early.body));
+        this.sink.onEnd();
+        return true;
+      }
+      if (!this.said) { this.held += out; return true; }
+      this.begun = true;
+      this.sink.onStart(200, 'text/event-stream');
+      out = this.held + out;
+      this.held = '';
+    }
+    const more = out ? this.sink.onData(Buffer.from(out)) : true;
+    if (this.terminal) {
+      this.over = true;
+      this.sink.onEnd();
+      // The upstream normally closes right after its terminal event (and keeps the connection
+      // alive for the next call); one that lingers is cut loose so it holds no slot.
+      this.linger = setTimeout(() => this.upstreamCall?.abort(), LINGER_MS);
+      this.linger.unref();
+    }
+    return more;
   }
 
-  /** The usage chunk and [DONE]: the stream's last frames. */
-  protected usageAndDone(usage: TokenUsage): string {
+  /**
+   * An error the upstream's stream reported (`status`: what it would have been as an answer):
+   * before the stream said anything, the answer's error (the gateway may fail over); after,
+   * an error event that ends the stream.
+   */
+  protected streamError(status: number, message: string, type: string, code: string | null = null): string {
+    this.terminal = true;
+    if (!this.said) {
+      this.early = { status, body: JSON.stringify({ error: { message, type, code, param: null } }) };
+      return '';
+    }
+    return this.errorFrame(message, type, code);
+  }
+
+  /** One choice's chunk (`index` 0 unless the answer has several). Anything beyond the role chunk starts the client's stream. */
+  protected chunk(delta: Json, finish: string | null = null, index = 0): string {
+    if (finish !== null || delta.content || delta.tool_calls) this.said = true;
+    return `data: ${JSON.stringify({ id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model,
+      choices: [{ index, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+  }
+
+  /** The usage chunk (none when the upstream gave no usage: the gateway then estimates) and [DONE]: the stream's last frames. */
+  protected usageAndDone(usage: TokenUsage | null): string {
+    this.terminal = true;
+    if (!usage) return 'data: [DONE]\n\n';
     return `data: ${JSON.stringify({ id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model,
       choices: [], usage: openAIUsage(usage) })}\n\ndata: [DONE]\n\n`;
   }

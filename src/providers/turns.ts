@@ -49,18 +49,27 @@ function splitCallId(raw: string): [string, string | null] {
   return at === -1 ? [raw, null] : [raw.slice(0, at), raw.slice(at + SIGNATURE_MARK.length)];
 }
 
-export function parseArguments(args: unknown): unknown {
-  if (typeof args !== 'string') return isRecord(args) ? args : {};
+const invalid = (message: string) => new GatewayError(Errors.invalidRequest, message, 'messages');
+
+/** A tool call's arguments: a JSON object (every translating provider takes a call's input as one; an empty string is none). */
+export function parseArguments(args: unknown): Json {
+  if (typeof args !== 'string') {
+    if (isRecord(args)) return args;
+    throw invalid('A tool call\'s arguments must be a JSON object (as a string).');
+  }
+  if (!args.trim()) return {};
   let value: unknown;
-  try { value = JSON.parse(args); } catch { throw new GatewayError(Errors.invalidRequest, 'A tool call\'s arguments are not valid JSON.', 'messages'); }
+  try { value = JSON.parse(args); } catch { throw invalid('A tool call\'s arguments are not valid JSON.'); }
   if (nestsDeeper(value)) throw new GatewayError(Errors.jsonTooDeep, `A tool call's arguments nest more than ${MAX_JSON_DEPTH} levels deep.`, 'messages');
+  if (!isRecord(value)) throw invalid('A tool call\'s arguments must be a JSON object.');
   return value;
 }
 
-function imageOf(part: Json): Block | null {
+function imageOf(part: Json): Block {
   const url = isRecord(part.image_url) ? part.image_url.url : part.image_url;
-  if (typeof url !== 'string') return null;
-  const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
+  if (typeof url !== 'string' || !url) throw invalid('An image_url part has no url.');
+  // data:[<mime>][;param=value]*;base64,<data>
+  const data = /^data:([^;,]+)(?:;[^;,=]+=[^;,]*)*;base64,(.*)$/s.exec(url);
   return data ? { type: 'image', mime: data[1]!, data: data[2]!, url: null } : { type: 'image', mime: null, data: null, url };
 }
 
@@ -70,8 +79,10 @@ function userBlocks(content: unknown): Block[] {
   const blocks: Block[] = [];
   for (const part of content) {
     if (!isRecord(part)) continue;
-    if (part.type === 'text' && typeof part.text === 'string') blocks.push({ type: 'text', text: part.text });
-    else if (part.type === 'image_url') { const b = imageOf(part); if (b) blocks.push(b); }
+    if (part.type === 'text' && typeof part.text === 'string') { if (part.text) blocks.push({ type: 'text', text: part.text }); }
+    else if (part.type === 'image_url') blocks.push(imageOf(part));
+    // Never dropped in silence: the model would answer without what the caller sent, and bill for it.
+    else throw invalid(`This route's provider takes text and images in a message; a '${String(part.type).slice(0, 40)}' part cannot be sent to it.`);
   }
   return blocks;
 }
@@ -92,7 +103,9 @@ export function chatTurns(request: ChatRequest): { system: string[]; turns: Turn
     if (role === 'system' || role === 'developer') { system.push(contentText(m.content)); continue; }
     if (role === 'tool') {
       const [id] = splitCallId(asText(m.tool_call_id));
-      push('user', [{ type: 'tool_result', id, name: names.get(id) ?? asText(m.name), text: contentText(m.content) }]);
+      const name = names.get(id);
+      if (name === undefined) throw invalid(`A tool message answers tool_call_id '${id.slice(0, 64)}', which no earlier assistant message called.`);
+      push('user', [{ type: 'tool_result', id, name, text: contentText(m.content) }]);
       continue;
     }
     if (role === 'assistant') {
@@ -111,6 +124,7 @@ export function chatTurns(request: ChatRequest): { system: string[]; turns: Turn
     }
     push('user', userBlocks(m.content));
   }
+  if (!turns.length) throw invalid('The conversation has nothing to send but a system prompt: add a user message.');
   return { system, turns };
 }
 

@@ -13,6 +13,8 @@ const SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
 /** A token this close to expiry is refreshed in the background; closer than `MUST_REFRESH_MS`, requests wait for the new one. */
 const REFRESH_AHEAD_MS = 5 * 60_000;
 const MUST_REFRESH_MS = 60_000;
+/** How long an exchange may take before the requests waiting on it fail (a 502 naming the credentials). */
+const TOKEN_TIMEOUT_MS = 10_000;
 
 const ServiceAccountSchema = z.looseObject({
   type: z.literal('service_account', 'must be a service account key (type: service_account)'),
@@ -61,14 +63,14 @@ export class VertexAccess implements GeminiAccess {
   private refreshing: Promise<Record<string, string>> | null = null;
 
   constructor(opts: VertexAccessOptions) {
-    const transporter = new gaxios.Gaxios();
+    const transporter = new gaxios.Gaxios({ timeout: TOKEN_TIMEOUT_MS }); // a default: gaxios reads its timeout before the interceptors run
     const tokenUrl = opts.tokenUrl ?? opts.account.token_uri;
-    if (tokenUrl && tokenUrl !== GOOGLE_TOKEN_URL) {
+    const moved = tokenUrl && tokenUrl !== GOOGLE_TOKEN_URL ? new URL(tokenUrl) : null;
+    transporter.interceptors.request.add({
+      // Every exchange is bounded and tried once: requests wait on it, and the next one tries again.
       // The library posts the grant to Google's fixed URL; a private endpoint or a test's fake takes it instead.
-      transporter.interceptors.request.add({
-        resolved: async (o) => (String(o.url) === GOOGLE_TOKEN_URL ? { ...o, url: new URL(tokenUrl) } : o),
-      });
-    }
+      resolved: async (o) => ({ ...o, retryConfig: { ...o.retryConfig, retry: 0 }, ...(moved && String(o.url) === GOOGLE_TOKEN_URL ? { url: moved } : {}) }),
+    });
     this.client = new JWT({ email: opts.account.client_email, key: opts.account.private_key, scopes: [SCOPE], transporter });
     this.resource = `projects/${encodeURIComponent(opts.project)}/locations/${encodeURIComponent(opts.location)}`;
     this.prefix = `${opts.basePath}/${this.resource}`;
@@ -103,6 +105,9 @@ export class VertexAccess implements GeminiAccess {
       this.header = { authorization: `Bearer ${token}` };
       this.expiresAt = this.client.credentials.expiry_date ?? Date.now() + 3_000_000;
       return this.header;
+    }, (err: unknown) => {
+      const timedOut = err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError' || /aborted/i.test(err.message));
+      throw new Error(timedOut ? `the token endpoint did not answer within ${TOKEN_TIMEOUT_MS / 1000} s` : `the token exchange failed: ${err instanceof Error ? err.message : String(err)}`);
     }).finally(() => { this.refreshing = null; });
     return this.refreshing;
   }

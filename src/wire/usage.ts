@@ -13,7 +13,16 @@ export interface Usage {
   cache_write_tokens?: number;
 }
 
-const Count = z.number().int().nonnegative();
+/**
+ * Tokens one answer may claim. An upstream's usage is a boundary like any other: a count beyond
+ * this (or not a whole number) is unreadable usage, which the gateway estimates instead. The
+ * bound keeps every charge an exactly representable number of nano-dollars (1e8 tokens at the
+ * dearest list price is a few thousand dollars), so a lying or broken upstream cannot write a
+ * ledger row or a balance the next start would refuse.
+ */
+export const MAX_USAGE_TOKENS = 100_000_000;
+
+const Count = z.number().int().nonnegative().max(MAX_USAGE_TOKENS);
 
 /** The gateway's Usage as stored (cache records). */
 export const UsageSchema = z.object({ prompt_tokens: Count, completion_tokens: Count, cached_tokens: Count, cache_write_tokens: Count.optional() });

@@ -126,13 +126,34 @@ export async function startFakeBedrock(region = 'us-east-1'): Promise<FakeBedroc
         for (const w of words) frames.push(eventFrame('contentBlockDelta', { contentBlockIndex: 0, delta: { text: w } }));
       }
       frames.push(eventFrame('contentBlockStop', { contentBlockIndex: 0 }));
+      if (model === 'throttle-first') { // Bedrock's 200 whose first frame is an exception: nothing said yet
+        res.end(Buffer.from(eventFrame('throttlingException', { message: 'Too many requests, please wait before trying again.' }, 'exception')));
+        return;
+      }
+      if (model === 'cut') { // content, then the connection ends: no stop, no metadata
+        res.end(Buffer.concat(frames.slice(0, 3)));
+        return;
+      }
+      if (model === 'big-text') { // one 1 MiB text delta, in 1 KiB pieces
+        const big = Buffer.from(eventFrame('contentBlockDelta', { contentBlockIndex: 0, delta: { text: 'x'.repeat(1 << 20) } }));
+        res.write(frames[0]);
+        for (let at = 0; at < big.length; at += 1024) res.write(big.subarray(at, at + 1024));
+        res.end(Buffer.concat([eventFrame('messageStop', { stopReason: 'end_turn' }), eventFrame('metadata', { usage: { inputTokens: 10, outputTokens: 262_144, totalTokens: 262_154 } })]));
+        return;
+      }
       if (model === 'stream-throttled') {
         frames.push(eventFrame('throttlingException', { message: 'Too many tokens, please wait before trying again.' }, 'exception'));
         res.end(Buffer.concat(frames));
         return;
       }
       frames.push(eventFrame('messageStop', { stopReason: stop }));
-      frames.push(eventFrame('metadata', { usage: { ...usage, totalTokens: usage.inputTokens + usage.outputTokens }, metrics: { latencyMs: 42 } }));
+      // 'no-usage': a metadata frame without usage; 'huge-usage': usage no answer can have
+      const reported = model === 'no-usage' ? {} : model === 'huge-usage' ? { inputTokens: 1e12, outputTokens: 1e12, totalTokens: 2e12 } : { ...usage, totalTokens: usage.inputTokens + usage.outputTokens };
+      frames.push(eventFrame('metadata', { usage: reported, metrics: { latencyMs: 42 } }));
+      if (model === 'linger') { // the answer is complete, and the connection stays open
+        res.write(Buffer.concat(frames));
+        return;
+      }
       if (model === 'slow-stream') { // a long answer, a frame every 50 ms: aborting mid-way must close this connection
         let i = 0;
         const timer = setInterval(() => {

@@ -37,6 +37,8 @@ export interface FakeGemini {
   tokenLifetime: number;
   /** Tokens issued so far: a request with any of them is authorised. */
   tokens: Set<string>;
+  /** The token endpoint takes grants and never answers. */
+  tokenHang: boolean;
   /** Context caches created, by name. */
   caches: Map<string, { model: string; head: string; tokens: number; expires: number }>;
   close(): Promise<void>;
@@ -75,7 +77,7 @@ export async function startFakeGemini(): Promise<FakeGemini> {
   const received: GeminiReceived[] = [];
   let issued = 0;
   const fake: FakeGemini = {
-    url: '', received, grants: { accepted: 0, refused: 0 }, serviceAccount: {}, tokenLifetime: 3600, tokens: new Set(), caches: new Map(),
+    url: '', received, grants: { accepted: 0, refused: 0 }, serviceAccount: {}, tokenLifetime: 3600, tokens: new Set(), caches: new Map(), tokenHang: false,
     close: async () => {},
   };
   const server: Server = createServer((req, res) => {
@@ -85,6 +87,7 @@ export async function startFakeGemini(): Promise<FakeGemini> {
       const raw = Buffer.concat(parts).toString('utf8');
       const url = req.url ?? '';
       if (url === '/token') {
+        if (fake.tokenHang) return; // accepts the grant and never answers
         const form = new URLSearchParams(raw);
         if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer' || !grantValid(form.get('assertion') ?? '', publicKey)) {
           fake.grants.refused++;
@@ -168,6 +171,7 @@ export async function startFakeGemini(): Promise<FakeGemini> {
       const candidate = (index: number, parts: object[], finish?: string) => ({ index, content: { role: 'model', parts }, ...(finish ? { finishReason: finish } : {}) });
       if (!stream) {
         const parts = call ? [{ functionCall: { name: call, args: { location: 'Paris' } }, thoughtSignature: THOUGHT_SIGNATURE }] : [{ text: 'Let me think.', thought: true }, { text: words.join('') }];
+        if (model === 'no-usage') return json(res, 200, { candidates: [candidate(0, parts, finishReason)], modelVersion: model });
         return json(res, 200, { candidates: Array.from({ length: n }, (_, i) => candidate(i, parts, finishReason)), usageMetadata: usage, modelVersion: model, responseId: 'fake-response-1' });
       }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
@@ -180,7 +184,16 @@ export async function startFakeGemini(): Promise<FakeGemini> {
         }, 50);
         return;
       }
-      if (call) {
+      if (model === 'error-first') { // a 200 whose first event is an error: nothing said yet
+        send({ error: { code: 429, message: 'Resource has been exhausted (e.g. check quota).', status: 'RESOURCE_EXHAUSTED' } });
+      } else if (model === 'cut-stream') { // half an answer, then the connection ends: no finishReason
+        send({ candidates: [candidate(0, [{ text: 'Half an ans' }])] });
+      } else if (model === 'bad-part') { // a part that does not fit the schema beside one that does
+        send({ candidates: [candidate(0, [{ text: 5 }, { text: 'Kept.' }], 'STOP')], usageMetadata: usage });
+      } else if (call && model === 'parallel-calls') { // two calls, one an event, neither with an id
+        send({ candidates: [candidate(0, [{ functionCall: { name: 'get_weather', args: { location: 'Paris' } }, thoughtSignature: THOUGHT_SIGNATURE }])] });
+        send({ candidates: [candidate(0, [{ functionCall: { name: 'get_time', args: { zone: 'CET' } }, thoughtSignature: THOUGHT_SIGNATURE }], 'STOP')], usageMetadata: usage });
+      } else if (call) {
         send({ candidates: [candidate(0, [{ functionCall: { name: call, args: { location: 'Paris' } }, thoughtSignature: THOUGHT_SIGNATURE }], 'STOP')], usageMetadata: usage });
       } else {
         for (const [i, w] of words.entries()) {

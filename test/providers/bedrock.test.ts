@@ -24,6 +24,8 @@ const gw = await startGateway({ SLUICE_SIM: 'off' }, tempDataDir(), {
   },
   models: [
     model('anthropic.claude-test-v1:0'), model('fail-validation'), model('slow-stream'), model('stream-throttled'),
+    model('cut'), model('big-text'), model('no-usage'), model('huge-usage'), model('linger'),
+    model('throttle-first', { routes: [{ provider: 'bedrock-west', upstream_id: 'anthropic.claude-test-v1:0', prices: { ...prices, output: 16 } }] }),
     // throttled in us-east-1; the same model in us-west-2 (dearer, so tried second)
     { ...model('claude-forged'), slug: 'bedrock-forged/claude-forged' },
     // a route whose credentials AWS refuses, then a good one (dearer)
@@ -220,4 +222,69 @@ t.test('tool_choice none with no tool use so far: no tools are declared, so none
   t.equal(r.choices[0]?.finish_reason, 'stop');
   t.notOk(r.choices[0]?.message.tool_calls);
   t.notOk(east.received.at(-1)!.body.toolConfig);
+});
+
+const rowOf = async (id: string | null) => (await fetch(`${gw.baseURL}/requests/${id}`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).json() as Promise<{ status: number; usage_source: string; cost_usd: number; prompt_tokens: number; completion_tokens: number }>;
+const drain = async (model: string) => {
+  const { data, response } = await client.chat.completions.create({ model, stream: true, messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  let text = '';
+  for await (const c of data) text += c.choices[0]?.delta.content ?? '';
+  return { text, id: response.headers.get('x-request-id') };
+};
+
+t.test('a stream whose first frame is an exception is an error answer: it fails over', async (t) => {
+  let text = '';
+  const { data, response } = await client.chat.completions.create({ model: 'bedrock/throttle-first', stream: true, messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  for await (const c of data) text += c.choices[0]?.delta.content ?? '';
+  t.equal(text, BEDROCK_WORDS.join(''));
+  t.equal(response.headers.get('x-gateway-decision'), 'bedrock-west/anthropic.claude-test-v1:0', 'served by the next route');
+  t.equal(response.headers.get('x-gateway-retries'), '1');
+});
+
+t.test('answers whose usage is missing or impossible are estimated, never billed as nothing or as anything', async (t) => {
+  for (const model of ['bedrock/no-usage', 'bedrock/huge-usage']) {
+    const { text, id } = await drain(model);
+    t.equal(text, BEDROCK_WORDS.join(''));
+    const row = await rowOf(id);
+    t.equal(row.usage_source, 'estimate', `${model}: estimated`);
+    t.ok(row.cost_usd > 0 && row.cost_usd < 0.01, `${model}: a charge the request could have cost (${row.cost_usd})`);
+  }
+});
+
+t.test('a stream cut before the model finished ends with an error event; a frame of 1 MiB in 1 KiB pieces is read whole', async (t) => {
+  const cut = await drain('bedrock/cut').catch((e: unknown) => e);
+  t.ok(cut instanceof OpenAI.APIError && /ended before the model finished/.test(cut.message), String(cut));
+  const big = await drain('bedrock/big-text');
+  t.equal(big.text.length, 1 << 20);
+});
+
+t.test('a complete answer ends for the client at once, even when the upstream keeps its connection open', async (t) => {
+  const started = Date.now();
+  const { text, id } = await drain('bedrock/linger');
+  t.equal(text, BEDROCK_WORDS.join(''));
+  t.ok(Date.now() - started < 5000, 'not held until the body timeout');
+  const row = await rowOf(id);
+  t.equal(row.status, 200);
+  t.equal(row.usage_source, 'upstream');
+});
+
+t.test('requests the adapter cannot send as they are: a clear 400, nothing sent upstream', async (t) => {
+  const before = east.received.length;
+  const bad = async (messages: unknown[]) => {
+    const r = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, messages }) });
+    return { status: r.status, body: await r.json() as { error: { message: string; param: string | null } } };
+  };
+  const file = await bad([{ role: 'user', content: [{ type: 'text', text: 'Summarise' }, { type: 'file', file: { file_id: 'f1' } }] }]);
+  t.match(file, { status: 400, body: { error: { message: /'file' part cannot be sent/, param: 'messages' } } });
+  const args = await bad([{ role: 'user', content: 'x' }, { role: 'assistant', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '[1,2]' } }] }, { role: 'tool', tool_call_id: 'c1', content: 'r' }]);
+  t.match(args, { status: 400, body: { error: { message: /must be a JSON object/ } } });
+  const orphan = await bad([{ role: 'user', content: 'x' }, { role: 'tool', tool_call_id: 'nobody', content: 'r' }]);
+  t.match(orphan, { status: 400, body: { error: { message: /no earlier assistant message called/ } } });
+  const systemOnly = await bad([{ role: 'system', content: 'Be brief.' }]);
+  t.match(systemOnly, { status: 400, body: { error: { message: /add a user message/ } } });
+  const noUrl = await bad([{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }]);
+  t.match(noUrl, { status: 400, body: { error: { message: /has no url/ } } });
+  t.equal(east.received.length, before);
+  await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;charset=binary;base64,iVBORw0KGgo=' } }] }] });
+  t.same(east.received.at(-1)!.body.messages[0].content, [{ image: { format: 'png', source: { bytes: 'iVBORw0KGgo=' } } }], 'a data URL with a parameter is still data');
 });

@@ -10,6 +10,7 @@ import OpenAI from 'openai';
 import t from 'tap';
 import { GEMINI_KEY, GEMINI_WORDS, THOUGHT_SIGNATURE, startFakeGemini } from '../fakes/gemini-upstream.js';
 import { startGateway, tempDataDir } from '../helpers/gateway.js';
+import { http } from '../helpers/http.js';
 import { abortMidStream, eventually } from '../helpers/streams.js';
 
 const fake = await startFakeGemini();
@@ -27,11 +28,13 @@ const gw = await startGateway({
   SLUICE_SIM: 'off', GEMINI_API_KEY: GEMINI_KEY, GEMINI_BASE_URL: fake.url,
   GOOGLE_APPLICATION_CREDENTIALS: keyFile, VERTEX_BASE_URL: fake.url, VERTEX_LOCATION: 'europe-west4',
 }, dir, {
-  providers: { 'vertex-bad': { kind: 'vertex', credentials_file: badKeyFile, base_url: `${fake.url}/v1` }, 'gemini-badkey': { kind: 'gemini', api_key: 'wrong', base_url: `${fake.url}/v1beta` } },
+  providers: { 'vertex-hang': { kind: 'vertex', credentials_file: keyFile, base_url: fake.url }, 'vertex-wait': { kind: 'vertex', credentials_file: keyFile, base_url: fake.url }, 'vertex-bad': { kind: 'vertex', credentials_file: badKeyFile, base_url: `${fake.url}/v1` }, 'gemini-badkey': { kind: 'gemini', api_key: 'wrong', base_url: `${fake.url}/v1beta` } },
   models: [
     model('gemini/gemini-test'), model('gemini/fail-400'), model('gemini/blocked'), model('gemini/unsafe'), model('gemini/slow-stream'),
+    model('gemini/cut-stream'), model('gemini/bad-part'), model('gemini/parallel-calls'), model('gemini/no-usage'),
+    model('gemini/error-first', { routes: [{ provider: 'vertex', upstream_id: 'gemini-test', prices: { ...prices, output: 11 } }] }),
     model('gemini/fail-429', { routes: [{ provider: 'vertex', upstream_id: 'gemini-test', prices: { ...prices, output: 11 } }] }),
-    model('vertex/gemini-v', { prices: { input: 0.3, cached_input: 0.03, cache_write: 0.11333, output: 2.5 } }), model('vertex-bad/gemini-v'), model('gemini-badkey/gemini-test'),
+    model('vertex-hang/gemini-v'), model('vertex-wait/gemini-v'), model('vertex/gemini-v', { prices: { input: 0.3, cached_input: 0.03, cache_write: 0.11333, output: 2.5 } }), model('vertex-bad/gemini-v'), model('gemini-badkey/gemini-test'),
     model('gemini/uncacheable'), model('gemini/gemini-cached', { prices: { input: 0.3, cached_input: 0.03, cache_write: 0.11333, output: 2.5 } }),
   ],
 });
@@ -267,4 +270,70 @@ t.test('a cache creation Google refuses never fails the request', async (t) => {
     t.ok(last().body.systemInstruction, 'with the head sent as it was');
   }
   t.equal(fake.caches.size, before);
+});
+
+t.test('a token endpoint that never answers: the waiting request fails in bounded time, and the next exchange starts afresh', async (t) => {
+  fake.tokenHang = true;
+  const started = Date.now();
+  const err = await client.chat.completions.create({ model: 'vertex-hang/gemini-v', messages: [{ role: 'user', content: 'Hi' }] }).catch((e: unknown) => e);
+  t.ok(err instanceof OpenAI.APIError && err.status === 502 && err.code === 'upstream_auth_error', String(err));
+  t.ok(Date.now() - started < 30_000, 'bounded by the exchange\'s timeout, not the client\'s');
+  fake.tokenHang = false;
+  const ok = await client.chat.completions.create({ model: 'vertex-hang/gemini-v', messages: [{ role: 'user', content: 'Hi' }] });
+  t.equal(ok.choices[0]?.message.content, GEMINI_WORDS.join(''), 'the next request gets a token');
+});
+
+t.test('hostile answers: an error first fails over, a cut stream is an error, a bad part is skipped, no usage is estimated', async (t) => {
+  let text = '';
+  const first = await client.chat.completions.create({ model: 'gemini/error-first', stream: true, messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  for await (const c of first.data) text += c.choices[0]?.delta.content ?? '';
+  t.equal(text, GEMINI_WORDS.join(''));
+  t.equal(first.response.headers.get('x-gateway-decision'), 'vertex/gemini-test', 'RESOURCE_EXHAUSTED before any content: the next route served');
+
+  const cut = await (async () => { for await (const _ of await client.chat.completions.create({ model: 'gemini/cut-stream', stream: true, messages: [{ role: 'user', content: 'Hi' }] })) { /* drain */ } })().catch((e: unknown) => e);
+  t.ok(cut instanceof OpenAI.APIError && /ended before the model finished/.test(cut.message), `a cut stream is an error (${String(cut)})`);
+
+  let kept = '';
+  for await (const c of await client.chat.completions.create({ model: 'gemini/bad-part', stream: true, messages: [{ role: 'user', content: 'Hi' }] })) kept += c.choices[0]?.delta.content ?? '';
+  t.equal(kept, 'Kept.', 'a part that does not fit is skipped, the rest of the event kept');
+
+  const { response } = await client.chat.completions.create({ model: 'gemini/no-usage', messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  const row = await (await fetch(`${gw.baseURL}/requests/${response.headers.get('x-request-id')}`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).json() as { usage_source: string; cost_usd: number };
+  t.equal(row.usage_source, 'estimate');
+  t.ok(row.cost_usd > 0, 'estimated, not free');
+});
+
+t.test('parallel calls in separate events: distinct ids, and each result goes back under its own name', async (t) => {
+  const calls: Array<{ id: string; name: string }> = [];
+  for await (const c of await client.chat.completions.create({ model: 'gemini/parallel-calls', tools, stream: true, messages: [{ role: 'user', content: 'Weather and time?' }] })) {
+    for (const d of c.choices[0]?.delta.tool_calls ?? []) if (d.id) calls.push({ id: d.id, name: d.function?.name ?? '' });
+  }
+  t.same(calls.map((c) => c.name), ['get_weather', 'get_time']);
+  t.not(calls[0]!.id, calls[1]!.id);
+  await client.chat.completions.create({ model: 'gemini/parallel-calls', tools, messages: [
+    { role: 'user', content: 'Weather and time?' },
+    { role: 'assistant', content: null, tool_calls: calls.map((c) => ({ id: c.id, type: 'function' as const, function: { name: c.name, arguments: '{}' } })) },
+    { role: 'tool', tool_call_id: calls[0]!.id, content: 'sunny' },
+    { role: 'tool', tool_call_id: calls[1]!.id, content: '10:00' },
+  ] });
+  t.same(last().body.contents[2].parts.map((p: { functionResponse: { name: string } }) => p.functionResponse.name), ['get_weather', 'get_time']);
+});
+
+t.test('a client that leaves while the Vertex token is awaited owes nothing: nothing was sent', async (t) => {
+  const { tenant } = http(gw);
+  const ten = await tenant(gw.masterKey, 1, undefined, ['inference', 'usage:read']);
+  fake.tokenHang = true;
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(), 300);
+  const tenantClient = new OpenAI({ baseURL: gw.baseURL, apiKey: ten.key, maxRetries: 0 });
+  await tenantClient.chat.completions.create({ model: 'vertex-wait/gemini-v', messages: [{ role: 'user', content: 'Hi' }] }, { signal: ac.signal }).catch(() => null);
+  fake.tokenHang = false;
+  let row: { status: number; charge_usd: number } | undefined;
+  for (let i = 0; i < 50 && !row; i++) {
+    const list = await (await fetch(`${gw.baseURL}/requests`, { headers: { authorization: `Bearer ${ten.key}` } })).json() as { data: Array<{ status: number; charge_usd: number }> };
+    row = list.data[0];
+    if (!row) await new Promise((r) => setTimeout(r, 50));
+  }
+  t.equal(row?.status, 499);
+  t.equal(row?.charge_usd, 0, 'no charge');
 });
