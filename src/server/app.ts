@@ -77,6 +77,17 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     if (!entry) throw new GatewayError(Errors.modelNotFound, `The model '${provider}/${model}' does not exist.`, 'model');
     ex.sendJson(200, modelView(entry));
   }));
+  // The SDKs' models.retrieve sends the slug percent-encoded as one segment (`openai%2Fgpt-4.1-mini`);
+  // bare ids, aliases and `auto` are found as chat finds them, and answered as the list shows them.
+  const listed = new Map((JSON.parse(modelList.toString('utf8')) as { data: Array<{ id: string }> }).data.map((m) => [m.id, m]));
+  app.get('/v1/models/:model', noBody(null, (ex, _k, [raw]) => {
+    let id: string;
+    try { id = decodeURIComponent(raw ?? ''); } catch { throw new GatewayError(Errors.invalidRequest, 'The model id is not a valid percent-encoded string.', 'model'); }
+    const entry = listed.get(id) ?? (id.length <= 256 ? deps.catalog.find(id) : undefined);
+    if (!entry) throw new GatewayError(Errors.modelNotFound, `The model '${id.slice(0, 256)}' does not exist. GET /v1/models lists the models.`, 'model');
+    if ('routes' in entry && 'model' in entry) ex.sendJson(200, modelView(entry as Parameters<typeof modelView>[0]));
+    else ex.sendJson(200, entry);
+  }));
 
   app.post('/v1/chat/completions', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache, router]) => deps.chat.handle(ex, key, body, t0, pin ?? '', CHAT,
     savings || cache || router ? readSwitches(savings ?? '', cache ?? '', router ?? '') : NO_SWITCHES), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache', 'x-gateway-router']));

@@ -54,6 +54,7 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /v1/stats': { summary: 'Totals across the gateway (requests, saved dollars) for the landing page; 404 unless the operator sets stats.public.', tag: 'Ops', scope: null },
   'GET /v1/models': { summary: 'Models, aliases and `auto`, with routes and prices (OpenAI list shape).', tag: 'Models', scope: null },
   'GET /v1/models/:provider/:model': { summary: 'One model with its routes and prices.', tag: 'Models', scope: null },
+  'GET /v1/models/:model': { summary: 'One model by its percent-encoded slug (what the SDKs send), bare id, alias or `auto`.', tag: 'Models', scope: null },
   'GET /v1/providers': { summary: 'Providers and their deployments, with route health.', tag: 'Models', scope: null },
   'POST /v1/chat/completions': { summary: 'OpenAI chat completions (JSON or SSE), routed, metered, with the savings engine.', tag: 'Inference', scope: 'inference', body: ChatRequestSchema },
   'POST /v1/responses': { summary: 'OpenAI Responses API (passthrough or bridged onto the chat path).', tag: 'Inference', scope: 'inference', body: ResponsesRequestSchema },

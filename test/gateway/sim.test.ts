@@ -25,6 +25,18 @@ t.test('health, models and a chat completion with only the generated key', async
   t.equal(again.choices[0]?.message.content, data.choices[0]?.message.content, 'deterministic');
 });
 
+t.test('models.retrieve: the SDK\'s encoded slug, bare ids, aliases and auto; an unknown id is a 404', async (t) => {
+  const bySlug = await client.models.retrieve('openai/gpt-4.1-mini'); // sent as /v1/models/openai%2Fgpt-4.1-mini
+  t.match(bySlug, { id: 'openai/gpt-4.1-mini', object: 'model', context_window: 1047576 });
+  t.match(await client.models.retrieve('gpt-4.1-mini'), { id: 'openai/gpt-4.1-mini' }, 'a bare id, as chat takes it');
+  t.match(await client.models.retrieve('auto'), { id: 'auto', router: { simple: String } });
+  t.match(await client.models.retrieve('bedrock/nova-lite'), { id: 'bedrock/nova-lite', pricing: { input: 0.06 } });
+  const missing = await client.models.retrieve('openai/gpt-99').catch((e: unknown) => e);
+  t.ok(missing instanceof OpenAI.NotFoundError && missing.code === 'model_not_found');
+  const bad = await fetch(`${gw.baseURL}/models/%E0%A4%A`);
+  t.equal(bad.status, 400, 'a broken percent-encoding is a 400');
+});
+
 t.test('sim streams in OpenAI chunk format', async (t) => {
   let text = '';
   let chunks = 0;
