@@ -11,7 +11,7 @@ import { isRecord, text as asText, type Json } from '../json.js';
 import { Relay, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 import { SseTranslatingSink, completionBody, type TokenUsage } from './translator.js';
-import { chatTurns, stopList, toolChoiceOf, toolsOf, type Block } from './turns.js';
+import { chatTurns, jsonOutputTool, stopList, toolChoiceOf, toolsOf, type Block } from './turns.js';
 import { sentCap } from '../wire/chat.js';
 import { dataOf } from '../wire/sse.js';
 
@@ -32,6 +32,11 @@ function blockOf(b: Block): Json {
  * the 4 breakpoints Anthropic allows; a prefix too short to cache is simply not cached).
  */
 export function toMessagesRequest(request: ChatRequest, model: string, maxTokens: number, stream: boolean, cacheBreakpoints = false): Json {
+  return toMessages(request, model, maxTokens, stream, cacheBreakpoints).body;
+}
+
+/** The Messages request, and the tool that carries JSON output when the request asked for it (its input is the answer). */
+export function toMessages(request: ChatRequest, model: string, maxTokens: number, stream: boolean, cacheBreakpoints = false): { body: Json; jsonTool: string | null } {
   const { system, turns } = chatTurns(request);
   const messages = turns.map((t) => ({ role: t.role, content: t.blocks.map(blockOf) }));
   const out: Json = { model, max_tokens: maxTokens, messages };
@@ -48,15 +53,17 @@ export function toMessagesRequest(request: ChatRequest, model: string, maxTokens
   const stop = stopList(request);
   if (stop) out.stop_sequences = stop;
   const tools = toolsOf(request);
+  const json = jsonOutputTool(request, tools);
+  if (json) tools.push(json.tool);
   if (tools.length) {
     const specs: Json[] = tools.map((t) => ({ name: t.name, ...(t.description ? { description: t.description } : {}), input_schema: t.parameters }));
     if (cacheBreakpoints) specs[specs.length - 1] = { ...specs[specs.length - 1], cache_control: ephemeral };
     out.tools = specs;
   }
-  const choice = toolChoiceOf(request);
+  const choice = json?.forced ? { mode: 'tool' as const, name: json.tool.name } : toolChoiceOf(request);
   if (choice) out.tool_choice = choice.mode === 'tool' ? { type: 'tool', name: choice.name } : { type: choice.mode === 'required' ? 'any' : choice.mode };
   if (isRecord(request.metadata) && typeof request.user === 'string') out.metadata = { user_id: request.user };
-  return out;
+  return { body: out, jsonTool: json ? json.tool.name : null };
 }
 
 const FINISH: Record<string, string> = { end_turn: 'stop', stop_sequence: 'stop', max_tokens: 'length', tool_use: 'tool_calls', pause_turn: 'stop', refusal: 'content_filter' };
@@ -85,10 +92,13 @@ function tokens(u: AnthropicUsage): TokenUsage {
 /** Receives the Messages API's bytes and hands the gateway OpenAI's format. */
 export class Translator extends SseTranslatingSink {
   private usage: AnthropicUsage = { input_tokens: 0, output_tokens: 0 };
-  /** Anthropic content-block index → OpenAI tool_calls index. */
+  /** Anthropic content-block index → OpenAI tool_calls index; -1 for the JSON-output tool. */
   private readonly toolIndex = new Map<number, number>();
+  /** Tool calls the caller sees. */
+  private calls = 0;
 
-  constructor(sink: ResponseSink, model: string) {
+  /** `jsonTool`: the tool that carries JSON output (its input is the content, never a tool call). */
+  constructor(sink: ResponseSink, model: string, private readonly jsonTool: string | null = null) {
     super(sink, model, 'event-stream', 'Anthropic');
   }
 
@@ -99,10 +109,11 @@ export class Translator extends SseTranslatingSink {
 
   protected complete(raw: Buffer): Json {
     const message = MessageSchema.parse(JSON.parse(raw.toString('utf8')));
-    const text = message.content.filter((b) => b.type === 'text').map((b) => b.text ?? '').join('');
-    const toolCalls = message.content.filter((b) => b.type === 'tool_use').map((b) => ({ id: b.id ?? '', name: b.name ?? '', arguments: JSON.stringify(b.input ?? {}) }));
-    return completionBody({ id: `chatcmpl-${message.id}`, created: this.created, model: message.model, text, toolCalls,
-      finish: FINISH[message.stop_reason ?? ''] ?? 'stop', usage: tokens(message.usage) });
+    const json = message.content.filter((b) => b.type === 'tool_use' && b.name === this.jsonTool).map((b) => JSON.stringify(b.input ?? {}));
+    const text = message.content.filter((b) => b.type === 'text').map((b) => b.text ?? '').join('') + json.join('');
+    const toolCalls = message.content.filter((b) => b.type === 'tool_use' && b.name !== this.jsonTool).map((b) => ({ id: b.id ?? '', name: b.name ?? '', arguments: JSON.stringify(b.input ?? {}) }));
+    const finish = json.length && !toolCalls.length && message.stop_reason === 'tool_use' ? 'stop' : FINISH[message.stop_reason ?? ''] ?? 'stop';
+    return completionBody({ id: `chatcmpl-${message.id}`, created: this.created, model: message.model, text, toolCalls, finish, usage: tokens(message.usage) });
   }
 
   /** One SSE event of the Messages stream → zero or more OpenAI chunk frames. */
@@ -129,7 +140,8 @@ export class Translator extends SseTranslatingSink {
       case 'content_block_start': {
         const block = isRecord(e.content_block) ? e.content_block : {};
         if (block.type !== 'tool_use') return '';
-        const index = this.toolIndex.size;
+        if (block.name === this.jsonTool) { this.toolIndex.set(Number(e.index), -1); return ''; }
+        const index = this.calls++;
         this.toolIndex.set(Number(e.index), index);
         return this.chunk({ tool_calls: [{ index, id: block.id, type: 'function', function: { name: block.name, arguments: '' } }] });
       }
@@ -137,14 +149,17 @@ export class Translator extends SseTranslatingSink {
         const d = isRecord(e.delta) ? e.delta : {};
         if (d.type === 'text_delta' && typeof d.text === 'string') return this.chunk({ content: d.text });
         if (d.type === 'input_json_delta' && typeof d.partial_json === 'string') {
-          return this.chunk({ tool_calls: [{ index: this.toolIndex.get(Number(e.index)) ?? 0, function: { arguments: d.partial_json } }] });
+          const index = this.toolIndex.get(Number(e.index)) ?? 0;
+          if (index === -1) return d.partial_json ? this.chunk({ content: d.partial_json }) : '';
+          return this.chunk({ tool_calls: [{ index, function: { arguments: d.partial_json } }] });
         }
         return '';
       }
       case 'message_delta': {
         const d = isRecord(e.delta) ? e.delta : {};
         if (isRecord(e.usage) && typeof e.usage.output_tokens === 'number') this.usage = { ...this.usage, output_tokens: e.usage.output_tokens };
-        return this.chunk({}, FINISH[asText(d.stop_reason)] ?? 'stop');
+        const reason = asText(d.stop_reason);
+        return this.chunk({}, reason === 'tool_use' && this.calls === 0 && this.toolIndex.size > 0 ? 'stop' : FINISH[reason] ?? 'stop');
       }
       case 'message_stop':
         return this.usageAndDone(tokens(this.usage));
@@ -179,16 +194,19 @@ export class AnthropicProvider implements Provider {
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     const { request } = call;
     const maxTokens = sentCap(request) ?? this.opts.defaultMaxTokens;
-    const translator = new Translator(sink, call.upstreamModel);
-    const relay = new Relay(translator);
-    translator.upstreamCall = relay;
     let body: string;
+    let translator: Translator;
     try {
-      body = JSON.stringify(toMessagesRequest(request, call.upstreamModel, maxTokens, call.stream, Boolean(call.promptCacheKey)));
+      const translated = toMessages(request, call.upstreamModel, maxTokens, call.stream, Boolean(call.promptCacheKey));
+      body = JSON.stringify(translated.body);
+      translator = new Translator(sink, call.upstreamModel, translated.jsonTool);
     } catch (err) {
+      const relay = new Relay(sink);
       queueMicrotask(() => sink.onError(err instanceof GatewayError ? err : new GatewayError(Errors.invalidRequest, 'The request could not be translated for Anthropic.')));
       return relay;
     }
+    const relay = new Relay(translator);
+    translator.upstreamCall = relay;
     this.pool.dispatch({ path: this.path, method: 'POST', headers: this.headers, body,
       headersTimeout: this.opts.headersTimeoutMs, bodyTimeout: this.opts.bodyTimeoutMs, blocking: true }, relay);
     return relay;

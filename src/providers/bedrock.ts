@@ -18,7 +18,7 @@ import { sentCap } from '../wire/chat.js';
 import { Relay, dispatchWhen, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 import { TranslatingSink, completionBody, type TokenUsage, type ToolCallOut } from './translator.js';
-import { chatTurns, jsonFormat, stopList, toolChoiceOf, toolsOf, type Block } from './turns.js';
+import { chatTurns, jsonOutputTool, stopList, toolChoiceOf, toolsOf, type Block, type ToolSpec } from './turns.js';
 
 export interface AwsCredentials {
   accessKeyId: string;
@@ -78,15 +78,15 @@ export function toConverseRequest(request: ChatRequest, modelId: string, maxToke
   if (stop?.length) inference.stopSequences = stop;
   body.inferenceConfig = inference;
 
-  const tools: Json[] = toolsOf(request).map((t) => ({ toolSpec: { name: t.name, ...(t.description ? { description: t.description } : {}), inputSchema: { json: t.parameters } } }));
-  const format = jsonFormat(request);
-  let jsonTool: string | null = null;
+  const specs = toolsOf(request);
+  const json = jsonOutputTool(request, specs);
+  const toolSpec = (t: ToolSpec): Json => ({ toolSpec: { name: t.name, ...(t.description ? { description: t.description } : {}), inputSchema: { json: t.parameters } } });
+  const tools: Json[] = specs.map(toolSpec);
+  const jsonTool = json ? json.tool.name : null;
   let choice = toolChoiceOf(request);
-  if (format) {
-    // its own name, never one of the caller's tools
-    jsonTool = tools.some((t) => isRecord(t.toolSpec) && t.toolSpec.name === format.name) ? `${format.name}_json_output` : format.name;
-    tools.push({ toolSpec: { name: jsonTool, description: 'Answer with the JSON object the user asked for, as this tool\'s input.', inputSchema: { json: format.schema ?? { type: 'object' } } } });
-    if (tools.length === 1) choice = { mode: 'tool', name: jsonTool };
+  if (json) {
+    tools.push(toolSpec(json.tool));
+    if (json.forced) choice = { mode: 'tool', name: json.tool.name };
   }
   // 'none' with no tool use in the history: no tools declared, so none can be called (Converse has no 'none').
   if (choice?.mode === 'none' && !jsonTool && !turns.some((t) => t.blocks.some((b) => b.type === 'tool_call' || b.type === 'tool_result'))) tools.length = 0;

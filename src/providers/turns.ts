@@ -159,3 +159,16 @@ export function jsonFormat(request: ChatRequest): JsonFormat | null {
   const name = typeof spec.name === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(spec.name) ? spec.name : 'json_response';
   return { name, schema: isRecord(spec.schema) ? spec.schema : { type: 'object' } };
 }
+
+/**
+ * JSON output for providers with no JSON switch (Anthropic, Bedrock's Converse): a tool whose
+ * input is the answer, named apart from the caller's tools, and forced when the caller offered
+ * none (with tools of its own, the model chooses). The adapter returns the tool's input as
+ * the message content. Null when the request asks for no JSON.
+ */
+export function jsonOutputTool(request: ChatRequest, tools: readonly ToolSpec[]): { tool: ToolSpec; forced: boolean } | null {
+  const format = jsonFormat(request);
+  if (!format) return null;
+  const name = tools.some((t) => t.name === format.name) ? `${format.name}_json_output` : format.name;
+  return { tool: { name, description: 'Answer with the JSON object the user asked for, as this tool\'s input.', parameters: format.schema ?? { type: 'object' } }, forced: tools.length === 0 };
+}

@@ -2,6 +2,8 @@
 // by the official Anthropic SDK): text, streams, tools and tool results, images, system
 // prompts, cache-token usage and errors, all seen through the official `openai` SDK.
 import OpenAI from 'openai';
+import { zodResponseFormat } from 'openai/helpers/zod';
+import { z } from 'zod';
 import t from 'tap';
 import { ANTHROPIC_WORDS, startFakeAnthropic } from '../fakes/anthropic-upstream.js';
 import { startGateway, tempDataDir } from '../helpers/gateway.js';
@@ -109,4 +111,24 @@ t.test('cache writes are billed at the cache-write price', async (t) => {
   t.ok(Math.abs(Number(response.headers.get('x-gateway-cost-usd')) - expected) < 1e-9, `cost ${response.headers.get('x-gateway-cost-usd')} = ${expected}: 100 written tokens at $3.75/M`);
   const row = await (await fetch(`${gw.baseURL}/requests/${response.headers.get('x-request-id')}`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).json() as { cache_write_tokens: number };
   t.equal(row.cache_write_tokens, written, 'the row says how many were written');
+});
+
+t.test('JSON output on Claude: a forced tool whose input is the content; chat.completions.parse works', async (t) => {
+  const Place = z.object({ location: z.string() });
+  const parsed = await client.chat.completions.parse({ model: 'anthropic/claude-test', response_format: zodResponseFormat(Place, 'place'), messages: [{ role: 'user', content: 'Where?' }] });
+  t.same(parsed.choices[0]?.message.parsed, { location: 'Paris' });
+  t.equal(parsed.choices[0]?.finish_reason, 'stop');
+  t.notOk(parsed.choices[0]?.message.tool_calls?.length, 'the JSON tool is not a tool call');
+  const sent = fake.received.at(-1)!.body;
+  t.match(sent.tools, [{ name: 'place', input_schema: { type: 'object', properties: { location: { type: 'string' } } } }]);
+  t.same(sent.tool_choice, { type: 'tool', name: 'place' });
+  let text = '';
+  let finish: string | null = null;
+  for await (const c of await client.chat.completions.create({ model: 'anthropic/claude-test', stream: true, response_format: { type: 'json_object' }, messages: [{ role: 'user', content: 'Where, as JSON?' }] })) {
+    text += c.choices[0]?.delta.content ?? '';
+    finish = c.choices[0]?.finish_reason ?? finish;
+    t.notOk(c.choices[0]?.delta.tool_calls, 'no tool_calls delta');
+  }
+  t.same(JSON.parse(text), { location: 'Paris' }, 'json_object streamed as content');
+  t.equal(finish, 'stop');
 });
