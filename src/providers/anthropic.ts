@@ -37,6 +37,9 @@ export function toMessagesRequest(request: ChatRequest, model: string, maxTokens
 
 /** The Messages request, and the tool that carries JSON output when the request asked for it (its input is the answer). */
 export function toMessages(request: ChatRequest, model: string, maxTokens: number, stream: boolean, cacheBreakpoints = false): { body: Json; jsonTool: string | null } {
+  if (typeof request.n === 'number' && request.n > 1) {
+    throw new GatewayError(Errors.invalidRequest, 'Anthropic answers one choice per request: n must be 1 on this route.', 'n');
+  }
   const { system, turns } = chatTurns(request);
   const messages = turns.map((t) => ({ role: t.role, content: t.blocks.map(blockOf) }));
   const out: Json = { model, max_tokens: maxTokens, messages };

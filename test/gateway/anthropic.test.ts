@@ -132,3 +132,10 @@ t.test('JSON output on Claude: a forced tool whose input is the content; chat.co
   t.same(JSON.parse(text), { location: 'Paris' }, 'json_object streamed as content');
   t.equal(finish, 'stop');
 });
+
+t.test('n > 1 is a clear 400, never one choice in silence', async (t) => {
+  const before = fake.received.length;
+  const err = await client.chat.completions.create({ model: 'anthropic/claude-test', n: 2, messages: [{ role: 'user', content: 'Hi' }] }).catch((e: unknown) => e);
+  t.ok(err instanceof OpenAI.BadRequestError && err.param === 'n', String(err));
+  t.equal(fake.received.length, before, 'nothing sent');
+});
