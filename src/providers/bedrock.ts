@@ -178,7 +178,7 @@ export class BedrockTranslator extends TranslatingSink {
       if (!this.need) {
         const head = this.parts[0]!.length >= 4 ? this.parts[0]! : (this.parts = [Buffer.concat(this.parts)])[0]!;
         this.need = head.readUInt32BE(0);
-        if (this.need < 16 || this.need > MAX_FRAME) throw new GatewayError(Errors.upstreamError, 'Bedrock sent a malformed event-stream frame.');
+        if (this.need < 16 || this.need > MAX_FRAME) throw new GatewayError(Errors.upstreamBadAnswer, 'Bedrock sent a malformed event-stream frame.');
       }
       if (this.size < this.need) break;
       const all = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
@@ -216,7 +216,7 @@ export class BedrockTranslator extends TranslatingSink {
   /** One event-stream message → zero or more OpenAI chunk frames. */
   private message(frame: Buffer): string {
     let decoded;
-    try { decoded = codec.decode(frame); } catch { throw new GatewayError(Errors.upstreamError, 'Bedrock sent an event-stream frame that failed its checksum.'); }
+    try { decoded = codec.decode(frame); } catch { throw new GatewayError(Errors.upstreamBadAnswer, 'Bedrock sent an event-stream frame that failed its checksum.'); }
     const header = (name: string) => { const h = decoded.headers[name]; return h && h.type === 'string' ? h.value : ''; };
     const kind = header(':message-type');
     let payload: Json = {};

@@ -14,6 +14,8 @@ import type { Json } from '../json.js';
 export const CACHE_TTL_SECONDS = 300;
 /** A cache this close to its expiry is no longer named (the request could reach Gemini after it expired). */
 const EXPIRY_MARGIN_MS = 30_000;
+/** How long the creating request waits for the creation before it goes without a cache. */
+const CREATE_TIMEOUT_MS = 5000;
 /** Heads tracked at once; the oldest is forgotten beyond this. */
 const MAX_HEADS = 10_000;
 
@@ -34,7 +36,7 @@ export type CachePlan = { use: string } | 'create' | null;
 export class ContextCaches {
   private readonly heads = new Map<string, Head>();
 
-  constructor(private readonly minHeadBytes: number) {}
+  constructor(readonly minHeadBytes: number) {}
 
   /** What a request with this head (`key`: model + workspace + head hash; `bytes`: the head's JSON size) does. */
   plan(key: string, bytes: number, now = Date.now()): CachePlan {
@@ -58,6 +60,12 @@ export class ContextCaches {
     if (head) Object.assign(head, { name, expiresAt, creating: false });
   }
 
+  /** The cache is gone upstream before its time: the next request with the head goes without it. */
+  forget(key: string): void {
+    const head = this.heads.get(key);
+    if (head) Object.assign(head, { name: null, expiresAt: 0 });
+  }
+
   failed(key: string): void {
     const head = this.heads.get(key);
     if (head) Object.assign(head, { creating: false, failed: true });
@@ -75,10 +83,11 @@ export function splitHead(request: Json): { head: Json; rest: Json } {
 }
 
 /** Creates the cache; resolves to its name and expiry, or rejects (any non-2xx, any unreadable answer). */
-export async function createCache(pool: Pool, path: string, headers: Record<string, string>, model: string, head: Json, timeoutMs: number): Promise<{ name: string; expiresAt: number }> {
+export async function createCache(pool: Pool, path: string, headers: Record<string, string>, model: string, head: Json): Promise<{ name: string; expiresAt: number }> {
   const started = Date.now();
+  // Bounded apart from the model's own timeouts: the request waits for this, and it only saves money.
   const res = await pool.request({ path, method: 'POST', headers, body: JSON.stringify({ model, ...head, ttl: `${CACHE_TTL_SECONDS}s` }),
-    headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+    signal: AbortSignal.timeout(CREATE_TIMEOUT_MS) });
   const text = await res.body.text();
   if (res.statusCode !== 200) throw new Error(`cachedContents answered ${res.statusCode}`);
   const made = JSON.parse(text) as { name?: unknown; expireTime?: unknown };

@@ -4,6 +4,7 @@
 // its paths and its credentials. Streams are streamGenerateContent as SSE, each event a
 // partial GenerateContentResponse, translated into OpenAI chunks as it arrives.
 import { randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Dispatcher, Pool } from 'undici';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
@@ -141,7 +142,8 @@ type GeminiResponse = z.infer<typeof ResponseSchema>;
  * which is billed as output. `wroteCache`: this request created the cache it read.
  */
 function tokens(u: GeminiUsage | undefined, wroteCache = false): TokenUsage | null {
-  if (!u || u.promptTokenCount === undefined) return null;
+  // a cached count over the whole prompt is usage no answer can have
+  if (!u || u.promptTokenCount === undefined || (u.cachedContentTokenCount ?? 0) > u.promptTokenCount) return null;
   const cached = u?.cachedContentTokenCount ?? 0;
   const thoughts = u?.thoughtsTokenCount ?? 0;
   return { input: Math.max(0, (u?.promptTokenCount ?? 0) - cached), output: (u?.candidatesTokenCount ?? 0) + thoughts,
@@ -171,6 +173,8 @@ export class GeminiTranslator extends SseTranslatingSink {
   private readonly calls = new Map<number, number>();
   /** This request created the context cache it read: its cached tokens are a write (billed at `cache_write`). */
   wroteCache = false;
+  /** Set when the request names a context cache: called if Gemini says the cache is gone. */
+  onCacheGone: (() => void) | null = null;
 
   /** `choices`: how many the request asked for (a candidate index outside them is read by its position). */
   constructor(sink: ResponseSink, model: string, upstream: string, private readonly choices = 1) {
@@ -183,7 +187,9 @@ export class GeminiTranslator extends SseTranslatingSink {
    * the role with a 403: both are the operator's credentials, not the caller's request.
    */
   protected override errorStatus(status: number, body: Buffer): number {
-    if (status === 403 || (status === 400 && body.length < 65_536 && /API_KEY_INVALID|API key not valid/.test(body.toString('utf8')))) return 401;
+    const text = body.length < 65_536 ? body.toString('utf8') : '';
+    if (this.onCacheGone && /CachedContent/i.test(text)) { this.onCacheGone(); return 503; }
+    if (status === 403 || (status === 400 && /API_KEY_INVALID|API key not valid/.test(text))) return 401;
     return status;
   }
 
@@ -263,6 +269,7 @@ export class GeminiTranslator extends SseTranslatingSink {
     let out = '';
     for (const [i, c] of (parsed.candidates ?? []).entries()) {
       const index = this.indexOf(c.index, i);
+      if (this.finished.has(index)) continue; // nothing after a candidate's finish is its answer
       if (!this.opened.has(index)) { this.opened.add(index); out += this.chunk({ role: 'assistant', content: '' }, null, index); }
       const { text, calls } = this.read(c);
       if (text) out += this.chunk({ content: text }, null, index);
@@ -275,6 +282,10 @@ export class GeminiTranslator extends SseTranslatingSink {
         this.finished.add(index);
         out += this.chunk({}, finishOf(c.finishReason, (this.calls.get(index) ?? 0) > 0), index);
       }
+    }
+    // Every candidate finished and the usage came with it: the answer is complete, whether or not the upstream closes now.
+    if (parsed.usageMetadata && this.opened.size >= this.choices && [...this.opened].every((i) => this.finished.has(i))) {
+      out += this.usageAndDone(tokens(this.usage, this.wroteCache));
     }
     return out;
   }
@@ -316,12 +327,20 @@ export class GeminiProvider implements Provider {
     try { auth = this.opts.access.auth(); } catch (err) { auth = Promise.reject(err); }
 
     // The stable head goes by a context cache when one is live, or when this request creates one.
-    const key = this.caches && call.promptCacheKey ? `${call.upstreamModel}\n${call.promptCacheKey}` : null;
-    const split = key ? splitHead(request) : null;
-    const plan = key && split ? this.caches!.plan(key, JSON.stringify(split.head).length) : null;
-    if (plan && plan !== 'create') request = { ...split!.rest, cachedContent: plan.use };
+    // The key is the model, the workspace (in the prompt-cache key) and the whole head as it
+    // would be sent: two requests share a cache only when their heads are the same to the byte.
+    const split = this.caches && call.promptCacheKey ? splitHead(request) : null;
+    const headJson = split ? JSON.stringify(split.head) : '';
+    const key = split && headJson.length >= this.caches!.minHeadBytes
+      ? `${call.upstreamModel}\n${call.promptCacheKey}\n${createHash('sha256').update(headJson).digest('base64')}` : null;
+    const plan = key ? this.caches!.plan(key, headJson.length) : null;
+    if (plan && plan !== 'create') {
+      request = { ...split!.rest, cachedContent: plan.use };
+      // Gone upstream before its time (deleted, expired early): forgotten, and this answer's error is one a retry gets past.
+      translator.onCacheGone = () => this.caches!.forget(key!);
+    }
     if (plan === 'create') {
-      const created = Promise.resolve(auth).then((headers) => createCache(this.pool, this.opts.access.cachePath, this.headersWith(headers), this.opts.access.cacheModel(call.upstreamModel), split!.head, this.opts.headersTimeoutMs)
+      const created = Promise.resolve(auth).then((headers) => createCache(this.pool, this.opts.access.cachePath, this.headersWith(headers), this.opts.access.cacheModel(call.upstreamModel), split!.head)
         .then((made) => {
           this.caches!.created(key!, made.name, made.expiresAt);
           translator.wroteCache = true;

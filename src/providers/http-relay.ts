@@ -99,7 +99,8 @@ export class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
     if (this.aborted) return;
     this.aborted = true;
     this.controller?.abort(new AbortedByClient('the answer could not be relayed'));
-    this.sink.onError(new GatewayError(Errors.upstreamError, `The upstream's answer could not be relayed (${asGatewayError(err).message}).`));
+    // A translator's own verdict on the answer (a malformed frame, an oversized event) goes as it is; anything else is a bug's.
+    this.sink.onError(err instanceof GatewayError ? err : new GatewayError(Errors.upstreamError, `The upstream's answer could not be relayed (${asGatewayError(err).message}).`));
   }
 
   /** True once the gateway aborted the call (or it failed in the sink): nothing more goes upstream. */

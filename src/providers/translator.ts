@@ -19,6 +19,15 @@ export interface TokenUsage {
   reasoning?: number;
 }
 
+/**
+ * Usage as reported, when it could be true: a prompt of at least one token, and some output for
+ * an answer that said something. Anything else is no usage, which the gateway estimates.
+ */
+export function plausible(u: TokenUsage | null, answered: boolean): TokenUsage | null {
+  if (!u || u.input + u.cacheRead + u.cacheWrite < 1 || (answered && u.output < 1)) return null;
+  return u;
+}
+
 export function openAIUsage(u: TokenUsage) {
   const prompt = u.input + u.cacheRead + u.cacheWrite;
   return { prompt_tokens: prompt, completion_tokens: u.output, total_tokens: prompt + u.output,
@@ -39,7 +48,7 @@ export function completionBody(a: { id: string; created: number; model: string; 
     choices: [{ index: 0, message: { role: 'assistant', content: a.text || null, refusal: null,
       ...(a.toolCalls.length ? { tool_calls: a.toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } })) } : {}) },
     logprobs: null, finish_reason: a.finish }],
-    ...(a.usage ? { usage: openAIUsage(a.usage) } : {}),
+    ...(a.usage && plausible(a.usage, Boolean(a.text) || a.toolCalls.length > 0) ? { usage: openAIUsage(a.usage) } : {}),
   };
 }
 
@@ -54,6 +63,8 @@ export class SseEvents {
   private last = '';
   /** A chunk ended on `\r`: its `\n` may open the next one. */
   private cr = false;
+  /** Characters of the event not yet closed. */
+  private pending = 0;
   private readonly decoder = new StringDecoder('utf8');
 
   push(chunk: Buffer): string[] {
@@ -64,11 +75,17 @@ export class SseEvents {
     if (!text) return [];
     const boundary = text.includes('\n\n') || (this.last === '\n' && text.startsWith('\n'));
     this.last = text[text.length - 1]!;
-    if (!boundary) { this.pieces.push(text); return []; }
+    this.pending += text.length;
+    if (!boundary) {
+      if (this.pending > MAX_EVENT_CHARS) throw new GatewayError(Errors.upstreamBadAnswer, `The upstream sent an event of more than ${MAX_EVENT_CHARS >> 20} Mi characters.`);
+      this.pieces.push(text);
+      return [];
+    }
     this.pieces.push(text);
     const events = this.pieces.join('').split('\n\n');
     const tail = events.pop() ?? '';
     this.pieces = tail ? [tail] : [];
+    this.pending = tail.length;
     return events;
   }
 
@@ -80,6 +97,9 @@ export class SseEvents {
     return rest.trim() ? rest : '';
   }
 }
+
+/** An SSE event longer than this is refused (an upstream that never closes one would hold the gateway's memory). */
+const MAX_EVENT_CHARS = 16 * 1024 * 1024;
 
 /** How long an upstream may keep its connection open after its stream's terminal event. */
 const LINGER_MS = 1000;
@@ -115,6 +135,8 @@ export abstract class TranslatingSink implements ResponseSink {
   private early: { status: number; body: string } | null = null;
   /** The adapter's subclass met the stream's terminal event. */
   protected terminal = false;
+  /** An error the stream reported after it began: the gateway ends the stream with it. */
+  private broken: GatewayError | null = null;
   /** Set once the answer ended on a terminal event: cuts the upstream loose if it does not close by itself. */
   private linger: NodeJS.Timeout | null = null;
   /** The upstream call, set by the adapter: cancelled when an early error or an oversized answer ends it. */
@@ -210,18 +232,25 @@ export abstract class TranslatingSink implements ResponseSink {
       if (this.early) {
         this.over = true;
         this.upstreamCall?.abort();
-        this.sink.onStart(this.early.status, 'application/json', null);
-        this.sink.onData(Buffer.from(this.early.body));
+        const body = Buffer.from(this.early.body);
+        this.sink.onStart(this.errorStatus(this.early.status, body), 'application/json', null);
+        this.sink.onData(body);
         this.sink.onEnd();
         return true;
       }
-      if (!this.said) { this.held += out; return true; }
+      if (!this.said && !this.terminal) { this.held += out; return true; }
       this.begun = true;
       this.sink.onStart(200, 'text/event-stream');
       out = this.held + out;
       this.held = '';
     }
     const more = out ? this.sink.onData(Buffer.from(out)) : true;
+    if (this.broken) {
+      // The gateway ends the stream with the error event, and counts the route's failure.
+      this.over = true;
+      this.sink.onError(this.broken);
+      return more;
+    }
     if (this.terminal) {
       this.over = true;
       this.sink.onEnd();
@@ -244,7 +273,8 @@ export abstract class TranslatingSink implements ResponseSink {
       this.early = { status, body: JSON.stringify({ error: { message, type, code, param: null } }) };
       return '';
     }
-    return this.errorFrame(message, type, code);
+    this.broken = new GatewayError({ status: status >= 500 || status === 429 ? status : 502, type, code: code ?? 'upstream_error' }, message);
+    return '';
   }
 
   /** One choice's chunk (`index` 0 unless the answer has several). Anything beyond the role chunk starts the client's stream. */
@@ -254,9 +284,10 @@ export abstract class TranslatingSink implements ResponseSink {
       choices: [{ index, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
   }
 
-  /** The usage chunk (none when the upstream gave no usage: the gateway then estimates) and [DONE]: the stream's last frames. */
-  protected usageAndDone(usage: TokenUsage | null): string {
+  /** The usage chunk (none when the upstream gave no usage, or usage no answer can have: the gateway then estimates) and [DONE]: the stream's last frames. */
+  protected usageAndDone(reported: TokenUsage | null): string {
     this.terminal = true;
+    const usage = plausible(reported, this.said);
     if (!usage) return 'data: [DONE]\n\n';
     return `data: ${JSON.stringify({ id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model,
       choices: [], usage: openAIUsage(usage) })}\n\ndata: [DONE]\n\n`;

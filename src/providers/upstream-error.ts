@@ -34,21 +34,22 @@ function readBody(body: Buffer): { message: string | null; type: string | null; 
 export function upstreamError(status: number, body: Buffer, decision: string, retryAfterMs: number | null): GatewayError {
   const said = readBody(body);
   const words = said.message ? said.message.slice(0, 1000) : null;
+  const quoted = words ? `: ${words.replace(/\.+$/, '')}` : ''; // inside a sentence of its own, which ends it
   let err: GatewayError;
   if (status === 401 || status === 407) {
-    err = new GatewayError(Errors.upstreamAuth, `The upstream ${decision} refused this gateway's credentials (HTTP ${status}${words ? `: ${words}` : ''}). The operator must fix its provider key.`);
+    err = new GatewayError(Errors.upstreamAuth, `The upstream ${decision} refused this gateway's credentials (HTTP ${status}${quoted}). The operator must fix its provider key.`);
   } else if (status === 429) {
     err = new GatewayError({ ...Errors.upstreamRateLimited, code: said.code ?? Errors.upstreamRateLimited.code },
-      `The upstream ${decision} is rate limiting this gateway${words ? `: ${words}` : ''}.`, said.param);
+      `The upstream ${decision} is rate limiting this gateway${quoted}.`, said.param);
   } else if (said.code === 'DeploymentNotFound' || said.code === 'DeploymentNotReady') {
     // Azure: the route names a deployment the resource lacks; the operator's to fix, and another route may serve.
-    err = new GatewayError(Errors.upstreamError, `The upstream ${decision} has no such deployment, or it is not ready (HTTP ${status}${words ? `: ${words}` : ''}). The operator must fix the route's deployment name.`);
+    err = new GatewayError(Errors.upstreamError, `The upstream ${decision} has no such deployment, or it is not ready (HTTP ${status}${quoted}). The operator must fix the route's deployment name.`);
   } else if (status >= 400 && status < 500) {
     const spec: ErrorSpec = { status, type: said.type ?? TYPES[status] ?? 'invalid_request_error', code: said.code ?? said.type ?? `upstream_${status}` };
     err = new GatewayError(spec, words ?? `The upstream ${decision} refused the request (HTTP ${status}).`, said.param);
   } else {
     const spec = status === 503 || status === 529 ? Errors.upstreamUnavailable : status === 504 ? Errors.upstreamTimeout : Errors.upstreamError;
-    err = new GatewayError(spec, `The upstream ${decision} failed (HTTP ${status}${words ? `: ${words}` : ''}).`);
+    err = new GatewayError(spec, `The upstream ${decision} failed (HTTP ${status}${quoted}).`);
   }
   // Azure's content-filter verdict (which categories, how severe) is the caller's to read.
   if (said.inner && status >= 400 && status < 500 && err.status < 500) err.extra = { innererror: said.inner };

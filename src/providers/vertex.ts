@@ -107,7 +107,8 @@ export class VertexAccess implements GeminiAccess {
       return this.header;
     }, (err: unknown) => {
       const timedOut = err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError' || /aborted/i.test(err.message));
-      throw new Error(timedOut ? `the token endpoint did not answer within ${TOKEN_TIMEOUT_MS / 1000} s` : `the token exchange failed: ${err instanceof Error ? err.message : String(err)}`);
+      const said = err instanceof Error ? err.message.replace(/\.+$/, '') : String(err);
+      throw new Error(timedOut ? `the token endpoint did not answer within ${TOKEN_TIMEOUT_MS / 1000} s` : `the token exchange failed: ${said}`);
     }).finally(() => { this.refreshing = null; });
     return this.refreshing;
   }

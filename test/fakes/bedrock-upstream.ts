@@ -148,7 +148,8 @@ export async function startFakeBedrock(region = 'us-east-1'): Promise<FakeBedroc
       }
       frames.push(eventFrame('messageStop', { stopReason: stop }));
       // 'no-usage': a metadata frame without usage; 'huge-usage': usage no answer can have
-      const reported = model === 'no-usage' ? {} : model === 'huge-usage' ? { inputTokens: 1e12, outputTokens: 1e12, totalTokens: 2e12 } : { ...usage, totalTokens: usage.inputTokens + usage.outputTokens };
+      const reported = model === 'no-usage' ? {} : model === 'huge-usage' ? { inputTokens: 1e12, outputTokens: 1e12, totalTokens: 2e12 }
+        : model === 'zero-usage' ? { inputTokens: 0, outputTokens: 0, totalTokens: 0 } : { ...usage, totalTokens: usage.inputTokens + usage.outputTokens };
       frames.push(eventFrame('metadata', { usage: reported, metrics: { latencyMs: 42 } }));
       if (model === 'linger') { // the answer is complete, and the connection stays open
         res.write(Buffer.concat(frames));

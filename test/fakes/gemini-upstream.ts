@@ -184,6 +184,22 @@ export async function startFakeGemini(): Promise<FakeGemini> {
         }, 50);
         return;
       }
+      if (model === 'huge-event') { // one event that never closes: 17 Mi characters and no blank line
+        res.write('data: {"candidates":[{"content":{"parts":[{"text":"');
+        const mib = 'x'.repeat(1 << 20);
+        for (let i = 0; i < 17; i++) res.write(mib);
+        res.end();
+        return;
+      }
+      if (model === 'finish-linger') { // the whole answer, its finish and its usage, and the connection stays open
+        send({ candidates: [candidate(0, [{ text: GEMINI_WORDS.join('') }], 'STOP')], usageMetadata: { ...usage, candidatesTokenCount: GEMINI_WORDS.length } });
+        return;
+      }
+      if (model === 'cached-over') { // a cached count over the whole prompt: usage no answer can have
+        send({ candidates: [candidate(0, [{ text: 'Hi.' }], 'STOP')], usageMetadata: { ...usage, cachedContentTokenCount: 90_000_000, promptTokenCount: 10, candidatesTokenCount: 2 } });
+        res.end();
+        return;
+      }
       if (model === 'error-first') { // a 200 whose first event is an error: nothing said yet
         send({ error: { code: 429, message: 'Resource has been exhausted (e.g. check quota).', status: 'RESOURCE_EXHAUSTED' } });
       } else if (model === 'cut-stream') { // half an answer, then the connection ends: no finishReason

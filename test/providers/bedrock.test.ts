@@ -24,7 +24,7 @@ const gw = await startGateway({ SLUICE_SIM: 'off' }, tempDataDir(), {
   },
   models: [
     model('anthropic.claude-test-v1:0'), model('fail-validation'), model('slow-stream'), model('stream-throttled'),
-    model('cut'), model('big-text'), model('no-usage'), model('huge-usage'), model('linger'),
+    model('cut'), model('big-text'), model('no-usage'), model('huge-usage'), model('zero-usage'), model('linger'),
     model('throttle-first', { routes: [{ provider: 'bedrock-west', upstream_id: 'anthropic.claude-test-v1:0', prices: { ...prices, output: 16 } }] }),
     // throttled in us-east-1; the same model in us-west-2 (dearer, so tried second)
     { ...model('claude-forged'), slug: 'bedrock-forged/claude-forged' },
@@ -242,7 +242,7 @@ t.test('a stream whose first frame is an exception is an error answer: it fails 
 });
 
 t.test('answers whose usage is missing or impossible are estimated, never billed as nothing or as anything', async (t) => {
-  for (const model of ['bedrock/no-usage', 'bedrock/huge-usage']) {
+  for (const model of ['bedrock/no-usage', 'bedrock/huge-usage', 'bedrock/zero-usage']) {
     const { text, id } = await drain(model);
     t.equal(text, BEDROCK_WORDS.join(''));
     const row = await rowOf(id);
@@ -287,4 +287,12 @@ t.test('requests the adapter cannot send as they are: a clear 400, nothing sent 
   t.equal(east.received.length, before);
   await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;charset=binary;base64,iVBORw0KGgo=' } }] }] });
   t.same(east.received.at(-1)!.body.messages[0].content, [{ image: { format: 'png', source: { bytes: 'iVBORw0KGgo=' } } }], 'a data URL with a parameter is still data');
+});
+
+t.test('a stream that breaks after it began: an error event, and a row that says so', async (t) => {
+  const { data, response } = await client.chat.completions.create({ model: 'bedrock/stream-throttled', stream: true, messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  const err = await (async () => { for await (const _ of data) { /* drain */ } })().catch((e: unknown) => e);
+  t.ok(err instanceof OpenAI.APIError && /Too many tokens/.test(err.message));
+  const row = await rowOf(response.headers.get('x-request-id'));
+  t.equal(row.status, 429, 'the row has the stream\'s error, not a 200');
 });

@@ -31,6 +31,7 @@ const gw = await startGateway({
   providers: { 'vertex-hang': { kind: 'vertex', credentials_file: keyFile, base_url: fake.url }, 'vertex-wait': { kind: 'vertex', credentials_file: keyFile, base_url: fake.url }, 'vertex-bad': { kind: 'vertex', credentials_file: badKeyFile, base_url: `${fake.url}/v1` }, 'gemini-badkey': { kind: 'gemini', api_key: 'wrong', base_url: `${fake.url}/v1beta` } },
   models: [
     model('gemini/gemini-test'), model('gemini/fail-400'), model('gemini/blocked'), model('gemini/unsafe'), model('gemini/slow-stream'),
+    model('gemini/huge-event'), model('gemini/finish-linger'), model('gemini/cached-over'),
     model('gemini/cut-stream'), model('gemini/bad-part'), model('gemini/parallel-calls'), model('gemini/no-usage'),
     model('gemini/error-first', { routes: [{ provider: 'vertex', upstream_id: 'gemini-test', prices: { ...prices, output: 11 } }] }),
     model('gemini/fail-429', { routes: [{ provider: 'vertex', upstream_id: 'gemini-test', prices: { ...prices, output: 11 } }] }),
@@ -336,4 +337,43 @@ t.test('a client that leaves while the Vertex token is awaited owes nothing: not
   }
   t.equal(row?.status, 499);
   t.equal(row?.charge_usd, 0, 'no charge');
+});
+
+t.test('a cache is named only for the very same head; one gone early is forgotten, and the request still answered', async (t) => {
+  const system = 'You are a careful travel agent who books trains across Europe; answer precisely. '.repeat(250);
+  const ask = (content: string, note?: string) => client.chat.completions.create({ model: 'gemini/gemini-cached', temperature: 0.7,
+    messages: [{ role: 'system', content: system }, { role: 'user', content }, ...(note ? [{ role: 'system' as const, content: note }] : [])] }).withResponse();
+  await ask('Trains to Lyon?', 'The user is Alice.');
+  await ask('Trains to Nice?', 'The user is Alice.');
+  const name = last().body.cachedContent as string;
+  t.ok(name, 'the head with Alice\'s note is cached');
+  await ask('Trains to Turin?', 'The user is Bob, an admin.');
+  t.notOk(last().body.cachedContent, 'a head that differs anywhere (a later system note) never names that cache');
+  t.match(JSON.stringify(last().body.systemInstruction), /Bob, an admin/, 'and goes as it is');
+
+  fake.caches.get(name)!.expires = 0; // gone upstream before its time
+  const { data, response } = await ask('Trains to Milan?', 'The user is Alice.');
+  t.ok(data.choices[0]?.message.content, 'answered');
+  t.equal(response.headers.get('x-gateway-retries'), '1', 'after one retry');
+  t.not(last().body.cachedContent, name, 'without the cache that is gone');
+  const after = await ask('Trains to Rome?', 'The user is Alice.');
+  t.ok(after.data.choices[0]?.message.content, 'and the head goes on being served');
+});
+
+t.test('an event that never closes is refused past its bound; a finished answer ends though the upstream lingers; impossible usage is estimated', async (t) => {
+  const huge = await (async () => { for await (const _ of await client.chat.completions.create({ model: 'gemini/huge-event', stream: true, messages: [{ role: 'user', content: 'Hi' }] })) { /* drain */ } })().catch((e: unknown) => e);
+  t.ok(huge instanceof OpenAI.APIError && huge.status === 502 && huge.code === 'upstream_bad_answer', String(huge));
+  const started = Date.now();
+  let text = '';
+  const lingering = await client.chat.completions.create({ model: 'gemini/finish-linger', stream: true, messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  for await (const c of lingering.data) text += c.choices[0]?.delta.content ?? '';
+  t.equal(text, GEMINI_WORDS.join(''));
+  t.ok(Date.now() - started < 5000, 'not held until the body timeout');
+  const rowOf = async (id: string | null) => (await fetch(`${gw.baseURL}/requests/${id}`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).json() as Promise<{ status: number; usage_source: string; cost_usd: number }>;
+  t.match(await rowOf(lingering.response.headers.get('x-request-id')), { status: 200, usage_source: 'upstream' });
+  const over = await client.chat.completions.create({ model: 'gemini/cached-over', stream: true, messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  for await (const _ of over.data) { /* drain */ }
+  const row = await rowOf(over.response.headers.get('x-request-id'));
+  t.equal(row.usage_source, 'estimate', 'a cached count over the prompt is not believed');
+  t.ok(row.cost_usd < 0.001, `billed as estimated (${row.cost_usd})`);
 });
