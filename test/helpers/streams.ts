@@ -19,3 +19,11 @@ export async function abortMidStream(client: OpenAI, model: string, upstreamSawA
   } catch { /* aborted */ }
   return eventually(upstreamSawAbort);
 }
+
+/** The answer's text, streamed or not (the same request both ways). */
+export async function answerText(client: OpenAI, body: OpenAI.ChatCompletionCreateParamsNonStreaming, stream: boolean): Promise<string> {
+  if (!stream) return (await client.chat.completions.create(body)).choices[0]?.message.content ?? '';
+  let text = '';
+  for await (const c of await client.chat.completions.create({ ...body, stream: true })) text += c.choices[0]?.delta.content ?? '';
+  return text;
+}

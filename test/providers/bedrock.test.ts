@@ -7,7 +7,7 @@ import t from 'tap';
 import { AWS_CREDENTIALS, BEDROCK_WORDS, startFakeBedrock } from '../fakes/bedrock-upstream.js';
 import { startGateway, tempDataDir } from '../helpers/gateway.js';
 import { http } from '../helpers/http.js';
-import { abortMidStream } from '../helpers/streams.js';
+import { abortMidStream, answerText } from '../helpers/streams.js';
 
 const east = await startFakeBedrock('us-east-1');
 const west = await startFakeBedrock('us-west-2');
@@ -101,9 +101,7 @@ t.test('tools: a call and its result, stream and non-stream', async (t) => {
       { role: 'assistant', content: null, tool_calls: [call] },
       { role: 'tool', tool_call_id: call.id, content: '{"sky":"clear"}' },
     ];
-    let text = '';
-    if (stream) for await (const c of await client.chat.completions.create({ model: MODEL, tools, messages, stream })) text += c.choices[0]?.delta.content ?? '';
-    else text = (await client.chat.completions.create({ model: MODEL, tools, messages })).choices[0]?.message.content ?? '';
+    const text = await answerText(client, { model: MODEL, tools, messages }, stream);
     t.equal(text, 'It is sunny.', `the answer after the tool result (${stream ? 'stream' : 'non-stream'})`);
     const sent = east.received.at(-1)!.body;
     t.same(sent.messages[1], { role: 'assistant', content: [{ toolUse: { toolUseId: call.id, name: 'get_weather', input: { location: 'Paris' } } }] });

@@ -11,7 +11,7 @@ import t from 'tap';
 import { GEMINI_KEY, GEMINI_WORDS, THOUGHT_SIGNATURE, startFakeGemini } from '../fakes/gemini-upstream.js';
 import { startGateway, tempDataDir } from '../helpers/gateway.js';
 import { http } from '../helpers/http.js';
-import { abortMidStream, eventually } from '../helpers/streams.js';
+import { abortMidStream, answerText, eventually } from '../helpers/streams.js';
 
 const fake = await startFakeGemini();
 const dir = tempDataDir();
@@ -110,9 +110,7 @@ t.test('tools: a function call and its response, stream and non-stream', async (
       { role: 'assistant', content: null, tool_calls: [call] },
       { role: 'tool', tool_call_id: call.id, content: '{"sky":"clear"}' },
     ];
-    let text = '';
-    if (stream) for await (const c of await client.chat.completions.create({ model: 'gemini/gemini-test', tools, messages, stream })) text += c.choices[0]?.delta.content ?? '';
-    else text = (await client.chat.completions.create({ model: 'gemini/gemini-test', tools, messages })).choices[0]?.message.content ?? '';
+    const text = await answerText(client, { model: 'gemini/gemini-test', tools, messages }, stream);
     t.equal(text, 'It is sunny.');
     t.same(last().body.contents.slice(1), [
       { role: 'model', parts: [{ functionCall: { name: 'get_weather', args: { location: 'Paris' } }, thoughtSignature: THOUGHT_SIGNATURE }] },
