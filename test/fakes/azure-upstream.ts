@@ -69,11 +69,17 @@ export async function startFakeAzure(): Promise<FakeAzure> {
         return;
       }
       const model = 'gpt-4.1-mini-2025-04-14';
+      // As the model would: a tool call when tools are offered and no result came back yet; JSON when asked for it.
+      const messages = (body.messages ?? []) as Array<{ role: string }>;
+      const tool = Array.isArray(body.tools) && body.tools.length && messages.at(-1)?.role !== 'tool' ? String(body.tools[0].function.name) : null;
+      const call = tool ? { id: 'call_az1', type: 'function', function: { name: tool, arguments: '{"location":"Paris"}' } } : null;
+      const text = body.response_format ? '{"city":"Paris"}' : messages.at(-1)?.role === 'tool' ? 'It is sunny.' : AZURE_WORDS.join('');
       if (!body.stream) {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ id: 'chatcmpl-az1', object: 'chat.completion', created: 1_700_000_000, model, system_fingerprint: 'fp_az',
           prompt_filter_results: PROMPT_FILTER,
-          choices: [{ index: 0, finish_reason: 'stop', logprobs: null, message: { role: 'assistant', content: AZURE_WORDS.join(''), refusal: null }, content_filter_results: SAFE }],
+          choices: [{ index: 0, finish_reason: call ? 'tool_calls' : 'stop', logprobs: null,
+            message: { role: 'assistant', content: call ? null : text, refusal: null, ...(call ? { tool_calls: [call] } : {}) }, content_filter_results: SAFE }],
           usage }));
         return;
       }
@@ -89,8 +95,9 @@ export async function startFakeAzure(): Promise<FakeAzure> {
       const send = (o: object) => res.write(`data: ${JSON.stringify({ id: 'chatcmpl-az1', object: 'chat.completion.chunk', created: 1_700_000_000, model, system_fingerprint: 'fp_az', ...o })}\n\n`);
       res.write(`data: ${JSON.stringify({ id: '', object: '', created: 0, model: '', choices: [], prompt_filter_results: PROMPT_FILTER })}\n\n`);
       send({ choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null, content_filter_results: {} }] });
-      for (const w of AZURE_WORDS) send({ choices: [{ index: 0, delta: { content: w }, finish_reason: null, content_filter_results: SAFE }] });
-      send({ choices: [{ index: 0, delta: {}, finish_reason: 'stop', content_filter_results: {} }] });
+      if (call) send({ choices: [{ index: 0, delta: { tool_calls: [{ index: 0, ...call }] }, finish_reason: null, content_filter_results: {} }] });
+      else for (const w of text === AZURE_WORDS.join('') ? AZURE_WORDS : [text]) send({ choices: [{ index: 0, delta: { content: w }, finish_reason: null, content_filter_results: SAFE }] });
+      send({ choices: [{ index: 0, delta: {}, finish_reason: call ? 'tool_calls' : 'stop', content_filter_results: {} }] });
       if (body.stream_options?.include_usage) send({ choices: [], usage });
       res.end('data: [DONE]\n\n');
     });

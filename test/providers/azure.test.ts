@@ -6,7 +6,7 @@ import OpenAI from 'openai';
 import t from 'tap';
 import { AZURE_KEY, AZURE_WORDS, startFakeAzure } from '../fakes/azure-upstream.js';
 import { startGateway, tempDataDir } from '../helpers/gateway.js';
-import { abortMidStream } from '../helpers/streams.js';
+import { abortMidStream, answerText } from '../helpers/streams.js';
 
 const fake = await startFakeAzure();
 const prices = { input: 0.4, cached_input: 0.1, output: 1.6 };
@@ -89,4 +89,27 @@ t.test('the Responses API passes through to Azure\'s /openai/responses', async (
 
 t.test('an aborted stream closes the upstream connection', async (t) => {
   t.ok(await abortMidStream(client, 'azure/slow', () => last().aborted), 'the upstream saw its client go away before the answer finished');
+});
+
+t.test('tools both ways, images and JSON output pass through as OpenAI\'s own bytes', async (t) => {
+  const tools: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { location: { type: 'string' } } } } }];
+  const first = await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', tools, messages: [{ role: 'user', content: 'Weather?' }] });
+  const call = first.choices[0]?.message.tool_calls?.[0];
+  t.equal(first.choices[0]?.finish_reason, 'tool_calls');
+  if (!call || call.type !== 'function') { t.fail('no call'); return; }
+  t.same(last().body.tools, tools, 'the tools as the caller sent them');
+  let streamedArgs = '';
+  for await (const c of await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', tools, stream: true, messages: [{ role: 'user', content: 'Weather?' }] })) streamedArgs += c.choices[0]?.delta.tool_calls?.[0]?.function?.arguments ?? '';
+  t.same(JSON.parse(streamedArgs), { location: 'Paris' });
+  for (const stream of [false, true]) {
+    const text = await answerText(client, { model: 'openai/gpt-4.1-mini', tools, messages: [
+      { role: 'user', content: 'Weather?' }, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: call.id, content: 'sunny' }] }, stream);
+    t.equal(text, 'It is sunny.', `the answer after the tool result (${stream ? 'stream' : 'non-stream'})`);
+  }
+  const image = { type: 'image_url' as const, image_url: { url: 'https://example.com/cat.png' } };
+  await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', messages: [{ role: 'user', content: [{ type: 'text', text: 'What?' }, image] }] });
+  t.same(last().body.messages[0].content[1], image, 'an image part as sent');
+  const json = await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', response_format: { type: 'json_object' }, messages: [{ role: 'user', content: 'City as JSON' }] });
+  t.same(JSON.parse(json.choices[0]?.message.content ?? ''), { city: 'Paris' });
+  t.same(last().body.response_format, { type: 'json_object' });
 });

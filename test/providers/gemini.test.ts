@@ -375,3 +375,19 @@ t.test('an event that never closes is refused past its bound; a finished answer 
   t.equal(row.usage_source, 'estimate', 'a cached count over the prompt is not believed');
   t.ok(row.cost_usd < 0.001, `billed as estimated (${row.cost_usd})`);
 });
+
+t.test('Vertex, the same adapter on its own paths: tools both ways, images and JSON output', async (t) => {
+  const first = await client.chat.completions.create({ model: 'vertex/gemini-v', tools, messages: [{ role: 'user', content: 'Weather in Paris?' }] });
+  const call = first.choices[0]?.message.tool_calls?.[0];
+  if (!call || call.type !== 'function') { t.fail('no call'); return; }
+  t.match(last(), { api: 'vertex', body: { tools: [{ functionDeclarations: [{ name: 'get_weather' }] }] } });
+  for (const stream of [false, true]) {
+    const text = await answerText(client, { model: 'vertex/gemini-v', tools, messages: [
+      { role: 'user', content: 'Weather in Paris?' }, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: call.id, content: '{"sky":"clear"}' }] }, stream);
+    t.equal(text, 'It is sunny.', `after the tool result (${stream ? 'stream' : 'non-stream'})`);
+  }
+  await client.chat.completions.create({ model: 'vertex/gemini-v', messages: [{ role: 'user', content: [{ type: 'text', text: 'What?' }, { type: 'image_url', image_url: { url: 'data:image/jpeg;base64,/9j/4AAQ' } }] }] });
+  t.same(last().body.contents[0].parts[1], { inlineData: { mimeType: 'image/jpeg', data: '/9j/4AAQ' } });
+  const json = await client.chat.completions.create({ model: 'vertex/gemini-v', response_format: { type: 'json_schema', json_schema: { name: 'place', schema: { type: 'object', properties: { city: { type: 'string' } } } } }, messages: [{ role: 'user', content: 'Where?' }] });
+  t.same(JSON.parse(json.choices[0]?.message.content ?? ''), { city: 'Paris' });
+});
