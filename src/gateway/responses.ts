@@ -60,6 +60,17 @@ export function toChatBody(req: ResponsesRequest): Buffer {
   if (req.tools?.length) {
     chat.tools = req.tools.filter((t) => t.type === 'function').map((t) => ({ type: 'function', function: { name: t.name, description: t.description, parameters: t.parameters } }));
   }
+  // tool_choice: the same words, or a function by name (`{type: 'function', name}` in the Responses API)
+  const choice = req.tool_choice;
+  if (choice === 'auto' || choice === 'required' || choice === 'none') chat.tool_choice = choice;
+  else if (isRecord(choice) && choice.type === 'function' && typeof choice.name === 'string') chat.tool_choice = { type: 'function', function: { name: choice.name } };
+  // Structured output: `text.format` is chat's response_format, flattened
+  const format = isRecord(req.text) && isRecord(req.text.format) ? req.text.format : null;
+  if (format?.type === 'json_object') chat.response_format = { type: 'json_object' };
+  else if (format?.type === 'json_schema') {
+    chat.response_format = { type: 'json_schema', json_schema: { name: typeof format.name === 'string' ? format.name : 'response', schema: isRecord(format.schema) ? format.schema : { type: 'object' },
+      ...(typeof format.strict === 'boolean' ? { strict: format.strict } : {}) } };
+  }
   if (req.stream) { chat.stream = true; chat.stream_options = { include_usage: true }; }
   return Buffer.from(JSON.stringify(chat));
 }
@@ -85,6 +96,8 @@ export class ResponsesBridge implements Client {
   private readonly msgId: string;
   private started = false;
   private text = '';
+  /** Function calls streamed so far, by their chat tool_calls index: each its own output item after the message. */
+  private readonly calls: Array<{ id: string; call_id: string; name: string; arguments: string }> = [];
   private usage: unknown = null;
   private seq = 0;
   private buffer = '';
@@ -177,7 +190,15 @@ export class ResponsesBridge implements Client {
       out += this.event('response.output_text.done', { item_id: this.msgId, output_index: 0, content_index: 0, text: this.text });
       out += this.event('response.content_part.done', { item_id: this.msgId, output_index: 0, content_index: 0, part });
       out += this.event('response.output_item.done', { output_index: 0, item });
-      out += this.event('response.completed', { response: this.responseObject('completed', [item], this.usage) });
+      const output: Json[] = [item];
+      for (const [i, call] of this.calls.entries()) {
+        if (!call) continue;
+        const done = { type: 'function_call', ...call, status: 'completed' };
+        out += this.event('response.function_call_arguments.done', { item_id: call.id, output_index: i + 1, arguments: call.arguments });
+        out += this.event('response.output_item.done', { output_index: i + 1, item: done });
+        output.push(done);
+      }
+      out += this.event('response.completed', { response: this.responseObject('completed', output, this.usage) });
       return out;
     }
     let parsed: unknown;
@@ -190,6 +211,23 @@ export class ResponsesBridge implements Client {
     if (delta && typeof delta.content === 'string' && delta.content) {
       this.text += delta.content;
       out += this.event('response.output_text.delta', { item_id: this.msgId, output_index: 0, content_index: 0, delta: delta.content });
+    }
+    for (const tc of delta && Array.isArray(delta.tool_calls) ? delta.tool_calls : []) {
+      if (!isRecord(tc)) continue;
+      const at = typeof tc.index === 'number' && tc.index >= 0 && tc.index < 128 ? tc.index : this.calls.length;
+      const fn = isRecord(tc.function) ? tc.function : {};
+      let call = this.calls[at];
+      if (!call) {
+        // A call's first delta carries its id and name: a new output item (after the message, which is item 0).
+        const callId = text(tc.id) || `call_${at}`;
+        call = { id: `fc_${callId}`, call_id: callId, name: text(fn.name), arguments: '' };
+        this.calls[at] = call;
+        out += this.event('response.output_item.added', { output_index: at + 1, item: { type: 'function_call', ...call, status: 'in_progress' } });
+      }
+      if (typeof fn.arguments === 'string' && fn.arguments) {
+        call.arguments += fn.arguments;
+        out += this.event('response.function_call_arguments.delta', { item_id: call.id, output_index: at + 1, delta: fn.arguments });
+      }
     }
     return out;
   }

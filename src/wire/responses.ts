@@ -13,6 +13,9 @@ export const ResponsesRequestSchema = z.looseObject({
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
   tools: z.array(z.looseObject({ type: z.string() })).nullish(),
+  tool_choice: z.union([z.enum(['auto', 'required', 'none']), z.looseObject({ type: z.string() })]).nullish(),
+  /** `text.format`: plain text, or JSON (an object, or one matching a schema). */
+  text: z.looseObject({ format: z.looseObject({ type: z.enum(['text', 'json_object', 'json_schema']) }).optional() }).nullish(),
   /** Sluice's own: pin a provider (also the x-gateway-provider header); never sent upstream. */
   provider: z.string().min(1).max(64).optional(),
 });

@@ -43,3 +43,25 @@ t.test('passthrough hands the bytes on untouched', async (t) => {
   bridge.end(Buffer.from('data: [DONE]\n\n'));
   t.equal(text(), 'event: response.created\ndata: {}\n\ndata: [DONE]\n\n');
 });
+
+t.test('stream: tool calls become function_call items, their arguments streamed, whatever the chunking', async (t) => {
+  const call = (delta: object) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [{ index: 0, delta }] })}\n\n`;
+  const sse = Buffer.from(call({ role: 'assistant', content: '' }) + call({ tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '' } }] })
+    + call({ tool_calls: [{ index: 0, function: { arguments: '{"location":' } }] }) + call({ tool_calls: [{ index: 0, function: { arguments: ' "Paris"}' } }] })
+    + call({ tool_calls: [{ index: 1, id: 'call_2', type: 'function', function: { name: 'get_time', arguments: '{}' } }] })
+    + `data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 9 } })}\n\ndata: [DONE]\n\n`);
+  for (const size of [1, 5, sse.length]) {
+    const { c, text } = client();
+    const bridge = new ResponsesBridge(c, 'm');
+    for (let i = 0; i < sse.length; i += size) {
+      const part = sse.subarray(i, i + size);
+      if (i + size >= sse.length) bridge.end(part); else bridge.write(part);
+    }
+    const events = text().split('\n\n').filter((e) => e.startsWith('event:')).map((e) => JSON.parse(e.slice(e.indexOf('data: ') + 6)) as { type: string; output_index?: number; delta?: string; item?: { type: string; name?: string; arguments?: string }; response?: { output: Array<{ type: string; call_id?: string; name?: string; arguments?: string }> } });
+    t.same(events.filter((e) => e.type === 'response.output_item.added').map((e) => [e.output_index, e.item?.type, e.item?.name]), [[0, 'message', undefined], [1, 'function_call', 'get_weather'], [2, 'function_call', 'get_time']], `items, chunks of ${size}`);
+    t.equal(events.filter((e) => e.type === 'response.function_call_arguments.delta' && e.output_index === 1).map((e) => e.delta).join(''), '{"location": "Paris"}');
+    const done = events.at(-1)!;
+    t.equal(done.type, 'response.completed');
+    t.same(done.response?.output.filter((o) => o.type === 'function_call').map((o) => [o.call_id, o.name, o.arguments]), [['call_1', 'get_weather', '{"location": "Paris"}'], ['call_2', 'get_time', '{}']]);
+  }
+});

@@ -294,3 +294,16 @@ t.test('a stream that breaks after it began: an error event, and a row that says
   const row = await rowOf(response.headers.get('x-request-id'));
   t.equal(row.status, 429, 'the row has the stream\'s error, not a 200');
 });
+
+t.test('the Responses API bridged onto Bedrock: streamed function calls and text.format', async (t) => {
+  const fn = { type: 'function' as const, name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { location: { type: 'string' } } }, strict: false };
+  const stream = await client.responses.create({ model: MODEL, input: 'Weather in Paris?', tools: [fn], tool_choice: 'required', stream: true });
+  let final: OpenAI.Responses.Response | null = null;
+  for await (const e of stream) if (e.type === 'response.completed') final = e.response;
+  const call = final?.output.find((o) => o.type === 'function_call');
+  t.match(call, { type: 'function_call', name: 'get_weather', call_id: 'tooluse_fake1' }, 'a function_call item');
+  t.same(JSON.parse((call as { arguments: string }).arguments), { location: 'Paris' });
+  t.same(east.received.at(-1)!.body.toolConfig.toolChoice, { any: {} }, 'tool_choice reached Converse');
+  const json = await client.responses.create({ model: MODEL, input: 'Weather in Paris as JSON', text: { format: { type: 'json_schema', name: 'weather', schema: { type: 'object', properties: { city: { type: 'string' }, temperature_c: { type: 'number' } } } } } });
+  t.same(JSON.parse(json.output_text), { city: 'Paris', temperature_c: 21 }, 'text.format is JSON output');
+});
