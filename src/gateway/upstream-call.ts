@@ -26,15 +26,14 @@ import type { Served } from './served.js';
 import { record, type UsageSource } from './settle.js';
 
 const EMPTY = Buffer.alloc(0);
+/** Failures the same route would only repeat: another route may take the request, this one not again. */
+const NOT_AGAIN = new Set<string>([Errors.upstreamTimeout.code, Errors.upstreamBadAnswer.code, Errors.upstreamAuth.code]);
 
 /**
  * Its end always goes the same way: the row is recorded (the ticket's holds released with
  * what the request really used), and the last bytes reach the client only once that row is
  * committed, so an acknowledged answer is never missing from the ledger after a crash.
  */
-/** Failures the same route would only repeat: another route may take the request, this one not again. */
-const NOT_AGAIN = new Set<string>([Errors.upstreamTimeout.code, Errors.upstreamBadAnswer.code, Errors.upstreamAuth.code]);
-
 export class UpstreamCall implements ResponseSink, OutgoingCall {
   private readonly stream: boolean;
   /** Every route this request may go to (failover included). */

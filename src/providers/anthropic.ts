@@ -116,7 +116,7 @@ export class Translator extends SseTranslatingSink {
     const text = message.content.filter((b) => b.type === 'text').map((b) => b.text ?? '').join('') + json.join('');
     const toolCalls = message.content.filter((b) => b.type === 'tool_use' && b.name !== this.jsonTool).map((b) => ({ id: b.id ?? '', name: b.name ?? '', arguments: JSON.stringify(b.input ?? {}) }));
     const finish = json.length && !toolCalls.length && message.stop_reason === 'tool_use' ? 'stop' : FINISH[message.stop_reason ?? ''] ?? 'stop';
-    return completionBody({ id: `chatcmpl-${message.id}`, created: this.created, model: message.model, text, toolCalls, finish, usage: tokens(message.usage) });
+    return completionBody({ id: `chatcmpl-${message.id}`, created: this.created, model: message.model, choices: [{ text, toolCalls, finish }], usage: tokens(message.usage) });
   }
 
   /** One SSE event of the Messages stream → zero or more OpenAI chunk frames. */

@@ -210,7 +210,7 @@ export class BedrockTranslator extends TranslatingSink {
       else if (block.toolUse) calls.push({ id: block.toolUse.toolUseId, name: block.toolUse.name, arguments: JSON.stringify(block.toolUse.input ?? {}) });
     }
     const finish = json && !calls.length && answer.stopReason === 'tool_use' ? 'stop' : FINISH[answer.stopReason] ?? 'stop';
-    return completionBody({ id: this.id, created: this.created, model: this.model, text, toolCalls: calls, finish, usage: tokens(answer.usage ?? null) });
+    return completionBody({ id: this.id, created: this.created, model: this.model, choices: [{ text, toolCalls: calls, finish }], usage: tokens(answer.usage ?? null) });
   }
 
   /** One event-stream message → zero or more OpenAI chunk frames. */

@@ -13,7 +13,7 @@ import { sentCap } from '../wire/chat.js';
 import { dataOf } from '../wire/sse.js';
 import { Relay, dispatchWhen, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
-import { SseTranslatingSink, completionBody, type TokenUsage, type ToolCallOut } from './translator.js';
+import { SseTranslatingSink, completionBody, type Choice, type TokenUsage, type ToolCallOut } from './translator.js';
 import { ContextCaches, createCache, splitHead } from './gemini-cache.js';
 import { callId, chatTurns, jsonFormat, stopList, toolChoiceOf, toolsOf, type Block } from './turns.js';
 
@@ -211,14 +211,14 @@ export class GeminiTranslator extends SseTranslatingSink {
     if (!candidates.length) throw new GatewayError(Errors.upstreamBadAnswer, `${this.model}: the answer has no candidates.`);
     if (answer.modelVersion) this.model = answer.modelVersion;
     if (answer.responseId) this.id = `chatcmpl-${answer.responseId}`;
-    const choices = candidates.map((c, i) => {
+    // each candidate in its choice's place (an index outside those asked for, or taken: by its position)
+    const choices: Choice[] = [];
+    for (const [i, c] of candidates.entries()) {
       const { text, calls } = this.read(c);
-      const body = completionBody({ id: '', created: 0, model: '', text, toolCalls: calls, finish: finishOf(c.finishReason, calls.length > 0), usage: tokens(undefined) });
-      const choice = (body.choices as Json[])[0]!;
-      return { ...choice, index: this.indexOf(c.index, i) };
-    });
-    const body = completionBody({ id: this.id, created: this.created, model: this.model, text: '', toolCalls: [], finish: 'stop', usage: tokens(answer.usageMetadata, this.wroteCache) });
-    return { ...body, choices };
+      const at = this.indexOf(c.index, i);
+      choices[choices[at] === undefined ? at : choices.length] = { text, toolCalls: calls, finish: finishOf(c.finishReason, calls.length > 0) };
+    }
+    return completionBody({ id: this.id, created: this.created, model: this.model, choices: [...choices].map((c) => c ?? { text: '', toolCalls: [], finish: 'stop' }), usage: tokens(answer.usageMetadata, this.wroteCache) });
   }
 
   /** A candidate's text (thoughts left out) and tool calls. */

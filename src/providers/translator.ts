@@ -41,14 +41,26 @@ export interface ToolCallOut {
   arguments: string;
 }
 
-/** One chat.completion from a translated answer (`usage` null: the upstream gave none, and the gateway estimates). */
-export function completionBody(a: { id: string; created: number; model: string; text: string; toolCalls: ToolCallOut[]; finish: string; usage: TokenUsage | null }): Json {
+/** One answer of a translated completion: its text, its tool calls, and why it ended. */
+export interface Choice {
+  text: string;
+  toolCalls: ToolCallOut[];
+  finish: string;
+}
+
+/**
+ * One chat.completion from a translated answer: its choices (one, unless the request asked for
+ * more), and `usage` (null: the upstream gave none, or none an answer can have, and the gateway estimates).
+ */
+export function completionBody(a: { id: string; created: number; model: string; choices: Choice[]; usage: TokenUsage | null }): Json {
+  const answered = a.choices.some((c) => c.text || c.toolCalls.length);
+  const usage = plausible(a.usage, answered);
   return {
     id: a.id, object: 'chat.completion', created: a.created, model: a.model,
-    choices: [{ index: 0, message: { role: 'assistant', content: a.text || null, refusal: null,
-      ...(a.toolCalls.length ? { tool_calls: a.toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } })) } : {}) },
-    logprobs: null, finish_reason: a.finish }],
-    ...(a.usage && plausible(a.usage, Boolean(a.text) || a.toolCalls.length > 0) ? { usage: openAIUsage(a.usage) } : {}),
+    choices: a.choices.map((c, index) => ({ index, message: { role: 'assistant', content: c.text || null, refusal: null,
+      ...(c.toolCalls.length ? { tool_calls: c.toolCalls.map((t) => ({ id: t.id, type: 'function', function: { name: t.name, arguments: t.arguments } })) } : {}) },
+    logprobs: null, finish_reason: c.finish })),
+    ...(usage ? { usage: openAIUsage(usage) } : {}),
   };
 }
 
@@ -293,10 +305,6 @@ export abstract class TranslatingSink implements ResponseSink {
       choices: [], usage: openAIUsage(usage) })}\n\ndata: [DONE]\n\n`;
   }
 
-  /** An error met mid-stream, as OpenAI streams carry one. */
-  protected errorFrame(message: string, type: string, code: string | null = null): string {
-    return `data: ${JSON.stringify({ error: { message, type, code, param: null } })}\n\n`;
-  }
 }
 
 /** A translating sink whose upstream streams server-sent events (Anthropic's, Gemini's): each event becomes frames. */
