@@ -14,6 +14,10 @@ export const PricesSchema = z.object({
 }).strict();
 export type Prices = z.infer<typeof PricesSchema>;
 
+/** What a model does, and so which endpoints take it: chat (chat, Responses, legacy completions), embedding. */
+export const MODEL_TYPES = ['chat', 'embedding'] as const;
+export type ModelType = (typeof MODEL_TYPES)[number];
+
 export const ModelSchema = z.object({
   slug: z.string().regex(/^[a-z0-9][a-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'must look like provider/model'),
   upstream_id: z.string().min(1),
@@ -21,6 +25,9 @@ export const ModelSchema = z.object({
   max_output_tokens: z.number().int().positive().optional(),
   tokenizer: TokenizerName.default('o200k_base'),
   capabilities: z.array(z.enum(['tools', 'vision', 'json', 'reasoning'])).default([]),
+  type: z.enum(MODEL_TYPES).default('chat'),
+  /** An embedding model's vector size when the request names no `dimensions`. */
+  dimensions: z.number().int().positive().optional(),
   prices: PricesSchema,
   /** Where the model is served, and whether the provider keeps no data (zero data retention). */
   region: z.string().min(1).optional(),

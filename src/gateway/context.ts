@@ -10,7 +10,6 @@ import { chainAllows } from '../router/select.js';
 import type { RouterPick } from '../router/smart.js';
 import type { CachedAnswer } from '../savings/cache.js';
 import { CACHES, type RequestSwitches } from '../savings/mechanisms.js';
-import { isDeterministic } from '../savings/canonical.js';
 import type { Flight, SavingsContext, SavingsStage, SemanticKey } from '../savings/stage.js';
 import type { ChatRequest } from '../wire/chat.js';
 import type { Client } from '../wire/http.js';
@@ -170,7 +169,7 @@ export class RequestContext implements SavingsContext {
 
   /** The caches and dedupe apply: on for this request, and deterministic (or opted in with `x-gateway-cache: on`). */
   get cacheable(): boolean {
-    return (this.bits & CACHES) !== 0 && (this.switches.forceCache || this.host.deps.savings.config.exact_cache.nondeterministic || isDeterministic(this.request));
+    return (this.bits & CACHES) !== 0 && (this.switches.forceCache || this.host.deps.savings.config.exact_cache.nondeterministic || this.endpoint.deterministic(this.request));
   }
 
   /** Refused before anything went upstream (or abandoned before it could): see settle.ts. */

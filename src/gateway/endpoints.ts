@@ -1,16 +1,26 @@
 // What differs between the inference endpoints, in one place, so that the stages (route,
 // shape, admit, savings, dispatch, settle) carry no branch per endpoint: how the body is
 // read, where its output cap lives, which routes can take it, what savings apply.
-import { ALL } from '../savings/mechanisms.js';
+import type { ModelType } from '../config/schema.js';
+import type { Api } from '../wire/api.js';
+import { isDeterministic } from '../savings/canonical.js';
+import { ALL, M } from '../savings/mechanisms.js';
 import { parseBody, parseJson } from '../wire/body.js';
 import { ChatRequestSchema, chatCap, type ChatRequest } from '../wire/chat.js';
+import { EmbeddingsRequestSchema } from '../wire/embeddings.js';
 import { ResponsesRequestSchema } from '../wire/responses.js';
 
 export interface Endpoint {
   /** What providers are told (ChatCall.api). */
-  readonly api: 'chat' | 'responses';
+  readonly api: Api;
+  /** The models it takes (a chat model on /v1/embeddings is a 400, as OpenAI answers). */
+  readonly modelType: ModelType;
   /** The body, validated, as the pipeline carries it. */
   parse(body: Buffer): ChatRequest;
+  /** The request member that holds the prompt (named in a context-window error). */
+  readonly promptField: 'messages' | 'input';
+  /** The same request gets the same answer, so the caches may serve it without an opt-in. */
+  deterministic(req: ChatRequest): boolean;
   /** Only routes whose provider speaks this API itself, or null for any route (adapters translate). */
   readonly native: 'openai' | null;
   /** The output cap the request itself sets, or null. */
@@ -43,16 +53,28 @@ export const CHAT: Endpoint = {
   savings: ALL,
   conversation: false,
   smartRouter: true,
+  modelType: 'chat',
+  promptField: 'messages',
+  deterministic: isDeterministic,
 };
 
 /**
+ * A request whose body has no `messages` (Responses, embeddings): the pipeline's stages read
+ * `messages` of every request, so it gets an empty list there, not enumerable: it is never
+ * counted as a member, hashed, or encoded into what goes upstream.
+ */
+export function withoutMessages<T extends object>(request: T): ChatRequest {
+  Object.defineProperty(request, 'messages', { value: [], enumerable: false, writable: true, configurable: true });
+  return request as unknown as ChatRequest;
+}
+
+/**
  * The Responses API passed through to an upstream that speaks it (a bridged Responses
- * request is translated to a chat body first and takes CHAT). Its body has no `messages`:
- * the pipeline carries an empty list in their place, which never goes upstream.
+ * request is translated to a chat body first and takes CHAT).
  */
 export const RESPONSES: Endpoint = {
   api: 'responses',
-  parse: (body) => ({ ...parseBody(ResponsesRequestSchema, parseJson(body)), messages: [] }) as ChatRequest,
+  parse: (body) => withoutMessages(parseBody(ResponsesRequestSchema, parseJson(body))),
   native: 'openai',
   askedCap: (req) => (typeof req.max_output_tokens === 'number' ? req.max_output_tokens : null),
   capName: () => 'max_output_tokens',
@@ -60,4 +82,27 @@ export const RESPONSES: Endpoint = {
   savings: 0,
   conversation: true,
   smartRouter: false,
+  modelType: 'chat',
+  promptField: 'input',
+  deterministic: isDeterministic,
+};
+
+/**
+ * Embeddings: any route of an embedding model (OpenAI-kind ones take the bytes, others
+ * translate). No output tokens, so nothing to cap; the same input always has the same
+ * vectors, so the exact cache and dedupe serve repeats without an opt-in.
+ */
+export const EMBEDDINGS: Endpoint = {
+  api: 'embeddings',
+  parse: (body) => withoutMessages(parseBody(EmbeddingsRequestSchema, parseJson(body))),
+  native: null,
+  askedCap: () => 0,
+  capName: () => 'max_tokens',
+  capField: () => 'max_tokens',
+  savings: M.exact_cache | M.dedupe,
+  conversation: false,
+  smartRouter: false,
+  modelType: 'embedding',
+  promptField: 'input',
+  deterministic: () => true,
 };

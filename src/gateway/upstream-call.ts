@@ -397,7 +397,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   private countAnswer(answered: boolean): Promise<Usage> {
     const parts = this.tap ? this.sse ?? [] : this.chunks;
     const answer = answered ? (parts.length === 1 ? parts[0]! : Buffer.concat(parts)) : EMPTY;
-    return this.deps.pool.countAnswer(this.route.model.tokenizer, this.ctx.body, answer, this.tap !== null)
+    return this.deps.pool.countAnswer(this.route.model.tokenizer, this.ctx.body, answer, this.tap !== null, this.ctx.endpoint.api)
       .then((c) => ({ prompt_tokens: c.prompt, completion_tokens: c.completion, cached_tokens: 0 }));
   }
 
@@ -487,10 +487,12 @@ class Outgoing implements ChatCall {
   readonly upstreamModel: string;
   readonly encoding: ChatCall['encoding'];
   readonly body: Buffer;
-  readonly api: 'chat' | 'responses';
+  readonly api: ChatCall['api'];
+  readonly dimensions: number | null;
 
   constructor(private readonly ctx: RequestContext, route: Route, readonly stream: boolean, readonly promptCacheKey: string | null) {
     this.upstreamModel = route.upstreamModel;
+    this.dimensions = route.model.dimensions ?? null;
     this.encoding = route.model.tokenizer;
     this.body = ctx.body;
     this.api = ctx.endpoint.api;

@@ -32,13 +32,14 @@ export class OpenAIProvider implements Provider {
   private readonly pool: Pool;
   private readonly chatPath: string;
   private readonly responsesPath: string;
+  private readonly embeddingsPath: string;
   private readonly headers: Record<string, string>;
   private readonly headersTimeout: number;
   private readonly bodyTimeout: number;
   private readonly sendsCacheKey: boolean;
   private readonly basePath: string;
   private readonly azureVersion: string | null;
-  /** Azure: the chat path of each deployment, built once. */
+  /** Azure: each deployment's path for each API, built once. */
   private readonly deploymentPaths = new Map<string, string>();
 
   constructor(opts: OpenAIProviderOptions) {
@@ -51,6 +52,7 @@ export class OpenAIProvider implements Provider {
     this.azureVersion = opts.azure ? encodeURIComponent(opts.azure.apiVersion) : null;
     this.chatPath = `${basePath}/chat/completions`;
     this.responsesPath = this.azureVersion ? `${basePath}/openai/responses?api-version=${this.azureVersion}` : `${basePath}/responses`;
+    this.embeddingsPath = `${basePath}/embeddings`;
     this.headers = { 'content-type': 'application/json', ...opts.headers };
     if (opts.apiKey) {
       if (opts.azure) this.headers['api-key'] = opts.apiKey;
@@ -63,7 +65,8 @@ export class OpenAIProvider implements Provider {
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     const relay = new Relay(sink);
     this.pool.dispatch({
-      path: call.api === 'responses' ? this.responsesPath : this.azureVersion ? this.deploymentPath(call.upstreamModel) : this.chatPath,
+      path: call.api === 'responses' ? this.responsesPath : this.azureVersion ? this.deploymentPath(call.upstreamModel, call.api === 'embeddings' ? 'embeddings' : 'chat/completions')
+        : call.api === 'embeddings' ? this.embeddingsPath : this.chatPath,
       method: 'POST',
       headers: this.headers,
       body: this.encode(call),
@@ -74,11 +77,12 @@ export class OpenAIProvider implements Provider {
     return relay;
   }
 
-  private deploymentPath(deployment: string): string {
-    let path = this.deploymentPaths.get(deployment);
+  private deploymentPath(deployment: string, operation: string): string {
+    const key = `${operation} ${deployment}`;
+    let path = this.deploymentPaths.get(key);
     if (!path) {
-      path = `${this.basePath}/openai/deployments/${encodeURIComponent(deployment)}/chat/completions?api-version=${this.azureVersion}`;
-      this.deploymentPaths.set(deployment, path);
+      path = `${this.basePath}/openai/deployments/${encodeURIComponent(deployment)}/${operation}?api-version=${this.azureVersion}`;
+      this.deploymentPaths.set(key, path);
     }
     return path;
   }
@@ -96,7 +100,7 @@ export class OpenAIProvider implements Provider {
     const set: Array<[string, string]> = [];
     const add: Array<[string, string]> = [];
     if (request.model !== call.upstreamModel) set.push(['model', JSON.stringify(call.upstreamModel)]);
-    if (call.api !== 'responses') { // the Responses API reports usage by itself
+    if (call.api === 'chat' || call.api === undefined) { // the Responses API reports usage by itself; embeddings have no stream
       if (call.stream && request.stream_options?.include_usage !== true) {
         if ('stream_options' in request) set.push(['stream_options', JSON.stringify({ ...(request.stream_options ?? {}), include_usage: true })]);
         else add.push(['stream_options', INCLUDE_USAGE]);
@@ -105,9 +109,9 @@ export class OpenAIProvider implements Provider {
     }
     const pinned = 'provider' in request;
     // Untouched only when nothing changes and no key is named twice (the parsed request, which
-    // kept the last of each, has as many keys as the bytes have members); a Responses body's
-    // parsed form carries a `messages` placeholder, so it always takes the splice.
-    if (!set.length && !pinned && call.api !== 'responses') {
+    // kept the last of each, has as many keys as the bytes have members; the `messages`
+    // placeholder of a body without them is not enumerable, so not counted).
+    if (!set.length && !pinned) {
       const count = memberCount(call.body);
       if (count === countKeys(request)) return add.length ? insertMembers(call.body, count, add) : call.body;
     }

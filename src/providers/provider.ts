@@ -3,9 +3,10 @@
 // or SSE chunks) through the sink's callbacks, undici-handler style, with backpressure.
 import type { EncodingName } from '../../native/tokenizer.js';
 import type { GatewayError } from '../errors.js';
+import type { Api } from '../wire/api.js';
 import type { ChatRequest } from '../wire/chat.js';
 
-export type { ChatRequest };
+export type { Api, ChatRequest };
 
 export interface ChatCall {
   upstreamModel: string;
@@ -21,8 +22,14 @@ export interface ChatCall {
   /** The body exactly as the client sent it, for adapters that can forward it unchanged. */
   body: Buffer;
   stream: boolean;
-  /** `responses`: the caller's Responses API body, passed through (OpenAI-kind adapters only). */
-  api?: 'chat' | 'responses';
+  /**
+   * What is asked: `chat`, `responses` (the caller's Responses API body, passed through:
+   * OpenAI-kind adapters only), `embeddings` (OpenAI's embeddings body; the answer is OpenAI's
+   * embeddings object).
+   */
+  api?: Api;
+  /** Embeddings: the vector size the catalog gives the model, for a request that names none. */
+  dimensions?: number | null;
   /**
    * Provider prompt caching: a key for the prompt's stable head (workspace + system + tools),
    * or null to leave the request alone. OpenAI-kind adapters send it as `prompt_cache_key`;

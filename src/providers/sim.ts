@@ -5,12 +5,14 @@
 import { sha256 } from '../digest.js';
 import type { EncodingName } from '../../native/tokenizer.js';
 
+import type { Api, ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
+import { sentCap } from '../wire/chat.js';
+import { embeddingInputs, embeddingsBody, normalise, type EmbeddingInput } from '../wire/embeddings.js';
+
 /** Counts a prompt's tokens (the gateway's worker pool, injected: providers do not reach up into workers). */
 export interface PromptCounter {
-  countPrompt(encoding: EncodingName, body: Buffer): Promise<number>;
+  countPrompt(encoding: EncodingName, body: Buffer, api?: Api): Promise<number>;
 }
-import type { ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
-import { sentCap } from '../wire/chat.js';
 import { judgeReply, pRight, reply, solve } from './sim-tasks.js';
 
 export interface SimOptions {
@@ -175,6 +177,7 @@ export class SimProvider implements Provider {
   constructor(private readonly pool: PromptCounter, private readonly opts: SimOptions) {}
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    if (call.api === 'embeddings') return this.embed(call, sink);
     const max = sentCap(call.params) ?? this.opts.defaultMaxTokens;
     const sim = new SimCall(call, sink, simAnswer(call, max, this.opts.skills?.get(call.upstreamModel) ?? 0.5), this.opts);
     const key = call.promptCacheKey;
@@ -190,5 +193,48 @@ export class SimProvider implements Provider {
     return sim;
   }
 
+  /** Vectors after the time to first token, with the prompt counted as OpenAI counts it. */
+  private embed(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    let timer: NodeJS.Timeout | null = null;
+    let aborted = false;
+    const req = call.params;
+    const size = call.dimensions ?? 1536;
+    const asked = typeof req.dimensions === 'number' ? req.dimensions : size;
+    const answer = (status: number, body: Buffer) => {
+      sink.onStart(status, 'application/json');
+      sink.onData(body);
+      sink.onEnd();
+    };
+    this.pool.countPrompt(call.encoding, call.body, 'embeddings').catch(() => 0).then((tokens) => {
+      if (aborted) return;
+      timer = setTimeout(() => {
+        timer = null;
+        if (aborted) return;
+        if (asked > size) {
+          answer(400, Buffer.from(JSON.stringify({ error: { message: `'${call.upstreamModel}' has ${size} dimensions: 'dimensions' may not be more.`, type: 'invalid_request_error', param: 'dimensions', code: null } })));
+          return;
+        }
+        const vectors = embeddingInputs(req.input).map((input) => simVector(call.upstreamModel, input, asked));
+        answer(200, embeddingsBody(call.upstreamModel, vectors, tokens, req.encoding_format === 'base64'));
+      }, this.opts.ttftMs);
+    }, () => undefined);
+    return { abort: () => { aborted = true; if (timer) clearTimeout(timer); }, resume: () => undefined };
+  }
+
   async close(): Promise<void> {}
+}
+
+/**
+ * A deterministic embedding with some meaning: each word (or token id) adds ±1 at a few
+ * places drawn from its hash with the model's name, so texts that share words are close
+ * (a RAG demo on `npm start` finds what it should) and each model has its own space.
+ */
+export function simVector(model: string, input: EmbeddingInput, dims: number): number[] {
+  const v = new Float64Array(dims);
+  const features = typeof input === 'string' ? input.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [input] : input.map(String);
+  for (const f of features) {
+    const h = sha256(Buffer.from(`${model}\u0000${f}`));
+    for (let i = 0; i < 4; i++) v[h.readUInt32BE(i * 4) % dims]! += h[16 + i]! & 1 ? 1 : -1;
+  }
+  return normalise(v);
 }

@@ -61,6 +61,7 @@ export class Catalog {
       const members = alias.models.map((slug) => {
         const m = this.bySlug.get(slug);
         if (!m) throw new GatewayError(Errors.modelNotFound, `aliases.${name}: '${slug}' is not in the catalog`, 'aliases');
+        if (m.model.type !== this.bySlug.get(alias.models[0]!)?.model.type) throw new GatewayError(Errors.invalidRequest, `aliases.${name}: '${slug}' is ${m.model.type === 'chat' ? 'a chat' : `an ${m.model.type}`} model and '${alias.models[0]}' is not: an alias's models must all be of one type`, 'aliases');
         return m;
       });
       const routes = members.flatMap((m) => m.routes).sort((a, b) => a.prices.input + a.prices.output - (b.prices.input + b.prices.output));

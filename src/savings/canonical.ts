@@ -44,8 +44,8 @@ function orNull<T>(walk: () => T): T | null {
 }
 
 /** The request's cache key (the workspace scopes it separately); null: not cacheable (see orNull). */
-export function requestHash(request: ChatRequest): string | null {
-  return orNull(() => sha256(canonicalJson(request, DELIVERY)));
+export function requestHash(request: ChatRequest, api = 'chat'): string | null {
+  return orNull(() => sha256(api === 'chat' ? canonicalJson(request, DELIVERY) : `${api}\n${canonicalJson(request, DELIVERY)}`));
 }
 
 /** A sampled request gives a different answer each time; only these are cached unless opted in. */

@@ -8,8 +8,7 @@ import type { KeyRecord, KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
-import { CHAT, RESPONSES } from '../gateway/endpoints.js';
-import type { ChatRequest } from '../wire/chat.js';
+import { CHAT, EMBEDDINGS, RESPONSES, withoutMessages } from '../gateway/endpoints.js';
 import { ResponsesBridge, passesThrough, readResponsesRequest, toChatBody } from '../gateway/responses.js';
 import type { Catalog } from '../router/catalog.js';
 import { registerAccount, type AccountDeps } from './account.js';
@@ -101,8 +100,8 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     const pinned = request.provider ?? pin ?? '';
     if (passesThrough(routes, deps.keys.chain(key), pinned)) {
       bridge.passthrough = true;
-      // Read once: the pipeline takes the request as parsed here (its `messages` an empty placeholder that never goes upstream).
-      deps.chat.handle(bridge, key, body, t0, pin ?? '', RESPONSES, NO_SWITCHES, { ...request, messages: [] } as ChatRequest);
+      // Read once: the pipeline takes the request as parsed here.
+      deps.chat.handle(bridge, key, body, t0, pin ?? '', RESPONSES, NO_SWITCHES, withoutMessages({ ...request }));
       return;
     }
     if (request.previous_response_id != null) {
@@ -112,6 +111,9 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     // The chat body carries no pin field: the pin (the body's, else the header's) goes along as the header's would.
     deps.chat.handle(bridge, key, toChatBody(request), t0, pinned);
   }, refuseChat, ['x-gateway-provider'], 'responses'));
+
+  app.post('/v1/embeddings', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', EMBEDDINGS,
+    savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'embeddings'));
 
   app.get('/v1/providers', noBody(null, (ex) => {
     const byProvider = new Map<string, ReturnType<typeof deploymentViews>>();

@@ -11,6 +11,8 @@ export function modelView(entry: ModelRoutes) {
     owned_by: model.slug.slice(0, model.slug.indexOf('/')),
     context_window: model.context_window,
     max_output_tokens: model.max_output_tokens ?? null,
+    type: model.type,
+    ...(model.dimensions ? { dimensions: model.dimensions } : {}),
     capabilities: model.capabilities,
     pricing: { unit: 'usd_per_1m_tokens', ...model.prices },
     routes: entry.routes.map((r) => ({ provider: r.provider.name, upstream_model: r.upstreamModel, decision: r.decision, region: r.region, zdr: r.zdr, pricing: { unit: 'usd_per_1m_tokens', ...r.prices } })),

@@ -41,7 +41,10 @@ const ResponsesUsageSchema = z.object({
   input_tokens_details: z.object({ cached_tokens: Count.optional() }).nullish(),
 });
 
-/** Upstream usage (chat or Responses shape); null when absent or malformed. */
+/** The embeddings (and moderations) usage object: prompt tokens only. */
+const InputUsageSchema = z.object({ prompt_tokens: Count, total_tokens: Count });
+
+/** Upstream usage (chat, Responses or embeddings shape); null when absent or malformed. */
 export function readUsage(value: unknown): Usage | null {
   const parsed = ChatUsageSchema.safeParse(value);
   if (parsed.success) {
@@ -50,7 +53,10 @@ export function readUsage(value: unknown): Usage | null {
     return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_tokens: u.prompt_tokens_details?.cached_tokens ?? 0, ...(written ? { cache_write_tokens: written } : {}) };
   }
   const r = ResponsesUsageSchema.safeParse(value);
-  if (!r.success) return null;
+  if (!r.success) {
+    const e = InputUsageSchema.safeParse(value);
+    return e.success ? { prompt_tokens: e.data.prompt_tokens, completion_tokens: 0, cached_tokens: 0 } : null;
+  }
   return { prompt_tokens: r.data.input_tokens, completion_tokens: r.data.output_tokens, cached_tokens: r.data.input_tokens_details?.cached_tokens ?? 0 };
 }
 

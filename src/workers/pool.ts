@@ -1,6 +1,7 @@
 // The worker pool: piscina over src/workers/task.ts. The main thread never tokenizes.
 import { Piscina } from 'piscina';
 import type { EncodingName } from '../../native/tokenizer.js';
+import type { Api } from '../wire/api.js';
 import { compileTokenizerWasm } from '../../native/tokenizer.js';
 import { LimitError } from '../errors.js';
 import { DEFAULT_TASK_TYPES } from '../config/schema.js';
@@ -69,14 +70,14 @@ export class WorkerPool {
     return pool;
   }
 
-  countPrompt(encoding: EncodingName, body: Uint8Array): Promise<number> {
-    const task: WorkerTask = { op: 'countPrompt', encoding, body };
+  countPrompt(encoding: EncodingName, body: Uint8Array, api: Api = 'chat'): Promise<number> {
+    const task: WorkerTask = { op: 'countPrompt', encoding, body, api };
     return this.piscina.run(task) as Promise<number>;
   }
 
   /** Prompt and completion tokens of a request and the answer it got so far (billing without upstream usage). */
-  countAnswer(encoding: EncodingName, body: Uint8Array, answer: Uint8Array, stream: boolean): Promise<AnswerCount> {
-    const task: WorkerTask = { op: 'countAnswer', encoding, body, answer, stream };
+  countAnswer(encoding: EncodingName, body: Uint8Array, answer: Uint8Array, stream: boolean, api: Api = 'chat'): Promise<AnswerCount> {
+    const task: WorkerTask = { op: 'countAnswer', encoding, body, answer, stream, api };
     return this.piscina.run(task) as Promise<AnswerCount>;
   }
 

@@ -2,6 +2,7 @@
 // tokens of every text the model sees (content parts, names, tool calls, tool schemas).
 import type { Tokenizer } from '../../native/tokenizer.js';
 import { isRecord } from '../json.js';
+import type { Api } from '../wire/api.js';
 
 const TOKENS_PER_MESSAGE = 3;
 const REPLY_PRIMING = 3;
@@ -34,8 +35,22 @@ function responsesPromptTokens(tok: Tokenizer, request: Record<string, unknown>)
   return n;
 }
 
-export function countPromptTokens(tok: Tokenizer, request: unknown): number {
+/** An embeddings body's `input`: each text's tokens, and token ids as they are. */
+function inputTokens(tok: Tokenizer, input: unknown): number {
+  if (typeof input === 'string') return tok.count(input);
+  if (!Array.isArray(input)) return 0;
+  let n = 0;
+  for (const item of input) {
+    if (typeof item === 'string') n += tok.count(item);
+    else if (typeof item === 'number') n++;
+    else if (Array.isArray(item)) n += item.length;
+  }
+  return n;
+}
+
+export function countPromptTokens(tok: Tokenizer, request: unknown, api: Api = 'chat'): number {
   if (!isRecord(request)) return 0;
+  if (api === 'embeddings') return inputTokens(tok, request.input);
   if (!Array.isArray(request.messages)) return request.input !== undefined ? responsesPromptTokens(tok, request) : 0;
   let n = REPLY_PRIMING;
   for (const m of request.messages) {

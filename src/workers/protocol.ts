@@ -10,12 +10,15 @@
 // one number. See bench/tokenize-boundary.ts for the hop itself.
 import type { Classified } from './classify.js';
 import type { EncodingName } from '../../native/tokenizer.js';
+import type { Api } from '../wire/api.js';
 
 export interface CountPromptTask {
   op: 'countPrompt';
   encoding: EncodingName;
-  /** The chat-completions request body as received (UTF-8 JSON). */
+  /** The request body as received (UTF-8 JSON). */
   body: Uint8Array;
+  /** The API the body speaks (chat when absent): an embeddings body's `input` is counted as texts or token ids. */
+  api?: Api;
 }
 
 export interface CountTextTask {
@@ -76,6 +79,7 @@ export interface CountAnswerTask {
   /** The upstream's answer bytes so far (empty when none arrived). */
   answer: Uint8Array;
   stream: boolean;
+  api?: Api;
 }
 
 /** The judge's inputs: the request's last user turn and the answer's text, each bounded. */

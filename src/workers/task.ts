@@ -32,8 +32,9 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
   if (task.op === 'countText') return tok.count(task.text);
   if (task.op === 'countAnswer') {
     let prompt = 0;
-    try { prompt = countPromptTokens(tok, JSON.parse(decoder.decode(task.body))); } catch { /* an unreadable body counts 0 */ }
-    return { prompt, completion: tok.count(answerText(decoder.decode(task.answer), task.stream)) };
+    try { prompt = countPromptTokens(tok, JSON.parse(decoder.decode(task.body)), task.api); } catch { /* an unreadable body counts 0 */ }
+    // (an embeddings answer is vectors: nothing generated to count)
+    return { prompt, completion: task.api === 'embeddings' ? 0 : tok.count(answerText(decoder.decode(task.answer), task.stream)) };
   }
   let request: unknown;
   try {
@@ -47,5 +48,5 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
     return { body: r.request ? JSON.stringify(r.request) : null, promptTokens: r.promptTokens, savedChunk: r.savedChunk, savedCompression: r.savedCompression,
       hash: task.hash ? requestHash(request as ChatRequest) : null };
   }
-  return task.op === 'classify' ? classifyRequest(tok, taskRules, request) : countPromptTokens(tok, request);
+  return task.op === 'classify' ? classifyRequest(tok, taskRules, request) : countPromptTokens(tok, request, task.api);
 }

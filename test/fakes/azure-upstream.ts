@@ -7,6 +7,7 @@
 // azure-upstream.test.ts. Behaviour is chosen by the deployment name.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fakeEmbeddings } from './embeddings.js';
 
 export const AZURE_KEY = 'azure-fake-key-0123456789';
 export const AZURE_WORDS = ['Hello', ' from', ' the', ' fake', ' Azure', '.'];
@@ -44,15 +45,22 @@ export async function startFakeAzure(): Promise<FakeAzure> {
       const apiVersion = url.searchParams.get('api-version');
       const chat = /^\/openai\/deployments\/([^/]+)\/chat\/completions$/.exec(url.pathname);
       const responses = url.pathname === '/openai/responses';
+      const embeddings = /^\/openai\/deployments\/([^/]+)\/embeddings$/.exec(url.pathname);
       if (req.headers['api-key'] !== AZURE_KEY) return error(res, 401, { error: { code: '401', message: 'Access denied due to invalid subscription key or wrong API endpoint.' } });
       if (!apiVersion) return error(res, 404, { error: { code: '404', message: 'Resource not found' } });
-      if (!chat && !responses) return error(res, 404, { error: { code: '404', message: 'Resource not found' } });
+      if (!chat && !responses && !embeddings) return error(res, 404, { error: { code: '404', message: 'Resource not found' } });
       let body: AzureReceived['body'] = {};
       try { body = JSON.parse(Buffer.concat(parts).toString('utf8')) as typeof body; } catch { return error(res, 400, { error: { code: 'invalid_json', message: 'Invalid JSON' } }); }
-      const deployment = chat ? decodeURIComponent(chat[1]!) : String(body.model);
+      const deployment = chat ? decodeURIComponent(chat[1]!) : embeddings ? decodeURIComponent(embeddings[1]!) : String(body.model);
       const rec: AzureReceived = { path: url.pathname + url.search, deployment, apiVersion, headers: req.headers, body, aborted: false };
       received.push(rec);
       res.on('close', () => { if (!res.writableFinished) rec.aborted = true; });
+      if (embeddings && deployment !== 'missing') {
+        const { status, payload } = fakeEmbeddings(body, 'text-embedding-3-small');
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(payload));
+        return;
+      }
       if (deployment === 'missing') return error(res, 404, { error: { code: 'DeploymentNotFound', message: 'The API deployment for this resource does not exist.' } });
       if (deployment === 'fail-429') return error(res, 429, { error: { code: '429', message: 'Requests to the ChatCompletions_Create Operation have exceeded token rate limit.' } }, { 'retry-after': '1' });
       if (deployment === 'filtered') {

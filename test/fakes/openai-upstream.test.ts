@@ -22,3 +22,16 @@ t.test('the official openai SDK accepts the fake upstream', async (t) => {
     .then(() => 0, (err: unknown) => (err instanceof OpenAI.AuthenticationError ? err.status : -1));
   t.equal(status, 401, 'the SDK reads the fake error envelope as an AuthenticationError');
 });
+
+t.test('the SDK reads the fake embeddings, as floats and as base64 (its default)', async (t) => {
+  const fake = await startFakeUpstream();
+  t.teardown(() => fake.close());
+  const client = new OpenAI({ baseURL: fake.url, apiKey: 'sk-fake-upstream', maxRetries: 0 });
+  const floats = await client.embeddings.create({ model: 'text-embedding-3-small', input: ['one', 'two'], encoding_format: 'float' });
+  const decoded = await client.embeddings.create({ model: 'text-embedding-3-small', input: ['one', 'two'] });
+  t.equal(floats.data.length, 2);
+  t.equal(fake.received[1]!.body.encoding_format, 'base64', 'the SDK asks for base64 by default');
+  t.same(decoded.data.map((d) => d.embedding.map((x) => Math.round(x * 1e5))), floats.data.map((d) => d.embedding.map((x) => Math.round(x * 1e5))));
+  t.match(floats.usage, { prompt_tokens: Number, total_tokens: Number });
+});
+

@@ -3,6 +3,7 @@
 // the model name, so one fake serves many scenarios; every request it receives is recorded.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fakeEmbeddings } from './embeddings.js';
 
 export interface Received {
   headers: IncomingMessage['headers'];
@@ -108,6 +109,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   if (fault === 'hang') return;
   const model = String(body.model);
   if (req.headers.authorization !== 'Bearer sk-fake-upstream') return sendError(res, 401, 'Incorrect API key provided.', 'invalid_request_error');
+  if (req.url === '/v1/embeddings') {
+    if (model === 'fail-500') return sendError(res, 500, 'The server had an error.', 'server_error');
+    const { status, payload } = fakeEmbeddings(body, model);
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(payload));
+    return;
+  }
   if (model === 'fail-500') return sendError(res, 500, 'The server had an error.', 'server_error');
   if (model.endsWith('slow500')) { await new Promise((r) => setTimeout(r, 100)); return sendError(res, 500, 'The server had an error.', 'server_error'); }
   if (model === 'fail-400') return sendError(res, 400, "Invalid value for 'temperature'.", 'invalid_request_error', 'temperature', 'invalid_value');

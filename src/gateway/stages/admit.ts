@@ -44,8 +44,9 @@ export function admit(deps: ChatDeps): Stage {
       const usual = counted + extra.previous;
       if (usual + (asked ?? 0) > window) { // as OpenAI: the prompt plus what max_tokens asks for
         const field = ctx.endpoint.capName(req);
+        const prompt = ctx.endpoint.promptField;
         throw new GatewayError(Errors.contextLength,
-          `This model's context window is ${window} tokens; the messages use ${usual}${asked ? ` and ${field} asks for ${asked} more` : ''}. Shorten the messages or lower ${field}.`, 'messages');
+          `This model's context window is ${window} tokens; the ${prompt === 'messages' ? 'messages use' : 'input uses'} ${usual}${asked ? ` and ${field} asks for ${asked} more` : ''}. Shorten the ${prompt}${asked ? ` or lower ${field}` : ''}.`, prompt);
       }
       // Money and tpm take the bound: images at their ceiling; content stored upstream (a file id) as the whole window.
       const tokens = extra.unsized ? window : counted + extra.counted;
@@ -66,7 +67,7 @@ export function admit(deps: ChatDeps): Stage {
       const charge = maxCharge(bound, output);
       if (!ws.metered || workspaces.availableNano(ws) >= charge) { hold(ctx, bound, output, charge); return; }
     }
-    ctx.beforeAdmission(() => deps.pool.countPrompt(route.model.tokenizer, ctx.body), check);
+    ctx.beforeAdmission(() => deps.pool.countPrompt(route.model.tokenizer, ctx.body, ctx.endpoint.api), check);
   };
 }
 

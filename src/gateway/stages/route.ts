@@ -2,12 +2,15 @@
 // alias's routes, a pinned provider, the endpoint's needs, the constraints of every key
 // above this one), the workspace, the benchmark the savings are measured against, and what
 // the prompt may cost beyond its bytes (images, a previous response's conversation).
-import type { Prices } from '../../config/schema.js';
+import type { ModelType, Prices } from '../../config/schema.js';
 import { Errors, GatewayError } from '../../errors.js';
 import { RouteSelector, checkCapabilities } from '../../router/select.js';
 import type { ChatDeps } from '../deps.js';
 import type { Stage } from '../context.js';
 import { IMAGE_BOUND, IMAGE_COUNTED, promptExtras } from '../prompt-bound.js';
+
+/** Where each type of model is served (named when a request sends a model to the wrong endpoint). */
+const ENDPOINT_OF: Record<ModelType, string> = { chat: '/v1/chat/completions and /v1/responses', embedding: '/v1/embeddings' };
 
 export function route(deps: ChatDeps): Stage {
   const selector = new RouteSelector(deps.catalog, deps.health);
@@ -35,7 +38,11 @@ export function route(deps: ChatDeps): Stage {
       pin: typeof request.provider === 'string' ? request.provider : ctx.pin,
       nativeKind: ctx.endpoint.native, chain: ctx.chain, caller: key,
     });
-    checkCapabilities(request, routes[0]!.model);
+    const model = routes[0]!.model;
+    if (model.type !== ctx.endpoint.modelType) {
+      throw new GatewayError(Errors.invalidRequest, `'${request.model}' is ${model.type === 'chat' ? 'a chat' : `an ${model.type}`} model: it is served on ${ENDPOINT_OF[model.type]}, not on ${ENDPOINT_OF[ctx.endpoint.modelType]}.`, 'model');
+    }
+    checkCapabilities(request, model);
     const ws = deps.workspaces.get(key.workspace);
     if (!ws) throw new GatewayError(Errors.forbidden, `This key's workspace ${key.workspace} no longer exists.`);
     let previous = 0;

@@ -6,7 +6,8 @@ import type { SavingsStage } from '../../savings/stage.js';
 import type { Stage } from '../context.js';
 
 export const cacheKey: Stage = (ctx) => {
-  ctx.hash = ctx.cacheable ? ctx.hash ?? requestHash(ctx.request) : null;
+  // (another endpoint's requests never share a key with chat's: its API is part of the hash)
+  ctx.hash = ctx.cacheable ? ctx.hash ?? requestHash(ctx.request, ctx.endpoint.api) : null;
   ctx.next();
 };
 
