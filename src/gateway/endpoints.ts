@@ -8,6 +8,7 @@ import { ALL, M } from '../savings/mechanisms.js';
 import { parseBody, parseJson } from '../wire/body.js';
 import { ChatRequestSchema, chatCap, type ChatRequest } from '../wire/chat.js';
 import { EmbeddingsRequestSchema } from '../wire/embeddings.js';
+import { ModerationsRequestSchema } from '../wire/moderations.js';
 import { ResponsesRequestSchema } from '../wire/responses.js';
 
 export interface Endpoint {
@@ -21,6 +22,11 @@ export interface Endpoint {
   readonly promptField: 'messages' | 'input';
   /** The same request gets the same answer, so the caches may serve it without an opt-in. */
   deterministic(req: ChatRequest): boolean;
+  /**
+   * Upstream answers carry no usage (moderations): the gateway's own count is what is billed,
+   * so an answer is cached with it (otherwise only answers with the upstream's usage are).
+   */
+  readonly countedUsage: boolean;
   /** Only routes whose provider speaks this API itself, or null for any route (adapters translate). */
   readonly native: 'openai' | null;
   /** The output cap the request itself sets, or null. */
@@ -56,6 +62,7 @@ export const CHAT: Endpoint = {
   modelType: 'chat',
   promptField: 'messages',
   deterministic: isDeterministic,
+  countedUsage: false,
 };
 
 /**
@@ -85,6 +92,7 @@ export const RESPONSES: Endpoint = {
   modelType: 'chat',
   promptField: 'input',
   deterministic: isDeterministic,
+  countedUsage: false,
 };
 
 /**
@@ -105,4 +113,19 @@ export const EMBEDDINGS: Endpoint = {
   modelType: 'embedding',
   promptField: 'input',
   deterministic: () => true,
+  countedUsage: false,
 };
+
+/**
+ * Moderations: OpenAI's (free) moderation models, and the sim's. The same input always gets
+ * the same verdict, so repeats are served by the exact cache. A body without a model gets
+ * OpenAI's default, as OpenAI's API gives it.
+ */
+export const MODERATIONS: Endpoint = {
+  ...EMBEDDINGS,
+  api: 'moderations',
+  parse: (body) => withoutMessages(parseBody(ModerationsRequestSchema, parseJson(body))),
+  modelType: 'moderation',
+  countedUsage: true,
+};
+

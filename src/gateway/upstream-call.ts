@@ -405,7 +405,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     this.over = true;
     if (this.ctx.endpoint.conversation) this.responseId = responseIdOf(body);
     this.followers?.sendBuffered(this.route, body, scan, usage, source);
-    if (this.ctx.hash && source === 'upstream') this.keep(body.toString('utf8'), usage);
+    if (this.ctx.hash && (source === 'upstream' || this.ctx.endpoint.countedUsage)) this.keep(body.toString('utf8'), usage);
     const costs = this.figures.costs(usage);
     const overhead = this.overheadMs(performance.now());
     const headers = [...this.headers(), ...figureHeaders(costs, overhead)];

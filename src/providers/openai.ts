@@ -33,6 +33,7 @@ export class OpenAIProvider implements Provider {
   private readonly chatPath: string;
   private readonly responsesPath: string;
   private readonly embeddingsPath: string;
+  private readonly moderationsPath: string;
   private readonly headers: Record<string, string>;
   private readonly headersTimeout: number;
   private readonly bodyTimeout: number;
@@ -53,6 +54,7 @@ export class OpenAIProvider implements Provider {
     this.chatPath = `${basePath}/chat/completions`;
     this.responsesPath = this.azureVersion ? `${basePath}/openai/responses?api-version=${this.azureVersion}` : `${basePath}/responses`;
     this.embeddingsPath = `${basePath}/embeddings`;
+    this.moderationsPath = `${basePath}/moderations`;
     this.headers = { 'content-type': 'application/json', ...opts.headers };
     if (opts.apiKey) {
       if (opts.azure) this.headers['api-key'] = opts.apiKey;
@@ -66,7 +68,7 @@ export class OpenAIProvider implements Provider {
     const relay = new Relay(sink);
     this.pool.dispatch({
       path: call.api === 'responses' ? this.responsesPath : this.azureVersion ? this.deploymentPath(call.upstreamModel, call.api === 'embeddings' ? 'embeddings' : 'chat/completions')
-        : call.api === 'embeddings' ? this.embeddingsPath : this.chatPath,
+        : call.api === 'embeddings' ? this.embeddingsPath : call.api === 'moderations' ? this.moderationsPath : this.chatPath,
       method: 'POST',
       headers: this.headers,
       body: this.encode(call),
@@ -115,7 +117,9 @@ export class OpenAIProvider implements Provider {
       const count = memberCount(call.body);
       if (count === countKeys(request)) return add.length ? insertMembers(call.body, count, add) : call.body;
     }
-    // The splice also drops the earlier copies of a key the body names twice (the gateway read the last).
+    // The splice also drops the earlier copies of a key the body names twice (the gateway read the last),
+    // and names the model where the body named none (the endpoint's default, as moderations have one).
+    if (!set.length) set.push(['model', JSON.stringify(call.upstreamModel)]);
     const edits: MemberEdits = { set, add, drop: pinned ? PIN : [] };
     return editMembers(call.body, edits) ?? call.body;
   }

@@ -8,6 +8,7 @@ import type { EncodingName } from '../../native/tokenizer.js';
 import type { Api, ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 import { sentCap } from '../wire/chat.js';
 import { embeddingInputs, embeddingsBody, normalise, type EmbeddingInput } from '../wire/embeddings.js';
+import { MODERATION_CATEGORIES, type ModerationCategory } from '../wire/moderations.js';
 
 /** Counts a prompt's tokens (the gateway's worker pool, injected: providers do not reach up into workers). */
 export interface PromptCounter {
@@ -178,6 +179,7 @@ export class SimProvider implements Provider {
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     if (call.api === 'embeddings') return this.embed(call, sink);
+    if (call.api === 'moderations') return this.moderate(call, sink);
     const max = sentCap(call.params) ?? this.opts.defaultMaxTokens;
     const sim = new SimCall(call, sink, simAnswer(call, max, this.opts.skills?.get(call.upstreamModel) ?? 0.5), this.opts);
     const key = call.promptCacheKey;
@@ -193,35 +195,80 @@ export class SimProvider implements Provider {
     return sim;
   }
 
-  /** Vectors after the time to first token, with the prompt counted as OpenAI counts it. */
-  private embed(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+  /** A JSON answer after the time to first token, once the prompt is counted; `body` builds it then (or an error). */
+  private later(call: ChatCall, sink: ResponseSink, body: (promptTokens: number) => { status: number; body: Buffer }): UpstreamHandle {
     let timer: NodeJS.Timeout | null = null;
     let aborted = false;
-    const req = call.params;
-    const size = call.dimensions ?? 1536;
-    const asked = typeof req.dimensions === 'number' ? req.dimensions : size;
-    const answer = (status: number, body: Buffer) => {
-      sink.onStart(status, 'application/json');
-      sink.onData(body);
-      sink.onEnd();
-    };
-    this.pool.countPrompt(call.encoding, call.body, 'embeddings').catch(() => 0).then((tokens) => {
+    this.pool.countPrompt(call.encoding, call.body, call.api).catch(() => 0).then((tokens) => {
       if (aborted) return;
       timer = setTimeout(() => {
         timer = null;
         if (aborted) return;
-        if (asked > size) {
-          answer(400, Buffer.from(JSON.stringify({ error: { message: `'${call.upstreamModel}' has ${size} dimensions: 'dimensions' may not be more.`, type: 'invalid_request_error', param: 'dimensions', code: null } })));
-          return;
-        }
-        const vectors = embeddingInputs(req.input).map((input) => simVector(call.upstreamModel, input, asked));
-        answer(200, embeddingsBody(call.upstreamModel, vectors, tokens, req.encoding_format === 'base64'));
+        const answer = body(tokens);
+        sink.onStart(answer.status, 'application/json');
+        sink.onData(answer.body);
+        sink.onEnd();
       }, this.opts.ttftMs);
     }, () => undefined);
     return { abort: () => { aborted = true; if (timer) clearTimeout(timer); }, resume: () => undefined };
   }
 
+  /** Vectors, with the prompt counted as OpenAI counts it. */
+  private embed(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    const req = call.params;
+    const size = call.dimensions ?? 1536;
+    const asked = typeof req.dimensions === 'number' ? req.dimensions : size;
+    return this.later(call, sink, (tokens) => {
+      if (asked > size) return invalid(`'${call.upstreamModel}' has ${size} dimensions: 'dimensions' may not be more.`, 'dimensions');
+      const vectors = embeddingInputs(req.input).map((input) => simVector(call.upstreamModel, input, asked));
+      return { status: 200, body: embeddingsBody(call.upstreamModel, vectors, tokens, req.encoding_format === 'base64') };
+    });
+  }
+
+  /** Verdicts in omni-moderation's shape (no usage: OpenAI's moderations report none). */
+  private moderate(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    const input = call.params.input;
+    // A list of strings is one result each; a string, or a list of text and image parts, is one.
+    const items: Array<{ text: string; image: boolean }> = typeof input === 'string' ? [{ text: input, image: false }]
+      : Array.isArray(input) && input.every((x) => typeof x === 'string') ? input.map((text) => ({ text, image: false }))
+      : [{ text: (input as Array<{ text?: string }>).map((p) => p.text ?? '').join('\n'), image: (input as Array<{ type: string }>).some((p) => p.type === 'image_url') }];
+    const id = `modr-sim${sha256(call.body).toString('hex').slice(0, 24)}`;
+    return this.later(call, sink, () => ({ status: 200, body: Buffer.from(JSON.stringify({ id, model: call.upstreamModel, results: items.map(simModeration) })) }));
+  }
+
   async close(): Promise<void> {}
+}
+
+function invalid(message: string, param: string): { status: number; body: Buffer } {
+  return { status: 400, body: Buffer.from(JSON.stringify({ error: { message, type: 'invalid_request_error', param, code: null } })) };
+}
+
+/** Words that make the sim's moderation flag a category (a demo of the shape, not a classifier). */
+const FLAGGED: ReadonlyArray<[ModerationCategory, RegExp]> = [
+  ['violence', /\b(kill|murder|stab|shoot|attack|bomb)\w*/i],
+  ['harassment', /\b(idiot|stupid|loser|worthless)\b/i],
+  ['hate', /\b(hate (all|every))\b/i],
+  ['self-harm', /\b(suicide|self-harm|hurt myself|kill myself)\b/i],
+  ['self-harm/intent', /\b(hurt myself|kill myself)\b/i],
+  ['sexual', /\b(explicit sex|porn\w*|nude)\b/i],
+  ['illicit', /\b(cook meth|buy cocaine|launder money|pick a lock)\b/i],
+];
+
+/** One input's verdict: a matched category scores high, every other one low (from the text's hash). */
+function simModeration(item: { text: string; image: boolean }) {
+  const h = sha256(Buffer.from(item.text));
+  const categories: Record<string, boolean> = {};
+  const scores: Record<string, number> = {};
+  const applied: Record<string, string[]> = {};
+  let i = 0;
+  for (const [name, types] of Object.entries(MODERATION_CATEGORIES)) {
+    const hit = FLAGGED.some(([c, re]) => c === name && re.test(item.text));
+    scores[name] = hit ? 0.9 + (h[i % h.length]! % 90) / 1000 : (h[i % h.length]! % 100) / 100000;
+    categories[name] = hit;
+    applied[name] = types.filter((t) => t === 'text' || item.image);
+    i++;
+  }
+  return { flagged: Object.values(categories).some(Boolean), categories, category_scores: scores, category_applied_input_types: applied };
 }
 
 /**

@@ -109,8 +109,8 @@ function vecOf(bytes: Uint8Array): Float32Array | null {
   return vec;
 }
 
-/** A stored answer is a JSON object with choices (a chat.completion) or data (an embeddings list); written only by us, anything else is damage, read as a miss. */
-const isCompletion = (body: string) => body.startsWith('{') && body.endsWith('}') && (body.includes('"choices"') || body.includes('"data"'));
+/** A stored answer is a JSON object with choices (a chat.completion), data (an embeddings list) or results (moderations); written only by us, anything else is damage, read as a miss. */
+const isCompletion = (body: string) => body.startsWith('{') && body.endsWith('}') && (body.includes('"choices"') || body.includes('"data"') || body.includes('"results"'));
 
 /** Semantic keys are [workspace, context, integer bucket, id]; anything else in the range is not an entry. */
 const isEntryKey = (key: unknown): key is [string, string, number, string] =>

@@ -116,7 +116,7 @@ export function insertMembers(body: Buffer, count: number, add: ReadonlyArray<re
 }
 
 export interface MemberEdits {
-  /** New values (JSON text) for members: the last occurrence of each key is replaced. */
+  /** New values (JSON text) for members: the last occurrence of each key is replaced; a key the body lacks is added. */
   set?: ReadonlyArray<readonly [key: string, json: string]>;
   /** Members to drop (every occurrence). */
   drop?: readonly string[];
@@ -143,7 +143,8 @@ export function editMembers(body: Buffer, edits: MemberEdits): Buffer | null {
   const cuts: Array<{ from: number; to: number; with: Buffer | null }> = [];
   const open = body.indexOf(123) + 1;
   const kept = dropped.filter((d) => !d).length;
-  const add = edits.add ?? [];
+  const missing = edits.set?.filter(([k]) => !lastOf.has(k)) ?? [];
+  const add = missing.length ? [...(edits.add ?? []), ...missing] : edits.add ?? [];
   if (add.length) {
     const text = add.map(([k, json]) => `${JSON.stringify(k)}:${json}`).join(',');
     cuts.push({ from: open, to: open, with: Buffer.from(kept ? `${text},` : text) });

@@ -35,7 +35,7 @@ function responsesPromptTokens(tok: Tokenizer, request: Record<string, unknown>)
   return n;
 }
 
-/** An embeddings body's `input`: each text's tokens, and token ids as they are. */
+/** An embeddings or moderations body's `input`: each text's tokens, token ids as they are, parts as in a message. */
 function inputTokens(tok: Tokenizer, input: unknown): number {
   if (typeof input === 'string') return tok.count(input);
   if (!Array.isArray(input)) return 0;
@@ -44,13 +44,14 @@ function inputTokens(tok: Tokenizer, input: unknown): number {
     if (typeof item === 'string') n += tok.count(item);
     else if (typeof item === 'number') n++;
     else if (Array.isArray(item)) n += item.length;
+    else if (isRecord(item)) n += contentTokens(tok, [item]); // a moderation's text or image part
   }
   return n;
 }
 
 export function countPromptTokens(tok: Tokenizer, request: unknown, api: Api = 'chat'): number {
   if (!isRecord(request)) return 0;
-  if (api === 'embeddings') return inputTokens(tok, request.input);
+  if (api === 'embeddings' || api === 'moderations') return inputTokens(tok, request.input);
   if (!Array.isArray(request.messages)) return request.input !== undefined ? responsesPromptTokens(tok, request) : 0;
   let n = REPLY_PRIMING;
   for (const m of request.messages) {

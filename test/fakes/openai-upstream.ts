@@ -109,6 +109,19 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   if (fault === 'hang') return;
   const model = String(body.model);
   if (req.headers.authorization !== 'Bearer sk-fake-upstream') return sendError(res, 401, 'Incorrect API key provided.', 'invalid_request_error');
+  if (req.url === '/v1/moderations') {
+    // OpenAI's moderation answer: one result per string (or one for a list of parts), no usage.
+    const input = body.input;
+    const texts = typeof input === 'string' ? [input] : Array.isArray(input) && input.every((x) => typeof x === 'string') ? input as string[] : [JSON.stringify(input)];
+    const results = texts.map((text) => {
+      const violent = /attack/i.test(text);
+      return { flagged: violent, categories: { violence: violent, harassment: false }, category_scores: { violence: violent ? 0.97 : 0.0001, harassment: 0.0002 },
+        category_applied_input_types: { violence: ['text'], harassment: ['text'] } };
+    });
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ id: 'modr-fake1', model: `${String(body.model ?? 'omni-moderation-latest')}-2024-09-26`, results }));
+    return;
+  }
   if (req.url === '/v1/embeddings') {
     if (model === 'fail-500') return sendError(res, 500, 'The server had an error.', 'server_error');
     const { status, payload } = fakeEmbeddings(body, model);

@@ -9,7 +9,7 @@ function expected(body: string, e: MemberEdits): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, json] of e.add ?? []) out[k] = JSON.parse(json);
   for (const [k, v] of Object.entries(value)) if (!(e.drop ?? []).includes(k)) out[k] = v;
-  for (const [k, json] of e.set ?? []) if (k in out) out[k] = JSON.parse(json);
+  for (const [k, json] of e.set ?? []) if (!(e.drop ?? []).includes(k)) out[k] = JSON.parse(json); // a key the body lacks is added
   return out;
 }
 
