@@ -14,8 +14,11 @@ export const PricesSchema = z.object({
 }).strict();
 export type Prices = z.infer<typeof PricesSchema>;
 
-/** What a model does, and so which endpoints take it: chat (chat, Responses, legacy completions), embedding, moderation. */
-export const MODEL_TYPES = ['chat', 'embedding', 'moderation'] as const;
+/**
+ * What a model does, and so which endpoints take it: chat (chat, Responses, and legacy
+ * completions bridged), completion (legacy completions: gpt-3.5-turbo-instruct), embedding, moderation.
+ */
+export const MODEL_TYPES = ['chat', 'completion', 'embedding', 'moderation'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
 
 export const ModelSchema = z.object({

@@ -7,6 +7,7 @@ import { isDeterministic } from '../savings/canonical.js';
 import { ALL, M } from '../savings/mechanisms.js';
 import { parseBody, parseJson } from '../wire/body.js';
 import { ChatRequestSchema, chatCap, type ChatRequest } from '../wire/chat.js';
+import { CompletionsRequestSchema, LEGACY_DEFAULT_MAX_TOKENS, promptCount, type CompletionsRequest } from '../wire/completions.js';
 import { EmbeddingsRequestSchema } from '../wire/embeddings.js';
 import { ModerationsRequestSchema } from '../wire/moderations.js';
 import { ResponsesRequestSchema } from '../wire/responses.js';
@@ -19,7 +20,9 @@ export interface Endpoint {
   /** The body, validated, as the pipeline carries it. */
   parse(body: Buffer): ChatRequest;
   /** The request member that holds the prompt (named in a context-window error). */
-  readonly promptField: 'messages' | 'input';
+  readonly promptField: 'messages' | 'input' | 'prompt';
+  /** How many answers the request asks for, each of which may use the output cap. */
+  choices(req: ChatRequest): number;
   /** The same request gets the same answer, so the caches may serve it without an opt-in. */
   deterministic(req: ChatRequest): boolean;
   /**
@@ -63,6 +66,7 @@ export const CHAT: Endpoint = {
   promptField: 'messages',
   deterministic: isDeterministic,
   countedUsage: false,
+  choices: (req) => (typeof req.n === 'number' ? req.n : 1),
 };
 
 /**
@@ -93,6 +97,7 @@ export const RESPONSES: Endpoint = {
   promptField: 'input',
   deterministic: isDeterministic,
   countedUsage: false,
+  choices: () => 1,
 };
 
 /**
@@ -114,6 +119,7 @@ export const EMBEDDINGS: Endpoint = {
   promptField: 'input',
   deterministic: () => true,
   countedUsage: false,
+  choices: () => 1,
 };
 
 /**
@@ -129,3 +135,27 @@ export const MODERATIONS: Endpoint = {
   countedUsage: true,
 };
 
+/**
+ * Legacy completions on a completion model (gpt-3.5-turbo-instruct), passed through to an
+ * OpenAI-kind route or served by the sim; on a chat model the request is bridged onto the chat
+ * path instead (gateway/completions.ts). Without max_tokens the upstream writes at most 16
+ * tokens (OpenAI's default on this endpoint), which is what is reserved. Every prompt gets n
+ * (or best_of) answers. Streams and bodies are OpenAI's own, so only dedupe applies: the
+ * caches keep chat answers.
+ */
+export const COMPLETIONS: Endpoint = {
+  api: 'completions',
+  parse: (body) => withoutMessages(parseBody(CompletionsRequestSchema, parseJson(body))),
+  native: null,
+  askedCap: (req) => (typeof req.max_tokens === 'number' ? req.max_tokens : LEGACY_DEFAULT_MAX_TOKENS),
+  capName: () => 'max_tokens',
+  capField: () => 'max_tokens',
+  savings: M.dedupe,
+  conversation: false,
+  smartRouter: false,
+  modelType: 'completion',
+  promptField: 'prompt',
+  deterministic: isDeterministic,
+  countedUsage: false,
+  choices: (req) => Math.max(typeof req.n === 'number' ? req.n : 1, typeof req.best_of === 'number' ? req.best_of : 1) * promptCount((req as unknown as CompletionsRequest).prompt),
+};

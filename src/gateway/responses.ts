@@ -6,12 +6,11 @@
 // the final SSE comment.
 import { Errors, GatewayError } from '../errors.js';
 import { isRecord, text, type Json } from '../json.js';
-import { StringDecoder } from 'node:string_decoder';
 import type { Route } from '../router/catalog.js';
 import { speaksOpenAI } from '../providers/provider.js';
 import { chainAllows, type ConstrainedKey } from '../router/select.js';
 import type { Client, HeaderList } from '../wire/http.js';
-import { dataOf } from '../wire/sse.js';
+import { SseTranslator } from '../wire/sse-translator.js';
 import { parseBody, parseJson } from '../wire/body.js';
 import { ResponsesRequestSchema, type ResponsesRequest } from '../wire/responses.js';
 
@@ -90,7 +89,7 @@ function usageOf(u: unknown) {
  * stream events on their way out. Passthrough (a route that speaks the Responses API
  * itself) hands the bytes on untouched.
  */
-export class ResponsesBridge implements Client {
+export class ResponsesBridge extends SseTranslator {
   private readonly created = Math.floor(Date.now() / 1000);
   private readonly id: string;
   private readonly msgId: string;
@@ -100,24 +99,12 @@ export class ResponsesBridge implements Client {
   private readonly calls: Array<{ id: string; call_id: string; name: string; arguments: string }> = [];
   private usage: unknown = null;
   private seq = 0;
-  private buffer = '';
-  private readonly decoder = new StringDecoder('utf8');
 
-  /** True when the route speaks the Responses API itself: bytes pass through untranslated. */
-  passthrough = false;
-
-  constructor(private readonly inner: Client, private readonly model: string) {
+  constructor(inner: Client, private readonly model: string) {
+    super(inner);
     this.id = `resp_${inner.requestId.slice(4)}`;
     this.msgId = `msg_${inner.requestId.slice(4)}`;
   }
-
-  get requestId(): string { return this.inner.requestId; }
-  get endpoint(): string { return this.inner.endpoint; }
-  get aborted(): boolean { return this.inner.aborted; }
-  onAbort(listener: () => void): void { this.inner.onAbort(listener); }
-  sendError(error: unknown, headers?: HeaderList | null): void { this.inner.sendError(error, headers); }
-  startStream(status: number, contentType: string, headers: HeaderList, onWritable: () => void): void { this.inner.startStream(status, contentType, headers, onWritable); }
-  corked(fn: () => void): void { this.inner.corked(fn); }
 
   private responseObject(status: string, output: Json[], usage: unknown, extra: Json = {}): Json {
     return { id: this.id, object: 'response', created_at: this.created, status, model: this.model, output,
@@ -151,32 +138,8 @@ export class ResponsesBridge implements Client {
     return `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: this.seq++, ...data })}\n\n`;
   }
 
-  /** Chat SSE frames in, Responses events out (frames may arrive split). */
-  write(chunk: Uint8Array): boolean {
-    if (this.passthrough) return this.inner.write(chunk);
-    this.buffer += this.decoder.write(chunk); // (a character split between chunks waits for its last bytes)
-    const frames = this.buffer.split('\n\n');
-    this.buffer = frames.pop() ?? '';
-    let out = '';
-    for (const frame of frames) out += this.translate(frame);
-    return out ? this.inner.write(Buffer.from(out)) : true;
-  }
-
-  end(chunk?: Uint8Array): void {
-    if (this.passthrough) { this.inner.end(chunk); return; }
-    let out = '';
-    if (chunk) {
-      this.buffer += this.decoder.write(chunk) + this.decoder.end();
-      for (const frame of this.buffer.split('\n\n')) out += this.translate(frame);
-      this.buffer = '';
-    }
-    this.inner.end(out ? Buffer.from(out) : undefined);
-  }
-
-  private translate(frame: string): string {
-    if (frame.startsWith(':')) return `${frame}\n\n`; // the gateway's figures comment
-    const data = dataOf(frame);
-    if (data === null) return '';
+  /** Chat SSE payloads in, Responses events out. */
+  protected translate(data: string): string {
     let out = '';
     if (!this.started) {
       this.started = true;

@@ -4,7 +4,7 @@
 import type { Pool } from 'undici';
 import { editMembers, insertMembers, memberCount, type MemberEdits } from '../wire/splice.js';
 import { Relay, openPool, type HttpUpstreamOptions } from './http-relay.js';
-import type { ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
+import type { Api, ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 
 export interface OpenAIProviderOptions extends HttpUpstreamOptions {
   /** Send OpenAI's `prompt_cache_key` (provider prompt caching). */
@@ -17,6 +17,8 @@ export interface OpenAIProviderOptions extends HttpUpstreamOptions {
 }
 
 const INCLUDE_USAGE = '{"include_usage":true}';
+/** Azure's operation path for each API, under the deployment (moderations are OpenAI's only). */
+const AZURE_OPERATION: Record<Api, string> = { chat: 'chat/completions', completions: 'completions', embeddings: 'embeddings', moderations: 'moderations', responses: 'responses' };
 const PIN = ['provider'];
 
 /** Own enumerable keys, counted without building their array. */
@@ -34,6 +36,7 @@ export class OpenAIProvider implements Provider {
   private readonly responsesPath: string;
   private readonly embeddingsPath: string;
   private readonly moderationsPath: string;
+  private readonly completionsPath: string;
   private readonly headers: Record<string, string>;
   private readonly headersTimeout: number;
   private readonly bodyTimeout: number;
@@ -55,6 +58,7 @@ export class OpenAIProvider implements Provider {
     this.responsesPath = this.azureVersion ? `${basePath}/openai/responses?api-version=${this.azureVersion}` : `${basePath}/responses`;
     this.embeddingsPath = `${basePath}/embeddings`;
     this.moderationsPath = `${basePath}/moderations`;
+    this.completionsPath = `${basePath}/completions`;
     this.headers = { 'content-type': 'application/json', ...opts.headers };
     if (opts.apiKey) {
       if (opts.azure) this.headers['api-key'] = opts.apiKey;
@@ -67,8 +71,8 @@ export class OpenAIProvider implements Provider {
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     const relay = new Relay(sink);
     this.pool.dispatch({
-      path: call.api === 'responses' ? this.responsesPath : this.azureVersion ? this.deploymentPath(call.upstreamModel, call.api === 'embeddings' ? 'embeddings' : 'chat/completions')
-        : call.api === 'embeddings' ? this.embeddingsPath : call.api === 'moderations' ? this.moderationsPath : this.chatPath,
+      path: call.api === 'responses' ? this.responsesPath : this.azureVersion ? this.deploymentPath(call.upstreamModel, AZURE_OPERATION[call.api ?? 'chat'])
+        : this.pathOf(call.api),
       method: 'POST',
       headers: this.headers,
       body: this.encode(call),
@@ -77,6 +81,10 @@ export class OpenAIProvider implements Provider {
       blocking: true,
     }, relay);
     return relay;
+  }
+
+  private pathOf(api: ChatCall['api']): string {
+    return api === 'embeddings' ? this.embeddingsPath : api === 'moderations' ? this.moderationsPath : api === 'completions' ? this.completionsPath : this.chatPath;
   }
 
   private deploymentPath(deployment: string, operation: string): string {
@@ -102,12 +110,12 @@ export class OpenAIProvider implements Provider {
     const set: Array<[string, string]> = [];
     const add: Array<[string, string]> = [];
     if (request.model !== call.upstreamModel) set.push(['model', JSON.stringify(call.upstreamModel)]);
-    if (call.api === 'chat' || call.api === undefined) { // the Responses API reports usage by itself; embeddings have no stream
+    if (call.api === 'chat' || call.api === 'completions' || call.api === undefined) { // the Responses API reports usage by itself; embeddings have no stream
       if (call.stream && request.stream_options?.include_usage !== true) {
         if ('stream_options' in request) set.push(['stream_options', JSON.stringify({ ...(request.stream_options ?? {}), include_usage: true })]);
         else add.push(['stream_options', INCLUDE_USAGE]);
       }
-      if (this.sendsCacheKey && call.promptCacheKey && request.prompt_cache_key === undefined) add.push(['prompt_cache_key', JSON.stringify(call.promptCacheKey)]);
+      if (this.sendsCacheKey && call.api !== 'completions' && call.promptCacheKey && request.prompt_cache_key === undefined) add.push(['prompt_cache_key', JSON.stringify(call.promptCacheKey)]);
     }
     const pinned = 'provider' in request;
     // Untouched only when nothing changes and no key is named twice (the parsed request, which

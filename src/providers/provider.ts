@@ -3,6 +3,7 @@
 // or SSE chunks) through the sink's callbacks, undici-handler style, with backpressure.
 import type { EncodingName } from '../../native/tokenizer.js';
 import type { GatewayError } from '../errors.js';
+import type { ModelType } from '../config/schema.js';
 import type { Api } from '../wire/api.js';
 import type { ChatRequest } from '../wire/chat.js';
 
@@ -64,6 +65,14 @@ export interface Provider {
   readonly region?: string | null;
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle;
   close(): Promise<void>;
+}
+
+/**
+ * The model types an adapter can serve: OpenAI-kind upstreams and the sim serve every
+ * endpoint; the others translate chat (a catalog route of another type to them is not made).
+ */
+export function servesType(p: Provider, type: ModelType): boolean {
+  return type === 'chat' || p.kind === 'openai' || p.kind === 'azure' || p.kind === 'sim';
 }
 
 /** Adapters that take OpenAI's own request bodies (chat and Responses) as bytes. */

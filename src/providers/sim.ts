@@ -7,6 +7,7 @@ import type { EncodingName } from '../../native/tokenizer.js';
 
 import type { Api, ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 import { sentCap } from '../wire/chat.js';
+import { LEGACY_DEFAULT_MAX_TOKENS } from '../wire/completions.js';
 import { embeddingInputs, embeddingsBody, normalise, type EmbeddingInput } from '../wire/embeddings.js';
 import { MODERATION_CATEGORIES, type ModerationCategory } from '../wire/moderations.js';
 
@@ -45,7 +46,8 @@ function lastUserText(messages: ReadonlyArray<Record<string, unknown>>): string 
  */
 export function simAnswer(call: ChatCall, maxTokens: number, skill = 0.5): { tokens: string[]; finish: 'stop' | 'length' } {
   const seed = sha256(call.body);
-  const text = lastUserText(call.request.messages);
+  const prompt = call.params.prompt;
+  const text = call.api === 'completions' ? (typeof prompt === 'string' ? prompt : Array.isArray(prompt) && typeof prompt[0] === 'string' ? prompt[0] : '') : lastUserText(call.request.messages);
   const judged = judgeReply(text);
   if (judged !== null) return cut(words(judged), maxTokens);
   const h = sha256(Buffer.concat([Buffer.from(`${call.upstreamModel}\n`), seed]));
@@ -76,7 +78,9 @@ class SimCall implements UpstreamHandle {
   private aborted = false;
   private paused = false;
   private next = 0;
-  private readonly id = `chatcmpl-sim${Math.random().toString(36).slice(2, 12)}`;
+  private readonly id: string;
+  /** Legacy completions: `text_completion` objects with `text` choices. */
+  private readonly legacy: boolean;
   private readonly created = Math.floor(Date.now() / 1000);
   private promptTokens = 0;
   /** Prompt tokens the emulated provider cache served (see SimProvider). */
@@ -87,7 +91,10 @@ class SimCall implements UpstreamHandle {
     private readonly sink: ResponseSink,
     private readonly answer: { tokens: string[]; finish: 'stop' | 'length' },
     private readonly opts: SimOptions,
-  ) {}
+  ) {
+    this.legacy = call.api === 'completions';
+    this.id = `${this.legacy ? 'cmpl' : 'chatcmpl'}-sim${Math.random().toString(36).slice(2, 12)}`;
+  }
 
   start(promptTokens: Promise<number>, cached: (n: number) => number): void {
     promptTokens.then((n) => {
@@ -109,6 +116,15 @@ class SimCall implements UpstreamHandle {
   private first(): void {
     this.timer = null;
     if (this.aborted) return;
+    if (!this.call.stream && this.legacy) {
+      this.sink.onStart(200, 'application/json');
+      this.sink.onData(Buffer.from(JSON.stringify({
+        id: this.id, object: 'text_completion', created: this.created, model: this.call.upstreamModel,
+        choices: [{ text: this.answer.tokens.join(''), index: 0, logprobs: null, finish_reason: this.answer.finish }], usage: this.usage(),
+      })));
+      this.sink.onEnd();
+      return;
+    }
     if (!this.call.stream) {
       this.sink.onStart(200, 'application/json');
       this.sink.onData(Buffer.from(JSON.stringify({
@@ -121,11 +137,15 @@ class SimCall implements UpstreamHandle {
       return;
     }
     this.sink.onStart(200, 'text/event-stream');
-    this.emit({ role: 'assistant', content: '' }, null);
+    if (!this.legacy) this.emit({ role: 'assistant', content: '' }, null);
     this.tick();
   }
 
   private emit(delta: Record<string, unknown>, finish: string | null): boolean {
+    if (this.legacy) {
+      return this.sink.onData(Buffer.from(`data: ${JSON.stringify({ id: this.id, object: 'text_completion', created: this.created, model: this.call.upstreamModel,
+        choices: [{ text: typeof delta.content === 'string' ? delta.content : '', index: 0, logprobs: null, finish_reason: finish }] })}\n\n`));
+    }
     return this.sink.onData(Buffer.from(`data: ${JSON.stringify({
       id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.call.upstreamModel,
       system_fingerprint: null, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
@@ -144,7 +164,7 @@ class SimCall implements UpstreamHandle {
     this.emit({}, this.answer.finish);
     // The usage chunk, always: the gateway asks every upstream stream for it (as the OpenAI adapter does).
     this.sink.onData(Buffer.from(`data: ${JSON.stringify({
-      id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.call.upstreamModel,
+      id: this.id, object: this.legacy ? 'text_completion' : 'chat.completion.chunk', created: this.created, model: this.call.upstreamModel,
       system_fingerprint: null, choices: [], usage: this.usage(),
     })}\n\n`));
     this.sink.onData(Buffer.from('data: [DONE]\n\n'));
@@ -180,7 +200,7 @@ export class SimProvider implements Provider {
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     if (call.api === 'embeddings') return this.embed(call, sink);
     if (call.api === 'moderations') return this.moderate(call, sink);
-    const max = sentCap(call.params) ?? this.opts.defaultMaxTokens;
+    const max = sentCap(call.params) ?? (call.api === 'completions' ? LEGACY_DEFAULT_MAX_TOKENS : this.opts.defaultMaxTokens);
     const sim = new SimCall(call, sink, simAnswer(call, max, this.opts.skills?.get(call.upstreamModel) ?? 0.5), this.opts);
     const key = call.promptCacheKey;
     sim.start(this.pool.countPrompt(call.encoding, call.body), (tokens) => {

@@ -3,7 +3,7 @@
 // the sim provider when sim is on. Lookups are Map hits: resolved once per request.
 import type { ModelEntry, Prices } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
-import type { Provider } from '../providers/provider.js';
+import { servesType, type Provider } from '../providers/provider.js';
 
 export interface Route {
   readonly slug: string;
@@ -42,10 +42,10 @@ export class Catalog {
       const providerName = model.slug.slice(0, model.slug.indexOf('/'));
       const routes: Route[] = [];
       const own = providers.get(providerName);
-      if (own && own.kind !== 'sim') routes.push(route(model, own, model.upstream_id, model.prices, model.region ?? own.region ?? null, model.zdr));
+      if (own && own.kind !== 'sim' && servesType(own, model.type)) routes.push(route(model, own, model.upstream_id, model.prices, model.region ?? own.region ?? null, model.zdr));
       for (const variant of model.routes) {
         const p = providers.get(variant.provider);
-        if (p && p.kind !== 'sim') routes.push(route(model, p, variant.upstream_id, variant.prices ?? model.prices, variant.region ?? p.region ?? model.region ?? null, variant.zdr ?? model.zdr));
+        if (p && p.kind !== 'sim' && servesType(p, model.type)) routes.push(route(model, p, variant.upstream_id, variant.prices ?? model.prices, variant.region ?? p.region ?? model.region ?? null, variant.zdr ?? model.zdr));
       }
       // Cheapest first (the default policy); the simulator, when on, is the last resort.
       routes.sort((a, b) => a.prices.input + a.prices.output - (b.prices.input + b.prices.output));

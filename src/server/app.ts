@@ -8,8 +8,12 @@ import type { KeyRecord, KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
-import { CHAT, EMBEDDINGS, MODERATIONS, RESPONSES, withoutMessages } from '../gateway/endpoints.js';
+import { CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS, RESPONSES, withoutMessages } from '../gateway/endpoints.js';
 import { ResponsesBridge, passesThrough, readResponsesRequest, toChatBody } from '../gateway/responses.js';
+import { CompletionsBridge, completionsToChat } from '../gateway/completions.js';
+import { ENDPOINT_OF } from '../gateway/stages/route.js';
+import { parseBody, parseJson } from '../wire/body.js';
+import { CompletionsRequestSchema } from '../wire/completions.js';
 import type { Catalog } from '../router/catalog.js';
 import { registerAccount, type AccountDeps } from './account.js';
 import { registerAdmin, type AdminDeps } from './admin.js';
@@ -117,6 +121,17 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
 
   app.post('/v1/moderations', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', MODERATIONS,
     savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'moderations'));
+
+  // Legacy completions: a completion model takes the request as it is; a chat model (or `auto`)
+  // gets it bridged onto the chat path, its answer turned back into text_completion objects.
+  app.post('/v1/completions', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => {
+    const request = parseBody(CompletionsRequestSchema, parseJson(body));
+    const sw = savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES;
+    const type = deps.catalog.find(request.model)?.model.type ?? 'chat';
+    if (type === 'completion') { deps.chat.handle(ex, key, body, t0, pin ?? '', COMPLETIONS, sw, withoutMessages({ ...request })); return; }
+    if (type !== 'chat') throw new GatewayError(Errors.invalidRequest, `'${request.model}' is an ${type} model: it is served on ${ENDPOINT_OF[type]}, not on /v1/completions.`, 'model');
+    deps.chat.handle(new CompletionsBridge(ex), key, completionsToChat(request), t0, pin ?? '', CHAT, sw);
+  }, refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'completions'));
 
   app.get('/v1/providers', noBody(null, (ex) => {
     const byProvider = new Map<string, ReturnType<typeof deploymentViews>>();

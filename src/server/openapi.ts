@@ -10,6 +10,7 @@ import {
 import { ChatRequestSchema } from '../wire/chat.js';
 import { ResponsesRequestSchema } from '../wire/responses.js';
 import { EmbeddingsRequestSchema } from '../wire/embeddings.js';
+import { CompletionsRequestSchema } from '../wire/completions.js';
 import { ModerationsRequestSchema } from '../wire/moderations.js';
 import { RangeQuery, RequestsQuery, SpendQuery, TimeseriesQuery } from './usage.js';
 
@@ -60,6 +61,7 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /v1/providers': { summary: 'Providers and their deployments, with route health.', tag: 'Models', scope: null },
   'POST /v1/chat/completions': { summary: 'OpenAI chat completions (JSON or SSE), routed, metered, with the savings engine.', tag: 'Inference', scope: 'inference', body: ChatRequestSchema },
   'POST /v1/responses': { summary: 'OpenAI Responses API (passthrough or bridged onto the chat path).', tag: 'Inference', scope: 'inference', body: ResponsesRequestSchema },
+  'POST /v1/completions': { summary: 'OpenAI legacy completions (JSON or SSE): passed through for completion models, bridged onto the chat path for chat models.', tag: 'Inference', scope: 'inference', body: CompletionsRequestSchema },
   'POST /v1/embeddings': { summary: 'OpenAI embeddings (floats or base64), routed, metered, with the exact cache for repeated inputs.', tag: 'Inference', scope: 'inference', body: EmbeddingsRequestSchema },
   'POST /v1/moderations': { summary: 'OpenAI moderations (free on OpenAI; the input is counted for tpm), with the exact cache.', tag: 'Inference', scope: 'inference', body: ModerationsRequestSchema },
   'GET /v1/account': { summary: "The caller's workspace: balance, reserved, and credit history.", tag: 'Account', scope: 'usage:read' },

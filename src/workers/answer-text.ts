@@ -30,7 +30,7 @@ function pushOutput(output: unknown, into: string[]): void {
 
 function pushEvent(e: Json, into: string[]): void {
   if (Array.isArray(e.choices)) {
-    for (const c of e.choices) if (isRecord(c)) pushChat(c.delta, into);
+    for (const c of e.choices) if (isRecord(c)) { pushChat(c.delta, into); if (typeof c.text === 'string') into.push(c.text); } // (legacy completions: text)
     return;
   }
   // Responses API stream events: the deltas carry the generated text.
@@ -43,7 +43,7 @@ export function answerText(answer: string, stream: boolean): string {
     let body: unknown;
     try { body = JSON.parse(answer); } catch { return ''; }
     if (!isRecord(body)) return '';
-    if (Array.isArray(body.choices)) for (const c of body.choices) if (isRecord(c)) pushChat(c.message, texts);
+    if (Array.isArray(body.choices)) for (const c of body.choices) if (isRecord(c)) { pushChat(c.message, texts); if (typeof c.text === 'string') texts.push(c.text); }
     pushOutput(body.output, texts);
     return texts.join('');
   }

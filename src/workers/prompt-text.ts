@@ -52,6 +52,7 @@ function inputTokens(tok: Tokenizer, input: unknown): number {
 export function countPromptTokens(tok: Tokenizer, request: unknown, api: Api = 'chat'): number {
   if (!isRecord(request)) return 0;
   if (api === 'embeddings' || api === 'moderations') return inputTokens(tok, request.input);
+  if (api === 'completions') return inputTokens(tok, request.prompt);
   if (!Array.isArray(request.messages)) return request.input !== undefined ? responsesPromptTokens(tok, request) : 0;
   let n = REPLY_PRIMING;
   for (const m of request.messages) {

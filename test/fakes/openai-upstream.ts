@@ -97,6 +97,28 @@ function handleResponses(res: ServerResponse, body: Record<string, unknown>, cal
   res.end();
 }
 
+/** POST /v1/completions (gpt-3.5-turbo-instruct): text_completion objects, or their chunks; usage on a stream only when asked. */
+function handleLegacy(res: ServerResponse, body: Record<string, unknown>) {
+  const model = String(body.model);
+  const prompts = typeof body.prompt === 'string' ? [body.prompt] : Array.isArray(body.prompt) ? body.prompt as unknown[] : [];
+  const cap = typeof body.max_tokens === 'number' ? body.max_tokens : 16;
+  const words = FAKE_WORDS.slice(0, cap);
+  const finish = words.length < FAKE_WORDS.length ? 'length' : 'stop';
+  const prompt = prompts.reduce((n: number, p) => n + (JSON.stringify(p).length >> 2), 0);
+  const usage = { prompt_tokens: prompt, completion_tokens: words.length * prompts.length, total_tokens: prompt + words.length * prompts.length };
+  const base = { id: 'cmpl-fake1', object: 'text_completion', created: 1_700_000_000, model: `${model}` };
+  if (!body.stream) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ ...base, choices: prompts.map((_, index) => ({ text: words.join(''), index, logprobs: null, finish_reason: finish })), usage }));
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/event-stream' });
+  for (const w of words) res.write(`data: ${JSON.stringify({ ...base, choices: [{ text: w, index: 0, logprobs: null, finish_reason: null }] })}\n\n`);
+  res.write(`data: ${JSON.stringify({ ...base, choices: [{ text: '', index: 0, logprobs: null, finish_reason: finish }] })}\n\n`);
+  if ((body.stream_options as { include_usage?: boolean } | undefined)?.include_usage) res.write(`data: ${JSON.stringify({ ...base, choices: [], usage })}\n\n`);
+  res.end('data: [DONE]\n\n');
+}
+
 /** `calls`: this fake's calls so far per model (for `flaky-<n>`). */
 async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, fault: FakeFault, callsByModel: Map<string, number>) {
   const body = rec.body;
@@ -109,6 +131,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   if (fault === 'hang') return;
   const model = String(body.model);
   if (req.headers.authorization !== 'Bearer sk-fake-upstream') return sendError(res, 401, 'Incorrect API key provided.', 'invalid_request_error');
+  if (req.url === '/v1/completions') return handleLegacy(res, body);
   if (req.url === '/v1/moderations') {
     // OpenAI's moderation answer: one result per string (or one for a list of parts), no usage.
     const input = body.input;

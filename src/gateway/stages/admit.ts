@@ -33,7 +33,7 @@ export function admit(deps: ChatDeps): Stage {
     const asked = ctx.endpoint.askedCap(req);
     const cap = asked ?? maxOutputOf(routes);
     const widest = routes.length === 1 ? window : Math.max(...routes.map((r) => r.model.context_window));
-    const choices = typeof req.n === 'number' ? req.n : 1; // every choice may use the cap
+    const choices = ctx.endpoint.choices(req); // every choice may use the cap
     // Failover may land on the dearest route allowed.
     const prices = routes.length === 1 && route.prices.cache_write === undefined ? route.prices : dearest(routes);
     // Output: the cap, else what the window leaves beside the prompt as the upstream counts it.
