@@ -13,6 +13,7 @@ export const Errors = {
   jsonTooDeep: { status: 400, type: 'invalid_request_error', code: 'json_too_deep' },
   invalidId: { status: 400, type: 'invalid_request_error', code: 'invalid_id' },
   invalidRequest: { status: 400, type: 'invalid_request_error', code: 'invalid_request' },
+  previousResponseNotFound: { status: 400, type: 'invalid_request_error', code: 'previous_response_not_found' },
   contextLength: { status: 400, type: 'invalid_request_error', code: 'context_length_exceeded' },
   missingKey: { status: 401, type: 'authentication_error', code: 'missing_api_key' },
   invalidKey: { status: 401, type: 'authentication_error', code: 'invalid_api_key' },

@@ -1,14 +1,26 @@
-// Responses passed through to an OpenAI-kind upstream keep the upstream's ids, and a later
-// request may name one as `previous_response_id`: the upstream continues any id it knows,
-// whoever asks. So each id is recorded under the workspace whose request made it, and a
-// previous_response_id is accepted only from that workspace (another's is a 404, as if it
-// did not exist); the tokens the response carried also bound the next request's prompt,
-// since the upstream adds that conversation to it.
+// Stored responses, per workspace. A response passed through to an OpenAI-kind upstream
+// keeps the upstream's id, and the upstream continues any id it knows, whoever asks: so
+// each id is recorded under the workspace whose request made it (with the provider that
+// holds it, for GET and DELETE), and a previous_response_id is accepted only from that
+// workspace (another's does not exist for it); the tokens the response carried also bound the
+// next request's prompt, since the upstream adds that conversation to it. A bridged response
+// (a route that does not speak the Responses API) is kept here whole: the Response object for
+// GET, and its conversation as chat turns, which a later request's previous_response_id puts
+// before its own input. `store: false` keeps nothing.
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import { ExpirySweep, keyPart, type Store } from '../store/lmdb.js';
 
-const RecordSchema = z.object({ tokens: z.number().int().nonnegative(), exp: z.number() });
+const RecordSchema = z.object({
+  tokens: z.number().int().nonnegative(),
+  exp: z.number(),
+  /** Passthrough: the provider entry that holds the response. */
+  provider: z.string().nullish(),
+  /** Bridged: the chat turns so far (the answer's included) and the Response object. */
+  conversation: z.array(z.record(z.string(), z.unknown())).nullish(),
+  response: z.record(z.string(), z.unknown()).nullish(),
+});
+export type StoredResponse = z.infer<typeof RecordSchema>;
 
 /** OpenAI keeps a stored response 30 days. */
 const TTL_MS = 30 * 86_400_000;
@@ -20,18 +32,40 @@ export class ResponseIds {
     this.sweeper = new ExpirySweep(store.responses);
   }
 
-  /** A passthrough response completed in `ws`: its id, and the tokens of its conversation so far. */
-  remember(ws: string, id: string, tokens: number): void {
-    void this.store.responses.put([ws, keyPart(id)], { tokens, exp: Date.now() + TTL_MS });
+  /** A passthrough response completed in `ws`: its id, the tokens of its conversation so far, and who holds it. */
+  remember(ws: string, id: string, tokens: number, provider: string | null = null): void {
+    void this.store.responses.put([ws, keyPart(id)], { tokens, exp: Date.now() + TTL_MS, provider });
   }
 
-  /** The tokens `id` carries, if `ws` made it; else the 404 OpenAI gives for an unknown id. */
-  tokensOf(ws: string, id: string, now = Date.now()): number {
-    const found = id.length <= 256 ? RecordSchema.safeParse(this.store.responses.get([ws, keyPart(id)])) : null;
-    if (!found?.success || found.data.exp <= now) {
-      throw new GatewayError(Errors.notFound, `Previous response with id '${id.slice(0, 80)}' not found.`, 'previous_response_id');
-    }
-    return found.data.tokens;
+  /** A bridged response completed in `ws`: kept whole, so GET returns it and a later request can continue it. */
+  keep(ws: string, id: string, tokens: number, conversation: Array<Record<string, unknown>>, response: Record<string, unknown>): void {
+    void this.store.responses.put([ws, keyPart(id)], { tokens, exp: Date.now() + TTL_MS, provider: null, conversation, response });
+  }
+
+  /** `id` as `ws` stored it, or null (unknown, expired, or another workspace's). */
+  find(ws: string, id: string, now = Date.now()): StoredResponse | null {
+    if (id.length > 256) return null;
+    const found = RecordSchema.safeParse(this.store.responses.get([ws, keyPart(id)]));
+    return found.success && found.data.exp > now ? found.data : null;
+  }
+
+  /** Forgets `id` (DELETE): true when `ws` had it. */
+  forget(ws: string, id: string): boolean {
+    if (!this.find(ws, id)) return false;
+    void this.store.responses.remove([ws, keyPart(id)]);
+    return true;
+  }
+
+  /** The stored response a request continues, or the 400 OpenAI gives for an unknown id. */
+  previous(ws: string, id: string): StoredResponse {
+    const found = this.find(ws, id);
+    if (!found) throw new GatewayError(Errors.previousResponseNotFound, `Previous response with id '${id.slice(0, 80)}' not found.`, 'previous_response_id');
+    return found;
+  }
+
+  /** The tokens `id` carries, if `ws` made it; else the 400 for an unknown id. */
+  tokensOf(ws: string, id: string): number {
+    return this.previous(ws, id).tokens;
   }
 
   sweep(budget: number): number {

@@ -39,19 +39,25 @@ export function passesThrough(routes: readonly Route[], chain: readonly Constrai
   return routes.some((r) => speaksOpenAI(r.provider) && (!pin || r.provider.name === pin) && chainAllows(chain, r));
 }
 
-export function toChatBody(req: ResponsesRequest): Buffer {
-  const messages: Json[] = [];
-  if (req.instructions) messages.push({ role: 'system', content: req.instructions });
-  if (typeof req.input === 'string') messages.push({ role: 'user', content: req.input });
+/**
+ * The Responses request as a chat body: the previous response's conversation (its turns and
+ * answer, stored by the bridge), then the instructions (which, as on OpenAI, are not carried
+ * over from the previous response), then the input. `turns`: the input as chat turns, which
+ * a stored response keeps.
+ */
+export function toChatBody(req: ResponsesRequest, previous: readonly Json[] = []): { body: Buffer; turns: Json[] } {
+  const turns: Json[] = [];
+  if (typeof req.input === 'string') turns.push({ role: 'user', content: req.input });
   else {
     for (const item of req.input) {
-      if (item.type === 'function_call_output') messages.push({ role: 'tool', tool_call_id: text(item.call_id), content: text(item.output) });
+      if (item.type === 'function_call_output') turns.push({ role: 'tool', tool_call_id: text(item.call_id), content: text(item.output) });
       else if (item.type === 'function_call') {
-        messages.push({ role: 'assistant', content: null, tool_calls: [{ id: text(item.call_id), type: 'function', function: { name: text(item.name), arguments: item.arguments === undefined ? '{}' : text(item.arguments) } }] });
-      } else if (item.role) messages.push({ role: item.role, content: contentOf(item.content) });
+        turns.push({ role: 'assistant', content: null, tool_calls: [{ id: text(item.call_id), type: 'function', function: { name: text(item.name), arguments: item.arguments === undefined ? '{}' : text(item.arguments) } }] });
+      } else if (item.role) turns.push({ role: item.role, content: contentOf(item.content) });
       else throw new GatewayError(Errors.invalidRequest, `Input items of type '${text(item.type).slice(0, 64)}' are not supported by this gateway.`, 'input');
     }
   }
+  const messages: Json[] = req.instructions ? [{ role: 'system', content: req.instructions }, ...previous, ...turns] : [...previous, ...turns];
   const chat: Json = { model: req.model, messages };
   if (req.max_output_tokens) chat.max_tokens = req.max_output_tokens;
   if (typeof req.temperature === 'number') chat.temperature = req.temperature;
@@ -71,7 +77,7 @@ export function toChatBody(req: ResponsesRequest): Buffer {
       ...(typeof format.strict === 'boolean' ? { strict: format.strict } : {}) } };
   }
   if (req.stream) { chat.stream = true; chat.stream_options = { include_usage: true }; }
-  return Buffer.from(JSON.stringify(chat));
+  return { body: Buffer.from(JSON.stringify(chat)), turns };
 }
 
 function usageOf(u: unknown) {
@@ -99,8 +105,11 @@ export class ResponsesBridge extends SseTranslator {
   private readonly calls: Array<{ id: string; call_id: string; name: string; arguments: string }> = [];
   private usage: unknown = null;
   private seq = 0;
+  /** A completed answer: its Response object (without the gateway's figures) and the assistant's chat turn (to store it). */
+  onComplete: ((response: Json, assistant: Json) => void) | null = null;
 
-  constructor(inner: Client, private readonly model: string) {
+  /** `meta`: members every Response object of this request carries (previous_response_id, store, instructions). */
+  constructor(inner: Client, private readonly model: string, private readonly meta: Json = {}) {
     super(inner);
     this.id = `resp_${inner.requestId.slice(4)}`;
     this.msgId = `msg_${inner.requestId.slice(4)}`;
@@ -108,7 +117,7 @@ export class ResponsesBridge extends SseTranslator {
 
   private responseObject(status: string, output: Json[], usage: unknown, extra: Json = {}): Json {
     return { id: this.id, object: 'response', created_at: this.created, status, model: this.model, output,
-      parallel_tool_calls: true, tool_choice: 'auto', tools: [], usage: usage === null ? null : usageOf(usage), ...extra };
+      parallel_tool_calls: true, tool_choice: 'auto', tools: [], usage: usage === null ? null : usageOf(usage), ...this.meta, ...extra };
   }
 
   send(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null): void {
@@ -130,8 +139,9 @@ export class ResponsesBridge extends SseTranslator {
       if (!isRecord(call) || !isRecord(call.function)) continue;
       output.push({ type: 'function_call', id: `fc_${text(call.id)}`, call_id: call.id, name: call.function.name, arguments: call.function.arguments, status: 'completed' });
     }
-    const response = this.responseObject('completed', output, chat.usage, { gateway: chat.gateway });
-    this.inner.send(200, 'application/json', JSON.stringify(response), headers);
+    const response = this.responseObject('completed', output, chat.usage);
+    this.onComplete?.(response, assistantTurn(typeof message.content === 'string' ? message.content : '', Array.isArray(message.tool_calls) ? message.tool_calls.filter(isRecord) : []));
+    this.inner.send(200, 'application/json', JSON.stringify({ ...response, gateway: chat.gateway }), headers);
   }
 
   private event(type: string, data: Json): string {
@@ -161,7 +171,9 @@ export class ResponsesBridge extends SseTranslator {
         out += this.event('response.output_item.done', { output_index: i + 1, item: done });
         output.push(done);
       }
-      out += this.event('response.completed', { response: this.responseObject('completed', output, this.usage) });
+      const response = this.responseObject('completed', output, this.usage);
+      this.onComplete?.(response, assistantTurn(this.text, this.calls.filter(Boolean).map((c) => ({ id: c.call_id, type: 'function', function: { name: c.name, arguments: c.arguments } }))));
+      out += this.event('response.completed', { response });
       return out;
     }
     let parsed: unknown;
@@ -195,3 +207,9 @@ export class ResponsesBridge extends SseTranslator {
     return out;
   }
 }
+
+/** The answer as the chat turn a continuation sends back: its text, and its tool calls. */
+function assistantTurn(content: string, calls: Json[]): Json {
+  return calls.length ? { role: 'assistant', content: content || null, tool_calls: calls } : { role: 'assistant', content };
+}
+

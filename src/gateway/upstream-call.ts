@@ -474,7 +474,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
 
   private record(status: number, error: string | null, tDone: number, u: Usage | null, source: UsageSource, known: Costs | null): void {
     const responseId = this.responseId ?? this.tap?.responseId ?? null;
-    if (responseId && status === 200 && !this.ctx.ticket.recorded) this.deps.responseIds.remember(this.ctx.ws.id, responseId, u ? u.prompt_tokens + u.completion_tokens : 0);
+    if (responseId && status === 200 && !this.ctx.ticket.recorded) this.deps.responseIds.remember(this.ctx.ws.id, responseId, u ? u.prompt_tokens + u.completion_tokens : 0, this.route.provider.name);
     record(this.deps.ledger, this.ctx, this.figures, status, error, u, source, known,
       { tFirstByte: this.tFirstByte, tDone, overheadMs: this.overheadMs(tDone) }, this.attempts.retries);
   }

@@ -83,6 +83,17 @@ export class OpenAIProvider implements Provider {
     return relay;
   }
 
+  /** The Responses API's retrieve (GET) or delete (DELETE) of a response this upstream stored, relayed. */
+  storedResponse(method: 'GET' | 'DELETE', id: string, sink: ResponseSink): UpstreamHandle {
+    const relay = new Relay(sink);
+    const at = encodeURIComponent(id);
+    this.pool.dispatch({
+      path: this.azureVersion ? `${this.basePath}/openai/responses/${at}?api-version=${this.azureVersion}` : `${this.basePath}/responses/${at}`,
+      method, headers: this.headers, headersTimeout: this.headersTimeout, bodyTimeout: this.bodyTimeout,
+    }, relay);
+    return relay;
+  }
+
   private pathOf(api: ChatCall['api']): string {
     return api === 'embeddings' ? this.embeddingsPath : api === 'moderations' ? this.moderationsPath : api === 'completions' ? this.completionsPath : this.chatPath;
   }

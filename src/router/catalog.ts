@@ -36,7 +36,7 @@ export class Catalog {
 
   private readonly aliases = new Map<string, ModelRoutes>();
 
-  constructor(models: readonly ModelEntry[], providers: ReadonlyMap<string, Provider>, aliases: Record<string, { models: string[]; policy: RoutePolicy }> = {}) {
+  constructor(models: readonly ModelEntry[], private readonly providers: ReadonlyMap<string, Provider>, aliases: Record<string, { models: string[]; policy: RoutePolicy }> = {}) {
     const sim = [...providers.values()].find((p) => p.kind === 'sim');
     for (const model of models) {
       const providerName = model.slug.slice(0, model.slug.indexOf('/'));
@@ -84,6 +84,11 @@ export class Catalog {
       throw new GatewayError(Errors.modelNotFound, `The model '${requested}' does not exist in this gateway's catalog. GET /v1/models lists the models.`, 'model');
     }
     return found;
+  }
+
+  /** A provider entry by name (enabled ones only). */
+  provider(name: string): Provider | undefined {
+    return this.providers.get(name);
   }
 
   pricesOf(requested: string): Prices | undefined {

@@ -14,6 +14,8 @@ import { CompletionsBridge, completionsToChat } from '../gateway/completions.js'
 import { ENDPOINT_OF } from '../gateway/stages/route.js';
 import { parseBody, parseJson } from '../wire/body.js';
 import { CompletionsRequestSchema } from '../wire/completions.js';
+import { OpenAIProvider } from '../providers/openai.js';
+import { upstreamError } from '../providers/upstream-error.js';
 import type { Catalog } from '../router/catalog.js';
 import { registerAccount, type AccountDeps } from './account.js';
 import { registerAdmin, type AdminDeps } from './admin.js';
@@ -99,7 +101,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   // bridged onto the chat path. Routing, limits, credits, ledger and failover apply either way.
   app.post('/v1/responses', handlers.inference((ex, key, body, t0, _p, [pin]) => {
     const request = readResponsesRequest(body);
-    const bridge = new ResponsesBridge(ex, request.model);
+    const bridge = new ResponsesBridge(ex, request.model, { previous_response_id: request.previous_response_id ?? null, store: request.store !== false, instructions: request.instructions ?? null });
     const routes = deps.catalog.find(request.model)?.routes ?? [];
     const pinned = request.provider ?? pin ?? '';
     if (passesThrough(routes, deps.keys.chain(key), pinned)) {
@@ -108,12 +110,24 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
       deps.chat.handle(bridge, key, body, t0, pin ?? '', RESPONSES, NO_SWITCHES, withoutMessages({ ...request }));
       return;
     }
+    // Bridged: the gateway keeps the conversation (unless store: false), so a later request can continue it on any route.
+    let previous: Array<Record<string, unknown>> = [];
     if (request.previous_response_id != null) {
-      // Not silently dropped: these routes keep no conversation to continue (yet).
-      throw new GatewayError(Errors.invalidRequest, `'previous_response_id' is supported only on routes that speak the Responses API themselves (OpenAI-kind); '${request.model}' has none.`, 'previous_response_id');
+      const prev = deps.chat.deps.responseIds.previous(key.workspace, request.previous_response_id);
+      if (!prev.conversation) {
+        throw new GatewayError(Errors.invalidRequest, `Previous response '${request.previous_response_id.slice(0, 80)}' is kept by the upstream that made it (${prev.provider ?? 'an OpenAI-kind route'}), which alone can continue it; '${request.model}' has no route there.`, 'previous_response_id');
+      }
+      previous = prev.conversation;
+    }
+    const { body: chatBody, turns } = toChatBody(request, previous);
+    if (request.store !== false) {
+      bridge.onComplete = (response, assistant) => {
+        const usage = response.usage as { total_tokens?: number } | null;
+        deps.chat.deps.responseIds.keep(key.workspace, String(response.id), usage?.total_tokens ?? 0, [...previous, ...turns, assistant], response);
+      };
     }
     // The chat body carries no pin field: the pin (the body's, else the header's) goes along as the header's would.
-    deps.chat.handle(bridge, key, toChatBody(request), t0, pinned);
+    deps.chat.handle(bridge, key, chatBody, t0, pinned);
   }, refuseChat, ['x-gateway-provider'], 'responses'));
 
   app.post('/v1/embeddings', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', EMBEDDINGS,
@@ -121,6 +135,23 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
 
   app.post('/v1/moderations', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', MODERATIONS,
     savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'moderations'));
+
+  // A stored response: the gateway's own (bridged), or the upstream's that made it (passthrough), relayed.
+  const storedResponse = (method: 'GET' | 'DELETE') => noBody('inference', (ex, key, [id]) => {
+    const ws = key!.workspace;
+    const found = deps.chat.deps.responseIds.find(ws, id ?? '');
+    if (!found) throw new GatewayError(Errors.notFound, `Response with id '${(id ?? '').slice(0, 80)}' not found.`);
+    if (found.response) {
+      if (method === 'DELETE') { deps.chat.deps.responseIds.forget(ws, id!); ex.sendJson(200, { id, object: 'response', deleted: true }); }
+      else ex.sendJson(200, found.response);
+      return;
+    }
+    const provider = found.provider ? deps.catalog.provider(found.provider) : undefined;
+    if (!(provider instanceof OpenAIProvider)) throw new GatewayError(Errors.notFound, `Response with id '${id!.slice(0, 80)}' is held by provider '${found.provider ?? 'unknown'}', which this gateway no longer serves.`);
+    relayStored(ex, provider, method, id!, () => { if (method === 'DELETE') deps.chat.deps.responseIds.forget(ws, id!); });
+  });
+  app.get('/v1/responses/:id', storedResponse('GET'));
+  app.del('/v1/responses/:id', storedResponse('DELETE'));
 
   // Legacy completions: a completion model takes the request as it is; a chat model (or `auto`)
   // gets it bridged onto the chat path, its answer turned back into text_completion objects.
@@ -233,3 +264,26 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     };
   })();
 }
+
+/**
+ * A stored response's GET or DELETE, relayed to the OpenAI-kind upstream that holds it: its
+ * answer as it is, an error in OpenAI's envelope; `ok` runs on a 200.
+ */
+function relayStored(ex: Exchange, provider: OpenAIProvider, method: 'GET' | 'DELETE', id: string, ok: () => void): void {
+  let status = 0;
+  let type = 'application/json';
+  let retryAfter: number | null = null;
+  const parts: Buffer[] = [];
+  const handle = provider.storedResponse(method, id, {
+    onStart: (s, contentType, retryAfterMs) => { status = s; type = contentType || type; retryAfter = retryAfterMs ?? null; },
+    onData: (chunk) => { parts.push(chunk); return true; },
+    onEnd: () => {
+      const body = Buffer.concat(parts);
+      if (status === 200) { ok(); ex.send(200, type, body, null); }
+      else ex.sendError(upstreamError(status, body, provider.name, retryAfter));
+    },
+    onError: (err) => ex.sendError(err),
+  });
+  ex.onAbort(() => handle.abort());
+}
+

@@ -61,6 +61,8 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /v1/providers': { summary: 'Providers and their deployments, with route health.', tag: 'Models', scope: null },
   'POST /v1/chat/completions': { summary: 'OpenAI chat completions (JSON or SSE), routed, metered, with the savings engine.', tag: 'Inference', scope: 'inference', body: ChatRequestSchema },
   'POST /v1/responses': { summary: 'OpenAI Responses API (passthrough or bridged onto the chat path).', tag: 'Inference', scope: 'inference', body: ResponsesRequestSchema },
+  'GET /v1/responses/:id': { summary: 'A stored response of your workspace: the gateway\'s own (bridged routes), or relayed from the upstream that holds it.', tag: 'Inference', scope: 'inference' },
+  'DELETE /v1/responses/:id': { summary: 'Delete a stored response of your workspace (here, and at the upstream that holds it).', tag: 'Inference', scope: 'inference' },
   'POST /v1/completions': { summary: 'OpenAI legacy completions (JSON or SSE): passed through for completion models, bridged onto the chat path for chat models.', tag: 'Inference', scope: 'inference', body: CompletionsRequestSchema },
   'POST /v1/embeddings': { summary: 'OpenAI embeddings (floats or base64), routed, metered, with the exact cache for repeated inputs.', tag: 'Inference', scope: 'inference', body: EmbeddingsRequestSchema },
   'POST /v1/moderations': { summary: 'OpenAI moderations (free on OpenAI; the input is counted for tpm), with the exact cache.', tag: 'Inference', scope: 'inference', body: ModerationsRequestSchema },

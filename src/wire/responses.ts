@@ -16,6 +16,9 @@ export const ResponsesRequestSchema = z.looseObject({
   tool_choice: z.union([z.enum(['auto', 'required', 'none']), z.looseObject({ type: z.string() })]).nullish(),
   /** `text.format`: plain text, or JSON (an object, or one matching a schema). */
   text: z.looseObject({ format: z.looseObject({ type: z.enum(['text', 'json_object', 'json_schema']) }).optional() }).nullish(),
+  previous_response_id: z.string().min(1).max(256).nullish(),
+  /** false: the response is not kept (no GET, no continuation). */
+  store: z.boolean().nullish(),
   /** Sluice's own: pin a provider (also the x-gateway-provider header); never sent upstream. */
   provider: z.string().min(1).max(64).optional(),
 });

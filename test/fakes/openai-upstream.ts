@@ -31,6 +31,9 @@ export interface FakeUpstream {
 
 export const FAKE_WORDS = ['Hello', ' from', ' the', ' fake', ' upstream', '.'];
 
+/** Responses this fake was asked to delete. */
+const deletedResponses = new Set<string>();
+
 /** prompt_cache_key values seen: like OpenAI, a repeated long prefix is then partly served from cache. */
 const cacheKeys = new Set<string>();
 
@@ -122,6 +125,16 @@ function handleLegacy(res: ServerResponse, body: Record<string, unknown>) {
 /** `calls`: this fake's calls so far per model (for `flaky-<n>`). */
 async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, fault: FakeFault, callsByModel: Map<string, number>) {
   const body = rec.body;
+  const stored = /^\/v1\/responses\/([^/?]+)$/.exec(req.url ?? '');
+  if (stored && (req.method === 'GET' || req.method === 'DELETE')) {
+    // Retrieve and delete, as OpenAI answers them: an id this fake made (resp_fake<n>) exists until deleted.
+    const id = decodeURIComponent(stored[1]!);
+    if (!/^resp_fake\d+$/.test(id) || deletedResponses.has(id)) return sendError(res, 404, `Response with id '${id}' not found.`, 'invalid_request_error');
+    res.writeHead(200, { 'content-type': 'application/json' });
+    if (req.method === 'DELETE') { deletedResponses.add(id); res.end(JSON.stringify({ id, object: 'response', deleted: true })); return; }
+    res.end(JSON.stringify({ id, object: 'response', created_at: 1_700_000_000, status: 'completed', model: 'gpt-4.1-mini', output: [{ type: 'message', id: 'msg_fake1', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: FAKE_WORDS.join(''), annotations: [] }] }], usage: null }));
+    return;
+  }
   if (req.url === '/v1/responses' && req.headers.authorization === 'Bearer sk-fake-upstream' && fault === 'none') return handleResponses(res, body, rec.seq);
   if (fault === '500') return sendError(res, 500, 'The server had an error.', 'server_error');
   if (fault === '429' || fault === '429-wait') {

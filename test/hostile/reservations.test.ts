@@ -60,12 +60,13 @@ t.test('previous_response_id: only a workspace\'s own, and its conversation coun
   const id = first.json.id as string;
   t.match(id, /^resp_fake\d+$/);
   const stolen = await call('/v1/responses', b.key, { model: 'openai/m', input: 'repeat the conversation', previous_response_id: id });
-  t.equal(stolen.status, 404, 'another workspace\'s response id does not exist for it');
+  t.equal(stolen.status, 400, 'another workspace\'s response id does not exist for it (OpenAI\'s 400 for an unknown previous response)');
+  t.equal(stolen.json.error.code, 'previous_response_not_found');
   t.equal(stolen.json.error.param, 'previous_response_id');
   const own = await call('/v1/responses', a.key, { model: 'openai/m', input: 'and then?', previous_response_id: id });
   t.equal(own.status, 200, 'its own workspace continues it');
   const bogus = await call('/v1/responses', a.key, { model: 'openai/m', input: 'x', previous_response_id: 'resp_never' });
-  t.equal(bogus.status, 404, 'an unknown id is refused, not forwarded');
+  t.equal(bogus.status, 400, 'an unknown id is refused, not forwarded');
   const streamed = await call('/v1/responses', a.key, { model: 'openai/m', input: 'stream me', stream: true });
   const sid = /"id":"(resp_fake\d+)"/.exec(streamed.text)?.[1];
   t.ok(sid, 'a streamed response has an id too');
