@@ -72,6 +72,6 @@ export class CompletionsBridge extends SseTranslator implements Client {
     const choices = Array.isArray(chunk.choices) ? chunk.choices.map((c) => legacyChoice(c, true)) : [];
     // The role-only opening chunk (no text, no finish) says nothing in the legacy format.
     if (choices.length && choices.every((c) => c.text === '' && c.finish_reason === null) && !chunk.usage) return '';
-    return `data: ${JSON.stringify({ id: legacyId(chunk.id), object: 'text_completion', created: chunk.created, model: chunk.model, choices, ...(chunk.usage ? { usage: chunk.usage } : {}) })}\n\n`;
+    return `data: ${JSON.stringify({ id: legacyId(chunk.id), object: 'text_completion', created: chunk.created, model: chunk.model, choices, ...(chunk.usage ? { usage: chunk.usage } : {}), ...(chunk.gateway ? { gateway: chunk.gateway } : {}) })}\n\n`;
   }
 }

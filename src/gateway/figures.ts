@@ -7,6 +7,7 @@ import type { Prices } from '../config/schema.js';
 import type { RouterPick } from '../router/smart.js';
 import type { HeaderList } from '../wire/http.js';
 import type { SavedTokens } from '../wire/savings.js';
+import { spliceGatewayEvent } from '../wire/sse-usage.js';
 import { usageJson, type Usage } from '../wire/usage.js';
 import { fmtUsd } from './fmt.js';
 
@@ -146,8 +147,11 @@ export class Figures {
   }
 
   /** The streamed equivalent of the headers: an SSE comment before `[DONE]` (SDKs skip comments). */
-  comment(requestId: string, usage: Usage | null, overheadMs: number): Buffer {
-    return Buffer.from(`: gateway ${this.gatewayJson(requestId, usage, usage ? this.costs(usage) : null, overheadMs)}\n\n`);
+  comment(requestId: string, usage: Usage | null, overheadMs: number, usageEvent: Buffer | null = null): Buffer {
+    const json = this.gatewayJson(requestId, usage, usage ? this.costs(usage) : null, overheadMs);
+    const comment = Buffer.from(`: gateway ${json}\n\n`);
+    // The usage chunk the caller asked for goes out here, last before [DONE], with the same figures as a member.
+    return usageEvent ? Buffer.concat([spliceGatewayEvent(usageEvent, json), comment]) : comment;
   }
 }
 

@@ -15,6 +15,8 @@ export const GATEWAY_MARK = Buffer.alloc(0);
 
 export class Followers {
   private readonly list: Served[] = [];
+  /** The stream's held usage chunk (the leader's tap): each follower gets it at the mark with its own figures. */
+  usageEvent: Buffer | null = null;
   /** What the leader's client was sent so far (a stream's bytes, marks included), for followers that join late; dropped once no more may join. */
   private log: Buffer[] | null = [];
   /** The leader's own client went away while followers still wait: the call goes on for them. */
@@ -36,12 +38,12 @@ export class Followers {
     f.via(route);
     if (!streaming) return;
     f.startStream();
-    for (const chunk of this.log ?? []) f.write(chunk === GATEWAY_MARK ? f.comment(usage) : chunk);
+    for (const chunk of this.log ?? []) f.write(chunk === GATEWAY_MARK ? f.comment(usage, this.usageEvent) : chunk);
   }
 
   /** A chunk to every follower; at the mark, each one's own figures. */
   write(chunk: Buffer, usage: Usage | null): void {
-    for (const f of this.list) f.write(chunk === GATEWAY_MARK ? f.comment(usage) : chunk);
+    for (const f of this.list) f.write(chunk === GATEWAY_MARK ? f.comment(usage, this.usageEvent) : chunk);
   }
 
   startStream(route: Route): void {

@@ -104,6 +104,8 @@ export class ResponsesBridge extends SseTranslator {
   /** Function calls streamed so far, by their chat tool_calls index: each its own output item after the message. */
   private readonly calls: Array<{ id: string; call_id: string; name: string; arguments: string }> = [];
   private usage: unknown = null;
+  /** The gateway's figures, from the final chat chunk: the completed event's response carries them. */
+  private gateway: unknown = undefined;
   private seq = 0;
   /** A completed answer: its Response object (without the gateway's figures) and the assistant's chat turn (to store it). */
   onComplete: ((response: Json, assistant: Json) => void) | null = null;
@@ -173,7 +175,7 @@ export class ResponsesBridge extends SseTranslator {
       }
       const response = this.responseObject('completed', output, this.usage);
       this.onComplete?.(response, assistantTurn(this.text, this.calls.filter(Boolean).map((c) => ({ id: c.call_id, type: 'function', function: { name: c.name, arguments: c.arguments } }))));
-      out += this.event('response.completed', { response });
+      out += this.event('response.completed', { response: this.gateway === undefined ? response : { ...response, gateway: this.gateway } });
       return out;
     }
     let parsed: unknown;
@@ -181,6 +183,7 @@ export class ResponsesBridge extends SseTranslator {
     if (!isRecord(parsed)) return out;
     if (isRecord(parsed.error)) return out + this.event('error', { message: text(parsed.error.message) || 'upstream error', code: parsed.error.code ?? null });
     if (parsed.usage) this.usage = parsed.usage;
+    if (parsed.gateway !== undefined) this.gateway = parsed.gateway;
     const choice = Array.isArray(parsed.choices) && isRecord(parsed.choices[0]) ? parsed.choices[0] : null;
     const delta = choice && isRecord(choice.delta) ? choice.delta : null;
     if (delta && typeof delta.content === 'string' && delta.content) {

@@ -6,7 +6,7 @@ import { Errors, GatewayError } from '../errors.js';
 import { isRecord } from '../json.js';
 import type { Route } from '../router/catalog.js';
 import type { CachedAnswer } from '../savings/cache.js';
-import { replayAsSse } from '../savings/replay.js';
+import { replayAsSse, replayUsageEvent } from '../savings/replay.js';
 import type { HeaderList } from '../wire/http.js';
 import { DONE_FRAME } from '../wire/sse.js';
 import { scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
@@ -83,10 +83,13 @@ export class Served {
       return;
     }
     let events: string;
+    let usageEvent: string | null = null;
     try {
       const completion: unknown = JSON.parse(hit.body);
       if (!isRecord(completion)) { damaged(); return; }
-      events = replayAsSse(completion, this.ctx.request.stream_options?.include_usage === true);
+      events = replayAsSse(completion, false);
+      // The usage chunk, when asked for, goes last with the figures spliced in (as on a live stream).
+      if (this.ctx.request.stream_options?.include_usage === true) usageEvent = replayUsageEvent(completion);
     } catch {
       damaged();
       return;
@@ -94,7 +97,7 @@ export class Served {
     this.startStream();
     this.client.corked(() => {
       this.client.write(Buffer.from(events));
-      this.client.write(this.comment(hit.usage));
+      this.client.write(this.comment(hit.usage, usageEvent === null ? null : Buffer.from(usageEvent)));
     });
     this.end(hit.usage, DONE_FRAME);
   }
@@ -121,8 +124,8 @@ export class Served {
   }
 
   /** The SSE comment with this response's figures (the leader writes one per follower before `[DONE]`). */
-  comment(usage: Usage | null): Buffer {
-    return this.figures.comment(this.client.requestId, usage, ms(this.ctx.t0, performance.now()));
+  comment(usage: Usage | null, usageEvent: Buffer | null = null): Buffer {
+    return this.figures.comment(this.client.requestId, usage, ms(this.ctx.t0, performance.now()), usageEvent);
   }
 
   /** A buffered chat.completion with this response's gateway object spliced in before the closing brace. */

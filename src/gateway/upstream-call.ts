@@ -278,6 +278,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
    */
   private readonly finishStream = (): void => {
     const tap = this.tap!;
+    if (this.followers) this.followers.usageEvent = tap.usageEvent;
     const tail = tap.flushTail();
     const own: Buffer[] = [];
     const out = (chunk: Buffer) => {
@@ -438,7 +439,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   }
 
   private gatewayComment(): Buffer {
-    return this.figures.comment(this.client.requestId, this.finalUsage(), this.overheadMs(performance.now()));
+    return this.figures.comment(this.client.requestId, this.finalUsage(), this.overheadMs(performance.now()), this.tap?.usageEvent ?? null);
   }
 
   // ---- settle ------------------------------------------------------------------------------

@@ -86,6 +86,13 @@ export function replayAsSse(completion: Record<string, unknown>, includeUsage: b
     }
     emit([{ index, delta: {}, finish_reason: c.finish_reason ?? 'stop' }]);
   }
-  if (includeUsage && completion.usage !== undefined) emit([], { usage: completion.usage });
+  if (includeUsage && completion.usage !== undefined) events.push(replayUsageEvent(completion)!);
   return events.join('');
+}
+
+/** The usage chunk of a replayed completion (null without usage): the last before [DONE], where the figures join it. */
+export function replayUsageEvent(completion: Record<string, unknown>): string | null {
+  if (completion.usage === undefined) return null;
+  return `data: ${JSON.stringify({ id: completion.id, object: 'chat.completion.chunk', created: completion.created, model: completion.model,
+    ...(completion.system_fingerprint !== undefined ? { system_fingerprint: completion.system_fingerprint } : {}), choices: [], usage: completion.usage })}\n\n`;
 }

@@ -124,6 +124,12 @@ export class SseUsageTap {
    * usage came, after the answer was counted, so the closing figures carry the count).
    */
   held: Buffer | null = null;
+  /**
+   * The usage chunk the caller asked for (`stream_options.include_usage`), held with the
+   * terminal event: it goes out last, with the gateway's figures spliced in as a `gateway`
+   * member (where SDKs keep what a chunk says; the SSE comment is dropped by all of them).
+   */
+  usageEvent: Buffer | null = null;
   private tail: Buffer | null = null;
 
   constructor(
@@ -160,8 +166,9 @@ export class SseUsageTap {
         this.held = Buffer.from(buf.subarray(pos));
         return ok;
       }
-      if (!this.forwardUsageEvent && event.indexOf(EMPTY_CHOICES) !== -1) {
+      if (event.indexOf(EMPTY_CHOICES) !== -1 && (!this.forwardUsageEvent || this.holdTerminal)) {
         if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
+        if (this.forwardUsageEvent) this.usageEvent = Buffer.from(event);
         flushFrom = end;
       }
     }
@@ -194,3 +201,11 @@ export class SseUsageTap {
     }
   }
 }
+
+/** An SSE data event whose payload is a JSON object, with `"gateway":<json>` spliced in before its closing brace; the event as it is if it has none. */
+export function spliceGatewayEvent(event: Buffer, gatewayJson: string): Buffer {
+  const close = event.lastIndexOf(125); // '}'
+  if (close === -1) return event;
+  return Buffer.concat([event.subarray(0, close), Buffer.from(`,"gateway":${gatewayJson}`), event.subarray(close)]);
+}
+
