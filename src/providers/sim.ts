@@ -10,6 +10,7 @@ import { sentCap } from '../wire/chat.js';
 import { LEGACY_DEFAULT_MAX_TOKENS } from '../wire/completions.js';
 import { embeddingInputs, embeddingsBody, normalise, type EmbeddingInput } from '../wire/embeddings.js';
 import { MODERATION_CATEGORIES, type ModerationCategory } from '../wire/moderations.js';
+import { exampleOf, jsonFormat, toolToCall } from './sim-shapes.js';
 
 /** Counts a prompt's tokens (the gateway's worker pool, injected: providers do not reach up into workers). */
 export interface PromptCounter {
@@ -44,8 +45,8 @@ function lastUserText(messages: ReadonlyArray<Record<string, unknown>>): string 
  * of the question, then words drawn from a hash of the prompt — or, for a wrong draw, the
  * words without the echo (off the question).
  */
-export function simAnswer(call: ChatCall, maxTokens: number, skill = 0.5): { tokens: string[]; finish: 'stop' | 'length' } {
-  const seed = sha256(call.body);
+export function simAnswer(call: ChatCall, maxTokens: number, skill = 0.5, variant = 0): { tokens: string[]; finish: 'stop' | 'length' } {
+  const seed = variant ? sha256(Buffer.concat([call.body, Buffer.from(`\n${variant}`)])) : sha256(call.body);
   const prompt = call.params.prompt;
   const text = call.api === 'completions' ? (typeof prompt === 'string' ? prompt : Array.isArray(prompt) && typeof prompt[0] === 'string' ? prompt[0] : '') : lastUserText(call.request.messages);
   const judged = judgeReply(text);
@@ -73,11 +74,57 @@ function cut(tokens: string[], maxTokens: number): { tokens: string[]; finish: '
   return tokens.length > maxTokens ? { tokens: tokens.slice(0, maxTokens), finish: 'length' } : { tokens, finish: 'stop' };
 }
 
+/** One choice of a sim answer: text pieces, or tool calls (each call's arguments in pieces). */
+export interface SimChoice {
+  tokens: string[];
+  calls: Array<{ id: string; name: string; pieces: string[] }>;
+  finish: 'stop' | 'length' | 'tool_calls';
+}
+
+/**
+ * Every choice the request asks for (`n`), each its own draw. With tools offered (and
+ * tool_choice not `none`), and no tool result yet after the last user turn, the answer
+ * calls one: the one tool_choice names, else the first, with arguments that fit its schema.
+ * With response_format JSON, the text is a JSON value that fits the schema (sim-shapes.ts).
+ */
+export function simChoices(call: ChatCall, maxTokens: number, skill = 0.5): SimChoice[] {
+  const req = call.params;
+  const n = call.api === 'chat' || call.api === undefined ? (typeof req.n === 'number' ? req.n : 1) : 1;
+  const out: SimChoice[] = [];
+  for (let i = 0; i < n; i++) {
+    const tool = call.api === 'completions' ? null : toolToCall(req, call.request.messages);
+    if (tool) {
+      const args = JSON.stringify(exampleOf(tool.parameters, lastUserText(call.request.messages)));
+      out.push({ tokens: [], calls: [{ id: `call_sim${sha256(Buffer.from(`${i}\n${args}`)).toString('hex').slice(0, 16)}`, name: tool.name, pieces: pieces(args) }], finish: 'tool_calls' });
+      continue;
+    }
+    const format = call.api === 'completions' ? null : jsonFormat(req.response_format);
+    if (format) {
+      const json = JSON.stringify(exampleOf(format, lastUserText(call.request.messages)));
+      const all = pieces(json);
+      // A cut JSON text is what a real model gives at its cap, too (finish_reason says so).
+      out.push({ tokens: all.slice(0, maxTokens), calls: [], finish: all.length > maxTokens ? 'length' : 'stop' });
+      continue;
+    }
+    const a = simAnswer(call, maxTokens, skill, i);
+    out.push({ tokens: a.tokens, calls: [], finish: a.finish });
+  }
+  return out;
+}
+
+/** A JSON text in stream pieces of a few characters. */
+function pieces(text: string): string[] {
+  return text.match(/[\s\S]{1,8}/g) ?? [];
+}
+
 class SimCall implements UpstreamHandle {
   private timer: NodeJS.Timeout | null = null;
   private aborted = false;
   private paused = false;
+  /** The choice being streamed, and the piece within it. */
+  private choice = 0;
   private next = 0;
+  private opened = false;
   private readonly id: string;
   /** Legacy completions: `text_completion` objects with `text` choices. */
   private readonly legacy: boolean;
@@ -89,7 +136,7 @@ class SimCall implements UpstreamHandle {
   constructor(
     private readonly call: ChatCall,
     private readonly sink: ResponseSink,
-    private readonly answer: { tokens: string[]; finish: 'stop' | 'length' },
+    private readonly choices: SimChoice[],
     private readonly opts: SimOptions,
   ) {
     this.legacy = call.api === 'completions';
@@ -108,7 +155,8 @@ class SimCall implements UpstreamHandle {
   }
 
   private usage() {
-    const completion = this.answer.tokens.length;
+    let completion = 0;
+    for (const c of this.choices) completion += c.tokens.length + c.calls.reduce((k, t) => k + t.pieces.length + 1, 0);
     return { prompt_tokens: this.promptTokens, completion_tokens: completion, total_tokens: this.promptTokens + completion,
       prompt_tokens_details: { cached_tokens: this.cachedTokens } };
   }
@@ -116,52 +164,52 @@ class SimCall implements UpstreamHandle {
   private first(): void {
     this.timer = null;
     if (this.aborted) return;
-    if (!this.call.stream && this.legacy) {
-      this.sink.onStart(200, 'application/json');
-      this.sink.onData(Buffer.from(JSON.stringify({
-        id: this.id, object: 'text_completion', created: this.created, model: this.call.upstreamModel,
-        choices: [{ text: this.answer.tokens.join(''), index: 0, logprobs: null, finish_reason: this.answer.finish }], usage: this.usage(),
-      })));
-      this.sink.onEnd();
-      return;
-    }
     if (!this.call.stream) {
       this.sink.onStart(200, 'application/json');
-      this.sink.onData(Buffer.from(JSON.stringify({
-        id: this.id, object: 'chat.completion', created: this.created, model: this.call.upstreamModel,
-        choices: [{ index: 0, message: { role: 'assistant', content: this.answer.tokens.join(''), refusal: null },
-          logprobs: null, finish_reason: this.answer.finish }],
-        usage: this.usage(), system_fingerprint: null,
-      })));
+      const base = { id: this.id, object: this.legacy ? 'text_completion' : 'chat.completion', created: this.created, model: this.call.upstreamModel };
+      const choices = this.choices.map((c, index) => (this.legacy
+        ? { text: c.tokens.join(''), index, logprobs: null, finish_reason: c.finish }
+        : { index, message: { role: 'assistant', content: c.calls.length ? null : c.tokens.join(''), refusal: null,
+          ...(c.calls.length ? { tool_calls: c.calls.map((t) => ({ id: t.id, type: 'function', function: { name: t.name, arguments: t.pieces.join('') } })) } : {}) },
+        logprobs: null, finish_reason: c.finish }));
+      this.sink.onData(Buffer.from(JSON.stringify({ ...base, choices, usage: this.usage(), ...(this.legacy ? {} : { system_fingerprint: null }) })));
       this.sink.onEnd();
       return;
     }
     this.sink.onStart(200, 'text/event-stream');
-    if (!this.legacy) this.emit({ role: 'assistant', content: '' }, null);
     this.tick();
   }
 
-  private emit(delta: Record<string, unknown>, finish: string | null): boolean {
-    if (this.legacy) {
-      return this.sink.onData(Buffer.from(`data: ${JSON.stringify({ id: this.id, object: 'text_completion', created: this.created, model: this.call.upstreamModel,
-        choices: [{ text: typeof delta.content === 'string' ? delta.content : '', index: 0, logprobs: null, finish_reason: finish }] })}\n\n`));
-    }
-    return this.sink.onData(Buffer.from(`data: ${JSON.stringify({
-      id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.call.upstreamModel,
-      system_fingerprint: null, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-    })}\n\n`));
+  private emit(index: number, delta: Record<string, unknown>, finish: string | null): boolean {
+    const choice = this.legacy ? { text: typeof delta.content === 'string' ? delta.content : '', index, logprobs: null, finish_reason: finish } : { index, delta, logprobs: null, finish_reason: finish };
+    return this.sink.onData(Buffer.from(`data: ${JSON.stringify({ id: this.id, object: this.legacy ? 'text_completion' : 'chat.completion.chunk', created: this.created,
+      model: this.call.upstreamModel, ...(this.legacy ? {} : { system_fingerprint: null }), choices: [choice] })}\n\n`));
   }
 
+  /** One piece per tick: each choice in turn opens (role, or its tool call), streams its pieces, and finishes. */
   private tick = (): void => {
     this.timer = null;
     if (this.aborted || this.paused) return;
-    if (this.next < this.answer.tokens.length) {
-      const ok = this.emit({ content: this.answer.tokens[this.next++] }, null);
+    const c = this.choices[this.choice];
+    if (c) {
+      let ok = true;
+      if (!this.opened) {
+        this.opened = true;
+        if (!this.legacy) ok = this.emit(this.choice, c.calls.length ? { role: 'assistant', content: null, tool_calls: c.calls.map((t, k) => ({ index: k, id: t.id, type: 'function', function: { name: t.name, arguments: '' } })) } : { role: 'assistant', content: '' }, null);
+      } else if (c.calls.length && this.next < c.calls[0]!.pieces.length) {
+        ok = this.emit(this.choice, { tool_calls: [{ index: 0, function: { arguments: c.calls[0]!.pieces[this.next++] } }] }, null);
+      } else if (!c.calls.length && this.next < c.tokens.length) {
+        ok = this.emit(this.choice, { content: c.tokens[this.next++] }, null);
+      } else {
+        ok = this.emit(this.choice, {}, c.finish);
+        this.choice++;
+        this.next = 0;
+        this.opened = false;
+      }
       if (!ok) { this.paused = true; return; }
       this.timer = setTimeout(this.tick, 1000 / this.opts.tokensPerSecond);
       return;
     }
-    this.emit({}, this.answer.finish);
     // The usage chunk, always: the gateway asks every upstream stream for it (as the OpenAI adapter does).
     this.sink.onData(Buffer.from(`data: ${JSON.stringify({
       id: this.id, object: this.legacy ? 'text_completion' : 'chat.completion.chunk', created: this.created, model: this.call.upstreamModel,
@@ -184,6 +232,7 @@ class SimCall implements UpstreamHandle {
   }
 }
 
+
 export class SimProvider implements Provider {
   readonly kind = 'sim' as const;
   readonly name = 'sim';
@@ -201,9 +250,9 @@ export class SimProvider implements Provider {
     if (call.api === 'embeddings') return this.embed(call, sink);
     if (call.api === 'moderations') return this.moderate(call, sink);
     const max = sentCap(call.params) ?? (call.api === 'completions' ? LEGACY_DEFAULT_MAX_TOKENS : this.opts.defaultMaxTokens);
-    const sim = new SimCall(call, sink, simAnswer(call, max, this.opts.skills?.get(call.upstreamModel) ?? 0.5), this.opts);
+    const sim = new SimCall(call, sink, simChoices(call, max, this.opts.skills?.get(call.upstreamModel) ?? 0.5), this.opts);
     const key = call.promptCacheKey;
-    sim.start(this.pool.countPrompt(call.encoding, call.body), (tokens) => {
+    sim.start(this.pool.countPrompt(call.encoding, call.body, call.api), (tokens) => {
       if (!key) return 0;
       const prev = this.prefixes.get(key) ?? 0;
       this.prefixes.delete(key);

@@ -48,6 +48,44 @@ t.test('sim streams in OpenAI chunk format', async (t) => {
   t.match(text, /^Simulated reply/);
 });
 
+t.test('the sim follows the request\'s shape: tools, structured output and n, so SDK helpers work on npm start alone', async (t) => {
+  const tools: OpenAI.Chat.ChatCompletionTool[] = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer', minimum: 1 }, unit: { type: 'string', enum: ['c', 'f'] } }, required: ['city', 'days', 'unit'] } } }];
+  const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: 'user', content: 'Weather in Paris?' }];
+  const first = await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', messages, tools });
+  const call = first.choices[0]!.message.tool_calls?.[0];
+  t.equal(first.choices[0]!.finish_reason, 'tool_calls');
+  t.ok(call && call.type === 'function' && call.function.name === 'get_weather');
+  const args = JSON.parse(call!.type === 'function' ? call!.function.arguments : '{}') as { city: string; days: number; unit: string };
+  t.match(args, { city: String, days: 1, unit: 'c' }, 'arguments that fit the schema');
+  const second = await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', tools,
+    messages: [...messages, first.choices[0]!.message, { role: 'tool', tool_call_id: call!.id, content: '21C and sunny' }] });
+  t.equal(second.choices[0]!.finish_reason, 'stop', 'after the tool result, words');
+  t.ok(second.choices[0]!.message.content);
+  const none = await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', messages, tools, tool_choice: 'none' });
+  t.notOk(none.choices[0]!.message.tool_calls, "tool_choice 'none' calls nothing");
+  // Streamed: the SDK's helper puts the call back together.
+  const stream = client.chat.completions.stream({ model: 'openai/gpt-4.1-mini', messages, tools });
+  const final = await stream.finalChatCompletion();
+  const streamed = final.choices[0]!.message.tool_calls?.[0];
+  t.same(JSON.parse(streamed?.type === 'function' ? streamed.function.arguments : 'null'), args, 'the same call, streamed');
+  // Structured output through the SDK's parse helper, with a zod schema.
+  const { zodResponseFormat } = await import('openai/helpers/zod');
+  const { z } = await import('zod');
+  const Event = z.object({ name: z.string(), attendees: z.array(z.string()), day: z.enum(['mon', 'tue']), online: z.boolean() });
+  const parsed = await client.chat.completions.parse({ model: 'openai/gpt-4.1-mini', messages: [{ role: 'user', content: 'Alice and Bob meet on Monday' }], response_format: zodResponseFormat(Event, 'event') });
+  const event = parsed.choices[0]!.message.parsed;
+  t.ok(event && Event.safeParse(event).success, `a value of the schema: ${JSON.stringify(event)}`);
+  const json = await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_object' } });
+  t.doesNotThrow(() => JSON.parse(json.choices[0]!.message.content!), 'JSON mode gives JSON');
+  const three = await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', messages: [{ role: 'user', content: 'Tell me something' }], n: 3 });
+  t.equal(three.choices.length, 3, 'n choices, not one');
+  t.same(three.choices.map((c) => c.index), [0, 1, 2]);
+  t.ok(new Set(three.choices.map((c) => c.message.content)).size > 1, 'each its own draw');
+  const indices = new Set<number>();
+  for await (const c of await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', messages: [{ role: 'user', content: 'Tell me something' }], n: 2, stream: true })) for (const ch of c.choices) indices.add(ch.index);
+  t.same([...indices].sort(), [0, 1], 'and streamed');
+});
+
 t.test('a second gateway on a port in use fails to start instead of sharing it', async (t) => {
   const first = await startGateway({ SLUICE_SIM: 'on' });
   t.teardown(() => first.stop());
