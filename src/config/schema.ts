@@ -55,7 +55,7 @@ const PROVIDER_KINDS = ['openai', 'azure', 'anthropic', 'bedrock', 'gemini', 've
 /** Fields that only some kinds read: one set on another kind is a mistake worth naming. */
 const KIND_FIELDS: Record<string, ReadonlyArray<(typeof PROVIDER_KINDS)[number]>> = {
   api_version: ['azure'], region: ['bedrock'], access_key_id: ['bedrock'], secret_access_key: ['bedrock'], session_token: ['bedrock'],
-  project: ['vertex'], location: ['vertex'], credentials_file: ['vertex'], token_url: ['vertex'], prompt_cache_key: ['openai', 'azure'],
+  project: ['vertex'], location: ['vertex'], credentials_file: ['vertex'], token_url: ['vertex'], prompt_cache_key: ['openai', 'azure'], responses_api: ['openai', 'azure'],
   context_cache: ['gemini', 'vertex'],
 };
 
@@ -69,6 +69,12 @@ export const ProviderSchema = z.object({
   headers: z.record(z.string(), z.string()).default({}),
   /** OpenAI-kind: send `prompt_cache_key` (OpenAI's own API accepts it; some compatible servers reject unknown fields). Default: only for the provider named `openai`. */
   prompt_cache_key: z.boolean().optional(),
+  /**
+   * OpenAI-kind: the upstream serves the Responses API itself (/v1/responses), so Responses
+   * requests pass through as bytes. Default: only for the provider named `openai` and Azure;
+   * for other compatible servers (vLLM, llama.cpp, most hosted ones) they are bridged onto chat.
+   */
+  responses_api: z.boolean().optional(),
   /**
    * Catalog models this provider also serves, by slug, with its id for each: an Azure
    * deployment name, a Bedrock model or inference-profile id, a Vertex model. Each becomes a

@@ -7,7 +7,7 @@
 import { Errors, GatewayError } from '../errors.js';
 import { isRecord, text, type Json } from '../json.js';
 import type { Route } from '../router/catalog.js';
-import { speaksOpenAI } from '../providers/provider.js';
+import { speaksResponses } from '../providers/provider.js';
 import { chainAllows, type ConstrainedKey } from '../router/select.js';
 import type { Client, HeaderList } from '../wire/http.js';
 import { SseTranslator } from '../wire/sse-translator.js';
@@ -36,7 +36,7 @@ export function readResponsesRequest(raw: Buffer): ResponsesRequest {
  * use it; otherwise it is bridged onto the chat path, where all the model's routes apply.
  */
 export function passesThrough(routes: readonly Route[], chain: readonly ConstrainedKey[], pin: string): boolean {
-  return routes.some((r) => speaksOpenAI(r.provider) && (!pin || r.provider.name === pin) && chainAllows(chain, r));
+  return routes.some((r) => speaksResponses(r.provider) && (!pin || r.provider.name === pin) && chainAllows(chain, r));
 }
 
 /**

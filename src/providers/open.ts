@@ -22,9 +22,9 @@ export function openProvider(name: string, p: ProviderConfig, http: HttpSettings
       return null;
     case 'openai':
       if (!p.api_key && !p.base_url) return null;
-      return new OpenAIProvider({ ...common, baseUrl: p.base_url ?? 'https://api.openai.com/v1', promptCacheKey: p.prompt_cache_key ?? name === 'openai' });
+      return new OpenAIProvider({ ...common, baseUrl: p.base_url ?? 'https://api.openai.com/v1', promptCacheKey: p.prompt_cache_key ?? name === 'openai', responsesApi: p.responses_api ?? name === 'openai' });
     case 'azure':
-      return new OpenAIProvider({ ...common, baseUrl: p.base_url!, promptCacheKey: p.prompt_cache_key ?? false, azure: { apiVersion: p.api_version ?? AZURE_API_VERSION } });
+      return new OpenAIProvider({ ...common, baseUrl: p.base_url!, promptCacheKey: p.prompt_cache_key ?? false, responsesApi: p.responses_api ?? true, azure: { apiVersion: p.api_version ?? AZURE_API_VERSION } });
     case 'anthropic':
       if (!p.api_key && !p.base_url) return null;
       return new AnthropicProvider({ ...common, baseUrl: p.base_url ?? 'https://api.anthropic.com/v1', defaultMaxTokens });

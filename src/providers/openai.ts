@@ -9,6 +9,8 @@ import type { Api, ChatCall, Provider, ResponseSink, UpstreamHandle } from './pr
 export interface OpenAIProviderOptions extends HttpUpstreamOptions {
   /** Send OpenAI's `prompt_cache_key` (provider prompt caching). */
   promptCacheKey?: boolean;
+  /** The upstream serves the Responses API itself (default true); otherwise Responses requests are bridged onto chat. */
+  responsesApi?: boolean;
   /**
    * Azure OpenAI: a route's upstream id is a deployment name, in the path
    * (`/openai/deployments/{name}/chat/completions?api-version=…`), and the key goes in `api-key`.
@@ -31,6 +33,7 @@ function countKeys(o: object): number {
 export class OpenAIProvider implements Provider {
   readonly kind: 'openai' | 'azure';
   readonly name: string;
+  readonly responsesApi: boolean;
   private readonly pool: Pool;
   private readonly chatPath: string;
   private readonly responsesPath: string;
@@ -50,6 +53,7 @@ export class OpenAIProvider implements Provider {
     this.name = opts.name;
     this.kind = opts.azure ? 'azure' : 'openai';
     this.sendsCacheKey = opts.promptCacheKey ?? false;
+    this.responsesApi = opts.responsesApi ?? true;
     const { pool, basePath } = openPool(opts);
     this.pool = pool;
     this.basePath = basePath;

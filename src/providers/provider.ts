@@ -63,6 +63,8 @@ export interface Provider {
   readonly kind: ProviderKind;
   /** Where this provider entry serves (a Bedrock region, a Vertex location): its routes' region unless the catalog names one. */
   readonly region?: string | null;
+  /** The upstream serves OpenAI's Responses API itself (OpenAI-kind adapters whose entry says so). */
+  readonly responsesApi?: boolean;
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle;
   close(): Promise<void>;
 }
@@ -75,7 +77,12 @@ export function servesType(p: Provider, type: ModelType): boolean {
   return type === 'chat' || p.kind === 'openai' || p.kind === 'azure' || p.kind === 'sim';
 }
 
-/** Adapters that take OpenAI's own request bodies (chat and Responses) as bytes. */
+/** Adapters that take OpenAI's own request bodies as bytes. */
 export function speaksOpenAI(p: Provider): boolean {
   return p.kind === 'openai' || p.kind === 'azure';
+}
+
+/** Adapters whose upstream serves the Responses API itself: a Responses request passes through to them. */
+export function speaksResponses(p: Provider): boolean {
+  return speaksOpenAI(p) && p.responsesApi !== false;
 }

@@ -7,7 +7,7 @@ import type { ModelEntry } from '../config/schema.js';
 import type { ChatRequest } from '../wire/chat.js';
 import type { Catalog, ModelRoutes, Route, RoutePolicy } from './catalog.js';
 import type { RouteHealth } from './health.js';
-import { speaksOpenAI } from '../providers/provider.js';
+import { speaksResponses } from '../providers/provider.js';
 
 /** A key's route constraints (accounts' KeyLimits has these fields). */
 export interface RouteConstraints {
@@ -84,7 +84,7 @@ export class RouteSelector {
       }
     }
     if (q.nativeKind) {
-      routes = routes.filter((r) => speaksOpenAI(r.provider));
+      routes = routes.filter((r) => speaksResponses(r.provider));
       if (!routes.length) throw new GatewayError(Errors.invalidRequest, `No route of '${q.requested}' speaks the Responses API.`, 'model');
     }
     for (const k of q.chain) {

@@ -6,6 +6,8 @@ import type { AddressInfo } from 'node:net';
 import { fakeEmbeddings } from './embeddings.js';
 
 export interface Received {
+  /** The request's path. */
+  url: string;
   headers: IncomingMessage['headers'];
   body: Record<string, unknown>;
   /** The body's bytes exactly as they arrived. */
@@ -229,7 +231,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       const raw = Buffer.concat(parts).toString();
       let body: Record<string, unknown> = {};
       try { body = JSON.parse(raw) as Record<string, unknown>; } catch { /* recorded as {} */ }
-      const rec: Received = { headers: req.headers, body, raw, written: 0, aborted: false, seq: received.length + 1 };
+      const rec: Received = { url: req.url ?? '', headers: req.headers, body, raw, written: 0, aborted: false, seq: received.length + 1 };
       received.push(rec);
       res.on('close', () => { if (!res.writableFinished) rec.aborted = true; });
       handle(req, res, rec, fault, callsByModel).catch(() => sendError(res, 400, 'Could not parse the JSON body of your request.', 'invalid_request_error'));

@@ -11,7 +11,11 @@ import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
 const openai = await startFakeUpstream();
 const anthropic = await startFakeAnthropic();
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: openai.url, ANTHROPIC_API_KEY: 'sk-ant-fake', ANTHROPIC_BASE_URL: anthropic.url, SLUICE_SIM: 'off' }, tempDataDir(), {
-  models: [testModel('gpt-x'), { slug: 'anthropic/claude-test', upstream_id: 'claude-test', context_window: 200000, prices: { input: 3, output: 15 } }],
+  // `local`: an OpenAI-compatible server without the Responses API (vLLM, llama.cpp); `hosted`: one whose entry says it has it.
+  providers: { local: { kind: 'openai', base_url: openai.url, api_key: 'sk-fake-upstream' }, hosted: { kind: 'openai', base_url: openai.url, api_key: 'sk-fake-upstream', responses_api: true } },
+  models: [testModel('gpt-x'), { slug: 'anthropic/claude-test', upstream_id: 'claude-test', context_window: 200000, prices: { input: 3, output: 15 } },
+    { slug: 'local/small', upstream_id: 'small', context_window: 32000, prices: { input: 0.1, output: 0.1 } },
+    { slug: 'hosted/big', upstream_id: 'big', context_window: 32000, prices: { input: 0.1, output: 0.1 } }],
   aliases: { both: { models: ['openai/gpt-x', 'anthropic/claude-test'] } },
 });
 t.teardown(async () => { await gw.stop(); await openai.close(); await anthropic.close(); });
@@ -51,3 +55,14 @@ t.test('a key held to Anthropic is bridged there, not refused for the route it m
   const client = new OpenAI({ baseURL: gw.baseURL, apiKey: minted.key, maxRetries: 0 });
   t.ok((await client.responses.create({ model: 'both', input: 'hi' })).output_text, 'through the SDK too');
 });
+
+t.test('an OpenAI-compatible upstream without the Responses API gets it bridged onto chat; one that has it, passed through', async (t) => {
+  const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
+  const bridged = await client.responses.create({ model: 'local/small', input: 'hi' });
+  t.equal(openai.received.at(-1)!.url, '/v1/chat/completions', 'asked on its chat endpoint');
+  t.equal(bridged.object, 'response');
+  t.equal(bridged.output_text, 'Hello from the fake upstream.');
+  await client.responses.create({ model: 'hosted/big', input: 'hi' });
+  t.equal(openai.received.at(-1)!.url, '/v1/responses', 'responses_api: true passes through');
+});
+
