@@ -11,6 +11,8 @@ import type { ChatGateway } from '../gateway/chat.js';
 import { CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS, RESPONSES, withoutMessages } from '../gateway/endpoints.js';
 import { ResponsesBridge, passesThrough, readResponsesRequest, toChatBody } from '../gateway/responses.js';
 import { CompletionsBridge, completionsToChat } from '../gateway/completions.js';
+import { MessagesBridge, messagesToChat } from '../gateway/messages.js';
+import { CountTokensRequestSchema, MessagesRequestSchema } from '../wire/messages.js';
 import { ENDPOINT_OF } from '../gateway/stages/route.js';
 import { parseBody, parseJson } from '../wire/body.js';
 import { CompletionsRequestSchema } from '../wire/completions.js';
@@ -163,6 +165,23 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     if (type !== 'chat') throw new GatewayError(Errors.invalidRequest, `'${request.model}' is an ${type} model: it is served on ${ENDPOINT_OF[type]}, not on /v1/completions.`, 'model');
     deps.chat.handle(new CompletionsBridge(ex), key, completionsToChat(request), t0, pin ?? '', CHAT, sw);
   }, refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'completions'));
+
+  // Anthropic's Messages API (errors in its envelope; `x-api-key` is read like Authorization):
+  // onto the chat path, so any route serves it; the answer goes back as Anthropic's.
+  app.post('/v1/messages', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => {
+    const request = parseBody(MessagesRequestSchema, parseJson(body));
+    const sw = savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES;
+    deps.chat.handle(new MessagesBridge(ex, request.model), key, messagesToChat(request), t0, pin ?? '', CHAT, sw);
+  }, refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'messages', true));
+  app.post('/v1/messages/count_tokens', handlers.withBody('inference', (ex, key, body) => {
+    const request = parseBody(CountTokensRequestSchema, parseJson(body));
+    const entry = deps.catalog.resolve(request.model);
+    const chatBody = messagesToChat({ ...request, max_tokens: request.max_tokens ?? 1, stream: false });
+    // Counted in the pool, within the workspace's share, like a request's prompt.
+    const { pool } = deps.chat.deps;
+    const release = pool.shareFor(key.workspace, chatBody.length);
+    pool.countPrompt(entry.model.tokenizer, chatBody).finally(release).then((n) => ex.sendJson(200, { input_tokens: n }), (err: unknown) => ex.sendError(err));
+  }, 0, [], true));
 
   app.get('/v1/providers', noBody(null, (ex) => {
     const byProvider = new Map<string, ReturnType<typeof deploymentViews>>();

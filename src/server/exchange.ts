@@ -1,5 +1,6 @@
 // One HTTP exchange on uWebSockets.js: body reading with a size limit, corked writes from
 // async callbacks, streaming with backpressure, and the OpenAI error envelope.
+import { anthropicError } from '../wire/messages.js';
 import type { HttpResponse } from 'uWebSockets.js';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { Client, HeaderList } from '../wire/http.js';
@@ -21,6 +22,8 @@ export function statusLine(status: number): string {
 export class Exchange implements Client {
   /** What the ledger calls the endpoint this exchange answers (the Responses bridge says `responses`). */
   endpoint = 'chat.completions';
+  /** Errors in Anthropic's envelope (the Messages API's routes), else OpenAI's. */
+  anthropicErrors = false;
   aborted = false;
   finished = false;
   private abortListener: (() => void) | null = null;
@@ -85,7 +88,7 @@ export class Exchange implements Client {
   sendError(error: unknown, headers: HeaderList | null = null): void {
     const err = asGatewayError(error);
     if (err.headers.length) headers = headers ? [...headers, ...err.headers] : err.headers;
-    this.send(err.status, 'application/json', JSON.stringify(err.toJSON()), headers);
+    this.send(err.status, 'application/json', JSON.stringify(this.anthropicErrors ? anthropicError(err.status, err.message, err.code) : err.toJSON()), headers);
   }
 
   /**

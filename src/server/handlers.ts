@@ -15,14 +15,17 @@ export type Refuse = (ex: Exchange, key: KeyRecord, t0: number, err: unknown) =>
 
 export interface Handlers {
   /** `params`: how many route parameters the handler reads (reading them costs a native call each). */
-  withBody(scope: Scopes, handler: BodyHandler, params?: number, headers?: readonly string[]): Route;
+  withBody(scope: Scopes, handler: BodyHandler, params?: number, headers?: readonly string[], anthropic?: boolean): Route;
   /**
    * An inference route: like withBody with the `inference` scope, but every refusal after
    * the key is known (a missing scope, a body too large or unreadable, the handler's own
    * throw) goes through `refuse`, so it is a request with a row like any other.
    */
-  /** `endpoint`: what the ledger calls the route (`chat.completions`, `responses`). */
-  inference(handler: BodyHandler, refuse: Refuse, headers?: readonly string[], endpoint?: string): Route;
+  /**
+   * `endpoint`: what the ledger calls the route (`chat.completions`, `responses`);
+   * `anthropic`: the route speaks Anthropic's API, so its errors go out in Anthropic's envelope.
+   */
+  inference(handler: BodyHandler, refuse: Refuse, headers?: readonly string[], endpoint?: string, anthropic?: boolean): Route;
   noBody(scope: Scopes | null, handler: NoBodyHandler): Route;
   /** A public route with a JSON body (no key); `client` is the caller's address (see clientAddress). */
   publicBody(handler: (ex: Exchange, body: Buffer, client: string) => void): Route;
@@ -53,14 +56,26 @@ export function clientAddress(peer: string, forwardedFor: string, trustProxyHops
   return hops[hops.length - trustProxyHops] ?? hops[0] ?? peer;
 }
 
+/**
+ * The caller's key as an Authorization value: the header itself, or Anthropic's `x-api-key`
+ * (what Anthropic's SDKs and tools built on them send) when there is no Authorization.
+ */
+export function authorizationOf(req: HttpRequest): string {
+  const authorization = req.getHeader('authorization');
+  if (authorization) return authorization;
+  const apiKey = req.getHeader('x-api-key');
+  return apiKey ? `Bearer ${apiKey}` : '';
+}
+
 export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyBytes: number; trustProxyHops: number }, state: { draining: boolean }): Handlers {
   const shuttingDown = () => new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.');
   const plain: Refuse = (ex, _key, _t0, err) => ex.sendError(err);
-  const bodyRoute = (scope: Scopes, handler: BodyHandler, params: number, headerNames: readonly string[], endpoint: string | undefined, refuse: Refuse): Route => (res, req) => {
+  const bodyRoute = (scope: Scopes, handler: BodyHandler, params: number, headerNames: readonly string[], endpoint: string | undefined, refuse: Refuse, anthropic = false): Route => (res, req) => {
     const t0 = performance.now();
     const ex = new Exchange(res, deps.ids.next());
     if (endpoint) ex.endpoint = endpoint;
-    const authorization = req.getHeader('authorization');
+    ex.anthropicErrors = anthropic;
+    const authorization = authorizationOf(req);
     const length = req.getHeader('content-length');
     const values = params === 0 ? NO_PARAMS : Array.from({ length: params }, (_, i) => req.getParameter(i) ?? '');
     const headers = headerNames.length === 0 ? NO_PARAMS : headerNames.map((h) => req.getHeader(h));
@@ -93,8 +108,8 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
     });
   };
   return {
-    withBody: (scope, handler, params = 0, headerNames = NO_HEADERS) => bodyRoute(scope, handler, params, headerNames, undefined, plain),
-    inference: (handler, refuse, headerNames = NO_HEADERS, endpoint) => bodyRoute('inference', handler, 0, headerNames, endpoint, refuse),
+    withBody: (scope, handler, params = 0, headerNames = NO_HEADERS, anthropic = false) => bodyRoute(scope, handler, params, headerNames, undefined, plain, anthropic),
+    inference: (handler, refuse, headerNames = NO_HEADERS, endpoint, anthropic = false) => bodyRoute('inference', handler, 0, headerNames, endpoint, refuse, anthropic),
     publicBody: (handler) => (res, req) => {
       const ex = new Exchange(res, deps.ids.next());
       if (state.draining) { ex.sendError(shuttingDown()); return; }
@@ -111,7 +126,7 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
     noBody: (scope, handler) => (res, req) => {
       const ex = new Exchange(res, deps.ids.next());
       try {
-        const key = scope ? deps.keys.authenticate(req.getHeader('authorization')) : null;
+        const key = scope ? deps.keys.authenticate(authorizationOf(req)) : null;
         if (key && scope) requireScope(key, scope);
         handler(ex, key, [req.getParameter(0) ?? '', req.getParameter(1) ?? ''], new URLSearchParams(req.getQuery() ?? ''));
       } catch (err) {

@@ -11,6 +11,7 @@ import { ChatRequestSchema } from '../wire/chat.js';
 import { ResponsesRequestSchema } from '../wire/responses.js';
 import { EmbeddingsRequestSchema } from '../wire/embeddings.js';
 import { CompletionsRequestSchema } from '../wire/completions.js';
+import { CountTokensRequestSchema, MessagesRequestSchema } from '../wire/messages.js';
 import { ModerationsRequestSchema } from '../wire/moderations.js';
 import { RangeQuery, RequestsQuery, SpendQuery, TimeseriesQuery } from './usage.js';
 
@@ -63,6 +64,8 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'POST /v1/responses': { summary: 'OpenAI Responses API (passthrough or bridged onto the chat path).', tag: 'Inference', scope: 'inference', body: ResponsesRequestSchema },
   'GET /v1/responses/:id': { summary: 'A stored response of your workspace: the gateway\'s own (bridged routes), or relayed from the upstream that holds it.', tag: 'Inference', scope: 'inference' },
   'DELETE /v1/responses/:id': { summary: 'Delete a stored response of your workspace (here, and at the upstream that holds it).', tag: 'Inference', scope: 'inference' },
+  'POST /v1/messages': { summary: "Anthropic's Messages API (JSON or SSE; the key in x-api-key or Authorization), on any route; errors in Anthropic's envelope.", tag: 'Inference', scope: 'inference', body: MessagesRequestSchema },
+  'POST /v1/messages/count_tokens': { summary: "Anthropic's token count for a Messages request, with the model's tokenizer (nothing is sent upstream).", tag: 'Inference', scope: 'inference', body: CountTokensRequestSchema },
   'POST /v1/completions': { summary: 'OpenAI legacy completions (JSON or SSE): passed through for completion models, bridged onto the chat path for chat models.', tag: 'Inference', scope: 'inference', body: CompletionsRequestSchema },
   'POST /v1/embeddings': { summary: 'OpenAI embeddings (floats or base64), routed, metered, with the exact cache for repeated inputs.', tag: 'Inference', scope: 'inference', body: EmbeddingsRequestSchema },
   'POST /v1/moderations': { summary: 'OpenAI moderations (free on OpenAI; the input is counted for tpm), with the exact cache.', tag: 'Inference', scope: 'inference', body: ModerationsRequestSchema },

@@ -1,0 +1,91 @@
+// Anthropic's Messages API in front of every route, driven by the official @anthropic-ai/sdk
+// (its key sent as x-api-key): create and stream, tools both ways, images, count_tokens, errors
+// in Anthropic's envelope, and the ledger; through the sim, an OpenAI route and an Anthropic
+// route (each checked on the wire by its fake).
+import Anthropic from '@anthropic-ai/sdk';
+import t from 'tap';
+import { ANTHROPIC_WORDS, startFakeAnthropic } from '../fakes/anthropic-upstream.js';
+import { FAKE_WORDS, startFakeUpstream } from '../fakes/openai-upstream.js';
+import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
+import { http } from '../helpers/http.js';
+
+const openai = await startFakeUpstream();
+const anthropic = await startFakeAnthropic();
+const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: openai.url, ANTHROPIC_API_KEY: 'sk-ant-fake', ANTHROPIC_BASE_URL: anthropic.url, SLUICE_SIM: 'on' }, tempDataDir(), {
+  models: [testModel('gpt-x'), { slug: 'anthropic/claude-test', upstream_id: 'claude-test', context_window: 200000, capabilities: ['tools', 'vision'], prices: { input: 3, output: 15 } }],
+});
+t.teardown(async () => { await gw.stop(); await openai.close(); await anthropic.close(); });
+const api = http(gw);
+const { key } = await api.tenant(gw.masterKey, 1, undefined, ['inference', 'usage:read']);
+const client = new Anthropic({ baseURL: gw.url, apiKey: key, maxRetries: 0 });
+/** The same key, pinned to the sim (the catalog's Claude models route to the fake Anthropic first). */
+const sim = new Anthropic({ baseURL: gw.url, apiKey: key, maxRetries: 0, defaultHeaders: { 'x-gateway-provider': 'sim' } });
+const textOf = (m: Anthropic.Message) => m.content.map((b) => (b.type === 'text' ? b.text : '')).join('');
+
+t.test('create and stream on the sim: a message back, the same text streamed, usage and figures', async (t) => {
+  const msg = await sim.messages.create({ model: 'claude-haiku-4-5', max_tokens: 64, system: 'Be brief.', messages: [{ role: 'user', content: 'Hello there' }] });
+  t.equal(msg.type, 'message');
+  t.equal(msg.role, 'assistant');
+  t.match(msg.id, /^msg_/);
+  t.equal(msg.stop_reason, 'end_turn');
+  t.match(textOf(msg), /^Simulated reply/);
+  t.ok(msg.usage.input_tokens > 0 && msg.usage.output_tokens > 0);
+  t.match((msg as unknown as { gateway: object }).gateway, { served: 'sim/claude-haiku-4-5' });
+  const stream = sim.messages.stream({ model: 'claude-haiku-4-5', max_tokens: 64, system: 'Be brief.', messages: [{ role: 'user', content: 'Hello there' }] });
+  const types: string[] = [];
+  stream.on('streamEvent', (e) => types.push(e.type));
+  const final = await stream.finalMessage();
+  t.match(textOf(final), /^Simulated reply/, 'the text deltas put back together');
+  t.ok(final.usage.output_tokens > 0);
+  t.equal(final.usage.input_tokens, msg.usage.input_tokens, 'input tokens from the final message_delta');
+  t.same([types[0], types[1], types.at(-1)], ['message_start', 'content_block_start', 'message_stop']);
+  const capped = await sim.messages.create({ model: 'claude-haiku-4-5', max_tokens: 3, messages: [{ role: 'user', content: 'Write a long story' }] });
+  t.equal(capped.stop_reason, 'max_tokens');
+});
+
+t.test('tools both ways: a tool_use block, then a tool_result answered in words (stream and not)', async (t) => {
+  const tools: Anthropic.Tool[] = [{ name: 'get_weather', description: 'Weather for a city', input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }];
+  const first = await sim.messages.create({ model: 'claude-haiku-4-5', max_tokens: 200, tools, messages: [{ role: 'user', content: 'Weather in Paris?' }] });
+  t.equal(first.stop_reason, 'tool_use');
+  const use = first.content.find((b): b is Anthropic.ToolUseBlock => b.type === 'tool_use')!;
+  t.equal(use.name, 'get_weather');
+  t.match(use.input, { city: String });
+  const streamed = await sim.messages.stream({ model: 'claude-haiku-4-5', max_tokens: 200, tools, messages: [{ role: 'user', content: 'Weather in Paris?' }] }).finalMessage();
+  t.same(streamed.content.find((b) => b.type === 'tool_use')?.type === 'tool_use' ? (streamed.content.find((b) => b.type === 'tool_use') as Anthropic.ToolUseBlock).input : null, use.input, 'input_json_delta put back together');
+  const second = await sim.messages.create({ model: 'claude-haiku-4-5', max_tokens: 200, tools, messages: [
+    { role: 'user', content: 'Weather in Paris?' }, { role: 'assistant', content: first.content },
+    { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: '21C and sunny' }] }] });
+  t.equal(second.stop_reason, 'end_turn');
+  t.ok(textOf(second).length > 0);
+});
+
+t.test('an OpenAI route gets a chat request (images as data URLs); an Anthropic route gets Anthropic\'s format back', async (t) => {
+  const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
+  const viaOpenAI = await client.messages.create({ model: 'openai/gpt-x', max_tokens: 50, messages: [{ role: 'user', content: [{ type: 'text', text: 'What is this?' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: png } }] }] });
+  t.equal(textOf(viaOpenAI), FAKE_WORDS.join(''));
+  const sent = openai.received.at(-1)!;
+  t.equal(sent.url, '/v1/chat/completions');
+  t.match(JSON.stringify(sent.body.messages), /data:image\/png;base64,iVBOR/);
+  const viaAnthropic = await client.messages.create({ model: 'anthropic/claude-test', max_tokens: 50, system: 'Be brief.', stop_sequences: ['END'], messages: [{ role: 'user', content: 'Hi' }] });
+  t.equal(textOf(viaAnthropic), ANTHROPIC_WORDS.join(''));
+  const got = anthropic.received.at(-1)!.body;
+  t.match(got, { model: 'claude-test', max_tokens: 50, stop_sequences: ['END'] });
+  t.match(JSON.stringify(got.system), /Be brief/);
+  t.ok(viaAnthropic.usage.cache_read_input_tokens! > 0, 'the upstream\'s cache reads come back as Anthropic reports them');
+});
+
+t.test('count_tokens, errors in Anthropic\'s envelope, and the ledger', async (t) => {
+  const count = await client.messages.countTokens({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'Hello there, how are you today?' }] });
+  t.ok(count.input_tokens > 5 && count.input_tokens < 30, String(count.input_tokens));
+  const bad = await client.messages.create({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'x' }] } as unknown as Anthropic.MessageCreateParamsNonStreaming).catch((e: unknown) => e);
+  t.ok(bad instanceof Anthropic.BadRequestError, String(bad));
+  t.match((bad as InstanceType<typeof Anthropic.BadRequestError>).error, { type: 'error', error: { type: 'invalid_request_error', message: /max_tokens/ } });
+  const doc = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'x' } }] }] }).catch((e: unknown) => e);
+  t.ok(doc instanceof Anthropic.BadRequestError && /not supported/.test(doc.message), 'what a chat route cannot carry is said, not dropped');
+  const noKey = await new Anthropic({ baseURL: gw.url, apiKey: 'sk-wrong', maxRetries: 0 }).messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+  t.ok(noKey instanceof Anthropic.AuthenticationError, 'a wrong x-api-key is a 401 the SDK knows');
+  const missing = await client.messages.create({ model: 'claude-nope', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+  t.ok(missing instanceof Anthropic.NotFoundError);
+  const rows = (await api.call('/v1/requests?limit=20', key)).json.data as Array<{ endpoint: string; status: number }>;
+  t.ok(rows.length > 5 && rows.every((r) => r.endpoint === 'messages'), 'every request a messages row');
+});
