@@ -28,6 +28,7 @@ export const Errors = {
   conflict: { status: 409, type: 'invalid_request_error', code: 'conflict' },
   methodNotAllowed: { status: 405, type: 'invalid_request_error', code: 'method_not_allowed' },
   bodyTooLarge: { status: 413, type: 'invalid_request_error', code: 'request_too_large' },
+  unsupportedEncoding: { status: 415, type: 'invalid_request_error', code: 'unsupported_content_encoding' },
   upstreamError: { status: 502, type: 'upstream_error', code: 'upstream_error' },
   upstreamAuth: { status: 502, type: 'upstream_error', code: 'upstream_auth_error' },
   /** A 200 whose body cannot be read: another route may do better; the same one again would bill again for the same. */

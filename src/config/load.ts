@@ -52,6 +52,7 @@ function applyEnv(data: Record<string, unknown>, env: Env): Record<string, unkno
   set('master_key', env.SLUICE_MASTER_KEY);
   set('baseline_model', env.BASELINE_MODEL);
   set('max_body_bytes', intFromEnv(env, 'SLUICE_MAX_BODY_BYTES'));
+  if (env.SLUICE_CORS_ORIGINS !== undefined) out.http = { ...((out.http as Record<string, unknown> | undefined) ?? {}), cors_origins: env.SLUICE_CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean) };
   const metrics = { ...((out.metrics as Record<string, unknown> | undefined) ?? {}) };
   if (env.SLUICE_METRICS === 'on' || env.SLUICE_METRICS === 'off') metrics.enabled = env.SLUICE_METRICS === 'on';
   if (env.SLUICE_METRICS_TOKEN) metrics.token = env.SLUICE_METRICS_TOKEN;

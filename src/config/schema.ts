@@ -148,6 +148,12 @@ export const ConfigSchema = z.object({
   api_keys: z.array(z.string().min(16, 'each operator key must be at least 16 characters')).default([]),
   baseline_model: z.string().min(1).optional(),
   max_body_bytes: z.number().int().positive().default(4 * MiB),
+  http: z.object({
+    /** Origins browser apps may call from (CORS), e.g. https://app.example.com, or '*' for any; empty: off. */
+    cors_origins: z.array(z.string().min(1).max(256)).default([]),
+    /** Answers at least this large are gzipped for clients that accept it (0: never). */
+    compress_min_bytes: z.number().int().min(0).default(8192),
+  }).strict().prefault({}),
   upstream: z.object({
     connect_timeout_ms: z.number().int().positive().default(5_000),
     headers_timeout_ms: z.number().int().positive().default(120_000),

@@ -24,7 +24,8 @@ import { registerAdmin, type AdminDeps } from './admin.js';
 import { registerPricing, type PricingDeps } from './pricing.js';
 import { registerUsage, type UsageDeps } from './usage.js';
 import { registerRouter, type RouterDeps } from './router.js';
-import { Exchange } from './exchange.js';
+import { Exchange, useEdge } from './exchange.js';
+import { Edge, type EdgeConfig } from './edge.js';
 import { makeHandlers, requireScope } from './handlers.js';
 import { deploymentViews } from '../router/health.js';
 import { NO_SWITCHES, readSwitches } from '../savings/mechanisms.js';
@@ -48,6 +49,8 @@ export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDe
   exposure: { metricsToken: string | null; metricsPublic: boolean; metricsHost: string; metricsPort: number | null; publicStats: boolean };
   /** Proxies in front that append to X-Forwarded-For (0: the socket's peer is the client). */
   trustProxyHops: number;
+  /** CORS origins and response compression (edge.ts). */
+  edge: EdgeConfig;
   providers: string[];
 }
 
@@ -62,7 +65,9 @@ export interface Server {
 
 export function startServer(deps: ServerDeps, host: string, port: number): Promise<Server> {
   const routes: RecordedRoute[] = [];
-  const app: TemplatedApp = recordRoutes(uWS.App(), routes);
+  const edge = new Edge(deps.edge);
+  useEdge(edge);
+  const app: TemplatedApp = recordRoutes(edge.install(uWS.App()), routes);
   const started = Date.now();
   const modelList = modelListBody(deps.catalog, deps.chat.deps.router);
   const state = { draining: false };

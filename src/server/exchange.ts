@@ -1,8 +1,12 @@
-// One HTTP exchange on uWebSockets.js: body reading with a size limit, corked writes from
-// async callbacks, streaming with backpressure, and the OpenAI error envelope.
-import { anthropicError } from '../wire/messages.js';
+// One HTTP exchange on uWebSockets.js: body reading with a size limit (compressed bodies
+// inflated, within the same limit), corked writes from async callbacks, streaming with
+// backpressure, the error envelope (OpenAI's, or Anthropic's on its routes), and what the
+// edge asks of an answer (edge.ts: CORS headers, HEAD, gzip).
+import { brotliDecompress, gunzip, gzip, inflate, type InputType, type ZlibOptions } from 'node:zlib';
 import type { HttpResponse } from 'uWebSockets.js';
+import { anthropicError } from '../wire/messages.js';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
+import { edgeOf, type Edge } from './edge.js';
 import type { Client, HeaderList } from '../wire/http.js';
 
 export type { HeaderList };
@@ -18,6 +22,15 @@ const STATUS_LINES: Record<number, string> = {
 export function statusLine(status: number): string {
   return STATUS_LINES[status] ?? `${status} Status`;
 }
+
+/** The server's edge (one per process): set once when the server starts. */
+let edge: Edge | null = null;
+export function useEdge(e: Edge): void {
+  edge = e;
+}
+
+type Inflate = (buf: InputType, options: ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void;
+const INFLATE: Record<string, Inflate> = { gzip: gunzip, 'x-gzip': gunzip, deflate: inflate, br: brotliDecompress as Inflate };
 
 export class Exchange implements Client {
   /** What the ledger calls the endpoint this exchange answers (the Responses bridge says `responses`). */
@@ -46,6 +59,27 @@ export class Exchange implements Client {
    * Content-Length when the client sent one.
    */
   readBody(limit: number, declaredLength: string, done: (err: GatewayError | null, body: Buffer) => void): void {
+    const encoding = edgeOf(this.res)?.encoding;
+    if (encoding && encoding !== 'identity') {
+      const inflate = INFLATE[encoding];
+      if (!inflate) { done(new GatewayError(Errors.unsupportedEncoding, `Content-Encoding '${encoding.slice(0, 32)}' is not supported; send the body as is, or gzip, deflate or br.`), Buffer.alloc(0)); return; }
+      // Read as sent (within the limit), then inflated in libuv's pool, stopping at the same limit.
+      this.readRaw(limit, declaredLength, (err, raw) => {
+        if (err) { done(err, raw); return; }
+        inflate(raw, { maxOutputLength: limit }, (e, out) => {
+          if (this.aborted) return;
+          if (!e) { done(null, out); return; }
+          const tooLarge = (e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
+          done(tooLarge ? new GatewayError(Errors.bodyTooLarge, `Request body exceeds the ${limit}-byte limit once decompressed.`)
+            : new GatewayError(Errors.invalidJson, `Request body is not valid ${encoding} data.`), Buffer.alloc(0));
+        });
+      });
+      return;
+    }
+    this.readRaw(limit, declaredLength, done);
+  }
+
+  private readRaw(limit: number, declaredLength: string, done: (err: GatewayError | null, body: Buffer) => void): void {
     const declared = declaredLength === '' ? -1 : Number(declaredLength);
     const tooLarge = () => new GatewayError(Errors.bodyTooLarge, `Request body exceeds the ${limit}-byte limit.`);
     if (declared > limit) { done(tooLarge(), Buffer.alloc(0)); return; }
@@ -74,10 +108,31 @@ export class Exchange implements Client {
   send(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null): void {
     if (this.finished) return;
     this.finished = true;
+    const state = edgeOf(this.res);
+    if (state?.gzip && !state.head && edge && body.length >= edge.config.compressMinBytes) {
+      // Compressed in libuv's pool, off the event loop; the answer goes once it is.
+      gzip(body, { level: 5 }, (err, zipped) => {
+        if (this.aborted) return;
+        if (err) this.writeAnswer(status, contentType, body, headers, null);
+        else this.writeAnswer(status, contentType, zipped, headers, 'gzip');
+      });
+      return;
+    }
+    this.writeAnswer(status, contentType, body, headers, null);
+  }
+
+  private writeAnswer(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null, encoding: string | null): void {
+    const state = edgeOf(this.res);
     this.res.cork(() => {
       this.res.writeStatus(statusLine(status)).writeHeader('content-type', contentType).writeHeader('x-request-id', this.requestId);
       if (headers) for (const [k, v] of headers) this.res.writeHeader(k, v);
-      this.res.end(body);
+      if (state) {
+        if (edge) for (const [k, v] of edge.corsHeaders(state)) this.res.writeHeader(k, v);
+        if (encoding) this.res.writeHeader('content-encoding', encoding).writeHeader('vary', 'accept-encoding');
+      }
+      // HEAD: no body, and no Content-Length (uWS's endWithoutBody(n) for n > 0 waits for bytes that never come).
+      if (state?.head) this.res.endWithoutBody();
+      else this.res.end(body);
     });
   }
 
@@ -113,6 +168,8 @@ export class Exchange implements Client {
     this.res.writeStatus(statusLine(head.status)).writeHeader('content-type', head.contentType)
       .writeHeader('cache-control', 'no-cache').writeHeader('x-request-id', this.requestId);
     for (const [k, v] of head.headers) this.res.writeHeader(k, v);
+    const state = edgeOf(this.res);
+    if (state && edge) for (const [k, v] of edge.corsHeaders(state)) this.res.writeHeader(k, v);
   }
 
   /** Runs `fn` with writes corked: everything it writes leaves in one syscall. */
