@@ -17,6 +17,21 @@ function error(res: ServerResponse, status: number, type: string, message: strin
   res.end(JSON.stringify({ type: 'error', error: { type, message } }));
 }
 
+/** A value that fits a (simple) JSON Schema: objects, arrays, enums, strings ('Paris'), numbers, booleans. */
+function fitting(schema: unknown): unknown {
+  const s = (schema && typeof schema === 'object' ? schema : {}) as Record<string, unknown>;
+  if (Array.isArray(s.enum)) return s.enum[0];
+  const type = Array.isArray(s.type) ? s.type.find((x) => x !== 'null') : s.type ?? (s.properties ? 'object' : 'string');
+  if (type === 'object') {
+    const props = Object.entries((s.properties ?? {}) as Record<string, unknown>);
+    return props.length ? Object.fromEntries(props.map(([k, v]) => [k, fitting(v)])) : { location: 'Paris' }; // (any object will do)
+  }
+  if (type === 'array') return [fitting(s.items)];
+  if (type === 'number' || type === 'integer') return 21;
+  if (type === 'boolean') return true;
+  return 'Paris';
+}
+
 export async function startFakeAnthropic(): Promise<FakeAnthropic> {
   const received: FakeAnthropic['received'] = [];
   const server: Server = createServer((req, res) => {
@@ -41,7 +56,9 @@ export async function startFakeAnthropic(): Promise<FakeAnthropic> {
       const words = sawResult ? ['It', ' is', ' sunny', '.'] : ANTHROPIC_WORDS;
       // As Anthropic does when cache_control marks a prefix: a first request writes it (the `cache-writer` model), later ones read it.
       const usage = { input_tokens: JSON.stringify([body.system ?? '', messages]).length >> 2, cache_read_input_tokens: 5, cache_creation_input_tokens: body.model === 'cache-writer' ? 100 : 0 };
-      const content = tool ? [{ type: 'tool_use', id: 'toolu_fake1', name: tool.name, input: { location: 'Paris' } }] : [{ type: 'text', text: words.join('') }];
+      // As a model does: arguments that fit the tool's input_schema (a string is 'Paris').
+      const input = tool ? fitting((tool as { input_schema?: unknown }).input_schema) as Record<string, unknown> : null;
+      const content = tool ? [{ type: 'tool_use', id: 'toolu_fake1', name: tool.name, input }] : [{ type: 'text', text: words.join('') }];
       const stop = tool ? 'tool_use' : 'end_turn';
       const output = tool ? 12 : words.length;
       if (!body.stream) {
@@ -55,7 +72,8 @@ export async function startFakeAnthropic(): Promise<FakeAnthropic> {
       send('ping', {});
       if (tool) {
         send('content_block_start', { index: 0, content_block: { type: 'tool_use', id: 'toolu_fake1', name: tool.name, input: {} } });
-        for (const piece of ['{"location":', ' "Paris"}']) send('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: piece } });
+        const json = JSON.stringify(input);
+        for (const piece of [json.slice(0, Math.ceil(json.length / 2)), json.slice(Math.ceil(json.length / 2))]) send('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: piece } });
       } else {
         send('content_block_start', { index: 0, content_block: { type: 'text', text: '' } });
         for (const w of words) send('content_block_delta', { index: 0, delta: { type: 'text_delta', text: w } });
