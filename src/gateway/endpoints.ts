@@ -9,6 +9,7 @@ import { parseBody, parseJson } from '../wire/body.js';
 import { ChatRequestSchema, chatCap, type ChatRequest } from '../wire/chat.js';
 import { CompletionsRequestSchema, LEGACY_DEFAULT_MAX_TOKENS, promptCount, type CompletionsRequest } from '../wire/completions.js';
 import { EmbeddingsRequestSchema } from '../wire/embeddings.js';
+import { MessagesRequestSchema } from '../wire/messages.js';
 import { ModerationsRequestSchema } from '../wire/moderations.js';
 import { ResponsesRequestSchema } from '../wire/responses.js';
 
@@ -30,8 +31,8 @@ export interface Endpoint {
    * so an answer is cached with it (otherwise only answers with the upstream's usage are).
    */
   readonly countedUsage: boolean;
-  /** Only routes whose provider speaks this API itself, or null for any route (adapters translate). */
-  readonly native: 'openai' | null;
+  /** Only routes whose provider speaks this API itself (OpenAI's Responses, Anthropic's Messages), or null for any route (adapters translate). */
+  readonly native: 'openai' | 'anthropic' | null;
   /** The output cap the request itself sets, or null. */
   askedCap(req: ChatRequest): number | null;
   /** The name of the cap field the request set (for messages that name it). */
@@ -159,3 +160,28 @@ export const COMPLETIONS: Endpoint = {
   countedUsage: false,
   choices: (req) => Math.max(typeof req.n === 'number' ? req.n : 1, typeof req.best_of === 'number' ? req.best_of : 1) * promptCount((req as unknown as CompletionsRequest).prompt),
 };
+
+/**
+ * Anthropic's Messages API passed through to an Anthropic route (a request for a model with
+ * none is bridged onto the chat path instead: gateway/messages.ts): the caller's bytes go on
+ * (thinking, cache_control, documents, betas' fields and all), the answer comes back as
+ * Anthropic wrote it. max_tokens is required there, so it is the reservation's cap. The caches
+ * keep chat answers, so none apply.
+ */
+export const MESSAGES: Endpoint = {
+  api: 'messages',
+  parse: (body) => parseBody(MessagesRequestSchema, parseJson(body)) as unknown as ChatRequest,
+  native: 'anthropic',
+  askedCap: (req) => (typeof req.max_tokens === 'number' ? req.max_tokens : null),
+  capName: () => 'max_tokens',
+  capField: () => 'max_tokens',
+  savings: 0,
+  conversation: false,
+  smartRouter: false,
+  modelType: 'chat',
+  promptField: 'messages',
+  deterministic: isDeterministic,
+  countedUsage: false,
+  choices: () => 1,
+};
+

@@ -16,6 +16,7 @@ import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { HeaderList } from '../wire/http.js';
 import { SseUsageTap, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
 import { dataFrame } from '../wire/sse.js';
+import { anthropicError } from '../wire/messages.js';
 import type { Usage } from '../wire/usage.js';
 import type { RequestContext } from './context.js';
 import { Attempts } from './failover.js';
@@ -312,7 +313,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
         this.over = true;
         this.land();
         this.deps.health.failure(this.route.decision, `stream_broken_${err.code}`);
-        const event = errorEvent(err);
+        const event = errorEvent(err, this.ctx.endpoint.api);
         this.settle(err.status, err.code, this.tap.usage, () => this.client.end(event));
         this.breakFollowers(event, err);
         return;
@@ -335,7 +336,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     if (this.over) return;
     this.over = true;
     if (this.tap) {
-      const event = errorEvent(e);
+      const event = errorEvent(e, this.ctx.endpoint.api);
       this.settle(e.status, e.code, null, () => this.client.end(event));
       this.breakFollowers(event, e);
       return;
@@ -509,6 +510,8 @@ class Outgoing implements ChatCall {
 }
 
 /** A stream's end after its headers went out: the error as an SSE data event. */
-function errorEvent(err: GatewayError): Buffer {
+function errorEvent(err: GatewayError, api: ChatCall['api']): Buffer {
+  // An Anthropic stream's clients read only named events: its error is one, in its envelope.
+  if (api === 'messages') return Buffer.from(`event: error\ndata: ${JSON.stringify(anthropicError(err.status, err.message, err.code))}\n\n`);
   return Buffer.from(dataFrame(err.toJSON()));
 }

@@ -14,6 +14,7 @@ import { SseTranslatingSink, completionBody, type TokenUsage } from './translato
 import { chatTurns, jsonOutputTool, stopList, toolChoiceOf, toolsOf, type Block } from './turns.js';
 import { sentCap } from '../wire/chat.js';
 import { dataOf } from '../wire/sse.js';
+import { editMembers } from '../wire/splice.js';
 
 const API_VERSION = '2023-06-01';
 
@@ -195,6 +196,7 @@ export class AnthropicProvider implements Provider {
   }
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    if (call.api === 'messages') return this.passThrough(call, sink);
     const { request } = call;
     const maxTokens = sentCap(request) ?? this.opts.defaultMaxTokens;
     let body: string;
@@ -210,6 +212,18 @@ export class AnthropicProvider implements Provider {
     }
     const relay = new Relay(translator);
     translator.upstreamCall = relay;
+    this.pool.dispatch({ path: this.path, method: 'POST', headers: this.headers, body,
+      headersTimeout: this.opts.headersTimeoutMs, bodyTimeout: this.opts.bodyTimeoutMs, blocking: true }, relay);
+    return relay;
+  }
+
+  /**
+   * A Messages API request passed through: the caller's bytes with the route's model id (and
+   * without the gateway's provider pin), the answer relayed as Anthropic writes it.
+   */
+  private passThrough(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    const relay = new Relay(sink);
+    const body = editMembers(call.body, { set: [['model', JSON.stringify(call.upstreamModel)]], drop: ['provider'] }) ?? call.body;
     this.pool.dispatch({ path: this.path, method: 'POST', headers: this.headers, body,
       headersTimeout: this.opts.headersTimeoutMs, bodyTimeout: this.opts.bodyTimeoutMs, blocking: true }, relay);
     return relay;

@@ -20,7 +20,7 @@ export interface OpenAIProviderOptions extends HttpUpstreamOptions {
 
 const INCLUDE_USAGE = '{"include_usage":true}';
 /** Azure's operation path for each API, under the deployment (moderations are OpenAI's only). */
-const AZURE_OPERATION: Record<Api, string> = { chat: 'chat/completions', completions: 'completions', embeddings: 'embeddings', moderations: 'moderations', responses: 'responses' };
+const AZURE_OPERATION: Record<Api, string> = { chat: 'chat/completions', completions: 'completions', embeddings: 'embeddings', moderations: 'moderations', responses: 'responses', messages: 'chat/completions' };
 const PIN = ['provider'];
 
 /** Own enumerable keys, counted without building their array. */

@@ -63,7 +63,7 @@ export interface SelectInput {
   /** A pinned provider ('' for none). */
   pin: string;
   /** Only routes whose provider speaks this API natively (the Responses API passes through to OpenAI-kind upstreams). */
-  nativeKind: 'openai' | null;
+  nativeKind: 'openai' | 'anthropic' | null;
   /** The key and the keys above it. */
   chain: readonly ConstrainedKey[];
   /** The key that made the request (the error says "This key" for it). */
@@ -84,8 +84,8 @@ export class RouteSelector {
       }
     }
     if (q.nativeKind) {
-      routes = routes.filter((r) => speaksResponses(r.provider));
-      if (!routes.length) throw new GatewayError(Errors.invalidRequest, `No route of '${q.requested}' speaks the Responses API.`, 'model');
+      routes = routes.filter((r) => (q.nativeKind === 'openai' ? speaksResponses(r.provider) : r.provider.kind === q.nativeKind));
+      if (!routes.length) throw new GatewayError(Errors.invalidRequest, `No route of '${q.requested}' speaks the ${q.nativeKind === 'openai' ? 'Responses' : 'Messages'} API.`, 'model');
     }
     for (const k of q.chain) {
       const limits = constraintsOf(k);

@@ -8,10 +8,12 @@ import type { KeyRecord, KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
-import { CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS, RESPONSES, withoutMessages } from '../gateway/endpoints.js';
+import { CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, MODERATIONS, RESPONSES, withoutMessages } from '../gateway/endpoints.js';
 import { ResponsesBridge, passesThrough, readResponsesRequest, toChatBody } from '../gateway/responses.js';
 import { CompletionsBridge, completionsToChat } from '../gateway/completions.js';
 import { MessagesBridge, messagesToChat } from '../gateway/messages.js';
+import { chainAllows } from '../router/select.js';
+import type { ChatRequest } from '../wire/chat.js';
 import { CountTokensRequestSchema, MessagesRequestSchema } from '../wire/messages.js';
 import { ENDPOINT_OF } from '../gateway/stages/route.js';
 import { parseBody, parseJson } from '../wire/body.js';
@@ -176,6 +178,14 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   app.post('/v1/messages', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => {
     const request = parseBody(MessagesRequestSchema, parseJson(body));
     const sw = savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES;
+    // An Anthropic route takes the caller's bytes as they are (thinking, cache_control, documents…);
+    // a model with none the key may use is bridged onto the chat path.
+    const routes = deps.catalog.find(request.model)?.routes ?? [];
+    const pinned = request.provider ?? pin ?? '';
+    if (routes.some((r) => r.provider.kind === 'anthropic' && (!pinned || r.provider.name === pinned) && chainAllows(deps.keys.chain(key), r))) {
+      deps.chat.handle(ex, key, body, t0, pin ?? '', MESSAGES, sw, request as unknown as ChatRequest);
+      return;
+    }
     deps.chat.handle(new MessagesBridge(ex, request.model), key, messagesToChat(request), t0, pin ?? '', CHAT, sw);
   }, refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'messages', true));
   app.post('/v1/messages/count_tokens', handlers.withBody('inference', (ex, key, body) => {

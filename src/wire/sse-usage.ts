@@ -1,13 +1,16 @@
 // Reads what billing needs from an OpenAI-format SSE stream while passing its bytes
 // through untouched: the usage frame (parsed, and dropped if the caller did not ask for
 // it) and the `[DONE]` frame (where the gateway slips in its own figures as an SSE
-// comment). Everything else is forwarded as slices of the upstream's buffers.
+// comment). Everything else is forwarded as slices of the upstream's buffers. An Anthropic
+// Messages stream passed through is read the same way: usage from message_start and
+// message_delta, message_stop as its terminal event.
 import { dataOf } from './sse.js';
 import { readUsage, type Usage } from './usage.js';
 
 const USAGE_KEY = Buffer.from('"usage"');
 const DONE = Buffer.from('[DONE]');
 const EMPTY_CHOICES = Buffer.from('"choices":[]');
+const MESSAGE_STOP = Buffer.from('event: message_stop');
 
 const WS = (b: number | undefined) => b === 32 || b === 10 || b === 13 || b === 9;
 
@@ -131,6 +134,8 @@ export class SseUsageTap {
    */
   usageEvent: Buffer | null = null;
   private tail: Buffer | null = null;
+  /** An Anthropic stream: message_start's usage, which message_delta's completes. */
+  private anthropicStart: Record<string, unknown> | null = null;
 
   constructor(
     private readonly forwardUsageEvent: boolean,
@@ -148,7 +153,7 @@ export class SseUsageTap {
     let flushFrom = 0;
     let pos = 0;
     for (let end = eventEnd(buf, pos); end !== -1; pos = end, end = eventEnd(buf, pos)) {
-      if (isDone(buf, pos, end)) {
+      if (isDone(buf, pos, end) || (this.anthropicStart !== null && buf.compare(MESSAGE_STOP, 0, MESSAGE_STOP.length, pos, Math.min(end, pos + MESSAGE_STOP.length)) === 0)) {
         if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos));
         this.sawDone = true;
         if (this.holdTerminal) {
@@ -192,7 +197,17 @@ export class SseUsageTap {
     if (data === null) return false;
     try {
       // chat chunks carry usage at the top; the Responses API's response.completed inside `response`
-      const parsed = JSON.parse(data) as { type?: unknown; usage?: unknown; response?: { usage?: unknown; id?: unknown } };
+      const parsed = JSON.parse(data) as { type?: unknown; usage?: unknown; response?: { usage?: unknown; id?: unknown }; message?: { usage?: unknown } };
+      if (parsed.type === 'message_start' || parsed.type === 'message_delta') {
+        // Anthropic: message_start has the input counts, message_delta the output's (and, from newer APIs, every count).
+        const counts = parsed.type === 'message_start' ? parsed.message?.usage : parsed.usage;
+        if (typeof counts === 'object' && counts !== null) {
+          this.anthropicStart = { ...(this.anthropicStart ?? {}), ...counts };
+          // (billed from message_delta's final counts: a stream cut before it is counted instead, not billed at message_start's 1 output token)
+          if (parsed.type === 'message_delta') this.usage = readUsage(this.anthropicStart) ?? this.usage;
+        }
+        return false;
+      }
       this.usage = readUsage(parsed.usage ?? parsed.response?.usage) ?? this.usage;
       if (typeof parsed.response?.id === 'string') this.responseId = parsed.response.id;
       return parsed.type === 'response.completed' || parsed.type === 'response.incomplete' || parsed.type === 'response.failed';

@@ -41,11 +41,31 @@ const ResponsesUsageSchema = z.object({
   input_tokens_details: z.object({ cached_tokens: Count.optional() }).nullish(),
 });
 
+/**
+ * Anthropic's usage object (a Messages API answer passed through): input_tokens excludes what
+ * the cache read and wrote, which come as their own counts.
+ */
+const AnthropicUsageSchema = z.object({
+  input_tokens: Count,
+  output_tokens: Count,
+  cache_read_input_tokens: Count.nullish(),
+  cache_creation_input_tokens: Count.nullish(),
+});
+
 /** The embeddings (and moderations) usage object: prompt tokens only. */
 const InputUsageSchema = z.object({ prompt_tokens: Count, total_tokens: Count });
 
 /** Upstream usage (chat, Responses or embeddings shape); null when absent or malformed. */
 export function readUsage(value: unknown): Usage | null {
+  if (typeof value === 'object' && value !== null && ('cache_read_input_tokens' in value || 'cache_creation_input_tokens' in value)) {
+    const a = AnthropicUsageSchema.safeParse(value);
+    if (!a.success) return null;
+    const read = a.data.cache_read_input_tokens ?? 0;
+    const written = a.data.cache_creation_input_tokens ?? 0;
+    const prompt = a.data.input_tokens + read + written;
+    if (prompt > MAX_USAGE_TOKENS) return null;
+    return { prompt_tokens: prompt, completion_tokens: a.data.output_tokens, cached_tokens: read, ...(written ? { cache_write_tokens: written } : {}) };
+  }
   const parsed = ChatUsageSchema.safeParse(value);
   if (parsed.success) {
     const u = parsed.data;

@@ -35,6 +35,12 @@ function pushEvent(e: Json, into: string[]): void {
   }
   // Responses API stream events: the deltas carry the generated text.
   if (typeof e.type === 'string' && e.type.endsWith('.delta') && typeof e.delta === 'string') into.push(e.delta);
+  // Anthropic's Messages events: text and tool-input deltas.
+  if (e.type === 'content_block_delta' && isRecord(e.delta)) {
+    if (typeof e.delta.text === 'string') into.push(e.delta.text);
+    if (typeof e.delta.partial_json === 'string') into.push(e.delta.partial_json);
+    if (typeof e.delta.thinking === 'string') into.push(e.delta.thinking);
+  }
 }
 
 export function answerText(answer: string, stream: boolean): string {
@@ -45,6 +51,15 @@ export function answerText(answer: string, stream: boolean): string {
     if (!isRecord(body)) return '';
     if (Array.isArray(body.choices)) for (const c of body.choices) if (isRecord(c)) { pushChat(c.message, texts); if (typeof c.text === 'string') texts.push(c.text); }
     pushOutput(body.output, texts);
+    // An Anthropic message: its text, tool inputs and thinking blocks.
+    if (body.type === 'message' && Array.isArray(body.content)) {
+      for (const b of body.content) {
+        if (!isRecord(b)) continue;
+        if (typeof b.text === 'string') texts.push(b.text);
+        if (typeof b.thinking === 'string') texts.push(b.thinking);
+        if (isRecord(b.input)) texts.push(JSON.stringify(b.input));
+      }
+    }
     return texts.join('');
   }
   const complete = answer.lastIndexOf('\n\n');

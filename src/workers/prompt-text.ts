@@ -49,10 +49,34 @@ function inputTokens(tok: Tokenizer, input: unknown): number {
   return n;
 }
 
+/** An Anthropic Messages body: the system prompt, each message's blocks (text, images, tool calls and results), the tools. */
+function anthropicPromptTokens(tok: Tokenizer, request: Record<string, unknown>): number {
+  let n = REPLY_PRIMING;
+  const blocks = (content: unknown): number => {
+    if (typeof content === 'string') return tok.count(content);
+    if (!Array.isArray(content)) return 0;
+    let k = 0;
+    for (const b of content) {
+      if (!isRecord(b)) continue;
+      if (typeof b.text === 'string') k += tok.count(b.text);
+      else if (b.type === 'image') k += IMAGE_TOKENS;
+      else if (b.type === 'tool_use') k += tok.count(`${typeof b.name === 'string' ? b.name : ''}${JSON.stringify(b.input ?? {})}`);
+      else if (b.type === 'tool_result') k += blocks(b.content);
+      else if (typeof b.thinking === 'string') k += tok.count(b.thinking);
+    }
+    return k;
+  };
+  n += blocks(request.system);
+  if (Array.isArray(request.messages)) for (const m of request.messages) if (isRecord(m)) n += TOKENS_PER_MESSAGE + blocks(m.content);
+  if (Array.isArray(request.tools) && request.tools.length > 0) n += tok.count(JSON.stringify(request.tools));
+  return n;
+}
+
 export function countPromptTokens(tok: Tokenizer, request: unknown, api: Api = 'chat'): number {
   if (!isRecord(request)) return 0;
   if (api === 'embeddings' || api === 'moderations') return inputTokens(tok, request.input);
   if (api === 'completions') return inputTokens(tok, request.prompt);
+  if (api === 'messages') return anthropicPromptTokens(tok, request);
   if (!Array.isArray(request.messages)) return request.input !== undefined ? responsesPromptTokens(tok, request) : 0;
   let n = REPLY_PRIMING;
   for (const m of request.messages) {

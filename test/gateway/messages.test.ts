@@ -80,8 +80,10 @@ t.test('count_tokens, errors in Anthropic\'s envelope, and the ledger', async (t
   const bad = await client.messages.create({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'x' }] } as unknown as Anthropic.MessageCreateParamsNonStreaming).catch((e: unknown) => e);
   t.ok(bad instanceof Anthropic.BadRequestError, String(bad));
   t.match((bad as InstanceType<typeof Anthropic.BadRequestError>).error, { type: 'error', error: { type: 'invalid_request_error', message: /max_tokens/ } });
-  const doc = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: [{ type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'x' } }] }] }).catch((e: unknown) => e);
-  t.ok(doc instanceof Anthropic.BadRequestError && /not supported/.test(doc.message), 'what a chat route cannot carry is said, not dropped');
+  const document = { model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user' as const, content: [{ type: 'document' as const, source: { type: 'text' as const, media_type: 'text/plain' as const, data: 'x' } }] }] };
+  const doc = await sim.messages.create(document).catch((e: unknown) => e);
+  t.ok(doc instanceof Anthropic.BadRequestError && /not supported/.test(doc.message), 'what a bridged route cannot carry is said, not dropped');
+  t.equal((await client.messages.create(document)).type, 'message', 'an Anthropic route takes it as it is');
   const noKey = await new Anthropic({ baseURL: gw.url, apiKey: 'sk-wrong', maxRetries: 0 }).messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
   t.ok(noKey instanceof Anthropic.AuthenticationError, 'a wrong x-api-key is a 401 the SDK knows');
   const missing = await client.messages.create({ model: 'claude-nope', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
@@ -89,3 +91,33 @@ t.test('count_tokens, errors in Anthropic\'s envelope, and the ledger', async (t
   const rows = (await api.call('/v1/requests?limit=20', key)).json.data as Array<{ endpoint: string; status: number }>;
   t.ok(rows.length > 5 && rows.every((r) => r.endpoint === 'messages'), 'every request a messages row');
 });
+
+t.test('an Anthropic route takes the caller\'s bytes: thinking and cache_control reach it untouched; usage billed as Anthropic counts it', async (t) => {
+  const body = { model: 'anthropic/claude-test', max_tokens: 2048, thinking: { type: 'enabled', budget_tokens: 1024 },
+    system: [{ type: 'text', text: 'A long stable prefix.', cache_control: { type: 'ephemeral' } }], messages: [{ role: 'user', content: 'Hi' }] };
+  const res = await fetch(`${gw.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const msg = await res.json() as Anthropic.Message & { gateway: { usage: { prompt_tokens: number; cached_tokens: number } } };
+  t.equal(res.status, 200);
+  t.equal(res.headers.get('x-gateway-decision'), 'anthropic/claude-test');
+  const got = anthropic.received.at(-1)!.body;
+  t.same(got, { ...body, model: 'claude-test' }, 'the same request, the route\'s model id in it');
+  t.equal(msg.id, 'msg_fake1', 'Anthropic\'s own message');
+  t.equal(msg.gateway.usage.prompt_tokens, msg.usage.input_tokens + (msg.usage.cache_read_input_tokens ?? 0) + (msg.usage.cache_creation_input_tokens ?? 0), 'cache reads and writes are prompt tokens too');
+  t.equal(msg.gateway.usage.cached_tokens, 5);
+  // Streamed: Anthropic's events as it sent them (its ping included), the usage read from message_start and message_delta.
+  const raw = await fetch(`${gw.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
+  const text = await raw.text();
+  t.match(text, /event: ping/);
+  t.match(text, /^: gateway \{.*"cached_tokens":5/m, 'the figures before message_stop');
+  t.ok(text.indexOf(': gateway') < text.indexOf('event: message_stop'));
+  const streamed = await client.messages.stream({ model: 'anthropic/claude-test', max_tokens: 64, messages: [{ role: 'user', content: 'Hi' }] }).finalMessage();
+  t.equal(textOf(streamed), ANTHROPIC_WORDS.join(''));
+  const id = raw.headers.get('x-request-id')!;
+  const row = (await api.call(`/v1/requests/${id}`, key)).json;
+  t.match(row, { endpoint: 'messages', stream: true, cached_tokens: 5, completion_tokens: ANTHROPIC_WORDS.length, usage_source: 'upstream' });
+  // Anthropic's own errors come back in its envelope.
+  const refused = await client.messages.create({ model: 'anthropic/claude-test', max_tokens: 10, messages: [{ role: 'user', content: 'x' }], provider: 'anthropic' } as Anthropic.MessageCreateParamsNonStreaming);
+  t.ok(refused, 'the pin field is dropped before it goes upstream');
+  t.notOk('provider' in anthropic.received.at(-1)!.body);
+});
+

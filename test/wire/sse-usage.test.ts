@@ -66,3 +66,30 @@ t.test('scanCompletion finds the top-level usage without parsing the whole body'
   t.ok(empty.isObject && empty.empty, '{} has no members');
   t.end();
 });
+
+t.test('an Anthropic stream passed through: usage from message_start and message_delta, message_stop held, at every split', (t) => {
+  const events = [
+    'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":20,"cache_read_input_tokens":100,"cache_creation_input_tokens":7,"output_tokens":1}}}\n\n',
+    'event: ping\ndata: {"type":"ping"}\n\n',
+    'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}\n\n',
+    'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}\n\n',
+    'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+  ];
+  const bytes = Buffer.from(events.join(''));
+  for (let cut = 1; cut < bytes.length; cut += 5) {
+    const out: Buffer[] = [];
+    const tap = new SseUsageTap(false, (b) => { out.push(Buffer.from(b)); return true; }, () => Buffer.alloc(0), true);
+    tap.push(bytes.subarray(0, cut));
+    if (cut < events.slice(0, 3).join('').length) t.equal(tap.usage, null, 'not billed from message_start alone');
+    tap.push(bytes.subarray(cut));
+    const usage = tap.usage;
+    const written = Buffer.concat(out).toString();
+    const held = tap.flushTail()?.toString();
+    if (JSON.stringify(usage) !== JSON.stringify({ prompt_tokens: 127, completion_tokens: 9, cached_tokens: 100, cache_write_tokens: 7 }) || written !== events.slice(0, 4).join('') || held !== events[4] || !tap.sawDone) {
+      t.fail(`cut at ${cut}: ${JSON.stringify(usage)} ${written.length} ${held}`);
+      return t.end();
+    }
+  }
+  t.pass('the same at every split');
+  t.end();
+});
