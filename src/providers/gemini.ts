@@ -11,6 +11,7 @@ import { Errors, GatewayError } from '../errors.js';
 import { isRecord, type Json } from '../json.js';
 import { sentCap } from '../wire/chat.js';
 import { dataOf } from '../wire/sse.js';
+import { embeddingInputs, embeddingsBody } from '../wire/embeddings.js';
 import { Relay, dispatchWhen, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 import { SseTranslatingSink, completionBody, type Choice, type TokenUsage, type ToolCallOut } from './translator.js';
@@ -309,6 +310,7 @@ export class GeminiProvider implements Provider {
   }
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    if (call.api === 'embeddings') return this.embed(call, sink);
     let request: Json;
     try {
       request = toGenerateContentRequest(call.request, sentCap(call.request));
@@ -358,6 +360,33 @@ export class GeminiProvider implements Provider {
     return relay;
   }
 
+  /**
+   * Embeddings: AI Studio's batchEmbedContents (one request per input; it counts no tokens, so
+   * the gateway counts the input) or Vertex's predict (an instance per input, each with its
+   * token count); the vectors go back as OpenAI's embeddings object. Text inputs only.
+   */
+  private embed(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    const req = call.params;
+    const inputs = embeddingInputs(req.input);
+    const relay = new Relay(new EmbeddingAnswer(sink, call.upstreamModel, req.encoding_format === 'base64', this.label));
+    if (inputs.some((i) => typeof i !== 'string')) {
+      queueMicrotask(() => sink.onError(new GatewayError(Errors.invalidRequest, `${this.label} embeds text: token-id inputs are not supported on this route.`, 'input')));
+      return relay;
+    }
+    const dims = typeof req.dimensions === 'number' ? req.dimensions : null;
+    const vertex = this.kind === 'vertex';
+    const body = vertex
+      ? { instances: inputs.map((content) => ({ content })), ...(dims ? { parameters: { outputDimensionality: dims } } : {}) }
+      : { requests: inputs.map((text) => ({ model: `models/${call.upstreamModel}`, content: { parts: [{ text }] }, ...(dims ? { outputDimensionality: dims } : {}) })) };
+    const options = (auth: Record<string, string>): Dispatcher.DispatchOptions => ({ path: this.opts.access.path(call.upstreamModel, vertex ? 'predict' : 'batchEmbedContents'),
+      method: 'POST', body: JSON.stringify(body), headers: this.headersWith(auth), headersTimeout: this.opts.headersTimeoutMs, bodyTimeout: this.opts.bodyTimeoutMs, blocking: true });
+    let auth: Record<string, string> | Promise<Record<string, string>>;
+    try { auth = this.opts.access.auth(); } catch (err) { auth = Promise.reject(err); }
+    if (auth instanceof Promise) dispatchWhen(this.pool, auth.then(options), relay, sink, (err) => this.authFailed(err));
+    else this.pool.dispatch(options(auth), relay);
+    return relay;
+  }
+
   private headersWith(auth: Record<string, string>): Record<string, string> {
     return { 'content-type': 'application/json', ...this.opts.headers, ...auth };
   }
@@ -378,3 +407,48 @@ export function geminiAccess(baseUrl: string, apiKey: string | undefined): Gemin
   return { path: (model, method) => `${base}/models/${encodeURIComponent(model)}:${method}`, auth: () => header,
     cachePath: `${base}/cachedContents`, cacheModel: (model) => `models/${model}` };
 }
+
+const GeminiEmbeddingsSchema = z.object({ embeddings: z.array(z.object({ values: z.array(z.number()) })) });
+const VertexPredictionsSchema = z.object({ predictions: z.array(z.object({ embeddings: z.object({ values: z.array(z.number()), statistics: z.object({ token_count: z.number().int().nonnegative() }).partial().optional() }) })) });
+
+/** Google's embeddings answer (either API's) in, OpenAI's out; an error answer passes as it came (the gateway reads Google's envelope). */
+class EmbeddingAnswer implements ResponseSink {
+  private status = 0;
+  private readonly parts: Buffer[] = [];
+
+  constructor(private readonly sink: ResponseSink, private readonly model: string, private readonly base64: boolean, private readonly label: string) {}
+
+  onStart(status: number, contentType: string, retryAfterMs?: number | null): void {
+    this.status = status;
+    if (status !== 200) this.sink.onStart(status, contentType, retryAfterMs);
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.status !== 200) return this.sink.onData(chunk);
+    this.parts.push(chunk);
+    return true;
+  }
+
+  onEnd(): void {
+    if (this.status !== 200) { this.sink.onEnd(); return; }
+    let raw: unknown;
+    try { raw = JSON.parse(Buffer.concat(this.parts).toString('utf8')); } catch { raw = null; }
+    const studio = GeminiEmbeddingsSchema.safeParse(raw);
+    const vertex = studio.success ? null : VertexPredictionsSchema.safeParse(raw);
+    if (!studio.success && !vertex?.success) {
+      this.sink.onError(new GatewayError(Errors.upstreamBadAnswer, `${this.label} answered embeddings that could not be read.`));
+      return;
+    }
+    const vectors = studio.success ? studio.data.embeddings.map((e) => e.values) : vertex!.data!.predictions.map((p) => p.embeddings.values);
+    // Vertex counts each instance's tokens; AI Studio counts none (then the gateway counts the input).
+    const counted = vertex?.success ? vertex.data.predictions.reduce((n, p) => n + (p.embeddings.statistics?.token_count ?? 0), 0) : null;
+    this.sink.onStart(200, 'application/json');
+    this.sink.onData(embeddingsBody(this.model, vectors, counted ? counted : null, this.base64));
+    this.sink.onEnd();
+  }
+
+  onError(err: GatewayError): void {
+    this.sink.onError(err);
+  }
+}
+

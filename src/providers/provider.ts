@@ -71,10 +71,11 @@ export interface Provider {
 
 /**
  * The model types an adapter can serve: OpenAI-kind upstreams and the sim serve every
- * endpoint; the others translate chat (a catalog route of another type to them is not made).
+ * endpoint; Gemini and Vertex chat and embeddings; the others chat (a catalog route of another
+ * type to them is not made).
  */
 export function servesType(p: Provider, type: ModelType): boolean {
-  return type === 'chat' || p.kind === 'openai' || p.kind === 'azure' || p.kind === 'sim';
+  return type === 'chat' || p.kind === 'openai' || p.kind === 'azure' || p.kind === 'sim' || (type === 'embedding' && (p.kind === 'gemini' || p.kind === 'vertex'));
 }
 
 /** Adapters that take OpenAI's own request bodies as bytes. */

@@ -40,14 +40,15 @@ export function embeddingInputs(input: unknown): EmbeddingInput[] {
 /**
  * OpenAI's embeddings answer for vectors an adapter got some other way (another provider's
  * shape, the sim). `base64`: each vector as little-endian float32 bytes, base64-encoded.
+ * `promptTokens` null: the upstream counted none (the gateway counts the input then).
  */
-export function embeddingsBody(model: string, vectors: readonly ArrayLike<number>[], promptTokens: number, base64: boolean): Buffer {
+export function embeddingsBody(model: string, vectors: readonly ArrayLike<number>[], promptTokens: number | null, base64: boolean): Buffer {
   let out = '{"object":"list","data":[';
   for (let i = 0; i < vectors.length; i++) {
     const v = vectors[i]!;
     out += `${i ? ',' : ''}{"object":"embedding","index":${i},"embedding":${base64 ? `"${float32Base64(v)}"` : floatList(v)}}`;
   }
-  out += `],"model":${JSON.stringify(model)},"usage":{"prompt_tokens":${promptTokens},"total_tokens":${promptTokens}}}`;
+  out += `],"model":${JSON.stringify(model)}${promptTokens === null ? '' : `,"usage":{"prompt_tokens":${promptTokens},"total_tokens":${promptTokens}}`}}`;
   return Buffer.from(out);
 }
 

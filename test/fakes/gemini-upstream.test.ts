@@ -32,6 +32,14 @@ t.test('AI Studio: generateContent, stream, function calls, errors', async (t) =
   t.ok(bad instanceof ApiError && bad.status === 400, 'a wrong key is refused');
 });
 
+t.test('AI Studio embeddings: batchEmbedContents, read by the SDK', async (t) => {
+  const ai = new GoogleGenAI({ apiKey: GEMINI_KEY, httpOptions: { baseUrl: fake.url } });
+  const r = await ai.models.embedContent({ model: 'gemini-embedding-001', contents: ['one', 'two'], config: { outputDimensionality: 5 } });
+  t.equal(r.embeddings?.length, 2);
+  t.equal(r.embeddings?.[1]?.values?.length, 5);
+  t.match(fake.received.at(-1)!, { api: 'gemini', path: '/v1beta/models/gemini-embedding-001:batchEmbedContents' });
+});
+
 t.test('Vertex AI: a service account\'s token from the fake endpoint, then the Vertex paths', async (t) => {
   const transporter = new gaxios.Gaxios();
   transporter.interceptors.request.add({ resolved: async (o) => (String(o.url) === 'https://oauth2.googleapis.com/token' ? { ...o, url: new URL(fake.serviceAccount.token_uri!) } : o) });
@@ -44,6 +52,10 @@ t.test('Vertex AI: a service account\'s token from the fake endpoint, then the V
   let text = '';
   for await (const c of await ai.models.generateContentStream({ model: 'gemini-x', contents: 'Hi' })) text += c.text ?? '';
   t.equal(text, GEMINI_WORDS.join(''));
+  const vectors = await ai.models.embedContent({ model: 'gemini-embedding-001', contents: ['one text'], config: { outputDimensionality: 4 } });
+  t.equal(vectors.embeddings?.[0]?.values?.length, 4, 'predict, read by the SDK');
+  t.ok((vectors.embeddings?.[0]?.statistics?.tokenCount ?? 0) > 0, 'with its token count');
+  t.match(fake.received.at(-1)!.path, /publishers\/google\/models\/gemini-embedding-001:predict$/);
   const other = new JWT({ email: fake.serviceAccount.client_email, key: (await import('node:crypto')).generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), scopes: ['https://www.googleapis.com/auth/cloud-platform'], transporter });
   const refused = await other.getAccessToken().catch((e: unknown) => e);
   t.ok(refused instanceof Error, 'a grant signed with another key is refused');

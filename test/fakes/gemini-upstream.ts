@@ -115,6 +115,29 @@ export async function startFakeGemini(): Promise<FakeGemini> {
         fake.caches.set(name, { model: spec.model, head: JSON.stringify([spec.systemInstruction ?? null, spec.tools ?? null, spec.toolConfig ?? null]), tokens, expires: Date.parse(expireTime) });
         return json(res, 200, { name, model: spec.model, createTime: new Date().toISOString(), updateTime: new Date().toISOString(), expireTime, usageMetadata: { totalTokenCount: tokens } });
       }
+      // Embeddings: AI Studio's batchEmbedContents (no token counts), Vertex's predict (a count per instance).
+      const studioEmbed = /^\/v1beta\/models\/([^/:]+):batchEmbedContents$/.exec(url);
+      const vertexEmbed = /^\/v1(?:beta1)?\/projects\/[^/]+\/locations\/[^/]+\/publishers\/google\/models\/([^/:]+):predict$/.exec(url);
+      if (req.method === 'POST' && (studioEmbed || vertexEmbed)) {
+        if (studioEmbed ? req.headers['x-goog-api-key'] !== GEMINI_KEY : !fake.tokens.has(String(req.headers.authorization ?? '').replace(/^Bearer /, ''))) {
+          return error(res, 401, 'UNAUTHENTICATED', 'Request had invalid authentication credentials.');
+        }
+        let spec: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+        try { spec = JSON.parse(raw) as typeof spec; } catch { return error(res, 400, 'INVALID_ARGUMENT', 'Invalid JSON payload received.'); }
+        const model = decodeURIComponent((studioEmbed ?? vertexEmbed)![1]!);
+        received.push({ api: studioEmbed ? 'gemini' : 'vertex', path: url, model, stream: false, headers: req.headers, body: spec, aborted: false });
+        const vector = (text: string, dims: number) => Array.from({ length: dims }, (_, i) => ((text.charCodeAt(i % Math.max(1, text.length)) || 0) % 13) / 13 - 0.5);
+        if (studioEmbed) {
+          const requests = Array.isArray(spec.requests) ? spec.requests as Array<Record<string, any>> : []; // eslint-disable-line @typescript-eslint/no-explicit-any
+          if (!requests.length) return error(res, 400, 'INVALID_ARGUMENT', '* BatchEmbedContentsRequest.requests: must not be empty');
+          if (requests.some((r) => r.model !== `models/${model}`)) return error(res, 400, 'INVALID_ARGUMENT', '* BatchEmbedContentsRequest.requests[0].model: must match the request model');
+          return json(res, 200, { embeddings: requests.map((r) => ({ values: vector(String(r.content?.parts?.[0]?.text ?? ''), r.outputDimensionality ?? 8) })) });
+        }
+        const instances = Array.isArray(spec.instances) ? spec.instances as Array<{ content?: string }> : [];
+        if (!instances.length) return error(res, 400, 'INVALID_ARGUMENT', 'instances: must not be empty');
+        const dims = typeof spec.parameters?.outputDimensionality === 'number' ? spec.parameters.outputDimensionality : 8;
+        return json(res, 200, { predictions: instances.map((i) => ({ embeddings: { values: vector(String(i.content ?? ''), dims), statistics: { token_count: Math.max(1, String(i.content ?? '').length >> 2), truncated: false } } })) });
+      }
       const studio = /^\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)(\?alt=sse)?$/.exec(url);
       const vertex = /^\/v1(?:beta1)?\/projects\/([^/]+)\/locations\/([^/]+)\/publishers\/google\/models\/([^/:]+):(generateContent|streamGenerateContent)(\?alt=sse)?$/.exec(url);
       if (req.method !== 'POST' || (!studio && !vertex)) return error(res, 404, 'NOT_FOUND', `Unknown path ${url.slice(0, 100)}`);

@@ -391,3 +391,20 @@ t.test('Vertex, the same adapter on its own paths: tools both ways, images and J
   const json = await client.chat.completions.create({ model: 'vertex/gemini-v', response_format: { type: 'json_schema', json_schema: { name: 'place', schema: { type: 'object', properties: { city: { type: 'string' } } } } }, messages: [{ role: 'user', content: 'Where?' }] });
   t.same(JSON.parse(json.choices[0]?.message.content ?? ''), { city: 'Paris' });
 });
+
+t.test('embeddings: batchEmbedContents on Gemini (the input counted by the gateway), predict on Vertex (its counts), through the openai SDK', async (t) => {
+  const { data, response } = await client.embeddings.create({ model: 'gemini/gemini-embedding-001', input: ['first text', 'second'], dimensions: 6 }).withResponse();
+  t.equal(response.headers.get('x-gateway-decision'), 'gemini/gemini-embedding-001');
+  t.equal(data.data.length, 2);
+  t.equal(data.data[1]!.embedding.length, 6, 'dimensions as outputDimensionality, base64 decoded by the SDK');
+  const sent = fake.received.at(-1)!;
+  t.match(sent, { api: 'gemini', path: '/v1beta/models/gemini-embedding-001:batchEmbedContents' });
+  t.same(sent.body.requests.map((r: { content: { parts: Array<{ text: string }> } }) => r.content.parts[0]!.text), ['first text', 'second']);
+  const gateway = (data as unknown as { gateway: { usage: { prompt_tokens: number } } }).gateway;
+  t.ok(gateway.usage.prompt_tokens > 0, 'AI Studio counts nothing: the gateway counted the input');
+  const vertex = await client.embeddings.create({ model: 'gemini/gemini-embedding-001', input: 'a text to embed', encoding_format: 'float' }, { headers: { 'x-gateway-provider': 'vertex' } });
+  t.match(fake.received.at(-1)!, { api: 'vertex', path: /publishers\/google\/models\/gemini-embedding-001:predict$/ });
+  t.equal(vertex.usage.prompt_tokens, 'a text to embed'.length >> 2, 'Vertex\'s own count');
+  const tokens = await client.embeddings.create({ model: 'gemini/gemini-embedding-001', input: [1, 2, 3] }).catch((e: unknown) => e);
+  t.ok(tokens instanceof OpenAI.BadRequestError && tokens.param === 'input', 'token ids are a 400 on Google\'s routes');
+});
