@@ -156,7 +156,7 @@ export class KeyRing {
 
   /** The key for a bearer token, or a 401. */
   authenticate(authorization: string): KeyRecord {
-    if (!authorization) throw new GatewayError(Errors.missingKey, 'Missing API key: send "Authorization: Bearer <key>".');
+    if (!authorization) throw new GatewayError(Errors.missingKey, 'Missing API key: send "Authorization: Bearer <key>" (or "x-api-key: <key>", as Anthropic clients do).');
     const space = authorization.indexOf(' ');
     const token = space > 0 && authorization.slice(0, space).toLowerCase() === 'bearer' ? authorization.slice(space + 1).trim() : '';
     if (!token) throw new GatewayError(Errors.missingKey, 'Malformed Authorization header: expected "Bearer <key>".');

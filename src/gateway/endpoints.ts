@@ -8,7 +8,9 @@ import { ALL, M } from '../savings/mechanisms.js';
 import { parseBody, parseJson } from '../wire/body.js';
 import { ChatRequestSchema, chatCap, type ChatRequest } from '../wire/chat.js';
 import { CompletionsRequestSchema, LEGACY_DEFAULT_MAX_TOKENS, promptCount, type CompletionsRequest } from '../wire/completions.js';
-import { EmbeddingsRequestSchema } from '../wire/embeddings.js';
+import { EmbeddingsRequestSchema, MAX_EMBEDDING_INPUTS } from '../wire/embeddings.js';
+import { Errors, GatewayError } from '../errors.js';
+import { isRecord } from '../json.js';
 import { MessagesRequestSchema } from '../wire/messages.js';
 import { ModerationsRequestSchema } from '../wire/moderations.js';
 import { ResponsesRequestSchema } from '../wire/responses.js';
@@ -108,7 +110,14 @@ export const RESPONSES: Endpoint = {
  */
 export const EMBEDDINGS: Endpoint = {
   api: 'embeddings',
-  parse: (body) => withoutMessages(parseBody(EmbeddingsRequestSchema, parseJson(body))),
+  parse: (body) => {
+    const raw = parseJson(body);
+    // (the schema's union would name every shape input may take; the limit is what was missed)
+    if (isRecord(raw) && Array.isArray(raw.input) && raw.input.length > MAX_EMBEDDING_INPUTS) {
+      throw new GatewayError(Errors.invalidRequest, `Invalid 'input': at most ${MAX_EMBEDDING_INPUTS} inputs per request (${raw.input.length} sent).`, 'input');
+    }
+    return withoutMessages(parseBody(EmbeddingsRequestSchema, raw));
+  },
   native: null,
   askedCap: () => 0,
   capName: () => 'max_tokens',

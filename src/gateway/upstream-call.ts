@@ -167,9 +167,12 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     try {
       this.handle = next.provider.chat(call, this);
     } catch (err) {
-      // An adapter that cannot even send the request (a bug): the attempt failed like any other.
+      // An adapter that throws before anything went upstream: the gateway's own failure with this
+      // request, not the route's; it ends the request (a 500) and counts nothing against the
+      // route's breaker, so one caller's odd request cannot close a route for everyone.
       this.handle = null;
-      this.onError(asGatewayError(err));
+      this.deps.health.release(next.decision);
+      this.fail(asGatewayError(err), 'adapter_error');
     }
   };
 
@@ -243,8 +246,9 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   onEnd(): void {
     try {
       this.tUpstreamEnd = performance.now();
-      this.land();
+      // (a buffered answer lands once it is known not to fail over: identical requests may still join the retry)
       if (!this.tap) { this.finishBuffered(); return; }
+      this.land();
       const usage = this.tap.usage;
       if (usage) { this.endStream(usage, 'upstream'); return; }
       // No usage frame: the answer is counted before the stream's closing figures are written.
@@ -381,6 +385,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       return;
     }
     this.deps.health.success(this.route.decision, this.tUpstreamEnd - this.tDispatch);
+    this.land();
     const scan = scanCompletion(body);
     if (!scan.isObject) {
       this.fail(new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} sent a body that is not a JSON object.`), 'upstream_bad_body');

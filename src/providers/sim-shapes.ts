@@ -9,6 +9,15 @@ type Schema = Record<string, unknown>;
 
 /** Nesting the example follows at most (a recursive `$ref` or a deep schema ends in null). */
 const MAX_DEPTH = 12;
+/**
+ * Values an example holds at most, and a string's length: a schema of a few hundred bytes can
+ * ask for 16^8 array items or a billion-character string; past the budget, what is left is
+ * the smallest value of its type (the answer may then miss a minItems, as a capped model's would).
+ */
+const MAX_NODES = 4096;
+const MAX_STRING = 1024;
+
+interface Budget { left: number }
 
 /**
  * The tool the answer calls, or null: tools offered, tool_choice not `none`, and no tool
@@ -40,30 +49,30 @@ export function jsonFormat(format: unknown): Schema | null {
 
 /** A value that fits `schema` (the subset models are given: types, enums, const, objects, arrays, anyOf, local $refs). */
 export function exampleOf(schema: unknown, text: string): unknown {
-  const words = text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
-  return example(schema, isRecord(schema) ? schema : {}, words, 0);
+  const words = text.slice(0, 10_000).toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
+  return example(schema, isRecord(schema) ? schema : {}, words, 0, { left: MAX_NODES });
 }
 
-function example(s: unknown, root: Schema, words: string[], depth: number): unknown {
-  if (!isRecord(s) || depth > MAX_DEPTH) return null;
-  if (typeof s.$ref === 'string') return example(resolveRef(root, s.$ref), root, words, depth + 1);
+function example(s: unknown, root: Schema, words: string[], depth: number, budget: Budget): unknown {
+  if (!isRecord(s) || depth > MAX_DEPTH || budget.left-- <= 0) return null;
+  if (typeof s.$ref === 'string') return example(resolveRef(root, s.$ref), root, words, depth + 1, budget);
   if ('const' in s) return s.const;
   if (Array.isArray(s.enum) && s.enum.length) return s.enum[0];
   if ('default' in s && s.default !== undefined) return s.default;
   const alternatives = Array.isArray(s.anyOf) ? s.anyOf : Array.isArray(s.oneOf) ? s.oneOf : null;
-  if (alternatives?.length) return example(alternatives.find((a) => !(isRecord(a) && a.type === 'null')) ?? alternatives[0], root, words, depth + 1);
-  if (Array.isArray(s.allOf) && s.allOf.length) return example(s.allOf[0], root, words, depth + 1);
+  if (alternatives?.length) return example(alternatives.find((a) => !(isRecord(a) && a.type === 'null')) ?? alternatives[0], root, words, depth + 1, budget);
+  if (Array.isArray(s.allOf) && s.allOf.length) return example(s.allOf[0], root, words, depth + 1, budget);
   const type = Array.isArray(s.type) ? s.type.find((t) => t !== 'null') ?? 'null' : s.type ?? (isRecord(s.properties) ? 'object' : 'string');
   switch (type) {
     case 'object': {
       const out: Record<string, unknown> = {};
       const props = isRecord(s.properties) ? s.properties : {};
-      for (const [k, v] of Object.entries(props)) out[k] = example(v, root, words, depth + 1);
+      for (const [k, v] of Object.entries(props)) out[k] = example(v, root, words, depth + 1, budget);
       return out;
     }
     case 'array': {
-      const count = typeof s.minItems === 'number' ? Math.min(s.minItems, 16) : 1;
-      return Array.from({ length: count }, () => example(s.items, root, words, depth + 1));
+      const count = typeof s.minItems === 'number' ? Math.max(0, Math.min(s.minItems, 16, budget.left)) : 1;
+      return Array.from({ length: count }, () => example(s.items, root, words, depth + 1, budget));
     }
     case 'integer': return typeof s.minimum === 'number' ? Math.ceil(s.minimum) : 1;
     case 'number': return typeof s.minimum === 'number' ? s.minimum : 1;
@@ -75,7 +84,7 @@ function example(s: unknown, root: Schema, words: string[], depth: number): unkn
       if (s.format === 'email') return 'user@example.com';
       if (s.format === 'uri' || s.format === 'url') return 'https://example.com';
       const word = words.length ? words[(depth * 7 + words.length) % words.length]! : 'example';
-      return typeof s.minLength === 'number' && word.length < s.minLength ? word.padEnd(s.minLength, 'x') : word;
+      return typeof s.minLength === 'number' && word.length < s.minLength ? word.padEnd(Math.min(s.minLength, MAX_STRING), 'x') : word;
     }
   }
 }

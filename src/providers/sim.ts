@@ -45,10 +45,9 @@ function lastUserText(messages: ReadonlyArray<Record<string, unknown>>): string 
  * of the question, then words drawn from a hash of the prompt — or, for a wrong draw, the
  * words without the echo (off the question).
  */
-export function simAnswer(call: ChatCall, maxTokens: number, skill = 0.5, variant = 0): { tokens: string[]; finish: 'stop' | 'length' } {
+export function simAnswer(call: ChatCall, maxTokens: number, skill = 0.5, variant = 0, prompt?: string): { tokens: string[]; finish: 'stop' | 'length' } {
   const seed = variant ? sha256(Buffer.concat([call.body, Buffer.from(`\n${variant}`)])) : sha256(call.body);
-  const prompt = call.params.prompt;
-  const text = call.api === 'completions' ? (typeof prompt === 'string' ? prompt : Array.isArray(prompt) && typeof prompt[0] === 'string' ? prompt[0] : '') : lastUserText(call.request.messages);
+  const text = prompt ?? lastUserText(call.request.messages);
   const judged = judgeReply(text);
   if (judged !== null) return cut(words(judged), maxTokens);
   const h = sha256(Buffer.concat([Buffer.from(`${call.upstreamModel}\n`), seed]));
@@ -89,16 +88,27 @@ export interface SimChoice {
  */
 export function simChoices(call: ChatCall, maxTokens: number, skill = 0.5): SimChoice[] {
   const req = call.params;
-  const n = call.api === 'chat' || call.api === undefined ? (typeof req.n === 'number' ? req.n : 1) : 1;
+  const n = typeof req.n === 'number' ? req.n : 1;
   const out: SimChoice[] = [];
+  if (call.api === 'completions') {
+    // Legacy completions: n answers for each prompt, in prompt order (index = prompt × n + choice), as OpenAI gives them.
+    const prompts = typeof req.prompt === 'string' ? [req.prompt] : Array.isArray(req.prompt) && typeof req.prompt[0] === 'number' ? [req.prompt] : Array.isArray(req.prompt) ? req.prompt as unknown[] : [''];
+    prompts.forEach((p, i) => {
+      for (let j = 0; j < n; j++) {
+        const a = simAnswer(call, maxTokens, skill, i * n + j, typeof p === 'string' ? p : '');
+        out.push({ tokens: a.tokens, calls: [], finish: a.finish });
+      }
+    });
+    return out;
+  }
   for (let i = 0; i < n; i++) {
-    const tool = call.api === 'completions' ? null : toolToCall(req, call.request.messages);
+    const tool = toolToCall(req, call.request.messages);
     if (tool) {
       const args = JSON.stringify(exampleOf(tool.parameters, lastUserText(call.request.messages)));
       out.push({ tokens: [], calls: [{ id: `call_sim${sha256(Buffer.from(`${i}\n${args}`)).toString('hex').slice(0, 16)}`, name: tool.name, pieces: pieces(args) }], finish: 'tool_calls' });
       continue;
     }
-    const format = call.api === 'completions' ? null : jsonFormat(req.response_format);
+    const format = jsonFormat(req.response_format);
     if (format) {
       const json = JSON.stringify(exampleOf(format, lastUserText(call.request.messages)));
       const all = pieces(json);

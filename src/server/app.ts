@@ -263,6 +263,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
 
   app.any('/*', (res, req) => {
     const ex = new Exchange(res, deps.ids.next());
+    ex.anthropicErrors = req.getUrl().startsWith('/v1/messages'); // Anthropic clients read their own envelope
     const known = knownPaths.has(req.getUrl());
     ex.sendError(known
       ? new GatewayError(Errors.methodNotAllowed, `${req.getMethod().toUpperCase()} is not allowed on ${req.getUrl()}.`)

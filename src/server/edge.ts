@@ -64,7 +64,7 @@ export class Edge {
     const compress = this.config.compressMinBytes > 0;
     return (res, req) => {
       const origin = cors ? req.getHeader('origin') : '';
-      const gzip = compress && req.getHeader('accept-encoding').includes('gzip');
+      const gzip = compress && acceptsGzip(req.getHeader('accept-encoding'));
       const encoding = body ? req.getHeader('content-encoding') : '';
       if (gzip || encoding || head || (origin && this.allowed(origin))) {
         (res as unknown as { [STATE]: EdgeState })[STATE] = { origin: origin && this.allowed(origin) ? origin : null, gzip, encoding: encoding.trim().toLowerCase(), head };
@@ -95,9 +95,9 @@ export class Edge {
     const origin = req.getHeader('origin');
     const asked = req.getHeader('access-control-request-headers');
     res.cork(() => {
-      res.writeStatus('204 No Content');
+      res.writeStatus('204 No Content').writeHeader('vary', 'origin');
       if (this.allowed(origin)) {
-        res.writeHeader('access-control-allow-origin', origin).writeHeader('vary', 'origin')
+        res.writeHeader('access-control-allow-origin', origin)
           .writeHeader('access-control-allow-methods', 'GET, HEAD, POST, PATCH, PUT, DELETE, OPTIONS')
           .writeHeader('access-control-allow-headers', asked || ALLOW_HEADERS)
           .writeHeader('access-control-max-age', '600');
@@ -108,3 +108,18 @@ export class Edge {
 }
 
 const NONE: ReadonlyArray<readonly [string, string]> = [];
+
+/** Accept-Encoding names gzip (any case) without refusing it (`q=0`), or `*` does. */
+export function acceptsGzip(header: string): boolean {
+  if (!header) return false;
+  const h = header.toLowerCase();
+  if (!h.includes('gzip') && !h.includes('*')) return false;
+  if (!h.includes('q=')) return true; // the usual 'gzip, deflate, br': no split
+  for (const part of header.toLowerCase().split(',')) {
+    const [name, ...params] = part.split(';').map((x) => x.trim());
+    if (name !== 'gzip' && name !== '*') continue;
+    const q = params.find((p) => p.startsWith('q='));
+    if (!q || Number(q.slice(2)) > 0) return true;
+  }
+  return false;
+}

@@ -71,7 +71,7 @@ export class Exchange implements Client {
           if (!e) { done(null, out); return; }
           const tooLarge = (e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
           done(tooLarge ? new GatewayError(Errors.bodyTooLarge, `Request body exceeds the ${limit}-byte limit once decompressed.`)
-            : new GatewayError(Errors.invalidJson, `Request body is not valid ${encoding} data.`), Buffer.alloc(0));
+            : new GatewayError(Errors.invalidRequest, `Request body is not valid ${encoding} data (Content-Encoding: ${encoding}).`), Buffer.alloc(0));
         });
       });
       return;

@@ -10,7 +10,7 @@ const Content = z.union([z.string(), z.array(Block)]);
 export const MessagesRequestSchema = z.looseObject({
   model: ModelName,
   max_tokens: z.number().int().min(1),
-  messages: z.array(z.looseObject({ role: z.enum(['user', 'assistant']), content: Content })).min(1, 'messages: at least one message is required'),
+  messages: z.array(z.looseObject({ role: z.enum(['user', 'assistant']), content: z.union([z.string(), z.array(Block).min(1, 'a message needs at least one content block')]) })).min(1, 'at least one message is required'),
   system: Content.nullish(),
   stream: z.boolean().nullish(),
   temperature: z.number().min(0).max(1).nullish(),

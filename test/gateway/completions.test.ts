@@ -78,4 +78,7 @@ t.test('what a chat model cannot do is a 400 naming the parameter', async (t) =>
   }
   const several = await client.completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: ['one', 'two'], max_tokens: 2 });
   t.equal(several.choices.length, 2, 'a completion model takes several prompts');
+  const simmed = await client.completions.create({ model: 'gpt-3.5-turbo-instruct', prompt: ['a', 'b', 'c'], n: 3, max_tokens: 5 }, { headers: { 'x-gateway-provider': 'sim' } });
+  t.same(simmed.choices.map((c) => c.index), [0, 1, 2, 3, 4, 5, 6, 7, 8], 'the sim: n answers for each prompt, in order');
+  t.equal(simmed.usage!.completion_tokens, 45);
 });

@@ -88,6 +88,10 @@ t.test('count_tokens, errors in Anthropic\'s envelope, and the ledger', async (t
   t.ok(noKey instanceof Anthropic.AuthenticationError, 'a wrong x-api-key is a 401 the SDK knows');
   const missing = await client.messages.create({ model: 'claude-nope', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }).catch((e: unknown) => e);
   t.ok(missing instanceof Anthropic.NotFoundError);
+  const wrongPath = await fetch(`${gw.url}/v1/messages/nope`, { method: 'POST', headers: { 'x-api-key': key } });
+  t.match(await wrongPath.json(), { type: 'error', error: { type: 'not_found_error' } }, 'a wrong path under /v1/messages answers in Anthropic\'s envelope too');
+  const empty = await client.messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: [] }] }).catch((e: unknown) => e);
+  t.ok(empty instanceof Anthropic.BadRequestError && /at least one content block/.test(empty.message), String(empty));
   const rows = (await api.call('/v1/requests?limit=20', key)).json.data as Array<{ endpoint: string; status: number }>;
   t.ok(rows.length > 5 && rows.every((r) => r.endpoint === 'messages'), 'every request a messages row');
 });

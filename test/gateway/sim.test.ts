@@ -77,6 +77,13 @@ t.test('the sim follows the request\'s shape: tools, structured output and n, so
   t.ok(event && Event.safeParse(event).success, `a value of the schema: ${JSON.stringify(event)}`);
   const json = await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_object' } });
   t.doesNotThrow(() => JSON.parse(json.choices[0]!.message.content!), 'JSON mode gives JSON');
+  // A schema that asks for 16^8 items or a billion-character string: the sim's example is bounded, the gateway keeps serving.
+  let nested: object = { type: 'integer' };
+  for (let i = 0; i < 8; i++) nested = { type: 'array', minItems: 16, items: nested };
+  for (const schema of [nested, { type: 'string', minLength: 1_000_000_000 }, { type: 'array', minItems: 100_000_000, items: { type: 'string', minLength: 100_000_000 } }]) {
+    const bounded = await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', messages: [{ role: 'user', content: 'x' }], max_tokens: 100_000, response_format: { type: 'json_schema', json_schema: { name: 'r', schema: schema as Record<string, unknown> } } });
+    t.ok(bounded.choices[0]!.message.content!.length < 100_000, `bounded: ${bounded.choices[0]!.message.content!.length} characters`);
+  }
   const three = await client.chat.completions.create({ model: 'openai/gpt-4.1-mini', messages: [{ role: 'user', content: 'Tell me something' }], n: 3 });
   t.equal(three.choices.length, 3, 'n choices, not one');
   t.same(three.choices.map((c) => c.index), [0, 1, 2]);

@@ -7,6 +7,13 @@ import { request } from 'node:http';
 import { gunzipSync, gzipSync, deflateSync } from 'node:zlib';
 import t from 'tap';
 import { startGateway } from '../helpers/gateway.js';
+import { acceptsGzip } from '../../src/server/edge.js';
+
+t.test('Accept-Encoding as RFC 9110 reads it', async (t) => {
+  for (const [h, yes] of [['gzip, deflate, br', true], ['GZIP', true], ['gzip;q=0', false], ['br, gzip; q=0.5', true], ['*', true], ['*;q=0', false], ['identity', false], ['', false], ['deflate, gzip;q=0.0', false]] as const) {
+    t.equal(acceptsGzip(h), yes, JSON.stringify(h));
+  }
+});
 
 const gw = await startGateway({ SLUICE_SIM: 'on', SLUICE_CORS_ORIGINS: 'https://app.example.com' });
 const plain = await startGateway({ SLUICE_SIM: 'on' });
@@ -80,6 +87,8 @@ t.test('large answers are gzipped for clients that accept it', async (t) => {
   const identity = await raw(`${gw.baseURL}/models`, 'GET', {});
   t.notOk(identity.headers['content-encoding']);
   t.same(JSON.parse(identity.body.toString()), models);
+  t.notOk((await raw(`${gw.baseURL}/models`, 'GET', { 'accept-encoding': 'gzip;q=0, identity' })).headers['content-encoding'], 'gzip;q=0 refuses it');
+  t.equal((await raw(`${gw.baseURL}/models`, 'GET', { 'accept-encoding': 'GZIP' })).headers['content-encoding'], 'gzip', 'in any case');
   const small = await raw(`${gw.url}/health`, 'GET', { 'accept-encoding': 'gzip' });
   t.notOk(small.headers['content-encoding'], 'small ones are not worth it');
 });
