@@ -18,7 +18,7 @@ export type Prices = z.infer<typeof PricesSchema>;
  * What a model does, and so which endpoints take it: chat (chat, Responses, and legacy
  * completions bridged), completion (legacy completions: gpt-3.5-turbo-instruct), embedding, moderation.
  */
-export const MODEL_TYPES = ['chat', 'completion', 'embedding', 'moderation'] as const;
+export const MODEL_TYPES = ['chat', 'completion', 'embedding', 'moderation', 'image'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
 
 export const ModelSchema = z.object({
@@ -31,6 +31,11 @@ export const ModelSchema = z.object({
   type: z.enum(MODEL_TYPES).default('chat'),
   /** An embedding model's vector size when the request names no `dimensions`. */
   dimensions: z.number().int().positive().optional(),
+  /**
+   * An image model: billing units per image by `quality/size` or `size` (DALL·E: units at
+   * `prices.output` per million, so one unit is that price's millionth; gpt-image-1: output tokens).
+   */
+  image_units: z.record(z.string().max(64), z.number().int().positive()).optional(),
   prices: PricesSchema,
   /** Where the model is served, and whether the provider keeps no data (zero data retention). */
   region: z.string().min(1).optional(),

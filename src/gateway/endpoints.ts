@@ -1,7 +1,9 @@
 // What differs between the inference endpoints, in one place, so that the stages (route,
 // shape, admit, savings, dispatch, settle) carry no branch per endpoint: how the body is
 // read, where its output cap lives, which routes can take it, what savings apply.
-import type { ModelType } from '../config/schema.js';
+import type { ModelEntry, ModelType } from '../config/schema.js';
+import type { Usage } from '../wire/usage.js';
+import { ImagesRequestSchema, imageCount, unitsPerImage } from '../wire/images.js';
 import type { Api } from '../wire/api.js';
 import { isDeterministic } from '../savings/canonical.js';
 import { ALL, M } from '../savings/mechanisms.js';
@@ -35,8 +37,8 @@ export interface Endpoint {
   readonly countedUsage: boolean;
   /** Only routes whose provider speaks this API itself (OpenAI's Responses, Anthropic's Messages), or null for any route (adapters translate). */
   readonly native: 'openai' | 'anthropic' | null;
-  /** The output cap the request itself sets, or null. */
-  askedCap(req: ChatRequest): number | null;
+  /** The output cap the request itself sets (on this model), or null. */
+  askedCap(req: ChatRequest, model: ModelEntry): number | null;
   /** The name of the cap field the request set (for messages that name it). */
   capName(req: ChatRequest): string;
   /**
@@ -44,6 +46,13 @@ export interface Endpoint {
    * model's own (an Azure deployment's name says nothing of the model behind it).
    */
   capField(route: { upstreamModel: string; model: { upstream_id: string } }): string;
+  /** The gateway may splice an output cap into a request that sets none (chat-like APIs; not images). */
+  readonly cappable: boolean;
+  /**
+   * What an answer without the upstream's usage counts, when the request alone says it (an
+   * image priced per image: its units); null: the gateway counts the prompt and the answer.
+   */
+  impliedUsage(req: ChatRequest, model: ModelEntry): Usage | null;
   /** The savings mechanisms that can apply (bits). */
   readonly savings: number;
   /** The request may continue a stored conversation (`previous_response_id`). */
@@ -70,6 +79,8 @@ export const CHAT: Endpoint = {
   deterministic: isDeterministic,
   countedUsage: false,
   choices: (req) => (typeof req.n === 'number' ? req.n : 1),
+  cappable: true,
+  impliedUsage: () => null,
 };
 
 /**
@@ -101,6 +112,8 @@ export const RESPONSES: Endpoint = {
   deterministic: isDeterministic,
   countedUsage: false,
   choices: () => 1,
+  cappable: true,
+  impliedUsage: () => null,
 };
 
 /**
@@ -130,6 +143,8 @@ export const EMBEDDINGS: Endpoint = {
   deterministic: () => true,
   countedUsage: false,
   choices: () => 1,
+  cappable: true,
+  impliedUsage: () => null,
 };
 
 /**
@@ -168,6 +183,8 @@ export const COMPLETIONS: Endpoint = {
   deterministic: isDeterministic,
   countedUsage: false,
   choices: (req) => Math.max(typeof req.n === 'number' ? req.n : 1, typeof req.best_of === 'number' ? req.best_of : 1) * promptCount((req as unknown as CompletionsRequest).prompt),
+  cappable: true,
+  impliedUsage: () => null,
 };
 
 /**
@@ -190,6 +207,39 @@ export const MESSAGES: Endpoint = {
   modelType: 'chat',
   promptField: 'messages',
   deterministic: isDeterministic,
+  countedUsage: false,
+  choices: () => 1,
+  cappable: true,
+  impliedUsage: () => null,
+};
+
+/**
+ * Image generation: OpenAI-kind routes take the caller's bytes, the sim draws. The reservation
+ * is the images' units (catalog `image_units` by size and quality); an upstream that reports
+ * no usage (DALL·E) is billed those units, one that does (gpt-image-1: tokens) what it reports.
+ * Every draw differs, so nothing is cached.
+ */
+export const IMAGES: Endpoint = {
+  api: 'images',
+  parse: (body) => withoutMessages(parseBody(ImagesRequestSchema, parseJson(body))),
+  native: null,
+  askedCap: (req, model) => {
+    const units = unitsPerImage(model.image_units, req);
+    return units === null ? null : units * imageCount(req);
+  },
+  capName: () => 'n',
+  capField: () => '',
+  cappable: false,
+  impliedUsage: (req, model) => {
+    const units = unitsPerImage(model.image_units, req);
+    return units === null ? null : { prompt_tokens: 0, completion_tokens: units * imageCount(req), cached_tokens: 0 };
+  },
+  savings: 0,
+  conversation: false,
+  smartRouter: false,
+  modelType: 'image',
+  promptField: 'prompt',
+  deterministic: () => false,
   countedUsage: false,
   choices: () => 1,
 };

@@ -392,6 +392,9 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       return;
     }
     if (scan.usage) { this.respondBuffered(body, scan, scan.usage); return; }
+    // What the request alone says it costs (an image priced per image), when the upstream says nothing.
+    const implied = this.ctx.endpoint.impliedUsage(this.ctx.request, this.route.model);
+    if (implied) { this.respondBuffered(body, scan, implied, 'estimate'); return; }
     // Rare: an upstream without usage. The prompt and the answer are counted in the pool before answering.
     this.chunks = [body];
     this.countAnswer(true).then((u) => this.respondBuffered(body, scan, u, 'estimate'), (err: unknown) => this.fault(err));

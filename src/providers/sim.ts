@@ -3,6 +3,8 @@
 // a steady token rate, OpenAI's exact chunk format, and usage with prompt tokens counted
 // by the real tokenizer in the worker pool.
 import { sha256 } from '../digest.js';
+import { crc32, deflate } from 'node:zlib';
+import { Errors, GatewayError } from '../errors.js';
 import type { EncodingName } from '../../native/tokenizer.js';
 
 import type { Api, ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
@@ -259,6 +261,7 @@ export class SimProvider implements Provider {
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     if (call.api === 'embeddings') return this.embed(call, sink);
     if (call.api === 'moderations') return this.moderate(call, sink);
+    if (call.api === 'images') return this.draw(call, sink);
     const max = sentCap(call.params) ?? (call.api === 'completions' ? LEGACY_DEFAULT_MAX_TOKENS : this.opts.defaultMaxTokens);
     const sim = new SimCall(call, sink, simChoices(call, max, this.opts.skills?.get(call.upstreamModel) ?? 0.5), this.opts);
     const key = call.promptCacheKey;
@@ -275,7 +278,7 @@ export class SimProvider implements Provider {
   }
 
   /** A JSON answer after the time to first token, once the prompt is counted; `body` builds it then (or an error). */
-  private later(call: ChatCall, sink: ResponseSink, body: (promptTokens: number) => { status: number; body: Buffer }): UpstreamHandle {
+  private later(call: ChatCall, sink: ResponseSink, body: (promptTokens: number) => SimAnswer | Promise<SimAnswer>): UpstreamHandle {
     let timer: NodeJS.Timeout | null = null;
     let aborted = false;
     this.pool.countPrompt(call.encoding, call.body, call.api).catch(() => 0).then((tokens) => {
@@ -283,10 +286,12 @@ export class SimProvider implements Provider {
       timer = setTimeout(() => {
         timer = null;
         if (aborted) return;
-        const answer = body(tokens);
-        sink.onStart(answer.status, 'application/json');
-        sink.onData(answer.body);
-        sink.onEnd();
+        Promise.resolve(body(tokens)).then((answer) => {
+          if (aborted) return;
+          sink.onStart(answer.status, 'application/json');
+          sink.onData(answer.body);
+          sink.onEnd();
+        }, (err: unknown) => { if (!aborted) sink.onError(new GatewayError(Errors.upstreamError, `The sim failed: ${err instanceof Error ? err.message : String(err)}`)); });
       }, this.opts.ttftMs);
     }, () => undefined);
     return { abort: () => { aborted = true; if (timer) clearTimeout(timer); }, resume: () => undefined };
@@ -304,6 +309,24 @@ export class SimProvider implements Provider {
     });
   }
 
+  /**
+   * Images: PNGs of the requested size (a band of colour drawn from the prompt's hash), as
+   * base64 or as data: URLs (the sim hosts nothing). No usage, as DALL·E reports none: the
+   * gateway bills the catalog's units per image.
+   */
+  private draw(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    const req = call.params;
+    const [w, h] = (typeof req.size === 'string' && req.size !== 'auto' ? req.size : '1024x1024').split('x').map(Number) as [number, number];
+    const n = typeof req.n === 'number' ? req.n : 1;
+    const prompt = typeof req.prompt === 'string' ? req.prompt : '';
+    if (w > 1792 || h > 1792 || w < 16 || h < 16) return this.later(call, sink, () => invalid(`The sim draws from 16x16 to 1792x1792; '${String(req.size)}' is outside that.`, 'size'));
+    // Encoded (in libuv's pool) while the time to first token runs.
+    const images = Promise.all(Array.from({ length: n }, (_, i) => simPng(w, h, sha256(Buffer.from(`${i}\n${call.upstreamModel}\n${prompt}`)))));
+    images.catch(() => undefined);
+    return this.later(call, sink, () => images.then((pngs) => ({ status: 200, body: Buffer.from(JSON.stringify({ created: Math.floor(Date.now() / 1000), data: pngs.map((png) => (req.response_format === 'b64_json'
+      ? { b64_json: png.toString('base64'), revised_prompt: prompt } : { url: `data:image/png;base64,${png.toString('base64')}`, revised_prompt: prompt })) })) })));
+  }
+
   /** Verdicts in omni-moderation's shape (no usage: OpenAI's moderations report none). */
   private moderate(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     const input = call.params.input;
@@ -316,6 +339,38 @@ export class SimProvider implements Provider {
   }
 
   async close(): Promise<void> {}
+}
+
+interface SimAnswer { status: number; body: Buffer }
+
+/** A PNG of `w`×`h`: a band of colour from the seed, deflated in libuv's pool. */
+function simPng(w: number, h: number, seed: Buffer): Promise<Buffer> {
+  const row = Buffer.alloc(1 + w * 3);
+  for (let x = 0; x < w; x++) {
+    const t = x / w;
+    row[1 + x * 3] = Math.round(seed[0]! * (1 - t) + seed[3]! * t);
+    row[2 + x * 3] = Math.round(seed[1]! * (1 - t) + seed[4]! * t);
+    row[3 + x * 3] = Math.round(seed[2]! * (1 - t) + seed[5]! * t);
+  }
+  const raw = Buffer.alloc(row.length * h);
+  for (let y = 0; y < h; y++) row.copy(raw, y * row.length);
+  return new Promise((resolve, reject) => deflate(raw, { level: 1 }, (err, data) => {
+    if (err) { reject(err); return; }
+    const chunk = (type: string, body: Buffer) => {
+      const head = Buffer.alloc(8);
+      head.writeUInt32BE(body.length, 0);
+      head.write(type, 4, 'ascii');
+      const crc = Buffer.alloc(4);
+      crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), body])) >>> 0, 0);
+      return Buffer.concat([head, body, crc]);
+    };
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(w, 0);
+    ihdr.writeUInt32BE(h, 4);
+    ihdr[8] = 8; // bit depth
+    ihdr[9] = 2; // truecolour RGB
+    resolve(Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', data), chunk('IEND', Buffer.alloc(0))]));
+  }));
 }
 
 function invalid(message: string, param: string): { status: number; body: Buffer } {

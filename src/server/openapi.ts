@@ -13,6 +13,7 @@ import { EmbeddingsRequestSchema } from '../wire/embeddings.js';
 import { CompletionsRequestSchema } from '../wire/completions.js';
 import { CountTokensRequestSchema, MessagesRequestSchema } from '../wire/messages.js';
 import { ModerationsRequestSchema } from '../wire/moderations.js';
+import { ImagesRequestSchema } from '../wire/images.js';
 import { RangeQuery, RequestsQuery, SpendQuery, TimeseriesQuery } from './usage.js';
 
 export interface RecordedRoute { method: 'get' | 'post' | 'patch' | 'delete' | 'put'; path: string }
@@ -68,6 +69,7 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'POST /v1/messages/count_tokens': { summary: "Anthropic's token count for a Messages request, with the model's tokenizer (nothing is sent upstream).", tag: 'Inference', scope: 'inference', body: CountTokensRequestSchema },
   'POST /v1/completions': { summary: 'OpenAI legacy completions (JSON or SSE): passed through for completion models, bridged onto the chat path for chat models.', tag: 'Inference', scope: 'inference', body: CompletionsRequestSchema },
   'POST /v1/embeddings': { summary: 'OpenAI embeddings (floats or base64), routed, metered, with the exact cache for repeated inputs.', tag: 'Inference', scope: 'inference', body: EmbeddingsRequestSchema },
+  'POST /v1/images/generations': { summary: 'OpenAI image generation, billed per image by size and quality (DALL·E) or per token (gpt-image-1), from the catalog.', tag: 'Inference', scope: 'inference', body: ImagesRequestSchema },
   'POST /v1/moderations': { summary: 'OpenAI moderations (free on OpenAI; the input is counted for tpm), with the exact cache.', tag: 'Inference', scope: 'inference', body: ModerationsRequestSchema },
   'GET /v1/account': { summary: "The caller's workspace: balance, reserved, and credit history.", tag: 'Account', scope: 'usage:read' },
   'GET /v1/account/pricing': { summary: 'List and marked-up prices per model and route, and the billing policy.', tag: 'Account', scope: 'inference' },

@@ -75,7 +75,7 @@ function anthropicPromptTokens(tok: Tokenizer, request: Record<string, unknown>)
 export function countPromptTokens(tok: Tokenizer, request: unknown, api: Api = 'chat'): number {
   if (!isRecord(request)) return 0;
   if (api === 'embeddings' || api === 'moderations') return inputTokens(tok, request.input);
-  if (api === 'completions') return inputTokens(tok, request.prompt);
+  if (api === 'completions' || api === 'images') return inputTokens(tok, request.prompt);
   if (api === 'messages') return anthropicPromptTokens(tok, request);
   if (!Array.isArray(request.messages)) return request.input !== undefined ? responsesPromptTokens(tok, request) : 0;
   let n = REPLY_PRIMING;

@@ -147,6 +147,15 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   const model = String(body.model);
   if (req.headers.authorization !== 'Bearer sk-fake-upstream') return sendError(res, 401, 'Incorrect API key provided.', 'invalid_request_error');
   if (req.url === '/v1/completions') return handleLegacy(res, body);
+  if (req.url === '/v1/images/generations') {
+    // As OpenAI answers: a 1x1 PNG per image (b64_json, or a link), gpt-image-1 with token usage, DALL·E with none.
+    const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
+    const n = typeof body.n === 'number' ? body.n : 1;
+    const data = Array.from({ length: n }, (_, i) => (body.response_format === 'b64_json' || model === 'gpt-image-1' ? { b64_json: png } : { url: `https://fake.openai.local/img-${i}.png` }));
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ created: 1_700_000_000, data, ...(model === 'gpt-image-1' ? { usage: { total_tokens: 20 + 1056 * n, input_tokens: 20, output_tokens: 1056 * n, input_tokens_details: { text_tokens: 20, image_tokens: 0 } } } : {}) }));
+    return;
+  }
   if (req.url === '/v1/moderations') {
     // OpenAI's moderation answer: one result per string (or one for a list of parts), no usage.
     const input = body.input;

@@ -30,7 +30,9 @@ export function admit(deps: ChatDeps): Stage {
     const window = route.model.context_window;
     // The output is bounded by the request's cap (or the one the shape stage set), else by the
     // largest max output among the models it may fail over to; with neither, only a context window bounds it.
-    const asked = ctx.endpoint.askedCap(req);
+    // (per model: an image's units differ by model; the dearest route's bound holds for all)
+    let asked = ctx.endpoint.askedCap(req, route.model);
+    for (const r of routes) { const a = ctx.endpoint.askedCap(req, r.model); if (a !== null && asked !== null && a > asked) asked = a; }
     const cap = asked ?? maxOutputOf(routes);
     const widest = routes.length === 1 ? window : Math.max(...routes.map((r) => r.model.context_window));
     const choices = ctx.endpoint.choices(req); // every choice may use the cap

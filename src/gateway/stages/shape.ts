@@ -17,7 +17,7 @@ export function outputCap(deps: ChatDeps): Stage {
   const members = new Map<string, Buffer>();
   return (ctx) => {
     const req = ctx.request;
-    if (ctx.endpoint.askedCap(req) === null) {
+    if (ctx.endpoint.cappable && ctx.endpoint.askedCap(req, ctx.routes[0]!.model) === null) {
       const route = ctx.routes[0]!;
       const savingsCap = ctx.bits & M.output_cap ? caps.get(req.model) ?? caps.get(route.slug) ?? fallback : null;
       // Every route it may fail over to must be capped: by this, or by its model's own max output.
