@@ -18,7 +18,7 @@ export type Prices = z.infer<typeof PricesSchema>;
  * What a model does, and so which endpoints take it: chat (chat, Responses, and legacy
  * completions bridged), completion (legacy completions: gpt-3.5-turbo-instruct), embedding, moderation.
  */
-export const MODEL_TYPES = ['chat', 'completion', 'embedding', 'moderation', 'image'] as const;
+export const MODEL_TYPES = ['chat', 'completion', 'embedding', 'moderation', 'image', 'speech'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
 
 export const ModelSchema = z.object({

@@ -4,6 +4,7 @@
 import type { ModelEntry, ModelType } from '../config/schema.js';
 import type { Usage } from '../wire/usage.js';
 import { ImagesRequestSchema, imageCount, unitsPerImage } from '../wire/images.js';
+import { SpeechRequestSchema, speechCharacters } from '../wire/speech.js';
 import type { Api } from '../wire/api.js';
 import { isDeterministic } from '../savings/canonical.js';
 import { ALL, M } from '../savings/mechanisms.js';
@@ -48,6 +49,8 @@ export interface Endpoint {
   capField(route: { upstreamModel: string; model: { upstream_id: string } }): string;
   /** The gateway may splice an output cap into a request that sets none (chat-like APIs; not images). */
   readonly cappable: boolean;
+  /** A 200 answer is binary (speech's audio): streamed to the client as it comes, billed by `impliedUsage`. */
+  readonly binary?: boolean;
   /**
    * What an answer without the upstream's usage counts, when the request alone says it (an
    * image priced per image: its units); null: the gateway counts the prompt and the answer.
@@ -239,6 +242,31 @@ export const IMAGES: Endpoint = {
   smartRouter: false,
   modelType: 'image',
   promptField: 'prompt',
+  deterministic: () => false,
+  countedUsage: false,
+  choices: () => 1,
+};
+
+/**
+ * Text to speech: OpenAI-kind routes take the caller's bytes, the sim speaks (a WAV tone). The
+ * audio is streamed back as it comes; the charge is the input's characters (the model's
+ * `prices.input` per million characters), known before the call, so reserved exactly.
+ */
+export const SPEECH: Endpoint = {
+  api: 'speech',
+  parse: (body) => withoutMessages(parseBody(SpeechRequestSchema, parseJson(body))),
+  native: null,
+  askedCap: () => 0,
+  capName: () => 'input',
+  capField: () => '',
+  cappable: false,
+  binary: true,
+  impliedUsage: (req) => ({ prompt_tokens: speechCharacters(req.input), completion_tokens: 0, cached_tokens: 0 }),
+  savings: 0,
+  conversation: false,
+  smartRouter: false,
+  modelType: 'speech',
+  promptField: 'input',
   deterministic: () => false,
   countedUsage: false,
   choices: () => 1,

@@ -68,6 +68,8 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   private counted: Usage | null = null;
   /** A passthrough Responses answer's id (a buffered body's; a stream's is the tap's). */
   private responseId: string | null = null;
+  /** A binary answer (speech) being streamed to the client as it comes: its usage is what the request implies. */
+  private raw: { usage: Usage } | null = null;
 
   constructor(private readonly ctx: RequestContext) {
     const deps = ctx.host.deps;
@@ -193,6 +195,18 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       this.tFirstByte = performance.now();
       this.status = status;
       this.retryAfterMs = retryAfterMs ?? null;
+      const implied = status === 200 && this.ctx.endpoint.binary ? this.ctx.endpoint.impliedUsage(this.ctx.request, this.route.model) : null;
+      if (implied) {
+        // Audio bytes, passed on as they come (backpressure as for SSE); what it costs is known already.
+        this.deps.health.success(this.route.decision, this.tFirstByte - this.tDispatch);
+        this.raw = { usage: implied };
+        this.land();
+        this.client.startStream(200, contentType || 'application/octet-stream', [...this.headers(), ...figureHeaders(this.figures.costs(implied), this.overheadMs(this.tFirstByte))], () => {
+          this.writable = true;
+          this.handle?.resume();
+        });
+        return;
+      }
       if (this.stream && status === 200 && contentType.includes('event-stream')) {
         this.deps.health.success(this.route.decision, this.tFirstByte - this.tDispatch);
         this.tap = new SseUsageTap(this.ctx.request.stream_options?.include_usage === true, this.emit, () => GATEWAY_MARK, true);
@@ -217,6 +231,11 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
 
   onData(chunk: Buffer): boolean {
     try {
+      if (this.raw) {
+        this.pending = chunk;
+        this.client.corked(this.pushRaw);
+        return this.writable;
+      }
       if (!this.tap) {
         this.chunks.push(chunk);
         return true;
@@ -237,6 +256,10 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
 
   // Bound once, not a closure per chunk.
   private pending: Buffer | null = null;
+  private readonly pushRaw = (): void => {
+    this.writable = this.client.write(this.pending!);
+    this.pending = null;
+  };
   private writable = true;
   private readonly pushPending = (): void => {
     this.writable = this.tap!.push(this.pending!);
@@ -246,6 +269,12 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   onEnd(): void {
     try {
       this.tUpstreamEnd = performance.now();
+      if (this.raw) {
+        // The last bytes go once the row is committed, like a stream's terminal event.
+        this.over = true;
+        this.settle(200, null, this.raw.usage, () => this.client.end(), 'estimate');
+        return;
+      }
       // (a buffered answer lands once it is known not to fail over: identical requests may still join the retry)
       if (!this.tap) { this.finishBuffered(); return; }
       this.land();
@@ -312,6 +341,13 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       this.tUpstreamEnd = performance.now();
       // (`settling` is not enough: a leader whose client left is settled early, and its followers still wait for this outcome.)
       if (this.over || (this.client.aborted && !this.leaderGone)) return;
+      if (this.raw) {
+        // Binary bytes went out: the answer ends cut (a client sees a short file), with its row; the input was spent.
+        this.over = true;
+        this.deps.health.failure(this.route.decision, `stream_broken_${err.code}`);
+        this.settle(err.status, err.code, this.raw.usage, () => this.client.end(), 'estimate');
+        return;
+      }
       if (this.tap) {
         // Headers are gone: the stream ends with an error event, never a silent truncation.
         this.over = true;
@@ -339,6 +375,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     this.cancelUpstream();
     if (this.over) return;
     this.over = true;
+    if (this.raw) { this.settle(e.status, e.code, this.raw.usage, () => this.client.end(), 'estimate'); return; }
     if (this.tap) {
       const event = errorEvent(e, this.ctx.endpoint.api);
       this.settle(e.status, e.code, null, () => this.client.end(event));
@@ -358,7 +395,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     this.over = true;
     this.cancelUpstream();
     if (!this.tUpstreamEnd) this.tUpstreamEnd = performance.now();
-    this.settle(499, 'client_closed_request', this.tap?.usage ?? null, undefined, 'upstream', null, dispatched);
+    this.settle(499, 'client_closed_request', this.tap?.usage ?? this.raw?.usage ?? null, undefined, this.raw ? 'estimate' : 'upstream', null, dispatched);
   }
 
   private cancelUpstream(): void {

@@ -20,7 +20,7 @@ export interface OpenAIProviderOptions extends HttpUpstreamOptions {
 
 const INCLUDE_USAGE = '{"include_usage":true}';
 /** Azure's operation path for each API, under the deployment (moderations are OpenAI's only). */
-const AZURE_OPERATION: Record<Api, string> = { chat: 'chat/completions', completions: 'completions', embeddings: 'embeddings', moderations: 'moderations', responses: 'responses', messages: 'chat/completions', images: 'images/generations' };
+const AZURE_OPERATION: Record<Api, string> = { chat: 'chat/completions', completions: 'completions', embeddings: 'embeddings', moderations: 'moderations', responses: 'responses', messages: 'chat/completions', images: 'images/generations', speech: 'audio/speech' };
 const PIN = ['provider'];
 
 /** Own enumerable keys, counted without building their array. */
@@ -41,6 +41,7 @@ export class OpenAIProvider implements Provider {
   private readonly moderationsPath: string;
   private readonly completionsPath: string;
   private readonly imagesPath: string;
+  private readonly speechPath: string;
   private readonly headers: Record<string, string>;
   private readonly headersTimeout: number;
   private readonly bodyTimeout: number;
@@ -65,6 +66,7 @@ export class OpenAIProvider implements Provider {
     this.moderationsPath = `${basePath}/moderations`;
     this.completionsPath = `${basePath}/completions`;
     this.imagesPath = `${basePath}/images/generations`;
+    this.speechPath = `${basePath}/audio/speech`;
     this.headers = { 'content-type': 'application/json', ...opts.headers };
     if (opts.apiKey) {
       if (opts.azure) this.headers['api-key'] = opts.apiKey;
@@ -101,7 +103,7 @@ export class OpenAIProvider implements Provider {
   }
 
   private pathOf(api: ChatCall['api']): string {
-    return api === 'embeddings' ? this.embeddingsPath : api === 'moderations' ? this.moderationsPath : api === 'completions' ? this.completionsPath : api === 'images' ? this.imagesPath : this.chatPath;
+    return api === 'embeddings' ? this.embeddingsPath : api === 'moderations' ? this.moderationsPath : api === 'completions' ? this.completionsPath : api === 'images' ? this.imagesPath : api === 'speech' ? this.speechPath : this.chatPath;
   }
 
   private deploymentPath(deployment: string, operation: string): string {

@@ -262,6 +262,7 @@ export class SimProvider implements Provider {
     if (call.api === 'embeddings') return this.embed(call, sink);
     if (call.api === 'moderations') return this.moderate(call, sink);
     if (call.api === 'images') return this.draw(call, sink);
+    if (call.api === 'speech') return new SimSpeech(call, sink, this.opts.ttftMs);
     const max = sentCap(call.params) ?? (call.api === 'completions' ? LEGACY_DEFAULT_MAX_TOKENS : this.opts.defaultMaxTokens);
     const sim = new SimCall(call, sink, simChoices(call, max, this.opts.skills?.get(call.upstreamModel) ?? 0.5), this.opts);
     const key = call.promptCacheKey;
@@ -342,6 +343,71 @@ export class SimProvider implements Provider {
 }
 
 interface SimAnswer { status: number; body: Buffer }
+
+/**
+ * Speech: a WAV (or, for `pcm`, the raw 24 kHz 16-bit samples) of a tone whose pitch comes from
+ * the input, a second per 15 characters (at most a minute), streamed in 100 ms pieces faster
+ * than real time, with backpressure. Every format but pcm is answered as WAV (the sim encodes
+ * nothing else), and says so in its content type.
+ */
+class SimSpeech implements UpstreamHandle {
+  private static readonly RATE = 24_000;
+  private timer: NodeJS.Timeout | null = null;
+  private aborted = false;
+  private paused = false;
+  private at = 0;
+  private readonly samples: number;
+  private readonly pitch: number;
+  private readonly wav: boolean;
+
+  constructor(call: ChatCall, private readonly sink: ResponseSink, ttftMs: number) {
+    const input = typeof call.params.input === 'string' ? call.params.input : '';
+    this.samples = Math.round(Math.min(60, Math.max(1, input.length / 15)) * SimSpeech.RATE);
+    this.pitch = 220 + (sha256(Buffer.from(input))[0]! % 220);
+    this.wav = call.params.response_format !== 'pcm';
+    this.timer = setTimeout(() => this.open(), ttftMs);
+  }
+
+  private open(): void {
+    this.timer = null;
+    if (this.aborted) return;
+    this.sink.onStart(200, this.wav ? 'audio/wav' : 'audio/pcm');
+    if (this.wav) {
+      const head = Buffer.alloc(44);
+      const bytes = this.samples * 2;
+      head.write('RIFF', 0, 'ascii'); head.writeUInt32LE(36 + bytes, 4); head.write('WAVEfmt ', 8, 'ascii');
+      head.writeUInt32LE(16, 16); head.writeUInt16LE(1, 20); head.writeUInt16LE(1, 22); // PCM, mono
+      head.writeUInt32LE(SimSpeech.RATE, 24); head.writeUInt32LE(SimSpeech.RATE * 2, 28); head.writeUInt16LE(2, 32); head.writeUInt16LE(16, 34);
+      head.write('data', 36, 'ascii'); head.writeUInt32LE(bytes, 40);
+      if (!this.sink.onData(head)) { this.paused = true; return; }
+    }
+    this.tick();
+  }
+
+  private readonly tick = (): void => {
+    this.timer = null;
+    if (this.aborted || this.paused) return;
+    if (this.at >= this.samples) { this.sink.onEnd(); return; }
+    const n = Math.min(SimSpeech.RATE / 10, this.samples - this.at);
+    const piece = Buffer.alloc(n * 2);
+    for (let i = 0; i < n; i++) piece.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * this.pitch * (this.at + i)) / SimSpeech.RATE)), i * 2);
+    this.at += n;
+    if (!this.sink.onData(piece)) { this.paused = true; return; }
+    this.timer = setTimeout(this.tick, 20);
+  };
+
+  abort(): void {
+    this.aborted = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  resume(): void {
+    if (!this.paused || this.aborted) return;
+    this.paused = false;
+    this.tick();
+  }
+}
 
 /** A PNG of `w`×`h`: a band of colour from the seed, deflated in libuv's pool. */
 function simPng(w: number, h: number, seed: Buffer): Promise<Buffer> {

@@ -8,7 +8,7 @@ import type { KeyRecord, KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
-import { CHAT, COMPLETIONS, EMBEDDINGS, IMAGES, MESSAGES, MODERATIONS, RESPONSES, withoutMessages } from '../gateway/endpoints.js';
+import { CHAT, COMPLETIONS, EMBEDDINGS, IMAGES, MESSAGES, MODERATIONS, RESPONSES, SPEECH, withoutMessages } from '../gateway/endpoints.js';
 import { ResponsesBridge, passesThrough, readResponsesRequest, toChatBody } from '../gateway/responses.js';
 import { CompletionsBridge, completionsToChat } from '../gateway/completions.js';
 import { MessagesBridge, messagesToChat } from '../gateway/messages.js';
@@ -144,6 +144,8 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
 
   app.post('/v1/images/generations', handlers.inference((ex, key, body, t0, _p, [pin]) => deps.chat.handle(ex, key, body, t0, pin ?? '', IMAGES),
     refuseChat, ['x-gateway-provider'], 'images'));
+  app.post('/v1/audio/speech', handlers.inference((ex, key, body, t0, _p, [pin]) => deps.chat.handle(ex, key, body, t0, pin ?? '', SPEECH),
+    refuseChat, ['x-gateway-provider'], 'audio.speech'));
   app.post('/v1/moderations', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', MODERATIONS,
     savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'moderations'));
 

@@ -14,6 +14,7 @@ import { CompletionsRequestSchema } from '../wire/completions.js';
 import { CountTokensRequestSchema, MessagesRequestSchema } from '../wire/messages.js';
 import { ModerationsRequestSchema } from '../wire/moderations.js';
 import { ImagesRequestSchema } from '../wire/images.js';
+import { SpeechRequestSchema } from '../wire/speech.js';
 import { RangeQuery, RequestsQuery, SpendQuery, TimeseriesQuery } from './usage.js';
 
 export interface RecordedRoute { method: 'get' | 'post' | 'patch' | 'delete' | 'put'; path: string }
@@ -70,6 +71,7 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'POST /v1/completions': { summary: 'OpenAI legacy completions (JSON or SSE): passed through for completion models, bridged onto the chat path for chat models.', tag: 'Inference', scope: 'inference', body: CompletionsRequestSchema },
   'POST /v1/embeddings': { summary: 'OpenAI embeddings (floats or base64), routed, metered, with the exact cache for repeated inputs.', tag: 'Inference', scope: 'inference', body: EmbeddingsRequestSchema },
   'POST /v1/images/generations': { summary: 'OpenAI image generation, billed per image by size and quality (DALL·E) or per token (gpt-image-1), from the catalog.', tag: 'Inference', scope: 'inference', body: ImagesRequestSchema },
+  'POST /v1/audio/speech': { summary: 'OpenAI text to speech: the audio streamed back as it comes, billed per input character from the catalog.', tag: 'Inference', scope: 'inference', body: SpeechRequestSchema, produces: 'application/octet-stream' },
   'POST /v1/moderations': { summary: 'OpenAI moderations (free on OpenAI; the input is counted for tpm), with the exact cache.', tag: 'Inference', scope: 'inference', body: ModerationsRequestSchema },
   'GET /v1/account': { summary: "The caller's workspace: balance, reserved, and credit history.", tag: 'Account', scope: 'usage:read' },
   'GET /v1/account/pricing': { summary: 'List and marked-up prices per model and route, and the billing policy.', tag: 'Account', scope: 'inference' },

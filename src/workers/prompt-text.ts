@@ -3,6 +3,7 @@
 import type { Tokenizer } from '../../native/tokenizer.js';
 import { isRecord } from '../json.js';
 import type { Api } from '../wire/api.js';
+import { speechCharacters } from '../wire/speech.js';
 
 const TOKENS_PER_MESSAGE = 3;
 const REPLY_PRIMING = 3;
@@ -76,6 +77,7 @@ export function countPromptTokens(tok: Tokenizer, request: unknown, api: Api = '
   if (!isRecord(request)) return 0;
   if (api === 'embeddings' || api === 'moderations') return inputTokens(tok, request.input);
   if (api === 'completions' || api === 'images') return inputTokens(tok, request.prompt);
+  if (api === 'speech') return speechCharacters(request.input); // priced per character, not per token
   if (api === 'messages') return anthropicPromptTokens(tok, request);
   if (!Array.isArray(request.messages)) return request.input !== undefined ? responsesPromptTokens(tok, request) : 0;
   let n = REPLY_PRIMING;

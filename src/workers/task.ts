@@ -34,7 +34,7 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
     let prompt = 0;
     try { prompt = countPromptTokens(tok, JSON.parse(decoder.decode(task.body)), task.api); } catch { /* an unreadable body counts 0 */ }
     // (an embeddings or moderations answer is vectors or verdicts: nothing generated to count)
-    return { prompt, completion: task.api === 'embeddings' || task.api === 'moderations' || task.api === 'images' ? 0 : tok.count(answerText(decoder.decode(task.answer), task.stream)) };
+    return { prompt, completion: task.api === 'embeddings' || task.api === 'moderations' || task.api === 'images' || task.api === 'speech' ? 0 : tok.count(answerText(decoder.decode(task.answer), task.stream)) };
   }
   let request: unknown;
   try {

@@ -147,6 +147,19 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   const model = String(body.model);
   if (req.headers.authorization !== 'Bearer sk-fake-upstream') return sendError(res, 401, 'Incorrect API key provided.', 'invalid_request_error');
   if (req.url === '/v1/completions') return handleLegacy(res, body);
+  if (req.url === '/v1/audio/speech') {
+    // As OpenAI streams it: audio bytes in pieces (here 20 of 4 KiB, 30 ms apart), chunked, no usage.
+    if (typeof body.input !== 'string' || !body.input) return sendError(res, 400, "[{'type': 'missing', 'loc': ('body', 'input'), 'msg': 'Field required'}]", 'invalid_request_error');
+    res.writeHead(200, { 'content-type': body.response_format === 'wav' ? 'audio/wav' : 'audio/mpeg', 'transfer-encoding': 'chunked' });
+    for (let i = 0; i < 20; i++) {
+      if (rec.aborted) return;
+      rec.written++;
+      if (!res.write(Buffer.alloc(4096, i))) await new Promise((r) => res.once('drain', r));
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    res.end();
+    return;
+  }
   if (req.url === '/v1/images/generations') {
     // As OpenAI answers: a 1x1 PNG per image (b64_json, or a link), gpt-image-1 with token usage, DALL·E with none.
     const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
