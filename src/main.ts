@@ -176,7 +176,7 @@ async function main(): Promise<void> {
     maxKeysPerWorkspace: config.keys.max_per_workspace,
     exposure: { metricsToken: config.metrics.token ?? null, metricsPublic: config.metrics.public, metricsHost: config.metrics.host, metricsPort: config.metrics.port ?? null, publicStats: config.stats.public },
     maxBodyBytes: config.max_body_bytes, trustProxyHops: config.trust_proxy_hops, providers: [...providers.keys()],
-    edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes } },
+    edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes } },
     config.host, config.port);
 
   const url = `http://${config.host}:${server.port}`;

@@ -18,7 +18,7 @@ export type Prices = z.infer<typeof PricesSchema>;
  * What a model does, and so which endpoints take it: chat (chat, Responses, and legacy
  * completions bridged), completion (legacy completions: gpt-3.5-turbo-instruct), embedding, moderation.
  */
-export const MODEL_TYPES = ['chat', 'completion', 'embedding', 'moderation', 'image', 'speech'] as const;
+export const MODEL_TYPES = ['chat', 'completion', 'embedding', 'moderation', 'image', 'speech', 'transcription'] as const;
 export type ModelType = (typeof MODEL_TYPES)[number];
 
 export const ModelSchema = z.object({
@@ -36,6 +36,8 @@ export const ModelSchema = z.object({
    * `prices.output` per million, so one unit is that price's millionth; gpt-image-1: output tokens).
    */
   image_units: z.record(z.string().max(64), z.number().int().positive()).optional(),
+  /** A transcription model: its billing units per second of audio (whisper-1: 1, priced per second; gpt-4o-transcribe: audio tokens). */
+  audio_units_per_second: z.number().positive().optional(),
   prices: PricesSchema,
   /** Where the model is served, and whether the provider keeps no data (zero data retention). */
   region: z.string().min(1).optional(),
@@ -158,6 +160,8 @@ export const ConfigSchema = z.object({
     cors_origins: z.array(z.string().min(1).max(256)).default([]),
     /** Answers at least this large are gzipped for clients that accept it (0: never). */
     compress_min_bytes: z.number().int().min(0).default(8192),
+    /** The largest audio upload /v1/audio/transcriptions and /translations take (OpenAI's own limit is 25 MB). */
+    max_audio_bytes: z.number().int().positive().default(25 * 1024 * 1024),
   }).strict().prefault({}),
   upstream: z.object({
     connect_timeout_ms: z.number().int().positive().default(5_000),

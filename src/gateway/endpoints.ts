@@ -5,6 +5,7 @@ import type { ModelEntry, ModelType } from '../config/schema.js';
 import type { Usage } from '../wire/usage.js';
 import { ImagesRequestSchema, imageCount, unitsPerImage } from '../wire/images.js';
 import { SpeechRequestSchema, speechCharacters } from '../wire/speech.js';
+import type { AudioRequest } from '../wire/transcriptions.js';
 import type { Api } from '../wire/api.js';
 import { isDeterministic } from '../savings/canonical.js';
 import { ALL, M } from '../savings/mechanisms.js';
@@ -51,6 +52,10 @@ export interface Endpoint {
   readonly cappable: boolean;
   /** A 200 answer is binary (speech's audio): streamed to the client as it comes, billed by `impliedUsage`. */
   readonly binary?: boolean;
+  /** A 200 answer may be plain text (a transcript as text, SRT, VTT): passed on as it is, billed by `impliedUsage`. */
+  readonly plainAnswers?: boolean;
+  /** The prompt's bound in the model's billing units, when the body's size is not one (audio: its seconds). */
+  promptBound?(req: ChatRequest, model: ModelEntry): number;
   /**
    * What an answer without the upstream's usage counts, when the request alone says it (an
    * image priced per image: its units); null: the gateway counts the prompt and the answer.
@@ -271,4 +276,38 @@ export const SPEECH: Endpoint = {
   countedUsage: false,
   choices: () => 1,
 };
+
+/**
+ * Speech to text: the form read by the route (wire/transcriptions.ts), sent to OpenAI-kind
+ * routes as a form again with the route's model, or heard by the sim. Reserved for the audio's
+ * longest likely length; billed what the upstream reports (whisper-1: seconds; gpt-4o-transcribe:
+ * tokens), else (text, SRT and VTT answers carry no usage) the audio's estimated length.
+ */
+function audioEndpoint(api: 'transcriptions' | 'translations'): Endpoint {
+  const units = (model: ModelEntry) => model.audio_units_per_second ?? 1;
+  const audio = (req: ChatRequest) => req as unknown as AudioRequest;
+  return {
+    api,
+    parse: () => { throw new Error('an audio request is read by its route'); },
+    native: null,
+    // The transcript's tokens, where the model prices them (gpt-4o-transcribe): a few a second of audio at most.
+    askedCap: (req, model) => (model.prices.output > 0 ? Math.ceil(audio(req).secondsBound * 4) : 0),
+    capName: () => 'file',
+    capField: () => '',
+    cappable: false,
+    plainAnswers: true,
+    promptBound: (req, model) => Math.ceil(audio(req).secondsBound * units(model)),
+    impliedUsage: (req, model) => ({ prompt_tokens: Math.ceil(audio(req).secondsEstimate * units(model)), completion_tokens: 0, cached_tokens: 0 }),
+    savings: 0,
+    conversation: false,
+    smartRouter: false,
+    modelType: 'transcription',
+    promptField: 'input',
+    deterministic: () => false,
+    countedUsage: false,
+    choices: () => 1,
+  };
+}
+export const TRANSCRIPTIONS = audioEndpoint('transcriptions');
+export const TRANSLATIONS = audioEndpoint('translations');
 

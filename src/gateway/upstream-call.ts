@@ -68,6 +68,8 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   private counted: Usage | null = null;
   /** A passthrough Responses answer's id (a buffered body's; a stream's is the tap's). */
   private responseId: string | null = null;
+  /** The upstream's Content-Type (a plain-text answer goes on with it). */
+  private contentType = '';
   /** A binary answer (speech) being streamed to the client as it comes: its usage is what the request implies. */
   private raw: { usage: Usage } | null = null;
 
@@ -194,6 +196,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     try {
       this.tFirstByte = performance.now();
       this.status = status;
+      this.contentType = contentType;
       this.retryAfterMs = retryAfterMs ?? null;
       const implied = status === 200 && this.ctx.endpoint.binary ? this.ctx.endpoint.impliedUsage(this.ctx.request, this.route.model) : null;
       if (implied) {
@@ -425,6 +428,9 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     this.land();
     const scan = scanCompletion(body);
     if (!scan.isObject) {
+      // A transcript as text, SRT or VTT is an answer as it is; anything else should have been JSON.
+      const implied = this.ctx.endpoint.plainAnswers ? this.ctx.endpoint.impliedUsage(this.ctx.request, this.route.model) : null;
+      if (implied) { this.respondBuffered(body, null, implied, 'estimate'); return; }
       this.fail(new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} sent a body that is not a JSON object.`), 'upstream_bad_body');
       return;
     }
@@ -442,26 +448,33 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
    * `answered`) the text it generated as far as it reached the gateway, counted.
    */
   private countAnswer(answered: boolean): Promise<Usage> {
+    // An audio form is no text to count: what the request implies (its audio's length) is what was spent.
+    if (this.ctx.endpoint.promptBound) {
+      const implied = this.ctx.endpoint.impliedUsage(this.ctx.request, this.route.model);
+      if (implied) return Promise.resolve(implied);
+    }
     const parts = this.tap ? this.sse ?? [] : this.chunks;
     const answer = answered ? (parts.length === 1 ? parts[0]! : Buffer.concat(parts)) : EMPTY;
     return this.deps.pool.countAnswer(this.route.model.tokenizer, this.ctx.body, answer, this.tap !== null, this.ctx.endpoint.api)
       .then((c) => ({ prompt_tokens: c.prompt, completion_tokens: c.completion, cached_tokens: 0 }));
   }
 
-  private respondBuffered(body: Buffer, scan: CompletionScan, usage: Usage, source: UsageSource = 'upstream'): void {
+  /** `scan` null: a plain-text answer (a transcript), sent as the upstream typed it, its figures in the headers only. */
+  private respondBuffered(body: Buffer, scan: CompletionScan | null, usage: Usage, source: UsageSource = 'upstream'): void {
     this.over = true;
     if (this.ctx.endpoint.conversation) this.responseId = responseIdOf(body);
-    this.followers?.sendBuffered(this.route, body, scan, usage, source);
+    if (scan) this.followers?.sendBuffered(this.route, body, scan, usage, source);
     if (this.ctx.hash && (source === 'upstream' || this.ctx.endpoint.countedUsage)) this.keep(body.toString('utf8'), usage);
     const costs = this.figures.costs(usage);
     const overhead = this.overheadMs(performance.now());
     const headers = [...this.headers(), ...figureHeaders(costs, overhead)];
-    const out = spliceGateway(body, scan, this.figures.gatewayJson(this.client.requestId, usage, costs, overhead));
+    const out = scan ? spliceGateway(body, scan, this.figures.gatewayJson(this.client.requestId, usage, costs, overhead)) : body;
+    const type = scan ? 'application/json' : this.contentType || 'text/plain; charset=utf-8';
     // The response completes only once its ledger row (and charge) is committed.
     this.settle(200, null, usage, (err) => {
       if (err) this.client.sendError(new GatewayError(Errors.internal, 'The ledger could not record this request; it was not charged. Retry shortly.'));
       else {
-        this.client.send(200, 'application/json', out, headers);
+        this.client.send(200, type, out, headers);
         if (this.ctx.router?.learned?.teaches) this.ctx.host.answered(this.ctx, [body], false);
       }
     }, source, costs);

@@ -3,7 +3,9 @@
 // answer comes back through the shared HTTP relay untouched.
 import type { Pool } from 'undici';
 import { editMembers, insertMembers, memberCount, type MemberEdits } from '../wire/splice.js';
-import { Relay, openPool, type HttpUpstreamOptions } from './http-relay.js';
+import { Relay, dispatchWhen, openPool, type HttpUpstreamOptions } from './http-relay.js';
+import { Errors, GatewayError } from '../errors.js';
+import type { AudioRequest } from '../wire/transcriptions.js';
 import type { Api, ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 
 export interface OpenAIProviderOptions extends HttpUpstreamOptions {
@@ -20,7 +22,7 @@ export interface OpenAIProviderOptions extends HttpUpstreamOptions {
 
 const INCLUDE_USAGE = '{"include_usage":true}';
 /** Azure's operation path for each API, under the deployment (moderations are OpenAI's only). */
-const AZURE_OPERATION: Record<Api, string> = { chat: 'chat/completions', completions: 'completions', embeddings: 'embeddings', moderations: 'moderations', responses: 'responses', messages: 'chat/completions', images: 'images/generations', speech: 'audio/speech' };
+const AZURE_OPERATION: Record<Api, string> = { chat: 'chat/completions', completions: 'completions', embeddings: 'embeddings', moderations: 'moderations', responses: 'responses', messages: 'chat/completions', images: 'images/generations', speech: 'audio/speech', transcriptions: 'audio/transcriptions', translations: 'audio/translations' };
 const PIN = ['provider'];
 
 /** Own enumerable keys, counted without building their array. */
@@ -77,6 +79,7 @@ export class OpenAIProvider implements Provider {
   }
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    if (call.api === 'transcriptions' || call.api === 'translations') return this.sendForm(call, sink, call.api);
     const relay = new Relay(sink);
     this.pool.dispatch({
       path: call.api === 'responses' ? this.responsesPath : this.azureVersion ? this.deploymentPath(call.upstreamModel, AZURE_OPERATION[call.api ?? 'chat'])
@@ -99,6 +102,26 @@ export class OpenAIProvider implements Provider {
       path: this.azureVersion ? `${this.basePath}/openai/responses/${at}?api-version=${this.azureVersion}` : `${this.basePath}/responses/${at}`,
       method, headers: this.headers, headersTimeout: this.headersTimeout, bodyTimeout: this.bodyTimeout,
     }, relay);
+    return relay;
+  }
+
+  /**
+   * Speech to text: the caller's form again, with the route's model in it, encoded by undici
+   * (its boundary in the Content-Type) before it goes.
+   */
+  private sendForm(call: ChatCall, sink: ResponseSink, api: 'transcriptions' | 'translations'): UpstreamHandle {
+    const relay = new Relay(sink);
+    const audio = call.params as unknown as AudioRequest;
+    const form = new FormData();
+    form.append('model', call.upstreamModel);
+    for (const [k, v] of Object.entries(audio.fields)) if (k !== 'model' && k !== 'provider') form.append(k, v);
+    form.append('file', audio.file, audio.file.name);
+    const encoded = new Request('http://form.local/', { method: 'POST', body: form });
+    const path = this.azureVersion ? this.deploymentPath(call.upstreamModel, AZURE_OPERATION[api]) : `${this.basePath}/audio/${api}`;
+    dispatchWhen(this.pool, encoded.arrayBuffer().then((bytes) => ({
+      path, method: 'POST', headers: { ...this.headers, 'content-type': encoded.headers.get('content-type')! }, body: Buffer.from(bytes),
+      headersTimeout: this.headersTimeout, bodyTimeout: this.bodyTimeout,
+    })), relay, sink, (err) => new GatewayError(Errors.internal, `The audio form could not be encoded: ${err instanceof Error ? err.message : String(err)}`));
     return relay;
   }
 

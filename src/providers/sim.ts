@@ -12,6 +12,7 @@ import { sentCap } from '../wire/chat.js';
 import { LEGACY_DEFAULT_MAX_TOKENS } from '../wire/completions.js';
 import { embeddingInputs, embeddingsBody, normalise, type EmbeddingInput } from '../wire/embeddings.js';
 import { MODERATION_CATEGORIES, type ModerationCategory } from '../wire/moderations.js';
+import type { AudioRequest } from '../wire/transcriptions.js';
 import { exampleOf, jsonFormat, toolToCall } from './sim-shapes.js';
 
 /** Counts a prompt's tokens (the gateway's worker pool, injected: providers do not reach up into workers). */
@@ -263,6 +264,7 @@ export class SimProvider implements Provider {
     if (call.api === 'moderations') return this.moderate(call, sink);
     if (call.api === 'images') return this.draw(call, sink);
     if (call.api === 'speech') return new SimSpeech(call, sink, this.opts.ttftMs);
+    if (call.api === 'transcriptions' || call.api === 'translations') return this.transcribe(call, sink, call.api);
     const max = sentCap(call.params) ?? (call.api === 'completions' ? LEGACY_DEFAULT_MAX_TOKENS : this.opts.defaultMaxTokens);
     const sim = new SimCall(call, sink, simChoices(call, max, this.opts.skills?.get(call.upstreamModel) ?? 0.5), this.opts);
     const key = call.promptCacheKey;
@@ -279,17 +281,17 @@ export class SimProvider implements Provider {
   }
 
   /** A JSON answer after the time to first token, once the prompt is counted; `body` builds it then (or an error). */
-  private later(call: ChatCall, sink: ResponseSink, body: (promptTokens: number) => SimAnswer | Promise<SimAnswer>): UpstreamHandle {
+  private later(call: ChatCall, sink: ResponseSink, body: (promptTokens: number) => SimAnswer | Promise<SimAnswer>, count = true): UpstreamHandle {
     let timer: NodeJS.Timeout | null = null;
     let aborted = false;
-    this.pool.countPrompt(call.encoding, call.body, call.api).catch(() => 0).then((tokens) => {
+    (count ? this.pool.countPrompt(call.encoding, call.body, call.api).catch(() => 0) : Promise.resolve(0)).then((tokens) => {
       if (aborted) return;
       timer = setTimeout(() => {
         timer = null;
         if (aborted) return;
         Promise.resolve(body(tokens)).then((answer) => {
           if (aborted) return;
-          sink.onStart(answer.status, 'application/json');
+          sink.onStart(answer.status, answer.type ?? 'application/json');
           sink.onData(answer.body);
           sink.onEnd();
         }, (err: unknown) => { if (!aborted) sink.onError(new GatewayError(Errors.upstreamError, `The sim failed: ${err instanceof Error ? err.message : String(err)}`)); });
@@ -328,6 +330,31 @@ export class SimProvider implements Provider {
       ? { b64_json: png.toString('base64'), revised_prompt: prompt } : { url: `data:image/png;base64,${png.toString('base64')}`, revised_prompt: prompt })) })) })));
   }
 
+  /**
+   * Speech to text: a transcript drawn from the audio's bytes, in the format asked for, with
+   * whisper's usage (its length in seconds) where the format has room for it (json, verbose_json).
+   */
+  private transcribe(call: ChatCall, sink: ResponseSink, api: 'transcriptions' | 'translations'): UpstreamHandle {
+    const audio = call.params as unknown as AudioRequest;
+    const seconds = audio.secondsEstimate;
+    return this.later(call, sink, () => audio.file.slice(0, 4096).arrayBuffer().then((head: ArrayBuffer) => {
+      const seed = sha256(Buffer.concat([Buffer.from(head), Buffer.from(`${audio.file.size}`)]));
+      const words: string[] = [];
+      for (let i = 0; i < 8 + (seed[0]! % 8); i++) words.push(WORDS[seed[(i + 1) % seed.length]! % WORDS.length]!);
+      const text = `Simulated ${api === 'translations' ? 'translation' : 'transcript'} of ${audio.file.name || 'audio'}: ${words.join(' ')}.`;
+      const stamp = (s: number, sep: string) => `${String(Math.floor(s / 3600)).padStart(2, '0')}:${String(Math.floor(s / 60) % 60).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}${sep}000`;
+      const usage = { type: 'duration', seconds };
+      switch (audio.fields.response_format ?? 'json') {
+        case 'text': return { status: 200, type: 'text/plain; charset=utf-8', body: Buffer.from(`${text}\n`) };
+        case 'srt': return { status: 200, type: 'text/plain; charset=utf-8', body: Buffer.from(`1\n${stamp(0, ',')} --> ${stamp(seconds, ',')}\n${text}\n\n`) };
+        case 'vtt': return { status: 200, type: 'text/plain; charset=utf-8', body: Buffer.from(`WEBVTT\n\n${stamp(0, '.')} --> ${stamp(seconds, '.')}\n${text}\n\n`) };
+        case 'verbose_json': return { status: 200, body: Buffer.from(JSON.stringify({ task: api === 'translations' ? 'translate' : 'transcribe', language: 'english', duration: seconds, text,
+          segments: [{ id: 0, seek: 0, start: 0, end: seconds, text, tokens: [], temperature: 0, avg_logprob: -0.2, compression_ratio: 1, no_speech_prob: 0 }], usage })) };
+        default: return { status: 200, body: Buffer.from(JSON.stringify({ text, usage })) };
+      }
+    }), false); // (an audio form is no prompt to count)
+  }
+
   /** Verdicts in omni-moderation's shape (no usage: OpenAI's moderations report none). */
   private moderate(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     const input = call.params.input;
@@ -342,7 +369,7 @@ export class SimProvider implements Provider {
   async close(): Promise<void> {}
 }
 
-interface SimAnswer { status: number; body: Buffer }
+interface SimAnswer { status: number; body: Buffer; type?: string }
 
 /**
  * Speech: a WAV (or, for `pcm`, the raw 24 kHz 16-bit samples) of a tone whose pitch comes from

@@ -8,7 +8,7 @@ import type { KeyRecord, KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
-import { CHAT, COMPLETIONS, EMBEDDINGS, IMAGES, MESSAGES, MODERATIONS, RESPONSES, SPEECH, withoutMessages } from '../gateway/endpoints.js';
+import { CHAT, COMPLETIONS, EMBEDDINGS, IMAGES, MESSAGES, MODERATIONS, RESPONSES, SPEECH, TRANSCRIPTIONS, TRANSLATIONS, withoutMessages, type Endpoint } from '../gateway/endpoints.js';
 import { ResponsesBridge, passesThrough, readResponsesRequest, toChatBody } from '../gateway/responses.js';
 import { CompletionsBridge, completionsToChat } from '../gateway/completions.js';
 import { MessagesBridge, messagesToChat } from '../gateway/messages.js';
@@ -18,6 +18,7 @@ import { CountTokensRequestSchema, MessagesRequestSchema } from '../wire/message
 import { ENDPOINT_OF } from '../gateway/stages/route.js';
 import { parseBody, parseJson } from '../wire/body.js';
 import { CompletionsRequestSchema } from '../wire/completions.js';
+import { readAudioForm } from '../wire/transcriptions.js';
 import { OpenAIProvider } from '../providers/openai.js';
 import { upstreamError } from '../providers/upstream-error.js';
 import type { Catalog } from '../router/catalog.js';
@@ -146,6 +147,15 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     refuseChat, ['x-gateway-provider'], 'images'));
   app.post('/v1/audio/speech', handlers.inference((ex, key, body, t0, _p, [pin]) => deps.chat.handle(ex, key, body, t0, pin ?? '', SPEECH),
     refuseChat, ['x-gateway-provider'], 'audio.speech'));
+  // Speech to text: the multipart form (up to http.max_audio_bytes) is read here, then the request takes the usual path.
+  const audioRoute = (endpoint: Endpoint, name: string) => handlers.inference((ex, key, body, t0, _p, [pin, type]) => {
+    readAudioForm(body, type ?? '').then((audio) => {
+      if (ex.aborted) { refuseChat(ex, key, t0, new GatewayError(Errors.clientClosed, 'The client closed the request.')); return; }
+      deps.chat.handle(ex, key, body, t0, audio.fields.provider ?? pin ?? '', endpoint, NO_SWITCHES, withoutMessages(audio));
+    }, (err: unknown) => refuseChat(ex, key, t0, err));
+  }, refuseChat, ['x-gateway-provider', 'content-type'], name, false, deps.edge.maxAudioBytes);
+  app.post('/v1/audio/transcriptions', audioRoute(TRANSCRIPTIONS, 'audio.transcriptions'));
+  app.post('/v1/audio/translations', audioRoute(TRANSLATIONS, 'audio.translations'));
   app.post('/v1/moderations', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', MODERATIONS,
     savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'moderations'));
 

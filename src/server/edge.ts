@@ -11,6 +11,8 @@ export interface EdgeConfig {
   corsOrigins: readonly string[];
   /** Answers at least this large are gzipped for a client that accepts it (0: never). */
   compressMinBytes: number;
+  /** The largest audio upload (speech to text) a request may carry. */
+  maxAudioBytes: number;
 }
 
 /** What a request's answer must do beyond the route's own work. */

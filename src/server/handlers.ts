@@ -25,7 +25,7 @@ export interface Handlers {
    * `endpoint`: what the ledger calls the route (`chat.completions`, `responses`);
    * `anthropic`: the route speaks Anthropic's API, so its errors go out in Anthropic's envelope.
    */
-  inference(handler: BodyHandler, refuse: Refuse, headers?: readonly string[], endpoint?: string, anthropic?: boolean): Route;
+  inference(handler: BodyHandler, refuse: Refuse, headers?: readonly string[], endpoint?: string, anthropic?: boolean, maxBytes?: number): Route;
   noBody(scope: Scopes | null, handler: NoBodyHandler): Route;
   /** A public route with a JSON body (no key); `client` is the caller's address (see clientAddress). */
   publicBody(handler: (ex: Exchange, body: Buffer, client: string) => void): Route;
@@ -70,7 +70,7 @@ export function authorizationOf(req: HttpRequest): string {
 export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyBytes: number; trustProxyHops: number }, state: { draining: boolean }): Handlers {
   const shuttingDown = () => new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.');
   const plain: Refuse = (ex, _key, _t0, err) => ex.sendError(err);
-  const bodyRoute = (scope: Scopes, handler: BodyHandler, params: number, headerNames: readonly string[], endpoint: string | undefined, refuse: Refuse, anthropic = false): Route => (res, req) => {
+  const bodyRoute = (scope: Scopes, handler: BodyHandler, params: number, headerNames: readonly string[], endpoint: string | undefined, refuse: Refuse, anthropic = false, maxBytes = deps.maxBodyBytes): Route => (res, req) => {
     const t0 = performance.now();
     const ex = new Exchange(res, deps.ids.next());
     if (endpoint) ex.endpoint = endpoint;
@@ -97,7 +97,7 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
     // through `refuse`); once the body is read, the handler's own path owns the abort.
     let read = false;
     ex.onAbort(() => { if (!read) refuse(ex, key, t0, new GatewayError(Errors.clientClosed, 'The client closed the request while sending its body.')); });
-    ex.readBody(deps.maxBodyBytes, length, (err, body) => {
+    ex.readBody(maxBytes, length, (err, body) => {
       read = true;
       if (err) { refuse(ex, key, t0, err); return; }
       try {
@@ -109,7 +109,7 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
   };
   return {
     withBody: (scope, handler, params = 0, headerNames = NO_HEADERS, anthropic = false) => bodyRoute(scope, handler, params, headerNames, undefined, plain, anthropic),
-    inference: (handler, refuse, headerNames = NO_HEADERS, endpoint, anthropic = false) => bodyRoute('inference', handler, 0, headerNames, endpoint, refuse, anthropic),
+    inference: (handler, refuse, headerNames = NO_HEADERS, endpoint, anthropic = false, maxBytes) => bodyRoute('inference', handler, 0, headerNames, endpoint, refuse, anthropic, maxBytes),
     publicBody: (handler) => (res, req) => {
       const ex = new Exchange(res, deps.ids.next());
       if (state.draining) { ex.sendError(shuttingDown()); return; }

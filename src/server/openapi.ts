@@ -72,6 +72,8 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'POST /v1/embeddings': { summary: 'OpenAI embeddings (floats or base64), routed, metered, with the exact cache for repeated inputs.', tag: 'Inference', scope: 'inference', body: EmbeddingsRequestSchema },
   'POST /v1/images/generations': { summary: 'OpenAI image generation, billed per image by size and quality (DALL·E) or per token (gpt-image-1), from the catalog.', tag: 'Inference', scope: 'inference', body: ImagesRequestSchema },
   'POST /v1/audio/speech': { summary: 'OpenAI text to speech: the audio streamed back as it comes, billed per input character from the catalog.', tag: 'Inference', scope: 'inference', body: SpeechRequestSchema, produces: 'application/octet-stream' },
+  'POST /v1/audio/transcriptions': { summary: 'OpenAI speech to text (a multipart form with the audio file, up to http.max_audio_bytes), billed per second of audio or per token as the model is priced.', tag: 'Inference', scope: 'inference' },
+  'POST /v1/audio/translations': { summary: 'OpenAI speech to English text, as transcriptions.', tag: 'Inference', scope: 'inference' },
   'POST /v1/moderations': { summary: 'OpenAI moderations (free on OpenAI; the input is counted for tpm), with the exact cache.', tag: 'Inference', scope: 'inference', body: ModerationsRequestSchema },
   'GET /v1/account': { summary: "The caller's workspace: balance, reserved, and credit history.", tag: 'Account', scope: 'usage:read' },
   'GET /v1/account/pricing': { summary: 'List and marked-up prices per model and route, and the billing policy.', tag: 'Account', scope: 'inference' },

@@ -52,11 +52,18 @@ const AnthropicUsageSchema = z.object({
   cache_creation_input_tokens: Count.nullish(),
 });
 
+/** A transcription's usage when it is billed by the audio's length (whisper-1): seconds, as prompt units. */
+const DurationUsageSchema = z.object({ type: z.literal('duration'), seconds: z.number().nonnegative().max(MAX_USAGE_TOKENS) });
+
 /** The embeddings (and moderations) usage object: prompt tokens only. */
 const InputUsageSchema = z.object({ prompt_tokens: Count, total_tokens: Count });
 
 /** Upstream usage (chat, Responses or embeddings shape); null when absent or malformed. */
 export function readUsage(value: unknown): Usage | null {
+  if (typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'duration') {
+    const d = DurationUsageSchema.safeParse(value);
+    return d.success ? { prompt_tokens: Math.ceil(d.data.seconds), completion_tokens: 0, cached_tokens: 0 } : null;
+  }
   if (typeof value === 'object' && value !== null && ('cache_read_input_tokens' in value || 'cache_creation_input_tokens' in value)) {
     const a = AnthropicUsageSchema.safeParse(value);
     if (!a.success) return null;

@@ -12,6 +12,7 @@ export interface Received {
   body: Record<string, unknown>;
   /** The body's bytes exactly as they arrived. */
   raw: string;
+  bytes: Buffer;
   /** Content chunks written so far (streams), to observe backpressure. */
   written: number;
   /** Set when the client went away before the response finished. */
@@ -147,6 +148,22 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   const model = String(body.model);
   if (req.headers.authorization !== 'Bearer sk-fake-upstream') return sendError(res, 401, 'Incorrect API key provided.', 'invalid_request_error');
   if (req.url === '/v1/completions') return handleLegacy(res, body);
+  if (req.url === '/v1/audio/transcriptions' || req.url === '/v1/audio/translations') {
+    // As OpenAI answers: the form read, json with whisper's duration usage (or gpt-4o-transcribe's tokens), or plain text.
+    let form: FormData;
+    try { form = await new Response(rec.bytes, { headers: { 'content-type': String(req.headers['content-type']) } }).formData(); } catch { return sendError(res, 400, 'Could not parse multipart form', 'invalid_request_error'); }
+    const file = form.get('file');
+    const formModel = String(form.get('model'));
+    if (!(file instanceof File)) return sendError(res, 400, "[{'type': 'missing', 'loc': ('body', 'file'), 'msg': 'Field required'}]", 'invalid_request_error');
+    rec.body = { model: formModel, fields: Object.fromEntries([...form].filter(([, v]) => typeof v === 'string')), file: { name: file.name, size: file.size, type: file.type } };
+    const text = `Fake transcript of ${file.name} (${file.size} bytes)`;
+    const format = String(form.get('response_format') ?? 'json');
+    if (format === 'text') { res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }); res.end(`${text}\n`); return; }
+    const usage = formModel.startsWith('gpt-4o') ? { type: 'tokens', input_tokens: 120, output_tokens: 12, total_tokens: 132, input_token_details: { audio_tokens: 120, text_tokens: 0 } } : { type: 'duration', seconds: 7 };
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ text, usage }));
+    return;
+  }
   if (req.url === '/v1/audio/speech') {
     // As OpenAI streams it: audio bytes in pieces (here 20 of 4 KiB, 30 ms apart), chunked, no usage.
     if (typeof body.input !== 'string' || !body.input) return sendError(res, 400, "[{'type': 'missing', 'loc': ('body', 'input'), 'msg': 'Field required'}]", 'invalid_request_error');
@@ -250,10 +267,11 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     const parts: Buffer[] = [];
     req.on('data', (c: Buffer) => parts.push(c));
     req.on('end', () => {
-      const raw = Buffer.concat(parts).toString();
+      const bytes = Buffer.concat(parts);
+      const raw = bytes.toString();
       let body: Record<string, unknown> = {};
       try { body = JSON.parse(raw) as Record<string, unknown>; } catch { /* recorded as {} */ }
-      const rec: Received = { url: req.url ?? '', headers: req.headers, body, raw, written: 0, aborted: false, seq: received.length + 1 };
+      const rec: Received = { url: req.url ?? '', headers: req.headers, body, raw, bytes, written: 0, aborted: false, seq: received.length + 1 };
       received.push(rec);
       res.on('close', () => { if (!res.writableFinished) rec.aborted = true; });
       handle(req, res, rec, fault, callsByModel).catch(() => sendError(res, 400, 'Could not parse the JSON body of your request.', 'invalid_request_error'));

@@ -62,6 +62,13 @@ export function admit(deps: ChatDeps): Stage {
       hold(ctx, tokens, output, needed);
     };
     if (ctx.knownTokens !== null) { check(ctx.knownTokens); return; }
+    if (ctx.endpoint.promptBound) {
+      // The body's size says nothing of what it costs (audio: its seconds): the endpoint's bound, at the dearest route's units.
+      let bound = 0;
+      for (const r of routes) bound = Math.max(bound, ctx.endpoint.promptBound(req, r.model));
+      check(bound);
+      return;
+    }
     const bound = extra.unsized ? window : ctx.body.length + extra.bytes;
     const exactForTpm = ctx.body.length > 4096 && ctx.chain.some((k) => k.limits?.tpm !== undefined);
     if (cap !== null && !exactForTpm && bound + cap <= window) {

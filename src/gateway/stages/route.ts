@@ -10,7 +10,7 @@ import type { Stage } from '../context.js';
 import { IMAGE_BOUND, IMAGE_COUNTED, promptExtras } from '../prompt-bound.js';
 
 /** Where each type of model is served (named when a request sends a model to the wrong endpoint). */
-export const ENDPOINT_OF: Record<ModelType, string> = { chat: '/v1/chat/completions, /v1/responses and /v1/completions', completion: '/v1/completions', embedding: '/v1/embeddings', moderation: '/v1/moderations', image: '/v1/images/generations', speech: '/v1/audio/speech' };
+export const ENDPOINT_OF: Record<ModelType, string> = { chat: '/v1/chat/completions, /v1/responses and /v1/completions', completion: '/v1/completions', embedding: '/v1/embeddings', moderation: '/v1/moderations', image: '/v1/images/generations', speech: '/v1/audio/speech', transcription: '/v1/audio/transcriptions and /v1/audio/translations' };
 
 export function route(deps: ChatDeps): Stage {
   const selector = new RouteSelector(deps.catalog, deps.health);

@@ -1,0 +1,68 @@
+// POST /v1/audio/transcriptions and /translations with the official openai SDK and a real
+// multipart file: the form goes to OpenAI with the route's model, whisper-1 is billed per
+// second (what OpenAI reports, or the audio's length when a text answer reports nothing),
+// gpt-4o-transcribe per token; the sim transcribes a WAV, reading its length from its header.
+import OpenAI, { toFile } from 'openai';
+import t from 'tap';
+import { startFakeUpstream } from '../fakes/openai-upstream.js';
+import { startGateway } from '../helpers/gateway.js';
+import { http } from '../helpers/http.js';
+
+const fake = await startFakeUpstream();
+t.teardown(() => fake.close());
+const gw = await startGateway({ SLUICE_SIM: 'on' }, undefined, { providers: { openai: { kind: 'openai', base_url: fake.url, api_key: 'sk-fake-upstream' } }, http: { max_audio_bytes: 1024 * 1024 } });
+t.teardown(() => gw.stop());
+const api = http(gw);
+const { key, ws } = await api.tenant(gw.masterKey, 1, undefined, ['inference', 'usage:read']);
+const client = new OpenAI({ baseURL: gw.baseURL, apiKey: key, maxRetries: 0 });
+
+/** A PCM WAV of `seconds` (16 kHz mono 16-bit): its header says how long it is. */
+function wav(seconds: number): Buffer {
+  const data = Buffer.alloc(seconds * 32000, 1);
+  const head = Buffer.alloc(44);
+  head.write('RIFF', 0, 'ascii'); head.writeUInt32LE(36 + data.length, 4); head.write('WAVEfmt ', 8, 'ascii');
+  head.writeUInt32LE(16, 16); head.writeUInt16LE(1, 20); head.writeUInt16LE(1, 22); head.writeUInt32LE(16000, 24); head.writeUInt32LE(32000, 28);
+  head.writeUInt16LE(2, 32); head.writeUInt16LE(16, 34); head.write('data', 36, 'ascii'); head.writeUInt32LE(data.length, 40);
+  return Buffer.concat([head, data]);
+}
+const rowOf = async (id: string) => (await api.call(`/v1/requests/${id}`, key)).json;
+
+t.test('through OpenAI: the file and fields go on with the route\'s model; billed as OpenAI reports', async (t) => {
+  const file = await toFile(wav(3), 'hello.wav', { type: 'audio/wav' });
+  const { data, response } = await client.audio.transcriptions.create({ model: 'openai/whisper-1', file, language: 'en' }).withResponse();
+  t.equal(response.headers.get('x-gateway-decision'), 'openai/whisper-1');
+  t.equal(data.text, `Fake transcript of hello.wav (${44 + 3 * 32000} bytes)`);
+  t.match(fake.received.at(-1)!.body, { model: 'whisper-1', fields: { language: 'en' }, file: { name: 'hello.wav', size: 44 + 3 * 32000, type: 'audio/wav' } }, 'the form, with the upstream id');
+  t.match(await rowOf(response.headers.get('x-request-id')!), { endpoint: 'audio.transcriptions', prompt_tokens: 7, usage_source: 'upstream', charge_usd: 7 * 100 / 1e6 }, 'the 7 seconds OpenAI reported, at $0.006 a minute');
+  const plain = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(wav(5), 'five.wav'), response_format: 'text' }).withResponse();
+  t.equal(plain.data as unknown as string, `Fake transcript of five.wav (${44 + 5 * 32000} bytes)\n`);
+  t.match(await rowOf(plain.response.headers.get('x-request-id')!), { prompt_tokens: 5, usage_source: 'estimate' }, 'a text answer reports nothing: the WAV\'s own 5 seconds');
+  const tokens = await client.audio.transcriptions.create({ model: 'gpt-4o-transcribe', file: await toFile(wav(1), 'one.wav') }).withResponse();
+  t.match(await rowOf(tokens.response.headers.get('x-request-id')!), { prompt_tokens: 120, completion_tokens: 12, usage_source: 'upstream' }, 'gpt-4o-transcribe: its tokens');
+  const translated = await client.audio.translations.create({ model: 'whisper-1', file: await toFile(wav(2), 'bonjour.wav') }).withResponse();
+  t.equal(fake.received.at(-1)!.url, '/v1/audio/translations');
+  t.match(await rowOf(translated.response.headers.get('x-request-id')!), { endpoint: 'audio.translations' });
+  const account = (await api.admin(`/admin/workspaces/${ws}`)).json;
+  t.equal(account.reserved_usd, 0, 'nothing held');
+});
+
+t.test('the sim transcribes in every format; bad forms and oversized files are refused', async (t) => {
+  const sim = { headers: { 'x-gateway-provider': 'sim' } };
+  const json = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(wav(4), 'a.wav') }, sim);
+  t.match(json.text, /^Simulated transcript of a\.wav: /);
+  const verbose = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(wav(4), 'a.wav'), response_format: 'verbose_json' }, sim);
+  t.equal(verbose.duration, 4);
+  const srt = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(wav(4), 'a.wav'), response_format: 'srt' }, sim);
+  t.match(srt as unknown as string, /^1\n00:00:00,000 --> 00:00:04,000\n/);
+  const vtt = await client.audio.translations.create({ model: 'whisper-1', file: await toFile(wav(4), 'a.wav'), response_format: 'vtt' }, sim);
+  t.match(vtt as unknown as string, /^WEBVTT\n\n00:00:00\.000 --> 00:00:04\.000\nSimulated translation/);
+  const big = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(Buffer.alloc(2 * 1024 * 1024), 'big.mp3') }).catch((e: unknown) => e);
+  t.ok(big instanceof OpenAI.APIError && big.status === 413, 'beyond http.max_audio_bytes: 413');
+  const noFile = await fetch(`${gw.baseURL}/audio/transcriptions`, { method: 'POST', headers: { authorization: `Bearer ${key}` }, body: (() => { const f = new FormData(); f.append('model', 'whisper-1'); return f; })() });
+  t.match(await noFile.json(), { error: { param: 'file' } });
+  const json400 = await api.call('/v1/audio/transcriptions', key, { model: 'whisper-1' });
+  t.match(json400.json, { error: { param: 'file', message: /multipart/ } });
+  const wrongModel = await client.audio.transcriptions.create({ model: 'gpt-4.1-mini', file: await toFile(wav(1), 'a.wav') }).catch((e: unknown) => e);
+  t.ok(wrongModel instanceof OpenAI.BadRequestError && wrongModel.param === 'model');
+  t.equal((await fetch(`${gw.url}/health`)).status, 200);
+});
