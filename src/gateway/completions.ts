@@ -51,13 +51,8 @@ export class CompletionsBridge extends SseTranslator implements Client {
 
   send(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null): void {
     if (status !== 200) { this.inner.send(status, contentType, body, headers); return; }
-    let chat: Json;
-    try {
-      chat = JSON.parse(Buffer.from(body).toString('utf8')) as Json;
-    } catch {
-      this.inner.send(502, 'application/json', JSON.stringify(new GatewayError(Errors.upstreamError, 'The upstream answer could not be bridged.').toJSON()), headers);
-      return;
-    }
+    const chat = this.chatAnswer(body, headers);
+    if (!chat) return;
     const out = { id: legacyId(chat.id), object: 'text_completion', created: chat.created, model: chat.model,
       choices: Array.isArray(chat.choices) ? chat.choices.map((c) => legacyChoice(c, false)) : [], usage: chat.usage ?? null, gateway: chat.gateway };
     this.inner.send(200, 'application/json', JSON.stringify(out), headers);

@@ -126,13 +126,8 @@ export class MessagesBridge extends SseTranslator {
   }
 
   send(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null): void {
-    let chat: Json;
-    try {
-      chat = JSON.parse(Buffer.from(body).toString('utf8')) as Json;
-    } catch {
-      this.inner.sendError(new GatewayError(Errors.upstreamError, 'The upstream answer could not be bridged.'), headers);
-      return;
-    }
+    const chat = this.chatAnswer(body, headers);
+    if (!chat) return;
     if (status !== 200) {
       const e = isRecord(chat.error) ? chat.error : {};
       this.inner.send(status, 'application/json', JSON.stringify(anthropicError(status, text(e.message) || 'error', text(e.code))), headers);

@@ -124,13 +124,8 @@ export class ResponsesBridge extends SseTranslator {
 
   send(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null): void {
     if (status !== 200 || this.passthrough) { this.inner.send(status, contentType, body, headers); return; }
-    let chat: Json;
-    try {
-      chat = JSON.parse(Buffer.from(body).toString('utf8')) as Json;
-    } catch {
-      this.inner.send(502, 'application/json', JSON.stringify(new GatewayError(Errors.upstreamError, 'The upstream answer could not be bridged.').toJSON()), headers);
-      return;
-    }
+    const chat = this.chatAnswer(body, headers);
+    if (!chat) return;
     const choice = Array.isArray(chat.choices) && isRecord(chat.choices[0]) ? chat.choices[0] : {};
     const message = isRecord(choice.message) ? choice.message : {};
     const output: Json[] = [];

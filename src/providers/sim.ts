@@ -130,10 +130,27 @@ function pieces(text: string): string[] {
   return text.match(/[\s\S]{1,8}/g) ?? [];
 }
 
-class SimCall implements UpstreamHandle {
-  private timer: NodeJS.Timeout | null = null;
-  private aborted = false;
-  private paused = false;
+/** A sim answer paced by a timer: it stops on abort, and under backpressure waits to be resumed. */
+abstract class Paced implements UpstreamHandle {
+  protected timer: NodeJS.Timeout | null = null;
+  protected aborted = false;
+  protected paused = false;
+  protected abstract readonly tick: () => void;
+
+  abort(): void {
+    this.aborted = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  resume(): void {
+    if (!this.paused || this.aborted) return;
+    this.paused = false;
+    this.tick();
+  }
+}
+
+class SimCall extends Paced {
   /** The choice being streamed, and the piece within it. */
   private choice = 0;
   private next = 0;
@@ -152,6 +169,7 @@ class SimCall implements UpstreamHandle {
     private readonly choices: SimChoice[],
     private readonly opts: SimOptions,
   ) {
+    super();
     this.legacy = call.api === 'completions';
     this.id = `${this.legacy ? 'cmpl' : 'chatcmpl'}-sim${Math.random().toString(36).slice(2, 12)}`;
   }
@@ -200,7 +218,7 @@ class SimCall implements UpstreamHandle {
   }
 
   /** One piece per tick: each choice in turn opens (role, or its tool call), streams its pieces, and finishes. */
-  private tick = (): void => {
+  protected readonly tick = (): void => {
     this.timer = null;
     if (this.aborted || this.paused) return;
     const c = this.choices[this.choice];
@@ -232,17 +250,6 @@ class SimCall implements UpstreamHandle {
     this.sink.onEnd();
   };
 
-  abort(): void {
-    this.aborted = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-  }
-
-  resume(): void {
-    if (!this.paused || this.aborted) return;
-    this.paused = false;
-    this.tick();
-  }
 }
 
 
@@ -377,17 +384,15 @@ interface SimAnswer { status: number; body: Buffer; type?: string }
  * than real time, with backpressure. Every format but pcm is answered as WAV (the sim encodes
  * nothing else), and says so in its content type.
  */
-class SimSpeech implements UpstreamHandle {
+class SimSpeech extends Paced {
   private static readonly RATE = 24_000;
-  private timer: NodeJS.Timeout | null = null;
-  private aborted = false;
-  private paused = false;
   private at = 0;
   private readonly samples: number;
   private readonly pitch: number;
   private readonly wav: boolean;
 
   constructor(call: ChatCall, private readonly sink: ResponseSink, ttftMs: number) {
+    super();
     const input = typeof call.params.input === 'string' ? call.params.input : '';
     this.samples = Math.round(Math.min(60, Math.max(1, input.length / 15)) * SimSpeech.RATE);
     this.pitch = 220 + (sha256(Buffer.from(input))[0]! % 220);
@@ -411,7 +416,7 @@ class SimSpeech implements UpstreamHandle {
     this.tick();
   }
 
-  private readonly tick = (): void => {
+  protected readonly tick = (): void => {
     this.timer = null;
     if (this.aborted || this.paused) return;
     if (this.at >= this.samples) { this.sink.onEnd(); return; }
@@ -423,17 +428,6 @@ class SimSpeech implements UpstreamHandle {
     this.timer = setTimeout(this.tick, 20);
   };
 
-  abort(): void {
-    this.aborted = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-  }
-
-  resume(): void {
-    if (!this.paused || this.aborted) return;
-    this.paused = false;
-    this.tick();
-  }
 }
 
 /** A PNG of `w`×`h`: a band of colour from the seed, deflated in libuv's pool. */

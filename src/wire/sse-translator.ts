@@ -4,6 +4,8 @@
 // character, may arrive split across writes), passes the gateway's comment frames as they
 // are, and hands each data payload to `translate`; a buffered answer goes to `send`.
 import { StringDecoder } from 'node:string_decoder';
+import { Errors, GatewayError } from '../errors.js';
+import { isRecord, type Json } from '../json.js';
 import type { Client, HeaderList } from './http.js';
 import { dataOf } from './sse.js';
 
@@ -25,6 +27,16 @@ export abstract class SseTranslator implements Client {
   corked(fn: () => void): void { this.inner.corked(fn); }
 
   abstract send(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null): void;
+
+  /** A buffered chat answer, parsed; null once it has been answered as a 502 (it could not be read). */
+  protected chatAnswer(body: Uint8Array | string, headers: HeaderList | null): Json | null {
+    try {
+      const chat: unknown = JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8'));
+      if (isRecord(chat)) return chat;
+    } catch { /* answered below */ }
+    this.inner.sendError(new GatewayError(Errors.upstreamError, 'The upstream answer could not be bridged.'), headers);
+    return null;
+  }
 
   /** One SSE data payload (`[DONE]` included) in, the caller's frames out ('' for none). */
   protected abstract translate(data: string): string;
