@@ -16,6 +16,7 @@ import { Errors, GatewayError } from '../errors.js';
 import { isRecord, text as asText, type Json } from '../json.js';
 import { sentCap } from '../wire/chat.js';
 import { Relay, dispatchWhen, openPool, type HttpUpstreamOptions } from './http-relay.js';
+import { embeddingInputs, embeddingsBody } from '../wire/embeddings.js';
 import type { ChatCall, ChatRequest, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 import { TranslatingSink, completionBody, type TokenUsage, type ToolCallOut } from './translator.js';
 import { chatTurns, jsonOutputTool, stopList, toolChoiceOf, toolsOf, type Block, type ToolSpec } from './turns.js';
@@ -300,6 +301,7 @@ export class BedrockProvider implements Provider {
   }
 
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    if (call.api === 'embeddings') return this.embed(call, sink);
     let translated: { body: Json; jsonTool: string | null };
     try {
       translated = toConverseRequest(call.request, call.upstreamModel, sentCap(call.request) ?? this.opts.defaultMaxTokens, Boolean(call.promptCacheKey));
@@ -321,6 +323,35 @@ export class BedrockProvider implements Provider {
     return relay;
   }
 
+  /** A signed InvokeModel call of `body` to `modelId`, its answer into `sink`. */
+  private invoke(modelId: string, body: string, sink: ResponseSink): Relay {
+    const relay = new Relay(sink);
+    const path = `${this.basePath}/model/${encodeURIComponent(modelId)}/invoke`;
+    const ready = this.signer.sign({ method: 'POST', protocol: 'https:', hostname: this.host, path, query: {}, body,
+      headers: { host: this.host, 'content-type': 'application/json', accept: 'application/json', ...this.opts.headers } })
+      .then((signed): Dispatcher.DispatchOptions => ({ path, method: 'POST', headers: signed.headers, body, headersTimeout: this.opts.headersTimeoutMs, bodyTimeout: this.opts.bodyTimeoutMs }));
+    dispatchWhen(this.pool, ready, relay, sink, (err) => new GatewayError(Errors.upstreamAuth, `The request to ${this.name} could not be signed (${err instanceof Error ? err.message : String(err)}).`));
+    return relay;
+  }
+
+  /**
+   * Embeddings on Titan Text Embeddings (InvokeModel): one input per call, so a list is that
+   * many calls, at most 8 at a time; the first answer that is not a 200 is the request's
+   * (the others are cancelled), else the vectors go back as OpenAI's object with Titan's counts.
+   */
+  private embed(call: ChatCall, sink: ResponseSink): UpstreamHandle {
+    const req = call.params;
+    const inputs = embeddingInputs(req.input);
+    const dims = typeof req.dimensions === 'number' ? req.dimensions : null;
+    if (inputs.some((i) => typeof i !== 'string')) {
+      const relay = new Relay(sink);
+      queueMicrotask(() => sink.onError(new GatewayError(Errors.invalidRequest, 'Bedrock embeds text: token-id inputs are not supported on this route.', 'input')));
+      return relay;
+    }
+    return new TitanEmbeddings(inputs as string[], (text, into) => this.invoke(call.upstreamModel, JSON.stringify({ inputText: text, ...(dims ? { dimensions: dims } : {}), normalize: true }), into),
+      sink, call.upstreamModel, req.encoding_format === 'base64');
+  }
+
   /**
    * The catalog names US inference profiles (`us.anthropic.…`); an entry in an EU or Asia-Pacific
    * region calls the same profile of its own geography (`eu.…`, `apac.…`), the only ones it can.
@@ -339,3 +370,70 @@ export class BedrockProvider implements Provider {
     await this.pool.close();
   }
 }
+
+const TitanAnswerSchema = z.object({ embedding: z.array(z.number()), inputTextTokenCount: z.number().int().nonnegative().optional() });
+
+/** Titan's calls for one embeddings request, at most MAX_CALLS at a time, gathered into one answer. */
+class TitanEmbeddings implements UpstreamHandle {
+  private static readonly MAX_CALLS = 8;
+  private readonly vectors: number[][] = [];
+  private tokens = 0;
+  private next = 0;
+  private done = 0;
+  private over = false;
+  private readonly relays = new Set<Relay>();
+
+  constructor(private readonly inputs: string[], private readonly send: (text: string, into: ResponseSink) => Relay, private readonly sink: ResponseSink,
+    private readonly model: string, private readonly base64: boolean) {
+    for (let i = 0; i < Math.min(TitanEmbeddings.MAX_CALLS, inputs.length); i++) this.start();
+  }
+
+  private start(): void {
+    const at = this.next++;
+    let status = 0;
+    let type = '';
+    let retry: number | null = null;
+    const parts: Buffer[] = [];
+    const relay: Relay = this.send(this.inputs[at]!, {
+      onStart: (s, t, r) => { status = s; type = t; retry = r ?? null; },
+      onData: (chunk) => { parts.push(chunk); return true; },
+      onEnd: () => {
+        this.relays.delete(relay);
+        if (this.over) return;
+        const body = Buffer.concat(parts);
+        if (status !== 200) { this.finish(() => { this.sink.onStart(status, type, retry); this.sink.onData(body); this.sink.onEnd(); }); return; }
+        let parsed: z.infer<typeof TitanAnswerSchema> | null = null;
+        try { const r = TitanAnswerSchema.safeParse(JSON.parse(body.toString('utf8'))); parsed = r.success ? r.data : null; } catch { parsed = null; }
+        if (!parsed) { this.finish(() => this.sink.onError(new GatewayError(Errors.upstreamBadAnswer, 'Bedrock answered an embedding that could not be read.'))); return; }
+        this.vectors[at] = parsed.embedding;
+        this.tokens += parsed.inputTextTokenCount ?? 0;
+        if (++this.done === this.inputs.length) {
+          this.finish(() => { this.sink.onStart(200, 'application/json'); this.sink.onData(embeddingsBody(this.model, this.vectors, this.tokens || null, this.base64)); this.sink.onEnd(); });
+        } else if (this.next < this.inputs.length) this.start();
+      },
+      onError: (err) => { this.relays.delete(relay); if (!this.over) this.finish(() => this.sink.onError(err)); },
+    });
+    this.relays.add(relay);
+  }
+
+  /** The request's outcome, once: the calls still out are cancelled. */
+  private finish(outcome: () => void): void {
+    this.over = true;
+    for (const r of this.relays) r.abort();
+    this.relays.clear();
+    outcome();
+  }
+
+  get sent(): boolean {
+    return [...this.relays].some((r) => r.sent) || this.done > 0;
+  }
+
+  abort(): void {
+    this.over = true;
+    for (const r of this.relays) r.abort();
+    this.relays.clear();
+  }
+
+  resume(): void {}
+}
+

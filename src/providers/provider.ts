@@ -75,7 +75,7 @@ export interface Provider {
  * type to them is not made).
  */
 export function servesType(p: Provider, type: ModelType): boolean {
-  return type === 'chat' || p.kind === 'openai' || p.kind === 'azure' || p.kind === 'sim' || (type === 'embedding' && (p.kind === 'gemini' || p.kind === 'vertex'));
+  return type === 'chat' || p.kind === 'openai' || p.kind === 'azure' || p.kind === 'sim' || (type === 'embedding' && (p.kind === 'gemini' || p.kind === 'vertex' || p.kind === 'bedrock'));
 }
 
 /** Adapters that take OpenAI's own request bodies as bytes. */

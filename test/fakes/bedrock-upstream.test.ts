@@ -1,6 +1,6 @@
 // The fake Bedrock speaks the real wire format: the official AWS SDK signs its requests (the
 // fake recomputes the signature) and reads its JSON, its event streams and its errors.
-import { BedrockRuntimeClient, ConverseCommand, ConverseStreamCommand, ThrottlingException, ValidationException } from '@aws-sdk/client-bedrock-runtime';
+import { BedrockRuntimeClient, ConverseCommand, ConverseStreamCommand, ThrottlingException, ValidationException, InvokeModelCommand } from '@aws-sdk/client-bedrock-runtime';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import t from 'tap';
 import { AWS_CREDENTIALS, BEDROCK_WORDS, startFakeBedrock } from './bedrock-upstream.js';
@@ -58,4 +58,12 @@ t.test('errors and stream exceptions as the SDK reads them', async (t) => {
   const forged = new BedrockRuntimeClient({ region: 'us-west-2', endpoint: fake.url, credentials: { ...AWS_CREDENTIALS, secretAccessKey: 'wrong' }, maxAttempts: 1, requestHandler: new NodeHttpHandler() });
   const refused = await forged.send(new ConverseCommand({ modelId: model, messages: [{ role: 'user', content: [{ text: 'x' }] }], inferenceConfig: { maxTokens: 5 } })).catch((e: unknown) => e);
   t.match(refused, { name: 'InvalidSignatureException', $metadata: { httpStatusCode: 403 } }, 'a wrong secret fails the fake\'s signature check');
+});
+
+t.test('InvokeModel on Titan embeddings, as the SDK sends and reads it', async (t) => {
+  const r = await client.send(new InvokeModelCommand({ modelId: 'amazon.titan-embed-text-v2:0', contentType: 'application/json', accept: 'application/json', body: JSON.stringify({ inputText: 'hello world', dimensions: 256, normalize: true }) }));
+  const answer = JSON.parse(Buffer.from(r.body).toString('utf8')) as { embedding: number[]; inputTextTokenCount: number };
+  t.equal(answer.embedding.length, 256);
+  t.ok(answer.inputTextTokenCount > 0);
+  t.equal(fake.received.at(-1)!.signed, true, 'the SDK\'s signature verified');
 });

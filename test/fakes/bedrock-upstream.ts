@@ -85,6 +85,21 @@ export async function startFakeBedrock(region = 'us-east-1'): Promise<FakeBedroc
         res.writeHead(status, { 'content-type': 'application/json', 'x-amzn-errortype': `${type}:http://internal.amazon.com/coral/com.amazon.bedrock/` });
         res.end(JSON.stringify({ message }));
       };
+      // InvokeModel on Titan Text Embeddings: one input text, a vector and its token count back.
+      const invoke = /^\/model\/([^/]+)\/invoke$/.exec(req.url ?? '');
+      if (req.method === 'POST' && invoke) {
+        let spec: Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+        try { spec = JSON.parse(raw) as typeof spec; } catch { return fail(400, 'SerializationException', 'Malformed JSON'); }
+        const rec: BedrockReceived = { path: req.url!, model: decodeURIComponent(invoke[1]!), stream: false, headers: req.headers, body: spec, signed: await verify(req, raw, region), aborted: false };
+        received.push(rec);
+        if (!rec.signed) return fail(403, 'InvalidSignatureException', 'The request signature we calculated does not match the signature you provided.');
+        if (typeof spec.inputText !== 'string' || !spec.inputText) return fail(400, 'ValidationException', 'Malformed input request: #: required key [inputText] not found');
+        if (spec.inputText === 'throttle me') return fail(429, 'ThrottlingException', 'Too many requests, please wait before trying again.');
+        const dims = typeof spec.dimensions === 'number' ? spec.dimensions : 1024;
+        res.writeHead(200, { 'content-type': 'application/json', 'x-amzn-bedrock-input-token-count': String(spec.inputText.length >> 2) });
+        res.end(JSON.stringify({ embedding: Array.from({ length: dims }, (_, i) => ((spec.inputText.charCodeAt(i % spec.inputText.length) + i) % 11) / 11 - 0.5), inputTextTokenCount: Math.max(1, spec.inputText.length >> 2) }));
+        return;
+      }
       const m = /^\/model\/([^/]+)\/(converse|converse-stream)$/.exec(req.url ?? '');
       if (req.method !== 'POST' || !m) return fail(404, 'UnknownOperationException', 'Unknown operation');
       const model = decodeURIComponent(m[1]!);

@@ -307,3 +307,22 @@ t.test('the Responses API bridged onto Bedrock: streamed function calls and text
   const json = await client.responses.create({ model: MODEL, input: 'Weather in Paris as JSON', text: { format: { type: 'json_schema', name: 'weather', schema: { type: 'object', properties: { city: { type: 'string' }, temperature_c: { type: 'number' } } } } } });
   t.same(JSON.parse(json.output_text), { city: 'Paris', temperature_c: 21 }, 'text.format is JSON output');
 });
+
+t.test('embeddings on Titan: one signed InvokeModel per input (at most 8 at a time), the vectors and counts gathered; a throttled input fails the request', async (t) => {
+  const inputs = Array.from({ length: 20 }, (_, i) => `text number ${i}`);
+  const before = east.received.length;
+  const { data, response } = await client.embeddings.create({ model: 'bedrock/titan-embed-text-v2', input: inputs, dimensions: 256 }).withResponse();
+  t.equal(response.headers.get('x-gateway-decision'), 'bedrock/amazon.titan-embed-text-v2:0');
+  t.equal(data.data.length, 20);
+  t.same(data.data.map((d) => d.index), inputs.map((_, i) => i), 'in input order');
+  t.equal(data.data[7]!.embedding.length, 256, 'dimensions sent, base64 decoded by the SDK');
+  const calls = east.received.slice(before);
+  t.equal(calls.length, 20);
+  t.ok(calls.every((c) => c.signed && c.path === '/model/amazon.titan-embed-text-v2%3A0/invoke'), 'each call signed');
+  t.same(calls.map((c) => c.body.inputText).sort(), [...inputs].sort());
+  t.equal(data.usage.prompt_tokens, inputs.reduce((n, s) => n + Math.max(1, s.length >> 2), 0), 'Titan\'s own counts, summed');
+  const throttled = await client.embeddings.create({ model: 'bedrock/titan-embed-text-v2', input: ['fine', 'throttle me', 'fine too'] }).catch((e: unknown) => e);
+  t.ok(throttled instanceof OpenAI.APIError && throttled.status === 429, String(throttled));
+  const ids = await client.embeddings.create({ model: 'bedrock/titan-embed-text-v2', input: [[1, 2]] }).catch((e: unknown) => e);
+  t.ok(ids instanceof OpenAI.BadRequestError && ids.param === 'input');
+});
