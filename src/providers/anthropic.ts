@@ -17,6 +17,8 @@ import { dataOf } from '../wire/sse.js';
 import { editMembers } from '../wire/splice.js';
 
 const API_VERSION = '2023-06-01';
+/** Where a passed-through Messages request carries the caller's `anthropic-beta` header (a non-enumerable member). */
+export const ANTHROPIC_BETA = Symbol('anthropic-beta');
 
 function blockOf(b: Block): Json {
   switch (b.type) {
@@ -224,7 +226,8 @@ export class AnthropicProvider implements Provider {
   private passThrough(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     const relay = new Relay(sink);
     const body = editMembers(call.body, { set: [['model', JSON.stringify(call.upstreamModel)]], drop: ['provider'] }) ?? call.body;
-    this.pool.dispatch({ path: this.path, method: 'POST', headers: this.headers, body,
+    const betas = (call.params as unknown as { [ANTHROPIC_BETA]?: string })[ANTHROPIC_BETA];
+    this.pool.dispatch({ path: this.path, method: 'POST', headers: betas ? { ...this.headers, 'anthropic-beta': betas } : this.headers, body,
       headersTimeout: this.opts.headersTimeoutMs, bodyTimeout: this.opts.bodyTimeoutMs, blocking: true }, relay);
     return relay;
   }

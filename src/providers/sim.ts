@@ -3,7 +3,7 @@
 // a steady token rate, OpenAI's exact chunk format, and usage with prompt tokens counted
 // by the real tokenizer in the worker pool.
 import { sha256 } from '../digest.js';
-import { crc32, deflate } from 'node:zlib';
+import { crc32, createDeflate } from 'node:zlib';
 import { Errors, GatewayError } from '../errors.js';
 import type { EncodingName } from '../../native/tokenizer.js';
 
@@ -430,7 +430,11 @@ class SimSpeech extends Paced {
 
 }
 
-/** A PNG of `w`×`h`: a band of colour from the seed, deflated in libuv's pool. */
+/**
+ * A PNG of `w`×`h`: a band of colour from the seed. Every row is the same, so one row is made
+ * and written `h` times into a deflate stream (libuv's pool compresses): no image-sized buffer
+ * is built on the event loop.
+ */
 function simPng(w: number, h: number, seed: Buffer): Promise<Buffer> {
   const row = Buffer.alloc(1 + w * 3);
   for (let x = 0; x < w; x++) {
@@ -439,10 +443,16 @@ function simPng(w: number, h: number, seed: Buffer): Promise<Buffer> {
     row[2 + x * 3] = Math.round(seed[1]! * (1 - t) + seed[4]! * t);
     row[3 + x * 3] = Math.round(seed[2]! * (1 - t) + seed[5]! * t);
   }
-  const raw = Buffer.alloc(row.length * h);
-  for (let y = 0; y < h; y++) row.copy(raw, y * row.length);
-  return new Promise((resolve, reject) => deflate(raw, { level: 1 }, (err, data) => {
-    if (err) { reject(err); return; }
+  const zipped = new Promise<Buffer>((resolve, reject) => {
+    const z = createDeflate({ level: 1 });
+    const out: Buffer[] = [];
+    z.on('data', (c: Buffer) => out.push(c));
+    z.on('end', () => resolve(Buffer.concat(out)));
+    z.on('error', reject);
+    for (let y = 0; y < h; y++) z.write(row);
+    z.end();
+  });
+  return zipped.then((data) => {
     const chunk = (type: string, body: Buffer) => {
       const head = Buffer.alloc(8);
       head.writeUInt32BE(body.length, 0);
@@ -456,8 +466,8 @@ function simPng(w: number, h: number, seed: Buffer): Promise<Buffer> {
     ihdr.writeUInt32BE(h, 4);
     ihdr[8] = 8; // bit depth
     ihdr[9] = 2; // truecolour RGB
-    resolve(Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', data), chunk('IEND', Buffer.alloc(0))]));
-  }));
+    return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', data), chunk('IEND', Buffer.alloc(0))]);
+  });
 }
 
 function invalid(message: string, param: string): { status: number; body: Buffer } {

@@ -12,6 +12,7 @@ import { CHAT, COMPLETIONS, EMBEDDINGS, IMAGES, MESSAGES, MODERATIONS, RESPONSES
 import { ResponsesBridge, passesThrough, readResponsesRequest, toChatBody } from '../gateway/responses.js';
 import { CompletionsBridge, completionsToChat } from '../gateway/completions.js';
 import { MessagesBridge, messagesToChat } from '../gateway/messages.js';
+import { ANTHROPIC_BETA } from '../providers/anthropic.js';
 import { chainAllows } from '../router/select.js';
 import type { ChatRequest } from '../wire/chat.js';
 import { CountTokensRequestSchema, MessagesRequestSchema } from '../wire/messages.js';
@@ -183,13 +184,13 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     const sw = savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES;
     const type = deps.catalog.find(request.model)?.model.type ?? 'chat';
     if (type === 'completion') { deps.chat.handle(ex, key, body, t0, pin ?? '', COMPLETIONS, sw, withoutMessages({ ...request })); return; }
-    if (type !== 'chat') throw new GatewayError(Errors.invalidRequest, `'${request.model}' is an ${type} model: it is served on ${ENDPOINT_OF[type]}, not on /v1/completions.`, 'model');
+    if (type !== 'chat') throw new GatewayError(Errors.invalidRequest, `'${request.model}' is ${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type} model: it is served on ${ENDPOINT_OF[type]}, not on /v1/completions.`, 'model');
     deps.chat.handle(new CompletionsBridge(ex), key, completionsToChat(request), t0, pin ?? '', CHAT, sw);
   }, refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'completions'));
 
   // Anthropic's Messages API (errors in its envelope; `x-api-key` is read like Authorization):
   // onto the chat path, so any route serves it; the answer goes back as Anthropic's.
-  app.post('/v1/messages', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => {
+  app.post('/v1/messages', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache, betas]) => {
     const request = parseBody(MessagesRequestSchema, parseJson(body));
     const sw = savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES;
     // An Anthropic route takes the caller's bytes as they are (thinking, cache_control, documents…);
@@ -197,11 +198,13 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     const routes = deps.catalog.find(request.model)?.routes ?? [];
     const pinned = request.provider ?? pin ?? '';
     if (routes.some((r) => r.provider.kind === 'anthropic' && (!pinned || r.provider.name === pinned) && chainAllows(deps.keys.chain(key), r))) {
+      // The caller's anthropic-beta features go along (not a member of the body: nothing hashes or counts it).
+      if (betas) Object.defineProperty(request, ANTHROPIC_BETA, { value: betas.slice(0, 1024), enumerable: false });
       deps.chat.handle(ex, key, body, t0, pin ?? '', MESSAGES, sw, request as unknown as ChatRequest);
       return;
     }
     deps.chat.handle(new MessagesBridge(ex, request.model), key, messagesToChat(request), t0, pin ?? '', CHAT, sw);
-  }, refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'messages', true));
+  }, refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache', 'anthropic-beta'], 'messages', true));
   app.post('/v1/messages/count_tokens', handlers.withBody('inference', (ex, key, body) => {
     const request = parseBody(CountTokensRequestSchema, parseJson(body));
     const entry = deps.catalog.resolve(request.model);

@@ -13,6 +13,8 @@ export function modelView(entry: ModelRoutes) {
     max_output_tokens: model.max_output_tokens ?? null,
     type: model.type,
     ...(model.dimensions ? { dimensions: model.dimensions } : {}),
+    ...(model.image_units ? { image_units: model.image_units } : {}),
+    ...(model.audio_units_per_second ? { audio_units_per_second: model.audio_units_per_second } : {}),
     capabilities: model.capabilities,
     pricing: { unit: 'usd_per_1m_tokens', ...model.prices },
     routes: entry.routes.map((r) => ({ provider: r.provider.name, upstream_model: r.upstreamModel, decision: r.decision, region: r.region, zdr: r.zdr, pricing: { unit: 'usd_per_1m_tokens', ...r.prices } })),

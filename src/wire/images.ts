@@ -18,6 +18,7 @@ export const ImagesRequestSchema = z.looseObject({
   response_format: z.enum(['url', 'b64_json']).nullish(),
   style: z.enum(['vivid', 'natural']).nullish(),
   user: z.string().max(256).nullish(),
+  stream: z.literal(false, { error: 'streamed image generation is not supported by this gateway yet; leave stream out' }).nullish(),
   /** Sluice's own: pin a provider; never sent upstream. */
   provider: z.string().min(1).max(64).optional(),
 });

@@ -10,6 +10,7 @@ export const SpeechRequestSchema = z.looseObject({
   response_format: z.enum(['mp3', 'opus', 'aac', 'flac', 'wav', 'pcm']).nullish(),
   speed: z.number().min(0.25).max(4).nullish(),
   instructions: z.string().max(4096).nullish(),
+  stream_format: z.literal('audio', { error: "only 'audio' (the bytes as they come) is supported by this gateway" }).nullish(),
   /** Sluice's own: pin a provider; never sent upstream. */
   provider: z.string().min(1).max(64).optional(),
 });

@@ -1,8 +1,10 @@
 // Speech to text on the wire (OpenAI's /v1/audio/transcriptions and /translations): a
 // multipart form with the audio file and a few fields, read with undici's own multipart
-// parser (Response.formData). What the audio lasts is not in the request: it is read from a
-// WAV header, else estimated from the file's size, to reserve (at a low 8 kbit/s, so never
-// short) and to bill when the upstream reports no usage (at 128 kbit/s, a usual speech MP3).
+// parser (Response.formData). What the audio lasts is not in the request. The reservation
+// takes the file's size at a low 8 kbit/s, whatever its header says (a header can lie), so it
+// is never short; billing without the upstream's usage takes a PCM WAV's length from its
+// chunks (checked against each other, and never beyond that bound), else the size at
+// 128 kbit/s, a usual speech MP3.
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import { ModelName } from './chat.js';
@@ -30,7 +32,7 @@ export interface AudioRequest {
 
 /** The multipart body read into fields and the audio file; a 400 for anything else. */
 export async function readAudioForm(body: Buffer, contentType: string): Promise<AudioRequest> {
-  if (!/^multipart\/form-data;/i.test(contentType)) {
+  if (!/^multipart\/form-data\s*;/i.test(contentType)) {
     throw new GatewayError(Errors.invalidRequest, "Send the audio as multipart/form-data with a 'file' part (as the SDKs do).", 'file');
   }
   let form: FormData;
@@ -39,9 +41,11 @@ export async function readAudioForm(body: Buffer, contentType: string): Promise<
   } catch {
     throw new GatewayError(Errors.invalidRequest, 'The multipart body could not be read.', 'file');
   }
-  const fields: Record<string, string> = {};
+  const fields: Record<string, string> = Object.create(null) as Record<string, string>; // (the caller names the keys)
   let file: File | null = null;
   for (const [name, value] of form) {
+    // One of each: a second file or model would be a guess at which one the caller meant.
+    if (Object.hasOwn(fields, name) || (name === 'file' && file)) throw new GatewayError(Errors.invalidRequest, `The form names '${name.slice(0, 64)}' more than once.`, name.slice(0, 64));
     if (typeof value === 'string') fields[name] = value;
     else if (name === 'file') file = value;
   }
@@ -52,16 +56,34 @@ export async function readAudioForm(body: Buffer, contentType: string): Promise<
     const param = String(issue.path[0] ?? 'file');
     throw new GatewayError(Errors.invalidRequest, `Invalid '${param}': ${issue.message}.`, param);
   }
-  const head = Buffer.from(await file.slice(0, 64).arrayBuffer());
+  const bound = Math.max(1, Math.ceil(file.size / 1000));
+  const head = Buffer.from(await file.slice(0, 4096).arrayBuffer());
   const wav = wavSeconds(head, file.size);
   return { model: parsed.data.model, stream: parsed.data.stream === 'true', fields, file,
-    secondsBound: Math.max(1, Math.ceil(wav ?? file.size / 1000)), secondsEstimate: Math.max(1, Math.ceil(wav ?? file.size / 16_000)) };
+    secondsBound: bound, secondsEstimate: Math.min(bound, Math.max(1, Math.ceil(wav ?? file.size / 16_000))) };
 }
 
-/** A PCM WAV's length from its header (byte rate at 28, the data size in its chunk), or null. */
-function wavSeconds(head: Buffer, size: number): number | null {
-  if (head.length < 44 || head.toString('ascii', 0, 4) !== 'RIFF' || head.toString('ascii', 8, 12) !== 'WAVE') return null;
-  const byteRate = head.readUInt32LE(28);
-  if (byteRate <= 0) return null;
-  return Math.min(size, head.readUInt32LE(40) || size) / byteRate;
+/**
+ * A PCM WAV's length: its chunks walked to `fmt ` and `data` (other chunks, such as ffmpeg's
+ * LIST, may come between), the byte rate checked against sample rate × block align; null for
+ * anything else (another format, or a header that does not add up).
+ */
+export function wavSeconds(head: Buffer, size: number): number | null {
+  if (head.length < 12 || head.toString('ascii', 0, 4) !== 'RIFF' || head.toString('ascii', 8, 12) !== 'WAVE') return null;
+  let byteRate = 0;
+  for (let at = 12; at + 8 <= head.length;) {
+    const id = head.toString('ascii', at, at + 4);
+    const length = head.readUInt32LE(at + 4);
+    if (id === 'fmt ' && at + 24 <= head.length) {
+      const rate = head.readUInt32LE(at + 12);
+      const align = head.readUInt16LE(at + 20);
+      byteRate = head.readUInt32LE(at + 16);
+      if (rate === 0 || align === 0 || byteRate !== rate * align) return null;
+    } else if (id === 'data') {
+      if (byteRate === 0) return null;
+      return Math.min(length, size - at - 8) / byteRate;
+    }
+    at += 8 + length + (length & 1);
+  }
+  return null;
 }

@@ -57,7 +57,7 @@ t.test('through OpenAI: the bytes go on; DALL·E per image, gpt-image-1 per repo
   const poor = await api.tenant(gw.masterKey, 0.05);
   const refused = await new OpenAI({ baseURL: gw.baseURL, apiKey: poor.key, maxRetries: 0 }).images.generate({ model: 'dall-e-3', prompt: 'x', quality: 'hd', size: '1024x1792', n: 1 }).catch((e: unknown) => e);
   t.ok(refused instanceof OpenAI.APIError && refused.status === 402, 'an image dearer than the credits is refused at admission');
-  for (const [body, param] of [[{ prompt: '' }, 'prompt'], [{ prompt: 'x', n: 11 }, 'n'], [{ prompt: 'x', size: 'big' }, 'size'], [{ model: 'gpt-4.1-mini', prompt: 'x' }, 'model']] as const) {
+  for (const [body, param] of [[{ prompt: '' }, 'prompt'], [{ prompt: 'x', n: 11 }, 'n'], [{ prompt: 'x', size: 'big' }, 'size'], [{ model: 'gpt-4.1-mini', prompt: 'x' }, 'model'], [{ prompt: 'x', stream: true }, 'stream']] as const) {
     const r = await api.admin('/v1/images/generations', body);
     t.equal(r.status, 400, JSON.stringify(body));
     t.equal(r.json.error.param, param);

@@ -99,12 +99,13 @@ t.test('count_tokens, errors in Anthropic\'s envelope, and the ledger', async (t
 t.test('an Anthropic route takes the caller\'s bytes: thinking and cache_control reach it untouched; usage billed as Anthropic counts it', async (t) => {
   const body = { model: 'anthropic/claude-test', max_tokens: 2048, thinking: { type: 'enabled', budget_tokens: 1024 },
     system: [{ type: 'text', text: 'A long stable prefix.', cache_control: { type: 'ephemeral' } }], messages: [{ role: 'user', content: 'Hi' }] };
-  const res = await fetch(`${gw.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(`${gw.url}/v1/messages`, { method: 'POST', headers: { 'x-api-key': key, 'anthropic-version': '2023-06-01', 'anthropic-beta': 'interleaved-thinking-2025-05-14', 'content-type': 'application/json' }, body: JSON.stringify(body) });
   const msg = await res.json() as Anthropic.Message & { gateway: { usage: { prompt_tokens: number; cached_tokens: number } } };
   t.equal(res.status, 200);
   t.equal(res.headers.get('x-gateway-decision'), 'anthropic/claude-test');
   const got = anthropic.received.at(-1)!.body;
   t.same(got, { ...body, model: 'claude-test' }, 'the same request, the route\'s model id in it');
+  t.equal(anthropic.received.at(-1)!.headers['anthropic-beta'], 'interleaved-thinking-2025-05-14', 'the caller\'s beta features go along');
   t.equal(msg.id, 'msg_fake1', 'Anthropic\'s own message');
   t.equal(msg.gateway.usage.prompt_tokens, msg.usage.input_tokens + (msg.usage.cache_read_input_tokens ?? 0) + (msg.usage.cache_creation_input_tokens ?? 0), 'cache reads and writes are prompt tokens too');
   t.equal(msg.gateway.usage.cached_tokens, 5);

@@ -63,7 +63,7 @@ t.test('the sim speaks a WAV; bad bodies are 400s', async (t) => {
   t.equal(wav.toString('ascii', 0, 4), 'RIFF');
   t.equal(wav.toString('ascii', 8, 12), 'WAVE');
   t.equal(wav.readUInt32LE(40), wav.length - 44, 'its data size matches');
-  for (const [body, param] of [[{ model: 'tts-1', voice: 'alloy' }, 'input'], [{ model: 'tts-1', voice: 'alloy', input: 'x'.repeat(4097) }, 'input'], [{ model: 'tts-1', voice: 'alloy', input: 'x', speed: 9 }, 'speed'], [{ model: 'gpt-4.1-mini', voice: 'alloy', input: 'x' }, 'model']] as const) {
+  for (const [body, param] of [[{ model: 'tts-1', voice: 'alloy' }, 'input'], [{ model: 'tts-1', voice: 'alloy', input: 'x'.repeat(4097) }, 'input'], [{ model: 'tts-1', voice: 'alloy', input: 'x', speed: 9 }, 'speed'], [{ model: 'tts-1', voice: 'alloy', input: 'x', stream_format: 'sse' }, 'stream_format'], [{ model: 'gpt-4.1-mini', voice: 'alloy', input: 'x' }, 'model']] as const) {
     const r = await api.admin('/v1/audio/speech', body);
     t.equal(r.status, 400, JSON.stringify(body).slice(0, 60));
     t.equal(r.json.error.param, param);

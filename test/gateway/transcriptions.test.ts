@@ -7,6 +7,7 @@ import t from 'tap';
 import { startFakeUpstream } from '../fakes/openai-upstream.js';
 import { startGateway } from '../helpers/gateway.js';
 import { http } from '../helpers/http.js';
+import { wavSeconds } from '../../src/wire/transcriptions.js';
 
 const fake = await startFakeUpstream();
 t.teardown(() => fake.close());
@@ -44,6 +45,28 @@ t.test('through OpenAI: the file and fields go on with the route\'s model; bille
   t.match(await rowOf(translated.response.headers.get('x-request-id')!), { endpoint: 'audio.translations' });
   const account = (await api.admin(`/admin/workspaces/${ws}`)).json;
   t.equal(account.reserved_usd, 0, 'nothing held');
+});
+
+t.test('the audio\'s length for billing: WAV chunks walked (an ffmpeg LIST chunk before data), a lying header not trusted; one file per form', async (t) => {
+  const pcm = wav(10);
+  const list = Buffer.concat([Buffer.from('LIST'), Buffer.from([26, 0, 0, 0]), Buffer.from('INFOISFT\x0e\x00\x00\x00Lavf60.16.100\x00', 'latin1')]);
+  const ffmpeg = Buffer.concat([pcm.subarray(0, 36), list, pcm.subarray(36)]);
+  ffmpeg.writeUInt32LE(ffmpeg.length - 8, 4);
+  t.equal(wavSeconds(ffmpeg.subarray(0, 4096), ffmpeg.length), 10, 'ffmpeg\'s layout: 10 s');
+  const liar = Buffer.from(pcm);
+  liar.writeUInt32LE(0xffffffff, 28); // a byte rate that does not match sample rate × block align
+  t.equal(wavSeconds(liar.subarray(0, 4096), liar.length), null, 'a header that does not add up is no WAV');
+  const billed = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(ffmpeg, 'ffmpeg.wav'), response_format: 'text' }).withResponse();
+  t.match(await rowOf(billed.response.headers.get('x-request-id')!), { prompt_tokens: 10, usage_source: 'estimate' });
+  const lied = await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(liar, 'liar.wav'), response_format: 'text' }).withResponse();
+  t.match(await rowOf(lied.response.headers.get('x-request-id')!), { prompt_tokens: Math.ceil(liar.length / 16000) }, 'the size at 128 kbit/s instead');
+  const form = new FormData();
+  form.append('model', 'whisper-1');
+  form.append('model', 'gpt-4o-transcribe');
+  form.append('file', new Blob([pcm]), 'a.wav');
+  const twice = await fetch(`${gw.baseURL}/audio/transcriptions`, { method: 'POST', headers: { authorization: `Bearer ${key}` }, body: form });
+  t.equal(twice.status, 400);
+  t.match(await twice.json(), { error: { param: 'model', message: /more than once/ } });
 });
 
 t.test('the sim transcribes in every format; bad forms and oversized files are refused', async (t) => {

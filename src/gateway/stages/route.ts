@@ -40,7 +40,7 @@ export function route(deps: ChatDeps): Stage {
     });
     const model = routes[0]!.model;
     if (model.type !== ctx.endpoint.modelType) {
-      throw new GatewayError(Errors.invalidRequest, `'${request.model}' is ${model.type === 'chat' ? 'a chat' : `an ${model.type}`} model: it is served on ${ENDPOINT_OF[model.type]}, not on ${ENDPOINT_OF[ctx.endpoint.modelType]}.`, 'model');
+      throw new GatewayError(Errors.invalidRequest, `'${request.model}' is ${/^[aeiou]/.test(model.type) ? 'an' : 'a'} ${model.type} model: it is served on ${ENDPOINT_OF[model.type]}, not on ${ENDPOINT_OF[ctx.endpoint.modelType]}.`, 'model');
     }
     checkCapabilities(request, model);
     const ws = deps.workspaces.get(key.workspace);
