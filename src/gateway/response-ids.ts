@@ -27,6 +27,12 @@ const TTL_MS = 30 * 86_400_000;
 
 export class ResponseIds {
   private readonly sweeper: ExpirySweep;
+  /**
+   * Writes not committed yet (LMDB writes land asynchronously), by key: a response kept or
+   * forgotten is what the next request sees at once (a retrieve right after the answer, a
+   * retrieve right after a delete), not what the store still holds.
+   */
+  private readonly pending = new Map<string, StoredResponse | null>();
 
   constructor(private readonly store: Store) {
     this.sweeper = new ExpirySweep(store.responses);
@@ -34,17 +40,31 @@ export class ResponseIds {
 
   /** A passthrough response completed in `ws`: its id, the tokens of its conversation so far, and who holds it. */
   remember(ws: string, id: string, tokens: number, provider: string | null = null): void {
-    void this.store.responses.put([ws, keyPart(id)], { tokens, exp: Date.now() + TTL_MS, provider });
+    this.write(ws, id, { tokens, exp: Date.now() + TTL_MS, provider });
   }
 
   /** A bridged response completed in `ws`: kept whole, so GET returns it and a later request can continue it. */
   keep(ws: string, id: string, tokens: number, conversation: Array<Record<string, unknown>>, response: Record<string, unknown>): void {
-    void this.store.responses.put([ws, keyPart(id)], { tokens, exp: Date.now() + TTL_MS, provider: null, conversation, response });
+    this.write(ws, id, { tokens, exp: Date.now() + TTL_MS, provider: null, conversation, response });
+  }
+
+  /** A put (or, with null, a remove), seen by find() from now on, and by the store once committed. */
+  private write(ws: string, id: string, record: StoredResponse | null): void {
+    const key = [ws, keyPart(id)];
+    const pendingKey = `${ws}\u0000${id}`;
+    this.pending.set(pendingKey, record);
+    const done = record ? this.store.responses.put(key, record) : this.store.responses.remove(key);
+    void Promise.resolve(done).finally(() => { if (this.pending.get(pendingKey) === record) this.pending.delete(pendingKey); });
   }
 
   /** `id` as `ws` stored it, or null (unknown, expired, or another workspace's). */
   find(ws: string, id: string, now = Date.now()): StoredResponse | null {
     if (id.length > 256) return null;
+    const pendingKey = `${ws}\u0000${id}`;
+    if (this.pending.has(pendingKey)) {
+      const record = this.pending.get(pendingKey)!;
+      return record && record.exp > now ? record : null;
+    }
     const found = RecordSchema.safeParse(this.store.responses.get([ws, keyPart(id)]));
     return found.success && found.data.exp > now ? found.data : null;
   }
@@ -52,7 +72,7 @@ export class ResponseIds {
   /** Forgets `id` (DELETE): true when `ws` had it. */
   forget(ws: string, id: string): boolean {
     if (!this.find(ws, id)) return false;
-    void this.store.responses.remove([ws, keyPart(id)]);
+    this.write(ws, id, null);
     return true;
   }
 
