@@ -56,7 +56,7 @@ t.test('through OpenAI: the bytes go on; DALL·E per image, gpt-image-1 per repo
   t.ok(Math.abs(1 - rows.reduce((s, r) => s + r.charge_usd, 0) - account.balance_usd) < 1e-9, 'the balance is the credits less the rows');
   const poor = await api.tenant(gw.masterKey, 0.05);
   const refused = await new OpenAI({ baseURL: gw.baseURL, apiKey: poor.key, maxRetries: 0 }).images.generate({ model: 'dall-e-3', prompt: 'x', quality: 'hd', size: '1024x1792', n: 1 }).catch((e: unknown) => e);
-  t.ok(refused instanceof OpenAI.APIError && refused.status === 402, 'an image dearer than the credits is refused at admission');
+  t.ok(refused instanceof OpenAI.APIError && refused.status === 402 && /up to \$0\.12 at openai\/dall-e-3's catalog prices/.test(refused.message), `an image dearer than the credits is refused at admission: ${String(refused)}`);
   for (const [body, param] of [[{ prompt: '' }, 'prompt'], [{ prompt: 'x', n: 11 }, 'n'], [{ prompt: 'x', size: 'big' }, 'size'], [{ model: 'gpt-4.1-mini', prompt: 'x' }, 'model'], [{ prompt: 'x', stream: true }, 'stream']] as const) {
     const r = await api.admin('/v1/images/generations', body);
     t.equal(r.status, 400, JSON.stringify(body));

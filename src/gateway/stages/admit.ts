@@ -57,7 +57,10 @@ export function admit(deps: ChatDeps): Stage {
       const available = workspaces.availableNano(ws);
       if (ws.metered && available < needed) {
         throw new GatewayError(Errors.insufficientCredits,
-          `Insufficient credits: this request may cost up to $${fmtUsd(fromNano(needed))} (${tokens} prompt tokens, up to ${output} output tokens) and the workspace has $${fmtUsd(fromNano(Math.max(0, available)))} available. Top up, or lower max_tokens.`);
+          // (in tokens for what is priced per token; images, audio and speech are priced in their own units, named by the catalog)
+          ctx.endpoint.cappable
+            ? `Insufficient credits: this request may cost up to $${fmtUsd(fromNano(needed))} (${tokens} prompt tokens, up to ${output} output tokens) and the workspace has $${fmtUsd(fromNano(Math.max(0, available)))} available. Top up, or lower max_tokens.`
+            : `Insufficient credits: this request may cost up to $${fmtUsd(fromNano(needed))} at ${route.decision}'s catalog prices and the workspace has $${fmtUsd(fromNano(Math.max(0, available)))} available. Top up.`);
       }
       hold(ctx, tokens, output, needed);
     };
