@@ -72,23 +72,39 @@ export interface Endpoint {
 /** Upstream ids that take `max_completion_tokens` (OpenAI's reasoning families reject `max_tokens`). */
 const COMPLETION_TOKENS_MODELS = /^(o\d|gpt-5)/;
 
+/**
+ * What the endpoints share unless they say otherwise: any route, no savings, no stored
+ * conversation, no smart router, one answer, an output cap the gateway may set as
+ * `max_tokens`, sampled answers cached only when deterministic, and usage from the upstream.
+ */
+const BASE = {
+  native: null,
+  capName: () => 'max_tokens',
+  capField: () => 'max_tokens',
+  cappable: true,
+  binary: false,
+  plainAnswers: false,
+  impliedUsage: () => null,
+  savings: 0,
+  conversation: false,
+  smartRouter: false,
+  deterministic: isDeterministic,
+  countedUsage: false,
+  choices: () => 1,
+} satisfies Partial<Endpoint>;
+
 export const CHAT: Endpoint = {
+  ...BASE,
   api: 'chat',
   parse: (body) => parseBody(ChatRequestSchema, parseJson(body)) as ChatRequest,
-  native: null,
   askedCap: chatCap,
   capName: (req) => (typeof req.max_completion_tokens === 'number' && !(typeof req.max_tokens === 'number' && req.max_tokens > req.max_completion_tokens) ? 'max_completion_tokens' : 'max_tokens'),
   capField: (route) => (COMPLETION_TOKENS_MODELS.test(route.upstreamModel) || COMPLETION_TOKENS_MODELS.test(route.model.upstream_id) ? 'max_completion_tokens' : 'max_tokens'),
   savings: ALL,
-  conversation: false,
   smartRouter: true,
   modelType: 'chat',
   promptField: 'messages',
-  deterministic: isDeterministic,
-  countedUsage: false,
   choices: (req) => (typeof req.n === 'number' ? req.n : 1),
-  cappable: true,
-  impliedUsage: () => null,
 };
 
 /**
@@ -106,22 +122,16 @@ export function withoutMessages<T extends object>(request: T): ChatRequest {
  * request is translated to a chat body first and takes CHAT).
  */
 export const RESPONSES: Endpoint = {
+  ...BASE,
   api: 'responses',
   parse: (body) => withoutMessages(parseBody(ResponsesRequestSchema, parseJson(body))),
   native: 'openai',
   askedCap: (req) => (typeof req.max_output_tokens === 'number' ? req.max_output_tokens : null),
   capName: () => 'max_output_tokens',
   capField: () => 'max_output_tokens',
-  savings: 0,
   conversation: true,
-  smartRouter: false,
   modelType: 'chat',
   promptField: 'input',
-  deterministic: isDeterministic,
-  countedUsage: false,
-  choices: () => 1,
-  cappable: true,
-  impliedUsage: () => null,
 };
 
 /**
@@ -130,6 +140,7 @@ export const RESPONSES: Endpoint = {
  * vectors, so the exact cache and dedupe serve repeats without an opt-in.
  */
 export const EMBEDDINGS: Endpoint = {
+  ...BASE,
   api: 'embeddings',
   parse: (body) => {
     const raw = parseJson(body);
@@ -139,20 +150,11 @@ export const EMBEDDINGS: Endpoint = {
     }
     return withoutMessages(parseBody(EmbeddingsRequestSchema, raw));
   },
-  native: null,
   askedCap: () => 0,
-  capName: () => 'max_tokens',
-  capField: () => 'max_tokens',
   savings: M.exact_cache | M.dedupe,
-  conversation: false,
-  smartRouter: false,
   modelType: 'embedding',
   promptField: 'input',
   deterministic: () => true,
-  countedUsage: false,
-  choices: () => 1,
-  cappable: true,
-  impliedUsage: () => null,
 };
 
 /**
@@ -177,22 +179,14 @@ export const MODERATIONS: Endpoint = {
  * caches keep chat answers.
  */
 export const COMPLETIONS: Endpoint = {
+  ...BASE,
   api: 'completions',
   parse: (body) => withoutMessages(parseBody(CompletionsRequestSchema, parseJson(body))),
-  native: null,
   askedCap: (req) => (typeof req.max_tokens === 'number' ? req.max_tokens : LEGACY_DEFAULT_MAX_TOKENS),
-  capName: () => 'max_tokens',
-  capField: () => 'max_tokens',
   savings: M.dedupe,
-  conversation: false,
-  smartRouter: false,
   modelType: 'completion',
   promptField: 'prompt',
-  deterministic: isDeterministic,
-  countedUsage: false,
   choices: (req) => Math.max(typeof req.n === 'number' ? req.n : 1, typeof req.best_of === 'number' ? req.best_of : 1) * promptCount((req as unknown as CompletionsRequest).prompt),
-  cappable: true,
-  impliedUsage: () => null,
 };
 
 /**
@@ -203,22 +197,13 @@ export const COMPLETIONS: Endpoint = {
  * keep chat answers, so none apply.
  */
 export const MESSAGES: Endpoint = {
+  ...BASE,
   api: 'messages',
   parse: (body) => parseBody(MessagesRequestSchema, parseJson(body)) as unknown as ChatRequest,
   native: 'anthropic',
   askedCap: (req) => (typeof req.max_tokens === 'number' ? req.max_tokens : null),
-  capName: () => 'max_tokens',
-  capField: () => 'max_tokens',
-  savings: 0,
-  conversation: false,
-  smartRouter: false,
   modelType: 'chat',
   promptField: 'messages',
-  deterministic: isDeterministic,
-  countedUsage: false,
-  choices: () => 1,
-  cappable: true,
-  impliedUsage: () => null,
 };
 
 /**
@@ -228,9 +213,9 @@ export const MESSAGES: Endpoint = {
  * Every draw differs, so nothing is cached.
  */
 export const IMAGES: Endpoint = {
+  ...BASE,
   api: 'images',
   parse: (body) => withoutMessages(parseBody(ImagesRequestSchema, parseJson(body))),
-  native: null,
   askedCap: (req, model) => {
     const units = unitsPerImage(model.image_units, req);
     return units === null ? null : units * imageCount(req);
@@ -242,14 +227,9 @@ export const IMAGES: Endpoint = {
     const units = unitsPerImage(model.image_units, req);
     return units === null ? null : { prompt_tokens: 0, completion_tokens: units * imageCount(req), cached_tokens: 0 };
   },
-  savings: 0,
-  conversation: false,
-  smartRouter: false,
   modelType: 'image',
   promptField: 'prompt',
   deterministic: () => false,
-  countedUsage: false,
-  choices: () => 1,
 };
 
 /**
@@ -258,23 +238,18 @@ export const IMAGES: Endpoint = {
  * `prices.input` per million characters), known before the call, so reserved exactly.
  */
 export const SPEECH: Endpoint = {
+  ...BASE,
   api: 'speech',
   parse: (body) => withoutMessages(parseBody(SpeechRequestSchema, parseJson(body))),
-  native: null,
   askedCap: () => 0,
   capName: () => 'input',
   capField: () => '',
   cappable: false,
   binary: true,
   impliedUsage: (req) => ({ prompt_tokens: speechCharacters(req.input), completion_tokens: 0, cached_tokens: 0 }),
-  savings: 0,
-  conversation: false,
-  smartRouter: false,
   modelType: 'speech',
   promptField: 'input',
   deterministic: () => false,
-  countedUsage: false,
-  choices: () => 1,
 };
 
 /**
@@ -287,9 +262,9 @@ function audioEndpoint(api: 'transcriptions' | 'translations'): Endpoint {
   const units = (model: ModelEntry) => model.audio_units_per_second ?? 1;
   const audio = (req: ChatRequest) => req as unknown as AudioRequest;
   return {
+    ...BASE,
     api,
     parse: () => { throw new Error('an audio request is read by its route'); },
-    native: null,
     // The transcript's tokens, where the model prices them (gpt-4o-transcribe): a few a second of audio at most.
     askedCap: (req, model) => (model.prices.output > 0 ? Math.ceil(audio(req).secondsBound * 4) : 0),
     capName: () => 'file',
@@ -298,14 +273,9 @@ function audioEndpoint(api: 'transcriptions' | 'translations'): Endpoint {
     plainAnswers: true,
     promptBound: (req, model) => Math.ceil(audio(req).secondsBound * units(model)),
     impliedUsage: (req, model) => ({ prompt_tokens: Math.ceil(audio(req).secondsEstimate * units(model)), completion_tokens: 0, cached_tokens: 0 }),
-    savings: 0,
-    conversation: false,
-    smartRouter: false,
     modelType: 'transcription',
     promptField: 'input',
     deterministic: () => false,
-    countedUsage: false,
-    choices: () => 1,
   };
 }
 export const TRANSCRIPTIONS = audioEndpoint('transcriptions');

@@ -6,9 +6,6 @@
 // the final SSE comment.
 import { Errors, GatewayError } from '../errors.js';
 import { isRecord, text, type Json } from '../json.js';
-import type { Route } from '../router/catalog.js';
-import { speaksResponses } from '../providers/provider.js';
-import { chainAllows, type ConstrainedKey } from '../router/select.js';
 import type { Client, HeaderList } from '../wire/http.js';
 import { SseTranslator } from '../wire/sse-translator.js';
 import { parseBody, parseJson } from '../wire/body.js';
@@ -29,15 +26,6 @@ export function readResponsesRequest(raw: Buffer): ResponsesRequest {
   return parseBody(ResponsesRequestSchema, parseJson(raw));
 }
 
-/** The Responses request as a chat-completions body (usage always asked for on streams). */
-/**
- * Passthrough or bridge: a request goes to a route that speaks the Responses API itself
- * (OpenAI-kind) when one serves the model, matches the pin, and every key of the chain may
- * use it; otherwise it is bridged onto the chat path, where all the model's routes apply.
- */
-export function passesThrough(routes: readonly Route[], chain: readonly ConstrainedKey[], pin: string): boolean {
-  return routes.some((r) => speaksResponses(r.provider) && (!pin || r.provider.name === pin) && chainAllows(chain, r));
-}
 
 /**
  * The Responses request as a chat body: the previous response's conversation (its turns and

@@ -21,8 +21,8 @@ export interface OpenAIProviderOptions extends HttpUpstreamOptions {
 }
 
 const INCLUDE_USAGE = '{"include_usage":true}';
-/** Azure's operation path for each API, under the deployment (moderations are OpenAI's only). */
-const AZURE_OPERATION: Record<Api, string> = { chat: 'chat/completions', completions: 'completions', embeddings: 'embeddings', moderations: 'moderations', responses: 'responses', messages: 'chat/completions', images: 'images/generations', speech: 'audio/speech', transcriptions: 'audio/transcriptions', translations: 'audio/translations' };
+/** Each API's path: under the base URL, or on Azure under the deployment (Anthropic's Messages never reaches this adapter). */
+const OPERATION: Record<Api, string> = { chat: 'chat/completions', completions: 'completions', embeddings: 'embeddings', moderations: 'moderations', responses: 'responses', messages: 'chat/completions', images: 'images/generations', speech: 'audio/speech', transcriptions: 'audio/transcriptions', translations: 'audio/translations' };
 const PIN = ['provider'];
 
 /** Own enumerable keys, counted without building their array. */
@@ -37,13 +37,8 @@ export class OpenAIProvider implements Provider {
   readonly name: string;
   readonly responsesApi: boolean;
   private readonly pool: Pool;
-  private readonly chatPath: string;
-  private readonly responsesPath: string;
-  private readonly embeddingsPath: string;
-  private readonly moderationsPath: string;
-  private readonly completionsPath: string;
-  private readonly imagesPath: string;
-  private readonly speechPath: string;
+  /** Each API's path (Azure's Responses API sits beside the deployments, with the api-version). */
+  private readonly paths: Record<Api, string>;
   private readonly headers: Record<string, string>;
   private readonly headersTimeout: number;
   private readonly bodyTimeout: number;
@@ -62,13 +57,8 @@ export class OpenAIProvider implements Provider {
     this.pool = pool;
     this.basePath = basePath;
     this.azureVersion = opts.azure ? encodeURIComponent(opts.azure.apiVersion) : null;
-    this.chatPath = `${basePath}/chat/completions`;
-    this.responsesPath = this.azureVersion ? `${basePath}/openai/responses?api-version=${this.azureVersion}` : `${basePath}/responses`;
-    this.embeddingsPath = `${basePath}/embeddings`;
-    this.moderationsPath = `${basePath}/moderations`;
-    this.completionsPath = `${basePath}/completions`;
-    this.imagesPath = `${basePath}/images/generations`;
-    this.speechPath = `${basePath}/audio/speech`;
+    this.paths = Object.fromEntries(Object.entries(OPERATION).map(([api, op]) => [api, `${basePath}/${op}`])) as Record<Api, string>;
+    if (this.azureVersion) this.paths.responses = `${basePath}/openai/responses?api-version=${this.azureVersion}`;
     this.headers = { 'content-type': 'application/json', ...opts.headers };
     if (opts.apiKey) {
       if (opts.azure) this.headers['api-key'] = opts.apiKey;
@@ -82,8 +72,7 @@ export class OpenAIProvider implements Provider {
     if (call.api === 'transcriptions' || call.api === 'translations') return this.sendForm(call, sink, call.api);
     const relay = new Relay(sink);
     this.pool.dispatch({
-      path: call.api === 'responses' ? this.responsesPath : this.azureVersion ? this.deploymentPath(call.upstreamModel, AZURE_OPERATION[call.api ?? 'chat'])
-        : this.pathOf(call.api),
+      path: this.pathFor(call.api ?? 'chat', call.upstreamModel),
       method: 'POST',
       headers: this.headers,
       body: this.encode(call),
@@ -117,7 +106,7 @@ export class OpenAIProvider implements Provider {
     for (const [k, v] of Object.entries(audio.fields)) if (k !== 'model' && k !== 'provider') form.append(k, v);
     form.append('file', audio.file, audio.file.name);
     const encoded = new Request('http://form.local/', { method: 'POST', body: form });
-    const path = this.azureVersion ? this.deploymentPath(call.upstreamModel, AZURE_OPERATION[api]) : `${this.basePath}/audio/${api}`;
+    const path = this.pathFor(api, call.upstreamModel);
     dispatchWhen(this.pool, encoded.arrayBuffer().then((bytes) => ({
       path, method: 'POST', headers: { ...this.headers, 'content-type': encoded.headers.get('content-type')! }, body: Buffer.from(bytes),
       headersTimeout: this.headersTimeout, bodyTimeout: this.bodyTimeout,
@@ -125,15 +114,13 @@ export class OpenAIProvider implements Provider {
     return relay;
   }
 
-  private pathOf(api: ChatCall['api']): string {
-    return api === 'embeddings' ? this.embeddingsPath : api === 'moderations' ? this.moderationsPath : api === 'completions' ? this.completionsPath : api === 'images' ? this.imagesPath : api === 'speech' ? this.speechPath : this.chatPath;
-  }
-
-  private deploymentPath(deployment: string, operation: string): string {
-    const key = `${operation} ${deployment}`;
+  /** Where an API's request goes: its path, or on Azure (but for the Responses API) the deployment's, built once. */
+  private pathFor(api: Api, deployment: string): string {
+    if (!this.azureVersion || api === 'responses') return this.paths[api];
+    const key = `${api} ${deployment}`;
     let path = this.deploymentPaths.get(key);
     if (!path) {
-      path = `${this.basePath}/openai/deployments/${encodeURIComponent(deployment)}/${operation}?api-version=${this.azureVersion}`;
+      path = `${this.basePath}/openai/deployments/${encodeURIComponent(deployment)}/${OPERATION[api]}?api-version=${this.azureVersion}`;
       this.deploymentPaths.set(key, path);
     }
     return path;

@@ -7,7 +7,7 @@ import type { ModelEntry } from '../config/schema.js';
 import type { ChatRequest } from '../wire/chat.js';
 import type { Catalog, ModelRoutes, Route, RoutePolicy } from './catalog.js';
 import type { RouteHealth } from './health.js';
-import { speaksResponses } from '../providers/provider.js';
+import { speaksResponses, type Provider } from '../providers/provider.js';
 
 /** A key's route constraints (accounts' KeyLimits has these fields). */
 export interface RouteConstraints {
@@ -118,6 +118,16 @@ function describeConstraints(l: RouteConstraints): string {
   if (l.regions) parts.push(`regions ${l.regions.join(', ')}`);
   if (l.zdr_only) parts.push('zero-data-retention routes only');
   return `it allows ${parts.join('; ')}`;
+}
+
+/**
+ * Passthrough or bridge: a request in an API some upstreams speak themselves (OpenAI's
+ * Responses, Anthropic's Messages) goes to such a route when one serves the model, matches the
+ * pin, and every key of the chain may use it; otherwise it is bridged onto the chat path,
+ * where all the model's routes apply.
+ */
+export function passesThrough(routes: readonly Route[], chain: readonly ConstrainedKey[], pin: string, speaks: (p: Provider) => boolean): boolean {
+  return routes.some((r) => speaks(r.provider) && (!pin || r.provider.name === pin) && chainAllows(chain, r));
 }
 
 /** What the request needs that the model may lack (a model that lists no capabilities is not restricted). */

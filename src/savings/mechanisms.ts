@@ -31,7 +31,11 @@ export interface RequestSwitches {
   staticRouter: boolean;
 }
 
-export function readSwitches(savings: string, cache: string, router = ''): RequestSwitches {
+export const NO_SWITCHES: RequestSwitches = { off: 0, forceCache: false, staticRouter: false };
+
+/** A request's x-gateway-savings, -cache and -router headers (absent or empty: the shared NO_SWITCHES, nothing allocated). */
+export function readSwitches(savings = '', cache = '', router = ''): RequestSwitches {
+  if (!savings && !cache && !router) return NO_SWITCHES;
   let off = 0;
   if (savings.toLowerCase() === 'off') off = ALL;
   const c = cache.toLowerCase();
@@ -39,7 +43,6 @@ export function readSwitches(savings: string, cache: string, router = ''): Reque
   return { off, forceCache: c === 'on', staticRouter: router.toLowerCase() === 'static' };
 }
 
-export const NO_SWITCHES: RequestSwitches = { off: 0, forceCache: false, staticRouter: false };
 
 /** The mechanisms the config turns on. */
 export function enabledSavings(cfg: Record<Mechanism, { enabled: boolean }>): number {

@@ -9,11 +9,12 @@ import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
 import { CHAT, COMPLETIONS, EMBEDDINGS, IMAGES, MESSAGES, MODERATIONS, RESPONSES, SPEECH, TRANSCRIPTIONS, TRANSLATIONS, withoutMessages, type Endpoint } from '../gateway/endpoints.js';
-import { ResponsesBridge, passesThrough, readResponsesRequest, toChatBody } from '../gateway/responses.js';
+import { ResponsesBridge, readResponsesRequest, toChatBody } from '../gateway/responses.js';
 import { CompletionsBridge, completionsToChat } from '../gateway/completions.js';
 import { MessagesBridge, messagesToChat } from '../gateway/messages.js';
 import { ANTHROPIC_BETA } from '../providers/anthropic.js';
-import { chainAllows } from '../router/select.js';
+import { passesThrough } from '../router/select.js';
+import { speaksResponses } from '../providers/provider.js';
 import type { ChatRequest } from '../wire/chat.js';
 import { CountTokensRequestSchema, MessagesRequestSchema } from '../wire/messages.js';
 import { ENDPOINT_OF } from '../gateway/stages/route.js';
@@ -106,7 +107,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   }));
 
   app.post('/v1/chat/completions', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache, router]) => deps.chat.handle(ex, key, body, t0, pin ?? '', CHAT,
-    savings || cache || router ? readSwitches(savings ?? '', cache ?? '', router ?? '') : NO_SWITCHES), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache', 'x-gateway-router']));
+    readSwitches(savings, cache, router)), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache', 'x-gateway-router']));
 
   // Responses API: an OpenAI-kind route takes the caller's bytes as they are; other routes are
   // bridged onto the chat path. Routing, limits, credits, ledger and failover apply either way.
@@ -115,7 +116,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     const bridge = new ResponsesBridge(ex, request.model, { previous_response_id: request.previous_response_id ?? null, store: request.store !== false, instructions: request.instructions ?? null });
     const routes = deps.catalog.find(request.model)?.routes ?? [];
     const pinned = request.provider ?? pin ?? '';
-    if (passesThrough(routes, deps.keys.chain(key), pinned)) {
+    if (passesThrough(routes, deps.keys.chain(key), pinned, speaksResponses)) {
       bridge.passthrough = true;
       // Read once: the pipeline takes the request as parsed here.
       deps.chat.handle(bridge, key, body, t0, pin ?? '', RESPONSES, NO_SWITCHES, withoutMessages({ ...request }));
@@ -142,7 +143,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   }, refuseChat, ['x-gateway-provider'], 'responses'));
 
   app.post('/v1/embeddings', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', EMBEDDINGS,
-    savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'embeddings'));
+    readSwitches(savings, cache)), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'embeddings'));
 
   app.post('/v1/images/generations', handlers.inference((ex, key, body, t0, _p, [pin]) => deps.chat.handle(ex, key, body, t0, pin ?? '', IMAGES),
     refuseChat, ['x-gateway-provider'], 'images'));
@@ -158,7 +159,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   app.post('/v1/audio/transcriptions', audioRoute(TRANSCRIPTIONS, 'audio.transcriptions'));
   app.post('/v1/audio/translations', audioRoute(TRANSLATIONS, 'audio.translations'));
   app.post('/v1/moderations', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', MODERATIONS,
-    savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'moderations'));
+    readSwitches(savings, cache)), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'moderations'));
 
   // A stored response: the gateway's own (bridged), or the upstream's that made it (passthrough), relayed.
   const storedResponse = (method: 'GET' | 'DELETE') => noBody('inference', (ex, key, [id]) => {
@@ -181,7 +182,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   // gets it bridged onto the chat path, its answer turned back into text_completion objects.
   app.post('/v1/completions', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => {
     const request = parseBody(CompletionsRequestSchema, parseJson(body));
-    const sw = savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES;
+    const sw = readSwitches(savings, cache);
     const type = deps.catalog.find(request.model)?.model.type ?? 'chat';
     if (type === 'completion') { deps.chat.handle(ex, key, body, t0, pin ?? '', COMPLETIONS, sw, withoutMessages({ ...request })); return; }
     if (type !== 'chat') throw new GatewayError(Errors.invalidRequest, `'${request.model}' is ${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type} model: it is served on ${ENDPOINT_OF[type]}, not on /v1/completions.`, 'model');
@@ -192,12 +193,12 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   // onto the chat path, so any route serves it; the answer goes back as Anthropic's.
   app.post('/v1/messages', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache, betas]) => {
     const request = parseBody(MessagesRequestSchema, parseJson(body));
-    const sw = savings || cache ? readSwitches(savings ?? '', cache ?? '', '') : NO_SWITCHES;
+    const sw = readSwitches(savings, cache);
     // An Anthropic route takes the caller's bytes as they are (thinking, cache_control, documents…);
     // a model with none the key may use is bridged onto the chat path.
     const routes = deps.catalog.find(request.model)?.routes ?? [];
     const pinned = request.provider ?? pin ?? '';
-    if (routes.some((r) => r.provider.kind === 'anthropic' && (!pinned || r.provider.name === pinned) && chainAllows(deps.keys.chain(key), r))) {
+    if (passesThrough(routes, deps.keys.chain(key), pinned, (p) => p.kind === 'anthropic')) {
       // The caller's anthropic-beta features go along (not a member of the body: nothing hashes or counts it).
       if (betas) Object.defineProperty(request, ANTHROPIC_BETA, { value: betas.slice(0, 1024), enumerable: false });
       deps.chat.handle(ex, key, body, t0, pin ?? '', MESSAGES, sw, request as unknown as ChatRequest);

@@ -6,7 +6,7 @@ import { brotliDecompress, gunzip, gzip, inflate, type InputType, type ZlibOptio
 import type { HttpResponse } from 'uWebSockets.js';
 import { anthropicError } from '../wire/messages.js';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
-import { edgeOf, type Edge } from './edge.js';
+import { edgeOf, type Edge, type EdgeState } from './edge.js';
 import type { Client, HeaderList } from '../wire/http.js';
 
 export type { HeaderList };
@@ -113,16 +113,15 @@ export class Exchange implements Client {
       // Compressed in libuv's pool, off the event loop; the answer goes once it is.
       gzip(body, { level: 5 }, (err, zipped) => {
         if (this.aborted) return;
-        if (err) this.writeAnswer(status, contentType, body, headers, null);
-        else this.writeAnswer(status, contentType, zipped, headers, 'gzip');
+        if (err) this.writeAnswer(status, contentType, body, headers, state, null);
+        else this.writeAnswer(status, contentType, zipped, headers, state, 'gzip');
       });
       return;
     }
-    this.writeAnswer(status, contentType, body, headers, null);
+    this.writeAnswer(status, contentType, body, headers, state, null);
   }
 
-  private writeAnswer(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null, encoding: string | null): void {
-    const state = edgeOf(this.res);
+  private writeAnswer(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null, state: EdgeState | undefined, encoding: string | null): void {
     this.res.cork(() => {
       this.res.writeStatus(statusLine(status)).writeHeader('content-type', contentType).writeHeader('x-request-id', this.requestId);
       if (headers) for (const [k, v] of headers) this.res.writeHeader(k, v);
