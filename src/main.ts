@@ -1,7 +1,7 @@
 // Start-up: config → store → keys → worker pool → providers → catalog → server; and the
 // graceful shutdown on SIGTERM/SIGINT: stop accepting, finish in-flight, flush the
 // ledger, close LMDB.
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { AccessLog } from './ops/access-log.js';
 import { Metrics } from './ops/metrics.js';
@@ -84,6 +84,17 @@ function candidatesOf(config: Config, catalog: Catalog): Candidate[] {
     out.push({ name, prices: entry.routes[0]?.prices ?? entry.model.prices });
   }
   return out;
+}
+
+/**
+ * Where uploads spill, emptied: a spool file is unlinked as soon as it is opened, so only a
+ * crash between the two leaves one, and nothing in it is needed again.
+ */
+async function emptySpoolDir(dataDir: string): Promise<string> {
+  const dir = join(dataDir, 'spool');
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  return dir;
 }
 
 async function main(): Promise<void> {
@@ -176,7 +187,7 @@ async function main(): Promise<void> {
     maxKeysPerWorkspace: config.keys.max_per_workspace,
     exposure: { metricsToken: config.metrics.token ?? null, metricsPublic: config.metrics.public, metricsHost: config.metrics.host, metricsPort: config.metrics.port ?? null, publicStats: config.stats.public },
     maxBodyBytes: config.max_body_bytes, trustProxyHops: config.trust_proxy_hops, providers: [...providers.keys()],
-    edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes } },
+    edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes }, spoolDir: await emptySpoolDir(dataDir) },
     config.host, config.port);
 
   const url = `http://${config.host}:${server.port}`;

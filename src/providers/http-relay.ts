@@ -92,7 +92,8 @@ export class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
     if (this.aborted) return;
-    this.sink.onError(upstreamFailure(err));
+    // A GatewayError is the request body's own (an upload that failed as it streamed): the caller's, as it is.
+    this.sink.onError(err instanceof GatewayError ? err : upstreamFailure(err));
   }
 
   private fault(err: unknown): void {

@@ -5,7 +5,8 @@ import type { Pool } from 'undici';
 import { editMembers, insertMembers, memberCount, type MemberEdits } from '../wire/splice.js';
 import { Relay, dispatchWhen, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import { Errors, GatewayError } from '../errors.js';
-import type { AudioRequest } from '../wire/transcriptions.js';
+import { Readable } from 'node:stream';
+import { audioForm, type AudioRequest } from '../wire/transcriptions.js';
 import type { Api, ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 
 export interface OpenAIProviderOptions extends HttpUpstreamOptions {
@@ -95,22 +96,16 @@ export class OpenAIProvider implements Provider {
   }
 
   /**
-   * Speech to text: the caller's form again, with the route's model in it, encoded by undici
-   * (its boundary in the Content-Type) before it goes.
+   * Speech to text: the caller's form again, with the route's model in it, its audio read from
+   * the upload's spool as it arrives (chunked while the upload lasts; with its length once the
+   * upload is whole, as on a failover attempt). A failed upload ends the call with its 4xx.
    */
   private sendForm(call: ChatCall, sink: ResponseSink, api: 'transcriptions' | 'translations'): UpstreamHandle {
     const relay = new Relay(sink);
-    const audio = call.params as unknown as AudioRequest;
-    const form = new FormData();
-    form.append('model', call.upstreamModel);
-    for (const [k, v] of Object.entries(audio.fields)) if (k !== 'model' && k !== 'provider') form.append(k, v);
-    form.append('file', audio.file, audio.file.name);
-    const encoded = new Request('http://form.local/', { method: 'POST', body: form });
-    const path = this.pathFor(api, call.upstreamModel);
-    dispatchWhen(this.pool, encoded.arrayBuffer().then((bytes) => ({
-      path, method: 'POST', headers: { ...this.headers, 'content-type': encoded.headers.get('content-type')! }, body: Buffer.from(bytes),
-      headersTimeout: this.headersTimeout, bodyTimeout: this.bodyTimeout,
-    })), relay, sink, (err) => new GatewayError(Errors.internal, `The audio form could not be encoded: ${err instanceof Error ? err.message : String(err)}`));
+    const form = audioForm(call.params as unknown as AudioRequest, call.upstreamModel);
+    const headers: Record<string, string> = { ...this.headers, 'content-type': form.contentType };
+    if (form.length !== null) headers['content-length'] = String(form.length);
+    this.pool.dispatch({ path: this.pathFor(api, call.upstreamModel), method: 'POST', headers, body: Readable.from(form.body, { objectMode: false }), headersTimeout: this.headersTimeout, bodyTimeout: this.bodyTimeout }, relay);
     return relay;
   }
 

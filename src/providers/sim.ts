@@ -301,7 +301,7 @@ export class SimProvider implements Provider {
           sink.onStart(answer.status, answer.type ?? 'application/json');
           sink.onData(answer.body);
           sink.onEnd();
-        }, (err: unknown) => { if (!aborted) sink.onError(new GatewayError(Errors.upstreamError, `The sim failed: ${err instanceof Error ? err.message : String(err)}`)); });
+        }, (err: unknown) => { if (!aborted) sink.onError(err instanceof GatewayError ? err : new GatewayError(Errors.upstreamError, `The sim failed: ${err instanceof Error ? err.message : String(err)}`)); });
       }, this.opts.ttftMs);
     }, () => undefined);
     return { abort: () => { aborted = true; if (timer) clearTimeout(timer); }, resume: () => undefined };
@@ -343,9 +343,12 @@ export class SimProvider implements Provider {
    */
   private transcribe(call: ChatCall, sink: ResponseSink, api: 'transcriptions' | 'translations'): UpstreamHandle {
     const audio = call.params as unknown as AudioRequest;
-    const seconds = audio.secondsEstimate;
-    return this.later(call, sink, () => audio.file.slice(0, 4096).arrayBuffer().then((head: ArrayBuffer) => {
-      const seed = sha256(Buffer.concat([Buffer.from(head), Buffer.from(`${audio.file.size}`)]));
+    // Heard to its end, as an upstream reads the form before it answers (the audio may still be arriving).
+    const heard = (async () => { for await (const _ of audio.upload.read()); })();
+    heard.catch(() => undefined);
+    return this.later(call, sink, () => heard.then(() => {
+      const seconds = audio.secondsEstimate;
+      const seed = sha256(Buffer.concat([audio.upload.head(4096), Buffer.from(`${audio.upload.size}`)]));
       const words: string[] = [];
       for (let i = 0; i < 8 + (seed[0]! % 8); i++) words.push(WORDS[seed[(i + 1) % seed.length]! % WORDS.length]!);
       const text = `Simulated ${api === 'translations' ? 'translation' : 'transcript'} of ${audio.file.name || 'audio'}: ${words.join(' ')}.`;

@@ -20,7 +20,6 @@ import { CountTokensRequestSchema, MessagesRequestSchema } from '../wire/message
 import { ENDPOINT_OF } from '../gateway/stages/route.js';
 import { parseBody, parseJson } from '../wire/body.js';
 import { CompletionsRequestSchema } from '../wire/completions.js';
-import { readAudioForm } from '../wire/transcriptions.js';
 import { OpenAIProvider } from '../providers/openai.js';
 import { upstreamError } from '../providers/upstream-error.js';
 import type { Catalog } from '../router/catalog.js';
@@ -32,6 +31,7 @@ import { registerRouter, type RouterDeps } from './router.js';
 import { Exchange, useEdge } from './exchange.js';
 import { Edge, type EdgeConfig } from './edge.js';
 import { makeHandlers, requireScope } from './handlers.js';
+import { audioUpload } from './audio-upload.js';
 import { deploymentViews } from '../router/health.js';
 import { NO_SWITCHES, readSwitches } from '../savings/mechanisms.js';
 import { ALL_WORKSPACES } from '../accounts/usage.js';
@@ -57,6 +57,8 @@ export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDe
   /** CORS origins and response compression (edge.ts). */
   edge: EdgeConfig;
   providers: string[];
+  /** Where uploads spill to disk (emptied at start). */
+  spoolDir: string;
 }
 
 export interface Server {
@@ -149,15 +151,10 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     refuseChat, ['x-gateway-provider'], 'images'));
   app.post('/v1/audio/speech', handlers.inference((ex, key, body, t0, _p, [pin]) => deps.chat.handle(ex, key, body, t0, pin ?? '', SPEECH),
     refuseChat, ['x-gateway-provider'], 'audio.speech'));
-  // Speech to text: the multipart form (up to http.max_audio_bytes) is read here, then the request takes the usual path.
-  const audioRoute = (endpoint: Endpoint, name: string) => handlers.inference((ex, key, body, t0, _p, [pin, type]) => {
-    readAudioForm(body, type ?? '').then((audio) => {
-      if (ex.aborted) { refuseChat(ex, key, t0, new GatewayError(Errors.clientClosed, 'The client closed the request.')); return; }
-      deps.chat.handle(ex, key, body, t0, audio.fields.provider ?? pin ?? '', endpoint, NO_SWITCHES, withoutMessages(audio));
-    }, (err: unknown) => refuseChat(ex, key, t0, err));
-  }, refuseChat, ['x-gateway-provider', 'content-type'], name, false, deps.edge.maxAudioBytes);
-  app.post('/v1/audio/transcriptions', audioRoute(TRANSCRIPTIONS, 'audio.transcriptions'));
-  app.post('/v1/audio/translations', audioRoute(TRANSLATIONS, 'audio.translations'));
+  // Speech to text: the upload is read as it arrives (audio-upload.ts), up to http.max_audio_bytes.
+  const uploads = { chat: deps.chat, maxBytes: deps.edge.maxAudioBytes, spoolDir: deps.spoolDir, refuse: refuseChat };
+  app.post('/v1/audio/transcriptions', handlers.upload(audioUpload(uploads, TRANSCRIPTIONS), refuseChat, ['x-gateway-provider', 'content-type'], 'audio.transcriptions'));
+  app.post('/v1/audio/translations', handlers.upload(audioUpload(uploads, TRANSLATIONS), refuseChat, ['x-gateway-provider', 'content-type'], 'audio.translations'));
   app.post('/v1/moderations', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', MODERATIONS,
     readSwitches(savings, cache)), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'moderations'));
 

@@ -46,7 +46,20 @@ export class Exchange implements Client {
       this.aborted = true;
       this.finished = true;
       this.abortListener?.();
+      this.over();
     });
+  }
+
+  private closeListener: (() => void) | null = null;
+
+  /** `listener` runs once the exchange is over: its answer is on its way, or the client left. */
+  onClose(listener: () => void): void {
+    this.closeListener = listener;
+  }
+
+  private over(): void {
+    const listener = this.closeListener;
+    if (listener) { this.closeListener = null; listener(); }
   }
 
   onAbort(listener: () => void): void {
@@ -108,6 +121,7 @@ export class Exchange implements Client {
   send(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null): void {
     if (this.finished) return;
     this.finished = true;
+    this.over();
     const state = edgeOf(this.res);
     if (state?.gzip && !state.head && edge && body.length >= edge.config.compressMinBytes) {
       // Compressed in libuv's pool, off the event loop; the answer goes once it is.
@@ -188,6 +202,7 @@ export class Exchange implements Client {
   end(chunk?: Uint8Array): void {
     if (this.finished) return;
     this.finished = true;
+    this.over();
     this.res.cork(() => {
       if (this.pendingHead) this.writeHead();
       this.res.end(chunk);

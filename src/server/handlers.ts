@@ -25,10 +25,23 @@ export interface Handlers {
    * `endpoint`: what the ledger calls the route (`chat.completions`, `responses`);
    * `anthropic`: the route speaks Anthropic's API, so its errors go out in Anthropic's envelope.
    */
-  inference(handler: BodyHandler, refuse: Refuse, headers?: readonly string[], endpoint?: string, anthropic?: boolean, maxBytes?: number): Route;
+  inference(handler: BodyHandler, refuse: Refuse, headers?: readonly string[], endpoint?: string, anthropic?: boolean): Route;
+  /** An inference route that reads its own body as it arrives (an upload): called once the key and scope pass. */
+  upload(handler: (caller: Caller) => void, refuse: Refuse, headers: readonly string[], endpoint: string): Route;
   noBody(scope: Scopes | null, handler: NoBodyHandler): Route;
   /** A public route with a JSON body (no key); `client` is the caller's address (see clientAddress). */
   publicBody(handler: (ex: Exchange, body: Buffer, client: string) => void): Route;
+}
+
+/** An authenticated request before its body: what the route read from it. */
+export interface Caller {
+  ex: Exchange;
+  key: KeyRecord;
+  t0: number;
+  values: string[];
+  headers: string[];
+  /** The Content-Length header ('' when absent). */
+  length: string;
 }
 
 /** A scope, or several of which the key needs any one. */
@@ -70,7 +83,12 @@ export function authorizationOf(req: HttpRequest): string {
 export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyBytes: number; trustProxyHops: number }, state: { draining: boolean }): Handlers {
   const shuttingDown = () => new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.');
   const plain: Refuse = (ex, _key, _t0, err) => ex.sendError(err);
-  const bodyRoute = (scope: Scopes, handler: BodyHandler, params: number, headerNames: readonly string[], endpoint: string | undefined, refuse: Refuse, anthropic = false, maxBytes = deps.maxBodyBytes): Route => (res, req) => {
+  /**
+   * What every authenticated route with a body does before its body: the exchange, the
+   * key (a refusal without one is a plain error), the scope (a refusal with one goes through
+   * `refuse`), and what the handler reads from `req`. Null when the request was answered.
+   */
+  const caller = (res: HttpResponse, req: HttpRequest, scope: Scopes, params: number, headerNames: readonly string[], endpoint: string | undefined, refuse: Refuse, anthropic: boolean): Caller | null => {
     const t0 = performance.now();
     const ex = new Exchange(res, deps.ids.next());
     if (endpoint) ex.endpoint = endpoint;
@@ -85,23 +103,29 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
       key = deps.keys.authenticate(authorization);
     } catch (err) {
       ex.sendError(err);
-      return;
+      return null;
     }
     try {
       requireScope(key, scope);
     } catch (err) {
       refuse(ex, key, t0, err);
-      return;
+      return null;
     }
+    return { ex, key, t0, values, headers, length };
+  };
+  const bodyRoute = (scope: Scopes, handler: BodyHandler, params: number, headerNames: readonly string[], endpoint: string | undefined, refuse: Refuse, anthropic = false): Route => (res, req) => {
+    const c = caller(res, req, scope, params, headerNames, endpoint, refuse, anthropic);
+    if (!c) return;
+    const { ex, key, t0 } = c;
     // A client that leaves while its body is still arriving is a request too (it gets its row
     // through `refuse`); once the body is read, the handler's own path owns the abort.
     let read = false;
     ex.onAbort(() => { if (!read) refuse(ex, key, t0, new GatewayError(Errors.clientClosed, 'The client closed the request while sending its body.')); });
-    ex.readBody(maxBytes, length, (err, body) => {
+    ex.readBody(deps.maxBodyBytes, c.length, (err, body) => {
       read = true;
       if (err) { refuse(ex, key, t0, err); return; }
       try {
-        handler(ex, key, body, t0, values, headers);
+        handler(ex, key, body, t0, c.values, c.headers);
       } catch (e) {
         refuse(ex, key, t0, e);
       }
@@ -109,7 +133,11 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
   };
   return {
     withBody: (scope, handler, params = 0, headerNames = NO_HEADERS, anthropic = false) => bodyRoute(scope, handler, params, headerNames, undefined, plain, anthropic),
-    inference: (handler, refuse, headerNames = NO_HEADERS, endpoint, anthropic = false, maxBytes) => bodyRoute('inference', handler, 0, headerNames, endpoint, refuse, anthropic, maxBytes),
+    inference: (handler, refuse, headerNames = NO_HEADERS, endpoint, anthropic = false) => bodyRoute('inference', handler, 0, headerNames, endpoint, refuse, anthropic),
+    upload: (handler, refuse, headerNames, endpoint) => (res, req) => {
+      const c = caller(res, req, 'inference', 0, headerNames, endpoint, refuse, false);
+      if (c) handler(c);
+    },
     publicBody: (handler) => (res, req) => {
       const ex = new Exchange(res, deps.ids.next());
       if (state.draining) { ex.sendError(shuttingDown()); return; }

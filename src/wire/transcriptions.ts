@@ -1,11 +1,14 @@
 // Speech to text on the wire (OpenAI's /v1/audio/transcriptions and /translations): a
-// multipart form with the audio file and a few fields, read with undici's own multipart
-// parser (Response.formData). What the audio lasts is not in the request. The reservation
-// takes the file's size at a low 8 kbit/s, whatever its header says (a header can lie), so it
-// is never short; billing without the upstream's usage takes a PCM WAV's length from its
-// chunks (checked against each other, and never beyond that bound), else the size at
-// 128 kbit/s, a usual speech MP3.
+// multipart form with the audio file and a few fields. The server reads it as it arrives
+// (server/audio-upload.ts); here are its fields' schema, the request the pipeline carries,
+// and the form sent again upstream with the route's model. What the audio lasts is not in
+// the request. The reservation takes the upload's size at a low 8 kbit/s, whatever its
+// header says (a header can lie), so it is never short; billing without the upstream's
+// usage takes a PCM WAV's length from its chunks (checked against each other, and never
+// beyond that bound), else the size at 128 kbit/s, a usual speech MP3.
+import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import type { Spool } from '../store/spool.js';
 import { Errors, GatewayError } from '../errors.js';
 import { ModelName } from './chat.js';
 
@@ -19,48 +22,85 @@ export const TranscriptionFieldsSchema = z.object({
   provider: z.string().min(1).max(64).optional(),
 }).catchall(z.string().max(10_000));
 
-/** The form as the pipeline carries it: its fields, the audio, and what the audio lasts. */
-export interface AudioRequest {
-  model: string;
-  stream: boolean;
-  fields: Record<string, string>;
-  file: File;
-  /** Seconds the audio surely lasts at most (reservation), and likely lasts (billing without usage). */
-  secondsBound: number;
-  secondsEstimate: number;
-}
+/** A field's value and name as the form may carry them (the caller names the keys). */
+export type AudioFields = Record<string, string>;
 
-/** The multipart body read into fields and the audio file; a 400 for anything else. */
-export async function readAudioForm(body: Buffer, contentType: string): Promise<AudioRequest> {
-  if (!/^multipart\/form-data\s*;/i.test(contentType)) {
-    throw new GatewayError(Errors.invalidRequest, "Send the audio as multipart/form-data with a 'file' part (as the SDKs do).", 'file');
-  }
-  let form: FormData;
-  try {
-    form = await new Response(body, { headers: { 'content-type': contentType } }).formData();
-  } catch {
-    throw new GatewayError(Errors.invalidRequest, 'The multipart body could not be read.', 'file');
-  }
-  const fields: Record<string, string> = Object.create(null) as Record<string, string>; // (the caller names the keys)
-  let file: File | null = null;
-  for (const [name, value] of form) {
-    // One of each: a second file or model would be a guess at which one the caller meant.
-    if (Object.hasOwn(fields, name) || (name === 'file' && file)) throw new GatewayError(Errors.invalidRequest, `The form names '${name.slice(0, 64)}' more than once.`, name.slice(0, 64));
-    if (typeof value === 'string') fields[name] = value;
-    else if (name === 'file') file = value;
-  }
-  if (!file || file.size === 0) throw new GatewayError(Errors.invalidRequest, "A non-empty 'file' part is required.", 'file');
+/** The fields checked against the schema: the model and whether to stream, or a 400. */
+export function checkAudioFields(fields: AudioFields): { model: string; stream: boolean } {
   const parsed = TranscriptionFieldsSchema.safeParse(fields);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const param = String(issue.path[0] ?? 'file');
     throw new GatewayError(Errors.invalidRequest, `Invalid '${param}': ${issue.message}.`, param);
   }
-  const bound = Math.max(1, Math.ceil(file.size / 1000));
-  const head = Buffer.from(await file.slice(0, 4096).arrayBuffer());
-  const wav = wavSeconds(head, file.size);
-  return { model: parsed.data.model, stream: parsed.data.stream === 'true', fields, file,
-    secondsBound: bound, secondsEstimate: Math.min(bound, Math.max(1, Math.ceil(wav ?? file.size / 16_000))) };
+  return { model: parsed.data.model, stream: parsed.data.stream === 'true' };
+}
+
+/**
+ * The form as the pipeline carries it: its fields, the audio as it arrives (kept for another
+ * attempt), and what the audio lasts. `fields` may still grow while the audio streams (a
+ * field sent after the file); they are all in by the time the spool completes.
+ */
+export class AudioRequest {
+  constructor(
+    readonly model: string,
+    readonly stream: boolean,
+    readonly fields: AudioFields,
+    readonly file: { name: string; type: string },
+    readonly upload: Spool,
+    /** Seconds the audio surely lasts at most (the reservation): the size bound at 8 kbit/s. */
+    readonly secondsBound: number,
+  ) {}
+
+  /** Seconds the audio likely lasts (billing without the upstream's usage), from what has come. */
+  get secondsEstimate(): number {
+    const size = this.upload.size;
+    const wav = wavSeconds(this.upload.head(4096), size);
+    return Math.min(this.secondsBound, Math.max(1, Math.ceil(wav ?? size / 16_000)));
+  }
+}
+
+/** The reservation's bound for an upload of at most `bytes`: a second per 1000 bytes (8 kbit/s). */
+export function audioSecondsBound(bytes: number): number {
+  return Math.max(1, Math.ceil(bytes / 1000));
+}
+
+const CRLF = '\r\n';
+
+/** A form-data header value quoted as browsers and undici do (quotes and line breaks escaped). */
+function quoted(value: string): string {
+  return `"${value.replace(/"/g, '%22').replace(/\r/g, '%0D').replace(/\n/g, '%0A')}"`;
+}
+
+/**
+ * The form again for an upstream, with `model` as the route names it: the fields known now,
+ * then the file (its bytes read from the spool as they come), then any field that came after
+ * the file, and the closing boundary. Its length is known only once the upload is complete.
+ */
+export function audioForm(audio: AudioRequest, model: string): { contentType: string; body: AsyncIterable<Buffer>; length: number | null } {
+  const boundary = `----sluice-${randomBytes(12).toString('hex')}`;
+  const part = (name: string, value: string) => `--${boundary}${CRLF}Content-Disposition: form-data; name=${quoted(name)}${CRLF}${CRLF}${value}${CRLF}`;
+  const sent = new Set<string>(['model', 'provider']);
+  const fieldParts = (): string => {
+    let out = '';
+    for (const [k, v] of Object.entries(audio.fields)) {
+      if (sent.has(k)) continue;
+      sent.add(k);
+      out += part(k, v);
+    }
+    return out;
+  };
+  const head = Buffer.from(`${part('model', model)}${fieldParts()}--${boundary}${CRLF}Content-Disposition: form-data; name="file"; filename=${quoted(audio.file.name || 'audio')}${CRLF}`
+    + `Content-Type: ${audio.file.type || 'application/octet-stream'}${CRLF}${CRLF}`);
+  const closing = `--${boundary}--${CRLF}`;
+  // With the upload complete, every field is in the head already and the length is known.
+  const length = audio.upload.complete ? head.length + audio.upload.size + CRLF.length + closing.length : null;
+  async function* body(): AsyncGenerator<Buffer> {
+    yield head;
+    yield* audio.upload.read();
+    yield Buffer.from(`${CRLF}${fieldParts()}${closing}`);
+  }
+  return { contentType: `multipart/form-data; boundary=${boundary}`, body: body(), length };
 }
 
 /**

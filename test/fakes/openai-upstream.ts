@@ -22,13 +22,17 @@ export interface Received {
 }
 
 /** A fault the whole fake answers with, whatever the model (for failover tests). */
-export type FakeFault = 'none' | '500' | '429' | '429-wait' | 'hang' | 'cut';
+export type FakeFault = 'none' | '500' | '429' | '429-wait' | 'hang' | 'cut' | '503-early';
 
 export interface FakeUpstream {
   url: string;
   received: Received[];
   /** Every request from now on gets this fault ('none' restores normal answers). */
   setFault(fault: FakeFault): void;
+  /** Body bytes received so far, over every request (also those still arriving). */
+  readonly bodyBytes: number;
+  /** Requests whose body stopped arriving before its end (the sender went away). */
+  readonly cutBodies: number;
   close(): Promise<void>;
 }
 
@@ -263,9 +267,19 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
   const received: Received[] = [];
   const callsByModel = new Map<string, number>();
   let fault: FakeFault = 'none';
+  let bodyBytes = 0;
+  let cutBodies = 0;
   const server: Server = createServer((req, res) => {
+    if (fault === '503-early') {
+      // As an upstream that refuses a request at its door (overloaded) without waiting for the body.
+      req.on('error', () => undefined);
+      res.setHeader('connection', 'close');
+      sendError(res, 503, 'The engine is currently overloaded, please try again later.', 'server_error');
+      return;
+    }
     const parts: Buffer[] = [];
-    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('data', (c: Buffer) => { bodyBytes += c.length; parts.push(c); });
+    req.on('aborted', () => { cutBodies++; });
     req.on('end', () => {
       const bytes = Buffer.concat(parts);
       const raw = bytes.toString();
@@ -283,6 +297,8 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     url: `http://127.0.0.1:${port}/v1`,
     received,
     setFault: (f) => { fault = f; },
+    get bodyBytes() { return bodyBytes; },
+    get cutBodies() { return cutBodies; },
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }
