@@ -8,7 +8,6 @@
 // beyond that bound), else the size at 128 kbit/s, a usual speech MP3.
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import type { Spool } from '../store/spool.js';
 import { Errors, GatewayError } from '../errors.js';
 import { ModelName } from './chat.js';
 
@@ -21,6 +20,18 @@ export const TranscriptionFieldsSchema = z.object({
   stream: z.enum(['true', 'false']).optional(),
   provider: z.string().min(1).max(64).optional(),
 }).catchall(z.string().max(10_000));
+
+/** The audio's bytes as they arrive (store/spool.ts keeps them): readable again from the first by each attempt. */
+export interface Upload {
+  /** Bytes come so far. */
+  readonly size: number;
+  /** Every byte has come. */
+  readonly complete: boolean;
+  /** The first `n` bytes come so far. */
+  head(n: number): Buffer;
+  /** Every byte from the first, following the upload as it grows; throws the upload's failure. */
+  read(): AsyncGenerator<Buffer>;
+}
 
 /** A field's value and name as the form may carry them (the caller names the keys). */
 export type AudioFields = Record<string, string>;
@@ -47,7 +58,7 @@ export class AudioRequest {
     readonly stream: boolean,
     readonly fields: AudioFields,
     readonly file: { name: string; type: string },
-    readonly upload: Spool,
+    readonly upload: Upload,
     /** Seconds the audio surely lasts at most (the reservation): the size bound at 8 kbit/s. */
     readonly secondsBound: number,
   ) {}

@@ -183,3 +183,20 @@ t.test('failover while the audio still arrives: the next route gets every byte f
   t.same(await fileOf(b.received.at(-1)!), { name: 'retry.mp3', digest: digest(body), size: body.length });
   t.equal(await held(), 0);
 });
+
+t.test('refused at admission while the audio still arrives: the answer comes at once, nothing held, nothing sent upstream', async (t) => {
+  const poor = await api.tenant(gw.masterKey, 0.01, undefined, ['inference']);
+  const head = Buffer.concat([field('model', 'primary/whisper-1'), fileHead()]);
+  const size = 5 * 1024 * 1024; // reserved at 8 kbit/s: ~5,200 s at $0.006 a minute is more than $0.01
+  const req = request({ host: '127.0.0.1', port, path: '/v1/audio/transcriptions', method: 'POST', headers: {
+    authorization: `Bearer ${poor.key}`, 'content-type': `multipart/form-data; boundary=${BOUNDARY}`, 'content-length': String(head.length + size + closing.length) } });
+  const status = new Promise<number>((resolve) => req.on('response', (res) => { res.resume(); resolve(res.statusCode!); }));
+  req.on('error', () => undefined);
+  const sent = a.received.length + b.received.length;
+  req.write(head);
+  req.write(Buffer.alloc(256 * 1024));
+  t.equal(await status, 402, 'before the rest of the upload was sent');
+  req.destroy();
+  t.equal(a.received.length + b.received.length, sent, 'no upstream call');
+  t.equal((await api.admin(`/admin/workspaces/${poor.ws}`)).json.reserved_usd, 0);
+});
