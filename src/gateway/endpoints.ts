@@ -253,8 +253,8 @@ export const SPEECH: Endpoint = {
 };
 
 /**
- * Speech to text: the form read by the route (wire/transcriptions.ts), sent to OpenAI-kind
- * routes as a form again with the route's model, or heard by the sim. Reserved for the audio's
+ * Speech to text: the form read as it arrives (server/audio-upload.ts), sent to OpenAI-kind
+ * routes as a form again with the route's model, its audio streaming, or heard by the sim. Reserved for the audio's
  * longest likely length; billed what the upstream reports (whisper-1: seconds; gpt-4o-transcribe:
  * tokens), else (text, SRT and VTT answers carry no usage) the audio's estimated length.
  */

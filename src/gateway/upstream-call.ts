@@ -210,7 +210,8 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
         });
         return;
       }
-      if (this.stream && status === 200 && contentType.includes('event-stream')) {
+      // (read again here: an audio form may say `stream` after the request left, with the audio behind it)
+      if ((this.stream || this.ctx.request.stream === true) && status === 200 && contentType.includes('event-stream')) {
         this.deps.health.success(this.route.decision, this.tFirstByte - this.tDispatch);
         this.tap = new SseUsageTap(this.ctx.request.stream_options?.include_usage === true, this.emit, () => GATEWAY_MARK, true);
         this.sse = [];

@@ -354,6 +354,13 @@ export class SimProvider implements Provider {
       const text = `Simulated ${api === 'translations' ? 'translation' : 'transcript'} of ${audio.file.name || 'audio'}: ${words.join(' ')}.`;
       const stamp = (s: number, sep: string) => `${String(Math.floor(s / 3600)).padStart(2, '0')}:${String(Math.floor(s / 60) % 60).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}${sep}000`;
       const usage = { type: 'duration', seconds };
+      // gpt-4o-transcribe streams when asked (whisper-1 ignores `stream`, as OpenAI's does): deltas, then the text with its tokens.
+      if (audio.stream && !call.upstreamModel.startsWith('whisper')) {
+        const pieces = text.split(/(?<= )/);
+        const tokens = { type: 'tokens', input_tokens: seconds * 10, input_token_details: { text_tokens: 0, audio_tokens: seconds * 10 }, output_tokens: pieces.length, total_tokens: seconds * 10 + pieces.length };
+        const events = [...pieces.map((delta) => ({ type: 'transcript.text.delta', delta })), { type: 'transcript.text.done', text, usage: tokens }];
+        return { status: 200, type: 'text/event-stream', body: Buffer.from(events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join('')) };
+      }
       switch (audio.fields.response_format ?? 'json') {
         case 'text': return { status: 200, type: 'text/plain; charset=utf-8', body: Buffer.from(`${text}\n`) };
         case 'srt': return { status: 200, type: 'text/plain; charset=utf-8', body: Buffer.from(`1\n${stamp(0, ',')} --> ${stamp(seconds, ',')}\n${text}\n\n`) };

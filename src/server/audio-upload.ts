@@ -36,8 +36,8 @@ const NO_BODY = Buffer.alloc(0);
 /** Reasons to pause reading the body: the spool's writes are behind, or the inflater's. */
 const SPOOL = 1;
 const INFLATER = 2;
-/** Fields the pipeline has acted on once the request started: the same field again after the file would come too late. */
-const ROUTING_FIELDS = new Set(['model', 'stream', 'provider']);
+/** Fields that route the request: after the file, once the request is on its way, they would come too late. */
+const ROUTING_FIELDS = new Set(['model', 'provider']);
 
 /** The route's handler for `endpoint`: one upload per request. */
 export function audioUpload(deps: AudioUploadDeps, endpoint: Endpoint): (caller: Caller) => void {
@@ -154,14 +154,18 @@ class AudioUpload {
     stream.on('limit', () => this.fail(tooLarge(this.deps.maxBytes)));
     // The model known and the body's length bounding the audio: the request goes now, the audio streaming behind it.
     if (this.bound > 0 && Object.hasOwn(this.fields, 'model')) {
-      let checked: { model: string; stream: boolean };
-      try {
-        checked = checkAudioFields(this.fields);
-      } catch (err) {
-        this.fail(err);
-        return;
-      }
-      this.begin(checked, audioSecondsBound(this.bound));
+      const checked = this.checked();
+      if (checked) this.begin(checked, audioSecondsBound(this.bound));
+    }
+  }
+
+  /** The fields checked (the model), or null when they fail (the upload failed with a 400). */
+  private checked(): string | null {
+    try {
+      return checkAudioFields(this.fields);
+    } catch (err) {
+      this.fail(err);
+      return null;
     }
   }
 
@@ -169,22 +173,17 @@ class AudioUpload {
     if (this.stopped) return;
     const spool = this.spool;
     if (!spool || spool.size === 0) { this.fail(new GatewayError(Errors.invalidRequest, "A non-empty 'file' part is required.", 'file')); return; }
-    let checked: { model: string; stream: boolean };
-    try {
-      checked = checkAudioFields(this.fields);
-    } catch (err) {
-      this.fail(err);
-      return;
-    }
+    const checked = this.checked();
+    if (!checked) return;
     this.stopped = true;
     spool.end();
     if (!this.started) this.begin(checked, audioSecondsBound(spool.size));
   }
 
-  private begin(checked: { model: string; stream: boolean }, secondsBound: number): void {
+  private begin(model: string, secondsBound: number): void {
     const { ex, key, t0 } = this.caller;
     this.started = true;
-    const audio = new AudioRequest(checked.model, checked.stream, this.fields, this.file!, this.spool!, secondsBound);
+    const audio = new AudioRequest(model, this.fields, this.file!, this.spool!, secondsBound);
     // (from here the pipeline owns the client's abort; the spool is let go when the exchange is over)
     this.deps.chat.handle(ex, key, NO_BODY, t0, this.fields.provider ?? this.pin, this.endpoint, NO_SWITCHES, withoutMessages(audio));
   }

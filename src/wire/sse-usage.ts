@@ -210,7 +210,8 @@ export class SseUsageTap {
       }
       this.usage = readUsage(parsed.usage ?? parsed.response?.usage) ?? this.usage;
       if (typeof parsed.response?.id === 'string') this.responseId = parsed.response.id;
-      return parsed.type === 'response.completed' || parsed.type === 'response.incomplete' || parsed.type === 'response.failed';
+      // (a streamed transcript ends with transcript.text.done, its usage in it)
+      return parsed.type === 'response.completed' || parsed.type === 'response.incomplete' || parsed.type === 'response.failed' || parsed.type === 'transcript.text.done';
     } catch {
       return false; // a malformed frame is the upstream's problem; it is forwarded, just not billed from
     }

@@ -36,15 +36,15 @@ export interface Upload {
 /** A field's value and name as the form may carry them (the caller names the keys). */
 export type AudioFields = Record<string, string>;
 
-/** The fields checked against the schema: the model and whether to stream, or a 400. */
-export function checkAudioFields(fields: AudioFields): { model: string; stream: boolean } {
+/** The fields checked against the schema: the model, or a 400. */
+export function checkAudioFields(fields: AudioFields): string {
   const parsed = TranscriptionFieldsSchema.safeParse(fields);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const param = String(issue.path[0] ?? 'file');
     throw new GatewayError(Errors.invalidRequest, `Invalid '${param}': ${issue.message}.`, param);
   }
-  return { model: parsed.data.model, stream: parsed.data.stream === 'true' };
+  return parsed.data.model;
 }
 
 /**
@@ -55,13 +55,17 @@ export function checkAudioFields(fields: AudioFields): { model: string; stream: 
 export class AudioRequest {
   constructor(
     readonly model: string,
-    readonly stream: boolean,
     readonly fields: AudioFields,
     readonly file: { name: string; type: string },
     readonly upload: Upload,
     /** Seconds the audio surely lasts at most (the reservation): the size bound at 8 kbit/s. */
     readonly secondsBound: number,
   ) {}
+
+  /** Whether the answer streams: read when it comes (the SDKs may send `stream` after the file, once the request is on its way). */
+  get stream(): boolean {
+    return this.fields.stream === 'true';
+  }
 
   /** Seconds the audio likely lasts (billing without the upstream's usage), from what has come. */
   get secondsEstimate(): number {

@@ -161,6 +161,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
     if (!(file instanceof File)) return sendError(res, 400, "[{'type': 'missing', 'loc': ('body', 'file'), 'msg': 'Field required'}]", 'invalid_request_error');
     rec.body = { model: formModel, fields: Object.fromEntries([...form].filter(([, v]) => typeof v === 'string')), file: { name: file.name, size: file.size, type: file.type } };
     const text = `Fake transcript of ${file.name} (${file.size} bytes)`;
+    if (form.get('stream') === 'true' && formModel.startsWith('gpt-4o')) {
+      // gpt-4o-transcribe's stream: text deltas, then the whole text with the usage (data-only events, no [DONE]).
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      for (const delta of text.split(/(?<= )/)) res.write(`data: ${JSON.stringify({ type: 'transcript.text.delta', delta, logprobs: null })}\n\n`);
+      res.end(`data: ${JSON.stringify({ type: 'transcript.text.done', text, usage: { type: 'tokens', input_tokens: 120, input_token_details: { text_tokens: 0, audio_tokens: 120 }, output_tokens: 12, total_tokens: 132 } })}\n\n`);
+      return;
+    }
     const format = String(form.get('response_format') ?? 'json');
     if (format === 'text') { res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }); res.end(`${text}\n`); return; }
     const usage = formModel.startsWith('gpt-4o') ? { type: 'tokens', input_tokens: 120, output_tokens: 12, total_tokens: 132, input_token_details: { audio_tokens: 120, text_tokens: 0 } } : { type: 'duration', seconds: 7 };

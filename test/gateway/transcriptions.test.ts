@@ -89,3 +89,20 @@ t.test('the sim transcribes in every format; bad forms and oversized files are r
   t.ok(wrongModel instanceof OpenAI.BadRequestError && wrongModel.param === 'model');
   t.equal((await fetch(`${gw.url}/health`)).status, 200);
 });
+
+t.test('gpt-4o-transcribe streams: text deltas, then the text with its tokens, billed from them (OpenAI and the sim)', async (t) => {
+  for (const headers of [{}, { 'x-gateway-provider': 'sim' }]) {
+    const { data: stream, response } = await client.audio.transcriptions.create({ model: 'gpt-4o-transcribe', file: await toFile(wav(2), 's.wav'), stream: true }, { headers }).withResponse();
+    let deltas = '';
+    type Done = { text: string; usage?: { input_tokens: number; output_tokens: number } };
+    let done = null as Done | null;
+    for await (const event of stream) {
+      if (event.type === 'transcript.text.delta') deltas += event.delta;
+      else if (event.type === 'transcript.text.done') done = event as unknown as Done;
+    }
+    t.ok(done && deltas === done.text && deltas.length > 0, 'the deltas make the text');
+    t.match(await rowOf(response.headers.get('x-request-id')!), { endpoint: 'audio.transcriptions', prompt_tokens: done!.usage!.input_tokens, completion_tokens: done!.usage!.output_tokens, usage_source: 'upstream', status: 200 },
+      `billed from transcript.text.done's tokens (${JSON.stringify(headers)})`);
+  }
+  t.equal((await api.admin(`/admin/workspaces/${ws}`)).json.reserved_usd, 0, 'nothing held');
+});

@@ -127,7 +127,7 @@ t.test('gzip-compressed forms are inflated as they come', async (t) => {
 t.test('an upload that goes wrong after the request went upstream ends it with the caller\'s error; the upstream call is cut', async (t) => {
   const body = audio(1024 * 1024, 5);
   const head = Buffer.concat([field('model', 'primary/whisper-1'), fileHead()]);
-  const tail = Buffer.concat([Buffer.from('\r\n'), field('stream', 'true').subarray(0, -2), closing]);
+  const tail = Buffer.concat([Buffer.from('\r\n'), field('provider', 'backup').subarray(0, -2), closing]);
   const cut = a.cutBodies;
   const { req, answer } = send('/v1/audio/transcriptions', head.length + body.length + tail.length);
   req.write(head);
@@ -135,7 +135,7 @@ t.test('an upload that goes wrong after the request went upstream ends it with t
   req.end(tail);
   const res = await answer;
   t.equal(res.status, 400);
-  t.match(res.json, { error: { param: 'stream', message: /came after the file/ } }, 'what routed the request may not change after it');
+  t.match(res.json, { error: { param: 'provider', message: /came after the file/ } }, 'what routed the request may not change after it');
   t.ok(await eventually(() => a.cutBodies > cut, 3000), 'the upstream saw its request cut, not a whole form');
   t.ok(await settled(), 'nothing held');
   // The client leaving halfway: its upstream call goes too.
