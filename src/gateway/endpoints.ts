@@ -61,6 +61,11 @@ export interface Endpoint {
    * image priced per image: its units); null: the gateway counts the prompt and the answer.
    */
   impliedUsage(req: ChatRequest, model: ModelEntry): Usage | null;
+  /**
+   * The request has all arrived (an upload streams upstream while it still arrives): a client
+   * that leaves before then is not billed, as the upstream never had the whole request.
+   */
+  arrived(req: ChatRequest): boolean;
   /** The savings mechanisms that can apply (bits). */
   readonly savings: number;
   /** The request may continue a stored conversation (`previous_response_id`). */
@@ -85,6 +90,7 @@ const BASE = {
   binary: false,
   plainAnswers: false,
   impliedUsage: () => null,
+  arrived: () => true,
   savings: 0,
   conversation: false,
   smartRouter: false,
@@ -273,6 +279,7 @@ function audioEndpoint(api: 'transcriptions' | 'translations'): Endpoint {
     plainAnswers: true,
     promptBound: (req, model) => Math.ceil(audio(req).secondsBound * units(model)),
     impliedUsage: (req, model) => ({ prompt_tokens: Math.ceil(audio(req).secondsEstimate * units(model)), completion_tokens: 0, cached_tokens: 0 }),
+    arrived: (req) => audio(req).upload.complete,
     modelType: 'transcription',
     promptField: 'input',
     deterministic: () => false,

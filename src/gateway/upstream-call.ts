@@ -395,7 +395,8 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       this.settleHandedOver();
       return;
     }
-    const dispatched = this.handle !== null && this.handle.sent !== false;
+    // (an upload the client left before its end never reached the upstream whole: nothing to bill)
+    const dispatched = this.handle !== null && this.handle.sent !== false && this.ctx.endpoint.arrived(this.ctx.request);
     this.over = true;
     this.cancelUpstream();
     if (!this.tUpstreamEnd) this.tUpstreamEnd = performance.now();

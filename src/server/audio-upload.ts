@@ -38,6 +38,8 @@ const SPOOL = 1;
 const INFLATER = 2;
 /** Fields that route the request: after the file, once the request is on its way, they would come too late. */
 const ROUTING_FIELDS = new Set(['model', 'provider']);
+/** Values one `name[]` field may carry. */
+const MAX_VALUES = 16;
 
 /** The route's handler for `endpoint`: one upload per request. */
 export function audioUpload(deps: AudioUploadDeps, endpoint: Endpoint): (caller: Caller) => void {
@@ -99,7 +101,7 @@ class AudioUpload {
   start(): void {
     const { ex } = this.caller;
     ex.onAbort(() => this.fail(new GatewayError(Errors.clientClosed, 'The client closed the request while sending its body.')));
-    ex.onClose(() => { this.stopped = true; this.spool?.close(); });
+    ex.onClose(() => { this.stopped = true; this.spool?.close(); this.inflater?.destroy(); });
     const parser = this.parser;
     parser.on('field', (name, value, nameTruncated, valueTruncated) => this.field(name, value, nameTruncated || valueTruncated));
     parser.on('file', (name, stream, filename, _encoding, mimeType) => this.fileStarts(name, stream, filename, mimeType));
@@ -133,7 +135,14 @@ class AudioUpload {
   private field(name: string, value: string, truncated: boolean): void {
     if (this.stopped) return;
     if (truncated) { this.fail(new GatewayError(Errors.invalidRequest, `Invalid '${name.slice(0, 64)}': too long.`, name.slice(0, 64))); return; }
-    // One of each: a second value would be a guess at which one the caller meant.
+    // An array is sent as `name[]` once per value (the SDKs' timestamp_granularities[], include[]).
+    if (name.endsWith('[]')) {
+      const values = this.fields[name] ??= [];
+      if (typeof values === 'string' || values.length >= MAX_VALUES) { this.fail(new GatewayError(Errors.invalidRequest, `Invalid '${name.slice(0, 64)}': too many values.`, name.slice(0, 64))); return; }
+      values.push(value);
+      return;
+    }
+    // Otherwise one of each: a second value would be a guess at which one the caller meant.
     if (Object.hasOwn(this.fields, name) || (name === 'file' && this.file)) { this.fail(twice(name)); return; }
     if (this.started && ROUTING_FIELDS.has(name)) {
       this.fail(new GatewayError(Errors.invalidRequest, `'${name}' came after the file, once the request was routed; send it before the file.`, name));
@@ -185,12 +194,15 @@ class AudioUpload {
     this.started = true;
     const audio = new AudioRequest(model, this.fields, this.file!, this.spool!, secondsBound);
     // (from here the pipeline owns the client's abort; the spool is let go when the exchange is over)
-    this.deps.chat.handle(ex, key, NO_BODY, t0, this.fields.provider ?? this.pin, this.endpoint, NO_SWITCHES, withoutMessages(audio));
+    const provider = this.fields.provider; // (a string: the schema says so)
+    this.deps.chat.handle(ex, key, NO_BODY, t0, typeof provider === 'string' ? provider : this.pin, this.endpoint, NO_SWITCHES, withoutMessages(audio));
   }
 
   private fail(err: unknown): void {
     if (this.stopped) return;
     this.stopped = true;
+    // (an inflater left running would go on inflating what is already buffered: a small brotli body can hold gigabytes)
+    this.inflater?.destroy();
     this.resume(SPOOL | INFLATER);
     if (this.started) {
       // The request is on its way: whoever reads the audio (the upstream call) gets the failure, and the request ends with it.

@@ -19,7 +19,7 @@ export const TranscriptionFieldsSchema = z.object({
   temperature: z.coerce.number().min(0).max(1).optional(),
   stream: z.enum(['true', 'false']).optional(),
   provider: z.string().min(1).max(64).optional(),
-}).catchall(z.string().max(10_000));
+}).catchall(z.union([z.string().max(10_000), z.array(z.string().max(10_000))]));
 
 /** The audio's bytes as they arrive (store/spool.ts keeps them): readable again from the first by each attempt. */
 export interface Upload {
@@ -33,8 +33,8 @@ export interface Upload {
   read(): AsyncGenerator<Buffer>;
 }
 
-/** A field's value and name as the form may carry them (the caller names the keys). */
-export type AudioFields = Record<string, string>;
+/** The form's fields as it carries them (the caller names the keys); an array's `name[]` has every value. */
+export type AudioFields = Record<string, string | string[]>;
 
 /** The fields checked against the schema: the model, or a 400. */
 export function checkAudioFields(fields: AudioFields): string {
@@ -101,7 +101,8 @@ export function audioForm(audio: AudioRequest, model: string): { contentType: st
     for (const [k, v] of Object.entries(audio.fields)) {
       if (sent.has(k)) continue;
       sent.add(k);
-      out += part(k, v);
+      if (typeof v === 'string') out += part(k, v);
+      else for (const one of v) out += part(k, one);
     }
     return out;
   };

@@ -40,6 +40,9 @@ t.test('through OpenAI: the file and fields go on with the route\'s model; bille
   t.match(await rowOf(plain.response.headers.get('x-request-id')!), { prompt_tokens: 5, usage_source: 'estimate' }, 'a text answer reports nothing: the WAV\'s own 5 seconds');
   const tokens = await client.audio.transcriptions.create({ model: 'gpt-4o-transcribe', file: await toFile(wav(1), 'one.wav') }).withResponse();
   t.match(await rowOf(tokens.response.headers.get('x-request-id')!), { prompt_tokens: 120, completion_tokens: 12, usage_source: 'upstream' }, 'gpt-4o-transcribe: its tokens');
+  // Arrays go as `name[]` once per value, as the SDK sends them and OpenAI reads them.
+  await client.audio.transcriptions.create({ model: 'whisper-1', file: await toFile(wav(1), 'w.wav'), response_format: 'verbose_json', timestamp_granularities: ['word', 'segment'] });
+  t.equal(fake.received.at(-1)!.raw.match(/name="timestamp_granularities\[\]"\r\n\r\n(word|segment)\r\n/g)?.length, 2, 'both granularities went on');
   const translated = await client.audio.translations.create({ model: 'whisper-1', file: await toFile(wav(2), 'bonjour.wav') }).withResponse();
   t.equal(fake.received.at(-1)!.url, '/v1/audio/translations');
   t.match(await rowOf(translated.response.headers.get('x-request-id')!), { endpoint: 'audio.translations' });

@@ -5,7 +5,8 @@
 // leaving, too many bytes) ends its request cleanly, upstream call included, nothing held.
 import { request } from 'node:http';
 import { createHash } from 'node:crypto';
-import { gzipSync } from 'node:zlib';
+import { constants as zlib, createBrotliCompress, gzipSync } from 'node:zlib';
+import { readFileSync } from 'node:fs';
 import OpenAI, { toFile } from 'openai';
 import t from 'tap';
 import { startFakeUpstream, type Received } from '../fakes/openai-upstream.js';
@@ -61,6 +62,8 @@ async function fileOf(rec: Received): Promise<{ name: string; digest: string; si
   return { name: file.name, digest: digest(await file.arrayBuffer()), size: file.size };
 }
 
+/** CPU time (user + system) of a process so far, in seconds. */
+const cpuSeconds = (pid: number) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' '); return (Number(f[11]) + Number(f[12])) / 100; };
 const held = async () => (await api.admin(`/admin/workspaces/${ws}`)).json.reserved_usd as number;
 /** The workspace's holds released, within 3 s. */
 async function settled(): Promise<boolean> {
@@ -122,6 +125,24 @@ t.test('gzip-compressed forms are inflated as they come', async (t) => {
   const boom = send('/v1/audio/translations', bomb.length, { 'content-encoding': 'gzip' });
   boom.req.end(bomb);
   t.equal((await boom.answer).status, 413, 'what inflates past the limit: 413');
+  // A brotli body of 1.6 KB that inflates to 1 GiB: refused, and the inflating stops with it (left running, it takes seconds of CPU).
+  const zeros = await new Promise<Buffer>((resolve) => {
+    const c = createBrotliCompress({ params: { [zlib.BROTLI_PARAM_QUALITY]: 5 } });
+    const parts: Buffer[] = [];
+    c.on('data', (d: Buffer) => parts.push(d));
+    c.on('end', () => resolve(Buffer.concat(parts)));
+    c.write(Buffer.concat([field('model', 'primary/whisper-1'), fileHead()]));
+    const mib = Buffer.alloc(1 << 20);
+    let n = 0;
+    const more = (): void => { while (n < 1024) { n++; if (!c.write(mib)) { c.once('drain', more); return; } } c.end(closing); };
+    more();
+  });
+  const brotli = send('/v1/audio/translations', zeros.length, { 'content-encoding': 'br' });
+  brotli.req.end(zeros);
+  t.equal((await brotli.answer).status, 413);
+  const cpu0 = cpuSeconds(gw.proc.pid!);
+  await new Promise((r) => setTimeout(r, 2000));
+  t.ok(cpuSeconds(gw.proc.pid!) - cpu0 < 0.4, 'the gateway is not still inflating the refused body');
 });
 
 t.test('an upload that goes wrong after the request went upstream ends it with the caller\'s error; the upstream call is cut', async (t) => {
@@ -139,6 +160,7 @@ t.test('an upload that goes wrong after the request went upstream ends it with t
   t.ok(await eventually(() => a.cutBodies > cut, 3000), 'the upstream saw its request cut, not a whole form');
   t.ok(await settled(), 'nothing held');
   // The client leaving halfway: its upstream call goes too.
+  const balance = (await api.admin(`/admin/workspaces/${ws}`)).json.balance_usd as number;
   const gone = send('/v1/audio/transcriptions', head.length + body.length + 10);
   const before = a.bodyBytes;
   const cutBefore = a.cutBodies;
@@ -148,6 +170,7 @@ t.test('an upload that goes wrong after the request went upstream ends it with t
   gone.req.destroy();
   t.ok(await eventually(() => a.cutBodies > cutBefore, 3000), 'the upstream call ends with the client');
   t.ok(await settled(), 'nothing held');
+  t.equal((await api.admin(`/admin/workspaces/${ws}`)).json.balance_usd, balance, 'and nothing billed: the upstream never had the whole audio');
   t.equal((await fetch(`${gw.url}/health`)).status, 200);
 });
 
