@@ -21,6 +21,8 @@ export interface LoadOptions {
   body?: string | 'unique';
   /** The proxy process to charge CPU time to. */
   pid?: number;
+  /** A new body for every request (overrides `body`). */
+  fresh?: () => string;
 }
 
 let uniqueSeq = 0;
@@ -32,13 +34,14 @@ export const REPEATED = JSON.stringify({ model: 'gpt-4.1-mini', temperature: 0,
   messages: [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'Say hello to the benchmark in one short sentence.' }] });
 
 export async function load(port: number, stream: boolean, opts: LoadOptions): Promise<Measured> {
-  const body = opts.body === 'unique' ? uniqueBody() : opts.body ?? BODY(stream, opts.model);
+  const fresh = opts.fresh ?? (opts.body === 'unique' ? uniqueBody : null);
+  const body = fresh ? fresh() : opts.body ?? BODY(stream, opts.model);
   const cpu0 = opts.pid ? cpuSeconds(opts.pid) : 0;
   const result = await autocannon({
     url: `http://127.0.0.1:${port}/v1/chat/completions`, method: 'POST', body,
     headers: { 'content-type': 'application/json', authorization: `Bearer ${opts.key ?? MASTER}`, ...opts.headers },
     connections: opts.rate ? 20 : CONNECTIONS, duration: opts.duration, ...(opts.rate ? { overallRate: opts.rate } : {}),
-    ...(opts.body === 'unique' ? { setupRequest: (req: autocannon.Request) => ({ ...req, body: uniqueBody() }) } : {}),
+    ...(fresh ? { setupRequest: (req: autocannon.Request) => ({ ...req, body: fresh() }) } : {}),
   });
   const cpuUs = opts.pid && result.requests.total ? ((cpuSeconds(opts.pid) - cpu0) * 1e6) / result.requests.total : null;
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx, cpuUs };

@@ -9,9 +9,9 @@ import { fileURLToPath } from 'node:url';
 export const MASTER = 'sk-bench-master-key-0000000000';
 export const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
-export function startProcess(file: string, env: Record<string, string>, ready: RegExp): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
+export function startProcess(file: string, env: Record<string, string>, ready: RegExp, args: string[] = []): Promise<{ proc: ChildProcess; match: RegExpExecArray }> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [file], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [file, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => reject(new Error(`${file} did not start: ${out}`)), 20_000);
     const onData = (d: Buffer) => {

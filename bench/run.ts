@@ -9,10 +9,12 @@
 // paths are measured in alternating rounds and the medians are printed, each with the proxy
 // process's CPU time per request (read from /proc), which drifts far less than req/s.
 import { fixedRate, type FixedRateResult } from './fixed-rate.js';
+import { runPeers } from './peers.js';
 import { BODY, CONNECTIONS, REPEATED, alternate, load, median, mintLimitedKey, type Measured } from './load.js';
 import { MASTER, cpuSeconds, here, rssMiB, startGateway, startProcess, stop } from './procs.js';
 
 const quick = process.argv.includes('--quick');
+const peers = process.argv.includes('--peers');
 const DURATION = quick ? 5 : 15;
 const RATE_DURATION = quick ? 5 : 15;
 const FIXED_RATE = 1000;
@@ -155,4 +157,4 @@ async function main() {
   await stop(fake.proc);
 }
 
-main().catch((err: unknown) => { console.error(err); process.exit(1); });
+(peers ? runPeers(quick) : main()).catch((err: unknown) => { console.error(err); process.exit(1); });
