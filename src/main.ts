@@ -123,7 +123,7 @@ async function main(): Promise<void> {
   const baseline = config.baseline_model ? catalog.pricesOf(config.baseline_model) : undefined;
   if (config.baseline_model && !baseline) throw new ConfigError(`baseline_model / BASELINE_MODEL: '${config.baseline_model}' is not in the catalog`);
   const workspaces = new Workspaces(store);
-  const ledger = new Ledger(store, workspaces, config.ledger.flush_ms);
+  const ledger = new Ledger(store, workspaces, config.ledger.flush_ms, !config.ledger.fsync);
   const limits = new Limits(store);
   ledger.addPersister((force) => limits.persistDirty(force ? 0 : 500));
   const usage = new UsageRollups(store);

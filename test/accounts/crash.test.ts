@@ -11,11 +11,12 @@ import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
 
 const fake = await startFakeUpstream();
 t.teardown(() => fake.close());
-const dataDir = tempDataDir();
 const env = { OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' };
-const config = { models: [testModel('paid-model')] };
 
-t.test('kill -9 mid-load loses no completed request and no credit', async (t) => {
+// Both ways a batch commits: on the event loop's thread (no-sync, the default) and on lmdb-js's writer thread (ledger.fsync).
+for (const fsync of [false, true]) t.test(`kill -9 mid-load loses no completed request and no credit (ledger.fsync: ${fsync})`, async (t) => {
+  const dataDir = tempDataDir();
+  const config = { models: [testModel('paid-model')], ledger: { fsync } };
   const gw = await startGateway(env, dataDir, config);
   const post = (path: string, body: unknown, key = gw.masterKey) => fetch(`${gw.url}${path}`, {
     method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
