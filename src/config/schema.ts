@@ -378,8 +378,10 @@ export const ConfigSchema = z.object({
     flush_ms: z.number().int().min(0).max(1000).default(0),
     /**
      * false: commits go to the OS page cache (they survive kill -9 and crashes of the
-     * process, not power loss). true: each batch is also synced to disk, at the cost of
-     * the disk's sync latency on every response.
+     * process, not power loss), each batch in a synchronous transaction on the event loop's
+     * thread (tens of µs; no thread hop before the response). true: each batch is also
+     * synced to disk, by lmdb-js's writer thread (the disk's sync latency must not block the
+     * event loop), at the cost of that latency on every response.
      */
     fsync: z.boolean().default(false),
   }).strict().prefault({}),
