@@ -180,6 +180,10 @@ async function main(): Promise<void> {
   const accessLog = config.logs.access === 'off' ? null : new AccessLog(config.logs.access);
   if (accessLog) ledger.onRow((row) => accessLog.add(row));
   const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+  const otel = config.otel;
+  // (OpenTelemetry's modules are loaded only when traces are exported)
+  const tracing = otel.endpoint ? new (await import('./ops/tracing.js')).Tracing({ ...otel, endpoint: otel.endpoint }, pkg.version ?? '0.0.0') : null;
+  if (tracing) ledger.observer = tracing.observe;
   const server = await startServer({ limits, metrics: config.metrics.enabled ? metrics : null, web: await loadWebAssets(), version: pkg.version ?? '0.0.0', keys: ring, ids, catalog, chat, workspaces, ledger, usage, pool, health,
     billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },
     router: { complex: config.router.complex }, adaptive, judge: chat.judge, margin: adaptiveConfig.margin, cache, feedback: store.feedback, savings: config.savings,
@@ -187,7 +191,7 @@ async function main(): Promise<void> {
     maxKeysPerWorkspace: config.keys.max_per_workspace,
     exposure: { metricsToken: config.metrics.token ?? null, metricsPublic: config.metrics.public, metricsHost: config.metrics.host, metricsPort: config.metrics.port ?? null, publicStats: config.stats.public },
     maxBodyBytes: config.max_body_bytes, trustProxyHops: config.trust_proxy_hops, providers: [...providers.keys()],
-    edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes }, spoolDir: await emptySpoolDir(dataDir) },
+    edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes }, spoolDir: await emptySpoolDir(dataDir), traced: tracing !== null },
     config.host, config.port);
 
   const url = `http://${config.host}:${server.port}`;
@@ -201,6 +205,7 @@ async function main(): Promise<void> {
   console.log(sem.enabled
     ? `semantic cache: on (threshold ${sem.threshold}; temperature-0 requests; verifier: ${verify ? verify.model : 'off'}; savings.semantic_cache.enabled: false turns it off)`
     : 'semantic cache: off (savings.semantic_cache.enabled)');
+  if (tracing) console.log(`tracing: OTLP/HTTP to ${otel.endpoint}, ${otel.sample_ratio * 100}% of requests`);
   console.log(masterKeyFile ? `master key: in ${masterKeyFile} (mode 0600)` : 'master key: from SLUICE_MASTER_KEY / config');
 
   let stopping = false;
@@ -215,6 +220,7 @@ async function main(): Promise<void> {
     clearInterval(sweeper);
     await ledger.flush();
     await adaptive?.flush();
+    await tracing?.shutdown().catch((err: unknown) => console.error(`tracing: the last spans could not be exported: ${String(err)}`));
     accessLog?.close();
     await Promise.allSettled([...providers.values()].map((p) => p.close()));
     await pool.close();

@@ -54,6 +54,21 @@ export const LedgerRowSchema = z.object({
 });
 export type LedgerRow = z.infer<typeof LedgerRowSchema>;
 
+/** When a request reached each point (performance.now() readings; 0: it did not). */
+export interface RequestTiming {
+  t0: number;
+  /** Admitted: the holds taken. */
+  tAdmitted: number;
+  /** The last attempt sent upstream. */
+  tDispatch: number;
+  tFirstByte: number;
+  /** The upstream's answer ended (or failed). */
+  tUpstreamEnd: number;
+  tDone: number;
+  /** The caller's W3C `traceparent` ('' for none): the trace the request's spans join. */
+  parent: string;
+}
+
 /**
  * A row whose figures are all zero or empty, with the given fields set: refusals, top-ups
  * and refunds. (A served request builds its row in one literal: ChatExchange.record.)
@@ -124,6 +139,12 @@ export class Ledger {
   onRow(listen: (row: LedgerRow) => void): void {
     this.rowListeners.push(listen);
   }
+
+  /**
+   * Sees each request's row with its timings as it is appended (null: nobody watches, and
+   * the timings are not even gathered): tracing, which must only queue what it is given.
+   */
+  observer: ((row: LedgerRow, timing: RequestTiming) => void) | null = null;
 
   /** Applies the row's balance change to `ws` (when it is non-zero) and queues the row. */
   append(row: LedgerRow, ws: Workspace | undefined): void {

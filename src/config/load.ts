@@ -60,6 +60,19 @@ function applyEnv(data: Record<string, unknown>, env: Env): Record<string, unkno
   out.metrics = metrics;
   if (env.SLUICE_PUBLIC_STATS === 'on' || env.SLUICE_PUBLIC_STATS === 'off') out.stats = { public: env.SLUICE_PUBLIC_STATS === 'on' };
   if (env.SLUICE_ACCESS_LOG) out.logs = { ...((out.logs as Record<string, unknown> | undefined) ?? {}), access: env.SLUICE_ACCESS_LOG };
+  // OpenTelemetry's own variables: the traces endpoint (or the OTLP base, + /v1/traces), the sampler's ratio, the service name.
+  const otlp = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces` : '');
+  if (otlp || env.OTEL_TRACES_SAMPLER_ARG || env.OTEL_SERVICE_NAME) {
+    const otel: Record<string, unknown> = { ...((out.otel as Record<string, unknown> | undefined) ?? {}) };
+    if (otlp) otel.endpoint = otlp;
+    if (env.OTEL_TRACES_SAMPLER_ARG) {
+      const ratio = Number(env.OTEL_TRACES_SAMPLER_ARG);
+      if (!Number.isFinite(ratio)) throw new ConfigError(`OTEL_TRACES_SAMPLER_ARG=${env.OTEL_TRACES_SAMPLER_ARG}: must be a number from 0 to 1`);
+      otel.sample_ratio = ratio;
+    }
+    if (env.OTEL_SERVICE_NAME) otel.service_name = env.OTEL_SERVICE_NAME;
+    out.otel = otel;
+  }
   if (env.SLUICE_API_KEYS) out.api_keys = env.SLUICE_API_KEYS.split(',').map((k) => k.trim()).filter(Boolean);
 
   const providers = { ...((out.providers as Record<string, Record<string, unknown>> | undefined) ?? {}) };

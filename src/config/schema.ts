@@ -370,6 +370,23 @@ export const ConfigSchema = z.object({
    * the landing page. Off by default: the default exposes no tenant data without a key.
    */
   stats: z.object({ public: z.boolean().default(false) }).strict().prefault({}),
+  /**
+   * OpenTelemetry traces: one per request (spans for admission, savings, the upstream call and
+   * settling, with GenAI attributes for model, tokens and cost), built after the response
+   * went out and exported over OTLP/HTTP (JSON) in batches. Off without an endpoint.
+   */
+  otel: z.object({
+    /** The OTLP/HTTP traces URL (a collector's http://host:4318/v1/traces). */
+    endpoint: z.url({ protocol: /^https?$/ }).optional(),
+    /** Headers on every export (a vendor's API key). */
+    headers: z.record(z.string(), z.string()).default({}),
+    /** The share of requests traced, 0 to 1. */
+    sample_ratio: z.number().min(0).max(1).default(1),
+    service_name: z.string().min(1).max(128).default('sluice'),
+    /** How long spans wait to be exported in one batch; at most max_queue wait (more are dropped and counted). */
+    export_delay_ms: z.number().int().min(10).max(60_000).default(1000),
+    max_queue: z.number().int().min(64).max(1_000_000).default(8192),
+  }).strict().prefault({}),
   ledger: z.object({
     /**
      * Group commit: queued rows are committed this long after the first one (0 = on the

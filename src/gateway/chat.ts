@@ -83,6 +83,6 @@ export class ChatGateway implements Host {
 
   /** A refusal from outside the pipeline (the route's body could not be read, or bridged): the same row and ordering. */
   reject(client: Client, key: KeyRecord, t0: number, err: unknown): void {
-    refuse(this.deps.ledger, { client, key, ticket: new Ticket(this, key), t0, model: '', ws: null, request: null }, asGatewayError(err));
+    refuse(this.deps.ledger, { client, key, ticket: new Ticket(this, key), t0, tAdmitted: 0, model: '', ws: null, request: null }, asGatewayError(err));
   }
 }

@@ -78,6 +78,8 @@ export class RequestContext implements SavingsContext {
   extra: PromptExtra = NO_EXTRA;
   /** The output cap the gateway set (0: none; the request's own, or the model's, bounds it). */
   outputCap = 0;
+  /** When the holds were taken (performance.now(); 0: not admitted). */
+  tAdmitted = 0;
   /** Prompt tokens the rewrites removed, by mechanism. */
   saved: SavedTokens = NO_TOKENS;
   /** The prompt's exact token count, when the worker pool already counted it. */

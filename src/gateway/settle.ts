@@ -21,6 +21,8 @@ export interface Settling {
   readonly key: KeyRecord;
   readonly ticket: Ticket;
   readonly t0: number;
+  /** When the request was admitted (0: it was not). */
+  readonly tAdmitted: number;
   /** The requested model ('' when the body could not be read). */
   readonly model: string;
   /** null until the request's workspace is known. */
@@ -35,6 +37,9 @@ export interface Timing {
   tFirstByte: number;
   tDone: number;
   overheadMs: number;
+  /** The last attempt's dispatch and the end of its answer (an upstream call's). */
+  tDispatch?: number;
+  tUpstreamEnd?: number;
 }
 
 /**
@@ -52,7 +57,7 @@ export function record(ledger: Ledger, r: Settling, fig: Figures | null, status:
   r.ticket.release(billed ? billed.prompt_tokens + billed.completion_tokens : 0, chargeNano);
   const ws = r.ws;
   const pick = fig?.routerPick ?? null;
-  ledger.append({
+  const row: LedgerRow = {
     id: r.client.requestId, ts: Date.now(), kind: 'request', workspace: ws?.id ?? r.key.workspace, key_id: r.key.id, endpoint: r.client.endpoint,
     requested_model: r.model, served: fig?.decision ?? null, router_bucket: pick?.bucket ?? null, router_score: pick?.score ?? null,
     router_task: pick?.task ?? null, router_model: pick?.learned?.teaches ? pick.model : null, router_quality: pick?.learned?.quality ?? null, router_reason: pick?.learned?.reason ?? null, cache: fig?.cache ?? 'none',
@@ -62,7 +67,9 @@ export function record(ledger: Ledger, r: Settling, fig: Figures | null, status:
     cost_usd: c?.cost_usd ?? 0, benchmark_usd: c?.benchmark_usd ?? 0, charge_usd: c?.charge_usd ?? 0, saved_usd: c?.saved_usd ?? 0,
     ttfb_ms: t.tFirstByte ? ms(r.t0, t.tFirstByte) : null, total_ms: ms(r.t0, t.tDone), overhead_ms: t.overheadMs, status, retries, error,
     delta_nano: ws?.metered ? -chargeNano : 0, balance_nano: null, note: null,
-  }, ws ?? undefined);
+  };
+  ledger.append(row, ws ?? undefined);
+  if (ledger.observer) ledger.observer(row, { t0: r.t0, tAdmitted: r.tAdmitted, tDispatch: t.tDispatch ?? 0, tFirstByte: t.tFirstByte, tUpstreamEnd: t.tUpstreamEnd ?? 0, tDone: t.tDone, parent: r.client.traceparent ?? '' });
   return true;
 }
 

@@ -538,7 +538,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     const responseId = this.responseId ?? this.tap?.responseId ?? null;
     if (responseId && status === 200 && !this.ctx.ticket.recorded) this.deps.responseIds.remember(this.ctx.ws.id, responseId, u ? u.prompt_tokens + u.completion_tokens : 0, this.route.provider.name);
     record(this.deps.ledger, this.ctx, this.figures, status, error, u, source, known,
-      { tFirstByte: this.tFirstByte, tDone, overheadMs: this.overheadMs(tDone) }, this.attempts.retries);
+      { tFirstByte: this.tFirstByte, tDone, overheadMs: this.overheadMs(tDone), tDispatch: this.tDispatch, tUpstreamEnd: this.tUpstreamEnd }, this.attempts.retries);
   }
 }
 

@@ -59,6 +59,8 @@ export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDe
   providers: string[];
   /** Where uploads spill to disk (emptied at start). */
   spoolDir: string;
+  /** Traces are exported: the caller's `traceparent` is read, for its trace to hold the request's. */
+  traced: boolean;
 }
 
 export interface Server {

@@ -35,6 +35,8 @@ const INFLATE: Record<string, Inflate> = { gzip: gunzip, 'x-gzip': gunzip, defla
 export class Exchange implements Client {
   /** What the ledger calls the endpoint this exchange answers (the Responses bridge says `responses`). */
   endpoint = 'chat.completions';
+  /** The caller's W3C `traceparent` (read only when traces are exported). */
+  traceparent = '';
   /** Errors in Anthropic's envelope (the Messages API's routes), else OpenAI's. */
   anthropicErrors = false;
   aborted = false;

@@ -80,7 +80,7 @@ export function authorizationOf(req: HttpRequest): string {
   return apiKey ? `Bearer ${apiKey}` : '';
 }
 
-export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyBytes: number; trustProxyHops: number }, state: { draining: boolean }): Handlers {
+export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyBytes: number; trustProxyHops: number; traced: boolean }, state: { draining: boolean }): Handlers {
   const shuttingDown = () => new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.');
   const plain: Refuse = (ex, _key, _t0, err) => ex.sendError(err);
   /**
@@ -95,6 +95,7 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
     ex.anthropicErrors = anthropic;
     const authorization = authorizationOf(req);
     const length = req.getHeader('content-length');
+    if (deps.traced) ex.traceparent = req.getHeader('traceparent');
     const values = params === 0 ? NO_PARAMS : Array.from({ length: params }, (_, i) => req.getParameter(i) ?? '');
     const headers = headerNames.length === 0 ? NO_PARAMS : headerNames.map((h) => req.getHeader(h));
     let key: KeyRecord;

@@ -8,6 +8,8 @@ export interface Client {
   readonly requestId: string;
   /** What the ledger calls the endpoint this answers (`chat.completions`, `responses`, …). */
   readonly endpoint: string;
+  /** The caller's W3C `traceparent` header ('' or absent: none, or traces are off). */
+  readonly traceparent?: string;
   /** The client went away (its connection closed before the answer ended). */
   readonly aborted: boolean;
   /** One listener: called once when the client goes away. */

@@ -20,6 +20,7 @@ export abstract class SseTranslator implements Client {
 
   get requestId(): string { return this.inner.requestId; }
   get endpoint(): string { return this.inner.endpoint; }
+  get traceparent(): string | undefined { return this.inner.traceparent; }
   get aborted(): boolean { return this.inner.aborted; }
   onAbort(listener: () => void): void { this.inner.onAbort(listener); }
   sendError(error: unknown, headers?: HeaderList | null): void { this.inner.sendError(error, headers); }

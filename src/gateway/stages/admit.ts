@@ -21,6 +21,7 @@ export function admit(deps: ChatDeps): Stage {
   const hold = (ctx: RequestContext, tokens: number, output: number, charge: number) => {
     const admission = limits.admit(ctx.chain, { tokens: tokens + output, nano: charge });
     ctx.ticket.hold(ctx.ws, admission, ctx.ws.metered ? charge : 0);
+    ctx.tAdmitted = performance.now();
     ctx.next();
   };
 

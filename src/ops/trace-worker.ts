@@ -1,0 +1,100 @@
+// The tracing worker (a thread of its own, started by tracing.ts): it turns each request's
+// ledger row and timings into its trace (a server span with a child for admission, savings,
+// the upstream call and settling, with GenAI's attributes and the gateway's figures), and
+// OpenTelemetry's batch processor exports them over OTLP/HTTP (JSON). Building and
+// serialising spans costs tens of µs a request; here it costs the event loop nothing.
+import { parentPort, workerData } from 'node:worker_threads';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Span, type Tracer } from '@opentelemetry/api';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { LedgerRow, RequestTiming } from '../accounts/ledger.js';
+import { parseTraceparent, type TraceBatch, type TracingConfig } from './tracing.js';
+
+/** GenAI's operation names for the endpoints that have one; the others are named by their endpoint. */
+const OPERATION: Record<string, string> = {
+  'chat.completions': 'chat', responses: 'chat', messages: 'chat', completions: 'text_completion', embeddings: 'embeddings',
+};
+
+function traceRequest(tracer: Tracer, origin: number, row: LedgerRow, t: RequestTiming): void {
+const at = (perf: number) => origin + perf; // epoch ms, as OpenTelemetry takes them (the readings are the main thread's)
+  const operation = OPERATION[row.endpoint] ?? row.endpoint;
+  const provider = row.served ? row.served.slice(0, row.served.indexOf('/')) : null;
+  const attributes: Attributes = {
+    'gen_ai.operation.name': operation,
+    'gen_ai.request.model': row.requested_model,
+    'http.response.status_code': row.status,
+    'sluice.request_id': row.id,
+    'sluice.endpoint': row.endpoint,
+    'sluice.workspace': row.workspace,
+    'sluice.key_id': row.key_id,
+    'sluice.cache': row.cache,
+    'sluice.retries': row.retries,
+    'sluice.stream': row.stream,
+    'sluice.cost_usd': row.cost_usd,
+    'sluice.charge_usd': row.charge_usd,
+    'sluice.benchmark_usd': row.benchmark_usd,
+    'sluice.saved_usd': row.saved_usd,
+    'sluice.usage_source': row.usage_source,
+  };
+  if (row.served) attributes['gen_ai.response.model'] = row.served;
+  if (provider) attributes['gen_ai.provider.name'] = provider;
+  if (row.usage_source !== 'none') {
+    attributes['gen_ai.usage.input_tokens'] = row.prompt_tokens;
+    attributes['gen_ai.usage.output_tokens'] = row.completion_tokens;
+    if (row.cached_tokens) attributes['gen_ai.usage.cache_read.input_tokens'] = row.cached_tokens;
+    if (row.cache_write_tokens) attributes['gen_ai.usage.cache_creation.input_tokens'] = row.cache_write_tokens;
+  }
+  if (row.router_task) attributes['sluice.router.task'] = row.router_task;
+  if (row.error) attributes['error.type'] = row.error;
+  const caller = t.parent ? parseTraceparent(t.parent) : null;
+  const root = tracer.startSpan(`${operation} ${row.requested_model}`.trim(), { kind: SpanKind.SERVER, startTime: at(t.t0), attributes },
+    caller ? trace.setSpanContext(ROOT_CONTEXT, caller) : ROOT_CONTEXT);
+  // A 5xx is the gateway's (or its upstream's) failure; a 4xx is the caller's, not an error of this span.
+  if (row.status >= 500) root.setStatus({ code: SpanStatusCode.ERROR, message: row.error ?? undefined });
+  const parent = trace.setSpan(ROOT_CONTEXT, root);
+  const child = (name: string, from: number, to: number, kind = SpanKind.INTERNAL, attrs?: Attributes): Span | null => {
+    if (!from || !to || to < from) return null;
+    const span = tracer.startSpan(name, { kind, startTime: at(from), attributes: attrs }, parent);
+    span.end(at(to));
+    return span;
+  };
+  const end = t.tDone;
+  if (t.tAdmitted) {
+    child('admission', t.t0, t.tAdmitted);
+    // Savings: the lookups between admission and the upstream call, or until a cache or dedupe answered.
+    child('savings', t.tAdmitted, t.tDispatch || end, SpanKind.INTERNAL, { 'sluice.cache': row.cache });
+  }
+  if (t.tDispatch) {
+    const upstream: Attributes = { 'gen_ai.operation.name': operation, 'gen_ai.request.model': row.requested_model };
+    if (row.served) upstream['gen_ai.response.model'] = row.served;
+    if (provider) upstream['gen_ai.provider.name'] = provider;
+    if (t.tFirstByte) upstream['sluice.time_to_first_byte_ms'] = Math.round((t.tFirstByte - t.tDispatch) * 1000) / 1000;
+    child(`${operation} ${row.served ?? row.requested_model}`, t.tDispatch, t.tUpstreamEnd || end, SpanKind.CLIENT, upstream);
+  }
+  child('settle', t.tUpstreamEnd || t.tAdmitted || t.t0, end);
+  root.end(at(end));
+}
+
+
+const { cfg, version } = workerData as { cfg: TracingConfig; version: string };
+const exporter = new OTLPTraceExporter({ url: cfg.endpoint, headers: cfg.headers, timeoutMillis: 10_000 });
+const provider = new BasicTracerProvider({
+  resource: resourceFromAttributes({ 'service.name': cfg.service_name, 'service.version': version }),
+  spanProcessors: [new BatchSpanProcessor(exporter, { maxQueueSize: cfg.max_queue, maxExportBatchSize: 512, scheduledDelayMillis: cfg.export_delay_ms })],
+});
+const tracer = provider.getTracer('sluice', version);
+
+parentPort!.on('message', (message: TraceBatch | 'shutdown') => {
+  if (message === 'shutdown') {
+    provider.shutdown().finally(() => parentPort!.postMessage('stopped'));
+    return;
+  }
+  for (const [row, timing] of message.requests) {
+    try {
+      traceRequest(tracer, message.origin, row, timing);
+    } catch (err) {
+      console.error(`tracing: a request could not be traced: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+});
