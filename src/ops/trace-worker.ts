@@ -4,7 +4,7 @@
 // OpenTelemetry's batch processor exports them over OTLP/HTTP (JSON). Building and
 // serialising spans costs tens of µs a request; here it costs the event loop nothing.
 import { parentPort, workerData } from 'node:worker_threads';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Span, type Tracer } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Tracer } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -17,7 +17,7 @@ const OPERATION: Record<string, string> = {
 };
 
 function traceRequest(tracer: Tracer, origin: number, row: LedgerRow, t: RequestTiming): void {
-const at = (perf: number) => origin + perf; // epoch ms, as OpenTelemetry takes them (the readings are the main thread's)
+  const at = (perf: number) => origin + perf; // epoch ms, as OpenTelemetry takes them (the readings are the main thread's)
   const operation = OPERATION[row.endpoint] ?? row.endpoint;
   const provider = row.served ? row.served.slice(0, row.served.indexOf('/')) : null;
   const attributes: Attributes = {
@@ -53,11 +53,9 @@ const at = (perf: number) => origin + perf; // epoch ms, as OpenTelemetry takes 
   // A 5xx is the gateway's (or its upstream's) failure; a 4xx is the caller's, not an error of this span.
   if (row.status >= 500) root.setStatus({ code: SpanStatusCode.ERROR, message: row.error ?? undefined });
   const parent = trace.setSpan(ROOT_CONTEXT, root);
-  const child = (name: string, from: number, to: number, kind = SpanKind.INTERNAL, attrs?: Attributes): Span | null => {
-    if (!from || !to || to < from) return null;
-    const span = tracer.startSpan(name, { kind, startTime: at(from), attributes: attrs }, parent);
-    span.end(at(to));
-    return span;
+  const child = (name: string, from: number, to: number, kind = SpanKind.INTERNAL, attrs?: Attributes): void => {
+    if (!from || !to || to < from) return;
+    tracer.startSpan(name, { kind, startTime: at(from), attributes: attrs }, parent).end(at(to));
   };
   const end = t.tDone;
   if (t.tAdmitted) {
@@ -75,7 +73,6 @@ const at = (perf: number) => origin + perf; // epoch ms, as OpenTelemetry takes 
   child('settle', t.tUpstreamEnd || t.tAdmitted || t.t0, end);
   root.end(at(end));
 }
-
 
 const { cfg, version } = workerData as { cfg: TracingConfig; version: string };
 const exporter = new OTLPTraceExporter({ url: cfg.endpoint, headers: cfg.headers, timeoutMillis: 10_000 });
