@@ -189,7 +189,12 @@ export class Ledger {
         error = err;
       }
       if (error) console.error(`ledger: a batch of ${rows.length} rows failed to commit: ${String(error)}`);
-      for (const w of waiters) guarded('a commit waiter', () => w(error));
+      // Writes made through lmdb-js's asynchronous batch (the caches' entries, a key, the
+      // router's state) are committed by its writer thread. A response waits for those of
+      // its turn too, so what it stored is there for the client's next request, as when the
+      // ledger shared that batch. With none pending this is a microtask, not a thread hop.
+      const answer = (err: unknown) => { for (const w of waiters) guarded('a commit waiter', () => w(err)); };
+      this.store.root.committed.then(() => answer(error), (err: unknown) => answer(error ?? err));
       return;
     }
     const batch = this.putBatch(rows);
