@@ -194,7 +194,8 @@ export class Ledger {
       // its turn too, so what it stored is there for the client's next request, as when the
       // ledger shared that batch. With none pending this is a microtask, not a thread hop.
       const answer = (err: unknown) => { for (const w of waiters) guarded('a commit waiter', () => w(err)); };
-      this.store.root.committed.then(() => answer(error), (err: unknown) => answer(error ?? err));
+      // (their failure is theirs: the rows are committed, and the responses say what the rows say)
+      this.store.root.committed.then(() => answer(error), (err: unknown) => { console.error(`ledger: writes beside a batch failed to commit: ${String(err)}`); answer(error); });
       return;
     }
     const batch = this.putBatch(rows);
