@@ -205,7 +205,7 @@ async function main(): Promise<void> {
   console.log(sem.enabled
     ? `semantic cache: on (threshold ${sem.threshold}; temperature-0 requests; verifier: ${verify ? verify.model : 'off'}; savings.semantic_cache.enabled: false turns it off)`
     : 'semantic cache: off (savings.semantic_cache.enabled)');
-  if (tracing) console.log(`tracing: OTLP/HTTP to ${otel.endpoint}, ${otel.sample_ratio * 100}% of requests`);
+  if (tracing) console.log(`tracing: OTLP/HTTP to ${otel.endpoint}, ${Number((otel.sample_ratio * 100).toFixed(3))}% of requests (or as a caller's traceparent says)`);
   console.log(masterKeyFile ? `master key: in ${masterKeyFile} (mode 0600)` : 'master key: from SLUICE_MASTER_KEY / config');
 
   let stopping = false;

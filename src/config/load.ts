@@ -61,13 +61,16 @@ function applyEnv(data: Record<string, unknown>, env: Env): Record<string, unkno
   if (env.SLUICE_PUBLIC_STATS === 'on' || env.SLUICE_PUBLIC_STATS === 'off') out.stats = { public: env.SLUICE_PUBLIC_STATS === 'on' };
   if (env.SLUICE_ACCESS_LOG) out.logs = { ...((out.logs as Record<string, unknown> | undefined) ?? {}), access: env.SLUICE_ACCESS_LOG };
   // OpenTelemetry's own variables: the traces endpoint (or the OTLP base, + /v1/traces), the sampler's ratio, the service name.
-  const otlp = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces` : '');
-  if (otlp || env.OTEL_TRACES_SAMPLER_ARG || env.OTEL_SERVICE_NAME) {
+  // OTEL_SDK_DISABLED=true turns tracing off, whatever else says.
+  const otlp = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim() || (env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim() ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.trim().replace(/\/+$/, '')}/v1/traces` : '');
+  const samplerArg = env.OTEL_TRACES_SAMPLER_ARG?.trim();
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') out.otel = { ...((out.otel as Record<string, unknown> | undefined) ?? {}), endpoint: undefined };
+  else if (otlp || samplerArg || env.OTEL_SERVICE_NAME) {
     const otel: Record<string, unknown> = { ...((out.otel as Record<string, unknown> | undefined) ?? {}) };
     if (otlp) otel.endpoint = otlp;
-    if (env.OTEL_TRACES_SAMPLER_ARG) {
-      const ratio = Number(env.OTEL_TRACES_SAMPLER_ARG);
-      if (!Number.isFinite(ratio)) throw new ConfigError(`OTEL_TRACES_SAMPLER_ARG=${env.OTEL_TRACES_SAMPLER_ARG}: must be a number from 0 to 1`);
+    if (samplerArg) {
+      const ratio = Number(samplerArg);
+      if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) throw new ConfigError(`OTEL_TRACES_SAMPLER_ARG=${samplerArg.slice(0, 40)}: must be a number from 0 to 1`);
       otel.sample_ratio = ratio;
     }
     if (env.OTEL_SERVICE_NAME) otel.service_name = env.OTEL_SERVICE_NAME;

@@ -7,7 +7,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Tracer } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { LedgerRow, RequestTiming } from '../accounts/ledger.js';
 import { parseTraceparent, type TraceBatch, type TracingConfig } from './tracing.js';
 
@@ -39,11 +40,15 @@ function traceRequest(tracer: Tracer, origin: number, row: LedgerRow, t: Request
   };
   if (row.served) attributes['gen_ai.response.model'] = row.served;
   if (provider) attributes['gen_ai.provider.name'] = provider;
-  if (row.usage_source !== 'none') {
+  if (row.usage_source !== 'none' && OPERATION[row.endpoint]) {
     attributes['gen_ai.usage.input_tokens'] = row.prompt_tokens;
     attributes['gen_ai.usage.output_tokens'] = row.completion_tokens;
     if (row.cached_tokens) attributes['gen_ai.usage.cache_read.input_tokens'] = row.cached_tokens;
     if (row.cache_write_tokens) attributes['gen_ai.usage.cache_creation.input_tokens'] = row.cache_write_tokens;
+  } else if (row.usage_source !== 'none') {
+    // Images, speech and transcriptions are billed in the catalog's own units (images, characters, seconds or audio tokens), not tokens.
+    attributes['sluice.usage.input_units'] = row.prompt_tokens;
+    attributes['sluice.usage.output_units'] = row.completion_tokens;
   }
   if (row.router_task) attributes['sluice.router.task'] = row.router_task;
   if (row.error) attributes['error.type'] = row.error;
@@ -74,9 +79,45 @@ function traceRequest(tracer: Tracer, origin: number, row: LedgerRow, t: Request
   root.end(at(end));
 }
 
+/**
+ * The OTLP exporter, with its failures said: a collector that refuses or does not answer is
+ * logged (at most once a minute, with how many spans were lost since), never silent.
+ */
+class LoudExporter implements SpanExporter {
+  private failed = 0;
+  private lastLog = 0;
+
+  constructor(private readonly inner: SpanExporter, private readonly endpoint: string) {}
+
+  export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+    this.inner.export(spans, (result) => {
+      if (result.code !== ExportResultCode.SUCCESS) {
+        this.failed += spans.length;
+        const now = Date.now();
+        if (now - this.lastLog >= 60_000) {
+          console.error(`tracing: ${this.failed} span(s) could not be exported to ${this.endpoint} (${result.error?.message ?? 'refused'}); retrying with the next batches`);
+          this.lastLog = now;
+          this.failed = 0;
+        }
+      }
+      done(result);
+    });
+  }
+
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush?.() ?? Promise.resolve();
+  }
+}
+
 const { cfg, version } = workerData as { cfg: TracingConfig; version: string };
-const exporter = new OTLPTraceExporter({ url: cfg.endpoint, headers: cfg.headers, timeoutMillis: 10_000 });
+const exporter = new LoudExporter(new OTLPTraceExporter({ url: cfg.endpoint, headers: cfg.headers, timeoutMillis: 10_000 }), cfg.endpoint);
 const provider = new BasicTracerProvider({
+  // Sampled already (tracing.ts): the SDK's own sampler must not read OTEL_TRACES_SAMPLER and sample again.
+  sampler: new AlwaysOnSampler(),
   resource: resourceFromAttributes({ 'service.name': cfg.service_name, 'service.version': version }),
   spanProcessors: [new BatchSpanProcessor(exporter, { maxQueueSize: cfg.max_queue, maxExportBatchSize: 512, scheduledDelayMillis: cfg.export_delay_ms })],
 });

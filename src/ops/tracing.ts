@@ -53,7 +53,10 @@ export class Tracing {
   readonly observe = (row: LedgerRow, timing: RequestTiming): void => {
     const parent = timing.parent ? parseTraceparent(timing.parent) : null;
     if (parent ? (parent.traceFlags & TraceFlags.SAMPLED) === 0 : this.cfg.sample_ratio < 1 && Math.random() >= this.cfg.sample_ratio) return;
-    if (this.waiting.length >= MAX_WAITING) { this.dropped++; return; }
+    if (this.waiting.length >= MAX_WAITING) {
+      if (this.dropped++ % 10_000 === 0) console.error(`tracing: the tracing thread is behind; ${this.dropped} request(s) not traced so far`);
+      return;
+    }
     this.waiting.push([row, timing]);
     if (!this.scheduled) {
       this.scheduled = true;

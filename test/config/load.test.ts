@@ -94,3 +94,13 @@ t.test('start-up refuses a Vertex key file it cannot use and deployments of unkn
   t.match(gw.output(), /warning: provider 'azure' serves no model.*AZURE_OPENAI_DEPLOYMENTS/, 'an Azure resource with no deployments is named at start');
   await gw.stop();
 });
+
+t.test('OpenTelemetry\'s variables: the endpoint, a ratio from 0 to 1 (named when it is not), OTEL_SDK_DISABLED', async (t) => {
+  const base = loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318/' });
+  t.equal(base.otel.endpoint, 'http://127.0.0.1:4318/v1/traces', 'the OTLP base gets /v1/traces');
+  t.equal(base.otel.sample_ratio, 1);
+  t.equal(loadConfig({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/custom', OTEL_TRACES_SAMPLER_ARG: ' 0.25 ' }).otel.sample_ratio, 0.25);
+  t.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER_ARG: '  ' }).otel.sample_ratio, 1, 'a blank ratio is no ratio (not 0)');
+  for (const bad of ['abc', '2', '-0.5']) t.throws(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER_ARG: bad }), /OTEL_TRACES_SAMPLER_ARG/, `${bad}: refused, naming the variable`);
+  t.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }).otel.endpoint, undefined, 'OTEL_SDK_DISABLED=true: off');
+});

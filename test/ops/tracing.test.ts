@@ -33,7 +33,8 @@ await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
 const endpoint = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`;
 t.teardown(() => new Promise<void>((r) => { collector.closeAllConnections(); if (collector.listening) collector.close(() => r()); else r(); }));
 
-const gw = await startGateway({ SLUICE_SIM: 'on', OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }, undefined, { otel: { export_delay_ms: 50 } });
+// (OTEL_TRACES_SAMPLER is the SDK's own: Sluice samples once, so the SDK must not read it and sample again)
+const gw = await startGateway({ SLUICE_SIM: 'on', OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_TRACES_SAMPLER: 'always_off' }, undefined, { otel: { export_delay_ms: 50 } });
 t.teardown(() => gw.stop());
 const sampledOut = await startGateway({ SLUICE_SIM: 'on', OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_TRACES_SAMPLER_ARG: '0' }, undefined, { otel: { export_delay_ms: 50 } });
 t.teardown(() => sampledOut.stop());
