@@ -38,6 +38,8 @@ const SPOOL = 1;
 const INFLATER = 2;
 /** Fields that route the request: after the file, once the request is on its way, they would come too late. */
 const ROUTING_FIELDS = new Set(['model', 'provider']);
+/** The longest field name (OpenAI's are at most 23 characters). */
+const MAX_NAME = 100;
 /** Values one `name[]` field may carry. */
 const MAX_VALUES = 16;
 
@@ -60,7 +62,7 @@ export function audioUpload(deps: AudioUploadDeps, endpoint: Endpoint): (caller:
     }
     let parser: ReturnType<typeof Busboy>;
     try {
-      parser = Busboy({ headers: { 'content-type': type }, limits: { fieldNameSize: 100, fieldSize: 10_000, fields: 32, files: 1, parts: 40, headerPairs: 20, fileSize: deps.maxBytes } });
+      parser = Busboy({ headers: { 'content-type': type }, limits: { fieldNameSize: MAX_NAME, fieldSize: 10_000, fields: 32, files: 1, parts: 40, headerPairs: 20, fileSize: deps.maxBytes } });
     } catch {
       refuse(new GatewayError(Errors.invalidRequest, 'The multipart Content-Type has no usable boundary.', 'file'));
       return;
@@ -134,7 +136,8 @@ class AudioUpload {
 
   private field(name: string, value: string, truncated: boolean): void {
     if (this.stopped) return;
-    if (truncated) { this.fail(new GatewayError(Errors.invalidRequest, `Invalid '${name.slice(0, 64)}': too long.`, name.slice(0, 64))); return; }
+    // (busboy bounds a multipart field's value, not its name: the name is bounded here, or 32 names of 80 KB would go upstream)
+    if (truncated || name.length > MAX_NAME) { this.fail(new GatewayError(Errors.invalidRequest, `Invalid '${name.slice(0, 64)}': too long.`, name.slice(0, 64))); return; }
     // An array is sent as `name[]` once per value (the SDKs' timestamp_granularities[], include[]).
     if (name.endsWith('[]')) {
       const values = this.fields[name] ??= [];

@@ -174,6 +174,16 @@ t.test('an upload that goes wrong after the request went upstream ends it with t
   t.equal((await fetch(`${gw.url}/health`)).status, 200);
 });
 
+t.test('a field name past 100 characters is refused (busboy bounds values, not names)', async (t) => {
+  const body = Buffer.concat([field('x'.repeat(5000), 'v'), field('model', 'primary/whisper-1'), fileHead(), Buffer.alloc(100), closing]);
+  const { req, answer } = send('/v1/audio/transcriptions', body.length);
+  req.end(body);
+  const res = await answer;
+  t.equal(res.status, 400);
+  t.match(res.json, { error: { message: /too long/ } });
+  t.equal(await held(), 0);
+});
+
 t.test('too large: refused from its Content-Length at once, or when a chunked body passes the limit', async (t) => {
   const declared = send('/v1/audio/transcriptions', MAX + 1);
   declared.req.write(field('model', 'primary/whisper-1'));
