@@ -4,14 +4,11 @@
 // and the ledger, and 400s for what a chat model cannot do.
 import OpenAI from 'openai';
 import t from 'tap';
-import { FAKE_WORDS, startFakeUpstream } from '../fakes/openai-upstream.js';
-import { startGateway } from '../helpers/gateway.js';
+import { FAKE_WORDS } from '../fakes/openai-upstream.js';
+import { startWithFakeOpenAI } from '../helpers/gateway.js';
 import { http } from '../helpers/http.js';
 
-const fake = await startFakeUpstream();
-t.teardown(() => fake.close());
-const gw = await startGateway({ SLUICE_SIM: 'on' }, undefined, { providers: { openai: { kind: 'openai', base_url: fake.url, api_key: 'sk-fake-upstream' } } });
-t.teardown(() => gw.stop());
+const { fake, gw } = await startWithFakeOpenAI(t.teardown);
 const api = http(gw);
 const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
 

@@ -4,14 +4,10 @@
 import { inflateSync } from 'node:zlib';
 import OpenAI from 'openai';
 import t from 'tap';
-import { startFakeUpstream } from '../fakes/openai-upstream.js';
-import { startGateway } from '../helpers/gateway.js';
+import { startWithFakeOpenAI } from '../helpers/gateway.js';
 import { http } from '../helpers/http.js';
 
-const fake = await startFakeUpstream();
-t.teardown(() => fake.close());
-const gw = await startGateway({ SLUICE_SIM: 'on' }, undefined, { providers: { openai: { kind: 'openai', base_url: fake.url, api_key: 'sk-fake-upstream' } } });
-t.teardown(() => gw.stop());
+const { fake, gw } = await startWithFakeOpenAI(t.teardown);
 const api = http(gw);
 const { key, ws } = await api.tenant(gw.masterKey, 1, undefined, ['inference', 'usage:read']);
 const client = new OpenAI({ baseURL: gw.baseURL, apiKey: key, maxRetries: 0 });

@@ -4,15 +4,11 @@
 // gpt-4o-transcribe per token; the sim transcribes a WAV, reading its length from its header.
 import OpenAI, { toFile } from 'openai';
 import t from 'tap';
-import { startFakeUpstream } from '../fakes/openai-upstream.js';
-import { startGateway } from '../helpers/gateway.js';
+import { startWithFakeOpenAI } from '../helpers/gateway.js';
 import { http } from '../helpers/http.js';
 import { wavSeconds } from '../../src/wire/transcriptions.js';
 
-const fake = await startFakeUpstream();
-t.teardown(() => fake.close());
-const gw = await startGateway({ SLUICE_SIM: 'on' }, undefined, { providers: { openai: { kind: 'openai', base_url: fake.url, api_key: 'sk-fake-upstream' } }, http: { max_audio_bytes: 1024 * 1024 } });
-t.teardown(() => gw.stop());
+const { fake, gw } = await startWithFakeOpenAI(t.teardown, { http: { max_audio_bytes: 1024 * 1024 } });
 const api = http(gw);
 const { key, ws } = await api.tenant(gw.masterKey, 1, undefined, ['inference', 'usage:read']);
 const client = new OpenAI({ baseURL: gw.baseURL, apiKey: key, maxRetries: 0 });

@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startFakeUpstream, type FakeUpstream } from '../fakes/openai-upstream.js';
 
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 
@@ -71,4 +72,17 @@ export async function startGateway(env: Record<string, string> = {}, dataDir = t
       proc.kill(signal);
     }),
   };
+}
+
+/**
+ * The sim, and an `openai` provider in front of a fake OpenAI upstream (test/fakes): what the
+ * endpoint tests drive. `teardown` is the test's (tap's t.teardown): the fake closes after
+ * the gateway stops. `config` adds to the gateway's config.
+ */
+export async function startWithFakeOpenAI(teardown: (fn: () => unknown) => void, config: object = {}): Promise<{ fake: FakeUpstream; gw: Gateway }> {
+  const fake = await startFakeUpstream();
+  teardown(() => fake.close());
+  const gw = await startGateway({ SLUICE_SIM: 'on' }, undefined, { providers: { openai: { kind: 'openai', base_url: fake.url, api_key: 'sk-fake-upstream' } }, ...config });
+  teardown(() => gw.stop());
+  return { fake, gw };
 }
