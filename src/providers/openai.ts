@@ -3,8 +3,7 @@
 // answer comes back through the shared HTTP relay untouched.
 import type { Pool } from 'undici';
 import { editMembers, insertMembers, memberCount, type MemberEdits } from '../wire/splice.js';
-import { Relay, dispatchWhen, openPool, type HttpUpstreamOptions } from './http-relay.js';
-import { Errors, GatewayError } from '../errors.js';
+import { Relay, openPool, type HttpUpstreamOptions } from './http-relay.js';
 import { Readable } from 'node:stream';
 import { audioForm, type AudioRequest } from '../wire/transcriptions.js';
 import type { Api, ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';

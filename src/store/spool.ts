@@ -91,19 +91,6 @@ export class Spool {
     return this.done && !this.error;
   }
 
-  /** Resolves once every byte has come; rejects with the upload's failure. */
-  whenComplete(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const check = (): void => {
-        if (this.error) reject(this.error);
-        else if (this.done) resolve();
-        else if (this.closed) reject(new GatewayError(Errors.clientClosed, 'The request is over.'));
-        else this.waiters.push(check);
-      };
-      check();
-    });
-  }
-
   /** The first `n` bytes that have come (from memory). */
   head(n: number): Buffer {
     const parts: Buffer[] = [];
