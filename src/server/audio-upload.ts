@@ -20,6 +20,7 @@ import { NO_SWITCHES } from '../savings/mechanisms.js';
 import { Spool } from '../store/spool.js';
 import { AudioRequest, audioSecondsBound, checkAudioFields, type AudioFields } from '../wire/transcriptions.js';
 import { edgeOf } from './edge.js';
+import { unsupportedEncoding } from './exchange.js';
 import type { Caller, Refuse } from './handlers.js';
 
 export interface AudioUploadDeps {
@@ -57,7 +58,7 @@ export function audioUpload(deps: AudioUploadDeps, endpoint: Endpoint): (caller:
     const encoding = edgeOf(caller.ex.res)?.encoding ?? '';
     const inflater = encoding && encoding !== 'identity' ? INFLATERS[encoding] : null;
     if (inflater === undefined) {
-      refuse(new GatewayError(Errors.unsupportedEncoding, `Content-Encoding '${encoding.slice(0, 32)}' is not supported; send the body as is, or gzip, deflate or br.`));
+      refuse(unsupportedEncoding(encoding));
       return;
     }
     let parser: ReturnType<typeof Busboy>;

@@ -32,6 +32,11 @@ export function useEdge(e: Edge): void {
 type Inflate = (buf: InputType, options: ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void;
 const INFLATE: Record<string, Inflate> = { gzip: gunzip, 'x-gzip': gunzip, deflate: inflate, br: brotliDecompress as Inflate };
 
+/** A body in an encoding no route inflates: a 415 (gzip, deflate and br are). */
+export function unsupportedEncoding(encoding: string): GatewayError {
+  return new GatewayError(Errors.unsupportedEncoding, `Content-Encoding '${encoding.slice(0, 32)}' is not supported; send the body as is, or gzip, deflate or br.`);
+}
+
 export class Exchange implements Client {
   /** What the ledger calls the endpoint this exchange answers (the Responses bridge says `responses`). */
   endpoint = 'chat.completions';
@@ -77,7 +82,7 @@ export class Exchange implements Client {
     const encoding = edgeOf(this.res)?.encoding;
     if (encoding && encoding !== 'identity') {
       const inflate = INFLATE[encoding];
-      if (!inflate) { done(new GatewayError(Errors.unsupportedEncoding, `Content-Encoding '${encoding.slice(0, 32)}' is not supported; send the body as is, or gzip, deflate or br.`), Buffer.alloc(0)); return; }
+      if (!inflate) { done(unsupportedEncoding(encoding), Buffer.alloc(0)); return; }
       // Read as sent (within the limit), then inflated in libuv's pool, stopping at the same limit.
       this.readRaw(limit, declaredLength, (err, raw) => {
         if (err) { done(err, raw); return; }
