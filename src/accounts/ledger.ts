@@ -188,26 +188,25 @@ export class Ledger {
       } catch (err) {
         error = err;
       }
-      if (error) console.error(`ledger: a batch of ${rows.length} rows failed to commit: ${String(error)}`);
       // Writes made through lmdb-js's asynchronous batch (the caches' entries, a key, the
       // router's state) are committed by its writer thread. A response waits for those of
       // its turn too, so what it stored is there for the client's next request, as when the
       // ledger shared that batch. With none pending this is a microtask, not a thread hop.
-      const answer = (err: unknown) => { for (const w of waiters) guarded('a commit waiter', () => w(err)); };
-      // (their failure is theirs: the rows are committed, and the responses say what the rows say)
-      this.store.root.committed.then(() => answer(error), (err: unknown) => { console.error(`ledger: writes beside a batch failed to commit: ${String(err)}`); answer(error); });
+      // (Their failure is theirs: the rows are committed, and the responses say what the rows say.)
+      this.lastCommit = Promise.resolve(this.store.root.committed).then(() => this.answer(waiters, rows.length, error),
+        (err: unknown) => { console.error(`ledger: writes beside a batch failed to commit: ${String(err)}`); this.answer(waiters, rows.length, error); });
       return;
     }
     const batch = this.putBatch(rows);
     const commit = batch.error ? Promise.reject(batch.error instanceof Error ? batch.error : new Error(String(batch.error))) : batch.last ?? this.lastCommit;
-    this.lastCommit = commit.then(
-      () => { for (const w of waiters) guarded('a commit waiter', () => w(null)); },
-      (err: unknown) => {
-        console.error(`ledger: a batch of ${rows.length} rows failed to commit: ${String(err)}`);
-        for (const w of waiters) guarded('a commit waiter', () => w(err));
-      },
-    );
+    this.lastCommit = commit.then(() => this.answer(waiters, rows.length, null), (err: unknown) => this.answer(waiters, rows.length, err));
   };
+
+  /** The batch's commit is over: its waiters hear how it went (`err` null: committed). */
+  private answer(waiters: ReadonlyArray<(err: unknown) => void>, rows: number, err: unknown): void {
+    if (err) console.error(`ledger: a batch of ${rows} rows failed to commit: ${String(err)}`);
+    for (const w of waiters) guarded('a commit waiter', () => w(err));
+  }
 
   /**
    * The batch's puts, all in one transaction (the caller's synchronous one, or lmdb-js's for
@@ -271,6 +270,6 @@ export class Ledger {
     } finally {
       this.forcing = false;
     }
-    await this.lastCommit; // (committed already when the batch was written on this thread)
+    await this.lastCommit;
   }
 }
