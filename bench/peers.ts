@@ -9,7 +9,7 @@
 // the latency one request at a time adds over the direct upstream, with µs resolution; and
 // the proxy's RSS after the load. Ratios are to the bare floor measured in the same run.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
@@ -115,7 +115,6 @@ export async function runPeers(quick: boolean): Promise<void> {
 
 /** The TCP port a process listens on (Portkey prints only the port it was asked for). */
 async function listeningPort(pid: number): Promise<number> {
-  const { readFileSync, readdirSync, readlinkSync } = await import('node:fs');
   for (let i = 0; i < 100; i++) {
     const inodes = new Set<string>();
     for (const fd of readdirSync(`/proc/${pid}/fd`)) {
