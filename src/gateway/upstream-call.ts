@@ -297,13 +297,19 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     // The terminal event (held by the tap) and the figures go out once the row is committed:
     // a client that has them has the whole answer.
     // A leader whose client left is settled already (handed over): the tail still goes to its followers, once their rows are.
-    if (this.settling) this.deps.ledger.whenCommitted(this.finishStream);
-    else this.settle(200, null, usage, this.finishStream, source);
-    this.followers?.end(usage, source);
+    const finish = () => {
+      if (this.settling) this.deps.ledger.whenCommitted(this.finishStream);
+      else this.settle(200, null, usage, this.finishStream, source);
+      this.followers?.end(usage, source);
+    };
     const sse = this.sse;
     this.sse = null;
     if (sse && this.ctx.hash && source === 'upstream') {
-      this.deps.pool.assemble(Buffer.concat(sse)).then((json) => { if (json) this.keep(json, usage); }, () => undefined);
+      // A cacheable answer is kept before its row is written, as a buffered one is: its cache
+      // entry then commits with the row's turn, and a repeat right after the last byte finds it.
+      this.deps.pool.assemble(Buffer.concat(sse)).then((json) => { if (json) this.keep(json, usage); }, () => undefined).then(finish, finish);
+    } else {
+      finish();
     }
     // (the parts as they came: the judge joins them only for an answer it samples)
     if (sse && this.ctx.router?.learned?.teaches && !this.client.aborted) this.ctx.host.answered(this.ctx, sse, true);
