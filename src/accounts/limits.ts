@@ -15,7 +15,7 @@ import { LimitError, type LimitKind } from '../errors.js';
 import type { Store } from '../store/lmdb.js';
 import { isOperatorKey, type KeyLimits, type KeyRecord } from './keys.js';
 
-type Header = readonly [string, string];
+export type Header = readonly [string, string];
 
 const SLICES = 60;
 const MINUTE = 60_000;
@@ -104,13 +104,13 @@ function calendar(now: number): { day: string; month: string } {
   }
   return dayCache;
 }
-const utcDay = (now: number) => calendar(now).day;
-const utcMonth = (now: number) => calendar(now).month;
-function msToNextUtcDay(now: number): number {
+export const utcDay = (now: number) => calendar(now).day;
+export const utcMonth = (now: number) => calendar(now).month;
+export function msToNextUtcDay(now: number): number {
   const d = new Date(now);
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1) - now;
 }
-function msToNextUtcMonth(now: number): number {
+export function msToNextUtcMonth(now: number): number {
   const d = new Date(now);
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1) - now;
 }
@@ -182,11 +182,42 @@ export interface Admission {
 }
 
 /** A refusal in the making: its kind, wait, text and the extra fields the error carries. */
-interface Refusal {
+export interface Refusal {
   kind: LimitKind;
   waitMs: number;
   what: string;
   detail?: Record<string, string | number>;
+}
+
+/** A refusal of `kind` by a key with `limits`: what it says, and the fields its error carries. */
+export function describe(kind: LimitKind, limits: KeyLimits, waitMs: number, w: { seconds: number; requests: number } | null = null, period: 'day' | 'month' = 'day'): Refusal {
+  switch (kind) {
+    case 'rpm': return { kind, waitMs, what: `${limits.rpm} requests per minute` };
+    case 'tpm': return { kind, waitMs, what: `${limits.tpm} tokens per minute (requests in flight reserve their prompt and output cap)` };
+    case 'window': return { kind, waitMs, what: `${w!.requests} requests per ${fmtDuration(w!.seconds * 1000)} (rolling)`, detail: { window_seconds: w!.seconds, window_requests: w!.requests } };
+    case 'budget': return period === 'day'
+      ? { kind, waitMs, what: `daily budget of $${limits.budget_usd_day} spent or reserved by requests in flight`, detail: { period: 'day', budget_usd: limits.budget_usd_day! } }
+      : { kind, waitMs, what: `monthly budget of $${limits.budget_usd_month} spent or reserved by requests in flight`, detail: { period: 'month', budget_usd: limits.budget_usd_month! } };
+    case 'concurrency': return { kind, waitMs, what: `${limits.max_concurrency} requests at a time`, detail: { max_concurrency: limits.max_concurrency! } };
+  }
+}
+
+/**
+ * The 429 for a refusal by the `index`th key of a chain (0: the key itself), with the key's
+ * own rate-limit headers (`own`): the refused dimension's x-ratelimit-* say what Retry-After
+ * says, nothing left and when there will be.
+ */
+export function refusalError(index: number, keyId: string, refusal: Refusal, own: readonly Header[]): LimitError {
+  const seconds = Math.max(1, Math.ceil(refusal.waitMs / 1000));
+  const whose = index === 0 ? 'this key' : `this key's parent key ${keyId} (its limits apply to the keys it minted too)`;
+  const family = refusal.kind === 'tpm' ? 'tokens' : refusal.kind === 'rpm' || refusal.kind === 'window' ? 'requests' : null;
+  let out: Header[] = [...own];
+  if (family) {
+    out = [...out.filter(([k]) => k !== `x-ratelimit-remaining-${family}` && k !== `x-ratelimit-reset-${family}`),
+      [`x-ratelimit-remaining-${family}`, '0'], [`x-ratelimit-reset-${family}`, fmtDuration(refusal.waitMs)]];
+  }
+  return new LimitError(refusal.kind, seconds, `Rate limit reached for ${whose}: ${refusal.what}. Retry in ${seconds}s.`,
+    [...out, ['retry-after', String(seconds)], ['retry-after-ms', String(Math.ceil(refusal.waitMs))], ['x-gateway-limit-kind', refusal.kind]], refusal.detail);
 }
 
 export class Limits {
@@ -249,20 +280,7 @@ export class Limits {
       const own: Header[] = [];
       const refusal = this.check(entries[i]!, now, own);
       if (i === 0) headers = own;
-      if (refusal) {
-        const e = entries[i]!;
-        const seconds = Math.max(1, Math.ceil(refusal.waitMs / 1000));
-        const whose = i === 0 ? 'this key' : `this key's parent key ${e.id} (its limits apply to the keys it minted too)`;
-        // The refused dimension's x-ratelimit-* say what Retry-After says: nothing left, and when there will be.
-        const family = refusal.kind === 'tpm' ? 'tokens' : refusal.kind === 'rpm' || refusal.kind === 'window' ? 'requests' : null;
-        let out: Header[] = i === 0 ? own : headers;
-        if (family) {
-          out = [...out.filter(([k]) => k !== `x-ratelimit-remaining-${family}` && k !== `x-ratelimit-reset-${family}`),
-            [`x-ratelimit-remaining-${family}`, '0'], [`x-ratelimit-reset-${family}`, fmtDuration(refusal.waitMs)]];
-        }
-        throw new LimitError(refusal.kind, seconds, `Rate limit reached for ${whose}: ${refusal.what}. Retry in ${seconds}s.`,
-          [...out, ['retry-after', String(seconds)], ['retry-after-ms', String(Math.ceil(refusal.waitMs))], ['x-gateway-limit-kind', refusal.kind]], refusal.detail);
-      }
+      if (refusal) throw refusalError(i, entries[i]!.id, refusal, headers);
     }
     return headers;
   }
@@ -274,30 +292,30 @@ export class Limits {
       s.req ??= new Bucket(limits.rpm, now);
       s.req.refill(limits.rpm, now);
       headers.push(['x-ratelimit-limit-requests', String(limits.rpm)]);
-      if (s.req.level < 1) return { kind: 'rpm', waitMs: s.req.msUntil(limits.rpm, 1), what: `${limits.rpm} requests per minute` };
+      if (s.req.level < 1) return describe('rpm', limits, s.req.msUntil(limits.rpm, 1));
     }
     if (limits.tpm) {
       s.tok ??= new Bucket(limits.tpm, now);
       s.tok.refill(limits.tpm, now);
       headers.push(['x-ratelimit-limit-tokens', String(limits.tpm)]);
-      if (s.tok.level < 1) return { kind: 'tpm', waitMs: s.tok.msUntil(limits.tpm, 1), what: `${limits.tpm} tokens per minute (requests in flight reserve their prompt and output cap)` };
+      if (s.tok.level < 1) return describe('tpm', limits, s.tok.msUntil(limits.tpm, 1));
     }
     for (const w of limits.windows ?? []) {
       const rolling = s.window(w.seconds);
       if (rolling.total(now) >= w.requests) {
         const wait = rolling.msUntilBelow(now, w.requests);
         if (!limits.rpm) headers.push(['x-ratelimit-limit-requests', String(w.requests)]);
-        return { kind: 'window', waitMs: wait, what: `${w.requests} requests per ${fmtDuration(w.seconds * 1000)} (rolling)`, detail: { window_seconds: w.seconds, window_requests: w.requests } };
+        return describe('window', limits, wait, w);
       }
     }
     if (limits.budget_usd_day && s.spentDay(now) + s.reservedNano >= limits.budget_usd_day * 1e9) {
-      return { kind: 'budget', waitMs: msToNextUtcDay(now), what: `daily budget of $${limits.budget_usd_day} spent or reserved by requests in flight`, detail: { period: 'day', budget_usd: limits.budget_usd_day } };
+      return describe('budget', limits, msToNextUtcDay(now), null, 'day');
     }
     if (limits.budget_usd_month && s.spentMonth(now) + s.reservedNano >= limits.budget_usd_month * 1e9) {
-      return { kind: 'budget', waitMs: msToNextUtcMonth(now), what: `monthly budget of $${limits.budget_usd_month} spent or reserved by requests in flight`, detail: { period: 'month', budget_usd: limits.budget_usd_month } };
+      return describe('budget', limits, msToNextUtcMonth(now), null, 'month');
     }
     if (limits.max_concurrency && s.inflight >= limits.max_concurrency) {
-      return { kind: 'concurrency', waitMs: 1000, what: `${limits.max_concurrency} requests at a time`, detail: { max_concurrency: limits.max_concurrency } };
+      return describe('concurrency', limits, 1000);
     }
     return null;
   }
