@@ -37,6 +37,8 @@ export const Errors = {
   upstreamUnavailable: { status: 503, type: 'upstream_error', code: 'upstream_unavailable' },
   noRoute: { status: 503, type: 'upstream_error', code: 'no_route_available' },
   shuttingDown: { status: 503, type: 'server_error', code: 'shutting_down' },
+  /** Cluster mode: the shared store that checks limits and credits cannot be reached (fail closed). */
+  storeUnavailable: { status: 503, type: 'server_error', code: 'store_unavailable' },
   upstreamTimeout: { status: 504, type: 'upstream_error', code: 'upstream_timeout' },
   internal: { status: 500, type: 'server_error', code: 'internal_error' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -24,7 +24,7 @@ import { AdaptiveRouter, type Candidate } from './router/adaptive.js';
 import { Catalog, mergeModels } from './router/catalog.js';
 import { RouteHealth, deploymentViews } from './router/health.js';
 import { startServer } from './server/app.js';
-import { openStore } from './store/lmdb.js';
+import { openStore, type Store } from './store/lmdb.js';
 import { ResponseCache } from './savings/cache.js';
 import { enabledSavings, M } from './savings/mechanisms.js';
 import { WorkerPool } from './workers/pool.js';
@@ -97,6 +97,39 @@ async function emptySpoolDir(dataDir: string): Promise<string> {
   return dir;
 }
 
+/**
+ * Cluster mode (both URLs set): limits and credits move to the shared Redis, keys and
+ * workspaces follow Postgres, and ledger rows are shipped there from the local outbox.
+ * Its modules (and the Redis and Postgres clients) load only then.
+ */
+async function startCluster(config: Config, store: Store, ring: KeyRing, workspaces: Workspaces, ledger: Ledger) {
+  const c = config.cluster;
+  if (!c.redis_url || !c.postgres_url) return null;
+  const [{ openCluster }, { Shipper }, { SharedLimits }, { Replication }, { SharedExactCache }] = await Promise.all([
+    import('./store/cluster.js'), import('./accounts/shipper.js'), import('./accounts/shared-limits.js'), import('./accounts/replication.js'), import('./savings/shared-cache.js')]);
+  const cluster = await openCluster({ redisUrl: c.redis_url, postgresUrl: c.postgres_url, prefix: c.redis_prefix, redisTimeoutMs: c.redis_timeout_ms, postgresPoolSize: c.postgres_pool });
+  const shipper = new Shipper(cluster, store, workspaces, c.ship_ms);
+  const shared = new SharedLimits(cluster, shipper, c.lease_ms);
+  shipper.limits = shared;
+  shared.ledger = ledger;
+  workspaces.shared = true;
+  ledger.cluster = { credited: (row, ws) => shared.credit(row.id, ws, row.delta_nano) };
+  const replication = new Replication(cluster, ring, workspaces, c.sync_ms);
+  await replication.start();
+  shipper.start();
+  return {
+    shared, replica: cluster.replica, exactCache: new SharedExactCache(cluster),
+    /** A graceful stop: the outbox shipped (what cannot be waits for the next start), then the connections closed. */
+    async stop() {
+      replication.stop();
+      shipper.stop();
+      await shipper.drain().catch((err: unknown) => console.error(`cluster: ${shipper.waiting} ledger row(s) stay in the outbox for the next start: ${String(err)}`));
+      shared.close();
+      await cluster.close();
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const config = loadConfig();
   const dataDir = resolve(config.data_dir);
@@ -126,6 +159,7 @@ async function main(): Promise<void> {
   const ledger = new Ledger(store, workspaces, config.ledger.flush_ms, !config.ledger.fsync);
   const limits = new Limits(store);
   ledger.addPersister((force) => limits.persistDirty(force ? 0 : 500));
+  const cluster = await startCluster(config, store, ring, workspaces, ledger);
   const usage = new UsageRollups(store);
   ledger.onRow((row) => usage.add(row));
   ledger.addPersister((force) => usage.persistDirty(force ? 0 : 250));
@@ -161,13 +195,14 @@ async function main(): Promise<void> {
   }
   const verify = config.savings.semantic_cache.enabled && verifyModel ? { model: verifyModel, maxInFlight: config.savings.semantic_cache.verify.max_in_flight } : null;
   const cache = new ResponseCache(store, { cache: config.savings.exact_cache.max_entries, semantic: config.savings.semantic_cache.max_entries });
+  if (cluster) cache.shared = cluster.exactCache;
   const responseIds = new ResponseIds(store);
   const sweeper = setInterval(() => {
     // A sweep that fails (a record it cannot handle) is logged and tried again next time, never fatal.
     try { cache.sweep(5000); responseIds.sweep(5000); } catch (err) { console.error('sweep failed:', err instanceof Error ? err.message : String(err)); }
   }, 10_000);
   sweeper.unref();
-  const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, workspaces, limits, health, router, adaptive, catchAll: adaptiveConfig.catch_all, judge, verify, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
+  const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, workspaces, limits, shared: cluster?.shared ?? null, health, router, adaptive, catchAll: adaptiveConfig.catch_all, judge, verify, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings) } });
   const metrics = new Metrics({
     inFlight: () => chat.inFlight,
@@ -206,6 +241,7 @@ async function main(): Promise<void> {
     ? `semantic cache: on (threshold ${sem.threshold}; temperature-0 requests; verifier: ${verify ? verify.model : 'off'}; savings.semantic_cache.enabled: false turns it off)`
     : 'semantic cache: off (savings.semantic_cache.enabled)');
   if (tracing) console.log(`tracing: OTLP/HTTP to ${otel.endpoint}, ${Number((otel.sample_ratio * 100).toFixed(3))}% of requests (or as a caller's traceparent says)`);
+  if (cluster) console.log(`cluster mode: limits and credits in Redis, the record in Postgres (replica ${cluster.replica})`);
   console.log(masterKeyFile ? `master key: in ${masterKeyFile} (mode 0600)` : 'master key: from SLUICE_MASTER_KEY / config');
 
   let stopping = false;
@@ -219,6 +255,7 @@ async function main(): Promise<void> {
     while (chat.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     clearInterval(sweeper);
     await ledger.flush();
+    await cluster?.stop();
     await adaptive?.flush();
     await tracing?.shutdown().catch((err: unknown) => console.error(`tracing: the last spans could not be exported: ${String(err)}`));
     accessLog?.close();

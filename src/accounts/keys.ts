@@ -95,7 +95,31 @@ export class KeyRing {
   /** Keys being minted (their put not committed yet), counted as live so concurrent mints cannot pass a cap together. */
   private readonly minting = new Map<string, number>();
 
+  /**
+   * Cluster mode: writes changed records to the shared record (Postgres) before they are
+   * in force here (replication.ts); a failure refuses the change. Null on one node.
+   */
+  publisher: ((records: readonly KeyRecord[]) => Promise<void>) | null = null;
+
   private constructor(private readonly store: Store) {}
+
+  /** Cluster mode: a record another replica wrote (or this one, read back), in force from now. */
+  applyRemote(record: KeyRecord): void {
+    if (record.kind !== 'minted' && record.kind !== 'registered') return;
+    const before = this.byId.get(record.id);
+    if (before && JSON.stringify(before) === JSON.stringify(record)) return;
+    this.index(record);
+    void this.store.keys.put(record.id, record);
+  }
+
+  private async publish(records: readonly KeyRecord[]): Promise<void> {
+    if (!this.publisher) return;
+    try {
+      await this.publisher(records);
+    } catch (err) {
+      throw new GatewayError(Errors.storeUnavailable, `The change could not be written to the shared record (${err instanceof Error ? err.message.slice(0, 200) : String(err)}); nothing changed. Retry shortly.`).retryAfter(1000);
+    }
+  }
 
   /**
    * Loads stored keys, adds the operator keys from config and the master key (from config,
@@ -201,6 +225,7 @@ export class KeyRing {
       created_by: opts.createdBy ?? null,
     };
     try {
+      await this.publish([record]);
       await this.store.keys.put(record.id, record);
       this.index(record);
     } finally {
@@ -232,6 +257,7 @@ export class KeyRing {
       const clamped: KeyRecord = { ...d, scopes: d.scopes.filter((sc) => above.scopes.includes(sc)), limits: childLimits(above.limits, d.limits, 'clamp') };
       changed.set(d.id, clamped);
     }
+    await this.publish([...changed.values()]);
     for (const r of changed.values()) {
       this.index(r);
       writes.push(this.store.keys.put(r.id, r));
@@ -250,10 +276,10 @@ export class KeyRing {
     if (record.revoked_at !== null) return record;
     const now = Date.now();
     const revoked = { ...record, revoked_at: now };
+    const family = [record, ...this.descendants(id)].filter((k) => k.revoked_at === null).map((k) => (k === record ? revoked : { ...k, revoked_at: now }));
+    await this.publish(family);
     const writes: Array<Promise<unknown>> = [];
-    for (const k of [record, ...this.descendants(id)]) {
-      if (k.revoked_at !== null) continue;
-      const r = k === record ? revoked : { ...k, revoked_at: now };
+    for (const r of family) {
       this.index(r);
       writes.push(this.store.keys.put(r.id, r));
     }

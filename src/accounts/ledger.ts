@@ -122,6 +122,15 @@ export class Ledger {
   private readonly persisters: Array<(force: boolean) => void> = [];
   private forcing = false;
   private readonly rowListeners: Array<(row: LedgerRow) => void> = [];
+  /** Credit rows (top-ups, refunds) of the batch being built, for `credited`. */
+  private creditRows: Array<readonly [LedgerRow, Workspace]> = [];
+
+  /**
+   * Cluster mode: each row also goes into the outbox in its transaction (shipper.ts), and a
+   * credit row's change is applied to the shared live balance once it is committed, before
+   * its waiters hear (a top-up answered here is spendable through every replica).
+   */
+  cluster: { credited(row: LedgerRow, ws: Workspace): Promise<void> } | null = null;
 
   /**
    * `mainThreadCommit`: each batch commits in a synchronous transaction on this thread (the
@@ -149,6 +158,7 @@ export class Ledger {
   /** Applies the row's balance change to `ws` (when it is non-zero) and queues the row. */
   append(row: LedgerRow, ws: Workspace | undefined): void {
     if (ws && row.delta_nano !== 0) row.balance_nano = this.workspaces.applyDelta(ws, row.delta_nano);
+    if (this.cluster && ws && row.kind !== 'request' && row.delta_nano !== 0) this.creditRows.push([row, ws]);
     this.pending.push(row);
     this.schedule();
   }
@@ -175,8 +185,10 @@ export class Ledger {
     this.scheduled = false;
     const rows = this.pending;
     const waiters = this.waiters;
+    const credits = this.creditRows;
     this.pending = [];
     this.waiters = [];
+    this.creditRows = [];
     if (this.mainThreadCommit) {
       // One synchronous write transaction on this thread: in no-sync mode its commit writes
       // the pages into the OS page cache and returns (tens of µs, no disk wait), which is as
@@ -193,19 +205,22 @@ export class Ledger {
       // its turn too, so what it stored is there for the client's next request, as when the
       // ledger shared that batch. With none pending this is a microtask, not a thread hop.
       // (Their failure is theirs: the rows are committed, and the responses say what the rows say.)
-      this.lastCommit = Promise.resolve(this.store.root.committed).then(() => this.answer(waiters, rows.length, error),
-        (err: unknown) => { console.error(`ledger: writes beside a batch failed to commit: ${String(err)}`); this.answer(waiters, rows.length, error); });
+      this.lastCommit = Promise.resolve(this.store.root.committed).then(() => this.answer(waiters, rows.length, error, credits),
+        (err: unknown) => { console.error(`ledger: writes beside a batch failed to commit: ${String(err)}`); return this.answer(waiters, rows.length, error, credits); });
       return;
     }
     const batch = this.putBatch(rows);
     const commit = batch.error ? Promise.reject(batch.error instanceof Error ? batch.error : new Error(String(batch.error))) : batch.last ?? this.lastCommit;
-    this.lastCommit = commit.then(() => this.answer(waiters, rows.length, null), (err: unknown) => this.answer(waiters, rows.length, err));
+    this.lastCommit = commit.then(() => this.answer(waiters, rows.length, null, credits), (err: unknown) => this.answer(waiters, rows.length, err, []));
   };
 
   /** The batch's commit is over: its waiters hear how it went (`err` null: committed). */
-  private answer(waiters: ReadonlyArray<(err: unknown) => void>, rows: number, err: unknown): void {
+  private answer(waiters: ReadonlyArray<(err: unknown) => void>, rows: number, err: unknown, credits: ReadonlyArray<readonly [LedgerRow, Workspace]>): void | Promise<void> {
     if (err) console.error(`ledger: a batch of ${rows} rows failed to commit: ${String(err)}`);
-    for (const w of waiters) guarded('a commit waiter', () => w(err));
+    const tell = () => { for (const w of waiters) guarded('a commit waiter', () => w(err)); };
+    if (err || credits.length === 0 || !this.cluster) { tell(); return; }
+    const cluster = this.cluster;
+    return Promise.all(credits.map(([row, ws]) => cluster.credited(row, ws))).then(tell, tell);
   }
 
   /**
@@ -220,6 +235,7 @@ export class Ledger {
     try {
       for (const row of rows) {
         last = this.store.ledger.put(row.id, row);
+        if (this.cluster) void this.store.outbox.put(row.id, 1);
         if (row.kind === 'request') void this.store.requests.put([row.workspace, row.id], row.key_id);
         else void this.store.credits.put([row.workspace, row.id], row.kind);
         for (const listen of this.rowListeners) guarded('a row listener', () => listen(row));

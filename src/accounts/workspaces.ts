@@ -41,6 +41,14 @@ export class Workspaces {
   /** Estimated cost of requests in flight, held against the balance so concurrency cannot overspend. */
   private readonly reserved = new Map<string, number>();
   private readonly dirty = new Set<Workspace>();
+  /**
+   * Cluster mode: credits are held and balances kept in the shared store (shared-limits.ts),
+   * which refuses what the balance does not cover; the checks here then let everything through.
+   */
+  shared = false;
+  /** Cluster mode: writes a new workspace to the shared record (replication.ts). */
+  publisher: ((ws: Workspace) => Promise<void>) | null = null;
+  private publishing: Array<Promise<void>> = [];
 
   constructor(private readonly store: Store) {
     for (const { value } of store.workspaces.getRange()) {
@@ -84,7 +92,28 @@ export class Workspaces {
     const ws: Workspace = { id: `ws_${randomBytes(8).toString('hex')}`, name, email: lower, metered: true, balance_nano: 0, created_at: Date.now() };
     this.index(ws);
     this.dirty.add(ws);
+    if (this.publisher) this.publishing.push(this.publisher(ws));
     return ws;
+  }
+
+  /** Resolves once the workspaces created so far are in the shared record (at once on one node). */
+  async published(): Promise<void> {
+    const now = this.publishing;
+    this.publishing = [];
+    try {
+      await Promise.all(now);
+    } catch (err) {
+      throw new GatewayError(Errors.storeUnavailable, `The workspace could not be written to the shared record (${err instanceof Error ? err.message.slice(0, 200) : String(err)}). Retry shortly.`).retryAfter(1000);
+    }
+  }
+
+  /** Cluster mode: a workspace another replica wrote, with its balance in the shared record. */
+  applyRemote(record: Omit<Workspace, 'balance_nano'>, balanceNano: number): void {
+    const ws = this.byId.get(record.id);
+    if (ws) { ws.name = record.name; ws.metered = record.metered; return; }
+    const fresh: Workspace = { ...record, balance_nano: balanceNano };
+    this.index(fresh);
+    this.dirty.add(fresh);
   }
 
   reservedNano(id: string): number {
@@ -92,6 +121,7 @@ export class Workspaces {
   }
 
   availableNano(ws: Workspace): number {
+    if (this.shared) return Number.MAX_SAFE_INTEGER;
     return ws.balance_nano - (this.reserved.get(ws.id) ?? 0);
   }
 

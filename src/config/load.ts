@@ -76,6 +76,12 @@ function applyEnv(data: Record<string, unknown>, env: Env): Record<string, unkno
     if (env.OTEL_SERVICE_NAME) otel.service_name = env.OTEL_SERVICE_NAME;
     out.otel = otel;
   }
+  if (env.SLUICE_REDIS_URL || env.SLUICE_POSTGRES_URL) {
+    const cluster = { ...((out.cluster as Record<string, unknown> | undefined) ?? {}) };
+    if (env.SLUICE_REDIS_URL) cluster.redis_url = env.SLUICE_REDIS_URL.trim();
+    if (env.SLUICE_POSTGRES_URL) cluster.postgres_url = env.SLUICE_POSTGRES_URL.trim();
+    out.cluster = cluster;
+  }
   if (env.SLUICE_API_KEYS) out.api_keys = env.SLUICE_API_KEYS.split(',').map((k) => k.trim()).filter(Boolean);
 
   const providers = { ...((out.providers as Record<string, Record<string, unknown>> | undefined) ?? {}) };

@@ -387,6 +387,26 @@ export const ConfigSchema = z.object({
     export_delay_ms: z.number().int().min(10).max(60_000).default(1000),
     max_queue: z.number().int().min(64).max(1_000_000).default(8192),
   }).strict().prefault({}),
+  /**
+   * Cluster mode, on when both URLs are set (or SLUICE_REDIS_URL and SLUICE_POSTGRES_URL):
+   * replicas share limits, credit holds and live balances in Redis, and keys, workspaces,
+   * balances and ledger rows in Postgres. README: "Running more than one".
+   */
+  cluster: z.object({
+    redis_url: z.url({ protocol: /^rediss?$/ }).optional(),
+    postgres_url: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
+    /** Prefix of every Redis key (several gateways may share one Redis). */
+    redis_prefix: z.string().min(1).max(64).regex(/^[A-Za-z0-9:_.-]+$/).default('sluice:'),
+    /** A Redis command fails after this long, and the request that needed it is refused (503). */
+    redis_timeout_ms: z.number().int().min(50).max(30_000).default(1000),
+    /** A request's holds outlive a replica that died by at most this long. */
+    lease_ms: z.number().int().min(3000).max(3_600_000).default(30_000),
+    /** How often ledger rows are shipped from the local outbox to Postgres. */
+    ship_ms: z.number().int().min(10).max(60_000).default(200),
+    /** At most this long before a key or workspace changed through another replica is in force here (usually milliseconds: LISTEN/NOTIFY). */
+    sync_ms: z.number().int().min(100).max(60_000).default(1000),
+    postgres_pool: z.number().int().min(2).max(100).default(4),
+  }).strict().prefault({}).refine((c) => (c.redis_url === undefined) === (c.postgres_url === undefined), { message: 'cluster mode needs both redis_url (SLUICE_REDIS_URL) and postgres_url (SLUICE_POSTGRES_URL)' }),
   ledger: z.object({
     /**
      * Group commit: queued rows are committed this long after the first one (0 = on the

@@ -2,6 +2,7 @@
 import type { KeyRing } from '../accounts/keys.js';
 import type { Ledger, RequestIds } from '../accounts/ledger.js';
 import type { Limits } from '../accounts/limits.js';
+import type { SharedLimits } from '../accounts/shared-limits.js';
 import type { Workspaces } from '../accounts/workspaces.js';
 import type { Config, Prices } from '../config/schema.js';
 import type { Catalog } from '../router/catalog.js';
@@ -22,6 +23,8 @@ export interface ChatDeps {
   ledger: Ledger;
   workspaces: Workspaces;
   limits: Limits;
+  /** Cluster mode: limits and credits in the shared Redis (null on one node). */
+  shared: SharedLimits | null;
   health: RouteHealth;
   /** model `auto`: score thresholds and the model or alias of each bucket. */
   router: SmartRouterConfig;

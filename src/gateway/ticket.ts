@@ -6,6 +6,7 @@
 import type { Admission, Limits } from '../accounts/limits.js';
 import type { Workspace, Workspaces } from '../accounts/workspaces.js';
 import type { KeyRecord } from '../accounts/keys.js';
+import type { SharedAdmission } from '../accounts/shared-limits.js';
 
 export interface TicketServices {
   readonly workspaces: Workspaces;
@@ -17,6 +18,8 @@ export interface TicketServices {
 export class Ticket {
   private ws: Workspace | null = null;
   private admission: Admission | null = null;
+  /** Cluster mode: the holds are in the shared store (limits, credits); released through it. */
+  private shared: SharedAdmission | null = null;
   private holdNano = 0;
   private holding = false;
   private recordedRow = false;
@@ -34,9 +37,18 @@ export class Ticket {
     this.s.inFlight++;
   }
 
+  /** Takes the holds the shared store granted (cluster mode): released through it, with the balance change. */
+  holdShared(ws: Workspace, shared: SharedAdmission): void {
+    if (this.holding || this.recordedRow) { shared.finish(0, 0, 0); return; }
+    this.holding = true;
+    this.ws = ws;
+    this.shared = shared;
+    this.s.inFlight++;
+  }
+
   /** The admission's rate-limit headers, for the answer. */
   get limitHeaders(): ReadonlyArray<readonly [string, string]> {
-    return this.admission?.headers ?? [];
+    return this.admission?.headers ?? this.shared?.headers ?? [];
   }
 
   get admitted(): boolean {
@@ -49,6 +61,8 @@ export class Ticket {
     this.holding = false;
     if (this.holdNano) this.s.workspaces.release(this.ws!, this.holdNano);
     if (this.admission) this.s.limits.finish(this.key, this.admission, tokens, chargeNano);
+    // (the same change as the row's delta_nano: settle.ts charges metered workspaces only)
+    if (this.shared) this.shared.finish(tokens, chargeNano, this.ws!.metered ? -chargeNano : 0);
     this.s.inFlight--;
   }
 

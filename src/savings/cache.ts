@@ -11,6 +11,7 @@
 // later near a scar starts there too. So one report stops that neighbourhood answering that query
 // (and anything as far), and re-asking the evicted prompt does not bring the mistake back.
 import { z } from 'zod';
+import type { SharedExactCache } from './shared-cache.js';
 import { UsageSchema, type Usage } from '../wire/usage.js';
 import { ExpirySweep, tryGet as read, type Store } from '../store/lmdb.js';
 import { compare, signature, type Signature } from './guard.js';
@@ -25,7 +26,7 @@ export interface CachedAnswer {
 
 /** A stored answer's usage as a hit reports it: the upstream's counts, less its cache writes (a hit writes no provider cache). */
 const StoredUsage = UsageSchema.omit({ cache_write_tokens: true });
-const ExactSchema = z.object({ exp: z.number(), decision: z.string(), body: z.string(), usage: StoredUsage });
+export const ExactSchema = z.object({ exp: z.number(), decision: z.string(), body: z.string(), usage: StoredUsage });
 const VecBytes = z.instanceof(Uint8Array);
 const SemanticSchema = ExactSchema.extend({ text: z.string(), vec: VecBytes, thr: z.number().optional() });
 const ScarSchema = z.object({ exp: z.number(), vec: VecBytes });
@@ -148,6 +149,24 @@ export class ResponseCache {
     this.sweeps = { cache: new ExpirySweep(store.cache), semantic: new ExpirySweep(store.semantic), cacheRefs: new ExpirySweep(store.cacheRefs), scars: new ExpirySweep(store.scars) };
   }
 
+  /** Cluster mode: the exact cache every replica shares (Redis), behind this one's. */
+  shared: SharedExactCache | null = null;
+
+  /**
+   * Cluster mode, after a local miss: the shared entry, kept here too when there is one
+   * (a later repeat on this replica needs no round trip).
+   */
+  getShared(ws: string, hash: string): Promise<(CachedAnswer & { exp: number }) | null> {
+    if (!this.shared) return Promise.resolve(null);
+    return this.shared.get(ws, hash).then((hit) => {
+      if (hit && isCompletion(hit.body) && this.counts.cache < this.maxEntries.cache) {
+        this.counts.cache++;
+        void this.store.cache.put([ws, hash], { exp: hit.exp, decision: hit.decision, body: hit.body, usage: hit.usage });
+      }
+      return hit && isCompletion(hit.body) ? hit : null;
+    });
+  }
+
   getExact(ws: string, hash: string, now = Date.now()): (CachedAnswer & { exp: number }) | null {
     const parsed = ExactSchema.safeParse(read(this.store.cache, [ws, hash]));
     if (!parsed.success || parsed.data.exp <= now || !isCompletion(parsed.data.body)) return null;
@@ -160,6 +179,7 @@ export class ResponseCache {
     this.counts.cache++;
     const exp = Date.now() + ttlMs;
     void this.store.cache.put([ws, hash], { exp, decision: answer.decision, body: answer.body, usage: answer.usage });
+    this.shared?.put(ws, hash, answer, exp);
     this.refExact(requestId, ws, hash, exp);
   }
 
@@ -266,6 +286,7 @@ export class ResponseCache {
     if (exact.success) {
       const { ws, hash } = exact.data;
       if (read(this.store.cache, [ws, hash]) !== undefined) { out.exact = true; writes.push(this.store.cache.remove([ws, hash])); }
+      if (this.shared) writes.push(this.shared.remove(ws, hash));
       writes.push(this.store.cacheRefs.remove([requestId, 'exact']));
     }
     if (semantic.success) {

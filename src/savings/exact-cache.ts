@@ -15,6 +15,19 @@ export function exactCache(cache: ResponseCache, config: Config['savings']): Sav
         ctx.replay('exact', hit);
         return;
       }
+      if (ctx.hash && cache.shared && !hit) {
+        // Cluster mode: what another replica stored (one Redis round trip; a failure is a miss).
+        const hash = ctx.hash;
+        ctx.after(cache.getShared(ctx.ws.id, hash), (shared) => {
+          if (shared && allows(ctx.routes, shared.decision)) {
+            cache.refExact(ctx.client.requestId, ctx.ws.id, hash, shared.exp);
+            ctx.replay('exact', shared);
+            return;
+          }
+          next();
+        });
+        return;
+      }
       next();
     },
     after(ctx, answer) {

@@ -88,9 +88,9 @@ export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDe
     }
     if (deps.workspaces.byEmailAddress(input.email)) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
     const ws = deps.workspaces.create(input.name ?? input.email, input.email);
-    const credits = deps.registration.starterCredits > 0
+    const credits = deps.workspaces.published().then((): Promise<unknown> => (deps.registration.starterCredits > 0
       ? topUp(deps, ws, deps.registration.starterCredits, 'starter credits', 'register')
-      : deps.ledger.committed();
+      : deps.ledger.committed()));
     credits.then(() => deps.keys.mint({ name: 'registered', workspace: ws.id, kind: 'registered',
       scopes: ['inference', 'usage:read', 'keys:write'], limits: REGISTERED_LIMITS }))
       .then(({ record, secret }) => ex.sendJson(201, {

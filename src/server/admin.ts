@@ -42,7 +42,8 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   app.post('/admin/workspaces', on.withBody('admin', (ex, key, body) => {
     const input = parseBody(CreateWorkspaceSchema, parseJsonOrEmpty(body));
     const ws = deps.workspaces.create(input.name, input.email ?? null);
-    const done = input.credits_usd > 0 ? topUp(deps, ws, input.credits_usd, 'initial credits', key.id) : deps.ledger.committed();
+    // (cluster mode: in the shared record before its credits, so any replica can seed its balance)
+    const done = deps.workspaces.published().then((): Promise<unknown> => (input.credits_usd > 0 ? topUp(deps, ws, input.credits_usd, 'initial credits', key.id) : deps.ledger.committed()));
     done.then(() => ex.sendJson(201, view(ws)), (err: unknown) => ex.sendError(err));
   }));
 

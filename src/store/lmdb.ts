@@ -35,6 +35,8 @@ export interface Store {
   readonly router: Database<unknown, string[]>;
   /** Quality signals, one per request and source: [request id, 'app' | 'judge'] → score and what it applied to. */
   readonly feedback: Database<unknown, string[]>;
+  /** Cluster mode: ledger rows not yet shipped to Postgres (row id → 1), written with the rows (accounts/shipper.ts). */
+  readonly outbox: Database<unknown, string>;
   close(): Promise<void>;
 }
 
@@ -120,7 +122,9 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
   const feedback = root.openDB<unknown, string[]>({ name: 'feedback', encoding: 'msgpack' });
   const cacheRefs = root.openDB<unknown, string[]>({ name: 'cache_refs', encoding: 'msgpack' });
   const scars = root.openDB<unknown, Array<string | number>>({ name: 'semantic_scars', encoding: 'msgpack' });
+  const outbox = root.openDB<unknown, string>({ name: 'outbox', encoding: 'msgpack' });
   return {
+    outbox,
     cacheRefs,
     scars,
     router,

@@ -15,10 +15,24 @@ import type { RequestContext, Stage } from '../context.js';
 import { fmtUsd } from '../fmt.js';
 
 export function admit(deps: ChatDeps): Stage {
-  const { workspaces, limits, markup } = deps;
+  const { workspaces, limits, markup, shared } = deps;
 
   /** Takes the holds: from here every path releases them through the ticket. */
-  const hold = (ctx: RequestContext, tokens: number, output: number, charge: number) => {
+  const hold = (ctx: RequestContext, tokens: number, output: number, charge: number, insufficient: (available: number) => GatewayError, exact: (() => void) | null = null) => {
+    if (shared?.needed(ctx.chain, ctx.ws)) {
+      // Cluster mode: one script in the shared Redis checks, counts and holds. A client that
+      // left while it ran gets its holds back at once (the runner then refuses the request).
+      // A byte bound the balance does not cover is counted exactly before a 402 (`exact`), as on one node.
+      const admitted = shared.admit(ctx.client.requestId, ctx.chain, { tokens: tokens + output, nano: charge }, ctx.ws, ctx.ws.metered ? charge : 0, insufficient)
+        .then((a) => { if (ctx.client.aborted) a.finish(0, 0, 0); return a; }, (err: unknown) => { if (err === SHORT && exact) return null; throw err; });
+      ctx.after(admitted, (a) => {
+        if (!a) { exact!(); return; }
+        ctx.ticket.holdShared(ctx.ws, a);
+        ctx.tAdmitted = performance.now();
+        ctx.next();
+      });
+      return;
+    }
     const admission = limits.admit(ctx.chain, { tokens: tokens + output, nano: charge });
     ctx.ticket.hold(ctx.ws, admission, ctx.ws.metered ? charge : 0);
     ctx.tAdmitted = performance.now();
@@ -55,15 +69,14 @@ export function admit(deps: ChatDeps): Stage {
       const tokens = extra.unsized ? window : counted + extra.counted;
       const output = outputFor(usual);
       const needed = maxCharge(tokens, output);
+      const insufficient = (available: number) => new GatewayError(Errors.insufficientCredits,
+        // (in tokens for what is priced per token; images, audio and speech are priced in their own units, named by the catalog)
+        ctx.endpoint.cappable
+          ? `Insufficient credits: this request may cost up to $${fmtUsd(fromNano(needed))} (${tokens} prompt tokens, up to ${output} output tokens) and the workspace has $${fmtUsd(fromNano(Math.max(0, available)))} available. Top up, or lower max_tokens.`
+          : `Insufficient credits: this request may cost up to $${fmtUsd(fromNano(needed))} at ${route.decision}'s catalog prices and the workspace has $${fmtUsd(fromNano(Math.max(0, available)))} available. Top up.`);
       const available = workspaces.availableNano(ws);
-      if (ws.metered && available < needed) {
-        throw new GatewayError(Errors.insufficientCredits,
-          // (in tokens for what is priced per token; images, audio and speech are priced in their own units, named by the catalog)
-          ctx.endpoint.cappable
-            ? `Insufficient credits: this request may cost up to $${fmtUsd(fromNano(needed))} (${tokens} prompt tokens, up to ${output} output tokens) and the workspace has $${fmtUsd(fromNano(Math.max(0, available)))} available. Top up, or lower max_tokens.`
-            : `Insufficient credits: this request may cost up to $${fmtUsd(fromNano(needed))} at ${route.decision}'s catalog prices and the workspace has $${fmtUsd(fromNano(Math.max(0, available)))} available. Top up.`);
-      }
-      hold(ctx, tokens, output, needed);
+      if (ws.metered && available < needed) throw insufficient(available);
+      hold(ctx, tokens, output, needed, insufficient);
     };
     if (ctx.knownTokens !== null) { check(ctx.knownTokens); return; }
     if (ctx.endpoint.promptBound) {
@@ -75,14 +88,19 @@ export function admit(deps: ChatDeps): Stage {
     }
     const bound = extra.unsized ? window : ctx.body.length + extra.bytes;
     const exactForTpm = ctx.body.length > 4096 && ctx.chain.some((k) => k.limits?.tpm !== undefined);
+    const exact = () => ctx.beforeAdmission(() => deps.pool.countPrompt(route.model.tokenizer, ctx.body, ctx.endpoint.api), check);
     if (cap !== null && !exactForTpm && bound + cap <= window) {
       const output = cap * choices;
       const charge = maxCharge(bound, output);
-      if (!ws.metered || workspaces.availableNano(ws) >= charge) { hold(ctx, bound, output, charge); return; }
+      if (!ws.metered || workspaces.availableNano(ws) >= charge) { hold(ctx, bound, output, charge, short, exact); return; }
     }
-    ctx.beforeAdmission(() => deps.pool.countPrompt(route.model.tokenizer, ctx.body, ctx.endpoint.api), check);
+    exact();
   };
 }
+
+/** The byte bound's charge is more than the shared store's balance covers: count exactly before refusing. */
+const SHORT = new GatewayError(Errors.insufficientCredits, 'Insufficient credits.');
+const short = () => SHORT;
 
 /** The largest max output among the routes' models, or null when one of them lists none (only its context window bounds it). */
 export function maxOutputOf(routes: readonly Route[]): number | null {

@@ -1,0 +1,109 @@
+// Cluster mode: keys and workspaces are written to Postgres first, then every replica copies
+// them into its memory (and its LMDB, so a restart while Postgres is down still knows them).
+// A write bumps the row's version from one sequence and NOTIFYs; each replica LISTENs and
+// reads what changed at once, and also reads every `pollMs` in case a notification was
+// missed. A revocation or a limit change made through any replica is in force on every
+// other within `pollMs` at worst (milliseconds when the notification arrives).
+import type pg from 'pg';
+import type { Cluster } from '../store/cluster.js';
+import { KeyRecordSchema, type KeyRecord, type KeyRing } from './keys.js';
+import { StoredWorkspace, workspaceRecord } from './shipper.js';
+import type { Workspace, Workspaces } from './workspaces.js';
+
+const CHANNEL = 'sluice_changes';
+/**
+ * Versions come from one sequence, but transactions commit in any order: each read goes
+ * back this many versions behind the highest seen, so a write that committed late is still
+ * read (reading a record twice changes nothing).
+ */
+const OVERLAP = 256;
+
+export class Replication {
+  private seen = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private listener: pg.PoolClient | null = null;
+  private reading: Promise<void> | null = null;
+  private again = false;
+  private failures = 0;
+
+  constructor(private readonly cluster: Cluster, private readonly keys: KeyRing, private readonly workspaces: Workspaces, private readonly pollMs = 1000) {}
+
+  /** Reads everything once (before the gateway serves), then follows changes. */
+  async start(): Promise<void> {
+    await this.read();
+    this.keys.publisher = (records) => this.publishKeys(records);
+    this.workspaces.publisher = (ws) => this.publishWorkspace(ws);
+    this.timer = setInterval(() => void this.refresh(), this.pollMs);
+    this.timer.unref();
+    await this.listen();
+  }
+
+  private async listen(): Promise<void> {
+    try {
+      const client = await this.cluster.pg.connect();
+      client.on('notification', () => void this.refresh());
+      client.on('error', () => { this.dropListener(); });
+      await client.query(`LISTEN ${CHANNEL}`);
+      this.listener = client;
+    } catch {
+      // The poll carries on; the next refresh tries to listen again.
+      this.dropListener();
+    }
+  }
+
+  private dropListener(): void {
+    const l = this.listener;
+    this.listener = null;
+    l?.release(true);
+  }
+
+  /** Reads what changed (coalescing calls made while a read runs into one more). */
+  refresh(): Promise<void> {
+    if (this.reading) { this.again = true; return this.reading; }
+    this.reading = this.read().then(() => { this.failures = 0; }, (err: unknown) => {
+      if (this.failures++ % 30 === 0) console.error(`cluster: reading keys and workspaces from Postgres failed: ${err instanceof Error ? err.message : String(err)}`);
+    }).finally(() => {
+      this.reading = null;
+      if (!this.listener && this.timer) void this.listen();
+      if (this.again) { this.again = false; void this.refresh(); }
+    });
+    return this.reading;
+  }
+
+  private async read(): Promise<void> {
+    const from = Math.max(0, this.seen - OVERLAP);
+    // Workspaces first: a key read with its workspace in the same pass finds it.
+    const ws = await this.cluster.pg.query<{ record: unknown; balance_nano: string; version: string }>('SELECT record, balance_nano, version FROM sluice_workspaces WHERE version > $1 ORDER BY version', [from]);
+    const keys = await this.cluster.pg.query<{ record: unknown; version: string }>('SELECT record, version FROM sluice_keys WHERE version > $1 ORDER BY version', [from]);
+    for (const r of ws.rows) {
+      const parsed = StoredWorkspace.safeParse(r.record);
+      if (parsed.success) this.workspaces.applyRemote(parsed.data, Number(r.balance_nano));
+      else console.error('cluster: a workspace record in Postgres does not validate; skipped');
+      this.seen = Math.max(this.seen, Number(r.version));
+    }
+    for (const r of keys.rows) {
+      const parsed = KeyRecordSchema.safeParse(r.record);
+      if (parsed.success) this.keys.applyRemote(parsed.data);
+      else console.error('cluster: a key record in Postgres does not validate; skipped');
+      this.seen = Math.max(this.seen, Number(r.version));
+    }
+  }
+
+  private async publishKeys(records: readonly KeyRecord[]): Promise<void> {
+    await this.cluster.pg.query(`WITH up AS (INSERT INTO sluice_keys (id, record) SELECT id, record FROM unnest($1::text[], $2::jsonb[]) AS t(id, record)
+      ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, version = nextval('sluice_version') RETURNING 1)
+      SELECT pg_notify('${CHANNEL}', 'keys') FROM (SELECT count(*) FROM up) c`, [records.map((r) => r.id), records.map((r) => JSON.stringify(r))]);
+  }
+
+  private async publishWorkspace(ws: Workspace): Promise<void> {
+    await this.cluster.pg.query(`WITH up AS (INSERT INTO sluice_workspaces (id, record) VALUES ($1, $2)
+      ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, version = nextval('sluice_version') RETURNING 1)
+      SELECT pg_notify('${CHANNEL}', 'workspaces') FROM (SELECT count(*) FROM up) c`, [ws.id, JSON.stringify(workspaceRecord(ws))]);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.dropListener();
+  }
+}

@@ -1,0 +1,230 @@
+// Cluster mode's limits and credits: the checks and counts of limits.ts and the credit hold
+// of workspaces.ts, done by one Lua script per admission in the Redis every replica shares
+// (shared-scripts.ts), so a key's rpm is its rpm however many replicas serve it. One round
+// trip at admission, one at finish (not awaited). A request whose key has no limits in a
+// workspace that is not metered (the operator's) never touches Redis.
+//
+// When Redis cannot be reached, a request that needs it is refused at once with a 503 and
+// Retry-After (fail closed: nothing metered is served unmetered). Holds of a replica that
+// dies are released when their lease runs out (`leaseMs`; live replicas renew theirs).
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { Errors, GatewayError } from '../errors.js';
+import type { Cluster } from '../store/cluster.js';
+import { isOperatorKey, type KeyLimits, type KeyRecord } from './keys.js';
+import { describe, fmtDuration, msToNextUtcDay, msToNextUtcMonth, refusalError, utcDay, utcMonth, type Header, type Reservation } from './limits.js';
+import { ADMIT, APPLY, FINISH, RENEW, SEED } from './shared-scripts.js';
+import type { Workspace } from './workspaces.js';
+
+type Reply = Array<string | number | null>;
+type Scripted = Redis & {
+  sluiceAdmit(...args: Array<string | number>): Promise<Reply>;
+  sluiceFinish(...args: Array<string | number>): Promise<Reply>;
+  sluiceApply(...args: Array<string | number>): Promise<number>;
+  sluiceSeed(...args: Array<string | number>): Promise<string>;
+  sluiceRenew(...args: Array<string | number>): Promise<number>;
+};
+
+/** A balance change applied once: markers live this long (see shipper.ts for the case they cover). */
+export const MARKER_SECONDS = 3600;
+
+/** A workspace's balance as the ledger's record: seeds Redis from Postgres, where rows are shipped. */
+export interface BalanceSeeder {
+  seed(ws: Workspace): Promise<void>;
+}
+
+/** What an admission in Redis holds, released once (the ticket calls `finish`). */
+export class SharedAdmission {
+  private open = true;
+  constructor(private readonly owner: SharedLimits, readonly id: string, readonly ws: string, readonly keys: readonly string[], readonly headers: readonly Header[]) {}
+
+  /** The request is over: releases its holds, counts what it used, applies its balance change (`delta`, nano). */
+  finish(tokens: number, chargeNano: number, delta: number): void {
+    if (!this.open) return;
+    this.open = false;
+    this.owner.finish(this, tokens, chargeNano, delta);
+  }
+}
+
+export class SharedLimits {
+  private readonly redis: Scripted;
+  private readonly prefix: string;
+  /** This replica's admissions still held, whose leases it renews. */
+  private readonly held = new Set<string>();
+  private readonly renewer: NodeJS.Timeout;
+  /** Workspaces' balances as Redis last reported them (what the API shows here). */
+  readonly balances = new Map<string, number>();
+
+  constructor(cluster: Cluster, private readonly seeder: BalanceSeeder, private readonly leaseMs = 30_000) {
+    const redis = cluster.redis as Scripted;
+    for (const [name, lua] of [['sluiceAdmit', ADMIT], ['sluiceFinish', FINISH], ['sluiceApply', APPLY], ['sluiceSeed', SEED], ['sluiceRenew', RENEW]] as const) {
+      if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 0, lua });
+    }
+    this.redis = redis;
+    this.prefix = cluster.prefix;
+    this.renewer = setInterval(() => this.renew(), Math.max(1000, Math.floor(leaseMs / 3)));
+    this.renewer.unref();
+  }
+
+  /** Does this request need Redis: limits anywhere in its chain, or credits to hold? */
+  needed(chain: readonly KeyRecord[], ws: Workspace): boolean {
+    return ws.metered || chain.some((k) => !isOperatorKey(k) && k.limits !== null);
+  }
+
+  /**
+   * Checks and counts the chain's limits and holds `holdNano` of the workspace's credits, in
+   * one script. Rejects with the 429 limits.ts would give, a 402 (from `insufficient`, given
+   * what is available), or a 503 when Redis cannot be reached.
+   */
+  async admit(id: string, chain: readonly KeyRecord[], reserve: Reservation, ws: Workspace, holdNano: number,
+    insufficient: (availableNano: number) => GatewayError): Promise<SharedAdmission> {
+    const now = Date.now();
+    const entries: Array<{ id: string; limits: KeyLimits }> = [];
+    for (const k of chain) if (!isOperatorKey(k) && k.limits) entries.push({ id: k.id, limits: k.limits });
+    const args: Array<string | number> = [this.prefix, id, this.leaseMs, ws.id, holdNano, reserve.tokens, reserve.nano, utcDay(now), utcMonth(now),
+      Math.ceil(msToNextUtcDay(now)), Math.ceil(msToNextUtcMonth(now)), entries.length];
+    for (const { id: keyId, limits: l } of entries) {
+      const windows = l.windows ?? [];
+      args.push(keyId, l.rpm ?? 0, l.tpm ?? 0, Math.round((l.budget_usd_day ?? 0) * 1e9), Math.round((l.budget_usd_month ?? 0) * 1e9), l.max_concurrency ?? 0, windows.length);
+      for (const w of windows) args.push(w.seconds, w.requests);
+    }
+    let reply = await this.call(() => this.redis.sluiceAdmit(...args));
+    if (reply[0] === 'seed') {
+      await this.seed(ws);
+      reply = await this.call(() => this.redis.sluiceAdmit(...args));
+    }
+    switch (reply[0]) {
+      case 'ok': {
+        if (holdNano > 0) this.balances.set(ws.id, Number(reply[2]));
+        this.held.add(id);
+        return new SharedAdmission(this, id, ws.id, entries.map((e) => e.id), entries.length ? remaining(entries[0]!.limits, reply) : []);
+      }
+      case 'credits': throw insufficient(Number(reply[1]));
+      case 'limit': {
+        const index = Number(reply[1]);
+        const e = entries[index]!;
+        const kind = String(reply[2]) as 'rpm' | 'tpm' | 'window' | 'budget' | 'concurrency';
+        const waitMs = Number(reply[3]);
+        const w = kind === 'window' ? { seconds: Number(reply[4]), requests: Number(reply[5]) } : null;
+        const own: Header[] = [];
+        const first = entries[0]!.limits;
+        if (first.rpm) own.push(['x-ratelimit-limit-requests', String(first.rpm)]);
+        else if (index === 0 && w) own.push(['x-ratelimit-limit-requests', String(w.requests)]);
+        if (first.tpm) own.push(['x-ratelimit-limit-tokens', String(first.tpm)]);
+        throw refusalError(index, e.id, describe(kind, e.limits, waitMs, w, reply[6] === 'month' ? 'month' : 'day'), own);
+      }
+      default: throw unavailable('an unexpected answer from Redis');
+    }
+  }
+
+  /** Its balance as Postgres has it, into this Redis (once per workspace and epoch). */
+  private async seed(ws: Workspace): Promise<void> {
+    try {
+      await this.seeder.seed(ws);
+    } catch (err) {
+      if (err instanceof GatewayError) throw err;
+      throw unavailable(`the balance could not be read from Postgres (${err instanceof Error ? err.message : String(err)})`);
+    }
+  }
+
+  /** Run by the seeder while Postgres holds the workspace's row: sets the balance unless Redis has one. Returns the epoch. */
+  seedScript(wsId: string, balanceNano: bigint | string): Promise<string> {
+    return this.redis.sluiceSeed(this.prefix, wsId, String(balanceNano), randomBytes(8).toString('hex'));
+  }
+
+  /**
+   * The ledger, whose commit a request's finish waits for: a balance change must never reach
+   * Redis before its row is durable (a replica killed in between would leave a charge with no
+   * row). Killed after the commit instead, the row's change is applied by the shipper, and
+   * the holds are released when their lease runs out.
+   */
+  ledger: { whenCommitted(done: (err: unknown) => void): void } | null = null;
+
+  /** Called once per admission (SharedAdmission.finish), as its row is appended; not awaited: a failure leaves the lease and the shipper to put it right. */
+  finish(a: SharedAdmission, tokens: number, chargeNano: number, delta: number): void {
+    // (a row that failed to commit charges nothing: only the holds are released)
+    if (this.ledger) this.ledger.whenCommitted((err) => (err ? this.send(a, 0, 0, 0) : this.send(a, tokens, chargeNano, delta)));
+    else this.send(a, tokens, chargeNano, delta);
+  }
+
+  private send(a: SharedAdmission, tokens: number, chargeNano: number, delta: number): void {
+    this.held.delete(a.id);
+    const now = Date.now();
+    this.redis.sluiceFinish(this.prefix, a.id, tokens, chargeNano, a.ws, delta, a.id, utcDay(now), utcMonth(now), MARKER_SECONDS, ...a.keys)
+      .then((reply) => { if (reply[1] !== '' && reply[1] !== null) this.balances.set(a.ws, Number(reply[1])); },
+        (err: unknown) => logFailure(`a request's holds were not released (its lease will be): ${String(err)}`));
+  }
+
+  /**
+   * A credit row (top-up, refund) committed here: its change applied to the live balance,
+   * seeding the workspace first when Redis does not have it yet. A failure is left to the shipper.
+   */
+  async credit(rowId: string, ws: Workspace, delta: number): Promise<void> {
+    const now = Date.now();
+    const run = () => this.redis.sluiceFinish(this.prefix, '', 0, 0, ws.id, delta, rowId, utcDay(now), utcMonth(now), MARKER_SECONDS);
+    try {
+      let reply = await run();
+      if (reply[1] === '' || reply[1] === null) {
+        await this.seeder.seed(ws);
+        reply = await run();
+      }
+      if (reply[1] !== '' && reply[1] !== null) this.balances.set(ws.id, Number(reply[1]));
+    } catch (err) {
+      logFailure(`a credit of ${delta / 1e9} USD to ${ws.id} waits for the shipper: ${String(err)}`);
+    }
+  }
+
+  /** The shipper's pass: rows in Postgres whose change finish did not apply (ARGV of APPLY after the prefix). */
+  apply(rows: ReadonlyArray<readonly [string, string, number, string]>): Promise<number> {
+    return this.redis.sluiceApply(this.prefix, MARKER_SECONDS, ...rows.flat());
+  }
+
+  private renew(): void {
+    if (this.held.size === 0) return;
+    this.redis.sluiceRenew(this.prefix, this.leaseMs, ...this.held).catch((err: unknown) => logFailure(`leases not renewed: ${String(err)}`));
+  }
+
+  private async call(run: () => Promise<Reply>): Promise<Reply> {
+    try {
+      return await run();
+    } catch (err) {
+      throw unavailable(err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  close(): void {
+    clearInterval(this.renewer);
+  }
+}
+
+/** Redis (or the record behind it) cannot be reached: refused at once, to be retried. */
+export function unavailable(why: string): GatewayError {
+  return new GatewayError(Errors.storeUnavailable, `The gateway cannot check this key's limits and credits right now (${why.slice(0, 200)}); nothing was charged. Retry shortly.`).retryAfter(1000);
+}
+
+let lastLog = 0;
+function logFailure(message: string): void {
+  if (Date.now() - lastLog < 10_000) return;
+  lastLog = Date.now();
+  console.error(`cluster: ${message}`);
+}
+
+/** x-ratelimit-* after an admission, from key 0's state as the script left it (see limits.ts's remainingHeaders). */
+function remaining(limits: KeyLimits, reply: Reply): Header[] {
+  const out: Header[] = [];
+  if (limits.rpm) {
+    const level = Number(reply[3]);
+    out.push(['x-ratelimit-limit-requests', String(limits.rpm)], ['x-ratelimit-remaining-requests', String(Math.max(0, Math.floor(level)))],
+      ['x-ratelimit-reset-requests', fmtDuration(((limits.rpm - level) * 60_000) / limits.rpm)]);
+  } else if (reply[5] !== '') {
+    const requests = Number(reply[5]);
+    out.push(['x-ratelimit-limit-requests', String(requests)], ['x-ratelimit-remaining-requests', String(Math.max(0, requests - Number(reply[6])))],
+      ['x-ratelimit-reset-requests', fmtDuration(Number(reply[7]))]);
+  }
+  if (limits.tpm) {
+    const level = Number(reply[4]);
+    out.push(['x-ratelimit-limit-tokens', String(limits.tpm)], ['x-ratelimit-remaining-tokens', String(Math.max(0, Math.floor(level)))],
+      ['x-ratelimit-reset-tokens', fmtDuration(((limits.tpm - level) * 60_000) / limits.tpm)]);
+  }
+  return out;
+}

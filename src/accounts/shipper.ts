@@ -1,0 +1,170 @@
+// Cluster mode's durable record: ledger rows go from each replica's LMDB to Postgres. A row
+// is committed locally first (in the same transaction as its outbox entry, before the
+// response completes), so a replica killed at any point has every row it acknowledged in its
+// outbox, and ships it when it starts again. Postgres takes each row once (its id is the
+// primary key) and, in the same transaction, adds the rows it did take to their
+// workspaces' balances: a balance in Postgres is always the sum of its rows.
+//
+// The live balance every replica checks is in Redis (shared-limits.ts). It is seeded from
+// Postgres per workspace and per Redis "epoch" (a Redis that restarts empty starts a new
+// one), under the workspace's row lock. Each row is stored with the epoch its workspace was
+// seeded in when Postgres took it; the shipper applies its change to a Redis of that epoch
+// unless finish applied it already (a marker says so), and never to a later one (whose seed
+// read the row). So a Redis restart neither gives credit away nor takes any twice.
+import { z } from 'zod';
+import type { Cluster } from '../store/cluster.js';
+import type { Store } from '../store/lmdb.js';
+import { LedgerRowSchema, type LedgerRow } from './ledger.js';
+import type { SharedLimits } from './shared-limits.js';
+import { WorkspaceSchema, type Workspace, type Workspaces } from './workspaces.js';
+
+/** A workspace's record as Postgres keeps it: everything but the balance, which is its own column. */
+export function workspaceRecord(ws: Workspace): Omit<Workspace, 'balance_nano'> {
+  const { balance_nano: _b, ...record } = ws;
+  return record;
+}
+
+export class Shipper {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private failures = 0;
+  limits: SharedLimits | null = null;
+
+  constructor(private readonly cluster: Cluster, private readonly store: Store, private readonly workspaces: Workspaces,
+    private readonly everyMs = 200, private readonly batch = 500) {}
+
+  start(): void {
+    const tick = () => {
+      this.timer = setTimeout(() => { this.ship().finally(tick); }, this.everyMs * Math.min(25, 2 ** this.failures));
+      this.timer.unref();
+    };
+    tick();
+  }
+
+  /** Rows waiting to be shipped. */
+  get waiting(): number {
+    return this.store.outbox.getCount();
+  }
+
+  /** One pass (or waits for the one running). */
+  ship(): Promise<void> {
+    this.running ??= this.pass().then(() => { this.failures = 0; }, (err: unknown) => {
+      this.failures++;
+      if (this.failures <= 3 || this.failures % 50 === 0) console.error(`cluster: shipping ledger rows to Postgres failed (they wait in the outbox): ${err instanceof Error ? err.message : String(err)}`);
+    }).finally(() => { this.running = null; });
+    return this.running;
+  }
+
+  /** Ships until the outbox is empty (a graceful stop), or throws. */
+  async drain(): Promise<void> {
+    for (let i = 0; i < 10_000 && this.waiting > 0; i++) {
+      await this.ship();
+      if (this.failures) throw new Error('Postgres did not take the rows');
+    }
+  }
+
+  private async pass(): Promise<void> {
+    const ids: string[] = [];
+    for (const key of this.store.outbox.getKeys({ limit: this.batch })) ids.push(key as string);
+    if (ids.length === 0) return;
+    const rows: LedgerRow[] = [];
+    for (const id of ids) {
+      const parsed = LedgerRowSchema.safeParse(this.store.ledger.get(id));
+      if (parsed.success) rows.push(parsed.data);
+      else {
+        // A row that does not read cannot be shipped; it stays in the local ledger for the operator.
+        console.error(`cluster: ledger row ${id.slice(0, 80)} does not validate and is not shipped`);
+        await this.store.outbox.remove(id);
+      }
+    }
+    if (rows.length === 0) return;
+    const epochs = await this.toPostgres(rows);
+    // Balance changes Redis may not have yet (finish failed, or ran before a seed): applied once.
+    const changes = rows.filter((r) => r.delta_nano !== 0 && epochs.get(r.id));
+    let keep = new Set<string>();
+    if (changes.length && this.limits) {
+      try {
+        await this.limits.apply(changes.map((r) => [r.id, r.workspace, r.delta_nano, epochs.get(r.id)!] as const));
+      } catch (err) {
+        // Postgres has them; their entries stay so the change reaches Redis when it is back.
+        keep = new Set(changes.map((r) => r.id));
+        console.error(`cluster: ${changes.length} balance change(s) wait for Redis: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    await this.store.outbox.transaction(() => {
+      for (const r of rows) if (!keep.has(r.id)) void this.store.outbox.remove(r.id);
+    });
+  }
+
+  /** One Postgres transaction: the rows (each once), their workspaces' balances; returns each changing row's epoch (see APPLY). */
+  private async toPostgres(rows: readonly LedgerRow[]): Promise<Map<string, string | null>> {
+    const wsIds = [...new Set(rows.map((r) => r.workspace))].sort();
+    const client = await this.cluster.pg.connect();
+    try {
+      await client.query('BEGIN');
+      const records = wsIds.map((id) => { const ws = this.workspaces.get(id); return ws ? JSON.stringify(workspaceRecord(ws)) : null; });
+      await client.query(`INSERT INTO sluice_workspaces (id, record) SELECT id, record FROM unnest($1::text[], $2::jsonb[]) AS t(id, record)
+        WHERE record IS NOT NULL ON CONFLICT (id) DO NOTHING`, [wsIds, records]);
+      // Locked in one order by every replica (no deadlock), and against a seed running meanwhile.
+      const locked = await client.query<{ id: string; seeded_epoch: string | null }>('SELECT id, seeded_epoch FROM sluice_workspaces WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE', [wsIds]);
+      const seeded = new Map(locked.rows.map((r) => [r.id, r.seeded_epoch]));
+      // Each row keeps the epoch its workspace was seeded in when Postgres took it: only a Redis
+      // of that epoch can lack its change (a later seed read it from here).
+      const inserted = await client.query<{ workspace: string; delta_nano: string }>(`INSERT INTO sluice_ledger (id, workspace, key_id, ts, kind, delta_nano, charge_usd, replica, epoch, row)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::float8[], $8::text[], $9::text[], $10::jsonb[])
+        ON CONFLICT (id) DO NOTHING RETURNING workspace, delta_nano`, [
+        rows.map((r) => r.id), rows.map((r) => r.workspace), rows.map((r) => r.key_id), rows.map((r) => Math.round(r.ts)), rows.map((r) => r.kind),
+        rows.map((r) => r.delta_nano), rows.map((r) => r.charge_usd), rows.map(() => this.cluster.replica), rows.map((r) => seeded.get(r.workspace) ?? null),
+        rows.map((r) => JSON.stringify(r)),
+      ]);
+      const sums = new Map<string, bigint>();
+      for (const r of inserted.rows) if (r.delta_nano !== '0') sums.set(r.workspace, (sums.get(r.workspace) ?? 0n) + BigInt(r.delta_nano));
+      if (sums.size) {
+        await client.query(`UPDATE sluice_workspaces w SET balance_nano = w.balance_nano + d.delta FROM unnest($1::text[], $2::bigint[]) AS d(id, delta) WHERE w.id = d.id`,
+          [[...sums.keys()], [...sums.values()].map(String)]);
+      }
+      // (a row shipped before, by a pass that stopped short of Redis, answers with the epoch it was taken in)
+      const epochs = await client.query<{ id: string; epoch: string | null }>('SELECT id, epoch FROM sluice_ledger WHERE id = ANY($1::text[]) AND delta_nano <> 0', [rows.map((r) => r.id)]);
+      await client.query('COMMIT');
+      return new Map(epochs.rows.map((r) => [r.id, r.epoch]));
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * A workspace's balance from Postgres into Redis, for Redis's current epoch (a new one when
+   * it has none): under the row's lock, so no shipped row can fall between the read and the
+   * seed. The rows still in outboxes are applied by their shippers when they arrive.
+   */
+  async seed(ws: Workspace): Promise<void> {
+    const client = await this.cluster.pg.connect();
+    try {
+      await client.query('BEGIN');
+      if (ws.id) {
+        await client.query('INSERT INTO sluice_workspaces (id, record) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [ws.id, JSON.stringify(workspaceRecord(ws))]);
+      }
+      const row = await client.query<{ balance_nano: string }>('SELECT balance_nano FROM sluice_workspaces WHERE id = $1 FOR UPDATE', [ws.id]);
+      const epoch = await this.limits!.seedScript(ws.id, row.rows[0]?.balance_nano ?? '0');
+      await client.query('UPDATE sluice_workspaces SET seeded_epoch = $2 WHERE id = $1', [ws.id, epoch]);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}
+
+/** A workspace record read back from Postgres (a boundary: validated). */
+export const StoredWorkspace = WorkspaceSchema.omit({ balance_nano: true });
+export type StoredWorkspace = z.infer<typeof StoredWorkspace>;

@@ -1,0 +1,112 @@
+// Cluster mode's two shared stores: Redis (or Valkey) for hot state every replica changes
+// on the request path (limit counters, reservations, credit holds, live balances), and
+// Postgres for the durable record (workspaces, keys, balances and ledger rows). Each
+// replica keeps its own LMDB as before: a local copy of the records it reads on the hot
+// path, and the outbox its ledger rows wait in until they are shipped to Postgres.
+//
+// Redis is one standalone server or a Sentinel-managed primary (the scripts touch keys
+// they compute, which Redis Cluster's slot rules do not allow). Commands fail fast when it
+// is unreachable (no offline queue, a command timeout): the caller answers a 503 at once.
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+
+export interface ClusterOptions {
+  redisUrl: string;
+  postgresUrl: string;
+  /** Prefix of every Redis key (several gateways may share one Redis; each needs its own Postgres database). */
+  prefix: string;
+  /** Redis commands fail after this long (a hung server must not hold requests). */
+  redisTimeoutMs: number;
+  postgresPoolSize: number;
+}
+
+export interface Cluster {
+  readonly redis: Redis;
+  readonly pg: pg.Pool;
+  /** Prefix of every Redis key. */
+  readonly prefix: string;
+  /** This process, in leases and shipped rows. */
+  readonly replica: string;
+  close(): Promise<void>;
+}
+
+/** The tables, created by the first replica to start (under an advisory lock: replicas start together). */
+const SCHEMA = `
+CREATE SEQUENCE IF NOT EXISTS sluice_version;
+CREATE TABLE IF NOT EXISTS sluice_workspaces (
+  id text PRIMARY KEY,
+  record jsonb NOT NULL,
+  balance_nano bigint NOT NULL DEFAULT 0,
+  seeded_epoch text,
+  version bigint NOT NULL DEFAULT nextval('sluice_version')
+);
+CREATE TABLE IF NOT EXISTS sluice_keys (
+  id text PRIMARY KEY,
+  record jsonb NOT NULL,
+  version bigint NOT NULL DEFAULT nextval('sluice_version')
+);
+CREATE INDEX IF NOT EXISTS sluice_keys_version ON sluice_keys (version);
+CREATE INDEX IF NOT EXISTS sluice_workspaces_version ON sluice_workspaces (version);
+CREATE TABLE IF NOT EXISTS sluice_ledger (
+  id text PRIMARY KEY,
+  workspace text NOT NULL,
+  key_id text NOT NULL,
+  ts bigint NOT NULL,
+  kind text NOT NULL,
+  delta_nano bigint NOT NULL,
+  charge_usd double precision NOT NULL,
+  replica text NOT NULL,
+  epoch text,
+  row jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sluice_ledger_workspace_ts ON sluice_ledger (workspace, ts);
+CREATE INDEX IF NOT EXISTS sluice_ledger_key_ts ON sluice_ledger (key_id, ts);
+`;
+
+export async function openCluster(opts: ClusterOptions): Promise<Cluster> {
+  const redis = new Redis(opts.redisUrl, {
+    // A command while disconnected fails at once instead of queueing behind the reconnect.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: opts.redisTimeoutMs,
+    connectTimeout: Math.max(1000, opts.redisTimeoutMs),
+    retryStrategy: (times) => Math.min(100 * times, 1000),
+    lazyConnect: true,
+  });
+  // (ioredis emits 'error' on every failed reconnect; the requests that need Redis say so themselves)
+  let lastLogged = 0;
+  redis.on('error', (err: Error) => {
+    if (Date.now() - lastLogged < 10_000) return;
+    lastLogged = Date.now();
+    console.error(`cluster: redis: ${err.message}`);
+  });
+  const pool = new pg.Pool({ connectionString: opts.postgresUrl, max: opts.postgresPoolSize, connectionTimeoutMillis: 5000, idleTimeoutMillis: 30_000, statement_timeout: 30_000 });
+  pool.on('error', (err) => console.error(`cluster: postgres: ${err.message}`));
+  try {
+    await redis.connect();
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query("SELECT pg_advisory_xact_lock(hashtext('sluice_schema'))");
+      await client.query(SCHEMA);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  } catch (err) {
+    redis.disconnect();
+    await pool.end().catch(() => undefined);
+    throw new Error(`cluster mode: cannot reach its stores: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return {
+    redis, pg: pool, prefix: opts.prefix, replica: randomBytes(6).toString('hex'),
+    async close() {
+      redis.disconnect();
+      await pool.end();
+    },
+  };
+}

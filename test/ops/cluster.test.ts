@@ -1,0 +1,232 @@
+// Cluster mode end to end: Debian's redis-server, a throwaway Postgres, three gateway
+// processes on them, and clients spreading requests across the three. N replicas must
+// behave as one: limits exact cluster-wide, changes to keys in force everywhere within the
+// documented bound, no acknowledged row lost when a replica is killed, balances in Postgres
+// equal to their rows, and a clean refusal (then recovery) when Redis goes away.
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import t from 'tap';
+import { clusterUnavailable, startPostgres, startRedis } from '../helpers/cluster.js';
+import { startGateway, tempDataDir, type Gateway } from '../helpers/gateway.js';
+
+const missing = clusterUnavailable();
+if (missing) {
+  if (process.env.CI) throw new Error(`cluster tests need their servers in CI: ${missing}`);
+  t.test('cluster mode', { skip: `cluster tests: ${missing}` }, () => undefined);
+  process.exit(0);
+}
+
+const redis = await startRedis();
+const postgres = await startPostgres();
+t.teardown(async () => { await redis.stop(); await postgres.stop(); });
+const db = new pg.Pool({ connectionString: postgres.url, max: 2 });
+t.teardown(() => db.end());
+
+const MASTER = 'sk-sluice-master-cluster-test-0123456789abcdef';
+const env = { SLUICE_SIM: 'on', SLUICE_MASTER_KEY: MASTER, SLUICE_REDIS_URL: redis.url, SLUICE_POSTGRES_URL: postgres.url };
+const config = { sim: { ttft_ms: 5, tokens_per_second: 2000 }, cluster: { sync_ms: 500, ship_ms: 100, lease_ms: 5000 }, savings: { semantic_cache: { enabled: false } } };
+const dirs = [tempDataDir(), tempDataDir(), tempDataDir()];
+const gws: Gateway[] = [];
+for (const dir of dirs) gws.push(await startGateway(env, dir, config));
+t.teardown(async () => { await Promise.all(gws.map((g) => g.stop('SIGKILL'))); });
+
+const post = (gw: Gateway, path: string, body: unknown, key = MASTER) => fetch(`${gw.url}${path}`, {
+  method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
+});
+const chat = (gw: Gateway, key: string, content: string) => post(gw, '/v1/chat/completions', { model: 'openai/gpt-4.1-mini', max_tokens: 8, messages: [{ role: 'user', content }] }, key);
+
+async function workspace(name: string, credits: number): Promise<string> {
+  const res = await post(gws[0]!, '/admin/workspaces', { name, credits_usd: credits });
+  if (res.status !== 201) throw new Error(`workspace: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { id: string }).id;
+}
+
+async function mint(gw: Gateway, body: object): Promise<{ id: string; key: string }> {
+  const res = await post(gw, '/admin/keys', body);
+  if (res.status !== 201) throw new Error(`mint: ${res.status} ${await res.text()}`);
+  return (await res.json()) as { id: string; key: string };
+}
+
+/** Waits until every gateway answers the key's request with `status` (returns how long that took, ms). */
+async function everywhere(key: string, status: number, boundMs: number): Promise<number> {
+  const t0 = Date.now();
+  for (const gw of gws) {
+    for (;;) {
+      const res = await fetch(`${gw.url}/v1/account/pricing`, { headers: { authorization: `Bearer ${key}` } });
+      await res.arrayBuffer();
+      if (res.status === status) break;
+      if (Date.now() - t0 > boundMs) throw new Error(`${gw.url} still answers ${res.status}, not ${status}, after ${boundMs} ms`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  return Date.now() - t0;
+}
+
+/** Waits for every replica's outbox to be in Postgres, then checks every balance against its rows. */
+async function reconciled(t: { same(a: unknown, b: unknown, m: string): void }): Promise<void> {
+  let last = -1;
+  for (let i = 0; i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    const n = Number((await db.query('SELECT count(*) AS n FROM sluice_ledger')).rows[0].n);
+    if (n === last) break;
+    last = n;
+  }
+  const off = await db.query(`SELECT w.id, w.balance_nano, coalesce(sum(l.delta_nano), 0) AS rows FROM sluice_workspaces w
+    LEFT JOIN sluice_ledger l ON l.workspace = w.id GROUP BY w.id, w.balance_nano HAVING w.balance_nano <> coalesce(sum(l.delta_nano), 0)`);
+  t.same(off.rows, [], 'every balance in Postgres equals the sum of its ledger rows');
+}
+
+const live = new Redis(redis.url);
+live.on('error', () => undefined); // (Redis is stopped on purpose in the last test)
+t.teardown(() => live.disconnect());
+
+/** 500 requests at once, spread over the three replicas: their statuses, and how long the burst took (ms). */
+async function burst(key: string, tag: string): Promise<{ count: (s: number) => number; spanMs: number; summary: string }> {
+  const t0 = Date.now();
+  const statuses = await Promise.all(Array.from({ length: 500 }, (_, i) => chat(gws[i % 3]!, key, `${tag} ${i}`).then(async (r) => { await r.arrayBuffer(); return r.status; })));
+  const spanMs = Date.now() - t0;
+  const count = (s: number) => statuses.filter((x) => x === s).length;
+  return { count, spanMs, summary: JSON.stringify(Object.fromEntries([...new Set(statuses)].map((s) => [s, count(s)]))) };
+}
+
+t.test('rpm 100 and a window of 100, 500 concurrent requests across three replicas: 100 served', async (t) => {
+  const ws = await workspace('rpm', 50);
+  // A rolling window does not refill within its length: exactly 100, however long the burst takes.
+  const windowed = await mint(gws[0]!, { name: 'window-100', workspace: ws, limits: { windows: [{ requests: 100, seconds: 600 }] } });
+  await everywhere(windowed.key, 200, 3000);
+  const w = await burst(windowed.key, 'window');
+  t.equal(w.count(200), 100, `exactly 100 (${w.summary})`);
+  t.equal(w.count(429), 400, 'the rest refused with 429');
+  // rpm is a token bucket (as OpenAI's): it refills 100/60 per second while the burst runs.
+  const rpm = await mint(gws[1]!, { name: 'rpm-100', workspace: ws, limits: { rpm: 100 } });
+  await everywhere(rpm.key, 200, 3000);
+  const r = await burst(rpm.key, 'rpm');
+  const refill = Math.floor((r.spanMs * 100) / 60_000);
+  t.ok(r.count(200) >= 100 && r.count(200) <= 100 + refill, `100 plus what refilled in ${r.spanMs} ms (at most ${refill}): ${r.summary}`);
+  t.equal(r.count(200) + r.count(429), 500, 'the rest refused with 429');
+  await reconciled(t);
+  const held = await live.hget('sluice:w:' + ws, 'h');
+  t.equal(Number(held), 0, 'no credit still held once every request finished');
+  const slots = await live.hget(`sluice:k:${rpm.id}`, 'fl');
+  t.equal(Number(slots), 0, 'no request still counted in flight');
+});
+
+t.test('a budget across replicas overshoots by at most one request', async (t) => {
+  const ws = await workspace('budget', 50);
+  const { id, key } = await mint(gws[1]!, { name: 'budget', workspace: ws, limits: { budget_usd_day: 0.0005 } });
+  await everywhere(key, 200, 3000);
+  const results = await Promise.all(Array.from({ length: 120 }, (_, i) => chat(gws[i % 3]!, key, `budget ${i} ${'word '.repeat(40)}`)
+    .then(async (r) => { await r.arrayBuffer(); return { status: r.status, charge: Number(r.headers.get('x-btl-customer-charge') ?? 0) }; })));
+  const spent = results.reduce((a, r) => a + (r.status === 200 ? r.charge : 0), 0);
+  const most = Math.max(...results.map((r) => r.charge));
+  t.ok(results.some((r) => r.status === 429), 'the budget refuses once spent or reserved');
+  t.ok(spent <= 0.0005 + most + 1e-12, `spent ${spent} ≤ the budget plus one request (${most})`);
+  await reconciled(t);
+  const rows = await db.query("SELECT coalesce(sum(charge_usd), 0) AS s FROM sluice_ledger WHERE key_id = $1 AND kind = 'request'", [id]);
+  t.ok(Math.abs(Number(rows.rows[0].s) - spent) < 1e-9, 'Postgres has exactly what the clients were charged');
+});
+
+t.test('an answer cached through one replica is an exact-cache hit through another', async (t) => {
+  const ws = await workspace('cache', 5);
+  const { key } = await mint(gws[0]!, { name: 'cache', workspace: ws });
+  await everywhere(key, 200, 3000);
+  const body = { model: 'openai/gpt-4.1-mini', temperature: 0, max_tokens: 16, messages: [{ role: 'user', content: 'What is the capital of France? (cluster cache)' }] };
+  const first = await post(gws[0]!, '/v1/chat/completions', body, key);
+  const a = (await first.json()) as { choices: Array<{ message: { content: string } }> };
+  t.equal(first.headers.get('x-gateway-cache'), 'miss');
+  for (const gw of [gws[1]!, gws[2]!]) {
+    const res = await post(gw, '/v1/chat/completions', body, key);
+    const b = (await res.json()) as { choices: Array<{ message: { content: string } }> };
+    t.equal(res.headers.get('x-gateway-cache'), 'exact', `a hit through ${gw.url}`);
+    t.equal(b.choices[0]!.message.content, a.choices[0]!.message.content, 'the same answer');
+    t.equal(res.headers.get('x-btl-customer-charge'), '0', 'at no charge');
+  }
+  // Another workspace asking the same is not served from it.
+  const other = await mint(gws[0]!, { name: 'other', workspace: await workspace('cache-other', 5) });
+  await everywhere(other.key, 200, 3000);
+  const res = await post(gws[2]!, '/v1/chat/completions', body, other.key);
+  await res.arrayBuffer();
+  t.equal(res.headers.get('x-gateway-cache'), 'miss', "a workspace never gets another's entries");
+});
+
+t.test('a key revoked through one replica is refused by the others within the bound', async (t) => {
+  const ws = await workspace('revoke', 5);
+  const { id, key } = await mint(gws[0]!, { name: 'to-revoke', workspace: ws });
+  await everywhere(key, 200, 3000);
+  const res = await fetch(`${gws[0]!.url}/admin/keys/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${MASTER}` } });
+  t.equal(res.status, 200);
+  const took = await everywhere(key, 401, 500 + 1000);
+  t.ok(took <= 1500, `refused on every replica after ${took} ms (sync_ms 500, plus a read)`);
+});
+
+t.test('kill -9 of a replica under load, twice: every completed response is in Postgres once', async (t) => {
+  const ws = await workspace('crash', 100);
+  const { key } = await mint(gws[0]!, { name: 'crash', workspace: ws });
+  await everywhere(key, 200, 3000);
+  const completed: string[] = [];
+  for (let round = 0; round < 2; round++) {
+    const victim = 1 + round; // B, then C
+    let stop = false;
+    const worker = async (n: number) => {
+      for (let i = 0; !stop; i++) {
+        const gw = gws[(n + i) % 3]!;
+        try {
+          const res = await chat(gw, key, `crash ${round}.${n}.${i}`);
+          await res.arrayBuffer();
+          if (res.status === 200) completed.push(res.headers.get('x-request-id')!);
+        } catch { /* the killed replica's connections */ }
+      }
+    };
+    const workers = Array.from({ length: 12 }, (_, n) => worker(n));
+    await new Promise((r) => setTimeout(r, 1200));
+    gws[victim]!.proc.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 300));
+    stop = true;
+    await Promise.all(workers);
+    // Back on its data dir: its outbox ships what it acknowledged.
+    gws[victim] = await startGateway(env, dirs[victim]!, config);
+  }
+  t.ok(completed.length > 50, `${completed.length} responses completed`);
+  await reconciled(t);
+  const found = await db.query('SELECT id FROM sluice_ledger WHERE id = ANY($1::text[])', [completed]);
+  t.equal(found.rowCount, completed.length, 'every completed response has its row in Postgres');
+  t.equal(new Set(completed).size, completed.length, 'request ids are unique');
+  const pgBalance = BigInt((await db.query('SELECT balance_nano FROM sluice_workspaces WHERE id = $1', [ws])).rows[0].balance_nano);
+  const live_ = await live.hmget('sluice:w:' + ws, 'b', 'h');
+  t.equal(BigInt(live_[0]!), pgBalance, 'the live balance in Redis is the balance in Postgres');
+});
+
+t.test('Redis down: metered requests refused at once with 503; back (empty) and it serves again, owing nothing', async (t) => {
+  const ws = await workspace('redis-down', 5);
+  const { key } = await mint(gws[0]!, { name: 'metered', workspace: ws, limits: { rpm: 1000 } });
+  await everywhere(key, 200, 3000);
+  let res = await chat(gws[1]!, key, 'before');
+  t.equal(res.status, 200);
+  await res.arrayBuffer();
+  await redis.stop();
+  const t0 = Date.now();
+  res = await chat(gws[2]!, key, 'while down');
+  const body = (await res.json()) as { error: { code: string; message: string } };
+  t.equal(res.status, 503, 'refused');
+  t.equal(body.error.code, 'store_unavailable');
+  t.ok(res.headers.get('retry-after'), 'with Retry-After');
+  t.ok(Date.now() - t0 < 3000, `at once (${Date.now() - t0} ms)`);
+  const operator = await chat(gws[2]!, MASTER, 'operator while down');
+  t.equal(operator.status, 200, "the operator's own key (no limits, unmetered) still serves");
+  await operator.arrayBuffer();
+  await redis.restart();
+  let back = 0;
+  for (let i = 0; i < 100 && back !== 200; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const r = await chat(gws[i % 3]!, key, `after ${i}`);
+    await r.arrayBuffer();
+    back = r.status;
+  }
+  t.equal(back, 200, 'serves again once Redis is back');
+  await reconciled(t);
+  const pgBalance = (await db.query('SELECT balance_nano FROM sluice_workspaces WHERE id = $1', [ws])).rows[0].balance_nano as string;
+  const fresh = new Redis(redis.url);
+  const b = await fresh.hget('sluice:w:' + ws, 'b');
+  fresh.disconnect();
+  t.equal(b, pgBalance, 'the balance Redis was seeded with again is the one in Postgres (no credit given back, none taken twice)');
+});
