@@ -48,6 +48,7 @@ function applyEnv(data: Record<string, unknown>, env: Env): Record<string, unkno
   set('host', env.HOST);
   set('port', intFromEnv(env, 'PORT'));
   set('data_dir', env.SLUICE_DATA_DIR);
+  if (env.SLUICE_TRUST_PROXY_HOPS) out.trust_proxy_hops = intFromEnv(env, 'SLUICE_TRUST_PROXY_HOPS');
   set('workers', intFromEnv(env, 'SLUICE_WORKERS'));
   set('master_key', env.SLUICE_MASTER_KEY);
   set('baseline_model', env.BASELINE_MODEL);
