@@ -85,8 +85,8 @@ for i = 1, tonumber(ARGV[12]) do
   k.kk = P .. 'k:' .. k.id
   keys[i] = k
 end
--- A window's live slices (older ones deleted), their total, and the wait until it is below limit.
-local function window(k, w, limit)
+-- A window's live slices (older ones deleted): their total, and the wait until it is below its limit.
+local function window(k, w)
   local wk = k.kk .. ':w' .. w.sec
   local width = w.sec * 1000 / 60
   local head = math.floor(now / width)
@@ -97,17 +97,16 @@ local function window(k, w, limit)
     if s <= head - 60 then redis.call('HDEL', wk, raw[j]) else slices[#slices + 1] = { s, c }; total = total + c end
   end
   local wait = w.sec * 1000
-  if limit then
+  if total >= w.req then
     table.sort(slices, function(a, b) return a[1] < b[1] end)
     local left = total
-    if left < limit then wait = 0 else
-      for _, sc in ipairs(slices) do
-        left = left - sc[2]
-        if left < limit then wait = (sc[1] + 60) * width - now; break end
-      end
+    for _, sc in ipairs(slices) do
+      left = left - sc[2]
+      if left < w.req then wait = (sc[1] + 60) * width - now; break end
     end
   end
-  return total, wait, wk, head, width
+  w.total, w.key, w.head, w.width = total, wk, head, width
+  return total, wait
 end
 for i, k in ipairs(keys) do
   if k.rpm > 0 then
@@ -119,7 +118,7 @@ for i, k in ipairs(keys) do
     if level < 1 then return {'limit', i - 1, 'tpm', tostring((1 - level) * 60000 / k.tpm)} end
   end
   for _, w in ipairs(k.win) do
-    local total, wait = window(k, w, w.req)
+    local total, wait = window(k, w)
     if total >= w.req then return {'limit', i - 1, 'window', tostring(wait), w.sec, w.req} end
   end
   if k.bd > 0 or k.bm > 0 then
@@ -146,16 +145,16 @@ for i, k in ipairs(keys) do
     redis.call('HSET', k.kk, 'tl', tostring(level), 'ta', now)
     if i == 1 then out[5] = tostring(level) end
   end
+  -- (each window as the check read it: a script runs alone, nothing changed it since)
   local best = nil
   for _, w in ipairs(k.win) do
-    local total, _, wk, head, width = window(k, w, nil)
-    redis.call('HINCRBY', wk, head, 1)
-    redis.call('PEXPIRE', wk, math.ceil(w.sec * 1000 + width))
-    if i == 1 and (not best or w.req - total - 1 < best[1] - best[2]) then best = { w.req, total + 1, w } end
+    redis.call('HINCRBY', w.key, w.head, 1)
+    redis.call('PEXPIRE', w.key, math.ceil(w.sec * 1000 + w.width))
+    if i == 1 and (not best or w.req - w.total - 1 < best.req - best.total - 1) then best = w end
   end
   if best then
-    local _, wait = window(k, best[3], 1)
-    out[6], out[7], out[8] = tostring(best[1]), tostring(best[2]), tostring(wait)
+    -- Back to full once every slice has left the window, the newest being this one.
+    out[6], out[7], out[8] = tostring(best.req), tostring(best.total + 1), tostring((best.head + 60) * best.width - now)
   end
   local b = 0
   if k.bd > 0 or k.bm > 0 then

@@ -104,3 +104,15 @@ t.test('OpenTelemetry\'s variables: the endpoint, a ratio from 0 to 1 (named whe
   for (const bad of ['abc', '2', '-0.5']) t.throws(() => loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER_ARG: bad }), /OTEL_TRACES_SAMPLER_ARG/, `${bad}: refused, naming the variable`);
   t.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }).otel.endpoint, undefined, 'OTEL_SDK_DISABLED=true: off');
 });
+
+t.test('cluster mode: both URLs from the environment, or neither; a URL of the wrong kind is refused', async (t) => {
+  const c = loadConfig({ SLUICE_REDIS_URL: 'redis://127.0.0.1:6379', SLUICE_POSTGRES_URL: 'postgres://u@127.0.0.1:5432/db', SLUICE_TRUST_PROXY_HOPS: '1' });
+  t.equal(c.cluster.redis_url, 'redis://127.0.0.1:6379');
+  t.equal(c.cluster.postgres_url, 'postgres://u@127.0.0.1:5432/db');
+  t.equal(c.cluster.redis_prefix, 'sluice:');
+  t.equal(c.trust_proxy_hops, 1);
+  t.equal(loadConfig({}).cluster.redis_url, undefined, 'off by default');
+  t.throws(() => loadConfig({ SLUICE_REDIS_URL: 'redis://127.0.0.1:6379' }), /needs both redis_url/, 'one without the other');
+  t.throws(() => loadConfig({ SLUICE_REDIS_URL: 'http://127.0.0.1:6379', SLUICE_POSTGRES_URL: 'postgres://u@h/db' }), /redis_url/, 'not a redis URL');
+  t.throws(() => loadConfig({ SLUICE_REDIS_URL: 'redis://h:1', SLUICE_POSTGRES_URL: 'mysql://u@h/db' }), /postgres_url/, 'not a postgres URL');
+});

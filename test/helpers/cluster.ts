@@ -3,7 +3,7 @@
 // root, since Postgres refuses to run as root). Both on 127.0.0.1, on free ports, stopped
 // by PID and removed when the test ends.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +32,8 @@ export function freePort(): Promise<number> {
 export interface RedisServer {
   url: string;
   port: number;
+  /** The server's process id (the bench reads its CPU time). */
+  pid(): number;
   stop(): Promise<void>;
   /** Starts it again on the same port (empty: nothing is saved). */
   restart(): Promise<void>;
@@ -67,11 +69,13 @@ export async function startRedis(): Promise<RedisServer> {
     proc.kill('SIGKILL');
   });
   await start();
-  return { url: `redis://127.0.0.1:${port}`, port, stop, restart: start };
+  return { url: `redis://127.0.0.1:${port}`, port, stop, restart: start, pid: () => proc.pid! };
 }
 
 export interface PostgresServer {
   url: string;
+  /** The postmaster and its backends (the bench reads their CPU time). */
+  pids(): number[];
   stop(): Promise<void>;
 }
 
@@ -98,8 +102,19 @@ export async function startPostgres(): Promise<PostgresServer> {
   proc.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
   await waitFor('postgres', () => /ready to accept connections/.test(out), proc, () => out, 30_000);
   execFileSync(join(PG_BIN!, 'createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'sluice', 'sluice'], { stdio: 'pipe' });
+  const pids = () => {
+    const out = [proc.pid!];
+    for (const name of readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      try {
+        const ppid = Number(readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+        if (ppid === proc.pid) out.push(Number(name));
+      } catch { /* gone */ }
+    }
+    return out;
+  };
   return {
-    url: `postgres://sluice@127.0.0.1:${port}/sluice`,
+    url: `postgres://sluice@127.0.0.1:${port}/sluice`, pids,
     stop: () => new Promise<void>((resolve) => {
       const done = () => { rmSync(dir, { recursive: true, force: true }); resolve(); };
       if (proc.exitCode !== null) { done(); return; }

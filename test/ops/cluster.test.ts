@@ -24,7 +24,7 @@ t.teardown(() => db.end());
 
 const MASTER = 'sk-sluice-master-cluster-test-0123456789abcdef';
 const env = { SLUICE_SIM: 'on', SLUICE_MASTER_KEY: MASTER, SLUICE_REDIS_URL: redis.url, SLUICE_POSTGRES_URL: postgres.url };
-const config = { sim: { ttft_ms: 5, tokens_per_second: 2000 }, cluster: { sync_ms: 500, ship_ms: 100, lease_ms: 5000 }, savings: { semantic_cache: { enabled: false } } };
+const config = { sim: { ttft_ms: 5, tokens_per_second: 100 }, cluster: { sync_ms: 500, ship_ms: 100, lease_ms: 5000 }, savings: { semantic_cache: { enabled: false } } };
 const dirs = [tempDataDir(), tempDataDir(), tempDataDir()];
 const gws: Gateway[] = [];
 for (const dir of dirs) gws.push(await startGateway(env, dir, config));
@@ -109,6 +109,24 @@ t.test('rpm 100 and a window of 100, 500 concurrent requests across three replic
   t.equal(Number(held), 0, 'no credit still held once every request finished');
   const slots = await live.hget(`sluice:k:${rpm.id}`, 'fl');
   t.equal(Number(slots), 0, 'no request still counted in flight');
+});
+
+t.test('concurrency across replicas, and the rate-limit headers as on one node', async (t) => {
+  const ws = await workspace('concurrency', 50);
+  const { key, id } = await mint(gws[2]!, { name: 'three-at-a-time', workspace: ws, limits: { max_concurrency: 3, rpm: 1000 } });
+  await everywhere(key, 200, 3000);
+  // Each answer takes 0.1 to 0.5 s (12 to 52 tokens at 100/s): all 30 arrive while the first three run.
+  const long = (gw: Gateway, i: number) => post(gw, '/v1/chat/completions', { model: 'openai/gpt-4.1-mini', max_tokens: 1000, messages: [{ role: 'user', content: `write at length ${i}` }] }, key);
+  const results = await Promise.all(Array.from({ length: 30 }, (_, i) => long(gws[i % 3]!, i).then(async (r) => { await r.arrayBuffer(); return { status: r.status, kind: r.headers.get('x-gateway-limit-kind') }; })));
+  t.equal(results.filter((r) => r.status === 200).length, 3, 'three at a time, across the replicas');
+  t.ok(results.filter((r) => r.status === 429).every((r) => r.kind === 'concurrency'), 'the rest refused for concurrency');
+  t.equal(Number(await live.hget(`sluice:k:${id}`, 'fl')), 0, 'every slot given back');
+  const res = await chat(gws[0]!, key, 'headers');
+  await res.arrayBuffer();
+  t.equal(res.headers.get('x-ratelimit-limit-requests'), '1000');
+  const left = Number(res.headers.get('x-ratelimit-remaining-requests'));
+  t.ok(left >= 990 && left <= 996, `remaining requests counted cluster-wide (${left}: 1000 less the 4 admitted, plus what refilled)`);
+  t.match(res.headers.get('x-ratelimit-reset-requests'), /^\d+(\.\d+)?(ms|s)$/);
 });
 
 t.test('a budget across replicas overshoots by at most one request', async (t) => {
