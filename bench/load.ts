@@ -41,7 +41,8 @@ export async function load(port: number, stream: boolean, opts: LoadOptions): Pr
     url: `http://127.0.0.1:${port}/v1/chat/completions`, method: 'POST', body,
     headers: { 'content-type': 'application/json', authorization: `Bearer ${opts.key ?? MASTER}`, ...opts.headers },
     connections: opts.rate ? 20 : CONNECTIONS, duration: opts.duration, ...(opts.rate ? { overallRate: opts.rate } : {}),
-    ...(fresh ? { setupRequest: (req: autocannon.Request) => ({ ...req, body: fresh() }) } : {}),
+    // (autocannon calls setupRequest per request only inside `requests`; given at the top level it is ignored and every request is the first body)
+    ...(fresh ? { requests: [{ setupRequest: (req: autocannon.Request) => ({ ...req, body: fresh() }) }] } : {}),
   });
   const cpuUs = opts.pid && result.requests.total ? ((cpuSeconds(opts.pid) - cpu0) * 1e6) / result.requests.total : null;
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx, cpuUs };
