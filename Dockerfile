@@ -10,6 +10,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json ./
 COPY src ./src
+COPY native ./native
 COPY web ./web
 COPY scripts ./scripts
 COPY bench ./bench

@@ -105,20 +105,29 @@ async function emptySpoolDir(dataDir: string): Promise<string> {
 async function startCluster(config: Config, store: Store, ring: KeyRing, workspaces: Workspaces, ledger: Ledger) {
   const c = config.cluster;
   if (!c.redis_url || !c.postgres_url) return null;
-  const [{ openCluster }, { Shipper }, { SharedLimits }, { Replication }, { SharedExactCache }] = await Promise.all([
+  const [{ openCluster, ClusterStartError, redact }, { Shipper }, { SharedLimits }, { Replication }, { SharedExactCache }] = await Promise.all([
     import('./store/cluster.js'), import('./accounts/shipper.js'), import('./accounts/shared-limits.js'), import('./accounts/replication.js'), import('./savings/shared-cache.js')]);
-  const cluster = await openCluster({ redisUrl: c.redis_url, postgresUrl: c.postgres_url, prefix: c.redis_prefix, redisTimeoutMs: c.redis_timeout_ms, postgresPoolSize: c.postgres_pool });
+  let cluster: Awaited<ReturnType<typeof openCluster>>;
+  try {
+    cluster = await openCluster({ redisUrl: c.redis_url, postgresUrl: c.postgres_url, prefix: c.redis_prefix, redisTimeoutMs: c.redis_timeout_ms, postgresPoolSize: c.postgres_pool });
+  } catch (err) {
+    if (err instanceof ClusterStartError) throw new ConfigError(`cluster mode: ${err.message}`);
+    throw err;
+  }
   const shipper = new Shipper(cluster, store, workspaces, c.ship_ms);
   const shared = new SharedLimits(cluster, shipper, c.lease_ms);
   shipper.limits = shared;
   shared.ledger = ledger;
   workspaces.shared = true;
+  workspaces.live = (ids) => shared.live(ids);
   ledger.cluster = { credited: (row, ws) => shared.credit(row.id, ws, row.delta_nano) };
   const replication = new Replication(cluster, ring, workspaces, c.sync_ms);
   await replication.start();
   shipper.start();
   return {
-    shared, replica: cluster.replica, exactCache: new SharedExactCache(cluster),
+    shared, replica: cluster.replica, exactCache: new SharedExactCache(cluster), redis: redact(c.redis_url), postgres: redact(c.postgres_url),
+    /** For /health: 'ready' when Redis is connected (ioredis's state otherwise), and the rows waiting to be shipped. */
+    health: () => ({ redis: cluster.redis.status, outbox: shipper.waiting }),
     /** A graceful stop: the outbox shipped (what cannot be waits for the next start), then the connections closed. */
     async stop() {
       replication.stop();
@@ -219,7 +228,7 @@ async function main(): Promise<void> {
   // (OpenTelemetry's modules are loaded only when traces are exported)
   const tracing = otel.endpoint ? new (await import('./ops/tracing.js')).Tracing({ ...otel, endpoint: otel.endpoint }, pkg.version ?? '0.0.0') : null;
   if (tracing) ledger.observer = tracing.observe;
-  const server = await startServer({ limits, metrics: config.metrics.enabled ? metrics : null, web: await loadWebAssets(), version: pkg.version ?? '0.0.0', keys: ring, ids, catalog, chat, workspaces, ledger, usage, pool, health,
+  const server = await startServer({ limits, shared: cluster?.shared ?? null, cluster: cluster?.health ?? null, metrics: config.metrics.enabled ? metrics : null, web: await loadWebAssets(), version: pkg.version ?? '0.0.0', keys: ring, ids, catalog, chat, workspaces, ledger, usage, pool, health,
     billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },
     router: { complex: config.router.complex }, adaptive, judge: chat.judge, margin: adaptiveConfig.margin, cache, feedback: store.feedback, savings: config.savings,
     registration: { enabled: config.registration.enabled, starterCredits: config.billing.starter_credits, perAddressPerHour: config.registration.per_address_per_hour },
@@ -241,7 +250,7 @@ async function main(): Promise<void> {
     ? `semantic cache: on (threshold ${sem.threshold}; temperature-0 requests; verifier: ${verify ? verify.model : 'off'}; savings.semantic_cache.enabled: false turns it off)`
     : 'semantic cache: off (savings.semantic_cache.enabled)');
   if (tracing) console.log(`tracing: OTLP/HTTP to ${otel.endpoint}, ${Number((otel.sample_ratio * 100).toFixed(3))}% of requests (or as a caller's traceparent says)`);
-  if (cluster) console.log(`cluster mode: limits and credits in Redis, the record in Postgres (replica ${cluster.replica})`);
+  if (cluster) console.log(`cluster mode: limits and credits in Redis at ${cluster.redis}, the record in Postgres at ${cluster.postgres} (replica ${cluster.replica})`);
   console.log(masterKeyFile ? `master key: in ${masterKeyFile} (mode 0600)` : 'master key: from SLUICE_MASTER_KEY / config');
 
   let stopping = false;

@@ -5,6 +5,7 @@
 // missed. A revocation or a limit change made through any replica is in force on every
 // other within `pollMs` at worst (milliseconds when the notification arrives).
 import type pg from 'pg';
+import { Errors, GatewayError } from '../errors.js';
 import type { Cluster } from '../store/cluster.js';
 import { KeyRecordSchema, type KeyRecord, type KeyRing } from './keys.js';
 import { StoredWorkspace, workspaceRecord } from './shipper.js';
@@ -32,7 +33,7 @@ export class Replication {
   async start(): Promise<void> {
     await this.read();
     this.keys.publisher = (records) => this.publishKeys(records);
-    this.workspaces.publisher = (ws) => this.publishWorkspace(ws);
+    this.workspaces.publisher = (ws, mailbox) => this.publishWorkspace(ws, mailbox);
     this.timer = setInterval(() => void this.refresh(), this.pollMs);
     this.timer.unref();
     await this.listen();
@@ -95,10 +96,16 @@ export class Replication {
       SELECT pg_notify('${CHANNEL}', 'keys') FROM (SELECT count(*) FROM up) c`, [records.map((r) => r.id), records.map((r) => JSON.stringify(r))]);
   }
 
-  private async publishWorkspace(ws: Workspace): Promise<void> {
-    await this.cluster.pg.query(`WITH up AS (INSERT INTO sluice_workspaces (id, record) VALUES ($1, $2)
-      ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, version = nextval('sluice_version') RETURNING 1)
-      SELECT pg_notify('${CHANNEL}', 'workspaces') FROM (SELECT count(*) FROM up) c`, [ws.id, JSON.stringify(workspaceRecord(ws))]);
+  private async publishWorkspace(ws: Workspace, mailbox: string | null): Promise<void> {
+    try {
+      await this.cluster.pg.query(`WITH up AS (INSERT INTO sluice_workspaces (id, record, mailbox) VALUES ($1, $2, $3)
+        ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, version = nextval('sluice_version') RETURNING 1)
+        SELECT pg_notify('${CHANNEL}', 'workspaces') FROM (SELECT count(*) FROM up) c`, [ws.id, JSON.stringify(workspaceRecord(ws)), mailbox]);
+    } catch (err) {
+      // One workspace per mailbox across every replica: the unique index says another has it.
+      if ((err as { code?: string }).code === '23505') throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
+      throw err;
+    }
   }
 
   stop(): void {

@@ -30,7 +30,8 @@ export const MARKER_SECONDS = 3600;
 
 /** A workspace's balance as the ledger's record: seeds Redis from Postgres, where rows are shipped. */
 export interface BalanceSeeder {
-  seed(ws: Workspace): Promise<void>;
+  /** `credits`: credit rows about to be applied, marked applied when the seeded balance holds them already. */
+  seed(ws: Workspace, credits?: readonly string[]): Promise<void>;
 }
 
 /** What an admission in Redis holds, released once (the ticket calls `finish`). */
@@ -85,7 +86,7 @@ export class SharedLimits {
       Math.ceil(msToNextUtcDay(now)), Math.ceil(msToNextUtcMonth(now)), entries.length];
     for (const { id: keyId, limits: l } of entries) {
       const windows = l.windows ?? [];
-      args.push(keyId, l.rpm ?? 0, l.tpm ?? 0, Math.round((l.budget_usd_day ?? 0) * 1e9), Math.round((l.budget_usd_month ?? 0) * 1e9), l.max_concurrency ?? 0, windows.length);
+      args.push(keyId, l.rpm ?? 0, l.tpm ?? 0, budgetNano(l.budget_usd_day), budgetNano(l.budget_usd_month), l.max_concurrency ?? 0, windows.length);
       for (const w of windows) args.push(w.seconds, w.requests);
     }
     let reply = await this.call(() => this.redis.sluiceAdmit(...args));
@@ -165,13 +166,46 @@ export class SharedLimits {
     try {
       let reply = await run();
       if (reply[1] === '' || reply[1] === null) {
-        await this.seeder.seed(ws);
+        // Not in Redis yet (a new workspace, or Redis restarted): seeded from Postgres, which may
+        // hold this very row already (the shipper was quicker): then the seed marks it applied.
+        await this.seeder.seed(ws, [rowId]);
         reply = await run();
       }
       if (reply[1] !== '' && reply[1] !== null) this.balances.set(ws.id, Number(reply[1]));
     } catch (err) {
       logFailure(`a credit of ${delta / 1e9} USD to ${ws.id} waits for the shipper: ${String(err)}`);
     }
+  }
+
+  /** Live balances and holds of workspaces (those Redis has). */
+  async live(ids: readonly string[]): Promise<Map<string, { balance: number; held: number }>> {
+    const batch = this.redis.pipeline();
+    for (const id of ids) batch.hmget(`${this.prefix}w:${id}`, 'b', 'h');
+    const results = (await batch.exec()) ?? [];
+    const out = new Map<string, { balance: number; held: number }>();
+    results.forEach(([err, value], i) => {
+      const [b, h] = (value ?? []) as Array<string | null>;
+      if (!err && b !== null && b !== undefined) out.set(ids[i]!, { balance: Number(b), held: Number(h ?? 0) });
+    });
+    return out;
+  }
+
+  /** A key's live counters, as Limits.view gives them on one node (for the operator's GET /admin/keys/{id}). */
+  async keyView(id: string, now = Date.now()): Promise<{ in_flight: number; reserved_usd: number; spent_today_usd: number; spent_month_usd: number }> {
+    const [fl, rv, dd, ds, md, ms] = await this.redis.hmget(`${this.prefix}k:${id}`, 'fl', 'rv', 'dd', 'ds', 'md', 'ms');
+    return {
+      in_flight: Number(fl ?? 0), reserved_usd: Number(rv ?? 0) / 1e9,
+      spent_today_usd: dd === utcDay(now) ? Number(ds ?? 0) / 1e9 : 0, spent_month_usd: md === utcMonth(now) ? Number(ms ?? 0) / 1e9 : 0,
+    };
+  }
+
+  /** Rows whose balance change a seeded balance already holds: finish and the shipper leave them be. */
+  async markApplied(rowIds: readonly string[]): Promise<void> {
+    const batch = this.redis.pipeline();
+    for (const id of rowIds) batch.set(`${this.prefix}a:${id}`, 1, 'EX', MARKER_SECONDS);
+    const results = await batch.exec();
+    const failed = results?.find(([err]) => err);
+    if (failed) throw failed[0]!;
   }
 
   /** The shipper's pass: rows in Postgres whose change finish did not apply (ARGV of APPLY after the prefix). */
@@ -195,6 +229,11 @@ export class SharedLimits {
   close(): void {
     clearInterval(this.renewer);
   }
+}
+
+/** A budget in nano-USD for the script (0: none): at least 1, so a budget under a nano-dollar still refuses once anything is spent, as on one node. */
+function budgetNano(usd: number | undefined): number {
+  return usd === undefined ? 0 : Math.max(1, Math.ceil(usd * 1e9));
 }
 
 /** Redis (or the record behind it) cannot be reached: refused at once, to be retried. */

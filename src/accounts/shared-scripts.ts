@@ -23,7 +23,22 @@ local P = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function int(x) return string.format('%d', x) end
-local function release(id)
+-- A key's counters in one read (a table of field → string), written back in one HSET.
+local function state(kk)
+  local raw = redis.call('HGETALL', kk)
+  local s = {}
+  for j = 1, #raw, 2 do s[raw[j]] = raw[j + 1] end
+  return s
+end
+-- A bucket's level refilled to now (full when it was never used).
+local function level(s, lf, af, cap)
+  local l, a = tonumber(s[lf]), tonumber(s[af])
+  if not l then return cap end
+  return math.min(cap, l + math.max(0, now - a) * cap / 60000)
+end
+-- What request id holds, released (nil: released already, by finish or its lease). Key
+-- states it updates are returned by key id (the caller writes them), or written here.
+local function release(id, keep)
   redis.call('ZREM', P .. 'leases', id)
   local raw = redis.call('GET', P .. 'h:' .. id)
   if not raw then return nil end
@@ -32,20 +47,15 @@ local function release(id)
   if h.wn > 0 and redis.call('EXISTS', P .. 'w:' .. h.ws) == 1 then
     if redis.call('HINCRBY', P .. 'w:' .. h.ws, 'h', int(-h.wn)) < 0 then redis.call('HSET', P .. 'w:' .. h.ws, 'h', 0) end
   end
+  h.states = {}
   for i, k in ipairs(h.k) do
     local kk = P .. 'k:' .. k
-    if redis.call('HINCRBY', kk, 'fl', -1) < 0 then redis.call('HSET', kk, 'fl', 0) end
-    if h.b[i] == 1 and h.kn > 0 then
-      if redis.call('HINCRBY', kk, 'rv', int(-h.kn)) < 0 then redis.call('HSET', kk, 'rv', 0) end
-    end
+    local s = state(kk)
+    s.fl = int(math.max(0, (tonumber(s.fl) or 0) - 1))
+    if h.b[i] == 1 and h.kn > 0 then s.rv = int(math.max(0, (tonumber(s.rv) or 0) - h.kn)) end
+    if keep then h.states[k] = s else redis.call('HSET', kk, 'fl', s.fl, 'rv', s.rv or 0) end
   end
   return h
-end
-local function refill(kk, lf, af, cap)
-  local v = redis.call('HMGET', kk, lf, af)
-  local level, at = tonumber(v[1]), tonumber(v[2])
-  if not level then return cap end
-  return math.min(cap, level + math.max(0, now - at) * cap / 60000)
 end
 `;
 
@@ -64,7 +74,7 @@ export const ADMIT = `${COMMON}
 local epoch = redis.call('GET', P .. 'e')
 if not epoch then return {'seed'} end
 local expired = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, 64)
-for _, id in ipairs(expired) do release(id) end
+for _, id in ipairs(expired) do release(id, false) end
 local req, lease, ws, hold, tokens, nano = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local day, month, toDay, toMonth = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
 local balance = 0
@@ -109,43 +119,42 @@ local function window(k, w)
   return total, wait
 end
 for i, k in ipairs(keys) do
+  local s = state(k.kk)
+  k.s = s
   if k.rpm > 0 then
-    local level = refill(k.kk, 'rl', 'ra', k.rpm)
-    if level < 1 then return {'limit', i - 1, 'rpm', tostring((1 - level) * 60000 / k.rpm)} end
+    k.rl = level(s, 'rl', 'ra', k.rpm)
+    if k.rl < 1 then return {'limit', i - 1, 'rpm', tostring((1 - k.rl) * 60000 / k.rpm)} end
   end
   if k.tpm > 0 then
-    local level = refill(k.kk, 'tl', 'ta', k.tpm)
-    if level < 1 then return {'limit', i - 1, 'tpm', tostring((1 - level) * 60000 / k.tpm)} end
+    k.tl = level(s, 'tl', 'ta', k.tpm)
+    if k.tl < 1 then return {'limit', i - 1, 'tpm', tostring((1 - k.tl) * 60000 / k.tpm)} end
   end
   for _, w in ipairs(k.win) do
     local total, wait = window(k, w)
     if total >= w.req then return {'limit', i - 1, 'window', tostring(wait), w.sec, w.req} end
   end
   if k.bd > 0 or k.bm > 0 then
-    local s = redis.call('HMGET', k.kk, 'dd', 'ds', 'md', 'ms', 'rv')
-    local rv = tonumber(s[5]) or 0
-    local spentDay = (s[1] == day) and tonumber(s[2]) or 0
-    local spentMonth = (s[3] == month) and tonumber(s[4]) or 0
+    local rv = tonumber(s.rv) or 0
+    local spentDay = (s.dd == day) and tonumber(s.ds) or 0
+    local spentMonth = (s.md == month) and tonumber(s.ms) or 0
     if k.bd > 0 and spentDay + rv >= k.bd then return {'limit', i - 1, 'budget', tostring(toDay), 0, 0, 'day'} end
     if k.bm > 0 and spentMonth + rv >= k.bm then return {'limit', i - 1, 'budget', tostring(toMonth), 0, 0, 'month'} end
   end
-  if k.conc > 0 and (tonumber(redis.call('HGET', k.kk, 'fl')) or 0) >= k.conc then return {'limit', i - 1, 'concurrency', '1000'} end
+  if k.conc > 0 and (tonumber(s.fl) or 0) >= k.conc then return {'limit', i - 1, 'concurrency', '1000'} end
 end
--- Every check passed: count on every key, and hold.
+-- Every check passed: count on every key (as the checks read them: a script runs alone), and hold.
 local out = {'ok', epoch, int(balance), '', '', '', '', ''}
 local ids, budgeted, tpms = {}, {}, {}
 for i, k in ipairs(keys) do
+  local set = {'fl', int((tonumber(k.s.fl) or 0) + 1)}
   if k.rpm > 0 then
-    local level = refill(k.kk, 'rl', 'ra', k.rpm) - 1
-    redis.call('HSET', k.kk, 'rl', tostring(level), 'ra', now)
-    if i == 1 then out[4] = tostring(level) end
+    set[#set + 1] = 'rl'; set[#set + 1] = tostring(k.rl - 1); set[#set + 1] = 'ra'; set[#set + 1] = now
+    if i == 1 then out[4] = tostring(k.rl - 1) end
   end
   if k.tpm > 0 then
-    local level = refill(k.kk, 'tl', 'ta', k.tpm) - tokens
-    redis.call('HSET', k.kk, 'tl', tostring(level), 'ta', now)
-    if i == 1 then out[5] = tostring(level) end
+    set[#set + 1] = 'tl'; set[#set + 1] = tostring(k.tl - tokens); set[#set + 1] = 'ta'; set[#set + 1] = now
+    if i == 1 then out[5] = tostring(k.tl - tokens) end
   end
-  -- (each window as the check read it: a script runs alone, nothing changed it since)
   local best = nil
   for _, w in ipairs(k.win) do
     redis.call('HINCRBY', w.key, w.head, 1)
@@ -159,9 +168,9 @@ for i, k in ipairs(keys) do
   local b = 0
   if k.bd > 0 or k.bm > 0 then
     b = 1
-    if nano > 0 then redis.call('HINCRBY', k.kk, 'rv', int(nano)) end
+    set[#set + 1] = 'rv'; set[#set + 1] = int((tonumber(k.s.rv) or 0) + nano)
   end
-  redis.call('HINCRBY', k.kk, 'fl', 1)
+  redis.call('HSET', k.kk, unpack(set))
   -- Counters outlive the longest window and a month's budget; a key unused that long starts afresh.
   redis.call('PEXPIRE', k.kk, 40 * 86400000)
   ids[i], budgeted[i], tpms[i] = k.id, b, k.tpm
@@ -182,26 +191,25 @@ return out
 export const FINISH = `${COMMON}
 local req, used, charge, ws, delta, row = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local day, month, ttl = ARGV[8], ARGV[9], tonumber(ARGV[10])
-local h = release(req)
-if h then
-  for i, k in ipairs(h.k) do
-    local cap = h.tp[i]
-    if cap > 0 then
-      local kk = P .. 'k:' .. k
-      local level = math.min(cap, refill(kk, 'tl', 'ta', cap) + h.tk - used)
-      redis.call('HSET', kk, 'tl', tostring(level), 'ta', now)
-    end
+local h = release(req, true)
+local caps = {}
+if h then for i, k in ipairs(h.k) do caps[k] = h.tp[i] end end
+for i = 11, #ARGV do
+  local k = ARGV[i]
+  local kk = P .. 'k:' .. k
+  local s = (h and h.states[k]) or state(kk)
+  local set = {}
+  if h and h.states[k] then set = {'fl', s.fl, 'rv', s.rv or 0} end
+  local cap = caps[k] or 0
+  if cap > 0 then
+    -- What was reserved and not used goes back, never past a full bucket.
+    set[#set + 1] = 'tl'; set[#set + 1] = tostring(math.min(cap, level(s, 'tl', 'ta', cap) + h.tk - used)); set[#set + 1] = 'ta'; set[#set + 1] = now
   end
-end
-if charge > 0 then
-  for i = 11, #ARGV do
-    local kk = P .. 'k:' .. ARGV[i]
-    local s = redis.call('HMGET', kk, 'dd', 'md')
-    if s[1] ~= day then redis.call('HSET', kk, 'dd', day, 'ds', 0) end
-    if s[2] ~= month then redis.call('HSET', kk, 'md', month, 'ms', 0) end
-    redis.call('HINCRBY', kk, 'ds', int(charge))
-    redis.call('HINCRBY', kk, 'ms', int(charge))
+  if charge > 0 then
+    set[#set + 1] = 'dd'; set[#set + 1] = day; set[#set + 1] = 'ds'; set[#set + 1] = int(((s.dd == day) and tonumber(s.ds) or 0) + charge)
+    set[#set + 1] = 'md'; set[#set + 1] = month; set[#set + 1] = 'ms'; set[#set + 1] = int(((s.md == month) and tonumber(s.ms) or 0) + charge)
   end
+  if #set > 0 then redis.call('HSET', kk, unpack(set)) end
 end
 local epoch = redis.call('GET', P .. 'e') or ''
 local balance = ''

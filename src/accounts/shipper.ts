@@ -12,7 +12,7 @@
 // unless finish applied it already (a marker says so), and never to a later one (whose seed
 // read the row). So a Redis restart neither gives credit away nor takes any twice.
 import { z } from 'zod';
-import type { Cluster } from '../store/cluster.js';
+import { inTransaction, type Cluster } from '../store/cluster.js';
 import type { Store } from '../store/lmdb.js';
 import { LedgerRowSchema, type LedgerRow } from './ledger.js';
 import type { SharedLimits } from './shared-limits.js';
@@ -28,6 +28,7 @@ export class Shipper {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private failures = 0;
+  private loggedWait = 0;
   limits: SharedLimits | null = null;
 
   constructor(private readonly cluster: Cluster, private readonly store: Store, private readonly workspaces: Workspaces,
@@ -88,7 +89,10 @@ export class Shipper {
       } catch (err) {
         // Postgres has them; their entries stay so the change reaches Redis when it is back.
         keep = new Set(changes.map((r) => r.id));
-        console.error(`cluster: ${changes.length} balance change(s) wait for Redis: ${err instanceof Error ? err.message : String(err)}`);
+        if (Date.now() - this.loggedWait > 10_000) {
+          this.loggedWait = Date.now();
+          console.error(`cluster: ${changes.length} balance change(s) in Postgres wait for Redis: ${err instanceof Error ? err.message : String(err)}`);
+        }
       }
     }
     await this.store.outbox.transaction(() => {
@@ -99,9 +103,7 @@ export class Shipper {
   /** One Postgres transaction: the rows (each once), their workspaces' balances; returns each changing row's epoch (see APPLY). */
   private async toPostgres(rows: readonly LedgerRow[]): Promise<Map<string, string | null>> {
     const wsIds = [...new Set(rows.map((r) => r.workspace))].sort();
-    const client = await this.cluster.pg.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.cluster.pg, async (client) => {
       const records = wsIds.map((id) => { const ws = this.workspaces.get(id); return ws ? JSON.stringify(workspaceRecord(ws)) : null; });
       await client.query(`INSERT INTO sluice_workspaces (id, record) SELECT id, record FROM unnest($1::text[], $2::jsonb[]) AS t(id, record)
         WHERE record IS NOT NULL ON CONFLICT (id) DO NOTHING`, [wsIds, records]);
@@ -125,14 +127,8 @@ export class Shipper {
       }
       // (a row shipped before, by a pass that stopped short of Redis, answers with the epoch it was taken in)
       const epochs = await client.query<{ id: string; epoch: string | null }>('SELECT id, epoch FROM sluice_ledger WHERE id = ANY($1::text[]) AND delta_nano <> 0', [rows.map((r) => r.id)]);
-      await client.query('COMMIT');
       return new Map(epochs.rows.map((r) => [r.id, r.epoch]));
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /**
@@ -140,23 +136,19 @@ export class Shipper {
    * it has none): under the row's lock, so no shipped row can fall between the read and the
    * seed. The rows still in outboxes are applied by their shippers when they arrive.
    */
-  async seed(ws: Workspace): Promise<void> {
-    const client = await this.cluster.pg.connect();
-    try {
-      await client.query('BEGIN');
-      if (ws.id) {
-        await client.query('INSERT INTO sluice_workspaces (id, record) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [ws.id, JSON.stringify(workspaceRecord(ws))]);
-      }
+  async seed(ws: Workspace, credits: readonly string[] = []): Promise<void> {
+    await inTransaction(this.cluster.pg, async (client) => {
+      await client.query('INSERT INTO sluice_workspaces (id, record) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [ws.id, JSON.stringify(workspaceRecord(ws))]);
       const row = await client.query<{ balance_nano: string }>('SELECT balance_nano FROM sluice_workspaces WHERE id = $1 FOR UPDATE', [ws.id]);
       const epoch = await this.limits!.seedScript(ws.id, row.rows[0]?.balance_nano ?? '0');
       await client.query('UPDATE sluice_workspaces SET seeded_epoch = $2 WHERE id = $1', [ws.id, epoch]);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+      if (credits.length) {
+        // Credit rows whose change this balance already holds (shipped before this epoch's seed)
+        // are marked applied, so the credit that asked for the seed does not apply them again.
+        const held = await client.query<{ id: string }>('SELECT id FROM sluice_ledger WHERE id = ANY($1::text[]) AND epoch IS DISTINCT FROM $2', [credits, epoch]);
+        if (held.rows.length) await this.limits!.markApplied(held.rows.map((r) => r.id));
+      }
+    });
   }
 
   stop(): void {

@@ -46,9 +46,28 @@ export class Workspaces {
    * which refuses what the balance does not cover; the checks here then let everything through.
    */
   shared = false;
-  /** Cluster mode: writes a new workspace to the shared record (replication.ts). */
-  publisher: ((ws: Workspace) => Promise<void>) | null = null;
-  private publishing: Array<Promise<void>> = [];
+  /** Cluster mode: the live balances and holds (nano) of these workspaces, from the shared store (absent: not there yet). */
+  live: ((ids: readonly string[]) => Promise<Map<string, { balance: number; held: number }>>) | null = null;
+
+  /**
+   * Brings the balances and holds the API shows up to date (cluster mode: from the shared
+   * store, where every replica's requests move them; a failure leaves this replica's figures).
+   */
+  async refreshed(ids: readonly string[]): Promise<void> {
+    if (!this.live) return;
+    const got = await this.live(ids).catch(() => null);
+    for (const [id, { balance, held }] of got ?? []) {
+      const ws = this.byId.get(id);
+      if (!ws) continue;
+      ws.balance_nano = balance;
+      if (held > 0) this.reserved.set(id, held); else this.reserved.delete(id);
+    }
+  }
+
+  /** Cluster mode: writes a new workspace (and its mailbox, unique there) to the shared record (replication.ts). */
+  publisher: ((ws: Workspace, mailbox: string | null) => Promise<void>) | null = null;
+  /** Mailboxes of workspaces being written to the shared record: a second registration waits its turn as a 409. */
+  private readonly creating = new Set<string>();
 
   constructor(private readonly store: Store) {
     for (const { value } of store.workspaces.getRange()) {
@@ -85,26 +104,30 @@ export class Workspaces {
     return [...this.byId.values()];
   }
 
-  /** A new metered workspace with a zero balance; credits arrive as top-up rows. One per mailbox (see normalizeEmail). */
-  create(name: string, email: string | null): Workspace {
+  /**
+   * A new metered workspace with a zero balance; credits arrive as top-up rows. One per
+   * mailbox (see normalizeEmail). In cluster mode it is written to the shared record first
+   * (which refuses a mailbox another replica registered meanwhile): a failure creates nothing.
+   */
+  async create(name: string, email: string | null): Promise<Workspace> {
     const lower = email?.trim().toLowerCase() ?? null;
-    if (lower && this.byEmail.has(normalizeEmail(lower))) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
+    const mailbox = lower ? normalizeEmail(lower) : null;
+    if (mailbox && (this.byEmail.has(mailbox) || this.creating.has(mailbox))) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
     const ws: Workspace = { id: `ws_${randomBytes(8).toString('hex')}`, name, email: lower, metered: true, balance_nano: 0, created_at: Date.now() };
+    if (this.publisher) {
+      if (mailbox) this.creating.add(mailbox);
+      try {
+        await this.publisher(ws, mailbox);
+      } catch (err) {
+        if (err instanceof GatewayError) throw err;
+        throw new GatewayError(Errors.storeUnavailable, `The workspace could not be written to the shared record (${err instanceof Error ? err.message.slice(0, 200) : String(err)}); nothing was created. Retry shortly.`).retryAfter(1000);
+      } finally {
+        if (mailbox) this.creating.delete(mailbox);
+      }
+    }
     this.index(ws);
     this.dirty.add(ws);
-    if (this.publisher) this.publishing.push(this.publisher(ws));
     return ws;
-  }
-
-  /** Resolves once the workspaces created so far are in the shared record (at once on one node). */
-  async published(): Promise<void> {
-    const now = this.publishing;
-    this.publishing = [];
-    try {
-      await Promise.all(now);
-    } catch (err) {
-      throw new GatewayError(Errors.storeUnavailable, `The workspace could not be written to the shared record (${err instanceof Error ? err.message.slice(0, 200) : String(err)}). Retry shortly.`).retryAfter(1000);
-    }
   }
 
   /** Cluster mode: a workspace another replica wrote, with its balance in the shared record. */

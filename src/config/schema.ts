@@ -393,8 +393,8 @@ export const ConfigSchema = z.object({
    * balances and ledger rows in Postgres. README: "Running more than one".
    */
   cluster: z.object({
-    redis_url: z.url({ protocol: /^rediss?$/ }).optional(),
-    postgres_url: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
+    redis_url: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional(),
+    postgres_url: z.url({ protocol: /^postgres(ql)?$/, error: 'expected a postgres:// or postgresql:// URL' }).optional(),
     /** Prefix of every Redis key (several gateways may share one Redis). */
     redis_prefix: z.string().min(1).max(64).regex(/^[A-Za-z0-9:_.-]+$/).default('sluice:'),
     /** A Redis command fails after this long, and the request that needed it is refused (503). */

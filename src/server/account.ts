@@ -46,11 +46,11 @@ export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDe
   app.get('/v1/account', on.noBody('usage:read', (ex, caller) => {
     const ws = deps.workspaces.get(caller!.workspace);
     if (!ws) throw new GatewayError(Errors.notFound, `Workspace ${caller!.workspace} no longer exists.`);
-    const credits = [];
+    const credits: Array<Record<string, unknown>> = [];
     for (const row of deps.ledger.credits(ws.id, 100)) {
       credits.push({ id: row.id, kind: row.kind, amount_usd: fromNano(row.delta_nano), balance_after_usd: row.balance_nano === null ? null : fromNano(row.balance_nano), note: row.note, created_at: new Date(row.ts).toISOString() });
     }
-    ex.sendJson(200, { ...workspaceView(ws, deps.workspaces.reservedNano(ws.id)), key: viewOf(caller!), credits });
+    void deps.workspaces.refreshed([ws.id]).then(() => ex.sendJson(200, { ...workspaceView(ws, deps.workspaces.reservedNano(ws.id)), key: viewOf(caller!), credits }));
   }));
 
   app.post('/v1/api-keys', on.withBody('keys:write', (ex, caller, body) => {
@@ -87,14 +87,11 @@ export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDe
       throw new GatewayError(Errors.registrationThrottled, `Too many registrations from this address; retry in ${Math.ceil(waitMs / 60_000)} min.`).retryAfter(waitMs);
     }
     if (deps.workspaces.byEmailAddress(input.email)) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
-    const ws = deps.workspaces.create(input.name ?? input.email, input.email);
-    const credits = deps.workspaces.published().then((): Promise<unknown> => (deps.registration.starterCredits > 0
-      ? topUp(deps, ws, deps.registration.starterCredits, 'starter credits', 'register')
-      : deps.ledger.committed()));
-    credits.then(() => deps.keys.mint({ name: 'registered', workspace: ws.id, kind: 'registered',
-      scopes: ['inference', 'usage:read', 'keys:write'], limits: REGISTERED_LIMITS }))
-      .then(({ record, secret }) => ex.sendJson(201, {
-        workspace: workspaceView(ws, 0), key: { ...viewOf(record), key: secret },
-      }), (err: unknown) => ex.sendError(err));
+    deps.workspaces.create(input.name ?? input.email, input.email).then(async (ws) => {
+      await (deps.registration.starterCredits > 0 ? topUp(deps, ws, deps.registration.starterCredits, 'starter credits', 'register') : deps.ledger.committed());
+      const { record, secret } = await deps.keys.mint({ name: 'registered', workspace: ws.id, kind: 'registered',
+        scopes: ['inference', 'usage:read', 'keys:write'], limits: REGISTERED_LIMITS });
+      ex.sendJson(201, { workspace: workspaceView(ws, 0), key: { ...viewOf(record), key: secret } });
+    }).catch((err: unknown) => ex.sendError(err));
   }));
 }

@@ -13,9 +13,12 @@ import { parseBody, parseJsonOrEmpty } from '../wire/body.js';
 import { ledgerRow, type LedgerRow } from '../accounts/ledger.js';
 import type { Handlers } from './handlers.js';
 import type { Limits } from '../accounts/limits.js';
+import { unavailable, type SharedLimits } from '../accounts/shared-limits.js';
 
 export interface AdminDeps {
   limits: Limits;
+  /** Cluster mode's limits and credits in Redis (null on one node). */
+  shared: SharedLimits | null;
   catalog: Catalog;
   health: RouteHealth;
   keys: KeyRing;
@@ -41,15 +44,22 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
 
   app.post('/admin/workspaces', on.withBody('admin', (ex, key, body) => {
     const input = parseBody(CreateWorkspaceSchema, parseJsonOrEmpty(body));
-    const ws = deps.workspaces.create(input.name, input.email ?? null);
     // (cluster mode: in the shared record before its credits, so any replica can seed its balance)
-    const done = deps.workspaces.published().then((): Promise<unknown> => (input.credits_usd > 0 ? topUp(deps, ws, input.credits_usd, 'initial credits', key.id) : deps.ledger.committed()));
-    done.then(() => ex.sendJson(201, view(ws)), (err: unknown) => ex.sendError(err));
+    deps.workspaces.create(input.name, input.email ?? null)
+      .then((ws) => (input.credits_usd > 0 ? topUp(deps, ws, input.credits_usd, 'initial credits', key.id) : deps.ledger.committed()).then(() => ws))
+      .then((ws) => ex.sendJson(201, view(ws)), (err: unknown) => ex.sendError(err));
   }));
 
-  app.get('/admin/workspaces', on.noBody('admin', (ex) => ex.sendJson(200, { object: 'list', data: deps.workspaces.list().map(view) })));
+  // (cluster mode: the balances every replica moves, read from the shared store first)
+  app.get('/admin/workspaces', on.noBody('admin', (ex) => {
+    const all = deps.workspaces.list();
+    void deps.workspaces.refreshed(all.map((ws) => ws.id)).then(() => ex.sendJson(200, { object: 'list', data: all.map(view) }));
+  }));
 
-  app.get('/admin/workspaces/:id', on.noBody('admin', (ex, _k, [id]) => ex.sendJson(200, view(deps.workspaces.require(checkId(id ?? '', 'ws_'))))));
+  app.get('/admin/workspaces/:id', on.noBody('admin', (ex, _k, [id]) => {
+    const ws = deps.workspaces.require(checkId(id ?? '', 'ws_'));
+    void deps.workspaces.refreshed([ws.id]).then(() => ex.sendJson(200, view(ws)));
+  }));
 
   app.post('/admin/workspaces/:id/topups', on.withBody('admin', (ex, key, body, _t0, [id]) => {
     const input = parseBody(TopupSchema, parseJsonOrEmpty(body));
@@ -109,8 +119,10 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   app.get('/admin/keys/:id', on.noBody('admin', (ex, _k, [id]) => {
     const record = deps.keys.get(checkId(id ?? '', 'key_'));
     if (!record) throw new GatewayError(Errors.notFound, `No key with id ${id}.`, 'id');
-    // With its live counters: requests in flight, dollars reserved by them, spent today and this month.
-    ex.sendJson(200, { ...viewOf(record), state: deps.limits.view(record.id) });
+    // With its live counters: requests in flight, dollars reserved by them, spent today and this month
+    // (cluster mode: the shared store's, which every replica's requests move).
+    if (!deps.shared) { ex.sendJson(200, { ...viewOf(record), state: deps.limits.view(record.id) }); return; }
+    deps.shared.keyView(record.id).then((state) => ex.sendJson(200, { ...viewOf(record), state }), (err: unknown) => ex.sendError(unavailable(String(err))));
   }));
   app.patch('/admin/keys/:id', on.withBody('admin', (ex, _key, body, _t0, [id]) => {
     const input = parseBody(PatchKeySchema, parseJsonOrEmpty(body));

@@ -41,6 +41,8 @@ import type { Asset } from '../ops/web.js';
 import { modelListBody, modelView } from './models.js';
 
 export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDeps, RouterDeps {
+  /** Cluster mode: Redis's connection state and the ledger rows not yet shipped to Postgres (null on one node). */
+  cluster?: (() => { redis: string; outbox: number }) | null;
   /** null when metrics are turned off. */
   metrics: Metrics | null;
   web: Map<string, Asset>;
@@ -90,6 +92,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     providers: deps.providers, in_flight: deps.chat.inFlight,
     // The embedding model loads in the workers at start; until then semantic lookups are skipped.
     semantic_cache: deps.chat.deps.pool.embeddings,
+    ...(deps.cluster ? { cluster: deps.cluster() } : {}),
   })));
 
   app.get('/v1/models', noBody(null, (ex) => ex.send(200, 'application/json', modelList, null)));

@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS sluice_keys (
   record jsonb NOT NULL,
   version bigint NOT NULL DEFAULT nextval('sluice_version')
 );
+ALTER TABLE sluice_workspaces ADD COLUMN IF NOT EXISTS mailbox text;
+CREATE UNIQUE INDEX IF NOT EXISTS sluice_workspaces_mailbox ON sluice_workspaces (mailbox);
 CREATE INDEX IF NOT EXISTS sluice_keys_version ON sluice_keys (version);
 CREATE INDEX IF NOT EXISTS sluice_workspaces_version ON sluice_workspaces (version);
 CREATE TABLE IF NOT EXISTS sluice_ledger (
@@ -64,6 +66,44 @@ CREATE INDEX IF NOT EXISTS sluice_ledger_workspace_ts ON sluice_ledger (workspac
 CREATE INDEX IF NOT EXISTS sluice_ledger_key_ts ON sluice_ledger (key_id, ts);
 `;
 
+/**
+ * Runs `work` in one Postgres transaction on a pooled client. The client has an error
+ * listener while it is out of the pool (pg-pool's own is detached then): a connection that
+ * drops mid-transaction rejects the work instead of crashing the process.
+ */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | null = null;
+  const onError = (err: Error) => { broken = err; };
+  client.on('error', onError);
+  try {
+    await client.query('BEGIN');
+    const out = await work(client);
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.off('error', onError);
+    client.release(broken ?? undefined);
+  }
+}
+
+/** A store cluster mode cannot start without: what and where, said plainly (no stack). */
+export class ClusterStartError extends Error {}
+
+/** A URL as the log may show it: the password replaced. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(an unreadable URL)';
+  }
+}
+
 export async function openCluster(opts: ClusterOptions): Promise<Cluster> {
   const redis = new Redis(opts.redisUrl, {
     // A command while disconnected fails at once instead of queueing behind the reconnect.
@@ -76,31 +116,33 @@ export async function openCluster(opts: ClusterOptions): Promise<Cluster> {
   });
   // (ioredis emits 'error' on every failed reconnect; the requests that need Redis say so themselves)
   let lastLogged = 0;
+  let lastError = '';
   redis.on('error', (err: Error) => {
+    lastError = err.message;
     if (Date.now() - lastLogged < 10_000) return;
     lastLogged = Date.now();
     console.error(`cluster: redis: ${err.message}`);
   });
   const pool = new pg.Pool({ connectionString: opts.postgresUrl, max: opts.postgresPoolSize, connectionTimeoutMillis: 5000, idleTimeoutMillis: 30_000, statement_timeout: 30_000 });
   pool.on('error', (err) => console.error(`cluster: postgres: ${err.message}`));
-  try {
-    await redis.connect();
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query("SELECT pg_advisory_xact_lock(hashtext('sluice_schema'))");
-      await client.query(SCHEMA);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
-  } catch (err) {
+  const fail = async (message: string): Promise<never> => {
     redis.disconnect();
     await pool.end().catch(() => undefined);
-    throw new Error(`cluster mode: cannot reach its stores: ${err instanceof Error ? err.message : String(err)}`);
+    throw new ClusterStartError(message);
+  };
+  try {
+    await redis.connect();
+  } catch (err) {
+    // (ioredis's own rejection says only "Connection is closed."; the cause came as an 'error' event)
+    return fail(`cannot reach Redis at ${redact(opts.redisUrl)}: ${lastError || (err instanceof Error ? err.message : String(err))}`);
+  }
+  try {
+    await inTransaction(pool, async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock(hashtext('sluice_schema'))");
+      await client.query(SCHEMA);
+    });
+  } catch (err) {
+    return fail(`cannot use Postgres at ${redact(opts.postgresUrl)}: ${err instanceof Error ? err.message : String(err)}`);
   }
   return {
     redis, pg: pool, prefix: opts.prefix, replica: randomBytes(6).toString('hex'),

@@ -74,6 +74,10 @@ export async function startRedis(): Promise<RedisServer> {
 
 export interface PostgresServer {
   url: string;
+  /** Stops it (a fast shutdown: what is committed stays) without removing its data. */
+  pause(): Promise<void>;
+  /** Starts it again on its data and port. */
+  resume(): Promise<void>;
   /** The postmaster and its backends (the bench reads their CPU time). */
   pids(): number[];
   stop(): Promise<void>;
@@ -95,31 +99,42 @@ export async function startPostgres(): Promise<PostgresServer> {
   const opts = asRoot ? { uid, gid } : {};
   execFileSync(join(PG_BIN!, 'initdb'), ['-D', data, '-U', 'sluice', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C'], { ...opts, stdio: 'pipe' });
   const port = await freePort();
-  let out = '';
-  const proc = spawn(join(PG_BIN!, 'postgres'), ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${dir}`,
-    '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'], { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
-  await waitFor('postgres', () => /ready to accept connections/.test(out), proc, () => out, 30_000);
+  let proc: ChildProcess;
+  const start = async () => {
+    let out = '';
+    proc = spawn(join(PG_BIN!, 'postgres'), ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${dir}`,
+      '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'], { ...opts, stdio: ['ignore', 'pipe', 'pipe'] });
+    proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    proc.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+    await waitFor('postgres', () => /ready to accept connections/.test(out), proc, () => out, 30_000);
+  };
+  const halt = (signal: NodeJS.Signals) => new Promise<void>((resolve) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) { resolve(); return; }
+    proc.once('exit', () => resolve());
+    proc.kill(signal);
+  });
+  await start();
   execFileSync(join(PG_BIN!, 'createdb'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'sluice', 'sluice'], { stdio: 'pipe' });
   const pids = () => {
     const out = [proc.pid!];
+    const parent = proc.pid;
     for (const name of readdirSync('/proc')) {
       if (!/^\d+$/.test(name)) continue;
       try {
         const ppid = Number(readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
-        if (ppid === proc.pid) out.push(Number(name));
+        if (ppid === parent) out.push(Number(name));
       } catch { /* gone */ }
     }
     return out;
   };
   return {
     url: `postgres://sluice@127.0.0.1:${port}/sluice`, pids,
-    stop: () => new Promise<void>((resolve) => {
-      const done = () => { rmSync(dir, { recursive: true, force: true }); resolve(); };
-      if (proc.exitCode !== null) { done(); return; }
-      proc.once('exit', done);
-      proc.kill('SIGQUIT');
-    }),
+    stop: async () => {
+      await halt('SIGQUIT');
+      rmSync(dir, { recursive: true, force: true });
+    },
+    // A fast shutdown (what a restart or a failover looks like to clients), then the same cluster again.
+    pause: () => halt('SIGINT'),
+    resume: start,
   };
 }

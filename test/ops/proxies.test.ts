@@ -125,3 +125,24 @@ t.test('HAProxy with deploy/haproxy.cfg', { skip: has('haproxy') ? false : 'Debi
   t.match(await statusLine(port, `GET /health HTTP/1.1\r\nHost: a\r\n${manyHeaders(60)}Connection: close\r\n\r\n`), /^HTTP\/1\.1 400 /, 'more headers than the gateway takes: HAProxy\'s 400, not silence');
   t.equal(await statusLine(port, `GET /health HTTP/1.1\r\nHost: a\r\n${manyHeaders(40)}Connection: close\r\n\r\n`), 'HTTP/1.1 200 OK');
 });
+
+t.test('HAProxy with deploy/haproxy-cluster.cfg: its health checks keep the replicas up', { skip: has('haproxy') ? false : 'Debian\'s haproxy is not installed (.ci/run installs it)' }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-haproxy-'));
+  const port = await freePort();
+  // The compose file's three replicas, here one gateway three times.
+  const cfg = readFileSync(new URL('haproxy-cluster.cfg', DEPLOY), 'utf8')
+    .replace(/server (sluice\d) sluice\d:8080/g, `server $1 127.0.0.1:${gwPort}`)
+    .replace(/check inter 2s/g, 'check inter 200ms')
+    .replace('bind :80', `bind 127.0.0.1:${port}`);
+  writeFileSync(join(dir, 'haproxy.cfg'), cfg);
+  let log = '';
+  const haproxy = spawn(bin('haproxy'), ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  haproxy.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
+  haproxy.stdout!.on('data', (d: Buffer) => { log += d.toString(); });
+  t.teardown(() => { haproxy.kill('SIGTERM'); });
+  await ready(port, haproxy, () => log);
+  // Several check intervals (and their timeouts) later, every replica is still up.
+  await new Promise((r) => setTimeout(r, 2500));
+  t.notMatch(log, /is DOWN|no server available/, 'no replica marked down by its health check');
+  await checks(t, port);
+});
