@@ -115,12 +115,13 @@ async function startCluster(config: Config, store: Store, ring: KeyRing, workspa
     throw err;
   }
   const shipper = new Shipper(cluster, store, workspaces, c.ship_ms);
-  const shared = new SharedLimits(cluster, shipper, c.lease_ms);
+  const shared = new SharedLimits(cluster, shipper, c.lease_ms, c.unmetered_without_redis === 'local_limits');
   shipper.limits = shared;
   shared.ledger = ledger;
   workspaces.shared = true;
   workspaces.live = (ids) => shared.live(ids);
   ledger.cluster = { credited: (row, ws) => shared.credit(row.id, ws, row.delta_nano) };
+  ledger.lookup = (id) => shipper.row(id);
   const replication = new Replication(cluster, ring, workspaces, c.sync_ms);
   await replication.start();
   shipper.start();

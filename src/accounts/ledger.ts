@@ -132,6 +132,9 @@ export class Ledger {
    */
   cluster: { credited(row: LedgerRow, ws: Workspace): Promise<void> } | null = null;
 
+  /** Cluster mode: a row any replica wrote, from Postgres (null: none there yet). */
+  lookup: ((id: string) => Promise<LedgerRow | null>) | null = null;
+
   /**
    * `mainThreadCommit`: each batch commits in a synchronous transaction on this thread (the
    * default with `ledger.fsync` off); else lmdb-js's writer thread commits it (with fsync on,

@@ -56,7 +56,12 @@ export class SharedLimits {
   /** Workspaces' balances as Redis last reported them (what the API shows here). */
   readonly balances = new Map<string, number>();
 
-  constructor(cluster: Cluster, private readonly seeder: BalanceSeeder, private readonly leaseMs = 30_000) {
+  /**
+   * `localWhenDown` (config cluster.unmetered_without_redis: local_limits): with Redis
+   * unreachable, a key with limits in an unmetered workspace is admitted on this replica's own
+   * counts (each replica then allows the limit: N× it cluster-wide) rather than refused.
+   */
+  constructor(cluster: Cluster, private readonly seeder: BalanceSeeder, private readonly leaseMs = 30_000, readonly localWhenDown = false) {
     const redis = cluster.redis as Scripted;
     for (const [name, lua] of [['sluiceAdmit', ADMIT], ['sluiceFinish', FINISH], ['sluiceApply', APPLY], ['sluiceSeed', SEED], ['sluiceRenew', RENEW]] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 0, lua });

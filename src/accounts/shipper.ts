@@ -151,6 +151,13 @@ export class Shipper {
     });
   }
 
+  /** A row as Postgres has it (validated: a stored record is a boundary), or null. */
+  async row(id: string): Promise<LedgerRow | null> {
+    const got = await this.cluster.pg.query<{ row: unknown }>('SELECT row FROM sluice_ledger WHERE id = $1', [id]);
+    const parsed = LedgerRowSchema.safeParse(got.rows[0]?.row);
+    return parsed.success ? parsed.data : null;
+  }
+
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;

@@ -406,6 +406,12 @@ export const ConfigSchema = z.object({
     /** At most this long before a key or workspace changed through another replica is in force here (usually milliseconds: LISTEN/NOTIFY). */
     sync_ms: z.number().int().min(100).max(60_000).default(1000),
     postgres_pool: z.number().int().min(2).max(100).default(4),
+    /**
+     * Redis unreachable: requests that need it are refused (503), always for metered
+     * workspaces. `local_limits`: keys with limits in unmetered workspaces (the operator's own)
+     * are held to each replica's own counts meanwhile, so each replica allows the full limit.
+     */
+    unmetered_without_redis: z.enum(['refuse', 'local_limits']).default('refuse'),
   }).strict().prefault({}).refine((c) => (c.redis_url === undefined) === (c.postgres_url === undefined), { message: 'cluster mode needs both redis_url (SLUICE_REDIS_URL) and postgres_url (SLUICE_POSTGRES_URL)' }),
   ledger: z.object({
     /**

@@ -76,22 +76,26 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   app.post('/admin/workspaces/:id/refunds', on.withBody('admin', (ex, key, body, _t0, [id]) => {
     const input = parseBody(RefundSchema, parseJsonOrEmpty(body));
     const ws = deps.workspaces.require(checkId(id ?? '', 'ws_'));
-    const original = deps.ledger.row(input.request_id);
-    if (!original || original.workspace !== ws.id || original.kind !== 'request') {
-      throw new GatewayError(Errors.notFound, `No request ${input.request_id} in workspace ${ws.id}.`, 'request_id');
-    }
     const refundId = `ref_${input.request_id}`;
-    if (deps.ledger.has(refundId)) throw new GatewayError(Errors.conflict, `Request ${input.request_id} was already refunded.`, 'request_id');
-    const charged = fromNano(-original.delta_nano);
-    const amount = input.amount_usd ?? charged;
-    if (amount <= 0 || amount > charged + 1e-12) {
-      throw new GatewayError(Errors.invalidRequest, `A refund must be more than 0 and at most the request's charge of $${charged}.`, 'amount_usd');
-    }
-    deps.ledger.append(creditRow(refundId, 'refund', ws, amount, input.note ?? `refund of ${input.request_id}`, key.id, 'admin.refunds'), ws);
-    deps.ledger.committed().then(
-      () => ex.sendJson(201, { object: 'refund', id: refundId, request_id: input.request_id, amount_usd: amount, workspace: view(ws) }),
-      (err: unknown) => ex.sendError(err),
-    );
+    // (cluster mode: a request another replica served, and a refund made through another, are read from Postgres)
+    const find = (rowId: string): Promise<LedgerRow | null> => {
+      const local = deps.ledger.row(rowId);
+      return local || !deps.ledger.lookup ? Promise.resolve(local) : deps.ledger.lookup(rowId);
+    };
+    Promise.all([find(input.request_id), deps.ledger.has(refundId) ? Promise.resolve(true) : find(refundId).then((r) => r !== null)]).then(([original, refunded]) => {
+      if (!original || original.workspace !== ws.id || original.kind !== 'request') {
+        throw new GatewayError(Errors.notFound, `No request ${input.request_id} in workspace ${ws.id}.`, 'request_id');
+      }
+      if (refunded) throw new GatewayError(Errors.conflict, `Request ${input.request_id} was already refunded.`, 'request_id');
+      const charged = fromNano(-original.delta_nano);
+      const amount = input.amount_usd ?? charged;
+      if (amount <= 0 || amount > charged + 1e-12) {
+        throw new GatewayError(Errors.invalidRequest, `A refund must be more than 0 and at most the request's charge of $${charged}.`, 'amount_usd');
+      }
+      // (the same refund through two replicas at once is one row in Postgres and one change to the live balance: its id is the request's)
+      deps.ledger.append(creditRow(refundId, 'refund', ws, amount, input.note ?? `refund of ${input.request_id}`, key.id, 'admin.refunds'), ws);
+      return deps.ledger.committed().then(() => ex.sendJson(201, { object: 'refund', id: refundId, request_id: input.request_id, amount_usd: amount, workspace: view(ws) }));
+    }).catch((err: unknown) => ex.sendError(err));
   }, 1));
 
   // Deployments = routes: breaker state, error rate and latency; disable/enable applies to the next request.

@@ -17,6 +17,14 @@ import { fmtUsd } from '../fmt.js';
 export function admit(deps: ChatDeps): Stage {
   const { workspaces, limits, markup, shared } = deps;
 
+  /** One node's admission (and cluster mode's for an unmetered workspace when Redis is down and config allows it). */
+  const holdHere = (ctx: RequestContext, tokens: number, output: number, charge: number) => {
+    const admission = limits.admit(ctx.chain, { tokens: tokens + output, nano: charge });
+    ctx.ticket.hold(ctx.ws, admission, ctx.ws.metered ? charge : 0);
+    ctx.tAdmitted = performance.now();
+    ctx.next();
+  };
+
   /** Takes the holds: from here every path releases them through the ticket. */
   const hold = (ctx: RequestContext, tokens: number, output: number, charge: number, insufficient: (available: number) => GatewayError, exact: (() => void) | null = null) => {
     if (shared?.needed(ctx.chain, ctx.ws)) {
@@ -24,19 +32,23 @@ export function admit(deps: ChatDeps): Stage {
       // left while it ran gets its holds back at once (the runner then refuses the request).
       // A byte bound the balance does not cover is counted exactly before a 402 (`exact`), as on one node.
       const admitted = shared.admit(ctx.client.requestId, ctx.chain, { tokens: tokens + output, nano: charge }, ctx.ws, ctx.ws.metered ? charge : 0, insufficient)
-        .then((a) => { if (ctx.client.aborted) a.finish(0, 0, 0); return a; }, (err: unknown) => { if (err === SHORT && exact) return null; throw err; });
+        .then((a) => { if (ctx.client.aborted) a.finish(0, 0, 0); return a; }, (err: unknown) => {
+          if (err === SHORT && exact) return EXACT;
+          // Redis unreachable: metered workspaces are refused (fail closed); an unmetered one's keys
+          // may be held to this replica's own counts instead (cluster.unmetered_without_redis: local_limits).
+          if (!ctx.ws.metered && shared.localWhenDown && err instanceof GatewayError && err.code === Errors.storeUnavailable.code) return LOCAL;
+          throw err;
+        });
       ctx.after(admitted, (a) => {
-        if (!a) { exact!(); return; }
+        if (a === EXACT) { exact!(); return; }
+        if (a === LOCAL) { holdHere(ctx, tokens, output, charge); return; }
         ctx.ticket.holdShared(ctx.ws, a);
         ctx.tAdmitted = performance.now();
         ctx.next();
       });
       return;
     }
-    const admission = limits.admit(ctx.chain, { tokens: tokens + output, nano: charge });
-    ctx.ticket.hold(ctx.ws, admission, ctx.ws.metered ? charge : 0);
-    ctx.tAdmitted = performance.now();
-    ctx.next();
+    holdHere(ctx, tokens, output, charge);
   };
 
   return (ctx) => {
@@ -101,6 +113,10 @@ export function admit(deps: ChatDeps): Stage {
 /** The byte bound's charge is more than the shared store's balance covers: count exactly before refusing. */
 const SHORT = new GatewayError(Errors.insufficientCredits, 'Insufficient credits.');
 const short = () => SHORT;
+/** The byte bound was short: count exactly. */
+const EXACT: unique symbol = Symbol('exact');
+/** Redis is down and this unmetered workspace's keys may be admitted on this replica's own counts. */
+const LOCAL: unique symbol = Symbol('local');
 
 /** The largest max output among the routes' models, or null when one of them lists none (only its context window bounds it). */
 export function maxOutputOf(routes: readonly Route[]): number | null {
