@@ -167,6 +167,22 @@ t.test('an answer cached through one replica is an exact-cache hit through anoth
   t.equal(res.headers.get('x-gateway-cache'), 'miss', "a workspace never gets another's entries");
 });
 
+t.test('a request served through one replica is refunded through another, once', async (t) => {
+  const ws = await workspace('refund', 5);
+  const { key } = await mint(gws[0]!, { name: 'refund', workspace: ws });
+  await everywhere(key, 200, 3000);
+  const res = await chat(gws[1]!, key, 'to be refunded');
+  await res.arrayBuffer();
+  const id = res.headers.get('x-request-id')!;
+  await reconciled(t);
+  const refund = await post(gws[0]!, `/admin/workspaces/${ws}/refunds`, { request_id: id });
+  t.equal(refund.status, 201, `refunded through another replica: ${await refund.text()}`);
+  await reconciled(t);
+  const again = await post(gws[2]!, `/admin/workspaces/${ws}/refunds`, { request_id: id });
+  await again.arrayBuffer();
+  t.equal(again.status, 409, 'and not again through a third');
+});
+
 t.test('a key revoked through one replica is refused by the others within the bound', async (t) => {
   const ws = await workspace('revoke', 5);
   const { id, key } = await mint(gws[0]!, { name: 'to-revoke', workspace: ws });
