@@ -115,7 +115,7 @@ async function startCluster(config: Config, store: Store, ring: KeyRing, workspa
     throw err;
   }
   const shipper = new Shipper(cluster, store, workspaces, c.ship_ms);
-  const shared = new SharedLimits(cluster, shipper, c.lease_ms, c.unmetered_without_redis === 'local_limits');
+  const shared = new SharedLimits(cluster, shipper, c.lease_ms, c.unmetered_without_redis === 'local_limits', (id) => [id, ...ring.descendants(id).map((k) => k.id)]);
   shipper.limits = shared;
   shared.ledger = ledger;
   workspaces.shared = true;

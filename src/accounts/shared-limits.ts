@@ -13,7 +13,7 @@ import { Errors, GatewayError } from '../errors.js';
 import type { Cluster } from '../store/cluster.js';
 import { isOperatorKey, type KeyLimits, type KeyRecord } from './keys.js';
 import { describe, fmtDuration, msToNextUtcDay, msToNextUtcMonth, refusalError, utcDay, utcMonth, type Header, type Reservation } from './limits.js';
-import { ADMIT, APPLY, FINISH, RENEW, SEED } from './shared-scripts.js';
+import { ADMIT, APPLY, FINISH, RENEW, SEED, SEED_KEY } from './shared-scripts.js';
 import type { Workspace } from './workspaces.js';
 
 type Reply = Array<string | number | null>;
@@ -22,6 +22,7 @@ type Scripted = Redis & {
   sluiceFinish(...args: Array<string | number>): Promise<Reply>;
   sluiceApply(...args: Array<string | number>): Promise<number>;
   sluiceSeed(...args: Array<string | number>): Promise<string>;
+  sluiceSeedKey(...args: Array<string | number>): Promise<number>;
   sluiceRenew(...args: Array<string | number>): Promise<number>;
 };
 
@@ -32,6 +33,15 @@ export const MARKER_SECONDS = 3600;
 export interface BalanceSeeder {
   /** `credits`: credit rows about to be applied, marked applied when the seeded balance holds them already. */
   seed(ws: Workspace, credits?: readonly string[]): Promise<void>;
+  /** What the keys of `family` (a key and those it minted) spent this UTC day and month (nano), and their admitted requests per window slice, from the shipped rows. */
+  keyCounts(family: readonly string[], windows: ReadonlyArray<{ seconds: number }>, now: number): Promise<KeyCounts>;
+}
+
+export interface KeyCounts {
+  dayNano: number;
+  monthNano: number;
+  /** Per window: [slice number, requests] (slices of seconds/60, as the script counts them). */
+  windows: Array<{ seconds: number; slices: Array<[number, number]> }>;
 }
 
 /** What an admission in Redis holds, released once (the ticket calls `finish`). */
@@ -61,9 +71,11 @@ export class SharedLimits {
    * unreachable, a key with limits in an unmetered workspace is admitted on this replica's own
    * counts (each replica then allows the limit: N× it cluster-wide) rather than refused.
    */
-  constructor(cluster: Cluster, private readonly seeder: BalanceSeeder, private readonly leaseMs = 30_000, readonly localWhenDown = false) {
+  constructor(cluster: Cluster, private readonly seeder: BalanceSeeder, private readonly leaseMs = 30_000, readonly localWhenDown = false,
+    /** A key and every key below it (what its limits count). */
+    private readonly family: (id: string) => string[] = (id) => [id]) {
     const redis = cluster.redis as Scripted;
-    for (const [name, lua] of [['sluiceAdmit', ADMIT], ['sluiceFinish', FINISH], ['sluiceApply', APPLY], ['sluiceSeed', SEED], ['sluiceRenew', RENEW]] as const) {
+    for (const [name, lua] of [['sluiceAdmit', ADMIT], ['sluiceFinish', FINISH], ['sluiceApply', APPLY], ['sluiceSeed', SEED], ['sluiceSeedKey', SEED_KEY], ['sluiceRenew', RENEW]] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 0, lua });
     }
     this.redis = redis;
@@ -95,8 +107,10 @@ export class SharedLimits {
       for (const w of windows) args.push(w.seconds, w.requests);
     }
     let reply = await this.call(() => this.redis.sluiceAdmit(...args));
-    if (reply[0] === 'seed') {
-      await this.seed(ws);
+    // A workspace or keys this Redis has not seen in its epoch: read from Postgres once, then again.
+    for (let round = 0; round < 3 && (reply[0] === 'seed' || reply[0] === 'seedkeys'); round++) {
+      if (reply[0] === 'seed') await this.seed(ws);
+      else await this.seedKeys(String(reply[1]), reply.slice(2).map((i) => entries[Number(i)]!), now);
       reply = await this.call(() => this.redis.sluiceAdmit(...args));
     }
     switch (reply[0]) {
@@ -130,6 +144,29 @@ export class SharedLimits {
     } catch (err) {
       if (err instanceof GatewayError) throw err;
       throw unavailable(`the balance could not be read from Postgres (${err instanceof Error ? err.message : String(err)})`);
+    }
+  }
+
+  /**
+   * Keys with budgets or windows, as this Redis epoch first uses them: their spend today and
+   * this month and their windows' counts, summed from the rows in Postgres over each key's
+   * family (a parent's limits count what the keys it minted did). Rows still in an outbox
+   * (the last ship_ms of requests) are not counted.
+   */
+  private async seedKeys(epoch: string, entries: ReadonlyArray<{ id: string; limits: KeyLimits }>, now: number): Promise<void> {
+    try {
+      await Promise.all(entries.map(async ({ id, limits }) => {
+        const counts = await this.seeder.keyCounts(this.family(id), limits.windows ?? [], now);
+        const args: Array<string | number> = [this.prefix, epoch, id, utcDay(now), Math.round(counts.dayNano), utcMonth(now), Math.round(counts.monthNano)];
+        for (const w of counts.windows) {
+          args.push(w.seconds, w.slices.length);
+          for (const [slice, n] of w.slices) args.push(slice, n);
+        }
+        await this.redis.sluiceSeedKey(...args);
+      }));
+    } catch (err) {
+      if (err instanceof GatewayError) throw err;
+      throw unavailable(`the key's counts could not be read from Postgres (${err instanceof Error ? err.message : String(err)})`);
     }
   }
 

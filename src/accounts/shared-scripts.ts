@@ -67,8 +67,9 @@ end
  *
  * Returns {'ok', epoch, balance, rpm level, tpm level, window requests, window used,
  * window reset ms} (key 0's state after counting), {'seed'} when the epoch or the
- * workspace's balance is missing, {'credits', available} or {'limit', key index, kind,
- * wait ms, window seconds, window requests, period}.
+ * workspace's balance is missing, {'seedkeys', epoch, key index…} when keys with budgets or
+ * windows need their counts from Postgres (SEED_KEY), {'credits', available} or {'limit',
+ * key index, kind, wait ms, window seconds, window requests, period}.
  */
 export const ADMIT = `${COMMON}
 local epoch = redis.call('GET', P .. 'e')
@@ -118,9 +119,17 @@ local function window(k, w)
   w.total, w.key, w.head, w.width = total, wk, head, width
   return total, wait
 end
+-- A key whose spend or windows this epoch has not read from Postgres yet (a Redis that
+-- restarted empty, or the key's first use) is seeded first: its budgets and windows must not
+-- start again from nothing.
+local unseeded = {}
 for i, k in ipairs(keys) do
-  local s = state(k.kk)
-  k.s = s
+  k.s = state(k.kk)
+  if (k.bd > 0 or k.bm > 0 or #k.win > 0) and k.s.ep ~= epoch then unseeded[#unseeded + 1] = i - 1 end
+end
+if #unseeded > 0 then return {'seedkeys', epoch, unpack(unseeded)} end
+for i, k in ipairs(keys) do
+  local s = k.s
   if k.rpm > 0 then
     k.rl = level(s, 'rl', 'ra', k.rpm)
     if k.rl < 1 then return {'limit', i - 1, 'rpm', tostring((1 - k.rl) * 60000 / k.rpm)} end
@@ -253,6 +262,31 @@ local epoch = redis.call('GET', P .. 'e')
 if not epoch then epoch = ARGV[4]; redis.call('SET', P .. 'e', epoch) end
 if ARGV[2] ~= '' and redis.call('EXISTS', P .. 'w:' .. ARGV[2]) == 0 then redis.call('HSET', P .. 'w:' .. ARGV[2], 'b', ARGV[3], 'h', 0) end
 return epoch
+`;
+
+/**
+ * ARGV: P, epoch, key id, UTC day, spent that day (nano), UTC month, spent that month, then
+ * per window: seconds, number of slices, then (slice, requests) per slice. A key's spend and
+ * windows as Postgres's rows say (SharedLimits.seedKeys), unless this Redis is of another
+ * epoch by now or another replica seeded the key first. Returns 1 when it seeded.
+ */
+export const SEED_KEY = `${COMMON}
+local epoch = redis.call('GET', P .. 'e')
+if epoch ~= ARGV[2] then return 0 end
+local kk = P .. 'k:' .. ARGV[3]
+if redis.call('HGET', kk, 'ep') == epoch then return 0 end
+redis.call('HSET', kk, 'ep', epoch, 'dd', ARGV[4], 'ds', ARGV[5], 'md', ARGV[6], 'ms', ARGV[7])
+redis.call('PEXPIRE', kk, 40 * 86400000)
+local i = 8
+while i <= #ARGV do
+  local sec, n = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local wk = kk .. ':w' .. sec
+  redis.call('DEL', wk)
+  for j = 0, n - 1 do redis.call('HINCRBY', wk, ARGV[i + 2 + 2 * j], ARGV[i + 3 + 2 * j]) end
+  if n > 0 then redis.call('PEXPIRE', wk, math.ceil(sec * 1000 + sec * 1000 / 60)) end
+  i = i + 2 + 2 * n
+end
+return 1
 `;
 
 /** ARGV: P, lease ms, then request ids: their leases are renewed (those already released are not brought back). */

@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { inTransaction, type Cluster } from '../store/cluster.js';
 import type { Store } from '../store/lmdb.js';
 import { LedgerRowSchema, type LedgerRow } from './ledger.js';
-import type { SharedLimits } from './shared-limits.js';
+import type { KeyCounts, SharedLimits } from './shared-limits.js';
 import { WorkspaceSchema, type Workspace, type Workspaces } from './workspaces.js';
 
 /** A workspace's record as Postgres keeps it: everything but the balance, which is its own column. */
@@ -112,12 +112,12 @@ export class Shipper {
       const seeded = new Map(locked.rows.map((r) => [r.id, r.seeded_epoch]));
       // Each row keeps the epoch its workspace was seeded in when Postgres took it: only a Redis
       // of that epoch can lack its change (a later seed read it from here).
-      const inserted = await client.query<{ workspace: string; delta_nano: string }>(`INSERT INTO sluice_ledger (id, workspace, key_id, ts, kind, delta_nano, charge_usd, replica, epoch, row)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::float8[], $8::text[], $9::text[], $10::jsonb[])
+      const inserted = await client.query<{ workspace: string; delta_nano: string }>(`INSERT INTO sluice_ledger (id, workspace, key_id, ts, kind, delta_nano, charge_usd, replica, epoch, row, status)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::float8[], $8::text[], $9::text[], $10::jsonb[], $11::int[])
         ON CONFLICT (id) DO NOTHING RETURNING workspace, delta_nano`, [
         rows.map((r) => r.id), rows.map((r) => r.workspace), rows.map((r) => r.key_id), rows.map((r) => Math.round(r.ts)), rows.map((r) => r.kind),
         rows.map((r) => r.delta_nano), rows.map((r) => r.charge_usd), rows.map(() => this.cluster.replica), rows.map((r) => seeded.get(r.workspace) ?? null),
-        rows.map((r) => JSON.stringify(r)),
+        rows.map((r) => JSON.stringify(r)), rows.map((r) => r.status),
       ]);
       const sums = new Map<string, bigint>();
       for (const r of inserted.rows) if (r.delta_nano !== '0') sums.set(r.workspace, (sums.get(r.workspace) ?? 0n) + BigInt(r.delta_nano));
@@ -149,6 +149,28 @@ export class Shipper {
         if (held.rows.length) await this.limits!.markApplied(held.rows.map((r) => r.id));
       }
     });
+  }
+
+  /**
+   * What a key family's shipped rows count against its limits: charges this UTC day and
+   * month, and per window the requests admitted in each of its 60 slices. (Requests refused
+   * at admission end in a 4xx below 499 and were never counted; the others were.)
+   */
+  async keyCounts(family: readonly string[], windows: ReadonlyArray<{ seconds: number }>, now: number): Promise<KeyCounts> {
+    const d = new Date(now);
+    const dayStart = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+    const monthStart = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+    const spend = await this.cluster.pg.query<{ day: number | null; month: number | null }>(`SELECT sum(charge_usd) FILTER (WHERE ts >= $2) AS day, sum(charge_usd) AS month
+      FROM sluice_ledger WHERE key_id = ANY($1::text[]) AND kind = 'request' AND ts >= $3`, [family, dayStart, monthStart]);
+    const out: KeyCounts = { dayNano: (spend.rows[0]?.day ?? 0) * 1e9, monthNano: (spend.rows[0]?.month ?? 0) * 1e9, windows: [] };
+    for (const { seconds } of windows) {
+      const width = (seconds * 1000) / 60;
+      const from = (Math.floor(now / width) - 59) * width;
+      const slices = await this.cluster.pg.query<{ slice: string; n: string }>(`SELECT floor(ts / $2::float8)::bigint AS slice, count(*) AS n FROM sluice_ledger
+        WHERE key_id = ANY($1::text[]) AND kind = 'request' AND ts >= $3 AND (status < 400 OR status >= 499) GROUP BY 1`, [family, width, Math.floor(from)]);
+      out.windows.push({ seconds, slices: slices.rows.map((r) => [Number(r.slice), Number(r.n)]) });
+    }
+    return out;
   }
 
   /** A row as Postgres has it (validated: a stored record is a boundary), or null. */

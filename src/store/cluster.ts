@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS sluice_ledger (
   kind text NOT NULL,
   delta_nano bigint NOT NULL,
   charge_usd double precision NOT NULL,
+  status int NOT NULL,
   replica text NOT NULL,
   epoch text,
   row jsonb NOT NULL

@@ -318,6 +318,11 @@ t.test('Redis down: metered requests refused at once with 503; back (empty) and 
   let res = await chat(gws[1]!, key, 'before');
   t.equal(res.status, 200);
   await res.arrayBuffer();
+  // A window with 4 of its 10 used before Redis goes: they must still count after it comes back empty.
+  const windowed = await mint(gws[0]!, { name: 'windowed', workspace: ws, limits: { windows: [{ requests: 10, seconds: 600 }], budget_usd_day: 1 } });
+  await everywhere(windowed.key, 200, 3000);
+  for (let i = 0; i < 4; i++) { const r = await chat(gws[i % 3]!, windowed.key, `window ${i}`); await r.arrayBuffer(); t.equal(r.status, 200); }
+  await reconciled(t);
   await redis.stop();
   const t0 = Date.now();
   res = await chat(gws[2]!, key, 'while down');
@@ -348,6 +353,12 @@ t.test('Redis down: metered requests refused at once with 503; back (empty) and 
     back = r.status;
   }
   t.equal(back, 200, 'serves again once Redis is back');
+  const after = await chat(gws[2]!, windowed.key, 'window after the restart');
+  await after.arrayBuffer();
+  t.equal(after.headers.get('x-ratelimit-remaining-requests'), '5', 'the window counts the 4 requests from before the restart (read from Postgres), and this one: no free quota');
+  const spent = Number((await (await fetch(`${gws[0]!.url}/admin/keys/${windowed.id}`, { headers: { authorization: `Bearer ${MASTER}` } })).json() as { state: { spent_today_usd: number } }).state.spent_today_usd);
+  const pgSpent = Number((await db.query("SELECT sum(charge_usd) AS s FROM sluice_ledger WHERE key_id = $1 AND kind = 'request' AND id <> $2", [windowed.id, after.headers.get('x-request-id')])).rows[0].s);
+  t.ok(Math.abs(spent - pgSpent) < 1e-6 || spent > pgSpent, `its day's spend came back too ($${spent}, Postgres $${pgSpent} before this request)`);
   await reconciled(t);
   const pgBalance = (await db.query('SELECT balance_nano FROM sluice_workspaces WHERE id = $1', [ws])).rows[0].balance_nano as string;
   const fresh = new Redis(redis.url);
