@@ -105,8 +105,10 @@ async function emptySpoolDir(dataDir: string): Promise<string> {
 async function startCluster(config: Config, store: Store, ring: KeyRing, workspaces: Workspaces, ledger: Ledger) {
   const c = config.cluster;
   if (!c.redis_url || !c.postgres_url) return null;
-  const [{ openCluster, ClusterStartError, redact }, { Shipper }, { SharedLimits }, { Replication }, { SharedExactCache }] = await Promise.all([
-    import('./store/cluster.js'), import('./accounts/shipper.js'), import('./accounts/shared-limits.js'), import('./accounts/replication.js'), import('./savings/shared-cache.js')]);
+  const [{ openCluster, ClusterStartError, redact }, { Shipper }, { SharedLimits }, { Replication }, { SharedExactCache }, { SharedSemanticCache }] = await Promise.all([
+    import('./store/cluster.js'), import('./accounts/shipper.js'), import('./accounts/shared-limits.js'), import('./accounts/replication.js'), import('./savings/shared-cache.js'),
+    import('./savings/shared-semantic.js')]);
+  let semantic: InstanceType<typeof SharedSemanticCache> | null = null;
   let cluster: Awaited<ReturnType<typeof openCluster>>;
   try {
     cluster = await openCluster({ redisUrl: c.redis_url, postgresUrl: c.postgres_url, prefix: c.redis_prefix, redisTimeoutMs: c.redis_timeout_ms, postgresPoolSize: c.postgres_pool });
@@ -129,9 +131,15 @@ async function startCluster(config: Config, store: Store, ring: KeyRing, workspa
     shared, replica: cluster.replica, exactCache: new SharedExactCache(cluster), redis: redact(c.redis_url), postgres: redact(c.postgres_url),
     /** For /health: 'ready' when Redis is connected (ioredis's state otherwise), and the rows waiting to be shipped. */
     health: () => ({ redis: cluster.redis.status, outbox: shipper.waiting }),
+    /** The semantic cache's entries shared through Postgres (read before the gateway serves). */
+    async shareSemantic(cache: ResponseCache) {
+      semantic = new SharedSemanticCache(cluster, cache, c.sync_ms);
+      await semantic.start();
+    },
     /** A graceful stop: the outbox shipped (what cannot be waits for the next start), then the connections closed. */
     async stop() {
       replication.stop();
+      semantic?.stop();
       shipper.stop();
       await shipper.drain().catch((err: unknown) => console.error(`cluster: ${shipper.waiting} ledger row(s) stay in the outbox for the next start: ${String(err)}`));
       shared.close();
@@ -205,7 +213,10 @@ async function main(): Promise<void> {
   }
   const verify = config.savings.semantic_cache.enabled && verifyModel ? { model: verifyModel, maxInFlight: config.savings.semantic_cache.verify.max_in_flight } : null;
   const cache = new ResponseCache(store, { cache: config.savings.exact_cache.max_entries, semantic: config.savings.semantic_cache.max_entries });
-  if (cluster) cache.shared = cluster.exactCache;
+  if (cluster) {
+    cache.shared = cluster.exactCache;
+    if (config.savings.semantic_cache.enabled) await cluster.shareSemantic(cache);
+  }
   const responseIds = new ResponseIds(store);
   const sweeper = setInterval(() => {
     // A sweep that fails (a record it cannot handle) is logged and tried again next time, never fatal.

@@ -28,7 +28,7 @@ export interface CachedAnswer {
 const StoredUsage = UsageSchema.omit({ cache_write_tokens: true });
 export const ExactSchema = z.object({ exp: z.number(), decision: z.string(), body: z.string(), usage: StoredUsage });
 const VecBytes = z.instanceof(Uint8Array);
-const SemanticSchema = ExactSchema.extend({ text: z.string(), vec: VecBytes, thr: z.number().optional() });
+export const SemanticSchema = ExactSchema.extend({ text: z.string(), vec: VecBytes, thr: z.number().optional() });
 const ScarSchema = z.object({ exp: z.number(), vec: VecBytes });
 /** A request's use of the exact cache: the entry it stored or was served. */
 const ExactRefSchema = z.object({ exp: z.number(), ws: z.string().max(256), hash: z.string().max(128) });
@@ -151,6 +151,24 @@ export class ResponseCache {
 
   /** Cluster mode: the exact cache every replica shares (Redis), behind this one's. */
   shared: SharedExactCache | null = null;
+  /** Cluster mode: where semantic entries stored or evicted here go, for every replica (shared-semantic.ts). */
+  semanticShared: { put(ws: string, context: string, bucket: number, id: string, value: { exp: number }): void; remove(ws: string, context: string, bucket: number, id: string): void } | null = null;
+
+  /** Cluster mode: an entry another replica stored (or evicted: null), kept here as if stored here. */
+  applySemantic(ws: string, context: string, bucket: number, id: string, value: z.infer<typeof SemanticSchema> | null): void {
+    const key = [ws, context, bucket, id];
+    const here = read(this.store.semantic, key) as { exp?: unknown; thr?: unknown } | undefined;
+    if (value === null) {
+      if (here !== undefined) { this.counts.semantic = Math.max(0, this.counts.semantic - 1); void this.store.semantic.remove(key); }
+      return;
+    }
+    if (here !== undefined && here.exp === value.exp && here.thr === value.thr) return;
+    if (here === undefined) {
+      if (this.counts.semantic >= this.maxEntries.semantic) return;
+      this.counts.semantic++;
+    }
+    void this.store.semantic.put(key, value);
+  }
 
   /**
    * Cluster mode, after a local miss: the shared entry, kept here too when there is one
@@ -253,9 +271,9 @@ export class ResponseCache {
       if (dot >= thr) thr = above(dot);
     });
     const exp = Date.now() + ttlMs;
-    void this.store.semantic.put([ws, context, bucket, id], {
-      exp, decision: answer.decision, body: answer.body, usage: answer.usage, text, vec: bytesOf(vec), ...(thr > threshold ? { thr } : {}),
-    });
+    const entry = { exp, decision: answer.decision, body: answer.body, usage: answer.usage, text, vec: bytesOf(vec), ...(thr > threshold ? { thr } : {}) };
+    void this.store.semantic.put([ws, context, bucket, id], entry);
+    this.semanticShared?.put(ws, context, bucket, id, entry);
     void this.store.cacheRefs.put([id, 'semantic'], { exp, ws, context, bucket, id, hit: null });
   }
 
@@ -292,6 +310,7 @@ export class ResponseCache {
     if (semantic.success) {
       const { ws, context, bucket, id, hit } = semantic.data;
       if (read(this.store.semantic, [ws, context, bucket, id]) !== undefined) { out.semantic = true; writes.push(this.store.semantic.remove([ws, context, bucket, id])); }
+      this.semanticShared?.remove(ws, context, bucket, id);
       const query = hit ? vecOf(hit.vec) : null;
       if (query) out.tightened = this.scar(ws, context, requestId, query, threshold, scarTtlMs, writes, [bucket, id]);
       writes.push(this.store.cacheRefs.remove([requestId, 'semantic']));
@@ -318,7 +337,9 @@ export class ResponseCache {
       if (!e.success || !other || (skip && key[2] === skip[0] && key[3] === skip[1])) return;
       const dot = dotOf(vec, other);
       if (dot < Math.max(floor, e.data.thr ?? 0)) return;
-      writes.push(this.store.semantic.put(key, { ...e.data, thr: above(dot) }));
+      const raised = { ...e.data, thr: above(dot) };
+      writes.push(this.store.semantic.put(key, raised));
+      this.semanticShared?.put(ws, context, key[2] as number, key[3] as string, raised);
       tightened++;
     });
     return tightened;

@@ -63,6 +63,19 @@ CREATE TABLE IF NOT EXISTS sluice_ledger (
   epoch text,
   row jsonb NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sluice_semantic (
+  id text PRIMARY KEY,
+  ws text NOT NULL,
+  context text NOT NULL,
+  bucket int NOT NULL,
+  exp bigint NOT NULL,
+  entry bytea,
+  replica text NOT NULL,
+  version bigint NOT NULL DEFAULT nextval('sluice_version')
+);
+CREATE INDEX IF NOT EXISTS sluice_semantic_version ON sluice_semantic (version);
+CREATE INDEX IF NOT EXISTS sluice_semantic_bucket ON sluice_semantic (ws, context, bucket);
+CREATE INDEX IF NOT EXISTS sluice_semantic_exp ON sluice_semantic (exp);
 CREATE INDEX IF NOT EXISTS sluice_ledger_workspace_ts ON sluice_ledger (workspace, ts);
 CREATE INDEX IF NOT EXISTS sluice_ledger_key_ts ON sluice_ledger (key_id, ts);
 `;

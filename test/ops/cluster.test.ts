@@ -25,7 +25,7 @@ t.teardown(() => db.end());
 
 const MASTER = 'sk-sluice-master-cluster-test-0123456789abcdef';
 const env = { SLUICE_SIM: 'on', SLUICE_MASTER_KEY: MASTER, SLUICE_REDIS_URL: redis.url, SLUICE_POSTGRES_URL: postgres.url };
-const config = { sim: { ttft_ms: 150, tokens_per_second: 100 }, cluster: { sync_ms: 500, ship_ms: 100, lease_ms: 5000 }, savings: { semantic_cache: { enabled: false } } };
+const config = { sim: { ttft_ms: 150, tokens_per_second: 100 }, cluster: { sync_ms: 500, ship_ms: 100, lease_ms: 5000 } };
 const dirs = [tempDataDir(), tempDataDir(), tempDataDir()];
 const gws: Gateway[] = [];
 for (const dir of dirs) gws.push(await startGateway(env, dir, config));
@@ -165,6 +165,34 @@ t.test('an answer cached through one replica is an exact-cache hit through anoth
   const res = await post(gws[2]!, '/v1/chat/completions', body, other.key);
   await res.arrayBuffer();
   t.equal(res.headers.get('x-gateway-cache'), 'miss', "a workspace never gets another's entries");
+});
+
+t.test('an answer stored through one replica answers a paraphrase through another (the semantic cache, shared through Postgres)', async (t) => {
+  const ws = await workspace('semantic', 5);
+  const { key } = await mint(gws[0]!, { name: 'semantic', workspace: ws });
+  await everywhere(key, 200, 3000);
+  const ask = async (gw: Gateway, q: string) => {
+    const res = await post(gw, '/v1/chat/completions', { model: 'openai/gpt-4.1-mini', temperature: 0, messages: [{ role: 'system', content: 'You are concise.' }, { role: 'user', content: q }] }, key);
+    const body = (await res.json()) as { choices: Array<{ message: { content: string } }> };
+    return { cache: res.headers.get('x-gateway-cache'), text: body.choices[0]!.message.content, id: res.headers.get('x-request-id')! };
+  };
+  const first = await ask(gws[0]!, 'What is the capital of France?');
+  t.equal(first.cache, 'miss');
+  // Written to Postgres by the first replica, then read by the others within sync_ms (500 ms here).
+  for (let i = 0; i < 100; i++) {
+    if ((await db.query('SELECT 1 FROM sluice_semantic WHERE ws = $1', [ws])).rowCount) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await new Promise((r) => setTimeout(r, 1200));
+  const para = await ask(gws[1]!, "What's the capital of France?");
+  t.equal(para.cache, 'semantic', 'a paraphrase through another replica is a semantic hit');
+  t.equal(para.text, first.text, 'with the answer stored through the first');
+  // Reported bad through the first replica: evicted on every one.
+  const feedback = await post(gws[0]!, '/v1/feedback', { request_id: first.id, score: 0 }, key);
+  t.equal(feedback.status, 200, await feedback.text());
+  await new Promise((r) => setTimeout(r, 1700));
+  const after = await ask(gws[2]!, 'What is the capital of France, please?');
+  t.equal(after.cache, 'miss', 'the evicted entry answers nowhere');
 });
 
 t.test('a request served through one replica is refunded through another, once', async (t) => {
