@@ -135,6 +135,9 @@ export class Ledger {
   /** Cluster mode: a row any replica wrote, from Postgres (null: none there yet). */
   lookup: ((id: string) => Promise<LedgerRow | null>) | null = null;
 
+  /** Cluster mode: a workspace's credit rows (top-ups, refunds) written through any replica, newest first. */
+  creditsEverywhere: ((workspace: string, limit: number) => Promise<LedgerRow[]>) | null = null;
+
   /**
    * `mainThreadCommit`: each batch commits in a synchronous transaction on this thread (the
    * default with `ledger.fsync` off); else lmdb-js's writer thread commits it (with fsync on,

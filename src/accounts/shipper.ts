@@ -173,6 +173,18 @@ export class Shipper {
     return out;
   }
 
+  /**
+   * A workspace's credit rows, newest first: those in Postgres, and this replica's still in
+   * its outbox (so a top-up answered here shows at once).
+   */
+  async credits(workspace: string, limit: number, local: Iterable<LedgerRow>): Promise<LedgerRow[]> {
+    const got = await this.cluster.pg.query<{ row: unknown }>("SELECT row FROM sluice_ledger WHERE workspace = $1 AND kind <> 'request' ORDER BY ts DESC LIMIT $2", [workspace, limit]);
+    const byId = new Map<string, LedgerRow>();
+    for (const r of got.rows) { const parsed = LedgerRowSchema.safeParse(r.row); if (parsed.success) byId.set(parsed.data.id, parsed.data); }
+    for (const row of local) byId.set(row.id, row);
+    return [...byId.values()].sort((a, b) => b.ts - a.ts).slice(0, limit);
+  }
+
   /** A row as Postgres has it (validated: a stored record is a boundary), or null. */
   async row(id: string): Promise<LedgerRow | null> {
     const got = await this.cluster.pg.query<{ row: unknown }>('SELECT row FROM sluice_ledger WHERE id = $1', [id]);

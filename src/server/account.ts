@@ -2,7 +2,7 @@
 // own workspace, never with more scopes than the caller has) and self-registration.
 import type { TemplatedApp } from 'uWebSockets.js';
 import { REGISTERED_LIMITS, viewOf, type KeyRecord, type KeyRing, type Scope } from '../accounts/keys.js';
-import { type Ledger, type RequestIds } from '../accounts/ledger.js';
+import type { Ledger, LedgerRow, RequestIds } from '../accounts/ledger.js';
 import { fromNano, workspaceView, type Workspaces } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
 import { RegisterSchema, SelfMintKeySchema, checkId } from './schemas.js';
@@ -46,11 +46,11 @@ export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDe
   app.get('/v1/account', on.noBody('usage:read', (ex, caller) => {
     const ws = deps.workspaces.get(caller!.workspace);
     if (!ws) throw new GatewayError(Errors.notFound, `Workspace ${caller!.workspace} no longer exists.`);
-    const credits: Array<Record<string, unknown>> = [];
-    for (const row of deps.ledger.credits(ws.id, 100)) {
-      credits.push({ id: row.id, kind: row.kind, amount_usd: fromNano(row.delta_nano), balance_after_usd: row.balance_nano === null ? null : fromNano(row.balance_nano), note: row.note, created_at: new Date(row.ts).toISOString() });
-    }
-    void deps.workspaces.refreshed([ws.id]).then(() => ex.sendJson(200, { ...workspaceView(ws, deps.workspaces.reservedNano(ws.id)), key: viewOf(caller!), credits }));
+    const view = (row: LedgerRow) => ({ id: row.id, kind: row.kind, amount_usd: fromNano(row.delta_nano), balance_after_usd: row.balance_nano === null ? null : fromNano(row.balance_nano), note: row.note, created_at: new Date(row.ts).toISOString() });
+    // (cluster mode: every replica's credit rows, from Postgres; with its own not yet shipped)
+    const rows = deps.ledger.creditsEverywhere ? deps.ledger.creditsEverywhere(ws.id, 100).catch(() => [...deps.ledger.credits(ws.id, 100)]) : Promise.resolve([...deps.ledger.credits(ws.id, 100)]);
+    void Promise.all([rows, deps.workspaces.refreshed([ws.id])]).then(([credits]) =>
+      ex.sendJson(200, { ...workspaceView(ws, deps.workspaces.reservedNano(ws.id)), key: viewOf(caller!), credits: credits.map(view) }));
   }));
 
   app.post('/v1/api-keys', on.withBody('keys:write', (ex, caller, body) => {

@@ -197,7 +197,7 @@ t.test('an answer stored through one replica answers a paraphrase through anothe
 
 t.test('a request served through one replica is refunded through another, once', async (t) => {
   const ws = await workspace('refund', 5);
-  const { key } = await mint(gws[0]!, { name: 'refund', workspace: ws });
+  const { key } = await mint(gws[0]!, { name: 'refund', workspace: ws, scopes: ['inference', 'usage:read'] });
   await everywhere(key, 200, 3000);
   const res = await chat(gws[1]!, key, 'to be refunded');
   await res.arrayBuffer();
@@ -209,6 +209,12 @@ t.test('a request served through one replica is refunded through another, once',
   const again = await post(gws[2]!, `/admin/workspaces/${ws}/refunds`, { request_id: id });
   await again.arrayBuffer();
   t.equal(again.status, 409, 'and not again through a third');
+  // Every replica shows the same account: the live balance, and every credit row wherever it was made.
+  const accounts = await Promise.all(gws.map((g) => fetch(`${g.url}/v1/account`, { headers: { authorization: `Bearer ${key}` } }).then((r) => r.json() as Promise<{ balance_usd: number; credits: Array<{ kind: string }> }>)));
+  for (const a of accounts) {
+    t.equal(a.balance_usd, accounts[0]!.balance_usd, 'the same balance through each replica');
+    t.same(a.credits.map((c) => c.kind).sort(), ['refund', 'topup'], 'its top-up and its refund, made through different replicas');
+  }
 });
 
 t.test('a key revoked through one replica is refused by the others within the bound', async (t) => {
