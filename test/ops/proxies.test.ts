@@ -107,19 +107,22 @@ http {
   t.equal(await statusLine(port, `GET /health HTTP/1.1\r\nHost: a\r\n${manyHeaders(80)}Connection: close\r\n\r\n`), 'HTTP/1.1 200 OK', '80 request headers: only those the gateway reads are forwarded');
 });
 
-t.test('HAProxy with deploy/haproxy.cfg', { skip: has('haproxy') ? false : 'Debian\'s haproxy is not installed (.ci/run installs it)' }, async (t) => {
+/** Debian's HAProxy running deploy/<file>, edited by `edit`, listening on a free local port; stopped when the test ends. */
+async function haproxyWith(t: Test, file: string, edit: (cfg: string) => string): Promise<{ port: number; log: () => string }> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-haproxy-'));
   const port = await freePort();
-  const cfg = readFileSync(new URL('haproxy.cfg', DEPLOY), 'utf8')
-    .replace('server sluice1 127.0.0.1:8080', `server sluice1 127.0.0.1:${gwPort}`)
-    .replace('bind :80', `bind 127.0.0.1:${port}`);
-  writeFileSync(join(dir, 'haproxy.cfg'), cfg);
+  writeFileSync(join(dir, 'haproxy.cfg'), edit(readFileSync(new URL(file, DEPLOY), 'utf8')).replace('bind :80', `bind 127.0.0.1:${port}`));
   let log = '';
   const haproxy = spawn(bin('haproxy'), ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
   haproxy.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
   haproxy.stdout!.on('data', (d: Buffer) => { log += d.toString(); });
   t.teardown(() => { haproxy.kill('SIGTERM'); });
   await ready(port, haproxy, () => log);
+  return { port, log: () => log };
+}
+
+t.test('HAProxy with deploy/haproxy.cfg', { skip: has('haproxy') ? false : 'Debian\'s haproxy is not installed (.ci/run installs it)' }, async (t) => {
+  const { port } = await haproxyWith(t, 'haproxy.cfg', (cfg) => cfg.replace('server sluice1 127.0.0.1:8080', `server sluice1 127.0.0.1:${gwPort}`));
   await checks(t, port);
   t.match(await statusLine(port, 'GET /health HTTP/1.0\r\nHost: a\r\n\r\n'), /^HTTP\/1\.1 505 /, 'an HTTP/1.0 client gets a clear 505, not silence');
   t.match(await statusLine(port, `GET /health HTTP/1.1\r\nHost: a\r\n${manyHeaders(60)}Connection: close\r\n\r\n`), /^HTTP\/1\.1 400 /, 'more headers than the gateway takes: HAProxy\'s 400, not silence');
@@ -127,22 +130,12 @@ t.test('HAProxy with deploy/haproxy.cfg', { skip: has('haproxy') ? false : 'Debi
 });
 
 t.test('HAProxy with deploy/haproxy-cluster.cfg: its health checks keep the replicas up', { skip: has('haproxy') ? false : 'Debian\'s haproxy is not installed (.ci/run installs it)' }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-haproxy-'));
-  const port = await freePort();
   // The compose file's three replicas, here one gateway three times.
-  const cfg = readFileSync(new URL('haproxy-cluster.cfg', DEPLOY), 'utf8')
+  const { port, log } = await haproxyWith(t, 'haproxy-cluster.cfg', (cfg) => cfg
     .replace(/server (sluice\d) sluice\d:8080/g, `server $1 127.0.0.1:${gwPort}`)
-    .replace(/check inter 2s/g, 'check inter 200ms')
-    .replace('bind :80', `bind 127.0.0.1:${port}`);
-  writeFileSync(join(dir, 'haproxy.cfg'), cfg);
-  let log = '';
-  const haproxy = spawn(bin('haproxy'), ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  haproxy.stderr!.on('data', (d: Buffer) => { log += d.toString(); });
-  haproxy.stdout!.on('data', (d: Buffer) => { log += d.toString(); });
-  t.teardown(() => { haproxy.kill('SIGTERM'); });
-  await ready(port, haproxy, () => log);
+    .replace(/check inter 2s/g, 'check inter 200ms'));
   // Several check intervals (and their timeouts) later, every replica is still up.
   await new Promise((r) => setTimeout(r, 2500));
-  t.notMatch(log, /is DOWN|no server available/, 'no replica marked down by its health check');
+  t.notMatch(log(), /is DOWN|no server available/, 'no replica marked down by its health check');
   await checks(t, port);
 });
