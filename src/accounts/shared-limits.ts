@@ -63,8 +63,6 @@ export class SharedLimits {
   /** This replica's admissions still held, whose leases it renews. */
   private readonly held = new Set<string>();
   private readonly renewer: NodeJS.Timeout;
-  /** Workspaces' balances as Redis last reported them (what the API shows here). */
-  readonly balances = new Map<string, number>();
 
   /**
    * `localWhenDown` (config cluster.unmetered_without_redis: local_limits): with Redis
@@ -115,7 +113,6 @@ export class SharedLimits {
     }
     switch (reply[0]) {
       case 'ok': {
-        if (holdNano > 0) this.balances.set(ws.id, Number(reply[2]));
         this.held.add(id);
         return new SharedAdmission(this, id, ws.id, entries.map((e) => e.id), entries.length ? remaining(entries[0]!.limits, reply) : []);
       }
@@ -194,8 +191,7 @@ export class SharedLimits {
     this.held.delete(a.id);
     const now = Date.now();
     this.redis.sluiceFinish(this.prefix, a.id, tokens, chargeNano, a.ws, delta, a.id, utcDay(now), utcMonth(now), MARKER_SECONDS, ...a.keys)
-      .then((reply) => { if (reply[1] !== '' && reply[1] !== null) this.balances.set(a.ws, Number(reply[1])); },
-        (err: unknown) => logFailure(`a request's holds were not released (its lease will be): ${String(err)}`));
+      .catch((err: unknown) => logFailure(`a request's holds were not released (its lease will be): ${String(err)}`));
   }
 
   /**
@@ -206,14 +202,13 @@ export class SharedLimits {
     const now = Date.now();
     const run = () => this.redis.sluiceFinish(this.prefix, '', 0, 0, ws.id, delta, rowId, utcDay(now), utcMonth(now), MARKER_SECONDS);
     try {
-      let reply = await run();
+      const reply = await run();
       if (reply[1] === '' || reply[1] === null) {
         // Not in Redis yet (a new workspace, or Redis restarted): seeded from Postgres, which may
         // hold this very row already (the shipper was quicker): then the seed marks it applied.
         await this.seeder.seed(ws, [rowId]);
-        reply = await run();
+        await run();
       }
-      if (reply[1] !== '' && reply[1] !== null) this.balances.set(ws.id, Number(reply[1]));
     } catch (err) {
       logFailure(`a credit of ${delta / 1e9} USD to ${ws.id} waits for the shipper: ${String(err)}`);
     }
