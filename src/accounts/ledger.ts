@@ -24,6 +24,8 @@ export const LedgerRowSchema = z.object({
   router_model: z.string().nullable().default(null),
   router_quality: z.number().nullable().default(null),
   router_reason: z.string().nullable().default(null),
+  /** It was admitted (counted against its key's limits and windows); false: refused before, or a credit row. */
+  admitted: z.boolean().default(false),
   /** How the answer was served; `none`: it was not (refused before the route and the caches). */
   cache: z.enum(['miss', 'exact', 'semantic', 'dedupe', 'none']),
   stream: z.boolean(),
@@ -75,7 +77,7 @@ export interface RequestTiming {
  */
 export function ledgerRow(fields: Pick<LedgerRow, 'id' | 'kind' | 'workspace' | 'key_id' | 'endpoint'> & Partial<LedgerRow>): LedgerRow {
   return {
-    ts: Date.now(), requested_model: '', served: null, router_bucket: null, router_score: null, router_task: null, router_model: null, router_quality: null, router_reason: null, cache: 'miss', stream: false,
+    ts: Date.now(), admitted: false, requested_model: '', served: null, router_bucket: null, router_score: null, router_task: null, router_model: null, router_quality: null, router_reason: null, cache: 'miss', stream: false,
     prompt_tokens: 0, cached_tokens: 0, cache_write_tokens: 0, completion_tokens: 0, usage_source: 'none', saved_tokens: {}, savings_usd: {},
     cost_usd: 0, benchmark_usd: 0, charge_usd: 0, saved_usd: 0, ttfb_ms: null, total_ms: 0, overhead_ms: 0,
     status: 0, retries: 0, error: null, delta_nano: 0, balance_nano: null, note: null, ...fields,

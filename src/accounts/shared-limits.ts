@@ -13,7 +13,7 @@ import { Errors, GatewayError } from '../errors.js';
 import type { Cluster } from '../store/cluster.js';
 import { isOperatorKey, type KeyLimits, type KeyRecord } from './keys.js';
 import { describe, fmtDuration, msToNextUtcDay, msToNextUtcMonth, refusalError, utcDay, utcMonth, type Header, type Reservation } from './limits.js';
-import { ADMIT, APPLY, FINISH, RENEW, SEED, SEED_KEY } from './shared-scripts.js';
+import { ADMIT, APPLY, CLAIM, FINISH, FORGET, RENEW, RUN, SEED, SEED_KEY } from './shared-scripts.js';
 import type { Workspace } from './workspaces.js';
 
 type Reply = Array<string | number | null>;
@@ -23,11 +23,18 @@ type Scripted = Redis & {
   sluiceApply(...args: Array<string | number>): Promise<number>;
   sluiceSeed(...args: Array<string | number>): Promise<string>;
   sluiceSeedKey(...args: Array<string | number>): Promise<number>;
+  sluiceForget(...args: Array<string | number>): Promise<number>;
+  sluiceRun(...args: Array<string | number>): Promise<string>;
+  sluiceClaim(...args: Array<string | number>): Promise<number>;
   sluiceRenew(...args: Array<string | number>): Promise<number>;
 };
 
-/** A balance change applied once: markers live this long (see shipper.ts for the case they cover). */
-export const MARKER_SECONDS = 3600;
+/**
+ * A balance change applied once: its marker lives until the shipper has the row in Postgres
+ * (then it is deleted), at most this long (a replica killed in between and back after more
+ * than a week would apply its last rows' changes twice to the live balance; Postgres is exact).
+ */
+export const MARKER_SECONDS = 7 * 86400;
 
 /** A workspace's balance as the ledger's record: seeds Redis from Postgres, where rows are shipped. */
 export interface BalanceSeeder {
@@ -47,7 +54,11 @@ export interface KeyCounts {
 /** What an admission in Redis holds, released once (the ticket calls `finish`). */
 export class SharedAdmission {
   private open = true;
-  constructor(private readonly owner: SharedLimits, readonly id: string, readonly ws: string, readonly keys: readonly string[], readonly headers: readonly Header[]) {}
+  constructor(private readonly owner: SharedLimits, readonly id: string, readonly ws: string,
+    /** Per key of the admission: its id, how many windows, their seconds (FINISH's ARGV). */
+    readonly keys: ReadonlyArray<string | number>, readonly headers: readonly Header[],
+    /** The Redis epoch it was admitted in, and when (ms). */
+    readonly epoch: string, readonly admittedAt: number) {}
 
   /** The request is over: releases its holds, counts what it used, applies its balance change (`delta`, nano). */
   finish(tokens: number, chargeNano: number, delta: number): void {
@@ -62,6 +73,10 @@ export class SharedLimits {
   private readonly prefix: string;
   /** This replica's admissions still held, whose leases it renews. */
   private readonly held = new Set<string>();
+  /** The check that this connection's server run holds the epoch's state (null: not connected). */
+  private run: Promise<void> | null = null;
+  /** Seeds in progress here, by workspace or key and epoch: concurrent requests share one read of Postgres. */
+  private readonly seeding = new Map<string, Promise<void>>();
   private readonly renewer: NodeJS.Timeout;
 
   /**
@@ -73,13 +88,31 @@ export class SharedLimits {
     /** A key and every key below it (what its limits count). */
     private readonly family: (id: string) => string[] = (id) => [id]) {
     const redis = cluster.redis as Scripted;
-    for (const [name, lua] of [['sluiceAdmit', ADMIT], ['sluiceFinish', FINISH], ['sluiceApply', APPLY], ['sluiceSeed', SEED], ['sluiceSeedKey', SEED_KEY], ['sluiceRenew', RENEW]] as const) {
+    for (const [name, lua] of [['sluiceAdmit', ADMIT], ['sluiceFinish', FINISH], ['sluiceApply', APPLY], ['sluiceSeed', SEED], ['sluiceSeedKey', SEED_KEY],
+      ['sluiceRenew', RENEW], ['sluiceForget', FORGET], ['sluiceRun', RUN], ['sluiceClaim', CLAIM]] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 0, lua });
     }
     this.redis = redis;
+    // Each (re)connection: is this the server run whose state we trust? (RUN; admissions wait for the answer)
+    const check = () => {
+      const run = this.checkRun();
+      run.catch(() => undefined); // (an admission waiting on it says why; none waiting, the next connection checks again)
+      this.run = run;
+    };
+    redis.on('close', () => { this.run = null; });
+    if (redis.status === 'ready') check();
+    redis.on('ready', check);
     this.prefix = cluster.prefix;
     this.renewer = setInterval(() => this.renew(), Math.max(1000, Math.floor(leaseMs / 3)));
     this.renewer.unref();
+  }
+
+  /** RUN, with this server's run_id: a Redis restarted (empty or from a snapshot) or failed over starts a new epoch. */
+  private async checkRun(): Promise<void> {
+    const info = await this.redis.info('server');
+    const runId = /run_id:(\w+)/.exec(info)?.[1];
+    if (!runId) throw new Error('Redis did not say its run_id');
+    await this.redis.sluiceRun(this.prefix, runId, randomBytes(8).toString('hex'));
   }
 
   /** Does this request need Redis: limits anywhere in its chain, or credits to hold? */
@@ -94,6 +127,8 @@ export class SharedLimits {
    */
   async admit(id: string, chain: readonly KeyRecord[], reserve: Reservation, ws: Workspace, holdNano: number,
     insufficient: (availableNano: number) => GatewayError): Promise<SharedAdmission> {
+    if (!this.run) throw unavailable('not connected to Redis');
+    await this.run.catch((err: unknown) => { this.run = null; throw unavailable(err instanceof Error ? err.message : String(err)); });
     const now = Date.now();
     const entries: Array<{ id: string; limits: KeyLimits }> = [];
     for (const k of chain) if (!isOperatorKey(k) && k.limits) entries.push({ id: k.id, limits: k.limits });
@@ -107,14 +142,19 @@ export class SharedLimits {
     let reply = await this.call(() => this.redis.sluiceAdmit(...args));
     // A workspace or keys this Redis has not seen in its epoch: read from Postgres once, then again.
     for (let round = 0; round < 3 && (reply[0] === 'seed' || reply[0] === 'seedkeys'); round++) {
-      if (reply[0] === 'seed') await this.seed(ws);
-      else await this.seedKeys(String(reply[1]), reply.slice(2).map((i) => entries[Number(i)]!), now);
+      if (reply[0] === 'seed') await this.once(`w:${ws.id}`, () => this.seed(ws));
+      else {
+        const epoch = String(reply[1]);
+        await Promise.all(reply.slice(2).map((i) => entries[Number(i)]!).map((e) => this.once(`k:${epoch}:${e.id}`, () => this.seedKey(epoch, e, now))));
+      }
       reply = await this.call(() => this.redis.sluiceAdmit(...args));
     }
     switch (reply[0]) {
       case 'ok': {
         this.held.add(id);
-        return new SharedAdmission(this, id, ws.id, entries.map((e) => e.id), entries.length ? remaining(entries[0]!.limits, reply) : []);
+        const keys: Array<string | number> = [];
+        for (const e of entries) { const w = e.limits.windows ?? []; keys.push(e.id, w.length, ...w.map((x) => x.seconds)); }
+        return new SharedAdmission(this, id, ws.id, keys, entries.length ? remaining(entries[0]!.limits, reply) : [], String(reply[1]), now);
       }
       case 'credits': throw insufficient(Number(reply[1]));
       case 'limit': {
@@ -144,23 +184,34 @@ export class SharedLimits {
     }
   }
 
+  /** Runs `work` once for `what` at a time here: requests arriving meanwhile wait for the same one. */
+  private once(what: string, work: () => Promise<void>): Promise<void> {
+    let running = this.seeding.get(what);
+    if (!running) {
+      running = work().finally(() => this.seeding.delete(what));
+      this.seeding.set(what, running);
+    }
+    return running;
+  }
+
   /**
-   * Keys with budgets or windows, as this Redis epoch first uses them: their spend today and
-   * this month and their windows' counts, summed from the rows in Postgres over each key's
-   * family (a parent's limits count what the keys it minted did). Rows still in an outbox
-   * (the last ship_ms of requests) are not counted.
+   * A key as this Redis epoch first uses it: its spend today and this month and its windows'
+   * counts, summed from the rows in Postgres over the key's family (a parent's limits count
+   * what the keys it minted did). Rows still in an outbox (the last ship_ms of requests) are
+   * not counted. A key with neither budgets nor windows needs nothing from Postgres.
    */
-  private async seedKeys(epoch: string, entries: ReadonlyArray<{ id: string; limits: KeyLimits }>, now: number): Promise<void> {
+  private async seedKey(epoch: string, { id, limits }: { id: string; limits: KeyLimits }, now: number): Promise<void> {
     try {
-      await Promise.all(entries.map(async ({ id, limits }) => {
-        const counts = await this.seeder.keyCounts(this.family(id), limits.windows ?? [], now);
-        const args: Array<string | number> = [this.prefix, epoch, id, utcDay(now), Math.round(counts.dayNano), utcMonth(now), Math.round(counts.monthNano)];
-        for (const w of counts.windows) {
-          args.push(w.seconds, w.slices.length);
-          for (const [slice, n] of w.slices) args.push(slice, n);
-        }
-        await this.redis.sluiceSeedKey(...args);
-      }));
+      const windows = limits.windows ?? [];
+      const counts = limits.budget_usd_day || limits.budget_usd_month || windows.length
+        ? await this.seeder.keyCounts(this.family(id), windows, now)
+        : { dayNano: 0, monthNano: 0, windows: [] };
+      const args: Array<string | number> = [this.prefix, epoch, id, utcDay(now), Math.round(counts.dayNano), utcMonth(now), Math.round(counts.monthNano)];
+      for (const w of counts.windows) {
+        args.push(w.seconds, w.slices.length);
+        for (const [slice, n] of w.slices) args.push(slice, n);
+      }
+      await this.redis.sluiceSeedKey(...args);
     } catch (err) {
       if (err instanceof GatewayError) throw err;
       throw unavailable(`the key's counts could not be read from Postgres (${err instanceof Error ? err.message : String(err)})`);
@@ -190,7 +241,7 @@ export class SharedLimits {
   private send(a: SharedAdmission, tokens: number, chargeNano: number, delta: number): void {
     this.held.delete(a.id);
     const now = Date.now();
-    this.redis.sluiceFinish(this.prefix, a.id, tokens, chargeNano, a.ws, delta, a.id, utcDay(now), utcMonth(now), MARKER_SECONDS, ...a.keys)
+    this.redis.sluiceFinish(this.prefix, a.id, tokens, chargeNano, a.ws, delta, a.id, utcDay(now), utcMonth(now), MARKER_SECONDS, a.epoch, a.admittedAt, ...a.keys)
       .catch((err: unknown) => logFailure(`a request's holds were not released (its lease will be): ${String(err)}`));
   }
 
@@ -200,13 +251,13 @@ export class SharedLimits {
    */
   async credit(rowId: string, ws: Workspace, delta: number): Promise<void> {
     const now = Date.now();
-    const run = () => this.redis.sluiceFinish(this.prefix, '', 0, 0, ws.id, delta, rowId, utcDay(now), utcMonth(now), MARKER_SECONDS);
+    const run = () => this.redis.sluiceFinish(this.prefix, '', 0, 0, ws.id, delta, rowId, utcDay(now), utcMonth(now), MARKER_SECONDS, '', now);
     try {
       const reply = await run();
       if (reply[1] === '' || reply[1] === null) {
         // Not in Redis yet (a new workspace, or Redis restarted): seeded from Postgres, which may
         // hold this very row already (the shipper was quicker): then the seed marks it applied.
-        await this.seeder.seed(ws, [rowId]);
+        await this.once(`w:${ws.id}:${rowId}`, () => this.seeder.seed(ws, [rowId]));
         await run();
       }
     } catch (err) {
@@ -236,10 +287,24 @@ export class SharedLimits {
     };
   }
 
+  /** The shipper's rows are in Postgres and out of its outbox: their markers can go. */
+  forget(rowIds: readonly string[]): Promise<number> {
+    return this.redis.sluiceForget(this.prefix, ...rowIds);
+  }
+
+  /** A refund of `requestId`, claimed for the whole cluster: false when one was claimed before (503 when Redis cannot say). */
+  async claimRefund(requestId: string): Promise<boolean> {
+    try {
+      return (await this.redis.sluiceClaim(this.prefix, requestId)) === 1;
+    } catch (err) {
+      throw unavailable(err instanceof Error ? err.message : String(err));
+    }
+  }
+
   /** Rows whose balance change a seeded balance already holds: finish and the shipper leave them be. */
-  async markApplied(rowIds: readonly string[]): Promise<void> {
+  async markApplied(epoch: string, rowIds: readonly string[]): Promise<void> {
     const batch = this.redis.pipeline();
-    for (const id of rowIds) batch.set(`${this.prefix}a:${id}`, 1, 'EX', MARKER_SECONDS);
+    for (const id of rowIds) batch.set(`${this.prefix}a:${epoch}:${id}`, 1, 'EX', MARKER_SECONDS);
     const results = await batch.exec();
     const failed = results?.find(([err]) => err);
     if (failed) throw failed[0]!;

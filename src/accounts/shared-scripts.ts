@@ -4,22 +4,30 @@
 // slices, UTC day and month budgets, concurrency), on Redis's clock.
 //
 // Keys (P = the prefix):
-//   P e            the epoch: a random id set when this Redis first held state. A Redis that
-//                  restarts empty has none, and the workspaces' balances are seeded again
-//                  from Postgres (shipper.ts), which is what makes the restart lose no money.
-//   P w:<ws>       a workspace's live balance `b` and what requests in flight hold `h` (nano-USD).
+//   P e            the epoch: a random id, new whenever this Redis is not the server run that
+//   P run          held the state before (`P run`: its run_id): a restart, empty or from a
+//                  snapshot, or a failover to a replica. State of another epoch is not trusted:
+//                  each workspace's balance and each key's counters are seeded again from
+//                  Postgres (shipper.ts) as they are next used, which is what makes a Redis that
+//                  lost writes lose no money and give no quota.
+//   P w:<ws>       a workspace's live balance `b`, what requests in flight hold `h` (nano-USD),
+//                  and the epoch `ep` it was seeded in.
 //   P k:<key>      a key's counters: rpm bucket rl/ra, tpm bucket tl/ta, day dd/ds and month
-//                  md/ms spend, budget reservations rv, requests in flight fl.
+//                  md/ms spend, budget reservations rv, requests in flight fl; epoch `ep`.
 //   P k:<key>:w<s> a rolling window of s seconds: slice number → requests.
-//   P h:<req>      what an admitted request holds (JSON), released once, at finish or when
-//                  its lease runs out.
+//   P h:<req>      what an admitted request holds (JSON, with its epoch), released once, at
+//                  finish or when its lease runs out (of another epoch: dropped, not released).
 //   P leases       request → lease end (ms). A replica renews its requests' leases; those of a
 //                  replica that died are released by the next admission after they end.
-//   P a:<row>      a ledger row whose balance change is applied (kept an hour): applying is
-//                  done once whichever of finish and the shipper gets there first.
+//   P a:<ep>:<row> a ledger row whose balance change is applied in epoch ep: applying is done
+//                  once, by whichever of finish and the shipper gets there first. The shipper
+//                  deletes the marker once the row is in Postgres and its outbox entry gone;
+//                  a marker left behind (a replica killed in between) expires after a week.
+//   P r:<req>      a request refunded (a refund is claimed here first, once for the cluster).
 
 const COMMON = `
 local P = ARGV[1]
+local EP = redis.call('GET', P .. 'e')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function int(x) return string.format('%d', x) end
@@ -44,7 +52,9 @@ local function release(id, keep)
   if not raw then return nil end
   redis.call('DEL', P .. 'h:' .. id)
   local h = cjson.decode(raw)
-  if h.wn > 0 and redis.call('EXISTS', P .. 'w:' .. h.ws) == 1 then
+  -- (a hold of an earlier epoch held counters that were seeded again since: nothing to give back)
+  if h.ep ~= EP then return nil end
+  if h.wn > 0 and redis.call('HGET', P .. 'w:' .. h.ws, 'ep') == EP then
     if redis.call('HINCRBY', P .. 'w:' .. h.ws, 'h', int(-h.wn)) < 0 then redis.call('HSET', P .. 'w:' .. h.ws, 'h', 0) end
   end
   h.states = {}
@@ -72,7 +82,7 @@ end
  * key index, kind, wait ms, window seconds, window requests, period}.
  */
 export const ADMIT = `${COMMON}
-local epoch = redis.call('GET', P .. 'e')
+local epoch = EP
 if not epoch then return {'seed'} end
 local expired = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, 64)
 for _, id in ipairs(expired) do release(id, false) end
@@ -80,8 +90,8 @@ local req, lease, ws, hold, tokens, nano = ARGV[2], tonumber(ARGV[3]), ARGV[4], 
 local day, month, toDay, toMonth = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
 local balance = 0
 if hold > 0 then
-  local w = redis.call('HMGET', P .. 'w:' .. ws, 'b', 'h')
-  if not w[1] then return {'seed'} end
+  local w = redis.call('HMGET', P .. 'w:' .. ws, 'b', 'h', 'ep')
+  if not w[1] or w[3] ~= epoch then return {'seed'} end
   balance = tonumber(w[1])
   local available = balance - (tonumber(w[2]) or 0)
   if available < hold then return {'credits', int(available)} end
@@ -119,13 +129,13 @@ local function window(k, w)
   w.total, w.key, w.head, w.width = total, wk, head, width
   return total, wait
 end
--- A key whose spend or windows this epoch has not read from Postgres yet (a Redis that
--- restarted empty, or the key's first use) is seeded first: its budgets and windows must not
--- start again from nothing.
+-- A key this epoch has not seeded yet (a Redis restarted or failed over, or the key's first
+-- use) is seeded first: its budgets and windows must not start again from nothing (or from
+-- a stale snapshot), nor its in-flight count from one.
 local unseeded = {}
 for i, k in ipairs(keys) do
   k.s = state(k.kk)
-  if (k.bd > 0 or k.bm > 0 or #k.win > 0) and k.s.ep ~= epoch then unseeded[#unseeded + 1] = i - 1 end
+  if k.s.ep ~= epoch then unseeded[#unseeded + 1] = i - 1 end
 end
 if #unseeded > 0 then return {'seedkeys', epoch, unpack(unseeded)} end
 for i, k in ipairs(keys) do
@@ -185,49 +195,66 @@ for i, k in ipairs(keys) do
   ids[i], budgeted[i], tpms[i] = k.id, b, k.tpm
 end
 if hold > 0 then redis.call('HINCRBY', P .. 'w:' .. ws, 'h', int(hold)) end
-redis.call('SET', P .. 'h:' .. req, cjson.encode({ ws = ws, wn = hold, k = ids, kn = nano, b = budgeted, tp = tpms, tk = tokens }))
+redis.call('SET', P .. 'h:' .. req, cjson.encode({ ep = epoch, ws = ws, wn = hold, k = ids, kn = nano, b = budgeted, tp = tpms, tk = tokens }))
 redis.call('ZADD', P .. 'leases', now + lease, req)
 return out
 `;
 
 /**
- * ARGV: P, request id, tokens used, charge (nano), workspace, balance change (nano), row
- * id, UTC day, UTC month, marker seconds, then the admission's key ids. Releases what the
- * request holds (unless its lease ran out and it was released then), gives back unused tpm,
- * counts the charge against each key's day and month, and applies the balance change once.
+ * ARGV: P, request id, tokens used, charge (nano), workspace, balance change (nano), row id,
+ * UTC day, UTC month, marker seconds, the admission's epoch, when it was admitted (ms), then
+ * per key of the admission: id, number of windows, their seconds. Releases what the request
+ * holds (unless its lease ran out and it was released then), gives back unused tpm, counts
+ * the charge against each key's day and month, and applies the balance change once. A
+ * request admitted in an earlier epoch (Redis restarted meanwhile) is counted again in the
+ * windows of keys seeded since, which could not see it: its row was not in Postgres yet.
  * Returns {epoch or '', balance or ''}.
  */
 export const FINISH = `${COMMON}
 local req, used, charge, ws, delta, row = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local day, month, ttl = ARGV[8], ARGV[9], tonumber(ARGV[10])
+local day, month, ttl, admittedIn, admittedAt = ARGV[8], ARGV[9], tonumber(ARGV[10]), ARGV[11], tonumber(ARGV[12])
 local h = release(req, true)
 local caps = {}
 if h then for i, k in ipairs(h.k) do caps[k] = h.tp[i] end end
-for i = 11, #ARGV do
-  local k = ARGV[i]
+local i = 13
+while i <= #ARGV do
+  local k, nw = ARGV[i], tonumber(ARGV[i + 1])
   local kk = P .. 'k:' .. k
   local s = (h and h.states[k]) or state(kk)
-  local set = {}
-  if h and h.states[k] then set = {'fl', s.fl, 'rv', s.rv or 0} end
-  local cap = caps[k] or 0
-  if cap > 0 then
-    -- What was reserved and not used goes back, never past a full bucket.
-    set[#set + 1] = 'tl'; set[#set + 1] = tostring(math.min(cap, level(s, 'tl', 'ta', cap) + h.tk - used)); set[#set + 1] = 'ta'; set[#set + 1] = now
+  if s.ep == EP then
+    local set = {}
+    if h and h.states[k] then set = {'fl', s.fl, 'rv', s.rv or 0} end
+    local cap = caps[k] or 0
+    if cap > 0 then
+      -- What was reserved and not used goes back, never past a full bucket.
+      set[#set + 1] = 'tl'; set[#set + 1] = tostring(math.min(cap, level(s, 'tl', 'ta', cap) + h.tk - used)); set[#set + 1] = 'ta'; set[#set + 1] = now
+    end
+    if charge > 0 then
+      set[#set + 1] = 'dd'; set[#set + 1] = day; set[#set + 1] = 'ds'; set[#set + 1] = int(((s.dd == day) and tonumber(s.ds) or 0) + charge)
+      set[#set + 1] = 'md'; set[#set + 1] = month; set[#set + 1] = 'ms'; set[#set + 1] = int(((s.md == month) and tonumber(s.ms) or 0) + charge)
+    end
+    if #set > 0 then redis.call('HSET', kk, unpack(set)) end
+    if admittedIn ~= EP then
+      for j = 1, nw do
+        local sec = tonumber(ARGV[i + 1 + j])
+        local width = sec * 1000 / 60
+        local slice = math.floor(admittedAt / width)
+        if slice > math.floor(now / width) - 60 then
+          redis.call('HINCRBY', kk .. ':w' .. sec, slice, 1)
+          redis.call('PEXPIRE', kk .. ':w' .. sec, math.ceil(sec * 1000 + width))
+        end
+      end
+    end
   end
-  if charge > 0 then
-    set[#set + 1] = 'dd'; set[#set + 1] = day; set[#set + 1] = 'ds'; set[#set + 1] = int(((s.dd == day) and tonumber(s.ds) or 0) + charge)
-    set[#set + 1] = 'md'; set[#set + 1] = month; set[#set + 1] = 'ms'; set[#set + 1] = int(((s.md == month) and tonumber(s.ms) or 0) + charge)
-  end
-  if #set > 0 then redis.call('HSET', kk, unpack(set)) end
+  i = i + 2 + nw
 end
-local epoch = redis.call('GET', P .. 'e') or ''
 local balance = ''
 local wk = P .. 'w:' .. ws
-if ws ~= '' and redis.call('EXISTS', wk) == 1 then
-  if delta ~= 0 and redis.call('SET', P .. 'a:' .. row, 1, 'EX', ttl, 'NX') then redis.call('HINCRBY', wk, 'b', int(delta)) end
+if ws ~= '' and EP and redis.call('HGET', wk, 'ep') == EP then
+  if delta ~= 0 and redis.call('SET', P .. 'a:' .. EP .. ':' .. row, 1, 'EX', ttl, 'NX') then redis.call('HINCRBY', wk, 'b', int(delta)) end
   balance = redis.call('HGET', wk, 'b')
 end
-return {epoch, balance}
+return {EP or '', balance}
 `;
 
 /**
@@ -239,17 +266,23 @@ return {epoch, balance}
  */
 export const APPLY = `${COMMON}
 local ttl = tonumber(ARGV[2])
-local epoch = redis.call('GET', P .. 'e')
 local applied = 0
 for i = 3, #ARGV, 4 do
   local row, ws, delta, seeded = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   local wk = P .. 'w:' .. ws
-  if epoch and seeded == epoch and redis.call('EXISTS', wk) == 1 and redis.call('SET', P .. 'a:' .. row, 1, 'EX', ttl, 'NX') then
+  if EP and seeded == EP and redis.call('HGET', wk, 'ep') == EP and redis.call('SET', P .. 'a:' .. EP .. ':' .. row, 1, 'EX', ttl, 'NX') then
     redis.call('HINCRBY', wk, 'b', int(delta))
     applied = applied + 1
   end
 end
 return applied
+`;
+
+/** ARGV: P, then row ids: their markers (of this epoch) are no longer needed (the shipper's rows are in Postgres, out of its outbox). */
+export const FORGET = `${COMMON}
+if not EP then return 0 end
+for i = 2, #ARGV do redis.call('DEL', P .. 'a:' .. EP .. ':' .. ARGV[i]) end
+return 0
 `;
 
 /**
@@ -258,10 +291,30 @@ return applied
  * unless it is there. Returns the epoch.
  */
 export const SEED = `${COMMON}
-local epoch = redis.call('GET', P .. 'e')
+local epoch = EP
 if not epoch then epoch = ARGV[4]; redis.call('SET', P .. 'e', epoch) end
-if ARGV[2] ~= '' and redis.call('EXISTS', P .. 'w:' .. ARGV[2]) == 0 then redis.call('HSET', P .. 'w:' .. ARGV[2], 'b', ARGV[3], 'h', 0) end
+local wk = P .. 'w:' .. ARGV[2]
+if ARGV[2] ~= '' and redis.call('HGET', wk, 'ep') ~= epoch then redis.call('HSET', wk, 'b', ARGV[3], 'h', 0, 'ep', epoch) end
 return epoch
+`;
+
+/**
+ * ARGV: P, this server's run_id, a new epoch. Run by each replica as it connects: when the
+ * state's epoch was set by another server run (a restart, empty or from a snapshot, or a
+ * failover), a new epoch starts, and nothing of the old one is trusted. Returns the epoch.
+ */
+export const RUN = `${COMMON}
+if redis.call('GET', P .. 'run') ~= ARGV[2] or not EP then
+  redis.call('SET', P .. 'run', ARGV[2])
+  redis.call('SET', P .. 'e', ARGV[3])
+  return ARGV[3]
+end
+return EP
+`;
+
+/** ARGV: P, request id (a refund's): true the first time, for the whole cluster. */
+export const CLAIM = `${COMMON}
+return redis.call('SET', P .. 'r:' .. ARGV[2], 1, 'EX', 90 * 86400, 'NX') and 1 or 0
 `;
 
 /**
@@ -271,10 +324,12 @@ return epoch
  * epoch by now or another replica seeded the key first. Returns 1 when it seeded.
  */
 export const SEED_KEY = `${COMMON}
-local epoch = redis.call('GET', P .. 'e')
+local epoch = EP
 if epoch ~= ARGV[2] then return 0 end
 local kk = P .. 'k:' .. ARGV[3]
 if redis.call('HGET', kk, 'ep') == epoch then return 0 end
+-- (what an earlier epoch left, from a snapshot, is not trusted: buckets full, nothing in flight)
+redis.call('DEL', kk)
 redis.call('HSET', kk, 'ep', epoch, 'dd', ARGV[4], 'ds', ARGV[5], 'md', ARGV[6], 'ms', ARGV[7])
 redis.call('PEXPIRE', kk, 40 * 86400000)
 local i = 8

@@ -12,6 +12,7 @@
 // unless finish applied it already (a marker says so), and never to a later one (whose seed
 // read the row). So a Redis restart neither gives credit away nor takes any twice.
 import { z } from 'zod';
+import { Errors, GatewayError } from '../errors.js';
 import { inTransaction, type Cluster } from '../store/cluster.js';
 import type { Store } from '../store/lmdb.js';
 import { LedgerRowSchema, type LedgerRow } from './ledger.js';
@@ -98,6 +99,10 @@ export class Shipper {
     await this.store.outbox.transaction(() => {
       for (const r of rows) if (!keep.has(r.id)) void this.store.outbox.remove(r.id);
     });
+    // Out of the outbox: no pass will apply them again, so their markers can go (a marker left
+    // by a failure here expires on its own).
+    const done = changes.filter((r) => !keep.has(r.id)).map((r) => r.id);
+    if (done.length && this.limits) this.limits.forget(done).catch(() => undefined);
   }
 
   /** One Postgres transaction: the rows (each once), their workspaces' balances; returns each changing row's epoch (see APPLY). */
@@ -112,12 +117,12 @@ export class Shipper {
       const seeded = new Map(locked.rows.map((r) => [r.id, r.seeded_epoch]));
       // Each row keeps the epoch its workspace was seeded in when Postgres took it: only a Redis
       // of that epoch can lack its change (a later seed read it from here).
-      const inserted = await client.query<{ workspace: string; delta_nano: string }>(`INSERT INTO sluice_ledger (id, workspace, key_id, ts, kind, delta_nano, charge_usd, replica, epoch, row, status)
-        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::float8[], $8::text[], $9::text[], $10::jsonb[], $11::int[])
+      const inserted = await client.query<{ workspace: string; delta_nano: string }>(`INSERT INTO sluice_ledger (id, workspace, key_id, ts, kind, delta_nano, charge_usd, replica, epoch, row, status, admitted)
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::float8[], $8::text[], $9::text[], $10::jsonb[], $11::int[], $12::bool[])
         ON CONFLICT (id) DO NOTHING RETURNING workspace, delta_nano`, [
         rows.map((r) => r.id), rows.map((r) => r.workspace), rows.map((r) => r.key_id), rows.map((r) => Math.round(r.ts)), rows.map((r) => r.kind),
         rows.map((r) => r.delta_nano), rows.map((r) => r.charge_usd), rows.map(() => this.cluster.replica), rows.map((r) => seeded.get(r.workspace) ?? null),
-        rows.map((r) => JSON.stringify(r)), rows.map((r) => r.status),
+        rows.map((r) => JSON.stringify(r)), rows.map((r) => r.status), rows.map((r) => r.admitted),
       ]);
       const sums = new Map<string, bigint>();
       for (const r of inserted.rows) if (r.delta_nano !== '0') sums.set(r.workspace, (sums.get(r.workspace) ?? 0n) + BigInt(r.delta_nano));
@@ -146,15 +151,15 @@ export class Shipper {
         // Credit rows whose change this balance already holds (shipped before this epoch's seed)
         // are marked applied, so the credit that asked for the seed does not apply them again.
         const held = await client.query<{ id: string }>('SELECT id FROM sluice_ledger WHERE id = ANY($1::text[]) AND epoch IS DISTINCT FROM $2', [credits, epoch]);
-        if (held.rows.length) await this.limits!.markApplied(held.rows.map((r) => r.id));
+        if (held.rows.length) await this.limits!.markApplied(epoch, held.rows.map((r) => r.id));
       }
     });
   }
 
   /**
    * What a key family's shipped rows count against its limits: charges this UTC day and
-   * month, and per window the requests admitted in each of its 60 slices. (Requests refused
-   * at admission end in a 4xx below 499 and were never counted; the others were.)
+   * month, and per window the requests admitted in each of its 60 slices (a request refused
+   * before admission, a 503 while Redis was down among them, was never counted).
    */
   async keyCounts(family: readonly string[], windows: ReadonlyArray<{ seconds: number }>, now: number): Promise<KeyCounts> {
     const d = new Date(now);
@@ -167,7 +172,7 @@ export class Shipper {
       const width = (seconds * 1000) / 60;
       const from = (Math.floor(now / width) - 59) * width;
       const slices = await this.cluster.pg.query<{ slice: string; n: string }>(`SELECT floor(ts / $2::float8)::bigint AS slice, count(*) AS n FROM sluice_ledger
-        WHERE key_id = ANY($1::text[]) AND kind = 'request' AND ts >= $3 AND (status < 400 OR status >= 499) GROUP BY 1`, [family, width, Math.floor(from)]);
+        WHERE key_id = ANY($1::text[]) AND kind = 'request' AND ts >= $3 AND admitted GROUP BY 1`, [family, width, Math.floor(from)]);
       out.windows.push({ seconds, slices: slices.rows.map((r) => [Number(r.slice), Number(r.n)]) });
     }
     return out;
@@ -187,7 +192,9 @@ export class Shipper {
 
   /** A row as Postgres has it (validated: a stored record is a boundary), or null. */
   async row(id: string): Promise<LedgerRow | null> {
-    const got = await this.cluster.pg.query<{ row: unknown }>('SELECT row FROM sluice_ledger WHERE id = $1', [id]);
+    const got = await this.cluster.pg.query<{ row: unknown }>('SELECT row FROM sluice_ledger WHERE id = $1', [id]).catch((err: unknown) => {
+      throw new GatewayError(Errors.storeUnavailable, `The ledger in Postgres cannot be read right now (${err instanceof Error ? err.message.slice(0, 200) : String(err)}). Retry shortly.`).retryAfter(1000);
+    });
     const parsed = LedgerRowSchema.safeParse(got.rows[0]?.row);
     return parsed.success ? parsed.data : null;
   }

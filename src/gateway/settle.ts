@@ -58,7 +58,7 @@ export function record(ledger: Ledger, r: Settling, fig: Figures | null, status:
   const ws = r.ws;
   const pick = fig?.routerPick ?? null;
   const row: LedgerRow = {
-    id: r.client.requestId, ts: Date.now(), kind: 'request', workspace: ws?.id ?? r.key.workspace, key_id: r.key.id, endpoint: r.client.endpoint,
+    id: r.client.requestId, ts: Date.now(), kind: 'request', workspace: ws?.id ?? r.key.workspace, key_id: r.key.id, endpoint: r.client.endpoint, admitted: r.tAdmitted > 0,
     requested_model: r.model, served: fig?.decision ?? null, router_bucket: pick?.bucket ?? null, router_score: pick?.score ?? null,
     router_task: pick?.task ?? null, router_model: pick?.learned?.teaches ? pick.model : null, router_quality: pick?.learned?.quality ?? null, router_reason: pick?.learned?.reason ?? null, cache: fig?.cache ?? 'none',
     stream: fig !== null && r.request?.stream === true, prompt_tokens: billed?.prompt_tokens ?? 0, cached_tokens: billed?.cached_tokens ?? 0, cache_write_tokens: billed?.cache_write_tokens ?? 0,

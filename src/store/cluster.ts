@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS sluice_ledger (
   delta_nano bigint NOT NULL,
   charge_usd double precision NOT NULL,
   status int NOT NULL,
+  admitted boolean NOT NULL,
   replica text NOT NULL,
   epoch text,
   row jsonb NOT NULL

@@ -35,7 +35,7 @@ export interface RedisServer {
   /** The server's process id (the bench reads its CPU time). */
   pid(): number;
   stop(): Promise<void>;
-  /** Starts it again on the same port (empty: nothing is saved). */
+  /** Starts it again on the same port: empty, or with the last snapshot the test asked for (SAVE). */
   restart(): Promise<void>;
 }
 
@@ -50,10 +50,13 @@ async function waitFor(what: string, ready: () => boolean, proc: ChildProcess, o
 
 export async function startRedis(): Promise<RedisServer> {
   const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-redis-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   let proc: ChildProcess;
   const start = async () => {
     let out = '';
-    proc = spawn(REDIS!, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // (no automatic snapshots; one the test asks for, SAVE, goes to its own dir and is loaded by a restart)
+    proc = spawn(REDIS!, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
     proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
     proc.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
     let up = false;

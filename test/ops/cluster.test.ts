@@ -340,7 +340,55 @@ t.test('Postgres down under load: requests go on, no replica falls over, a works
   t.equal(found.rowCount, completed.length, `all ${completed.length} responses served meanwhile are in Postgres`);
 });
 
-t.test('Redis down: metered requests refused at once with 503; back (empty) and it serves again, owing nothing', async (t) => {
+t.test('Redis back from an old snapshot (or a failover to a replica that missed writes): nothing of it is trusted', async (t) => {
+  const ws = await workspace('snapshot', 1);
+  const { id, key } = await mint(gws[0]!, { name: 'snapshot', workspace: ws, limits: { windows: [{ requests: 10, seconds: 3600 }] } });
+  await everywhere(key, 200, 3000);
+  for (let i = 0; i < 3; i++) { const r = await chat(gws[i]!, key, `before the snapshot ${i}`); await r.arrayBuffer(); }
+  await reconciled(t);
+  await live.save();
+  // After the snapshot: more requests and a top-up, which the snapshot does not have.
+  for (let i = 0; i < 4; i++) { const r = await chat(gws[i % 3]!, key, `after the snapshot ${i}`); await r.arrayBuffer(); t.equal(r.status, 200); }
+  const topup = await post(gws[1]!, `/admin/workspaces/${ws}/topups`, { amount_usd: 5 });
+  t.equal(topup.status, 201);
+  await reconciled(t);
+  await redis.stop();
+  await redis.restart(); // (loads the snapshot)
+  let res: Response | null = null;
+  for (let i = 0; i < 100; i++) {
+    res = await chat(gws[i % 3]!, key, `after the restart ${i}`);
+    await res.arrayBuffer();
+    if (res.status === 200) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  t.equal(res!.status, 200);
+  t.equal(res!.headers.get('x-ratelimit-remaining-requests'), '2', 'the window counts all 8 requests (7 before, read from Postgres, and this one), not the snapshot\'s 3');
+  await reconciled(t);
+  const pgBalance = (await db.query('SELECT balance_nano FROM sluice_workspaces WHERE id = $1', [ws])).rows[0].balance_nano as string;
+  const fresh = new Redis(redis.url);
+  t.equal(await fresh.hget(`sluice:w:${ws}`, 'b'), pgBalance, 'the live balance is the one in Postgres, top-up included (not the snapshot\'s)');
+  fresh.disconnect();
+  void id;
+});
+
+t.test('two refunds of one request through two replicas at once: one refund', async (t) => {
+  const ws = await workspace('double-refund', 5);
+  const { key } = await mint(gws[0]!, { name: 'double-refund', workspace: ws });
+  await everywhere(key, 200, 3000);
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) { const r = await chat(gws[i % 3]!, key, `refund me ${i}`); await r.arrayBuffer(); ids.push(r.headers.get('x-request-id')!); }
+  await reconciled(t);
+  for (const id of ids) {
+    const [a, b] = await Promise.all([post(gws[0]!, `/admin/workspaces/${ws}/refunds`, { request_id: id, amount_usd: 0.000001 }), post(gws[1]!, `/admin/workspaces/${ws}/refunds`, { request_id: id })]);
+    await Promise.all([a.arrayBuffer(), b.arrayBuffer()]);
+    t.same([a.status, b.status].sort(), [201, 409], 'one refunded, the other told it was');
+  }
+  await reconciled(t);
+  const pgBalance = (await db.query('SELECT balance_nano FROM sluice_workspaces WHERE id = $1', [ws])).rows[0].balance_nano as string;
+  t.equal(await live.hget(`sluice:w:${ws}`, 'b'), pgBalance, 'the live balance and Postgres agree on which refund happened');
+});
+
+t.test('Redis down: metered requests refused at once with 503; back (a new run) and it serves again, owing nothing', async (t) => {
   const ws = await workspace('redis-down', 5);
   const { key } = await mint(gws[0]!, { name: 'metered', workspace: ws, limits: { rpm: 1000 } });
   await everywhere(key, 200, 3000);
@@ -365,6 +413,11 @@ t.test('Redis down: metered requests refused at once with 503; back (empty) and 
   t.equal(body.error.code, 'store_unavailable');
   t.ok(res.headers.get('retry-after'), 'with Retry-After');
   t.ok(Date.now() - t0 < 3000, `at once (${Date.now() - t0} ms)`);
+  for (let i = 0; i < 3; i++) {
+    const r = await chat(gws[i]!, windowed.key, `window while down ${i}`);
+    await r.arrayBuffer();
+    t.equal(r.status, 503, 'refused while Redis is down (and so never counted in its window)');
+  }
   const operator = await chat(gws[2]!, MASTER, 'operator while down');
   t.equal(operator.status, 200, "the operator's own key (no limits, unmetered) still serves");
   await operator.arrayBuffer();
