@@ -7,7 +7,7 @@ import { AccessLog } from './ops/access-log.js';
 import { Metrics } from './ops/metrics.js';
 import { loadWebAssets } from './ops/web.js';
 import { KeyRing } from './accounts/keys.js';
-import { Ledger, RequestIds } from './accounts/ledger.js';
+import { Ledger, RequestIds, type LedgerRow } from './accounts/ledger.js';
 import { Limits } from './accounts/limits.js';
 import { UsageRollups } from './accounts/usage.js';
 import { Workspaces } from './accounts/workspaces.js';
@@ -132,6 +132,8 @@ async function startCluster(config: Config, store: Store, ring: KeyRing, workspa
     shared, replica: cluster.replica, exactCache: new SharedExactCache(cluster), redis: redact(c.redis_url), postgres: redact(c.postgres_url),
     /** For /health: 'ready' when Redis is connected (ioredis's state otherwise), and the rows waiting to be shipped. */
     health: () => ({ redis: cluster.redis.status, outbox: shipper.waiting }),
+    /** Other replicas' rows are read into this one's ledger from now on (once its listeners are wired). */
+    followRows() { shipper.importer = ledger; },
     /** The semantic cache's entries shared through Postgres (read before the gateway serves). */
     async shareSemantic(cache: ResponseCache) {
       semantic = new SharedSemanticCache(cluster, cache, c.sync_ms);
@@ -181,6 +183,7 @@ async function main(): Promise<void> {
   const cluster = await startCluster(config, store, ring, workspaces, ledger);
   const usage = new UsageRollups(store);
   ledger.onRow((row) => usage.add(row));
+  ledger.onImport((row) => usage.add(row)); // (cluster mode: every replica's requests in this one's usage)
   ledger.addPersister((force) => usage.persistDirty(force ? 0 : 250));
   const ids = new RequestIds();
   const health = new RouteHealth({ failures: config.upstream.breaker_failures, cooldownMs: config.upstream.breaker_cooldown_ms });
@@ -194,13 +197,17 @@ async function main(): Promise<void> {
     judged: adaptiveConfig.judge.model !== null,
   }) : null;
   if (adaptive) {
-    // Each routed request its own call answered is a pull of its arm: its cost and tokens.
-    ledger.onRow((row) => {
+    // Each routed request its own call answered is a pull of its arm: its cost and tokens
+    // (cluster mode: every replica's, so the replicas learn as one).
+    const pulled = (row: LedgerRow) => {
       if (row.router_model && row.router_task && row.cache === 'miss' && row.status === 200) {
         adaptive.observe(row.router_task, row.router_model, row.cost_usd, row.prompt_tokens, row.completion_tokens);
       }
-    });
+    };
+    ledger.onRow(pulled);
+    ledger.onImport(pulled);
   }
+  cluster?.followRows();
   const judgeModel = adaptiveConfig.judge.model;
   if (adaptive && judgeModel && (judgeModel === 'auto' || !catalog.find(judgeModel))) {
     throw new ConfigError(`router.adaptive.judge.model: '${judgeModel}' is not a model or alias in the catalog`);

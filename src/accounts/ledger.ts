@@ -157,6 +157,33 @@ export class Ledger {
     this.rowListeners.push(listen);
   }
 
+  private readonly importListeners: Array<(row: LedgerRow) => void> = [];
+
+  /** Cluster mode: sees each row another replica wrote, as it is imported (the usage rollups, the router's observations). */
+  onImport(listen: (row: LedgerRow) => void): void {
+    this.importListeners.push(listen);
+  }
+
+  /**
+   * Cluster mode: rows other replicas wrote, read back from Postgres, kept here as if written
+   * here (the usage APIs, the drill-down and the dashboard read every replica's requests),
+   * but in no outbox and in no balance (theirs were shipped and applied where they were
+   * made). Rows already here are skipped. Returns how many were new.
+   */
+  importRows(rows: readonly LedgerRow[]): number {
+    let added = 0;
+    for (const row of rows) {
+      if (this.has(row.id)) continue;
+      added++;
+      void this.store.ledger.put(row.id, row);
+      if (row.kind === 'request') void this.store.requests.put([row.workspace, row.id], row.key_id);
+      else void this.store.credits.put([row.workspace, row.id], row.kind);
+      for (const listen of this.importListeners) guarded('an import listener', () => listen(row));
+    }
+    if (added) for (const persist of this.persisters) guarded('a persister', () => persist(false));
+    return added;
+  }
+
   /**
    * Sees each request's row with its timings as it is appended (null: nobody watches, and
    * the timings are not even gathered): tracing, which must only queue what it is given.

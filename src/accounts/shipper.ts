@@ -25,12 +25,19 @@ export function workspaceRecord(ws: Workspace): Omit<Workspace, 'balance_nano'> 
   return record;
 }
 
+/** How far behind the highest `seq` seen each read of other replicas' rows starts (their commits come in any order). */
+const SEQ_OVERLAP = 1000;
+
 export class Shipper {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private failures = 0;
   private loggedWait = 0;
   limits: SharedLimits | null = null;
+  /** The highest `seq` of other replicas' rows read back (importRows). */
+  private seenSeq = 0;
+  /** Where other replicas' rows go (the local ledger); null: not read back. */
+  importer: { has(id: string): boolean; importRows(rows: readonly LedgerRow[]): number } | null = null;
 
   constructor(private readonly cluster: Cluster, private readonly store: Store, private readonly workspaces: Workspaces,
     private readonly everyMs = 200, private readonly batch = 500) {}
@@ -66,6 +73,29 @@ export class Shipper {
   }
 
   private async pass(): Promise<void> {
+    await this.shipOwn();
+    await this.readOthers();
+  }
+
+  /**
+   * Other replicas' rows, into this replica's ledger (usage, drill-down, dashboard), in the
+   * order Postgres took them. Rows commit out of `seq` order, so each read goes back
+   * SEQ_OVERLAP behind the highest seen and skips the rows already here.
+   */
+  private async readOthers(): Promise<void> {
+    if (!this.importer) return;
+    const ids = await this.cluster.pg.query<{ id: string; seq: string }>('SELECT id, seq FROM sluice_ledger WHERE seq > $1 AND replica <> $2 ORDER BY seq LIMIT 5000',
+      [Math.max(0, this.seenSeq - SEQ_OVERLAP), this.cluster.replica]);
+    for (const r of ids.rows) this.seenSeq = Math.max(this.seenSeq, Number(r.seq));
+    const missing = ids.rows.map((r) => r.id).filter((id) => !this.importer!.has(id));
+    if (!missing.length) return;
+    const got = await this.cluster.pg.query<{ row: unknown }>('SELECT row FROM sluice_ledger WHERE id = ANY($1::text[]) ORDER BY seq', [missing]);
+    const rows: LedgerRow[] = [];
+    for (const r of got.rows) { const parsed = LedgerRowSchema.safeParse(r.row); if (parsed.success) rows.push(parsed.data); }
+    this.importer.importRows(rows);
+  }
+
+  private async shipOwn(): Promise<void> {
     const ids: string[] = [];
     for (const key of this.store.outbox.getKeys({ limit: this.batch })) ids.push(key as string);
     if (ids.length === 0) return;

@@ -34,6 +34,7 @@ export interface Cluster {
 /** The tables, created by the first replica to start (under an advisory lock: replicas start together). */
 const SCHEMA = `
 CREATE SEQUENCE IF NOT EXISTS sluice_version;
+CREATE SEQUENCE IF NOT EXISTS sluice_ledger_seq;
 CREATE TABLE IF NOT EXISTS sluice_workspaces (
   id text PRIMARY KEY,
   record jsonb NOT NULL,
@@ -62,8 +63,10 @@ CREATE TABLE IF NOT EXISTS sluice_ledger (
   admitted boolean NOT NULL,
   replica text NOT NULL,
   epoch text,
-  row jsonb NOT NULL
+  row jsonb NOT NULL,
+  seq bigint NOT NULL DEFAULT nextval('sluice_ledger_seq')
 );
+CREATE INDEX IF NOT EXISTS sluice_ledger_seq_idx ON sluice_ledger (seq);
 CREATE TABLE IF NOT EXISTS sluice_semantic (
   id text PRIMARY KEY,
   ws text NOT NULL,

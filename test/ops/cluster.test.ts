@@ -217,6 +217,25 @@ t.test('a request served through one replica is refunded through another, once',
   }
 });
 
+t.test('usage through any replica counts the requests every replica served', async (t) => {
+  const ws = await workspace('usage', 5);
+  const { key } = await mint(gws[0]!, { name: 'usage', workspace: ws, scopes: ['inference', 'usage:read'] });
+  await everywhere(key, 200, 3000);
+  const ids: string[] = [];
+  for (let i = 0; i < 6; i++) { const r = await chat(gws[i % 3]!, key, `usage ${i}`); await r.arrayBuffer(); t.equal(r.status, 200); ids.push(r.headers.get('x-request-id')!); }
+  await reconciled(t);
+  for (const gw of gws) {
+    let summary = { requests: 0 };
+    for (let i = 0; i < 40 && summary.requests < 6; i++) {
+      summary = (await (await fetch(`${gw.url}/v1/usage/summary`, { headers: { authorization: `Bearer ${key}` } })).json()) as { requests: number };
+      if (summary.requests < 6) await new Promise((r) => setTimeout(r, 100));
+    }
+    t.equal(summary.requests, 6, `${gw.url}: all six requests, wherever they were served`);
+    const list = (await (await fetch(`${gw.url}/v1/requests?limit=100`, { headers: { authorization: `Bearer ${key}` } })).json()) as { data: Array<{ id: string }> };
+    t.same(list.data.map((r) => r.id).sort(), [...ids].sort(), 'and lists each of them');
+  }
+});
+
 t.test('a key revoked through one replica is refused by the others within the bound', async (t) => {
   const ws = await workspace('revoke', 5);
   const { id, key } = await mint(gws[0]!, { name: 'to-revoke', workspace: ws });
