@@ -105,9 +105,9 @@ async function emptySpoolDir(dataDir: string): Promise<string> {
 async function startCluster(config: Config, store: Store, ring: KeyRing, workspaces: Workspaces, ledger: Ledger) {
   const c = config.cluster;
   if (!c.redis_url || !c.postgres_url) return null;
-  const [{ openCluster, ClusterStartError, redact }, { Shipper }, { SharedLimits }, { Replication }, { SharedExactCache }, { SharedSemanticCache }] = await Promise.all([
+  const [{ openCluster, ClusterStartError, redact }, { Shipper }, { SharedLimits }, { Replication }, { SharedExactCache }, { SharedSemanticCache }, { SharedResponses }] = await Promise.all([
     import('./store/cluster.js'), import('./accounts/shipper.js'), import('./accounts/shared-limits.js'), import('./accounts/replication.js'), import('./savings/shared-cache.js'),
-    import('./savings/shared-semantic.js')]);
+    import('./savings/shared-semantic.js'), import('./gateway/shared-responses.js')]);
   let semantic: InstanceType<typeof SharedSemanticCache> | null = null;
   let cluster: Awaited<ReturnType<typeof openCluster>>;
   try {
@@ -129,9 +129,10 @@ async function startCluster(config: Config, store: Store, ring: KeyRing, workspa
   await replication.start();
   shipper.start();
   return {
-    shared, replica: cluster.replica, exactCache: new SharedExactCache(cluster), redis: redact(c.redis_url), postgres: redact(c.postgres_url),
+    shared, replica: cluster.replica, exactCache: new SharedExactCache(cluster), responses: new SharedResponses(cluster), redis: redact(c.redis_url), postgres: redact(c.postgres_url),
     /** For /health: 'ready' when Redis is connected (ioredis's state otherwise), and the rows waiting to be shipped. */
     health: () => ({ redis: cluster.redis.status, outbox: shipper.waiting }),
+    onNotice: (kind: string, hear: (payload: string) => void) => replication.on(kind, hear),
     /** Other replicas' rows are read into this one's ledger from now on (once its listeners are wired). */
     followRows() { shipper.importer = ledger; },
     /** The semantic cache's entries shared through Postgres (read before the gateway serves). */
@@ -226,6 +227,11 @@ async function main(): Promise<void> {
     if (config.savings.semantic_cache.enabled) await cluster.shareSemantic(cache);
   }
   const responseIds = new ResponseIds(store);
+  if (cluster) {
+    responseIds.shared = cluster.responses;
+    // (payload `<workspace>:<id>`: workspace ids have no colon)
+    cluster.onNotice('response', (payload) => { const at = payload.indexOf(':'); if (at > 0) responseIds.dropped(payload.slice(0, at), payload.slice(at + 1)); });
+  }
   const sweeper = setInterval(() => {
     // A sweep that fails (a record it cannot handle) is logged and tried again next time, never fatal.
     try { cache.sweep(5000); responseIds.sweep(5000); } catch (err) { console.error('sweep failed:', err instanceof Error ? err.message : String(err)); }

@@ -27,7 +27,15 @@ export class Replication {
   private again = false;
   private failures = 0;
 
+  /** Notifications of other kinds (`kind:payload` on the same channel), by kind. */
+  private readonly others = new Map<string, (payload: string) => void>();
+
   constructor(private readonly cluster: Cluster, private readonly keys: KeyRing, private readonly workspaces: Workspaces, private readonly pollMs = 1000) {}
+
+  /** Hears `kind:payload` notifications (SharedResponses's forgotten responses). */
+  on(kind: string, hear: (payload: string) => void): void {
+    this.others.set(kind, hear);
+  }
 
   /** Reads everything once (before the gateway serves), then follows changes. */
   async start(): Promise<void> {
@@ -42,7 +50,13 @@ export class Replication {
   private async listen(): Promise<void> {
     try {
       const client = await this.cluster.pg.connect();
-      client.on('notification', () => void this.refresh());
+      client.on('notification', (n) => {
+        const payload = n.payload ?? '';
+        const colon = payload.indexOf(':');
+        const other = colon > 0 ? this.others.get(payload.slice(0, colon)) : undefined;
+        if (other) other(payload.slice(colon + 1));
+        else void this.refresh();
+      });
       client.on('error', () => { this.dropListener(); });
       await client.query(`LISTEN ${CHANNEL}`);
       this.listener = client;

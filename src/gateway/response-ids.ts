@@ -34,8 +34,29 @@ export class ResponseIds {
    */
   private readonly pending = new Map<string, StoredResponse | null>();
 
+  /**
+   * Cluster mode: where every replica's stored responses are (Postgres), written as they are
+   * here and read when a request names one this replica does not have (see `fetched`).
+   */
+  shared: { save(ws: string, id: string, record: StoredResponse | null): void; load(ws: string, id: string): Promise<unknown> } | null = null;
+
   constructor(private readonly store: Store) {
     this.sweeper = new ExpirySweep(store.responses);
+  }
+
+  /**
+   * Cluster mode: makes `id` findable here when another replica stored it (a request that
+   * continues it, or GETs or DELETEs it, may come through any replica). Resolves once known
+   * here or known to be nowhere; a lookup Postgres cannot answer is left as a miss.
+   */
+  async fetched(ws: string, id: string): Promise<void> {
+    if (!this.shared || id.length > 256 || this.find(ws, id)) return;
+    const found = RecordSchema.safeParse(await this.shared.load(ws, id).catch(() => null)); // (a boundary: validated)
+    if (!found.success || found.data.exp <= Date.now() || this.find(ws, id)) return;
+    const key = [ws, keyPart(id)];
+    const pendingKey = `${ws}\u0000${id}`;
+    this.pending.set(pendingKey, found.data);
+    void Promise.resolve(this.store.responses.put(key, found.data)).finally(() => { if (this.pending.get(pendingKey) === found.data) this.pending.delete(pendingKey); });
   }
 
   /** A passthrough response completed in `ws`: its id, the tokens of its conversation so far, and who holds it. */
@@ -53,6 +74,7 @@ export class ResponseIds {
     const key = [ws, keyPart(id)];
     const pendingKey = `${ws}\u0000${id}`;
     this.pending.set(pendingKey, record);
+    this.shared?.save(ws, id, record);
     const done = record ? this.store.responses.put(key, record) : this.store.responses.remove(key);
     void Promise.resolve(done).finally(() => { if (this.pending.get(pendingKey) === record) this.pending.delete(pendingKey); });
   }
@@ -67,6 +89,14 @@ export class ResponseIds {
     }
     const found = RecordSchema.safeParse(this.store.responses.get([ws, keyPart(id)]));
     return found.success && found.data.exp > now ? found.data : null;
+  }
+
+  /** Cluster mode: another replica forgot `id` (DELETE): this one's copy goes too (without writing the shared record again). */
+  dropped(ws: string, id: string): void {
+    const key = [ws, keyPart(id)];
+    const pendingKey = `${ws}\u0000${id}`;
+    this.pending.set(pendingKey, null);
+    void Promise.resolve(this.store.responses.remove(key)).finally(() => { if (this.pending.get(pendingKey) === null) this.pending.delete(pendingKey); });
   }
 
   /** Forgets `id` (DELETE): true when `ws` had it. */

@@ -120,6 +120,17 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
   // bridged onto the chat path. Routing, limits, credits, ledger and failover apply either way.
   app.post('/v1/responses', handlers.inference((ex, key, body, t0, _p, [pin]) => {
     const request = readResponsesRequest(body);
+    const ids = deps.chat.deps.responseIds;
+    const prev = request.previous_response_id;
+    if (typeof prev === 'string' && ids.shared && !ids.find(key.workspace, prev)) {
+      // Cluster mode: a conversation another replica stored, read from Postgres first.
+      ids.fetched(key.workspace, prev).then(() => responses(ex, key, body, t0, pin, request)).catch((err: unknown) => refuseChat(ex, key, t0, err));
+      return;
+    }
+    responses(ex, key, body, t0, pin, request);
+  }, refuseChat, ['x-gateway-provider'], 'responses'));
+
+  function responses(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin: string | undefined, request: ReturnType<typeof readResponsesRequest>): void {
     const bridge = new ResponsesBridge(ex, request.model, { previous_response_id: request.previous_response_id ?? null, store: request.store !== false, instructions: request.instructions ?? null });
     const routes = deps.catalog.find(request.model)?.routes ?? [];
     const pinned = request.provider ?? pin ?? '';
@@ -147,7 +158,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     }
     // The chat body carries no pin field: the pin (the body's, else the header's) goes along as the header's would.
     deps.chat.handle(bridge, key, chatBody, t0, pinned);
-  }, refuseChat, ['x-gateway-provider'], 'responses'));
+  }
 
   app.post('/v1/embeddings', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', EMBEDDINGS,
     readSwitches(savings, cache)), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'embeddings'));
@@ -165,7 +176,16 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
 
   // A stored response: the gateway's own (bridged), or the upstream's that made it (passthrough), relayed.
   const storedResponse = (method: 'GET' | 'DELETE') => noBody('inference', (ex, key, [id]) => {
-    const ws = key!.workspace;
+    const ids = deps.chat.deps.responseIds;
+    // (cluster mode: one another replica stored, read from Postgres first)
+    if (ids.shared && !ids.find(key!.workspace, id ?? '')) {
+      ids.fetched(key!.workspace, id ?? '').then(() => stored(ex, key!, id, method)).catch((err: unknown) => ex.sendError(err));
+      return;
+    }
+    stored(ex, key!, id, method);
+  });
+  function stored(ex: Exchange, key: KeyRecord, id: string | undefined, method: 'GET' | 'DELETE'): void {
+    const ws = key.workspace;
     const found = deps.chat.deps.responseIds.find(ws, id ?? '');
     if (!found) throw new GatewayError(Errors.notFound, `Response with id '${(id ?? '').slice(0, 80)}' not found.`);
     if (found.response) {
@@ -176,7 +196,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     const provider = found.provider ? deps.catalog.provider(found.provider) : undefined;
     if (!(provider instanceof OpenAIProvider)) throw new GatewayError(Errors.notFound, `Response with id '${id!.slice(0, 80)}' is held by provider '${found.provider ?? 'unknown'}', which this gateway no longer serves.`);
     relayStored(ex, provider, method, id!, () => { if (method === 'DELETE') deps.chat.deps.responseIds.forget(ws, id!); });
-  });
+  }
   app.get('/v1/responses/:id', storedResponse('GET'));
   app.del('/v1/responses/:id', storedResponse('DELETE'));
 

@@ -80,6 +80,13 @@ CREATE TABLE IF NOT EXISTS sluice_semantic (
 CREATE INDEX IF NOT EXISTS sluice_semantic_version ON sluice_semantic (version);
 CREATE INDEX IF NOT EXISTS sluice_semantic_bucket ON sluice_semantic (ws, context, bucket);
 CREATE INDEX IF NOT EXISTS sluice_semantic_exp ON sluice_semantic (exp);
+CREATE TABLE IF NOT EXISTS sluice_responses (
+  ws text NOT NULL,
+  id text NOT NULL,
+  record jsonb,
+  exp bigint NOT NULL,
+  PRIMARY KEY (ws, id)
+);
 CREATE INDEX IF NOT EXISTS sluice_ledger_workspace_ts ON sluice_ledger (workspace, ts);
 CREATE INDEX IF NOT EXISTS sluice_ledger_key_ts ON sluice_ledger (key_id, ts);
 `;

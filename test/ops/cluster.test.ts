@@ -236,6 +236,35 @@ t.test('usage through any replica counts the requests every replica served', asy
   }
 });
 
+t.test('a stored response is continued, read and deleted through any replica', async (t) => {
+  const ws = await workspace('responses', 5);
+  const { key } = await mint(gws[0]!, { name: 'responses', workspace: ws });
+  await everywhere(key, 200, 3000);
+  const first = await post(gws[0]!, '/v1/responses', { model: 'openai/gpt-4.1-mini', input: 'Remember the word walnut.' }, key);
+  const made = (await first.json()) as { id: string };
+  t.equal(first.status, 200);
+  // At once through another replica: its follow-up finds the conversation.
+  const next = await post(gws[1]!, '/v1/responses', { model: 'openai/gpt-4.1-mini', previous_response_id: made.id, input: 'Which word?' }, key);
+  t.equal(next.status, 200, `continued through another replica: ${next.status === 200 ? '' : await next.text()}`);
+  await next.arrayBuffer().catch(() => undefined);
+  const got = await fetch(`${gws[2]!.url}/v1/responses/${made.id}`, { headers: { authorization: `Bearer ${key}` } });
+  t.equal(got.status, 200, 'read through a third');
+  t.equal(((await got.json()) as { id: string }).id, made.id);
+  const del = await fetch(`${gws[1]!.url}/v1/responses/${made.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${key}` } });
+  t.equal(del.status, 200);
+  await del.arrayBuffer();
+  await new Promise((r) => setTimeout(r, 300));
+  for (const gw of gws) {
+    const after = await fetch(`${gw.url}/v1/responses/${made.id}`, { headers: { authorization: `Bearer ${key}` } });
+    await after.arrayBuffer();
+    t.equal(after.status, 404, `deleted everywhere, the replica that made it included (${gw.url})`);
+  }
+  const other = await mint(gws[0]!, { name: 'other', workspace: await workspace('responses-other', 5) });
+  const foreign = await post(gws[2]!, '/v1/responses', { model: 'openai/gpt-4.1-mini', previous_response_id: made.id, input: 'x' }, other.key);
+  await foreign.arrayBuffer();
+  t.equal(foreign.status, 400, "another workspace's response is not found");
+});
+
 t.test('a key revoked through one replica is refused by the others within the bound', async (t) => {
   const ws = await workspace('revoke', 5);
   const { id, key } = await mint(gws[0]!, { name: 'to-revoke', workspace: ws });
