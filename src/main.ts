@@ -105,9 +105,9 @@ async function emptySpoolDir(dataDir: string): Promise<string> {
 async function startCluster(config: Config, store: Store, ring: KeyRing, workspaces: Workspaces, ledger: Ledger) {
   const c = config.cluster;
   if (!c.redis_url || !c.postgres_url) return null;
-  const [{ openCluster, ClusterStartError, redact }, { Shipper }, { SharedLimits }, { Replication }, { SharedExactCache }, { SharedSemanticCache }, { SharedResponses }] = await Promise.all([
+  const [{ openCluster, ClusterStartError, redact }, { Shipper }, { SharedLimits }, { Replication }, { SharedExactCache }, { SharedSemanticCache }, { SharedResponses }, { SharedFlights }] = await Promise.all([
     import('./store/cluster.js'), import('./accounts/shipper.js'), import('./accounts/shared-limits.js'), import('./accounts/replication.js'), import('./savings/shared-cache.js'),
-    import('./savings/shared-semantic.js'), import('./gateway/shared-responses.js')]);
+    import('./savings/shared-semantic.js'), import('./gateway/shared-responses.js'), import('./savings/shared-flights.js')]);
   let semantic: InstanceType<typeof SharedSemanticCache> | null = null;
   let cluster: Awaited<ReturnType<typeof openCluster>>;
   try {
@@ -126,10 +126,11 @@ async function startCluster(config: Config, store: Store, ring: KeyRing, workspa
   ledger.lookup = (id) => shipper.row(id);
   ledger.creditsEverywhere = (ws, limit) => shipper.credits(ws, limit, ledger.credits(ws, limit));
   const replication = new Replication(cluster, ring, workspaces, c.sync_ms);
+  const exactCache = new SharedExactCache(cluster);
   await replication.start();
   shipper.start();
   return {
-    shared, replica: cluster.replica, exactCache: new SharedExactCache(cluster), responses: new SharedResponses(cluster), redis: redact(c.redis_url), postgres: redact(c.postgres_url),
+    shared, replica: cluster.replica, exactCache, flights: new SharedFlights(cluster, exactCache), responses: new SharedResponses(cluster), redis: redact(c.redis_url), postgres: redact(c.postgres_url),
     /** For /health: 'ready' when Redis is connected (ioredis's state otherwise), and the rows waiting to be shipped. */
     health: () => ({ redis: cluster.redis.status, outbox: shipper.waiting }),
     onNotice: (kind: string, hear: (payload: string) => void) => replication.on(kind, hear),
@@ -238,7 +239,7 @@ async function main(): Promise<void> {
   }, 10_000);
   sweeper.unref();
   const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, workspaces, limits, shared: cluster?.shared ?? null, health, router, adaptive, catchAll: adaptiveConfig.catch_all, judge, verify, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
-    markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings) } });
+    markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings), flights: cluster?.flights ?? null } });
   const metrics = new Metrics({
     inFlight: () => chat.inFlight,
     routes: () => deploymentViews(catalog.routes(), health).map((d) => ({ decision: d.decision, state: d.state })),

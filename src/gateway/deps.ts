@@ -10,6 +10,7 @@ import type { RouteHealth } from '../router/health.js';
 import type { AdaptiveRouter } from '../router/adaptive.js';
 import type { SmartRouterConfig } from '../router/smart.js';
 import type { ResponseCache } from '../savings/cache.js';
+import type { SharedFlights } from '../savings/shared-flights.js';
 import type { WorkerPool } from '../workers/pool.js';
 import type { JudgeOptions } from './judge.js';
 import type { VerifierOptions } from './verifier.js';
@@ -56,4 +57,6 @@ export interface SavingsDeps {
   cache: ResponseCache;
   /** Mechanisms on in config (bits of mechanisms.ts). */
   enabled: number;
+  /** Cluster mode: requests in flight through other replicas, whose answers a request may wait for (null on one node). */
+  flights?: SharedFlights | null;
 }

@@ -40,7 +40,7 @@ export function buildPipeline(deps: ChatDeps, verifier: Verifier | null = null):
   // takes a while) and again at dispatch, where a call that found none to join becomes one.
   const savings: SavingsStage[] = [
     exactCache(s.cache, s.config),
-    dedupe(),
+    dedupe({ flights: s.flights ?? null }),
     semanticCache(s.cache, deps.pool, s.config, verifier),
     promptCache(s.config),
   ];

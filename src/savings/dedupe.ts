@@ -5,7 +5,8 @@
 // that found no flight to join becomes one.
 import type { ChatRequest } from '../wire/chat.js';
 import { M } from './mechanisms.js';
-import type { Flight, SavingsContext, SavingsStage } from './stage.js';
+import type { SharedFlights } from './shared-flights.js';
+import { allows, type Flight, type SavingsContext, type SavingsStage } from './stage.js';
 
 /** The delivery is part of the key: a stream and a buffered answer are different bytes. */
 function flightKey(ctx: SavingsContext, hash: string): string {
@@ -13,7 +14,8 @@ function flightKey(ctx: SavingsContext, hash: string): string {
   return `${ctx.ws.id}\n${hash}\n${r.stream === true ? (r.stream_options?.include_usage === true ? 'su' : 's') : 'j'}`;
 }
 
-export function dedupe(): SavingsStage {
+/** `shared`: cluster mode's flights across replicas (null on one node, or while none is set). */
+export function dedupe(shared: { flights: SharedFlights | null } = { flights: null }): SavingsStage {
   const flights = new Map<string, Flight>();
   /** Follows the flight for this request, if there is one it may join: every route the leader may end on is one this request may use too. */
   const join = (ctx: SavingsContext, key: string): boolean => {
@@ -26,6 +28,17 @@ export function dedupe(): SavingsStage {
     bits: M.dedupe,
     before(ctx, next) {
       if (ctx.hash && join(ctx, flightKey(ctx, ctx.hash))) return;
+      const flights = shared.flights;
+      if (ctx.hash && flights && ctx.request.stream !== true) {
+        // Cluster mode: the same request in flight through another replica? Its answer, once it lands.
+        const ws = ctx.ws.id;
+        const hash = ctx.hash;
+        ctx.after(flights.flying(ws, hash).then((yes) => (yes ? flights.follow(ws, hash) : null)), (hit) => {
+          if (hit && allows(ctx.routes, hit.decision)) ctx.replay('exact', hit);
+          else next();
+        });
+        return;
+      }
       next();
     },
     dispatch(ctx, call) {
@@ -33,7 +46,14 @@ export function dedupe(): SavingsStage {
       const key = flightKey(ctx, ctx.hash);
       if (join(ctx, key)) return true;
       flights.set(key, call);
-      call.onLand = () => { if (flights.get(key) === call) flights.delete(key); };
+      const marked = shared.flights;
+      const ws = ctx.ws.id;
+      const hash = ctx.hash;
+      marked?.lead(ws, hash);
+      call.onLand = () => {
+        if (flights.get(key) === call) flights.delete(key);
+        marked?.land(ws, hash);
+      };
       return false;
     },
   };

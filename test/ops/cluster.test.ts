@@ -167,6 +167,24 @@ t.test('an answer cached through one replica is an exact-cache hit through anoth
   t.equal(res.headers.get('x-gateway-cache'), 'miss', "a workspace never gets another's entries");
 });
 
+t.test('the same request in flight through another replica is answered by that call, not a second one', async (t) => {
+  const ws = await workspace('flights', 5);
+  const { key } = await mint(gws[0]!, { name: 'flights', workspace: ws });
+  await everywhere(key, 200, 3000);
+  const body = { model: 'openai/gpt-4.1-mini', temperature: 0, messages: [{ role: 'user', content: 'Name three rivers in Europe. (flight)' }] };
+  const first = post(gws[0]!, '/v1/chat/completions', body, key);
+  // Once the first is upstream (marked in flight; 150 ms to its first token from there), the second.
+  for (let i = 0; i < 400 && (await live.keys(`sluice:f:${ws}:*`)).length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  const [a, b] = await Promise.all([first, post(gws[1]!, '/v1/chat/completions', body, key)]);
+  const [ja, jb] = (await Promise.all([a.json(), b.json()])) as Array<{ choices: Array<{ message: { content: string } }> }>;
+  t.equal(a.headers.get('x-gateway-cache'), 'miss', 'the first goes upstream');
+  t.equal(b.headers.get('x-gateway-cache'), 'exact', 'the second waits for its answer, through the other replica');
+  t.equal(jb!.choices[0]!.message.content, ja!.choices[0]!.message.content, 'the same answer');
+  await reconciled(t);
+  const misses = await db.query("SELECT count(*) AS n FROM sluice_ledger WHERE workspace = $1 AND kind = 'request' AND row->>'cache' = 'miss'", [ws]);
+  t.equal(Number(misses.rows[0].n), 1, `one upstream call for the two (${misses.rows[0].n} misses)`);
+});
+
 t.test('an answer stored through one replica answers a paraphrase through another (the semantic cache, shared through Postgres)', async (t) => {
   const ws = await workspace('semantic', 5);
   const { key } = await mint(gws[0]!, { name: 'semantic', workspace: ws });
