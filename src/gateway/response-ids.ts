@@ -53,10 +53,7 @@ export class ResponseIds {
     if (!this.shared || id.length > 256 || this.find(ws, id)) return;
     const found = RecordSchema.safeParse(await this.shared.load(ws, id).catch(() => null)); // (a boundary: validated)
     if (!found.success || found.data.exp <= Date.now() || this.find(ws, id)) return;
-    const key = [ws, keyPart(id)];
-    const pendingKey = `${ws}\u0000${id}`;
-    this.pending.set(pendingKey, found.data);
-    void Promise.resolve(this.store.responses.put(key, found.data)).finally(() => { if (this.pending.get(pendingKey) === found.data) this.pending.delete(pendingKey); });
+    this.keepHere(ws, id, found.data);
   }
 
   /** A passthrough response completed in `ws`: its id, the tokens of its conversation so far, and who holds it. */
@@ -71,10 +68,15 @@ export class ResponseIds {
 
   /** A put (or, with null, a remove), seen by find() from now on, and by the store once committed. */
   private write(ws: string, id: string, record: StoredResponse | null): void {
+    this.shared?.save(ws, id, record);
+    this.keepHere(ws, id, record);
+  }
+
+  /** In this replica's store only: a put (or, with null, a remove), seen by find() at once. */
+  private keepHere(ws: string, id: string, record: StoredResponse | null): void {
     const key = [ws, keyPart(id)];
     const pendingKey = `${ws}\u0000${id}`;
     this.pending.set(pendingKey, record);
-    this.shared?.save(ws, id, record);
     const done = record ? this.store.responses.put(key, record) : this.store.responses.remove(key);
     void Promise.resolve(done).finally(() => { if (this.pending.get(pendingKey) === record) this.pending.delete(pendingKey); });
   }
@@ -93,10 +95,7 @@ export class ResponseIds {
 
   /** Cluster mode: another replica forgot `id` (DELETE): this one's copy goes too (without writing the shared record again). */
   dropped(ws: string, id: string): void {
-    const key = [ws, keyPart(id)];
-    const pendingKey = `${ws}\u0000${id}`;
-    this.pending.set(pendingKey, null);
-    void Promise.resolve(this.store.responses.remove(key)).finally(() => { if (this.pending.get(pendingKey) === null) this.pending.delete(pendingKey); });
+    this.keepHere(ws, id, null);
   }
 
   /** Forgets `id` (DELETE): true when `ws` had it. */
