@@ -1,7 +1,7 @@
 // The exact cache as a pipeline stage: a stored answer for the same canonical request in the
 // same workspace answers it; a completed miss is stored (savings/cache.ts holds the store).
 import type { Config } from '../config/schema.js';
-import type { ResponseCache } from './cache.js';
+import type { CachedAnswer, ResponseCache } from './cache.js';
 import { M } from './mechanisms.js';
 import { allows, type SavingsStage } from './stage.js';
 
@@ -9,25 +9,19 @@ export function exactCache(cache: ResponseCache, config: Config['savings']): Sav
   return {
     bits: M.exact_cache,
     before(ctx, next) {
-      const hit = ctx.hash ? cache.getExact(ctx.ws.id, ctx.hash) : null;
-      if (hit && allows(ctx.routes, hit.decision)) {
-        cache.refExact(ctx.client.requestId, ctx.ws.id, ctx.hash!, hit.exp);
+      const hash = ctx.hash;
+      if (!hash) { next(); return; }
+      /** Answers from `hit` when every route allows it (true), else false. */
+      const served = (hit: (CachedAnswer & { exp: number }) | null): boolean => {
+        if (!hit || !allows(ctx.routes, hit.decision)) return false;
+        cache.refExact(ctx.client.requestId, ctx.ws.id, hash, hit.exp);
         ctx.replay('exact', hit);
-        return;
-      }
-      if (ctx.hash && cache.shared && !hit) {
-        // Cluster mode: what another replica stored (one Redis round trip; a failure is a miss).
-        const hash = ctx.hash;
-        ctx.after(cache.getShared(ctx.ws.id, hash), (shared) => {
-          if (shared && allows(ctx.routes, shared.decision)) {
-            cache.refExact(ctx.client.requestId, ctx.ws.id, hash, shared.exp);
-            ctx.replay('exact', shared);
-            return;
-          }
-          next();
-        });
-        return;
-      }
+        return true;
+      };
+      const hit = cache.getExact(ctx.ws.id, hash);
+      if (served(hit)) return;
+      // Cluster mode: what another replica stored (one Redis round trip; a failure is a miss).
+      if (cache.shared && !hit) { ctx.after(cache.getShared(ctx.ws.id, hash), (shared) => { if (!served(shared)) next(); }); return; }
       next();
     },
     after(ctx, answer) {
