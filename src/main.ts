@@ -109,6 +109,7 @@ async function startCluster(config: Config, store: Store, ring: KeyRing, workspa
     import('./store/cluster.js'), import('./accounts/shipper.js'), import('./accounts/shared-limits.js'), import('./accounts/replication.js'), import('./savings/shared-cache.js'),
     import('./savings/shared-semantic.js'), import('./gateway/shared-responses.js'), import('./savings/shared-flights.js')]);
   let semantic: InstanceType<typeof SharedSemanticCache> | null = null;
+  let sharedRouter: { stop(): void } | null = null;
   let cluster: Awaited<ReturnType<typeof openCluster>>;
   try {
     cluster = await openCluster({ redisUrl: c.redis_url, postgresUrl: c.postgres_url, prefix: c.redis_prefix, redisTimeoutMs: c.redis_timeout_ms, postgresPoolSize: c.postgres_pool });
@@ -141,10 +142,18 @@ async function startCluster(config: Config, store: Store, ring: KeyRing, workspa
       semantic = new SharedSemanticCache(cluster, cache, c.sync_ms);
       await semantic.start();
     },
+    /** The adaptive router learns from every replica's signals, prices and resets (applied before the gateway serves). */
+    async shareRouter(adaptive: AdaptiveRouter) {
+      const { SharedRouter } = await import('./router/shared-router.js');
+      const r = new SharedRouter(cluster, adaptive, c.sync_ms);
+      sharedRouter = r;
+      await r.start((kind, hear) => replication.on(kind, hear));
+    },
     /** A graceful stop: the outbox shipped (what cannot be waits for the next start), then the connections closed. */
     async stop() {
       replication.stop();
       semantic?.stop();
+      sharedRouter?.stop();
       shipper.stop();
       await shipper.drain().catch((err: unknown) => console.error(`cluster: ${shipper.waiting} ledger row(s) stay in the outbox for the next start: ${String(err)}`));
       shared.close();
@@ -202,13 +211,15 @@ async function main(): Promise<void> {
     // Each routed request its own call answered is a pull of its arm: its cost and tokens
     // (cluster mode: every replica's, so the replicas learn as one).
     const pulled = (row: LedgerRow) => {
-      if (row.router_model && row.router_task && row.cache === 'miss' && row.status === 200) {
+      // (a row from before the last reset, read back from another replica after it, teaches nothing)
+      if (row.router_model && row.router_task && row.cache === 'miss' && row.status === 200 && row.ts >= adaptive.lastReset) {
         adaptive.observe(row.router_task, row.router_model, row.cost_usd, row.prompt_tokens, row.completion_tokens);
       }
     };
     ledger.onRow(pulled);
     ledger.onImport(pulled);
   }
+  if (cluster && adaptive) await cluster.shareRouter(adaptive);
   cluster?.followRows();
   const judgeModel = adaptiveConfig.judge.model;
   if (adaptive && judgeModel && (judgeModel === 'auto' || !catalog.find(judgeModel))) {

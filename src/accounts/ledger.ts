@@ -292,6 +292,12 @@ export class Ledger {
     return parsed.success ? parsed.data : null;
   }
 
+  /** One row by id, here or (cluster mode) served by another replica and shipped to Postgres; null when there is none. */
+  find(id: string): Promise<LedgerRow | null> {
+    const local = this.row(id);
+    return local || !this.lookup ? Promise.resolve(local) : this.lookup(id);
+  }
+
   /** True when a row with this id exists (read or not). */
   has(id: string): boolean {
     return this.store.ledger.get(id) !== undefined;

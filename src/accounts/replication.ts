@@ -6,12 +6,11 @@
 // other within `pollMs` at worst (milliseconds when the notification arrives).
 import type pg from 'pg';
 import { Errors, GatewayError } from '../errors.js';
-import type { Cluster } from '../store/cluster.js';
+import { NOTIFY_CHANNEL as CHANNEL, type Cluster } from '../store/cluster.js';
 import { KeyRecordSchema, type KeyRecord, type KeyRing } from './keys.js';
 import { StoredWorkspace, workspaceRecord } from './shipper.js';
 import type { Workspace, Workspaces } from './workspaces.js';
 
-const CHANNEL = 'sluice_changes';
 /**
  * Versions come from one sequence, but transactions commit in any order: each read goes
  * back this many versions behind the highest seen, so a write that committed late is still

@@ -25,6 +25,11 @@
 // (`router` database: ['arm', task, model], ['tokens', task], ['price', model], ['rng', 'state']), written in batches of its own (at most BATCH_MS after a change) and
 // with each quality signal before that signal is acknowledged: a kill -9 loses at most the
 // pulls and costs of the last batch.
+//
+// Cluster mode (shared-router.ts): quality signals, simulated prices and resets are written
+// to Postgres first, then applied here; every other replica applies them as it reads them
+// (within `sync_ms`), so the replicas learn as one policy. Pulls, costs and token means come
+// from every replica's ledger rows (main.ts). Each replica draws from its own generator.
 import { z } from 'zod';
 import type { Database } from 'lmdb';
 import type { Prices } from '../config/schema.js';
@@ -79,6 +84,16 @@ export const SignalSchema = z.object({
 }).strict();
 export type Signal = z.infer<typeof SignalSchema>;
 export type SignalSource = 'app' | 'judge';
+
+/** Cluster mode: where signals, simulated prices and resets are published before they apply here (shared-router.ts). */
+export interface RouterPublisher {
+  /** Claims the request's one signal from this source cluster-wide: false when another replica holds it. */
+  signal(requestId: string, source: SignalSource, signal: Signal): Promise<boolean>;
+  /** Publishes a simulated price (null: list prices again), then applies it here in the cluster's order. */
+  price(model: string, prices: Prices | null): Promise<void>;
+  /** Publishes a reset at `at`, then applies it here. */
+  reset(at: number): Promise<void>;
+}
 
 /** Where the generator's state is kept. */
 const RNG_KEY = ['rng', 'state'];
@@ -234,6 +249,10 @@ export class AdaptiveRouter {
   private readonly posts = new WeakMap<Arm, { version: number; a: number; b: number; signals: number }>();
   /** When learned state was last reset (ms): signals about requests answered before it are stored but move nothing. */
   private resetAt = 0;
+  /** Cluster mode: the highest event of the shared log applied here (kept across restarts). */
+  followed = 0;
+  /** Cluster mode: signals, prices and resets go through it first (null: this process alone). */
+  shared: RouterPublisher | null = null;
 
   constructor(private readonly store: Store, readonly opts: AdaptiveOptions) {
     this.db = store.router;
@@ -268,6 +287,9 @@ export class AdaptiveRouter {
       } else if (k[0] === 'meta' && k.length === 2 && k[1] === 'reset') {
         const at = z.number().int().min(0).safeParse(value);
         if (at.success) this.resetAt = at.data; else bad(at.error.message);
+      } else if (k[0] === 'meta' && k.length === 2 && k[1] === 'followed') {
+        const seq = z.number().int().min(0).safeParse(value);
+        if (seq.success) this.followed = seq.data; else bad(seq.error.message);
       } else if (k[0] === 'rng' && k.length === 2 && k[1] === 'state') {
         const s = z.array(z.number().int().min(0).max(0xffffffff)).length(4).safeParse(value);
         if (s.success) this.rng = new Rng(this.opts.seed, s.data); else bad(s.error.message);
@@ -415,13 +437,15 @@ export class AdaptiveRouter {
    * the other source's signal too, the tenant's credibility learns how far they agreed.
    * Resolves once the signal and what it changed are committed together: `applied` (it
    * moved an arm), `stored` (kept, moving nothing), or `duplicate` (the request has one).
+   * Cluster mode: claimed cluster-wide first (`remote`: another replica's, claimed there).
    */
-  async signal(requestId: string, source: SignalSource, signal: Signal): Promise<'applied' | 'stored' | 'duplicate'> {
+  async signal(requestId: string, source: SignalSource, signal: Signal, remote = false): Promise<'applied' | 'stored' | 'duplicate'> {
     const id = `${source}:${requestId}`;
     if (this.hasSignal(requestId, source)) return 'duplicate';
     this.recording.add(id);
     let applied = false;
     try {
+      if (!remote && this.shared && !(await this.shared.signal(requestId, source, signal))) return 'duplicate';
       const { task, model } = signal;
       if (task && model && this.byName.has(model) && signal.served_at >= this.resetAt) {
         const arm = this.arm(task, model);
@@ -481,6 +505,11 @@ export class AdaptiveRouter {
 
   /** POST /v1/simulate-price: routing decisions price `model` at `prices` (null: its list prices again). Billing is unchanged. */
   simulatePrice(model: string, prices: Prices | null): Promise<unknown> {
+    return this.shared ? this.shared.price(model, prices) : this.setPrice(model, prices);
+  }
+
+  /** Applies a simulated price here (cluster mode: in the order the cluster took them). */
+  setPrice(model: string, prices: Prices | null): Promise<unknown> {
     if (prices) this.prices.set(model, prices); else this.prices.delete(model);
     return prices ? this.db.put(['price', model], prices) : this.db.remove(['price', model]);
   }
@@ -493,7 +522,18 @@ export class AdaptiveRouter {
    * POST /v1/reset: forgets every estimate, pull, token mean, simulated price and credibility;
    * the draws start again from the seed, and signals about requests answered before now move nothing.
    */
-  async reset(): Promise<void> {
+  reset(): Promise<void> {
+    const at = Math.max(Date.now(), this.resetAt + 1);
+    return this.shared ? this.shared.reset(at) : this.resetTo(at);
+  }
+
+  /** When learned state was last reset (ms since the epoch; 0: never). */
+  get lastReset(): number {
+    return this.resetAt;
+  }
+
+  /** Applies a reset made at `at` here: signals about requests answered before `at` move nothing. */
+  async resetTo(at: number): Promise<void> {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     this.dirty.clear();
     this.arms.clear();
@@ -502,10 +542,17 @@ export class AdaptiveRouter {
     this.trust.clear();
     this.trustVersion++;
     this.rng = new Rng(this.opts.seed);
-    this.resetAt = Date.now();
+    this.resetAt = at;
     await this.lastWrite;
     await this.db.clearAsync();
     await this.db.put(['meta', 'reset'], this.resetAt);
+    if (this.followed) await this.db.put(['meta', 'followed'], this.followed);
+  }
+
+  /** Cluster mode: the shared log has been applied up to `seq`. */
+  follow(seq: number): Promise<unknown> {
+    this.followed = seq;
+    return this.db.put(['meta', 'followed'], seq);
   }
 
   /** GET /v1/router: per task type seen, each candidate's pulls, quality and interval, cost, and the current choice. */

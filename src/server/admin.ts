@@ -78,11 +78,7 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
     const ws = deps.workspaces.require(checkId(id ?? '', 'ws_'));
     const refundId = `ref_${input.request_id}`;
     // (cluster mode: a request another replica served, and a refund made through another, are read from Postgres)
-    const find = (rowId: string): Promise<LedgerRow | null> => {
-      const local = deps.ledger.row(rowId);
-      return local || !deps.ledger.lookup ? Promise.resolve(local) : deps.ledger.lookup(rowId);
-    };
-    Promise.all([find(input.request_id), deps.ledger.has(refundId) ? Promise.resolve(true) : find(refundId).then((r) => r !== null)]).then(([original, refunded]) => {
+    Promise.all([deps.ledger.find(input.request_id), deps.ledger.has(refundId) ? Promise.resolve(true) : deps.ledger.find(refundId).then((r) => r !== null)]).then(([original, refunded]) => {
       if (!original || original.workspace !== ws.id || original.kind !== 'request') {
         throw new GatewayError(Errors.notFound, `No request ${input.request_id} in workspace ${ws.id}.`, 'request_id');
       }

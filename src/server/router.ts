@@ -74,22 +74,23 @@ export function registerRouter(app: TemplatedApp, on: Handlers, deps: RouterDeps
 
   app.post('/v1/feedback', on.withBody(['inference', 'feedback'], (ex, key, body) => {
     const input = parseBody(FeedbackSchema, parseJson(body));
-    const row = deps.ledger.row(input.request_id);
-    // Another workspace's request does not exist for this key (the master key's included: it would use up the workspace's one signal).
-    if (!row || row.kind !== 'request' || row.workspace !== key.workspace) {
-      throw new GatewayError(Errors.notFound, `No request ${input.request_id} in this workspace (request_id is the x-request-id header, or the gateway object's request_id).`, 'request_id');
-    }
-    if (row.status !== 200) throw new GatewayError(Errors.invalidRequest, `Request ${input.request_id} was not answered (status ${row.status}); only answers can be scored.`, 'request_id');
-    // It scores the policy's choice only when the policy chose and the model's own call answered (not a cache hit or a shared call).
-    const routed = row.router_task !== null && row.router_model !== null && row.cache === 'miss';
-    const signal = { workspace: row.workspace, score: input.score, comment: input.comment ?? null, task: routed ? row.router_task : null,
-      model: routed ? row.router_model : null, ts: Date.now(), judge_request: null, trusted: isOperatorKey(key), served_at: row.ts };
-    const recorded = deps.adaptive ? deps.adaptive.signal(row.id, 'app', signal) : keep(row.id, signal);
-    recorded.then(async (outcome) => {
-      if (outcome === 'duplicate') { ex.sendError(new GatewayError(Errors.conflict, `Request ${input.request_id} has feedback already (one per request).`, 'request_id')); return; }
-      // A bad answer is not served again: the entry it came from (a hit) or it made (a miss) goes.
-      const evicted = input.score < deps.savings.evict_below ? await evict(row.id) : null;
-      ex.sendJson(200, { request_id: row.id, score: input.score, applied_to: outcome === 'applied' ? { task_type: row.router_task, model: row.router_model } : null, evicted });
+    // (cluster mode: a request another replica served is read from Postgres)
+    deps.ledger.find(input.request_id).then((row) => {
+      // Another workspace's request does not exist for this key (the master key's included: it would use up the workspace's one signal).
+      if (!row || row.kind !== 'request' || row.workspace !== key.workspace) {
+        throw new GatewayError(Errors.notFound, `No request ${input.request_id} in this workspace (request_id is the x-request-id header, or the gateway object's request_id).`, 'request_id');
+      }
+      if (row.status !== 200) throw new GatewayError(Errors.invalidRequest, `Request ${input.request_id} was not answered (status ${row.status}); only answers can be scored.`, 'request_id');
+      // It scores the policy's choice only when the policy chose and the model's own call answered (not a cache hit or a shared call).
+      const routed = row.router_task !== null && row.router_model !== null && row.cache === 'miss';
+      const signal = { workspace: row.workspace, score: input.score, comment: input.comment ?? null, task: routed ? row.router_task : null,
+        model: routed ? row.router_model : null, ts: Date.now(), judge_request: null, trusted: isOperatorKey(key), served_at: row.ts };
+      return (deps.adaptive ? deps.adaptive.signal(row.id, 'app', signal) : keep(row.id, signal)).then(async (outcome) => {
+        if (outcome === 'duplicate') throw new GatewayError(Errors.conflict, `Request ${input.request_id} has feedback already (one per request).`, 'request_id');
+        // A bad answer is not served again: the entry it came from (a hit) or it made (a miss) goes.
+        const evicted = input.score < deps.savings.evict_below ? await evict(row.id) : null;
+        ex.sendJson(200, { request_id: row.id, score: input.score, applied_to: outcome === 'applied' ? { task_type: row.router_task, model: row.router_model } : null, evicted });
+      });
     }).catch((err: unknown) => { ex.sendError(err); });
   }));
 

@@ -31,6 +31,9 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
+/** The one channel of NOTIFY: `kind` or `kind:payload` (replication.ts dispatches by kind). */
+export const NOTIFY_CHANNEL = 'sluice_changes';
+
 /** The tables, created by the first replica to start (under an advisory lock: replicas start together). */
 const SCHEMA = `
 CREATE SEQUENCE IF NOT EXISTS sluice_version;
@@ -87,6 +90,14 @@ CREATE TABLE IF NOT EXISTS sluice_responses (
   exp bigint NOT NULL,
   PRIMARY KEY (ws, id)
 );
+CREATE SEQUENCE IF NOT EXISTS sluice_router_seq;
+CREATE TABLE IF NOT EXISTS sluice_router (
+  id text PRIMARY KEY,
+  replica text NOT NULL,
+  body jsonb NOT NULL,
+  seq bigint NOT NULL DEFAULT nextval('sluice_router_seq')
+);
+CREATE INDEX IF NOT EXISTS sluice_router_seq_idx ON sluice_router (seq);
 CREATE INDEX IF NOT EXISTS sluice_ledger_workspace_ts ON sluice_ledger (workspace, ts);
 CREATE INDEX IF NOT EXISTS sluice_ledger_key_ts ON sluice_ledger (key_id, ts);
 `;

@@ -254,6 +254,67 @@ t.test('usage through any replica counts the requests every replica served', asy
   }
 });
 
+t.test('the adaptive router learns as one: signals, simulated prices and resets through any replica reach every one', async (t) => {
+  type View = { simulated_prices: Record<string, unknown>; task_types: Array<{ task_type: string; choice: string; signals: number; candidates: Array<{ model: string; signals: number; quality: number }> }> };
+  const view = (gw: Gateway) => fetch(`${gw.url}/v1/router`, { headers: { authorization: `Bearer ${MASTER}` } }).then((r) => r.json() as Promise<View>);
+  /** The learned quality and signals (pulls and costs follow the rows, shipped separately), and the simulated prices. */
+  const learned = (v: View) => JSON.stringify({ prices: v.simulated_prices, tasks: v.task_types.map((x) => ({ task: x.task_type, c: x.candidates.map((c) => [c.model, c.signals, c.quality]) })) });
+  /** Waits until the three replicas agree (the bound: sync_ms, 500 ms here, plus a read); returns what they agree on. */
+  const agreed = async (what: string): Promise<View> => {
+    const t0 = Date.now();
+    for (;;) {
+      const views = await Promise.all(gws.map(view));
+      if (views.every((v) => learned(v) === learned(views[0]!))) return views[0]!;
+      if (Date.now() - t0 > 5000) { t.fail(`${what}: the replicas still disagree after 5 s: ${views.map(learned).join(' | ')}`); return views[0]!; }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  const ask = async (gw: Gateway, content: string) => {
+    const res = await post(gw, '/v1/chat/completions', { model: 'auto', max_tokens: 8, messages: [{ role: 'user', content }] });
+    await res.arrayBuffer();
+    return { id: res.headers.get('x-request-id')!, task: res.headers.get('x-gateway-route-task')!, model: res.headers.get('x-gateway-route-model')! };
+  };
+  // Answered through A, scored through B (A's row, read from Postgres), through each replica in turn.
+  const scored: Array<{ task: string; model: string }> = [];
+  for (let i = 0; i < 6; i++) {
+    const r = await ask(gws[i % 3]!, `Hey, how is your day going? Tell me one nice thing, number ${i}.`);
+    await reconciled(t);
+    const fb = await post(gws[(i + 1) % 3]!, '/v1/feedback', { request_id: r.id, score: i % 2 });
+    t.equal(fb.status, 200, `feedback through another replica than the one that answered: ${await fb.text()}`);
+    scored.push({ task: r.task, model: r.model });
+    const again = await post(gws[(i + 2) % 3]!, '/v1/feedback', { request_id: r.id, score: 1 });
+    t.equal(again.status, 409, `a second signal for the request through a third replica is refused: ${await again.text()}`);
+  }
+  const state = await agreed('after six signals through three replicas');
+  const chat = state.task_types.find((x) => x.task_type === scored[0]!.task);
+  const mine = (m: string) => scored.filter((s) => s.model === m).length;
+  t.ok(chat && chat.candidates.every((c) => c.signals >= mine(c.model)), `every replica holds each signal: ${learned(state)}`);
+  // Two operators set a price at once through two replicas: every replica ends with the one Postgres took last.
+  const [first, second] = await Promise.all([
+    post(gws[0]!, '/v1/simulate-price', { model: chat!.candidates[0]!.model, prices: { input: 1, output: 1 } }),
+    post(gws[1]!, '/v1/simulate-price', { model: chat!.candidates[0]!.model, prices: { input: 2, output: 2 } }),
+  ]);
+  t.same([first.status, second.status], [200, 200]);
+  const priced = await agreed('after two prices at once');
+  t.equal(Object.keys(priced.simulated_prices).length, 1, 'one simulated price, the same everywhere');
+  // A replica killed and restarted on its data dir applies nothing twice.
+  gws[2]!.proc.kill('SIGKILL');
+  gws[2] = await startGateway(env, dirs[2]!, config);
+  const restarted = await agreed('after a restart');
+  t.equal(learned(restarted), learned(priced), 'the restarted replica holds what the others hold, no more');
+  // A reset through C is a reset everywhere; a signal about a request answered before it moves nothing.
+  const before = await ask(gws[0]!, 'Hey, how is your day going? One more nice thing.');
+  const reset = await post(gws[2]!, '/v1/reset', {});
+  t.equal(reset.status, 200, await reset.text());
+  await reconciled(t);
+  const late = await post(gws[1]!, '/v1/feedback', { request_id: before.id, score: 1 });
+  const lateBody = (await late.json()) as { applied_to: unknown };
+  t.equal(lateBody.applied_to, null, 'a signal about a request answered before the reset is kept, and moves nothing');
+  const cleared = await agreed('after a reset');
+  t.same(cleared.simulated_prices, {}, 'no simulated price anywhere');
+  t.ok(cleared.task_types.every((x) => x.candidates.every((c) => c.signals === 0)), `no signal counts anywhere: ${learned(cleared)}`);
+});
+
 t.test('a stored response is continued, read and deleted through any replica', async (t) => {
   const ws = await workspace('responses', 5);
   const { key } = await mint(gws[0]!, { name: 'responses', workspace: ws });
@@ -278,9 +339,9 @@ t.test('a stored response is continued, read and deleted through any replica', a
     t.equal(after.status, 404, `deleted everywhere, the replica that made it included (${gw.url})`);
   }
   const other = await mint(gws[0]!, { name: 'other', workspace: await workspace('responses-other', 5) });
+  await everywhere(other.key, 200, 3000); // (a new key is in force everywhere within sync_ms)
   const foreign = await post(gws[2]!, '/v1/responses', { model: 'openai/gpt-4.1-mini', previous_response_id: made.id, input: 'x' }, other.key);
-  await foreign.arrayBuffer();
-  t.equal(foreign.status, 400, "another workspace's response is not found");
+  t.equal(foreign.status, 400, `another workspace's response is not found: ${await foreign.text()}`);
 });
 
 t.test('a key revoked through one replica is refused by the others within the bound', async (t) => {
@@ -386,6 +447,13 @@ t.test('Postgres down under load: requests go on, no replica falls over, a works
   t.equal(body.error.code, 'store_unavailable');
   const listed = (await (await fetch(`${gws[1]!.url}/admin/workspaces`, { headers: { authorization: `Bearer ${MASTER}` } })).json()) as { data: Array<{ email: string | null }> };
   t.notOk(listed.data.some((w) => w.email === 'down@example.com'), 'and nothing was created');
+  // A quality signal is published before it applies anywhere: refused, and applied nowhere.
+  const served = await chat(gws[0]!, key, 'to be scored while Postgres is down');
+  await served.arrayBuffer();
+  const scored = served.headers.get('x-request-id')!;
+  const fb = await post(gws[0]!, '/v1/feedback', { request_id: scored, score: 1 }, key);
+  const fbBody = (await fb.json()) as { error: { code: string } };
+  t.same([fb.status, fbBody.error.code, fb.headers.get('retry-after')], [503, 'store_unavailable', '1'], 'feedback while Postgres is down: 503, try again');
   await new Promise((r) => setTimeout(r, 700));
   await postgres.resume();
   await new Promise((r) => setTimeout(r, 300));
@@ -401,6 +469,8 @@ t.test('Postgres down under load: requests go on, no replica falls over, a works
     if (again !== 201) await new Promise((res) => setTimeout(res, 100));
   }
   t.equal(again, 201, 'the same email is free once Postgres is back');
+  const fbAgain = await post(gws[0]!, '/v1/feedback', { request_id: scored, score: 1 }, key);
+  t.equal(fbAgain.status, 200, `and the same feedback is taken once it is back (it was applied nowhere): ${await fbAgain.text()}`);
   await reconciled(t);
   const found = await db.query('SELECT id FROM sluice_ledger WHERE id = ANY($1::text[])', [completed]);
   t.equal(found.rowCount, completed.length, `all ${completed.length} responses served meanwhile are in Postgres`);
