@@ -41,14 +41,35 @@ export interface BalanceSeeder {
   /** `credits`: credit rows about to be applied, marked applied when the seeded balance holds them already. */
   seed(ws: Workspace, credits?: readonly string[]): Promise<void>;
   /** What the keys of `family` (a key and those it minted) spent this UTC day and month (nano), and their admitted requests per window slice, from the shipped rows. */
-  keyCounts(family: readonly string[], windows: ReadonlyArray<{ seconds: number }>, now: number): Promise<KeyCounts>;
+  keyCounts(family: readonly string[], windows: ReadonlyArray<{ seconds: number }>, now: number, minute: boolean): Promise<KeyCounts>;
 }
 
 export interface KeyCounts {
   dayNano: number;
   monthNano: number;
+  /** The last minute's admitted requests, per second: [the second's end (ms), requests, tokens used], oldest first (empty unless asked for). */
+  minute: Array<[number, number, number]>;
   /** Per window: [slice number, requests] (slices of seconds/60, as the script counts them). */
   windows: Array<{ seconds: number; slices: Array<[number, number]> }>;
+}
+
+/**
+ * A token bucket of `cap` per minute as the last minute's requests left it: [level, when]
+ * for the script ('' '': full, or no such limit). It starts full a minute ago (a bucket is
+ * full again after a minute at most, whatever came before) and pays each second's requests
+ * (`field` 1: one each; 2: their tokens) at that second's end, which refills no earlier than
+ * they were made: it never leaves more than the requests did.
+ */
+export function bucketOf(cap: number | undefined, minute: ReadonlyArray<readonly [number, number, number]>, field: 1 | 2, now: number): [string | number, string | number] {
+  if (!cap || minute.length === 0) return ['', ''];
+  let level = cap;
+  let at = now - 60_000;
+  for (const second of minute) {
+    const end = Math.min(now, second[0]);
+    level = Math.min(cap, level + (Math.max(0, end - at) * cap) / 60_000) - second[field];
+    at = Math.max(at, end);
+  }
+  return [level, at];
 }
 
 /** What an admission in Redis holds, released once (the ticket calls `finish`). */
@@ -195,18 +216,21 @@ export class SharedLimits {
   }
 
   /**
-   * A key as this Redis epoch first uses it: its spend today and this month and its windows'
-   * counts, summed from the rows in Postgres over the key's family (a parent's limits count
-   * what the keys it minted did). Rows still in an outbox (the last ship_ms of requests) are
-   * not counted. A key with neither budgets nor windows needs nothing from Postgres.
+   * A key as this Redis epoch first uses it: its spend today and this month, its windows'
+   * counts and its rpm and tpm buckets, from the rows in Postgres over the key's family (a
+   * parent's limits count what the keys it minted did). Rows still in an outbox (the last
+   * ship_ms of requests) are not counted. A key with no limit but concurrency needs nothing
+   * from Postgres.
    */
   private async seedKey(epoch: string, { id, limits }: { id: string; limits: KeyLimits }, now: number): Promise<void> {
     try {
       const windows = limits.windows ?? [];
-      const counts = limits.budget_usd_day || limits.budget_usd_month || windows.length
-        ? await this.seeder.keyCounts(this.family(id), windows, now)
-        : { dayNano: 0, monthNano: 0, windows: [] };
-      const args: Array<string | number> = [this.prefix, epoch, id, utcDay(now), Math.round(counts.dayNano), utcMonth(now), Math.round(counts.monthNano)];
+      const buckets = Boolean(limits.rpm || limits.tpm);
+      const counts = limits.budget_usd_day || limits.budget_usd_month || windows.length || buckets
+        ? await this.seeder.keyCounts(this.family(id), windows, now, buckets)
+        : { dayNano: 0, monthNano: 0, minute: [], windows: [] };
+      const args: Array<string | number> = [this.prefix, epoch, id, utcDay(now), Math.round(counts.dayNano), utcMonth(now), Math.round(counts.monthNano),
+        ...bucketOf(limits.rpm, counts.minute, 1, now), ...bucketOf(limits.tpm, counts.minute, 2, now)];
       for (const w of counts.windows) {
         args.push(w.seconds, w.slices.length);
         for (const [slice, n] of w.slices) args.push(slice, n);

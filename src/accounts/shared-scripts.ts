@@ -318,8 +318,9 @@ return redis.call('SET', P .. 'r:' .. ARGV[2], 1, 'EX', 90 * 86400, 'NX') and 1 
 `;
 
 /**
- * ARGV: P, epoch, key id, UTC day, spent that day (nano), UTC month, spent that month, then
- * per window: seconds, number of slices, then (slice, requests) per slice. A key's spend and
+ * ARGV: P, epoch, key id, UTC day, spent that day (nano), UTC month, spent that month, the
+ * rpm bucket's level and when ('' '': full), the tpm bucket's likewise, then per window:
+ * seconds, number of slices, then (slice, requests) per slice. A key's spend, buckets and
  * windows as Postgres's rows say (SharedLimits.seedKeys), unless this Redis is of another
  * epoch by now or another replica seeded the key first. Returns 1 when it seeded.
  */
@@ -331,8 +332,10 @@ if redis.call('HGET', kk, 'ep') == epoch then return 0 end
 -- (what an earlier epoch left, from a snapshot, is not trusted: buckets full, nothing in flight)
 redis.call('DEL', kk)
 redis.call('HSET', kk, 'ep', epoch, 'dd', ARGV[4], 'ds', ARGV[5], 'md', ARGV[6], 'ms', ARGV[7])
+if ARGV[8] ~= '' then redis.call('HSET', kk, 'rl', ARGV[8], 'ra', ARGV[9]) end
+if ARGV[10] ~= '' then redis.call('HSET', kk, 'tl', ARGV[10], 'ta', ARGV[11]) end
 redis.call('PEXPIRE', kk, 40 * 86400000)
-local i = 8
+local i = 12
 while i <= #ARGV do
   local sec, n = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   local wk = kk .. ':w' .. sec

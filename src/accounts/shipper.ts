@@ -188,16 +188,24 @@ export class Shipper {
 
   /**
    * What a key family's shipped rows count against its limits: charges this UTC day and
-   * month, and per window the requests admitted in each of its 60 slices (a request refused
+   * month, the last minute's admitted requests and tokens per second (`minute`: for the rpm
+   * and tpm buckets), and per window the requests admitted in each of its 60 slices (a request refused
    * before admission, a 503 while Redis was down among them, was never counted).
    */
-  async keyCounts(family: readonly string[], windows: ReadonlyArray<{ seconds: number }>, now: number): Promise<KeyCounts> {
+  async keyCounts(family: readonly string[], windows: ReadonlyArray<{ seconds: number }>, now: number, minute: boolean): Promise<KeyCounts> {
     const d = new Date(now);
     const dayStart = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
     const monthStart = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
     const spend = await this.cluster.pg.query<{ day: number | null; month: number | null }>(`SELECT sum(charge_usd) FILTER (WHERE ts >= $2) AS day, sum(charge_usd) AS month
       FROM sluice_ledger WHERE key_id = ANY($1::text[]) AND kind = 'request' AND ts >= $3`, [family, dayStart, monthStart]);
-    const out: KeyCounts = { dayNano: (spend.rows[0]?.day ?? 0) * 1e9, monthNano: (spend.rows[0]?.month ?? 0) * 1e9, windows: [] };
+    const out: KeyCounts = { dayNano: (spend.rows[0]?.day ?? 0) * 1e9, monthNano: (spend.rows[0]?.month ?? 0) * 1e9, minute: [], windows: [] };
+    if (minute) {
+      // (tokens as the finish counts them against tpm: the row's prompt and completion tokens)
+      const got = await this.cluster.pg.query<{ s: string; n: string; tok: number | null }>(`SELECT floor(ts / 1000)::bigint AS s, count(*) AS n,
+        sum((row->>'prompt_tokens')::float8 + (row->>'completion_tokens')::float8) AS tok FROM sluice_ledger
+        WHERE key_id = ANY($1::text[]) AND kind = 'request' AND ts >= $2 AND admitted GROUP BY 1 ORDER BY 1`, [family, now - 60_000]);
+      out.minute = got.rows.map((r) => [(Number(r.s) + 1) * 1000, Number(r.n), r.tok ?? 0]);
+    }
     for (const { seconds } of windows) {
       const width = (seconds * 1000) / 60;
       const from = (Math.floor(now / width) - 59) * width;

@@ -540,6 +540,11 @@ t.test('Redis down: metered requests refused at once with 503; back (a new run) 
   const windowed = await mint(gws[0]!, { name: 'windowed', workspace: ws, limits: { windows: [{ requests: 10, seconds: 600 }], budget_usd_day: 1 } });
   await everywhere(windowed.key, 200, 3000);
   for (let i = 0; i < 4; i++) { const r = await chat(gws[i % 3]!, windowed.key, `window ${i}`); await r.arrayBuffer(); t.equal(r.status, 200); }
+  // And rpm 6 with 4 used: after the restart its bucket is rebuilt from the last minute's rows, not full.
+  const paced = await mint(gws[0]!, { name: 'paced', workspace: ws, limits: { rpm: 6 } });
+  await everywhere(paced.key, 200, 3000);
+  const pacedFrom = Date.now();
+  for (let i = 0; i < 4; i++) { const r = await chat(gws[i % 3]!, paced.key, `paced ${i}`); await r.arrayBuffer(); t.equal(r.status, 200); }
   await reconciled(t);
   await redis.stop();
   const t0 = Date.now();
@@ -579,6 +584,11 @@ t.test('Redis down: metered requests refused at once with 503; back (a new run) 
   const after = await chat(gws[2]!, windowed.key, 'window after the restart');
   await after.arrayBuffer();
   t.equal(after.headers.get('x-ratelimit-remaining-requests'), '5', 'the window counts the 4 requests from before the restart (read from Postgres), and this one: no free quota');
+  const pacedAfter = await Promise.all(Array.from({ length: 6 }, (_, i) => chat(gws[i % 3]!, paced.key, `paced after ${i}`).then(async (r) => { await r.arrayBuffer(); return r.status; })));
+  // 2 left of 6, plus what refilled since the first of the 4 (one a 10 s), plus one for a refill in progress.
+  const allowed = 2 + Math.floor((Date.now() - pacedFrom) / 10_000) + 1;
+  const served = pacedAfter.filter((s) => s === 200).length;
+  t.ok(served >= 1 && served <= allowed, `rpm after the restart: ${served} of 6 served (at most ${allowed}: the bucket is rebuilt from Postgres, not full)`);
   const spent = Number((await (await fetch(`${gws[0]!.url}/admin/keys/${windowed.id}`, { headers: { authorization: `Bearer ${MASTER}` } })).json() as { state: { spent_today_usd: number } }).state.spent_today_usd);
   const pgSpent = Number((await db.query("SELECT sum(charge_usd) AS s FROM sluice_ledger WHERE key_id = $1 AND kind = 'request' AND id <> $2", [windowed.id, after.headers.get('x-request-id')])).rows[0].s);
   t.ok(Math.abs(spent - pgSpent) < 1e-6 || spent > pgSpent, `its day's spend came back too ($${spent}, Postgres $${pgSpent} before this request)`);
