@@ -42,6 +42,8 @@ export const MEMORY = 200;
 const MAX_TENANTS_PER_ARM = 1000;
 /** Pulls and costs are written at most this long after they change. */
 const BATCH_MS = 200;
+/** A reset stamped further ahead of this clock than this is not trusted (a clock gone wrong, or a forged record). */
+export const FUTURE_MS = 60_000;
 /** Tokens a request of a task type is assumed to take before any has been seen. */
 const PRIOR_TOKENS = { prompt: 400, completion: 300 };
 
@@ -285,7 +287,8 @@ export class AdaptiveRouter {
         const tr = TrustSchema.safeParse(value);
         if (tr.success) this.trust.set(k[1]!, tr.data); else bad(tr.error.message);
       } else if (k[0] === 'meta' && k.length === 2 && k[1] === 'reset') {
-        const at = z.number().int().min(0).safeParse(value);
+        // (a reset from the future would make every signal until then move nothing)
+        const at = z.number().int().min(0).max(Date.now() + FUTURE_MS).safeParse(value);
         if (at.success) this.resetAt = at.data; else bad(at.error.message);
       } else if (k[0] === 'meta' && k.length === 2 && k[1] === 'followed') {
         const seq = z.number().int().min(0).safeParse(value);

@@ -21,7 +21,7 @@ import { z } from 'zod';
 import { PricesSchema, type Prices } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
 import { NOTIFY_CHANNEL, type Cluster } from '../store/cluster.js';
-import { SignalSchema, type AdaptiveRouter, type RouterPublisher, type Signal, type SignalSource } from './adaptive.js';
+import { FUTURE_MS, SignalSchema, type AdaptiveRouter, type RouterPublisher, type Signal, type SignalSource } from './adaptive.js';
 
 /** Events commit out of `seq` order: each read goes back this far behind the highest applied. */
 const OVERLAP = 256;
@@ -129,6 +129,7 @@ export class SharedRouter implements RouterPublisher {
         await Promise.all(signals);
         signals = [];
         if (e.kind === 'price') await this.applyPrice(seq, e.model, e.prices, e.at);
+        else if (e.at > Date.now() + FUTURE_MS) console.error(`cluster: router event ${seq} resets at ${new Date(e.at).toISOString()}, ahead of this clock: skipped`);
         else if (e.at > this.adaptive.lastReset) await this.adaptive.resetTo(e.at);
       }
       await Promise.all(signals);

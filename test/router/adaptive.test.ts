@@ -116,11 +116,13 @@ t.test('the state survives a reopen; reset clears it; a bad stored record is qua
 
   await again.router.put(['arm', 'easy', 'cheap'], { a: 'lots', b: -1 });
   await again.router.put(['mystery', 'x'], 1);
+  await again.router.put(['meta', 'reset'], Date.UTC(3000, 0, 1)); // (a reset from the future would make every signal move nothing until then)
   const tolerant = new AdaptiveRouter(again, { candidates, margin: 0.05, seed: 8 });
   t.ok(tolerant.view().length > 0, 'the start went on');
   await again.quarantine.committed;
   const quarantined = [...again.quarantine.getRange()].map(({ key }) => String(key)).filter((k) => k.startsWith('router:'));
-  t.same(quarantined.sort(), ['router:["arm","easy","cheap"]', 'router:["mystery","x"]'], 'both bad records are in quarantine');
+  t.same(quarantined.sort(), ['router:["arm","easy","cheap"]', 'router:["meta","reset"]', 'router:["mystery","x"]'], 'the bad records are in quarantine');
+  t.ok(tolerant.lastReset < Date.now(), 'and a reset stamped in the future is not trusted');
 
   await tolerant.flush();
   await reopened.reset();
