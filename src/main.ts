@@ -124,7 +124,7 @@ async function startCluster(config: Config, store: Store, ring: KeyRing, workspa
   workspaces.shared = true;
   workspaces.live = (ids) => shared.live(ids);
   ledger.cluster = { credited: (row, ws) => shared.credit(row.id, ws, row.delta_nano) };
-  ledger.lookup = (id) => shipper.row(id);
+  ledger.lookup = (id) => shipper.rowSoon(id);
   ledger.creditsEverywhere = (ws, limit) => shipper.credits(ws, limit, ledger.credits(ws, limit));
   const replication = new Replication(cluster, ring, workspaces, c.sync_ms);
   const exactCache = new SharedExactCache(cluster);

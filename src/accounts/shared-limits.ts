@@ -76,7 +76,7 @@ export function bucketOf(cap: number | undefined, minute: ReadonlyArray<readonly
 export class SharedAdmission {
   private open = true;
   constructor(private readonly owner: SharedLimits, readonly id: string, readonly ws: string,
-    /** Per key of the admission: its id, how many windows, their seconds (FINISH's ARGV). */
+    /** Per key of the admission: its id, rpm, tpm, how many windows, their seconds (FINISH's ARGV). */
     readonly keys: ReadonlyArray<string | number>, readonly headers: readonly Header[],
     /** The Redis epoch it was admitted in, and when (ms). */
     readonly epoch: string, readonly admittedAt: number) {}
@@ -174,7 +174,7 @@ export class SharedLimits {
       case 'ok': {
         this.held.add(id);
         const keys: Array<string | number> = [];
-        for (const e of entries) { const w = e.limits.windows ?? []; keys.push(e.id, w.length, ...w.map((x) => x.seconds)); }
+        for (const e of entries) { const w = e.limits.windows ?? []; keys.push(e.id, e.limits.rpm ?? 0, e.limits.tpm ?? 0, w.length, ...w.map((x) => x.seconds)); }
         return new SharedAdmission(this, id, ws.id, keys, entries.length ? remaining(entries[0]!.limits, reply) : [], String(reply[1]), now);
       }
       case 'credits': throw insufficient(Number(reply[1]));

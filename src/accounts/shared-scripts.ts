@@ -203,11 +203,12 @@ return out
 /**
  * ARGV: P, request id, tokens used, charge (nano), workspace, balance change (nano), row id,
  * UTC day, UTC month, marker seconds, the admission's epoch, when it was admitted (ms), then
- * per key of the admission: id, number of windows, their seconds. Releases what the request
- * holds (unless its lease ran out and it was released then), gives back unused tpm, counts
- * the charge against each key's day and month, and applies the balance change once. A
- * request admitted in an earlier epoch (Redis restarted meanwhile) is counted again in the
- * windows of keys seeded since, which could not see it: its row was not in Postgres yet.
+ * per key of the admission: id, rpm, tpm, number of windows, their seconds. Releases what
+ * the request holds (unless its lease ran out and it was released then), gives back unused
+ * tpm, counts the charge against each key's day and month, and applies the balance change
+ * once. A request admitted in an earlier epoch (Redis restarted meanwhile) is counted again
+ * in the windows and the rpm and tpm buckets of keys seeded since, which could not see it:
+ * its row was not in Postgres yet.
  * Returns {epoch or '', balance or ''}.
  */
 export const FINISH = `${COMMON}
@@ -218,7 +219,7 @@ local caps = {}
 if h then for i, k in ipairs(h.k) do caps[k] = h.tp[i] end end
 local i = 13
 while i <= #ARGV do
-  local k, nw = ARGV[i], tonumber(ARGV[i + 1])
+  local k, rpm, tpm, nw = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   local kk = P .. 'k:' .. k
   local s = (h and h.states[k]) or state(kk)
   if s.ep == EP then
@@ -233,10 +234,15 @@ while i <= #ARGV do
       set[#set + 1] = 'dd'; set[#set + 1] = day; set[#set + 1] = 'ds'; set[#set + 1] = int(((s.dd == day) and tonumber(s.ds) or 0) + charge)
       set[#set + 1] = 'md'; set[#set + 1] = month; set[#set + 1] = 'ms'; set[#set + 1] = int(((s.md == month) and tonumber(s.ms) or 0) + charge)
     end
+    if admittedIn ~= EP then
+      -- (the buckets pay now what the request took then: they refill from here)
+      if rpm > 0 then set[#set + 1] = 'rl'; set[#set + 1] = tostring(level(s, 'rl', 'ra', rpm) - 1); set[#set + 1] = 'ra'; set[#set + 1] = now end
+      if tpm > 0 then set[#set + 1] = 'tl'; set[#set + 1] = tostring(level(s, 'tl', 'ta', tpm) - used); set[#set + 1] = 'ta'; set[#set + 1] = now end
+    end
     if #set > 0 then redis.call('HSET', kk, unpack(set)) end
     if admittedIn ~= EP then
       for j = 1, nw do
-        local sec = tonumber(ARGV[i + 1 + j])
+        local sec = tonumber(ARGV[i + 3 + j])
         local width = sec * 1000 / 60
         local slice = math.floor(admittedAt / width)
         if slice > math.floor(now / width) - 60 then
@@ -246,7 +252,7 @@ while i <= #ARGV do
       end
     end
   end
-  i = i + 2 + nw
+  i = i + 4 + nw
 end
 local balance = ''
 local wk = P .. 'w:' .. ws

@@ -89,12 +89,12 @@ export type SignalSource = 'app' | 'judge';
 
 /** Cluster mode: where signals, simulated prices and resets are published before they apply here (shared-router.ts). */
 export interface RouterPublisher {
-  /** Claims the request's one signal from this source cluster-wide: false when another replica holds it. */
-  signal(requestId: string, source: SignalSource, signal: Signal): Promise<boolean>;
-  /** Publishes a simulated price (null: list prices again), then applies it here in the cluster's order. */
+  /** Publishes the request's one signal from this source, and resolves once it is applied here: what it did ('duplicate': it has one). */
+  signal(requestId: string, source: SignalSource, signal: Signal): Promise<'applied' | 'stored' | 'duplicate'>;
+  /** Publishes a simulated price (null: list prices again); resolves once it is applied here. */
   price(model: string, prices: Prices | null): Promise<void>;
-  /** Publishes a reset at `at`, then applies it here. */
-  reset(at: number): Promise<void>;
+  /** Publishes a reset; resolves once it is applied here. */
+  reset(): Promise<void>;
 }
 
 /** Where the generator's state is kept. */
@@ -440,15 +440,16 @@ export class AdaptiveRouter {
    * the other source's signal too, the tenant's credibility learns how far they agreed.
    * Resolves once the signal and what it changed are committed together: `applied` (it
    * moved an arm), `stored` (kept, moving nothing), or `duplicate` (the request has one).
-   * Cluster mode: claimed cluster-wide first (`remote`: another replica's, claimed there).
+   * Cluster mode: published, and applied from the shared log in its order (`remote`: read
+   * from the log), on this replica as on every other.
    */
   async signal(requestId: string, source: SignalSource, signal: Signal, remote = false): Promise<'applied' | 'stored' | 'duplicate'> {
     const id = `${source}:${requestId}`;
     if (this.hasSignal(requestId, source)) return 'duplicate';
+    if (!remote && this.shared) return this.shared.signal(requestId, source, signal);
     this.recording.add(id);
     let applied = false;
     try {
-      if (!remote && this.shared && !(await this.shared.signal(requestId, source, signal))) return 'duplicate';
       const { task, model } = signal;
       if (task && model && this.byName.has(model) && signal.served_at >= this.resetAt) {
         const arm = this.arm(task, model);
@@ -526,8 +527,7 @@ export class AdaptiveRouter {
    * the draws start again from the seed, and signals about requests answered before now move nothing.
    */
   reset(): Promise<void> {
-    const at = Math.max(Date.now(), this.resetAt + 1);
-    return this.shared ? this.shared.reset(at) : this.resetTo(at);
+    return this.shared ? this.shared.reset() : this.resetTo(Math.max(Date.now(), this.resetAt + 1));
   }
 
   /** When learned state was last reset (ms since the epoch; 0: never). */

@@ -1,15 +1,18 @@
 // Cluster mode's adaptive router: one policy learned from every replica's evidence.
 //
 // Quality signals (an app's /v1/feedback, the judge's scores), simulated prices and resets
-// are events in one Postgres table, `sluice_router`. A replica writes its event there first
-// and applies it only once Postgres has it; every other replica reads the events it has not
-// applied (on a notification, and every `pollMs` in case one was missed) and applies them
-// the same way. So:
+// are events in one Postgres table, `sluice_router`, in one total order: each is inserted
+// under a transaction-scoped advisory lock, so `seq` order is commit order and a reader
+// that has seen `seq` n has seen everything before it. Every replica, the one that
+// published an event included, applies the events in that order and only from the log: the
+// same events in the same order give every replica the same posteriors (the tenant cap's
+// rescaling and the memory bound depend on order). A publisher waits until its own event
+// is applied here, so its answer says what the event did. Hence:
 // - a request has one signal per source cluster-wide (the event's id is the request's and
 //   source's): a second /v1/feedback through another replica is a 409, as on one node;
-// - a simulated price is the last one Postgres took (its `seq`), on every replica;
-// - a reset is the latest `at`; events from before it (signals about requests answered
-//   before it, prices set before it) move nothing, whichever replica reads them when.
+// - a simulated price is the last one Postgres took, on every replica;
+// - a reset is stamped by Postgres's clock (one clock for all replicas, never going back
+//   between resets); a replica applies a reset once (the stamp is kept with its state).
 // Pulls, costs and token means need no events: they come from every replica's ledger rows,
 // which each replica reads back (main.ts). What is not shared is each replica's generator:
 // the draws differ, the posteriors they draw from do not.
@@ -17,35 +20,40 @@
 // Postgres down: /v1/feedback, /v1/simulate-price and /v1/reset answer 503 (nothing is
 // applied anywhere, so nothing diverges), and the judge's scores meanwhile are lost
 // (counted in its `failed`). Routing itself never waits on Postgres.
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { PricesSchema, type Prices } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
-import { NOTIFY_CHANNEL, type Cluster } from '../store/cluster.js';
+import { inTransaction, NOTIFY_CHANNEL, type Cluster } from '../store/cluster.js';
 import { FUTURE_MS, SignalSchema, type AdaptiveRouter, type RouterPublisher, type Signal, type SignalSource } from './adaptive.js';
 
-/** Events commit out of `seq` order: each read goes back this far behind the highest applied. */
-const OVERLAP = 256;
 /** Events read per query (a replica catching up reads in pages). */
 const PAGE = 2000;
+/** A publisher waits this long for its event to be applied here before it answers 503 (the event stands: it applies later). */
+const APPLY_WAIT_MS = 10_000;
+/** Names in events are as long as a task type's or a model's at most (they become LMDB keys). */
+const Name = z.string().min(1).max(256);
 
 const EventSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('signal'), request_id: z.string().min(1).max(256), source: z.enum(['app', 'judge']), signal: SignalSchema }).strict(),
-  z.object({ kind: z.literal('price'), model: z.string().min(1).max(256), prices: PricesSchema.nullable(), at: z.number().int().min(0) }).strict(),
+  z.object({ kind: z.literal('signal'), request_id: Name, source: z.enum(['app', 'judge']),
+    signal: SignalSchema.extend({ workspace: Name, task: Name.nullable(), model: Name.nullable(), comment: z.string().max(10_000).nullable() }) }).strict(),
+  z.object({ kind: z.literal('price'), model: Name, prices: PricesSchema.nullable() }).strict(),
   z.object({ kind: z.literal('reset'), at: z.number().int().min(0) }).strict(),
 ]);
 type RouterEvent = z.infer<typeof EventSchema>;
+type Outcome = 'applied' | 'stored' | 'duplicate';
 
 export class SharedRouter implements RouterPublisher {
   private timer: NodeJS.Timeout | null = null;
   private reading: Promise<void> | null = null;
   private again = false;
   private failures = 0;
-  /** Per model, the `seq` of the simulated price applied here (a price Postgres took earlier is older). */
-  private readonly priceSeq = new Map<string, number>();
+  /** Publishers waiting for their event (by id) to be applied here, with what it did. */
+  private readonly waiting = new Map<string, (outcome: Outcome) => void>();
 
   constructor(private readonly cluster: Cluster, private readonly adaptive: AdaptiveRouter, private readonly pollMs = 1000) {}
 
-  /** Applies what other replicas published (before the gateway serves), then follows. */
+  /** Applies what was published (before the gateway serves), then follows. */
   async start(onNotice: (kind: string, hear: () => void) => void): Promise<void> {
     await this.read();
     this.adaptive.shared = this;
@@ -59,37 +67,58 @@ export class SharedRouter implements RouterPublisher {
     this.timer = null;
   }
 
-  /** Inserts an event (its id: null for a fresh one) and notifies; its `seq`, or null when the id is taken. */
-  private async publish(id: string | null, event: RouterEvent): Promise<number | null> {
+  /**
+   * Inserts an event in the total order, then waits until it is applied here: what it did,
+   * or 'duplicate' when its id is taken. A reset's `at` is Postgres's clock, and after the
+   * last reset's.
+   */
+  private async publish(id: string, event: RouterEvent): Promise<Outcome> {
+    if (this.waiting.has(id)) return 'duplicate';
+    let timer: NodeJS.Timeout | null = null;
+    const applied = new Promise<Outcome>((resolve, reject) => {
+      this.waiting.set(id, (outcome) => { if (timer) clearTimeout(timer); resolve(outcome); });
+      timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new GatewayError(Errors.storeUnavailable, 'Published to the cluster, but not applied on this replica yet (Postgres is slow to read). It will apply; do not send it again.').retryAfter(1000));
+      }, APPLY_WAIT_MS);
+    });
+    let inserted: boolean;
     try {
-      const got = await this.cluster.pg.query<{ seq: string }>(`WITH ins AS (INSERT INTO sluice_router (id, replica, body) VALUES (COALESCE($1, gen_random_uuid()::text), $2, $3)
-        ON CONFLICT (id) DO NOTHING RETURNING seq)
-        SELECT seq, pg_notify('${NOTIFY_CHANNEL}', 'router:') FROM ins`, [id, this.cluster.replica, JSON.stringify(event)]);
-      return got.rows.length ? Number(got.rows[0]!.seq) : null;
+      inserted = await inTransaction(this.cluster.pg, async (client) => {
+        await client.query("SELECT pg_advisory_xact_lock(hashtext('sluice_router'))");
+        if (event.kind === 'reset') {
+          const last = await client.query<{ at: string }>("SELECT body->>'at' AS at FROM sluice_router WHERE body->>'kind' = 'reset' ORDER BY seq DESC LIMIT 1");
+          const clock = await client.query<{ ms: string }>('SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms');
+          event.at = Math.max(Number(clock.rows[0]!.ms), Number(last.rows[0]?.at ?? 0) + 1);
+        }
+        const got = await client.query('INSERT INTO sluice_router (id, replica, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING', [id, this.cluster.replica, JSON.stringify(event)]);
+        if (got.rowCount) await client.query(`SELECT pg_notify('${NOTIFY_CHANNEL}', 'router:')`);
+        return Boolean(got.rowCount);
+      });
     } catch (err) {
+      this.waiting.get(id)?.('duplicate'); // (settles the promise no one waits on: the error below is the answer)
+      this.waiting.delete(id);
       throw new GatewayError(Errors.storeUnavailable, `The router's shared state (Postgres) cannot be written: ${err instanceof Error ? err.message : String(err)}. Nothing was applied; try again.`).retryAfter(1000);
     }
+    if (!inserted) {
+      this.waiting.get(id)?.('duplicate');
+      this.waiting.delete(id);
+      return 'duplicate';
+    }
+    void this.refresh();
+    return applied;
   }
 
-  async signal(requestId: string, source: SignalSource, signal: Signal): Promise<boolean> {
-    return (await this.publish(`${source}:${requestId}`, { kind: 'signal', request_id: requestId, source, signal })) !== null;
+  signal(requestId: string, source: SignalSource, signal: Signal): Promise<Outcome> {
+    return this.publish(`${source}:${requestId}`, { kind: 'signal', request_id: requestId, source, signal });
   }
 
   async price(model: string, prices: Prices | null): Promise<void> {
-    const at = Date.now();
-    const seq = await this.publish(null, { kind: 'price', model, prices, at });
-    if (seq !== null) await this.applyPrice(seq, model, prices, at);
+    await this.publish(`price:${randomUUID()}`, { kind: 'price', model, prices });
   }
 
-  async reset(at: number): Promise<void> {
-    await this.publish(`reset:${at}`, { kind: 'reset', at });
-    if (at > this.adaptive.lastReset) await this.adaptive.resetTo(at);
-  }
-
-  private async applyPrice(seq: number, model: string, prices: Prices | null, at: number): Promise<void> {
-    if (at < this.adaptive.lastReset || seq <= (this.priceSeq.get(model) ?? 0)) return;
-    this.priceSeq.set(model, seq);
-    await this.adaptive.setPrice(model, prices);
+  async reset(): Promise<void> {
+    await this.publish(`reset:${randomUUID()}`, { kind: 'reset', at: 0 });
   }
 
   /** Reads what is new (coalescing calls made while a read runs into one more). */
@@ -105,36 +134,59 @@ export class SharedRouter implements RouterPublisher {
   }
 
   /**
-   * Applies the events after the last applied, in the order Postgres took them: this
-   * replica's own too (a price it set, then another replica's set later, ends as the later
-   * one). Applying one twice changes nothing: a signal is a duplicate, a price or a reset
-   * not newer is skipped.
+   * Applies the events after the last applied, in order. An event that does not validate,
+   * or that this replica cannot apply, is skipped with a log line (once: the position moves
+   * past it): one bad record never stops the log, nor a start. Signals change the state at
+   * once and are committed together; a price or a reset waits for what came before it (a
+   * reset clears what is written, so it goes in order).
    */
   private async read(): Promise<void> {
-    let from = Math.max(0, this.adaptive.followed - OVERLAP);
     for (let page = 0; page < 10_000; page++) {
-      const got = await this.cluster.pg.query<{ seq: string; body: unknown }>('SELECT seq, body FROM sluice_router WHERE seq > $1 ORDER BY seq LIMIT $2', [from, PAGE]);
+      const got = await this.cluster.pg.query<{ id: string; seq: string; body: unknown }>('SELECT id, seq, body FROM sluice_router WHERE seq > $1 ORDER BY seq LIMIT $2', [this.adaptive.followed, PAGE]);
       let top = this.adaptive.followed;
-      // Signals apply at once and are committed together; a price or a reset waits for
-      // what came before it (a reset clears what is written, so it goes in order).
-      let signals: Promise<unknown>[] = [];
+      let signals: Array<Promise<unknown>> = [];
       for (const r of got.rows) {
         const seq = Number(r.seq);
-        from = seq;
         top = Math.max(top, seq);
+        const waiter = this.waiting.get(r.id);
+        if (waiter) this.waiting.delete(r.id);
+        const skipped = (err: unknown): Outcome => {
+          console.error(`cluster: router event ${seq} skipped: ${err instanceof Error ? err.message.slice(0, 300) : String(err)}`);
+          return 'stored';
+        };
         const parsed = EventSchema.safeParse(r.body);
-        if (!parsed.success) { console.error(`cluster: router event ${seq} does not validate; skipped`); continue; }
+        if (!parsed.success) {
+          const outcome = skipped(new Error(`it does not validate: ${parsed.error.issues[0]?.message ?? ''}`));
+          waiter?.(outcome);
+          continue;
+        }
         const e = parsed.data;
-        if (e.kind === 'signal') { signals.push(this.adaptive.signal(e.request_id, e.source, e.signal, true)); continue; }
+        if (e.kind === 'signal') {
+          let done: Promise<Outcome>;
+          try { done = this.adaptive.signal(e.request_id, e.source, e.signal, true); } catch (err) { done = Promise.reject(err instanceof Error ? err : new Error(String(err))); }
+          signals.push(done.catch(skipped).then((outcome) => waiter?.(outcome)));
+          continue;
+        }
         await Promise.all(signals);
         signals = [];
-        if (e.kind === 'price') await this.applyPrice(seq, e.model, e.prices, e.at);
-        else if (e.at > Date.now() + FUTURE_MS) console.error(`cluster: router event ${seq} resets at ${new Date(e.at).toISOString()}, ahead of this clock: skipped`);
-        else if (e.at > this.adaptive.lastReset) await this.adaptive.resetTo(e.at);
+        const outcome = await this.apply(e).catch(skipped); // (not inside `waiter?.(…)`: without a waiter its arguments are never evaluated)
+        waiter?.(outcome);
       }
       await Promise.all(signals);
       if (top > this.adaptive.followed) await this.adaptive.follow(top);
       if (got.rows.length < PAGE) return;
     }
+  }
+
+  /** A price or a reset, applied here. */
+  private async apply(e: Exclude<RouterEvent, { kind: 'signal' }>): Promise<Outcome> {
+    if (e.kind === 'price') {
+      if (this.adaptive.candidates.some((c) => c.name === e.model)) await this.adaptive.setPrice(e.model, e.prices);
+      return 'applied';
+    }
+    // (a stamp ahead of this clock is a clock gone wrong or a forged record: it would make every signal until then move nothing)
+    if (e.at > Date.now() + FUTURE_MS) throw new Error(`it resets at ${new Date(e.at).toISOString()}, ahead of this clock`);
+    if (e.at > this.adaptive.lastReset) await this.adaptive.resetTo(e.at);
+    return 'applied';
   }
 }

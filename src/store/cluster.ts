@@ -98,6 +98,7 @@ CREATE TABLE IF NOT EXISTS sluice_router (
   seq bigint NOT NULL DEFAULT nextval('sluice_router_seq')
 );
 CREATE INDEX IF NOT EXISTS sluice_router_seq_idx ON sluice_router (seq);
+CREATE INDEX IF NOT EXISTS sluice_router_resets ON sluice_router (seq) WHERE body->>'kind' = 'reset';
 CREATE INDEX IF NOT EXISTS sluice_ledger_workspace_ts ON sluice_ledger (workspace, ts);
 CREATE INDEX IF NOT EXISTS sluice_ledger_key_ts ON sluice_ledger (key_id, ts);
 `;

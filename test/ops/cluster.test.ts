@@ -278,7 +278,7 @@ t.test('the adaptive router learns as one: signals, simulated prices and resets 
   const scored: Array<{ task: string; model: string }> = [];
   for (let i = 0; i < 6; i++) {
     const r = await ask(gws[i % 3]!, `Hey, how is your day going? Tell me one nice thing, number ${i}.`);
-    await reconciled(t);
+    // (at once: the row may still be in the answering replica's outbox)
     const fb = await post(gws[(i + 1) % 3]!, '/v1/feedback', { request_id: r.id, score: i % 2 });
     t.equal(fb.status, 200, `feedback through another replica than the one that answered: ${await fb.text()}`);
     scored.push({ task: r.task, model: r.model });
@@ -313,6 +313,24 @@ t.test('the adaptive router learns as one: signals, simulated prices and resets 
   const cleared = await agreed('after a reset');
   t.same(cleared.simulated_prices, {}, 'no simulated price anywhere');
   t.ok(cleared.task_types.every((x) => x.candidates.every((c) => c.signals === 0)), `no signal counts anywhere: ${learned(cleared)}`);
+  // Records no replica can apply (one that does not validate, a task name too long for a key, a
+  // reset stamped in the year 3000): skipped once with a log line; the log goes on past them, and a
+  // replica restarted on them starts.
+  const forged = (id: string, body: unknown) => db.query("INSERT INTO sluice_router (id, replica, body) VALUES ($1, 'forged', $2)", [id, JSON.stringify(body)]);
+  await forged('forged:1', { kind: 'price', model: 42 });
+  await forged('forged:2', { kind: 'signal', request_id: 'req_forged', source: 'app', signal: { workspace: 'default', score: 1, comment: null, task: 'x'.repeat(100_000), model: chat!.candidates[0]!.model, ts: 0, judge_request: null, trusted: true, served_at: Date.now() } });
+  await forged('forged:3', { kind: 'reset', at: Date.UTC(3000, 0, 1) });
+  const later = await post(gws[0]!, '/v1/simulate-price', { model: chat!.candidates[1]!.model, prices: { input: 3, output: 3 } });
+  t.equal(later.status, 200, 'a price after them is taken');
+  gws[1]!.proc.kill('SIGKILL');
+  gws[1] = await startGateway(env, dirs[1]!, config);
+  const past = await agreed('after records no replica can apply');
+  t.same(Object.keys(past.simulated_prices), [chat!.candidates[1]!.model], 'and applied everywhere, the restarted replica included');
+  const learning = await ask(gws[2]!, 'Hey, how is your day going? Still learning?');
+  await reconciled(t);
+  const fbLearning = await post(gws[0]!, '/v1/feedback', { request_id: learning.id, score: 1 });
+  const fbText = await fbLearning.text();
+  t.ok((JSON.parse(fbText) as { applied_to: unknown }).applied_to, `the reset from the future was not trusted: signals still move the policy (${fbText})`);
 });
 
 t.test('a stored response is continued, read and deleted through any replica', async (t) => {
