@@ -39,7 +39,9 @@ for (const fsync of [false, true]) t.test(`kill -9 mid-load loses no completed r
     }
   };
   const workers = Array.from({ length: 24 }, (_, n) => worker(n));
-  await new Promise((r) => setTimeout(r, 1500));
+  // Killed mid-load: once at least 1.5 s and 100 completed requests in (a busy machine takes longer to get there; bounded).
+  const t0 = Date.now();
+  while (Date.now() - t0 < 1500 || (completed.length <= 100 && Date.now() - t0 < 30_000)) await new Promise((r) => setTimeout(r, 50));
   const atKill = completed.length;
   gw.proc.kill('SIGKILL');
   stop = true;
