@@ -69,37 +69,55 @@ export interface RangeResult {
 }
 
 /**
- * Rows reach the rollups through the ledger's write batches. Each request row leaves a
- * marker (`rollup_pending`, in the row's own transaction); buckets are folded in memory
- * and written at most every `everyMs`, in a ledger batch that also removes the markers of
- * the rows they contain. So a commit carries a few puts per request rather than a bucket
- * per granularity and dimension, and after a crash the rows still marked are folded again
- * at start: the stored rollups always add up to the stored rows.
+ * Rows reach the rollups through the ledger's write batches. Each batch leaves one marker
+ * (`rollup_pending`: `batch:…` → its request rows' ids, in the rows' own transaction);
+ * buckets are folded in memory and written at most every `everyMs`, in a ledger batch that
+ * also removes the markers of the rows they contain. So a commit carries one put per batch
+ * rather than a bucket per granularity and dimension (or a marker per row: a put and a
+ * remove per row were a tenth of the ledger's CPU), and after a crash the rows still
+ * marked are folded again at start: the stored rollups always add up to the stored rows.
+ * (A marker `<row id>` → 1, from before batch markers, is read the same way.)
  */
 export class UsageRollups {
   /** Buckets touched since start (loaded from LMDB on first touch), by encoded key. */
   private readonly hot = new Map<string, { key: BucketKey; totals: Totals }>();
   /** Buckets whose in-memory totals are ahead of LMDB. */
   private readonly dirty = new Set<string>();
-  /** Rows not folded yet, and rows folded whose markers are not removed yet. */
+  /** Rows not folded yet; markers of rows folded, not removed yet; this batch's rows, not marked yet. */
   private pending: LedgerRow[] = [];
   private folded: string[] = [];
+  private unmarked: string[] = [];
+  private marks = 0;
   private lastPersist = 0;
 
   constructor(private readonly store: Store) {
     // Rows committed but not in the stored buckets when the process stopped.
-    for (const { key } of store.rollupPending.getRange()) {
-      const row = LedgerRowSchema.safeParse(store.ledger.get(key));
-      if (row.success) this.pending.push(row.data);
-      else this.quarantine(String(key), `the stored row does not validate: ${row.error.issues[0]?.message ?? 'missing'}`);
+    for (const { key, value } of store.rollupPending.getRange()) {
+      const marker = String(key);
+      const ids = Array.isArray(value) ? value.filter((id): id is string => typeof id === 'string') : [marker];
+      for (const id of ids) {
+        const row = LedgerRowSchema.safeParse(store.ledger.get(id));
+        if (row.success) this.pending.push(row.data);
+        else this.quarantine(id, `the stored row does not validate: ${row.error.issues[0]?.message ?? 'missing'}`);
+      }
+      this.folded.push(marker); // (removed once what it marks is folded and stored)
     }
   }
 
-  /** Sees each row as the ledger writes its batch (so the marker shares the row's transaction). */
+  /** Sees each row as the ledger writes its batch (its marker goes with the batch's persisters: the same transaction). */
   add(row: LedgerRow): void {
     if (row.kind !== 'request') return;
     this.pending.push(row);
-    void this.store.rollupPending.put(row.id, 1);
+    this.unmarked.push(row.id);
+  }
+
+  /** The rows added since the last call, marked in one record (called by persistDirty, inside the ledger's batch). */
+  private mark(): void {
+    if (this.unmarked.length === 0) return;
+    const key = `batch:${Date.now().toString(36)}:${(this.marks++).toString(36)}`;
+    void this.store.rollupPending.put(key, this.unmarked);
+    this.folded.push(key);
+    this.unmarked = [];
   }
 
   private bucket(key: BucketKey): Totals {
@@ -154,7 +172,6 @@ export class UsageRollups {
             if (scope === ALL_WORKSPACES) add(this.bucket([scope, g, start, 'workspace', ws]), t);
           }
         }
-        this.folded.push(...ids);
       } catch (err) {
         for (const rowId of ids) this.quarantine(rowId, String(err));
       }
@@ -174,11 +191,11 @@ export class UsageRollups {
   private quarantine(rowId: string, why: string): void {
     console.error(`usage rollups: request row ${rowId.slice(0, 80)} could not be folded (${why.slice(0, 200)}); quarantined`);
     void this.store.quarantine.put(keyPart(rowId), { db: 'rollups', why: why.slice(0, 500), at: Date.now() });
-    void this.store.rollupPending.remove(keyPart(rowId));
   }
 
   /** Called inside the ledger's write batches: buckets and marker removals go out together, at most every `everyMs`. */
   persistDirty(everyMs = 250, now = Date.now()): void {
+    this.mark();
     if (now - this.lastPersist < everyMs) return;
     this.fold();
     if (this.folded.length === 0 && this.dirty.size === 0) return;
