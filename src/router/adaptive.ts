@@ -42,7 +42,7 @@ export const MEMORY = 200;
 const MAX_TENANTS_PER_ARM = 1000;
 /** Pulls and costs are written at most this long after they change. */
 const BATCH_MS = 200;
-/** A reset stamped further ahead of this clock than this is not trusted (a clock gone wrong, or a forged record). */
+/** Cluster mode: a reset stamped further ahead of Postgres's clock than this is not trusted (a forged record). */
 export const FUTURE_MS = 60_000;
 /** Tokens a request of a task type is assumed to take before any has been seen. */
 const PRIOR_TOKENS = { prompt: 400, completion: 300 };
@@ -287,8 +287,9 @@ export class AdaptiveRouter {
         const tr = TrustSchema.safeParse(value);
         if (tr.success) this.trust.set(k[1]!, tr.data); else bad(tr.error.message);
       } else if (k[0] === 'meta' && k.length === 2 && k[1] === 'reset') {
-        // (a reset from the future would make every signal until then move nothing)
-        const at = z.number().int().min(0).max(Date.now() + FUTURE_MS).safeParse(value);
+        // (a reset from the future would make every signal until then move nothing; cluster mode's
+        // are stamped by Postgres's clock, so a day's leeway for a replica's clock behind it)
+        const at = z.number().int().min(0).max(Date.now() + 86_400_000).safeParse(value);
         if (at.success) this.resetAt = at.data; else bad(at.error.message);
       } else if (k[0] === 'meta' && k.length === 2 && k[1] === 'followed') {
         const seq = z.number().int().min(0).safeParse(value);
@@ -535,8 +536,8 @@ export class AdaptiveRouter {
     return this.resetAt;
   }
 
-  /** Applies a reset made at `at` here: signals about requests answered before `at` move nothing. */
-  async resetTo(at: number): Promise<void> {
+  /** Applies a reset made at `at` here: signals about requests answered before `at` move nothing. `followed`: cluster mode, the reset's place in the shared log. */
+  async resetTo(at: number, followed = this.followed): Promise<void> {
     if (this.timer) { clearTimeout(this.timer); this.timer = null; }
     this.dirty.clear();
     this.arms.clear();
@@ -546,6 +547,7 @@ export class AdaptiveRouter {
     this.trustVersion++;
     this.rng = new Rng(this.opts.seed);
     this.resetAt = at;
+    this.followed = followed;
     await this.lastWrite;
     await this.db.clearAsync();
     await this.db.put(['meta', 'reset'], this.resetAt);

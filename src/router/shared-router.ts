@@ -37,7 +37,7 @@ const Name = z.string().min(1).max(256);
 const EventSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('signal'), request_id: Name, source: z.enum(['app', 'judge']),
     signal: SignalSchema.extend({ workspace: Name, task: Name.nullable(), model: Name.nullable(), comment: z.string().max(10_000).nullable() }) }).strict(),
-  z.object({ kind: z.literal('price'), model: Name, prices: PricesSchema.nullable() }).strict(),
+  z.object({ kind: z.literal('price'), model: Name, prices: PricesSchema.nullable(), at: z.number().optional() }).strict(),
   z.object({ kind: z.literal('reset'), at: z.number().int().min(0) }).strict(),
 ]);
 type RouterEvent = z.infer<typeof EventSchema>;
@@ -74,22 +74,25 @@ export class SharedRouter implements RouterPublisher {
    */
   private async publish(id: string, event: RouterEvent): Promise<Outcome> {
     if (this.waiting.has(id)) return 'duplicate';
+    // The waiter is there before the insert (a read may apply the event the moment it
+    // commits); the wait's bound starts once it has committed (a slow insert is the
+    // insert's to time out, not this).
     let timer: NodeJS.Timeout | null = null;
+    let fail: (err: Error) => void = () => undefined;
     const applied = new Promise<Outcome>((resolve, reject) => {
+      fail = reject;
       this.waiting.set(id, (outcome) => { if (timer) clearTimeout(timer); resolve(outcome); });
-      timer = setTimeout(() => {
-        this.waiting.delete(id);
-        reject(new GatewayError(Errors.storeUnavailable, 'Published to the cluster, but not applied on this replica yet (Postgres is slow to read). It will apply; do not send it again.').retryAfter(1000));
-      }, APPLY_WAIT_MS);
     });
+    applied.catch(() => undefined); // (settled with no one waiting when the insert fails: never an unhandled rejection)
     let inserted: boolean;
     try {
       inserted = await inTransaction(this.cluster.pg, async (client) => {
         await client.query("SELECT pg_advisory_xact_lock(hashtext('sluice_router'))");
         if (event.kind === 'reset') {
-          const last = await client.query<{ at: string }>("SELECT body->>'at' AS at FROM sluice_router WHERE body->>'kind' = 'reset' ORDER BY seq DESC LIMIT 1");
-          const clock = await client.query<{ ms: string }>('SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms');
-          event.at = Math.max(Number(clock.rows[0]!.ms), Number(last.rows[0]?.at ?? 0) + 1);
+          // After the last reset the replicas applied (one stamped ahead of the clock was skipped by all: it does not count).
+          const got = await client.query<{ ms: string; last: string | null }>(`SELECT c.ms, (SELECT (body->>'at')::bigint FROM sluice_router WHERE body->>'kind' = 'reset'
+            AND (body->>'at')::bigint <= c.ms + $1 ORDER BY seq DESC LIMIT 1) AS last FROM (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms) c`, [FUTURE_MS]);
+          event.at = Math.max(Number(got.rows[0]!.ms), Number(got.rows[0]!.last ?? 0) + 1);
         }
         const got = await client.query('INSERT INTO sluice_router (id, replica, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING', [id, this.cluster.replica, JSON.stringify(event)]);
         if (got.rowCount) await client.query(`SELECT pg_notify('${NOTIFY_CHANNEL}', 'router:')`);
@@ -98,12 +101,20 @@ export class SharedRouter implements RouterPublisher {
     } catch (err) {
       this.waiting.get(id)?.('duplicate'); // (settles the promise no one waits on: the error below is the answer)
       this.waiting.delete(id);
-      throw new GatewayError(Errors.storeUnavailable, `The router's shared state (Postgres) cannot be written: ${err instanceof Error ? err.message : String(err)}. Nothing was applied; try again.`).retryAfter(1000);
+      // (a connection lost as the COMMIT went out leaves it unknown whether Postgres took it)
+      throw new GatewayError(Errors.storeUnavailable, `The router's shared state (Postgres) did not take the write: ${err instanceof Error ? err.message : String(err)}. If it did not reach Postgres, nothing was applied; if it did, it applies on every replica (feedback sent again then answers 409). Try again.`).retryAfter(1000);
     }
     if (!inserted) {
       this.waiting.get(id)?.('duplicate');
       this.waiting.delete(id);
       return 'duplicate';
+    }
+    if (this.waiting.has(id)) {
+      timer = setTimeout(() => {
+        this.waiting.delete(id);
+        fail(new GatewayError(Errors.storeUnavailable, 'Published to the cluster, but not applied on this replica yet (Postgres is slow to read). It will apply; do not send it again.').retryAfter(1000));
+      }, APPLY_WAIT_MS);
+      timer.unref();
     }
     void this.refresh();
     return applied;
@@ -142,7 +153,9 @@ export class SharedRouter implements RouterPublisher {
    */
   private async read(): Promise<void> {
     for (let page = 0; page < 10_000; page++) {
-      const got = await this.cluster.pg.query<{ id: string; seq: string; body: unknown }>('SELECT id, seq, body FROM sluice_router WHERE seq > $1 ORDER BY seq LIMIT $2', [this.adaptive.followed, PAGE]);
+      // (Postgres's clock with them: a reset's stamp is checked against the clock that made it, not this replica's)
+      const got = await this.cluster.pg.query<{ id: string; seq: string; body: unknown; now: string }>(`SELECT id, seq, body, (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now
+        FROM sluice_router WHERE seq > $1 ORDER BY seq LIMIT $2`, [this.adaptive.followed, PAGE]);
       let top = this.adaptive.followed;
       let signals: Array<Promise<unknown>> = [];
       for (const r of got.rows) {
@@ -169,7 +182,7 @@ export class SharedRouter implements RouterPublisher {
         }
         await Promise.all(signals);
         signals = [];
-        const outcome = await this.apply(e).catch(skipped); // (not inside `waiter?.(…)`: without a waiter its arguments are never evaluated)
+        const outcome = await this.apply(e, seq, Number(r.now)).catch(skipped); // (not inside `waiter?.(…)`: without a waiter its arguments are never evaluated)
         waiter?.(outcome);
       }
       await Promise.all(signals);
@@ -179,14 +192,15 @@ export class SharedRouter implements RouterPublisher {
   }
 
   /** A price or a reset, applied here. */
-  private async apply(e: Exclude<RouterEvent, { kind: 'signal' }>): Promise<Outcome> {
+  private async apply(e: Exclude<RouterEvent, { kind: 'signal' }>, seq: number, now: number): Promise<Outcome> {
     if (e.kind === 'price') {
       if (this.adaptive.candidates.some((c) => c.name === e.model)) await this.adaptive.setPrice(e.model, e.prices);
       return 'applied';
     }
-    // (a stamp ahead of this clock is a clock gone wrong or a forged record: it would make every signal until then move nothing)
-    if (e.at > Date.now() + FUTURE_MS) throw new Error(`it resets at ${new Date(e.at).toISOString()}, ahead of this clock`);
-    if (e.at > this.adaptive.lastReset) await this.adaptive.resetTo(e.at);
+    // (a stamp ahead of Postgres's clock is a forged record: it would make every signal until then move nothing)
+    if (e.at > now + FUTURE_MS) throw new Error(`it resets at ${new Date(e.at).toISOString()}, ahead of Postgres's clock`);
+    // (the position is kept with the reset: a restart goes on after it, never replaying what it cleared)
+    if (e.at > this.adaptive.lastReset) await this.adaptive.resetTo(e.at, seq);
     return 'applied';
   }
 }

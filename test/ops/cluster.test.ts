@@ -331,6 +331,22 @@ t.test('the adaptive router learns as one: signals, simulated prices and resets 
   const fbLearning = await post(gws[0]!, '/v1/feedback', { request_id: learning.id, score: 1 });
   const fbText = await fbLearning.text();
   t.ok((JSON.parse(fbText) as { applied_to: unknown }).applied_to, `the reset from the future was not trusted: signals still move the policy (${fbText})`);
+  const resetAgain = await post(gws[1]!, '/v1/reset', {});
+  t.equal(resetAgain.status, 200);
+  const clearedAgain = await agreed('after a reset that follows one from the future');
+  t.same([clearedAgain.simulated_prices, clearedAgain.task_types.flatMap((x) => x.candidates.filter((c) => c.signals > 0))], [{}, []], 'and a reset after it still resets everywhere');
+  // Postgres stalls longer than a publisher's wait (10 s): the write waits for it, then applies; no replica falls over.
+  const stalled = await ask(gws[0]!, 'Hey, how is your day going? Scored while Postgres stalls.');
+  await reconciled(t);
+  const holder = await db.connect();
+  await holder.query("SELECT pg_advisory_lock(hashtext('sluice_router'))");
+  const slow = post(gws[0]!, '/v1/feedback', { request_id: stalled.id, score: 1 });
+  await new Promise((r) => setTimeout(r, 11_000));
+  await holder.query("SELECT pg_advisory_unlock(hashtext('sluice_router'))");
+  holder.release();
+  const slowRes = await slow;
+  t.equal(slowRes.status, 200, `a write held up 11 s answers once it is in: ${await slowRes.text()}`);
+  for (const gw of gws) t.equal(gw.proc.exitCode, null, `${gw.url} still running`);
 });
 
 t.test('a stored response is continued, read and deleted through any replica', async (t) => {
