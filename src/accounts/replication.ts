@@ -41,6 +41,7 @@ export class Replication {
     await this.read();
     this.keys.publisher = (records) => this.publishKeys(records);
     this.workspaces.publisher = (ws, mailbox) => this.publishWorkspace(ws, mailbox);
+    this.workspaces.catchUp = () => this.refresh();
     this.timer = setInterval(() => void this.refresh(), this.pollMs);
     this.timer.unref();
     await this.listen();

@@ -66,6 +66,8 @@ export class Workspaces {
 
   /** Cluster mode: writes a new workspace (and its mailbox, unique there) to the shared record (replication.ts). */
   publisher: ((ws: Workspace, mailbox: string | null) => Promise<void>) | null = null;
+  /** Cluster mode: reads what other replicas wrote (workspaces and keys) now, rather than within `sync_ms`. */
+  catchUp: (() => Promise<void>) | null = null;
   /** Mailboxes of workspaces being written to the shared record: a second registration waits its turn as a 409. */
   private readonly creating = new Set<string>();
 
@@ -94,6 +96,15 @@ export class Workspaces {
     const ws = this.byId.get(id);
     if (!ws) throw new GatewayError(Errors.notFound, `No workspace with id ${id}.`, 'id');
     return ws;
+  }
+
+  /**
+   * `require`, for an admin call that may follow at once one made through another replica
+   * (cluster mode: a workspace not here yet is read from the shared record first).
+   */
+  async find(id: string): Promise<Workspace> {
+    if (!this.byId.has(id) && this.catchUp) await this.catchUp();
+    return this.require(id);
   }
 
   byEmailAddress(email: string): Workspace | undefined {

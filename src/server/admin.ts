@@ -57,28 +57,25 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
   }));
 
   app.get('/admin/workspaces/:id', on.noBody('admin', (ex, _k, [id]) => {
-    const ws = deps.workspaces.require(checkId(id ?? '', 'ws_'));
-    void deps.workspaces.refreshed([ws.id]).then(() => ex.sendJson(200, view(ws)));
+    deps.workspaces.find(checkId(id ?? '', 'ws_')).then((ws) => deps.workspaces.refreshed([ws.id]).then(() => ex.sendJson(200, view(ws))), (err: unknown) => ex.sendError(err));
   }));
 
   app.post('/admin/workspaces/:id/topups', on.withBody('admin', (ex, key, body, _t0, [id]) => {
     const input = parseBody(TopupSchema, parseJsonOrEmpty(body));
-    const ws = deps.workspaces.require(checkId(id ?? '', 'ws_'));
-    if (!ws.metered) throw new GatewayError(Errors.invalidRequest, `Workspace ${ws.id} is unmetered; it has no credits to top up.`, 'id');
-    topUp(deps, ws, input.amount_usd, input.note ?? null, key.id).then(
-      (rowId) => ex.sendJson(201, { object: 'topup', id: rowId, amount_usd: input.amount_usd, workspace: view(ws) }),
-      (err: unknown) => ex.sendError(err),
-    );
+    deps.workspaces.find(checkId(id ?? '', 'ws_')).then((ws) => {
+      if (!ws.metered) throw new GatewayError(Errors.invalidRequest, `Workspace ${ws.id} is unmetered; it has no credits to top up.`, 'id');
+      return topUp(deps, ws, input.amount_usd, input.note ?? null, key.id)
+        .then((rowId) => ex.sendJson(201, { object: 'topup', id: rowId, amount_usd: input.amount_usd, workspace: view(ws) }));
+    }).catch((err: unknown) => ex.sendError(err));
   }, 1));
 
   // A refund credits back (part of) one request's charge, at most once per request: the
   // refund row's id is derived from the request's, so a second refund finds the first.
   app.post('/admin/workspaces/:id/refunds', on.withBody('admin', (ex, key, body, _t0, [id]) => {
     const input = parseBody(RefundSchema, parseJsonOrEmpty(body));
-    const ws = deps.workspaces.require(checkId(id ?? '', 'ws_'));
     const refundId = `ref_${input.request_id}`;
     // (cluster mode: a request another replica served, and a refund made through another, are read from Postgres)
-    Promise.all([deps.ledger.find(input.request_id), deps.ledger.has(refundId) ? Promise.resolve(true) : deps.ledger.find(refundId).then((r) => r !== null)]).then(([original, refunded]) => {
+    Promise.all([deps.workspaces.find(checkId(id ?? '', 'ws_')), deps.ledger.find(input.request_id), deps.ledger.has(refundId) ? Promise.resolve(true) : deps.ledger.find(refundId).then((r) => r !== null)]).then(([ws, original, refunded]) => {
       if (!original || original.workspace !== ws.id || original.kind !== 'request') {
         throw new GatewayError(Errors.notFound, `No request ${input.request_id} in workspace ${ws.id}.`, 'request_id');
       }
@@ -112,26 +109,30 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
 
   app.post('/admin/keys', on.withBody('admin', (ex, _key, body) => {
     const input = parseBody(MintKeySchema, parseJsonOrEmpty(body));
-    const workspace = input.workspace ? deps.workspaces.require(input.workspace).id : undefined;
-    deps.keys.mint({ name: input.name, ...(input.scopes ? { scopes: input.scopes } : {}), ...(workspace ? { workspace } : {}), limits: input.limits ?? null }).then(
+    (input.workspace ? deps.workspaces.find(input.workspace).then((ws) => ws.id) : Promise.resolve(undefined)).then((workspace) =>
+      deps.keys.mint({ name: input.name, ...(input.scopes ? { scopes: input.scopes } : {}), ...(workspace ? { workspace } : {}), limits: input.limits ?? null })).then(
       ({ record, secret }) => ex.sendJson(201, { ...viewOf(record), key: secret }),
       (err: unknown) => ex.sendError(err),
     );
   }));
   app.get('/admin/keys', on.noBody('admin', (ex) => ex.sendJson(200, { object: 'list', data: deps.keys.list().map(viewOf) })));
+  /** Cluster mode: a key minted through another replica a moment ago is read from the shared record first. */
+  const keyHere = (id: string): Promise<string> => (deps.keys.get(id) || !deps.workspaces.catchUp ? Promise.resolve(id) : deps.workspaces.catchUp().then(() => id));
   app.get('/admin/keys/:id', on.noBody('admin', (ex, _k, [id]) => {
-    const record = deps.keys.get(checkId(id ?? '', 'key_'));
-    if (!record) throw new GatewayError(Errors.notFound, `No key with id ${id}.`, 'id');
-    // With its live counters: requests in flight, dollars reserved by them, spent today and this month
-    // (cluster mode: the shared store's, which every replica's requests move).
-    if (!deps.shared) { ex.sendJson(200, { ...viewOf(record), state: deps.limits.view(record.id) }); return; }
-    deps.shared.keyView(record.id).then((state) => ex.sendJson(200, { ...viewOf(record), state }), (err: unknown) => ex.sendError(unavailable(String(err))));
+    keyHere(checkId(id ?? '', 'key_')).then((keyId) => {
+      const record = deps.keys.get(keyId);
+      if (!record) throw new GatewayError(Errors.notFound, `No key with id ${id}.`, 'id');
+      // With its live counters: requests in flight, dollars reserved by them, spent today and this month
+      // (cluster mode: the shared store's, which every replica's requests move).
+      if (!deps.shared) { ex.sendJson(200, { ...viewOf(record), state: deps.limits.view(record.id) }); return; }
+      return deps.shared.keyView(record.id).then((state) => ex.sendJson(200, { ...viewOf(record), state }), (err: unknown) => ex.sendError(unavailable(String(err))));
+    }).catch((err: unknown) => ex.sendError(err));
   }));
   app.patch('/admin/keys/:id', on.withBody('admin', (ex, _key, body, _t0, [id]) => {
     const input = parseBody(PatchKeySchema, parseJsonOrEmpty(body));
-    deps.keys.update(checkId(id ?? '', 'key_'), input).then((record) => ex.sendJson(200, viewOf(record)), (err: unknown) => ex.sendError(err));
+    keyHere(checkId(id ?? '', 'key_')).then((keyId) => deps.keys.update(keyId, input)).then((record) => ex.sendJson(200, viewOf(record)), (err: unknown) => ex.sendError(err));
   }, 1));
   app.del('/admin/keys/:id', on.noBody('admin', (ex, _k, [id]) => {
-    deps.keys.revoke(checkId(id ?? '', 'key_')).then((record) => ex.sendJson(200, viewOf(record)), (err: unknown) => ex.sendError(err));
+    keyHere(checkId(id ?? '', 'key_')).then((keyId) => deps.keys.revoke(keyId)).then((record) => ex.sendJson(200, viewOf(record)), (err: unknown) => ex.sendError(err));
   }));
 }

@@ -378,6 +378,21 @@ t.test('a stored response is continued, read and deleted through any replica', a
   t.equal(foreign.status, 400, `another workspace's response is not found: ${await foreign.text()}`);
 });
 
+t.test('admin calls through another replica at once find what was just made (read your writes across replicas)', async (t) => {
+  for (let i = 0; i < 5; i++) {
+    const ws = await workspace(`at once ${i}`, 1);
+    const minted = await post(gws[1]!, '/admin/keys', { name: `at once ${i}`, workspace: ws });
+    const body = (await minted.json()) as { id: string };
+    t.equal(minted.status, 201, `a key minted through B for a workspace made through A a moment ago (${JSON.stringify(body)})`);
+    const got = await fetch(`${gws[2]!.url}/admin/keys/${body.id}`, { headers: { authorization: `Bearer ${MASTER}` } });
+    await got.arrayBuffer();
+    const topup = await post(gws[2]!, `/admin/workspaces/${ws}/topups`, { amount_usd: 1 });
+    await topup.arrayBuffer();
+    t.same([got.status, topup.status], [200, 201], 'read and topped up through C at once');
+  }
+  await reconciled(t);
+});
+
 t.test('a key revoked through one replica is refused by the others within the bound', async (t) => {
   const ws = await workspace('revoke', 5);
   const { id, key } = await mint(gws[0]!, { name: 'to-revoke', workspace: ws });
