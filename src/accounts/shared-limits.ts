@@ -81,11 +81,14 @@ export class SharedAdmission {
     /** The Redis epoch it was admitted in, and when (ms). */
     readonly epoch: string, readonly admittedAt: number) {}
 
+  /** Settles once Redis has the holds back (or could not be told: the lease frees them then); null until `finish`. */
+  released: Promise<void> | null = null;
+
   /** The request is over: releases its holds, counts what it used, applies its balance change (`delta`, nano). */
   finish(tokens: number, chargeNano: number, delta: number): void {
     if (!this.open) return;
     this.open = false;
-    this.owner.finish(this, tokens, chargeNano, delta);
+    this.released = new Promise((done) => this.owner.finish(this, tokens, chargeNano, delta, done));
   }
 }
 
@@ -256,17 +259,17 @@ export class SharedLimits {
   ledger: { whenCommitted(done: (err: unknown) => void): void } | null = null;
 
   /** Called once per admission (SharedAdmission.finish), as its row is appended; not awaited: a failure leaves the lease and the shipper to put it right. */
-  finish(a: SharedAdmission, tokens: number, chargeNano: number, delta: number): void {
+  finish(a: SharedAdmission, tokens: number, chargeNano: number, delta: number, done: () => void = () => undefined): void {
     // (a row that failed to commit charges nothing: only the holds are released)
-    if (this.ledger) this.ledger.whenCommitted((err) => (err ? this.send(a, 0, 0, 0) : this.send(a, tokens, chargeNano, delta)));
-    else this.send(a, tokens, chargeNano, delta);
+    if (this.ledger) this.ledger.whenCommitted((err) => (err ? this.send(a, 0, 0, 0, done) : this.send(a, tokens, chargeNano, delta, done)));
+    else this.send(a, tokens, chargeNano, delta, done);
   }
 
-  private send(a: SharedAdmission, tokens: number, chargeNano: number, delta: number): void {
+  private send(a: SharedAdmission, tokens: number, chargeNano: number, delta: number, done: () => void): void {
     this.held.delete(a.id);
     const now = Date.now();
     this.redis.sluiceFinish(this.prefix, a.id, tokens, chargeNano, a.ws, delta, a.id, utcDay(now), utcMonth(now), MARKER_SECONDS, a.epoch, a.admittedAt, ...a.keys)
-      .catch((err: unknown) => logFailure(`a request's holds were not released (its lease will be): ${String(err)}`));
+      .catch((err: unknown) => logFailure(`a request's holds were not released (its lease will be): ${String(err)}`)).then(done, done);
   }
 
   /**

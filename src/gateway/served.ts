@@ -58,7 +58,7 @@ export class Served {
   /** Records this response's row, then runs `done` once it is committed (where the client's last bytes go). */
   private finish(status: number, error: string | null, usage: Usage | null, done: () => void, source: UsageSource = 'upstream', known: Costs | null = null): void {
     this.record(status, error, usage, source, known);
-    this.ctx.host.deps.ledger.whenCommitted(done);
+    this.ctx.host.deps.ledger.whenCommitted(() => this.ctx.ticket.afterRelease(done));
   }
 
   /** `usage`: what the answer represents (a served answer) or what the payer owes (billed by the leader's rule); `source`: as the leader knew it. */

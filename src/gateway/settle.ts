@@ -81,5 +81,5 @@ export function record(ledger: Ledger, r: Settling, fig: Figures | null, status:
 export function refuse(ledger: Ledger, r: Settling, err: GatewayError): void {
   const tDone = performance.now();
   if (!record(ledger, r, null, err.status, err.code, null, 'none', null, { tFirstByte: 0, tDone, overheadMs: 0 })) return; // another part of the path answered it
-  ledger.whenCommitted(() => r.client.sendError(err));
+  ledger.whenCommitted(() => r.ticket.afterRelease(() => r.client.sendError(err)));
 }

@@ -15,6 +15,9 @@ export interface TicketServices {
   inFlight: number;
 }
 
+/** An answer waits at most this long for the shared store to take its finish (cluster mode). */
+const RELEASE_WAIT_MS = 200;
+
 export class Ticket {
   private ws: Workspace | null = null;
   private admission: Admission | null = null;
@@ -44,6 +47,22 @@ export class Ticket {
     this.ws = ws;
     this.shared = shared;
     this.s.inFlight++;
+  }
+
+  /**
+   * Runs `done` (the answer's last bytes) once what the request held is given back
+   * everywhere. Cluster mode: once Redis has taken the finish, so the client's next request,
+   * through any replica, finds its concurrency slot, budget reserve and credit hold free (a
+   * Redis round trip; at most RELEASE_WAIT_MS if Redis does not answer: the lease frees them
+   * then). One node: at once (released in memory already).
+   */
+  afterRelease(done: () => void): void {
+    const released = this.shared?.released;
+    if (!released) { done(); return; }
+    let ran = false;
+    const once = () => { if (!ran) { ran = true; clearTimeout(timer); done(); } };
+    const timer = setTimeout(once, RELEASE_WAIT_MS);
+    void released.then(once);
   }
 
   /** The admission's rate-limit headers, for the answer. */
