@@ -15,7 +15,7 @@ import type { Usage } from '../wire/usage.js';
 import type { RequestContext } from './context.js';
 import { Figures, figureHeaders, type ServedAs } from './figures.js';
 import { ms } from './fmt.js';
-import { record, type UsageSource } from './settle.js';
+import { record, whenSettled, type UsageSource } from './settle.js';
 
 export class Served {
   private readonly figures: Figures;
@@ -58,7 +58,7 @@ export class Served {
   /** Records this response's row, then runs `done` once it is committed (where the client's last bytes go). */
   private finish(status: number, error: string | null, usage: Usage | null, done: () => void, source: UsageSource = 'upstream', known: Costs | null = null): void {
     this.record(status, error, usage, source, known);
-    this.ctx.host.deps.ledger.whenCommitted(() => this.ctx.ticket.afterRelease(done));
+    whenSettled(this.ctx.host.deps.ledger, this.ctx, done);
   }
 
   /** `usage`: what the answer represents (a served answer) or what the payer owes (billed by the leader's rule); `source`: as the leader knew it. */

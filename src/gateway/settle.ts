@@ -81,5 +81,10 @@ export function record(ledger: Ledger, r: Settling, fig: Figures | null, status:
 export function refuse(ledger: Ledger, r: Settling, err: GatewayError): void {
   const tDone = performance.now();
   if (!record(ledger, r, null, err.status, err.code, null, 'none', null, { tFirstByte: 0, tDone, overheadMs: 0 })) return; // another part of the path answered it
-  ledger.whenCommitted(() => r.ticket.afterRelease(() => r.client.sendError(err)));
+  whenSettled(ledger, r, () => r.client.sendError(err));
+}
+
+/** Runs `done` (the client's last bytes) once the request's row is committed and what it held is given back (Ticket.afterRelease). */
+export function whenSettled(ledger: Ledger, r: Settling, done: (err: unknown) => void): void {
+  ledger.whenCommitted((err) => r.ticket.afterRelease(() => done(err)));
 }

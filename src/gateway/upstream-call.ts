@@ -24,7 +24,7 @@ import { Figures, figureHeaders } from './figures.js';
 import { Followers, GATEWAY_MARK } from './followers.js';
 import { ms } from './fmt.js';
 import type { Served } from './served.js';
-import { record, type UsageSource } from './settle.js';
+import { record, whenSettled, type UsageSource } from './settle.js';
 
 const EMPTY = Buffer.alloc(0);
 /** Failures the same route would only repeat: another route may take the request, this one not again. */
@@ -298,7 +298,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     // a client that has them has the whole answer.
     // A leader whose client left is settled already (handed over): the tail still goes to its followers, once their rows are.
     const finish = () => {
-      if (this.settling) this.afterCommit(this.finishStream);
+      if (this.settling) whenSettled(this.deps.ledger, this.ctx, this.finishStream);
       else this.settle(200, null, usage, this.finishStream, source);
       this.followers?.end(usage, source);
     };
@@ -518,11 +518,6 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     this.record(499, 'client_closed_request', performance.now(), null, 'none', null);
   }
 
-  /** Runs `done` (the client's last bytes) once the row is committed and what the request held is given back (Ticket.afterRelease). */
-  private afterCommit(done: (err: unknown) => void): void {
-    this.deps.ledger.whenCommitted((err) => this.ctx.ticket.afterRelease(() => done(err)));
-  }
-
   /**
    * The request's end: its row, then `done` once the row is committed (the client's last
    * bytes go there). Without usage from the upstream, billing follows one rule (README,
@@ -535,7 +530,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     if (this.settling) return;
     this.settling = true;
     const tDone = performance.now();
-    const after = () => { if (done) this.afterCommit(done); };
+    const after = () => { if (done) whenSettled(this.deps.ledger, this.ctx, done); };
     if (usage) { this.record(status, error, tDone, usage, source, known); after(); return; }
     const answered = this.status === 200 && this.tFirstByte > 0;
     if (!answered && !processed) { this.record(status, error, tDone, null, 'none', null); after(); return; }
