@@ -1,7 +1,8 @@
 // Start-up: config → store → keys → worker pool → providers → catalog → server; and the
 // graceful shutdown on SIGTERM/SIGINT: stop accepting, finish in-flight, flush the
 // ledger, close LMDB.
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AccessLog } from './ops/access-log.js';
 import { Metrics } from './ops/metrics.js';
@@ -11,64 +12,20 @@ import { Ledger, RequestIds, type LedgerRow } from './accounts/ledger.js';
 import { Limits } from './accounts/limits.js';
 import { UsageRollups } from './accounts/usage.js';
 import { Workspaces } from './accounts/workspaces.js';
-import { loadBuiltinModels } from './config/catalog-data.js';
 import { ConfigError, loadConfig } from './config/load.js';
-import type { Config, ModelEntry } from './config/schema.js';
+import type { Config } from './config/schema.js';
 import { ChatGateway } from './gateway/chat.js';
 import { ResponseIds } from './gateway/response-ids.js';
-import { openProvider } from './providers/open.js';
-import type { Provider } from './providers/provider.js';
-import { SimProvider } from './providers/sim.js';
-import { skillOf } from './providers/sim-tasks.js';
 import { AdaptiveRouter, type Candidate } from './router/adaptive.js';
-import { Catalog, mergeModels } from './router/catalog.js';
+import type { Catalog } from './router/catalog.js';
 import { RouteHealth, deploymentViews } from './router/health.js';
 import { startServer } from './server/app.js';
+import { ThreadHost } from './server/threads.js';
+import { buildCatalog } from './compose.js';
 import { openStore, type Store } from './store/lmdb.js';
 import { ResponseCache } from './savings/cache.js';
 import { enabledSavings, M } from './savings/mechanisms.js';
 import { WorkerPool } from './workers/pool.js';
-
-function buildProviders(config: Config, pool: WorkerPool, models: readonly ModelEntry[]): Map<string, Provider> {
-  const providers = new Map<string, Provider>();
-  const http = {
-    connectTimeoutMs: config.upstream.connect_timeout_ms, headersTimeoutMs: config.upstream.headers_timeout_ms,
-    bodyTimeoutMs: config.upstream.body_timeout_ms, connections: config.upstream.connections,
-    keepAliveTimeoutMs: config.upstream.keep_alive_timeout_ms,
-  };
-  for (const [name, p] of Object.entries(config.providers)) {
-    if (p.enabled === false) continue;
-    let provider: Provider | null;
-    try { provider = openProvider(name, p, http, config.billing.default_output_cap); } catch (err) {
-      throw new ConfigError(err instanceof Error ? err.message : String(err));
-    }
-    if (provider) providers.set(name, provider);
-  }
-  // Sim serves every catalog model when no real provider is configured (or when asked to).
-  const simSetting = config.providers.sim?.enabled;
-  if (simSetting === true || (simSetting === undefined && providers.size === 0)) {
-    providers.set('sim', new SimProvider(pool, {
-      ttftMs: config.sim.ttft_ms, tokensPerSecond: config.sim.tokens_per_second, defaultMaxTokens: config.sim.default_max_tokens,
-      // the sim serves a model under its slug's model part; its skill follows its list price
-      skills: new Map(models.map((m) => [m.slug.slice(m.slug.indexOf('/') + 1), skillOf(m.prices.output)])),
-    }));
-  }
-  return providers;
-}
-
-/** Each provider entry's `deployments` as routes of the models they name (a slug the catalog lacks is a config error). */
-function withDeployments(models: ModelEntry[], config: Config): ModelEntry[] {
-  const bySlug = new Map(models.map((m, i) => [m.slug, i]));
-  for (const [name, p] of Object.entries(config.providers)) {
-    for (const [slug, upstreamId] of Object.entries(p.deployments)) {
-      const i = bySlug.get(slug);
-      if (i === undefined) throw new ConfigError(`providers.${name}.deployments: '${slug}' is not a model slug in the catalog (GET /v1/models lists them)`);
-      const m = models[i]!;
-      models[i] = { ...m, routes: [...m.routes.filter((r) => r.provider !== name), { provider: name, upstream_id: upstreamId }] };
-    }
-  }
-  return models;
-}
 
 /** The adaptive router's candidates (config, else the three buckets' models), each priced at its cheapest route. */
 function candidatesOf(config: Config, catalog: Catalog): Candidate[] {
@@ -95,6 +52,21 @@ async function emptySpoolDir(dataDir: string): Promise<string> {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true, mode: 0o700 });
   return dir;
+}
+
+/**
+ * The private socket the event-loop threads hand requests over on: in the data dir (mode
+ * 0700: only this user can open it; one from a killed run is removed first), or, where that
+ * path is too long for a unix socket, in a directory of its own under the temp dir.
+ */
+async function handoverSocket(dataDir: string): Promise<{ path: string; remove(): Promise<void> }> {
+  const inData = join(dataDir, 'threads.sock');
+  if (Buffer.byteLength(inData) < 100) {
+    await rm(inData, { force: true });
+    return { path: inData, remove: () => rm(inData, { force: true }) };
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-'));
+  return { path: join(dir, 'threads.sock'), remove: () => rm(dir, { recursive: true, force: true }) };
 }
 
 /**
@@ -171,14 +143,7 @@ async function main(): Promise<void> {
   const pool = await WorkerPool.start(config.workers, Math.max(config.worker_bytes_per_workspace, config.max_body_bytes),
     { types: adaptiveConfig.task_types, fallback: adaptiveConfig.default_task });
   if (config.savings.semantic_cache.enabled) pool.warmEmbeddings();
-  const models = withDeployments(mergeModels(await loadBuiltinModels(), config.models), config);
-  const providers = buildProviders(config, pool, models);
-  let catalog: Catalog;
-  try {
-    catalog = new Catalog(models, providers, config.aliases);
-  } catch (err) {
-    throw new ConfigError(err instanceof Error ? err.message : String(err));
-  }
+  const { providers, catalog } = await buildCatalog(config, pool);
   // A provider no catalog model routes through serves nothing: say so at start, not at the first 503.
   const routed = new Set(catalog.routes().map((r) => r.provider));
   for (const [name, p] of providers) {
@@ -266,6 +231,8 @@ async function main(): Promise<void> {
   // (OpenTelemetry's modules are loaded only when traces are exported)
   const tracing = otel.endpoint ? new (await import('./ops/tracing.js')).Tracing({ ...otel, endpoint: otel.endpoint }, pkg.version ?? '0.0.0') : null;
   if (tracing) ledger.observer = tracing.observe;
+  if (config.threads > 1 && cluster) throw new ConfigError('threads (SLUICE_THREADS) > 1 is not supported in cluster mode yet: run one replica per core instead');
+  const socket = config.threads > 1 ? await handoverSocket(dataDir) : null;
   const server = await startServer({ limits, shared: cluster?.shared ?? null, cluster: cluster?.health ?? null, metrics: config.metrics.enabled ? metrics : null, web: await loadWebAssets(), version: pkg.version ?? '0.0.0', keys: ring, ids, catalog, chat, workspaces, ledger, usage, pool, health,
     billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },
     router: { complex: config.router.complex }, adaptive, judge: chat.judge, margin: adaptiveConfig.margin, cache, feedback: store.feedback, savings: config.savings,
@@ -274,12 +241,20 @@ async function main(): Promise<void> {
     exposure: { metricsToken: config.metrics.token ?? null, metricsPublic: config.metrics.public, metricsHost: config.metrics.host, metricsPort: config.metrics.port ?? null, publicStats: config.stats.public },
     maxBodyBytes: config.max_body_bytes, trustProxyHops: config.trust_proxy_hops, providers: [...providers.keys()],
     edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes }, spoolDir: await emptySpoolDir(dataDir), traced: tracing !== null },
-    config.host, config.port);
+    config.host, config.port, socket ? { socketPath: socket.path } : null);
+  // SLUICE_THREADS: the other event-loop threads, on the port just bound (server/threads.ts).
+  const threads = socket ? new ThreadHost({ health, keys: ring, workspaces, limits, ledger, pool }, config.threads, { host: config.host, port: server.port, socketPath: socket.path }) : null;
+  try {
+    await threads?.start();
+    if (threads && !config.threads_main_http) server.leavePort();
+  } catch (err) {
+    throw new ConfigError(`SLUICE_THREADS=${config.threads}: an event-loop thread could not start: ${err instanceof Error ? err.message : String(err)}`);
+  }
 
   const url = `http://${config.host}:${server.port}`;
   if (server.metricsPort !== null) console.log(`metrics: http://${config.metrics.host}:${server.metricsPort}/metrics`);
   console.log(`sluice listening on ${url}  (OpenAI base URL: ${url}/v1)`);
-  console.log(`providers: ${[...providers.keys()].join(', ')}; data: ${dataDir}; workers: ${config.workers}`);
+  console.log(`providers: ${[...providers.keys()].join(', ')}; data: ${dataDir}; workers: ${config.workers}; event-loop threads: ${config.threads}`);
   console.log(adaptive
     ? `router: model auto learns among ${adaptive.candidates.map((c) => c.name).join(', ')} (margin ${adaptiveConfig.margin}); judge: ${judge ? `${judge.model}, at least ${judge.sampleRate} of answers` : 'off'}`
     : `router: model auto goes by the difficulty buckets (router.adaptive.enabled: false)`);
@@ -299,7 +274,10 @@ async function main(): Promise<void> {
     server.draining = true;
     server.stopListening();
     const deadline = Date.now() + config.shutdown_grace_ms;
+    await threads?.drain(deadline);
     while (chat.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    server.closeHandover();
+    await socket?.remove();
     clearInterval(sweeper);
     await ledger.flush();
     await cluster?.stop();

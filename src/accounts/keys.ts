@@ -101,7 +101,17 @@ export class KeyRing {
    */
   publisher: ((records: readonly KeyRecord[]) => Promise<void>) | null = null;
 
+  /** Event-loop threads (server/threads.ts): each record as it comes into force here, for their copies of the ring. */
+  onChange: ((record: KeyRecord) => void) | null = null;
+  /** Event-loop threads: settles once every thread's copy has the changes so far (a change answers only then: in force everywhere). */
+  propagated: (() => Promise<void>) | null = null;
+
   private constructor(private readonly store: Store) {}
+
+  /** An event-loop thread's copy: a record the main thread put in force (it wrote it; nothing is written here). */
+  follow(record: KeyRecord): void {
+    this.index(record);
+  }
 
   /** Cluster mode: a record another replica wrote (or this one, read back), in force from now. */
   applyRemote(record: KeyRecord): void {
@@ -176,6 +186,7 @@ export class KeyRing {
     this.byId.set(record.id, record);
     if (record.revoked_at === null) this.byHash.set(record.hash, { record, digest: Buffer.from(record.hash, 'hex') });
     else this.byHash.delete(record.hash);
+    this.onChange?.(record);
   }
 
   /** The key for a bearer token, or a 401. */
@@ -228,6 +239,7 @@ export class KeyRing {
       await this.publish([record]);
       await this.store.keys.put(record.id, record);
       this.index(record);
+      await this.propagated?.();
     } finally {
       const left = (this.minting.get(workspace) ?? 1) - 1;
       if (left > 0) this.minting.set(workspace, left); else this.minting.delete(workspace);
@@ -263,6 +275,7 @@ export class KeyRing {
       writes.push(this.store.keys.put(r.id, r));
     }
     await Promise.all(writes);
+    await this.propagated?.();
     return next;
   }
 
@@ -284,6 +297,7 @@ export class KeyRing {
       writes.push(this.store.keys.put(r.id, r));
     }
     await Promise.all(writes);
+    await this.propagated?.();
     return revoked;
   }
 

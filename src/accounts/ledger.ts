@@ -116,6 +116,9 @@ export class RequestIds {
  * responses that must not complete before their row is durable wait on it, and all the
  * requests of one turn share one commit.
  */
+/** What a request's end needs of the ledger: its row appended, and a call once it is committed. */
+export type RowSink = Pick<Ledger, 'append' | 'whenCommitted' | 'observer'>;
+
 export class Ledger {
   private pending: LedgerRow[] = [];
   private waiters: Array<(err: unknown) => void> = [];

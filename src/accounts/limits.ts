@@ -11,9 +11,10 @@
 // and every ancestor's, whose counters its requests also move: a family of keys shares its
 // parent's quota, and minting a fresh key never resets one.
 import { z } from 'zod';
-import { LimitError, type LimitKind } from '../errors.js';
+import { LimitError, type GatewayError, type LimitKind } from '../errors.js';
 import type { Store } from '../store/lmdb.js';
 import { isOperatorKey, type KeyLimits, type KeyRecord } from './keys.js';
+import type { Workspace } from './workspaces.js';
 
 export type Header = readonly [string, string];
 
@@ -181,6 +182,33 @@ export interface Admission {
   readonly headers: readonly Header[];
 }
 
+/**
+ * Holds granted outside this thread's memory (cluster mode: in Redis; an event-loop thread:
+ * by the main thread), released once, by the request's ticket.
+ */
+export interface HeldAdmission {
+  readonly headers: readonly Header[];
+  /** Settles once the holds are given back (or, cluster mode, could not be told); null until `finish`. */
+  readonly released: Promise<void> | null;
+  /** The request is over: releases its holds, counts what it used, applies its balance change (`delta`, nano). */
+  finish(tokens: number, chargeNano: number, delta: number): void;
+}
+
+/** Where requests are admitted when it is not this thread's memory (shared-limits.ts, server/threads.ts). */
+export interface AdmissionStore {
+  /** Cluster mode, Redis down: an unmetered workspace's keys may be held to this replica's own counts. */
+  readonly localWhenDown: boolean;
+  /** Does this request need the store: limits in its chain, or credits to hold? */
+  needed(chain: readonly KeyRecord[], ws: Workspace): boolean;
+  /**
+   * Checks and counts the chain's limits and holds `holdNano` of the workspace's credits at
+   * once; rejects with the 429 limits.ts would give, a 402 from `insufficient` (given what is
+   * available), or a 503 when the store cannot be reached.
+   */
+  admit(id: string, chain: readonly KeyRecord[], reserve: Reservation, ws: Workspace, holdNano: number,
+    insufficient: (availableNano: number) => GatewayError): Promise<HeldAdmission>;
+}
+
 /** A refusal in the making: its kind, wait, text and the extra fields the error carries. */
 export interface Refusal {
   kind: LimitKind;
@@ -224,8 +252,9 @@ export class Limits {
   private readonly states = new Map<string, KeyState>();
   private readonly dirty = new Set<string>();
 
-  constructor(private readonly store: Store) {
-    for (const { key, value } of store.limits.getRange()) {
+  /** `load` false: counts start empty (an event-loop thread, whose limits the main thread keeps). */
+  constructor(private readonly store: Store, load = true) {
+    for (const { key, value } of load ? store.limits.getRange() : []) {
       const parsed = StateSchema.safeParse(value);
       if (parsed.success) this.states.set(key, KeyState.from(parsed.data));
       else console.error(`limits: skipping stored counters of ${String(key).slice(0, 80)} that do not validate`);

@@ -12,7 +12,7 @@ import type { Redis } from 'ioredis';
 import { Errors, GatewayError } from '../errors.js';
 import type { Cluster } from '../store/cluster.js';
 import { isOperatorKey, type KeyLimits, type KeyRecord } from './keys.js';
-import { describe, fmtDuration, msToNextUtcDay, msToNextUtcMonth, refusalError, utcDay, utcMonth, type Header, type Reservation } from './limits.js';
+import { describe, fmtDuration, msToNextUtcDay, msToNextUtcMonth, refusalError, utcDay, utcMonth, type AdmissionStore, type Header, type HeldAdmission, type Reservation } from './limits.js';
 import { ADMIT, APPLY, CLAIM, FINISH, FORGET, RENEW, RUN, SEED, SEED_KEY } from './shared-scripts.js';
 import type { Workspace } from './workspaces.js';
 
@@ -73,7 +73,7 @@ export function bucketOf(cap: number | undefined, minute: ReadonlyArray<readonly
 }
 
 /** What an admission in Redis holds, released once (the ticket calls `finish`). */
-export class SharedAdmission {
+export class SharedAdmission implements HeldAdmission {
   private open = true;
   constructor(private readonly owner: SharedLimits, readonly id: string, readonly ws: string,
     /** Per key of the admission: its id, rpm, tpm, how many windows, their seconds (FINISH's ARGV). */
@@ -92,7 +92,7 @@ export class SharedAdmission {
   }
 }
 
-export class SharedLimits {
+export class SharedLimits implements AdmissionStore {
   private readonly redis: Scripted;
   private readonly prefix: string;
   /** This replica's admissions still held, whose leases it renews. */

@@ -86,6 +86,22 @@ export class Workspaces {
   private index(ws: Workspace): void {
     this.byId.set(ws.id, ws);
     if (ws.email) this.byEmail.set(normalizeEmail(ws.email), ws);
+    this.onChange?.(ws);
+  }
+
+  /** Event-loop threads (server/threads.ts): a workspace as it is created or changed here (not its balance), for their copies. */
+  onChange: ((ws: Workspace) => void) | null = null;
+  /** Event-loop threads: settles once every thread's copy has the changes so far. */
+  propagated: (() => Promise<void>) | null = null;
+
+  /**
+   * An event-loop thread's copy: a workspace the main thread created or changed (nothing is
+   * written here; the copy's balance is not read: `shared` is set, the main thread admits).
+   */
+  follow(record: Workspace): void {
+    const ws = this.byId.get(record.id);
+    if (ws) { ws.name = record.name; ws.metered = record.metered; return; }
+    this.index({ ...record });
   }
 
   get(id: string): Workspace | undefined {
@@ -138,13 +154,14 @@ export class Workspaces {
     }
     this.index(ws);
     this.dirty.add(ws);
+    await this.propagated?.();
     return ws;
   }
 
   /** Cluster mode: a workspace another replica wrote, with its balance in the shared record. */
   applyRemote(record: Omit<Workspace, 'balance_nano'>, balanceNano: number): void {
     const ws = this.byId.get(record.id);
-    if (ws) { ws.name = record.name; ws.metered = record.metered; return; }
+    if (ws) { ws.name = record.name; ws.metered = record.metered; this.onChange?.(ws); return; }
     const fresh: Workspace = { ...record, balance_nano: balanceNano };
     this.index(fresh);
     this.dirty.add(fresh);

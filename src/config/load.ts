@@ -50,6 +50,8 @@ function applyEnv(data: Record<string, unknown>, env: Env): Record<string, unkno
   set('data_dir', env.SLUICE_DATA_DIR);
   if (env.SLUICE_TRUST_PROXY_HOPS) out.trust_proxy_hops = intFromEnv(env, 'SLUICE_TRUST_PROXY_HOPS');
   set('workers', intFromEnv(env, 'SLUICE_WORKERS'));
+  set('threads', intFromEnv(env, 'SLUICE_THREADS'));
+  if (env.SLUICE_THREADS_MAIN_HTTP === 'on' || env.SLUICE_THREADS_MAIN_HTTP === 'off') out.threads_main_http = env.SLUICE_THREADS_MAIN_HTTP === 'on';
   set('master_key', env.SLUICE_MASTER_KEY);
   set('baseline_model', env.BASELINE_MODEL);
   set('max_body_bytes', intFromEnv(env, 'SLUICE_MAX_BODY_BYTES'));

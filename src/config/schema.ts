@@ -147,6 +147,18 @@ export const ConfigSchema = z.object({
   /** Worker threads for CPU work (tokenizing). One on a 2-core box leaves a core to the event loop. */
   workers: z.number().int().min(1).max(64).default(1),
   /**
+   * Event-loop threads serving HTTP on the one port (SLUICE_THREADS): the main thread and
+   * threads-1 more, each a uWS app the kernel hands connections to (SO_REUSEPORT). Limits,
+   * credits, the ledger and the caches stay with the main thread (server/threads.ts).
+   */
+  threads: z.number().int().min(1).max(64).default(1),
+  /**
+   * With threads > 1, the main thread takes connections too (true), or leaves them to the
+   * others and keeps only what it serves them (limits, credits, the ledger, the caches):
+   * worth it on many cores, where its share of that work bounds throughput.
+   */
+  threads_main_http: z.boolean().default(true),
+  /**
    * Bytes of request bodies one workspace may have waiting for (or in) the worker pool before
    * admission; beyond, a 429 (concurrency). One largest body at a time by default.
    */

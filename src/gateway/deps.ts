@@ -1,8 +1,7 @@
 // What the request pipeline is built from (main.ts composes it).
 import type { KeyRing } from '../accounts/keys.js';
-import type { Ledger, RequestIds } from '../accounts/ledger.js';
-import type { Limits } from '../accounts/limits.js';
-import type { SharedLimits } from '../accounts/shared-limits.js';
+import type { RequestIds, RowSink } from '../accounts/ledger.js';
+import type { AdmissionStore, Limits } from '../accounts/limits.js';
 import type { Workspaces } from '../accounts/workspaces.js';
 import type { Config, Prices } from '../config/schema.js';
 import type { Catalog } from '../router/catalog.js';
@@ -15,17 +14,19 @@ import type { WorkerPool } from '../workers/pool.js';
 import type { JudgeOptions } from './judge.js';
 import type { VerifierOptions } from './verifier.js';
 import type { ResponseIds } from './response-ids.js';
+import type { Stage } from './context.js';
 
 export interface ChatDeps {
   catalog: Catalog;
   keys: KeyRing;
   /** Passthrough Responses ids per workspace (previous_response_id is only a workspace's own). */
   responseIds: ResponseIds;
-  ledger: Ledger;
+  /** The ledger (an event-loop thread: the main thread's, through server/threads.ts). */
+  ledger: RowSink;
   workspaces: Workspaces;
   limits: Limits;
-  /** Cluster mode: limits and credits in the shared Redis (null on one node). */
-  shared: SharedLimits | null;
+  /** Limits and credits kept elsewhere: cluster mode, in the shared Redis; an event-loop thread, by the main thread (null: here). */
+  shared: AdmissionStore | null;
   health: RouteHealth;
   /** model `auto`: score thresholds and the model or alias of each bucket. */
   router: SmartRouterConfig;
@@ -49,6 +50,12 @@ export interface ChatDeps {
   /** BASELINE_MODEL's prices; null = benchmark against the requested model's list price. */
   baseline: Prices | null;
   savings: SavingsDeps;
+  /**
+   * An event-loop thread (server/threads.ts): runs after parse and hands the requests this
+   * thread does not serve (the caches', the router's, …) to the main thread, answering them
+   * itself; absent on the main thread.
+   */
+  handoff?: Stage | null;
 }
 
 /** The savings engine's part of the gateway's dependencies. */

@@ -46,6 +46,7 @@ export function buildPipeline(deps: ChatDeps, verifier: Verifier | null = null):
   ];
   const stages: Stage[] = [
     parse(deps),
+    ...(deps.handoff ? [deps.handoff] : []),
     smartRoute(deps),
     route(deps),
     outputCap(deps),

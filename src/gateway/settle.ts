@@ -3,7 +3,7 @@
 // it really used), and its last bytes sent only once that row is committed, so an
 // acknowledged answer is never missing from the ledger after a crash.
 import type { KeyRecord } from '../accounts/keys.js';
-import type { Ledger, LedgerRow } from '../accounts/ledger.js';
+import type { LedgerRow, RowSink } from '../accounts/ledger.js';
 import type { Costs } from '../accounts/pricing.js';
 import { toNano, type Workspace } from '../accounts/workspaces.js';
 import type { GatewayError } from '../errors.js';
@@ -48,7 +48,7 @@ export interface Timing {
  * `known` its costs when the caller already priced them. Releases the ticket's holds with
  * the tokens and charge billed. False when another part of the path recorded it already.
  */
-export function record(ledger: Ledger, r: Settling, fig: Figures | null, status: number, error: string | null, usage: Usage | null,
+export function record(ledger: RowSink, r: Settling, fig: Figures | null, status: number, error: string | null, usage: Usage | null,
   source: UsageSource, known: Costs | null, t: Timing, retries = 0): boolean {
   if (!r.ticket.claimRow()) return false;
   const billed = fig?.billed && usage ? usage : null;
@@ -78,13 +78,13 @@ export function record(ledger: Ledger, r: Settling, fig: Figures | null, status:
  * released, and the error is sent once its row is committed (a refusal is a request too,
  * and is never missing from the ledger after a crash). The row says `cache: none`.
  */
-export function refuse(ledger: Ledger, r: Settling, err: GatewayError): void {
+export function refuse(ledger: RowSink, r: Settling, err: GatewayError): void {
   const tDone = performance.now();
   if (!record(ledger, r, null, err.status, err.code, null, 'none', null, { tFirstByte: 0, tDone, overheadMs: 0 })) return; // another part of the path answered it
   whenSettled(ledger, r, () => r.client.sendError(err));
 }
 
 /** Runs `done` (the client's last bytes) once the request's row is committed and what it held is given back (Ticket.afterRelease). */
-export function whenSettled(ledger: Ledger, r: Settling, done: (err: unknown) => void): void {
+export function whenSettled(ledger: RowSink, r: Settling, done: (err: unknown) => void): void {
   ledger.whenCommitted((err) => r.ticket.afterRelease(() => done(err)));
 }

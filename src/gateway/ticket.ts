@@ -3,10 +3,9 @@
 // count; and the right to write its one ledger row. Whoever ends the request (an answer,
 // a refusal, an upstream failure, a client that left) releases the holds through here, so
 // they are released exactly once on every path, and a request never gets two rows.
-import type { Admission, Limits } from '../accounts/limits.js';
+import type { Admission, HeldAdmission, Limits } from '../accounts/limits.js';
 import type { Workspace, Workspaces } from '../accounts/workspaces.js';
 import type { KeyRecord } from '../accounts/keys.js';
-import type { SharedAdmission } from '../accounts/shared-limits.js';
 
 export interface TicketServices {
   readonly workspaces: Workspaces;
@@ -22,7 +21,7 @@ export class Ticket {
   private ws: Workspace | null = null;
   private admission: Admission | null = null;
   /** Cluster mode: the holds are in the shared store (limits, credits); released through it. */
-  private shared: SharedAdmission | null = null;
+  private shared: HeldAdmission | null = null;
   private holdNano = 0;
   private holding = false;
   private recordedRow = false;
@@ -41,7 +40,7 @@ export class Ticket {
   }
 
   /** Takes the holds the shared store granted (cluster mode): released through it, with the balance change. */
-  holdShared(ws: Workspace, shared: SharedAdmission): void {
+  holdShared(ws: Workspace, shared: HeldAdmission): void {
     if (this.holding || this.recordedRow) { shared.finish(0, 0, 0); return; }
     this.holding = true;
     this.ws = ws;

@@ -309,6 +309,10 @@ export class GeminiProvider implements Provider {
     this.caches = opts.contextCacheMinBytes === null ? null : new ContextCaches(opts.contextCacheMinBytes);
   }
 
+  keepsStateFor(bodyBytes: number): boolean {
+    return this.opts.contextCacheMinBytes !== null && bodyBytes >= this.opts.contextCacheMinBytes;
+  }
+
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle {
     if (call.api === 'embeddings') return this.embed(call, sink);
     let request: Json;

@@ -65,6 +65,12 @@ export interface Provider {
   readonly region?: string | null;
   /** The upstream serves OpenAI's Responses API itself (OpenAI-kind adapters whose entry says so). */
   readonly responsesApi?: boolean;
+  /**
+   * Does this adapter keep state of its own for a request of this many bytes (Gemini's
+   * context caches)? An event-loop thread hands such requests to the main thread, so one
+   * adapter keeps it for all.
+   */
+  keepsStateFor?(bodyBytes: number): boolean;
   chat(call: ChatCall, sink: ResponseSink): UpstreamHandle;
   close(): Promise<void>;
 }

@@ -1,6 +1,7 @@
 // Route health: a circuit breaker per route (closed → open after N failures in a row →
 // half-open after a cooldown, where one probe decides), a latency EWMA, counters, and the
-// operator's enable/disable switch. All in memory on the main thread; checked per attempt.
+// operator's enable/disable switch. All in memory; checked per attempt. With event-loop
+// threads, the main thread's decides and each thread holds a copy (reporter / onState).
 
 import type { Route } from './catalog.js';
 
@@ -21,8 +22,25 @@ interface Health {
 
 const ALPHA = 0.2;
 
+/** What of a route's health decides where requests go: what every event-loop thread holds alike. */
+export interface RouteState { state: BreakerState; openUntil: number; failuresInRow: number; disabled: boolean }
+
+/** An outcome an event-loop thread saw, for the main thread's health (which decides for all). */
+export type HealthEvent =
+  | { kind: 'success'; decision: string; latencyMs: number }
+  | { kind: 'failure'; decision: string; reason: string; retryAfterMs: number | null; now: number }
+  | { kind: 'disabled'; decision: string; disabled: boolean };
+
 export class RouteHealth {
   private readonly routes = new Map<string, Health>();
+  /**
+   * Event-loop threads (server/threads.ts). On a thread: each outcome it sees, sent to the
+   * main thread. On the main thread: each change of a route's state, sent to every thread,
+   * which adopts it. So one breaker, one rest after a Retry-After, and the operator's switch
+   * hold on every thread (a half-open route may get one probe per thread).
+   */
+  reporter: ((e: HealthEvent) => void) | null = null;
+  onState: ((decision: string, s: RouteState) => void) | null = null;
 
   constructor(private readonly opts: { failures: number; cooldownMs: number }) {}
 
@@ -54,11 +72,42 @@ export class RouteHealth {
 
   success(decision: string, latencyMs: number): void {
     const h = this.of(decision);
+    // (a success changes the breaker only after failures: a thread reports only those, the others are its own counts)
+    const changes = h.failuresInRow !== 0 || h.state !== 'closed';
     h.requests++;
     h.failuresInRow = 0;
     h.state = 'closed';
     h.probing = false;
     h.ewmaMs = h.ewmaMs === null ? latencyMs : h.ewmaMs + ALPHA * (latencyMs - h.ewmaMs);
+    if (!changes) return;
+    this.reporter?.({ kind: 'success', decision, latencyMs });
+    this.tell(decision, h);
+  }
+
+  private tell(decision: string, h: Health): void {
+    this.onState?.(decision, { state: h.state, openUntil: h.openUntil, failuresInRow: h.failuresInRow, disabled: h.disabled });
+  }
+
+  /** An event-loop thread: the main thread's view of a route, in force here. */
+  adopt(decision: string, s: RouteState): void {
+    const h = this.of(decision);
+    h.state = s.state;
+    h.openUntil = s.openUntil;
+    h.failuresInRow = s.failuresInRow;
+    h.disabled = s.disabled;
+    if (s.state !== 'half_open') h.probing = false;
+  }
+
+  /** The main thread: an outcome a thread saw. */
+  heard(e: HealthEvent): void {
+    if (e.kind === 'success') this.success(e.decision, e.latencyMs);
+    else if (e.kind === 'failure') this.failure(e.decision, e.reason, e.retryAfterMs, e.now);
+    else this.setDisabled(e.decision, e.disabled);
+  }
+
+  /** Every route's state (a thread that starts adopts them). */
+  states(): Array<[string, RouteState]> {
+    return [...this.routes].map(([d, h]) => [d, { state: h.state, openUntil: h.openUntil, failuresInRow: h.failuresInRow, disabled: h.disabled }]);
   }
 
   /** `retryAfterMs`: the upstream asked for a pause (429/503 Retry-After): the route rests that long. */
@@ -76,6 +125,8 @@ export class RouteHealth {
       h.state = 'open';
       h.openUntil = now + this.opts.cooldownMs;
     }
+    this.reporter?.({ kind: 'failure', decision, reason, retryAfterMs, now });
+    this.tell(decision, h);
   }
 
   /**
@@ -99,7 +150,10 @@ export class RouteHealth {
   }
 
   setDisabled(decision: string, disabled: boolean): void {
-    this.of(decision).disabled = disabled;
+    const h = this.of(decision);
+    h.disabled = disabled;
+    this.reporter?.({ kind: 'disabled', decision, disabled });
+    this.tell(decision, h);
   }
 
   view(decision: string) {

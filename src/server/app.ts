@@ -2,8 +2,9 @@
 // the handlers need from the request (headers, params) is read synchronously, as uWS
 // invalidates `req` when the handler returns.
 import { timingSafeEqual } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { sha256 } from '../digest.js';
-import uWS, { type TemplatedApp } from 'uWebSockets.js';
+import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from 'uWebSockets.js';
 import type { KeyRecord, KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
@@ -30,7 +31,7 @@ import { registerUsage, type UsageDeps } from './usage.js';
 import { registerRouter, type RouterDeps } from './router.js';
 import { Exchange, useEdge } from './exchange.js';
 import { Edge, type EdgeConfig } from './edge.js';
-import { makeHandlers, requireScope } from './handlers.js';
+import { makeHandlers, requireScope, type Handlers } from './handlers.js';
 import { audioUpload } from './audio-upload.js';
 import { deploymentViews } from '../router/health.js';
 import { NO_SWITCHES, readSwitches } from '../savings/mechanisms.js';
@@ -71,10 +72,24 @@ export interface Server {
   readonly metricsPort: number | null;
   /** Stop accepting connections; in-flight requests go on. */
   stopListening(): void;
+  /** Stop taking what the event-loop threads hand over (once they are drained). */
+  closeHandover(): void;
+  /** Leave the port to the event-loop threads (threads_main_http: false); what they hand over still comes in. */
+  leavePort(): void;
   draining: boolean;
 }
 
-export function startServer(deps: ServerDeps, host: string, port: number): Promise<Server> {
+/** POST /v1/chat/completions (every event-loop thread serves it: thread-app.ts). */
+export function chatRoute(handlers: Handlers, chat: ChatGateway): (res: HttpResponse, req: HttpRequest) => void {
+  return handlers.inference((ex, key, body, t0, _p, [pin, savings, cache, router]) => chat.handle(ex, key, body, t0, pin ?? '', CHAT,
+    readSwitches(savings, cache, router)), (ex, key, t0, err) => chat.reject(ex, key, t0, err), ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache', 'x-gateway-router']);
+}
+
+/**
+ * `threads` (SLUICE_THREADS > 1): the port is bound shared with the event-loop threads, and
+ * the app also listens on the private socket they hand requests over on.
+ */
+export function startServer(deps: ServerDeps, host: string, port: number, threads: { socketPath: string } | null = null): Promise<Server> {
   const routes: RecordedRoute[] = [];
   const edge = new Edge(deps.edge);
   useEdge(edge);
@@ -113,8 +128,7 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     else ex.sendJson(200, entry);
   }));
 
-  app.post('/v1/chat/completions', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache, router]) => deps.chat.handle(ex, key, body, t0, pin ?? '', CHAT,
-    readSwitches(savings, cache, router)), refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache', 'x-gateway-router']));
+  app.post('/v1/chat/completions', chatRoute(handlers, deps.chat));
 
   // Responses API: an OpenAI-kind route takes the caller's bytes as they are; other routes are
   // bridged onto the chat path. Routing, limits, credits, ledger and failover apply either way.
@@ -321,7 +335,19 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
     });
   });
   return (async () => {
-    const socket = await bind(app, host, port);
+    let socket: uWS.us_listen_socket;
+    let handover: uWS.us_listen_socket | null = null;
+    if (threads) {
+      // Shared with the event-loop threads (SO_REUSEPORT): an exclusive bind first, so a port
+      // another process holds still fails here as on one thread (and port 0 gets the kernel's choice).
+      const shared = await exclusivePort(host, port);
+      const listen = app.listen.bind(app) as unknown as (host: string, port: number, options: number, cb: (socket: uWS.us_listen_socket | false) => void) => void;
+      socket = await new Promise((resolve, reject) => listen(host, shared, 0, (s) => (s ? resolve(s) : reject(new Error(`could not listen on ${host}:${shared}`)))));
+      // What the threads hand over comes in on a socket only this process's user can open.
+      handover = await new Promise((resolve, reject) => app.listen_unix((s) => (s ? resolve(s) : reject(new Error(`could not listen on ${threads.socketPath}`))), threads.socketPath));
+    } else {
+      socket = await bind(app, host, port);
+    }
     let metricsSocket: uWS.us_listen_socket | null = null;
     if (exposure.metricsPort !== null) {
       // Metrics on a listener of their own (an internal interface, a scraper-only port): no token there.
@@ -330,14 +356,31 @@ export function startServer(deps: ServerDeps, host: string, port: number): Promi
       ops.any('/*', (res) => new Exchange(res, deps.ids.next()).sendError(new GatewayError(Errors.notFound, 'Only /metrics is served here.')));
       metricsSocket = await bind(ops, exposure.metricsHost, exposure.metricsPort);
     }
+    // (each listener closed once: a second close of a uWS listen socket is not safe)
+    let listening = true;
+    const leave = () => { if (listening) { listening = false; uWS.us_listen_socket_close(socket); } };
     return {
       port: uWS.us_socket_local_port(socket),
       metricsPort: metricsSocket ? uWS.us_socket_local_port(metricsSocket) : null,
-      stopListening: () => { uWS.us_listen_socket_close(socket); if (metricsSocket) uWS.us_listen_socket_close(metricsSocket); },
+      stopListening: () => { leave(); if (metricsSocket) uWS.us_listen_socket_close(metricsSocket); metricsSocket = null; },
+      closeHandover: () => { if (handover) uWS.us_listen_socket_close(handover); handover = null; },
+      leavePort: leave,
       get draining() { return state.draining; },
       set draining(v: boolean) { state.draining = v; },
     };
   })();
+}
+
+/** A port no other socket holds (bound and let go at once); 0: one the kernel chooses. */
+function exclusivePort(host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', (err) => reject(new Error(`could not listen on ${host}:${port} (is another process using the port?): ${err.message}`)));
+    probe.listen({ host, port, exclusive: true }, () => {
+      const got = (probe.address() as AddressInfo).port;
+      probe.close(() => resolve(got));
+    });
+  });
 }
 
 /**

@@ -99,7 +99,7 @@ export class Exchange implements Client {
     this.readRaw(limit, declaredLength, done);
   }
 
-  private readRaw(limit: number, declaredLength: string, done: (err: GatewayError | null, body: Buffer) => void): void {
+  readRaw(limit: number, declaredLength: string, done: (err: GatewayError | null, body: Buffer) => void): void {
     const declared = declaredLength === '' ? -1 : Number(declaredLength);
     const tooLarge = () => new GatewayError(Errors.bodyTooLarge, `Request body exceeds the ${limit}-byte limit.`);
     if (declared > limit) { done(tooLarge(), Buffer.alloc(0)); return; }
@@ -181,15 +181,54 @@ export class Exchange implements Client {
   }
 
   private pendingHead: { status: number; contentType: string; headers: HeaderList } | null = null;
+  /** The pending head is another server's, relayed as it is (relay()): none of this exchange's own headers are added. */
+  private rawHead = false;
 
   private writeHead(): void {
     const head = this.pendingHead!;
     this.pendingHead = null;
+    if (this.rawHead) {
+      this.res.writeStatus(statusLine(head.status));
+      for (const [k, v] of head.headers) this.res.writeHeader(k, v);
+      return;
+    }
     this.res.writeStatus(statusLine(head.status)).writeHeader('content-type', head.contentType)
       .writeHeader('cache-control', 'no-cache').writeHeader('x-request-id', this.requestId);
     for (const [k, v] of head.headers) this.res.writeHeader(k, v);
     const state = edgeOf(this.res);
     if (state && edge) for (const [k, v] of edge.corsHeaders(state)) this.res.writeHeader(k, v);
+  }
+
+  /**
+   * An answer another server made (the main thread's, for a request an event-loop thread
+   * handed over), relayed as it is: its status and headers (CORS, encoding and request id
+   * included), then `write`/`end` its body. `onWritable` fires when a full buffer drains.
+   */
+  relay(status: number, headers: HeaderList, onWritable: () => void): void {
+    if (this.finished) return;
+    this.rawHead = true;
+    this.startStream(status, '', headers, onWritable);
+  }
+
+  /** Closes the connection without ending the answer (a relayed stream that broke off): the client sees it cut, not complete. */
+  abortConnection(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.over();
+    this.res.close();
+  }
+
+  /** A relayed answer read whole: its head and its body in one write (`body` null: a HEAD's, no body and no Content-Length of uWS's own). */
+  sendRelayed(status: number, headers: HeaderList, body: Uint8Array | null): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.over();
+    this.res.cork(() => {
+      this.res.writeStatus(statusLine(status));
+      for (const [k, v] of headers) this.res.writeHeader(k, v);
+      if (body) this.res.end(body);
+      else this.res.endWithoutBody();
+    });
   }
 
   /** Runs `fn` with writes corked: everything it writes leaves in one syscall. */

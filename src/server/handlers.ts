@@ -6,6 +6,7 @@ import type { KeyRecord, KeyRing, Scope } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import { Exchange } from './exchange.js';
+import { PEER_HEADER } from './handover.js';
 
 export type BodyHandler = (ex: Exchange, key: KeyRecord, body: Buffer, t0: number, params: string[], headers: string[]) => void;
 export type NoBodyHandler = (ex: Exchange, key: KeyRecord | null, params: string[], query: URLSearchParams) => void;
@@ -80,7 +81,20 @@ export function authorizationOf(req: HttpRequest): string {
   return apiKey ? `Bearer ${apiKey}` : '';
 }
 
-export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyBytes: number; trustProxyHops: number; traced: boolean }, state: { draining: boolean }): Handlers {
+export interface HandlerDeps {
+  keys: KeyRing;
+  ids: RequestIds;
+  maxBodyBytes: number;
+  trustProxyHops: number;
+  traced: boolean;
+  /**
+   * An event-loop thread (thread-app.ts): a key its copy of the ring does not know may be one
+   * the main thread has just put in force; the request goes there (true: it was handed over).
+   */
+  unknownKey?: ((ex: Exchange, res: HttpResponse, req: HttpRequest) => boolean) | undefined;
+}
+
+export function makeHandlers(deps: HandlerDeps, state: { draining: boolean }): Handlers {
   const shuttingDown = () => new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.');
   const plain: Refuse = (ex, _key, _t0, err) => ex.sendError(err);
   /**
@@ -103,6 +117,7 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
       if (state.draining) throw shuttingDown();
       key = deps.keys.authenticate(authorization);
     } catch (err) {
+      if (deps.unknownKey && err instanceof GatewayError && err.code === Errors.invalidKey.code && deps.unknownKey(ex, res, req)) return null;
       ex.sendError(err);
       return null;
     }
@@ -142,7 +157,9 @@ export function makeHandlers(deps: { keys: KeyRing; ids: RequestIds; maxBodyByte
     publicBody: (handler) => (res, req) => {
       const ex = new Exchange(res, deps.ids.next());
       if (state.draining) { ex.sendError(shuttingDown()); return; }
-      const client = clientAddress(Buffer.from(res.getRemoteAddressAsText()).toString(), req.getHeader('x-forwarded-for'), deps.trustProxyHops);
+      // (no peer address: the private socket an event-loop thread hands requests over on, which says whose it was)
+      const peer = Buffer.from(res.getRemoteAddressAsText()).toString() || req.getHeader(PEER_HEADER);
+      const client = clientAddress(peer, req.getHeader('x-forwarded-for'), deps.trustProxyHops);
       ex.readBody(deps.maxBodyBytes, req.getHeader('content-length'), (err, body) => {
         if (err) { ex.sendError(err); return; }
         try {

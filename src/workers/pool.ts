@@ -7,7 +7,7 @@ import { LimitError } from '../errors.js';
 import { DEFAULT_TASK_TYPES } from '../config/schema.js';
 import { enableLinearFallback } from '../config/linear-regex.js';
 import type { Classified } from './classify.js';
-import type { AnswerCount, JudgeTexts, RewriteReply, RewriteTask, WorkerTask } from './protocol.js';
+import type { AnswerCount, JudgeTexts, RewriteReply, RewriteTask, WorkerResult, WorkerTask } from './protocol.js';
 
 export interface TaskTypes {
   types: Record<string, { patterns: string[] }>;
@@ -18,7 +18,26 @@ export class WorkerPool {
   /** Bytes of work each tenant has queued or running (see reserveFor). */
   private readonly byTenant = new Map<string, number>();
 
-  private constructor(private readonly piscina: Piscina, private readonly bytesPerTenant: number) {}
+  /** Runs one task: in this thread's piscina, or (an event-loop thread: server/threads.ts) in the main thread's. */
+  private readonly run: (task: WorkerTask) => Promise<WorkerResult>;
+
+  private constructor(private readonly piscina: Piscina | null, private readonly bytesPerTenant: number, run?: (task: WorkerTask) => Promise<WorkerResult>) {
+    this.run = run ?? ((task) => this.piscina!.run(task) as Promise<WorkerResult>);
+  }
+
+  /**
+   * A pool whose tasks run in another thread's pool (`run` sends them there): an event-loop
+   * thread's, so every thread shares the main thread's workers and its compiled tokenizer.
+   * Its tenant shares are this thread's own.
+   */
+  static remote(run: (task: WorkerTask) => Promise<WorkerResult>, bytesPerTenant: number): WorkerPool {
+    return new WorkerPool(null, bytesPerTenant, run);
+  }
+
+  /** One task, as another thread's remote pool sent it. */
+  runTask(task: WorkerTask): Promise<WorkerResult> {
+    return this.run(task);
+  }
 
   /**
    * Room for `bytes` of work for `tenant` (a workspace), or null when it already has
@@ -72,43 +91,43 @@ export class WorkerPool {
 
   countPrompt(encoding: EncodingName, body: Uint8Array, api: Api = 'chat'): Promise<number> {
     const task: WorkerTask = { op: 'countPrompt', encoding, body, api };
-    return this.piscina.run(task) as Promise<number>;
+    return this.run(task) as Promise<number>;
   }
 
   /** Prompt and completion tokens of a request and the answer it got so far (billing without upstream usage). */
   countAnswer(encoding: EncodingName, body: Uint8Array, answer: Uint8Array, stream: boolean, api: Api = 'chat'): Promise<AnswerCount> {
     const task: WorkerTask = { op: 'countAnswer', encoding, body, answer, stream, api };
-    return this.piscina.run(task) as Promise<AnswerCount>;
+    return this.run(task) as Promise<AnswerCount>;
   }
 
   /** What the judge reads: the request's last user turn and the answer's text, each at most `maxChars`. */
   judgeTexts(body: Uint8Array, answer: Uint8Array, stream: boolean, maxChars: number): Promise<JudgeTexts> {
     const task: WorkerTask = { op: 'judgeTexts', body, answer, stream, maxChars };
-    return this.piscina.run(task) as Promise<JudgeTexts>;
+    return this.run(task) as Promise<JudgeTexts>;
   }
 
   /** The smart router's verdict on a chat body: its 0–1 difficulty score and its task type. */
   classify(body: Uint8Array): Promise<Classified> {
     const task: WorkerTask = { op: 'classify', encoding: 'o200k_base', body };
-    return this.piscina.run(task) as Promise<Classified>;
+    return this.run(task) as Promise<Classified>;
   }
 
   /** Chunk dedupe and compression (savings/rewrite.ts), with the prompt tokens of the result and, when asked, the cache key. */
   rewrite(encoding: EncodingName, body: Uint8Array, chunkMinChars: number, compression: RewriteTask['compression'], hash: boolean): Promise<RewriteReply> {
     const task: WorkerTask = { op: 'rewrite', encoding, body, chunkMinChars, compression, hash };
-    return this.piscina.run(task) as Promise<RewriteReply>;
+    return this.run(task) as Promise<RewriteReply>;
   }
 
   /** A streamed answer as a chat.completion JSON body; null when the bytes are not a complete chat stream. */
   assemble(sse: Uint8Array): Promise<string | null> {
     const task: WorkerTask = { op: 'assemble', sse };
-    return this.piscina.run(task) as Promise<string | null>;
+    return this.run(task) as Promise<string | null>;
   }
 
   /** The semantic cache's embedding of a prompt (the model loads on a worker's first call). */
   embed(text: string): Promise<Float32Array> {
     const task: WorkerTask = { op: 'embed', text };
-    return this.piscina.run(task) as Promise<Float32Array>;
+    return this.run(task) as Promise<Float32Array>;
   }
 
   /**
@@ -118,7 +137,7 @@ export class WorkerPool {
    */
   warmEmbeddings(): void {
     this.embeddings = 'warming';
-    const all = Array.from({ length: this.piscina.threads.length }, () => this.embed('warm up'));
+    const all = Array.from({ length: this.piscina?.threads.length ?? 0 }, () => this.embed('warm up'));
     void Promise.allSettled(all).then(() => { this.embeddings = 'ready'; });
   }
 
@@ -127,15 +146,16 @@ export class WorkerPool {
 
   countText(encoding: EncodingName, text: string): Promise<number> {
     const task: WorkerTask = { op: 'countText', encoding, text };
-    return this.piscina.run(task) as Promise<number>;
+    return this.run(task) as Promise<number>;
   }
 
   /** For /metrics: tasks waiting, share of worker time busy, threads. */
   stats(): { queueSize: number; utilization: number; threads: number } {
-    return { queueSize: this.piscina.queueSize, utilization: this.piscina.utilization, threads: this.piscina.threads.length };
+    const p = this.piscina;
+    return p ? { queueSize: p.queueSize, utilization: p.utilization, threads: p.threads.length } : { queueSize: 0, utilization: 0, threads: 0 };
   }
 
   async close(): Promise<void> {
-    await this.piscina.destroy();
+    await this.piscina?.destroy();
   }
 }

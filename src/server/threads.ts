@@ -1,0 +1,222 @@
+// SLUICE_THREADS: the main thread's side. It starts threads-1 event-loop threads (thread.ts),
+// each a uWS app on the same port (the kernel spreads connections over them and the main
+// thread's own app), and serves what they ask of it (thread-link.ts): admissions against its
+// limits and credits, their release, ledger rows and their commit, worker-pool tasks. So
+// limits, credit holds and balances are exact across threads: one thread keeps them. It
+// tells every thread of each key and workspace it puts in force. A thread that dies has its
+// holds released and is started again; a graceful stop drains every thread first.
+import { Worker } from 'node:worker_threads';
+import type { KeyRing } from '../accounts/keys.js';
+import type { Ledger } from '../accounts/ledger.js';
+import type { Admission, Limits } from '../accounts/limits.js';
+import type { Workspace, Workspaces } from '../accounts/workspaces.js';
+import type { RouteHealth } from '../router/health.js';
+import { Errors, GatewayError } from '../errors.js';
+import type { WorkerPool } from '../workers/pool.js';
+import { Batch, toWire, type AdmitReply, type Down, type Up } from './thread-link.js';
+
+/** What a thread is started with (its config comes from the same environment and file). */
+export interface ThreadData {
+  host: string;
+  port: number;
+  /** The main thread's private socket, for what a thread hands over (handover.ts). */
+  socketPath: string;
+  index: number;
+}
+
+export interface HostDeps {
+  health: RouteHealth;
+  keys: KeyRing;
+  workspaces: Workspaces;
+  limits: Limits;
+  ledger: Ledger;
+  pool: WorkerPool;
+}
+
+interface Held { key: string; admission: Admission | null; ws: Workspace; hold: number }
+
+class Slot {
+  worker: Worker | null = null;
+  out: Batch<Down> | null = null;
+  /** Its admissions not yet released, by id: released at once if the thread dies. */
+  readonly held = new Map<number, Held>();
+  nextAid = 1;
+  /** Sync requests waiting for the thread's answer, by id. */
+  readonly syncs = new Map<number, () => void>();
+  nextSync = 1;
+  ready = false;
+  drained: (() => void) | null = null;
+  constructor(readonly index: number) {}
+}
+
+export class ThreadHost {
+  private readonly slots: Slot[] = [];
+  private stopping = false;
+
+  constructor(private readonly d: HostDeps, private readonly count: number, private readonly base: Omit<ThreadData, 'index'>) {
+    // Every key and workspace put in force here, to every thread (in the order they happened).
+    d.keys.onChange = (record) => this.tell({ t: 'key', record });
+    d.health.onState = (decision, s) => this.tell({ t: 'route', decision, s });
+    d.workspaces.onChange = (ws) => this.tell({ t: 'workspace', record: { ...ws } });
+    // A change answers once every thread has it: the caller's next request, through any thread, finds it in force.
+    d.keys.propagated = d.workspaces.propagated = () => this.synced();
+  }
+
+  /** Settles once every running thread has applied what it was told so far (a thread that does not answer in a second is not waited for). */
+  private synced(): Promise<void> {
+    return Promise.all(this.slots.filter((s) => s.out).map((s) => new Promise<void>((done) => {
+      const id = s.nextSync++;
+      const timer = setTimeout(() => { s.syncs.delete(id); done(); }, 1000);
+      s.syncs.set(id, () => { clearTimeout(timer); done(); });
+      s.out!.send({ t: 'sync', id });
+    }))).then(() => undefined);
+  }
+
+  /** Starts the threads; resolves once each listens (rejects with the first one's failure). */
+  async start(): Promise<void> {
+    for (let i = 1; i < this.count; i++) this.slots.push(new Slot(i));
+    await Promise.all(this.slots.map((s) => this.spawn(s)));
+  }
+
+  private tell(message: Down): void {
+    for (const s of this.slots) s.out?.send(message);
+  }
+
+  private spawn(slot: Slot): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const data: ThreadData = { ...this.base, index: slot.index };
+      const worker = new Worker(new URL('../thread.js', import.meta.url), { workerData: data });
+      slot.worker = worker;
+      slot.out = new Batch((batch) => worker.postMessage(batch));
+      slot.ready = false;
+      for (const [decision, s] of this.d.health.states()) slot.out.send({ t: 'route', decision, s });
+      worker.on('message', (batch: Up[]) => {
+        for (const m of batch) {
+          if (m.t === 'ready') { slot.ready = true; resolve(); continue; }
+          if (m.t === 'failed') { reject(new Error(m.message)); continue; }
+          this.receive(slot, m);
+        }
+      });
+      worker.on('error', (err) => console.error(`thread ${slot.index}: ${err instanceof Error ? err.stack ?? err.message : String(err)}`));
+      worker.on('exit', (code) => {
+        const wasReady = slot.ready;
+        slot.worker = null;
+        slot.out = null;
+        slot.ready = false;
+        this.releaseAll(slot);
+        for (const done of slot.syncs.values()) done();
+        slot.syncs.clear();
+        slot.drained?.();
+        if (!wasReady) { reject(new Error(`thread ${slot.index} exited (${code}) before it listened`)); return; }
+        if (this.stopping) return;
+        // Its connections are gone with it; what it held is back. Another takes its place.
+        console.error(`thread ${slot.index} exited (${code}); starting another`);
+        setTimeout(() => { if (!this.stopping) this.spawn(slot).catch((err: unknown) => console.error(`thread ${slot.index} could not start again: ${String(err)}`)); }, 1000).unref();
+      });
+    });
+  }
+
+  private receive(slot: Slot, m: Up): void {
+    const out = slot.out;
+    if (!out) return;
+    const fail = (id: number, err: unknown) => out.send({ t: 'fail', id, error: toWire(err) });
+    switch (m.t) {
+      case 'admit':
+        try {
+          out.send({ t: 'reply', id: m.id, value: this.admit(slot, m) });
+        } catch (err) {
+          fail(m.id, err);
+        }
+        return;
+      case 'finish': // (answered by the commit request that follows it)
+        this.release(slot, m.aid, m.tokens, m.charge);
+        return;
+      case 'row': {
+        // (its workspace's balance changes here, by the row's delta, as on one thread)
+        const ws = this.d.workspaces.get(m.row.workspace);
+        this.d.ledger.append(m.row, ws);
+        return;
+      }
+      case 'commit':
+        this.d.ledger.whenCommitted((err) => { if (err) fail(m.id, err); else slot.out?.send({ t: 'reply', id: m.id, value: null }); });
+        return;
+      case 'pool':
+        this.d.pool.runTask(m.task).then((value) => slot.out?.send({ t: 'reply', id: m.id, value }), (err: unknown) => { if (slot.out) fail(m.id, err); });
+        return;
+      case 'health':
+        this.d.health.heard(m.e);
+        return;
+      case 'synced': {
+        const done = slot.syncs.get(m.id);
+        slot.syncs.delete(m.id);
+        done?.();
+        return;
+      }
+      case 'drained':
+        slot.drained?.();
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** The checks one thread makes in admit.ts's local path, with this thread's records: revocation, credits, limits, then the holds. */
+  private admit(slot: Slot, m: Extract<Up, { t: 'admit' }>): AdmitReply {
+    const chain = [];
+    for (const id of m.chain) {
+      const key = this.d.keys.get(id);
+      if (!key || key.revoked_at !== null) throw new GatewayError(Errors.invalidKey, 'Invalid API key (it was revoked).');
+      chain.push(key);
+    }
+    const ws = this.d.workspaces.get(m.ws);
+    if (!ws) throw new GatewayError(Errors.notFound, `No workspace with id ${m.ws}.`);
+    if (ws.metered) {
+      const available = this.d.workspaces.availableNano(ws);
+      if (available < m.hold) return { credits: available };
+    }
+    const admission = this.d.limits.admit(chain, { tokens: m.tokens, nano: m.nano });
+    if (m.hold) this.d.workspaces.reserve(ws, m.hold);
+    const aid = slot.nextAid++;
+    slot.held.set(aid, { key: chain[0]!.id, admission, ws, hold: m.hold });
+    return { aid, headers: admission ? [...admission.headers] : [] };
+  }
+
+  private release(slot: Slot, aid: number, tokens: number, charge: number): void {
+    const h = slot.held.get(aid);
+    if (!h) return;
+    slot.held.delete(aid);
+    if (h.hold) this.d.workspaces.release(h.ws, h.hold);
+    const key = this.d.keys.get(h.key);
+    if (h.admission && key) this.d.limits.finish(key, h.admission, tokens, charge);
+  }
+
+  private releaseAll(slot: Slot): void {
+    for (const aid of [...slot.held.keys()]) this.release(slot, aid, 0, 0);
+  }
+
+  /** Requests the threads have admitted and not yet settled. */
+  get inFlight(): number {
+    let n = 0;
+    for (const s of this.slots) n += s.held.size;
+    return n;
+  }
+
+  /**
+   * A graceful stop: each thread stops listening, finishes what it serves (by `deadline`),
+   * sends its last rows and closes its connections; then it is ended.
+   */
+  async drain(deadline: number): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.slots.map(async (s) => {
+      const worker = s.worker;
+      if (!worker || !s.out) return;
+      await new Promise<void>((done) => {
+        const timer = setTimeout(done, Math.max(0, deadline - Date.now()) + 1000);
+        s.drained = () => { clearTimeout(timer); done(); };
+        s.out!.send({ t: 'drain', deadline });
+      });
+      s.drained = null;
+      await worker.terminate();
+    }));
+  }
+}
