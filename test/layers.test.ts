@@ -1,5 +1,6 @@
 // The dependency direction of ../shared/STYLE.md, checked: each src/ module imports only
-// from layers below its own (or its own directory). `main.ts` and the worker entry are
+// from layers below its own (or its own directory). `main.ts`, `thread.ts` (an event-loop
+// thread's), `compose.ts` (what both build from config) and the worker entry are
 // composition roots and may import any layer. Type-only imports count: they couple too.
 import t from 'tap';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -19,7 +20,7 @@ const RANK: Record<string, number> = {
   providers: 1, store: 1, workers: 1,
   wire: 0, config: 0, '.': 0, native: 0, // imported by all, and by each other
 };
-const ROOTS = new Set(['main.ts', 'workers/task.ts']);
+const ROOTS = new Set(['main.ts', 'thread.ts', 'compose.ts', 'workers/task.ts']);
 
 function sources(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {

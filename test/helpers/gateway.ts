@@ -42,7 +42,9 @@ export async function startGateway(env: Record<string, string> = {}, dataDir = t
     env = { SLUICE_CONFIG: path, ...env };
   }
   const proc = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', SLUICE_DATA_DIR: dataDir, SLUICE_WORKERS: '1', ...env },
+    // (SLUICE_TEST_THREADS: the test runner's second pass serves the same files from that many event-loop threads)
+    env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', SLUICE_DATA_DIR: dataDir, SLUICE_WORKERS: '1',
+      ...(process.env.SLUICE_TEST_THREADS ? { SLUICE_THREADS: process.env.SLUICE_TEST_THREADS } : {}), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
