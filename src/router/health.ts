@@ -41,6 +41,8 @@ export class RouteHealth {
    */
   reporter: ((e: HealthEvent) => void) | null = null;
   onState: ((decision: string, s: RouteState) => void) | null = null;
+  /** The main thread: settles once every thread has the states told so far. */
+  propagated: (() => Promise<void>) | null = null;
 
   constructor(private readonly opts: { failures: number; cooldownMs: number }) {}
 

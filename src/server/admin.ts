@@ -103,7 +103,9 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
       const { decision } = parseBody(DeploymentToggleSchema, parseJsonOrEmpty(body));
       if (!deployments().some((d) => d.decision === decision)) throw new GatewayError(Errors.notFound, `No deployment ${decision}; GET /admin/deployments lists them.`, 'decision');
       deps.health.setDisabled(decision, action === 'disable');
-      ex.sendJson(200, deployments().find((d) => d.decision === decision));
+      // (event-loop threads: answered once every thread has the switch, so the next request finds it thrown)
+      const view = deployments().find((d) => d.decision === decision);
+      void (deps.health.propagated?.() ?? Promise.resolve()).then(() => ex.sendJson(200, view));
     }));
   }
 

@@ -56,6 +56,7 @@ export class Handover {
     if (Number.isSafeInteger(length) && length > 0) {
       if (length > this.maxBodyBytes) { ex.sendError(new GatewayError(Errors.bodyTooLarge, `Request body exceeds the ${this.maxBodyBytes}-byte limit.`)); return; }
       const body = new Readable({ read() { /* pushed as uWS hands chunks over */ } });
+      body.on('error', () => undefined); // (the request's failure is undici's to report; an unheard 'error' would end the thread)
       let got = 0;
       ex.res.onData((chunk, last) => {
         got += chunk.byteLength;
@@ -98,6 +99,7 @@ export class Handover {
     }, (err: unknown) => {
       done();
       if (ex.aborted) return;
+      if (head.method === 'HEAD') { ex.sendRelayed(500, [], null); return; } // (a HEAD's answer has no body)
       ex.sendError(new GatewayError(Errors.internal, `The gateway's main thread did not answer this request (${err instanceof Error ? err.message.slice(0, 200) : String(err)}); retry shortly.`).retryAfter(1000));
     });
   }

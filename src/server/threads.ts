@@ -59,7 +59,7 @@ export class ThreadHost {
     d.health.onState = (decision, s) => this.tell({ t: 'route', decision, s });
     d.workspaces.onChange = (ws) => this.tell({ t: 'workspace', record: { ...ws } });
     // A change answers once every thread has it: the caller's next request, through any thread, finds it in force.
-    d.keys.propagated = d.workspaces.propagated = () => this.synced();
+    d.keys.propagated = d.workspaces.propagated = d.health.propagated = () => this.synced();
   }
 
   /** Settles once every running thread has applied what it was told so far (a thread that does not answer in a second is not waited for). */

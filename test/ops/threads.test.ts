@@ -121,6 +121,22 @@ t.test('a key minted or revoked is in force on every thread at once', async (t) 
   }
 });
 
+t.test("the operator's deployment switch is thrown on every thread once it answers", async (t) => {
+  const { adminJson } = http(gw);
+  const list = (await adminJson('/admin/deployments')).data as Json[];
+  const decision = list.find((d) => (d.models as string[]).includes('openai/m'))!.decision as string;
+  for (let round = 0; round < 3; round++) {
+    t.equal((await adminJson('/admin/deployments/disable', { decision })).enabled, false);
+    const off = await burst(16, (i, d) => post('/v1/chat/completions', gw.masterKey, ask(`off ${round} ${i}`), d));
+    t.ok(off.every((r) => r.status === 503), `disabled on every thread (round ${round})`);
+    await Promise.all(off.map((r) => r.text()));
+    t.equal((await adminJson('/admin/deployments/enable', { decision })).enabled, true);
+    const on = await burst(16, (i, d) => post('/v1/chat/completions', gw.masterKey, ask(`on ${round} ${i}`), d));
+    t.ok(on.every((r) => r.status === 200), `enabled on every thread (round ${round})`);
+    await Promise.all(on.map((r) => r.text()));
+  }
+});
+
 t.test('what a thread hands over comes back as the main thread answered it', async (t) => {
   const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
   // temperature 0: the caches' (kept by the main thread); the repeat is an exact hit, whichever thread takes it
