@@ -156,6 +156,7 @@ async function main(): Promise<void> {
   const ledger = new Ledger(store, workspaces, config.ledger.flush_ms, !config.ledger.fsync);
   const limits = new Limits(store);
   ledger.addPersister((force) => limits.persistDirty(force ? 0 : 500));
+  if (config.threads > 1 && config.cluster.redis_url) throw new ConfigError('threads (SLUICE_THREADS) > 1 is not supported in cluster mode yet: run one replica per core instead');
   const cluster = await startCluster(config, store, ring, workspaces, ledger);
   const usage = new UsageRollups(store);
   ledger.onRow((row) => usage.add(row));
@@ -231,7 +232,6 @@ async function main(): Promise<void> {
   // (OpenTelemetry's modules are loaded only when traces are exported)
   const tracing = otel.endpoint ? new (await import('./ops/tracing.js')).Tracing({ ...otel, endpoint: otel.endpoint }, pkg.version ?? '0.0.0') : null;
   if (tracing) ledger.observer = tracing.observe;
-  if (config.threads > 1 && cluster) throw new ConfigError('threads (SLUICE_THREADS) > 1 is not supported in cluster mode yet: run one replica per core instead');
   const socket = config.threads > 1 ? await handoverSocket(dataDir) : null;
   const server = await startServer({ limits, shared: cluster?.shared ?? null, cluster: cluster?.health ?? null, metrics: config.metrics.enabled ? metrics : null, web: await loadWebAssets(), version: pkg.version ?? '0.0.0', keys: ring, ids, catalog, chat, workspaces, ledger, usage, pool, health,
     billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },

@@ -51,7 +51,11 @@ function applyEnv(data: Record<string, unknown>, env: Env): Record<string, unkno
   if (env.SLUICE_TRUST_PROXY_HOPS) out.trust_proxy_hops = intFromEnv(env, 'SLUICE_TRUST_PROXY_HOPS');
   set('workers', intFromEnv(env, 'SLUICE_WORKERS'));
   set('threads', intFromEnv(env, 'SLUICE_THREADS'));
-  if (env.SLUICE_THREADS_MAIN_HTTP === 'on' || env.SLUICE_THREADS_MAIN_HTTP === 'off') out.threads_main_http = env.SLUICE_THREADS_MAIN_HTTP === 'on';
+  const mainHttp = env.SLUICE_THREADS_MAIN_HTTP;
+  if (mainHttp !== undefined && mainHttp !== '') {
+    if (mainHttp !== 'on' && mainHttp !== 'off') throw new ConfigError(`SLUICE_THREADS_MAIN_HTTP=${mainHttp.slice(0, 40)}: must be on or off`);
+    out.threads_main_http = mainHttp === 'on';
+  }
   set('master_key', env.SLUICE_MASTER_KEY);
   set('baseline_model', env.BASELINE_MODEL);
   set('max_body_bytes', intFromEnv(env, 'SLUICE_MAX_BODY_BYTES'));

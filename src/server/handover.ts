@@ -20,8 +20,11 @@ export interface Head {
   peer: string;
 }
 
-/** Not passed on: the connection's own, and the peer header only this side may set. */
-const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'upgrade', 'proxy-connection', 'content-length', 'x-sluice-peer']);
+/**
+ * Not passed on: the connection's own (`expect: 100-continue` too: uWS answered it on the
+ * client's connection already; Host is the socket's), and the peer header only this side may set.
+ */
+const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'upgrade', 'proxy-connection', 'content-length', 'expect', 'host', 'x-sluice-peer']);
 /** Not relayed back: the connection's own, and those uWS writes itself on every answer. */
 const HOP_BACK = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date', 'uwebsockets']);
 
@@ -99,6 +102,13 @@ export class Handover {
     }, (err: unknown) => {
       done();
       if (ex.aborted) return;
+      // A request undici will not send as it is (a header value with a control character, say): the client's to fix, not to retry.
+      const code = (err as { code?: unknown } | null)?.code;
+      if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') {
+        if (head.method === 'HEAD') { ex.sendRelayed(400, [], null); return; }
+        ex.sendError(new GatewayError(Errors.invalidRequest, `The request cannot be passed on as sent (${err instanceof Error ? err.message.slice(0, 200) : String(err)}).`));
+        return;
+      }
       if (head.method === 'HEAD') { ex.sendRelayed(500, [], null); return; } // (a HEAD's answer has no body)
       ex.sendError(new GatewayError(Errors.internal, `The gateway's main thread did not answer this request (${err instanceof Error ? err.message.slice(0, 200) : String(err)}); retry shortly.`).retryAfter(1000));
     });

@@ -5,6 +5,7 @@
 // a graceful stop or a kill -9 loses no acknowledged row. Which thread served a request is
 // read from its request id (each thread's ids carry their own tag).
 import t from 'tap';
+import { request as httpRequest } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { Agent, fetch, type Response } from 'undici';
 import OpenAI from 'openai';
@@ -185,6 +186,13 @@ t.test('what a thread hands over comes back as the main thread answered it', asy
   await Promise.all(registered.map((r) => r.text()));
   const rows = (await http(gw).call('/v1/requests?limit=5', gw.masterKey)).json.data as Json[];
   t.ok(rows.length > 0, 'handed-over requests have their rows');
+  // Expect: 100-continue (curl sends it with any body over 1 MiB): uWS answers it on the client's connection; the hand-over goes on without it.
+  const expecting = await Promise.all(Array.from({ length: 8 }, (_, i) => new Promise<number>((resolve, reject) => {
+    const req = httpRequest(`${gw.url}/v1/chat/completions`, { method: 'POST', agent: false, headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json', expect: '100-continue' } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)); });
+    req.on('continue', () => req.end(JSON.stringify({ model: 'openai/m', temperature: 0, messages: [{ role: 'user', content: `expecting ${i}` }] })));
+    req.on('error', reject);
+  })));
+  t.same(expecting, Array(8).fill(200), 'Expect: 100-continue, handed over');
   // Clients that leave mid-answer, on both paths: a handed-over stream and one served in a thread.
   for (const cacheable of [true, false]) {
     await burst(12, async (i, d) => {
@@ -203,6 +211,13 @@ t.test('what a thread hands over comes back as the main thread answered it', asy
   t.ok(after.every((r) => r.status === 200), 'every thread still serves');
   await Promise.all(after.map((r) => r.text()));
   t.notMatch(gw.output(), /thread \d+ (exited|:)/, 'no thread failed');
+});
+
+t.test('threads and cluster mode together are refused at start, saying so', async (t) => {
+  const refused = await startGateway({ ...env, SLUICE_REDIS_URL: 'redis://127.0.0.1:1', SLUICE_POSTGRES_URL: 'postgres://sluice@127.0.0.1:1/sluice' }, tempDataDir(), config).then(() => null, (err: Error) => err.message);
+  t.match(refused, /SLUICE_THREADS\) > 1 is not supported in cluster mode/);
+  const bad = await startGateway({ ...env, SLUICE_THREADS_MAIN_HTTP: 'maybe' }, tempDataDir(), config).then(() => null, (err: Error) => err.message);
+  t.match(bad, /SLUICE_THREADS_MAIN_HTTP=maybe: must be on or off/);
 });
 
 t.test('a graceful stop under load loses no acknowledged row; so does kill -9', async (t) => {
