@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick]` (`-- --peers`: beside Portkey's gateway; `-- --cluster`: the cluster row alone): the same fast fake upstream measured directly, through a
+// `npm run bench [-- --quick]` (`-- --peers`: beside Portkey's gateway; `-- --cluster`: the cluster row alone; `-- --threads`: the thread rows alone): the same fast fake upstream measured directly, through a
 // bare uWS→undici passthrough (the floor: a proxy with no features) and through Sluice, in
 // one run, non-stream and stream; latency at a fixed rate (so added p50/p99 is overhead, not
 // queueing); the gateway's RSS; and a sweep over worker counts. Ratios are against the
@@ -11,12 +11,14 @@
 import { fixedRate, type FixedRateResult } from './fixed-rate.js';
 import { runCluster } from './cluster.js';
 import { runPeers } from './peers.js';
+import { runThreads } from './threads.js';
 import { BODY, CONNECTIONS, REPEATED, alternate, load, median, mintLimitedKey, type Measured } from './load.js';
 import { MASTER, cpuSeconds, here, rssMiB, startGateway, startProcess, stop } from './procs.js';
 
 const quick = process.argv.includes('--quick');
 const peers = process.argv.includes('--peers');
 const clusterOnly = process.argv.includes('--cluster');
+const threadsOnly = process.argv.includes('--threads');
 const DURATION = quick ? 5 : 15;
 const RATE_DURATION = quick ? 5 : 15;
 const FIXED_RATE = 1000;
@@ -158,6 +160,8 @@ async function main() {
   }
   await stop(fake.proc);
   console.log('');
+  for (const line of await runThreads(quick)) console.log(line);
+  console.log('');
   for (const line of await runCluster(quick)) console.log(line);
 }
 
@@ -165,4 +169,8 @@ async function clusterAlone(): Promise<void> {
   for (const line of await runCluster(quick)) console.log(line);
 }
 
-(peers ? runPeers(quick) : clusterOnly ? clusterAlone() : main()).catch((err: unknown) => { console.error(err); process.exit(1); });
+async function threadsAlone(): Promise<void> {
+  for (const line of await runThreads(quick)) console.log(line);
+}
+
+(peers ? runPeers(quick) : clusterOnly ? clusterAlone() : threadsOnly ? threadsAlone() : main()).catch((err: unknown) => { console.error(err); process.exit(1); });
