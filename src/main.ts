@@ -287,6 +287,7 @@ async function main(): Promise<void> {
     await Promise.allSettled([...providers.values()].map((p) => p.close()));
     await pool.close();
     await store.close();
+    await threads?.close();
     console.log('sluice stopped');
     process.exit(0);
   };

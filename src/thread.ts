@@ -52,6 +52,7 @@ function told(m: Down): void {
   else if (m.t === 'route') health!.adopt(m.decision, m.s);
   else if (m.t === 'sync') link.send({ t: 'synced', id: m.id }); // (after what came before it: applied)
   else if (m.t === 'drain') void drain(m.deadline);
+  else if (m.t === 'close') { server?.close(); link.send({ t: 'closed' }); link.flush(); }
 }
 
 async function start(): Promise<void> {
@@ -99,11 +100,10 @@ async function start(): Promise<void> {
     edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes }, handover: over, heads }, data.host, data.port);
 }
 
-/** A graceful stop: no new connections; what is in flight finishes (by `deadline`), its rows go; then the connections close. */
+/** A graceful stop: no new connections; what is in flight finishes (by `deadline`), its rows go (the connections close at 'close'). */
 async function drain(deadline: number): Promise<void> {
   if (server) { server.draining = true; server.stopListening(); }
   while (((chat?.inFlight ?? 0) > 0 || (handover?.inFlight ?? 0) > 0 || link.pending > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  server?.close();
   link.send({ t: 'drained' });
   link.flush();
 }

@@ -28,7 +28,8 @@ export type Up =
   | { t: 'synced'; id: number }
   | { t: 'ready' }
   | { t: 'failed'; message: string }
-  | { t: 'drained' };
+  | { t: 'drained' }
+  | { t: 'closed' };
 
 /** The main thread to a thread. */
 export type Down =
@@ -38,7 +39,8 @@ export type Down =
   | { t: 'workspace'; record: Workspace }
   | { t: 'route'; decision: string; s: RouteState }
   | { t: 'sync'; id: number }
-  | { t: 'drain'; deadline: number };
+  | { t: 'drain'; deadline: number }
+  | { t: 'close' };
 
 /** An admission's answer: granted (`aid` names its holds), or the credits available when too few. */
 export type AdmitReply = { aid: number; headers: Header[] } | { credits: number };

@@ -153,6 +153,7 @@ export class ThreadHost {
         return;
       }
       case 'drained':
+      case 'closed':
         slot.drained?.();
         return;
       default:
@@ -202,21 +203,28 @@ export class ThreadHost {
   }
 
   /**
-   * A graceful stop: each thread stops listening, finishes what it serves (by `deadline`),
-   * sends its last rows and closes its connections; then it is ended.
+   * A graceful stop: each thread stops listening, finishes what it serves (by `deadline`) and
+   * sends its last rows; a request that comes meanwhile on a connection it has open is
+   * answered 503, as on the main thread, until `close`.
    */
   async drain(deadline: number): Promise<void> {
     this.stopping = true;
-    await Promise.all(this.slots.map(async (s) => {
-      const worker = s.worker;
-      if (!worker || !s.out) return;
-      await new Promise<void>((done) => {
-        const timer = setTimeout(done, Math.max(0, deadline - Date.now()) + 1000);
-        s.drained = () => { clearTimeout(timer); done(); };
-        s.out!.send({ t: 'drain', deadline });
-      });
-      s.drained = null;
-      await worker.terminate();
-    }));
+    await this.each((s) => s.out!.send({ t: 'drain', deadline }), Math.max(0, deadline - Date.now()) + 1000);
+  }
+
+  /** The end of a stop: each thread closes its connections, and is ended. */
+  async close(): Promise<void> {
+    this.stopping = true;
+    await this.each((s) => s.out!.send({ t: 'close' }), 1000);
+    await Promise.all(this.slots.map((s) => s.worker?.terminate()));
+  }
+
+  /** Tells every running thread, and waits (at most `waitMs`) for each to say it has done it. */
+  private each(tell: (s: Slot) => void, waitMs: number): Promise<void> {
+    return Promise.all(this.slots.filter((s) => s.worker && s.out).map((s) => new Promise<void>((done) => {
+      const timer = setTimeout(() => { s.drained = null; done(); }, waitMs);
+      s.drained = () => { clearTimeout(timer); s.drained = null; done(); };
+      tell(s);
+    }))).then(() => undefined);
   }
 }
