@@ -9,10 +9,10 @@
 import { resolve } from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { HttpResponse } from 'uWebSockets.js';
-import { KeyRing, type KeyRecord } from './accounts/keys.js';
+import { KeyRing } from './accounts/keys.js';
 import { RequestIds } from './accounts/ledger.js';
 import { Limits } from './accounts/limits.js';
-import { Workspaces, type Workspace } from './accounts/workspaces.js';
+import { Workspaces } from './accounts/workspaces.js';
 import { buildCatalog } from './compose.js';
 import { loadConfig } from './config/load.js';
 import { ChatGateway } from './gateway/chat.js';
@@ -47,12 +47,12 @@ const link = new MainLink(port, (m) => {
 });
 
 function told(m: Down): void {
-  if (m.t === 'key') ring!.follow(m.record as KeyRecord);
-  else if (m.t === 'workspace') workspaces!.follow(m.record as Workspace);
+  if (m.t === 'key') ring!.follow(m.record);
+  else if (m.t === 'workspace') workspaces!.applyRemote(m.record, m.record.balance_nano);
   else if (m.t === 'route') health!.adopt(m.decision, m.s);
-  else if (m.t === 'sync') link.send({ t: 'synced', id: m.id }); // (after what came before it: applied)
-  else if (m.t === 'drain') void drain(m.deadline);
-  else if (m.t === 'close') { server?.close(); link.send({ t: 'closed' }); link.flush(); }
+  else if (m.t === 'sync') link.send({ t: 'done', id: m.id }); // (after what came before it: applied)
+  else if (m.t === 'drain') void drain(m.deadline).then(() => { link.send({ t: 'done', id: m.id }); link.flush(); });
+  else if (m.t === 'close') { server?.close(); link.send({ t: 'done', id: m.id }); link.flush(); }
 }
 
 async function start(): Promise<void> {
@@ -104,8 +104,6 @@ async function start(): Promise<void> {
 async function drain(deadline: number): Promise<void> {
   if (server) { server.draining = true; server.stopListening(); }
   while (((chat?.inFlight ?? 0) > 0 || (handover?.inFlight ?? 0) > 0 || link.pending > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  link.send({ t: 'drained' });
-  link.flush();
 }
 
 // A fault this thread did not catch ends it alone: its connections close, the main thread

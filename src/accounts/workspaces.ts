@@ -94,16 +94,6 @@ export class Workspaces {
   /** Event-loop threads: settles once every thread's copy has the changes so far. */
   propagated: (() => Promise<void>) | null = null;
 
-  /**
-   * An event-loop thread's copy: a workspace the main thread created or changed (nothing is
-   * written here; the copy's balance is not read: `shared` is set, the main thread admits).
-   */
-  follow(record: Workspace): void {
-    const ws = this.byId.get(record.id);
-    if (ws) { ws.name = record.name; ws.metered = record.metered; return; }
-    this.index({ ...record });
-  }
-
   get(id: string): Workspace | undefined {
     return this.byId.get(id);
   }
@@ -158,7 +148,11 @@ export class Workspaces {
     return ws;
   }
 
-  /** Cluster mode: a workspace another replica wrote, with its balance in the shared record. */
+  /**
+   * Cluster mode: a workspace another replica wrote, with its balance in the shared record.
+   * An event-loop thread's copy: one the main thread created or changed (its balance is not
+   * read there: `shared` is set, the main thread admits; nothing persists the copy).
+   */
   applyRemote(record: Omit<Workspace, 'balance_nano'>, balanceNano: number): void {
     const ws = this.byId.get(record.id);
     if (ws) { ws.name = record.name; ws.metered = record.metered; this.onChange?.(ws); return; }

@@ -22,6 +22,8 @@ interface Health {
 
 const ALPHA = 0.2;
 
+const stateOf = (h: Health): RouteState => ({ state: h.state, openUntil: h.openUntil, failuresInRow: h.failuresInRow, disabled: h.disabled });
+
 /** What of a route's health decides where requests go: what every event-loop thread holds alike. */
 export interface RouteState { state: BreakerState; openUntil: number; failuresInRow: number; disabled: boolean }
 
@@ -87,7 +89,7 @@ export class RouteHealth {
   }
 
   private tell(decision: string, h: Health): void {
-    this.onState?.(decision, { state: h.state, openUntil: h.openUntil, failuresInRow: h.failuresInRow, disabled: h.disabled });
+    this.onState?.(decision, stateOf(h));
   }
 
   /** An event-loop thread: the main thread's view of a route, in force here. */
@@ -109,7 +111,7 @@ export class RouteHealth {
 
   /** Every route's state (a thread that starts adopts them). */
   states(): Array<[string, RouteState]> {
-    return [...this.routes].map(([d, h]) => [d, { state: h.state, openUntil: h.openUntil, failuresInRow: h.failuresInRow, disabled: h.disabled }]);
+    return [...this.routes].map(([d, h]) => [d, stateOf(h)]);
   }
 
   /** `retryAfterMs`: the upstream asked for a pause (429/503 Retry-After): the route rests that long. */

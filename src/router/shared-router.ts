@@ -84,6 +84,8 @@ export class SharedRouter implements RouterPublisher {
       this.waiting.set(id, (outcome) => { if (timer) clearTimeout(timer); resolve(outcome); });
     });
     applied.catch(() => undefined); // (settled with no one waiting when the insert fails: never an unhandled rejection)
+    // Not published: the waiter goes (its promise settled for no one: the caller gets the answer below).
+    const forget = () => { this.waiting.get(id)?.('duplicate'); this.waiting.delete(id); };
     let inserted: boolean;
     try {
       inserted = await inTransaction(this.cluster.pg, async (client) => {
@@ -99,14 +101,12 @@ export class SharedRouter implements RouterPublisher {
         return Boolean(got.rowCount);
       });
     } catch (err) {
-      this.waiting.get(id)?.('duplicate'); // (settles the promise no one waits on: the error below is the answer)
-      this.waiting.delete(id);
+      forget();
       // (a connection lost as the COMMIT went out leaves it unknown whether Postgres took it)
       throw new GatewayError(Errors.storeUnavailable, `The router's shared state (Postgres) did not take the write: ${err instanceof Error ? err.message : String(err)}. If it did not reach Postgres, nothing was applied; if it did, it applies on every replica (feedback sent again then answers 409). Try again.`).retryAfter(1000);
     }
     if (!inserted) {
-      this.waiting.get(id)?.('duplicate');
-      this.waiting.delete(id);
+      forget();
       return 'duplicate';
     }
     if (this.waiting.has(id)) {

@@ -32,6 +32,11 @@ export function useEdge(e: Edge): void {
 type Inflate = (buf: InputType, options: ZlibOptions, cb: (err: Error | null, out: Buffer) => void) => void;
 const INFLATE: Record<string, Inflate> = { gzip: gunzip, 'x-gzip': gunzip, deflate: inflate, br: brotliDecompress as Inflate };
 
+/** A body over `limit` bytes: a 413. */
+export function bodyTooLarge(limit: number): GatewayError {
+  return new GatewayError(Errors.bodyTooLarge, `Request body exceeds the ${limit}-byte limit.`);
+}
+
 /** A body in an encoding no route inflates: a 415 (gzip, deflate and br are). */
 export function unsupportedEncoding(encoding: string): GatewayError {
   return new GatewayError(Errors.unsupportedEncoding, `Content-Encoding '${encoding.slice(0, 32)}' is not supported; send the body as is, or gzip, deflate or br.`);
@@ -101,7 +106,7 @@ export class Exchange implements Client {
 
   readRaw(limit: number, declaredLength: string, done: (err: GatewayError | null, body: Buffer) => void): void {
     const declared = declaredLength === '' ? -1 : Number(declaredLength);
-    const tooLarge = () => new GatewayError(Errors.bodyTooLarge, `Request body exceeds the ${limit}-byte limit.`);
+    const tooLarge = () => bodyTooLarge(limit);
     if (declared > limit) { done(tooLarge(), Buffer.alloc(0)); return; }
     let buf = Buffer.allocUnsafe(declared > 0 ? declared : 16 * 1024);
     let size = 0;
@@ -187,11 +192,7 @@ export class Exchange implements Client {
   private writeHead(): void {
     const head = this.pendingHead!;
     this.pendingHead = null;
-    if (this.rawHead) {
-      this.res.writeStatus(statusLine(head.status));
-      for (const [k, v] of head.headers) this.res.writeHeader(k, v);
-      return;
-    }
+    if (this.rawHead) { this.writeRawHead(head.status, head.headers); return; }
     this.res.writeStatus(statusLine(head.status)).writeHeader('content-type', head.contentType)
       .writeHeader('cache-control', 'no-cache').writeHeader('x-request-id', this.requestId);
     for (const [k, v] of head.headers) this.res.writeHeader(k, v);
@@ -224,11 +225,16 @@ export class Exchange implements Client {
     this.finished = true;
     this.over();
     this.res.cork(() => {
-      this.res.writeStatus(statusLine(status));
-      for (const [k, v] of headers) this.res.writeHeader(k, v);
+      this.writeRawHead(status, headers);
       if (body) this.res.end(body);
       else this.res.endWithoutBody();
     });
+  }
+
+  /** Another server's status and headers, as they are. */
+  private writeRawHead(status: number, headers: HeaderList): void {
+    this.res.writeStatus(statusLine(status));
+    for (const [k, v] of headers) this.res.writeHeader(k, v);
   }
 
   /** Runs `fn` with writes corked: everything it writes leaves in one syscall. */

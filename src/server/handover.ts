@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { Errors, GatewayError } from '../errors.js';
-import type { Exchange, HeaderList } from './exchange.js';
+import { bodyTooLarge, type Exchange, type HeaderList } from './exchange.js';
 
 /** What a hand-over needs of the request, read while uWS's `req` is valid. */
 export interface Head {
@@ -57,7 +57,7 @@ export class Handover {
     if (head.method === 'GET' || head.method === 'HEAD' || head.method === 'DELETE') { this.forward(ex, head, null, false); return; }
     const length = declaredLength === '' ? -1 : Number(declaredLength);
     if (Number.isSafeInteger(length) && length > 0) {
-      if (length > this.maxBodyBytes) { ex.sendError(new GatewayError(Errors.bodyTooLarge, `Request body exceeds the ${this.maxBodyBytes}-byte limit.`)); return; }
+      if (length > this.maxBodyBytes) { ex.sendError(bodyTooLarge(this.maxBodyBytes)); return; }
       const body = new Readable({ read() { /* pushed as uWS hands chunks over */ } });
       body.on('error', () => undefined); // (the request's failure is undici's to report; an unheard 'error' would end the thread)
       let got = 0;

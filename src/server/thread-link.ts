@@ -25,11 +25,10 @@ export type Up =
   | { t: 'commit'; id: number }
   | { t: 'pool'; id: number; task: WorkerTask }
   | { t: 'health'; e: HealthEvent }
-  | { t: 'synced'; id: number }
+  /** A sync, drain or close request (`id`) is done. */
+  | { t: 'done'; id: number }
   | { t: 'ready' }
-  | { t: 'failed'; message: string }
-  | { t: 'drained' }
-  | { t: 'closed' };
+  | { t: 'failed'; message: string };
 
 /** The main thread to a thread. */
 export type Down =
@@ -39,8 +38,8 @@ export type Down =
   | { t: 'workspace'; record: Workspace }
   | { t: 'route'; decision: string; s: RouteState }
   | { t: 'sync'; id: number }
-  | { t: 'drain'; deadline: number }
-  | { t: 'close' };
+  | { t: 'drain'; id: number; deadline: number }
+  | { t: 'close'; id: number };
 
 /** An admission's answer: granted (`aid` names its holds), or the credits available when too few. */
 export type AdmitReply = { aid: number; headers: Header[] } | { credits: number };
@@ -51,8 +50,8 @@ export interface ErrorWire { status: number; type: string; code: string; message
 export function toWire(err: unknown): ErrorWire {
   if (err instanceof GatewayError) {
     // (the members a subclass adds to its envelope, a LimitError's kind and wait among them, travel as `extra`)
-    const { message, type, code, param, ...more } = err.toJSON().error as Record<string, unknown>;
-    void message; void type; void code; void param;
+    const more: Record<string, unknown> = { ...err.toJSON().error };
+    for (const base of ['message', 'type', 'code', 'param']) delete more[base];
     return { status: err.status, type: err.type, code: err.code, message: err.message, param: err.param, headers: [...err.headers], extra: Object.keys(more).length ? more : null };
   }
   return { status: 500, type: 'server_error', code: 'internal_error', message: err instanceof Error ? err.message : String(err), param: null, headers: [], extra: null };
@@ -85,8 +84,8 @@ export class Batch<M> {
   }
 
   readonly flush = (): void => {
+    this.beforeFlush?.(); // (what it sends joins this batch: still scheduled, it schedules no other flush)
     this.scheduled = false;
-    this.beforeFlush?.();
     if (this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
@@ -108,7 +107,7 @@ export class MainLink implements AdmissionStore, RowSink {
   /** Tracing stays on the main thread: a traced gateway hands every request over. */
   observer = null;
 
-  constructor(private readonly port: MessagePort, private readonly told: (message: Down) => void) {
+  constructor(port: MessagePort, private readonly told: (message: Down) => void) {
     this.out = new Batch((batch) => port.postMessage(batch));
     this.out.beforeFlush = () => {
       if (this.committing.length === 0) return;

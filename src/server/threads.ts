@@ -6,7 +6,7 @@
 // tells every thread of each key and workspace it puts in force. A thread that dies has its
 // holds released and is started again; a graceful stop drains every thread first.
 import { Worker } from 'node:worker_threads';
-import type { KeyRing } from '../accounts/keys.js';
+import type { KeyRecord, KeyRing } from '../accounts/keys.js';
 import type { Ledger } from '../accounts/ledger.js';
 import type { Admission, Limits } from '../accounts/limits.js';
 import type { Workspace, Workspaces } from '../accounts/workspaces.js';
@@ -33,7 +33,7 @@ export interface HostDeps {
   pool: WorkerPool;
 }
 
-interface Held { key: string; admission: Admission | null; ws: Workspace; hold: number }
+interface Held { key: KeyRecord; admission: Admission | null; ws: Workspace; hold: number }
 
 class Slot {
   worker: Worker | null = null;
@@ -41,11 +41,10 @@ class Slot {
   /** Its admissions not yet released, by id: released at once if the thread dies. */
   readonly held = new Map<number, Held>();
   nextAid = 1;
-  /** Sync requests waiting for the thread's answer, by id. */
-  readonly syncs = new Map<number, () => void>();
-  nextSync = 1;
+  /** Sync, drain and close requests waiting for the thread's answer, by id. */
+  readonly asked = new Map<number, () => void>();
+  nextAsk = 1;
   ready = false;
-  drained: (() => void) | null = null;
   constructor(readonly index: number) {}
 }
 
@@ -64,11 +63,16 @@ export class ThreadHost {
 
   /** Settles once every running thread has applied what it was told so far (a thread that does not answer in a second is not waited for). */
   private synced(): Promise<void> {
+    return this.ask((id) => ({ t: 'sync', id }), 1000);
+  }
+
+  /** Asks every running thread, and waits (at most `waitMs`) for each to say it is done, or to end. */
+  private ask(message: (id: number) => Down, waitMs: number): Promise<void> {
     return Promise.all(this.slots.filter((s) => s.out).map((s) => new Promise<void>((done) => {
-      const id = s.nextSync++;
-      const timer = setTimeout(() => { s.syncs.delete(id); done(); }, 1000);
-      s.syncs.set(id, () => { clearTimeout(timer); done(); });
-      s.out!.send({ t: 'sync', id });
+      const id = s.nextAsk++;
+      const timer = setTimeout(() => { s.asked.delete(id); done(); }, waitMs);
+      s.asked.set(id, () => { clearTimeout(timer); done(); });
+      s.out!.send(message(id));
     }))).then(() => undefined);
   }
 
@@ -104,9 +108,8 @@ export class ThreadHost {
         slot.out = null;
         slot.ready = false;
         this.releaseAll(slot);
-        for (const done of slot.syncs.values()) done();
-        slot.syncs.clear();
-        slot.drained?.();
+        for (const done of slot.asked.values()) done();
+        slot.asked.clear();
         if (!wasReady) { reject(new Error(`thread ${slot.index} exited (${code}) before it listened`)); return; }
         if (this.stopping) return;
         // Its connections are gone with it; what it held is back. Another takes its place.
@@ -146,16 +149,12 @@ export class ThreadHost {
       case 'health':
         this.d.health.heard(m.e);
         return;
-      case 'synced': {
-        const done = slot.syncs.get(m.id);
-        slot.syncs.delete(m.id);
+      case 'done': {
+        const done = slot.asked.get(m.id);
+        slot.asked.delete(m.id);
         done?.();
         return;
       }
-      case 'drained':
-      case 'closed':
-        slot.drained?.();
-        return;
       default:
         return;
     }
@@ -178,7 +177,7 @@ export class ThreadHost {
     const admission = this.d.limits.admit(chain, { tokens: m.tokens, nano: m.nano });
     if (m.hold) this.d.workspaces.reserve(ws, m.hold);
     const aid = slot.nextAid++;
-    slot.held.set(aid, { key: chain[0]!.id, admission, ws, hold: m.hold });
+    slot.held.set(aid, { key: chain[0]!, admission, ws, hold: m.hold });
     return { aid, headers: admission ? [...admission.headers] : [] };
   }
 
@@ -187,19 +186,11 @@ export class ThreadHost {
     if (!h) return;
     slot.held.delete(aid);
     if (h.hold) this.d.workspaces.release(h.ws, h.hold);
-    const key = this.d.keys.get(h.key);
-    if (h.admission && key) this.d.limits.finish(key, h.admission, tokens, charge);
+    if (h.admission) this.d.limits.finish(h.key, h.admission, tokens, charge);
   }
 
   private releaseAll(slot: Slot): void {
     for (const aid of [...slot.held.keys()]) this.release(slot, aid, 0, 0);
-  }
-
-  /** Requests the threads have admitted and not yet settled. */
-  get inFlight(): number {
-    let n = 0;
-    for (const s of this.slots) n += s.held.size;
-    return n;
   }
 
   /**
@@ -209,22 +200,13 @@ export class ThreadHost {
    */
   async drain(deadline: number): Promise<void> {
     this.stopping = true;
-    await this.each((s) => s.out!.send({ t: 'drain', deadline }), Math.max(0, deadline - Date.now()) + 1000);
+    await this.ask((id) => ({ t: 'drain', id, deadline }), Math.max(0, deadline - Date.now()) + 1000);
   }
 
   /** The end of a stop: each thread closes its connections, and is ended. */
   async close(): Promise<void> {
     this.stopping = true;
-    await this.each((s) => s.out!.send({ t: 'close' }), 1000);
+    await this.ask((id) => ({ t: 'close', id }), 1000);
     await Promise.all(this.slots.map((s) => s.worker?.terminate()));
-  }
-
-  /** Tells every running thread, and waits (at most `waitMs`) for each to say it has done it. */
-  private each(tell: (s: Slot) => void, waitMs: number): Promise<void> {
-    return Promise.all(this.slots.filter((s) => s.worker && s.out).map((s) => new Promise<void>((done) => {
-      const timer = setTimeout(() => { s.drained = null; done(); }, waitMs);
-      s.drained = () => { clearTimeout(timer); s.drained = null; done(); };
-      tell(s);
-    }))).then(() => undefined);
   }
 }
