@@ -92,6 +92,7 @@ async function startCluster(config: Config, store: Store, ring: KeyRing, workspa
   const shipper = new Shipper(cluster, store, workspaces, c.ship_ms);
   const shared = new SharedLimits(cluster, shipper, c.lease_ms, c.unmetered_without_redis === 'local_limits', (id) => [id, ...ring.descendants(id).map((k) => k.id)]);
   shipper.limits = shared;
+  ledger.onRow((row) => shipper.wrote(row));
   shared.ledger = ledger;
   workspaces.shared = true;
   workspaces.live = (ids) => shared.live(ids);

@@ -6,7 +6,7 @@
 // other within `pollMs` at worst (milliseconds when the notification arrives).
 import type pg from 'pg';
 import { Errors, GatewayError } from '../errors.js';
-import { NOTIFY_CHANNEL as CHANNEL, type Cluster } from '../store/cluster.js';
+import { NOTIFY_CHANNEL as CHANNEL, pgJson, type Cluster } from '../store/cluster.js';
 import { KeyRecordSchema, type KeyRecord, type KeyRing } from './keys.js';
 import { StoredWorkspace, workspaceRecord } from './shipper.js';
 import type { Workspace, Workspaces } from './workspaces.js';
@@ -107,14 +107,14 @@ export class Replication {
   private async publishKeys(records: readonly KeyRecord[]): Promise<void> {
     await this.cluster.pg.query(`WITH up AS (INSERT INTO sluice_keys (id, record) SELECT id, record FROM unnest($1::text[], $2::jsonb[]) AS t(id, record)
       ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, version = nextval('sluice_version') RETURNING 1)
-      SELECT pg_notify('${CHANNEL}', 'keys') FROM (SELECT count(*) FROM up) c`, [records.map((r) => r.id), records.map((r) => JSON.stringify(r))]);
+      SELECT pg_notify('${CHANNEL}', 'keys') FROM (SELECT count(*) FROM up) c`, [records.map((r) => r.id), records.map((r) => pgJson(r))]);
   }
 
   private async publishWorkspace(ws: Workspace, mailbox: string | null): Promise<void> {
     try {
       await this.cluster.pg.query(`WITH up AS (INSERT INTO sluice_workspaces (id, record, mailbox) VALUES ($1, $2, $3)
         ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, version = nextval('sluice_version') RETURNING 1)
-        SELECT pg_notify('${CHANNEL}', 'workspaces') FROM (SELECT count(*) FROM up) c`, [ws.id, JSON.stringify(workspaceRecord(ws)), mailbox]);
+        SELECT pg_notify('${CHANNEL}', 'workspaces') FROM (SELECT count(*) FROM up) c`, [ws.id, pgJson(workspaceRecord(ws)), mailbox]);
     } catch (err) {
       // One workspace per mailbox across every replica: the unique index says another has it.
       if ((err as { code?: string }).code === '23505') throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');

@@ -3,7 +3,7 @@
 // go on through any replica. Writes are not awaited (the answer does not wait on Postgres);
 // a lookup that finds nothing tries again briefly, for a follow-up sent through another
 // replica in the milliseconds before the write lands.
-import { NOTIFY_CHANNEL, type Cluster } from '../store/cluster.js';
+import { NOTIFY_CHANNEL, pgJson, type Cluster } from '../store/cluster.js';
 import type { StoredResponse } from './response-ids.js';
 
 const RETRIES = 4;
@@ -20,7 +20,7 @@ export class SharedResponses {
     this.cluster.pg.query(`WITH up AS (INSERT INTO sluice_responses (ws, id, record, exp) VALUES ($1, $2, $3, $4)
       ON CONFLICT (ws, id) DO UPDATE SET record = EXCLUDED.record, exp = EXCLUDED.exp RETURNING 1)
       SELECT CASE WHEN $3::jsonb IS NULL THEN pg_notify('${NOTIFY_CHANNEL}', 'response:' || $1 || ':' || $2) END FROM (SELECT count(*) FROM up) c`,
-    [ws, id, record === null ? null : JSON.stringify(record), record?.exp ?? Date.now() + 86_400_000])
+    [ws, id, record === null ? null : pgJson(record), record?.exp ?? Date.now() + 86_400_000])
       .catch((err: unknown) => {
         if (Date.now() - this.lastLog < 10_000) return;
         this.lastLog = Date.now();

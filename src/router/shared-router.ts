@@ -24,7 +24,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { PricesSchema, type Prices } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
-import { inTransaction, NOTIFY_CHANNEL, type Cluster } from '../store/cluster.js';
+import { inTransaction, NOTIFY_CHANNEL, pgJson, type Cluster } from '../store/cluster.js';
 import { FUTURE_MS, SignalSchema, type AdaptiveRouter, type RouterPublisher, type Signal, type SignalSource } from './adaptive.js';
 
 /** Events read per query (a replica catching up reads in pages). */
@@ -96,7 +96,7 @@ export class SharedRouter implements RouterPublisher {
             AND (body->>'at')::bigint <= c.ms + $1 ORDER BY seq DESC LIMIT 1) AS last FROM (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms) c`, [FUTURE_MS]);
           event.at = Math.max(Number(got.rows[0]!.ms), Number(got.rows[0]!.last ?? 0) + 1);
         }
-        const got = await client.query('INSERT INTO sluice_router (id, replica, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING', [id, this.cluster.replica, JSON.stringify(event)]);
+        const got = await client.query('INSERT INTO sluice_router (id, replica, body) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING', [id, this.cluster.replica, pgJson(event)]);
         if (got.rowCount) await client.query(`SELECT pg_notify('${NOTIFY_CHANNEL}', 'router:')`);
         return Boolean(got.rowCount);
       });

@@ -104,6 +104,23 @@ CREATE INDEX IF NOT EXISTS sluice_ledger_key_ts ON sluice_ledger (key_id, ts);
 `;
 
 /**
+ * `value` as JSON text Postgres takes as jsonb. JSON.stringify writes a lone surrogate as a
+ * `\udXXX` escape and NUL as `\u0000`, and jsonb refuses both: the whole write failed (a
+ * workspace or key so named could not be created in cluster mode, a 503 on every retry; a
+ * batch of rows holding one such request's model would never ship). Such strings go as
+ * well-formed text with U+FFFD in their place. The common case costs one regex test of the
+ * text; the rewrite runs only when it finds a suspect escape (a false alarm only costs it).
+ */
+export function pgJson(value: unknown): string {
+  const text = JSON.stringify(value);
+  if (!PG_SUSPECT.test(text)) return text;
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'string' ? wellFormed(v).replaceAll('\u0000', '\ufffd') : v));
+}
+const PG_SUSPECT = /\\u(?:0000|d[89a-f])/i;
+/** String.prototype.toWellFormed (Node 20 has it; TypeScript's ES2023 lib does not declare it). */
+const wellFormed = (s: string): string => (s as string & { toWellFormed(): string }).toWellFormed();
+
+/**
  * Runs `work` in one Postgres transaction on a pooled client. The client has an error
  * listener while it is out of the pool (pg-pool's own is detached then): a connection that
  * drops mid-transaction rejects the work instead of crashing the process.

@@ -400,6 +400,33 @@ t.test('admin calls through another replica at once find what was just made (rea
   await reconciled(t);
 });
 
+t.test('text Postgres\'s jsonb refuses as JSON.stringify writes it (a lone surrogate) is stored, in names and in rows', async (t) => {
+  // A workspace and a key so named: 201 through one replica, and known to the others.
+  const ws = await workspace('half \ud800 a pair', 5);
+  const { id, key } = await mint(gws[0]!, { name: 'key \udfff', workspace: ws });
+  await everywhere(key, 200, 3000);
+  const known = await fetch(`${gws[2]!.url}/admin/keys/${id}`, { headers: { authorization: `Bearer ${MASTER}` } });
+  t.equal(known.status, 200, 'the key is known to another replica');
+  t.equal(((await known.json()) as { name: string }).name, 'key \ufffd', 'stored with U+FFFD for the lone surrogate');
+  // Rows whose text needs escaping (quotes, a backslash, astral characters, a lone surrogate): every one ships, none holds up the rest.
+  const models = ['no "such" \\ model', 'modèle ✨ 🚀', 'half \ud800 a pair', 'x\\u0000 (a backslash, not a NUL)'];
+  const ids: string[] = [];
+  for (const model of models) {
+    const res = await post(gws[1]!, '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }] }, key);
+    await res.arrayBuffer();
+    t.equal(res.status, 404, `${JSON.stringify(model)}: not in the catalog`);
+    ids.push(res.headers.get('x-request-id')!);
+  }
+  const served = await chat(gws[1]!, key, 'after the odd ones');
+  await served.arrayBuffer();
+  ids.push(served.headers.get('x-request-id')!);
+  await reconciled(t);
+  const got = await db.query("SELECT id, row->>'requested_model' AS model FROM sluice_ledger WHERE id = ANY($1::text[])", [ids]);
+  const byId = new Map(got.rows.map((r: { id: string; model: string }) => [r.id, r.model]));
+  t.same(ids.slice(0, 4).map((i) => byId.get(i)), ['no "such" \\ model', 'modèle ✨ 🚀', 'half \ufffd a pair', 'x\\u0000 (a backslash, not a NUL)'], 'each row in Postgres, its model as sent (U+FFFD for the lone surrogate)');
+  t.ok(byId.has(ids[4]!), 'and the request after them');
+});
+
 t.test('a key revoked through one replica is refused by the others within the bound', async (t) => {
   const ws = await workspace('revoke', 5);
   const { id, key } = await mint(gws[0]!, { name: 'to-revoke', workspace: ws });
