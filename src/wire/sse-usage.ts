@@ -100,19 +100,27 @@ function eventEnd(buf: Buffer, from: number): number {
   return -1;
 }
 
-/** "data: [DONE]" or "data:[DONE]", checked in place. */
-function isDone(buf: Buffer, start: number, end: number): boolean {
-  const at = buf[start + 5] === 32 ? start + 6 : start + 5;
-  return at + DONE.length <= end && buf.compare(DONE, 0, DONE.length, at, at + DONE.length) === 0;
+/**
+ * `needle`'s bytes at `at`, ending by `end`. Compared in JavaScript: the needles are a few
+ * bytes, and this runs for every event of every stream, where Buffer.compare's call into C++
+ * (with its range checks) cost more than the comparison.
+ */
+function startsAt(buf: Buffer, at: number, end: number, needle: Buffer): boolean {
+  if (at + needle.length > end) return false;
+  for (let i = 0; i < needle.length; i++) if (buf[at + i] !== needle[i]) return false;
+  return true;
 }
 
-/** True when `"usage"` in the event is followed by an object (not `null`). Searches only the event. */
-function hasUsageObject(event: Buffer): boolean {
-  let at = event.indexOf(USAGE_KEY);
-  if (at === -1) return false;
+/** "data: [DONE]" or "data:[DONE]", checked in place. */
+function isDone(buf: Buffer, start: number, end: number): boolean {
+  return startsAt(buf, buf[start + 5] === 32 ? start + 6 : start + 5, end, DONE);
+}
+
+/** True when the `"usage"` key at `at` is followed by an object (not `null`) before `end`. */
+function objectFollows(buf: Buffer, at: number, end: number): boolean {
   at += USAGE_KEY.length;
-  while (at < event.length && (event[at] === 32 || event[at] === 58)) at++; // spaces and ':'
-  return event[at] === 123; // '{'
+  while (at < end && (buf[at] === 32 || buf[at] === 58)) at++; // spaces and ':'
+  return at < end && buf[at] === 123; // '{'
 }
 
 export class SseUsageTap {
@@ -152,8 +160,11 @@ export class SseUsageTap {
     let ok = true;
     let flushFrom = 0;
     let pos = 0;
+    // The next `"usage"` at or after the event being read (-1: none left in the buffer): one
+    // search per event that has the key (every chat chunk has `"usage":null`), none for the rest.
+    let usageAt = -2;
     for (let end = eventEnd(buf, pos); end !== -1; pos = end, end = eventEnd(buf, pos)) {
-      if (isDone(buf, pos, end) || (this.anthropicStart !== null && buf.compare(MESSAGE_STOP, 0, MESSAGE_STOP.length, pos, Math.min(end, pos + MESSAGE_STOP.length)) === 0)) {
+      if (isDone(buf, pos, end) || (this.anthropicStart !== null && startsAt(buf, pos, end, MESSAGE_STOP))) {
         if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos));
         this.sawDone = true;
         if (this.holdTerminal) {
@@ -164,8 +175,10 @@ export class SseUsageTap {
         flushFrom = pos;
         continue;
       }
+      if (usageAt !== -1 && usageAt < pos) usageAt = buf.indexOf(USAGE_KEY, pos);
+      // (the first `"usage"` of the event decides, as it always has)
+      if (usageAt === -1 || usageAt >= end || !objectFollows(buf, usageAt, end)) continue;
       const event = buf.subarray(pos, end);
-      if (!hasUsageObject(event)) continue;
       if (this.takeUsage(event) && this.holdTerminal) {
         if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
         this.held = Buffer.from(buf.subarray(pos));
