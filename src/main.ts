@@ -218,8 +218,12 @@ async function main(): Promise<void> {
   sweeper.unref();
   const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, workspaces, limits, shared: cluster?.shared ?? null, health, router, adaptive, catchAll: adaptiveConfig.catch_all, judge, verify, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings), flights: cluster?.flights ?? null } });
+  // SLUICE_THREADS: the other event-loop threads (started once the port is bound, below).
+  let threads: ThreadHost | null = null;
+  /** Requests being answered now, by this thread and (as each last said) the others. */
+  const inFlight = () => chat.inFlight + (threads?.inFlight() ?? 0);
   const metrics = new Metrics({
-    inFlight: () => chat.inFlight,
+    inFlight,
     routes: () => deploymentViews(catalog.routes(), health).map((d) => ({ decision: d.decision, state: d.state })),
     pool: () => pool.stats(),
     semantic: () => chat.savings.find((s) => s.bits === M.semantic_cache)?.stats ?? {},
@@ -234,7 +238,7 @@ async function main(): Promise<void> {
   const tracing = otel.endpoint ? new (await import('./ops/tracing.js')).Tracing({ ...otel, endpoint: otel.endpoint }, pkg.version ?? '0.0.0') : null;
   if (tracing) ledger.observer = tracing.observe;
   const socket = config.threads > 1 ? await handoverSocket(dataDir) : null;
-  const server = await startServer({ limits, shared: cluster?.shared ?? null, cluster: cluster?.health ?? null, metrics: config.metrics.enabled ? metrics : null, web: await loadWebAssets(), version: pkg.version ?? '0.0.0', keys: ring, ids, catalog, chat, workspaces, ledger, usage, pool, health,
+  const server = await startServer({ inFlight, limits, shared: cluster?.shared ?? null, cluster: cluster?.health ?? null, metrics: config.metrics.enabled ? metrics : null, web: await loadWebAssets(), version: pkg.version ?? '0.0.0', keys: ring, ids, catalog, chat, workspaces, ledger, usage, pool, health,
     billing: { markup: config.billing.markup, baselineModel: config.baseline_model ?? null, baseline: baseline ?? null, defaultOutputCap: config.billing.default_output_cap },
     router: { complex: config.router.complex }, adaptive, judge: chat.judge, margin: adaptiveConfig.margin, cache, feedback: store.feedback, savings: config.savings,
     registration: { enabled: config.registration.enabled, starterCredits: config.billing.starter_credits, perAddressPerHour: config.registration.per_address_per_hour },
@@ -243,8 +247,8 @@ async function main(): Promise<void> {
     maxBodyBytes: config.max_body_bytes, trustProxyHops: config.trust_proxy_hops, providers: [...providers.keys()],
     edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes }, spoolDir: await emptySpoolDir(dataDir), traced: tracing !== null },
     config.host, config.port, socket ? { socketPath: socket.path } : null);
-  // SLUICE_THREADS: the other event-loop threads, on the port just bound (server/threads.ts).
-  const threads = socket ? new ThreadHost({ health, keys: ring, workspaces, limits, ledger, pool }, config.threads, { host: config.host, port: server.port, socketPath: socket.path }) : null;
+  // The threads, on the port just bound (server/threads.ts).
+  threads = socket ? new ThreadHost({ health, keys: ring, workspaces, limits, ledger, pool }, config.threads, { host: config.host, port: server.port, socketPath: socket.path }) : null;
   try {
     await threads?.start();
     if (threads && !config.threads_main_http) server.leavePort();

@@ -63,6 +63,7 @@ async function start(): Promise<void> {
   ring = (await KeyRing.open(store, { dataDir, masterKey: config.master_key, operatorKeys: config.api_keys })).ring;
   health = new RouteHealth({ failures: config.upstream.breaker_failures, cooldownMs: config.upstream.breaker_cooldown_ms });
   health.reporter = (e) => link.send({ t: 'health', e });
+  health.counted = (decision, ms) => link.succeeded(decision, ms);
   workspaces = new Workspaces(store);
   workspaces.shared = true; // (balances are the main thread's: it checks credits at admission)
   for (const m of early!) told(m);
@@ -96,6 +97,8 @@ async function start(): Promise<void> {
     savings: { config: config.savings, cache: new ResponseCache(store, { cache: config.savings.exact_cache.max_entries, semantic: config.savings.semantic_cache.max_entries }), enabled: enabledSavings(config.savings), flights: null },
     handoff,
   });
+  link.inFlight = () => chat?.inFlight ?? 0;
+  setInterval(() => link.report(), 250).unref();
   server = await startThreadApp({ keys: ring, ids, chat, maxBodyBytes: config.max_body_bytes, trustProxyHops: config.trust_proxy_hops, traced,
     edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes }, handover: over, heads }, data.host, data.port);
 }

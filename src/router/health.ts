@@ -22,6 +22,12 @@ interface Health {
 
 const ALPHA = 0.2;
 
+/** A request the route answered: counted, and its latency in the average. */
+function served(h: Health, latencyMs: number): void {
+  h.requests++;
+  h.ewmaMs = h.ewmaMs === null ? latencyMs : h.ewmaMs + ALPHA * (latencyMs - h.ewmaMs);
+}
+
 const stateOf = (h: Health): RouteState => ({ state: h.state, openUntil: h.openUntil, failuresInRow: h.failuresInRow, disabled: h.disabled });
 
 /** What of a route's health decides where requests go: what every event-loop thread holds alike. */
@@ -42,6 +48,12 @@ export class RouteHealth {
    * hold on every thread (a half-open route may get one probe per thread).
    */
   reporter: ((e: HealthEvent) => void) | null = null;
+  /**
+   * On a thread: each success that changes nothing here (most of them), for the main thread's
+   * counts and latency only (tally): it batches them, where one that ends failures is reported
+   * at once, in order with the failures.
+   */
+  counted: ((decision: string, latencyMs: number) => void) | null = null;
   onState: ((decision: string, s: RouteState) => void) | null = null;
   /** The main thread: settles once every thread has the states told so far. */
   propagated: (() => Promise<void>) | null = null;
@@ -76,14 +88,13 @@ export class RouteHealth {
 
   success(decision: string, latencyMs: number): void {
     const h = this.of(decision);
-    // (a success changes the breaker only after failures: a thread reports only those, the others are its own counts)
+    // (a success changes the breaker only after failures: a thread reports those at once, and batches the rest as `counted`)
     const changes = h.failuresInRow !== 0 || h.state !== 'closed';
-    h.requests++;
+    served(h, latencyMs);
     h.failuresInRow = 0;
     h.state = 'closed';
     h.probing = false;
-    h.ewmaMs = h.ewmaMs === null ? latencyMs : h.ewmaMs + ALPHA * (latencyMs - h.ewmaMs);
-    if (!changes) return;
+    if (!changes) { this.counted?.(decision, latencyMs); return; }
     this.reporter?.({ kind: 'success', decision, latencyMs });
     this.tell(decision, h);
   }
@@ -107,6 +118,12 @@ export class RouteHealth {
     if (e.kind === 'success') this.success(e.decision, e.latencyMs);
     else if (e.kind === 'failure') this.failure(e.decision, e.reason, e.retryAfterMs, e.now);
     else this.setDisabled(e.decision, e.disabled);
+  }
+
+  /** The main thread: successes a thread counted (`counted`), in the route's request count and latency; the breaker is not touched. */
+  tally(decision: string, latenciesMs: readonly number[]): void {
+    const h = this.of(decision);
+    for (const ms of latenciesMs) served(h, ms);
   }
 
   /** Every route's state (a thread that starts adopts them). */

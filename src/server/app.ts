@@ -46,6 +46,8 @@ export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDe
   cluster?: (() => { redis: string; outbox: number }) | null;
   /** null when metrics are turned off. */
   metrics: Metrics | null;
+  /** Requests being answered now (every event-loop thread's: /health). */
+  inFlight: () => number;
   web: Map<string, Asset>;
   version: string;
   keys: KeyRing;
@@ -104,7 +106,7 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
 
   app.get('/health', noBody(null, (ex) => ex.sendJson(200, {
     status: state.draining ? 'draining' : 'ok', uptime_s: Math.round((Date.now() - started) / 1000),
-    providers: deps.providers, in_flight: deps.chat.inFlight,
+    providers: deps.providers, in_flight: deps.inFlight(),
     // The embedding model loads in the workers at start; until then semantic lookups are skipped.
     semantic_cache: deps.chat.deps.pool.embeddings,
     ...(deps.cluster ? { cluster: deps.cluster() } : {}),

@@ -25,6 +25,8 @@ export type Up =
   | { t: 'commit'; id: number }
   | { t: 'pool'; id: number; task: WorkerTask }
   | { t: 'health'; e: HealthEvent }
+  /** What the thread is serving now, and the successes it counted since it last said (RouteHealth.counted), by route. */
+  | { t: 'load'; inFlight: number; served: Array<[string, number[]]> }
   /** A sync, drain or close request (`id`) is done. */
   | { t: 'done'; id: number }
   | { t: 'ready' }
@@ -107,15 +109,41 @@ export class MainLink implements AdmissionStore, RowSink {
   /** Tracing stays on the main thread: a traced gateway hands every request over. */
   observer = null;
 
+  /** The thread's requests being answered now (the gateway's count), for /health and /metrics. */
+  inFlight: () => number = () => 0;
+  private saidInFlight = 0;
+  private served = new Map<string, number[]>();
+
   constructor(port: MessagePort, private readonly told: (message: Down) => void) {
     this.out = new Batch((batch) => port.postMessage(batch));
     this.out.beforeFlush = () => {
+      this.report();
       if (this.committing.length === 0) return;
       const waiters = this.committing;
       this.committing = [];
       this.call({ t: 'commit', id: 0 }).then(() => { for (const w of waiters) w(null); }, (err: unknown) => { for (const w of waiters) w(err); });
     };
     port.on('message', (batch: Down[]) => { for (const m of batch) this.receive(m); });
+  }
+
+  /** A success a route had that changed nothing: told with the next batch. */
+  succeeded(decision: string, latencyMs: number): void {
+    let list = this.served.get(decision);
+    if (!list) this.served.set(decision, list = []);
+    list.push(latencyMs);
+  }
+
+  /**
+   * Tells the main thread the load and the successes, when there is something new: with every
+   * batch, and on a timer (a request that needs nothing of the main thread until it ends, an
+   * operator key's, changes the count without a batch).
+   */
+  report(): void {
+    const inFlight = this.inFlight();
+    if (this.served.size === 0 && inFlight === this.saidInFlight) return;
+    this.saidInFlight = inFlight;
+    this.out.send({ t: 'load', inFlight, served: [...this.served] });
+    this.served = new Map();
   }
 
   /** Calls waiting for a reply (a graceful stop waits for none to be left). */

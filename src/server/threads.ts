@@ -45,6 +45,8 @@ class Slot {
   readonly asked = new Map<number, () => void>();
   nextAsk = 1;
   ready = false;
+  /** Its requests being answered now, as it last said. */
+  inFlight = 0;
   constructor(readonly index: number) {}
 }
 
@@ -74,6 +76,13 @@ export class ThreadHost {
       s.asked.set(id, () => { clearTimeout(timer); done(); });
       s.out!.send(message(id));
     }))).then(() => undefined);
+  }
+
+  /** The threads' requests being answered now (as each last said: within a quarter second). */
+  inFlight(): number {
+    let n = 0;
+    for (const s of this.slots) n += s.inFlight;
+    return n;
   }
 
   /** Starts the threads; resolves once each listens (rejects with the first one's failure). */
@@ -107,6 +116,7 @@ export class ThreadHost {
         slot.worker = null;
         slot.out = null;
         slot.ready = false;
+        slot.inFlight = 0;
         this.releaseAll(slot);
         for (const done of slot.asked.values()) done();
         slot.asked.clear();
@@ -148,6 +158,10 @@ export class ThreadHost {
         return;
       case 'health':
         this.d.health.heard(m.e);
+        return;
+      case 'load':
+        slot.inFlight = m.inFlight;
+        for (const [decision, latencies] of m.served) this.d.health.tally(decision, latencies);
         return;
       case 'done': {
         const done = slot.asked.get(m.id);

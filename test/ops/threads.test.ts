@@ -16,7 +16,7 @@ import { http, type Json } from '../helpers/http.js';
 const fake = await startFakeUpstream();
 t.teardown(() => fake.close());
 const config = {
-  models: [testModel('m'), testModel('drip-20'), { ...testModel('pricey'), prices: { input: 10, output: 20 } }],
+  models: [testModel('m'), testModel('drip-20'), testModel('drip-250'), { ...testModel('pricey'), prices: { input: 10, output: 20 } }],
   http: { cors_origins: ['https://app.example'] },
   registration: { per_address_per_hour: 3 },
 };
@@ -136,6 +136,35 @@ t.test("the operator's deployment switch is thrown on every thread once it answe
     t.ok(on.every((r) => r.status === 200), `enabled on every thread (round ${round})`);
     await Promise.all(on.map((r) => r.text()));
   }
+});
+
+t.test("/health, /metrics and /admin/deployments count every thread's requests", async (t) => {
+  const { adminJson } = http(gw);
+  const deployment = async (model: string) => ((await adminJson('/admin/deployments')).data as Json[]).find((d) => (d.models as string[]).includes(model))!;
+  const before = await deployment('openai/m');
+  const answers = await burst(30, (i, d) => post('/v1/chat/completions', gw.masterKey, ask(`counted ${i}`), d));
+  t.ok(answers.every((r) => r.status === 200), 'every request answered');
+  t.equal(new Set(answers.map((r) => tagOf(r.headers.get('x-request-id')))).size, 2, 'by both threads');
+  await Promise.all(answers.map((r) => r.text()));
+  const after = await deployment('openai/m');
+  t.equal((after.requests as number) - (before.requests as number), 30, "the deployment's request count has every thread's");
+  t.ok(typeof after.latency_ewma_ms === 'number', 'and its latency');
+  // Twelve slow requests (1.5 s each) at once: in flight on both threads, counted where the operator looks.
+  const agents = Array.from({ length: 12 }, () => new Agent({ connections: 1 }));
+  const slow = agents.map((a, i) => post('/v1/chat/completions', gw.masterKey, { ...ask(`slow ${i}`), model: 'openai/drip-250' }, a));
+  const inFlight = async () => ((await (await fetch(`${gw.url}/health`)).json()) as Json).in_flight as number;
+  const gauge = async () => Number(/^sluice_in_flight_requests (\d+)$/m.exec(await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${gw.masterKey}` } })).text())?.[1]);
+  let seen = 0;
+  for (let i = 0; i < 50 && seen < 12; i++) { await new Promise((r) => setTimeout(r, 20)); seen = await inFlight(); }
+  t.equal(seen, 12, '/health: in_flight 12 (each thread says within a quarter second)');
+  t.equal(await gauge(), 12, '/metrics: sluice_in_flight_requests 12');
+  const done = await Promise.all(slow);
+  t.ok(done.every((r) => r.status === 200), 'the slow ones answered');
+  t.equal(new Set(done.map((r) => tagOf(r.headers.get('x-request-id')))).size, 2, 'by both threads');
+  await Promise.all(done.map((r) => r.text()));
+  await Promise.all(agents.map((a) => a.close()));
+  for (let i = 0; i < 50 && seen > 0; i++) { await new Promise((r) => setTimeout(r, 20)); seen = await inFlight(); }
+  t.equal(seen, 0, 'and none once they are answered');
 });
 
 t.test('what a thread hands over comes back as the main thread answered it', async (t) => {
