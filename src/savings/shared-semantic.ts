@@ -57,8 +57,10 @@ export class SharedSemanticCache {
     if (this.running) return;
     this.running = true;
     try {
-      await this.push();
+      // (what the others stored is read even when this replica's own writes fail)
+      const pushed = await this.push().then(() => null, (err: unknown) => err);
       await this.pull();
+      if (pushed) throw pushed;
       if (Date.now() - this.lastPurge > 60_000) {
         this.lastPurge = Date.now();
         await this.cluster.pg.query('DELETE FROM sluice_semantic WHERE exp < $1', [Date.now() - 60_000]);
@@ -73,7 +75,14 @@ export class SharedSemanticCache {
 
   private async push(): Promise<void> {
     if (!this.pending.length) return;
-    const batch = this.pending.splice(0, 500);
+    const taken = this.pending.splice(0, 500);
+    // One row per entry, its last change: Postgres refuses an INSERT … ON CONFLICT DO UPDATE
+    // that would update one row twice, and an entry stored and evicted (or its threshold
+    // raised) within one interval is two changes to it. (Refused, the batch went back and
+    // failed again on every pass: this replica's entries and evictions never left it.)
+    const last = new Map<string, Pending>();
+    for (const p of taken) { last.delete(p.id); last.set(p.id, p); }
+    const batch = [...last.values()];
     try {
       await this.cluster.pg.query(`INSERT INTO sluice_semantic (id, ws, context, bucket, exp, entry, replica)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::bytea[], $7::text[])

@@ -220,6 +220,33 @@ t.test('an answer stored through one replica answers a paraphrase through anothe
   t.equal(after.cache, 'miss', 'the evicted entry answers nowhere');
 });
 
+t.test('an entry stored and evicted within one sync interval does not stop its replica sharing the semantic cache', async (t) => {
+  const ws = await workspace('semantic churn', 5);
+  const { key } = await mint(gws[0]!, { name: 'semantic churn', workspace: ws });
+  await everywhere(key, 200, 3000);
+  const ask = async (gw: Gateway, q: string) => {
+    const res = await post(gw, '/v1/chat/completions', { model: 'openai/gpt-4.1-mini', temperature: 0, messages: [{ role: 'system', content: 'You are brief.' }, { role: 'user', content: q }] }, key);
+    await res.arrayBuffer();
+    return { cache: res.headers.get('x-gateway-cache'), id: res.headers.get('x-request-id')! };
+  };
+  // Stored, and reported bad at once: the put and its tombstone are two changes to one row in one batch.
+  const churned = await ask(gws[0]!, 'Which ocean is the largest?');
+  t.equal(churned.cache, 'miss');
+  const feedback = await post(gws[0]!, '/v1/feedback', { request_id: churned.id, score: 0 }, key);
+  t.equal(feedback.status, 200, await feedback.text());
+  // What this replica stores afterwards still reaches the others.
+  const first = await ask(gws[0]!, 'What is the tallest mountain on Earth?');
+  t.equal(first.cache, 'miss');
+  for (let i = 0; i < 50; i++) {
+    if ((await db.query("SELECT 1 FROM sluice_semantic WHERE ws = $1 AND entry IS NOT NULL", [ws])).rowCount) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await new Promise((r) => setTimeout(r, 1200));
+  t.equal((await ask(gws[2]!, "What's the tallest mountain on Earth?")).cache, 'semantic', 'a paraphrase through another replica is a semantic hit');
+  t.equal((await ask(gws[1]!, 'Which ocean is the largest, please?')).cache, 'miss', 'and the evicted one answers nowhere');
+  t.notMatch(gws[0]!.output(), /semantic cache could not sync/, 'no sync failure logged');
+});
+
 t.test('a request served through one replica is refunded through another, once', async (t) => {
   const ws = await workspace('refund', 5);
   const { key } = await mint(gws[0]!, { name: 'refund', workspace: ws, scopes: ['inference', 'usage:read'] });
