@@ -15,6 +15,7 @@ import type { Judge } from '../gateway/judge.js';
 import type { AdaptiveRouter, Signal } from '../router/adaptive.js';
 import type { Catalog } from '../router/catalog.js';
 import { parseBody, parseJson, parseJsonOrEmpty } from '../wire/body.js';
+import { FreeText } from '../wire/text.js';
 import type { Handlers } from './handlers.js';
 import { RequestId } from './schemas.js';
 
@@ -35,7 +36,7 @@ export const FeedbackSchema = z.object({
   request_id: RequestId,
   /** 0 (wrong, unusable) to 1 (fully right). */
   score: z.number().finite().min(0, 'score is 0 to 1').max(1, 'score is 0 to 1'),
-  comment: z.string().max(2000).optional(),
+  comment: FreeText(2000).optional(),
 }).strict();
 
 /** A simulated price, USD per 1M tokens: at most 1,000,000 (a price beyond means nothing to a cost comparison and overflows it). */

@@ -3,11 +3,12 @@ import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import { KeyLimitsSchema, Scope } from '../accounts/keys.js';
 import { roundUsd } from '../accounts/pricing.js';
+import { FreeText, Name } from '../wire/text.js';
 
 const KeyScopes = z.array(Scope.exclude(['admin'])).min(1);
 
 export const MintKeySchema = z.object({
-  name: z.string().min(1).max(200).default('unnamed'),
+  name: Name.default('unnamed'),
   scopes: KeyScopes.optional(),
   workspace: z.string().min(1).max(64).optional(),
   limits: KeyLimitsSchema.nullable().optional(),
@@ -17,14 +18,14 @@ export const MintKeySchema = z.object({
 export const SelfMintKeySchema = MintKeySchema.omit({ workspace: true });
 
 export const PatchKeySchema = z.object({
-  name: z.string().min(1).max(200).optional(),
+  name: Name.optional(),
   scopes: KeyScopes.optional(),
   limits: KeyLimitsSchema.nullable().optional(),
 }).strict();
 
 export const RegisterSchema = z.object({
   email: z.email().max(320),
-  name: z.string().min(1).max(200).optional(),
+  name: Name.optional(),
 }).strict();
 
 /** A request id as a schema (bodies and queries). */
@@ -34,7 +35,7 @@ const Usd = z.number().finite().positive().max(1_000_000, 'at most 1,000,000 USD
   .refine((n) => Math.abs(roundUsd(n) - n) < 1e-12, 'at most 9 decimal places');
 
 export const CreateWorkspaceSchema = z.object({
-  name: z.string().min(1).max(200),
+  name: Name,
   email: z.email().max(320).optional(),
   credits_usd: z.number().finite().min(0).max(1_000_000).default(0),
 }).strict();
@@ -43,12 +44,12 @@ export const RefundSchema = z.object({
   request_id: RequestId,
   /** Defaults to the request's whole charge; never more than it. */
   amount_usd: Usd.optional(),
-  note: z.string().max(500).optional(),
+  note: FreeText(500).optional(),
 }).strict();
 
 export const TopupSchema = z.object({
   amount_usd: Usd,
-  note: z.string().max(500).optional(),
+  note: FreeText(500).optional(),
 }).strict();
 
 /**

@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { toWellFormed } from '../wire/text.js';
 
 export interface ClusterOptions {
   redisUrl: string;
@@ -114,11 +115,9 @@ CREATE INDEX IF NOT EXISTS sluice_ledger_key_ts ON sluice_ledger (key_id, ts);
 export function pgJson(value: unknown): string {
   const text = JSON.stringify(value);
   if (!PG_SUSPECT.test(text)) return text;
-  return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'string' ? wellFormed(v).replaceAll('\u0000', '\ufffd') : v));
+  return JSON.stringify(value, (_key, v: unknown) => (typeof v === 'string' ? toWellFormed(v).replaceAll('\u0000', '\ufffd') : v));
 }
 const PG_SUSPECT = /\\u(?:0000|d[89a-f])/i;
-/** String.prototype.toWellFormed (Node 20 has it; TypeScript's ES2023 lib does not declare it). */
-const wellFormed = (s: string): string => (s as string & { toWellFormed(): string }).toWellFormed();
 
 /**
  * Runs `work` in one Postgres transaction on a pooled client. The client has an error

@@ -2,6 +2,7 @@
 // naming the field; unknown fields carried through untouched, as OpenAI adds parameters
 // all the time), its type after validation, and what every layer reads from it.
 import { z } from 'zod';
+import { isWellFormed } from './text.js';
 
 /** The chat-completions body after validation: known fields typed, the rest carried along. */
 export interface ChatRequest {
@@ -26,7 +27,7 @@ const Message = z.looseObject({
  * ledger, the rollups' keys and log lines) and without control characters.
  */
 export const ModelName = z.string().min(1, 'model is required').max(256, 'at most 256 characters')
-  .regex(/^[^\u0000-\u001f\u007f]+$/, 'control characters are not allowed');
+  .regex(/^[^\u0000-\u001f\u007f]+$/, 'control characters are not allowed').refine(isWellFormed, 'must be well-formed Unicode (a lone surrogate is not)');
 
 export const ChatRequestSchema = z.looseObject({
   model: ModelName,

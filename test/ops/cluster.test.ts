@@ -36,6 +36,13 @@ const post = (gw: Gateway, path: string, body: unknown, key = MASTER) => fetch(`
 });
 const chat = (gw: Gateway, key: string, content: string) => post(gw, '/v1/chat/completions', { model: 'openai/gpt-4.1-mini', max_tokens: 8, messages: [{ role: 'user', content }] }, key);
 
+/** A deterministic (so cacheable) question: how it was served, its answer and its request id. */
+async function cacheable(gw: Gateway, key: string, system: string, q: string): Promise<{ cache: string | null; text: string; id: string }> {
+  const res = await post(gw, '/v1/chat/completions', { model: 'openai/gpt-4.1-mini', temperature: 0, messages: [{ role: 'system', content: system }, { role: 'user', content: q }] }, key);
+  const body = (await res.json()) as { choices: Array<{ message: { content: string } }> };
+  return { cache: res.headers.get('x-gateway-cache'), text: body.choices[0]!.message.content, id: res.headers.get('x-request-id')! };
+}
+
 async function workspace(name: string, credits: number): Promise<string> {
   const res = await post(gws[0]!, '/admin/workspaces', { name, credits_usd: credits });
   if (res.status !== 201) throw new Error(`workspace: ${res.status} ${await res.text()}`);
@@ -196,11 +203,7 @@ t.test('an answer stored through one replica answers a paraphrase through anothe
   const ws = await workspace('semantic', 5);
   const { key } = await mint(gws[0]!, { name: 'semantic', workspace: ws });
   await everywhere(key, 200, 3000);
-  const ask = async (gw: Gateway, q: string) => {
-    const res = await post(gw, '/v1/chat/completions', { model: 'openai/gpt-4.1-mini', temperature: 0, messages: [{ role: 'system', content: 'You are concise.' }, { role: 'user', content: q }] }, key);
-    const body = (await res.json()) as { choices: Array<{ message: { content: string } }> };
-    return { cache: res.headers.get('x-gateway-cache'), text: body.choices[0]!.message.content, id: res.headers.get('x-request-id')! };
-  };
+  const ask = (gw: Gateway, q: string) => cacheable(gw, key, 'You are concise.', q);
   const first = await ask(gws[0]!, 'What is the capital of France?');
   t.equal(first.cache, 'miss');
   // Written to Postgres by the first replica, then read by the others within sync_ms (500 ms here).
@@ -224,11 +227,7 @@ t.test('an entry stored and evicted within one sync interval does not stop its r
   const ws = await workspace('semantic churn', 5);
   const { key } = await mint(gws[0]!, { name: 'semantic churn', workspace: ws });
   await everywhere(key, 200, 3000);
-  const ask = async (gw: Gateway, q: string) => {
-    const res = await post(gw, '/v1/chat/completions', { model: 'openai/gpt-4.1-mini', temperature: 0, messages: [{ role: 'system', content: 'You are brief.' }, { role: 'user', content: q }] }, key);
-    await res.arrayBuffer();
-    return { cache: res.headers.get('x-gateway-cache'), id: res.headers.get('x-request-id')! };
-  };
+  const ask = (gw: Gateway, q: string) => cacheable(gw, key, 'You are brief.', q);
   // Stored, and reported bad at once: the put and its tombstone are two changes to one row in one batch.
   const churned = await ask(gws[0]!, 'Which ocean is the largest?');
   t.equal(churned.cache, 'miss');
@@ -427,21 +426,26 @@ t.test('admin calls through another replica at once find what was just made (rea
   await reconciled(t);
 });
 
-t.test('text Postgres\'s jsonb refuses as JSON.stringify writes it (a lone surrogate) is stored, in names and in rows', async (t) => {
-  // A workspace and a key so named: 201 through one replica, and known to the others.
-  const ws = await workspace('half \ud800 a pair', 5);
-  const { id, key } = await mint(gws[0]!, { name: 'key \udfff', workspace: ws });
+t.test('odd text in names and rows: refused at the door when no copy could hold it, else in Postgres as sent', async (t) => {
+  // A lone surrogate has no UTF-8 form (Postgres's jsonb refused it: a 503 on every retry, before): a 400 that says so.
+  const badWs = await post(gws[0]!, '/admin/workspaces', { name: 'half \ud800 a pair', credits_usd: 1 });
+  t.equal(badWs.status, 400, 'a workspace name with a lone surrogate');
+  t.match(await badWs.text(), /well-formed Unicode/);
+  const ws = await workspace('quotes " \\ and ✨', 5);
+  const badKey = await post(gws[0]!, '/admin/keys', { name: 'key \udfff', workspace: ws });
+  t.equal(badKey.status, 400, 'a key name with a lone surrogate');
+  await badKey.arrayBuffer();
+  const { id, key } = await mint(gws[0]!, { name: 'key "✨" \\', workspace: ws });
   await everywhere(key, 200, 3000);
   const known = await fetch(`${gws[2]!.url}/admin/keys/${id}`, { headers: { authorization: `Bearer ${MASTER}` } });
-  t.equal(known.status, 200, 'the key is known to another replica');
-  t.equal(((await known.json()) as { name: string }).name, 'key \ufffd', 'stored with U+FFFD for the lone surrogate');
-  // Rows whose text needs escaping (quotes, a backslash, astral characters, a lone surrogate): every one ships, none holds up the rest.
-  const models = ['no "such" \\ model', 'modèle ✨ 🚀', 'half \ud800 a pair', 'x\\u0000 (a backslash, not a NUL)'];
+  t.equal(((await known.json()) as { name: string }).name, 'key "✨" \\', 'a name that needs escaping reaches another replica as sent');
+  // Rows whose text needs escaping: every one ships, none holds up the rest.
+  const models = ['no "such" \\ model', 'modèle ✨ 🚀', 'x\\u0000 (a backslash, not a NUL)'];
   const ids: string[] = [];
-  for (const model of models) {
+  for (const model of [...models, 'half \ud800 a pair']) {
     const res = await post(gws[1]!, '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }] }, key);
     await res.arrayBuffer();
-    t.equal(res.status, 404, `${JSON.stringify(model)}: not in the catalog`);
+    t.equal(res.status, model.includes('\ud800') ? 400 : 404, `${JSON.stringify(model)}`);
     ids.push(res.headers.get('x-request-id')!);
   }
   const served = await chat(gws[1]!, key, 'after the odd ones');
@@ -450,8 +454,8 @@ t.test('text Postgres\'s jsonb refuses as JSON.stringify writes it (a lone surro
   await reconciled(t);
   const got = await db.query("SELECT id, row->>'requested_model' AS model FROM sluice_ledger WHERE id = ANY($1::text[])", [ids]);
   const byId = new Map(got.rows.map((r: { id: string; model: string }) => [r.id, r.model]));
-  t.same(ids.slice(0, 4).map((i) => byId.get(i)), ['no "such" \\ model', 'modèle ✨ 🚀', 'half \ufffd a pair', 'x\\u0000 (a backslash, not a NUL)'], 'each row in Postgres, its model as sent (U+FFFD for the lone surrogate)');
-  t.ok(byId.has(ids[4]!), 'and the request after them');
+  t.same(ids.slice(0, 3).map((i) => byId.get(i)), models, 'each row in Postgres, its model as sent');
+  t.ok(byId.has(ids[3]!) && byId.has(ids[4]!), 'and the refused one, and the request after them');
 });
 
 t.test('a key revoked through one replica is refused by the others within the bound', async (t) => {
