@@ -64,8 +64,9 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
     const input = parseBody(TopupSchema, parseJsonOrEmpty(body));
     deps.workspaces.find(checkId(id ?? '', 'ws_')).then((ws) => {
       if (!ws.metered) throw new GatewayError(Errors.invalidRequest, `Workspace ${ws.id} is unmetered; it has no credits to top up.`, 'id');
+      // (cluster mode: the balance every replica moved, with this credit in it, as GET shows it)
       return topUp(deps, ws, input.amount_usd, input.note ?? null, key.id)
-        .then((rowId) => ex.sendJson(201, { object: 'topup', id: rowId, amount_usd: input.amount_usd, workspace: view(ws) }));
+        .then((rowId) => deps.workspaces.refreshed([ws.id]).then(() => ex.sendJson(201, { object: 'topup', id: rowId, amount_usd: input.amount_usd, workspace: view(ws) })));
     }).catch((err: unknown) => ex.sendError(err));
   }, 1));
 
@@ -90,7 +91,7 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
         if (!first) throw new GatewayError(Errors.conflict, `Request ${input.request_id} was already refunded.`, 'request_id');
         deps.ledger.append(creditRow(refundId, 'refund', ws, amount, input.note ?? `refund of ${input.request_id}`, key.id, 'admin.refunds'), ws);
         return deps.ledger.committed();
-      }).then(() => ex.sendJson(201, { object: 'refund', id: refundId, request_id: input.request_id, amount_usd: amount, workspace: view(ws) }));
+      }).then(() => deps.workspaces.refreshed([ws.id])).then(() => ex.sendJson(201, { object: 'refund', id: refundId, request_id: input.request_id, amount_usd: amount, workspace: view(ws) }));
     }).catch((err: unknown) => ex.sendError(err));
   }, 1));
 

@@ -420,8 +420,9 @@ t.test('admin calls through another replica at once find what was just made (rea
     const got = await fetch(`${gws[2]!.url}/admin/keys/${body.id}`, { headers: { authorization: `Bearer ${MASTER}` } });
     await got.arrayBuffer();
     const topup = await post(gws[2]!, `/admin/workspaces/${ws}/topups`, { amount_usd: 1 });
-    await topup.arrayBuffer();
+    const credited = (await topup.json()) as { workspace: { balance_usd: number } };
     t.same([got.status, topup.status], [200, 201], 'read and topped up through C at once');
+    t.equal(credited.workspace.balance_usd, 2, "the top-up's answer shows the balance with both credits (1 through A, 1 through C)");
   }
   await reconciled(t);
 });
