@@ -108,6 +108,8 @@ async function startCluster(config: Config, store: Store, ring: KeyRing, workspa
     /** For /health: 'ready' when Redis is connected (ioredis's state otherwise), and the rows waiting to be shipped. */
     health: () => ({ redis: cluster.redis.status, outbox: shipper.waiting }),
     onNotice: (kind: string, hear: (payload: string) => void) => replication.on(kind, hear),
+    /** After this replica's listener was down (and notices were missed), each time it listens again. */
+    onRelisten: (then: () => void) => { replication.onRelisten = then; },
     /** Other replicas' rows are read into this one's ledger from now on (once its listeners are wired). */
     followRows() { shipper.importer = ledger; },
     /** The semantic cache's entries shared through Postgres (read before the gateway serves). */
@@ -203,6 +205,11 @@ async function main(): Promise<void> {
   const cache = new ResponseCache(store, { cache: config.savings.exact_cache.max_entries, semantic: config.savings.semantic_cache.max_entries });
   if (cluster) {
     cache.shared = cluster.exactCache;
+    // Evictions and purges through any replica reach the copies held here; copies held from
+    // before this start, or from before a listener failed, may be of entries evicted meanwhile: dropped.
+    cluster.onNotice('cache', (payload) => cache.heard(payload));
+    cluster.onRelisten(() => void cache.forgetCopies());
+    await cache.forgetCopies();
     if (config.savings.semantic_cache.enabled) await cluster.shareSemantic(cache);
   }
   const responseIds = new ResponseIds(store);

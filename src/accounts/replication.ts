@@ -31,10 +31,14 @@ export class Replication {
 
   constructor(private readonly cluster: Cluster, private readonly keys: KeyRing, private readonly workspaces: Workspaces, private readonly pollMs = 1000) {}
 
-  /** Hears `kind:payload` notifications (SharedResponses's forgotten responses). */
+  /** Hears `kind:payload` notifications (SharedResponses's forgotten responses, the caches' evictions). */
   on(kind: string, hear: (payload: string) => void): void {
     this.others.set(kind, hear);
   }
+
+  /** Runs each time this replica starts listening again after its listener failed (notices sent meanwhile were missed). */
+  onRelisten: (() => void) | null = null;
+  private listened = false;
 
   /** Reads everything once (before the gateway serves), then follows changes. */
   async start(): Promise<void> {
@@ -60,6 +64,8 @@ export class Replication {
       client.on('error', () => { this.dropListener(); });
       await client.query(`LISTEN ${CHANNEL}`);
       this.listener = client;
+      if (this.listened) this.onRelisten?.();
+      this.listened = true;
     } catch {
       // The poll carries on; the next refresh tries to listen again.
       this.dropListener();

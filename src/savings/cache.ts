@@ -152,7 +152,37 @@ export class ResponseCache {
   /** Cluster mode: the exact cache every replica shares (Redis), behind this one's. */
   shared: SharedExactCache | null = null;
   /** Cluster mode: where semantic entries stored or evicted here go, for every replica (shared-semantic.ts). */
-  semanticShared: { put(ws: string, context: string, bucket: number, id: string, value: { exp: number }): void; remove(ws: string, context: string, bucket: number, id: string): void } | null = null;
+  semanticShared: { put(ws: string, context: string, bucket: number, id: string, value: { exp: number }): void; remove(ws: string, context: string, bucket: number, id: string): void;
+    purge(ws: string): Promise<void> } | null = null;
+
+  /**
+   * Cluster mode: a `cache:` notice another replica (or this one) sent: `evict:<ws>:<hash>`,
+   * an exact entry evicted (this replica's copy goes), or `purge:<ws>`, a workspace's entries
+   * purged (this replica's copies go; the shared stores were purged by the sender).
+   */
+  heard(payload: string): void {
+    const [what, ws, hash] = payload.split(':');
+    if (what === 'evict' && ws && hash) {
+      if (read(this.store.cache, [ws, hash]) !== undefined) { this.counts.cache = Math.max(0, this.counts.cache - 1); void this.store.cache.remove([ws, hash]); }
+    } else if (what === 'purge' && ws) {
+      this.purgeHere(ws).catch((err: unknown) => console.error(`cache: purging workspace ${ws.slice(0, 80)} here failed: ${String(err)}`));
+    }
+  }
+
+  /**
+   * Cluster mode: drops every exact entry held here (they are copies: Redis has the cache), in
+   * slices. At start and whenever this replica starts listening again: it may have missed
+   * notices of evictions and purges meanwhile, and a copy kept would answer what was evicted.
+   */
+  async forgetCopies(slice = 2000): Promise<void> {
+    for (;;) {
+      const keys = [...this.store.cache.getKeys({ limit: slice })];
+      if (!keys.length) break;
+      await Promise.all(keys.map((k) => this.store.cache.remove(k)));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    this.counts.cache = entries(this.store.cache);
+  }
 
   /** Cluster mode: an entry another replica stored (or evicted: null), kept here as if stored here. */
   applySemantic(ws: string, context: string, bucket: number, id: string, value: z.infer<typeof SemanticSchema> | null): void {
@@ -203,12 +233,18 @@ export class ResponseCache {
 
   /** The request was answered from the exact entry `hash` (until `exp`, the entry's own expiry). */
   refExact(requestId: string, ws: string, hash: string, exp: number): void {
-    void this.store.cacheRefs.put([requestId, 'exact'], { exp, ws, hash });
+    this.ref(requestId, 'exact', { exp, ws, hash });
+  }
+
+  /** A request's ref, kept here (and in cluster mode in Redis too, for feedback through another replica). */
+  private ref<T extends { exp: number }>(requestId: string, kind: 'exact' | 'semantic', value: T): void {
+    void this.store.cacheRefs.put([requestId, kind], value);
+    this.shared?.putRef(requestId, kind, value);
   }
 
   /** The request was answered from this semantic entry, for the query `embedding`. */
   refSemanticHit(requestId: string, ws: string, context: string, embedding: Float32Array, hit: SemanticHit): void {
-    void this.store.cacheRefs.put([requestId, 'semantic'], { exp: hit.exp, ws, context, bucket: hit.bucket, id: hit.id,
+    this.ref(requestId, 'semantic', { exp: hit.exp, ws, context, bucket: hit.bucket, id: hit.id,
       hit: { vec: bytesOf(normalize(embedding)), similarity: hit.similarity } });
   }
 
@@ -274,7 +310,7 @@ export class ResponseCache {
     const entry = { exp, decision: answer.decision, body: answer.body, usage: answer.usage, text, vec: bytesOf(vec), ...(thr > threshold ? { thr } : {}) };
     void this.store.semantic.put([ws, context, bucket, id], entry);
     this.semanticShared?.put(ws, context, bucket, id, entry);
-    void this.store.cacheRefs.put([id, 'semantic'], { exp, ws, context, bucket, id, hit: null });
+    this.ref(id, 'semantic', { exp, ws, context, bucket, id, hit: null });
   }
 
   /** Calls `each` for the records of `db` in the LSH buckets near `bucket` (the probes a lookup makes). */
@@ -296,15 +332,22 @@ export class ResponseCache {
    * configured one. null when the request left no ref (not cached, or long expired).
    */
   async evict(requestId: string, threshold: number, scarTtlMs: number): Promise<Evicted | null> {
-    const exact = ExactRefSchema.safeParse(read(this.store.cacheRefs, [requestId, 'exact']));
-    const semantic = SemanticRefSchema.safeParse(read(this.store.cacheRefs, [requestId, 'semantic']));
+    let exact = ExactRefSchema.safeParse(read(this.store.cacheRefs, [requestId, 'exact']));
+    let semantic = SemanticRefSchema.safeParse(read(this.store.cacheRefs, [requestId, 'semantic']));
+    if (!exact.success && !semantic.success && this.shared) {
+      // Cluster mode: served through another replica; its refs are in Redis too.
+      const there = await this.shared.refs(requestId);
+      exact = ExactRefSchema.safeParse(there.exact);
+      semantic = SemanticRefSchema.safeParse(there.semantic);
+      if (exact.success || semantic.success) void this.shared.forgetRefs(requestId);
+    }
     if (!exact.success && !semantic.success) return null;
     const out: Evicted = { exact: false, semantic: false, tightened: 0 };
     const writes: Promise<unknown>[] = [];
     if (exact.success) {
       const { ws, hash } = exact.data;
       if (read(this.store.cache, [ws, hash]) !== undefined) { out.exact = true; writes.push(this.store.cache.remove([ws, hash])); }
-      if (this.shared) writes.push(this.shared.remove(ws, hash));
+      if (this.shared) writes.push(this.shared.remove(ws, hash).then((held) => { if (held) out.exact = true; }));
       writes.push(this.store.cacheRefs.remove([requestId, 'exact']));
     }
     if (semantic.success) {
@@ -345,8 +388,20 @@ export class ResponseCache {
     return tightened;
   }
 
-  /** Removes every exact and semantic entry (and scar) of a workspace, in slices of `slice` so the event loop keeps turning. */
+  /**
+   * Removes every exact and semantic entry (and scar) of a workspace. Cluster mode: first from
+   * the shared stores (Redis, Postgres's semantic rows), then here, and every replica is told
+   * to drop its copies; `exact` then counts what Redis held when that is more.
+   */
   async purgeWorkspace(ws: string, slice = 2000): Promise<{ exact: number; semantic: number }> {
+    const shared = this.shared ? await this.shared.purge(ws) : 0;
+    await this.semanticShared?.purge(ws);
+    const out = await this.purgeHere(ws, slice);
+    return { exact: Math.max(out.exact, shared), semantic: out.semantic };
+  }
+
+  /** This replica's entries (and scars) of a workspace, in slices of `slice` so the event loop keeps turning. */
+  private async purgeHere(ws: string, slice = 2000): Promise<{ exact: number; semantic: number }> {
     const out = { exact: 0, semantic: 0 };
     for (const [name, db] of [['exact', this.store.cache], ['semantic', this.store.semantic], ['scars', this.store.scars]] as const) {
       for (;;) {

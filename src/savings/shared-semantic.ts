@@ -5,6 +5,7 @@
 // written here go to Postgres in batches; an eviction (feedback) is a tombstone every
 // replica applies. Expired rows are deleted by whichever replica gets there.
 import { Packr } from 'msgpackr';
+import { Errors, GatewayError } from '../errors.js';
 import type { Cluster } from '../store/cluster.js';
 import { SemanticSchema, type ResponseCache } from './cache.js';
 
@@ -51,6 +52,20 @@ export class SharedSemanticCache {
   /** An entry evicted here: every replica removes it. */
   remove(ws: string, context: string, bucket: number, id: string): void {
     if (this.pending.length < 10_000) this.pending.push({ id, ws, context, bucket, exp: Date.now() + 86_400_000, entry: null });
+  }
+
+  /**
+   * A workspace's entries, purged through this replica: its changes not yet sent are dropped,
+   * and every row of it becomes a tombstone, which the other replicas apply as they read.
+   */
+  async purge(ws: string): Promise<void> {
+    this.pending = this.pending.filter((p) => p.ws !== ws);
+    try {
+      await this.cluster.pg.query(`UPDATE sluice_semantic SET entry = NULL, exp = $2, replica = $3, version = nextval('sluice_version')
+        WHERE ws = $1 AND entry IS NOT NULL`, [ws, Date.now() + 86_400_000, this.cluster.replica]);
+    } catch (err) {
+      throw new GatewayError(Errors.storeUnavailable, `The shared semantic cache could not be purged (${err instanceof Error ? err.message : String(err)}); retry shortly.`);
+    }
   }
 
   private async sync(): Promise<void> {

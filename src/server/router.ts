@@ -17,7 +17,7 @@ import type { Catalog } from '../router/catalog.js';
 import { parseBody, parseJson, parseJsonOrEmpty } from '../wire/body.js';
 import { FreeText } from '../wire/text.js';
 import type { Handlers } from './handlers.js';
-import { RequestId } from './schemas.js';
+import { checkId, RequestId } from './schemas.js';
 
 export interface RouterDeps {
   ledger: Ledger;
@@ -106,7 +106,8 @@ export function registerRouter(app: TemplatedApp, on: Handlers, deps: RouterDeps
 
   app.del('/v1/cache/workspaces/:id', on.noBody('inference', (ex, key, [id]) => {
     requireOperator(key!);
-    const workspace = parseBody(z.string().min(1).max(128), id);
+    // (an id as Sluice issues them: no pattern characters reach the shared cache's key scan)
+    const workspace = checkId(id ?? '', 'ws_');
     deps.cache.purgeWorkspace(workspace).then((purged) => { ex.sendJson(200, { workspace, purged }); }, (err: unknown) => { ex.sendError(err); });
   }));
 

@@ -181,6 +181,56 @@ t.test('an answer cached through one replica is an exact-cache hit through anoth
   t.equal(res.headers.get('x-gateway-cache'), 'miss', "a workspace never gets another's entries");
 });
 
+t.test('an eviction or a purge through any replica reaches Redis and every replica\'s copies', async (t) => {
+  const ws = await workspace('evictions', 5);
+  const { key } = await mint(gws[0]!, { name: 'evictions', workspace: ws });
+  await everywhere(key, 200, 3000);
+  const ask = (gw: Gateway, q: string) => cacheable(gw, key, 'You answer in one word.', q);
+  /** How `q` is answered through `gw` once the other replicas' notices had a moment to land (a stale copy answers until then; a miss stores it again). */
+  const settled = async (gw: Gateway, q: string, system = 'You answer in one word.') => {
+    let got = await cacheable(gw, key, system, q);
+    for (let i = 0; i < 20 && got.cache !== 'miss'; i++) { await new Promise((r) => setTimeout(r, 50)); got = await cacheable(gw, key, system, q); }
+    return got.cache;
+  };
+  // Stored through A, copied by B and C (hits there), reported bad through `by`, asked again through `check`.
+  const rounds: Array<[number, number]> = [[2, 1], [1, 2], [2, 0]];
+  for (const [n, [by, check]] of rounds.entries()) {
+    const q = `Name a colour of the rainbow (${n}).`;
+    const first = await ask(gws[0]!, q);
+    t.equal(first.cache, 'miss');
+    t.same([(await ask(gws[1]!, q)).cache, (await ask(gws[2]!, q)).cache], ['exact', 'exact'], 'a hit through B and C (each keeps a copy)');
+    const fb = await post(gws[by]!, '/v1/feedback', { request_id: first.id, score: 0 }, key);
+    const body = (await fb.json()) as { evicted: { exact: boolean } | null };
+    t.equal(fb.status, 200);
+    t.equal(body.evicted?.exact, true, `feedback through replica ${by}, which did not serve it, evicts it`);
+    t.equal(await settled(gws[check]!, q), 'miss', `replica ${check}'s copy is gone too`);
+  }
+  // A delete by request id through a replica that did not serve it.
+  const stored = await ask(gws[0]!, 'Name a planet.');
+  const del = await fetch(`${gws[1]!.url}/v1/cache/requests/${stored.id}`, { method: 'DELETE', headers: { authorization: `Bearer ${MASTER}` } });
+  t.equal(del.status, 200, `DELETE /v1/cache/requests through another replica: ${await del.text()}`);
+  t.equal((await ask(gws[2]!, 'Name a planet.')).cache, 'miss', 'gone');
+  // A purge through C: what A stored, and B copied, answers nowhere.
+  for (const q of ['Name a metal.', 'Name a gas.']) { await ask(gws[0]!, q); t.equal((await ask(gws[1]!, q)).cache, 'exact'); }
+  const purge = await fetch(`${gws[2]!.url}/v1/cache/workspaces/${ws}`, { method: 'DELETE', headers: { authorization: `Bearer ${MASTER}` } });
+  const purged = (await purge.json()) as { purged: { exact: number } };
+  t.equal(purge.status, 200);
+  t.ok(purged.purged.exact >= 3, `the purge counts what Redis held (${JSON.stringify(purged)})`);
+  t.same([await settled(gws[1]!, 'Name a metal.'), await settled(gws[0]!, 'Name a gas.')], ['miss', 'miss'], "B's copy and A's are gone");
+  // The semantic cache too: what A stored, B had read (a paraphrase hit there), purged through C, answers nowhere.
+  const stored2 = await cacheable(gws[0]!, key, 'You are concise.', 'What is the boiling point of water at sea level?');
+  t.equal(stored2.cache, 'miss');
+  let para = { cache: null as string | null };
+  const paraphrases = ['At sea level, what is the boiling point of water?', "What's the boiling point of water at sea level?", 'What is the boiling point of water at sea level, please?'];
+  for (let i = 0; i < 30 && para.cache !== 'semantic'; i++) { await new Promise((r) => setTimeout(r, 200)); para = await cacheable(gws[1]!, key, 'You are concise.', paraphrases[i % 2]!); }
+  t.equal(para.cache, 'semantic', 'B answers a paraphrase from it');
+  const purge2 = await fetch(`${gws[2]!.url}/v1/cache/workspaces/${ws}`, { method: 'DELETE', headers: { authorization: `Bearer ${MASTER}` } });
+  t.equal(purge2.status, 200, await purge2.text());
+  t.equal(await settled(gws[1]!, paraphrases[2]!, 'You are concise.'), 'miss', "B's semantic copy is gone");
+  const pattern = await fetch(`${gws[2]!.url}/v1/cache/workspaces/ws_*`, { method: 'DELETE', headers: { authorization: `Bearer ${MASTER}` } });
+  t.equal(pattern.status, 400, 'a workspace id that is a pattern is refused');
+});
+
 t.test('the same request in flight through another replica is answered by that call, not a second one', async (t) => {
   const ws = await workspace('flights', 5);
   const { key } = await mint(gws[0]!, { name: 'flights', workspace: ws });
