@@ -13,7 +13,7 @@ import { Errors, GatewayError } from '../errors.js';
 import type { Cluster } from '../store/cluster.js';
 import { isOperatorKey, type KeyLimits, type KeyRecord } from './keys.js';
 import { describe, fmtDuration, msToNextUtcDay, msToNextUtcMonth, refusalError, utcDay, utcMonth, type AdmissionStore, type Header, type HeldAdmission, type Reservation } from './limits.js';
-import { ADMIT, APPLY, CLAIM, FINISH, FORGET, RENEW, RUN, SEED, SEED_KEY } from './shared-scripts.js';
+import { ADMIT, APPLY, CLAIM, FINISH, FORGET, REGISTER, RENEW, RUN, SEED, SEED_KEY } from './shared-scripts.js';
 import type { Workspace } from './workspaces.js';
 
 type Reply = Array<string | number | null>;
@@ -26,6 +26,7 @@ type Scripted = Redis & {
   sluiceForget(...args: Array<string | number>): Promise<number>;
   sluiceRun(...args: Array<string | number>): Promise<string>;
   sluiceClaim(...args: Array<string | number>): Promise<number>;
+  sluiceRegister(...args: Array<string | number>): Promise<number>;
   sluiceRenew(...args: Array<string | number>): Promise<number>;
 };
 
@@ -113,7 +114,7 @@ export class SharedLimits implements AdmissionStore {
     private readonly family: (id: string) => string[] = (id) => [id]) {
     const redis = cluster.redis as Scripted;
     for (const [name, lua] of [['sluiceAdmit', ADMIT], ['sluiceFinish', FINISH], ['sluiceApply', APPLY], ['sluiceSeed', SEED], ['sluiceSeedKey', SEED_KEY],
-      ['sluiceRenew', RENEW], ['sluiceForget', FORGET], ['sluiceRun', RUN], ['sluiceClaim', CLAIM]] as const) {
+      ['sluiceRenew', RENEW], ['sluiceForget', FORGET], ['sluiceRun', RUN], ['sluiceClaim', CLAIM], ['sluiceRegister', REGISTER]] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 0, lua });
     }
     this.redis = redis;
@@ -326,6 +327,15 @@ export class SharedLimits implements AdmissionStore {
     } catch (err) {
       throw unavailable(err instanceof Error ? err.message : String(err));
     }
+  }
+
+  /**
+   * One registration from address unit `unit`, counted for the whole cluster: null when
+   * allowed, else the milliseconds until one more would be (rejects when Redis cannot say).
+   */
+  async register(unit: string, perHour: number): Promise<number | null> {
+    const wait = await this.redis.sluiceRegister(this.prefix, unit, perHour, `${Date.now()}:${randomBytes(6).toString('hex')}`);
+    return wait < 0 ? null : wait;
   }
 
   /** Rows whose balance change a seeded balance already holds: finish and the shipper leave them be. */

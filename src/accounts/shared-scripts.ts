@@ -318,6 +318,25 @@ end
 return EP
 `;
 
+/**
+ * ARGV: P, an address unit (registration.ts), events allowed per rolling hour, a member id
+ * (unique). Counts one registration from that unit for the whole cluster (a sorted set of
+ * times, on Redis's clock), unless the hour holds that many: returns -1 when counted, else the
+ * milliseconds until one more would be.
+ */
+export const REGISTER = `${COMMON}
+local key, per = P .. 'reg:' .. ARGV[2], tonumber(ARGV[3])
+local hourAgo = now - 3600000
+redis.call('ZREMRANGEBYSCORE', key, '-inf', hourAgo)
+if redis.call('ZCARD', key) >= per then
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(first[2]) - hourAgo)
+end
+redis.call('ZADD', key, now, ARGV[4])
+redis.call('PEXPIRE', key, 3600000)
+return -1
+`;
+
 /** ARGV: P, request id (a refund's): true the first time, for the whole cluster. */
 export const CLAIM = `${COMMON}
 return redis.call('SET', P .. 'r:' .. ARGV[2], 1, 'EX', 90 * 86400, 'NX') and 1 or 0

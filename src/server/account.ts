@@ -9,7 +9,8 @@ import { RegisterSchema, SelfMintKeySchema, checkId } from './schemas.js';
 import { parseBody, parseJsonOrEmpty } from '../wire/body.js';
 import { topUp } from './admin.js';
 import type { Handlers } from './handlers.js';
-import { AddressThrottle } from '../accounts/registration.js';
+import { AddressThrottle, addressUnit } from '../accounts/registration.js';
+import type { SharedLimits } from '../accounts/shared-limits.js';
 
 export interface AccountDeps {
   keys: KeyRing;
@@ -19,6 +20,8 @@ export interface AccountDeps {
   registration: { enabled: boolean; starterCredits: number; perAddressPerHour: number };
   /** Self-serve minting stops at this many live keys in a workspace. */
   maxKeysPerWorkspace: number;
+  /** Cluster mode: registrations counted once for every replica (null on one node). */
+  shared: SharedLimits | null;
 }
 
 /**
@@ -77,17 +80,22 @@ export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDe
   }));
 
   const throttle = new AddressThrottle(deps.registration.perAddressPerHour);
+  /** One registration from `client`, counted: null when allowed, else the wait. Cluster mode: for every replica at once (Redis not answering: this replica's own count). */
+  const take = (client: string): Promise<number | null> => deps.shared
+    ? deps.shared.register(addressUnit(client), deps.registration.perAddressPerHour).catch(() => throttle.take(client))
+    : Promise.resolve(throttle.take(client));
   app.post('/v1/register', on.publicBody((ex, body, client) => {
     if (!deps.registration.enabled) throw new GatewayError(Errors.forbidden, 'Self-registration is turned off on this gateway.');
     const input = parseBody(RegisterSchema, parseJsonOrEmpty(body));
     // Counted once the body is valid (a typo does not use up an address's registrations), and
     // before the mailbox is looked up: whether an email has a workspace is not free to probe.
-    const waitMs = throttle.take(client);
-    if (waitMs !== null) {
-      throw new GatewayError(Errors.registrationThrottled, `Too many registrations from this address; retry in ${Math.ceil(waitMs / 60_000)} min.`).retryAfter(waitMs);
-    }
-    if (deps.workspaces.byEmailAddress(input.email)) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
-    deps.workspaces.create(input.name ?? input.email, input.email).then(async (ws) => {
+    take(client).then((waitMs) => {
+      if (waitMs !== null) {
+        throw new GatewayError(Errors.registrationThrottled, `Too many registrations from this address; retry in ${Math.ceil(waitMs / 60_000)} min.`).retryAfter(waitMs);
+      }
+      if (deps.workspaces.byEmailAddress(input.email)) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
+      return deps.workspaces.create(input.name ?? input.email, input.email);
+    }).then(async (ws) => {
       await (deps.registration.starterCredits > 0 ? topUp(deps, ws, deps.registration.starterCredits, 'starter credits', 'register') : deps.ledger.committed());
       const { record, secret } = await deps.keys.mint({ name: 'registered', workspace: ws.id, kind: 'registered',
         scopes: ['inference', 'usage:read', 'keys:write'], limits: REGISTERED_LIMITS });

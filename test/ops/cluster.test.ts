@@ -186,10 +186,14 @@ t.test('an eviction or a purge through any replica reaches Redis and every repli
   const { key } = await mint(gws[0]!, { name: 'evictions', workspace: ws });
   await everywhere(key, 200, 3000);
   const ask = (gw: Gateway, q: string) => cacheable(gw, key, 'You answer in one word.', q);
-  /** How `q` is answered through `gw` once the other replicas' notices had a moment to land (a stale copy answers until then; a miss stores it again). */
+  /**
+   * How `q` is answered through `gw` once what was evicted had time to reach it: an exact copy
+   * goes on a notice (milliseconds), a semantic one with the tombstone both replicas sync
+   * (two `sync_ms`, 500 ms here); a stale copy answers until then, and a miss stores it again.
+   */
   const settled = async (gw: Gateway, q: string, system = 'You answer in one word.') => {
     let got = await cacheable(gw, key, system, q);
-    for (let i = 0; i < 20 && got.cache !== 'miss'; i++) { await new Promise((r) => setTimeout(r, 50)); got = await cacheable(gw, key, system, q); }
+    for (let i = 0; i < 60 && got.cache !== 'miss'; i++) { await new Promise((r) => setTimeout(r, 50)); got = await cacheable(gw, key, system, q); }
     return got.cache;
   };
   // Stored through A, copied by B and C (hits there), reported bad through `by`, asked again through `check`.
@@ -507,6 +511,18 @@ t.test('odd text in names and rows: refused at the door when no copy could hold 
   const byId = new Map(got.rows.map((r: { id: string; model: string }) => [r.id, r.model]));
   t.same(ids.slice(0, 3).map((i) => byId.get(i)), models, 'each row in Postgres, its model as sent');
   t.ok(byId.has(ids[3]!) && byId.has(ids[4]!), 'and the refused one, and the request after them');
+});
+
+t.test('registrations from one address are counted once for every replica', async (t) => {
+  // The default: 5 per address in a rolling hour. Round-robin over the three replicas, from 127.0.0.1.
+  const statuses: number[] = [];
+  for (let i = 0; i < 12; i++) {
+    const res = await fetch(`${gws[i % 3]!.url}/v1/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: `reg${i}@example.com` }) });
+    statuses.push(res.status);
+    if (res.status === 429) t.ok(Number(res.headers.get('retry-after')) > 0, 'with Retry-After');
+    await res.arrayBuffer();
+  }
+  t.same(statuses, [201, 201, 201, 201, 201, 429, 429, 429, 429, 429, 429, 429], 'five in all, not five per replica');
 });
 
 t.test('a key revoked through one replica is refused by the others within the bound', async (t) => {
