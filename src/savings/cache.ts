@@ -157,13 +157,16 @@ export class ResponseCache {
 
   /**
    * Cluster mode: a `cache:` notice another replica (or this one) sent: `evict:<ws>:<hash>`,
-   * an exact entry evicted (this replica's copy goes), or `purge:<ws>`, a workspace's entries
+   * an exact entry evicted (this replica's copy goes); `unsemantic:<ws>:<context>:<bucket>:<id>`,
+   * a semantic one (likewise; its tombstone follows); or `purge:<ws>`, a workspace's entries
    * purged (this replica's copies go; the shared stores were purged by the sender).
    */
   heard(payload: string): void {
-    const [what, ws, hash] = payload.split(':');
+    const [what, ws, hash, bucket, id] = payload.split(':');
     if (what === 'evict' && ws && hash) {
       if (read(this.store.cache, [ws, hash]) !== undefined) { this.counts.cache = Math.max(0, this.counts.cache - 1); void this.store.cache.remove([ws, hash]); }
+    } else if (what === 'unsemantic' && ws && hash && bucket && id && Number.isInteger(Number(bucket))) {
+      this.applySemantic(ws, hash, Number(bucket), id, null);
     } else if (what === 'purge' && ws) {
       this.purgeHere(ws).catch((err: unknown) => console.error(`cache: purging workspace ${ws.slice(0, 80)} here failed: ${String(err)}`));
     }

@@ -6,7 +6,7 @@
 // replica applies. Expired rows are deleted by whichever replica gets there.
 import { Packr } from 'msgpackr';
 import { Errors, GatewayError } from '../errors.js';
-import type { Cluster } from '../store/cluster.js';
+import { NOTIFY_CHANNEL, type Cluster } from '../store/cluster.js';
 import { SemanticSchema, type ResponseCache } from './cache.js';
 
 const packr = new Packr({ useRecords: false });
@@ -49,9 +49,13 @@ export class SharedSemanticCache {
     if (this.pending.length < 10_000) this.pending.push({ id, ws, context, bucket, exp: value.exp, entry: packr.pack(value) });
   }
 
-  /** An entry evicted here: every replica removes it. */
+  /**
+   * An entry evicted here: every replica removes it, at once on a notice (a wrong answer is
+   * not served meanwhile), and for good with the tombstone (a replica that missed the notice).
+   */
   remove(ws: string, context: string, bucket: number, id: string): void {
     if (this.pending.length < 10_000) this.pending.push({ id, ws, context, bucket, exp: Date.now() + 86_400_000, entry: null });
+    this.cluster.pg.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, `cache:unsemantic:${ws}:${context}:${bucket}:${id}`]).catch(() => undefined);
   }
 
   /**

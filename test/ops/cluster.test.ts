@@ -187,13 +187,13 @@ t.test('an eviction or a purge through any replica reaches Redis and every repli
   await everywhere(key, 200, 3000);
   const ask = (gw: Gateway, q: string) => cacheable(gw, key, 'You answer in one word.', q);
   /**
-   * How `q` is answered through `gw` once what was evicted had time to reach it: an exact copy
-   * goes on a notice (milliseconds), a semantic one with the tombstone both replicas sync
-   * (two `sync_ms`, 500 ms here); a stale copy answers until then, and a miss stores it again.
+   * How `q` is answered through `gw` once what was evicted had a moment to reach it: exact and
+   * semantic copies go on a notice (milliseconds; the semantic tombstone, two `sync_ms`, is for
+   * a replica that missed it); a stale copy answers until then, and a miss stores it again.
    */
   const settled = async (gw: Gateway, q: string, system = 'You answer in one word.') => {
     let got = await cacheable(gw, key, system, q);
-    for (let i = 0; i < 60 && got.cache !== 'miss'; i++) { await new Promise((r) => setTimeout(r, 50)); got = await cacheable(gw, key, system, q); }
+    for (let i = 0; i < 20 && got.cache !== 'miss'; i++) { await new Promise((r) => setTimeout(r, 50)); got = await cacheable(gw, key, system, q); }
     return got.cache;
   };
   // Stored through A, copied by B and C (hits there), reported bad through `by`, asked again through `check`.
