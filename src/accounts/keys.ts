@@ -83,6 +83,11 @@ export function viewOf(record: KeyRecord): KeyView {
 /** Self-serve minting nests at most this deep (a key, its child, …); deeper chains are refused at mint. */
 const MAX_CHAIN = 8;
 
+/** The refusal of a self-serve mint past the workspace's live key cap. */
+export function capMessage(cap: number): string {
+  return `This workspace has ${cap} live keys, the most self-serve minting allows; revoke some first.`;
+}
+
 export class KeyRing {
   private readonly byHash = new Map<string, { record: KeyRecord; digest: Buffer }>();
   private readonly byId = new Map<string, KeyRecord>();
@@ -99,7 +104,7 @@ export class KeyRing {
    * Cluster mode: writes changed records to the shared record (Postgres) before they are
    * in force here (replication.ts); a failure refuses the change. Null on one node.
    */
-  publisher: ((records: readonly KeyRecord[]) => Promise<void>) | null = null;
+  publisher: ((records: readonly KeyRecord[], cap?: number) => Promise<void>) | null = null;
 
   /** Event-loop threads (server/threads.ts): each record as it comes into force here, for their copies of the ring. */
   onChange: ((record: KeyRecord) => void) | null = null;
@@ -122,11 +127,13 @@ export class KeyRing {
     void this.store.keys.put(record.id, record);
   }
 
-  private async publish(records: readonly KeyRecord[]): Promise<void> {
+  /** `cap`: a new key of a workspace, written only while it has fewer live stored keys than this, every replica's counted (else a 403). */
+  private async publish(records: readonly KeyRecord[], cap?: number): Promise<void> {
     if (!this.publisher) return;
     try {
-      await this.publisher(records);
+      await this.publisher(records, cap);
     } catch (err) {
+      if (err instanceof GatewayError) throw err;
       throw new GatewayError(Errors.storeUnavailable, `The change could not be written to the shared record (${err instanceof Error ? err.message.slice(0, 200) : String(err)}); nothing changed. Retry shortly.`).retryAfter(1000);
     }
   }
@@ -212,7 +219,9 @@ export class KeyRing {
    * A new key. `createdBy` (self-serve minting): the key minting it, whose limits it may not
    * loosen (what it leaves out it inherits; see childLimits) and whose quota it shares.
    */
-  async mint(opts: { name: string; workspace?: string; scopes?: Scope[]; limits?: KeyLimits | null | undefined; kind?: 'minted' | 'registered'; createdBy?: string | null }):
+  async mint(opts: { name: string; workspace?: string; scopes?: Scope[]; limits?: KeyLimits | null | undefined; kind?: 'minted' | 'registered'; createdBy?: string | null;
+    /** Self-serve minting: the workspace's live key cap, checked again across every replica (cluster mode) as the key is written. */
+    cap?: number }):
     Promise<{ record: KeyRecord; secret: string }> {
     const parent = opts.createdBy ? this.byId.get(opts.createdBy) : undefined;
     if (parent && this.chain(parent).length >= MAX_CHAIN) {
@@ -236,7 +245,7 @@ export class KeyRing {
       created_by: opts.createdBy ?? null,
     };
     try {
-      await this.publish([record]);
+      await this.publish([record], opts.cap);
       await this.store.keys.put(record.id, record);
       this.index(record);
       await this.propagated?.();

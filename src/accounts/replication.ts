@@ -6,8 +6,8 @@
 // other within `pollMs` at worst (milliseconds when the notification arrives).
 import type pg from 'pg';
 import { Errors, GatewayError } from '../errors.js';
-import { NOTIFY_CHANNEL as CHANNEL, pgJson, type Cluster } from '../store/cluster.js';
-import { KeyRecordSchema, type KeyRecord, type KeyRing } from './keys.js';
+import { inTransaction, NOTIFY_CHANNEL as CHANNEL, pgJson, type Cluster } from '../store/cluster.js';
+import { capMessage, KeyRecordSchema, type KeyRecord, type KeyRing } from './keys.js';
 import { StoredWorkspace, workspaceRecord } from './shipper.js';
 import type { Workspace, Workspaces } from './workspaces.js';
 
@@ -43,7 +43,7 @@ export class Replication {
   /** Reads everything once (before the gateway serves), then follows changes. */
   async start(): Promise<void> {
     await this.read();
-    this.keys.publisher = (records) => this.publishKeys(records);
+    this.keys.publisher = (records, cap) => (cap === undefined ? this.publishKeys(records) : this.publishCapped(records[0]!, cap));
     this.workspaces.publisher = (ws, mailbox) => this.publishWorkspace(ws, mailbox);
     this.workspaces.catchUp = () => this.refresh();
     this.timer = setInterval(() => void this.refresh(), this.pollMs);
@@ -114,6 +114,22 @@ export class Replication {
     await this.cluster.pg.query(`WITH up AS (INSERT INTO sluice_keys (id, record) SELECT id, record FROM unnest($1::text[], $2::jsonb[]) AS t(id, record)
       ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, version = nextval('sluice_version') RETURNING 1)
       SELECT pg_notify('${CHANNEL}', 'keys') FROM (SELECT count(*) FROM up) c`, [records.map((r) => r.id), records.map((r) => pgJson(r))]);
+  }
+
+  /**
+   * A new key, written only while its workspace has fewer than `cap` live stored keys in the
+   * shared record: counted and written under a lock on the workspace, so replicas minting at
+   * once cannot pass the cap together (each checked only its own copy before).
+   */
+  private async publishCapped(record: KeyRecord, cap: number): Promise<void> {
+    await inTransaction(this.cluster.pg, async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock(hashtext('sluice_keys:' || $1))", [record.workspace]);
+      const live = await client.query<{ n: string }>(`SELECT count(*) AS n FROM sluice_keys WHERE record->>'workspace' = $1 AND record->>'revoked_at' IS NULL
+        AND record->>'kind' IN ('minted', 'registered')`, [record.workspace]);
+      if (Number(live.rows[0]?.n ?? 0) >= cap) throw new GatewayError(Errors.forbidden, capMessage(cap));
+      await client.query(`INSERT INTO sluice_keys (id, record) VALUES ($1, $2)`, [record.id, pgJson(record)]);
+      await client.query(`SELECT pg_notify('${CHANNEL}', 'keys')`);
+    });
   }
 
   private async publishWorkspace(ws: Workspace, mailbox: string | null): Promise<void> {

@@ -1,7 +1,7 @@
 // The caller-facing account API: self-serve keys (scope `keys:write`, inside the caller's
 // own workspace, never with more scopes than the caller has) and self-registration.
 import type { TemplatedApp } from 'uWebSockets.js';
-import { REGISTERED_LIMITS, viewOf, type KeyRecord, type KeyRing, type Scope } from '../accounts/keys.js';
+import { capMessage, REGISTERED_LIMITS, viewOf, type KeyRecord, type KeyRing, type Scope } from '../accounts/keys.js';
 import type { Ledger, LedgerRow, RequestIds } from '../accounts/ledger.js';
 import { fromNano, workspaceView, type Workspaces } from '../accounts/workspaces.js';
 import { Errors, GatewayError } from '../errors.js';
@@ -61,10 +61,8 @@ export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDe
     const scopes: Scope[] = input.scopes ?? ['inference'];
     const extra = scopes.filter((s) => !caller.scopes.includes(s));
     if (extra.length) throw new GatewayError(Errors.forbidden, `A key can only mint keys with its own scopes; it lacks ${extra.map((s) => `'${s}'`).join(', ')}.`, 'scopes');
-    if (deps.keys.liveKeys(caller.workspace) >= deps.maxKeysPerWorkspace) {
-      throw new GatewayError(Errors.forbidden, `This workspace has ${deps.maxKeysPerWorkspace} live keys, the most self-serve minting allows; revoke some first.`);
-    }
-    deps.keys.mint({ name: input.name, workspace: caller.workspace, scopes, limits: input.limits, createdBy: caller.id }).then(
+    if (deps.keys.liveKeys(caller.workspace) >= deps.maxKeysPerWorkspace) throw new GatewayError(Errors.forbidden, capMessage(deps.maxKeysPerWorkspace));
+    deps.keys.mint({ name: input.name, workspace: caller.workspace, scopes, limits: input.limits, createdBy: caller.id, cap: deps.maxKeysPerWorkspace }).then(
       ({ record, secret }) => ex.sendJson(201, { ...viewOf(record), key: secret }),
       (err: unknown) => ex.sendError(err),
     );

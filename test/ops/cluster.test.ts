@@ -25,7 +25,7 @@ t.teardown(() => db.end());
 
 const MASTER = 'sk-sluice-master-cluster-test-0123456789abcdef';
 const env = { SLUICE_SIM: 'on', SLUICE_MASTER_KEY: MASTER, SLUICE_REDIS_URL: redis.url, SLUICE_POSTGRES_URL: postgres.url };
-const config = { sim: { ttft_ms: 150, tokens_per_second: 100 }, cluster: { sync_ms: 500, ship_ms: 100, lease_ms: 5000 } };
+const config = { sim: { ttft_ms: 150, tokens_per_second: 100 }, cluster: { sync_ms: 500, ship_ms: 100, lease_ms: 5000 }, keys: { max_per_workspace: 4 } };
 const dirs = [tempDataDir(), tempDataDir(), tempDataDir()];
 const gws: Gateway[] = [];
 for (const dir of dirs) gws.push(await startGateway(env, dir, config));
@@ -140,7 +140,7 @@ t.test('concurrency across replicas, and the rate-limit headers as on one node',
   t.equal(res.headers.get('x-ratelimit-limit-requests'), '1000');
   // (a rolling window does not refill: what remains is exactly what the three replicas admitted)
   t.equal(res.headers.get('x-ratelimit-remaining-requests'), '996', 'remaining requests counted cluster-wide: 1000 less the 4 admitted through three replicas');
-  t.match(res.headers.get('x-ratelimit-reset-requests'), /^(59|60)m\d+s$/, 'full again once the newest slice leaves the hour (OpenAI\'s duration style)');
+  t.match(res.headers.get('x-ratelimit-reset-requests'), /^(59|60)m\d+s$/, `full again once the newest slice leaves the hour (OpenAI's duration style: ${res.headers.get('x-ratelimit-reset-requests')})`);
 });
 
 t.test('a budget across replicas overshoots by at most one request', async (t) => {
@@ -523,6 +523,19 @@ t.test('registrations from one address are counted once for every replica', asyn
     await res.arrayBuffer();
   }
   t.same(statuses, [201, 201, 201, 201, 201, 429, 429, 429, 429, 429, 429, 429], 'five in all, not five per replica');
+});
+
+t.test('self-serve minting stops at the live key cap across replicas minting at once', async (t) => {
+  const ws = await workspace('key cap', 1);
+  const root = await mint(gws[0]!, { name: 'root', workspace: ws, scopes: ['inference', 'keys:write'] });
+  await everywhere(root.key, 200, 3000);
+  // The cap is 4 live stored keys (root included): 12 mints at once over three replicas.
+  const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => post(gws[i % 3]!, '/v1/api-keys', { name: `child ${i}` }, root.key)));
+  const statuses = answers.map((r) => r.status).sort();
+  await Promise.all(answers.map((r) => r.arrayBuffer()));
+  t.same(statuses, [201, 201, 201, 403, 403, 403, 403, 403, 403, 403, 403, 403], 'three more minted, whichever replicas took them');
+  const live = await db.query("SELECT count(*) AS n FROM sluice_keys WHERE record->>'workspace' = $1 AND record->>'revoked_at' IS NULL", [ws]);
+  t.equal(Number(live.rows[0].n), 4, 'four live keys in the shared record');
 });
 
 t.test('a key revoked through one replica is refused by the others within the bound', async (t) => {
