@@ -95,6 +95,9 @@ export class SharedSemanticCache {
   private async push(): Promise<void> {
     if (!this.pending.length) return;
     const taken = this.pending.splice(0, 500);
+    // A tombstone is final (the WHERE above): an entry's id is the request that stored it, and
+    // an eviction through another replica can reach Postgres before this replica's batch with
+    // the entry, which brought it back, live, for every replica to read again.
     // One row per entry, its last change: Postgres refuses an INSERT … ON CONFLICT DO UPDATE
     // that would update one row twice, and an entry stored and evicted (or its threshold
     // raised) within one interval is two changes to it. (Refused, the batch went back and
@@ -105,7 +108,8 @@ export class SharedSemanticCache {
     try {
       await this.cluster.pg.query(`INSERT INTO sluice_semantic (id, ws, context, bucket, exp, entry, replica)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::bytea[], $7::text[])
-        ON CONFLICT (id) DO UPDATE SET entry = EXCLUDED.entry, exp = EXCLUDED.exp, replica = EXCLUDED.replica, version = nextval('sluice_version')`, [
+        ON CONFLICT (id) DO UPDATE SET entry = EXCLUDED.entry, exp = EXCLUDED.exp, replica = EXCLUDED.replica, version = nextval('sluice_version')
+        WHERE sluice_semantic.entry IS NOT NULL`, [
         batch.map((p) => p.id), batch.map((p) => p.ws), batch.map((p) => p.context), batch.map((p) => p.bucket), batch.map((p) => p.exp),
         batch.map((p) => p.entry), batch.map(() => this.cluster.replica)]);
     } catch (err) {

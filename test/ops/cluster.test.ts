@@ -8,6 +8,9 @@ import { Redis } from 'ioredis';
 import t from 'tap';
 import { clusterUnavailable, startPostgres, startRedis } from '../helpers/cluster.js';
 import { startGateway, tempDataDir, type Gateway } from '../helpers/gateway.js';
+import { SharedSemanticCache } from '../../src/savings/shared-semantic.js';
+import type { ResponseCache } from '../../src/savings/cache.js';
+import type { Cluster } from '../../src/store/cluster.js';
 
 const missing = clusterUnavailable();
 if (missing) {
@@ -298,6 +301,20 @@ t.test('an entry stored and evicted within one sync interval does not stop its r
   t.equal((await ask(gws[2]!, "What's the tallest mountain on Earth?")).cache, 'semantic', 'a paraphrase through another replica is a semantic hit');
   t.equal((await ask(gws[1]!, 'Which ocean is the largest, please?')).cache, 'miss', 'and the evicted one answers nowhere');
   t.notMatch(gws[0]!.output(), /semantic cache could not sync/, 'no sync failure logged');
+});
+
+t.test('a semantic tombstone is final: an entry evicted through another replica before its own batch landed stays evicted', async (t) => {
+  // This replica's batch (an entry it stored) reaches Postgres after another replica's tombstone for it.
+  const applied: string[] = [];
+  const cache = { applySemantic: (_ws: string, _c: string, _b: number, id: string) => { applied.push(id); } } as unknown as ResponseCache;
+  const shared = new SharedSemanticCache({ pg: db, replica: 'replica-late' } as unknown as Cluster, cache, 60_000);
+  await db.query("INSERT INTO sluice_semantic (id, ws, context, bucket, exp, entry, replica) VALUES ('req_raced', 'ws_race', 'ctx', 7, $1, NULL, 'replica-quick')", [Date.now() + 86_400_000]);
+  shared.put('ws_race', 'ctx', 7, 'req_raced', { exp: Date.now() + 60_000 });
+  shared.put('ws_race', 'ctx', 7, 'req_other', { exp: Date.now() + 60_000 });
+  await (shared as unknown as { sync(): Promise<void> }).sync();
+  const rows = await db.query("SELECT id, entry IS NULL AS tomb, replica FROM sluice_semantic WHERE ws = 'ws_race' ORDER BY id");
+  t.same(rows.rows, [{ id: 'req_other', tomb: false, replica: 'replica-late' }, { id: 'req_raced', tomb: true, replica: 'replica-quick' }], 'the tombstone stays; the other entry is written');
+  shared.stop();
 });
 
 t.test('a request served through one replica is refunded through another, once', async (t) => {
