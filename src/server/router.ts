@@ -97,7 +97,7 @@ export function registerRouter(app: TemplatedApp, on: Handlers, deps: RouterDeps
 
   app.del('/v1/cache/requests/:id', on.noBody('inference', (ex, key, [id]) => {
     requireOperator(key!);
-    const requestId = parseBody(RequestId, id);
+    const requestId = checkId(id ?? '', 'req_');
     evict(requestId).then((evicted) => {
       if (!evicted) { ex.sendError(new GatewayError(Errors.notFound, `Request ${requestId} left nothing in the caches (not cached, or expired).`)); return; }
       ex.sendJson(200, { request_id: requestId, evicted });

@@ -217,7 +217,8 @@ t.test('operators evict by request and purge a workspace (DELETE /v1/cache/...)'
   t.equal(evicted.status, 200);
   t.same(evicted.json.evicted, { exact: true, semantic: true, tightened: 0 });
   t.equal((await call(`/v1/cache/requests/${stored.id}`, gw.masterKey, undefined, 'DELETE')).status, 404, 'nothing left to evict');
-  t.equal((await call('/v1/cache/requests/not-a-request-id', gw.masterKey, undefined, 'DELETE')).status, 400, 'a malformed id');
+  const malformed = await call('/v1/cache/requests/not-a-request-id', gw.masterKey, undefined, 'DELETE');
+  t.same([malformed.status, malformed.json.error.code, malformed.json.error.param], [400, 'invalid_id', 'id'], 'a malformed id: a 400 naming the path parameter');
   t.equal((await ask('How can I export my contacts?')).cache, 'miss', 'evicted from the semantic cache');
   t.equal((await ask('How can I export my contacts?')).cache, 'exact', 'and stored again');
   t.equal((await ask('How do I export my contacts, please?')).cache, 'semantic');
