@@ -7,7 +7,7 @@
 // one, having not been listening, drops every copy it holds: see ResponseCache.forgetCopies).
 import { Packr } from 'msgpackr';
 import { Errors, GatewayError } from '../errors.js';
-import { NOTIFY_CHANNEL, type Cluster } from '../store/cluster.js';
+import { notify, type Cluster } from '../store/cluster.js';
 import { ExactSchema, type CachedAnswer } from './cache.js';
 
 const packr = new Packr({ useRecords: false });
@@ -93,6 +93,6 @@ export class SharedExactCache {
 
   /** Tells every replica (`cache:` notices, ResponseCache.heard); a notice that cannot be sent is covered by the TTL, and by forgetCopies after a replica's listener was down. */
   private notice(payload: string): Promise<unknown> {
-    return this.cluster.pg.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, `cache:${payload}`]).catch(() => undefined);
+    return notify(this.cluster, `cache:${payload}`);
   }
 }

@@ -6,7 +6,7 @@
 // replica applies. Expired rows are deleted by whichever replica gets there.
 import { Packr } from 'msgpackr';
 import { Errors, GatewayError } from '../errors.js';
-import { NOTIFY_CHANNEL, type Cluster } from '../store/cluster.js';
+import { notify, type Cluster } from '../store/cluster.js';
 import { SemanticSchema, type ResponseCache } from './cache.js';
 
 const packr = new Packr({ useRecords: false });
@@ -55,7 +55,7 @@ export class SharedSemanticCache {
    */
   remove(ws: string, context: string, bucket: number, id: string): void {
     if (this.pending.length < 10_000) this.pending.push({ id, ws, context, bucket, exp: Date.now() + 86_400_000, entry: null });
-    this.cluster.pg.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, `cache:unsemantic:${ws}:${context}:${bucket}:${id}`]).catch(() => undefined);
+    void notify(this.cluster, `cache:unsemantic:${ws}:${context}:${bucket}:${id}`);
   }
 
   /**
@@ -95,7 +95,7 @@ export class SharedSemanticCache {
   private async push(): Promise<void> {
     if (!this.pending.length) return;
     const taken = this.pending.splice(0, 500);
-    // A tombstone is final (the WHERE above): an entry's id is the request that stored it, and
+    // A tombstone is final (the WHERE below): an entry's id is the request that stored it, and
     // an eviction through another replica can reach Postgres before this replica's batch with
     // the entry, which brought it back, live, for every replica to read again.
     // One row per entry, its last change: Postgres refuses an INSERT … ON CONFLICT DO UPDATE

@@ -119,6 +119,11 @@ export function pgJson(value: unknown): string {
 }
 const PG_SUSPECT = /\\u(?:0000|d[89a-f])/i;
 
+/** A `kind:payload` notice to every replica on the replication channel (Replication.on); one that cannot be sent is dropped (the callers say what covers it). */
+export function notify(cluster: Pick<Cluster, 'pg'>, notice: string): Promise<unknown> {
+  return cluster.pg.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, notice]).catch(() => undefined);
+}
+
 /**
  * Runs `work` in one Postgres transaction on a pooled client. The client has an error
  * listener while it is out of the pool (pg-pool's own is detached then): a connection that

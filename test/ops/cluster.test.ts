@@ -39,6 +39,15 @@ const post = (gw: Gateway, path: string, body: unknown, key = MASTER) => fetch(`
 });
 const chat = (gw: Gateway, key: string, content: string) => post(gw, '/v1/chat/completions', { model: 'openai/gpt-4.1-mini', max_tokens: 8, messages: [{ role: 'user', content }] }, key);
 
+/** Once a live semantic entry of `ws` is in Postgres (written by the replica that stored it), and the others had time to read it (sync_ms, 500 ms here). */
+async function sharedSemantic(ws: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if ((await db.query('SELECT 1 FROM sluice_semantic WHERE ws = $1 AND entry IS NOT NULL', [ws])).rowCount) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await new Promise((r) => setTimeout(r, 1200));
+}
+
 /** A deterministic (so cacheable) question: how it was served, its answer and its request id. */
 async function cacheable(gw: Gateway, key: string, system: string, q: string): Promise<{ cache: string | null; text: string; id: string }> {
   const res = await post(gw, '/v1/chat/completions', { model: 'openai/gpt-4.1-mini', temperature: 0, messages: [{ role: 'system', content: system }, { role: 'user', content: q }] }, key);
@@ -263,12 +272,7 @@ t.test('an answer stored through one replica answers a paraphrase through anothe
   const ask = (gw: Gateway, q: string) => cacheable(gw, key, 'You are concise.', q);
   const first = await ask(gws[0]!, 'What is the capital of France?');
   t.equal(first.cache, 'miss');
-  // Written to Postgres by the first replica, then read by the others within sync_ms (500 ms here).
-  for (let i = 0; i < 100; i++) {
-    if ((await db.query('SELECT 1 FROM sluice_semantic WHERE ws = $1', [ws])).rowCount) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  await new Promise((r) => setTimeout(r, 1200));
+  await sharedSemantic(ws);
   const para = await ask(gws[1]!, "What's the capital of France?");
   t.equal(para.cache, 'semantic', 'a paraphrase through another replica is a semantic hit');
   t.equal(para.text, first.text, 'with the answer stored through the first');
@@ -293,11 +297,7 @@ t.test('an entry stored and evicted within one sync interval does not stop its r
   // What this replica stores afterwards still reaches the others.
   const first = await ask(gws[0]!, 'What is the tallest mountain on Earth?');
   t.equal(first.cache, 'miss');
-  for (let i = 0; i < 50; i++) {
-    if ((await db.query("SELECT 1 FROM sluice_semantic WHERE ws = $1 AND entry IS NOT NULL", [ws])).rowCount) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  await new Promise((r) => setTimeout(r, 1200));
+  await sharedSemantic(ws);
   t.equal((await ask(gws[2]!, "What's the tallest mountain on Earth?")).cache, 'semantic', 'a paraphrase through another replica is a semantic hit');
   t.equal((await ask(gws[1]!, 'Which ocean is the largest, please?')).cache, 'miss', 'and the evicted one answers nowhere');
   t.notMatch(gws[0]!.output(), /semantic cache could not sync/, 'no sync failure logged');
