@@ -3,15 +3,27 @@ import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import { KeyLimitsSchema, Scope } from '../accounts/keys.js';
 import { roundUsd } from '../accounts/pricing.js';
+import { ModelName } from '../wire/chat.js';
 import { FreeText, Name } from '../wire/text.js';
 
 const KeyScopes = z.array(Scope.exclude(['admin'])).min(1);
+
+/**
+ * A key's limits as a request may set them: the stored shape (KeyLimitsSchema, which reads
+ * what is stored as it is), with its lists bounded and their entries text every copy can
+ * hold (unbounded, 200,000 model patterns were taken, and every refusal quoted them all).
+ */
+const KeyLimitsInput = KeyLimitsSchema.extend({
+  models: z.array(ModelName).min(1).max(256).optional(),
+  providers: z.array(Name).min(1).max(64).optional(),
+  regions: z.array(Name).min(1).max(64).optional(),
+});
 
 export const MintKeySchema = z.object({
   name: Name.default('unnamed'),
   scopes: KeyScopes.optional(),
   workspace: z.string().min(1).max(64).optional(),
-  limits: KeyLimitsSchema.nullable().optional(),
+  limits: KeyLimitsInput.nullable().optional(),
 }).strict();
 
 /** Self-serve minting: always in the caller's own workspace. */
@@ -20,7 +32,7 @@ export const SelfMintKeySchema = MintKeySchema.omit({ workspace: true });
 export const PatchKeySchema = z.object({
   name: Name.optional(),
   scopes: KeyScopes.optional(),
-  limits: KeyLimitsSchema.nullable().optional(),
+  limits: KeyLimitsInput.nullable().optional(),
 }).strict();
 
 export const RegisterSchema = z.object({

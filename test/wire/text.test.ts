@@ -28,3 +28,17 @@ t.test('the helpers', async (t) => {
   t.equal(isWellFormed('a\ud83db'), false);
   t.equal(toWellFormed('a\ud83db'), 'a\ufffdb');
 });
+
+t.test("a key's limits as a request sets them: bounded lists of text every copy can hold", async (t) => {
+  const { MintKeySchema, PatchKeySchema } = await import('../../src/server/schemas.js');
+  const ok = (limits: unknown) => MintKeySchema.safeParse({ name: 'k', limits }).success;
+  t.ok(ok({ models: ['openai/*', 'anthropic/claude-sonnet-4'], providers: ['openai'], regions: ['us', 'eu'] }));
+  t.notOk(ok({ models: ['openai/\ud800*'] }), 'a lone surrogate in a model pattern');
+  t.notOk(ok({ models: ['openai/\u0000'] }), 'NUL in a model pattern');
+  t.notOk(ok({ models: ['x'.repeat(257)] }), 'a model pattern over 256 characters');
+  t.notOk(ok({ models: Array.from({ length: 257 }, (_, i) => `m${i}`) }), 'over 256 model patterns');
+  t.notOk(ok({ providers: Array.from({ length: 65 }, (_, i) => `p${i}`) }), 'over 64 providers');
+  t.notOk(ok({ regions: ['us\u0000'] }), 'a control character in a region');
+  t.notOk(ok({ rpm: 5, unknown: 1 }), 'still strict');
+  t.notOk(PatchKeySchema.safeParse({ limits: { models: Array.from({ length: 300 }, () => 'a') } }).success, 'on PATCH too');
+});
