@@ -248,11 +248,13 @@ export class KeyRing {
       await this.publish([record], opts.cap);
       await this.store.keys.put(record.id, record);
       this.index(record);
-      await this.propagated?.();
     } finally {
+      // (counted live from index on: counted as minting too while the threads are told, a
+      // concurrent mint was refused below the cap)
       const left = (this.minting.get(workspace) ?? 1) - 1;
       if (left > 0) this.minting.set(workspace, left); else this.minting.delete(workspace);
     }
+    await this.propagated?.();
     return { record, secret };
   }
 
