@@ -77,8 +77,8 @@ export function bucketOf(cap: number | undefined, minute: ReadonlyArray<readonly
 export class SharedAdmission implements HeldAdmission {
   private open = true;
   constructor(private readonly owner: SharedLimits, readonly id: string, readonly ws: string,
-    /** Per key of the admission: its id, rpm, tpm, how many windows, their seconds (FINISH's ARGV). */
-    readonly keys: ReadonlyArray<string | number>, readonly headers: readonly Header[],
+    /** What it holds (credit hold, budget reservation, tokens), then per key of the admission: its id, rpm, tpm, 1 when it has a budget, how many windows, their seconds (FINISH's ARGV). */
+    readonly held: ReadonlyArray<string | number>, readonly headers: readonly Header[],
     /** The Redis epoch it was admitted in, and when (ms). */
     readonly epoch: string, readonly admittedAt: number) {}
 
@@ -157,8 +157,11 @@ export class SharedLimits implements AdmissionStore {
     const now = Date.now();
     const entries: Array<{ id: string; limits: KeyLimits }> = [];
     for (const k of chain) if (!isOperatorKey(k) && k.limits) entries.push({ id: k.id, limits: k.limits });
+    // What it holds, for the record a lease's end releases (FINISH is told it again: nothing to decode).
+    const budgeted = entries.map(({ limits: l }) => (l.budget_usd_day !== undefined || l.budget_usd_month !== undefined ? 1 : 0));
+    const record = JSON.stringify({ ws: ws.id, wn: holdNano, k: entries.map((e) => e.id), kn: reserve.nano, b: budgeted, tk: reserve.tokens });
     const args: Array<string | number> = [this.prefix, id, this.leaseMs, ws.id, holdNano, reserve.tokens, reserve.nano, utcDay(now), utcMonth(now),
-      Math.ceil(msToNextUtcDay(now)), Math.ceil(msToNextUtcMonth(now)), entries.length];
+      Math.ceil(msToNextUtcDay(now)), Math.ceil(msToNextUtcMonth(now)), record, entries.length];
     for (const { id: keyId, limits: l } of entries) {
       const windows = l.windows ?? [];
       args.push(keyId, l.rpm ?? 0, l.tpm ?? 0, budgetNano(l.budget_usd_day), budgetNano(l.budget_usd_month), l.max_concurrency ?? 0, windows.length);
@@ -177,9 +180,9 @@ export class SharedLimits implements AdmissionStore {
     switch (reply[0]) {
       case 'ok': {
         this.held.add(id);
-        const keys: Array<string | number> = [];
-        for (const e of entries) { const w = e.limits.windows ?? []; keys.push(e.id, e.limits.rpm ?? 0, e.limits.tpm ?? 0, w.length, ...w.map((x) => x.seconds)); }
-        return new SharedAdmission(this, id, ws.id, keys, entries.length ? remaining(entries[0]!.limits, reply) : [], String(reply[1]), now);
+        const held: Array<string | number> = [holdNano, reserve.nano, reserve.tokens];
+        entries.forEach((e, i) => { const w = e.limits.windows ?? []; held.push(e.id, e.limits.rpm ?? 0, e.limits.tpm ?? 0, budgeted[i]!, w.length, ...w.map((x) => x.seconds)); });
+        return new SharedAdmission(this, id, ws.id, held, entries.length ? remaining(entries[0]!.limits, reply) : [], String(reply[1]), now);
       }
       case 'credits': throw insufficient(Number(reply[1]));
       case 'limit': {
@@ -269,7 +272,7 @@ export class SharedLimits implements AdmissionStore {
   private send(a: SharedAdmission, tokens: number, chargeNano: number, delta: number, done: () => void): void {
     this.held.delete(a.id);
     const now = Date.now();
-    this.redis.sluiceFinish(this.prefix, a.id, tokens, chargeNano, a.ws, delta, a.id, utcDay(now), utcMonth(now), MARKER_SECONDS, a.epoch, a.admittedAt, ...a.keys)
+    this.redis.sluiceFinish(this.prefix, a.id, tokens, chargeNano, a.ws, delta, a.id, utcDay(now), utcMonth(now), MARKER_SECONDS, a.epoch, a.admittedAt, ...a.held)
       .catch((err: unknown) => logFailure(`a request's holds were not released (its lease will be): ${String(err)}`)).then(done, done);
   }
 
@@ -279,7 +282,7 @@ export class SharedLimits implements AdmissionStore {
    */
   async credit(rowId: string, ws: Workspace, delta: number): Promise<void> {
     const now = Date.now();
-    const run = () => this.redis.sluiceFinish(this.prefix, '', 0, 0, ws.id, delta, rowId, utcDay(now), utcMonth(now), MARKER_SECONDS, '', now);
+    const run = () => this.redis.sluiceFinish(this.prefix, '', 0, 0, ws.id, delta, rowId, utcDay(now), utcMonth(now), MARKER_SECONDS, '', now, 0, 0, 0);
     try {
       const reply = await run();
       if (reply[1] === '' || reply[1] === null) {

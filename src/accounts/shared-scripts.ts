@@ -13,10 +13,18 @@
 //   P w:<ws>       a workspace's live balance `b`, what requests in flight hold `h` (nano-USD),
 //                  and the epoch `ep` it was seeded in.
 //   P k:<key>      a key's counters: rpm bucket rl/ra, tpm bucket tl/ta, day dd/ds and month
-//                  md/ms spend, budget reservations rv, requests in flight fl; epoch `ep`.
-//   P k:<key>:w<s> a rolling window of s seconds: slice number → requests.
-//   P h:<req>      what an admitted request holds (JSON, with its epoch), released once, at
-//                  finish or when its lease runs out (of another epoch: dropped, not released).
+//                  md/ms spend, budget reservations rv, requests in flight fl; epoch `ep`;
+//                  layout `v` (LAYOUT); the UTC day its expiry was last pushed back `x`.
+//   P k:<key>:s<s> a rolling window of s seconds: slice number → requests, with their total `t`,
+//                  the lowest slice that may still count `lo` and the newest `hi`, so a check
+//                  reads three fields however many slices are live (the layout before, `:w<s>`,
+//                  was read whole: 60 live slices cost ~60 µs of Redis CPU per admission).
+//   P H:<req>      what an admitted request holds: its epoch, a space, and the JSON the replica
+//                  sent (workspace, credit hold, keys, budget reservation, tokens), released
+//                  once, at finish (which says again what it holds, so nothing is decoded) or
+//                  when its lease runs out (of another epoch: dropped, not released). A replica
+//                  of an earlier version held under `P h:<req>` (JSON with the epoch in it);
+//                  those are released the same way when their lease runs out.
 //   P leases       request → lease end (ms). A replica renews its requests' leases; those of a
 //                  replica that died are released by the next admission after they end.
 //   P a:<ep>:<row> a ledger row whose balance change is applied in epoch ep: applying is done
@@ -31,6 +39,9 @@ local EP = redis.call('GET', P .. 'e')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function int(x) return string.format('%d', x) end
+-- The layout of a key's counters and windows (v in P k:<key>): a key counted in another, by
+-- replicas of an earlier version, is seeded again from Postgres as it is next used.
+local LAYOUT = '2'
 -- A key's counters in one read (a table of field → string), written back in one HSET.
 local function state(kk)
   local raw = redis.call('HGETALL', kk)
@@ -44,35 +55,79 @@ local function level(s, lf, af, cap)
   if not l then return cap end
   return math.min(cap, l + math.max(0, now - a) * cap / 60000)
 end
--- What request id holds, released (nil: released already, by finish or its lease). Key
--- states it updates are returned by key id (the caller writes them), or written here.
-local function release(id, keep)
-  redis.call('ZREM', P .. 'leases', id)
-  local raw = redis.call('GET', P .. 'h:' .. id)
-  if not raw then return nil end
-  redis.call('DEL', P .. 'h:' .. id)
-  local h = cjson.decode(raw)
-  -- (a hold of an earlier epoch held counters that were seeded again since: nothing to give back)
-  if h.ep ~= EP then return nil end
-  if h.wn > 0 and redis.call('HGET', P .. 'w:' .. h.ws, 'ep') == EP then
-    if redis.call('HINCRBY', P .. 'w:' .. h.ws, 'h', int(-h.wn)) < 0 then redis.call('HSET', P .. 'w:' .. h.ws, 'h', 0) end
+-- What an admission held, given back: its credit hold on the workspace (once the workspace
+-- is of this epoch), and on a key's state s its slot and its budget reservation.
+local function unhold(ws, wn)
+  if wn > 0 and redis.call('HGET', P .. 'w:' .. ws, 'ep') == EP then
+    if redis.call('HINCRBY', P .. 'w:' .. ws, 'h', int(-wn)) < 0 then redis.call('HSET', P .. 'w:' .. ws, 'h', 0) end
   end
-  h.states = {}
+end
+local function unslot(s, budgeted, kn)
+  s.fl = int(math.max(0, (tonumber(s.fl) or 0) - 1))
+  if tonumber(budgeted) == 1 and kn > 0 then s.rv = int(math.max(0, (tonumber(s.rv) or 0) - kn)) end
+end
+-- What request id holds, released because its lease ran out (nothing: released already, by
+-- finish). A hold of an earlier epoch held counters that were seeded again since: dropped.
+local function expire(id)
+  redis.call('ZREM', P .. 'leases', id)
+  local hk = P .. 'H:' .. id
+  local raw = redis.call('GET', hk)
+  local h, ep
+  if raw then
+    local sp = string.find(raw, ' ', 1, true)
+    ep, h = string.sub(raw, 1, sp - 1), cjson.decode(string.sub(raw, sp + 1))
+  else
+    -- (held by a replica of an earlier version: JSON with its epoch in it)
+    hk = P .. 'h:' .. id
+    raw = redis.call('GET', hk)
+    if not raw then return end
+    h = cjson.decode(raw)
+    ep = h.ep
+  end
+  redis.call('DEL', hk)
+  if ep ~= EP then return end
+  unhold(h.ws, h.wn)
   for i, k in ipairs(h.k) do
     local kk = P .. 'k:' .. k
     local s = state(kk)
-    s.fl = int(math.max(0, (tonumber(s.fl) or 0) - 1))
-    if h.b[i] == 1 and h.kn > 0 then s.rv = int(math.max(0, (tonumber(s.rv) or 0) - h.kn)) end
-    if keep then h.states[k] = s else redis.call('HSET', kk, 'fl', s.fl, 'rv', s.rv or 0) end
+    unslot(s, h.b[i], h.kn)
+    redis.call('HSET', kk, 'fl', s.fl, 'rv', s.rv or 0)
   end
-  return h
+end
+-- A rolling window's live slices (P k:<key>:s<seconds>): slices at or below cut have left
+-- it and are dropped, the total kept without them. Returns total, lo, hi (nil, nil: empty).
+-- (hi - lo stays under 60: lo moves up past cut before any slice above head - 60 is added.)
+local function live(wk, cut)
+  local m = redis.call('HMGET', wk, 't', 'lo', 'hi')
+  local total, lo, hi = tonumber(m[1]) or 0, tonumber(m[2]), tonumber(m[3])
+  if not hi or not lo then return 0, nil, nil end
+  if hi <= cut then redis.call('DEL', wk) return 0, nil, nil end
+  if lo <= cut then
+    for s = lo, cut do
+      local c = redis.call('HGET', wk, s)
+      if c then total = total - tonumber(c); redis.call('HDEL', wk, s) end
+    end
+    lo = cut + 1
+    redis.call('HSET', wk, 't', total, 'lo', lo)
+  end
+  return total, lo, hi
+end
+-- Counts n requests in slice s (above the window's cut) of a window whose live slices are
+-- total, lo, hi (from live); the hash lives until its newest slice has left the window.
+local function count(wk, s, n, total, lo, hi, width)
+  redis.call('HINCRBY', wk, s, n)
+  if hi and s >= lo and s <= hi then redis.call('HINCRBY', wk, 't', n) return end
+  local top = (hi and hi > s) and hi or s
+  redis.call('HSET', wk, 't', total + n, 'lo', (lo and lo < s) and lo or s, 'hi', top)
+  if top ~= hi then redis.call('PEXPIREAT', wk, math.ceil((top + 61) * width)) end
 end
 `;
 
 /**
  * ARGV: P, request id, lease ms, workspace ('' none), credit hold (nano; 0 none), tokens,
  * budget reservation (nano), UTC day, UTC month, ms to the next day, ms to the next month,
- * number of keys, then per key: id, rpm, tpm, day budget (nano), month budget (nano),
+ * what it holds as JSON (the hold record: {ws, wn: credit hold, k: key ids, kn: budget
+ * reservation, b: per key 1 when it has a budget, tk: tokens}), number of keys, then per key: id, rpm, tpm, day budget (nano), month budget (nano),
  * concurrency, number of windows, then (seconds, requests) per window (0: no such limit).
  *
  * Returns {'ok', epoch, balance, rpm level, tpm level, window requests, window used,
@@ -85,7 +140,7 @@ export const ADMIT = `${COMMON}
 local epoch = EP
 if not epoch then return {'seed'} end
 local expired = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, 64)
-for _, id in ipairs(expired) do release(id, false) end
+for _, id in ipairs(expired) do expire(id) end
 local req, lease, ws, hold, tokens, nano = ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local day, month, toDay, toMonth = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
 local balance = 0
@@ -96,8 +151,8 @@ if hold > 0 then
   local available = balance - (tonumber(w[2]) or 0)
   if available < hold then return {'credits', int(available)} end
 end
-local keys, idx = {}, 13
-for i = 1, tonumber(ARGV[12]) do
+local keys, idx = {}, 14
+for i = 1, tonumber(ARGV[13]) do
   local k = { id = ARGV[idx], rpm = tonumber(ARGV[idx + 1]), tpm = tonumber(ARGV[idx + 2]), bd = tonumber(ARGV[idx + 3]),
     bm = tonumber(ARGV[idx + 4]), conc = tonumber(ARGV[idx + 5]), win = {} }
   local nw = tonumber(ARGV[idx + 6])
@@ -106,27 +161,24 @@ for i = 1, tonumber(ARGV[12]) do
   k.kk = P .. 'k:' .. k.id
   keys[i] = k
 end
--- A window's live slices (older ones deleted): their total, and the wait until it is below its limit.
+-- A window's live total, and the wait until it is below its limit (the oldest slices leaving).
 local function window(k, w)
-  local wk = k.kk .. ':w' .. w.sec
+  local wk = k.kk .. ':s' .. w.sec
   local width = w.sec * 1000 / 60
   local head = math.floor(now / width)
-  local raw = redis.call('HGETALL', wk)
-  local slices, total = {}, 0
-  for j = 1, #raw, 2 do
-    local s, c = tonumber(raw[j]), tonumber(raw[j + 1])
-    if s <= head - 60 then redis.call('HDEL', wk, raw[j]) else slices[#slices + 1] = { s, c }; total = total + c end
-  end
+  local total, lo, hi = live(wk, head - 60)
   local wait = w.sec * 1000
-  if total >= w.req then
-    table.sort(slices, function(a, b) return a[1] < b[1] end)
+  if total >= w.req and lo then
+    local slices = {}
+    for s = lo, hi do slices[#slices + 1] = s end
+    local counts = redis.call('HMGET', wk, unpack(slices))
     local left = total
-    for _, sc in ipairs(slices) do
-      left = left - sc[2]
-      if left < w.req then wait = (sc[1] + 60) * width - now; break end
+    for j = 1, #slices do
+      left = left - (tonumber(counts[j]) or 0)
+      if left < w.req then wait = (slices[j] + 60) * width - now; break end
     end
   end
-  w.total, w.key, w.head, w.width = total, wk, head, width
+  w.total, w.key, w.head, w.width, w.lo, w.hi = total, wk, head, width, lo, hi
   return total, wait
 end
 -- A key this epoch has not seeded yet (a Redis restarted or failed over, or the key's first
@@ -135,7 +187,7 @@ end
 local unseeded = {}
 for i, k in ipairs(keys) do
   k.s = state(k.kk)
-  if k.s.ep ~= epoch then unseeded[#unseeded + 1] = i - 1 end
+  if k.s.ep ~= epoch or k.s.v ~= LAYOUT then unseeded[#unseeded + 1] = i - 1 end
 end
 if #unseeded > 0 then return {'seedkeys', epoch, unpack(unseeded)} end
 for i, k in ipairs(keys) do
@@ -163,7 +215,6 @@ for i, k in ipairs(keys) do
 end
 -- Every check passed: count on every key (as the checks read them: a script runs alone), and hold.
 local out = {'ok', epoch, int(balance), '', '', '', '', ''}
-local ids, budgeted, tpms = {}, {}, {}
 for i, k in ipairs(keys) do
   local set = {'fl', int((tonumber(k.s.fl) or 0) + 1)}
   if k.rpm > 0 then
@@ -176,59 +227,65 @@ for i, k in ipairs(keys) do
   end
   local best = nil
   for _, w in ipairs(k.win) do
-    redis.call('HINCRBY', w.key, w.head, 1)
-    redis.call('PEXPIRE', w.key, math.ceil(w.sec * 1000 + w.width))
+    count(w.key, w.head, 1, w.total, w.lo, w.hi, w.width)
     if i == 1 and (not best or w.req - w.total - 1 < best.req - best.total - 1) then best = w end
   end
   if best then
     -- Back to full once every slice has left the window, the newest being this one.
     out[6], out[7], out[8] = tostring(best.req), tostring(best.total + 1), tostring((best.head + 60) * best.width - now)
   end
-  local b = 0
   if k.bd > 0 or k.bm > 0 then
-    b = 1
     set[#set + 1] = 'rv'; set[#set + 1] = int((tonumber(k.s.rv) or 0) + nano)
   end
+  -- Counters outlive the longest window and a month's budget; a key unused that long starts
+  -- afresh (its expiry is pushed back once a day).
+  if k.s.x ~= day then set[#set + 1] = 'x'; set[#set + 1] = day end
   redis.call('HSET', k.kk, unpack(set))
-  -- Counters outlive the longest window and a month's budget; a key unused that long starts afresh.
-  redis.call('PEXPIRE', k.kk, 40 * 86400000)
-  ids[i], budgeted[i], tpms[i] = k.id, b, k.tpm
+  if k.s.x ~= day then redis.call('PEXPIRE', k.kk, 40 * 86400000) end
 end
 if hold > 0 then redis.call('HINCRBY', P .. 'w:' .. ws, 'h', int(hold)) end
-redis.call('SET', P .. 'h:' .. req, cjson.encode({ ep = epoch, ws = ws, wn = hold, k = ids, kn = nano, b = budgeted, tp = tpms, tk = tokens }))
+redis.call('SET', P .. 'H:' .. req, epoch .. ' ' .. ARGV[12])
 redis.call('ZADD', P .. 'leases', now + lease, req)
 return out
 `;
 
 /**
  * ARGV: P, request id, tokens used, charge (nano), workspace, balance change (nano), row id,
- * UTC day, UTC month, marker seconds, the admission's epoch, when it was admitted (ms), then
- * per key of the admission: id, rpm, tpm, number of windows, their seconds. Releases what
- * the request holds (unless its lease ran out and it was released then), gives back unused
- * tpm, counts the charge against each key's day and month, and applies the balance change
- * once. A request admitted in an earlier epoch (Redis restarted meanwhile) is counted again
- * in the windows and the rpm and tpm buckets of keys seeded since, which could not see it:
- * its row was not in Postgres yet.
+ * UTC day, UTC month, marker seconds, the admission's epoch, when it was admitted (ms), what
+ * it held (credit hold, budget reservation, tokens: nano, nano, tokens), then per key of the
+ * admission: id, rpm, tpm, 1 when it has a budget, number of windows, their seconds.
+ * Releases what the request holds (unless its lease ran out and it was released then: its
+ * hold record is gone), gives back unused tpm, counts the charge against each key's day and
+ * month, and applies the balance change once. A request admitted in an earlier epoch (Redis
+ * restarted meanwhile) is counted again in the windows and the rpm and tpm buckets of keys
+ * seeded since, which could not see it: its row was not in Postgres yet.
  * Returns {epoch or '', balance or ''}.
  */
 export const FINISH = `${COMMON}
 local req, used, charge, ws, delta, row = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local day, month, ttl, admittedIn, admittedAt = ARGV[8], ARGV[9], tonumber(ARGV[10]), ARGV[11], tonumber(ARGV[12])
-local h = release(req, true)
-local caps = {}
-if h then for i, k in ipairs(h.k) do caps[k] = h.tp[i] end end
-local i = 13
+local wn, kn, tk = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
+-- Held still (its lease did not run out), and in this epoch (else its counters were seeded since)?
+local held = false
+if req ~= '' then
+  redis.call('ZREM', P .. 'leases', req)
+  held = redis.call('DEL', P .. 'H:' .. req) == 1 and admittedIn == EP
+  if held then unhold(ws, wn) end
+end
+local i = 16
 while i <= #ARGV do
-  local k, rpm, tpm, nw = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local k, rpm, tpm, budgeted, nw = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), ARGV[i + 3], tonumber(ARGV[i + 4])
   local kk = P .. 'k:' .. k
-  local s = (h and h.states[k]) or state(kk)
+  local s = state(kk)
   if s.ep == EP then
     local set = {}
-    if h and h.states[k] then set = {'fl', s.fl, 'rv', s.rv or 0} end
-    local cap = caps[k] or 0
-    if cap > 0 then
-      -- What was reserved and not used goes back, never past a full bucket.
-      set[#set + 1] = 'tl'; set[#set + 1] = tostring(math.min(cap, level(s, 'tl', 'ta', cap) + h.tk - used)); set[#set + 1] = 'ta'; set[#set + 1] = now
+    if held then
+      unslot(s, budgeted, kn)
+      set = {'fl', s.fl, 'rv', s.rv or 0}
+      if tpm > 0 then
+        -- What was reserved and not used goes back, never past a full bucket.
+        set[#set + 1] = 'tl'; set[#set + 1] = tostring(math.min(tpm, level(s, 'tl', 'ta', tpm) + tk - used)); set[#set + 1] = 'ta'; set[#set + 1] = now
+      end
     end
     if charge > 0 then
       set[#set + 1] = 'dd'; set[#set + 1] = day; set[#set + 1] = 'ds'; set[#set + 1] = int(((s.dd == day) and tonumber(s.ds) or 0) + charge)
@@ -242,17 +299,19 @@ while i <= #ARGV do
     if #set > 0 then redis.call('HSET', kk, unpack(set)) end
     if admittedIn ~= EP then
       for j = 1, nw do
-        local sec = tonumber(ARGV[i + 3 + j])
+        local sec = tonumber(ARGV[i + 4 + j])
         local width = sec * 1000 / 60
         local slice = math.floor(admittedAt / width)
-        if slice > math.floor(now / width) - 60 then
-          redis.call('HINCRBY', kk .. ':w' .. sec, slice, 1)
-          redis.call('PEXPIRE', kk .. ':w' .. sec, math.ceil(sec * 1000 + width))
+        local cut = math.floor(now / width) - 60
+        if slice > cut then
+          local wk = kk .. ':s' .. sec
+          local total, lo, hi = live(wk, cut)
+          count(wk, slice, 1, total, lo, hi, width)
         end
       end
     end
   end
-  i = i + 4 + nw
+  i = i + 5 + nw
 end
 local balance = ''
 local wk = P .. 'w:' .. ws
@@ -353,20 +412,36 @@ export const SEED_KEY = `${COMMON}
 local epoch = EP
 if epoch ~= ARGV[2] then return 0 end
 local kk = P .. 'k:' .. ARGV[3]
-if redis.call('HGET', kk, 'ep') == epoch then return 0 end
+local was = redis.call('HMGET', kk, 'ep', 'v', 'fl', 'rv')
+if was[1] == epoch and was[2] == LAYOUT then return 0 end
 -- (what an earlier epoch left, from a snapshot, is not trusted: buckets full, nothing in flight)
 redis.call('DEL', kk)
-redis.call('HSET', kk, 'ep', epoch, 'dd', ARGV[4], 'ds', ARGV[5], 'md', ARGV[6], 'ms', ARGV[7])
+redis.call('HSET', kk, 'ep', epoch, 'v', LAYOUT, 'dd', ARGV[4], 'ds', ARGV[5], 'md', ARGV[6], 'ms', ARGV[7])
+-- (this epoch, counted in the layout before: its requests in flight still hold their slots and reservations)
+if was[1] == epoch then redis.call('HSET', kk, 'fl', was[3] or 0, 'rv', was[4] or 0) end
 if ARGV[8] ~= '' then redis.call('HSET', kk, 'rl', ARGV[8], 'ra', ARGV[9]) end
 if ARGV[10] ~= '' then redis.call('HSET', kk, 'tl', ARGV[10], 'ta', ARGV[11]) end
 redis.call('PEXPIRE', kk, 40 * 86400000)
 local i = 12
 while i <= #ARGV do
   local sec, n = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  local wk = kk .. ':w' .. sec
+  local wk = kk .. ':s' .. sec
+  local width = sec * 1000 / 60
+  local cut = math.floor(now / width) - 60
   redis.call('DEL', wk)
-  for j = 0, n - 1 do redis.call('HINCRBY', wk, ARGV[i + 2 + 2 * j], ARGV[i + 3 + 2 * j]) end
-  if n > 0 then redis.call('PEXPIRE', wk, math.ceil(sec * 1000 + sec * 1000 / 60)) end
+  local total, lo, hi = 0, nil, nil
+  for j = 0, n - 1 do
+    local slice, c = tonumber(ARGV[i + 2 + 2 * j]), tonumber(ARGV[i + 3 + 2 * j])
+    -- (a slice that has left the window by now is not brought back)
+    if slice > cut and c > 0 then
+      redis.call('HINCRBY', wk, slice, c)
+      total, lo, hi = total + c, math.min(lo or slice, slice), math.max(hi or slice, slice)
+    end
+  end
+  if hi then
+    redis.call('HSET', wk, 't', total, 'lo', lo, 'hi', hi)
+    redis.call('PEXPIREAT', wk, math.ceil((hi + 61) * width))
+  end
   i = i + 2 + 2 * n
 end
 return 1
