@@ -21,6 +21,7 @@ import { ResponseIds } from './gateway/response-ids.js';
 import { RouteHealth } from './router/health.js';
 import { ResponseCache } from './savings/cache.js';
 import { enabledSavings } from './savings/mechanisms.js';
+import { AccessLog } from './ops/access-log.js';
 import { Exchange } from './server/exchange.js';
 import { Handover, type Head } from './server/handover.js';
 import { startThreadApp, type ThreadServer } from './server/thread-app.js';
@@ -40,6 +41,7 @@ let server: ThreadServer | null = null;
 let chat: ChatGateway | null = null;
 let handover: Handover | null = null;
 let health: RouteHealth | null = null;
+let accessLog: AccessLog | null = null;
 
 const link = new MainLink(port, (m) => {
   if (early) { early.push(m); return; }
@@ -52,7 +54,7 @@ function told(m: Down): void {
   else if (m.t === 'route') health!.adopt(m.decision, m.s);
   else if (m.t === 'sync') link.send({ t: 'done', id: m.id }); // (after what came before it: applied)
   else if (m.t === 'drain') void drain(m.deadline).then(() => { link.send({ t: 'done', id: m.id }); link.flush(); });
-  else if (m.t === 'close') { server?.close(); link.send({ t: 'done', id: m.id }); link.flush(); }
+  else if (m.t === 'close') { server?.close(); accessLog?.close(); link.send({ t: 'done', id: m.id }); link.flush(); }
 }
 
 async function start(): Promise<void> {
@@ -98,6 +100,12 @@ async function start(): Promise<void> {
     handoff,
   });
   link.inFlight = () => chat?.inFlight ?? 0;
+  // This thread logs the requests it served (the main thread's log leaves them out), once
+  // their rows are committed: formatting and writing them is off the main thread.
+  if (config.logs.access !== 'off') {
+    const log = accessLog = new AccessLog(config.logs.access, true);
+    link.onCommitted = (rows) => { for (const row of rows) log.add(row); };
+  }
   setInterval(() => link.report(), 250).unref();
   server = await startThreadApp({ keys: ring, ids, chat, maxBodyBytes: config.max_body_bytes, trustProxyHops: config.trust_proxy_hops, traced,
     edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes }, handover: over, heads }, data.host, data.port);

@@ -9,6 +9,9 @@
 import pino from 'pino';
 import type { LedgerRow } from '../accounts/ledger.js';
 
+/** The most a write to a pipe may hold and still never be interleaved with another writer's (Linux). */
+const PIPE_BUF = 4096;
+
 /** A JSON string; ids and slugs (the common case) need no escaping. */
 const str = (s: string | null): string => (s === null ? 'null' : /^[\w./:@+-]*$/.test(s) ? `"${s}"` : JSON.stringify(s));
 
@@ -16,7 +19,7 @@ export function accessLine(r: LedgerRow): string {
   let saved = '{';
   for (const [k, n] of Object.entries(r.saved_tokens)) saved += `${saved.length > 1 ? ',' : ''}${str(k)}:${n}`;
   return `{"level":30,"time":${r.ts},"msg":"request","request_id":${str(r.id)},"workspace":${str(r.workspace)},"key_id":${str(r.key_id)},"endpoint":${str(r.endpoint)},`
-    + `"model":${str(r.requested_model)},"served":${str(r.served)},"status":${r.status},"error":${str(r.error)},"cache":"${r.cache}","stream":${r.stream},"retries":${r.retries},`
+    + `"model":${str(r.requested_model)},"served":${str(r.served)},"status":${r.status},"error":${str(r.error !== null && r.error.length > 500 ? `${r.error.slice(0, 500)}…` : r.error)},"cache":"${r.cache}","stream":${r.stream},"retries":${r.retries},`
     + `"prompt_tokens":${r.prompt_tokens},"completion_tokens":${r.completion_tokens},"cached_tokens":${r.cached_tokens},"saved_tokens":${saved}},`
     + `"cost_usd":${r.cost_usd},"charge_usd":${r.charge_usd},"saved_usd":${r.saved_usd},"ttfb_ms":${r.ttfb_ms ?? 'null'},"total_ms":${r.total_ms},"overhead_ms":${r.overhead_ms}}\n`;
 }
@@ -26,9 +29,15 @@ export class AccessLog {
   private queue: LedgerRow[] = [];
   private timer: NodeJS.Timeout | null = null;
 
-  /** `destination`: 'stdout', or a file path (appended). */
-  constructor(destination: string) {
-    this.dest = pino.destination({ dest: destination === 'stdout' ? 1 : destination, sync: false, mkdir: true });
+  /**
+   * `destination`: 'stdout', or a file path (appended). `shared`: other threads write to the
+   * same destination (SLUICE_THREADS: each event-loop thread logs the requests it served). A
+   * file is opened for appending, where each write lands whole; on a pipe only a write of at
+   * most PIPE_BUF bytes is kept whole, so writes to stdout are then cut at that size, between
+   * lines (a line is shorter: its longest text, the error, is cut at 500 characters).
+   */
+  constructor(destination: string, private readonly shared = false) {
+    this.dest = pino.destination({ dest: destination === 'stdout' ? 1 : destination, sync: false, mkdir: true, ...(shared && destination === 'stdout' ? { maxWrite: PIPE_BUF } : {}) });
   }
 
   add(row: LedgerRow): void {
@@ -41,6 +50,11 @@ export class AccessLog {
     this.timer = null;
     const rows = this.queue;
     this.queue = [];
+    if (this.shared) {
+      // (one write per line: sonic-boom joins them into writes of at most maxWrite, between lines)
+      for (const r of rows) this.dest.write(accessLine(r));
+      return;
+    }
     let batch = '';
     for (const r of rows) batch += accessLine(r);
     this.dest.write(batch);

@@ -105,6 +105,10 @@ export class MainLink implements AdmissionStore, RowSink {
   private readonly calls = new Map<number, { resolve: (value: unknown) => void; reject: (err: GatewayError) => void }>();
   /** Commit waiters of this turn: one commit request, after the turn's rows, answers them all. */
   private committing: Array<(err: unknown) => void> = [];
+  /** Rows sent since the last commit request. */
+  private rows: LedgerRow[] = [];
+  /** Sees the rows a commit request covered, once the main thread has committed them (the thread's access log). */
+  onCommitted: ((rows: readonly LedgerRow[]) => void) | null = null;
   readonly localWhenDown = false;
   /** Tracing stays on the main thread: a traced gateway hands every request over. */
   observer = null;
@@ -120,8 +124,13 @@ export class MainLink implements AdmissionStore, RowSink {
       this.report();
       if (this.committing.length === 0) return;
       const waiters = this.committing;
+      const rows = this.rows;
       this.committing = [];
-      this.call({ t: 'commit', id: 0 }).then(() => { for (const w of waiters) w(null); }, (err: unknown) => { for (const w of waiters) w(err); });
+      this.rows = [];
+      this.call({ t: 'commit', id: 0 }).then(() => {
+        this.onCommitted?.(rows);
+        for (const w of waiters) w(null);
+      }, (err: unknown) => { for (const w of waiters) w(err); });
     };
     port.on('message', (batch: Down[]) => { for (const m of batch) this.receive(m); });
   }
@@ -209,6 +218,7 @@ export class MainLink implements AdmissionStore, RowSink {
   // -- the row sink
 
   append(row: LedgerRow): void {
+    if (this.onCommitted) this.rows.push(row);
     this.out.send({ t: 'row', row });
   }
 
