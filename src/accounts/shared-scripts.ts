@@ -57,8 +57,9 @@ local function level(s, lf, af, cap)
 end
 -- What an admission held, given back: its credit hold on the workspace (once the workspace
 -- is of this epoch), and on a key's state s its slot and its budget reservation.
-local function unhold(ws, wn)
-  if wn > 0 and redis.call('HGET', P .. 'w:' .. ws, 'ep') == EP then
+local function unhold(ws, wn, seeded)
+  if seeded == nil then seeded = redis.call('HGET', P .. 'w:' .. ws, 'ep') == EP end
+  if wn > 0 and seeded then
     if redis.call('HINCRBY', P .. 'w:' .. ws, 'h', int(-wn)) < 0 then redis.call('HSET', P .. 'w:' .. ws, 'h', 0) end
   end
 end
@@ -265,12 +266,15 @@ export const FINISH = `${COMMON}
 local req, used, charge, ws, delta, row = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local day, month, ttl, admittedIn, admittedAt = ARGV[8], ARGV[9], tonumber(ARGV[10]), ARGV[11], tonumber(ARGV[12])
 local wn, kn, tk = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
+local wk = P .. 'w:' .. ws
+-- (the workspace's balance is of this epoch)
+local seeded = ws ~= '' and EP ~= false and redis.call('HGET', wk, 'ep') == EP
 -- Held still (its lease did not run out), and in this epoch (else its counters were seeded since)?
 local held = false
 if req ~= '' then
   redis.call('ZREM', P .. 'leases', req)
   held = redis.call('DEL', P .. 'H:' .. req) == 1 and admittedIn == EP
-  if held then unhold(ws, wn) end
+  if held then unhold(ws, wn, seeded) end
 end
 local i = 16
 while i <= #ARGV do
@@ -314,10 +318,9 @@ while i <= #ARGV do
   i = i + 5 + nw
 end
 local balance = ''
-local wk = P .. 'w:' .. ws
-if ws ~= '' and EP and redis.call('HGET', wk, 'ep') == EP then
-  if delta ~= 0 and redis.call('SET', P .. 'a:' .. EP .. ':' .. row, 1, 'EX', ttl, 'NX') then redis.call('HINCRBY', wk, 'b', int(delta)) end
-  balance = redis.call('HGET', wk, 'b')
+if seeded then
+  if delta ~= 0 and redis.call('SET', P .. 'a:' .. EP .. ':' .. row, 1, 'EX', ttl, 'NX') then balance = int(redis.call('HINCRBY', wk, 'b', int(delta)))
+  else balance = redis.call('HGET', wk, 'b') end
 end
 return {EP or '', balance}
 `;
