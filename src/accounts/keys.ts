@@ -21,10 +21,28 @@ export const WindowSchema = z.object({
   seconds: z.number().int().min(60).max(90 * 86400),
 }).strict();
 
+/**
+ * Windows of one length are one limit, the strictest: kept once, with the fewest requests.
+ * As given, each counted every request in the one count kept per length (a key with three
+ * windows of 6 per minute was held to 2 a minute), and in cluster mode they broke the
+ * window's running total in Redis (it then let through far more than 6). Applied as a key is
+ * read, stored keys included, so every copy of a key counts the same windows.
+ */
+function strictestPerLength(windows: Array<z.infer<typeof WindowSchema>>): Array<z.infer<typeof WindowSchema>> {
+  if (windows.length < 2) return windows;
+  const out: Array<z.infer<typeof WindowSchema>> = [];
+  for (const w of windows) {
+    const same = out.findIndex((x) => x.seconds === w.seconds);
+    if (same === -1) out.push(w);
+    else if (w.requests < out[same]!.requests) out[same] = w;
+  }
+  return out;
+}
+
 export const KeyLimitsSchema = z.object({
   rpm: z.number().int().positive().optional(),
   tpm: z.number().int().positive().optional(),
-  windows: z.array(WindowSchema).max(8).optional(),
+  windows: z.array(WindowSchema).max(8).transform(strictestPerLength).optional(),
   budget_usd_day: z.number().positive().optional(),
   budget_usd_month: z.number().positive().optional(),
   /** Model slugs (or `provider/*`) this key may call. */

@@ -136,6 +136,16 @@ t.test('rolling window, tpm, budget, concurrency, allowed models', async (t) => 
   t.equal((await chat(single)).status, 200, 'the slot is free once the first finished');
 });
 
+t.test('windows of one length are one limit, the strictest, counted once per request', async (t) => {
+  const ws = (await call('/admin/workspaces', gw.masterKey, { name: 'same-length', credits_usd: 5 })).json.id as string;
+  const made = await call('/admin/keys', gw.masterKey, { name: 'three windows', workspace: ws, limits: { windows: [{ requests: 3, seconds: 3600 }, { requests: 5, seconds: 3600 }, { requests: 3, seconds: 3600 }] } });
+  t.same((made.json.limits as Json).windows, [{ requests: 3, seconds: 3600 }], 'kept once, with the fewest requests');
+  const key = made.json.key as string;
+  const statuses = [];
+  for (let i = 0; i < 4; i++) statuses.push((await chat(key)).status);
+  t.same(statuses, [200, 200, 200, 429], '3 an hour: each request counted once');
+});
+
 t.test('PATCH /admin/keys changes limits from the next request', async (t) => {
   const key = await keyWith({ rpm: 1 });
   const id = (await call('/admin/keys', gw.masterKey)).json.data.find((k: Json) => k.limits?.rpm === 1 && k.name === 'limited').id as string;
