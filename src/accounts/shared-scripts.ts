@@ -19,12 +19,12 @@
 //                  the lowest slice that may still count `lo` and the newest `hi`, so a check
 //                  reads three fields however many slices are live (the layout before, `:w<s>`,
 //                  was read whole: 60 live slices cost ~60 µs of Redis CPU per admission).
-//   P H:<req>      what an admitted request holds: its epoch, a space, and the JSON the replica
-//                  sent (workspace, credit hold, keys, budget reservation, tokens), released
-//                  once, at finish (which says again what it holds, so nothing is decoded) or
-//                  when its lease runs out (of another epoch: dropped, not released). A replica
-//                  of an earlier version held under `P h:<req>` (JSON with the epoch in it);
-//                  those are released the same way when their lease runs out.
+//   P h:<req>      what an admitted request holds (JSON: epoch, workspace, credit hold, keys,
+//                  budget reservation, which keys have budgets, tokens), released once, at
+//                  finish (which is told again what the request holds: nothing is decoded)
+//                  or when its lease runs out (of another epoch: dropped, not released). The
+//                  schema is the one replicas of earlier versions read, so while versions are
+//                  mixed, whichever replica sweeps a lapsed lease releases its holds.
 //   P leases       request → lease end (ms). A replica renews its requests' leases; those of a
 //                  replica that died are released by the next admission after they end.
 //   P a:<ep>:<row> a ledger row whose balance change is applied in epoch ep: applying is done
@@ -71,22 +71,11 @@ end
 -- finish). A hold of an earlier epoch held counters that were seeded again since: dropped.
 local function expire(id)
   redis.call('ZREM', P .. 'leases', id)
-  local hk = P .. 'H:' .. id
-  local raw = redis.call('GET', hk)
-  local h, ep
-  if raw then
-    local sp = string.find(raw, ' ', 1, true)
-    ep, h = string.sub(raw, 1, sp - 1), cjson.decode(string.sub(raw, sp + 1))
-  else
-    -- (held by a replica of an earlier version: JSON with its epoch in it)
-    hk = P .. 'h:' .. id
-    raw = redis.call('GET', hk)
-    if not raw then return end
-    h = cjson.decode(raw)
-    ep = h.ep
-  end
-  redis.call('DEL', hk)
-  if ep ~= EP then return end
+  local raw = redis.call('GET', P .. 'h:' .. id)
+  if not raw then return end
+  redis.call('DEL', P .. 'h:' .. id)
+  local h = cjson.decode(raw)
+  if h.ep ~= EP then return end
   unhold(h.ws, h.wn)
   for i, k in ipairs(h.k) do
     local kk = P .. 'k:' .. k
@@ -245,7 +234,8 @@ for i, k in ipairs(keys) do
   if k.s.x ~= day then redis.call('PEXPIRE', k.kk, 40 * 86400000) end
 end
 if hold > 0 then redis.call('HINCRBY', P .. 'w:' .. ws, 'h', int(hold)) end
-redis.call('SET', P .. 'H:' .. req, epoch .. ' ' .. ARGV[12])
+-- (the replica's JSON with the epoch put first: '{"ep":"…",' and the rest of it)
+redis.call('SET', P .. 'h:' .. req, '{"ep":"' .. epoch .. '",' .. string.sub(ARGV[12], 2))
 redis.call('ZADD', P .. 'leases', now + lease, req)
 return out
 `;
@@ -273,7 +263,7 @@ local seeded = ws ~= '' and EP ~= false and redis.call('HGET', wk, 'ep') == EP
 local held = false
 if req ~= '' then
   redis.call('ZREM', P .. 'leases', req)
-  held = redis.call('DEL', P .. 'H:' .. req) == 1 and admittedIn == EP
+  held = redis.call('DEL', P .. 'h:' .. req) == 1 and admittedIn == EP
   if held then unhold(ws, wn, seeded) end
 end
 local i = 16

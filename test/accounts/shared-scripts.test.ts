@@ -1,7 +1,7 @@
 // Cluster mode's Lua scripts against Debian's redis-server, one script call at a time: a
 // rolling window's running total as slices leave it, the wait a refusal quotes, holds given
 // back once (by finish, or by the next admission once a lease runs out), and holds recorded
-// by a replica of the earlier layout released the same way.
+// by a replica of an earlier version released the same way.
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import t from 'tap';
@@ -119,12 +119,14 @@ t.test('a lease that runs out gives the hold back once; the late finish then cha
   const at = await redisNow();
   t.equal((await run(ADMIT, ...admitArgs('req-5', ws, 300, key, 1)))[0], 'ok', 'admitted with a lease of 1 ms');
   t.same(await r.hmget(kk, 'fl', 'rv'), ['1', '1000'], 'a slot and the budget reservation held');
+  // (what a replica of an earlier version reads when it sweeps this lease: the same record)
+  t.same(JSON.parse((await r.get(`${P}h:req-5`))!), { ep: epoch, ws, wn: 300, k: [key.id], kn: 1000, b: [1], tk: 10 }, 'the hold recorded in the schema every version reads');
   t.equal(await r.hget(`${P}w:${ws}`, 'h'), '300', 'and the credit hold');
   await new Promise((resolve) => setTimeout(resolve, 20));
   t.equal((await run(ADMIT, ...admitArgs('req-6', ws, 200, key)))[0], 'ok', 'the next admission');
   t.same(await r.hmget(kk, 'fl', 'rv'), ['1', '1000'], 'released the lapsed one\'s slot and reservation (only the new one holds)');
   t.equal(await r.hget(`${P}w:${ws}`, 'h'), '200', 'and its credit hold');
-  t.equal(await r.exists(`${P}H:req-5`), 0, 'its record is gone');
+  t.equal(await r.exists(`${P}h:req-5`), 0, 'its record is gone');
   const tl = Number(await r.hget(kk, 'tl'));
   const late = await run(FINISH, ...finishArgs('req-5', ws, 300, key, at));
   t.equal(late[0], epoch);
@@ -137,7 +139,7 @@ t.test('a lease that runs out gives the hold back once; the late finish then cha
   t.equal(await r.hget(`${P}w:${ws}`, 'h'), '0');
 });
 
-t.test('a hold recorded by a replica of the earlier layout is released when its lease runs out', async (t) => {
+t.test('a hold recorded by a replica of an earlier version is released when its lease runs out', async (t) => {
   const key: Key = { id: `k_${randomBytes(4).toString('hex')}`, conc: 5, budget: true };
   const ws = await setup(key);
   const kk = `${P}k:${key.id}`;
