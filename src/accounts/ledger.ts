@@ -126,7 +126,9 @@ export class Ledger {
   private lastCommit: Promise<unknown> = Promise.resolve();
   private readonly persisters: Array<(force: boolean) => void> = [];
   private forcing = false;
-  private readonly rowListeners: Array<(row: LedgerRow) => void> = [];
+  private readonly rowListeners: Array<(row: LedgerRow, relayed: boolean) => void> = [];
+  /** Rows of the batch being built that an event-loop thread sent (it logs their requests itself). */
+  private relayed = new Set<LedgerRow>();
   /** Credit rows (top-ups, refunds) of the batch being built, for `credited`. */
   private creditRows: Array<readonly [LedgerRow, Workspace]> = [];
 
@@ -155,8 +157,8 @@ export class Ledger {
     this.persisters.push(persist);
   }
 
-  /** Sees every row as its batch is written (before the persisters run). */
-  onRow(listen: (row: LedgerRow) => void): void {
+  /** Sees every row as its batch is written (before the persisters run); `relayed`: an event-loop thread sent it. */
+  onRow(listen: (row: LedgerRow, relayed: boolean) => void): void {
     this.rowListeners.push(listen);
   }
 
@@ -193,8 +195,9 @@ export class Ledger {
    */
   observer: ((row: LedgerRow, timing: RequestTiming) => void) | null = null;
 
-  /** Applies the row's balance change to `ws` (when it is non-zero) and queues the row. */
-  append(row: LedgerRow, ws: Workspace | undefined): void {
+  /** Applies the row's balance change to `ws` (when it is non-zero) and queues the row (`relayed`: from an event-loop thread). */
+  append(row: LedgerRow, ws: Workspace | undefined, relayed = false): void {
+    if (relayed) this.relayed.add(row);
     if (ws && row.delta_nano !== 0) row.balance_nano = this.workspaces.applyDelta(ws, row.delta_nano);
     if (this.cluster && ws && row.kind !== 'request' && row.delta_nano !== 0) this.creditRows.push([row, ws]);
     this.pending.push(row);
@@ -224,9 +227,11 @@ export class Ledger {
     const rows = this.pending;
     const waiters = this.waiters;
     const credits = this.creditRows;
+    const relayed = this.relayed;
     this.pending = [];
     this.waiters = [];
     this.creditRows = [];
+    if (relayed.size) this.relayed = new Set();
     if (this.mainThreadCommit) {
       // One synchronous write transaction on this thread: in no-sync mode its commit writes
       // the pages into the OS page cache and returns (tens of µs, no disk wait), which is as
@@ -234,7 +239,7 @@ export class Ledger {
       // that thread and back (≈0.14 ms per response at concurrency 1, and CPU under load).
       let error: unknown = null;
       try {
-        this.store.root.transactionSync(() => { error = this.putBatch(rows).error; });
+        this.store.root.transactionSync(() => { error = this.putBatch(rows, relayed).error; });
       } catch (err) {
         error = err;
       }
@@ -247,7 +252,7 @@ export class Ledger {
         (err: unknown) => { console.error(`ledger: writes beside a batch failed to commit: ${String(err)}`); return this.answer(waiters, rows.length, error, credits); });
       return;
     }
-    const batch = this.putBatch(rows);
+    const batch = this.putBatch(rows, relayed);
     const commit = batch.error ? Promise.reject(batch.error instanceof Error ? batch.error : new Error(String(batch.error))) : batch.last ?? this.lastCommit;
     this.lastCommit = commit.then(() => this.answer(waiters, rows.length, null, credits), (err: unknown) => this.answer(waiters, rows.length, err, []));
   };
@@ -267,7 +272,7 @@ export class Ledger {
    * guarded one by one: a fault there is logged and never keeps a row, a balance or a waiting
    * response from its commit. `last`: the last put's promise (it settles with the commit).
    */
-  private putBatch(rows: readonly LedgerRow[]): { last: Promise<unknown> | null; error: unknown } {
+  private putBatch(rows: readonly LedgerRow[], relayedRows: ReadonlySet<LedgerRow>): { last: Promise<unknown> | null; error: unknown } {
     let last: Promise<unknown> | null = null;
     let error: unknown = null;
     try {
@@ -276,7 +281,8 @@ export class Ledger {
         if (this.cluster) void this.store.outbox.put(row.id, 1);
         if (row.kind === 'request') void this.store.requests.put([row.workspace, row.id], row.key_id);
         else void this.store.credits.put([row.workspace, row.id], row.kind);
-        for (const listen of this.rowListeners) guarded('a row listener', () => listen(row));
+        const relayed = relayedRows.has(row);
+        for (const listen of this.rowListeners) guarded('a row listener', () => listen(row, relayed));
       }
       for (const ws of this.workspaces.takeDirty()) last = this.store.workspaces.put(ws.id, ws);
     } catch (err) {

@@ -51,8 +51,18 @@ export class AccessLog {
     const rows = this.queue;
     this.queue = [];
     if (this.shared) {
-      // (one write per line: sonic-boom joins them into writes of at most maxWrite, between lines)
-      for (const r of rows) this.dest.write(accessLine(r));
+      // Pieces of whole lines, each at most PIPE_BUF bytes (sonic-boom writes each as one
+      // write, or joins pieces that fit in maxWrite together).
+      let piece = '';
+      let bytes = 0;
+      for (const r of rows) {
+        const line = accessLine(r);
+        const n = Buffer.byteLength(line);
+        if (bytes + n > PIPE_BUF && bytes > 0) { this.dest.write(piece); piece = ''; bytes = 0; }
+        piece += line;
+        bytes += n;
+      }
+      if (bytes) this.dest.write(piece);
       return;
     }
     let batch = '';

@@ -7,7 +7,7 @@
 // holds released and is started again; a graceful stop drains every thread first.
 import { Worker } from 'node:worker_threads';
 import type { KeyRecord, KeyRing } from '../accounts/keys.js';
-import type { Ledger, LedgerRow } from '../accounts/ledger.js';
+import type { Ledger } from '../accounts/ledger.js';
 import type { Admission, Limits } from '../accounts/limits.js';
 import type { Workspace, Workspaces } from '../accounts/workspaces.js';
 import type { RouteHealth } from '../router/health.js';
@@ -53,12 +53,6 @@ class Slot {
 export class ThreadHost {
   private readonly slots: Slot[] = [];
   private stopping = false;
-  private readonly relayedRows = new WeakSet<LedgerRow>();
-
-  /** A row a thread sent (that thread logs its request). */
-  relayed(row: LedgerRow): boolean {
-    return this.relayedRows.has(row);
-  }
 
   constructor(private readonly d: HostDeps, private readonly count: number, private readonly base: Omit<ThreadData, 'index'>) {
     // Every key and workspace put in force here, to every thread (in the order they happened).
@@ -153,8 +147,7 @@ export class ThreadHost {
       case 'row': {
         // (its workspace's balance changes here, by the row's delta, as on one thread)
         const ws = this.d.workspaces.get(m.row.workspace);
-        this.relayedRows.add(m.row);
-        this.d.ledger.append(m.row, ws);
+        this.d.ledger.append(m.row, ws, true);
         return;
       }
       case 'commit':

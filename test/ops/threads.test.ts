@@ -50,20 +50,6 @@ t.test('both threads serve the port', async (t) => {
   t.match(gw.output(), /event-loop threads: 2/);
 });
 
-t.test('each thread logs the requests it served: one whole JSON line per request, none twice, none lost', async (t) => {
-  const answers = await burst(60, (i, d) => post('/v1/chat/completions', gw.masterKey, ask(`logged ${i}`), d));
-  t.ok(answers.every((r) => r.status === 200), 'every request answered');
-  const ids = answers.map((r) => r.headers.get('x-request-id')!);
-  t.equal(new Set(ids.map(tagOf)).size, 2, 'by both threads');
-  await Promise.all(answers.map((r) => r.text()));
-  const logged = () => gw.output().split('\n').filter((l) => l.startsWith('{"level"'));
-  for (let i = 0; i < 40 && ids.some((id) => !logged().some((l) => l.includes(id))); i++) await new Promise((r) => setTimeout(r, 50));
-  const lines = logged();
-  const parsed = lines.map((l) => { try { return JSON.parse(l) as Json; } catch { return null; } });
-  t.equal(parsed.filter((l) => l === null).length, 0, `every line is whole JSON (${lines.length} lines)`);
-  for (const id of ids) t.equal(parsed.filter((l) => l?.request_id === id).length, 1, `${id} logged once`);
-});
-
 t.test('rpm is exact across threads under load, and every hold comes back', async (t) => {
   const { call, tenant } = http(gw);
   const { key, id } = await tenant(gw.masterKey, 100, { rpm: 40 }, ['inference', 'usage:read']);
@@ -179,6 +165,20 @@ t.test("/health, /metrics and /admin/deployments count every thread's requests",
   await Promise.all(agents.map((a) => a.close()));
   for (let i = 0; i < 50 && seen > 0; i++) { await new Promise((r) => setTimeout(r, 20)); seen = await inFlight(); }
   t.equal(seen, 0, 'and none once they are answered');
+});
+
+t.test('each thread logs the requests it served: one whole JSON line per request, none twice, none lost', async (t) => {
+  const answers = await burst(60, (i, d) => post('/v1/chat/completions', gw.masterKey, ask(`logged ${i}`), d));
+  t.ok(answers.every((r) => r.status === 200), 'every request answered');
+  const ids = answers.map((r) => r.headers.get('x-request-id')!);
+  t.equal(new Set(ids.map(tagOf)).size, 2, 'by both threads');
+  await Promise.all(answers.map((r) => r.text()));
+  const logged = () => gw.output().split('\n').filter((l) => l.startsWith('{"level"'));
+  for (let i = 0; i < 40 && ids.some((id) => !logged().some((l) => l.includes(id))); i++) await new Promise((r) => setTimeout(r, 50));
+  const lines = logged();
+  const parsed = lines.map((l) => { try { return JSON.parse(l) as Json; } catch { return null; } });
+  t.equal(parsed.filter((l) => l === null).length, 0, `every line is whole JSON (${lines.length} lines)`);
+  for (const id of ids) t.equal(parsed.filter((l) => l?.request_id === id).length, 1, `${id} logged once`);
 });
 
 t.test('what a thread hands over comes back as the main thread answered it', async (t) => {
