@@ -8,6 +8,14 @@ import type { StoredResponse } from './response-ids.js';
 
 const RETRIES = 4;
 const RETRY_MS = 50;
+/**
+ * Lookups waiting to try again, at most: past it a lookup that finds nothing is a miss at
+ * once. An id nobody stored costs a query and four more over 200 ms; ids a client makes up
+ * (GET /v1/responses/{anything}, several hundred a second) kept the pool's connections busy
+ * with retries and slowed every other query. Legitimate retries are rare (a follow-up in the
+ * milliseconds before another replica's write lands), so this bound is never reached by them.
+ */
+const MAX_RETRYING = 16;
 
 export class SharedResponses {
   private lastLog = 0;
@@ -28,13 +36,24 @@ export class SharedResponses {
       });
   }
 
+  private retrying = 0;
+
   /** The record (unvalidated: the caller validates), null when forgotten or unknown. */
   async load(ws: string, id: string): Promise<unknown> {
-    for (let attempt = 0; ; attempt++) {
-      const got = await this.cluster.pg.query<{ record: unknown }>('SELECT record FROM sluice_responses WHERE ws = $1 AND id = $2 AND exp > $3', [ws, id, Date.now()]);
-      if (got.rows.length) return got.rows[0]!.record;
-      if (attempt >= RETRIES) return null;
-      await new Promise((r) => setTimeout(r, RETRY_MS));
+    const query = async () => (await this.cluster.pg.query<{ record: unknown }>('SELECT record FROM sluice_responses WHERE ws = $1 AND id = $2 AND exp > $3', [ws, id, Date.now()])).rows[0];
+    const first = await query();
+    if (first) return first.record;
+    if (this.retrying >= MAX_RETRYING) return null;
+    this.retrying++;
+    try {
+      for (let attempt = 0; attempt < RETRIES; attempt++) {
+        await new Promise((r) => setTimeout(r, RETRY_MS));
+        const got = await query();
+        if (got) return got.record;
+      }
+      return null;
+    } finally {
+      this.retrying--;
     }
   }
 }
