@@ -55,7 +55,11 @@ class Bucket {
   }
 }
 
-/** At most N events in any `seconds`, counted in 60 slices (with a running sum, so a check is O(1)). */
+/**
+ * At most N events in a rolling `seconds`, counted in 60 slices of seconds/60 (with a running
+ * sum, so a check is O(1)): an event stops counting when its slice leaves, between 59/60 of
+ * `seconds` and all of it after the event, so N is held in any span of 59/60 of `seconds`.
+ */
 class Rolling {
   readonly width: number;
   private sum: number;
