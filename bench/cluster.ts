@@ -2,10 +2,13 @@
 // the embedded store (LMDB) against one on the cluster store (Redis + Postgres, as
 // deploy/compose.yml runs them), same build, same fake upstream, in alternating rounds, with
 // an operator key (no limits: Redis is not asked) and a metered key with every limit (one
-// Lua script at admission and one at finish, rows shipped to Postgres). CPU per request of
-// the gateway, and of Redis and Postgres (what the cluster store adds elsewhere).
+// Lua script at admission and one at finish, rows shipped to Postgres), that key again with
+// an hour of earlier traffic in its windows in Redis (59 live slices each: what a key in
+// steady use carries), CPU per request of the gateway, and of Redis and Postgres (what the
+// cluster store adds elsewhere).
+import { Redis } from 'ioredis';
 import { clusterUnavailable, startPostgres, startRedis } from '../test/helpers/cluster.js';
-import { BODY, alternate, load, mintLimitedKey, type Measured } from './load.js';
+import { BODY, LIMITED_WINDOWS, alternate, load, mintLimited, mintLimitedKey, type Measured } from './load.js';
 import { cpuSeconds, here, startGateway, startProcess, stop } from './procs.js';
 
 /** CPU seconds of a set of processes (those gone meanwhile count as nothing). */
@@ -19,6 +22,26 @@ let sequence = 0;
 /** Different every time and not deterministic (no temperature): no cache or dedupe answers, every request goes upstream. */
 const fresh = () => BODY(false).replace('one short sentence.', `one short sentence (${++sequence}).`);
 
+/** An hour of earlier traffic in a key's windows: 59 slices of 5 requests each before the current one, as the scripts keep them (shared-scripts.ts). */
+async function withHistory(url: string, keyId: string): Promise<void> {
+  const r = new Redis(url);
+  try {
+    const now = Number((await r.time())[0]) * 1000;
+    for (const seconds of LIMITED_WINDOWS) {
+      const wk = `sluice:k:${keyId}:s${seconds}`;
+      const width = (seconds * 1000) / 60;
+      const head = Math.floor(now / width);
+      const batch = r.multi();
+      for (let s = head - 59; s < head; s++) batch.hincrby(wk, String(s), 5);
+      batch.hincrby(wk, 't', 59 * 5).hset(wk, 'lo', head - 59);
+      await batch.exec();
+      if (!(await r.hget(wk, 'hi'))) await r.hset(wk, 'hi', head - 1);
+    }
+  } finally {
+    r.disconnect();
+  }
+}
+
 export async function runCluster(quick: boolean): Promise<string[]> {
   const missing = clusterUnavailable();
   if (missing) return [`cluster     (skipped: ${missing})`];
@@ -31,11 +54,15 @@ export async function runCluster(quick: boolean): Promise<string[]> {
   const embedded = await startGateway(upstreamPort);
   const cluster = await startGateway(upstreamPort, { SLUICE_REDIS_URL: redis.url, SLUICE_POSTGRES_URL: postgres.url });
   try {
-    const keys = { embedded: await mintLimitedKey(embedded.port), cluster: await mintLimitedKey(cluster.port) };
+    const full = await mintLimited(cluster.port);
+    const keys = { embedded: await mintLimitedKey(embedded.port), cluster: await mintLimitedKey(cluster.port), full: full.key };
     for (const g of [embedded, cluster]) await load(g.port, false, { duration: 1, fresh });
+    // (once the key is seeded in Redis: seeding rebuilds its windows from Postgres's rows)
+    await load(cluster.port, false, { duration: 1, fresh, key: full.key });
+    await withHistory(redis.url, full.id);
     // The store's servers' CPU over each cluster run, per request: [Redis, Postgres].
-    const side: Record<string, Array<[number, number]>> = { operator: [], limited: [] };
-    const measured = (port: number, pid: number, key: string | undefined, what: 'operator' | 'limited' | null) => async (): Promise<Measured> => {
+    const side: Record<string, Array<[number, number]>> = { operator: [], limited: [], full: [] };
+    const measured = (port: number, pid: number, key: string | undefined, what: 'operator' | 'limited' | 'full' | null) => async (): Promise<Measured> => {
       const r0 = cpuOf([redis.pid()]);
       const p0 = cpuOf(postgres.pids());
       const m = await load(port, false, { duration, fresh, pid, ...(key ? { key } : {}) });
@@ -48,6 +75,7 @@ export async function runCluster(quick: boolean): Promise<string[]> {
       clusterOperator: measured(cluster.port, cluster.proc.pid!, undefined, 'operator'),
       embeddedLimited: measured(embedded.port, embedded.proc.pid!, keys.embedded, null),
       clusterLimited: measured(cluster.port, cluster.proc.pid!, keys.cluster, 'limited'),
+      clusterFull: measured(cluster.port, cluster.proc.pid!, keys.full, 'full'),
     });
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? NaN;
     const row = (label: string, e: Measured, c: Measured, store: Array<[number, number]>) =>
@@ -56,6 +84,7 @@ export async function runCluster(quick: boolean): Promise<string[]> {
       `${'cluster'.padEnd(11)} one replica on Redis + Postgres vs the embedded store (unique requests, none cacheable, ${rounds} alternating rounds of ${duration}s, medians; errors ${m.clusterOperator.errors + m.clusterLimited.errors})`,
       row('operator', m.embeddedOperator, m.clusterOperator, side.operator!),
       row('limited', m.embeddedLimited, m.clusterLimited, side.limited!),
+      row('steady', m.embeddedLimited, m.clusterFull, side.full!) + '  (the limited key with an hour of traffic in its windows)',
     ];
   } finally {
     await stop(cluster.proc);

@@ -68,13 +68,21 @@ export async function alternate<K extends string>(rounds: number, runs: Record<K
 
 /** A key in a metered workspace with limits that the bench never reaches, so every check runs. */
 export async function mintLimitedKey(port: number): Promise<string> {
+  return (await mintLimited(port)).key;
+}
+
+/** The same, with the key's id. */
+export async function mintLimited(port: number): Promise<{ id: string; key: string }> {
   const admin = (path: string, body: unknown) => fetch(`http://127.0.0.1:${port}${path}`, {
     method: 'POST', headers: { authorization: `Bearer ${MASTER}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
   }).then((r) => r.json() as Promise<{ id: string; key: string }>);
   const ws = await admin('/admin/workspaces', { name: 'bench', credits_usd: 1_000_000 });
   const key = await admin('/admin/keys', { name: 'bench-limited', workspace: ws.id, limits: {
-    rpm: 10_000_000, tpm: 1_000_000_000, windows: [{ requests: 100_000_000, seconds: 3600 }, { requests: 1_000_000_000, seconds: 7 * 86400 }],
+    rpm: 10_000_000, tpm: 1_000_000_000, windows: [{ requests: 100_000_000, seconds: LIMITED_WINDOWS[0] }, { requests: 1_000_000_000, seconds: LIMITED_WINDOWS[1] }],
     budget_usd_day: 100_000, budget_usd_month: 1_000_000, max_concurrency: 10_000 } });
-  return key.key;
+  return { id: key.id, key: key.key };
 }
+
+/** The windows of mintLimited's key, in seconds. */
+export const LIMITED_WINDOWS = [3600, 7 * 86400];
 
