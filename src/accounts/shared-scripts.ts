@@ -117,8 +117,9 @@ end
  * ARGV: P, request id, lease ms, workspace ('' none), credit hold (nano; 0 none), tokens,
  * budget reservation (nano), UTC day, UTC month, ms to the next day, ms to the next month,
  * what it holds as JSON (the hold record: {ws, wn: credit hold, k: key ids, kn: budget
- * reservation, b: per key 1 when it has a budget, tk: tokens}), number of keys, then per key: id, rpm, tpm, day budget (nano), month budget (nano),
- * concurrency, number of windows, then (seconds, requests) per window (0: no such limit).
+ * reservation, b: per key 1 when it has a budget, tk: tokens}), number of keys, then per
+ * key: id, rpm, tpm, day budget (nano), month budget (nano), concurrency, number of windows,
+ * then (seconds, requests) per window (0: no such limit).
  *
  * Returns {'ok', epoch, balance, rpm level, tpm level, window requests, window used,
  * window reset ms} (key 0's state after counting), {'seed'} when the epoch or the
@@ -298,9 +299,9 @@ while i <= #ARGV do
         local slice = math.floor(admittedAt / width)
         local cut = math.floor(now / width) - 60
         if slice > cut then
-          local wk = kk .. ':s' .. sec
-          local total, lo, hi = live(wk, cut)
-          count(wk, slice, 1, total, lo, hi, width)
+          local sk = kk .. ':s' .. sec
+          local total, lo, hi = live(sk, cut)
+          count(sk, slice, 1, total, lo, hi, width)
         end
       end
     end
