@@ -33,7 +33,8 @@
 //                  a marker left behind (a replica killed in between) expires after a week.
 //   P r:<req>      a request refunded (a refund is claimed here first, once for the cluster).
 
-const COMMON = `
+/** What every script starts with (exported for the tests of the window functions, live and count). */
+export const COMMON = `
 local P = ARGV[1]
 local EP = redis.call('GET', P .. 'e')
 local t = redis.call('TIME')
