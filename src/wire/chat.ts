@@ -2,7 +2,7 @@
 // naming the field; unknown fields carried through untouched, as OpenAI adds parameters
 // all the time), its type after validation, and what every layer reads from it.
 import { z } from 'zod';
-import { isWellFormed } from './text.js';
+import { plainText } from './text.js';
 
 /** The chat-completions body after validation: known fields typed, the rest carried along. */
 export interface ChatRequest {
@@ -26,8 +26,7 @@ const Message = z.looseObject({
  * A model name: what catalogs, aliases and upstream ids look like, bounded (it reaches the
  * ledger, the rollups' keys and log lines) and without control characters.
  */
-export const ModelName = z.string().min(1, 'model is required').max(256, 'at most 256 characters')
-  .regex(/^[^\u0000-\u001f\u007f]+$/, 'control characters are not allowed').refine(isWellFormed, 'must be well-formed Unicode (a lone surrogate is not)');
+export const ModelName = plainText(z.string().min(1, 'model is required').max(256, 'at most 256 characters'));
 
 export const ChatRequestSchema = z.looseObject({
   model: ModelName,

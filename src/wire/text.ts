@@ -15,8 +15,11 @@ export const toWellFormed = (s: string): string => (s as Unicode).toWellFormed()
 
 const NOT_WELL_FORMED = 'must be well-formed Unicode (a lone surrogate is not)';
 
+/** `text` narrowed to one line of plain text: no control character, no lone surrogate (names, model names). */
+export const plainText = (text: z.ZodString) => text.regex(/^[^\u0000-\u001f\u007f]*$/, 'control characters are not allowed').refine(isWellFormed, NOT_WELL_FORMED);
+
 /** A name (a key's, a workspace's): 1 to 200 characters, none of them a control character. */
-export const Name = z.string().min(1).max(200).regex(/^[^\u0000-\u001f\u007f]*$/, 'control characters are not allowed').refine(isWellFormed, NOT_WELL_FORMED);
+export const Name = plainText(z.string().min(1).max(200));
 
 /** Free text (a note, a comment) of at most `max` characters: line breaks and tabs allowed, NUL not. */
 export const FreeText = (max: number) => z.string().max(max).refine((s) => !s.includes('\u0000') && isWellFormed(s), `must be well-formed Unicode without NUL characters`);
