@@ -4,9 +4,9 @@
 // "N passed, N failed", summed from tap's own summaries. Exit code: tap's first failure.
 import { spawn } from 'node:child_process';
 
-/** The second pass: what limits, credits, failover, streams and uploads do is the same on two threads. */
+/** The second pass: what limits, credits, failover, streams, uploads and cluster mode do is the same on two threads. */
 const THREADED = ['gateway/chat', 'gateway/stream-figures', 'accounts/keys-limits', 'accounts/credits', 'hostile/limits', 'hostile/benchmark',
-  'hostile/upstream-errors', 'router/failover', 'server/audio-upload', 'gateway/messages'].map((f) => `dist/test/${f}.test.js`);
+  'hostile/upstream-errors', 'router/failover', 'server/audio-upload', 'gateway/messages', 'ops/cluster'].map((f) => `dist/test/${f}.test.js`);
 
 function run(files, env) {
   return new Promise((resolve) => {

@@ -159,7 +159,6 @@ async function main(): Promise<void> {
   const ledger = new Ledger(store, workspaces, config.ledger.flush_ms, !config.ledger.fsync);
   const limits = new Limits(store);
   ledger.addPersister((force) => limits.persistDirty(force ? 0 : 500));
-  if (config.threads > 1 && config.cluster.redis_url) throw new ConfigError('threads (SLUICE_THREADS) > 1 is not supported in cluster mode yet: run one replica per core instead');
   const cluster = await startCluster(config, store, ring, workspaces, ledger);
   const usage = new UsageRollups(store);
   ledger.onRow((row) => usage.add(row));
@@ -256,7 +255,7 @@ async function main(): Promise<void> {
     edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes }, spoolDir: await emptySpoolDir(dataDir), traced: tracing !== null },
     config.host, config.port, socket ? { socketPath: socket.path } : null);
   // The threads, on the port just bound (server/threads.ts).
-  threads = socket ? new ThreadHost({ health, keys: ring, workspaces, limits, ledger, pool }, config.threads, { host: config.host, port: server.port, socketPath: socket.path }) : null;
+  threads = socket ? new ThreadHost({ health, keys: ring, workspaces, limits, ledger, pool, shared: cluster?.shared ?? null }, config.threads, { host: config.host, port: server.port, socketPath: socket.path }) : null;
   try {
     await threads?.start();
     if (threads && !config.threads_main_http) server.leavePort();

@@ -15,7 +15,7 @@ export interface TicketServices {
 }
 
 /** An answer waits at most this long for the shared store to take its finish (cluster mode). */
-const RELEASE_WAIT_MS = 200;
+export const RELEASE_WAIT_MS = 200;
 
 export class Ticket {
   private ws: Workspace | null = null;

@@ -19,7 +19,8 @@ import type { WorkerResult, WorkerTask } from '../workers/protocol.js';
 
 /** A thread to the main thread. `id`: the call its reply answers. */
 export type Up =
-  | { t: 'admit'; id: number; chain: string[]; tokens: number; nano: number; ws: string; hold: number }
+  /** `rid`: the request's id (cluster mode: its holds' record in Redis). */
+  | { t: 'admit'; id: number; rid: string; chain: string[]; tokens: number; nano: number; ws: string; hold: number }
   | { t: 'finish'; aid: number; tokens: number; charge: number }
   | { t: 'row'; row: LedgerRow }
   | { t: 'commit'; id: number }
@@ -197,9 +198,9 @@ export class MainLink implements AdmissionStore, RowSink {
     return ws.metered || chain.some((k) => !isOperatorKey(k));
   }
 
-  admit(_id: string, chain: readonly KeyRecord[], reserve: Reservation, ws: Workspace, holdNano: number,
+  admit(rid: string, chain: readonly KeyRecord[], reserve: Reservation, ws: Workspace, holdNano: number,
     insufficient: (availableNano: number) => GatewayError): Promise<HeldAdmission> {
-    return this.call({ t: 'admit', id: 0, chain: chain.map((k) => k.id), tokens: reserve.tokens, nano: reserve.nano, ws: ws.id, hold: holdNano }).then((value) => {
+    return this.call({ t: 'admit', id: 0, rid, chain: chain.map((k) => k.id), tokens: reserve.tokens, nano: reserve.nano, ws: ws.id, hold: holdNano }).then((value) => {
       const reply = value as AdmitReply;
       if ('credits' in reply) throw insufficient(reply.credits);
       return new HeldByMain(this, reply.aid, reply.headers);

@@ -4,16 +4,30 @@
 // limits and credits, their release, ledger rows and their commit, worker-pool tasks. So
 // limits, credit holds and balances are exact across threads: one thread keeps them. It
 // tells every thread of each key and workspace it puts in force. A thread that dies has its
-// holds released and is started again; a graceful stop drains every thread first.
+// holds released and is started again; a graceful stop drains every thread first. In
+// cluster mode the main thread admits its threads' requests through the shared store
+// (Redis), as its own: the replica's threads are one client of it.
 import { Worker } from 'node:worker_threads';
 import type { KeyRecord, KeyRing } from '../accounts/keys.js';
 import type { Ledger } from '../accounts/ledger.js';
-import type { Admission, Limits } from '../accounts/limits.js';
+import type { Admission, AdmissionStore, HeldAdmission, Limits } from '../accounts/limits.js';
 import type { Workspace, Workspaces } from '../accounts/workspaces.js';
 import type { RouteHealth } from '../router/health.js';
 import { Errors, GatewayError } from '../errors.js';
+import { RELEASE_WAIT_MS } from '../gateway/ticket.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { Batch, toWire, type AdmitReply, type Down, type Up } from './thread-link.js';
+
+/** The shared store's answer to a credit check too short: the reply says what is available. */
+const SHORT = new GatewayError(Errors.insufficientCredits, 'Insufficient credits.');
+
+/** Settles once the shared store has taken these finishes, or after RELEASE_WAIT_MS (as Ticket.afterRelease: their leases free them otherwise). */
+function releasedWithin(releasing: ReadonlyArray<Promise<void>>): Promise<void> {
+  return new Promise((done) => {
+    const timer = setTimeout(done, RELEASE_WAIT_MS);
+    void Promise.all(releasing).then(() => { clearTimeout(timer); done(); });
+  });
+}
 
 /** What a thread is started with (its config comes from the same environment and file). */
 export interface ThreadData {
@@ -31,9 +45,12 @@ export interface HostDeps {
   limits: Limits;
   ledger: Ledger;
   pool: WorkerPool;
+  /** Cluster mode: where limits and credits are kept (Redis); null on one node. */
+  shared: AdmissionStore | null;
 }
 
-interface Held { key: KeyRecord; admission: Admission | null; ws: Workspace; hold: number }
+/** What an admission holds: in this thread's memory (`admission`, `hold`), or in the shared store (`shared`). */
+interface Held { key: KeyRecord; admission: Admission | null; ws: Workspace; hold: number; shared: HeldAdmission | null }
 
 class Slot {
   worker: Worker | null = null;
@@ -47,6 +64,8 @@ class Slot {
   ready = false;
   /** Its requests being answered now, as it last said. */
   inFlight = 0;
+  /** Cluster mode: the shared store taking the finishes since its last commit request (that request's reply waits for them). */
+  releasing: Array<Promise<void>> = [];
   constructor(readonly index: number) {}
 }
 
@@ -118,6 +137,7 @@ export class ThreadHost {
         slot.ready = false;
         slot.inFlight = 0;
         this.releaseAll(slot);
+        slot.releasing = []; // (no commit of that thread's is left to wait for them)
         for (const done of slot.asked.values()) done();
         slot.asked.clear();
         if (!wasReady) { reject(new Error(`thread ${slot.index} exited (${code}) before it listened`)); return; }
@@ -136,7 +156,9 @@ export class ThreadHost {
     switch (m.t) {
       case 'admit':
         try {
-          out.send({ t: 'reply', id: m.id, value: this.admit(slot, m) });
+          const value = this.admit(slot, m);
+          if (value instanceof Promise) value.then((v) => out.send({ t: 'reply', id: m.id, value: v }), (err: unknown) => fail(m.id, err));
+          else out.send({ t: 'reply', id: m.id, value });
         } catch (err) {
           fail(m.id, err);
         }
@@ -150,9 +172,18 @@ export class ThreadHost {
         this.d.ledger.append(m.row, ws, true);
         return;
       }
-      case 'commit':
-        this.d.ledger.whenCommitted((err) => { if (err) fail(m.id, err); else slot.out?.send({ t: 'reply', id: m.id, value: null }); });
+      case 'commit': {
+        // Cluster mode: the answers wait, as the main thread's own do (Ticket.afterRelease), until
+        // the shared store has their holds back, so the client's next request finds them free.
+        const releasing = slot.releasing;
+        slot.releasing = [];
+        this.d.ledger.whenCommitted((err) => {
+          if (err) { fail(m.id, err); return; }
+          if (releasing.length === 0) { slot.out?.send({ t: 'reply', id: m.id, value: null }); return; }
+          void releasedWithin(releasing).then(() => slot.out?.send({ t: 'reply', id: m.id, value: null }));
+        });
         return;
+      }
       case 'pool':
         this.d.pool.runTask(m.task).then((value) => slot.out?.send({ t: 'reply', id: m.id, value }), (err: unknown) => { if (slot.out) fail(m.id, err); });
         return;
@@ -174,8 +205,12 @@ export class ThreadHost {
     }
   }
 
-  /** The checks one thread makes in admit.ts's local path, with this thread's records: revocation, credits, limits, then the holds. */
-  private admit(slot: Slot, m: Extract<Up, { t: 'admit' }>): AdmitReply {
+  /**
+   * The checks one thread makes in admit.ts, with this thread's records: revocation, then
+   * (cluster mode, when the request needs them) the shared store's limits and credits, else
+   * this thread's credits and limits; then the holds.
+   */
+  private admit(slot: Slot, m: Extract<Up, { t: 'admit' }>): AdmitReply | Promise<AdmitReply> {
     const chain = [];
     for (const id of m.chain) {
       const key = this.d.keys.get(id);
@@ -184,6 +219,32 @@ export class ThreadHost {
     }
     const ws = this.d.workspaces.get(m.ws);
     if (!ws) throw new GatewayError(Errors.notFound, `No workspace with id ${m.ws}.`);
+    const shared = this.d.shared;
+    if (shared?.needed(chain, ws)) return this.admitShared(slot, shared, m, chain, ws);
+    return this.admitHere(slot, m, chain, ws);
+  }
+
+  /** Cluster mode: one script in Redis checks, counts and holds, as for the main thread's own requests (stages/admit.ts). */
+  private admitShared(slot: Slot, shared: AdmissionStore, m: Extract<Up, { t: 'admit' }>, chain: KeyRecord[], ws: Workspace): Promise<AdmitReply> {
+    const out = slot.out;
+    let credits = 0;
+    const short = (available: number) => { credits = available; return SHORT; };
+    return shared.admit(m.rid, chain, { tokens: m.tokens, nano: m.nano }, ws, m.hold, short).then((a): AdmitReply => {
+      // A thread that ended meanwhile had its holds released (releaseAll): this one's go back at once.
+      if (slot.out !== out || !out) { a.finish(0, 0, 0); throw new GatewayError(Errors.clientClosed, 'The thread serving the request ended.'); }
+      const aid = slot.nextAid++;
+      slot.held.set(aid, { key: chain[0]!, admission: null, ws, hold: 0, shared: a });
+      return { aid, headers: [...a.headers] };
+    }, (err: unknown): AdmitReply => {
+      if (err === SHORT) return { credits };
+      // Redis unreachable: an unmetered workspace's keys may be held to this replica's own counts (cluster.unmetered_without_redis: local_limits).
+      if (!ws.metered && shared.localWhenDown && err instanceof GatewayError && err.code === Errors.storeUnavailable.code) return this.admitHere(slot, m, chain, ws);
+      throw err;
+    });
+  }
+
+  /** One node's admission: this thread's records. */
+  private admitHere(slot: Slot, m: Extract<Up, { t: 'admit' }>, chain: KeyRecord[], ws: Workspace): AdmitReply {
     if (ws.metered) {
       const available = this.d.workspaces.availableNano(ws);
       if (available < m.hold) return { credits: available };
@@ -191,7 +252,7 @@ export class ThreadHost {
     const admission = this.d.limits.admit(chain, { tokens: m.tokens, nano: m.nano });
     if (m.hold) this.d.workspaces.reserve(ws, m.hold);
     const aid = slot.nextAid++;
-    slot.held.set(aid, { key: chain[0]!, admission, ws, hold: m.hold });
+    slot.held.set(aid, { key: chain[0]!, admission, ws, hold: m.hold, shared: null });
     return { aid, headers: admission ? [...admission.headers] : [] };
   }
 
@@ -201,6 +262,11 @@ export class ThreadHost {
     slot.held.delete(aid);
     if (h.hold) this.d.workspaces.release(h.ws, h.hold);
     if (h.admission) this.d.limits.finish(h.key, h.admission, tokens, charge);
+    if (h.shared) {
+      // (the same change as the row's delta_nano, as Ticket.release gives it)
+      h.shared.finish(tokens, charge, h.ws.metered ? -charge : 0);
+      if (h.shared.released) slot.releasing.push(h.shared.released);
+    }
   }
 
   private releaseAll(slot: Slot): void {

@@ -256,9 +256,7 @@ t.test('what a thread hands over comes back as the main thread answered it', asy
   t.notMatch(gw.output(), /thread \d+ (exited|:)/, 'no thread failed');
 });
 
-t.test('threads and cluster mode together are refused at start, saying so', async (t) => {
-  const refused = await startGateway({ ...env, SLUICE_REDIS_URL: 'redis://127.0.0.1:1', SLUICE_POSTGRES_URL: 'postgres://sluice@127.0.0.1:1/sluice' }, tempDataDir(), config).then(() => null, (err: Error) => err.message);
-  t.match(refused, /SLUICE_THREADS\) > 1 is not supported in cluster mode/);
+t.test('SLUICE_THREADS_MAIN_HTTP takes on or off, saying so', async (t) => {
   const bad = await startGateway({ ...env, SLUICE_THREADS_MAIN_HTTP: 'maybe' }, tempDataDir(), config).then(() => null, (err: Error) => err.message);
   t.match(bad, /SLUICE_THREADS_MAIN_HTTP=maybe: must be on or off/);
 });
