@@ -5,11 +5,13 @@
 // Lua script at admission and one at finish, rows shipped to Postgres), that key again with
 // an hour of earlier traffic in its windows in Redis (59 live slices each: what a key in
 // steady use carries), CPU per request of the gateway, and of Redis and Postgres (what the
-// cluster store adds elsewhere).
+// cluster store adds elsewhere). Then, on paper, a replica with event-loop threads: W and A
+// (bench/threads.ts) on the cluster store, and what they bound on 8 and 16 cores.
 import { Redis } from 'ioredis';
 import { clusterUnavailable, startPostgres, startRedis } from '../test/helpers/cluster.js';
 import { BODY, LIMITED_WINDOWS, alternate, load, mintLimited, mintLimitedKey, type Measured } from './load.js';
 import { cpuSeconds, here, startGateway, startProcess, stop } from './procs.js';
+import { measured as split } from './threads.js';
 
 /** CPU seconds of a set of processes (those gone meanwhile count as nothing). */
 function cpuOf(pids: readonly number[]): number {
@@ -80,17 +82,62 @@ export async function runCluster(quick: boolean): Promise<string[]> {
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? NaN;
     const row = (label: string, e: Measured, c: Measured, store: Array<[number, number]>) =>
       `${''.padEnd(11)} ${label.padEnd(9)} embedded ${e.rps.toFixed(0).padStart(6)} req/s, CPU ${e.cpuUs?.toFixed(0)} µs/req | cluster ${c.rps.toFixed(0).padStart(6)} req/s (${(c.rps / e.rps).toFixed(2)}), CPU ${c.cpuUs?.toFixed(0)} µs/req (${((c.cpuUs ?? 0) / (e.cpuUs ?? 1)).toFixed(2)}×), + Redis ${med(store.map((x) => x[0])).toFixed(0)}, Postgres ${med(store.map((x) => x[1])).toFixed(0)} µs/req`;
-    return [
+    const lines = [
       `${'cluster'.padEnd(11)} one replica on Redis + Postgres vs the embedded store (unique requests, none cacheable, ${rounds} alternating rounds of ${duration}s, medians; errors ${m.clusterOperator.errors + m.clusterLimited.errors})`,
       row('operator', m.embeddedOperator, m.clusterOperator, side.operator!),
       row('limited', m.embeddedLimited, m.clusterLimited, side.limited!),
       row('steady', m.embeddedLimited, m.clusterFull, side.full!) + '  (the limited key with an hour of traffic in its windows)',
     ];
+    await stop(cluster.proc);
+    lines.push(...await onPaper(upstreamPort, redis.url, postgres.url, duration, rounds, { operator: m.clusterOperator.cpuUs ?? NaN, limited: m.clusterLimited.cpuUs ?? NaN }));
+    return lines;
   } finally {
     await stop(cluster.proc);
     await stop(embedded.proc);
     await redis.stop();
     await postgres.stop();
     await stop(fake.proc);
+  }
+}
+
+/**
+ * A replica on the cluster store with two event-loop threads, the main thread taking no
+ * connections: W (a thread's CPU per request it serves) and A (the main thread's for it: the
+ * admission and finish in Redis for its threads, rows, commit, outbox) on C cores bound a
+ * replica at min((C - 1) / W, 1 / A), against 1 / (CPU per request) on one thread (`single`).
+ */
+async function onPaper(upstreamPort: number, redisUrl: string, postgresUrl: string, duration: number, rounds: number, single: Record<'operator' | 'limited', number>): Promise<string[]> {
+  const g = await startGateway(upstreamPort, { SLUICE_REDIS_URL: redisUrl, SLUICE_POSTGRES_URL: postgresUrl, SLUICE_THREADS: '2', SLUICE_THREADS_MAIN_HTTP: 'off' });
+  try {
+    // A new replica first reads back the rows the others wrote (the usage APIs see every
+    // replica's): here, the whole run's. Measured once that is done (its CPU at rest).
+    for (let i = 0, before = cpuSeconds(g.proc.pid!); i < 120; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      const now = cpuSeconds(g.proc.pid!);
+      if (now - before < 0.05) break;
+      before = now;
+    }
+    const key = await mintLimitedKey(g.port);
+    await load(g.port, false, { duration: 1, fresh, key });
+    const runs: Record<'operator' | 'limited', Array<{ w: number; a: number; errors: number }>> = { operator: [], limited: [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const path of r % 2 ? (['limited', 'operator'] as const) : (['operator', 'limited'] as const)) {
+        const got = await split(g.port, g.proc.pid!, 1, duration, path === 'limited' ? key : undefined, false, fresh);
+        runs[path].push({ w: got.split.loops, a: got.split.main, errors: got.errors });
+      }
+    }
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? NaN;
+    const lines = ['            on paper, a replica with threads (2, the main thread taking no connections; W = a thread\'s CPU per request it serves, A = the main thread\'s for it):'];
+    for (const path of ['operator', 'limited'] as const) {
+      const w = med(runs[path].map((x) => x.w));
+      const a = med(runs[path].map((x) => x.a));
+      const bound = (cores: number) => Math.min((cores - 1) * 1e6 / w, 1e6 / a);
+      const one = 1e6 / single[path];
+      lines.push(`              ${path.padEnd(9)} W ${w.toFixed(0)} µs, A ${a.toFixed(0)} µs: 8 cores ≤ ${(bound(8) / 1000).toFixed(1)}k req/s, 16 cores ≤ ${(bound(16) / 1000).toFixed(1)}k `
+        + `(one thread: ${(one / 1000).toFixed(1)}k, so ${(bound(8) / one).toFixed(1)}× and ${(bound(16) / one).toFixed(1)}×; errors ${runs[path].reduce((s, x) => s + x.errors, 0)})`);
+    }
+    return lines;
+  } finally {
+    await stop(g.proc);
   }
 }

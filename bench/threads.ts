@@ -14,7 +14,7 @@ import { BODY, load, mintLimitedKey, type Measured } from './load.js';
 import { here, startGateway, startProcess, stop } from './procs.js';
 
 /** CPU seconds of each thread of a process, by thread id. */
-function threadCpu(pid: number): Map<string, number> {
+export function threadCpu(pid: number): Map<string, number> {
   const out = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
@@ -27,16 +27,16 @@ function threadCpu(pid: number): Map<string, number> {
 }
 
 interface Split { main: number; loops: number; others: number }
-type Row = Measured & { split: Split };
+export type Row = Measured & { split: Split };
 
 let sequence = 0;
 /** Different every time and not deterministic (no temperature): no cache or dedupe answers, every request is served by the thread that took it. */
 const fresh = (stream: boolean) => () => BODY(stream).replace('one short sentence.', `one short sentence (${++sequence}).`);
 
 /** One load run, with the process's CPU per request split into its main thread, its `loops` busiest other threads (the event-loop threads), and the rest. */
-async function measured(port: number, pid: number, loops: number, duration: number, key: string | undefined, stream: boolean): Promise<Row> {
+export async function measured(port: number, pid: number, loops: number, duration: number, key: string | undefined, stream: boolean, body = fresh(stream)): Promise<Row> {
   const before = threadCpu(pid);
-  const m = await load(port, stream, { duration, pid, key, fresh: fresh(stream) });
+  const m = await load(port, stream, { duration, pid, key, fresh: body });
   const after = threadCpu(pid);
   const total = Math.max(1, m.rps * duration);
   const deltas = [...after].filter(([tid]) => tid !== String(pid)).map(([tid, s]) => (s - (before.get(tid) ?? 0)) * 1e6 / total).sort((a, b) => b - a);
