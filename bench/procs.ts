@@ -53,7 +53,8 @@ const dataDirs = new WeakMap<ChildProcess, string>();
 export async function startGateway(upstreamPort: number, extraEnv: Record<string, string> = {}, config?: object, main = here('../src/main.js')) {
   const dataDir = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
   const env: Record<string, string> = { HOST: '127.0.0.1', PORT: '0', SLUICE_DATA_DIR: dataDir, SLUICE_MASTER_KEY: MASTER,
-    OPENAI_API_KEY: 'sk-upstream', OPENAI_BASE_URL: `http://127.0.0.1:${upstreamPort}/v1`, SLUICE_SIM: 'off', ...extraEnv };
+    // (one event-loop thread whatever the machine's cores, as the bare floor has: the thread rows set their own)
+    OPENAI_API_KEY: 'sk-upstream', OPENAI_BASE_URL: `http://127.0.0.1:${upstreamPort}/v1`, SLUICE_SIM: 'off', SLUICE_THREADS: '1', ...extraEnv };
   if (config) { env.SLUICE_CONFIG = join(dataDir, 'sluice.json'); writeFileSync(env.SLUICE_CONFIG, JSON.stringify(config)); }
   const { proc, match } = await startProcess(main, env, /listening on http:\/\/[\d.]+:(\d+)/);
   dataDirs.set(proc, dataDir);

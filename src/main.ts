@@ -13,7 +13,7 @@ import { Limits } from './accounts/limits.js';
 import { UsageRollups } from './accounts/usage.js';
 import { Workspaces } from './accounts/workspaces.js';
 import { ConfigError, loadConfig } from './config/load.js';
-import type { Config } from './config/schema.js';
+import { mainHttp, type Config } from './config/schema.js';
 import { ChatGateway } from './gateway/chat.js';
 import { ResponseIds } from './gateway/response-ids.js';
 import { AdaptiveRouter, type Candidate } from './router/adaptive.js';
@@ -258,7 +258,7 @@ async function main(): Promise<void> {
   threads = socket ? new ThreadHost({ health, keys: ring, workspaces, limits, ledger, pool, shared: cluster?.shared ?? null }, config.threads, { host: config.host, port: server.port, socketPath: socket.path }) : null;
   try {
     await threads?.start();
-    if (threads && !config.threads_main_http) server.leavePort();
+    if (threads && !mainHttp(config)) server.leavePort();
   } catch (err) {
     throw new ConfigError(`SLUICE_THREADS=${config.threads}: an event-loop thread could not start: ${err instanceof Error ? err.message : String(err)}`);
   }
@@ -266,7 +266,7 @@ async function main(): Promise<void> {
   const url = `http://${config.host}:${server.port}`;
   if (server.metricsPort !== null) console.log(`metrics: http://${config.metrics.host}:${server.metricsPort}/metrics`);
   console.log(`sluice listening on ${url}  (OpenAI base URL: ${url}/v1)`);
-  console.log(`providers: ${[...providers.keys()].join(', ')}; data: ${dataDir}; workers: ${config.workers}; event-loop threads: ${config.threads}`);
+  console.log(`providers: ${[...providers.keys()].join(', ')}; data: ${dataDir}; workers: ${config.workers}; event-loop threads: ${config.threads}${config.threads > 1 && !mainHttp(config) ? ' (the main thread taking no connections)' : ''}`);
   console.log(adaptive
     ? `router: model auto learns among ${adaptive.candidates.map((c) => c.name).join(', ')} (margin ${adaptiveConfig.margin}); judge: ${judge ? `${judge.model}, at least ${judge.sampleRate} of answers` : 'off'}`
     : `router: model auto goes by the difficulty buckets (router.adaptive.enabled: false)`);

@@ -50,7 +50,7 @@ function applyEnv(data: Record<string, unknown>, env: Env): Record<string, unkno
   set('data_dir', env.SLUICE_DATA_DIR);
   if (env.SLUICE_TRUST_PROXY_HOPS) out.trust_proxy_hops = intFromEnv(env, 'SLUICE_TRUST_PROXY_HOPS');
   set('workers', intFromEnv(env, 'SLUICE_WORKERS'));
-  set('threads', intFromEnv(env, 'SLUICE_THREADS'));
+  if (env.SLUICE_THREADS !== 'auto') set('threads', intFromEnv(env, 'SLUICE_THREADS'));
   const mainHttp = env.SLUICE_THREADS_MAIN_HTTP;
   if (mainHttp !== undefined && mainHttp !== '') {
     if (mainHttp !== 'on' && mainHttp !== 'off') throw new ConfigError(`SLUICE_THREADS_MAIN_HTTP=${mainHttp.slice(0, 40)}: must be on or off`);

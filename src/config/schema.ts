@@ -1,7 +1,19 @@
 // The config file's shape (YAML or JSON) and the catalog data's shape, validated by zod
 // at start. Field names are snake_case in files; the parsed object is used as is.
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { patternProblem } from './linear-regex.js';
+
+/**
+ * SLUICE_THREADS's default: on a box of 4 or more cores, one event-loop thread per core up to
+ * 6; on fewer, one. Measured (README "More than one core"): threads cost a little CPU per
+ * request, so on 2 or 3 cores they give nothing; from 4 they multiply throughput until the
+ * main thread's own share of every request (the ledger, limits) is its whole core, at about
+ * 4 to 6 cores; more threads past that only take memory.
+ */
+export function autoThreads(cores = availableParallelism()): number {
+  return cores >= 4 ? Math.min(cores, 6) : 1;
+}
 
 export const TokenizerName = z.enum(['o200k_base', 'cl100k_base']);
 export type TokenizerName = z.infer<typeof TokenizerName>;
@@ -150,14 +162,16 @@ export const ConfigSchema = z.object({
    * Event-loop threads serving HTTP on the one port (SLUICE_THREADS): the main thread and
    * threads-1 more, each a uWS app the kernel hands connections to (SO_REUSEPORT). Limits,
    * credits, the ledger and the caches stay with the main thread (server/threads.ts).
+   * Default: autoThreads() (the cores, up to 6, from 4 cores; else 1).
    */
-  threads: z.number().int().min(1).max(64).default(1),
+  threads: z.number().int().min(1).max(64).default(() => autoThreads()),
   /**
    * With threads > 1, the main thread takes connections too (true), or leaves them to the
    * others and keeps only what it serves them (limits, credits, the ledger, the caches):
-   * worth it on many cores, where its share of that work bounds throughput.
+   * worth it on many cores, where its share of that work bounds throughput. Unset: off from
+   * 6 threads (mainHttp()).
    */
-  threads_main_http: z.boolean().default(true),
+  threads_main_http: z.boolean().optional(),
   /**
    * Bytes of request bodies one workspace may have waiting for (or in) the worker pool before
    * admission; beyond, a 429 (concurrency). One largest body at a time by default.
@@ -443,3 +457,8 @@ export const ConfigSchema = z.object({
 }).strict();
 
 export type Config = z.infer<typeof ConfigSchema>;
+
+/** Does the main thread take connections beside its event-loop threads (threads_main_http; unset: below 6 threads)? */
+export function mainHttp(config: Pick<Config, 'threads' | 'threads_main_http'>): boolean {
+  return config.threads_main_http ?? config.threads < 6;
+}

@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { autoThreads, mainHttp } from '../../src/config/schema.js';
 import { startGateway, tempDataDir } from '../helpers/gateway.js';
 
 t.test('defaults with no file', (t) => {
@@ -10,6 +11,19 @@ t.test('defaults with no file', (t) => {
   t.equal(c.host, '127.0.0.1');
   t.equal(c.max_body_bytes, 4 * 1024 * 1024);
   t.same(c.providers, {});
+  t.end();
+});
+
+t.test('event-loop threads: one per core from 4 cores (at most 6), the main thread off the port from 6, SLUICE_THREADS over both', (t) => {
+  t.same([1, 2, 3, 4, 5, 6, 8, 64].map((cores) => autoThreads(cores)), [1, 1, 1, 4, 5, 6, 6, 6]);
+  t.equal(loadConfig({}).threads, autoThreads(), "unset: the machine's");
+  t.equal(loadConfig({ SLUICE_THREADS: 'auto' }).threads, autoThreads());
+  t.equal(loadConfig({ SLUICE_THREADS: '3' }).threads, 3);
+  t.throws(() => loadConfig({ SLUICE_THREADS: '0' }), /threads/);
+  t.throws(() => loadConfig({ SLUICE_THREADS: 'many' }), /SLUICE_THREADS=many: must be a whole number/);
+  t.same([1, 4, 5, 6, 8].map((threads) => mainHttp({ threads, threads_main_http: undefined })), [true, true, true, false, false]);
+  t.equal(mainHttp(loadConfig({ SLUICE_THREADS: '8', SLUICE_THREADS_MAIN_HTTP: 'on' })), true, 'SLUICE_THREADS_MAIN_HTTP over the default');
+  t.equal(mainHttp(loadConfig({ SLUICE_THREADS: '2', SLUICE_THREADS_MAIN_HTTP: 'off' })), false);
   t.end();
 });
 

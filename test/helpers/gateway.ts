@@ -42,9 +42,10 @@ export async function startGateway(env: Record<string, string> = {}, dataDir = t
     env = { SLUICE_CONFIG: path, ...env };
   }
   const proc = spawn(process.execPath, [MAIN], {
-    // (SLUICE_TEST_THREADS: the test runner's second pass serves the same files from that many event-loop threads)
+    // (one event-loop thread whatever the machine's cores, or SLUICE_TEST_THREADS: the test runner's
+    // second pass serves the same files from that many)
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', SLUICE_DATA_DIR: dataDir, SLUICE_WORKERS: '1',
-      ...(process.env.SLUICE_TEST_THREADS ? { SLUICE_THREADS: process.env.SLUICE_TEST_THREADS } : {}), ...env },
+      SLUICE_THREADS: process.env.SLUICE_TEST_THREADS || '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
