@@ -1,5 +1,6 @@
 // The config file's shape (YAML or JSON) and the catalog data's shape, validated by zod
 // at start. Field names are snake_case in files; the parsed object is used as is.
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { patternProblem } from './linear-regex.js';
@@ -11,8 +12,31 @@ import { patternProblem } from './linear-regex.js';
  * main thread's own share of every request (the ledger, limits) is its whole core, at about
  * 4 to 6 cores; more threads past that only take memory.
  */
-export function autoThreads(cores = availableParallelism()): number {
+export function autoThreads(cores = usableCores()): number {
   return cores >= 4 ? Math.min(cores, 6) : 1;
+}
+
+/**
+ * The cores this process may use: the ones it may run on, and no more than its cgroup's CPU
+ * quota (a container limited to 2 CPUs on a 16-core host gets 2; Node 20's
+ * availableParallelism() does not read the quota). `read`: a file's text, or null.
+ */
+export function usableCores(cpus = availableParallelism(), read: (path: string) => string | null = readText): number {
+  // cgroup v2: "max 100000" or "<quota> <period>"; v1: the quota (-1: none) and the period, in µs.
+  const v2 = read('/sys/fs/cgroup/cpu.max')?.trim().split(/\s+/);
+  const [quota, period] = v2 && v2.length === 2 ? v2 : [read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us')?.trim(), read('/sys/fs/cgroup/cpu/cpu.cfs_period_us')?.trim()];
+  const q = Number(quota);
+  const p = Number(period);
+  if (!(q > 0) || !(p > 0)) return cpus;
+  return Math.max(1, Math.min(cpus, Math.ceil(q / p)));
+}
+
+function readText(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
 }
 
 export const TokenizerName = z.enum(['o200k_base', 'cl100k_base']);

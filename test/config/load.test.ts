@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
-import { autoThreads, mainHttp } from '../../src/config/schema.js';
+import { autoThreads, mainHttp, usableCores } from '../../src/config/schema.js';
 import { startGateway, tempDataDir } from '../helpers/gateway.js';
 
 t.test('defaults with no file', (t) => {
@@ -16,6 +16,16 @@ t.test('defaults with no file', (t) => {
 
 t.test('event-loop threads: one per core from 4 cores (at most 6), the main thread off the port from 6, SLUICE_THREADS over both', (t) => {
   t.same([1, 2, 3, 4, 5, 6, 8, 64].map((cores) => autoThreads(cores)), [1, 1, 1, 4, 5, 6, 6, 6]);
+  // The cores: those the process may run on, within its cgroup's CPU quota (v2, else v1).
+  const files = (f: Record<string, string>) => (path: string) => f[path] ?? null;
+  t.equal(usableCores(16, files({})), 16, 'no cgroup files: every core');
+  t.equal(usableCores(16, files({ '/sys/fs/cgroup/cpu.max': 'max 100000\n' })), 16, 'v2, no quota');
+  t.equal(usableCores(16, files({ '/sys/fs/cgroup/cpu.max': '200000 100000\n' })), 2, 'v2, 2 CPUs');
+  t.equal(usableCores(16, files({ '/sys/fs/cgroup/cpu.max': '150000 100000' })), 2, 'v2, 1.5 CPUs: 2');
+  t.equal(usableCores(2, files({ '/sys/fs/cgroup/cpu.max': '800000 100000' })), 2, 'never more than the cores');
+  t.equal(usableCores(16, files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '400000\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' })), 4, 'v1, 4 CPUs');
+  t.equal(usableCores(16, files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' })), 16, 'v1, no quota');
+  t.equal(usableCores(16, files({ '/sys/fs/cgroup/cpu.max': 'garbage' })), 16, 'unreadable: every core');
   t.equal(loadConfig({}).threads, autoThreads(), "unset: the machine's");
   t.equal(loadConfig({ SLUICE_THREADS: 'auto' }).threads, autoThreads());
   t.equal(loadConfig({ SLUICE_THREADS: '3' }).threads, 3);
