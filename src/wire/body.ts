@@ -1,6 +1,7 @@
-// Reading a JSON body: every body Sluice reads goes through parseJson (valid JSON, nested
-// at most MAX_JSON_DEPTH levels), then a zod schema whose first issue becomes a 400
+// Reading a JSON body: every body Sluice reads goes through parseJson (UTF-8, valid JSON,
+// nested at most MAX_JSON_DEPTH levels), then a zod schema whose first issue becomes a 400
 // naming the parameter the way OpenAI does.
+import { isUtf8 } from 'node:buffer';
 import type { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import { MAX_JSON_DEPTH, nestsDeeper } from '../json.js';
@@ -28,6 +29,10 @@ export function parseJsonOrEmpty(body: Buffer): unknown {
 
 export function parseJson(body: Buffer): unknown {
   if (body.length === 0) throw new GatewayError(Errors.invalidJson, 'Request body is empty; expected a JSON object.');
+  // JSON travels as UTF-8 (RFC 8259). Decoding would quietly turn bad bytes into U+FFFD, and
+  // the body goes upstream as its bytes, bad ones and all: refused here instead. (isUtf8 is
+  // simdutf's check: well under a microsecond for a chat body.)
+  if (!isUtf8(body)) throw new GatewayError(Errors.invalidJson, 'Request body is not valid UTF-8 (JSON must be UTF-8).');
   let value: unknown;
   try {
     value = JSON.parse(body.toString('utf8'));

@@ -164,6 +164,19 @@ t.test('error envelopes', async (t) => {
   t.equal(res.status, 400);
   t.equal((await envelope(res)).code, 'invalid_json');
 
+  // Bytes that are not UTF-8 inside a string: refused, not decoded into U+FFFD and sent upstream as they came.
+  const text = Buffer.from(JSON.stringify({ model: 'gpt-4.1-mini', messages: [{ role: 'user', content: 'hi XX there' }] }));
+  const at = text.indexOf('XX');
+  text[at] = 0xff;
+  text[at + 1] = 0xc3; // (a lead byte followed by a space)
+  res = await post(text);
+  t.equal(res.status, 400);
+  const bad = await envelope(res);
+  t.equal(bad.code, 'invalid_json');
+  t.match(bad.message, /UTF-8/);
+  const overlong = Buffer.concat([Buffer.from('{"model":"gpt-4.1-mini","messages":[{"role":"user","content":"'), Buffer.from([0xc0, 0xaf]), Buffer.from('"}]}')]);
+  t.equal((await post(overlong)).status, 400, 'an overlong encoding too');
+
   res = await post(JSON.stringify({ model: 'gpt-4.1-mini', messages: [{ role: 'wizard', content: 'x' }] }));
   t.equal(res.status, 400);
   const e = await envelope(res);
