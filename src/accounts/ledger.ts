@@ -307,9 +307,9 @@ export class Ledger {
     return local || !this.lookup ? Promise.resolve(local) : this.lookup(id);
   }
 
-  /** True when a row with this id exists (read or not). */
+  /** True when a row with this id exists (read or not). Nothing is decoded: cluster mode asks it of every row another replica wrote, each pass. */
   has(id: string): boolean {
-    return this.store.ledger.get(id) !== undefined;
+    return this.store.ledger.doesExist(id);
   }
 
   /** A workspace's credit rows (top-ups, refunds), newest first. */

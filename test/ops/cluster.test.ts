@@ -358,6 +358,44 @@ t.test('usage through any replica counts the requests every replica served', asy
   }
 });
 
+t.test('a row committed late, below rows already read back, is still read back by every replica', async (t) => {
+  const ws = await workspace('late', 5);
+  const { key } = await mint(gws[0]!, { name: 'late', workspace: ws, scopes: ['inference', 'usage:read'] });
+  await everywhere(key, 200, 3000);
+  const first = await chat(gws[0]!, key, 'late 0');
+  await first.arrayBuffer();
+  const firstId = first.headers.get('x-request-id')!;
+  let template: { row: Record<string, unknown> } | undefined;
+  for (let i = 0; i < 50 && !template; i++) {
+    template = (await db.query('SELECT row FROM sluice_ledger WHERE id = $1', [firstId])).rows[0] as typeof template;
+    if (!template) await new Promise((r) => setTimeout(r, 100));
+  }
+  // A replica's shipping transaction takes its seq now and commits after others' rows have been read back.
+  const lateId = `req_late${firstId.slice(8)}`;
+  const slow = await db.connect();
+  try {
+    await slow.query('BEGIN');
+    await slow.query(`INSERT INTO sluice_ledger (id, workspace, key_id, ts, kind, delta_nano, charge_usd, replica, epoch, row, status, admitted)
+      VALUES ($1, $2, $3, $4, 'request', 0, 0, 'a-slow-replica', NULL, $5, 200, true)`, [lateId, ws, template!.row.key_id, Date.now(), { ...template!.row, id: lateId, delta_nano: 0, charge_usd: 0, balance_nano: null }]);
+    // Rows with higher seqs, read back by every replica meanwhile.
+    for (let i = 1; i < 4; i++) { const r = await chat(gws[i % 3]!, key, `late ${i}`); await r.arrayBuffer(); }
+    await reconciled(t);
+    await new Promise((r) => setTimeout(r, 800));
+    await slow.query('COMMIT');
+  } finally {
+    slow.release();
+  }
+  for (const gw of gws) {
+    let ids: string[] = [];
+    for (let i = 0; i < 50 && !ids.includes(lateId); i++) {
+      ids = ((await (await fetch(`${gw.url}/v1/requests?limit=100`, { headers: { authorization: `Bearer ${key}` } })).json()) as { data: Array<{ id: string }> }).data.map((r) => r.id);
+      if (!ids.includes(lateId)) await new Promise((r) => setTimeout(r, 100));
+    }
+    t.ok(ids.includes(lateId), `${gw.url} read back the late row`);
+    t.equal(ids.length, 5, 'and the four requests, each once');
+  }
+});
+
 t.test('the adaptive router learns as one: signals, simulated prices and resets through any replica reach every one', async (t) => {
   type View = { simulated_prices: Record<string, unknown>; task_types: Array<{ task_type: string; choice: string; signals: number; candidates: Array<{ model: string; signals: number; quality: number }> }> };
   const view = (gw: Gateway) => fetch(`${gw.url}/v1/router`, { headers: { authorization: `Bearer ${MASTER}` } }).then((r) => r.json() as Promise<View>);
