@@ -154,5 +154,8 @@ export function loadConfig(env: Env = process.env): Config {
   const merged = applyEnv(data, env);
   const parsed = ConfigSchema.safeParse(merged);
   if (!parsed.success) throw new ConfigError(describeIssues(parsed.error, path ? `${path} + env` : 'env'));
+  // Threads left to the default: one when traces are exported (a traced request is handed to
+  // the main thread whole, so other threads would only add a hop to every request).
+  if (merged.threads === undefined && parsed.data.otel.endpoint !== undefined) parsed.data.threads = 1;
   return parsed.data;
 }

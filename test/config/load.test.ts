@@ -29,6 +29,8 @@ t.test('event-loop threads: one per core from 4 cores (at most 6), the main thre
   t.equal(loadConfig({}).threads, autoThreads(), "unset: the machine's");
   t.equal(loadConfig({ SLUICE_THREADS: 'auto' }).threads, autoThreads());
   t.equal(loadConfig({ SLUICE_THREADS: '3' }).threads, 3);
+  t.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' }).threads, 1, 'traced (every request handed to the main thread): one, whatever the cores');
+  t.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', SLUICE_THREADS: '3' }).threads, 3, 'unless set');
   t.throws(() => loadConfig({ SLUICE_THREADS: '0' }), /threads/);
   t.throws(() => loadConfig({ SLUICE_THREADS: 'many' }), /SLUICE_THREADS=many: must be a whole number/);
   t.same([1, 4, 5, 6, 8].map((threads) => mainHttp({ threads, threads_main_http: undefined })), [true, true, true, false, false]);
