@@ -36,8 +36,9 @@ function readConfigFile(env: Env): { path: string | null; data: Record<string, u
 function intFromEnv(env: Env, name: string): number | undefined {
   const raw = env[name];
   if (raw === undefined || raw === '') return undefined;
-  const n = Number(raw);
-  if (!Number.isInteger(n)) throw new ConfigError(`${name}=${raw}: must be a whole number`);
+  // Digits only (Number() would also take 0x10, 1e1 and ' 2' as whole numbers).
+  const n = /^\s*-?\d{1,15}\s*$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isInteger(n)) throw new ConfigError(`${name}=${raw.slice(0, 40)}: must be a whole number`);
   return n;
 }
 
@@ -50,7 +51,9 @@ function applyEnv(data: Record<string, unknown>, env: Env): Record<string, unkno
   set('data_dir', env.SLUICE_DATA_DIR);
   if (env.SLUICE_TRUST_PROXY_HOPS) out.trust_proxy_hops = intFromEnv(env, 'SLUICE_TRUST_PROXY_HOPS');
   set('workers', intFromEnv(env, 'SLUICE_WORKERS'));
-  if (env.SLUICE_THREADS !== 'auto') set('threads', intFromEnv(env, 'SLUICE_THREADS'));
+  // `auto` (any case): the default, over a config file's number too (the env wins).
+  if (env.SLUICE_THREADS?.trim().toLowerCase() === 'auto') delete out.threads;
+  else set('threads', intFromEnv(env, 'SLUICE_THREADS'));
   const mainHttp = env.SLUICE_THREADS_MAIN_HTTP;
   if (mainHttp !== undefined && mainHttp !== '') {
     if (mainHttp !== 'on' && mainHttp !== 'off') throw new ConfigError(`SLUICE_THREADS_MAIN_HTTP=${mainHttp.slice(0, 40)}: must be on or off`);

@@ -17,18 +17,27 @@ export function autoThreads(cores = usableCores()): number {
 }
 
 /**
- * The cores this process may use: the ones it may run on, and no more than its cgroup's CPU
- * quota (a container limited to 2 CPUs on a 16-core host gets 2; Node 20's
- * availableParallelism() does not read the quota). `read`: a file's text, or null.
+ * The cores this process may use: the ones it may run on, and no more than the CPU quota of
+ * its cgroup or of any cgroup above it (a container limited to 2 CPUs on a 16-core host gets
+ * 2, as does a systemd service with CPUQuota=200%; Node 20's availableParallelism() reads
+ * neither). A fraction rounds down: threads pay from 4 whole cores. `read`: a file's text, or null.
  */
 export function usableCores(cpus = availableParallelism(), read: (path: string) => string | null = readText): number {
-  // cgroup v2: "max 100000" or "<quota> <period>"; v1: the quota (-1: none) and the period, in µs.
-  const v2 = read('/sys/fs/cgroup/cpu.max')?.trim().split(/\s+/);
-  const [quota, period] = v2 && v2.length === 2 ? v2 : [read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us')?.trim(), read('/sys/fs/cgroup/cpu/cpu.cfs_period_us')?.trim()];
-  const q = Number(quota);
-  const p = Number(period);
-  if (!(q > 0) || !(p > 0)) return cpus;
-  return Math.max(1, Math.min(cpus, Math.ceil(q / p)));
+  let quota = Infinity;
+  const limit = (q: number, p: number) => { if (q > 0 && p > 0) quota = Math.min(quota, q / p); };
+  // cgroup v2: the process's cgroup from /proc/self/cgroup ("0::/path"), then each parent up to
+  // the root: cpu.max is "max <period>" or "<quota> <period>".
+  const v2 = /^0::(\/.*)$/m.exec(read('/proc/self/cgroup') ?? '')?.[1];
+  if (v2 !== undefined) {
+    for (let dir = v2.replace(/\/+$/, ''); ; dir = dir.slice(0, dir.lastIndexOf('/'))) {
+      const [q, p] = (read(`/sys/fs/cgroup${dir}/cpu.max`) ?? '').trim().split(/\s+/);
+      limit(Number(q), Number(p));
+      if (dir === '') break;
+    }
+  }
+  // v1: the quota (-1: none) and the period, in µs, where the cpu controller is mounted (in a container: its own).
+  limit(Number(read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us')?.trim()), Number(read('/sys/fs/cgroup/cpu/cpu.cfs_period_us')?.trim()));
+  return quota === Infinity ? cpus : Math.max(1, Math.min(cpus, Math.floor(quota)));
 }
 
 function readText(path: string): string | null {

@@ -16,16 +16,20 @@ t.test('defaults with no file', (t) => {
 
 t.test('event-loop threads: one per core from 4 cores (at most 6), the main thread off the port from 6, SLUICE_THREADS over both', (t) => {
   t.same([1, 2, 3, 4, 5, 6, 8, 64].map((cores) => autoThreads(cores)), [1, 1, 1, 4, 5, 6, 6, 6]);
-  // The cores: those the process may run on, within its cgroup's CPU quota (v2, else v1).
+  // The cores: those the process may run on, within the CPU quota of its cgroup and those above it (v2), or v1's.
   const files = (f: Record<string, string>) => (path: string) => f[path] ?? null;
+  const self = { '/proc/self/cgroup': '0::/system.slice/sluice.service\n' };
   t.equal(usableCores(16, files({})), 16, 'no cgroup files: every core');
-  t.equal(usableCores(16, files({ '/sys/fs/cgroup/cpu.max': 'max 100000\n' })), 16, 'v2, no quota');
-  t.equal(usableCores(16, files({ '/sys/fs/cgroup/cpu.max': '200000 100000\n' })), 2, 'v2, 2 CPUs');
-  t.equal(usableCores(16, files({ '/sys/fs/cgroup/cpu.max': '150000 100000' })), 2, 'v2, 1.5 CPUs: 2');
-  t.equal(usableCores(2, files({ '/sys/fs/cgroup/cpu.max': '800000 100000' })), 2, 'never more than the cores');
+  t.equal(usableCores(16, files({ ...self, '/sys/fs/cgroup/cpu.max': 'max 100000\n', '/sys/fs/cgroup/system.slice/sluice.service/cpu.max': 'max 100000\n' })), 16, 'v2, no quota');
+  t.equal(usableCores(16, files({ '/proc/self/cgroup': '0::/\n', '/sys/fs/cgroup/cpu.max': '200000 100000\n' })), 2, 'v2, in a container (its cgroup is the root): 2 CPUs');
+  t.equal(usableCores(16, files({ ...self, '/sys/fs/cgroup/system.slice/sluice.service/cpu.max': '400000 100000' })), 4, "v2, the service's own quota");
+  t.equal(usableCores(16, files({ ...self, '/sys/fs/cgroup/system.slice/cpu.max': '300000 100000', '/sys/fs/cgroup/system.slice/sluice.service/cpu.max': 'max 100000' })), 3, "v2, a parent's quota");
+  t.equal(usableCores(16, files({ '/proc/self/cgroup': '0::/\n', '/sys/fs/cgroup/cpu.max': '350000 100000' })), 3, 'v2, 3.5 CPUs: 3 (threads pay from whole cores)');
+  t.equal(usableCores(16, files({ '/proc/self/cgroup': '0::/\n', '/sys/fs/cgroup/cpu.max': '50000 100000' })), 1, 'half a CPU: 1');
+  t.equal(usableCores(2, files({ '/proc/self/cgroup': '0::/\n', '/sys/fs/cgroup/cpu.max': '800000 100000' })), 2, 'never more than the cores');
   t.equal(usableCores(16, files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '400000\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' })), 4, 'v1, 4 CPUs');
   t.equal(usableCores(16, files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' })), 16, 'v1, no quota');
-  t.equal(usableCores(16, files({ '/sys/fs/cgroup/cpu.max': 'garbage' })), 16, 'unreadable: every core');
+  t.equal(usableCores(16, files({ '/proc/self/cgroup': '0::/\n', '/sys/fs/cgroup/cpu.max': 'garbage' })), 16, 'unreadable: every core');
   t.equal(loadConfig({}).threads, autoThreads(), "unset: the machine's");
   t.equal(loadConfig({ SLUICE_THREADS: 'auto' }).threads, autoThreads());
   t.equal(loadConfig({ SLUICE_THREADS: '3' }).threads, 3);
@@ -33,6 +37,13 @@ t.test('event-loop threads: one per core from 4 cores (at most 6), the main thre
   t.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', SLUICE_THREADS: '3' }).threads, 3, 'unless set');
   t.throws(() => loadConfig({ SLUICE_THREADS: '0' }), /threads/);
   t.throws(() => loadConfig({ SLUICE_THREADS: 'many' }), /SLUICE_THREADS=many: must be a whole number/);
+  for (const odd of ['0x2', '1e1', '2.0', '+', '']) if (odd) t.throws(() => loadConfig({ SLUICE_THREADS: odd }), /must be a whole number/, `${odd}: digits only`);
+  t.equal(loadConfig({ SLUICE_THREADS: ' 2 ' }).threads, 2);
+  t.equal(loadConfig({ SLUICE_THREADS: 'AUTO ' }).threads, autoThreads(), 'auto in any case');
+  const dir = tempDataDir();
+  writeFileSync(join(dir, 'sluice.json'), JSON.stringify({ threads: 4 }));
+  t.equal(loadConfig({ SLUICE_CONFIG: join(dir, 'sluice.json') }).threads, 4, "the file's");
+  t.equal(loadConfig({ SLUICE_CONFIG: join(dir, 'sluice.json'), SLUICE_THREADS: 'auto' }).threads, autoThreads(), 'SLUICE_THREADS=auto over the file');
   t.same([1, 4, 5, 6, 8].map((threads) => mainHttp({ threads, threads_main_http: undefined })), [true, true, true, false, false]);
   t.equal(mainHttp(loadConfig({ SLUICE_THREADS: '8', SLUICE_THREADS_MAIN_HTTP: 'on' })), true, 'SLUICE_THREADS_MAIN_HTTP over the default');
   t.equal(mainHttp(loadConfig({ SLUICE_THREADS: '2', SLUICE_THREADS_MAIN_HTTP: 'off' })), false);
