@@ -142,12 +142,20 @@ function applyEnv(data: Record<string, unknown>, env: Env): Record<string, unkno
   return out;
 }
 
-function describeIssues(error: z.ZodError, where: string): string {
+/** The env variables that set a top-level field whole (applyEnv): an error in one names the variable too. */
+const FROM_ENV: Record<string, string> = {
+  host: 'HOST', port: 'PORT', data_dir: 'SLUICE_DATA_DIR', trust_proxy_hops: 'SLUICE_TRUST_PROXY_HOPS', workers: 'SLUICE_WORKERS',
+  threads: 'SLUICE_THREADS', master_key: 'SLUICE_MASTER_KEY', baseline_model: 'BASELINE_MODEL', max_body_bytes: 'SLUICE_MAX_BODY_BYTES',
+};
+
+function describeIssues(error: z.ZodError, where: string, env: Env): string {
   const lines = error.issues.map((issue) => {
     const field = issue.path.length ? issue.path.join('.') : '(top level)';
     let hint = '';
     if (issue.code === 'unrecognized_keys') hint = ` (remove it; known fields are in src/config/schema.ts)`;
-    return `  - ${field}: ${issue.message}${hint}`;
+    const variable = issue.path.length === 1 ? FROM_ENV[String(issue.path[0])] : undefined;
+    const from = variable && env[variable] ? ` (from ${variable})` : '';
+    return `  - ${field}${from}: ${issue.message}${hint}`;
   });
   return `invalid configuration (${where}):\n${lines.join('\n')}`;
 }
@@ -156,7 +164,7 @@ export function loadConfig(env: Env = process.env): Config {
   const { path, data } = readConfigFile(env);
   const merged = applyEnv(data, env);
   const parsed = ConfigSchema.safeParse(merged);
-  if (!parsed.success) throw new ConfigError(describeIssues(parsed.error, path ? `${path} + env` : 'env'));
+  if (!parsed.success) throw new ConfigError(describeIssues(parsed.error, path ? `${path} + env` : 'env', env));
   // Threads left to the default: one when traces are exported (a traced request is handed to
   // the main thread whole, so other threads would only add a hop to every request).
   if (merged.threads === undefined && parsed.data.otel.endpoint !== undefined) parsed.data.threads = 1;

@@ -35,7 +35,8 @@ t.test('event-loop threads: one per core from 4 cores (at most 6), the main thre
   t.equal(loadConfig({ SLUICE_THREADS: '3' }).threads, 3);
   t.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' }).threads, 1, 'traced (every request handed to the main thread): one, whatever the cores');
   t.equal(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', SLUICE_THREADS: '3' }).threads, 3, 'unless set');
-  t.throws(() => loadConfig({ SLUICE_THREADS: '0' }), /threads/);
+  t.throws(() => loadConfig({ SLUICE_THREADS: '0' }), /threads \(from SLUICE_THREADS\): /, 'a range error names the variable');
+  t.throws(() => loadConfig({ PORT: '70000' }), /port \(from PORT\): /);
   t.throws(() => loadConfig({ SLUICE_THREADS: 'many' }), /SLUICE_THREADS=many: must be a whole number/);
   for (const odd of ['0x2', '1e1', '2.0', '+', '']) if (odd) t.throws(() => loadConfig({ SLUICE_THREADS: odd }), /must be a whole number/, `${odd}: digits only`);
   t.equal(loadConfig({ SLUICE_THREADS: ' 2 ' }).threads, 2);
