@@ -113,6 +113,7 @@ export class SharedLimits implements AdmissionStore {
     /** A key and every key below it (what its limits count). */
     private readonly family: (id: string) => string[] = (id) => [id]) {
     const redis = cluster.redis as Scripted;
+    this.timeoutMs = redis.options.commandTimeout ?? 1000;
     for (const [name, lua] of [['sluiceAdmit', ADMIT], ['sluiceFinish', FINISH], ['sluiceApply', APPLY], ['sluiceSeed', SEED], ['sluiceSeedKey', SEED_KEY],
       ['sluiceRenew', RENEW], ['sluiceForget', FORGET], ['sluiceRun', RUN], ['sluiceClaim', CLAIM], ['sluiceRegister', REGISTER]] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 0, lua });
@@ -132,8 +133,23 @@ export class SharedLimits implements AdmissionStore {
     this.renewer.unref();
   }
 
+  /** How long this replica waits for a command (ioredis's commandTimeout; cluster.redis_timeout_ms). */
+  private readonly timeoutMs: number;
+
+  /** Redis's clock less this replica's (ms), as last measured: an admission's deadline is told in Redis's time. */
+  private clockOffset = 0;
+
+  /** Measures clockOffset: Redis's TIME against the middle of the round trip. */
+  private async measureClock(): Promise<void> {
+    const before = Date.now();
+    const [s, us] = await this.redis.time();
+    const after = Date.now();
+    this.clockOffset = Number(s) * 1000 + Math.floor(Number(us) / 1000) - (before + after) / 2;
+  }
+
   /** RUN, with this server's run_id: a Redis restarted (empty or from a snapshot) or failed over starts a new epoch. */
   private async checkRun(): Promise<void> {
+    await this.measureClock();
     const info = await this.redis.info('server');
     const runId = /run_id:(\w+)/.exec(info)?.[1];
     if (!runId) throw new Error('Redis did not say its run_id');
@@ -167,7 +183,11 @@ export class SharedLimits implements AdmissionStore {
       args.push(keyId, l.rpm ?? 0, l.tpm ?? 0, budgetNano(l.budget_usd_day), budgetNano(l.budget_usd_month), l.max_concurrency ?? 0, windows.length);
       for (const w of windows) args.push(w.seconds, w.requests);
     }
-    let reply = await this.call(() => this.redis.sluiceAdmit(...args));
+    // Last: the deadline, in Redis's time, past which this replica has answered 503 (the
+    // command timed out) and the script must count nothing (a stalled Redis runs it later).
+    args.push(0);
+    const admit = () => { args[args.length - 1] = Math.ceil(Date.now() + this.clockOffset + this.timeoutMs); return this.call(() => this.redis.sluiceAdmit(...args)); };
+    let reply = await admit();
     // A workspace or keys this Redis has not seen in its epoch: read from Postgres once, then again.
     for (let round = 0; round < 3 && (reply[0] === 'seed' || reply[0] === 'seedkeys'); round++) {
       if (reply[0] === 'seed') await this.once(`w:${ws.id}`, () => this.seed(ws));
@@ -175,9 +195,10 @@ export class SharedLimits implements AdmissionStore {
         const epoch = String(reply[1]);
         await Promise.all(reply.slice(2).map((i) => entries[Number(i)]!).map((e) => this.once(`k:${epoch}:${e.id}`, () => this.seedKey(epoch, e, now))));
       }
-      reply = await this.call(() => this.redis.sluiceAdmit(...args));
+      reply = await admit();
     }
     switch (reply[0]) {
+      case 'late': throw unavailable('Redis answered after this replica stopped waiting');
       case 'ok': {
         this.held.add(id);
         const held: Array<string | number> = [holdNano, reserve.nano, reserve.tokens];
@@ -356,6 +377,8 @@ export class SharedLimits implements AdmissionStore {
   }
 
   private renew(): void {
+    // (the clocks drift apart slowly: measured again each time, connected or not)
+    if (this.run) this.measureClock().catch(() => undefined);
     if (this.held.size === 0) return;
     this.redis.sluiceRenew(this.prefix, this.leaseMs, ...this.held).catch((err: unknown) => logFailure(`leases not renewed: ${String(err)}`));
   }

@@ -120,9 +120,12 @@ end
  * what it holds as JSON (the hold record: {ws, wn: credit hold, k: key ids, kn: budget
  * reservation, b: per key 1 when it has a budget, tk: tokens}), number of keys, then per
  * key: id, rpm, tpm, day budget (nano), month budget (nano), concurrency, number of windows,
- * then (seconds, requests) per window (0: no such limit).
+ * then (seconds, requests) per window (0: no such limit); then, optionally, the deadline:
+ * Redis's time (ms) after which the replica has given up waiting for the answer.
  *
- * Returns {'ok', epoch, balance, rpm level, tpm level, window requests, window used,
+ * Returns {'late'} past the deadline, having counted and held nothing (a Redis that stalled
+ * and resumed runs the admissions queued meanwhile, which their replicas answered 503),
+ * {'ok', epoch, balance, rpm level, tpm level, window requests, window used,
  * window reset ms} (key 0's state after counting), {'seed'} when the epoch or the
  * workspace's balance is missing, {'seedkeys', epoch, key index…} when keys with budgets or
  * windows need their counts from Postgres (SEED_KEY), {'credits', available} or {'limit',
@@ -153,6 +156,8 @@ for i = 1, tonumber(ARGV[13]) do
   k.kk = P .. 'k:' .. k.id
   keys[i] = k
 end
+local deadline = tonumber(ARGV[idx])
+if deadline and now > deadline then return {'late'} end
 -- A window's live total, and the wait until it is below its limit (the oldest slices leaving).
 local function window(k, w)
   local wk = k.kk .. ':s' .. w.sec

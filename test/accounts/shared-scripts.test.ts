@@ -112,6 +112,25 @@ t.test('slices that have left are dropped from the total; a window whose newest 
   });
 });
 
+t.test('an admission run past its deadline (Redis stalled, the replica answered 503) counts and holds nothing', async (t) => {
+  await inOneSlice(async () => {
+    const key: Key = { id: `k_${randomBytes(4).toString('hex')}`, window: { seconds: 3600, requests: 10 }, conc: 5, budget: true };
+    const ws = await setup(key);
+    const wk = `${P}k:${key.id}:s3600`;
+    const now = await redisNow();
+    const late = await run(ADMIT, ...admitArgs('req-late', ws, 100, key), now - 1);
+    t.same(late, ['late'], 'past the deadline: late');
+    t.same(await r.hmget(`${P}k:${key.id}`, 'fl', 'rv'), [null, null], 'no slot, no budget reservation');
+    t.equal(await r.hget(wk, 't'), null, 'nothing counted in the window');
+    t.equal(Number(await r.hget(`${P}w:${ws}`, 'h')), 0, 'no credit held');
+    t.equal(await r.exists(`${P}h:req-late`), 0, 'no hold record');
+    t.equal(await r.zscore(`${P}leases`, 'req-late'), null, 'no lease');
+    const ok = await run(ADMIT, ...admitArgs('req-in-time', ws, 100, key), now + 60_000);
+    t.equal(ok[0], 'ok', 'before the deadline: admitted');
+    t.equal(await r.hget(wk, 't'), '1', 'and counted');
+  });
+});
+
 t.test('a lease that runs out gives the hold back once; the late finish then charges but gives back nothing more', async (t) => {
   const key: Key = { id: `k_${randomBytes(4).toString('hex')}`, tpm: 1000, conc: 5, budget: true };
   const ws = await setup(key);

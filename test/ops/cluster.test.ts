@@ -773,6 +773,29 @@ t.test('two refunds of one request through two replicas at once: one refund', as
   t.equal(await live.hget(`sluice:w:${ws}`, 'b'), pgBalance, 'the live balance and Postgres agree on which refund happened');
 });
 
+t.test('Redis stalled: the admissions a replica gave up on (503) count nothing when Redis resumes', async (t) => {
+  const ws = await workspace('stalled', 5);
+  const { key, id } = await mint(gws[0]!, { name: 'stalled', workspace: ws, limits: { windows: [{ requests: 100, seconds: 600 }], max_concurrency: 50 } });
+  await everywhere(key, 200, 3000);
+  for (let i = 0; i < 3; i++) { const r = await chat(gws[i]!, key, `before the stall ${i}`); await r.arrayBuffer(); t.equal(r.status, 200); }
+  const counted = async () => Number(await live.hget(`sluice:k:${id}:s600`, 't'));
+  t.equal(await counted(), 3);
+  // Paused, not gone: the replicas' commands wait in its socket until it resumes (after their 1 s timeout).
+  process.kill(redis.pid(), 'SIGSTOP');
+  let statuses: number[];
+  try {
+    statuses = await Promise.all(Array.from({ length: 9 }, (_, i) => chat(gws[i % 3]!, key, `stalled ${i}`).then(async (r) => { await r.arrayBuffer(); return r.status; })));
+  } finally {
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(redis.pid(), 'SIGCONT');
+  }
+  t.same(statuses, Array(9).fill(503), 'refused while Redis stalls');
+  for (let i = 0; i < 50; i++) { const r = await chat(gws[i % 3]!, key, `after the stall ${i}`); await r.arrayBuffer(); if (r.status === 200) break; await new Promise((res) => setTimeout(res, 100)); }
+  t.equal(await counted(), 4, 'the window counts the 3 before and the 1 after, not the 9 refused');
+  t.equal(Number(await live.hget(`sluice:k:${id}`, 'fl')), 0, 'no slot held for them');
+  t.equal(Number(await live.hget(`sluice:w:${ws}`, 'h')), 0, 'no credit held for them');
+});
+
 t.test('Redis down: metered requests refused at once with 503; back (a new run) and it serves again, owing nothing', async (t) => {
   const ws = await workspace('redis-down', 5);
   const { key } = await mint(gws[0]!, { name: 'metered', workspace: ws, limits: { rpm: 1000 } });
