@@ -136,14 +136,17 @@ export class SharedLimits implements AdmissionStore {
   /** How long this replica waits for a command (ioredis's commandTimeout; cluster.redis_timeout_ms). */
   private readonly timeoutMs: number;
 
-  /** Redis's clock less this replica's (ms), as last measured: an admission's deadline is told in Redis's time. */
+  /**
+   * Redis's clock less this replica's monotonic one (performance.now(), which a step of the
+   * wall clock does not move), as last measured: an admission's deadline is told in Redis's time.
+   */
   private clockOffset = 0;
 
   /** Measures clockOffset: Redis's TIME against the middle of the round trip. */
   private async measureClock(): Promise<void> {
-    const before = Date.now();
+    const before = performance.now();
     const [s, us] = await this.redis.time();
-    const after = Date.now();
+    const after = performance.now();
     this.clockOffset = Number(s) * 1000 + Math.floor(Number(us) / 1000) - (before + after) / 2;
   }
 
@@ -186,8 +189,18 @@ export class SharedLimits implements AdmissionStore {
     // Last: the deadline, in Redis's time, past which this replica has answered 503 (the
     // command timed out) and the script must count nothing (a stalled Redis runs it later).
     args.push(0);
-    const admit = () => { args[args.length - 1] = Math.ceil(Date.now() + this.clockOffset + this.timeoutMs); return this.call(() => this.redis.sluiceAdmit(...args)); };
+    let sent = 0;
+    const admit = () => {
+      sent = performance.now();
+      args[args.length - 1] = Math.ceil(sent + this.clockOffset + this.timeoutMs);
+      return this.call(() => this.redis.sluiceAdmit(...args));
+    };
     let reply = await admit();
+    // 'late' well within the timeout: the offset was wrong (Redis's clock stepped). Measured again, once.
+    if (reply[0] === 'late' && performance.now() - sent < this.timeoutMs / 2) {
+      await this.call(() => this.measureClock());
+      reply = await admit();
+    }
     // A workspace or keys this Redis has not seen in its epoch: read from Postgres once, then again.
     for (let round = 0; round < 3 && (reply[0] === 'seed' || reply[0] === 'seedkeys'); round++) {
       if (reply[0] === 'seed') await this.once(`w:${ws.id}`, () => this.seed(ws));
@@ -383,7 +396,7 @@ export class SharedLimits implements AdmissionStore {
     this.redis.sluiceRenew(this.prefix, this.leaseMs, ...this.held).catch((err: unknown) => logFailure(`leases not renewed: ${String(err)}`));
   }
 
-  private async call(run: () => Promise<Reply>): Promise<Reply> {
+  private async call<T>(run: () => Promise<T>): Promise<T> {
     try {
       return await run();
     } catch (err) {

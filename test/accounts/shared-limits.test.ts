@@ -1,0 +1,77 @@
+// SharedLimits (cluster mode's admissions) against Debian's redis-server, with a made-up
+// seeder in place of Postgres: an admission's deadline is told in Redis's time, so a
+// replica whose clock is far from Redis's admits as usual, and one whose idea of the offset
+// went wrong (Redis's clock stepped) measures it again instead of refusing.
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import t from 'tap';
+import type { KeyRecord } from '../../src/accounts/keys.js';
+import { SharedLimits, type KeyCounts } from '../../src/accounts/shared-limits.js';
+import type { Workspace } from '../../src/accounts/workspaces.js';
+import type { Cluster } from '../../src/store/cluster.js';
+import { startRedis } from '../helpers/cluster.js';
+import { skipWithoutClusterServers } from '../helpers/cluster-skip.js';
+
+skipWithoutClusterServers('shared limits');
+
+const server = await startRedis();
+t.teardown(() => server.stop());
+const redis = new Redis(server.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 1000, enableAutoPipelining: true });
+t.teardown(() => redis.disconnect());
+await new Promise<void>((resolve) => redis.once('ready', () => resolve()));
+
+const cluster = { redis, prefix: `t${randomBytes(3).toString('hex')}:`, replica: 'r1' } as unknown as Cluster;
+const NONE: KeyCounts = { dayNano: 0, monthNano: 0, minute: [], windows: [] };
+let shared: SharedLimits;
+shared = new SharedLimits(cluster, {
+  seed: async (ws) => { await shared.seedScript(ws.id, '1000000000000'); },
+  keyCounts: async () => NONE,
+});
+t.teardown(() => shared.close());
+
+const ws: Workspace = { id: `ws_${randomBytes(4).toString('hex')}`, name: 't', email: null, metered: true, balance_nano: 1e12, created_at: 0 };
+const key: KeyRecord = {
+  id: `key_${randomBytes(4).toString('hex')}`, name: 'k', kind: 'minted', workspace: ws.id, scopes: ['inference'], hash: '0'.repeat(64), prefix: 'sk',
+  created_at: 0, revoked_at: null, limits: { windows: [{ seconds: 600, requests: 100 }], max_concurrency: 10 }, created_by: null,
+};
+const insufficient = () => { throw new Error('not expected: credits'); };
+const admitOne = async (id: string) => {
+  const a = await shared.admit(id, [key], { tokens: 10, nano: 1000 }, ws, 1000, insufficient);
+  a.finish(5, 500, -500);
+  await a.released;
+};
+const counted = async () => Number(await redis.hget(`${cluster.prefix}k:${key.id}:s600`, 't'));
+const offset = (value?: number): number => {
+  const s = shared as unknown as { clockOffset: number };
+  if (value !== undefined) s.clockOffset = value;
+  return s.clockOffset;
+};
+
+t.test('the deadline is in Redis\'s time: the offset is measured as it connects', async (t) => {
+  // (the first admission waits for the connection's check, which measures the offset)
+  await admitOne('req-1');
+  t.equal(await counted(), 1, 'admitted and counted');
+  const before = performance.now();
+  const [s, us] = await redis.time();
+  const expected = Number(s) * 1000 + Number(us) / 1000 - (before + performance.now()) / 2;
+  t.ok(Math.abs(offset() - expected) < 50, `the offset is Redis's clock less the monotonic one (${offset().toFixed(1)} ~ ${expected.toFixed(1)})`);
+});
+
+t.test('an offset gone wrong (Redis\'s clock stepped): measured again, and the admission goes through', async (t) => {
+  const right = offset();
+  offset(right - 3_600_000); // as if Redis's clock had jumped an hour ahead since it was measured
+  await admitOne('req-2');
+  t.equal(await counted(), 2, 'admitted and counted once');
+  t.ok(Math.abs(offset() - right) < 50, 'the offset measured again');
+});
+
+t.test('a deadline that really passed (Redis stalled past the timeout) is a 503 that counted nothing', async (t) => {
+  process.kill(server.pid(), 'SIGSTOP');
+  const pending = shared.admit('req-3', [key], { tokens: 10, nano: 1000 }, ws, 1000, insufficient).then(() => 'admitted', (err: { status?: number }) => err.status);
+  await new Promise((r) => setTimeout(r, 1500));
+  process.kill(server.pid(), 'SIGCONT');
+  t.equal(await pending, 503, 'refused with 503 once the command timed out');
+  await new Promise((r) => setTimeout(r, 200)); // (Redis runs the queued admission now)
+  t.equal(await counted(), 2, 'and Redis, resumed, did not count it');
+  t.equal(Number(await redis.hget(`${cluster.prefix}k:${key.id}`, 'fl')), 0, 'nor hold a slot for it');
+});
