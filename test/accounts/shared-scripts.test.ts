@@ -6,14 +6,10 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { ADMIT, COMMON, FINISH, RUN, SEED, SEED_KEY } from '../../src/accounts/shared-scripts.js';
-import { clusterUnavailable, startRedis } from '../helpers/cluster.js';
+import { startRedis } from '../helpers/cluster.js';
+import { skipWithoutClusterServers } from '../helpers/cluster-skip.js';
 
-const missing = clusterUnavailable();
-if (missing) {
-  if (process.env.CI) throw new Error(`cluster tests need their servers in CI: ${missing}`);
-  t.test('shared scripts', { skip: `cluster tests: ${missing}` }, () => undefined);
-  process.exit(0);
-}
+skipWithoutClusterServers('shared scripts');
 
 type Reply = Array<string | number | null>;
 const server = await startRedis();

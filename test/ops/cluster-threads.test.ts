@@ -9,15 +9,11 @@ import pg from 'pg';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { Agent, fetch, type Response } from 'undici';
-import { clusterUnavailable, startPostgres, startRedis } from '../helpers/cluster.js';
+import { startPostgres, startRedis } from '../helpers/cluster.js';
+import { skipWithoutClusterServers } from '../helpers/cluster-skip.js';
 import { startGateway, tempDataDir, type Gateway } from '../helpers/gateway.js';
 
-const missing = clusterUnavailable();
-if (missing) {
-  if (process.env.CI) throw new Error(`cluster tests need their servers in CI: ${missing}`);
-  t.test('cluster mode with threads', { skip: `cluster tests: ${missing}` }, () => undefined);
-  process.exit(0);
-}
+skipWithoutClusterServers('cluster mode with threads');
 
 const redis = await startRedis();
 const postgres = await startPostgres();

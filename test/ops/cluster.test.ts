@@ -6,18 +6,14 @@
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { clusterUnavailable, startPostgres, startRedis } from '../helpers/cluster.js';
+import { startPostgres, startRedis } from '../helpers/cluster.js';
+import { skipWithoutClusterServers } from '../helpers/cluster-skip.js';
 import { startGateway, tempDataDir, type Gateway } from '../helpers/gateway.js';
 import { SharedSemanticCache } from '../../src/savings/shared-semantic.js';
 import type { ResponseCache } from '../../src/savings/cache.js';
 import type { Cluster } from '../../src/store/cluster.js';
 
-const missing = clusterUnavailable();
-if (missing) {
-  if (process.env.CI) throw new Error(`cluster tests need their servers in CI: ${missing}`);
-  t.test('cluster mode', { skip: `cluster tests: ${missing}` }, () => undefined);
-  process.exit(0);
-}
+skipWithoutClusterServers('cluster mode');
 
 const redis = await startRedis();
 const postgres = await startPostgres();
