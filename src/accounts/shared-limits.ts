@@ -138,21 +138,31 @@ export class SharedLimits implements AdmissionStore {
 
   /**
    * Redis's clock less this replica's monotonic one (performance.now(), which a step of the
-   * wall clock does not move), as last measured: an admission's deadline is told in Redis's time.
+   * wall clock does not move): an admission's deadline is told in Redis's time. Each reading
+   * is Redis's TIME against the middle of its round trip, so it is off by up to half of it (a
+   * TIME queued behind admissions reads late); the reading with the shortest round trip of the
+   * last few is the one used.
    */
   private clockOffset = 0;
+  private readings: Array<{ offset: number; rtt: number }> = [];
 
-  /** Measures clockOffset: Redis's TIME against the middle of the round trip. */
-  private async measureClock(): Promise<void> {
-    const before = performance.now();
-    const [s, us] = await this.redis.time();
-    const after = performance.now();
-    this.clockOffset = Number(s) * 1000 + Math.floor(Number(us) / 1000) - (before + after) / 2;
+  /** Takes `samples` readings of the offset, one after another, and keeps the best of the recent ones. */
+  private async measureClock(samples = 1): Promise<void> {
+    for (let i = 0; i < samples; i++) {
+      const before = performance.now();
+      const [s, us] = await this.redis.time();
+      const after = performance.now();
+      this.readings.push({ offset: Number(s) * 1000 + Number(us) / 1000 - (before + after) / 2, rtt: after - before });
+    }
+    // (the last 6: a minute of renewals by default; old ones go, so a clock that stepped is followed)
+    this.readings = this.readings.slice(-6);
+    this.clockOffset = this.readings.reduce((best, r) => (r.rtt < best.rtt ? r : best)).offset;
   }
 
   /** RUN, with this server's run_id: a Redis restarted (empty or from a snapshot) or failed over starts a new epoch. */
   private async checkRun(): Promise<void> {
-    await this.measureClock();
+    this.readings = []; // (another server, maybe: its clock is measured afresh)
+    await this.measureClock(3);
     const info = await this.redis.info('server');
     const runId = /run_id:(\w+)/.exec(info)?.[1];
     if (!runId) throw new Error('Redis did not say its run_id');
@@ -186,19 +196,22 @@ export class SharedLimits implements AdmissionStore {
       args.push(keyId, l.rpm ?? 0, l.tpm ?? 0, budgetNano(l.budget_usd_day), budgetNano(l.budget_usd_month), l.max_concurrency ?? 0, windows.length);
       for (const w of windows) args.push(w.seconds, w.requests);
     }
-    // Last: the deadline, in Redis's time, past which this replica has answered 503 (the
-    // command timed out) and the script must count nothing (a stalled Redis runs it later).
+    // Last: the deadline, in Redis's time, past which the script must count nothing: this
+    // replica may have answered 503 by the time the answer arrives (its command timed out; a
+    // stalled Redis runs it later). Half the timeout, so an answer counted just before it still
+    // has the other half to arrive (an event loop busy, a clock read a little off) before the timeout.
     args.push(0);
     let sent = 0;
     const admit = () => {
       sent = performance.now();
-      args[args.length - 1] = Math.ceil(sent + this.clockOffset + this.timeoutMs);
+      args[args.length - 1] = Math.ceil(sent + this.clockOffset + this.timeoutMs / 2);
       return this.call(() => this.redis.sluiceAdmit(...args));
     };
     let reply = await admit();
-    // 'late' well within the timeout: the offset was wrong (Redis's clock stepped). Measured again, once.
-    if (reply[0] === 'late' && performance.now() - sent < this.timeoutMs / 2) {
-      await this.call(() => this.measureClock());
+    // 'late' sooner than it could be: the offset was wrong (Redis's clock stepped). Measured again, once.
+    if (reply[0] === 'late' && performance.now() - sent < this.timeoutMs / 4) {
+      this.readings = [];
+      await this.call(() => this.measureClock(3));
       reply = await admit();
     }
     // A workspace or keys this Redis has not seen in its epoch: read from Postgres once, then again.
