@@ -11,7 +11,7 @@
 // and every ancestor's, whose counters its requests also move: a family of keys shares its
 // parent's quota, and minting a fresh key never resets one.
 import { z } from 'zod';
-import { LimitError, type GatewayError, type LimitKind } from '../errors.js';
+import { Errors, GatewayError, LimitError, type LimitKind } from '../errors.js';
 import type { Store } from '../store/lmdb.js';
 import { isOperatorKey, type KeyLimits, type KeyRecord } from './keys.js';
 import type { Workspace } from './workspaces.js';
@@ -211,6 +211,15 @@ export interface AdmissionStore {
    */
   admit(id: string, chain: readonly KeyRecord[], reserve: Reservation, ws: Workspace, holdNano: number,
     insufficient: (availableNano: number) => GatewayError): Promise<HeldAdmission>;
+}
+
+/**
+ * Cluster mode: may a request the shared store could not admit (`err`) be held to this
+ * replica's own counts instead? Only when the store was unreachable, the workspace is
+ * unmetered, and config allows it (cluster.unmetered_without_redis: local_limits).
+ */
+export function localWhenUnavailable(store: AdmissionStore, ws: Workspace, err: unknown): boolean {
+  return !ws.metered && store.localWhenDown && err instanceof GatewayError && err.code === Errors.storeUnavailable.code;
 }
 
 /** A refusal in the making: its kind, wait, text and the extra fields the error carries. */

@@ -15,7 +15,15 @@ export interface TicketServices {
 }
 
 /** An answer waits at most this long for the shared store to take its finish (cluster mode). */
-export const RELEASE_WAIT_MS = 200;
+const RELEASE_WAIT_MS = 200;
+
+/** Runs `done` once `released` settles (the shared store took the finishes), or after RELEASE_WAIT_MS: their leases free them then. */
+export function whenReleased(released: Promise<unknown>, done: () => void): void {
+  let ran = false;
+  const once = () => { if (!ran) { ran = true; clearTimeout(timer); done(); } };
+  const timer = setTimeout(once, RELEASE_WAIT_MS);
+  void released.then(once);
+}
 
 export class Ticket {
   private ws: Workspace | null = null;
@@ -57,11 +65,8 @@ export class Ticket {
    */
   afterRelease(done: () => void): void {
     const released = this.shared?.released;
-    if (!released) { done(); return; }
-    let ran = false;
-    const once = () => { if (!ran) { ran = true; clearTimeout(timer); done(); } };
-    const timer = setTimeout(once, RELEASE_WAIT_MS);
-    void released.then(once);
+    if (released) whenReleased(released, done);
+    else done();
   }
 
   /** The admission's rate-limit headers, for the answer. */

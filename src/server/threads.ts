@@ -10,24 +10,17 @@
 import { Worker } from 'node:worker_threads';
 import type { KeyRecord, KeyRing } from '../accounts/keys.js';
 import type { Ledger } from '../accounts/ledger.js';
-import type { Admission, AdmissionStore, HeldAdmission, Limits } from '../accounts/limits.js';
+import { localWhenUnavailable, type Admission, type AdmissionStore, type HeldAdmission, type Limits } from '../accounts/limits.js';
 import type { Workspace, Workspaces } from '../accounts/workspaces.js';
 import type { RouteHealth } from '../router/health.js';
 import { Errors, GatewayError } from '../errors.js';
-import { RELEASE_WAIT_MS } from '../gateway/ticket.js';
+import { whenReleased } from '../gateway/ticket.js';
 import type { WorkerPool } from '../workers/pool.js';
 import { Batch, toWire, type AdmitReply, type Down, type Up } from './thread-link.js';
 
 /** The shared store's answer to a credit check too short: the reply says what is available. */
 const SHORT = new GatewayError(Errors.insufficientCredits, 'Insufficient credits.');
 
-/** Settles once the shared store has taken these finishes, or after RELEASE_WAIT_MS (as Ticket.afterRelease: their leases free them otherwise). */
-function releasedWithin(releasing: ReadonlyArray<Promise<void>>): Promise<void> {
-  return new Promise((done) => {
-    const timer = setTimeout(done, RELEASE_WAIT_MS);
-    void Promise.all(releasing).then(() => { clearTimeout(timer); done(); });
-  });
-}
 
 /** What a thread is started with (its config comes from the same environment and file). */
 export interface ThreadData {
@@ -180,7 +173,7 @@ export class ThreadHost {
         this.d.ledger.whenCommitted((err) => {
           if (err) { fail(m.id, err); return; }
           if (releasing.length === 0) { slot.out?.send({ t: 'reply', id: m.id, value: null }); return; }
-          void releasedWithin(releasing).then(() => slot.out?.send({ t: 'reply', id: m.id, value: null }));
+          whenReleased(Promise.all(releasing), () => slot.out?.send({ t: 'reply', id: m.id, value: null }));
         });
         return;
       }
@@ -237,8 +230,7 @@ export class ThreadHost {
       return { aid, headers: [...a.headers] };
     }, (err: unknown): AdmitReply => {
       if (err === SHORT) return { credits };
-      // Redis unreachable: an unmetered workspace's keys may be held to this replica's own counts (cluster.unmetered_without_redis: local_limits).
-      if (!ws.metered && shared.localWhenDown && err instanceof GatewayError && err.code === Errors.storeUnavailable.code) return this.admitHere(slot, m, chain, ws);
+      if (localWhenUnavailable(shared, ws, err)) return this.admitHere(slot, m, chain, ws);
       throw err;
     });
   }

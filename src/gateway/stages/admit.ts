@@ -5,6 +5,7 @@
 // has bytes, so only a body near the context window, a balance too tight for the byte
 // bound, or a large body under a tpm limit (where the byte bound would reserve ~4× too
 // much) pays for an exact count in the worker pool.
+import { localWhenUnavailable } from '../../accounts/limits.js';
 import { upstreamCost } from '../../accounts/pricing.js';
 import { fromNano, toNano } from '../../accounts/workspaces.js';
 import type { Prices } from '../../config/schema.js';
@@ -36,7 +37,7 @@ export function admit(deps: ChatDeps): Stage {
           if (err === SHORT && exact) return EXACT;
           // Redis unreachable: metered workspaces are refused (fail closed); an unmetered one's keys
           // may be held to this replica's own counts instead (cluster.unmetered_without_redis: local_limits).
-          if (!ctx.ws.metered && shared.localWhenDown && err instanceof GatewayError && err.code === Errors.storeUnavailable.code) return LOCAL;
+          if (localWhenUnavailable(shared, ctx.ws, err)) return LOCAL;
           throw err;
         });
       ctx.after(admitted, (a) => {
