@@ -52,6 +52,10 @@ export function figures(t: Totals): UsageFigures {
 }
 
 const zero = (): Totals => [0, 0, 0, 0, 0, 0, 0];
+/** The rows a fold sums together before touching buckets: same workspace, key, model, provider, cache, outcome and minute. */
+const groupKey = (row: LedgerRow, outcome: string, minute: number): string =>
+  `${row.workspace}\u0000${row.key_id}\u0000${row.requested_model}\u0000${row.served ?? ''}\u0000${row.cache}\u0000${outcome}\u0000${minute}`;
+
 function add(into: Totals, t: Totals): void {
   for (let i = 0; i < 7; i++) into[i]! += t[i]!;
 }
@@ -135,22 +139,34 @@ export class UsageRollups {
   /** Folds queued rows into the in-memory buckets. Rows that share workspace, key, model, provider and minute are summed first. */
   private fold(): void {
     if (this.pending.length === 0) return;
-    const groups = new Map<string, { row: LedgerRow; minute: number; outcome: string; totals: Totals; ids: string[] }>();
+    type Group = { row: LedgerRow; minute: number; outcome: string; totals: Totals; ids: string[] };
+    const groups = new Map<string, Group>();
     const savings: Array<{ row: LedgerRow; minute: number; mechanism: string; tokens: number; nano: number }> = [];
+    // Rows in a burst mostly share their group with the row before: compared field by field
+    // first, the group's key is built and looked up only when one differs.
+    let last: Group | null = null;
     for (const row of this.pending) {
       const minute = Math.floor(row.ts / 60_000) * 60;
       if (!Number.isFinite(minute)) { this.quarantine(row.id, 'its time is not a number'); continue; }
-      for (const [mechanism, tokens] of Object.entries(row.saved_tokens)) {
+      for (const mechanism in row.saved_tokens) {
+        const tokens = row.saved_tokens[mechanism]!;
         if (tokens > 0) savings.push({ row, minute, mechanism, tokens, nano: toNano(row.savings_usd[mechanism] ?? 0) });
       }
-      for (const [mechanism, usd] of Object.entries(row.savings_usd)) {
+      for (const mechanism in row.savings_usd) {
+        const usd = row.savings_usd[mechanism]!;
         if (usd !== 0 && !(row.saved_tokens[mechanism]! > 0)) savings.push({ row, minute, mechanism, tokens: 0, nano: toNano(usd) });
       }
       const outcome = outcomeOf(row);
-      const id = `${row.workspace}\u0000${row.key_id}\u0000${row.requested_model}\u0000${row.served ?? ''}\u0000${row.cache}\u0000${outcome}\u0000${minute}`;
       const t: Totals = [1, row.prompt_tokens, row.completion_tokens, toNano(row.cost_usd), toNano(row.charge_usd), toNano(row.benchmark_usd), toNano(row.saved_usd)];
-      const group = groups.get(id);
-      if (group) { add(group.totals, t); group.ids.push(row.id); } else groups.set(id, { row, minute, outcome, totals: t, ids: [row.id] });
+      let group: Group | undefined;
+      if (last && last.minute === minute && last.outcome === outcome && last.row.workspace === row.workspace && last.row.key_id === row.key_id
+        && last.row.requested_model === row.requested_model && last.row.served === row.served && last.row.cache === row.cache) group = last;
+      else group = groups.get(groupKey(row, outcome, minute));
+      if (group) { add(group.totals, t); group.ids.push(row.id); } else {
+        group = { row, minute, outcome, totals: t, ids: [row.id] };
+        groups.set(groupKey(row, outcome, minute), group);
+      }
+      last = group;
     }
     this.pending = [];
     for (const { row, minute, outcome, totals: t, ids } of groups.values()) {

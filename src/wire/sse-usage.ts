@@ -116,6 +116,21 @@ function isDone(buf: Buffer, start: number, end: number): boolean {
   return startsAt(buf, buf[start + 5] === 32 ? start + 6 : start + 5, end, DONE);
 }
 
+/**
+ * `buf.indexOf(USAGE_KEY, from)`, found another way: a native single-byte search (memchr)
+ * for its `g`, then a look at the bytes around it. Every chat chunk carries `"usage":null`,
+ * so a stream searches once per event; Buffer.indexOf with a Buffer needle sets up a
+ * string search on each call and scans ~0.7 ns a byte, 4.4 µs for the bench's 13-event
+ * stream against 0.5 µs this way (`g` is rare in the rest of an event: a model name, `logprobs`).
+ */
+function indexOfUsage(buf: Buffer, from: number): number {
+  for (let g = buf.indexOf(103, from + 4); g !== -1; g = buf.indexOf(103, g + 1)) {
+    // '"usage"': the 'g' at 4, so '"usa' before it and 'e"' after
+    if (buf[g + 1] === 101 && buf[g + 2] === 34 && buf[g - 1] === 97 && buf[g - 2] === 115 && buf[g - 3] === 117 && buf[g - 4] === 34) return g - 4;
+  }
+  return -1;
+}
+
 /** True when the `"usage"` key at `at` is followed by an object (not `null`) before `end`. */
 function objectFollows(buf: Buffer, at: number, end: number): boolean {
   at += USAGE_KEY.length;
@@ -175,7 +190,7 @@ export class SseUsageTap {
         flushFrom = pos;
         continue;
       }
-      if (usageAt !== -1 && usageAt < pos) usageAt = buf.indexOf(USAGE_KEY, pos);
+      if (usageAt !== -1 && usageAt < pos) usageAt = indexOfUsage(buf, pos);
       // (the first `"usage"` of the event decides, as it always has)
       if (usageAt === -1 || usageAt >= end || !objectFollows(buf, usageAt, end)) continue;
       const event = buf.subarray(pos, end);

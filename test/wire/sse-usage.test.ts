@@ -46,6 +46,24 @@ t.test('byte-at-a-time and CRLF framing', (t) => {
   t.end();
 });
 
+t.test('the usage key is found among look-alikes: other g\'s, "usag", "usages", an escaped "usage" in text, spaced JSON', (t) => {
+  const noisy = [
+    'data: {"id":"g","model":"gpt-gggg","choices":[{"index":0,"delta":{"content":"usage \\"usage\\":{\\"prompt_tokens\\":99} g\\"usag\\"g"},"logprobs":null}],"usages":{"prompt_tokens":98},"usag":{"x":1},"usage":null}\n\n',
+    'data: {"id":"g","choices":[], "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}}\n\n',
+    'data: [DONE]\n\n',
+  ].join('');
+  const bytes = Buffer.from(noisy);
+  for (let cut = 1; cut < bytes.length; cut++) {
+    const out: Buffer[] = [];
+    const tap = new SseUsageTap(false, (b) => { out.push(Buffer.from(b)); return true; }, () => Buffer.alloc(0));
+    tap.push(bytes.subarray(0, cut));
+    tap.push(bytes.subarray(cut));
+    if (tap.usage?.prompt_tokens !== 7 || tap.usage.completion_tokens !== 2 || !tap.sawDone) { t.fail(`cut at ${cut}: ${JSON.stringify(tap.usage)}`); return t.end(); }
+  }
+  t.pass('usage 7/2 at every split');
+  t.end();
+});
+
 t.test('scanCompletion finds the top-level usage without parsing the whole body', (t) => {
   const usage = { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12, prompt_tokens_details: { cached_tokens: 2, audio_tokens: 0 } };
   const body = { id: 'c', choices: [{ index: 0, message: { role: 'assistant', content: 'the "usage": {"prompt_tokens": 999} } is just text' } }], usage, service_tier: 'default' };
