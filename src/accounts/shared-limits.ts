@@ -13,7 +13,7 @@ import { Errors, GatewayError } from '../errors.js';
 import type { Cluster } from '../store/cluster.js';
 import { isOperatorKey, type KeyLimits, type KeyRecord } from './keys.js';
 import { describe, fmtDuration, msToNextUtcDay, msToNextUtcMonth, refusalError, utcDay, utcMonth, type AdmissionStore, type Header, type HeldAdmission, type Reservation } from './limits.js';
-import { ADMIT, APPLY, CLAIM, FINISH, FORGET, REGISTER, RENEW, RUN, SEED, SEED_KEY } from './shared-scripts.js';
+import { ABANDON, ADMIT, APPLY, CLAIM, FINISH, FORGET, REGISTER, RENEW, RUN, SEED, SEED_KEY } from './shared-scripts.js';
 import type { Workspace } from './workspaces.js';
 
 type Reply = Array<string | number | null>;
@@ -28,6 +28,7 @@ type Scripted = Redis & {
   sluiceClaim(...args: Array<string | number>): Promise<number>;
   sluiceRegister(...args: Array<string | number>): Promise<number>;
   sluiceRenew(...args: Array<string | number>): Promise<number>;
+  sluiceAbandon(...args: Array<string | number>): Promise<number>;
 };
 
 /**
@@ -115,7 +116,7 @@ export class SharedLimits implements AdmissionStore {
     const redis = cluster.redis as Scripted;
     this.timeoutMs = redis.options.commandTimeout ?? 1000;
     for (const [name, lua] of [['sluiceAdmit', ADMIT], ['sluiceFinish', FINISH], ['sluiceApply', APPLY], ['sluiceSeed', SEED], ['sluiceSeedKey', SEED_KEY],
-      ['sluiceRenew', RENEW], ['sluiceForget', FORGET], ['sluiceRun', RUN], ['sluiceClaim', CLAIM], ['sluiceRegister', REGISTER]] as const) {
+      ['sluiceRenew', RENEW], ['sluiceForget', FORGET], ['sluiceRun', RUN], ['sluiceClaim', CLAIM], ['sluiceRegister', REGISTER], ['sluiceAbandon', ABANDON]] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 0, lua });
     }
     this.redis = redis;
@@ -205,7 +206,14 @@ export class SharedLimits implements AdmissionStore {
     const admit = () => {
       sent = performance.now();
       args[args.length - 1] = Math.ceil(sent + this.clockOffset + this.timeoutMs / 2);
-      return this.call(() => this.redis.sluiceAdmit(...args));
+      return this.call(() => this.redis.sluiceAdmit(...args)).catch((err: unknown) => {
+        // Given up on (a timeout, most often): Redis may have run it before its deadline and
+        // its answer be waiting unread (this event loop held up). What it would hold is
+        // released now, behind it on the connection, not when its lease runs out (a slot of
+        // a key allowed one request at a time, held for the lease). Failing, the lease does it.
+        this.redis.sluiceAbandon(this.prefix, id).catch(() => undefined);
+        throw err;
+      });
     };
     let reply = await admit();
     // 'late' sooner than it could be: the offset was wrong (Redis's clock stepped). Measured again, once.

@@ -447,6 +447,16 @@ end
 return 1
 `;
 
+/**
+ * ARGV: P, then request ids whose admission this replica gave up on (its command failed or
+ * timed out: Redis may still have run it, and answered too late to be read): what each
+ * holds is released now, as if its lease had run out (nothing, for one never admitted).
+ */
+export const ABANDON = `${COMMON}
+for i = 2, #ARGV do expire(ARGV[i]) end
+return 0
+`;
+
 /** ARGV: P, lease ms, then request ids: their leases are renewed (those already released are not brought back). */
 export const RENEW = `${COMMON}
 local lease = tonumber(ARGV[2])

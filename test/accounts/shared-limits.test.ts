@@ -75,3 +75,26 @@ t.test('a deadline that really passed (Redis stalled past the timeout) is a 503 
   t.equal(await counted(), 2, 'and Redis, resumed, did not count it');
   t.equal(Number(await redis.hget(`${cluster.prefix}k:${key.id}`, 'fl')), 0, 'nor hold a slot for it');
 });
+
+t.test('an answer read after the timeout (this replica\'s event loop held): a 503, and what Redis held for it is released at once', async (t) => {
+  const before = await counted();
+  // Hold the event loop for longer than the command timeout right after the admission is
+  // written: Redis runs it in time (the deadline is half the timeout) and answers, but the
+  // timeout fires before the answer is read.
+  const stream = (redis as unknown as { stream: { write: (...a: unknown[]) => boolean } }).stream;
+  const write = stream.write;
+  stream.write = function (this: unknown, ...args: unknown[]) {
+    const ok = write.apply(this, args);
+    stream.write = write;
+    const until = performance.now() + 1200;
+    while (performance.now() < until) { /* the event loop held */ }
+    return ok;
+  };
+  const got = await shared.admit('req-4', [key], { tokens: 10, nano: 1000 }, ws, 1000, insufficient).then(() => 200, (err: { status?: number }) => err.status);
+  t.equal(got, 503, 'refused: the answer came after this replica stopped waiting');
+  t.equal(await counted(), before + 1, 'Redis had counted it (as an admission whose client left counts)');
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(Number(await redis.hget(`${cluster.prefix}k:${key.id}`, 'fl')), 0, 'its slot is free again, not held until its lease ran out');
+  t.equal(Number(await redis.hget(`${cluster.prefix}w:${ws.id}`, 'h')), 0, 'and its credit hold');
+  t.equal(await redis.exists(`${cluster.prefix}h:req-4`), 0, 'and its hold record gone');
+});
