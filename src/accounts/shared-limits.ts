@@ -13,7 +13,7 @@ import { Errors, GatewayError } from '../errors.js';
 import type { Cluster } from '../store/cluster.js';
 import { isOperatorKey, type KeyLimits, type KeyRecord } from './keys.js';
 import { describe, fmtDuration, msToNextUtcDay, msToNextUtcMonth, refusalError, utcDay, utcMonth, type AdmissionStore, type Header, type HeldAdmission, type Reservation } from './limits.js';
-import { ABANDON, ADMIT, APPLY, CLAIM, FINISH, FORGET, REGISTER, RENEW, RUN, SEED, SEED_KEY } from './shared-scripts.js';
+import { ABANDON, ADMIT, APPLY, CLAIM, FINISH, FORGET, REGISTER, RENEW, RUN, SEED, SEED_KEY, UNCLAIM } from './shared-scripts.js';
 import type { Workspace } from './workspaces.js';
 
 type Reply = Array<string | number | null>;
@@ -29,6 +29,7 @@ type Scripted = Redis & {
   sluiceRegister(...args: Array<string | number>): Promise<number>;
   sluiceRenew(...args: Array<string | number>): Promise<number>;
   sluiceAbandon(...args: Array<string | number>): Promise<number>;
+  sluiceUnclaim(...args: Array<string | number>): Promise<number>;
 };
 
 /**
@@ -116,7 +117,7 @@ export class SharedLimits implements AdmissionStore {
     const redis = cluster.redis as Scripted;
     this.timeoutMs = redis.options.commandTimeout ?? 1000;
     for (const [name, lua] of [['sluiceAdmit', ADMIT], ['sluiceFinish', FINISH], ['sluiceApply', APPLY], ['sluiceSeed', SEED], ['sluiceSeedKey', SEED_KEY],
-      ['sluiceRenew', RENEW], ['sluiceForget', FORGET], ['sluiceRun', RUN], ['sluiceClaim', CLAIM], ['sluiceRegister', REGISTER], ['sluiceAbandon', ABANDON]] as const) {
+      ['sluiceRenew', RENEW], ['sluiceForget', FORGET], ['sluiceRun', RUN], ['sluiceClaim', CLAIM], ['sluiceRegister', REGISTER], ['sluiceAbandon', ABANDON], ['sluiceUnclaim', UNCLAIM]] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 0, lua });
     }
     this.redis = redis;
@@ -378,11 +379,22 @@ export class SharedLimits implements AdmissionStore {
     return this.redis.sluiceForget(this.prefix, ...rowIds);
   }
 
-  /** A refund of `requestId`, claimed for the whole cluster: false when one was claimed before (503 when Redis cannot say). */
-  async claimRefund(requestId: string): Promise<boolean> {
+  /**
+   * A refund of `requestId`, claimed for the whole cluster: null when one was claimed before,
+   * else a `release` to call if the refund is not made after all (its row failed to commit),
+   * so that a retry is not told it was made. 503 when Redis cannot say; a claim Redis made
+   * while this replica had stopped waiting for it is released behind it on the connection.
+   */
+  async claimRefund(requestId: string): Promise<(() => void) | null> {
+    const token = randomBytes(8).toString('hex');
+    const release = () => {
+      this.redis.sluiceUnclaim(this.prefix, requestId, token)
+        .catch((err: unknown) => logFailure(`the refund claim of ${requestId} was not released (a retry is refused for 90 days): ${String(err)}`));
+    };
     try {
-      return (await this.redis.sluiceClaim(this.prefix, requestId)) === 1;
+      return (await this.redis.sluiceClaim(this.prefix, requestId, token)) === 1 ? release : null;
     } catch (err) {
+      release();
       throw unavailable(err instanceof Error ? err.message : String(err));
     }
   }

@@ -31,7 +31,8 @@
 //                  once, by whichever of finish and the shipper gets there first. The shipper
 //                  deletes the marker once the row is in Postgres and its outbox entry gone;
 //                  a marker left behind (a replica killed in between) expires after a week.
-//   P r:<req>      a request refunded (a refund is claimed here first, once for the cluster).
+//   P r:<req>      a request refunded (a refund is claimed here first, once for the cluster; the
+//                  claim holds its claimant's token, which drops it if the refund is not made).
 
 /** What every script starts with (exported for the tests of the window functions, live and count). */
 export const COMMON = `
@@ -396,9 +397,16 @@ redis.call('PEXPIRE', key, 3600000)
 return -1
 `;
 
-/** ARGV: P, request id (a refund's): true the first time, for the whole cluster. */
+/** ARGV: P, request id (a refund's), a token: 1 the first time, for the whole cluster (the claim keeps the token), else 0. */
 export const CLAIM = `${COMMON}
-return redis.call('SET', P .. 'r:' .. ARGV[2], 1, 'EX', 90 * 86400, 'NX') and 1 or 0
+return redis.call('SET', P .. 'r:' .. ARGV[2], ARGV[3], 'EX', 90 * 86400, 'NX') and 1 or 0
+`;
+
+/** ARGV: P, request id, token: the claim is dropped if it is still that token's (its refund was not made after all). */
+export const UNCLAIM = `${COMMON}
+if redis.call('GET', P .. 'r:' .. ARGV[2]) ~= ARGV[3] then return 0 end
+redis.call('DEL', P .. 'r:' .. ARGV[2])
+return 1
 `;
 
 /**

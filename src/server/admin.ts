@@ -87,10 +87,11 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
         throw new GatewayError(Errors.invalidRequest, `A refund must be more than 0 and at most the request's charge of $${charged}.`, 'amount_usd');
       }
       // Cluster mode: claimed in Redis first, so two replicas asked at once refund once (the second gets the 409).
-      return (deps.shared ? deps.shared.claimRefund(input.request_id) : Promise.resolve(true)).then((first) => {
-        if (!first) throw new GatewayError(Errors.conflict, `Request ${input.request_id} was already refunded.`, 'request_id');
+      // (a claim whose refund row then fails to commit is released: a retry may make it)
+      return (deps.shared ? deps.shared.claimRefund(input.request_id) : Promise.resolve(() => undefined)).then((release) => {
+        if (!release) throw new GatewayError(Errors.conflict, `Request ${input.request_id} was already refunded.`, 'request_id');
         deps.ledger.append(creditRow(refundId, 'refund', ws, amount, input.note ?? `refund of ${input.request_id}`, key.id, 'admin.refunds'), ws);
-        return deps.ledger.committed();
+        return deps.ledger.committed().catch((err: unknown) => { release(); throw err; });
       }).then(() => deps.workspaces.refreshed([ws.id])).then(() => ex.sendJson(201, { object: 'refund', id: refundId, request_id: input.request_id, amount_usd: amount, workspace: view(ws) }));
     }).catch((err: unknown) => ex.sendError(err));
   }, 1));

@@ -47,6 +47,22 @@ const offset = (value?: number): number => {
   return s.clockOffset;
 };
 
+/**
+ * Holds the event loop for longer than the command timeout right after the next command is
+ * written to Redis: Redis runs it and answers at once, but the timeout fires before the answer is read.
+ */
+function holdLoopAfterNextWrite(): void {
+  const stream = (redis as unknown as { stream: { write: (...a: unknown[]) => boolean } }).stream;
+  const write = stream.write;
+  stream.write = function (this: unknown, ...args: unknown[]) {
+    const ok = write.apply(this, args);
+    stream.write = write;
+    const until = performance.now() + 1200;
+    while (performance.now() < until) { /* the event loop held */ }
+    return ok;
+  };
+}
+
 t.test('the deadline is in Redis\'s time: the offset is measured as it connects', async (t) => {
   // (the first admission waits for the connection's check, which measures the offset)
   await admitOne('req-1');
@@ -78,18 +94,8 @@ t.test('a deadline that really passed (Redis stalled past the timeout) is a 503 
 
 t.test('an answer read after the timeout (this replica\'s event loop held): a 503, and what Redis held for it is released at once', async (t) => {
   const before = await counted();
-  // Hold the event loop for longer than the command timeout right after the admission is
-  // written: Redis runs it in time (the deadline is half the timeout) and answers, but the
-  // timeout fires before the answer is read.
-  const stream = (redis as unknown as { stream: { write: (...a: unknown[]) => boolean } }).stream;
-  const write = stream.write;
-  stream.write = function (this: unknown, ...args: unknown[]) {
-    const ok = write.apply(this, args);
-    stream.write = write;
-    const until = performance.now() + 1200;
-    while (performance.now() < until) { /* the event loop held */ }
-    return ok;
-  };
+  // Redis runs it in time (the deadline is half the timeout) and answers, but the timeout fires before the answer is read.
+  holdLoopAfterNextWrite();
   const got = await shared.admit('req-4', [key], { tokens: 10, nano: 1000 }, ws, 1000, insufficient).then(() => 200, (err: { status?: number }) => err.status);
   t.equal(got, 503, 'refused: the answer came after this replica stopped waiting');
   t.equal(await counted(), before + 1, 'Redis had counted it (as an admission whose client left counts)');
@@ -97,4 +103,25 @@ t.test('an answer read after the timeout (this replica\'s event loop held): a 50
   t.equal(Number(await redis.hget(`${cluster.prefix}k:${key.id}`, 'fl')), 0, 'its slot is free again, not held until its lease ran out');
   t.equal(Number(await redis.hget(`${cluster.prefix}w:${ws.id}`, 'h')), 0, 'and its credit hold');
   t.equal(await redis.exists(`${cluster.prefix}h:req-4`), 0, 'and its hold record gone');
+});
+
+t.test('a refund is claimed once for the cluster; a claim whose refund was not made is released', async (t) => {
+  const first = await shared.claimRefund('req-r1');
+  t.type(first, 'function', 'the first claim');
+  t.equal(await shared.claimRefund('req-r1'), null, 'a second claim is refused (409)');
+  first!();
+  await new Promise((r) => setTimeout(r, 50));
+  t.type(await shared.claimRefund('req-r1'), 'function', 'released (its row failed to commit): the retry may refund');
+  // Redis makes the claim, but this replica stopped waiting before the answer was read: a 503, then the claim is dropped.
+  holdLoopAfterNextWrite();
+  const got = await shared.claimRefund('req-r2').then(() => 'claimed', (err: { status?: number }) => err.status);
+  t.equal(got, 503, 'the operator is told to retry');
+  await new Promise((r) => setTimeout(r, 100));
+  t.type(await shared.claimRefund('req-r2'), 'function', 'and the retry refunds, not "already refunded"');
+  // (another's claim is never dropped by a release that is not its own)
+  const other = await shared.claimRefund('req-r3');
+  await redis.set(`${cluster.prefix}r:req-r3`, 'another-replica');
+  other!();
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(await redis.get(`${cluster.prefix}r:req-r3`), 'another-replica', 'a release drops only its own claim');
 });
