@@ -9,8 +9,9 @@ import { readUsage, type Usage } from './usage.js';
 
 const USAGE_KEY = Buffer.from('"usage"');
 const DONE = Buffer.from('[DONE]');
-const EMPTY_CHOICES = Buffer.from('"choices":[]');
-const MESSAGE_STOP = Buffer.from('event: message_stop');
+const CHOICES_KEY = Buffer.from('"choices"');
+const EVENT = Buffer.from('event:');
+const MESSAGE_STOP = Buffer.from('message_stop');
 
 const WS = (b: number | undefined) => b === 32 || b === 10 || b === 13 || b === 9;
 
@@ -111,6 +112,11 @@ function startsAt(buf: Buffer, at: number, end: number, needle: Buffer): boolean
   return true;
 }
 
+/** "event: message_stop" or "event:message_stop" (Anthropic's terminal event), checked in place. */
+function isMessageStop(buf: Buffer, start: number, end: number): boolean {
+  return startsAt(buf, start, end, EVENT) && startsAt(buf, buf[start + 6] === 32 ? start + 7 : start + 6, end, MESSAGE_STOP);
+}
+
 /** "data: [DONE]" or "data:[DONE]", checked in place. */
 function isDone(buf: Buffer, start: number, end: number): boolean {
   return startsAt(buf, buf[start + 5] === 32 ? start + 6 : start + 5, end, DONE);
@@ -134,8 +140,20 @@ function indexOfUsage(buf: Buffer, from: number): number {
 /** True when the `"usage"` key at `at` is followed by an object (not `null`) before `end`. */
 function objectFollows(buf: Buffer, at: number, end: number): boolean {
   at += USAGE_KEY.length;
-  while (at < end && (buf[at] === 32 || buf[at] === 58)) at++; // spaces and ':'
+  while (at < end && (WS(buf[at]) || buf[at] === 58)) at++; // blanks and ':'
   return at < end && buf[at] === 123; // '{'
+}
+
+/** True when the event's `"choices"` is an empty array (the usage chunk), however the JSON is spaced (`"choices": []`, as Python writes it). */
+function emptyChoices(event: Buffer): boolean {
+  let at = event.indexOf(CHOICES_KEY);
+  if (at === -1) return false;
+  at += CHOICES_KEY.length;
+  while (at < event.length && (WS(event[at]) || event[at] === 58)) at++; // blanks and ':'
+  if (event[at] !== 91) return false; // '['
+  at++;
+  while (at < event.length && WS(event[at])) at++;
+  return event[at] === 93; // ']'
 }
 
 export class SseUsageTap {
@@ -179,7 +197,7 @@ export class SseUsageTap {
     // search per event that has the key (every chat chunk has `"usage":null`), none for the rest.
     let usageAt = -2;
     for (let end = eventEnd(buf, pos); end !== -1; pos = end, end = eventEnd(buf, pos)) {
-      if (isDone(buf, pos, end) || (this.anthropicStart !== null && startsAt(buf, pos, end, MESSAGE_STOP))) {
+      if (isDone(buf, pos, end) || (this.anthropicStart !== null && isMessageStop(buf, pos, end))) {
         if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos));
         this.sawDone = true;
         if (this.holdTerminal) {
@@ -199,7 +217,7 @@ export class SseUsageTap {
         this.held = Buffer.from(buf.subarray(pos));
         return ok;
       }
-      if (event.indexOf(EMPTY_CHOICES) !== -1 && (!this.forwardUsageEvent || this.holdTerminal)) {
+      if (emptyChoices(event) && (!this.forwardUsageEvent || this.holdTerminal)) {
         if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
         if (this.forwardUsageEvent) this.usageEvent = Buffer.from(event);
         flushFrom = end;

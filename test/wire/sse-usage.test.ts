@@ -109,5 +109,31 @@ t.test('an Anthropic stream passed through: usage from message_start and message
     }
   }
   t.pass('the same at every split');
+  // (the field's space is optional in SSE: `event:message_stop` ends the stream too)
+  const tight = Buffer.from(events.join('').replaceAll('event: ', 'event:'));
+  const tap = new SseUsageTap(false, () => true, () => Buffer.alloc(0), true);
+  tap.push(tight);
+  t.ok(tap.sawDone, 'event:message_stop, without the space');
+  t.equal(tap.flushTail()?.toString(), 'event:message_stop\ndata: {"type":"message_stop"}\n\n', 'held as the terminal event');
+  t.end();
+});
+
+t.test('a stream written with Python\'s spacing: its usage chunk is known as such (dropped, or held for the gateway\'s figures), and a tab before the usage object is read', (t) => {
+  const spaced = [
+    'data: {"id": "c", "choices": [{"index": 0, "delta": {"content": "Hi"}}], "usage": null}\n\n',
+    'data: {"id": "c", "choices": [ ], "usage": {"prompt_tokens": 11, "completion_tokens": 1, "total_tokens": 12}}\n\n',
+    'data: [DONE]\n\n',
+  ];
+  for (const keep of [false, true]) {
+    const out: Buffer[] = [];
+    const tap = new SseUsageTap(keep, (b) => { out.push(Buffer.from(b)); return true; }, () => Buffer.from(': gateway {}\n\n'), true);
+    tap.push(Buffer.from(spaced.join('')));
+    t.same(tap.usage, { prompt_tokens: 11, completion_tokens: 1, cached_tokens: 0 }, `usage read (include_usage ${keep})`);
+    t.equal(Buffer.concat(out).toString(), spaced[0], 'only the content chunk went out as it came');
+    t.equal(tap.usageEvent?.toString() ?? null, keep ? spaced[1] : null, keep ? 'the usage chunk held, for the gateway\'s figures to go in it' : 'the usage chunk not forwarded: the caller did not ask for it');
+  }
+  const tabbed = new SseUsageTap(false, () => true, () => Buffer.alloc(0));
+  tabbed.push(Buffer.from('data: {"choices":[],"usage":\t{"prompt_tokens":3,"completion_tokens":2}}\n\ndata: [DONE]\n\n'));
+  t.equal(tabbed.usage?.prompt_tokens, 3, 'a tab between the key and the object');
   t.end();
 });
