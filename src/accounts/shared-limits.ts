@@ -13,7 +13,7 @@ import { Errors, GatewayError } from '../errors.js';
 import type { Cluster } from '../store/cluster.js';
 import { isOperatorKey, type KeyLimits, type KeyRecord } from './keys.js';
 import { describe, fmtDuration, msToNextUtcDay, msToNextUtcMonth, refusalError, utcDay, utcMonth, type AdmissionStore, type Header, type HeldAdmission, type Reservation } from './limits.js';
-import { ABANDON, ADMIT, APPLY, CLAIM, FINISH, FORGET, REGISTER, RENEW, RUN, SEED, SEED_KEY, UNCLAIM } from './shared-scripts.js';
+import { ABANDON, ADMIT, APPLY, CLAIM, FINISH, FORGET, REGISTER, RENEW, RUN, SEED, SEED_KEY, SETTLE_CLAIM } from './shared-scripts.js';
 import type { Workspace } from './workspaces.js';
 
 type Reply = Array<string | number | null>;
@@ -29,7 +29,7 @@ type Scripted = Redis & {
   sluiceRegister(...args: Array<string | number>): Promise<number>;
   sluiceRenew(...args: Array<string | number>): Promise<number>;
   sluiceAbandon(...args: Array<string | number>): Promise<number>;
-  sluiceUnclaim(...args: Array<string | number>): Promise<number>;
+  sluiceSettleClaim(...args: Array<string | number>): Promise<number>;
 };
 
 /**
@@ -117,7 +117,7 @@ export class SharedLimits implements AdmissionStore {
     const redis = cluster.redis as Scripted;
     this.timeoutMs = redis.options.commandTimeout ?? 1000;
     for (const [name, lua] of [['sluiceAdmit', ADMIT], ['sluiceFinish', FINISH], ['sluiceApply', APPLY], ['sluiceSeed', SEED], ['sluiceSeedKey', SEED_KEY],
-      ['sluiceRenew', RENEW], ['sluiceForget', FORGET], ['sluiceRun', RUN], ['sluiceClaim', CLAIM], ['sluiceRegister', REGISTER], ['sluiceAbandon', ABANDON], ['sluiceUnclaim', UNCLAIM]] as const) {
+      ['sluiceRenew', RENEW], ['sluiceForget', FORGET], ['sluiceRun', RUN], ['sluiceClaim', CLAIM], ['sluiceRegister', REGISTER], ['sluiceAbandon', ABANDON], ['sluiceSettleClaim', SETTLE_CLAIM]] as const) {
       if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 0, lua });
     }
     this.redis = redis;
@@ -380,22 +380,35 @@ export class SharedLimits implements AdmissionStore {
   }
 
   /**
-   * A refund of `requestId`, claimed for the whole cluster: null when one was claimed before,
-   * else a `release` to call if the refund is not made after all (its row failed to commit),
-   * so that a retry is not told it was made. 503 when Redis cannot say; a claim Redis made
-   * while this replica had stopped waiting for it is released behind it on the connection.
+   * A refund of `requestId`, claimed for the whole cluster: null when it was made already
+   * (409), else what to say once its row is committed (`made`) or failed to (`release`: a
+   * retry may make it). Another replica's claim is pending until its row commits (it may yet
+   * fail): waited for, up to two seconds, then a 503 to retry. A 503 too when Redis cannot
+   * say; a claim Redis made while this replica had stopped waiting for it is released behind it.
    */
-  async claimRefund(requestId: string): Promise<(() => void) | null> {
+  async claimRefund(requestId: string): Promise<RefundClaim | null> {
     const token = randomBytes(8).toString('hex');
-    const release = () => {
-      this.redis.sluiceUnclaim(this.prefix, requestId, token)
-        .catch((err: unknown) => logFailure(`the refund claim of ${requestId} was not released (a retry is refused for 90 days): ${String(err)}`));
+    const settle = (how: 'made' | 'dropped', failing: string) => () => {
+      this.redis.sluiceSettleClaim(this.prefix, requestId, token, how)
+        .catch((err: unknown) => logFailure(`the refund claim of ${requestId} was not ${how} (${failing}): ${String(err)}`));
     };
-    try {
-      return (await this.redis.sluiceClaim(this.prefix, requestId, token)) === 1 ? release : null;
-    } catch (err) {
-      release();
-      throw unavailable(err instanceof Error ? err.message : String(err));
+    const claim: RefundClaim = {
+      made: settle('made', 'a retry waits for it, and takes it over after a minute: the refund applies once'),
+      release: settle('dropped', 'a retry waits for it, and takes it over after a minute'),
+    };
+    // Another replica's pending claim is usually made or released within milliseconds (its
+    // row's commit): asked again for up to two seconds, so the answer is the 409 or the refund.
+    for (let waited = 0; ; waited += 50) {
+      let got: number;
+      try {
+        got = await this.redis.sluiceClaim(this.prefix, requestId, token, REFUND_CLAIM_STALE_MS);
+      } catch (err) {
+        claim.release();
+        throw refundUnavailable(`Redis cannot say whether it was refunded already (${err instanceof Error ? err.message : String(err)})`);
+      }
+      if (got !== 2) return got === 1 ? claim : null;
+      if (waited >= 2000) throw refundUnavailable('a refund of it is being made through another replica right now');
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
 
@@ -445,6 +458,16 @@ export class SharedLimits implements AdmissionStore {
 /** A budget in nano-USD for the script (0: none): at least 1, so a budget under a nano-dollar still refuses once anything is spent, as on one node. */
 function budgetNano(usd: number | undefined): number {
   return usd === undefined ? 0 : Math.max(1, Math.ceil(usd * 1e9));
+}
+
+/** A claim still pending after this long is stale: its replica died between the claim and the refund's row. */
+const REFUND_CLAIM_STALE_MS = 60_000;
+
+/** A refund claimed for the cluster: `made` once its row is committed, else `release`. */
+export interface RefundClaim { made(): void; release(): void }
+
+function refundUnavailable(why: string): GatewayError {
+  return new GatewayError(Errors.storeUnavailable, `The refund cannot be made right now: ${why}. Nothing was refunded; retry shortly.`).retryAfter(1000);
 }
 
 /** Redis (or the record behind it) cannot be reached: refused at once, to be retried. */

@@ -31,8 +31,8 @@
 //                  once, by whichever of finish and the shipper gets there first. The shipper
 //                  deletes the marker once the row is in Postgres and its outbox entry gone;
 //                  a marker left behind (a replica killed in between) expires after a week.
-//   P r:<req>      a request refunded (a refund is claimed here first, once for the cluster; the
-//                  claim holds its claimant's token, which drops it if the refund is not made).
+//   P r:<req>      a request refunded (a refund is claimed here first, once for the cluster):
+//                  pending with its claimant's token until the refund row is committed, then made.
 
 /** What every script starts with (exported for the tests of the window functions, live and count). */
 export const COMMON = `
@@ -397,15 +397,36 @@ redis.call('PEXPIRE', key, 3600000)
 return -1
 `;
 
-/** ARGV: P, request id (a refund's), a token: 1 the first time, for the whole cluster (the claim keeps the token), else 0. */
+/**
+ * ARGV: P, request id (a refund's), a token, ms after which a claim still pending is stale.
+ * A claim is pending (`p:<token>:<when>`) until its refund row is committed, then
+ * made (`d`; `1` from earlier versions). Returns 1: claimed (a stale pending claim, whose
+ * replica died between the claim and the row, is taken over: the row's id is the request's,
+ * so its balance change applies once whichever row ships); 0: made already (409); 2: another
+ * replica is making it now (retry).
+ */
 export const CLAIM = `${COMMON}
-return redis.call('SET', P .. 'r:' .. ARGV[2], ARGV[3], 'EX', 90 * 86400, 'NX') and 1 or 0
+local k = P .. 'r:' .. ARGV[2]
+local v = redis.call('GET', k)
+if v then
+  local at = string.match(v, '^p:[^:]+:(%d+)$')
+  if not at then return 0 end
+  if now - tonumber(at) < tonumber(ARGV[4]) then return 2 end
+end
+redis.call('SET', k, 'p:' .. ARGV[3] .. ':' .. now, 'EX', 90 * 86400)
+return 1
 `;
 
-/** ARGV: P, request id, token: the claim is dropped if it is still that token's (its refund was not made after all). */
-export const UNCLAIM = `${COMMON}
-if redis.call('GET', P .. 'r:' .. ARGV[2]) ~= ARGV[3] then return 0 end
-redis.call('DEL', P .. 'r:' .. ARGV[2])
+/**
+ * ARGV: P, request id, token, 'made' or 'dropped': the claim, while it is that token's, made
+ * (its refund row is committed) or dropped (the refund was not made after all).
+ */
+export const SETTLE_CLAIM = `${COMMON}
+local k = P .. 'r:' .. ARGV[2]
+local v = redis.call('GET', k)
+local mine = 'p:' .. ARGV[3] .. ':'
+if not v or string.sub(v, 1, #mine) ~= mine then return 0 end
+if ARGV[4] == 'made' then redis.call('SET', k, 'd', 'KEEPTTL') else redis.call('DEL', k) end
 return 1
 `;
 

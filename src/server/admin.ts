@@ -13,7 +13,10 @@ import { parseBody, parseJsonOrEmpty } from '../wire/body.js';
 import { ledgerRow, type LedgerRow } from '../accounts/ledger.js';
 import type { Handlers } from './handlers.js';
 import type { Limits } from '../accounts/limits.js';
-import { unavailable, type SharedLimits } from '../accounts/shared-limits.js';
+import { unavailable, type RefundClaim, type SharedLimits } from '../accounts/shared-limits.js';
+
+/** One node: a refund needs no claim beyond its row (its id is the request's: a second finds the first). */
+const NO_CLAIM: RefundClaim = { made: () => undefined, release: () => undefined };
 
 export interface AdminDeps {
   limits: Limits;
@@ -87,11 +90,11 @@ export function registerAdmin(app: TemplatedApp, on: Handlers, deps: AdminDeps):
         throw new GatewayError(Errors.invalidRequest, `A refund must be more than 0 and at most the request's charge of $${charged}.`, 'amount_usd');
       }
       // Cluster mode: claimed in Redis first, so two replicas asked at once refund once (the second gets the 409).
-      // (a claim whose refund row then fails to commit is released: a retry may make it)
-      return (deps.shared ? deps.shared.claimRefund(input.request_id) : Promise.resolve(() => undefined)).then((release) => {
-        if (!release) throw new GatewayError(Errors.conflict, `Request ${input.request_id} was already refunded.`, 'request_id');
+      // (the claim is made once the row is committed; released if it fails to commit: a retry may make it)
+      return (deps.shared ? deps.shared.claimRefund(input.request_id) : Promise.resolve(NO_CLAIM)).then((claim) => {
+        if (!claim) throw new GatewayError(Errors.conflict, `Request ${input.request_id} was already refunded.`, 'request_id');
         deps.ledger.append(creditRow(refundId, 'refund', ws, amount, input.note ?? `refund of ${input.request_id}`, key.id, 'admin.refunds'), ws);
-        return deps.ledger.committed().catch((err: unknown) => { release(); throw err; });
+        return deps.ledger.committed().then(() => claim.made(), (err: unknown) => { claim.release(); throw err; });
       }).then(() => deps.workspaces.refreshed([ws.id])).then(() => ex.sendJson(201, { object: 'refund', id: refundId, request_id: input.request_id, amount_usd: amount, workspace: view(ws) }));
     }).catch((err: unknown) => ex.sendError(err));
   }, 1));

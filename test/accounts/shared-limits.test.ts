@@ -105,23 +105,38 @@ t.test('an answer read after the timeout (this replica\'s event loop held): a 50
   t.equal(await redis.exists(`${cluster.prefix}h:req-4`), 0, 'and its hold record gone');
 });
 
-t.test('a refund is claimed once for the cluster; a claim whose refund was not made is released', async (t) => {
+t.test('a refund is claimed once for the cluster: pending until its row commits, then made; released if not made', async (t) => {
+  const status = (p: Promise<unknown>) => p.then((c) => (c ? 'claimed' : 409), (err: { status?: number; message?: string }) => err.status);
   const first = await shared.claimRefund('req-r1');
-  t.type(first, 'function', 'the first claim');
-  t.equal(await shared.claimRefund('req-r1'), null, 'a second claim is refused (409)');
-  first!();
-  await new Promise((r) => setTimeout(r, 50));
-  t.type(await shared.claimRefund('req-r1'), 'function', 'released (its row failed to commit): the retry may refund');
+  t.ok(first, 'the first claim');
+  // Another while it is pending waits for it: its row may yet fail to commit.
+  const waiting = shared.claimRefund('req-r1');
+  setTimeout(() => first!.release(), 120);
+  const again = await waiting;
+  t.ok(again, 'released while another waited (its row failed to commit): that one refunds');
+  const second = status(shared.claimRefund('req-r1'));
+  setTimeout(() => again!.made(), 120);
+  t.equal(await second, 409, 'made while another waited (its row committed): that one is told it was refunded');
+  t.equal(await redis.get(`${cluster.prefix}r:req-r1`), 'd');
+  t.equal(await status(shared.claimRefund('req-r1')), 409, 'and so is the next');
+  t.equal(await redis.get(`${cluster.prefix}r:req-r1`), 'd');
   // Redis makes the claim, but this replica stopped waiting before the answer was read: a 503, then the claim is dropped.
   holdLoopAfterNextWrite();
-  const got = await shared.claimRefund('req-r2').then(() => 'claimed', (err: { status?: number }) => err.status);
-  t.equal(got, 503, 'the operator is told to retry');
+  t.equal(await status(shared.claimRefund('req-r2')), 503, 'the operator is told to retry');
   await new Promise((r) => setTimeout(r, 100));
-  t.type(await shared.claimRefund('req-r2'), 'function', 'and the retry refunds, not "already refunded"');
-  // (another's claim is never dropped by a release that is not its own)
-  const other = await shared.claimRefund('req-r3');
-  await redis.set(`${cluster.prefix}r:req-r3`, 'another-replica');
-  other!();
+  t.equal(await status(shared.claimRefund('req-r2')), 'claimed', 'and the retry refunds, not "already refunded"');
+  // A pending claim whose replica died between the claim and its row: taken over once stale.
+  await redis.set(`${cluster.prefix}r:req-r3`, `p:deadbeef:${Date.now() - 61_000}`);
+  t.equal(await status(shared.claimRefund('req-r3')), 'claimed', 'a stale pending claim is taken over');
+  await redis.set(`${cluster.prefix}r:req-r4`, `p:deadbeef:${Date.now() - 5_000}`);
+  t.equal(await status(shared.claimRefund('req-r4')), 503, 'a recent one is not: waited for, then a 503 to retry');
+  await redis.set(`${cluster.prefix}r:req-r5`, '1');
+  t.equal(await status(shared.claimRefund('req-r5')), 409, 'a claim an earlier version made counts as made');
+  // A release or a made never touches a claim that is not its own.
+  const mine = await shared.claimRefund('req-r6');
+  await redis.set(`${cluster.prefix}r:req-r6`, `p:another:${Date.now()}`);
+  mine!.release();
+  mine!.made();
   await new Promise((r) => setTimeout(r, 50));
-  t.equal(await redis.get(`${cluster.prefix}r:req-r3`), 'another-replica', 'a release drops only its own claim');
+  t.match(await redis.get(`${cluster.prefix}r:req-r6`), /^p:another:/, 'another\'s claim is left as it is');
 });
