@@ -195,19 +195,23 @@ export class Shipper {
       // each row's JSON into an array literal, every quote doubled: this transaction took 6.2%
       // of a replica's CPU on metered requests, 3.0% now, by the cluster bench's profile.)
       // Column order as in the table; `row` is the element itself.
+      const json = pgJson(rows);
       const inserted = await client.query<{ workspace: string; delta_nano: string }>(`INSERT INTO sluice_ledger (id, workspace, key_id, ts, kind, delta_nano, charge_usd, replica, epoch, row, status, admitted)
         SELECT r->>'id', r->>'workspace', r->>'key_id', round((r->>'ts')::float8)::bigint, r->>'kind', (r->>'delta_nano')::bigint, (r->>'charge_usd')::float8,
           $2, $3::jsonb->>(r->>'workspace'), r, (r->>'status')::int, (r->>'admitted')::bool
         FROM jsonb_array_elements($1::jsonb) AS r
-        ON CONFLICT (id) DO NOTHING RETURNING workspace, delta_nano`, [pgJson(rows), this.cluster.replica, pgJson(Object.fromEntries(seeded))]);
+        ON CONFLICT (id) DO NOTHING RETURNING workspace, delta_nano`, [json, this.cluster.replica, pgJson(Object.fromEntries(seeded))]);
       const sums = new Map<string, bigint>();
       for (const r of inserted.rows) if (r.delta_nano !== '0') sums.set(r.workspace, (sums.get(r.workspace) ?? 0n) + BigInt(r.delta_nano));
       if (sums.size) {
         await client.query(`UPDATE sluice_workspaces w SET balance_nano = w.balance_nano + d.delta FROM unnest($1::text[], $2::bigint[]) AS d(id, delta) WHERE w.id = d.id`,
           [[...sums.keys()], [...sums.values()].map(String)]);
       }
-      // (a row shipped before, by a pass that stopped short of Redis, answers with the epoch it was taken in)
-      const epochs = await client.query<{ id: string; epoch: string | null }>('SELECT id, epoch FROM sluice_ledger WHERE id = ANY($1::text[]) AND delta_nano <> 0', [rows.map((r) => r.id)]);
+      // (a row shipped before, by a pass that stopped short of Redis, answers with the epoch it was taken in;
+      // only this very row: another replica's row of the same id, a refund it took over from this one
+      // (shared-limits.ts claimRefund), was applied by its own shipper, and this one's change is not to be)
+      const epochs = await client.query<{ id: string; epoch: string | null }>(`SELECT l.id, l.epoch FROM jsonb_array_elements($1::jsonb) AS r
+        JOIN sluice_ledger l ON l.id = r->>'id' WHERE l.delta_nano <> 0 AND l.row = r`, [json]);
       return new Map(epochs.rows.map((r) => [r.id, r.epoch]));
     });
   }

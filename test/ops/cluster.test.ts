@@ -12,6 +12,7 @@ import { startGateway, tempDataDir, type Gateway } from '../helpers/gateway.js';
 import { SharedSemanticCache } from '../../src/savings/shared-semantic.js';
 import type { ResponseCache } from '../../src/savings/cache.js';
 import type { Cluster } from '../../src/store/cluster.js';
+import { openStore } from '../../src/store/lmdb.js';
 
 skipWithoutClusterServers('cluster mode');
 
@@ -767,6 +768,38 @@ t.test('two refunds of one request through two replicas at once: one refund', as
   await reconciled(t);
   const pgBalance = (await db.query('SELECT balance_nano FROM sluice_workspaces WHERE id = $1', [ws])).rows[0].balance_nano as string;
   t.equal(await live.hget(`sluice:w:${ws}`, 'b'), pgBalance, 'the live balance and Postgres agree on which refund happened');
+});
+
+t.test('a refund taken over from a replica killed before it shipped: its own row, shipped when it is back, refunds nothing twice', async (t) => {
+  const ws = await workspace('taken-over', 5);
+  const { key } = await mint(gws[0]!, { name: 'taken-over', workspace: ws });
+  await everywhere(key, 200, 3000);
+  const r = await chat(gws[0]!, key, 'refund me, twice over');
+  await r.arrayBuffer();
+  const id = r.headers.get('x-request-id')!;
+  await reconciled(t);
+  // B's refund (the one that took the claim over) is in Postgres and in the live balance.
+  const refund = await post(gws[0]!, `/admin/workspaces/${ws}/refunds`, { request_id: id });
+  t.equal(refund.status, 201, await refund.text());
+  await reconciled(t);
+  const before = (await db.query('SELECT balance_nano FROM sluice_workspaces WHERE id = $1', [ws])).rows[0].balance_nano as string;
+  t.equal(await live.hget(`sluice:w:${ws}`, 'b'), before);
+  // A's own row of that refund, committed before it was killed and not shipped: in its outbox when it starts again.
+  const { row } = (await db.query('SELECT row FROM sluice_ledger WHERE id = $1', [`ref_${id}`])).rows[0] as { row: Record<string, unknown> };
+  gws[1]!.proc.kill('SIGKILL');
+  await new Promise((res) => gws[1]!.proc.once('exit', res));
+  const store = await openStore(dirs[1]!);
+  await store.root.transaction(() => {
+    void store.ledger.put(`ref_${id}`, { ...row, ts: Number(row.ts) - 61_000, note: 'the refund its replica made before it was killed' });
+    void store.credits.put([ws, `ref_${id}`], 'refund');
+    void store.outbox.put(`ref_${id}`, 1);
+  });
+  await store.close();
+  gws[1] = await startGateway(env, dirs[1]!, config);
+  await reconciled(t);
+  await new Promise((res) => setTimeout(res, 300)); // (a pass that applied it would have by now)
+  t.equal((await db.query('SELECT balance_nano FROM sluice_workspaces WHERE id = $1', [ws])).rows[0].balance_nano, before, 'Postgres kept the row it had');
+  t.equal(await live.hget(`sluice:w:${ws}`, 'b'), before, 'and the live balance did not take the late row\'s change again');
 });
 
 t.test('Redis stalled: the admissions a replica gave up on (503) count nothing when Redis resumes', async (t) => {
