@@ -146,14 +146,19 @@ function objectFollows(buf: Buffer, at: number, end: number): boolean {
 
 /** True when the event's `"choices"` is an empty array (the usage chunk), however the JSON is spaced (`"choices": []`, as Python writes it). */
 function emptyChoices(event: Buffer): boolean {
-  let at = event.indexOf(CHOICES_KEY);
-  if (at === -1) return false;
-  at += CHOICES_KEY.length;
-  while (at < event.length && (WS(event[at]) || event[at] === 58)) at++; // blanks and ':'
-  if (event[at] !== 91) return false; // '['
-  at++;
-  while (at < event.length && WS(event[at])) at++;
-  return event[at] === 93; // ']'
+  // (the key is the `"choices"` a ':' follows: a string value spelling it, an id or a model, is not)
+  for (let found = event.indexOf(CHOICES_KEY); found !== -1; found = event.indexOf(CHOICES_KEY, found + 1)) {
+    let at = found + CHOICES_KEY.length;
+    while (at < event.length && WS(event[at])) at++;
+    if (event[at] !== 58) continue; // ':'
+    at++;
+    while (at < event.length && WS(event[at])) at++;
+    if (event[at] !== 91) return false; // '['
+    at++;
+    while (at < event.length && WS(event[at])) at++;
+    return event[at] === 93; // ']'
+  }
+  return false;
 }
 
 export class SseUsageTap {

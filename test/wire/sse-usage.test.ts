@@ -132,6 +132,11 @@ t.test('a stream written with Python\'s spacing: its usage chunk is known as suc
     t.equal(Buffer.concat(out).toString(), spaced[0], 'only the content chunk went out as it came');
     t.equal(tap.usageEvent?.toString() ?? null, keep ? spaced[1] : null, keep ? 'the usage chunk held, for the gateway\'s figures to go in it' : 'the usage chunk not forwarded: the caller did not ask for it');
   }
+  // A string value spelling the key before it (an id, a model) is not the key.
+  const named = 'data: {"id":"choices","model":"choices","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1}}\n\n';
+  const heldNamed = new SseUsageTap(true, () => true, () => Buffer.alloc(0), true);
+  heldNamed.push(Buffer.from(`${named}data: [DONE]\n\n`));
+  t.equal(heldNamed.usageEvent?.toString(), named, 'the usage chunk is known by its "choices" key, not by a value spelling it');
   const tabbed = new SseUsageTap(false, () => true, () => Buffer.alloc(0));
   tabbed.push(Buffer.from('data: {"choices":[],"usage":\t{"prompt_tokens":3,"completion_tokens":2}}\n\ndata: [DONE]\n\n'));
   t.equal(tabbed.usage?.prompt_tokens, 3, 'a tab between the key and the object');
