@@ -417,8 +417,15 @@ export class SharedLimits implements AdmissionStore {
    * allowed, else the milliseconds until one more would be (rejects when Redis cannot say).
    */
   async register(unit: string, perHour: number): Promise<number | null> {
-    const wait = await this.redis.sluiceRegister(this.prefix, unit, perHour, `${Date.now()}:${randomBytes(6).toString('hex')}`);
-    return wait < 0 ? null : wait;
+    const member = `${Date.now()}:${randomBytes(6).toString('hex')}`;
+    try {
+      const wait = await this.redis.sluiceRegister(this.prefix, unit, perHour, member);
+      return wait < 0 ? null : wait;
+    } catch (err) {
+      // (counted if Redis ran it after this replica stopped waiting: uncounted behind it, as the caller counts it on its own instead)
+      this.redis.zrem(`${this.prefix}reg:${unit}`, member).catch(() => undefined);
+      throw err;
+    }
   }
 
   /** Rows whose balance change a seeded balance already holds: finish and the shipper leave them be. */

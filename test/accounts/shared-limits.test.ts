@@ -140,3 +140,12 @@ t.test('a refund is claimed once for the cluster: pending until its row commits,
   await new Promise((r) => setTimeout(r, 50));
   t.match(await redis.get(`${cluster.prefix}r:req-r6`), /^p:another:/, 'another\'s claim is left as it is');
 });
+
+t.test('a registration Redis counted after this replica stopped waiting is uncounted (the replica counts it on its own instead)', async (t) => {
+  t.equal(await shared.register('203.0.113.0/24', 5), null, 'one registration, counted');
+  holdLoopAfterNextWrite();
+  const got = await shared.register('203.0.113.0/24', 5).then(() => 'counted', (err: Error) => err.message);
+  t.match(got, /timed out/, 'the second: this replica stopped waiting');
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(await redis.zcard(`${cluster.prefix}reg:203.0.113.0/24`), 1, 'Redis counts the first only');
+});
