@@ -158,14 +158,15 @@ export class UsageRollups {
       }
       const outcome = outcomeOf(row);
       const t: Totals = [1, row.prompt_tokens, row.completion_tokens, toNano(row.cost_usd), toNano(row.charge_usd), toNano(row.benchmark_usd), toNano(row.saved_usd)];
-      let group: Group | undefined;
-      if (last && last.minute === minute && last.outcome === outcome && last.row.workspace === row.workspace && last.row.key_id === row.key_id
-        && last.row.requested_model === row.requested_model && last.row.served === row.served && last.row.cache === row.cache) group = last;
-      else group = groups.get(groupKey(row, outcome, minute));
-      if (group) { add(group.totals, t); group.ids.push(row.id); } else {
-        group = { row, minute, outcome, totals: t, ids: [row.id] };
-        groups.set(groupKey(row, outcome, minute), group);
+      let group: Group | undefined = last && last.minute === minute && last.outcome === outcome && last.row.workspace === row.workspace && last.row.key_id === row.key_id
+        && last.row.requested_model === row.requested_model && last.row.served === row.served && last.row.cache === row.cache ? last : undefined;
+      if (!group) {
+        const key = groupKey(row, outcome, minute);
+        group = groups.get(key);
+        if (!group) { group = { row, minute, outcome, totals: zero(), ids: [] }; groups.set(key, group); }
       }
+      add(group.totals, t);
+      group.ids.push(row.id);
       last = group;
     }
     this.pending = [];

@@ -21,7 +21,6 @@ import { Batch, toWire, type AdmitReply, type Down, type Up } from './thread-lin
 /** The shared store's answer to a credit check too short: the reply says what is available. */
 const SHORT = new GatewayError(Errors.insufficientCredits, 'Insufficient credits.');
 
-
 /** What a thread is started with (its config comes from the same environment and file). */
 export interface ThreadData {
   host: string;

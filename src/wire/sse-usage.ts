@@ -15,6 +15,12 @@ const MESSAGE_STOP = Buffer.from('message_stop');
 
 const WS = (b: number | undefined) => b === 32 || b === 10 || b === 13 || b === 9;
 
+/** The first index from `at` (before `end`) whose byte is not a blank, nor a ':' when `colon`: past the space JSON may have between tokens. */
+function skipBlanks(buf: Buffer, at: number, end: number, colon = false): number {
+  while (at < end && (WS(buf[at]) || (colon && buf[at] === 58))) at++;
+  return at;
+}
+
 /** Index of the `}` closing the object that opens at `open`, skipping strings; -1 if unclosed. */
 function closingBrace(buf: Buffer, open: number): number {
   let depth = 0;
@@ -46,8 +52,7 @@ export interface CompletionScan {
  * in situ, more for long answers).
  */
 export function scanCompletion(body: Buffer): CompletionScan {
-  let first = 0;
-  while (WS(body[first])) first++;
+  const first = skipBlanks(body, 0, body.length);
   let close = body.length - 1;
   while (close > first && WS(body[close])) close--;
   if (body[first] !== 123 || body[close] !== 125) return { isObject: false, close: -1, empty: false, usage: null };
@@ -57,8 +62,7 @@ export function scanCompletion(body: Buffer): CompletionScan {
   let usage: Usage | null = null;
   let at = body.lastIndexOf(USAGE_KEY, close);
   if (at !== -1) {
-    at += USAGE_KEY.length;
-    while (WS(body[at]) || body[at] === 58) at++; // blanks and ':'
+    at = skipBlanks(body, at + USAGE_KEY.length, close, true);
     const end = body[at] === 123 ? closingBrace(body, at) : -1;
     if (end !== -1) {
       try {
@@ -139,8 +143,7 @@ function indexOfUsage(buf: Buffer, from: number): number {
 
 /** True when the `"usage"` key at `at` is followed by an object (not `null`) before `end`. */
 function objectFollows(buf: Buffer, at: number, end: number): boolean {
-  at += USAGE_KEY.length;
-  while (at < end && (WS(buf[at]) || buf[at] === 58)) at++; // blanks and ':'
+  at = skipBlanks(buf, at + USAGE_KEY.length, end, true);
   return at < end && buf[at] === 123; // '{'
 }
 
@@ -148,15 +151,11 @@ function objectFollows(buf: Buffer, at: number, end: number): boolean {
 function emptyChoices(event: Buffer): boolean {
   // (the key is the `"choices"` a ':' follows: a string value spelling it, an id or a model, is not)
   for (let found = event.indexOf(CHOICES_KEY); found !== -1; found = event.indexOf(CHOICES_KEY, found + 1)) {
-    let at = found + CHOICES_KEY.length;
-    while (at < event.length && WS(event[at])) at++;
+    let at = skipBlanks(event, found + CHOICES_KEY.length, event.length);
     if (event[at] !== 58) continue; // ':'
-    at++;
-    while (at < event.length && WS(event[at])) at++;
+    at = skipBlanks(event, at + 1, event.length);
     if (event[at] !== 91) return false; // '['
-    at++;
-    while (at < event.length && WS(event[at])) at++;
-    return event[at] === 93; // ']'
+    return event[skipBlanks(event, at + 1, event.length)] === 93; // ']'
   }
   return false;
 }
