@@ -7,6 +7,7 @@ import { request } from 'node:http';
 import { gunzipSync, gzipSync, deflateSync } from 'node:zlib';
 import t from 'tap';
 import { startGateway } from '../helpers/gateway.js';
+import { http } from '../helpers/http.js';
 import { acceptsGzip } from '../../src/server/edge.js';
 
 t.test('Accept-Encoding as RFC 9110 reads it', async (t) => {
@@ -32,6 +33,28 @@ function raw(url: string, method: string, headers: Record<string, string>, body?
     req.end(body);
   });
 }
+
+t.test('CORS: every header the gateway sends a browser may read (figures, route, limits, decision), on answers, streams and refusals', async (t) => {
+  const { tenant } = http(gw);
+  const { key } = await tenant(gw.masterKey, 5, { rpm: 2, tpm: 100_000 });
+  const origin = { origin: 'https://app.example.com', authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+  const answers = [
+    await raw(`${gw.baseURL}/chat/completions`, 'POST', origin, Buffer.from(chat)),
+    await raw(`${gw.baseURL}/chat/completions`, 'POST', origin, Buffer.from(JSON.stringify({ ...JSON.parse(chat), model: 'auto', stream: true }))),
+    await raw(`${gw.baseURL}/chat/completions`, 'POST', origin, Buffer.from(chat)),
+  ];
+  t.same(answers.map((a) => a.status), [200, 200, 429], 'served, streamed through the router, then refused by rpm');
+  const seen = new Set<string>();
+  for (const a of answers) {
+    const exposed = new Set(String(a.headers['access-control-expose-headers']).split(/,\s*/));
+    for (const name of Object.keys(a.headers)) {
+      if (!/^(x-gateway-|x-btl-|x-ratelimit-|x-request-id$|retry-after$)/.test(name)) continue;
+      seen.add(name);
+      t.ok(exposed.has(name), `${name} (answer ${a.status}) is exposed`);
+    }
+  }
+  for (const name of ['x-btl-customer-charge', 'x-btl-saved', 'x-gateway-route-bucket', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests', 'x-gateway-limit-kind', 'retry-after']) t.ok(seen.has(name), `${name} was among them`);
+});
 
 t.test('CORS: preflights for allowed origins, Access-Control-* on answers and streams; nothing for others, nothing when off', async (t) => {
   const pre = await raw(`${gw.baseURL}/chat/completions`, 'OPTIONS', { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' });
