@@ -33,7 +33,8 @@ export const Errors = {
   upstreamAuth: { status: 502, type: 'upstream_error', code: 'upstream_auth_error' },
   /** A 200 whose body cannot be read: another route may do better; the same one again would bill again for the same. */
   upstreamBadAnswer: { status: 502, type: 'upstream_error', code: 'upstream_bad_answer' },
-  upstreamRateLimited: { status: 429, type: 'rate_limit_error', code: 'upstream_rate_limited' },
+  /** An upstream throttling the gateway, after failover: a 503 (429 is the gateway's own limits, which say their kind). */
+  upstreamRateLimited: { status: 503, type: 'upstream_error', code: 'upstream_rate_limited' },
   upstreamUnavailable: { status: 503, type: 'upstream_error', code: 'upstream_unavailable' },
   noRoute: { status: 503, type: 'upstream_error', code: 'no_route_available' },
   shuttingDown: { status: 503, type: 'server_error', code: 'shutting_down' },

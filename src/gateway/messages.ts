@@ -130,7 +130,7 @@ export class MessagesBridge extends SseTranslator {
     if (!chat) return;
     if (status !== 200) {
       const e = isRecord(chat.error) ? chat.error : {};
-      this.inner.send(status, 'application/json', JSON.stringify(anthropicError(status, text(e.message) || 'error', text(e.code))), headers);
+      this.inner.send(status, 'application/json', JSON.stringify(anthropicError(status, text(e.message) || 'error', text(e.code), e)), headers);
       return;
     }
     const choice = Array.isArray(chat.choices) && isRecord(chat.choices[0]) ? chat.choices[0] : {};

@@ -578,6 +578,6 @@ class Outgoing implements ChatCall {
 /** A stream's end after its headers went out: the error as an SSE data event. */
 function errorEvent(err: GatewayError, api: ChatCall['api']): Buffer {
   // An Anthropic stream's clients read only named events: its error is one, in its envelope.
-  if (api === 'messages') return Buffer.from(`event: error\ndata: ${JSON.stringify(anthropicError(err.status, err.message, err.code))}\n\n`);
+  if (api === 'messages') return Buffer.from(`event: error\ndata: ${JSON.stringify(anthropicError(err.status, err.message, err.code, err.toJSON().error))}\n\n`);
   return Buffer.from(dataFrame(err.toJSON()));
 }

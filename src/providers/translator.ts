@@ -285,7 +285,8 @@ export abstract class TranslatingSink implements ResponseSink {
       this.early = { status, body: JSON.stringify({ error: { message, type, code, param: null } }) };
       return '';
     }
-    this.broken = new GatewayError({ status: status >= 500 || status === 429 ? status : 502, type, code: code ?? 'upstream_error' }, message);
+    this.broken = status === 429 ? new GatewayError(Errors.upstreamRateLimited, message)
+      : new GatewayError({ status: status >= 500 ? status : 502, type, code: code ?? 'upstream_error' }, message);
     return '';
   }
 

@@ -3,7 +3,8 @@
 // envelope: `{"error": {"message", "type", "code", "param"}}`. A 4xx about the request is
 // the caller's to see, with the upstream's status and words; the upstream refusing the
 // gateway's own credentials is the operator's problem, so the caller gets a 502 that says
-// so; throttling and outages keep their status and pass the upstream's Retry-After on.
+// so; throttling (a 503 `upstream_rate_limited`: a 429 is the gateway's own limits') and
+// outages pass the upstream's Retry-After on.
 import { Errors, GatewayError, type ErrorSpec } from '../errors.js';
 import { isRecord } from '../json.js';
 
@@ -39,8 +40,9 @@ export function upstreamError(status: number, body: Buffer, decision: string, re
   if (status === 401 || status === 407) {
     err = new GatewayError(Errors.upstreamAuth, `The upstream ${decision} refused this gateway's credentials (HTTP ${status}${quoted}). The operator must fix its provider key.`);
   } else if (status === 429) {
-    err = new GatewayError({ ...Errors.upstreamRateLimited, code: said.code ?? Errors.upstreamRateLimited.code },
-      `The upstream ${decision} is rate limiting this gateway${quoted}.`, said.param);
+    // A 503, not the upstream's 429 and code: a 429 from the gateway is its own limits' (the key's
+    // rpm, window…), which a caller must be able to tell from a provider's capacity.
+    err = new GatewayError(Errors.upstreamRateLimited, `The upstream ${decision} is rate limiting this gateway${quoted}.`);
   } else if (said.code === 'DeploymentNotFound' || said.code === 'DeploymentNotReady') {
     // Azure: the route names a deployment the resource lacks; the operator's to fix, and another route may serve.
     err = new GatewayError(Errors.upstreamError, `The upstream ${decision} has no such deployment, or it is not ready (HTTP ${status}${quoted}). The operator must fix the route's deployment name.`);

@@ -89,7 +89,11 @@ export function registerAccount(app: TemplatedApp, on: Handlers, deps: AccountDe
     // before the mailbox is looked up: whether an email has a workspace is not free to probe.
     take(client).then((waitMs) => {
       if (waitMs !== null) {
-        throw new GatewayError(Errors.registrationThrottled, `Too many registrations from this address; retry in ${Math.ceil(waitMs / 60_000)} min.`).retryAfter(waitMs);
+        // A 429 says which kind of limit it is, as a key's do: this one is a rolling window per address.
+        const err = new GatewayError(Errors.registrationThrottled, `Too many registrations from this address; retry in ${Math.ceil(waitMs / 60_000)} min.`).retryAfter(waitMs);
+        err.headers = [...err.headers, ['x-gateway-limit-kind', 'window']];
+        err.extra = { kind: 'window', retry_after_seconds: Math.max(1, Math.ceil(waitMs / 1000)) };
+        throw err;
       }
       if (deps.workspaces.byEmailAddress(input.email)) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');
       return deps.workspaces.create(input.name ?? input.email, input.email);

@@ -169,7 +169,7 @@ export class Exchange implements Client {
   sendError(error: unknown, headers: HeaderList | null = null): void {
     const err = asGatewayError(error);
     if (err.headers.length) headers = headers ? [...headers, ...err.headers] : err.headers;
-    this.send(err.status, 'application/json', JSON.stringify(this.anthropicErrors ? anthropicError(err.status, err.message, err.code) : err.toJSON()), headers);
+    this.send(err.status, 'application/json', JSON.stringify(this.anthropicErrors ? anthropicError(err.status, err.message, err.code, err.toJSON().error) : err.toJSON()), headers);
   }
 
   /**

@@ -40,7 +40,12 @@ function anthropicErrorType(status: number): string {
   return 'invalid_request_error';
 }
 
-/** An error in Anthropic's envelope; the gateway's own code goes along (`code`), as extra members. */
-export function anthropicError(status: number, message: string, code: string): { type: 'error'; error: { type: string; message: string; code: string } } {
-  return { type: 'error', error: { type: anthropicErrorType(status), message, code } };
+/**
+ * An error in Anthropic's envelope. The gateway's own code goes along (`code`) as an extra
+ * member, and so do the other members of its OpenAI error object but `type` and `param`
+ * (a limit's `kind` and `retry_after_seconds`, an upstream's `innererror`).
+ */
+export function anthropicError(status: number, message: string, code: string, openai: Readonly<Record<string, unknown>> = {}): { type: 'error'; error: { type: string; message: string; code: string } } {
+  const { type: _type, param: _param, ...rest } = openai;
+  return { type: 'error', error: { ...rest, type: anthropicErrorType(status), message, code } };
 }

@@ -74,6 +74,19 @@ t.test('an OpenAI route gets a chat request (images as data URLs); an Anthropic 
   t.ok(viaAnthropic.usage.cache_read_input_tokens! > 0, 'the upstream\'s cache reads come back as Anthropic reports them');
 });
 
+t.test('a key limit refused in Anthropic\'s envelope keeps its kind and wait (the SDK\'s RateLimitError)', async (t) => {
+  const limited = await api.tenant(gw.masterKey, 1, { rpm: 1 });
+  const c = new Anthropic({ baseURL: gw.url, apiKey: limited.key, maxRetries: 0, defaultHeaders: { 'x-gateway-provider': 'sim' } });
+  await c.messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] });
+  const refused = await c.messages.create({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'y' }] }).catch((e: unknown) => e);
+  t.ok(refused instanceof Anthropic.RateLimitError, String(refused));
+  const e = refused as InstanceType<typeof Anthropic.RateLimitError>;
+  t.match(e.error, { type: 'error', error: { type: 'rate_limit_error', code: 'rate_limit_exceeded', kind: 'rpm' } });
+  const wait = (e.error as { error: { retry_after_seconds: number } }).error.retry_after_seconds;
+  t.ok(wait >= 1 && String(wait) === e.headers?.get('retry-after'), `retry_after_seconds ${wait} = Retry-After`);
+  t.equal(e.headers?.get('x-gateway-limit-kind'), 'rpm');
+});
+
 t.test('count_tokens, errors in Anthropic\'s envelope, and the ledger', async (t) => {
   const count = await client.messages.countTokens({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'Hello there, how are you today?' }] });
   t.ok(count.input_tokens > 5 && count.input_tokens < 30, String(count.input_tokens));

@@ -20,6 +20,9 @@ t.test('30 registrations back to back from one address: 5 accepted, then 429 wit
   t.same(statuses.slice(5), Array(25).fill(429), 'X-Forwarded-For is not trusted by default: spoofing it changes nothing');
   t.equal(last!.json.error.code, 'registration_throttled');
   t.ok(Number(last!.headers.get('retry-after')) > 3000, 'Retry-After until the oldest registration is an hour old');
+  t.equal(last!.headers.get('x-gateway-limit-kind'), 'window', 'a 429 names its kind of limit, as a key\'s do');
+  t.equal(last!.json.error.kind, 'window');
+  t.equal(last!.json.error.retry_after_seconds, Number(last!.headers.get('retry-after')));
   const first = await call('/v1/register', '', { email: 'late@example.com' });
   t.equal(first.status, 429);
   t.equal((await call('/v1/register', '', { email: 'user0@example.com' })).status, 429, 'a taken mailbox is throttled too: existence is not free to probe');

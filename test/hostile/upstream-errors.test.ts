@@ -20,12 +20,13 @@ const ask = (model: string) => ({ model, messages: [{ role: 'user', content: 'hi
 const isEnvelope = (body: Json) => Boolean(body && body.error && typeof body.error.message === 'string' && typeof body.error.type === 'string' && 'code' in body.error && 'param' in body.error);
 const envelope = (tt: { ok: (v: unknown, m: string) => unknown }, body: Json, what: string) => tt.ok(isEnvelope(body), `${what}: OpenAI's envelope (message, type, code, param)`);
 
-t.test('an upstream 429 with Retry-After: 429 in the envelope, Retry-After passed on, the route rests', async (t) => {
+t.test('an upstream 429 with Retry-After: a 503 upstream_rate_limited in the envelope (a 429 is the key\'s own limits), Retry-After passed on, the route rests', async (t) => {
   const r = await call('/v1/chat/completions', gw.masterKey, ask('openai/slow-down'));
-  t.equal(r.status, 429);
-  envelope(t, r.json, '429');
-  t.equal(r.json.error.type, 'rate_limit_error', 'not the upstream\'s "requests"');
-  t.equal(r.json.error.code, 'upstream_rate_limited');
+  t.equal(r.status, 503, 'not a 429, which a caller would read as its own key\'s limit');
+  envelope(t, r.json, '503');
+  t.equal(r.json.error.type, 'upstream_error', 'not the upstream\'s "requests"');
+  t.equal(r.json.error.code, 'upstream_rate_limited', 'not the upstream\'s rate_limit_exceeded, which is the gateway\'s own limits\' code');
+  t.notOk(r.headers.get('x-gateway-limit-kind'), 'no limit kind: no key limit was hit');
   t.match(r.json.error.message, /slow down/, 'the upstream\'s words are kept');
   t.equal(r.headers.get('retry-after'), '7', 'Retry-After passed on');
   t.equal(fake.received.filter((x) => x.body.model === 'slow-down').length, 1, 'a 7 s rest is longer than a retry may wait: one call');

@@ -292,7 +292,7 @@ t.test('a stream that breaks after it began: an error event, and a row that says
   const err = await (async () => { for await (const _ of data) { /* drain */ } })().catch((e: unknown) => e);
   t.ok(err instanceof OpenAI.APIError && /Too many tokens/.test(err.message));
   const row = await rowOf(response.headers.get('x-request-id'));
-  t.equal(row.status, 429, 'the row has the stream\'s error, not a 200');
+  t.equal(row.status, 503, 'the row has the stream\'s error (Bedrock throttling: upstream_rate_limited), not a 200');
 });
 
 t.test('the Responses API bridged onto Bedrock: streamed function calls and text.format', async (t) => {
@@ -322,7 +322,7 @@ t.test('embeddings on Titan: one signed InvokeModel per input (at most 8 at a ti
   t.same(calls.map((c) => c.body.inputText).sort(), [...inputs].sort());
   t.equal(data.usage.prompt_tokens, inputs.reduce((n, s) => n + Math.max(1, s.length >> 2), 0), 'Titan\'s own counts, summed');
   const throttled = await client.embeddings.create({ model: 'bedrock/titan-embed-text-v2', input: ['fine', 'throttle me', 'fine too'] }).catch((e: unknown) => e);
-  t.ok(throttled instanceof OpenAI.APIError && throttled.status === 429, String(throttled));
+  t.ok(throttled instanceof OpenAI.APIError && throttled.status === 503 && throttled.code === 'upstream_rate_limited', `a 503, not the 429 of the key's own limits: ${String(throttled)}`);
   const ids = await client.embeddings.create({ model: 'bedrock/titan-embed-text-v2', input: [[1, 2]] }).catch((e: unknown) => e);
   t.ok(ids instanceof OpenAI.BadRequestError && ids.param === 'input');
 });
