@@ -130,17 +130,25 @@ export function passesThrough(routes: readonly Route[], chain: readonly Constrai
   return routes.some((r) => speaks(r.provider) && (!pin || r.provider.name === pin) && chainAllows(chain, r));
 }
 
-/** What the request needs that the model may lack (a model that lists no capabilities is not restricted). */
-export function checkCapabilities(request: ChatRequest, model: ModelEntry): void {
-  const caps = model.capabilities;
-  if (!caps.length) return;
-  const lacks = (cap: (typeof caps)[number], param: string, what: string) => {
-    if (!caps.includes(cap)) throw new GatewayError(Errors.invalidRequest, `'${model.slug}' does not support ${what}.`, param);
-  };
-  if (Array.isArray(request.tools) && request.tools.length) lacks('tools', 'tools', 'tools');
+/**
+ * The routes whose model can do what the request asks (tools, JSON output, images), in their
+ * order: an alias's cheapest capable model serves, not a refusal because its cheapest model
+ * cannot. None: the first route's model's refusal, naming what it lacks. (A model that lists
+ * no capabilities is not held to any.)
+ */
+export function capableRoutes(request: ChatRequest, routes: readonly Route[]): readonly Route[] {
+  const needs: Array<readonly [ModelEntry['capabilities'][number], string, string]> = [];
+  if (Array.isArray(request.tools) && request.tools.length) needs.push(['tools', 'tools', 'tools']);
   const format = request.response_format as { type?: unknown } | null | undefined;
-  if (format && (format.type === 'json_object' || format.type === 'json_schema')) lacks('json', 'response_format', 'JSON output');
+  if (format && (format.type === 'json_object' || format.type === 'json_schema')) needs.push(['json', 'response_format', 'JSON output']);
   if (request.messages.some((m) => Array.isArray(m.content) && m.content.some((p) => typeof p === 'object' && p !== null && (p as { type?: unknown }).type === 'image_url'))) {
-    lacks('vision', 'messages', 'image inputs');
+    needs.push(['vision', 'messages', 'image inputs']);
   }
+  if (needs.length === 0) return routes;
+  const lacking = (model: ModelEntry) => (model.capabilities.length ? needs.find(([cap]) => !model.capabilities.includes(cap)) : undefined);
+  const capable = routes.filter((r) => !lacking(r.model));
+  if (capable.length) return capable.length === routes.length ? routes : capable;
+  const model = routes[0]!.model;
+  const [, param, what] = lacking(model)!;
+  throw new GatewayError(Errors.invalidRequest, `'${model.slug}' does not support ${what}${routes.some((r) => r.model !== model) ? ', nor does any other model this request may be served by' : ''}.`, param);
 }

@@ -6,8 +6,8 @@ import { startGateway, tempDataDir } from '../helpers/gateway.js';
 
 const gw = await startGateway({ SLUICE_SIM: 'on' }, tempDataDir(), {
   sim: { ttft_ms: 0, tokens_per_second: 5000 },
-  models: [{ slug: 'openai/tiny', upstream_id: 'tiny', context_window: 60, capabilities: ['json'], prices: { input: 1, output: 2 } }],
-  aliases: { fast: { models: ['openai/gpt-4.1-mini', 'openai/gpt-4.1-nano'], policy: 'cost' } },
+  models: [{ slug: 'openai/tiny', upstream_id: 'tiny', context_window: 60, capabilities: ['json'], prices: { input: 0.01, output: 0.02 } }],
+  aliases: { fast: { models: ['openai/gpt-4.1-mini', 'openai/gpt-4.1-nano'], policy: 'cost' }, small: { models: ['openai/tiny', 'openai/gpt-4.1-nano'], policy: 'cost' } },
 });
 t.teardown(() => gw.stop());
 const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
@@ -41,6 +41,20 @@ t.test('the context window is checked against the tokenized prompt', async (t) =
 t.test('an alias serves its cheapest route under the cost policy', async (t) => {
   const { response } = await client.chat.completions.create({ model: 'fast', messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
   t.equal(response.headers.get('x-gateway-decision'), 'sim/gpt-4.1-nano');
+});
+
+t.test('an alias: its cheapest model that can take the request serves (capabilities, context window); none: refused', async (t) => {
+  const plain = await client.chat.completions.create({ model: 'small', max_tokens: 5, messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  t.equal(plain.response.headers.get('x-gateway-decision'), 'sim/tiny', 'the cheapest, when it can');
+  const image = await client.chat.completions.create({ model: 'small', max_tokens: 5, messages: [{ role: 'user', content: [{ type: 'text', text: 'what is it?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } }] }] }).withResponse();
+  t.equal(image.response.headers.get('x-gateway-decision'), 'sim/gpt-4.1-nano', 'an image: the next model, which sees (the cheapest does not)');
+  const long = await client.chat.completions.create({ model: 'small', max_tokens: 5, messages: [{ role: 'user', content: 'word '.repeat(200) }] }).withResponse();
+  t.equal(long.response.headers.get('x-gateway-decision'), 'sim/gpt-4.1-nano', 'a prompt beyond the cheapest\'s window: the next, whose window fits');
+  const rows = await Promise.all([image, long].map((r) => fetch(`${gw.baseURL}/requests/${r.response.headers.get('x-request-id')}`, { headers: { authorization: `Bearer ${gw.masterKey}` } }).then((x) => x.json() as Promise<{ served: string; retries: number }>)));
+  t.same(rows.map((r) => [r.served, r.retries]), [['sim/gpt-4.1-nano', 0], ['sim/gpt-4.1-nano', 0]], 'chosen before anything went upstream: no retry');
+  const huge = await fail(client.chat.completions.create({ model: 'small', max_tokens: 5, messages: [{ role: 'user', content: 'word '.repeat(20) }], max_completion_tokens: 10_000_000 } as OpenAI.ChatCompletionCreateParamsNonStreaming));
+  t.equal(huge?.code, 'context_length_exceeded', 'fits no model: refused');
+  t.match(huge?.message, /context window is 1047576 tokens/, 'by the widest window it may be served with');
 });
 
 t.test('an alias naming a model that is not in the catalog stops the start with the field named', async (t) => {

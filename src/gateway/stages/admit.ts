@@ -73,10 +73,15 @@ export function admit(deps: ChatDeps): Stage {
       // The context check is the upstream's own arithmetic (an image at its usual count, not its bound): never refuse what it would take.
       const usual = counted + extra.previous;
       if (usual + (asked ?? 0) > window) { // as OpenAI: the prompt plus what max_tokens asks for
-        const field = ctx.endpoint.capName(req);
-        const prompt = ctx.endpoint.promptField;
-        throw new GatewayError(Errors.contextLength,
-          `This model's context window is ${window} tokens; the ${prompt === 'messages' ? 'messages use' : 'input uses'} ${usual}${asked ? ` and ${field} asks for ${asked} more` : ''}. Shorten the ${prompt}${asked ? ` or lower ${field}` : ''}.`, prompt);
+        // Only the routes whose model's window fits it may serve (an alias's next model may be wider); none: refused, by the widest.
+        const fitting = ctx.routes.filter((r) => usual + (asked ?? 0) <= r.model.context_window);
+        if (fitting.length) ctx.routes = fitting;
+        else {
+          const field = ctx.endpoint.capName(req);
+          const prompt = ctx.endpoint.promptField;
+          throw new GatewayError(Errors.contextLength,
+            `This model's context window is ${widest} tokens; the ${prompt === 'messages' ? 'messages use' : 'input uses'} ${usual}${asked ? ` and ${field} asks for ${asked} more` : ''}. Shorten the ${prompt}${asked ? ` or lower ${field}` : ''}.`, prompt);
+        }
       }
       // Money and tpm take the bound: images at their ceiling; content stored upstream (a file id) as the whole window.
       const tokens = extra.unsized ? window : counted + extra.counted;

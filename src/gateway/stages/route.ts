@@ -4,7 +4,7 @@
 // the prompt may cost beyond its bytes (images, a previous response's conversation).
 import type { ModelType, Prices } from '../../config/schema.js';
 import { Errors, GatewayError } from '../../errors.js';
-import { RouteSelector, checkCapabilities } from '../../router/select.js';
+import { RouteSelector, capableRoutes } from '../../router/select.js';
 import type { ChatDeps } from '../deps.js';
 import type { Stage } from '../context.js';
 import { IMAGE_BOUND, IMAGE_COUNTED, promptExtras } from '../prompt-bound.js';
@@ -33,16 +33,18 @@ export function route(deps: ChatDeps): Stage {
   return (ctx) => {
     const { request, key } = ctx;
     ctx.chain = deps.keys.chain(key);
-    const { entry, routes } = selector.select({
+    const selected = selector.select({
       requested: request.model, model: ctx.router?.model ?? request.model,
       pin: typeof request.provider === 'string' ? request.provider : ctx.pin,
       nativeKind: ctx.endpoint.native, chain: ctx.chain, caller: key,
     });
-    const model = routes[0]!.model;
+    const { entry } = selected;
+    const model = selected.routes[0]!.model;
     if (model.type !== ctx.endpoint.modelType) {
       throw new GatewayError(Errors.invalidRequest, `'${request.model}' is ${/^[aeiou]/.test(model.type) ? 'an' : 'a'} ${model.type} model: it is served on ${ENDPOINT_OF[model.type]}, not on ${ENDPOINT_OF[ctx.endpoint.modelType]}.`, 'model');
     }
-    checkCapabilities(request, model);
+    // Only routes whose model can do what the request asks: an alias's cheapest capable model serves.
+    const routes = capableRoutes(request, selected.routes);
     const ws = deps.workspaces.get(key.workspace);
     if (!ws) throw new GatewayError(Errors.forbidden, `This key's workspace ${key.workspace} no longer exists.`);
     let previous = 0;
