@@ -1,5 +1,6 @@
 // The savings engine's mechanisms, as bits: a request carries one number saying which are
 // on for it (config, minus the key's `savings_off`, minus the request's headers).
+import { Errors, GatewayError } from '../errors.js';
 import { MECHANISMS, type Mechanism } from '../wire/savings.js';
 
 export const M = {
@@ -20,7 +21,8 @@ export function maskOf(names: readonly string[] | undefined): number {
 }
 
 /**
- * The request's own switches. `x-gateway-savings: off` turns everything off;
+ * The request's own switches. `x-gateway-savings: off` turns everything off, and a list of
+ * mechanisms (`compression, output_cap`, named as in a key's `savings_off`) turns those off;
  * `x-gateway-cache: off` the caches and dedupe; `x-gateway-cache: on` opts a sampled
  * (temperature > 0) request into the caches.
  */
@@ -37,7 +39,18 @@ export const NO_SWITCHES: RequestSwitches = { off: 0, forceCache: false, staticR
 export function readSwitches(savings = '', cache = '', router = ''): RequestSwitches {
   if (!savings && !cache && !router) return NO_SWITCHES;
   let off = 0;
-  if (savings.toLowerCase() === 'off') off = ALL;
+  const s = savings.trim().toLowerCase();
+  if (s === 'off' || s === 'all') off = ALL;
+  else if (s !== '' && s !== 'on') {
+    for (const name of s.split(',')) {
+      const m = name.trim();
+      const bit = (M as Record<string, number>)[m];
+      if (bit === undefined) {
+        throw new GatewayError(Errors.invalidRequest, `x-gateway-savings: '${m.slice(0, 40)}' is not a savings mechanism. Send 'off' for all of them, or a comma-separated list of those to turn off: ${MECHANISMS.join(', ')}.`);
+      }
+      off |= bit;
+    }
+  }
   const c = cache.toLowerCase();
   if (c === 'off') off |= CACHES;
   return { off, forceCache: c === 'on', staticRouter: router.toLowerCase() === 'static' };

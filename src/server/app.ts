@@ -34,7 +34,7 @@ import { Edge, type EdgeConfig } from './edge.js';
 import { makeHandlers, requireScope, type Handlers } from './handlers.js';
 import { audioUpload } from './audio-upload.js';
 import { deploymentViews } from '../router/health.js';
-import { NO_SWITCHES, readSwitches } from '../savings/mechanisms.js';
+import { readSwitches, type RequestSwitches } from '../savings/mechanisms.js';
 import { ALL_WORKSPACES } from '../accounts/usage.js';
 import type { Metrics } from '../ops/metrics.js';
 import { openApiDocument, recordRoutes, type RecordedRoute } from './openapi.js';
@@ -134,26 +134,27 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
 
   // Responses API: an OpenAI-kind route takes the caller's bytes as they are; other routes are
   // bridged onto the chat path. Routing, limits, credits, ledger and failover apply either way.
-  app.post('/v1/responses', handlers.inference((ex, key, body, t0, _p, [pin]) => {
+  app.post('/v1/responses', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache, router]) => {
     const request = readResponsesRequest(body);
+    const sw = readSwitches(savings, cache, router);
     const ids = deps.chat.deps.responseIds;
     const prev = request.previous_response_id;
     if (typeof prev === 'string' && ids.shared && !ids.find(key.workspace, prev)) {
       // Cluster mode: a conversation another replica stored, read from Postgres first.
-      ids.fetched(key.workspace, prev).then(() => responses(ex, key, body, t0, pin, request)).catch((err: unknown) => refuseChat(ex, key, t0, err));
+      ids.fetched(key.workspace, prev).then(() => responses(ex, key, body, t0, pin, sw, request)).catch((err: unknown) => refuseChat(ex, key, t0, err));
       return;
     }
-    responses(ex, key, body, t0, pin, request);
-  }, refuseChat, ['x-gateway-provider'], 'responses'));
+    responses(ex, key, body, t0, pin, sw, request);
+  }, refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache', 'x-gateway-router'], 'responses'));
 
-  function responses(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin: string | undefined, request: ReturnType<typeof readResponsesRequest>): void {
+  function responses(ex: Exchange, key: KeyRecord, body: Buffer, t0: number, pin: string | undefined, sw: RequestSwitches, request: ReturnType<typeof readResponsesRequest>): void {
     const bridge = new ResponsesBridge(ex, request.model, { previous_response_id: request.previous_response_id ?? null, store: request.store !== false, instructions: request.instructions ?? null });
     const routes = deps.catalog.find(request.model)?.routes ?? [];
     const pinned = request.provider ?? pin ?? '';
     if (passesThrough(routes, deps.keys.chain(key), pinned, speaksResponses)) {
       bridge.passthrough = true;
       // Read once: the pipeline takes the request as parsed here.
-      deps.chat.handle(bridge, key, body, t0, pin ?? '', RESPONSES, NO_SWITCHES, withoutMessages({ ...request }));
+      deps.chat.handle(bridge, key, body, t0, pin ?? '', RESPONSES, sw, withoutMessages({ ...request }));
       return;
     }
     // Bridged: the gateway keeps the conversation (unless store: false), so a later request can continue it on any route.
@@ -173,7 +174,7 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
       };
     }
     // The chat body carries no pin field: the pin (the body's, else the header's) goes along as the header's would.
-    deps.chat.handle(bridge, key, chatBody, t0, pinned);
+    deps.chat.handle(bridge, key, chatBody, t0, pinned, CHAT, sw);
   }
 
   app.post('/v1/embeddings', handlers.inference((ex, key, body, t0, _p, [pin, savings, cache]) => deps.chat.handle(ex, key, body, t0, pin ?? '', EMBEDDINGS,

@@ -85,6 +85,45 @@ t.test('output cap: applied when the caller sets none, per model, and reported',
   t.equal(near.headers.get('x-gateway-output-cap'), null);
 });
 
+t.test('each mechanism off on its own per request (x-gateway-savings: a list), on chat and on the Responses API; an unknown name is a 400', async (t) => {
+  const docs = ['delta', 'epsilon'].map((s) => passage(s, 1200));
+  const messages: Msg[] = [
+    { role: 'user', content: `Context:\n\n${docs[0]}\n\nQuestion: what is delta?` },
+    { role: 'assistant', content: 'Delta is the fourth.' },
+    { role: 'user', content: `Context:\n\n${docs[0]}\n\n${docs[1]}\n\nQuestion: and epsilon?` },
+  ];
+  const both = await create({ model: 'openai/rag', messages });
+  t.equal(both.sent.max_tokens, 1000, 'both on: capped');
+  const third = (r: { sent: Json }) => (r.sent.messages as Json[])[2]!.content as string;
+  t.match(third(both), /Same passage/, 'both on: the repeat deduped');
+  const noCap = await create({ model: 'openai/rag', messages }, undefined, { 'x-gateway-savings': 'output_cap' });
+  t.equal(noCap.sent.max_tokens, 4096, 'output_cap off: the billing default, not the savings cap');
+  t.match(third(noCap), /Same passage/, '…and chunk dedupe still on');
+  const noDedupe = await create({ model: 'openai/rag', messages }, undefined, { 'x-gateway-savings': ' Chunk_Dedupe , compression' });
+  t.equal(third(noDedupe), messages[2]!.content, 'chunk_dedupe off (names case- and space-insensitive): the repeat sent as it was');
+  t.equal(noDedupe.sent.max_tokens, 1000, '…and the cap still on');
+  t.notOk(noDedupe.data.gateway.saved_tokens?.chunk_dedupe, 'no chunk_dedupe saving claimed');
+  const bad = await client(gw.masterKey, { 'x-gateway-savings': 'output_cap,teleport' }).chat.completions.create({ model: 'openai/rag', messages }).catch((e: unknown) => e);
+  t.ok(bad instanceof OpenAI.BadRequestError && /'teleport' is not a savings mechanism/.test(bad.message), String(bad));
+  // The Responses API bridged onto the chat path (an Anthropic route) takes the same switches.
+  const asked = anthropic.received.length;
+  const responses = (headers: Record<string, string>) => client(gw.masterKey, headers).responses.create({ model: 'anthropic/claude-test', input: 'hello, Responses' });
+  const cap = () => anthropic.received.at(-1)!.body.max_tokens;
+  const first = await responses({});
+  t.equal(cap(), 1000, 'the Responses API: capped by default');
+  const again = await client(gw.masterKey, {}).responses.create({ model: 'anthropic/claude-test', input: 'hello, Responses', temperature: 0 }).withResponse();
+  const cached = await client(gw.masterKey, {}).responses.create({ model: 'anthropic/claude-test', input: 'hello, Responses', temperature: 0 }).withResponse();
+  t.equal(cached.response.headers.get('x-gateway-cache'), 'exact', 'and its repeat served from the cache');
+  await responses({ 'x-gateway-savings': 'off' });
+  t.equal(cap(), 4096, 'x-gateway-savings: off reaches the Responses API (the billing default, not the savings cap)');
+  const off = await client(gw.masterKey, { 'x-gateway-cache': 'off' }).responses.create({ model: 'anthropic/claude-test', input: 'hello, Responses', temperature: 0 }).withResponse();
+  t.equal(off.response.headers.get('x-gateway-cache'), 'miss', 'so does x-gateway-cache: off');
+  await responses({ 'x-gateway-savings': 'output_cap' });
+  t.equal(cap(), 4096, 'and a list does');
+  t.equal(anthropic.received.length, asked + 5, 'all but the cached repeat went upstream');
+  t.ok(first.id && again.data.id, 'answered');
+});
+
 t.test('chunk dedupe through the gateway: fewer tokens upstream, the question intact, the saving priced', async (t) => {
   const docs = ['alpha', 'beta', 'gamma'].map((s) => passage(s, 1200));
   const messages: Msg[] = [
@@ -174,7 +213,7 @@ t.test('prompt caching (Anthropic): cache_control breakpoints on the system prom
   t.equal(anthropic.received.at(-1)!.body.system, system, 'off: no breakpoints');
 });
 
-t.test('odd but valid shapes pass through the rewrites; odd switch values are ignored', async (t) => {
+t.test('odd but valid shapes pass through the rewrites; an odd x-gateway-cache value is ignored, an odd x-gateway-savings one refused (it names mechanisms)', async (t) => {
   const filler = passage('filler', 1500);
   const messages = [
     { role: 'system', content: [{ type: 'text', text: filler }] },
@@ -183,8 +222,12 @@ t.test('odd but valid shapes pass through the rewrites; odd switch values are ig
     { role: 'tool', tool_call_id: 'c', content: [{ type: 'text', text: filler }] },
     { role: 'user', content: `${filler}\n\n   \n\n${filler}` },
   ];
-  const res = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json', 'x-gateway-cache': '\xff nonsense', 'x-gateway-savings': 'maybe' },
+  const send = (savings: Record<string, string>) => fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json', 'x-gateway-cache': '\xff nonsense', ...savings },
     body: JSON.stringify({ model: 'openai/rag', messages }) });
+  const maybe = await send({ 'x-gateway-savings': 'maybe' });
+  t.equal(maybe.status, 400);
+  t.match(await maybe.json(), { error: { code: 'invalid_request', message: /'maybe' is not a savings mechanism/ } });
+  const res = await send({});
   t.equal(res.status, 200);
   const sent = fake.received.at(-1)!.body.messages as Json[];
   t.same(sent[0], messages[0], 'system untouched');
