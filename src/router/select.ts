@@ -80,7 +80,8 @@ export class RouteSelector {
       const all = routes;
       routes = all.filter((r) => r.provider.name === q.pin);
       if (!routes.length) {
-        throw new GatewayError(Errors.invalidRequest, `No route of '${q.requested}' goes through provider '${q.pin.slice(0, 64)}' (its routes: ${all.map((r) => r.provider.name).join(', ') || 'none'}).`, 'provider');
+        // An unknown route: a 404, as an unknown model is (SPEC), naming the field that asked for it.
+        throw new GatewayError(Errors.notFound, `No route of '${q.requested}' goes through provider '${q.pin.slice(0, 64)}' (its routes: ${all.map((r) => r.provider.name).join(', ') || 'none'}).`, 'provider');
       }
     }
     if (q.nativeKind) {

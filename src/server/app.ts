@@ -5,7 +5,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
 import { sha256 } from '../digest.js';
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from 'uWebSockets.js';
-import type { KeyRecord, KeyRing } from '../accounts/keys.js';
+import { Scope, type KeyRecord, type KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
@@ -255,7 +255,8 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
     pool.countPrompt(entry.model.tokenizer, chatBody).finally(release).then((n) => ex.sendJson(200, { input_tokens: n }), (err: unknown) => ex.sendError(err));
   }, 0, [], true));
 
-  app.get('/v1/providers', noBody(null, (ex) => {
+  // A customer endpoint (SPEC): any key of the gateway, whatever its scopes; not public (route counts and health are the operator's).
+  app.get('/v1/providers', noBody(Scope.options, (ex) => {
     const byProvider = new Map<string, ReturnType<typeof deploymentViews>>();
     for (const d of deploymentViews(deps.catalog.routes(), deps.health)) byProvider.set(d.provider, [...(byProvider.get(d.provider) ?? []), d]);
     ex.sendJson(200, { object: 'list', data: [...byProvider].map(([name, deployments]) => ({ id: name, object: 'provider', kind: deployments[0]!.kind,

@@ -61,7 +61,7 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
   'GET /v1/models': { summary: 'Models, aliases and `auto`, with routes and prices (OpenAI list shape).', tag: 'Models', scope: null },
   'GET /v1/models/:provider/:model': { summary: 'One model with its routes and prices.', tag: 'Models', scope: null },
   'GET /v1/models/:model': { summary: 'One model by its percent-encoded slug (what the SDKs send), bare id, alias or `auto`.', tag: 'Models', scope: null },
-  'GET /v1/providers': { summary: 'Providers and their deployments, with route health.', tag: 'Models', scope: null },
+  'GET /v1/providers': { summary: 'Providers and their deployments, with route health (any key).', tag: 'Models', scope: ['inference', 'usage:read', 'keys:write', 'admin', 'feedback'] },
   'POST /v1/chat/completions': { summary: 'OpenAI chat completions (JSON or SSE), routed, metered, with the savings engine.', tag: 'Inference', scope: 'inference', body: ChatRequestSchema },
   'POST /v1/responses': { summary: 'OpenAI Responses API (passthrough or bridged onto the chat path).', tag: 'Inference', scope: 'inference', body: ResponsesRequestSchema },
   'GET /v1/responses/:id': { summary: 'A stored response of your workspace: the gateway\'s own (bridged routes), or relayed from the upstream that holds it.', tag: 'Inference', scope: 'inference' },

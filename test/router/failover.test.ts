@@ -88,8 +88,10 @@ t.test('pin a provider by body field or header; list providers', async (t) => {
   const viaHeader = await client.chat.completions.create({ model: 'primary/m1', messages }, { headers: { 'x-gateway-provider': 'backup' } }).withResponse();
   t.equal(viaHeader.response.headers.get('x-gateway-decision'), 'backup/m1');
   const bad = await client.chat.completions.create({ model: 'primary/m1', messages, provider: 'nope' } as OpenAI.ChatCompletionCreateParamsNonStreaming).catch((e: unknown) => e);
-  t.ok(bad instanceof OpenAI.BadRequestError && bad.param === 'provider');
-  const providers = await (await fetch(`${gw.baseURL}/providers`)).json() as { data: Array<{ id: string; kind: string; deployments: unknown[] }> };
+  t.ok(bad instanceof OpenAI.NotFoundError && bad.param === 'provider' && /No route of 'primary\/m1' goes through provider 'nope'/.test(bad.message), `an unknown route is a 404: ${String(bad)}`);
+  t.equal((await fetch(`${gw.baseURL}/providers`)).status, 401, '/v1/providers: a customer endpoint, not public');
+  const tenant = (await admin('/admin/keys', { name: 'usage-only', scopes: ['usage:read'] })).json as { key: string };
+  const providers = await (await fetch(`${gw.baseURL}/providers`, { headers: { authorization: `Bearer ${tenant.key}` } })).json() as { data: Array<{ id: string; kind: string; deployments: unknown[] }> };
   t.same(providers.data.map((p) => p.id).sort(), ['backup', 'primary']);
   t.ok(providers.data.every((p) => p.kind === 'openai' && p.deployments.length === 1));
 });
