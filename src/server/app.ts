@@ -14,7 +14,7 @@ import { ResponsesBridge, readResponsesRequest, toChatBody } from '../gateway/re
 import { CompletionsBridge, completionsToChat } from '../gateway/completions.js';
 import { MessagesBridge, messagesToChat } from '../gateway/messages.js';
 import { ANTHROPIC_BETA } from '../providers/anthropic.js';
-import { passesThrough } from '../router/select.js';
+import { RouteSelector, passesThrough } from '../router/select.js';
 import { speaksResponses } from '../providers/provider.js';
 import type { ChatRequest } from '../wire/chat.js';
 import { CountTokensRequestSchema, MessagesRequestSchema } from '../wire/messages.js';
@@ -245,9 +245,16 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
     }
     deps.chat.handle(new MessagesBridge(ex, request.model), key, messagesToChat(request), t0, pin ?? '', CHAT, sw);
   }, refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache', 'anthropic-beta'], 'messages', true));
+  const countSelector = new RouteSelector(deps.catalog, deps.health);
   app.post('/v1/messages/count_tokens', handlers.withBody('inference', (ex, key, body) => {
     const request = parseBody(CountTokensRequestSchema, parseJson(body));
     const entry = deps.catalog.resolve(request.model);
+    // The key's model constraints hold here too (a 403, as on /v1/messages), though nothing goes upstream; a model no provider serves can still be counted.
+    try {
+      countSelector.select({ requested: request.model, model: request.model, pin: '', nativeKind: null, chain: deps.keys.chain(key), caller: key });
+    } catch (err) {
+      if (!(err instanceof GatewayError && err.code === Errors.noRoute.code)) throw err;
+    }
     const chatBody = messagesToChat({ ...request, max_tokens: request.max_tokens ?? 1, stream: false });
     // Counted in the pool, within the workspace's share, like a request's prompt.
     const { pool } = deps.chat.deps;

@@ -87,6 +87,14 @@ t.test('a key limit refused in Anthropic\'s envelope keeps its kind and wait (th
   t.equal(e.headers?.get('x-gateway-limit-kind'), 'rpm');
 });
 
+t.test('count_tokens holds a key to its models, as /v1/messages does (a 403)', async (t) => {
+  const made = (await api.admin('/admin/keys', { name: 'openai-only', limits: { models: ['openai/*'] } })).json as { key: string };
+  const only = new Anthropic({ baseURL: gw.url, apiKey: made.key, maxRetries: 0 });
+  const refused = await only.messages.countTokens({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'Hello' }] }).catch((e: unknown) => e);
+  t.ok(refused instanceof Anthropic.PermissionDeniedError && /may not use 'claude-haiku-4-5'/.test(refused.message), String(refused));
+  t.ok((await client.messages.countTokens({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'Hello' }] })).input_tokens > 0, 'a key without constraints counts');
+});
+
 t.test('count_tokens, errors in Anthropic\'s envelope, and the ledger', async (t) => {
   const count = await client.messages.countTokens({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'Hello there, how are you today?' }] });
   t.ok(count.input_tokens > 5 && count.input_tokens < 30, String(count.input_tokens));
