@@ -14,7 +14,7 @@ import type { CachedAnswer } from '../savings/cache.js';
 import type { OutgoingCall } from '../savings/stage.js';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { HeaderList } from '../wire/http.js';
-import { SseUsageTap, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
+import { MAX_EVENT_BYTES, SseUsageTap, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
 import { dataFrame } from '../wire/sse.js';
 import { anthropicError } from '../wire/messages.js';
 import type { Usage } from '../wire/usage.js';
@@ -28,6 +28,12 @@ import { record, whenSettled, type UsageSource } from './settle.js';
 
 const EMPTY = Buffer.alloc(0);
 /** Failures the same route would only repeat: another route may take the request, this one not again. */
+/** How long an upstream may keep its connection open after its stream's terminal event (as translator.ts allows). */
+const LINGER_MS = 1000;
+
+/** A buffered answer larger than this is refused, as the translating providers refuse theirs (an upstream that never stops would hold the gateway's memory). */
+const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+
 const NOT_AGAIN = new Set<string>([Errors.upstreamTimeout.code, Errors.upstreamBadAnswer.code, Errors.upstreamAuth.code]);
 
 /**
@@ -54,6 +60,11 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   private settling = false;
   /** Set once the call's outcome (an answer, a failure) has gone to every client of it, followers included. */
   private over = false;
+  /** The stream's terminal event came and the answer was ended then: what the upstream does after is not the answer's. */
+  private ended = false;
+  private linger: NodeJS.Timeout | null = null;
+  /** Bytes of a buffered answer so far. */
+  private bufferedBytes = 0;
   /** The route of the current attempt. */
   private route: Route;
   private lastError: GatewayError | null = null;
@@ -240,8 +251,10 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
         this.client.corked(this.pushRaw);
         return this.writable;
       }
+      if (this.ended) return true;
       if (!this.tap) {
         this.chunks.push(chunk);
+        if ((this.bufferedBytes += chunk.length) > MAX_ANSWER_BYTES) this.unreadable(`an answer larger than ${MAX_ANSWER_BYTES >> 20} MiB`);
         return true;
       }
       this.sse!.push(chunk);
@@ -251,6 +264,16 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       this.pending = chunk;
       if (this.leaderGone) this.pushPending();
       else this.client.corked(this.pushPending);
+      if (this.tap.oversized) { this.unreadable(`an SSE event larger than ${MAX_EVENT_BYTES >> 20} MiB`); return true; }
+      if (this.tap.terminal) {
+        // The answer is complete: it ends for the caller now, whether or not the upstream closes.
+        // It normally does, at once (its connection then serves the next call); one that lingers is cut loose.
+        this.ended = true;
+        this.finishUpstream();
+        this.linger = setTimeout(this.abandonUpstream, LINGER_MS);
+        this.linger.unref();
+        return true;
+      }
       return this.writable || this.leaderGone;
     } catch (err) {
       this.fault(err);
@@ -271,6 +294,31 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   };
 
   onEnd(): void {
+    if (this.ended) { this.stopLinger(); return; }
+    this.finishUpstream();
+  }
+
+  private readonly abandonUpstream = (): void => {
+    this.linger = null;
+    this.handle?.abort();
+  };
+
+  private stopLinger(): void {
+    if (this.linger) { clearTimeout(this.linger); this.linger = null; }
+  }
+
+  /**
+   * The upstream sent what it has that is not the answer's, and cannot be read: the call stops
+   * (`what` says why), and the request ends as the upstream's unreadable answer (502): another
+   * route may serve when nothing reached the caller yet, never this one again.
+   */
+  private unreadable(what: string): void {
+    this.handle?.abort();
+    this.onError(new GatewayError(Errors.upstreamBadAnswer, `Upstream ${this.route.decision} sent ${what}.`));
+  }
+
+  /** The upstream's answer is over (it ended, or its stream's terminal event came). */
+  private finishUpstream(): void {
     try {
       this.tUpstreamEnd = performance.now();
       if (this.raw) {
@@ -281,6 +329,12 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       }
       // (a buffered answer lands once it is known not to fail over: identical requests may still join the retry)
       if (!this.tap) { this.finishBuffered(); return; }
+      if (!this.tap.terminal) {
+        // Ended before its terminal event (`[DONE]`, message_stop, response.completed): cut, or
+        // not SSE at all. An error event says so, never a silent end; the route's breaker counts it.
+        this.onError(new GatewayError(Errors.upstreamError, `The stream from ${this.route.decision} ended before the answer did (no terminal event).`));
+        return;
+      }
       this.land();
       const usage = this.tap.usage;
       if (usage) { this.endStream(usage, 'upstream'); return; }
@@ -347,6 +401,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   }
 
   onError(err: GatewayError): void {
+    if (this.ended) { this.stopLinger(); return; }
     try {
       this.tUpstreamEnd = performance.now();
       // (`settling` is not enough: a leader whose client left is settled early, and its followers still wait for this outcome.)

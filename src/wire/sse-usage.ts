@@ -15,6 +15,9 @@ const MESSAGE_STOP = Buffer.from('message_stop');
 
 const WS = (b: number | undefined) => b === 32 || b === 10 || b === 13 || b === 9;
 
+/** An SSE event longer than this is refused, as the translating providers refuse theirs (an upstream that never ends one would hold the gateway's memory). */
+export const MAX_EVENT_BYTES = 16 * 1024 * 1024;
+
 /** The first index from `at` (before `end`) whose byte is not a blank, nor a ':' when `colon`: past the space JSON may have between tokens. */
 function skipBlanks(buf: Buffer, at: number, end: number, colon = false): number {
   while (at < end && (WS(buf[at]) || (colon && buf[at] === 58))) at++;
@@ -105,6 +108,13 @@ function eventEnd(buf: Buffer, from: number): number {
   return -1;
 }
 
+/** True when a blank line ends in `chunk`, which follows an event's bytes without one, the last two of them `a` and `b`: it may start there. */
+function endsIn(a: number | undefined, b: number | undefined, chunk: Buffer): boolean {
+  if (eventEnd(chunk, 0) !== -1) return true;
+  if (b === 10) return chunk[0] === 10 || (chunk[0] === 13 && chunk[1] === 10); // '\n' + '\n' or '\r\n'
+  return a === 10 && b === 13 && chunk[0] === 10; // '\n\r' + '\n'
+}
+
 /**
  * `needle`'s bytes at `at`, ending by `end`. Compared in JavaScript: the needles are a few
  * bytes, and this runs for every event of every stream, where Buffer.compare's call into C++
@@ -178,7 +188,14 @@ export class SseUsageTap {
    * member (where SDKs keep what a chunk says; the SSE comment is dropped by all of them).
    */
   usageEvent: Buffer | null = null;
-  private tail: Buffer | null = null;
+  /** An event grew past MAX_EVENT_BYTES without ending: the stream is unreadable, and nothing more is taken. */
+  oversized = false;
+  /**
+   * The bytes of an event not ended yet, as they came (joined once it ends: an event that
+   * arrives in many chunks is copied once, not once per chunk), and how many there are.
+   */
+  private tail: Buffer[] = [];
+  private tailBytes = 0;
   /** An Anthropic stream: message_start's usage, which message_delta's completes. */
   private anthropicStart: Record<string, unknown> | null = null;
 
@@ -189,11 +206,29 @@ export class SseUsageTap {
     private readonly holdTerminal = false,
   ) {}
 
+  /** The stream's terminal event came: what follows it is not the answer's (and is dropped). */
+  get terminal(): boolean {
+    return this.sawDone || this.held !== null;
+  }
+
   /** Feeds upstream bytes; returns false when the client side is applying backpressure. */
   push(chunk: Buffer): boolean {
-    if (this.held) { this.held = Buffer.concat([this.held, chunk]); return true; }
-    const buf = this.tail ? Buffer.concat([this.tail, chunk]) : chunk;
-    this.tail = null;
+    if (this.held || this.oversized) return true;
+    let buf = chunk;
+    if (this.tailBytes) {
+      const last = this.tail[this.tail.length - 1]!;
+      const beforeLast = last.length > 1 ? last[last.length - 2] : this.tail[this.tail.length - 2]?.at(-1);
+      if (!endsIn(beforeLast, last[last.length - 1], chunk)) {
+        this.tail.push(chunk);
+        this.tailBytes += chunk.length;
+        if (this.tailBytes > MAX_EVENT_BYTES) { this.oversized = true; this.tail = []; this.tailBytes = 0; }
+        return true;
+      }
+      this.tail.push(chunk);
+      buf = Buffer.concat(this.tail, this.tailBytes + chunk.length);
+      this.tail = [];
+      this.tailBytes = 0;
+    }
     let ok = true;
     let flushFrom = 0;
     let pos = 0;
@@ -228,14 +263,19 @@ export class SseUsageTap {
       }
     }
     if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
-    if (pos < buf.length) this.tail = Buffer.from(buf.subarray(pos));
+    if (pos < buf.length) {
+      if (buf.length - pos > MAX_EVENT_BYTES) { this.oversized = true; return ok; }
+      this.tail = [Buffer.from(buf.subarray(pos))];
+      this.tailBytes = buf.length - pos;
+    }
     return ok;
   }
 
   /** Bytes not forwarded yet: a held `[DONE]`, or an unterminated last event if the upstream ended mid-event. */
   flushTail(): Buffer | null {
-    const t = this.held ?? this.tail;
-    this.tail = null;
+    const t = this.held ?? (this.tailBytes ? Buffer.concat(this.tail, this.tailBytes) : null);
+    this.tail = [];
+    this.tailBytes = 0;
     this.held = null;
     return t;
   }

@@ -142,3 +142,41 @@ t.test('a stream written with Python\'s spacing: its usage chunk is known as suc
   t.equal(tabbed.usage?.prompt_tokens, 3, 'a tab between the key and the object');
   t.end();
 });
+
+t.test('an event that arrives in many pieces is forwarded whole once it ends; one that never ends stops the tap at 16 MiB', (t) => {
+  const long = `data: {"id":"c","choices":[{"index":0,"delta":{"content":"${'x'.repeat(300_000)}"}}],"usage":null}\n\n`;
+  const stream = Buffer.from(long + frames.slice(3).join(''));
+  for (const size of [1000, 4096, 299_999]) {
+    const out: Buffer[] = [];
+    const tap = new SseUsageTap(false, (b) => { out.push(Buffer.from(b)); return true; }, () => Buffer.from(': g\n\n'));
+    for (let at = 0; at < stream.length; at += size) tap.push(stream.subarray(at, at + size));
+    t.equal(Buffer.concat(out).toString(), `${long}: g\n\ndata: [DONE]\n\n`, `pieces of ${size}: forwarded whole, in order`);
+    t.equal(tap.usage?.prompt_tokens, 11);
+    t.ok(tap.terminal && !tap.oversized);
+  }
+  // A blank line split across pieces, at every way a CRLF one can be cut.
+  const crlf = Buffer.from(long.replace('\n\n', '\r\n\r\n') + 'data: [DONE]\r\n\r\n');
+  for (let cut = crlf.indexOf('\r\n\r\n') - 1; cut <= crlf.indexOf('\r\n\r\n') + 4; cut++) {
+    const tap = new SseUsageTap(false, () => true, () => Buffer.alloc(0));
+    tap.push(crlf.subarray(0, 100)); tap.push(crlf.subarray(100, cut)); tap.push(crlf.subarray(cut));
+    t.ok(tap.sawDone, `CRLF blank line cut at ${cut}`);
+  }
+  for (const framed of [crlf, Buffer.from(long + 'data: [DONE]\n\n')]) {
+    const tap = new SseUsageTap(false, () => true, () => Buffer.alloc(0));
+    tap.push(framed.subarray(0, 299_000));
+    for (let at = 299_000; at < framed.length; at++) tap.push(framed.subarray(at, at + 1));
+    t.ok(tap.sawDone, `a long event then byte by byte (${framed === crlf ? 'CRLF' : 'LF'}): [DONE] seen`);
+  }
+  const tap = new SseUsageTap(false, () => true, () => Buffer.alloc(0));
+  tap.push(Buffer.from('data: '));
+  const piece = Buffer.alloc(1 << 20, 120);
+  const t0 = performance.now();
+  for (let i = 0; i < 15; i++) tap.push(piece);
+  t.notOk(tap.oversized, '15 MiB: not yet');
+  tap.push(piece);
+  tap.push(piece);
+  t.ok(tap.oversized, 'past 16 MiB: unreadable');
+  t.ok(performance.now() - t0 < 2000, `17 MiB in 1 MiB pieces took ${(performance.now() - t0).toFixed(0)} ms (it was quadratic: each piece copied with all before it)`);
+  t.equal(tap.flushTail(), null, 'and nothing of it is kept');
+  t.end();
+});

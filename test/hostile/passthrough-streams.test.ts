@@ -1,0 +1,151 @@
+// An OpenAI-kind upstream that misbehaves in its stream or its answer's size, passed through
+// (no translation): the same protections the translating providers have. An event that never
+// ends is refused at 16 MiB, in time linear in its size (it froze the event loop: each chunk
+// copied the whole event again); an answer whose [DONE] came ends for the caller at once, the
+// lingering upstream cut loose; a stream cut before [DONE], or not SSE at all, ends with an
+// error event and a row saying so; a buffered answer over 64 MiB is refused.
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import OpenAI from 'openai';
+import t from 'tap';
+import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
+import { http, type Json } from '../helpers/http.js';
+
+const chunk = (content: string) => `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+const usage = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [], usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 } })}\n\n`;
+const stop = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`;
+
+let lingerClosed = 0;
+const behaviours: Record<string, (res: ServerResponse) => void> = {
+  /** An event that never ends: `data: xxxx…` with no blank line, 17 MiB in 64 KiB writes. */
+  endless: (res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write(chunk('Hi'));
+    res.write('data: ');
+    const piece = Buffer.alloc(64 * 1024, 120);
+    let sent = 0;
+    const more = () => {
+      while (sent < 17 * 1024 * 1024) {
+        sent += piece.length;
+        if (!res.write(piece)) { res.once('drain', more); return; }
+      }
+      res.end();
+    };
+    res.on('error', () => undefined);
+    more();
+  },
+  /** The whole answer and [DONE], then the connection held open. */
+  linger: (res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write(chunk('Hello') + stop + usage + 'data: [DONE]\n\n');
+    res.on('close', () => { lingerClosed++; });
+  },
+  /** Two chunks, then the end: no finish reason, no [DONE]. */
+  cut: (res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.end(chunk('Hello') + chunk(' there'));
+  },
+  /** Not SSE, though it says it is. */
+  junk: (res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.end('<html><body>Bad gateway</body></html>');
+  },
+  /** A JSON answer of 65 MiB. */
+  huge: (res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"');
+    const piece = Buffer.alloc(1024 * 1024, 120);
+    let sent = 0;
+    const more = () => {
+      while (sent < 65) {
+        sent++;
+        if (!res.write(piece)) { res.once('drain', more); return; }
+      }
+      res.end('"},"finish_reason":"stop"}]}');
+    };
+    res.on('error', () => undefined);
+    more();
+  },
+};
+
+const upstream = createServer((req, res) => {
+  const parts: Buffer[] = [];
+  req.on('data', (c: Buffer) => parts.push(c));
+  req.on('end', () => {
+    const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as { model: string };
+    (behaviours[body.model] ?? behaviours.cut!)(res);
+  });
+});
+await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
+
+const gw = await startGateway({ OPENAI_API_KEY: 'sk-up', OPENAI_BASE_URL: upstreamUrl, SLUICE_SIM: 'off' }, tempDataDir(), {
+  models: Object.keys(behaviours).map(testModel),
+  upstream: { max_retries: 0 },
+});
+t.teardown(async () => { await gw.stop(); upstream.closeAllConnections(); await new Promise((r) => upstream.close(r)); });
+const { call } = http(gw);
+const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
+const rowOf = async (id: string | null) => (await call(`/v1/requests/${id}`, gw.masterKey)).json as Json;
+
+/** A streamed request, read to its end: the events' data, and the response's request id. */
+async function stream(model: string): Promise<{ data: string[]; id: string | null; ms: number }> {
+  const t0 = Date.now();
+  const res = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: `openai/${model}`, stream: true, messages: [{ role: 'user', content: 'hi' }] }) });
+  const text = await res.text();
+  return { data: text.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()), id: res.headers.get('x-request-id'), ms: Date.now() - t0 };
+}
+
+t.test('an event that never ends is refused at 16 MiB, in time linear in its size; the gateway serves meanwhile', async (t) => {
+  let served = 0;
+  let busy = true;
+  const beside = (async () => { while (busy) { const r = await call('/health', ''); if (r.status === 200) served++; await new Promise((r) => setTimeout(r, 50)); } })();
+  const r = await stream('endless');
+  busy = false;
+  await beside;
+  t.ok(r.ms < 10_000, `refused in ${r.ms} ms`);
+  const last = JSON.parse(r.data.at(-1)!) as Json;
+  t.match(last, { error: { code: 'upstream_bad_answer', message: /an SSE event larger than 16 MiB/ } }, 'the stream ends with an error event');
+  t.notOk(r.data.includes('[DONE]'), 'never a [DONE]');
+  t.ok(served >= 1, `the gateway answered /health ${served} times meanwhile`);
+  const row = await rowOf(r.id);
+  t.match(row, { status: 502, error: 'upstream_bad_answer' });
+});
+
+t.test('an upstream that keeps its connection open after [DONE]: the caller has the answer at once, the upstream is cut loose', async (t) => {
+  const r = await stream('linger');
+  t.ok(r.ms < 900, `ended after ${r.ms} ms, not when the upstream closed`);
+  t.equal(r.data.at(-1), '[DONE]');
+  const row = await rowOf(r.id);
+  t.match(row, { status: 200, usage_source: 'upstream', completion_tokens: 2 }, 'a complete answer, billed as the upstream said');
+  const closedBefore = lingerClosed;
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal(lingerClosed, closedBefore + 1, 'the lingering connection was closed by the gateway');
+  const again = await client.chat.completions.create({ model: 'openai/linger', messages: [{ role: 'user', content: 'hi' }], stream: true });
+  let text = '';
+  for await (const c of again) text += c.choices[0]?.delta.content ?? '';
+  t.equal(text, 'Hello', 'the SDK reads it whole');
+  const deployment = (await call('/admin/deployments', gw.masterKey)).json.data.find((d: Json) => d.decision === 'openai/linger');
+  t.equal(deployment.errors, 0, 'not a failure of the route');
+});
+
+t.test('a stream cut before [DONE], or not SSE at all: an error event and a row that says so, never a silent end', async (t) => {
+  for (const model of ['cut', 'junk']) {
+    const r = await stream(model);
+    const last = JSON.parse(r.data.at(-1) ?? 'null') as Json;
+    t.match(last, { error: { code: 'upstream_error', message: /ended before the answer did/ } }, `${model}: an error event ends it`);
+    t.notOk(r.data.includes('[DONE]'), `${model}: no [DONE]`);
+    t.match(await rowOf(r.id), { status: 502, error: 'upstream_error' }, `${model}: the row`);
+  }
+  const sdk = await (async () => { for await (const _ of await client.chat.completions.create({ model: 'openai/cut', messages: [{ role: 'user', content: 'hi' }], stream: true })) { /* drain */ } })().catch((e: unknown) => e);
+  t.ok(sdk instanceof OpenAI.APIError && /ended before the answer did/.test(sdk.message), `the SDK raises it: ${String(sdk)}`);
+});
+
+t.test('a buffered answer over 64 MiB is refused as unreadable (502), and nothing is held', async (t) => {
+  const r = await call('/v1/chat/completions', gw.masterKey, { model: 'openai/huge', messages: [{ role: 'user', content: 'hi' }] });
+  t.equal(r.status, 502);
+  t.match(r.json, { error: { code: 'upstream_bad_answer', message: /an answer larger than 64 MiB/ } });
+  const health = await call('/health', '');
+  t.equal(health.json.in_flight, 0, 'nothing in flight');
+});
