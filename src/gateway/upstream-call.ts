@@ -518,7 +518,9 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     }
     const parts = this.tap ? this.sse ?? [] : this.chunks;
     const answer = answered ? (parts.length === 1 ? parts[0]! : Buffer.concat(parts)) : EMPTY;
-    return this.deps.pool.countAnswer(this.route.model.tokenizer, this.ctx.body, answer, this.tap !== null, this.ctx.endpoint.api)
+    // (the output counted up to what the request let the upstream generate: its cap, else the model's max output)
+    const cap = this.ctx.endpoint.askedCap(this.ctx.request, this.route.model) ?? this.route.model.max_output_tokens ?? null;
+    return this.deps.pool.countAnswer(this.route.model.tokenizer, this.ctx.body, answer, this.tap !== null, this.ctx.endpoint.api, cap === null ? null : cap * this.ctx.endpoint.choices(this.ctx.request))
       .then((c) => ({ prompt_tokens: c.prompt, completion_tokens: c.completion, cached_tokens: 0 }));
   }
 

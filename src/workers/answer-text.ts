@@ -70,3 +70,24 @@ export function answerText(answer: string, stream: boolean): string {
   });
   return texts.join('');
 }
+
+/** Text counted a slice at a time when a bound applies (at most one token more per slice, as a long run is counted). */
+const COUNT_SLICE = 16_384;
+
+/**
+ * The text's tokens, or once they reach `max` (the most the upstream could have generated),
+ * `max`: an answer an upstream sent beyond its cap is neither billed nor counted whole (27 MB
+ * of it held a worker, and every request waiting on one, for seconds).
+ */
+export function countBounded(tok: { count(text: string): number }, text: string, max: number | null): number {
+  if (max === null || text.length <= COUNT_SLICE) return max === null ? tok.count(text) : Math.min(max, tok.count(text));
+  let n = 0;
+  for (let at = 0; at < text.length && n < max;) {
+    let end = Math.min(text.length, at + COUNT_SLICE);
+    const c = text.charCodeAt(end - 1);
+    if (end < text.length && c >= 0xd800 && c <= 0xdbff) end++; // never between the halves of a surrogate pair
+    n += tok.count(text.slice(at, end));
+    at = end;
+  }
+  return Math.min(n, max);
+}

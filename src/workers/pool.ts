@@ -95,8 +95,8 @@ export class WorkerPool {
   }
 
   /** Prompt and completion tokens of a request and the answer it got so far (billing without upstream usage). */
-  countAnswer(encoding: EncodingName, body: Uint8Array, answer: Uint8Array, stream: boolean, api: Api = 'chat'): Promise<AnswerCount> {
-    const task: WorkerTask = { op: 'countAnswer', encoding, body, answer, stream, api };
+  countAnswer(encoding: EncodingName, body: Uint8Array, answer: Uint8Array, stream: boolean, api: Api = 'chat', maxCompletion: number | null = null): Promise<AnswerCount> {
+    const task: WorkerTask = { op: 'countAnswer', encoding, body, answer, stream, api, maxCompletion };
     return this.run(task) as Promise<AnswerCount>;
   }
 

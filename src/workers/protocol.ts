@@ -80,6 +80,8 @@ export interface CountAnswerTask {
   answer: Uint8Array;
   stream: boolean;
   api?: Api;
+  /** The most output tokens the upstream could have generated (the request's cap): the count stops there (null: no bound). */
+  maxCompletion?: number | null;
 }
 
 /** The judge's inputs: the request's last user turn and the answer's text, each bounded. */

@@ -3,7 +3,7 @@
 import { workerData } from 'node:worker_threads';
 import { loadTokenizers, type EncodingName, type Tokenizer } from '../../native/tokenizer.js';
 import { classifyRequest, compileTaskRules, lastUserTurn } from './classify.js';
-import { answerText } from './answer-text.js';
+import { answerText, countBounded } from './answer-text.js';
 import { countPromptTokens } from './prompt-text.js';
 import type { WorkerResult, WorkerTask } from './protocol.js';
 import { isRecord } from '../json.js';
@@ -17,6 +17,7 @@ const { wasm, tasks } = workerData as { wasm: WebAssembly.Module; tasks: { types
 const taskRules = compileTaskRules(tasks.types, tasks.fallback);
 const ready: Promise<Map<EncodingName, Tokenizer>> = loadTokenizers(wasm, ['o200k_base', 'cl100k_base']);
 const decoder = new TextDecoder();
+
 
 export default async function run(task: WorkerTask): Promise<WorkerResult> {
   if (task.op === 'assemble') return assembleStream(decoder.decode(task.sse));
@@ -34,7 +35,8 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
     let prompt = 0;
     try { prompt = countPromptTokens(tok, JSON.parse(decoder.decode(task.body)), task.api); } catch { /* an unreadable body counts 0 */ }
     // (an embeddings or moderations answer is vectors or verdicts: nothing generated to count)
-    return { prompt, completion: task.api === 'embeddings' || task.api === 'moderations' || task.api === 'images' || task.api === 'speech' ? 0 : tok.count(answerText(decoder.decode(task.answer), task.stream)) };
+    if (task.api === 'embeddings' || task.api === 'moderations' || task.api === 'images' || task.api === 'speech') return { prompt, completion: 0 };
+    return { prompt, completion: countBounded(tok, answerText(decoder.decode(task.answer), task.stream), task.maxCompletion ?? null) };
   }
   let request: unknown;
   try {

@@ -50,6 +50,12 @@ const behaviours: Record<string, (res: ServerResponse) => void> = {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     res.end('<html><body>Bad gateway</body></html>');
   },
+  /** 4 MB of text in 2,000 chunks and no usage, however small max_tokens was. */
+  flood: (res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const words = chunk('lorem ipsum dolor sit amet '.repeat(74));
+    res.end(words.repeat(2000) + stop + 'data: [DONE]\n\n');
+  },
   /** A JSON answer of 65 MiB. */
   huge: (res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -140,6 +146,16 @@ t.test('a stream cut before [DONE], or not SSE at all: an error event and a row 
   }
   const sdk = await (async () => { for await (const _ of await client.chat.completions.create({ model: 'openai/cut', messages: [{ role: 'user', content: 'hi' }], stream: true })) { /* drain */ } })().catch((e: unknown) => e);
   t.ok(sdk instanceof OpenAI.APIError && /ended before the answer did/.test(sdk.message), `the SDK raises it: ${String(sdk)}`);
+});
+
+t.test('an answer without usage is counted only up to what the request let the upstream generate', async (t) => {
+  const t0 = Date.now();
+  const res = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'openai/flood', stream: true, max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] }) });
+  t.ok((await res.text()).endsWith('data: [DONE]\n\n'));
+  const row = await rowOf(res.headers.get('x-request-id'));
+  t.match(row, { status: 200, usage_source: 'estimate', completion_tokens: 50 }, 'billed at its max_tokens, not the 4 MB the upstream sent beyond it');
+  t.ok(Date.now() - t0 < 5000, `counted in ${Date.now() - t0} ms`);
 });
 
 t.test('a buffered answer over 64 MiB is refused as unreadable (502), and nothing is held', async (t) => {
