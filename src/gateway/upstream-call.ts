@@ -34,6 +34,14 @@ const LINGER_MS = 1000;
 /** A buffered answer larger than this is refused, as the translating providers refuse theirs (an upstream that never stops would hold the gateway's memory). */
 const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 
+/**
+ * A stream's bytes are kept (for its cache entry, the count when no usage comes, the judge)
+ * up to this much; beyond, the stream still flows, but the gateway no longer holds it all
+ * (20 slow streams of 26 MB held 627 MB): it is not cached or judged, and without usage its
+ * output is billed at the request's cap.
+ */
+const MAX_KEPT_STREAM_BYTES = 16 * 1024 * 1024;
+
 const NOT_AGAIN = new Set<string>([Errors.upstreamTimeout.code, Errors.upstreamBadAnswer.code, Errors.upstreamAuth.code]);
 
 /**
@@ -75,6 +83,9 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   private followers: Followers | null = null;
   /** The upstream's SSE bytes: the cache assembles the answer from them, and billing counts them when no usage comes. */
   private sse: Buffer[] | null = null;
+  private sseBytes = 0;
+  /** The stream outgrew MAX_KEPT_STREAM_BYTES: `sse` holds only its first part. */
+  private sseOverflow = false;
   /** Usage counted here (no usage frame came): the stream's closing figures carry it. */
   private counted: Usage | null = null;
   /** A passthrough Responses answer's id (a buffered body's; a stream's is the tap's). */
@@ -257,7 +268,10 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
         if ((this.bufferedBytes += chunk.length) > MAX_ANSWER_BYTES) this.unreadable(`an answer larger than ${MAX_ANSWER_BYTES >> 20} MiB`);
         return true;
       }
-      this.sse!.push(chunk);
+      if (!this.sseOverflow) {
+        if ((this.sseBytes += chunk.length) <= MAX_KEPT_STREAM_BYTES) this.sse!.push(chunk);
+        else this.sseOverflow = true;
+      }
       // Written at once, one corked write per upstream chunk. When uWS reports backpressure
       // the adapter pauses; nothing more is written until onWritable resumes it (writing on
       // into a backpressured uWS response can lose bytes, so the rule is strict).
@@ -356,7 +370,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       else this.settle(200, null, usage, this.finishStream, source);
       this.followers?.end(usage, source);
     };
-    const sse = this.sse;
+    const sse = this.sseOverflow ? null : this.sse;
     this.sse = null;
     if (sse && this.ctx.hash && source === 'upstream') {
       // A cacheable answer is kept before its row is written, as a buffered one is: its cache
@@ -520,8 +534,11 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     const answer = answered ? (parts.length === 1 ? parts[0]! : Buffer.concat(parts)) : EMPTY;
     // (the output counted up to what the request let the upstream generate: its cap, else the model's max output)
     const cap = this.ctx.endpoint.askedCap(this.ctx.request, this.route.model) ?? this.route.model.max_output_tokens ?? null;
-    return this.deps.pool.countAnswer(this.route.model.tokenizer, this.ctx.body, answer, this.tap !== null, this.ctx.endpoint.api, cap === null ? null : cap * this.ctx.endpoint.choices(this.ctx.request))
-      .then((c) => ({ prompt_tokens: c.prompt, completion_tokens: c.completion, cached_tokens: 0 }));
+    const most = cap === null ? null : cap * this.ctx.endpoint.choices(this.ctx.request);
+    // (a stream beyond what is kept generated more than the part counted: with a cap, billed at it)
+    const beyond = answered && this.tap !== null && this.sseOverflow && most !== null;
+    return this.deps.pool.countAnswer(this.route.model.tokenizer, this.ctx.body, answer, this.tap !== null, this.ctx.endpoint.api, most)
+      .then((c) => ({ prompt_tokens: c.prompt, completion_tokens: beyond ? most : c.completion, cached_tokens: 0 }));
   }
 
   /** `scan` null: a plain-text answer (a transcript), sent as the upstream typed it, its figures in the headers only. */

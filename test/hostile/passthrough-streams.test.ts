@@ -56,6 +56,12 @@ const behaviours: Record<string, (res: ServerResponse) => void> = {
     const words = chunk('lorem ipsum dolor sit amet '.repeat(74));
     res.end(words.repeat(2000) + stop + 'data: [DONE]\n\n');
   },
+  /** 18 MB of text, then usage and [DONE]: more than the gateway keeps of a stream. */
+  big: (res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const words = chunk('lorem ipsum dolor sit amet '.repeat(370));
+    res.end(words.repeat(1800) + stop + usage + 'data: [DONE]\n\n');
+  },
   /** A JSON answer of 65 MiB. */
   huge: (res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -156,6 +162,18 @@ t.test('an answer without usage is counted only up to what the request let the u
   const row = await rowOf(res.headers.get('x-request-id'));
   t.match(row, { status: 200, usage_source: 'estimate', completion_tokens: 50 }, 'billed at its max_tokens, not the 4 MB the upstream sent beyond it');
   t.ok(Date.now() - t0 < 5000, `counted in ${Date.now() - t0} ms`);
+});
+
+t.test('a stream beyond what the gateway keeps (16 MiB) still flows whole, is billed from its usage, and is not cached', async (t) => {
+  const ask = () => fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'openai/big', stream: true, temperature: 0, messages: [{ role: 'user', content: 'the same question' }] }) });
+  const first = await ask();
+  const text = await first.text();
+  t.ok(text.length > 18_000_000 && text.endsWith('data: [DONE]\n\n'), `all ${text.length} bytes reached the caller`);
+  t.match(await rowOf(first.headers.get('x-request-id')), { status: 200, usage_source: 'upstream', completion_tokens: 2 });
+  const second = await ask();
+  await second.arrayBuffer();
+  t.equal(second.headers.get('x-gateway-cache'), 'miss', 'not kept in the cache: the repeat went upstream');
 });
 
 t.test('a buffered answer over 64 MiB is refused as unreadable (502), and nothing is held', async (t) => {
