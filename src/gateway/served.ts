@@ -94,12 +94,14 @@ export class Served {
       damaged();
       return;
     }
-    this.startStream();
+    // Everything is known before the first byte: the figures go in the headers too, as on a JSON hit.
+    const costs = this.figures.costs(hit.usage);
+    this.startStream(figureHeaders(costs, ms(this.ctx.t0, performance.now())));
     this.client.corked(() => {
       this.client.write(Buffer.from(events));
       this.client.write(this.comment(hit.usage, usageEvent === null ? null : Buffer.from(usageEvent)));
     });
-    this.end(hit.usage, DONE_FRAME);
+    this.end(hit.usage, DONE_FRAME, 'upstream', costs);
   }
 
   // ---- dedupe followers (driven by the leading UpstreamCall) ---------------------------
@@ -108,9 +110,10 @@ export class Served {
     return this.figures.headers(this.ctx.ticket.limitHeaders);
   }
 
-  startStream(): void {
+  /** `figures`: the figure headers, when they are known before the first byte (a cache hit's). */
+  startStream(figures: HeaderList | null = null): void {
     if (!this.tFirstByte) this.tFirstByte = performance.now();
-    this.client.startStream(200, 'text/event-stream; charset=utf-8', this.headers(), () => undefined);
+    this.client.startStream(200, 'text/event-stream; charset=utf-8', figures ? [...this.headers(), ...figures] : this.headers(), () => undefined);
   }
 
   write(chunk: Uint8Array): void {
@@ -118,9 +121,9 @@ export class Served {
   }
 
   /** The stream's end, once the row is committed (`tail`: the replay's `[DONE]`; a follower got the leader's). */
-  end(usage: Usage | null, tail?: Buffer, source: UsageSource = 'upstream'): void {
+  end(usage: Usage | null, tail?: Buffer, source: UsageSource = 'upstream', known: Costs | null = null): void {
     if (this.client.aborted) return;
-    this.finish(200, null, usage, () => this.client.end(tail), source);
+    this.finish(200, null, usage, () => this.client.end(tail), source, known);
   }
 
   /** The SSE comment with this response's figures (the leader writes one per follower before `[DONE]`). */

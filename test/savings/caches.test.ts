@@ -73,6 +73,11 @@ t.test('exact cache: a repeated deterministic request is answered without an ups
   t.equal(s.gateway?.cache, 'exact');
   t.equal(s.dones, 1);
   t.equal(calls('seq-a'), 1);
+  // known before the first byte, so in the stream's headers too, as the closing figures say
+  t.equal(Number(s.headers.get('x-btl-customer-charge')), 0, 'a streamed hit: its charge in the headers');
+  t.equal(Number(s.headers.get('x-gateway-cost-usd')), 0);
+  t.equal(Number(s.headers.get('x-btl-benchmark-cost')), s.gateway?.benchmark_usd, 'the benchmark, as the closing figures have it');
+  t.equal(Number(s.headers.get('x-btl-saved')), s.gateway?.saved_usd);
 });
 
 t.test('a large request (hashed in the worker pool with the rewrites) hits the exact cache too', async (t) => {
