@@ -27,7 +27,12 @@ export class Served {
    */
   onGone: (() => Promise<{ usage: Usage; source: UsageSource }> | null) | null = null;
 
+  /** A dedupe follower: when it joined the call, and when that call's answer reached it (0: not yet). */
+  private readonly joined: number;
+  private answeredAt = 0;
+
   constructor(private readonly ctx: RequestContext, kind: Exclude<ServedAs, 'miss'>, similarity: number | null = null) {
+    this.joined = kind === 'dedupe' ? performance.now() : 0;
     const route = ctx.routes[0]!;
     this.figures = new Figures(kind, route, ctx.benchmark, ctx.host.deps.markup, undefined, 0, null, similarity);
     this.stream = ctx.request.stream === true;
@@ -51,6 +56,16 @@ export class Served {
     this.figures.payer = v;
   }
 
+  /**
+   * Time spent in the gateway (total − upstream wait): a follower's wait for the shared call
+   * (from joining it until its answer reached this response) is upstream wait, not overhead.
+   */
+  private overhead(now: number): number {
+    if (!this.joined) return ms(this.ctx.t0, now);
+    if (!this.answeredAt) this.answeredAt = now;
+    return ms(this.ctx.t0, this.joined + (now - this.answeredAt));
+  }
+
   private get client() {
     return this.ctx.client;
   }
@@ -64,7 +79,7 @@ export class Served {
   /** `usage`: what the answer represents (a served answer) or what the payer owes (billed by the leader's rule); `source`: as the leader knew it. */
   private record(status: number, error: string | null, usage: Usage | null, source: UsageSource = 'upstream', known: Costs | null = null): void {
     const tDone = performance.now();
-    record(this.ctx.host.deps.ledger, this.ctx, this.figures, status, error, usage, source, known, { tFirstByte: this.tFirstByte, tDone, overheadMs: ms(this.ctx.t0, tDone) });
+    record(this.ctx.host.deps.ledger, this.ctx, this.figures, status, error, usage, source, known, { tFirstByte: this.tFirstByte, tDone, overheadMs: this.overhead(tDone) });
   }
 
   // ---- cache hits ----------------------------------------------------------------------
@@ -96,7 +111,7 @@ export class Served {
     }
     // Everything is known before the first byte: the figures go in the headers too, as on a JSON hit.
     const costs = this.figures.costs(hit.usage);
-    this.startStream(figureHeaders(costs, ms(this.ctx.t0, performance.now())));
+    this.startStream(figureHeaders(costs, this.overhead(performance.now())));
     this.client.corked(() => {
       this.client.write(Buffer.from(events));
       this.client.write(this.comment(hit.usage, usageEvent === null ? null : Buffer.from(usageEvent)));
@@ -128,7 +143,7 @@ export class Served {
 
   /** The SSE comment with this response's figures (the leader writes one per follower before `[DONE]`). */
   comment(usage: Usage | null, usageEvent: Buffer | null = null): Buffer {
-    return this.figures.comment(this.client.requestId, usage, ms(this.ctx.t0, performance.now()), usageEvent);
+    return this.figures.comment(this.client.requestId, usage, this.overhead(performance.now()), usageEvent);
   }
 
   /** A buffered chat.completion with this response's gateway object spliced in before the closing brace. */
@@ -136,7 +151,7 @@ export class Served {
     if (this.client.aborted) return;
     if (!this.tFirstByte) this.tFirstByte = performance.now();
     const costs = this.figures.costs(usage);
-    const overhead = ms(this.ctx.t0, performance.now());
+    const overhead = this.overhead(performance.now());
     const headers: HeaderList = [...this.headers(), ...figureHeaders(costs, overhead)];
     const out = spliceGateway(body, scan, this.figures.gatewayJson(this.client.requestId, usage, costs, overhead));
     this.finish(200, null, usage, () => this.client.send(200, 'application/json', out, headers), source, costs); // priced once, for the figures and the row

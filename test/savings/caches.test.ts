@@ -126,6 +126,11 @@ t.test('in-flight dedupe: identical concurrent requests share one upstream call'
   const kinds = results.map((r) => r.headers.get('x-gateway-cache')).sort();
   t.same(kinds, ['dedupe', 'dedupe', 'dedupe', 'miss']);
   t.equal(new Set(results.map((r) => r.data.choices[0].message.content)).size, 1, 'identical content');
+  // A follower's wait for the shared call is upstream wait, not the gateway's overhead (total − upstream wait).
+  for (const r of results.filter((x) => x.headers.get('x-gateway-cache') === 'dedupe')) {
+    const row = (await fetch(`${gw.baseURL}/requests/${r.headers.get('x-request-id')}`, { headers: { authorization: `Bearer ${gw.masterKey}` } }).then((x) => x.json())) as Json;
+    t.ok(row.overhead_ms >= 0 && row.overhead_ms < row.total_ms - 150, `a follower's overhead (${row.overhead_ms} ms of ${row.total_ms}) leaves out the ${(row.total_ms - row.overhead_ms).toFixed(0)} ms it waited for the shared call`);
+  }
   t.equal(new Set(results.map((r) => r.headers.get('x-request-id'))).size, 4, 'each its own request id');
   for (const r of results.filter((x) => x.headers.get('x-gateway-cache') === 'dedupe')) t.equal(Number(r.headers.get('x-btl-customer-charge')), 0);
 });
