@@ -51,12 +51,33 @@ export function withDeployments(models: ModelEntry[], config: Config): ModelEntr
   return models;
 }
 
+/**
+ * Aliases every gateway has (SPEC: `frontier`, `fast`), over the built-in catalog's models:
+ * `frontier` the most capable models, cheapest first; `fast` small models, the fastest
+ * measured first. An alias of the same name in config replaces one; a member the catalog
+ * lacks (config may replace the built-in models) is left out.
+ */
+const BUILTIN_ALIASES: Record<string, { models: string[]; policy: 'cost' | 'latency' }> = {
+  frontier: { models: ['openai/gpt-5', 'gemini/gemini-2.5-pro', 'anthropic/claude-sonnet-4-5'], policy: 'cost' },
+  fast: { models: ['openai/gpt-4.1-nano', 'gemini/gemini-2.5-flash-lite', 'openai/gpt-4o-mini', 'anthropic/claude-haiku-4-5', 'bedrock/nova-micro'], policy: 'latency' },
+};
+
+function builtinAliases(models: readonly ModelEntry[]): Record<string, { models: string[]; policy: 'cost' | 'latency' }> {
+  const known = new Set(models.filter((m) => m.type === 'chat').map((m) => m.slug));
+  const out: Record<string, { models: string[]; policy: 'cost' | 'latency' }> = {};
+  for (const [name, alias] of Object.entries(BUILTIN_ALIASES)) {
+    const members = alias.models.filter((slug) => known.has(slug));
+    if (members.length) out[name] = { ...alias, models: members };
+  }
+  return out;
+}
+
 /** The providers config enables and the catalog over them (a catalog the providers cannot serve is a config error). */
 export async function buildCatalog(config: Config, pool: WorkerPool): Promise<{ providers: Map<string, Provider>; catalog: Catalog }> {
   const models = withDeployments(mergeModels(await loadBuiltinModels(), config.models), config);
   const providers = buildProviders(config, pool, models);
   try {
-    return { providers, catalog: new Catalog(models, providers, config.aliases) };
+    return { providers, catalog: new Catalog(models, providers, { ...builtinAliases(models), ...config.aliases }) };
   } catch (err) {
     throw new ConfigError(err instanceof Error ? err.message : String(err));
   }

@@ -57,6 +57,21 @@ t.test('an alias: its cheapest model that can take the request serves (capabilit
   t.match(huge?.message, /context window is 1047576 tokens/, 'by the widest window it may be served with');
 });
 
+t.test('built-in aliases: frontier and fast are there without config (a config alias of the same name replaces one)', async (t) => {
+  const ids = (await client.models.list()).data.map((m) => m.id);
+  t.ok(ids.includes('frontier') && ids.includes('fast'), 'listed');
+  const frontier = await client.chat.completions.create({ model: 'frontier', max_tokens: 5, messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  t.match(frontier.response.headers.get('x-gateway-decision'), /^sim\/(gpt-5|gemini-2\.5-pro)$/, 'frontier: its cheapest member');
+  const fast = await client.chat.completions.create({ model: 'fast', max_tokens: 5, messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+  t.equal(fast.response.headers.get('x-gateway-decision'), 'sim/gpt-4.1-nano', 'this config\'s own fast, not the built-in');
+  const plain = await startGateway({ SLUICE_SIM: 'on' }, tempDataDir());
+  try {
+    const c = new OpenAI({ baseURL: plain.baseURL, apiKey: plain.masterKey, maxRetries: 0 });
+    const built = await c.chat.completions.create({ model: 'fast', max_tokens: 5, messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
+    t.match(built.response.headers.get('x-gateway-decision'), /^sim\//, 'the built-in fast serves with no config');
+  } finally { await plain.stop(); }
+});
+
 t.test('an alias naming a model that is not in the catalog stops the start with the field named', async (t) => {
   const err = await startGateway({ SLUICE_SIM: 'on' }, tempDataDir(), { aliases: { bad: { models: ['openai/nope'] } } }).then(() => '', (e: unknown) => String(e));
   t.match(err, /aliases\.bad: 'openai\/nope' is not in the catalog/);
