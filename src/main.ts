@@ -217,10 +217,15 @@ async function main(): Promise<void> {
     // (payload `<workspace>:<id>`: workspace ids have no colon)
     cluster.onNotice('response', (payload) => { const at = payload.indexOf(':'); if (at > 0) responseIds.dropped(payload.slice(0, at), payload.slice(at + 1)); });
   }
-  const sweeper = setInterval(() => {
+  // Every 10 s, or every second while records expire faster than that takes away (cache.behind).
+  let sweeper: NodeJS.Timeout;
+  const sweep = (): void => {
     // A sweep that fails (a record it cannot handle) is logged and tried again next time, never fatal.
     try { cache.sweep(5000); responseIds.sweep(5000); } catch (err) { console.error('sweep failed:', err instanceof Error ? err.message : String(err)); }
-  }, 10_000);
+    sweeper = setTimeout(sweep, cache.behind ? 1000 : 10_000);
+    sweeper.unref();
+  };
+  sweeper = setTimeout(sweep, 10_000);
   sweeper.unref();
   const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, workspaces, limits, shared: cluster?.shared ?? null, health, router, adaptive, catchAll: adaptiveConfig.catch_all, judge, verify, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings), flights: cluster?.flights ?? null } });
@@ -290,7 +295,7 @@ async function main(): Promise<void> {
     while (chat.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     server.closeHandover();
     await socket?.remove();
-    clearInterval(sweeper);
+    clearTimeout(sweeper);
     await ledger.flush();
     await cluster?.stop();
     await adaptive?.flush();

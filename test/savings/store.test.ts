@@ -13,6 +13,25 @@ t.teardown(() => store.close());
 const usage = { prompt_tokens: 10, completion_tokens: 5, cached_tokens: 0 };
 const answer = { decision: 'openai/gpt-4.1-mini', body: '{"id":"x","choices":[]}', usage };
 
+t.test('a sweep that finds much expired says it is behind (the next comes sooner), until it has caught up', async (t) => {
+  const own = await openStore(tempDataDir());
+  const cache = new ResponseCache(own, { cache: 10, semantic: 10 });
+  const past = Date.now() - 1000;
+  for (let i = 0; i < 100; i++) void own.cacheRefs.put([`req_${String(i).padStart(3, '0')}`, 'exact'], { exp: past });
+  await own.root.flushed;
+  cache.sweep(40);
+  t.ok(cache.behind, '40 read, 40 expired: behind');
+  await own.root.flushed;
+  cache.sweep(40);
+  await own.root.flushed;
+  cache.sweep(40);
+  await own.root.flushed;
+  t.equal(own.cacheRefs.getCount(), 0, 'all swept');
+  cache.sweep(40);
+  t.notOk(cache.behind, 'nothing left to remove: not behind');
+  await own.close();
+});
+
 t.test('exact entries expire, are swept, and are capped', async (t) => {
   const cache = new ResponseCache(store, { cache: 3, semantic: 10 });
   cache.putExact('ws', 'h1', answer, 60_000, 'req_h1');
