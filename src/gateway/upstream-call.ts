@@ -312,6 +312,10 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     this.finishUpstream();
   }
 
+  private readonly endTap = (): void => {
+    this.tap!.end();
+  };
+
   private readonly abandonUpstream = (): void => {
     this.linger = null;
     this.handle?.abort();
@@ -343,6 +347,11 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       }
       // (a buffered answer lands once it is known not to fail over: identical requests may still join the retry)
       if (!this.tap) { this.finishBuffered(); return; }
+      if (!this.tap.terminal && !this.tap.oversized) {
+        // (a last event the upstream did not close with a blank line is read as closed)
+        this.client.corked(this.endTap);
+        if (this.tap.terminal) { this.finishUpstream(); return; }
+      }
       if (!this.tap.terminal) {
         // Ended before its terminal event (`[DONE]`, message_stop, response.completed): cut, or
         // not SSE at all. An error event says so, never a silent end; the route's breaker counts it.

@@ -3,6 +3,7 @@
 // route constraints of the key and every key above it. Every route a request may fail over
 // to is in the list, so failover can never take it where its key may not go.
 import { Errors, GatewayError } from '../errors.js';
+import { isRecord } from '../json.js';
 import type { ModelEntry } from '../config/schema.js';
 import type { ChatRequest } from '../wire/chat.js';
 import type { Catalog, ModelRoutes, Route, RoutePolicy } from './catalog.js';
@@ -29,8 +30,13 @@ export function routeAllowed(limits: RouteConstraints, route: { slug: string; pr
   if (limits.providers && !limits.providers.includes(route.provider.name)) return false;
   if (limits.zdr_only && !route.zdr) return false;
   if (limits.regions && !(route.region !== null && (route.region === 'local' || limits.regions.includes(route.region)))) return false;
+  return modelAllowed(limits, route.slug);
+}
+
+/** Does a key's `models` list (exact slugs, `provider/*`, `*`; none: any) let it use this model? */
+export function modelAllowed(limits: RouteConstraints, slug: string): boolean {
   if (!limits.models) return true;
-  return limits.models.some((m) => m === route.slug || m === '*' || (m.endsWith('/*') && route.slug.startsWith(m.slice(0, -1))));
+  return limits.models.some((m) => m === slug || m === '*' || (m.endsWith('/*') && slug.startsWith(m.slice(0, -1))));
 }
 
 /** The constraints a key holds its requests to, or null for none (master and operator keys, keys without route limits). */
@@ -140,10 +146,14 @@ export function passesThrough(routes: readonly Route[], chain: readonly Constrai
 export function capableRoutes(request: ChatRequest, routes: readonly Route[]): readonly Route[] {
   const needs: Array<readonly [ModelEntry['capabilities'][number], string, string]> = [];
   if (Array.isArray(request.tools) && request.tools.length) needs.push(['tools', 'tools', 'tools']);
-  const format = request.response_format as { type?: unknown } | null | undefined;
-  if (format && (format.type === 'json_object' || format.type === 'json_schema')) needs.push(['json', 'response_format', 'JSON output']);
-  if (request.messages.some((m) => Array.isArray(m.content) && m.content.some((p) => typeof p === 'object' && p !== null && (p as { type?: unknown }).type === 'image_url'))) {
-    needs.push(['vision', 'messages', 'image inputs']);
+  // (a Responses request passed through is read in its own shape: `text.format`, images in `input`)
+  const responses = request as unknown as { text?: { format?: { type?: unknown } }; input?: unknown };
+  const format = (request.response_format ?? responses.text?.format) as { type?: unknown } | null | undefined;
+  if (format && (format.type === 'json_object' || format.type === 'json_schema')) needs.push(['json', request.response_format ? 'response_format' : 'text.format', 'JSON output']);
+  const isImage = (p: unknown) => typeof p === 'object' && p !== null && ((p as { type?: unknown }).type === 'image_url' || (p as { type?: unknown }).type === 'input_image');
+  if (request.messages.some((m) => Array.isArray(m.content) && m.content.some(isImage))) needs.push(['vision', 'messages', 'image inputs']);
+  else if (Array.isArray(responses.input) && responses.input.some((item) => isImage(item) || (isRecord(item) && Array.isArray(item.content) && item.content.some(isImage)))) {
+    needs.push(['vision', 'input', 'image inputs']);
   }
   if (needs.length === 0) return routes;
   const lacking = (model: ModelEntry) => (model.capabilities.length ? needs.find(([cap]) => !model.capabilities.includes(cap)) : undefined);

@@ -44,7 +44,7 @@ export function readSwitches(savings = '', cache = '', router = ''): RequestSwit
   else if (s !== '' && s !== 'on') {
     for (const name of s.split(',')) {
       const m = name.trim();
-      const bit = (M as Record<string, number>)[m];
+      const bit = Object.hasOwn(M, m) ? (M as Record<string, number>)[m] : undefined;
       if (bit === undefined) {
         throw new GatewayError(Errors.invalidRequest, `x-gateway-savings: '${m.slice(0, 40)}' is not a savings mechanism. Send 'off' for all of them, or a comma-separated list of those to turn off: ${MECHANISMS.join(', ')}.`);
       }

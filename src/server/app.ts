@@ -14,7 +14,7 @@ import { ResponsesBridge, readResponsesRequest, toChatBody } from '../gateway/re
 import { CompletionsBridge, completionsToChat } from '../gateway/completions.js';
 import { MessagesBridge, messagesToChat } from '../gateway/messages.js';
 import { ANTHROPIC_BETA } from '../providers/anthropic.js';
-import { RouteSelector, passesThrough } from '../router/select.js';
+import { RouteSelector, constraintsOf, modelAllowed, passesThrough } from '../router/select.js';
 import { speaksResponses } from '../providers/provider.js';
 import type { ChatRequest } from '../wire/chat.js';
 import { CountTokensRequestSchema, MessagesRequestSchema } from '../wire/messages.js';
@@ -250,10 +250,16 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
     const request = parseBody(CountTokensRequestSchema, parseJson(body));
     const entry = deps.catalog.resolve(request.model);
     // The key's model constraints hold here too (a 403, as on /v1/messages), though nothing goes upstream; a model no provider serves can still be counted.
+    const chain = deps.keys.chain(key);
     try {
-      countSelector.select({ requested: request.model, model: request.model, pin: '', nativeKind: null, chain: deps.keys.chain(key), caller: key });
+      countSelector.select({ requested: request.model, model: request.model, pin: '', nativeKind: null, chain, caller: key });
     } catch (err) {
       if (!(err instanceof GatewayError && err.code === Errors.noRoute.code)) throw err;
+      // No route to hold the key to: its models list still holds.
+      for (const k of chain) {
+        const l = constraintsOf(k);
+        if (l && !modelAllowed(l, entry.model.slug)) throw new GatewayError(Errors.modelNotAllowed, `${k === key ? 'This key' : `The key that minted this one (${k.id})`} may not use '${request.model}'.`, 'model');
+      }
     }
     const chatBody = messagesToChat({ ...request, max_tokens: request.max_tokens ?? 1, stream: false });
     // Counted in the pool, within the workspace's share, like a request's prompt.

@@ -37,7 +37,7 @@ export function edgeOf(res: HttpResponse): EdgeState | undefined {
 
 /** Headers a browser may send on a cross-origin call (preflight), and those its script may read. */
 const ALLOW_HEADERS = 'authorization, content-type, content-encoding, x-api-key, anthropic-version, anthropic-beta, openai-organization, openai-project, x-stainless-arch, x-stainless-lang, x-stainless-os, x-stainless-package-version, x-stainless-retry-count, x-stainless-runtime, x-stainless-runtime-version, x-stainless-timeout, x-gateway-provider, x-gateway-savings, x-gateway-cache, x-gateway-router';
-const EXPOSE_HEADERS = ['x-request-id', 'retry-after',
+const EXPOSE_HEADERS = ['x-request-id', 'retry-after', 'retry-after-ms',
   ...['decision', 'retries', 'cache', 'cache-similarity', 'output-cap', 'cost-usd', 'overhead-ms', 'limit-kind',
     'route-bucket', 'route-score', 'route-task', 'route-model', 'route-quality', 'route-reason'].map((h) => `x-gateway-${h}`),
   'x-btl-benchmark-cost', 'x-btl-customer-charge', 'x-btl-saved',

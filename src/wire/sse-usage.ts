@@ -12,6 +12,11 @@ const DONE = Buffer.from('[DONE]');
 const CHOICES_KEY = Buffer.from('"choices"');
 const EVENT = Buffer.from('event:');
 const MESSAGE_STOP = Buffer.from('message_stop');
+const DATA = Buffer.from('data:');
+const TYPE_KEY = Buffer.from('"type"');
+/** The terminal events of a Responses stream (and of a streamed transcript), by name. */
+const TYPED_TERMINALS = ['response.completed', 'response.incomplete', 'response.failed', 'transcript.text.done'].map((t) => Buffer.from(t));
+const QUOTED_TERMINALS = TYPED_TERMINALS.map((t) => Buffer.from(`"${t.toString()}"`));
 
 const WS = (b: number | undefined) => b === 32 || b === 10 || b === 13 || b === 9;
 
@@ -129,6 +134,25 @@ function startsAt(buf: Buffer, at: number, end: number, needle: Buffer): boolean
 /** "event: message_stop" or "event:message_stop" (Anthropic's terminal event), checked in place. */
 function isMessageStop(buf: Buffer, start: number, end: number): boolean {
   return startsAt(buf, start, end, EVENT) && startsAt(buf, buf[start + 6] === 32 ? start + 7 : start + 6, end, MESSAGE_STOP);
+}
+
+/**
+ * A Responses stream's terminal event, with or without usage in it (a server may send
+ * `"usage": null`): named by its `event:` line, or, without one, by a data object whose first
+ * member is its `"type"`. Checked in place: it runs for every event with no usage object.
+ */
+function isTypedTerminal(buf: Buffer, start: number, end: number): boolean {
+  if (startsAt(buf, start, end, EVENT)) {
+    const at = buf[start + 6] === 32 ? start + 7 : start + 6;
+    return TYPED_TERMINALS.some((name) => startsAt(buf, at, end, name) && (buf[at + name.length] === 10 || buf[at + name.length] === 13));
+  }
+  if (!startsAt(buf, start, end, DATA)) return false;
+  let at = skipBlanks(buf, start + 5, end);
+  if (buf[at] !== 123) return false; // '{'
+  at = skipBlanks(buf, at + 1, end);
+  if (!startsAt(buf, at, end, TYPE_KEY)) return false;
+  at = skipBlanks(buf, at + TYPE_KEY.length, end, true);
+  return QUOTED_TERMINALS.some((name) => startsAt(buf, at, end, name));
 }
 
 /** "data: [DONE]" or "data:[DONE]", checked in place. */
@@ -249,7 +273,15 @@ export class SseUsageTap {
       }
       if (usageAt !== -1 && usageAt < pos) usageAt = indexOfUsage(buf, pos);
       // (the first `"usage"` of the event decides, as it always has)
-      if (usageAt === -1 || usageAt >= end || !objectFollows(buf, usageAt, end)) continue;
+      if (usageAt === -1 || usageAt >= end || !objectFollows(buf, usageAt, end)) {
+        if (this.holdTerminal && isTypedTerminal(buf, pos, end)) {
+          this.takeUsage(buf.subarray(pos, end)); // (its response id, for previous_response_id)
+          if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
+          this.held = Buffer.from(buf.subarray(pos));
+          return ok;
+        }
+        continue;
+      }
       const event = buf.subarray(pos, end);
       if (this.takeUsage(event) && this.holdTerminal) {
         if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
@@ -269,6 +301,16 @@ export class SseUsageTap {
       this.tailBytes = buf.length - pos;
     }
     return ok;
+  }
+
+  /**
+   * The upstream ended: a last event it did not close with a blank line (`data: [DONE]\n` and
+   * the end) is read as if it had, so a terminal event there still ends the answer.
+   */
+  end(): void {
+    if (!this.tailBytes || this.held) return;
+    const last = this.tail[this.tail.length - 1]!;
+    this.push(Buffer.from(last[last.length - 1] === 10 ? '\n' : '\n\n'));
   }
 
   /** Bytes not forwarded yet: a held `[DONE]`, or an unterminated last event if the upstream ended mid-event. */

@@ -62,6 +62,25 @@ const behaviours: Record<string, (res: ServerResponse) => void> = {
     const words = chunk('lorem ipsum dolor sit amet '.repeat(370));
     res.end(words.repeat(1800) + stop + usage + 'data: [DONE]\n\n');
   },
+  /** A Responses stream whose response.completed carries `"usage": null` (as some servers send it), with `event:` lines. */
+  'responses-null': (res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const ev = (type: string, data: object) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+    res.end(ev('response.created', { response: { id: 'resp_1', status: 'in_progress', usage: null } }) + ev('response.output_text.delta', { delta: 'Hello' })
+      + ev('response.completed', { response: { id: 'resp_1', status: 'completed', usage: null } }));
+  },
+  /** The same without `event:` lines, and no usage member at all. */
+  'responses-bare': (res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const ev = (type: string, data: object) => `data: ${JSON.stringify({ type, ...data })}\n\n`;
+    res.end(ev('response.created', { response: { id: 'resp_2', status: 'in_progress' } }) + ev('response.output_text.delta', { delta: 'Hello' })
+      + ev('response.completed', { response: { id: 'resp_2', status: 'completed' } }));
+  },
+  /** [DONE] on a line of its own, and the end without the blank line after it. */
+  'done-unclosed': (res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.end(chunk('Hello') + stop + 'data: [DONE]\n');
+  },
   /** A JSON answer of 65 MiB. */
   huge: (res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -174,6 +193,20 @@ t.test('a stream beyond what the gateway keeps (16 MiB) still flows whole, is bi
   const second = await ask();
   await second.arrayBuffer();
   t.equal(second.headers.get('x-gateway-cache'), 'miss', 'not kept in the cache: the repeat went upstream');
+});
+
+t.test('terminal events however an upstream writes them: a Responses completion with no usage, a last [DONE] not closed by a blank line', async (t) => {
+  for (const model of ['responses-null', 'responses-bare']) {
+    const res = await fetch(`${gw.baseURL}/responses`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: `openai/${model}`, stream: true, input: 'hi' }) });
+    const text = await res.text();
+    t.match(text, /response\.completed/, `${model}: the completion reached the caller`);
+    t.notMatch(text, /"error"/, `${model}: no error event after it`);
+    t.match(await rowOf(res.headers.get('x-request-id')), { status: 200, usage_source: 'estimate' }, `${model}: a complete answer, counted`);
+  }
+  const r = await stream('done-unclosed');
+  t.equal(r.data.at(-1), '[DONE]', 'the unclosed [DONE] still ends it');
+  t.match(await rowOf(r.id), { status: 200 });
 });
 
 t.test('a buffered answer over 64 MiB is refused as unreadable (502), and nothing is held', async (t) => {

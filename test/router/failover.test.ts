@@ -11,11 +11,14 @@ const a = await startFakeUpstream();
 const b = await startFakeUpstream();
 const gw = await startGateway({ SLUICE_SIM: 'off' }, tempDataDir(), {
   providers: {
-    primary: { kind: 'openai', base_url: a.url, api_key: 'sk-fake-upstream' },
+    primary: { kind: 'openai', base_url: a.url, api_key: 'sk-fake-upstream', responses_api: true },
     backup: { kind: 'openai', base_url: b.url, api_key: 'sk-fake-upstream' },
   },
   models: [{ slug: 'primary/m1', upstream_id: 'm1', context_window: 128000, prices: { input: 1, output: 2 }, region: 'us',
-    routes: [{ provider: 'backup', upstream_id: 'm1', prices: { input: 2, output: 4 }, region: 'eu', zdr: true }] }],
+    routes: [{ provider: 'backup', upstream_id: 'm1', prices: { input: 2, output: 4 }, region: 'eu', zdr: true }] },
+  { slug: 'primary/blind', upstream_id: 'blind', context_window: 128000, capabilities: ['tools'], prices: { input: 0.1, output: 0.2 } },
+  { slug: 'primary/sees', upstream_id: 'sees', context_window: 128000, capabilities: ['tools', 'vision', 'json'], prices: { input: 1, output: 2 } }],
+  aliases: { pair: { models: ['primary/blind', 'primary/sees'] } },
   upstream: { max_retries: 2, breaker_failures: 3, breaker_cooldown_ms: 400, headers_timeout_ms: 300 },
 });
 t.teardown(async () => { await gw.stop(); await a.close(); await b.close(); });
@@ -34,6 +37,27 @@ async function restUntilOver(decision: string): Promise<void> {
   const until = dep?.resting_until ? Date.parse(dep.resting_until as string) : 0;
   if (until > Date.now()) await new Promise((r) => setTimeout(r, until - Date.now() + 5));
 }
+
+t.test('the Responses API passed through: an image goes to the alias member that sees, JSON output to one that has it', async (t) => {
+  const decision = async (body: OpenAI.Responses.ResponseCreateParamsNonStreaming) => (await client.responses.create(body).withResponse()).response.headers.get('x-gateway-decision');
+  t.equal(await decision({ model: 'pair', input: 'Hi' }), 'primary/blind', 'the cheapest, when it can');
+  t.equal(await decision({ model: 'pair', input: [{ role: 'user', content: [{ type: 'input_text', text: 'what is it?' }, { type: 'input_image', image_url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'auto' }] }] }),
+    'primary/sees', 'an input_image: the member with vision');
+  t.equal(await decision({ model: 'pair', input: 'Hi', text: { format: { type: 'json_object' } } }), 'primary/sees', 'text.format json: the member with JSON output');
+  const blind = await client.responses.create({ model: 'primary/blind', input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'auto' }] }] }).catch((e: unknown) => e);
+  t.ok(blind instanceof OpenAI.BadRequestError && /does not support image inputs/.test(blind.message), String(blind));
+  t.equal((blind as InstanceType<typeof OpenAI.BadRequestError>).param, 'input', 'named as the caller sent it');
+  t.equal(a.received.at(-1)?.url, '/v1/responses', 'these went through as Responses requests (passed through)');
+
+});
+
+t.test('count_tokens holds a key to its models list even for a model no enabled provider serves', async (t) => {
+  const held = ((await admin('/admin/keys', { name: 'primary-only', limits: { models: ['primary/*'] } })).json as { key: string }).key;
+  const count = (key: string) => fetch(`${gw.url}/v1/messages/count_tokens`, { method: 'POST', headers: { 'x-api-key': key, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'openai/gpt-4.1-mini', messages: [{ role: 'user', content: 'Hello' }] }) });
+  t.equal((await count(held)).status, 403, 'outside its models: 403, though nothing serves the model here');
+  t.equal((await count(gw.masterKey)).status, 200, 'the operator counts it');
+});
 
 t.test('the cheapest healthy route serves', async (t) => {
   t.same(await served(), { decision: 'primary/m1', retries: '0' });
@@ -93,7 +117,8 @@ t.test('pin a provider by body field or header; list providers', async (t) => {
   const tenant = (await admin('/admin/keys', { name: 'usage-only', scopes: ['usage:read'] })).json as { key: string };
   const providers = await (await fetch(`${gw.baseURL}/providers`, { headers: { authorization: `Bearer ${tenant.key}` } })).json() as { data: Array<{ id: string; kind: string; deployments: unknown[] }> };
   t.same(providers.data.map((p) => p.id).sort(), ['backup', 'primary']);
-  t.ok(providers.data.every((p) => p.kind === 'openai' && p.deployments.length === 1));
+  t.ok(providers.data.every((p) => p.kind === 'openai'));
+  t.same(providers.data.map((p) => p.deployments.length).sort(), [1, 3], 'backup: m1; primary: m1, blind, sees');
 });
 
 t.test('a key\'s region and zero-data-retention constraints choose among routes', async (t) => {

@@ -105,6 +105,10 @@ t.test('each mechanism off on its own per request (x-gateway-savings: a list), o
   t.notOk(noDedupe.data.gateway.saved_tokens?.chunk_dedupe, 'no chunk_dedupe saving claimed');
   const bad = await client(gw.masterKey, { 'x-gateway-savings': 'output_cap,teleport' }).chat.completions.create({ model: 'openai/rag', messages }).catch((e: unknown) => e);
   t.ok(bad instanceof OpenAI.BadRequestError && /'teleport' is not a savings mechanism/.test(bad.message), String(bad));
+  for (const name of ['constructor', '__proto__', 'toString']) {
+    const inherited = await client(gw.masterKey, { 'x-gateway-savings': name }).chat.completions.create({ model: 'openai/rag', messages }).catch((e: unknown) => e);
+    t.ok(inherited instanceof OpenAI.BadRequestError, `'${name}' (an object's own property name) is no mechanism either: ${String(inherited)}`);
+  }
   // The Responses API bridged onto the chat path (an Anthropic route) takes the same switches.
   const asked = anthropic.received.length;
   const responses = (headers: Record<string, string>) => client(gw.masterKey, headers).responses.create({ model: 'anthropic/claude-test', input: 'hello, Responses' });

@@ -48,12 +48,12 @@ t.test('CORS: every header the gateway sends a browser may read (figures, route,
   for (const a of answers) {
     const exposed = new Set(String(a.headers['access-control-expose-headers']).split(/,\s*/));
     for (const name of Object.keys(a.headers)) {
-      if (!/^(x-gateway-|x-btl-|x-ratelimit-|x-request-id$|retry-after$)/.test(name)) continue;
+      if (!/^(x-gateway-|x-btl-|x-ratelimit-|x-request-id$|retry-after(-ms)?$)/.test(name)) continue;
       seen.add(name);
       t.ok(exposed.has(name), `${name} (answer ${a.status}) is exposed`);
     }
   }
-  for (const name of ['x-btl-customer-charge', 'x-btl-saved', 'x-gateway-route-bucket', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests', 'x-gateway-limit-kind', 'retry-after']) t.ok(seen.has(name), `${name} was among them`);
+  for (const name of ['x-btl-customer-charge', 'x-btl-saved', 'x-gateway-route-bucket', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests', 'x-gateway-limit-kind', 'retry-after', 'retry-after-ms']) t.ok(seen.has(name), `${name} was among them`);
 });
 
 t.test('CORS: preflights for allowed origins, Access-Control-* on answers and streams; nothing for others, nothing when off', async (t) => {
