@@ -38,7 +38,7 @@ const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
  * A stream's bytes are kept (for its cache entry, the count when no usage comes, the judge)
  * up to this much; beyond, the stream still flows, but the gateway no longer holds it all
  * (20 slow streams of 26 MB held 627 MB): it is not cached or judged, and without usage its
- * output is billed at the request's cap.
+ * output is counted from the part kept, at that part's tokens per byte, up to the request's cap.
  */
 const MAX_KEPT_STREAM_BYTES = 16 * 1024 * 1024;
 
@@ -544,10 +544,15 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     // (the output counted up to what the request let the upstream generate: its cap, else the model's max output)
     const cap = this.ctx.endpoint.askedCap(this.ctx.request, this.route.model) ?? this.route.model.max_output_tokens ?? null;
     const most = cap === null ? null : cap * this.ctx.endpoint.choices(this.ctx.request);
-    // (a stream beyond what is kept generated more than the part counted: with a cap, billed at it)
-    const beyond = answered && this.tap !== null && this.sseOverflow && most !== null;
-    return this.deps.pool.countAnswer(this.route.model.tokenizer, this.ctx.body, answer, this.tap !== null, this.ctx.endpoint.api, most)
-      .then((c) => ({ prompt_tokens: c.prompt, completion_tokens: beyond ? most : c.completion, cached_tokens: 0 }));
+    // A stream beyond what is kept generated more than the part counted: the rest is counted at
+    // the kept part's rate of tokens per byte (up to the cap), not billed at the cap outright
+    // (a stream heavy with metadata, logprobs, has few tokens for its bytes).
+    const scale = answered && this.tap !== null && this.sseOverflow && answer.length > 0 ? this.sseBytes / answer.length : 1;
+    return this.deps.pool.countAnswer(this.route.model.tokenizer, this.ctx.body, answer, this.tap !== null, this.ctx.endpoint.api, most === null ? null : Math.ceil(most / scale))
+      .then((c) => {
+        const completion = scale === 1 ? c.completion : Math.ceil(c.completion * scale);
+        return { prompt_tokens: c.prompt, completion_tokens: most === null ? completion : Math.min(most, completion), cached_tokens: 0 };
+      });
   }
 
   /** `scan` null: a plain-text answer (a transcript), sent as the upstream typed it, its figures in the headers only. */

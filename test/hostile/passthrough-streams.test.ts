@@ -15,6 +15,10 @@ const chunk = (content: string) => `data: ${JSON.stringify({ id: 'c', object: 'c
 const usage = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [], usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 } })}\n\n`;
 const stop = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`;
 
+const top = Array.from({ length: 120 }, (_, i) => ({ token: `t${i}`, logprob: -1.5, bytes: [116, 48 + (i % 10)] }));
+/** A chunk of one word and many kilobytes of logprobs. */
+const META = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: ' word' }, logprobs: { content: [{ token: ' word', logprob: -0.1, bytes: [32, 119, 111, 114, 100], top_logprobs: top }] }, finish_reason: null }] })}\n\n`;
+
 let lingerClosed = 0;
 const behaviours: Record<string, (res: ServerResponse) => void> = {
   /** An event that never ends: `data: xxxx…` with no blank line, 17 MiB in 64 KiB writes. */
@@ -80,6 +84,11 @@ const behaviours: Record<string, (res: ServerResponse) => void> = {
   'done-unclosed': (res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     res.end(chunk('Hello') + stop + 'data: [DONE]\n');
+  },
+  /** 18 MB that is mostly metadata (logprobs): one short word per 9 KB chunk, no usage. */
+  meta: (res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.end(META.repeat(Math.ceil(18e6 / META.length)) + stop + 'data: [DONE]\n\n');
   },
   /** A JSON answer of 65 MiB. */
   huge: (res) => {
@@ -207,6 +216,17 @@ t.test('terminal events however an upstream writes them: a Responses completion 
   const r = await stream('done-unclosed');
   t.equal(r.data.at(-1), '[DONE]', 'the unclosed [DONE] still ends it');
   t.match(await rowOf(r.id), { status: 200 });
+});
+
+t.test('a stream beyond what is kept, without usage: the rest counted at the kept part\'s tokens per byte, not billed at the cap', async (t) => {
+  const res = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'openai/meta', stream: true, max_tokens: 100_000, messages: [{ role: 'user', content: 'hi' }] }) });
+  const bytes = (await res.arrayBuffer()).byteLength;
+  const words = Math.ceil(18e6 / META.length);
+  t.ok(bytes > 18e6, `${bytes} bytes streamed`);
+  const row = await rowOf(res.headers.get('x-request-id'));
+  t.equal(row.usage_source, 'estimate');
+  t.ok(row.completion_tokens > 0.8 * words && row.completion_tokens < 1.3 * words, `${row.completion_tokens} tokens billed for about ${words} words sent, not the cap of 100000`);
 });
 
 t.test('a buffered answer over 64 MiB is refused as unreadable (502), and nothing is held', async (t) => {
