@@ -27,7 +27,6 @@ import type { Served } from './served.js';
 import { record, whenSettled, type UsageSource } from './settle.js';
 
 const EMPTY = Buffer.alloc(0);
-/** Failures the same route would only repeat: another route may take the request, this one not again. */
 /** How long an upstream may keep its connection open after its stream's terminal event (as translator.ts allows). */
 const LINGER_MS = 1000;
 
@@ -42,6 +41,7 @@ const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
  */
 const MAX_KEPT_STREAM_BYTES = 16 * 1024 * 1024;
 
+/** Failures the same route would only repeat: another route may take the request, this one not again. */
 const NOT_AGAIN = new Set<string>([Errors.upstreamTimeout.code, Errors.upstreamBadAnswer.code, Errors.upstreamAuth.code]);
 
 /**
@@ -332,6 +332,8 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
    */
   private unreadable(what: string): void {
     this.handle?.abort();
+    this.chunks = []; // (another route's answer, if one follows, starts afresh)
+    this.bufferedBytes = 0;
     this.onError(new GatewayError(Errors.upstreamBadAnswer, `Upstream ${this.route.decision} sent ${what}.`));
   }
 
@@ -497,6 +499,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   private finishBuffered(): void {
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.chunks = [];
+    this.bufferedBytes = 0;
     if (this.status !== 200) {
       // Every upstream error reaches the caller in OpenAI's envelope (upstream-error.ts), a
       // 429 or 5xx only once no retry is left; a 4xx about the request is the caller's, from any route.

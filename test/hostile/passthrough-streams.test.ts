@@ -90,6 +90,11 @@ const behaviours: Record<string, (res: ServerResponse) => void> = {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     res.end(META.repeat(Math.ceil(18e6 / META.length)) + stop + 'data: [DONE]\n\n');
   },
+  /** A plain JSON answer. */
+  ok: (res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ id: 'c', object: 'chat.completion', created: 1, model: 'ok', choices: [{ index: 0, message: { role: 'assistant', content: 'fine' }, finish_reason: 'stop' }], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } }));
+  },
   /** A JSON answer of 65 MiB. */
   huge: (res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -120,8 +125,11 @@ await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
 const upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/v1`;
 
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-up', OPENAI_BASE_URL: upstreamUrl, SLUICE_SIM: 'off' }, tempDataDir(), {
-  models: Object.keys(behaviours).map(testModel),
-  upstream: { max_retries: 0 },
+  providers: { other: { kind: 'openai', base_url: upstreamUrl, api_key: 'sk-up' } },
+  models: [...Object.keys(behaviours).map(testModel),
+    // too big on its cheaper route; a second route answers
+    { ...testModel('huge'), slug: 'openai/huge-then-ok', routes: [{ provider: 'other', upstream_id: 'ok', prices: { input: 2, output: 4 } }] }],
+  upstream: { max_retries: 1 },
 });
 t.teardown(async () => { await gw.stop(); upstream.closeAllConnections(); await new Promise((r) => upstream.close(r)); });
 const { call } = http(gw);
@@ -235,4 +243,8 @@ t.test('a buffered answer over 64 MiB is refused as unreadable (502), and nothin
   t.match(r.json, { error: { code: 'upstream_bad_answer', message: /an answer larger than 64 MiB/ } });
   const health = await call('/health', '');
   t.equal(health.json.in_flight, 0, 'nothing in flight');
+  const next = await call('/v1/chat/completions', gw.masterKey, { model: 'openai/huge-then-ok', messages: [{ role: 'user', content: 'hi' }] });
+  t.equal(next.status, 200, 'another route serves it');
+  t.equal(next.headers.get('x-gateway-decision'), 'other/ok');
+  t.equal(next.json.choices[0].message.content, 'fine', 'its answer whole, nothing of the refused one in it');
 });
