@@ -83,6 +83,9 @@ function usageOf(u: unknown) {
  * stream events on their way out. Passthrough (a route that speaks the Responses API
  * itself) hands the bytes on untouched.
  */
+/** The chat fields a bridged request's errors may name, as the caller's Responses request calls them. */
+const RESPONSES_FIELD: Record<string, string> = { messages: 'input', max_tokens: 'max_output_tokens', max_completion_tokens: 'max_output_tokens', response_format: 'text.format' };
+
 export class ResponsesBridge extends SseTranslator {
   private readonly created = Math.floor(Date.now() / 1000);
   private readonly id: string;
@@ -108,6 +111,18 @@ export class ResponsesBridge extends SseTranslator {
   private responseObject(status: string, output: Json[], usage: unknown, extra: Json = {}): Json {
     return { id: this.id, object: 'response', created_at: this.created, status, model: this.model, output,
       parallel_tool_calls: true, tool_choice: 'auto', tools: [], usage: usage === null ? null : usageOf(usage), ...this.meta, ...extra };
+  }
+
+  /** A bridged request's error names the field of the caller's request, not of the chat body it was bridged to. */
+  override sendError(error: unknown, headers?: HeaderList | null): void {
+    const field = !this.passthrough && error instanceof GatewayError && error.param !== null ? RESPONSES_FIELD[error.param] : undefined;
+    if (field && error instanceof GatewayError) {
+      const renamed = new GatewayError({ status: error.status, type: error.type, code: error.code }, error.message, field);
+      renamed.headers = error.headers;
+      renamed.extra = error.extra;
+      error = renamed;
+    }
+    super.sendError(error, headers);
   }
 
   send(status: number, contentType: string, body: Uint8Array | string, headers: HeaderList | null): void {

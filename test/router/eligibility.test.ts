@@ -38,6 +38,15 @@ t.test('the context window is checked against the tokenized prompt', async (t) =
   t.ok(fits.choices[0], 'a short prompt with a small max_tokens fits');
 });
 
+t.test('the Responses API bridged: a refusal names the caller\'s field (input, max_output_tokens), not the chat body\'s', async (t) => {
+  const vision = await fail(client.responses.create({ model: 'openai/tiny', input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'auto' }] }] }));
+  t.equal(vision?.status, 400);
+  t.equal(vision?.param, 'input');
+  const long = await fail(client.responses.create({ model: 'openai/tiny', input: 'word '.repeat(200) }));
+  t.equal(long?.code, 'context_length_exceeded');
+  t.equal(long?.param, 'input');
+});
+
 t.test('an alias serves its cheapest route under the cost policy', async (t) => {
   const { response } = await client.chat.completions.create({ model: 'fast', messages: [{ role: 'user', content: 'Hi' }] }).withResponse();
   t.equal(response.headers.get('x-gateway-decision'), 'sim/gpt-4.1-nano');
