@@ -186,6 +186,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     this.status = 0;
     this.retryAfterMs = null;
     this.chunks = [];
+    this.bufferedBytes = 0;
     this.tFirstByte = 0;
     this.tUpstreamEnd = 0;
     const call = new Outgoing(this.ctx, next, this.stream, this.promptCacheKey);
@@ -268,9 +269,14 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
         if ((this.bufferedBytes += chunk.length) > MAX_ANSWER_BYTES) this.unreadable(`an answer larger than ${MAX_ANSWER_BYTES >> 20} MiB`);
         return true;
       }
+      this.sseBytes += chunk.length;
       if (!this.sseOverflow) {
-        if ((this.sseBytes += chunk.length) <= MAX_KEPT_STREAM_BYTES) this.sse!.push(chunk);
-        else this.sseOverflow = true;
+        if (this.sseBytes <= MAX_KEPT_STREAM_BYTES) this.sse!.push(chunk);
+        else {
+          // Past what is kept: nor may followers join any more, since they would need all of it from the start.
+          this.sseOverflow = true;
+          this.land();
+        }
       }
       // Written at once, one corked write per upstream chunk. When uWS reports backpressure
       // the adapter pauses; nothing more is written until onWritable resumes it (writing on
@@ -350,8 +356,9 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       // (a buffered answer lands once it is known not to fail over: identical requests may still join the retry)
       if (!this.tap) { this.finishBuffered(); return; }
       if (!this.tap.terminal && !this.tap.oversized) {
-        // (a last event the upstream did not close with a blank line is read as closed)
-        this.client.corked(this.endTap);
+        // (a last terminal event the upstream did not close with a blank line is read as closed)
+        if (this.leaderGone) this.endTap();
+        else this.client.corked(this.endTap);
         if (this.tap.terminal) { this.finishUpstream(); return; }
       }
       if (!this.tap.terminal) {

@@ -304,13 +304,15 @@ export class SseUsageTap {
   }
 
   /**
-   * The upstream ended: a last event it did not close with a blank line (`data: [DONE]\n` and
-   * the end) is read as if it had, so a terminal event there still ends the answer.
+   * The upstream ended: a last terminal event it did not close with a blank line (`data:
+   * [DONE]\n` and the end) is read as if it had, so it still ends the answer.
    */
   end(): void {
     if (!this.tailBytes || this.held) return;
-    const last = this.tail[this.tail.length - 1]!;
-    this.push(Buffer.from(last[last.length - 1] === 10 ? '\n' : '\n\n'));
+    // Only a terminal event: any other cut short stays unsent (a half event would reach the client as malformed JSON).
+    const t = this.tail.length === 1 ? this.tail[0]! : Buffer.concat(this.tail, this.tailBytes);
+    if (!isDone(t, 0, t.length) && !(this.anthropicStart !== null && isMessageStop(t, 0, t.length)) && !isTypedTerminal(t, 0, t.length)) return;
+    this.push(Buffer.from(t[t.length - 1] === 10 ? '\n' : '\n\n'));
   }
 
   /** Bytes not forwarded yet: a held `[DONE]`, or an unterminated last event if the upstream ended mid-event. */

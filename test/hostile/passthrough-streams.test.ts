@@ -19,6 +19,9 @@ const top = Array.from({ length: 120 }, (_, i) => ({ token: `t${i}`, logprob: -1
 /** A chunk of one word and many kilobytes of logprobs. */
 const META = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: ' word' }, logprobs: { content: [{ token: ' word', logprob: -0.1, bytes: [32, 119, 111, 114, 100], top_logprobs: top }] }, finish_reason: null }] })}\n\n`;
 
+/** Far beyond what the gateway keeps of a stream (16 MiB): the count must scale by all of it. */
+const META_BYTES = 40e6;
+
 let lingerClosed = 0;
 const behaviours: Record<string, (res: ServerResponse) => void> = {
   /** An event that never ends: `data: xxxx…` with no blank line, 17 MiB in 64 KiB writes. */
@@ -88,7 +91,33 @@ const behaviours: Record<string, (res: ServerResponse) => void> = {
   /** 18 MB that is mostly metadata (logprobs): one short word per 9 KB chunk, no usage. */
   meta: (res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
-    res.end(META.repeat(Math.ceil(18e6 / META.length)) + stop + 'data: [DONE]\n\n');
+    res.end(META.repeat(Math.ceil(META_BYTES / META.length)) + stop + 'data: [DONE]\n\n');
+  },
+  /** Two chunks and half of a third, then the end. */
+  'cut-mid': (res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.end(chunk('Hello') + chunk(' there') + 'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hel');
+  },
+  /** 40 MB of a JSON answer, then the connection reset. */
+  'half-reset': (res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"');
+    const piece = Buffer.alloc(1024 * 1024, 120);
+    let sent = 0;
+    const more = () => {
+      while (sent < 40) {
+        sent++;
+        if (!res.write(piece)) { res.once('drain', more); return; }
+      }
+      res.socket?.destroy();
+    };
+    res.on('error', () => undefined);
+    more();
+  },
+  /** A valid JSON answer of 30 MB. */
+  thirty: (res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(`{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"${'y'.repeat(30e6)}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":9,"total_tokens":12}}`);
   },
   /** A plain JSON answer. */
   ok: (res) => {
@@ -128,7 +157,9 @@ const gw = await startGateway({ OPENAI_API_KEY: 'sk-up', OPENAI_BASE_URL: upstre
   providers: { other: { kind: 'openai', base_url: upstreamUrl, api_key: 'sk-up' } },
   models: [...Object.keys(behaviours).map(testModel),
     // too big on its cheaper route; a second route answers
-    { ...testModel('huge'), slug: 'openai/huge-then-ok', routes: [{ provider: 'other', upstream_id: 'ok', prices: { input: 2, output: 4 } }] }],
+    { ...testModel('huge'), slug: 'openai/huge-then-ok', routes: [{ provider: 'other', upstream_id: 'ok', prices: { input: 2, output: 4 } }] },
+    // 40 MB then a reset on its cheaper route; a 30 MB answer on the next
+    { ...testModel('half-reset'), slug: 'openai/half-then-thirty', routes: [{ provider: 'other', upstream_id: 'thirty', prices: { input: 2, output: 4 } }] }],
   upstream: { max_retries: 1 },
 });
 t.teardown(async () => { await gw.stop(); upstream.closeAllConnections(); await new Promise((r) => upstream.close(r)); });
@@ -179,11 +210,12 @@ t.test('an upstream that keeps its connection open after [DONE]: the caller has 
 });
 
 t.test('a stream cut before [DONE], or not SSE at all: an error event and a row that says so, never a silent end', async (t) => {
-  for (const model of ['cut', 'junk']) {
+  for (const model of ['cut', 'junk', 'cut-mid']) {
     const r = await stream(model);
     const last = JSON.parse(r.data.at(-1) ?? 'null') as Json;
     t.match(last, { error: { code: 'upstream_error', message: /ended before the answer did/ } }, `${model}: an error event ends it`);
     t.notOk(r.data.includes('[DONE]'), `${model}: no [DONE]`);
+    t.ok(r.data.every((d) => { try { JSON.parse(d); return true; } catch { return false; } }), `${model}: every event the caller got is whole JSON (a half event is not sent)`);
     t.match(await rowOf(r.id), { status: 502, error: 'upstream_error' }, `${model}: the row`);
   }
   const sdk = await (async () => { for await (const _ of await client.chat.completions.create({ model: 'openai/cut', messages: [{ role: 'user', content: 'hi' }], stream: true })) { /* drain */ } })().catch((e: unknown) => e);
@@ -230,8 +262,8 @@ t.test('a stream beyond what is kept, without usage: the rest counted at the kep
   const res = await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'openai/meta', stream: true, max_tokens: 100_000, messages: [{ role: 'user', content: 'hi' }] }) });
   const bytes = (await res.arrayBuffer()).byteLength;
-  const words = Math.ceil(18e6 / META.length);
-  t.ok(bytes > 18e6, `${bytes} bytes streamed`);
+  const words = Math.ceil(META_BYTES / META.length);
+  t.ok(bytes > META_BYTES, `${bytes} bytes streamed`);
   const row = await rowOf(res.headers.get('x-request-id'));
   t.equal(row.usage_source, 'estimate');
   t.ok(row.completion_tokens > 0.8 * words && row.completion_tokens < 1.3 * words, `${row.completion_tokens} tokens billed for about ${words} words sent, not the cap of 100000`);
@@ -247,4 +279,7 @@ t.test('a buffered answer over 64 MiB is refused as unreadable (502), and nothin
   t.equal(next.status, 200, 'another route serves it');
   t.equal(next.headers.get('x-gateway-decision'), 'other/ok');
   t.equal(next.json.choices[0].message.content, 'fine', 'its answer whole, nothing of the refused one in it');
+  const retried = await call('/v1/chat/completions', gw.masterKey, { model: 'openai/half-then-thirty', messages: [{ role: 'user', content: 'hi' }] });
+  t.equal(retried.status, 200, 'a 30 MB answer after a 40 MB one that broke: the limit counts this answer alone');
+  t.equal(retried.headers.get('x-gateway-decision'), 'other/thirty');
 });

@@ -72,10 +72,11 @@ export function admit(deps: ChatDeps): Stage {
     const check = (counted: number) => {
       // The context check is the upstream's own arithmetic (an image at its usual count, not its bound): never refuse what it would take.
       const usual = counted + extra.previous;
-      if (usual + (asked ?? 0) > window) { // as OpenAI: the prompt plus what max_tokens asks for
-        // Only the routes whose model's window fits it may serve (an alias's next model may be wider); none: refused, by the widest.
+      // Only the routes whose model's window fits it may serve, or be failed over to (as OpenAI:
+      // the prompt plus what max_tokens asks for; an alias's next model may be wider); none: refused, by the widest.
+      if (ctx.routes.length > 1 || usual + (asked ?? 0) > window) {
         const fitting = ctx.routes.filter((r) => usual + (asked ?? 0) <= r.model.context_window);
-        if (fitting.length) ctx.routes = fitting;
+        if (fitting.length) { if (fitting.length < ctx.routes.length) ctx.routes = fitting; }
         else {
           const field = ctx.endpoint.capName(req);
           const prompt = ctx.endpoint.promptField;
@@ -83,8 +84,8 @@ export function admit(deps: ChatDeps): Stage {
             `This model's context window is ${widest} tokens; the ${prompt === 'messages' ? 'messages use' : 'input uses'} ${usual}${asked ? ` and ${field} asks for ${asked} more` : ''}. Shorten the ${prompt}${asked ? ` or lower ${field}` : ''}.`, prompt);
         }
       }
-      // Money and tpm take the bound: images at their ceiling; content stored upstream (a file id) as the whole window.
-      const tokens = extra.unsized ? window : counted + extra.counted;
+      // Money and tpm take the bound: images at their ceiling; content stored upstream (a file id) as the whole window (the widest it may be served with).
+      const tokens = extra.unsized ? Math.max(...ctx.routes.map((r) => r.model.context_window)) : counted + extra.counted;
       const output = outputFor(usual);
       const needed = maxCharge(tokens, output);
       const insufficient = (available: number) => new GatewayError(Errors.insufficientCredits,
@@ -107,7 +108,8 @@ export function admit(deps: ChatDeps): Stage {
     const bound = extra.unsized ? window : ctx.body.length + extra.bytes;
     const exactForTpm = ctx.body.length > 4096 && ctx.chain.some((k) => k.limits?.tpm !== undefined);
     const exact = () => ctx.beforeAdmission(() => deps.pool.countPrompt(route.model.tokenizer, ctx.body, ctx.endpoint.api), check);
-    if (cap !== null && !exactForTpm && bound + cap <= window) {
+    // (the byte bound fits every route's window: no count is needed to know which may serve)
+    if (cap !== null && !exactForTpm && bound + cap <= (routes.length === 1 ? window : Math.min(...routes.map((r) => r.model.context_window)))) {
       const output = cap * choices;
       const charge = maxCharge(bound, output);
       if (!ws.metered || workspaces.availableNano(ws) >= charge) { hold(ctx, bound, output, charge, short, exact); return; }
