@@ -22,6 +22,23 @@ const META = `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk',
 /** Far beyond what the gateway keeps of a stream (16 MiB): the count must scale by all of it. */
 const META_BYTES = 40e6;
 
+/** The head of a JSON answer and `mib` MiB of its content, written as the socket drains; then `then`. */
+function bigAnswer(res: ServerResponse, mib: number, then: () => void): void {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.write('{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"');
+  const piece = Buffer.alloc(1024 * 1024, 120);
+  let sent = 0;
+  const more = () => {
+    while (sent < mib) {
+      sent++;
+      if (!res.write(piece)) { res.once('drain', more); return; }
+    }
+    then();
+  };
+  res.on('error', () => undefined);
+  more();
+}
+
 let lingerClosed = 0;
 const behaviours: Record<string, (res: ServerResponse) => void> = {
   /** An event that never ends: `data: xxxx…` with no blank line, 17 MiB in 64 KiB writes. */
@@ -99,21 +116,7 @@ const behaviours: Record<string, (res: ServerResponse) => void> = {
     res.end(chunk('Hello') + chunk(' there') + 'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hel');
   },
   /** 40 MB of a JSON answer, then the connection reset. */
-  'half-reset': (res) => {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.write('{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"');
-    const piece = Buffer.alloc(1024 * 1024, 120);
-    let sent = 0;
-    const more = () => {
-      while (sent < 40) {
-        sent++;
-        if (!res.write(piece)) { res.once('drain', more); return; }
-      }
-      res.socket?.destroy();
-    };
-    res.on('error', () => undefined);
-    more();
-  },
+  'half-reset': (res) => bigAnswer(res, 40, () => res.socket?.destroy()),
   /** A valid JSON answer of 30 MB. */
   thirty: (res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
@@ -125,21 +128,7 @@ const behaviours: Record<string, (res: ServerResponse) => void> = {
     res.end(JSON.stringify({ id: 'c', object: 'chat.completion', created: 1, model: 'ok', choices: [{ index: 0, message: { role: 'assistant', content: 'fine' }, finish_reason: 'stop' }], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } }));
   },
   /** A JSON answer of 65 MiB. */
-  huge: (res) => {
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.write('{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"');
-    const piece = Buffer.alloc(1024 * 1024, 120);
-    let sent = 0;
-    const more = () => {
-      while (sent < 65) {
-        sent++;
-        if (!res.write(piece)) { res.once('drain', more); return; }
-      }
-      res.end('"},"finish_reason":"stop"}]}');
-    };
-    res.on('error', () => undefined);
-    more();
-  },
+  huge: (res) => bigAnswer(res, 65, () => res.end('"},"finish_reason":"stop"}]}')),
 };
 
 const upstream = createServer((req, res) => {
