@@ -14,6 +14,7 @@ import type { CachedAnswer } from '../savings/cache.js';
 import type { OutgoingCall } from '../savings/stage.js';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { HeaderList } from '../wire/http.js';
+import { LINGER_MS, MAX_ANSWER_BYTES } from '../providers/translator.js';
 import { MAX_EVENT_BYTES, SseUsageTap, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
 import { dataFrame } from '../wire/sse.js';
 import { anthropicError } from '../wire/messages.js';
@@ -27,12 +28,6 @@ import type { Served } from './served.js';
 import { record, whenSettled, type UsageSource } from './settle.js';
 
 const EMPTY = Buffer.alloc(0);
-/** How long an upstream may keep its connection open after its stream's terminal event (as translator.ts allows). */
-const LINGER_MS = 1000;
-
-/** A buffered answer larger than this is refused, as the translating providers refuse theirs (an upstream that never stops would hold the gateway's memory). */
-const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
-
 /**
  * A stream's bytes are kept (for its cache entry, the count when no usage comes, the judge)
  * up to this much; beyond, the stream still flows, but the gateway no longer holds it all
@@ -282,8 +277,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       // the adapter pauses; nothing more is written until onWritable resumes it (writing on
       // into a backpressured uWS response can lose bytes, so the rule is strict).
       this.pending = chunk;
-      if (this.leaderGone) this.pushPending();
-      else this.client.corked(this.pushPending);
+      this.toClient(this.pushPending);
       if (this.tap.oversized) { this.unreadable(`an SSE event larger than ${MAX_EVENT_BYTES >> 20} MiB`); return true; }
       if (this.tap.terminal) {
         // The answer is complete: it ends for the caller now, whether or not the upstream closes.
@@ -316,6 +310,12 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   onEnd(): void {
     if (this.ended) { this.stopLinger(); return; }
     this.finishUpstream();
+  }
+
+  /** Runs `write` in one corked write to the leader's client, or at once when that client left (followers still take the bytes). */
+  private toClient(write: () => void): void {
+    if (this.leaderGone) write();
+    else this.client.corked(write);
   }
 
   private readonly endTap = (): void => {
@@ -355,12 +355,8 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       }
       // (a buffered answer lands once it is known not to fail over: identical requests may still join the retry)
       if (!this.tap) { this.finishBuffered(); return; }
-      if (!this.tap.terminal && !this.tap.oversized) {
-        // (a last terminal event the upstream did not close with a blank line is read as closed)
-        if (this.leaderGone) this.endTap();
-        else this.client.corked(this.endTap);
-        if (this.tap.terminal) { this.finishUpstream(); return; }
-      }
+      // (a last terminal event the upstream did not close with a blank line is read as closed)
+      if (!this.tap.terminal && !this.tap.oversized) this.toClient(this.endTap);
       if (!this.tap.terminal) {
         // Ended before its terminal event (`[DONE]`, message_stop, response.completed): cut, or
         // not SSE at all. An error event says so, never a silent end; the route's breaker counts it.

@@ -114,10 +114,10 @@ export class SseEvents {
 const MAX_EVENT_CHARS = 16 * 1024 * 1024;
 
 /** How long an upstream may keep its connection open after its stream's terminal event. */
-const LINGER_MS = 1000;
+export const LINGER_MS = 1000;
 
 /** A buffered answer larger than this is refused (an upstream that never stops would hold the gateway's memory). */
-const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+export const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 
 /**
  * The sink an adapter hands the relay. `streamType`: the content type that marks the

@@ -235,6 +235,11 @@ export class SseUsageTap {
     return this.sawDone || this.held !== null;
   }
 
+  /** `[DONE]`, or an Anthropic stream's message_stop (a Responses stream's terminal events are typed: isTypedTerminal). */
+  private isTerminal(buf: Buffer, start: number, end: number): boolean {
+    return isDone(buf, start, end) || (this.anthropicStart !== null && isMessageStop(buf, start, end));
+  }
+
   /** Feeds upstream bytes; returns false when the client side is applying backpressure. */
   push(chunk: Buffer): boolean {
     if (this.held || this.oversized) return true;
@@ -242,14 +247,14 @@ export class SseUsageTap {
     if (this.tailBytes) {
       const last = this.tail[this.tail.length - 1]!;
       const beforeLast = last.length > 1 ? last[last.length - 2] : this.tail[this.tail.length - 2]?.at(-1);
-      if (!endsIn(beforeLast, last[last.length - 1], chunk)) {
-        this.tail.push(chunk);
-        this.tailBytes += chunk.length;
+      const ended = endsIn(beforeLast, last[last.length - 1], chunk);
+      this.tail.push(chunk);
+      this.tailBytes += chunk.length;
+      if (!ended) {
         if (this.tailBytes > MAX_EVENT_BYTES) { this.oversized = true; this.tail = []; this.tailBytes = 0; }
         return true;
       }
-      this.tail.push(chunk);
-      buf = Buffer.concat(this.tail, this.tailBytes + chunk.length);
+      buf = Buffer.concat(this.tail, this.tailBytes);
       this.tail = [];
       this.tailBytes = 0;
     }
@@ -260,7 +265,7 @@ export class SseUsageTap {
     // search per event that has the key (every chat chunk has `"usage":null`), none for the rest.
     let usageAt = -2;
     for (let end = eventEnd(buf, pos); end !== -1; pos = end, end = eventEnd(buf, pos)) {
-      if (isDone(buf, pos, end) || (this.anthropicStart !== null && isMessageStop(buf, pos, end))) {
+      if (this.isTerminal(buf, pos, end)) {
         if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos));
         this.sawDone = true;
         if (this.holdTerminal) {
@@ -311,7 +316,7 @@ export class SseUsageTap {
     if (!this.tailBytes || this.held) return;
     // Only a terminal event: any other cut short stays unsent (a half event would reach the client as malformed JSON).
     const t = this.tail.length === 1 ? this.tail[0]! : Buffer.concat(this.tail, this.tailBytes);
-    if (!isDone(t, 0, t.length) && !(this.anthropicStart !== null && isMessageStop(t, 0, t.length)) && !isTypedTerminal(t, 0, t.length)) return;
+    if (!this.isTerminal(t, 0, t.length) && !isTypedTerminal(t, 0, t.length)) return;
     this.push(Buffer.from(t[t.length - 1] === 10 ? '\n' : '\n\n'));
   }
 
