@@ -40,8 +40,6 @@ export const Errors = {
   shuttingDown: { status: 503, type: 'server_error', code: 'shutting_down' },
   /** Cluster mode: the shared store that checks limits and credits cannot be reached (fail closed). */
   storeUnavailable: { status: 503, type: 'server_error', code: 'store_unavailable' },
-  /** The data dir's disk is below its reserve (ledger.min_free_mb): nothing that would write is taken. */
-  storageFull: { status: 503, type: 'server_error', code: 'storage_full' },
   upstreamTimeout: { status: 504, type: 'upstream_error', code: 'upstream_timeout' },
   internal: { status: 500, type: 'server_error', code: 'internal_error' },
 } as const satisfies Record<string, ErrorSpec>;

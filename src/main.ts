@@ -140,7 +140,7 @@ async function startCluster(config: Config, store: Store, ring: KeyRing, workspa
 async function main(): Promise<void> {
   const config = loadConfig();
   const dataDir = resolve(config.data_dir);
-  const store = await openStore(dataDir, { fsync: config.ledger.fsync, minFreeBytes: config.ledger.min_free_mb * 2 ** 20 });
+  const store = await openStore(dataDir, { fsync: config.ledger.fsync });
   const { ring, masterKeyFile } = await KeyRing.open(store, { dataDir, masterKey: config.master_key, operatorKeys: config.api_keys });
   const adaptiveConfig = config.router.adaptive;
   const pool = await WorkerPool.start(config.workers, Math.max(config.worker_bytes_per_workspace, config.max_body_bytes),
@@ -257,7 +257,7 @@ async function main(): Promise<void> {
     maxKeysPerWorkspace: config.keys.max_per_workspace,
     exposure: { metricsToken: config.metrics.token ?? null, metricsPublic: config.metrics.public, metricsHost: config.metrics.host, metricsPort: config.metrics.port ?? null, publicStats: config.stats.public },
     maxBodyBytes: config.max_body_bytes, trustProxyHops: config.trust_proxy_hops, providers: [...providers.keys()],
-    edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes }, spoolDir: await emptySpoolDir(dataDir), traced: tracing !== null, space: store.space },
+    edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes }, spoolDir: await emptySpoolDir(dataDir), traced: tracing !== null },
     config.host, config.port, socket ? { socketPath: socket.path } : null);
   // The threads, on the port just bound (server/threads.ts).
   threads = socket ? new ThreadHost({ health, keys: ring, workspaces, limits, ledger, pool, shared: cluster?.shared ?? null }, config.threads, { host: config.host, port: server.port, socketPath: socket.path }) : null;

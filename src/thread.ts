@@ -61,7 +61,7 @@ async function start(): Promise<void> {
   const config = loadConfig();
   const dataDir = resolve(config.data_dir);
   // (the main thread's environment, opened again in this thread: read here, written there)
-  const store = await openStore(dataDir, { fsync: config.ledger.fsync, minFreeBytes: config.ledger.min_free_mb * 2 ** 20 });
+  const store = await openStore(dataDir, { fsync: config.ledger.fsync });
   ring = (await KeyRing.open(store, { dataDir, masterKey: config.master_key, operatorKeys: config.api_keys })).ring;
   health = new RouteHealth({ failures: config.upstream.breaker_failures, cooldownMs: config.upstream.breaker_cooldown_ms });
   health.reporter = (e) => link.send({ t: 'health', e });
@@ -108,7 +108,7 @@ async function start(): Promise<void> {
   }
   setInterval(() => link.report(), 250).unref();
   server = await startThreadApp({ keys: ring, ids, chat, maxBodyBytes: config.max_body_bytes, trustProxyHops: config.trust_proxy_hops, traced,
-    edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes }, handover: over, heads, space: store.space }, data.host, data.port);
+    edge: { corsOrigins: config.http.cors_origins, compressMinBytes: config.http.compress_min_bytes, maxAudioBytes: config.http.max_audio_bytes }, handover: over, heads }, data.host, data.port);
 }
 
 /** A graceful stop: no new connections; what is in flight finishes (by `deadline`), its rows go (the connections close at 'close'). */

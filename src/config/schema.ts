@@ -486,14 +486,6 @@ export const ConfigSchema = z.object({
      * event loop), at the cost of that latency on every response.
      */
     fsync: z.boolean().default(false),
-    /**
-     * Free space (MiB) the data dir's filesystem must keep: below it, requests that would
-     * write (every POST and PUT; a DELETE, which frees space, still goes) are refused with
-     * 503 storage_full until space is freed, and /health says `storage: "low"`. Without fsync the store's file is mapped
-     * writable, and a disk filled to the last block would kill the process (store/space.ts).
-     * 0 turns the guard off.
-     */
-    min_free_mb: z.number().int().min(0).max(1_048_576).default(256),
   }).strict().prefault({}),
 }).strict();
 

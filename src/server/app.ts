@@ -66,8 +66,6 @@ export interface ServerDeps extends AdminDeps, AccountDeps, UsageDeps, PricingDe
   spoolDir: string;
   /** Traces are exported: the caller's `traceparent` is read, for its trace to hold the request's. */
   traced: boolean;
-  /** Free space on the data dir's disk (store/space.ts; null: not watched). */
-  space: { readonly low: boolean } | null;
 }
 
 export interface Server {
@@ -111,8 +109,6 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
     providers: deps.providers, in_flight: deps.inFlight(),
     // The embedding model loads in the workers at start; until then semantic lookups are skipped.
     semantic_cache: deps.chat.deps.pool.embeddings,
-    // low: below ledger.min_free_mb, requests that would write are refused (503 storage_full).
-    ...(deps.space ? { storage: deps.space.low ? 'low' : 'ok' } : {}),
     ...(deps.cluster ? { cluster: deps.cluster() } : {}),
   })));
 

@@ -87,8 +87,6 @@ export interface HandlerDeps {
   maxBodyBytes: number;
   trustProxyHops: number;
   traced: boolean;
-  /** Free space on the data dir's disk (store/space.ts): while \`low\`, nothing that would write is taken. */
-  space: { readonly low: boolean } | null;
   /**
    * An event-loop thread (thread-app.ts): a key its copy of the ring does not know may be one
    * the main thread has just put in force; the request goes there (true: it was handed over).
@@ -98,9 +96,6 @@ export interface HandlerDeps {
 
 export function makeHandlers(deps: HandlerDeps, state: { draining: boolean }): Handlers {
   const shuttingDown = () => new GatewayError(Errors.shuttingDown, 'The gateway is shutting down; retry shortly.');
-  const storageFull = () => new GatewayError(Errors.storageFull, "The gateway's data disk is nearly full; it takes no request that would write until space is freed.");
-  /** Draining, or the disk below its reserve: the refusal that comes before the key is read (and no row is written for it). */
-  const closed = (): GatewayError | null => (state.draining ? shuttingDown() : deps.space?.low ? storageFull() : null);
   const plain: Refuse = (ex, _key, _t0, err) => ex.sendError(err);
   /**
    * What every authenticated route with a body does before its body: the exchange, the
@@ -119,8 +114,7 @@ export function makeHandlers(deps: HandlerDeps, state: { draining: boolean }): H
     const headers = headerNames.length === 0 ? NO_PARAMS : headerNames.map((h) => req.getHeader(h));
     let key: KeyRecord;
     try {
-      const refusal = closed();
-      if (refusal) throw refusal;
+      if (state.draining) throw shuttingDown();
       key = deps.keys.authenticate(authorization);
     } catch (err) {
       if (deps.unknownKey && err instanceof GatewayError && err.code === Errors.invalidKey.code && deps.unknownKey(ex, res, req)) return null;
@@ -162,8 +156,7 @@ export function makeHandlers(deps: HandlerDeps, state: { draining: boolean }): H
     },
     publicBody: (handler) => (res, req) => {
       const ex = new Exchange(res, deps.ids.next());
-      const refusal = closed();
-      if (refusal) { ex.sendError(refusal); return; }
+      if (state.draining) { ex.sendError(shuttingDown()); return; }
       // (no peer address: the private socket an event-loop thread hands requests over on, which says whose it was)
       const peer = Buffer.from(res.getRemoteAddressAsText()).toString() || req.getHeader(PEER_HEADER);
       const client = clientAddress(peer, req.getHeader('x-forwarded-for'), deps.trustProxyHops);

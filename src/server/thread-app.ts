@@ -20,7 +20,6 @@ export interface ThreadAppDeps {
   maxBodyBytes: number;
   trustProxyHops: number;
   traced: boolean;
-  space: { readonly low: boolean } | null;
   edge: EdgeConfig;
   handover: Handover;
   /** Each chat request's head, kept for a hand-over after its body is read (the pipeline's handoff stage). */

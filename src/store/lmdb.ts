@@ -4,7 +4,6 @@ import { sha256Text } from '../digest.js';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { DiskSpace } from './space.js';
 
 export interface Store {
   readonly root: RootDatabase;
@@ -38,8 +37,6 @@ export interface Store {
   readonly feedback: Database<unknown, string[]>;
   /** Cluster mode: ledger rows not yet shipped to Postgres (row id → 1), written with the rows (accounts/shipper.ts). */
   readonly outbox: Database<unknown, string>;
-  /** Free space on the data dir's filesystem: while it is \`low\`, requests that would write are refused (space.ts). */
-  readonly space: DiskSpace;
   close(): Promise<void>;
 }
 
@@ -93,9 +90,6 @@ export class ExpirySweep {
   }
 }
 
-/** The free space below which nothing new is written (config ledger.min_free_mb's default). */
-export const DEFAULT_MIN_FREE_BYTES = 256 * 2 ** 20;
-
 /**
  * The ledger's msgpack records share their structure (field names are stored once in the
  * DB, not in every row): ~25% less encoding CPU per row and smaller rows. Readers must open
@@ -108,21 +102,10 @@ export const LEDGER_DB = { name: 'ledger', encoding: 'msgpack', sharedStructures
  * process being killed (kill -9, OOM, crash) but not the machine losing power. `true`
  * also syncs each batch to disk, which puts the disk's sync latency (milliseconds here)
  * on every response that waits for its ledger row.
- *
- * Without fsync the file is mapped writable (LMDB's MDB_WRITEMAP): a commit writes its pages
- * into the mapping, which is the page cache itself, so it is as safe against kill -9, and it
- * makes no system call. Written through write(2) instead, a commit of one request's row cost
- * about ten (a pwrite per dirty page, and an lseek and a writev), which at one request at a
- * time was about a quarter of the gateway's CPU per request on a VM (bench: 225 against
- * 322 µs). Two things come with it: the file's apparent size is the map's (4 GiB, sparse:
- * `du` shows what it holds), and a full disk would kill the process rather than fail a
- * write, which `space` guards against (`minFreeBytes`, 0: off). With fsync on, LMDB would
- * msync the whole map per commit, so the file is written through write(2) as before.
  */
-export async function openStore(dataDir: string, opts: { fsync: boolean; minFreeBytes?: number } = { fsync: false }): Promise<Store> {
+export async function openStore(dataDir: string, opts: { fsync: boolean } = { fsync: false }): Promise<Store> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const space = new DiskSpace(dataDir, opts.minFreeBytes ?? DEFAULT_MIN_FREE_BYTES);
-  const root = open({ path: join(dataDir, 'sluice.mdb'), compression: false, mapSize: 2 ** 32, maxDbs: 32, noSync: !opts.fsync, overlappingSync: opts.fsync, useWritemap: !opts.fsync });
+  const root = open({ path: join(dataDir, 'sluice.mdb'), compression: false, mapSize: 2 ** 32, maxDbs: 32, noSync: !opts.fsync, overlappingSync: opts.fsync });
   const keys = root.openDB<unknown, string>({ name: 'keys', encoding: 'msgpack' });
   const ledger = root.openDB<unknown, string>(LEDGER_DB);
   const workspaces = root.openDB<unknown, string>({ name: 'workspaces', encoding: 'msgpack' });
@@ -159,9 +142,7 @@ export async function openStore(dataDir: string, opts: { fsync: boolean; minFree
     rollups,
     rollupPending,
     requests,
-    space,
     async close() {
-      space.stop();
       await root.flushed;
       await root.close();
     },
