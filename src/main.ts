@@ -22,7 +22,7 @@ import { RouteHealth, deploymentViews } from './router/health.js';
 import { startServer } from './server/app.js';
 import { ThreadHost } from './server/threads.js';
 import { buildCatalog } from './compose.js';
-import { openStore, type Store } from './store/lmdb.js';
+import { openStore, surviveFailedCommits, type Store } from './store/lmdb.js';
 import { ResponseCache } from './savings/cache.js';
 import { enabledSavings, M } from './savings/mechanisms.js';
 import { WorkerPool } from './workers/pool.js';
@@ -140,6 +140,7 @@ async function startCluster(config: Config, store: Store, ring: KeyRing, workspa
 async function main(): Promise<void> {
   const config = loadConfig();
   const dataDir = resolve(config.data_dir);
+  surviveFailedCommits();
   const store = await openStore(dataDir, { fsync: config.ledger.fsync });
   const { ring, masterKeyFile } = await KeyRing.open(store, { dataDir, masterKey: config.master_key, operatorKeys: config.api_keys });
   const adaptiveConfig = config.router.adaptive;
@@ -164,6 +165,7 @@ async function main(): Promise<void> {
   ledger.onRow((row) => usage.add(row));
   ledger.onImport((row) => usage.add(row)); // (cluster mode: every replica's requests in this one's usage)
   ledger.addPersister((force) => usage.persistDirty(force ? 0 : 250));
+  ledger.onRollback(() => usage.reload());
   const ids = new RequestIds();
   const health = new RouteHealth({ failures: config.upstream.breaker_failures, cooldownMs: config.upstream.breaker_cooldown_ms });
   for (const bucket of ['simple', 'medium', 'complex'] as const) {

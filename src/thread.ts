@@ -27,7 +27,7 @@ import { Handover, type Head } from './server/handover.js';
 import { startThreadApp, type ThreadServer } from './server/thread-app.js';
 import { MainLink, type Down } from './server/thread-link.js';
 import type { ThreadData } from './server/threads.js';
-import { openStore } from './store/lmdb.js';
+import { openStore, surviveFailedCommits } from './store/lmdb.js';
 import { WorkerPool } from './workers/pool.js';
 
 const data = workerData as ThreadData;
@@ -61,6 +61,7 @@ async function start(): Promise<void> {
   const config = loadConfig();
   const dataDir = resolve(config.data_dir);
   // (the main thread's environment, opened again in this thread: read here, written there)
+  surviveFailedCommits();
   const store = await openStore(dataDir, { fsync: config.ledger.fsync });
   ring = (await KeyRing.open(store, { dataDir, masterKey: config.master_key, operatorKeys: config.api_keys })).ring;
   health = new RouteHealth({ failures: config.upstream.breaker_failures, cooldownMs: config.upstream.breaker_cooldown_ms });

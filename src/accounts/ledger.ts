@@ -135,6 +135,10 @@ export class Ledger {
   private relayed = new Set<LedgerRow>();
   /** Credit rows (top-ups, refunds) of the batch being built, for `credited`. */
   private creditRows: Array<readonly [LedgerRow, Workspace]> = [];
+  /** The batch being built's balance changes, applied in memory: undone should its commit fail. */
+  private changed: Array<readonly [LedgerRow, Workspace]> = [];
+  /** What state derived from the rows keeps in memory goes back to what is stored (a batch failed to commit). */
+  private readonly rollbackListeners: Array<() => void> = [];
 
   /**
    * Cluster mode: each row also goes into the outbox in its transaction (shipper.ts), and a
@@ -164,6 +168,15 @@ export class Ledger {
   /** Sees every row as its batch is written (before the persisters run); `relayed`: an event-loop thread sent it. */
   onRow(listen: (row: LedgerRow, relayed: boolean) => void): void {
     this.rowListeners.push(listen);
+  }
+
+  /**
+   * Called when a batch fails to commit (a full disk, an I/O error): its rows, their markers
+   * and the derived state written with them are not stored, and whatever keeps that state in
+   * memory must go back to what is (the usage rollups reload).
+   */
+  onRollback(listen: () => void): void {
+    this.rollbackListeners.push(listen);
   }
 
   private readonly importListeners: Array<(row: LedgerRow) => void> = [];
@@ -202,7 +215,10 @@ export class Ledger {
   /** Applies the row's balance change to `ws` (when it is non-zero) and queues the row (`relayed`: from an event-loop thread). */
   append(row: LedgerRow, ws: Workspace | undefined, relayed = false): void {
     if (relayed) this.relayed.add(row);
-    if (ws && row.delta_nano !== 0) row.balance_nano = this.workspaces.applyDelta(ws, row.delta_nano);
+    if (ws && row.delta_nano !== 0) {
+      row.balance_nano = this.workspaces.applyDelta(ws, row.delta_nano);
+      this.changed.push([row, ws]);
+    }
     if (this.cluster && ws && row.kind !== 'request' && row.delta_nano !== 0) this.creditRows.push([row, ws]);
     this.pending.push(row);
     this.schedule();
@@ -231,10 +247,12 @@ export class Ledger {
     const rows = this.pending;
     const waiters = this.waiters;
     const credits = this.creditRows;
+    const changed = this.changed;
     const relayed = this.relayed;
     this.pending = [];
     this.waiters = [];
     this.creditRows = [];
+    if (changed.length) this.changed = [];
     if (relayed.size) this.relayed = new Set();
     if (this.mainThreadCommit) {
       // One synchronous write transaction on this thread: in no-sync mode its commit writes
@@ -242,11 +260,13 @@ export class Ledger {
       // safe against a killed process as the writer thread's commit, without the hops to
       // that thread and back (≈0.14 ms per response at concurrency 1, and CPU under load).
       let error: unknown = null;
+      let taken: readonly Workspace[] = [];
       try {
-        this.store.root.transactionSync(() => { error = this.putBatch(rows, relayed).error; });
+        this.store.root.transactionSync(() => { ({ error, taken } = this.putBatch(rows, relayed)); });
       } catch (err) {
         error = err;
       }
+      if (error) this.rollBack(changed, taken);
       // Writes made through lmdb-js's asynchronous batch (the caches' entries, a key, the
       // router's state) are committed by its writer thread. A response waits for those of
       // its turn too, so what it stored is there for the client's next request, as when the
@@ -258,8 +278,25 @@ export class Ledger {
     }
     const batch = this.putBatch(rows, relayed);
     const commit = batch.error ? Promise.reject(batch.error instanceof Error ? batch.error : new Error(String(batch.error))) : batch.last ?? this.lastCommit;
-    this.lastCommit = commit.then(() => this.answer(waiters, rows.length, null, credits), (err: unknown) => this.answer(waiters, rows.length, err, []));
+    this.lastCommit = commit.then(() => this.answer(waiters, rows.length, null, credits), (err: unknown) => {
+      // (rows appended since were told balances with this batch's changes in them; the balances themselves are set right)
+      this.rollBack(changed, batch.taken);
+      return this.answer(waiters, rows.length, err, []);
+    });
   };
+
+  /**
+   * A batch failed to commit: none of its rows is stored, so the balance changes they made in
+   * memory are undone (their requests are answered with an error, not charged), the
+   * workspaces it would have written are written with the next batch, and what derived state
+   * keeps in memory goes back to what is stored. The stored balances stay the sum of the
+   * stored rows.
+   */
+  private rollBack(changed: ReadonlyArray<readonly [LedgerRow, Workspace]>, taken: readonly Workspace[]): void {
+    for (const [row, ws] of changed) this.workspaces.applyDelta(ws, -row.delta_nano);
+    this.workspaces.markDirty(taken.map((ws) => ws.id));
+    for (const listen of this.rollbackListeners) guarded('a rollback listener', listen);
+  }
 
   /** The batch's commit is over: its waiters hear how it went (`err` null: committed). */
   private answer(waiters: ReadonlyArray<(err: unknown) => void>, rows: number, err: unknown, credits: ReadonlyArray<readonly [LedgerRow, Workspace]>): void | Promise<void> {
@@ -276,9 +313,10 @@ export class Ledger {
    * guarded one by one: a fault there is logged and never keeps a row, a balance or a waiting
    * response from its commit. `last`: the last put's promise (it settles with the commit).
    */
-  private putBatch(rows: readonly LedgerRow[], relayedRows: ReadonlySet<LedgerRow>): { last: Promise<unknown> | null; error: unknown } {
+  private putBatch(rows: readonly LedgerRow[], relayedRows: ReadonlySet<LedgerRow>): { last: Promise<unknown> | null; error: unknown; taken: readonly Workspace[] } {
     let last: Promise<unknown> | null = null;
     let error: unknown = null;
+    let taken: readonly Workspace[] = [];
     try {
       for (const row of rows) {
         last = this.store.ledger.put(row.id, row);
@@ -291,13 +329,14 @@ export class Ledger {
           try { listen(row, relayed); } catch (err) { failed('a row listener', err); }
         }
       }
-      for (const ws of this.workspaces.takeDirty()) last = this.store.workspaces.put(ws.id, ws);
+      taken = this.workspaces.takeDirty();
+      for (const ws of taken) last = this.store.workspaces.put(ws.id, ws);
     } catch (err) {
       // A put LMDB refused outright (it cannot happen with the ids Sluice makes): the waiters hear of it.
       error = err;
     }
     for (const persist of this.persisters) guarded('a persister', () => persist(this.forcing));
-    return { last, error };
+    return { last, error, taken };
   }
 
   // ---- reading (committed rows; each validated: a stored record is a boundary) ----------

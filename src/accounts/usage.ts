@@ -95,7 +95,12 @@ export class UsageRollups {
   private lastPersist = 0;
 
   constructor(private readonly store: Store) {
-    // Rows committed but not in the stored buckets when the process stopped.
+    this.loadPending();
+  }
+
+  /** Rows committed but not in the stored buckets (when the process stopped, or when a batch failed to commit). */
+  private loadPending(): void {
+    const store = this.store;
     for (const { key, value } of store.rollupPending.getRange()) {
       const marker = String(key);
       const ids = Array.isArray(value) ? value.filter((id): id is string => typeof id === 'string') : [marker];
@@ -106,6 +111,20 @@ export class UsageRollups {
       }
       this.folded.push(marker); // (removed once what it marks is folded and stored)
     }
+  }
+
+  /**
+   * A ledger batch failed to commit: its rows, their marker and any buckets written with it
+   * are not stored. What is in memory goes back to what is: buckets are read again as they
+   * are touched, and the rows still to fold are those the stored markers name.
+   */
+  reload(): void {
+    this.hot.clear();
+    this.dirty.clear();
+    this.pending = [];
+    this.folded = [];
+    this.unmarked = [];
+    this.loadPending();
   }
 
   /** Sees each row as the ledger writes its batch (its marker goes with the batch's persisters: the same transaction). */

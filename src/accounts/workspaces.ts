@@ -188,6 +188,14 @@ export class Workspaces {
     return ws.balance_nano;
   }
 
+  /** These workspaces' records are to be written again (a batch that took them failed to commit). */
+  markDirty(ids: readonly string[]): void {
+    for (const id of ids) {
+      const ws = this.get(id);
+      if (ws) this.dirty.add(ws);
+    }
+  }
+
   /** Workspaces changed since the last call; the ledger persists them with its rows. */
   takeDirty(): Workspace[] {
     if (this.dirty.size === 0) return [];

@@ -91,6 +91,41 @@ export class ExpirySweep {
 }
 
 /**
+ * A failed asynchronous commit (a full disk, an I/O error) must not end the process. lmdb-js
+ * rejects the promise of every write in the failed batch ("Commit failed"), and then a
+ * promise of its own that carries the cause (each rejection's \`commitError\`), which no
+ * caller can have a handler on. Unhandled, either ends a Node process. Those writes are the
+ * caches' entries, a key, the router's state: the ledger's rows commit in their own
+ * transaction and its waiters hear of a failure (their responses are errors), so nothing
+ * acknowledged is lost with them. So for the process (main.ts and thread.ts, not a library's
+ * import): such a rejection is logged, at most once a second with a count, and the process
+ * goes on; any other unhandled rejection still ends it, as Node's default does.
+ */
+export function surviveFailedCommits(): void {
+  let lastLog = 0;
+  let unlogged = 0;
+  const log = (cause: unknown) => {
+    unlogged++;
+    const now = Date.now();
+    if (now - lastLog < 1000) return;
+    console.error(`store: ${unlogged} write(s) lost to a failed commit (the disk full, or an I/O error?): ${cause instanceof Error ? cause.message : String(cause)}`);
+    lastLog = now;
+    unlogged = 0;
+  };
+  process.on('unhandledRejection', (reason, promise) => {
+    if (reason instanceof Error && 'commitError' in reason && reason.commitError instanceof Promise) {
+      // The cause's promise is rejected right after: handled here before Node finds it unhandled.
+      reason.commitError.catch(log);
+      log(reason);
+      return;
+    }
+    // (the cause's own promise, should it be reported first: lmdb-js gives it a \`reject\` of its own)
+    if (typeof (promise as unknown as { reject?: unknown }).reject === 'function') { log(reason); return; }
+    throw reason;
+  });
+}
+
+/**
  * The ledger's msgpack records share their structure (field names are stored once in the
  * DB, not in every row): ~25% less encoding CPU per row and smaller rows. Readers must open
  * it with the same options.

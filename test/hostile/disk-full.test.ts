@@ -1,0 +1,100 @@
+// The data dir's disk fills up under load: writes fail, and the gateway goes on serving.
+// A request whose ledger row cannot be committed is answered with an error (nothing is
+// acknowledged that is not stored); once space is freed it serves as before, and what it
+// acknowledged is there after a kill -9.
+//
+// Needs a small filesystem of its own: a tmpfs, mounted here (root; CI runs as root).
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { startFakeUpstream } from '../fakes/openai-upstream.js';
+import { startGateway, testModel, type Gateway } from '../helpers/gateway.js';
+import { http, type Answer } from '../helpers/http.js';
+
+const MiB = 2 ** 20;
+const mountPoint = mkdtempSync(join(tmpdir(), 'sluice-tmpfs-'));
+let mounted = false;
+try {
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=32m', 'tmpfs', mountPoint], { stdio: 'ignore' });
+  mounted = true;
+} catch (err) {
+  if (process.env.CI) throw new Error(`the disk-full test mounts a tmpfs, which needs root (CI runs as root): ${String(err)}`);
+}
+t.teardown(() => {
+  if (mounted) execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' });
+  rmSync(mountPoint, { recursive: true, force: true });
+});
+
+const kill = (g: Gateway) => { if (g.proc.exitCode === null && g.proc.signalCode === null) g.proc.kill('SIGKILL'); };
+const gone = (g: Gateway) => new Promise((r) => (g.proc.exitCode !== null || g.proc.signalCode !== null ? r(null) : g.proc.once('exit', r)));
+
+t.test('a full disk: writes fail, the gateway answers and goes on; space freed, it serves again', { skip: mounted ? false : 'mounting a tmpfs needs root' }, async (t) => {
+  const fake = await startFakeUpstream();
+  t.teardown(() => fake.close());
+  const dataDir = join(mountPoint, 'data');
+  mkdirSync(dataDir, { mode: 0o700 });
+  const env = { OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' };
+  const gw = await startGateway(env, dataDir, { models: [testModel('m'), testModel('long-20000')] });
+  t.teardown(() => kill(gw));
+  const { call, tenant } = http(gw);
+  const { ws, key } = await tenant(gw.masterKey, 1000, undefined, ['inference', 'usage:read']);
+  // Cacheable (temperature 0) with ~120 KB answers: each stored in the exact cache, through
+  // lmdb-js's asynchronous commits, besides its ledger row in the synchronous ones.
+  const ask = (i: number) => call('/v1/chat/completions', key, { model: 'openai/long-20000', temperature: 0, messages: [{ role: 'user', content: `question ${i}` }] });
+  const answers: Answer[] = [await ask(0)];
+  t.equal(answers[0]!.status, 200);
+
+  const free = () => { const s = statfsSync(mountPoint); return Number(s.bavail) * Number(s.bsize); };
+  const filler = join(mountPoint, 'filler');
+  writeFileSync(filler, Buffer.alloc(Math.max(0, free() - 2 * MiB)));
+
+  for (let i = 1; i <= 160 && gw.proc.exitCode === null && gw.proc.signalCode === null; i += 4) {
+    answers.push(...await Promise.all([0, 1, 2, 3].map((j) => ask(i + j).catch((err: unknown) => ({ status: 0, text: String(err) } as Answer)))));
+  }
+  t.ok(free() < 64 * 1024, `the disk filled (${free()} bytes free)`);
+  t.equal(gw.proc.exitCode, null, `the process is alive (exit ${gw.proc.exitCode}, signal ${gw.proc.signalCode}):\n${gw.output().split("\n").filter((l) => !l.startsWith("{")).join("\n").slice(-3000)}`);
+  t.equal(gw.proc.signalCode, null);
+  // The ledger's rows go on committing for a while in pages the file has free (their
+  // transaction is apart from the caches'); with new rows only, those run out too.
+  const small = (i: number) => call('/v1/chat/completions', key, { model: 'openai/m', messages: [{ role: 'user', content: `small ${i}` }] })
+    .catch((err: unknown) => ({ status: 0, text: String(err) } as Answer));
+  for (let i = 0; i < 6000 && !answers.some((a) => a.status >= 500) && gw.proc.exitCode === null; i += 8) {
+    answers.push(...await Promise.all(Array.from({ length: 8 }, (_, j) => small(i + j))));
+  }
+  t.equal(gw.proc.exitCode, null, 'still alive');
+  t.equal(answers.filter((a) => a.status === 0).length, 0, 'every request got an answer');
+  const failed = answers.filter((a) => a.status !== 200);
+  t.ok(failed.length > 0, `requests whose rows could not be committed were refused (${failed.length} of ${answers.length})`);
+  for (const a of failed.slice(0, 5)) t.ok(a.status >= 500 && a.json?.error?.message, `an error in OpenAI's envelope: ${a.status} ${a.text.slice(0, 200)}`);
+  t.match(gw.output(), /write\(s\) lost to a failed commit/, 'the caches\' lost writes were logged');
+  t.equal((await call('/health', '')).status, 200, '/health answers');
+
+  rmSync(filler);
+  let again: Answer | null = null;
+  for (let i = 0; i < 50 && again?.status !== 200; i++) {
+    again = await call('/v1/chat/completions', key, { model: 'openai/m', messages: [{ role: 'user', content: `after ${i}` }] });
+    if (again.status !== 200) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.equal(again?.status, 200, `space freed: it serves again (${again?.text.slice(0, 200)})`);
+
+  // What it acknowledged is there after a kill -9 and a start on the same dir, and only that
+  // was charged: a request refused because its row could not be stored was not.
+  const served = [...answers.filter((a) => a.status === 200), again!];
+  const acknowledged = served.map((a) => a.headers.get('x-request-id')!);
+  const charged = served.reduce((sum, a) => sum + Number(a.headers.get('x-btl-customer-charge')), 0);
+  t.ok(charged > 0);
+  kill(gw);
+  await gone(gw);
+  const next = await startGateway(env, dataDir);
+  t.teardown(() => kill(next));
+  let found = 0;
+  for (const id of acknowledged) if ((await http(next).call(`/v1/requests/${id}`, next.masterKey)).status === 200) found++;
+  t.equal(found, acknowledged.length, `every acknowledged request's row is there (${found} of ${acknowledged.length})`);
+  const balance = (await http(next).call(`/admin/workspaces/${ws}`, next.masterKey)).json.balance_usd as number;
+  t.ok(Math.abs(balance - (1000 - charged)) < 1e-6, `the balance is the credits less what the acknowledged requests were charged (${balance} against ${1000 - charged})`);
+  const summary = (await http(next).call('/v1/usage/summary', key)).json;
+  t.equal(summary.requests, served.length, 'the usage rollups count the stored rows, not the refused ones');
+  t.ok(Math.abs(summary.charge_usd - charged) < 1e-6, `and their charges (${summary.charge_usd} against ${charged})`);
+});
