@@ -30,13 +30,15 @@ t.teardown(() => {
 const kill = (g: Gateway) => { if (g.proc.exitCode === null && g.proc.signalCode === null) g.proc.kill('SIGKILL'); };
 const gone = (g: Gateway) => new Promise((r) => (g.proc.exitCode !== null || g.proc.signalCode !== null ? r(null) : g.proc.once('exit', r)));
 
-t.test('a full disk: writes fail, the gateway answers and goes on; space freed, it serves again', { skip: mounted ? false : 'mounting a tmpfs needs root' }, async (t) => {
+// Each commit in a synchronous transaction on the event loop (the default), or on lmdb-js's writer thread (with fsync).
+for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsynced' : ''}: writes fail, the gateway answers and goes on; space freed, it serves again`, { skip: mounted ? false : 'mounting a tmpfs needs root' }, async (t) => {
   const fake = await startFakeUpstream();
   t.teardown(() => fake.close());
-  const dataDir = join(mountPoint, 'data');
+  const dataDir = join(mountPoint, `data-${fsync}`);
   mkdirSync(dataDir, { mode: 0o700 });
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
   const env = { OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' };
-  const gw = await startGateway(env, dataDir, { models: [testModel('m'), testModel('long-20000')] });
+  const gw = await startGateway(env, dataDir, { models: [testModel('m'), testModel('long-20000')], ledger: { fsync } });
   t.teardown(() => kill(gw));
   const { call, tenant } = http(gw);
   const { ws, key } = await tenant(gw.masterKey, 1000, undefined, ['inference', 'usage:read']);
@@ -87,7 +89,7 @@ t.test('a full disk: writes fail, the gateway answers and goes on; space freed, 
   t.ok(charged > 0);
   kill(gw);
   await gone(gw);
-  const next = await startGateway(env, dataDir);
+  const next = await startGateway(env, dataDir, { ledger: { fsync } });
   t.teardown(() => kill(next));
   let found = 0;
   for (const id of acknowledged) if ((await http(next).call(`/v1/requests/${id}`, next.masterKey)).status === 200) found++;
