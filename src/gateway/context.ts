@@ -50,6 +50,19 @@ export interface PromptExtra {
 }
 
 export const NO_EXTRA: PromptExtra = Object.freeze({ bytes: 0, counted: 0, previous: 0, unsized: false });
+
+/**
+ * What a request must pass before anything is spent on it ahead of its admission (the
+ * pool's work, an upload spooled to disk): its keys' limits as they stand now, and some
+ * credit in a metered workspace. Throws the refusal (429 or 402).
+ */
+export function precheck(deps: Pick<ChatDeps, 'limits' | 'workspaces'>, key: KeyRecord, chain: readonly KeyRecord[]): void {
+  deps.limits.precheck(chain);
+  const ws = deps.workspaces.get(key.workspace);
+  if (ws?.metered && deps.workspaces.availableNano(ws) <= 0) {
+    throw new GatewayError(Errors.insufficientCredits, 'Insufficient credits: the workspace has none available. Top up.');
+  }
+}
 const NO_TOKENS: SavedTokens = Object.freeze({}); // shared by rows: frozen, never written
 const NO_ROUTES: readonly Route[] = [];
 const NO_KEYS: readonly KeyRecord[] = [];
@@ -160,11 +173,7 @@ export class RequestContext implements SavingsContext {
    */
   beforeAdmission<T>(task: () => Promise<T>, then: (value: T) => void): void {
     const { deps } = this.host;
-    deps.limits.precheck(this.chain.length ? this.chain : deps.keys.chain(this.key)); // (the route stage sets the chain; the smart router runs before it)
-    const ws = deps.workspaces.get(this.key.workspace);
-    if (ws?.metered && deps.workspaces.availableNano(ws) <= 0) {
-      throw new GatewayError(Errors.insufficientCredits, 'Insufficient credits: the workspace has none available. Top up.');
-    }
+    precheck(deps, this.key, this.chain.length ? this.chain : deps.keys.chain(this.key)); // (the route stage sets the chain; the smart router runs before it)
     const release = deps.pool.shareFor(this.key.workspace, this.body.length);
     this.after(task().finally(release), then);
   }

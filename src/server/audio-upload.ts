@@ -15,6 +15,7 @@ import type { Writable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
+import { precheck } from '../gateway/context.js';
 import { withoutMessages, type Endpoint } from '../gateway/endpoints.js';
 import { NO_SWITCHES } from '../savings/mechanisms.js';
 import { Spool } from '../store/spool.js';
@@ -55,6 +56,15 @@ export function audioUpload(deps: AudioUploadDeps, endpoint: Endpoint): (caller:
     }
     const declared = caller.length === '' ? -1 : Number(caller.length);
     if (declared > deps.maxBytes) { refuse(tooLarge(deps.maxBytes)); return; }
+    // Nothing is spooled to disk for a key its limits or its workspace's credits refuse now
+    // (the file part may come before the model, and the request's admission after the file).
+    try {
+      const { deps: chat } = deps.chat;
+      precheck(chat, caller.key, chat.keys.chain(caller.key));
+    } catch (err) {
+      refuse(err);
+      return;
+    }
     const encoding = edgeOf(caller.ex.res)?.encoding ?? '';
     const inflater = encoding && encoding !== 'identity' ? INFLATERS[encoding] : null;
     if (inflater === undefined) {

@@ -6,7 +6,8 @@
 import { request } from 'node:http';
 import { createHash } from 'node:crypto';
 import { constants as zlib, createBrotliCompress, gzipSync } from 'node:zlib';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import OpenAI, { toFile } from 'openai';
 import t from 'tap';
 import { startFakeUpstream, type Received } from '../fakes/openai-upstream.js';
@@ -215,6 +216,30 @@ t.test('failover while the audio still arrives: the next route gets every byte f
   t.equal(res.headers['x-gateway-retries'], '1');
   t.same(await fileOf(b.received.at(-1)!), { name: 'retry.mp3', digest: digest(body), size: body.length });
   t.equal(await held(), 0);
+});
+
+t.test('a workspace with no credit left, the file before the model: refused before any of the audio is spooled', async (t) => {
+  const broke = await api.tenant(gw.masterKey, 0, undefined, ['inference']);
+  const spool = join(gw.dataDir, 'spool');
+  const size = 5 * 1024 * 1024; // (under the test's max_audio_bytes)
+  const head = fileHead('first.mp3');
+  const req = request({ host: '127.0.0.1', port, path: '/v1/audio/transcriptions', method: 'POST', headers: {
+    authorization: `Bearer ${broke.key}`, 'content-type': `multipart/form-data; boundary=${BOUNDARY}`, 'content-length': String(head.length + size + closing.length) } });
+  const answer = new Promise<{ status: number; body: string }>((resolve) => req.on('response', (res) => {
+    let body = '';
+    res.on('data', (d: Buffer) => { body += d.toString(); });
+    res.on('end', () => resolve({ status: res.statusCode!, body }));
+  }));
+  req.on('error', () => undefined);
+  const sent = a.received.length + b.received.length;
+  req.write(head);
+  req.write(Buffer.alloc(1024 * 1024));
+  const res = await answer;
+  t.equal(res.status, 402, res.body);
+  t.equal((JSON.parse(res.body) as { error: { code: string } }).error.code, 'insufficient_credits');
+  t.same(readdirSync(spool), [], 'nothing spooled');
+  req.destroy();
+  t.equal(a.received.length + b.received.length, sent, 'no upstream call');
 });
 
 t.test('refused at admission while the audio still arrives: the answer comes at once, nothing held, nothing sent upstream', async (t) => {
