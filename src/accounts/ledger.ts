@@ -298,9 +298,25 @@ export class Ledger {
     for (const listen of this.rollbackListeners) guarded('a rollback listener', listen);
   }
 
+  private failedAt = 0;
+  private committedAt = 0;
+
+  /**
+   * The last batch failed to commit (a full disk, an I/O error), within the last 10 s, and
+   * none has committed since: /health says so with a 503, so a load balancer sends this
+   * replica's traffic elsewhere. After 10 s it says ok again, and the traffic it gets then
+   * tells anew (a health check writes nothing that could).
+   */
+  get failing(): boolean {
+    return this.failedAt > this.committedAt && Date.now() - this.failedAt < 10_000;
+  }
+
   /** The batch's commit is over: its waiters hear how it went (`err` null: committed). */
   private answer(waiters: ReadonlyArray<(err: unknown) => void>, rows: number, err: unknown, credits: ReadonlyArray<readonly [LedgerRow, Workspace]>): void | Promise<void> {
-    if (err) console.error(`ledger: a batch of ${rows} rows failed to commit: ${String(err)}`);
+    if (err) {
+      console.error(`ledger: a batch of ${rows} rows failed to commit: ${String(err)}`);
+      this.failedAt = Date.now();
+    } else if (this.failedAt) this.committedAt = Date.now();
     const tell = () => { for (const w of waiters) guarded('a commit waiter', () => w(err)); };
     if (err || credits.length === 0 || !this.cluster) { tell(); return; }
     const cluster = this.cluster;

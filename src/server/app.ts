@@ -104,9 +104,11 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
   const refuseChat = (ex: Exchange, key: KeyRecord, t0: number, err: unknown) => deps.chat.reject(ex, key, t0, err);
   const { noBody } = handlers;
 
-  app.get('/health', noBody(null, (ex) => ex.sendJson(200, {
-    status: state.draining ? 'draining' : 'ok', uptime_s: Math.round((Date.now() - started) / 1000),
+  // 503 while the ledger's commits fail (a full disk): requests would be answered with errors.
+  app.get('/health', noBody(null, (ex) => ex.sendJson(deps.ledger.failing ? 503 : 200, {
+    status: state.draining ? 'draining' : deps.ledger.failing ? 'failing' : 'ok', uptime_s: Math.round((Date.now() - started) / 1000),
     providers: deps.providers, in_flight: deps.inFlight(),
+    ledger: deps.ledger.failing ? 'failing' : 'ok',
     // The embedding model loads in the workers at start; until then semantic lookups are skipped.
     semantic_cache: deps.chat.deps.pool.embeddings,
     ...(deps.cluster ? { cluster: deps.cluster() } : {}),
