@@ -262,7 +262,12 @@ export class Ledger {
       let error: unknown = null;
       let taken: readonly Workspace[] = [];
       try {
-        this.store.root.transactionSync(() => { ({ error, taken } = this.putBatch(rows, relayed)); });
+        // (a put refused outright aborts the whole transaction: the balances are undone below, so nothing of the batch may stay)
+        this.store.root.transactionSync(() => {
+          const batch = this.putBatch(rows, relayed);
+          taken = batch.taken;
+          if (batch.error) throw batch.error;
+        });
       } catch (err) {
         error = err;
       }

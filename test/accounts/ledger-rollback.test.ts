@@ -1,0 +1,33 @@
+// A ledger batch that cannot be stored whole is stored not at all: none of its rows, and none
+// of the balance changes they made (the balances in memory are set back, and stored with the
+// next batch). Driven here by a row LMDB refuses (a key over its 1,978-byte limit: the commit fails),
+// which no request id Sluice makes can be; a full disk is test/hostile/disk-full.test.ts.
+import t from 'tap';
+import { Ledger, ledgerRow, LedgerRowSchema } from '../../src/accounts/ledger.js';
+import { Workspaces } from '../../src/accounts/workspaces.js';
+import { openStore } from '../../src/store/lmdb.js';
+import { tempDataDir } from '../helpers/gateway.js';
+
+t.test('a batch with a row LMDB refuses: nothing of it is stored, its balance changes are undone, the next batch is whole', async (t) => {
+  const store = await openStore(tempDataDir());
+  t.teardown(() => store.close());
+  const workspaces = new Workspaces(store);
+  const ledger = new Ledger(store, workspaces, 0);
+  const ws = await workspaces.create('acme', null);
+  const row = (id: string, delta: number) => ledgerRow({ id, kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions', delta_nano: delta });
+
+  ledger.append(row('req_good_1', -1000), ws);
+  ledger.append(row(`req_${'x'.repeat(3000)}`, -2000), ws);
+  t.equal(ws.balance_nano, -3000, 'applied in memory as appended');
+  await t.rejects(ledger.committed(), 'the batch failed');
+  t.equal(ws.balance_nano, 0, 'both changes undone');
+  t.equal(store.ledger.get('req_good_1'), undefined, 'the good row of the failed batch is not stored either');
+  t.equal(ledger.failing, true, '/health would say failing');
+
+  ledger.append(row('req_good_2', -500), ws);
+  await ledger.committed();
+  t.equal(ws.balance_nano, -500);
+  t.equal((store.workspaces.get(ws.id) as { balance_nano: number }).balance_nano, -500, 'the stored balance is the stored rows\' sum');
+  t.ok(LedgerRowSchema.safeParse(store.ledger.get('req_good_2')).success);
+  t.equal(ledger.failing, false, 'a batch committed since: not failing');
+});
