@@ -51,6 +51,11 @@ export interface PromptExtra {
 
 export const NO_EXTRA: PromptExtra = Object.freeze({ bytes: 0, counted: 0, previous: 0, unsized: false });
 
+const NO_TOKENS: SavedTokens = Object.freeze({}); // shared by rows: frozen, never written
+const NO_ROUTES: readonly Route[] = [];
+const NO_KEYS: readonly KeyRecord[] = [];
+const NOT_YET = null as unknown as ChatRequest;
+
 /**
  * What a request must pass before anything is spent on it ahead of its admission (the
  * pool's work, an upload spooled to disk): its keys' limits as they stand now, and some
@@ -63,10 +68,6 @@ export function precheck(deps: Pick<ChatDeps, 'limits' | 'workspaces'>, key: Key
     throw new GatewayError(Errors.insufficientCredits, 'Insufficient credits: the workspace has none available. Top up.');
   }
 }
-const NO_TOKENS: SavedTokens = Object.freeze({}); // shared by rows: frozen, never written
-const NO_ROUTES: readonly Route[] = [];
-const NO_KEYS: readonly KeyRecord[] = [];
-const NOT_YET = null as unknown as ChatRequest;
 
 export class RequestContext implements SavingsContext {
   readonly ticket: Ticket;

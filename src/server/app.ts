@@ -105,14 +105,14 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
   const { noBody } = handlers;
 
   // 503 while the ledger's commits fail (a full disk): requests would be answered with errors.
-  app.get('/health', noBody(null, (ex) => ex.sendJson(deps.ledger.failing ? 503 : 200, {
-    status: state.draining ? 'draining' : deps.ledger.failing ? 'failing' : 'ok', uptime_s: Math.round((Date.now() - started) / 1000),
+  app.get('/health', noBody(null, (ex) => { const failing = deps.ledger.failing; ex.sendJson(failing ? 503 : 200, {
+    status: state.draining ? 'draining' : failing ? 'failing' : 'ok', uptime_s: Math.round((Date.now() - started) / 1000),
     providers: deps.providers, in_flight: deps.inFlight(),
-    ledger: deps.ledger.failing ? 'failing' : 'ok',
+    ledger: failing ? 'failing' : 'ok',
     // The embedding model loads in the workers at start; until then semantic lookups are skipped.
     semantic_cache: deps.chat.deps.pool.embeddings,
     ...(deps.cluster ? { cluster: deps.cluster() } : {}),
-  })));
+  }); }));
 
   app.get('/v1/models', noBody(null, (ex) => ex.send(200, 'application/json', modelList, null)));
   app.get('/v1/models/:provider/:model', noBody(null, (ex, _k, [provider, model]) => {
