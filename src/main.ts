@@ -160,6 +160,7 @@ async function main(): Promise<void> {
   const ledger = new Ledger(store, workspaces, config.ledger.flush_ms, !config.ledger.fsync);
   const limits = new Limits(store);
   ledger.addPersister((force) => limits.persistDirty(force ? 0 : 500));
+  ledger.onRollback(() => limits.rewrite());
   const cluster = await startCluster(config, store, ring, workspaces, ledger);
   const usage = new UsageRollups(store);
   ledger.onRow((row) => usage.add(row));

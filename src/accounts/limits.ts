@@ -263,7 +263,7 @@ export function refusalError(index: number, keyId: string, refusal: Refusal, own
 
 export class Limits {
   private readonly states = new Map<string, KeyState>();
-  private readonly dirty = new Set<string>();
+  private dirty = new Set<string>();
 
   /** `load` false: counts start empty (an event-loop thread, whose limits the main thread keeps). */
   constructor(private readonly store: Store, load = true) {
@@ -410,7 +410,21 @@ export class Limits {
       const s = this.states.get(id);
       if (s) void this.store.limits.put(id, s.toStored());
     }
-    this.dirty.clear();
+    this.written = this.dirty;
+    this.dirty = new Set();
+  }
+
+  /** The counters the last persist wrote (its batch may yet fail). */
+  private written = new Set<string>();
+
+  /**
+   * The ledger batch that carried the last persist failed to commit: those counters are
+   * written again with the next batch (else the stored copy would stay stale until the key's
+   * next request, and a restart in between would read older counts).
+   */
+  rewrite(): void {
+    for (const id of this.written) this.dirty.add(id);
+    this.lastPersist = 0;
   }
 }
 

@@ -31,3 +31,28 @@ t.test('a batch with a row LMDB refuses: nothing of it is stored, its balance ch
   t.ok(LedgerRowSchema.safeParse(store.ledger.get('req_good_2')).success);
   t.equal(ledger.failing, false, 'a batch committed since: not failing');
 });
+
+t.test('the key limits\' counters a failed batch carried are written again with the next one', async (t) => {
+  const { Limits } = await import('../../src/accounts/limits.js');
+  for (const mainThreadCommit of [true, false]) {
+    const store = await openStore(tempDataDir());
+    const workspaces = new Workspaces(store);
+    const ledger = new Ledger(store, workspaces, 0, mainThreadCommit);
+    const limits = new Limits(store);
+    ledger.addPersister((force) => limits.persistDirty(force ? 0 : 500));
+    ledger.onRollback(() => limits.rewrite());
+    const ws = await workspaces.create('acme', null);
+    const key = { id: 'key_lim', kind: 'minted', limits: { rpm: 100 } } as unknown as Parameters<typeof limits.admit>[0][number];
+    const admission = limits.admit([key], { tokens: 0, nano: 0 })!;
+    limits.finish(key, admission, 0, 0);
+    // The counters go out with a batch that fails (a row LMDB refuses).
+    ledger.append(ledgerRow({ id: `req_${'x'.repeat(3000)}`, kind: 'request', workspace: ws.id, key_id: key.id, endpoint: 'chat.completions' }), ws);
+    await t.rejects(ledger.committed(), `the batch failed (${mainThreadCommit ? 'this thread' : 'writer thread'})`);
+    t.equal(store.limits.get(key.id), undefined, 'nothing of the failed batch is stored');
+    // The next batch (however soon: the counters wait for no interval) stores them, though the key did nothing since.
+    ledger.append(ledgerRow({ id: 'req_next', kind: 'request', workspace: ws.id, key_id: 'key_other', endpoint: 'chat.completions' }), ws);
+    await ledger.committed();
+    t.ok(store.limits.get(key.id), 'the key\'s counters are stored with the next batch');
+    await store.close();
+  }
+});
