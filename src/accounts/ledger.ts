@@ -1,6 +1,6 @@
 // One ledger row per request. The rows of one event turn are written in one transaction:
-// committed on this thread in no-sync mode (the default), or by lmdb-js's writer thread when
-// every commit is fsynced; the writer tracks in-flight commits so shutdown can wait for them.
+// committed on this thread in no-sync mode (the default), or by lmdb-js's writer thread, one
+// commit at a time, when every commit is fsynced.
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { Store } from '../store/lmdb.js';
@@ -244,6 +244,8 @@ export class Ledger {
 
   private readonly write = (): void => {
     this.scheduled = false;
+    // (writer-thread commits go one at a time: see below)
+    if (this.committing) { this.deferred = true; return; }
     const rows = this.pending;
     const waiters = this.waiters;
     const credits = this.creditRows;
@@ -281,14 +283,36 @@ export class Ledger {
         (err: unknown) => { console.error(`ledger: writes beside a batch failed to commit: ${String(err)}`); return this.answer(waiters, rows.length, error, credits); });
       return;
     }
-    const batch = this.putBatch(rows, relayed);
-    const commit = batch.error ? Promise.reject(batch.error instanceof Error ? batch.error : new Error(String(batch.error))) : batch.last ?? this.lastCommit;
-    this.lastCommit = commit.then(() => this.answer(waiters, rows.length, null, credits), (err: unknown) => {
-      // (rows appended since were told balances with this batch's changes in them; the balances themselves are set right)
-      this.rollBack(changed, batch.taken);
+    // On lmdb-js's writer thread (fsync on): the batch's puts run in a child transaction of the
+    // writer's next one, so a put refused inside it aborts the whole batch (loose puts in its
+    // asynchronous batch could commit around the refused one). One such commit is in flight at
+    // a time, and rows appended meanwhile wait and grow the next batch (group commit): were the
+    // next batch put while this one's commit is undecided, its workspace records would carry
+    // this batch's balance changes, stored even if this batch then fails.
+    this.committing = true;
+    let taken: readonly Workspace[] = [];
+    let txn: Promise<unknown>;
+    try {
+      txn = this.store.root.childTransaction(() => {
+        const batch = this.putBatch(rows, relayed);
+        taken = batch.taken;
+        if (batch.error) throw batch.error;
+      });
+    } catch (err) {
+      txn = Promise.reject(err); // (the store closed under it: its waiters hear so)
+    }
+    this.lastCommit = txn.then(() => this.answer(waiters, rows.length, null, credits), (err: unknown) => {
+      this.rollBack(changed, taken);
       return this.answer(waiters, rows.length, err, []);
+    }).finally(() => {
+      this.committing = false;
+      if (this.deferred) { this.deferred = false; this.schedule(); }
     });
   };
+
+  /** A writer-thread commit is in flight (fsync on); `deferred`: a batch waits for it. */
+  private committing = false;
+  private deferred = false;
 
   /**
    * A batch failed to commit: none of its rows is stored, so the balance changes they made in
@@ -329,18 +353,17 @@ export class Ledger {
   }
 
   /**
-   * The batch's puts, all in one transaction (the caller's synchronous one, or lmdb-js's for
-   * every put of this event turn), and what derives from the rows (listeners, persisters),
-   * guarded one by one: a fault there is logged and never keeps a row, a balance or a waiting
-   * response from its commit. `last`: the last put's promise (it settles with the commit).
+   * The batch's puts, inside the caller's transaction (synchronous on this thread, or a child
+   * of the writer thread's), and what derives from the rows (listeners, persisters), guarded
+   * one by one: a fault there is logged and never keeps a row, a balance or a waiting
+   * response from its commit. `error`: a put refused, for the caller to abort the transaction.
    */
-  private putBatch(rows: readonly LedgerRow[], relayedRows: ReadonlySet<LedgerRow>): { last: Promise<unknown> | null; error: unknown; taken: readonly Workspace[] } {
-    let last: Promise<unknown> | null = null;
+  private putBatch(rows: readonly LedgerRow[], relayedRows: ReadonlySet<LedgerRow>): { error: unknown; taken: readonly Workspace[] } {
     let error: unknown = null;
     let taken: readonly Workspace[] = [];
     try {
       for (const row of rows) {
-        last = this.store.ledger.put(row.id, row);
+        void this.store.ledger.put(row.id, row);
         if (this.cluster) void this.store.outbox.put(row.id, 1);
         if (row.kind === 'request') void this.store.requests.put([row.workspace, row.id], row.key_id);
         else void this.store.credits.put([row.workspace, row.id], row.kind);
@@ -351,13 +374,13 @@ export class Ledger {
         }
       }
       taken = this.workspaces.takeDirty();
-      for (const ws of taken) last = this.store.workspaces.put(ws.id, ws);
+      for (const ws of taken) void this.store.workspaces.put(ws.id, ws);
     } catch (err) {
       // A put LMDB refused outright (it cannot happen with the ids Sluice makes): the waiters hear of it.
       error = err;
     }
     for (const persist of this.persisters) guarded('a persister', () => persist(this.forcing));
-    return { last, error, taken };
+    return { error, taken };
   }
 
   // ---- reading (committed rows; each validated: a stored record is a boundary) ----------
@@ -397,6 +420,7 @@ export class Ledger {
 
   /** Writes whatever is queued, and all derived state however recent, and waits until it is committed. */
   async flush(): Promise<void> {
+    await this.lastCommit; // (a writer-thread commit in flight would defer the write below)
     this.forcing = true;
     try {
       this.write();

@@ -56,3 +56,36 @@ t.test('the key limits\' counters a failed batch carried are written again with 
     await store.close();
   }
 });
+
+t.test('writer-thread commits (fsync on) go one at a time: rows appended meanwhile wait, and a failed batch\'s changes never reach the next one\'s records', async (t) => {
+  const store = await openStore(tempDataDir());
+  t.teardown(() => store.close());
+  const workspaces = new Workspaces(store);
+  const ledger = new Ledger(store, workspaces, 0, false);
+  const ws = await workspaces.create('acme', null);
+  const row = (id: string, delta: number) => ledgerRow({ id, kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions', delta_nano: delta });
+  const order: string[] = [];
+  ledger.onRow((r) => order.push(`put ${r.id.slice(0, 12)}`));
+
+  ledger.append(row('req_first_ok', -1000), ws);
+  ledger.append(row(`req_${'x'.repeat(3000)}`, -2000), ws);
+  const first = ledger.committed().then(() => order.push('first committed'), () => order.push('first failed'));
+  // The next turn's rows, appended while the first batch's commit is undecided.
+  await new Promise((r) => setImmediate(r));
+  ledger.append(row('req_second', -500), ws);
+  const second = ledger.committed().then(() => order.push('second committed'));
+  await Promise.all([first, second]);
+  t.same(order.filter((x) => !x.startsWith(`put req_${'x'.repeat(8)}`)), ['put req_first_ok', 'first failed', 'put req_second', 'second committed'],
+    'the second batch is put only once the first has failed');
+  t.equal(ws.balance_nano, -500);
+  t.equal((store.workspaces.get(ws.id) as { balance_nano: number }).balance_nano, -500, 'the stored balance is the stored rows\' sum');
+  t.equal(store.ledger.get('req_first_ok'), undefined);
+  t.ok(store.ledger.get('req_second'));
+
+  // flush() waits for a commit in flight, then writes what waits behind it.
+  ledger.append(row('req_third', -1), ws);
+  await new Promise((r) => setImmediate(r));
+  ledger.append(row('req_fourth', -1), ws);
+  await ledger.flush();
+  t.ok(store.ledger.get('req_third') && store.ledger.get('req_fourth'), 'flush: both stored');
+});
