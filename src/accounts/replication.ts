@@ -6,7 +6,7 @@
 // other within `pollMs` at worst (milliseconds when the notification arrives).
 import type pg from 'pg';
 import { Errors, GatewayError } from '../errors.js';
-import { inTransaction, NOTIFY_CHANNEL as CHANNEL, pgJson, type Cluster } from '../store/cluster.js';
+import { inTransaction, NOTIFY_CHANNEL as CHANNEL, pgJson, Refresher, type Cluster } from '../store/cluster.js';
 import { capMessage, KeyRecordSchema, type KeyRecord, type KeyRing } from './keys.js';
 import { StoredWorkspace, workspaceRecord } from './shipper.js';
 import type { Workspace, Workspaces } from './workspaces.js';
@@ -22,9 +22,6 @@ export class Replication {
   private seen = 0;
   private timer: NodeJS.Timeout | null = null;
   private listener: pg.PoolClient | null = null;
-  private reading: Promise<void> | null = null;
-  private again = false;
-  private failures = 0;
 
   /** Notifications of other kinds (`kind:payload` on the same channel), by kind. */
   private readonly others = new Map<string, (payload: string) => void>();
@@ -78,18 +75,12 @@ export class Replication {
     l?.release(true);
   }
 
-  /** Reads what changed (coalescing calls made while a read runs into one more). */
+  /** Reads what changed; settles once a read begun after the call is over (see Refresher). */
   refresh(): Promise<void> {
-    if (this.reading) { this.again = true; return this.reading; }
-    this.reading = this.read().then(() => { this.failures = 0; }, (err: unknown) => {
-      if (this.failures++ % 30 === 0) console.error(`cluster: reading keys and workspaces from Postgres failed: ${err instanceof Error ? err.message : String(err)}`);
-    }).finally(() => {
-      this.reading = null;
-      if (!this.listener && this.timer) void this.listen();
-      if (this.again) { this.again = false; void this.refresh(); }
-    });
-    return this.reading;
+    return this.refresher.refresh();
   }
+
+  private readonly refresher = new Refresher(() => this.read(), 'keys and workspaces', () => { if (!this.listener && this.timer) void this.listen(); });
 
   private async read(): Promise<void> {
     const from = Math.max(0, this.seen - OVERLAP);

@@ -24,7 +24,7 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { PricesSchema, type Prices } from '../config/schema.js';
 import { Errors, GatewayError } from '../errors.js';
-import { inTransaction, NOTIFY_CHANNEL, pgJson, type Cluster } from '../store/cluster.js';
+import { inTransaction, NOTIFY_CHANNEL, pgJson, Refresher, type Cluster } from '../store/cluster.js';
 import { FUTURE_MS, SignalSchema, type AdaptiveRouter, type RouterPublisher, type Signal, type SignalSource } from './adaptive.js';
 
 /** Events read per query (a replica catching up reads in pages). */
@@ -45,9 +45,6 @@ type Outcome = 'applied' | 'stored' | 'duplicate';
 
 export class SharedRouter implements RouterPublisher {
   private timer: NodeJS.Timeout | null = null;
-  private reading: Promise<void> | null = null;
-  private again = false;
-  private failures = 0;
   /** Publishers waiting for their event (by id) to be applied here, with what it did. */
   private readonly waiting = new Map<string, (outcome: Outcome) => void>();
 
@@ -132,17 +129,12 @@ export class SharedRouter implements RouterPublisher {
     await this.publish(`reset:${randomUUID()}`, { kind: 'reset', at: 0 });
   }
 
-  /** Reads what is new (coalescing calls made while a read runs into one more). */
+  /** Reads what is new; settles once a read begun after the call is over (see Refresher). */
   refresh(): Promise<void> {
-    if (this.reading) { this.again = true; return this.reading; }
-    this.reading = this.read().then(() => { this.failures = 0; }, (err: unknown) => {
-      if (this.failures++ % 30 === 0) console.error(`cluster: reading the router's shared state from Postgres failed: ${err instanceof Error ? err.message : String(err)}`);
-    }).finally(() => {
-      this.reading = null;
-      if (this.again) { this.again = false; void this.refresh(); }
-    });
-    return this.reading;
+    return this.refresher.refresh();
   }
+
+  private readonly refresher = new Refresher(() => this.read(), "the router's shared state");
 
   /**
    * Applies the events after the last applied, in order. An event that does not validate,

@@ -149,6 +149,32 @@ export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClie
 }
 
 /** A store cluster mode cannot start without: what and where, said plainly (no stack). */
+/**
+ * Reads from Postgres, one at a time, where a call made while a read runs is coalesced into
+ * one more read after it, and its promise is that read's: a read already under way may have
+ * begun before what the caller waits for was written (read your writes across replicas: a
+ * workspace made through another replica a moment ago). `read` is called again only once
+ * the previous one settled; its failure is logged (one line in 30) and settles the promise.
+ */
+export class Refresher {
+  private reading: Promise<void> | null = null;
+  private next: Promise<void> | null = null;
+  private failures = 0;
+
+  constructor(private readonly read: () => Promise<void>, private readonly what: string, private readonly after: () => void = () => {}) {}
+
+  refresh(): Promise<void> {
+    if (this.reading) return (this.next ??= this.reading.then(() => { this.next = null; return this.refresh(); }));
+    this.reading = this.read().then(() => { this.failures = 0; }, (err: unknown) => {
+      if (this.failures++ % 30 === 0) console.error(`cluster: reading ${this.what} from Postgres failed: ${err instanceof Error ? err.message : String(err)}`);
+    }).finally(() => {
+      this.reading = null;
+      this.after();
+    });
+    return this.reading;
+  }
+}
+
 export class ClusterStartError extends Error {}
 
 /** A URL as the log may show it: the password replaced. */
