@@ -32,6 +32,9 @@ export class InternalClient implements Client {
   corked(fn: () => void): void { fn(); }
   write(): boolean { return true; }
   end(): void {}
+  cut(): void {
+    this.done(500, 'the answer was cut', 0);
+  }
 }
 
 /** The message content of a chat.completion body ('' when there is none). */

@@ -15,7 +15,7 @@ import type { Usage } from '../wire/usage.js';
 import type { RequestContext } from './context.js';
 import { Figures, figureHeaders, type ServedAs } from './figures.js';
 import { ms } from './fmt.js';
-import { record, whenSettled, type UsageSource } from './settle.js';
+import { errorEvent, notRecorded, record, whenSettled, type UsageSource } from './settle.js';
 
 export class Served {
   private readonly figures: Figures;
@@ -71,7 +71,7 @@ export class Served {
   }
 
   /** Records this response's row, then runs `done` once it is committed (where the client's last bytes go). */
-  private finish(status: number, error: string | null, usage: Usage | null, done: () => void, source: UsageSource = 'upstream', known: Costs | null = null): void {
+  private finish(status: number, error: string | null, usage: Usage | null, done: (err: unknown) => void, source: UsageSource = 'upstream', known: Costs | null = null): void {
     this.record(status, error, usage, source, known);
     whenSettled(this.ctx.host.deps.ledger, this.ctx, done);
   }
@@ -138,7 +138,7 @@ export class Served {
   /** The stream's end, once the row is committed (`tail`: the replay's `[DONE]`; a follower got the leader's). */
   end(usage: Usage | null, tail?: Buffer, source: UsageSource = 'upstream', known: Costs | null = null): void {
     if (this.client.aborted) return;
-    this.finish(200, null, usage, () => this.client.end(tail), source, known);
+    this.finish(200, null, usage, (err) => this.client.end(err ? errorEvent(notRecorded(), this.ctx.endpoint.api) : tail), source, known);
   }
 
   /** The SSE comment with this response's figures (the leader writes one per follower before `[DONE]`). */
@@ -154,7 +154,7 @@ export class Served {
     const overhead = this.overhead(performance.now());
     const headers: HeaderList = [...this.headers(), ...figureHeaders(costs, overhead)];
     const out = spliceGateway(body, scan, this.figures.gatewayJson(this.client.requestId, usage, costs, overhead));
-    this.finish(200, null, usage, () => this.client.send(200, 'application/json', out, headers), source, costs); // priced once, for the figures and the row
+    this.finish(200, null, usage, (err) => (err ? this.client.sendError(notRecorded()) : this.client.send(200, 'application/json', out, headers)), source, costs); // priced once, for the figures and the row
   }
 
   /** The shared stream broke after its headers went out: the same error event ends this stream too (a payer owes `usage`, what streamed so far). */

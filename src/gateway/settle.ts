@@ -6,8 +6,10 @@ import type { KeyRecord } from '../accounts/keys.js';
 import type { LedgerRow, RowSink } from '../accounts/ledger.js';
 import type { Costs } from '../accounts/pricing.js';
 import { toNano, type Workspace } from '../accounts/workspaces.js';
-import type { GatewayError } from '../errors.js';
+import { Errors, GatewayError } from '../errors.js';
 import type { Client } from '../wire/http.js';
+import { anthropicError } from '../wire/messages.js';
+import { dataFrame } from '../wire/sse.js';
 import type { Usage } from '../wire/usage.js';
 import type { Figures } from './figures.js';
 import { ms } from './fmt.js';
@@ -87,4 +89,21 @@ export function refuse(ledger: RowSink, r: Settling, err: GatewayError): void {
 /** Runs `done` (the client's last bytes) once the request's row is committed and what it held is given back (Ticket.afterRelease). */
 export function whenSettled(ledger: RowSink, r: Settling, done: (err: unknown) => void): void {
   ledger.whenCommitted((err) => r.ticket.afterRelease(() => done(err)));
+}
+
+/**
+ * What a caller gets instead of its answer's end when the row could not be committed (a full
+ * disk, an I/O error): its balance change is undone, so nothing of it is charged, and nothing
+ * it was told is complete is missing from the ledger. A JSON answer is this error; a stream
+ * ends with it as an error event in place of its terminal event; a binary body is cut.
+ */
+export function notRecorded(): GatewayError {
+  return new GatewayError(Errors.internal, 'The ledger could not record this request; it was not charged. Retry shortly.');
+}
+
+/** A stream's end after its headers went out: the error as an SSE event of the endpoint's dialect. */
+export function errorEvent(err: GatewayError, api: string): Buffer {
+  // An Anthropic stream's clients read only named events: its error is one, in its envelope.
+  if (api === 'messages') return Buffer.from(`event: error\ndata: ${JSON.stringify(anthropicError(err.status, err.message, err.code, err.toJSON().error))}\n\n`);
+  return Buffer.from(dataFrame(err.toJSON()));
 }

@@ -16,8 +16,6 @@ import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { HeaderList } from '../wire/http.js';
 import { LINGER_MS, MAX_ANSWER_BYTES } from '../providers/translator.js';
 import { MAX_EVENT_BYTES, SseUsageTap, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
-import { dataFrame } from '../wire/sse.js';
-import { anthropicError } from '../wire/messages.js';
 import type { Usage } from '../wire/usage.js';
 import type { RequestContext } from './context.js';
 import { Attempts } from './failover.js';
@@ -25,7 +23,7 @@ import { Figures, figureHeaders } from './figures.js';
 import { Followers, GATEWAY_MARK } from './followers.js';
 import { ms } from './fmt.js';
 import type { Served } from './served.js';
-import { record, whenSettled, type UsageSource } from './settle.js';
+import { errorEvent, notRecorded, record, whenSettled, type UsageSource } from './settle.js';
 
 const EMPTY = Buffer.alloc(0);
 /**
@@ -350,7 +348,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       if (this.raw) {
         // The last bytes go once the row is committed, like a stream's terminal event.
         this.over = true;
-        this.settle(200, null, this.raw.usage, () => this.client.end(), 'estimate');
+        this.settle(200, null, this.raw.usage, (err) => (err ? this.client.cut() : this.client.end()), 'estimate');
         return;
       }
       // (a buffered answer lands once it is known not to fail over: identical requests may still join the retry)
@@ -402,7 +400,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
    * tail), to every follower, and to the leader's client in the same write as the end of
    * the response (one corked syscall). Bound once, not a closure per request.
    */
-  private readonly finishStream = (): void => {
+  private readonly finishStream = (err: unknown): void => {
     const tap = this.tap!;
     if (this.followers) this.followers.usageEvent = tap.usageEvent;
     const tail = tap.flushTail();
@@ -414,7 +412,9 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     if (tap.sawDone) out(GATEWAY_MARK); // the figures go before the held [DONE]
     if (tail) out(tail);
     if (!tap.sawDone) out(GATEWAY_MARK);
-    this.client.end(own.length === 1 ? own[0]! : Buffer.concat(own));
+    // (the leader's row could not be committed: its client gets an error event, not the end; followers' rows are their own)
+    if (err) this.client.end(errorEvent(notRecorded(), this.ctx.endpoint.api));
+    else this.client.end(own.length === 1 ? own[0]! : Buffer.concat(own));
   };
 
   /** A completed answer goes to the savings stages that keep answers (the caches). */
@@ -574,7 +574,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     const type = scan ? 'application/json' : this.contentType || 'text/plain; charset=utf-8';
     // The response completes only once its ledger row (and charge) is committed.
     this.settle(200, null, usage, (err) => {
-      if (err) this.client.sendError(new GatewayError(Errors.internal, 'The ledger could not record this request; it was not charged. Retry shortly.'));
+      if (err) this.client.sendError(notRecorded());
       else {
         this.client.send(200, type, out, headers);
         if (this.ctx.router?.learned?.teaches) this.ctx.host.answered(this.ctx, [body], false);
@@ -667,11 +667,4 @@ class Outgoing implements ChatCall {
   get request(): ChatCall['request'] {
     return this.ctx.sent;
   }
-}
-
-/** A stream's end after its headers went out: the error as an SSE data event. */
-function errorEvent(err: GatewayError, api: ChatCall['api']): Buffer {
-  // An Anthropic stream's clients read only named events: its error is one, in its envelope.
-  if (api === 'messages') return Buffer.from(`event: error\ndata: ${JSON.stringify(anthropicError(err.status, err.message, err.code, err.toJSON().error))}\n\n`);
-  return Buffer.from(dataFrame(err.toJSON()));
 }

@@ -260,6 +260,13 @@ export class Exchange implements Client {
       this.res.end(chunk);
     });
   }
+
+  cut(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.over();
+    this.res.close();
+  }
 }
 
 /**

@@ -26,4 +26,10 @@ export interface Client {
   write(chunk: Uint8Array): boolean;
   /** The stream's last bytes and its end, in one write. */
   end(chunk?: Uint8Array): void;
+  /**
+   * Ends an answer whose end must not be sent (its ledger row could not be committed) and
+   * that has no error framing (a binary body): the connection closes without the end, so the
+   * caller sees a cut answer, never a complete one.
+   */
+  cut(): void;
 }

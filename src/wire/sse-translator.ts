@@ -52,6 +52,10 @@ export abstract class SseTranslator implements Client {
     return out ? this.inner.write(Buffer.from(out)) : true;
   }
 
+  cut(): void {
+    this.inner.cut();
+  }
+
   end(chunk?: Uint8Array): void {
     if (this.passthrough) { this.inner.end(chunk); return; }
     let out = '';

@@ -10,7 +10,7 @@ function client() {
     requestId: 'req_abc123', endpoint: 'responses', aborted: false,
     onAbort: () => undefined, send: (_s: number, _t: string, body: Uint8Array | string, _h: HeaderList | null) => { out += Buffer.from(body).toString(); },
     sendError: () => undefined, startStream: () => undefined, corked: (fn) => fn(),
-    write: (chunk) => { out += Buffer.from(chunk).toString(); return true; }, end: (chunk) => { if (chunk) out += Buffer.from(chunk).toString(); },
+    write: (chunk) => { out += Buffer.from(chunk).toString(); return true; }, end: (chunk) => { if (chunk) out += Buffer.from(chunk).toString(); }, cut: () => undefined,
   };
   return { c, text: () => out };
 }

@@ -84,6 +84,27 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
   t.equal(health.status, 503, '/health: 503 while the ledger cannot commit');
   t.equal(health.json?.ledger, 'failing');
 
+  // Streams and cache hits whose rows cannot be committed are not told they are complete
+  // either: a stream ends with an error event in place of its [DONE] (its headers are gone),
+  // a cache hit is a 500. Sent until one of each comes back so.
+  const stream = (i: number) => call('/v1/chat/completions', key, { model: 'openai/long-20000', temperature: 0, stream: true, messages: [{ role: 'user', content: `stream ${i}` }] })
+    .catch((err: unknown) => ({ status: 0, text: String(err) } as Answer));
+  const streams: Answer[] = [];
+  for (let i = 0; i < 100 && !streams.some((a) => !a.text.includes('[DONE]')); i++) streams.push(await stream(i));
+  const cut = streams.filter((a) => !a.text.includes('[DONE]'));
+  t.ok(cut.length > 0, `a stream whose row could not be committed (${cut.length} of ${streams.length})`);
+  for (const a of cut.slice(0, 3)) {
+    t.equal(a.status, 200, 'its headers had gone out');
+    t.match(a.text, /data: \{"error":\{"message":"The ledger could not record this request; it was not charged/, 'it ends with the error event');
+    t.notMatch(a.text, /^: gateway /m, 'and without the closing figures');
+  }
+  // (with fsync a hit's row commits with whatever else the writer's transaction holds, and a
+  // hit stores no entry: alone, its small commit can still find room; the accounting below holds either way)
+  const hits: Answer[] = [];
+  for (let i = 0; i < (fsync ? 5 : 100) && !hits.some((a) => a.status !== 200); i++) hits.push(await ask(0)); // (answered from the exact cache)
+  if (!fsync) t.ok(hits.some((a) => a.status === 500 && /could not record/.test(a.text)), `a cache hit whose row could not be committed is a 500 (${hits.map((a) => a.status).join(' ')})`);
+  t.ok(hits.every((a) => (a.status === 200 && a.headers.get('x-gateway-cache') === 'exact') || (a.status === 500 && /could not record/.test(a.text))), 'each hit is a hit, or that 500');
+
   rmSync(filler);
   let again: Answer | null = null;
   for (let i = 0; i < 50 && again?.status !== 200; i++) {
@@ -97,9 +118,12 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
 
   // What it acknowledged is there after a kill -9 and a start on the same dir, and only that
   // was charged: a request refused because its row could not be stored was not.
-  const served = [...answers.filter((a) => a.status === 200), again!];
-  const acknowledged = served.map((a) => a.headers.get('x-request-id')!);
-  const charged = served.reduce((sum, a) => sum + Number(a.headers.get('x-btl-customer-charge')), 0);
+  // (a stream's charge is in its closing figures)
+  const streamed = streams.filter((a) => a.text.includes('[DONE]'));
+  const streamCharge = (a: Answer) => (JSON.parse(/^: gateway (.*)$/m.exec(a.text)![1]!) as { charge_usd: number }).charge_usd;
+  const served = [...answers.filter((a) => a.status === 200), ...hits.filter((a) => a.status === 200), again!];
+  const acknowledged = [...served, ...streamed].map((a) => a.headers.get('x-request-id')!);
+  const charged = served.reduce((sum, a) => sum + Number(a.headers.get('x-btl-customer-charge')), 0) + streamed.reduce((sum, a) => sum + streamCharge(a), 0);
   t.ok(charged > 0);
   kill(gw);
   await gone(gw);
@@ -111,6 +135,6 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
   const balance = (await http(next).call(`/admin/workspaces/${ws}`, next.masterKey)).json.balance_usd as number;
   t.ok(Math.abs(balance - (1000 - charged)) < 1e-6, `the balance is the credits less what the acknowledged requests were charged (${balance} against ${1000 - charged})`);
   const summary = (await http(next).call('/v1/usage/summary', key)).json;
-  t.equal(summary.requests, served.length, 'the usage rollups count the stored rows, not the refused ones');
+  t.equal(summary.requests, acknowledged.length, 'the usage rollups count the stored rows, not the refused ones');
   t.ok(Math.abs(summary.charge_usd - charged) < 1e-6, `and their charges (${summary.charge_usd} against ${charged})`);
 });
