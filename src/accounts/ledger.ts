@@ -3,7 +3,7 @@
 // commit at a time, when every commit is fsynced.
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import type { Store } from '../store/lmdb.js';
+import { forgetUnsavedStructures, type Store } from '../store/lmdb.js';
 import type { Workspace, Workspaces } from './workspaces.js';
 
 export const LedgerRowSchema = z.object({
@@ -322,6 +322,7 @@ export class Ledger {
    * stored rows.
    */
   private rollBack(changed: ReadonlyArray<readonly [LedgerRow, Workspace]>, taken: readonly Workspace[]): void {
+    forgetUnsavedStructures(this.store.ledger);
     for (const [row, ws] of changed) this.workspaces.applyDelta(ws, -row.delta_nano);
     this.workspaces.markDirty(taken.map((ws) => ws.id));
     for (const listen of this.rollbackListeners) guarded('a rollback listener', listen);

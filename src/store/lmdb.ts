@@ -126,6 +126,19 @@ export function surviveFailedCommits(): void {
 }
 
 /**
+ * After a write transaction that put ledger rows was aborted, or failed to commit: msgpackr
+ * keeps in memory a record structure it minted in that transaction, whose save went with the
+ * transaction. Rows written later would use that structure's id, which the stored structures
+ * lack: unreadable after a restart ("Data read, but end of buffer not reached"), and a start
+ * that read one failed (seen on a full disk). Marked uninitialized, the encoder reloads the
+ * stored structures before its next write, and mints the structure again if it needs it.
+ */
+export function forgetUnsavedStructures(db: Database<unknown, string>): void {
+  const structures = (db as unknown as { encoder?: { structures?: { uninitialized?: boolean } } }).encoder?.structures;
+  if (structures) structures.uninitialized = true;
+}
+
+/**
  * The ledger's msgpack records share their structure (field names are stored once in the
  * DB, not in every row): ~25% less encoding CPU per row and smaller rows. Readers must open
  * it with the same options.

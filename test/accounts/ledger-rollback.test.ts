@@ -89,3 +89,27 @@ t.test('writer-thread commits (fsync on) go one at a time: rows appended meanwhi
   await ledger.flush();
   t.ok(store.ledger.get('req_third') && store.ledger.get('req_fourth'), 'flush: both stored');
 });
+
+t.test('a row shape first written in a failed batch is readable after a restart when a later batch stores it', async (t) => {
+  for (const mainThreadCommit of [true, false]) {
+    const dir = tempDataDir();
+    let store = await openStore(dir);
+    const workspaces = new Workspaces(store);
+    const ledger = new Ledger(store, workspaces, 0, mainThreadCommit);
+    const ws = await workspaces.create('acme', null);
+    // (a saving no row had before: its nested object is a record structure msgpackr mints with this row)
+    const shaped = (id: string) => ledgerRow({ id, kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions', saved_tokens: { chunk_dedupe: 7, compression: 3 } });
+    ledger.append(shaped('req_shaped_1'), ws);
+    ledger.append(ledgerRow({ id: `req_${'x'.repeat(3000)}`, kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions' }), ws);
+    await t.rejects(ledger.committed());
+    ledger.append(shaped('req_shaped_2'), ws);
+    await ledger.committed();
+    await ledger.flush();
+    await store.close();
+    store = await openStore(dir);
+    const row = LedgerRowSchema.safeParse(store.ledger.get('req_shaped_2'));
+    t.ok(row.success, `the later row reads after a restart (${mainThreadCommit ? 'this thread' : 'writer thread'})`);
+    t.same(row.success ? row.data.saved_tokens : null, { chunk_dedupe: 7, compression: 3 });
+    await store.close();
+  }
+});
