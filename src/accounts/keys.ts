@@ -7,7 +7,7 @@ import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
-import type { Store } from '../store/lmdb.js';
+import { readableRange, type Store } from '../store/lmdb.js';
 import { MECHANISMS } from '../wire/savings.js';
 import { childLimits } from './key-limits.js';
 
@@ -163,7 +163,7 @@ export class KeyRing {
   static async open(store: Store, opts: { dataDir: string; masterKey?: string | undefined; operatorKeys: readonly string[] }):
     Promise<{ ring: KeyRing; masterKeyFile: string | null }> {
     const ring = new KeyRing(store);
-    for (const { value } of store.keys.getRange()) {
+    for (const { value } of readableRange(store.keys)) {
       const parsed = KeyRecordSchema.safeParse(value);
       if (parsed.success) ring.index(parsed.data);
     }

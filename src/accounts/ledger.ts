@@ -3,7 +3,7 @@
 // commit at a time, when every commit is fsynced.
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { forgetUnsavedStructures, type Store } from '../store/lmdb.js';
+import { forgetUnsavedStructures, tryGet, type Store } from '../store/lmdb.js';
 import type { Workspace, Workspaces } from './workspaces.js';
 
 export const LedgerRowSchema = z.object({
@@ -388,7 +388,7 @@ export class Ledger {
 
   /** One row by id; null when there is none, or it does not read as a row. */
   row(id: string): LedgerRow | null {
-    const parsed = LedgerRowSchema.safeParse(this.store.ledger.get(id));
+    const parsed = LedgerRowSchema.safeParse(tryGet(this.store.ledger, id));
     return parsed.success ? parsed.data : null;
   }
 
@@ -405,7 +405,7 @@ export class Ledger {
 
   /** A workspace's credit rows (top-ups, refunds), newest first. */
   *credits(workspace: string, limit: number): Generator<LedgerRow> {
-    for (const { key } of this.store.credits.getRange({ start: [workspace, '~'], end: [workspace, ''], reverse: true, limit })) {
+    for (const key of this.store.credits.getKeys({ start: [workspace, '~'], end: [workspace, ''], reverse: true, limit })) {
       const row = this.row((key as string[])[1]!);
       if (row) yield row;
     }
@@ -416,7 +416,7 @@ export class Ledger {
    * newest first; the caller reads the rows it wants (`row`), and may stop at any point.
    */
   *requestIds(workspace: string, upper: string, lower: string): Generator<string> {
-    for (const { key } of this.store.requests.getRange({ start: [workspace, upper], end: [workspace, lower], reverse: true })) yield (key as string[])[1]!;
+    for (const key of this.store.requests.getKeys({ start: [workspace, upper], end: [workspace, lower], reverse: true })) yield (key as string[])[1]!;
   }
 
   /** Writes whatever is queued, and all derived state however recent, and waits until it is committed. */

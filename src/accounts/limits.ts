@@ -12,7 +12,7 @@
 // parent's quota, and minting a fresh key never resets one.
 import { z } from 'zod';
 import { Errors, GatewayError, LimitError, type LimitKind } from '../errors.js';
-import type { Store } from '../store/lmdb.js';
+import { readableRange, type Store } from '../store/lmdb.js';
 import { isOperatorKey, type KeyLimits, type KeyRecord } from './keys.js';
 import type { Workspace } from './workspaces.js';
 
@@ -267,7 +267,7 @@ export class Limits {
 
   /** `load` false: counts start empty (an event-loop thread, whose limits the main thread keeps). */
   constructor(private readonly store: Store, load = true) {
-    for (const { key, value } of load ? store.limits.getRange() : []) {
+    for (const { key, value } of load ? readableRange(store.limits) : []) {
       const parsed = StateSchema.safeParse(value);
       if (parsed.success) this.states.set(key, KeyState.from(parsed.data));
       else console.error(`limits: skipping stored counters of ${String(key).slice(0, 80)} that do not validate`);

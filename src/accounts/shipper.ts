@@ -14,7 +14,7 @@
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import { inTransaction, pgJson, type Cluster } from '../store/cluster.js';
-import type { Store } from '../store/lmdb.js';
+import { tryGet, type Store } from '../store/lmdb.js';
 import { LedgerRowSchema, type LedgerRow } from './ledger.js';
 import type { KeyCounts, SharedLimits } from './shared-limits.js';
 import { WorkspaceSchema, type Workspace, type Workspaces } from './workspaces.js';
@@ -144,7 +144,7 @@ export class Shipper {
     for (const id of ids) {
       const held = this.written.get(id);
       if (held) { rows.push(held); continue; }
-      const parsed = LedgerRowSchema.safeParse(this.store.ledger.get(id));
+      const parsed = LedgerRowSchema.safeParse(tryGet(this.store.ledger, id));
       if (parsed.success) rows.push(parsed.data);
       else {
         // A row that does not read cannot be shipped; it stays in the local ledger for the operator.

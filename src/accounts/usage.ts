@@ -4,7 +4,7 @@
 // the batch's transaction. Summaries and time series read a range of buckets; nothing
 // scans the ledger per query. Money is summed in integer nano-USD, so totals are exact.
 import { z } from 'zod';
-import { keyPart, type Store } from '../store/lmdb.js';
+import { keyPart, readableRange, tryGet, type Store } from '../store/lmdb.js';
 import { LedgerRowSchema, type LedgerRow } from './ledger.js';
 import { fromNano, toNano } from './workspaces.js';
 
@@ -101,11 +101,11 @@ export class UsageRollups {
   /** Rows committed but not in the stored buckets (when the process stopped, or when a batch failed to commit). */
   private loadPending(): void {
     const store = this.store;
-    for (const { key, value } of store.rollupPending.getRange()) {
+    for (const { key, value } of readableRange(store.rollupPending)) {
       const marker = String(key);
       const ids = Array.isArray(value) ? value.filter((id): id is string => typeof id === 'string') : [marker];
       for (const id of ids) {
-        const row = LedgerRowSchema.safeParse(store.ledger.get(id));
+        const row = LedgerRowSchema.safeParse(tryGet(store.ledger, id));
         if (row.success) this.pending.push(row.data);
         else this.quarantine(id, `the stored row does not validate: ${row.error.issues[0]?.message ?? 'missing'}`);
       }
@@ -270,7 +270,7 @@ export class UsageRollups {
     const to = end % size === 0 ? end : end - (end % size) + size;
     this.fold();
     const found = new Map<string, { key: BucketKey; totals: Totals }>();
-    for (const { key, value } of this.store.rollups.getRange({ start: [scope, granularity, from], end: [scope, granularity, to] })) {
+    for (const { key, value } of readableRange(this.store.rollups, { start: [scope, granularity, from], end: [scope, granularity, to] })) {
       const parsed = TotalsSchema.safeParse(value);
       if (parsed.success && Array.isArray(key)) found.set((key as BucketKey).join('\u0000'), { key: key as BucketKey, totals: parsed.data });
     }

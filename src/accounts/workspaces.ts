@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
-import type { Store } from '../store/lmdb.js';
+import { readableRange, type Store } from '../store/lmdb.js';
 import { normalizeEmail } from './registration.js';
 
 export const NANO = 1e9;
@@ -72,7 +72,7 @@ export class Workspaces {
   private readonly creating = new Set<string>();
 
   constructor(private readonly store: Store) {
-    for (const { value } of store.workspaces.getRange()) {
+    for (const { value } of readableRange(store.workspaces)) {
       const parsed = WorkspaceSchema.safeParse(value);
       if (parsed.success) this.index(parsed.data);
       else console.error(`workspaces: skipping a stored record that does not validate: ${parsed.error.issues[0]?.message}`);

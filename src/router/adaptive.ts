@@ -34,7 +34,7 @@ import { z } from 'zod';
 import type { Database } from 'lmdb';
 import type { Prices } from '../config/schema.js';
 import { PricesSchema } from '../config/schema.js';
-import type { Store } from '../store/lmdb.js';
+import { readableRange, type Store } from '../store/lmdb.js';
 
 /** α + β beyond this are scaled down: the posterior remembers about this many recent signals. */
 export const MEMORY = 200;
@@ -267,7 +267,7 @@ export class AdaptiveRouter {
 
   /** Reads the stored state; a record that does not validate is moved to quarantine (a bad record never stops a start). */
   private load(): void {
-    for (const { key, value } of this.db.getRange()) {
+    for (const { key, value } of readableRange(this.db)) {
       // (a one-part array key reads back as its part alone: every key here has two or three parts)
       const k = (Array.isArray(key) ? key : [key]).map(String);
       const bad = (why: string) => {

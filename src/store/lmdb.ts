@@ -61,6 +61,17 @@ export function tryGet(db: { get(key: never): unknown }, key: unknown): unknown 
 }
 
 /**
+ * The records of a database in key order, as getRange yields them, but read one by one: a
+ * value msgpackr cannot decode (a damaged record) comes as undefined, which the caller's
+ * validation sets aside, where getRange's iterator would throw and end the loop (at a start:
+ * the start; one such record in the keys, workspaces, limits, rollup markers or the router's
+ * state stopped every start).
+ */
+export function* readableRange<K extends import('lmdb').Key>(db: Database<unknown, K>, options?: import('lmdb').RangeOptions): Generator<{ key: K; value: unknown }> {
+  for (const key of db.getKeys(options)) yield { key, value: tryGet(db, key) };
+}
+
+/**
  * Removes the records of a database whose `exp` (ms) has passed, at most `budget` read per
  * run, each run going on after the last key the previous one read (wrapping at the end):
  * what a timer calls, so a large database is swept in slices.

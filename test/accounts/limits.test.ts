@@ -8,7 +8,7 @@ import { LimitError } from '../../src/errors.js';
 
 /** Counters that start empty (the store's persistence is covered by the restart tests). */
 function limits(): Limits {
-  const store = { limits: { getRange: () => [], put: () => Promise.resolve(true) } } as unknown as ConstructorParameters<typeof Limits>[0];
+  const store = { limits: { getKeys: () => [], put: () => Promise.resolve(true) } } as unknown as ConstructorParameters<typeof Limits>[0];
   return new Limits(store);
 }
 const key = (id: string, l: KeyLimits): KeyRecord => ({ id, name: id, kind: 'minted', workspace: 'ws_t', scopes: ['inference'], hash: '0'.repeat(64), prefix: 'sk', created_at: 0, revoked_at: null, limits: l, created_by: null });

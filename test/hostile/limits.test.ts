@@ -214,7 +214,7 @@ t.test('self-serve minting stops at keys.max_per_workspace live keys', async (t)
 
 t.test('a refund of unused tpm never fills the bucket past its size', async (t) => {
   const { Limits } = await import('../../src/accounts/limits.js');
-  const store = { limits: { getRange: () => [], put: () => Promise.resolve(true) } } as unknown as ConstructorParameters<typeof Limits>[0];
+  const store = { limits: { getKeys: () => [], put: () => Promise.resolve(true) } } as unknown as ConstructorParameters<typeof Limits>[0];
   const limits = new Limits(store);
   const key = { id: 'key_t', kind: 'minted', limits: { tpm: 1000 } } as unknown as Parameters<typeof limits.admit>[0][number];
   const t0 = 1_000_000;
