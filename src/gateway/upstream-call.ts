@@ -435,10 +435,11 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       // (`settling` is not enough: a leader whose client left is settled early, and its followers still wait for this outcome.)
       if (this.over || (this.client.aborted && !this.leaderGone)) return;
       if (this.raw) {
-        // Binary bytes went out: the answer ends cut (a client sees a short file), with its row; the input was spent.
+        // Binary bytes went out: the answer ends cut, the connection closed without its end (a
+        // proper end would make a short file look whole), with its row; the input was spent.
         this.over = true;
         this.deps.health.failure(this.route.decision, `stream_broken_${err.code}`);
-        this.settle(err.status, err.code, this.raw.usage, () => this.client.end(), 'estimate');
+        this.settle(err.status, err.code, this.raw.usage, () => this.client.cut(), 'estimate');
         return;
       }
       if (this.tap) {
@@ -468,7 +469,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     this.cancelUpstream();
     if (this.over) return;
     this.over = true;
-    if (this.raw) { this.settle(e.status, e.code, this.raw.usage, () => this.client.end(), 'estimate'); return; }
+    if (this.raw) { this.settle(e.status, e.code, this.raw.usage, () => this.client.cut(), 'estimate'); return; }
     if (this.tap) {
       const event = errorEvent(e, this.ctx.endpoint.api);
       this.settle(e.status, e.code, null, () => this.client.end(event));

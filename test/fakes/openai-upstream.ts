@@ -181,6 +181,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
     res.writeHead(200, { 'content-type': body.response_format === 'wav' ? 'audio/wav' : 'audio/mpeg', 'transfer-encoding': 'chunked' });
     for (let i = 0; i < 20; i++) {
       if (rec.aborted) return;
+      // (input 'break mid-audio': the connection drops after 5 pieces, as a provider's can)
+      if (i === 5 && body.input === 'break mid-audio') { res.destroy(); return; }
       rec.written++;
       if (!res.write(Buffer.alloc(4096, i))) await new Promise((r) => res.once('drain', r));
       await new Promise((r) => setTimeout(r, 30));

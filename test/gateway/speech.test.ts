@@ -53,6 +53,29 @@ t.test('an abort mid-audio closes the upstream and leaves nothing held', async (
   t.match(row, { status: 499, prompt_tokens: 8 }, 'its row: the input was spent');
 });
 
+t.test('an upstream that breaks mid-audio: the body is cut, never a short file that looks whole', async (t) => {
+  const res = await client.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'break mid-audio' });
+  t.equal(res.status, 200, 'the headers had gone out with the first bytes');
+  const reader = res.body!.getReader();
+  let bytes = 0;
+  let ended = 'a clean end';
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      bytes += value.length;
+    }
+  } catch {
+    ended = 'an error';
+  }
+  t.equal(ended, 'an error', `the body ends in an error, after ${bytes} bytes`);
+  t.ok(bytes < 20 * 4096, 'short of the whole audio');
+  const row = (await api.call(`/v1/requests/${res.headers.get('x-request-id')}`, key)).json;
+  t.ok(row.status >= 500, `its row says it failed (${row.status} ${row.error})`);
+  t.equal(row.prompt_tokens, [...'break mid-audio'].length, 'the input was spent');
+  t.equal((await api.admin(`/admin/workspaces/${ws}`)).json.reserved_usd, 0, 'no hold left');
+});
+
 t.test('the sim speaks a WAV; bad bodies are 400s', async (t) => {
   const res = await client.audio.speech.create({ model: 'tts-1-hd', voice: 'nova', input: 'A short sentence to say.', response_format: 'wav' }, { headers: { 'x-gateway-provider': 'sim' } });
   const wav = Buffer.from(await res.arrayBuffer());
