@@ -290,12 +290,14 @@ export class Ledger {
     // next batch put while this one's commit is undecided, its workspace records would carry
     // this batch's balance changes, stored even if this batch then fails.
     this.committing = true;
-    let taken: readonly Workspace[] = [];
+    // The workspaces as this batch's rows left them, taken now (copies): the writer runs the
+    // transaction later, and rows appended meanwhile change the balances in memory (theirs are
+    // the next batch's records).
+    const taken = this.workspaces.takeDirty();
     let txn: Promise<unknown>;
     try {
       txn = this.store.root.childTransaction(() => {
-        const batch = this.putBatch(rows, relayed);
-        taken = batch.taken;
+        const batch = this.putBatch(rows, relayed, taken);
         if (batch.error) throw batch.error;
       });
     } catch (err) {
@@ -358,8 +360,9 @@ export class Ledger {
    * of the writer thread's), and what derives from the rows (listeners, persisters), guarded
    * one by one: a fault there is logged and never keeps a row, a balance or a waiting
    * response from its commit. `error`: a put refused, for the caller to abort the transaction.
+   * `records`: the workspaces to write (null: those changed so far, taken now).
    */
-  private putBatch(rows: readonly LedgerRow[], relayedRows: ReadonlySet<LedgerRow>): { error: unknown; taken: readonly Workspace[] } {
+  private putBatch(rows: readonly LedgerRow[], relayedRows: ReadonlySet<LedgerRow>, records: readonly Workspace[] | null = null): { error: unknown; taken: readonly Workspace[] } {
     let error: unknown = null;
     let taken: readonly Workspace[] = [];
     try {
@@ -374,7 +377,7 @@ export class Ledger {
           try { listen(row, relayed); } catch (err) { failed('a row listener', err); }
         }
       }
-      taken = this.workspaces.takeDirty();
+      taken = records ?? this.workspaces.takeDirty();
       for (const ws of taken) void this.store.workspaces.put(ws.id, ws);
     } catch (err) {
       // A put LMDB refused outright (it cannot happen with the ids Sluice makes): the waiters hear of it.

@@ -113,3 +113,23 @@ t.test('a row shape first written in a failed batch is readable after a restart 
     await store.close();
   }
 });
+
+t.test('writer-thread commits (fsync on): a batch stores its workspaces as its own rows left them, not with rows appended while the writer had not run it', async (t) => {
+  const store = await openStore(tempDataDir());
+  t.teardown(() => store.close());
+  const workspaces = new Workspaces(store);
+  const ledger = new Ledger(store, workspaces, 0, false);
+  const ws = await workspaces.create('acme', null);
+  await ledger.flush();
+  const row = (id: string, delta: number) => ledgerRow({ id, kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions', delta_nano: delta });
+  ledger.append(row('req_first', -1000), ws);
+  const first = ledger.committed();
+  // Right after the batch is handed to the writer (this runs after the ledger's write, in the same turn):
+  // a row whose own batch will fail (LMDB refuses its key).
+  await new Promise((r) => setImmediate(r));
+  ledger.append(row(`req_${'x'.repeat(3000)}`, -500), ws);
+  await first;
+  await t.rejects(ledger.committed(), 'the second batch failed');
+  t.equal(ws.balance_nano, -1000, 'in memory: the first row only');
+  t.equal((store.workspaces.get(ws.id) as { balance_nano: number }).balance_nano, -1000, 'stored: the stored rows\' sum, without the failed row\'s change');
+});
