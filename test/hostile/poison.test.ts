@@ -78,6 +78,9 @@ t.test('stored records a start cannot use are quarantined, never fatal', async (
   const unreadable = asBinary(Buffer.from([0x01, 0x02]));
   for (const [name, key] of [['keys', 'key_unreadable'], ['workspaces', 'ws_unreadable'], ['limits', 'key_unreadable'], ['rollup_pending', 'batch:unreadable'],
     ['router', ['arm', 'open_chat', 'openai/m']], ['rollups', ['default', 'minute', 0, 'all', '']]] as const) await db(name).put(key as never, unreadable);
+  // A damaged bucket the next requests fold into (today's, every workspace): it counts again from zero.
+  const today = Math.floor(Date.now() / 86_400_000) * 86_400;
+  await db('rollups').put(['*', 'day', today, 'all', ''] as never, unreadable);
   await db('rollup_pending').put(poison.id, 1);
   await db('rollup_pending').put('req_0badrow0000000000000', 1);
   await db('rollup_pending').put('req_0missing000000000000', 1);
@@ -91,6 +94,7 @@ t.test('stored records a start cannot use are quarantined, never fatal', async (
   t.match(gw.output(), /quarantined/, 'a log line says what was set aside');
   const r = await api().call('/v1/chat/completions', gw.masterKey, { model: 'openai/m', messages: [{ role: 'user', content: 'hi' }] });
   t.equal(r.status, 200, 'the gateway serves');
+  const served = r.headers.get('x-request-id')!;
   t.equal((await api().call('/v1/requests/req_0undecodable00000000', gw.masterKey)).status, 404, 'an unreadable row reads as none');
   await new Promise((resolve) => setTimeout(resolve, 400)); // rollups persist at most every 250 ms
   t.equal((await api().call('/v1/chat/completions', gw.masterKey, { model: 'openai/m', messages: [{ role: 'user', content: 'again' }] })).status, 200, 'and goes on writing');
@@ -106,6 +110,8 @@ t.test('stored records a start cannot use are quarantined, never fatal', async (
   t.ok(quarantined.includes('req_0badrow0000000000000') && quarantined.includes('req_0missing000000000000') && quarantined.includes('req_0undecodable00000000'), 'rows that do not validate or do not read are quarantined');
   t.notOk(pending.includes('req_0badrow0000000000000'), 'and no longer retried at every start');
   t.notOk(pending.includes(poison.id), 'the long-model row was folded (its key bounded)');
+  t.notOk(quarantined.includes(served), 'a request folded into the damaged bucket is not quarantined');
+  t.match(gw.output(), /the stored bucket .* does not read; counting it again from zero/, 'the damaged bucket is logged');
   gw = await startGateway(env, dataDir, config);
   t.equal((await api().call('/health', '')).status, 200, 'and the start after that is clean too');
 });
