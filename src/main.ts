@@ -243,7 +243,7 @@ async function main(): Promise<void> {
     semantic: () => chat.savings.find((s) => s.bits === M.semantic_cache)?.stats ?? {},
     lmdbPath: join(dataDir, 'sluice.mdb'),
   });
-  if (config.metrics.enabled) ledger.onRow((row) => metrics.observe(row));
+  if (config.metrics.enabled) ledger.onSettled((row, committed) => (committed ? metrics.observe(row) : metrics.notRecorded(row)));
   // (with threads, each logs the requests it served, to the same destination)
   const accessLog = config.logs.access === 'off' ? null : new AccessLog(config.logs.access, config.threads > 1);
   if (accessLog) ledger.onRow((row, relayed) => { if (!relayed) accessLog.add(row); });

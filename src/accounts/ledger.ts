@@ -170,6 +170,17 @@ export class Ledger {
     this.rowListeners.push(listen);
   }
 
+  private readonly settledListeners: Array<(row: LedgerRow, committed: boolean) => void> = [];
+
+  /**
+   * Sees every row once its batch's commit is over: `committed` false when it failed (the
+   * request was answered with an error, not charged). What counts answers (the metrics) reads
+   * rows here, not as they are written, so a row that was never stored does not count as served.
+   */
+  onSettled(listen: (row: LedgerRow, committed: boolean) => void): void {
+    this.settledListeners.push(listen);
+  }
+
   /**
    * Called when a batch fails to commit (a full disk, an I/O error): its rows, their markers
    * and the derived state written with them are not stored, and whatever keeps that state in
@@ -279,8 +290,8 @@ export class Ledger {
       // its turn too, so what it stored is there for the client's next request, as when the
       // ledger shared that batch. With none pending this is a microtask, not a thread hop.
       // (Their failure is theirs: the rows are committed, and the responses say what the rows say.)
-      this.lastCommit = Promise.resolve(this.store.root.committed).then(() => this.answer(waiters, rows.length, error, credits),
-        (err: unknown) => { console.error(`ledger: writes beside a batch failed to commit: ${String(err)}`); return this.answer(waiters, rows.length, error, credits); });
+      this.lastCommit = Promise.resolve(this.store.root.committed).then(() => this.answer(waiters, rows, error, credits),
+        (err: unknown) => { console.error(`ledger: writes beside a batch failed to commit: ${String(err)}`); return this.answer(waiters, rows, error, credits); });
       return;
     }
     // On lmdb-js's writer thread (fsync on): the batch's puts run in a child transaction of the
@@ -303,9 +314,9 @@ export class Ledger {
     } catch (err) {
       txn = Promise.reject(err); // (the store closed under it: its waiters hear so)
     }
-    this.lastCommit = txn.then(() => this.answer(waiters, rows.length, null, credits), (err: unknown) => {
+    this.lastCommit = txn.then(() => this.answer(waiters, rows, null, credits), (err: unknown) => {
       this.rollBack(changed, taken);
-      return this.answer(waiters, rows.length, err, []);
+      return this.answer(waiters, rows, err, []);
     }).finally(() => {
       this.committing = false;
       if (this.deferred) { this.deferred = false; this.schedule(); }
@@ -344,11 +355,17 @@ export class Ledger {
   }
 
   /** The batch's commit is over: its waiters hear how it went (`err` null: committed). */
-  private answer(waiters: ReadonlyArray<(err: unknown) => void>, rows: number, err: unknown, credits: ReadonlyArray<readonly [LedgerRow, Workspace]>): void | Promise<void> {
+  private answer(waiters: ReadonlyArray<(err: unknown) => void>, rows: readonly LedgerRow[], err: unknown, credits: ReadonlyArray<readonly [LedgerRow, Workspace]>): void | Promise<void> {
     if (err) {
-      console.error(`ledger: a batch of ${rows} rows failed to commit: ${String(err)}`);
+      console.error(`ledger: a batch of ${rows.length} rows failed to commit: ${String(err)}`);
       this.failedAt = Date.now();
     } else if (this.failedAt) this.committedAt = Date.now();
+    const committed = !err;
+    for (const listen of this.settledListeners) {
+      for (const row of rows) {
+        try { listen(row, committed); } catch (e) { failed('a settled-row listener', e); }
+      }
+    }
     const tell = () => { for (const w of waiters) guarded('a commit waiter', () => w(err)); };
     if (err || credits.length === 0 || !this.cluster) { tell(); return; }
     const cluster = this.cluster;

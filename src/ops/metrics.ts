@@ -35,6 +35,9 @@ export interface Gauges {
   lmdbPath: string;
 }
 
+/** The error kind a request whose row could not be committed counts under. */
+const LEDGER_FAILED = 'ledger_not_recorded';
+
 export class Metrics {
   private readonly requests = new Map<string, number>();
   private readonly errors = new Map<string, number>();
@@ -49,6 +52,17 @@ export class Metrics {
 
   constructor(private readonly gauges: Gauges) {
     this.loop.enable();
+  }
+
+  /**
+   * A request whose row could not be committed (a full disk): it was answered a 500 (a stream:
+   * an error event) and charged nothing, so it counts as that, with none of its figures.
+   */
+  notRecorded(row: LedgerRow): void {
+    if (row.kind !== 'request') return;
+    const k = `${row.endpoint}\u0000500\u0000${row.cache}`;
+    this.requests.set(k, (this.requests.get(k) ?? 0) + 1);
+    this.errors.set(LEDGER_FAILED, (this.errors.get(LEDGER_FAILED) ?? 0) + 1);
   }
 
   /** One ledger row (requests only). */

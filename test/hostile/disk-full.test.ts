@@ -118,6 +118,15 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
 
   // What it acknowledged is there after a kill -9 and a start on the same dir, and only that
   // was charged: a request refused because its row could not be stored was not.
+  // The metrics count what the clients were told: requests whose rows were not committed are
+  // 500s of kind ledger_not_recorded, not served answers (they counted as 200s before).
+  const metrics = (await call('/metrics', gw.masterKey)).text;
+  const count = (re: RegExp) => [...metrics.matchAll(re)].reduce((sum, m) => sum + Number(m[1]), 0);
+  const notRecorded = [...answers, ...hits].filter((a) => a.status === 500 && /could not record/.test(a.text)).length + cut.length;
+  t.equal(count(/^sluice_errors_total\{kind="ledger_not_recorded"\} (\d+)$/gm), notRecorded, `metrics: ${notRecorded} not recorded`);
+  const okAnswers = [...answers, ...hits].filter((a) => a.status === 200).length + streams.length - cut.length + 1; // (+1: the first request after space was freed)
+  t.equal(count(/^sluice_requests_total\{endpoint="chat.completions",status="200",cache="[a-z]+"\} (\d+)$/gm), okAnswers, `metrics: ${okAnswers} answered 200`);
+
   // (a stream's charge is in its closing figures)
   const streamed = streams.filter((a) => a.text.includes('[DONE]'));
   const streamCharge = (a: Answer) => (JSON.parse(/^: gateway (.*)$/m.exec(a.text)![1]!) as { charge_usd: number }).charge_usd;
