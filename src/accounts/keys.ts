@@ -163,9 +163,11 @@ export class KeyRing {
   static async open(store: Store, opts: { dataDir: string; masterKey?: string | undefined; operatorKeys: readonly string[] }):
     Promise<{ ring: KeyRing; masterKeyFile: string | null }> {
     const ring = new KeyRing(store);
-    for (const { value } of readableRange(store.keys)) {
+    for (const { key, value } of readableRange(store.keys)) {
       const parsed = KeyRecordSchema.safeParse(value);
       if (parsed.success) ring.index(parsed.data);
+      // (its id only: a key record's id is no secret, its hash is never logged)
+      else console.error(`keys: skipping the stored key ${String(key).slice(0, 80)}, which ${value === undefined ? 'does not read' : `does not validate: ${parsed.error.issues[0]?.message}`}`);
     }
     let masterKeyFile: string | null = null;
     let master = opts.masterKey;

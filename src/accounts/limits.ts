@@ -270,7 +270,7 @@ export class Limits {
     for (const { key, value } of load ? readableRange(store.limits) : []) {
       const parsed = StateSchema.safeParse(value);
       if (parsed.success) this.states.set(key, KeyState.from(parsed.data));
-      else console.error(`limits: skipping stored counters of ${String(key).slice(0, 80)} that do not validate`);
+      else console.error(`limits: skipping the stored counters of ${String(key).slice(0, 80)}, which ${value === undefined ? 'do not read' : 'do not validate'}`);
     }
   }
 

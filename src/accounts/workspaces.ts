@@ -72,10 +72,10 @@ export class Workspaces {
   private readonly creating = new Set<string>();
 
   constructor(private readonly store: Store) {
-    for (const { value } of readableRange(store.workspaces)) {
+    for (const { key, value } of readableRange(store.workspaces)) {
       const parsed = WorkspaceSchema.safeParse(value);
       if (parsed.success) this.index(parsed.data);
-      else console.error(`workspaces: skipping a stored record that does not validate: ${parsed.error.issues[0]?.message}`);
+      else console.error(`workspaces: skipping the stored workspace ${String(key).slice(0, 80)}, which ${value === undefined ? 'does not read' : `does not validate: ${parsed.error.issues[0]?.message}`}`);
     }
     if (!this.byId.has(DEFAULT_WORKSPACE)) {
       this.index({ id: DEFAULT_WORKSPACE, name: 'default', email: null, metered: false, balance_nano: 0, created_at: Date.now() });

@@ -92,6 +92,9 @@ t.test('stored records a start cannot use are quarantined, never fatal', async (
 
   gw = await startGateway(env, dataDir, config);
   t.match(gw.output(), /quarantined/, 'a log line says what was set aside');
+  for (const line of [/keys: skipping the stored key key_unreadable, which does not read/, /keys: skipping the stored key key_broken, which does not validate/,
+    /workspaces: skipping the stored workspace ws_unreadable, which does not read/, /workspaces: skipping the stored workspace ws_broken, which does not validate/,
+    /limits: skipping the stored counters of key_unreadable, which do not read/]) t.match(gw.output(), line, `logged: ${line.source.slice(0, 60)}`);
   const r = await api().call('/v1/chat/completions', gw.masterKey, { model: 'openai/m', messages: [{ role: 'user', content: 'hi' }] });
   t.equal(r.status, 200, 'the gateway serves');
   const served = r.headers.get('x-request-id')!;
