@@ -154,7 +154,7 @@ export class Served {
     const overhead = this.overhead(performance.now());
     const headers: HeaderList = [...this.headers(), ...figureHeaders(costs, overhead)];
     const out = spliceGateway(body, scan, this.figures.gatewayJson(this.client.requestId, usage, costs, overhead));
-    this.finish(200, null, usage, (err) => (err ? this.client.sendError(notRecorded()) : this.client.send(200, 'application/json', out, headers)), source, costs); // priced once, for the figures and the row
+    this.finish(200, null, usage, (err) => (err ? this.client.sendError(notRecorded(), this.headers()) : this.client.send(200, 'application/json', out, headers)), source, costs); // priced once, for the figures and the row
   }
 
   /** The shared stream broke after its headers went out: the same error event ends this stream too (a payer owes `usage`, what streamed so far). */

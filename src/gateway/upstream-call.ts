@@ -575,7 +575,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     const type = scan ? 'application/json' : this.contentType || 'text/plain; charset=utf-8';
     // The response completes only once its ledger row (and charge) is committed.
     this.settle(200, null, usage, (err) => {
-      if (err) this.client.sendError(notRecorded());
+      if (err) this.client.sendError(notRecorded(), this.headers());
       else {
         this.client.send(200, type, out, headers);
         if (this.ctx.router?.learned?.teaches) this.ctx.host.answered(this.ctx, [body], false);

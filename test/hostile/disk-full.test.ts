@@ -103,6 +103,7 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
   const hits: Answer[] = [];
   for (let i = 0; i < (fsync ? 5 : 100) && !hits.some((a) => a.status !== 200); i++) hits.push(await ask(0)); // (answered from the exact cache)
   if (!fsync) t.ok(hits.some((a) => a.status === 500 && /could not record/.test(a.text)), `a cache hit whose row could not be committed is a 500 (${hits.map((a) => a.status).join(' ')})`);
+  for (const a of hits.filter((x) => x.status === 500)) t.equal(a.headers.get('x-gateway-cache'), 'exact', 'with the headers that say how it was served');
   t.ok(hits.every((a) => (a.status === 200 && a.headers.get('x-gateway-cache') === 'exact') || (a.status === 500 && /could not record/.test(a.text))), 'each hit is a hit, or that 500');
 
   rmSync(filler);
