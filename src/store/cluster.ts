@@ -148,7 +148,6 @@ export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClie
   }
 }
 
-/** A store cluster mode cannot start without: what and where, said plainly (no stack). */
 /**
  * Reads from Postgres, one at a time, where a call made while a read runs is coalesced into
  * one more read after it, and its promise is that read's: a read already under way may have
@@ -175,6 +174,7 @@ export class Refresher {
   }
 }
 
+/** A store cluster mode cannot start without: what and where, said plainly (no stack). */
 export class ClusterStartError extends Error {}
 
 /** A URL as the log may show it: the password replaced. */
