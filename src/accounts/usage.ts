@@ -147,12 +147,13 @@ export class UsageRollups {
     const id = key.join('\u0000');
     let entry = this.hot.get(id);
     if (!entry) {
-      const value = tryGet(this.store.rollups, key);
-      const stored = TotalsSchema.safeParse(value);
       // A damaged bucket (undecodable, or not totals) starts again from zero, with a log line:
       // its old totals are lost either way, and the rows folded from now on still count.
-      if (!stored.success && value !== undefined) console.error(`usage rollups: the stored bucket ${JSON.stringify(key).slice(0, 200)} does not validate; counting it again from zero`);
-      else if (!stored.success && this.store.rollups.doesExist(key)) console.error(`usage rollups: the stored bucket ${JSON.stringify(key).slice(0, 200)} does not read; counting it again from zero`);
+      let value: unknown;
+      let unreadable = false;
+      try { value = this.store.rollups.get(key); } catch { unreadable = true; }
+      const stored = TotalsSchema.safeParse(value);
+      if (!stored.success && (unreadable || value !== undefined)) console.error(`usage rollups: the stored bucket ${JSON.stringify(key).slice(0, 200)} ${unreadable ? 'does not read' : 'does not validate'}; counting it again from zero`);
       entry = { key, totals: stored.success ? stored.data : zero() };
       this.hot.set(id, entry);
     }
