@@ -3,6 +3,7 @@
 // commit at a time, when every commit is fsynced.
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { NoRoomError } from '../store/headroom.js';
 import { forgetUnsavedStructures, tryGet, type Store } from '../store/lmdb.js';
 import type { Workspace, Workspaces } from './workspaces.js';
 
@@ -343,22 +344,34 @@ export class Ledger {
 
   private failedAt = 0;
   private committedAt = 0;
+  private refusedRows = 0;
+  private refusedLoggedAt = 0;
 
   /**
    * The last batch failed to commit (a full disk, an I/O error), within the last 10 s, and
    * none has committed since: /health says so with a 503, so a load balancer sends this
    * replica's traffic elsewhere. After 10 s it says ok again, and the traffic it gets then
-   * tells anew (a health check writes nothing that could).
+   * tells anew (a health check writes nothing that could). Or the disk has no room for the
+   * store (store/headroom.ts): every batch would be refused, and that is known without one.
    */
   get failing(): boolean {
-    return this.failedAt > this.committedAt && Date.now() - this.failedAt < 10_000;
+    return !this.store.headroom.room || (this.failedAt > this.committedAt && Date.now() - this.failedAt < 10_000);
   }
 
   /** The batch's commit is over: its waiters hear how it went (`err` null: committed). */
   private answer(waiters: ReadonlyArray<(err: unknown) => void>, rows: readonly LedgerRow[], err: unknown, credits: ReadonlyArray<readonly [LedgerRow, Workspace]>): void | Promise<void> {
     if (err) {
-      console.error(`ledger: a batch of ${rows.length} rows failed to commit: ${String(err)}`);
-      this.failedAt = Date.now();
+      const now = Date.now();
+      if (err instanceof NoRoomError) {
+        // (refused before LMDB, batch after batch while the disk is full: counted, and said once a second)
+        this.refusedRows += rows.length;
+        if (now - this.refusedLoggedAt >= 1000) {
+          console.error(`ledger: ${this.refusedRows} row(s) refused, their requests not charged: ${err.message}`);
+          this.refusedLoggedAt = now;
+          this.refusedRows = 0;
+        }
+      } else console.error(`ledger: a batch of ${rows.length} rows failed to commit: ${String(err)}`);
+      this.failedAt = now;
     } else if (this.failedAt) this.committedAt = Date.now();
     const committed = !err;
     for (const listen of this.settledListeners) {

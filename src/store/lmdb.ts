@@ -1,9 +1,11 @@
 // One LMDB environment in the data dir, named sub-databases, msgpackr values (lmdb's
 // default encoding). Writes use lmdb's batched async commits: all puts of one event turn share a transaction.
 import { sha256Text } from '../digest.js';
-import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { Headroom, NoRoomError } from './headroom.js';
 
 export interface Store {
   readonly root: RootDatabase;
@@ -37,6 +39,8 @@ export interface Store {
   readonly feedback: Database<unknown, string[]>;
   /** Cluster mode: ledger rows not yet shipped to Postgres (row id → 1), written with the rows (accounts/shipper.ts). */
   readonly outbox: Database<unknown, string>;
+  /** The room reserved on the disk for the store's file; while there is none, writes are refused (store/headroom.ts). */
+  readonly headroom: Headroom;
   close(): Promise<void>;
 }
 
@@ -123,7 +127,16 @@ export function surviveFailedCommits(): void {
     lastLog = now;
     unlogged = 0;
   };
+  let refused = 0;
+  let lastRefusal = 0;
   process.on('unhandledRejection', (reason, promise) => {
+    if (reason instanceof NoRoomError) {
+      // (a write refused before it reached LMDB: the disk has no room for the store; headroom.ts logs when that starts and ends)
+      refused++;
+      const now = Date.now();
+      if (now - lastRefusal >= 1000) { console.error(`store: ${refused} write(s) refused: no room on the disk`); lastRefusal = now; refused = 0; }
+      return;
+    }
     if (reason instanceof Error && 'commitError' in reason && reason.commitError instanceof Promise) {
       // The cause's promise is rejected right after: handled here before Node finds it unhandled.
       reason.commitError.catch(log);
@@ -164,6 +177,13 @@ export const LEDGER_DB = { name: 'ledger', encoding: 'msgpack', sharedStructures
  */
 export async function openStore(dataDir: string, opts: { fsync: boolean } = { fsync: false }): Promise<Store> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  // A new store's lock file is mapped into memory before a byte of it is on the disk: on a full
+  // disk the first touch of it is a SIGBUS that ends the process with no word. Said plainly instead.
+  if (!existsSync(join(dataDir, 'sluice.mdb-lock'))) {
+    const disk = await statfs(dataDir);
+    const free = Number(disk.bavail) * Number(disk.bsize);
+    if (free < 2 ** 20) throw new Error(`No room on the disk for a new store in ${dataDir} (${free} bytes free): free some space and start again.`);
+  }
   const root = open({ path: join(dataDir, 'sluice.mdb'), compression: false, mapSize: 2 ** 32, maxDbs: 32, noSync: !opts.fsync, overlappingSync: opts.fsync });
   const keys = root.openDB<unknown, string>({ name: 'keys', encoding: 'msgpack' });
   const ledger = root.openDB<unknown, string>(LEDGER_DB);
@@ -182,7 +202,11 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
   const cacheRefs = root.openDB<unknown, string[]>({ name: 'cache_refs', encoding: 'msgpack' });
   const scars = root.openDB<unknown, Array<string | number>>({ name: 'semantic_scars', encoding: 'msgpack' });
   const outbox = root.openDB<unknown, string>({ name: 'outbox', encoding: 'msgpack' });
+  const headroom = new Headroom(join(dataDir, 'sluice.mdb'));
+  await headroom.start();
+  guardWrites(headroom, [root, keys, ledger, workspaces, limits, rollups, requests, rollupPending, cache, credits, semantic, quarantine, responses, router, feedback, cacheRefs, scars, outbox]);
   return {
+    headroom,
     outbox,
     cacheRefs,
     scars,
@@ -202,8 +226,65 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
     rollupPending,
     requests,
     async close() {
+      headroom.stop();
       await root.flushed;
       await root.close();
     },
   };
+}
+
+/** lmdb-js's write methods, as `guardWrites` wraps them. */
+const ASYNC_WRITES = ['put', 'remove', 'ifVersion', 'clearAsync', 'drop'] as const;
+const SYNC_WRITES = ['putSync', 'removeSync', 'clearSync', 'dropSync'] as const;
+const TRANSACTIONS = ['transactionSync', 'transaction', 'transactionAsync', 'childTransaction'] as const;
+
+/**
+ * While the disk has no room for the store (`headroom.room` false), every write of these
+ * databases is refused before it reaches LMDB, as a failed commit would be: an asynchronous
+ * one with a rejected promise, a synchronous one or a transaction with a NoRoomError thrown
+ * (the ledger then refuses the batch's requests, not charged). Writes inside a transaction
+ * that began with room go on: it was let in whole. (Each database object gets its own
+ * wrappers; lmdb-js keeps them on a shared prototype.)
+ */
+function guardWrites(headroom: Headroom, dbs: readonly object[]): void {
+  /** Transaction callbacks running now: their writes are part of a transaction already let in. */
+  let inside = 0;
+  const within = (callback: () => unknown) => () => {
+    inside++;
+    try { return callback(); } finally { inside--; }
+  };
+  for (const db of dbs) {
+    const methods = db as unknown as Record<string, (...args: unknown[]) => unknown>;
+    for (const name of ASYNC_WRITES) {
+      const write = methods[name]!;
+      methods[name] = function (this: unknown, a: unknown, b: unknown, c: unknown, d: unknown) {
+        if (!headroom.room && !inside) return Promise.reject(new NoRoomError());
+        headroom.wrote = true;
+        return write.call(this, a, b, c, d);
+      };
+    }
+    for (const name of SYNC_WRITES) {
+      const write = methods[name]!;
+      methods[name] = function (this: unknown, a: unknown, b: unknown) {
+        if (!headroom.room && !inside) throw new NoRoomError();
+        headroom.wrote = true;
+        return write.call(this, a, b);
+      };
+    }
+    for (const name of TRANSACTIONS) {
+      const transact = methods[name]!;
+      const sync = name === 'transactionSync';
+      methods[name] = function (this: unknown, callback: unknown, flags: unknown) {
+        if (!headroom.room && !inside) {
+          if (sync) throw new NoRoomError();
+          return Promise.reject(new NoRoomError());
+        }
+        headroom.wrote = true;
+        // (an asynchronous transaction's callback runs later, when the writer reaches it: refused then if the room has gone)
+        const run = sync ? within(callback as () => unknown)
+          : within(() => { if (!headroom.room) throw new NoRoomError(); return (callback as () => unknown)(); });
+        return transact.call(this, run, flags);
+      };
+    }
+  }
 }

@@ -1,0 +1,161 @@
+// Room held on the disk ahead of the store's file, so that no write of the store's ever
+// meets a full disk.
+//
+// Why: lmdb-js 3.5.6, the newest on npm, overruns its heap when a page write fails
+// (mdb_page_flush formats the error into malloc(100), with sizes it never set), and the
+// process aborts ("malloc(): corrupted top size"): a disk filled by anyone while requests were
+// in flight ended the gateway in most runs. Its binary cannot be rebuilt here (no install
+// scripts), so the failing write must not happen.
+//
+// How: without a writable map, LMDB writes pages inside its file or at its end, never
+// elsewhere. Blocks reserved past the end with fallocate(2) in FALLOC_FL_KEEP_SIZE mode (the
+// file's size and bytes unchanged) take the writes that grow the file, and another process
+// filling the disk cannot take them. The reservation is renewed as the file grows into it;
+// while it cannot be (the disk full) and less than `floor` of it is left, `room` is false and
+// the store refuses writes before they reach LMDB (NoRoomError): a request whose row cannot
+// be recorded is refused, as on a failed commit, and the process goes on. Once space is
+// freed the reservation is renewed and writes resume.
+//
+// The writes that can be in flight between two checks (every 25 ms) must fit in `floor`:
+// 16 MiB is some hundred times what this gateway writes in 25 ms at full load with 1 MiB
+// cache entries, and LMDB reuses its freed pages before it grows the file.
+//
+// Node has no fallocate binding, so util-linux's fallocate(1) makes the call: a child
+// process (spawned by libuv, off the event loop) a few times per 32 MiB the file grows. Where
+// it is missing or the filesystem does not support it (some network filesystems), the store
+// goes unguarded, as before, with one line in the log. On a copy-on-write filesystem (btrfs,
+// ZFS) a page overwritten inside the file needs new blocks too, which no reservation holds.
+import { execFile } from 'node:child_process';
+import { stat, statfs } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+const MiB = 2 ** 20;
+
+/** A store write refused because the disk has no room left for the store (see Headroom). */
+export class NoRoomError extends Error {
+  readonly code = 'ENOSPC';
+  constructor() {
+    super('No room left on the disk for the store: writes are refused until space is freed.');
+    this.name = 'NoRoomError';
+  }
+}
+
+/** Reserves `length` bytes of disk past `offset` in `file`, its size unchanged: 'ok', 'full' (no space), or 'unsupported' (with why). */
+export type Reserve = (file: string, offset: number, length: number) => Promise<{ result: 'ok' | 'full' | 'unsupported'; why?: string }>;
+
+export const fallocate: Reserve = (file, offset, length) => new Promise((resolve) => {
+  execFile('fallocate', ['--keep-size', '--offset', String(offset), '--length', String(length), file], { timeout: 10_000 }, (err, _out, stderr) => {
+    if (!err) resolve({ result: 'ok' });
+    else if (/no space left/i.test(stderr)) resolve({ result: 'full' });
+    else resolve({ result: 'unsupported', why: (stderr.trim() || err.message).slice(0, 300) });
+  });
+});
+
+export interface HeadroomOptions {
+  /** Below this much reserved room, with none to be had, writes are refused (at most a 16th of the disk). */
+  floor: number;
+  /** How much room is kept reserved ahead of the file, renewed when half is used (at most a quarter of the disk). */
+  ahead: number;
+  /** How often the file's size is read. */
+  everyMs: number;
+  /** After a renewal found the disk full, how long until the next try. */
+  retryMs: number;
+}
+
+export const HEADROOM_DEFAULTS: HeadroomOptions = { floor: 16 * MiB, ahead: 64 * MiB, everyMs: 25, retryMs: 500 };
+
+export class Headroom {
+  /** Writes may go to the store (the reservation holds at least `floor`, or the store is unguarded). */
+  room = true;
+  /** False where the room cannot be reserved (no fallocate(1), a filesystem without it): writes are never refused. */
+  guarded = true;
+  /** Set by the store at each write it lets through: the file is read only when something was written since (an idle gateway reads nothing). */
+  wrote = true;
+  /** Where the reservation ends (bytes from the file's start); 0 until the first one. */
+  private end = 0;
+  private size = 0;
+  /** The file's allocated blocks, in bytes (those past its end: a reservation, maybe an earlier run's). */
+  private allocated = 0;
+  private checking = false;
+  private failedCheck = false;
+  private nextTry = 0;
+  private timer: NodeJS.Timeout | null = null;
+  /** `opts.floor` and `opts.ahead`, as shares of a small disk (start). */
+  private floor: number;
+  private ahead: number;
+
+  constructor(readonly file: string, private readonly opts: HeadroomOptions = HEADROOM_DEFAULTS,
+    private readonly reserve: Reserve = fallocate, private readonly log: (line: string) => void = (l) => console.error(l)) {
+    this.floor = opts.floor;
+    this.ahead = opts.ahead;
+  }
+
+  /** The first reservation (before the store serves), then a check every `everyMs`. */
+  async start(): Promise<void> {
+    // (on a small disk, a share of it: 64 MiB held on a 100 MiB volume would be most of it)
+    const disk = await statfs(dirname(this.file));
+    const total = Number(disk.blocks) * Number(disk.bsize);
+    this.floor = Math.max(MiB, Math.min(this.opts.floor, Math.floor(total / 16 / MiB) * MiB));
+    this.ahead = Math.max(2 * MiB, Math.min(this.opts.ahead, Math.floor(total / 4 / MiB) * MiB));
+    await this.check();
+    this.timer = setInterval(() => void this.check(), this.opts.everyMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** Reads the file's size, renews the reservation when half of it is used, and sets `room`. */
+  async check(now = Date.now()): Promise<void> {
+    if (this.checking || !this.guarded) return;
+    // (nothing written since the last read, and nothing to retry: the file has not grown)
+    if (!this.wrote && this.room && this.end - this.size >= this.ahead / 2) return;
+    this.wrote = false;
+    this.checking = true;
+    try {
+      const st = await stat(this.file);
+      this.size = st.size;
+      this.allocated = st.blocks * 512;
+      if (this.end - this.size < this.ahead / 2 && now >= this.nextTry) await this.renew(now);
+      this.set(!this.guarded || this.end - this.size >= this.floor);
+    } catch (err) {
+      // (the file gone: the store is closing; anything else is said once, and the room stays as it was)
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && !this.failedCheck) this.log(`store: the room check failed: ${String(err)}`);
+      this.failedCheck = true;
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  private async renew(now: number): Promise<void> {
+    const from = this.size;
+    const fs = await statfs(dirname(this.file));
+    // What a reservation could get: the disk's free space, less 1 MiB so as not to take the
+    // last of it, and the blocks already allocated past the end (reserving those again needs
+    // no space). Only fallocate's answer says what was reserved; this only sizes the ask.
+    const free = Number(fs.bavail) * Number(fs.bsize) + Math.max(0, this.allocated - from);
+    let length = Math.min(this.ahead, Math.floor((free - MiB) / MiB) * MiB);
+    while (length >= MiB) {
+      const { result, why } = await this.reserve(this.file, from, length);
+      if (result === 'ok') { this.end = Math.max(this.end, from + length); return; }
+      if (result === 'unsupported') {
+        this.guarded = false;
+        this.log(`store: no room can be reserved for the store's file (${why ?? 'fallocate failed'}); it goes unguarded, and lmdb-js may abort the process if the disk fills (README: a full disk)`);
+        return;
+      }
+      length = Math.floor(length / 2 / MiB) * MiB; // (another writer took some of what statfs saw)
+    }
+    this.nextTry = now + this.opts.retryMs;
+  }
+
+  private set(room: boolean): void {
+    if (room === this.room) return;
+    this.room = room;
+    const left = Math.max(0, this.end - this.size);
+    this.log(room
+      ? `store: room again on the disk (${(left / MiB).toFixed(0)} MiB reserved ahead of the store's file): writes resume`
+      : `store: the disk is full (${(left / MiB).toFixed(1)} MiB reserved ahead of the store's file, none to be had): writes are refused until space is freed`);
+  }
+}

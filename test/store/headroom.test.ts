@@ -1,0 +1,128 @@
+// The room reserved on the disk ahead of the store's file (store/headroom.ts): renewed as the
+// file grows into it; with none to be had and too little left, writes are refused before
+// they reach LMDB, and resume once there is room again. The real fallocate(1) on a full
+// tmpfs is test/hostile/disk-full*.test.ts; here the reservation is a stand-in that says
+// what it is told to, so each case is exact.
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { Ledger, ledgerRow } from '../../src/accounts/ledger.js';
+import { Workspaces } from '../../src/accounts/workspaces.js';
+import { Headroom, NoRoomError, type Reserve } from '../../src/store/headroom.js';
+import { openStore } from '../../src/store/lmdb.js';
+import { tempDataDir } from '../helpers/gateway.js';
+
+const MiB = 2 ** 20;
+const opts = { floor: MiB, ahead: 4 * MiB, everyMs: 1_000_000, retryMs: 500 };
+
+function standIn() {
+  const calls: Array<{ offset: number; length: number }> = [];
+  let answer: 'ok' | 'full' | 'unsupported' = 'ok';
+  const reserve: Reserve = async (_file, offset, length) => { calls.push({ offset, length }); return { result: answer, why: 'Operation not supported' }; };
+  return { calls, reserve, answer: (a: typeof answer) => { answer = a; } };
+}
+
+t.test('renewed when half is used; refused below the floor with none to be had; room again once it can be had', async (t) => {
+  const file = join(tempDataDir(), 'f');
+  writeFileSync(file, Buffer.alloc(4096));
+  const lines: string[] = [];
+  const r = standIn();
+  const room = new Headroom(file, opts, r.reserve, (l) => lines.push(l));
+  await room.start();
+  t.teardown(() => room.stop());
+  t.same(r.calls, [{ offset: 4096, length: 4 * MiB }], 'the first reservation: `ahead` past the end');
+  t.equal(room.room, true);
+
+  // (the store says it wrote: the file is read at the next check only then)
+  const write = (bytes: number) => { appendFileSync(file, Buffer.alloc(bytes)); room.wrote = true; };
+  await room.check(500);
+  write(MiB); // (3 MiB of the 4 left: more than half)
+  await room.check(1_000);
+  t.equal(r.calls.length, 1, 'not renewed while more than half is left');
+
+  write(MiB + 4096); // (under 2 MiB left)
+  r.answer('full');
+  await room.check(2_000);
+  t.ok(r.calls.length > 1, 'renewal asked for');
+  t.equal(room.room, true, 'the disk full, but more than the floor is still reserved: writes go on');
+
+  write(MiB); // (under the floor)
+  const asked = r.calls.length;
+  await room.check(2_100);
+  t.equal(r.calls.length, asked, 'a full disk is not asked again before retryMs');
+  t.equal(room.room, false, 'below the floor, none to be had: writes refused');
+  t.match(lines.join('\n'), /store: the disk is full/);
+
+  r.answer('ok');
+  await room.check(3_000);
+  t.equal(room.room, true, 'the room reserved again: writes resume');
+  const reads = r.calls.length;
+  appendFileSync(file, Buffer.alloc(3 * MiB)); // (not through the store)
+  await room.check(10_000);
+  t.equal(r.calls.length, reads, 'nothing written through the store since: the file is not even read');
+  t.match(lines.at(-1), /store: room again/);
+  t.equal(r.calls.at(-1)!.offset, 4096 + 3 * MiB + 4096, 'from the file\'s end as it is now');
+});
+
+t.test('a filesystem that cannot reserve: unguarded, writes never refused, said once', async (t) => {
+  const file = join(tempDataDir(), 'f');
+  writeFileSync(file, Buffer.alloc(4096));
+  const lines: string[] = [];
+  const r = standIn();
+  r.answer('unsupported');
+  const room = new Headroom(file, opts, r.reserve, (l) => lines.push(l));
+  await room.start();
+  t.teardown(() => room.stop());
+  appendFileSync(file, Buffer.alloc(8 * MiB));
+  await room.check(10_000);
+  t.equal(room.guarded, false);
+  t.equal(room.room, true);
+  t.equal(r.calls.length, 1, 'not asked again');
+  t.equal(lines.length, 1);
+  t.match(lines[0], /Operation not supported.*goes unguarded/);
+});
+
+t.test('with no room, the store refuses writes before LMDB; a transaction let in runs whole; the ledger refuses its batch', async (t) => {
+  const store = await openStore(tempDataDir());
+  t.teardown(() => store.close());
+  await store.keys.put('before', 1);
+  store.headroom.room = false;
+  await t.rejects(store.keys.put('a', 1), NoRoomError, 'an asynchronous put: rejected');
+  await t.rejects(store.keys.remove('before'), NoRoomError, 'a remove: rejected');
+  t.throws(() => store.root.transactionSync(() => store.keys.put('b', 1)), NoRoomError, 'a synchronous transaction: thrown');
+  await t.rejects(store.root.childTransaction(() => { void store.keys.put('c', 1); }), NoRoomError, 'an asynchronous one: rejected');
+  t.equal(store.keys.get('a'), undefined);
+  t.equal(store.keys.get('b'), undefined);
+  t.equal(store.keys.get('before'), 1, 'nothing removed');
+
+  // A transaction that began with room runs whole, though the room goes while it runs.
+  store.headroom.room = true;
+  store.root.transactionSync(() => {
+    void store.keys.put('d', 1);
+    store.headroom.room = false;
+    void store.keys.put('e', 1);
+  });
+  t.equal(store.keys.get('d'), 1);
+  t.equal(store.keys.get('e'), 1);
+
+  // The ledger: the batch refused, its balance change undone, /health failing; room again, it commits.
+  store.headroom.room = true;
+  const workspaces = new Workspaces(store);
+  const ws = await workspaces.create('acme', null);
+  for (const mainThreadCommit of [true, false]) {
+    const ledger = new Ledger(store, workspaces, 0, mainThreadCommit);
+    const row = (id: string) => ledgerRow({ id, kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions', delta_nano: -1000 });
+    store.headroom.room = false;
+    const balance = ws.balance_nano;
+    ledger.append(row(`req_refused_${mainThreadCommit}`), ws);
+    await t.rejects(ledger.committed(), NoRoomError, `the batch refused (${mainThreadCommit ? 'main-thread' : 'writer-thread'} commit)`);
+    t.equal(ws.balance_nano, balance, 'its balance change undone');
+    t.equal(ledger.failing, true, '/health says failing');
+    t.equal(store.ledger.get(`req_refused_${mainThreadCommit}`), undefined);
+    store.headroom.room = true;
+    ledger.append(row(`req_stored_${mainThreadCommit}`), ws);
+    await ledger.committed();
+    t.equal(ws.balance_nano, balance - 1000);
+    t.ok(store.ledger.get(`req_stored_${mainThreadCommit}`), 'room again: stored');
+  }
+});
