@@ -20,12 +20,12 @@
 // 16 MiB is some hundred times what this gateway writes in 25 ms at full load with 1 MiB
 // cache entries, and LMDB reuses its freed pages before it grows the file.
 //
-// Node has no fallocate binding, so util-linux's fallocate(1) makes the call: a child
-// process (spawned by libuv, off the event loop) a few times per 32 MiB the file grows. Where
-// it is missing or the filesystem does not support it (some network filesystems), the store
-// goes unguarded, as before, with one line in the log. On a copy-on-write filesystem (btrfs,
+// Node has no fallocate binding, so util-linux's fallocate(1) makes the call, run by one shell
+// the store starts with (Fallocator: a spawn per call would stall the event loop), a few times
+// per 32 MiB the file grows. Where it is missing or the filesystem does not support it (some
+// network filesystems), the store goes unguarded, as before, with one line in the log. On a copy-on-write filesystem (btrfs,
 // ZFS) a page overwritten inside the file needs new blocks too, which no reservation holds.
-import { execFile } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { stat, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
@@ -43,13 +43,88 @@ export class NoRoomError extends Error {
 /** Reserves `length` bytes of disk past `offset` in `file`, its size unchanged: 'ok', 'full' (no space), or 'unsupported' (with why). */
 export type Reserve = (file: string, offset: number, length: number) => Promise<{ result: 'ok' | 'full' | 'unsupported'; why?: string }>;
 
-export const fallocate: Reserve = (file, offset, length) => new Promise((resolve) => {
-  execFile('fallocate', ['--keep-size', '--offset', String(offset), '--length', String(length), file], { timeout: 10_000 }, (err, _out, stderr) => {
-    if (!err) resolve({ result: 'ok' });
-    else if (/no space left/i.test(stderr)) resolve({ result: 'full' });
-    else resolve({ result: 'unsupported', why: (stderr.trim() || err.message).slice(0, 300) });
-  });
-});
+/**
+ * fallocate(1), run by one shell spawned once (at start) and fed a line per reservation: a
+ * child process spawned per reservation would fork this whole process each time, which stalls
+ * the event loop while its page tables are copied (7 ms here, 26 ms with a 1 GiB heap). The
+ * shell's own forks of fallocate are of a small process. One reservation at a time.
+ */
+export class Fallocator {
+  private readonly shell: ChildProcess;
+  private out = '';
+  /** What fallocate said before its exit code's line. */
+  private said = '';
+  private waiting: Array<(code: number, said: string) => void> = [];
+  private dead: string | null = null;
+  private last: Promise<unknown> = Promise.resolve();
+
+  /** `env`: the shell's environment (where it finds fallocate); this process's by default. */
+  constructor(env: NodeJS.ProcessEnv = process.env) {
+    // (a line in: offset, length, file; out: what fallocate said, if anything, then `=` and its exit code on a line of its own)
+    const script = 'while read -r off len file; do out=$(fallocate --keep-size --offset "$off" --length "$len" -- "$file" 2>&1); rc=$?; [ -n "$out" ] && printf "%s\\n" "$out"; printf "=%s\\n" "$rc"; done';
+    this.shell = spawn('/bin/sh', ['-c', script], { stdio: ['pipe', 'pipe', 'ignore'], env });
+    this.shell.on('error', (err) => this.end(`sh: ${err.message}`));
+    this.shell.on('exit', () => this.end('the shell running fallocate exited'));
+    this.shell.stdin!.on('error', () => { /* (the shell gone: 'exit' says so) */ });
+    this.shell.stdout!.setEncoding('utf8');
+    this.shell.stdout!.on('data', (chunk: string) => {
+      this.out += chunk;
+      let nl: number;
+      while ((nl = this.out.indexOf('\n')) >= 0) {
+        const line = this.out.slice(0, nl);
+        this.out = this.out.slice(nl + 1);
+        const rc = /^=(\d+)$/.exec(line);
+        if (!rc) { this.said += `${line} `; continue; }
+        const said = this.said.trim();
+        this.said = '';
+        this.waiting.shift()?.(Number(rc[1]), said);
+      }
+      if (!this.waiting.length) this.hold(false);
+    });
+    // (it keeps the process alive only while a reservation is asked: the store's close ends it, and a killed gateway's shell reads the end of its input)
+    this.shell.unref();
+    (this.shell.stdin as unknown as { unref?: () => void }).unref?.();
+    this.hold(false);
+  }
+
+  private hold(on: boolean): void {
+    const out = this.shell.stdout as unknown as { ref?: () => void; unref?: () => void };
+    if (on) out.ref?.();
+    else out.unref?.();
+  }
+
+  readonly reserve: Reserve = (file, offset, length) => {
+    const next = this.last.then(() => this.ask(file, offset, length));
+    this.last = next;
+    return next;
+  };
+
+  private ask(file: string, offset: number, length: number): Promise<Awaited<ReturnType<Reserve>>> {
+    if (this.dead) return Promise.resolve({ result: 'unsupported', why: this.dead });
+    if (/[\r\n]/.test(file)) return Promise.resolve({ result: 'unsupported', why: 'a line break in the store\'s path' });
+    return new Promise((resolve) => {
+      this.waiting.push((code, said) => {
+        if (code === 0) resolve({ result: 'ok' });
+        else if (/no space left/i.test(said)) resolve({ result: 'full' });
+        else resolve({ result: 'unsupported', why: (said || `fallocate exited ${code}`).slice(0, 300) });
+      });
+      this.hold(true);
+      this.shell.stdin!.write(`${offset} ${length} ${file}\n`);
+    });
+  }
+
+  private end(why: string): void {
+    this.dead ??= why;
+    for (const answer of this.waiting.splice(0)) answer(-1, why);
+    this.hold(false);
+  }
+
+  close(): void {
+    this.dead ??= 'closed';
+    this.shell.stdin!.end();
+    this.shell.kill();
+  }
+}
 
 export interface HeadroomOptions {
   /** Below this much reserved room, with none to be had, writes are refused (at most a 16th of the disk). */
@@ -85,13 +160,22 @@ export class Headroom {
   private ahead: number;
 
   constructor(readonly file: string, private readonly opts: HeadroomOptions = HEADROOM_DEFAULTS,
-    private readonly reserve: Reserve = fallocate, private readonly log: (line: string) => void = (l) => console.error(l)) {
+    private readonly given: Reserve | null = null, private readonly log: (line: string) => void = (l) => console.error(l)) {
     this.floor = opts.floor;
     this.ahead = opts.ahead;
   }
 
+  /** fallocate(1)'s shell, when no other way to reserve was given. */
+  private fallocator: Fallocator | null = null;
+  private reserve: Reserve = async () => ({ result: 'unsupported', why: 'not started' });
+
   /** The first reservation (before the store serves), then a check every `everyMs`. */
   async start(): Promise<void> {
+    if (this.given) this.reserve = this.given;
+    else {
+      this.fallocator = new Fallocator();
+      this.reserve = this.fallocator.reserve;
+    }
     // (on a small disk, a share of it: 64 MiB held on a 100 MiB volume would be most of it)
     const disk = await statfs(dirname(this.file));
     const total = Number(disk.blocks) * Number(disk.bsize);
@@ -105,6 +189,8 @@ export class Headroom {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.fallocator?.close();
+    this.fallocator = null;
   }
 
   /** Reads the file's size, renews the reservation when half of it is used, and sets `room`. */

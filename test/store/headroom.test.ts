@@ -126,3 +126,33 @@ t.test('with no room, the store refuses writes before LMDB; a transaction let in
     t.ok(store.ledger.get(`req_stored_${mainThreadCommit}`), 'room again: stored');
   }
 });
+
+t.test('fallocate(1) through its shell: room reserved past the end, the size unchanged; a failure says why; no fallocate: unsupported', async (t) => {
+  const { Fallocator } = await import('../../src/store/headroom.js');
+  const { mkdirSync, statSync, symlinkSync } = await import('node:fs');
+  const dir = tempDataDir();
+  const file = join(dir, 'a file');
+  writeFileSync(file, Buffer.alloc(4096));
+  const fa = new Fallocator();
+  t.teardown(() => fa.close());
+  const answers = await Promise.all([fa.reserve(file, 4096, 4 * MiB), fa.reserve(file, 4096 + 4 * MiB, 4 * MiB)]);
+  t.same(answers, [{ result: 'ok' }, { result: 'ok' }], 'two asked at once: both answered, in turn');
+  t.equal(statSync(file).size, 4096, 'the size unchanged');
+  t.ok(statSync(file).blocks * 512 >= 8 * MiB + 4096, `the blocks reserved (${statSync(file).blocks * 512})`);
+  const missing = await fa.reserve(join(dir, 'none', 'x'), 0, MiB);
+  t.equal(missing.result, 'unsupported');
+  t.match(missing.why, /No such file/);
+
+  // A shell that finds no fallocate (PATH without it): unsupported, saying so.
+  const bin = join(dir, 'bin');
+  mkdirSync(bin);
+  symlinkSync('/bin/sh', join(bin, 'sh'));
+  const none = new Fallocator({ PATH: bin });
+  t.teardown(() => none.close());
+  const answer = await none.reserve(file, 0, MiB);
+  t.equal(answer.result, 'unsupported');
+  t.match(answer.why, /fallocate.*not found/);
+
+  fa.close();
+  t.same(await fa.reserve(file, 0, MiB), { result: 'unsupported', why: 'closed' }, 'closed: unsupported');
+});
