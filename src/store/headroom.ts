@@ -126,6 +126,12 @@ export class Fallocator {
   }
 }
 
+/** The disk's space for unprivileged writers, and its size, in bytes. */
+async function diskSpace(dir: string): Promise<{ free: number; total: number }> {
+  const fs = await statfs(dir);
+  return { free: Number(fs.bavail) * Number(fs.bsize), total: Number(fs.blocks) * Number(fs.bsize) };
+}
+
 export interface HeadroomOptions {
   /** Below this much reserved room, with none to be had, writes are refused (at most a 16th of the disk). */
   floor: number;
@@ -160,7 +166,8 @@ export class Headroom {
   private ahead: number;
 
   constructor(readonly file: string, private readonly opts: HeadroomOptions = HEADROOM_DEFAULTS,
-    private readonly given: Reserve | null = null, private readonly log: (line: string) => void = (l) => console.error(l)) {
+    private readonly given: Reserve | null = null, private readonly log: (line: string) => void = (l) => console.error(l),
+    private readonly disk: (dir: string) => Promise<{ free: number; total: number }> = diskSpace) {
     this.floor = opts.floor;
     this.ahead = opts.ahead;
   }
@@ -177,8 +184,7 @@ export class Headroom {
       this.reserve = this.fallocator.reserve;
     }
     // (on a small disk, a share of it: 64 MiB held on a 100 MiB volume would be most of it)
-    const disk = await statfs(dirname(this.file));
-    const total = Number(disk.blocks) * Number(disk.bsize);
+    const { total } = await this.disk(dirname(this.file));
     this.floor = Math.max(MiB, Math.min(this.opts.floor, Math.floor(total / 16 / MiB) * MiB));
     this.ahead = Math.max(2 * MiB, Math.min(this.opts.ahead, Math.floor(total / 4 / MiB) * MiB));
     await this.check();
@@ -217,15 +223,19 @@ export class Headroom {
 
   private async renew(now: number): Promise<void> {
     const from = this.size;
-    const fs = await statfs(dirname(this.file));
-    // What a reservation could get: the disk's free space, less 1 MiB so as not to take the
-    // last of it, and the blocks already allocated past the end (reserving those again needs
-    // no space). Only fallocate's answer says what was reserved; this only sizes the ask.
-    const free = Number(fs.bavail) * Number(fs.bsize) + Math.max(0, this.allocated - from);
-    let length = Math.min(this.ahead, Math.floor((free - MiB) / MiB) * MiB);
-    while (length >= MiB) {
+    /** Reserved up to here already: only an ask that reaches past it gains anything. */
+    const held = Math.max(from, this.end);
+    const disk = await this.disk(dirname(this.file));
+    // What a reservation could reach: the disk's free space, less 1 MiB so as not to take the
+    // last of it, plus blocks already allocated past what is held (an earlier run's
+    // reservation: asking for those again needs no space). Only fallocate's answer says what
+    // was reserved; this only sizes the ask.
+    const free = disk.free + Math.max(0, this.allocated - held);
+    let length = Math.min(this.ahead, Math.floor((held - from + free - MiB) / MiB) * MiB);
+    // (an ask within what is held would succeed and gain nothing: on a full disk, asked again at every check)
+    while (length >= MiB && from + length > held) {
       const { result, why } = await this.reserve(this.file, from, length);
-      if (result === 'ok') { this.end = Math.max(this.end, from + length); return; }
+      if (result === 'ok') { this.end = from + length; return; }
       if (result === 'unsupported') {
         this.guarded = false;
         this.log(`store: no room can be reserved for the store's file (${why ?? 'fallocate failed'}); it goes unguarded, and lmdb-js may abort the process if the disk fills (README: a full disk)`);

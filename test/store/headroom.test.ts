@@ -86,6 +86,7 @@ t.test('with no room, the store refuses writes before LMDB; a transaction let in
   const store = await openStore(tempDataDir());
   t.teardown(() => store.close());
   await store.keys.put('before', 1);
+  store.headroom.stop(); // (its checks would set the room back from what the disk says)
   store.headroom.room = false;
   await t.rejects(store.keys.put('a', 1), NoRoomError, 'an asynchronous put: rejected');
   await t.rejects(store.keys.remove('before'), NoRoomError, 'a remove: rejected');
@@ -155,4 +156,30 @@ t.test('fallocate(1) through its shell: room reserved past the end, the size unc
 
   fa.close();
   t.same(await fa.reserve(file, 0, MiB), { result: 'unsupported', why: 'closed' }, 'closed: unsupported');
+});
+
+t.test('a full disk while some of the room is still held: not asked again at every check (found spawning 40 fallocates a second)', async (t) => {
+  const { Fallocator } = await import('../../src/store/headroom.js');
+  const file = join(tempDataDir(), 'f');
+  writeFileSync(file, Buffer.alloc(4096));
+  const fa = new Fallocator();
+  t.teardown(() => fa.close());
+  let asks = 0;
+  const reserve: Reserve = (f, o, l) => { asks++; return fa.reserve(f, o, l); };
+  let free = 1024 * MiB;
+  const room = new Headroom(file, { floor: 4 * MiB, ahead: 8 * MiB, everyMs: 1_000_000, retryMs: 500 }, reserve, () => {}, async () => ({ free, total: 1024 * MiB }));
+  await room.start();
+  t.teardown(() => room.stop());
+  t.equal(asks, 1, 'the first reservation (real blocks, 8 MiB)');
+  free = 0; // (the disk full now: what fallocate reserved before is all there is)
+  appendFileSync(file, Buffer.alloc(5 * MiB)); // (3 MiB left: under the floor)
+  room.wrote = true;
+  await room.check(1_000);
+  t.equal(room.room, false, 'under the floor, none to be had: refused');
+  for (let at = 1_025; at < 1_500; at += 25) { room.wrote = true; await room.check(at); }
+  t.equal(asks, 1, 'nothing asked that could only land within what is held, at this check or the next ones');
+  free = 1024 * MiB;
+  await room.check(1_500);
+  t.equal(room.room, true, 'room on the disk again: reserved, writes resume');
+  t.equal(asks, 2);
 });
