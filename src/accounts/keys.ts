@@ -7,7 +7,7 @@ import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
-import { readableRange, type Store } from '../store/lmdb.js';
+import { readableRange, tryGet, type Store } from '../store/lmdb.js';
 import { MECHANISMS } from '../wire/savings.js';
 import { childLimits } from './key-limits.js';
 
@@ -317,7 +317,15 @@ export class KeyRing {
   async revoke(id: string): Promise<KeyRecord> {
     const record = this.byId.get(id);
     if (!record || (record.kind !== 'minted' && record.kind !== 'registered')) throw new GatewayError(Errors.notFound, `No revocable key with id ${id}.`, 'id');
-    if (record.revoked_at !== null) return record;
+    if (record.revoked_at !== null) {
+      // Revoked here already. One whose write failed (a full disk: the 500 the caller saw) is
+      // written now, with any of its family's, so a retry's 200 means it is stored and a
+      // restart does not bring the key back. (It stayed revoked in memory meanwhile.)
+      const unsaved = [record, ...this.descendants(id)].filter((k) => k.revoked_at !== null
+        && (tryGet(this.store.keys, k.id) as { revoked_at?: unknown } | undefined)?.revoked_at == null);
+      await Promise.all(unsaved.map((k) => this.store.keys.put(k.id, k)));
+      return record;
+    }
     const now = Date.now();
     const revoked = { ...record, revoked_at: now };
     const family = [record, ...this.descendants(id)].filter((k) => k.revoked_at === null).map((k) => (k === record ? revoked : { ...k, revoked_at: now }));

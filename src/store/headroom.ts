@@ -62,7 +62,8 @@ export class Fallocator {
   constructor(env: NodeJS.ProcessEnv = process.env) {
     // (a line in: offset, length, file; out: what fallocate said, if anything, then `=` and its exit code on a line of its own)
     const script = 'while read -r off len file; do out=$(fallocate --keep-size --offset "$off" --length "$len" -- "$file" 2>&1); rc=$?; [ -n "$out" ] && printf "%s\\n" "$out"; printf "=%s\\n" "$rc"; done';
-    this.shell = spawn('/bin/sh', ['-c', script], { stdio: ['pipe', 'pipe', 'ignore'], env });
+    // (LC_ALL=C: a full disk is told by fallocate's English message, whatever the locale)
+    this.shell = spawn('/bin/sh', ['-c', script], { stdio: ['pipe', 'pipe', 'ignore'], env: { ...env, LC_ALL: 'C' } });
     this.shell.on('error', (err) => this.end(`sh: ${err.message}`));
     this.shell.on('exit', () => this.end('the shell running fallocate exited'));
     this.shell.stdin!.on('error', () => { /* (the shell gone: 'exit' says so) */ });
@@ -119,6 +120,11 @@ export class Fallocator {
     this.hold(false);
   }
 
+  /** The shell is gone (it could not start, or exited): a new Fallocator is needed. */
+  get gone(): boolean {
+    return this.dead !== null;
+  }
+
   close(): void {
     this.dead ??= 'closed';
     this.shell.stdin!.end();
@@ -158,6 +164,8 @@ export class Headroom {
   /** The file's allocated blocks, in bytes (those past its end: a reservation, maybe an earlier run's). */
   private allocated = 0;
   private checking = false;
+  private stopped = false;
+  private failedReserve = false;
   private failedCheck = false;
   private nextTry = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -185,8 +193,10 @@ export class Headroom {
     }
     // (on a small disk, a share of it: 64 MiB held on a 100 MiB volume would be most of it)
     const { total } = await this.disk(dirname(this.file));
-    this.floor = Math.max(MiB, Math.min(this.opts.floor, Math.floor(total / 16 / MiB) * MiB));
-    this.ahead = Math.max(2 * MiB, Math.min(this.opts.ahead, Math.floor(total / 4 / MiB) * MiB));
+    // (never under 4 MiB, the opts' own floor permitting: one commit of large cache entries, or
+    // one spill of LMDB's dirty pages, can be a few MiB, and must fit in what is left)
+    this.floor = Math.min(this.opts.floor, Math.max(4 * MiB, Math.floor(total / 16 / MiB) * MiB));
+    this.ahead = Math.max(2 * this.floor, Math.min(this.opts.ahead, Math.floor(total / 4 / MiB) * MiB));
     await this.check();
     this.timer = setInterval(() => void this.check(), this.opts.everyMs);
     this.timer.unref();
@@ -197,11 +207,12 @@ export class Headroom {
     this.timer = null;
     this.fallocator?.close();
     this.fallocator = null;
+    this.stopped = true;
   }
 
   /** Reads the file's size, renews the reservation when half of it is used, and sets `room`. */
   async check(now = Date.now()): Promise<void> {
-    if (this.checking || !this.guarded) return;
+    if (this.checking || !this.guarded || this.stopped) return;
     // (nothing written since the last read, and nothing to retry: the file has not grown)
     if (!this.wrote && this.room && this.end - this.size >= this.ahead / 2) return;
     this.wrote = false;
@@ -211,7 +222,8 @@ export class Headroom {
       this.size = st.size;
       this.allocated = st.blocks * 512;
       if (this.end - this.size < this.ahead / 2 && now >= this.nextTry) await this.renew(now);
-      this.set(!this.guarded || this.end - this.size >= this.floor);
+      // (a check that was under way when the store closed says nothing after)
+      if (!this.stopped) this.set(!this.guarded || this.end - this.size >= this.floor);
     } catch (err) {
       // (the file gone: the store is closing; anything else is said once, and the room stays as it was)
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && !this.failedCheck) this.log(`store: the room check failed: ${String(err)}`);
@@ -235,11 +247,23 @@ export class Headroom {
     // (an ask within what is held would succeed and gain nothing: on a full disk, asked again at every check)
     while (length >= MiB && from + length > held) {
       const { result, why } = await this.reserve(this.file, from, length);
-      if (result === 'ok') { this.end = from + length; return; }
+      if (result === 'ok') { this.end = from + length; this.failedReserve = false; return; }
       if (result === 'unsupported') {
-        this.guarded = false;
-        this.log(`store: no room can be reserved for the store's file (${why ?? 'fallocate failed'}); it goes unguarded, and lmdb-js may abort the process if the disk fills (README: a full disk)`);
-        return;
+        if (/not supported|not found|ENOENT/i.test(why ?? '')) {
+          this.guarded = false;
+          this.log(`store: no room can be reserved for the store's file (${why ?? 'fallocate failed'}); it goes unguarded, and lmdb-js may abort the process if the disk fills (README: a full disk)`);
+          return;
+        }
+        // Anything else may pass (too many open files, the shell killed): tried again after
+        // retryMs, with a new shell if it is gone, the store still guarded meanwhile.
+        if (!this.failedReserve) this.log(`store: reserving room for the store's file failed (${why ?? 'fallocate failed'}); trying again`);
+        this.failedReserve = true;
+        if (this.fallocator?.gone) {
+          this.fallocator.close();
+          this.fallocator = new Fallocator();
+          this.reserve = this.fallocator.reserve;
+        }
+        break;
       }
       length = Math.floor(length / 2 / MiB) * MiB; // (another writer took some of what statfs saw)
     }

@@ -183,3 +183,24 @@ t.test('a full disk while some of the room is still held: not asked again at eve
   t.equal(room.room, true, 'room on the disk again: reserved, writes resume');
   t.equal(asks, 2);
 });
+
+t.test('a key revoked while the disk is full: the 500 is retried, and the retry\'s 200 means it is stored (it was answered 200 unstored, and came back after a restart)', async (t) => {
+  const { KeyRing } = await import('../../src/accounts/keys.js');
+  const dataDir = tempDataDir();
+  let store = await openStore(dataDir);
+  const { ring } = await KeyRing.open(store, { dataDir, masterKey: 'sk-test-master-key-0000000000000', operatorKeys: [] });
+  const minted = await ring.mint({ name: 'k' });
+  const child = await ring.mint({ name: 'child', createdBy: minted.record.id });
+  store.headroom.stop();
+  store.headroom.room = false;
+  await t.rejects(ring.revoke(minted.record.id), NoRoomError, 'the write refused: a 500');
+  t.not(ring.get(minted.record.id)!.revoked_at, null, 'revoked in memory all the same: it stops working now');
+  store.headroom.room = true;
+  await ring.revoke(minted.record.id);
+  await store.close();
+  store = await openStore(dataDir);
+  t.teardown(() => store.close());
+  const { ring: again } = await KeyRing.open(store, { dataDir, masterKey: 'sk-test-master-key-0000000000000', operatorKeys: [] });
+  t.not(again.get(minted.record.id)?.revoked_at ?? null, null, 'after a restart: revoked');
+  t.not(again.get(child.record.id)?.revoked_at ?? null, null, 'and the key it minted too');
+});
