@@ -41,7 +41,8 @@ export async function gatewayOn(t: Test, mountPoint: string, name: string, fsync
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
   const env = { OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' };
   const gw = await startGateway(env, dataDir, { models: [testModel('m'), testModel('long-20000')], ledger: { fsync } });
-  t.teardown(() => kill(gw));
+  // (waited for: a process's deleted files free their space only when it is gone, and the next test counts the disk's free space)
+  t.teardown(async () => { kill(gw); await gone(gw); });
   const { call, tenant } = http(gw);
   const { ws, key } = await tenant(gw.masterKey, 1000, undefined, ['inference', 'usage:read']);
   return { gw, env, dataDir, call, ws, key };
@@ -61,7 +62,7 @@ export async function checkAfterKill(t: Test, gw: Gateway, env: Record<string, s
   kill(gw);
   await gone(gw);
   const next = await startGateway(env, dataDir);
-  t.teardown(() => kill(next));
+  t.teardown(async () => { kill(next); await gone(next); });
   let found = 0;
   for (const id of acknowledged) if ((await http(next).call(`/v1/requests/${id}`, next.masterKey)).status === 200) found++;
   t.equal(found, acknowledged.length, `every acknowledged request's row is there (${found} of ${acknowledged.length})`);
