@@ -24,9 +24,16 @@ export function accessLine(r: LedgerRow): string {
     + `"cost_usd":${r.cost_usd},"charge_usd":${r.charge_usd},"saved_usd":${r.saved_usd},"ttfb_ms":${r.ttfb_ms ?? 'null'},"total_ms":${r.total_ms},"overhead_ms":${r.overhead_ms}}\n`;
 }
 
+/** Lines are encoded into chunks of this size as their rows are written (a line is far shorter: see `add`). */
+const CHUNK = 64 * 1024;
+
 export class AccessLog {
-  private readonly dest: ReturnType<typeof pino.destination>;
-  private queue: LedgerRow[] = [];
+  /** pino's destination (sonic-boom) in buffer mode, whose `write` takes bytes (its type says a string). */
+  private readonly dest: Omit<ReturnType<typeof pino.destination>, 'write'> & { write(bytes: Buffer): boolean };
+  /** Lines encoded since the last hand-off: bytes [sent, used) of `chunk` are not yet given to the destination. */
+  private chunk = Buffer.allocUnsafe(CHUNK);
+  private used = 0;
+  private sent = 0;
   private timer: NodeJS.Timeout | null = null;
 
   /**
@@ -37,37 +44,46 @@ export class AccessLog {
    * lines (a line is shorter: its longest text, the error, is cut at 500 characters).
    */
   constructor(destination: string, private readonly shared = false) {
-    this.dest = pino.destination({ dest: destination === 'stdout' ? 1 : destination, sync: false, mkdir: true, ...(shared && destination === 'stdout' ? { maxWrite: PIPE_BUF } : {}) });
+    this.dest = pino.destination({ dest: destination === 'stdout' ? 1 : destination, sync: false, mkdir: true, contentMode: 'buffer',
+      ...(shared && destination === 'stdout' ? { maxWrite: PIPE_BUF } : {}) }) as unknown as AccessLog['dest'];
   }
 
+  /**
+   * The row's line, encoded now into the current chunk, so nothing of the row is kept until
+   * the write. (Queuing the rows and building one string per batch, as before, kept every row
+   * of the last 50 ms alive through the young generation's collections and flattened a
+   * string of hundreds of KB per batch: 8.8 µs per request under load, measured in the
+   * gateway, against the line's 0.8 µs alone.)
+   */
   add(row: LedgerRow): void {
     if (row.kind !== 'request') return;
-    this.queue.push(row);
+    const line = accessLine(row);
+    // (UTF-8 takes at most 3 bytes per UTF-16 unit; a line's text is bounded, far below a chunk)
+    if (this.used + line.length * 3 > CHUNK) this.newChunk();
+    const start = this.used;
+    this.used += this.chunk.write(line, start);
+    // Shared stdout: pieces of whole lines of at most PIPE_BUF bytes (sonic-boom writes each
+    // piece in one write, or pieces that fit in maxWrite together).
+    if (this.shared && this.used - this.sent > PIPE_BUF && start > this.sent) this.handOff(start);
     this.timer ??= setTimeout(this.drain, 50);
+  }
+
+  /** Gives the destination the bytes up to `end` (it keeps the slice until written: bytes handed off are never written over). */
+  private handOff(end: number): void {
+    if (end > this.sent) this.dest.write(this.chunk.subarray(this.sent, end));
+    this.sent = end;
+  }
+
+  private newChunk(): void {
+    this.handOff(this.used);
+    this.chunk = Buffer.allocUnsafe(CHUNK);
+    this.used = 0;
+    this.sent = 0;
   }
 
   private readonly drain = (): void => {
     this.timer = null;
-    const rows = this.queue;
-    this.queue = [];
-    if (this.shared) {
-      // Pieces of whole lines, each at most PIPE_BUF bytes (sonic-boom writes each as one
-      // write, or joins pieces that fit in maxWrite together).
-      let piece = '';
-      let bytes = 0;
-      for (const r of rows) {
-        const line = accessLine(r);
-        const n = Buffer.byteLength(line);
-        if (bytes + n > PIPE_BUF && bytes > 0) { this.dest.write(piece); piece = ''; bytes = 0; }
-        piece += line;
-        bytes += n;
-      }
-      if (bytes) this.dest.write(piece);
-      return;
-    }
-    let batch = '';
-    for (const r of rows) batch += accessLine(r);
-    this.dest.write(batch);
+    this.handOff(this.used);
   };
 
   /** Writes what is queued and flushes the destination (at shutdown). */
