@@ -1,8 +1,8 @@
 // Processes for the benches: the fake upstream, the bare passthrough and Sluice itself,
 // each its own process on 127.0.0.1, started and stopped by PID.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -71,4 +71,25 @@ export function rssMiB(pid: number): number {
 export function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * Pins the proxies under measurement (every thread of each) to the last core, and this
+ * process (the load generator) and the fake upstream to the others, with taskset(1). A
+ * proxy's CPU per request then depends on its own work alone: sharing all cores with the
+ * load generator, it varied ±15% between rounds here, as the generator's share decided how
+ * many requests each of the proxy's event-loop turns took. False (nothing pinned) with one
+ * core or without taskset.
+ */
+export function pinProxies(proxies: readonly number[], others: readonly number[]): boolean {
+  const cores = availableParallelism();
+  if (cores < 2) return false;
+  try {
+    const rest = `0-${cores - 2}`;
+    for (const pid of [process.pid, ...others]) execFileSync('taskset', ['-a', '-p', '-c', rest, String(pid)], { stdio: 'ignore' });
+    for (const pid of proxies) execFileSync('taskset', ['-a', '-p', '-c', String(cores - 1), String(pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -43,7 +43,10 @@ async function main() {
     // warm both paths (JIT, keep-alive pools)
     await load(upstreamPort, false, { duration: 1 });
     await load(barePort, false, { duration: 1 });
-    await load(gw.port, false, { duration: 2 });
+    // (Sluice's JIT goes on compiling for ~6 s of load: every path it is measured on, warmed first)
+    await load(gw.port, false, { duration: 3 });
+    await load(gw.port, false, { duration: 2, key: limitedKey });
+    await load(gw.port, true, { duration: 2, body: BODY(true) });
     let nonStream: { direct: Measured; bare: Measured; sluice: Measured } | null = null;
     for (const stream of [false, true]) {
       const kind = stream ? 'stream' : 'non-stream';
