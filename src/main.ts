@@ -230,7 +230,7 @@ async function main(): Promise<void> {
   };
   sweeper = setTimeout(sweep, 10_000);
   sweeper.unref();
-  const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, workspaces, limits, shared: cluster?.shared ?? null, health, router, adaptive, catchAll: adaptiveConfig.catch_all, judge, verify, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
+  const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, recording: () => store.headroom.room, workspaces, limits, shared: cluster?.shared ?? null, health, router, adaptive, catchAll: adaptiveConfig.catch_all, judge, verify, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings), flights: cluster?.flights ?? null } });
   // SLUICE_THREADS: the other event-loop threads (started once the port is bound, below).
   let threads: ThreadHost | null = null;

@@ -92,7 +92,7 @@ async function start(): Promise<void> {
     over.forward(ctx.client as Exchange, head, ctx.body, true);
   };
   chat = new ChatGateway({
-    catalog, keys: ring, responseIds: new ResponseIds(store), ledger: link, workspaces, limits: new Limits(store, false), shared: link,
+    catalog, keys: ring, responseIds: new ResponseIds(store), ledger: link, recording: () => store.headroom.room, workspaces, limits: new Limits(store, false), shared: link,
     health,
     router: { mediumFrom: config.router.medium_from, complexFrom: config.router.complex_from, simple: config.router.simple, medium: config.router.medium, complex: config.router.complex },
     adaptive: null, catchAll, judge: null, verify: null, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms,

@@ -61,12 +61,22 @@ const NOT_YET = null as unknown as ChatRequest;
  * pool's work, an upload spooled to disk): its keys' limits as they stand now, and some
  * credit in a metered workspace. Throws the refusal (429 or 402).
  */
-export function precheck(deps: Pick<ChatDeps, 'limits' | 'workspaces'>, key: KeyRecord, chain: readonly KeyRecord[]): void {
+export function precheck(deps: Pick<ChatDeps, 'limits' | 'workspaces' | 'recording'>, key: KeyRecord, chain: readonly KeyRecord[]): void {
+  mustRecord(deps);
   deps.limits.precheck(chain);
   const ws = deps.workspaces.get(key.workspace);
   if (ws?.metered && deps.workspaces.availableNano(ws) <= 0) {
     throw new GatewayError(Errors.insufficientCredits, 'Insufficient credits: the workspace has none available. Top up.');
   }
+}
+
+/**
+ * Throws the 503 a request gets while the ledger cannot record one (the disk has no room for
+ * the store): refused at once, before its provider is called, since its row could not be
+ * stored and the caller would get a 500 for an answer the provider was paid for.
+ */
+export function mustRecord(deps: Pick<ChatDeps, 'recording'>): void {
+  if (!deps.recording()) throw new GatewayError(Errors.storeUnavailable, "The gateway's disk is full, so it cannot record requests and takes none: nothing was sent upstream or charged. Retry shortly.").retryAfter(1000);
 }
 
 export class RequestContext implements SavingsContext {

@@ -23,6 +23,12 @@ export interface ChatDeps {
   responseIds: ResponseIds;
   /** The ledger (an event-loop thread: the main thread's, through server/threads.ts). */
   ledger: RowSink;
+  /**
+   * The ledger can record a request now: its disk has room for the store (store/headroom.ts).
+   * While it has none, requests are refused before anything is spent on them (the provider's
+   * tokens, the pool's work, a spooled upload): none of them could be recorded.
+   */
+  recording: () => boolean;
   workspaces: Workspaces;
   limits: Limits;
   /** Limits and credits kept elsewhere: cluster mode, in the shared Redis; an event-loop thread, by the main thread (null: here). */

@@ -55,14 +55,17 @@ export class Metrics {
   }
 
   /**
-   * A request whose row could not be committed (a full disk): it was answered a 500 (a stream:
-   * an error event) and charged nothing, so it counts as that, with none of its figures.
+   * A request whose row could not be committed (a full disk), charged nothing, so counted
+   * with none of its figures: an answer was turned into a 500 (a stream: an error event), and
+   * counts as that; a refusal or a failure was told as it was, and counts so.
    */
   notRecorded(row: LedgerRow): void {
     if (row.kind !== 'request') return;
-    const k = `${row.endpoint}\u0000500\u0000${row.cache}`;
+    const answered = row.status === 200;
+    const k = `${row.endpoint}\u0000${answered ? 500 : row.status}\u0000${row.cache}`;
     this.requests.set(k, (this.requests.get(k) ?? 0) + 1);
-    this.errors.set(LEDGER_FAILED, (this.errors.get(LEDGER_FAILED) ?? 0) + 1);
+    const kind = answered ? LEDGER_FAILED : row.error;
+    if (kind) this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);
   }
 
   /** One ledger row (requests only). */

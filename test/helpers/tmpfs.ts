@@ -40,12 +40,13 @@ export async function gatewayOn(t: Test, mountPoint: string, name: string, fsync
   mkdirSync(dataDir, { mode: 0o700 });
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
   const env = { OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' };
-  const gw = await startGateway(env, dataDir, { models: [testModel('m'), testModel('long-20000')], ledger: { fsync } });
+  // (drip-2500: a stream of six words 2.5 s apart, admitted before the disk fills and ending after)
+  const gw = await startGateway(env, dataDir, { models: [testModel('m'), testModel('long-20000'), testModel('drip-2500')], ledger: { fsync } });
   // (waited for: a process's deleted files free their space only when it is gone, and the next test counts the disk's free space)
   t.teardown(async () => { kill(gw); await gone(gw); });
   const { call, tenant } = http(gw);
   const { ws, key } = await tenant(gw.masterKey, 1000, undefined, ['inference', 'usage:read']);
-  return { gw, env, dataDir, call, ws, key };
+  return { gw, env, dataDir, call, ws, key, fake };
 }
 
 /**

@@ -1,7 +1,8 @@
 // The data dir's disk fills up under load: writes fail, and the gateway goes on serving.
 // A request whose ledger row cannot be committed is answered with an error (nothing is
-// acknowledged that is not stored); once space is freed it serves as before, and what it
-// acknowledged is there after a kill -9.
+// acknowledged that is not stored), and while the store has no room at all a request is
+// refused with a 503 before anything is spent on it (its provider is not called); once space
+// is freed it serves as before, and what it acknowledged is there after a kill -9.
 //
 // Needs a small filesystem of its own: a tmpfs, mounted here (root; CI runs as root).
 import { rmSync, writeFileSync } from 'node:fs';
@@ -17,7 +18,7 @@ const { mountPoint, mounted, free } = mountTmpfs('32m');
 // loop; with ledger.fsync, in a child transaction of lmdb-js's writer thread, one at a time,
 // sharing its commit with the caches' entries.
 for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsynced' : ''}: writes fail, the gateway answers and goes on; space freed, it serves again`, { skip: mounted ? false : 'mounting a tmpfs needs root' }, async (t) => {
-  const { gw, env, dataDir, call, ws, key } = await gatewayOn(t, mountPoint, `data-${fsync}`, fsync);
+  const { gw, env, dataDir, call, ws, key, fake } = await gatewayOn(t, mountPoint, `data-${fsync}`, fsync);
   // Cacheable (temperature 0) with ~120 KB answers: each stored in the exact cache, through
   // lmdb-js's asynchronous commits, besides its ledger row in the synchronous ones.
   const ask = (i: number) => call('/v1/chat/completions', key, { model: 'openai/long-20000', temperature: 0, messages: [{ role: 'user', content: `question ${i}` }] });
@@ -26,6 +27,11 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
 
   const filler = join(mountPoint, 'filler');
   writeFileSync(filler, Buffer.alloc(Math.max(0, free() - 2 * MiB)));
+  // Two streams admitted now, while the store still has its reserved room, whose rows come due
+  // ~15 s later, once the load below has used that room up.
+  const stream = (model: string, i: number) => call('/v1/chat/completions', key, { model, temperature: 0, stream: true, messages: [{ role: 'user', content: `stream ${i}` }] })
+    .catch((err: unknown) => ({ status: 0, text: String(err) } as Answer));
+  const drips = [stream('openai/drip-2500', 0), stream('openai/drip-2500', 1)];
 
   for (let i = 1; i <= 160 && gw.proc.exitCode === null && gw.proc.signalCode === null; i += 4) {
     answers.push(...await Promise.all([0, 1, 2, 3].map((j) => ask(i + j).catch((err: unknown) => ({ status: 0, text: String(err) } as Answer)))));
@@ -46,7 +52,11 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
   const failed = answers.filter((a) => a.status !== 200);
   t.ok(failed.length > 0, `requests whose rows could not be committed were refused (${failed.length} of ${answers.length})`);
   for (const a of failed.slice(0, 5)) t.ok(a.status >= 500 && a.json?.error?.message, `an error in OpenAI's envelope: ${a.status} ${a.text.slice(0, 200)}`);
-  t.match(gw.output(), /write\(s\) (lost to a failed commit|refused)/, 'the caches\' lost writes were logged');
+  // Admitted before the store ran out of room and refused at its commit (a 500), or refused at
+  // once with nothing spent on it (a 503: the store has no room to record it).
+  const refusedNow = (a: Answer) => a.status === 503 && a.json?.error?.code === 'store_unavailable' && /disk is full/.test(a.text);
+  t.ok(failed.every((a) => refusedNow(a) || (a.status === 500 && /could not record/.test(a.text))), `each one a 503 store_unavailable or a 500 not recorded (${[...new Set(failed.map((a) => a.status))].join(', ')})`);
+  t.ok(failed.some(refusedNow), 'once the store has no room, requests are refused at once');
   // While commits fail, /health says so with a 503 (a load balancer takes the replica out).
   // (with fsync, the rows share the writer's commit with the caches' entries, and fail with them)
   const probe = fsync ? ask : small;
@@ -58,27 +68,23 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
   t.equal(health.status, 503, '/health: 503 while the ledger cannot commit');
   t.equal(health.json?.ledger, 'failing');
 
-  // Streams and cache hits whose rows cannot be committed are not told they are complete
-  // either: a stream ends with an error event in place of its [DONE] (its headers are gone),
-  // a cache hit is a 500. Sent until one of each comes back so.
-  const stream = (i: number) => call('/v1/chat/completions', key, { model: 'openai/long-20000', temperature: 0, stream: true, messages: [{ role: 'user', content: `stream ${i}` }] })
-    .catch((err: unknown) => ({ status: 0, text: String(err) } as Answer));
-  const streams: Answer[] = [];
-  for (let i = 0; i < 100 && !streams.some((a) => !a.text.includes('[DONE]')); i++) streams.push(await stream(i));
-  const cut = streams.filter((a) => !a.text.includes('[DONE]'));
-  t.ok(cut.length > 0, `a stream whose row could not be committed (${cut.length} of ${streams.length})`);
-  for (const a of cut.slice(0, 3)) {
+  // The streams admitted before: their rows cannot be committed, and they are not told they
+  // are complete either: each ends with an error event in place of its [DONE] (its headers are gone).
+  const cut = await Promise.all(drips);
+  for (const a of cut) {
     t.equal(a.status, 200, 'its headers had gone out');
     t.match(a.text, /data: \{"error":\{"message":"The ledger could not record this request; it was not charged/, 'it ends with the error event');
+    t.notMatch(a.text, /\[DONE\]/, 'not with [DONE]');
     t.notMatch(a.text, /^: gateway /m, 'and without the closing figures');
   }
-  // (with fsync a hit's row commits with whatever else the writer's transaction holds, and a
-  // hit stores no entry: alone, its small commit can still find room; the accounting below holds either way)
-  const hits: Answer[] = [];
-  for (let i = 0; i < (fsync ? 5 : 100) && !hits.some((a) => a.status !== 200); i++) hits.push(await ask(0)); // (answered from the exact cache)
-  if (!fsync) t.ok(hits.some((a) => a.status === 500 && /could not record/.test(a.text)), `a cache hit whose row could not be committed is a 500 (${hits.map((a) => a.status).join(' ')})`);
-  for (const a of hits.filter((x) => x.status === 500)) t.equal(a.headers.get('x-gateway-cache'), 'exact', 'with the headers that say how it was served');
-  t.ok(hits.every((a) => (a.status === 200 && a.headers.get('x-gateway-cache') === 'exact') || (a.status === 500 && /could not record/.test(a.text))), 'each hit is a hit, or that 500');
+  // A stream and a cache hit now: refused before anything is spent on them (the stream's
+  // provider is not called, the hit is not looked up), with a 503 that says why.
+  const upstreamCalls = fake.received.length;
+  const late = [await stream('openai/long-20000', 2), await ask(0)];
+  for (const a of late) t.ok(refusedNow(a), `refused at once: ${a.status} ${a.text.slice(0, 160)}`);
+  t.equal(late[0]!.headers.get('content-type'), 'application/json', 'the stream before its headers: a JSON error');
+  t.equal(fake.received.length, upstreamCalls, 'nothing was sent upstream for them');
+  answers.push(...late);
 
   rmSync(filler);
   // (the store takes up to half a second to see the room and reserve it again: the requests before are refused)
@@ -99,15 +105,16 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
   // 500s of kind ledger_not_recorded, not served answers (they counted as 200s before).
   const metrics = (await call('/metrics', gw.masterKey)).text;
   const count = (re: RegExp) => [...metrics.matchAll(re)].reduce((sum, m) => sum + Number(m[1]), 0);
-  const notRecorded = [...answers, ...hits, ...before].filter((a) => a.status === 500 && /could not record/.test(a.text)).length + cut.length;
+  const notRecorded = [...answers, ...before].filter((a) => a.status === 500 && /could not record/.test(a.text)).length + cut.length;
   t.equal(count(/^sluice_errors_total\{kind="ledger_not_recorded"\} (\d+)$/gm), notRecorded, `metrics: ${notRecorded} not recorded`);
-  const okAnswers = [...answers, ...hits].filter((a) => a.status === 200).length + streams.length - cut.length + 1; // (+1: the first request after space was freed)
+  // (a refusal's row cannot be stored either: it counts as what the caller was told)
+  const refusals = [...answers, ...before].filter(refusedNow).length;
+  t.equal(count(/^sluice_errors_total\{kind="store_unavailable"\} (\d+)$/gm), refusals, `metrics: ${refusals} refused for want of room`);
+  const okAnswers = answers.filter((a) => a.status === 200).length + 1; // (+1: the first request after space was freed)
   t.equal(count(/^sluice_requests_total\{endpoint="chat.completions",status="200",cache="[a-z]+"\} (\d+)$/gm), okAnswers, `metrics: ${okAnswers} answered 200`);
 
-  // (a stream's charge is in its closing figures)
-  const streamed = streams.filter((a) => a.text.includes('[DONE]'));
-  const served = [...answers.filter((a) => a.status === 200), ...hits.filter((a) => a.status === 200), again!];
-  const { next, charged, acknowledged } = await checkAfterKill(t, gw, env, dataDir, ws, served, streamed);
+  const served = [...answers.filter((a) => a.status === 200), again!];
+  const { next, charged, acknowledged } = await checkAfterKill(t, gw, env, dataDir, ws, served, []);
   const summary = (await http(next).call('/v1/usage/summary', key)).json;
   t.equal(summary.requests, acknowledged, 'the usage rollups count the stored rows, not the refused ones');
   t.ok(Math.abs(summary.charge_usd - charged) < 1e-6, `and their charges (${summary.charge_usd} against ${charged})`);
