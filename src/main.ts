@@ -311,8 +311,13 @@ async function main(): Promise<void> {
     console.log('sluice stopped');
     process.exit(0);
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  // (a step that throws must not leave the process half stopped: it says so and exits)
+  const stop = (signal: string) => shutdown(signal).catch((err: unknown) => {
+    console.error(`sluice: shutdown failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    process.exit(1);
+  });
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
 }
 
 main().catch((err: unknown) => {

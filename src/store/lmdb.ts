@@ -227,10 +227,27 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
     requests,
     async close() {
       headroom.stop();
-      await root.flushed;
-      await root.close();
+      // After a commit that failed (a full disk without the reserved room, an I/O error),
+      // lmdb-js's flush promise rejects (or may stay pending), and its close waits on it: the
+      // close threw, and a shutdown stopped there and hung, or (with nothing else keeping the
+      // event loop alive) ended with exit 0 and the store never closed. Each is waited for
+      // 3 s at most, a failure said and passed; whatever a client was told is stored was
+      // committed before.
+      const flushed = await settlesWithin(root.flushed, 3000);
+      if (flushed !== true) console.error(`store: the last writes did not flush (${flushed}); closing anyway`);
+      const closed = await settlesWithin(root.close(), 3000);
+      if (closed !== true) console.error(`store: the store did not close cleanly (${closed})`);
     },
   };
+}
+
+/** True once `p` resolves; else what it rejected with, or that it did not settle within `ms`. */
+function settlesWithin(p: PromiseLike<unknown>, ms: number): Promise<true | string> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(`not settled within ${ms} ms`), ms);
+    Promise.resolve(p).then(() => { clearTimeout(timer); resolve(true); },
+      (err: unknown) => { clearTimeout(timer); resolve(err instanceof Error ? err.message : String(err)); });
+  });
 }
 
 /** lmdb-js's write methods, as `guardWrites` wraps them. */

@@ -5,11 +5,15 @@
 // is freed it serves as before, and what it acknowledged is there after a kill -9.
 //
 // Needs a small filesystem of its own: a tmpfs, mounted here (root; CI runs as root).
-import { rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { startFakeUpstream } from '../fakes/openai-upstream.js';
+import { startGateway, testModel } from '../helpers/gateway.js';
 import { http, type Answer } from '../helpers/http.js';
-import { checkAfterKill, gatewayOn, mountTmpfs } from '../helpers/tmpfs.js';
+import { alive, checkAfterKill, gatewayOn, gone, kill, mountTmpfs } from '../helpers/tmpfs.js';
 
 const MiB = 2 ** 20;
 const { mountPoint, mounted, free } = mountTmpfs('32m');
@@ -118,4 +122,41 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
   const summary = (await http(next).call('/v1/usage/summary', key)).json;
   t.equal(summary.requests, acknowledged, 'the usage rollups count the stored rows, not the refused ones');
   t.ok(Math.abs(summary.charge_usd - charged) < 1e-6, `and their charges (${summary.charge_usd} against ${charged})`);
+});
+
+// Where no room can be reserved (no fallocate(1) here), a full disk fails LMDB's commits
+// themselves, and lmdb-js's flush promise rejects: the store's close threw, and a SIGTERM
+// then stopped half way, hung or ended with exit 0 without closing the store or saying so.
+t.test('an unguarded store whose commits failed on a full disk: SIGTERM still stops it cleanly', { skip: mounted ? false : 'mounting a tmpfs needs root' }, async (t) => {
+  const bin = mkdtempSync(join(tmpdir(), 'sluice-bin-'));
+  t.teardown(() => rmSync(bin, { recursive: true, force: true }));
+  for (const b of ['sh', 'node']) symlinkSync(execFileSync('which', [b]).toString().trim(), join(bin, b)); // (a PATH without fallocate)
+  const fake = await startFakeUpstream();
+  t.teardown(() => fake.close());
+  const dataDir = join(mountPoint, 'unguarded');
+  mkdirSync(dataDir, { mode: 0o700 });
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const gw = await startGateway({ PATH: bin, OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, dataDir, { models: [testModel('m'), testModel('long-20000')] });
+  t.teardown(async () => { kill(gw); await gone(gw); });
+  t.match(gw.output(), /it goes unguarded/, 'the store says it is unguarded');
+  const { call } = http(gw);
+  const filler = join(mountPoint, 'filler-unguarded');
+  writeFileSync(filler, Buffer.alloc(Math.max(0, free() - 2 * MiB)));
+  t.teardown(() => rmSync(filler, { force: true }));
+  const ask = (i: number, model: string) => call('/v1/chat/completions', gw.masterKey, { model, temperature: 0, messages: [{ role: 'user', content: `q ${i}` }] })
+    .catch((err: unknown) => ({ status: 0, text: String(err) } as Answer));
+  const statuses: number[] = [];
+  for (let i = 0; i < 200 && !statuses.some((s) => s >= 500) && alive(gw); i += 4) statuses.push(...(await Promise.all([0, 1, 2, 3].map((j) => ask(i + j, 'openai/long-20000')))).map((a) => a.status));
+  for (let i = 0; i < 400 && !statuses.some((s) => s >= 500) && alive(gw); i++) statuses.push((await ask(i, 'openai/m')).status);
+  t.ok(statuses.includes(500), `commits failed (${[...new Set(statuses)].join(', ')})`);
+  t.match(gw.output(), /failed to commit/, 'and the log says so');
+  t.ok(alive(gw), 'the process is alive');
+  // (the last writes before the signal: cache entries whose asynchronous commits fail)
+  for (let i = 0; i < 4; i++) statuses.push((await ask(1000 + i, 'openai/long-20000')).status);
+  const t0 = Date.now();
+  gw.proc.kill('SIGTERM');
+  const exit = await Promise.race([new Promise<number | null>((r) => gw.proc.once('exit', (code) => r(code))), new Promise<'hung'>((r) => setTimeout(() => r('hung'), 20_000))]);
+  t.equal(exit, 0, `SIGTERM: exit 0 (${exit}, after ${Date.now() - t0} ms)`);
+  t.match(gw.output(), /sluice stopped/, 'having gone through its whole shutdown');
+  t.notMatch(gw.output(), /shutdown failed/);
 });
