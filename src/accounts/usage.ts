@@ -208,7 +208,7 @@ export class UsageRollups {
     return entry.totals;
   }
 
-  /** Folds queued rows into the in-memory buckets. Rows that share workspace, key, model, provider and minute are summed first. */
+  /** Folds the groups summed since the last fold (see `group`), and their savings, into the in-memory buckets. */
   private fold(): void {
     if (this.groups.size === 0 && this.savings.length === 0) return;
     const groups = this.groups;
