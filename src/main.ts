@@ -241,7 +241,7 @@ async function main(): Promise<void> {
     routes: () => deploymentViews(catalog.routes(), health).map((d) => ({ decision: d.decision, state: d.state })),
     pool: () => pool.stats(),
     semantic: () => chat.savings.find((s) => s.bits === M.semantic_cache)?.stats ?? {},
-    lmdbPath: join(dataDir, 'sluice.mdb'),
+    lmdbBytes: () => store.usedBytes(),
   });
   if (config.metrics.enabled) ledger.onSettled((row, committed) => (committed ? metrics.observe(row) : metrics.notRecorded(row)));
   // (with threads, each logs the requests it served, to the same destination)

@@ -159,7 +159,9 @@ export class Ledger {
    * default with `ledger.fsync` off); else lmdb-js's writer thread commits it (with fsync on,
    * a commit waits for the disk, which must not block the event loop).
    */
-  constructor(private readonly store: Store, private readonly workspaces: Workspaces, private readonly flushMs: number, private readonly mainThreadCommit = false) {}
+  constructor(private readonly store: Store, private readonly workspaces: Workspaces, private readonly flushMs: number, private readonly mainThreadCommit = false) {
+    if (!mainThreadCommit && store.writableMap) throw new Error('A ledger committing on lmdb-js\'s writer thread needs a store not mapped writable (openStore with fsync, or writableMap: false).');
+  }
 
   /** State derived from the rows (limit counters, rollups) is written by these, in each batch. */
   addPersister(persist: (force: boolean) => void): void {

@@ -2,7 +2,6 @@
 // the metrics and the ledger never disagree), folded into plain counters and histograms in
 // memory; gauges (route breakers, worker pool, event-loop lag, LMDB size, memory) are read
 // at scrape time. No client library: a few Maps and arrays, nothing per request but adds.
-import { stat } from 'node:fs/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { LedgerRow } from '../accounts/ledger.js';
 
@@ -32,7 +31,8 @@ export interface Gauges {
   pool(): { queueSize: number; utilization: number; threads: number };
   /** What the semantic cache did with cacheable requests, by outcome (empty when it is off). */
   semantic(): Readonly<Record<string, number>>;
-  lmdbPath: string;
+  /** Bytes of the LMDB data file in use (Store.usedBytes). */
+  lmdbBytes(): number;
 }
 
 /** The error kind a request whose row could not be committed counts under. */
@@ -158,8 +158,8 @@ export class Metrics {
     for (const q of [0.5, 0.99]) out.push(`sluice_event_loop_lag_seconds{quantile="${q}"} ${this.loop.percentile(q * 100) / 1e9}`);
     out.push(`sluice_event_loop_lag_seconds{quantile="1"} ${this.loop.max / 1e9}`);
     this.loop.reset();
-    family('sluice_lmdb_size_bytes', 'gauge', 'Size of the LMDB data file.');
-    out.push(`sluice_lmdb_size_bytes ${await stat(this.gauges.lmdbPath).then((s) => s.size, () => 0)}`);
+    family('sluice_lmdb_size_bytes', 'gauge', 'Bytes of the LMDB data file in use (its apparent size is the map\'s when it is mapped writable).');
+    out.push(`sluice_lmdb_size_bytes ${this.gauges.lmdbBytes()}`);
     const mem = process.memoryUsage();
     family('process_resident_memory_bytes', 'gauge', 'Resident memory.');
     out.push(`process_resident_memory_bytes ${mem.rss}`);

@@ -7,10 +7,14 @@
 // in flight ended the gateway in most runs. Its binary cannot be rebuilt here (no install
 // scripts), so the failing write must not happen.
 //
-// How: without a writable map, LMDB writes pages inside its file or at its end, never
-// elsewhere. Blocks reserved past the end with fallocate(2) in FALLOC_FL_KEEP_SIZE mode (the
-// file's size and bytes unchanged) take the writes that grow the file, and another process
-// filling the disk cannot take them. The reservation is renewed as the file grows into it;
+// How: LMDB writes pages inside what it uses of its file or just past it, never elsewhere.
+// Without a writable map, that is the file's end: blocks reserved past it with fallocate(2) in
+// FALLOC_FL_KEEP_SIZE mode (the file's size and bytes unchanged) take the writes that grow the
+// file, and another process filling the disk cannot take them. With a writable map (the
+// store's default, lmdb.ts), the file is as long as the map from the start, sparse, and LMDB
+// writes its pages into the map: a page of a hole written on a full disk is a SIGBUS. There the
+// end is LMDB's last page (`usedEnd`), and the blocks after it are allocated inside the file
+// (fallocate's default mode, the size unchanged), which the map's writes then fill. The reservation is renewed as the file grows into it;
 // while it cannot be (the disk full) and less than `floor` of it is left, `room` is false and
 // the store refuses writes before they reach LMDB (NoRoomError): a request whose row cannot
 // be recorded is refused, as on a failed commit, and the process goes on. Once space is
@@ -26,7 +30,7 @@
 // network filesystems), the store goes unguarded, as before, with one line in the log. On a copy-on-write filesystem (btrfs,
 // ZFS) a page overwritten inside the file needs new blocks too, which no reservation holds.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { stat, statfs } from 'node:fs/promises';
+import { rm, stat, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 const MiB = 2 ** 20;
@@ -40,8 +44,12 @@ export class NoRoomError extends Error {
   }
 }
 
-/** Reserves `length` bytes of disk past `offset` in `file`, its size unchanged: 'ok', 'full' (no space), or 'unsupported' (with why). */
-export type Reserve = (file: string, offset: number, length: number) => Promise<{ result: 'ok' | 'full' | 'unsupported'; why?: string }>;
+/**
+ * Reserves `length` bytes of disk past `offset` in `file`: 'ok', 'full' (no space), or
+ * 'unsupported' (with why). `pastEnd`: the blocks are past the file's end, its size unchanged
+ * (FALLOC_FL_KEEP_SIZE); else inside it (a range past the end would grow the file).
+ */
+export type Reserve = (file: string, offset: number, length: number, pastEnd: boolean) => Promise<{ result: 'ok' | 'full' | 'unsupported'; why?: string }>;
 
 /**
  * fallocate(1), run by one shell spawned once (at start) and fed a line per reservation: a
@@ -60,8 +68,8 @@ export class Fallocator {
 
   /** `env`: the shell's environment (where it finds fallocate); this process's by default. */
   constructor(env: NodeJS.ProcessEnv = process.env) {
-    // (a line in: offset, length, file; out: what fallocate said, if anything, then `=` and its exit code on a line of its own)
-    const script = 'while read -r off len file; do out=$(fallocate --keep-size --offset "$off" --length "$len" -- "$file" 2>&1); rc=$?; [ -n "$out" ] && printf "%s\\n" "$out"; printf "=%s\\n" "$rc"; done';
+    // (a line in: k (past the end, --keep-size) or i (inside the file), offset, length, file; out: what fallocate said, if anything, then `=` and its exit code on a line of its own)
+    const script = 'while read -r mode off len file; do if [ "$mode" = k ]; then out=$(fallocate --keep-size --offset "$off" --length "$len" -- "$file" 2>&1); else out=$(fallocate --offset "$off" --length "$len" -- "$file" 2>&1); fi; rc=$?; [ -n "$out" ] && printf "%s\\n" "$out"; printf "=%s\\n" "$rc"; done';
     // (LC_ALL=C: a full disk is told by fallocate's English message, whatever the locale)
     this.shell = spawn('/bin/sh', ['-c', script], { stdio: ['pipe', 'pipe', 'ignore'], env: { ...env, LC_ALL: 'C' } });
     this.shell.on('error', (err) => this.end(`sh: ${err.message}`));
@@ -94,13 +102,13 @@ export class Fallocator {
     else out.unref?.();
   }
 
-  readonly reserve: Reserve = (file, offset, length) => {
-    const next = this.last.then(() => this.ask(file, offset, length));
+  readonly reserve: Reserve = (file, offset, length, pastEnd) => {
+    const next = this.last.then(() => this.ask(file, offset, length, pastEnd));
     this.last = next;
     return next;
   };
 
-  private ask(file: string, offset: number, length: number): Promise<Awaited<ReturnType<Reserve>>> {
+  private ask(file: string, offset: number, length: number, pastEnd: boolean): Promise<Awaited<ReturnType<Reserve>>> {
     if (this.dead) return Promise.resolve({ result: 'unsupported', why: this.dead });
     if (/[\r\n]/.test(file)) return Promise.resolve({ result: 'unsupported', why: 'a line break in the store\'s path' });
     return new Promise((resolve) => {
@@ -110,7 +118,7 @@ export class Fallocator {
         else resolve({ result: 'unsupported', why: (said || `fallocate exited ${code}`).slice(0, 300) });
       });
       this.hold(true);
-      this.shell.stdin!.write(`${offset} ${length} ${file}\n`);
+      this.shell.stdin!.write(`${pastEnd ? 'k' : 'i'} ${offset} ${length} ${file}\n`);
     });
   }
 
@@ -184,13 +192,37 @@ export class Headroom {
   private fallocator: Fallocator | null = null;
   private reserve: Reserve = async () => ({ result: 'unsupported', why: 'not started' });
 
-  /** The first reservation (before the store serves), then a check every `everyMs`. */
-  async start(): Promise<void> {
-    if (this.given) this.reserve = this.given;
-    else {
-      this.fallocator = new Fallocator();
-      this.reserve = this.fallocator.reserve;
+  /** LMDB's end in its file (a writable map: the file is as long as the map); null: the file's size. */
+  private usedEnd: (() => number) | null = null;
+
+  /** fallocate(1)'s shell (or the reservation given), started on first use. */
+  private reserver(): Reserve {
+    if (this.given) return this.given;
+    this.fallocator ??= new Fallocator();
+    return this.fallocator.reserve;
+  }
+
+  /**
+   * Room can be reserved inside a file beside the store's (fallocate(1) is there, the
+   * filesystem supports it, a block is free): only then does the store map its file writable,
+   * as on a full disk an unguarded writable map ends the process with a SIGBUS.
+   */
+  async canReserveInside(): Promise<boolean> {
+    const probe = `${this.file}-probe`;
+    try {
+      return (await this.reserver()(probe, 0, 4096, false)).result === 'ok';
+    } finally {
+      await rm(probe, { force: true });
     }
+  }
+
+  /**
+   * The first reservation (before the store serves), then a check every `everyMs`.
+   * `usedEnd`: where LMDB's pages end in the file, when it is mapped writable (see the top).
+   */
+  async start(usedEnd: (() => number) | null = null): Promise<void> {
+    this.usedEnd = usedEnd;
+    this.reserve = this.reserver();
     // (on a small disk, a share of it: 64 MiB held on a 100 MiB volume would be most of it)
     const { total } = await this.disk(dirname(this.file));
     // (never under 4 MiB, the opts' own floor permitting: one commit of large cache entries, or
@@ -219,7 +251,7 @@ export class Headroom {
     this.checking = true;
     try {
       const st = await stat(this.file);
-      this.size = st.size;
+      this.size = this.usedEnd ? this.usedEnd() : st.size;
       this.allocated = st.blocks * 512;
       if (this.end - this.size < this.ahead / 2 && now >= this.nextTry) await this.renew(now);
       // (a check that was under way when the store closed says nothing after)
@@ -246,7 +278,7 @@ export class Headroom {
     let length = Math.min(this.ahead, Math.floor((held - from + free - MiB) / MiB) * MiB);
     // (an ask within what is held would succeed and gain nothing: on a full disk, asked again at every check)
     while (length >= MiB && from + length > held) {
-      const { result, why } = await this.reserve(this.file, from, length);
+      const { result, why } = await this.reserve(this.file, from, length, this.usedEnd === null);
       if (result === 'ok') { this.end = from + length; this.failedReserve = false; return; }
       if (result === 'unsupported') {
         if (/not supported|not found|ENOENT/i.test(why ?? '')) {

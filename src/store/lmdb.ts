@@ -41,6 +41,10 @@ export interface Store {
   readonly outbox: Database<unknown, string>;
   /** The room reserved on the disk for the store's file; while there is none, writes are refused (store/headroom.ts). */
   readonly headroom: Headroom;
+  /** The file is mapped writable (no-sync mode, room reservable): lmdb-js has no child transactions then. */
+  readonly writableMap: boolean;
+  /** Bytes of the file LMDB uses (when it is mapped writable, the file's size is the map's, mostly holes). */
+  usedBytes(): number;
   close(): Promise<void>;
 }
 
@@ -175,7 +179,7 @@ export const LEDGER_DB = { name: 'ledger', encoding: 'msgpack', sharedStructures
  * also syncs each batch to disk, which puts the disk's sync latency (milliseconds here)
  * on every response that waits for its ledger row.
  */
-export async function openStore(dataDir: string, opts: { fsync: boolean } = { fsync: false }): Promise<Store> {
+export async function openStore(dataDir: string, opts: { fsync: boolean; /** false: never mapped writable (a writer-thread ledger's child transactions need that). */ writableMap?: boolean } = { fsync: false }): Promise<Store> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   // A new store's lock file is mapped into memory before a byte of it is on the disk: on a full
   // disk the first touch of it is a SIGBUS that ends the process with no word. Said plainly instead.
@@ -184,7 +188,16 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
     const free = Number(disk.bavail) * Number(disk.bsize);
     if (free < 2 ** 20) throw new Error(`No room on the disk for a new store in ${dataDir} (${free} bytes free): free some space and start again.`);
   }
-  const root = open({ path: join(dataDir, 'sluice.mdb'), compression: false, mapSize: 2 ** 32, maxDbs: 32, noSync: !opts.fsync, overlappingSync: opts.fsync });
+  const file = join(dataDir, 'sluice.mdb');
+  const headroom = new Headroom(file);
+  // A writable map (no-sync mode): a commit writes its pages into the map, not with a pwrite
+  // each (8 system calls per commit fewer; measured ~25 µs less per commit at concurrency 1,
+  // 24.8 → 7.2 µs back to back). As safe against a killed process: the map is the OS's page
+  // cache. Not with fsync (lmdb-js has no child transactions on a writable map, which the
+  // ledger's writer-thread commits use), and only where the disk's room can be reserved inside
+  // the file (headroom.ts): the file is then as long as the map, sparse.
+  const writemap = !opts.fsync && opts.writableMap !== false && await headroom.canReserveInside();
+  const root = open({ path: file, compression: false, mapSize: 2 ** 32, maxDbs: 32, noSync: !opts.fsync, overlappingSync: opts.fsync, useWritemap: writemap });
   const keys = root.openDB<unknown, string>({ name: 'keys', encoding: 'msgpack' });
   const ledger = root.openDB<unknown, string>(LEDGER_DB);
   const workspaces = root.openDB<unknown, string>({ name: 'workspaces', encoding: 'msgpack' });
@@ -202,11 +215,16 @@ export async function openStore(dataDir: string, opts: { fsync: boolean } = { fs
   const cacheRefs = root.openDB<unknown, string[]>({ name: 'cache_refs', encoding: 'msgpack' });
   const scars = root.openDB<unknown, Array<string | number>>({ name: 'semantic_scars', encoding: 'msgpack' });
   const outbox = root.openDB<unknown, string>({ name: 'outbox', encoding: 'msgpack' });
-  const headroom = new Headroom(join(dataDir, 'sluice.mdb'));
-  await headroom.start();
+  const pageSize = (root.getStats() as { pageSize: number }).pageSize;
+  const env = (root as unknown as { env: { info(): { lastPageNumber: number } } }).env;
+  /** Where LMDB's pages end in its file (its size, unless mapped writable). */
+  const usedBytes = () => (env.info().lastPageNumber + 1) * pageSize;
+  await headroom.start(writemap ? usedBytes : null);
   guardWrites(headroom, [root, keys, ledger, workspaces, limits, rollups, requests, rollupPending, cache, credits, semantic, quarantine, responses, router, feedback, cacheRefs, scars, outbox]);
   return {
     headroom,
+    writableMap: writemap,
+    usedBytes,
     outbox,
     cacheRefs,
     scars,

@@ -9,7 +9,7 @@ import { openStore } from '../../src/store/lmdb.js';
 import { tempDataDir } from '../helpers/gateway.js';
 
 t.test('a batch with a row LMDB refuses: nothing of it is stored, its balance changes are undone, the next batch is whole', async (t) => {
-  const store = await openStore(tempDataDir());
+  const store = await openStore(tempDataDir(), { fsync: false, writableMap: false });
   t.teardown(() => store.close());
   const workspaces = new Workspaces(store);
   const ledger = new Ledger(store, workspaces, 0);
@@ -35,7 +35,7 @@ t.test('a batch with a row LMDB refuses: nothing of it is stored, its balance ch
 t.test('the key limits\' counters a failed batch carried are written again with the next one', async (t) => {
   const { Limits } = await import('../../src/accounts/limits.js');
   for (const mainThreadCommit of [true, false]) {
-    const store = await openStore(tempDataDir());
+    const store = await openStore(tempDataDir(), { fsync: false, writableMap: mainThreadCommit });
     const workspaces = new Workspaces(store);
     const ledger = new Ledger(store, workspaces, 0, mainThreadCommit);
     const limits = new Limits(store);
@@ -58,7 +58,7 @@ t.test('the key limits\' counters a failed batch carried are written again with 
 });
 
 t.test('writer-thread commits (fsync on) go one at a time: rows appended meanwhile wait, and a failed batch\'s changes never reach the next one\'s records', async (t) => {
-  const store = await openStore(tempDataDir());
+  const store = await openStore(tempDataDir(), { fsync: false, writableMap: false });
   t.teardown(() => store.close());
   const workspaces = new Workspaces(store);
   const ledger = new Ledger(store, workspaces, 0, false);
@@ -93,7 +93,7 @@ t.test('writer-thread commits (fsync on) go one at a time: rows appended meanwhi
 t.test('a row shape first written in a failed batch is readable after a restart when a later batch stores it', async (t) => {
   for (const mainThreadCommit of [true, false]) {
     const dir = tempDataDir();
-    let store = await openStore(dir);
+    let store = await openStore(dir, { fsync: false, writableMap: mainThreadCommit });
     const workspaces = new Workspaces(store);
     const ledger = new Ledger(store, workspaces, 0, mainThreadCommit);
     const ws = await workspaces.create('acme', null);
@@ -106,7 +106,7 @@ t.test('a row shape first written in a failed batch is readable after a restart 
     await ledger.committed();
     await ledger.flush();
     await store.close();
-    store = await openStore(dir);
+    store = await openStore(dir, { fsync: false, writableMap: false });
     const row = LedgerRowSchema.safeParse(store.ledger.get('req_shaped_2'));
     t.ok(row.success, `the later row reads after a restart (${mainThreadCommit ? 'this thread' : 'writer thread'})`);
     t.same(row.success ? row.data.saved_tokens : null, { chunk_dedupe: 7, compression: 3 });
@@ -115,7 +115,7 @@ t.test('a row shape first written in a failed batch is readable after a restart 
 });
 
 t.test('writer-thread commits (fsync on): a batch stores its workspaces as its own rows left them, not with rows appended while the writer had not run it', async (t) => {
-  const store = await openStore(tempDataDir());
+  const store = await openStore(tempDataDir(), { fsync: false, writableMap: false });
   t.teardown(() => store.close());
   const workspaces = new Workspaces(store);
   const ledger = new Ledger(store, workspaces, 0, false);

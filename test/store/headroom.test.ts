@@ -83,7 +83,8 @@ t.test('a filesystem that cannot reserve: unguarded, writes never refused, said 
 });
 
 t.test('with no room, the store refuses writes before LMDB; a transaction let in runs whole; the ledger refuses its batch', async (t) => {
-  const store = await openStore(tempDataDir());
+  // (not mapped writable: the writer thread's child transactions are among what is refused)
+  const store = await openStore(tempDataDir(), { fsync: false, writableMap: false });
   t.teardown(() => store.close());
   await store.keys.put('before', 1);
   store.headroom.stop(); // (its checks would set the room back from what the disk says)
@@ -130,19 +131,28 @@ t.test('with no room, the store refuses writes before LMDB; a transaction let in
 
 t.test('fallocate(1) through its shell: room reserved past the end, the size unchanged; a failure says why; no fallocate: unsupported', async (t) => {
   const { Fallocator } = await import('../../src/store/headroom.js');
-  const { mkdirSync, statSync, symlinkSync } = await import('node:fs');
+  const { mkdirSync, statSync, symlinkSync, truncateSync } = await import('node:fs');
   const dir = tempDataDir();
   const file = join(dir, 'a file');
   writeFileSync(file, Buffer.alloc(4096));
   const fa = new Fallocator();
   t.teardown(() => fa.close());
-  const answers = await Promise.all([fa.reserve(file, 4096, 4 * MiB), fa.reserve(file, 4096 + 4 * MiB, 4 * MiB)]);
+  const answers = await Promise.all([fa.reserve(file, 4096, 4 * MiB, true), fa.reserve(file, 4096 + 4 * MiB, 4 * MiB, true)]);
   t.same(answers, [{ result: 'ok' }, { result: 'ok' }], 'two asked at once: both answered, in turn');
   t.equal(statSync(file).size, 4096, 'the size unchanged');
   t.ok(statSync(file).blocks * 512 >= 8 * MiB + 4096, `the blocks reserved (${statSync(file).blocks * 512})`);
-  const missing = await fa.reserve(join(dir, 'none', 'x'), 0, MiB);
+  const missing = await fa.reserve(join(dir, 'none', 'x'), 0, MiB, true);
   t.equal(missing.result, 'unsupported');
   t.match(missing.why, /No such file/);
+
+  // Inside a sparse file (a writable map's): its holes' blocks allocated, the size unchanged.
+  const sparse = join(dir, 'sparse');
+  writeFileSync(sparse, '');
+  truncateSync(sparse, 64 * MiB);
+  const before = statSync(sparse).blocks * 512;
+  t.same(await fa.reserve(sparse, 8 * MiB, 4 * MiB, false), { result: 'ok' });
+  t.equal(statSync(sparse).size, 64 * MiB, 'the size unchanged');
+  t.ok(statSync(sparse).blocks * 512 >= before + 4 * MiB, `the holes' blocks allocated (${before} → ${statSync(sparse).blocks * 512})`);
 
   // A shell that finds no fallocate (PATH without it): unsupported, saying so.
   const bin = join(dir, 'bin');
@@ -150,12 +160,12 @@ t.test('fallocate(1) through its shell: room reserved past the end, the size unc
   symlinkSync('/bin/sh', join(bin, 'sh'));
   const none = new Fallocator({ PATH: bin });
   t.teardown(() => none.close());
-  const answer = await none.reserve(file, 0, MiB);
+  const answer = await none.reserve(file, 0, MiB, true);
   t.equal(answer.result, 'unsupported');
   t.match(answer.why, /fallocate.*not found/);
 
   fa.close();
-  t.same(await fa.reserve(file, 0, MiB), { result: 'unsupported', why: 'closed' }, 'closed: unsupported');
+  t.same(await fa.reserve(file, 0, MiB, true), { result: 'unsupported', why: 'closed' }, 'closed: unsupported');
 });
 
 t.test('a full disk while some of the room is still held: not asked again at every check (found spawning 40 fallocates a second)', async (t) => {
@@ -165,7 +175,7 @@ t.test('a full disk while some of the room is still held: not asked again at eve
   const fa = new Fallocator();
   t.teardown(() => fa.close());
   let asks = 0;
-  const reserve: Reserve = (f, o, l) => { asks++; return fa.reserve(f, o, l); };
+  const reserve: Reserve = (f, o, l, p) => { asks++; return fa.reserve(f, o, l, p); };
   let free = 1024 * MiB;
   const room = new Headroom(file, { floor: 4 * MiB, ahead: 8 * MiB, everyMs: 1_000_000, retryMs: 500 }, reserve, () => {}, async () => ({ free, total: 1024 * MiB }));
   await room.start();
