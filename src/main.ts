@@ -246,7 +246,7 @@ async function main(): Promise<void> {
   if (config.metrics.enabled) ledger.onSettled((row, committed) => (committed ? metrics.observe(row) : metrics.notRecorded(row)));
   // (with threads, each logs the requests it served, to the same destination)
   const accessLog = config.logs.access === 'off' ? null : new AccessLog(config.logs.access, config.threads > 1);
-  if (accessLog) ledger.onRow((row, relayed) => { if (!relayed) accessLog.add(row); });
+  if (accessLog) ledger.onAnswered((row, relayed) => { if (!relayed) accessLog.add(row); });
   const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
   const otel = config.otel;
   // (OpenTelemetry's modules are loaded only when traces are exported)

@@ -108,7 +108,7 @@ export class MainLink implements AdmissionStore, RowSink {
   private committing: Array<(err: unknown) => void> = [];
   /** Rows sent since the last commit request. */
   private rows: LedgerRow[] = [];
-  /** Sees the rows a commit request covered, once the main thread has committed them (the thread's access log). */
+  /** Sees the rows a commit request covered, once the main thread has committed them and their waiters were told (the thread's access log). */
   onCommitted: ((rows: readonly LedgerRow[]) => void) | null = null;
   readonly localWhenDown = false;
   /** Tracing stays on the main thread: a traced gateway hands every request over. */
@@ -129,8 +129,8 @@ export class MainLink implements AdmissionStore, RowSink {
       this.committing = [];
       this.rows = [];
       this.call({ t: 'commit', id: 0 }).then(() => {
-        this.onCommitted?.(rows);
         for (const w of waiters) w(null);
+        this.onCommitted?.(rows); // (after the responses: the log's formatting need not delay them)
       }, (err: unknown) => { for (const w of waiters) w(err); });
     };
     port.on('message', (batch: Down[]) => { for (const m of batch) this.receive(m); });

@@ -133,3 +133,28 @@ t.test('writer-thread commits (fsync on): a batch stores its workspaces as its o
   t.equal(ws.balance_nano, -1000, 'in memory: the first row only');
   t.equal((store.workspaces.get(ws.id) as { balance_nano: number }).balance_nano, -1000, 'stored: the stored rows\' sum, without the failed row\'s change');
 });
+
+t.test('onAnswered sees each row after its batch\'s waiters were told, with whether a thread sent it, committed or not', async (t) => {
+  for (const mainThreadCommit of [true, false]) {
+    const store = await openStore(tempDataDir(), { fsync: false, writableMap: mainThreadCommit });
+    const workspaces = new Workspaces(store);
+    const ledger = new Ledger(store, workspaces, 0, mainThreadCommit);
+    const ws = await workspaces.create('acme', null);
+    const order: string[] = [];
+    ledger.onRow((row) => order.push(`written ${row.id}`));
+    ledger.onAnswered((row, relayed) => order.push(`answered ${row.id}${relayed ? ' (relayed)' : ''}`));
+    const row = (id: string) => ledgerRow({ id, kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions', delta_nano: -1000 });
+    ledger.append(row('req_a'), ws);
+    ledger.append(row('req_b'), ws, true);
+    ledger.whenCommitted((err) => order.push(`told ${err === null ? 'committed' : 'failed'}`));
+    await ledger.committed();
+    t.same(order, ['written req_a', 'written req_b', 'told committed', 'answered req_a', 'answered req_b (relayed)'], `${mainThreadCommit ? 'main-thread' : 'writer-thread'} commit`);
+    order.length = 0;
+    ledger.append(row(`req_${'x'.repeat(3000)}`), ws); // (refused by LMDB: the batch fails)
+    ledger.whenCommitted((err) => order.push(`told ${err === null ? 'committed' : 'failed'}`));
+    await t.rejects(ledger.committed());
+    // (the refused put throws before the row listeners see it; the access log still gets its line)
+    t.same(order.map((o) => o.replace(/x{3000}/, 'x…')), ['told failed', 'answered req_x…'], 'a failed batch: its rows too, after its waiters');
+    await store.close();
+  }
+});
