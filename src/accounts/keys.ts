@@ -7,6 +7,7 @@ import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
+import { mustStore } from '../store/headroom.js';
 import { readableRange, tryGet, type Store } from '../store/lmdb.js';
 import { MECHANISMS } from '../wire/savings.js';
 import { childLimits } from './key-limits.js';
@@ -243,6 +244,7 @@ export class KeyRing {
     /** Self-serve minting: the workspace's live key cap, checked again across every replica (cluster mode) as the key is written. */
     cap?: number }):
     Promise<{ record: KeyRecord; secret: string }> {
+    mustStore(this.store.headroom, 'a new key');
     const parent = opts.createdBy ? this.byId.get(opts.createdBy) : undefined;
     if (parent && this.chain(parent).length >= MAX_CHAIN) {
       throw new GatewayError(Errors.forbidden, `Keys minted by minted keys nest at most ${MAX_CHAIN} deep.`);
@@ -286,6 +288,7 @@ export class KeyRing {
   async update(id: string, patch: { name?: string | undefined; scopes?: Scope[] | undefined; limits?: KeyLimits | null | undefined }): Promise<KeyRecord> {
     const record = this.byId.get(id);
     if (!record || (record.kind !== 'minted' && record.kind !== 'registered')) throw new GatewayError(Errors.notFound, `No stored key with id ${id}.`, 'id');
+    mustStore(this.store.headroom, 'the key\'s change');
     const parent = record.created_by ? this.byId.get(record.created_by) : undefined;
     const next: KeyRecord = {
       ...record,

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
+import { mustStore } from '../store/headroom.js';
 import { readableRange, type Store } from '../store/lmdb.js';
 import { normalizeEmail } from './registration.js';
 
@@ -127,6 +128,8 @@ export class Workspaces {
    * (which refuses a mailbox another replica registered meanwhile): a failure creates nothing.
    */
   async create(name: string, email: string | null): Promise<Workspace> {
+    // (written with the ledger's next batch: on a full disk it would be answered, then lost at a restart)
+    mustStore(this.store.headroom, 'a new workspace');
     const lower = email?.trim().toLowerCase() ?? null;
     const mailbox = lower ? normalizeEmail(lower) : null;
     if (mailbox && (this.byEmail.has(mailbox) || this.creating.has(mailbox))) throw new GatewayError(Errors.conflict, 'A workspace with this email already exists.', 'email');

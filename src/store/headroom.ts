@@ -32,8 +32,18 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rm, stat, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { Errors, GatewayError } from '../errors.js';
 
 const MiB = 2 ** 20;
+
+/**
+ * Refuses a change that must be stored, before anything of it is made in memory, while the
+ * disk has no room for the store: a 503 the caller may retry, rather than a change in force
+ * here that a restart would undo (a key, a workspace). `what`: the change, for the message.
+ */
+export function mustStore(headroom: Pick<Headroom, 'room'>, what: string): void {
+  if (!headroom.room) throw new GatewayError(Errors.storeUnavailable, `The gateway's disk is full, so it cannot store ${what}: nothing was changed. Retry shortly.`).retryAfter(1000);
+}
 
 /** A store write refused because the disk has no room left for the store (see Headroom). */
 export class NoRoomError extends Error {

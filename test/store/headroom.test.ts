@@ -214,3 +214,39 @@ t.test('a key revoked while the disk is full: the 500 is retried, and the retry\
   t.not(again.get(minted.record.id)?.revoked_at ?? null, null, 'after a restart: revoked');
   t.not(again.get(child.record.id)?.revoked_at ?? null, null, 'and the key it minted too');
 });
+
+t.test('with no room, a new key, a key\'s change and a new workspace are refused (503) before anything changes in memory; a write refused later is a 503 too', async (t) => {
+  const { KeyRing } = await import('../../src/accounts/keys.js');
+  const { asGatewayError, GatewayError } = await import('../../src/errors.js');
+  const dataDir = tempDataDir();
+  let store = await openStore(dataDir);
+  const { ring } = await KeyRing.open(store, { dataDir, masterKey: 'sk-test-master-key-0000000000000', operatorKeys: [] });
+  const workspaces = new Workspaces(store);
+  const minted = await ring.mint({ name: 'before' });
+  const keysBefore = ring.list().length;
+  store.headroom.stop();
+  store.headroom.room = false;
+  const refused = async (p: Promise<unknown>, what: string) => {
+    const err = await p.then(() => null, (e: unknown) => e);
+    t.ok(err instanceof GatewayError && err.status === 503 && err.code === 'store_unavailable' && /disk is full/.test(err.message), `${what}: 503 store_unavailable (${String(err)})`);
+  };
+  await refused(ring.mint({ name: 'during' }), 'a new key');
+  await refused(ring.update(minted.record.id, { name: 'renamed' }), 'a key renamed');
+  await refused(workspaces.create('acme', 'ops@acme.test'), 'a new workspace');
+  t.equal(ring.get(minted.record.id)!.name, 'before', 'the key\'s name unchanged in memory');
+  t.equal(ring.list().length, keysBefore, 'no new key in memory');
+  t.notOk(workspaces.list().some((w) => w.name === 'acme'), 'no workspace in memory');
+  const mapped = asGatewayError(new NoRoomError());
+  t.equal(mapped.status, 503, 'a store write refused for want of room, answered: 503');
+  t.equal(mapped.code, 'store_unavailable');
+
+  store.headroom.room = true;
+  await ring.update(minted.record.id, { name: 'renamed' });
+  const ws = await workspaces.create('acme', 'ops@acme.test');
+  await store.close();
+  store = await openStore(dataDir);
+  t.teardown(() => store.close());
+  const { ring: again } = await KeyRing.open(store, { dataDir, masterKey: 'sk-test-master-key-0000000000000', operatorKeys: [] });
+  t.equal(again.get(minted.record.id)!.name, 'renamed', 'with room again: stored');
+  t.ok(workspaces.list().some((w) => w.id === ws.id), 'and the workspace made');
+});
