@@ -193,15 +193,16 @@ export class Ledger {
     this.rollbackListeners.push(listen);
   }
 
-  private readonly answeredListeners: Array<(row: LedgerRow, relayed: boolean) => void> = [];
+  private readonly answeredListeners: Array<(row: LedgerRow, relayed: boolean, committed: boolean) => void> = [];
 
   /**
    * Sees every row once its batch's waiters have been told (the responses that waited for it
-   * are out), committed or not; `relayed`: an event-loop thread sent it. For what must not
+   * are out); `committed` false: its batch failed (an answer it held went out as a 500);
+   * `relayed`: an event-loop thread sent it. For what must not
    * delay a response: the access log's line (≈5 µs of the wait at concurrency 1, inside the
    * commit's transaction when it was an `onRow` listener).
    */
-  onAnswered(listen: (row: LedgerRow, relayed: boolean) => void): void {
+  onAnswered(listen: (row: LedgerRow, relayed: boolean, committed: boolean) => void): void {
     this.answeredListeners.push(listen);
   }
 
@@ -399,7 +400,7 @@ export class Ledger {
       for (const row of rows) {
         const fromThread = relayed.has(row);
         for (const listen of this.answeredListeners) {
-          try { listen(row, fromThread); } catch (e) { failed('an answered-row listener', e); }
+          try { listen(row, fromThread, committed); } catch (e) { failed('an answered-row listener', e); }
         }
       }
     };

@@ -142,7 +142,7 @@ t.test('onAnswered sees each row after its batch\'s waiters were told, with whet
     const ws = await workspaces.create('acme', null);
     const order: string[] = [];
     ledger.onRow((row) => order.push(`written ${row.id}`));
-    ledger.onAnswered((row, relayed) => order.push(`answered ${row.id}${relayed ? ' (relayed)' : ''}`));
+    ledger.onAnswered((row, relayed, committed) => order.push(`answered ${row.id}${relayed ? ' (relayed)' : ''}${committed ? '' : ' (not committed)'}`));
     const row = (id: string) => ledgerRow({ id, kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions', delta_nano: -1000 });
     ledger.append(row('req_a'), ws);
     ledger.append(row('req_b'), ws, true);
@@ -154,7 +154,7 @@ t.test('onAnswered sees each row after its batch\'s waiters were told, with whet
     ledger.whenCommitted((err) => order.push(`told ${err === null ? 'committed' : 'failed'}`));
     await t.rejects(ledger.committed());
     // (the refused put throws before the row listeners see it; the access log still gets its line)
-    t.same(order.map((o) => o.replace(/x{3000}/, 'x…')), ['told failed', 'answered req_x…'], 'a failed batch: its rows too, after its waiters');
+    t.same(order.map((o) => o.replace(/x{3000}/, 'x…')), ['told failed', 'answered req_x… (not committed)'], 'a failed batch: its rows too, after its waiters');
     await store.close();
   }
 });

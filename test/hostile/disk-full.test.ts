@@ -82,6 +82,13 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
     t.notMatch(a.text, /\[DONE\]/, 'not with [DONE]');
     t.notMatch(a.text, /^: gateway /m, 'and without the closing figures');
   }
+  // The access log says what the client saw: a 500 not recorded, and no charge (it logged a 200 with its charge).
+  await new Promise((r) => setTimeout(r, 200));
+  for (const a of cut) {
+    const line = gw.output().split('\n').find((l) => l.includes(`"request_id":"${a.headers.get('x-request-id')}"`)) ?? '';
+    t.match(line, /"status":500,"error":"ledger_not_recorded"/, `its access-log line: a 500 not recorded (${line.slice(0, 240)})`);
+    t.match(line, /"charge_usd":0[,}]/, 'and no charge');
+  }
   // A stream and a cache hit now: refused before anything is spent on them (the stream's
   // provider is not called, the hit is not looked up), with a 503 that says why.
   const upstreamCalls = fake.received.length;
