@@ -31,6 +31,8 @@ t.test('depth 10,000 on every JSON endpoint: 400 json_too_deep, and the gateway 
     ['/v1/responses', `{"model":"openai/m","input":"hi","x":${arrays(10_000)}}`, 'the Responses passthrough'],
     ['/v1/account/quote', chat(`"x":${arrays(10_000)}`), 'a quote'],
     ['/v1/api-keys', `{"name":"k","limits":${objects(10_000)}}`, 'minting a key'],
+    // (read from its bytes before JSON.parse, which took ~1.5 s building these levels, the event loop held)
+    ['/v1/chat/completions', chat(`"x":${arrays(2_000_000)}`), '2,000,000 levels in 4 MB'],
   ];
   for (const [path, body, what, headers] of bodies) {
     const r = await call(path, key, body, 'POST', headers);
@@ -54,7 +56,7 @@ t.test('depth 10,000 on every JSON endpoint: 400 json_too_deep, and the gateway 
   t.equal((await call(`/admin/keys/${id}`, gw.masterKey)).json.state.in_flight, 0, 'no concurrency slot held');
   // Every refusal is a request with its row.
   const rows = (await call('/v1/requests?status=400&limit=100', key)).json.data as Array<{ error: string; cache: string }>;
-  t.ok(rows.filter((r) => r.error === 'json_too_deep').length >= 7, 'the refusals are in the ledger');
+  t.ok(rows.filter((r) => r.error === 'json_too_deep').length >= 8, 'the refusals are in the ledger');
   t.ok(rows.every((r) => r.cache === 'none'), 'as refusals (cache: none), not as misses');
 });
 
