@@ -8,7 +8,7 @@ import { AccessLog } from './ops/access-log.js';
 import { Metrics } from './ops/metrics.js';
 import { loadWebAssets } from './ops/web.js';
 import { KeyRing } from './accounts/keys.js';
-import { Ledger, RequestIds, type LedgerRow } from './accounts/ledger.js';
+import { asToldUncommitted, Ledger, RequestIds, type LedgerRow } from './accounts/ledger.js';
 import { Limits } from './accounts/limits.js';
 import { UsageRollups } from './accounts/usage.js';
 import { Workspaces } from './accounts/workspaces.js';
@@ -246,8 +246,7 @@ async function main(): Promise<void> {
   if (config.metrics.enabled) ledger.onSettled((row, committed) => (committed ? metrics.observe(row) : metrics.notRecorded(row)));
   // (with threads, each logs the requests it served, to the same destination)
   const accessLog = config.logs.access === 'off' ? null : new AccessLog(config.logs.access, config.threads > 1);
-  // (a row whose batch failed: an answer it held went out as a 500 and was not charged, as the metrics count it)
-  if (accessLog) ledger.onAnswered((row, relayed, committed) => { if (!relayed) accessLog.add(committed || row.status !== 200 ? row : { ...row, status: 500, error: 'ledger_not_recorded', charge_usd: 0 }); });
+  if (accessLog) ledger.onAnswered((row, relayed, committed) => { if (!relayed) accessLog.add(committed ? row : asToldUncommitted(row)); });
   const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
   const otel = config.otel;
   // (OpenTelemetry's modules are loaded only when traces are exported)

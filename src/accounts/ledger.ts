@@ -57,6 +57,18 @@ export const LedgerRowSchema = z.object({
 });
 export type LedgerRow = z.infer<typeof LedgerRowSchema>;
 
+/** The error a request is told, and counted under, when its answer's row could not be committed. */
+export const NOT_RECORDED = 'ledger_not_recorded';
+
+/**
+ * A row whose batch did not commit, as its client was told: an answer (200) went out as a 500
+ * not recorded (a stream: an error event) and was charged nothing; a refusal or a failure was
+ * told as it was. What the metrics count and the access log writes for such a row.
+ */
+export function asToldUncommitted(row: LedgerRow): LedgerRow {
+  return row.status === 200 ? { ...row, status: 500, error: NOT_RECORDED, charge_usd: 0 } : row;
+}
+
 /** When a request reached each point (performance.now() readings; 0: it did not). */
 export interface RequestTiming {
   t0: number;

@@ -3,7 +3,7 @@
 // memory; gauges (route breakers, worker pool, event-loop lag, LMDB size, memory) are read
 // at scrape time. No client library: a few Maps and arrays, nothing per request but adds.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { LedgerRow } from '../accounts/ledger.js';
+import { asToldUncommitted, type LedgerRow } from '../accounts/ledger.js';
 
 /** Seconds; from sub-millisecond gateway overhead to multi-minute generations. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
@@ -35,8 +35,6 @@ export interface Gauges {
   lmdbBytes(): number;
 }
 
-/** The error kind a request whose row could not be committed counts under. */
-const LEDGER_FAILED = 'ledger_not_recorded';
 
 export class Metrics {
   private readonly requests = new Map<string, number>();
@@ -61,11 +59,10 @@ export class Metrics {
    */
   notRecorded(row: LedgerRow): void {
     if (row.kind !== 'request') return;
-    const answered = row.status === 200;
-    const k = `${row.endpoint}\u0000${answered ? 500 : row.status}\u0000${row.cache}`;
+    const told = asToldUncommitted(row);
+    const k = `${told.endpoint}\u0000${told.status}\u0000${told.cache}`;
     this.requests.set(k, (this.requests.get(k) ?? 0) + 1);
-    const kind = answered ? LEDGER_FAILED : row.error;
-    if (kind) this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);
+    if (told.error) this.errors.set(told.error, (this.errors.get(told.error) ?? 0) + 1);
   }
 
   /** One ledger row (requests only). */

@@ -79,7 +79,7 @@ export class Fallocator {
   /** `env`: the shell's environment (where it finds fallocate); this process's by default. */
   constructor(env: NodeJS.ProcessEnv = process.env) {
     // (a line in: k (past the end, --keep-size) or i (inside the file), offset, length, file; out: what fallocate said, if anything, then `=` and its exit code on a line of its own)
-    const script = 'while read -r mode off len file; do if [ "$mode" = k ]; then out=$(fallocate --keep-size --offset "$off" --length "$len" -- "$file" 2>&1); else out=$(fallocate --offset "$off" --length "$len" -- "$file" 2>&1); fi; rc=$?; [ -n "$out" ] && printf "%s\\n" "$out"; printf "=%s\\n" "$rc"; done';
+    const script = 'while read -r mode off len file; do keep=; [ "$mode" = k ] && keep=--keep-size; out=$(fallocate $keep --offset "$off" --length "$len" -- "$file" 2>&1); rc=$?; [ -n "$out" ] && printf "%s\\n" "$out"; printf "=%s\\n" "$rc"; done';
     // (LC_ALL=C: a full disk is told by fallocate's English message, whatever the locale)
     this.shell = spawn('/bin/sh', ['-c', script], { stdio: ['pipe', 'pipe', 'ignore'], env: { ...env, LC_ALL: 'C' } });
     this.shell.on('error', (err) => this.end(`sh: ${err.message}`));
