@@ -173,6 +173,8 @@ export class Ledger {
    */
   constructor(private readonly store: Store, private readonly workspaces: Workspaces, private readonly flushMs: number, private readonly mainThreadCommit = false) {
     if (!mainThreadCommit && store.writableMap) throw new Error('A ledger committing on lmdb-js\'s writer thread needs a store not mapped writable (openStore with fsync, or writableMap: false).');
+    // (a writer-thread batch is a child transaction committed later: puts carried in it would wait on the disk's sync, and gain no hop)
+    if (mainThreadCommit) store.along.carry(() => this.schedule());
   }
 
   /** State derived from the rows (limit counters, rollups) is written by these, in each batch. */
@@ -308,13 +310,14 @@ export class Ledger {
           const batch = this.putBatch(rows, relayed);
           taken = batch.taken;
           if (batch.error) throw batch.error;
+          this.store.along.drain();
         });
       } catch (err) {
         error = err;
       }
-      if (error) this.rollBack(changed, taken);
-      // Writes made through lmdb-js's asynchronous batch (the caches' entries, a key, the
-      // router's state) are committed by its writer thread. A response waits for those of
+      if (error) { this.rollBack(changed, taken); this.store.along.discard(); }
+      // Writes made through lmdb-js's asynchronous batch (a key, the router's state; the
+      // caches' entries ride in this transaction, store/along.ts) are committed by its writer thread. A response waits for those of
       // its turn too, so what it stored is there for the client's next request, as when the
       // ledger shared that batch. With none pending this is a microtask, not a thread hop.
       // (Their failure is theirs: the rows are committed, and the responses say what the rows say.)

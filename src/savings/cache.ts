@@ -229,7 +229,7 @@ export class ResponseCache {
     if (this.counts.cache >= this.maxEntries.cache) return;
     this.counts.cache++;
     const exp = Date.now() + ttlMs;
-    void this.store.cache.put([ws, hash], { exp, decision: answer.decision, body: answer.body, usage: answer.usage });
+    this.store.along.put(this.store.cache, [ws, hash], { exp, decision: answer.decision, body: answer.body, usage: answer.usage });
     this.shared?.put(ws, hash, answer, exp);
     this.refExact(requestId, ws, hash, exp);
   }
@@ -241,7 +241,7 @@ export class ResponseCache {
 
   /** A request's ref, kept here (and in cluster mode in Redis too, for feedback through another replica). */
   private ref<T extends { exp: number }>(requestId: string, kind: 'exact' | 'semantic', value: T): void {
-    void this.store.cacheRefs.put([requestId, kind], value);
+    this.store.along.put(this.store.cacheRefs, [requestId, kind], value);
     this.shared?.putRef(requestId, kind, value);
   }
 
@@ -311,7 +311,7 @@ export class ResponseCache {
     });
     const exp = Date.now() + ttlMs;
     const entry = { exp, decision: answer.decision, body: answer.body, usage: answer.usage, text, vec: bytesOf(vec), ...(thr > threshold ? { thr } : {}) };
-    void this.store.semantic.put([ws, context, bucket, id], entry);
+    this.store.along.put(this.store.semantic, [ws, context, bucket, id], entry);
     this.semanticShared?.put(ws, context, bucket, id, entry);
     this.ref(id, 'semantic', { exp, ws, context, bucket, id, hit: null });
   }

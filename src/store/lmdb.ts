@@ -1,10 +1,12 @@
 // One LMDB environment in the data dir, named sub-databases, msgpackr values (lmdb's
-// default encoding). Writes use lmdb's batched async commits: all puts of one event turn share a transaction.
+// default encoding). Writes use lmdb's batched async commits: all puts of one event turn share a
+// transaction; the ledger's rows, and what rides with them (store/along.ts), commit on this thread.
 import { sha256Text } from '../digest.js';
 import { existsSync } from 'node:fs';
 import { mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { Along } from './along.js';
 import { Headroom, NoRoomError } from './headroom.js';
 
 export interface Store {
@@ -45,6 +47,8 @@ export interface Store {
   readonly writableMap: boolean;
   /** Bytes of the file LMDB uses (when it is mapped writable, the file's size is the map's, mostly holes). */
   usedBytes(): number;
+  /** Puts carried by the ledger's next transaction on this thread, or else lmdb-js's asynchronous batch (store/along.ts). */
+  readonly along: Along;
   close(): Promise<void>;
 }
 
@@ -225,6 +229,7 @@ export async function openStore(dataDir: string, opts: { fsync: boolean; /** fal
     headroom,
     writableMap: writemap,
     usedBytes,
+    along: new Along(),
     outbox,
     cacheRefs,
     scars,

@@ -1,0 +1,108 @@
+// Puts carried by the ledger's transaction (store/along.ts): a cache's entry and a request's
+// cache ref commit with the ledger's next batch when the ledger commits on this thread (no
+// second commit on lmdb-js's writer thread), never abort that batch, and without such a
+// ledger go through lmdb-js's asynchronous batch as before.
+import t from 'tap';
+import { Ledger, ledgerRow } from '../../src/accounts/ledger.js';
+import { Workspaces } from '../../src/accounts/workspaces.js';
+import { openStore, type Store } from '../../src/store/lmdb.js';
+import { tempDataDir } from '../helpers/gateway.js';
+
+/** Records, for each put of `db`, whether it ran inside a synchronous write transaction of `store.root`. */
+function spyPuts(store: Store, db: Store['cache']): boolean[] {
+  const inside: boolean[] = [];
+  let depth = 0;
+  const root = store.root as unknown as { transactionSync: (cb: () => unknown, flags?: unknown) => unknown };
+  const transact = root.transactionSync.bind(store.root);
+  root.transactionSync = (cb, flags) => transact(() => { depth++; try { return cb(); } finally { depth--; } }, flags);
+  const methods = db as unknown as { put: (...args: unknown[]) => unknown };
+  const put = methods.put.bind(db);
+  methods.put = (...args: unknown[]) => { inside.push(depth > 0); return put(...args); };
+  return inside;
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+t.test('with the ledger committing on this thread, a carried put goes in its transaction, with the batch\'s rows', async (t) => {
+  const store = await openStore(tempDataDir(), { fsync: false });
+  t.teardown(() => store.close());
+  const workspaces = new Workspaces(store);
+  const ledger = new Ledger(store, workspaces, 0, true);
+  const ws = await workspaces.create('acme', null);
+  const inside = spyPuts(store, store.cache);
+
+  store.along.put(store.cache, ['ws', 'h1'], { exp: 1, answer: 'a' });
+  ledger.append(ledgerRow({ id: 'req_along_1', kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions' }), ws);
+  t.equal(store.cache.get(['ws', 'h1']), undefined, 'not stored before the batch runs');
+  await ledger.committed();
+  t.same(inside, [true], 'put once, inside the ledger\'s synchronous transaction');
+  t.same(store.cache.get(['ws', 'h1']), { exp: 1, answer: 'a' }, 'stored once the batch\'s waiters are told');
+  t.ok(store.ledger.get('req_along_1'), 'with the row');
+
+  // A carried put with no row appended still makes a batch run (this turn), and commits in it.
+  store.along.put(store.cache, ['ws', 'h2'], { exp: 2 });
+  await tick();
+  t.same(store.cache.get(['ws', 'h2']), { exp: 2 }, 'committed one turn later, by a batch of its own');
+  t.same(inside, [true, true]);
+});
+
+t.test('a carried put LMDB refuses is dropped with a log line; the batch\'s rows and the other puts commit', async (t) => {
+  const store = await openStore(tempDataDir(), { fsync: false });
+  t.teardown(() => store.close());
+  const workspaces = new Workspaces(store);
+  const ledger = new Ledger(store, workspaces, 0, true);
+  const ws = await workspaces.create('acme', null);
+  const logged: string[] = [];
+  const error = console.error;
+  console.error = (...args: unknown[]) => { logged.push(args.map(String).join(' ')); };
+  t.teardown(() => { console.error = error; });
+
+  store.along.put(store.cache, ['ws', 'before'], { n: 1 });
+  store.along.put(store.cache, ['ws', 'k'.repeat(3000)], { n: 2 }); // over LMDB's 1,978-byte key limit
+  store.along.put(store.cache, ['ws', 'after'], { n: 3 });
+  ledger.append(ledgerRow({ id: 'req_along_2', kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions', delta_nano: -700 }), ws);
+  await ledger.committed();
+  console.error = error;
+  t.ok(store.ledger.get('req_along_2'), 'the row is stored');
+  t.equal((store.workspaces.get(ws.id) as { balance_nano: number }).balance_nano, -700, 'and its balance change');
+  t.same(store.cache.get(['ws', 'before']), { n: 1 });
+  t.same(store.cache.get(['ws', 'after']), { n: 3 });
+  t.equal(ledger.failing, false, 'the batch did not fail');
+  t.ok(logged.some((l) => /carried with the ledger's batch was refused and dropped: .*key size/i.test(l)), `said so (${logged.join(' | ').slice(0, 200)})`);
+});
+
+t.test('a batch refused for want of room loses what it carried, and the ledger goes on', async (t) => {
+  const store = await openStore(tempDataDir(), { fsync: false });
+  t.teardown(() => store.close());
+  const workspaces = new Workspaces(store);
+  const ledger = new Ledger(store, workspaces, 0, true);
+  const ws = await workspaces.create('acme', null);
+  const error = console.error;
+  console.error = () => {};
+  t.teardown(() => { console.error = error; });
+  const headroom = store.headroom as unknown as { room: boolean };
+  headroom.room = false;
+  store.along.put(store.cache, ['ws', 'lost'], { n: 1 });
+  ledger.append(ledgerRow({ id: 'req_along_3', kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions' }), ws);
+  await t.rejects(ledger.committed(), 'the batch was refused');
+  headroom.room = true;
+  ledger.append(ledgerRow({ id: 'req_along_4', kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions' }), ws);
+  await ledger.committed();
+  console.error = error;
+  t.ok(store.ledger.get('req_along_4'), 'the next batch commits');
+  t.equal(store.cache.get(['ws', 'lost']), undefined, 'what the refused batch carried is not stored later, as with a failed asynchronous commit');
+});
+
+t.test('without a ledger committing on this thread, a carried put is lmdb-js\'s asynchronous put', async (t) => {
+  for (const withLedger of [false, true]) {
+    const store = await openStore(tempDataDir(), { fsync: false, writableMap: false });
+    // (a writer-thread ledger: its batches are child transactions committed later, which carry nothing)
+    if (withLedger) new Ledger(store, new Workspaces(store), 0, false);
+    const inside = spyPuts(store, store.cache);
+    store.along.put(store.cache, ['ws', 'h'], { v: 1 });
+    t.same(inside, [false], `put at once, outside any transaction (${withLedger ? 'writer-thread ledger' : 'no ledger'})`);
+    await store.root.committed;
+    t.same(store.cache.get(['ws', 'h']), { v: 1 }, 'and committed by lmdb-js');
+    await store.close();
+  }
+});
