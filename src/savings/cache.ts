@@ -229,7 +229,7 @@ export class ResponseCache {
     if (this.counts.cache >= this.maxEntries.cache) return;
     this.counts.cache++;
     const exp = Date.now() + ttlMs;
-    this.store.along.put(this.store.cache, [ws, hash], { exp, decision: answer.decision, body: answer.body, usage: answer.usage });
+    this.store.along.put(this.store.cache, [ws, hash], { exp, decision: answer.decision, body: answer.body, usage: answer.usage }, answer.body.length);
     this.shared?.put(ws, hash, answer, exp);
     this.refExact(requestId, ws, hash, exp);
   }
@@ -311,7 +311,7 @@ export class ResponseCache {
     });
     const exp = Date.now() + ttlMs;
     const entry = { exp, decision: answer.decision, body: answer.body, usage: answer.usage, text, vec: bytesOf(vec), ...(thr > threshold ? { thr } : {}) };
-    this.store.along.put(this.store.semantic, [ws, context, bucket, id], entry);
+    this.store.along.put(this.store.semantic, [ws, context, bucket, id], entry, answer.body.length + text.length + vec.length * 4);
     this.semanticShared?.put(ws, context, bucket, id, entry);
     this.ref(id, 'semantic', { exp, ws, context, bucket, id, hit: null });
   }

@@ -5,6 +5,7 @@
 import t from 'tap';
 import { Ledger, ledgerRow } from '../../src/accounts/ledger.js';
 import { Workspaces } from '../../src/accounts/workspaces.js';
+import { CARRY_MAX } from '../../src/store/along.js';
 import { openStore, type Store } from '../../src/store/lmdb.js';
 import { tempDataDir } from '../helpers/gateway.js';
 
@@ -39,11 +40,17 @@ t.test('with the ledger committing on this thread, a carried put goes in its tra
   t.same(store.cache.get(['ws', 'h1']), { exp: 1, answer: 'a' }, 'stored once the batch\'s waiters are told');
   t.ok(store.ledger.get('req_along_1'), 'with the row');
 
+  // A large value is left to lmdb-js's writer thread (its copy into the file off the event loop).
+  store.along.put(store.cache, ['ws', 'big'], { body: 'x'.repeat(CARRY_MAX + 1) }, CARRY_MAX + 1);
+  t.same(inside, [true, false], 'a value over CARRY_MAX: put at once, outside any transaction');
+  await store.root.committed;
+  t.equal((store.cache.get(['ws', 'big']) as { body: string }).body.length, CARRY_MAX + 1, 'and committed by lmdb-js');
+
   // A carried put with no row appended still makes a batch run (this turn), and commits in it.
   store.along.put(store.cache, ['ws', 'h2'], { exp: 2 });
   await tick();
   t.same(store.cache.get(['ws', 'h2']), { exp: 2 }, 'committed one turn later, by a batch of its own');
-  t.same(inside, [true, true]);
+  t.same(inside, [true, false, true]);
 });
 
 t.test('a carried put LMDB refuses is dropped with a log line; the batch\'s rows and the other puts commit', async (t) => {
