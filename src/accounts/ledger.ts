@@ -316,10 +316,11 @@ export class Ledger {
         error = err;
       }
       if (error) { this.rollBack(changed, taken); this.store.along.discard(); }
-      // Writes made through lmdb-js's asynchronous batch (a key, the router's state; the
-      // caches' entries ride in this transaction, store/along.ts) are committed by its writer thread. A response waits for those of
-      // its turn too, so what it stored is there for the client's next request, as when the
-      // ledger shared that batch. With none pending this is a microtask, not a thread hop.
+      // Writes made through lmdb-js's asynchronous batch (a key, the router's state, a cache
+      // entry over 64 KiB; smaller ones ride in this transaction, store/along.ts) are committed
+      // by its writer thread. A response waits for those of its turn too, so what it stored is
+      // there for the client's next request, as when the ledger shared that batch. With none
+      // pending this is a microtask, not a thread hop.
       // (Their failure is theirs: the rows are committed, and the responses say what the rows say.)
       this.lastCommit = Promise.resolve(this.store.root.committed).then(() => this.answer(waiters, rows, error, credits, relayed),
         (err: unknown) => { console.error(`ledger: writes beside a batch failed to commit: ${String(err)}`); return this.answer(waiters, rows, error, credits, relayed); });
