@@ -289,6 +289,8 @@ export class Headroom {
     // (an ask within what is held would succeed and gain nothing: on a full disk, asked again at every check)
     while (length >= MiB && from + length > held) {
       const { result, why } = await this.reserve(this.file, from, length, this.usedEnd === null);
+      // (the store closed meanwhile, its shell with it: nothing to say, and no new shell)
+      if (this.stopped) return;
       if (result === 'ok') { this.end = from + length; this.failedReserve = false; return; }
       if (result === 'unsupported') {
         if (/not supported|not found|ENOENT/i.test(why ?? '')) {

@@ -250,3 +250,29 @@ t.test('with no room, a new key, a key\'s change and a new workspace are refused
   t.equal(again.get(minted.record.id)!.name, 'renamed', 'with room again: stored');
   t.ok(workspaces.list().some((w) => w.id === ws.id), 'and the workspace made');
 });
+
+t.test('a renewal still under way when the store closes says nothing after, and asks for no more', async (t) => {
+  const file = join(tempDataDir(), 'f');
+  writeFileSync(file, Buffer.alloc(4096));
+  const lines: string[] = [];
+  const calls: number[] = [];
+  let answer: ((a: { result: 'unsupported'; why: string }) => void) | null = null;
+  const reserve: Reserve = (_file, offset) => {
+    calls.push(offset);
+    if (calls.length === 1) return Promise.resolve({ result: 'ok' as const });
+    return new Promise((resolve) => { answer = resolve; });
+  };
+  const room = new Headroom(file, opts, reserve, (l) => lines.push(l));
+  await room.start();
+  appendFileSync(file, Buffer.alloc(3 * MiB)); // (past half of the 4 MiB ahead: a renewal)
+  room.wrote = true;
+  const checking = room.check(1_000);
+  for (let i = 0; i < 200 && calls.length < 2; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.equal(calls.length, 2, 'the renewal is asked for');
+  room.stop();
+  // What fallocate's shell says when the close has ended it.
+  answer!({ result: 'unsupported', why: 'the shell running fallocate exited' });
+  await checking;
+  t.same(lines, [], `no "reserving room failed, trying again" after the close (${lines.join(' | ')})`);
+  t.equal(calls.length, 2, 'and no smaller ask after it');
+});
