@@ -12,6 +12,7 @@
 // (and anything as far), and re-asking the evicted prompt does not bring the mistake back.
 import { z } from 'zod';
 import type { SharedExactCache } from './shared-cache.js';
+import { utf8Bound } from '../store/along.js';
 import { UsageSchema, type Usage } from '../wire/usage.js';
 import { ExpirySweep, tryGet as read, type Store } from '../store/lmdb.js';
 import { compare, signature, type Signature } from './guard.js';
@@ -229,7 +230,7 @@ export class ResponseCache {
     if (this.counts.cache >= this.maxEntries.cache) return;
     this.counts.cache++;
     const exp = Date.now() + ttlMs;
-    this.store.along.put(this.store.cache, [ws, hash], { exp, decision: answer.decision, body: answer.body, usage: answer.usage }, answer.body.length);
+    this.store.along.put(this.store.cache, [ws, hash], { exp, decision: answer.decision, body: answer.body, usage: answer.usage }, utf8Bound(answer.body));
     this.shared?.put(ws, hash, answer, exp);
     this.refExact(requestId, ws, hash, exp);
   }
@@ -311,7 +312,7 @@ export class ResponseCache {
     });
     const exp = Date.now() + ttlMs;
     const entry = { exp, decision: answer.decision, body: answer.body, usage: answer.usage, text, vec: bytesOf(vec), ...(thr > threshold ? { thr } : {}) };
-    this.store.along.put(this.store.semantic, [ws, context, bucket, id], entry, answer.body.length + text.length + vec.length * 4);
+    this.store.along.put(this.store.semantic, [ws, context, bucket, id], entry, utf8Bound(answer.body) + utf8Bound(text) + vec.length * 4);
     this.semanticShared?.put(ws, context, bucket, id, entry);
     this.ref(id, 'semantic', { exp, ws, context, bucket, id, hit: null });
   }

@@ -19,6 +19,17 @@ type Db = Database<unknown, never>;
  */
 export const CARRY_MAX = 64 * 1024;
 
+/**
+ * What one carrier's transaction takes in all: past it, puts go through the asynchronous batch.
+ * The ledger's batch stays about as large as its rows make it (a commit that needs more room
+ * than the disk has fails, and with it the rows, whose requests are then errors), and its
+ * event-loop time bounded.
+ */
+export const CARRY_BATCH_MAX = 1024 * 1024;
+
+/** An upper bound of a string's UTF-8 bytes, without reading it (3 bytes at most per UTF-16 unit). */
+export const utf8Bound = (text: string): number => 3 * text.length;
+
 export class Along {
   /** [db, key, value] triples, flat (no object per put). */
   private queue: unknown[] = [];
@@ -27,14 +38,19 @@ export class Along {
   /**
    * `db.put(key, value)`, committed with the carrier's next transaction (the carrier is told a
    * put waits, so one runs this turn); with no carrier, or a value of more than `CARRY_MAX`
-   * bytes (`bytes`, the caller's estimate), lmdb-js's asynchronous batch, as before. Either
-   * way a failed commit loses it with the rest of its batch: only for what may be lost.
+   * bytes (`bytes`, the caller's upper bound), or past `CARRY_BATCH_MAX` queued, lmdb-js's
+   * asynchronous batch, as before. Either way a failed commit loses it with the rest of its
+   * batch: only for what may be lost.
    */
   put<K extends Key>(db: Database<unknown, K>, key: K, value: unknown, bytes = 0): void {
-    if (!this.carrier || bytes > CARRY_MAX) { void db.put(key, value); return; }
+    if (!this.carrier || bytes > CARRY_MAX || this.bytes + bytes > CARRY_BATCH_MAX) { void db.put(key, value); return; }
     this.queue.push(db, key, value);
+    this.bytes += bytes;
     this.carrier();
   }
+
+  /** The bytes queued (the callers' bounds). */
+  private bytes = 0;
 
   /** The ledger commits on this thread: `schedule` makes it run a transaction soon, which calls `drain` inside. */
   carry(schedule: () => void): void {
@@ -44,6 +60,7 @@ export class Along {
   /** The carrier's transaction was refused before it ran (no room on the disk): what waited is lost with it, as with a failed asynchronous commit. */
   discard(): void {
     this.queue = [];
+    this.bytes = 0;
   }
 
   /**
@@ -55,6 +72,7 @@ export class Along {
     const q = this.queue;
     if (q.length === 0) return;
     this.queue = [];
+    this.bytes = 0;
     for (let i = 0; i < q.length; i += 3) {
       try {
         void (q[i] as Db).put(q[i + 1] as never, q[i + 2]);

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { Ledger, ledgerRow } from '../../src/accounts/ledger.js';
 import { Workspaces } from '../../src/accounts/workspaces.js';
-import { CARRY_MAX } from '../../src/store/along.js';
+import { CARRY_BATCH_MAX, CARRY_MAX, utf8Bound } from '../../src/store/along.js';
 import { openStore, type Store } from '../../src/store/lmdb.js';
 import { tempDataDir } from '../helpers/gateway.js';
 
@@ -45,6 +45,17 @@ t.test('with the ledger committing on this thread, a carried put goes in its tra
   t.same(inside, [true, false], 'a value over CARRY_MAX: put at once, outside any transaction');
   await store.root.committed;
   t.equal((store.cache.get(['ws', 'big']) as { body: string }).body.length, CARRY_MAX + 1, 'and committed by lmdb-js');
+
+  // What one batch carries is bounded: a put past CARRY_BATCH_MAX queued goes the asynchronous way.
+  const each = CARRY_MAX;
+  const fit = Math.floor(CARRY_BATCH_MAX / each);
+  for (let i = 0; i <= fit; i++) store.along.put(store.cache, ['ws', `part${i}`], { i }, each);
+  t.same(inside.slice(2), [false], `${fit} carried, the one past ${CARRY_BATCH_MAX} bytes put at once`);
+  await ledger.committed();
+  t.same(inside.slice(2), [false, ...Array(fit).fill(true)], 'the others in the ledger\'s transaction');
+  await store.root.committed;
+  t.same([0, fit - 1, fit].map((i) => store.cache.get(['ws', `part${i}`])), [{ i: 0 }, { i: fit - 1 }, { i: fit }], 'all stored');
+  inside.length = 2;
 
   // A carried put with no row appended still makes a batch run (this turn), and commits in it.
   store.along.put(store.cache, ['ws', 'h2'], { exp: 2 });
@@ -111,5 +122,11 @@ t.test('without a ledger committing on this thread, a carried put is lmdb-js\'s 
     await store.root.committed;
     t.same(store.cache.get(['ws', 'h']), { v: 1 }, 'and committed by lmdb-js');
     await store.close();
+  }
+});
+
+t.test('utf8Bound is never below a string\'s UTF-8 bytes', async (t) => {
+  for (const text of ['', 'plain ascii', 'é'.repeat(100), '漢字'.repeat(1000), '😀'.repeat(500), '\ud800 lone', 'x'.repeat(70_000)]) {
+    t.ok(utf8Bound(text) >= Buffer.byteLength(text), `${JSON.stringify(text.slice(0, 12))}: ${utf8Bound(text)} ≥ ${Buffer.byteLength(text)}`);
   }
 });
