@@ -100,13 +100,21 @@ export class LimitError extends GatewayError {
   }
 }
 
+/**
+ * The refusal while the disk has no room for the store (store/headroom.ts): a 503 the caller
+ * may retry in a second. `consequence` finishes "so it …" (what was not done, and what that left).
+ */
+export function diskFull(consequence: string): GatewayError {
+  return new GatewayError(Errors.storeUnavailable, `The gateway's disk is full, so it ${consequence} Retry shortly.`).retryAfter(1000);
+}
+
 /** The client sees a catalogued error; anything else is a bug, logged here (its stack, never a request's content) and answered as 500. */
 export function asGatewayError(err: unknown): GatewayError {
   if (err instanceof GatewayError) return err;
   // A store write refused for want of room on the disk (store/headroom.ts's NoRoomError, told
   // by name: this module imports no layer): nothing of it was stored, and it may be retried.
   if (err instanceof Error && err.name === 'NoRoomError') {
-    return new GatewayError(Errors.storeUnavailable, "The gateway's disk is full, so it could not store this change. Retry shortly.").retryAfter(1000);
+    return diskFull('could not store this change.');
   }
   console.error('sluice: internal error:', err instanceof Error ? err.stack ?? err.message : String(err));
   return new GatewayError(Errors.internal, 'internal error');

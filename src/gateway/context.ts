@@ -4,7 +4,7 @@
 import type { KeyRecord } from '../accounts/keys.js';
 import type { Workspace } from '../accounts/workspaces.js';
 import type { Prices } from '../config/schema.js';
-import { Errors, GatewayError, asGatewayError } from '../errors.js';
+import { Errors, GatewayError, asGatewayError, diskFull } from '../errors.js';
 import type { Route } from '../router/catalog.js';
 import { chainAllows } from '../router/select.js';
 import type { RouterPick } from '../router/smart.js';
@@ -76,7 +76,7 @@ export function precheck(deps: Pick<ChatDeps, 'limits' | 'workspaces' | 'recordi
  * stored and the caller would get a 500 for an answer the provider was paid for.
  */
 export function mustRecord(deps: Pick<ChatDeps, 'recording'>): void {
-  if (!deps.recording()) throw new GatewayError(Errors.storeUnavailable, "The gateway's disk is full, so it cannot record requests and takes none: nothing was sent upstream or charged. Retry shortly.").retryAfter(1000);
+  if (!deps.recording()) throw diskFull('cannot record requests and takes none: nothing was sent upstream or charged.');
 }
 
 export class RequestContext implements SavingsContext {

@@ -32,7 +32,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rm, stat, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { Errors, GatewayError } from '../errors.js';
+import { diskFull } from '../errors.js';
 
 const MiB = 2 ** 20;
 
@@ -42,7 +42,7 @@ const MiB = 2 ** 20;
  * here that a restart would undo (a key, a workspace). `what`: the change, for the message.
  */
 export function mustStore(headroom: Pick<Headroom, 'room'>, what: string): void {
-  if (!headroom.room) throw new GatewayError(Errors.storeUnavailable, `The gateway's disk is full, so it cannot store ${what}: nothing was changed. Retry shortly.`).retryAfter(1000);
+  if (!headroom.room) throw diskFull(`cannot store ${what}: nothing was changed.`);
 }
 
 /** A store write refused because the disk has no room left for the store (see Headroom). */
