@@ -2,7 +2,7 @@
 // cache ref commit with the ledger's next batch when the ledger commits on this thread (no
 // second commit on lmdb-js's writer thread), never abort that batch, and without such a
 // ledger go through lmdb-js's asynchronous batch as before.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Ledger, ledgerRow } from '../../src/accounts/ledger.js';
 import { Workspaces } from '../../src/accounts/workspaces.js';
 import { CARRY_BATCH_MAX, CARRY_MAX, utf8Bound } from '../../src/store/along.js';
@@ -24,12 +24,17 @@ function spyPuts(store: Store, db: Store['cache']): boolean[] {
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
-t.test('with the ledger committing on this thread, a carried put goes in its transaction, with the batch\'s rows', async (t) => {
+/** A store whose ledger commits on this thread (the carrier), and a workspace for its rows; closed at the test's end. */
+async function carrying(t: Test) {
   const store = await openStore(tempDataDir(), { fsync: false });
   t.teardown(() => store.close());
   const workspaces = new Workspaces(store);
   const ledger = new Ledger(store, workspaces, 0, true);
-  const ws = await workspaces.create('acme', null);
+  return { store, ledger, ws: await workspaces.create('acme', null) };
+}
+
+t.test('with the ledger committing on this thread, a carried put goes in its transaction, with the batch\'s rows', async (t) => {
+  const { store, ledger, ws } = await carrying(t);
   const inside = spyPuts(store, store.cache);
 
   store.along.put(store.cache, ['ws', 'h1'], { exp: 1, answer: 'a' });
@@ -65,11 +70,7 @@ t.test('with the ledger committing on this thread, a carried put goes in its tra
 });
 
 t.test('a carried put LMDB refuses is dropped with a log line; the batch\'s rows and the other puts commit', async (t) => {
-  const store = await openStore(tempDataDir(), { fsync: false });
-  t.teardown(() => store.close());
-  const workspaces = new Workspaces(store);
-  const ledger = new Ledger(store, workspaces, 0, true);
-  const ws = await workspaces.create('acme', null);
+  const { store, ledger, ws } = await carrying(t);
   const logged: string[] = [];
   const error = console.error;
   console.error = (...args: unknown[]) => { logged.push(args.map(String).join(' ')); };
@@ -90,11 +91,7 @@ t.test('a carried put LMDB refuses is dropped with a log line; the batch\'s rows
 });
 
 t.test('a batch refused for want of room loses what it carried, and the ledger goes on', async (t) => {
-  const store = await openStore(tempDataDir(), { fsync: false });
-  t.teardown(() => store.close());
-  const workspaces = new Workspaces(store);
-  const ledger = new Ledger(store, workspaces, 0, true);
-  const ws = await workspaces.create('acme', null);
+  const { store, ledger, ws } = await carrying(t);
   const error = console.error;
   console.error = () => {};
   t.teardown(() => { console.error = error; });
