@@ -154,7 +154,7 @@ export class ResponseCache {
   shared: SharedExactCache | null = null;
   /** Cluster mode: where semantic entries stored or evicted here go, for every replica (shared-semantic.ts). */
   semanticShared: { put(ws: string, context: string, bucket: number, id: string, value: { exp: number }): void; remove(ws: string, context: string, bucket: number, id: string): void;
-    purge(ws: string): Promise<void> } | null = null;
+    purge(ws: string): Promise<void>; dropPending(ws: string): void } | null = null;
 
   /**
    * Cluster mode: a `cache:` notice another replica (or this one) sent: `evict:<ws>:<hash>`,
@@ -407,6 +407,8 @@ export class ResponseCache {
   /** This replica's entries (and scars) of a workspace, in slices of `slice` so the event loop keeps turning. */
   private async purgeHere(ws: string, slice = 2000): Promise<{ exact: number; semantic: number }> {
     const out = { exact: 0, semantic: 0 };
+    // (a purge another replica sent: what this one stored of the workspace and has not yet sent to Postgres goes too)
+    this.semanticShared?.dropPending(ws);
     for (const [name, db] of [['exact', this.store.cache], ['semantic', this.store.semantic], ['scars', this.store.scars]] as const) {
       for (;;) {
         const keys: Array<Array<string | number>> = [];

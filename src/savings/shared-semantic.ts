@@ -59,11 +59,20 @@ export class SharedSemanticCache {
   }
 
   /**
+   * A purge of `ws`, through this replica or heard from another: this replica's entries of it
+   * not yet sent are dropped. Sent after the purge's tombstones, each would be a live row again
+   * (an id Postgres had not seen), read back by every replica: a purged answer served on.
+   */
+  dropPending(ws: string): void {
+    this.pending = this.pending.filter((p) => p.ws !== ws);
+  }
+
+  /**
    * A workspace's entries, purged through this replica: its changes not yet sent are dropped,
    * and every row of it becomes a tombstone, which the other replicas apply as they read.
    */
   async purge(ws: string): Promise<void> {
-    this.pending = this.pending.filter((p) => p.ws !== ws);
+    this.dropPending(ws);
     try {
       await this.cluster.pg.query(`UPDATE sluice_semantic SET entry = NULL, exp = $2, replica = $3, version = nextval('sluice_version')
         WHERE ws = $1 AND entry IS NOT NULL`, [ws, Date.now() + 86_400_000, this.cluster.replica]);

@@ -10,7 +10,7 @@ import { startPostgres, startRedis } from '../helpers/cluster.js';
 import { skipWithoutClusterServers } from '../helpers/cluster-skip.js';
 import { startGateway, tempDataDir, type Gateway } from '../helpers/gateway.js';
 import { SharedSemanticCache } from '../../src/savings/shared-semantic.js';
-import type { ResponseCache } from '../../src/savings/cache.js';
+import { ResponseCache } from '../../src/savings/cache.js';
 import type { Cluster } from '../../src/store/cluster.js';
 import { openStore } from '../../src/store/lmdb.js';
 
@@ -313,6 +313,23 @@ t.test('a semantic tombstone is final: an entry evicted through another replica 
   await (shared as unknown as { sync(): Promise<void> }).sync();
   const rows = await db.query("SELECT id, entry IS NULL AS tomb, replica FROM sluice_semantic WHERE ws = 'ws_race' ORDER BY id");
   t.same(rows.rows, [{ id: 'req_other', tomb: false, replica: 'replica-late' }, { id: 'req_raced', tomb: true, replica: 'replica-quick' }], 'the tombstone stays; the other entry is written');
+  shared.stop();
+});
+
+t.test('a purge heard from another replica drops what this one had not yet sent: it never comes back live', async (t) => {
+  // Replica A stored entries of two workspaces, not yet sent; C purges ws_purged (its tombstones
+  // are in Postgres) and A hears of it before its next batch.
+  const store = await openStore(tempDataDir(), { fsync: false });
+  t.teardown(() => store.close());
+  const cache = new ResponseCache(store);
+  const shared = new SharedSemanticCache({ pg: db, replica: 'replica-slow' } as unknown as Cluster, cache, 60_000);
+  cache.semanticShared = shared;
+  shared.put('ws_purged', 'ctx', 3, 'req_unsent', { exp: Date.now() + 60_000 });
+  shared.put('ws_kept', 'ctx', 3, 'req_kept', { exp: Date.now() + 60_000 });
+  cache.heard('purge:ws_purged'); // (the notice C sent)
+  await (shared as unknown as { sync(): Promise<void> }).sync();
+  const rows = await db.query("SELECT id FROM sluice_semantic WHERE ws IN ('ws_purged', 'ws_kept') AND entry IS NOT NULL ORDER BY id");
+  t.same(rows.rows, [{ id: 'req_kept' }], 'the purged workspace\'s entry never reached Postgres; the other did');
   shared.stop();
 });
 
