@@ -261,6 +261,8 @@ export class Headroom {
     this.checking = true;
     try {
       const st = await stat(this.file);
+      // (the store closed meanwhile: LMDB's end can no longer be read, nor need be)
+      if (this.stopped) return;
       this.size = this.usedEnd ? this.usedEnd() : st.size;
       this.allocated = st.blocks * 512;
       if (this.end - this.size < this.ahead / 2 && now >= this.nextTry) await this.renew(now);

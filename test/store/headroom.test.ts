@@ -276,3 +276,19 @@ t.test('a renewal still under way when the store closes says nothing after, and 
   t.same(lines, [], `no "reserving room failed, trying again" after the close (${lines.join(' | ')})`);
   t.equal(calls.length, 2, 'and no smaller ask after it');
 });
+
+t.test('a check still reading the file when the store closes says nothing after (LMDB\'s end is not read from a closed store)', async (t) => {
+  const file = join(tempDataDir(), 'f');
+  writeFileSync(file, Buffer.alloc(4096));
+  const lines: string[] = [];
+  let closed = false;
+  const usedEnd = () => { if (closed) throw new Error('The environment is already closed.'); return 4096; };
+  const room = new Headroom(file, opts, standIn().reserve, (l) => lines.push(l));
+  await room.start(usedEnd);
+  room.wrote = true;
+  const checking = room.check(1_000);
+  room.stop();
+  closed = true; // (what the store's close does next)
+  await checking;
+  t.same(lines, [], `no "the room check failed" after the close (${lines.join(' | ')})`);
+});
