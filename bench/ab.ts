@@ -1,19 +1,20 @@
 // `npm run bench:ab -- <other build's dist/src/main.js> [rounds]`: this build of Sluice against
 // another (say an earlier commit's, built in a worktree), on the same fast fake upstream, in
 // alternating rounds (the order flipped each round, so the VM's drift hits both alike), for
-// the three paths every request takes one of: non-stream with an exempt key, non-stream with
-// a limited key in a metered workspace, and stream. Prints medians of req/s and of each
-// gateway's CPU time per request (the steadier figure), their ratio this/other, and the
-// median of each round's own ratio (the two builds measured back to back: the steadiest).
+// the three paths every chat request takes one of: non-stream with an exempt key, non-stream
+// with a limited key in a metered workspace, and stream; and a stored Responses API request.
+// Prints medians of req/s and of each gateway's CPU time per request (the steadier figure),
+// their ratio this/other, and the median of each round's own ratio (the two builds measured
+// back to back: the steadiest).
 // Both gateways are warmed until their JIT settles (its compiles went on for ~6 s here) and,
 // with two cores or more, pinned to a core of their own (procs.ts's pinProxies).
-import { BODY, load, median, mintLimitedKey, type Measured } from './load.js';
+import { BODY, load, median, mintLimitedKey, RESPONSES_BODY, type Measured } from './load.js';
 import { here, pinProxies, startGateway, startProcess, stop } from './procs.js';
 
 const other = process.argv[2];
 if (!other) { console.error('usage: node dist/bench/ab.js <other dist/src/main.js> [rounds] [paths]'); process.exit(2); }
 const ROUNDS = Number(process.argv[3] ?? 6);
-/** Optional: only the paths named (comma-separated: non-stream,limited,stream). */
+/** Optional: only the paths named (comma-separated: non-stream,limited,stream,responses). */
 const ONLY = process.argv[4]?.split(',');
 const SLICE = 3;
 
@@ -26,6 +27,7 @@ async function main() {
     'non-stream': (g: 'this' | 'other') => load(gws[g].port, false, { duration: SLICE, pid: gws[g].proc.pid! }),
     'limited': (g: 'this' | 'other') => load(gws[g].port, false, { duration: SLICE, key: keys[g], pid: gws[g].proc.pid! }),
     'stream': (g: 'this' | 'other') => load(gws[g].port, true, { duration: SLICE, pid: gws[g].proc.pid!, body: BODY(true) }),
+    'responses': (g: 'this' | 'other') => load(gws[g].port, false, { duration: SLICE, key: keys[g], pid: gws[g].proc.pid!, path: '/v1/responses', body: RESPONSES_BODY }),
   };
   try {
     const pinned = pinProxies([gws.this.proc.pid!, gws.other.proc.pid!], [fake.proc.pid!]);

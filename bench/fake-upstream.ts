@@ -27,7 +27,20 @@ const USAGE = Buffer.from('"include_usage":true');
 const SLOW = Buffer.from('"model":"slow-');
 const SLOW_MS = 50;
 
-uWS.App().post('/v1/chat/completions', (res) => {
+/** A Response object (POST /v1/responses, not streamed), its id fresh per answer as OpenAI's are: split around the id. */
+const responseHead = Buffer.from('{"id":"resp_bench');
+const responseTail = Buffer.from(`",${JSON.stringify({
+  object: 'response', created_at: 1_700_000_000, status: 'completed', model: 'gpt-4.1-mini',
+  output: [{ type: 'message', id: 'msg_bench', status: 'completed', role: 'assistant', content: [{ type: 'output_text', text: 'Hello from the bench upstream. '.repeat(4), annotations: [] }] }],
+  usage: { input_tokens: 24, input_tokens_details: { cached_tokens: 0 }, output_tokens: 28, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 52 },
+}).slice(1)}`);
+let responses = 0;
+
+uWS.App().post('/v1/responses', (res) => {
+  const state = readBody(res, () => {
+    if (!state.aborted) res.cork(() => res.writeStatus('200 OK').writeHeader('content-type', 'application/json').end(Buffer.concat([responseHead, Buffer.from((++responses).toString(36)), responseTail])));
+  });
+}).post('/v1/chat/completions', (res) => {
   const state = readBody(res, (body) => {
     if (body.includes(SLOW)) {
       setTimeout(() => { if (!state.aborted) res.cork(() => res.writeStatus('200 OK').writeHeader('content-type', 'application/json').end(completion)); }, SLOW_MS);

@@ -23,7 +23,12 @@ export interface LoadOptions {
   pid?: number;
   /** A new body for every request (overrides `body`). */
   fresh?: () => string;
+  /** The endpoint (default /v1/chat/completions). */
+  path?: string;
 }
+
+/** A Responses API request (stored, the default: the gateway records the upstream's response id). */
+export const RESPONSES_BODY = JSON.stringify({ model: 'gpt-4.1-mini', input: 'Say hello in one short sentence.', max_output_tokens: 64 });
 
 let uniqueSeq = 0;
 /** Deterministic (temperature 0, so cacheable) and different on every call: a cache miss each time. */
@@ -38,7 +43,7 @@ export async function load(port: number, stream: boolean, opts: LoadOptions): Pr
   const body = fresh ? fresh() : opts.body ?? BODY(stream, opts.model);
   const cpu0 = opts.pid ? cpuSeconds(opts.pid) : 0;
   const result = await autocannon({
-    url: `http://127.0.0.1:${port}/v1/chat/completions`, method: 'POST', body,
+    url: `http://127.0.0.1:${port}${opts.path ?? '/v1/chat/completions'}`, method: 'POST', body,
     headers: { 'content-type': 'application/json', authorization: `Bearer ${opts.key ?? MASTER}`, ...opts.headers },
     connections: opts.rate ? 20 : CONNECTIONS, duration: opts.duration, ...(opts.rate ? { overallRate: opts.rate } : {}),
     // (autocannon calls setupRequest per request only inside `requests`; given at the top level it is ignored and every request is the first body)
