@@ -315,9 +315,11 @@ export class Ledger {
       } catch (err) {
         error = err;
       }
-      if (error) { this.rollBack(changed, taken); this.store.along.discard(); }
+      if (error) this.rollBack(changed, taken);
+      this.store.along.over(!error);
       // Writes made through lmdb-js's asynchronous batch (a key, the router's state, a cache
-      // entry over 64 KiB; smaller ones ride in this transaction, store/along.ts) are committed
+      // entry over 64 KiB, a bridged Response's conversation; smaller ones and a passed-through
+      // Response's record ride in this transaction, store/along.ts) are committed
       // by its writer thread. A response waits for those of its turn too, so what it stored is
       // there for the client's next request, as when the ledger shared that batch. With none
       // pending this is a microtask, not a thread hop.

@@ -1,5 +1,6 @@
-// Puts that need no transaction of their own (a cache's entry, a request's cache ref), carried
-// by the ledger's next transaction when the ledger commits on this thread.
+// Writes that need no transaction of their own (a cache's entry, a request's cache ref, a
+// stored Response's record), carried by the ledger's next transaction when the ledger commits
+// on this thread.
 //
 // Why: a response waits for what its turn stored (the ledger's row, and its cache entry, so a
 // repeat of the request finds it). Put through lmdb-js's asynchronous batch, a cache entry
@@ -30,10 +31,33 @@ export const CARRY_BATCH_MAX = 1024 * 1024;
 /** An upper bound of a string's UTF-8 bytes, without reading it (3 bytes at most per UTF-16 unit). */
 export const utf8Bound = (text: string): number => 3 * text.length;
 
+/**
+ * The way a write went: `carried` by the carrier's next transaction, or `async` through lmdb-js's
+ * asynchronous batch. Each way keeps its own writes in order, but not against the other's: the
+ * writer thread may commit before or after the carrier's transaction.
+ */
+export type Way = 'carried' | 'async';
+
+/** A remove, queued like a put (a value no caller stores). */
+const REMOVE = Symbol('remove');
+
+/** Resolves (true: committed) once the carrier's transaction that took a batch of writes is over. */
+class Batch {
+  readonly done: Promise<boolean>;
+  resolve!: (committed: boolean) => void;
+  constructor() {
+    this.done = new Promise((resolve) => { this.resolve = resolve; });
+  }
+}
+
 export class Along {
   /** [db, key, value] triples, flat (no object per put). */
   private queue: unknown[] = [];
   private carrier: (() => void) | null = null;
+  /** Told when the queued writes' transaction is over (made only when a caller asks: see `write`). */
+  private batch: Batch | null = null;
+  /** The drained writes' batch, until the carrier says how its transaction went. */
+  private draining: Batch | null = null;
 
   /**
    * `db.put(key, value)`, committed with the carrier's next transaction (the carrier is told a
@@ -49,6 +73,22 @@ export class Along {
     this.carrier();
   }
 
+  /**
+   * A put (or, `value` undefined, a remove) for a caller that keeps one key's writes in order
+   * and must know when each is committed (stored Responses: a put, then a DELETE's remove).
+   * `follow`: the way a write of the same key still pending went; this one goes the same way,
+   * whatever its size, so it cannot land before it. `committed` resolves once it is committed
+   * or known lost (a failed commit loses it, as the rest of its batch).
+   */
+  write<K extends Key>(db: Database<unknown, K>, key: K, value: unknown, bytes: number, follow: Way | null): { way: Way; committed: PromiseLike<unknown> } {
+    const carried = this.carrier !== null && (follow === 'carried' || (follow === null && bytes <= CARRY_MAX && this.bytes + bytes <= CARRY_BATCH_MAX));
+    if (!carried) return { way: 'async', committed: value === undefined ? db.remove(key) : db.put(key, value) };
+    this.queue.push(db, key, value === undefined ? REMOVE : value);
+    this.bytes += Math.min(bytes, CARRY_BATCH_MAX); // (a write that follows may be of any size: the batch is full after it)
+    this.carrier!();
+    return { way: 'carried', committed: (this.batch ??= new Batch()).done };
+  }
+
   /** The bytes queued (the callers' bounds). */
   private bytes = 0;
 
@@ -57,14 +97,23 @@ export class Along {
     this.carrier = schedule;
   }
 
-  /** The carrier's transaction was refused before it ran (no room on the disk): what waited is lost with it, as with a failed asynchronous commit. */
-  discard(): void {
+  /**
+   * The carrier's transaction is over. Committed: the writes it drained are told so. Not (no
+   * room on the disk, a failed commit): what it drained, and what still waited for it, are
+   * lost with it, as with a failed asynchronous commit.
+   */
+  over(committed: boolean): void {
+    this.draining?.resolve(committed);
+    this.draining = null;
+    if (committed) return;
     this.queue = [];
     this.bytes = 0;
+    this.batch?.resolve(false);
+    this.batch = null;
   }
 
   /**
-   * Inside the carrier's write transaction: the queued puts, each on its own. One LMDB refuses
+   * Inside the carrier's write transaction: the queued writes, in order, each on its own. One LMDB refuses
    * outright (a key too long, a value msgpack cannot encode) is dropped with a log line: it
    * never aborts the carrier's transaction (a refused put leaves an lmdb-js transaction usable).
    */
@@ -73,9 +122,13 @@ export class Along {
     if (q.length === 0) return;
     this.queue = [];
     this.bytes = 0;
+    this.draining = this.batch;
+    this.batch = null;
     for (let i = 0; i < q.length; i += 3) {
       try {
-        void (q[i] as Db).put(q[i + 1] as never, q[i + 2]);
+        const db = q[i] as Db;
+        if (q[i + 2] === REMOVE) void db.remove(q[i + 1] as never);
+        else void db.put(q[i + 1] as never, q[i + 2]);
       } catch (err) {
         console.error(`store: a write carried with the ledger's batch was refused and dropped: ${err instanceof Error ? err.message : String(err)}`);
       }

@@ -1,7 +1,8 @@
-// Puts carried by the ledger's transaction (store/along.ts): a cache's entry and a request's
-// cache ref commit with the ledger's next batch when the ledger commits on this thread (no
-// second commit on lmdb-js's writer thread), never abort that batch, and without such a
-// ledger go through lmdb-js's asynchronous batch as before.
+// Writes carried by the ledger's transaction (store/along.ts): a cache's entry, a request's
+// cache ref and a stored Response's record commit with the ledger's next batch when the ledger
+// commits on this thread (no second commit on lmdb-js's writer thread), never abort that
+// batch, keep one key's writes in order, and without such a ledger go through lmdb-js's
+// asynchronous batch as before.
 import t, { type Test } from 'tap';
 import { Ledger, ledgerRow } from '../../src/accounts/ledger.js';
 import { Workspaces } from '../../src/accounts/workspaces.js';
@@ -98,14 +99,60 @@ t.test('a batch refused for want of room loses what it carried, and the ledger g
   const headroom = store.headroom as unknown as { room: boolean };
   headroom.room = false;
   store.along.put(store.cache, ['ws', 'lost'], { n: 1 });
+  const ordered = store.along.write(store.responses, ['ws', 'gone'], { tokens: 1, exp: 1 }, 0, null);
   ledger.append(ledgerRow({ id: 'req_along_3', kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions' }), ws);
   await t.rejects(ledger.committed(), 'the batch was refused');
+  t.equal(await ordered.committed, false, 'an ordered write is told it was lost');
   headroom.room = true;
+  const kept = store.along.write(store.responses, ['ws', 'kept'], { tokens: 2, exp: 2 }, 0, null);
   ledger.append(ledgerRow({ id: 'req_along_4', kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'chat.completions' }), ws);
   await ledger.committed();
   console.error = error;
   t.ok(store.ledger.get('req_along_4'), 'the next batch commits');
+  t.equal(await kept.committed, true, 'and its ordered write is told so');
   t.equal(store.cache.get(['ws', 'lost']), undefined, 'what the refused batch carried is not stored later, as with a failed asynchronous commit');
+  t.equal(store.responses.get(['ws', 'gone']), undefined);
+  t.same(store.responses.get(['ws', 'kept']), { tokens: 2, exp: 2 });
+});
+
+t.test('ordered writes: a remove after a put of the same key lands after it, whichever way the put went', async (t) => {
+  const { store, ledger, ws } = await carrying(t);
+  const inside = spyPuts(store, store.responses as unknown as Store['cache']);
+  const told: unknown[] = [];
+
+  // Carried: the put and the remove ride in one transaction, in order; each is told once it commits.
+  const put = store.along.write(store.responses, ['ws', 'r1'], { tokens: 1, exp: 1 }, 0, null);
+  t.equal(put.way, 'carried');
+  void Promise.resolve(put.committed).then((v) => told.push(['put', v]));
+  const removed = store.along.write(store.responses, ['ws', 'r1'], undefined, 0, put.way);
+  void Promise.resolve(removed.committed).then((v) => told.push(['remove', v]));
+  t.equal(removed.way, 'carried');
+  ledger.append(ledgerRow({ id: 'req_ordered_1', kind: 'request', workspace: ws.id, key_id: 'key_x', endpoint: 'responses' }), ws);
+  t.same(told, [], 'nothing told before the batch commits');
+  await ledger.committed();
+  await tick();
+  t.same(told, [['put', true], ['remove', true]], 'both told: committed');
+  t.equal(store.responses.get(['ws', 'r1']), undefined, 'the remove landed after the put');
+  t.same(inside, [true], 'the put was inside the ledger\'s transaction');
+
+  // A large put goes the asynchronous way; a remove that follows it goes that way too, though it is small.
+  const big = store.along.write(store.responses, ['ws', 'r2'], { tokens: 2, exp: 2, response: { text: 'x'.repeat(CARRY_MAX) } }, Infinity, null);
+  t.equal(big.way, 'async');
+  const after = store.along.write(store.responses, ['ws', 'r2'], undefined, 0, big.way);
+  t.equal(after.way, 'async', 'the remove follows the put\'s way');
+  await after.committed;
+  await ledger.committed();
+  t.equal(store.responses.get(['ws', 'r2']), undefined, 'and landed after it');
+
+  // A large write that follows a carried one is carried too (and fills the batch: the next small one goes async).
+  const small = store.along.write(store.responses, ['ws', 'r3'], { tokens: 3, exp: 3 }, 0, null);
+  const large = store.along.write(store.responses, ['ws', 'r3'], { tokens: 4, exp: 4, response: { text: 'y'.repeat(CARRY_MAX) } }, Infinity, small.way);
+  t.equal(large.way, 'carried', 'follows the pending carried put');
+  t.equal(store.along.write(store.responses, ['ws', 'r4'], { tokens: 5, exp: 5 }, 10, null).way, 'async', 'the batch is full after it');
+  await ledger.committed();
+  t.equal((store.responses.get(['ws', 'r3']) as { tokens: number }).tokens, 4, 'the later put won');
+  await store.root.committed;
+  t.equal((store.responses.get(['ws', 'r4']) as { tokens: number }).tokens, 5);
 });
 
 t.test('without a ledger committing on this thread, a carried put is lmdb-js\'s asynchronous put', async (t) => {
