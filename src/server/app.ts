@@ -156,7 +156,7 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
     if (passesThrough(routes, deps.keys.chain(key), pinned, speaksResponses)) {
       bridge.passthrough = true;
       // Read once: the pipeline takes the request as parsed here.
-      deps.chat.handle(bridge, key, body, t0, pin ?? '', RESPONSES, sw, withoutMessages({ ...request }));
+      deps.chat.handle(bridge, key, body, t0, pin ?? '', RESPONSES, sw, withoutMessages(request));
       return;
     }
     // Bridged: the gateway keeps the conversation (unless store: false), so a later request can continue it on any route.
@@ -225,7 +225,7 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
     const request = parseBody(CompletionsRequestSchema, parseJson(body));
     const sw = readSwitches(savings, cache);
     const type = deps.catalog.find(request.model)?.model.type ?? 'chat';
-    if (type === 'completion') { deps.chat.handle(ex, key, body, t0, pin ?? '', COMPLETIONS, sw, withoutMessages({ ...request })); return; }
+    if (type === 'completion') { deps.chat.handle(ex, key, body, t0, pin ?? '', COMPLETIONS, sw, withoutMessages(request)); return; }
     if (type !== 'chat') throw new GatewayError(Errors.invalidRequest, `'${request.model}' is ${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type} model: it is served on ${ENDPOINT_OF[type]}, not on /v1/completions.`, 'model');
     deps.chat.handle(new CompletionsBridge(ex), key, completionsToChat(request), t0, pin ?? '', CHAT, sw);
   }, refuseChat, ['x-gateway-provider', 'x-gateway-savings', 'x-gateway-cache'], 'completions'));

@@ -73,18 +73,30 @@ export function readUsage(value: unknown): Usage | null {
     if (prompt > MAX_USAGE_TOKENS) return null;
     return { prompt_tokens: prompt, completion_tokens: a.data.output_tokens, cached_tokens: read, ...(written ? { cache_write_tokens: written } : {}) };
   }
+  // The Responses shape is tried first when it names its own field: a zod parse that fails
+  // builds its error (the chat schema's, on every Responses answer: 3 µs of the ~5.5 µs this
+  // took per Responses request under load).
+  // (with no prompt_tokens neither the chat nor the input schema can pass: the same answer as in that order)
+  if (typeof value === 'object' && value !== null && 'input_tokens' in value && !('prompt_tokens' in value)) return responsesUsage(value);
+  return chatUsage(value) ?? responsesUsage(value) ?? inputUsage(value);
+}
+
+function chatUsage(value: unknown): Usage | null {
   const parsed = ChatUsageSchema.safeParse(value);
-  if (parsed.success) {
-    const u = parsed.data;
-    const written = u.prompt_tokens_details?.cache_write_tokens ?? 0;
-    return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_tokens: u.prompt_tokens_details?.cached_tokens ?? 0, ...(written ? { cache_write_tokens: written } : {}) };
-  }
+  if (!parsed.success) return null;
+  const u = parsed.data;
+  const written = u.prompt_tokens_details?.cache_write_tokens ?? 0;
+  return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, cached_tokens: u.prompt_tokens_details?.cached_tokens ?? 0, ...(written ? { cache_write_tokens: written } : {}) };
+}
+
+function responsesUsage(value: unknown): Usage | null {
   const r = ResponsesUsageSchema.safeParse(value);
-  if (!r.success) {
-    const e = InputUsageSchema.safeParse(value);
-    return e.success ? { prompt_tokens: e.data.prompt_tokens, completion_tokens: 0, cached_tokens: 0 } : null;
-  }
-  return { prompt_tokens: r.data.input_tokens, completion_tokens: r.data.output_tokens, cached_tokens: r.data.input_tokens_details?.cached_tokens ?? 0 };
+  return r.success ? { prompt_tokens: r.data.input_tokens, completion_tokens: r.data.output_tokens, cached_tokens: r.data.input_tokens_details?.cached_tokens ?? 0 } : null;
+}
+
+function inputUsage(value: unknown): Usage | null {
+  const e = InputUsageSchema.safeParse(value);
+  return e.success ? { prompt_tokens: e.data.prompt_tokens, completion_tokens: 0, cached_tokens: 0 } : null;
 }
 
 /** Usage in the chat-completions wire shape (what the gateway object and OpenAI-format answers carry). */
