@@ -125,8 +125,10 @@ const NO_MESSAGES: object = Object.create(Object.prototype, { messages: { value:
  * itself took 1.25 µs, and was 1.4% of the Responses path's CPU under load).
  */
 export function withoutMessages<T extends object>(request: T): ChatRequest {
-  if (Object.getPrototypeOf(request) === Object.prototype) return Object.assign(Object.create(NO_MESSAGES) as object, request) as unknown as ChatRequest;
-  // A class's instance (an audio upload's request, whose state changes as it is read) is given the member itself.
+  if (Object.getPrototypeOf(request) === Object.prototype && !Object.hasOwn(request, 'messages')) return Object.assign(Object.create(NO_MESSAGES) as object, request) as unknown as ChatRequest;
+  // A class's instance (an audio upload's request, whose state changes as it is read), or a body
+  // that sent a `messages` of its own (ignored, as any member these endpoints do not read; a
+  // copy onto the prototype would throw on its read-only one), is given the member itself.
   Object.defineProperty(request, 'messages', { value: NO_MESSAGES_LIST, enumerable: false });
   return request as unknown as ChatRequest;
 }

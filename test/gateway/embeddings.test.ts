@@ -44,6 +44,9 @@ t.test('the sim: deterministic unit vectors with some meaning, base64 as the SDK
   t.equal(short.data[0]!.embedding.length, 256);
   const tokens = await client.embeddings.create({ model: 'openai/text-embedding-3-small', input: [[1, 2, 3], [4, 5]], encoding_format: 'float' }, { headers: { 'x-gateway-provider': 'sim' } });
   t.equal(tokens.usage.prompt_tokens, 5, 'token arrays count as they are');
+  // A member these endpoints do not read is ignored, `messages` (which the pipeline gives such requests itself) included.
+  const stray = await client.embeddings.create({ model: 'openai/text-embedding-3-small', input: 'x', messages: [{ role: 'user', content: 'y' }] } as OpenAI.EmbeddingCreateParams, { headers: { 'x-gateway-provider': 'sim' } });
+  t.equal(stray.data.length, 1, 'a stray messages member is ignored');
   const big = await client.embeddings.create({ model: 'openai/text-embedding-3-small', input: 'x', dimensions: 4096 }, { headers: { 'x-gateway-provider': 'sim' } }).catch((e: unknown) => e);
   t.ok(big instanceof OpenAI.BadRequestError && big.param === 'dimensions', 'more dimensions than the model has is a 400');
 });

@@ -76,6 +76,9 @@ t.test('passthrough: the caller\'s bytes go on untouched; retrieve and delete ar
   t.equal(openai.received.at(-1)!.headers.authorization, 'Bearer sk-fake-upstream', 'relayed with the gateway\'s credentials');
   await client.responses.delete(made.id);
   t.ok(await client.responses.retrieve(made.id).catch((e: unknown) => e) instanceof OpenAI.NotFoundError);
+  // A member the Responses API does not have is ignored on the way through, `messages` included.
+  const stray = await client.responses.create({ model: 'gpt-x', input: 'hi', messages: [] } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+  t.match(stray.id, /^resp_/, 'a stray messages member is ignored');
   const elsewhere = await client.responses.create({ model: 'anthropic/claude-test', input: 'x', previous_response_id: (await client.responses.create({ model: 'gpt-x', input: 'y' })).id }).catch((e: unknown) => e);
   t.ok(elsewhere instanceof OpenAI.BadRequestError && /kept by the upstream that made it/.test(elsewhere.message), 'an OpenAI-held conversation cannot continue on Anthropic: said, not ignored');
 });
