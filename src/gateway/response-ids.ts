@@ -55,27 +55,31 @@ export class ResponseIds {
     if (!this.shared || id.length > 256 || this.find(ws, id)) return;
     const found = RecordSchema.safeParse(await this.shared.load(ws, id).catch(() => null)); // (a boundary: validated)
     if (!found.success || found.data.exp <= Date.now() || this.find(ws, id)) return;
-    this.keepHere(ws, id, found.data);
+    void this.keepHere(ws, id, found.data);
   }
 
   /** A passthrough response completed in `ws`: its id, the tokens of its conversation so far, and who holds it. */
   remember(ws: string, id: string, tokens: number, provider: string | null = null): void {
-    this.write(ws, id, { tokens, exp: Date.now() + TTL_MS, provider });
+    void this.write(ws, id, { tokens, exp: Date.now() + TTL_MS, provider });
   }
 
-  /** A bridged response completed in `ws`: kept whole, so GET returns it and a later request can continue it. */
-  keep(ws: string, id: string, tokens: number, conversation: Array<Record<string, unknown>>, response: Record<string, unknown>): void {
-    this.write(ws, id, { tokens, exp: Date.now() + TTL_MS, provider: null, conversation, response });
+  /**
+   * A bridged response completed in `ws`: kept whole, so GET returns it and a later request can
+   * continue it. Resolves once it is committed (true), or lost to a failed commit (false): its
+   * answer goes then, so an answer told `store` never outlives its record in a crash.
+   */
+  keep(ws: string, id: string, tokens: number, conversation: Array<Record<string, unknown>>, response: Record<string, unknown>): Promise<boolean> {
+    return this.write(ws, id, { tokens, exp: Date.now() + TTL_MS, provider: null, conversation, response });
   }
 
-  /** A put (or, with null, a remove), seen by find() from now on, and by the store once committed. */
-  private write(ws: string, id: string, record: StoredResponse | null): void {
+  /** A put (or, with null, a remove), seen by find() from now on, and by the store once committed (then the promise resolves: true, or false if lost). */
+  private write(ws: string, id: string, record: StoredResponse | null): Promise<boolean> {
     this.shared?.save(ws, id, record);
-    this.keepHere(ws, id, record);
+    return this.keepHere(ws, id, record);
   }
 
   /** In this replica's store only: a put (or, with null, a remove), seen by find() at once. */
-  private keepHere(ws: string, id: string, record: StoredResponse | null): void {
+  private keepHere(ws: string, id: string, record: StoredResponse | null): Promise<boolean> {
     const key = [ws, keyPart(id)];
     const pendingKey = `${ws}\u0000${id}`;
     // A passthrough's record (a few numbers) is carried by the ledger's next transaction, with
@@ -87,7 +91,12 @@ export class ResponseIds {
     const write = this.store.along.write(this.store.responses, key, record ?? undefined, bytes, this.pending.get(pendingKey)?.way ?? null);
     const entry = { record, way: write.way };
     this.pending.set(pendingKey, entry);
-    void Promise.resolve(write.committed).finally(() => { if (this.pending.get(pendingKey) === entry) this.pending.delete(pendingKey); });
+    const settled = (committed: boolean) => {
+      if (this.pending.get(pendingKey) === entry) this.pending.delete(pendingKey);
+      return committed;
+    };
+    // (lmdb-js's asynchronous put resolves true, or rejects on a failed commit: that is logged where the store is opened)
+    return Promise.resolve(write.committed).then((v) => settled(v !== false), () => settled(false));
   }
 
   /** `id` as `ws` stored it, or null (unknown, expired, or another workspace's). */
@@ -102,14 +111,16 @@ export class ResponseIds {
 
   /** Cluster mode: another replica forgot `id` (DELETE): this one's copy goes too (without writing the shared record again). */
   dropped(ws: string, id: string): void {
-    this.keepHere(ws, id, null);
+    void this.keepHere(ws, id, null);
   }
 
-  /** Forgets `id` (DELETE): true when `ws` had it. */
-  forget(ws: string, id: string): boolean {
-    if (!this.find(ws, id)) return false;
-    this.write(ws, id, null);
-    return true;
+  /**
+   * Forgets `id` (DELETE): null when `ws` did not have it; else resolves once the remove is
+   * committed (true) or lost to a failed commit (false), which is when the DELETE is answered.
+   */
+  forget(ws: string, id: string): Promise<boolean> | null {
+    if (!this.find(ws, id)) return null;
+    return this.write(ws, id, null);
   }
 
   /** The stored response a request continues, or the 400 OpenAI gives for an unknown id. */

@@ -98,8 +98,12 @@ export class ResponsesBridge extends SseTranslator {
   /** The gateway's figures, from the final chat chunk: the completed event's response carries them. */
   private gateway: unknown = undefined;
   private seq = 0;
-  /** A completed answer: its Response object (without the gateway's figures) and the assistant's chat turn (to store it). */
-  onComplete: ((response: Json, assistant: Json) => void) | null = null;
+  /**
+   * A completed answer: its Response object (without the gateway's figures) and the assistant's
+   * chat turn (to store it). A JSON answer goes once what this returns resolves (the record is
+   * committed, or lost to a failed commit).
+   */
+  onComplete: ((response: Json, assistant: Json) => Promise<unknown> | void) | null = null;
 
   /** `meta`: members every Response object of this request carries (previous_response_id, store, instructions). */
   constructor(inner: Client, private readonly model: string, private readonly meta: Json = {}) {
@@ -140,8 +144,10 @@ export class ResponsesBridge extends SseTranslator {
       output.push({ type: 'function_call', id: `fc_${text(call.id)}`, call_id: call.id, name: call.function.name, arguments: call.function.arguments, status: 'completed' });
     }
     const response = this.responseObject('completed', output, chat.usage);
-    this.onComplete?.(response, assistantTurn(typeof message.content === 'string' ? message.content : '', Array.isArray(message.tool_calls) ? message.tool_calls.filter(isRecord) : []));
-    this.inner.send(200, 'application/json', JSON.stringify({ ...response, gateway: chat.gateway }), headers);
+    const kept = this.onComplete?.(response, assistantTurn(typeof message.content === 'string' ? message.content : '', Array.isArray(message.tool_calls) ? message.tool_calls.filter(isRecord) : []));
+    const answer = JSON.stringify({ ...response, gateway: chat.gateway });
+    if (kept) void kept.then(() => this.inner.send(200, 'application/json', answer, headers));
+    else this.inner.send(200, 'application/json', answer, headers);
   }
 
   private event(type: string, data: Json): string {

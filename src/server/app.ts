@@ -172,7 +172,7 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
     if (request.store !== false) {
       bridge.onComplete = (response, assistant) => {
         const usage = response.usage as { total_tokens?: number } | null;
-        deps.chat.deps.responseIds.keep(key.workspace, String(response.id), usage?.total_tokens ?? 0, [...previous, ...turns, assistant], response);
+        return deps.chat.deps.responseIds.keep(key.workspace, String(response.id), usage?.total_tokens ?? 0, [...previous, ...turns, assistant], response);
       };
     }
     // The chat body carries no pin field: the pin (the body's, else the header's) goes along as the header's would.
@@ -208,13 +208,13 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
     const found = deps.chat.deps.responseIds.find(ws, id ?? '');
     if (!found) throw new GatewayError(Errors.notFound, `Response with id '${(id ?? '').slice(0, 80)}' not found.`);
     if (found.response) {
-      if (method === 'DELETE') { deps.chat.deps.responseIds.forget(ws, id!); ex.sendJson(200, { id, object: 'response', deleted: true }); }
+      if (method === 'DELETE') deleted(ex, deps.chat.deps.responseIds.forget(ws, id!), () => ex.sendJson(200, { id, object: 'response', deleted: true }));
       else ex.sendJson(200, found.response);
       return;
     }
     const provider = found.provider ? deps.catalog.provider(found.provider) : undefined;
     if (!(provider instanceof OpenAIProvider)) throw new GatewayError(Errors.notFound, `Response with id '${id!.slice(0, 80)}' is held by provider '${found.provider ?? 'unknown'}', which this gateway no longer serves.`);
-    relayStored(ex, provider, method, id!, () => { if (method === 'DELETE') deps.chat.deps.responseIds.forget(ws, id!); });
+    relayStored(ex, provider, method, id!, (answer) => { if (method === 'DELETE') deleted(ex, deps.chat.deps.responseIds.forget(ws, id!), answer); else answer(); });
   }
   app.get('/v1/responses/:id', storedResponse('GET'));
   app.del('/v1/responses/:id', storedResponse('DELETE'));
@@ -403,10 +403,23 @@ function exclusivePort(host: string, port: number): Promise<number> {
 }
 
 /**
- * A stored response's GET or DELETE, relayed to the OpenAI-kind upstream that holds it: its
- * answer as it is, an error in OpenAI's envelope; `ok` runs on a 200.
+ * A DELETE of a stored response is answered once its remove is committed (`removed`: see
+ * ResponseIds.forget; null, nothing was stored here), so a deletion told done is never undone
+ * by a crash; a remove lost to a failed commit is an error to retry.
  */
-function relayStored(ex: Exchange, provider: OpenAIProvider, method: 'GET' | 'DELETE', id: string, ok: () => void): void {
+function deleted(ex: Exchange, removed: Promise<boolean> | null, answer: () => void): void {
+  if (!removed) { answer(); return; }
+  void removed.then((committed) => {
+    if (committed) answer();
+    else ex.sendError(new GatewayError(Errors.internal, 'The gateway could not record the deletion; retry shortly.'));
+  });
+}
+
+/**
+ * A stored response's GET or DELETE, relayed to the OpenAI-kind upstream that holds it: its
+ * answer as it is, an error in OpenAI's envelope; on a 200, `ok` is given the answer to send.
+ */
+function relayStored(ex: Exchange, provider: OpenAIProvider, method: 'GET' | 'DELETE', id: string, ok: (answer: () => void) => void): void {
   let status = 0;
   let type = 'application/json';
   let retryAfter: number | null = null;
@@ -416,7 +429,7 @@ function relayStored(ex: Exchange, provider: OpenAIProvider, method: 'GET' | 'DE
     onData: (chunk) => { parts.push(chunk); return true; },
     onEnd: () => {
       const body = Buffer.concat(parts);
-      if (status === 200) { ok(); ex.send(200, type, body, null); }
+      if (status === 200) ok(() => ex.send(200, type, body, null));
       else ex.sendError(upstreamError(status, body, provider.name, retryAfter));
     },
     onError: (err) => ex.sendError(err),

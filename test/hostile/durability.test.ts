@@ -68,6 +68,40 @@ t.test('kill -9 the moment a response completes: its row is there, on every path
   }
 });
 
+t.test('kill -9 the moment a stored response is created or deleted: after a restart it is there, or gone', async (t) => {
+  const dataDir = tempDataDir();
+  // `local`: an OpenAI-compatible server without the Responses API, so its responses are bridged and kept by the gateway.
+  const stores = { ...config, providers: { local: { kind: 'openai', base_url: fake.url, api_key: 'sk-fake-upstream' } },
+    models: [...config.models, { slug: 'local/small', upstream_id: 'small', context_window: 32000, prices: { input: 0.1, output: 0.1 } }] };
+  const kill = async (gw: Awaited<ReturnType<typeof startGateway>>) => {
+    gw.proc.kill('SIGKILL');
+    await new Promise((r) => gw.proc.exitCode !== null || gw.proc.signalCode !== null ? r(null) : gw.proc.once('exit', r));
+  };
+  let key = '';
+  for (let round = 0; round < 2; round++) {
+    for (const model of ['local/small', 'openai/m']) {
+      let gw = await startGateway(env, dataDir, stores);
+      let api = http(gw);
+      if (!key) key = (await api.tenant(gw.masterKey, 10)).key;
+      const made = await api.call('/v1/responses', key, { model, input: `keep ${round} ${Math.random()}` });
+      const id = (made.json as { id: string }).id;
+      await kill(gw); // the moment the create was answered
+      gw = await startGateway(env, dataDir, stores);
+      api = http(gw);
+      const kept = await api.call(`/v1/responses/${id}`, key, undefined, 'GET');
+      t.equal(kept.status, 200, `${model}, round ${round}: the created response is kept after kill -9`);
+      const gone = await api.call(`/v1/responses/${id}`, key, undefined, 'DELETE');
+      t.equal(gone.status, 200);
+      await kill(gw); // the moment the delete was answered
+      gw = await startGateway(env, dataDir, stores);
+      api = http(gw);
+      const after = await api.call('/v1/responses', key, { model, input: 'again', previous_response_id: id });
+      t.equal(after.status, 400, `${model}, round ${round}: the deleted response stays deleted after kill -9`);
+      await gw.stop();
+    }
+  }
+});
+
 t.test('the billing rule without upstream usage', async (t) => {
   const gw = await startGateway(env, tempDataDir(), config);
   t.teardown(() => gw.stop());
