@@ -637,7 +637,8 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
 
   private record(status: number, error: string | null, tDone: number, u: Usage | null, source: UsageSource, known: Costs | null): void {
     const responseId = this.responseId ?? this.tap?.responseId ?? null;
-    if (responseId && status === 200 && !this.ctx.ticket.recorded) this.deps.responseIds.remember(this.ctx.ws.id, responseId, u ? u.prompt_tokens + u.completion_tokens : 0, this.route.provider.name);
+    // (`store: false`: the upstream keeps nothing, nor does the gateway: a later previous_response_id naming it is the 400 OpenAI gives)
+    if (responseId && status === 200 && !this.ctx.ticket.recorded && (this.ctx.request as { store?: unknown }).store !== false) this.deps.responseIds.remember(this.ctx.ws.id, responseId, u ? u.prompt_tokens + u.completion_tokens : 0, this.route.provider.name);
     record(this.deps.ledger, this.ctx, this.figures, status, error, u, source, known,
       { tFirstByte: this.tFirstByte, tDone, overheadMs: this.overheadMs(tDone), tDispatch: this.tDispatch, tUpstreamEnd: this.tUpstreamEnd }, this.attempts.retries);
   }

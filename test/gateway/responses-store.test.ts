@@ -76,6 +76,13 @@ t.test('passthrough: the caller\'s bytes go on untouched; retrieve and delete ar
   t.equal(openai.received.at(-1)!.headers.authorization, 'Bearer sk-fake-upstream', 'relayed with the gateway\'s credentials');
   await client.responses.delete(made.id);
   t.ok(await client.responses.retrieve(made.id).catch((e: unknown) => e) instanceof OpenAI.NotFoundError);
+  // store: false keeps nothing here either: the id is unknown to a retrieve and to a continuation, as on OpenAI.
+  const unstored = await client.responses.create({ model: 'gpt-x', input: 'forget me', store: false });
+  const asked = openai.received.length;
+  t.ok(await client.responses.retrieve(unstored.id).catch((e: unknown) => e) instanceof OpenAI.NotFoundError, 'store: false, passed through: not found');
+  t.equal(openai.received.length, asked, 'and not relayed: the gateway knows it keeps nothing');
+  const cont = await client.responses.create({ model: 'gpt-x', input: 'x', previous_response_id: unstored.id }).catch((e: unknown) => e);
+  t.ok(cont instanceof OpenAI.BadRequestError && cont.code === 'previous_response_not_found', String(cont));
   // A member the Responses API does not have is ignored on the way through, `messages` included.
   const stray = await client.responses.create({ model: 'gpt-x', input: 'hi', messages: [] } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
   t.match(stray.id, /^resp_/, 'a stray messages member is ignored');
