@@ -100,8 +100,8 @@ export class ResponsesBridge extends SseTranslator {
   private seq = 0;
   /**
    * A completed answer: its Response object (without the gateway's figures) and the assistant's
-   * chat turn (to store it). A JSON answer goes once what this returns resolves (the record is
-   * committed, or lost to a failed commit).
+   * chat turn (to store it). A JSON answer, or a stream's response.completed, goes once what
+   * this returns resolves (the record is committed, or lost to a failed commit).
    */
   onComplete: ((response: Json, assistant: Json) => Promise<unknown> | void) | null = null;
 
@@ -178,7 +178,9 @@ export class ResponsesBridge extends SseTranslator {
         output.push(done);
       }
       const response = this.responseObject('completed', output, this.usage);
-      this.onComplete?.(response, assistantTurn(this.text, this.calls.filter(Boolean).map((c) => ({ id: c.call_id, type: 'function', function: { name: c.name, arguments: c.arguments } }))));
+      // (response.completed, and the stream's end, go once the record is committed: SseTranslator.hold)
+      const kept = this.onComplete?.(response, assistantTurn(this.text, this.calls.filter(Boolean).map((c) => ({ id: c.call_id, type: 'function', function: { name: c.name, arguments: c.arguments } }))));
+      if (kept) this.hold = kept;
       out += this.event('response.completed', { response: this.gateway === undefined ? response : { ...response, gateway: this.gateway } });
       return out;
     }

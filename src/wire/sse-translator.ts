@@ -42,6 +42,12 @@ export abstract class SseTranslator implements Client {
   /** One SSE data payload (`[DONE]` included) in, the caller's frames out ('' for none). */
   protected abstract translate(data: string): string;
 
+  /**
+   * Set by `translate` when the frames it returns may go only once this settles (the stored
+   * Response's record is committed): they, and all that follows them, wait for it.
+   */
+  protected hold: Promise<unknown> | null = null;
+
   write(chunk: Uint8Array): boolean {
     if (this.passthrough) return this.inner.write(chunk);
     this.buffer += this.decoder.write(chunk);
@@ -49,7 +55,9 @@ export abstract class SseTranslator implements Client {
     this.buffer = frames.pop() ?? '';
     let out = '';
     for (const frame of frames) out += this.frame(frame);
-    return out ? this.inner.write(Buffer.from(out)) : true;
+    if (!out) return true;
+    if (this.hold) { const bytes = Buffer.from(out); this.hold = this.hold.then(() => this.inner.corked(() => this.inner.write(bytes))); return true; }
+    return this.inner.write(Buffer.from(out));
   }
 
   cut(): void {
@@ -64,7 +72,9 @@ export abstract class SseTranslator implements Client {
       for (const frame of this.buffer.split('\n\n')) out += this.frame(frame);
       this.buffer = '';
     }
-    this.inner.end(out ? Buffer.from(out) : undefined);
+    const last = out ? Buffer.from(out) : undefined;
+    if (this.hold) void this.hold.then(() => this.inner.end(last));
+    else this.inner.end(last);
   }
 
   private frame(frame: string): string {

@@ -90,6 +90,16 @@ t.test('kill -9 the moment a stored response is created or deleted: after a rest
       api = http(gw);
       const kept = await api.call(`/v1/responses/${id}`, key, undefined, 'GET');
       t.equal(kept.status, 200, `${model}, round ${round}: the created response is kept after kill -9`);
+      // A stream: its response.completed event is the answer; the gateway is killed the moment it arrives.
+      const res = await fetch(`${gw.url}/v1/responses`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ model, stream: true, input: `stream ${round} ${Math.random()}` }) });
+      const reader = res.body!.getReader();
+      let seen = '';
+      while (!seen.includes('response.completed')) { const { value, done } = await reader.read(); if (done) break; seen += new TextDecoder().decode(value); }
+      const streamed = /"id":"(resp_[^"]+)"/.exec(seen)?.[1] ?? '';
+      await kill(gw);
+      gw = await startGateway(env, dataDir, stores);
+      api = http(gw);
+      t.equal((await api.call(`/v1/responses/${streamed}`, key, undefined, 'GET')).status, 200, `${model}, round ${round}: a streamed response is kept after kill -9 at its response.completed`);
       const gone = await api.call(`/v1/responses/${id}`, key, undefined, 'DELETE');
       t.equal(gone.status, 200);
       await kill(gw); // the moment the delete was answered
