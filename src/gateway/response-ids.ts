@@ -85,8 +85,9 @@ export class ResponseIds {
     // A passthrough's record (a few numbers) is carried by the ledger's next transaction, with
     // the row of the request that made it: the response no longer waits for a second commit on
     // lmdb-js's writer thread (~140 µs per stored response at concurrency 1, measured). A bridged
-    // one holds the conversation, of any size, and is put after its answer has gone (nothing
-    // waits for it): the asynchronous batch, unless it follows a carried write of its key.
+    // one holds the conversation, of any size (its copy into the file stays off the event loop):
+    // the asynchronous batch, whose commit its answer waits for (`keep`), unless it follows a
+    // carried write of its key.
     const bytes = record?.conversation || record?.response ? Infinity : 0;
     const write = this.store.along.write(this.store.responses, key, record ?? undefined, bytes, this.pending.get(pendingKey)?.way ?? null);
     const entry = { record, way: write.way };
