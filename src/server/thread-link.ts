@@ -9,7 +9,7 @@
 // parsed with zod; what crosses from outside (HTTP) was validated where it came in.
 import type { MessagePort } from 'node:worker_threads';
 import type { KeyRecord } from '../accounts/keys.js';
-import type { LedgerRow, RowSink } from '../accounts/ledger.js';
+import { asToldUncommitted, type LedgerRow, type RowSink } from '../accounts/ledger.js';
 import { isOperatorKey } from '../accounts/keys.js';
 import type { AdmissionStore, Header, HeldAdmission, Reservation } from '../accounts/limits.js';
 import type { Workspace } from '../accounts/workspaces.js';
@@ -108,7 +108,7 @@ export class MainLink implements AdmissionStore, RowSink {
   private committing: Array<(err: unknown) => void> = [];
   /** Rows sent since the last commit request. */
   private rows: LedgerRow[] = [];
-  /** Sees the rows a commit request covered, once the main thread has committed them and their waiters were told (the thread's access log). */
+  /** Sees the rows a commit request covered once their waiters were told: as committed, or as told when the commit failed (the thread's access log). */
   onCommitted: ((rows: readonly LedgerRow[]) => void) | null = null;
   readonly localWhenDown = false;
   /** Tracing stays on the main thread: a traced gateway hands every request over. */
@@ -131,7 +131,11 @@ export class MainLink implements AdmissionStore, RowSink {
       this.call({ t: 'commit', id: 0 }).then(() => {
         for (const w of waiters) w(null);
         this.onCommitted?.(rows); // (after the responses: the log's formatting need not delay them)
-      }, (err: unknown) => { for (const w of waiters) w(err); });
+      }, (err: unknown) => {
+        for (const w of waiters) w(err);
+        // Not committed: logged as their clients were told (an answer became a 500 not recorded), as the main thread's log does.
+        this.onCommitted?.(rows.map(asToldUncommitted));
+      });
     };
     port.on('message', (batch: Down[]) => { for (const m of batch) this.receive(m); });
   }
