@@ -7,7 +7,7 @@ import { sha256 } from '../digest.js';
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from 'uWebSockets.js';
 import { Scope, type KeyRecord, type KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
-import { Errors, GatewayError } from '../errors.js';
+import { diskFull, Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
 import { CHAT, COMPLETIONS, EMBEDDINGS, IMAGES, MESSAGES, MODERATIONS, RESPONSES, SPEECH, TRANSCRIPTIONS, TRANSLATIONS, withoutMessages } from '../gateway/endpoints.js';
 import { ResponsesBridge, readResponsesRequest, toChatBody } from '../gateway/responses.js';
@@ -207,14 +207,16 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
     const ws = key.workspace;
     const found = deps.chat.deps.responseIds.find(ws, id ?? '');
     if (!found) throw new GatewayError(Errors.notFound, `Response with id '${(id ?? '').slice(0, 80)}' not found.`);
+    // (refused before anything is deleted, here or upstream, while the deletion could not be recorded)
+    if (method === 'DELETE' && !deps.chat.deps.recording()) throw diskFull('cannot record a deletion: nothing was deleted.');
     if (found.response) {
-      if (method === 'DELETE') deleted(ex, deps.chat.deps.responseIds.forget(ws, id!), () => ex.sendJson(200, { id, object: 'response', deleted: true }));
+      if (method === 'DELETE') deleted(ex, deps.chat.deps.responseIds.forget(ws, id!), () => ex.sendJson(200, { id, object: 'response', deleted: true }), false);
       else ex.sendJson(200, found.response);
       return;
     }
     const provider = found.provider ? deps.catalog.provider(found.provider) : undefined;
     if (!(provider instanceof OpenAIProvider)) throw new GatewayError(Errors.notFound, `Response with id '${id!.slice(0, 80)}' is held by provider '${found.provider ?? 'unknown'}', which this gateway no longer serves.`);
-    relayStored(ex, provider, method, id!, (answer) => { if (method === 'DELETE') deleted(ex, deps.chat.deps.responseIds.forget(ws, id!), answer); else answer(); });
+    relayStored(ex, provider, method, id!, (answer) => { if (method === 'DELETE') deleted(ex, deps.chat.deps.responseIds.forget(ws, id!), answer, true); else answer(); });
   }
   app.get('/v1/responses/:id', storedResponse('GET'));
   app.del('/v1/responses/:id', storedResponse('DELETE'));
@@ -405,12 +407,14 @@ function exclusivePort(host: string, port: number): Promise<number> {
 /**
  * A DELETE of a stored response is answered once its remove is committed (`removed`: see
  * ResponseIds.forget; null, nothing was stored here), so a deletion told done is never undone
- * by a crash; a remove lost to a failed commit is an error to retry.
+ * by a crash. A remove lost to a failed commit is an error to retry, unless the upstream that
+ * holds the response (`upstreamHeld`) has deleted it already: that is done, and its answer goes
+ * (what is left here only points at it, and the upstream answers 404 for it from now on).
  */
-function deleted(ex: Exchange, removed: Promise<boolean> | null, answer: () => void): void {
+function deleted(ex: Exchange, removed: Promise<boolean> | null, answer: () => void, upstreamHeld: boolean): void {
   if (!removed) { answer(); return; }
   void removed.then((committed) => {
-    if (committed) answer();
+    if (committed || upstreamHeld) answer();
     else ex.sendError(new GatewayError(Errors.internal, 'The gateway could not record the deletion; retry shortly.'));
   });
 }

@@ -29,6 +29,10 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
   const ask = (i: number) => call('/v1/chat/completions', key, { model: 'openai/long-20000', temperature: 0, messages: [{ role: 'user', content: `question ${i}` }] });
   const answers: Answer[] = [await ask(0)];
   t.equal(answers[0]!.status, 200);
+  // A stored response (passed through: the upstream holds it), to be deleted once the disk is full.
+  const made = await call('/v1/responses', key, { model: 'openai/m', input: 'keep me' });
+  t.equal(made.status, 200);
+  const storedId = (made.json as { id: string }).id;
 
   const filler = join(mountPoint, 'filler');
   writeFileSync(filler, Buffer.alloc(Math.max(0, free() - 2 * MiB)));
@@ -62,6 +66,12 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
   const refusedNow = (a: Answer) => a.status === 503 && a.json?.error?.code === 'store_unavailable' && /disk is full/.test(a.text);
   t.ok(failed.every((a) => refusedNow(a) || (a.status === 500 && /could not record/.test(a.text))), `each one a 503 store_unavailable or a 500 not recorded (${[...new Set(failed.map((a) => a.status))].join(', ')})`);
   t.ok(failed.some(refusedNow), 'once the store has no room, requests are refused at once');
+  // A DELETE then is refused before anything is deleted, upstream or here: its remove could not
+  // be recorded (were it relayed, the upstream's copy would be gone and the client told to retry).
+  const asked = fake.received.length;
+  const del = await call(`/v1/responses/${storedId}`, key, undefined, 'DELETE');
+  t.ok(refusedNow(del), `a DELETE on a full disk: ${del.status} ${del.text.slice(0, 160)}`);
+  t.equal(fake.received.length, asked, 'and not relayed upstream');
   // While commits fail, /health says so with a 503 (a load balancer takes the replica out).
   // (with fsync, the rows share the writer's commit with the caches' entries, and fail with them)
   const probe = fsync ? ask : small;
@@ -125,7 +135,7 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
   const okAnswers = answers.filter((a) => a.status === 200).length + 1; // (+1: the first request after space was freed)
   t.equal(count(/^sluice_requests_total\{endpoint="chat.completions",status="200",cache="[a-z]+"\} (\d+)$/gm), okAnswers, `metrics: ${okAnswers} answered 200`);
 
-  const served = [...answers.filter((a) => a.status === 200), again!];
+  const served = [...answers.filter((a) => a.status === 200), again!, made]; // (made: the stored response, a request charged like the others)
   const { next, charged, acknowledged } = await checkAfterKill(t, gw, env, dataDir, ws, served, []);
   const summary = (await http(next).call('/v1/usage/summary', key)).json;
   t.equal(summary.requests, acknowledged, 'the usage rollups count the stored rows, not the refused ones');
