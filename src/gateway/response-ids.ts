@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import { Errors, GatewayError } from '../errors.js';
 import type { Way } from '../store/along.js';
+import { mustStore } from '../store/headroom.js';
 import { ExpirySweep, keyPart, type Store } from '../store/lmdb.js';
 
 const RecordSchema = z.object({
@@ -113,6 +114,11 @@ export class ResponseIds {
   /** Cluster mode: another replica forgot `id` (DELETE): this one's copy goes too (without writing the shared record again). */
   dropped(ws: string, id: string): void {
     void this.keepHere(ws, id, null);
+  }
+
+  /** Throws the 503 a DELETE gets while the store has no room: refused before anything is deleted, here or upstream. */
+  mustForget(): void {
+    mustStore(this.store.headroom, 'a deletion');
   }
 
   /**

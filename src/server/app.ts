@@ -7,7 +7,7 @@ import { sha256 } from '../digest.js';
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp } from 'uWebSockets.js';
 import { Scope, type KeyRecord, type KeyRing } from '../accounts/keys.js';
 import type { RequestIds } from '../accounts/ledger.js';
-import { diskFull, Errors, GatewayError } from '../errors.js';
+import { Errors, GatewayError } from '../errors.js';
 import type { ChatGateway } from '../gateway/chat.js';
 import { CHAT, COMPLETIONS, EMBEDDINGS, IMAGES, MESSAGES, MODERATIONS, RESPONSES, SPEECH, TRANSCRIPTIONS, TRANSLATIONS, withoutMessages } from '../gateway/endpoints.js';
 import { ResponsesBridge, readResponsesRequest, toChatBody } from '../gateway/responses.js';
@@ -207,8 +207,7 @@ export function startServer(deps: ServerDeps, host: string, port: number, thread
     const ws = key.workspace;
     const found = deps.chat.deps.responseIds.find(ws, id ?? '');
     if (!found) throw new GatewayError(Errors.notFound, `Response with id '${(id ?? '').slice(0, 80)}' not found.`);
-    // (refused before anything is deleted, here or upstream, while the deletion could not be recorded)
-    if (method === 'DELETE' && !deps.chat.deps.recording()) throw diskFull('cannot record a deletion: nothing was deleted.');
+    if (method === 'DELETE') deps.chat.deps.responseIds.mustForget();
     if (found.response) {
       if (method === 'DELETE') deleted(ex, deps.chat.deps.responseIds.forget(ws, id!), () => ex.sendJson(200, { id, object: 'response', deleted: true }), false);
       else ex.sendJson(200, found.response);

@@ -67,7 +67,7 @@ export class Along {
    * batch: only for what may be lost.
    */
   put<K extends Key>(db: Database<unknown, K>, key: K, value: unknown, bytes = 0): void {
-    if (!this.carrier || bytes > CARRY_MAX || this.bytes + bytes > CARRY_BATCH_MAX) { void db.put(key, value); return; }
+    if (!this.carrier || !this.fits(bytes)) { void db.put(key, value); return; }
     this.queue.push(db, key, value);
     this.bytes += bytes;
     this.carrier();
@@ -81,7 +81,7 @@ export class Along {
    * or known lost (a failed commit loses it, as the rest of its batch).
    */
   write<K extends Key>(db: Database<unknown, K>, key: K, value: unknown, bytes: number, follow: Way | null): { way: Way; committed: PromiseLike<unknown> } {
-    const carried = this.carrier !== null && (follow === 'carried' || (follow === null && bytes <= CARRY_MAX && this.bytes + bytes <= CARRY_BATCH_MAX));
+    const carried = this.carrier !== null && (follow === 'carried' || (follow === null && this.fits(bytes)));
     if (!carried) return { way: 'async', committed: value === undefined ? db.remove(key) : db.put(key, value) };
     this.queue.push(db, key, value === undefined ? REMOVE : value);
     this.bytes += Math.min(bytes, CARRY_BATCH_MAX); // (a write that follows may be of any size: the batch is full after it)
@@ -91,6 +91,11 @@ export class Along {
 
   /** The bytes queued (the callers' bounds). */
   private bytes = 0;
+
+  /** A value of `bytes` may be carried: at most CARRY_MAX, and the batch within CARRY_BATCH_MAX with it. */
+  private fits(bytes: number): boolean {
+    return bytes <= CARRY_MAX && this.bytes + bytes <= CARRY_BATCH_MAX;
+  }
 
   /** The ledger commits on this thread: `schedule` makes it run a transaction soon, which calls `drain` inside. */
   carry(schedule: () => void): void {
