@@ -3,7 +3,7 @@
 // they reach LMDB, and resume once there is room again. The real fallocate(1) on a full
 // tmpfs is test/hostile/disk-full*.test.ts; here the reservation is a stand-in that says
 // what it is told to, so each case is exact.
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { Ledger, ledgerRow } from '../../src/accounts/ledger.js';
@@ -282,13 +282,46 @@ t.test('a check still reading the file when the store closes says nothing after 
   writeFileSync(file, Buffer.alloc(4096));
   const lines: string[] = [];
   let closed = false;
-  const usedEnd = () => { if (closed) throw new Error('The environment is already closed.'); return 4096; };
+  let end = 4096;
+  const usedEnd = () => { if (closed) throw new Error('The environment is already closed.'); return end; };
   const room = new Headroom(file, opts, standIn().reserve, (l) => lines.push(l));
   await room.start(usedEnd);
+  end += 3 * MiB; // (past half of the 4 MiB ahead: a renewal is due, so the check reads the file)
   room.wrote = true;
   const checking = room.check(1_000);
   room.stop();
   closed = true; // (what the store's close does next)
   await checking;
   t.same(lines, [], `no "the room check failed" after the close (${lines.join(' | ')})`);
+});
+
+t.test('a mapped store\'s check reads LMDB\'s end, and the file only when a renewal is due', async (t) => {
+  const dir = tempDataDir();
+  const file = join(dir, 'f');
+  writeFileSync(file, Buffer.alloc(4096));
+  const lines: string[] = [];
+  const r = standIn();
+  let end = 4096;
+  const room = new Headroom(file, opts, r.reserve, (l) => lines.push(l));
+  await room.start(() => end);
+  t.equal(r.calls.length, 1, 'the first reservation');
+  // The file cannot be read (its directory is now a file: ENOTDIR); a check with no renewal due does not notice.
+  rmSync(dir, { recursive: true });
+  writeFileSync(dir, '');
+  end += MiB;
+  room.wrote = true;
+  await room.check(1_000);
+  t.same(lines, [], 'the file was not read');
+  t.equal(room.room, true);
+  // LMDB's end past half of what is held: the renewal is asked from that end, the file read for it.
+  rmSync(dir);
+  mkdirSync(dir);
+  writeFileSync(file, Buffer.alloc(4096));
+  end += 2 * MiB;
+  room.wrote = true;
+  await room.check(2_000);
+  t.equal(r.calls.length, 2, 'renewed');
+  t.equal(r.calls[1]!.offset, end, 'from LMDB\'s end, not the file\'s size');
+  t.same(lines, []);
+  room.stop();
 });
