@@ -8,26 +8,29 @@
 // back to back: the steadiest).
 // Both gateways are warmed until their JIT settles (its compiles went on for ~6 s here) and,
 // with two cores or more, pinned to a core of their own (procs.ts's pinProxies).
-import { BODY, load, median, mintLimitedKey, RESPONSES_BODY, type Measured } from './load.js';
+import { BODY, load, median, mintLimitedKey, PACED_BODY, PACED_MODEL, RESPONSES_BODY, type Measured } from './load.js';
 import { here, pinProxies, startGateway, startProcess, stop } from './procs.js';
 
 const other = process.argv[2];
 if (!other) { console.error('usage: node dist/bench/ab.js <other dist/src/main.js> [rounds] [paths]'); process.exit(2); }
 const ROUNDS = Number(process.argv[3] ?? 6);
-/** Optional: only the paths named (comma-separated: non-stream,limited,stream,responses). */
+/** Optional: only the paths named (comma-separated: non-stream,limited,stream,responses,paced). */
 const ONLY = process.argv[4]?.split(',');
 const SLICE = 3;
 
 async function main() {
   const fake = await startProcess(here('./fake-upstream.js'), {}, /listening (\d+)/);
   const upstream = Number(fake.match[1]);
-  const gws = { this: await startGateway(upstream), other: await startGateway(upstream, {}, undefined, other!) };
+  const config = { models: [PACED_MODEL] };
+  const gws = { this: await startGateway(upstream, {}, config), other: await startGateway(upstream, {}, config, other!) };
   const keys = { this: await mintLimitedKey(gws.this.port), other: await mintLimitedKey(gws.other.port) };
   const paths = {
     'non-stream': (g: 'this' | 'other') => load(gws[g].port, false, { duration: SLICE, pid: gws[g].proc.pid! }),
     'limited': (g: 'this' | 'other') => load(gws[g].port, false, { duration: SLICE, key: keys[g], pid: gws[g].proc.pid! }),
     'stream': (g: 'this' | 'other') => load(gws[g].port, true, { duration: SLICE, pid: gws[g].proc.pid!, body: BODY(true) }),
     'responses': (g: 'this' | 'other') => load(gws[g].port, false, { duration: SLICE, key: keys[g], pid: gws[g].proc.pid!, path: '/v1/responses', body: RESPONSES_BODY }),
+    // (a limited key; 100 connections keep the gateway busy, as 50 of these slow streams do not)
+    'paced': (g: 'this' | 'other') => load(gws[g].port, true, { duration: SLICE, key: keys[g], pid: gws[g].proc.pid!, body: PACED_BODY, connections: 100 }),
   };
   try {
     const pinned = pinProxies([gws.this.proc.pid!, gws.other.proc.pid!], [fake.proc.pid!]);

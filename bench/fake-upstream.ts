@@ -27,6 +27,27 @@ const USAGE = Buffer.from('"include_usage":true');
 const SLOW = Buffer.from('"model":"slow-');
 const SLOW_MS = 50;
 
+/**
+ * Models named `paced-…` stream as a provider does: 60 frames (and the usage frame, when asked
+ * for), each its own write, 1 ms apart, so that the proxy reads them one at a time (the other
+ * streams come in one write, which measures a stream's fixed costs, not its per-chunk ones).
+ */
+const PACED = Buffer.from('"model":"paced-');
+const pacedFrames = [chunk({ role: 'assistant', content: '' }, null), ...Array.from({ length: 58 }, (_, i) => chunk({ content: words[i % words.length]! }, null)), chunk({}, 'stop')].map((f) => Buffer.from(f));
+const pacedUsage = Buffer.from(usageFrame.replace('"completion_tokens":10,"total_tokens":34', '"completion_tokens":58,"total_tokens":82'));
+const DONE = Buffer.from('data: [DONE]\n\n');
+
+function paced(res: uWS.HttpResponse, state: { aborted: boolean }, withUsage: boolean): void {
+  res.cork(() => res.writeStatus('200 OK').writeHeader('content-type', 'text/event-stream'));
+  let i = 0;
+  const next = () => {
+    if (state.aborted) return;
+    if (i < pacedFrames.length) { const frame = pacedFrames[i++]!; res.cork(() => res.write(frame)); setTimeout(next, 1); return; }
+    res.cork(() => { if (withUsage) res.write(pacedUsage); res.end(DONE); });
+  };
+  setTimeout(next, 1);
+}
+
 /** A Response object (POST /v1/responses, not streamed), its id fresh per answer as OpenAI's are: split around the id. */
 const responseHead = Buffer.from('{"id":"resp_bench');
 const responseTail = Buffer.from(`",${JSON.stringify({
@@ -42,6 +63,7 @@ uWS.App().post('/v1/responses', (res) => {
   });
 }).post('/v1/chat/completions', (res) => {
   const state = readBody(res, (body) => {
+    if (body.includes(PACED)) { paced(res, state, body.includes(USAGE)); return; }
     if (body.includes(SLOW)) {
       setTimeout(() => { if (!state.aborted) res.cork(() => res.writeStatus('200 OK').writeHeader('content-type', 'application/json').end(completion)); }, SLOW_MS);
       return;

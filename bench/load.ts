@@ -25,7 +25,18 @@ export interface LoadOptions {
   fresh?: () => string;
   /** The endpoint (default /v1/chat/completions). */
   path?: string;
+  /** Concurrent connections (default CONNECTIONS). */
+  connections?: number;
 }
+
+/**
+ * A stream as a provider sends it (bench/fake-upstream.ts, models named `paced-…`): 60 events,
+ * each its own write, 1 ms apart, and the usage event. Its model must be in the gateway's
+ * config (PACED_MODEL).
+ */
+export const PACED_BODY = JSON.stringify({ model: 'paced-model', stream: true, stream_options: { include_usage: true },
+  messages: [{ role: 'user', content: 'Say hello to the benchmark in one short sentence.' }] });
+export const PACED_MODEL = { slug: 'openai/paced-model', upstream_id: 'paced-model', context_window: 128000, tokenizer: 'o200k_base', prices: { input: 0.4, cached_input: 0.1, output: 1.6 } };
 
 /** A Responses API request (stored, the default: the gateway records the upstream's response id). */
 export const RESPONSES_BODY = JSON.stringify({ model: 'gpt-4.1-mini', input: 'Say hello in one short sentence.', max_output_tokens: 64 });
@@ -45,7 +56,7 @@ export async function load(port: number, stream: boolean, opts: LoadOptions): Pr
   const result = await autocannon({
     url: `http://127.0.0.1:${port}${opts.path ?? '/v1/chat/completions'}`, method: 'POST', body,
     headers: { 'content-type': 'application/json', authorization: `Bearer ${opts.key ?? MASTER}`, ...opts.headers },
-    connections: opts.rate ? 20 : CONNECTIONS, duration: opts.duration, ...(opts.rate ? { overallRate: opts.rate } : {}),
+    connections: opts.connections ?? (opts.rate ? 20 : CONNECTIONS), duration: opts.duration, ...(opts.rate ? { overallRate: opts.rate } : {}),
     // (autocannon calls setupRequest per request only inside `requests`; given at the top level it is ignored and every request is the first body)
     ...(fresh ? { requests: [{ setupRequest: (req: autocannon.Request) => ({ ...req, body: fresh() }) }] } : {}),
   });

@@ -5,7 +5,8 @@
 // ioredis…), started with `--headless` and held to 127.0.0.1 by bind-local.ts.
 //
 // Every request is different (nothing is cached or deduped). Per path: JSON and stream
-// throughput (alternating rounds, medians) with the proxy's CPU time per request from /proc;
+// throughput (alternating rounds, medians) with the proxy's CPU time per request from /proc,
+// and streams paced as a provider sends them (one event per write, so per-event costs show);
 // the latency one request at a time adds over the direct upstream, with µs resolution; and
 // the proxy's RSS after the load. Ratios are to the bare floor measured in the same run.
 import { execFileSync } from 'node:child_process';
@@ -13,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync } from '
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
-import { BODY, alternate, load, median, mintLimitedKey, type Measured } from './load.js';
+import { BODY, PACED_BODY, PACED_MODEL, alternate, load, median, mintLimitedKey, type Measured } from './load.js';
 import { MASTER, here, rssMiB, startGateway, startProcess, stop } from './procs.js';
 import type { ChildProcess } from 'node:child_process';
 
@@ -34,6 +35,8 @@ function portkeyEntry(): string {
 let sequence = 0;
 /** A body no earlier request had (so no cache or dedupe can answer it). */
 const unique = (stream: boolean) => BODY(stream).replace('one short sentence.', `one short sentence (${++sequence}).`);
+/** A paced stream's body (60 events, each its own write, 1 ms apart: load.ts), unique likewise. */
+const uniquePaced = () => PACED_BODY.replace('one short sentence.', `one short sentence (${++sequence}).`);
 
 /** One request at a time for `seconds`: the latency of each, in ms (µs resolution). */
 async function oneAtATime(port: number, headers: Record<string, string>, seconds: number): Promise<number[]> {
@@ -66,7 +69,7 @@ export async function runPeers(quick: boolean): Promise<void> {
     const upstream = Number(fake.match[1]);
     const bare = await startProcess(here('./bare-passthrough.js'), { UPSTREAM: `http://127.0.0.1:${upstream}` }, /listening (\d+)/);
     procs.push(bare.proc);
-    const gw = await startGateway(upstream);
+    const gw = await startGateway(upstream, {}, { models: [PACED_MODEL] });
     procs.push(gw.proc);
     const tenantKey = await mintLimitedKey(gw.port);
     const portkey = await startProcess(entry, { NODE_ENV: 'production', NODE_OPTIONS: `--import=${here('./bind-local.js')}` }, /Ready for connections|running at/, ['--port=0', '--headless']);
@@ -83,6 +86,11 @@ export async function runPeers(quick: boolean): Promise<void> {
     for (const p of peers) await run(p, false)(); // warm: JIT, keep-alive pools
     const json = await alternate(rounds, Object.fromEntries(peers.map((p) => [p.name, run(p, false)])));
     const stream = await alternate(rounds, Object.fromEntries(peers.map((p) => [p.name, run(p, true)])));
+    // Streams as a provider sends them: each event its own read, so a stream's per-event costs
+    // (its writes to the client, the usage tap) weigh, not only its fixed ones. 100 connections
+    // (each stream takes ~60 ms): the proxies' CPU per request is the figure to read.
+    const pacedRun = (p: Peer) => () => load(p.port, true, { duration: slice, ...(p.pid ? { pid: p.pid } : {}), headers: p.headers, fresh: uniquePaced, connections: 100 });
+    const paced = await alternate(rounds, Object.fromEntries(peers.map((p) => [p.name, pacedRun(p)])));
     const rss = Object.fromEntries(peers.map((p) => [p.name, p.pid ? rssMiB(p.pid) : NaN]));
     // One at a time, in alternating rounds: the added latency is against the direct upstream of the same round.
     const single: Record<string, number[]> = Object.fromEntries(peers.map((p) => [p.name, []]));
@@ -93,21 +101,26 @@ export async function runPeers(quick: boolean): Promise<void> {
 
     const floor = json.bare!;
     const floorStream = stream.bare!;
+    const floorPaced = paced.bare!;
+    const cpuTimes = (m: Measured, base: Measured) => (m.cpuUs !== null && base.cpuUs && m.errors <= m.rps ? (m.cpuUs / base.cpuUs).toFixed(2) : '');
     const ratio = (m: Measured, base: Measured) => (m.errors > m.rps ? '  fails' : (m.rps / base.rps).toFixed(2).padStart(7));
     console.log(`\nPeers (${PORTKEY}), every request unique, 50 connections, ${rounds} alternating rounds of ${slice} s, medians; ratios to the bare floor of the same run\n`);
-    console.log(`${'path'.padEnd(16)} ${'JSON req/s'.padStart(10)} ${'vs bare'.padStart(7)} ${'stream req/s'.padStart(12)} ${'vs bare'.padStart(7)} ${'CPU µs/req'.padStart(10)} ${'× bare'.padStart(6)} ${'errors'.padStart(7)} ${'+p50 c=1'.padStart(10)} ${'RSS MiB'.padStart(8)}  note`);
+    console.log(`${'path'.padEnd(16)} ${'JSON req/s'.padStart(10)} ${'vs bare'.padStart(7)} ${'stream req/s'.padStart(12)} ${'vs bare'.padStart(7)} ${'paced req/s'.padStart(11)} ${'vs bare'.padStart(7)} ${'CPU µs/req'.padStart(10)} ${'× bare'.padStart(6)} ${'stream ×'.padStart(8)} ${'paced ×'.padStart(7)} ${'errors'.padStart(9)} ${'+p50 c=1'.padStart(10)} ${'RSS MiB'.padStart(8)}  note`);
     for (const p of peers) {
       const j = json[p.name]!;
       const s = stream[p.name]!;
       const cpu = j.cpuUs === null ? '' : j.cpuUs.toFixed(0);
       const cpuRatio = j.cpuUs !== null && floor.cpuUs ? (j.cpuUs / floor.cpuUs).toFixed(2) : '';
       const add = p.name === 'direct' ? '' : `${added(p.name).toFixed(0)} µs`;
-      console.log(`${p.name.padEnd(16)} ${j.rps.toFixed(0).padStart(10)} ${ratio(j, floor)} ${s.rps.toFixed(0).padStart(12)} ${ratio(s, floorStream)} ${cpu.padStart(10)} ${cpuRatio.padStart(6)} ${`${j.errors}/${s.errors}`.padStart(7)} ${add.padStart(10)} ${Number.isNaN(rss[p.name]) ? ''.padStart(8) : rss[p.name]!.toFixed(0).padStart(8)}  ${p.note}`);
+      const q = paced[p.name]!;
+      console.log(`${p.name.padEnd(16)} ${j.rps.toFixed(0).padStart(10)} ${ratio(j, floor)} ${s.rps.toFixed(0).padStart(12)} ${ratio(s, floorStream)} ${q.rps.toFixed(0).padStart(11)} ${ratio(q, floorPaced)} ${cpu.padStart(10)} ${cpuRatio.padStart(6)} ${cpuTimes(s, floorStream).padStart(8)} ${cpuTimes(q, floorPaced).padStart(7)} ${`${j.errors}/${s.errors}/${q.errors}`.padStart(9)} ${add.padStart(10)} ${Number.isNaN(rss[p.name]) ? ''.padStart(8) : rss[p.name]!.toFixed(0).padStart(8)}  ${p.note}`);
     }
     const times = (a: string, b: string) => (json[a]!.rps / json[b]!.rps).toFixed(1);
     console.log(`\nSluice's throughput over Portkey's (JSON): operator ${times('sluice operator', 'portkey')}×, tenant ${times('sluice tenant', 'portkey')}×` +
       `; CPU per request: Portkey ${json.portkey!.cpuUs && json['sluice tenant']!.cpuUs ? (json.portkey!.cpuUs / json['sluice tenant']!.cpuUs).toFixed(1) : '?'}× Sluice tenant's`);
-    console.log('errors: non-2xx answers and failed requests, JSON/stream (Portkey 1.15.2 answers streams with 500 on Node 20)');
+    console.log('CPU µs/req and × bare: JSON; stream × and paced ×: CPU per request of those paths, to the bare floor\'s on the same path');
+    console.log('paced: a stream as a provider sends it (60 events, each its own write, 1 ms apart), 100 connections');
+    console.log('errors: non-2xx answers and failed requests, JSON/stream/paced (Portkey 1.15.2 answers streams with 500 on Node 20)');
   } finally {
     for (const p of procs.reverse()) await stop(p);
   }
