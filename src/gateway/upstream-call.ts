@@ -403,17 +403,19 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   private readonly finishStream = (err: unknown): void => {
     const tap = this.tap!;
     if (this.followers) this.followers.usageEvent = tap.usageEvent;
+    const lead = tap.takeLead();
     const tail = tap.flushTail();
     const own: Buffer[] = [];
     const out = (chunk: Buffer) => {
       this.followers?.write(chunk, this.finalUsage());
       own.push(chunk === GATEWAY_MARK ? this.gatewayComment() : chunk);
     };
+    if (lead) out(lead); // (the answer's last events, which came with its terminal one)
     if (tap.sawDone) out(GATEWAY_MARK); // the figures go before the held [DONE]
     if (tail) out(tail);
     if (!tap.sawDone) out(GATEWAY_MARK);
     // (the leader's row could not be committed: its client gets an error event, not the end; followers' rows are their own)
-    if (err) this.client.end(errorEvent(notRecorded(), this.ctx.endpoint.api));
+    if (err) this.client.end(lead ? Buffer.concat([lead, errorEvent(notRecorded(), this.ctx.endpoint.api)]) : errorEvent(notRecorded(), this.ctx.endpoint.api));
     else this.client.end(own.length === 1 ? own[0]! : Buffer.concat(own));
   };
 
@@ -472,6 +474,9 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     if (this.raw) { this.settle(e.status, e.code, this.raw.usage, () => this.client.cut(), 'estimate'); return; }
     if (this.tap) {
       const event = errorEvent(e, this.ctx.endpoint.api);
+      // (the answer's events held with its terminal one went out as they came, before the error)
+      const lead = this.tap.takeLead();
+      if (lead) this.toClient(() => this.emit(lead));
       this.settle(e.status, e.code, null, () => this.client.end(event));
       this.breakFollowers(event, e);
       return;

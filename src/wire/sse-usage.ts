@@ -207,6 +207,13 @@ export class SseUsageTap {
    */
   held: Buffer | null = null;
   /**
+   * The answer's bytes that came in the same chunk as its terminal event, before it: held with
+   * it (with `holdTerminal`), so that an answer which arrives in one read leaves in one write
+   * with its end (after the row's commit, tens of µs later), not in two sends. Whoever takes
+   * `held` writes this first (takeLead).
+   */
+  private lead: Buffer | null = null;
+  /**
    * The usage chunk the caller asked for (`stream_options.include_usage`), held with the
    * terminal event: it goes out last, with the gateway's figures spliced in as a `gateway`
    * member (where SDKs keep what a chunk says; the SSE comment is dropped by all of them).
@@ -266,12 +273,12 @@ export class SseUsageTap {
     let usageAt = -2;
     for (let end = eventEnd(buf, pos); end !== -1; pos = end, end = eventEnd(buf, pos)) {
       if (this.isTerminal(buf, pos, end)) {
-        if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos));
         this.sawDone = true;
         if (this.holdTerminal) {
-          this.held = Buffer.from(buf.subarray(pos));
+          this.hold(buf, flushFrom, pos);
           return ok;
         }
+        if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
         ok = this.write(this.beforeDone()) && ok;
         flushFrom = pos;
         continue;
@@ -281,23 +288,28 @@ export class SseUsageTap {
       if (usageAt === -1 || usageAt >= end || !objectFollows(buf, usageAt, end)) {
         if (this.holdTerminal && isTypedTerminal(buf, pos, end)) {
           this.takeUsage(buf.subarray(pos, end)); // (its response id, for previous_response_id)
-          if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
-          this.held = Buffer.from(buf.subarray(pos));
+          this.hold(buf, flushFrom, pos);
           return ok;
         }
         continue;
       }
       const event = buf.subarray(pos, end);
       if (this.takeUsage(event) && this.holdTerminal) {
-        if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
-        this.held = Buffer.from(buf.subarray(pos));
+        this.hold(buf, flushFrom, pos);
         return ok;
       }
       if (emptyChoices(event) && (!this.forwardUsageEvent || this.holdTerminal)) {
-        if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
+        if (pos > flushFrom) {
+          if (this.holdTerminal) this.outs.push(buf.subarray(flushFrom, pos)); // (a terminal event may follow in this chunk)
+          else ok = this.write(buf.subarray(flushFrom, pos)) && ok;
+        }
         if (this.forwardUsageEvent) this.usageEvent = Buffer.from(event);
         flushFrom = end;
       }
+    }
+    if (this.outs.length) {
+      for (const part of this.outs) ok = this.write(part) && ok;
+      this.outs.length = 0;
     }
     if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
     if (pos < buf.length) {
@@ -306,6 +318,24 @@ export class SseUsageTap {
       this.tailBytes = buf.length - pos;
     }
     return ok;
+  }
+
+  /** (holdTerminal) Parts of the chunk being read that go out, before an event that does not: written at its end, or held as the lead. */
+  private readonly outs: Buffer[] = [];
+
+  /** Holds the terminal event at `at` and what follows it, and what goes out of the chunk before it (the lead: `outs`, and from `from`). */
+  private hold(buf: Buffer, from: number, at: number): void {
+    if (at > from) this.outs.push(buf.subarray(from, at));
+    if (this.outs.length) this.lead = this.outs.length === 1 ? Buffer.from(this.outs[0]!) : Buffer.concat(this.outs);
+    this.outs.length = 0;
+    this.held = Buffer.from(buf.subarray(at));
+  }
+
+  /** The answer's bytes held with its terminal event, to be written before it (once: null after). */
+  takeLead(): Buffer | null {
+    const lead = this.lead;
+    this.lead = null;
+    return lead;
   }
 
   /**
@@ -320,7 +350,7 @@ export class SseUsageTap {
     this.push(Buffer.from(t[t.length - 1] === 10 ? '\n' : '\n\n'));
   }
 
-  /** Bytes not forwarded yet: a held `[DONE]`, or an unterminated last event if the upstream ended mid-event. */
+  /** Bytes not forwarded yet: a held `[DONE]` (after takeLead's), or an unterminated last event if the upstream ended mid-event. */
   flushTail(): Buffer | null {
     const t = this.held ?? (this.tailBytes ? Buffer.concat(this.tail, this.tailBytes) : null);
     this.tail = [];

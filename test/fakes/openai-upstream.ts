@@ -264,12 +264,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
     rec.written++;
     if (!res.write(chunk(model, { content: word }, null, includeUsage))) await new Promise((r) => res.once('drain', r));
   }
-  res.write(chunk(model, {}, 'stop', includeUsage));
-  if (includeUsage) {
-    res.write(`data: ${JSON.stringify({ id: 'chatcmpl-fake1', object: 'chat.completion.chunk', created: 1_700_000_000, model,
-      system_fingerprint: 'fp_fake', choices: [], usage: { ...usageFor(body), completion_tokens: words.length } })}\n\n`);
-  }
-  res.end('data: [DONE]\n\n');
+  // (the last events in one write, as a server sends what it has at the end: the gateway reads them together)
+  const usage = includeUsage ? `data: ${JSON.stringify({ id: 'chatcmpl-fake1', object: 'chat.completion.chunk', created: 1_700_000_000, model,
+    system_fingerprint: 'fp_fake', choices: [], usage: { ...usageFor(body), completion_tokens: words.length } })}\n\n` : '';
+  res.end(`${chunk(model, {}, 'stop', includeUsage)}${usage}data: [DONE]\n\n`);
 }
 
 export async function startFakeUpstream(): Promise<FakeUpstream> {

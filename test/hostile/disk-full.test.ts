@@ -90,6 +90,8 @@ for (const fsync of [false, true]) t.test(`a full disk${fsync ? ', commits fsync
     t.equal(a.status, 200, 'its headers had gone out');
     t.match(a.text, /data: \{"error":\{"message":"The ledger could not record this request; it was not charged/, 'it ends with the error event');
     t.notMatch(a.text, /\[DONE\]/, 'not with [DONE]');
+    // (the last events came with the terminal one and were held with it: they go out before the error, as they came)
+    t.match(a.text, /"finish_reason":"stop"[^\n]*\n\ndata: \{"error":/, 'the answer\'s last event, then the error event');
     t.notMatch(a.text, /^: gateway /m, 'and without the closing figures');
   }
   // The access log says what the client saw: a 500 not recorded, and no charge (it logged a 200 with its charge).

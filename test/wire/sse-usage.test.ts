@@ -102,9 +102,13 @@ t.test('an Anthropic stream passed through: usage from message_start and message
     tap.push(bytes.subarray(cut));
     const usage = tap.usage;
     const written = Buffer.concat(out).toString();
+    // (the events that came in the terminal event's chunk are held with it, the lead; those before went out at once)
+    const lead = tap.takeLead()?.toString() ?? '';
     const held = tap.flushTail()?.toString();
-    if (JSON.stringify(usage) !== JSON.stringify({ prompt_tokens: 127, completion_tokens: 9, cached_tokens: 100, cache_write_tokens: 7 }) || written !== events.slice(0, 4).join('') || held !== events[4] || !tap.sawDone) {
-      t.fail(`cut at ${cut}: ${JSON.stringify(usage)} ${written.length} ${held}`);
+    const whole = [0, 1, 2, 3, 4].map((k) => events.slice(0, k).join(''));
+    if (JSON.stringify(usage) !== JSON.stringify({ prompt_tokens: 127, completion_tokens: 9, cached_tokens: 100, cache_write_tokens: 7 }) || written + lead !== events.slice(0, 4).join('')
+      || !whole.includes(written) || held !== events[4] || !tap.sawDone) {
+      t.fail(`cut at ${cut}: ${JSON.stringify(usage)} ${written.length} ${lead.length} ${held}`);
       return t.end();
     }
   }
@@ -129,7 +133,8 @@ t.test('a stream written with Python\'s spacing: its usage chunk is known as suc
     const tap = new SseUsageTap(keep, (b) => { out.push(Buffer.from(b)); return true; }, () => Buffer.from(': gateway {}\n\n'), true);
     tap.push(Buffer.from(spaced.join('')));
     t.same(tap.usage, { prompt_tokens: 11, completion_tokens: 1, cached_tokens: 0 }, `usage read (include_usage ${keep})`);
-    t.equal(Buffer.concat(out).toString(), spaced[0], 'only the content chunk went out as it came');
+    t.equal(Buffer.concat(out).toString(), '', 'nothing went out yet: the content chunk came with the terminal event');
+    t.equal(tap.takeLead()?.toString(), spaced[0], 'the content chunk is held with it, as it came');
     t.equal(tap.usageEvent?.toString() ?? null, keep ? spaced[1] : null, keep ? 'the usage chunk held, for the gateway\'s figures to go in it' : 'the usage chunk not forwarded: the caller did not ask for it');
   }
   // A string value spelling the key before it (an id, a model) is not the key.
@@ -178,5 +183,44 @@ t.test('an event that arrives in many pieces is forwarded whole once it ends; on
   t.ok(tap.oversized, 'past 16 MiB: unreadable');
   t.ok(performance.now() - t0 < 2000, `17 MiB in 1 MiB pieces took ${(performance.now() - t0).toFixed(0)} ms (it was quadratic: each piece copied with all before it)`);
   t.equal(tap.flushTail(), null, 'and nothing of it is kept');
+  t.end();
+});
+
+t.test('holding the terminal event: the events that came in its chunk are held with it (the lead), those of earlier chunks go out at once', (t) => {
+  for (const keep of [false, true]) {
+    // All in one chunk (an answer that arrived in one read): nothing goes out until its end.
+    const out: Buffer[] = [];
+    const tap = new SseUsageTap(keep, (b) => { out.push(Buffer.from(b)); return true; }, () => Buffer.alloc(0), true);
+    tap.push(whole);
+    t.equal(out.length, 0, `one chunk (include_usage ${keep}): nothing written`);
+    t.equal(tap.takeLead()?.toString(), frames.slice(0, 3).join(''), 'the content events held, without the usage event');
+    t.equal(tap.takeLead(), null, 'taken once');
+    t.equal(tap.usageEvent?.toString() ?? null, keep ? frames[3] : null, 'the usage event held apart (it goes last, with the figures)');
+    t.equal(tap.flushTail()?.toString(), frames[4], 'and [DONE]');
+    t.same(tap.usage, { prompt_tokens: 11, completion_tokens: 1, cached_tokens: 4 });
+  }
+  // At every split: what went out at once and the lead are the content events, in order, each
+  // whole; what went out is exactly the events that ended before the terminal event's chunk.
+  for (let cut = 1; cut < whole.length; cut++) {
+    const out: Buffer[] = [];
+    const tap = new SseUsageTap(false, (b) => { out.push(Buffer.from(b)); return true; }, () => Buffer.alloc(0), true);
+    tap.push(whole.subarray(0, cut));
+    const early = Buffer.concat(out).toString();
+    tap.push(whole.subarray(cut));
+    const written = Buffer.concat(out).toString();
+    const lead = tap.takeLead()?.toString() ?? '';
+    const ended = frames.slice(0, 3).filter((_, i) => frames.slice(0, i + 1).join('').length <= cut).join('');
+    if (written !== early || written !== ended || written + lead !== frames.slice(0, 3).join('') || tap.flushTail()?.toString() !== frames[4]) {
+      t.fail(`cut at ${cut}: written ${JSON.stringify(written)} lead ${JSON.stringify(lead)}`);
+      return t.end();
+    }
+  }
+  t.pass('every split');
+  // Without holding, nothing changes: every event goes out as its chunk is read.
+  const out: Buffer[] = [];
+  const tap = new SseUsageTap(false, (b) => { out.push(Buffer.from(b)); return true; }, () => Buffer.from(': g\n\n'));
+  tap.push(whole);
+  t.equal(Buffer.concat(out).toString(), `${frames.slice(0, 3).join('')}: g\n\n${frames[4]}`);
+  t.equal(tap.takeLead(), null);
   t.end();
 });
