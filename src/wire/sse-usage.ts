@@ -200,10 +200,10 @@ export class SseUsageTap {
   responseId: string | null = null;
   sawDone = false;
   /**
-   * The stream's terminal event (`[DONE]`, or a Responses stream's response.completed) and
-   * whatever follows it, held back (with `holdTerminal`): a client that has it considers the
-   * answer complete, so it goes out only once the request's row is committed (and, when no
-   * usage came, after the answer was counted, so the closing figures carry the count).
+   * The stream's terminal event (`[DONE]`, or a Responses stream's response.completed), held
+   * back (with `holdTerminal`): a client that has it considers the answer complete, so it goes
+   * out only once the request's row is committed (and, when no usage came, after the answer
+   * was counted, so the closing figures carry the count). What follows it is dropped.
    */
   held: Buffer | null = null;
   /**
@@ -249,7 +249,7 @@ export class SseUsageTap {
 
   /** Feeds upstream bytes; returns false when the client side is applying backpressure. */
   push(chunk: Buffer): boolean {
-    if (this.held || this.oversized) return true;
+    if (this.terminal || this.oversized) return true;
     let buf = chunk;
     if (this.tailBytes) {
       const last = this.tail[this.tail.length - 1]!;
@@ -275,27 +275,27 @@ export class SseUsageTap {
       if (this.isTerminal(buf, pos, end)) {
         this.sawDone = true;
         if (this.holdTerminal) {
-          this.hold(buf, flushFrom, pos);
+          this.hold(buf, flushFrom, pos, end);
           return ok;
         }
         if (pos > flushFrom) ok = this.write(buf.subarray(flushFrom, pos)) && ok;
         ok = this.write(this.beforeDone()) && ok;
-        flushFrom = pos;
-        continue;
+        // (what follows the terminal event, here or in a later chunk, is not the answer's: dropped)
+        return this.write(buf.subarray(pos, end)) && ok;
       }
       if (usageAt !== -1 && usageAt < pos) usageAt = indexOfUsage(buf, pos);
       // (the first `"usage"` of the event decides, as it always has)
       if (usageAt === -1 || usageAt >= end || !objectFollows(buf, usageAt, end)) {
         if (this.holdTerminal && isTypedTerminal(buf, pos, end)) {
           this.takeUsage(buf.subarray(pos, end)); // (its response id, for previous_response_id)
-          this.hold(buf, flushFrom, pos);
+          this.hold(buf, flushFrom, pos, end);
           return ok;
         }
         continue;
       }
       const event = buf.subarray(pos, end);
       if (this.takeUsage(event) && this.holdTerminal) {
-        this.hold(buf, flushFrom, pos);
+        this.hold(buf, flushFrom, pos, end);
         return ok;
       }
       if (emptyChoices(event) && (!this.forwardUsageEvent || this.holdTerminal)) {
@@ -323,12 +323,16 @@ export class SseUsageTap {
   /** (holdTerminal) Parts of the chunk being read that go out, before an event that does not: written at its end, or held as the lead. */
   private readonly outs: Buffer[] = [];
 
-  /** Holds the terminal event at `at` and what follows it, and what goes out of the chunk before it (the lead: `outs`, and from `from`). */
-  private hold(buf: Buffer, from: number, at: number): void {
+  /**
+   * Holds the terminal event (`at` to `end`) and what goes out of the chunk before it (the
+   * lead: `outs`, and from `from`). What follows the terminal event is not the answer's: it
+   * is dropped, as every later chunk is.
+   */
+  private hold(buf: Buffer, from: number, at: number, end: number): void {
     if (at > from) this.outs.push(buf.subarray(from, at));
     if (this.outs.length) this.lead = this.outs.length === 1 ? Buffer.from(this.outs[0]!) : Buffer.concat(this.outs);
     this.outs.length = 0;
-    this.held = Buffer.from(buf.subarray(at));
+    this.held = Buffer.from(buf.subarray(at, end));
   }
 
   /** The answer's bytes held with its terminal event, to be written before it (once: null after). */
@@ -343,7 +347,7 @@ export class SseUsageTap {
    * [DONE]\n` and the end) is read as if it had, so it still ends the answer.
    */
   end(): void {
-    if (!this.tailBytes || this.held) return;
+    if (!this.tailBytes || this.terminal) return;
     // Only a terminal event: any other cut short stays unsent (a half event would reach the client as malformed JSON).
     const t = this.tail.length === 1 ? this.tail[0]! : Buffer.concat(this.tail, this.tailBytes);
     if (!this.isTerminal(t, 0, t.length) && !isTypedTerminal(t, 0, t.length)) return;

@@ -79,7 +79,7 @@ function sendError(res: ServerResponse, status: number, message: string, type: s
 
 
 /**
- * Models: `drip-<ms>` streams one word every <ms>; `long-<n>` streams n words quickly;
+ * Models: `drip-<ms>` streams one word every <ms>; `long-<n>` streams n words quickly; `afterdone` goes on after [DONE];
  * `fail-500` / `fail-400` answer with those errors; `html-502` with an HTML error page;
  * `slow-down` with a 429 and Retry-After: 7; `flaky-<n>` fails its first n calls with 503;
  * `hang` never answers; `nousage` in the name never reports usage; anything else answers at once.
@@ -267,7 +267,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   // (the last events in one write, as a server sends what it has at the end: the gateway reads them together)
   const usage = includeUsage ? `data: ${JSON.stringify({ id: 'chatcmpl-fake1', object: 'chat.completion.chunk', created: 1_700_000_000, model,
     system_fingerprint: 'fp_fake', choices: [], usage: { ...usageFor(body), completion_tokens: words.length } })}\n\n` : '';
-  res.end(`${chunk(model, {}, 'stop', includeUsage)}${usage}data: [DONE]\n\n`);
+  // (`afterdone` models go on after [DONE], in the same write: an event and a second [DONE], which are not the answer's)
+  const after = model.includes('afterdone') ? `${chunk(model, { content: ' AFTER-DONE' }, null, includeUsage)}data: [DONE]\n\n` : '';
+  res.end(`${chunk(model, {}, 'stop', includeUsage)}${usage}data: [DONE]\n\n${after}`);
 }
 
 export async function startFakeUpstream(): Promise<FakeUpstream> {

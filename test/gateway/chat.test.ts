@@ -8,7 +8,7 @@ import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
 
 const fake = await startFakeUpstream();
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(),
-  { models: ['drip-150', 'drip-100', 'fail-500', 'fail-400', 'long-200000'].map(testModel) });
+  { models: ['drip-150', 'drip-100', 'fail-500', 'fail-400', 'long-200000', 'afterdone'].map(testModel) });
 t.teardown(async () => { await gw.stop(); await fake.close(); });
 const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
 const messages = [{ role: 'user' as const, content: 'Say hello' }];
@@ -93,6 +93,19 @@ t.test('stream without include_usage: usage asked upstream, stripped for the cal
     text += c.choices[0]?.delta.content ?? '';
   }
   t.equal(text, FAKE_WORDS.join(''));
+});
+
+t.test('what an upstream sends after [DONE] in the same write is not the answer\'s: the client gets one [DONE], last', async (t) => {
+  for (const include of [false, true]) {
+    const res = await fetch(`${gw.baseURL}/chat/completions`, {
+      method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'openai/afterdone', messages, stream: true, ...(include ? { stream_options: { include_usage: true } } : {}) }),
+    });
+    const raw = await res.text();
+    t.notMatch(raw, /AFTER-DONE/, `nothing after [DONE] reaches the client (include_usage ${include})`);
+    t.equal(raw.match(/data: \[DONE\]/g)?.length, 1, 'one [DONE]');
+    t.ok(raw.endsWith('data: [DONE]\n\n'), 'and it is last');
+  }
 });
 
 t.test('stream usage request: spliced into the caller\'s bytes, or amended in place when stream_options is present', async (t) => {

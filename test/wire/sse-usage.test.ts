@@ -224,3 +224,34 @@ t.test('holding the terminal event: the events that came in its chunk are held w
   t.equal(tap.takeLead(), null);
   t.end();
 });
+
+t.test('what follows the terminal event is not the answer\'s: dropped, in its chunk or a later one, at every split', (t) => {
+  const after = 'data: {"id":"c","choices":[{"index":0,"delta":{"content":" AFTER"}}],"usage":null}\n\ndata: [DONE]\n\n';
+  const stream = Buffer.from(frames.join('') + after);
+  const anthropicStop = 'event: message_stop\ndata: {"type":"message_stop"}\n\n';
+  for (const hold of [true, false]) {
+    for (let cut = 1; cut < stream.length; cut += 3) {
+      const out: Buffer[] = [];
+      const tap = new SseUsageTap(false, (b) => { out.push(Buffer.from(b)); return true; }, () => Buffer.from(': g\n\n'), hold);
+      tap.push(stream.subarray(0, cut));
+      tap.push(stream.subarray(cut));
+      tap.end();
+      const text = Buffer.concat(out).toString() + (tap.takeLead()?.toString() ?? '') + (hold ? ': g\n\n' : '') + (tap.flushTail()?.toString() ?? '');
+      if (text !== `${frames.slice(0, 3).join('')}: g\n\ndata: [DONE]\n\n`) {
+        t.fail(`hold ${hold}, cut at ${cut}: ${JSON.stringify(text.slice(-160))}`);
+        return t.end();
+      }
+    }
+  }
+  t.pass('only the answer and one [DONE]');
+  // A Responses stream's terminal event, and an Anthropic one, with more after them in the same chunk.
+  const completed = 'event: response.completed\ndata: {"type":"response.completed","response":{"id":"resp_1","usage":{"input_tokens":3,"output_tokens":2}}}\n\n';
+  const responses = new SseUsageTap(false, () => true, () => Buffer.alloc(0), true);
+  responses.push(Buffer.from(`event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"Hi"}\n\n${completed}event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"AFTER"}\n\n`));
+  t.equal(responses.flushTail()?.toString(), completed, 'response.completed held alone');
+  const anthropic = new SseUsageTap(false, () => true, () => Buffer.alloc(0), true);
+  anthropic.push(Buffer.from('event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}\n\n'));
+  anthropic.push(Buffer.from(`event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":2}}\n\n${anthropicStop}event: ping\ndata: {"type":"ping"}\n\n`));
+  t.equal(anthropic.flushTail()?.toString(), anthropicStop, 'message_stop held alone');
+  t.end();
+});
