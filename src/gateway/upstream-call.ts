@@ -15,7 +15,7 @@ import type { OutgoingCall } from '../savings/stage.js';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { HeaderList } from '../wire/http.js';
 import { LINGER_MS, MAX_ANSWER_BYTES } from '../providers/translator.js';
-import { MAX_EVENT_BYTES, SseUsageTap, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
+import { MAX_EVENT_BYTES, SseUsageTap, countedUsageEvent, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
 import type { Usage } from '../wire/usage.js';
 import type { RequestContext } from './context.js';
 import { Attempts } from './failover.js';
@@ -373,7 +373,15 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
 
   private endStream(usage: Usage, source: UsageSource): void {
     this.over = true;
-    if (source === 'estimate') this.counted = usage;
+    if (source === 'estimate') {
+      this.counted = usage;
+      // The caller asked for the usage chunk and the upstream sent no usage (it reports none,
+      // or none an answer can have): the chunk OpenAI would send, with the gateway's count, in
+      // its place (last before [DONE], the figures in it as in an upstream's).
+      if (this.ctx.endpoint.api === 'chat' && this.ctx.request.stream_options?.include_usage === true && !this.tap!.usageEvent) {
+        this.tap!.usageEvent = countedUsageEvent(this.sseOverflow ? null : this.sse?.[0] ?? null, usage, `chatcmpl-${this.client.requestId}`, this.ctx.request.model);
+      }
+    }
     // The terminal event (held by the tap) and the figures go out once the row is committed:
     // a client that has them has the whole answer.
     // A leader whose client left is settled already (handed over): the tail still goes to its followers, once their rows are.

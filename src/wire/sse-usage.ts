@@ -391,6 +391,32 @@ export class SseUsageTap {
   }
 }
 
+/**
+ * The usage chunk OpenAI sends last when asked (`stream_options.include_usage`), for a stream
+ * whose upstream reported no usage (the gateway counted it): with the stream's own id, created,
+ * model and fingerprint, read from its first event (`first`: the stream's first chunk), or,
+ * where that cannot be read, `fallbackId`, now and `model`.
+ */
+export function countedUsageEvent(first: Buffer | null, usage: Usage, fallbackId: string, model: string): Buffer {
+  let head: { id?: unknown; created?: unknown; model?: unknown; system_fingerprint?: unknown } = {};
+  if (first) {
+    const end = eventEnd(first, 0);
+    const data = dataOf(first.toString('utf8', 0, end === -1 ? Math.min(first.length, 65_536) : end));
+    try {
+      const parsed: unknown = data === null ? null : JSON.parse(data);
+      if (typeof parsed === 'object' && parsed !== null) head = parsed;
+    } catch { /* (not JSON: the fallback's) */ }
+  }
+  const details = usage.cached_tokens ? { prompt_tokens_details: { cached_tokens: usage.cached_tokens } } : {};
+  return Buffer.from(`data: ${JSON.stringify({
+    id: typeof head.id === 'string' ? head.id : fallbackId, object: 'chat.completion.chunk',
+    created: typeof head.created === 'number' ? head.created : Math.floor(Date.now() / 1000),
+    model: typeof head.model === 'string' ? head.model : model,
+    ...(typeof head.system_fingerprint === 'string' ? { system_fingerprint: head.system_fingerprint } : {}),
+    choices: [], usage: { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.prompt_tokens + usage.completion_tokens, ...details },
+  })}\n\n`);
+}
+
 /** An SSE data event whose payload is a JSON object, with `"gateway":<json>` spliced in before its closing brace; the event as it is if it has none. */
 export function spliceGatewayEvent(event: Buffer, gatewayJson: string): Buffer {
   const close = event.lastIndexOf(125); // '}'

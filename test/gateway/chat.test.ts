@@ -8,7 +8,7 @@ import { startGateway, tempDataDir, testModel } from '../helpers/gateway.js';
 
 const fake = await startFakeUpstream();
 const gw = await startGateway({ OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' }, tempDataDir(),
-  { models: ['drip-150', 'drip-100', 'fail-500', 'fail-400', 'long-200000', 'afterdone'].map(testModel) });
+  { models: ['drip-150', 'drip-100', 'fail-500', 'fail-400', 'long-200000', 'afterdone', 'nousage'].map(testModel) });
 t.teardown(async () => { await gw.stop(); await fake.close(); });
 const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
 const messages = [{ role: 'user' as const, content: 'Say hello' }];
@@ -106,6 +106,23 @@ t.test('what an upstream sends after [DONE] in the same write is not the answer\
     t.equal(raw.match(/data: \[DONE\]/g)?.length, 1, 'one [DONE]');
     t.ok(raw.endsWith('data: [DONE]\n\n'), 'and it is last');
   }
+});
+
+t.test('include_usage against an upstream that reports no usage: the usage chunk, with the gateway\'s count, last before [DONE]', async (t) => {
+  const chunks: Array<{ id: string; model: string; choices: unknown[]; usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null; gateway?: { usage: { prompt_tokens: number; completion_tokens: number } } }> = [];
+  for await (const c of await client.chat.completions.create({ model: 'openai/nousage', messages, stream: true, stream_options: { include_usage: true } })) chunks.push(c as unknown as typeof chunks[number]);
+  const last = chunks.at(-1)!;
+  t.same(last.choices, [], 'the last chunk is the usage chunk');
+  t.ok(last.usage && last.usage.prompt_tokens > 0 && last.usage.completion_tokens > 0, `with the counted usage (${JSON.stringify(last.usage)})`);
+  t.equal(last.usage!.total_tokens, last.usage!.prompt_tokens + last.usage!.completion_tokens);
+  t.same(last.gateway?.usage && [last.gateway.usage.prompt_tokens, last.gateway.usage.completion_tokens], [last.usage!.prompt_tokens, last.usage!.completion_tokens], 'the figures in it say the same count');
+  t.equal(last.id, chunks[0]!.id, 'the stream\'s own id');
+  t.equal(last.model, chunks[0]!.model, 'and model');
+  t.equal(chunks.filter((c) => c.usage).length, 1, 'one usage chunk');
+  // Not asked: none.
+  const raw = await (await fetch(`${gw.baseURL}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'openai/nousage', messages, stream: true }) })).text();
+  t.notMatch(raw, /"choices":\[\],"usage"/, 'no usage chunk for a caller that did not ask');
 });
 
 t.test('stream usage request: spliced into the caller\'s bytes, or amended in place when stream_options is present', async (t) => {
