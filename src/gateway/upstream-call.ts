@@ -423,8 +423,10 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     if (tail) out(tail);
     if (!tap.sawDone) out(GATEWAY_MARK);
     // (the leader's row could not be committed: its client gets an error event, not the end; followers' rows are their own)
-    if (err) this.client.end(lead ? Buffer.concat([lead, errorEvent(notRecorded(), this.ctx.endpoint.api)]) : errorEvent(notRecorded(), this.ctx.endpoint.api));
-    else this.client.end(own.length === 1 ? own[0]! : Buffer.concat(own));
+    if (err) {
+      const event = errorEvent(notRecorded(), this.ctx.endpoint.api);
+      this.client.end(lead ? Buffer.concat([lead, event]) : event);
+    } else this.client.end(own.length === 1 ? own[0]! : Buffer.concat(own));
   };
 
   /** A completed answer goes to the savings stages that keep answers (the caches). */

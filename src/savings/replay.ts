@@ -3,6 +3,7 @@
 // as chat.completion.chunk events, so the SDK sees an ordinary stream.
 import { isRecord } from '../json.js';
 import { eachData } from '../wire/sse.js';
+import { usageChunk } from '../wire/sse-usage.js';
 
 interface ToolCallAcc { id?: string; type?: string; name: string; arguments: string }
 interface ChoiceAcc { role: string; content: string | null; refusal: string | null; toolCalls: ToolCallAcc[]; finish: string | null }
@@ -93,6 +94,5 @@ export function replayAsSse(completion: Record<string, unknown>, includeUsage: b
 /** The usage chunk of a replayed completion (null without usage): the last before [DONE], where the figures join it. */
 export function replayUsageEvent(completion: Record<string, unknown>): string | null {
   if (completion.usage === undefined) return null;
-  return `data: ${JSON.stringify({ id: completion.id, object: 'chat.completion.chunk', created: completion.created, model: completion.model,
-    ...(completion.system_fingerprint !== undefined ? { system_fingerprint: completion.system_fingerprint } : {}), choices: [], usage: completion.usage })}\n\n`;
+  return usageChunk(completion, completion.usage);
 }

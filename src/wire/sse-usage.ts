@@ -408,13 +408,18 @@ export function countedUsageEvent(first: Buffer | null, usage: Usage, fallbackId
     } catch { /* (not JSON: the fallback's) */ }
   }
   const details = usage.cached_tokens ? { prompt_tokens_details: { cached_tokens: usage.cached_tokens } } : {};
-  return Buffer.from(`data: ${JSON.stringify({
-    id: typeof head.id === 'string' ? head.id : fallbackId, object: 'chat.completion.chunk',
+  return Buffer.from(usageChunk({
+    id: typeof head.id === 'string' ? head.id : fallbackId,
     created: typeof head.created === 'number' ? head.created : Math.floor(Date.now() / 1000),
     model: typeof head.model === 'string' ? head.model : model,
-    ...(typeof head.system_fingerprint === 'string' ? { system_fingerprint: head.system_fingerprint } : {}),
-    choices: [], usage: { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.prompt_tokens + usage.completion_tokens, ...details },
-  })}\n\n`);
+    system_fingerprint: typeof head.system_fingerprint === 'string' ? head.system_fingerprint : undefined,
+  }, { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.prompt_tokens + usage.completion_tokens, ...details }));
+}
+
+/** A chat stream's usage chunk (choices empty): `head`'s id, created, model and fingerprint (when it has one), and `usage` as given. */
+export function usageChunk(head: { id?: unknown; created?: unknown; model?: unknown; system_fingerprint?: unknown }, usage: unknown): string {
+  return `data: ${JSON.stringify({ id: head.id, object: 'chat.completion.chunk', created: head.created, model: head.model,
+    ...(head.system_fingerprint !== undefined ? { system_fingerprint: head.system_fingerprint } : {}), choices: [], usage })}\n\n`;
 }
 
 /** An SSE data event whose payload is a JSON object, with `"gateway":<json>` spliced in before its closing brace; the event as it is if it has none. */
