@@ -378,8 +378,10 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       // The caller asked for the usage chunk and the upstream sent no usage (it reports none,
       // or none an answer can have): the chunk OpenAI would send, with the gateway's count, in
       // its place (last before [DONE], the figures in it as in an upstream's).
-      if (this.ctx.endpoint.api === 'chat' && this.ctx.request.stream_options?.include_usage === true && !this.tap!.usageEvent) {
-        this.tap!.usageEvent = countedUsageEvent(this.sseOverflow ? null : this.sse?.[0] ?? null, usage, `chatcmpl-${this.client.requestId}`, this.ctx.request.model);
+      const api = this.ctx.endpoint.api;
+      if ((api === 'chat' || api === 'completions') && this.ctx.request.stream_options?.include_usage === true && !this.tap!.usageEvent) {
+        const fallback = api === 'chat' ? { id: `chatcmpl-${this.client.requestId}`, object: 'chat.completion.chunk' as const } : { id: `cmpl-${this.client.requestId}`, object: 'text_completion' as const };
+        this.tap!.usageEvent = countedUsageEvent(this.sseOverflow ? null : this.sse?.[0] ?? null, usage, fallback, this.ctx.request.model);
       }
     }
     // The terminal event (held by the tap) and the figures go out once the row is committed:

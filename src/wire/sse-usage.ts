@@ -394,11 +394,12 @@ export class SseUsageTap {
 /**
  * The usage chunk OpenAI sends last when asked (`stream_options.include_usage`), for a stream
  * whose upstream reported no usage (the gateway counted it): with the stream's own id, created,
- * model and fingerprint, read from its first event (`first`: the stream's first chunk), or,
- * where that cannot be read, `fallbackId`, now and `model`.
+ * model, object and fingerprint, read from its first event (`first`: the stream's first chunk),
+ * or, where that cannot be read, `fallback`'s id and object (a chat stream's or a legacy
+ * completion's), now and `model`.
  */
-export function countedUsageEvent(first: Buffer | null, usage: Usage, fallbackId: string, model: string): Buffer {
-  let head: { id?: unknown; created?: unknown; model?: unknown; system_fingerprint?: unknown } = {};
+export function countedUsageEvent(first: Buffer | null, usage: Usage, fallback: { id: string; object: StreamObject }, model: string): Buffer {
+  let head: { id?: unknown; object?: unknown; created?: unknown; model?: unknown; system_fingerprint?: unknown } = {};
   if (first) {
     const end = eventEnd(first, 0);
     const data = dataOf(first.toString('utf8', 0, end === -1 ? Math.min(first.length, 65_536) : end));
@@ -409,16 +410,20 @@ export function countedUsageEvent(first: Buffer | null, usage: Usage, fallbackId
   }
   const details = usage.cached_tokens ? { prompt_tokens_details: { cached_tokens: usage.cached_tokens } } : {};
   return Buffer.from(usageChunk({
-    id: typeof head.id === 'string' ? head.id : fallbackId,
+    id: typeof head.id === 'string' ? head.id : fallback.id,
+    object: head.object === 'text_completion' || head.object === 'chat.completion.chunk' ? head.object : fallback.object,
     created: typeof head.created === 'number' ? head.created : Math.floor(Date.now() / 1000),
     model: typeof head.model === 'string' ? head.model : model,
     system_fingerprint: typeof head.system_fingerprint === 'string' ? head.system_fingerprint : undefined,
   }, { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, total_tokens: usage.prompt_tokens + usage.completion_tokens, ...details }));
 }
 
-/** A chat stream's usage chunk (choices empty): `head`'s id, created, model and fingerprint (when it has one), and `usage` as given. */
-export function usageChunk(head: { id?: unknown; created?: unknown; model?: unknown; system_fingerprint?: unknown }, usage: unknown): string {
-  return `data: ${JSON.stringify({ id: head.id, object: 'chat.completion.chunk', created: head.created, model: head.model,
+/** What a stream's chunks say they are: a chat stream's, or a legacy completion's (`/v1/completions`). */
+export type StreamObject = 'chat.completion.chunk' | 'text_completion';
+
+/** A stream's usage chunk (choices empty): `head`'s id, created, model and fingerprint (when it has one), and `usage` as given; a chat chunk unless `head` says otherwise. */
+export function usageChunk(head: { id?: unknown; object?: StreamObject; created?: unknown; model?: unknown; system_fingerprint?: unknown }, usage: unknown): string {
+  return `data: ${JSON.stringify({ id: head.id, object: head.object ?? 'chat.completion.chunk', created: head.created, model: head.model,
     ...(head.system_fingerprint !== undefined ? { system_fingerprint: head.system_fingerprint } : {}), choices: [], usage })}\n\n`;
 }
 

@@ -107,7 +107,7 @@ function handleResponses(res: ServerResponse, body: Record<string, unknown>, cal
   res.end();
 }
 
-/** POST /v1/completions (gpt-3.5-turbo-instruct): text_completion objects, or their chunks; usage on a stream only when asked. */
+/** POST /v1/completions (gpt-3.5-turbo-instruct): text_completion objects, or their chunks; usage on a stream only when asked (never for a `nousage` model). */
 function handleLegacy(res: ServerResponse, body: Record<string, unknown>) {
   const model = String(body.model);
   const prompts = typeof body.prompt === 'string' ? [body.prompt] : Array.isArray(body.prompt) ? body.prompt as unknown[] : [];
@@ -125,7 +125,7 @@ function handleLegacy(res: ServerResponse, body: Record<string, unknown>) {
   res.writeHead(200, { 'content-type': 'text/event-stream' });
   for (const w of words) res.write(`data: ${JSON.stringify({ ...base, choices: [{ text: w, index: 0, logprobs: null, finish_reason: null }] })}\n\n`);
   res.write(`data: ${JSON.stringify({ ...base, choices: [{ text: '', index: 0, logprobs: null, finish_reason: finish }] })}\n\n`);
-  if ((body.stream_options as { include_usage?: boolean } | undefined)?.include_usage) res.write(`data: ${JSON.stringify({ ...base, choices: [], usage })}\n\n`);
+  if ((body.stream_options as { include_usage?: boolean } | undefined)?.include_usage && !model.includes('nousage')) res.write(`data: ${JSON.stringify({ ...base, choices: [], usage })}\n\n`);
   res.end('data: [DONE]\n\n');
 }
 

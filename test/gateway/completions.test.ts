@@ -8,7 +8,10 @@ import { FAKE_WORDS } from '../fakes/openai-upstream.js';
 import { startWithFakeOpenAI } from '../helpers/gateway.js';
 import { http } from '../helpers/http.js';
 
-const { fake, gw } = await startWithFakeOpenAI(t.teardown);
+const { fake, gw } = await startWithFakeOpenAI(t.teardown, { models: [
+  // (a completion model whose upstream never reports usage, as some OpenAI-compatible servers do)
+  { slug: 'openai/instruct-nousage', upstream_id: 'instruct-nousage', type: 'completion', context_window: 4096, tokenizer: 'cl100k_base', prices: { input: 1.5, output: 2 } },
+] });
 const api = http(gw);
 const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
 
@@ -34,6 +37,25 @@ t.test('a completion model passes through to OpenAI, stream and not; 16 tokens w
   let last: OpenAI.Completion | null = null;
   for await (const c of withUsage) last = c;
   t.ok(last?.usage && last.usage.completion_tokens === FAKE_WORDS.length);
+});
+
+t.test('include_usage against a completion upstream that reports no usage: the usage chunk, with the gateway\'s count, last before [DONE]', async (t) => {
+  const chunks: Array<OpenAI.Completion & { gateway?: { usage: { prompt_tokens: number; completion_tokens: number } } }> = [];
+  for await (const c of await client.completions.create({ model: 'instruct-nousage', prompt: 'Say hello', stream: true, stream_options: { include_usage: true } })) chunks.push(c);
+  const last = chunks.at(-1)!;
+  t.same(last.choices, [], 'the last chunk is the usage chunk');
+  t.equal(last.object, 'text_completion', 'a legacy completion\'s chunk, as the others');
+  t.equal(last.id, chunks[0]!.id, 'with the stream\'s own id');
+  t.equal(last.model, chunks[0]!.model, 'and model');
+  t.ok(last.usage && last.usage.prompt_tokens > 0 && last.usage.completion_tokens > 0, `the counted usage (${JSON.stringify(last.usage)})`);
+  t.equal(last.usage!.total_tokens, last.usage!.prompt_tokens + last.usage!.completion_tokens);
+  t.same(last.gateway?.usage && [last.gateway.usage.prompt_tokens, last.gateway.usage.completion_tokens], [last.usage!.prompt_tokens, last.usage!.completion_tokens], 'the figures in it say the same count');
+  t.equal(chunks.filter((c) => c.usage).length, 1, 'one usage chunk');
+  t.equal(chunks.slice(0, -1).map((c) => c.choices[0]?.text ?? '').join(''), FAKE_WORDS.join(''), 'after the whole answer');
+  const raw = await (await fetch(`${gw.baseURL}/completions`, { method: 'POST', headers: { authorization: `Bearer ${gw.masterKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'instruct-nousage', prompt: 'Say hello', stream: true }) })).text();
+  t.notMatch(raw, /"choices":\[\],"usage"/, 'none for a caller that did not ask');
+  t.match(raw, /data: \[DONE\]\n\n$/);
 });
 
 t.test('a chat model is bridged: text_completion back, in a stream too; the ledger calls it completions', async (t) => {
