@@ -10,14 +10,16 @@ import type { EncodingName } from '../../native/tokenizer.js';
 import type { Api, ChatCall, Provider, ResponseSink, UpstreamHandle } from './provider.js';
 import { sentCap } from '../wire/chat.js';
 import { LEGACY_DEFAULT_MAX_TOKENS } from '../wire/completions.js';
-import { embeddingInputs, embeddingsBody, normalise, type EmbeddingInput } from '../wire/embeddings.js';
 import { MODERATION_CATEGORIES, type ModerationCategory } from '../wire/moderations.js';
 import type { AudioRequest } from '../wire/transcriptions.js';
 import { exampleOf, jsonFormat, toolToCall } from './sim-shapes.js';
 
-/** Counts a prompt's tokens (the gateway's worker pool, injected: providers do not reach up into workers). */
+/** What the sim has the gateway's worker pool do (injected: providers do not reach up into workers). */
 export interface PromptCounter {
+  /** A prompt's tokens. */
   countPrompt(encoding: EncodingName, body: Buffer, api?: Api): Promise<number>;
+  /** An embeddings request's answer body, its prompt counted with `encoding` (sim-vectors.ts). */
+  simEmbeddings(encoding: EncodingName, body: Buffer, model: string, dims: number, base64: boolean): Promise<Uint8Array>;
 }
 import { judgeReply, pRight, reply, solve } from './sim-tasks.js';
 
@@ -312,11 +314,12 @@ export class SimProvider implements Provider {
     const req = call.params;
     const size = call.dimensions ?? 1536;
     const asked = typeof req.dimensions === 'number' ? req.dimensions : size;
-    return this.later(call, sink, (tokens) => {
+    return this.later(call, sink, () => {
       if (asked > size) return invalid(`'${call.upstreamModel}' has ${size} dimensions: 'dimensions' may not be more.`, 'dimensions');
-      const vectors = embeddingInputs(req.input).map((input) => simVector(call.upstreamModel, input, asked));
-      return { status: 200, body: embeddingsBody(call.upstreamModel, vectors, tokens, req.encoding_format === 'base64') };
-    });
+      // (counted and made in the pool: sim-vectors.ts)
+      return this.pool.simEmbeddings(call.encoding, call.body, call.upstreamModel, asked, req.encoding_format === 'base64')
+        .then((bytes) => ({ status: 200, body: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) }));
+    }, false);
   }
 
   /**
@@ -510,19 +513,4 @@ function simModeration(item: { text: string; image: boolean }) {
     i++;
   }
   return { flagged: Object.values(categories).some(Boolean), categories, category_scores: scores, category_applied_input_types: applied };
-}
-
-/**
- * A deterministic embedding with some meaning: each word (or token id) adds ±1 at a few
- * places drawn from its hash with the model's name, so texts that share words are close
- * (a RAG demo on `npm start` finds what it should) and each model has its own space.
- */
-export function simVector(model: string, input: EmbeddingInput, dims: number): number[] {
-  const v = new Float64Array(dims);
-  const features = typeof input === 'string' ? input.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [input] : input.map(String);
-  for (const f of features) {
-    const h = sha256(Buffer.from(`${model}\u0000${f}`));
-    for (let i = 0; i < 4; i++) v[h.readUInt32BE(i * 4) % dims]! += h[16 + i]! & 1 ? 1 : -1;
-  }
-  return normalise(v);
 }

@@ -94,6 +94,12 @@ export class WorkerPool {
     return this.run(task) as Promise<number>;
   }
 
+  /** The sim's answer to an embeddings request, made in a worker (providers/sim-vectors.ts). */
+  simEmbeddings(encoding: EncodingName, body: Uint8Array, model: string, dims: number, base64: boolean): Promise<Uint8Array> {
+    const task: WorkerTask = { op: 'simEmbeddings', encoding, body, model, dims, base64 };
+    return this.run(task) as Promise<Uint8Array>;
+  }
+
   /** Prompt and completion tokens of a request and the answer it got so far (billing without upstream usage). */
   countAnswer(encoding: EncodingName, body: Uint8Array, answer: Uint8Array, stream: boolean, api: Api = 'chat', maxCompletion: number | null = null): Promise<AnswerCount> {
     const task: WorkerTask = { op: 'countAnswer', encoding, body, answer, stream, api, maxCompletion };

@@ -103,5 +103,16 @@ export interface AnswerCount {
   completion: number;
 }
 
-export type WorkerTask = CountPromptTask | CountTextTask | ClassifyTask | RewriteTask | AssembleTask | EmbedTask | CountAnswerTask | JudgeTextsTask;
-export type WorkerResult = number | RewriteReply | string | null | Float32Array | AnswerCount | Classified | JudgeTexts;
+/** The sim provider's answer to an embeddings request (providers/sim-vectors.ts): the body's bytes, moved back. */
+export interface SimEmbeddingsTask {
+  op: 'simEmbeddings';
+  encoding: EncodingName;
+  /** The request body as sent to the sim. */
+  body: Uint8Array;
+  model: string;
+  dims: number;
+  base64: boolean;
+}
+
+export type WorkerTask = CountPromptTask | CountTextTask | ClassifyTask | RewriteTask | AssembleTask | EmbedTask | CountAnswerTask | JudgeTextsTask | SimEmbeddingsTask;
+export type WorkerResult = number | RewriteReply | string | null | Float32Array | Uint8Array | AnswerCount | Classified | JudgeTexts;

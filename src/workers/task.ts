@@ -12,6 +12,8 @@ import { rewrite } from '../savings/rewrite.js';
 import { requestHash } from '../savings/canonical.js';
 import type { ChatRequest } from '../wire/chat.js';
 import { embed } from '../savings/embed.js';
+import { simEmbeddingsBody } from '../providers/sim-vectors.js';
+import { move } from 'piscina';
 
 const { wasm, tasks } = workerData as { wasm: WebAssembly.Module; tasks: { types: Record<string, { patterns: string[] }>; fallback: string } };
 const taskRules = compileTaskRules(tasks.types, tasks.fallback);
@@ -43,6 +45,11 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
     request = JSON.parse(decoder.decode(task.body));
   } catch {
     return task.op === 'classify' ? { score: 0, task: taskRules.fallback } : 0;
+  }
+  if (task.op === 'simEmbeddings') {
+    const body = simEmbeddingsBody(task.model, isRecord(request) ? request.input : null, task.dims, countPromptTokens(tok, request, 'embeddings'), task.base64);
+    // Moved, not copied, to the main thread: a buffer of its own (a small one may share Node's pool, which must stay here).
+    return move(body.byteOffset === 0 && body.byteLength === body.buffer.byteLength ? body : new Uint8Array(body)) as Uint8Array;
   }
   if (task.op === 'rewrite') {
     if (!isRecord(request)) return { body: null, promptTokens: 0, savedChunk: 0, savedCompression: 0, hash: null };
