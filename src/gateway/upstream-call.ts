@@ -15,6 +15,7 @@ import type { OutgoingCall } from '../savings/stage.js';
 import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { HeaderList } from '../wire/http.js';
 import { LINGER_MS, MAX_ANSWER_BYTES } from '../providers/translator.js';
+import { AnswerBytes } from '../wire/answer-bytes.js';
 import { MAX_EVENT_BYTES, SseUsageTap, countedUsageEvent, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
 import type { Usage } from '../wire/usage.js';
 import type { RequestContext } from './context.js';
@@ -52,7 +53,8 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   onLand: (() => void) | null = null;
   private handle: UpstreamHandle | null = null;
   private tap: SseUsageTap | null = null;
-  private chunks: Buffer[] = [];
+  /** A buffered answer's bytes so far (wire/answer-bytes.ts). */
+  private readonly answer = new AnswerBytes();
   private status = 0;
   private tDispatch = 0;
   private tFirstByte = 0;
@@ -64,8 +66,6 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   /** The stream's terminal event came and the answer was ended then: what the upstream does after is not the answer's. */
   private ended = false;
   private linger: NodeJS.Timeout | null = null;
-  /** Bytes of a buffered answer so far. */
-  private bufferedBytes = 0;
   /** The route of the current attempt. */
   private route: Route;
   private lastError: GatewayError | null = null;
@@ -178,8 +178,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     this.figures.via(next);
     this.status = 0;
     this.retryAfterMs = null;
-    this.chunks = [];
-    this.bufferedBytes = 0;
+    this.answer.reset();
     this.tFirstByte = 0;
     this.tUpstreamEnd = 0;
     const call = new Outgoing(this.ctx, next, this.stream, this.promptCacheKey);
@@ -208,8 +207,10 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   // The provider calls these; a throw in any of them (a bug) ends the request like an
   // upstream failure instead of escaping into the adapter.
 
-  onStart(status: number, contentType: string, retryAfterMs?: number | null): void {
+  onStart(status: number, contentType: string, retryAfterMs?: number | null, length?: number | null): void {
     try {
+      // (a large answer to be buffered is gathered into one buffer of its declared length as it comes: answer-bytes.ts)
+      this.answer.reset(status === 200 && !this.ctx.endpoint.binary && !contentType.includes('event-stream') ? length ?? null : null, MAX_ANSWER_BYTES);
       this.tFirstByte = performance.now();
       this.status = status;
       this.contentType = contentType;
@@ -258,8 +259,8 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       }
       if (this.ended) return true;
       if (!this.tap) {
-        this.chunks.push(chunk);
-        if ((this.bufferedBytes += chunk.length) > MAX_ANSWER_BYTES) this.unreadable(`an answer larger than ${MAX_ANSWER_BYTES >> 20} MiB`);
+        this.answer.push(chunk);
+        if (this.answer.size > MAX_ANSWER_BYTES) this.unreadable(`an answer larger than ${MAX_ANSWER_BYTES >> 20} MiB`);
         return true;
       }
       this.sseBytes += chunk.length;
@@ -336,8 +337,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
    */
   private unreadable(what: string): void {
     this.handle?.abort();
-    this.chunks = []; // (another route's answer, if one follows, starts afresh)
-    this.bufferedBytes = 0;
+    this.answer.reset(); // (another route's answer, if one follows, starts afresh)
     this.onError(new GatewayError(Errors.upstreamBadAnswer, `Upstream ${this.route.decision} sent ${what}.`));
   }
 
@@ -518,9 +518,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   }
 
   private finishBuffered(): void {
-    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-    this.chunks = [];
-    this.bufferedBytes = 0;
+    const { body, room } = this.answer.take();
     if (this.status !== 200) {
       // Every upstream error reaches the caller in OpenAI's envelope (upstream-error.ts), a
       // 429 or 5xx only once no retry is left; a 4xx about the request is the caller's, from any route.
@@ -544,26 +542,24 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       this.fail(new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} sent a body that is not a JSON object.`), 'upstream_bad_body');
       return;
     }
-    if (scan.usage) { this.respondBuffered(body, scan, scan.usage); return; }
+    if (scan.usage) { this.respondBuffered(body, scan, scan.usage, 'upstream', room); return; }
     // What the request alone says it costs (an image priced per image), when the upstream says nothing.
     const implied = this.ctx.endpoint.impliedUsage(this.ctx.request, this.route.model);
-    if (implied) { this.respondBuffered(body, scan, implied, 'estimate'); return; }
+    if (implied) { this.respondBuffered(body, scan, implied, 'estimate', room); return; }
     // Rare: an upstream without usage. The prompt and the answer are counted in the pool before answering.
-    this.chunks = [body];
-    this.countAnswer(true).then((u) => this.respondBuffered(body, scan, u, 'estimate'), (err: unknown) => this.fault(err));
+    this.countAnswer(true, [body]).then((u) => this.respondBuffered(body, scan, u, 'estimate', room), (err: unknown) => this.fault(err));
   }
 
   /**
    * What the upstream will bill when it did not say: the prompt as sent, counted, and (when
    * `answered`) the text it generated as far as it reached the gateway, counted.
    */
-  private countAnswer(answered: boolean): Promise<Usage> {
+  private countAnswer(answered: boolean, parts = this.tap ? this.sse ?? [] : this.answer.parts()): Promise<Usage> {
     // An audio form is no text to count: what the request implies (its audio's length) is what was spent.
     if (this.ctx.endpoint.promptBound) {
       const implied = this.ctx.endpoint.impliedUsage(this.ctx.request, this.route.model);
       if (implied) return Promise.resolve(implied);
     }
-    const parts = this.tap ? this.sse ?? [] : this.chunks;
     const answer = answered ? (parts.length === 1 ? parts[0]! : Buffer.concat(parts)) : EMPTY;
     // (the output counted up to what the request let the upstream generate: its cap, else the model's max output)
     const cap = this.ctx.endpoint.askedCap(this.ctx.request, this.route.model) ?? this.route.model.max_output_tokens ?? null;
@@ -579,23 +575,28 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       });
   }
 
-  /** `scan` null: a plain-text answer (a transcript), sent as the upstream typed it, its figures in the headers only. */
-  private respondBuffered(body: Buffer, scan: CompletionScan | null, usage: Usage, source: UsageSource = 'upstream'): void {
+  /**
+   * `scan` null: a plain-text answer (a transcript), sent as the upstream typed it, its figures in the headers only.
+   * `room`: the buffer the body starts, with room after it for the figures (answer-bytes.ts).
+   */
+  private respondBuffered(body: Buffer, scan: CompletionScan | null, usage: Usage, source: UsageSource = 'upstream', room: Buffer | null = null): void {
     this.over = true;
     if (this.ctx.endpoint.conversation) this.responseId = responseIdOf(body);
     if (scan) this.followers?.sendBuffered(this.route, body, scan, usage, source);
-    if (this.ctx.hash && (source === 'upstream' || this.ctx.endpoint.countedUsage)) this.keep(body.toString('utf8'), usage);
+    // (an answer larger than any cache keeps is not decoded for them: 60 MB of embeddings held the loop ~0.1 s doing so)
+    if (this.ctx.hash && (source === 'upstream' || this.ctx.endpoint.countedUsage) && body.length <= this.deps.savings.config.exact_cache.max_entry_bytes) this.keep(body.toString('utf8'), usage);
     const costs = this.figures.costs(usage);
     const overhead = this.overheadMs(performance.now());
     const headers = [...this.headers(), ...figureHeaders(costs, overhead)];
-    const out = scan ? spliceGateway(body, scan, this.figures.gatewayJson(this.client.requestId, usage, costs, overhead)) : body;
+    // (in the body's room when it has one: the followers' copies are made by now, and what reads the answer later reads `out`)
+    const out = scan ? spliceGateway(body, scan, this.figures.gatewayJson(this.client.requestId, usage, costs, overhead), room) : body;
     const type = scan ? 'application/json' : this.contentType || 'text/plain; charset=utf-8';
     // The response completes only once its ledger row (and charge) is committed.
     this.settle(200, null, usage, (err) => {
       if (err) this.client.sendError(notRecorded(), this.headers());
       else {
         this.client.send(200, type, out, headers);
-        if (this.ctx.router?.learned?.teaches) this.ctx.host.answered(this.ctx, [body], false);
+        if (this.ctx.router?.learned?.teaches) this.ctx.host.answered(this.ctx, [out], false);
       }
     }, source, costs);
   }

@@ -66,7 +66,9 @@ export class Relay implements Dispatcher.DispatchHandler, UpstreamHandle {
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
     const ct = headers['content-type'];
     try {
-      this.sink.onStart(status, typeof ct === 'string' ? ct : '', status === 429 || status >= 500 ? retryAfterMs(headers['retry-after']) : null);
+      const length = headers['content-length'];
+      this.sink.onStart(status, typeof ct === 'string' ? ct : '', status === 429 || status >= 500 ? retryAfterMs(headers['retry-after']) : null,
+        typeof length === 'string' && /^\d{1,15}$/.test(length) ? Number(length) : null);
     } catch (err) {
       this.fault(err);
     }

@@ -40,8 +40,11 @@ export interface ChatCall {
 }
 
 export interface ResponseSink {
-  /** `retryAfterMs`: the upstream's Retry-After (seconds or a date), when it sent one. */
-  onStart(status: number, contentType: string, retryAfterMs?: number | null): void;
+  /**
+   * `retryAfterMs`: the upstream's Retry-After (seconds or a date), when it sent one. `length`:
+   * its Content-Length, when it declared one (a large answer is gathered into one buffer as it comes).
+   */
+  onStart(status: number, contentType: string, retryAfterMs?: number | null, length?: number | null): void;
   /** Return false to ask the adapter to pause until `resume()`. */
   onData(chunk: Buffer): boolean;
   onEnd(): void;

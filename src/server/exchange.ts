@@ -42,6 +42,9 @@ export function unsupportedEncoding(encoding: string): GatewayError {
   return new GatewayError(Errors.unsupportedEncoding, `Content-Encoding '${encoding.slice(0, 32)}' is not supported; send the body as is, or gzip, deflate or br.`);
 }
 
+/** From this size on, a body is sent as the client takes it (endDrained), not buffered by uWS at once. */
+export const DRAINED_FROM = 1024 * 1024;
+
 export class Exchange implements Client {
   /** What the ledger calls the endpoint this exchange answers (the Responses bridge says `responses`). */
   endpoint = 'chat.completions';
@@ -158,7 +161,25 @@ export class Exchange implements Client {
       this.res.writeStatus(statusLine(status)).writeHeader('content-type', contentType + rest);
       // HEAD: no body, and no Content-Length (uWS's endWithoutBody(n) for n > 0 waits for bytes that never come).
       if (state?.head) this.res.endWithoutBody();
-      else this.res.end(body);
+      else if (typeof body === 'string' || body.length < DRAINED_FROM) this.res.end(body);
+      else this.endDrained(body);
+    });
+  }
+
+  /**
+   * A large body, written as the client's socket takes it: what `end` cannot send at once it
+   * copies into uWS's buffer, and a fresh buffer of tens of MB (a 60 MB embeddings answer)
+   * costs ~150 ms of page faults on the event loop (this VM). `tryEnd` sends what the socket
+   * takes and keeps nothing; the rest follows from `onWritable`, from the offset uWS reached.
+   */
+  private endDrained(body: Uint8Array): void {
+    const total = body.length;
+    const [ok, done] = this.res.tryEnd(body, total);
+    if (ok || done) return;
+    this.res.onWritable((offset) => {
+      if (this.aborted) return true;
+      const [sent, over] = this.res.tryEnd(body.subarray(offset), total);
+      return sent || over;
     });
   }
 
@@ -226,8 +247,9 @@ export class Exchange implements Client {
     this.over();
     this.res.cork(() => {
       this.writeRawHead(status, headers);
-      if (body) this.res.end(body);
-      else this.res.endWithoutBody();
+      if (!body) this.res.endWithoutBody();
+      else if (body.length < DRAINED_FROM) this.res.end(body);
+      else this.endDrained(body);
     });
   }
 

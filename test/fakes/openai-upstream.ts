@@ -215,8 +215,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   if (req.url === '/v1/embeddings') {
     if (model === 'fail-500') return sendError(res, 500, 'The server had an error.', 'server_error');
     const { status, payload } = fakeEmbeddings(body, model);
-    res.writeHead(status, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(payload));
+    const json = JSON.stringify(payload);
+    // (`sized` models declare the length; the others send chunked, as Node does after writeHead)
+    res.writeHead(status, { 'content-type': 'application/json', ...(model.includes('sized') ? { 'content-length': String(Buffer.byteLength(json)) } : {}) });
+    res.end(json);
     return;
   }
   if (model === 'fail-500') return sendError(res, 500, 'The server had an error.', 'server_error');
