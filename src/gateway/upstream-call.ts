@@ -54,7 +54,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   private handle: UpstreamHandle | null = null;
   private tap: SseUsageTap | null = null;
   /** A buffered answer's bytes so far (wire/answer-bytes.ts). */
-  private readonly answer = new AnswerBytes();
+  private readonly answer = new AnswerBytes(MAX_ANSWER_BYTES);
   private status = 0;
   private tDispatch = 0;
   private tFirstByte = 0;
@@ -210,7 +210,10 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
   onStart(status: number, contentType: string, retryAfterMs?: number | null, length?: number | null): void {
     try {
       // (a large answer to be buffered is gathered into one buffer of its declared length as it comes: answer-bytes.ts)
-      this.answer.reset(status === 200 && !this.ctx.endpoint.binary && !contentType.includes('event-stream') ? length ?? null : null, MAX_ANSWER_BYTES);
+      const declared = status === 200 && !this.ctx.endpoint.binary && !contentType.includes('event-stream') ? length ?? null : null;
+      // One that says it is larger than any answer may be is refused now, not once all of it came.
+      if (declared !== null && declared > MAX_ANSWER_BYTES) { this.unreadable(`an answer larger than ${MAX_ANSWER_BYTES >> 20} MiB (${declared} bytes, it said)`); return; }
+      this.answer.reset(declared);
       this.tFirstByte = performance.now();
       this.status = status;
       this.contentType = contentType;

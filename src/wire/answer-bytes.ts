@@ -6,8 +6,6 @@
 // declared length's (Content-Length), or, without one, grows fourfold (the largest single copy
 // a quarter of the answer's size). Either way with room after it for the gateway member
 // (sse-usage.ts's spliceGateway), so the answer with its figures is not copied again.
-import { MAX_ANSWER_BYTES } from '../providers/translator.js';
-
 /** From this size on, an answer is gathered with room after it (below, a copy costs less than the room). */
 export const GATHER_FROM = 64 * 1024;
 /** Room for the gateway member (its figures are ~1 KB; a larger one is spliced by copying). */
@@ -19,17 +17,18 @@ export class AnswerBytes {
   private whole: Buffer | null = null;
   private filled = 0;
   private declared: number | null = null;
-  private most = MAX_ANSWER_BYTES;
   /** Bytes so far. */
   size = 0;
 
-  /** A new answer: `declared`, its Content-Length when it said one; `most`, the most it may be (an answer over it is refused by the caller). */
-  reset(declared: number | null = null, most = MAX_ANSWER_BYTES): void {
+  /** `most`: the most an answer may be (one over it is refused by the caller: no buffer grows past it). */
+  constructor(private readonly most: number) {}
+
+  /** A new answer: `declared`, its Content-Length when it said one. */
+  reset(declared: number | null = null): void {
     if (this.chunks.length) this.chunks = []; // (a new array only when the old one was used: this runs for every answer)
     this.size = 0;
     this.filled = 0;
-    this.most = most;
-    this.declared = declared !== null && declared >= GATHER_FROM && declared <= most ? declared : null;
+    this.declared = declared !== null && declared >= GATHER_FROM && declared <= this.most ? declared : null;
     // (allocUnsafe: pages are only touched as chunks are copied in, so a length declared and never sent costs no memory)
     this.whole = this.declared === null ? null : Buffer.allocUnsafe(this.declared + GATEWAY_ROOM);
   }

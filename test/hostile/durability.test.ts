@@ -13,7 +13,8 @@ import { http } from '../helpers/http.js';
 const fake = await startFakeUpstream();
 t.teardown(() => fake.close());
 const env = { OPENAI_API_KEY: 'sk-fake-upstream', OPENAI_BASE_URL: fake.url, SLUICE_SIM: 'off' };
-const config = { models: ['m', 'nousage', 'nousage-drip-15', 'seq-m', 'fail-500', 'long-300'].map(testModel) };
+// (no semantic cache: none of these paths is its hit, and loading its model at each of the ~30 starts took ~0.7 s apiece)
+const config = { models: ['m', 'nousage', 'nousage-drip-15', 'seq-m', 'fail-500', 'long-300'].map(testModel), savings: { semantic_cache: { enabled: false } } };
 
 t.test('kill -9 the moment a response completes: its row is there, on every path', async (t) => {
   const dataDir = tempDataDir();

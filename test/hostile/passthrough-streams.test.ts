@@ -129,6 +129,11 @@ const behaviours: Record<string, (res: ServerResponse) => void> = {
   },
   /** A JSON answer of 65 MiB. */
   huge: (res) => bigAnswer(res, 65, () => res.end('"},"finish_reason":"stop"}]}')),
+  /** One that says it is 70 MiB, sends its first bytes, and nothing more. */
+  'huge-declared': (res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(70 * 1024 * 1024) });
+    res.write('{"id":"c","object":"chat.completion"');
+  },
 };
 
 const upstream = createServer((req, res) => {
@@ -264,6 +269,10 @@ t.test('a buffered answer over 64 MiB is refused as unreadable (502), and nothin
   t.match(r.json, { error: { code: 'upstream_bad_answer', message: /an answer larger than 64 MiB/ } });
   const health = await call('/health', '');
   t.equal(health.json.in_flight, 0, 'nothing in flight');
+  // One that declares more than that is refused at its head: the rest never comes here, so waiting for it would never end.
+  const declared = await call('/v1/chat/completions', gw.masterKey, { model: 'openai/huge-declared', messages: [{ role: 'user', content: 'hi' }] });
+  t.equal(declared.status, 502);
+  t.match(declared.json, { error: { code: 'upstream_bad_answer', message: /an answer larger than 64 MiB \(73400320 bytes, it said\)/ } });
   const next = await call('/v1/chat/completions', gw.masterKey, { model: 'openai/huge-then-ok', messages: [{ role: 'user', content: 'hi' }] });
   t.equal(next.status, 200, 'another route serves it');
   t.equal(next.headers.get('x-gateway-decision'), 'other/ok');
