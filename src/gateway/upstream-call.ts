@@ -542,7 +542,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       // A transcript as text, SRT or VTT is an answer as it is; anything else should have been JSON.
       const implied = this.ctx.endpoint.plainAnswers ? this.ctx.endpoint.impliedUsage(this.ctx.request, this.route.model) : null;
       if (implied) { this.respondBuffered(body, null, implied, 'estimate'); return; }
-      this.fail(new GatewayError(Errors.upstreamError, `Upstream ${this.route.decision} sent a body that is not a JSON object.`), 'upstream_bad_body');
+      this.fail(notAnObject(this.route.decision), 'upstream_bad_body');
       return;
     }
     if (scan.usage) { this.respondBuffered(body, scan, scan.usage, 'upstream', room); return; }
@@ -550,7 +550,11 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     const implied = this.ctx.endpoint.impliedUsage(this.ctx.request, this.route.model);
     if (implied) { this.respondBuffered(body, scan, implied, 'estimate', room); return; }
     // Rare: an upstream without usage. The prompt and the answer are counted in the pool before answering.
-    this.countAnswer(true, [body]).then((u) => this.respondBuffered(body, scan, u, 'estimate', room), (err: unknown) => this.fault(err));
+    // (the count parses the answer in the pool: one that is not a JSON object after all, cut short, is refused as above)
+    this.countRead(true, [body]).then(({ usage, whole }) => {
+      if (!whole) this.fail(notAnObject(this.route.decision), 'upstream_bad_body');
+      else this.respondBuffered(body, scan, usage, 'estimate', room);
+    }, (err: unknown) => this.fault(err));
   }
 
   /**
@@ -558,10 +562,15 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
    * `answered`) the text it generated as far as it reached the gateway, counted.
    */
   private countAnswer(answered: boolean, parts = this.tap ? this.sse ?? [] : this.answer.parts()): Promise<Usage> {
+    return this.countRead(answered, parts).then((read) => read.usage);
+  }
+
+  /** `countAnswer`, and whether an answer that is not a stream was a JSON object at all (`whole` false: it did not parse). */
+  private countRead(answered: boolean, parts: readonly Buffer[]): Promise<{ usage: Usage; whole: boolean }> {
     // An audio form is no text to count: what the request implies (its audio's length) is what was spent.
     if (this.ctx.endpoint.promptBound) {
       const implied = this.ctx.endpoint.impliedUsage(this.ctx.request, this.route.model);
-      if (implied) return Promise.resolve(implied);
+      if (implied) return Promise.resolve({ usage: implied, whole: true });
     }
     const answer = answered ? (parts.length === 1 ? parts[0]! : Buffer.concat(parts)) : EMPTY;
     // (the output counted up to what the request let the upstream generate: its cap, else the model's max output)
@@ -574,7 +583,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
     return this.deps.pool.countAnswer(this.route.model.tokenizer, this.ctx.body, answer, this.tap !== null, this.ctx.endpoint.api, most === null ? null : Math.ceil(most / scale))
       .then((c) => {
         const completion = scale === 1 ? c.completion : Math.ceil(c.completion * scale);
-        return { prompt_tokens: c.prompt, completion_tokens: most === null ? completion : Math.min(most, completion), cached_tokens: 0 };
+        return { usage: { prompt_tokens: c.prompt, completion_tokens: most === null ? completion : Math.min(most, completion), cached_tokens: 0 }, whole: c.whole !== false };
       });
   }
 
@@ -690,4 +699,9 @@ class Outgoing implements ChatCall {
   get request(): ChatCall['request'] {
     return this.ctx.sent;
   }
+}
+
+/** An answer that should have been a JSON object and is not (or is cut short). */
+function notAnObject(decision: string): GatewayError {
+  return new GatewayError(Errors.upstreamError, `Upstream ${decision} sent a body that is not a JSON object.`);
 }

@@ -72,6 +72,8 @@ export function scanCompletion(body: Buffer): CompletionScan {
   if (at !== -1) {
     at = skipBlanks(body, at + USAGE_KEY.length, close, true);
     const end = body[at] === 123 ? closingBrace(body, at) : -1;
+    // The usage object's brace is the body's last: the object that holds it never closes (an answer cut short).
+    if (end === close) return { isObject: false, close: -1, empty: false, usage: null };
     if (end !== -1) {
       try {
         usage = readUsage(JSON.parse(body.toString('utf8', at, end + 1)));

@@ -44,11 +44,16 @@ function pushEvent(e: Json, into: string[]): void {
 }
 
 export function answerText(answer: string, stream: boolean): string {
+  return readAnswer(answer, stream).text;
+}
+
+/** `answerText`, and whether a body (not a stream) was a JSON object at all (`whole`: false when it does not parse, an answer cut short). */
+export function readAnswer(answer: string, stream: boolean): { text: string; whole: boolean } {
   const texts: string[] = [];
   if (!stream) {
     let body: unknown;
-    try { body = JSON.parse(answer); } catch { return ''; }
-    if (!isRecord(body)) return '';
+    try { body = JSON.parse(answer); } catch { return { text: '', whole: false }; }
+    if (!isRecord(body)) return { text: '', whole: false };
     if (Array.isArray(body.choices)) for (const c of body.choices) if (isRecord(c)) { pushChat(c.message, texts); if (typeof c.text === 'string') texts.push(c.text); }
     pushOutput(body.output, texts);
     // An Anthropic message: its text, tool inputs and thinking blocks.
@@ -60,7 +65,7 @@ export function answerText(answer: string, stream: boolean): string {
         if (isRecord(b.input)) texts.push(JSON.stringify(b.input));
       }
     }
-    return texts.join('');
+    return { text: texts.join(''), whole: true };
   }
   const complete = answer.lastIndexOf('\n\n');
   eachData(answer.slice(0, complete === -1 ? 0 : complete), (data) => {
@@ -68,7 +73,7 @@ export function answerText(answer: string, stream: boolean): string {
     try { event = JSON.parse(data); } catch { return; }
     if (isRecord(event)) pushEvent(event, texts);
   });
-  return texts.join('');
+  return { text: texts.join(''), whole: true };
 }
 
 /** Text counted a slice at a time when a bound applies (at most one token more per slice, as a long run is counted). */

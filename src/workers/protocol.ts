@@ -101,6 +101,8 @@ export interface JudgeTexts {
 export interface AnswerCount {
   prompt: number;
   completion: number;
+  /** False when an answer that is not a stream did not parse as a JSON object (cut short): the gateway refuses it. */
+  whole?: false;
 }
 
 /** The sim provider's answer to an embeddings request (providers/sim-vectors.ts): the body's bytes, moved back. */

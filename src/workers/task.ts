@@ -3,9 +3,9 @@
 import { workerData } from 'node:worker_threads';
 import { loadTokenizers, type EncodingName, type Tokenizer } from '../../native/tokenizer.js';
 import { classifyRequest, compileTaskRules, lastUserTurn } from './classify.js';
-import { answerText, countBounded } from './answer-text.js';
+import { answerText, countBounded, readAnswer } from './answer-text.js';
 import { countPromptTokens } from './prompt-text.js';
-import type { WorkerResult, WorkerTask } from './protocol.js';
+import type { AnswerCount, WorkerResult, WorkerTask } from './protocol.js';
 import { isRecord } from '../json.js';
 import { assembleStream } from '../savings/replay.js';
 import { rewrite } from '../savings/rewrite.js';
@@ -38,7 +38,10 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
     try { prompt = countPromptTokens(tok, JSON.parse(decoder.decode(task.body)), task.api); } catch { /* an unreadable body counts 0 */ }
     // (an embeddings or moderations answer is vectors or verdicts: nothing generated to count)
     if (task.api === 'embeddings' || task.api === 'moderations' || task.api === 'images' || task.api === 'speech') return { prompt, completion: 0 };
-    return { prompt, completion: countBounded(tok, answerText(decoder.decode(task.answer), task.stream), task.maxCompletion ?? null) };
+    const read = readAnswer(decoder.decode(task.answer), task.stream);
+    const count: AnswerCount = { prompt, completion: countBounded(tok, read.text, task.maxCompletion ?? null) };
+    if (!read.whole) count.whole = false;
+    return count;
   }
   let request: unknown;
   try {

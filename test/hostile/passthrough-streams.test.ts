@@ -129,6 +129,12 @@ const behaviours: Record<string, (res: ServerResponse) => void> = {
   },
   /** A JSON answer of 65 MiB. */
   huge: (res) => bigAnswer(res, 65, () => res.end('"},"finish_reason":"stop"}]}')),
+  /** Not JSON at all. */
+  'not-json': (res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('<html><body>oops</body></html>'); },
+  /** Cut short after its usage: the last brace is the usage object's (an upstream that declared too few bytes sends this). */
+  'cut-after-usage': (res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}'); },
+  /** Cut short inside its choices, before any usage: its last byte is a brace all the same. */
+  'cut-no-usage': (res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}'); },
   /** One that says it is 70 MiB, sends its first bytes, and nothing more. */
   'huge-declared': (res) => {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(70 * 1024 * 1024) });
@@ -261,6 +267,17 @@ t.test('a stream beyond what is kept, without usage: the rest counted at the kep
   const row = await rowOf(res.headers.get('x-request-id'));
   t.equal(row.usage_source, 'estimate');
   t.ok(row.completion_tokens > 0.8 * words && row.completion_tokens < 1.3 * words, `${row.completion_tokens} tokens billed for about ${words} words sent, not the cap of 100000`);
+});
+
+t.test('a body that is not a JSON object, or one cut short that ends in a brace all the same: a 502, never a 200 with it', async (t) => {
+  for (const model of ['not-json', 'cut-after-usage', 'cut-no-usage']) {
+    const r = await call('/v1/chat/completions', gw.masterKey, { model: `openai/${model}`, messages: [{ role: 'user', content: 'hi' }] });
+    t.equal(r.status, 502, `${model}: ${r.status}`);
+    t.match(r.json, { error: { message: /sent a body that is not a JSON object/ } }, `${model}: says why`);
+    t.match(await rowOf(r.headers.get('x-request-id')), { status: 502, usage_source: 'estimate' }, `${model}: its row, the prompt it sent billed as for any failed answer`);
+  }
+  const ok = await call('/v1/chat/completions', gw.masterKey, { model: 'openai/ok', messages: [{ role: 'user', content: 'hi' }] });
+  t.equal(ok.status, 200, 'and the next answer is served');
 });
 
 t.test('a buffered answer over 64 MiB is refused as unreadable (502), and nothing is held', async (t) => {
