@@ -16,6 +16,7 @@ import { Errors, GatewayError, asGatewayError } from '../errors.js';
 import type { HeaderList } from '../wire/http.js';
 import { LINGER_MS, MAX_ANSWER_BYTES } from '../providers/translator.js';
 import { AnswerBytes } from '../wire/answer-bytes.js';
+import { generatesNoText } from '../wire/api.js';
 import { MAX_EVENT_BYTES, SseUsageTap, countedUsageEvent, responseIdOf, scanCompletion, spliceGateway, type CompletionScan } from '../wire/sse-usage.js';
 import type { Usage } from '../wire/usage.js';
 import type { RequestContext } from './context.js';
@@ -572,7 +573,8 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       const implied = this.ctx.endpoint.impliedUsage(this.ctx.request, this.route.model);
       if (implied) return Promise.resolve({ usage: implied, whole: true });
     }
-    const answer = answered ? (parts.length === 1 ? parts[0]! : Buffer.concat(parts)) : EMPTY;
+    // (an answer with no text to count is not sent to the pool: copying 60 MB of vectors into the message held the loop)
+    const answer = answered && !generatesNoText(this.ctx.endpoint.api) ? (parts.length === 1 ? parts[0]! : Buffer.concat(parts)) : EMPTY;
     // (the output counted up to what the request let the upstream generate: its cap, else the model's max output)
     const cap = this.ctx.endpoint.askedCap(this.ctx.request, this.route.model) ?? this.route.model.max_output_tokens ?? null;
     const most = cap === null ? null : cap * this.ctx.endpoint.choices(this.ctx.request);

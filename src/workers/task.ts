@@ -6,6 +6,7 @@ import { classifyRequest, compileTaskRules, lastUserTurn } from './classify.js';
 import { answerText, countBounded, readAnswer } from './answer-text.js';
 import { countPromptTokens } from './prompt-text.js';
 import type { AnswerCount, WorkerResult, WorkerTask } from './protocol.js';
+import { generatesNoText } from '../wire/api.js';
 import { isRecord } from '../json.js';
 import { assembleStream } from '../savings/replay.js';
 import { rewrite } from '../savings/rewrite.js';
@@ -37,7 +38,7 @@ export default async function run(task: WorkerTask): Promise<WorkerResult> {
     let prompt = 0;
     try { prompt = countPromptTokens(tok, JSON.parse(decoder.decode(task.body)), task.api); } catch { /* an unreadable body counts 0 */ }
     // (an embeddings or moderations answer is vectors or verdicts: nothing generated to count)
-    if (task.api === 'embeddings' || task.api === 'moderations' || task.api === 'images' || task.api === 'speech') return { prompt, completion: 0 };
+    if (generatesNoText(task.api)) return { prompt, completion: 0 };
     const read = readAnswer(decoder.decode(task.answer), task.stream);
     const count: AnswerCount = { prompt, completion: countBounded(tok, read.text, task.maxCompletion ?? null) };
     if (!read.whole) count.whole = false;

@@ -215,6 +215,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, rec: Received, 
   if (req.url === '/v1/embeddings') {
     if (model === 'fail-500') return sendError(res, 500, 'The server had an error.', 'server_error');
     const { status, payload } = fakeEmbeddings(body, model);
+    if (model.includes('nousage')) delete (payload as { usage?: unknown }).usage; // (as servers that report none)
     const json = JSON.stringify(payload);
     // (`sized` models declare the length; the others send chunked, as Node does after writeHead)
     res.writeHead(status, { 'content-type': 'application/json', ...(model.includes('sized') ? { 'content-length': String(Buffer.byteLength(json)) } : {}) });

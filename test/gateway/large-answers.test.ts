@@ -15,7 +15,7 @@ t.teardown(() => fake.close());
 const model = (id: string) => ({ slug: `openai/${id}`, upstream_id: id, type: 'embedding', dimensions: 1536, context_window: 1_000_000, tokenizer: 'cl100k_base', prices: { input: 0.02, output: 0 } });
 const gw = await startGateway({ SLUICE_SIM: 'off' }, undefined, {
   providers: { openai: { kind: 'openai', base_url: fake.url, api_key: 'sk-fake-upstream' } },
-  models: [model('embed-big'), model('embed-big-sized')],
+  models: [model('embed-big'), model('embed-big-sized'), model('embed-big-nousage')],
 });
 t.teardown(() => gw.stop());
 const client = new OpenAI({ baseURL: gw.baseURL, apiKey: gw.masterKey, maxRetries: 0 });
@@ -63,3 +63,13 @@ for (const id of ['embed-big', 'embed-big-sized']) {
     t.equal(raw.subarray(exact.length - 1).toString(), `,"gateway":${JSON.stringify(gateway)}}`);
   });
 }
+
+t.test('an upstream that reports no usage: its answer whole, the prompt counted and billed, no output', async (t) => {
+  const { data, response } = await client.embeddings.create({ model: 'embed-big-nousage', input, dimensions: 1536, encoding_format: 'float' }).withResponse();
+  t.equal(data.data.length, 512);
+  const want = upstream('embed-big-nousage', { input, dimensions: 1536, encoding_format: 'float' });
+  t.ok(data.data.every((d, i) => JSON.stringify(d.embedding) === JSON.stringify(want.data[i]!.embedding)), 'every vector');
+  const row = (await fetch(`${gw.baseURL.replace(/\/v1$/, '')}/v1/requests/${response.headers.get('x-request-id')}`, { headers: { authorization: `Bearer ${gw.masterKey}` } }).then((r) => r.json())) as { usage_source: string; prompt_tokens: number; completion_tokens: number; charge_usd: number };
+  t.match(row, { usage_source: 'estimate', completion_tokens: 0 });
+  t.ok(row.prompt_tokens > 512 * 5 && row.charge_usd > 0, `the prompt counted (${row.prompt_tokens} tokens) and billed`);
+});
