@@ -210,15 +210,15 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
 
   onStart(status: number, contentType: string, retryAfterMs?: number | null, length?: number | null): void {
     try {
+      this.tFirstByte = performance.now();
+      this.status = status;
+      this.contentType = contentType;
+      this.retryAfterMs = retryAfterMs ?? null;
       // (a large answer to be buffered is gathered into one buffer of its declared length as it comes: answer-bytes.ts)
       const declared = status === 200 && !this.ctx.endpoint.binary && !contentType.includes('event-stream') ? length ?? null : null;
       // One that says it is larger than any answer may be is refused now, not once all of it came.
       if (declared !== null && declared > MAX_ANSWER_BYTES) { this.unreadable(`an answer larger than ${MAX_ANSWER_BYTES >> 20} MiB (${declared} bytes, it said)`); return; }
       this.answer.reset(declared);
-      this.tFirstByte = performance.now();
-      this.status = status;
-      this.contentType = contentType;
-      this.retryAfterMs = retryAfterMs ?? null;
       const implied = status === 200 && this.ctx.endpoint.binary ? this.ctx.endpoint.impliedUsage(this.ctx.request, this.route.model) : null;
       if (implied) {
         // Audio bytes, passed on as they come (backpressure as for SSE); what it costs is known already.

@@ -290,6 +290,7 @@ t.test('a buffered answer over 64 MiB is refused as unreadable (502), and nothin
   const declared = await call('/v1/chat/completions', gw.masterKey, { model: 'openai/huge-declared', messages: [{ role: 'user', content: 'hi' }] });
   t.equal(declared.status, 502);
   t.match(declared.json, { error: { code: 'upstream_bad_answer', message: /an answer larger than 64 MiB \(73400320 bytes, it said\)/ } });
+  t.equal((await call('/health', '')).json.in_flight, 0, 'nothing in flight after it either');
   const next = await call('/v1/chat/completions', gw.masterKey, { model: 'openai/huge-then-ok', messages: [{ role: 'user', content: 'hi' }] });
   t.equal(next.status, 200, 'another route serves it');
   t.equal(next.headers.get('x-gateway-decision'), 'other/ok');
