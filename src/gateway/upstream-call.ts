@@ -217,7 +217,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       // (a large answer to be buffered is gathered into one buffer of its declared length as it comes: answer-bytes.ts)
       const declared = status === 200 && !this.ctx.endpoint.binary && !contentType.includes('event-stream') ? length ?? null : null;
       // One that says it is larger than any answer may be is refused now, not once all of it came.
-      if (declared !== null && declared > MAX_ANSWER_BYTES) { this.unreadable(`an answer larger than ${MAX_ANSWER_BYTES >> 20} MiB (${declared} bytes, it said)`); return; }
+      if (declared !== null && declared > MAX_ANSWER_BYTES) { this.unreadable(`${TOO_LARGE} (${declared} bytes, it said)`); return; }
       this.answer.reset(declared);
       const implied = status === 200 && this.ctx.endpoint.binary ? this.ctx.endpoint.impliedUsage(this.ctx.request, this.route.model) : null;
       if (implied) {
@@ -264,7 +264,7 @@ export class UpstreamCall implements ResponseSink, OutgoingCall {
       if (this.ended) return true;
       if (!this.tap) {
         this.answer.push(chunk);
-        if (this.answer.size > MAX_ANSWER_BYTES) this.unreadable(`an answer larger than ${MAX_ANSWER_BYTES >> 20} MiB`);
+        if (this.answer.size > MAX_ANSWER_BYTES) this.unreadable(TOO_LARGE);
         return true;
       }
       this.sseBytes += chunk.length;
@@ -702,6 +702,9 @@ class Outgoing implements ChatCall {
     return this.ctx.sent;
   }
 }
+
+/** Why a buffered answer over MAX_ANSWER_BYTES is refused (as it comes, or as its head declares it). */
+const TOO_LARGE = `an answer larger than ${MAX_ANSWER_BYTES >> 20} MiB`;
 
 /** An answer that should have been a JSON object and is not (or is cut short). */
 function notAnObject(decision: string): GatewayError {

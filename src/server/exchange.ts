@@ -161,9 +161,14 @@ export class Exchange implements Client {
       this.res.writeStatus(statusLine(status)).writeHeader('content-type', contentType + rest);
       // HEAD: no body, and no Content-Length (uWS's endWithoutBody(n) for n > 0 waits for bytes that never come).
       if (state?.head) this.res.endWithoutBody();
-      else if (typeof body === 'string' || body.length < DRAINED_FROM) this.res.end(body);
-      else this.endDrained(body);
+      else this.endWith(body);
     });
+  }
+
+  /** Ends the response with `body`: at once, or (DRAINED_FROM and up) as the client takes it. */
+  private endWith(body: string | Uint8Array): void {
+    if (typeof body === 'string' || body.length < DRAINED_FROM) this.res.end(body);
+    else this.endDrained(body);
   }
 
   /**
@@ -248,8 +253,7 @@ export class Exchange implements Client {
     this.res.cork(() => {
       this.writeRawHead(status, headers);
       if (!body) this.res.endWithoutBody();
-      else if (body.length < DRAINED_FROM) this.res.end(body);
-      else this.endDrained(body);
+      else this.endWith(body);
     });
   }
 
