@@ -2,7 +2,7 @@
 // in memory by its hash (loaded from LMDB at start), so authenticating is a hash and a
 // Map lookup — no I/O on the hot path.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { sha256 } from '../digest.js';
+import { sha256Hex } from '../digest.js';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -190,7 +190,7 @@ export class KeyRing {
 
   /** Keys from config live in memory only; their id is derived from the hash so it is stable. */
   private configKey(kind: 'master' | 'operator', secret: string, name: string, scopes: Scope[]): KeyRecord {
-    const hash = sha256(secret).toString('hex');
+    const hash = sha256Hex(secret);
     return {
       id: `${kind === 'master' ? 'key_master' : 'key_op'}_${hash.slice(0, 10)}`,
       name, kind, workspace: DEFAULT_WORKSPACE, scopes, hash,
@@ -223,10 +223,10 @@ export class KeyRing {
     const space = authorization.indexOf(' ');
     const token = space > 0 && authorization.slice(0, space).toLowerCase() === 'bearer' ? authorization.slice(space + 1).trim() : '';
     if (!token) throw new GatewayError(Errors.missingKey, 'Malformed Authorization header: expected "Bearer <key>".');
-    const digest = sha256(token);
-    const entry = this.byHash.get(digest.toString('hex'));
+    const hex = sha256Hex(token);
+    const entry = this.byHash.get(hex);
     // The map is keyed by the hash; confirm with a constant-time compare of the digests.
-    if (!entry || !timingSafeEqual(entry.digest, digest)) {
+    if (!entry || !timingSafeEqual(entry.digest, Buffer.from(hex, 'hex'))) {
       throw new GatewayError(Errors.invalidKey, 'Invalid API key.');
     }
     // A minted key lives only as long as the keys above it.
@@ -259,7 +259,7 @@ export class KeyRing {
       kind: opts.kind ?? 'minted',
       workspace,
       scopes: opts.scopes ?? ['inference'],
-      hash: sha256(secret).toString('hex'),
+      hash: sha256Hex(secret),
       prefix: secret.slice(0, 14),
       created_at: Date.now(),
       revoked_at: null,
