@@ -23,6 +23,7 @@ import { startServer } from './server/app.js';
 import { ThreadHost } from './server/threads.js';
 import { buildCatalog } from './compose.js';
 import { openStore, surviveFailedCommits, type Store } from './store/lmdb.js';
+import { PeriodicSweep } from './store/periodic-sweep.js';
 import { ResponseCache } from './savings/cache.js';
 import { enabledSavings, M } from './savings/mechanisms.js';
 import { WorkerPool } from './workers/pool.js';
@@ -220,25 +221,10 @@ async function main(): Promise<void> {
     // (payload `<workspace>:<id>`: workspace ids have no colon)
     cluster.onNotice('response', (payload) => { const at = payload.indexOf(':'); if (at > 0) responseIds.dropped(payload.slice(0, at), payload.slice(at + 1)); });
   }
-  // Every 10 s, or every second while records expire faster than that takes away (cache.behind),
-  // up to 5,000 records of each database, read in slices of 500 a timer apart: each record's
-  // first page is read, and 5,000 large entries at once held the event loop ~80 ms on this VM.
-  let sweeper: NodeJS.Timeout;
-  let slice = 0;
-  let behind = false;
-  const sweep = (): void => {
-    // A sweep that fails (a record it cannot handle) is logged and tried again next time, never fatal.
-    try { cache.sweep(500); responseIds.sweep(500); behind ||= cache.behind; } catch (err) { console.error('sweep failed:', err instanceof Error ? err.message : String(err)); }
-    if (++slice < 10) sweeper = setTimeout(sweep, 1);
-    else {
-      sweeper = setTimeout(sweep, behind ? 1000 : 10_000);
-      slice = 0;
-      behind = false;
-    }
-    sweeper.unref();
-  };
-  sweeper = setTimeout(sweep, 10_000);
-  sweeper.unref();
+  // The expiry sweep (store/periodic-sweep.ts): every 10 s, or every second while records
+  // expire faster than that takes away (cache.behind), in slices of 500 records a timer apart.
+  const sweeper = new PeriodicSweep((budget) => { cache.sweep(budget); responseIds.sweep(budget); return cache.behind; });
+  sweeper.start();
   const chat = new ChatGateway({ catalog, keys: ring, responseIds, ledger, recording: () => store.headroom.room, workspaces, limits, shared: cluster?.shared ?? null, health, router, adaptive, catchAll: adaptiveConfig.catch_all, judge, verify, maxRetries: config.upstream.max_retries, maxRetryWaitMs: config.upstream.max_retry_wait_ms, defaultOutputCap: config.billing.default_output_cap, ids, pool,
     markup: config.billing.markup, baseline: baseline ?? null, savings: { config: config.savings, cache, enabled: enabledSavings(config.savings), flights: cluster?.flights ?? null } });
   // SLUICE_THREADS: the other event-loop threads (started once the port is bound, below).
@@ -307,7 +293,7 @@ async function main(): Promise<void> {
     while (chat.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     server.closeHandover();
     await socket?.remove();
-    clearTimeout(sweeper);
+    sweeper.stop();
     await ledger.flush();
     await cluster?.stop();
     await adaptive?.flush();
