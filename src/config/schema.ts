@@ -350,7 +350,7 @@ export const ConfigSchema = z.object({
       /**
        * On by default: `npm run bench:semantic` shows no false hit on any near-miss category of
        * its three sets. A cacheable miss (temperature 0, or opted in) waits for an embedding
-       * (~30 ms p50 at concurrency 1 on a 2-core VM; at most max_in_flight at once, beyond
+       * (15–30 ms p50 at concurrency 1 on a 2-core VM; at most max_in_flight at once, beyond
        * that no lookup), and the model takes ~100 MiB in each worker.
        */
       enabled: z.boolean().default(true),
