@@ -10,9 +10,10 @@
 // alone by at most 1.2e-7 per component). Under load a worker takes up to 16 tasks at a
 // time (WorkerPool), which arrive while the batch before them is computed.
 import type { EmbeddingsModel } from '@energetic-ai/embeddings';
+import { TASKS_PER_WORKER } from '../workers/protocol.js';
 
 /** The most prompts in one call: the tasks a worker takes at a time. */
-export const MAX_EMBED_BATCH = 16;
+export const MAX_EMBED_BATCH = TASKS_PER_WORKER;
 
 let model: Promise<EmbeddingsModel> | null = null;
 
@@ -39,7 +40,7 @@ async function embedAll(texts: string[]): Promise<Float32Array[]> {
 
 interface Waiting { text: string; resolve: (vec: Float32Array) => void; reject: (err: unknown) => void }
 
-let waiting: Waiting[] = [];
+const waiting: Waiting[] = [];
 let scheduled = false;
 
 export function embed(text: string): Promise<Float32Array> {
@@ -55,8 +56,7 @@ export function embed(text: string): Promise<Float32Array> {
 /** Embeds what is waiting, in batches of at most MAX_EMBED_BATCH, one batch at a time. */
 async function flush(): Promise<void> {
   while (waiting.length) {
-    const batch = waiting.length <= MAX_EMBED_BATCH ? waiting : waiting.slice(0, MAX_EMBED_BATCH);
-    waiting = batch === waiting ? [] : waiting.slice(MAX_EMBED_BATCH);
+    const batch = waiting.splice(0, MAX_EMBED_BATCH);
     try {
       const vectors = await embedAll(batch.map((w) => w.text));
       for (let i = 0; i < batch.length; i++) batch[i]!.resolve(vectors[i]!);

@@ -7,7 +7,7 @@ import { LimitError } from '../errors.js';
 import { DEFAULT_TASK_TYPES } from '../config/schema.js';
 import { enableLinearFallback } from '../config/linear-regex.js';
 import type { Classified } from './classify.js';
-import type { AnswerCount, JudgeTexts, RewriteReply, RewriteTask, WorkerResult, WorkerTask } from './protocol.js';
+import { TASKS_PER_WORKER, type AnswerCount, type JudgeTexts, type RewriteReply, type RewriteTask, type WorkerResult, type WorkerTask } from './protocol.js';
 
 export interface TaskTypes {
   types: Record<string, { patterns: string[] }>;
@@ -79,7 +79,7 @@ export class WorkerPool {
       // Measured (bench/tokenize-boundary.ts, trivial task, 64 in flight): with the default
       // one task per worker every call waits a full thread wake-up, ~200 µs CPU per call here;
       // letting 16 queue on the worker's port and waking it asynchronously costs ~30-40 µs.
-      concurrentTasksPerWorker: 16,
+      concurrentTasksPerWorker: TASKS_PER_WORKER,
       atomics: 'async',
       workerData: { wasm, tasks },
     });

@@ -12,6 +12,9 @@ import type { Classified } from './classify.js';
 import type { EncodingName } from '../../native/tokenizer.js';
 import type { Api } from '../wire/api.js';
 
+/** The tasks one worker takes at a time (WorkerPool's piscina option; the semantic cache's largest batch of prompts). */
+export const TASKS_PER_WORKER = 16;
+
 export interface CountPromptTask {
   op: 'countPrompt';
   encoding: EncodingName;
